@@ -1,0 +1,1 @@
+//! Operations CLI for platform keys, config sticks and release manifests; filled by the provisioning issue.
