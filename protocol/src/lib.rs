@@ -1,0 +1,18 @@
+//! The vocabulary the agent and central share: the roster model (FINT semantics), national
+//! ids, record handles and the `Delta` that travels between them. Pure: no I/O, no async, so
+//! both ends and the tests agree on one definition of every byte.
+
+pub mod delta;
+pub mod envelope;
+pub mod handle;
+pub mod national_id;
+pub mod roster;
+
+pub use delta::{Delta, EntityDelta};
+pub use envelope::{
+    ChainHead, DeviceId, DeviceSigningKey, DeviceVerifyingKey, Envelope, EnvelopeError, Header,
+    Kind, Opened, Payload, SealingPrivateKey, SealingPublicKey, Seq, SiteId,
+};
+pub use handle::{Digest, RecordHandle, SiteSecret};
+pub use national_id::{IdKind, NationalId, NationalIdError};
+pub use roster::{Enrollment, Entity, Gender, Group, Record, Roster, School, Student};
