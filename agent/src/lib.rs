@@ -1,0 +1,16 @@
+//! The skolebro agent: the part of the system that runs on the school's Pi. It reads the
+//! SAS export from the drop folder, validates it, diffs it against the last state it sent,
+//! and (in later stages) seals, queues and uploads the delta.
+//!
+//! Data flow: [`reader`] -> [`validate`] (deviations) -> [`diff`] against [`state`] ->
+//! [`safety`] filter. [`report`] turns results into what `check` and `diff` print.
+
+pub mod config;
+pub mod deviation;
+pub mod diff;
+pub mod outbox;
+pub mod reader;
+pub mod report;
+pub mod safety;
+pub mod state;
+pub mod validate;

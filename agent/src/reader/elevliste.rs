@@ -1,0 +1,439 @@
+//! The elevliste: the semicolon file Norwegian SAS systems export for the county's admission
+//! office. One row per student with the school and class repeated on every row; columns are
+//! found by header name, with aliases for the spellings SAS variants use, and a column
+//! profile in the agent config adds more.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+
+use compact_str::CompactString;
+use hashbrown::HashMap;
+use skolebro_protocol::national_id::CivilDate;
+use skolebro_protocol::{Enrollment, Gender, Group, Record, School, Student};
+
+use super::table::{Row, Table};
+use super::{open, Format, ReadError, ReadErrorKind};
+use crate::deviation::{Code, Position, Severity};
+use crate::validate::{Admission, Provenance, RosterBuilder, StudentRow};
+
+/// The columns an elevliste can have, as the config's column profile names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    /// A SAS person key, when the export has one; otherwise the national id is the key.
+    StudentKey,
+    NationalId,
+    Username,
+    GivenName,
+    MiddleName,
+    FamilyName,
+    BirthDate,
+    Gender,
+    Email,
+    Class,
+    Grade,
+    SchoolYear,
+    Skolenummer,
+    SchoolName,
+    Organisasjonsnummer,
+    Kommunenummer,
+    Fylkesnummer,
+}
+
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::StudentKey => "Elevnummer",
+            Field::NationalId => "Fødselsnummer",
+            Field::Username => "Brukernavn",
+            Field::GivenName => "Fornavn",
+            Field::MiddleName => "Mellomnavn",
+            Field::FamilyName => "Etternavn",
+            Field::BirthDate => "Fødselsdato",
+            Field::Gender => "Kjønn",
+            Field::Email => "E-post",
+            Field::Class => "Klasse",
+            Field::Grade => "Trinn",
+            Field::SchoolYear => "Skoleår",
+            Field::Skolenummer => "Skolenummer",
+            Field::SchoolName => "Skolenavn",
+            Field::Organisasjonsnummer => "Organisasjonsnummer",
+            Field::Kommunenummer => "Kommunenummer",
+            Field::Fylkesnummer => "Fylkesnummer",
+        }
+    }
+
+    /// Header names seen in SAS exports, compared without case, accents or punctuation.
+    fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Field::StudentKey => &["Elevnummer", "Elev-ID", "ElevId", "sourcedId", "Personkey"],
+            Field::NationalId => &[
+                "Fødselsnummer",
+                "Fodselsnummer",
+                "Fødselsnr",
+                "fnr",
+                "Personnummer",
+                "Personnr",
+                "NIN",
+                "personNIN",
+            ],
+            Field::Username => &["Brukernavn", "Feidenavn", "Feide", "Username"],
+            Field::GivenName => &["Fornavn", "Givenname", "Firstname"],
+            Field::MiddleName => &["Mellomnavn", "Middlename"],
+            Field::FamilyName => &["Etternavn", "Familyname", "Lastname", "Surname"],
+            Field::BirthDate => &["Fødselsdato", "Fodselsdato", "Birthdate"],
+            Field::Gender => &["Kjønn", "Kjonn", "Gender", "Sex"],
+            Field::Email => &["E-post", "Epost", "E-mail", "Email", "Epostadresse"],
+            Field::Class => &["Klasse", "Basisgruppe", "Gruppe", "Class"],
+            Field::Grade => &["Trinn", "Klassetrinn", "Årstrinn", "Grade"],
+            Field::SchoolYear => &["Skoleår", "Skolear", "Skoleaar", "Schoolyear"],
+            Field::Skolenummer => &["Skolenummer", "Skolenr", "Skole-nr", "Schoolnumber"],
+            Field::SchoolName => &["Skolenavn", "Skole", "Schoolname"],
+            Field::Organisasjonsnummer => &["Organisasjonsnummer", "Orgnr", "Org.nr"],
+            Field::Kommunenummer => &["Kommunenummer", "Kommunenr", "Knr"],
+            Field::Fylkesnummer => &["Fylkesnummer", "Fylkesnr", "Fnr-fylke"],
+        }
+    }
+}
+
+/// Extra header names per field, for SAS variants the built-in aliases do not know. Set in
+/// the agent config as `[reader.columns]`, e.g. `national_id = ["Personnr."]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ColumnProfile(pub BTreeMap<Field, Vec<String>>);
+
+/// Resolved column positions for one file.
+struct Columns {
+    student_key: Option<usize>,
+    national_id: usize,
+    username: Option<usize>,
+    given_name: usize,
+    middle_name: Option<usize>,
+    family_name: usize,
+    birth_date: Option<usize>,
+    gender: Option<usize>,
+    email: Option<usize>,
+    class: Option<usize>,
+    grade: Option<usize>,
+    school_year: Option<usize>,
+    skolenummer: usize,
+    school_name: Option<usize>,
+    organisasjonsnummer: Option<usize>,
+    kommunenummer: Option<usize>,
+    fylkesnummer: Option<usize>,
+}
+
+impl Columns {
+    fn find<R: BufRead>(table: &Table<R>, profile: &ColumnProfile) -> Result<Columns, ReadError> {
+        let find = |field: Field| {
+            let extra = profile.0.get(&field);
+            let extra: Vec<&str> = extra
+                .iter()
+                .flat_map(|v| v.iter().map(String::as_str))
+                .collect();
+            table
+                .column(&extra)
+                .or_else(|| table.column(field.aliases()))
+        };
+        let require = |field: Field| {
+            find(field)
+                .ok_or(field)
+                .or_else(|field| table.require(field.name(), field.aliases()))
+        };
+        Ok(Columns {
+            student_key: find(Field::StudentKey),
+            national_id: require(Field::NationalId)?,
+            username: find(Field::Username),
+            given_name: require(Field::GivenName)?,
+            middle_name: find(Field::MiddleName),
+            family_name: require(Field::FamilyName)?,
+            birth_date: find(Field::BirthDate),
+            gender: find(Field::Gender),
+            email: find(Field::Email),
+            class: find(Field::Class),
+            grade: find(Field::Grade),
+            school_year: find(Field::SchoolYear),
+            skolenummer: require(Field::Skolenummer)?,
+            school_name: find(Field::SchoolName),
+            organisasjonsnummer: find(Field::Organisasjonsnummer),
+            kommunenummer: find(Field::Kommunenummer),
+            fylkesnummer: find(Field::Fylkesnummer),
+        })
+    }
+}
+
+/// Reads an elevliste into the builder. With `pipelined`, parsing and validation run on two
+/// threads; callers that already read several exports at once pass `false`.
+pub fn read(
+    path: &Path,
+    profile: &ColumnProfile,
+    pipelined: bool,
+    builder: &mut RosterBuilder,
+) -> Result<(), ReadError> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        // Rows are about 90 bytes; a generous guess only reserves address space.
+        builder.expect_students(usize::try_from(meta.len() / 48).unwrap_or(0).min(1 << 22));
+    }
+    read_from(path, open(path)?, profile, pipelined, builder)
+}
+
+/// Reads an elevliste from any buffered stream; `path` names it in errors and deviations.
+pub fn read_from<R: BufRead + Send>(
+    path: &Path,
+    input: R,
+    profile: &ColumnProfile,
+    pipelined: bool,
+    builder: &mut RosterBuilder,
+) -> Result<(), ReadError> {
+    let mut table = Table::new(path, input, b';')?;
+    refuse_other_delimiters(path, table.headers())?;
+    let columns = Columns::find(&table, profile)?;
+    builder.begin_file(&path.display().to_string());
+    if pipelined {
+        return read_pipelined(table, &columns, builder);
+    }
+    let mut implied = Implied::default();
+    while let Some(row) = table.next_row()? {
+        admit(parse_row(&row, &columns, &mut implied), builder);
+    }
+    Ok(())
+}
+
+/// Two stages on two threads, joined by a bounded channel: one parses rows into records,
+/// the other validates them. Parsing and validation cost about the same, so a large export
+/// takes half the wall time, and the channel's bound keeps memory flat.
+fn read_pipelined<R: BufRead + Send>(
+    mut table: Table<R>,
+    columns: &Columns,
+    builder: &mut RosterBuilder,
+) -> Result<(), ReadError> {
+    std::thread::scope(|scope| {
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<Parsed>>(BATCHES_IN_FLIGHT);
+        let parser = scope.spawn(move || -> Result<(), ReadError> {
+            let mut batch = Vec::with_capacity(BATCH_ROWS);
+            let mut implied = Implied::default();
+            while let Some(row) = table.next_row()? {
+                batch.push(parse_row(&row, columns, &mut implied));
+                if batch.len() == BATCH_ROWS {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                    if batches.send(full).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            // The receiver only goes away once this thread is done.
+            let _ = batches.send(batch);
+            Ok(())
+        });
+        for batch in received {
+            for parsed in batch {
+                admit(parsed, builder);
+            }
+        }
+        parser
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Rows per message between the stages, and messages in flight: enough to keep both threads
+/// busy, small enough that memory does not grow with the file and that a batch stays below
+/// the allocator's mmap threshold (a batch that is mapped and unmapped each time costs more
+/// than the parsing).
+const BATCH_ROWS: usize = 64;
+const BATCHES_IN_FLIGHT: usize = 16;
+
+/// One row, parsed but not yet validated, or why it cannot be used at all.
+type Parsed = Result<ParsedRow, Unusable>;
+
+/// A row without the values that key it; it is reported and left out.
+struct Unusable {
+    at: Position,
+    missing: Field,
+}
+
+/// The records one elevliste row holds. The school and class repeat on every row, so they
+/// are passed on only when they differ from what was last passed on for their key.
+struct ParsedRow {
+    at: Position,
+    student: StudentRow,
+    missing: Vec<Field>,
+    school: Option<School>,
+    group: Option<Group>,
+    enrollment: Enrollment,
+}
+
+/// The schools and classes the parser has passed on, by key.
+#[derive(Default)]
+struct Implied {
+    schools: HashMap<CompactString, School>,
+    groups: HashMap<CompactString, Group>,
+}
+
+impl Implied {
+    /// `Some(record)` when the record is new or differs from the last one with its key.
+    fn changed<R: Record + Clone + PartialEq>(
+        seen: &mut HashMap<CompactString, R>,
+        record: R,
+    ) -> Option<R> {
+        match seen.get(record.key()) {
+            Some(last) if *last == record => None,
+            _ => {
+                seen.insert(record.key().into(), record.clone());
+                Some(record)
+            }
+        }
+    }
+}
+
+/// A file written with commas or tabs reads as one wide column; say so instead of listing
+/// every column as missing.
+fn refuse_other_delimiters(path: &Path, headers: &[String]) -> Result<(), ReadError> {
+    let [only] = headers else {
+        return Ok(());
+    };
+    for (delimiter, name) in [(',', "commas"), ('\t', "tabs"), ('|', "pipes")] {
+        if only.contains(delimiter) {
+            return Err(ReadError::new(
+                path,
+                ReadErrorKind::Syntax {
+                    format: Format::Elevliste,
+                    reason: format!("the header is separated by {name}, not semicolons"),
+                },
+            )
+            .at_line(1)
+            .in_field(only.chars().take(40).collect::<String>()));
+        }
+    }
+    Ok(())
+}
+
+fn parse_row(row: &Row<'_>, columns: &Columns, implied: &mut Implied) -> Parsed {
+    let at = Position::Line(row.line);
+    let national_id = row.text(Some(columns.national_id));
+    let key = row
+        .text(columns.student_key)
+        .or_else(|| national_id.clone());
+    let (Some(key), Some(skolenummer)) = (key, row.text(Some(columns.skolenummer))) else {
+        let missing = if row.get(Some(columns.skolenummer)).is_none() {
+            Field::Skolenummer
+        } else {
+            Field::NationalId
+        };
+        return Err(Unusable { at, missing });
+    };
+    let mut missing = Vec::new();
+    let mut name = |field: Field, column: usize| {
+        row.text(Some(column)).unwrap_or_else(|| {
+            missing.push(field);
+            CompactString::default()
+        })
+    };
+    let given_name = name(Field::GivenName, columns.given_name);
+    let family_name = name(Field::FamilyName, columns.family_name);
+
+    let student = Student {
+        source_key: key.clone(),
+        national_id: None,
+        username: row.text(columns.username),
+        given_name,
+        middle_name: row.text(columns.middle_name),
+        family_name,
+        birth_date: row
+            .get(columns.birth_date)
+            .and_then(|d| CivilDate::parse_iso(&d)),
+        gender: gender(row.get(columns.gender).as_deref()),
+        email: row.text(columns.email),
+    };
+    let school = School {
+        skolenummer: skolenummer.clone(),
+        organisasjonsnummer: row.text(columns.organisasjonsnummer),
+        kommunenummer: row.text(columns.kommunenummer),
+        fylkesnummer: row.text(columns.fylkesnummer),
+        name: row
+            .text(columns.school_name)
+            .unwrap_or_else(|| skolenummer.clone()),
+    };
+    let group = row.text(columns.class).map(|class| Group {
+        source_key: joined(&skolenummer, '-', &class),
+        name: class,
+        grade: row.text(columns.grade),
+        school: skolenummer.clone(),
+        school_year: row.text(columns.school_year),
+    });
+    let enrollment = Enrollment {
+        source_key: joined(&key, '@', &skolenummer),
+        student: key,
+        school: skolenummer,
+        group: group.as_ref().map(|g| g.source_key.clone()),
+    };
+    let school = Implied::changed(&mut implied.schools, school);
+    let group = group.and_then(|g| Implied::changed(&mut implied.groups, g));
+    Ok(ParsedRow {
+        at,
+        student: StudentRow {
+            student,
+            national_id,
+            key_is_national_id: columns.student_key.is_none(),
+        },
+        missing,
+        school,
+        group,
+        enrollment,
+    })
+}
+
+/// `a`, `separator`, `b` as one key, without the formatting machinery (this runs for every
+/// row of every export).
+fn joined(a: &str, separator: char, b: &str) -> CompactString {
+    let mut key = CompactString::with_capacity(a.len() + 1 + b.len());
+    key.push_str(a);
+    key.push(separator);
+    key.push_str(b);
+    key
+}
+
+/// Validates one parsed row. The school and class a row names exist whatever becomes of its
+/// student; the enrollment counts only if the student is admitted.
+fn admit(parsed: Parsed, builder: &mut RosterBuilder) {
+    let row = match parsed {
+        Ok(row) => row,
+        Err(Unusable { at, missing }) => {
+            let detail = format!("{} is empty; the row is left out", missing.name());
+            builder.deviation(at, Code::MissingRequired, Severity::Error, detail);
+            return;
+        }
+    };
+    let ParsedRow {
+        at,
+        student,
+        missing,
+        school,
+        group,
+        enrollment,
+    } = row;
+    for field in missing {
+        let detail = format!("{} is empty", field.name());
+        builder.deviation(at, Code::MissingRequired, Severity::Error, detail);
+    }
+    if let Some(school) = school {
+        builder.school(at, school, Provenance::Implied);
+    }
+    if let Some(group) = group {
+        builder.group(at, group, Provenance::Implied);
+    }
+    if builder.student(at, student) == Admission::Accepted {
+        builder.enrollment(at, enrollment);
+    }
+}
+
+/// Maps the codings SAS exports use: `M`/`K` (mann/kvinne), `G`/`J` (gutt/jente), English
+/// words, and ISO 5218 digits.
+fn gender(value: Option<&str>) -> Gender {
+    match value.map(|v| v.trim().to_lowercase()).as_deref() {
+        Some("m" | "mann" | "g" | "gutt" | "male" | "1") => Gender::Male,
+        Some("k" | "kvinne" | "j" | "jente" | "f" | "female" | "2") => Gender::Female,
+        _ => Gender::Unknown,
+    }
+}

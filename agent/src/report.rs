@@ -1,0 +1,115 @@
+//! What `check` and `diff` tell their user: a readable report for school IT, or a JSON
+//! document for scripts and tests. Reports carry counts and masked deviations only, never a
+//! national id or a name in clear.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+use skolebro_protocol::{Delta, Entity, Roster};
+
+use crate::deviation::Severity;
+use crate::diff::DiffSummary;
+use crate::reader::Format;
+use crate::safety::Judgement;
+use crate::validate::Validated;
+
+fn counts(count: impl Fn(Entity) -> usize) -> Value {
+    let map: Map<String, Value> = Entity::ALL
+        .iter()
+        .map(|&e| (e.plural().to_owned(), json!(count(e))))
+        .collect();
+    Value::Object(map)
+}
+
+/// The `check --json` document.
+pub fn check_json(path: &Path, format: Format, validated: &Validated) -> Value {
+    json!({
+        "file": path.display().to_string(),
+        "format": format.as_str(),
+        "partial": validated.partial,
+        "counts": counts(|e| validated.roster.count(e)),
+        "tombstones": validated.tombstones.len(),
+        "deviations": validated.deviations,
+    })
+}
+
+/// The `check` report for people.
+pub fn check_text(path: &Path, format: Format, validated: &Validated) -> String {
+    let mut out = String::new();
+    let roster: &Roster = &validated.roster;
+    let _ = writeln!(
+        out,
+        "{}: {format}{}, {} schools, {} students, {} groups, {} enrollments",
+        path.display(),
+        if validated.partial {
+            " (changes only)"
+        } else {
+            ""
+        },
+        roster.schools.len(),
+        roster.students.len(),
+        roster.groups.len(),
+        roster.enrollments.len(),
+    );
+    if !validated.tombstones.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} records marked for deletion",
+            validated.tombstones.len()
+        );
+    }
+    let errors = validated.errors();
+    let warnings = validated.deviations.len() - errors;
+    if validated.deviations.is_empty() {
+        let _ = writeln!(out, "no deviations: the export is ready to send");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{errors} errors and {warnings} warnings to fix in the school administration system:"
+    );
+    for severity in [Severity::Error, Severity::Warning] {
+        for deviation in validated
+            .deviations
+            .iter()
+            .filter(|d| d.severity == severity)
+        {
+            let _ = writeln!(out, "  {deviation}");
+        }
+    }
+    out
+}
+
+/// The `diff --json` document.
+pub fn diff_json(delta: &Delta, summary: &DiffSummary, judgement: &Judgement) -> Value {
+    json!({
+        "upserts": counts(|e| delta.upserts(e)),
+        "deletes": counts(|e| delta.deletes(e).len()),
+        "added": counts(|e| summary.added(e)),
+        "updated": counts(|e| summary.updated(e)),
+        "postponed_deletes": judgement.postponed,
+        "verdict": judgement.verdict.to_string(),
+        "reasons": judgement.reasons,
+    })
+}
+
+/// The `diff` report for people.
+pub fn diff_text(delta: &Delta, summary: &DiffSummary, judgement: &Judgement) -> String {
+    let mut out = String::new();
+    for entity in Entity::ALL {
+        let _ = writeln!(
+            out,
+            "{:<12} {:>6} added {:>6} changed {:>6} deleted",
+            entity.plural(),
+            summary.added(entity),
+            summary.updated(entity),
+            delta.deletes(entity).len(),
+        );
+    }
+    let _ = writeln!(out, "verdict: {}", judgement.verdict);
+    for reason in &judgement.reasons {
+        let _ = writeln!(out, "  {reason}");
+    }
+    out
+}

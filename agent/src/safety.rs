@@ -1,0 +1,179 @@
+//! The safety filter (DESIGN decision 5): the last stage before a delta is sealed. A broken
+//! export that drops most students looks exactly like a mass deletion, so a delta that deletes
+//! or changes more than configured fractions of the roster is held for an operator instead of
+//! sent. Delay-delete windows postpone deletions (summer, year rollover) without losing them:
+//! the postponed handles stay in the state, so the next diff after the window deletes them.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+use skolebro_protocol::national_id::CivilDate;
+use skolebro_protocol::{Delta, Entity};
+
+use crate::diff::DiffSummary;
+use crate::state::State;
+
+/// Thresholds and windows, from the `[safety]` table of the agent config.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SafetyPolicy {
+    /// Hold when more than this fraction of the students would be deleted.
+    pub max_deleted_fraction: f64,
+    /// Hold when more than this fraction of existing records would change.
+    pub max_updated_fraction: f64,
+    /// Below this many students the fractions say little (one leaver in a class of five is
+    /// 20%), so they are not applied.
+    pub min_roster: usize,
+    /// Date ranges, inclusive, in which deletions are postponed.
+    pub delay_delete: Vec<DateWindow>,
+}
+
+impl Default for SafetyPolicy {
+    /// Clever holds a sync above 10% deleted or 75% updated; these follow it.
+    fn default() -> Self {
+        SafetyPolicy {
+            max_deleted_fraction: 0.10,
+            max_updated_fraction: 0.75,
+            min_roster: 20,
+            delay_delete: Vec::new(),
+        }
+    }
+}
+
+/// An inclusive range of days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct DateWindow {
+    #[serde(deserialize_with = "iso_date")]
+    pub from: CivilDate,
+    #[serde(deserialize_with = "iso_date")]
+    pub to: CivilDate,
+}
+
+fn iso_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<CivilDate, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    CivilDate::parse_iso(&text)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a date (YYYY-MM-DD)")))
+}
+
+/// Pass the delta on, or hold it for review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Hold,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "pass",
+            Verdict::Hold => "hold",
+        })
+    }
+}
+
+/// The filter's answer, with reasons an operator can read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+    /// Deletions taken out of the delta because a delay-delete window is open.
+    pub postponed: usize,
+}
+
+/// Judges a delta against the state it applies to. Inside a delay-delete window the deletes
+/// are taken out of `delta` before the thresholds are applied.
+pub fn judge(
+    policy: &SafetyPolicy,
+    old: &State,
+    delta: &mut Delta,
+    summary: &DiffSummary,
+    today: CivilDate,
+) -> Judgement {
+    let mut reasons = Vec::new();
+    let mut postponed = 0;
+    let mut deleted_students = summary.deleted(Entity::Student);
+    if let Some(window) = policy
+        .delay_delete
+        .iter()
+        .find(|w| w.from <= today && today <= w.to)
+    {
+        for entity in Entity::ALL {
+            postponed += std::mem::take(delta.deletes_mut(entity)).len();
+        }
+        deleted_students = 0;
+        if postponed > 0 {
+            reasons.push(format!(
+                "{postponed} deletions postponed: delay-delete window {} to {} is open",
+                window.from, window.to
+            ));
+        }
+    }
+
+    let mut verdict = Verdict::Pass;
+    let students = old.len(Entity::Student);
+    if students >= policy.min_roster && students > 0 {
+        let deleted = deleted_students as f64 / students as f64;
+        if deleted > policy.max_deleted_fraction {
+            verdict = Verdict::Hold;
+            reasons.push(format!(
+                "{deleted_students} of {students} students would be deleted ({:.0}%, limit {:.0}%)",
+                deleted * 100.0,
+                policy.max_deleted_fraction * 100.0
+            ));
+        }
+        let updated: usize = Entity::ALL.iter().map(|&e| summary.updated(e)).sum();
+        let total = old.total();
+        let changed = updated as f64 / total as f64;
+        if changed > policy.max_updated_fraction {
+            verdict = Verdict::Hold;
+            reasons.push(format!(
+                "{updated} of {total} records would change ({:.0}%, limit {:.0}%)",
+                changed * 100.0,
+                policy.max_updated_fraction * 100.0
+            ));
+        }
+    }
+    Judgement {
+        verdict,
+        reasons,
+        postponed,
+    }
+}
+
+/// Today's date in UTC, from the system clock.
+pub fn today() -> CivilDate {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    civil_from_days((seconds / 86_400) as i64)
+}
+
+/// Days since 1970-01-01 to a calendar date (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> CivilDate {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as u16;
+    CivilDate::new(year, month, day).unwrap_or_else(unreachable_date)
+}
+
+fn unreachable_date() -> CivilDate {
+    CivilDate::new(1970, 1, 1).expect("1970-01-01 is a date")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_since_epoch_become_calendar_dates() {
+        assert_eq!(civil_from_days(0).to_string(), "1970-01-01");
+        assert_eq!(civil_from_days(20_514).to_string(), "2026-03-02");
+        assert_eq!(civil_from_days(11_016).to_string(), "2000-02-29");
+    }
+}

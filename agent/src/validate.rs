@@ -1,0 +1,483 @@
+//! Validation: every reader pushes the records it finds into a [`RosterBuilder`], which parses
+//! national ids once, drops repeats and conflicts, resolves references, and records a
+//! [`Deviation`] for each problem. What comes out is a [`Roster`] in which keys are unique and
+//! references resolve, ready for the differ.
+
+use std::hash::BuildHasher;
+
+use compact_str::CompactString;
+use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
+
+use skolebro_protocol::national_id::mask;
+use skolebro_protocol::{
+    Enrollment, Entity, Group, NationalId, NationalIdError, Record, Roster, School, Student,
+};
+
+use crate::deviation::{Code, Deviation, Position, Severity};
+
+/// Site policy that changes what counts as a deviation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct ValidationOptions {
+    /// Production sites set this so that Skatteetaten's synthetic test numbers (month + 80)
+    /// are reported instead of flowing to central as if they were people.
+    #[serde(default)]
+    pub reject_synthetic_ids: bool,
+}
+
+/// How a record got into the export: stated as a record of its own (a row in `orgs.csv`), or
+/// implied by columns of another record (the school columns repeated on every elevliste row).
+/// Implied records repeat by nature, so only a conflicting repeat is a deviation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    Stated,
+    Implied,
+}
+
+/// What happened to a student pushed into the builder, so a row-based reader knows whether to
+/// push the records the same row implies (its enrollment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Accepted,
+    /// An exact repeat of a record already accepted.
+    Repeated,
+    Rejected,
+}
+
+/// A student as a reader found it: the national id still raw, to be parsed here once.
+#[derive(Debug, Clone)]
+pub struct StudentRow {
+    pub student: Student,
+    pub national_id: Option<CompactString>,
+    /// Set by readers whose key column is the national id itself (elevliste): two people
+    /// under one key are then two people with one id.
+    pub key_is_national_id: bool,
+}
+
+/// A record the export says to delete (OneRoster delta `tobedeleted`, IMS `recstatus` 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    pub entity: Entity,
+    pub key: String,
+}
+
+/// The validated content of one export.
+#[derive(Debug, Clone, Default)]
+pub struct Validated {
+    pub roster: Roster,
+    /// The export holds only changes (OneRoster delta mode, an IMS delta): records it lacks
+    /// are unchanged, not gone.
+    pub partial: bool,
+    pub tombstones: Vec<Tombstone>,
+    pub deviations: Vec<Deviation>,
+}
+
+impl Validated {
+    pub fn errors(&self) -> usize {
+        self.deviations
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+}
+
+/// Where a record was read, kept for reports made after the whole export is read.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    /// Index into the builder's file names.
+    file: usize,
+    at: Position,
+    /// Every record this one refers to was already there when it arrived, so `finish` need
+    /// not look again (unless it drops records).
+    resolved: bool,
+}
+
+/// Records of one kind, indexed by key, with where each was read. The index holds positions
+/// in `records`, not copies of the keys, so a large roster is not stored twice.
+struct Table<T> {
+    records: Vec<T>,
+    origins: Vec<Origin>,
+    index: HashTable<usize>,
+    hasher: DefaultHashBuilder,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Table {
+            records: Vec::new(),
+            origins: Vec::new(),
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+}
+
+enum Insert {
+    New,
+    Same,
+    Conflict,
+}
+
+impl<T: Record + PartialEq> Table<T> {
+    fn reserve(&mut self, additional: usize) {
+        self.records.reserve(additional);
+        self.origins.reserve(additional);
+        let Table {
+            records,
+            index,
+            hasher,
+            ..
+        } = self;
+        index.reserve(additional, |&i| hasher.hash_one(records[i].key()));
+    }
+
+    /// The key's hash, and the position of the record with that key if there is one.
+    fn lookup(&self, key: &str) -> (u64, Option<usize>) {
+        let hash = self.hasher.hash_one(key);
+        let found = self
+            .index
+            .find(hash, |&i| self.records[i].key() == key)
+            .copied();
+        (hash, found)
+    }
+
+    fn find(&self, key: &str) -> Option<usize> {
+        self.lookup(key).1
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.find(key).is_some()
+    }
+
+    /// Adds a record whose key [`Table::lookup`] did not find.
+    fn push(&mut self, hash: u64, record: T, origin: Origin) {
+        let Table {
+            records,
+            origins,
+            index,
+            hasher,
+        } = self;
+        index.insert_unique(hash, records.len(), |&i| hasher.hash_one(records[i].key()));
+        records.push(record);
+        origins.push(origin);
+    }
+
+    fn insert(&mut self, record: T, origin: Origin) -> Insert {
+        match self.lookup(record.key()) {
+            (_, Some(i)) if self.records[i] == record => Insert::Same,
+            (_, Some(_)) => Insert::Conflict,
+            (hash, None) => {
+                self.push(hash, record, origin);
+                Insert::New
+            }
+        }
+    }
+}
+
+/// Collects records from a reader and validates them. One builder per export.
+pub struct RosterBuilder {
+    options: ValidationOptions,
+    /// Names of the files read so far; origins refer to them by index.
+    files: Vec<String>,
+    schools: Table<School>,
+    students: Table<Student>,
+    groups: Table<Group>,
+    enrollments: Table<Enrollment>,
+    /// Which student key holds each national id, to catch two people with one id.
+    id_owners: HashSet<NationalId>,
+    /// Students refused for a conflict; their enrollments go with them, silently.
+    rejected_students: HashSet<CompactString>,
+    tombstones: Vec<Tombstone>,
+    deviations: Vec<Deviation>,
+    partial: bool,
+}
+
+impl RosterBuilder {
+    pub fn new(options: ValidationOptions) -> RosterBuilder {
+        RosterBuilder {
+            options,
+            files: vec![String::new()],
+            schools: Table::default(),
+            students: Table::default(),
+            groups: Table::default(),
+            enrollments: Table::default(),
+            id_owners: HashSet::new(),
+            rejected_students: HashSet::new(),
+            tombstones: Vec::new(),
+            deviations: Vec::new(),
+            partial: false,
+        }
+    }
+
+    /// Marks the export as holding changes only, so the differ deletes only what it names.
+    pub fn set_partial(&mut self) {
+        self.partial = true;
+    }
+
+    /// Makes room for about `students` students and their enrollments up front, so a large
+    /// export does not pay for repeated reallocation; a reader that knows its file size
+    /// calls this with an estimate.
+    pub fn expect_students(&mut self, students: usize) {
+        self.students.reserve(students);
+        self.enrollments.reserve(students);
+        self.id_owners.reserve(students);
+    }
+
+    /// Names the file that the following records come from, as deviations will show it.
+    pub fn begin_file(&mut self, name: &str) {
+        self.files.push(name.to_owned());
+    }
+
+    /// Records a deviation a reader found itself (an unknown field, a missing value).
+    pub fn deviation(&mut self, at: Position, code: Code, severity: Severity, detail: String) {
+        let origin = self.origin(at);
+        self.deviation_at(&origin, code, severity, detail);
+    }
+
+    fn deviation_at(&mut self, origin: &Origin, code: Code, severity: Severity, detail: String) {
+        self.deviations.push(Deviation {
+            code,
+            severity,
+            file: self.files[origin.file].clone(),
+            position: origin.at,
+            detail,
+        });
+    }
+
+    fn origin(&self, at: Position) -> Origin {
+        Origin {
+            file: self.files.len() - 1,
+            at,
+            resolved: false,
+        }
+    }
+
+    pub fn school(&mut self, at: Position, school: School, provenance: Provenance) {
+        let key = school.skolenummer.clone();
+        self.insert_other(at, school, provenance, |t| &mut t.schools, &key);
+    }
+
+    pub fn group(&mut self, at: Position, group: Group, provenance: Provenance) {
+        let key = group.source_key.clone();
+        self.insert_other(at, group, provenance, |t| &mut t.groups, &key);
+    }
+
+    pub fn enrollment(&mut self, at: Position, enrollment: Enrollment) {
+        if self.rejected_students.contains(&enrollment.student) {
+            return;
+        }
+        let key = enrollment.source_key.clone();
+        // Readers usually push a student, then its enrollment: the references are cheap to
+        // check now, while they are in cache.
+        let resolved = self.students.contains(&enrollment.student)
+            && self.schools.contains(&enrollment.school)
+            && enrollment
+                .group
+                .as_deref()
+                .is_none_or(|g| self.groups.contains(g));
+        let origin = Origin {
+            resolved,
+            ..self.origin(at)
+        };
+        match self.enrollments.insert(enrollment, origin) {
+            Insert::New => {}
+            Insert::Same => self.report_repeat(at, Entity::Enrollment, &key),
+            Insert::Conflict => self.report_conflict(at, Entity::Enrollment, &key),
+        }
+    }
+
+    pub fn tombstone(&mut self, entity: Entity, key: String) {
+        self.tombstones.push(Tombstone { entity, key });
+    }
+
+    /// Validates a student's national id and admits the student unless it repeats or
+    /// conflicts with one already admitted.
+    pub fn student(&mut self, at: Position, row: StudentRow) -> Admission {
+        let StudentRow {
+            mut student,
+            national_id,
+            key_is_national_id,
+        } = row;
+        student.national_id = national_id
+            .as_deref()
+            .and_then(|raw| self.parse_national_id(at, raw));
+        if student.birth_date.is_none() {
+            student.birth_date = student.national_id.and_then(|id| id.birth_date());
+        }
+
+        let (hash, found) = self.students.lookup(&student.source_key);
+        if let Some(i) = found {
+            if self.students.records[i] == student {
+                self.report_repeat(at, Entity::Student, &student.source_key);
+                return Admission::Repeated;
+            }
+            let (code, detail) = if key_is_national_id {
+                (
+                    Code::DuplicateNationalId,
+                    format!(
+                        "national id {} is already used by another person; this row is left out",
+                        mask(&student.source_key)
+                    ),
+                )
+            } else {
+                (
+                    Code::DuplicateKey,
+                    format!(
+                        "student key {} appears again with different content; the first is kept",
+                        mask(&student.source_key)
+                    ),
+                )
+            };
+            self.deviation(at, code, Severity::Error, detail);
+            return Admission::Rejected;
+        }
+
+        if let Some(id) = student.national_id {
+            if self.id_owners.contains(&id) {
+                let detail = format!(
+                    "national id {} is already used by another person; this record is left out",
+                    id.masked()
+                );
+                self.deviation(at, Code::DuplicateNationalId, Severity::Error, detail);
+                self.rejected_students.insert(student.source_key);
+                return Admission::Rejected;
+            }
+            self.id_owners.insert(id);
+        }
+        let origin = self.origin(at);
+        self.students.push(hash, student, origin);
+        Admission::Accepted
+    }
+
+    fn parse_national_id(&mut self, at: Position, raw: &str) -> Option<NationalId> {
+        match NationalId::parse(raw) {
+            Ok(id) if id.is_synthetic() && self.options.reject_synthetic_ids => {
+                let detail = format!(
+                    "national id {} is a synthetic test number, refused on this site",
+                    id.masked()
+                );
+                self.deviation(at, Code::SyntheticNationalId, Severity::Error, detail);
+                None
+            }
+            Ok(id) => Some(id),
+            Err(error) => {
+                let detail = match error {
+                    NationalIdError::Length { .. } | NationalIdError::NonDigit => {
+                        format!("national id {}: {error}", mask(raw))
+                    }
+                    _ => format!("national id {} {error}", mask(raw)),
+                };
+                self.deviation(at, Code::InvalidNationalId, Severity::Error, detail);
+                None
+            }
+        }
+    }
+
+    fn insert_other<T: Record + PartialEq>(
+        &mut self,
+        at: Position,
+        record: T,
+        provenance: Provenance,
+        table: impl FnOnce(&mut Self) -> &mut Table<T>,
+        key: &str,
+    ) {
+        let origin = self.origin(at);
+        match table(self).insert(record, origin) {
+            Insert::New => {}
+            Insert::Same if provenance == Provenance::Implied => {}
+            Insert::Same => self.report_repeat(at, T::ENTITY, key),
+            Insert::Conflict => self.report_conflict(at, T::ENTITY, key),
+        }
+    }
+
+    fn report_repeat(&mut self, at: Position, entity: Entity, key: &str) {
+        let detail = format!(
+            "{} {} repeats an earlier record exactly; the repeat is ignored",
+            singular(entity),
+            shown_key(entity, key)
+        );
+        self.deviation(at, Code::DuplicateRecord, Severity::Warning, detail);
+    }
+
+    fn report_conflict(&mut self, at: Position, entity: Entity, key: &str) {
+        let detail = format!(
+            "{} key {} appears again with different content; the first is kept",
+            singular(entity),
+            shown_key(entity, key)
+        );
+        self.deviation(at, Code::DuplicateKey, Severity::Error, detail);
+    }
+
+    /// Resolves references and hands over the roster. Records whose references do not
+    /// resolve are left out, each with a `dangling_reference` error.
+    pub fn finish(mut self) -> Validated {
+        let groups = std::mem::take(&mut self.groups);
+        let group_count = groups.records.len();
+        let mut kept_groups = Table::default();
+        for (group, origin) in groups.records.into_iter().zip(groups.origins) {
+            if self.schools.contains(&group.school) {
+                kept_groups.insert(group, origin);
+            } else {
+                let detail = format!(
+                    "group {} names school {} that the export does not contain",
+                    group.source_key, group.school
+                );
+                self.deviation_at(&origin, Code::DanglingReference, Severity::Error, detail);
+            }
+        }
+
+        let groups_dropped = kept_groups.records.len() != group_count;
+        let enrollments = std::mem::take(&mut self.enrollments);
+        let mut kept_enrollments = Vec::with_capacity(enrollments.records.len());
+        for (enrollment, origin) in enrollments.records.into_iter().zip(enrollments.origins) {
+            let missing = if origin.resolved && !groups_dropped {
+                None
+            } else if !self.students.contains(&enrollment.student) {
+                Some(format!("student {}", mask(&enrollment.student)))
+            } else if !self.schools.contains(&enrollment.school) {
+                Some(format!("school {}", enrollment.school))
+            } else {
+                match &enrollment.group {
+                    Some(g) if !kept_groups.contains(g) => Some(format!("group {g}")),
+                    _ => None,
+                }
+            };
+            match missing {
+                None => kept_enrollments.push(enrollment),
+                Some(what) => {
+                    let detail =
+                        format!("enrollment names {what} that the export does not contain");
+                    self.deviation_at(&origin, Code::DanglingReference, Severity::Error, detail);
+                }
+            }
+        }
+
+        Validated {
+            roster: Roster {
+                schools: self.schools.records,
+                students: self.students.records,
+                groups: kept_groups.records,
+                enrollments: kept_enrollments,
+            },
+            partial: self.partial,
+            tombstones: self.tombstones,
+            deviations: self.deviations,
+        }
+    }
+}
+
+/// Student and enrollment keys may be national ids (elevliste), so reports mask them.
+fn shown_key(entity: Entity, key: &str) -> String {
+    match entity {
+        Entity::Student | Entity::Enrollment => mask(key),
+        Entity::School | Entity::Group => key.to_owned(),
+    }
+}
+
+fn singular(entity: Entity) -> &'static str {
+    match entity {
+        Entity::School => "school",
+        Entity::Student => "student",
+        Entity::Group => "group",
+        Entity::Enrollment => "enrollment",
+    }
+}

@@ -1,0 +1,288 @@
+//! Synthetic rosters of any size, for the repo's sample export, tests and benchmarks. Every
+//! national id is a synthetic test number (Skatteetaten's month + 80) with valid control
+//! digits, so nothing generated can be a real person. Output is deterministic for a seed, and
+//! a roster can be evolved into "the next export" (leavers, arrivals, renames, class moves)
+//! to exercise the differ.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+
+const GIVEN: &[&str] = &[
+    "Ola", "Kari", "Nora", "Jakob", "Emma", "Noah", "Sofie", "Øystein", "Åse", "Ingrid", "Sindre",
+    "Thea", "Magnus", "Ærlend", "Leah", "Vilde", "Oskar", "Jørgen", "Maja", "Håkon",
+];
+const MIDDLE: &[&str] = &[
+    "", "", "Marie", "Andre", "Kristian", "Elise", "Sofie", "Bjørn",
+];
+const FAMILY: &[&str] = &[
+    "Nilsen",
+    "Mæhle",
+    "Vågen",
+    "Hansen",
+    "Bjørnstad",
+    "Åsheim",
+    "Larsen",
+    "Fjærestad",
+    "Olsen",
+    "Lægreid",
+    "Haugen",
+    "Berg",
+    "Johansen",
+    "Sæther",
+    "Kvåle",
+    "Dahl",
+];
+const CLASSES: &[&str] = &["A", "B", "C", "D"];
+
+/// A small, fast, seedable generator (xorshift64*): the roster must be the same on every
+/// machine for a seed, and no randomness crate is needed for that.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// One generated student row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pupil {
+    pub serial: u64,
+    pub national_id: String,
+    pub given: String,
+    pub middle: String,
+    pub family: String,
+    pub male: bool,
+    pub school: usize,
+    pub grade: u8,
+    pub class: &'static str,
+}
+
+/// A generated roster: schools of one municipality and their students.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub schools: usize,
+    pub pupils: Vec<Pupil>,
+    next_serial: u64,
+    /// Every id handed out, leavers included, so no two people ever share one.
+    issued: HashSet<String>,
+}
+
+/// The changes [`Generated::evolve`] makes, as fractions of the roster.
+#[derive(Debug, Clone, Copy)]
+pub struct Churn {
+    pub leave: f64,
+    pub arrive: f64,
+    pub rename: f64,
+    pub move_class: f64,
+}
+
+impl Default for Churn {
+    /// About what a school sees between two nightly exports in a busy week.
+    fn default() -> Self {
+        Churn {
+            leave: 0.02,
+            arrive: 0.02,
+            rename: 0.01,
+            move_class: 0.01,
+        }
+    }
+}
+
+impl Generated {
+    /// `students` pupils spread over schools of about 500.
+    pub fn new(students: usize, seed: u64) -> Generated {
+        let schools = students.div_ceil(500).max(1);
+        let mut rng = Rng::new(seed);
+        let mut generated = Generated {
+            schools,
+            pupils: Vec::with_capacity(students),
+            next_serial: 1,
+            issued: HashSet::with_capacity(students),
+        };
+        for _ in 0..students {
+            let pupil = generated.new_pupil(&mut rng);
+            generated.pupils.push(pupil);
+        }
+        generated
+    }
+
+    fn new_pupil(&mut self, rng: &mut Rng) -> Pupil {
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let grade = 1 + rng.below(10) as u8;
+        let national_id = loop {
+            let id = synthetic_id(rng, 2026 - 6 - u16::from(grade));
+            if self.issued.insert(id.clone()) {
+                break id;
+            }
+        };
+        Pupil {
+            serial,
+            national_id,
+            given: rng.pick(GIVEN).to_owned(),
+            middle: rng.pick(MIDDLE).to_owned(),
+            family: rng.pick(FAMILY).to_owned(),
+            male: rng.below(2) == 0,
+            school: rng.below(self.schools as u64) as usize,
+            grade,
+            class: rng.pick(CLASSES),
+        }
+    }
+
+    /// The next export: some pupils leave, some arrive, some change name, some move class.
+    pub fn evolve(&self, churn: Churn, seed: u64) -> Generated {
+        let mut rng = Rng::new(seed);
+        let mut next = self.clone();
+        let n = self.pupils.len() as f64;
+        let fraction = |f: f64| (n * f).round() as usize;
+        for _ in 0..fraction(churn.leave).min(next.pupils.len()) {
+            let i = rng.below(next.pupils.len() as u64) as usize;
+            next.pupils.swap_remove(i);
+        }
+        for _ in 0..fraction(churn.rename) {
+            let i = rng.below(next.pupils.len() as u64) as usize;
+            next.pupils[i].family = format!("{}-{}", next.pupils[i].family, rng.pick(FAMILY));
+        }
+        for _ in 0..fraction(churn.move_class) {
+            let i = rng.below(next.pupils.len() as u64) as usize;
+            let class = next.pupils[i].class;
+            next.pupils[i].class = CLASSES
+                .iter()
+                .find(|c| **c != class)
+                .copied()
+                .unwrap_or(class);
+        }
+        for _ in 0..fraction(churn.arrive) {
+            let pupil = next.new_pupil(&mut rng);
+            next.pupils.push(pupil);
+        }
+        next.pupils.sort_by_key(|p| p.serial);
+        next
+    }
+
+    /// Writes the roster as an elevliste (semicolon text, header row, CRLF when `crlf`).
+    pub fn write_elevliste(&self, out: &mut impl Write, crlf: bool) -> io::Result<()> {
+        let eol = if crlf { "\r\n" } else { "\n" };
+        write!(
+            out,
+            "Fylkesnummer;Kommunenummer;Skolenummer;Skolenavn;Klasse;Trinn;Fødselsnummer;\
+             Etternavn;Fornavn;Mellomnavn;Kjønn;E-post{eol}"
+        )?;
+        for p in &self.pupils {
+            let class = format!("{}{}", p.grade, p.class);
+            writeln!(
+                out,
+                "46;4601;{};{};{class};{};{};{};{};{};{};elev{}@skule.example.no{}",
+                46_500 + p.school,
+                SCHOOL_NAMES[p.school % SCHOOL_NAMES.len()],
+                p.grade,
+                p.national_id,
+                p.family,
+                p.given,
+                p.middle,
+                if p.male { "M" } else { "K" },
+                p.serial,
+                if crlf { "\r" } else { "" },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+const SCHOOL_NAMES: &[&str] = &[
+    "Fana skule",
+    "Åsane skule",
+    "Bjørgvin skule",
+    "Sandsli skule",
+    "Nordnes skule",
+    "Møhlenpris skule",
+];
+
+/// A synthetic national id born in `year`: month + 80, individual number in the range for
+/// the century, both control digits valid.
+pub fn synthetic_id(rng: &mut Rng, year: u16) -> String {
+    loop {
+        let month = 1 + rng.below(12) as u8;
+        let day = 1 + rng.below(28) as u8;
+        let individual = if year >= 2000 {
+            500 + rng.below(500)
+        } else {
+            rng.below(500)
+        } as u16;
+        let mut digits = [0u8; 11];
+        let head = format!("{day:02}{:02}{:02}{individual:03}", month + 80, year % 100);
+        for (d, c) in digits.iter_mut().zip(head.bytes()) {
+            *d = c - b'0';
+        }
+        let Some(k1) = control(&digits[..9], &[3, 7, 6, 1, 8, 9, 4, 5, 2]) else {
+            continue;
+        };
+        digits[9] = k1;
+        let Some(k2) = control(&digits[..10], &[5, 4, 3, 2, 7, 6, 5, 4, 3, 2]) else {
+            continue;
+        };
+        digits[10] = k2;
+        return digits.iter().map(|d| char::from(b'0' + d)).collect();
+    }
+}
+
+fn control(digits: &[u8], weights: &[u32]) -> Option<u8> {
+    let sum: u32 = digits
+        .iter()
+        .zip(weights)
+        .map(|(&d, w)| u32::from(d) * w)
+        .sum();
+    match 11 - sum % 11 {
+        11 => Some(0),
+        10 => None,
+        k => Some(k as u8),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skolebro_protocol::NationalId;
+
+    #[test]
+    fn generated_ids_are_valid_synthetic_numbers() {
+        let mut rng = Rng::new(7);
+        for _ in 0..1000 {
+            let id = NationalId::parse(&synthetic_id(&mut rng, 2015)).unwrap();
+            assert!(id.is_synthetic());
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_roster() {
+        let a = Generated::new(200, 1);
+        let b = Generated::new(200, 1);
+        assert_eq!(a.pupils, b.pupils);
+    }
+
+    #[test]
+    fn evolving_changes_what_the_churn_asks_for() {
+        let a = Generated::new(1000, 1);
+        let b = a.evolve(Churn::default(), 2);
+        assert_eq!(b.pupils.len(), 1000);
+        let kept = b.pupils.iter().filter(|p| p.serial <= 1000).count();
+        assert_eq!(kept, 980);
+    }
+}
