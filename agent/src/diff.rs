@@ -167,3 +167,131 @@ fn diff_entity<R: Record + Clone>(
     summary.deleted[entity as usize] += deletes.len();
     EntityDelta { upserts, deletes }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use compact_str::CompactString;
+    use proptest::prelude::*;
+    use skolebro_protocol::{Enrollment, Gender, Group, School, Student};
+
+    fn secret() -> SiteSecret {
+        SiteSecret::from_bytes([42; 32])
+    }
+
+    /// A roster from (student number, family name variant, class) triples; keys are unique.
+    fn roster(rows: &[(u8, u8, u8)]) -> Validated {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut roster = Roster {
+            schools: vec![School {
+                skolenummer: "46505".into(),
+                organisasjonsnummer: None,
+                kommunenummer: Some("4601".into()),
+                fylkesnummer: Some("46".into()),
+                name: "Fana skule".into(),
+            }],
+            ..Roster::default()
+        };
+        for class in 0..4u8 {
+            roster.groups.push(Group {
+                source_key: CompactString::from(format!("46505-{class}A")),
+                name: CompactString::from(format!("{class}A")),
+                grade: Some(CompactString::from(class.to_string())),
+                school: "46505".into(),
+                school_year: None,
+            });
+        }
+        for &(number, family, class) in rows {
+            if !seen.insert(number) {
+                continue;
+            }
+            let key = CompactString::from(format!("elev{number}"));
+            roster.students.push(Student {
+                source_key: key.clone(),
+                national_id: None,
+                username: None,
+                given_name: "Kari".into(),
+                middle_name: None,
+                family_name: CompactString::from(format!("Nordmann{}", family % 3)),
+                birth_date: None,
+                gender: Gender::Female,
+                email: None,
+            });
+            roster.enrollments.push(Enrollment {
+                source_key: CompactString::from(format!("{key}@46505")),
+                student: key,
+                school: "46505".into(),
+                group: Some(CompactString::from(format!("46505-{}A", class % 4))),
+            });
+        }
+        Validated {
+            roster,
+            ..Validated::default()
+        }
+    }
+
+    fn delta(old: &Validated, new: &Validated) -> (State, Delta) {
+        let before = State::of(&old.roster, &secret());
+        let prints = Fingerprints::of(&new.roster, &secret());
+        (before.clone(), diff(&before, new, &prints, &secret()).0)
+    }
+
+    proptest! {
+        #[test]
+        fn applying_the_diff_of_a_to_b_to_the_state_of_a_gives_the_state_of_b(
+            a in proptest::collection::vec((0u8..40, 0u8..3, 0u8..4), 0..40),
+            b in proptest::collection::vec((0u8..40, 0u8..3, 0u8..4), 0..40),
+        ) {
+            let (a, b) = (roster(&a), roster(&b));
+            let (mut state, delta) = delta(&a, &b);
+            state.apply(&delta);
+            prop_assert_eq!(state, State::of(&b.roster, &secret()));
+        }
+
+        #[test]
+        fn the_diff_of_an_export_with_itself_is_empty(
+            a in proptest::collection::vec((0u8..40, 0u8..3, 0u8..4), 0..40),
+        ) {
+            let a = roster(&a);
+            prop_assert!(delta(&a, &a).1.is_empty());
+        }
+
+        #[test]
+        fn a_diff_is_in_handle_order(
+            a in proptest::collection::vec((0u8..40, 0u8..3, 0u8..4), 0..40),
+            b in proptest::collection::vec((0u8..40, 0u8..3, 0u8..4), 0..40),
+        ) {
+            let (_, delta) = delta(&roster(&a), &roster(&b));
+            prop_assert!(delta.students.upserts.windows(2).all(|w| w[0].0 < w[1].0));
+            prop_assert!(delta.students.deletes.windows(2).all(|w| w[0] < w[1]));
+            prop_assert!(delta.enrollments.upserts.windows(2).all(|w| w[0].0 < w[1].0));
+        }
+    }
+
+    #[test]
+    fn a_class_move_changes_the_enrollment_and_not_the_student() {
+        let (_, delta) = delta(&roster(&[(1, 0, 0)]), &roster(&[(1, 0, 1)]));
+        assert!(delta.students.is_empty());
+        assert_eq!(delta.enrollments.upserts.len(), 1);
+        assert!(delta.enrollments.deletes.is_empty());
+    }
+
+    #[test]
+    fn a_partial_export_deletes_only_what_it_names() {
+        let old = roster(&[(1, 0, 0), (2, 0, 0)]);
+        let mut partial = roster(&[]);
+        partial.roster.groups.clear();
+        partial.partial = true;
+        partial.tombstones.push(crate::validate::Tombstone {
+            entity: Entity::Student,
+            key: "elev2".into(),
+        });
+        let (_, delta) = delta(&old, &partial);
+        assert_eq!(
+            delta.students.deletes,
+            [secret().handle(Entity::Student, "elev2")]
+        );
+        assert!(delta.enrollments.deletes.is_empty());
+        assert!(delta.groups.deletes.is_empty());
+    }
+}

@@ -177,3 +177,105 @@ mod tests {
         assert_eq!(civil_from_days(11_016).to_string(), "2000-02-29");
     }
 }
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+    use skolebro_protocol::{EntityDelta, RecordHandle};
+
+    /// A state of `n` students and a delta deleting the first `deleted` of them.
+    fn deleting(n: u8, deleted: u8) -> (State, Delta, DiffSummary) {
+        let handles: Vec<RecordHandle> =
+            (0..n).map(|i| RecordHandle::from_bytes([i; 32])).collect();
+        let mut state = State::default();
+        let mut full = Delta::default();
+        for h in &handles {
+            full.students.upserts.push((
+                *h,
+                skolebro_protocol::Student {
+                    source_key: "x".into(),
+                    national_id: None,
+                    username: None,
+                    given_name: "A".into(),
+                    middle_name: None,
+                    family_name: "B".into(),
+                    birth_date: None,
+                    gender: skolebro_protocol::Gender::Unknown,
+                    email: None,
+                },
+            ));
+        }
+        state.apply(&full);
+        let delta = Delta {
+            students: EntityDelta {
+                upserts: Vec::new(),
+                deletes: handles[..usize::from(deleted)].to_vec(),
+            },
+            ..Delta::default()
+        };
+        let mut summary = DiffSummary::default();
+        summary.deleted[Entity::Student as usize] = usize::from(deleted);
+        (state, delta, summary)
+    }
+
+    fn day(text: &str) -> CivilDate {
+        CivilDate::parse_iso(text).unwrap()
+    }
+
+    #[test]
+    fn deleting_more_than_a_tenth_of_the_students_is_held() {
+        let (state, mut delta, summary) = deleting(100, 11);
+        let judgement = judge(
+            &SafetyPolicy::default(),
+            &state,
+            &mut delta,
+            &summary,
+            day("2026-03-02"),
+        );
+        assert_eq!(judgement.verdict, Verdict::Hold);
+        let (state, mut delta, summary) = deleting(100, 10);
+        let judgement = judge(
+            &SafetyPolicy::default(),
+            &state,
+            &mut delta,
+            &summary,
+            day("2026-03-02"),
+        );
+        assert_eq!(judgement.verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn a_small_roster_is_not_judged_by_fractions() {
+        let (state, mut delta, summary) = deleting(10, 5);
+        let judgement = judge(
+            &SafetyPolicy::default(),
+            &state,
+            &mut delta,
+            &summary,
+            day("2026-03-02"),
+        );
+        assert_eq!(judgement.verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn deletions_inside_a_delay_window_are_postponed_not_lost() {
+        let policy = SafetyPolicy {
+            delay_delete: vec![DateWindow {
+                from: day("2026-06-20"),
+                to: day("2026-08-15"),
+            }],
+            ..SafetyPolicy::default()
+        };
+        let (mut state, mut delta, summary) = deleting(100, 50);
+        let judgement = judge(&policy, &state, &mut delta, &summary, day("2026-07-01"));
+        assert_eq!(judgement.verdict, Verdict::Pass);
+        assert_eq!(judgement.postponed, 50);
+        assert!(delta.students.deletes.is_empty());
+        state.apply(&delta);
+        assert_eq!(
+            state.len(Entity::Student),
+            100,
+            "the postponed students stay in the state"
+        );
+    }
+}

@@ -437,3 +437,89 @@ fn gender(value: Option<&str>) -> Gender {
         _ => Gender::Unknown,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn read_text(
+        bytes: &[u8],
+        profile: &ColumnProfile,
+        pipelined: bool,
+    ) -> Result<crate::validate::Validated, ReadError> {
+        let mut builder = RosterBuilder::new(Default::default());
+        read_from(
+            Path::new("test.csv"),
+            bytes,
+            profile,
+            pipelined,
+            &mut builder,
+        )?;
+        Ok(builder.finish())
+    }
+
+    const HEADER: &str = "Skolenummer;Skolenavn;Klasse;Trinn;Fødselsnummer;Etternavn;Fornavn;Kjønn";
+
+    #[test]
+    fn windows_1252_names_come_out_as_norwegian_letters() {
+        let text =
+            format!("{HEADER}\r\n46505;Fana skule;1A;1;16881774198;M\u{e6}hle;\u{d8}ystein;M\r\n");
+        let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&text);
+        let validated = read_text(&bytes, &ColumnProfile::default(), false).unwrap();
+        assert_eq!(validated.roster.students[0].family_name, "Mæhle");
+        assert_eq!(validated.roster.students[0].given_name, "Øystein");
+    }
+
+    #[test]
+    fn a_bom_and_quoted_fields_are_read() {
+        let text =
+            format!("\u{feff}{HEADER}\n46505;\"Fana; skule\";1A;1;16881774198;Nilsen;Oskar;K\n");
+        let validated = read_text(text.as_bytes(), &ColumnProfile::default(), true).unwrap();
+        assert_eq!(validated.roster.schools[0].name, "Fana; skule");
+        assert_eq!(validated.roster.students[0].gender, Gender::Female);
+        assert!(
+            validated.deviations.is_empty(),
+            "{:?}",
+            validated.deviations
+        );
+    }
+
+    #[test]
+    fn a_column_profile_maps_a_sas_variant() {
+        let text =
+            "Skolenr;ID-nr elev;Etternavn;Fornavn;Basisgr.\n46505;16881774198;Nilsen;Oskar;1A\n";
+        assert!(read_text(text.as_bytes(), &ColumnProfile::default(), false).is_err());
+        let profile: ColumnProfile =
+            toml::from_str("national_id = [\"ID-nr elev\"]\nclass = [\"Basisgr.\"]").unwrap();
+        let validated = read_text(text.as_bytes(), &profile, false).unwrap();
+        assert_eq!(validated.roster.groups[0].name, "1A");
+        assert!(validated.roster.students[0].national_id.is_some());
+    }
+
+    #[test]
+    fn both_ways_of_reading_agree() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/testdata/faulty/elevliste.csv");
+        let bytes = std::fs::read(path).unwrap();
+        let one = read_text(&bytes, &ColumnProfile::default(), false).unwrap();
+        let two = read_text(&bytes, &ColumnProfile::default(), true).unwrap();
+        assert_eq!(one.roster, two.roster);
+        assert_eq!(one.deviations, two.deviations);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048), pipelined: bool) {
+            let _ = read_text(&bytes, &ColumnProfile::default(), pipelined);
+        }
+
+        #[test]
+        fn arbitrary_rows_under_a_valid_header_never_panic(rows in proptest::collection::vec("[0-9A-Za-zæøå;\"\r\n ]{0,80}", 0..20)) {
+            let text = format!("{HEADER}\n{}", rows.join("\n"));
+            let _ = read_text(text.as_bytes(), &ColumnProfile::default(), true);
+        }
+    }
+}

@@ -76,6 +76,8 @@ pub enum ReadErrorKind {
     MissingColumn { found: String },
     #[error("the header row is missing: the file is empty")]
     Empty,
+    #[error("the file ends in the middle of a row: it was cut off (copied or saved while still being written?)")]
+    Truncated,
     #[error("not valid {format}: {reason}")]
     Syntax { format: Format, reason: String },
     #[error("the export is larger than the {limit} bytes allowed")]

@@ -134,7 +134,12 @@ impl<R: BufRead> Table<R> {
             if is_blank(&self.record) {
                 continue;
             }
-            let line = self.record_line();
+            let (line, terminated) = self.record_line();
+            if !terminated && self.record.len() < self.headers.len() {
+                return Err(ReadError::new(&self.file, ReadErrorKind::Truncated)
+                    .at_line(line)
+                    .in_field(self.headers[self.record.len().saturating_sub(1)].clone()));
+            }
             return Ok(Some(Row {
                 record: &self.record,
                 line,
@@ -142,10 +147,11 @@ impl<R: BufRead> Table<R> {
         }
     }
 
-    /// The line the record just read starts on. The csv parser's own line count skips blank
-    /// lines, so it is worked out from where the record ends: the newlines before that
-    /// point, less the record's terminator and any newlines inside quoted fields.
-    fn record_line(&mut self) -> u64 {
+    /// The line the record just read starts on, and whether a line end closed it. The csv
+    /// parser's own line count skips blank lines, so it is worked out from where the record
+    /// ends: the newlines before that point, less the record's terminator and any newlines
+    /// inside quoted fields.
+    fn record_line(&mut self) -> (u64, bool) {
         let end = self.csv.position().byte();
         let (passed, terminated) = self.csv.get_mut().newlines_before(end);
         self.newlines += passed;
@@ -154,9 +160,10 @@ impl<R: BufRead> Table<R> {
             .iter()
             .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64)
             .sum();
-        (self.newlines + 1)
+        let line = (self.newlines + 1)
             .saturating_sub(u64::from(terminated))
-            .saturating_sub(inside)
+            .saturating_sub(inside);
+        (line, terminated)
     }
 
     fn read_record(&mut self) -> Result<bool, ReadError> {

@@ -1,0 +1,293 @@
+//! The agent's command line as a user runs it: `check` and `diff` on the shared synthetic
+//! exports (`../shared/testdata`), against what each folder's `truth.json` says, and on broken
+//! input, which must fail with exit 2 and a message naming file, line and field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn testdata(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata")
+        .join(path)
+}
+
+fn agent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_skolebro-agent"))
+        .args(args)
+        .output()
+        .expect("the agent binary runs")
+}
+
+fn json(output: &Output) -> Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn check(path: &Path) -> (i32, Value) {
+    let output = agent(&["check", "--json", path.to_str().unwrap()]);
+    (output.status.code().unwrap_or(-1), json(&output))
+}
+
+fn truth(folder: &str) -> Value {
+    let text = std::fs::read_to_string(testdata(folder).join("truth.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn codes(report: &Value) -> BTreeMap<String, u64> {
+    let mut codes = BTreeMap::new();
+    for deviation in report["deviations"].as_array().unwrap() {
+        *codes
+            .entry(deviation["code"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    codes
+}
+
+const FORMATS: [(&str, &str); 4] = [
+    ("elevliste.csv", "elevliste"),
+    ("oneroster", "oneroster-csv"),
+    ("users.json", "oneroster-json"),
+    ("ims-enterprise.xml", "ims-enterprise"),
+];
+
+#[test]
+fn every_format_of_the_clean_export_matches_its_truth() {
+    let truth = truth("clean");
+    for (file, format) in FORMATS {
+        let (code, report) = check(&testdata("clean").join(file));
+        assert_eq!(code, 0, "{file}: {report}");
+        assert_eq!(report["format"], format, "{file}");
+        assert_eq!(report["counts"]["students"], truth["students"], "{file}");
+        assert_eq!(report["counts"]["schools"], truth["schools"], "{file}");
+        if format != "oneroster-json" {
+            assert_eq!(report["counts"]["groups"], truth["groups"], "{file}");
+            assert_eq!(
+                report["counts"]["enrollments"], truth["enrollments"],
+                "{file}"
+            );
+        }
+        assert!(codes(&report).is_empty(), "{file}: {report}");
+    }
+}
+
+#[test]
+fn every_format_of_the_faulty_export_finds_the_truths_deviations() {
+    let truth = truth("faulty");
+    for (file, format) in FORMATS {
+        let (code, report) = check(&testdata("faulty").join(file));
+        assert_eq!(code, 1, "{file} has errors to fix");
+        assert_eq!(report["counts"]["students"], truth["students"], "{file}");
+        assert_eq!(report["counts"]["schools"], truth["schools"], "{file}");
+        if format != "oneroster-json" {
+            assert_eq!(report["counts"]["groups"], truth["groups"], "{file}");
+            assert_eq!(
+                report["counts"]["enrollments"], truth["enrollments"],
+                "{file}"
+            );
+        }
+        let found = codes(&report);
+        let expected = truth["deviations"].as_object().unwrap();
+        for (code, count) in expected {
+            let count = count.as_u64().unwrap();
+            let got = found.get(code).copied().unwrap_or(0);
+            if code == "duplicate_record" && format != "elevliste" {
+                // The repeated person also repeats its class membership in these formats.
+                assert!(got >= count, "{file}: {code} {got} < {count}");
+            } else {
+                assert_eq!(got, count, "{file}: {code}");
+            }
+        }
+        for code in found.keys() {
+            assert!(expected.contains_key(code), "{file}: unexpected {code}");
+        }
+    }
+}
+
+#[test]
+fn the_faulty_elevliste_names_the_lines_and_masks_the_ids() {
+    let (_, report) = check(&testdata("faulty/elevliste.csv"));
+    let deviations = report["deviations"].as_array().unwrap();
+    let lines: Vec<u64> = deviations
+        .iter()
+        .map(|d| d["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [30, 55, 68, 78, 82, 83]);
+    for deviation in deviations {
+        let detail = deviation["detail"].as_str().unwrap();
+        assert!(
+            !detail
+                .chars()
+                .collect::<Vec<_>>()
+                .windows(11)
+                .any(|w| w.iter().all(char::is_ascii_digit)),
+            "an id in clear: {detail}"
+        );
+    }
+}
+
+fn diff(old: &Path, new: &Path) -> Value {
+    let output = agent(&[
+        "diff",
+        "--json",
+        "--today",
+        "2026-03-02",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    json(&output)
+}
+
+#[test]
+fn the_next_export_upserts_arrivals_and_renames_and_deletes_leavers() {
+    let delta = truth("clean")["delta_v1_v2"].clone();
+    let n = |key: &str| delta[key].as_u64().unwrap();
+    for (file, format) in FORMATS {
+        let v2 = testdata("clean/v2").join(file);
+        if !v2.exists() {
+            continue;
+        }
+        let report = diff(&testdata("clean").join(file), &v2);
+        assert_eq!(
+            report["upserts"]["students"].as_u64().unwrap(),
+            n("students_added") + n("students_renamed"),
+            "{file}: {report}"
+        );
+        assert_eq!(
+            report["deletes"]["students"].as_u64().unwrap(),
+            n("students_removed"),
+            "{file}"
+        );
+        // A class move changes the enrollment, never the student.
+        assert_eq!(
+            report["updated"]["students"].as_u64().unwrap(),
+            n("students_renamed"),
+            "{file}"
+        );
+        if format != "oneroster-json" {
+            assert_eq!(
+                report["updated"]["enrollments"].as_u64().unwrap(),
+                n("students_moved_class"),
+                "{file}: {report}"
+            );
+        }
+        assert_eq!(report["verdict"], "pass", "{file}");
+    }
+}
+
+#[test]
+fn an_export_that_drops_most_students_is_held() {
+    let report = diff(
+        &testdata("clean/v2/elevliste.csv"),
+        &testdata("clean/v3-mass-delete/elevliste.csv"),
+    );
+    assert_eq!(truth("clean")["delta_v2_v3"]["must_hold"], true);
+    assert_eq!(report["verdict"], "hold", "{report}");
+    assert_eq!(
+        report["deletes"]["students"],
+        truth("clean")["delta_v2_v3"]["students_removed"]
+    );
+    assert!(report["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("students would be deleted"));
+}
+
+#[test]
+fn the_same_export_twice_is_an_empty_delta() {
+    for (file, _) in FORMATS {
+        let path = testdata("clean").join(file);
+        let report = diff(&path, &path);
+        for kind in ["upserts", "deletes"] {
+            for entity in ["schools", "students", "groups", "enrollments"] {
+                assert_eq!(report[kind][entity], 0, "{file} {kind} {entity}");
+            }
+        }
+    }
+}
+
+/// Runs `check` on a file that cannot be read and returns its message.
+fn unreadable(name: &str, bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let output = agent(&["check", path.to_str().unwrap()]);
+    let message = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{name}: {message}");
+    assert!(
+        message.contains(name),
+        "the message names the file: {message}"
+    );
+    message
+}
+
+#[test]
+fn a_missing_required_column_names_file_line_and_field() {
+    let message = unreadable(
+        "elevliste.csv",
+        "Skolenummer;Klasse;Etternavn;Fornavn\n46505;1A;Nilsen;Oskar\n".as_bytes(),
+    );
+    assert!(message.contains(":1: field `Fødselsnummer`"), "{message}");
+}
+
+#[test]
+fn a_comma_separated_file_is_refused_with_its_delimiter_named() {
+    let text = std::fs::read_to_string(testdata("clean/elevliste.csv")).unwrap();
+    let message = unreadable("elevliste.csv", text.replace(';', ",").as_bytes());
+    assert!(message.contains(":1: field `Fylkesnummer,"), "{message}");
+    assert!(message.contains("commas"), "{message}");
+}
+
+#[test]
+fn a_ten_megabyte_line_is_refused_with_its_line() {
+    let mut text = std::fs::read_to_string(testdata("clean/elevliste.csv"))
+        .unwrap()
+        .into_bytes();
+    text.extend(std::iter::repeat_n(b'x', 10 << 20));
+    text.push(b'\n');
+    let message = unreadable("elevliste.csv", &text);
+    assert!(message.contains(":62:"), "{message}");
+    assert!(message.contains("longer than"), "{message}");
+}
+
+#[test]
+fn a_file_cut_off_inside_a_row_is_refused() {
+    let text = std::fs::read(testdata("clean/elevliste.csv")).unwrap();
+    let message = unreadable("elevliste.csv", &text[..text.len() - 40]);
+    assert!(message.contains(":61: field `"), "{message}");
+    assert!(message.contains("cut off"), "{message}");
+}
+
+#[test]
+fn truncated_xml_and_json_are_refused() {
+    let xml = std::fs::read(testdata("clean/ims-enterprise.xml")).unwrap();
+    let message = unreadable("ims-enterprise.xml", &xml[..xml.len() / 2]);
+    assert!(message.contains("ims-enterprise"), "{message}");
+    let json = std::fs::read(testdata("clean/users.json")).unwrap();
+    unreadable("users.json", &json[..json.len() / 2]);
+}
+
+#[test]
+fn arbitrary_bytes_are_refused_without_a_panic() {
+    let mut seed = 0x1234_5678_9abc_def0_u64;
+    for round in 0..20 {
+        let bytes: Vec<u8> = (0..4096)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("noise-{round}.csv"));
+        std::fs::write(&path, &bytes).unwrap();
+        let output = agent(&["check", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+    }
+}
