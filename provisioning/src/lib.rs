@@ -1,1 +1,16 @@
-//! Operations CLI for platform keys, config sticks and release manifests; filled by the provisioning issue.
+//! Operations tooling for skolebro: the PKI behind mutual TLS and the TLS plumbing that both
+//! the agent and central use.
+//!
+//! [`pki`] makes the device CA, the central CA, central's server certificate and device
+//! certificates (from a CSR, per DESIGN decision 6). [`tls`] turns those PEM files into a
+//! rustls server configuration for central, a reqwest client for the agent's uplink, and reads
+//! a connected device's identity back out of its certificate. The `skolebro-provision` CLI
+//! (sticks, release manifests) builds on these and comes with its own issue.
+
+pub mod pki;
+pub mod tls;
+
+pub use pki::{
+    CertificateAuthority, Credentials, DevPki, DevPkiFiles, DeviceKey, PkiError, Validity,
+};
+pub use tls::{AdmitDevice, DeviceIdentity, ServerOptions, TlsError};

@@ -1,0 +1,759 @@
+//! Central's store: devices, site secrets, chain heads and every roster record with history.
+//!
+//! It sits at the end of central's ingest: HTTP (mTLS) -> look up the [`DeviceRecord`] and the
+//! [`ChainHead`] here -> verify and open the envelope (`skolebro_protocol::envelope::open`) ->
+//! [`Store::apply`], which checks the chain again, applies the payload and stores the new head
+//! in **one** database transaction (DESIGN decision 3). The re-check inside the transaction is
+//! what makes apply exactly-once: two requests carrying the same envelope may both pass
+//! `open`, but only one of them finds the head still expecting its sequence number; the other
+//! gets [`Outcome::AlreadyApplied`] and is acked without touching a record.
+//!
+//! Records are kept per site and record handle, versioned as the county's `elev` table is
+//! (DESIGN decision 9): a change closes the current version (`valid_to` set, `is_current`
+//! false) and inserts a new current one; a delete only closes. Nothing is ever overwritten, so
+//! [`Store::roster_as_of`] can answer what a school's roster was at any earlier time.
+//!
+//! Two backends implement the same [`Store`] trait: [`SqliteStore`], the embedded default,
+//! and [`PostgresStore`], the production store. What a batch means (which versions to close,
+//! which to insert) is decided once, in this module (`prepare` and `plan`); the backends
+//! only read current versions and write the plan, so they cannot disagree on semantics.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use skolebro_protocol::{
+    ChainHead, DeviceId, DeviceVerifyingKey, Digest, Enrollment, Entity, EntityDelta, Group,
+    Opened, Payload, Record, RecordHandle, Roster, School, Seq, SiteId, SiteSecret, Student,
+};
+
+pub mod postgres;
+pub mod sqlite;
+#[cfg(test)]
+mod suite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// The future every [`Store`] method returns.
+///
+/// Boxed rather than `async fn` in the trait: an `async fn` in a trait makes the trait
+/// unusable as `dyn Store`, and the HTTP layer keeps one `Arc<dyn Store>` in its state so the
+/// backend is chosen at start-up, not at compile time. One allocation per call is nothing next
+/// to a database round trip. Call sites stay plain: `store.apply(batch).await?`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// What central keeps about one registered device, as the ingest needs it to open an envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// The only site this device may write to: a device's envelopes naming another site are
+    /// refused, so one school's Pi cannot change another school's roster.
+    pub site: SiteId,
+    /// The Ed25519 key the device's envelopes must be signed with, from enrollment.
+    pub verifying_key: DeviceVerifyingKey,
+    /// Set when operations revoke a lost or stolen device; its batches are then refused.
+    pub revoked: bool,
+}
+
+/// A point in time as Unix milliseconds (UTC).
+///
+/// A plain integer keeps the store free of a date crate and compares the same in SQLite and
+/// PostgreSQL; [`fmt::Display`] renders RFC 3339 for people and JSON documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time from the system clock. Central runs on a server with a synchronised
+    /// clock, unlike the Pi (DESIGN decision 8), so transaction times come from here.
+    pub fn now() -> Timestamp {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(since) => Timestamp(i64::try_from(since.as_millis()).unwrap_or(i64::MAX)),
+            Err(before) => {
+                Timestamp(i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms))
+            }
+        }
+    }
+
+    /// Milliseconds since 1970-01-01T00:00:00Z.
+    pub fn unix_millis(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC with milliseconds, e.g. `2026-03-10T14:05:00.000Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const DAY_MS: i64 = 86_400_000;
+        let days = self.0.div_euclid(DAY_MS);
+        let ms = self.0.rem_euclid(DAY_MS);
+        let (year, month, day) = civil_from_days(days);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            ms / 3_600_000,
+            ms / 60_000 % 60,
+            ms / 1000 % 60,
+            ms % 1000
+        )
+    }
+}
+
+/// Year, month and day of a day count since 1970-01-01 in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`), so formatting needs no date crate.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// One opened envelope, ready to apply: everything [`Store::apply`] needs in one value.
+///
+/// It carries the chain position the envelope was verified against (`seq` and `prev`) so the
+/// store can check, inside its transaction, that the head has not moved since; and it owns the
+/// payload so a large snapshot is moved to the database worker, never copied.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The device whose chain the batch continues; its head is the one checked and advanced.
+    pub device: DeviceId,
+    /// The site whose records change; must be the device's registered site.
+    pub site: SiteId,
+    /// The envelope's sequence number.
+    pub seq: Seq,
+    /// The digest the envelope names as its predecessor.
+    pub prev: [u8; 32],
+    /// The head to store once applied: `seq + 1` and this envelope's digest.
+    pub next_head: ChainHead,
+    /// The opened delta or snapshot.
+    pub payload: Payload,
+    /// Transaction time: becomes `valid_from`, `valid_to` and `transaction_time` of the
+    /// versions this batch opens and closes.
+    pub at: Timestamp,
+}
+
+impl Batch {
+    /// The batch for an envelope that `open` accepted, applied at `at`.
+    pub fn from_opened(opened: Opened, at: Timestamp) -> Batch {
+        let next_head = opened.next_head();
+        Batch {
+            device: opened.header.device,
+            site: opened.header.site,
+            seq: opened.header.seq,
+            prev: opened.header.prev,
+            next_head,
+            payload: opened.payload,
+            at,
+        }
+    }
+}
+
+/// What [`Store::apply`] did with a batch. Both outcomes are acked to the agent: the batch is
+/// stored either way, and the agent's outbox may let go of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied now, in the same transaction that stored the new head.
+    Applied(Changes),
+    /// Applied before (a retry, a duplicate request, a replay): nothing was changed. `head`
+    /// is the stored head, whose `next_seq` the ack names.
+    AlreadyApplied { head: ChainHead },
+}
+
+/// How many records a batch added, changed, removed and left alone, for the ingest's log and
+/// the operators' view of a transfer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    /// Records with no current version before.
+    pub added: u64,
+    /// Records whose content changed: old version closed, new one inserted.
+    pub changed: u64,
+    /// Records closed by a delete or by their absence from a snapshot.
+    pub removed: u64,
+    /// Records upserted (or in a snapshot) with the content already stored.
+    pub unchanged: u64,
+}
+
+/// Current records of a site by kind, for the operators' view and the consumer API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Current schools (FINT `Skole`).
+    pub schools: u64,
+    /// Current students (FINT `Elev`).
+    pub students: u64,
+    /// Current basisgrupper.
+    pub groups: u64,
+    /// Current enrollments (FINT `Elevforhold`).
+    pub enrollments: u64,
+}
+
+impl Counts {
+    fn set(&mut self, entity: Entity, count: u64) {
+        match entity {
+            Entity::School => self.schools = count,
+            Entity::Student => self.students = count,
+            Entity::Group => self.groups = count,
+            Entity::Enrollment => self.enrollments = count,
+        }
+    }
+}
+
+/// A record of any kind, as one version in a record's history holds it.
+///
+/// Tagged with its kind in JSON (`{"entity": "student", "record": {…}}`), so a consumer
+/// reading a history needs no other context to decode it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "entity", content = "record", rename_all = "snake_case")]
+pub enum AnyRecord {
+    School(School),
+    Student(Student),
+    Group(Group),
+    Enrollment(Enrollment),
+}
+
+/// One version of a record: what the county's `elev` table calls a row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// The record's content during this version.
+    pub record: AnyRecord,
+    /// From when (inclusive) this content was the school's record.
+    pub valid_from: Timestamp,
+    /// Until when (exclusive) it was; `None` while it is current.
+    pub valid_to: Option<Timestamp>,
+    pub is_current: bool,
+    /// When central stored this version.
+    pub transaction_time: Timestamp,
+}
+
+/// Everything that can go wrong in the store. Batch problems the ingest answers differently
+/// (a gap asks for a snapshot, a broken chain is an alarm, a handle mismatch a refusal) have
+/// their own variants; database failures keep their source for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The SQLite database failed (I/O, lock timeout, constraint); the transaction was rolled
+    /// back.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed or is unreachable; the transaction was rolled back.
+    #[error("postgresql: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The batch is ahead of the stored head: batches between were lost. The agent answers a
+    /// gap with a snapshot chained onto the head `expected` belongs to.
+    #[error("sequence gap: expected {expected}, got {got}")]
+    Gap { expected: Seq, got: Seq },
+    /// The sequence number is the expected one but `prev` is not the stored head's digest:
+    /// the device's chain forked (restored backup, cloned SD card).
+    #[error("batch {seq} does not chain onto the batch applied before it")]
+    BrokenChain { seq: Seq },
+    /// The batch's `next_head` does not follow its `seq`: a caller bug, refused rather than
+    /// stored, because a wrong head would break every later batch of the device.
+    #[error("batch {seq} names {next} as the next sequence number")]
+    InvalidHead { seq: Seq, next: Seq },
+    /// A sequence number beyond what the databases' signed 64-bit integers hold.
+    #[error("sequence number {0} is out of range")]
+    SeqOutOfRange(Seq),
+    /// An upsert's handle is not the handle central computes from the record's key with the
+    /// site secret: the agent holds another secret, or the delta is inconsistent. Storing it
+    /// would make the record unreachable by later deletes.
+    #[error("{entity:?} upsert carries handle {handle:?}, which does not match its key")]
+    HandleMismatch {
+        entity: Entity,
+        handle: RecordHandle,
+    },
+    /// One batch names the same record twice (two upserts, upsert and delete, or two records
+    /// with one key in a snapshot); which one wins would be a guess.
+    #[error("{entity:?} record {handle:?} appears twice in one batch")]
+    DuplicateRecord {
+        entity: Entity,
+        handle: RecordHandle,
+    },
+    /// The device never enrolled; its batches have no chain to continue.
+    #[error("unknown device {0}")]
+    UnknownDevice(DeviceId),
+    /// Operations revoked the device (lost, stolen, replaced); it may not write any more.
+    #[error("device {0} is revoked")]
+    DeviceRevoked(DeviceId),
+    /// The batch names another site than the device was registered for.
+    #[error("device {device} belongs to site {registered}, not {claimed}")]
+    WrongSite {
+        device: DeviceId,
+        registered: SiteId,
+        claimed: SiteId,
+    },
+    /// [`Store::register_device`] for an id already registered with another key or site.
+    /// Re-registering must not silently hand a device's chain to a new key.
+    #[error("device {0} is already registered with another key or site")]
+    DeviceConflict(DeviceId),
+    /// The site has no secret yet, so central cannot check or compute record handles.
+    #[error("site {0} has no secret")]
+    NoSiteSecret(SiteId),
+    /// [`Store::set_site_secret`] with a new secret for a site that already has records:
+    /// their handles were computed with the old secret, and deletes would stop matching.
+    #[error("site {0} already holds records under another secret")]
+    SiteSecretInUse(SiteId),
+    /// The database was migrated by a newer build; this one refuses to guess at its schema.
+    #[error("database schema version {found} is newer than this build knows ({known})")]
+    SchemaTooNew { found: i64, known: i64 },
+    /// Stored data does not decode (a record's JSON, a key, an entity name).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The store was configured with something it cannot use (e.g. a schema name).
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+    /// The blocking worker running a database call panicked or was cancelled.
+    #[error("store worker failed: {0}")]
+    Worker(String),
+}
+
+/// Central's store. One implementation per database; the ingest, the operator interface and
+/// the consumer API hold it as `Arc<dyn Store>`.
+///
+/// Sites and devices are identified by the ids from the envelope header; records by their
+/// handle, the HMAC of their source key under the site secret (DESIGN decision 1), which is
+/// what a delete carries.
+pub trait Store: Send + Sync {
+    /// Registers a device for a site with its enrollment key. Registering the same device
+    /// again with the same site and key does nothing, so enrollment can be retried; with
+    /// another site or key it fails with [`StoreError::DeviceConflict`].
+    fn register_device<'a>(
+        &'a self,
+        device: &'a DeviceId,
+        site: &'a SiteId,
+        verifying_key: &'a DeviceVerifyingKey,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Marks a device revoked, so none of its batches is applied any more. Revoking an
+    /// unknown device fails with [`StoreError::UnknownDevice`], so a typo is not mistaken for
+    /// success.
+    fn revoke_device<'a>(&'a self, device: &'a DeviceId) -> StoreFuture<'a, ()>;
+
+    /// The device's site, key and revocation, or `None` if it never enrolled.
+    fn device<'a>(&'a self, device: &'a DeviceId) -> StoreFuture<'a, Option<DeviceRecord>>;
+
+    /// Where the device's chain stands: the head its next envelope must continue.
+    /// [`ChainHead::genesis`] for a device that has had nothing applied (or is unknown).
+    fn chain_head<'a>(&'a self, device: &'a DeviceId) -> StoreFuture<'a, ChainHead>;
+
+    /// Stores the site's handle secret. Setting the stored secret again does nothing; a
+    /// different one is refused with [`StoreError::SiteSecretInUse`] once the site has
+    /// records, because their handles would no longer match.
+    fn set_site_secret<'a>(
+        &'a self,
+        site: &'a SiteId,
+        secret: &'a SiteSecret,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The site's handle secret, for enrollment to hand to a new device of the same site.
+    fn site_secret<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Option<SiteSecret>>;
+
+    /// Applies one batch exactly once, in one transaction with the device's new chain head.
+    ///
+    /// Inside the transaction the stored head decides: a head past `batch.seq` means the
+    /// batch was applied before ([`Outcome::AlreadyApplied`], nothing changed); a head before
+    /// it is a [`StoreError::Gap`]; a head at it with another `prev` is a
+    /// [`StoreError::BrokenChain`]. The device must be registered for `batch.site` and not
+    /// revoked. The site secret is read from the store, not passed in, so a caller cannot
+    /// check handles against another site's secret.
+    ///
+    /// A delta's upserts version a record only if its content changed; its deletes close the
+    /// current version. A snapshot is the whole roster: records missing from it are closed,
+    /// changed ones versioned, unchanged ones left alone. Every upsert's handle must be the
+    /// one central computes from the record's key ([`StoreError::HandleMismatch`]). On any
+    /// error nothing is changed.
+    fn apply(&self, batch: Batch) -> StoreFuture<'_, Outcome>;
+
+    /// The site's roster as it stands: every current version, sorted by key within each
+    /// kind so the same roster always reads the same.
+    fn current_roster<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Roster>;
+
+    /// The site's roster as it stood at `at`: the versions with
+    /// `valid_from <= at < valid_to` (or still open), sorted like [`Store::current_roster`].
+    fn roster_as_of<'a>(&'a self, site: &'a SiteId, at: Timestamp) -> StoreFuture<'a, Roster>;
+
+    /// How many current records of each kind the site has, without loading them.
+    fn counts<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Counts>;
+
+    /// Every version of one record, oldest first: what a consumer asking "what changed for
+    /// this student" reads.
+    fn history<'a>(
+        &'a self,
+        site: &'a SiteId,
+        entity: Entity,
+        handle: &'a RecordHandle,
+    ) -> StoreFuture<'a, Vec<Version>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend-neutral helpers: the meaning of a batch, decided once for both databases.
+
+/// The stored name of an entity kind: readable in SQL, and stable even if `Entity`'s
+/// variants are reordered.
+pub(crate) fn entity_name(entity: Entity) -> &'static str {
+    entity.plural()
+}
+
+pub(crate) fn entity_from_name(name: &str) -> Result<Entity, StoreError> {
+    Entity::ALL
+        .into_iter()
+        .find(|entity| entity.plural() == name)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown entity {name:?}")))
+}
+
+pub(crate) fn seq_to_db(seq: Seq) -> Result<i64, StoreError> {
+    i64::try_from(seq.0).map_err(|_| StoreError::SeqOutOfRange(seq))
+}
+
+pub(crate) fn seq_from_db(seq: i64) -> Result<Seq, StoreError> {
+    u64::try_from(seq)
+        .map(Seq)
+        .map_err(|_| StoreError::Corrupt(format!("negative sequence number {seq}")))
+}
+
+pub(crate) fn bytes32(bytes: &[u8], what: &str) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes)
+        .map_err(|_| StoreError::Corrupt(format!("{what} is {} bytes, not 32", bytes.len())))
+}
+
+pub(crate) fn device_record(
+    site: &str,
+    verifying_key: &[u8],
+    revoked: bool,
+) -> Result<DeviceRecord, StoreError> {
+    let site = SiteId::new(site)
+        .map_err(|_| StoreError::Corrupt(format!("stored site id {site:?} is invalid")))?;
+    let verifying_key = DeviceVerifyingKey::from_bytes(bytes32(verifying_key, "device key")?)
+        .map_err(|_| StoreError::Corrupt("stored device key is not a valid key".to_owned()))?;
+    Ok(DeviceRecord {
+        site,
+        verifying_key,
+        revoked,
+    })
+}
+
+/// The device row as `apply` reads it inside its transaction.
+pub(crate) struct DeviceState {
+    pub site: String,
+    pub revoked: bool,
+    pub head: ChainHead,
+}
+
+/// Whether the stored head lets `batch` be applied now.
+pub(crate) enum ChainCheck {
+    Apply,
+    AlreadyApplied(ChainHead),
+}
+
+/// The checks `apply` makes against the device row, before and again inside its transaction.
+pub(crate) fn check_batch(
+    batch: &Batch,
+    device: Option<&DeviceState>,
+) -> Result<ChainCheck, StoreError> {
+    let Some(device) = device else {
+        return Err(StoreError::UnknownDevice(batch.device.clone()));
+    };
+    if device.site != batch.site.as_str() {
+        let registered = SiteId::new(device.site.as_str())
+            .map_err(|_| StoreError::Corrupt("stored site id is invalid".to_owned()))?;
+        return Err(StoreError::WrongSite {
+            device: batch.device.clone(),
+            registered,
+            claimed: batch.site.clone(),
+        });
+    }
+    if device.revoked {
+        return Err(StoreError::DeviceRevoked(batch.device.clone()));
+    }
+    if batch.seq.0 == 0 || batch.next_head.next_seq != batch.seq.next() {
+        return Err(StoreError::InvalidHead {
+            seq: batch.seq,
+            next: batch.next_head.next_seq,
+        });
+    }
+    seq_to_db(batch.next_head.next_seq)?;
+    match device.head.next_seq.cmp(&batch.seq) {
+        std::cmp::Ordering::Greater => Ok(ChainCheck::AlreadyApplied(device.head)),
+        std::cmp::Ordering::Less => Err(StoreError::Gap {
+            expected: device.head.next_seq,
+            got: batch.seq,
+        }),
+        std::cmp::Ordering::Equal if device.head.prev != batch.prev => {
+            Err(StoreError::BrokenChain { seq: batch.seq })
+        }
+        std::cmp::Ordering::Equal => Ok(ChainCheck::Apply),
+    }
+}
+
+/// One version to insert: a record with its handle, digest and JSON encoding.
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub entity: Entity,
+    pub handle: RecordHandle,
+    /// The protocol's canonical digest of the record: equal digests mean equal content, which
+    /// a JSON comparison cannot promise (PostgreSQL's `jsonb` reorders keys).
+    pub digest: Digest,
+    pub json: String,
+}
+
+/// A payload checked and encoded, before any database is touched, so the write lock is held
+/// only for reading current versions and writing.
+#[derive(Debug)]
+pub(crate) enum Prepared {
+    Delta {
+        upserts: Vec<Row>,
+        deletes: Vec<(Entity, RecordHandle)>,
+    },
+    Snapshot {
+        rows: Vec<Row>,
+    },
+}
+
+impl Prepared {
+    /// The records whose current versions the plan needs: those the delta names, or `None`
+    /// for a snapshot, which needs all of the site's.
+    pub fn touched(&self) -> Option<Vec<(Entity, RecordHandle)>> {
+        match self {
+            Prepared::Delta { upserts, deletes } => Some(
+                upserts
+                    .iter()
+                    .map(|row| (row.entity, row.handle))
+                    .chain(deletes.iter().copied())
+                    .collect(),
+            ),
+            Prepared::Snapshot { .. } => None,
+        }
+    }
+}
+
+/// Checks a payload against the site secret and encodes its records.
+///
+/// Upserts must carry the handle central computes from their key; snapshot records get
+/// theirs computed. No record may appear twice.
+pub(crate) fn prepare(payload: &Payload, secret: &SiteSecret) -> Result<Prepared, StoreError> {
+    let mut seen = HashSet::new();
+    match payload {
+        Payload::Delta(delta) => {
+            let mut upserts = Vec::new();
+            delta_rows(&delta.schools, secret, &mut seen, &mut upserts)?;
+            delta_rows(&delta.students, secret, &mut seen, &mut upserts)?;
+            delta_rows(&delta.groups, secret, &mut seen, &mut upserts)?;
+            delta_rows(&delta.enrollments, secret, &mut seen, &mut upserts)?;
+            let mut deletes = Vec::new();
+            for entity in Entity::ALL {
+                for handle in delta.deletes(entity) {
+                    claim(&mut seen, entity, *handle)?;
+                    deletes.push((entity, *handle));
+                }
+            }
+            Ok(Prepared::Delta { upserts, deletes })
+        }
+        Payload::Snapshot(roster) => {
+            let mut rows = Vec::with_capacity(
+                Entity::ALL
+                    .into_iter()
+                    .map(|entity| roster.count(entity))
+                    .sum(),
+            );
+            snapshot_rows(&roster.schools, secret, &mut seen, &mut rows)?;
+            snapshot_rows(&roster.students, secret, &mut seen, &mut rows)?;
+            snapshot_rows(&roster.groups, secret, &mut seen, &mut rows)?;
+            snapshot_rows(&roster.enrollments, secret, &mut seen, &mut rows)?;
+            Ok(Prepared::Snapshot { rows })
+        }
+    }
+}
+
+fn claim(
+    seen: &mut HashSet<(Entity, RecordHandle)>,
+    entity: Entity,
+    handle: RecordHandle,
+) -> Result<(), StoreError> {
+    if seen.insert((entity, handle)) {
+        Ok(())
+    } else {
+        Err(StoreError::DuplicateRecord { entity, handle })
+    }
+}
+
+fn row<R: Record>(record: &R, handle: RecordHandle) -> Result<Row, StoreError> {
+    let json = serde_json::to_string(record)
+        .map_err(|error| StoreError::Corrupt(format!("record does not encode: {error}")))?;
+    Ok(Row {
+        entity: R::ENTITY,
+        handle,
+        digest: Digest::of(record),
+        json,
+    })
+}
+
+fn delta_rows<R: Record>(
+    delta: &EntityDelta<R>,
+    secret: &SiteSecret,
+    seen: &mut HashSet<(Entity, RecordHandle)>,
+    out: &mut Vec<Row>,
+) -> Result<(), StoreError> {
+    for (handle, record) in &delta.upserts {
+        if secret.handle(R::ENTITY, record.key()) != *handle {
+            return Err(StoreError::HandleMismatch {
+                entity: R::ENTITY,
+                handle: *handle,
+            });
+        }
+        claim(seen, R::ENTITY, *handle)?;
+        out.push(row(record, *handle)?);
+    }
+    Ok(())
+}
+
+fn snapshot_rows<R: Record>(
+    records: &[R],
+    secret: &SiteSecret,
+    seen: &mut HashSet<(Entity, RecordHandle)>,
+    out: &mut Vec<Row>,
+) -> Result<(), StoreError> {
+    for record in records {
+        let handle = secret.handle(R::ENTITY, record.key());
+        claim(seen, R::ENTITY, handle)?;
+        out.push(row(record, handle)?);
+    }
+    Ok(())
+}
+
+/// The current version of a record as the plan needs it: its row id and content digest.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Current {
+    pub id: i64,
+    pub digest: Digest,
+}
+
+pub(crate) type CurrentVersions = HashMap<(Entity, RecordHandle), Current>;
+
+/// What to write for one batch: versions to close (by row id), then versions to insert.
+#[derive(Debug, Default)]
+pub(crate) struct Plan<'a> {
+    pub close: Vec<i64>,
+    pub insert: Vec<&'a Row>,
+    pub changes: Changes,
+}
+
+/// Decides which versions a prepared batch closes and inserts, given the current versions of
+/// the records it touches (all of the site's for a snapshot).
+pub(crate) fn plan<'a>(prepared: &'a Prepared, current: &CurrentVersions) -> Plan<'a> {
+    let mut plan = Plan::default();
+    match prepared {
+        Prepared::Delta { upserts, deletes } => {
+            for row in upserts {
+                plan.upsert(row, current.get(&(row.entity, row.handle)));
+            }
+            for key in deletes {
+                if let Some(existing) = current.get(key) {
+                    plan.close.push(existing.id);
+                    plan.changes.removed += 1;
+                }
+            }
+        }
+        Prepared::Snapshot { rows } => {
+            let mut kept = HashSet::with_capacity(rows.len());
+            for row in rows {
+                plan.upsert(row, current.get(&(row.entity, row.handle)));
+                kept.insert((row.entity, row.handle));
+            }
+            let mut missing: Vec<i64> = current
+                .iter()
+                .filter(|(key, _)| !kept.contains(key))
+                .map(|(_, existing)| existing.id)
+                .collect();
+            missing.sort_unstable();
+            plan.changes.removed = missing.len() as u64;
+            plan.close.extend(missing);
+        }
+    }
+    plan
+}
+
+impl<'a> Plan<'a> {
+    fn upsert(&mut self, row: &'a Row, existing: Option<&Current>) {
+        match existing {
+            Some(existing) if existing.digest == row.digest => self.changes.unchanged += 1,
+            Some(existing) => {
+                self.close.push(existing.id);
+                self.insert.push(row);
+                self.changes.changed += 1;
+            }
+            None => {
+                self.insert.push(row);
+                self.changes.added += 1;
+            }
+        }
+    }
+}
+
+/// Adds a stored record to a roster being read.
+pub(crate) fn push_record(
+    roster: &mut Roster,
+    entity: Entity,
+    json: &str,
+) -> Result<(), StoreError> {
+    match decode(entity, json)? {
+        AnyRecord::School(record) => roster.schools.push(record),
+        AnyRecord::Student(record) => roster.students.push(record),
+        AnyRecord::Group(record) => roster.groups.push(record),
+        AnyRecord::Enrollment(record) => roster.enrollments.push(record),
+    }
+    Ok(())
+}
+
+/// Decodes a stored record's JSON as the kind its row says it is.
+pub(crate) fn decode(entity: Entity, json: &str) -> Result<AnyRecord, StoreError> {
+    fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
+        serde_json::from_str(json)
+            .map_err(|error| StoreError::Corrupt(format!("stored record does not decode: {error}")))
+    }
+    Ok(match entity {
+        Entity::School => AnyRecord::School(parse(json)?),
+        Entity::Student => AnyRecord::Student(parse(json)?),
+        Entity::Group => AnyRecord::Group(parse(json)?),
+        Entity::Enrollment => AnyRecord::Enrollment(parse(json)?),
+    })
+}
+
+/// Puts a roster read from the database in key order, which neither database promises
+/// without an index on the key.
+pub(crate) fn sort_roster(roster: &mut Roster) {
+    roster.schools.sort_by(|a, b| a.key().cmp(b.key()));
+    roster.students.sort_by(|a, b| a.key().cmp(b.key()));
+    roster.groups.sort_by(|a, b| a.key().cmp(b.key()));
+    roster.enrollments.sort_by(|a, b| a.key().cmp(b.key()));
+}
+
+pub(crate) fn set_count(counts: &mut Counts, entity: &str, count: i64) -> Result<(), StoreError> {
+    let count =
+        u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("negative count {count}")))?;
+    counts.set(entity_from_name(entity)?, count);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_as_rfc_3339_in_utc() {
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp(1_773_151_500_123).to_string(),
+            "2026-03-10T14:05:00.123Z"
+        );
+        assert_eq!(
+            Timestamp(951_782_400_000).to_string(),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(Timestamp(-1).to_string(), "1969-12-31T23:59:59.999Z");
+    }
+}

@@ -1,0 +1,707 @@
+//! The production store (DESIGN decision 9): PostgreSQL through tokio-postgres.
+//!
+//! Central reaches its database over loopback or a private network, so connections are
+//! plain (`NoTls`): the only TLS in central is the agents' mutual TLS at the ingest. A small
+//! built-in pool keeps a few connections open, each with `search_path` set to the store's
+//! schema, so one database can hold several stores (the tests create a schema each).
+//!
+//! Exactly-once: [`Store::apply`] runs in one READ COMMITTED transaction that first locks the
+//! site's row and then the device's row (`SELECT … FOR UPDATE`, always in that order, so two
+//! applies never deadlock). A second apply of the same batch waits on the lock, then reads
+//! the head the first one committed and changes nothing. Locking the site, not only the
+//! device, also keeps two devices of one site (an old and a replacement Pi) from writing the
+//! same records at once. Records are written in bulk (`UNNEST` of arrays), so a snapshot of a
+//! large school costs a few round trips, not one per record.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Mutex, PoisonError};
+
+use skolebro_protocol::{
+    ChainHead, DeviceId, DeviceVerifyingKey, Digest, Entity, RecordHandle, Roster, SiteId,
+    SiteSecret,
+};
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_postgres::{Client, Config, GenericClient, NoTls};
+
+use super::{
+    bytes32, check_batch, device_record, entity_from_name, entity_name, plan, prepare, push_record,
+    seq_from_db, seq_to_db, set_count, sort_roster, Batch, ChainCheck, Counts, Current,
+    CurrentVersions, DeviceRecord, DeviceState, Outcome, Prepared, Store, StoreError, StoreFuture,
+    Timestamp, Version,
+};
+
+/// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
+/// `schema_version`; embedding them means a binary always carries the schema it expects.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+
+/// Rows per bulk statement: keeps each message well below PostgreSQL's limits while a
+/// 100,000-record snapshot still takes only a few dozen statements.
+const CHUNK: usize = 5_000;
+
+/// Central's store in a PostgreSQL schema.
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresStore(schema {})", self.pool.schema)
+    }
+}
+
+impl PostgresStore {
+    /// Connects with a libpq-style `config` (`host=127.0.0.1 port=5432 user=postgres
+    /// dbname=central`), creates `schema` if needed and brings it up to date. At most
+    /// `max_connections` connections are open at once (at least one).
+    ///
+    /// `schema` must be a plain lower-case identifier (`[a-z_][a-z0-9_]*`, at most 63
+    /// characters): it is written into SQL, so nothing else is accepted.
+    pub async fn connect(
+        config: &str,
+        schema: &str,
+        max_connections: usize,
+    ) -> Result<PostgresStore, StoreError> {
+        if !valid_schema(schema) {
+            return Err(StoreError::Config(format!(
+                "schema name {schema:?} is not a plain lower-case identifier"
+            )));
+        }
+        let config: Config = config.parse()?;
+        let store = PostgresStore {
+            pool: Pool {
+                config,
+                schema: schema.to_owned(),
+                idle: Mutex::new(Vec::new()),
+                permits: Semaphore::new(max_connections.max(1)),
+            },
+        };
+        let mut conn = store.pool.get().await?;
+        migrate(&mut conn, schema).await?;
+        drop(conn);
+        Ok(store)
+    }
+
+    /// The schema this store lives in.
+    pub fn schema(&self) -> &str {
+        &self.pool.schema
+    }
+
+    async fn apply_batch(&self, batch: Batch) -> Result<Outcome, StoreError> {
+        let mut conn = self.pool.get().await?;
+        // A cheap look first, without locks: replays and gaps, the common failures of a
+        // retrying agent, are answered without encoding the payload.
+        let state = read_device(&*conn, &batch.device, false).await?;
+        if let ChainCheck::AlreadyApplied(head) = check_batch(&batch, state.as_ref())? {
+            return Ok(Outcome::AlreadyApplied { head });
+        }
+        let secret = read_secret(&*conn, &batch.site, false)
+            .await?
+            .ok_or_else(|| StoreError::NoSiteSecret(batch.site.clone()))?;
+
+        // Check handles and encode records off the async workers.
+        let (batch, secret, prepared) = tokio::task::spawn_blocking(move || {
+            let prepared = prepare(&batch.payload, &secret)?;
+            Ok::<_, StoreError>((batch, secret, prepared))
+        })
+        .await
+        .map_err(|error| StoreError::Worker(error.to_string()))??;
+
+        let tx = conn.transaction().await?;
+        // Lock order: site, then device (see the module documentation).
+        let prepared = match read_secret(&tx, &batch.site, true).await? {
+            Some(stored) if stored == secret => prepared,
+            // Set anew since the first look (possible only while the site has no records):
+            // handles must be checked against the secret in force.
+            Some(stored) => prepare(&batch.payload, &stored)?,
+            None => return Err(StoreError::NoSiteSecret(batch.site.clone())),
+        };
+        let state = read_device(&tx, &batch.device, true).await?;
+        if let ChainCheck::AlreadyApplied(head) = check_batch(&batch, state.as_ref())? {
+            return Ok(Outcome::AlreadyApplied { head });
+        }
+
+        let site = batch.site.as_str();
+        let current = read_current(&tx, site, &prepared).await?;
+        let plan = plan(&prepared, &current);
+        let at = batch.at.0;
+        for ids in plan.close.chunks(CHUNK) {
+            tx.execute(
+                "UPDATE records SET valid_to = $2, is_current = false \
+                 WHERE id = ANY($1) AND is_current",
+                &[&ids, &at],
+            )
+            .await?;
+        }
+        for rows in plan.insert.chunks(CHUNK) {
+            let entities: Vec<&str> = rows.iter().map(|row| entity_name(row.entity)).collect();
+            let handles: Vec<&[u8]> = rows.iter().map(|row| &row.handle.as_bytes()[..]).collect();
+            let digests: Vec<&[u8]> = rows.iter().map(|row| &row.digest.as_bytes()[..]).collect();
+            let records: Vec<&str> = rows.iter().map(|row| row.json.as_str()).collect();
+            tx.execute(
+                "INSERT INTO records \
+                 (site, entity, handle, digest, record, valid_from, valid_to, is_current, \
+                  transaction_time) \
+                 SELECT $1, e, h, d, r::jsonb, $2, NULL, true, $2 \
+                 FROM UNNEST($3::text[], $4::bytea[], $5::bytea[], $6::text[]) AS t (e, h, d, r)",
+                &[&site, &at, &entities, &handles, &digests, &records],
+            )
+            .await?;
+        }
+        tx.execute(
+            "UPDATE devices SET next_seq = $2, prev = $3 WHERE device = $1",
+            &[
+                &batch.device.as_str(),
+                &seq_to_db(batch.next_head.next_seq)?,
+                &&batch.next_head.prev[..],
+            ],
+        )
+        .await?;
+        let changes = plan.changes;
+        tx.commit().await?;
+        Ok(Outcome::Applied(changes))
+    }
+
+    async fn read_roster(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Roster, StoreError> {
+        let conn = self.pool.get().await?;
+        let mut roster = Roster::default();
+        for row in conn.query(sql, params).await? {
+            let entity = entity_from_name(row.try_get(0)?)?;
+            push_record(&mut roster, entity, row.try_get(1)?)?;
+        }
+        sort_roster(&mut roster);
+        Ok(roster)
+    }
+}
+
+fn valid_schema(schema: &str) -> bool {
+    let mut bytes = schema.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
+        && schema.len() <= 63
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+}
+
+async fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    // Two centrals starting at once would otherwise both create the schema or run a
+    // migration; the lock is per schema, so stores in other schemas do not wait.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('skolebro-migrate:' || $1::text))",
+        &[&schema],
+    )
+    .await?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema}; \
+         CREATE TABLE IF NOT EXISTS {schema}.schema_version (version INTEGER PRIMARY KEY)"
+    ))
+    .await?;
+    let found: i32 = tx
+        .query_one(
+            &format!("SELECT COALESCE(MAX(version), 0) FROM {schema}.schema_version"),
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    let found = i64::from(found);
+    let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    if found > known {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+    for (version, sql) in MIGRATIONS {
+        if *version > found {
+            tx.batch_execute(sql).await?;
+            let version = i32::try_from(*version)
+                .map_err(|_| StoreError::Config(format!("migration {version} out of range")))?;
+            tx.execute(
+                &format!("INSERT INTO {schema}.schema_version (version) VALUES ($1)"),
+                &[&version],
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn read_device<C: GenericClient + Sync>(
+    client: &C,
+    device: &DeviceId,
+    for_update: bool,
+) -> Result<Option<DeviceState>, StoreError> {
+    let sql = if for_update {
+        "SELECT site, revoked, next_seq, prev FROM devices WHERE device = $1 FOR UPDATE"
+    } else {
+        "SELECT site, revoked, next_seq, prev FROM devices WHERE device = $1"
+    };
+    let Some(row) = client.query_opt(sql, &[&device.as_str()]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(DeviceState {
+        site: row.try_get(0)?,
+        revoked: row.try_get(1)?,
+        head: ChainHead {
+            next_seq: seq_from_db(row.try_get(2)?)?,
+            prev: bytes32(row.try_get(3)?, "chain head digest")?,
+        },
+    }))
+}
+
+async fn read_secret<C: GenericClient + Sync>(
+    client: &C,
+    site: &SiteId,
+    for_update: bool,
+) -> Result<Option<SiteSecret>, StoreError> {
+    let sql = if for_update {
+        "SELECT secret FROM sites WHERE site = $1 FOR UPDATE"
+    } else {
+        "SELECT secret FROM sites WHERE site = $1"
+    };
+    let Some(row) = client.query_opt(sql, &[&site.as_str()]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(SiteSecret::from_bytes(bytes32(
+        row.try_get(0)?,
+        "site secret",
+    )?)))
+}
+
+/// The current versions a plan needs: the named records for a delta, all for a snapshot.
+async fn read_current<C: GenericClient + Sync>(
+    client: &C,
+    site: &str,
+    prepared: &Prepared,
+) -> Result<CurrentVersions, StoreError> {
+    let rows = match prepared.touched() {
+        None => {
+            client
+                .query(
+                    "SELECT id, entity, handle, digest FROM records \
+                     WHERE site = $1 AND is_current",
+                    &[&site],
+                )
+                .await?
+        }
+        Some(keys) => {
+            let handles: Vec<&[u8]> = keys
+                .iter()
+                .map(|(_, handle)| &handle.as_bytes()[..])
+                .collect();
+            client
+                .query(
+                    "SELECT id, entity, handle, digest FROM records \
+                     WHERE site = $1 AND is_current AND handle = ANY($2)",
+                    &[&site, &handles],
+                )
+                .await?
+        }
+    };
+    let mut current = CurrentVersions::with_capacity(rows.len());
+    for row in rows {
+        let entity = entity_from_name(row.try_get(1)?)?;
+        let handle = RecordHandle::from_bytes(bytes32(row.try_get(2)?, "handle")?);
+        let digest = Digest::from_bytes(bytes32(row.try_get(3)?, "digest")?);
+        current.insert(
+            (entity, handle),
+            Current {
+                id: row.try_get(0)?,
+                digest,
+            },
+        );
+    }
+    Ok(current)
+}
+
+impl Store for PostgresStore {
+    fn register_device<'a>(
+        &'a self,
+        device: &'a DeviceId,
+        site: &'a SiteId,
+        verifying_key: &'a DeviceVerifyingKey,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let key = verifying_key.to_bytes();
+            let mut conn = self.pool.get().await?;
+            let tx = conn.transaction().await?;
+            // ON CONFLICT DO NOTHING and a locking re-read: two enrollments of one device
+            // at once neither fail on the primary key nor both believe they registered.
+            tx.execute(
+                "INSERT INTO devices (device, site, verifying_key) VALUES ($1, $2, $3) \
+                 ON CONFLICT (device) DO NOTHING",
+                &[&device.as_str(), &site.as_str(), &&key[..]],
+            )
+            .await?;
+            let row = tx
+                .query_one(
+                    "SELECT site, verifying_key FROM devices WHERE device = $1 FOR UPDATE",
+                    &[&device.as_str()],
+                )
+                .await?;
+            let stored_site: &str = row.try_get(0)?;
+            let stored_key: &[u8] = row.try_get(1)?;
+            if stored_site != site.as_str() || stored_key != key {
+                return Err(StoreError::DeviceConflict(device.clone()));
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn revoke_device<'a>(&'a self, device: &'a DeviceId) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let updated = conn
+                .execute(
+                    "UPDATE devices SET revoked = true WHERE device = $1",
+                    &[&device.as_str()],
+                )
+                .await?;
+            if updated == 0 {
+                return Err(StoreError::UnknownDevice(device.clone()));
+            }
+            Ok(())
+        })
+    }
+
+    fn device<'a>(&'a self, device: &'a DeviceId) -> StoreFuture<'a, Option<DeviceRecord>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let Some(row) = conn
+                .query_opt(
+                    "SELECT site, verifying_key, revoked FROM devices WHERE device = $1",
+                    &[&device.as_str()],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            device_record(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?).map(Some)
+        })
+    }
+
+    fn chain_head<'a>(&'a self, device: &'a DeviceId) -> StoreFuture<'a, ChainHead> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            Ok(read_device(&*conn, device, false)
+                .await?
+                .map_or_else(ChainHead::genesis, |state| state.head))
+        })
+    }
+
+    fn set_site_secret<'a>(
+        &'a self,
+        site: &'a SiteId,
+        secret: &'a SiteSecret,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await?;
+            let tx = conn.transaction().await?;
+            tx.execute(
+                "INSERT INTO sites (site, secret) VALUES ($1, $2) ON CONFLICT (site) DO NOTHING",
+                &[&site.as_str(), &&secret.as_bytes()[..]],
+            )
+            .await?;
+            // The site row is locked from here on, as apply locks it: no batch can add
+            // records between the check below and the update.
+            match read_secret(&tx, site, true).await? {
+                Some(stored) if stored == *secret => {}
+                _ => {
+                    let in_use: bool = tx
+                        .query_one(
+                            "SELECT EXISTS (SELECT 1 FROM records WHERE site = $1)",
+                            &[&site.as_str()],
+                        )
+                        .await?
+                        .try_get(0)?;
+                    if in_use {
+                        return Err(StoreError::SiteSecretInUse(site.clone()));
+                    }
+                    tx.execute(
+                        "UPDATE sites SET secret = $2 WHERE site = $1",
+                        &[&site.as_str(), &&secret.as_bytes()[..]],
+                    )
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn site_secret<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Option<SiteSecret>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            read_secret(&*conn, site, false).await
+        })
+    }
+
+    fn apply(&self, batch: Batch) -> StoreFuture<'_, Outcome> {
+        Box::pin(self.apply_batch(batch))
+    }
+
+    fn current_roster<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Roster> {
+        Box::pin(async move {
+            self.read_roster(
+                "SELECT entity, record::text FROM records WHERE site = $1 AND is_current",
+                &[&site.as_str()],
+            )
+            .await
+        })
+    }
+
+    fn roster_as_of<'a>(&'a self, site: &'a SiteId, at: Timestamp) -> StoreFuture<'a, Roster> {
+        Box::pin(async move {
+            self.read_roster(
+                "SELECT entity, record::text FROM records \
+                 WHERE site = $1 AND valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2)",
+                &[&site.as_str(), &at.0],
+            )
+            .await
+        })
+    }
+
+    fn counts<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Counts> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let mut counts = Counts::default();
+            for row in conn
+                .query(
+                    "SELECT entity, COUNT(*) FROM records \
+                     WHERE site = $1 AND is_current GROUP BY entity",
+                    &[&site.as_str()],
+                )
+                .await?
+            {
+                set_count(&mut counts, row.try_get(0)?, row.try_get(1)?)?;
+            }
+            Ok(counts)
+        })
+    }
+
+    fn history<'a>(
+        &'a self,
+        site: &'a SiteId,
+        entity: Entity,
+        handle: &'a RecordHandle,
+    ) -> StoreFuture<'a, Vec<Version>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let rows = conn
+                .query(
+                    "SELECT record::text, valid_from, valid_to, is_current, transaction_time \
+                     FROM records WHERE site = $1 AND entity = $2 AND handle = $3 \
+                     ORDER BY valid_from, id",
+                    &[
+                        &site.as_str(),
+                        &entity_name(entity),
+                        &&handle.as_bytes()[..],
+                    ],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Version {
+                        record: super::decode(entity, row.try_get(0)?)?,
+                        valid_from: Timestamp(row.try_get(1)?),
+                        valid_to: row.try_get::<_, Option<i64>>(2)?.map(Timestamp),
+                        is_current: row.try_get(3)?,
+                        transaction_time: Timestamp(row.try_get(4)?),
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+/// A few reusable connections, each with `search_path` set to the store's schema.
+///
+/// Small on purpose (no dependency): a permit bounds the open connections, idle ones wait in
+/// a list, and a connection that broke is dropped instead of returned.
+struct Pool {
+    config: Config,
+    schema: String,
+    idle: Mutex<Vec<Client>>,
+    permits: Semaphore,
+}
+
+impl Pool {
+    async fn get(&self) -> Result<PooledClient<'_>, StoreError> {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|error| StoreError::Worker(error.to_string()))?;
+        loop {
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            match idle {
+                Some(client) if client.is_closed() => continue,
+                Some(client) => {
+                    return Ok(PooledClient {
+                        client: Some(client),
+                        pool: self,
+                        _permit: permit,
+                    })
+                }
+                None => break,
+            }
+        }
+        let (client, connection) = self.config.connect(NoTls).await?;
+        // The connection task ends when the client is dropped or the server goes away; a
+        // failure then shows as a closed client, which the pool discards.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+            .batch_execute(&format!("SET search_path TO {}", self.schema))
+            .await?;
+        Ok(PooledClient {
+            client: Some(client),
+            pool: self,
+            _permit: permit,
+        })
+    }
+}
+
+/// A connection borrowed from the pool; returned to it when dropped. A transaction left open
+/// by a cancelled request has already queued its ROLLBACK by then (tokio-postgres does so
+/// when a `Transaction` is dropped), so the next user starts clean.
+struct PooledClient<'a> {
+    client: Option<Client>,
+    pool: &'a Pool,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Deref for PooledClient<'_> {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        // Present from construction until drop.
+        match &self.client {
+            Some(client) => client,
+            None => unreachable!("a pooled client is present until dropped"),
+        }
+    }
+}
+
+impl DerefMut for PooledClient<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        match &mut self.client {
+            Some(client) => client,
+            None => unreachable!("a pooled client is present until dropped"),
+        }
+    }
+}
+
+impl Drop for PooledClient<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if !client.is_closed() {
+                self.pool
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(client);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::suite::{self, Fixture};
+
+    /// The test database: trust authentication on loopback, as on the project's machines.
+    /// `SKOLEBRO_TEST_POSTGRES` overrides it.
+    const DEFAULT_CONFIG: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+
+    fn config() -> String {
+        std::env::var("SKOLEBRO_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_CONFIG.to_owned())
+    }
+
+    /// A store in a schema of its own, dropped by `cleanup`, so tests running in parallel or
+    /// again after a crash never see each other's rows.
+    struct PostgresFixture {
+        store: Arc<PostgresStore>,
+        schema: String,
+    }
+
+    impl Fixture for PostgresFixture {
+        fn store(&self) -> Arc<dyn Store> {
+            Arc::clone(&self.store) as Arc<dyn Store>
+        }
+
+        async fn cleanup(self) {
+            drop(self.store);
+            let (client, connection) = match config().parse::<Config>() {
+                Ok(config) => match config.connect(NoTls).await {
+                    Ok(pair) => pair,
+                    Err(_) => return,
+                },
+                Err(_) => return,
+            };
+            tokio::spawn(connection);
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+                .await;
+        }
+    }
+
+    async fn open() -> PostgresFixture {
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).expect("system randomness");
+        let schema = format!("skolebro_test_{}", hex::encode(random));
+        let store = PostgresStore::connect(&config(), &schema, 4)
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "PostgreSQL at {:?} is needed for these tests ({error}); start it with \
+                     `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`",
+                    config()
+                )
+            });
+        PostgresFixture {
+            store: Arc::new(store),
+            schema,
+        }
+    }
+
+    suite::store_suite!(open);
+
+    #[test]
+    fn only_plain_schema_names_are_accepted() {
+        assert!(valid_schema("skolebro_test_0a1b"));
+        assert!(valid_schema("public"));
+        assert!(!valid_schema(""));
+        assert!(!valid_schema("1abc"));
+        assert!(!valid_schema("a;drop table x"));
+        assert!(!valid_schema("Public"));
+        assert!(!valid_schema(&"a".repeat(64)));
+    }
+
+    #[tokio::test]
+    async fn connecting_twice_to_one_schema_migrates_once() {
+        let fixture = open().await;
+        let again = PostgresStore::connect(&config(), &fixture.schema, 1)
+            .await
+            .expect("a second store on the same schema");
+        let conn = again.pool.get().await.expect("a connection");
+        let versions: i64 = conn
+            .query_one("SELECT COUNT(*) FROM schema_version", &[])
+            .await
+            .expect("schema versions")
+            .get(0);
+        assert_eq!(versions, 1);
+        drop(conn);
+        drop(again);
+        fixture.cleanup().await;
+    }
+}

@@ -1,0 +1,589 @@
+//! The embedded store (DESIGN decision 9): one SQLite file in WAL mode, for a central that
+//! runs on one machine, the quickstart demo and the end-to-end tests.
+//!
+//! rusqlite is blocking, so every call runs on tokio's blocking pool (`spawn_blocking`) with
+//! the one connection behind a mutex; the HTTP workers never wait on the disk. One connection
+//! is enough: SQLite has a single writer anyway, and WAL lets other processes (a backup, an
+//! operator's `sqlite3`) read while central writes.
+//!
+//! Exactly-once: [`Store::apply`] opens its transaction with `BEGIN IMMEDIATE`, which takes
+//! the database's write lock before the device's chain head is read. No other writer, in this
+//! process or another, can apply a batch between that read and the commit that stores the new
+//! head, so a second apply of the same batch reads the advanced head and changes nothing.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use skolebro_protocol::{
+    ChainHead, DeviceId, DeviceVerifyingKey, Digest, Entity, RecordHandle, Roster, SiteId,
+    SiteSecret,
+};
+
+use super::{
+    bytes32, check_batch, device_record, entity_from_name, entity_name, plan, prepare, push_record,
+    seq_from_db, seq_to_db, set_count, sort_roster, Batch, ChainCheck, Counts, Current,
+    CurrentVersions, DeviceRecord, DeviceState, Outcome, Prepared, Store, StoreError, StoreFuture,
+    Timestamp, Version,
+};
+
+/// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
+/// `schema_version`; embedding them means a binary always carries the schema it expects.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Central's store in one SQLite file. Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path`, switches it to WAL and brings its schema up
+    /// to date. Fails with [`StoreError::SchemaTooNew`] if a newer build migrated it.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = blocking(move || {
+            let mut conn = Connection::open(&path)?;
+            configure(&conn)?;
+            migrate(&mut conn)?;
+            Ok(conn)
+        })
+        .await?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `work` with the connection on the blocking pool.
+    async fn call<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        blocking(move || work(&mut lock(&conn))).await
+    }
+
+    async fn apply_batch(&self, batch: Batch) -> Result<Outcome, StoreError> {
+        // A cheap look first, without the write lock: replays and gaps, the common failures
+        // of a retrying agent, are answered without encoding the payload.
+        let device = batch.device.clone();
+        let site = batch.site.clone();
+        let (state, secret) = self
+            .call(move |conn| Ok((read_device(conn, &device)?, read_secret(conn, &site)?)))
+            .await?;
+        if let ChainCheck::AlreadyApplied(head) = check_batch(&batch, state.as_ref())? {
+            return Ok(Outcome::AlreadyApplied { head });
+        }
+        let secret = secret.ok_or_else(|| StoreError::NoSiteSecret(batch.site.clone()))?;
+
+        // Check handles and encode records outside the connection's lock.
+        let (batch, secret, prepared) = blocking(move || {
+            let prepared = prepare(&batch.payload, &secret)?;
+            Ok((batch, secret, prepared))
+        })
+        .await?;
+
+        self.call(move |conn| apply_prepared(conn, &batch, &secret, prepared))
+            .await
+    }
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while the lock was held leaves the connection usable: an open rusqlite
+    // transaction rolls back when it is dropped during unwinding.
+    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn blocking<T, F>(work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| StoreError::Worker(error.to_string()))?
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Config(format!(
+            "the database stays in journal mode {mode}; WAL is needed"
+        )));
+    }
+    // FULL: an acked batch must survive a power cut, since the agent's outbox drops it.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL PRIMARY KEY) STRICT",
+    )?;
+    let found: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |row| row.get(0),
+    )?;
+    let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    if found > known {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+    for (version, sql) in MIGRATIONS {
+        if *version > found {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [version],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn read_device(conn: &Connection, device: &DeviceId) -> Result<Option<DeviceState>, StoreError> {
+    let row = conn
+        .prepare_cached("SELECT site, revoked, next_seq, prev FROM devices WHERE device = ?1")?
+        .query_row([device.as_str()], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, bool>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, Vec<u8>>(3)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(site, revoked, next_seq, prev)| {
+        Ok(DeviceState {
+            site,
+            revoked,
+            head: ChainHead {
+                next_seq: seq_from_db(next_seq)?,
+                prev: bytes32(&prev, "chain head digest")?,
+            },
+        })
+    })
+    .transpose()
+}
+
+fn read_secret(conn: &Connection, site: &SiteId) -> Result<Option<SiteSecret>, StoreError> {
+    let secret: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT secret FROM sites WHERE site = ?1")?
+        .query_row([site.as_str()], |row| row.get(0))
+        .optional()?;
+    secret
+        .map(|bytes| Ok(SiteSecret::from_bytes(bytes32(&bytes, "site secret")?)))
+        .transpose()
+}
+
+/// The write half of `apply`: one `BEGIN IMMEDIATE` transaction that re-checks the chain,
+/// writes the plan and advances the head.
+fn apply_prepared(
+    conn: &mut Connection,
+    batch: &Batch,
+    secret: &SiteSecret,
+    prepared: Prepared,
+) -> Result<Outcome, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let state = read_device(&tx, &batch.device)?;
+    if let ChainCheck::AlreadyApplied(head) = check_batch(batch, state.as_ref())? {
+        return Ok(Outcome::AlreadyApplied { head });
+    }
+    // The secret may have been set anew between the first look and the lock (only possible
+    // while the site has no records); handles must be checked against the one in force.
+    let prepared = match read_secret(&tx, &batch.site)? {
+        Some(stored) if stored == *secret => prepared,
+        Some(stored) => prepare(&batch.payload, &stored)?,
+        None => return Err(StoreError::NoSiteSecret(batch.site.clone())),
+    };
+
+    let site = batch.site.as_str();
+    let current = read_current(&tx, site, &prepared)?;
+    let plan = plan(&prepared, &current);
+    let at = batch.at.0;
+    {
+        let mut close = tx.prepare_cached(
+            "UPDATE records SET valid_to = ?1, is_current = 0 WHERE id = ?2 AND is_current",
+        )?;
+        for id in &plan.close {
+            close.execute(params![at, id])?;
+        }
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO records \
+             (site, entity, handle, digest, record, valid_from, valid_to, is_current, \
+              transaction_time) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 1, ?6)",
+        )?;
+        for row in &plan.insert {
+            insert.execute(params![
+                site,
+                entity_name(row.entity),
+                &row.handle.as_bytes()[..],
+                &row.digest.as_bytes()[..],
+                row.json,
+                at,
+            ])?;
+        }
+    }
+    tx.execute(
+        "UPDATE devices SET next_seq = ?2, prev = ?3 WHERE device = ?1",
+        params![
+            batch.device.as_str(),
+            seq_to_db(batch.next_head.next_seq)?,
+            &batch.next_head.prev[..],
+        ],
+    )?;
+    let changes = plan.changes;
+    tx.commit()?;
+    Ok(Outcome::Applied(changes))
+}
+
+/// The current versions a plan needs: the named records for a delta, all for a snapshot.
+fn read_current(
+    conn: &Connection,
+    site: &str,
+    prepared: &Prepared,
+) -> Result<CurrentVersions, StoreError> {
+    let mut current = CurrentVersions::new();
+    match prepared.touched() {
+        None => {
+            let mut statement = conn.prepare_cached(
+                "SELECT id, entity, handle, digest FROM records WHERE site = ?1 AND is_current",
+            )?;
+            let mut rows = statement.query([site])?;
+            while let Some(row) = rows.next()? {
+                let entity = entity_from_name(&row.get::<_, String>(1)?)?;
+                let handle =
+                    RecordHandle::from_bytes(bytes32(&row.get::<_, Vec<u8>>(2)?, "handle")?);
+                let digest = Digest::from_bytes(bytes32(&row.get::<_, Vec<u8>>(3)?, "digest")?);
+                current.insert(
+                    (entity, handle),
+                    Current {
+                        id: row.get(0)?,
+                        digest,
+                    },
+                );
+            }
+        }
+        Some(keys) => {
+            let mut statement = conn.prepare_cached(
+                "SELECT id, digest FROM records \
+                 WHERE site = ?1 AND entity = ?2 AND handle = ?3 AND is_current",
+            )?;
+            for (entity, handle) in keys {
+                let found = statement
+                    .query_row(
+                        params![site, entity_name(entity), &handle.as_bytes()[..]],
+                        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
+                    )
+                    .optional()?;
+                if let Some((id, digest)) = found {
+                    let digest = Digest::from_bytes(bytes32(&digest, "digest")?);
+                    current.insert((entity, handle), Current { id, digest });
+                }
+            }
+        }
+    }
+    Ok(current)
+}
+
+/// Reads the versions a roster query selects; `sql` yields `entity, record`.
+fn read_roster(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Roster, StoreError> {
+    let mut roster = Roster::default();
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    while let Some(row) = rows.next()? {
+        let entity = entity_from_name(&row.get::<_, String>(0)?)?;
+        push_record(&mut roster, entity, &row.get::<_, String>(1)?)?;
+    }
+    sort_roster(&mut roster);
+    Ok(roster)
+}
+
+impl Store for SqliteStore {
+    fn register_device<'a>(
+        &'a self,
+        device: &'a DeviceId,
+        site: &'a SiteId,
+        verifying_key: &'a DeviceVerifyingKey,
+    ) -> StoreFuture<'a, ()> {
+        let device = device.clone();
+        let site = site.clone();
+        let key = verifying_key.to_bytes();
+        Box::pin(self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let existing: Option<(String, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT site, verifying_key FROM devices WHERE device = ?1",
+                    [device.as_str()],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            match existing {
+                Some((stored_site, stored_key))
+                    if stored_site == site.as_str() && stored_key == key =>
+                {
+                    Ok(())
+                }
+                Some(_) => Err(StoreError::DeviceConflict(device)),
+                None => {
+                    tx.execute(
+                        "INSERT INTO devices (device, site, verifying_key) VALUES (?1, ?2, ?3)",
+                        params![device.as_str(), site.as_str(), &key[..]],
+                    )?;
+                    tx.commit()?;
+                    Ok(())
+                }
+            }
+        }))
+    }
+
+    fn revoke_device<'a>(&'a self, device: &'a DeviceId) -> StoreFuture<'a, ()> {
+        let device = device.clone();
+        Box::pin(self.call(move |conn| {
+            let updated = conn.execute(
+                "UPDATE devices SET revoked = 1 WHERE device = ?1",
+                [device.as_str()],
+            )?;
+            if updated == 0 {
+                return Err(StoreError::UnknownDevice(device));
+            }
+            Ok(())
+        }))
+    }
+
+    fn device<'a>(&'a self, device: &'a DeviceId) -> StoreFuture<'a, Option<DeviceRecord>> {
+        let device = device.clone();
+        Box::pin(self.call(move |conn| {
+            let row: Option<(String, Vec<u8>, bool)> = conn
+                .query_row(
+                    "SELECT site, verifying_key, revoked FROM devices WHERE device = ?1",
+                    [device.as_str()],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()?;
+            row.map(|(site, key, revoked)| device_record(&site, &key, revoked))
+                .transpose()
+        }))
+    }
+
+    fn chain_head<'a>(&'a self, device: &'a DeviceId) -> StoreFuture<'a, ChainHead> {
+        let device = device.clone();
+        Box::pin(self.call(move |conn| {
+            Ok(read_device(conn, &device)?.map_or_else(ChainHead::genesis, |state| state.head))
+        }))
+    }
+
+    fn set_site_secret<'a>(
+        &'a self,
+        site: &'a SiteId,
+        secret: &'a SiteSecret,
+    ) -> StoreFuture<'a, ()> {
+        let site = site.clone();
+        let secret = secret.clone();
+        Box::pin(self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            match read_secret(&tx, &site)? {
+                Some(stored) if stored == secret => return Ok(()),
+                Some(_) => {
+                    let in_use: bool = tx.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM records WHERE site = ?1)",
+                        [site.as_str()],
+                        |row| row.get(0),
+                    )?;
+                    if in_use {
+                        return Err(StoreError::SiteSecretInUse(site));
+                    }
+                    tx.execute(
+                        "UPDATE sites SET secret = ?2 WHERE site = ?1",
+                        params![site.as_str(), &secret.as_bytes()[..]],
+                    )?;
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO sites (site, secret) VALUES (?1, ?2)",
+                        params![site.as_str(), &secret.as_bytes()[..]],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        }))
+    }
+
+    fn site_secret<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Option<SiteSecret>> {
+        let site = site.clone();
+        Box::pin(self.call(move |conn| read_secret(conn, &site)))
+    }
+
+    fn apply(&self, batch: Batch) -> StoreFuture<'_, Outcome> {
+        Box::pin(self.apply_batch(batch))
+    }
+
+    fn current_roster<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Roster> {
+        let site = site.clone();
+        Box::pin(self.call(move |conn| {
+            read_roster(
+                conn,
+                "SELECT entity, record FROM records WHERE site = ?1 AND is_current",
+                [site.as_str()],
+            )
+        }))
+    }
+
+    fn roster_as_of<'a>(&'a self, site: &'a SiteId, at: Timestamp) -> StoreFuture<'a, Roster> {
+        let site = site.clone();
+        Box::pin(self.call(move |conn| {
+            read_roster(
+                conn,
+                "SELECT entity, record FROM records \
+                 WHERE site = ?1 AND valid_from <= ?2 AND (valid_to IS NULL OR valid_to > ?2)",
+                params![site.as_str(), at.0],
+            )
+        }))
+    }
+
+    fn counts<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Counts> {
+        let site = site.clone();
+        Box::pin(self.call(move |conn| {
+            let mut counts = Counts::default();
+            let mut statement = conn.prepare_cached(
+                "SELECT entity, COUNT(*) FROM records \
+                 WHERE site = ?1 AND is_current GROUP BY entity",
+            )?;
+            let mut rows = statement.query([site.as_str()])?;
+            while let Some(row) = rows.next()? {
+                set_count(&mut counts, &row.get::<_, String>(0)?, row.get(1)?)?;
+            }
+            Ok(counts)
+        }))
+    }
+
+    fn history<'a>(
+        &'a self,
+        site: &'a SiteId,
+        entity: Entity,
+        handle: &'a RecordHandle,
+    ) -> StoreFuture<'a, Vec<Version>> {
+        let site = site.clone();
+        let handle = *handle;
+        Box::pin(self.call(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT record, valid_from, valid_to, is_current, transaction_time \
+                 FROM records WHERE site = ?1 AND entity = ?2 AND handle = ?3 \
+                 ORDER BY valid_from, id",
+            )?;
+            let mut rows = statement.query(params![
+                site.as_str(),
+                entity_name(entity),
+                &handle.as_bytes()[..]
+            ])?;
+            let mut versions = Vec::new();
+            while let Some(row) = rows.next()? {
+                versions.push(Version {
+                    record: super::decode(entity, &row.get::<_, String>(0)?)?,
+                    valid_from: Timestamp(row.get(1)?),
+                    valid_to: row.get::<_, Option<i64>>(2)?.map(Timestamp),
+                    is_current: row.get(3)?,
+                    transaction_time: Timestamp(row.get(4)?),
+                });
+            }
+            Ok(versions)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::suite::{self, Fixture};
+
+    /// A store in a fresh temporary directory, removed when the fixture is dropped.
+    struct SqliteFixture {
+        store: Arc<dyn Store>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture for SqliteFixture {
+        fn store(&self) -> Arc<dyn Store> {
+            Arc::clone(&self.store)
+        }
+
+        async fn cleanup(self) {}
+    }
+
+    async fn open() -> SqliteFixture {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = SqliteStore::open(dir.path().join("central.db"))
+            .await
+            .expect("the store opens");
+        SqliteFixture {
+            store: Arc::new(store),
+            _dir: dir,
+        }
+    }
+
+    suite::store_suite!(open);
+
+    #[tokio::test]
+    async fn reopening_a_database_keeps_its_records_and_migrates_nothing_twice() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("central.db");
+        {
+            let store = SqliteStore::open(&path).await.expect("the store opens");
+            suite::a_delta_shows_up_in_the_current_roster(&store).await;
+        }
+        let store = SqliteStore::open(&path).await.expect("the store reopens");
+        let counts = store.counts(&suite::site_a()).await.expect("counts");
+        assert_eq!(counts.students, 2);
+        let versions: i64 = store
+            .call(|conn| {
+                Ok(conn.query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))?)
+            })
+            .await
+            .expect("schema versions");
+        assert_eq!(versions, 1);
+    }
+
+    #[tokio::test]
+    async fn a_database_from_a_newer_build_is_refused() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("central.db");
+        {
+            let store = SqliteStore::open(&path).await.expect("the store opens");
+            store
+                .call(|conn| Ok(conn.execute("INSERT INTO schema_version VALUES (99)", [])?))
+                .await
+                .expect("a newer version is recorded");
+        }
+        let result = SqliteStore::open(&path).await;
+        assert!(matches!(
+            result,
+            Err(StoreError::SchemaTooNew {
+                found: 99,
+                known: 1
+            })
+        ));
+    }
+}

@@ -1,0 +1,954 @@
+//! The store test suite, written once and run against every backend.
+//!
+//! Each case is an async function over `&dyn Store`; `store_suite!(open)` in a backend's
+//! test module turns every case into a `#[tokio::test]` on a fresh store from `open`, so
+//! SQLite and PostgreSQL are held to exactly the same behaviour.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use skolebro_protocol::{
+    ChainHead, Delta, DeviceId, DeviceSigningKey, DeviceVerifyingKey, Enrollment, Entity,
+    EntityDelta, Gender, Group, Payload, Record, RecordHandle, Roster, School, Seq, SiteId,
+    SiteSecret, Student,
+};
+
+use super::{AnyRecord, Batch, Changes, Counts, Outcome, Store, StoreError, Timestamp};
+
+/// A fresh store for one test, and how to remove it afterwards.
+pub(crate) trait Fixture {
+    fn store(&self) -> Arc<dyn Store>;
+    async fn cleanup(self);
+}
+
+/// Runs one case on its own task, so the fixture is cleaned up even when the case panics,
+/// then passes the panic on.
+pub(crate) async fn run<F, B, Fut>(fixture: F, body: B)
+where
+    F: Fixture,
+    B: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let outcome = tokio::spawn(body(fixture.store())).await;
+    fixture.cleanup().await;
+    if let Err(error) = outcome {
+        match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(error) => panic!("the test task did not finish: {error}"),
+        }
+    }
+}
+
+macro_rules! store_suite {
+    ($open:ident) => {
+        $crate::store::suite::store_suite!(@each $open;
+            a_delta_shows_up_in_the_current_roster,
+            an_update_closes_the_old_version_and_the_past_stays_readable,
+            an_upsert_with_unchanged_content_keeps_its_version,
+            a_delete_closes_the_record,
+            a_replayed_batch_changes_nothing,
+            a_gap_is_refused_and_changes_nothing,
+            a_forked_chain_is_refused_and_changes_nothing,
+            a_snapshot_replaces_the_roster_and_leaves_unchanged_records_alone,
+            counts_count_current_records_by_kind,
+            concurrent_applies_of_one_batch_apply_it_once,
+            an_upsert_whose_handle_does_not_match_its_key_is_refused,
+            a_batch_naming_a_record_twice_is_refused,
+            two_sites_stay_separate,
+            unknown_revoked_and_misplaced_devices_are_refused,
+            registering_a_device_again_is_idempotent_but_a_new_key_conflicts,
+            a_site_secret_cannot_change_under_stored_records,
+            a_batch_for_a_site_without_a_secret_is_refused,
+        );
+    };
+    (@each $open:ident; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::store::suite::run($open().await, |store| async move {
+                    $crate::store::suite::$name(&*store).await;
+                })
+                .await;
+            }
+        )*
+    };
+}
+
+pub(crate) use store_suite;
+
+// ---------------------------------------------------------------------------------------------
+// Test data
+
+pub(crate) fn site_a() -> SiteId {
+    SiteId::new("skole-46505").expect("a valid site id")
+}
+
+fn site_b() -> SiteId {
+    SiteId::new("skole-46506").expect("a valid site id")
+}
+
+fn device_a() -> DeviceId {
+    DeviceId::new("pi-46505").expect("a valid device id")
+}
+
+fn device_b() -> DeviceId {
+    DeviceId::new("pi-46506").expect("a valid device id")
+}
+
+fn secret_a() -> SiteSecret {
+    SiteSecret::from_bytes([0xa1; 32])
+}
+
+fn secret_b() -> SiteSecret {
+    SiteSecret::from_bytes([0xb2; 32])
+}
+
+fn key(seed: u8) -> DeviceVerifyingKey {
+    DeviceSigningKey::from_bytes([seed; 32]).verifying_key()
+}
+
+fn school() -> School {
+    School {
+        skolenummer: "46505".into(),
+        organisasjonsnummer: Some("974600951".into()),
+        kommunenummer: Some("4601".into()),
+        fylkesnummer: Some("46".into()),
+        name: "Bjølsen skole".into(),
+    }
+}
+
+fn student(key: &str, given_name: &str) -> Student {
+    Student {
+        source_key: key.into(),
+        national_id: None,
+        username: Some(format!("{key}@skole.no").into()),
+        given_name: given_name.into(),
+        middle_name: None,
+        family_name: "Nordmann".into(),
+        birth_date: None,
+        gender: Gender::Female,
+        email: None,
+    }
+}
+
+fn group(key: &str) -> Group {
+    Group {
+        source_key: key.into(),
+        name: key.into(),
+        grade: Some("10".into()),
+        school: "46505".into(),
+        school_year: Some("2025/2026".into()),
+    }
+}
+
+fn enrollment(key: &str, student: &str, group: &str) -> Enrollment {
+    Enrollment {
+        source_key: key.into(),
+        student: student.into(),
+        school: "46505".into(),
+        group: Some(group.into()),
+    }
+}
+
+fn handle<R: Record>(secret: &SiteSecret, record: &R) -> RecordHandle {
+    secret.handle(R::ENTITY, record.key())
+}
+
+fn upserts<R: Record + Clone>(secret: &SiteSecret, records: &[R]) -> EntityDelta<R> {
+    let mut delta = EntityDelta {
+        upserts: records
+            .iter()
+            .map(|record| (handle(secret, record), record.clone()))
+            .collect(),
+        deletes: Vec::new(),
+    };
+    delta.sort();
+    delta
+}
+
+fn students_delta(secret: &SiteSecret, students: Vec<Student>) -> Payload {
+    Payload::Delta(Delta {
+        students: upserts(secret, &students),
+        ..Delta::default()
+    })
+}
+
+fn delete_students(secret: &SiteSecret, keys: &[&str]) -> Payload {
+    let mut students = EntityDelta {
+        upserts: Vec::new(),
+        deletes: keys
+            .iter()
+            .map(|key| secret.handle(Entity::Student, key))
+            .collect(),
+    };
+    students.sort();
+    Payload::Delta(Delta {
+        students,
+        ..Delta::default()
+    })
+}
+
+fn roster_of_students(students: Vec<Student>) -> Roster {
+    Roster {
+        students,
+        ..Roster::default()
+    }
+}
+
+/// The digest the fake envelope number `seq` has: any 32 bytes do for the store.
+fn digest(seq: Seq) -> [u8; 32] {
+    let mut digest = [0xd1; 32];
+    digest[..8].copy_from_slice(&seq.0.to_be_bytes());
+    digest
+}
+
+/// The batch that continues the chain at `head`.
+fn batch(device: DeviceId, site: SiteId, head: ChainHead, payload: Payload, at: i64) -> Batch {
+    Batch {
+        device,
+        site,
+        seq: head.next_seq,
+        prev: head.prev,
+        next_head: ChainHead::after(head.next_seq, digest(head.next_seq)),
+        payload,
+        at: Timestamp(at),
+    }
+}
+
+async fn enroll(
+    store: &dyn Store,
+    site: &SiteId,
+    device: &DeviceId,
+    secret: &SiteSecret,
+    seed: u8,
+) {
+    store
+        .set_site_secret(site, secret)
+        .await
+        .expect("the site secret is stored");
+    store
+        .register_device(device, site, &key(seed))
+        .await
+        .expect("the device registers");
+}
+
+async fn enroll_a(store: &dyn Store) {
+    enroll(store, &site_a(), &device_a(), &secret_a(), 1).await;
+}
+
+/// Sends the next batch of device A (site A), as its agent would.
+async fn send_a(store: &dyn Store, payload: Payload, at: i64) -> Result<Outcome, StoreError> {
+    let head = store
+        .chain_head(&device_a())
+        .await
+        .expect("the chain head reads");
+    store
+        .apply(batch(device_a(), site_a(), head, payload, at))
+        .await
+}
+
+async fn applied(store: &dyn Store, payload: Payload, at: i64) -> Changes {
+    match send_a(store, payload, at).await {
+        Ok(Outcome::Applied(changes)) => changes,
+        other => panic!("expected the batch to apply, got {other:?}"),
+    }
+}
+
+async fn current_a(store: &dyn Store) -> Roster {
+    store
+        .current_roster(&site_a())
+        .await
+        .expect("the current roster reads")
+}
+
+async fn as_of_a(store: &dyn Store, at: i64) -> Roster {
+    store
+        .roster_as_of(&site_a(), Timestamp(at))
+        .await
+        .expect("the roster as of a time reads")
+}
+
+fn changes(added: u64, changed: u64, removed: u64, unchanged: u64) -> Changes {
+    Changes {
+        added,
+        changed,
+        removed,
+        unchanged,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases
+
+pub(crate) async fn a_delta_shows_up_in_the_current_roster(store: &dyn Store) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    let payload = Payload::Delta(Delta {
+        schools: upserts(&secret, &[school()]),
+        students: upserts(&secret, &[student("s2", "Kari"), student("s1", "Ola")]),
+        groups: upserts(&secret, &[group("10A")]),
+        enrollments: upserts(&secret, &[enrollment("e1", "s1", "10A")]),
+    });
+    assert_eq!(applied(store, payload, 1000).await, changes(5, 0, 0, 0));
+
+    let roster = current_a(store).await;
+    assert_eq!(
+        roster,
+        Roster {
+            schools: vec![school()],
+            students: vec![student("s1", "Ola"), student("s2", "Kari")],
+            groups: vec![group("10A")],
+            enrollments: vec![enrollment("e1", "s1", "10A")],
+        }
+    );
+    assert_eq!(
+        store.chain_head(&device_a()).await.expect("the head reads"),
+        ChainHead::after(Seq(1), digest(Seq(1)))
+    );
+}
+
+pub(crate) async fn an_update_closes_the_old_version_and_the_past_stays_readable(
+    store: &dyn Store,
+) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    applied(
+        store,
+        students_delta(&secret, vec![student("s1", "Ola")]),
+        1000,
+    )
+    .await;
+    let renamed = student("s1", "Ola Petter");
+    assert_eq!(
+        applied(store, students_delta(&secret, vec![renamed.clone()]), 2000).await,
+        changes(0, 1, 0, 0)
+    );
+
+    assert_eq!(
+        current_a(store).await,
+        roster_of_students(vec![renamed.clone()])
+    );
+    assert_eq!(
+        as_of_a(store, 1500).await,
+        roster_of_students(vec![student("s1", "Ola")])
+    );
+    assert_eq!(as_of_a(store, 999).await, Roster::default());
+    assert_eq!(
+        as_of_a(store, 2000).await,
+        roster_of_students(vec![renamed.clone()])
+    );
+
+    let history = store
+        .history(&site_a(), Entity::Student, &handle(&secret, &renamed))
+        .await
+        .expect("the history reads");
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].record, AnyRecord::Student(student("s1", "Ola")));
+    assert_eq!(history[0].valid_from, Timestamp(1000));
+    assert_eq!(history[0].valid_to, Some(Timestamp(2000)));
+    assert!(!history[0].is_current);
+    assert_eq!(history[0].transaction_time, Timestamp(1000));
+    assert_eq!(history[1].record, AnyRecord::Student(renamed));
+    assert_eq!(history[1].valid_from, Timestamp(2000));
+    assert_eq!(history[1].valid_to, None);
+    assert!(history[1].is_current);
+    assert_eq!(history[1].transaction_time, Timestamp(2000));
+}
+
+pub(crate) async fn an_upsert_with_unchanged_content_keeps_its_version(store: &dyn Store) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    let ola = student("s1", "Ola");
+    applied(store, students_delta(&secret, vec![ola.clone()]), 1000).await;
+    assert_eq!(
+        applied(store, students_delta(&secret, vec![ola.clone()]), 2000).await,
+        changes(0, 0, 0, 1)
+    );
+    let history = store
+        .history(&site_a(), Entity::Student, &handle(&secret, &ola))
+        .await
+        .expect("the history reads");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].valid_from, Timestamp(1000));
+    assert_eq!(
+        store
+            .chain_head(&device_a())
+            .await
+            .expect("the head reads")
+            .next_seq,
+        Seq(3)
+    );
+}
+
+pub(crate) async fn a_delete_closes_the_record(store: &dyn Store) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    let (ola, kari) = (student("s1", "Ola"), student("s2", "Kari"));
+    applied(
+        store,
+        students_delta(&secret, vec![ola.clone(), kari.clone()]),
+        1000,
+    )
+    .await;
+    assert_eq!(
+        applied(store, delete_students(&secret, &["s1"]), 2000).await,
+        changes(0, 0, 1, 0)
+    );
+
+    assert_eq!(
+        current_a(store).await,
+        roster_of_students(vec![kari.clone()])
+    );
+    assert_eq!(
+        as_of_a(store, 1500).await,
+        roster_of_students(vec![ola.clone(), kari])
+    );
+    let history = store
+        .history(&site_a(), Entity::Student, &handle(&secret, &ola))
+        .await
+        .expect("the history reads");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].valid_to, Some(Timestamp(2000)));
+    assert!(!history[0].is_current);
+
+    // Deleting what is already gone is not an error: the delete has nothing left to do.
+    assert_eq!(
+        applied(store, delete_students(&secret, &["s1", "nobody"]), 3000).await,
+        changes(0, 0, 0, 0)
+    );
+}
+
+pub(crate) async fn a_replayed_batch_changes_nothing(store: &dyn Store) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    let first = batch(
+        device_a(),
+        site_a(),
+        ChainHead::genesis(),
+        students_delta(&secret, vec![student("s1", "Ola")]),
+        1000,
+    );
+    assert!(matches!(
+        store.apply(first.clone()).await,
+        Ok(Outcome::Applied(_))
+    ));
+    let head = ChainHead::after(Seq(1), digest(Seq(1)));
+
+    let mut again = first;
+    again.at = Timestamp(2000);
+    assert_eq!(
+        store
+            .apply(again.clone())
+            .await
+            .expect("a replay is no error"),
+        Outcome::AlreadyApplied { head }
+    );
+    // Even a replay claiming other content is acked without applying it.
+    again.payload = students_delta(&secret, vec![student("s1", "Mallory")]);
+    assert_eq!(
+        store.apply(again).await.expect("a replay is no error"),
+        Outcome::AlreadyApplied { head }
+    );
+
+    assert_eq!(
+        current_a(store).await,
+        roster_of_students(vec![student("s1", "Ola")])
+    );
+    assert_eq!(
+        store
+            .history(
+                &site_a(),
+                Entity::Student,
+                &secret.handle(Entity::Student, "s1")
+            )
+            .await
+            .expect("the history reads")
+            .len(),
+        1
+    );
+    assert_eq!(store.chain_head(&device_a()).await.expect("the head"), head);
+}
+
+pub(crate) async fn a_gap_is_refused_and_changes_nothing(store: &dyn Store) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    let ahead = ChainHead {
+        next_seq: Seq(3),
+        prev: digest(Seq(2)),
+    };
+    let result = store
+        .apply(batch(
+            device_a(),
+            site_a(),
+            ahead,
+            students_delta(&secret, vec![student("s1", "Ola")]),
+            1000,
+        ))
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(StoreError::Gap {
+                expected: Seq(1),
+                got: Seq(3)
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(current_a(store).await, Roster::default());
+    assert_eq!(
+        store.chain_head(&device_a()).await.expect("the head"),
+        ChainHead::genesis()
+    );
+}
+
+pub(crate) async fn a_forked_chain_is_refused_and_changes_nothing(store: &dyn Store) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    applied(
+        store,
+        students_delta(&secret, vec![student("s1", "Ola")]),
+        1000,
+    )
+    .await;
+    let forked = ChainHead {
+        next_seq: Seq(2),
+        prev: [0x66; 32],
+    };
+    let result = store
+        .apply(batch(
+            device_a(),
+            site_a(),
+            forked,
+            students_delta(&secret, vec![student("s1", "Mallory")]),
+            2000,
+        ))
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::BrokenChain { seq: Seq(2) })),
+        "{result:?}"
+    );
+    assert_eq!(
+        current_a(store).await,
+        roster_of_students(vec![student("s1", "Ola")])
+    );
+}
+
+pub(crate) async fn a_snapshot_replaces_the_roster_and_leaves_unchanged_records_alone(
+    store: &dyn Store,
+) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    let (s1, s2, s3) = (
+        student("s1", "Ola"),
+        student("s2", "Kari"),
+        student("s3", "Per"),
+    );
+    let s2_renamed = student("s2", "Kari Anne");
+    let s4 = student("s4", "Lise");
+    applied(
+        store,
+        Payload::Delta(Delta {
+            schools: upserts(&secret, &[school()]),
+            students: upserts(&secret, &[s1.clone(), s2.clone(), s3.clone()]),
+            ..Delta::default()
+        }),
+        1000,
+    )
+    .await;
+
+    let snapshot = Payload::Snapshot(Roster {
+        schools: vec![],
+        students: vec![s4.clone(), s2_renamed.clone(), s1.clone()],
+        groups: vec![],
+        enrollments: vec![],
+    });
+    // s1 unchanged, s2 changed, s4 new; s3 and the school are missing, so closed.
+    assert_eq!(applied(store, snapshot, 2000).await, changes(1, 1, 2, 1));
+
+    assert_eq!(
+        current_a(store).await,
+        roster_of_students(vec![s1.clone(), s2_renamed, s4])
+    );
+    assert_eq!(
+        as_of_a(store, 1500).await,
+        Roster {
+            schools: vec![school()],
+            students: vec![s1.clone(), s2.clone(), s3.clone()],
+            ..Roster::default()
+        }
+    );
+    let versions = |record: Student| async move {
+        store
+            .history(&site_a(), Entity::Student, &handle(&secret_a(), &record))
+            .await
+            .expect("the history reads")
+    };
+    let s1_history = versions(s1).await;
+    assert_eq!(s1_history.len(), 1, "an unchanged record keeps its version");
+    assert_eq!(s1_history[0].valid_from, Timestamp(1000));
+    assert!(s1_history[0].is_current);
+    assert_eq!(versions(s2).await.len(), 2);
+    let s3_history = versions(s3).await;
+    assert_eq!(s3_history.len(), 1);
+    assert_eq!(s3_history[0].valid_to, Some(Timestamp(2000)));
+}
+
+pub(crate) async fn counts_count_current_records_by_kind(store: &dyn Store) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    assert_eq!(
+        store.counts(&site_a()).await.expect("counts"),
+        Counts::default()
+    );
+    applied(
+        store,
+        Payload::Delta(Delta {
+            schools: upserts(&secret, &[school()]),
+            students: upserts(
+                &secret,
+                &[
+                    student("s1", "Ola"),
+                    student("s2", "Kari"),
+                    student("s3", "Per"),
+                ],
+            ),
+            groups: upserts(&secret, &[group("10A"), group("10B")]),
+            enrollments: upserts(
+                &secret,
+                &[
+                    enrollment("e1", "s1", "10A"),
+                    enrollment("e2", "s2", "10A"),
+                    enrollment("e3", "s3", "10B"),
+                ],
+            ),
+        }),
+        1000,
+    )
+    .await;
+    applied(store, delete_students(&secret, &["s3"]), 2000).await;
+    applied(
+        store,
+        students_delta(&secret, vec![student("s1", "Ola Petter")]),
+        3000,
+    )
+    .await;
+
+    assert_eq!(
+        store.counts(&site_a()).await.expect("counts"),
+        Counts {
+            schools: 1,
+            students: 2,
+            groups: 2,
+            enrollments: 3,
+        }
+    );
+    assert_eq!(
+        store.counts(&site_b()).await.expect("counts"),
+        Counts::default()
+    );
+}
+
+pub(crate) async fn concurrent_applies_of_one_batch_apply_it_once(store: &dyn Store) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    let one = batch(
+        device_a(),
+        site_a(),
+        ChainHead::genesis(),
+        students_delta(&secret, vec![student("s1", "Ola"), student("s2", "Kari")]),
+        1000,
+    );
+    let (a, b, c, d) = tokio::join!(
+        store.apply(one.clone()),
+        store.apply(one.clone()),
+        store.apply(one.clone()),
+        store.apply(one),
+    );
+    let outcomes = [a, b, c, d].map(|outcome| outcome.expect("every apply succeeds"));
+    let applied = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Outcome::Applied(_)))
+        .count();
+    assert_eq!(applied, 1, "{outcomes:?}");
+    let head = ChainHead::after(Seq(1), digest(Seq(1)));
+    for outcome in outcomes {
+        assert!(
+            matches!(outcome, Outcome::Applied(_)) || outcome == Outcome::AlreadyApplied { head }
+        );
+    }
+    let history = store
+        .history(
+            &site_a(),
+            Entity::Student,
+            &secret.handle(Entity::Student, "s1"),
+        )
+        .await
+        .expect("the history reads");
+    assert_eq!(history.len(), 1);
+    assert_eq!(store.counts(&site_a()).await.expect("counts").students, 2);
+}
+
+pub(crate) async fn an_upsert_whose_handle_does_not_match_its_key_is_refused(store: &dyn Store) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    let ola = student("s1", "Ola");
+    let wrong = secret.handle(Entity::Student, "s2");
+    let payload = Payload::Delta(Delta {
+        students: EntityDelta {
+            upserts: vec![(wrong, ola.clone())],
+            deletes: vec![],
+        },
+        ..Delta::default()
+    });
+    let result = send_a(store, payload, 1000).await;
+    assert!(
+        matches!(
+            result,
+            Err(StoreError::HandleMismatch { entity: Entity::Student, handle }) if handle == wrong
+        ),
+        "{result:?}"
+    );
+    // An agent holding another site's secret is refused the same way.
+    let result = send_a(store, students_delta(&secret_b(), vec![ola]), 1000).await;
+    assert!(
+        matches!(result, Err(StoreError::HandleMismatch { .. })),
+        "{result:?}"
+    );
+    assert_eq!(current_a(store).await, Roster::default());
+    assert_eq!(
+        store.chain_head(&device_a()).await.expect("the head"),
+        ChainHead::genesis()
+    );
+}
+
+pub(crate) async fn a_batch_naming_a_record_twice_is_refused(store: &dyn Store) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    let ola = student("s1", "Ola");
+    let payload = Payload::Delta(Delta {
+        students: EntityDelta {
+            upserts: vec![(handle(&secret, &ola), ola.clone())],
+            deletes: vec![handle(&secret, &ola)],
+        },
+        ..Delta::default()
+    });
+    let result = send_a(store, payload, 1000).await;
+    assert!(
+        matches!(result, Err(StoreError::DuplicateRecord { .. })),
+        "{result:?}"
+    );
+    let twice = Payload::Snapshot(roster_of_students(vec![
+        ola.clone(),
+        student("s1", "Ola 2"),
+    ]));
+    let result = send_a(store, twice, 1000).await;
+    assert!(
+        matches!(result, Err(StoreError::DuplicateRecord { .. })),
+        "{result:?}"
+    );
+    assert_eq!(current_a(store).await, Roster::default());
+}
+
+pub(crate) async fn two_sites_stay_separate(store: &dyn Store) {
+    enroll_a(store).await;
+    enroll(store, &site_b(), &device_b(), &secret_b(), 2).await;
+    let ola_a = student("s1", "Ola");
+    let ola_b = student("s1", "Ola fra B");
+    applied(
+        store,
+        Payload::Snapshot(roster_of_students(vec![ola_a.clone()])),
+        1000,
+    )
+    .await;
+    let b_head = store.chain_head(&device_b()).await.expect("the head");
+    assert_eq!(b_head, ChainHead::genesis(), "chains are per device");
+    let outcome = store
+        .apply(batch(
+            device_b(),
+            site_b(),
+            b_head,
+            Payload::Snapshot(roster_of_students(vec![ola_b.clone()])),
+            2000,
+        ))
+        .await
+        .expect("site B applies");
+    assert_eq!(outcome, Outcome::Applied(changes(1, 0, 0, 0)));
+
+    assert_eq!(
+        current_a(store).await,
+        roster_of_students(vec![ola_a.clone()])
+    );
+    assert_eq!(
+        store.current_roster(&site_b()).await.expect("B's roster"),
+        roster_of_students(vec![ola_b])
+    );
+
+    // An empty snapshot of B empties B only.
+    let b_head = store.chain_head(&device_b()).await.expect("the head");
+    store
+        .apply(batch(
+            device_b(),
+            site_b(),
+            b_head,
+            Payload::Snapshot(Roster::default()),
+            3000,
+        ))
+        .await
+        .expect("site B applies");
+    assert_eq!(
+        store.current_roster(&site_b()).await.expect("B's roster"),
+        Roster::default()
+    );
+    assert_eq!(current_a(store).await, roster_of_students(vec![ola_a]));
+    assert_eq!(store.counts(&site_a()).await.expect("counts").students, 1);
+}
+
+pub(crate) async fn unknown_revoked_and_misplaced_devices_are_refused(store: &dyn Store) {
+    enroll_a(store).await;
+    enroll(store, &site_b(), &device_b(), &secret_b(), 2).await;
+    let payload = students_delta(&secret_a(), vec![student("s1", "Ola")]);
+    let stranger = DeviceId::new("pi-stranger").expect("a valid id");
+
+    let result = store
+        .apply(batch(
+            stranger.clone(),
+            site_a(),
+            ChainHead::genesis(),
+            payload.clone(),
+            1000,
+        ))
+        .await;
+    assert!(
+        matches!(&result, Err(StoreError::UnknownDevice(device)) if *device == stranger),
+        "{result:?}"
+    );
+
+    // Device B writing into site A.
+    let result = store
+        .apply(batch(
+            device_b(),
+            site_a(),
+            ChainHead::genesis(),
+            payload.clone(),
+            1000,
+        ))
+        .await;
+    assert!(
+        matches!(&result, Err(StoreError::WrongSite { registered, .. }) if *registered == site_b()),
+        "{result:?}"
+    );
+
+    store
+        .revoke_device(&device_a())
+        .await
+        .expect("the device is revoked");
+    assert!(
+        store
+            .device(&device_a())
+            .await
+            .expect("the device reads")
+            .expect("the device is known")
+            .revoked
+    );
+    let result = send_a(store, payload, 1000).await;
+    assert!(
+        matches!(result, Err(StoreError::DeviceRevoked(_))),
+        "{result:?}"
+    );
+    assert!(matches!(
+        store.revoke_device(&stranger).await,
+        Err(StoreError::UnknownDevice(_))
+    ));
+    assert_eq!(current_a(store).await, Roster::default());
+}
+
+pub(crate) async fn registering_a_device_again_is_idempotent_but_a_new_key_conflicts(
+    store: &dyn Store,
+) {
+    assert_eq!(store.device(&device_a()).await.expect("reads"), None);
+    assert_eq!(
+        store.chain_head(&device_a()).await.expect("reads"),
+        ChainHead::genesis()
+    );
+    enroll_a(store).await;
+    store
+        .register_device(&device_a(), &site_a(), &key(1))
+        .await
+        .expect("registering again with the same key is fine");
+    let record = store
+        .device(&device_a())
+        .await
+        .expect("reads")
+        .expect("the device is known");
+    assert_eq!(record.site, site_a());
+    assert_eq!(record.verifying_key, key(1));
+    assert!(!record.revoked);
+
+    assert!(matches!(
+        store.register_device(&device_a(), &site_a(), &key(9)).await,
+        Err(StoreError::DeviceConflict(_))
+    ));
+    assert!(matches!(
+        store.register_device(&device_a(), &site_b(), &key(1)).await,
+        Err(StoreError::DeviceConflict(_))
+    ));
+    let record = store
+        .device(&device_a())
+        .await
+        .expect("reads")
+        .expect("the device is known");
+    assert_eq!(record.verifying_key, key(1));
+}
+
+pub(crate) async fn a_site_secret_cannot_change_under_stored_records(store: &dyn Store) {
+    assert_eq!(store.site_secret(&site_a()).await.expect("reads"), None);
+    store
+        .set_site_secret(&site_a(), &secret_b())
+        .await
+        .expect("the first secret is stored");
+    store
+        .set_site_secret(&site_a(), &secret_a())
+        .await
+        .expect("a site without records may get a new secret");
+    enroll_a(store).await;
+    applied(
+        store,
+        students_delta(&secret_a(), vec![student("s1", "Ola")]),
+        1000,
+    )
+    .await;
+    store
+        .set_site_secret(&site_a(), &secret_a())
+        .await
+        .expect("setting the same secret again is fine");
+    assert!(matches!(
+        store.set_site_secret(&site_a(), &secret_b()).await,
+        Err(StoreError::SiteSecretInUse(_))
+    ));
+    assert_eq!(
+        store.site_secret(&site_a()).await.expect("reads"),
+        Some(secret_a())
+    );
+}
+
+pub(crate) async fn a_batch_for_a_site_without_a_secret_is_refused(store: &dyn Store) {
+    store
+        .register_device(&device_a(), &site_a(), &key(1))
+        .await
+        .expect("the device registers");
+    let result = send_a(
+        store,
+        students_delta(&secret_a(), vec![student("s1", "Ola")]),
+        1000,
+    )
+    .await;
+    assert!(
+        matches!(result, Err(StoreError::NoSiteSecret(_))),
+        "{result:?}"
+    );
+    assert_eq!(
+        store.chain_head(&device_a()).await.expect("the head"),
+        ChainHead::genesis()
+    );
+}
