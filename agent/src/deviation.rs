@@ -106,3 +106,13 @@ impl fmt::Display for Deviation {
         )
     }
 }
+
+/// A value from an export as a report may show it: short, and masked when it could be a
+/// national id (some SAS systems use the id as a key, or put it in the wrong column).
+pub fn shown(value: &str) -> String {
+    if value.chars().filter(char::is_ascii_digit).count() >= 6 {
+        skolebro_protocol::national_id::mask(value)
+    } else {
+        value.chars().take(40).collect()
+    }
+}

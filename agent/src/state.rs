@@ -1,6 +1,7 @@
 //! The agent's memory of what central has: for every record, its handle and the digest of its
-//! content, and nothing else (DESIGN decision 1). The differ compares a new export against it;
-//! it is written atomically, so a crash leaves either the old state or the new one.
+//! content, and nothing else (DESIGN decision 1). The differ compares a new export against it.
+//! It is persisted with the envelope chain's position as one [`Checkpoint`], written
+//! atomically, so a crash leaves either the old checkpoint or the new one.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use skolebro_protocol::envelope::ChainHead;
 use skolebro_protocol::{
     Delta, Digest, Entity, EntityDelta, Record, RecordHandle, Roster, SiteSecret,
 };
@@ -114,15 +116,38 @@ impl State {
         apply_one(self.entries_mut(Entity::Group), &delta.groups);
         apply_one(self.entries_mut(Entity::Enrollment), &delta.enrollments);
     }
+}
 
-    /// Loads the state, or an empty one if none was saved yet.
-    pub fn load(path: &Path) -> Result<State, StateError> {
+/// What the agent persists: the state of everything it has enqueued, and where its chain of
+/// envelopes stands. One file, so the two can never disagree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub state: State,
+    /// The chain position of the next envelope the agent seals.
+    pub head: ChainHead,
+    /// The next batch must be a full snapshot (central lost track, or the outbox was reset).
+    pub needs_snapshot: bool,
+}
+
+impl Default for Checkpoint {
+    fn default() -> Self {
+        Checkpoint {
+            state: State::default(),
+            head: ChainHead::genesis(),
+            needs_snapshot: false,
+        }
+    }
+}
+
+impl Checkpoint {
+    /// Loads the checkpoint, or a fresh one if none was saved yet.
+    pub fn load(path: &Path) -> Result<Option<Checkpoint>, StateError> {
         let io = |source| StateError::Io {
             path: path.to_owned(),
             source,
         };
         let bytes = match fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(e)),
             Ok(meta) if meta.len() > MAX_STATE_BYTES => {
                 return Err(StateError::Foreign {
@@ -131,7 +156,7 @@ impl State {
             }
             Ok(_) => fs::read(path).map_err(io)?,
         };
-        Self::decode(&bytes).map_err(|damaged| {
+        Self::decode(&bytes).map(Some).map_err(|damaged| {
             if damaged {
                 StateError::Damaged {
                     path: path.to_owned(),
@@ -144,8 +169,9 @@ impl State {
         })
     }
 
-    /// Decodes a state file's bytes; the error says whether the file is ours but damaged.
-    fn decode(bytes: &[u8]) -> Result<State, bool> {
+    /// Decodes a checkpoint file's bytes; the error says whether the file is ours but
+    /// damaged.
+    pub fn decode(bytes: &[u8]) -> Result<Checkpoint, bool> {
         let body = bytes
             .strip_prefix(MAGIC.as_slice())
             .and_then(|rest| rest.strip_prefix(&[VERSION]))
@@ -155,22 +181,24 @@ impl State {
         if Sha256::digest(payload).as_slice() != checksum {
             return Err(true);
         }
-        let state: State = postcard::from_bytes(payload).map_err(|_| true)?;
+        let checkpoint: Checkpoint = postcard::from_bytes(payload).map_err(|_| true)?;
         let ordered = Entity::ALL.iter().all(|&e| {
-            state
+            checkpoint
+                .state
                 .entries(e)
                 .windows(2)
                 .all(|pair| pair[0].0 < pair[1].0)
         });
         if ordered {
-            Ok(state)
+            Ok(checkpoint)
         } else {
             Err(true)
         }
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let payload = postcard::to_allocvec(self).expect("the state always serialises");
+    /// The file's bytes: magic, version, postcard body, SHA-256 of the body.
+    pub fn encode(&self) -> Vec<u8> {
+        let payload = postcard::to_allocvec(self).expect("a checkpoint always serialises");
         let mut bytes = Vec::with_capacity(payload.len() + 37);
         bytes.extend_from_slice(MAGIC);
         bytes.push(VERSION);
@@ -179,27 +207,32 @@ impl State {
         bytes
     }
 
-    /// Saves atomically: a temporary file beside the target, fsynced, renamed over it, and the
-    /// folder fsynced so the rename itself survives power loss.
+    /// Saves atomically (see [`write_atomic`]).
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let io = |source| StateError::Io {
+        write_atomic(path, &self.encode()).map_err(|source| StateError::Io {
             path: path.to_owned(),
             source,
-        };
-        let folder = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut temp = path.as_os_str().to_owned();
-        temp.push(".tmp");
-        let temp = PathBuf::from(temp);
-        let mut file = File::create(&temp).map_err(io)?;
-        file.write_all(&self.encode()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        drop(file);
-        fs::rename(&temp, path).map_err(io)?;
-        File::open(folder).and_then(|f| f.sync_all()).map_err(io)
+        })
     }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old file or the new one:
+/// a temporary file beside the target, fsynced, renamed over it, and the folder fsynced so
+/// the rename itself survives power loss.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
+    let temp = PathBuf::from(temp);
+    let mut file = File::create(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&temp, path)?;
+    File::open(folder)?.sync_all()
 }
 
 impl From<&Fingerprints> for State {
@@ -223,30 +256,27 @@ impl From<&Fingerprints> for State {
 mod tests {
     use super::*;
 
-    fn sample() -> State {
-        let mut state = State::default();
-        state.students.push((
+    fn sample() -> Checkpoint {
+        let mut checkpoint = Checkpoint::default();
+        checkpoint.state.students.push((
             RecordHandle::from_bytes([1; 32]),
             Digest::from_bytes([2; 32]),
         ));
-        state
+        checkpoint
     }
 
     #[test]
-    fn saved_state_loads_back_equal() {
+    fn a_saved_checkpoint_loads_back_equal() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state");
         sample().save(&path).unwrap();
-        assert_eq!(State::load(&path).unwrap(), sample());
+        assert_eq!(Checkpoint::load(&path).unwrap(), Some(sample()));
     }
 
     #[test]
-    fn missing_state_is_empty() {
+    fn a_missing_checkpoint_is_none() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            State::load(&dir.path().join("none")).unwrap(),
-            State::default()
-        );
+        assert_eq!(Checkpoint::load(&dir.path().join("none")).unwrap(), None);
     }
 
     #[test]
@@ -259,7 +289,7 @@ mod tests {
         bytes[last] ^= 1;
         fs::write(&path, bytes).unwrap();
         assert!(matches!(
-            State::load(&path),
+            Checkpoint::load(&path),
             Err(StateError::Damaged { .. })
         ));
     }
@@ -267,10 +297,10 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
-            let _ = State::decode(&bytes);
+            let _ = Checkpoint::decode(&bytes);
             let mut framed = b"SKBS\x01".to_vec();
             framed.extend_from_slice(&bytes);
-            let _ = State::decode(&framed);
+            let _ = Checkpoint::decode(&framed);
         }
     }
 }

@@ -27,7 +27,7 @@ use skolebro_protocol::{Enrollment, Entity, Gender, Group, School, Student};
 
 use super::table::{Row, Table};
 use super::{open, Format, ReadError, ReadErrorKind};
-use crate::deviation::{Code, Position, Severity};
+use crate::deviation::{shown, Code, Position, Severity};
 use crate::validate::{Provenance, RosterBuilder, StudentRow};
 
 /// The largest member of a `.zip` export read, uncompressed. Real rosters are a few MiB; a
@@ -856,16 +856,6 @@ fn read_enrollments<R: BufRead>(
         );
     }
     Ok(())
-}
-
-/// A value from the file as a message may show it: short, and masked when it could be a
-/// national id.
-fn shown(value: &str) -> String {
-    if value.chars().filter(char::is_ascii_digit).count() >= 6 {
-        skolebro_protocol::national_id::mask(value)
-    } else {
-        value.chars().take(40).collect()
-    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use skolebro_protocol::{Enrollment, Entity, Gender, School, Student};
 
 use super::{open, Format, ReadError, ReadErrorKind};
-use crate::deviation::{Code, Position, Severity};
+use crate::deviation::{shown, Code, Position, Severity};
 use crate::validate::{Admission, Provenance, RosterBuilder, StudentRow};
 
 /// The longest single user record read. A user is a few hundred bytes; a longer one is a
@@ -477,15 +477,6 @@ fn is_near(field: &str, known: &str) -> bool {
         previous = current;
     }
     previous[b.len()] <= 2
-}
-
-/// A field name as a report may show it: short, and masked when it could be a national id.
-fn shown(value: &str) -> String {
-    if value.chars().filter(char::is_ascii_digit).count() >= 6 {
-        skolebro_protocol::national_id::mask(value)
-    } else {
-        value.chars().take(40).collect()
-    }
 }
 
 #[cfg(test)]
