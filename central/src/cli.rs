@@ -1,0 +1,118 @@
+//! The subcommands of `skolebro-central`. Each is a variant of [`Command`] and a function
+//! here; a new command (the `demo`) adds both and one arm in [`run`].
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use skolebro_central::CentralConfig;
+use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSecret};
+
+/// The central platform of skolebro: receives sealed roster batches from the schools' agents
+/// over mutual TLS and keeps every record with its history.
+#[derive(Debug, Parser)]
+#[command(name = "skolebro-central", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the platform: the device listener (mutual TLS) and the operator listener, until
+    /// SIGTERM or Ctrl-C.
+    Serve {
+        /// The configuration file (TOML); relative paths in it are relative to its folder.
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+    },
+    /// Register a device for a site with its envelope-signing key, and set the site's
+    /// handle secret. For tests and operations until enrollment exists.
+    RegisterDevice {
+        /// The configuration file, for the store it names.
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+        /// The device id, as in its certificate.
+        #[arg(long, value_name = "ID")]
+        device: String,
+        /// The site the device serves, as in its certificate.
+        #[arg(long, value_name = "ID")]
+        site: String,
+        /// The device's Ed25519 verifying key, 64 hex characters.
+        #[arg(long, value_name = "HEX")]
+        verifying_key: String,
+        /// The site's record-handle secret, 64 hex characters.
+        #[arg(long, value_name = "HEX")]
+        site_secret: String,
+    },
+}
+
+/// Runs one command to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::RegisterDevice {
+            config,
+            device,
+            site,
+            verifying_key,
+            site_secret,
+        } => register_device(config, &device, &site, &verifying_key, &site_secret).await,
+    }
+}
+
+async fn serve(config: PathBuf) -> anyhow::Result<()> {
+    let config = CentralConfig::load(&config)?;
+    let parts = config.server_parts().await?;
+    let running = skolebro_central::serve(parts).await?;
+    let handle = running.shutdown_handle();
+    tokio::spawn(async move {
+        match shutdown_signal().await {
+            Ok(signal) => tracing::info!(signal, "shutting down"),
+            Err(error) => tracing::error!(%error, "cannot listen for signals; shutting down"),
+        }
+        handle.shutdown();
+    });
+    running.stopped().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C), naming which.
+async fn shutdown_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
+}
+
+async fn register_device(
+    config: PathBuf,
+    device: &str,
+    site: &str,
+    verifying_key: &str,
+    site_secret: &str,
+) -> anyhow::Result<()> {
+    let device = DeviceId::new(device).context("--device")?;
+    let site = SiteId::new(site).context("--site")?;
+    let verifying_key = DeviceVerifyingKey::from_bytes(hex32(verifying_key, "--verifying-key")?)
+        .context("--verifying-key is not a usable Ed25519 key")?;
+    let site_secret = SiteSecret::from_bytes(hex32(site_secret, "--site-secret")?);
+    let config = CentralConfig::load(&config)?;
+    let store = config.open_store().await?;
+    store.set_site_secret(&site, &site_secret).await?;
+    store
+        .register_device(&device, &site, &verifying_key)
+        .await?;
+    println!("registered device {device} for site {site}");
+    Ok(())
+}
+
+fn hex32(text: &str, what: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = hex::decode(text.trim()).with_context(|| format!("{what} is not hex"))?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| anyhow::anyhow!("{what} must be 32 bytes (64 hex characters)"))
+}

@@ -1,0 +1,387 @@
+//! Central's configuration file (`skolebro-central serve --config central.toml`).
+//!
+//! It is the first step of central's start-up: config -> [`CentralConfig::server_parts`]
+//! (TLS configuration, sealing key, store) -> [`crate::server::serve`]. The file only names
+//! *where* things are; reading the PEM files, the key file and opening the database happen
+//! here, once, so the server itself takes ready-made parts and never touches a path (the
+//! demo and the tests build those parts in memory).
+//!
+//! ```toml
+//! listen = "127.0.0.1:8443"        # device endpoints, mutual TLS
+//! admin_listen = "127.0.0.1:8080"  # operator and read endpoints, plain HTTP on loopback
+//! max_batch_bytes = 16777216       # one envelope, at most
+//! sealing_key = "keys/sealing.key" # central's X25519 private key, 64 hex characters
+//!
+//! [tls]
+//! cert = "pki/server.pem"          # server certificate chain
+//! key = "pki/server.key"           # its private key
+//! device_ca = "pki/device-ca.pem"  # the CA device certificates must chain to
+//!
+//! [store]
+//! kind = "sqlite"                  # or "postgres"
+//! path = "central.db"              # sqlite: the database file
+//! # url = "host=127.0.0.1 user=postgres dbname=central"   # postgres: libpq conninfo
+//! # schema = "skolebro"           # postgres: schema to live in (default skolebro)
+//! # max_connections = 8           # postgres: pool size (default 8)
+//! ```
+//!
+//! Relative paths are relative to the folder holding the configuration file, so a config and
+//! its keys can be moved together. Unknown keys are errors: a misspelt `max_batch_byte` must
+//! not silently leave the default in force.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use skolebro_protocol::SealingPrivateKey;
+use skolebro_provisioning::TlsError;
+
+use crate::server::ServerParts;
+use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
+
+/// Default device listener: loopback, so a fresh install exposes nothing until told to.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+/// Default operator listener: loopback, because it has no authentication yet (docs/API.md).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8080";
+/// Default largest envelope: a full snapshot of a large school fits with room to spare.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Default PostgreSQL schema.
+pub const DEFAULT_PG_SCHEMA: &str = "skolebro";
+/// Default PostgreSQL pool size.
+pub const DEFAULT_PG_MAX_CONNECTIONS: usize = 8;
+
+/// Everything that can go wrong between the configuration file and ready server parts. Each
+/// variant names the file involved, so an operator knows which one to fix. The cause is part
+/// of the message (not a separate `source`), so `anyhow` prints it once.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("{path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The configuration is not valid TOML or does not fit the format.
+    #[error("{path}: {error}")]
+    Parse {
+        path: PathBuf,
+        error: Box<toml::de::Error>,
+    },
+    /// A value is out of range (e.g. a zero batch limit).
+    #[error("{0}")]
+    Invalid(String),
+    /// The sealing key file does not hold exactly 32 bytes as hex.
+    #[error("{0}: the sealing key must be 64 hex characters (32 bytes)")]
+    SealingKey(PathBuf),
+    /// The TLS files do not make a usable server configuration.
+    #[error("TLS configuration ({files}): {error}")]
+    Tls {
+        /// The three files, for the message.
+        files: String,
+        error: Box<TlsError>,
+    },
+    /// The store could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ConfigError {
+    fn from(error: StoreError) -> ConfigError {
+        ConfigError::Store(error)
+    }
+}
+
+/// Central's configuration as the file states it, with paths already resolved against the
+/// file's folder.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentralConfig {
+    /// Address of the device endpoints (mutual TLS).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Address of the operator and read endpoints (plain HTTP; keep it on loopback).
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// Largest envelope accepted; larger bodies get 413 before they are read in full.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    /// File holding central's 32-byte HPKE X25519 private key as hex: the key every agent
+    /// seals its payloads to.
+    pub sealing_key: PathBuf,
+    /// Server certificate, key and the device CA.
+    pub tls: TlsConfig,
+    /// Where records, devices and chain heads are kept.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// The PEM files of the device listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Central's server certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// The server certificate's private key.
+    pub key: PathBuf,
+    /// The CA that issues device certificates; only its certificates may connect.
+    pub device_ca: PathBuf,
+}
+
+/// Which database holds central's data (DESIGN decision 9): SQLite embedded, PostgreSQL in
+/// production.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// One SQLite file, created if missing.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// A PostgreSQL database.
+    Postgres {
+        /// libpq-style conninfo (`host=… user=… dbname=…`). A password belongs in a
+        /// `.pgpass` file or the server's trust rules, not here, but is accepted.
+        url: String,
+        /// Schema the tables live in, created if missing.
+        #[serde(default = "default_pg_schema")]
+        schema: String,
+        /// At most this many connections at once.
+        #[serde(default = "default_pg_max_connections")]
+        max_connections: usize,
+    },
+}
+
+impl Default for StoreConfig {
+    /// `central.db` beside the configuration file: a working store with no extra setup.
+    fn default() -> StoreConfig {
+        StoreConfig::Sqlite {
+            path: PathBuf::from("central.db"),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_max_batch_bytes() -> usize {
+    DEFAULT_MAX_BATCH_BYTES
+}
+
+fn default_pg_schema() -> String {
+    DEFAULT_PG_SCHEMA.to_owned()
+}
+
+fn default_pg_max_connections() -> usize {
+    DEFAULT_PG_MAX_CONNECTIONS
+}
+
+impl CentralConfig {
+    /// Reads and checks the configuration file at `path`, resolving relative paths against
+    /// its folder.
+    pub fn load(path: &Path) -> Result<CentralConfig, ConfigError> {
+        let text = read_to_string(path)?;
+        let base = path.parent().unwrap_or_else(|| Path::new(""));
+        CentralConfig::parse(&text, base).map_err(|error| match error {
+            ConfigError::Parse { error, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                error,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses configuration text, resolving relative paths against `base`. Separate from
+    /// [`CentralConfig::load`] so tools that write a config can check it before saving.
+    pub fn parse(text: &str, base: &Path) -> Result<CentralConfig, ConfigError> {
+        let mut config: CentralConfig =
+            toml::from_str(text).map_err(|error| ConfigError::Parse {
+                path: PathBuf::from("<config>"),
+                error: Box::new(error),
+            })?;
+        if config.max_batch_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "max_batch_bytes must be greater than 0".to_owned(),
+            ));
+        }
+        if let StoreConfig::Postgres {
+            max_connections, ..
+        } = &config.store
+        {
+            if *max_connections == 0 {
+                return Err(ConfigError::Invalid(
+                    "store.max_connections must be greater than 0".to_owned(),
+                ));
+            }
+        }
+        config.sealing_key = base.join(&config.sealing_key);
+        config.tls.cert = base.join(&config.tls.cert);
+        config.tls.key = base.join(&config.tls.key);
+        config.tls.device_ca = base.join(&config.tls.device_ca);
+        if let StoreConfig::Sqlite { path } = &mut config.store {
+            *path = base.join(&*path);
+        }
+        Ok(config)
+    }
+
+    /// Central's sealing key, read from [`CentralConfig::sealing_key`].
+    pub fn read_sealing_key(&self) -> Result<SealingPrivateKey, ConfigError> {
+        let text = read_to_string(&self.sealing_key)?;
+        parse_sealing_key(&text).ok_or_else(|| ConfigError::SealingKey(self.sealing_key.clone()))
+    }
+
+    /// The rustls configuration of the device listener: TLS 1.3, a client certificate from
+    /// the device CA required.
+    pub fn tls_server_config(&self) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+        let cert = read_to_string(&self.tls.cert)?;
+        let key = read_to_string(&self.tls.key)?;
+        let device_ca = read_to_string(&self.tls.device_ca)?;
+        skolebro_provisioning::tls::server_config(&cert, &key, &device_ca).map_err(|error| {
+            ConfigError::Tls {
+                files: format!(
+                    "{}, {}, {}",
+                    self.tls.cert.display(),
+                    self.tls.key.display(),
+                    self.tls.device_ca.display()
+                ),
+                error: Box::new(error),
+            }
+        })
+    }
+
+    /// Opens (and migrates) the configured store.
+    pub async fn open_store(&self) -> Result<Arc<dyn Store>, ConfigError> {
+        Ok(match &self.store {
+            StoreConfig::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
+            StoreConfig::Postgres {
+                url,
+                schema,
+                max_connections,
+            } => Arc::new(PostgresStore::connect(url, schema, *max_connections).await?),
+        })
+    }
+
+    /// Everything [`crate::server::serve`] needs, read and opened. The files are read before
+    /// the store is opened, so a typo in a path fails fast without touching the database.
+    pub async fn server_parts(&self) -> Result<ServerParts, ConfigError> {
+        let tls = self.tls_server_config()?;
+        let sealing_key = self.read_sealing_key()?;
+        let store = self.open_store().await?;
+        Ok(ServerParts {
+            store,
+            tls,
+            sealing_key,
+            device_listen: self.listen,
+            admin_listen: self.admin_listen,
+            max_batch_bytes: self.max_batch_bytes,
+        })
+    }
+}
+
+/// 64 hex characters (surrounding whitespace allowed) as a sealing key, or `None`.
+pub fn parse_sealing_key(text: &str) -> Option<SealingPrivateKey> {
+    let bytes: [u8; 32] = hex::decode(text.trim()).ok()?.try_into().ok()?;
+    Some(SealingPrivateKey::from_bytes(bytes))
+}
+
+fn read_to_string(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        sealing_key = "keys/sealing.key"
+        [tls]
+        cert = "pki/server.pem"
+        key = "pki/server.key"
+        device_ca = "/etc/skolebro/device-ca.pem"
+    "#;
+
+    #[test]
+    fn a_minimal_config_gets_the_documented_defaults() {
+        let config = CentralConfig::parse(MINIMAL, Path::new("/srv/central")).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert_eq!(config.max_batch_bytes, 16 * 1024 * 1024);
+        assert_eq!(
+            config.store,
+            StoreConfig::Sqlite {
+                path: PathBuf::from("/srv/central/central.db")
+            }
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder_and_absolute_ones_stay() {
+        let config = CentralConfig::parse(MINIMAL, Path::new("/srv/central")).unwrap();
+        assert_eq!(
+            config.sealing_key,
+            PathBuf::from("/srv/central/keys/sealing.key")
+        );
+        assert_eq!(
+            config.tls.cert,
+            PathBuf::from("/srv/central/pki/server.pem")
+        );
+        assert_eq!(
+            config.tls.device_ca,
+            PathBuf::from("/etc/skolebro/device-ca.pem")
+        );
+    }
+
+    #[test]
+    fn a_postgres_store_takes_a_conninfo_and_optional_pool_settings() {
+        let text = format!(
+            "{MINIMAL}\n[store]\nkind = \"postgres\"\nurl = \"host=127.0.0.1 user=postgres dbname=test\"\n"
+        );
+        let config = CentralConfig::parse(&text, Path::new("/x")).unwrap();
+        assert_eq!(
+            config.store,
+            StoreConfig::Postgres {
+                url: "host=127.0.0.1 user=postgres dbname=test".to_owned(),
+                schema: DEFAULT_PG_SCHEMA.to_owned(),
+                max_connections: DEFAULT_PG_MAX_CONNECTIONS,
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_at_every_level() {
+        let top = format!("max_batch_byte = 5\n{MINIMAL}");
+        assert!(CentralConfig::parse(&top, Path::new("/x")).is_err());
+        let tls = MINIMAL.replace("device_ca", "ca");
+        assert!(CentralConfig::parse(&tls, Path::new("/x")).is_err());
+        let store =
+            format!("{MINIMAL}\n[store]\nkind = \"sqlite\"\npath = \"a.db\"\nurl = \"x\"\n");
+        assert!(CentralConfig::parse(&store, Path::new("/x")).is_err());
+        let kind = format!("{MINIMAL}\n[store]\nkind = \"mysql\"\n");
+        assert!(CentralConfig::parse(&kind, Path::new("/x")).is_err());
+    }
+
+    #[test]
+    fn a_zero_batch_limit_is_refused() {
+        let text = format!("max_batch_bytes = 0\n{MINIMAL}");
+        assert!(matches!(
+            CentralConfig::parse(&text, Path::new("/x")),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn a_sealing_key_is_64_hex_characters() {
+        let hex = "11".repeat(32);
+        assert!(parse_sealing_key(&format!("{hex}\n")).is_some());
+        assert!(parse_sealing_key(&hex[..62]).is_none());
+        assert!(parse_sealing_key(&"zz".repeat(32)).is_none());
+    }
+}

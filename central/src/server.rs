@@ -1,0 +1,350 @@
+//! Central's two listeners, started in-process: the device listener (mutual TLS, the
+//! ingest in `ingest.rs`) and the operator listener (plain HTTP on loopback,
+//! `admin.rs`).
+//!
+//! In the data flow this is where an agent's uplink arrives: TCP -> TLS handshake with a
+//! required client certificate from the device CA -> the certificate's [`DeviceIdentity`] ->
+//! HTTP/1.1 with that identity attached to every request of the connection -> the handlers,
+//! which check the envelope against it and apply it to the [`Store`]. A connection whose
+//! handshake fails is closed and logged at debug level only: scanners and misconfigured
+//! clients are not central's incidents.
+//!
+//! [`serve`] takes ready-made [`ServerParts`] rather than a configuration file, so the
+//! `serve` command, the `demo` command and the tests all start the same server; with port 0
+//! the bound addresses come back in [`RunningServer`].
+
+use std::convert::Infallible;
+use std::future::IntoFuture as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use skolebro_protocol::SealingPrivateKey;
+use skolebro_provisioning::DeviceIdentity;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+use crate::fleet::Fleet;
+use crate::store::Store;
+
+/// How long a client may take to finish the TLS handshake: a slow or stalled handshake holds
+/// a connection slot, so it is cut off rather than waited for.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a client may take to send a request's headers once the connection is idle or
+/// new (slowloris protection; an idle keep-alive connection is closed after this too).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// At most this many device connections at once; more are closed right after accept. A
+/// county has a few hundred schools, each with one Pi.
+pub const MAX_DEVICE_CONNECTIONS: usize = 1024;
+
+/// How long shutdown waits for requests in flight (an apply in its transaction) before the
+/// remaining connections are cut.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Everything the server needs, already built: no paths, so callers that hold keys and
+/// certificates in memory (the demo, tests) need no files.
+pub struct ServerParts {
+    /// Where devices, chain heads and records live; chosen by the caller.
+    pub store: Arc<dyn Store>,
+    /// The device listener's TLS configuration, normally from
+    /// [`skolebro_provisioning::tls::server_config`]: it must require a client certificate,
+    /// since every device request is attributed to the certificate's identity.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// Central's HPKE private key, to open the envelopes agents sealed to its public key.
+    pub sealing_key: SealingPrivateKey,
+    /// Address of the device listener; port 0 picks a free port.
+    pub device_listen: SocketAddr,
+    /// Address of the operator listener; port 0 picks a free port. Keep it on loopback.
+    pub admin_listen: SocketAddr,
+    /// Largest envelope accepted; anything larger is refused with 413.
+    pub max_batch_bytes: usize,
+}
+
+impl std::fmt::Debug for ServerParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerParts")
+            .field("sealing_key", &self.sealing_key)
+            .field("device_listen", &self.device_listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the server could not start. Once running it does not fail as a whole: errors stay
+/// within one connection or request.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener could not bind (address in use, no permission for a low port).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The state every handler shares: one per server.
+pub(crate) struct AppState {
+    pub store: Arc<dyn Store>,
+    pub sealing_key: SealingPrivateKey,
+    pub max_batch_bytes: usize,
+    pub fleet: Fleet,
+}
+
+/// Stops a running server from anywhere (a signal handler, a test). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    /// Asks both listeners to stop accepting and to finish the requests in flight.
+    /// Idempotent.
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// A started server: where it listens, and how to stop it.
+///
+/// Dropping it does not stop the server while a [`ShutdownHandle`] is alive; once the last
+/// handle (this one's included) is gone the listeners stop, so a test that forgets to shut
+/// down does not leak a server into the next one.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The bound address of the device (mutual TLS) listener.
+    pub device_addr: SocketAddr,
+    /// The bound address of the operator (plain HTTP) listener.
+    pub admin_addr: SocketAddr,
+    shutdown: ShutdownHandle,
+    device_task: JoinHandle<()>,
+    admin_task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// A handle that stops this server, e.g. for a signal handler.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Stops the server gracefully and returns once both listeners have closed (requests in
+    /// flight get [`SHUTDOWN_GRACE`] to finish).
+    pub async fn shutdown(self) {
+        self.shutdown.shutdown();
+        self.stopped().await;
+    }
+
+    /// Waits until the server has stopped through a [`ShutdownHandle`].
+    pub async fn stopped(self) {
+        let RunningServer {
+            device_task,
+            admin_task,
+            shutdown,
+            ..
+        } = self;
+        // Keep our sender alive while waiting: dropping it would count as a shutdown.
+        let _keep = shutdown;
+        for task in [device_task, admin_task] {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "a listener task failed");
+            }
+        }
+    }
+}
+
+/// Binds both listeners and starts serving in the background.
+///
+/// Returns once both are bound, so the addresses in [`RunningServer`] accept connections
+/// immediately. Registers nothing: devices come from enrollment (or `register-device`).
+pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
+    let device_listener = bind(parts.device_listen).await?;
+    let admin_listener = bind(parts.admin_listen).await?;
+    let device_addr = local_addr(&device_listener, parts.device_listen)?;
+    let admin_addr = local_addr(&admin_listener, parts.admin_listen)?;
+
+    let state = Arc::new(AppState {
+        store: parts.store,
+        sealing_key: parts.sealing_key,
+        max_batch_bytes: parts.max_batch_bytes,
+        fleet: Fleet::default(),
+    });
+    let (sender, receiver) = watch::channel(false);
+    let device_task = tokio::spawn(run_device_listener(
+        device_listener,
+        TlsAcceptor::from(parts.tls),
+        crate::ingest::router(Arc::clone(&state)),
+        receiver.clone(),
+    ));
+    let admin_task = tokio::spawn(run_admin_listener(
+        admin_listener,
+        crate::admin::router(state),
+        receiver,
+    ));
+    tracing::info!(%device_addr, %admin_addr, "central is listening");
+    Ok(RunningServer {
+        device_addr,
+        admin_addr,
+        shutdown: ShutdownHandle(Arc::new(sender)),
+        device_task,
+        admin_task,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
+    listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Resolves once shutdown is asked for, or once every handle is gone.
+async fn shutdown_requested(mut receiver: watch::Receiver<bool>) {
+    let _ = receiver.wait_for(|stop| *stop).await;
+}
+
+async fn run_device_listener(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_DEVICE_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    let stop = shutdown_requested(shutdown.clone());
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Typically out of file descriptors: back off instead of spinning.
+                        tracing::warn!(%error, "accepting a device connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    tracing::warn!(%peer, "too many device connections; closing a new one");
+                    continue;
+                };
+                connections.spawn(serve_device_connection(
+                    tcp,
+                    peer,
+                    acceptor.clone(),
+                    router.clone(),
+                    shutdown.clone(),
+                    permit,
+                ));
+            }
+        }
+    }
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!("device connections still open after the grace period; cutting them");
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
+    tracing::info!("device listener stopped");
+}
+
+async fn serve_device_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    router: Router,
+    shutdown: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    // The verifier already refuses certificates without an identity; this cannot fail for
+    // a configuration from `server_config`, but a hand-made one is not trusted blindly.
+    let identity = match DeviceIdentity::from_connection(tls.get_ref().1) {
+        Ok(identity) => identity,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "client certificate names no device");
+            return;
+        }
+    };
+    tracing::debug!(%peer, device = %identity.device, "device connected");
+
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(identity.clone());
+        let router = router.clone();
+        async move {
+            router
+                .oneshot(request)
+                .await
+                .map_err(|never: Infallible| never)
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connection = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "device connection ended with an error");
+            }
+        }
+        () = shutdown_requested(shutdown) => {
+            connection.as_mut().graceful_shutdown();
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "device connection ended with an error");
+            }
+        }
+    }
+}
+
+async fn run_admin_listener(
+    listener: TcpListener,
+    router: Router,
+    shutdown: watch::Receiver<bool>,
+) {
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_requested(shutdown.clone()))
+        .into_future();
+    tokio::pin!(server);
+    let result = tokio::select! {
+        result = &mut server => result,
+        () = async {
+            shutdown_requested(shutdown).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("operator connections still open after the grace period; cutting them");
+            Ok(())
+        }
+    };
+    if let Err(error) = result {
+        tracing::error!(%error, "operator listener failed");
+    }
+    tracing::info!("operator listener stopped");
+}
