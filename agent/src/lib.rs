@@ -8,9 +8,15 @@
 pub mod config;
 pub mod deviation;
 pub mod diff;
+pub mod enqueue;
 pub mod outbox;
+pub mod panel;
 pub mod reader;
 pub mod report;
 pub mod safety;
 pub mod state;
 pub mod validate;
+pub mod daemon;
+pub mod identity;
+pub mod uplink;
+pub mod watch;

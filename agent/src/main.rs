@@ -1,17 +1,23 @@
 //! `skolebro-agent`: the command line of the agent on the Pi. `check` tells school IT what an
-//! export contains and what is wrong with it; `diff` shows what would be sent to central.
+//! export contains and what is wrong with it; `diff` shows what would be sent to central;
+//! `run` is the daemon ([`skolebro_agent::daemon`]); `status` and `outbox` tell what it is
+//! doing, from its state folder, without disturbing it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use skolebro_agent::config::AgentConfig;
+use skolebro_agent::daemon::{self, AgentStatus, RunState};
 use skolebro_agent::diff::{diff, Fingerprints};
+use skolebro_agent::outbox::{segment::HEADER_LEN, unix_ms_now, MemStorage, Outbox};
 use skolebro_agent::reader::{read_export, Format, ReadError, ReaderOptions};
 use skolebro_agent::report;
 use skolebro_agent::safety::{judge, today};
+use skolebro_agent::state::Checkpoint;
 use skolebro_agent::state::State;
 use skolebro_agent::validate::Validated;
+use skolebro_protocol::envelope::Envelope;
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::SiteSecret;
 
@@ -40,6 +46,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The daemon: watches the drop folder and pushes sealed batches to central until
+    /// SIGTERM or SIGINT.
+    Run,
+    /// What the agent is doing, in plain words.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The outbox of batches not yet acknowledged by central.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
     /// The delta from one export to the next, and whether the safety filter would hold it.
     Diff {
         old: PathBuf,
@@ -51,6 +70,21 @@ enum Command {
         /// The date the safety filter's delay-delete windows are checked against.
         #[arg(long, value_parser = parse_date)]
         today: Option<CivilDate>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Depth, bytes and the age of the oldest unacknowledged batch.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One line per stored frame: seq, size, checksum, append time and the envelope header
+    /// (kind, device, site, created). Never payloads.
+    Inspect {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -75,6 +109,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => AgentConfig::default(),
     };
     match cli.command {
+        Command::Run => {
+            init_logging();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(daemon::run(config, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => status(&config, json),
+        Command::Outbox {
+            command: OutboxCommand::Status { json },
+        } => outbox_status(&config, json),
+        Command::Outbox {
+            command: OutboxCommand::Inspect { json },
+        } => outbox_inspect(&config, json),
         Command::Check {
             export,
             format,
@@ -149,4 +199,219 @@ fn random_secret() -> anyhow::Result<[u8; 32]> {
     getrandom::fill(&mut bytes)
         .map_err(|e| anyhow::anyhow!("no randomness from the operating system: {e}"))?;
     Ok(bytes)
+}
+
+/// Logs to stderr (journald picks them up), `RUST_LOG` filters, info by default. The daemon
+/// logs file names, counts, seqs and ids, never a national id or a name.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Completes on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A private copy of the outbox: opening the real one runs recovery, which may write, and
+/// must not race the running daemon. The copy's recovery changes only memory.
+fn outbox_view(config: &AgentConfig) -> anyhow::Result<(Outbox<MemStorage>, MemStorage)> {
+    let dir = config.state_dir.join("outbox");
+    let mem = MemStorage::new();
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_file()) {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    // A segment may be deleted by an ack between listing and reading.
+                    if let Ok(bytes) = std::fs::read(entry.path()) {
+                        mem.set_raw(&name, bytes);
+                    }
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(anyhow::anyhow!("{}: {e}", dir.display())),
+    }
+    let (outbox, _) = Outbox::open(mem.clone(), config.outbox.outbox_config())?;
+    Ok((outbox, mem))
+}
+
+fn process_alive(pid: u32) -> bool {
+    pid != 0 && Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn status(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> {
+    let now = unix_ms_now();
+    let status = match AgentStatus::load(&config.state_dir) {
+        Ok(status) => Some(status),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(anyhow::anyhow!("{}: {e}", config.state_dir.display())),
+    };
+    let checkpoint = Checkpoint::load(&config.state_dir.join("checkpoint"))
+        .ok()
+        .flatten();
+    let (outbox, _) = outbox_view(config)?;
+    let outbox = outbox.status();
+    let running = status
+        .as_ref()
+        .is_some_and(|s| s.state != RunState::Stopped && process_alive(s.pid));
+    if json {
+        let value = serde_json::json!({
+            "running": running,
+            "status": status,
+            "chain": checkpoint.as_ref().map(|c| serde_json::json!({
+                "next_seq": c.head.next_seq.0,
+                "needs_snapshot": c.needs_snapshot,
+            })),
+            "outbox": {
+                "depth": outbox.depth,
+                "bytes": outbox.unacked_bytes,
+                "oldest_unacked_age_s": outbox.oldest_unacked_age(now).map(|d| d.as_secs()),
+            },
+        });
+        println!("{value}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match status {
+        Some(mut status) => {
+            // The outbox on disk is the truth; status.json may be a moment behind.
+            status.outbox_depth = outbox.depth;
+            status.oldest_unacked_unix_ms = outbox.oldest_unacked.map(|o| o.appended_at_ms);
+            print!("{}", daemon::describe_status(&status, running, now));
+        }
+        None => println!(
+            "The agent has not run yet here (no {} in {}).",
+            daemon::STATUS_FILE,
+            config.state_dir.display()
+        ),
+    }
+    if let Some(checkpoint) = checkpoint {
+        println!(
+            "Chain: the next batch is seq {}{}.",
+            checkpoint.head.next_seq.0,
+            if checkpoint.needs_snapshot {
+                ", a full snapshot"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn outbox_status(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> {
+    let (outbox, _) = outbox_view(config)?;
+    let status = outbox.status();
+    let age = status
+        .oldest_unacked_age(unix_ms_now())
+        .map(|d| d.as_secs());
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "depth": status.depth,
+                "bytes": status.unacked_bytes,
+                "disk_bytes": status.disk_bytes,
+                "segments": status.segments,
+                "ack_seq": status.ack_seq,
+                "next_seq": status.next_seq,
+                "oldest_unacked_age_s": age,
+                "max_bytes": status.max_bytes,
+                "max_batches": status.max_batches,
+            })
+        );
+    } else {
+        println!(
+            "{} batches not yet acknowledged ({} bytes; {} of {} bytes on disk in {} segments); last acknowledged seq {}, next seq {}.",
+            status.depth,
+            status.unacked_bytes,
+            status.disk_bytes,
+            status.max_bytes,
+            status.segments,
+            status.ack_seq,
+            status.next_seq
+        );
+        if let Some(age) = age {
+            println!("Oldest unacknowledged batch: {}.", daemon::age(age * 1000));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn outbox_inspect(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> {
+    let (outbox, mem) = outbox_view(config)?;
+    let now = unix_ms_now();
+    for frame in outbox.inspect()? {
+        let start = frame.offset as usize + HEADER_LEN;
+        let header = mem
+            .raw(&frame.segment)
+            .and_then(|bytes| {
+                bytes
+                    .get(start..start + frame.len as usize)
+                    .map(<[u8]>::to_vec)
+            })
+            .filter(|_| frame.crc_ok)
+            .and_then(|bytes| Envelope::from_bytes(&bytes, usize::MAX).ok())
+            .map(|envelope| envelope.header().clone());
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "seq": frame.seq,
+                    "size": frame.len,
+                    "crc_ok": frame.crc_ok,
+                    "acked": frame.acked,
+                    "appended_unix_ms": frame.appended_at_ms,
+                    "kind": header.as_ref().map(|h| format!("{:?}", h.kind).to_lowercase()),
+                    "device": header.as_ref().map(|h| h.device.to_string()),
+                    "site": header.as_ref().map(|h| h.site.to_string()),
+                    "created_unix_ms": header.as_ref().map(|h| h.created_unix_ms),
+                })
+            );
+        } else {
+            let described = match &header {
+                Some(h) => format!(
+                    "{:?} device {} site {} created {}",
+                    h.kind,
+                    h.device,
+                    h.site,
+                    daemon::clock(h.created_unix_ms, now)
+                ),
+                None => "header unreadable".into(),
+            };
+            println!(
+                "seq {} {} bytes crc {} {} appended {} {}",
+                frame.seq,
+                frame.len,
+                if frame.crc_ok { "ok" } else { "BAD" },
+                if frame.acked { "acked" } else { "pending" },
+                daemon::clock(frame.appended_at_ms, now),
+                described
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

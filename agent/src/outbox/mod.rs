@@ -655,6 +655,41 @@ impl<S: Storage> Outbox<S> {
         Ok(())
     }
 
+    /// Restarts the sequence at `next_seq`, discarding every stored batch, acknowledged or
+    /// not. For the gap protocol: when central answers that the chain has a hole, the
+    /// unacknowledged batches were never applied and never will be (each is chained on a
+    /// head central does not have), so the agent drops them and continues from central's
+    /// head with a full snapshot. Afterwards [`Outbox::next_seq`] is `next_seq` and the ack
+    /// pointer is `next_seq - 1`, which may be lower than before if central lost history.
+    ///
+    /// Segments are removed before the ack pointer is rewritten: a crash in between leaves
+    /// an empty outbox with the old pointer, never old frames that look unacknowledged.
+    pub fn reset_to(&mut self, next_seq: u64) -> Result<()> {
+        if self.failed {
+            return Err(OutboxError::Failed);
+        }
+        if next_seq == 0 || next_seq == u64::MAX {
+            return Err(OutboxError::OutOfOrder {
+                expected: self.ack_seq.saturating_add(1),
+                got: next_seq,
+            });
+        }
+        while let Some(seg) = self.segments.front() {
+            let name = seg.name.clone();
+            self.storage
+                .remove(&name)
+                .map_err(|e| io_err(&self.storage, &name, e))?;
+            self.segments.pop_front();
+        }
+        self.storage
+            .sync_dir()
+            .map_err(|e| io_err(&self.storage, "", e))?;
+        self.unsynced_since = None;
+        self.write_ack(next_seq - 1)?;
+        self.durable_seq = next_seq - 1;
+        Ok(())
+    }
+
     fn find(&self, seq: u64) -> Option<(&Segment, &FrameMeta)> {
         let seg = self.segments.iter().rev().find(|s| s.first_seq <= seq)?;
         let idx = usize::try_from(seq - seg.first_seq).ok()?;
@@ -790,5 +825,74 @@ impl<S: Storage> Iterator for Pending<'_, S> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod reset_tests {
+    use super::*;
+
+    fn small() -> OutboxConfig {
+        OutboxConfig {
+            max_bytes: 4_000,
+            max_batches: 20,
+            segment_bytes: 200,
+            fsync: FsyncPolicy::PerBatch,
+        }
+    }
+
+    #[test]
+    fn reset_to_discards_unacknowledged_batches_and_restarts_the_sequence() {
+        let mem = MemStorage::new();
+        let (mut ob, _) = Outbox::open(mem.clone(), small()).unwrap();
+        for seq in 1..=6 {
+            ob.append(seq, &[seq as u8; 50]).unwrap();
+        }
+        ob.ack(2).unwrap();
+        ob.reset_to(4).unwrap();
+        assert_eq!(ob.next_seq(), 4);
+        assert_eq!(ob.ack_seq(), 3);
+        assert_eq!(ob.status().depth, 0);
+        assert!(ob.peek(0).unwrap().is_none());
+        ob.append(4, b"snapshot").unwrap();
+        assert_eq!(ob.peek(0).unwrap().unwrap().payload, b"snapshot");
+
+        drop(ob);
+        let (reopened, report) = Outbox::open(mem, small()).unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(reopened.ack_seq(), 3);
+        assert_eq!(reopened.peek(0).unwrap().unwrap().seq, 4);
+    }
+
+    #[test]
+    fn reset_to_may_move_the_ack_pointer_back_when_central_lost_history() {
+        let mem = MemStorage::new();
+        let (mut ob, _) = Outbox::open(mem.clone(), small()).unwrap();
+        for seq in 1..=5 {
+            ob.append(seq, &[1; 20]).unwrap();
+        }
+        ob.ack(5).unwrap();
+        ob.reset_to(2).unwrap();
+        assert_eq!(ob.next_seq(), 2);
+        ob.append(2, b"snapshot").unwrap();
+        drop(ob);
+        let (reopened, report) = Outbox::open(mem, small()).unwrap();
+        assert!(!report.needs_snapshot, "{report:?}");
+        assert_eq!(
+            reopened
+                .pending(0)
+                .map(|b| b.unwrap().seq)
+                .collect::<Vec<_>>(),
+            [2]
+        );
+    }
+
+    #[test]
+    fn reset_to_zero_is_refused() {
+        let (mut ob, _) = Outbox::open(MemStorage::new(), small()).unwrap();
+        assert!(matches!(
+            ob.reset_to(0),
+            Err(OutboxError::OutOfOrder { .. })
+        ));
     }
 }

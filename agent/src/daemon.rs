@@ -1,0 +1,1067 @@
+//! The daemon (`skolebro-agent run`): wires the stages of the data flow together on a tokio
+//! runtime and keeps `status.json` up to date.
+//!
+//! ```text
+//! watch::run ──paths──▶ pipeline (read + validate on a blocking thread, Enqueuer::offer)
+//!     ▲ retry                 │ wake
+//!     └───────────────────────┘──▶ uplink::push_loop ──▶ central /v1/batches
+//!                                  uplink::heartbeat_loop ◀─▶ central /v1/heartbeat
+//! ```
+//! Stages talk through bounded channels. The enqueue stage ([`Enqueuer`]: checkpoint and
+//! outbox) lives in one [`Core`] behind a mutex; every operation on it runs on a blocking
+//! thread because it fsyncs.
+//!
+//! Files: with `after_ingest = "delete"` an export is removed once its batch is durable in
+//! the outbox, or once it is known to change nothing, or once its delta is held (the held
+//! export is kept in memory for release; see [`HeldDelta`](crate::enqueue::HeldDelta)). An
+//! export waiting for room in the outbox keeps its file until it is enqueued or a newer export
+//! supersedes it. A file that cannot be read at all is moved to `<drop>/rejected/` with a
+//! `.error.txt` beside it so school IT can look at it; only the newest rejected file is kept,
+//! so personal data does not pile up there, and a rejected file is never read again.
+//!
+//! The newest validated export is kept in memory: after a gap or a `resync` command the agent
+//! needs a full snapshot, and the export file is gone by then. After a restart there is none
+//! until the SAS drops the next export; the checkpoint's `needs_snapshot` survives, so that
+//! export goes out as the snapshot.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use skolebro_protocol::envelope::ChainHead;
+use skolebro_protocol::Entity;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{AfterIngest, AgentConfig};
+use crate::deviation::Severity;
+use crate::diff::DiffSummary;
+use crate::enqueue::{EnqueueError, Enqueuer, HeldDelta, Outcome};
+use crate::identity::{DeviceCredentials, IdentityError};
+use crate::outbox::{unix_ms_now, Batch, OutboxError};
+use crate::reader::read_export;
+use crate::uplink::{self, Backoff, Central, Command, Heartbeat};
+use crate::validate::Validated;
+use crate::watch::file_name;
+
+/// Name of the status file in the state folder.
+pub const STATUS_FILE: &str = "status.json";
+/// Folder inside the drop folder for exports that could not be read.
+pub const REJECTED_DIR: &str = "rejected";
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("state folder: {0}")]
+    Enqueue(#[from] EnqueueError),
+    #[error("TLS client: {0}")]
+    Tls(#[from] skolebro_provisioning::tls::TlsError),
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
+    #[error("a daemon task failed: {0}")]
+    Task(String),
+}
+
+/// What the agent is doing, in the words of docs/API.md's heartbeat `state` (plus the two
+/// local ones `starting` and `stopped`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    #[default]
+    Starting,
+    Healthy,
+    Holding,
+    CentralUnreachable,
+    Error,
+    Stopped,
+}
+
+impl RunState {
+    /// The heartbeat's word for it.
+    pub fn api_word(self) -> &'static str {
+        match self {
+            RunState::Starting | RunState::Healthy | RunState::Stopped => "healthy",
+            RunState::Holding => "holding",
+            RunState::CentralUnreachable => "central_unreachable",
+            RunState::Error => "error",
+        }
+    }
+}
+
+/// Deviation counts of the newest export.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviationCounts {
+    pub errors: u64,
+    pub warnings: u64,
+}
+
+/// A held delta as reported to central and in `status.json`: counts and the filter's
+/// reasons, never records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldReport {
+    pub id: String,
+    pub reasons: Vec<String>,
+    pub upserts: BTreeMap<String, u64>,
+    pub deletes: BTreeMap<String, u64>,
+}
+
+impl HeldReport {
+    fn of(held: &HeldDelta) -> HeldReport {
+        let counts = |f: &dyn Fn(&DiffSummary, Entity) -> usize| {
+            Entity::ALL
+                .iter()
+                .map(|&e| (e.plural().to_owned(), f(&held.summary, e) as u64))
+                .collect()
+        };
+        HeldReport {
+            id: held.id.clone(),
+            reasons: held.judgement.reasons.clone(),
+            upserts: counts(&|s, e| s.added(e) + s.updated(e)),
+            deletes: counts(&|s, e| s.deleted(e)),
+        }
+    }
+}
+
+/// The content of `status.json`: what `skolebro-agent status` prints and the heartbeat
+/// sends. Written atomically after every step, so a reader never sees half of it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentStatus {
+    pub state: RunState,
+    /// The daemon's process id, so `status` can tell a stale file from a running agent.
+    pub pid: u32,
+    pub updated_unix_ms: u64,
+    pub last_export_unix_ms: Option<u64>,
+    pub last_export_file: Option<String>,
+    pub last_export_students: Option<u64>,
+    /// What became of the newest export, in a few words.
+    pub last_outcome: Option<String>,
+    pub deviations: DeviationCounts,
+    pub last_ack_seq: Option<u64>,
+    pub last_ack_unix_ms: Option<u64>,
+    pub unreachable_since_unix_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub held: Option<HeldReport>,
+    pub held_since_unix_ms: Option<u64>,
+    pub outbox_depth: u64,
+    pub outbox_bytes: u64,
+    pub oldest_unacked_unix_ms: Option<u64>,
+    /// Central needs a full snapshot and the agent has no export in memory to make it from:
+    /// the next export the SAS drops is sent as the snapshot.
+    pub awaiting_export_for_snapshot: bool,
+}
+
+impl AgentStatus {
+    /// Reads `status.json` from `state_dir`.
+    pub fn load(state_dir: &Path) -> std::io::Result<AgentStatus> {
+        let bytes = std::fs::read(state_dir.join(STATUS_FILE))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+/// Problems that put the agent in the `error` state until the matching success clears them.
+#[derive(Debug, Default)]
+struct Problems {
+    /// The newest export could not be read (cleared by the next good export).
+    export: Option<String>,
+    /// Central refused a batch (cleared by the next ack).
+    uplink: Option<String>,
+    /// The outbox or checkpoint failed (cleared by the next successful enqueue or ack).
+    storage: Option<String>,
+}
+
+/// The enqueue stage plus what the daemon knows about its progress. One owner at a time
+/// (behind [`Shared`]); every method is synchronous and may block on disk.
+pub struct Core {
+    enqueuer: Enqueuer,
+    state_dir: PathBuf,
+    after_ingest: AfterIngest,
+    latest: Option<Validated>,
+    waiting_file: Option<PathBuf>,
+    problems: Problems,
+    status: AgentStatus,
+    status_tx: watch::Sender<AgentStatus>,
+}
+
+/// The core shared by the daemon's tasks.
+pub type Shared = Arc<Mutex<Core>>;
+
+/// Runs `f` on the core on a blocking thread (the core fsyncs), holding the lock for the
+/// whole step so steps never interleave. A poisoned lock (a panic in an earlier step) is
+/// taken over: the on-disk state is crash-safe by construction.
+pub async fn with_core<T: Send + 'static>(
+    core: &Shared,
+    f: impl FnOnce(&mut Core) -> T + Send + 'static,
+) -> T {
+    let core = core.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut guard = core.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    })
+    .await;
+    match joined {
+        Ok(value) => value,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
+
+impl Core {
+    /// Wraps an opened enqueuer. `status_tx` receives every status written.
+    pub fn new(
+        enqueuer: Enqueuer,
+        state_dir: PathBuf,
+        after_ingest: AfterIngest,
+        status_tx: watch::Sender<AgentStatus>,
+    ) -> Core {
+        let status = AgentStatus::load(&state_dir).unwrap_or_default();
+        let mut core = Core {
+            enqueuer,
+            state_dir,
+            after_ingest,
+            latest: None,
+            waiting_file: None,
+            problems: Problems::default(),
+            status: AgentStatus {
+                state: RunState::Starting,
+                held: None,
+                held_since_unix_ms: None,
+                last_error: None,
+                unreachable_since_unix_ms: None,
+                ..status
+            },
+            status_tx,
+        };
+        core.publish();
+        core
+    }
+
+    /// The enqueue stage, for inspection.
+    pub fn enqueuer(&self) -> &Enqueuer {
+        &self.enqueuer
+    }
+
+    /// The newest status.
+    pub fn status(&self) -> &AgentStatus {
+        &self.status
+    }
+
+    /// Keeps `export` as the newest one (for snapshots) without offering it.
+    pub fn remember(&mut self, export: Validated) {
+        self.latest = Some(export);
+    }
+
+    /// An export file could not be read: moved aside (see the module doc).
+    pub fn rejected(&mut self, path: &Path, error: &crate::reader::ReadError) {
+        let name = file_name(path);
+        tracing::warn!(file = %name, kind = %error_kind(error), "export cannot be read; moved to rejected/");
+        if let Err(e) = move_to_rejected(path, &error.to_string()) {
+            tracing::error!(file = %name, error = %e, "cannot move the unreadable export aside");
+        }
+        self.problems.export = Some(format!("export {name} cannot be read: {}", error.kind));
+        self.publish();
+    }
+
+    /// Offers a freshly read export and disposes of its file per `after_ingest`.
+    pub fn ingest(&mut self, path: &Path, export: Validated) -> Result<Outcome, EnqueueError> {
+        let name = file_name(path);
+        self.status.last_export_unix_ms = Some(unix_ms_now());
+        self.status.last_export_file = Some(name.clone());
+        self.status.last_export_students = Some(export.roster.students.len() as u64);
+        let mut counts = DeviationCounts::default();
+        for d in &export.deviations {
+            match d.severity {
+                Severity::Error => counts.errors += 1,
+                Severity::Warning => counts.warnings += 1,
+            }
+        }
+        self.status.deviations = counts;
+        self.problems.export = None;
+        self.latest = Some(export.clone());
+        let result = self.enqueuer.offer(export);
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.problems.storage = Some(format!("enqueueing {name}: {error}"));
+                self.publish();
+                return Err(error);
+            }
+        };
+        self.problems.storage = None;
+        self.status.awaiting_export_for_snapshot = false;
+        tracing::info!(file = %name, students = self.status.last_export_students, errors = counts.errors, warnings = counts.warnings, outcome = %describe(&outcome), "export taken in");
+        self.status.last_outcome = Some(describe(&outcome));
+        // A waiting older export is superseded by this one, whatever became of it.
+        if let Some(old) = self.waiting_file.take() {
+            if old != path {
+                self.dispose(&old);
+            }
+        }
+        match outcome {
+            Outcome::Waiting => self.waiting_file = Some(path.to_owned()),
+            _ => self.dispose(path),
+        }
+        self.publish();
+        Ok(outcome)
+    }
+
+    /// The oldest unacknowledged batch.
+    pub fn next_batch(&mut self) -> Result<Option<Batch>, OutboxError> {
+        self.enqueuer.outbox().peek(0)
+    }
+
+    /// Central acknowledged everything up to `seq`: the outbox frees room and a waiting
+    /// export is tried again.
+    pub fn acked(&mut self, seq: u64) -> Result<(), EnqueueError> {
+        self.enqueuer.outbox_mut().ack(seq)?;
+        self.status.last_ack_seq = Some(seq);
+        self.status.last_ack_unix_ms = Some(unix_ms_now());
+        self.status.unreachable_since_unix_ms = None;
+        self.problems.uplink = None;
+        if self.enqueuer.is_waiting() {
+            let outcome = self.enqueuer.retry()?;
+            tracing::info!(outcome = %describe(&outcome), "waiting export retried after an ack");
+            if !matches!(outcome, Outcome::Waiting) {
+                self.status.last_outcome = Some(describe(&outcome));
+                if let Some(file) = self.waiting_file.take() {
+                    self.dispose(&file);
+                }
+            }
+        }
+        self.problems.storage = None;
+        self.publish();
+        Ok(())
+    }
+
+    /// Central reported a gap: restart the chain at its head and send a snapshot of the
+    /// newest export, or wait for the next export if none is in memory.
+    pub fn gap(&mut self, head: ChainHead) -> Result<(), EnqueueError> {
+        self.enqueuer.restart_chain(head)?;
+        self.status.unreachable_since_unix_ms = None;
+        self.problems.uplink = None;
+        self.snapshot_now()
+    }
+
+    /// Offers the newest export again; the checkpoint already asks for a snapshot.
+    fn snapshot_now(&mut self) -> Result<(), EnqueueError> {
+        match self.latest.clone() {
+            Some(export) => {
+                let outcome = self.enqueuer.offer(export)?;
+                tracing::info!(outcome = %describe(&outcome), "snapshot offered");
+                self.status.last_outcome = Some(describe(&outcome));
+                self.status.awaiting_export_for_snapshot = false;
+            }
+            None => {
+                tracing::warn!("central needs a snapshot; waiting for the next export");
+                self.status.awaiting_export_for_snapshot = true;
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Central refused a batch (4xx other than 409).
+    pub fn uplink_refused(&mut self, message: String) {
+        self.problems.uplink = Some(message);
+        self.publish();
+    }
+
+    /// Central could not be reached or could not apply.
+    pub fn unreachable(&mut self, why: String) {
+        if self.status.unreachable_since_unix_ms.is_none() {
+            self.status.unreachable_since_unix_ms = Some(unix_ms_now());
+        }
+        tracing::debug!(why = %why, "central unreachable");
+        self.publish();
+    }
+
+    /// Applies a command from central.
+    pub fn command(&mut self, command: Command) -> Result<(), EnqueueError> {
+        match command {
+            Command::Resync => {
+                self.enqueuer.request_snapshot()?;
+                self.snapshot_now()?;
+            }
+            Command::Release { held_id } => match self.enqueuer.release(&held_id)? {
+                Some(outcome) => {
+                    tracing::info!(held_id = %held_id, outcome = %describe(&outcome), "held delta released");
+                    self.status.last_outcome = Some(describe(&outcome));
+                }
+                None => tracing::warn!(held_id = %held_id, "release for a delta that is not held"),
+            },
+            Command::Reject { held_id } => {
+                if self.enqueuer.reject(&held_id) {
+                    tracing::info!(held_id = %held_id, "held delta rejected");
+                    self.status.last_outcome = Some("held delta rejected by an operator".into());
+                } else {
+                    tracing::warn!(held_id = %held_id, "reject for a delta that is not held");
+                }
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// The heartbeat body for the current state.
+    pub fn heartbeat(&mut self) -> Heartbeat {
+        self.publish();
+        let now = unix_ms_now();
+        Heartbeat {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            state: self.status.state.api_word().to_owned(),
+            outbox_depth: self.status.outbox_depth,
+            outbox_bytes: self.status.outbox_bytes,
+            oldest_unacked_age_s: self
+                .status
+                .oldest_unacked_unix_ms
+                .map(|t| now.saturating_sub(t) / 1000),
+            last_export_unix_ms: self.status.last_export_unix_ms,
+            deviations: self.status.deviations,
+            held: self.status.held.clone(),
+        }
+    }
+
+    /// Marks the daemon stopped and writes the final status.
+    pub fn stopped(&mut self) {
+        self.publish();
+        self.status.state = RunState::Stopped;
+        self.write_status();
+    }
+
+    /// Recomputes the derived fields, writes `status.json` and tells watchers.
+    fn publish(&mut self) {
+        let outbox = self.enqueuer.outbox().status();
+        let s = &mut self.status;
+        s.pid = std::process::id();
+        s.updated_unix_ms = unix_ms_now();
+        s.outbox_depth = outbox.depth;
+        s.outbox_bytes = outbox.unacked_bytes;
+        s.oldest_unacked_unix_ms = outbox.oldest_unacked.map(|o| o.appended_at_ms);
+        s.held = self.enqueuer.held().map(HeldReport::of);
+        s.held_since_unix_ms = self.enqueuer.held().map(|h| h.held_at_ms);
+        let p = &self.problems;
+        s.last_error = p
+            .storage
+            .clone()
+            .or_else(|| p.uplink.clone())
+            .or_else(|| p.export.clone());
+        s.state = if p.storage.is_some() || p.uplink.is_some() {
+            RunState::Error
+        } else if s.held.is_some() {
+            RunState::Holding
+        } else if p.export.is_some() {
+            RunState::Error
+        } else if s.unreachable_since_unix_ms.is_some() {
+            RunState::CentralUnreachable
+        } else {
+            RunState::Healthy
+        };
+        self.write_status();
+    }
+
+    fn write_status(&mut self) {
+        let path = self.state_dir.join(STATUS_FILE);
+        match serde_json::to_vec_pretty(&self.status) {
+            Ok(bytes) => {
+                if let Err(error) = crate::state::write_atomic(&path, &bytes) {
+                    tracing::warn!(%error, "cannot write status.json");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot encode status.json"),
+        }
+        self.status_tx.send_replace(self.status.clone());
+    }
+
+    fn dispose(&self, path: &Path) {
+        if self.after_ingest == AfterIngest::Keep {
+            return;
+        }
+        match std::fs::remove_file(path) {
+            Ok(()) => tracing::info!(file = %file_name(path), "export removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::error!(file = %file_name(path), %error, "cannot remove the export")
+            }
+        }
+    }
+}
+
+/// A few words on an outcome, for logs and status (counts only).
+pub fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Enqueued {
+            seq, kind, summary, ..
+        } => format!(
+            "sealed as batch {seq} ({kind:?}: {} added, {} changed, {} removed students)",
+            summary.added(Entity::Student),
+            summary.updated(Entity::Student),
+            summary.deleted(Entity::Student)
+        ),
+        Outcome::Unchanged => "nothing changed".into(),
+        Outcome::Held(j) => format!("held for review: {}", j.reasons.join("; ")),
+        Outcome::Waiting => "waiting for room in the outbox".into(),
+    }
+}
+
+fn error_kind(error: &crate::reader::ReadError) -> &'static str {
+    use crate::reader::ReadErrorKind as K;
+    match error.kind {
+        K::Io(_) => "io",
+        K::LineTooLong => "line_too_long",
+        K::MissingColumn { .. } => "missing_column",
+        K::Empty => "empty",
+        K::Truncated => "truncated",
+        K::Syntax { .. } => "syntax",
+        K::TooLarge { .. } => "too_large",
+    }
+}
+
+/// Moves an unreadable export into `rejected/` beside its error text, removing older
+/// rejected files first so at most one lingers.
+fn move_to_rejected(path: &Path, error: &str) -> std::io::Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let dir = parent.join(REJECTED_DIR);
+    std::fs::create_dir_all(&dir)?;
+    for entry in std::fs::read_dir(&dir)?.flatten() {
+        let _ = std::fs::remove_file(entry.path());
+    }
+    let name = path.file_name().unwrap_or_default();
+    let target = dir.join(name);
+    std::fs::rename(path, &target)?;
+    let mut note = target.into_os_string();
+    note.push(".error.txt");
+    std::fs::write(
+        note,
+        format!(
+            "skolebro-agent could not read this export and did not send it.\n\n{error}\n\n\
+             Fix the export in the school administrative system and export it again; \
+             `skolebro-agent check FILE` shows the problems.\n"
+        ),
+    )
+}
+
+/// A running daemon: its status feed and the means to stop it.
+pub struct DaemonHandle {
+    /// Every status the daemon writes, as it writes it (also in `status.json`).
+    pub status: watch::Receiver<AgentStatus>,
+    /// The core, for tests and the in-process demo (lock briefly; it blocks the daemon).
+    pub core: Shared,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), DaemonError>>,
+}
+
+impl DaemonHandle {
+    /// Asks the daemon to stop, and waits until it has (current steps finish, the outbox is
+    /// closed, `status.json` says `stopped`).
+    pub async fn stop(self) -> Result<(), DaemonError> {
+        let _ = self.stop.send(true);
+        match self.task.await {
+            Ok(result) => result,
+            Err(error) => Err(DaemonError::Task(error.to_string())),
+        }
+    }
+}
+
+/// Starts the daemon on the current tokio runtime (which must be multi-threaded or have
+/// blocking threads available) and returns at once. For the in-process demo and tests.
+pub async fn start(config: AgentConfig) -> Result<DaemonHandle, DaemonError> {
+    let creds = DeviceCredentials::load(&config)?;
+    let time_floor = time_floor(&config);
+    let client = skolebro_provisioning::tls::client_builder(
+        &creds.cert_pem,
+        &creds.key_pem,
+        &creds.ca_pem,
+        time_floor,
+    )?
+    .connect_timeout(Duration::from_secs(15))
+    .timeout(Duration::from_secs(120))
+    .build()
+    .map_err(skolebro_provisioning::tls::TlsError::from)?;
+    let central = Central::new(client, &creds.url);
+
+    let state_dir = config.state_dir.clone();
+    let identity = creds.identity.clone();
+    let policy = config.safety.clone();
+    let outbox = config.outbox.outbox_config();
+    let dir = state_dir.clone();
+    let (enqueuer, report) =
+        tokio::task::spawn_blocking(move || Enqueuer::open(&dir, identity, policy, outbox))
+            .await
+            .map_err(|e| DaemonError::Task(e.to_string()))??;
+    if !report.is_clean() {
+        tracing::warn!(report = ?report, "outbox recovered from an unclean stop");
+    }
+    let (status_tx, status_rx) = watch::channel(AgentStatus::default());
+    let core: Shared = Arc::new(Mutex::new(Core::new(
+        enqueuer,
+        state_dir,
+        config.after_ingest,
+        status_tx,
+    )));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(supervise(config, core.clone(), central, stop_rx));
+    Ok(DaemonHandle {
+        status: status_rx,
+        core,
+        stop: stop_tx,
+        task,
+    })
+}
+
+/// Runs the daemon until `shutdown` completes (e.g. SIGTERM), then stops it cleanly.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), DaemonError> {
+    let mut handle = start(config).await?;
+    tokio::pin!(shutdown);
+    // Stop early if the daemon fails on its own.
+    let finished = tokio::select! {
+        _ = &mut shutdown => None,
+        result = &mut handle.task => Some(result),
+    };
+    match finished {
+        None => {
+            tracing::info!("shutting down");
+            handle.stop().await
+        }
+        Some(Ok(result)) => result,
+        Some(Err(error)) => Err(DaemonError::Task(error.to_string())),
+    }
+}
+
+/// The latest time known to be real: certificates are checked against it while the Pi's
+/// clock is unsynced (DESIGN decision 8).
+fn time_floor(config: &AgentConfig) -> Option<SystemTime> {
+    let mut paths = vec![config.state_dir.join(STATUS_FILE)];
+    if let Some(identity) = &config.identity {
+        paths.push(identity.cert.clone());
+    }
+    paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .max()
+}
+
+async fn supervise(
+    config: AgentConfig,
+    core: Shared,
+    central: Central,
+    stop: watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let (ready_tx, ready_rx) = mpsc::channel::<PathBuf>(4);
+    let (retry_tx, retry_rx) = mpsc::channel::<PathBuf>(16);
+    let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
+    // Anything already in the outbox goes out at once.
+    let _ = wake_tx.try_send(());
+
+    let watcher = tokio::spawn(crate::watch::run(
+        config.drop_dir(),
+        Duration::from_millis(config.settle_ms),
+        Duration::from_secs(config.rescan_seconds.max(1)),
+        ready_tx,
+        retry_rx,
+        stop.clone(),
+    ));
+    let pipeline = tokio::spawn(pipeline(
+        config.clone(),
+        core.clone(),
+        ready_rx,
+        retry_tx,
+        wake_tx.clone(),
+        stop.clone(),
+    ));
+    let pusher = tokio::spawn(uplink::push_loop(
+        core.clone(),
+        central.clone(),
+        Backoff::new(config.uplink.initial(), config.uplink.max()),
+        wake_rx,
+        stop.clone(),
+    ));
+    let heartbeat = tokio::spawn(uplink::heartbeat_loop(
+        core.clone(),
+        central,
+        Duration::from_secs(config.heartbeat_seconds.max(1)),
+        wake_tx,
+        stop.clone(),
+    ));
+
+    let watched = watcher.await;
+    // The watcher ends on shutdown, or on an error: either way, stop the others.
+    let mut result = match watched {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(DaemonError::from(error)),
+        Err(error) => Err(DaemonError::Task(error.to_string())),
+    };
+    if result.is_err() {
+        tracing::error!("the watcher failed; stopping");
+    }
+    for task in [pipeline, pusher, heartbeat] {
+        if result.is_err() {
+            task.abort();
+        }
+        if let Err(error) = task.await {
+            if !error.is_cancelled() && result.is_ok() {
+                result = Err(DaemonError::Task(error.to_string()));
+            }
+        }
+    }
+    with_core(&core, |c| c.stopped()).await;
+    tracing::info!("stopped");
+    result
+}
+
+/// Reads each complete export and offers it.
+async fn pipeline(
+    config: AgentConfig,
+    core: Shared,
+    mut ready: mpsc::Receiver<PathBuf>,
+    retry: mpsc::Sender<PathBuf>,
+    wake: mpsc::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let options = config.reader_options();
+    loop {
+        let path = tokio::select! {
+            path = ready.recv() => match path { Some(path) => path, None => return },
+            _ = stop.changed() => return,
+        };
+        let (format, opts, p) = (config.format, options.clone(), path.clone());
+        let read = tokio::task::spawn_blocking(move || read_export(&p, format, &opts)).await;
+        let read = match read {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::error!(file = %file_name(&path), %error, "reading the export panicked");
+                continue;
+            }
+        };
+        match read {
+            Err(error) => {
+                let p = path.clone();
+                with_core(&core, move |c| c.rejected(&p, &error)).await;
+            }
+            Ok((_, export)) => {
+                let p = path.clone();
+                let outcome = with_core(&core, move |c| c.ingest(&p, export)).await;
+                match outcome {
+                    Ok(Outcome::Enqueued { .. }) => {
+                        let _ = wake.try_send(());
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::error!(file = %file_name(&path), %error, "cannot enqueue; will retry at the next rescan");
+                        let _ = retry.try_send(path);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A unix-ms time as `HH:MM` (UTC) if it is today, else `YYYY-MM-DD HH:MM`.
+pub fn clock(unix_ms: u64, now_ms: u64) -> String {
+    let (date, hm) = split(unix_ms);
+    let (today, _) = split(now_ms);
+    if date == today {
+        format!("{hm} UTC")
+    } else {
+        format!("{date} {hm} UTC")
+    }
+}
+
+fn split(unix_ms: u64) -> (String, String) {
+    let secs = unix_ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!("{:02}:{:02}", rem / 3600, (rem % 3600) / 60),
+    )
+}
+
+/// A duration in plain words ("20 min", "3 h 5 min", "2 days").
+pub fn age(ms: u64) -> String {
+    let min = ms / 60_000;
+    match min {
+        0 => format!("{} s", ms / 1000),
+        1..=59 => format!("{min} min"),
+        60..=2879 => format!("{} h {} min", min / 60, min % 60),
+        _ => format!("{} days", min / 1440),
+    }
+}
+
+/// What `skolebro-agent status` prints: the agent's state in plain words.
+pub fn describe_status(status: &AgentStatus, running: bool, now_ms: u64) -> String {
+    let mut out = String::new();
+    if !running {
+        out.push_str(&format!(
+            "The agent is not running (last seen {}).\n",
+            clock(status.updated_unix_ms, now_ms)
+        ));
+    }
+    let export = match (status.last_export_unix_ms, status.last_export_students) {
+        (Some(t), Some(n)) => format!("last export {} ({n} students)", clock(t, now_ms)),
+        (Some(t), None) => format!("last export {}", clock(t, now_ms)),
+        _ => "no export yet".into(),
+    };
+    let outbox = if status.outbox_depth == 0 {
+        "outbox empty".to_owned()
+    } else {
+        let oldest = status
+            .oldest_unacked_unix_ms
+            .map(|t| format!(", oldest {}", age(now_ms.saturating_sub(t))))
+            .unwrap_or_default();
+        format!("{} batches queued{oldest}", status.outbox_depth)
+    };
+    let acked = match status.last_ack_unix_ms {
+        Some(t) if status.outbox_depth == 0 => {
+            format!("sent and acknowledged {}", clock(t, now_ms))
+        }
+        Some(t) => format!("last acknowledged {}", clock(t, now_ms)),
+        None => "nothing acknowledged yet".into(),
+    };
+    let line = match status.state {
+        RunState::Holding => {
+            let held = status.held.as_ref();
+            let reasons = held.map(|h| h.reasons.join("; ")).unwrap_or_default();
+            let id = held.map(|h| h.id.as_str()).unwrap_or("?");
+            format!(
+                "Holding a delta for review: {reasons}. Release or reject it from central (held id {id}); {export}; {outbox}."
+            )
+        }
+        RunState::CentralUnreachable => format!(
+            "Waiting for central since {} ({outbox}); {export}.",
+            status
+                .unreachable_since_unix_ms
+                .map(|t| clock(t, now_ms))
+                .unwrap_or_else(|| "?".into())
+        ),
+        RunState::Error => format!(
+            "Error: {}. {export}; {outbox}.",
+            status.last_error.as_deref().unwrap_or("unknown")
+        ),
+        RunState::Starting => format!("Starting: {export}; {outbox}."),
+        RunState::Healthy | RunState::Stopped => {
+            format!("Healthy: {export}, {acked}; {outbox}.")
+        }
+    };
+    out.push_str(&line);
+    out.push('\n');
+    if status.deviations.errors + status.deviations.warnings > 0 {
+        out.push_str(&format!(
+            "The last export had {} errors and {} warnings to fix in the school system (`skolebro-agent check`).\n",
+            status.deviations.errors, status.deviations.warnings
+        ));
+    }
+    if status.awaiting_export_for_snapshot {
+        out.push_str("Central needs a full snapshot: it goes out with the next export.\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_shows_the_date_only_for_other_days() {
+        let noon = 1_764_000_000_000; // 2025-11-24 16:00 UTC
+        assert_eq!(clock(noon, noon + 60_000), "16:00 UTC");
+        assert_eq!(clock(noon, noon + 86_400_000), "2025-11-24 16:00 UTC");
+    }
+
+    #[test]
+    fn the_status_reads_as_plain_words() {
+        let now = 1_764_000_000_000;
+        let healthy = AgentStatus {
+            state: RunState::Healthy,
+            last_export_unix_ms: Some(now - 60_000),
+            last_export_students: Some(300),
+            last_ack_unix_ms: Some(now - 30_000),
+            ..AgentStatus::default()
+        };
+        let text = describe_status(&healthy, true, now);
+        assert!(
+            text.starts_with("Healthy: last export 15:59 UTC (300 students), sent and acknowledged 15:59 UTC; outbox empty."),
+            "{text}"
+        );
+        let waiting = AgentStatus {
+            state: RunState::CentralUnreachable,
+            unreachable_since_unix_ms: Some(now - 20 * 60_000),
+            outbox_depth: 3,
+            oldest_unacked_unix_ms: Some(now - 20 * 60_000),
+            ..AgentStatus::default()
+        };
+        let text = describe_status(&waiting, true, now);
+        assert!(
+            text.starts_with(
+                "Waiting for central since 15:40 UTC (3 batches queued, oldest 20 min)"
+            ),
+            "{text}"
+        );
+        let holding = AgentStatus {
+            state: RunState::Holding,
+            held: Some(HeldReport {
+                id: "held-1".into(),
+                reasons: vec!["48 of 59 students would be deleted (81%, limit 10%)".into()],
+                upserts: BTreeMap::new(),
+                deletes: BTreeMap::new(),
+            }),
+            ..AgentStatus::default()
+        };
+        let text = describe_status(&holding, false, now);
+        assert!(text.contains("not running"), "{text}");
+        assert!(
+            text.contains("Holding a delta for review: 48 of 59 students would be deleted"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_export_is_moved_aside_and_only_the_newest_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("a.csv");
+        let second = dir.path().join("b.csv");
+        std::fs::write(&first, "x").unwrap();
+        std::fs::write(&second, "y").unwrap();
+        move_to_rejected(&first, "bad").unwrap();
+        move_to_rejected(&second, "worse").unwrap();
+        let rejected = dir.path().join(REJECTED_DIR);
+        let mut names: Vec<_> = std::fs::read_dir(&rejected)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["b.csv", "b.csv.error.txt"]);
+        assert!(!second.exists());
+    }
+}
+
+/// The whole daemon on a temp folder with central unreachable: a dropped export is taken
+/// in, sealed and removed, a bad one is moved aside, and shutdown is clean.
+#[cfg(test)]
+mod run_tests {
+    use std::time::Instant;
+
+    use skolebro_provisioning::pki::{DevPki, Validity};
+
+    use super::*;
+    use crate::config::{CentralConfig, IdentityConfig, UplinkSettings};
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_export_is_sealed_and_removed_while_central_is_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let validity = Validity::from_now(Duration::from_secs(24 * 3600));
+        let pki = DevPki::generate(validity).unwrap();
+        let device = skolebro_protocol::DeviceId::new("pi-1").unwrap();
+        let site = skolebro_protocol::SiteId::new("46505").unwrap();
+        let creds = pki
+            .device_ca
+            .issue_device(&device, &site, validity)
+            .unwrap();
+        std::fs::write(d.join("device.pem"), &creds.cert_pem).unwrap();
+        std::fs::write(d.join("device.key"), &creds.key_pem).unwrap();
+        std::fs::write(d.join("ca.pem"), pki.central_ca.cert_pem()).unwrap();
+        std::fs::write(d.join("signing.key"), "07".repeat(32)).unwrap();
+        std::fs::write(d.join("site.secret"), "03".repeat(32)).unwrap();
+        // Nothing listens on this port: the listener is dropped at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = AgentConfig {
+            state_dir: d.join("state"),
+            settle_ms: 50,
+            rescan_seconds: 1,
+            heartbeat_seconds: 3600,
+            central: Some(CentralConfig {
+                url: format!("https://127.0.0.1:{port}"),
+                ca: d.join("ca.pem"),
+                sealing_key: hex::encode(
+                    skolebro_protocol::envelope::SealingPrivateKey::from_bytes([9; 32])
+                        .public_key()
+                        .to_bytes(),
+                ),
+            }),
+            identity: Some(IdentityConfig {
+                device: "pi-1".into(),
+                site: "46505".into(),
+                cert: d.join("device.pem"),
+                key: d.join("device.key"),
+                signing_key: d.join("signing.key"),
+                site_secret: d.join("site.secret"),
+            }),
+            uplink: UplinkSettings {
+                backoff_initial_ms: 10,
+                backoff_max_ms: 100,
+            },
+            ..AgentConfig::default()
+        };
+        let drop_dir = config.drop_dir();
+        let handle = start(config.clone()).await.unwrap();
+
+        let mut text =
+            String::from("Skolenummer;Klasse;Elevnummer;Fødselsnummer;Etternavn;Fornavn\n");
+        for n in 0..25 {
+            text.push_str(&format!("46505;1A;elev{n};;Nordmann;Kari{n}\n"));
+        }
+        std::fs::create_dir_all(&drop_dir).unwrap();
+        std::fs::write(drop_dir.join("elever.tmp"), &text).unwrap();
+        std::fs::rename(drop_dir.join("elever.tmp"), drop_dir.join("elever.csv")).unwrap();
+        std::fs::write(drop_dir.join("broken.xml"), "<enterprise><person>").unwrap();
+
+        let status = handle.status.clone();
+        until("the export to be sealed and removed", || {
+            let s = status.borrow();
+            s.outbox_depth == 1 && !drop_dir.join("elever.csv").exists()
+        })
+        .await;
+        until("the bad export to be moved aside", || {
+            drop_dir
+                .join(REJECTED_DIR)
+                .join("broken.xml.error.txt")
+                .exists()
+        })
+        .await;
+        until("central to be reported unreachable", || {
+            status.borrow().unreachable_since_unix_ms.is_some()
+        })
+        .await;
+        {
+            let s = status.borrow();
+            assert_eq!(s.last_export_students, Some(25));
+            assert_eq!(s.last_export_file.as_deref(), Some("elever.csv"));
+        }
+        handle.stop().await.unwrap();
+        let on_disk = AgentStatus::load(&config.state_dir).unwrap();
+        assert_eq!(on_disk.state, RunState::Stopped);
+        assert_eq!(
+            on_disk.outbox_depth, 1,
+            "the batch waits on disk for central"
+        );
+    }
+}
