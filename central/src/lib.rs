@@ -12,6 +12,7 @@
 
 mod admin;
 pub mod config;
+pub mod demo;
 pub mod fleet;
 mod ingest;
 mod reply;
