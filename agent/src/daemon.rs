@@ -603,7 +603,13 @@ pub async fn start(config: AgentConfig) -> Result<DaemonHandle, DaemonError> {
         status_tx,
     )));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(supervise(config, core.clone(), central, stop_rx));
+    let task = tokio::spawn(supervise(
+        config,
+        core.clone(),
+        central,
+        status_rx.clone(),
+        stop_rx,
+    ));
     Ok(DaemonHandle {
         status: status_rx,
         core,
@@ -651,6 +657,7 @@ async fn supervise(
     config: AgentConfig,
     core: Shared,
     central: Central,
+    status: watch::Receiver<AgentStatus>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
     let (ready_tx, ready_rx) = mpsc::channel::<PathBuf>(4);
@@ -682,6 +689,15 @@ async fn supervise(
         wake_rx,
         stop.clone(),
     ));
+    let front_panel = {
+        let (panel, core, wake, stop) = (
+            config.panel.clone(),
+            core.clone(),
+            wake_tx.clone(),
+            stop.clone(),
+        );
+        tokio::task::spawn_blocking(move || drive_panel(&panel, &core, status, &wake, &stop))
+    };
     let heartbeat = tokio::spawn(uplink::heartbeat_loop(
         core.clone(),
         central,
@@ -710,9 +726,72 @@ async fn supervise(
             }
         }
     }
+    if front_panel.await.is_err() {
+        tracing::warn!("the front panel thread ended abnormally");
+    }
     with_core(&core, |c| c.stopped()).await;
     tracing::info!("stopped");
     result
+}
+
+/// How long the core may stay busy (an export being read and sealed holds it) before the
+/// watchdog stops being kicked and the hardware resets the Pi.
+const CORE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The front panel's loop, on its own thread: every `TICK_MS` it shows the daemon's state on
+/// the LED, reads the button (a short press pushes the outbox now), and kicks the watchdog as
+/// long as the core answers. With `panel = "none"` it only supervises, which costs nothing.
+fn drive_panel(
+    config: &crate::panel::PanelConfig,
+    core: &Shared,
+    status: watch::Receiver<AgentStatus>,
+    wake: &mpsc::Sender<()>,
+    stop: &watch::Receiver<bool>,
+) {
+    use crate::panel::{AgentState, Gesture, Panel, TICK_MS};
+    let mut panel = match Panel::open(config) {
+        Ok(panel) => panel,
+        Err(error) => {
+            tracing::error!(%error, "front panel unavailable; running without it");
+            return;
+        }
+    };
+    let tick = Duration::from_millis(u64::from(TICK_MS));
+    let deadline = u32::try_from(CORE_DEADLINE.as_millis() / tick.as_millis()).unwrap_or(u32::MAX);
+    let core_task = panel.register("core", deadline).ok();
+    let mut shown = None;
+    while !*stop.borrow() {
+        std::thread::sleep(tick);
+        let state = match status.borrow().state {
+            RunState::Holding => AgentState::HoldingDelta,
+            RunState::CentralUnreachable => AgentState::CentralUnreachable,
+            RunState::Error => AgentState::Error,
+            RunState::Starting | RunState::Healthy | RunState::Stopped => AgentState::Healthy,
+        };
+        if shown != Some(state) {
+            panel.show(state);
+            shown = Some(state);
+        }
+        if let (Some(task), Ok(_)) = (core_task, core.try_lock()) {
+            let _ = panel.alive(task);
+        }
+        let ticked = panel.tick();
+        for fault in &ticked.faults {
+            tracing::warn!("front panel: {fault}");
+        }
+        match ticked.gesture {
+            Some(Gesture::SyncNow) => {
+                tracing::info!("button: sync now");
+                let _ = wake.try_send(());
+            }
+            Some(Gesture::Reprovision) => {
+                tracing::warn!(
+                    "button: re-provisioning from a stick is not available in this version"
+                );
+            }
+            None => {}
+        }
+    }
 }
 
 /// Reads each complete export and offers it.

@@ -6,17 +6,17 @@
 //! [`safety`] filter. [`report`] turns results into what `check` and `diff` print.
 
 pub mod config;
+pub mod daemon;
 pub mod deviation;
 pub mod diff;
 pub mod enqueue;
+pub mod identity;
 pub mod outbox;
 pub mod panel;
 pub mod reader;
 pub mod report;
 pub mod safety;
 pub mod state;
-pub mod validate;
-pub mod daemon;
-pub mod identity;
 pub mod uplink;
+pub mod validate;
 pub mod watch;

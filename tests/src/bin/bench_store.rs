@@ -23,7 +23,10 @@ struct Args {
     #[arg(long, default_value_t = 100_000)]
     students: usize,
     /// libpq-style connection string of the PostgreSQL to measure.
-    #[arg(long, default_value = "host=127.0.0.1 port=5432 user=postgres dbname=test")]
+    #[arg(
+        long,
+        default_value = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    )]
     postgres: String,
 }
 
@@ -36,7 +39,10 @@ async fn main() -> anyhow::Result<()> {
         + roster.students.len()
         + roster.groups.len()
         + roster.enrollments.len();
-    println!("snapshot: {} students, {records} records", roster.students.len());
+    println!(
+        "snapshot: {} students, {records} records",
+        roster.students.len()
+    );
 
     let sqlite = SqliteStore::open(dir.path().join("central.db")).await?;
     let took = apply(&sqlite, &roster).await?;
@@ -130,13 +136,23 @@ async fn copy(config: &str, schema: &str, roster: &Roster) -> anyhow::Result<Dur
         row("schools", r.key(), Digest::of(r), serde_json::to_string(r)?);
     }
     for r in &roster.students {
-        row("students", r.key(), Digest::of(r), serde_json::to_string(r)?);
+        row(
+            "students",
+            r.key(),
+            Digest::of(r),
+            serde_json::to_string(r)?,
+        );
     }
     for r in &roster.groups {
         row("groups", r.key(), Digest::of(r), serde_json::to_string(r)?);
     }
     for r in &roster.enrollments {
-        row("enrollments", r.key(), Digest::of(r), serde_json::to_string(r)?);
+        row(
+            "enrollments",
+            r.key(),
+            Digest::of(r),
+            serde_json::to_string(r)?,
+        );
     }
     let start = Instant::now();
     let sink = client
