@@ -96,14 +96,27 @@ impl Settler {
     }
 
     /// The files that became complete and were not handed on yet, oldest mtime first; they
-    /// are marked as handed on.
+    /// are marked as handed on. A complete file never overtakes an older one that is still
+    /// settling (e.g. one renamed in just after the agent started, beside exports that were
+    /// already there): each export is diffed against the one before it, so out of order
+    /// central would get the newer roster and then an older one.
     pub fn take_ready(&mut self, now: Instant) -> Vec<PathBuf> {
+        let settle = self.settle;
+        let complete =
+            |e: &Entry| e.renamed || now.saturating_duration_since(e.stable_since) >= settle;
+        let oldest_settling = self
+            .files
+            .values()
+            .filter(|e| !e.dispatched && !complete(e))
+            .map(|e| e.signature.modified)
+            .min();
         let mut ready: Vec<(SystemTime, PathBuf)> = self
             .files
             .iter_mut()
             .filter(|(_, e)| {
                 !e.dispatched
-                    && (e.renamed || now.saturating_duration_since(e.stable_since) >= self.settle)
+                    && complete(e)
+                    && oldest_settling.is_none_or(|oldest| e.signature.modified < oldest)
             })
             .map(|(path, e)| {
                 e.dispatched = true;
@@ -330,6 +343,25 @@ mod tests {
         settler.renamed_into_place(path);
         settler.observe(path, sig(100, 1), t0);
         assert_eq!(settler.take_ready(t0), [path]);
+    }
+
+    #[test]
+    fn a_renamed_file_waits_for_older_files_that_are_still_settling() {
+        let mut settler = Settler::new(Duration::from_secs(2));
+        let t0 = Instant::now();
+        let older = Path::new("/drop/monday.csv");
+        let newer = Path::new("/drop/tuesday.csv");
+        settler.observe(older, sig(100, 1), t0);
+        settler.renamed_into_place(newer);
+        settler.observe(newer, sig(100, 2), t0);
+        assert!(
+            settler.take_ready(t0).is_empty(),
+            "the older one settles first"
+        );
+        assert_eq!(
+            settler.take_ready(t0 + Duration::from_secs(2)),
+            [older, newer]
+        );
     }
 
     #[test]

@@ -1,0 +1,844 @@
+//! End to end with real processes: the built `skolebro-central` and `skolebro-agent`
+//! binaries, started as child processes on loopback, each test in its own temp folder with a
+//! fresh dev PKI, keys, `central.toml` (SQLite) and `agent.toml`. Exports are dropped into
+//! the agent's drop folder the way a SAS should (written beside it, renamed in), and
+//! central's state is read back through its operator listener (plain HTTP on loopback). The
+//! agent and central are SIGKILLed at random moments to show that the outbox, the chain and
+//! the store's transactions make delivery exactly-once however the processes die.
+//!
+//! The binaries are built once per test run (`cargo build --bins -p skolebro-agent -p
+//! skolebro-central`, dev profile). The tests run one at a time: each starts two processes,
+//! and the CI machines have two cores. Every wait polls with a deadline; nothing relies on a
+//! fixed sleep. When a test fails, its folder is kept and the processes' logs are printed;
+//! `SKOLEBRO_E2E_KEEP=1` keeps the folders of passing tests too, `SKOLEBRO_E2E_SEED=n`
+//! repeats a run's random choices.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use skolebro_agent::reader::{read_export, ReaderOptions};
+use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
+use skolebro_protocol::{DeviceId, Record, Roster, SiteId};
+use skolebro_provisioning::pki::{write_private_key, DevPki, Validity};
+use skolebro_tests::rostergen::{Churn, Generated, Rng};
+
+const DEVICE: &str = "e2e-pi";
+const SITE: &str = "e2e-site";
+/// How long central may take to hold an export (or a process to come up) before a test
+/// fails. Generous: a loaded two-core CI machine running debug builds is slow.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// Between two polls.
+const POLL: Duration = Duration::from_millis(100);
+
+// ---------------------------------------------------------------------------------------------
+// The binaries
+
+struct Binaries {
+    agent: PathBuf,
+    central: PathBuf,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_owned()
+}
+
+/// Builds the two binaries once per test run and names them.
+fn binaries() -> &'static Binaries {
+    static BINARIES: OnceLock<Binaries> = OnceLock::new();
+    BINARIES.get_or_init(|| {
+        let root = workspace_root();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let started = Instant::now();
+        let status = Command::new(cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "--bins",
+                "-p",
+                "skolebro-agent",
+                "-p",
+                "skolebro-central",
+            ])
+            .status()
+            .expect("cannot run cargo build");
+        assert!(status.success(), "building the binaries failed: {status}");
+        println!(
+            "built the binaries in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(|dir| root.join(dir))
+            .unwrap_or_else(|| root.join("target"));
+        let debug = target.join("debug");
+        let binaries = Binaries {
+            agent: debug.join("skolebro-agent"),
+            central: debug.join("skolebro-central"),
+        };
+        for binary in [&binaries.agent, &binaries.central] {
+            assert!(binary.is_file(), "{} was not built", binary.display());
+        }
+        binaries
+    })
+}
+
+/// One test at a time: each runs two processes, and a kill at a "random moment" means
+/// little on an overloaded machine.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// A child process that is SIGKILLed (and reaped) when dropped, so none outlives its test.
+struct Process {
+    child: Child,
+}
+
+impl Process {
+    fn spawn(command: &mut Command, log: &Path) -> Process {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log file handle"))
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        Process { child }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL: no shutdown code runs, as when the power goes.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Two free loopback ports, distinct (both are held until both are known).
+fn two_free_ports() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
+}
+
+fn unix_ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// A seed from the clock, printed so a failing run can be repeated with `SKOLEBRO_E2E_SEED`.
+fn seed() -> u64 {
+    let seed = std::env::var("SKOLEBRO_E2E_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| unix_ms_now() as u64);
+    println!("seed {seed} (repeat with SKOLEBRO_E2E_SEED={seed})");
+    seed
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP on loopback
+
+/// One `GET` over HTTP/1.1 with `Connection: close`: status and body.
+fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(PATIENCE))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let body = raw[end + 4..].to_vec();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let chunked = head.lines().any(|line| {
+        let line = line.to_ascii_lowercase();
+        line.starts_with("transfer-encoding:") && line.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(&body).ok_or_else(|| bad("broken chunked body"))?
+    } else {
+        body
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rosters
+
+/// Equal as sets: central returns records in its own order.
+fn same(a: &Roster, b: &Roster) -> bool {
+    fn sorted<R: Record + Clone>(records: &[R]) -> Vec<R> {
+        let mut records = records.to_vec();
+        records.sort_by(|x, y| x.key().cmp(y.key()));
+        records
+    }
+    sorted(&a.schools) == sorted(&b.schools)
+        && sorted(&a.students) == sorted(&b.students)
+        && sorted(&a.groups) == sorted(&b.groups)
+        && sorted(&a.enrollments) == sorted(&b.enrollments)
+}
+
+fn counts_of(roster: &Roster) -> Value {
+    serde_json::json!({
+        "schools": roster.schools.len(),
+        "students": roster.students.len(),
+        "groups": roster.groups.len(),
+        "enrollments": roster.enrollments.len(),
+    })
+}
+
+/// An export as the bytes of an elevliste.
+fn elevliste(generated: &Generated) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    generated
+        .write_elevliste(&mut bytes, false)
+        .expect("writing to memory");
+    bytes
+}
+
+// ---------------------------------------------------------------------------------------------
+// One site: central and an agent in a temp folder
+
+/// A temp folder with a dev PKI, keys, `central.toml` and `agent.toml` for one device of one
+/// site, the device registered, and the processes started in it.
+struct Site {
+    /// `None` once kept for a failed test.
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+    admin: SocketAddr,
+    central: Option<Process>,
+    agent: Option<Process>,
+}
+
+impl Site {
+    fn new() -> Site {
+        let binaries = binaries();
+        let dir = tempfile::Builder::new()
+            .prefix("skolebro-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let path = dir.path().to_owned();
+        let d = path.as_path();
+
+        let validity = Validity::from_now(Duration::from_secs(24 * 3600));
+        let pki = DevPki::generate(validity).expect("dev PKI");
+        pki.write_to(d).expect("writing the dev PKI");
+        let device = DeviceId::new(DEVICE).unwrap();
+        let site = SiteId::new(SITE).unwrap();
+        let credentials = pki
+            .device_ca
+            .issue_device(&device, &site, validity)
+            .expect("device certificate");
+        std::fs::write(d.join("device.pem"), &credentials.cert_pem).unwrap();
+        write_private_key(&d.join("device.key"), &credentials.key_pem).unwrap();
+
+        let signing_key = DeviceSigningKey::generate().expect("signing key");
+        write_private_key(&d.join("signing.key"), &hex::encode(signing_key.to_bytes())).unwrap();
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).expect("randomness");
+        write_private_key(&d.join("site.secret"), &hex::encode(secret)).unwrap();
+        let sealing_key = SealingPrivateKey::generate().expect("sealing key");
+        write_private_key(&d.join("sealing.key"), &hex::encode(sealing_key.to_bytes())).unwrap();
+
+        let (device_port, admin_port) = two_free_ports();
+        std::fs::write(
+            d.join("central.toml"),
+            format!(
+                r#"listen = "127.0.0.1:{device_port}"
+admin_listen = "127.0.0.1:{admin_port}"
+sealing_key = "sealing.key"
+
+[tls]
+cert = "{cert}"
+key = "{key}"
+device_ca = "{device_ca}"
+
+[store]
+kind = "sqlite"
+path = "central.db"
+"#,
+                cert = DevPki::SERVER_CERT,
+                key = DevPki::SERVER_KEY,
+                device_ca = DevPki::DEVICE_CA_CERT,
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("agent.toml"),
+            format!(
+                r#"state_dir = "state"
+drop_dir = "drop"
+after_ingest = "delete"
+settle_ms = 100
+rescan_seconds = 1
+heartbeat_seconds = 1
+panel = "none"
+
+[central]
+url = "https://127.0.0.1:{device_port}"
+ca = "{central_ca}"
+sealing_key = "{sealing}"
+
+[identity]
+device = "{DEVICE}"
+site = "{SITE}"
+cert = "device.pem"
+key = "device.key"
+signing_key = "signing.key"
+site_secret = "site.secret"
+
+[uplink]
+backoff_initial_ms = 100
+backoff_max_ms = 1000
+"#,
+                central_ca = DevPki::CENTRAL_CA_CERT,
+                sealing = hex::encode(sealing_key.public_key().to_bytes()),
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("drop")).unwrap();
+
+        let output = Command::new(&binaries.central)
+            .current_dir(d)
+            .arg("register-device")
+            .arg("--config")
+            .arg(d.join("central.toml"))
+            .args(["--device", DEVICE, "--site", SITE])
+            .args([
+                "--verifying-key",
+                &hex::encode(signing_key.verifying_key().to_bytes()),
+            ])
+            .args(["--site-secret", &hex::encode(secret)])
+            .output()
+            .expect("running skolebro-central register-device");
+        assert!(
+            output.status.success(),
+            "register-device failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+
+        Site {
+            dir: Some(dir),
+            path,
+            admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+            central: None,
+            agent: None,
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        &self.path
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir().join("state")
+    }
+
+    /// Starts `skolebro-central serve` and waits until its operator listener answers.
+    fn start_central(&mut self) {
+        assert!(self.central.is_none(), "central is already running");
+        let mut command = Command::new(&binaries().central);
+        command
+            .current_dir(self.dir())
+            .env("RUST_LOG", "info")
+            .arg("serve")
+            .arg("--config")
+            .arg(self.dir().join("central.toml"));
+        self.central = Some(Process::spawn(
+            &mut command,
+            &self.dir().join("central.log"),
+        ));
+        let admin = self.admin;
+        self.wait_for("central's operator listener", |_| {
+            matches!(http_get(admin, "/admin/devices"), Ok((200, _)))
+        });
+    }
+
+    fn kill_central(&mut self) {
+        if let Some(mut central) = self.central.take() {
+            central.kill();
+        }
+    }
+
+    /// Starts `skolebro-agent run` and waits until it has opened its state folder (its
+    /// `status.json` names its pid).
+    fn start_agent(&mut self) {
+        assert!(self.agent.is_none(), "the agent is already running");
+        let mut command = Command::new(&binaries().agent);
+        command
+            .current_dir(self.dir())
+            .env("RUST_LOG", "info")
+            .arg("--config")
+            .arg(self.dir().join("agent.toml"))
+            .arg("run");
+        let agent = Process::spawn(&mut command, &self.dir().join("agent.log"));
+        let pid = u64::from(agent.pid());
+        self.agent = Some(agent);
+        self.wait_for("the agent to start", |site| {
+            site.status_file()
+                .is_some_and(|s| s["pid"].as_u64() == Some(pid))
+        });
+    }
+
+    fn kill_agent(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            agent.kill();
+        }
+    }
+
+    /// Writes the export beside the drop folder and renames it in, as a SAS should.
+    fn drop_export(&self, name: &str, bytes: &[u8]) {
+        let staging = self.dir().join(format!(".{name}.part"));
+        std::fs::write(&staging, bytes).unwrap();
+        std::fs::rename(&staging, self.dir().join("drop").join(name)).unwrap();
+    }
+
+    /// What the agent will make of an export: read the way the agent reads it.
+    fn expected(&self, name: &str, bytes: &[u8]) -> Roster {
+        let dir = self.dir().join("expected");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let (_, validated) =
+            read_export(&path, None, &ReaderOptions::default()).expect("the export reads");
+        std::fs::remove_file(&path).unwrap();
+        validated.roster
+    }
+
+    /// The agent's `status.json`, if there is a readable one.
+    fn status_file(&self) -> Option<Value> {
+        let bytes = std::fs::read(self.state_dir().join("status.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// `skolebro-agent status --json`: status, chain (from the checkpoint) and outbox.
+    fn agent_status(&self) -> Value {
+        let output = Command::new(&binaries().agent)
+            .current_dir(self.dir())
+            .arg("--config")
+            .arg(self.dir().join("agent.toml"))
+            .args(["status", "--json"])
+            .output()
+            .expect("running skolebro-agent status");
+        assert!(
+            output.status.success(),
+            "skolebro-agent status failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("status --json is JSON")
+    }
+
+    fn get_json(&self, path: &str) -> Option<Value> {
+        match http_get(self.admin, path) {
+            Ok((200, body)) => Some(serde_json::from_slice(&body).expect("central answers JSON")),
+            _ => None,
+        }
+    }
+
+    fn roster(&self, query: &str) -> Roster {
+        let path = format!("/v1/sites/{SITE}/roster{query}");
+        let (status, body) =
+            http_get(self.admin, &path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).expect("a roster as JSON")
+    }
+
+    /// Central's chain head for the device: the seq it expects next.
+    fn central_next_seq(&self) -> Option<u64> {
+        let devices = self.get_json("/admin/devices")?;
+        devices["devices"]
+            .as_array()?
+            .iter()
+            .find(|d| d["device"] == DEVICE)?["chain_head"]["next_seq"]
+            .as_u64()
+    }
+
+    /// Waits until central's current roster equals `expected`. Counts first (cheap), the
+    /// whole roster once they match.
+    fn wait_until_central_holds(&mut self, expected: &Roster, what: &str) {
+        let counts = counts_of(expected);
+        let started = Instant::now();
+        let mut last = Value::Null;
+        while started.elapsed() < PATIENCE {
+            self.check_processes();
+            if let Some(seen) = self.get_json(&format!("/v1/sites/{SITE}/counts")) {
+                let kinds = ["schools", "students", "groups", "enrollments"];
+                if kinds.iter().all(|k| seen[k] == counts[k]) && same(&self.roster(""), expected) {
+                    println!(
+                        "{what}: central holds it after {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                    return;
+                }
+                last = seen;
+            }
+            std::thread::sleep(POLL);
+        }
+        panic!(
+            "{what}: central does not hold the export after {PATIENCE:?}: it has {last}, the \
+             export {counts}; the agent says {}",
+            self.status_file().unwrap_or_default()
+        );
+    }
+
+    /// Polls `done` until it holds, failing after [`PATIENCE`] or if a process died.
+    fn wait_for(&mut self, what: &str, mut done: impl FnMut(&Site) -> bool) {
+        let started = Instant::now();
+        loop {
+            if done(self) {
+                return;
+            }
+            self.check_processes();
+            assert!(
+                started.elapsed() < PATIENCE,
+                "timed out after {PATIENCE:?} waiting for {what}"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// A process that was started and not killed must still be running.
+    fn check_processes(&mut self) {
+        if let Some(central) = &mut self.central {
+            assert!(central.is_running(), "central exited on its own");
+        }
+        if let Some(agent) = &mut self.agent {
+            assert!(agent.is_running(), "the agent exited on its own");
+        }
+    }
+
+    /// Central's chain head equals the agent's checkpoint once the outbox is empty: every
+    /// batch the agent sealed was applied, none twice (central would have acked a replay
+    /// without moving), none skipped (central would have answered with a gap).
+    fn wait_until_chains_agree(&mut self) {
+        let started = Instant::now();
+        loop {
+            let status = self.agent_status();
+            let central = self.central_next_seq();
+            let agent = status["chain"]["next_seq"].as_u64();
+            if let Some(next) = agent.filter(|_| status["outbox"]["depth"] == 0) {
+                if central == Some(next) {
+                    println!("chain heads agree: next seq {next}");
+                    return;
+                }
+            }
+            self.check_processes();
+            assert!(
+                started.elapsed() < PATIENCE,
+                "central's chain head (next seq {central:?}) and the agent's ({status}) do not \
+                 agree"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Central's log so far, over all its runs.
+    fn central_log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("central.log")).unwrap_or_default()
+    }
+
+    /// The agent's log so far, over all its runs.
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.kill_agent();
+        self.kill_central();
+        let keep = std::env::var_os("SKOLEBRO_E2E_KEEP").is_some();
+        if keep && !std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                println!("the test folder is kept: {}", dir.keep().display());
+            }
+        }
+        if std::thread::panicking() {
+            for log in ["central.log", "agent.log"] {
+                let text = std::fs::read_to_string(self.dir().join(log)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(150)..];
+                eprintln!(
+                    "----- {log} (last {} of {} lines) -----",
+                    tail.len(),
+                    lines.len()
+                );
+                for line in tail {
+                    eprintln!("{line}");
+                }
+            }
+            if let Some(dir) = self.dir.take() {
+                eprintln!("----- the test folder is kept: {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+
+#[test]
+fn central_equals_each_export_and_keeps_the_old_versions() {
+    let _one = one_at_a_time();
+    let mut site = Site::new();
+    site.start_central();
+    site.start_agent();
+
+    let v1 = Generated::new(300, 11);
+    let v1_bytes = elevliste(&v1);
+    let v1_roster = site.expected("elevliste-1.csv", &v1_bytes);
+    site.drop_export("elevliste-1.csv", &v1_bytes);
+    site.wait_until_central_holds(&v1_roster, "export 1");
+    let between = unix_ms_now();
+
+    let v2 = v1.evolve(
+        Churn {
+            leave: 0.05,
+            arrive: 0.05,
+            rename: 0.05,
+            move_class: 0.05,
+        },
+        12,
+    );
+    let v2_bytes = elevliste(&v2);
+    let v2_roster = site.expected("elevliste-2.csv", &v2_bytes);
+    assert!(
+        !same(&v1_roster, &v2_roster),
+        "the second export changes something"
+    );
+    // Central stamps versions with its own clock in milliseconds: make sure export 2 cannot
+    // land in the millisecond `between` names.
+    while unix_ms_now() <= between {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    site.drop_export("elevliste-2.csv", &v2_bytes);
+    site.wait_until_central_holds(&v2_roster, "export 2");
+
+    let then = site.roster(&format!("?as_of={between}"));
+    assert!(
+        same(&then, &v1_roster),
+        "the roster as of between the exports is export 1: {} vs {}",
+        counts_of(&then),
+        counts_of(&v1_roster)
+    );
+    let now = site.roster(&format!("?as_of={}", unix_ms_now()));
+    assert!(same(&now, &v2_roster), "the roster as of now is export 2");
+    assert!(
+        !site.dir().join("drop/elevliste-2.csv").exists(),
+        "the export was removed once sealed"
+    );
+    site.wait_until_chains_agree();
+}
+
+#[test]
+fn an_agent_killed_at_random_moments_still_converges() {
+    let _one = one_at_a_time();
+    let seed = seed();
+    let mut rng = Rng::new(seed);
+    let mut site = Site::new();
+    site.start_central();
+    site.start_agent();
+
+    let mut generated = Generated::new(400, seed);
+    let first = elevliste(&generated);
+    let first_roster = site.expected("elevliste-000.csv", &first);
+    site.drop_export("elevliste-000.csv", &first);
+    site.wait_until_central_holds(&first_roster, "the first export");
+
+    let mut last_roster = first_roster;
+    for round in 1..=20u64 {
+        // Now and then two exports arrive before the agent gets to either.
+        let exports = if rng.below(4) == 0 { 2 } else { 1 };
+        for n in 0..exports {
+            generated = generated.evolve(Churn::default(), seed ^ (round << 8 | n));
+            let name = format!("elevliste-{round:03}-{n}.csv");
+            let bytes = elevliste(&generated);
+            last_roster = site.expected(&name, &bytes);
+            site.drop_export(&name, &bytes);
+        }
+        let delay = Duration::from_millis(rng.below(301));
+        std::thread::sleep(delay);
+        site.kill_agent();
+        let status = site.status_file().unwrap_or_default();
+        println!(
+            "round {round}: {exports} export(s), SIGKILL after {delay:?}: outbox depth {}, last ack {}",
+            status["outbox_depth"], status["last_ack_seq"]
+        );
+        site.start_agent();
+    }
+
+    site.wait_until_central_holds(&last_roster, "the last export");
+    site.wait_until_chains_agree();
+    let log = site.agent_log();
+    assert!(
+        !log.contains("central reports a gap"),
+        "the agent skipped a seq somewhere (central reported a gap)"
+    );
+    assert!(
+        !log.contains("central refused the batch"),
+        "central refused a batch"
+    );
+}
+
+#[test]
+fn the_agent_converges_after_central_was_down() {
+    let _one = one_at_a_time();
+    let mut site = Site::new();
+    site.start_agent();
+
+    let export = elevliste(&Generated::new(300, 31));
+    let roster = site.expected("elevliste.csv", &export);
+    site.drop_export("elevliste.csv", &export);
+    site.wait_for("the agent to find central unreachable", |site| {
+        site.status_file()
+            .is_some_and(|s| s["state"] == "central_unreachable")
+    });
+    let status = site.status_file().unwrap_or_default();
+    assert_eq!(status["outbox_depth"], 1, "the batch waits in the outbox");
+
+    site.start_central();
+    site.wait_until_central_holds(&roster, "the export sealed while central was down");
+    site.wait_until_chains_agree();
+}
+
+#[test]
+fn central_restarted_mid_apply_converges() {
+    let _one = one_at_a_time();
+    let seed = seed();
+    let mut rng = Rng::new(seed);
+    let mut site = Site::new();
+    site.start_central();
+    site.start_agent();
+
+    let export = elevliste(&Generated::new(20_000, seed));
+    let roster = site.expected("elevliste.csv", &export);
+    site.drop_export("elevliste.csv", &export);
+
+    // First kill: while the batch travels. Once it is in the outbox the uplink sends it at
+    // once.
+    site.wait_for("the agent to seal the export", |site| {
+        site.status_file().is_some_and(|s| {
+            s["outbox_depth"].as_u64().is_some_and(|depth| depth > 0)
+                || !s["last_ack_seq"].is_null()
+        })
+    });
+    let delay = Duration::from_millis(rng.below(201));
+    std::thread::sleep(delay);
+    site.kill_central();
+    println!(
+        "central SIGKILLed {delay:?} after the batch was sealed; it had applied it: {}",
+        site.central_log().contains("batch applied")
+    );
+    site.start_central();
+
+    // Second kill: as soon as central writes to its database (the SQLite WAL grows), which
+    // is in the middle of applying or committing the batch, unless the ack beat the poll.
+    let wal = site.dir().join("central.db-wal");
+    let signature = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    let before = signature(&wal);
+    let started = Instant::now();
+    let writing = loop {
+        if signature(&wal) != before {
+            break true;
+        }
+        if site
+            .status_file()
+            .is_some_and(|s| !s["last_ack_seq"].is_null())
+        {
+            break false;
+        }
+        site.check_processes();
+        assert!(
+            started.elapsed() < PATIENCE,
+            "central neither wrote nor acked the batch"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    site.kill_central();
+    println!(
+        "central SIGKILLed {} (it had logged the batch as applied: {})",
+        if writing {
+            "while writing to its database"
+        } else {
+            "after the agent had its ack"
+        },
+        site.central_log().contains("batch applied")
+    );
+
+    site.start_central();
+    site.wait_until_central_holds(&roster, "the big export");
+    site.wait_until_chains_agree();
+    let log = site.central_log();
+    println!(
+        "over its three runs central applied the batch {} time(s) and acked a replay {} time(s)",
+        log.matches("batch applied").count(),
+        log.matches("already applied").count()
+    );
+}
