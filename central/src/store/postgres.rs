@@ -10,8 +10,10 @@
 //! applies never deadlock). A second apply of the same batch waits on the lock, then reads
 //! the head the first one committed and changes nothing. Locking the site, not only the
 //! device, also keeps two devices of one site (an old and a replacement Pi) from writing the
-//! same records at once. Records are written in bulk (`UNNEST` of arrays), so a snapshot of a
-//! large school costs a few round trips, not one per record.
+//! same records at once. New versions are written with one binary `COPY` into the records
+//! table inside that transaction, so a snapshot of a large school is one stream, not a
+//! statement per record; see `migrations/postgres/0001_init.sql` for the schema choices that
+//! keep it close to a bare `COPY` (a `json` column, partial indexes, no per-row foreign key).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, PoisonError};
@@ -21,6 +23,8 @@ use skolebro_protocol::{
     SiteSecret,
 };
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, GenericClient, NoTls};
 
 use super::{
@@ -34,9 +38,26 @@ use super::{
 /// `schema_version`; embedding them means a binary always carries the schema it expects.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
 
-/// Rows per bulk statement: keeps each message well below PostgreSQL's limits while a
-/// 100,000-record snapshot still takes only a few dozen statements.
+/// Version ids per `UPDATE … WHERE id = ANY($1)` closing versions: keeps each message well
+/// below PostgreSQL's limits while closing a whole school's roster takes a few statements.
 const CHUNK: usize = 5_000;
+
+/// The binary COPY's column types, in the order `apply` writes them.
+///
+/// `record` is a `json` column written as `TEXT`: the binary format of `json` is its text
+/// (`json_recv` reads the bytes as text and validates them), so the JSON goes over the wire
+/// as it is, without a text-COPY escape pass.
+const COPY_TYPES: [Type; 9] = [
+    Type::TEXT,  // site
+    Type::TEXT,  // entity
+    Type::BYTEA, // handle
+    Type::BYTEA, // digest
+    Type::TEXT,  // record (json)
+    Type::INT8,  // valid_from
+    Type::INT8,  // valid_to
+    Type::BOOL,  // is_current
+    Type::INT8,  // transaction_time
+];
 
 /// Central's store in a PostgreSQL schema.
 pub struct PostgresStore {
@@ -122,7 +143,7 @@ impl PostgresStore {
 
         let site = batch.site.as_str();
         let current = read_current(&tx, site, &prepared).await?;
-        let plan = plan(&prepared, &current);
+        let plan = plan(&prepared, current);
         let at = batch.at.0;
         for ids in plan.close.chunks(CHUNK) {
             tx.execute(
@@ -132,20 +153,35 @@ impl PostgresStore {
             )
             .await?;
         }
-        for rows in plan.insert.chunks(CHUNK) {
-            let entities: Vec<&str> = rows.iter().map(|row| entity_name(row.entity)).collect();
-            let handles: Vec<&[u8]> = rows.iter().map(|row| &row.handle.as_bytes()[..]).collect();
-            let digests: Vec<&[u8]> = rows.iter().map(|row| &row.digest.as_bytes()[..]).collect();
-            let records: Vec<&str> = rows.iter().map(|row| row.json.as_str()).collect();
-            tx.execute(
-                "INSERT INTO records \
-                 (site, entity, handle, digest, record, valid_from, valid_to, is_current, \
-                  transaction_time) \
-                 SELECT $1, e, h, d, r::jsonb, $2, NULL, true, $2 \
-                 FROM UNNEST($3::text[], $4::bytea[], $5::bytea[], $6::text[]) AS t (e, h, d, r)",
-                &[&site, &at, &entities, &handles, &digests, &records],
-            )
-            .await?;
+        if !plan.insert.is_empty() {
+            // Binary COPY into the table itself, inside this transaction: the rows are
+            // streamed as they are encoded, and the server decodes no text.
+            let sink = tx
+                .copy_in(
+                    "COPY records (site, entity, handle, digest, record, valid_from, valid_to, \
+                     is_current, transaction_time) FROM STDIN (FORMAT binary)",
+                )
+                .await?;
+            let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+            let mut writer = std::pin::pin!(writer);
+            let no_end: Option<i64> = None;
+            for row in &plan.insert {
+                writer
+                    .as_mut()
+                    .write(&[
+                        &site,
+                        &entity_name(row.entity),
+                        &&row.handle.as_bytes()[..],
+                        &&row.digest.as_bytes()[..],
+                        &row.json.as_str(),
+                        &at,
+                        &no_end,
+                        &true,
+                        &at,
+                    ])
+                    .await?;
+            }
+            writer.finish().await?;
         }
         tx.execute(
             "UPDATE devices SET next_seq = $2, prev = $3 WHERE device = $1",
@@ -285,15 +321,22 @@ async fn read_current<C: GenericClient + Sync>(
                 .await?
         }
         Some(keys) => {
+            let entities: Vec<&str> = keys
+                .iter()
+                .map(|(entity, _)| entity_name(*entity))
+                .collect();
             let handles: Vec<&[u8]> = keys
                 .iter()
                 .map(|(_, handle)| &handle.as_bytes()[..])
                 .collect();
+            // One index probe of `records_current` per named record.
             client
                 .query(
-                    "SELECT id, entity, handle, digest FROM records \
-                     WHERE site = $1 AND is_current AND handle = ANY($2)",
-                    &[&site, &handles],
+                    "SELECT r.id, r.entity, r.handle, r.digest \
+                     FROM UNNEST($2::text[], $3::bytea[]) AS k (entity, handle) \
+                     JOIN records r ON r.site = $1 AND r.entity = k.entity \
+                      AND r.handle = k.handle AND r.is_current",
+                    &[&site, &entities, &handles],
                 )
                 .await?
         }
@@ -408,9 +451,11 @@ impl Store for PostgresStore {
             match read_secret(&tx, site, true).await? {
                 Some(stored) if stored == *secret => {}
                 _ => {
+                    // Both halves, so each can use its partial index.
                     let in_use: bool = tx
                         .query_one(
-                            "SELECT EXISTS (SELECT 1 FROM records WHERE site = $1)",
+                            "SELECT EXISTS (SELECT 1 FROM records WHERE site = $1 AND is_current) \
+                             OR EXISTS (SELECT 1 FROM records WHERE site = $1 AND NOT is_current)",
                             &[&site.as_str()],
                         )
                         .await?
@@ -455,7 +500,10 @@ impl Store for PostgresStore {
         Box::pin(async move {
             self.read_roster(
                 "SELECT entity, record::text FROM records \
-                 WHERE site = $1 AND valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2)",
+                 WHERE site = $1 AND is_current AND valid_from <= $2 \
+                 UNION ALL \
+                 SELECT entity, record::text FROM records \
+                 WHERE site = $1 AND NOT is_current AND valid_from <= $2 AND valid_to > $2",
                 &[&site.as_str(), &at.0],
             )
             .await
@@ -491,8 +539,13 @@ impl Store for PostgresStore {
             let rows = conn
                 .query(
                     "SELECT record::text, valid_from, valid_to, is_current, transaction_time \
-                     FROM records WHERE site = $1 AND entity = $2 AND handle = $3 \
-                     ORDER BY valid_from, id",
+                     FROM ( \
+                       SELECT * FROM records \
+                       WHERE site = $1 AND entity = $2 AND handle = $3 AND is_current \
+                       UNION ALL \
+                       SELECT * FROM records \
+                       WHERE site = $1 AND entity = $2 AND handle = $3 AND NOT is_current \
+                     ) AS versions ORDER BY valid_from, id",
                     &[
                         &site.as_str(),
                         &entity_name(entity),

@@ -6,6 +6,11 @@
 //! is enough: SQLite has a single writer anyway, and WAL lets other processes (a backup, an
 //! operator's `sqlite3`) read while central writes.
 //!
+//! Writes are the plan from `store::plan`, inserted through one cached prepared statement in
+//! index order (`store::row_order`), so a large snapshot appends to the records table and its
+//! current-version index instead of touching a random page per row; the schema's partial
+//! indexes (see `migrations/sqlite/0001_init.sql`) mean a new version maintains one index.
+//!
 //! Exactly-once: [`Store::apply`] opens its transaction with `BEGIN IMMEDIATE`, which takes
 //! the database's write lock before the device's chain head is read. No other writer, in this
 //! process or another, can apply a batch between that read and the commit that stores the new
@@ -31,6 +36,9 @@ use super::{
 /// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
 /// `schema_version`; embedding them means a binary always carries the schema it expects.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+/// The page cache of the connection, in KiB (see `configure`).
+const CACHE_KIB: i64 = 64 * 1024;
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,8 +131,21 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
             "the database stays in journal mode {mode}; WAL is needed"
         )));
     }
-    // FULL: an acked batch must survive a power cut, since the agent's outbox drops it.
+    // FULL, not NORMAL. In WAL mode NORMAL never corrupts the database, but it syncs the WAL
+    // only at checkpoints, so a power cut can roll back the last transactions that had
+    // already committed. Central acks a batch once `apply` has committed and the agent's
+    // outbox then drops it: with NORMAL an acked batch could vanish, the device's head would
+    // fall back behind the agent's, and exactly-once would silently become at-most-once. FULL
+    // costs one fsync of the WAL per commit, i.e. per batch, which a large batch does not
+    // notice.
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // SQLite's default page cache is 2 MiB; a batch that rewrites much of a large site
+    // (closing and replacing versions across the table and both indexes) touches far more,
+    // and with too small a cache dirty pages are spilled to the WAL mid-transaction and read
+    // back. A new site's snapshot mostly appends (rows arrive in index order, see
+    // `row_order`), so it needs little; 64 MiB holds a 100,000-student site whole. SQLite
+    // fills the cache only as pages are used. A negative size is KiB.
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     conn.pragma_update(None, "foreign_keys", true)?;
     Ok(())
 }
@@ -214,7 +235,7 @@ fn apply_prepared(
 
     let site = batch.site.as_str();
     let current = read_current(&tx, site, &prepared)?;
-    let plan = plan(&prepared, &current);
+    let plan = plan(&prepared, current);
     let at = batch.at.0;
     {
         let mut close = tx.prepare_cached(
@@ -405,8 +426,10 @@ impl Store for SqliteStore {
             match read_secret(&tx, &site)? {
                 Some(stored) if stored == secret => return Ok(()),
                 Some(_) => {
+                    // Both halves, so each can use its partial index.
                     let in_use: bool = tx.query_row(
-                        "SELECT EXISTS (SELECT 1 FROM records WHERE site = ?1)",
+                        "SELECT EXISTS (SELECT 1 FROM records WHERE site = ?1 AND is_current) \
+                         OR EXISTS (SELECT 1 FROM records WHERE site = ?1 AND NOT is_current)",
                         [site.as_str()],
                         |row| row.get(0),
                     )?;
@@ -456,7 +479,10 @@ impl Store for SqliteStore {
             read_roster(
                 conn,
                 "SELECT entity, record FROM records \
-                 WHERE site = ?1 AND valid_from <= ?2 AND (valid_to IS NULL OR valid_to > ?2)",
+                 WHERE site = ?1 AND is_current AND valid_from <= ?2 \
+                 UNION ALL \
+                 SELECT entity, record FROM records \
+                 WHERE site = ?1 AND NOT is_current AND valid_from <= ?2 AND valid_to > ?2",
                 params![site.as_str(), at.0],
             )
         }))
@@ -488,9 +514,13 @@ impl Store for SqliteStore {
         let handle = *handle;
         Box::pin(self.call(move |conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT record, valid_from, valid_to, is_current, transaction_time \
-                 FROM records WHERE site = ?1 AND entity = ?2 AND handle = ?3 \
-                 ORDER BY valid_from, id",
+                "SELECT record, valid_from, valid_to, is_current, transaction_time FROM ( \
+                   SELECT * FROM records \
+                   WHERE site = ?1 AND entity = ?2 AND handle = ?3 AND is_current \
+                   UNION ALL \
+                   SELECT * FROM records \
+                   WHERE site = ?1 AND entity = ?2 AND handle = ?3 AND NOT is_current \
+                 ) ORDER BY valid_from, id",
             )?;
             let mut rows = statement.query(params![
                 site.as_str(),

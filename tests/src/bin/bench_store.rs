@@ -113,11 +113,13 @@ async fn apply(store: &dyn Store, roster: &Roster) -> anyhow::Result<Duration> {
 async fn copy(config: &str, schema: &str, roster: &Roster) -> anyhow::Result<Duration> {
     let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
+    // `record` has the type of the store's column (`json`), so the floor parses the JSON
+    // exactly as the store's insert must.
     client
         .batch_execute(&format!(
             "CREATE TABLE {schema}.copy_floor (
                 site text NOT NULL, entity text NOT NULL, handle bytea NOT NULL,
-                digest bytea NOT NULL, record jsonb NOT NULL, valid_from bigint NOT NULL,
+                digest bytea NOT NULL, record json NOT NULL, valid_from bigint NOT NULL,
                 valid_to bigint, is_current boolean NOT NULL, transaction_time bigint NOT NULL)"
         ))
         .await?;
