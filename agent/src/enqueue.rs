@@ -381,7 +381,7 @@ fn sync_dir(dir: &Path) -> Result<(), StateError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use skolebro_protocol::envelope::{open, ChainHead, Envelope, SealingPrivateKey};
     use skolebro_protocol::Entity;
@@ -410,7 +410,7 @@ mod tests {
 
     /// An export of students `from..to` (synthetic ids are not needed here: the national id
     /// column holds a plain key, which validation reports and keeps).
-    fn export(students: std::ops::Range<u32>, class: &str) -> Validated {
+    pub(crate) fn export(students: std::ops::Range<u32>, class: &str) -> Validated {
         let mut text =
             String::from("Skolenummer;Klasse;Elevnummer;Fødselsnummer;Etternavn;Fornavn\n");
         for n in students {

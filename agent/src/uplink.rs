@@ -613,29 +613,10 @@ mod tls_tests {
     use super::*;
     use crate::config::AfterIngest;
     use crate::daemon::{Core, RunState};
+    use crate::enqueue::tests::export;
     use crate::enqueue::{Enqueuer, Identity};
     use crate::outbox::OutboxConfig;
-    use crate::reader::elevliste;
     use crate::safety::SafetyPolicy;
-    use crate::validate::{RosterBuilder, Validated};
-
-    fn export(students: std::ops::Range<u32>) -> Validated {
-        let mut text =
-            String::from("Skolenummer;Klasse;Elevnummer;Fødselsnummer;Etternavn;Fornavn\n");
-        for n in students {
-            text.push_str(&format!("46505;1A;elev{n};;Nordmann;Kari{n}\n"));
-        }
-        let mut builder = RosterBuilder::new(Default::default());
-        elevliste::read_from(
-            Path::new("test.csv"),
-            text.as_bytes(),
-            &Default::default(),
-            false,
-            &mut builder,
-        )
-        .unwrap();
-        builder.finish()
-    }
 
     /// What the scripted central saw: (seq, kind, status answered).
     type Seen = Arc<Mutex<Vec<(u64, Kind, u16)>>>;
@@ -773,7 +754,8 @@ mod tls_tests {
             status_tx,
         );
         for n in 30..33 {
-            core.ingest(Path::new("elever.csv"), export(0..n)).unwrap();
+            core.ingest(Path::new("elever.csv"), export(0..n, "1A"))
+                .unwrap();
         }
         assert_eq!(core.enqueuer().outbox().status().depth, 3);
         let core: Shared = Arc::new(Mutex::new(core));
