@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod handle;
 pub mod national_id;
 pub mod roster;
+pub mod stick;
 
 pub use delta::{Delta, EntityDelta};
 pub use envelope::{
@@ -16,3 +17,4 @@ pub use envelope::{
 pub use handle::{Digest, RecordHandle, SiteSecret};
 pub use national_id::{IdKind, NationalId, NationalIdError};
 pub use roster::{Enrollment, Entity, Gender, Group, Record, Roster, School, Student};
+pub use stick::{SiteInfo, StickBody, StickError, StickSigningKey, StickVerifyingKey};

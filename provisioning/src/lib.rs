@@ -4,11 +4,22 @@
 //! [`pki`] makes the device CA, the central CA, central's server certificate and device
 //! certificates (from a CSR, per DESIGN decision 6). [`tls`] turns those PEM files into a
 //! rustls server configuration for central, a reqwest client for the agent's uplink, and reads
-//! a connected device's identity back out of its certificate. The `skolebro-provision` CLI
-//! (sticks, release manifests) builds on these and comes with its own issue.
+//! a connected device's identity back out of its certificate.
+//!
+//! The `skolebro-provision` CLI builds on these: [`keys`] makes the platform's key folder
+//! (`init`), [`stick`] writes signed config sticks (DESIGN decision 6) after registering their
+//! token through [`admin`], central's admin API, which also serves `list` and `revoke`.
 
+pub mod admin;
+pub mod error;
+pub mod keys;
 pub mod pki;
+pub mod stick;
 pub mod tls;
+
+pub use admin::AdminClient;
+pub use error::ProvisionError;
+pub use keys::KeyFolder;
 
 pub use pki::{
     CertificateAuthority, Credentials, DevPki, DevPkiFiles, DeviceKey, PkiError, Validity,

@@ -526,8 +526,8 @@ impl DevPki {
         })
     }
 
-    /// Generates and writes a dev PKI into `dir` (created if missing) in one step: what the
-    /// demo and `skolebro-provision dev-pki` need.
+    /// Generates and writes a dev PKI into `dir` (created if missing) in one step, for a
+    /// developer's loopback setup; `skolebro-provision init` makes the full platform folder.
     pub fn generate_dev(dir: &Path, validity: Validity) -> Result<DevPkiFiles, PkiError> {
         DevPki::generate(validity)?.write_to(dir)
     }

@@ -1,0 +1,590 @@
+//! The signed stick bundle (DESIGN decision 6): what a USB config stick carries so that a
+//! school's Pi can enroll itself without anyone copying a key or a config file by hand.
+//!
+//! Operations write it: `skolebro-provision stick` fills a [`StickBody`] (site, central's
+//! address, CA certificate and sealing key, a one-time enrollment token, the agent's
+//! settings), registers the token with central, signs the body with the platform's stick key
+//! ([`StickBody::sign`]) and writes the bytes to `SKOLEBRO/BUNDLE.SKB` on the stick. The agent
+//! reads it: it finds the file, checks it against the stick key installed with the agent
+//! ([`StickBody::verify`]) and the token's expiry ([`StickBody::check_expiry`]), and only then
+//! uses anything in it to enroll. A bundle that fails any check changes nothing on the device.
+//!
+//! The bundle carries no personal data, and its token is spent at the first enrollment, so a
+//! lost stick is useless once its Pi has enrolled (or once the token expires).
+//!
+//! # Wire format (version 1)
+//! ```text
+//! "SKBS"        4 bytes magic
+//! version       1 byte, FORMAT_VERSION
+//! body_len      u32 little-endian
+//! body          postcard-encoded `StickBody`, body_len bytes
+//! signature     Ed25519, 64 bytes, over every byte before it (magic to the end of the body)
+//! ```
+//! Nothing may follow the signature, and the whole bundle is at most [`MAX_BUNDLE_BYTES`].
+//! The signed bytes begin with the magic, so a stick signature can never be mistaken for a
+//! signature over anything else.
+
+use std::fmt;
+
+use ed25519_dalek::{Signature, Signer as _};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::envelope::{InvalidId, SiteId};
+
+/// Marks the bytes as a skolebro stick bundle, so a stray file on a stick is refused as
+/// [`StickError::BadMagic`] before anything is decoded.
+pub const MAGIC: [u8; 4] = *b"SKBS";
+
+/// The bundle format this build writes and the only one it reads. A bundle of another
+/// version is refused ([`StickError::UnsupportedVersion`]) rather than guessed at.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Upper bound of a whole bundle. A real one is a few KiB (mostly the CA certificate and the
+/// settings); the bound keeps a hostile file on a stick from costing the Pi more than a read
+/// of 1 MiB.
+pub const MAX_BUNDLE_BYTES: usize = 1024 * 1024;
+
+/// Folder on the stick that holds the bundle. Upper case and 8.3-safe, because sticks are
+/// FAT32 and are written on whatever machine operations use.
+pub const BUNDLE_DIR: &str = "SKOLEBRO";
+
+/// The bundle's file name inside [`BUNDLE_DIR`], 8.3-safe like the folder.
+pub const BUNDLE_FILE: &str = "BUNDLE.SKB";
+
+/// Magic, version and body length: what is read before the body.
+const PREAMBLE_LEN: usize = MAGIC.len() + 1 + 4;
+/// Length of an Ed25519 signature.
+const SIG_LEN: usize = 64;
+
+/// Every reason a bundle or a stick key is refused. Each refusal has its own variant so the
+/// agent can tell an operator exactly why a stick was not used (a tampered stick is an alarm,
+/// an expired one just needs a new stick).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StickError {
+    /// The input is larger than [`MAX_BUNDLE_BYTES`]; checked before anything is read from it.
+    #[error("stick bundle is {size} bytes, over the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
+    /// The input ends before the bundle its own length field describes.
+    #[error("stick bundle is truncated")]
+    Truncated,
+    /// The input does not start with [`MAGIC`]: not a stick bundle at all.
+    #[error("not a stick bundle (bad magic)")]
+    BadMagic,
+    /// A bundle of a format version this build does not know.
+    #[error("unsupported stick bundle version {0}")]
+    UnsupportedVersion(u8),
+    /// The signature does not verify against the stick key: the bundle was altered, or
+    /// signed by another key than the platform's.
+    #[error("stick bundle signature does not verify against the stick key")]
+    BadSignature,
+    /// Correctly signed but not a well-formed bundle (trailing bytes, a body that does not
+    /// decode).
+    #[error("malformed stick bundle: {0}")]
+    Malformed(&'static str),
+    /// The enrollment token expired; the stick must be written again.
+    #[error("the stick's enrollment token expired at {expires_unix} (now {now_unix})")]
+    Expired { expires_unix: u64, now_unix: u64 },
+    /// Key bytes or key text that do not form a usable stick key.
+    #[error("invalid stick key: {0}")]
+    InvalidKey(&'static str),
+    /// The operating system's random number generator failed; no key was generated.
+    #[error("system randomness unavailable")]
+    Randomness,
+}
+
+/// The school a stick is for, as operations know it: the Norwegian county (fylke, 2 digits),
+/// municipality (kommune, 4 digits) and school number, plus a name for people to read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteInfo {
+    pub fylke: String,
+    pub kommune: String,
+    pub skolenummer: String,
+    pub name: String,
+}
+
+impl SiteInfo {
+    /// The site id `<kommune>-<skolenummer>` (e.g. `4601-12345`): unique nationally, because
+    /// school numbers are unique within a municipality, and readable in logs.
+    pub fn site_id(&self) -> Result<SiteId, InvalidId> {
+        SiteId::new(format!("{}-{}", self.kommune, self.skolenummer))
+    }
+}
+
+/// Everything a Pi needs to enroll and start work: which site it serves, where central is and
+/// how to recognise it, what to seal to, the one-time token, and the site's agent settings.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StickBody {
+    pub site: SiteInfo,
+    /// `<kommune>-<skolenummer>`, see [`SiteInfo::site_id`].
+    pub site_id: SiteId,
+    /// `https://host:port` of central's device listener.
+    pub central_url: String,
+    /// Central's CA certificate (PEM): the only CA the agent trusts for central.
+    pub central_ca_pem: String,
+    /// Central's X25519 public key, which every payload is sealed to.
+    pub sealing_key: [u8; 32],
+    /// The one-time enrollment token: 32 random bytes as lowercase hex. Never logged; lists
+    /// and logs show [`StickBody::token_id`].
+    pub token: String,
+    /// When the token stops being accepted, Unix seconds.
+    pub token_expires_unix: u64,
+    /// When the stick was written, Unix seconds.
+    pub written_unix: u64,
+    /// The site's agent settings (agent.toml syntax) without `[central]`, `[identity]` or
+    /// `state_dir`, which enrollment and the device itself decide.
+    pub settings_toml: String,
+}
+
+impl fmt::Debug for StickBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the token, not even in a panic message; its id is enough to find it.
+        f.debug_struct("StickBody")
+            .field("site", &self.site)
+            .field("site_id", &self.site_id)
+            .field("central_url", &self.central_url)
+            .field("central_ca_pem", &self.central_ca_pem)
+            .field("sealing_key", &hex::encode(self.sealing_key))
+            .field("token_id", &self.token_id())
+            .field("token_expires_unix", &self.token_expires_unix)
+            .field("written_unix", &self.written_unix)
+            .field("settings_toml", &self.settings_toml)
+            .finish()
+    }
+}
+
+impl StickBody {
+    /// The bundle bytes, signed with the platform's stick key. The body is never larger than
+    /// the caller's strings; the caller keeps the settings small enough for the whole to stay
+    /// within [`MAX_BUNDLE_BYTES`], or [`StickBody::verify`] will refuse the result.
+    pub fn sign(&self, key: &StickSigningKey) -> Vec<u8> {
+        let body = postcard::to_allocvec(self).expect("a stick body always serialises");
+        // A body that does not fit a u32 is far beyond MAX_BUNDLE_BYTES; writing the
+        // saturated length keeps the bundle unverifiable instead of wrapping around.
+        let body_len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+        let mut out = Vec::with_capacity(PREAMBLE_LEN + body.len() + SIG_LEN);
+        out.extend_from_slice(&MAGIC);
+        out.push(FORMAT_VERSION);
+        out.extend_from_slice(&body_len.to_le_bytes());
+        out.extend_from_slice(&body);
+        let signature = key.0.sign(&out);
+        out.extend_from_slice(&signature.to_bytes());
+        out
+    }
+
+    /// Checks a bundle read from a stick and returns its body. Checks run cheapest first and
+    /// nothing is decoded before the signature holds: size, magic, version, length,
+    /// signature, then the body. Never panics, whatever the bytes.
+    pub fn verify(bytes: &[u8], key: &StickVerifyingKey) -> Result<StickBody, StickError> {
+        if bytes.len() > MAX_BUNDLE_BYTES {
+            return Err(StickError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_BUNDLE_BYTES,
+            });
+        }
+        let magic = bytes.get(..MAGIC.len()).ok_or(StickError::Truncated)?;
+        if magic != MAGIC {
+            return Err(StickError::BadMagic);
+        }
+        let version = *bytes.get(MAGIC.len()).ok_or(StickError::Truncated)?;
+        if version != FORMAT_VERSION {
+            return Err(StickError::UnsupportedVersion(version));
+        }
+        let len = bytes
+            .get(MAGIC.len() + 1..PREAMBLE_LEN)
+            .ok_or(StickError::Truncated)?;
+        let body_len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]);
+        let signed_len = usize::try_from(body_len)
+            .ok()
+            .and_then(|n| n.checked_add(PREAMBLE_LEN))
+            .ok_or(StickError::Truncated)?;
+        let total = signed_len
+            .checked_add(SIG_LEN)
+            .ok_or(StickError::Truncated)?;
+        if bytes.len() < total {
+            return Err(StickError::Truncated);
+        }
+        if bytes.len() > total {
+            return Err(StickError::Malformed("trailing bytes after the signature"));
+        }
+        let (signed, signature) = bytes.split_at(signed_len);
+        let signature: [u8; SIG_LEN] = signature
+            .try_into()
+            .map_err(|_| StickError::Malformed("signature is not 64 bytes"))?;
+        key.0
+            .verify_strict(signed, &Signature::from_bytes(&signature))
+            .map_err(|_| StickError::BadSignature)?;
+        match postcard::take_from_bytes(&signed[PREAMBLE_LEN..]) {
+            Ok((body, [])) => Ok(body),
+            Ok(_) => Err(StickError::Malformed("trailing bytes after the body")),
+            Err(_) => Err(StickError::Malformed("body does not decode")),
+        }
+    }
+
+    /// Refuses a bundle whose token has expired at `now_unix` (the token is valid strictly
+    /// before `token_expires_unix`). Separate from [`StickBody::verify`] because this crate
+    /// reads no clock: the agent passes the time it trusts (DESIGN decision 8).
+    pub fn check_expiry(&self, now_unix: u64) -> Result<(), StickError> {
+        if now_unix >= self.token_expires_unix {
+            return Err(StickError::Expired {
+                expires_unix: self.token_expires_unix,
+                now_unix,
+            });
+        }
+        Ok(())
+    }
+
+    /// The token's id, [`token_id`] of the token: what lists, logs and the admin API show.
+    pub fn token_id(&self) -> String {
+        token_id(&self.token)
+    }
+}
+
+/// SHA-256 of the token's text (its lowercase hex, as written on the stick and sent to
+/// `/v1/enroll`): the only form central stores, so a leaked database cannot enroll a device.
+pub fn token_sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The first 16 hex characters of [`token_sha256`]: enough to tell tokens apart in a list,
+/// and safe to print, unlike the token.
+pub fn token_id(token: &str) -> String {
+    hex::encode(&token_sha256(token)[..8])
+}
+
+/// The platform's Ed25519 key that signs stick bundles. It stays with operations (written by
+/// `skolebro-provision init` as `stick.key`); agents hold only the [`StickVerifyingKey`].
+#[derive(Clone)]
+pub struct StickSigningKey(ed25519_dalek::SigningKey);
+
+impl StickSigningKey {
+    /// A fresh key from the operating system's randomness.
+    pub fn generate() -> Result<StickSigningKey, StickError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|_| StickError::Randomness)?;
+        let key = StickSigningKey::from_bytes(seed);
+        seed.fill(0);
+        Ok(key)
+    }
+
+    /// Loads a key from its 32-byte seed.
+    pub fn from_bytes(seed: [u8; 32]) -> StickSigningKey {
+        StickSigningKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
+    /// The 32-byte seed, for storing the key.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// Loads the key from the text of a `stick.key` file: 64 hex characters, surrounding
+    /// whitespace ignored.
+    pub fn from_hex(text: &str) -> Result<StickSigningKey, StickError> {
+        Ok(StickSigningKey::from_bytes(decode_key_hex(text)?))
+    }
+
+    /// The seed as 64 lowercase hex characters: a `stick.key` file holds this and a newline.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.to_bytes())
+    }
+
+    /// The public half, which is installed with every agent.
+    pub fn verifying_key(&self) -> StickVerifyingKey {
+        StickVerifyingKey(self.0.verifying_key())
+    }
+}
+
+impl fmt::Debug for StickSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "StickSigningKey(public {})",
+            hex::encode(&self.0.verifying_key().to_bytes()[..8])
+        )
+    }
+}
+
+/// The stick key's public half, installed with the agent: a bundle is used only if it
+/// verifies against this key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct StickVerifyingKey(ed25519_dalek::VerifyingKey);
+
+impl StickVerifyingKey {
+    /// Loads a key. Refuses bytes that are not a curve point and low-order ("weak") keys,
+    /// for which signatures could be forged.
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<StickVerifyingKey, StickError> {
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| StickError::InvalidKey("not an Ed25519 public key"))?;
+        if key.is_weak() {
+            return Err(StickError::InvalidKey("a weak (low-order) Ed25519 key"));
+        }
+        Ok(StickVerifyingKey(key))
+    }
+
+    /// The 32-byte compressed point, for storing.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// Loads the key from the text of a `stick.pub` file: 64 hex characters, surrounding
+    /// whitespace ignored.
+    pub fn from_hex(text: &str) -> Result<StickVerifyingKey, StickError> {
+        StickVerifyingKey::from_bytes(decode_key_hex(text)?)
+    }
+
+    /// The key as 64 lowercase hex characters: a `stick.pub` file holds this and a newline.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.to_bytes())
+    }
+}
+
+impl fmt::Debug for StickVerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StickVerifyingKey({})", self.to_hex())
+    }
+}
+
+fn decode_key_hex(text: &str) -> Result<[u8; 32], StickError> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut bytes)
+        .map_err(|_| StickError::InvalidKey("a key must be 64 hex characters"))?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn signing_key() -> StickSigningKey {
+        StickSigningKey::from_bytes([7; 32])
+    }
+
+    fn body() -> StickBody {
+        let site = SiteInfo {
+            fylke: "46".into(),
+            kommune: "4601".into(),
+            skolenummer: "12345".into(),
+            name: "Eksempel skole".into(),
+        };
+        StickBody {
+            site_id: site.site_id().unwrap(),
+            site,
+            central_url: "https://127.0.0.1:8443".into(),
+            central_ca_pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
+            sealing_key: [9; 32],
+            token: "ab".repeat(32),
+            token_expires_unix: 2_000_000_000,
+            written_unix: 1_900_000_000,
+            settings_toml: "drop_dir = \"/srv/export\"\n".into(),
+        }
+    }
+
+    #[test]
+    fn a_signed_bundle_verifies_to_the_same_body() {
+        let key = signing_key();
+        let bytes = body().sign(&key);
+        assert_eq!(&bytes[..4], b"SKBS");
+        assert_eq!(bytes[4], FORMAT_VERSION);
+        let len = u32::from_le_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) as usize;
+        assert_eq!(bytes.len(), PREAMBLE_LEN + len + SIG_LEN);
+        assert_eq!(StickBody::verify(&bytes, &key.verifying_key()), Ok(body()));
+    }
+
+    #[test]
+    fn every_single_flipped_byte_is_refused() {
+        let key = signing_key();
+        let public = key.verifying_key();
+        let bytes = body().sign(&key);
+        for position in 0..bytes.len() {
+            for flip in [0x01u8, 0xff] {
+                let mut tampered = bytes.clone();
+                tampered[position] ^= flip;
+                assert!(
+                    StickBody::verify(&tampered, &public).is_err(),
+                    "flipping byte {position} with {flip:#04x} was accepted"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_bytes_are_refused_for_the_reason_of_their_section() {
+        let key = signing_key();
+        let public = key.verifying_key();
+        let bytes = body().sign(&key);
+        let flipped = |position: usize| {
+            let mut tampered = bytes.clone();
+            tampered[position] ^= 0x01;
+            StickBody::verify(&tampered, &public)
+        };
+        assert_eq!(flipped(0), Err(StickError::BadMagic));
+        assert_eq!(flipped(4), Err(StickError::UnsupportedVersion(0)));
+        assert_eq!(flipped(PREAMBLE_LEN), Err(StickError::BadSignature));
+        assert_eq!(flipped(bytes.len() - 1), Err(StickError::BadSignature));
+    }
+
+    #[test]
+    fn a_bundle_signed_by_another_key_is_refused() {
+        let bytes = body().sign(&StickSigningKey::from_bytes([8; 32]));
+        assert_eq!(
+            StickBody::verify(&bytes, &signing_key().verifying_key()),
+            Err(StickError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_by_check_expiry() {
+        let body = body();
+        assert_eq!(body.check_expiry(body.token_expires_unix - 1), Ok(()));
+        assert_eq!(
+            body.check_expiry(body.token_expires_unix),
+            Err(StickError::Expired {
+                expires_unix: body.token_expires_unix,
+                now_unix: body.token_expires_unix,
+            })
+        );
+        assert!(body.check_expiry(u64::MAX).is_err());
+    }
+
+    #[test]
+    fn truncated_bundles_are_refused_at_every_length() {
+        let key = signing_key();
+        let bytes = body().sign(&key);
+        for len in 0..bytes.len() {
+            let result = StickBody::verify(&bytes[..len], &key.verifying_key());
+            assert!(result.is_err(), "a bundle cut to {len} bytes was accepted");
+        }
+        assert_eq!(
+            StickBody::verify(&bytes[..bytes.len() - 1], &key.verifying_key()),
+            Err(StickError::Truncated)
+        );
+        assert_eq!(
+            StickBody::verify(&[], &key.verifying_key()),
+            Err(StickError::Truncated)
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_signature_are_refused() {
+        let key = signing_key();
+        let mut bytes = body().sign(&key);
+        bytes.push(0);
+        assert_eq!(
+            StickBody::verify(&bytes, &key.verifying_key()),
+            Err(StickError::Malformed("trailing bytes after the signature"))
+        );
+    }
+
+    #[test]
+    fn an_oversized_bundle_is_refused_before_it_is_read() {
+        let key = signing_key();
+        let mut big = body();
+        big.settings_toml = "#".repeat(MAX_BUNDLE_BYTES);
+        let bytes = big.sign(&key);
+        assert_eq!(
+            StickBody::verify(&bytes, &key.verifying_key()),
+            Err(StickError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_BUNDLE_BYTES
+            })
+        );
+    }
+
+    #[test]
+    fn a_length_field_past_the_end_is_truncated_not_a_panic() {
+        let key = signing_key();
+        let mut bytes = body().sign(&key);
+        bytes[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            StickBody::verify(&bytes, &key.verifying_key()),
+            Err(StickError::Truncated)
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused_as_not_a_bundle() {
+        let public = signing_key().verifying_key();
+        assert_eq!(
+            StickBody::verify(b"[central]\nurl = \"x\"\n", &public),
+            Err(StickError::BadMagic)
+        );
+        let mut wrong_version = body().sign(&signing_key());
+        wrong_version[4] = 2;
+        assert_eq!(
+            StickBody::verify(&wrong_version, &public),
+            Err(StickError::UnsupportedVersion(2))
+        );
+    }
+
+    #[test]
+    fn a_signed_body_that_does_not_decode_is_malformed() {
+        let key = signing_key();
+        let body = [0xffu8; 16];
+        let mut bytes = MAGIC.to_vec();
+        bytes.push(FORMAT_VERSION);
+        bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        let signature = key.0.sign(&bytes);
+        bytes.extend_from_slice(&signature.to_bytes());
+        assert_eq!(
+            StickBody::verify(&bytes, &key.verifying_key()),
+            Err(StickError::Malformed("body does not decode"))
+        );
+    }
+
+    #[test]
+    fn keys_round_trip_through_their_hex_files() {
+        let key = StickSigningKey::generate().unwrap();
+        let file = format!("{}\n", key.to_hex());
+        assert_eq!(file.len(), 65);
+        let again = StickSigningKey::from_hex(&file).unwrap();
+        assert_eq!(again.to_bytes(), key.to_bytes());
+        let public = StickVerifyingKey::from_hex(&format!("{}\n", key.verifying_key().to_hex()));
+        assert_eq!(public, Ok(key.verifying_key()));
+        assert!(StickVerifyingKey::from_hex("abcd").is_err());
+        assert!(StickSigningKey::from_hex(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn a_weak_verifying_key_is_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert!(matches!(
+            StickVerifyingKey::from_bytes(identity),
+            Err(StickError::InvalidKey(_))
+        ));
+    }
+
+    #[test]
+    fn the_token_id_is_the_start_of_the_token_hash_and_debug_hides_the_token() {
+        let body = body();
+        assert_eq!(
+            body.token_id(),
+            hex::encode(token_sha256(&body.token))[..16]
+        );
+        let debug = format!("{body:?}");
+        assert!(!debug.contains(&body.token));
+        assert!(debug.contains(&body.token_id()));
+        assert!(!format!("{:?}", signing_key()).contains(&signing_key().to_hex()));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = StickBody::verify(&bytes, &signing_key().verifying_key());
+        }
+
+        #[test]
+        fn arbitrary_bytes_behind_a_valid_preamble_never_panic(
+            len in any::<u32>(),
+            rest in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let mut bytes = MAGIC.to_vec();
+            bytes.push(FORMAT_VERSION);
+            bytes.extend_from_slice(&len.to_le_bytes());
+            bytes.extend_from_slice(&rest);
+            prop_assert!(StickBody::verify(&bytes, &signing_key().verifying_key()).is_err());
+        }
+    }
+}

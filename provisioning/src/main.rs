@@ -1,0 +1,328 @@
+//! `skolebro-provision`: the operations CLI. `init` makes the platform's keys, `stick` writes a
+//! signed config stick for a school, `list` and `revoke` manage tokens and devices through
+//! central's admin API. The work lives in the library; this file parses arguments and prints.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use skolebro_provisioning::admin::{self, AdminClient, DeviceEntry, TokenEntry};
+use skolebro_provisioning::keys::KeyFolder;
+use skolebro_provisioning::stick::{self, StickRequest};
+
+/// Operations tooling for skolebro: platform keys, config sticks, enrollment tokens and
+/// devices.
+#[derive(Debug, Parser)]
+#[command(name = "skolebro-provision", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make the platform's keys in a new folder: device CA, central's CA and server
+    /// certificate, stick-signing key, central's sealing key pair, release-signing key, and a
+    /// central.toml using them. Refuses to overwrite existing keys.
+    Init {
+        /// The folder for the keys (created, mode 0700).
+        #[arg(long, value_name = "KEYS")]
+        dir: PathBuf,
+        /// A DNS name or IP address for central's server certificate; repeat for several.
+        /// Default: localhost and 127.0.0.1.
+        #[arg(long = "server-name", value_name = "NAME")]
+        server_names: Vec<String>,
+    },
+    /// Write a signed config stick for one school. The stick's one-time token is registered
+    /// with central first; nothing is written unless central accepted it.
+    Stick {
+        /// The folder `init` made.
+        #[arg(long, value_name = "KEYS")]
+        keys: PathBuf,
+        /// Where the stick is mounted; the bundle goes to SKOLEBRO/BUNDLE.SKB under it.
+        #[arg(long, value_name = "STICK_ROOT")]
+        out: PathBuf,
+        /// The county number, 2 digits (e.g. 46).
+        #[arg(long)]
+        fylke: String,
+        /// The municipality number, 4 digits starting with the fylke (e.g. 4601).
+        #[arg(long)]
+        kommune: String,
+        /// The school's number (digits).
+        #[arg(long)]
+        skolenummer: String,
+        /// The school's name, for people reading lists.
+        #[arg(long)]
+        name: String,
+        /// Central's device address, https://host:port.
+        #[arg(long, value_name = "URL")]
+        central_url: String,
+        /// Central's admin API.
+        #[arg(long, value_name = "URL", default_value = admin::DEFAULT_ADMIN_URL)]
+        admin_url: String,
+        /// How many days the token stays valid.
+        #[arg(long, value_name = "DAYS", default_value_t = stick::DEFAULT_EXPIRES_DAYS)]
+        expires_days: u32,
+        /// Agent settings for the school, in agent.toml syntax, without the central and
+        /// identity tables or state_dir (enrollment and the device set those).
+        #[arg(long, value_name = "FILE.toml")]
+        settings: Option<PathBuf>,
+        /// The export drop folder on the Pi (sets drop_dir in the settings).
+        #[arg(long, value_name = "PATH")]
+        drop_dir: Option<String>,
+    },
+    /// List enrollment tokens or devices known to central.
+    List {
+        /// What to list.
+        what: ListWhat,
+        /// Central's admin API.
+        #[arg(long, value_name = "URL", default_value = admin::DEFAULT_ADMIN_URL)]
+        admin_url: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an enrollment token (by its id) or a device, at central.
+    Revoke {
+        /// What to revoke.
+        what: RevokeWhat,
+        /// The token id (16 hex characters, as `list tokens` shows) or the device id.
+        id: String,
+        /// Central's admin API.
+        #[arg(long, value_name = "URL", default_value = admin::DEFAULT_ADMIN_URL)]
+        admin_url: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ListWhat {
+    Tokens,
+    Devices,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RevokeWhat {
+    Token,
+    Device,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Init { dir, server_names } => init(dir, &server_names),
+        Command::Stick {
+            keys,
+            out,
+            fylke,
+            kommune,
+            skolenummer,
+            name,
+            central_url,
+            admin_url,
+            expires_days,
+            settings,
+            drop_dir,
+        } => {
+            let request = StickRequest {
+                site: stick::site_info(&fylke, &kommune, &skolenummer, &name)?,
+                central_url: stick::central_url(&central_url)?,
+                expires_days,
+                settings_toml: stick::agent_settings(settings.as_deref(), drop_dir.as_deref())?,
+            };
+            let admin = AdminClient::new(&admin_url)?;
+            let keys = KeyFolder::new(keys);
+            let now = now_unix()?;
+            let (body, path) =
+                runtime()?.block_on(stick::provision(&keys, &request, &out, &admin, now))?;
+            println!("wrote {}", path.display());
+            println!("site      {} ({})", body.site_id, body.site.name);
+            println!("central   {}", body.central_url);
+            println!("token id  {}", body.token_id());
+            println!(
+                "expires   {} ({} days)",
+                utc(body.token_expires_unix),
+                expires_days
+            );
+            Ok(())
+        }
+        Command::List {
+            what,
+            admin_url,
+            json,
+        } => {
+            let admin = AdminClient::new(&admin_url)?;
+            let runtime = runtime()?;
+            match what {
+                ListWhat::Tokens => {
+                    let tokens = runtime.block_on(admin.tokens())?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&tokens)?);
+                    } else {
+                        print_tokens(&tokens, now_unix()?);
+                    }
+                }
+                ListWhat::Devices => {
+                    let devices = runtime.block_on(admin.devices())?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&devices)?);
+                    } else {
+                        print_devices(&devices);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Revoke {
+            what,
+            id,
+            admin_url,
+        } => {
+            let admin = AdminClient::new(&admin_url)?;
+            match what {
+                RevokeWhat::Token => runtime()?.block_on(admin.revoke_token(&id))?,
+                RevokeWhat::Device => runtime()?.block_on(admin.revoke_device(&id))?,
+            }
+            println!("revoked {} {id}", what_word(what));
+            Ok(())
+        }
+    }
+}
+
+fn init(dir: PathBuf, server_names: &[String]) -> anyhow::Result<()> {
+    let (folder, fingerprints) = KeyFolder::init(&dir, server_names)?;
+    println!("platform keys written to {}", folder.dir().display());
+    let width = fingerprints
+        .iter()
+        .map(|fp| fp.what.len())
+        .max()
+        .unwrap_or(0);
+    for fp in &fingerprints {
+        println!(
+            "  {:width$}  sha256:{}  {}, {}",
+            fp.what, fp.sha256, fp.files[0], fp.files[1]
+        );
+    }
+    println!(
+        "install {} and {} with every agent; keep the *.key files offline except those central needs",
+        KeyFolder::STICK_PUB,
+        KeyFolder::RELEASE_PUB
+    );
+    println!(
+        "run central with: skolebro-central serve --config {}",
+        folder.path(KeyFolder::CENTRAL_CONFIG).display()
+    );
+    Ok(())
+}
+
+fn print_tokens(tokens: &[TokenEntry], now: u64) {
+    if tokens.is_empty() {
+        println!("no tokens");
+        return;
+    }
+    let rows = tokens
+        .iter()
+        .map(|token| {
+            let state = if token.revoked {
+                "revoked".to_owned()
+            } else if let Some(device) = &token.used_by {
+                match token.used_unix {
+                    Some(at) => format!("used by {device} at {}", utc(at)),
+                    None => format!("used by {device}"),
+                }
+            } else if now >= token.expires_unix {
+                "expired".to_owned()
+            } else {
+                "unused".to_owned()
+            };
+            vec![
+                token.id.clone(),
+                token.site.clone(),
+                token.site_name.clone(),
+                utc(token.expires_unix),
+                state,
+            ]
+        })
+        .collect();
+    print_table(&["TOKEN ID", "SITE", "SCHOOL", "EXPIRES", "STATE"], rows);
+}
+
+fn print_devices(devices: &[DeviceEntry]) {
+    if devices.is_empty() {
+        println!("no devices");
+        return;
+    }
+    let rows = devices
+        .iter()
+        .map(|device| {
+            let state = match device.revoked {
+                Some(true) => "revoked",
+                Some(false) => "active",
+                None => "not registered",
+            };
+            let heard = device
+                .last_heartbeat_unix_ms
+                .map_or_else(|| "never".to_owned(), |ms| utc(ms / 1000));
+            vec![
+                device.device.clone(),
+                device.site.clone().unwrap_or_else(|| "-".to_owned()),
+                state.to_owned(),
+                heard,
+            ]
+        })
+        .collect();
+    print_table(&["DEVICE", "SITE", "STATE", "LAST HEARD"], rows);
+}
+
+fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+fn what_word(what: RevokeWhat) -> &'static str {
+    match what {
+        RevokeWhat::Token => "token",
+        RevokeWhat::Device => "device",
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM UTC`, or the number if it is out of range.
+fn utc(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .map_or_else(
+            || unix.to_string(),
+            |t| format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute()),
+        )
+}
+
+fn now_unix() -> anyhow::Result<u64> {
+    Ok(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
+}
