@@ -3,10 +3,13 @@
 //!
 //! They are the other end of the data flow: what the ingest stored is read back here (the
 //! current roster, the roster at a past time, counts), and operators look at the fleet and
-//! queue commands that [`crate::ingest`] hands out with the next heartbeat. There is no
-//! authentication yet, which is why the listener belongs on loopback behind a proxy. The
+//! queue commands that [`crate::ingest`] hands out with the next heartbeat. They are also the
+//! start of a device's life: `skolebro-provision stick` registers the stick's enrollment
+//! token here (only its SHA-256), and operators list and revoke tokens and devices. There is
+//! no authentication yet, which is why the listener belongs on loopback behind a proxy. The
 //! roster answers carry personal data by design; nothing of it is logged.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -23,7 +26,12 @@ use crate::fleet::Command;
 use crate::ingest::store_failure;
 use crate::reply;
 use crate::server::AppState;
-use crate::store::Timestamp;
+use crate::store::{
+    token_id, NewToken, StoreError, Timestamp, TokenRecord, MAX_ENROLLABLE_SITE_LEN,
+};
+
+/// Longest school name a token may carry: names are for people's lists, not documents.
+const MAX_SITE_NAME_LEN: usize = 256;
 
 /// Largest operator request body: a command is a few dozen bytes.
 const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
@@ -35,6 +43,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sites/{site}/counts", get(get_counts))
         .route("/admin/devices", get(get_devices))
         .route("/admin/devices/{device}/commands", post(post_command))
+        .route("/admin/devices/{device}/revoke", post(post_revoke_device))
+        .route("/admin/tokens", get(get_tokens).post(post_token))
+        .route("/admin/tokens/{id}/revoke", post(post_revoke_token))
         .fallback(reply::not_found)
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES))
         .with_state(state)
@@ -109,23 +120,25 @@ async fn get_counts(State(state): State<Arc<AppState>>, Path(site): Path<String>
     }
 }
 
-/// Every device central has heard from (or queued a command for) since it started, with its
-/// registration and chain head from the store.
+/// Every registered device (from the store, so the list survives restarts) with its site,
+/// revocation and chain head, and what central has heard from it since it started.
 async fn get_devices(State(state): State<Arc<AppState>>) -> Response {
-    let mut devices = Vec::new();
-    for (device, activity) in state.fleet.snapshot() {
-        let record = match state.store.device(&device).await {
-            Ok(record) => record,
-            Err(error) => return store_failure(&error),
-        };
+    let registered = match state.store.list_devices().await {
+        Ok(registered) => registered,
+        Err(error) => return store_failure(&error),
+    };
+    let mut activities: HashMap<_, _> = state.fleet.snapshot().into_iter().collect();
+    let mut devices = Vec::with_capacity(registered.len());
+    for (device, record) in registered {
         let head = match state.store.chain_head(&device).await {
             Ok(head) => head,
             Err(error) => return store_failure(&error),
         };
+        let activity = activities.remove(&device).unwrap_or_default();
         devices.push(json!({
             "device": device,
-            "site": record.as_ref().map(|record| record.site.clone()),
-            "revoked": record.as_ref().map(|record| record.revoked),
+            "site": record.site,
+            "revoked": record.revoked,
             "chain_head": {"next_seq": head.next_seq.0, "prev": hex::encode(head.prev)},
             "last_heartbeat": activity.last_heartbeat,
             "last_heartbeat_unix_ms": activity.last_heartbeat_at.map(Timestamp::unix_millis),
@@ -180,5 +193,150 @@ async fn post_command(
             "queue_full",
             full.to_string(),
         ),
+    }
+}
+
+/// `POST /admin/devices/{device}/revoke`: the device's connections are refused from its next
+/// one on (and its batches and heartbeats at once, on a connection already open).
+async fn post_revoke_device(
+    State(state): State<Arc<AppState>>,
+    Path(device): Path<String>,
+) -> Response {
+    let Ok(device) = DeviceId::new(device) else {
+        return reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_device",
+            "a device id is 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+        );
+    };
+    match state.store.revoke_device(&device).await {
+        Ok(()) => {
+            tracing::info!(%device, "device revoked");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(StoreError::UnknownDevice(_)) => reply::error(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("device {device} is not registered"),
+        ),
+        Err(error) => store_failure(&error),
+    }
+}
+
+/// A token to register, as `skolebro-provision stick` posts it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    /// SHA-256 of the token's text, 64 hex characters.
+    token_sha256: String,
+    site: String,
+    site_name: String,
+    expires_unix: u64,
+}
+
+/// `POST /admin/tokens`: registers a stick's enrollment token by its hash.
+async fn post_token(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<TokenBody>, JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return invalid_token(
+            "expected {\"token_sha256\", \"site\", \"site_name\", \"expires_unix\"}",
+        );
+    };
+    let Some(token_sha256) = hex::decode(&body.token_sha256)
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+    else {
+        return invalid_token("token_sha256 must be 64 hex characters");
+    };
+    let site = match SiteId::new(body.site) {
+        Ok(site) if site.as_str().len() <= MAX_ENROLLABLE_SITE_LEN => site,
+        _ => {
+            return invalid_token(format!(
+                "a site id is 1 to {MAX_ENROLLABLE_SITE_LEN} characters of A-Z, a-z, 0-9, \
+                 '.', '_' or '-'"
+            ))
+        }
+    };
+    if body.site_name.chars().count() > MAX_SITE_NAME_LEN {
+        return invalid_token(format!(
+            "site_name is at most {MAX_SITE_NAME_LEN} characters"
+        ));
+    }
+    let Some(expires) = body
+        .expires_unix
+        .checked_mul(1000)
+        .and_then(|ms| i64::try_from(ms).ok())
+    else {
+        return invalid_token("expires_unix is out of range");
+    };
+    let token = NewToken {
+        token_sha256,
+        site,
+        site_name: body.site_name,
+        created: Timestamp::now(),
+        expires: Timestamp(expires),
+    };
+    let id = token_id(&token_sha256);
+    match state.store.create_token(&token).await {
+        Ok(()) => {
+            tracing::info!(token = id, site = %token.site, expires = %token.expires, "enrollment token registered");
+            (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
+        }
+        Err(StoreError::TokenExists(_)) => reply::error(
+            StatusCode::CONFLICT,
+            "token_exists",
+            format!("a token with id {id} is already registered"),
+        ),
+        Err(error) => store_failure(&error),
+    }
+}
+
+fn invalid_token(detail: impl Into<String>) -> Response {
+    reply::error(StatusCode::BAD_REQUEST, "invalid_token", detail)
+}
+
+/// `GET /admin/tokens`: every token, newest first, without its hash.
+async fn get_tokens(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.list_tokens().await {
+        Ok(tokens) => Json(tokens.iter().map(token_json).collect::<Vec<_>>()).into_response(),
+        Err(error) => store_failure(&error),
+    }
+}
+
+fn token_json(token: &TokenRecord) -> serde_json::Value {
+    let seconds = |at: Timestamp| at.unix_millis().div_euclid(1000);
+    json!({
+        "id": token.id,
+        "site": token.site,
+        "site_name": token.site_name,
+        "created_unix": seconds(token.created),
+        "expires_unix": seconds(token.expires),
+        "used_by": token.used_by,
+        "used_unix": token.used_at.map(seconds),
+        "revoked": token.revoked,
+    })
+}
+
+/// `POST /admin/tokens/{id}/revoke`: a lost stick's token is refused from now on.
+async fn post_revoke_token(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let unknown = || {
+        reply::error(
+            StatusCode::NOT_FOUND,
+            "unknown_token",
+            "no enrollment token has this id",
+        )
+    };
+    if id.len() != 16 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return unknown();
+    }
+    match state.store.revoke_token(&id).await {
+        Ok(()) => {
+            tracing::info!(token = id, "enrollment token revoked");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(StoreError::TokenUnknown) => unknown(),
+        Err(error) => store_failure(&error),
     }
 }

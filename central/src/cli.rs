@@ -39,7 +39,8 @@ pub enum Command {
         config: PathBuf,
     },
     /// Register a device for a site with its envelope-signing key, and set the site's
-    /// handle secret. For tests and operations until enrollment exists.
+    /// handle secret, for a device set up by hand instead of enrolling with a config stick
+    /// (tests, the demo's way).
     RegisterDevice {
         /// The configuration file, for the store it names.
         #[arg(long, value_name = "PATH")]

@@ -7,7 +7,7 @@
 //! demo and the tests build those parts in memory).
 //!
 //! ```toml
-//! listen = "127.0.0.1:8443"        # device endpoints, mutual TLS
+//! listen = "127.0.0.1:8443"        # device endpoints, TLS (mutual, except for enrollment)
 //! admin_listen = "127.0.0.1:8080"  # operator and read endpoints, plain HTTP on loopback
 //! max_batch_bytes = 16777216       # one envelope, at most
 //! sealing_key = "keys/sealing.key" # central's X25519 private key, 64 hex characters
@@ -16,6 +16,13 @@
 //! cert = "pki/server.pem"          # server certificate chain
 //! key = "pki/server.key"           # its private key
 //! device_ca = "pki/device-ca.pem"  # the CA device certificates must chain to
+//! device_ca_key = "pki/device-ca.key"  # optional: its private key, to enroll and renew
+//!                                  # devices; without it /v1/enroll and /v1/renew answer
+//!                                  # 503 enrollment_disabled
+//!
+//! [enroll]                         # optional, and so is each setting
+//! cert_lifetime_seconds = 7776000  # lifetime of an issued device certificate (90 days)
+//! per_ip_per_minute = 10           # enrollment requests per peer address and minute
 //!
 //! [store]
 //! kind = "sqlite"                  # or "postgres"
@@ -35,8 +42,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use skolebro_protocol::SealingPrivateKey;
-use skolebro_provisioning::TlsError;
+use skolebro_provisioning::{CertificateAuthority, PkiError, TlsError};
 
+use crate::enroll::{EnrollSettings, DEFAULT_CERT_LIFETIME, DEFAULT_ENROLL_PER_IP_PER_MINUTE};
 use crate::server::ServerParts;
 use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 
@@ -81,6 +89,14 @@ pub enum ConfigError {
         files: String,
         error: Box<TlsError>,
     },
+    /// The device CA certificate and `device_ca_key` do not make a usable CA (not a key,
+    /// or the key of another certificate).
+    #[error("device CA ({files}): {error}")]
+    DeviceCa {
+        /// The two files, for the message.
+        files: String,
+        error: Box<PkiError>,
+    },
     /// The store could not be opened or migrated.
     #[error("store: {0}")]
     Store(StoreError),
@@ -114,6 +130,31 @@ pub struct CentralConfig {
     /// Where records, devices and chain heads are kept.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Limits of enrollment and renewal.
+    #[serde(default)]
+    pub enroll: EnrollConfig,
+}
+
+/// The `[enroll]` table: how long issued certificates live and how fast one address may try
+/// to enroll.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollConfig {
+    /// Lifetime of an issued device certificate, in seconds.
+    #[serde(default = "default_cert_lifetime_seconds")]
+    pub cert_lifetime_seconds: u64,
+    /// Enrollment requests one peer address may make per minute.
+    #[serde(default = "default_per_ip_per_minute")]
+    pub per_ip_per_minute: u32,
+}
+
+impl Default for EnrollConfig {
+    fn default() -> EnrollConfig {
+        EnrollConfig {
+            cert_lifetime_seconds: default_cert_lifetime_seconds(),
+            per_ip_per_minute: default_per_ip_per_minute(),
+        }
+    }
 }
 
 /// The PEM files of the device listener.
@@ -126,6 +167,10 @@ pub struct TlsConfig {
     pub key: PathBuf,
     /// The CA that issues device certificates; only its certificates may connect.
     pub device_ca: PathBuf,
+    /// The device CA's private key, so central can issue certificates at enrollment and
+    /// renewal. Optional: a central without it only ingests.
+    #[serde(default)]
+    pub device_ca_key: Option<PathBuf>,
 }
 
 /// Which database holds central's data (DESIGN decision 9): SQLite embedded, PostgreSQL in
@@ -181,6 +226,14 @@ fn default_pg_max_connections() -> usize {
     DEFAULT_PG_MAX_CONNECTIONS
 }
 
+fn default_cert_lifetime_seconds() -> u64 {
+    DEFAULT_CERT_LIFETIME.as_secs()
+}
+
+fn default_per_ip_per_minute() -> u32 {
+    DEFAULT_ENROLL_PER_IP_PER_MINUTE
+}
+
 impl CentralConfig {
     /// Reads and checks the configuration file at `path`, resolving relative paths against
     /// its folder.
@@ -209,6 +262,16 @@ impl CentralConfig {
                 "max_batch_bytes must be greater than 0".to_owned(),
             ));
         }
+        if config.enroll.cert_lifetime_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "enroll.cert_lifetime_seconds must be greater than 0".to_owned(),
+            ));
+        }
+        if config.enroll.per_ip_per_minute == 0 {
+            return Err(ConfigError::Invalid(
+                "enroll.per_ip_per_minute must be greater than 0".to_owned(),
+            ));
+        }
         if let StoreConfig::Postgres {
             max_connections, ..
         } = &config.store
@@ -223,6 +286,7 @@ impl CentralConfig {
         config.tls.cert = base.join(&config.tls.cert);
         config.tls.key = base.join(&config.tls.key);
         config.tls.device_ca = base.join(&config.tls.device_ca);
+        config.tls.device_ca_key = config.tls.device_ca_key.map(|key| base.join(key));
         if let StoreConfig::Sqlite { path } = &mut config.store {
             *path = base.join(&*path);
         }
@@ -235,13 +299,13 @@ impl CentralConfig {
         parse_sealing_key(&text).ok_or_else(|| ConfigError::SealingKey(self.sealing_key.clone()))
     }
 
-    /// The rustls configuration of the device listener: TLS 1.3, a client certificate from
-    /// the device CA required.
+    /// The rustls configuration of the device listener: TLS 1.3, client certificates from
+    /// the device CA, optional for enrollment ([`crate::server::device_tls_config`]).
     pub fn tls_server_config(&self) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
         let cert = read_to_string(&self.tls.cert)?;
         let key = read_to_string(&self.tls.key)?;
         let device_ca = read_to_string(&self.tls.device_ca)?;
-        skolebro_provisioning::tls::server_config(&cert, &key, &device_ca).map_err(|error| {
+        crate::server::device_tls_config(&cert, &key, &device_ca).map_err(|error| {
             ConfigError::Tls {
                 files: format!(
                     "{}, {}, {}",
@@ -251,6 +315,30 @@ impl CentralConfig {
                 ),
                 error: Box::new(error),
             }
+        })
+    }
+
+    /// Enrollment's settings: the device CA with its key if `device_ca_key` is set, and the
+    /// `[enroll]` limits.
+    pub fn enroll_settings(&self) -> Result<EnrollSettings, ConfigError> {
+        let device_ca = match &self.tls.device_ca_key {
+            None => None,
+            Some(key_path) => {
+                let cert = read_to_string(&self.tls.device_ca)?;
+                let key = read_to_string(key_path)?;
+                let ca = CertificateAuthority::from_pem(&cert, &key).map_err(|error| {
+                    ConfigError::DeviceCa {
+                        files: format!("{}, {}", self.tls.device_ca.display(), key_path.display()),
+                        error: Box::new(error),
+                    }
+                })?;
+                Some(Arc::new(ca))
+            }
+        };
+        Ok(EnrollSettings {
+            device_ca,
+            cert_lifetime: std::time::Duration::from_secs(self.enroll.cert_lifetime_seconds),
+            per_ip_per_minute: self.enroll.per_ip_per_minute,
         })
     }
 
@@ -271,6 +359,7 @@ impl CentralConfig {
     pub async fn server_parts(&self) -> Result<ServerParts, ConfigError> {
         let tls = self.tls_server_config()?;
         let sealing_key = self.read_sealing_key()?;
+        let enroll = self.enroll_settings()?;
         let store = self.open_store().await?;
         Ok(ServerParts {
             store,
@@ -279,6 +368,7 @@ impl CentralConfig {
             device_listen: self.listen,
             admin_listen: self.admin_listen,
             max_batch_bytes: self.max_batch_bytes,
+            enroll,
         })
     }
 }
@@ -366,6 +456,62 @@ mod tests {
         assert!(CentralConfig::parse(&store, Path::new("/x")).is_err());
         let kind = format!("{MINIMAL}\n[store]\nkind = \"mysql\"\n");
         assert!(CentralConfig::parse(&kind, Path::new("/x")).is_err());
+    }
+
+    #[test]
+    fn enrollment_settings_default_and_resolve_like_the_other_paths() {
+        let config = CentralConfig::parse(MINIMAL, Path::new("/srv/central")).unwrap();
+        assert_eq!(config.tls.device_ca_key, None);
+        assert_eq!(config.enroll.cert_lifetime_seconds, 90 * 24 * 3600);
+        assert_eq!(config.enroll.per_ip_per_minute, 10);
+        assert!(config.enroll_settings().unwrap().device_ca.is_none());
+
+        let text = MINIMAL.replace(
+            "device_ca = ",
+            "device_ca_key = \"pki/device-ca.key\"\ndevice_ca = ",
+        ) + "\n[enroll]\ncert_lifetime_seconds = 60\nper_ip_per_minute = 3\n";
+        let config = CentralConfig::parse(&text, Path::new("/srv/central")).unwrap();
+        assert_eq!(
+            config.tls.device_ca_key,
+            Some(PathBuf::from("/srv/central/pki/device-ca.key"))
+        );
+        assert_eq!(
+            config.enroll,
+            EnrollConfig {
+                cert_lifetime_seconds: 60,
+                per_ip_per_minute: 3
+            }
+        );
+        let zero = format!("{MINIMAL}\n[enroll]\nper_ip_per_minute = 0\n");
+        assert!(matches!(
+            CentralConfig::parse(&zero, Path::new("/x")),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_device_ca_key_loads_and_a_key_of_another_ca_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let validity =
+            skolebro_provisioning::Validity::from_now(std::time::Duration::from_secs(60));
+        skolebro_provisioning::DevPki::generate_dev(&dir.path().join("pki"), validity).unwrap();
+        let with_key = |key: &str| {
+            MINIMAL
+                .replace("/etc/skolebro/device-ca.pem", "pki/device-ca.pem")
+                .replace(
+                    "device_ca = ",
+                    &format!("device_ca_key = \"pki/{key}\"\ndevice_ca = "),
+                )
+        };
+
+        let config = CentralConfig::parse(&with_key("device-ca.key"), dir.path()).unwrap();
+        assert!(config.enroll_settings().unwrap().device_ca.is_some());
+
+        let config = CentralConfig::parse(&with_key("central-ca.key"), dir.path()).unwrap();
+        assert!(matches!(
+            config.enroll_settings(),
+            Err(ConfigError::DeviceCa { .. })
+        ));
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<DemoOutcom
         .await?;
     let central = serve(ServerParts {
         store: Arc::clone(&store),
-        tls: skolebro_provisioning::tls::server_config(
+        tls: crate::device_tls_config(
             &read(&dir.join(DevPki::SERVER_CERT))?,
             &read(&dir.join(DevPki::SERVER_KEY))?,
             &read(&dir.join(DevPki::DEVICE_CA_CERT))?,
@@ -94,6 +94,8 @@ pub async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<DemoOutcom
         device_listen: "127.0.0.1:0".parse()?,
         admin_listen: "127.0.0.1:0".parse()?,
         max_batch_bytes: 16 << 20,
+        // The demo registers its device itself (above) rather than enrolling it.
+        enroll: crate::EnrollSettings::default(),
     })
     .await?;
     println!(

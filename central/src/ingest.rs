@@ -1,5 +1,6 @@
 //! The device endpoints (docs/API.md, "Device endpoints"): `POST /v1/batches` and
-//! `POST /v1/heartbeat`, served on the mutual-TLS listener of [`crate::server`].
+//! `POST /v1/heartbeat`, served on the mutual-TLS listener of [`crate::server`], whose router
+//! also carries enrollment and renewal (`enroll.rs`).
 //!
 //! A batch goes: body read up to `max_batch_bytes` (413 beyond, before the rest is read) ->
 //! the envelope's *claimed* header ([`Envelope::from_bytes`]) -> checked against the
@@ -49,11 +50,14 @@ const DRAIN_CAP: u64 = 4 * 1024 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The device listener's routes, with the connection's [`DeviceIdentity`] expected as a
-/// request extension (the server inserts it per connection).
+/// request extension (the server inserts it per connection, and lets only enrollment
+/// through without one).
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/batches", post(post_batch))
         .route("/v1/heartbeat", post(post_heartbeat))
+        .route(crate::server::ENROLL_PATH, post(crate::enroll::post_enroll))
+        .route("/v1/renew", post(crate::enroll::post_renew))
         .fallback(reply::not_found)
         .layer(DefaultBodyLimit::max(MAX_HEARTBEAT_BYTES))
         .with_state(state)
@@ -254,8 +258,12 @@ async fn ingest(state: &Arc<AppState>, identity: &DeviceIdentity, body: Vec<u8>)
 }
 
 /// Whether the connection's device may write: registered, not revoked, and registered for
-/// the site its certificate names.
-async fn authorize(state: &AppState, identity: &DeviceIdentity) -> Result<DeviceRecord, Response> {
+/// the site its certificate names. Asked per request, so a device revoked while its
+/// connection is open is refused from its next request on.
+pub(crate) async fn authorize(
+    state: &AppState,
+    identity: &DeviceIdentity,
+) -> Result<DeviceRecord, Response> {
     let device = &identity.device;
     let record = match state.store.device(device).await {
         Ok(Some(record)) => record,
@@ -270,10 +278,10 @@ async fn authorize(state: &AppState, identity: &DeviceIdentity) -> Result<Device
         Err(error) => return Err(store_failure(&error)),
     };
     if record.revoked {
-        tracing::warn!(%device, "request refused: revoked");
+        tracing::warn!(%device, "request refused: device_revoked");
         return Err(reply::error(
             StatusCode::FORBIDDEN,
-            "revoked",
+            "device_revoked",
             format!("device {device} is revoked"),
         ));
     }
@@ -345,7 +353,7 @@ fn refuse_apply(identity: &DeviceIdentity, seq: Seq, error: &StoreError) -> Resp
         | StoreError::InvalidHead { .. }
         | StoreError::SeqOutOfRange(_) => (StatusCode::BAD_REQUEST, "malformed"),
         StoreError::UnknownDevice(_) => (StatusCode::FORBIDDEN, "unknown_device"),
-        StoreError::DeviceRevoked(_) => (StatusCode::FORBIDDEN, "revoked"),
+        StoreError::DeviceRevoked(_) => (StatusCode::FORBIDDEN, "device_revoked"),
         StoreError::WrongSite { .. } => (StatusCode::FORBIDDEN, "wrong_site"),
         StoreError::NoSiteSecret(site) => {
             tracing::error!(device = %identity.device, %seq, %site, "site has no secret; batch not applied");

@@ -8,16 +8,22 @@
 //! against the connection's certificate and the device's chain head, opens it, and hands it
 //! to the [`store`], where it is applied together with the new chain head in one transaction;
 //! heartbeats and operator commands meet in [`fleet`]; `admin` reads rosters and counts back
-//! out. The HTTP contract is `docs/API.md`.
+//! out and manages enrollment tokens and devices. Devices without a certificate get one from
+//! [`enroll`] with a one-time token from a config stick (DESIGN decision 6). The HTTP
+//! contract is `docs/API.md`.
 
 mod admin;
 pub mod config;
 pub mod demo;
+pub mod enroll;
 pub mod fleet;
 mod ingest;
 mod reply;
 pub mod server;
 pub mod store;
 
-pub use config::{CentralConfig, ConfigError, StoreConfig, TlsConfig};
-pub use server::{serve, RunningServer, ServerError, ServerParts, ShutdownHandle};
+pub use config::{CentralConfig, ConfigError, EnrollConfig, StoreConfig, TlsConfig};
+pub use enroll::EnrollSettings;
+pub use server::{
+    device_tls_config, serve, RunningServer, ServerError, ServerParts, ShutdownHandle,
+};

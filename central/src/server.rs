@@ -2,12 +2,15 @@
 //! ingest in `ingest.rs`) and the operator listener (plain HTTP on loopback,
 //! `admin.rs`).
 //!
-//! In the data flow this is where an agent's uplink arrives: TCP -> TLS handshake with a
-//! required client certificate from the device CA -> the certificate's [`DeviceIdentity`] ->
-//! HTTP/1.1 with that identity attached to every request of the connection -> the handlers,
-//! which check the envelope against it and apply it to the [`Store`]. A connection whose
-//! handshake fails is closed and logged at debug level only: scanners and misconfigured
-//! clients are not central's incidents.
+//! In the data flow this is where an agent's uplink arrives: TCP -> TLS handshake, in which
+//! a client certificate, if presented, must come from the device CA -> the certificate's
+//! [`DeviceIdentity`], checked against the store's revocation once per connection -> HTTP/1.1
+//! with the caller attached to every request of the connection -> the handlers, which check
+//! the envelope against it and apply it to the [`Store`]. A connection without a certificate
+//! may only enroll (`enroll.rs`); every other request of it is answered 401, and every
+//! request of a revoked device's connection 403. A connection whose handshake fails is
+//! closed and logged at debug level only: scanners and misconfigured clients are not
+//! central's incidents.
 //!
 //! [`serve`] takes ready-made [`ServerParts`] rather than a configuration file, so the
 //! `serve` command, the `demo` command and the tests all start the same server; with port 0
@@ -19,20 +22,27 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use skolebro_protocol::SealingPrivateKey;
-use skolebro_provisioning::DeviceIdentity;
+use skolebro_provisioning::{DeviceIdentity, ServerOptions, TlsError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::enroll::{EnrollSettings, Enrollment};
 use crate::fleet::Fleet;
+use crate::reply;
 use crate::store::Store;
+
+/// The one device endpoint a connection without a client certificate may use.
+pub(crate) const ENROLL_PATH: &str = "/v1/enroll";
 
 /// How long a client may take to finish the TLS handshake: a slow or stalled handshake holds
 /// a connection slot, so it is cut off rather than waited for.
@@ -55,9 +65,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 pub struct ServerParts {
     /// Where devices, chain heads and records live; chosen by the caller.
     pub store: Arc<dyn Store>,
-    /// The device listener's TLS configuration, normally from
-    /// [`skolebro_provisioning::tls::server_config`]: it must require a client certificate,
-    /// since every device request is attributed to the certificate's identity.
+    /// The device listener's TLS configuration, normally from [`device_tls_config`]: client
+    /// certificates verified against the device CA, and optional so that devices without
+    /// one can enroll. (A configuration that requires one works too, without enrollment.)
     pub tls: Arc<rustls::ServerConfig>,
     /// Central's HPKE private key, to open the envelopes agents sealed to its public key.
     pub sealing_key: SealingPrivateKey,
@@ -67,6 +77,28 @@ pub struct ServerParts {
     pub admin_listen: SocketAddr,
     /// Largest envelope accepted; anything larger is refused with 413.
     pub max_batch_bytes: usize,
+    /// The device CA and limits for `/v1/enroll` and `/v1/renew`.
+    pub enroll: EnrollSettings,
+}
+
+/// The device listener's rustls configuration: TLS 1.3, the server chain and key, client
+/// certificates verified against the device CA and carrying a device identity, but not
+/// required, because a device enrolls before it has one. The server answers every request
+/// of a connection without one, except enrollment, with 401.
+pub fn device_tls_config(
+    server_cert_chain_pem: &str,
+    server_key_pem: &str,
+    device_ca_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    skolebro_provisioning::tls::server_config_with(
+        server_cert_chain_pem,
+        server_key_pem,
+        device_ca_pem,
+        ServerOptions {
+            allow_unauthenticated: true,
+            ..ServerOptions::default()
+        },
+    )
 }
 
 impl std::fmt::Debug for ServerParts {
@@ -76,6 +108,7 @@ impl std::fmt::Debug for ServerParts {
             .field("device_listen", &self.device_listen)
             .field("admin_listen", &self.admin_listen)
             .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("enroll", &self.enroll)
             .finish_non_exhaustive()
     }
 }
@@ -98,6 +131,49 @@ pub(crate) struct AppState {
     pub sealing_key: SealingPrivateKey,
     pub max_batch_bytes: usize,
     pub fleet: Fleet,
+    pub enrollment: Enrollment,
+}
+
+/// The address a device connection comes from, attached to each of its requests: the
+/// enrollment rate limit counts per address.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub SocketAddr);
+
+/// Who is on a device connection, decided once after the handshake.
+#[derive(Debug)]
+enum Caller {
+    /// No client certificate: may only enroll.
+    Anonymous,
+    /// A device whose certificate verified and which was not revoked when it connected.
+    Device(DeviceIdentity),
+    /// A device that operations revoked: every request is refused, and says why.
+    Revoked(DeviceIdentity),
+    /// The store could not say whether the device is revoked: every request is asked to
+    /// come back later.
+    Unchecked,
+}
+
+impl Caller {
+    /// The answer to a request this caller may not make, or `None` to serve it.
+    fn refusal(&self, path: &str) -> Option<Response> {
+        match self {
+            Caller::Device(_) => None,
+            Caller::Anonymous if path == ENROLL_PATH => None,
+            Caller::Anonymous => Some(reply::error(
+                StatusCode::UNAUTHORIZED,
+                "client_certificate_required",
+                "only POST /v1/enroll may be used without a device certificate",
+            )),
+            Caller::Revoked(identity) => Some(reply::error(
+                StatusCode::FORBIDDEN,
+                "device_revoked",
+                format!("device {} is revoked", identity.device),
+            )),
+            Caller::Unchecked => Some(reply::unavailable(
+                "central cannot check the device's revocation now; try again later",
+            )),
+        }
+    }
 }
 
 /// Stops a running server from anywhere (a signal handler, a test). Cheap to clone.
@@ -174,12 +250,13 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
         sealing_key: parts.sealing_key,
         max_batch_bytes: parts.max_batch_bytes,
         fleet: Fleet::default(),
+        enrollment: Enrollment::new(parts.enroll),
     });
     let (sender, receiver) = watch::channel(false);
     let device_task = tokio::spawn(run_device_listener(
         device_listener,
         TlsAcceptor::from(parts.tls),
-        crate::ingest::router(Arc::clone(&state)),
+        Arc::clone(&state),
         receiver.clone(),
     ));
     let admin_task = tokio::spawn(run_admin_listener(
@@ -217,9 +294,10 @@ async fn shutdown_requested(mut receiver: watch::Receiver<bool>) {
 async fn run_device_listener(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    router: Router,
+    state: Arc<AppState>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let router = crate::ingest::router(Arc::clone(&state));
     let permits = Arc::new(Semaphore::new(MAX_DEVICE_CONNECTIONS));
     let mut connections = JoinSet::new();
     let stop = shutdown_requested(shutdown.clone());
@@ -246,6 +324,7 @@ async fn run_device_listener(
                     tcp,
                     peer,
                     acceptor.clone(),
+                    Arc::clone(&state),
                     router.clone(),
                     shutdown.clone(),
                     permit,
@@ -267,6 +346,7 @@ async fn serve_device_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
+    state: Arc<AppState>,
     router: Router,
     shutdown: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
@@ -282,25 +362,26 @@ async fn serve_device_connection(
             return;
         }
     };
-    // The verifier already refuses certificates without an identity; this cannot fail for
-    // a configuration from `server_config`, but a hand-made one is not trusted blindly.
-    let identity = match DeviceIdentity::from_connection(tls.get_ref().1) {
-        Ok(identity) => identity,
-        Err(error) => {
-            tracing::debug!(%peer, %error, "client certificate names no device");
-            return;
-        }
+    let caller = match identify(&state, peer, tls.get_ref().1).await {
+        Some(caller) => caller,
+        None => return,
     };
-    tracing::debug!(%peer, device = %identity.device, "device connected");
 
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-        request.extensions_mut().insert(identity.clone());
+        let refusal = caller.refusal(request.uri().path());
+        request.extensions_mut().insert(PeerAddr(peer));
+        if let Caller::Device(identity) = &caller {
+            request.extensions_mut().insert(identity.clone());
+        }
         let router = router.clone();
         async move {
-            router
-                .oneshot(request)
-                .await
-                .map_err(|never: Infallible| never)
+            match refusal {
+                Some(response) => Ok(response),
+                None => router
+                    .oneshot(request)
+                    .await
+                    .map_err(|never: Infallible| never),
+            }
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -322,6 +403,46 @@ async fn serve_device_connection(
             }
         }
     }
+}
+
+/// Who the connection's client is: anonymous without a certificate, otherwise its device,
+/// checked against the store's revocation (the check DESIGN decision 6 asks for on every
+/// connection). `None` closes the connection: a certificate without a device identity.
+async fn identify(
+    state: &AppState,
+    peer: SocketAddr,
+    connection: &rustls::ServerConnection,
+) -> Option<Caller> {
+    if connection
+        .peer_certificates()
+        .is_none_or(|certs| certs.is_empty())
+    {
+        tracing::debug!(%peer, "connection without a client certificate");
+        return Some(Caller::Anonymous);
+    }
+    // The verifier already refuses certificates without an identity; this cannot fail for
+    // a configuration from `device_tls_config`, but a hand-made one is not trusted blindly.
+    let identity = match DeviceIdentity::from_connection(connection) {
+        Ok(identity) => identity,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "client certificate names no device");
+            return None;
+        }
+    };
+    Some(match state.store.device(&identity.device).await {
+        Ok(Some(record)) if record.revoked => {
+            tracing::warn!(%peer, device = %identity.device, "a revoked device connected");
+            Caller::Revoked(identity)
+        }
+        Ok(_) => {
+            tracing::debug!(%peer, device = %identity.device, "device connected");
+            Caller::Device(identity)
+        }
+        Err(error) => {
+            tracing::error!(%peer, device = %identity.device, %error, "revocation check failed");
+            Caller::Unchecked
+        }
+    })
 }
 
 async fn run_admin_listener(

@@ -1,7 +1,7 @@
 //! Central's ingest over real mutual TLS on loopback: the server runs in-process on port 0
 //! with a SQLite store in a temporary folder, devices get certificates from a dev PKI, and
 //! envelopes are sealed exactly as the agent seals them. Every refusal is checked to leave
-//! the store untouched.
+//! the store untouched. Enrollment has its own tests (`enroll.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use rustls::pki_types::pem::PemObject as _;
 use serde_json::{json, Value};
 use skolebro_central::store::{Counts, SqliteStore, Store};
-use skolebro_central::{serve, RunningServer, ServerParts};
+use skolebro_central::{device_tls_config, serve, EnrollSettings, RunningServer, ServerParts};
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
     ChainHead, Delta, DeviceId, DeviceSigningKey, Entity, EntityDelta, Gender, Header, Payload,
@@ -44,7 +44,7 @@ impl Central {
         );
         let pki =
             DevPki::generate(Validity::from_now(Duration::from_secs(3600))).expect("a dev PKI");
-        let tls = skolebro_provisioning::tls::server_config(
+        let tls = device_tls_config(
             &pki.server.cert_pem,
             &pki.server.key_pem,
             pki.device_ca.cert_pem(),
@@ -58,6 +58,7 @@ impl Central {
             device_listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
             max_batch_bytes,
+            enroll: EnrollSettings::default(),
         })
         .await
         .expect("the server starts");
@@ -338,7 +339,7 @@ async fn a_batch_after_a_gap_is_answered_with_the_expected_seq_and_prev() {
 }
 
 #[tokio::test]
-async fn a_connection_without_a_client_certificate_is_refused_and_stores_nothing() {
+async fn a_connection_without_a_client_certificate_is_unauthorized_and_stores_nothing() {
     let central = Central::start().await;
     let mut device = central.enroll("pi-46505").await;
     let body = device.seal_next(&device.students(&two_students()));
@@ -360,16 +361,23 @@ async fn a_connection_without_a_client_certificate_is_refused_and_stores_nothing
         .build()
         .unwrap();
 
-    let result = anonymous
+    let response = anonymous
         .post(central.device_url("/v1/batches"))
         .body(body)
         .send()
-        .await;
+        .await
+        .expect("central answers");
 
-    assert!(
-        result.is_err(),
-        "a client without a certificate got an answer"
-    );
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let answer: Value = response.json().await.expect("a JSON answer");
+    assert_eq!(answer["error"], "client_certificate_required");
+    let heartbeat = anonymous
+        .post(central.device_url("/v1/heartbeat"))
+        .json(&json!({"version": "0.1.0", "state": "healthy"}))
+        .send()
+        .await
+        .expect("central answers");
+    assert_eq!(heartbeat.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(central.counts().await, Counts::default());
     assert_eq!(
         central.store.chain_head(&device.id).await.unwrap(),
@@ -466,7 +474,7 @@ async fn a_registered_certificate_of_an_unregistered_or_revoked_device_is_forbid
     let body = lost.seal_next(&lost.students(&two_students()));
     let (status, answer) = lost.post(&central, body).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(answer["error"], "revoked");
+    assert_eq!(answer["error"], "device_revoked");
     assert_eq!(central.counts().await, Counts::default());
     central.stop().await;
 }

@@ -13,20 +13,25 @@
 //! can get a public certificate for central's host name cannot stand in for central).
 //!
 //! A Pi has no real-time clock (DESIGN decision 8): until NTP syncs it may think it is 1970,
-//! and every certificate would look "not yet valid". [`client_builder`] therefore takes a
-//! time floor (build time, last time seen good); certificate validity is checked against the
-//! later of the system clock and the floor.
+//! or years ahead, and every certificate would look "not yet valid" or "expired". The agent's
+//! client therefore checks central's certificate against a [`CertificateClock`], asked at
+//! every handshake: once the clock is synced, against the real time (an expired certificate
+//! is refused); before that, the system clock is ignored and the real time is only known to
+//! be no earlier than a floor (build time, last time seen good), so a certificate is accepted
+//! if it is valid at some time from the floor on ([`TimeReading::AtLeast`]).
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rustls::client::danger::HandshakeSignatureValid;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::time_provider::TimeProvider;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
     ServerConfig, SignatureScheme,
@@ -140,9 +145,14 @@ impl DeviceIdentity {
 pub type AdmitDevice = Arc<dyn Fn(&DeviceIdentity, &str) -> bool + Send + Sync>;
 
 /// Optional parts of central's TLS configuration; [`Default`] gives neither CRLs nor an
-/// admission check.
+/// admission check, and requires a client certificate.
 #[derive(Clone, Default)]
 pub struct ServerOptions {
+    /// Let clients without a certificate complete the handshake, so a device that has none
+    /// yet can enroll over the same listener. A certificate that *is* presented is verified
+    /// exactly as before; the server must then refuse every request of an anonymous
+    /// connection except enrollment (central answers 401).
+    pub allow_unauthenticated: bool,
     /// Certificate revocation lists (PEM) issued by the device CA, checked for the client
     /// certificate by rustls' WebPKI verifier. This is where CRLs go once operations publish
     /// them.
@@ -156,6 +166,7 @@ impl fmt::Debug for ServerOptions {
         f.debug_struct("ServerOptions")
             .field("crls", &self.crls_pem.len())
             .field("admit", &self.admit.is_some())
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
             .finish()
     }
 }
@@ -178,7 +189,8 @@ pub fn server_config(
     )
 }
 
-/// [`server_config`] with CRLs and an admission check.
+/// [`server_config`] with CRLs, an admission check, or anonymous clients allowed
+/// ([`ServerOptions`]).
 pub fn server_config_with(
     server_cert_chain_pem: &str,
     server_key_pem: &str,
@@ -199,6 +211,9 @@ pub fn server_config_with(
     if !crls.is_empty() {
         builder = builder.with_crls(crls);
     }
+    if options.allow_unauthenticated {
+        builder = builder.allow_unauthenticated();
+    }
     let verifier = Arc::new(DeviceClientVerifier {
         inner: builder.build()?,
         admit: options.admit,
@@ -213,28 +228,107 @@ pub fn server_config_with(
     Ok(Arc::new(config))
 }
 
+/// What the agent knows about the time when it checks central's certificate (DESIGN
+/// decision 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeReading {
+    /// The system clock is synced: certificates are checked against this time, so an expired
+    /// one is refused.
+    Synced(SystemTime),
+    /// The clock is not synced and may read anything: the real time is only known to be no
+    /// earlier than this floor. A certificate is accepted if it is valid at some time from the
+    /// floor on: one that expired before the floor is refused, one that starts after it is
+    /// not held against the device.
+    AtLeast(SystemTime),
+}
+
+/// Where [`TimeReading`]s come from. Asked at every handshake, because the agent's client
+/// lives for days and its clock may sync in the meantime.
+pub trait CertificateClock: Send + Sync + fmt::Debug {
+    fn reading(&self) -> TimeReading;
+}
+
+/// The system clock, taken as synced: for machines whose clock is known good (central's
+/// tests, operations' tools).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl CertificateClock for SystemClock {
+    fn reading(&self) -> TimeReading {
+        TimeReading::Synced(SystemTime::now())
+    }
+}
+
+/// A clock that is never synced, with a fixed floor: what [`client_builder`]'s `time_floor`
+/// means.
+#[derive(Debug, Clone, Copy)]
+struct FixedFloor(SystemTime);
+
+impl CertificateClock for FixedFloor {
+    fn reading(&self) -> TimeReading {
+        TimeReading::AtLeast(self.0)
+    }
+}
+
+/// The device's certificate and private key (PEM), presented to central in the handshake.
+#[derive(Clone, Copy)]
+pub struct ClientIdentity<'a> {
+    pub cert_pem: &'a str,
+    pub key_pem: &'a str,
+}
+
+impl fmt::Debug for ClientIdentity<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity").finish_non_exhaustive()
+    }
+}
+
 /// The agent's rustls configuration: TLS 1.3 only, presenting the device certificate, and
-/// trusting only `server_ca_pem` (no system roots). `time_floor` (see the module doc) is the
-/// earliest time the server's certificate chain is checked against; `None` uses the system
-/// clock as it is. Returned by value because reqwest takes it so; wrap it in
-/// an `Arc` for tokio-rustls.
+/// trusting only `server_ca_pem` (no system roots). `time_floor` (see the module doc): `None`
+/// checks central's certificate against the system clock as it is; `Some(floor)` treats the
+/// clock as unsynced with that floor. Returned by value because reqwest takes it so; wrap it
+/// in an `Arc` for tokio-rustls.
 pub fn client_config(
     identity_cert_pem: &str,
     identity_key_pem: &str,
     server_ca_pem: &str,
     time_floor: Option<SystemTime>,
 ) -> Result<ClientConfig, TlsError> {
+    pinned_client_config(
+        Some(ClientIdentity {
+            cert_pem: identity_cert_pem,
+            key_pem: identity_key_pem,
+        }),
+        server_ca_pem,
+        floor_clock(time_floor),
+    )
+}
+
+/// The agent's rustls configuration with its own clock: TLS 1.3 only, trusting only
+/// `server_ca_pem`, checking central's certificate against `clock`, and presenting
+/// `identity` if there is one. Enrollment connects without an identity (it has no
+/// certificate yet; central lets only `POST /v1/enroll` through without one), pinned to the
+/// CA on the stick.
+pub fn pinned_client_config(
+    identity: Option<ClientIdentity<'_>>,
+    server_ca_pem: &str,
+    clock: Arc<dyn CertificateClock>,
+) -> Result<ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let clock = Arc::new(FlooredClock {
-        floor: time_floor.map(unix_time),
-    });
-    let config = ClientConfig::builder_with_details(provider, clock)
+    let inner =
+        WebPkiServerVerifier::builder_with_provider(root_store(server_ca_pem)?, provider.clone())
+            .build()?;
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(root_store(server_ca_pem)?)
-        .with_client_auth_cert(
-            certificates(identity_cert_pem)?,
-            private_key(identity_key_pem)?,
-        )?;
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ClockedServerVerifier { inner, clock }));
+    let config = match identity {
+        Some(identity) => builder.with_client_auth_cert(
+            certificates(identity.cert_pem)?,
+            private_key(identity.key_pem)?,
+        )?,
+        None => builder.with_no_client_auth(),
+    };
     Ok(config)
 }
 
@@ -247,12 +341,23 @@ pub fn client_builder(
     server_ca_pem: &str,
     time_floor: Option<SystemTime>,
 ) -> Result<reqwest::ClientBuilder, TlsError> {
-    let config = client_config(
-        identity_cert_pem,
-        identity_key_pem,
+    pinned_client_builder(
+        Some(ClientIdentity {
+            cert_pem: identity_cert_pem,
+            key_pem: identity_key_pem,
+        }),
         server_ca_pem,
-        time_floor,
-    )?;
+        floor_clock(time_floor),
+    )
+}
+
+/// A reqwest builder preconfigured with [`pinned_client_config`] and HTTPS only.
+pub fn pinned_client_builder(
+    identity: Option<ClientIdentity<'_>>,
+    server_ca_pem: &str,
+    clock: Arc<dyn CertificateClock>,
+) -> Result<reqwest::ClientBuilder, TlsError> {
+    let config = pinned_client_config(identity, server_ca_pem, clock)?;
     // reqwest's own rustls setup panics without a process-wide provider; ours brings its
     // provider along, but installing ring once keeps any other client in the process working.
     // An error only means a provider is already installed.
@@ -269,6 +374,129 @@ pub fn client(
     server_ca_pem: &str,
 ) -> Result<reqwest::Client, TlsError> {
     Ok(client_builder(identity_cert_pem, identity_key_pem, server_ca_pem, None)?.build()?)
+}
+
+/// The validity period (not before, not after) of the first certificate in `cert_pem`: the
+/// agent schedules renewal from it and shows it in `status`.
+pub fn certificate_validity(cert_pem: &str) -> Result<(SystemTime, SystemTime), TlsError> {
+    let der = certificates(cert_pem)?
+        .into_iter()
+        .next()
+        .ok_or(TlsError::Pem("certificate"))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|_| TlsError::BadCertificate)?;
+    let validity = cert.validity();
+    Ok((
+        x509_time(validity.not_before.timestamp()),
+        x509_time(validity.not_after.timestamp()),
+    ))
+}
+
+/// Whether the first certificate in `cert_pem` certifies the public key of `key_pem`. The
+/// agent checks a certificate central returned before storing it beside its key, so a mixed
+/// up answer cannot leave it with a pair that fails every handshake.
+pub fn certificate_matches_key(cert_pem: &str, key_pem: &str) -> Result<bool, TlsError> {
+    let der = certificates(cert_pem)?
+        .into_iter()
+        .next()
+        .ok_or(TlsError::Pem("certificate"))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|_| TlsError::BadCertificate)?;
+    let key = rcgen::KeyPair::from_pem(key_pem).map_err(|_| TlsError::Pem("private key"))?;
+    Ok(cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw())
+}
+
+/// The device and site the first certificate in `cert_pem` names: the agent checks that a
+/// certificate central returned is for the device it asked for.
+pub fn certificate_identity(cert_pem: &str) -> Result<DeviceIdentity, TlsError> {
+    let der = certificates(cert_pem)?
+        .into_iter()
+        .next()
+        .ok_or(TlsError::Pem("certificate"))?;
+    DeviceIdentity::from_peer_certificate(&der)
+}
+
+fn floor_clock(time_floor: Option<SystemTime>) -> Arc<dyn CertificateClock> {
+    match time_floor {
+        Some(floor) => Arc::new(FixedFloor(floor)),
+        None => Arc::new(SystemClock),
+    }
+}
+
+/// A certificate time (seconds since the epoch, possibly before it) as a `SystemTime`.
+fn x509_time(seconds: i64) -> SystemTime {
+    match u64::try_from(seconds) {
+        Ok(after) => SystemTime::UNIX_EPOCH + Duration::from_secs(after),
+        Err(_) => SystemTime::UNIX_EPOCH,
+    }
+}
+
+/// WebPKI verification of central's certificate against the pinned CA, at the time the
+/// [`CertificateClock`] allows (see [`TimeReading`]) instead of the time rustls passes in.
+#[derive(Debug)]
+struct ClockedServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    clock: Arc<dyn CertificateClock>,
+}
+
+impl ClockedServerVerifier {
+    /// The time to verify the chain at: the synced time, or for an unsynced clock the
+    /// latest of the floor and the start of every certificate presented, so only a
+    /// certificate that ended before the floor fails on time.
+    fn time_for(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> UnixTime {
+        let at = match self.clock.reading() {
+            TimeReading::Synced(now) => now,
+            TimeReading::AtLeast(floor) => std::iter::once(end_entity)
+                .chain(intermediates)
+                .filter_map(|der| {
+                    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+                    Some(x509_time(cert.validity().not_before.timestamp()))
+                })
+                .fold(floor, SystemTime::max),
+        };
+        unix_time(at)
+    }
+}
+
+impl ServerCertVerifier for ClockedServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let at = self.time_for(end_entity, intermediates);
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, at)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 fn root_store(ca_pem: &str) -> Result<Arc<RootCertStore>, TlsError> {
@@ -300,22 +528,6 @@ fn unix_time(t: SystemTime) -> UnixTime {
     )
 }
 
-/// The clock the agent checks certificates against: never earlier than the floor.
-#[derive(Debug)]
-struct FlooredClock {
-    floor: Option<UnixTime>,
-}
-
-impl TimeProvider for FlooredClock {
-    fn current_time(&self) -> Option<UnixTime> {
-        let now = unix_time(SystemTime::now());
-        Some(match self.floor {
-            Some(floor) if floor > now => floor,
-            _ => now,
-        })
-    }
-}
-
 /// WebPKI verification against the device CA, then the identity check and the admission
 /// hook, so that central never completes a handshake with a client it would refuse anyway.
 struct DeviceClientVerifier {
@@ -338,7 +550,7 @@ impl ClientCertVerifier for DeviceClientVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        self.inner.client_auth_mandatory()
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -385,5 +597,75 @@ impl ClientCertVerifier for DeviceClientVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+/// The clock rules of the agent's verifier (DESIGN decision 8), checked on central's
+/// certificate directly: an unsynced clock years off either way does not brick the device,
+/// a synced clock refuses an expired certificate.
+#[cfg(test)]
+mod client_clock_tests {
+    use super::*;
+    use crate::pki::{DevPki, Validity};
+
+    const DAY: Duration = Duration::from_secs(86_400);
+    const YEARS: Duration = Duration::from_secs(5 * 365 * 86_400);
+
+    fn verify(pki: &DevPki, reading: TimeReading) -> Result<ServerCertVerified, rustls::Error> {
+        #[derive(Debug)]
+        struct Fixed(TimeReading);
+        impl CertificateClock for Fixed {
+            fn reading(&self) -> TimeReading {
+                self.0
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let inner = WebPkiServerVerifier::builder_with_provider(
+            root_store(pki.central_ca.cert_pem()).unwrap(),
+            provider,
+        )
+        .build()
+        .unwrap();
+        let verifier = ClockedServerVerifier {
+            inner,
+            clock: Arc::new(Fixed(reading)),
+        };
+        let ee = certificates(&pki.server.cert_pem).unwrap().remove(0);
+        verifier.verify_server_cert(
+            &ee,
+            &[],
+            &ServerName::try_from("localhost").unwrap(),
+            &[],
+            UnixTime::now(),
+        )
+    }
+
+    #[test]
+    fn an_unsynced_clock_years_off_either_way_is_ignored_and_a_synced_one_refuses_expiry() {
+        let now = SystemTime::now();
+        let pki = DevPki::generate(Validity::from_now(30 * DAY)).unwrap();
+        // Unsynced, floor a little in the past (build time): the system clock, whatever it
+        // says, plays no part.
+        assert!(verify(&pki, TimeReading::AtLeast(now - 10 * DAY)).is_ok());
+        // Unsynced with a floor before the certificate starts: still accepted.
+        assert!(verify(&pki, TimeReading::AtLeast(now - YEARS)).is_ok());
+        // Synced: the real time decides.
+        assert!(verify(&pki, TimeReading::Synced(now)).is_ok());
+        assert!(verify(&pki, TimeReading::Synced(now + YEARS)).is_err());
+        assert!(verify(&pki, TimeReading::Synced(now - YEARS)).is_err());
+        // Unsynced, but the floor says the certificate is over: refused.
+        assert!(verify(&pki, TimeReading::AtLeast(now + YEARS)).is_err());
+    }
+
+    #[test]
+    fn validity_and_key_match_are_read_from_the_certificate() {
+        let validity = Validity::from_now(30 * DAY);
+        let pki = DevPki::generate(validity).unwrap();
+        let (from, to) = certificate_validity(&pki.server.cert_pem).unwrap();
+        let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs(from), secs(validity.not_before()));
+        assert_eq!(secs(to), secs(validity.not_after()));
+        assert!(certificate_matches_key(&pki.server.cert_pem, &pki.server.key_pem).unwrap());
+        assert!(!certificate_matches_key(&pki.server.cert_pem, &pki.central_ca.key_pem()).unwrap());
     }
 }

@@ -28,15 +28,22 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, GenericClient, NoTls};
 
 use super::{
-    bytes32, check_batch, device_record, entity_from_name, entity_name, plan, prepare, push_record,
-    seq_from_db, seq_to_db, set_count, sort_roster, Batch, ChainCheck, Counts, Current,
-    CurrentVersions, DeviceRecord, DeviceState, Outcome, Prepared, Store, StoreError, StoreFuture,
-    Timestamp, Version,
+    bytes32, check_batch, device_record, enrolled_device_id, entity_from_name, entity_name, plan,
+    prepare, push_record, seq_from_db, seq_to_db, set_count, sort_roster, token_id, Batch,
+    ChainCheck, Counts, Current, CurrentVersions, DeviceRecord, DeviceState, EnrollRequest,
+    Enrolled, NewToken, Outcome, Prepared, Store, StoreError, StoreFuture, Timestamp, TokenRecord,
+    TokenRow, Version, TOKEN_COLUMNS,
 };
 
 /// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
 /// `schema_version`; embedding them means a binary always carries the schema it expects.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_enrollment.sql"),
+    ),
+];
 
 /// Version ids per `UPDATE … WHERE id = ANY($1)` closing versions: keeps each message well
 /// below PostgreSQL's limits while closing a whole school's roster takes a few statements.
@@ -304,6 +311,66 @@ async fn read_secret<C: GenericClient + Sync>(
     )?)))
 }
 
+/// Registers a device inside a transaction, or finds it registered with the same site and
+/// key (anything else is [`StoreError::DeviceConflict`]), and locks its row. Returns whether
+/// the device is revoked.
+///
+/// `ON CONFLICT DO NOTHING` and a locking re-read: two enrollments of one device at once
+/// neither fail on the primary key nor both believe they registered.
+async fn register<C: GenericClient + Sync>(
+    client: &C,
+    device: &DeviceId,
+    site: &SiteId,
+    key: &[u8; 32],
+) -> Result<bool, StoreError> {
+    client
+        .execute(
+            "INSERT INTO devices (device, site, verifying_key) VALUES ($1, $2, $3) \
+             ON CONFLICT (device) DO NOTHING",
+            &[&device.as_str(), &site.as_str(), &&key[..]],
+        )
+        .await?;
+    let row = client
+        .query_one(
+            "SELECT site, verifying_key, revoked FROM devices WHERE device = $1 FOR UPDATE",
+            &[&device.as_str()],
+        )
+        .await?;
+    let stored_site: &str = row.try_get(0)?;
+    let stored_key: &[u8] = row.try_get(1)?;
+    if stored_site != site.as_str() || stored_key != key {
+        return Err(StoreError::DeviceConflict(device.clone()));
+    }
+    Ok(row.try_get(2)?)
+}
+
+fn token_row(row: &tokio_postgres::Row) -> Result<TokenRow, StoreError> {
+    Ok(TokenRow {
+        token_sha256: row.try_get(0)?,
+        site: row.try_get(1)?,
+        site_name: row.try_get(2)?,
+        created: row.try_get(3)?,
+        expires: row.try_get(4)?,
+        used_by: row.try_get(5)?,
+        used_at: row.try_get(6)?,
+        revoked: row.try_get(7)?,
+    })
+}
+
+async fn read_token<C: GenericClient + Sync>(
+    client: &C,
+    token_sha256: &[u8; 32],
+    for_update: bool,
+) -> Result<Option<TokenRecord>, StoreError> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let sql =
+        format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE token_sha256 = $1{lock}");
+    match client.query_opt(&sql, &[&&token_sha256[..]]).await? {
+        Some(row) => Ok(Some(token_row(&row)?.into_record()?)),
+        None => Ok(None),
+    }
+}
+
 /// The current versions a plan needs: the named records for a delta, all for a snapshot.
 async fn read_current<C: GenericClient + Sync>(
     client: &C,
@@ -365,30 +432,138 @@ impl Store for PostgresStore {
         verifying_key: &'a DeviceVerifyingKey,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let key = verifying_key.to_bytes();
             let mut conn = self.pool.get().await?;
             let tx = conn.transaction().await?;
-            // ON CONFLICT DO NOTHING and a locking re-read: two enrollments of one device
-            // at once neither fail on the primary key nor both believe they registered.
-            tx.execute(
-                "INSERT INTO devices (device, site, verifying_key) VALUES ($1, $2, $3) \
-                 ON CONFLICT (device) DO NOTHING",
-                &[&device.as_str(), &site.as_str(), &&key[..]],
-            )
-            .await?;
-            let row = tx
-                .query_one(
-                    "SELECT site, verifying_key FROM devices WHERE device = $1 FOR UPDATE",
-                    &[&device.as_str()],
-                )
-                .await?;
-            let stored_site: &str = row.try_get(0)?;
-            let stored_key: &[u8] = row.try_get(1)?;
-            if stored_site != site.as_str() || stored_key != key {
-                return Err(StoreError::DeviceConflict(device.clone()));
-            }
+            register(&tx, device, site, &verifying_key.to_bytes()).await?;
             tx.commit().await?;
             Ok(())
+        })
+    }
+
+    fn list_devices(&self) -> StoreFuture<'_, Vec<(DeviceId, DeviceRecord)>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let rows = conn
+                .query(
+                    "SELECT device, site, verifying_key, revoked FROM devices ORDER BY device",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    let id: &str = row.try_get(0)?;
+                    let device = DeviceId::new(id).map_err(|_| {
+                        StoreError::Corrupt(format!("stored device id {id:?} is invalid"))
+                    })?;
+                    let record = device_record(row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)?;
+                    Ok((device, record))
+                })
+                .collect()
+        })
+    }
+
+    fn create_token<'a>(&'a self, token: &'a NewToken) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let id = token_id(&token.token_sha256);
+            let inserted = conn
+                .execute(
+                    "INSERT INTO enrollment_tokens \
+                     (token_sha256, id, site, site_name, created, expires) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    &[
+                        &&token.token_sha256[..],
+                        &id,
+                        &token.site.as_str(),
+                        &token.site_name,
+                        &token.created.0,
+                        &token.expires.0,
+                    ],
+                )
+                .await?;
+            if inserted == 0 {
+                return Err(StoreError::TokenExists(id));
+            }
+            Ok(())
+        })
+    }
+
+    fn token<'a>(&'a self, token_sha256: &'a [u8; 32]) -> StoreFuture<'a, Option<TokenRecord>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            read_token(&*conn, token_sha256, false).await
+        })
+    }
+
+    fn list_tokens(&self) -> StoreFuture<'_, Vec<TokenRecord>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let sql =
+                format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens ORDER BY created DESC, id");
+            conn.query(&sql, &[])
+                .await?
+                .iter()
+                .map(|row| token_row(row)?.into_record())
+                .collect()
+        })
+    }
+
+    fn revoke_token<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let updated = conn
+                .execute(
+                    "UPDATE enrollment_tokens SET revoked = true WHERE id = $1",
+                    &[&id],
+                )
+                .await?;
+            if updated == 0 {
+                return Err(StoreError::TokenUnknown);
+            }
+            Ok(())
+        })
+    }
+
+    fn enroll<'a>(&'a self, request: &'a EnrollRequest) -> StoreFuture<'a, Enrolled> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await?;
+            let tx = conn.transaction().await?;
+            // Lock order: token, site, device. The site before the device, as apply locks
+            // them, so an enrollment and an apply never deadlock. Any refusal returns before
+            // the commit; dropping the transaction rolls it back.
+            let token = read_token(&tx, &request.token_sha256, true)
+                .await?
+                .ok_or(StoreError::TokenUnknown)?;
+            token.usable_at(request.at)?;
+            let site = token.site;
+            let device = enrolled_device_id(&site, &request.verifying_key).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "token {} names a site too long for a device id",
+                    token.id
+                ))
+            })?;
+            tx.execute(
+                "INSERT INTO sites (site, secret) VALUES ($1, $2) ON CONFLICT (site) DO NOTHING",
+                &[&site.as_str(), &&request.new_site_secret.as_bytes()[..]],
+            )
+            .await?;
+            let site_secret = read_secret(&tx, &site, true)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("the site row vanished".to_owned()))?;
+            if register(&tx, &device, &site, &request.verifying_key.to_bytes()).await? {
+                return Err(StoreError::DeviceRevoked(device));
+            }
+            tx.execute(
+                "UPDATE enrollment_tokens SET used_by = $2, used_at = $3 WHERE token_sha256 = $1",
+                &[&&request.token_sha256[..], &device.as_str(), &request.at.0],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Enrolled {
+                device,
+                site,
+                site_secret,
+            })
         })
     }
 
@@ -752,7 +927,7 @@ mod tests {
             .await
             .expect("schema versions")
             .get(0);
-        assert_eq!(versions, 1);
+        assert_eq!(versions, MIGRATIONS.len() as i64);
         drop(conn);
         drop(again);
         fixture.cleanup().await;

@@ -27,15 +27,22 @@ use skolebro_protocol::{
 };
 
 use super::{
-    bytes32, check_batch, device_record, entity_from_name, entity_name, plan, prepare, push_record,
-    seq_from_db, seq_to_db, set_count, sort_roster, Batch, ChainCheck, Counts, Current,
-    CurrentVersions, DeviceRecord, DeviceState, Outcome, Prepared, Store, StoreError, StoreFuture,
-    Timestamp, Version,
+    bytes32, check_batch, device_record, enrolled_device_id, entity_from_name, entity_name, plan,
+    prepare, push_record, seq_from_db, seq_to_db, set_count, sort_roster, token_id, Batch,
+    ChainCheck, Counts, Current, CurrentVersions, DeviceRecord, DeviceState, EnrollRequest,
+    Enrolled, NewToken, Outcome, Prepared, Store, StoreError, StoreFuture, Timestamp, TokenRecord,
+    TokenRow, Version, TOKEN_COLUMNS,
 };
 
 /// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
 /// `schema_version`; embedding them means a binary always carries the schema it expects.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_enrollment.sql"),
+    ),
+];
 
 /// The page cache of the connection, in KiB (see `configure`).
 const CACHE_KIB: i64 = 64 * 1024;
@@ -212,6 +219,103 @@ fn read_secret(conn: &Connection, site: &SiteId) -> Result<Option<SiteSecret>, S
         .transpose()
 }
 
+/// Registers a device inside a transaction, or finds it registered with the same site and
+/// key (anything else is [`StoreError::DeviceConflict`]). Returns whether the device is
+/// revoked.
+fn register(
+    tx: &Connection,
+    device: &DeviceId,
+    site: &SiteId,
+    key: &[u8; 32],
+) -> Result<bool, StoreError> {
+    let existing: Option<(String, Vec<u8>, bool)> = tx
+        .query_row(
+            "SELECT site, verifying_key, revoked FROM devices WHERE device = ?1",
+            [device.as_str()],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    match existing {
+        Some((stored_site, stored_key, revoked))
+            if stored_site == site.as_str() && stored_key == key =>
+        {
+            Ok(revoked)
+        }
+        Some(_) => Err(StoreError::DeviceConflict(device.clone())),
+        None => {
+            tx.execute(
+                "INSERT INTO devices (device, site, verifying_key) VALUES (?1, ?2, ?3)",
+                params![device.as_str(), site.as_str(), &key[..]],
+            )?;
+            Ok(false)
+        }
+    }
+}
+
+fn read_token(
+    conn: &Connection,
+    token_sha256: &[u8; 32],
+) -> Result<Option<TokenRecord>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE token_sha256 = ?1"
+    ))?
+    .query_row([&token_sha256[..]], token_row)
+    .optional()?
+    .map(TokenRow::into_record)
+    .transpose()
+}
+
+fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        token_sha256: row.get(0)?,
+        site: row.get(1)?,
+        site_name: row.get(2)?,
+        created: row.get(3)?,
+        expires: row.get(4)?,
+        used_by: row.get(5)?,
+        used_at: row.get(6)?,
+        revoked: row.get(7)?,
+    })
+}
+
+/// [`Store::enroll`] in one `BEGIN IMMEDIATE` transaction; any refusal returns before the
+/// commit, so the transaction rolls back and nothing changes.
+fn enroll(conn: &mut Connection, request: &EnrollRequest) -> Result<Enrolled, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let token = read_token(&tx, &request.token_sha256)?.ok_or(StoreError::TokenUnknown)?;
+    token.usable_at(request.at)?;
+    let site = token.site;
+    let device = enrolled_device_id(&site, &request.verifying_key).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "token {} names a site too long for a device id",
+            token.id
+        ))
+    })?;
+    if register(&tx, &device, &site, &request.verifying_key.to_bytes())? {
+        return Err(StoreError::DeviceRevoked(device));
+    }
+    let site_secret = match read_secret(&tx, &site)? {
+        Some(secret) => secret,
+        None => {
+            tx.execute(
+                "INSERT INTO sites (site, secret) VALUES (?1, ?2)",
+                params![site.as_str(), &request.new_site_secret.as_bytes()[..]],
+            )?;
+            request.new_site_secret.clone()
+        }
+    };
+    tx.execute(
+        "UPDATE enrollment_tokens SET used_by = ?2, used_at = ?3 WHERE token_sha256 = ?1",
+        params![&request.token_sha256[..], device.as_str(), request.at.0],
+    )?;
+    tx.commit()?;
+    Ok(Enrolled {
+        device,
+        site,
+        site_secret,
+    })
+}
+
 /// The write half of `apply`: one `BEGIN IMMEDIATE` transaction that re-checks the chain,
 /// writes the plan and advances the head.
 fn apply_prepared(
@@ -352,30 +456,95 @@ impl Store for SqliteStore {
         let key = verifying_key.to_bytes();
         Box::pin(self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let existing: Option<(String, Vec<u8>)> = tx
-                .query_row(
-                    "SELECT site, verifying_key FROM devices WHERE device = ?1",
-                    [device.as_str()],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
-            match existing {
-                Some((stored_site, stored_key))
-                    if stored_site == site.as_str() && stored_key == key =>
-                {
-                    Ok(())
-                }
-                Some(_) => Err(StoreError::DeviceConflict(device)),
-                None => {
-                    tx.execute(
-                        "INSERT INTO devices (device, site, verifying_key) VALUES (?1, ?2, ?3)",
-                        params![device.as_str(), site.as_str(), &key[..]],
-                    )?;
-                    tx.commit()?;
-                    Ok(())
-                }
-            }
+            register(&tx, &device, &site, &key)?;
+            tx.commit()?;
+            Ok(())
         }))
+    }
+
+    fn list_devices(&self) -> StoreFuture<'_, Vec<(DeviceId, DeviceRecord)>> {
+        Box::pin(self.call(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT device, site, verifying_key, revoked FROM devices ORDER BY device",
+            )?;
+            let mut rows = statement.query([])?;
+            let mut devices = Vec::new();
+            while let Some(row) = rows.next()? {
+                let id: String = row.get(0)?;
+                let device = DeviceId::new(id.as_str()).map_err(|_| {
+                    StoreError::Corrupt(format!("stored device id {id:?} is invalid"))
+                })?;
+                let record = device_record(
+                    &row.get::<_, String>(1)?,
+                    &row.get::<_, Vec<u8>>(2)?,
+                    row.get(3)?,
+                )?;
+                devices.push((device, record));
+            }
+            Ok(devices)
+        }))
+    }
+
+    fn create_token<'a>(&'a self, token: &'a NewToken) -> StoreFuture<'a, ()> {
+        let token = token.clone();
+        Box::pin(self.call(move |conn| {
+            let id = token_id(&token.token_sha256);
+            let inserted = conn.execute(
+                "INSERT INTO enrollment_tokens \
+                 (token_sha256, id, site, site_name, created, expires) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                params![
+                    &token.token_sha256[..],
+                    id,
+                    token.site.as_str(),
+                    token.site_name,
+                    token.created.0,
+                    token.expires.0,
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::TokenExists(id));
+            }
+            Ok(())
+        }))
+    }
+
+    fn token<'a>(&'a self, token_sha256: &'a [u8; 32]) -> StoreFuture<'a, Option<TokenRecord>> {
+        let token_sha256 = *token_sha256;
+        Box::pin(self.call(move |conn| read_token(conn, &token_sha256)))
+    }
+
+    fn list_tokens(&self) -> StoreFuture<'_, Vec<TokenRecord>> {
+        Box::pin(self.call(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens ORDER BY created DESC, id"
+            ))?;
+            let rows = statement.query_map([], token_row)?;
+            let mut tokens = Vec::new();
+            for row in rows {
+                tokens.push(row?.into_record()?);
+            }
+            Ok(tokens)
+        }))
+    }
+
+    fn revoke_token<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()> {
+        let id = id.to_owned();
+        Box::pin(self.call(move |conn| {
+            let updated = conn.execute(
+                "UPDATE enrollment_tokens SET revoked = 1 WHERE id = ?1",
+                [id.as_str()],
+            )?;
+            if updated == 0 {
+                return Err(StoreError::TokenUnknown);
+            }
+            Ok(())
+        }))
+    }
+
+    fn enroll<'a>(&'a self, request: &'a EnrollRequest) -> StoreFuture<'a, Enrolled> {
+        let request = request.clone();
+        Box::pin(self.call(move |conn| enroll(conn, &request)))
     }
 
     fn revoke_device<'a>(&'a self, device: &'a DeviceId) -> StoreFuture<'a, ()> {
@@ -593,7 +762,7 @@ mod tests {
             })
             .await
             .expect("schema versions");
-        assert_eq!(versions, 1);
+        assert_eq!(versions, MIGRATIONS.len() as i64);
     }
 
     #[tokio::test]
@@ -612,7 +781,7 @@ mod tests {
             result,
             Err(StoreError::SchemaTooNew {
                 found: 99,
-                known: 1
+                known: 2
             })
         ));
     }
