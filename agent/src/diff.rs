@@ -45,6 +45,16 @@ pub struct Fingerprints {
 }
 
 impl Fingerprints {
+    /// The prints of one kind, in roster order.
+    pub fn of_entity(&self, entity: Entity) -> &[(RecordHandle, Digest)] {
+        match entity {
+            Entity::School => &self.schools,
+            Entity::Student => &self.students,
+            Entity::Group => &self.groups,
+            Entity::Enrollment => &self.enrollments,
+        }
+    }
+
     pub fn of(roster: &Roster, secret: &SiteSecret) -> Fingerprints {
         fn prints<R: Record>(records: &[R], secret: &SiteSecret) -> Vec<(RecordHandle, Digest)> {
             records
@@ -61,16 +71,29 @@ impl Fingerprints {
     }
 }
 
-/// The delta from `old` to the export, in handle order. `prints` are the export's
-/// [`Fingerprints`] under the site's secret.
+/// The delta from `old` to the export, in handle order, with the upserted records copied
+/// out of the export. `prints` are the export's [`Fingerprints`] under the site's secret.
+/// For the `diff` report; the enqueue stage uses [`plan`] so a large delta is never held
+/// twice.
 pub fn diff(
     old: &State,
     new: &Validated,
     prints: &Fingerprints,
     secret: &SiteSecret,
 ) -> (Delta, DiffSummary) {
+    let (plan, summary) = plan(old, new, prints, secret);
+    (plan.to_delta(&new.roster), summary)
+}
+
+/// The delta from `old` to the export as a [`DeltaPlan`]: upserts name records of the export
+/// by position instead of copying them.
+pub fn plan(
+    old: &State,
+    new: &Validated,
+    prints: &Fingerprints,
+    secret: &SiteSecret,
+) -> (DeltaPlan, DiffSummary) {
     let mut summary = DiffSummary::default();
-    let roster = &new.roster;
     let deletes = |entity: Entity| -> Option<Vec<RecordHandle>> {
         new.partial.then(|| {
             new.tombstones
@@ -81,65 +104,230 @@ pub fn diff(
                 .collect()
         })
     };
-    let mut delta = Delta {
-        schools: diff_entity(
-            old,
-            &roster.schools,
-            &prints.schools,
-            deletes(Entity::School),
-            &mut summary,
-        ),
-        students: diff_entity(
-            old,
-            &roster.students,
-            &prints.students,
-            deletes(Entity::Student),
-            &mut summary,
-        ),
-        groups: diff_entity(
-            old,
-            &roster.groups,
-            &prints.groups,
-            deletes(Entity::Group),
-            &mut summary,
-        ),
-        enrollments: diff_entity(
-            old,
-            &roster.enrollments,
-            &prints.enrollments,
-            deletes(Entity::Enrollment),
-            &mut summary,
-        ),
+    let mut plan = DeltaPlan {
+        secret: secret.clone(),
+        schools: PlannedChanges::default(),
+        students: PlannedChanges::default(),
+        groups: PlannedChanges::default(),
+        enrollments: PlannedChanges::default(),
     };
-    delta.schools.sort();
-    delta.students.sort();
-    delta.groups.sort();
-    delta.enrollments.sort();
-    (delta, summary)
+    for entity in Entity::ALL {
+        *plan.entity_mut(entity) = diff_entity(
+            entity,
+            old,
+            prints.of_entity(entity),
+            deletes(entity),
+            &mut summary,
+        );
+    }
+    (plan, summary)
+}
+
+/// A delta whose upserts are positions in the export's roster. The first export of a large
+/// school upserts every record; holding positions instead of copies (and not even the
+/// handles, which are recomputed from the site's key), and copying the records out a bounded
+/// [`DeltaPlan::chunks`] at a time, keeps the agent's memory to about one roster however
+/// large the delta is.
+#[derive(Clone)]
+pub struct DeltaPlan {
+    secret: SiteSecret,
+    pub schools: PlannedChanges,
+    pub students: PlannedChanges,
+    pub groups: PlannedChanges,
+    pub enrollments: PlannedChanges,
+}
+
+/// The planned changes of one kind of record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlannedChanges {
+    /// Positions in the roster of the records to upsert, in handle order.
+    pub upserts: Vec<u32>,
+    /// Handles to delete, in order.
+    pub deletes: Vec<RecordHandle>,
+}
+
+impl PlannedChanges {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+impl DeltaPlan {
+    pub fn is_empty(&self) -> bool {
+        Entity::ALL.iter().all(|&e| self.entity(e).is_empty())
+    }
+
+    fn entity(&self, entity: Entity) -> &PlannedChanges {
+        match entity {
+            Entity::School => &self.schools,
+            Entity::Student => &self.students,
+            Entity::Group => &self.groups,
+            Entity::Enrollment => &self.enrollments,
+        }
+    }
+
+    fn entity_mut(&mut self, entity: Entity) -> &mut PlannedChanges {
+        match entity {
+            Entity::School => &mut self.schools,
+            Entity::Student => &mut self.students,
+            Entity::Group => &mut self.groups,
+            Entity::Enrollment => &mut self.enrollments,
+        }
+    }
+
+    /// Deletes of one kind, for the safety filter that postpones them.
+    pub fn deletes_mut(&mut self, entity: Entity) -> &mut Vec<RecordHandle> {
+        &mut self.entity_mut(entity).deletes
+    }
+
+    /// The whole delta with its records copied out of `roster` (the export it was planned on).
+    pub fn to_delta(&self, roster: &Roster) -> Delta {
+        let mut chunks = self.chunks(roster, usize::MAX);
+        chunks.next().unwrap_or_default()
+    }
+
+    /// The delta in consecutive pieces of about `max_bytes` encoded each (a piece holds at
+    /// least one change, so an oversized record still goes). Each piece is a delta of its own,
+    /// still in handle order, and applying them in turn equals applying the whole: the
+    /// enqueue stage seals one envelope per piece.
+    pub fn chunks<'a>(&'a self, roster: &'a Roster, max_bytes: usize) -> Chunks<'a> {
+        Chunks {
+            plan: self,
+            roster,
+            max_bytes,
+            upserts: [0; 4],
+            deletes: [0; 4],
+        }
+    }
+}
+
+/// Iterator of [`DeltaPlan::chunks`].
+pub struct Chunks<'a> {
+    plan: &'a DeltaPlan,
+    roster: &'a Roster,
+    max_bytes: usize,
+    /// Per entity, how many upserts and deletes earlier pieces took.
+    upserts: [usize; 4],
+    deletes: [usize; 4],
+}
+
+impl Iterator for Chunks<'_> {
+    type Item = Delta;
+
+    fn next(&mut self) -> Option<Delta> {
+        let mut piece = Piece {
+            secret: &self.plan.secret,
+            left: self.max_bytes,
+            first: true,
+        };
+        let mut chunk = Delta::default();
+        let (plan, roster) = (self.plan, self.roster);
+        let (ups, dels) = (&mut self.upserts, &mut self.deletes);
+        piece.take(
+            &plan.schools,
+            &roster.schools,
+            &mut ups[0],
+            &mut dels[0],
+            &mut chunk.schools,
+        );
+        piece.take(
+            &plan.students,
+            &roster.students,
+            &mut ups[1],
+            &mut dels[1],
+            &mut chunk.students,
+        );
+        piece.take(
+            &plan.groups,
+            &roster.groups,
+            &mut ups[2],
+            &mut dels[2],
+            &mut chunk.groups,
+        );
+        piece.take(
+            &plan.enrollments,
+            &roster.enrollments,
+            &mut ups[3],
+            &mut dels[3],
+            &mut chunk.enrollments,
+        );
+        (!chunk.is_empty()).then_some(chunk)
+    }
+}
+
+/// One piece of [`DeltaPlan::chunks`] being filled: what is left of its byte budget.
+struct Piece<'a> {
+    secret: &'a SiteSecret,
+    left: usize,
+    first: bool,
+}
+
+impl Piece<'_> {
+    const HANDLE_BYTES: usize = 32;
+
+    fn fits(&mut self, bytes: usize) -> bool {
+        if !self.first && bytes > self.left {
+            return false;
+        }
+        self.first = false;
+        self.left = self.left.saturating_sub(bytes);
+        true
+    }
+
+    /// Moves the next upserts, then the next deletes, of one kind into `out` while the
+    /// budget lasts.
+    fn take<R: Record + Clone>(
+        &mut self,
+        plan: &PlannedChanges,
+        records: &[R],
+        upserts: &mut usize,
+        deletes: &mut usize,
+        out: &mut EntityDelta<R>,
+    ) {
+        while let Some(record) = plan
+            .upserts
+            .get(*upserts)
+            .and_then(|&i| records.get(i as usize))
+        {
+            let size =
+                postcard::serialize_with_flavor(record, postcard::ser_flavors::Size::default());
+            if !self.fits(Self::HANDLE_BYTES + size.unwrap_or(0)) {
+                return;
+            }
+            let handle = self.secret.handle(R::ENTITY, record.key());
+            out.upserts.push((handle, record.clone()));
+            *upserts += 1;
+        }
+        while let Some(&handle) = plan.deletes.get(*deletes) {
+            if !self.fits(Self::HANDLE_BYTES) {
+                return;
+            }
+            out.deletes.push(handle);
+            *deletes += 1;
+        }
+    }
 }
 
 /// Diffs one kind by walking the export's records and the old state side by side in handle
 /// order. `explicit_deletes` is `Some` for partial exports; for full exports every handle in
 /// `old` that the export lacks is deleted.
-fn diff_entity<R: Record + Clone>(
+fn diff_entity(
+    entity: Entity,
     old: &State,
-    records: &[R],
     prints: &[(RecordHandle, Digest)],
     explicit_deletes: Option<Vec<RecordHandle>>,
     summary: &mut DiffSummary,
-) -> EntityDelta<R> {
-    let entity = R::ENTITY;
-    let mut new: Vec<(RecordHandle, Digest, usize)> = prints
-        .iter()
-        .enumerate()
-        .map(|(i, &(handle, digest))| (handle, digest, i))
-        .collect();
-    new.sort_unstable_by_key(|entry| entry.0);
+) -> PlannedChanges {
+    // Positions sorted by handle, not copies of the prints: a large export's prints are
+    // megabytes.
+    let mut order: Vec<u32> = (0..prints.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| prints[i as usize].0);
 
     let mut upserts = Vec::new();
     let mut implied_deletes = Vec::new();
     let mut before = old.entries(entity).iter().peekable();
-    for &(handle, digest, i) in &new {
+    for &i in &order {
+        let (handle, digest) = prints[i as usize];
         while let Some((gone, _)) = before.next_if(|(h, _)| *h < handle) {
             implied_deletes.push(*gone);
         }
@@ -147,11 +335,11 @@ fn diff_entity<R: Record + Clone>(
             Some((_, old_digest)) if *old_digest == digest => {}
             Some(_) => {
                 summary.updated[entity as usize] += 1;
-                upserts.push((handle, records[i].clone()));
+                upserts.push(i);
             }
             None => {
                 summary.added[entity as usize] += 1;
-                upserts.push((handle, records[i].clone()));
+                upserts.push(i);
             }
         }
     }
@@ -159,13 +347,20 @@ fn diff_entity<R: Record + Clone>(
 
     let deletes = match explicit_deletes {
         Some(mut deletes) => {
-            deletes.retain(|h| new.binary_search_by(|(n, _, _)| n.cmp(h)).is_err());
+            deletes.retain(|h| {
+                order
+                    .binary_search_by(|&i| prints[i as usize].0.cmp(h))
+                    .is_err()
+            });
+            deletes.sort_unstable();
+            deletes.dedup();
             deletes
         }
         None => implied_deletes,
     };
     summary.deleted[entity as usize] += deletes.len();
-    EntityDelta { upserts, deletes }
+    upserts.shrink_to_fit();
+    PlannedChanges { upserts, deletes }
 }
 
 #[cfg(test)]
@@ -249,6 +444,25 @@ mod tests {
         }
 
         #[test]
+        fn applying_the_chunks_of_a_plan_in_turn_equals_applying_the_whole(
+            a in proptest::collection::vec((0u8..40, 0u8..3, 0u8..4), 0..40),
+            b in proptest::collection::vec((0u8..40, 0u8..3, 0u8..4), 0..40),
+            max_bytes in 1usize..600,
+        ) {
+            let (a, b) = (roster(&a), roster(&b));
+            let mut state = State::of(&a.roster, &secret());
+            let prints = Fingerprints::of(&b.roster, &secret());
+            let (plan, _) = plan(&state, &b, &prints, &secret());
+            for chunk in plan.chunks(&b.roster, max_bytes) {
+                prop_assert!(!chunk.is_empty());
+                prop_assert!(chunk.students.upserts.windows(2).all(|w| w[0].0 < w[1].0));
+                prop_assert!(chunk.enrollments.deletes.windows(2).all(|w| w[0] < w[1]));
+                state.apply(&chunk);
+            }
+            prop_assert_eq!(state, State::of(&b.roster, &secret()));
+        }
+
+        #[test]
         fn the_diff_of_an_export_with_itself_is_empty(
             a in proptest::collection::vec((0u8..40, 0u8..3, 0u8..4), 0..40),
         ) {
@@ -266,6 +480,30 @@ mod tests {
             prop_assert!(delta.students.deletes.windows(2).all(|w| w[0] < w[1]));
             prop_assert!(delta.enrollments.upserts.windows(2).all(|w| w[0].0 < w[1].0));
         }
+    }
+
+    #[test]
+    fn a_chunk_stays_within_its_budget_unless_it_holds_a_single_change() {
+        let rows: Vec<_> = (0..40).map(|n| (n, 0, n % 4)).collect();
+        let new = roster(&rows);
+        let prints = Fingerprints::of(&new.roster, &secret());
+        let (plan, _) = plan(&State::default(), &new, &prints, &secret());
+        let mut chunks = 0;
+        for chunk in plan.chunks(&new.roster, 300) {
+            chunks += 1;
+            let changes: usize = Entity::ALL
+                .iter()
+                .map(|&e| chunk.upserts(e) + chunk.deletes(e).len())
+                .sum();
+            // Each of the eight lists has a length prefix besides its entries.
+            let encoded = postcard::to_allocvec(&chunk).unwrap().len();
+            assert!(
+                encoded <= 300 + 8 || changes == 1,
+                "{encoded} bytes, {changes} changes"
+            );
+        }
+        assert!(chunks > 10, "{chunks} chunks");
+        assert_eq!(plan.to_delta(&new.roster).students.upserts.len(), 40);
     }
 
     #[test]

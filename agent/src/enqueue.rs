@@ -14,6 +14,7 @@
 //! export (DESIGN decision 4: block and coalesce; nothing central needs is dropped).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use skolebro_protocol::envelope::{
     seal, ChainHead, DeviceId, DeviceSigningKey, EnvelopeError, Header, Kind, Payload,
@@ -21,7 +22,7 @@ use skolebro_protocol::envelope::{
 };
 use skolebro_protocol::SiteSecret;
 
-use crate::diff::{diff, DiffSummary, Fingerprints};
+use crate::diff::{plan, DiffSummary, Fingerprints};
 use crate::outbox::{unix_ms_now, Outbox, OutboxConfig, OutboxError, RecoveryReport};
 use crate::safety::{judge, today, Judgement, SafetyPolicy, Verdict};
 use crate::state::{Checkpoint, State, StateError};
@@ -30,6 +31,11 @@ use crate::validate::Validated;
 const CHECKPOINT: &str = "checkpoint";
 const NEXT_CHECKPOINT: &str = "checkpoint.next";
 const OUTBOX: &str = "outbox";
+
+/// The most one envelope's payload carries, about. A larger delta (the first export of a
+/// large school is every record) goes as several chained envelopes, so sealing it never holds
+/// more than a few copies of this much, and central applies it in steps of this size.
+const MAX_BATCH_PAYLOAD_BYTES: usize = 1024 * 1024;
 
 /// Why a batch could not be enqueued. The export is kept and tried again; nothing enqueued
 /// before is affected.
@@ -87,7 +93,7 @@ pub struct HeldDelta {
     pub summary: DiffSummary,
     /// When it was held, unix milliseconds.
     pub held_at_ms: u64,
-    export: Validated,
+    export: Arc<Validated>,
 }
 
 /// The enqueue stage with its checkpoint and outbox.
@@ -97,7 +103,7 @@ pub struct Enqueuer {
     policy: SafetyPolicy,
     outbox: Outbox,
     checkpoint: Checkpoint,
-    waiting: Option<Validated>,
+    waiting: Option<Arc<Validated>>,
     /// The waiting export was released by an operator: it skips the safety filter.
     waiting_released: bool,
     held: Option<HeldDelta>,
@@ -220,8 +226,10 @@ impl Enqueuer {
     }
 
     /// Offers a new export. A waiting export is replaced: the newest export supersedes it.
-    pub fn offer(&mut self, export: Validated) -> Result<Outcome, EnqueueError> {
-        self.waiting = Some(export);
+    /// Shared, not copied: the daemon keeps the newest export for a snapshot central may ask
+    /// for, and a large school's roster is tens of megabytes.
+    pub fn offer(&mut self, export: impl Into<Arc<Validated>>) -> Result<Outcome, EnqueueError> {
+        self.waiting = Some(export.into());
         self.waiting_released = false;
         self.retry()
     }
@@ -261,7 +269,7 @@ impl Enqueuer {
         let secret = &self.identity.site_secret;
         let prints = Fingerprints::of(&export.roster, secret);
         let before = &self.checkpoint.state;
-        let (mut delta, summary) = diff(before, export, &prints, secret);
+        let (mut plan, summary) = plan(before, export, &prints, secret);
         let snapshot = self.checkpoint.needs_snapshot;
         let judgement = if snapshot {
             Judgement {
@@ -270,7 +278,7 @@ impl Enqueuer {
                 postponed: 0,
             }
         } else {
-            let mut judgement = judge(&self.policy, before, &mut delta, &summary, today());
+            let mut judgement = judge(&self.policy, before, &mut plan, &summary, today());
             if released {
                 judgement.verdict = Verdict::Pass;
                 judgement.reasons.push("released by an operator".into());
@@ -280,56 +288,105 @@ impl Enqueuer {
         if judgement.verdict == Verdict::Hold {
             return Ok((Outcome::Held(judgement), summary));
         }
-        if !snapshot && delta.is_empty() {
+        if !snapshot && plan.is_empty() {
             return Ok((Outcome::Unchanged, summary));
         }
 
-        let (payload, next_state) = if snapshot {
-            (
-                Payload::Snapshot(export.roster.clone()),
-                State::from(&prints),
-            )
+        let seq = if snapshot {
+            let state = State::from(&prints);
+            drop(prints);
+            let payload = Payload::Snapshot(export.roster.clone());
+            self.append(&payload, |checkpoint| checkpoint.state = state)?
         } else {
-            let mut next = before.clone();
-            next.apply(&delta);
-            (Payload::Delta(delta), next)
+            // The prints are no longer needed: each piece's digests are taken from its
+            // records as the state follows it.
+            drop(prints);
+            let mut last = None;
+            for delta in plan.chunks(&export.roster, MAX_BATCH_PAYLOAD_BYTES) {
+                let payload = Payload::Delta(delta);
+                let Payload::Delta(delta) = &payload else {
+                    unreachable!("built as a delta just above")
+                };
+                match self.append(&payload, |checkpoint| checkpoint.state.apply(delta))? {
+                    Some(seq) => last = Some(seq),
+                    // The pieces enqueued so far stay: the checkpoint follows them, and the
+                    // export's retry diffs against it, so only the rest is sent later.
+                    None => return Ok((Outcome::Waiting, summary)),
+                }
+            }
+            last
         };
-        let kind = payload.kind();
+        let Some(seq) = seq else {
+            return Ok((Outcome::Waiting, summary));
+        };
+        let kind = if snapshot {
+            Kind::Snapshot
+        } else {
+            Kind::Delta
+        };
+        Ok((
+            Outcome::Enqueued {
+                seq,
+                kind,
+                summary,
+                judgement,
+            },
+            summary,
+        ))
+    }
+
+    /// Seals `payload` as the next envelope of the chain and makes it durable together with
+    /// the checkpoint `advance` brings up to date: the next checkpoint is written beside the
+    /// current one, the envelope appended and synced, then the next checkpoint renamed over
+    /// the current one (see the module doc). `None` if the outbox has no room; nothing
+    /// changed then.
+    fn append(
+        &mut self,
+        payload: &Payload,
+        advance: impl FnOnce(&mut Checkpoint),
+    ) -> Result<Option<u64>, EnqueueError> {
         let header = Header::chained(
             &self.checkpoint.head,
             self.identity.device.clone(),
             self.identity.site.clone(),
             unix_ms_now(),
-            kind,
+            payload.kind(),
         );
         let seq = header.seq;
         let envelope = seal(
             header,
-            &payload,
+            payload,
             &self.identity.central_key,
             &self.identity.signing_key,
         )?;
         let bytes = envelope.to_bytes();
         if !self.outbox.has_room_for(bytes.len()) {
-            return Ok((Outcome::Waiting, summary));
+            return Ok(None);
         }
 
-        let next = Checkpoint {
-            state: next_state,
-            head: envelope.next_head(),
-            needs_snapshot: false,
-        };
+        // The checkpoint is advanced in place (a second copy of a large school's state would
+        // be the agent's largest allocation) and reloaded from disk if the append fails.
+        advance(&mut self.checkpoint);
+        self.checkpoint.head = envelope.next_head();
+        self.checkpoint.needs_snapshot = false;
+        drop(envelope);
         let next_path = self.dir.join(NEXT_CHECKPOINT);
-        next.save(&next_path)?;
         let appended = self
-            .outbox
-            .append(seq.0, &bytes)
-            .and_then(|_| self.outbox.sync().map(|_| ()));
+            .checkpoint
+            .save(&next_path)
+            .map_err(EnqueueError::from)
+            .and_then(|()| {
+                self.outbox
+                    .append(seq.0, &bytes)
+                    .and_then(|_| self.outbox.sync().map(|_| ()))
+                    .map_err(EnqueueError::from)
+            });
         if let Err(error) = appended {
             remove_if_present(&next_path)?;
+            self.checkpoint = Checkpoint::load(&self.dir.join(CHECKPOINT))?.unwrap_or_default();
             return match error {
-                OutboxError::Full { .. } => Ok((Outcome::Waiting, summary)),
-                error => Err(error.into()),
+                EnqueueError::Outbox(OutboxError::Full { .. }) => Ok(None),
+                error => Err(error),
             };
         }
         std::fs::rename(&next_path, self.dir.join(CHECKPOINT)).map_err(|source| {
@@ -339,16 +396,7 @@ impl Enqueuer {
             }
         })?;
         sync_dir(&self.dir)?;
-        self.checkpoint = next;
-        Ok((
-            Outcome::Enqueued {
-                seq: seq.0,
-                kind,
-                summary,
-                judgement,
-            },
-            summary,
-        ))
+        Ok(Some(seq.0))
     }
 }
 
@@ -491,6 +539,50 @@ pub(crate) mod tests {
         .unwrap();
         assert!(report.is_clean());
         assert_eq!(reopened.checkpoint().state, expected);
+    }
+
+    #[test]
+    fn a_large_export_goes_as_chained_pieces_and_a_full_outbox_waits_between_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = site();
+        let config = OutboxConfig {
+            max_batches: 2,
+            ..OutboxConfig::default()
+        };
+        let (mut enqueuer, _) = Enqueuer::open(
+            dir.path(),
+            site.identity.clone(),
+            SafetyPolicy::default(),
+            config,
+        )
+        .unwrap();
+        let large = export(0..30_000, "1A");
+        let mut outcome = enqueuer.offer(large.clone()).unwrap();
+        assert_eq!(outcome, Outcome::Waiting, "two pieces fit, the rest waits");
+
+        let (mut head, mut seq, mut students) = (ChainHead::genesis(), 1, 0);
+        loop {
+            while enqueuer.outbox().next_seq() > seq {
+                let batch = opened(&site, &enqueuer, seq, &head);
+                let Payload::Delta(delta) = &batch.payload else {
+                    panic!("a delta")
+                };
+                students += delta.students.upserts.len();
+                head = batch.next_head();
+                enqueuer.outbox_mut().ack(seq).unwrap();
+                seq += 1;
+            }
+            if !enqueuer.is_waiting() {
+                break;
+            }
+            outcome = enqueuer.retry().unwrap();
+        }
+        assert!(matches!(outcome, Outcome::Enqueued { .. }), "{outcome:?}");
+        assert!(seq > 3, "several pieces, not one batch: {seq}");
+        assert_eq!(students, 30_000, "every student exactly once");
+        let expected = State::of(&large.roster, &site.identity.site_secret);
+        assert_eq!(enqueuer.checkpoint().state, expected);
+        assert_eq!(enqueuer.checkpoint().head, head);
     }
 
     #[test]

@@ -8,9 +8,9 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 use skolebro_protocol::national_id::CivilDate;
-use skolebro_protocol::{Delta, Entity};
+use skolebro_protocol::{Delta, Entity, RecordHandle};
 
-use crate::diff::DiffSummary;
+use crate::diff::{DeltaPlan, DiffSummary};
 use crate::state::State;
 
 /// Thresholds and windows, from the `[safety]` table of the agent config.
@@ -85,7 +85,7 @@ pub struct Judgement {
 pub fn judge(
     policy: &SafetyPolicy,
     old: &State,
-    delta: &mut Delta,
+    delta: &mut impl Deletions,
     summary: &DiffSummary,
     today: CivilDate,
 ) -> Judgement {
@@ -137,6 +137,25 @@ pub fn judge(
         verdict,
         reasons,
         postponed,
+    }
+}
+
+/// The part of a delta the safety filter changes: its deletions, which an open delay-delete
+/// window postpones. The `diff` report judges a copied [`Delta`]; the enqueue stage judges a
+/// [`DeltaPlan`] before any record is copied.
+pub trait Deletions {
+    fn deletes_mut(&mut self, entity: Entity) -> &mut Vec<RecordHandle>;
+}
+
+impl Deletions for Delta {
+    fn deletes_mut(&mut self, entity: Entity) -> &mut Vec<RecordHandle> {
+        Delta::deletes_mut(self, entity)
+    }
+}
+
+impl Deletions for DeltaPlan {
+    fn deletes_mut(&mut self, entity: Entity) -> &mut Vec<RecordHandle> {
+        DeltaPlan::deletes_mut(self, entity)
     }
 }
 

@@ -90,26 +90,30 @@ impl State {
     /// The state after central applies `delta`, whose upserts and deletes are sorted by
     /// handle (as the differ makes them).
     pub fn apply(&mut self, delta: &Delta) {
+        // In place, without a second copy of the entries: the state of a large school is
+        // megabytes per kind, and the first export applies to it in many pieces.
         fn apply_one<R: Record>(entries: &mut Entries, delta: &EntityDelta<R>) {
-            let mut changes: Vec<(RecordHandle, Option<Digest>)> = delta
+            let before = entries.len();
+            let find = |entries: &Entries, handle: &RecordHandle| {
+                entries[..before].binary_search_by(|(h, _)| h.cmp(handle))
+            };
+            let inserts = delta
                 .upserts
                 .iter()
-                .map(|(h, r)| (*h, Some(Digest::of(r))))
-                .chain(delta.deletes.iter().map(|h| (*h, None)))
-                .collect();
-            changes.sort_by_key(|change| change.0);
-            let old = std::mem::take(entries);
-            let mut old = old.into_iter().peekable();
-            for (handle, digest) in changes {
-                while let Some(entry) = old.next_if(|(h, _)| *h < handle) {
-                    entries.push(entry);
-                }
-                old.next_if(|(h, _)| *h == handle);
-                if let Some(digest) = digest {
-                    entries.push((handle, digest));
+                .filter(|(h, _)| find(entries, h).is_err())
+                .count();
+            entries.reserve_exact(inserts);
+            for (handle, record) in &delta.upserts {
+                let digest = Digest::of(record);
+                match find(entries, handle) {
+                    Ok(i) => entries[i].1 = digest,
+                    Err(_) => entries.push((*handle, digest)),
                 }
             }
-            entries.extend(old);
+            if !delta.deletes.is_empty() {
+                entries.retain(|(h, _)| delta.deletes.binary_search(h).is_err());
+            }
+            entries.sort_unstable_by_key(|entry| entry.0);
         }
         apply_one(self.entries_mut(Entity::School), &delta.schools);
         apply_one(self.entries_mut(Entity::Student), &delta.students);
@@ -196,23 +200,73 @@ impl Checkpoint {
         }
     }
 
-    /// The file's bytes: magic, version, postcard body, SHA-256 of the body.
-    pub fn encode(&self) -> Vec<u8> {
-        let payload = postcard::to_allocvec(self).expect("a checkpoint always serialises");
-        let mut bytes = Vec::with_capacity(payload.len() + 37);
-        bytes.extend_from_slice(MAGIC);
-        bytes.push(VERSION);
-        bytes.extend_from_slice(&payload);
-        bytes.extend_from_slice(&Sha256::digest(&payload));
-        bytes
+    /// Writes the file's bytes: magic, version, postcard body, SHA-256 of the body. Streamed
+    /// through a small buffer: the state of a large school is tens of megabytes, and encoding
+    /// it into memory first would be the agent's largest allocation.
+    pub fn write_to(&self, out: impl Write) -> std::io::Result<()> {
+        let mut writer = HashingWriter {
+            out,
+            hasher: Sha256::new(),
+            buffer: Vec::with_capacity(HASHING_BUFFER),
+            error: None,
+        };
+        writer.out.write_all(MAGIC)?;
+        writer.out.write_all(&[VERSION])?;
+        let mut writer = postcard::to_extend(self, writer)
+            .map_err(|_| std::io::Error::other("the checkpoint does not encode"))?;
+        writer.flush();
+        match writer.error {
+            Some(error) => Err(error),
+            None => writer.out.write_all(&writer.hasher.finalize()),
+        }
     }
 
     /// Saves atomically (see [`write_atomic`]).
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        write_atomic(path, &self.encode()).map_err(|source| StateError::Io {
+        write_atomic_with(path, |file| self.write_to(file)).map_err(|source| StateError::Io {
             path: path.to_owned(),
             source,
         })
+    }
+}
+
+const HASHING_BUFFER: usize = 64 * 1024;
+
+/// The sink postcard encodes a checkpoint into: bytes are hashed and written a buffer at a
+/// time. `Extend` cannot fail, so the first write error is kept and reported at the end.
+struct HashingWriter<W> {
+    out: W,
+    hasher: Sha256,
+    buffer: Vec<u8>,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn flush(&mut self) {
+        self.hasher.update(&self.buffer);
+        if self.error.is_none() {
+            if let Err(error) = self.out.write_all(&self.buffer) {
+                self.error = Some(error);
+            }
+        }
+        self.buffer.clear();
+    }
+}
+
+impl<W: Write> Extend<u8> for HashingWriter<W> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+        for byte in bytes {
+            self.buffer.push(byte);
+            if self.buffer.len() == HASHING_BUFFER {
+                self.flush();
+            }
+        }
+    }
+}
+
+impl<'a, W: Write> Extend<&'a u8> for HashingWriter<W> {
+    fn extend<I: IntoIterator<Item = &'a u8>>(&mut self, bytes: I) {
+        self.extend(bytes.into_iter().copied());
     }
 }
 
@@ -220,6 +274,14 @@ impl Checkpoint {
 /// a temporary file beside the target, fsynced, renamed over it, and the folder fsynced so
 /// the rename itself survives power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |file| file.write_all(bytes))
+}
+
+/// [`write_atomic`] for contents written by `write` instead of held in memory.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let folder = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -228,7 +290,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     temp.push(".tmp");
     let temp = PathBuf::from(temp);
     let mut file = File::create(&temp)?;
-    file.write_all(bytes)?;
+    write(&mut file)?;
     file.sync_all()?;
     drop(file);
     fs::rename(&temp, path)?;

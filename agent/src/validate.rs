@@ -426,9 +426,18 @@ impl RosterBuilder {
         }
 
         let groups_dropped = kept_groups.records.len() != group_count;
-        let enrollments = std::mem::take(&mut self.enrollments);
-        let mut kept_enrollments = Vec::with_capacity(enrollments.records.len());
-        for (enrollment, origin) in enrollments.records.into_iter().zip(enrollments.origins) {
+        // Filtered in place: the enrollments of a large school are megabytes, and the reader
+        // reserved room for them up front; the spare room is handed back at the end.
+        let Table {
+            records: mut enrollments,
+            origins,
+            ..
+        } = std::mem::take(&mut self.enrollments);
+        let mut origins = origins.into_iter();
+        enrollments.retain(|enrollment| {
+            let Some(origin) = origins.next() else {
+                return true;
+            };
             let missing = if origin.resolved && !groups_dropped {
                 None
             } else if !self.students.contains(&enrollment.student) {
@@ -442,21 +451,25 @@ impl RosterBuilder {
                 }
             };
             match missing {
-                None => kept_enrollments.push(enrollment),
+                None => true,
                 Some(what) => {
                     let detail =
                         format!("enrollment names {what} that the export does not contain");
                     self.deviation_at(&origin, Code::DanglingReference, Severity::Error, detail);
+                    false
                 }
             }
-        }
+        });
+        enrollments.shrink_to_fit();
+        let mut students = self.students.records;
+        students.shrink_to_fit();
 
         Validated {
             roster: Roster {
                 schools: self.schools.records,
-                students: self.students.records,
+                students,
                 groups: kept_groups.records,
-                enrollments: kept_enrollments,
+                enrollments,
             },
             partial: self.partial,
             tombstones: self.tombstones,

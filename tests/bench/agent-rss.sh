@@ -8,7 +8,7 @@ students=${1:-100000}
 bin=target/release
 demo=$("$bin/skolebro-central" demo --json 2>/dev/null | tail -n 1 | sed -E 's/.*"dir":"([^"]+)".*/\1/')
 work=$(mktemp -d)
-trap 'kill "$agent" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "$agent" 2>/dev/null || true; wait "$agent" 2>/dev/null || true; rm -rf "$work"' EXIT
 cp "$demo"/{agent.toml,central-ca.pem,device.pem,device.key,signing.key,site.secret} "$work/"
 sed -i 's#^url = .*#url = "https://127.0.0.1:9"#' "$work/agent.toml"
 "$bin/skolebro-rostergen" --students "$students" --out "$work/export.csv" >/dev/null
