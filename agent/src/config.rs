@@ -1,12 +1,26 @@
-//! The agent's configuration file (`agent.toml`). Sticks write it during provisioning; school
-//! IT never edits it by hand, so every field has a sensible default and unknown keys are
-//! refused rather than silently ignored.
+//! The agent's configuration: the installed `agent.toml` (`/etc/skolebro/agent.toml`, from
+//! the package; edited only for the hardware of one box) merged with what enrollment left in
+//! the state folder. School IT never edits a config file by hand, so every field has a
+//! sensible default and unknown keys are refused rather than silently ignored.
 //!
 //! The file serves two kinds of use. `check` and `diff` need only the reader, validation and
 //! safety settings, so everything the daemon needs (`[central]`, `[identity]`) may be absent;
 //! `run` calls [`AgentConfig::daemon`], which names the first missing key. Relative paths are
-//! resolved against the folder of the config file, so a stick can carry a self-contained
-//! config folder.
+//! resolved against the folder of the config file.
+//!
+//! # Merging with the enrollment
+//! Enrollment never edits `agent.toml`. It writes `<state_dir>/enrollment.json` (see
+//! [`crate::provision`]), which holds the device's identity, central's address and keys, and
+//! the site settings the config stick carried ([`SiteSettings`]). The effective config is:
+//! 1. the defaults,
+//! 2. overridden by every key `agent.toml` sets,
+//! 3. overridden by every key the stick's settings set ([`AgentConfig::with_site_settings`]);
+//!    a table such as `[safety]` replaces the whole table. The stick is the site's signed,
+//!    newest word on how its exports look and are judged; `agent.toml` keeps what only the
+//!    box knows (`state_dir`, `stick_roots`, `stick_key`, `clock_synced_file`), which a stick
+//!    may not set.
+//! 4. The enrollment's identity and central replace `[central]`/`[identity]` of `agent.toml`,
+//!    which remain for devices set up by hand (development, tests).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -70,6 +84,17 @@ pub struct AgentConfig {
     pub identity: Option<IdentityConfig>,
     pub outbox: OutboxSettings,
     pub uplink: UplinkSettings,
+    /// Folders searched for a mounted config stick: `<root>/*/SKOLEBRO/BUNDLE.SKB` and
+    /// `<root>/*/*/SKOLEBRO/BUNDLE.SKB` (e.g. `/media/pi/STICK/...`).
+    pub stick_roots: Vec<PathBuf>,
+    /// The stick-signing public key installed with the agent (64 hex characters); a bundle
+    /// signed by any other key is refused.
+    pub stick_key: PathBuf,
+    /// The certificate is renewed once less than this fraction of its lifetime remains.
+    pub renew_before_fraction: f64,
+    /// The system clock counts as synced while this file exists (systemd-timesyncd creates
+    /// it; DESIGN decision 8, see [`crate::clock`]).
+    pub clock_synced_file: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -90,7 +115,47 @@ impl Default for AgentConfig {
             identity: None,
             outbox: OutboxSettings::default(),
             uplink: UplinkSettings::default(),
+            stick_roots: ["/media", "/run/media", "/mnt"]
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            stick_key: PathBuf::from("/etc/skolebro/keys/stick.pub"),
+            renew_before_fraction: 0.33,
+            clock_synced_file: PathBuf::from("/run/systemd/timesync/synchronized"),
         }
+    }
+}
+
+/// The settings a config stick carries for its site (`StickBody::settings_toml`): every key
+/// of `agent.toml` except those only the box knows or that enrollment writes. Each key set
+/// here overrides `agent.toml` (see the module doc); unknown and box-only keys are refused,
+/// so a stick cannot, say, swap the key sticks are checked with.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSettings {
+    pub format: Option<Format>,
+    pub validation: Option<ValidationOptions>,
+    pub columns: Option<ColumnProfile>,
+    pub safety: Option<SafetyPolicy>,
+    pub panel: Option<PanelConfig>,
+    /// A relative path is taken against the state folder.
+    pub drop_dir: Option<PathBuf>,
+    pub after_ingest: Option<AfterIngest>,
+    pub rescan_seconds: Option<u64>,
+    pub settle_ms: Option<u64>,
+    pub heartbeat_seconds: Option<u64>,
+    pub outbox: Option<OutboxSettings>,
+    pub uplink: Option<UplinkSettings>,
+    pub renew_before_fraction: Option<f64>,
+}
+
+impl SiteSettings {
+    /// Parses a stick's settings. The error names the offending key, never a value.
+    pub fn parse(text: &str) -> Result<SiteSettings, ConfigError> {
+        toml::from_str(text).map_err(|source| ConfigError::Toml {
+            path: PathBuf::from("the stick's settings"),
+            source: Box::new(source),
+        })
     }
 }
 
@@ -230,6 +295,11 @@ impl AgentConfig {
         if let Some(drop) = &mut self.drop_dir {
             fix(drop);
         }
+        for root in &mut self.stick_roots {
+            fix(root);
+        }
+        fix(&mut self.stick_key);
+        fix(&mut self.clock_synced_file);
         if let Some(central) = &mut self.central {
             fix(&mut central.ca);
         }
@@ -239,6 +309,38 @@ impl AgentConfig {
             fix(&mut identity.signing_key);
             fix(&mut identity.site_secret);
         }
+    }
+
+    /// The config with a stick's site settings applied over it (see the module doc).
+    pub fn with_site_settings(mut self, site: &SiteSettings) -> AgentConfig {
+        let site = site.clone();
+        macro_rules! take {
+            ($($field:ident),*) => {$(
+                if let Some(value) = site.$field {
+                    self.$field = value;
+                }
+            )*};
+        }
+        take!(
+            validation,
+            columns,
+            safety,
+            panel,
+            after_ingest,
+            rescan_seconds,
+            settle_ms,
+            heartbeat_seconds,
+            outbox,
+            uplink,
+            renew_before_fraction
+        );
+        if site.format.is_some() {
+            self.format = site.format;
+        }
+        if let Some(drop) = site.drop_dir {
+            self.drop_dir = Some(self.state_dir.join(drop));
+        }
+        self
     }
 
     /// The drop folder: `drop_dir`, or `<state_dir>/drop`.
@@ -263,13 +365,25 @@ impl AgentConfig {
                 reason: "must start with https:// (batches only travel over mutual TLS)".into(),
             });
         }
+        self.check_daemon_settings()?;
+        Ok(DaemonParts { central, identity })
+    }
+
+    /// Checks the settings `run` uses whoever provisioned the device.
+    pub fn check_daemon_settings(&self) -> Result<(), ConfigError> {
+        if !(self.renew_before_fraction > 0.0 && self.renew_before_fraction < 1.0) {
+            return Err(ConfigError::Invalid {
+                key: "renew_before_fraction",
+                reason: "must be between 0 and 1 (e.g. 0.33)".into(),
+            });
+        }
         if self.heartbeat_seconds == 0 {
             return Err(ConfigError::Invalid {
                 key: "heartbeat_seconds",
                 reason: "must be at least 1".into(),
             });
         }
-        Ok(DaemonParts { central, identity })
+        Ok(())
     }
 
     pub fn reader_options(&self) -> ReaderOptions {
@@ -395,5 +509,55 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(error.contains("sealing_key"), "{error}");
+    }
+
+    #[test]
+    fn stick_settings_override_agent_toml_and_box_only_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "state_dir = \"state\"\nrescan_seconds = 7\nsettle_ms = 10\n[safety]\nmin_roster = 5\n",
+        )
+        .unwrap();
+        let installed = AgentConfig::load(&path).unwrap();
+        let site = SiteSettings::parse(
+            "drop_dir = \"inbox\"\nrescan_seconds = 60\nformat = \"elevliste\"\n[safety]\nmax_deleted_fraction = 0.2\n",
+        )
+        .unwrap();
+        let config = installed.with_site_settings(&site);
+        assert_eq!(config.rescan_seconds, 60);
+        assert_eq!(config.settle_ms, 10, "a key the stick does not set stays");
+        assert_eq!(config.format, Some(Format::Elevliste));
+        assert_eq!(config.drop_dir(), dir.path().join("state/inbox"));
+        // A table replaces the whole table.
+        assert_eq!(config.safety.max_deleted_fraction, 0.2);
+        assert_eq!(config.safety.min_roster, SafetyPolicy::default().min_roster);
+        for key in [
+            "state_dir = \"/\"",
+            "stick_key = \"k.pub\"",
+            "stick_roots = [\"/\"]",
+            "clock_synced_file = \"/\"",
+            "[central]\nurl = \"https://x\"\nca = \"c\"\nsealing_key = \"00\"",
+        ] {
+            assert!(SiteSettings::parse(key).is_err(), "{key}");
+        }
+    }
+
+    #[test]
+    fn the_stick_defaults_are_as_documented() {
+        let config = AgentConfig::default();
+        assert_eq!(
+            config.stick_roots,
+            [
+                Path::new("/media"),
+                Path::new("/run/media"),
+                Path::new("/mnt")
+            ]
+        );
+        assert_eq!(config.stick_key, Path::new("/etc/skolebro/keys/stick.pub"));
+        assert_eq!(config.renew_before_fraction, 0.33);
+        let bad: AgentConfig = toml::from_str("renew_before_fraction = 1.5").unwrap();
+        assert!(bad.check_daemon_settings().is_err());
     }
 }

@@ -1,6 +1,14 @@
 //! The daemon (`skolebro-agent run`): wires the stages of the data flow together on a tokio
 //! runtime and keeps `status.json` up to date.
 //!
+//! Its life has two phases ([`lifecycle`]). Without an identity (no enrollment in the state
+//! folder, no `[identity]` in `agent.toml`) it waits for a config stick: it polls the stick
+//! roots every few seconds, shows "not provisioned" on the panel, and enrolls from the first
+//! stick that passes ([`crate::provision`]). With an identity it runs the data flow below,
+//! while a provisioning loop keeps watching for a new stick (a new token re-provisions: the
+//! data flow stops, the chain starts afresh for the new device, and it starts again), renews
+//! the certificate before it runs out, and notices central revoking the device.
+//!
 //! ```text
 //! watch::run ──paths──▶ pipeline (read + validate on a blocking thread, Enqueuer::offer)
 //!     ▲ retry                 │ wake
@@ -35,14 +43,16 @@ use skolebro_protocol::envelope::ChainHead;
 use skolebro_protocol::Entity;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{AfterIngest, AgentConfig};
+use crate::clock::{unix, AgentClock, ClockError};
+use crate::config::{AfterIngest, AgentConfig, ConfigError};
 use crate::deviation::Severity;
 use crate::diff::DiffSummary;
 use crate::enqueue::{EnqueueError, Enqueuer, HeldDelta, Outcome};
 use crate::identity::{DeviceCredentials, IdentityError};
 use crate::outbox::{unix_ms_now, Batch, OutboxError};
+use crate::provision::{self, Enrollment, EnrollmentError, ProvisionError, Provisioned};
 use crate::reader::read_export;
-use crate::uplink::{self, Backoff, Central, Command, Heartbeat};
+use crate::uplink::{self, Backoff, Central, Command, Heartbeat, UplinkError};
 use crate::validate::Validated;
 use crate::watch::file_name;
 
@@ -54,6 +64,12 @@ pub const REJECTED_DIR: &str = "rejected";
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Clock(#[from] ClockError),
+    #[error(transparent)]
+    Enrollment(#[from] EnrollmentError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error("state folder: {0}")]
@@ -73,10 +89,16 @@ pub enum DaemonError {
 pub enum RunState {
     #[default]
     Starting,
+    /// No identity yet: waiting for a config stick.
+    NotProvisioned,
+    /// Enrolling with central from a config stick.
+    Enrolling,
     Healthy,
     Holding,
     CentralUnreachable,
     Error,
+    /// Central revoked this device; only a new config stick brings it back.
+    Revoked,
     Stopped,
 }
 
@@ -87,7 +109,9 @@ impl RunState {
             RunState::Starting | RunState::Healthy | RunState::Stopped => "healthy",
             RunState::Holding => "holding",
             RunState::CentralUnreachable => "central_unreachable",
-            RunState::Error => "error",
+            RunState::Error | RunState::Revoked => "error",
+            RunState::NotProvisioned => "not_provisioned",
+            RunState::Enrolling => "enrolling",
         }
     }
 }
@@ -153,6 +177,36 @@ pub struct AgentStatus {
     /// Central needs a full snapshot and the agent has no export in memory to make it from:
     /// the next export the SAS drops is sent as the snapshot.
     pub awaiting_export_for_snapshot: bool,
+    /// Enrollment, certificate and clock.
+    pub provisioning: ProvisioningStatus,
+}
+
+/// Where the device stands with enrollment, in `status.json` (ids and times only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProvisioningStatus {
+    /// The device and site the agent runs as (`None` while not provisioned).
+    pub device: Option<String>,
+    pub site: Option<String>,
+    /// The id of the token the device enrolled with (`None` when set up by hand).
+    pub token_id: Option<String>,
+    pub enrolled_unix: Option<u64>,
+    pub cert_not_after_unix: Option<u64>,
+    pub renewed_unix: Option<u64>,
+    /// Enrolling from a stick right now.
+    pub enrolling: bool,
+    /// The last stick refused, while it is still inserted: file and reason.
+    pub stick_refused: Option<String>,
+    /// Why the last enrollment failed (central refused the token, or was unreachable).
+    pub enroll_error: Option<String>,
+    /// Central answered `device_revoked`.
+    pub revoked: bool,
+    /// The folders searched for a stick.
+    pub stick_roots: Vec<String>,
+    /// Whether the system clock is synced, and the floor certificates are checked against
+    /// until it is (DESIGN decision 8).
+    pub clock_synced: bool,
+    pub time_floor_unix: u64,
 }
 
 impl AgentStatus {
@@ -173,6 +227,8 @@ struct Problems {
     uplink: Option<String>,
     /// The outbox or checkpoint failed (cleared by the next successful enqueue or ack).
     storage: Option<String>,
+    /// The device's certificate is over on a synced clock, or could not be renewed.
+    certificate: Option<String>,
 }
 
 /// The enqueue stage plus what the daemon knows about its progress. One owner at a time
@@ -181,7 +237,7 @@ pub struct Core {
     enqueuer: Enqueuer,
     state_dir: PathBuf,
     after_ingest: AfterIngest,
-    latest: Option<Validated>,
+    latest: Option<Arc<Validated>>,
     waiting_file: Option<PathBuf>,
     problems: Problems,
     status: AgentStatus,
@@ -219,6 +275,11 @@ impl Core {
         status_tx: watch::Sender<AgentStatus>,
     ) -> Core {
         let status = AgentStatus::load(&state_dir).unwrap_or_default();
+        let provisioning = ProvisioningStatus {
+            revoked: false,
+            enrolling: false,
+            ..status.provisioning.clone()
+        };
         let mut core = Core {
             enqueuer,
             state_dir,
@@ -232,6 +293,7 @@ impl Core {
                 held_since_unix_ms: None,
                 last_error: None,
                 unreachable_since_unix_ms: None,
+                provisioning,
                 ..status
             },
             status_tx,
@@ -252,7 +314,7 @@ impl Core {
 
     /// Keeps `export` as the newest one (for snapshots) without offering it.
     pub fn remember(&mut self, export: Validated) {
-        self.latest = Some(export);
+        self.latest = Some(Arc::new(export));
     }
 
     /// An export file could not be read: moved aside (see the module doc).
@@ -281,7 +343,8 @@ impl Core {
         }
         self.status.deviations = counts;
         self.problems.export = None;
-        self.latest = Some(export.clone());
+        let export = Arc::new(export);
+        self.latest = Some(Arc::clone(&export));
         let result = self.enqueuer.offer(export);
         let outcome = match result {
             Ok(outcome) => outcome,
@@ -370,6 +433,29 @@ impl Core {
         self.publish();
     }
 
+    /// Central answered `device_revoked`.
+    pub fn revoked(&mut self) {
+        self.status.provisioning.revoked = true;
+        self.publish();
+    }
+
+    /// Changes the enrollment part of the status; written only if something changed.
+    pub fn provisioning(&mut self, change: impl FnOnce(&mut ProvisioningStatus)) {
+        let before = self.status.provisioning.clone();
+        change(&mut self.status.provisioning);
+        if before != self.status.provisioning {
+            self.publish();
+        }
+    }
+
+    /// A certificate problem (expired, not renewable), or `None` once it is solved.
+    pub fn certificate_problem(&mut self, problem: Option<String>) {
+        if self.problems.certificate != problem {
+            self.problems.certificate = problem;
+            self.publish();
+        }
+    }
+
     /// Central could not be reached or could not apply.
     pub fn unreachable(&mut self, why: String) {
         if self.status.unreachable_since_unix_ms.is_none() {
@@ -444,16 +530,30 @@ impl Core {
         s.held = self.enqueuer.held().map(HeldReport::of);
         s.held_since_unix_ms = self.enqueuer.held().map(|h| h.held_at_ms);
         let p = &self.problems;
+        let stick = s
+            .provisioning
+            .stick_refused
+            .clone()
+            .or_else(|| s.provisioning.enroll_error.clone());
         s.last_error = p
             .storage
             .clone()
             .or_else(|| p.uplink.clone())
-            .or_else(|| p.export.clone());
-        s.state = if p.storage.is_some() || p.uplink.is_some() {
+            .or_else(|| p.certificate.clone())
+            .or_else(|| p.export.clone())
+            .or(stick);
+        s.state = if s.provisioning.revoked {
+            RunState::Revoked
+        } else if s.provisioning.enrolling {
+            RunState::Enrolling
+        } else if p.storage.is_some() || p.uplink.is_some() || p.certificate.is_some() {
             RunState::Error
         } else if s.held.is_some() {
             RunState::Holding
-        } else if p.export.is_some() {
+        } else if p.export.is_some()
+            || s.provisioning.stick_refused.is_some()
+            || s.provisioning.enroll_error.is_some()
+        {
             RunState::Error
         } else if s.unreachable_since_unix_ms.is_some() {
             RunState::CentralUnreachable
@@ -464,16 +564,7 @@ impl Core {
     }
 
     fn write_status(&mut self) {
-        let path = self.state_dir.join(STATUS_FILE);
-        match serde_json::to_vec_pretty(&self.status) {
-            Ok(bytes) => {
-                if let Err(error) = crate::state::write_atomic(&path, &bytes) {
-                    tracing::warn!(%error, "cannot write status.json");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "cannot encode status.json"),
-        }
-        self.status_tx.send_replace(self.status.clone());
+        write_status(&self.state_dir, &self.status, &self.status_tx);
     }
 
     fn dispose(&self, path: &Path) {
@@ -488,6 +579,20 @@ impl Core {
             }
         }
     }
+}
+
+/// Writes `status.json` atomically and tells watchers.
+fn write_status(state_dir: &Path, status: &AgentStatus, tx: &watch::Sender<AgentStatus>) {
+    let path = state_dir.join(STATUS_FILE);
+    match serde_json::to_vec_pretty(status) {
+        Ok(bytes) => {
+            if let Err(error) = crate::state::write_atomic(&path, &bytes) {
+                tracing::warn!(%error, "cannot write status.json");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot encode status.json"),
+    }
+    tx.send_replace(status.clone());
 }
 
 /// A few words on an outcome, for logs and status (counts only).
@@ -544,12 +649,17 @@ fn move_to_rejected(path: &Path, error: &str) -> std::io::Result<()> {
     )
 }
 
+/// How often the stick roots are searched for a config stick.
+const STICK_POLL: Duration = Duration::from_secs(3);
+/// First wait before a failed renewal or a transient enrollment failure is tried again.
+const RETRY_INITIAL: Duration = Duration::from_secs(30);
+/// Longest such wait.
+const RETRY_MAX: Duration = Duration::from_secs(3600);
+
 /// A running daemon: its status feed and the means to stop it.
 pub struct DaemonHandle {
     /// Every status the daemon writes, as it writes it (also in `status.json`).
     pub status: watch::Receiver<AgentStatus>,
-    /// The core, for tests and the in-process demo (lock briefly; it blocks the daemon).
-    pub core: Shared,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), DaemonError>>,
 }
@@ -566,53 +676,60 @@ impl DaemonHandle {
     }
 }
 
+/// The identity the daemon runs as, and the config that goes with it.
+struct Device {
+    /// `agent.toml` with the stick's site settings applied (see [`crate::config`]).
+    config: AgentConfig,
+    creds: DeviceCredentials,
+    /// `None` for a device set up by hand in `agent.toml`.
+    enrollment: Option<Enrollment>,
+}
+
+/// Who the device is: its enrollment, else the identity `agent.toml` names, else nobody.
+fn resolve(installed: &AgentConfig) -> Result<Option<Device>, DaemonError> {
+    if let Some(enrollment) = Enrollment::load(&installed.state_dir)? {
+        let config = installed
+            .clone()
+            .with_site_settings(&enrollment.settings()?);
+        config.check_daemon_settings()?;
+        let creds = DeviceCredentials::from_enrollment(&enrollment)?;
+        return Ok(Some(Device {
+            config,
+            creds,
+            enrollment: Some(enrollment),
+        }));
+    }
+    if installed.central.is_some() || installed.identity.is_some() {
+        let creds = DeviceCredentials::load(installed)?;
+        return Ok(Some(Device {
+            config: installed.clone(),
+            creds,
+            enrollment: None,
+        }));
+    }
+    Ok(None)
+}
+
 /// Starts the daemon on the current tokio runtime (which must be multi-threaded or have
 /// blocking threads available) and returns at once. For the in-process demo and tests.
+/// An identity that is configured but cannot be loaded fails here; no identity at all
+/// starts the daemon waiting for a config stick.
 pub async fn start(config: AgentConfig) -> Result<DaemonHandle, DaemonError> {
-    let creds = DeviceCredentials::load(&config)?;
-    let time_floor = time_floor(&config);
-    let client = skolebro_provisioning::tls::client_builder(
-        &creds.cert_pem,
-        &creds.key_pem,
-        &creds.ca_pem,
-        time_floor,
-    )?
-    .connect_timeout(Duration::from_secs(15))
-    .timeout(Duration::from_secs(120))
-    .build()
-    .map_err(skolebro_provisioning::tls::TlsError::from)?;
-    let central = Central::new(client, &creds.url);
-
-    let state_dir = config.state_dir.clone();
-    let identity = creds.identity.clone();
-    let policy = config.safety.clone();
-    let outbox = config.outbox.outbox_config();
-    let dir = state_dir.clone();
-    let (enqueuer, report) =
-        tokio::task::spawn_blocking(move || Enqueuer::open(&dir, identity, policy, outbox))
-            .await
-            .map_err(|e| DaemonError::Task(e.to_string()))??;
-    if !report.is_clean() {
-        tracing::warn!(report = ?report, "outbox recovered from an unclean stop");
-    }
+    config.check_daemon_settings()?;
+    resolve(&config)?;
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| EnrollmentError::Io {
+        path: config.state_dir.clone(),
+        source,
+    })?;
+    let clock = Arc::new(AgentClock::open(
+        Some(&config.state_dir),
+        &config.clock_synced_file,
+    )?);
     let (status_tx, status_rx) = watch::channel(AgentStatus::default());
-    let core: Shared = Arc::new(Mutex::new(Core::new(
-        enqueuer,
-        state_dir,
-        config.after_ingest,
-        status_tx,
-    )));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(supervise(
-        config,
-        core.clone(),
-        central,
-        status_rx.clone(),
-        stop_rx,
-    ));
+    let task = tokio::spawn(lifecycle(config, clock, status_tx, stop_rx));
     Ok(DaemonHandle {
         status: status_rx,
-        core,
         stop: stop_tx,
         task,
     })
@@ -640,29 +757,568 @@ pub async fn run(
     }
 }
 
-/// The latest time known to be real: certificates are checked against it while the Pi's
-/// clock is unsynced (DESIGN decision 8).
-fn time_floor(config: &AgentConfig) -> Option<SystemTime> {
-    let mut paths = vec![config.state_dir.join(STATUS_FILE)];
-    if let Some(identity) = &config.identity {
-        paths.push(identity.cert.clone());
+/// What ended a phase of the daemon's life.
+enum PhaseEnd {
+    /// The device was (re-)provisioned: start over with the new identity.
+    Provisioned,
+    Stopped,
+}
+
+/// The daemon's life: wait for a stick or run as the device, over and over, until stopped.
+/// The front panel runs alongside for the whole life, showing whatever phase is current.
+async fn lifecycle(
+    installed: AgentConfig,
+    clock: Arc<AgentClock>,
+    status_tx: watch::Sender<AgentStatus>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let live: CoreSlot = Arc::new(Mutex::new(None));
+    let poke = Arc::new(tokio::sync::Notify::new());
+    let (panel_stop_tx, panel_stop_rx) = watch::channel(false);
+    let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+    let front_panel = {
+        let (panel, live, status, poke) = (
+            installed.panel.clone(),
+            live.clone(),
+            status_tx.subscribe(),
+            poke.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            drive_panel(&panel, &live, status, &wake_tx, &poke, &panel_stop_rx)
+        })
+    };
+    // The panel's "sync now" goes to whichever uplink runs; forward it.
+    let current_wake: Arc<Mutex<Option<mpsc::Sender<()>>>> = Arc::new(Mutex::new(None));
+    let forward = {
+        let current_wake = current_wake.clone();
+        tokio::spawn(async move {
+            while wake_rx.recv().await.is_some() {
+                let target = current_wake
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if let Some(target) = target {
+                    let _ = target.try_send(());
+                }
+            }
+        })
+    };
+    let mut sticks = StickWatch::default();
+    let result = loop {
+        let phase = match resolve(&installed) {
+            Err(error) => Err(error),
+            Ok(None) => {
+                waiting(
+                    &installed,
+                    &clock,
+                    &status_tx,
+                    &mut sticks,
+                    &poke,
+                    stop.clone(),
+                )
+                .await
+            }
+            Ok(Some(device)) => {
+                running(
+                    device,
+                    &installed,
+                    &clock,
+                    &status_tx,
+                    &live,
+                    &current_wake,
+                    &mut sticks,
+                    &poke,
+                    stop.clone(),
+                )
+                .await
+            }
+        };
+        match phase {
+            Ok(PhaseEnd::Provisioned) => continue,
+            Ok(PhaseEnd::Stopped) => break Ok(()),
+            Err(error) => break Err(error),
+        }
+    };
+    let _ = panel_stop_tx.send(true);
+    forward.abort();
+    if front_panel.await.is_err() {
+        tracing::warn!("the front panel thread ended abnormally");
     }
-    paths
+    tracing::info!("stopped");
+    result
+}
+
+/// The core of the running phase, if any, for the panel's liveness check.
+type CoreSlot = Arc<Mutex<Option<Shared>>>;
+
+/// What the stick watcher has already dealt with, so a stick left in is handled once.
+#[derive(Default)]
+struct StickWatch {
+    /// Bundles handled, by path, with the size and mtime they had.
+    seen: BTreeMap<PathBuf, (u64, Option<SystemTime>)>,
+    /// Bundles whose enrollment failed for a passing reason: tried again after a while.
+    retry: BTreeMap<PathBuf, (std::time::Instant, Duration)>,
+    /// The file the current refusal is about.
+    refused: Option<PathBuf>,
+}
+
+/// What one look at the stick roots found.
+enum StickEvent {
+    /// Nothing new; `refusal_cleared` when the refused stick was removed.
+    Nothing {
+        refusal_cleared: bool,
+    },
+    /// A stick was refused (file and reason, ready for status).
+    Refused(String),
+    /// Central refused the enrollment, or could not be reached.
+    EnrollFailed(String),
+    Provisioned,
+}
+
+impl StickWatch {
+    fn forget_all(&mut self) {
+        self.seen.clear();
+        self.retry.clear();
+    }
+
+    /// Looks at the stick roots once and provisions from the first new bundle. `enrolling`
+    /// is called before talking to central.
+    async fn look<F, Fut>(
+        &mut self,
+        config: &AgentConfig,
+        clock: &Arc<AgentClock>,
+        mut enrolling: F,
+    ) -> StickEvent
+    where
+        F: FnMut(bool) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let found = provision::find_bundles(&config.stick_roots);
+        self.seen.retain(|p, _| found.contains(p));
+        self.retry.retain(|p, _| found.contains(p));
+        let refusal_cleared = match &self.refused {
+            Some(p) if !found.contains(p) => {
+                self.refused = None;
+                true
+            }
+            _ => false,
+        };
+        for path in found {
+            let stamp = std::fs::metadata(&path)
+                .map(|m| (m.len(), m.modified().ok()))
+                .unwrap_or((0, None));
+            if self.seen.get(&path) == Some(&stamp) {
+                continue;
+            }
+            if let Some((at, _)) = self.retry.get(&path) {
+                if std::time::Instant::now() < *at {
+                    continue;
+                }
+            }
+            let key = match provision::load_stick_key(&config.stick_key) {
+                Ok(key) => key,
+                Err(error) => {
+                    tracing::error!(%error, "a config stick is inserted but the stick key is not usable");
+                    self.seen.insert(path.clone(), stamp);
+                    self.refused = Some(path);
+                    return StickEvent::Refused(error.to_string());
+                }
+            };
+            enrolling(true).await;
+            let result = provision::provision(&config.state_dir, &key, clock, &path).await;
+            enrolling(false).await;
+            match result {
+                Ok(Provisioned::Enrolled(_)) => {
+                    self.seen.insert(path, stamp);
+                    self.refused = None;
+                    return StickEvent::Provisioned;
+                }
+                Ok(Provisioned::AlreadyEnrolled(e)) => {
+                    tracing::info!(file = %path.display(), device = %e.device, token_id = %e.token_id, "config stick already used by this device; nothing to do");
+                    self.seen.insert(path, stamp);
+                }
+                Err(error @ ProvisionError::Refused { .. }) => {
+                    tracing::warn!(%error, "config stick refused; nothing changed");
+                    self.seen.insert(path.clone(), stamp);
+                    self.refused = Some(path);
+                    return StickEvent::Refused(error.to_string());
+                }
+                Err(error) if error.is_transient() => {
+                    let wait = self
+                        .retry
+                        .get(&path)
+                        .map_or(RETRY_INITIAL, |(_, w)| (*w * 2).min(RETRY_MAX));
+                    tracing::warn!(file = %path.display(), %error, ?wait, "enrollment failed; trying the stick again later");
+                    self.retry
+                        .insert(path, (std::time::Instant::now() + wait, wait));
+                    return StickEvent::EnrollFailed(error.to_string());
+                }
+                Err(error) => {
+                    tracing::error!(file = %path.display(), %error, "enrollment failed; nothing changed");
+                    self.seen.insert(path, stamp);
+                    return StickEvent::EnrollFailed(error.to_string());
+                }
+            }
+        }
+        StickEvent::Nothing { refusal_cleared }
+    }
+}
+
+/// The phase without an identity: shows "waiting for a config stick" and looks for one.
+async fn waiting(
+    config: &AgentConfig,
+    clock: &Arc<AgentClock>,
+    status_tx: &watch::Sender<AgentStatus>,
+    sticks: &mut StickWatch,
+    poke: &tokio::sync::Notify,
+    mut stop: watch::Receiver<bool>,
+) -> Result<PhaseEnd, DaemonError> {
+    let mut status = AgentStatus {
+        state: RunState::NotProvisioned,
+        provisioning: ProvisioningStatus {
+            stick_roots: config
+                .stick_roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect(),
+            ..ProvisioningStatus::default()
+        },
+        ..AgentStatus::default()
+    };
+    tracing::info!(roots = ?status.provisioning.stick_roots, "not provisioned; waiting for a config stick");
+    let publish = |status: &mut AgentStatus| {
+        status.pid = std::process::id();
+        status.updated_unix_ms = unix_ms_now();
+        status.provisioning.clock_synced = clock.is_synced();
+        status.provisioning.time_floor_unix = unix(clock.floor());
+        status.state = if status.provisioning.enrolling {
+            RunState::Enrolling
+        } else {
+            RunState::NotProvisioned
+        };
+        status.last_error = status
+            .provisioning
+            .stick_refused
+            .clone()
+            .or_else(|| status.provisioning.enroll_error.clone());
+        write_status(&config.state_dir, status, status_tx);
+    };
+    publish(&mut status);
+    loop {
+        let event = {
+            let cell = std::sync::Mutex::new(&mut status);
+            sticks
+                .look(config, clock, |on| {
+                    let mut s = cell.lock().unwrap_or_else(|p| p.into_inner());
+                    s.provisioning.enrolling = on;
+                    publish(&mut s);
+                    std::future::ready(())
+                })
+                .await
+        };
+        match event {
+            StickEvent::Provisioned => return Ok(PhaseEnd::Provisioned),
+            StickEvent::Refused(reason) => {
+                status.provisioning.stick_refused = Some(reason);
+                publish(&mut status);
+            }
+            StickEvent::EnrollFailed(reason) => {
+                status.provisioning.enroll_error = Some(reason);
+                publish(&mut status);
+            }
+            StickEvent::Nothing { refusal_cleared } => {
+                if refusal_cleared {
+                    status.provisioning.stick_refused = None;
+                    status.provisioning.enroll_error = None;
+                    publish(&mut status);
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(STICK_POLL) => {}
+            _ = poke.notified() => sticks.forget_all(),
+            _ = stop.changed() => {
+                status.state = RunState::Stopped;
+                status.updated_unix_ms = unix_ms_now();
+                write_status(&config.state_dir, &status, status_tx);
+                return Ok(PhaseEnd::Stopped);
+            }
+        }
+    }
+}
+
+/// The phase with an identity: the data flow of [`supervise`], plus the provisioning loop
+/// (new sticks, renewal, an enrollment changed by `skolebro-agent provision`).
+#[allow(clippy::too_many_arguments)]
+async fn running(
+    device: Device,
+    installed: &AgentConfig,
+    clock: &Arc<AgentClock>,
+    status_tx: &watch::Sender<AgentStatus>,
+    live: &CoreSlot,
+    current_wake: &Arc<Mutex<Option<mpsc::Sender<()>>>>,
+    sticks: &mut StickWatch,
+    poke: &tokio::sync::Notify,
+    mut stop: watch::Receiver<bool>,
+) -> Result<PhaseEnd, DaemonError> {
+    let Device {
+        config,
+        creds,
+        enrollment,
+    } = device;
+    let client = provision::central_client(
+        &creds.cert_pem,
+        &creds.key_pem,
+        &creds.ca_pem,
+        clock.clone(),
+    )?;
+    let central = Central::new(client, &creds.url);
+
+    let state_dir = config.state_dir.clone();
+    let identity = creds.identity.clone();
+    let policy = config.safety.clone();
+    let outbox = config.outbox.outbox_config();
+    let dir = state_dir.clone();
+    let enrolled = enrollment.is_some();
+    let (enqueuer, report) = tokio::task::spawn_blocking(move || {
+        if enrolled && provision::settle_chain(&dir, &identity, outbox.clone())? {
+            tracing::info!(device = %identity.device, "new device: the chain starts afresh with a full snapshot");
+        }
+        Enqueuer::open(&dir, identity, policy, outbox).map_err(DaemonError::from)
+    })
+    .await
+    .map_err(|e| DaemonError::Task(e.to_string()))??;
+    if !report.is_clean() {
+        tracing::warn!(report = ?report, "outbox recovered from an unclean stop");
+    }
+    let core: Shared = Arc::new(Mutex::new(Core::new(
+        enqueuer,
+        state_dir,
+        config.after_ingest,
+        status_tx.clone(),
+    )));
+    let device_id = creds.identity.device.to_string();
+    let site_id = creds.identity.site.to_string();
+    let roots: Vec<String> = installed
+        .stick_roots
         .iter()
-        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .max()
+        .map(|r| r.display().to_string())
+        .collect();
+    let validity = enrollment
+        .as_ref()
+        .and_then(Enrollment::cert_validity)
+        .or_else(|| skolebro_provisioning::tls::certificate_validity(&creds.cert_pem).ok());
+    {
+        let e = enrollment.clone();
+        let synced = clock.is_synced();
+        let floor = unix(clock.floor());
+        with_core(&core, move |c| {
+            c.provisioning(|p| {
+                *p = ProvisioningStatus {
+                    device: Some(device_id),
+                    site: Some(site_id),
+                    token_id: e.as_ref().map(|e| e.token_id.clone()),
+                    enrolled_unix: e.as_ref().map(|e| e.enrolled_unix),
+                    renewed_unix: e.as_ref().and_then(|e| e.renewed_unix),
+                    cert_not_after_unix: validity.map(|(_, to)| unix(to)),
+                    stick_roots: roots,
+                    clock_synced: synced,
+                    time_floor_unix: floor,
+                    ..ProvisioningStatus::default()
+                }
+            })
+        })
+        .await;
+    }
+    *live.lock().unwrap_or_else(|p| p.into_inner()) = Some(core.clone());
+
+    let (inner_stop_tx, inner_stop_rx) = watch::channel(false);
+    let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
+    *current_wake.lock().unwrap_or_else(|p| p.into_inner()) = Some(wake_tx.clone());
+    let mut flow = tokio::spawn(supervise(
+        config.clone(),
+        core.clone(),
+        central.clone(),
+        wake_tx,
+        wake_rx,
+        inner_stop_rx,
+    ));
+    let watch_loop = provisioning_loop(
+        installed, &config, clock, &core, &central, enrollment, sticks, poke,
+    );
+    let end = tokio::select! {
+        _ = stop.changed() => Ok(PhaseEnd::Stopped),
+        end = watch_loop => Ok(end),
+        joined = &mut flow => match joined {
+            Ok(Ok(())) => Ok(PhaseEnd::Stopped),
+            Ok(Err(error)) => Err(error),
+            Err(error) => Err(DaemonError::Task(error.to_string())),
+        },
+    };
+    let _ = inner_stop_tx.send(true);
+    if !flow.is_finished() {
+        match flow.await {
+            Ok(Err(error)) => tracing::error!(%error, "the data flow stopped with an error"),
+            Err(error) => tracing::error!(%error, "the data flow ended abnormally"),
+            Ok(Ok(())) => {}
+        }
+    }
+    *current_wake.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    *live.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    end
+}
+
+/// Watches for sticks, renews the certificate and notices an enrollment changed by another
+/// process, while the data flow runs. Returns when the device was re-provisioned.
+#[allow(clippy::too_many_arguments)]
+async fn provisioning_loop(
+    installed: &AgentConfig,
+    config: &AgentConfig,
+    clock: &Arc<AgentClock>,
+    core: &Shared,
+    central: &Central,
+    mut enrollment: Option<Enrollment>,
+    sticks: &mut StickWatch,
+    poke: &tokio::sync::Notify,
+) -> PhaseEnd {
+    let mut renew_after: Option<std::time::Instant> = None;
+    let mut renew_wait = RETRY_INITIAL;
+    loop {
+        // Another process (`skolebro-agent provision`) may have enrolled the device anew.
+        let on_disk = Enrollment::load(&config.state_dir).ok().flatten();
+        if on_disk.as_ref().map(|e| &e.token_id) != enrollment.as_ref().map(|e| &e.token_id) {
+            tracing::info!("the enrollment changed on disk; restarting as the new device");
+            return PhaseEnd::Provisioned;
+        }
+
+        let event = {
+            let core = core.clone();
+            sticks
+                .look(installed, clock, move |on| {
+                    let core = core.clone();
+                    async move { with_core(&core, move |c| c.provisioning(|p| p.enrolling = on)).await }
+                })
+                .await
+        };
+        match event {
+            StickEvent::Provisioned => return PhaseEnd::Provisioned,
+            StickEvent::Refused(reason) => {
+                with_core(core, move |c| {
+                    c.provisioning(|p| p.stick_refused = Some(reason))
+                })
+                .await
+            }
+            StickEvent::EnrollFailed(reason) => {
+                with_core(core, move |c| {
+                    c.provisioning(|p| p.enroll_error = Some(reason))
+                })
+                .await
+            }
+            StickEvent::Nothing { refusal_cleared } => {
+                if refusal_cleared {
+                    with_core(core, |c| {
+                        c.provisioning(|p| {
+                            p.stick_refused = None;
+                            p.enroll_error = None;
+                        })
+                    })
+                    .await
+                }
+            }
+        }
+
+        let synced_now = clock.synced_now();
+        let floor = unix(clock.floor());
+        with_core(core, move |c| {
+            c.provisioning(|p| {
+                p.clock_synced = synced_now.is_some();
+                // The floor is reported by the hour, so the status file is not rewritten
+                // every few seconds.
+                if floor.abs_diff(p.time_floor_unix) >= 3600 {
+                    p.time_floor_unix = floor;
+                }
+            })
+        })
+        .await;
+
+        if let Some(current) = &enrollment {
+            let due = current.cert_validity().map(|(from, to)| {
+                let lifetime = to.duration_since(from).unwrap_or_default();
+                let early = lifetime.mul_f64(config.renew_before_fraction.clamp(0.0, 1.0));
+                (to.checked_sub(early).unwrap_or(from), to)
+            });
+            let expired = match (synced_now, due) {
+                (Some(now), Some((_, to))) if now >= to => Some(format!(
+                    "the device certificate expired at {}; insert a new config stick",
+                    crate::daemon::clock(unix(to) * 1000, unix_ms_now())
+                )),
+                _ => None,
+            };
+            with_core(core, move |c| c.certificate_problem(expired)).await;
+            let waited = renew_after.is_none_or(|t| std::time::Instant::now() >= t);
+            if let (Some((renew_at, _)), true) = (due, waited) {
+                if clock.now() >= renew_at {
+                    match provision::renew(&config.state_dir, central, current, clock).await {
+                        Ok(next) => match provision::central_client(
+                            &next.cert_pem,
+                            &next.key_pem,
+                            &next.central_ca_pem,
+                            clock.clone(),
+                        ) {
+                            Ok(client) => {
+                                central.replace_client(client);
+                                let not_after = next.cert_validity().map(|(_, to)| unix(to));
+                                let renewed = next.renewed_unix;
+                                tracing::info!(device = %next.device, not_after, "certificate renewed");
+                                with_core(core, move |c| {
+                                    c.provisioning(|p| {
+                                        p.cert_not_after_unix = not_after;
+                                        p.renewed_unix = renewed;
+                                    })
+                                })
+                                .await;
+                                enrollment = Some(next);
+                                renew_after = None;
+                                renew_wait = RETRY_INITIAL;
+                            }
+                            Err(error) => {
+                                tracing::error!(%error, "the renewed certificate cannot be used");
+                            }
+                        },
+                        Err(ProvisionError::Renew(UplinkError::Revoked)) => {
+                            tracing::error!(
+                                "central revoked this device; a new config stick enrolls it again"
+                            );
+                            with_core(core, |c| c.revoked()).await;
+                            renew_after = Some(std::time::Instant::now() + RETRY_MAX);
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, wait = ?renew_wait, "certificate renewal failed; trying again later");
+                            renew_after = Some(std::time::Instant::now() + renew_wait);
+                            renew_wait = (renew_wait * 2).min(RETRY_MAX);
+                        }
+                    }
+                }
+            }
+        }
+
+        tokio::select! {
+            _ = tokio::time::sleep(STICK_POLL) => {}
+            _ = poke.notified() => sticks.forget_all(),
+        }
+    }
 }
 
 async fn supervise(
     config: AgentConfig,
     core: Shared,
     central: Central,
-    status: watch::Receiver<AgentStatus>,
+    wake_tx: mpsc::Sender<()>,
+    wake_rx: mpsc::Receiver<()>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
     let (ready_tx, ready_rx) = mpsc::channel::<PathBuf>(4);
     let (retry_tx, retry_rx) = mpsc::channel::<PathBuf>(16);
-    let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
     // Anything already in the outbox goes out at once.
     let _ = wake_tx.try_send(());
 
@@ -689,15 +1345,6 @@ async fn supervise(
         wake_rx,
         stop.clone(),
     ));
-    let front_panel = {
-        let (panel, core, wake, stop) = (
-            config.panel.clone(),
-            core.clone(),
-            wake_tx.clone(),
-            stop.clone(),
-        );
-        tokio::task::spawn_blocking(move || drive_panel(&panel, &core, status, &wake, &stop))
-    };
     let heartbeat = tokio::spawn(uplink::heartbeat_loop(
         core.clone(),
         central,
@@ -726,11 +1373,7 @@ async fn supervise(
             }
         }
     }
-    if front_panel.await.is_err() {
-        tracing::warn!("the front panel thread ended abnormally");
-    }
     with_core(&core, |c| c.stopped()).await;
-    tracing::info!("stopped");
     result
 }
 
@@ -738,17 +1381,20 @@ async fn supervise(
 /// watchdog stops being kicked and the hardware resets the Pi.
 const CORE_DEADLINE: Duration = Duration::from_secs(120);
 
-/// The front panel's loop, on its own thread: every `TICK_MS` it shows the daemon's state on
-/// the LED, reads the button (a short press pushes the outbox now), and kicks the watchdog as
-/// long as the core answers. With `panel = "none"` it only supervises, which costs nothing.
+/// The front panel's loop, on its own thread for the daemon's whole life: every `TICK_MS` it
+/// shows the daemon's state on the LED, reads the button (a short press pushes the outbox
+/// now; a long hold looks at the stick again, even one already handled), and kicks the
+/// watchdog as long as the core of the running phase answers. With `panel = "none"` it only
+/// supervises, which costs nothing.
 fn drive_panel(
     config: &crate::panel::PanelConfig,
-    core: &Shared,
+    live: &CoreSlot,
     status: watch::Receiver<AgentStatus>,
     wake: &mpsc::Sender<()>,
+    poke: &tokio::sync::Notify,
     stop: &watch::Receiver<bool>,
 ) {
-    use crate::panel::{AgentState, Gesture, Panel, TICK_MS};
+    use crate::panel::{Gesture, Panel, TICK_MS};
     let mut panel = match Panel::open(config) {
         Ok(panel) => panel,
         Err(error) => {
@@ -762,18 +1408,17 @@ fn drive_panel(
     let mut shown = None;
     while !*stop.borrow() {
         std::thread::sleep(tick);
-        let state = match status.borrow().state {
-            RunState::Holding => AgentState::HoldingDelta,
-            RunState::CentralUnreachable => AgentState::CentralUnreachable,
-            RunState::Error => AgentState::Error,
-            RunState::Starting | RunState::Healthy | RunState::Stopped => AgentState::Healthy,
-        };
+        let state = panel_state(&status.borrow());
         if shown != Some(state) {
             panel.show(state);
             shown = Some(state);
         }
-        if let (Some(task), Ok(_)) = (core_task, core.try_lock()) {
-            let _ = panel.alive(task);
+        if let Some(task) = core_task {
+            let core = live.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let answers = core.is_none_or(|core| core.try_lock().is_ok());
+            if answers {
+                let _ = panel.alive(task);
+            }
         }
         let ticked = panel.tick();
         for fault in &ticked.faults {
@@ -785,12 +1430,30 @@ fn drive_panel(
                 let _ = wake.try_send(());
             }
             Some(Gesture::Reprovision) => {
-                tracing::warn!(
-                    "button: re-provisioning from a stick is not available in this version"
-                );
+                tracing::info!("button: looking at the config stick again");
+                poke.notify_one();
             }
             None => {}
         }
+    }
+}
+
+/// The LED pattern for a status: a refused stick shows as an error while it is inserted.
+fn panel_state(status: &AgentStatus) -> crate::panel::AgentState {
+    use crate::panel::AgentState;
+    match status.state {
+        RunState::NotProvisioned
+            if status.provisioning.stick_refused.is_some()
+                || status.provisioning.enroll_error.is_some() =>
+        {
+            AgentState::Error
+        }
+        RunState::NotProvisioned => AgentState::NotProvisioned,
+        RunState::Enrolling => AgentState::Enrolling,
+        RunState::Holding => AgentState::HoldingDelta,
+        RunState::CentralUnreachable => AgentState::CentralUnreachable,
+        RunState::Error | RunState::Revoked => AgentState::Error,
+        RunState::Starting | RunState::Healthy | RunState::Stopped => AgentState::Healthy,
     }
 }
 
@@ -934,12 +1597,58 @@ pub fn describe_status(status: &AgentStatus, running: bool, now_ms: u64) -> Stri
             status.last_error.as_deref().unwrap_or("unknown")
         ),
         RunState::Starting => format!("Starting: {export}; {outbox}."),
+        RunState::NotProvisioned => {
+            let p = &status.provisioning;
+            let mut line = format!(
+                "Waiting for a config stick (looking in {}).",
+                if p.stick_roots.is_empty() {
+                    "no folders".to_owned()
+                } else {
+                    p.stick_roots.join(", ")
+                }
+            );
+            if let Some(reason) = &p.stick_refused {
+                line.push_str(&format!(" Stick refused: {reason}."));
+            }
+            if let Some(reason) = &p.enroll_error {
+                line.push_str(&format!(" Enrollment failed: {reason}."));
+            }
+            line
+        }
+        RunState::Enrolling => "Enrolling with central from the config stick.".to_owned(),
+        RunState::Revoked => format!(
+            "Revoked by central: this device may no longer send. Insert a new config stick to enroll it again; {outbox}."
+        ),
         RunState::Healthy | RunState::Stopped => {
             format!("Healthy: {export}, {acked}; {outbox}.")
         }
     };
     out.push_str(&line);
     out.push('\n');
+    let p = &status.provisioning;
+    if let (Some(device), Some(site)) = (&p.device, &p.site) {
+        let how = match &p.token_id {
+            Some(token) => format!("with stick token {token}"),
+            None => "by hand in agent.toml".to_owned(),
+        };
+        let until = p
+            .cert_not_after_unix
+            .map(|t| format!("; certificate valid until {}", clock(t * 1000, now_ms)))
+            .unwrap_or_default();
+        let renewed = p
+            .renewed_unix
+            .map(|t| format!(", renewed {}", clock(t * 1000, now_ms)))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "Enrolled as device {device} for site {site} ({how}){until}{renewed}.\n"
+        ));
+    }
+    if status.state != RunState::Stopped && !p.clock_synced && p.time_floor_unix > 0 {
+        out.push_str(&format!(
+            "The clock is not synced: certificates are checked against no earlier than {}.\n",
+            clock(p.time_floor_unix * 1000, now_ms)
+        ));
+    }
     if status.deviations.errors + status.deviations.warnings > 0 {
         out.push_str(&format!(
             "The last export had {} errors and {} warnings to fix in the school system (`skolebro-agent check`).\n",
@@ -1142,5 +1851,70 @@ mod run_tests {
             on_disk.outbox_depth, 1,
             "the batch waits on disk for central"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_an_identity_the_daemon_waits_for_a_stick_and_refuses_a_foreign_one() {
+        use crate::provision::testing::{body, write_bundle};
+        use skolebro_protocol::stick::StickSigningKey;
+
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let platform = StickSigningKey::from_bytes([1; 32]);
+        std::fs::write(
+            d.join("stick.pub"),
+            format!("{}\n", platform.verifying_key().to_hex()),
+        )
+        .unwrap();
+        let config = AgentConfig {
+            state_dir: d.join("state"),
+            stick_roots: vec![d.join("media")],
+            stick_key: d.join("stick.pub"),
+            clock_synced_file: d.join("not-synced"),
+            ..AgentConfig::default()
+        };
+        let handle = start(config.clone()).await.unwrap();
+        let status = handle.status.clone();
+        until("the waiting state", || {
+            status.borrow().state == RunState::NotProvisioned
+        })
+        .await;
+        let text = describe_status(&status.borrow(), true, unix_ms_now());
+        assert!(text.starts_with("Waiting for a config stick"), "{text}");
+
+        let stick = d.join("media").join("STICK");
+        write_bundle(&stick, &body(), &StickSigningKey::from_bytes([2; 32]));
+        until("the foreign stick to be refused", || {
+            status.borrow().provisioning.stick_refused.is_some()
+        })
+        .await;
+        {
+            let s = status.borrow();
+            assert_eq!(s.state, RunState::NotProvisioned);
+            assert_eq!(panel_state(&s), crate::panel::AgentState::Error);
+            let reason = s.provisioning.stick_refused.clone().unwrap();
+            assert!(
+                reason.contains("BUNDLE.SKB") && reason.contains("signature"),
+                "{reason}"
+            );
+            let text = describe_status(&s, true, unix_ms_now());
+            assert!(text.contains("Stick refused"), "{text}");
+        }
+        assert!(!config
+            .state_dir
+            .join(crate::provision::enrollment::ENROLLMENT_FILE)
+            .exists());
+        std::fs::remove_dir_all(&stick).unwrap();
+        until("the refusal to clear with the stick gone", || {
+            status.borrow().provisioning.stick_refused.is_none()
+        })
+        .await;
+        assert_eq!(
+            panel_state(&status.borrow()),
+            crate::panel::AgentState::NotProvisioned
+        );
+        handle.stop().await.unwrap();
+        let on_disk = AgentStatus::load(&config.state_dir).unwrap();
+        assert_eq!(on_disk.state, RunState::Stopped);
     }
 }

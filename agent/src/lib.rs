@@ -4,7 +4,10 @@
 //!
 //! Data flow: [`reader`] -> [`validate`] (deviations) -> [`diff`] against [`state`] ->
 //! [`safety`] filter. [`report`] turns results into what `check` and `diff` print.
+//! Before any of it, [`provision`] enrolls the device from a config stick, with [`clock`]
+//! deciding what time certificates are checked against; [`daemon`] runs it all.
 
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod deviation;
@@ -13,6 +16,7 @@ pub mod enqueue;
 pub mod identity;
 pub mod outbox;
 pub mod panel;
+pub mod provision;
 pub mod reader;
 pub mod report;
 pub mod safety;

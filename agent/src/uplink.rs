@@ -10,8 +10,14 @@
 //! (4xx other than 409) is logged, shown as the `error` state and retried at the cap, since
 //! only an operator can fix it. A `409 gap` means central's chain head is behind ours: the
 //! agent drops its unacknowledged batches, continues from central's head and sends a full
-//! snapshot of the newest export ([`crate::daemon`] holds it in memory).
+//! snapshot of the newest export ([`crate::daemon`] holds it in memory). A `403
+//! device_revoked` means central revoked this device: it is shown as such until a new config
+//! stick enrolls the device again.
+//!
+//! The same client renews the device's certificate (`POST /v1/renew`); the renewed client
+//! replaces the old one for every clone of [`Central`] at once.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -90,6 +96,8 @@ pub enum Answer {
     Gap { head: ChainHead },
     /// Central refused the batch; retrying as is will not help until someone acts.
     Refused { status: u16, code: String },
+    /// Central revoked this device (`403 device_revoked`).
+    Revoked,
     /// Central is there but cannot apply now.
     Unavailable {
         status: u16,
@@ -129,17 +137,33 @@ pub struct Heartbeat {
 pub enum UplinkError {
     #[error("central unreachable: {0}")]
     Unreachable(String),
-    #[error("central answered {status}")]
-    Status { status: u16 },
+    #[error("central answered {status} {code}")]
+    Status { status: u16, code: String },
+    #[error("central revoked this device")]
+    Revoked,
     #[error("central's answer is not the expected JSON: {0}")]
     Body(String),
 }
 
-/// Central's device endpoints over one mutual-TLS client.
+/// Central's device endpoints over one mutual-TLS client. Clones share the client, so a
+/// renewal ([`Central::replace_client`]) reaches every loop that holds one.
 #[derive(Debug, Clone)]
 pub struct Central {
-    client: reqwest::Client,
+    client: Arc<RwLock<reqwest::Client>>,
     url: String,
+}
+
+/// Central's answer to `POST /v1/renew`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Renewed {
+    pub cert_pem: String,
+    pub not_after_unix: u64,
+}
+
+/// The request of `POST /v1/renew`.
+#[derive(Serialize)]
+struct RenewRequest<'a> {
+    csr_pem: &'a str,
 }
 
 impl Central {
@@ -147,15 +171,44 @@ impl Central {
     /// `skolebro_provisioning::tls::client_builder` with the device's certificate.
     pub fn new(client: reqwest::Client, url: &str) -> Central {
         Central {
-            client,
+            client: Arc::new(RwLock::new(client)),
             url: url.trim_end_matches('/').to_owned(),
         }
+    }
+
+    /// Swaps in a client with a renewed certificate; requests in flight finish on the old
+    /// one.
+    pub fn replace_client(&self, client: reqwest::Client) {
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+    }
+
+    fn client(&self) -> reqwest::Client {
+        self.client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Asks central for a new certificate for the key in `csr_pem` (same device and site).
+    pub async fn renew(&self, csr_pem: &str) -> Result<Renewed, UplinkError> {
+        let response = self
+            .client()
+            .post(format!("{}/v1/renew", self.url))
+            .json(&RenewRequest { csr_pem })
+            .send()
+            .await
+            .map_err(|e| UplinkError::Unreachable(error_chain(&e)))?;
+        let response = refusal(response).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| UplinkError::Body(e.to_string()))
     }
 
     /// Posts one envelope and classifies the answer.
     pub async fn post_batch(&self, envelope: Vec<u8>) -> Answer {
         let response = self
-            .client
+            .client()
             .post(format!("{}/v1/batches", self.url))
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(envelope)
@@ -184,18 +237,13 @@ impl Central {
     /// and skipped, so central can add commands before every agent knows them.
     pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<Vec<Command>, UplinkError> {
         let response = self
-            .client
+            .client()
             .post(format!("{}/v1/heartbeat", self.url))
             .json(heartbeat)
             .send()
             .await
             .map_err(|e| UplinkError::Unreachable(error_chain(&e)))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(UplinkError::Status {
-                status: status.as_u16(),
-            });
-        }
+        let response = refusal(response).await?;
         let body: serde_json::Value = response
             .json()
             .await
@@ -220,6 +268,33 @@ impl Central {
             })
             .collect())
     }
+}
+
+/// Passes a successful response through; turns any other into an error, reading the
+/// `{"error": code}` body (`device_revoked` becomes [`UplinkError::Revoked`]).
+async fn refusal(response: reqwest::Response) -> Result<reqwest::Response, UplinkError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body: serde_json::Value = response
+        .bytes()
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let code = body
+        .get("error")
+        .and_then(|e| e.as_str())
+        .unwrap_or("")
+        .to_owned();
+    if status == StatusCode::FORBIDDEN && code == "device_revoked" {
+        return Err(UplinkError::Revoked);
+    }
+    Err(UplinkError::Status {
+        status: status.as_u16(),
+        code,
+    })
 }
 
 /// Turns central's status and JSON body into an [`Answer`] (docs/API.md's table).
@@ -267,6 +342,9 @@ pub fn classify(
                 },
             },
         };
+    }
+    if status == StatusCode::FORBIDDEN && code == "device_revoked" {
+        return Answer::Revoked;
     }
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         return Answer::Unavailable {
@@ -391,6 +469,18 @@ pub async fn push_loop(
                     return;
                 }
             }
+            Answer::Revoked => {
+                let delay = backoff.next_delay(None, random_u64());
+                tracing::error!(
+                    seq,
+                    ?delay,
+                    "central revoked this device; a new config stick enrolls it again"
+                );
+                with_core(&core, |c| c.revoked()).await;
+                if !pause(delay, &mut shutdown).await {
+                    return;
+                }
+            }
             Answer::Unavailable {
                 status,
                 retry_after,
@@ -449,6 +539,10 @@ pub async fn heartbeat_loop(
                         Err(error) => tracing::error!(%error, "applying the command failed"),
                     }
                 }
+            }
+            Err(UplinkError::Revoked) => {
+                tracing::error!("central revoked this device; a new config stick enrolls it again");
+                with_core(&core, |c| c.revoked()).await;
             }
             Err(error) => tracing::debug!(%error, "heartbeat not delivered"),
         }
