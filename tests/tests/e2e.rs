@@ -6,157 +6,29 @@
 //! agent and central are SIGKILLed at random moments to show that the outbox, the chain and
 //! the store's transactions make delivery exactly-once however the processes die.
 //!
-//! The binaries are built once per test run (`cargo build --bins -p skolebro-agent -p
-//! skolebro-central`, dev profile). The tests run one at a time: each starts two processes,
-//! and the CI machines have two cores. Every wait polls with a deadline; nothing relies on a
+//! The binaries are built once per test run and the tests run one at a time (see
+//! [`skolebro_tests::harness`]). Every wait polls with a deadline; nothing relies on a
 //! fixed sleep. When a test fails, its folder is kept and the processes' logs are printed;
 //! `SKOLEBRO_E2E_KEEP=1` keeps the folders of passing tests too, `SKOLEBRO_E2E_SEED=n`
 //! repeats a run's random choices.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use skolebro_agent::reader::{read_export, ReaderOptions};
 use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
-use skolebro_protocol::{DeviceId, Record, Roster, SiteId};
+use skolebro_protocol::{DeviceId, Roster, SiteId};
 use skolebro_provisioning::pki::{write_private_key, DevPki, Validity};
+use skolebro_tests::harness::{
+    self, binaries, counts_of, expected_roster, one_at_a_time, print_log_tail, same,
+    two_free_ports, unix_ms_now, Process, PATIENCE, POLL,
+};
 use skolebro_tests::rostergen::{Churn, Generated, Rng};
 
 const DEVICE: &str = "e2e-pi";
 const SITE: &str = "e2e-site";
-/// How long central may take to hold an export (or a process to come up) before a test
-/// fails. Generous: a loaded two-core CI machine running debug builds is slow.
-const PATIENCE: Duration = Duration::from_secs(60);
-/// Between two polls.
-const POLL: Duration = Duration::from_millis(100);
-
-// ---------------------------------------------------------------------------------------------
-// The binaries
-
-struct Binaries {
-    agent: PathBuf,
-    central: PathBuf,
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the workspace")
-        .to_owned()
-}
-
-/// Builds the two binaries once per test run and names them.
-fn binaries() -> &'static Binaries {
-    static BINARIES: OnceLock<Binaries> = OnceLock::new();
-    BINARIES.get_or_init(|| {
-        let root = workspace_root();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let started = Instant::now();
-        let status = Command::new(cargo)
-            .current_dir(&root)
-            .args([
-                "build",
-                "--bins",
-                "-p",
-                "skolebro-agent",
-                "-p",
-                "skolebro-central",
-            ])
-            .status()
-            .expect("cannot run cargo build");
-        assert!(status.success(), "building the binaries failed: {status}");
-        println!(
-            "built the binaries in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(|dir| root.join(dir))
-            .unwrap_or_else(|| root.join("target"));
-        let debug = target.join("debug");
-        let binaries = Binaries {
-            agent: debug.join("skolebro-agent"),
-            central: debug.join("skolebro-central"),
-        };
-        for binary in [&binaries.agent, &binaries.central] {
-            assert!(binary.is_file(), "{} was not built", binary.display());
-        }
-        binaries
-    })
-}
-
-/// One test at a time: each runs two processes, and a kill at a "random moment" means
-/// little on an overloaded machine.
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes
-
-/// A child process that is SIGKILLed (and reaped) when dropped, so none outlives its test.
-struct Process {
-    child: Child,
-}
-
-impl Process {
-    fn spawn(command: &mut Command, log: &Path) -> Process {
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log file handle"))
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-        Process { child }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// SIGKILL: no shutdown code runs, as when the power goes.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Two free loopback ports, distinct (both are held until both are known).
-fn two_free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
-}
-
-fn unix_ms_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as i64
-}
 
 /// A seed from the clock, printed so a failing run can be repeated with `SKOLEBRO_E2E_SEED`.
 fn seed() -> u64 {
@@ -166,83 +38,6 @@ fn seed() -> u64 {
         .unwrap_or_else(|| unix_ms_now() as u64);
     println!("seed {seed} (repeat with SKOLEBRO_E2E_SEED={seed})");
     seed
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP on loopback
-
-/// One `GET` over HTTP/1.1 with `Connection: close`: status and body.
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(PATIENCE))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no end of headers"))?;
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let body = raw[end + 4..].to_vec();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no status"))?;
-    let chunked = head.lines().any(|line| {
-        let line = line.to_ascii_lowercase();
-        line.starts_with("transfer-encoding:") && line.contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(&body).ok_or_else(|| bad("broken chunked body"))?
-    } else {
-        body
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Rosters
-
-/// Equal as sets: central returns records in its own order.
-fn same(a: &Roster, b: &Roster) -> bool {
-    fn sorted<R: Record + Clone>(records: &[R]) -> Vec<R> {
-        let mut records = records.to_vec();
-        records.sort_by(|x, y| x.key().cmp(y.key()));
-        records
-    }
-    sorted(&a.schools) == sorted(&b.schools)
-        && sorted(&a.students) == sorted(&b.students)
-        && sorted(&a.groups) == sorted(&b.groups)
-        && sorted(&a.enrollments) == sorted(&b.enrollments)
-}
-
-fn counts_of(roster: &Roster) -> Value {
-    serde_json::json!({
-        "schools": roster.schools.len(),
-        "students": roster.students.len(),
-        "groups": roster.groups.len(),
-        "enrollments": roster.enrollments.len(),
-    })
 }
 
 /// An export as the bytes of an elevliste.
@@ -395,21 +190,11 @@ backoff_max_ms = 1000
     /// Starts `skolebro-central serve` and waits until its operator listener answers.
     fn start_central(&mut self) {
         assert!(self.central.is_none(), "central is already running");
-        let mut command = Command::new(&binaries().central);
-        command
-            .current_dir(self.dir())
-            .env("RUST_LOG", "info")
-            .arg("serve")
-            .arg("--config")
-            .arg(self.dir().join("central.toml"));
-        self.central = Some(Process::spawn(
-            &mut command,
-            &self.dir().join("central.log"),
+        self.central = Some(harness::start_central(
+            self.dir(),
+            &self.dir().join("central.toml"),
+            self.admin,
         ));
-        let admin = self.admin;
-        self.wait_for("central's operator listener", |_| {
-            matches!(http_get(admin, "/admin/devices"), Ok((200, _)))
-        });
     }
 
     fn kill_central(&mut self) {
@@ -453,14 +238,7 @@ backoff_max_ms = 1000
 
     /// What the agent will make of an export: read the way the agent reads it.
     fn expected(&self, name: &str, bytes: &[u8]) -> Roster {
-        let dir = self.dir().join("expected");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        let (_, validated) =
-            read_export(&path, None, &ReaderOptions::default()).expect("the export reads");
-        std::fs::remove_file(&path).unwrap();
-        validated.roster
+        expected_roster(&self.dir().join("expected"), name, bytes)
     }
 
     /// The agent's `status.json`, if there is a readable one.
@@ -487,23 +265,11 @@ backoff_max_ms = 1000
     }
 
     fn get_json(&self, path: &str) -> Option<Value> {
-        match http_get(self.admin, path) {
-            Ok((200, body)) => Some(serde_json::from_slice(&body).expect("central answers JSON")),
-            _ => None,
-        }
+        harness::get_json(self.admin, path)
     }
 
     fn roster(&self, query: &str) -> Roster {
-        let path = format!("/v1/sites/{SITE}/roster{query}");
-        let (status, body) =
-            http_get(self.admin, &path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        assert_eq!(
-            status,
-            200,
-            "GET {path}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        serde_json::from_slice(&body).expect("a roster as JSON")
+        harness::roster(self.admin, SITE, query)
     }
 
     /// Central's chain head for the device: the seq it expects next.
@@ -524,15 +290,14 @@ backoff_max_ms = 1000
         let mut last = Value::Null;
         while started.elapsed() < PATIENCE {
             self.check_processes();
+            if harness::central_holds(self.admin, SITE, expected) == Some(true) {
+                println!(
+                    "{what}: central holds it after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                return;
+            }
             if let Some(seen) = self.get_json(&format!("/v1/sites/{SITE}/counts")) {
-                let kinds = ["schools", "students", "groups", "enrollments"];
-                if kinds.iter().all(|k| seen[k] == counts[k]) && same(&self.roster(""), expected) {
-                    println!(
-                        "{what}: central holds it after {:.1} s",
-                        started.elapsed().as_secs_f64()
-                    );
-                    return;
-                }
                 last = seen;
             }
             std::thread::sleep(POLL);
@@ -618,17 +383,7 @@ impl Drop for Site {
         }
         if std::thread::panicking() {
             for log in ["central.log", "agent.log"] {
-                let text = std::fs::read_to_string(self.dir().join(log)).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = &lines[lines.len().saturating_sub(150)..];
-                eprintln!(
-                    "----- {log} (last {} of {} lines) -----",
-                    tail.len(),
-                    lines.len()
-                );
-                for line in tail {
-                    eprintln!("{line}");
-                }
+                print_log_tail(self.dir(), log);
             }
             if let Some(dir) = self.dir.take() {
                 eprintln!("----- the test folder is kept: {}", dir.keep().display());

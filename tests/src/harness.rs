@@ -1,0 +1,301 @@
+//! What the end-to-end tests in `tests/tests/` share: the built binaries, child processes that
+//! die with their test, free loopback ports, plain HTTP to central's operator listener, and
+//! rosters compared the way central returns them.
+//!
+//! The binaries are built once per test run (`cargo build --bins -p skolebro-agent -p
+//! skolebro-central -p skolebro-provisioning`, dev profile, so the agent reads
+//! `SKOLEBRO_TEST_CLOCK`). Tests run one at a time ([`one_at_a_time`]): each starts several
+//! processes, and the CI machines have two cores.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use skolebro_agent::reader::{read_export, ReaderOptions};
+use skolebro_protocol::{Record, Roster};
+
+/// How long central may take to hold an export (or a process to come up) before a test
+/// fails. Generous: a loaded two-core CI machine running debug builds is slow.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+/// Between two polls.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// The built binaries.
+pub struct Binaries {
+    pub agent: PathBuf,
+    pub central: PathBuf,
+    /// `skolebro-provision`, the operations CLI.
+    pub provision: PathBuf,
+}
+
+/// The workspace's root folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_owned()
+}
+
+/// Builds the binaries once per test run and names them.
+pub fn binaries() -> &'static Binaries {
+    static BINARIES: OnceLock<Binaries> = OnceLock::new();
+    BINARIES.get_or_init(|| {
+        let root = workspace_root();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let started = Instant::now();
+        let status = Command::new(cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "--bins",
+                "-p",
+                "skolebro-agent",
+                "-p",
+                "skolebro-central",
+                "-p",
+                "skolebro-provisioning",
+            ])
+            .status()
+            .expect("cannot run cargo build");
+        assert!(status.success(), "building the binaries failed: {status}");
+        println!(
+            "built the binaries in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(|dir| root.join(dir))
+            .unwrap_or_else(|| root.join("target"));
+        let debug = target.join("debug");
+        let binaries = Binaries {
+            agent: debug.join("skolebro-agent"),
+            central: debug.join("skolebro-central"),
+            provision: debug.join("skolebro-provision"),
+        };
+        for binary in [&binaries.agent, &binaries.central, &binaries.provision] {
+            assert!(binary.is_file(), "{} was not built", binary.display());
+        }
+        binaries
+    })
+}
+
+/// One test at a time: each runs several processes, and a kill at a "random moment" or a
+/// deadline means little on an overloaded machine.
+pub fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A child process that is SIGKILLed (and reaped) when dropped, so none outlives its test.
+pub struct Process {
+    child: Child,
+}
+
+impl Process {
+    /// Starts `command` with stdout and stderr appended to `log`.
+    pub fn spawn(command: &mut Command, log: &Path) -> Process {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log file handle"))
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        Process { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL: no shutdown code runs, as when the power goes.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `skolebro-central serve --config <config>` in `dir` (log: `dir/central.log`) and
+/// waits until its operator listener at `admin` answers.
+pub fn start_central(dir: &Path, config: &Path, admin: SocketAddr) -> Process {
+    let mut command = Command::new(&binaries().central);
+    command
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .arg("serve")
+        .arg("--config")
+        .arg(config);
+    let mut central = Process::spawn(&mut command, &dir.join("central.log"));
+    let started = Instant::now();
+    while !matches!(http_get(admin, "/admin/devices"), Ok((200, _))) {
+        assert!(central.is_running(), "central exited on its own");
+        assert!(
+            started.elapsed() < PATIENCE,
+            "timed out after {PATIENCE:?} waiting for central's operator listener"
+        );
+        std::thread::sleep(POLL);
+    }
+    central
+}
+
+/// Two free loopback ports, distinct (both are held until both are known).
+pub fn two_free_ports() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
+}
+
+pub fn unix_ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// One `GET` over HTTP/1.1 with `Connection: close`: status and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(PATIENCE))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let body = raw[end + 4..].to_vec();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let chunked = head.lines().any(|line| {
+        let line = line.to_ascii_lowercase();
+        line.starts_with("transfer-encoding:") && line.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(&body).ok_or_else(|| bad("broken chunked body"))?
+    } else {
+        body
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// `GET path` on central's operator listener as JSON, if it answers 200.
+pub fn get_json(admin: SocketAddr, path: &str) -> Option<Value> {
+    match http_get(admin, path) {
+        Ok((200, body)) => Some(serde_json::from_slice(&body).expect("central answers JSON")),
+        _ => None,
+    }
+}
+
+/// Central's current roster of `site` (`GET /v1/sites/{site}/roster{query}`).
+pub fn roster(admin: SocketAddr, site: &str, query: &str) -> Roster {
+    let path = format!("/v1/sites/{site}/roster{query}");
+    let (status, body) = http_get(admin, &path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert_eq!(
+        status,
+        200,
+        "GET {path}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&body).expect("a roster as JSON")
+}
+
+/// Whether central's current roster of `site` equals `expected`: counts first (cheap), the
+/// whole roster once they match. `None` when central does not answer.
+pub fn central_holds(admin: SocketAddr, site: &str, expected: &Roster) -> Option<bool> {
+    let seen = get_json(admin, &format!("/v1/sites/{site}/counts"))?;
+    let counts = counts_of(expected);
+    let kinds = ["schools", "students", "groups", "enrollments"];
+    Some(kinds.iter().all(|k| seen[k] == counts[k]) && same(&roster(admin, site, ""), expected))
+}
+
+/// Equal as sets: central returns records in its own order.
+pub fn same(a: &Roster, b: &Roster) -> bool {
+    fn sorted<R: Record + Clone>(records: &[R]) -> Vec<R> {
+        let mut records = records.to_vec();
+        records.sort_by(|x, y| x.key().cmp(y.key()));
+        records
+    }
+    sorted(&a.schools) == sorted(&b.schools)
+        && sorted(&a.students) == sorted(&b.students)
+        && sorted(&a.groups) == sorted(&b.groups)
+        && sorted(&a.enrollments) == sorted(&b.enrollments)
+}
+
+pub fn counts_of(roster: &Roster) -> Value {
+    serde_json::json!({
+        "schools": roster.schools.len(),
+        "students": roster.students.len(),
+        "groups": roster.groups.len(),
+        "enrollments": roster.enrollments.len(),
+    })
+}
+
+/// What an agent will make of an export (`bytes`, named `name`): read the way the agent
+/// reads it, through a scratch file in `scratch`.
+pub fn expected_roster(scratch: &Path, name: &str, bytes: &[u8]) -> Roster {
+    std::fs::create_dir_all(scratch).unwrap();
+    let path = scratch.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let (_, validated) =
+        read_export(&path, None, &ReaderOptions::default()).expect("the export reads");
+    std::fs::remove_file(&path).unwrap();
+    validated.roster
+}
+
+/// Prints the last lines of the log `dir/log` to stderr (for a failed test).
+pub fn print_log_tail(dir: &Path, log: &str) {
+    let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(150)..];
+    eprintln!(
+        "----- {log} (last {} of {} lines) -----",
+        tail.len(),
+        lines.len()
+    );
+    for line in tail {
+        eprintln!("{line}");
+    }
+}
