@@ -1079,10 +1079,12 @@ async fn running(
     let policy = config.safety.clone();
     let outbox = config.outbox.outbox_config();
     let dir = state_dir.clone();
-    let enrolled = enrollment.is_some();
+    let site_has_records = enrollment.as_ref().map(|e| e.site_has_records);
     let (enqueuer, report) = tokio::task::spawn_blocking(move || {
-        if enrolled && provision::settle_chain(&dir, &identity, outbox.clone())? {
-            tracing::info!(device = %identity.device, "new device: the chain starts afresh with a full snapshot");
+        if let Some(site_has_records) = site_has_records {
+            if provision::settle_chain(&dir, &identity, outbox.clone(), site_has_records)? {
+                tracing::info!(device = %identity.device, site_has_records, "new device: the chain starts afresh");
+            }
         }
         Enqueuer::open(&dir, identity, policy, outbox).map_err(DaemonError::from)
     })

@@ -181,6 +181,16 @@ pub(crate) async fn post_enroll(
         Err(error) => return refuse(&token, &error),
     };
     tracing::info!(device = %enrolled.device, site = %enrolled.site, token, "device enrolled");
+    // A site that already holds records (a replaced Pi, a new stick) needs the new device's
+    // first batch to be a snapshot, so records the school dropped meanwhile are closed; a new
+    // site takes an ordinary delta, which the agent can send in small pieces.
+    let site_has_records = match state.store.counts(&enrolled.site).await {
+        Ok(counts) => counts.schools + counts.students + counts.groups + counts.enrollments > 0,
+        Err(error) => {
+            tracing::warn!(%error, "cannot count the site's records; the device will send a snapshot");
+            true
+        }
+    };
     (
         StatusCode::OK,
         Json(json!({
@@ -189,6 +199,7 @@ pub(crate) async fn post_enroll(
             "cert_pem": cert_pem,
             "site_secret": hex::encode(enrolled.site_secret.as_bytes()),
             "not_after_unix": not_after,
+            "site_has_records": site_has_records,
         })),
     )
         .into_response()

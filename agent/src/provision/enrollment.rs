@@ -8,8 +8,9 @@
 //!
 //! The chain of envelopes belongs to one device. `<state_dir>/chain-device` names the device
 //! the checkpoint and outbox were last reset for; when the enrollment names another device,
-//! [`settle_chain`] drops the old outbox and starts a fresh checkpoint whose first batch is
-//! a full snapshot, before the daemon opens them.
+//! [`settle_chain`] drops the old outbox and starts a fresh checkpoint, before the daemon
+//! opens them. Its first batch is a full snapshot if central already held records of the
+//! site, and an ordinary delta (sent in small pieces) for a site new to central.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -67,6 +68,15 @@ pub struct Enrollment {
     pub site_secret: String,
     /// The stick's site settings (TOML).
     pub settings_toml: String,
+    /// Central already held records of the site when the device enrolled, so the device's
+    /// first batch must be a full snapshot (see [`settle_chain`]). Files written before this
+    /// field existed read as `true`, the safe side.
+    #[serde(default = "snapshot_by_default")]
+    pub site_has_records: bool,
+}
+
+fn snapshot_by_default() -> bool {
+    true
 }
 
 impl std::fmt::Debug for Enrollment {
@@ -148,11 +158,12 @@ fn write_atomic_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Makes the chain in `state_dir` belong to `identity`'s device: if it was last reset for
 /// another device (or never), the outbox's unacknowledged batches are dropped (they are
 /// signed by the old device and chained on its head), and a fresh checkpoint asks for a full
-/// snapshot. Returns whether it reset. Call it before the daemon opens its [`Enqueuer`].
+/// snapshot if `site_has_records` (central's word at enrollment). Returns whether it reset. Call it before the daemon opens its [`Enqueuer`].
 pub fn settle_chain(
     state_dir: &Path,
     identity: &Identity,
     outbox: OutboxConfig,
+    site_has_records: bool,
 ) -> Result<bool, EnrollmentError> {
     let marker = state_dir.join(CHAIN_DEVICE_FILE);
     let current = std::fs::read_to_string(&marker).unwrap_or_default();
@@ -165,7 +176,7 @@ pub fn settle_chain(
     drop(enqueuer);
     let checkpoint = state_dir.join(CHECKPOINT_FILE);
     Checkpoint {
-        needs_snapshot: true,
+        needs_snapshot: site_has_records,
         ..Checkpoint::default()
     }
     .save(&checkpoint)

@@ -154,6 +154,13 @@ struct EnrollAnswer {
     site: String,
     cert_pem: String,
     site_secret: String,
+    /// Absent from an older central: assume records, so the first batch is a snapshot.
+    #[serde(default = "yes")]
+    site_has_records: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Central's error body.
@@ -227,6 +234,7 @@ async fn enroll(
         signing_key: hex::encode(signing.to_bytes()),
         site_secret: answer.site_secret.trim().to_owned(),
         settings_toml: body.settings_toml.clone(),
+        site_has_records: answer.site_has_records,
     })
 }
 
@@ -397,6 +405,7 @@ mod tests {
             signing_key: "07".repeat(32),
             site_secret: "03".repeat(32),
             settings_toml: String::new(),
+            site_has_records: true,
         }
     }
 
@@ -514,7 +523,13 @@ mod tests {
         let mut old = Checkpoint::default();
         old.head.next_seq.0 = 42;
         old.save(&dir.path().join("checkpoint")).unwrap();
-        assert!(settle_chain(dir.path(), &identity("pi-old"), OutboxConfig::default()).unwrap());
+        assert!(settle_chain(
+            dir.path(),
+            &identity("pi-old"),
+            OutboxConfig::default(),
+            true
+        )
+        .unwrap());
         let fresh = Checkpoint::load(&dir.path().join("checkpoint"))
             .unwrap()
             .unwrap();
@@ -530,18 +545,43 @@ mod tests {
         advanced.head.next_seq.0 = 7;
         advanced.needs_snapshot = false;
         advanced.save(&dir.path().join("checkpoint")).unwrap();
-        assert!(!settle_chain(dir.path(), &identity("pi-old"), OutboxConfig::default()).unwrap());
+        assert!(!settle_chain(
+            dir.path(),
+            &identity("pi-old"),
+            OutboxConfig::default(),
+            true
+        )
+        .unwrap());
         assert_eq!(
             Checkpoint::load(&dir.path().join("checkpoint")).unwrap(),
             Some(advanced)
         );
         // A new device: fresh again.
-        assert!(settle_chain(dir.path(), &identity("pi-new"), OutboxConfig::default()).unwrap());
+        assert!(settle_chain(
+            dir.path(),
+            &identity("pi-new"),
+            OutboxConfig::default(),
+            true
+        )
+        .unwrap());
         let reset = Checkpoint::load(&dir.path().join("checkpoint"))
             .unwrap()
             .unwrap();
         assert!(reset.needs_snapshot);
         assert_eq!(reset.head, skolebro_protocol::ChainHead::genesis());
+        // A new device for a site central holds nothing of: an ordinary delta comes first,
+        // from an empty state.
+        assert!(settle_chain(
+            dir.path(),
+            &identity("pi-first"),
+            OutboxConfig::default(),
+            false
+        )
+        .unwrap());
+        let first = Checkpoint::load(&dir.path().join("checkpoint"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, Checkpoint::default());
     }
 
     #[test]
