@@ -5,9 +5,11 @@
 //! current roster, the roster at a past time, counts), and operators look at the fleet and
 //! queue commands that [`crate::ingest`] hands out with the next heartbeat. They are also the
 //! start of a device's life: `skolebro-provision stick` registers the stick's enrollment
-//! token here (only its SHA-256), and operators list and revoke tokens and devices. There is
-//! no authentication yet, which is why the listener belongs on loopback behind a proxy. The
-//! roster answers carry personal data by design; nothing of it is logged.
+//! token here (only its SHA-256), and operators list and revoke tokens and devices.
+//! Operations also create and revoke the consumers' OAuth2 clients here
+//! (`crate::consumer_auth`) and download a county's elevliste (`crate::elevliste_export`).
+//! There is no authentication yet, which is why the listener belongs on loopback behind a
+//! proxy. The roster answers carry personal data by design; nothing of it is logged.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +24,8 @@ use serde::Deserialize;
 use serde_json::json;
 use skolebro_protocol::{DeviceId, SiteId};
 
+use crate::consumer_auth::{get_clients, post_client, post_revoke_client};
+use crate::elevliste_export::get_elevliste;
 use crate::fleet::Command;
 use crate::ingest::store_failure;
 use crate::reply;
@@ -46,6 +50,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/admin/devices/{device}/revoke", post(post_revoke_device))
         .route("/admin/tokens", get(get_tokens).post(post_token))
         .route("/admin/tokens/{id}/revoke", post(post_revoke_token))
+        .route("/admin/clients", get(get_clients).post(post_client))
+        .route("/admin/clients/{id}/revoke", post(post_revoke_client))
+        .route("/admin/exports/elevliste", get(get_elevliste))
         .fallback(reply::not_found)
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES))
         .with_state(state)

@@ -9,6 +9,8 @@
 //! ```toml
 //! listen = "127.0.0.1:8443"        # device endpoints, TLS (mutual, except for enrollment)
 //! admin_listen = "127.0.0.1:8080"  # operator and read endpoints, plain HTTP on loopback
+//! consumer_listen = "127.0.0.1:8081"  # optional: OneRoster for consumers, plain HTTP with
+//!                                  # OAuth2 bearer tokens; none without it
 //! max_batch_bytes = 16777216       # one envelope, at most
 //! sealing_key = "keys/sealing.key" # central's X25519 private key, 64 hex characters
 //!
@@ -119,6 +121,11 @@ pub struct CentralConfig {
     /// Address of the operator and read endpoints (plain HTTP; keep it on loopback).
     #[serde(default = "default_admin_listen")]
     pub admin_listen: SocketAddr,
+    /// Address of the consumer endpoints (OneRoster and `/oauth/token`, plain HTTP), if
+    /// any. Optional because a central without consumers should expose nothing more; beyond
+    /// loopback it belongs behind a TLS-terminating proxy.
+    #[serde(default)]
+    pub consumer_listen: Option<SocketAddr>,
     /// Largest envelope accepted; larger bodies get 413 before they are read in full.
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
@@ -367,6 +374,7 @@ impl CentralConfig {
             sealing_key,
             device_listen: self.listen,
             admin_listen: self.admin_listen,
+            consumer_listen: self.consumer_listen,
             max_batch_bytes: self.max_batch_bytes,
             enroll,
         })
@@ -403,6 +411,13 @@ mod tests {
         let config = CentralConfig::parse(MINIMAL, Path::new("/srv/central")).unwrap();
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert_eq!(config.consumer_listen, None);
+        let text = format!("consumer_listen = \"127.0.0.1:8081\"\n{MINIMAL}");
+        let config = CentralConfig::parse(&text, Path::new("/srv/central")).unwrap();
+        assert_eq!(
+            config.consumer_listen,
+            Some("127.0.0.1:8081".parse().unwrap())
+        );
         assert_eq!(config.max_batch_bytes, 16 * 1024 * 1024);
         assert_eq!(
             config.store,

@@ -9,15 +9,21 @@
 //! to the [`store`], where it is applied together with the new chain head in one transaction;
 //! heartbeats and operator commands meet in [`fleet`]; `admin` reads rosters and counts back
 //! out and manages enrollment tokens and devices. Devices without a certificate get one from
-//! [`enroll`] with a one-time token from a config stick (DESIGN decision 6). The HTTP
-//! contract is `docs/API.md`.
+//! [`enroll`] with a one-time token from a config stick (DESIGN decision 6). Consumers (a
+//! county's admission office, an LMS) read through the optional consumer listener: a
+//! OneRoster 1.1 subset in [`oneroster`], behind OAuth2 client-credentials tokens scoped to a
+//! county or kommune (`consumer_auth`); the admission office's elevliste file comes from
+//! `elevliste_export` on the operator listener. The HTTP contract is `docs/API.md`.
 
 mod admin;
 pub mod config;
+mod consumer_auth;
 pub mod demo;
+mod elevliste_export;
 pub mod enroll;
 pub mod fleet;
 mod ingest;
+pub mod oneroster;
 mod reply;
 pub mod server;
 pub mod store;

@@ -1,6 +1,6 @@
-//! Central's two listeners, started in-process: the device listener (mutual TLS, the
-//! ingest in `ingest.rs`) and the operator listener (plain HTTP on loopback,
-//! `admin.rs`).
+//! Central's listeners, started in-process: the device listener (mutual TLS, the ingest in
+//! `ingest.rs`), the operator listener (plain HTTP on loopback, `admin.rs`) and, if
+//! configured, the consumer listener (plain HTTP, OneRoster in `oneroster.rs`).
 //!
 //! In the data flow this is where an agent's uplink arrives: TCP -> TLS handshake, in which
 //! a client certificate, if presented, must come from the device CA -> the certificate's
@@ -75,6 +75,10 @@ pub struct ServerParts {
     pub device_listen: SocketAddr,
     /// Address of the operator listener; port 0 picks a free port. Keep it on loopback.
     pub admin_listen: SocketAddr,
+    /// Address of the consumer listener (OneRoster and its OAuth2 token endpoint), or `None`
+    /// for no consumer listener. Plain HTTP: beyond loopback, put a TLS-terminating proxy in
+    /// front of it.
+    pub consumer_listen: Option<SocketAddr>,
     /// Largest envelope accepted; anything larger is refused with 413.
     pub max_batch_bytes: usize,
     /// The device CA and limits for `/v1/enroll` and `/v1/renew`.
@@ -107,6 +111,7 @@ impl std::fmt::Debug for ServerParts {
             .field("sealing_key", &self.sealing_key)
             .field("device_listen", &self.device_listen)
             .field("admin_listen", &self.admin_listen)
+            .field("consumer_listen", &self.consumer_listen)
             .field("max_batch_bytes", &self.max_batch_bytes)
             .field("enroll", &self.enroll)
             .finish_non_exhaustive()
@@ -199,9 +204,12 @@ pub struct RunningServer {
     pub device_addr: SocketAddr,
     /// The bound address of the operator (plain HTTP) listener.
     pub admin_addr: SocketAddr,
+    /// The bound address of the consumer listener, if one was asked for.
+    pub consumer_addr: Option<SocketAddr>,
     shutdown: ShutdownHandle,
     device_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
+    consumer_task: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -222,12 +230,13 @@ impl RunningServer {
         let RunningServer {
             device_task,
             admin_task,
+            consumer_task,
             shutdown,
             ..
         } = self;
         // Keep our sender alive while waiting: dropping it would count as a shutdown.
         let _keep = shutdown;
-        for task in [device_task, admin_task] {
+        for task in [device_task, admin_task].into_iter().chain(consumer_task) {
             if let Err(error) = task.await {
                 tracing::error!(%error, "a listener task failed");
             }
@@ -244,6 +253,15 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
     let admin_listener = bind(parts.admin_listen).await?;
     let device_addr = local_addr(&device_listener, parts.device_listen)?;
     let admin_addr = local_addr(&admin_listener, parts.admin_listen)?;
+    let consumer_listener = match parts.consumer_listen {
+        Some(addr) => {
+            let listener = bind(addr).await?;
+            let bound = local_addr(&listener, addr)?;
+            Some((listener, bound))
+        }
+        None => None,
+    };
+    let consumer_addr = consumer_listener.as_ref().map(|(_, bound)| *bound);
 
     let state = Arc::new(AppState {
         store: parts.store,
@@ -259,18 +277,29 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
         Arc::clone(&state),
         receiver.clone(),
     ));
-    let admin_task = tokio::spawn(run_admin_listener(
+    let consumer_task = consumer_listener.map(|(listener, _)| {
+        tokio::spawn(run_http_listener(
+            listener,
+            crate::oneroster::router(Arc::clone(&state)),
+            receiver.clone(),
+            "consumer",
+        ))
+    });
+    let admin_task = tokio::spawn(run_http_listener(
         admin_listener,
         crate::admin::router(state),
         receiver,
+        "operator",
     ));
-    tracing::info!(%device_addr, %admin_addr, "central is listening");
+    tracing::info!(%device_addr, %admin_addr, ?consumer_addr, "central is listening");
     Ok(RunningServer {
         device_addr,
         admin_addr,
+        consumer_addr,
         shutdown: ShutdownHandle(Arc::new(sender)),
         device_task,
         admin_task,
+        consumer_task,
     })
 }
 
@@ -445,10 +474,13 @@ async fn identify(
     })
 }
 
-async fn run_admin_listener(
+/// Serves one of the plain HTTP listeners (operator, consumer) until shutdown; `name` says
+/// which in the log.
+async fn run_http_listener(
     listener: TcpListener,
     router: Router,
     shutdown: watch::Receiver<bool>,
+    name: &'static str,
 ) {
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_requested(shutdown.clone()))
@@ -460,12 +492,12 @@ async fn run_admin_listener(
             shutdown_requested(shutdown).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => {
-            tracing::warn!("operator connections still open after the grace period; cutting them");
+            tracing::warn!(listener = name, "connections still open after the grace period; cutting them");
             Ok(())
         }
     };
     if let Err(error) = result {
-        tracing::error!(%error, "operator listener failed");
+        tracing::error!(listener = name, %error, "listener failed");
     }
-    tracing::info!("operator listener stopped");
+    tracing::info!(listener = name, "listener stopped");
 }

@@ -67,6 +67,7 @@ impl Central {
             sealing_key: sealing.clone(),
             device_listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
+            consumer_listen: None,
             max_batch_bytes: 16 * 1024 * 1024,
             enroll: EnrollSettings {
                 device_ca,

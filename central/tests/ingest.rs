@@ -57,6 +57,7 @@ impl Central {
             sealing_key: sealing.clone(),
             device_listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
+            consumer_listen: None,
             max_batch_bytes,
             enroll: EnrollSettings::default(),
         })

@@ -152,6 +152,88 @@ pub struct Enrolled {
     pub site_secret: SiteSecret,
 }
 
+/// Whose data a consumer client may read: the schools of one county (fylkesnummer, two
+/// digits) or of one kommune (kommunenummer, four digits). In JSON `{"county": "46"}` or
+/// `{"kommune": "4601"}`, as operations write it when they create the client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ConsumerScope {
+    County(String),
+    Kommune(String),
+}
+
+impl ConsumerScope {
+    /// Whether the code has the shape its kind needs: a county is two digits, a kommune
+    /// four. Anything else would match no school and hide a typo as an empty answer.
+    pub fn is_valid(&self) -> bool {
+        let (code, len) = match self {
+            ConsumerScope::County(code) => (code, 2),
+            ConsumerScope::Kommune(code) => (code, 4),
+        };
+        code.len() == len && code.bytes().all(|b| b.is_ascii_digit())
+    }
+
+    /// Whether a school lies inside the scope. A school without a fylkesnummer belongs to
+    /// the county its kommunenummer starts with (a kommunenummer is the county's two digits
+    /// and two of its own), so an export that leaves out the county still reaches it; a
+    /// school with neither number belongs to no scope.
+    pub fn covers(&self, school: &School) -> bool {
+        let kommune = school.kommunenummer.as_deref().map(str::trim);
+        match self {
+            ConsumerScope::Kommune(code) => kommune == Some(code.as_str()),
+            ConsumerScope::County(code) => match school.fylkesnummer.as_deref().map(str::trim) {
+                Some(county) if !county.is_empty() => county == code,
+                _ => kommune.is_some_and(|k| k.len() == 4 && k.starts_with(code.as_str())),
+            },
+        }
+    }
+
+    /// The stored kind and code.
+    pub(crate) fn to_db(&self) -> (&'static str, &str) {
+        match self {
+            ConsumerScope::County(code) => ("county", code),
+            ConsumerScope::Kommune(code) => ("kommune", code),
+        }
+    }
+
+    pub(crate) fn from_db(kind: &str, code: String) -> Result<ConsumerScope, StoreError> {
+        match kind {
+            "county" => Ok(ConsumerScope::County(code)),
+            "kommune" => Ok(ConsumerScope::Kommune(code)),
+            other => Err(StoreError::Corrupt(format!("unknown scope kind {other:?}"))),
+        }
+    }
+}
+
+/// A consumer's OAuth2 client (a county's admission office, an LMS), as operations create
+/// it. Only a salted SHA-256 of its secret is kept: the secret is shown once, at creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerClient {
+    /// The client id the consumer authenticates with; not secret.
+    pub id: String,
+    /// Who the client is, for the operators' list.
+    pub name: String,
+    /// The only schools the client may read.
+    pub scope: ConsumerScope,
+    /// Random salt hashed before the secret.
+    pub secret_salt: [u8; 16],
+    /// SHA-256 of the salt followed by the secret's text.
+    pub secret_sha256: [u8; 32],
+    pub created: Timestamp,
+    /// Revoked by operations: its secret and tokens are refused from then on.
+    pub revoked: bool,
+}
+
+/// One current version of a record with what the consumer API needs beside the content:
+/// its handle (to name it without its key) and since when it has been as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentRecord {
+    pub handle: RecordHandle,
+    pub record: AnyRecord,
+    /// `valid_from` of the current version: OneRoster's `dateLastModified`.
+    pub modified: Timestamp,
+}
+
 /// A point in time as Unix milliseconds (UTC).
 ///
 /// A plain integer keeps the store free of a date crate and compares the same in SQLite and
@@ -193,6 +275,106 @@ impl fmt::Display for Timestamp {
             ms % 1000
         )
     }
+}
+
+impl Timestamp {
+    /// Parses an RFC 3339 time (`2026-11-01T00:00:00Z`, with optional fractions of a second
+    /// and a `+01:00`-style offset) or a bare date (`2026-11-01`, midnight UTC), as consumers
+    /// write them in filters and `as_of` parameters. `None` for anything else.
+    pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+        let bytes = text.as_bytes();
+        let number = |range: std::ops::Range<usize>| -> Option<i64> {
+            let digits = bytes.get(range)?;
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            std::str::from_utf8(digits).ok()?.parse().ok()
+        };
+        if bytes.get(4) != Some(&b'-') || bytes.get(7) != Some(&b'-') {
+            return None;
+        }
+        let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+            return None;
+        }
+        let date_ms = days_from_civil(year, month, day) * 86_400_000;
+        if bytes.len() == 10 {
+            return Some(Timestamp(date_ms));
+        }
+        if !matches!(bytes.get(10), Some(b'T' | b't' | b' '))
+            || bytes.get(13) != Some(&b':')
+            || bytes.get(16) != Some(&b':')
+        {
+            return None;
+        }
+        let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+        if hour > 23 || minute > 59 || second > 60 {
+            return None;
+        }
+        let mut at = 19;
+        let mut millis = 0;
+        if bytes.get(at) == Some(&b'.') {
+            let start = at + 1;
+            at = start;
+            while bytes.get(at).is_some_and(u8::is_ascii_digit) {
+                at += 1;
+            }
+            if at == start {
+                return None;
+            }
+            // Milliseconds: the first three digits, padded; finer digits are dropped.
+            let mut digits = text.get(start..at.min(start + 3))?.to_owned();
+            while digits.len() < 3 {
+                digits.push('0');
+            }
+            millis = digits.parse().ok()?;
+        }
+        let offset_minutes = match bytes.get(at) {
+            Some(b'Z' | b'z') if at + 1 == bytes.len() => 0,
+            Some(sign @ (b'+' | b'-'))
+                if at + 6 == bytes.len() && bytes.get(at + 3) == Some(&b':') =>
+            {
+                let (hours, minutes) = (number(at + 1..at + 3)?, number(at + 4..at + 6)?);
+                if hours > 23 || minutes > 59 {
+                    return None;
+                }
+                let offset = hours * 60 + minutes;
+                if *sign == b'-' {
+                    -offset
+                } else {
+                    offset
+                }
+            }
+            _ => return None,
+        };
+        let seconds = hour * 3600 + minute * 60 + second - offset_minutes * 60;
+        Some(Timestamp(date_ms + seconds * 1000 + millis))
+    }
+}
+
+fn is_leap(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a date in the proleptic Gregorian calendar (Howard Hinnant's
+/// `days_from_civil`), the inverse of [`civil_from_days`].
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Year, month and day of a day count since 1970-01-01 in the proleptic Gregorian calendar
@@ -413,6 +595,12 @@ pub enum StoreError {
     /// A token with this hash, or with the same id, is already registered.
     #[error("enrollment token {0} is already registered")]
     TokenExists(String),
+    /// A consumer client with this id already exists.
+    #[error("consumer client {0} already exists")]
+    ClientExists(String),
+    /// No consumer client has this id.
+    #[error("unknown consumer client")]
+    ClientUnknown,
     /// The store was configured with something it cannot use (e.g. a schema name).
     #[error("invalid store configuration: {0}")]
     Config(String),
@@ -524,6 +712,50 @@ pub trait Store: Send + Sync {
         entity: Entity,
         handle: &'a RecordHandle,
     ) -> StoreFuture<'a, Vec<Version>>;
+
+    /// The current version of every record of one kind at a site, with its handle and the
+    /// time it took its present content, sorted by handle: what the consumer API lists.
+    fn current_records<'a>(
+        &'a self,
+        site: &'a SiteId,
+        entity: Entity,
+    ) -> StoreFuture<'a, Vec<CurrentRecord>>;
+
+    /// The current school records of every site, sorted by site and skolenummer. Their
+    /// fylkesnummer and kommunenummer decide which consumers and exports reach a site.
+    fn current_schools(&self) -> StoreFuture<'_, Vec<(SiteId, School)>>;
+
+    /// Registers a consumer client. An id that exists is [`StoreError::ClientExists`].
+    fn create_consumer_client<'a>(&'a self, client: &'a ConsumerClient) -> StoreFuture<'a, ()>;
+
+    /// The client with this id, revoked or not, or `None`.
+    fn consumer_client<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<ConsumerClient>>;
+
+    /// Every consumer client, oldest first.
+    fn list_consumer_clients(&self) -> StoreFuture<'_, Vec<ConsumerClient>>;
+
+    /// Revokes a client: its secret and every token it holds are refused from now on. Again
+    /// is no error; an unknown id is [`StoreError::ClientUnknown`].
+    fn revoke_consumer_client<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Stores a bearer token of `client` by its SHA-256, valid until `expires`, and drops
+    /// the tokens that expired before `now`, so the table holds only live tokens.
+    fn create_consumer_token<'a>(
+        &'a self,
+        token_sha256: &'a [u8; 32],
+        client: &'a str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The client a bearer token belongs to, if the token is known, has not expired at `at`
+    /// and its client is not revoked; otherwise `None`, whichever the reason, so an answer
+    /// never tells a guesser how close it came.
+    fn consumer_token_client<'a>(
+        &'a self,
+        token_sha256: &'a [u8; 32],
+        at: Timestamp,
+    ) -> StoreFuture<'a, Option<ConsumerClient>>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -597,6 +829,54 @@ impl TokenRow {
             used_at: self.used_at.map(Timestamp),
             revoked: self.revoked,
         })
+    }
+}
+
+/// A consumer client row as both databases read it, before its fields are checked.
+pub(crate) struct ClientRow {
+    pub id: String,
+    pub name: String,
+    pub scope_kind: String,
+    pub scope_code: String,
+    pub secret_salt: Vec<u8>,
+    pub secret_sha256: Vec<u8>,
+    pub created: i64,
+    pub revoked: bool,
+}
+
+/// The columns a [`ClientRow`] is read from, in its field order.
+pub(crate) const CLIENT_COLUMNS: &str =
+    "id, name, scope_kind, scope_code, secret_salt, secret_sha256, created, revoked";
+
+impl ClientRow {
+    pub fn into_client(self) -> Result<ConsumerClient, StoreError> {
+        let secret_salt = <[u8; 16]>::try_from(self.secret_salt.as_slice())
+            .map_err(|_| StoreError::Corrupt("stored client salt is not 16 bytes".to_owned()))?;
+        Ok(ConsumerClient {
+            scope: ConsumerScope::from_db(&self.scope_kind, self.scope_code)?,
+            secret_sha256: bytes32(&self.secret_sha256, "client secret hash")?,
+            secret_salt,
+            id: self.id,
+            name: self.name,
+            created: Timestamp(self.created),
+            revoked: self.revoked,
+        })
+    }
+}
+
+/// A site id read from the database.
+pub(crate) fn stored_site(site: &str) -> Result<SiteId, StoreError> {
+    SiteId::new(site)
+        .map_err(|_| StoreError::Corrupt(format!("stored site id {site:?} is invalid")))
+}
+
+/// Decodes a stored school record, for [`Store::current_schools`].
+pub(crate) fn decode_school(json: &str) -> Result<School, StoreError> {
+    match decode(Entity::School, json)? {
+        AnyRecord::School(school) => Ok(school),
+        _ => Err(StoreError::Corrupt(
+            "a school row holds another record".to_owned(),
+        )),
     }
 }
 
@@ -995,5 +1275,66 @@ mod tests {
             "2000-02-29T00:00:00.000Z"
         );
         assert_eq!(Timestamp(-1).to_string(), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn rfc_3339_times_parse_back_to_what_they_print() {
+        for ms in [0, 1_773_151_500_123, 951_782_400_000, -1, 4_102_444_799_999] {
+            let text = Timestamp(ms).to_string();
+            assert_eq!(
+                Timestamp::parse_rfc3339(&text),
+                Some(Timestamp(ms)),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-03-10T15:05:00+01:00"),
+            Some(Timestamp(1_773_151_500_000))
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-03-10T14:05:00.1234Z"),
+            Some(Timestamp(1_773_151_500_123))
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2000-02-29"),
+            Some(Timestamp(951_782_400_000))
+        );
+        for bad in [
+            "",
+            "2026-02-30",
+            "2026-13-01T00:00:00Z",
+            "2026-03-10T14:05:00",
+            "2026-03-10T24:00:00Z",
+            "2026-03-10T14:05:00.Z",
+            "2026-03-10T14:05:00+0100",
+            "2026-3-10",
+            "x026-03-10",
+            "2026-03-10T14:05:00Zjunk",
+        ] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_scope_covers_schools_by_county_or_kommune() {
+        let school = |county: Option<&str>, kommune: Option<&str>| School {
+            skolenummer: "46505".into(),
+            organisasjonsnummer: None,
+            kommunenummer: kommune.map(Into::into),
+            fylkesnummer: county.map(Into::into),
+            name: "Fana skule".into(),
+        };
+        let county = ConsumerScope::County("46".to_owned());
+        let kommune = ConsumerScope::Kommune("4601".to_owned());
+        assert!(county.covers(&school(Some("46"), Some("4601"))));
+        assert!(county.covers(&school(None, Some("4601"))));
+        assert!(!county.covers(&school(Some("03"), Some("4601"))));
+        assert!(!county.covers(&school(None, None)));
+        assert!(kommune.covers(&school(Some("46"), Some("4601"))));
+        assert!(!kommune.covers(&school(Some("46"), Some("4602"))));
+        assert!(!kommune.covers(&school(Some("46"), None)));
+        assert!(county.is_valid() && kommune.is_valid());
+        assert!(!ConsumerScope::County("4601".to_owned()).is_valid());
+        assert!(!ConsumerScope::Kommune("46a1".to_owned()).is_valid());
     }
 }

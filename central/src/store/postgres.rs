@@ -19,7 +19,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, PoisonError};
 
 use skolebro_protocol::{
-    ChainHead, DeviceId, DeviceVerifyingKey, Digest, Entity, RecordHandle, Roster, SiteId,
+    ChainHead, DeviceId, DeviceVerifyingKey, Digest, Entity, RecordHandle, Roster, School, SiteId,
     SiteSecret,
 };
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -34,6 +34,9 @@ use super::{
     Enrolled, NewToken, Outcome, Prepared, Store, StoreError, StoreFuture, Timestamp, TokenRecord,
     TokenRow, Version, TOKEN_COLUMNS,
 };
+use super::{
+    decode, decode_school, stored_site, ClientRow, ConsumerClient, CurrentRecord, CLIENT_COLUMNS,
+};
 
 /// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
 /// `schema_version`; embedding them means a binary always carries the schema it expects.
@@ -42,6 +45,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         2,
         include_str!("../../migrations/postgres/0002_enrollment.sql"),
+    ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_consumers.sql"),
     ),
 ];
 
@@ -424,6 +431,19 @@ async fn read_current<C: GenericClient + Sync>(
     Ok(current)
 }
 
+fn client_row(row: &tokio_postgres::Row) -> Result<ClientRow, StoreError> {
+    Ok(ClientRow {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        scope_kind: row.try_get(2)?,
+        scope_code: row.try_get(3)?,
+        secret_salt: row.try_get(4)?,
+        secret_sha256: row.try_get(5)?,
+        created: row.try_get(6)?,
+        revoked: row.try_get(7)?,
+    })
+}
+
 impl Store for PostgresStore {
     fn register_device<'a>(
         &'a self,
@@ -739,6 +759,169 @@ impl Store for PostgresStore {
                     })
                 })
                 .collect()
+        })
+    }
+
+    fn current_records<'a>(
+        &'a self,
+        site: &'a SiteId,
+        entity: Entity,
+    ) -> StoreFuture<'a, Vec<CurrentRecord>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let rows = conn
+                .query(
+                    "SELECT handle, record::text, valid_from FROM records \
+                     WHERE site = $1 AND entity = $2 AND is_current ORDER BY handle",
+                    &[&site.as_str(), &entity_name(entity)],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(CurrentRecord {
+                        handle: RecordHandle::from_bytes(bytes32(row.try_get(0)?, "handle")?),
+                        record: decode(entity, row.try_get(1)?)?,
+                        modified: Timestamp(row.try_get(2)?),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn current_schools(&self) -> StoreFuture<'_, Vec<(SiteId, School)>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let rows = conn
+                .query(
+                    "SELECT site, record::text FROM records \
+                     WHERE is_current AND entity = 'schools'",
+                    &[],
+                )
+                .await?;
+            let mut schools = rows
+                .iter()
+                .map(|row| {
+                    Ok((
+                        stored_site(row.try_get(0)?)?,
+                        decode_school(row.try_get(1)?)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            schools.sort_by(|(a, x), (b, y)| (a, &x.skolenummer).cmp(&(b, &y.skolenummer)));
+            Ok(schools)
+        })
+    }
+
+    fn create_consumer_client<'a>(&'a self, client: &'a ConsumerClient) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let (kind, code) = client.scope.to_db();
+            let inserted = conn
+                .execute(
+                    "INSERT INTO consumer_clients \
+                     (id, name, scope_kind, scope_code, secret_salt, secret_sha256, created, \
+                      revoked) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                    &[
+                        &client.id,
+                        &client.name,
+                        &kind,
+                        &code,
+                        &&client.secret_salt[..],
+                        &&client.secret_sha256[..],
+                        &client.created.0,
+                        &client.revoked,
+                    ],
+                )
+                .await?;
+            if inserted == 0 {
+                return Err(StoreError::ClientExists(client.id.clone()));
+            }
+            Ok(())
+        })
+    }
+
+    fn consumer_client<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<ConsumerClient>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let sql = format!("SELECT {CLIENT_COLUMNS} FROM consumer_clients WHERE id = $1");
+            match conn.query_opt(&sql, &[&id]).await? {
+                Some(row) => Ok(Some(client_row(&row)?.into_client()?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn list_consumer_clients(&self) -> StoreFuture<'_, Vec<ConsumerClient>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let sql = format!("SELECT {CLIENT_COLUMNS} FROM consumer_clients ORDER BY created, id");
+            conn.query(&sql, &[])
+                .await?
+                .iter()
+                .map(|row| client_row(row)?.into_client())
+                .collect()
+        })
+    }
+
+    fn revoke_consumer_client<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await?;
+            let tx = conn.transaction().await?;
+            let updated = tx
+                .execute(
+                    "UPDATE consumer_clients SET revoked = true WHERE id = $1",
+                    &[&id],
+                )
+                .await?;
+            if updated == 0 {
+                return Err(StoreError::ClientUnknown);
+            }
+            tx.execute("DELETE FROM consumer_tokens WHERE client = $1", &[&id])
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn create_consumer_token<'a>(
+        &'a self,
+        token_sha256: &'a [u8; 32],
+        client: &'a str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await?;
+            let tx = conn.transaction().await?;
+            tx.execute("DELETE FROM consumer_tokens WHERE expires <= $1", &[&now.0])
+                .await?;
+            tx.execute(
+                "INSERT INTO consumer_tokens (token_sha256, client, expires) VALUES ($1, $2, $3)",
+                &[&&token_sha256[..], &client, &expires.0],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn consumer_token_client<'a>(
+        &'a self,
+        token_sha256: &'a [u8; 32],
+        at: Timestamp,
+    ) -> StoreFuture<'a, Option<ConsumerClient>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let sql = format!(
+                "SELECT {CLIENT_COLUMNS} FROM consumer_clients \
+                 WHERE NOT revoked AND id = (SELECT client FROM consumer_tokens \
+                                             WHERE token_sha256 = $1 AND expires > $2)"
+            );
+            match conn.query_opt(&sql, &[&&token_sha256[..], &at.0]).await? {
+                Some(row) => Ok(Some(client_row(&row)?.into_client()?)),
+                None => Ok(None),
+            }
         })
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use skolebro_protocol::{
-    ChainHead, DeviceId, DeviceVerifyingKey, Digest, Entity, RecordHandle, Roster, SiteId,
+    ChainHead, DeviceId, DeviceVerifyingKey, Digest, Entity, RecordHandle, Roster, School, SiteId,
     SiteSecret,
 };
 
@@ -33,6 +33,9 @@ use super::{
     Enrolled, NewToken, Outcome, Prepared, Store, StoreError, StoreFuture, Timestamp, TokenRecord,
     TokenRow, Version, TOKEN_COLUMNS,
 };
+use super::{
+    decode, decode_school, stored_site, ClientRow, ConsumerClient, CurrentRecord, CLIENT_COLUMNS,
+};
 
 /// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
 /// `schema_version`; embedding them means a binary always carries the schema it expects.
@@ -41,6 +44,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         2,
         include_str!("../../migrations/sqlite/0002_enrollment.sql"),
+    ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_consumers.sql"),
     ),
 ];
 
@@ -444,6 +451,19 @@ fn read_roster(
     Ok(roster)
 }
 
+fn client_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
+    Ok(ClientRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        scope_kind: row.get(2)?,
+        scope_code: row.get(3)?,
+        secret_salt: row.get(4)?,
+        secret_sha256: row.get(5)?,
+        created: row.get(6)?,
+        revoked: row.get(7)?,
+    })
+}
+
 impl Store for SqliteStore {
     fn register_device<'a>(
         &'a self,
@@ -709,6 +729,162 @@ impl Store for SqliteStore {
             Ok(versions)
         }))
     }
+
+    fn current_records<'a>(
+        &'a self,
+        site: &'a SiteId,
+        entity: Entity,
+    ) -> StoreFuture<'a, Vec<CurrentRecord>> {
+        let site = site.clone();
+        Box::pin(self.call(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT handle, record, valid_from FROM records \
+                 WHERE site = ?1 AND entity = ?2 AND is_current ORDER BY handle",
+            )?;
+            let mut rows = statement.query(params![site.as_str(), entity_name(entity)])?;
+            let mut records = Vec::new();
+            while let Some(row) = rows.next()? {
+                records.push(CurrentRecord {
+                    handle: RecordHandle::from_bytes(bytes32(
+                        &row.get::<_, Vec<u8>>(0)?,
+                        "handle",
+                    )?),
+                    record: decode(entity, &row.get::<_, String>(1)?)?,
+                    modified: Timestamp(row.get(2)?),
+                });
+            }
+            Ok(records)
+        }))
+    }
+
+    fn current_schools(&self) -> StoreFuture<'_, Vec<(SiteId, School)>> {
+        Box::pin(self.call(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT site, record FROM records WHERE is_current AND entity = 'schools'",
+            )?;
+            let mut rows = statement.query([])?;
+            let mut schools = Vec::new();
+            while let Some(row) = rows.next()? {
+                let site = stored_site(&row.get::<_, String>(0)?)?;
+                schools.push((site, decode_school(&row.get::<_, String>(1)?)?));
+            }
+            schools.sort_by(|(a, x), (b, y)| (a, &x.skolenummer).cmp(&(b, &y.skolenummer)));
+            Ok(schools)
+        }))
+    }
+
+    fn create_consumer_client<'a>(&'a self, client: &'a ConsumerClient) -> StoreFuture<'a, ()> {
+        let client = client.clone();
+        Box::pin(self.call(move |conn| {
+            let (kind, code) = client.scope.to_db();
+            let inserted = conn.execute(
+                "INSERT INTO consumer_clients \
+                 (id, name, scope_kind, scope_code, secret_salt, secret_sha256, created, revoked) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+                params![
+                    client.id,
+                    client.name,
+                    kind,
+                    code,
+                    &client.secret_salt[..],
+                    &client.secret_sha256[..],
+                    client.created.0,
+                    client.revoked,
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::ClientExists(client.id));
+            }
+            Ok(())
+        }))
+    }
+
+    fn consumer_client<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<ConsumerClient>> {
+        let id = id.to_owned();
+        Box::pin(self.call(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM consumer_clients WHERE id = ?1"
+            ))?
+            .query_row([id.as_str()], client_row)
+            .optional()?
+            .map(ClientRow::into_client)
+            .transpose()
+        }))
+    }
+
+    fn list_consumer_clients(&self) -> StoreFuture<'_, Vec<ConsumerClient>> {
+        Box::pin(self.call(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM consumer_clients ORDER BY created, id"
+            ))?;
+            let rows = statement.query_map([], client_row)?;
+            let mut clients = Vec::new();
+            for row in rows {
+                clients.push(row?.into_client()?);
+            }
+            Ok(clients)
+        }))
+    }
+
+    fn revoke_consumer_client<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()> {
+        let id = id.to_owned();
+        Box::pin(self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let updated = tx.execute(
+                "UPDATE consumer_clients SET revoked = 1 WHERE id = ?1",
+                [id.as_str()],
+            )?;
+            if updated == 0 {
+                return Err(StoreError::ClientUnknown);
+            }
+            tx.execute(
+                "DELETE FROM consumer_tokens WHERE client = ?1",
+                [id.as_str()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        }))
+    }
+
+    fn create_consumer_token<'a>(
+        &'a self,
+        token_sha256: &'a [u8; 32],
+        client: &'a str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> StoreFuture<'a, ()> {
+        let token_sha256 = *token_sha256;
+        let client = client.to_owned();
+        Box::pin(self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM consumer_tokens WHERE expires <= ?1", [now.0])?;
+            tx.execute(
+                "INSERT INTO consumer_tokens (token_sha256, client, expires) VALUES (?1, ?2, ?3)",
+                params![&token_sha256[..], client, expires.0],
+            )?;
+            tx.commit()?;
+            Ok(())
+        }))
+    }
+
+    fn consumer_token_client<'a>(
+        &'a self,
+        token_sha256: &'a [u8; 32],
+        at: Timestamp,
+    ) -> StoreFuture<'a, Option<ConsumerClient>> {
+        let token_sha256 = *token_sha256;
+        Box::pin(self.call(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM consumer_clients \
+                 WHERE NOT revoked AND id = (SELECT client FROM consumer_tokens \
+                                             WHERE token_sha256 = ?1 AND expires > ?2)"
+            ))?
+            .query_row(params![&token_sha256[..], at.0], client_row)
+            .optional()?
+            .map(ClientRow::into_client)
+            .transpose()
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -781,7 +957,7 @@ mod tests {
             result,
             Err(StoreError::SchemaTooNew {
                 found: 99,
-                known: 2
+                known: 4
             })
         ));
     }

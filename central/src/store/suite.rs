@@ -14,8 +14,8 @@ use skolebro_protocol::{
 };
 
 use super::{
-    enrolled_device_id, token_id, AnyRecord, Batch, Changes, Counts, EnrollRequest, NewToken,
-    Outcome, Store, StoreError, Timestamp, TokenRecord,
+    enrolled_device_id, token_id, AnyRecord, Batch, Changes, ConsumerClient, ConsumerScope, Counts,
+    CurrentRecord, EnrollRequest, NewToken, Outcome, Store, StoreError, Timestamp, TokenRecord,
 };
 
 /// A fresh store for one test, and how to remove it afterwards.
@@ -70,6 +70,10 @@ macro_rules! store_suite {
             a_revoked_device_cannot_enroll_again,
             tokens_are_listed_without_their_hash_and_registered_once,
             devices_are_listed_with_their_site_and_revocation,
+            current_records_carry_their_handle_and_the_time_they_took_their_content,
+            current_schools_are_listed_with_their_site,
+            consumer_clients_are_created_once_listed_and_revoked,
+            a_consumer_token_names_its_client_until_it_expires_or_the_client_is_revoked,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {
@@ -1222,4 +1226,232 @@ pub(crate) async fn devices_are_listed_with_their_site_and_revocation(store: &dy
         listed,
         vec![(device_a(), site_a(), false), (device_b(), site_b(), true)]
     );
+}
+
+pub(crate) async fn current_records_carry_their_handle_and_the_time_they_took_their_content(
+    store: &dyn Store,
+) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    applied(
+        store,
+        students_delta(&secret, vec![student("s1", "Ola"), student("s2", "Kari")]),
+        1_000,
+    )
+    .await;
+    applied(
+        store,
+        students_delta(&secret, vec![student("s2", "Kaja")]),
+        2_000,
+    )
+    .await;
+    applied(store, delete_students(&secret, &["s1"]), 3_000).await;
+    applied(
+        store,
+        students_delta(&secret, vec![student("s3", "Per")]),
+        4_000,
+    )
+    .await;
+
+    let records = store
+        .current_records(&site_a(), Entity::Student)
+        .await
+        .expect("current records");
+
+    let mut expected = vec![
+        CurrentRecord {
+            handle: handle(&secret, &student("s2", "Kaja")),
+            record: AnyRecord::Student(student("s2", "Kaja")),
+            modified: Timestamp(2_000),
+        },
+        CurrentRecord {
+            handle: handle(&secret, &student("s3", "Per")),
+            record: AnyRecord::Student(student("s3", "Per")),
+            modified: Timestamp(4_000),
+        },
+    ];
+    expected.sort_by_key(|record| record.handle);
+    assert_eq!(records, expected);
+    let groups = store
+        .current_records(&site_a(), Entity::Group)
+        .await
+        .expect("current records");
+    assert_eq!(groups, Vec::new());
+}
+
+pub(crate) async fn current_schools_are_listed_with_their_site(store: &dyn Store) {
+    enroll_a(store).await;
+    enroll(store, &site_b(), &device_b(), &secret_b(), 2).await;
+    let other = School {
+        skolenummer: "301010".into(),
+        organisasjonsnummer: None,
+        kommunenummer: Some("0301".into()),
+        fylkesnummer: Some("03".into()),
+        name: "Oslo skole".into(),
+    };
+    let closed = School {
+        skolenummer: "46999".into(),
+        ..school()
+    };
+    applied(
+        store,
+        Payload::Delta(Delta {
+            schools: upserts(&secret_a(), &[school(), closed.clone()]),
+            ..Delta::default()
+        }),
+        1_000,
+    )
+    .await;
+    let mut schools = EntityDelta {
+        upserts: Vec::new(),
+        deletes: vec![handle(&secret_a(), &closed)],
+    };
+    schools.sort();
+    applied(
+        store,
+        Payload::Delta(Delta {
+            schools,
+            ..Delta::default()
+        }),
+        2_000,
+    )
+    .await;
+    let head = store.chain_head(&device_b()).await.expect("the head");
+    let payload = Payload::Delta(Delta {
+        schools: upserts(&secret_b(), std::slice::from_ref(&other)),
+        ..Delta::default()
+    });
+    store
+        .apply(batch(device_b(), site_b(), head, payload, 1_500))
+        .await
+        .expect("site B's batch applies");
+
+    let listed = store.current_schools().await.expect("current schools");
+
+    assert_eq!(listed, vec![(site_a(), school()), (site_b(), other)]);
+}
+
+fn consumer_client(id: &str, scope: ConsumerScope, created: i64) -> ConsumerClient {
+    ConsumerClient {
+        id: id.to_owned(),
+        name: format!("Inntakskontoret {id}"),
+        scope,
+        secret_salt: [0x5a; 16],
+        secret_sha256: [0xc3; 32],
+        created: Timestamp(created),
+        revoked: false,
+    }
+}
+
+pub(crate) async fn consumer_clients_are_created_once_listed_and_revoked(store: &dyn Store) {
+    let county = consumer_client("c-county", ConsumerScope::County("46".to_owned()), 2_000);
+    let kommune = consumer_client(
+        "c-kommune",
+        ConsumerScope::Kommune("4601".to_owned()),
+        1_000,
+    );
+    store
+        .create_consumer_client(&county)
+        .await
+        .expect("created");
+    store
+        .create_consumer_client(&kommune)
+        .await
+        .expect("created");
+    let again = store.create_consumer_client(&county).await;
+    assert!(
+        matches!(again, Err(StoreError::ClientExists(ref id)) if id == "c-county"),
+        "{again:?}"
+    );
+
+    assert_eq!(
+        store.list_consumer_clients().await.expect("clients"),
+        vec![kommune.clone(), county.clone()]
+    );
+    store
+        .revoke_consumer_client("c-county")
+        .await
+        .expect("revoked");
+    store
+        .revoke_consumer_client("c-county")
+        .await
+        .expect("revoked again");
+    let unknown = store.revoke_consumer_client("c-nobody").await;
+    assert!(
+        matches!(unknown, Err(StoreError::ClientUnknown)),
+        "{unknown:?}"
+    );
+    assert_eq!(
+        store.consumer_client("c-county").await.expect("a client"),
+        Some(ConsumerClient {
+            revoked: true,
+            ..county
+        })
+    );
+    assert_eq!(
+        store.consumer_client("c-kommune").await.expect("a client"),
+        Some(kommune)
+    );
+    assert_eq!(
+        store.consumer_client("c-nobody").await.expect("no client"),
+        None
+    );
+}
+
+async fn token_client(store: &dyn Store, n: u8, at: i64) -> Option<ConsumerClient> {
+    store
+        .consumer_token_client(&[n; 32], Timestamp(at))
+        .await
+        .expect("the token reads")
+}
+
+pub(crate) async fn a_consumer_token_names_its_client_until_it_expires_or_the_client_is_revoked(
+    store: &dyn Store,
+) {
+    let county = consumer_client("c-county", ConsumerScope::County("46".to_owned()), 1_000);
+    let kommune = consumer_client(
+        "c-kommune",
+        ConsumerScope::Kommune("4601".to_owned()),
+        1_000,
+    );
+    store
+        .create_consumer_client(&county)
+        .await
+        .expect("created");
+    store
+        .create_consumer_client(&kommune)
+        .await
+        .expect("created");
+    let token = |n: u8| [n; 32];
+    store
+        .create_consumer_token(&token(1), "c-county", Timestamp(5_000), Timestamp(1_000))
+        .await
+        .expect("a token");
+    store
+        .create_consumer_token(&token(2), "c-kommune", Timestamp(9_000), Timestamp(1_000))
+        .await
+        .expect("a token");
+
+    assert_eq!(token_client(store, 1, 4_999).await, Some(county.clone()));
+    assert_eq!(token_client(store, 1, 5_000).await, None, "expired");
+    assert_eq!(token_client(store, 3, 1_000).await, None, "unknown");
+    assert_eq!(token_client(store, 2, 4_999).await, Some(kommune));
+
+    // A new token drops the expired ones; the live one stays.
+    store
+        .create_consumer_token(&token(4), "c-county", Timestamp(20_000), Timestamp(6_000))
+        .await
+        .expect("a token");
+    assert_eq!(
+        token_client(store, 1, 0).await,
+        None,
+        "dropped once expired"
+    );
+    assert!(token_client(store, 2, 6_000).await.is_some());
+
+    store
+        .revoke_consumer_client("c-county")
+        .await
+        .expect("revoked");
+    assert_eq!(token_client(store, 4, 6_000).await, None, "revoked");
 }

@@ -1,0 +1,273 @@
+//! The elevliste for a county's admission office (inntakskontoret): the semicolon file
+//! schools used to export from their SAS and upload by hand before each November deadline
+//! (the seed's AS-IS), now generated from what central holds, per county and grade.
+//!
+//! It is written in the shape the agent's elevliste reader reads (`skolebro_agent::reader`),
+//! with the columns the county's own table has (fylkesnummer, kommunenummer, skolenummer,
+//! klasse, fødselsnummer, names) and the rest the roster knows: UTF-8 with a byte-order mark
+//! (so spreadsheet programs show æ, ø and å), CRLF line ends, a header row, fields quoted
+//! only when they hold a semicolon, a quote or a line break. One row per student enrolled in
+//! a basisgruppe of the grade at a school of the county. A student without a valid national
+//! id cannot be matched by the admission office: such rows are left out and counted in the
+//! `X-Skolebro-Left-Out` header, and the school fixes the id in its SAS.
+//!
+//! Served on the operator listener (`GET /admin/exports/elevliste`); the file carries
+//! personal data by design, and nothing of it is logged.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use skolebro_protocol::{Gender, Roster, SiteId};
+
+use crate::ingest::store_failure;
+use crate::reply;
+use crate::server::AppState;
+use crate::store::{ConsumerScope, Store, StoreError, Timestamp};
+
+/// The header row, in the agent reader's column names.
+pub(crate) const HEADER: [&str; 16] = [
+    "Fylkesnummer",
+    "Kommunenummer",
+    "Skolenummer",
+    "Skolenavn",
+    "Organisasjonsnummer",
+    "Klasse",
+    "Trinn",
+    "Skoleår",
+    "Fødselsnummer",
+    "Etternavn",
+    "Fornavn",
+    "Mellomnavn",
+    "Fødselsdato",
+    "Kjønn",
+    "E-post",
+    "Brukernavn",
+];
+
+/// A generated elevliste: the file's bytes and how many students were left out for want of
+/// a valid national id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Elevliste {
+    bytes: Vec<u8>,
+    rows: usize,
+    left_out: usize,
+}
+
+/// Builds the elevliste of `county` (fylkesnummer) and `grade` (trinn, compared as text)
+/// from central's store: the current rosters, or with `as_of` the rosters as they stood
+/// then (for a transfer window's deadline). The sites considered are those with a current
+/// school in the county.
+pub(crate) async fn generate(
+    store: &dyn Store,
+    county: &str,
+    grade: &str,
+    as_of: Option<Timestamp>,
+) -> Result<Elevliste, StoreError> {
+    let scope = ConsumerScope::County(county.to_owned());
+    let mut sites: Vec<SiteId> = Vec::new();
+    for (site, school) in store.current_schools().await? {
+        if scope.covers(&school) && sites.last() != Some(&site) {
+            sites.push(site);
+        }
+    }
+    let mut rows: Vec<[String; 16]> = Vec::new();
+    let mut left_out = 0;
+    for site in &sites {
+        let roster = match as_of {
+            None => store.current_roster(site).await?,
+            Some(at) => store.roster_as_of(site, at).await?,
+        };
+        left_out += rows_of(&roster, &scope, grade.trim(), &mut rows);
+    }
+    rows.sort_unstable_by(|a, b| {
+        // School, class, family name, given name, national id.
+        (&a[2], &a[5], &a[9], &a[10], &a[8]).cmp(&(&b[2], &b[5], &b[9], &b[10], &b[8]))
+    });
+    let mut text = String::with_capacity(128 * (rows.len() + 1));
+    text.push('\u{feff}');
+    write_row(&mut text, HEADER.iter().copied());
+    for row in &rows {
+        write_row(&mut text, row.iter().map(String::as_str));
+    }
+    Ok(Elevliste {
+        bytes: text.into_bytes(),
+        rows: rows.len(),
+        left_out,
+    })
+}
+
+/// Adds the rows of one site's roster; returns how many students were left out.
+fn rows_of(
+    roster: &Roster,
+    scope: &ConsumerScope,
+    grade: &str,
+    out: &mut Vec<[String; 16]>,
+) -> usize {
+    let schools: HashMap<&str, _> = roster
+        .schools
+        .iter()
+        .filter(|school| scope.covers(school))
+        .map(|school| (school.skolenummer.as_str(), school))
+        .collect();
+    let groups: HashMap<&str, _> = roster
+        .groups
+        .iter()
+        .filter(|group| group.grade.as_deref().map(str::trim) == Some(grade))
+        .map(|group| (group.source_key.as_str(), group))
+        .collect();
+    let students: HashMap<&str, _> = roster
+        .students
+        .iter()
+        .map(|student| (student.source_key.as_str(), student))
+        .collect();
+    let mut left_out = 0;
+    for enrollment in &roster.enrollments {
+        let (Some(school), Some(group), Some(student)) = (
+            schools.get(enrollment.school.as_str()),
+            enrollment.group.as_deref().and_then(|g| groups.get(g)),
+            students.get(enrollment.student.as_str()),
+        ) else {
+            continue;
+        };
+        let Some(national_id) = &student.national_id else {
+            left_out += 1;
+            continue;
+        };
+        let text = |value: Option<&str>| value.unwrap_or_default().to_owned();
+        out.push([
+            text(school.fylkesnummer.as_deref()),
+            text(school.kommunenummer.as_deref()),
+            school.skolenummer.to_string(),
+            school.name.to_string(),
+            text(school.organisasjonsnummer.as_deref()),
+            group.name.to_string(),
+            text(group.grade.as_deref()),
+            text(group.school_year.as_deref()),
+            national_id.as_str().to_owned(),
+            student.family_name.to_string(),
+            student.given_name.to_string(),
+            text(student.middle_name.as_deref()),
+            student
+                .birth_date
+                .map(|date| date.to_string())
+                .unwrap_or_default(),
+            match student.gender {
+                Gender::Male => "M",
+                Gender::Female => "K",
+                Gender::Unknown => "",
+            }
+            .to_owned(),
+            text(student.email.as_deref()),
+            text(student.username.as_deref()),
+        ]);
+    }
+    left_out
+}
+
+/// Writes one line: fields joined by semicolons, quoted (quotes doubled) when they hold a
+/// semicolon, a quote or a line break, then CRLF.
+fn write_row<'a>(out: &mut String, fields: impl Iterator<Item = &'a str>) {
+    for (at, field) in fields.enumerate() {
+        if at > 0 {
+            out.push(';');
+        }
+        if field.contains([';', '"', '\r', '\n']) {
+            let _ = write!(out, "\"{}\"", field.replace('"', "\"\""));
+        } else {
+            out.push_str(field);
+        }
+    }
+    out.push_str("\r\n");
+}
+
+/// The query of an export request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportQuery {
+    /// Fylkesnummer, two digits.
+    county: String,
+    /// Trinn, as the SAS writes it (`10`).
+    grade: String,
+    /// RFC 3339; absent for the current rosters.
+    as_of: Option<String>,
+}
+
+/// `GET /admin/exports/elevliste?county=46&grade=10[&as_of=<RFC 3339>]`: the file, as an
+/// attachment named for county and grade.
+pub(crate) async fn get_elevliste(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<ExportQuery>, QueryRejection>,
+) -> Response {
+    let invalid =
+        |detail: &str| reply::error(StatusCode::BAD_REQUEST, "invalid_query", detail.to_owned());
+    let Ok(Query(query)) = query else {
+        return invalid("the parameters are county, grade and optionally as_of");
+    };
+    if !ConsumerScope::County(query.county.clone()).is_valid() {
+        return invalid("county is a fylkesnummer, two digits");
+    }
+    let grade = query.grade.trim();
+    if grade.is_empty() || grade.len() > 8 || !grade.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return invalid("grade is a trinn such as 10 (letters and digits, at most 8)");
+    }
+    let as_of = match query.as_of.as_deref().map(Timestamp::parse_rfc3339) {
+        None => None,
+        Some(Some(at)) => Some(at),
+        Some(None) => return invalid("as_of is an RFC 3339 time, e.g. 2026-11-15T23:59:59Z"),
+    };
+    let elevliste = match generate(&*state.store, &query.county, grade, as_of).await {
+        Ok(elevliste) => elevliste,
+        Err(error) => return store_failure(&error),
+    };
+    tracing::info!(
+        county = query.county,
+        grade,
+        as_of = ?as_of.map(|at| at.to_string()),
+        rows = elevliste.rows,
+        left_out = elevliste.left_out,
+        "elevliste exported"
+    );
+    let disposition = format!(
+        "attachment; filename=\"elevliste-{}-{grade}.csv\"",
+        query.county
+    );
+    let mut response = (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        elevliste.bytes,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert(
+        HeaderName::from_static("x-skolebro-left-out"),
+        HeaderValue::from(elevliste.left_out),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_quoted_only_when_they_must_be() {
+        let mut out = String::new();
+        write_row(
+            &mut out,
+            ["46", "Fana; skule", "Å \"B\"", "a\nb"].into_iter(),
+        );
+        assert_eq!(out, "46;\"Fana; skule\";\"Å \"\"B\"\"\";\"a\nb\"\r\n");
+    }
+}

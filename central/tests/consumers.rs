@@ -1,0 +1,834 @@
+//! The consumer exports over real HTTP on loopback: OneRoster with OAuth2 client-credentials
+//! tokens on the consumer listener, and the admission office's elevliste on the operator
+//! listener. Rosters go in the way a school's agent sends them: an elevliste read by the
+//! agent's reader, sealed as a snapshot and posted over mutual TLS to the ingest.
+//!
+//! Three schools: Fana (county 46, kommune 4601), Voss (county 46, kommune 4621) and Oslo
+//! (county 03, kommune 0301). Every national id is synthetic (month + 80).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use skolebro_agent::reader::{read_export, Format, ReaderOptions};
+use skolebro_central::store::{SqliteStore, Store, Timestamp};
+use skolebro_central::{device_tls_config, serve, EnrollSettings, RunningServer, ServerParts};
+use skolebro_protocol::envelope::seal;
+use skolebro_protocol::{
+    ChainHead, DeviceId, DeviceSigningKey, Header, Payload, Roster, SealingPrivateKey, SiteId,
+    SiteSecret,
+};
+use skolebro_provisioning::{DevPki, Validity};
+
+struct Central {
+    running: Option<RunningServer>,
+    store: Arc<dyn Store>,
+    pki: DevPki,
+    sealing: SealingPrivateKey,
+    http: reqwest::Client,
+    dir: tempfile::TempDir,
+}
+
+impl Central {
+    async fn start() -> Central {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(dir.path().join("central.db"))
+                .await
+                .expect("the store opens"),
+        );
+        let pki =
+            DevPki::generate(Validity::from_now(Duration::from_secs(3600))).expect("a dev PKI");
+        let tls = device_tls_config(
+            &pki.server.cert_pem,
+            &pki.server.key_pem,
+            pki.device_ca.cert_pem(),
+        )
+        .expect("a server TLS configuration");
+        let sealing = SealingPrivateKey::from_bytes([7; 32]);
+        let running = serve(ServerParts {
+            store: Arc::clone(&store),
+            tls,
+            sealing_key: sealing.clone(),
+            device_listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            consumer_listen: Some("127.0.0.1:0".parse().unwrap()),
+            max_batch_bytes: 16 * 1024 * 1024,
+            enroll: EnrollSettings::default(),
+        })
+        .await
+        .expect("the server starts");
+        Central {
+            running: Some(running),
+            store,
+            pki,
+            sealing,
+            http: reqwest::Client::new(),
+            dir,
+        }
+    }
+
+    fn running(&self) -> &RunningServer {
+        self.running.as_ref().expect("the server runs")
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running().admin_addr)
+    }
+
+    fn consumer_url(&self, path: &str) -> String {
+        let addr = self.running().consumer_addr.expect("a consumer listener");
+        format!("http://{addr}{path}")
+    }
+
+    /// Registers a device for `site` and returns it, as enrollment would leave it.
+    async fn device(&self, site: &str, secret: u8) -> Device {
+        let id = DeviceId::new(format!("pi-{site}")).unwrap();
+        let site = SiteId::new(site).unwrap();
+        let credentials = self
+            .pki
+            .device_ca
+            .issue_device(&id, &site, Validity::from_now(Duration::from_secs(3600)))
+            .expect("a device certificate");
+        let client = skolebro_provisioning::tls::client(
+            &credentials.cert_pem,
+            &credentials.key_pem,
+            self.pki.central_ca.cert_pem(),
+        )
+        .expect("a device client");
+        let signing = DeviceSigningKey::from_bytes([secret; 32]);
+        let secret = SiteSecret::from_bytes([secret; 32]);
+        self.store
+            .set_site_secret(&site, &secret)
+            .await
+            .expect("the site secret is stored");
+        self.store
+            .register_device(&id, &site, &signing.verifying_key())
+            .await
+            .expect("the device is registered");
+        Device {
+            id,
+            site,
+            signing,
+            client,
+            head: ChainHead::genesis(),
+        }
+    }
+
+    /// Reads an elevliste with the agent's reader, as the agent on the school's Pi would.
+    fn read_elevliste(&self, name: &str, bytes: &[u8]) -> Roster {
+        let path: PathBuf = self.dir.path().join(name);
+        std::fs::write(&path, bytes).expect("the export is written");
+        let (_, validated) = read_export(&path, Some(Format::Elevliste), &ReaderOptions::default())
+            .expect("the elevliste reads");
+        validated.roster
+    }
+
+    /// Sends a school's elevliste through the ingest as a snapshot, as its agent would.
+    async fn transfer(&self, device: &mut Device, elevliste: &str) {
+        let roster = self.read_elevliste(&format!("{}.csv", device.site), elevliste.as_bytes());
+        let payload = Payload::Snapshot(roster);
+        let header = Header::chained(
+            &device.head,
+            device.id.clone(),
+            device.site.clone(),
+            now_ms() as u64,
+            payload.kind(),
+        );
+        let envelope = seal(
+            header,
+            &payload,
+            &self.sealing.public_key(),
+            &device.signing,
+        )
+        .expect("the envelope seals");
+        device.head = envelope.next_head();
+        let url = format!(
+            "https://127.0.0.1:{}/v1/batches",
+            self.running().device_addr.port()
+        );
+        let response = device
+            .client
+            .post(url)
+            .header("content-type", "application/octet-stream")
+            .body(envelope.to_bytes())
+            .send()
+            .await
+            .expect("central answers");
+        assert_eq!(response.status(), StatusCode::OK, "the batch is applied");
+    }
+
+    /// Creates a consumer client through the operator listener; returns its id and secret.
+    async fn client(&self, scope: Value) -> (String, String) {
+        let response = self
+            .http
+            .post(self.admin_url("/admin/clients"))
+            .json(&json!({"name": "Inntakskontoret", "scope": scope}))
+            .send()
+            .await
+            .expect("the admin listener answers");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("JSON");
+        (
+            body["client_id"].as_str().expect("an id").to_owned(),
+            body["client_secret"].as_str().expect("a secret").to_owned(),
+        )
+    }
+
+    /// `POST /oauth/token` with the credentials in HTTP Basic.
+    async fn token_request(&self, id: &str, secret: &str, body: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.consumer_url("/oauth/token"))
+            .basic_auth(id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("the consumer listener answers");
+        let status = response.status();
+        (status, response.json().await.expect("JSON"))
+    }
+
+    /// A bearer token for a new client with `scope`.
+    async fn token(&self, scope: Value) -> String {
+        let (id, secret) = self.client(scope).await;
+        let (status, body) = self
+            .token_request(&id, &secret, "grant_type=client_credentials")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 3600);
+        body["access_token"].as_str().expect("a token").to_owned()
+    }
+
+    /// A GET on the consumer listener with a bearer token.
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, HeaderMap, Value) {
+        let response = self
+            .http
+            .get(self.consumer_url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the consumer listener answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        (status, headers, response.json().await.expect("JSON"))
+    }
+
+    async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+}
+
+struct Device {
+    id: DeviceId,
+    site: SiteId,
+    signing: DeviceSigningKey,
+    client: reqwest::Client,
+    head: ChainHead,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| since.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The `n`th synthetic national id (month + 80) born in 2010, with valid control digits.
+fn synthetic_id(n: u32) -> String {
+    let control = |digits: &[u32], weights: &[u32]| match 11
+        - digits.iter().zip(weights).map(|(d, w)| d * w).sum::<u32>() % 11
+    {
+        11 => Some(0),
+        10 => None,
+        k => Some(k),
+    };
+    let mut individual = 500 + n * 7;
+    loop {
+        let head = format!("{:02}{:02}10{individual:03}", 1 + n % 28, 81 + n % 12);
+        let mut digits: Vec<u32> = head.bytes().map(|b| u32::from(b - b'0')).collect();
+        if let Some(k1) = control(&digits, &[3, 7, 6, 1, 8, 9, 4, 5, 2]) {
+            digits.push(k1);
+            if let Some(k2) = control(&digits, &[5, 4, 3, 2, 7, 6, 5, 4, 3, 2]) {
+                digits.push(k2);
+                return digits.iter().map(|d| char::from(b'0' + *d as u8)).collect();
+            }
+        }
+        individual += 1;
+    }
+}
+
+const HEADER: &str = "Fylkesnummer;Kommunenummer;Skolenummer;Skolenavn;Klasse;Trinn;Skoleår;\
+                      Fødselsnummer;Etternavn;Fornavn;Kjønn;E-post;Brukernavn";
+
+/// One school's elevliste: `(class, grade, national id, family name, given name)` rows.
+fn elevliste(
+    school: (&str, &str, &str, &str),
+    rows: &[(&str, &str, String, &str, &str)],
+) -> String {
+    let (county, kommune, skolenummer, name) = school;
+    let mut text = format!("{HEADER}\r\n");
+    for (class, grade, id, family, given) in rows {
+        text.push_str(&format!(
+            "{county};{kommune};{skolenummer};{name};{class};{grade};2026/2027;{id};{family};\
+             {given};K;{given}.{family}@skule.example.no;{given}{family}\r\n"
+        ));
+    }
+    text
+}
+
+const FANA: (&str, &str, &str, &str) = ("46", "4601", "46505", "Fana skule");
+const VOSS: (&str, &str, &str, &str) = ("46", "4621", "46701", "Voss skule");
+const OSLO: (&str, &str, &str, &str) = ("03", "0301", "301010", "Oslo skole");
+
+fn fana_rows() -> Vec<(
+    &'static str,
+    &'static str,
+    String,
+    &'static str,
+    &'static str,
+)> {
+    vec![
+        ("10A", "10", synthetic_id(1), "Åsheim", "Kari"),
+        ("10A", "10", synthetic_id(2), "Nilsen", "Oskar"),
+        ("10B", "10", synthetic_id(3), "Bjørnstad", "Ola"),
+        ("9A", "9", synthetic_id(4), "Hansen", "Noah"),
+        // Invalid control digits: kept without an id, left out of the elevliste.
+        ("10B", "10", "05820998860".to_owned(), "Feil", "Ida"),
+    ]
+}
+
+/// Central with the three schools transferred; returns their devices too.
+async fn three_schools() -> (Central, Vec<Device>) {
+    let central = Central::start().await;
+    let mut fana = central.device("skole-46505", 0xa1).await;
+    let mut voss = central.device("skole-46701", 0xb2).await;
+    let mut oslo = central.device("skole-301010", 0xc3).await;
+    central
+        .transfer(&mut fana, &elevliste(FANA, &fana_rows()))
+        .await;
+    central
+        .transfer(
+            &mut voss,
+            &elevliste(
+                VOSS,
+                &[
+                    ("10A", "10", synthetic_id(11), "Lie", "Emma"),
+                    ("8C", "8", synthetic_id(12), "Vik", "Jakob"),
+                ],
+            ),
+        )
+        .await;
+    central
+        .transfer(
+            &mut oslo,
+            &elevliste(
+                OSLO,
+                &[
+                    ("10A", "10", synthetic_id(21), "Berg", "Sara"),
+                    ("10A", "10", synthetic_id(22), "Dahl", "Filip"),
+                ],
+            ),
+        )
+        .await;
+    (central, vec![fana, voss, oslo])
+}
+
+/// A field of every object of a list answer.
+fn field(body: &Value, collection: &str, name: &str) -> BTreeSet<String> {
+    body[collection]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|object| object[name].as_str().expect("a text field").to_owned())
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|item| (*item).to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_cover_every_object_once_and_the_date_filter_selects_later_changes() {
+    let (central, mut devices) = three_schools().await;
+    let token = central.token(json!({"county": "46"})).await;
+
+    let (status, headers, all) = central
+        .get(&token, "/ims/oneroster/v1p1/users?limit=5000")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-total-count"], "7");
+    let all_ids: Vec<String> = all["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["sourcedId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(all_ids.len(), 7);
+    let user = &all["users"][0];
+    assert_eq!(user["status"], "active");
+    assert_eq!(user["role"], "student");
+    assert!(Timestamp::parse_rfc3339(user["dateLastModified"].as_str().unwrap()).is_some());
+
+    let mut paged = Vec::new();
+    for offset in (0..8).step_by(3) {
+        let (status, headers, page) = central
+            .get(
+                &token,
+                &format!("/ims/oneroster/v1p1/users?limit=3&offset={offset}"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["x-total-count"], "7");
+        assert_eq!(headers.contains_key("link"), offset + 3 < 7, "{offset}");
+        paged.extend(
+            page["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|user| user["sourcedId"].as_str().unwrap().to_owned()),
+        );
+    }
+    assert_eq!(paged, all_ids, "pages in order, each object once");
+    let (_, _, default_page) = central.get(&token, "/ims/oneroster/v1p1/users").await;
+    assert_eq!(default_page["users"].as_array().unwrap().len(), 7);
+
+    // One student's e-mail changes at Fana after `since`.
+    let since = Timestamp(now_ms());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let changed = elevliste(FANA, &fana_rows())
+        .replace("Oskar.Nilsen@skule.example.no", "oskar@skule.example.no");
+    central.transfer(&mut devices[0], &changed).await;
+    let filter = format!("dateLastModified>'{since}'");
+    let (status, headers, later) = central
+        .get(
+            &token,
+            &format!("/ims/oneroster/v1p1/users?filter={}", encode(&filter)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-total-count"], "1");
+    assert_eq!(later["users"][0]["email"], "oskar@skule.example.no");
+    let (_, _, earlier) = central
+        .get(
+            &token,
+            &format!(
+                "/ims/oneroster/v1p1/users?filter={}",
+                encode(&format!("dateLastModified<='{since}'"))
+            ),
+        )
+        .await;
+    assert_eq!(earlier["users"].as_array().unwrap().len(), 6);
+
+    for (query, code) in [
+        ("filter=familyName%3D%27Nilsen%27", "unsupported_filter"),
+        (
+            "filter=dateLastModified%3E%27yesterday%27",
+            "unsupported_filter",
+        ),
+        ("sort=familyName", "invalid_query"),
+        ("limit=0", "invalid_limit"),
+        ("limit=many", "invalid_limit"),
+        ("offset=-1", "invalid_offset"),
+    ] {
+        let (status, _, body) = central
+            .get(&token, &format!("/ims/oneroster/v1p1/users?{query}"))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(body["error"], code, "{query}");
+    }
+    central.stop().await;
+}
+
+/// Percent-encodes a query value (the characters a filter holds).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn county_and_kommune_clients_read_only_their_schools_by_listing_and_by_id() {
+    let (central, _devices) = three_schools().await;
+    let county = central.token(json!({"county": "46"})).await;
+    let kommune = central.token(json!({"kommune": "4601"})).await;
+    let oslo = central.token(json!({"county": "03"})).await;
+
+    let list = |token: &str, collection: &str| {
+        let path = format!("/ims/oneroster/v1p1/{collection}?limit=1000");
+        let token = token.to_owned();
+        let central = &central;
+        async move {
+            let (status, _, body) = central.get(&token, &path).await;
+            assert_eq!(status, StatusCode::OK);
+            body
+        }
+    };
+    assert_eq!(
+        field(&list(&county, "orgs").await, "orgs", "identifier"),
+        set(&["46505", "46701"])
+    );
+    assert_eq!(
+        field(&list(&kommune, "orgs").await, "orgs", "identifier"),
+        set(&["46505"])
+    );
+    assert_eq!(
+        field(&list(&oslo, "orgs").await, "orgs", "identifier"),
+        set(&["301010"])
+    );
+    assert_eq!(
+        field(&list(&kommune, "users").await, "users", "familyName"),
+        set(&["Åsheim", "Nilsen", "Bjørnstad", "Hansen", "Feil"])
+    );
+    assert_eq!(
+        field(&list(&oslo, "users").await, "users", "identifier"),
+        set(&[&synthetic_id(21), &synthetic_id(22)])
+    );
+    assert_eq!(
+        field(&list(&county, "classes").await, "classes", "classCode"),
+        set(&["10A", "10B", "9A", "8C"])
+    );
+    assert_eq!(
+        field(&list(&kommune, "classes").await, "classes", "classCode"),
+        set(&["10A", "10B", "9A"])
+    );
+    assert_eq!(
+        list(&county, "enrollments").await["enrollments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+    assert_eq!(
+        list(&oslo, "enrollments").await["enrollments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let (_, _, unknown) = central
+        .get(
+            &kommune,
+            "/ims/oneroster/v1p1/users/00000000000000000000000000000000",
+        )
+        .await;
+    for collection in ["orgs", "users", "classes", "enrollments"] {
+        let singular = match collection {
+            "orgs" => "org",
+            "users" => "user",
+            "classes" => "class",
+            _ => "enrollment",
+        };
+        let own = list(&oslo, collection).await;
+        let voss_only: BTreeSet<String> =
+            field(&list(&county, collection).await, collection, "sourcedId")
+                .difference(&field(
+                    &list(&kommune, collection).await,
+                    collection,
+                    "sourcedId",
+                ))
+                .cloned()
+                .collect();
+        assert!(!voss_only.is_empty(), "{collection}");
+        for object in own[collection].as_array().unwrap() {
+            let id = object["sourcedId"].as_str().unwrap();
+            let path = format!("/ims/oneroster/v1p1/{collection}/{id}");
+            let (status, _, body) = central.get(&oslo, &path).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(
+                &body[singular], object,
+                "the object alone reads as in the list"
+            );
+            for other in [&county, &kommune] {
+                let (status, _, body) = central.get(other, &path).await;
+                assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+                assert_eq!(body["error"], unknown["error"]);
+            }
+        }
+        for id in &voss_only {
+            let path = format!("/ims/oneroster/v1p1/{collection}/{id}");
+            assert_eq!(central.get(&county, &path).await.0, StatusCode::OK);
+            assert_eq!(central.get(&kommune, &path).await.0, StatusCode::NOT_FOUND);
+            assert_eq!(central.get(&oslo, &path).await.0, StatusCode::NOT_FOUND);
+        }
+    }
+    // References point inside the scope: every enrollment's user, class and school resolve.
+    for enrollment in list(&kommune, "enrollments").await["enrollments"]
+        .as_array()
+        .unwrap()
+    {
+        for (key, collection) in [("user", "users"), ("class", "classes"), ("school", "orgs")] {
+            let id = enrollment[key]["sourcedId"].as_str().unwrap();
+            let path = format!("/ims/oneroster/v1p1/{collection}/{id}");
+            assert_eq!(
+                central.get(&kommune, &path).await.0,
+                StatusCode::OK,
+                "{key}"
+            );
+        }
+    }
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_bad_expired_and_revoked_credentials_are_refused() {
+    let (central, _devices) = three_schools().await;
+    let (id, secret) = central.client(json!({"county": "46"})).await;
+    let users = "/ims/oneroster/v1p1/users";
+
+    let response = central
+        .http
+        .get(central.consumer_url(users))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    for token in ["not-a-token", &"ab".repeat(32)] {
+        let (status, _, body) = central.get(token, users).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"], "invalid_token");
+    }
+
+    let (status, body) = central
+        .token_request(&id, "wrong", "grant_type=client_credentials")
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    let (status, body) = central
+        .token_request("nobody", &secret, "grant_type=client_credentials")
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
+    let (status, body) = central
+        .token_request(&id, &secret, "grant_type=password")
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unsupported_grant_type"))
+    );
+
+    // The form is a way to send the credentials too.
+    let response = central
+        .http
+        .post(central.consumer_url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id={id}&client_secret={secret}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let token = response.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(central.get(&token, users).await.0, StatusCode::OK);
+
+    // A token past its lifetime.
+    let expired = "cd".repeat(32);
+    let hash: [u8; 32] = Sha256::digest(expired.as_bytes()).into();
+    let now = Timestamp(now_ms());
+    central
+        .store
+        .create_consumer_token(&hash, &id, Timestamp(now.0 - 1), Timestamp(0))
+        .await
+        .unwrap();
+    let (status, _, body) = central.get(&expired, users).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_token"))
+    );
+
+    // Revoking the client ends its live tokens and its secret.
+    let response = central
+        .http
+        .post(central.admin_url(&format!("/admin/clients/{id}/revoke")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(central.get(&token, users).await.0, StatusCode::UNAUTHORIZED);
+    let (status, _) = central
+        .token_request(&id, &secret, "grant_type=client_credentials")
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let listed: Value = central
+        .http
+        .get(central.admin_url("/admin/clients"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["client_id"], id.as_str());
+    assert_eq!(listed[0]["revoked"], true);
+    assert_eq!(listed[0]["scope"], json!({"county": "46"}));
+    assert!(listed[0].get("client_secret").is_none());
+
+    for bad in [
+        json!({"name": "x", "scope": {"county": "4601"}}),
+        json!({"name": "x", "scope": {"fylke": "46"}}),
+        json!({"name": "", "scope": {"kommune": "4601"}}),
+    ] {
+        let response = central
+            .http
+            .post(central.admin_url("/admin/clients"))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_elevliste_export_reads_back_with_the_agents_reader_as_central_holds_it() {
+    let (central, mut devices) = three_schools().await;
+    let before = Timestamp(now_ms());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let changed = elevliste(FANA, &fana_rows()).replace("Oskar;", "Oscar;");
+    central.transfer(&mut devices[0], &changed).await;
+
+    let export = |query: String| {
+        let central = &central;
+        async move {
+            let response = central
+                .http
+                .get(central.admin_url(&format!("/admin/exports/elevliste?{query}")))
+                .send()
+                .await
+                .expect("the admin listener answers");
+            let status = response.status();
+            let headers = response.headers().clone();
+            (
+                status,
+                headers,
+                response.bytes().await.expect("a body").to_vec(),
+            )
+        }
+    };
+    let (status, headers, bytes) = export("county=46&grade=10".to_owned()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(
+        headers["x-skolebro-left-out"], "1",
+        "the student without a valid id"
+    );
+    assert!(headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("elevliste-46-10.csv"));
+
+    let parsed = central.read_elevliste("export.csv", &bytes);
+
+    // What central holds for grade 10 in county 46, from both of its schools.
+    let mut expected = Roster::default();
+    for device in &devices[..2] {
+        let roster = central.store.current_roster(&device.site).await.unwrap();
+        let groups: Vec<_> = roster
+            .groups
+            .iter()
+            .filter(|group| group.grade.as_deref() == Some("10"))
+            .cloned()
+            .collect();
+        let enrollments: Vec<_> = roster
+            .enrollments
+            .iter()
+            .filter(|enrollment| {
+                groups
+                    .iter()
+                    .any(|group| Some(&group.source_key) == enrollment.group.as_ref())
+                    && roster
+                        .students
+                        .iter()
+                        .any(|s| s.source_key == enrollment.student && s.national_id.is_some())
+            })
+            .cloned()
+            .collect();
+        expected.students.extend(
+            roster
+                .students
+                .iter()
+                .filter(|s| enrollments.iter().any(|e| e.student == s.source_key))
+                .cloned(),
+        );
+        expected.schools.extend(roster.schools.iter().cloned());
+        expected.groups.extend(groups);
+        expected.enrollments.extend(enrollments);
+    }
+    let sort = |roster: &mut Roster| {
+        roster
+            .schools
+            .sort_by(|a, b| a.skolenummer.cmp(&b.skolenummer));
+        roster
+            .students
+            .sort_by(|a, b| a.source_key.cmp(&b.source_key));
+        roster
+            .groups
+            .sort_by(|a, b| a.source_key.cmp(&b.source_key));
+        roster
+            .enrollments
+            .sort_by(|a, b| a.source_key.cmp(&b.source_key));
+    };
+    let mut parsed = parsed;
+    sort(&mut parsed);
+    sort(&mut expected);
+    assert_eq!(expected.students.len(), 4, "3 at Fana, 1 at Voss");
+    assert_eq!(parsed, expected);
+    assert!(parsed.students.iter().any(|s| s.given_name == "Oscar"));
+
+    // As of before the change: the earlier name.
+    let (status, _, bytes) = export(format!("county=46&grade=10&as_of={before}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let earlier = central.read_elevliste("earlier.csv", &bytes);
+    assert!(earlier.students.iter().any(|s| s.given_name == "Oskar"));
+    assert!(!earlier.students.iter().any(|s| s.given_name == "Oscar"));
+
+    // Oslo's grade 10 only in county 03; no grade 9 for the wrong county.
+    let (_, _, bytes) = export("county=03&grade=10".to_owned()).await;
+    let oslo = central.read_elevliste("oslo.csv", &bytes);
+    assert_eq!(oslo.students.len(), 2);
+    assert_eq!(oslo.schools[0].skolenummer, "301010");
+    let (_, _, bytes) = export("county=03&grade=9".to_owned()).await;
+    assert!(central
+        .read_elevliste("none.csv", &bytes)
+        .students
+        .is_empty());
+
+    for query in [
+        "county=4601&grade=10",
+        "county=46",
+        "county=46&grade=10&as_of=soon",
+    ] {
+        let (status, _, _) = export(query.to_owned()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+    }
+    central.stop().await;
+}
