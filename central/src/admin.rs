@@ -5,7 +5,8 @@
 //! current roster, the roster at a past time, counts), and operators look at the fleet and
 //! queue commands that [`crate::ingest`] hands out with the next heartbeat. They are also the
 //! start of a device's life: `skolebro-provision stick` registers the stick's enrollment
-//! token here (only its SHA-256), and operators list and revoke tokens and devices. There is
+//! token here (only its SHA-256), and operators list and revoke tokens and devices. Releases
+//! are registered, uploaded and rolled out here too (`release.rs`). There is
 //! no authentication yet, which is why the listener belongs on loopback behind a proxy. The
 //! roster answers carry personal data by design; nothing of it is logged.
 
@@ -16,7 +17,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -24,6 +25,7 @@ use skolebro_protocol::{DeviceId, SiteId};
 
 use crate::fleet::Command;
 use crate::ingest::store_failure;
+use crate::release;
 use crate::reply;
 use crate::server::AppState;
 use crate::store::{
@@ -46,6 +48,22 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/admin/devices/{device}/revoke", post(post_revoke_device))
         .route("/admin/tokens", get(get_tokens).post(post_token))
         .route("/admin/tokens/{id}/revoke", post(post_revoke_token))
+        .route(
+            "/admin/releases",
+            get(release::get_releases)
+                .post(release::post_release)
+                .layer(DefaultBodyLimit::max(
+                    skolebro_protocol::release::MAX_MANIFEST_BYTES,
+                )),
+        )
+        .route(
+            "/admin/releases/{id}/artifact",
+            // Streamed to disk and bounded by the manifest's size, not held in memory.
+            put(release::put_artifact).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/admin/releases/{id}/rollout", post(release::post_rollout))
+        .route("/admin/releases/{id}/pause", post(release::post_pause))
+        .route("/admin/releases/{id}/resume", post(release::post_resume))
         .fallback(reply::not_found)
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES))
         .with_state(state)

@@ -9,8 +9,9 @@
 //! to the [`store`], where it is applied together with the new chain head in one transaction;
 //! heartbeats and operator commands meet in [`fleet`]; `admin` reads rosters and counts back
 //! out and manages enrollment tokens and devices. Devices without a certificate get one from
-//! [`enroll`] with a one-time token from a config stick (DESIGN decision 6). The HTTP
-//! contract is `docs/API.md`.
+//! [`enroll`] with a one-time token from a config stick (DESIGN decision 6). [`release`] keeps
+//! signed releases and their artifacts, and decides which release each heartbeat answer
+//! offers (DESIGN decision 7). The HTTP contract is `docs/API.md`.
 
 mod admin;
 pub mod config;
@@ -18,12 +19,14 @@ pub mod demo;
 pub mod enroll;
 pub mod fleet;
 mod ingest;
+pub mod release;
 mod reply;
 pub mod server;
 pub mod store;
 
 pub use config::{CentralConfig, ConfigError, EnrollConfig, StoreConfig, TlsConfig};
 pub use enroll::EnrollSettings;
+pub use release::ReleaseSettings;
 pub use server::{
     device_tls_config, serve, RunningServer, ServerError, ServerParts, ShutdownHandle,
 };
