@@ -17,8 +17,9 @@
 //! 3. overridden by every key the stick's settings set ([`AgentConfig::with_site_settings`]);
 //!    a table such as `[safety]` replaces the whole table. The stick is the site's signed,
 //!    newest word on how its exports look and are judged; `agent.toml` keeps what only the
-//!    box knows (`state_dir`, `stick_roots`, `stick_key`, `clock_synced_file`), which a stick
-//!    may not set.
+//!    box knows (`state_dir`, `stick_roots`, `stick_key`, `clock_synced_file` and the update
+//!    settings `release_key`, `install_root`, `trial_seconds`, `max_trial_starts`), which a
+//!    stick may not set.
 //! 4. The enrollment's identity and central replace `[central]`/`[identity]` of `agent.toml`,
 //!    which remain for devices set up by hand (development, tests).
 
@@ -95,6 +96,16 @@ pub struct AgentConfig {
     /// The system clock counts as synced while this file exists (systemd-timesyncd creates
     /// it; DESIGN decision 8, see [`crate::clock`]).
     pub clock_synced_file: PathBuf,
+    /// The release-signing public key installed with the agent (64 hex characters); an
+    /// update whose manifest it does not verify is refused (DESIGN decision 7).
+    pub release_key: PathBuf,
+    /// Where releases live: `releases/<version>/skolebro-agent`, the `current` link the
+    /// service starts, `previous` and `trial.json` (see [`crate::update`]).
+    pub install_root: PathBuf,
+    /// How long each start of a new release has to pass its health check.
+    pub trial_seconds: u64,
+    /// A new release started more often than this without passing is rolled back.
+    pub max_trial_starts: u32,
 }
 
 impl Default for AgentConfig {
@@ -122,6 +133,10 @@ impl Default for AgentConfig {
             stick_key: PathBuf::from("/etc/skolebro/keys/stick.pub"),
             renew_before_fraction: 0.33,
             clock_synced_file: PathBuf::from("/run/systemd/timesync/synchronized"),
+            release_key: PathBuf::from("/etc/skolebro/keys/release.pub"),
+            install_root: PathBuf::from("/var/lib/skolebro"),
+            trial_seconds: 300,
+            max_trial_starts: 3,
         }
     }
 }
@@ -300,6 +315,8 @@ impl AgentConfig {
         }
         fix(&mut self.stick_key);
         fix(&mut self.clock_synced_file);
+        fix(&mut self.release_key);
+        fix(&mut self.install_root);
         if let Some(central) = &mut self.central {
             fix(&mut central.ca);
         }
@@ -375,6 +392,12 @@ impl AgentConfig {
             return Err(ConfigError::Invalid {
                 key: "renew_before_fraction",
                 reason: "must be between 0 and 1 (e.g. 0.33)".into(),
+            });
+        }
+        if self.trial_seconds == 0 {
+            return Err(ConfigError::Invalid {
+                key: "trial_seconds",
+                reason: "must be at least 1".into(),
             });
         }
         if self.heartbeat_seconds == 0 {
@@ -538,6 +561,9 @@ mod tests {
             "stick_key = \"k.pub\"",
             "stick_roots = [\"/\"]",
             "clock_synced_file = \"/\"",
+            "release_key = \"k.pub\"",
+            "install_root = \"/\"",
+            "trial_seconds = 1",
             "[central]\nurl = \"https://x\"\nca = \"c\"\nsealing_key = \"00\"",
         ] {
             assert!(SiteSettings::parse(key).is_err(), "{key}");
@@ -557,6 +583,12 @@ mod tests {
         );
         assert_eq!(config.stick_key, Path::new("/etc/skolebro/keys/stick.pub"));
         assert_eq!(config.renew_before_fraction, 0.33);
+        assert_eq!(
+            config.release_key,
+            Path::new("/etc/skolebro/keys/release.pub")
+        );
+        assert_eq!(config.install_root, Path::new("/var/lib/skolebro"));
+        assert_eq!((config.trial_seconds, config.max_trial_starts), (300, 3));
         let bad: AgentConfig = toml::from_str("renew_before_fraction = 1.5").unwrap();
         assert!(bad.check_daemon_settings().is_err());
     }

@@ -14,6 +14,7 @@
 //!     ▲ retry                 │ wake
 //!     └───────────────────────┘──▶ uplink::push_loop ──▶ central /v1/batches
 //!                                  uplink::heartbeat_loop ◀─▶ central /v1/heartbeat
+//!                                         └──▶ update::Updater (offered releases, trial)
 //! ```
 //! Stages talk through bounded channels. The enqueue stage ([`Enqueuer`]: checkpoint and
 //! outbox) lives in one [`Core`] behind a mutex; every operation on it runs on a blocking
@@ -52,6 +53,7 @@ use crate::identity::{DeviceCredentials, IdentityError};
 use crate::outbox::{unix_ms_now, Batch, OutboxError};
 use crate::provision::{self, Enrollment, EnrollmentError, ProvisionError, Provisioned};
 use crate::reader::read_export;
+use crate::update::Updater;
 use crate::uplink::{self, Backoff, Central, Command, Heartbeat, UplinkError};
 use crate::validate::Validated;
 use crate::watch::file_name;
@@ -156,6 +158,8 @@ impl HeldReport {
 #[serde(default)]
 pub struct AgentStatus {
     pub state: RunState,
+    /// The version of the running release (see [`crate::update`]).
+    pub version: String,
     /// The daemon's process id, so `status` can tell a stale file from a running agent.
     pub pid: u32,
     pub updated_unix_ms: u64,
@@ -497,7 +501,7 @@ impl Core {
         self.publish();
         let now = unix_ms_now();
         Heartbeat {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: crate::update::VERSION.to_owned(),
             state: self.status.state.api_word().to_owned(),
             outbox_depth: self.status.outbox_depth,
             outbox_bytes: self.status.outbox_bytes,
@@ -508,6 +512,8 @@ impl Core {
             last_export_unix_ms: self.status.last_export_unix_ms,
             deviations: self.status.deviations,
             held: self.status.held.clone(),
+            target: crate::update::TARGET.to_owned(),
+            update: None,
         }
     }
 
@@ -523,6 +529,7 @@ impl Core {
         let outbox = self.enqueuer.outbox().status();
         let s = &mut self.status;
         s.pid = std::process::id();
+        s.version = crate::update::VERSION.to_owned();
         s.updated_unix_ms = unix_ms_now();
         s.outbox_depth = outbox.depth;
         s.outbox_bytes = outbox.unacked_bytes;
@@ -660,6 +667,8 @@ const RETRY_MAX: Duration = Duration::from_secs(3600);
 pub struct DaemonHandle {
     /// Every status the daemon writes, as it writes it (also in `status.json`).
     pub status: watch::Receiver<AgentStatus>,
+    /// Becomes true when an update wants the process restarted by its supervisor.
+    pub restart: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), DaemonError>>,
 }
@@ -727,24 +736,31 @@ pub async fn start(config: AgentConfig) -> Result<DaemonHandle, DaemonError> {
     )?);
     let (status_tx, status_rx) = watch::channel(AgentStatus::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(lifecycle(config, clock, status_tx, stop_rx));
+    let updater = Updater::open(&config);
+    let restart = updater.restart_wanted();
+    tokio::spawn(updater.clone().watch_trial());
+    let task = tokio::spawn(lifecycle(config, clock, updater, status_tx, stop_rx));
     Ok(DaemonHandle {
         status: status_rx,
+        restart,
         stop: stop_tx,
         task,
     })
 }
 
-/// Runs the daemon until `shutdown` completes (e.g. SIGTERM), then stops it cleanly.
+/// Runs the daemon until `shutdown` completes (e.g. SIGTERM) or an update wants a restart
+/// (the supervisor then starts the `current` release), then stops it cleanly.
 pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
     let mut handle = start(config).await?;
     tokio::pin!(shutdown);
+    let mut restart = handle.restart.clone();
     // Stop early if the daemon fails on its own.
     let finished = tokio::select! {
         _ = &mut shutdown => None,
+        _ = restart.wait_for(|wanted| *wanted) => None,
         result = &mut handle.task => Some(result),
     };
     match finished {
@@ -769,6 +785,7 @@ enum PhaseEnd {
 async fn lifecycle(
     installed: AgentConfig,
     clock: Arc<AgentClock>,
+    updater: Arc<Updater>,
     status_tx: watch::Sender<AgentStatus>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
@@ -823,6 +840,7 @@ async fn lifecycle(
                     device,
                     &installed,
                     &clock,
+                    &updater,
                     &status_tx,
                     &live,
                     &current_wake,
@@ -988,6 +1006,7 @@ async fn waiting(
     tracing::info!(roots = ?status.provisioning.stick_roots, "not provisioned; waiting for a config stick");
     let publish = |status: &mut AgentStatus| {
         status.pid = std::process::id();
+        status.version = crate::update::VERSION.to_owned();
         status.updated_unix_ms = unix_ms_now();
         status.provisioning.clock_synced = clock.is_synced();
         status.provisioning.time_floor_unix = unix(clock.floor());
@@ -1054,6 +1073,7 @@ async fn running(
     device: Device,
     installed: &AgentConfig,
     clock: &Arc<AgentClock>,
+    updater: &Arc<Updater>,
     status_tx: &watch::Sender<AgentStatus>,
     live: &CoreSlot,
     current_wake: &Arc<Mutex<Option<mpsc::Sender<()>>>>,
@@ -1141,6 +1161,7 @@ async fn running(
         config.clone(),
         core.clone(),
         central.clone(),
+        updater.clone(),
         wake_tx,
         wake_rx,
         inner_stop_rx,
@@ -1315,6 +1336,7 @@ async fn supervise(
     config: AgentConfig,
     core: Shared,
     central: Central,
+    updater: Arc<Updater>,
     wake_tx: mpsc::Sender<()>,
     wake_rx: mpsc::Receiver<()>,
     stop: watch::Receiver<bool>,
@@ -1351,6 +1373,7 @@ async fn supervise(
         core.clone(),
         central,
         Duration::from_secs(config.heartbeat_seconds.max(1)),
+        updater,
         wake_tx,
         stop.clone(),
     ));

@@ -5,7 +5,8 @@
 //! Data flow: [`reader`] -> [`validate`] (deviations) -> [`diff`] against [`state`] ->
 //! [`safety`] filter. [`report`] turns results into what `check` and `diff` print.
 //! Before any of it, [`provision`] enrolls the device from a config stick, with [`clock`]
-//! deciding what time certificates are checked against; [`daemon`] runs it all.
+//! deciding what time certificates are checked against; [`daemon`] runs it all, and
+//! [`update`] replaces the agent itself with a newer signed release.
 
 pub mod clock;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod reader;
 pub mod report;
 pub mod safety;
 pub mod state;
+pub mod update;
 pub mod uplink;
 pub mod validate;
 pub mod watch;

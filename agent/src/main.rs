@@ -3,6 +3,8 @@
 //! `run` is the daemon ([`skolebro_agent::daemon`]); `status` and `outbox` tell what it is
 //! doing, from its state folder, without disturbing it; `provision` enrolls the device from a
 //! config stick by hand ([`skolebro_agent::provision`]; the daemon also does it by itself).
+//! `run` exits when an update installed a release or rolled one back, for its supervisor
+//! (systemd, `Restart=always`) to start `<install_root>/current/skolebro-agent`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,7 +30,7 @@ use skolebro_protocol::SiteSecret;
 #[derive(Parser)]
 #[command(
     name = "skolebro-agent",
-    version,
+    version = skolebro_agent::update::VERSION,
     about = "The skolebro agent on the school's Pi"
 )]
 struct Cli {
@@ -131,13 +133,19 @@ fn return_large_frees_to_the_kernel() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if matches!(cli.command, Command::Run) {
+        init_logging();
+        // Before the config is read: a release that cannot read it is still on trial.
+        if let Some(code) = skolebro_agent::update::on_start() {
+            return Ok(ExitCode::from(code));
+        }
+    }
     let config = match &cli.config {
         Some(path) => AgentConfig::load(path)?,
         None => AgentConfig::default(),
     };
     match cli.command {
         Command::Run => {
-            init_logging();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

@@ -2,7 +2,9 @@
 //! seq order and posts them to central's `POST /v1/batches` over mutual TLS (docs/API.md);
 //! central's `{"ack": n}` moves the outbox's ack pointer, which frees room for the enqueue
 //! stage. A separate heartbeat loop reports the agent's state and carries central's commands
-//! (resync, release or reject a held delta) back.
+//! (resync, release or reject a held delta) back, and the update state both ways: the
+//! agent's target and its oldest unheard update report out, an offered release back to
+//! [`crate::update`], which fetches the artifact over the same client.
 //!
 //! Failures never drop data: a batch stays in the outbox until central acknowledges it.
 //! Unreachable or busy central (connection errors, 5xx, `503` with `Retry-After`) is retried
@@ -130,6 +132,19 @@ pub struct Heartbeat {
     pub last_export_unix_ms: Option<u64>,
     pub deviations: crate::daemon::DeviationCounts,
     pub held: Option<crate::daemon::HeldReport>,
+    /// The target triple releases for this agent must be built for.
+    pub target: String,
+    /// The oldest update report central has not acknowledged by answering.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update: Option<crate::update::Report>,
+}
+
+/// Central's answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatAnswer {
+    pub commands: Vec<Command>,
+    /// A release meant for this device, if any.
+    pub release: Option<crate::update::Offer>,
 }
 
 /// Why a heartbeat got no usable answer.
@@ -233,9 +248,22 @@ impl Central {
         classify(status, retry_after, &body)
     }
 
-    /// Posts a heartbeat and returns central's commands. Unknown command types are logged
-    /// and skipped, so central can add commands before every agent knows them.
-    pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<Vec<Command>, UplinkError> {
+    /// `GET` of a release artifact (`path` as central named it), from byte `from` on.
+    pub async fn artifact(&self, path: &str, from: u64) -> Result<reqwest::Response, UplinkError> {
+        let mut request = self.client().get(format!("{}{}", self.url, path));
+        if from > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| UplinkError::Unreachable(error_chain(&e)))
+    }
+
+    /// Posts a heartbeat and returns central's commands and offered release. Unknown
+    /// command types are logged and skipped, so central can add commands before every
+    /// agent knows them; an offer that does not parse is logged and ignored.
+    pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAnswer, UplinkError> {
         let response = self
             .client()
             .post(format!("{}/v1/heartbeat", self.url))
@@ -253,7 +281,17 @@ impl Central {
             .and_then(|c| c.as_array())
             .cloned()
             .unwrap_or_default();
-        Ok(commands
+        let release = match body.get("release") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(offer) => match serde_json::from_value(offer.clone()) {
+                Ok(offer) => Some(offer),
+                Err(error) => {
+                    tracing::warn!(%error, "ignoring a release offer this agent cannot read");
+                    None
+                }
+            },
+        };
+        let commands = commands
             .into_iter()
             .filter_map(|c| match serde_json::from_value::<Command>(c.clone()) {
                 Ok(command) => Some(command),
@@ -266,7 +304,8 @@ impl Central {
                     None
                 }
             })
-            .collect())
+            .collect();
+        Ok(HeartbeatAnswer { commands, release })
     }
 }
 
@@ -511,11 +550,13 @@ pub async fn push_loop(
     }
 }
 
-/// Reports the agent's state every `every` and applies central's commands.
+/// Reports the agent's state every `every`, applies central's commands and hands the update
+/// part of the answer to `updater`.
 pub async fn heartbeat_loop(
     core: Shared,
     central: Central,
     every: Duration,
+    updater: Arc<crate::update::Updater>,
     wake_uplink: mpsc::Sender<()>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -526,10 +567,13 @@ pub async fn heartbeat_loop(
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let heartbeat = with_core(&core, |c| c.heartbeat()).await;
+        let mut heartbeat = with_core(&core, |c| c.heartbeat()).await;
+        heartbeat.target = updater.target();
+        heartbeat.update = updater.report();
         match central.heartbeat(&heartbeat).await {
-            Ok(commands) => {
-                for command in commands {
+            Ok(answer) => {
+                updater.answered(heartbeat.update.as_ref(), answer.release, &central);
+                for command in answer.commands {
                     tracing::info!(?command, "command from central");
                     let result = with_core(&core, move |c| c.command(command)).await;
                     match result {
@@ -542,9 +586,13 @@ pub async fn heartbeat_loop(
             }
             Err(UplinkError::Revoked) => {
                 tracing::error!("central revoked this device; a new config stick enrolls it again");
+                updater.heartbeat_failed("this device is revoked".into());
                 with_core(&core, |c| c.revoked()).await;
             }
-            Err(error) => tracing::debug!(%error, "heartbeat not delivered"),
+            Err(error) => {
+                tracing::debug!(%error, "heartbeat not delivered");
+                updater.heartbeat_failed(error.to_string());
+            }
         }
     }
 }

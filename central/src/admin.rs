@@ -8,6 +8,7 @@
 //! token here (only its SHA-256), and operators list and revoke tokens and devices.
 //! Operations also create and revoke the consumers' OAuth2 clients here
 //! (`crate::consumer_auth`) and download a county's elevliste (`crate::elevliste_export`).
+//! Releases are registered, uploaded and rolled out here too (`release.rs`).
 //! There is no authentication yet, which is why the listener belongs on loopback behind a
 //! proxy. The roster answers carry personal data by design; nothing of it is logged.
 
@@ -18,7 +19,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -28,6 +29,7 @@ use crate::consumer_auth::{get_clients, post_client, post_revoke_client};
 use crate::elevliste_export::get_elevliste;
 use crate::fleet::Command;
 use crate::ingest::store_failure;
+use crate::release;
 use crate::reply;
 use crate::server::AppState;
 use crate::store::{
@@ -50,6 +52,22 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/admin/devices/{device}/revoke", post(post_revoke_device))
         .route("/admin/tokens", get(get_tokens).post(post_token))
         .route("/admin/tokens/{id}/revoke", post(post_revoke_token))
+        .route(
+            "/admin/releases",
+            get(release::get_releases)
+                .post(release::post_release)
+                .layer(DefaultBodyLimit::max(
+                    skolebro_protocol::release::MAX_MANIFEST_BYTES,
+                )),
+        )
+        .route(
+            "/admin/releases/{id}/artifact",
+            // Streamed to disk and bounded by the manifest's size, not held in memory.
+            put(release::put_artifact).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/admin/releases/{id}/rollout", post(release::post_rollout))
+        .route("/admin/releases/{id}/pause", post(release::post_pause))
+        .route("/admin/releases/{id}/resume", post(release::post_resume))
         .route("/admin/clients", get(get_clients).post(post_client))
         .route("/admin/clients/{id}/revoke", post(post_revoke_client))
         .route("/admin/exports/elevliste", get(get_elevliste))

@@ -13,6 +13,11 @@
 //!                                  # OAuth2 bearer tokens; none without it
 //! max_batch_bytes = 16777216       # one envelope, at most
 //! sealing_key = "keys/sealing.key" # central's X25519 private key, 64 hex characters
+//! release_key = "keys/release.pub" # optional: the release-signing public key, 64 hex
+//!                                  # characters; without it POST /admin/releases answers
+//!                                  # 503 releases_disabled
+//! releases_dir = "releases"        # where release artifacts (<id>.bin) and signed
+//!                                  # manifests (<id>.skm) are kept; created at start
 //!
 //! [tls]
 //! cert = "pki/server.pem"          # server certificate chain
@@ -43,10 +48,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
-use skolebro_protocol::SealingPrivateKey;
+use skolebro_protocol::{ReleaseVerifyingKey, SealingPrivateKey};
 use skolebro_provisioning::{CertificateAuthority, PkiError, TlsError};
 
 use crate::enroll::{EnrollSettings, DEFAULT_CERT_LIFETIME, DEFAULT_ENROLL_PER_IP_PER_MINUTE};
+use crate::release::ReleaseSettings;
 use crate::server::ServerParts;
 use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 
@@ -99,6 +105,9 @@ pub enum ConfigError {
         files: String,
         error: Box<PkiError>,
     },
+    /// The release key file does not hold an Ed25519 public key as 64 hex characters.
+    #[error("{path}: {reason}")]
+    ReleaseKey { path: PathBuf, reason: String },
     /// The store could not be opened or migrated.
     #[error("store: {0}")]
     Store(StoreError),
@@ -132,6 +141,14 @@ pub struct CentralConfig {
     /// File holding central's 32-byte HPKE X25519 private key as hex: the key every agent
     /// seals its payloads to.
     pub sealing_key: PathBuf,
+    /// File holding the platform's release-signing public key (`release.pub`): releases are
+    /// registered only if their manifest verifies against it. Optional, because a central
+    /// that does not hand out updates needs no key.
+    #[serde(default)]
+    pub release_key: Option<PathBuf>,
+    /// Folder of release artifacts and manifests; default `releases` beside the file.
+    #[serde(default = "default_releases_dir")]
+    pub releases_dir: PathBuf,
     /// Server certificate, key and the device CA.
     pub tls: TlsConfig,
     /// Where records, devices and chain heads are kept.
@@ -225,6 +242,10 @@ fn default_max_batch_bytes() -> usize {
     DEFAULT_MAX_BATCH_BYTES
 }
 
+fn default_releases_dir() -> PathBuf {
+    PathBuf::from("releases")
+}
+
 fn default_pg_schema() -> String {
     DEFAULT_PG_SCHEMA.to_owned()
 }
@@ -290,6 +311,8 @@ impl CentralConfig {
             }
         }
         config.sealing_key = base.join(&config.sealing_key);
+        config.release_key = config.release_key.map(|key| base.join(key));
+        config.releases_dir = base.join(&config.releases_dir);
         config.tls.cert = base.join(&config.tls.cert);
         config.tls.key = base.join(&config.tls.key);
         config.tls.device_ca = base.join(&config.tls.device_ca);
@@ -349,6 +372,25 @@ impl CentralConfig {
         })
     }
 
+    /// The release settings: the key from `release_key`, if set, and `releases_dir`.
+    pub fn release_settings(&self) -> Result<ReleaseSettings, ConfigError> {
+        let key = match &self.release_key {
+            None => None,
+            Some(path) => Some(
+                ReleaseVerifyingKey::from_hex(&read_to_string(path)?).map_err(|error| {
+                    ConfigError::ReleaseKey {
+                        path: path.clone(),
+                        reason: error.to_string(),
+                    }
+                })?,
+            ),
+        };
+        Ok(ReleaseSettings {
+            key,
+            dir: self.releases_dir.clone(),
+        })
+    }
+
     /// Opens (and migrates) the configured store.
     pub async fn open_store(&self) -> Result<Arc<dyn Store>, ConfigError> {
         Ok(match &self.store {
@@ -367,6 +409,7 @@ impl CentralConfig {
         let tls = self.tls_server_config()?;
         let sealing_key = self.read_sealing_key()?;
         let enroll = self.enroll_settings()?;
+        let releases = self.release_settings()?;
         let store = self.open_store().await?;
         Ok(ServerParts {
             store,
@@ -377,6 +420,7 @@ impl CentralConfig {
             consumer_listen: self.consumer_listen,
             max_batch_bytes: self.max_batch_bytes,
             enroll,
+            releases,
         })
     }
 }
@@ -526,6 +570,34 @@ mod tests {
         assert!(matches!(
             config.enroll_settings(),
             Err(ConfigError::DeviceCa { .. })
+        ));
+    }
+
+    #[test]
+    fn release_settings_resolve_like_the_other_paths_and_the_key_is_checked() {
+        let config = CentralConfig::parse(MINIMAL, Path::new("/srv/central")).unwrap();
+        assert_eq!(config.release_key, None);
+        assert_eq!(config.releases_dir, PathBuf::from("/srv/central/releases"));
+        assert!(config.release_settings().unwrap().key.is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        let key = skolebro_protocol::ReleaseSigningKey::from_bytes([5; 32]).verifying_key();
+        std::fs::write(
+            dir.path().join("release.pub"),
+            format!("{}\n", key.to_hex()),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("bad.pub"), "not a key\n").unwrap();
+        let with = |file: &str| {
+            format!("release_key = \"{file}\"\nreleases_dir = \"/var/lib/rel\"\n{MINIMAL}")
+        };
+        let config = CentralConfig::parse(&with("release.pub"), dir.path()).unwrap();
+        assert_eq!(config.releases_dir, PathBuf::from("/var/lib/rel"));
+        assert_eq!(config.release_settings().unwrap().key, Some(key));
+        let config = CentralConfig::parse(&with("bad.pub"), dir.path()).unwrap();
+        assert!(matches!(
+            config.release_settings(),
+            Err(ConfigError::ReleaseKey { .. })
         ));
     }
 

@@ -97,6 +97,11 @@ pub async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<DemoOutcom
         max_batch_bytes: 16 << 20,
         // The demo registers its device itself (above) rather than enrolling it.
         enroll: crate::EnrollSettings::default(),
+        // Nor does it update its agent.
+        releases: crate::ReleaseSettings {
+            key: None,
+            dir: dir.join("releases"),
+        },
     })
     .await?;
     println!(

@@ -14,6 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use skolebro_protocol::{DeviceId, Seq};
 
+use crate::release::UpdateReport;
 use crate::store::Timestamp;
 
 /// At most this many commands wait per device: an operator clicking "resync" a hundred times
@@ -90,6 +91,12 @@ pub struct Heartbeat {
     /// The delta held for review, if any.
     #[serde(default)]
     pub held: Option<HeldDelta>,
+    /// The target triple the agent was built for; without it no release is offered.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// The agent's latest update step, repeated until a heartbeat gets through.
+    #[serde(default)]
+    pub update: Option<UpdateReport>,
 }
 
 /// An operator's instruction to one device, delivered with its next heartbeat answer.

@@ -1,6 +1,6 @@
 //! The device endpoints (docs/API.md, "Device endpoints"): `POST /v1/batches` and
 //! `POST /v1/heartbeat`, served on the mutual-TLS listener of [`crate::server`], whose router
-//! also carries enrollment and renewal (`enroll.rs`).
+//! also carries enrollment and renewal (`enroll.rs`) and release downloads (`release.rs`).
 //!
 //! A batch goes: body read up to `max_batch_bytes` (413 beyond, before the rest is read) ->
 //! the envelope's *claimed* header ([`Envelope::from_bytes`]) -> checked against the
@@ -22,7 +22,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use http_body_util::BodyExt as _;
 use serde_json::json;
@@ -58,6 +58,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/heartbeat", post(post_heartbeat))
         .route(crate::server::ENROLL_PATH, post(crate::enroll::post_enroll))
         .route("/v1/renew", post(crate::enroll::post_renew))
+        .route(
+            "/v1/releases/{id}/artifact",
+            get(crate::release::get_artifact),
+        )
         .fallback(reply::not_found)
         .layer(DefaultBodyLimit::max(MAX_HEARTBEAT_BYTES))
         .with_state(state)
@@ -425,11 +429,29 @@ async fn post_heartbeat(
         outbox_depth = heartbeat.outbox_depth,
         "heartbeat"
     );
+    if let Some(report) = &heartbeat.update {
+        if let Err(error) = crate::release::record_report(&state, &identity.device, report).await {
+            return store_failure(&error);
+        }
+    }
+    let release = match &heartbeat.target {
+        Some(target) => {
+            match crate::release::offer(&state, &identity, &heartbeat.version, target).await {
+                Ok(release) => release,
+                Err(error) => return store_failure(&error),
+            }
+        }
+        None => None,
+    };
     let commands = state
         .fleet
         .heartbeat(&identity.device, heartbeat, Timestamp::now());
     if !commands.is_empty() {
         tracing::info!(device = %identity.device, count = commands.len(), "commands delivered");
     }
-    (StatusCode::OK, Json(json!({"commands": commands}))).into_response()
+    (
+        StatusCode::OK,
+        Json(json!({"commands": commands, "release": release})),
+    )
+        .into_response()
 }

@@ -13,7 +13,9 @@
 //! county's admission office, an LMS) read through the optional consumer listener: a
 //! OneRoster 1.1 subset in [`oneroster`], behind OAuth2 client-credentials tokens scoped to a
 //! county or kommune (`consumer_auth`); the admission office's elevliste file comes from
-//! `elevliste_export` on the operator listener. The HTTP contract is `docs/API.md`.
+//! `elevliste_export` on the operator listener. [`release`] keeps signed releases and their
+//! artifacts, and decides which release each heartbeat answer offers (DESIGN decision 7).
+//! The HTTP contract is `docs/API.md`.
 
 mod admin;
 pub mod config;
@@ -24,12 +26,14 @@ pub mod enroll;
 pub mod fleet;
 mod ingest;
 pub mod oneroster;
+pub mod release;
 mod reply;
 pub mod server;
 pub mod store;
 
 pub use config::{CentralConfig, ConfigError, EnrollConfig, StoreConfig, TlsConfig};
 pub use enroll::EnrollSettings;
+pub use release::ReleaseSettings;
 pub use server::{
     device_tls_config, serve, RunningServer, ServerError, ServerParts, ShutdownHandle,
 };

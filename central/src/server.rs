@@ -38,6 +38,7 @@ use tower::ServiceExt as _;
 
 use crate::enroll::{EnrollSettings, Enrollment};
 use crate::fleet::Fleet;
+use crate::release::ReleaseSettings;
 use crate::reply;
 use crate::store::Store;
 
@@ -83,6 +84,8 @@ pub struct ServerParts {
     pub max_batch_bytes: usize,
     /// The device CA and limits for `/v1/enroll` and `/v1/renew`.
     pub enroll: EnrollSettings,
+    /// The release key and the folder of release artifacts (DESIGN decision 7).
+    pub releases: ReleaseSettings,
 }
 
 /// The device listener's rustls configuration: TLS 1.3, the server chain and key, client
@@ -114,6 +117,7 @@ impl std::fmt::Debug for ServerParts {
             .field("consumer_listen", &self.consumer_listen)
             .field("max_batch_bytes", &self.max_batch_bytes)
             .field("enroll", &self.enroll)
+            .field("releases", &self.releases)
             .finish_non_exhaustive()
     }
 }
@@ -128,6 +132,12 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The releases folder could not be created.
+    #[error("cannot create the releases folder {path}: {source}")]
+    ReleasesDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The state every handler shares: one per server.
@@ -137,6 +147,7 @@ pub(crate) struct AppState {
     pub max_batch_bytes: usize,
     pub fleet: Fleet,
     pub enrollment: Enrollment,
+    pub releases: ReleaseSettings,
 }
 
 /// The address a device connection comes from, attached to each of its requests: the
@@ -249,6 +260,12 @@ impl RunningServer {
 /// Returns once both are bound, so the addresses in [`RunningServer`] accept connections
 /// immediately. Registers nothing: devices come from enrollment (or `register-device`).
 pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
+    tokio::fs::create_dir_all(&parts.releases.dir)
+        .await
+        .map_err(|source| ServerError::ReleasesDir {
+            path: parts.releases.dir.clone(),
+            source,
+        })?;
     let device_listener = bind(parts.device_listen).await?;
     let admin_listener = bind(parts.admin_listen).await?;
     let device_addr = local_addr(&device_listener, parts.device_listen)?;
@@ -269,6 +286,7 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
         max_batch_bytes: parts.max_batch_bytes,
         fleet: Fleet::default(),
         enrollment: Enrollment::new(parts.enroll),
+        releases: parts.releases,
     });
     let (sender, receiver) = watch::channel(false);
     let device_task = tokio::spawn(run_device_listener(

@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use skolebro_agent::reader::{read_export, Format, ReaderOptions};
 use skolebro_central::store::{SqliteStore, Store, Timestamp};
-use skolebro_central::{device_tls_config, serve, EnrollSettings, RunningServer, ServerParts};
+use skolebro_central::{
+    device_tls_config, serve, EnrollSettings, ReleaseSettings, RunningServer, ServerParts,
+};
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
     ChainHead, DeviceId, DeviceSigningKey, Header, Payload, Roster, SealingPrivateKey, SiteId,
@@ -61,6 +63,10 @@ impl Central {
             consumer_listen: Some("127.0.0.1:0".parse().unwrap()),
             max_batch_bytes: 16 * 1024 * 1024,
             enroll: EnrollSettings::default(),
+            releases: ReleaseSettings {
+                key: None,
+                dir: dir.path().join("releases"),
+            },
         })
         .await
         .expect("the server starts");

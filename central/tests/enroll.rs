@@ -12,7 +12,9 @@ use rustls::pki_types::pem::PemObject as _;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use skolebro_central::store::{enrolled_device_id, SqliteStore, Store};
-use skolebro_central::{device_tls_config, serve, EnrollSettings, RunningServer, ServerParts};
+use skolebro_central::{
+    device_tls_config, serve, EnrollSettings, ReleaseSettings, RunningServer, ServerParts,
+};
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
     ChainHead, Delta, DeviceId, DeviceSigningKey, Entity, EntityDelta, Gender, Header, Payload,
@@ -73,6 +75,10 @@ impl Central {
                 device_ca,
                 cert_lifetime: Duration::from_secs(3600),
                 per_ip_per_minute,
+            },
+            releases: ReleaseSettings {
+                key: None,
+                dir: dir.path().join("releases"),
             },
         })
         .await

@@ -10,7 +10,9 @@ use reqwest::StatusCode;
 use rustls::pki_types::pem::PemObject as _;
 use serde_json::{json, Value};
 use skolebro_central::store::{Counts, SqliteStore, Store};
-use skolebro_central::{device_tls_config, serve, EnrollSettings, RunningServer, ServerParts};
+use skolebro_central::{
+    device_tls_config, serve, EnrollSettings, ReleaseSettings, RunningServer, ServerParts,
+};
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
     ChainHead, Delta, DeviceId, DeviceSigningKey, Entity, EntityDelta, Gender, Header, Payload,
@@ -60,6 +62,10 @@ impl Central {
             consumer_listen: None,
             max_batch_bytes,
             enroll: EnrollSettings::default(),
+            releases: ReleaseSettings {
+                key: None,
+                dir: dir.path().join("releases"),
+            },
         })
         .await
         .expect("the server starts");
@@ -578,9 +584,9 @@ async fn a_heartbeat_returns_a_queued_command_once() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         first,
-        json!({"commands": [{"type": "release", "held_id": "held-1"}]})
+        json!({"commands": [{"type": "release", "held_id": "held-1"}], "release": null})
     );
-    assert_eq!(second, json!({"commands": []}));
+    assert_eq!(second, json!({"commands": [], "release": null}));
     let (status, devices) = central.admin_get("/admin/devices").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(devices["devices"][0]["device"], "pi-46505");

@@ -6,7 +6,9 @@ pub mod delta;
 pub mod envelope;
 pub mod handle;
 pub mod national_id;
+pub mod release;
 pub mod roster;
+mod signed;
 pub mod stick;
 
 pub use delta::{Delta, EntityDelta};
@@ -16,5 +18,6 @@ pub use envelope::{
 };
 pub use handle::{Digest, RecordHandle, SiteSecret};
 pub use national_id::{IdKind, NationalId, NationalIdError};
+pub use release::{ReleaseError, ReleaseManifest, ReleaseSigningKey, ReleaseVerifyingKey, Version};
 pub use roster::{Enrollment, Entity, Gender, Group, Record, Roster, School, Student};
 pub use stick::{SiteInfo, StickBody, StickError, StickSigningKey, StickVerifyingKey};

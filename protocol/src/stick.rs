@@ -26,11 +26,11 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signature, Signer as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::envelope::{InvalidId, SiteId};
+use crate::signed::{self, FrameError};
 
 /// Marks the bytes as a skolebro stick bundle, so a stray file on a stick is refused as
 /// [`StickError::BadMagic`] before anything is decoded.
@@ -52,10 +52,12 @@ pub const BUNDLE_DIR: &str = "SKOLEBRO";
 /// The bundle's file name inside [`BUNDLE_DIR`], 8.3-safe like the folder.
 pub const BUNDLE_FILE: &str = "BUNDLE.SKB";
 
-/// Magic, version and body length: what is read before the body.
-const PREAMBLE_LEN: usize = MAGIC.len() + 1 + 4;
-/// Length of an Ed25519 signature.
-const SIG_LEN: usize = 64;
+/// The bundle's framing (see [`crate::signed`]).
+const FORMAT: signed::Format = signed::Format {
+    magic: MAGIC,
+    version: FORMAT_VERSION,
+    max_bytes: MAX_BUNDLE_BYTES,
+};
 
 /// Every reason a bundle or a stick key is refused. Each refusal has its own variant so the
 /// agent can tell an operator exactly why a stick was not used (a tampered stick is an alarm,
@@ -91,6 +93,19 @@ pub enum StickError {
     /// The operating system's random number generator failed; no key was generated.
     #[error("system randomness unavailable")]
     Randomness,
+}
+
+impl From<FrameError> for StickError {
+    fn from(error: FrameError) -> StickError {
+        match error {
+            FrameError::TooLarge { size, limit } => StickError::TooLarge { size, limit },
+            FrameError::Truncated => StickError::Truncated,
+            FrameError::BadMagic => StickError::BadMagic,
+            FrameError::UnsupportedVersion(version) => StickError::UnsupportedVersion(version),
+            FrameError::BadSignature => StickError::BadSignature,
+            FrameError::Malformed(what) => StickError::Malformed(what),
+        }
+    }
 }
 
 /// The school a stick is for, as operations know it: the Norwegian county (fylke, 2 digits),
@@ -158,67 +173,14 @@ impl StickBody {
     /// the caller's strings; the caller keeps the settings small enough for the whole to stay
     /// within [`MAX_BUNDLE_BYTES`], or [`StickBody::verify`] will refuse the result.
     pub fn sign(&self, key: &StickSigningKey) -> Vec<u8> {
-        let body = postcard::to_allocvec(self).expect("a stick body always serialises");
-        // A body that does not fit a u32 is far beyond MAX_BUNDLE_BYTES; writing the
-        // saturated length keeps the bundle unverifiable instead of wrapping around.
-        let body_len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-        let mut out = Vec::with_capacity(PREAMBLE_LEN + body.len() + SIG_LEN);
-        out.extend_from_slice(&MAGIC);
-        out.push(FORMAT_VERSION);
-        out.extend_from_slice(&body_len.to_le_bytes());
-        out.extend_from_slice(&body);
-        let signature = key.0.sign(&out);
-        out.extend_from_slice(&signature.to_bytes());
-        out
+        FORMAT.sign(self, &key.0)
     }
 
     /// Checks a bundle read from a stick and returns its body. Checks run cheapest first and
     /// nothing is decoded before the signature holds: size, magic, version, length,
     /// signature, then the body. Never panics, whatever the bytes.
     pub fn verify(bytes: &[u8], key: &StickVerifyingKey) -> Result<StickBody, StickError> {
-        if bytes.len() > MAX_BUNDLE_BYTES {
-            return Err(StickError::TooLarge {
-                size: bytes.len(),
-                limit: MAX_BUNDLE_BYTES,
-            });
-        }
-        let magic = bytes.get(..MAGIC.len()).ok_or(StickError::Truncated)?;
-        if magic != MAGIC {
-            return Err(StickError::BadMagic);
-        }
-        let version = *bytes.get(MAGIC.len()).ok_or(StickError::Truncated)?;
-        if version != FORMAT_VERSION {
-            return Err(StickError::UnsupportedVersion(version));
-        }
-        let len = bytes
-            .get(MAGIC.len() + 1..PREAMBLE_LEN)
-            .ok_or(StickError::Truncated)?;
-        let body_len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]);
-        let signed_len = usize::try_from(body_len)
-            .ok()
-            .and_then(|n| n.checked_add(PREAMBLE_LEN))
-            .ok_or(StickError::Truncated)?;
-        let total = signed_len
-            .checked_add(SIG_LEN)
-            .ok_or(StickError::Truncated)?;
-        if bytes.len() < total {
-            return Err(StickError::Truncated);
-        }
-        if bytes.len() > total {
-            return Err(StickError::Malformed("trailing bytes after the signature"));
-        }
-        let (signed, signature) = bytes.split_at(signed_len);
-        let signature: [u8; SIG_LEN] = signature
-            .try_into()
-            .map_err(|_| StickError::Malformed("signature is not 64 bytes"))?;
-        key.0
-            .verify_strict(signed, &Signature::from_bytes(&signature))
-            .map_err(|_| StickError::BadSignature)?;
-        match postcard::take_from_bytes(&signed[PREAMBLE_LEN..]) {
-            Ok((body, [])) => Ok(body),
-            Ok(_) => Err(StickError::Malformed("trailing bytes after the body")),
-            Err(_) => Err(StickError::Malformed("body does not decode")),
-        }
+        Ok(FORMAT.verify(bytes, &key.0)?)
     }
 
     /// Refuses a bundle whose token has expired at `now_unix` (the token is valid strictly
@@ -257,103 +219,18 @@ pub fn token_id(token: &str) -> String {
 #[derive(Clone)]
 pub struct StickSigningKey(ed25519_dalek::SigningKey);
 
-impl StickSigningKey {
-    /// A fresh key from the operating system's randomness.
-    pub fn generate() -> Result<StickSigningKey, StickError> {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|_| StickError::Randomness)?;
-        let key = StickSigningKey::from_bytes(seed);
-        seed.fill(0);
-        Ok(key)
-    }
-
-    /// Loads a key from its 32-byte seed.
-    pub fn from_bytes(seed: [u8; 32]) -> StickSigningKey {
-        StickSigningKey(ed25519_dalek::SigningKey::from_bytes(&seed))
-    }
-
-    /// The 32-byte seed, for storing the key.
-    pub fn to_bytes(&self) -> [u8; 32] {
-        self.0.to_bytes()
-    }
-
-    /// Loads the key from the text of a `stick.key` file: 64 hex characters, surrounding
-    /// whitespace ignored.
-    pub fn from_hex(text: &str) -> Result<StickSigningKey, StickError> {
-        Ok(StickSigningKey::from_bytes(decode_key_hex(text)?))
-    }
-
-    /// The seed as 64 lowercase hex characters: a `stick.key` file holds this and a newline.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.to_bytes())
-    }
-
-    /// The public half, which is installed with every agent.
-    pub fn verifying_key(&self) -> StickVerifyingKey {
-        StickVerifyingKey(self.0.verifying_key())
-    }
-}
-
-impl fmt::Debug for StickSigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "StickSigningKey(public {})",
-            hex::encode(&self.0.verifying_key().to_bytes()[..8])
-        )
-    }
-}
+signed::key_pair_methods!(StickSigningKey, StickVerifyingKey, StickError, "stick");
 
 /// The stick key's public half, installed with the agent: a bundle is used only if it
 /// verifies against this key.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct StickVerifyingKey(ed25519_dalek::VerifyingKey);
 
-impl StickVerifyingKey {
-    /// Loads a key. Refuses bytes that are not a curve point and low-order ("weak") keys,
-    /// for which signatures could be forged.
-    pub fn from_bytes(bytes: [u8; 32]) -> Result<StickVerifyingKey, StickError> {
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| StickError::InvalidKey("not an Ed25519 public key"))?;
-        if key.is_weak() {
-            return Err(StickError::InvalidKey("a weak (low-order) Ed25519 key"));
-        }
-        Ok(StickVerifyingKey(key))
-    }
-
-    /// The 32-byte compressed point, for storing.
-    pub fn to_bytes(&self) -> [u8; 32] {
-        self.0.to_bytes()
-    }
-
-    /// Loads the key from the text of a `stick.pub` file: 64 hex characters, surrounding
-    /// whitespace ignored.
-    pub fn from_hex(text: &str) -> Result<StickVerifyingKey, StickError> {
-        StickVerifyingKey::from_bytes(decode_key_hex(text)?)
-    }
-
-    /// The key as 64 lowercase hex characters: a `stick.pub` file holds this and a newline.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.to_bytes())
-    }
-}
-
-impl fmt::Debug for StickVerifyingKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StickVerifyingKey({})", self.to_hex())
-    }
-}
-
-fn decode_key_hex(text: &str) -> Result<[u8; 32], StickError> {
-    let mut bytes = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut bytes)
-        .map_err(|_| StickError::InvalidKey("a key must be 64 hex characters"))?;
-    Ok(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signed::{PREAMBLE_LEN, SIG_LEN};
+    use ed25519_dalek::Signer as _;
     use proptest::prelude::*;
 
     fn signing_key() -> StickSigningKey {

@@ -1,6 +1,7 @@
 //! A client for central's admin API (plain HTTP on central's loopback listener, JSON; see
 //! docs/API.md): how `skolebro-provision` registers a stick's token before the stick is
-//! written, and how `list` and `revoke` see and change tokens and devices.
+//! written, how `list` and `revoke` see and change tokens and devices, and how `release`
+//! registers a signed release and uploads its artifact.
 //!
 //! Only the token's SHA-256 ever leaves this process; central stores nothing else, so its
 //! database cannot enroll a device.
@@ -15,6 +16,10 @@ use crate::error::ProvisionError;
 /// How long one admin request may take. Central answers these from its store at once; a
 /// longer wait means it is not there.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an artifact upload may take: central hashes and stores some megabytes, on the
+/// same machine or near it.
+pub const ARTIFACT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Default admin URL: central's default operator listener on the same machine.
 pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8080";
@@ -133,6 +138,50 @@ impl AdminClient {
             .await?;
         let registered: Registered = json_body(request, check(request, response).await?).await?;
         Ok(registered.id)
+    }
+
+    /// Registers a release by its signed manifest (`POST /admin/releases`) and returns the
+    /// id central gave it. Central verifies the manifest with its own copy of `release.pub`.
+    pub async fn register_release(&self, manifest: &[u8]) -> Result<String, ProvisionError> {
+        let request = "POST /admin/releases";
+        let response = self
+            .send(
+                self.http
+                    .post(self.url("/admin/releases"))
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(manifest.to_vec()),
+            )
+            .await?;
+        let registered: Registered = json_body(request, check(request, response).await?).await?;
+        Ok(registered.id)
+    }
+
+    /// Uploads a registered release's artifact (`PUT /admin/releases/{id}/artifact`); central
+    /// keeps it only if its size and SHA-256 are the manifest's.
+    pub async fn upload_release_artifact(
+        &self,
+        id: &str,
+        artifact: Vec<u8>,
+    ) -> Result<(), ProvisionError> {
+        if !skolebro_protocol::release::valid_release_id(id) {
+            return Err(ProvisionError::InvalidField {
+                field: "release id",
+                reason: format!("{id:?} is not a release id (<version>-<target>)"),
+            });
+        }
+        let path = format!("/admin/releases/{id}/artifact");
+        let request = format!("PUT {path}");
+        let response = self
+            .send(
+                self.http
+                    .put(self.url(&path))
+                    .timeout(ARTIFACT_TIMEOUT)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(artifact),
+            )
+            .await?;
+        check(&request, response).await?;
+        Ok(())
     }
 
     /// Every token central knows (`GET /admin/tokens`).

@@ -1,14 +1,14 @@
 //! The one error type of the operations commands ([`crate::keys`], [`crate::stick`],
-//! [`crate::admin`]). Every variant names the file, field or URL involved, because the reader
+//! [`crate::release`], [`crate::admin`]). Every variant names the file, field or URL involved, because the reader
 //! is an operator at a terminal who must know what to fix.
 
 use std::path::PathBuf;
 
-use skolebro_protocol::StickError;
+use skolebro_protocol::{ReleaseError, StickError};
 
 use crate::pki::PkiError;
 
-/// Everything that can stop `init`, `stick`, `list` or `revoke`. The cause is part of the
+/// Everything that can stop `init`, `stick`, `release`, `list` or `revoke`. The cause is part of the
 /// message (not a separate `source`), so `anyhow` prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -43,6 +43,9 @@ pub enum ProvisionError {
     /// with the folder's `stick.pub`).
     #[error("the bundle would be refused: {0}")]
     Bundle(#[from] StickError),
+    /// The signed release manifest would be refused by every agent and by central.
+    #[error("the release manifest would be refused: {0}")]
+    Release(#[from] ReleaseError),
     /// The operating system's random number generator failed; no key or token was made.
     #[error("system randomness unavailable")]
     Randomness,

@@ -18,7 +18,10 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
-use skolebro_protocol::{SealingPrivateKey, SealingPublicKey, StickSigningKey, StickVerifyingKey};
+use skolebro_protocol::{
+    ReleaseSigningKey, ReleaseVerifyingKey, SealingPrivateKey, SealingPublicKey, StickSigningKey,
+    StickVerifyingKey,
+};
 
 use crate::error::ProvisionError;
 use crate::pki::{self, CertificateAuthority, DevPki, Validity};
@@ -135,7 +138,9 @@ impl KeyFolder {
             central_ca.issue_server(&names, Validity::from_now(pki::DEFAULT_LEAF_LIFETIME))?;
         let stick = StickSigningKey::generate().map_err(|_| ProvisionError::Randomness)?;
         let sealing = SealingPrivateKey::generate().map_err(|_| ProvisionError::Randomness)?;
-        let release = generate_release_key()?;
+        // A key of its own, so a leaked stick key cannot sign an update (and the other way
+        // round).
+        let release = ReleaseSigningKey::generate().map_err(|_| ProvisionError::Randomness)?;
 
         DirBuilder::new()
             .recursive(true)
@@ -231,6 +236,35 @@ impl KeyFolder {
         })
     }
 
+    /// The release-signing key from `release.key`, checked against `release.pub`: a pair
+    /// that does not match would sign manifests every agent and central refuse.
+    pub fn release_signing_key(&self) -> Result<ReleaseSigningKey, ProvisionError> {
+        let private_path = self.path(Self::RELEASE_KEY);
+        let key = ReleaseSigningKey::from_hex(&read(&private_path)?).map_err(|error| {
+            ProvisionError::KeyFile {
+                path: private_path.clone(),
+                reason: error.to_string(),
+            }
+        })?;
+        if key.verifying_key() != self.release_verifying_key()? {
+            return Err(ProvisionError::KeyMismatch {
+                private: private_path,
+                public: self.path(Self::RELEASE_PUB),
+            });
+        }
+        Ok(key)
+    }
+
+    /// The release-signing public key from `release.pub`: what agents and central check
+    /// manifests against.
+    pub fn release_verifying_key(&self) -> Result<ReleaseVerifyingKey, ProvisionError> {
+        let path = self.path(Self::RELEASE_PUB);
+        ReleaseVerifyingKey::from_hex(&read(&path)?).map_err(|error| ProvisionError::KeyFile {
+            path,
+            reason: error.to_string(),
+        })
+    }
+
     /// Central's sealing public key from `sealing.pub`, for the stick.
     pub fn sealing_public_key(&self) -> Result<SealingPublicKey, ProvisionError> {
         let path = self.path(Self::SEALING_PUB);
@@ -272,6 +306,8 @@ fn central_config() -> String {
          listen = \"127.0.0.1:8443\"\n\
          admin_listen = \"127.0.0.1:8080\"\n\
          sealing_key = \"{sealing}\"\n\
+         release_key = \"{release}\"\n\
+         releases_dir = \"releases\"\n\
          \n\
          [tls]\n\
          cert = \"{cert}\"\n\
@@ -284,21 +320,12 @@ fn central_config() -> String {
          path = \"central.db\"\n",
         config = KeyFolder::CENTRAL_CONFIG,
         sealing = KeyFolder::SEALING_KEY,
+        release = KeyFolder::RELEASE_PUB,
         cert = KeyFolder::SERVER_CERT,
         key = KeyFolder::SERVER_KEY,
         device_ca = KeyFolder::DEVICE_CA_CERT,
         device_ca_key = KeyFolder::DEVICE_CA_KEY,
     )
-}
-
-/// The release-signing key: Ed25519 like the stick key but a key of its own, so a leaked
-/// stick key cannot sign an update (and the other way round).
-fn generate_release_key() -> Result<ed25519_dalek::SigningKey, ProvisionError> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|_| ProvisionError::Randomness)?;
-    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-    seed.fill(0);
-    Ok(key)
 }
 
 fn hex_line(bytes: &[u8; 32]) -> String {

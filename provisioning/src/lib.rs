@@ -8,12 +8,14 @@
 //!
 //! The `skolebro-provision` CLI builds on these: [`keys`] makes the platform's key folder
 //! (`init`), [`stick`] writes signed config sticks (DESIGN decision 6) after registering their
-//! token through [`admin`], central's admin API, which also serves `list` and `revoke`.
+//! token through [`admin`], central's admin API, which also serves `list` and `revoke`, and
+//! [`release`] signs update manifests (DESIGN decision 7) and registers them with central.
 
 pub mod admin;
 pub mod error;
 pub mod keys;
 pub mod pki;
+pub mod release;
 pub mod stick;
 pub mod tls;
 

@@ -1,6 +1,6 @@
 //! `skolebro-provision`: the operations CLI. `init` makes the platform's keys, `stick` writes a
-//! signed config stick for a school, `list` and `revoke` manage tokens and devices through
-//! central's admin API. The work lives in the library; this file parses arguments and prints.
+//! signed config stick for a school, `release` signs an agent build for remote update, `list`
+//! and `revoke` manage tokens and devices through central's admin API. The work lives in the library; this file parses arguments and prints.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use skolebro_provisioning::admin::{self, AdminClient, DeviceEntry, TokenEntry};
 use skolebro_provisioning::keys::KeyFolder;
+use skolebro_provisioning::release::{self, ReleaseRequest};
 use skolebro_provisioning::stick::{self, StickRequest};
 
 /// Operations tooling for skolebro: platform keys, config sticks, enrollment tokens and
@@ -72,6 +73,33 @@ enum Command {
         /// The export drop folder on the Pi (sets drop_dir in the settings).
         #[arg(long, value_name = "PATH")]
         drop_dir: Option<String>,
+    },
+    /// Sign an agent build for remote update: writes OUT/<id>.bin (a copy of the binary) and
+    /// OUT/<id>.skm (the manifest signed with release.key), where the id is
+    /// <version>-<target>. With --admin-url, registers both with central; the release is
+    /// offered to no device until its rollout is set.
+    Release {
+        /// The folder `init` made.
+        #[arg(long, value_name = "KEYS")]
+        keys: PathBuf,
+        /// The agent binary to release.
+        #[arg(long, value_name = "PATH")]
+        binary: PathBuf,
+        /// The version the binary reports, MAJOR.MINOR.PATCH.
+        #[arg(long, value_name = "X.Y.Z")]
+        version: String,
+        /// The target triple it was built for (e.g. aarch64-unknown-linux-gnu).
+        #[arg(long, value_name = "TRIPLE")]
+        target: String,
+        /// Let agents on a newer version install this one, to undo a bad release.
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// The folder for the artifact and the manifest (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Central's admin API, to register the release with.
+        #[arg(long, value_name = "URL")]
+        admin_url: Option<String>,
     },
     /// List enrollment tokens or devices known to central.
     List {
@@ -144,6 +172,36 @@ fn main() -> anyhow::Result<()> {
                 utc(body.token_expires_unix),
                 expires_days
             );
+            Ok(())
+        }
+        Command::Release {
+            keys,
+            binary,
+            version,
+            target,
+            allow_downgrade,
+            out,
+            admin_url,
+        } => {
+            let request = ReleaseRequest::new(binary, &version, &target, allow_downgrade)?;
+            // Check the URL before anything is written.
+            let admin = admin_url.as_deref().map(AdminClient::new).transpose()?;
+            let built = release::build(&KeyFolder::new(keys), &request, &out, now_unix()?)?;
+            println!("wrote {}", built.artifact_path.display());
+            println!("wrote {}", built.manifest_path.display());
+            println!("release   {}", built.manifest.id());
+            println!("size      {} bytes", built.manifest.size);
+            println!("sha256    {}", hex::encode(built.manifest.sha256));
+            if built.manifest.allow_downgrade {
+                println!("downgrade allowed");
+            }
+            if let Some(admin) = admin {
+                runtime()?.block_on(release::register(&admin, &built))?;
+                println!(
+                    "registered with central; set its rollout with POST /admin/releases/{}/rollout",
+                    built.manifest.id()
+                );
+            }
             Ok(())
         }
         Command::List {

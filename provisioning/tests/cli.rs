@@ -89,6 +89,85 @@ fn init_writes_the_key_folder_and_prints_every_fingerprint() {
         config.contains("device_ca_key = \"device-ca.key\""),
         "{config}"
     );
+    assert!(config.contains("release_key = \"release.pub\""), "{config}");
+}
+
+#[test]
+fn release_writes_the_artifact_and_a_manifest_signed_with_release_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    init(&keys);
+    let binary = tmp.path().join("skolebro-agent");
+    std::fs::write(&binary, b"\x7fELF agent build").unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = provision(&[
+        "release",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--binary",
+        binary.to_str().unwrap(),
+        "--version",
+        "1.3.0",
+        "--target",
+        "armv7-unknown-linux-gnueabihf",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "release failed: {}",
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("1.3.0-armv7-unknown-linux-gnueabihf"),
+        "{stdout}"
+    );
+    let id = "1.3.0-armv7-unknown-linux-gnueabihf";
+    assert_eq!(
+        std::fs::read(out_dir.join(format!("{id}.bin"))).unwrap(),
+        b"\x7fELF agent build"
+    );
+    let public = skolebro_protocol::ReleaseVerifyingKey::from_hex(
+        &std::fs::read_to_string(keys.join("release.pub")).unwrap(),
+    )
+    .unwrap();
+    let manifest = skolebro_protocol::ReleaseManifest::verify(
+        &std::fs::read(out_dir.join(format!("{id}.skm"))).unwrap(),
+        &public,
+    )
+    .unwrap();
+    assert_eq!(manifest.id(), id);
+    assert_eq!(manifest.size, b"\x7fELF agent build".len() as u64);
+    assert!(!manifest.allow_downgrade);
+}
+
+#[test]
+fn release_with_a_bad_version_writes_nothing_and_names_the_option() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    init(&keys);
+    let out_dir = tmp.path().join("out");
+    let out = provision(&[
+        "release",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--binary",
+        keys.join("release.pub").to_str().unwrap(),
+        "--version",
+        "1.3",
+        "--target",
+        "aarch64-unknown-linux-gnu",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--version"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!out_dir.exists());
 }
 
 #[test]

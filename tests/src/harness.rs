@@ -174,12 +174,42 @@ pub fn unix_ms_now() -> i64 {
 
 /// One `GET` over HTTP/1.1 with `Connection: close`: status and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    http_request(addr, "GET", path, None)
+}
+
+/// `POST path` with a JSON body on central's operator listener: status and body.
+pub fn http_post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: &Value,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    http_request(addr, "POST", path, Some(body.to_string().as_bytes()))
+}
+
+/// One request over HTTP/1.1 with `Connection: close` (a body is sent as JSON): status and
+/// body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(PATIENCE))?;
+    let content = match body {
+        Some(body) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ),
+        None => String::new(),
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{content}Connection: close\r\n\r\n"
     )?;
+    if let Some(body) = body {
+        stream.write_all(body)?;
+    }
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());

@@ -156,7 +156,8 @@ fn the_agent_package_holds_the_binary_unit_rules_and_maintainer_script() {
     let unit_lines: Vec<&str> = unit.lines().map(str::trim).collect();
     for line in [
         "User=skolebro",
-        "ExecStart=/usr/bin/skolebro-agent run --config /etc/skolebro/agent.toml",
+        "ExecStart=/var/lib/skolebro/current/skolebro-agent run --config /etc/skolebro/agent.toml",
+        "StartLimitIntervalSec=0",
         "Restart=always",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
@@ -201,6 +202,10 @@ fn the_agent_package_holds_the_binary_unit_rules_and_maintainer_script() {
         "postinst does not create the user:\n{postinst}"
     );
     assert!(postinst.contains("adduser skolebro gpio"), "{postinst}");
+    assert!(
+        postinst.contains("/var/lib/skolebro") && postinst.contains("current.tmp"),
+        "postinst does not install the first release:\n{postinst}"
+    );
     assert!(
         !postinst.contains("#DEBHELPER#"),
         "cargo-deb did not fill in the systemd snippets:\n{postinst}"

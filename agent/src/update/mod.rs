@@ -1,0 +1,559 @@
+//! Remote update (DESIGN decision 7): releases that cannot brick the Pi. The heartbeat
+//! ([`crate::uplink::heartbeat_loop`]) reports the agent's target and the oldest update
+//! report central has not heard, and hands central's answer to [`Updater::answered`]. A
+//! release offered there goes through:
+//!
+//! ```text
+//! manifest (signature with release.pub, id, target, version goes up)
+//!   -> download.rs (<state_dir>/update/<id>.part, resumed with Range)
+//!   -> size + SHA-256 -> install.rs (releases/<version>/skolebro-agent)
+//!   -> trial.rs switch_to (trial.json, previous, current) -> exit; the supervisor restarts
+//!   -> trial.rs on_start in the new release -> health check passes -> healthy
+//!                                           \-> fails or crash-loops -> back to previous
+//! ```
+//!
+//! A refused release (bad manifest, bad signature, wrong target, not newer, wrong size or
+//! checksum) is reported `refused` with the reason, remembered so it is never fetched again,
+//! and changes nothing in the install root. Only a binary that runs from
+//! `<install_root>/releases/<version>/` updates itself; anywhere else (development, tests,
+//! `/usr/bin`) the updater only reports.
+
+pub mod download;
+pub mod hooks;
+pub mod install;
+pub mod trial;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use skolebro_protocol::release::{ReleaseError, ReleaseManifest, ReleaseVerifyingKey, Version};
+use tokio::sync::watch;
+
+use self::download::DownloadError;
+use self::hooks::Hooks;
+use self::install::{InstallRoot, Ledger};
+use self::trial::{Start, Trial};
+use crate::config::AgentConfig;
+use crate::uplink::Central;
+
+/// The version this build reports and compares releases against (`SKOLEBRO_VERSION` at
+/// build time, else the package version).
+pub const VERSION: &str = env!("SKOLEBRO_VERSION");
+/// The target triple this build was compiled for; a release must name exactly this one.
+pub const TARGET: &str = env!("SKOLEBRO_TARGET");
+/// The wait before an interrupted download is tried again.
+const RETRY: Duration = Duration::from_secs(10);
+
+/// Why an update step failed for now (a refusal is a [`Refusal`] instead).
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("install root: {0}")]
+    Layout(String),
+    #[error("release key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+    /// A download continued from an earlier part did not verify; the part is deleted and
+    /// the next attempt fetches the artifact whole.
+    #[error("the resumed download does not verify ({0}); starting over")]
+    Resumed(Refusal),
+    #[error("an update task failed: {0}")]
+    Task(String),
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+}
+
+impl UpdateError {
+    fn io(path: &Path, source: std::io::Error) -> UpdateError {
+        UpdateError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Why a release is refused: reported to central as the `refused` reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the manifest is not base64")]
+    NotBase64,
+    #[error(transparent)]
+    Manifest(#[from] ReleaseError),
+    #[error("the manifest is release {manifest}, not the offered {offered}")]
+    NotTheOffer { offered: String, manifest: String },
+    #[error("the release is for {release}, this agent runs on {ours}")]
+    WrongTarget { release: String, ours: String },
+    #[error("version {release} does not go up from {running} and allows no downgrade")]
+    NotNewer { release: Version, running: Version },
+    #[error("the artifact is {got} bytes, the manifest says {expected}")]
+    Size { expected: u64, got: u64 },
+    #[error("the artifact is larger than the manifest's {0} bytes")]
+    Oversized(u64),
+    #[error("the artifact's SHA-256 does not match the manifest")]
+    Checksum,
+}
+
+/// The states of an update reported to central (docs/API.md, heartbeat `update`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportState {
+    Downloaded,
+    Installed,
+    Healthy,
+    RolledBack,
+    Refused,
+}
+
+/// One report for central: which release, what became of it, and why (for `rolled_back`
+/// and `refused`). Carries no personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub release: String,
+    pub state: ReportState,
+    pub reason: Option<String>,
+}
+
+impl Report {
+    pub fn new(release: &str, state: ReportState, reason: Option<String>) -> Report {
+        Report {
+            release: release.to_owned(),
+            state,
+            reason,
+        }
+    }
+}
+
+/// A release central offers in a heartbeat answer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Offer {
+    pub id: String,
+    /// The signed manifest, base64.
+    pub manifest: String,
+    /// Central's path of the artifact (`/v1/releases/<id>/artifact`).
+    pub artifact: String,
+}
+
+/// Checks an offered manifest before anything is downloaded: the signature against the
+/// release key, that it is the release offered, for this target, and newer than `running`
+/// (or explicitly allowed to go back).
+pub fn check_manifest(
+    offer: &Offer,
+    key: &ReleaseVerifyingKey,
+    running: Version,
+    target: &str,
+) -> Result<ReleaseManifest, Refusal> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(offer.manifest.trim())
+        .map_err(|_| Refusal::NotBase64)?;
+    let manifest = ReleaseManifest::verify(&bytes, key)?;
+    if manifest.id() != offer.id {
+        return Err(Refusal::NotTheOffer {
+            offered: offer.id.clone(),
+            manifest: manifest.id(),
+        });
+    }
+    if manifest.target != target {
+        return Err(Refusal::WrongTarget {
+            release: manifest.target,
+            ours: target.to_owned(),
+        });
+    }
+    if !manifest.permits_upgrade_from(running) {
+        return Err(Refusal::NotNewer {
+            release: manifest.version,
+            running,
+        });
+    }
+    Ok(manifest)
+}
+
+/// Checks the downloaded artifact's length and SHA-256 against the manifest.
+pub fn check_artifact(
+    manifest: &ReleaseManifest,
+    sha256: [u8; 32],
+    len: u64,
+) -> Result<(), Refusal> {
+    if len != manifest.size {
+        return Err(Refusal::Size {
+            expected: manifest.size,
+            got: len,
+        });
+    }
+    if sha256 != manifest.sha256 {
+        return Err(Refusal::Checksum);
+    }
+    Ok(())
+}
+
+/// Runs the trial bookkeeping of a start (see [`trial::on_start`]) before the config is
+/// read, and the start hooks of a debug build. `Some(code)`: exit at once with it.
+pub fn on_start() -> Option<u8> {
+    let root = InstallRoot::of_running_binary()?;
+    match trial::on_start(&root) {
+        Ok(Start::RolledBack(_)) => return Some(0),
+        Ok(Start::OnTrial(_)) => hooks::abort_at("trial"),
+        Ok(Start::Normal) => {}
+        Err(error) => tracing::error!(%error, "cannot check the install root; starting anyway"),
+    }
+    if Hooks::of(Some(&root)).crash_at_start {
+        tracing::error!("SKOLEBRO_TEST_CRASH_AT_START: exiting with 101");
+        return Some(101);
+    }
+    None
+}
+
+/// What the updater is doing; one per daemon.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The release on trial, if this process is it.
+    trial: Option<Trial>,
+    /// Why the health check has not passed yet (for the rollback reason).
+    health_problem: Option<String>,
+    /// An update is under way.
+    busy: bool,
+    /// No new attempt before this (after an interrupted download).
+    not_before: Option<Instant>,
+}
+
+/// The updater of a running daemon: owned by [`crate::daemon`], fed by the heartbeat.
+#[derive(Debug)]
+pub struct Updater {
+    /// `None`: this binary does not run from the install root; nothing is installed.
+    root: Option<InstallRoot>,
+    update_dir: PathBuf,
+    release_key: PathBuf,
+    trial_seconds: u64,
+    max_trial_starts: u32,
+    hooks: Hooks,
+    progress: Mutex<Progress>,
+    restart: watch::Sender<bool>,
+}
+
+impl Updater {
+    /// The updater for `config`. It installs only if the running binary lives in
+    /// `config.install_root`.
+    pub fn open(config: &AgentConfig) -> Arc<Updater> {
+        let root = InstallRoot::of_running_binary().filter(|root| {
+            let same = same_dir(root.path(), &config.install_root);
+            if !same {
+                tracing::warn!(running_in = %root.path().display(), install_root = %config.install_root.display(), "this binary is not in the configured install_root; updates are off");
+            }
+            same
+        });
+        let trial = root
+            .as_ref()
+            .and_then(|r| trial::load(r).filter(|t| t.version == r.running()));
+        Arc::new(Updater {
+            hooks: Hooks::of(root.as_ref()),
+            root,
+            update_dir: config.state_dir.join("update"),
+            release_key: config.release_key.clone(),
+            trial_seconds: config.trial_seconds,
+            max_trial_starts: config.max_trial_starts,
+            progress: Mutex::new(Progress {
+                trial,
+                ..Progress::default()
+            }),
+            restart: watch::channel(false).0,
+        })
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Becomes true when the daemon should exit for the supervisor to start `current`.
+    pub fn restart_wanted(&self) -> watch::Receiver<bool> {
+        self.restart.subscribe()
+    }
+
+    /// The target the heartbeat reports.
+    pub fn target(&self) -> String {
+        self.hooks
+            .report_target
+            .clone()
+            .unwrap_or_else(|| TARGET.to_owned())
+    }
+
+    /// The oldest report central has not heard yet.
+    pub fn report(&self) -> Option<Report> {
+        let root = self.root.as_ref()?;
+        Ledger::load(&root.ledger_path()).pending.first().cloned()
+    }
+
+    /// A heartbeat failed: remembered as the reason, should the trial run out.
+    pub fn heartbeat_failed(&self, why: String) {
+        self.progress().health_problem = Some(format!("central did not answer: {why}"));
+    }
+
+    /// Central answered a heartbeat that carried `sent`: that report is delivered, the
+    /// health check of a release on trial passes, and an offered release is fetched.
+    pub fn answered(
+        self: &Arc<Self>,
+        sent: Option<&Report>,
+        offer: Option<Offer>,
+        central: &Central,
+    ) {
+        let Some(root) = &self.root else {
+            return;
+        };
+        let mut progress = self.progress();
+        if let Some(sent) = sent {
+            let mut ledger = Ledger::load(&root.ledger_path());
+            if ledger.pending.first() == Some(sent) {
+                ledger.pending.remove(0);
+                if let Err(error) = ledger.save(&root.ledger_path()) {
+                    tracing::warn!(%error, "cannot write the update ledger");
+                }
+            }
+        }
+        if let Some(trial) = progress.trial.take() {
+            if self.hooks.fail_health {
+                progress.health_problem =
+                    Some("the health check failed (SKOLEBRO_TEST_FAIL_HEALTH)".into());
+                progress.trial = Some(trial);
+            } else if let Err(error) = trial::pass(root, &trial) {
+                tracing::error!(%error, "cannot end the trial; trying again at the next heartbeat");
+                progress.trial = Some(trial);
+            }
+            return;
+        }
+        let Some(offer) = offer else {
+            return;
+        };
+        let waiting = progress.not_before.is_some_and(|t| Instant::now() < t);
+        if progress.busy || waiting || Ledger::load(&root.ledger_path()).skips(&offer.id) {
+            return;
+        }
+        progress.busy = true;
+        drop(progress);
+        tokio::spawn(self.clone().update(root.clone(), offer, central.clone()));
+    }
+
+    /// Fetches, checks and installs `offer`; on success asks for a restart into it.
+    async fn update(self: Arc<Self>, root: InstallRoot, offer: Offer, central: Central) {
+        tracing::info!(release = %offer.id, "central offers a release");
+        let result = self.fetch_and_install(&root, &offer, &central).await;
+        let mut progress = self.progress();
+        match result {
+            Ok(Ok(())) => {
+                tracing::info!(release = %offer.id, "installed; restarting into it");
+                let _ = self.restart.send(true);
+                return;
+            }
+            Ok(Err(refusal)) => {
+                tracing::warn!(release = %offer.id, reason = %refusal, "release refused; the running release stays");
+                let mut ledger = Ledger::load(&root.ledger_path());
+                ledger.push(Report::new(
+                    &offer.id,
+                    ReportState::Refused,
+                    Some(refusal.to_string()),
+                ));
+                ledger.skip(&offer.id);
+                if let Err(error) = ledger.save(&root.ledger_path()) {
+                    tracing::error!(%error, "cannot write the update ledger");
+                }
+                let _ = std::fs::remove_file(self.part(&offer.id));
+            }
+            Err(error) => {
+                tracing::warn!(release = %offer.id, %error, "update interrupted; trying again later");
+                progress.not_before = Some(Instant::now() + RETRY);
+            }
+        }
+        progress.busy = false;
+    }
+
+    fn part(&self, id: &str) -> PathBuf {
+        self.update_dir.join(format!("{id}.part"))
+    }
+
+    /// The steps of one update. The outer error: try again later; the inner: refused.
+    async fn fetch_and_install(
+        &self,
+        root: &InstallRoot,
+        offer: &Offer,
+        central: &Central,
+    ) -> Result<Result<(), Refusal>, UpdateError> {
+        let key = load_release_key(&self.release_key)?;
+        let running: Version = VERSION
+            .parse()
+            .map_err(|e: ReleaseError| UpdateError::Layout(format!("this build's version: {e}")))?;
+        let manifest = match check_manifest(offer, &key, running, TARGET) {
+            Ok(manifest) => manifest,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        std::fs::create_dir_all(&self.update_dir)
+            .map_err(|e| UpdateError::io(&self.update_dir, e))?;
+        let part = self.part(&offer.id);
+        let resumed_from =
+            match download::fetch(central, &offer.artifact, &part, manifest.size).await {
+                Ok(from) => from,
+                Err(DownloadError::TooLarge(size)) => return Ok(Err(Refusal::Oversized(size))),
+                Err(error) => return Err(error.into()),
+            };
+        hooks::abort_at("verify");
+        let path = part.clone();
+        let (sha256, len) = tokio::task::spawn_blocking(move || download::digest(&path))
+            .await
+            .map_err(|e| UpdateError::Task(e.to_string()))?
+            .map_err(|e| UpdateError::io(&part, e))?;
+        if let Err(refusal) = check_artifact(&manifest, sha256, len) {
+            if resumed_from > 0 {
+                // The part from before may be what is wrong: fetch it whole once more.
+                std::fs::remove_file(&part).map_err(|e| UpdateError::io(&part, e))?;
+                return Err(UpdateError::Resumed(refusal));
+            }
+            return Ok(Err(refusal));
+        }
+        let mut ledger = Ledger::load(&root.ledger_path());
+        ledger.push(Report::new(&offer.id, ReportState::Downloaded, None));
+        ledger.save(&root.ledger_path())?;
+        let version = manifest.version.to_string();
+        let (install_root, from) = (root.clone(), part.clone());
+        let (seconds, max_starts, id) =
+            (self.trial_seconds, self.max_trial_starts, offer.id.clone());
+        tokio::task::spawn_blocking(move || {
+            install_root.install(&version, &from)?;
+            trial::switch_to(&install_root, &id, &version, seconds, max_starts)
+        })
+        .await
+        .map_err(|e| UpdateError::Task(e.to_string()))??;
+        let _ = std::fs::remove_file(&part);
+        Ok(Ok(()))
+    }
+
+    /// Rolls the release on trial back once its window is over without a passing health
+    /// check; does nothing when this process is not on trial.
+    pub async fn watch_trial(self: Arc<Self>) {
+        let Some(root) = self.root.clone() else {
+            return;
+        };
+        let Some(seconds) = self.progress().trial.as_ref().map(|t| t.seconds) else {
+            return;
+        };
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let mut progress = self.progress();
+        let Some(trial) = progress.trial.take() else {
+            return;
+        };
+        let why = progress
+            .health_problem
+            .clone()
+            .unwrap_or_else(|| "central never answered a heartbeat".into());
+        let reason = format!(
+            "release {} did not pass its health check within {seconds} s: {why}",
+            trial.version
+        );
+        match trial::roll_back(&root, &trial, reason) {
+            Ok(Start::RolledBack(_)) => {
+                let _ = self.restart.send(true);
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "the rollback failed"),
+        }
+    }
+}
+
+/// Reads `release.pub` (64 hex characters).
+fn load_release_key(path: &Path) -> Result<ReleaseVerifyingKey, UpdateError> {
+    let text = std::fs::read_to_string(path).map_err(|e| UpdateError::Key {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    ReleaseVerifyingKey::from_hex(&text).map_err(|e| UpdateError::Key {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skolebro_protocol::release::ReleaseSigningKey;
+
+    fn signed(
+        key: &ReleaseSigningKey,
+        version: Version,
+        target: &str,
+        downgrade: bool,
+    ) -> (Offer, ReleaseManifest) {
+        let manifest = ReleaseManifest {
+            version,
+            target: target.into(),
+            size: 3,
+            sha256: sha2::Sha256::digest(b"abc").into(),
+            allow_downgrade: downgrade,
+            created_unix: 1,
+        };
+        let offer = Offer {
+            id: manifest.id(),
+            manifest: base64::engine::general_purpose::STANDARD.encode(manifest.sign(key)),
+            artifact: format!("/v1/releases/{}/artifact", manifest.id()),
+        };
+        (offer, manifest)
+    }
+
+    use sha2::Digest as _;
+
+    #[test]
+    fn manifests_are_refused_for_each_reason_and_a_good_one_passes() {
+        let key = ReleaseSigningKey::from_bytes([5; 32]);
+        let other = ReleaseSigningKey::from_bytes([6; 32]);
+        let running = Version::new(1, 0, 0);
+        let t = "x86_64-unknown-linux-gnu";
+        let check = |offer: &Offer| check_manifest(offer, &key.verifying_key(), running, t);
+
+        let (good, manifest) = signed(&key, Version::new(1, 1, 0), t, false);
+        assert_eq!(check(&good), Ok(manifest.clone()));
+        assert_eq!(
+            check_artifact(&manifest, sha2::Sha256::digest(b"abc").into(), 3),
+            Ok(())
+        );
+        assert_eq!(
+            check_artifact(&manifest, sha2::Sha256::digest(b"abd").into(), 3),
+            Err(Refusal::Checksum)
+        );
+        assert!(matches!(
+            check_artifact(&manifest, [0; 32], 4),
+            Err(Refusal::Size { .. })
+        ));
+
+        let (forged, _) = signed(&other, Version::new(1, 1, 0), t, false);
+        assert_eq!(
+            check(&forged),
+            Err(Refusal::Manifest(ReleaseError::BadSignature))
+        );
+        let (arm, _) = signed(
+            &key,
+            Version::new(1, 1, 0),
+            "aarch64-unknown-linux-gnu",
+            false,
+        );
+        assert!(matches!(check(&arm), Err(Refusal::WrongTarget { .. })));
+        for v in [Version::new(0, 9, 0), running] {
+            let (old, _) = signed(&key, v, t, false);
+            assert!(matches!(check(&old), Err(Refusal::NotNewer { .. })), "{v}");
+        }
+        let (allowed, _) = signed(&key, Version::new(0, 9, 0), t, true);
+        assert!(check(&allowed).is_ok());
+        let mut swapped = good.clone();
+        swapped.id = "9.9.9-x86_64-unknown-linux-gnu".into();
+        assert!(matches!(check(&swapped), Err(Refusal::NotTheOffer { .. })));
+        let mut garbage = good;
+        garbage.manifest = "!!".into();
+        assert_eq!(check(&garbage), Err(Refusal::NotBase64));
+    }
+}
