@@ -37,19 +37,25 @@ use skolebro_tests::harness::{
 /// The version build B reports.
 const B_VERSION: &str = "9.0.0";
 /// Each start of a release on trial has this long to pass its health check.
-const TRIAL_SECONDS: u64 = 15;
+const TRIAL_SECONDS: u64 = 45;
 
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }
 
-/// Polls `done` until it holds, failing after [`PATIENCE`] with `what` and `detail()`.
+/// How long one step of the scenario may take. An install moves a ~30 MB debug build
+/// through download, SHA-256, copy and fsync, several times over in the kill-at-every-step
+/// case; on a busy 2-CPU machine that took over three minutes, far beyond the harness's
+/// [`PATIENCE`] for a single request.
+const UPDATE_PATIENCE: Duration = Duration::from_secs(6 * PATIENCE.as_secs());
+
+/// Polls `done` until it holds, failing after [`UPDATE_PATIENCE`] with `what` and `detail()`.
 fn wait_for(what: &str, mut done: impl FnMut() -> bool, detail: impl Fn() -> String) {
     let started = Instant::now();
     while !done() {
         assert!(
-            started.elapsed() < PATIENCE,
-            "timed out after {PATIENCE:?} waiting for {what}: {}",
+            started.elapsed() < UPDATE_PATIENCE,
+            "timed out after {UPDATE_PATIENCE:?} waiting for {what}: {}",
             detail()
         );
         std::thread::sleep(POLL);
