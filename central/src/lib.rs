@@ -13,7 +13,8 @@
 //! county's admission office, an LMS) read through the optional consumer listener: a
 //! OneRoster 1.1 subset in [`oneroster`], behind OAuth2 client-credentials tokens scoped to a
 //! county or kommune (`consumer_auth`); the admission office's elevliste file comes from
-//! `elevliste_export` on the operator listener. The HTTP contract is `docs/API.md`.
+//! `elevliste_export` on the operator listener. Operators and municipalities use the web
+//! interface in [`ui`] on its own optional listener. The HTTP contract is `docs/API.md`.
 
 mod admin;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod oneroster;
 mod reply;
 pub mod server;
 pub mod store;
+pub mod ui;
 
 pub use config::{CentralConfig, ConfigError, EnrollConfig, StoreConfig, TlsConfig};
 pub use enroll::EnrollSettings;
