@@ -58,6 +58,23 @@ pub enum Command {
         #[arg(long, value_name = "HEX")]
         site_secret: String,
     },
+    /// Create an account for the operator web interface. The password is read from the
+    /// first line of stdin (so it stays out of the shell history and the process list) and
+    /// only its argon2id hash is stored.
+    AddUser {
+        /// The configuration file, for the store it names.
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+        /// The name the operator signs in with.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// operations (every site), municipality (its kommune's schools) or read_only.
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+        /// The kommunenummer of a municipality account (four digits).
+        #[arg(long, value_name = "NUMBER")]
+        kommune: Option<String>,
+    },
 }
 
 /// Runs one command to completion.
@@ -79,6 +96,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             verifying_key,
             site_secret,
         } => register_device(config, &device, &site, &verifying_key, &site_secret).await,
+        Command::AddUser {
+            config,
+            name,
+            role,
+            kommune,
+        } => add_user(config, &name, &role, kommune.as_deref()).await,
     }
 }
 
@@ -135,4 +158,23 @@ fn hex32(text: &str, what: &str) -> anyhow::Result<[u8; 32]> {
     let bytes = hex::decode(text.trim()).with_context(|| format!("{what} is not hex"))?;
     <[u8; 32]>::try_from(bytes.as_slice())
         .map_err(|_| anyhow::anyhow!("{what} must be 32 bytes (64 hex characters)"))
+}
+
+async fn add_user(
+    config: PathBuf,
+    name: &str,
+    role: &str,
+    kommune: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from stdin")?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    let user = skolebro_central::ui::new_user(name, role, kommune, password)?;
+    let config = CentralConfig::load(&config)?;
+    let store = config.open_store().await?;
+    store.create_user(&user).await?;
+    println!("created {} account {name}", user.role.as_str());
+    Ok(())
 }

@@ -11,6 +11,8 @@
 //! admin_listen = "127.0.0.1:8080"  # operator and read endpoints, plain HTTP on loopback
 //! consumer_listen = "127.0.0.1:8081"  # optional: OneRoster for consumers, plain HTTP with
 //!                                  # OAuth2 bearer tokens; none without it
+//! ui_listen = "127.0.0.1:8082"     # optional: the operator web interface, plain HTTP; put
+//!                                  # a TLS-terminating proxy in front of it beyond loopback
 //! max_batch_bytes = 16777216       # one envelope, at most
 //! sealing_key = "keys/sealing.key" # central's X25519 private key, 64 hex characters
 //! release_key = "keys/release.pub" # optional: the release-signing public key, 64 hex
@@ -30,6 +32,11 @@
 //! [enroll]                         # optional, and so is each setting
 //! cert_lifetime_seconds = 7776000  # lifetime of an issued device certificate (90 days)
 //! per_ip_per_minute = 10           # enrollment requests per peer address and minute
+//!
+//! [ui]                             # optional, and so is each setting
+//! secure_cookie = true             # session cookie only over HTTPS (the proxy); set false
+//!                                  # only to use the interface over plain HTTP on loopback
+//! session_hours = 8                # how long a sign-in lasts
 //!
 //! [store]
 //! kind = "sqlite"                  # or "postgres"
@@ -135,6 +142,13 @@ pub struct CentralConfig {
     /// loopback it belongs behind a TLS-terminating proxy.
     #[serde(default)]
     pub consumer_listen: Option<SocketAddr>,
+    /// Address of the operator web interface (plain HTTP), if any. Optional like the
+    /// consumer listener; beyond loopback it belongs behind a TLS-terminating proxy.
+    #[serde(default)]
+    pub ui_listen: Option<SocketAddr>,
+    /// Cookie and session settings of the web interface.
+    #[serde(default)]
+    pub ui: UiConfig,
     /// Largest envelope accepted; larger bodies get 413 before they are read in full.
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
@@ -179,6 +193,36 @@ impl Default for EnrollConfig {
             per_ip_per_minute: default_per_ip_per_minute(),
         }
     }
+}
+
+/// The `[ui]` table: how the web interface's sessions work.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// Whether the session cookie carries `Secure`, so browsers send it over HTTPS only.
+    /// On by default: the interface is meant to be reached through a TLS proxy.
+    #[serde(default = "default_secure_cookie")]
+    pub secure_cookie: bool,
+    /// How long a sign-in lasts, in hours.
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+}
+
+impl Default for UiConfig {
+    fn default() -> UiConfig {
+        UiConfig {
+            secure_cookie: default_secure_cookie(),
+            session_hours: default_session_hours(),
+        }
+    }
+}
+
+fn default_secure_cookie() -> bool {
+    true
+}
+
+fn default_session_hours() -> u64 {
+    crate::ui::DEFAULT_SESSION_LIFETIME.as_secs() / 3600
 }
 
 /// The PEM files of the device listener.
@@ -300,6 +344,11 @@ impl CentralConfig {
                 "enroll.per_ip_per_minute must be greater than 0".to_owned(),
             ));
         }
+        if config.ui.session_hours == 0 || config.ui.session_hours > 24 * 30 {
+            return Err(ConfigError::Invalid(
+                "ui.session_hours must be between 1 and 720".to_owned(),
+            ));
+        }
         if let StoreConfig::Postgres {
             max_connections, ..
         } = &config.store
@@ -418,6 +467,11 @@ impl CentralConfig {
             device_listen: self.listen,
             admin_listen: self.admin_listen,
             consumer_listen: self.consumer_listen,
+            ui: self.ui_listen.map(|listen| crate::ui::UiSettings {
+                listen,
+                secure_cookie: self.ui.secure_cookie,
+                session_lifetime: std::time::Duration::from_secs(self.ui.session_hours * 3600),
+            }),
             max_batch_bytes: self.max_batch_bytes,
             enroll,
             releases,

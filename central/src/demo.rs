@@ -94,6 +94,7 @@ pub async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<DemoOutcom
         device_listen: "127.0.0.1:0".parse()?,
         admin_listen: "127.0.0.1:0".parse()?,
         consumer_listen: None,
+        ui: None,
         max_batch_bytes: 16 << 20,
         // The demo registers its device itself (above) rather than enrolling it.
         enroll: crate::EnrollSettings::default(),

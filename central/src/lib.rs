@@ -15,7 +15,8 @@
 //! county or kommune (`consumer_auth`); the admission office's elevliste file comes from
 //! `elevliste_export` on the operator listener. [`release`] keeps signed releases and their
 //! artifacts, and decides which release each heartbeat answer offers (DESIGN decision 7).
-//! The HTTP contract is `docs/API.md`.
+//! Operators and municipalities use the web interface in [`ui`] on its own optional
+//! listener. The HTTP contract is `docs/API.md`.
 
 mod admin;
 pub mod config;
@@ -30,6 +31,7 @@ pub mod release;
 mod reply;
 pub mod server;
 pub mod store;
+pub mod ui;
 
 pub use config::{CentralConfig, ConfigError, EnrollConfig, StoreConfig, TlsConfig};
 pub use enroll::EnrollSettings;

@@ -80,6 +80,9 @@ pub struct ServerParts {
     /// for no consumer listener. Plain HTTP: beyond loopback, put a TLS-terminating proxy in
     /// front of it.
     pub consumer_listen: Option<SocketAddr>,
+    /// The operator web interface's listener and cookie settings, or `None` for no web
+    /// interface. Plain HTTP: beyond loopback, put a TLS-terminating proxy in front of it.
+    pub ui: Option<crate::ui::UiSettings>,
     /// Largest envelope accepted; anything larger is refused with 413.
     pub max_batch_bytes: usize,
     /// The device CA and limits for `/v1/enroll` and `/v1/renew`.
@@ -115,6 +118,7 @@ impl std::fmt::Debug for ServerParts {
             .field("device_listen", &self.device_listen)
             .field("admin_listen", &self.admin_listen)
             .field("consumer_listen", &self.consumer_listen)
+            .field("ui", &self.ui)
             .field("max_batch_bytes", &self.max_batch_bytes)
             .field("enroll", &self.enroll)
             .field("releases", &self.releases)
@@ -217,10 +221,13 @@ pub struct RunningServer {
     pub admin_addr: SocketAddr,
     /// The bound address of the consumer listener, if one was asked for.
     pub consumer_addr: Option<SocketAddr>,
+    /// The bound address of the operator web interface, if one was asked for.
+    pub ui_addr: Option<SocketAddr>,
     shutdown: ShutdownHandle,
     device_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
     consumer_task: Option<JoinHandle<()>>,
+    ui_task: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -242,12 +249,17 @@ impl RunningServer {
             device_task,
             admin_task,
             consumer_task,
+            ui_task,
             shutdown,
             ..
         } = self;
         // Keep our sender alive while waiting: dropping it would count as a shutdown.
         let _keep = shutdown;
-        for task in [device_task, admin_task].into_iter().chain(consumer_task) {
+        for task in [device_task, admin_task]
+            .into_iter()
+            .chain(consumer_task)
+            .chain(ui_task)
+        {
             if let Err(error) = task.await {
                 tracing::error!(%error, "a listener task failed");
             }
@@ -279,6 +291,15 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
         None => None,
     };
     let consumer_addr = consumer_listener.as_ref().map(|(_, bound)| *bound);
+    let ui_listener = match parts.ui {
+        Some(settings) => {
+            let listener = bind(settings.listen).await?;
+            let bound = local_addr(&listener, settings.listen)?;
+            Some((listener, bound, settings))
+        }
+        None => None,
+    };
+    let ui_addr = ui_listener.as_ref().map(|(_, bound, _)| *bound);
 
     let state = Arc::new(AppState {
         store: parts.store,
@@ -303,21 +324,31 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
             "consumer",
         ))
     });
+    let ui_task = ui_listener.map(|(listener, _, settings)| {
+        tokio::spawn(run_http_listener(
+            listener,
+            crate::ui::router(Arc::clone(&state), settings),
+            receiver.clone(),
+            "web interface",
+        ))
+    });
     let admin_task = tokio::spawn(run_http_listener(
         admin_listener,
         crate::admin::router(state),
         receiver,
         "operator",
     ));
-    tracing::info!(%device_addr, %admin_addr, ?consumer_addr, "central is listening");
+    tracing::info!(%device_addr, %admin_addr, ?consumer_addr, ?ui_addr, "central is listening");
     Ok(RunningServer {
         device_addr,
         admin_addr,
         consumer_addr,
+        ui_addr,
         shutdown: ShutdownHandle(Arc::new(sender)),
         device_task,
         admin_task,
         consumer_task,
+        ui_task,
     })
 }
 

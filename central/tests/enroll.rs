@@ -70,6 +70,7 @@ impl Central {
             device_listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
             consumer_listen: None,
+            ui: None,
             max_batch_bytes: 16 * 1024 * 1024,
             enroll: EnrollSettings {
                 device_ca,

@@ -81,6 +81,7 @@ impl Central {
             device_listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
             consumer_listen: None,
+            ui: None,
             max_batch_bytes: 1 << 20,
             enroll: EnrollSettings::default(),
             releases: ReleaseSettings {

@@ -226,6 +226,86 @@ pub struct ConsumerClient {
     pub revoked: bool,
 }
 
+/// What an operator account may see and do in the web interface (`crate::ui`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The platform team: every site, every action.
+    Operations,
+    /// A municipality's operator: only the sites whose schools lie in its kommune, and the
+    /// held deltas of those sites.
+    Municipality,
+    /// Looks at everything operations sees, changes nothing.
+    ReadOnly,
+}
+
+impl Role {
+    /// The stored and command-line name: `operations`, `municipality` or `read_only`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operations => "operations",
+            Role::Municipality => "municipality",
+            Role::ReadOnly => "read_only",
+        }
+    }
+
+    /// The role with this name, or `None`.
+    pub fn parse(name: &str) -> Option<Role> {
+        [Role::Operations, Role::Municipality, Role::ReadOnly]
+            .into_iter()
+            .find(|role| role.as_str() == name)
+    }
+}
+
+/// An operator account. Only an argon2id hash of the password is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiUser {
+    /// The name the operator signs in with.
+    pub name: String,
+    pub role: Role,
+    /// The kommunenummer of a [`Role::Municipality`] account; `None` for the others.
+    pub kommune: Option<String>,
+    /// The password's argon2id hash as a PHC string (algorithm, parameters, salt, hash).
+    pub password_hash: String,
+    pub created: Timestamp,
+}
+
+/// A signed-in session as the web interface finds it by its cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiSession {
+    /// Whose session it is, as the account stands now (a changed role applies at once).
+    pub user: UiUser,
+    /// The token every form of the session carries, checked on every POST.
+    pub csrf: String,
+    pub expires: Timestamp,
+}
+
+/// One line of the audit log: who did what, when, to what, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: Timestamp,
+    /// The account's name (or the name tried, for a failed login).
+    pub actor: String,
+    /// What was done: `login`, `logout`, `release`, `reject`, `revoke_token`, …
+    pub action: String,
+    /// What it was done to: a device, a token id, a site; empty when nothing.
+    pub target: String,
+    /// The operator's reason or the outcome, in words.
+    pub detail: String,
+}
+
+/// One applied batch of a site, as the site's page lists its transfers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub device: DeviceId,
+    pub seq: Seq,
+    /// When central applied it.
+    pub at: Timestamp,
+    /// A full snapshot rather than a delta.
+    pub snapshot: bool,
+    /// What it did to the site's records.
+    pub changes: Changes,
+}
+
 /// One current version of a record with what the consumer API needs beside the content:
 /// its handle (to name it without its key) and since when it has been as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -785,6 +865,9 @@ pub enum StoreError {
     /// No consumer client has this id.
     #[error("unknown consumer client")]
     ClientUnknown,
+    /// An operator account with this name already exists.
+    #[error("operator account {0} already exists")]
+    UserExists(String),
     /// The store was configured with something it cannot use (e.g. a schema name).
     #[error("invalid store configuration: {0}")]
     Config(String),
@@ -941,6 +1024,44 @@ pub trait Store: Send + Sync {
         at: Timestamp,
     ) -> StoreFuture<'a, Option<ConsumerClient>>;
 
+    /// Creates an operator account. A name that exists is [`StoreError::UserExists`].
+    fn create_user<'a>(&'a self, user: &'a UiUser) -> StoreFuture<'a, ()>;
+
+    /// The account with this name, or `None`.
+    fn user<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<UiUser>>;
+
+    /// Stores a session of `user` by the SHA-256 of its id, with its CSRF token, valid until
+    /// `expires`, and drops the sessions that expired before `now`, so the table holds only
+    /// live sessions.
+    fn create_session<'a>(
+        &'a self,
+        id_sha256: &'a [u8; 32],
+        user: &'a str,
+        csrf: &'a str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The session with this id hash if it has not expired at `at`, with its account.
+    fn session<'a>(
+        &'a self,
+        id_sha256: &'a [u8; 32],
+        at: Timestamp,
+    ) -> StoreFuture<'a, Option<UiSession>>;
+
+    /// Ends a session (logout); an unknown one is no error.
+    fn delete_session<'a>(&'a self, id_sha256: &'a [u8; 32]) -> StoreFuture<'a, ()>;
+
+    /// Appends one line to the audit log.
+    fn append_audit<'a>(&'a self, entry: &'a AuditEntry) -> StoreFuture<'a, ()>;
+
+    /// The newest `limit` lines of the audit log, newest first.
+    fn audit_log(&self, limit: u32) -> StoreFuture<'_, Vec<AuditEntry>>;
+
+    /// The site's newest `limit` applied batches, newest first. [`Store::apply`] records
+    /// each in the transaction that applies it.
+    fn transfers<'a>(&'a self, site: &'a SiteId, limit: u32) -> StoreFuture<'a, Vec<Transfer>>;
+
     /// Registers a release. The same manifest again changes nothing and returns `false`, so
     /// a `release` run that failed halfway can be repeated; another manifest under the same
     /// id is [`StoreError::ReleaseExists`]. A new release is stored without artifact, at 0
@@ -1076,6 +1197,80 @@ impl ClientRow {
             revoked: self.revoked,
         })
     }
+}
+
+/// An operator account row as both databases read it, before its role is checked.
+pub(crate) struct UserRow {
+    pub name: String,
+    pub role: String,
+    pub kommune: Option<String>,
+    pub password_hash: String,
+    pub created: i64,
+}
+
+/// The columns a [`UserRow`] is read from, in its field order (qualified, for joins).
+pub(crate) const USER_COLUMNS: &str =
+    "ui_users.name, ui_users.role, ui_users.kommune, ui_users.password_hash, ui_users.created";
+
+impl UserRow {
+    pub fn into_user(self) -> Result<UiUser, StoreError> {
+        let role = Role::parse(&self.role)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown role {:?}", self.role)))?;
+        Ok(UiUser {
+            name: self.name,
+            role,
+            kommune: self.kommune,
+            password_hash: self.password_hash,
+            created: Timestamp(self.created),
+        })
+    }
+}
+
+/// A transfer row as both databases read it, before its ids and counts are checked.
+pub(crate) struct TransferRow {
+    pub device: String,
+    pub seq: i64,
+    pub at: i64,
+    pub snapshot: bool,
+    pub counts: [i64; 4],
+}
+
+/// The columns a [`TransferRow`] is read from, in its field order.
+pub(crate) const TRANSFER_COLUMNS: &str =
+    "device, seq, at, snapshot, added, changed, removed, unchanged";
+
+impl TransferRow {
+    pub fn into_transfer(self) -> Result<Transfer, StoreError> {
+        let count = |n: i64| {
+            u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
+        };
+        let [added, changed, removed, unchanged] = self.counts;
+        Ok(Transfer {
+            device: DeviceId::new(&self.device).map_err(|_| {
+                StoreError::Corrupt(format!("stored device id {:?} is invalid", self.device))
+            })?,
+            seq: seq_from_db(self.seq)?,
+            at: Timestamp(self.at),
+            snapshot: self.snapshot,
+            changes: Changes {
+                added: count(added)?,
+                changed: count(changed)?,
+                removed: count(removed)?,
+                unchanged: count(unchanged)?,
+            },
+        })
+    }
+}
+
+/// The four counts of a batch's changes as the databases store them.
+pub(crate) fn changes_to_db(changes: &Changes) -> [i64; 4] {
+    let db = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    [
+        db(changes.added),
+        db(changes.changed),
+        db(changes.removed),
+        db(changes.unchanged),
+    ]
 }
 
 /// A site id read from the database.

@@ -37,7 +37,9 @@ use super::{
     RELEASE_ORDER, TOKEN_COLUMNS,
 };
 use super::{
-    decode, decode_school, stored_site, ClientRow, ConsumerClient, CurrentRecord, CLIENT_COLUMNS,
+    changes_to_db, decode, decode_school, stored_site, AuditEntry, ClientRow, ConsumerClient,
+    CurrentRecord, Transfer, TransferRow, UiSession, UiUser, UserRow, CLIENT_COLUMNS,
+    TRANSFER_COLUMNS, USER_COLUMNS,
 };
 
 /// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
@@ -55,6 +57,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../migrations/postgres/0004_consumers.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_operator_ui.sql"),
     ),
 ];
 
@@ -213,6 +219,24 @@ impl PostgresStore {
         )
         .await?;
         let changes = plan.changes;
+        let [added, changed, removed, unchanged] = changes_to_db(&changes);
+        tx.execute(
+            "INSERT INTO transfers \
+             (site, device, seq, at, snapshot, added, changed, removed, unchanged) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &site,
+                &batch.device.as_str(),
+                &seq_to_db(batch.seq)?,
+                &at,
+                &matches!(prepared, Prepared::Snapshot { .. }),
+                &added,
+                &changed,
+                &removed,
+                &unchanged,
+            ],
+        )
+        .await?;
         tx.commit().await?;
         Ok(Outcome::Applied(changes))
     }
@@ -454,6 +478,31 @@ async fn read_current<C: GenericClient + Sync>(
         );
     }
     Ok(current)
+}
+
+fn user_row(row: &tokio_postgres::Row) -> Result<UserRow, StoreError> {
+    Ok(UserRow {
+        name: row.try_get(0)?,
+        role: row.try_get(1)?,
+        kommune: row.try_get(2)?,
+        password_hash: row.try_get(3)?,
+        created: row.try_get(4)?,
+    })
+}
+
+fn transfer_row(row: &tokio_postgres::Row) -> Result<TransferRow, StoreError> {
+    Ok(TransferRow {
+        device: row.try_get(0)?,
+        seq: row.try_get(1)?,
+        at: row.try_get(2)?,
+        snapshot: row.try_get(3)?,
+        counts: [
+            row.try_get(4)?,
+            row.try_get(5)?,
+            row.try_get(6)?,
+            row.try_get(7)?,
+        ],
+    })
 }
 
 fn client_row(row: &tokio_postgres::Row) -> Result<ClientRow, StoreError> {
@@ -1108,6 +1157,158 @@ impl Store for PostgresStore {
                 )
                 .await?;
             rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+        })
+    }
+
+    fn create_user<'a>(&'a self, user: &'a UiUser) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let inserted = conn
+                .execute(
+                    "INSERT INTO ui_users (name, role, kommune, password_hash, created) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    &[
+                        &user.name,
+                        &user.role.as_str(),
+                        &user.kommune,
+                        &user.password_hash,
+                        &user.created.0,
+                    ],
+                )
+                .await?;
+            if inserted == 0 {
+                return Err(StoreError::UserExists(user.name.clone()));
+            }
+            Ok(())
+        })
+    }
+
+    fn user<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<UiUser>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let sql = format!("SELECT {USER_COLUMNS} FROM ui_users WHERE name = $1");
+            match conn.query_opt(&sql, &[&name]).await? {
+                Some(row) => Ok(Some(user_row(&row)?.into_user()?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn create_session<'a>(
+        &'a self,
+        id_sha256: &'a [u8; 32],
+        user: &'a str,
+        csrf: &'a str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await?;
+            let tx = conn.transaction().await?;
+            tx.execute("DELETE FROM ui_sessions WHERE expires <= $1", &[&now.0])
+                .await?;
+            tx.execute(
+                "INSERT INTO ui_sessions (id_sha256, \"user\", csrf, expires) \
+                 VALUES ($1, $2, $3, $4)",
+                &[&&id_sha256[..], &user, &csrf, &expires.0],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn session<'a>(
+        &'a self,
+        id_sha256: &'a [u8; 32],
+        at: Timestamp,
+    ) -> StoreFuture<'a, Option<UiSession>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let sql = format!(
+                "SELECT {USER_COLUMNS}, ui_sessions.csrf, ui_sessions.expires \
+                 FROM ui_sessions JOIN ui_users ON ui_users.name = ui_sessions.\"user\" \
+                 WHERE ui_sessions.id_sha256 = $1 AND ui_sessions.expires > $2"
+            );
+            match conn.query_opt(&sql, &[&&id_sha256[..], &at.0]).await? {
+                Some(row) => Ok(Some(UiSession {
+                    user: user_row(&row)?.into_user()?,
+                    csrf: row.try_get(5)?,
+                    expires: Timestamp(row.try_get(6)?),
+                })),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn delete_session<'a>(&'a self, id_sha256: &'a [u8; 32]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            conn.execute(
+                "DELETE FROM ui_sessions WHERE id_sha256 = $1",
+                &[&&id_sha256[..]],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn append_audit<'a>(&'a self, entry: &'a AuditEntry) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            conn.execute(
+                "INSERT INTO audit_log (at, actor, action, target, detail) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &entry.at.0,
+                    &entry.actor,
+                    &entry.action,
+                    &entry.target,
+                    &entry.detail,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, limit: u32) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let rows = conn
+                .query(
+                    "SELECT at, actor, action, target, detail FROM audit_log \
+                     ORDER BY id DESC LIMIT $1",
+                    &[&i64::from(limit)],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(AuditEntry {
+                        at: Timestamp(row.try_get(0)?),
+                        actor: row.try_get(1)?,
+                        action: row.try_get(2)?,
+                        target: row.try_get(3)?,
+                        detail: row.try_get(4)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn transfers<'a>(&'a self, site: &'a SiteId, limit: u32) -> StoreFuture<'a, Vec<Transfer>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let sql = format!(
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE site = $1 \
+                 ORDER BY id DESC LIMIT $2"
+            );
+            let rows = conn
+                .query(&sql, &[&site.as_str(), &i64::from(limit)])
+                .await?;
+            rows.iter()
+                .map(|row| transfer_row(row)?.into_transfer())
+                .collect()
         })
     }
 }

@@ -36,7 +36,9 @@ use super::{
     RELEASE_ORDER, TOKEN_COLUMNS,
 };
 use super::{
-    decode, decode_school, stored_site, ClientRow, ConsumerClient, CurrentRecord, CLIENT_COLUMNS,
+    changes_to_db, decode, decode_school, stored_site, AuditEntry, ClientRow, ConsumerClient,
+    CurrentRecord, Transfer, TransferRow, UiSession, UiUser, UserRow, CLIENT_COLUMNS,
+    TRANSFER_COLUMNS, USER_COLUMNS,
 };
 
 /// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
@@ -51,6 +53,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../migrations/sqlite/0004_consumers.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_operator_ui.sql"),
     ),
 ];
 
@@ -482,6 +488,23 @@ fn apply_prepared(
         ],
     )?;
     let changes = plan.changes;
+    let [added, changed, removed, unchanged] = changes_to_db(&changes);
+    tx.execute(
+        "INSERT INTO transfers \
+         (site, device, seq, at, snapshot, added, changed, removed, unchanged) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            site,
+            batch.device.as_str(),
+            seq_to_db(batch.seq)?,
+            at,
+            matches!(prepared, Prepared::Snapshot { .. }),
+            added,
+            changed,
+            removed,
+            unchanged,
+        ],
+    )?;
     tx.commit()?;
     Ok(Outcome::Applied(changes))
 }
@@ -550,6 +573,36 @@ fn read_roster(
     }
     sort_roster(&mut roster);
     Ok(roster)
+}
+
+fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        name: row.get(0)?,
+        role: row.get(1)?,
+        kommune: row.get(2)?,
+        password_hash: row.get(3)?,
+        created: row.get(4)?,
+    })
+}
+
+fn audit_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        at: Timestamp(row.get(0)?),
+        actor: row.get(1)?,
+        action: row.get(2)?,
+        target: row.get(3)?,
+        detail: row.get(4)?,
+    })
+}
+
+fn transfer_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TransferRow> {
+    Ok(TransferRow {
+        device: row.get(0)?,
+        seq: row.get(1)?,
+        at: row.get(2)?,
+        snapshot: row.get(3)?,
+        counts: [row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?],
+    })
 }
 
 fn client_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
@@ -1084,6 +1137,150 @@ impl Store for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
         }))
     }
+
+    fn create_user<'a>(&'a self, user: &'a UiUser) -> StoreFuture<'a, ()> {
+        let user = user.clone();
+        Box::pin(self.call(move |conn| {
+            let inserted = conn.execute(
+                "INSERT INTO ui_users (name, role, kommune, password_hash, created) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                params![
+                    user.name,
+                    user.role.as_str(),
+                    user.kommune,
+                    user.password_hash,
+                    user.created.0
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::UserExists(user.name));
+            }
+            Ok(())
+        }))
+    }
+
+    fn user<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<UiUser>> {
+        let name = name.to_owned();
+        Box::pin(self.call(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM ui_users WHERE name = ?1"
+            ))?
+            .query_row([name.as_str()], user_row)
+            .optional()?
+            .map(UserRow::into_user)
+            .transpose()
+        }))
+    }
+
+    fn create_session<'a>(
+        &'a self,
+        id_sha256: &'a [u8; 32],
+        user: &'a str,
+        csrf: &'a str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> StoreFuture<'a, ()> {
+        let id_sha256 = *id_sha256;
+        let (user, csrf) = (user.to_owned(), csrf.to_owned());
+        Box::pin(self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM ui_sessions WHERE expires <= ?1", [now.0])?;
+            tx.execute(
+                "INSERT INTO ui_sessions (id_sha256, user, csrf, expires) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![&id_sha256[..], user, csrf, expires.0],
+            )?;
+            tx.commit()?;
+            Ok(())
+        }))
+    }
+
+    fn session<'a>(
+        &'a self,
+        id_sha256: &'a [u8; 32],
+        at: Timestamp,
+    ) -> StoreFuture<'a, Option<UiSession>> {
+        let id_sha256 = *id_sha256;
+        Box::pin(self.call(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS}, ui_sessions.csrf, ui_sessions.expires \
+                 FROM ui_sessions JOIN ui_users ON ui_users.name = ui_sessions.user \
+                 WHERE ui_sessions.id_sha256 = ?1 AND ui_sessions.expires > ?2"
+            ))?
+            .query_row(params![&id_sha256[..], at.0], |row| {
+                Ok((
+                    user_row(row)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, i64>(6)?,
+                ))
+            })
+            .optional()?
+            .map(|(user, csrf, expires)| {
+                Ok(UiSession {
+                    user: user.into_user()?,
+                    csrf,
+                    expires: Timestamp(expires),
+                })
+            })
+            .transpose()
+        }))
+    }
+
+    fn delete_session<'a>(&'a self, id_sha256: &'a [u8; 32]) -> StoreFuture<'a, ()> {
+        let id_sha256 = *id_sha256;
+        Box::pin(self.call(move |conn| {
+            conn.execute(
+                "DELETE FROM ui_sessions WHERE id_sha256 = ?1",
+                [&id_sha256[..]],
+            )?;
+            Ok(())
+        }))
+    }
+
+    fn append_audit<'a>(&'a self, entry: &'a AuditEntry) -> StoreFuture<'a, ()> {
+        let entry = entry.clone();
+        Box::pin(self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO audit_log (at, actor, action, target, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    entry.at.0,
+                    entry.actor,
+                    entry.action,
+                    entry.target,
+                    entry.detail
+                ],
+            )?;
+            Ok(())
+        }))
+    }
+
+    fn audit_log(&self, limit: u32) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(self.call(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT at, actor, action, target, detail FROM audit_log \
+                 ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = statement.query_map([limit], audit_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        }))
+    }
+
+    fn transfers<'a>(&'a self, site: &'a SiteId, limit: u32) -> StoreFuture<'a, Vec<Transfer>> {
+        let site = site.clone();
+        Box::pin(self.call(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE site = ?1 \
+                 ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows = statement.query_map(params![site.as_str(), limit], transfer_row)?;
+            let mut transfers = Vec::new();
+            for row in rows {
+                transfers.push(row?.into_transfer()?);
+            }
+            Ok(transfers)
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -1156,7 +1353,7 @@ mod tests {
             result,
             Err(StoreError::SchemaTooNew {
                 found: 99,
-                known: 4
+                known: 5
             })
         ));
     }

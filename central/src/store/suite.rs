@@ -18,6 +18,7 @@ use super::{
     CurrentRecord, DeviceReason, EnrollRequest, NewRelease, NewToken, Outcome, RolloutChange,
     Store, StoreError, Timestamp, TokenRecord, UpdateCounts, UpdateEvent, UpdateState,
 };
+use super::{AuditEntry, Role, UiUser};
 
 /// A fresh store for one test, and how to remove it afterwards.
 pub(crate) trait Fixture {
@@ -78,6 +79,9 @@ macro_rules! store_suite {
             current_schools_are_listed_with_their_site,
             consumer_clients_are_created_once_listed_and_revoked,
             a_consumer_token_names_its_client_until_it_expires_or_the_client_is_revoked,
+            operator_accounts_are_created_once_and_sessions_expire,
+            the_audit_log_lists_newest_first,
+            each_applied_batch_is_logged_as_a_transfer_once,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {
@@ -1655,4 +1659,140 @@ pub(crate) async fn updates_count_once_per_device_and_state_with_their_reasons(s
         .await
         .expect("reads")
         .is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator interface: accounts, sessions, audit log, transfers
+
+fn ui_user(name: &str, role: Role, kommune: Option<&str>) -> UiUser {
+    UiUser {
+        name: name.to_owned(),
+        role,
+        kommune: kommune.map(str::to_owned),
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA${name}"),
+        created: Timestamp(1_000),
+    }
+}
+
+pub(crate) async fn operator_accounts_are_created_once_and_sessions_expire(store: &dyn Store) {
+    let kari = ui_user("kari", Role::Municipality, Some("4601"));
+    store
+        .create_user(&kari)
+        .await
+        .expect("the account is created");
+    store
+        .create_user(&ui_user("ops", Role::Operations, None))
+        .await
+        .expect("a second account is created");
+    assert!(matches!(
+        store.create_user(&ui_user("kari", Role::ReadOnly, None)).await,
+        Err(StoreError::UserExists(name)) if name == "kari"
+    ));
+    assert_eq!(store.user("kari").await.expect("reads"), Some(kari.clone()));
+    assert_eq!(store.user("nobody").await.expect("reads"), None);
+
+    let (first, second) = ([1u8; 32], [2u8; 32]);
+    store
+        .create_session(&first, "kari", "csrf-1", Timestamp(2_000), Timestamp(1_000))
+        .await
+        .expect("the session is stored");
+    let session = store
+        .session(&first, Timestamp(1_999))
+        .await
+        .expect("reads")
+        .expect("the session is live");
+    assert_eq!(session.user, kari);
+    assert_eq!(session.csrf, "csrf-1");
+    assert_eq!(session.expires, Timestamp(2_000));
+    assert_eq!(
+        store
+            .session(&first, Timestamp(2_000))
+            .await
+            .expect("reads"),
+        None
+    );
+    assert_eq!(
+        store
+            .session(&[9; 32], Timestamp(1_500))
+            .await
+            .expect("reads"),
+        None
+    );
+
+    // A new session sweeps out the expired one; a logout ends a live one.
+    store
+        .create_session(&second, "ops", "csrf-2", Timestamp(9_000), Timestamp(3_000))
+        .await
+        .expect("the second session is stored");
+    assert_eq!(
+        store.session(&first, Timestamp(0)).await.expect("reads"),
+        None
+    );
+    assert!(store
+        .session(&second, Timestamp(3_000))
+        .await
+        .expect("reads")
+        .is_some());
+    store.delete_session(&second).await.expect("logout");
+    store
+        .delete_session(&second)
+        .await
+        .expect("logging out twice is no error");
+    assert_eq!(
+        store
+            .session(&second, Timestamp(3_000))
+            .await
+            .expect("reads"),
+        None
+    );
+}
+
+pub(crate) async fn the_audit_log_lists_newest_first(store: &dyn Store) {
+    for n in 0..3 {
+        store
+            .append_audit(&AuditEntry {
+                at: Timestamp(n),
+                actor: "ops".to_owned(),
+                action: format!("action-{n}"),
+                target: "pi-1".to_owned(),
+                detail: "why: \"quotes\" & <tags> stay as written".to_owned(),
+            })
+            .await
+            .expect("the line is appended");
+    }
+    let log = store.audit_log(2).await.expect("reads");
+    let actions: Vec<_> = log.iter().map(|entry| entry.action.as_str()).collect();
+    assert_eq!(actions, ["action-2", "action-1"]);
+    assert_eq!(log[0].detail, "why: \"quotes\" & <tags> stay as written");
+    assert_eq!(log[0].at, Timestamp(2));
+}
+
+pub(crate) async fn each_applied_batch_is_logged_as_a_transfer_once(store: &dyn Store) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    let first = students_delta(&secret, vec![student("1", "Ada"), student("2", "Bo")]);
+    applied(store, first.clone(), 10).await;
+    applied(store, delete_students(&secret, &["2"]), 20).await;
+    // A replay of the first batch is acked but applies nothing, so it is no transfer.
+    let replay = store
+        .apply(batch(device_a(), site_a(), ChainHead::genesis(), first, 30))
+        .await
+        .expect("a replay is acked");
+    assert!(matches!(replay, Outcome::AlreadyApplied { .. }));
+
+    let transfers = store.transfers(&site_a(), 10).await.expect("reads");
+    assert_eq!(transfers.len(), 2, "{transfers:?}");
+    assert_eq!(transfers[0].at, Timestamp(20));
+    assert_eq!(transfers[0].seq, Seq(transfers[1].seq.0 + 1));
+    assert_eq!(transfers[0].changes, changes(0, 0, 1, 0));
+    assert_eq!(transfers[1].seq, ChainHead::genesis().next_seq);
+    assert_eq!(transfers[1].changes, changes(2, 0, 0, 0));
+    assert!(!transfers[1].snapshot);
+    assert_eq!(transfers[1].device, device_a());
+    assert!(store
+        .transfers(&site_b(), 10)
+        .await
+        .expect("reads")
+        .is_empty());
+    assert_eq!(store.transfers(&site_a(), 1).await.expect("reads").len(), 1);
 }
