@@ -1431,7 +1431,10 @@ fn drive_panel(
     let deadline = u32::try_from(CORE_DEADLINE.as_millis() / tick.as_millis()).unwrap_or(u32::MAX);
     let core_task = panel.register("core", deadline).ok();
     let mut shown = None;
-    while !*stop.borrow() {
+    // A lifecycle that was dropped rather than stopped (its runtime shut down under it)
+    // never sends `true`: a closed channel ends the thread too, or the runtime's shutdown
+    // would wait for this loop forever.
+    while !*stop.borrow() && stop.has_changed().is_ok() {
         std::thread::sleep(tick);
         let state = panel_state(&status.borrow());
         if shown != Some(state) {
@@ -1781,6 +1784,36 @@ mod run_tests {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[test]
+    fn a_runtime_shut_down_under_a_running_daemon_does_not_wait_for_it_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AgentConfig {
+            state_dir: dir.path().join("state"),
+            ..AgentConfig::default()
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let handle = runtime.block_on(async {
+                let handle = start(config).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                handle
+            });
+            // As when a test panics or `main` returns without stopping the daemon.
+            drop(runtime);
+            drop(handle);
+            let _ = done_tx.send(());
+        });
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(20)).is_ok(),
+            "the runtime's shutdown waited for the daemon's threads"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -384,64 +384,105 @@ async fn a_municipality_operator_sees_and_acts_on_its_own_kommune_only() {
 // ---------------------------------------------------------------------------------------------
 // The browser test
 
-/// A WebDriver session on chromedriver, driving headless chromium.
+/// How long the whole browser scenario may take before the test fails with chromedriver's
+/// log, instead of hanging the run.
+const BROWSER_DEADLINE: Duration = Duration::from_secs(240);
+
+/// How long one WebDriver command may take (a page load is bounded lower, by the session's
+/// own `pageLoad` timeout).
+const WEBDRIVER_CALL: Duration = Duration::from_secs(90);
+
+/// A WebDriver session on chromedriver, driving headless chromium. chromedriver runs in a
+/// process group of its own, and dropping the browser kills that group, chromium included:
+/// a failed or timed-out test leaves no browser behind holding connections to central.
 struct Browser {
     http: reqwest::Client,
     session: String,
     driver: std::process::Child,
+    log: PathBuf,
 }
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
-    async fn start() -> Browser {
+    /// Starts chromedriver and a chromium session with a fresh profile under `dir`. The flags
+    /// keep chromium off the network (this machine's network is closed; background requests
+    /// are refused or hang) and out of the caller's home folder.
+    async fn start(dir: &Path) -> Browser {
+        use std::os::unix::process::CommandExt as _;
         let port = free_port();
+        let log = dir.join("chromedriver.log");
+        let profile = dir.join("chromium-profile");
+        std::fs::create_dir_all(&profile).expect("the browser profile folder");
         let driver = std::process::Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .env("HOME", dir)
+            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver starts");
-        let http = reqwest::Client::new();
+        let http = reqwest::Client::builder()
+            .timeout(WEBDRIVER_CALL)
+            .no_proxy()
+            .build()
+            .expect("an HTTP client");
         let base = format!("http://127.0.0.1:{port}");
+        let mut browser = Browser {
+            http,
+            session: String::new(),
+            driver,
+            log,
+        };
         let started = Instant::now();
         loop {
-            if let Ok(response) = http.get(format!("{base}/status")).send().await {
+            if let Ok(response) = browser.http.get(format!("{base}/status")).send().await {
                 if response.status().is_success() {
                     break;
                 }
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "chromedriver is not ready"
-            );
+            if started.elapsed() > Duration::from_secs(20) {
+                panic!("chromedriver is not ready{}", browser.log_tail());
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let created: Value = http
+        let created = browser
+            .http
             .post(format!("{base}/session"))
             .json(&json!({"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
+                "pageLoadStrategy": "normal",
+                "timeouts": {"pageLoad": 30_000, "script": 10_000, "implicit": 0},
                 "goog:chromeOptions": {
                     "binary": "/usr/bin/chromium",
-                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                             "--disable-dev-shm-usage", "--window-size=1400,800"]
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        "--disable-quic", "--no-first-run", "--no-default-browser-check",
+                        "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", "--disable-extensions", "--disable-breakpad",
+                        format!("--user-data-dir={}", profile.display()),
+                        "--window-size=1400,800",
+                    ]
                 }
             }}}))
             .send()
-            .await
-            .expect("a WebDriver session")
-            .json()
-            .await
-            .expect("the session's JSON");
-        let session = created["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session id in {created}"))
-            .to_owned();
-        Browser {
-            http,
-            session: format!("{base}/session/{session}"),
-            driver,
-        }
+            .await;
+        let created: Value = match created {
+            Ok(response) => response.json().await.unwrap_or(Value::Null),
+            Err(error) => panic!("no WebDriver session: {error}{}", browser.log_tail()),
+        };
+        let Some(session) = created["value"]["sessionId"].as_str() else {
+            panic!("no session id in {created}{}", browser.log_tail());
+        };
+        browser.session = format!("{base}/session/{session}");
+        browser
+    }
+
+    /// The end of chromedriver's log, for a failure message.
+    fn log_tail(&self) -> String {
+        log_tail(&self.log)
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
@@ -451,16 +492,14 @@ impl Browser {
         } else {
             request.json(&body)
         };
-        let answer: Value = request
-            .send()
-            .await
-            .expect("a WebDriver answer")
-            .json()
-            .await
-            .expect("WebDriver JSON");
+        let answer: Value = match request.send().await {
+            Ok(response) => response.json().await.unwrap_or(Value::Null),
+            Err(error) => panic!("WebDriver {path}: {error}{}", self.log_tail()),
+        };
         assert!(
             answer["value"].get("error").is_none(),
-            "WebDriver {path}: {answer}"
+            "WebDriver {path}: {answer}{}",
+            self.log_tail()
         );
         answer["value"].clone()
     }
@@ -512,6 +551,24 @@ impl Browser {
             .to_owned()
     }
 
+    /// Opens `url` until its page contains `text`: what a page shows can lag a heartbeat
+    /// behind what the test already saw at central.
+    async fn open_until(&self, url: &str, text: &str) -> String {
+        let started = Instant::now();
+        loop {
+            self.open(url).await;
+            let page = self.source().await;
+            if page.contains(text) {
+                return page;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{url} never showed {text:?}: {page}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     async fn screenshot(&self, path: &Path) {
         let png = self
             .call(reqwest::Method::GET, "/screenshot", Value::Null)
@@ -522,10 +579,39 @@ impl Browser {
         std::fs::write(path, png).expect("the screenshot is written");
     }
 
-    async fn quit(mut self) {
-        let _ = self.http.delete(&self.session).send().await;
-        let _ = self.driver.kill();
+    async fn quit(self) {
+        if !self.session.is_empty() {
+            let _ = self.http.delete(&self.session).send().await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // The group's id is chromedriver's pid (`process_group(0)`); chromium is in it.
+        if let Ok(group) = libc::pid_t::try_from(self.driver.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory is
+            // involved.
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
+            }
+        }
         let _ = self.driver.wait();
+    }
+}
+
+/// The last lines of chromedriver's log, or why there are none.
+fn log_tail(path: &Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let from = lines.len().saturating_sub(40);
+            format!(
+                "\n--- chromedriver log (last lines) ---\n{}",
+                lines[from..].join("\n")
+            )
+        }
+        Err(error) => format!("\n(no chromedriver log at {}: {error})", path.display()),
     }
 }
 
@@ -641,8 +727,56 @@ async fn an_operator_releases_a_held_delta_in_a_real_browser() {
         .await
         .expect("the agent starts");
 
-    // The sample school, then an export with only its first 19 pupils: deleting the other
-    // 281 is far beyond the default 10%, so the agent holds that delta for review.
+    // The scenario runs as a task of its own, bounded in time, so that whatever it ends
+    // with (passing, failing, hanging) the agent and central are stopped afterwards.
+    let browser_dir = central.dir.path().join("browser");
+    std::fs::create_dir_all(&browser_dir).expect("the browser's folder");
+    let scenario = tokio::spawn(release_in_browser(Scene {
+        ui: central.ui(),
+        admin: format!("http://{}", central.running.admin_addr),
+        store: Arc::clone(&central.store),
+        site,
+        agent_dir,
+        browser_dir: browser_dir.clone(),
+    }));
+    let outcome = tokio::time::timeout(BROWSER_DEADLINE, scenario).await;
+    let stopped = agent.stop().await;
+    central.running.shutdown().await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(failed)) => std::panic::resume_unwind(failed.into_panic()),
+        Err(_) => panic!(
+            "the browser scenario took longer than {BROWSER_DEADLINE:?}{}",
+            log_tail(&browser_dir.join("chromedriver.log"))
+        ),
+    }
+    if let Err(error) = stopped {
+        panic!("the agent did not stop cleanly: {error}");
+    }
+}
+
+/// What the browser scenario works on.
+struct Scene {
+    ui: String,
+    admin: String,
+    store: Arc<dyn Store>,
+    site: SiteId,
+    agent_dir: PathBuf,
+    browser_dir: PathBuf,
+}
+
+/// The sample school, then an export with only its first 19 pupils: deleting the other 281
+/// is far beyond the default 10%, so the agent holds that delta until the operator, in the
+/// browser, releases it.
+async fn release_in_browser(scene: Scene) {
+    let Scene {
+        ui: base,
+        admin,
+        store,
+        site,
+        agent_dir,
+        browser_dir,
+    } = scene;
     let full = include_str!("../../samples/elevliste.csv");
     let students = |text: &str| text.lines().skip(1).count() as u64;
     let few: String = full
@@ -651,7 +785,6 @@ async fn an_operator_releases_a_held_delta_in_a_real_browser() {
         .map(|line| format!("{line}\n"))
         .collect();
     drop_export(&agent_dir, "elevliste-1.csv", full);
-    let store = Arc::clone(&central.store);
     wait_for("the first export", || {
         let (store, site) = (Arc::clone(&store), site.clone());
         async move {
@@ -663,11 +796,12 @@ async fn an_operator_releases_a_held_delta_in_a_real_browser() {
     })
     .await;
     drop_export(&agent_dir, "elevliste-2.csv", &few);
-    let admin = format!("http://{}/admin/devices", central.running.admin_addr);
+    let devices = format!("{admin}/admin/devices");
+    let http = client();
     wait_for("the held delta to be reported", || {
-        let admin = admin.clone();
+        let (http, devices) = (http.clone(), devices.clone());
         async move {
-            let Ok(response) = reqwest::get(&admin).await else {
+            let Ok(response) = http.get(&devices).send().await else {
                 return false;
             };
             let devices: Value = response.json().await.unwrap_or(Value::Null);
@@ -676,8 +810,7 @@ async fn an_operator_releases_a_held_delta_in_a_real_browser() {
     })
     .await;
 
-    let browser = Browser::start().await;
-    let base = central.ui();
+    let browser = Browser::start(&browser_dir).await;
     browser.open(&format!("{base}/login")).await;
     browser.type_into("#name", "ops").await;
     browser.type_into("#password", PASSWORD).await;
@@ -705,25 +838,15 @@ async fn an_operator_releases_a_held_delta_in_a_real_browser() {
         async move { store.counts(&site).await.is_ok_and(|c| c.students == 19) }
     })
     .await;
-    let started = Instant::now();
-    loop {
-        browser.open(&format!("{base}/held")).await;
-        if browser
-            .source()
-            .await
-            .contains("No device holds a delta for review")
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the held page still shows the delta"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    browser.open(&format!("{base}/sites/fana")).await;
-    let site_page = browser.source().await;
-    assert!(site_page.contains("holds 19 students"), "{site_page}");
+    browser
+        .open_until(
+            &format!("{base}/held"),
+            "No device holds a delta for review",
+        )
+        .await;
+    let site_page = browser
+        .open_until(&format!("{base}/sites/fana"), "holds 19 students")
+        .await;
     // Two transfers: the first export, and the released delta that removed the leavers.
     assert_eq!(
         site_page.matches("<td>pi-fana</td>").count(),
@@ -739,9 +862,9 @@ async fn an_operator_releases_a_held_delta_in_a_real_browser() {
         "{audit}"
     );
 
-    browser.open(&format!("{base}/fleet")).await;
-    let fleet = browser.source().await;
-    assert!(fleet.contains("Healthy"), "{fleet}");
+    let fleet = browser
+        .open_until(&format!("{base}/fleet"), "Healthy")
+        .await;
     for forbidden in ["02871662943", "Sæther"] {
         assert!(!fleet.contains(forbidden) && !site_page.contains(forbidden));
     }
@@ -749,8 +872,4 @@ async fn an_operator_releases_a_held_delta_in_a_real_browser() {
         browser.screenshot(Path::new(&path)).await;
     }
     browser.quit().await;
-    if let Err(error) = agent.stop().await {
-        panic!("the agent did not stop cleanly: {error}");
-    }
-    central.running.shutdown().await;
 }
