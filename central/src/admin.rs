@@ -11,6 +11,10 @@
 //! Releases are registered, uploaded and rolled out here too (`release.rs`).
 //! There is no authentication yet, which is why the listener belongs on loopback behind a
 //! proxy. The roster answers carry personal data by design; nothing of it is logged.
+//!
+//! Every action that changes something writes a line to the audit log first (the same log
+//! the web interface writes and shows, as [`API_ACTOR`]) and is refused if it cannot be
+//! written. Lines name ids and outcomes, never a token, a secret or a hash of one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +45,24 @@ const MAX_SITE_NAME_LEN: usize = 256;
 
 /// Largest operator request body: a command is a few dozen bytes.
 const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
+
+/// Who the audit log names for the operator API's actions. The listener has no accounts,
+/// and the server attaches no peer address to its requests (it is meant for loopback), so
+/// the line says which door was used; the host's own access control says who stood there.
+pub(crate) const API_ACTOR: &str = "operator-api";
+
+/// Writes the audit line of an operator API action before the action, or gives the
+/// store-failure answer that refuses it: an action without its line must not happen.
+pub(crate) async fn audit_api(
+    state: &AppState,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> Result<(), Response> {
+    crate::ui::audit(state.store.as_ref(), API_ACTOR, action, target, detail)
+        .await
+        .map_err(|error| store_failure(&error))
+}
 
 /// The operator listener's routes.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -208,6 +230,14 @@ async fn post_command(
         }
         Err(error) => return store_failure(&error),
     }
+    let (action, detail) = match &command {
+        Command::Resync => ("resync", "a full snapshot asked for".to_owned()),
+        Command::Release { held_id } => ("release", format!("held delta {held_id}")),
+        Command::Reject { held_id } => ("reject", format!("held delta {held_id}")),
+    };
+    if let Err(response) = audit_api(&state, action, device.as_str(), &detail).await {
+        return response;
+    }
     match state.fleet.queue(&device, command) {
         Ok(queued) => {
             tracing::info!(%device, queued, "command queued");
@@ -234,16 +264,27 @@ async fn post_revoke_device(
             "a device id is 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
         );
     };
+    let unknown = || {
+        reply::error(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("device {device} is not registered"),
+        )
+    };
+    match state.store.device(&device).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return unknown(),
+        Err(error) => return store_failure(&error),
+    }
+    if let Err(response) = audit_api(&state, "revoke_device", device.as_str(), "revoked").await {
+        return response;
+    }
     match state.store.revoke_device(&device).await {
         Ok(()) => {
             tracing::info!(%device, "device revoked");
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(StoreError::UnknownDevice(_)) => reply::error(
-            StatusCode::NOT_FOUND,
-            "unknown_device",
-            format!("device {device} is not registered"),
-        ),
+        Err(StoreError::UnknownDevice(_)) => unknown(),
         Err(error) => store_failure(&error),
     }
 }
@@ -304,6 +345,10 @@ async fn post_token(
         expires: Timestamp(expires),
     };
     let id = token_id(&token_sha256);
+    let detail = format!("site {}, expires {}", token.site, token.expires);
+    if let Err(response) = audit_api(&state, "create_token", &id, &detail).await {
+        return response;
+    }
     match state.store.create_token(&token).await {
         Ok(()) => {
             tracing::info!(token = id, site = %token.site, expires = %token.expires, "enrollment token registered");
@@ -355,6 +400,9 @@ async fn post_revoke_token(State(state): State<Arc<AppState>>, Path(id): Path<St
     };
     if id.len() != 16 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return unknown();
+    }
+    if let Err(response) = audit_api(&state, "revoke_token", &id, "revoked").await {
+        return response;
     }
     match state.store.revoke_token(&id).await {
         Ok(()) => {

@@ -8,7 +8,7 @@
 //! Central keeps only hashes: a salted SHA-256 of each secret and a SHA-256 of each token
 //! (both are 256 random bits, so a slow password hash would buy nothing), so neither the
 //! database nor a backup of it can authenticate as anyone. Secrets and tokens are never
-//! logged; client ids are.
+//! logged, nor written to the audit log; client ids are.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
+use crate::admin::audit_api;
 use crate::ingest::store_failure;
 use crate::reply;
 use crate::server::AppState;
@@ -106,6 +107,13 @@ pub(crate) async fn post_client(
         created: Timestamp::now(),
         revoked: false,
     };
+    let detail = match &client.scope {
+        ConsumerScope::County(code) => format!("{name}: county {code}"),
+        ConsumerScope::Kommune(code) => format!("{name}: kommune {code}"),
+    };
+    if let Err(response) = audit_api(&state, "create_client", &client.id, &detail).await {
+        return response;
+    }
     match state.store.create_consumer_client(&client).await {
         Ok(()) => {
             tracing::info!(client = client.id, scope = ?client.scope, "consumer client created");
@@ -152,16 +160,26 @@ pub(crate) async fn post_revoke_client(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Response {
+    let unknown = || {
+        reply::error(
+            StatusCode::NOT_FOUND,
+            "unknown_client",
+            "no consumer client has this id",
+        )
+    };
+    // Ids are 24 hex characters; anything else names no client and stays out of the log.
+    if id.len() != 24 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return unknown();
+    }
+    if let Err(response) = audit_api(&state, "revoke_client", &id, "revoked").await {
+        return response;
+    }
     match state.store.revoke_consumer_client(&id).await {
         Ok(()) => {
             tracing::info!(client = id, "consumer client revoked");
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(StoreError::ClientUnknown) => reply::error(
-            StatusCode::NOT_FOUND,
-            "unknown_client",
-            "no consumer client has this id",
-        ),
+        Err(StoreError::ClientUnknown) => unknown(),
         Err(error) => store_failure(&error),
     }
 }

@@ -9,14 +9,14 @@
 //! which checks the token again and, in one transaction, registers the device, creates the
 //! site's secret if needed and spends the token. The certificate is handed out only after
 //! that commit, so a refused enrollment leaves nothing behind: not a spent token, not a
-//! usable certificate.
+//! usable certificate. The rate limit is a token bucket per address (`rate_limit`, shared
+//! with the web interface's sign-in).
 //!
 //! The token itself is never logged or stored: logs name it by its id (the first 16 hex
 //! characters of its SHA-256), like the operators' lists do.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -33,6 +33,7 @@ use skolebro_provisioning::pki::MAX_CSR_PEM_BYTES;
 use skolebro_provisioning::{CertificateAuthority, DeviceIdentity, PkiError, Validity};
 
 use crate::ingest::{authorize, store_failure};
+use crate::rate_limit::{retry_after_seconds, RateLimiter};
 use crate::reply;
 use crate::server::{AppState, PeerAddr};
 use crate::store::{enrolled_device_id, token_id, EnrollRequest, StoreError, Timestamp};
@@ -50,10 +51,6 @@ pub const DEFAULT_ENROLL_PER_IP_PER_MINUTE: u32 = 10;
 /// Longest token accepted. The sticks carry 64 hex characters; the bound keeps a request
 /// from making central hash megabytes.
 const MAX_TOKEN_LEN: usize = 256;
-
-/// At most this many peer addresses are tracked by the rate limit; beyond it, addresses that
-/// have their full allowance again are forgotten, and if none has, new addresses wait.
-const MAX_TRACKED_PEERS: usize = 65_536;
 
 /// How central enrolls devices: the device CA and the limits. Part of
 /// [`crate::ServerParts`]; [`Default`] leaves enrollment disabled.
@@ -91,13 +88,13 @@ impl std::fmt::Debug for EnrollSettings {
 /// The enrollment state a server keeps: its settings and the rate limit's buckets.
 pub(crate) struct Enrollment {
     settings: EnrollSettings,
-    limiter: RateLimiter,
+    limiter: RateLimiter<IpAddr>,
 }
 
 impl Enrollment {
     pub(crate) fn new(settings: EnrollSettings) -> Enrollment {
         Enrollment {
-            limiter: RateLimiter::new(settings.per_ip_per_minute),
+            limiter: RateLimiter::new(settings.per_ip_per_minute, Duration::from_secs(60)),
             settings,
         }
     }
@@ -126,7 +123,7 @@ pub(crate) async fn post_enroll(
     Extension(PeerAddr(peer)): Extension<PeerAddr>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(wait) = state.enrollment.limiter.check(peer.ip(), Instant::now()) {
+    if let Err(wait) = state.enrollment.limiter.check(&peer.ip(), Instant::now()) {
         tracing::warn!(peer = %peer.ip(), "enrollment refused: rate_limited");
         return rate_limited(wait);
     }
@@ -352,7 +349,7 @@ fn enrollment_disabled() -> Response {
 }
 
 fn rate_limited(wait: Duration) -> Response {
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let seconds = retry_after_seconds(wait);
     let mut response = reply::error(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
@@ -360,69 +357,8 @@ fn rate_limited(wait: Duration) -> Response {
     );
     response
         .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
-}
-
-/// A token bucket per peer address: `per_minute` requests at once, refilled at `per_minute`
-/// a minute.
-struct RateLimiter {
-    per_minute: u32,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    available: f64,
-    at: Instant,
-}
-
-impl RateLimiter {
-    fn new(per_minute: u32) -> RateLimiter {
-        RateLimiter {
-            per_minute,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes one request from `peer`'s allowance, or says how long until there is one.
-    fn check(&self, peer: IpAddr, now: Instant) -> Result<(), Duration> {
-        let capacity = f64::from(self.per_minute);
-        let per_second = capacity / 60.0;
-        if per_second <= 0.0 {
-            return Err(Duration::from_secs(60));
-        }
-        let refilled = |bucket: &Bucket| {
-            let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-            (bucket.available + elapsed * per_second).min(capacity)
-        };
-        // Nothing here is left half-updated by a panic, so a poisoned lock is usable.
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.len() >= MAX_TRACKED_PEERS && !buckets.contains_key(&peer) {
-            buckets.retain(|_, bucket| refilled(bucket) < capacity);
-            if buckets.len() >= MAX_TRACKED_PEERS {
-                return Err(Duration::from_secs(60));
-            }
-        }
-        let bucket = buckets.entry(peer).or_insert(Bucket {
-            available: capacity,
-            at: now,
-        });
-        let available = refilled(bucket);
-        *bucket = Bucket {
-            available: if available >= 1.0 {
-                available - 1.0
-            } else {
-                available
-            },
-            at: now,
-        };
-        if available >= 1.0 {
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - available) / per_second))
-        }
-    }
 }
 
 /// Seconds since 1970 of a time, as the API's `*_unix` fields carry them.
@@ -434,32 +370,6 @@ fn unix_seconds(time: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn peer(last: u8) -> IpAddr {
-        IpAddr::from([192, 0, 2, last])
-    }
-
-    #[test]
-    fn a_peer_gets_its_allowance_at_once_then_one_request_per_refill() {
-        let limiter = RateLimiter::new(2);
-        let start = Instant::now();
-        assert!(limiter.check(peer(1), start).is_ok());
-        assert!(limiter.check(peer(1), start).is_ok());
-        let wait = limiter
-            .check(peer(1), start)
-            .expect_err("the third request waits");
-        assert_eq!(wait.as_secs(), 30);
-        assert!(
-            limiter.check(peer(2), start).is_ok(),
-            "another peer is not held up"
-        );
-        assert!(limiter
-            .check(peer(1), start + Duration::from_secs(31))
-            .is_ok());
-        assert!(limiter
-            .check(peer(1), start + Duration::from_secs(32))
-            .is_err());
-    }
 
     #[test]
     fn the_retry_after_header_rounds_up_to_whole_seconds() {

@@ -196,6 +196,8 @@ async fn ingest(state: &Arc<AppState>, identity: &DeviceIdentity, body: Vec<u8>)
         Ok(head) => head,
         Err(error) => return store_failure(&error),
     };
+    // The envelope as received, before it is opened: what the school's uplink carried.
+    let bytes = u64::try_from(body.len()).unwrap_or(u64::MAX);
 
     let opened = {
         let state = Arc::clone(state);
@@ -231,7 +233,7 @@ async fn ingest(state: &Arc<AppState>, identity: &DeviceIdentity, body: Vec<u8>)
 
     match state
         .store
-        .apply(Batch::from_opened(opened, Timestamp::now()))
+        .apply(Batch::from_opened(opened, bytes, Timestamp::now()))
         .await
     {
         Ok(Outcome::Applied(changes)) => {

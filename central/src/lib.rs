@@ -27,6 +27,7 @@ pub mod enroll;
 pub mod fleet;
 mod ingest;
 pub mod oneroster;
+mod rate_limit;
 pub mod release;
 mod reply;
 pub mod server;

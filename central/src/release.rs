@@ -12,6 +12,10 @@
 //! artifact from `GET /v1/releases/{id}/artifact`, with `Range` so a school's flaky uplink
 //! can resume, and checks everything against the signed manifest itself: central is trusted
 //! with the choice of release, never with its content.
+//!
+//! Registering, uploading and every change of a rollout write an audit line first, whether
+//! they come from the operator API or the web interface's releases page, which changes
+//! rollouts through the same `apply_rollout`.
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
@@ -33,12 +37,15 @@ use skolebro_protocol::{DeviceId, ReleaseManifest, ReleaseVerifyingKey, SiteId, 
 use skolebro_provisioning::DeviceIdentity;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
+use crate::admin::{audit_api, API_ACTOR};
 use crate::ingest::{authorize, store_failure};
 use crate::reply;
 use crate::server::AppState;
 use crate::store::{
-    NewRelease, ReleaseRecord, RolloutChange, StoreError, Timestamp, UpdateEvent, UpdateState,
+    NewRelease, ReleaseRecord, RolloutChange, Store, StoreError, Timestamp, UpdateEvent,
+    UpdateState,
 };
+use crate::ui::audit;
 
 /// Longest reason kept from an agent's report; longer ones are cut, so a broken agent cannot
 /// fill the database through its heartbeats.
@@ -249,6 +256,13 @@ pub(crate) async fn post_release(
         }
     };
     let id = manifest.id();
+    let detail = format!(
+        "version {} for {}, {} bytes",
+        manifest.version, manifest.target, manifest.size
+    );
+    if let Err(response) = audit_api(&state, "register_release", &id, &detail).await {
+        return response;
+    }
     let release = NewRelease::new(&manifest, body.to_vec(), Timestamp::now());
     let new = match state.store.create_release(&release).await {
         Ok(new) => new,
@@ -306,7 +320,12 @@ pub(crate) async fn put_artifact(
         Ok((_, sha256)) if sha256 != release.release.sha256 => {
             refuse("the artifact's SHA-256 is not the manifest's".to_owned())
         }
-        Ok(_) => {
+        Ok((size, _)) => {
+            let detail = format!("{size} bytes, SHA-256 as in the manifest");
+            if let Err(response) = audit_api(&state, "upload_artifact", id, &detail).await {
+                let _ = tokio::fs::remove_file(&temp).await;
+                return response;
+            }
             let kept = tokio::fs::rename(&temp, state.releases.artifact_path(id)).await;
             let kept = match kept {
                 Ok(()) => sync_dir(&state.releases.dir).await,
@@ -410,30 +429,42 @@ pub(crate) async fn post_rollout(
     let Ok(Json(body)) = body else {
         return invalid("expected {\"percent\": 0..100} and/or {\"sites\": [\"<site id>\", ...]}");
     };
-    if body.percent.is_none() && body.sites.is_none() {
-        return invalid("name a percent, sites, or both");
+    match rollout_change(body.percent, body.sites) {
+        Ok(change) => change_rollout(&state, &id, change).await,
+        Err(detail) => invalid(detail),
     }
-    if body.percent.is_some_and(|percent| percent > 100) {
-        return invalid("percent is 0 to 100");
+}
+
+/// A rollout as an operator asks for it, checked: the one check for the JSON endpoint and
+/// the web interface's form, so both accept the same. `Err` says what is wrong, in words.
+pub(crate) fn rollout_change(
+    percent: Option<u8>,
+    sites: Option<Vec<String>>,
+) -> Result<RolloutChange, &'static str> {
+    if percent.is_none() && sites.is_none() {
+        return Err("name a percent, sites, or both");
     }
-    let sites = match body.sites {
+    if percent.is_some_and(|percent| percent > 100) {
+        return Err("percent is 0 to 100");
+    }
+    let sites = match sites {
         None => None,
         Some(sites) if sites.len() > MAX_ROLLOUT_SITES => {
-            return invalid("too many sites in one rollout")
+            return Err("too many sites in one rollout")
         }
-        Some(sites) => match sites.into_iter().map(SiteId::new).collect() {
-            Ok(sites) => Some(sites),
-            Err(_) => {
-                return invalid("a site id is 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
-            }
-        },
+        Some(sites) => Some(
+            sites
+                .into_iter()
+                .map(SiteId::new)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| "a site id is 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")?,
+        ),
     };
-    let change = RolloutChange {
-        percent: body.percent,
+    Ok(RolloutChange {
+        percent,
         sites,
         paused: None,
-    };
-    change_rollout(&state, &id, change, "rollout set").await
+    })
 }
 
 /// `POST /admin/releases/{id}/pause`: the release is offered to no device until resumed.
@@ -446,7 +477,7 @@ pub(crate) async fn post_pause(
         paused: Some(true),
         ..RolloutChange::default()
     };
-    change_rollout(&state, &id, change, "rollout paused").await
+    change_rollout(&state, &id, change).await
 }
 
 /// `POST /admin/releases/{id}/resume`: offered again under its policy.
@@ -458,26 +489,63 @@ pub(crate) async fn post_resume(
         paused: Some(false),
         ..RolloutChange::default()
     };
-    change_rollout(&state, &id, change, "rollout resumed").await
+    change_rollout(&state, &id, change).await
 }
 
-async fn change_rollout(
-    state: &AppState,
-    id: &str,
-    change: RolloutChange,
-    what: &'static str,
-) -> Response {
+async fn change_rollout(state: &AppState, id: &str, change: RolloutChange) -> Response {
     let Some(id) = release_id(id) else {
         return not_a_release_id();
     };
-    match state.store.change_rollout(id, &change).await {
-        Ok(()) => {
-            tracing::info!(release = id, percent = ?change.percent, sites = ?change.sites, "{what}");
-            StatusCode::NO_CONTENT.into_response()
-        }
+    match apply_rollout(state.store.as_ref(), API_ACTOR, id, &change).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(StoreError::UnknownRelease(_)) => unknown_release(id),
         Err(error) => store_failure(&error),
     }
+}
+
+/// Changes a release's rollout on behalf of `actor`: the one path for the operator API and
+/// the web interface. The release must exist; then the audit line is written, and only if
+/// it was is the policy changed. [`StoreError::UnknownRelease`] for an unknown id.
+pub(crate) async fn apply_rollout(
+    store: &dyn Store,
+    actor: &str,
+    id: &str,
+    change: &RolloutChange,
+) -> Result<(), StoreError> {
+    if store.release(id).await?.is_none() {
+        return Err(StoreError::UnknownRelease(id.to_owned()));
+    }
+    let (action, detail) = rollout_words(change);
+    audit(store, actor, action, id, &detail).await?;
+    store.change_rollout(id, change).await?;
+    tracing::info!(release = id, actor, action, percent = ?change.percent, sites = ?change.sites, "rollout changed");
+    Ok(())
+}
+
+/// The audit action and detail of a rollout change.
+fn rollout_words(change: &RolloutChange) -> (&'static str, String) {
+    match change.paused {
+        Some(true) => return ("pause_rollout", "paused".to_owned()),
+        Some(false) => return ("resume_rollout", "resumed".to_owned()),
+        None => {}
+    }
+    let mut words = Vec::new();
+    if let Some(percent) = change.percent {
+        words.push(format!("{percent} % of devices"));
+    }
+    match change.sites.as_deref() {
+        Some([]) => words.push("no named sites".to_owned()),
+        Some(sites) => words.push(format!(
+            "sites: {}",
+            sites
+                .iter()
+                .map(SiteId::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        None => {}
+    }
+    ("set_rollout", words.join("; "))
 }
 
 /// `GET /admin/releases`: every release, newest first, with its policy and its counts.
@@ -707,6 +775,27 @@ mod tests {
         assert_eq!(ByteRange::Suffix(30).resolve(10), Some((0, 10)));
         assert_eq!(ByteRange::Suffix(0).resolve(10), None);
         assert_eq!(ByteRange::Suffix(3).resolve(0), None);
+    }
+
+    #[test]
+    fn a_rollout_is_checked_once_for_both_doors_and_audited_in_words() {
+        assert!(rollout_change(None, None).is_err());
+        assert!(rollout_change(Some(101), None).is_err());
+        assert!(rollout_change(None, Some(vec!["no/site".to_owned()])).is_err());
+        assert!(rollout_change(None, Some(vec!["s".to_owned(); MAX_ROLLOUT_SITES + 1])).is_err());
+        let change = rollout_change(Some(30), Some(vec!["fana".to_owned(), "os".to_owned()]))
+            .expect("a valid rollout");
+        assert_eq!(
+            rollout_words(&change),
+            ("set_rollout", "30 % of devices; sites: fana, os".to_owned())
+        );
+        let cleared = rollout_change(None, Some(Vec::new())).expect("clearing the sites");
+        assert_eq!(rollout_words(&cleared).1, "no named sites");
+        let pause = RolloutChange {
+            paused: Some(true),
+            ..RolloutChange::default()
+        };
+        assert_eq!(rollout_words(&pause).0, "pause_rollout");
     }
 
     #[test]

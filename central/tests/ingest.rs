@@ -285,6 +285,7 @@ async fn a_sealed_delta_is_applied_and_acked() {
     let mut device = central.enroll("pi-46505").await;
     let payload = device.students(&two_students());
     let body = device.seal_next(&payload);
+    let sent = body.len() as u64;
 
     let (status, answer) = device.post(&central, body).await;
 
@@ -295,6 +296,10 @@ async fn a_sealed_delta_is_applied_and_acked() {
         central.store.chain_head(&device.id).await.unwrap(),
         device.head
     );
+    // The transfer keeps the envelope's size as it arrived.
+    let transfers = central.store.transfers(&device.site, 10).await.unwrap();
+    assert_eq!(transfers.len(), 1);
+    assert_eq!(transfers[0].bytes, sent);
     central.stop().await;
 }
 

@@ -2,7 +2,10 @@
 //!
 //! The scope tests sign in with plain HTTP requests (cookies and forms by hand) and prove
 //! that a municipality operator neither sees nor acts on another kommune's site, not even by
-//! guessing its URLs, and that forms without the session's CSRF token are refused.
+//! guessing its URLs, and that forms without the session's CSRF token are refused. The same
+//! way, they check the releases page (operations change a rollout, others only look), the
+//! lock after repeated failed sign-ins, and that the JSON operator API's actions are in the
+//! audit log.
 //!
 //! The browser test runs Debian's headless chromium through chromedriver's WebDriver API:
 //! central with the web interface, and a real agent daemon whose safety policy holds its
@@ -17,13 +20,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use reqwest::{redirect, StatusCode};
 use serde_json::{json, Value};
 use skolebro_agent::config::AgentConfig;
 use skolebro_agent::daemon;
-use skolebro_central::store::{Batch, SqliteStore, Store};
-use skolebro_central::ui::{new_user, UiSettings};
+use skolebro_central::store::{
+    Batch, NewRelease, SqliteStore, Store, Timestamp, UpdateEvent, UpdateState,
+};
+use skolebro_central::ui::{new_user, UiSettings, LOGIN_FAILURES_ALLOWED, LOGIN_LOCK};
 use skolebro_central::{
     device_tls_config, serve, EnrollSettings, ReleaseSettings, RunningServer, ServerParts,
 };
@@ -139,6 +144,7 @@ impl Central {
                 },
                 payload: Payload::Snapshot(roster),
                 at: skolebro_central::store::Timestamp::now(),
+                bytes: 2048,
             })
             .await
             .expect("the roster applies");
@@ -200,6 +206,22 @@ fn csrf_of(html: &str) -> String {
 }
 
 async fn try_login(base: &str, name: &str, password: &str) -> (StatusCode, Option<Session>) {
+    let (http, response) = login_answer(base, name, password).await;
+    let status = response.status();
+    let session = cookie_value(&response, "skolebro_session").map(|id| Session {
+        http,
+        base: base.to_owned(),
+        cookie: format!("skolebro_session={id}"),
+    });
+    (status, session)
+}
+
+/// The answer to a filled-in login form, with the client that sent it.
+async fn login_answer(
+    base: &str,
+    name: &str,
+    password: &str,
+) -> (reqwest::Client, reqwest::Response) {
     let http = client();
     let form = http
         .get(format!("{base}/login"))
@@ -220,13 +242,7 @@ async fn try_login(base: &str, name: &str, password: &str) -> (StatusCode, Optio
         .send()
         .await
         .expect("the login answer");
-    let status = response.status();
-    let session = cookie_value(&response, "skolebro_session").map(|id| Session {
-        http,
-        base: base.to_owned(),
-        cookie: format!("skolebro_session={id}"),
-    });
-    (status, session)
+    (http, response)
 }
 
 impl Session {
@@ -378,6 +394,291 @@ async fn a_municipality_operator_sees_and_acts_on_its_own_kommune_only() {
         assert!(audit.contains(expected), "{expected} in {audit}");
     }
     assert!(!audit.contains("forged"), "{audit}");
+    central.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_passwords_lock_the_name_but_not_another_account() {
+    let central = Central::start().await;
+    central.add_user("kari", "municipality", Some("4601")).await;
+    central.add_user("ops", "operations", None).await;
+    let base = central.ui();
+
+    let mut statuses = Vec::new();
+    for _ in 0..LOGIN_FAILURES_ALLOWED {
+        statuses.push(
+            try_login(&base, "kari", "wrong horse battery staple")
+                .await
+                .0,
+        );
+    }
+    let (last, earlier) = statuses.split_last().expect("some attempts");
+    assert!(
+        earlier.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        *last,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the last failure locks"
+    );
+
+    // Locked: even the right password is refused, unchecked, with a time to come back.
+    let (_, locked) = login_answer(&base, "kari", PASSWORD).await;
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(cookie_value(&locked, "skolebro_session").is_none());
+    let retry_after: u64 = locked
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!(
+        (1..=LOGIN_LOCK.as_secs()).contains(&retry_after),
+        "{retry_after}"
+    );
+    let page = locked.text().await.expect("a page");
+    assert!(page.contains("Too many failed sign-ins"), "{page}");
+
+    // Another account signs in as usual, and its success unlocks nobody else.
+    let (status, ops) = try_login(&base, "ops", PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let ops = ops.expect("ops signs in");
+    assert_eq!(
+        try_login(&base, "kari", PASSWORD).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let (_, audit) = ops.get("/audit").await;
+    assert!(audit.contains("login_locked"), "{audit}");
+    assert_eq!(audit.matches("login_locked").count(), 1, "{audit}");
+    central.running.shutdown().await;
+}
+
+/// Registers release 1.2.3 for the Pi's target, as `POST /admin/releases` would.
+async fn register_release(central: &Central) -> String {
+    let release = NewRelease {
+        id: format!("1.2.3-{TARGET}"),
+        version: "1.2.3".parse().expect("a version"),
+        target: TARGET.to_owned(),
+        size: 12_700,
+        sha256: [7; 32],
+        allow_downgrade: false,
+        manifest: b"a signed manifest".to_vec(),
+        registered: Timestamp::now(),
+    };
+    central
+        .store
+        .create_release(&release)
+        .await
+        .expect("the release is registered");
+    release.id
+}
+
+const TARGET: &str = "aarch64-unknown-linux-gnu";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_change_a_rollout_on_the_releases_page_and_others_only_look() {
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    central.site_in("oslo", "pi-oslo", "0301", 2).await;
+    central.add_user("kari", "municipality", Some("4601")).await;
+    central.add_user("lesar", "read_only", None).await;
+    central.add_user("ops", "operations", None).await;
+    let id = register_release(&central).await;
+    for (device, reason) in [("pi-fana", "health check failed"), ("pi-oslo", "no space")] {
+        central
+            .store
+            .record_update(&UpdateEvent {
+                release: id.clone(),
+                device: DeviceId::new(device).expect("a device id"),
+                state: UpdateState::RolledBack,
+                reason: Some(reason.to_owned()),
+                at: Timestamp::now(),
+            })
+            .await
+            .expect("the rollback is recorded");
+    }
+    let base = central.ui();
+    let (_, ops) = try_login(&base, "ops", PASSWORD).await;
+    let ops = ops.expect("ops signs in");
+
+    let (status, page) = ops.get("/releases").await;
+    assert_eq!(status, StatusCode::OK);
+    for expected in [
+        "1.2.3",
+        TARGET,
+        "12.4 KiB",
+        "no devices",
+        "pi-fana: health check failed",
+        "pi-oslo: no space",
+        &format!("action=\"/releases/{id}/rollout\""),
+        &format!("action=\"/releases/{id}/pause\""),
+    ] {
+        assert!(page.contains(expected), "{expected} in {page}");
+    }
+    let csrf = ops.csrf().await;
+    let rollout = format!("/releases/{id}/rollout");
+    let posted = ops
+        .post(&rollout, &[("csrf", csrf.as_str()), ("percent", "30")])
+        .await;
+    assert_eq!(posted, StatusCode::SEE_OTHER);
+    assert!(ops.get("/releases").await.1.contains("30 % of devices"));
+    let posted = ops
+        .post(&rollout, &[("csrf", csrf.as_str()), ("sites", "fana, os")])
+        .await;
+    assert_eq!(posted, StatusCode::SEE_OTHER);
+    assert!(ops
+        .get("/releases")
+        .await
+        .1
+        .contains("30 % of devices and sites: fana, os"));
+    let refused = ops
+        .post(&rollout, &[("csrf", csrf.as_str()), ("percent", "130")])
+        .await;
+    assert_eq!(refused, StatusCode::FORBIDDEN);
+    let pause = format!("/releases/{id}/pause");
+    assert_eq!(
+        ops.post(&pause, &[("csrf", csrf.as_str())]).await,
+        StatusCode::SEE_OTHER
+    );
+    let page = ops.get("/releases").await.1;
+    assert!(page.contains("paused (when resumed:"), "{page}");
+    assert!(page.contains(&format!("action=\"/releases/{id}/resume\"")));
+    let stored = |central: &Central| {
+        let store = Arc::clone(&central.store);
+        let id = id.clone();
+        async move {
+            store
+                .release(&id)
+                .await
+                .expect("reads")
+                .expect("the release")
+        }
+    };
+    let before = stored(&central).await;
+    assert_eq!(
+        (before.percent, before.paused, before.sites.len()),
+        (30, true, 2)
+    );
+
+    // The municipality and the reader see the page without forms, and cannot post.
+    let (_, kari) = try_login(&base, "kari", PASSWORD).await;
+    let kari = kari.expect("kari signs in");
+    let (status, page) = kari.get("/releases").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!page.contains("action=\"/releases/"), "{page}");
+    assert!(page.contains("pi-fana: health check failed"), "{page}");
+    assert!(!page.contains("pi-oslo"), "{page}");
+    assert!(
+        page.contains("1 device outside your municipality"),
+        "{page}"
+    );
+    let csrf = kari.csrf().await;
+    let resume = format!("/releases/{id}/resume");
+    assert_eq!(
+        kari.post(&resume, &[("csrf", csrf.as_str())]).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        kari.post(&rollout, &[("csrf", csrf.as_str()), ("percent", "100")])
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    let (_, reader) = try_login(&base, "lesar", PASSWORD).await;
+    let reader = reader.expect("the reader signs in");
+    let page = reader.get("/releases").await.1;
+    assert!(!page.contains("action=\"/releases/"), "{page}");
+    let csrf = reader.csrf().await;
+    assert_eq!(
+        reader.post(&resume, &[("csrf", csrf.as_str())]).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(stored(&central).await, before, "nothing changed");
+
+    let audit = ops.get("/audit").await.1;
+    for expected in [
+        "set_rollout",
+        "30 % of devices",
+        "sites: fana, os",
+        "pause_rollout",
+        id.as_str(),
+    ] {
+        assert!(audit.contains(expected), "{expected} in {audit}");
+    }
+    assert!(!audit.contains("resume_rollout"), "{audit}");
+    central.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_operator_api_writes_its_actions_to_the_audit_log() {
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    let id = register_release(&central).await;
+    let admin = format!("http://{}", central.running.admin_addr);
+    let http = client();
+    let token_sha256 = "ab".repeat(32);
+    let created = http
+        .post(format!("{admin}/admin/tokens"))
+        .json(&json!({
+            "token_sha256": token_sha256,
+            "site": "fana",
+            "site_name": "Skule 4601",
+            "expires_unix": 4_000_000_000u64,
+        }))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let token: Value = created.json().await.expect("JSON");
+    let token = token["id"].as_str().expect("the token's id").to_owned();
+    for (path, body) in [
+        (format!("/admin/tokens/{token}/revoke"), Value::Null),
+        (
+            "/admin/devices/pi-fana/commands".to_owned(),
+            json!({"type": "resync"}),
+        ),
+        (
+            format!("/admin/releases/{id}/rollout"),
+            json!({"percent": 25}),
+        ),
+        (format!("/admin/releases/{id}/pause"), Value::Null),
+        ("/admin/devices/pi-fana/revoke".to_owned(), Value::Null),
+    ] {
+        let request = http.post(format!("{admin}{path}"));
+        let request = if body.is_null() {
+            request
+        } else {
+            request.json(&body)
+        };
+        let status = request.send().await.expect("an answer").status();
+        assert!(status.is_success(), "{path}: {status}");
+    }
+
+    let lines = central.store.audit_log(50).await.expect("the audit log");
+    let mut actions: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|line| (line.action.as_str(), line.target.as_str()))
+        .collect();
+    actions.reverse();
+    assert_eq!(
+        actions,
+        [
+            ("create_token", token.as_str()),
+            ("revoke_token", token.as_str()),
+            ("resync", "pi-fana"),
+            ("set_rollout", id.as_str()),
+            ("pause_rollout", id.as_str()),
+            ("revoke_device", "pi-fana"),
+        ]
+    );
+    assert!(lines.iter().all(|line| line.actor == "operator-api"));
+    assert!(lines.iter().any(|line| line.detail == "25 % of devices"));
+    assert!(
+        lines.iter().all(
+            |line| !line.detail.contains(&token_sha256) && !line.target.contains(&token_sha256)
+        ),
+        "the token's hash stays out of the audit log"
+    );
     central.running.shutdown().await;
 }
 

@@ -304,6 +304,9 @@ pub struct Transfer {
     pub snapshot: bool,
     /// What it did to the site's records.
     pub changes: Changes,
+    /// The envelope's size as central received it: what the school's uplink carried, which
+    /// the record counts alone do not tell (0 for batches applied before it was kept).
+    pub bytes: u64,
 }
 
 /// One current version of a record with what the consumer API needs beside the content:
@@ -671,11 +674,14 @@ pub struct Batch {
     /// Transaction time: becomes `valid_from`, `valid_to` and `transaction_time` of the
     /// versions this batch opens and closes.
     pub at: Timestamp,
+    /// The envelope's size in bytes as received, kept with the transfer so operators see
+    /// what each batch cost the school's uplink; the opened payload no longer tells.
+    pub bytes: u64,
 }
 
 impl Batch {
-    /// The batch for an envelope that `open` accepted, applied at `at`.
-    pub fn from_opened(opened: Opened, at: Timestamp) -> Batch {
+    /// The batch for an envelope of `bytes` bytes that `open` accepted, applied at `at`.
+    pub fn from_opened(opened: Opened, bytes: u64, at: Timestamp) -> Batch {
         let next_head = opened.next_head();
         Batch {
             device: opened.header.device,
@@ -685,6 +691,7 @@ impl Batch {
             next_head,
             payload: opened.payload,
             at,
+            bytes,
         }
     }
 }
@@ -1233,11 +1240,12 @@ pub(crate) struct TransferRow {
     pub at: i64,
     pub snapshot: bool,
     pub counts: [i64; 4],
+    pub bytes: i64,
 }
 
 /// The columns a [`TransferRow`] is read from, in its field order.
 pub(crate) const TRANSFER_COLUMNS: &str =
-    "device, seq, at, snapshot, added, changed, removed, unchanged";
+    "device, seq, at, snapshot, added, changed, removed, unchanged, bytes";
 
 impl TransferRow {
     pub fn into_transfer(self) -> Result<Transfer, StoreError> {
@@ -1258,6 +1266,8 @@ impl TransferRow {
                 removed: count(removed)?,
                 unchanged: count(unchanged)?,
             },
+            bytes: u64::try_from(self.bytes)
+                .map_err(|_| StoreError::Corrupt(format!("negative size {}", self.bytes)))?,
         })
     }
 }
@@ -1271,6 +1281,11 @@ pub(crate) fn changes_to_db(changes: &Changes) -> [i64; 4] {
         db(changes.removed),
         db(changes.unchanged),
     ]
+}
+
+/// A batch's size as the databases store it (a signed 64-bit integer).
+pub(crate) fn bytes_to_db(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 /// A site id read from the database.

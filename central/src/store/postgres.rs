@@ -15,6 +15,7 @@
 //! statement per record; see `migrations/postgres/0001_init.sql` for the schema choices that
 //! keep it close to a bare `COPY` (a `json` column, partial indexes, no per-row foreign key).
 
+use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, PoisonError};
 
@@ -37,13 +38,15 @@ use super::{
     RELEASE_ORDER, TOKEN_COLUMNS,
 };
 use super::{
-    changes_to_db, decode, decode_school, stored_site, AuditEntry, ClientRow, ConsumerClient,
-    CurrentRecord, Transfer, TransferRow, UiSession, UiUser, UserRow, CLIENT_COLUMNS,
-    TRANSFER_COLUMNS, USER_COLUMNS,
+    bytes_to_db, changes_to_db, decode, decode_school, stored_site, AuditEntry, ClientRow,
+    ConsumerClient, CurrentRecord, Transfer, TransferRow, UiSession, UiUser, UserRow,
+    CLIENT_COLUMNS, TRANSFER_COLUMNS, USER_COLUMNS,
 };
 
 /// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
-/// `schema_version`; embedding them means a binary always carries the schema it expects.
+/// `schema_version`; embedding them means a binary always carries the schema it expects. A
+/// version not recorded runs even when a later one has, so migrations numbered on separate
+/// branches (0006 and 0007) may land in either order.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (
@@ -61,6 +64,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         5,
         include_str!("../../migrations/postgres/0005_operator_ui.sql"),
+    ),
+    (
+        7,
+        include_str!("../../migrations/postgres/0007_transfer_bytes.sql"),
     ),
 ];
 
@@ -222,8 +229,8 @@ impl PostgresStore {
         let [added, changed, removed, unchanged] = changes_to_db(&changes);
         tx.execute(
             "INSERT INTO transfers \
-             (site, device, seq, at, snapshot, added, changed, removed, unchanged) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             (site, device, seq, at, snapshot, added, changed, removed, unchanged, bytes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &[
                 &site,
                 &batch.device.as_str(),
@@ -234,6 +241,7 @@ impl PostgresStore {
                 &changed,
                 &removed,
                 &unchanged,
+                &bytes_to_db(batch.bytes),
             ],
         )
         .await?;
@@ -278,20 +286,20 @@ async fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
          CREATE TABLE IF NOT EXISTS {schema}.schema_version (version INTEGER PRIMARY KEY)"
     ))
     .await?;
-    let found: i32 = tx
-        .query_one(
-            &format!("SELECT COALESCE(MAX(version), 0) FROM {schema}.schema_version"),
-            &[],
-        )
+    let mut applied = HashSet::new();
+    for row in tx
+        .query(&format!("SELECT version FROM {schema}.schema_version"), &[])
         .await?
-        .try_get(0)?;
-    let found = i64::from(found);
+    {
+        applied.insert(i64::from(row.try_get::<_, i32>(0)?));
+    }
+    let found = applied.iter().max().copied().unwrap_or(0);
     let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
     if found > known {
         return Err(StoreError::SchemaTooNew { found, known });
     }
     for (version, sql) in MIGRATIONS {
-        if *version > found {
+        if !applied.contains(version) {
             tx.batch_execute(sql).await?;
             let version = i32::try_from(*version)
                 .map_err(|_| StoreError::Config(format!("migration {version} out of range")))?;
@@ -502,6 +510,7 @@ fn transfer_row(row: &tokio_postgres::Row) -> Result<TransferRow, StoreError> {
             row.try_get(6)?,
             row.try_get(7)?,
         ],
+        bytes: row.try_get(8)?,
     })
 }
 

@@ -16,6 +16,7 @@
 //! process or another, can apply a batch between that read and the commit that stores the new
 //! head, so a second apply of the same batch reads the advanced head and changes nothing.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -36,13 +37,15 @@ use super::{
     RELEASE_ORDER, TOKEN_COLUMNS,
 };
 use super::{
-    changes_to_db, decode, decode_school, stored_site, AuditEntry, ClientRow, ConsumerClient,
-    CurrentRecord, Transfer, TransferRow, UiSession, UiUser, UserRow, CLIENT_COLUMNS,
-    TRANSFER_COLUMNS, USER_COLUMNS,
+    bytes_to_db, changes_to_db, decode, decode_school, stored_site, AuditEntry, ClientRow,
+    ConsumerClient, CurrentRecord, Transfer, TransferRow, UiSession, UiUser, UserRow,
+    CLIENT_COLUMNS, TRANSFER_COLUMNS, USER_COLUMNS,
 };
 
 /// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
-/// `schema_version`; embedding them means a binary always carries the schema it expects.
+/// `schema_version`; embedding them means a binary always carries the schema it expects. A
+/// version not recorded runs even when a later one has, so migrations numbered on separate
+/// branches (0006 and 0007) may land in either order.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (
@@ -57,6 +60,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         5,
         include_str!("../../migrations/sqlite/0005_operator_ui.sql"),
+    ),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_transfer_bytes.sql"),
     ),
 ];
 
@@ -174,21 +181,26 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    run_migrations(conn, MIGRATIONS)
+}
+
+/// Runs each of `migrations` that `schema_version` does not record, in the order given.
+fn run_migrations(conn: &mut Connection, migrations: &[(i64, &str)]) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL PRIMARY KEY) STRICT",
     )?;
-    let found: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
-        [],
-        |row| row.get(0),
-    )?;
-    let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    let applied: HashSet<i64> = tx
+        .prepare("SELECT version FROM schema_version")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let found = applied.iter().max().copied().unwrap_or(0);
+    let known = migrations.last().map_or(0, |(version, _)| *version);
     if found > known {
         return Err(StoreError::SchemaTooNew { found, known });
     }
-    for (version, sql) in MIGRATIONS {
-        if *version > found {
+    for (version, sql) in migrations {
+        if !applied.contains(version) {
             tx.execute_batch(sql)?;
             tx.execute(
                 "INSERT INTO schema_version (version) VALUES (?1)",
@@ -491,8 +503,8 @@ fn apply_prepared(
     let [added, changed, removed, unchanged] = changes_to_db(&changes);
     tx.execute(
         "INSERT INTO transfers \
-         (site, device, seq, at, snapshot, added, changed, removed, unchanged) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         (site, device, seq, at, snapshot, added, changed, removed, unchanged, bytes) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             site,
             batch.device.as_str(),
@@ -503,6 +515,7 @@ fn apply_prepared(
             changed,
             removed,
             unchanged,
+            bytes_to_db(batch.bytes),
         ],
     )?;
     tx.commit()?;
@@ -602,6 +615,7 @@ fn transfer_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TransferRow> {
         at: row.get(2)?,
         snapshot: row.get(3)?,
         counts: [row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?],
+        bytes: row.get(8)?,
     })
 }
 
@@ -1337,6 +1351,30 @@ mod tests {
         assert_eq!(versions, MIGRATIONS.len() as i64);
     }
 
+    #[test]
+    fn a_migration_numbered_below_one_already_run_still_runs() {
+        let mut conn = Connection::open_in_memory().expect("a database");
+        let first = [
+            (1, "CREATE TABLE a (x INTEGER)"),
+            (3, "CREATE TABLE c (x INTEGER)"),
+        ];
+        run_migrations(&mut conn, &first).expect("1 and 3 run");
+        let merged = [
+            (1, "CREATE TABLE a (x INTEGER)"),
+            (2, "CREATE TABLE b (x INTEGER)"),
+            (3, "CREATE TABLE c (x INTEGER)"),
+        ];
+        run_migrations(&mut conn, &merged).expect("2 runs, 1 and 3 do not run again");
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('a', 'b', 'c')",
+                [],
+                |row| row.get(0),
+            )
+            .expect("counted");
+        assert_eq!(tables, 3);
+    }
+
     #[tokio::test]
     async fn a_database_from_a_newer_build_is_refused() {
         let dir = tempfile::tempdir().expect("a temporary directory");
@@ -1349,12 +1387,10 @@ mod tests {
                 .expect("a newer version is recorded");
         }
         let result = SqliteStore::open(&path).await;
-        assert!(matches!(
-            result,
-            Err(StoreError::SchemaTooNew {
-                found: 99,
-                known: 5
-            })
-        ));
+        let newest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+        assert!(
+            matches!(result, Err(StoreError::SchemaTooNew { found: 99, known }) if known == newest),
+            "{result:?}"
+        );
     }
 }

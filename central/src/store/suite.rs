@@ -235,6 +235,7 @@ fn batch(device: DeviceId, site: SiteId, head: ChainHead, payload: Payload, at: 
         next_head: ChainHead::after(head.next_seq, digest(head.next_seq)),
         payload,
         at: Timestamp(at),
+        bytes: 1000,
     }
 }
 
@@ -1772,7 +1773,18 @@ pub(crate) async fn each_applied_batch_is_logged_as_a_transfer_once(store: &dyn 
     let secret = secret_a();
     let first = students_delta(&secret, vec![student("1", "Ada"), student("2", "Bo")]);
     applied(store, first.clone(), 10).await;
-    applied(store, delete_students(&secret, &["2"]), 20).await;
+    let head = store.chain_head(&device_a()).await.expect("the head reads");
+    let second = Batch {
+        bytes: 12_700,
+        ..batch(
+            device_a(),
+            site_a(),
+            head,
+            delete_students(&secret, &["2"]),
+            20,
+        )
+    };
+    assert!(matches!(store.apply(second).await, Ok(Outcome::Applied(_))));
     // A replay of the first batch is acked but applies nothing, so it is no transfer.
     let replay = store
         .apply(batch(device_a(), site_a(), ChainHead::genesis(), first, 30))
@@ -1785,8 +1797,10 @@ pub(crate) async fn each_applied_batch_is_logged_as_a_transfer_once(store: &dyn 
     assert_eq!(transfers[0].at, Timestamp(20));
     assert_eq!(transfers[0].seq, Seq(transfers[1].seq.0 + 1));
     assert_eq!(transfers[0].changes, changes(0, 0, 1, 0));
+    assert_eq!(transfers[0].bytes, 12_700, "each batch keeps its own size");
     assert_eq!(transfers[1].seq, ChainHead::genesis().next_seq);
     assert_eq!(transfers[1].changes, changes(2, 0, 0, 0));
+    assert_eq!(transfers[1].bytes, 1000);
     assert!(!transfers[1].snapshot);
     assert_eq!(transfers[1].device, device_a());
     assert!(store

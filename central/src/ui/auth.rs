@@ -11,9 +11,15 @@
 //! a municipality account sees the sites whose current school records carry its
 //! kommunenummer (the same test the consumer scopes use, [`ConsumerScope::covers`]). A site
 //! or device outside an account's view answers exactly as one that does not exist.
+//!
+//! Guessing is slowed per account name: [`LOGIN_FAILURES_ALLOWED`] failed sign-ins lock a
+//! name for [`LOGIN_LOCK`], and while it is locked its sign-ins are refused (429) without
+//! the password being checked. The count is kept in memory (`rate_limit`): a restart
+//! forgets it, which is acceptable for a limit that only has to make guessing slow.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::Argon2;
@@ -28,6 +34,7 @@ use skolebro_protocol::SiteId;
 use subtle::ConstantTimeEq as _;
 
 use super::{audit, escape, page, see_other, store_failure, UiState};
+use crate::rate_limit::{retry_after_seconds, RateLimiter};
 use crate::store::{ConsumerScope, Role, Store, StoreError, Timestamp, UiUser};
 
 /// The session cookie's name.
@@ -41,6 +48,24 @@ pub const MIN_PASSWORD_LEN: usize = 12;
 
 /// Longest account name: names are for people, and they end up in every audit line.
 const MAX_NAME_LEN: usize = 64;
+
+/// Failed sign-ins an account name may have at once: enough for a person who mistypes, far
+/// too few to guess a password.
+pub const LOGIN_FAILURES_ALLOWED: u32 = 5;
+
+/// How long a name stays locked once its failures are used up; after that one more attempt
+/// comes back per this time, and all of them after [`LOGIN_FAILURES_ALLOWED`] times it.
+pub const LOGIN_LOCK: Duration = Duration::from_secs(15 * 60);
+
+/// The sign-in limit, per account name as typed (unknown names too, so a 429 says nothing
+/// about which names exist). Not per peer address: the interface sits behind a TLS proxy,
+/// where every request comes from the proxy, and a per-address lock would lock out everyone.
+pub(crate) fn login_limiter() -> RateLimiter<String> {
+    RateLimiter::new(
+        LOGIN_FAILURES_ALLOWED,
+        LOGIN_LOCK.saturating_mul(LOGIN_FAILURES_ALLOWED),
+    )
+}
 
 /// The hash a failed login for an unknown name is verified against, so it takes as long as
 /// one for a known name: made once, of a random password nobody has.
@@ -195,7 +220,10 @@ impl Operator {
 
     /// The menu of the pages this operator may open, with the logout form.
     pub fn nav(&self) -> String {
-        let mut nav = String::from("<a href=\"/fleet\">Fleet</a><a href=\"/held\">Held deltas</a>");
+        let mut nav = String::from(
+            "<a href=\"/fleet\">Fleet</a><a href=\"/held\">Held deltas</a>\
+             <a href=\"/releases\">Releases</a>",
+        );
         if self.user.role != Role::Municipality {
             nav.push_str("<a href=\"/tokens\">Sticks and tokens</a>");
         }
@@ -351,6 +379,15 @@ pub(crate) async fn post_login(
             "<p class=\"bad\">The form expired. Sign in again.</p>",
         );
     }
+    // The name tried is recorded and counted as written, bounded: it may be a mistyped
+    // password. Each attempt is counted before its password is checked, so guesses sent in
+    // parallel cannot outrun the count; a successful sign-in gives the allowance back.
+    let tried: String = form.name.chars().take(MAX_NAME_LEN).collect();
+    let now = Instant::now();
+    if let Err(wait) = state.login_limiter.check(&tried, now) {
+        tracing::warn!("sign-in refused: the name is locked after failed sign-ins");
+        return locked(&state, wait);
+    }
     let store = state.app.store.as_ref();
     let user = match store.user(&form.name).await {
         Ok(user) => user,
@@ -359,11 +396,20 @@ pub(crate) async fn post_login(
     let hash = user.as_ref().map(|user| user.password_hash.clone());
     let verified = verify_password(form.password, hash).await;
     let Some(user) = user.filter(|_| verified) else {
-        // The name tried is recorded as written, bounded: it may be a mistyped password.
-        let tried: String = form.name.chars().take(MAX_NAME_LEN).collect();
         if let Err(error) = audit(store, &tried, "login_failed", "", "wrong name or password").await
         {
             return store_failure(&error);
+        }
+        if let Err(wait) = state.login_limiter.ready(&tried, now) {
+            // The lock holds even if its line cannot be written: it fails closed.
+            let detail = format!(
+                "{LOGIN_FAILURES_ALLOWED} failed sign-ins: locked for {} min",
+                retry_after_seconds(wait).div_ceil(60)
+            );
+            if let Err(error) = audit(store, &tried, "login_locked", "", &detail).await {
+                return store_failure(&error);
+            }
+            return locked(&state, wait);
         }
         return login_page(
             &state,
@@ -371,6 +417,7 @@ pub(crate) async fn post_login(
             "<p class=\"bad\">Wrong name or password.</p>",
         );
     };
+    state.login_limiter.forget(&tried);
     let (Ok(id), Ok(csrf)) = (random_id(), random_id()) else {
         return login_page(
             &state,
@@ -400,6 +447,22 @@ pub(crate) async fn post_login(
         set_cookie(&state, SESSION_COOKIE, &hex::encode(id), lifetime.as_secs()),
     );
     with_cookie(response, set_cookie(&state, LOGIN_COOKIE, "", 0))
+}
+
+/// 429 for a locked name, with `Retry-After`, in words, and a fresh form for another name.
+fn locked(state: &UiState, wait: Duration) -> Response {
+    let seconds = retry_after_seconds(wait);
+    let message = format!(
+        "<p class=\"bad\" id=\"locked\">Too many failed sign-ins for this name. It can sign \
+         in again in {} minutes; until then no password is checked for it. If this was not \
+         you, tell operations.</p>",
+        seconds.div_ceil(60)
+    );
+    let mut response = login_page(state, StatusCode::TOO_MANY_REQUESTS, &message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 #[derive(Debug, Deserialize)]
@@ -483,6 +546,22 @@ mod tests {
         assert!(!verify_password("wrong horse battery".into(), Some(hash)).await);
         assert!(!verify_password("anything".into(), None).await);
         assert!(!verify_password("anything".into(), Some("not a hash".into())).await);
+    }
+
+    #[test]
+    fn five_failures_lock_a_name_for_fifteen_minutes_and_no_other() {
+        let limiter = login_limiter();
+        let start = Instant::now();
+        let kari = "kari".to_owned();
+        for _ in 0..LOGIN_FAILURES_ALLOWED {
+            assert!(limiter.check(&kari, start).is_ok());
+        }
+        let wait = limiter.check(&kari, start).expect_err("locked");
+        assert_eq!(retry_after_seconds(wait), LOGIN_LOCK.as_secs());
+        assert!(limiter.check(&"ops".to_owned(), start).is_ok());
+        let later = start + LOGIN_LOCK + Duration::from_secs(1);
+        assert!(limiter.check(&kari, later).is_ok(), "one more attempt");
+        assert!(limiter.check(&kari, later).is_err(), "and only one");
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! [`crate::fleet`]. Its actions are the operator API's (release or reject a held delta,
 //! revoke a token or a device), with an account, a role and a reason attached, and every one
 //! of them lands in the audit log. [`auth`] signs operators in and out and decides what each
-//! may see; [`pages`] renders the pages. Everything works without JavaScript: links, plain
-//! forms, and redirects after each POST.
+//! may see; [`pages`] renders the pages; [`releases`] shows the releases and changes their
+//! rollouts. Everything works without JavaScript: links, plain forms, and redirects after
+//! each POST.
 //!
 //! The listener speaks plain HTTP. Beyond loopback it belongs behind a TLS-terminating
 //! proxy, and the session cookie carries `Secure` (the default), so a browser sends it only
@@ -16,6 +17,7 @@
 
 pub(crate) mod auth;
 mod pages;
+mod releases;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -28,10 +30,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::rate_limit::RateLimiter;
 use crate::server::AppState;
 use crate::store::{AuditEntry, Store, StoreError, Timestamp};
 
-pub use auth::{hash_password, new_user, NewUserError};
+pub use auth::{hash_password, new_user, NewUserError, LOGIN_FAILURES_ALLOWED, LOGIN_LOCK};
 
 /// Default lifetime of a signed-in session: one working day.
 pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
@@ -55,11 +58,17 @@ pub struct UiSettings {
 pub(crate) struct UiState {
     pub app: Arc<AppState>,
     pub settings: UiSettings,
+    /// Failed sign-ins per account name, in memory ([`auth::login_limiter`]).
+    pub login_limiter: RateLimiter<String>,
 }
 
 /// The interface's routes.
 pub(crate) fn router(app: Arc<AppState>, settings: UiSettings) -> Router {
-    let state = Arc::new(UiState { app, settings });
+    let state = Arc::new(UiState {
+        app,
+        settings,
+        login_limiter: auth::login_limiter(),
+    });
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(auth::get_login).post(auth::post_login))
@@ -72,6 +81,10 @@ pub(crate) fn router(app: Arc<AppState>, settings: UiSettings) -> Router {
         .route("/tokens", get(pages::tokens))
         .route("/tokens/{id}/revoke", post(pages::post_revoke_token))
         .route("/audit", get(pages::audit_page))
+        .route("/releases", get(releases::releases))
+        .route("/releases/{id}/rollout", post(releases::post_rollout))
+        .route("/releases/{id}/pause", post(releases::post_pause))
+        .route("/releases/{id}/resume", post(releases::post_resume))
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(state)
@@ -126,6 +139,22 @@ pub(crate) fn escape_path(segment: &str) -> String {
         }
     }
     out
+}
+
+/// A size in bytes as people read it ("12.4 KiB"): operators compare transfers and
+/// artifacts by magnitude, not by the byte.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// The headers every page carries: no caching of personal views, no framing, no scripts,
@@ -210,5 +239,15 @@ mod tests {
         );
         assert_eq!(escape_path("pi-1.a_b"), "pi-1.a_b");
         assert_eq!(escape_path("a/b c?"), "a%2Fb%20c%3F");
+    }
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(12_700), "12.4 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 + 512 * 1024), "5.5 MiB");
+        assert_eq!(human_bytes(u64::MAX), "16777216.0 TiB");
     }
 }

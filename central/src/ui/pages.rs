@@ -20,7 +20,7 @@ use serde::Deserialize;
 use skolebro_protocol::{DeviceId, School, SiteId};
 
 use super::auth::{operator, Operator, View};
-use super::{audit, escape, escape_path, page, see_other, store_failure, UiState};
+use super::{audit, escape, escape_path, human_bytes, page, see_other, store_failure, UiState};
 use crate::fleet::{AgentState, Command, DeviceActivity, MAX_HELD_ID_LEN};
 use crate::store::{DeviceRecord, StoreError, Timestamp};
 
@@ -307,13 +307,14 @@ pub(crate) async fn site(
     } else {
         body.push_str(
             "<table id=\"transfers\"><tr><th>Applied</th><th>Device</th><th>Batch</th>\
-             <th>Kind</th><th>Added</th><th>Changed</th><th>Removed</th><th>Unchanged</th></tr>",
+             <th>Kind</th><th>Size</th><th>Added</th><th>Changed</th><th>Removed</th>\
+             <th>Unchanged</th></tr>",
         );
         for transfer in &transfers {
             let _ = write!(
                 body,
                 "<tr><td>{}</td><td>{}</td><td>#{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td></tr>",
+                 <td>{}</td><td>{}</td><td>{}</td></tr>",
                 when(Some(transfer.at), now),
                 escape(transfer.device.as_str()),
                 transfer.seq.0,
@@ -321,6 +322,11 @@ pub(crate) async fn site(
                     "snapshot"
                 } else {
                     "delta"
+                },
+                if transfer.bytes == 0 {
+                    "<span class=\"note\">not recorded</span>".to_owned()
+                } else {
+                    human_bytes(transfer.bytes)
                 },
                 transfer.changes.added,
                 transfer.changes.changed,

@@ -102,6 +102,7 @@ async fn apply(store: &dyn Store, roster: &Roster) -> anyhow::Result<Duration> {
         next_head: ChainHead::after(Seq::FIRST, [1; 32]),
         payload: Payload::Snapshot(roster.clone()),
         at: Timestamp::now(),
+        bytes: 0,
     };
     let start = Instant::now();
     store.apply(batch).await?;

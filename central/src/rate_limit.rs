@@ -1,0 +1,187 @@
+//! Token buckets per key: how central slows down guessing at its two doors that take a
+//! secret from an unknown caller. Enrollment ([`crate::enroll`]) takes one from the peer
+//! address's bucket for every request, so a token guesser or a flood of CSRs gets nowhere;
+//! the web interface's sign-in ([`crate::ui`]) takes one from the account name's bucket for
+//! every *failed* password, and refuses to check a password at all while the bucket is empty.
+//!
+//! The buckets live in memory, per process: a restart forgets them, and two centrals behind
+//! one name would each keep their own. That is acceptable for a limit whose purpose is to
+//! make guessing slow, not to count exactly; nothing that must survive is kept here.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// At most this many keys are tracked; beyond it, keys that have their full allowance again
+/// are forgotten, and if none has, new keys wait. Bounds the memory a caller inventing keys
+/// (addresses, account names) can make central spend.
+const MAX_TRACKED_KEYS: usize = 65_536;
+
+/// A token bucket per key: `capacity` at once, refilled at `capacity` per `period`.
+pub(crate) struct RateLimiter<K> {
+    capacity: f64,
+    per_second: f64,
+    buckets: Mutex<HashMap<K, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    available: f64,
+    at: Instant,
+}
+
+impl<K: Eq + Hash + Clone> RateLimiter<K> {
+    /// A limiter allowing `capacity` at once and `capacity` per `period` after that. A
+    /// capacity of 0 (or an empty period) allows nothing.
+    pub(crate) fn new(capacity: u32, period: Duration) -> RateLimiter<K> {
+        let capacity = f64::from(capacity);
+        let seconds = period.as_secs_f64();
+        RateLimiter {
+            capacity,
+            per_second: if seconds > 0.0 {
+                capacity / seconds
+            } else {
+                0.0
+            },
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one from `key`'s allowance, or says how long until there is one.
+    pub(crate) fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
+        self.with_bucket(key, now, true)
+    }
+
+    /// Whether `key` has one left, without taking it; if not, how long until it has.
+    pub(crate) fn ready(&self, key: &K, now: Instant) -> Result<(), Duration> {
+        self.with_bucket(key, now, false)
+    }
+
+    /// Gives `key` its full allowance back (it proved itself, e.g. by signing in).
+    pub(crate) fn forget(&self, key: &K) {
+        self.lock().remove(key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Bucket>> {
+        // Nothing here is left half-updated by a panic, so a poisoned lock is usable.
+        self.buckets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn with_bucket(&self, key: &K, now: Instant, take: bool) -> Result<(), Duration> {
+        let (capacity, per_second) = (self.capacity, self.per_second);
+        let never = Duration::from_secs(60);
+        if per_second <= 0.0 {
+            return Err(never);
+        }
+        let refilled = |bucket: &Bucket| {
+            let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+            (bucket.available + elapsed * per_second).min(capacity)
+        };
+        let wait = |available: f64| Duration::from_secs_f64((1.0 - available) / per_second);
+        let mut buckets = self.lock();
+        let Some(bucket) = buckets.get_mut(key) else {
+            if buckets.len() >= MAX_TRACKED_KEYS {
+                buckets.retain(|_, bucket| refilled(bucket) < capacity);
+                if buckets.len() >= MAX_TRACKED_KEYS {
+                    return Err(wait(0.0));
+                }
+            }
+            if capacity < 1.0 {
+                return Err(never);
+            }
+            if take {
+                buckets.insert(
+                    key.clone(),
+                    Bucket {
+                        available: capacity - 1.0,
+                        at: now,
+                    },
+                );
+            }
+            return Ok(());
+        };
+        let available = refilled(bucket);
+        if available < 1.0 {
+            *bucket = Bucket { available, at: now };
+            return Err(wait(available));
+        }
+        if take {
+            *bucket = Bucket {
+                available: available - 1.0,
+                at: now,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Whole seconds for a `Retry-After` header: rounded up, at least 1, so a client that obeys
+/// it never comes back too early.
+pub(crate) fn retry_after_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+
+    fn peer(last: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, last])
+    }
+
+    #[test]
+    fn a_key_gets_its_allowance_at_once_then_one_request_per_refill() {
+        let limiter = RateLimiter::new(2, Duration::from_secs(60));
+        let start = Instant::now();
+        assert!(limiter.check(&peer(1), start).is_ok());
+        assert!(limiter.check(&peer(1), start).is_ok());
+        let wait = limiter
+            .check(&peer(1), start)
+            .expect_err("the third request waits");
+        assert_eq!(wait.as_secs(), 30);
+        assert!(
+            limiter.check(&peer(2), start).is_ok(),
+            "another key is not held up"
+        );
+        assert!(limiter
+            .check(&peer(1), start + Duration::from_secs(31))
+            .is_ok());
+        assert!(limiter
+            .check(&peer(1), start + Duration::from_secs(32))
+            .is_err());
+    }
+
+    #[test]
+    fn looking_takes_nothing_and_forgetting_restores_the_allowance() {
+        let limiter = RateLimiter::new(2, Duration::from_secs(600));
+        let start = Instant::now();
+        let name = "kari".to_owned();
+        for _ in 0..5 {
+            assert!(limiter.ready(&name, start).is_ok(), "looking is free");
+        }
+        assert!(limiter.check(&name, start).is_ok());
+        assert!(limiter.check(&name, start).is_ok());
+        let wait = limiter.ready(&name, start).expect_err("spent");
+        assert_eq!(wait.as_secs(), 300);
+        assert!(limiter.ready(&"ola".to_owned(), start).is_ok());
+        limiter.forget(&name);
+        assert!(limiter.ready(&name, start).is_ok());
+    }
+
+    #[test]
+    fn no_capacity_allows_nothing() {
+        let limiter = RateLimiter::new(0, Duration::from_secs(60));
+        assert!(limiter.check(&peer(1), Instant::now()).is_err());
+        assert!(limiter.ready(&peer(1), Instant::now()).is_err());
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_seconds(Duration::from_millis(1_200)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_secs(3)), 3);
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+    }
+}
