@@ -195,7 +195,10 @@ impl Operator {
 
     /// The menu of the pages this operator may open, with the logout form.
     pub fn nav(&self) -> String {
-        let mut nav = String::from("<a href=\"/fleet\">Fleet</a><a href=\"/held\">Held deltas</a>");
+        let mut nav = String::from(
+            "<a href=\"/fleet\">Fleet</a><a href=\"/held\">Held deltas</a>\
+             <a href=\"/windows\">Transfer windows</a>",
+        );
         if self.user.role != Role::Municipality {
             nav.push_str("<a href=\"/tokens\">Sticks and tokens</a>");
         }

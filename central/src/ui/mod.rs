@@ -7,7 +7,7 @@
 //! [`crate::fleet`]. Its actions are the operator API's (release or reject a held delta,
 //! revoke a token or a device), with an account, a role and a reason attached, and every one
 //! of them lands in the audit log. [`auth`] signs operators in and out and decides what each
-//! may see; [`pages`] renders the pages. Everything works without JavaScript: links, plain
+//! may see; [`pages`] renders the pages, [`windows`] the counties' transfer windows. Everything works without JavaScript: links, plain
 //! forms, and redirects after each POST.
 //!
 //! The listener speaks plain HTTP. Beyond loopback it belongs behind a TLS-terminating
@@ -16,6 +16,7 @@
 
 pub(crate) mod auth;
 mod pages;
+mod windows;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -72,6 +73,10 @@ pub(crate) fn router(app: Arc<AppState>, settings: UiSettings) -> Router {
         .route("/tokens", get(pages::tokens))
         .route("/tokens/{id}/revoke", post(pages::post_revoke_token))
         .route("/audit", get(pages::audit_page))
+        .route(
+            "/windows",
+            get(windows::windows_page).post(windows::post_window),
+        )
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(state)
