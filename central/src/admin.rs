@@ -7,7 +7,8 @@
 //! start of a device's life: `skolebro-provision stick` registers the stick's enrollment
 //! token here (only its SHA-256), and operators list and revoke tokens and devices.
 //! Operations also create and revoke the consumers' OAuth2 clients here
-//! (`crate::consumer_auth`) and download a county's elevliste (`crate::elevliste_export`).
+//! (`crate::consumer_auth`) and download a county's elevliste (`crate::elevliste_export`),
+//! frozen at a transfer window's deadline once it has passed (`crate::windows`).
 //! Releases are registered, uploaded and rolled out here too (`release.rs`).
 //! There is no authentication yet, which is why the listener belongs on loopback behind a
 //! proxy. The roster answers carry personal data by design; nothing of it is logged.
@@ -39,6 +40,7 @@ use crate::server::AppState;
 use crate::store::{
     token_id, NewToken, StoreError, Timestamp, TokenRecord, MAX_ENROLLABLE_SITE_LEN,
 };
+use crate::windows;
 
 /// Longest school name a token may carry: names are for people's lists, not documents.
 const MAX_SITE_NAME_LEN: usize = 256;
@@ -93,6 +95,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/admin/clients", get(get_clients).post(post_client))
         .route("/admin/clients/{id}/revoke", post(post_revoke_client))
         .route("/admin/exports/elevliste", get(get_elevliste))
+        .route(
+            "/admin/windows",
+            get(windows::get_windows).post(windows::post_window),
+        )
         .fallback(reply::not_found)
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES))
         .with_state(state)

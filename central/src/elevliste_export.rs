@@ -12,7 +12,10 @@
 //! `X-Skolebro-Left-Out` header, and the school fixes the id in its SAS.
 //!
 //! Served on the operator listener (`GET /admin/exports/elevliste`); the file carries
-//! personal data by design, and nothing of it is logged.
+//! personal data by design, and nothing of it is logged. Asked for a transfer window
+//! (`window=ID`), it is the window's county, and once the window has closed the file is
+//! generated as of its deadline: the records are bitemporal, so a late batch, applied and
+//! kept like any other, leaves the window's file exactly as it was at the deadline.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -190,16 +193,18 @@ fn write_row<'a>(out: &mut String, fields: impl Iterator<Item = &'a str>) {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExportQuery {
-    /// Fylkesnummer, two digits.
-    county: String,
+    /// Fylkesnummer, two digits; with `window` it may be left out (it is the window's).
+    county: Option<String>,
     /// Trinn, as the SAS writes it (`10`).
     grade: String,
     /// RFC 3339; absent for the current rosters.
     as_of: Option<String>,
+    /// A transfer window's id: its county, and once it has closed its deadline as `as_of`.
+    window: Option<i64>,
 }
 
-/// `GET /admin/exports/elevliste?county=46&grade=10[&as_of=<RFC 3339>]`: the file, as an
-/// attachment named for county and grade.
+/// `GET /admin/exports/elevliste?county=46&grade=10[&as_of=<RFC 3339>]` or
+/// `?window=<id>&grade=10`: the file, as an attachment named for county and grade.
 pub(crate) async fn get_elevliste(
     State(state): State<Arc<AppState>>,
     query: Result<Query<ExportQuery>, QueryRejection>,
@@ -207,36 +212,68 @@ pub(crate) async fn get_elevliste(
     let invalid =
         |detail: &str| reply::error(StatusCode::BAD_REQUEST, "invalid_query", detail.to_owned());
     let Ok(Query(query)) = query else {
-        return invalid("the parameters are county, grade and optionally as_of");
+        return invalid(
+            "the parameters are grade, county or window (a number), and optionally as_of",
+        );
     };
-    if !ConsumerScope::County(query.county.clone()).is_valid() {
-        return invalid("county is a fylkesnummer, two digits");
+    if let Some(county) = &query.county {
+        if !ConsumerScope::County(county.clone()).is_valid() {
+            return invalid("county is a fylkesnummer, two digits");
+        }
     }
     let grade = query.grade.trim();
     if grade.is_empty() || grade.len() > 8 || !grade.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return invalid("grade is a trinn such as 10 (letters and digits, at most 8)");
     }
-    let as_of = match query.as_of.as_deref().map(Timestamp::parse_rfc3339) {
-        None => None,
-        Some(Some(at)) => Some(at),
-        Some(None) => return invalid("as_of is an RFC 3339 time, e.g. 2026-11-15T23:59:59Z"),
+    if query.window.is_some() && query.as_of.is_some() {
+        return invalid("window and as_of exclude each other: a closed window is as of closes");
+    }
+    let (county, as_of) = match query.window {
+        Some(id) => {
+            let window = match state.store.window(id).await {
+                Ok(Some(window)) => window,
+                Ok(None) => {
+                    return reply::error(
+                        StatusCode::NOT_FOUND,
+                        "unknown_window",
+                        format!("no transfer window has id {id}"),
+                    )
+                }
+                Err(error) => return store_failure(&error),
+            };
+            let county = window.fylke.to_string();
+            if query.county.as_ref().is_some_and(|asked| *asked != county) {
+                return invalid("county differs from the window's county; leave it out");
+            }
+            (county, window.frozen_as_of(Timestamp::now()))
+        }
+        None => {
+            let Some(county) = query.county.clone() else {
+                return invalid("county (a fylkesnummer) or window is required");
+            };
+            match query.as_of.as_deref().map(Timestamp::parse_rfc3339) {
+                None => (county, None),
+                Some(Some(at)) => (county, Some(at)),
+                Some(None) => {
+                    return invalid("as_of is an RFC 3339 time, e.g. 2026-11-15T23:59:59Z")
+                }
+            }
+        }
     };
-    let elevliste = match generate(&*state.store, &query.county, grade, as_of).await {
+    let elevliste = match generate(&*state.store, &county, grade, as_of).await {
         Ok(elevliste) => elevliste,
         Err(error) => return store_failure(&error),
     };
     tracing::info!(
-        county = query.county,
+        county,
+        window = query.window,
         grade,
         as_of = ?as_of.map(|at| at.to_string()),
         rows = elevliste.rows,
         left_out = elevliste.left_out,
         "elevliste exported"
     );
-    let disposition = format!(
-        "attachment; filename=\"elevliste-{}-{grade}.csv\"",
-        query.county
-    );
+    let disposition = format!("attachment; filename=\"elevliste-{county}-{grade}.csv\"");
     let mut response = (
         StatusCode::OK,
         [
@@ -254,6 +291,9 @@ pub(crate) async fn get_elevliste(
         HeaderName::from_static("x-skolebro-left-out"),
         HeaderValue::from(elevliste.left_out),
     );
+    if let Some(Ok(value)) = as_of.map(|at| HeaderValue::from_str(&at.to_string())) {
+        headers.insert(HeaderName::from_static("x-skolebro-as-of"), value);
+    }
     response
 }
 

@@ -16,7 +16,8 @@
 //! `elevliste_export` on the operator listener. [`release`] keeps signed releases and their
 //! artifacts, and decides which release each heartbeat answer offers (DESIGN decision 7).
 //! Operators and municipalities use the web interface in [`ui`] on its own optional
-//! listener. The HTTP contract is `docs/API.md`.
+//! listener. The counties' transfer windows, and which batches came in late for them, are
+//! derived at read time in `windows`. The HTTP contract is `docs/API.md`.
 
 mod admin;
 pub mod config;
@@ -33,6 +34,7 @@ mod reply;
 pub mod server;
 pub mod store;
 pub mod ui;
+mod windows;
 
 pub use config::{CentralConfig, ConfigError, EnrollConfig, StoreConfig, TlsConfig};
 pub use enroll::EnrollSettings;

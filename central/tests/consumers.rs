@@ -89,6 +89,23 @@ impl Central {
         format!("http://{}{path}", self.running().admin_addr)
     }
 
+    /// `GET /admin/exports/elevliste?{query}`: the status, the headers and the file.
+    async fn export_elevliste(&self, query: String) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let response = self
+            .http
+            .get(self.admin_url(&format!("/admin/exports/elevliste?{query}")))
+            .send()
+            .await
+            .expect("the admin listener answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        (
+            status,
+            headers,
+            response.bytes().await.expect("a body").to_vec(),
+        )
+    }
+
     fn consumer_url(&self, path: &str) -> String {
         let addr = self.running().consumer_addr.expect("a consumer listener");
         format!("http://{addr}{path}")
@@ -723,24 +740,7 @@ async fn the_elevliste_export_reads_back_with_the_agents_reader_as_central_holds
     let changed = elevliste(FANA, &fana_rows()).replace("Oskar;", "Oscar;");
     central.transfer(&mut devices[0], &changed).await;
 
-    let export = |query: String| {
-        let central = &central;
-        async move {
-            let response = central
-                .http
-                .get(central.admin_url(&format!("/admin/exports/elevliste?{query}")))
-                .send()
-                .await
-                .expect("the admin listener answers");
-            let status = response.status();
-            let headers = response.headers().clone();
-            (
-                status,
-                headers,
-                response.bytes().await.expect("a body").to_vec(),
-            )
-        }
-    };
+    let export = |query: String| central.export_elevliste(query);
     let (status, headers, bytes) = export("county=46&grade=10".to_owned()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
@@ -836,6 +836,133 @@ async fn the_elevliste_export_reads_back_with_the_agents_reader_as_central_holds
     ] {
         let (status, _, _) = export(query.to_owned()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+    }
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_batch_changes_the_current_roster_but_not_the_closed_windows_frozen_file() {
+    let (central, mut devices) = three_schools().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let closes = Timestamp(now_ms());
+    let create = |body: Value| {
+        let central = &central;
+        async move {
+            let response = central
+                .http
+                .post(central.admin_url("/admin/windows"))
+                .json(&body)
+                .send()
+                .await
+                .expect("the admin listener answers");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, window) = create(json!({
+        "fylke": "46",
+        "name": "Inntak 2027",
+        "opens": Timestamp(closes.0 - 3_600_000).to_string(),
+        "closes": closes.to_string(),
+    }))
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{window}");
+    let id = window["id"].as_i64().expect("an id");
+    // County 03's window is still open: its file is the current state.
+    let (status, open) = create(json!({
+        "fylke": "03",
+        "name": "Inntak 2027",
+        "opens": "2020-01-01",
+        "closes": "2100-01-01T00:00:00+01:00",
+    }))
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{open}");
+    assert_eq!(open["state"], "open");
+
+    // Fana delivers again after the deadline: applied and kept, but late.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let changed = elevliste(FANA, &fana_rows()).replace("Oskar;", "Oscar;");
+    central.transfer(&mut devices[0], &changed).await;
+
+    let export = |query: String| central.export_elevliste(query);
+    let (status, headers, bytes) = export(format!("window={id}&grade=10")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-skolebro-as-of"], closes.to_string().as_str());
+    let frozen = central.read_elevliste("frozen.csv", &bytes);
+    assert!(frozen.students.iter().any(|s| s.given_name == "Oskar"));
+    assert!(!frozen.students.iter().any(|s| s.given_name == "Oscar"));
+    assert_eq!(frozen.students.len(), 4, "3 at Fana, 1 at Voss");
+    let (_, _, again) = export(format!("window={id}&grade=10&county=46")).await;
+    assert_eq!(again, bytes, "the same file, with the window's own county");
+
+    let (_, headers, bytes) = export("county=46&grade=10".to_owned()).await;
+    assert!(headers.get("x-skolebro-as-of").is_none());
+    let current = central.read_elevliste("current.csv", &bytes);
+    assert!(current.students.iter().any(|s| s.given_name == "Oscar"));
+
+    let open_id = open["id"].as_i64().expect("an id");
+    let (status, headers, bytes) = export(format!("window={open_id}&grade=10")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.get("x-skolebro-as-of").is_none());
+    assert_eq!(central.read_elevliste("oslo.csv", &bytes).students.len(), 2);
+
+    let listed: Value = central
+        .http
+        .get(central.admin_url("/admin/windows?fylke=46"))
+        .send()
+        .await
+        .expect("the admin listener answers")
+        .json()
+        .await
+        .expect("JSON");
+    let windows = listed["windows"].as_array().expect("a list");
+    assert_eq!(windows.len(), 1, "{listed}");
+    assert_eq!(windows[0]["state"], "closed");
+    assert_eq!(windows[0]["sites"], 2);
+    assert_eq!(
+        windows[0]["delivered"],
+        json!(["skole-46505", "skole-46701"])
+    );
+    let late = windows[0]["late"].as_array().expect("late batches");
+    assert_eq!(late.len(), 1, "{listed}");
+    assert_eq!(late[0]["site"], "skole-46505");
+    assert_eq!(late[0]["seq"], 2);
+
+    for (query, expected) in [
+        (
+            format!("window={id}&grade=10&as_of=2027-01-01"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("window={id}&grade=10&county=03"),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("window=9999&grade=10".to_owned(), StatusCode::NOT_FOUND),
+        ("window=x&grade=10".to_owned(), StatusCode::BAD_REQUEST),
+        ("grade=10".to_owned(), StatusCode::BAD_REQUEST),
+    ] {
+        assert_eq!(export(query.clone()).await.0, expected, "{query}");
+    }
+    for (body, expected) in [
+        (
+            json!({"fylke": "46", "name": "Overlap", "opens": "2020-01-01", "closes": "2100-01-01"}),
+            StatusCode::CONFLICT,
+        ),
+        (
+            json!({"fylke": "46", "name": "Backwards", "opens": "2101-01-02", "closes": "2101-01-01"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"fylke": "4601", "name": "x", "opens": "2101-01-01", "closes": "2101-01-02"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"fylke": "46", "name": "x", "opens": "soon", "closes": "2101-01-02"}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, answer) = create(body.clone()).await;
+        assert_eq!(status, expected, "{body}: {answer}");
     }
     central.stop().await;
 }

@@ -121,34 +121,80 @@ impl Central {
             .register_device(&device, &site, &key)
             .await
             .expect("the device");
-        let roster = Roster {
-            schools: vec![School {
-                skolenummer: format!("{kommune}0").into(),
-                organisasjonsnummer: None,
-                kommunenummer: Some(kommune.into()),
-                fylkesnummer: Some(kommune[..2].into()),
-                name: format!("Skule {kommune}").into(),
-            }],
-            ..Roster::default()
-        };
-        let head = ChainHead::genesis();
         self.store
-            .apply(Batch {
+            .apply(one_school_snapshot(
                 device,
                 site,
-                seq: head.next_seq,
-                prev: head.prev,
-                next_head: ChainHead {
-                    next_seq: Seq(head.next_seq.0 + 1),
-                    prev: [seed; 32],
-                },
-                payload: Payload::Snapshot(roster),
-                at: skolebro_central::store::Timestamp::now(),
-                bytes: 2048,
-            })
+                ChainHead::genesis(),
+                kommune,
+                [seed; 32],
+            ))
             .await
             .expect("the roster applies");
     }
+}
+
+/// A snapshot of a roster of one school of `kommune`, chained on `head`.
+fn one_school_snapshot(
+    device: DeviceId,
+    site: SiteId,
+    head: ChainHead,
+    kommune: &str,
+    next: [u8; 32],
+) -> Batch {
+    let roster = Roster {
+        schools: vec![School {
+            skolenummer: format!("{kommune}0").into(),
+            organisasjonsnummer: None,
+            kommunenummer: Some(kommune.into()),
+            fylkesnummer: Some(kommune[..2].into()),
+            name: format!("Skule {kommune}").into(),
+        }],
+        ..Roster::default()
+    };
+    Batch {
+        device,
+        site,
+        seq: head.next_seq,
+        prev: head.prev,
+        next_head: ChainHead {
+            next_seq: Seq(head.next_seq.0 + 1),
+            prev: next,
+        },
+        payload: Payload::Snapshot(roster),
+        at: skolebro_central::store::Timestamp::now(),
+        bytes: 2048,
+    }
+}
+
+/// Posts the web interface's new-window form for county 46.
+async fn post_window(
+    session: &Session,
+    csrf: &str,
+    name: &str,
+    opens: &str,
+    closes: &str,
+) -> StatusCode {
+    let form = [
+        ("csrf", csrf),
+        ("fylke", "46"),
+        ("name", name),
+        ("opens", opens),
+        ("closes", closes),
+    ];
+    session.post("/windows", &form).await
+}
+
+/// Applies another snapshot of the same one-school roster to a site `site_in` made, now:
+/// a school delivering again, for example after a window's deadline.
+async fn deliver_again(store: &dyn Store, site: &str, device: &str, kommune: &str) {
+    let site = SiteId::new(site).expect("a site id");
+    let device = DeviceId::new(device).expect("a device id");
+    let head = store.chain_head(&device).await.expect("the chain head");
+    store
+        .apply(one_school_snapshot(device, site, head, kommune, [0xee; 32]))
+        .await
+        .expect("the roster applies again");
 }
 
 /// A signed-in browser stand-in over plain HTTP: its session cookie and the page's CSRF
@@ -682,6 +728,109 @@ async fn the_json_operator_api_writes_its_actions_to_the_audit_log() {
     central.running.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_set_a_transfer_window_that_only_its_county_sees_and_late_transfers_are_flagged()
+{
+    use skolebro_central::store::Timestamp;
+
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    central.site_in("oslo", "pi-oslo", "0301", 2).await;
+    central.add_user("ops", "operations", None).await;
+    central.add_user("kari", "municipality", Some("4601")).await;
+    central.add_user("ola", "municipality", Some("0301")).await;
+    central.add_user("lesar", "read_only", None).await;
+    let base = central.ui();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let closes = Timestamp::now();
+    let opens = Timestamp(closes.0 - 3_600_000);
+    // Operations create the window (the name is escaped wherever it is shown).
+    let ops = try_login(&base, "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in");
+    let csrf = ops.csrf().await;
+    let (opens, closes) = (opens.to_string(), closes.to_string());
+    let created = post_window(&ops, &csrf, "Inntak <2027>", &opens, &closes).await;
+    assert_eq!(created, StatusCode::SEE_OTHER);
+    let backwards = post_window(&ops, &csrf, "Backwards", "2101-01-02", "2101-01-01").await;
+    assert_eq!(backwards, StatusCode::BAD_REQUEST);
+    let overlapping = post_window(&ops, &csrf, "Overlap", "2020-01-01", "2100-01-01").await;
+    assert_eq!(overlapping, StatusCode::BAD_REQUEST);
+    let forged = post_window(&ops, &"0".repeat(64), "Forged", "2101-01-01", "2101-01-02").await;
+    assert_eq!(forged, StatusCode::FORBIDDEN);
+
+    // Fana delivers after the deadline: kept, and flagged on its page.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    deliver_again(central.store.as_ref(), "fana", "pi-fana", "4601").await;
+    let (status, site) = ops.get("/sites/fana").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(site.contains("Late for Inntak &lt;2027&gt;"), "{site}");
+    assert_eq!(site.matches("Late for").count(), 1, "{site}");
+    let (_, oslo) = ops.get("/sites/oslo").await;
+    assert!(!oslo.contains("Late for"), "{oslo}");
+
+    let (status, windows) = ops.get("/windows").await;
+    assert_eq!(status, StatusCode::OK);
+    for expected in [
+        "County 46",
+        "Inntak &lt;2027&gt;",
+        "Closed on",
+        "frozen",
+        "1 of 1 sites delivered inside the window",
+        "1 late transfers from 1 sites",
+        "href=\"/sites/fana\"",
+        "id=\"create-window\"",
+    ] {
+        assert!(windows.contains(expected), "{expected} in {windows}");
+    }
+    assert!(!windows.contains("Inntak <2027>"), "{windows}");
+    assert!(
+        !windows.contains("Forged") && !windows.contains("Overlap"),
+        "{windows}"
+    );
+
+    // The municipality in the county sees it; one in another county neither sees nor
+    // creates windows, nor does a read-only account create one.
+    let kari = try_login(&base, "kari", PASSWORD)
+        .await
+        .1
+        .expect("kari signs in");
+    let (_, seen) = kari.get("/windows").await;
+    assert!(seen.contains("Inntak &lt;2027&gt;"), "{seen}");
+    assert!(!seen.contains("create-window"), "{seen}");
+    let ola = try_login(&base, "ola", PASSWORD)
+        .await
+        .1
+        .expect("ola signs in");
+    let (status, unseen) = ola.get("/windows").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!unseen.contains("Inntak"), "{unseen}");
+    assert!(unseen.contains("No transfer windows are set"), "{unseen}");
+    let csrf = ola.csrf().await;
+    let own = post_window(&ola, &csrf, "Oslo's own", "2101-01-01", "2101-01-02").await;
+    assert_eq!(own, StatusCode::FORBIDDEN);
+    let reader = try_login(&base, "lesar", PASSWORD)
+        .await
+        .1
+        .expect("the reader signs in");
+    assert!(reader
+        .get("/windows")
+        .await
+        .1
+        .contains("Inntak &lt;2027&gt;"));
+    let csrf = reader.csrf().await;
+    let read_only = post_window(&reader, &csrf, "Reader's", "2101-01-01", "2101-01-02").await;
+    assert_eq!(read_only, StatusCode::FORBIDDEN);
+    assert!(!ops.get("/windows").await.1.contains("Oslo&#39;s own"));
+
+    let (_, audit) = ops.get("/audit").await;
+    assert!(audit.contains("create_window"), "{audit}");
+    assert!(audit.contains("county 46"), "{audit}");
+    assert_eq!(audit.matches("create_window").count(), 1, "{audit}");
+    central.running.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The browser test
 
@@ -850,6 +999,23 @@ impl Browser {
             .as_str()
             .expect("the page source")
             .to_owned()
+    }
+
+    /// The current page once it contains `text`. A click that submits a form can return
+    /// before the browser has loaded the page the form leads to.
+    async fn page_showing(&self, text: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let page = self.source().await;
+            if page.contains(text) {
+                return page;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the page never showed {text:?}: {page}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Opens `url` until its page contains `text`: what a page shows can lag a heartbeat
@@ -1116,9 +1282,8 @@ async fn release_in_browser(scene: Scene) {
     browser.type_into("#name", "ops").await;
     browser.type_into("#password", PASSWORD).await;
     browser.click("#sign-in").await;
-    let fleet = browser.source().await;
+    let fleet = browser.page_showing("Holding a delta for review").await;
     assert!(fleet.contains("pi-fana"), "{fleet}");
-    assert!(fleet.contains("Holding a delta for review"), "{fleet}");
 
     browser.open(&format!("{base}/held")).await;
     let held = browser.source().await;
@@ -1130,8 +1295,7 @@ async fn release_in_browser(scene: Scene) {
         )
         .await;
     browser.click("#release").await;
-    let after = browser.source().await;
-    assert!(after.contains("The release is queued"), "{after}");
+    browser.page_showing("The release is queued").await;
 
     // The agent picks the release up with its next heartbeat and sends the delta.
     wait_for("the released delta at central", || {

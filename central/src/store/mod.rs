@@ -36,9 +36,12 @@ pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
+mod windows;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use windows::{Fylke, NewWindow, TransferWindow, WindowState, MAX_WINDOW_NAME_LEN};
+pub(crate) use windows::{WindowRow, WINDOW_COLUMNS, WINDOW_ORDER};
 
 /// The future every [`Store`] method returns.
 ///
@@ -875,6 +878,16 @@ pub enum StoreError {
     /// An operator account with this name already exists.
     #[error("operator account {0} already exists")]
     UserExists(String),
+    /// A transfer window's name is empty or longer than [`MAX_WINDOW_NAME_LEN`].
+    #[error("a transfer window's name is 1 to {MAX_WINDOW_NAME_LEN} characters")]
+    WindowName,
+    /// A transfer window would close before (or when) it opens.
+    #[error("a transfer window must close after it opens (opens {opens}, closes {closes})")]
+    WindowCloses { opens: Timestamp, closes: Timestamp },
+    /// A transfer window would overlap another window of its county: a late batch would be
+    /// on time for one and late for the other.
+    #[error("the transfer window overlaps window {existing} of county {fylke}")]
+    WindowOverlap { fylke: Fylke, existing: i64 },
     /// The store was configured with something it cannot use (e.g. a schema name).
     #[error("invalid store configuration: {0}")]
     Config(String),
@@ -1068,6 +1081,22 @@ pub trait Store: Send + Sync {
     /// The site's newest `limit` applied batches, newest first. [`Store::apply`] records
     /// each in the transaction that applies it.
     fn transfers<'a>(&'a self, site: &'a SiteId, limit: u32) -> StoreFuture<'a, Vec<Transfer>>;
+
+    /// Every site's batches applied at or after `since`, oldest first: what a transfer
+    /// window's report (delivered in time, late) is derived from.
+    fn transfers_since(&self, since: Timestamp) -> StoreFuture<'_, Vec<(SiteId, Transfer)>>;
+
+    /// Creates a transfer window and returns it with its id. A name out of bounds is
+    /// [`StoreError::WindowName`], a window closing before it opens
+    /// [`StoreError::WindowCloses`], one overlapping another window of its county
+    /// [`StoreError::WindowOverlap`]; the overlap is checked in the inserting transaction.
+    fn create_window<'a>(&'a self, window: &'a NewWindow) -> StoreFuture<'a, TransferWindow>;
+
+    /// The transfer windows of one county, or of all with `None`, by county and opening.
+    fn windows(&self, fylke: Option<Fylke>) -> StoreFuture<'_, Vec<TransferWindow>>;
+
+    /// The window with this id, or `None`.
+    fn window(&self, id: i64) -> StoreFuture<'_, Option<TransferWindow>>;
 
     /// Registers a release. The same manifest again changes nothing and returns `false`, so
     /// a `release` run that failed halfway can be repeated; another manifest under the same

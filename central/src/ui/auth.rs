@@ -222,7 +222,7 @@ impl Operator {
     pub fn nav(&self) -> String {
         let mut nav = String::from(
             "<a href=\"/fleet\">Fleet</a><a href=\"/held\">Held deltas</a>\
-             <a href=\"/releases\">Releases</a>",
+             <a href=\"/releases\">Releases</a><a href=\"/windows\">Transfer windows</a>",
         );
         if self.user.role != Role::Municipality {
             nav.push_str("<a href=\"/tokens\">Sticks and tokens</a>");

@@ -8,8 +8,8 @@
 //! revoke a token or a device), with an account, a role and a reason attached, and every one
 //! of them lands in the audit log. [`auth`] signs operators in and out and decides what each
 //! may see; [`pages`] renders the pages; [`releases`] shows the releases and changes their
-//! rollouts. Everything works without JavaScript: links, plain forms, and redirects after
-//! each POST.
+//! rollouts; [`windows`] shows and sets the counties' transfer windows. Everything works
+//! without JavaScript: links, plain forms, and redirects after each POST.
 //!
 //! The listener speaks plain HTTP. Beyond loopback it belongs behind a TLS-terminating
 //! proxy, and the session cookie carries `Secure` (the default), so a browser sends it only
@@ -18,6 +18,7 @@
 pub(crate) mod auth;
 mod pages;
 mod releases;
+mod windows;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -85,6 +86,10 @@ pub(crate) fn router(app: Arc<AppState>, settings: UiSettings) -> Router {
         .route("/releases/{id}/rollout", post(releases::post_rollout))
         .route("/releases/{id}/pause", post(releases::post_pause))
         .route("/releases/{id}/resume", post(releases::post_resume))
+        .route(
+            "/windows",
+            get(windows::windows_page).post(windows::post_window),
+        )
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(state)

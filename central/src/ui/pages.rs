@@ -20,6 +20,7 @@ use serde::Deserialize;
 use skolebro_protocol::{DeviceId, School, SiteId};
 
 use super::auth::{operator, Operator, View};
+use super::windows::late_note;
 use super::{audit, escape, escape_path, human_bytes, page, see_other, store_failure, UiState};
 use crate::fleet::{AgentState, Command, DeviceActivity, MAX_HELD_ID_LEN};
 use crate::store::{DeviceRecord, StoreError, Timestamp};
@@ -258,6 +259,8 @@ pub(crate) async fn site(
     let (devices, schools) = stored!(visible_devices(&state, &view).await);
     let counts = stored!(store.counts(&site).await);
     let transfers = stored!(store.transfers(&site, TRANSFERS_SHOWN).await);
+    let windows = stored!(store.windows(None).await);
+    let site_schools = schools.get(&site).map_or(&[][..], Vec::as_slice);
     let now = Timestamp::now();
 
     let mut body = String::new();
@@ -308,13 +311,13 @@ pub(crate) async fn site(
         body.push_str(
             "<table id=\"transfers\"><tr><th>Applied</th><th>Device</th><th>Batch</th>\
              <th>Kind</th><th>Size</th><th>Added</th><th>Changed</th><th>Removed</th>\
-             <th>Unchanged</th></tr>",
+             <th>Unchanged</th><th>Deadline</th></tr>",
         );
         for transfer in &transfers {
             let _ = write!(
                 body,
                 "<tr><td>{}</td><td>{}</td><td>#{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td></tr>",
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 when(Some(transfer.at), now),
                 escape(transfer.device.as_str()),
                 transfer.seq.0,
@@ -332,6 +335,7 @@ pub(crate) async fn site(
                 transfer.changes.changed,
                 transfer.changes.removed,
                 transfer.changes.unchanged,
+                late_note(&windows, site_schools, transfer.at),
             );
         }
         body.push_str("</table>");

@@ -1,0 +1,467 @@
+//! Transfer windows at read time: which sites delivered inside a county's window and which
+//! batches came in late, derived from the store's transfers and windows when someone asks.
+//!
+//! The ingest applies every batch as before and knows nothing of windows, so a school that
+//! misses the deadline loses nothing and the apply path costs what it did. A batch is late
+//! for window W when it was applied after W's deadline (`closes`) to a site of W's county and
+//! no later window of that county had opened by then; the site's county comes from its
+//! current school records ([`Fylke::of_school`]). The frozen side lives in
+//! `crate::elevliste_export`, which reads a closed window's file as of its deadline. The web
+//! interface (`crate::ui`) and the operator API (`GET`/`POST /admin/windows`, here) show
+//! the same reports.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use skolebro_protocol::{School, SiteId};
+
+use crate::ingest::store_failure;
+use crate::reply;
+use crate::server::AppState;
+use crate::store::{
+    Fylke, NewWindow, Store, StoreError, Timestamp, Transfer, TransferWindow, MAX_WINDOW_NAME_LEN,
+};
+
+/// The counties each site's current schools lie in (usually one).
+pub(crate) type SiteCounties = BTreeMap<SiteId, BTreeSet<Fylke>>;
+
+/// The counties of every site, from the current school records; a school with neither a
+/// fylkesnummer nor a kommunenummer puts its site in no county.
+pub(crate) fn site_counties(schools: impl IntoIterator<Item = (SiteId, School)>) -> SiteCounties {
+    let mut counties = SiteCounties::new();
+    for (site, school) in schools {
+        if let Some(fylke) = Fylke::of_school(&school) {
+            counties.entry(site).or_default().insert(fylke);
+        }
+    }
+    counties
+}
+
+/// The index in `windows` of the window of `county` a batch applied at `at` is late for:
+/// the one that closed last before `at`, unless a window of the county is open at `at`
+/// (windows of a county do not overlap, so that one is the later window that had opened).
+fn late_index(windows: &[TransferWindow], county: Fylke, at: Timestamp) -> Option<usize> {
+    let mut late: Option<usize> = None;
+    for (index, window) in windows.iter().enumerate() {
+        if window.fylke != county {
+            continue;
+        }
+        if window.contains(at) {
+            return None;
+        }
+        if window.closes < at && late.is_none_or(|last| windows[last].closes < window.closes) {
+            late = Some(index);
+        }
+    }
+    late
+}
+
+/// The window a batch applied at `at` to a site in `counties` is late for, if any: what
+/// the site page marks a transfer with.
+pub(crate) fn late_for<'a>(
+    windows: &'a [TransferWindow],
+    counties: &BTreeSet<Fylke>,
+    at: Timestamp,
+) -> Option<&'a TransferWindow> {
+    counties
+        .iter()
+        .filter_map(|county| late_index(windows, *county, at))
+        .map(|index| &windows[index])
+        .max_by_key(|window| window.closes)
+}
+
+/// How one window went: its county's sites, those that delivered inside it and the batches
+/// that came in late for it.
+#[derive(Debug)]
+pub(crate) struct WindowReport<'a> {
+    pub window: &'a TransferWindow,
+    /// Sites with a current school in the window's county.
+    pub sites: BTreeSet<SiteId>,
+    /// Sites with a batch applied between `opens` and `closes`.
+    pub delivered: BTreeSet<SiteId>,
+    /// Batches late for the window, oldest first.
+    pub late: Vec<(SiteId, Transfer)>,
+}
+
+impl WindowReport<'_> {
+    /// The sites with at least one late batch: the ones the admission office asks about,
+    /// however many batches each sent after the deadline.
+    pub fn late_sites(&self) -> BTreeSet<&SiteId> {
+        self.late.iter().map(|(site, _)| site).collect()
+    }
+}
+
+/// One report per window, in the windows' order, from the sites' counties and the
+/// transfers (oldest first). Sites missing from `counties` are left out, which is how a
+/// caller restricts the reports to the sites someone may see.
+pub(crate) fn reports<'a>(
+    windows: &'a [TransferWindow],
+    counties: &SiteCounties,
+    transfers: &[(SiteId, Transfer)],
+) -> Vec<WindowReport<'a>> {
+    let mut reports: Vec<WindowReport<'a>> = windows
+        .iter()
+        .map(|window| WindowReport {
+            window,
+            sites: counties
+                .iter()
+                .filter(|(_, of_site)| of_site.contains(&window.fylke))
+                .map(|(site, _)| site.clone())
+                .collect(),
+            delivered: BTreeSet::new(),
+            late: Vec::new(),
+        })
+        .collect();
+    for (site, transfer) in transfers {
+        for county in counties.get(site).into_iter().flatten() {
+            let inside = windows
+                .iter()
+                .position(|window| window.fylke == *county && window.contains(transfer.at));
+            if let Some(index) = inside {
+                reports[index].delivered.insert(site.clone());
+            } else if let Some(index) = late_index(windows, *county, transfer.at) {
+                reports[index].late.push((site.clone(), transfer.clone()));
+            }
+        }
+    }
+    reports
+}
+
+/// What the window reports are computed from, read from the store in one go.
+#[derive(Debug)]
+pub(crate) struct Overview {
+    pub windows: Vec<TransferWindow>,
+    pub counties: SiteCounties,
+    /// Every batch since the earliest window opened, oldest first.
+    pub transfers: Vec<(SiteId, Transfer)>,
+}
+
+impl Overview {
+    /// Reads the windows (of one county, or all), the sites' counties and the transfers
+    /// since the earliest of those windows opened.
+    pub async fn load(store: &dyn Store, fylke: Option<Fylke>) -> Result<Overview, StoreError> {
+        let windows = store.windows(fylke).await?;
+        let counties = site_counties(store.current_schools().await?);
+        let transfers = match windows.iter().map(|window| window.opens).min() {
+            Some(since) => store.transfers_since(since).await?,
+            None => Vec::new(),
+        };
+        Ok(Overview {
+            windows,
+            counties,
+            transfers,
+        })
+    }
+
+    /// The reports of the loaded windows; a caller that removed sites from `counties`
+    /// (another kommune's) gets reports without them.
+    pub fn reports(&self) -> Vec<WindowReport<'_>> {
+        reports(&self.windows, &self.counties, &self.transfers)
+    }
+}
+
+/// Checks a window as a person or the operator API wrote it (county, name, RFC 3339 times)
+/// and builds it, or says what is wrong in words fit for the answer. Whether it closes after
+/// it opens and overlaps nothing is the store's to say ([`refusal`]).
+pub(crate) fn parse_new_window(
+    fylke: &str,
+    name: &str,
+    opens: &str,
+    closes: &str,
+    created_by: &str,
+) -> Result<NewWindow, String> {
+    let fylke = Fylke::parse(fylke.trim())
+        .ok_or_else(|| "fylke is a county number (fylkesnummer), two digits".to_owned())?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_WINDOW_NAME_LEN {
+        return Err(format!("name is 1 to {MAX_WINDOW_NAME_LEN} characters"));
+    }
+    let time = |what: &str, text: &str| {
+        Timestamp::parse_rfc3339(text.trim()).ok_or_else(|| {
+            format!("{what} is an RFC 3339 time, e.g. 2027-03-01T12:00:00+01:00, or a date")
+        })
+    };
+    Ok(NewWindow {
+        fylke,
+        name: name.to_owned(),
+        opens: time("opens", opens)?,
+        closes: time("closes", closes)?,
+        created: Timestamp::now(),
+        created_by: created_by.to_owned(),
+    })
+}
+
+/// The words for a window the store refused for what it is (not for a failure of its
+/// own), or `None` when the error is the store's.
+pub(crate) fn refusal(error: &StoreError) -> Option<String> {
+    match error {
+        StoreError::WindowName | StoreError::WindowCloses { .. } => Some(error.to_string()),
+        StoreError::WindowOverlap { .. } => Some(format!(
+            "{error}; windows of one county may touch but not overlap"
+        )),
+        _ => None,
+    }
+}
+
+/// The account name the operator API's windows are created by: it has no accounts yet.
+const API_CREATOR: &str = "operator-api";
+
+fn window_json(window: &TransferWindow, now: Timestamp) -> Value {
+    json!({
+        "id": window.id,
+        "fylke": window.fylke,
+        "name": window.name,
+        "opens": window.opens.to_string(),
+        "closes": window.closes.to_string(),
+        "created": window.created.to_string(),
+        "created_by": window.created_by,
+        "state": window.state_at(now),
+    })
+}
+
+/// The query of `GET /admin/windows`; unknown parameters are refused, not ignored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WindowsQuery {
+    /// Only this county's windows.
+    fylke: Option<String>,
+}
+
+/// `GET /admin/windows[?fylke=46]`: every window with its state, its county's sites, those
+/// that delivered inside it and its late batches.
+pub(crate) async fn get_windows(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<WindowsQuery>, QueryRejection>,
+) -> Response {
+    let fylke = match query {
+        Ok(Query(WindowsQuery { fylke: None })) => None,
+        Ok(Query(WindowsQuery { fylke: Some(code) })) if Fylke::parse(&code).is_some() => {
+            Fylke::parse(&code)
+        }
+        _ => {
+            return reply::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "the only parameter is fylke, a county number of two digits",
+            )
+        }
+    };
+    let overview = match Overview::load(state.store.as_ref(), fylke).await {
+        Ok(overview) => overview,
+        Err(error) => return store_failure(&error),
+    };
+    let now = Timestamp::now();
+    let windows: Vec<Value> = overview
+        .reports()
+        .iter()
+        .map(|report| {
+            let mut value = window_json(report.window, now);
+            value["sites"] = json!(report.sites.len());
+            value["delivered"] = json!(report.delivered);
+            value["late"] = report
+                .late
+                .iter()
+                .map(|(site, transfer)| {
+                    json!({
+                        "site": site,
+                        "device": transfer.device,
+                        "seq": transfer.seq.0,
+                        "at": transfer.at.to_string(),
+                    })
+                })
+                .collect();
+            value
+        })
+        .collect();
+    Json(json!({"windows": windows})).into_response()
+}
+
+/// The body of `POST /admin/windows`: times as text, so a bad one gets its own message.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewWindowBody {
+    fylke: String,
+    name: String,
+    opens: String,
+    closes: String,
+}
+
+/// `POST /admin/windows`: creates a window of a county.
+pub(crate) async fn post_window(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<NewWindowBody>, JsonRejection>,
+) -> Response {
+    let invalid = |detail: String| reply::error(StatusCode::BAD_REQUEST, "invalid_window", detail);
+    let Ok(Json(body)) = body else {
+        return invalid(
+            "expected {\"fylke\": \"46\", \"name\": \"…\", \"opens\": \"<RFC 3339>\", \
+             \"closes\": \"<RFC 3339>\"}"
+                .to_owned(),
+        );
+    };
+    let window = match parse_new_window(
+        &body.fylke,
+        &body.name,
+        &body.opens,
+        &body.closes,
+        API_CREATOR,
+    ) {
+        Ok(window) => window,
+        Err(detail) => return invalid(detail),
+    };
+    match state.store.create_window(&window).await {
+        Ok(created) => {
+            tracing::info!(window = created.id, fylke = %created.fylke, opens = %created.opens, closes = %created.closes, "transfer window created");
+            (
+                StatusCode::CREATED,
+                Json(window_json(&created, Timestamp::now())),
+            )
+                .into_response()
+        }
+        Err(error @ StoreError::WindowOverlap { .. }) => reply::error(
+            StatusCode::CONFLICT,
+            "window_overlap",
+            refusal(&error).unwrap_or_default(),
+        ),
+        Err(error) => match refusal(&error) {
+            Some(detail) => invalid(detail),
+            None => store_failure(&error),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use skolebro_protocol::{DeviceId, Seq};
+
+    use super::*;
+    use crate::store::Changes;
+
+    fn county(code: &str) -> Fylke {
+        Fylke::parse(code).expect("a county")
+    }
+
+    fn window(id: i64, code: &str, opens: i64, closes: i64) -> TransferWindow {
+        TransferWindow {
+            id,
+            fylke: county(code),
+            name: format!("Window {id}"),
+            opens: Timestamp(opens),
+            closes: Timestamp(closes),
+            created: Timestamp(0),
+            created_by: "ops".to_owned(),
+        }
+    }
+
+    fn site(name: &str) -> SiteId {
+        SiteId::new(name).expect("a site id")
+    }
+
+    fn transfer(at: i64) -> Transfer {
+        Transfer {
+            device: DeviceId::new("pi-1").expect("a device id"),
+            seq: Seq(1),
+            at: Timestamp(at),
+            snapshot: true,
+            changes: Changes::default(),
+            bytes: 0,
+        }
+    }
+
+    /// Two windows of county 46 (100..200 and 500..600), one of county 03 (100..300).
+    fn windows() -> Vec<TransferWindow> {
+        vec![
+            window(1, "46", 100, 200),
+            window(2, "46", 500, 600),
+            window(3, "03", 100, 300),
+        ]
+    }
+
+    #[test]
+    fn a_batch_after_the_deadline_is_late_until_the_next_window_opens() {
+        let windows = windows();
+        let vestland = BTreeSet::from([county("46")]);
+        let late = |at| late_for(&windows, &vestland, Timestamp(at)).map(|w| w.id);
+        assert_eq!(late(50), None, "before any window");
+        assert_eq!(late(100), None, "as the window opens");
+        assert_eq!(late(200), None, "at the deadline");
+        assert_eq!(late(201), Some(1));
+        assert_eq!(late(499), Some(1));
+        assert_eq!(late(500), None, "the next window is open");
+        assert_eq!(late(601), Some(2));
+        // County 03's window is open until 300: no batch of its sites is late before.
+        let oslo = BTreeSet::from([county("03")]);
+        assert_eq!(late_for(&windows, &oslo, Timestamp(250)), None);
+        assert_eq!(
+            late_for(&windows, &oslo, Timestamp(301)).map(|w| w.id),
+            Some(3)
+        );
+        assert_eq!(late_for(&windows, &BTreeSet::new(), Timestamp(301)), None);
+    }
+
+    #[test]
+    fn reports_count_delivering_sites_and_list_late_batches_per_window() {
+        let windows = windows();
+        let counties = SiteCounties::from([
+            (site("fana"), BTreeSet::from([county("46")])),
+            (site("voss"), BTreeSet::from([county("46")])),
+            (site("oslo"), BTreeSet::from([county("03")])),
+        ]);
+        let transfers = vec![
+            (site("fana"), transfer(150)),
+            (site("oslo"), transfer(250)),
+            (site("voss"), transfer(250)),
+            (site("fana"), transfer(300)),
+            (site("gone"), transfer(300)),
+            (site("voss"), transfer(550)),
+        ];
+        let reports = reports(&windows, &counties, &transfers);
+        fn sites(set: &BTreeSet<SiteId>) -> Vec<&str> {
+            set.iter().map(SiteId::as_str).collect()
+        }
+        assert_eq!(sites(&reports[0].sites), ["fana", "voss"]);
+        assert_eq!(sites(&reports[0].delivered), ["fana"]);
+        let late: Vec<_> = reports[0]
+            .late
+            .iter()
+            .map(|(site, transfer)| (site.as_str(), transfer.at.0))
+            .collect();
+        assert_eq!(late, [("voss", 250), ("fana", 300)]);
+        assert_eq!(reports[0].late_sites().len(), 2);
+        assert_eq!(sites(&reports[1].delivered), ["voss"]);
+        assert!(reports[1].late.is_empty());
+        assert_eq!(sites(&reports[2].delivered), ["oslo"]);
+        assert!(reports[2].late.is_empty());
+    }
+
+    #[test]
+    fn a_window_is_parsed_with_a_reason_for_each_bad_field() {
+        let ok = parse_new_window(
+            "46",
+            " Inntak 2027 ",
+            "2027-02-01",
+            "2027-03-01T12:00:00+01:00",
+            "ops",
+        )
+        .expect("a valid window");
+        assert_eq!(ok.name, "Inntak 2027");
+        assert_eq!(ok.closes.to_string(), "2027-03-01T11:00:00.000Z");
+        for (fields, word) in [
+            (["4", "x", "2027-02-01", "2027-03-01"], "fylke"),
+            (["46", " ", "2027-02-01", "2027-03-01"], "name"),
+            (["46", "x", "soon", "2027-03-01"], "opens"),
+            (["46", "x", "2027-02-01", "1 March"], "closes"),
+        ] {
+            let error = parse_new_window(fields[0], fields[1], fields[2], fields[3], "ops")
+                .expect_err("refused");
+            assert!(error.starts_with(word), "{error}");
+        }
+    }
+}
