@@ -169,6 +169,8 @@ pub struct AgentStatus {
     /// What became of the newest export, in a few words.
     pub last_outcome: Option<String>,
     pub deviations: DeviationCounts,
+    /// The same deviations by code, with their first rows (masked), for central's site page.
+    pub deviation_groups: Vec<crate::deviation::DeviationGroup>,
     pub last_ack_seq: Option<u64>,
     pub last_ack_unix_ms: Option<u64>,
     pub unreachable_since_unix_ms: Option<u64>,
@@ -346,6 +348,7 @@ impl Core {
             }
         }
         self.status.deviations = counts;
+        self.status.deviation_groups = crate::deviation::group(&export.deviations);
         self.problems.export = None;
         let export = Arc::new(export);
         self.latest = Some(Arc::clone(&export));
@@ -511,6 +514,7 @@ impl Core {
                 .map(|t| now.saturating_sub(t) / 1000),
             last_export_unix_ms: self.status.last_export_unix_ms,
             deviations: self.status.deviations,
+            deviation_groups: self.status.deviation_groups.clone(),
             held: self.status.held.clone(),
             target: crate::update::TARGET.to_owned(),
             update: None,

@@ -1,13 +1,15 @@
 //! Deviations: what is wrong with an export, in terms a school can act on in its SAS. Readers
-//! and validation produce them; `check` prints them, and later the heartbeat reports their
-//! counts to central. A deviation's detail never holds a national id or a name in clear.
+//! and validation produce them; `check` prints them, and the heartbeat reports them to
+//! central grouped by code ([`group`]), with their counts and the first rows of each, so the
+//! municipality's operator can tell the school what to fix. A deviation's detail never holds
+//! a national id or a name in clear.
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Stable codes: scripts and central group deviations by them, so they never change meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {
     InvalidNationalId,
@@ -36,7 +38,7 @@ impl Code {
 }
 
 /// Errors make `check` fail and keep the record out of the delta; warnings are reported only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Error,
@@ -107,6 +109,69 @@ impl fmt::Display for Deviation {
     }
 }
 
+/// Rows of each code a report carries: enough for a school to see the pattern and find the
+/// rows in its SAS, few enough that a broken export of thousands of rows keeps the heartbeat
+/// small (central takes at most 64 KiB).
+pub const ROWS_PER_GROUP: usize = 10;
+
+/// Longest detail a report carries, in characters.
+const MAX_REPORTED_DETAIL: usize = 160;
+
+/// The deviations of one code and severity in an export, as central's site page shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviationGroup {
+    pub code: Code,
+    pub severity: Severity,
+    /// All of them, not only the rows carried.
+    pub count: u64,
+    /// The first [`ROWS_PER_GROUP`] in file order.
+    pub rows: Vec<DeviationRow>,
+}
+
+/// One deviation as reported: where it is and what is wrong, masked like the `check` output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviationRow {
+    pub file: String,
+    /// `line 12`, or `record 3` for formats without lines.
+    pub at: String,
+    pub detail: String,
+}
+
+/// Groups an export's deviations by code and severity, errors first, each with its count and
+/// its first rows.
+pub fn group(deviations: &[Deviation]) -> Vec<DeviationGroup> {
+    let mut groups: std::collections::BTreeMap<(Severity, Code), DeviationGroup> =
+        std::collections::BTreeMap::new();
+    for deviation in deviations {
+        let group = groups
+            .entry((deviation.severity, deviation.code))
+            .or_insert_with(|| DeviationGroup {
+                code: deviation.code,
+                severity: deviation.severity,
+                count: 0,
+                rows: Vec::new(),
+            });
+        group.count += 1;
+        if group.rows.len() < ROWS_PER_GROUP {
+            group.rows.push(DeviationRow {
+                file: reported_file(&deviation.file),
+                at: deviation.position.to_string(),
+                detail: deviation.detail.chars().take(MAX_REPORTED_DETAIL).collect(),
+            });
+        }
+    }
+    groups.into_values().collect()
+}
+
+/// The file's name without the folders it sits in: the school knows its drop folder, and
+/// central has no use for the device's paths.
+fn reported_file(file: &str) -> String {
+    let name = std::path::Path::new(file)
+        .file_name()
+        .map_or_else(|| file.into(), |name| name.to_string_lossy());
+    name.chars().take(MAX_REPORTED_DETAIL).collect()
+}
+
 /// A value from an export as a report may show it: short, and masked when it could be a
 /// national id (some SAS systems use the id as a key, or put it in the wrong column).
 pub fn shown(value: &str) -> String {
@@ -114,5 +179,53 @@ pub fn shown(value: &str) -> String {
         skolebro_protocol::national_id::mask(value)
     } else {
         value.chars().take(40).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deviation(code: Code, severity: Severity, line: u64) -> Deviation {
+        Deviation {
+            code,
+            severity,
+            file: "/srv/skolebro/drop/elevliste.csv".into(),
+            position: Position::Line(line),
+            detail: format!("national id 028716***** on line {line}"),
+        }
+    }
+
+    #[test]
+    fn deviations_are_grouped_by_code_errors_first_with_their_first_rows() {
+        let mut deviations = vec![deviation(Code::UnknownField, Severity::Warning, 1)];
+        deviations
+            .extend((2..40).map(|line| deviation(Code::InvalidNationalId, Severity::Error, line)));
+        deviations.push(deviation(Code::DuplicateKey, Severity::Error, 41));
+        let groups = group(&deviations);
+        let summary: Vec<_> = groups
+            .iter()
+            .map(|g| (g.severity, g.code, g.count, g.rows.len()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (Severity::Error, Code::InvalidNationalId, 38, ROWS_PER_GROUP),
+                (Severity::Error, Code::DuplicateKey, 1, 1),
+                (Severity::Warning, Code::UnknownField, 1, 1),
+            ]
+        );
+        assert_eq!(groups[0].rows[0].at, "line 2");
+        assert_eq!(groups[0].rows[0].file, "elevliste.csv");
+        assert_eq!(groups[0].rows[ROWS_PER_GROUP - 1].at, "line 11");
+    }
+
+    #[test]
+    fn a_group_reads_back_as_it_was_written() {
+        let groups = group(&[deviation(Code::MissingRequired, Severity::Error, 7)]);
+        let json = serde_json::to_string(&groups).expect("serializes");
+        assert!(json.contains("\"code\":\"missing_required\""), "{json}");
+        let back: Vec<DeviationGroup> = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, groups);
     }
 }

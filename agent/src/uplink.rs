@@ -131,6 +131,8 @@ pub struct Heartbeat {
     pub oldest_unacked_age_s: Option<u64>,
     pub last_export_unix_ms: Option<u64>,
     pub deviations: crate::daemon::DeviationCounts,
+    /// The deviations by code with their first rows, masked as `check` prints them.
+    pub deviation_groups: Vec<crate::deviation::DeviationGroup>,
     pub held: Option<crate::daemon::HeldReport>,
     /// The target triple releases for this agent must be built for.
     pub target: String,

@@ -40,14 +40,39 @@ pub enum AgentState {
     Unknown,
 }
 
-/// Validation findings of the last export, by severity: counts only, so the operators see
-/// that something needs fixing without central holding the rows.
+/// Validation findings of the last export, by severity: what the fleet page shows at a glance
+/// (the site page shows them by code, see [`DeviationGroup`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviationCounts {
     #[serde(default)]
     pub errors: u64,
     #[serde(default)]
     pub warnings: u64,
+}
+
+/// The deviations of one code and severity in the last export, with the first rows as the
+/// agent's `check` prints them (national ids masked, no names), so a municipality operator
+/// can tell the school what to fix in its SAS without a visit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviationGroup {
+    /// The agent's stable code, e.g. `invalid_national_id`.
+    pub code: String,
+    /// `error` (the record is kept out) or `warning`.
+    pub severity: String,
+    /// All of them, not only the rows carried.
+    #[serde(default)]
+    pub count: u64,
+    #[serde(default)]
+    pub rows: Vec<DeviationRow>,
+}
+
+/// One reported deviation: where it is in the export and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviationRow {
+    pub file: String,
+    /// `line 12`, or `record 3` for formats without lines.
+    pub at: String,
+    pub detail: String,
 }
 
 /// A delta the agent's safety filter holds for review (DESIGN decision 5), described by
@@ -88,6 +113,10 @@ pub struct Heartbeat {
     pub last_export_unix_ms: Option<i64>,
     #[serde(default)]
     pub deviations: DeviationCounts,
+    /// The same deviations by code, with their first rows; empty from agents that do not
+    /// report them.
+    #[serde(default)]
+    pub deviation_groups: Vec<DeviationGroup>,
     /// The delta held for review, if any.
     #[serde(default)]
     pub held: Option<HeldDelta>,

@@ -1232,9 +1232,10 @@ struct Scene {
     browser_dir: PathBuf,
 }
 
-/// The sample school, then an export with only its first 19 pupils: deleting the other 281
-/// is far beyond the default 10%, so the agent holds that delta until the operator, in the
-/// browser, releases it.
+/// The sample school, then an export with only its first 19 pupils and a 20th whose national
+/// id fails its control digits (sent without the id, and reported as a deviation): deleting
+/// the other 281 is far beyond the default 10%, so the agent holds that delta until the
+/// operator, in the browser, releases it.
 async fn release_in_browser(scene: Scene) {
     let Scene {
         ui: base,
@@ -1246,11 +1247,27 @@ async fn release_in_browser(scene: Scene) {
     } = scene;
     let full = include_str!("../../samples/elevliste.csv");
     let students = |text: &str| text.lines().skip(1).count() as u64;
-    let few: String = full
+    let mut few: String = full
         .lines()
         .take(20)
         .map(|line| format!("{line}\n"))
         .collect();
+    let twentieth: Vec<&str> = full
+        .lines()
+        .nth(20)
+        .expect("a 21st line")
+        .split(';')
+        .collect();
+    let clear_id = twentieth[6];
+    let last = clear_id.as_bytes()[10];
+    let broken_id = format!(
+        "{}{}",
+        &clear_id[..10],
+        if last == b'0' { '1' } else { '0' }
+    );
+    let mut broken = twentieth.clone();
+    broken[6] = &broken_id;
+    few.push_str(&format!("{}\n", broken.join(";")));
     drop_export(&agent_dir, "elevliste-1.csv", full);
     wait_for("the first export", || {
         let (store, site) = (Arc::clone(&store), site.clone());
@@ -1300,7 +1317,7 @@ async fn release_in_browser(scene: Scene) {
     // The agent picks the release up with its next heartbeat and sends the delta.
     wait_for("the released delta at central", || {
         let (store, site) = (Arc::clone(&store), site.clone());
-        async move { store.counts(&site).await.is_ok_and(|c| c.students == 19) }
+        async move { store.counts(&site).await.is_ok_and(|c| c.students == 20) }
     })
     .await;
     browser
@@ -1310,7 +1327,7 @@ async fn release_in_browser(scene: Scene) {
         )
         .await;
     let site_page = browser
-        .open_until(&format!("{base}/sites/fana"), "holds 19 students")
+        .open_until(&format!("{base}/sites/fana"), "holds 20 students")
         .await;
     // Two transfers: the first export, and the released delta that removed the leavers.
     assert_eq!(
@@ -1318,6 +1335,19 @@ async fn release_in_browser(scene: Scene) {
         2,
         "{site_page}"
     );
+    // The broken id is listed to be fixed in the SAS, by code, masked.
+    assert!(
+        site_page.contains("<code>invalid_national_id</code>"),
+        "{site_page}"
+    );
+    assert!(
+        site_page.contains(&format!(
+            "<li>elevliste-2.csv line 21: national id {}*****",
+            &broken_id[..6]
+        )),
+        "{site_page}"
+    );
+    assert!(!site_page.contains(&broken_id), "{site_page}");
 
     browser.open(&format!("{base}/audit")).await;
     let audit = browser.source().await;

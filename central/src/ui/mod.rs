@@ -16,6 +16,7 @@
 //! over HTTPS.
 
 pub(crate) mod auth;
+mod deviations;
 mod pages;
 mod releases;
 mod windows;

@@ -4,8 +4,9 @@
 //! ([`View`]), reads the store and the fleet view, and renders a table; each POST handler also
 //! checks the form's CSRF token and the operator's role, writes the audit line, acts, and
 //! redirects back. Pages show ids, counts, states and times, never a national id or a name of
-//! a pupil: heartbeats carry deviation counts only, and the roster itself stays behind the
-//! operator API.
+//! a pupil: heartbeats carry deviations masked as the agent's `check` prints them (and
+//! [`super::deviations`] masks them again), and the roster itself stays behind the operator
+//! API.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 use skolebro_protocol::{DeviceId, School, SiteId};
 
 use super::auth::{operator, Operator, View};
+use super::deviations::deviation_table;
 use super::windows::late_note;
 use super::{audit, escape, escape_path, human_bytes, page, see_other, store_failure, UiState};
 use crate::fleet::{AgentState, Command, DeviceActivity, MAX_HELD_ID_LEN};
@@ -291,13 +293,15 @@ pub(crate) async fn site(
                 heartbeat.deviations.warnings,
                 when(row.activity.last_heartbeat_at, now),
             );
+            if let Some(table) = deviation_table(&heartbeat.deviation_groups) {
+                body.push_str(&table);
+            }
         }
     }
     if reported {
         body.push_str(
-            "<p class=\"note\">Devices report counts only, so no national id or name reaches \
-             this page. On the school's side, <code>skolebro-agent check EXPORT</code> lists \
-             the rows by code, with national ids masked.</p>",
+            "<p class=\"note\">National ids are masked and names left out. On the school's \
+             side, <code>skolebro-agent check EXPORT</code> lists every row.</p>",
         );
     } else {
         body.push_str(
