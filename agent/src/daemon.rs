@@ -26,7 +26,9 @@
 //! export waiting for room in the outbox keeps its file until it is enqueued or a newer export
 //! supersedes it. A file that cannot be read at all is moved to `<drop>/rejected/` with a
 //! `.error.txt` beside it so school IT can look at it; only the newest rejected file is kept,
-//! so personal data does not pile up there, and a rejected file is never read again.
+//! so personal data does not pile up there, and a rejected file is never read again. So is an
+//! export the SAS wrote before the newest one taken in (by the file's modification time, kept
+//! in `status.json`): a stale file dropped late would otherwise turn central's roster back.
 //!
 //! The newest validated export is kept in memory: after a gap or a `resync` command the agent
 //! needs a full snapshot, and the export file is gone by then. After a restart there is none
@@ -166,6 +168,9 @@ pub struct AgentStatus {
     pub last_export_unix_ms: Option<u64>,
     pub last_export_file: Option<String>,
     pub last_export_students: Option<u64>,
+    /// When the newest export taken in was written (its file's modification time). An
+    /// export written earlier is refused: sent after it, it would turn central's roster back.
+    pub last_export_written_unix_ms: Option<u64>,
     /// What became of the newest export, in a few words.
     pub last_outcome: Option<String>,
     pub deviations: DeviationCounts,
@@ -327,15 +332,58 @@ impl Core {
     pub fn rejected(&mut self, path: &Path, error: &crate::reader::ReadError) {
         let name = file_name(path);
         tracing::warn!(file = %name, kind = %error_kind(error), "export cannot be read; moved to rejected/");
-        if let Err(e) = move_to_rejected(path, &error.to_string()) {
+        let note = format!(
+            "skolebro-agent could not read this export and did not send it.\n\n{error}\n\n\
+             Fix the export in the school administrative system and export it again; \
+             `skolebro-agent check FILE` shows the problems.\n"
+        );
+        if let Err(e) = move_to_rejected(path, &note) {
             tracing::error!(file = %name, error = %e, "cannot move the unreadable export aside");
         }
         self.problems.export = Some(format!("export {name} cannot be read: {}", error.kind));
         self.publish();
     }
 
+    /// Refuses an export written before the newest one taken in: moves it to `rejected/`
+    /// with a note saying why, and says so in the status. Returns whether it was refused.
+    pub fn refuse_if_stale(&mut self, path: &Path, written_unix_ms: u64) -> bool {
+        let Some(newest) = self
+            .status
+            .last_export_written_unix_ms
+            .filter(|newest| written_unix_ms < *newest)
+        else {
+            return false;
+        };
+        let name = file_name(path);
+        let now = unix_ms_now();
+        let (written, newest) = (clock(written_unix_ms, now), clock(newest, now));
+        tracing::warn!(file = %name, %written, %newest, "export is older than the one taken in; moved to rejected/");
+        let note = format!(
+            "skolebro-agent did not send this export: it was written {written}, before the \
+             export it has already sent (written {newest}). Sending it would turn the county's \
+             copy of the school's roster back to an older state.\n\n\
+             If this file is meant to replace the newer one, export it again from the school \
+             administrative system (or save it anew), so that it is the newest file.\n"
+        );
+        if let Err(e) = move_to_rejected(path, &note) {
+            tracing::error!(file = %name, error = %e, "cannot move the stale export aside");
+        }
+        self.problems.export = Some(format!(
+            "export {name} was written {written}, before the one already sent ({newest}); not sent"
+        ));
+        self.publish();
+        true
+    }
+
     /// Offers a freshly read export and disposes of its file per `after_ingest`.
-    pub fn ingest(&mut self, path: &Path, export: Validated) -> Result<Outcome, EnqueueError> {
+    /// `written_unix_ms` is the file's modification time, remembered so an older export
+    /// dropped later is refused ([`Core::refuse_if_stale`]).
+    pub fn ingest(
+        &mut self,
+        path: &Path,
+        export: Validated,
+        written_unix_ms: Option<u64>,
+    ) -> Result<Outcome, EnqueueError> {
         let name = file_name(path);
         self.status.last_export_unix_ms = Some(unix_ms_now());
         self.status.last_export_file = Some(name.clone());
@@ -363,6 +411,12 @@ impl Core {
         };
         self.problems.storage = None;
         self.status.awaiting_export_for_snapshot = false;
+        // Remembered no later than now: a file from a host whose clock ran ahead must not
+        // make the exports written after its clock is fixed look stale.
+        self.status.last_export_written_unix_ms = self
+            .status
+            .last_export_written_unix_ms
+            .max(written_unix_ms.map(|written| written.min(unix_ms_now())));
         tracing::info!(file = %name, students = self.status.last_export_students, errors = counts.errors, warnings = counts.warnings, outcome = %describe(&outcome), "export taken in");
         self.status.last_outcome = Some(describe(&outcome));
         // A waiting older export is superseded by this one, whatever became of it.
@@ -636,9 +690,9 @@ fn error_kind(error: &crate::reader::ReadError) -> &'static str {
     }
 }
 
-/// Moves an unreadable export into `rejected/` beside its error text, removing older
-/// rejected files first so at most one lingers.
-fn move_to_rejected(path: &Path, error: &str) -> std::io::Result<()> {
+/// Moves an export that will not be sent into `rejected/` with a note for school IT beside
+/// it, removing older rejected files first so at most one lingers.
+fn move_to_rejected(path: &Path, note_text: &str) -> std::io::Result<()> {
     let parent = path.parent().unwrap_or(Path::new("."));
     let dir = parent.join(REJECTED_DIR);
     std::fs::create_dir_all(&dir)?;
@@ -650,14 +704,7 @@ fn move_to_rejected(path: &Path, error: &str) -> std::io::Result<()> {
     std::fs::rename(path, &target)?;
     let mut note = target.into_os_string();
     note.push(".error.txt");
-    std::fs::write(
-        note,
-        format!(
-            "skolebro-agent could not read this export and did not send it.\n\n{error}\n\n\
-             Fix the export in the school administrative system and export it again; \
-             `skolebro-agent check FILE` shows the problems.\n"
-        ),
-    )
+    std::fs::write(note, note_text)
 }
 
 /// How often the stick roots are searched for a config stick.
@@ -1504,6 +1551,13 @@ async fn pipeline(
             path = ready.recv() => match path { Some(path) => path, None => return },
             _ = stop.changed() => return,
         };
+        let written = written_unix_ms(&path);
+        if let Some(written) = written {
+            let p = path.clone();
+            if with_core(&core, move |c| c.refuse_if_stale(&p, written)).await {
+                continue;
+            }
+        }
         let (format, opts, p) = (config.format, options.clone(), path.clone());
         let read = tokio::task::spawn_blocking(move || read_export(&p, format, &opts)).await;
         let read = match read {
@@ -1520,7 +1574,7 @@ async fn pipeline(
             }
             Ok((_, export)) => {
                 let p = path.clone();
-                let outcome = with_core(&core, move |c| c.ingest(&p, export)).await;
+                let outcome = with_core(&core, move |c| c.ingest(&p, export, written)).await;
                 match outcome {
                     Ok(Outcome::Enqueued { .. }) => {
                         let _ = wake.try_send(());
@@ -1534,6 +1588,13 @@ async fn pipeline(
             }
         }
     }
+}
+
+/// A file's modification time in unix ms, if the file system keeps one.
+fn written_unix_ms(path: &Path) -> Option<u64> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let since = modified.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_millis()).ok()
 }
 
 /// A unix-ms time as `HH:MM` (UTC) if it is today, else `YYYY-MM-DD HH:MM`.
@@ -1768,6 +1829,72 @@ mod tests {
         names.sort();
         assert_eq!(names, ["b.csv", "b.csv.error.txt"]);
         assert!(!second.exists());
+    }
+
+    #[test]
+    fn an_export_written_before_the_one_taken_in_is_set_aside_and_not_sent() {
+        use crate::enqueue::tests::export;
+        use crate::enqueue::Identity;
+        use crate::outbox::OutboxConfig;
+        use crate::safety::SafetyPolicy;
+        use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
+
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity {
+            device: skolebro_protocol::DeviceId::new("pi-46505-1").unwrap(),
+            site: skolebro_protocol::SiteId::new("46505").unwrap(),
+            signing_key: DeviceSigningKey::from_bytes([7; 32]),
+            central_key: SealingPrivateKey::from_bytes([9; 32]).public_key(),
+            site_secret: skolebro_protocol::SiteSecret::from_bytes([3; 32]),
+        };
+        let open = || {
+            Enqueuer::open(
+                dir.path(),
+                identity.clone(),
+                SafetyPolicy::default(),
+                OutboxConfig::default(),
+            )
+            .unwrap()
+            .0
+        };
+        let drop_dir = dir.path().join("drop");
+        std::fs::create_dir_all(&drop_dir).unwrap();
+        let (newer, older) = (drop_dir.join("b.csv"), drop_dir.join("a.csv"));
+        std::fs::write(&newer, "b").unwrap();
+        std::fs::write(&older, "a").unwrap();
+        let (status_tx, _status_rx) = watch::channel(AgentStatus::default());
+        let mut core = Core::new(open(), dir.path().to_owned(), AfterIngest::Keep, status_tx);
+        assert!(!core.refuse_if_stale(&newer, 2_000_000));
+        core.ingest(&newer, export(0..30, "1A"), Some(2_000_000))
+            .unwrap();
+        let depth = core.enqueuer().outbox().status().depth;
+
+        // An export written at the same time is taken in; one written earlier is not.
+        assert!(!core.refuse_if_stale(&newer, 2_000_000));
+        assert!(core.refuse_if_stale(&older, 1_999_999));
+        assert!(!older.exists());
+        let note =
+            std::fs::read_to_string(drop_dir.join(REJECTED_DIR).join("a.csv.error.txt")).unwrap();
+        assert!(note.contains("turn the county's copy"), "{note}");
+        assert_eq!(core.enqueuer().outbox().status().depth, depth);
+        assert!(core
+            .status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("before the one already sent")));
+
+        // A file from a clock that ran ahead counts as written now, not in the future.
+        let ahead = unix_ms_now() + 86_400_000;
+        core.ingest(&newer, export(0..31, "1A"), Some(ahead))
+            .unwrap();
+        assert!(!core.refuse_if_stale(&newer, unix_ms_now() + 1_000));
+
+        // The newest export's time survives a restart (it is kept in status.json).
+        drop(core);
+        let (status_tx, _status_rx) = watch::channel(AgentStatus::default());
+        let mut core = Core::new(open(), dir.path().to_owned(), AfterIngest::Keep, status_tx);
+        std::fs::write(&older, "a").unwrap();
+        assert!(core.refuse_if_stale(&older, 1_000_000));
     }
 }
 

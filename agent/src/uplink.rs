@@ -898,7 +898,7 @@ mod tls_tests {
             status_tx,
         );
         for n in 30..33 {
-            core.ingest(Path::new("elever.csv"), export(0..n, "1A"))
+            core.ingest(Path::new("elever.csv"), export(0..n, "1A"), None)
                 .unwrap();
         }
         assert_eq!(core.enqueuer().outbox().status().depth, 3);
