@@ -116,6 +116,15 @@ pub(crate) async fn audit(
         .await
 }
 
+/// `one` or `more`, as `n` asks: pages count things in words ("1 error", "2 errors").
+pub(crate) fn plural(n: u64, one: &'static str, more: &'static str) -> &'static str {
+    if n == 1 {
+        one
+    } else {
+        more
+    }
+}
+
 /// Escapes text for HTML element content and quoted attribute values. Every value a page
 /// shows goes through here, ids included: an id is checked, but a page must not depend on it.
 pub(crate) fn escape(text: &str) -> String {

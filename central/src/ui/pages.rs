@@ -23,7 +23,9 @@ use skolebro_protocol::{DeviceId, School, SiteId};
 use super::auth::{operator, Operator, View};
 use super::deviations::deviation_table;
 use super::windows::late_note;
-use super::{audit, escape, escape_path, human_bytes, page, see_other, store_failure, UiState};
+use super::{
+    audit, escape, escape_path, human_bytes, page, plural, see_other, store_failure, UiState,
+};
 use crate::fleet::{AgentState, Command, DeviceActivity, MAX_HELD_ID_LEN};
 use crate::store::{DeviceRecord, StoreError, Timestamp};
 
@@ -286,11 +288,12 @@ pub(crate) async fn site(
             reported = true;
             let _ = write!(
                 body,
-                "<p>The last export read by {} has <strong>{} errors</strong> and {} warnings \
-                 ({}).</p>",
+                "<p>The last export read by {} has <strong>{} {}</strong> and {} {} ({}).</p>",
                 escape(row.device.as_str()),
                 heartbeat.deviations.errors,
+                plural(heartbeat.deviations.errors, "error", "errors"),
                 heartbeat.deviations.warnings,
+                plural(heartbeat.deviations.warnings, "warning", "warnings"),
                 when(row.activity.last_heartbeat_at, now),
             );
             if let Some(table) = deviation_table(&heartbeat.deviation_groups) {

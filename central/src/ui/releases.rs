@@ -25,7 +25,7 @@ use skolebro_protocol::{DeviceId, SiteId};
 
 use super::auth::{operator, Operator, View};
 use super::pages::forbidden;
-use super::{escape, escape_path, human_bytes, page, see_other, store_failure, UiState};
+use super::{escape, escape_path, human_bytes, page, plural, see_other, store_failure, UiState};
 use crate::release::{apply_rollout, rollout_change};
 use crate::store::{DeviceReason, ReleaseRecord, RolloutChange, StoreError};
 
@@ -129,7 +129,7 @@ fn policy_words(record: &ReleaseRecord, view: &View) -> String {
     if others > 0 {
         parts.push(format!(
             "{others} {}",
-            plural(others, "other site", "other sites")
+            plural(others as u64, "other site", "other sites")
         ));
     }
     let policy = if parts.is_empty() {
@@ -141,14 +141,6 @@ fn policy_words(record: &ReleaseRecord, view: &View) -> String {
         format!("paused (when resumed: {policy})")
     } else {
         policy
-    }
-}
-
-fn plural(n: usize, one: &'static str, more: &'static str) -> &'static str {
-    if n == 1 {
-        one
-    } else {
-        more
     }
 }
 
@@ -183,7 +175,7 @@ fn reasons(
         let _ = write!(
             body,
             "<li>{others} {} outside your municipality</li>",
-            plural(others, "device", "devices")
+            plural(others as u64, "device", "devices")
         );
     }
     body.push_str("</ul>");
