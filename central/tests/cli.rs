@@ -2,8 +2,9 @@
 //! relative to it, `register-device`, then `serve` until SIGTERM. One batch goes through the
 //! real process, and its log is checked for the personal data it must never contain.
 
+mod common;
+
 use std::io::Read as _;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,14 +16,9 @@ use skolebro_protocol::{
 };
 use skolebro_provisioning::{DevPki, Validity};
 
-const BIN: &str = env!("CARGO_BIN_EXE_skolebro-central");
+use common::free_port;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
+const BIN: &str = env!("CARGO_BIN_EXE_skolebro-central");
 
 fn write_config(dir: &Path, device_port: u16, admin_port: u16) {
     std::fs::write(

@@ -6,87 +6,34 @@
 //! Three schools: Fana (county 46, kommune 4601), Voss (county 46, kommune 4621) and Oslo
 //! (county 03, kommune 0301). Every national id is synthetic (month + 80).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use skolebro_agent::reader::{read_export, Format, ReaderOptions};
-use skolebro_central::store::{SqliteStore, Store, Timestamp};
-use skolebro_central::{
-    device_tls_config, serve, EnrollSettings, ReleaseSettings, RunningServer, ServerParts,
-};
+use skolebro_central::store::Timestamp;
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
-    ChainHead, DeviceId, DeviceSigningKey, Header, Payload, Roster, SealingPrivateKey, SiteId,
-    SiteSecret,
+    ChainHead, DeviceId, DeviceSigningKey, Header, Payload, Roster, SiteId, SiteSecret,
 };
-use skolebro_provisioning::{DevPki, Validity};
+use skolebro_provisioning::Validity;
 
-struct Central {
-    running: Option<RunningServer>,
-    store: Arc<dyn Store>,
-    pki: DevPki,
-    sealing: SealingPrivateKey,
-    http: reqwest::Client,
-    dir: tempfile::TempDir,
-}
+use common::{now_ms, Central, CentralOptions};
 
 impl Central {
     async fn start() -> Central {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(dir.path().join("central.db"))
-                .await
-                .expect("the store opens"),
-        );
-        let pki =
-            DevPki::generate(Validity::from_now(Duration::from_secs(3600))).expect("a dev PKI");
-        let tls = device_tls_config(
-            &pki.server.cert_pem,
-            &pki.server.key_pem,
-            pki.device_ca.cert_pem(),
-        )
-        .expect("a server TLS configuration");
-        let sealing = SealingPrivateKey::from_bytes([7; 32]);
-        let running = serve(ServerParts {
-            store: Arc::clone(&store),
-            tls,
-            sealing_key: sealing.clone(),
-            device_listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            consumer_listen: Some("127.0.0.1:0".parse().unwrap()),
-            ui: None,
-            max_batch_bytes: 16 * 1024 * 1024,
-            enroll: EnrollSettings::default(),
-            releases: ReleaseSettings {
-                key: None,
-                dir: dir.path().join("releases"),
-            },
-        })
-        .await
-        .expect("the server starts");
-        Central {
-            running: Some(running),
-            store,
-            pki,
-            sealing,
-            http: reqwest::Client::new(),
-            dir,
+        CentralOptions {
+            consumer_listener: true,
+            ..CentralOptions::default()
         }
-    }
-
-    fn running(&self) -> &RunningServer {
-        self.running.as_ref().expect("the server runs")
-    }
-
-    fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.running().admin_addr)
+        .start()
+        .await
     }
 
     /// `GET /admin/exports/elevliste?{query}`: the status, the headers and the file.
@@ -106,26 +53,11 @@ impl Central {
         )
     }
 
-    fn consumer_url(&self, path: &str) -> String {
-        let addr = self.running().consumer_addr.expect("a consumer listener");
-        format!("http://{addr}{path}")
-    }
-
     /// Registers a device for `site` and returns it, as enrollment would leave it.
     async fn device(&self, site: &str, secret: u8) -> Device {
         let id = DeviceId::new(format!("pi-{site}")).unwrap();
         let site = SiteId::new(site).unwrap();
-        let credentials = self
-            .pki
-            .device_ca
-            .issue_device(&id, &site, Validity::from_now(Duration::from_secs(3600)))
-            .expect("a device certificate");
-        let client = skolebro_provisioning::tls::client(
-            &credentials.cert_pem,
-            &credentials.key_pem,
-            self.pki.central_ca.cert_pem(),
-        )
-        .expect("a device client");
+        let client = self.device_client(&id, &site, Validity::from_now(Duration::from_secs(3600)));
         let signing = DeviceSigningKey::from_bytes([secret; 32]);
         let secret = SiteSecret::from_bytes([secret; 32]);
         self.store
@@ -173,10 +105,7 @@ impl Central {
         )
         .expect("the envelope seals");
         device.head = envelope.next_head();
-        let url = format!(
-            "https://127.0.0.1:{}/v1/batches",
-            self.running().device_addr.port()
-        );
+        let url = self.device_url("/v1/batches");
         let response = device
             .client
             .post(url)
@@ -245,12 +174,6 @@ impl Central {
         let headers = response.headers().clone();
         (status, headers, response.json().await.expect("JSON"))
     }
-
-    async fn stop(mut self) {
-        if let Some(running) = self.running.take() {
-            running.shutdown().await;
-        }
-    }
 }
 
 struct Device {
@@ -259,13 +182,6 @@ struct Device {
     signing: DeviceSigningKey,
     client: reqwest::Client,
     head: ChainHead,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|since| since.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// The `n`th synthetic national id (month + 80) born in 2010, with valid control digits.

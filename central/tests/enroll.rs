@@ -4,34 +4,24 @@
 //! registers them; devices make their own keys and send only a CSR, as the agent does. Every
 //! refusal is checked to change nothing.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
-use rustls::pki_types::pem::PemObject as _;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use skolebro_central::store::{enrolled_device_id, SqliteStore, Store};
-use skolebro_central::{
-    device_tls_config, serve, EnrollSettings, ReleaseSettings, RunningServer, ServerParts,
-};
+use skolebro_central::store::enrolled_device_id;
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
-    ChainHead, Delta, DeviceId, DeviceSigningKey, Entity, EntityDelta, Gender, Header, Payload,
-    Record, SealingPrivateKey, SiteId, SiteSecret, Student,
+    ChainHead, Delta, DeviceId, DeviceSigningKey, Entity, EntityDelta, Header, Payload, Record,
+    SiteId, SiteSecret,
 };
-use skolebro_provisioning::{CertificateAuthority, DevPki, DeviceKey, Validity};
+use skolebro_provisioning::DeviceKey;
+
+use common::{student, Central, CentralOptions, Enrollment};
 
 const SITE: &str = "4601-12345";
-
-struct Central {
-    running: Option<RunningServer>,
-    store: Arc<dyn Store>,
-    pki: DevPki,
-    sealing: SealingPrivateKey,
-    admin: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
 
 impl Central {
     /// Central with enrollment enabled, at the given rate limit.
@@ -40,73 +30,16 @@ impl Central {
     }
 
     async fn start_with(with_ca_key: bool, per_ip_per_minute: u32) -> Central {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(dir.path().join("central.db"))
-                .await
-                .expect("the store opens"),
-        );
-        let pki =
-            DevPki::generate(Validity::from_now(Duration::from_secs(3600))).expect("a dev PKI");
-        let tls = device_tls_config(
-            &pki.server.cert_pem,
-            &pki.server.key_pem,
-            pki.device_ca.cert_pem(),
-        )
-        .expect("a server TLS configuration");
-        // Loaded from PEM, as `serve` loads it from `[tls] device_ca_key`.
-        let device_ca = with_ca_key.then(|| {
-            Arc::new(
-                CertificateAuthority::from_pem(pki.device_ca.cert_pem(), &pki.device_ca.key_pem())
-                    .expect("the device CA loads"),
-            )
-        });
-        let sealing = SealingPrivateKey::from_bytes([7; 32]);
-        let running = serve(ServerParts {
-            store: Arc::clone(&store),
-            tls,
-            sealing_key: sealing.clone(),
-            device_listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            consumer_listen: None,
-            ui: None,
-            max_batch_bytes: 16 * 1024 * 1024,
-            enroll: EnrollSettings {
-                device_ca,
+        CentralOptions {
+            enroll: Some(Enrollment {
+                device_ca_key: with_ca_key,
                 cert_lifetime: Duration::from_secs(3600),
                 per_ip_per_minute,
-            },
-            releases: ReleaseSettings {
-                key: None,
-                dir: dir.path().join("releases"),
-            },
-        })
-        .await
-        .expect("the server starts");
-        Central {
-            running: Some(running),
-            store,
-            pki,
-            sealing,
-            admin: reqwest::Client::new(),
-            _dir: dir,
+            }),
+            ..CentralOptions::default()
         }
-    }
-
-    fn running(&self) -> &RunningServer {
-        self.running.as_ref().expect("the server runs")
-    }
-
-    fn device_url(&self, path: &str) -> String {
-        format!(
-            "https://127.0.0.1:{}{path}",
-            self.running().device_addr.port()
-        )
-    }
-
-    fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.running().admin_addr)
+        .start()
+        .await
     }
 
     /// Registers `token` for the test site through the operator API, expiring `expires_in`
@@ -114,7 +47,7 @@ impl Central {
     async fn register_token(&self, token: &str, expires_in: i64) -> String {
         let expires = now_unix().saturating_add_signed(expires_in);
         let response = self
-            .admin
+            .http
             .post(self.admin_url("/admin/tokens"))
             .json(&json!({
                 "token_sha256": hex::encode(Sha256::digest(token.as_bytes())),
@@ -132,7 +65,7 @@ impl Central {
 
     async fn admin_get(&self, path: &str) -> Value {
         let response = self
-            .admin
+            .http
             .get(self.admin_url(path))
             .send()
             .await
@@ -142,33 +75,12 @@ impl Central {
     }
 
     async fn admin_post(&self, path: &str) -> StatusCode {
-        self.admin
+        self.http
             .post(self.admin_url(path))
             .send()
             .await
             .expect("the admin listener answers")
             .status()
-    }
-
-    /// A client without a certificate that trusts central's CA: a device before enrollment.
-    fn anonymous(&self) -> reqwest::Client {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(
-            self.pki.central_ca.cert_pem().as_bytes(),
-        ) {
-            roots.add(cert.expect("a CA certificate")).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(config)
-            .build()
-            .unwrap()
     }
 
     /// A device with a certificate issued at enrollment (or renewal) and its TLS key.
@@ -179,12 +91,6 @@ impl Central {
             self.pki.central_ca.cert_pem(),
         )
         .expect("a device client")
-    }
-
-    async fn stop(mut self) {
-        if let Some(running) = self.running.take() {
-            running.shutdown().await;
-        }
     }
 }
 
@@ -297,20 +203,6 @@ fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs())
-}
-
-fn student(key: &str, given_name: &str) -> Student {
-    Student {
-        source_key: key.into(),
-        national_id: None,
-        username: None,
-        given_name: given_name.into(),
-        middle_name: None,
-        family_name: "Nordmann".into(),
-        birth_date: None,
-        gender: Gender::Unknown,
-        email: None,
-    }
 }
 
 fn token(n: u8) -> String {
@@ -619,7 +511,7 @@ async fn the_operator_api_refuses_malformed_and_duplicate_tokens() {
     central.register_token(&token(1), 3600).await;
     let post = |body: Value| {
         let request = central
-            .admin
+            .http
             .post(central.admin_url("/admin/tokens"))
             .json(&body);
         async move { request.send().await.expect("answers").status() }

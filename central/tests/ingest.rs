@@ -3,96 +3,36 @@
 //! envelopes are sealed exactly as the agent seals them. Every refusal is checked to leave
 //! the store untouched. Enrollment has its own tests (`enroll.rs`).
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::{now_ms, student, Central, CentralOptions};
 
 use reqwest::StatusCode;
-use rustls::pki_types::pem::PemObject as _;
 use serde_json::{json, Value};
-use skolebro_central::store::{Counts, SqliteStore, Store};
-use skolebro_central::{
-    device_tls_config, serve, EnrollSettings, ReleaseSettings, RunningServer, ServerParts,
-};
+use skolebro_central::store::Counts;
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
-    ChainHead, Delta, DeviceId, DeviceSigningKey, Entity, EntityDelta, Gender, Header, Payload,
-    Record, SealingPrivateKey, Seq, SiteId, SiteSecret, Student,
+    ChainHead, Delta, DeviceId, DeviceSigningKey, Entity, EntityDelta, Header, Payload, Record,
+    SealingPrivateKey, Seq, SiteId, SiteSecret, Student,
 };
 use skolebro_provisioning::{DevPki, Validity};
 
 const SITE: &str = "skole-46505";
 
-struct Central {
-    running: Option<RunningServer>,
-    store: Arc<dyn Store>,
-    pki: DevPki,
-    sealing: SealingPrivateKey,
-    admin: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
 impl Central {
     async fn start() -> Central {
-        Central::start_with_limit(16 * 1024 * 1024).await
+        CentralOptions::default().start().await
     }
 
     async fn start_with_limit(max_batch_bytes: usize) -> Central {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(dir.path().join("central.db"))
-                .await
-                .expect("the store opens"),
-        );
-        let pki =
-            DevPki::generate(Validity::from_now(Duration::from_secs(3600))).expect("a dev PKI");
-        let tls = device_tls_config(
-            &pki.server.cert_pem,
-            &pki.server.key_pem,
-            pki.device_ca.cert_pem(),
-        )
-        .expect("a server TLS configuration");
-        let sealing = SealingPrivateKey::from_bytes([7; 32]);
-        let running = serve(ServerParts {
-            store: Arc::clone(&store),
-            tls,
-            sealing_key: sealing.clone(),
-            device_listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            consumer_listen: None,
-            ui: None,
+        CentralOptions {
             max_batch_bytes,
-            enroll: EnrollSettings::default(),
-            releases: ReleaseSettings {
-                key: None,
-                dir: dir.path().join("releases"),
-            },
-        })
-        .await
-        .expect("the server starts");
-        Central {
-            running: Some(running),
-            store,
-            pki,
-            sealing,
-            admin: reqwest::Client::new(),
-            _dir: dir,
+            ..CentralOptions::default()
         }
-    }
-
-    fn running(&self) -> &RunningServer {
-        self.running.as_ref().expect("the server runs")
-    }
-
-    fn device_url(&self, path: &str) -> String {
-        format!(
-            "https://127.0.0.1:{}{path}",
-            self.running().device_addr.port()
-        )
-    }
-
-    fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.running().admin_addr)
+        .start()
+        .await
     }
 
     /// A device with a certificate from the device CA, registered in the store with the
@@ -114,17 +54,7 @@ impl Central {
     fn device(&self, device: &str, validity: Validity) -> Device {
         let id = DeviceId::new(device).unwrap();
         let site = SiteId::new(SITE).unwrap();
-        let credentials = self
-            .pki
-            .device_ca
-            .issue_device(&id, &site, validity)
-            .expect("a device certificate");
-        let client = skolebro_provisioning::tls::client(
-            &credentials.cert_pem,
-            &credentials.key_pem,
-            self.pki.central_ca.cert_pem(),
-        )
-        .expect("a device client");
+        let client = self.device_client(&id, &site, validity);
         Device {
             signing: DeviceSigningKey::from_bytes(seed(device)),
             id,
@@ -145,19 +75,13 @@ impl Central {
 
     async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
         let response = self
-            .admin
+            .http
             .get(self.admin_url(path))
             .send()
             .await
             .expect("the admin listener answers");
         let status = response.status();
         (status, response.json().await.expect("a JSON answer"))
-    }
-
-    async fn stop(mut self) {
-        if let Some(running) = self.running.take() {
-            running.shutdown().await;
-        }
     }
 }
 
@@ -254,27 +178,6 @@ impl Device {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|since| since.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn student(key: &str, given_name: &str) -> Student {
-    Student {
-        source_key: key.into(),
-        national_id: None,
-        username: None,
-        given_name: given_name.into(),
-        middle_name: None,
-        family_name: "Nordmann".into(),
-        birth_date: None,
-        gender: Gender::Unknown,
-        email: None,
-    }
-}
-
 fn two_students() -> Vec<Student> {
     vec![student("s1", "Kari"), student("s2", "Ola")]
 }
@@ -356,23 +259,7 @@ async fn a_connection_without_a_client_certificate_is_unauthorized_and_stores_no
     let central = Central::start().await;
     let mut device = central.enroll("pi-46505").await;
     let body = device.seal_next(&device.students(&two_students()));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(
-        central.pki.central_ca.cert_pem().as_bytes(),
-    ) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let anonymous = reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .build()
-        .unwrap();
+    let anonymous = central.anonymous();
 
     let response = anonymous
         .post(central.device_url("/v1/batches"))
@@ -576,7 +463,7 @@ async fn a_heartbeat_returns_a_queued_command_once() {
     let central = Central::start().await;
     let device = central.enroll("pi-46505").await;
     let queued = central
-        .admin
+        .http
         .post(central.admin_url("/admin/devices/pi-46505/commands"))
         .json(&json!({"type": "release", "held_id": "held-1"}))
         .send()
@@ -607,7 +494,7 @@ async fn a_command_for_an_unknown_device_or_of_an_unknown_type_is_refused() {
     let central = Central::start().await;
     let _device = central.enroll("pi-46505").await;
     let unknown = central
-        .admin
+        .http
         .post(central.admin_url("/admin/devices/pi-nobody/commands"))
         .json(&json!({"type": "resync"}))
         .send()
@@ -615,7 +502,7 @@ async fn a_command_for_an_unknown_device_or_of_an_unknown_type_is_refused() {
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let bad = central
-        .admin
+        .http
         .post(central.admin_url("/admin/devices/pi-46505/commands"))
         .json(&json!({"type": "self_destruct"}))
         .send()

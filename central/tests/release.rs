@@ -3,24 +3,21 @@
 //! uploaded and checked, the rollout policy decides which heartbeats are offered it, devices
 //! download it with `Range`, and their reports move the counts.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::{header, StatusCode};
-use rustls::pki_types::pem::PemObject as _;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use skolebro_central::store::{SqliteStore, Store};
-use skolebro_central::{
-    device_tls_config, serve, EnrollSettings, ReleaseSettings, RunningServer, ServerParts,
-};
 use skolebro_protocol::release::in_rollout;
 use skolebro_protocol::{
-    DeviceId, DeviceSigningKey, ReleaseManifest, ReleaseSigningKey, SealingPrivateKey, SiteId,
-    Version,
+    DeviceId, DeviceSigningKey, ReleaseManifest, ReleaseSigningKey, SiteId, Version,
 };
-use skolebro_provisioning::{DevPki, Validity};
+use skolebro_provisioning::Validity;
+
+use common::{Central, CentralOptions};
 
 const SITE: &str = "4601-12345";
 const OTHER_SITE: &str = "4601-54321";
@@ -49,102 +46,33 @@ fn manifest(version: &str, artifact: &[u8]) -> ReleaseManifest {
     }
 }
 
-struct Central {
-    running: Option<RunningServer>,
-    store: Arc<dyn Store>,
-    pki: DevPki,
-    admin: reqwest::Client,
-    dir: tempfile::TempDir,
-}
-
 impl Central {
     async fn start(with_key: bool) -> Central {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(dir.path().join("central.db"))
-                .await
-                .expect("the store opens"),
-        );
-        let pki =
-            DevPki::generate(Validity::from_now(Duration::from_secs(3600))).expect("a dev PKI");
-        let tls = device_tls_config(
-            &pki.server.cert_pem,
-            &pki.server.key_pem,
-            pki.device_ca.cert_pem(),
-        )
-        .expect("a server TLS configuration");
-        let running = serve(ServerParts {
-            store: Arc::clone(&store),
-            tls,
-            sealing_key: SealingPrivateKey::from_bytes([7; 32]),
-            device_listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            consumer_listen: None,
-            ui: None,
+        CentralOptions {
             max_batch_bytes: 1 << 20,
-            enroll: EnrollSettings::default(),
-            releases: ReleaseSettings {
-                key: with_key.then(|| release_key().verifying_key()),
-                dir: dir.path().join("releases"),
-            },
-        })
-        .await
-        .expect("the server starts");
-        Central {
-            running: Some(running),
-            store,
-            pki,
-            admin: reqwest::Client::new(),
-            dir,
+            release_key: with_key.then(|| release_key().verifying_key()),
+            ..CentralOptions::default()
         }
-    }
-
-    fn running(&self) -> &RunningServer {
-        self.running.as_ref().expect("the server runs")
-    }
-
-    fn device_url(&self, path: &str) -> String {
-        format!(
-            "https://127.0.0.1:{}{path}",
-            self.running().device_addr.port()
-        )
-    }
-
-    fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.running().admin_addr)
-    }
-
-    fn releases_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("releases")
+        .start()
+        .await
     }
 
     /// A registered device of `site` with a certificate from the device CA.
     async fn device(&self, name: &str, site: &str) -> Device {
         let id = DeviceId::new(name).unwrap();
         let site = SiteId::new(site).unwrap();
-        let credentials = self
-            .pki
-            .device_ca
-            .issue_device(&id, &site, Validity::from_now(Duration::from_secs(3600)))
-            .expect("a device certificate");
+        let client = self.device_client(&id, &site, Validity::from_now(Duration::from_secs(3600)));
         let key = DeviceSigningKey::from_bytes(Sha256::digest(name.as_bytes()).into());
         self.store
             .register_device(&id, &site, &key.verifying_key())
             .await
             .expect("the device registers");
-        let client = skolebro_provisioning::tls::client(
-            &credentials.cert_pem,
-            &credentials.key_pem,
-            self.pki.central_ca.cert_pem(),
-        )
-        .expect("a device client");
         Device { id, client }
     }
 
     async fn register(&self, bytes: Vec<u8>) -> (StatusCode, Value) {
         let response = self
-            .admin
+            .http
             .post(self.admin_url("/admin/releases"))
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(bytes)
@@ -156,7 +84,7 @@ impl Central {
     }
 
     async fn upload(&self, id: &str, bytes: Vec<u8>) -> StatusCode {
-        self.admin
+        self.http
             .put(self.admin_url(&format!("/admin/releases/{id}/artifact")))
             .body(bytes)
             .send()
@@ -178,7 +106,7 @@ impl Central {
     }
 
     async fn admin_post(&self, path: &str, body: Option<Value>) -> StatusCode {
-        let request = self.admin.post(self.admin_url(path));
+        let request = self.http.post(self.admin_url(path));
         let request = match body {
             Some(body) => request.json(&body),
             None => request,
@@ -188,7 +116,7 @@ impl Central {
 
     async fn releases(&self) -> Vec<Value> {
         let response = self
-            .admin
+            .http
             .get(self.admin_url("/admin/releases"))
             .send()
             .await
@@ -196,12 +124,6 @@ impl Central {
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.expect("JSON");
         body["releases"].as_array().expect("a list").clone()
-    }
-
-    async fn stop(mut self) {
-        if let Some(running) = self.running.take() {
-            running.shutdown().await;
-        }
     }
 }
 
@@ -548,23 +470,7 @@ async fn artifacts_download_whole_or_from_a_range() {
         device.download(&central, pending, None).await.status(),
         StatusCode::NOT_FOUND
     );
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(
-        central.pki.central_ca.cert_pem().as_bytes(),
-    ) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let anonymous = reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .build()
-        .unwrap();
+    let anonymous = central.anonymous();
     let refused = anonymous
         .get(central.device_url(&format!("/v1/releases/{id}/artifact")))
         .send()

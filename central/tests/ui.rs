@@ -14,6 +14,8 @@
 //! the page says so, and that the audit log has the release. With
 //! `SKOLEBRO_UI_SCREENSHOT=path` it saves a screenshot of the fleet page there.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,74 +27,26 @@ use reqwest::{redirect, StatusCode};
 use serde_json::{json, Value};
 use skolebro_agent::config::AgentConfig;
 use skolebro_agent::daemon;
-use skolebro_central::store::{
-    Batch, NewRelease, SqliteStore, Store, Timestamp, UpdateEvent, UpdateState,
-};
-use skolebro_central::ui::{new_user, UiSettings, LOGIN_FAILURES_ALLOWED, LOGIN_LOCK};
-use skolebro_central::{
-    device_tls_config, serve, EnrollSettings, ReleaseSettings, RunningServer, ServerParts,
-};
+use skolebro_central::store::{Batch, NewRelease, Store, Timestamp, UpdateEvent, UpdateState};
+use skolebro_central::ui::{new_user, LOGIN_FAILURES_ALLOWED, LOGIN_LOCK};
 use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
 use skolebro_protocol::{ChainHead, DeviceId, Payload, Roster, School, Seq, SiteId, SiteSecret};
 use skolebro_provisioning::pki::write_private_key;
-use skolebro_provisioning::{DevPki, Validity};
+use skolebro_provisioning::Validity;
+
+use common::{free_port, Central, CentralOptions};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-struct Central {
-    running: RunningServer,
-    store: Arc<dyn Store>,
-    pki: DevPki,
-    sealing: SealingPrivateKey,
-    dir: tempfile::TempDir,
-}
-
 impl Central {
     async fn start() -> Central {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(dir.path().join("central.db"))
-                .await
-                .expect("the store opens"),
-        );
-        let pki =
-            DevPki::generate(Validity::from_now(Duration::from_secs(3600))).expect("a dev PKI");
-        let sealing = SealingPrivateKey::generate().expect("a sealing key");
-        let running = serve(ServerParts {
-            store: Arc::clone(&store),
-            tls: device_tls_config(
-                &pki.server.cert_pem,
-                &pki.server.key_pem,
-                pki.device_ca.cert_pem(),
-            )
-            .expect("the TLS configuration"),
-            sealing_key: SealingPrivateKey::from_bytes(sealing.to_bytes()),
-            device_listen: "127.0.0.1:0".parse().expect("an address"),
-            admin_listen: "127.0.0.1:0".parse().expect("an address"),
-            consumer_listen: None,
-            ui: Some(UiSettings {
-                listen: "127.0.0.1:0".parse().expect("an address"),
-                // Plain HTTP on loopback: a Secure cookie would never be sent back.
-                secure_cookie: false,
-                session_lifetime: Duration::from_secs(3600),
-            }),
-            max_batch_bytes: 16 << 20,
-            enroll: EnrollSettings::default(),
-            releases: ReleaseSettings {
-                key: None,
-                dir: dir.path().join("releases"),
-            },
-        })
-        .await
-        .expect("central starts");
-        Central {
-            running,
-            store,
-            pki,
-            sealing,
-            dir,
+        CentralOptions {
+            ui: true,
+            sealing: SealingPrivateKey::generate().expect("a sealing key"),
+            ..CentralOptions::default()
         }
+        .start()
+        .await
     }
 
     fn ui(&self) -> String {
@@ -1080,13 +1034,6 @@ fn log_tail(path: &Path) -> String {
         }
         Err(error) => format!("\n(no chromedriver log at {}: {error})", path.display()),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
 }
 
 /// Writes the agent's keys and config for site `fana`, device `pi-fana`, into `dir`.
