@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use skolebro_protocol::{School, SiteId};
 
+use crate::admin::{audit_api, API_ACTOR};
 use crate::ingest::store_failure;
 use crate::reply;
 use crate::server::AppState;
@@ -210,8 +211,33 @@ pub(crate) fn refusal(error: &StoreError) -> Option<String> {
     }
 }
 
-/// The account name the operator API's windows are created by: it has no accounts yet.
-const API_CREATOR: &str = "operator-api";
+/// Refuses a window the store would refuse (a bad name or period, an overlap in its
+/// county) before an audit line is written for it, so the log does not fill with refused
+/// attempts; the store checks again in its own transaction. `Err` is the store failing.
+pub(crate) async fn early_refusal(
+    store: &dyn Store,
+    window: &NewWindow,
+) -> Result<Option<StoreError>, StoreError> {
+    if let Err(error) = window.check() {
+        return Ok(Some(error));
+    }
+    let existing = store.windows(Some(window.fylke)).await?;
+    Ok(existing
+        .iter()
+        .find(|other| window.overlaps(other))
+        .map(|other| StoreError::WindowOverlap {
+            fylke: window.fylke,
+            existing: other.id,
+        }))
+}
+
+/// The target and detail of the audit line for creating `window`, the same from both doors.
+pub(crate) fn audit_words(window: &NewWindow) -> (String, String) {
+    (
+        format!("county {}", window.fylke),
+        format!("{}: {} to {}", window.name, window.opens, window.closes),
+    )
+}
 
 fn window_json(window: &TransferWindow, now: Timestamp) -> Value {
     json!({
@@ -299,6 +325,13 @@ pub(crate) async fn post_window(
     body: Result<Json<NewWindowBody>, JsonRejection>,
 ) -> Response {
     let invalid = |detail: String| reply::error(StatusCode::BAD_REQUEST, "invalid_window", detail);
+    let refused = |error: StoreError| match (&error, refusal(&error)) {
+        (StoreError::WindowOverlap { .. }, Some(detail)) => {
+            reply::error(StatusCode::CONFLICT, "window_overlap", detail)
+        }
+        (_, Some(detail)) => invalid(detail),
+        (_, None) => store_failure(&error),
+    };
     let Ok(Json(body)) = body else {
         return invalid(
             "expected {\"fylke\": \"46\", \"name\": \"…\", \"opens\": \"<RFC 3339>\", \
@@ -311,11 +344,19 @@ pub(crate) async fn post_window(
         &body.name,
         &body.opens,
         &body.closes,
-        API_CREATOR,
+        API_ACTOR,
     ) {
         Ok(window) => window,
         Err(detail) => return invalid(detail),
     };
+    match early_refusal(state.store.as_ref(), &window).await {
+        Ok(None) => {}
+        Ok(Some(error)) | Err(error) => return refused(error),
+    }
+    let (target, detail) = audit_words(&window);
+    if let Err(response) = audit_api(&state, "create_window", &target, &detail).await {
+        return response;
+    }
     match state.store.create_window(&window).await {
         Ok(created) => {
             tracing::info!(window = created.id, fylke = %created.fylke, opens = %created.opens, closes = %created.closes, "transfer window created");
@@ -325,15 +366,7 @@ pub(crate) async fn post_window(
             )
                 .into_response()
         }
-        Err(error @ StoreError::WindowOverlap { .. }) => reply::error(
-            StatusCode::CONFLICT,
-            "window_overlap",
-            refusal(&error).unwrap_or_default(),
-        ),
-        Err(error) => match refusal(&error) {
-            Some(detail) => invalid(detail),
-            None => store_failure(&error),
-        },
+        Err(error) => refused(error),
     }
 }
 

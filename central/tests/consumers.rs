@@ -880,5 +880,16 @@ async fn a_late_batch_changes_the_current_roster_but_not_the_closed_windows_froz
         let (status, answer) = create(body.clone()).await;
         assert_eq!(status, expected, "{body}: {answer}");
     }
+    // The two windows created are audited; the refused attempts are not.
+    let audit = central.store.audit_log(50).await.expect("the audit log");
+    let created: Vec<_> = audit
+        .iter()
+        .filter(|line| line.action == "create_window")
+        .map(|line| (line.actor.as_str(), line.target.as_str()))
+        .collect();
+    assert_eq!(
+        created,
+        [("operator-api", "county 03"), ("operator-api", "county 46")]
+    );
     central.stop().await;
 }

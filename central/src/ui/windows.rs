@@ -22,10 +22,10 @@ use skolebro_protocol::School;
 use super::auth::{operator, Operator};
 use super::pages::forbidden;
 use super::{audit, escape, escape_path, page, see_other, store_failure, UiState};
-use crate::store::{
-    Fylke, Role, StoreError, Timestamp, TransferWindow, WindowState, MAX_WINDOW_NAME_LEN,
+use crate::store::{Fylke, Role, Timestamp, TransferWindow, WindowState, MAX_WINDOW_NAME_LEN};
+use crate::windows::{
+    audit_words, early_refusal, late_for, parse_new_window, refusal, Overview, WindowReport,
 };
-use crate::windows::{late_for, parse_new_window, refusal, Overview, WindowReport};
 
 /// Whose windows an operator sees.
 enum Counties {
@@ -254,34 +254,23 @@ pub(crate) async fn post_window(
         Err(why) => return refused(&operator, StatusCode::BAD_REQUEST, &why),
     };
     let store = state.app.store.as_ref();
-    // Checked before the audit line, so the log does not fill with refused attempts; the
-    // store checks again in its transaction.
-    let existing = match store.windows(Some(window.fylke)).await {
-        Ok(existing) => existing,
+    match early_refusal(store, &window).await {
+        Ok(None) => {}
+        Ok(Some(error)) => {
+            return refused(
+                &operator,
+                StatusCode::BAD_REQUEST,
+                &refusal(&error).unwrap_or_default(),
+            )
+        }
         Err(error) => return store_failure(&error),
-    };
-    let early = window.check().err().or_else(|| {
-        existing
-            .iter()
-            .find(|other| window.overlaps(other))
-            .map(|other| StoreError::WindowOverlap {
-                fylke: window.fylke,
-                existing: other.id,
-            })
-    });
-    if let Some(error) = early {
-        return refused(
-            &operator,
-            StatusCode::BAD_REQUEST,
-            &refusal(&error).unwrap_or_default(),
-        );
     }
-    let detail = format!("{}: {} to {}", window.name, window.opens, window.closes);
+    let (target, detail) = audit_words(&window);
     if let Err(error) = audit(
         store,
         &operator.user.name,
         "create_window",
-        &format!("county {}", window.fylke),
+        &target,
         &detail,
     )
     .await
