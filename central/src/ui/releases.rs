@@ -265,14 +265,7 @@ pub(crate) async fn post_pause(
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let csrf = form.ok().map(|Form(form)| form.csrf);
-    change(&state, &headers, &id, csrf, || {
-        Ok(RolloutChange {
-            paused: Some(true),
-            ..RolloutChange::default()
-        })
-    })
-    .await
+    set_paused(&state, &headers, &id, form, true).await
 }
 
 /// `POST /releases/{id}/resume`: operations only; offered again under its rollout.
@@ -282,10 +275,21 @@ pub(crate) async fn post_resume(
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
+    set_paused(&state, &headers, &id, form, false).await
+}
+
+/// Pause and resume: the same change with the flag either way.
+async fn set_paused(
+    state: &UiState,
+    headers: &HeaderMap,
+    id: &str,
+    form: Result<Form<CsrfForm>, FormRejection>,
+    paused: bool,
+) -> Response {
     let csrf = form.ok().map(|Form(form)| form.csrf);
-    change(&state, &headers, &id, csrf, || {
+    change(state, headers, id, csrf, || {
         Ok(RolloutChange {
-            paused: Some(false),
+            paused: Some(paused),
             ..RolloutChange::default()
         })
     })
