@@ -31,16 +31,24 @@
 //! SHA-256 of all of its bytes, signature included.
 
 use std::convert::Infallible;
-use std::fmt;
 
 use ed25519_dalek::{Signature, Signer as _};
 use hpke::rand_core::{TryCryptoRng, TryRng};
-use hpke::{Deserializable as _, Kem as _, OpModeR, OpModeS, Serializable as _};
+use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::delta::Delta;
 use crate::roster::Roster;
+
+mod error;
+mod ids;
+mod keys;
+
+pub use error::EnvelopeError;
+pub use ids::{DeviceId, InvalidId, Seq, SiteId};
+use keys::HpkeKem;
+pub use keys::{DeviceSigningKey, DeviceVerifyingKey, SealingPrivateKey, SealingPublicKey};
 
 /// The envelope format this build writes and the only one it reads. A reader never guesses at
 /// a format it does not know: an envelope of any other version is refused with
@@ -70,159 +78,8 @@ const SIG_LEN: usize = 64;
 /// Magic plus version: the part of the input read before any section.
 const PREAMBLE_LEN: usize = MAGIC.len() + 2;
 
-type HpkeKem = hpke::kem::X25519HkdfSha256;
 type HpkeKdf = hpke::kdf::HkdfSha256;
 type HpkeAead = hpke::aead::ChaCha20Poly1305;
-
-/// Everything that can go wrong when sealing or opening an envelope. Each failure central must
-/// answer differently has its own variant: a replay is acked again, a gap asks for a snapshot,
-/// a bad signature is an alarm.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EnvelopeError {
-    /// The input is larger than the caller's limit. Checked before any byte is decoded, so an
-    /// oversized upload costs central nothing but the length check.
-    #[error("envelope is {size} bytes, over the limit of {limit}")]
-    Oversized { size: usize, limit: usize },
-    /// The envelope (or a header handed to [`seal`]) has a format version this build does not
-    /// know. Refused rather than guessed at.
-    #[error("unknown envelope format version {0}")]
-    UnknownVersion(u16),
-    /// The bytes are not a well-formed envelope (bad magic, truncated, bad lengths, trailing
-    /// bytes, undecodable header or payload), or a header/payload handed to [`seal`] is
-    /// inconsistent.
-    #[error("malformed envelope: {0}")]
-    Malformed(&'static str),
-    /// The signature does not verify against the given device key: the envelope was altered,
-    /// or signed by someone else.
-    #[error("signature does not verify against the device key")]
-    BadSignature,
-    /// Correctly signed, but the header names another device than the one central expected
-    /// (the one the key and the TLS client certificate belong to).
-    #[error("envelope names device {got}, expected {expected}")]
-    WrongDevice { expected: DeviceId, got: DeviceId },
-    /// The envelope is ahead of the chain: envelopes between were lost. Central answers with
-    /// `expected` (and its head) and the agent sends a snapshot chained onto that head.
-    #[error("sequence gap: expected {expected}, got {got}")]
-    Gap { expected: Seq, got: Seq },
-    /// The envelope is behind the chain: central has applied it already. Central acks `seq`
-    /// again without applying anything, so the agent's outbox can move on.
-    #[error("replay of {seq}; next expected is {expected}")]
-    Replay { seq: Seq, expected: Seq },
-    /// The sequence number is the expected one, but `prev` is not the digest of the envelope
-    /// central applied last: the agent's chain forked (restored backup, cloned SD card).
-    #[error("envelope {seq} does not chain onto the envelope applied before it")]
-    BrokenChain { seq: Seq },
-    /// Signature and chain are fine but HPKE cannot open the payload: sealed to another
-    /// central key, or ciphertext and header do not belong together.
-    #[error("payload could not be decrypted")]
-    Decrypt,
-    /// HPKE refused to seal (e.g. central's public key is a low-order point).
-    #[error("payload could not be encrypted")]
-    Encrypt,
-    /// A key's bytes do not form a usable key.
-    #[error("invalid key")]
-    InvalidKey,
-    /// The operating system's random number generator failed; nothing was sealed or generated.
-    #[error("system randomness unavailable")]
-    Randomness,
-}
-
-/// A device's position in its chain of envelopes. The first envelope a device sends is
-/// `Seq(1)`; `Seq(0)` never appears on the wire, so "nothing applied yet" needs no special case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Seq(pub u64);
-
-impl Seq {
-    /// The sequence number of a device's first envelope.
-    pub const FIRST: Seq = Seq(1);
-
-    /// The sequence number after this one. Saturates at `u64::MAX`, which a device sending
-    /// one envelope a millisecond would reach after half a billion years.
-    pub fn next(self) -> Seq {
-        Seq(self.0.saturating_add(1))
-    }
-}
-
-impl fmt::Display for Seq {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// An id that is not 1..=64 characters of `[A-Za-z0-9._-]`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("an id must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")]
-pub struct InvalidId;
-
-fn valid_id(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-macro_rules! short_id {
-    ($(#[$meta:meta])* $name:ident) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            /// Validates the id: ids end up in logs, paths and database keys, so only short,
-            /// plain ASCII ids are accepted, on both ends and in decoded headers alike.
-            pub fn new(id: impl Into<String>) -> Result<$name, InvalidId> {
-                let id = id.into();
-                if valid_id(&id) {
-                    Ok($name(id))
-                } else {
-                    Err(InvalidId)
-                }
-            }
-
-            /// The id as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = InvalidId;
-            fn try_from(id: String) -> Result<$name, InvalidId> {
-                $name::new(id)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = InvalidId;
-            fn from_str(s: &str) -> Result<$name, InvalidId> {
-                $name::new(s)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-short_id! {
-    /// The id of one agent device, as enrolled at central. Central checks it against the
-    /// device the key belongs to, so one device cannot write into another's chain.
-    DeviceId
-}
-
-short_id! {
-    /// The id of the site (school) a device serves; central routes the payload by it.
-    SiteId
-}
 
 /// What the payload is, readable from the header before decryption: a snapshot replaces the
 /// site's whole roster, a delta changes part of it.
@@ -318,151 +175,6 @@ impl Payload {
             Payload::Delta(_) => Kind::Delta,
             Payload::Snapshot(_) => Kind::Snapshot,
         }
-    }
-}
-
-/// A device's Ed25519 signing key. It never leaves the device; central holds the
-/// [`DeviceVerifyingKey`] from enrollment.
-#[derive(Clone)]
-pub struct DeviceSigningKey(ed25519_dalek::SigningKey);
-
-impl DeviceSigningKey {
-    /// A fresh key from the operating system's randomness.
-    pub fn generate() -> Result<DeviceSigningKey, EnvelopeError> {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|_| EnvelopeError::Randomness)?;
-        let key = DeviceSigningKey::from_bytes(seed);
-        seed.fill(0);
-        Ok(key)
-    }
-
-    /// Loads a key from its 32-byte seed, as stored on the device.
-    pub fn from_bytes(seed: [u8; 32]) -> DeviceSigningKey {
-        DeviceSigningKey(ed25519_dalek::SigningKey::from_bytes(&seed))
-    }
-
-    /// The 32-byte seed, for storing the key on the device.
-    pub fn to_bytes(&self) -> [u8; 32] {
-        self.0.to_bytes()
-    }
-
-    /// The public half, which enrollment hands to central.
-    pub fn verifying_key(&self) -> DeviceVerifyingKey {
-        DeviceVerifyingKey(self.0.verifying_key())
-    }
-}
-
-impl fmt::Debug for DeviceSigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "DeviceSigningKey(public {})",
-            hex::encode(&self.0.verifying_key().to_bytes()[..8])
-        )
-    }
-}
-
-/// A device's Ed25519 public key, as central stores it per device.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct DeviceVerifyingKey(ed25519_dalek::VerifyingKey);
-
-impl DeviceVerifyingKey {
-    /// Loads a key. Refuses bytes that are not a curve point and low-order ("weak") keys,
-    /// for which signatures could be forged.
-    pub fn from_bytes(bytes: [u8; 32]) -> Result<DeviceVerifyingKey, EnvelopeError> {
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| EnvelopeError::InvalidKey)?;
-        if key.is_weak() {
-            return Err(EnvelopeError::InvalidKey);
-        }
-        Ok(DeviceVerifyingKey(key))
-    }
-
-    /// The 32-byte compressed point, for storing.
-    pub fn to_bytes(&self) -> [u8; 32] {
-        self.0.to_bytes()
-    }
-}
-
-impl fmt::Debug for DeviceVerifyingKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DeviceVerifyingKey({})", hex::encode(self.0.to_bytes()))
-    }
-}
-
-/// Central's X25519 private key for opening envelopes. Only central holds it; a stolen Pi or
-/// outbox therefore reveals no payload.
-#[derive(Clone)]
-pub struct SealingPrivateKey(<HpkeKem as hpke::Kem>::PrivateKey);
-
-impl SealingPrivateKey {
-    /// A fresh key from the operating system's randomness.
-    pub fn generate() -> Result<SealingPrivateKey, EnvelopeError> {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|_| EnvelopeError::Randomness)?;
-        let key = SealingPrivateKey::from_bytes(seed);
-        seed.fill(0);
-        Ok(key)
-    }
-
-    /// Loads a key from 32 bytes. X25519 clamps any 32 bytes into a valid scalar, so this
-    /// cannot fail; [`SealingPrivateKey::to_bytes`] returns the clamped form.
-    pub fn from_bytes(bytes: [u8; 32]) -> SealingPrivateKey {
-        // X25519 private keys are exactly 32 bytes, so deserialisation cannot fail here; the
-        // fallback derives a key from the same bytes rather than panicking.
-        match <HpkeKem as hpke::Kem>::PrivateKey::from_bytes(&bytes) {
-            Ok(key) => SealingPrivateKey(key),
-            Err(_) => SealingPrivateKey(HpkeKem::derive_keypair(&bytes).0),
-        }
-    }
-
-    /// The 32 (clamped) key bytes, for storing.
-    pub fn to_bytes(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&self.0.to_bytes());
-        out
-    }
-
-    /// The public half, which goes on provisioning sticks (decision 6).
-    pub fn public_key(&self) -> SealingPublicKey {
-        SealingPublicKey(HpkeKem::sk_to_pk(&self.0))
-    }
-}
-
-impl fmt::Debug for SealingPrivateKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "SealingPrivateKey(public {})",
-            hex::encode(&self.public_key().to_bytes()[..8])
-        )
-    }
-}
-
-/// Central's X25519 public key, which agents seal every payload to.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SealingPublicKey(<HpkeKem as hpke::Kem>::PublicKey);
-
-impl SealingPublicKey {
-    /// Loads a key. Any 32 bytes decode; a low-order point is refused when sealing
-    /// ([`EnvelopeError::Encrypt`]).
-    pub fn from_bytes(bytes: [u8; 32]) -> Result<SealingPublicKey, EnvelopeError> {
-        <HpkeKem as hpke::Kem>::PublicKey::from_bytes(&bytes)
-            .map(SealingPublicKey)
-            .map_err(|_| EnvelopeError::InvalidKey)
-    }
-
-    /// The 32-byte Montgomery u-coordinate, for sticks and configuration.
-    pub fn to_bytes(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&self.0.to_bytes());
-        out
-    }
-}
-
-impl fmt::Debug for SealingPublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SealingPublicKey({})", hex::encode(self.to_bytes()))
     }
 }
 
@@ -1316,7 +1028,7 @@ mod tests {
     #[test]
     fn a_header_with_an_invalid_id_does_not_decode() {
         let mut envelope = first_envelope();
-        envelope.header.device = DeviceId("bad id".to_owned());
+        envelope.header.device = ids::unchecked_device_id("bad id");
         envelope.header_bytes = postcard::to_allocvec(&envelope.header).unwrap();
         assert_eq!(
             open_first(&resign(envelope)),
