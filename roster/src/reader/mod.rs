@@ -28,7 +28,8 @@ pub use elevliste::ColumnProfile;
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// The export formats the agent reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     Elevliste,
