@@ -1,7 +1,6 @@
-//! The agent's memory of what central has: for every record, its handle and the digest of its
-//! content, and nothing else (DESIGN decision 1). The differ compares a new export against it.
-//! It is persisted with the envelope chain's position as one [`Checkpoint`], written
-//! atomically, so a crash leaves either the old checkpoint or the new one.
+//! The agent's memory on disk: the [`State`] of what central has, persisted with the envelope
+//! chain's position as one [`Checkpoint`], written atomically, so a crash leaves either the
+//! old checkpoint or the new one.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -10,11 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use skolebro_protocol::envelope::ChainHead;
-use skolebro_protocol::{
-    Delta, Digest, Entity, EntityDelta, Record, RecordHandle, Roster, SiteSecret,
-};
+use skolebro_protocol::Entity;
 
-use crate::diff::Fingerprints;
+pub use skolebro_roster::state::State;
 
 const MAGIC: &[u8; 4] = b"SKBS";
 const VERSION: u8 = 1;
@@ -33,93 +30,6 @@ pub enum StateError {
     Foreign { path: PathBuf },
     #[error("{path}: the state file is damaged (checksum mismatch); a full snapshot is needed")]
     Damaged { path: PathBuf },
-}
-
-/// Handle -> digest of one kind of record, sorted by handle with no handle twice. Sorted,
-/// not hashed: the differ walks an export and the state side by side (a merge join), which
-/// touches memory in order, and the file is written in the same order.
-pub type Entries = Vec<(RecordHandle, Digest)>;
-
-/// Handle -> digest for each kind of record.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
-    schools: Entries,
-    students: Entries,
-    groups: Entries,
-    enrollments: Entries,
-}
-
-impl State {
-    /// The state central would have after receiving all of `roster`.
-    pub fn of(roster: &Roster, secret: &SiteSecret) -> State {
-        State::from(&Fingerprints::of(roster, secret))
-    }
-
-    pub fn entries(&self, entity: Entity) -> &[(RecordHandle, Digest)] {
-        match entity {
-            Entity::School => &self.schools,
-            Entity::Student => &self.students,
-            Entity::Group => &self.groups,
-            Entity::Enrollment => &self.enrollments,
-        }
-    }
-
-    fn entries_mut(&mut self, entity: Entity) -> &mut Entries {
-        match entity {
-            Entity::School => &mut self.schools,
-            Entity::Student => &mut self.students,
-            Entity::Group => &mut self.groups,
-            Entity::Enrollment => &mut self.enrollments,
-        }
-    }
-
-    pub fn len(&self, entity: Entity) -> usize {
-        self.entries(entity).len()
-    }
-
-    pub fn total(&self) -> usize {
-        Entity::ALL.iter().map(|&e| self.len(e)).sum()
-    }
-
-    pub fn contains(&self, entity: Entity, handle: &RecordHandle) -> bool {
-        self.entries(entity)
-            .binary_search_by(|(h, _)| h.cmp(handle))
-            .is_ok()
-    }
-
-    /// The state after central applies `delta`, whose upserts and deletes are sorted by
-    /// handle (as the differ makes them).
-    pub fn apply(&mut self, delta: &Delta) {
-        // In place, without a second copy of the entries: the state of a large school is
-        // megabytes per kind, and the first export applies to it in many pieces.
-        fn apply_one<R: Record>(entries: &mut Entries, delta: &EntityDelta<R>) {
-            let before = entries.len();
-            let find = |entries: &Entries, handle: &RecordHandle| {
-                entries[..before].binary_search_by(|(h, _)| h.cmp(handle))
-            };
-            let inserts = delta
-                .upserts
-                .iter()
-                .filter(|(h, _)| find(entries, h).is_err())
-                .count();
-            entries.reserve_exact(inserts);
-            for (handle, record) in &delta.upserts {
-                let digest = Digest::of(record);
-                match find(entries, handle) {
-                    Ok(i) => entries[i].1 = digest,
-                    Err(_) => entries.push((*handle, digest)),
-                }
-            }
-            if !delta.deletes.is_empty() {
-                entries.retain(|(h, _)| delta.deletes.binary_search(h).is_err());
-            }
-            entries.sort_unstable_by_key(|entry| entry.0);
-        }
-        apply_one(self.entries_mut(Entity::School), &delta.schools);
-        apply_one(self.entries_mut(Entity::Student), &delta.students);
-        apply_one(self.entries_mut(Entity::Group), &delta.groups);
-        apply_one(self.entries_mut(Entity::Enrollment), &delta.enrollments);
-    }
 }
 
 /// What the agent persists: the state of everything it has enqueued, and where its chain of
@@ -297,34 +207,24 @@ pub fn write_atomic_with(
     File::open(folder)?.sync_all()
 }
 
-impl From<&Fingerprints> for State {
-    fn from(prints: &Fingerprints) -> State {
-        fn sorted(prints: &[(RecordHandle, Digest)]) -> Entries {
-            let mut entries = prints.to_vec();
-            entries.sort_unstable_by_key(|entry| entry.0);
-            entries.dedup_by_key(|entry| entry.0);
-            entries
-        }
-        State {
-            schools: sorted(&prints.schools),
-            students: sorted(&prints.students),
-            groups: sorted(&prints.groups),
-            enrollments: sorted(&prints.enrollments),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skolebro_protocol::{Digest, RecordHandle};
+    use skolebro_roster::diff::Fingerprints;
 
     fn sample() -> Checkpoint {
-        let mut checkpoint = Checkpoint::default();
-        checkpoint.state.students.push((
-            RecordHandle::from_bytes([1; 32]),
-            Digest::from_bytes([2; 32]),
-        ));
-        checkpoint
+        let prints = Fingerprints {
+            students: vec![(
+                RecordHandle::from_bytes([1; 32]),
+                Digest::from_bytes([2; 32]),
+            )],
+            ..Fingerprints::default()
+        };
+        Checkpoint {
+            state: State::from(&prints),
+            ..Checkpoint::default()
+        }
     }
 
     #[test]

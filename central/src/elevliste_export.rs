@@ -2,7 +2,7 @@
 //! schools used to export from their SAS and upload by hand before each November deadline
 //! (the seed's AS-IS), now generated from what central holds, per county and grade.
 //!
-//! It is written in the shape the agent's elevliste reader reads (`skolebro_agent::reader`),
+//! It is written in the shape the agent's elevliste reader reads (`skolebro_roster::reader`),
 //! with the columns the county's own table has (fylkesnummer, kommunenummer, skolenummer,
 //! klasse, fødselsnummer, names) and the rest the roster knows: UTF-8 with a byte-order mark
 //! (so spreadsheet programs show æ, ø and å), CRLF line ends, a header row, fields quoted

@@ -16,13 +16,13 @@ use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use skolebro_agent::reader::{read_export, Format, ReaderOptions};
 use skolebro_central::store::Timestamp;
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
     ChainHead, DeviceId, DeviceSigningKey, Header, Payload, Roster, SiteId, SiteSecret,
 };
 use skolebro_provisioning::Validity;
+use skolebro_roster::reader::{read_export, Format, ReaderOptions};
 
 use common::{now_ms, Central, CentralOptions};
 

@@ -15,8 +15,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use skolebro_agent::reader::{read_export, ReaderOptions};
 use skolebro_protocol::{Record, Roster};
+use skolebro_roster::reader::{read_export, ReaderOptions};
 
 /// How long central may take to hold an export (or a process to come up) before a test
 /// fails. Generous: a loaded two-core CI machine running debug builds is slow.

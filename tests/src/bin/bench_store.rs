@@ -11,10 +11,10 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::SinkExt;
-use skolebro_agent::reader::{read_export, Format, ReaderOptions};
 use skolebro_central::store::{Batch, PostgresStore, SqliteStore, Store, Timestamp};
 use skolebro_protocol::envelope::{ChainHead, DeviceId, DeviceSigningKey, Payload, Seq, SiteId};
 use skolebro_protocol::{Digest, Record, Roster, SiteSecret};
+use skolebro_roster::reader::{read_export, Format, ReaderOptions};
 use skolebro_tests::rostergen::Generated;
 
 #[derive(Parser)]

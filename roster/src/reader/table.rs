@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use compact_str::CompactString;
 
-use super::{is_line_too_long, LineLimit, ReadError, ReadErrorKind};
+use super::error::{ReadError, ReadErrorKind};
+use super::stream::{is_line_too_long, LineLimit};
 
 /// A table being streamed row by row.
 pub struct Table<R: BufRead> {

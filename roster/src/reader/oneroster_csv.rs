@@ -25,8 +25,9 @@ use std::path::{Component, Path, PathBuf};
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{Enrollment, Entity, Gender, Group, School, Student};
 
+use super::error::{open, ReadError, ReadErrorKind};
+use super::format::Format;
 use super::table::{Row, Table};
-use super::{open, Format, ReadError, ReadErrorKind};
 use crate::deviation::{shown, Code, Position, Severity};
 use crate::validate::{Provenance, RosterBuilder, StudentRow};
 

@@ -71,6 +71,19 @@ impl Fingerprints {
     }
 }
 
+impl State {
+    /// The state central would have after receiving all of `roster`.
+    pub fn of(roster: &Roster, secret: &SiteSecret) -> State {
+        State::from(&Fingerprints::of(roster, secret))
+    }
+}
+
+impl From<&Fingerprints> for State {
+    fn from(prints: &Fingerprints) -> State {
+        State::from_unordered(|entity| prints.of_entity(entity))
+    }
+}
+
 /// The delta from `old` to the export, in handle order, with the upserted records copied
 /// out of the export. `prints` are the export's [`Fingerprints`] under the site's secret.
 /// For the `diff` report; the enqueue stage uses [`plan`] so a large delta is never held

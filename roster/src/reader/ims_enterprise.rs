@@ -36,7 +36,9 @@ use quick_xml::Reader;
 use skolebro_protocol::national_id::{mask, CivilDate};
 use skolebro_protocol::{Enrollment, Entity, Gender, Group, School, Student};
 
-use super::{open, Format, ReadError, ReadErrorKind, MAX_LINE_BYTES};
+use super::error::{open, ReadError, ReadErrorKind};
+use super::format::Format;
+use super::stream::{LineTooLong, MAX_LINE_BYTES};
 use crate::deviation::{Code, Position, Severity};
 use crate::validate::{Admission, Provenance, RosterBuilder, StudentRow};
 
@@ -120,10 +122,7 @@ impl<R: Read> Read for Counted<R> {
 impl<R: Read> BufRead for Counted<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.too_long {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                super::LineTooLong,
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, LineTooLong));
         }
         if self.pos >= self.filled {
             self.pos = 0;

@@ -12,8 +12,9 @@ use hashbrown::HashMap;
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{Enrollment, Gender, Group, Record, School, Student};
 
+use super::error::{open, ReadError, ReadErrorKind};
+use super::format::Format;
 use super::table::{Row, Table};
-use super::{open, Format, ReadError, ReadErrorKind};
 use crate::deviation::{Code, Position, Severity};
 use crate::validate::{Admission, Provenance, RosterBuilder, StudentRow};
 

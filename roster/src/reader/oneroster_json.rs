@@ -24,7 +24,8 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use skolebro_protocol::{Enrollment, Entity, Gender, School, Student};
 
-use super::{open, Format, ReadError, ReadErrorKind};
+use super::error::{open, ReadError, ReadErrorKind};
+use super::format::Format;
 use crate::deviation::{shown, Code, Position, Severity};
 use crate::validate::{Admission, Provenance, RosterBuilder, StudentRow};
 

@@ -1,0 +1,18 @@
+//! The roster pipeline: the pure part of the agent, with no threads of its own beyond the
+//! reader's pipelining, no network and no files but the export it reads. The agent's daemon
+//! drives it; central reads its own elevliste exports back through it, and the benches
+//! measure it.
+//!
+//! Data flow: [`reader`] streams an export into [`validate`], which collects
+//! [`deviation`]s and yields a validated roster -> [`diff`] against the [`state`] central is
+//! known to have -> [`safety`] filter, which passes or holds the delta. [`report`] turns the
+//! results into what the agent's `check` and `diff` commands print. Sealing, queueing and
+//! uploading the delta are the agent's.
+
+pub mod deviation;
+pub mod diff;
+pub mod reader;
+pub mod report;
+pub mod safety;
+pub mod state;
+pub mod validate;

@@ -1,0 +1,107 @@
+//! The bounded byte stream the text readers read a file through: a line longer than
+//! [`MAX_LINE_BYTES`] ends the read instead of filling memory.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{BufRead, Read};
+
+/// The longest physical line a text reader accepts. SAS rows are a few hundred bytes; a
+/// longer line is a broken or hostile file, refused before it fills memory.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Wraps a byte stream so that a line longer than [`MAX_LINE_BYTES`] ends the read with an
+/// error instead of growing a buffer without bound. It also notes where newlines are, so a
+/// parser that reads ahead can still tell which line a record starts on.
+pub struct LineLimit<R> {
+    inner: R,
+    line: u64,
+    run: usize,
+    offset: u64,
+    newlines: VecDeque<u64>,
+}
+
+impl<R: BufRead> LineLimit<R> {
+    pub fn new(inner: R) -> LineLimit<R> {
+        LineLimit {
+            inner,
+            line: 1,
+            run: 0,
+            offset: 0,
+            newlines: VecDeque::new(),
+        }
+    }
+
+    /// The 1-based line the stream has reached.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Forgets newlines before byte `offset` and says how many there were, and whether the
+    /// last of them sits right before `offset`. The caller keeps the running line count; the
+    /// queue holds only what the parser has not reached yet.
+    pub fn newlines_before(&mut self, offset: u64) -> (u64, bool) {
+        let mut passed = 0;
+        let mut last = None;
+        while let Some(at) = self.newlines.front().copied().filter(|&at| at < offset) {
+            self.newlines.pop_front();
+            passed += 1;
+            last = Some(at);
+        }
+        (passed, last.is_some_and(|at| at + 1 == offset))
+    }
+}
+
+/// The marker error [`LineLimit`] returns; readers map it to
+/// [`ReadErrorKind::LineTooLong`](super::error::ReadErrorKind::LineTooLong).
+#[derive(Debug)]
+pub struct LineTooLong;
+
+impl fmt::Display for LineTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line longer than {MAX_LINE_BYTES} bytes")
+    }
+}
+
+impl std::error::Error for LineTooLong {}
+
+/// True when an I/O error is [`LineLimit`]'s refusal.
+pub fn is_line_too_long(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<LineTooLong>())
+}
+
+impl<R: BufRead> Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = {
+            let available = self.inner.fill_buf()?;
+            let n = available.len().min(buf.len());
+            buf[..n].copy_from_slice(&available[..n]);
+            n
+        };
+        self.inner.consume(n);
+        let mut start = 0;
+        for at in memchr::memchr_iter(b'\n', &buf[..n]) {
+            self.run += at - start;
+            if self.run > MAX_LINE_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    LineTooLong,
+                ));
+            }
+            self.line += 1;
+            self.run = 0;
+            self.newlines.push_back(self.offset + at as u64);
+            start = at + 1;
+        }
+        self.run += n - start;
+        if self.run > MAX_LINE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                LineTooLong,
+            ));
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
