@@ -77,7 +77,7 @@ impl Collection {
 }
 
 /// One OneRoster object of the caller's scope.
-pub(crate) struct Item {
+pub(crate) struct ScopedObject {
     pub id: String,
     pub modified: Timestamp,
     pub json: Value,
@@ -149,7 +149,7 @@ pub(crate) async fn scoped_items(
     store: &dyn Store,
     scope: &ConsumerScope,
     collection: Collection,
-) -> Result<Vec<Item>, StoreError> {
+) -> Result<Vec<ScopedObject>, StoreError> {
     let mut items = Vec::new();
     for scoped in scoped_sites(store, scope).await? {
         let ScopedSite {
@@ -256,7 +256,7 @@ pub(crate) async fn scoped_items(
                 }
                 _ => continue,
             };
-            items.push(Item {
+            items.push(ScopedObject {
                 id,
                 modified: current.modified,
                 json,
@@ -329,7 +329,7 @@ impl DateFilter {
 }
 
 /// The page a request asks for, checked.
-pub(crate) struct Page {
+pub(crate) struct PageRequest {
     pub limit: usize,
     pub offset: usize,
     pub filter: Option<DateFilter>,
@@ -340,8 +340,8 @@ pub(crate) type Refusal = (&'static str, &'static str);
 
 const LIMIT_DETAIL: &str = "limit is a whole number from 1 (at most 1000 are served)";
 
-impl Page {
-    pub(crate) fn from_query(query: ListQuery) -> Result<Page, Refusal> {
+impl PageRequest {
+    pub(crate) fn from_query(query: ListQuery) -> Result<PageRequest, Refusal> {
         let number = |text: Option<String>, default: usize, refusal: Refusal| match text {
             None => Ok(default),
             Some(text) => text.trim().parse::<usize>().map_err(|_| refusal),
@@ -363,7 +363,7 @@ impl Page {
                  one of > >= < <= = !=",
             ))?),
         };
-        Ok(Page {
+        Ok(PageRequest {
             limit: limit.min(MAX_LIMIT),
             offset,
             filter,

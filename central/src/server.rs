@@ -40,8 +40,7 @@ use tower::ServiceExt as _;
 
 use crate::api::device::{PeerAddr, ENROLL_PATH};
 use crate::api::error::ApiError;
-use crate::enroll::{EnrollSettings, Enroller};
-use crate::fleet::Fleet;
+use crate::enroll::EnrollSettings;
 use crate::release::ReleaseSettings;
 use crate::state::{AppState, UiSettings, UiState};
 use crate::store::Store;
@@ -287,14 +286,13 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
     };
     let ui_addr = ui_listener.as_ref().map(|(_, bound, _)| *bound);
 
-    let state = Arc::new(AppState {
-        store: parts.store,
-        sealing_key: parts.sealing_key,
-        max_batch_bytes: parts.max_batch_bytes,
-        fleet: Fleet::default(),
-        enroller: Enroller::new(parts.enroll),
-        releases: parts.releases,
-    });
+    let state = Arc::new(AppState::new(
+        parts.store,
+        parts.sealing_key,
+        parts.max_batch_bytes,
+        parts.enroll,
+        parts.releases,
+    ));
     let (sender, receiver) = watch::channel(false);
     let device_task = tokio::spawn(run_device_listener(
         device_listener,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use skolebro_protocol::SealingPrivateKey;
 
-use crate::enroll::Enroller;
+use crate::enroll::{EnrollSettings, Enroller};
 use crate::fleet::Fleet;
 use crate::rate_limit::RateLimiter;
 use crate::release::ReleaseSettings;
@@ -26,6 +26,26 @@ pub(crate) struct AppState {
     pub fleet: Fleet,
     pub enroller: Enroller,
     pub releases: ReleaseSettings,
+}
+
+impl AppState {
+    /// A server's state: nothing heard from any device yet, no enrollment counted.
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        sealing_key: SealingPrivateKey,
+        max_batch_bytes: usize,
+        enroll: EnrollSettings,
+        releases: ReleaseSettings,
+    ) -> AppState {
+        AppState {
+            store,
+            sealing_key,
+            max_batch_bytes,
+            fleet: Fleet::default(),
+            enroller: Enroller::new(enroll),
+            releases,
+        }
+    }
 }
 
 /// How the web interface listens and sets its cookies; built from `ui_listen` and `[ui]`.

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::token::bearer_client;
 use crate::api::error::{not_found, ApiError};
-use crate::oneroster::{scoped_items, Collection, ListQuery, Page, BASE};
+use crate::oneroster::{scoped_items, Collection, ListQuery, PageRequest, BASE};
 use crate::state::AppState;
 
 /// `GET /ims/oneroster/v1p1/{collection}`: one page of the caller's objects, sorted by
@@ -34,8 +34,8 @@ pub(crate) async fn get_collection(
             "the parameters served are limit, offset and filter",
         ));
     };
-    let page =
-        Page::from_query(query).map_err(|(code, detail)| ApiError::bad_request(code, detail))?;
+    let page = PageRequest::from_query(query)
+        .map_err(|(code, detail)| ApiError::bad_request(code, detail))?;
     let mut items = scoped_items(state.store.as_ref(), &client.scope, collection).await?;
     if let Some(filter) = page.filter {
         items.retain(|item| filter.matches(item.modified));

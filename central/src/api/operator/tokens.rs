@@ -25,7 +25,7 @@ const MAX_SITE_NAME_LEN: usize = 256;
 /// A token to register, as `skolebro-provision stick` posts it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct TokenBody {
+pub(crate) struct NewTokenBody {
     /// SHA-256 of the token's text, 64 hex characters.
     token_sha256: String,
     site: String,
@@ -36,7 +36,7 @@ pub(crate) struct TokenBody {
 /// `POST /admin/tokens`: registers a stick's enrollment token by its hash.
 pub(crate) async fn post_token(
     State(state): State<Arc<AppState>>,
-    body: Result<Json<TokenBody>, JsonRejection>,
+    body: Result<Json<NewTokenBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Ok(Json(body)) = body else {
         return Err(invalid_token(
