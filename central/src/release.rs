@@ -7,7 +7,7 @@
 //! `releases_dir`, kept only if its size and SHA-256 are the manifest's). Operators set the
 //! rollout (a percentage of stable cohorts and/or named sites) and may pause and resume it.
 //! Each heartbeat (`crate::api::device`) records the update step the agent reports and gets
-//! [`offer`]: the newest release for the device's target that its policy includes, unless the
+//! `offer`: the newest release for the device's target that its policy includes, unless the
 //! device runs that version or has rolled it back or refused it. The agent downloads the
 //! artifact from `GET /v1/releases/{id}/artifact`, with `Range` so a school's flaky uplink
 //! can resume, and checks everything against the signed manifest itself: central is trusted

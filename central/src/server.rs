@@ -2,7 +2,7 @@
 //! (mutual TLS, `api::device`), the operator listener (plain HTTP on loopback,
 //! `api::operator`) and, if configured, the consumer listener (plain HTTP, `api::consumer`)
 //! and the operator web interface (plain HTTP, `ui`). The handlers' shared state is built
-//! here from [`ServerParts`] ([`crate::state`]); this module holds no handler.
+//! here from [`ServerParts`] (`crate::state`); this module holds no handler.
 //!
 //! In the data flow this is where an agent's uplink arrives: TCP -> TLS handshake, in which
 //! a client certificate, if presented, must come from the device CA -> the certificate's

@@ -2,17 +2,17 @@
 //! operators, served on its own listener (`ui_listen`) so it can sit behind a TLS proxy of
 //! its own while the JSON operator API stays on loopback. It is the fourth listener beside
 //! the three JSON ones in `crate::api`, and kept apart from them because it answers with
-//! pages, not JSON ([`error::PageError`] rather than `ApiError`).
+//! pages, not JSON (`error::PageError` rather than `ApiError`).
 //!
 //! It reads what the rest of central already keeps: the store's devices, tokens, school
 //! records, transfers and audit log, and the heartbeats and command queues of
 //! [`crate::fleet`]. Its actions are the operator API's (release or reject a held delta,
 //! revoke a token or a device), with an account, a role and a reason attached, and every one
-//! of them lands in the audit log ([`crate::audit`]). [`auth`] signs operators in and out and
-//! gives handlers the signed-in [`auth::Operator`] as an extractor; [`pages`] renders the
-//! fleet, site, held-delta, token and audit pages; [`releases`] shows the releases and
-//! changes their rollouts; [`windows`] shows and sets the counties' transfer windows;
-//! [`html`] is the page frame. Everything works without JavaScript: links, plain forms, and
+//! of them lands in the audit log (`crate::audit`). `auth` signs operators in and out and
+//! gives handlers the signed-in `auth::Operator` as an extractor; `pages` renders the
+//! fleet, site, held-delta, token and audit pages; `releases` shows the releases and
+//! changes their rollouts; `windows` shows and sets the counties' transfer windows;
+//! `html` is the page frame. Everything works without JavaScript: links, plain forms, and
 //! redirects after each POST.
 //!
 //! The listener speaks plain HTTP. Beyond loopback it belongs behind a TLS-terminating
