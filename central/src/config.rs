@@ -222,7 +222,7 @@ fn default_secure_cookie() -> bool {
 }
 
 fn default_session_hours() -> u64 {
-    crate::ui::DEFAULT_SESSION_LIFETIME.as_secs() / 3600
+    crate::state::DEFAULT_SESSION_LIFETIME.as_secs() / 3600
 }
 
 /// The PEM files of the device listener.
@@ -467,7 +467,7 @@ impl CentralConfig {
             device_listen: self.listen,
             admin_listen: self.admin_listen,
             consumer_listen: self.consumer_listen,
-            ui: self.ui_listen.map(|listen| crate::ui::UiSettings {
+            ui: self.ui_listen.map(|listen| crate::state::UiSettings {
                 listen,
                 secure_cookie: self.ui.secure_cookie,
                 session_lifetime: std::time::Duration::from_secs(self.ui.session_hours * 3600),

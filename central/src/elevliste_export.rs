@@ -11,7 +11,8 @@
 //! id cannot be matched by the admission office: such rows are left out and counted in the
 //! `X-Skolebro-Left-Out` header, and the school fixes the id in its SAS.
 //!
-//! Served on the operator listener (`GET /admin/exports/elevliste`); the file carries
+//! Served on the operator listener (`GET /admin/exports/elevliste`,
+//! `crate::api::operator`); this module only generates the file, which carries
 //! personal data by design, and nothing of it is logged. Asked for a transfer window
 //! (`window=ID`), it is the window's county, and once the window has closed the file is
 //! generated as of its deadline: the records are bitemporal, so a late batch, applied and
@@ -19,18 +20,9 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use skolebro_protocol::{Gender, Roster, SiteId};
 
-use crate::ingest::store_failure;
-use crate::reply;
-use crate::server::AppState;
 use crate::store::{ConsumerScope, Store, StoreError, Timestamp};
 
 /// The header row, in the agent reader's column names.
@@ -57,9 +49,9 @@ pub(crate) const HEADER: [&str; 16] = [
 /// a valid national id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Elevliste {
-    bytes: Vec<u8>,
-    rows: usize,
-    left_out: usize,
+    pub bytes: Vec<u8>,
+    pub rows: usize,
+    pub left_out: usize,
 }
 
 /// Builds the elevliste of `county` (fylkesnummer) and `grade` (trinn, compared as text)
@@ -187,114 +179,6 @@ fn write_row<'a>(out: &mut String, fields: impl Iterator<Item = &'a str>) {
         }
     }
     out.push_str("\r\n");
-}
-
-/// The query of an export request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ExportQuery {
-    /// Fylkesnummer, two digits; with `window` it may be left out (it is the window's).
-    county: Option<String>,
-    /// Trinn, as the SAS writes it (`10`).
-    grade: String,
-    /// RFC 3339; absent for the current rosters.
-    as_of: Option<String>,
-    /// A transfer window's id: its county, and once it has closed its deadline as `as_of`.
-    window: Option<i64>,
-}
-
-/// `GET /admin/exports/elevliste?county=46&grade=10[&as_of=<RFC 3339>]` or
-/// `?window=<id>&grade=10`: the file, as an attachment named for county and grade.
-pub(crate) async fn get_elevliste(
-    State(state): State<Arc<AppState>>,
-    query: Result<Query<ExportQuery>, QueryRejection>,
-) -> Response {
-    let invalid =
-        |detail: &str| reply::error(StatusCode::BAD_REQUEST, "invalid_query", detail.to_owned());
-    let Ok(Query(query)) = query else {
-        return invalid(
-            "the parameters are grade, county or window (a number), and optionally as_of",
-        );
-    };
-    if let Some(county) = &query.county {
-        if !ConsumerScope::County(county.clone()).is_valid() {
-            return invalid("county is a fylkesnummer, two digits");
-        }
-    }
-    let grade = query.grade.trim();
-    if grade.is_empty() || grade.len() > 8 || !grade.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return invalid("grade is a trinn such as 10 (letters and digits, at most 8)");
-    }
-    if query.window.is_some() && query.as_of.is_some() {
-        return invalid("window and as_of exclude each other: a closed window is as of closes");
-    }
-    let (county, as_of) = match query.window {
-        Some(id) => {
-            let window = match state.store.window(id).await {
-                Ok(Some(window)) => window,
-                Ok(None) => {
-                    return reply::error(
-                        StatusCode::NOT_FOUND,
-                        "unknown_window",
-                        format!("no transfer window has id {id}"),
-                    )
-                }
-                Err(error) => return store_failure(&error),
-            };
-            let county = window.fylke.to_string();
-            if query.county.as_ref().is_some_and(|asked| *asked != county) {
-                return invalid("county differs from the window's county; leave it out");
-            }
-            (county, window.frozen_as_of(Timestamp::now()))
-        }
-        None => {
-            let Some(county) = query.county.clone() else {
-                return invalid("county (a fylkesnummer) or window is required");
-            };
-            match query.as_of.as_deref().map(Timestamp::parse_rfc3339) {
-                None => (county, None),
-                Some(Some(at)) => (county, Some(at)),
-                Some(None) => {
-                    return invalid("as_of is an RFC 3339 time, e.g. 2026-11-15T23:59:59Z")
-                }
-            }
-        }
-    };
-    let elevliste = match generate(&*state.store, &county, grade, as_of).await {
-        Ok(elevliste) => elevliste,
-        Err(error) => return store_failure(&error),
-    };
-    tracing::info!(
-        county,
-        window = query.window,
-        grade,
-        as_of = ?as_of.map(|at| at.to_string()),
-        rows = elevliste.rows,
-        left_out = elevliste.left_out,
-        "elevliste exported"
-    );
-    let disposition = format!("attachment; filename=\"elevliste-{county}-{grade}.csv\"");
-    let mut response = (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        elevliste.bytes,
-    )
-        .into_response();
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    headers.insert(
-        HeaderName::from_static("x-skolebro-left-out"),
-        HeaderValue::from(elevliste.left_out),
-    );
-    if let Some(Ok(value)) = as_of.map(|at| HeaderValue::from_str(&at.to_string())) {
-        headers.insert(HeaderName::from_static("x-skolebro-as-of"), value);
-    }
-    response
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
-//! The consumer listener: a read-only subset of the OneRoster 1.1 REST binding
-//! (`/ims/oneroster/v1p1/{orgs,users,classes,enrollments}`, each also by `sourcedId`) and the
-//! OAuth2 token endpoint that guards it (`crate::consumer_auth`).
+//! The OneRoster mapping behind the consumer listener: a read-only subset of the OneRoster
+//! 1.1 REST binding (`/ims/oneroster/v1p1/{orgs,users,classes,enrollments}`, each also by
+//! `sourcedId`), served by `crate::api::consumer` behind the OAuth2 tokens of
+//! `crate::consumer_auth`. This module turns the store's records into OneRoster objects and
+//! checks a page request; it knows nothing of HTTP.
 //!
 //! What central stores maps onto OneRoster as: a school is an org of type `school`, a
 //! basisgruppe a class of type `homeroom`, a student a user with role `student`, and an
@@ -16,25 +18,14 @@
 //! national id (an elevliste's student key) leaks into an id.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use compact_str::CompactString;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use skolebro_protocol::{Entity, Gender, RecordHandle, SiteId, SiteSecret};
 
-use crate::consumer_auth::{bearer_client, post_token};
-use crate::ingest::store_failure;
-use crate::reply;
-use crate::server::AppState;
-use crate::store::{AnyRecord, ConsumerScope, StoreError, Timestamp};
+use crate::store::{AnyRecord, ConsumerScope, Store, StoreError, Timestamp};
 
 /// Where the OneRoster 1.1 REST endpoints live.
 pub const BASE: &str = "/ims/oneroster/v1p1";
@@ -45,23 +36,9 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// Largest page; a larger `limit` is served as this many.
 pub const MAX_LIMIT: usize = 1000;
 
-/// Largest request body on this listener: a token request is a few hundred bytes.
-const MAX_CONSUMER_BODY_BYTES: usize = 8 * 1024;
-
-/// The consumer listener's routes.
-pub(crate) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/oauth/token", post(post_token))
-        .route(&format!("{BASE}/{{collection}}"), get(get_collection))
-        .route(&format!("{BASE}/{{collection}}/{{id}}"), get(get_one))
-        .fallback(reply::not_found)
-        .layer(DefaultBodyLimit::max(MAX_CONSUMER_BODY_BYTES))
-        .with_state(state)
-}
-
 /// The four collections served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Collection {
+pub(crate) enum Collection {
     Orgs,
     Users,
     Classes,
@@ -69,7 +46,7 @@ enum Collection {
 }
 
 impl Collection {
-    fn from_path(name: &str) -> Option<Collection> {
+    pub(crate) fn from_path(name: &str) -> Option<Collection> {
         match name {
             "orgs" => Some(Collection::Orgs),
             "users" => Some(Collection::Users),
@@ -79,7 +56,7 @@ impl Collection {
         }
     }
 
-    fn plural(self) -> &'static str {
+    pub(crate) fn plural(self) -> &'static str {
         match self {
             Collection::Orgs => "orgs",
             Collection::Users => "users",
@@ -89,7 +66,7 @@ impl Collection {
     }
 
     /// The key of one object in a by-id answer (`{"org": {…}}`).
-    fn singular(self) -> &'static str {
+    pub(crate) fn singular(self) -> &'static str {
         match self {
             Collection::Orgs => "org",
             Collection::Users => "user",
@@ -100,10 +77,10 @@ impl Collection {
 }
 
 /// One OneRoster object of the caller's scope.
-struct Item {
-    id: String,
-    modified: Timestamp,
-    json: Value,
+pub(crate) struct ScopedObject {
+    pub id: String,
+    pub modified: Timestamp,
+    pub json: Value,
 }
 
 /// The `sourcedId` of a record: the first 16 bytes of SHA-256 over a label and the record's
@@ -137,11 +114,11 @@ struct ScopedSite {
 
 /// The sites with at least one school in `scope`, with those schools.
 async fn scoped_sites(
-    state: &AppState,
+    store: &dyn Store,
     scope: &ConsumerScope,
 ) -> Result<Vec<ScopedSite>, StoreError> {
     let mut by_site: Vec<(SiteId, HashSet<CompactString>)> = Vec::new();
-    for (site, school) in state.store.current_schools().await? {
+    for (site, school) in store.current_schools().await? {
         if !scope.covers(&school) {
             continue;
         }
@@ -154,8 +131,7 @@ async fn scoped_sites(
     }
     let mut sites = Vec::with_capacity(by_site.len());
     for (site, schools) in by_site {
-        let secret = state
-            .store
+        let secret = store
             .site_secret(&site)
             .await?
             .ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
@@ -169,13 +145,13 @@ async fn scoped_sites(
 }
 
 /// Every object of `collection` in the caller's scope, in no particular order.
-async fn scoped_items(
-    state: &AppState,
+pub(crate) async fn scoped_items(
+    store: &dyn Store,
     scope: &ConsumerScope,
     collection: Collection,
-) -> Result<Vec<Item>, StoreError> {
+) -> Result<Vec<ScopedObject>, StoreError> {
     let mut items = Vec::new();
-    for scoped in scoped_sites(state, scope).await? {
+    for scoped in scoped_sites(store, scope).await? {
         let ScopedSite {
             site,
             secret,
@@ -190,11 +166,7 @@ async fn scoped_items(
         // A user's orgs are the scoped schools of its enrollments.
         let mut orgs_of: HashMap<CompactString, Vec<CompactString>> = HashMap::new();
         if collection == Collection::Users {
-            for current in state
-                .store
-                .current_records(site, Entity::Enrollment)
-                .await?
-            {
+            for current in store.current_records(site, Entity::Enrollment).await? {
                 if let AnyRecord::Enrollment(enrollment) = current.record {
                     if schools.contains(&enrollment.school) {
                         orgs_of
@@ -205,7 +177,7 @@ async fn scoped_items(
                 }
             }
         }
-        for current in state.store.current_records(site, entity).await? {
+        for current in store.current_records(site, entity).await? {
             let id = sourced_id(&current.handle);
             let common = |mut object: Value| {
                 object["sourcedId"] = json!(id);
@@ -284,7 +256,7 @@ async fn scoped_items(
                 }
                 _ => continue,
             };
-            items.push(Item {
+            items.push(ScopedObject {
                 id,
                 modified: current.modified,
                 json,
@@ -299,7 +271,7 @@ async fn scoped_items(
 /// for a sorted one.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     limit: Option<String>,
     offset: Option<String>,
     filter: Option<String>,
@@ -307,7 +279,7 @@ struct ListQuery {
 
 /// A comparison on `dateLastModified`, the only filter served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DateFilter {
+pub(crate) struct DateFilter {
     op: Op,
     at: Timestamp,
 }
@@ -344,7 +316,7 @@ impl DateFilter {
         })
     }
 
-    fn matches(self, modified: Timestamp) -> bool {
+    pub(crate) fn matches(self, modified: Timestamp) -> bool {
         match self.op {
             Op::Greater => modified > self.at,
             Op::GreaterOrEqual => modified >= self.at,
@@ -356,24 +328,20 @@ impl DateFilter {
     }
 }
 
-fn bad_query(code: &'static str, detail: &str) -> Response {
-    reply::error(StatusCode::BAD_REQUEST, code, detail.to_owned())
-}
-
 /// The page a request asks for, checked.
-struct Page {
-    limit: usize,
-    offset: usize,
-    filter: Option<DateFilter>,
+pub(crate) struct PageRequest {
+    pub limit: usize,
+    pub offset: usize,
+    pub filter: Option<DateFilter>,
 }
 
 /// Why a page request was refused: the error code and its detail.
-type Refusal = (&'static str, &'static str);
+pub(crate) type Refusal = (&'static str, &'static str);
 
 const LIMIT_DETAIL: &str = "limit is a whole number from 1 (at most 1000 are served)";
 
-impl Page {
-    fn from_query(query: ListQuery) -> Result<Page, Refusal> {
+impl PageRequest {
+    pub(crate) fn from_query(query: ListQuery) -> Result<PageRequest, Refusal> {
         let number = |text: Option<String>, default: usize, refusal: Refusal| match text {
             None => Ok(default),
             Some(text) => text.trim().parse::<usize>().map_err(|_| refusal),
@@ -395,106 +363,11 @@ impl Page {
                  one of > >= < <= = !=",
             ))?),
         };
-        Ok(Page {
+        Ok(PageRequest {
             limit: limit.min(MAX_LIMIT),
             offset,
             filter,
         })
-    }
-}
-
-/// `GET /ims/oneroster/v1p1/{collection}`: one page of the caller's objects, sorted by
-/// `sourcedId`, with `X-Total-Count` (of the caller's scope and filter) and a `Link` to the
-/// next page while there is one.
-async fn get_collection(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(collection): Path<String>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Response {
-    let client = match bearer_client(&state, &headers).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
-    let Some(collection) = Collection::from_path(&collection) else {
-        return reply::not_found().await;
-    };
-    let Ok(Query(query)) = query else {
-        return bad_query(
-            "invalid_query",
-            "the parameters served are limit, offset and filter",
-        );
-    };
-    let page = match Page::from_query(query) {
-        Ok(page) => page,
-        Err((code, detail)) => return bad_query(code, detail),
-    };
-    let mut items = match scoped_items(&state, &client.scope, collection).await {
-        Ok(items) => items,
-        Err(error) => return store_failure(&error),
-    };
-    if let Some(filter) = page.filter {
-        items.retain(|item| filter.matches(item.modified));
-    }
-    items.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-    let total = items.len();
-    let objects: Vec<Value> = items
-        .into_iter()
-        .skip(page.offset)
-        .take(page.limit)
-        .map(|item| item.json)
-        .collect();
-    tracing::debug!(
-        client = client.id,
-        collection = collection.plural(),
-        total,
-        served = objects.len(),
-        "oneroster page read"
-    );
-    let mut response = Json(json!({ collection.plural(): objects })).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        HeaderName::from_static("x-total-count"),
-        HeaderValue::from(total),
-    );
-    let next = page.offset.saturating_add(page.limit);
-    if next < total {
-        if let Ok(link) = HeaderValue::from_str(&format!(
-            "<{BASE}/{}?limit={}&offset={next}>; rel=\"next\"",
-            collection.plural(),
-            page.limit
-        )) {
-            headers.insert(header::LINK, link);
-        }
-    }
-    response
-}
-
-/// `GET /ims/oneroster/v1p1/{collection}/{sourcedId}`: one object of the caller's scope;
-/// 404 for an id that is not, whether it exists elsewhere or nowhere.
-async fn get_one(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path((collection, id)): Path<(String, String)>,
-) -> Response {
-    let client = match bearer_client(&state, &headers).await {
-        Ok(client) => client,
-        Err(response) => return response,
-    };
-    let Some(collection) = Collection::from_path(&collection) else {
-        return reply::not_found().await;
-    };
-    let items = match scoped_items(&state, &client.scope, collection).await {
-        Ok(items) => items,
-        Err(error) => return store_failure(&error),
-    };
-    match items.into_iter().find(|item| item.id == id) {
-        Some(item) => Json(json!({ collection.singular(): item.json })).into_response(),
-        None => reply::error(
-            StatusCode::NOT_FOUND,
-            "unknown_object",
-            format!("no {} with this sourcedId", collection.singular()),
-        ),
     }
 }
 

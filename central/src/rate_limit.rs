@@ -1,7 +1,7 @@
 //! Token buckets per key: how central slows down guessing at its two doors that take a
 //! secret from an unknown caller. Enrollment ([`crate::enroll`]) takes one from the peer
 //! address's bucket for every request, so a token guesser or a flood of CSRs gets nowhere;
-//! the web interface's sign-in ([`crate::ui`]) takes one from the account name's bucket for
+//! the web interface's sign-in ([`crate::accounts`]) takes one from the account name's bucket for
 //! every *failed* password, and refuses to check a password at all while the bucket is empty.
 //!
 //! The buckets live in memory, per process: a restart forgets them, and two centrals behind

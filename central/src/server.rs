@@ -1,13 +1,15 @@
-//! Central's listeners, started in-process: the device listener (mutual TLS, the ingest in
-//! `ingest.rs`), the operator listener (plain HTTP on loopback, `admin.rs`) and, if
-//! configured, the consumer listener (plain HTTP, OneRoster in `oneroster.rs`).
+//! Central's listeners, started in-process and wired to their routers: the device listener
+//! (mutual TLS, `api::device`), the operator listener (plain HTTP on loopback,
+//! `api::operator`) and, if configured, the consumer listener (plain HTTP, `api::consumer`)
+//! and the operator web interface (plain HTTP, `ui`). The handlers' shared state is built
+//! here from [`ServerParts`] (`crate::state`); this module holds no handler.
 //!
 //! In the data flow this is where an agent's uplink arrives: TCP -> TLS handshake, in which
 //! a client certificate, if presented, must come from the device CA -> the certificate's
 //! [`DeviceIdentity`], checked against the store's revocation once per connection -> HTTP/1.1
 //! with the caller attached to every request of the connection -> the handlers, which check
 //! the envelope against it and apply it to the [`Store`]. A connection without a certificate
-//! may only enroll (`enroll.rs`); every other request of it is answered 401, and every
+//! may only enroll; every other request of it is answered 401, and every
 //! request of a revoked device's connection 403. A connection whose handshake fails is
 //! closed and logged at debug level only: scanners and misconfigured clients are not
 //! central's incidents.
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::Request;
@@ -36,14 +38,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use crate::enroll::{EnrollSettings, Enrollment};
-use crate::fleet::Fleet;
+use crate::api::device::{PeerAddr, ENROLL_PATH};
+use crate::api::error::ApiError;
+use crate::enroll::EnrollSettings;
 use crate::release::ReleaseSettings;
-use crate::reply;
+use crate::state::{AppState, UiSettings, UiState};
 use crate::store::Store;
-
-/// The one device endpoint a connection without a client certificate may use.
-pub(crate) const ENROLL_PATH: &str = "/v1/enroll";
 
 /// How long a client may take to finish the TLS handshake: a slow or stalled handshake holds
 /// a connection slot, so it is cut off rather than waited for.
@@ -82,7 +82,7 @@ pub struct ServerParts {
     pub consumer_listen: Option<SocketAddr>,
     /// The operator web interface's listener and cookie settings, or `None` for no web
     /// interface. Plain HTTP: beyond loopback, put a TLS-terminating proxy in front of it.
-    pub ui: Option<crate::ui::UiSettings>,
+    pub ui: Option<UiSettings>,
     /// Largest envelope accepted; anything larger is refused with 413.
     pub max_batch_bytes: usize,
     /// The device CA and limits for `/v1/enroll` and `/v1/renew`.
@@ -144,21 +144,6 @@ pub enum ServerError {
     },
 }
 
-/// The state every handler shares: one per server.
-pub(crate) struct AppState {
-    pub store: Arc<dyn Store>,
-    pub sealing_key: SealingPrivateKey,
-    pub max_batch_bytes: usize,
-    pub fleet: Fleet,
-    pub enrollment: Enrollment,
-    pub releases: ReleaseSettings,
-}
-
-/// The address a device connection comes from, attached to each of its requests: the
-/// enrollment rate limit counts per address.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PeerAddr(pub SocketAddr);
-
 /// Who is on a device connection, decided once after the handshake.
 #[derive(Debug)]
 enum Caller {
@@ -179,20 +164,20 @@ impl Caller {
         match self {
             Caller::Device(_) => None,
             Caller::Anonymous if path == ENROLL_PATH => None,
-            Caller::Anonymous => Some(reply::error(
+            Caller::Anonymous => Some(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "client_certificate_required",
                 "only POST /v1/enroll may be used without a device certificate",
             )),
-            Caller::Revoked(identity) => Some(reply::error(
-                StatusCode::FORBIDDEN,
+            Caller::Revoked(identity) => Some(ApiError::forbidden(
                 "device_revoked",
                 format!("device {} is revoked", identity.device),
             )),
-            Caller::Unchecked => Some(reply::unavailable(
-                "central cannot check the device's revocation now; try again later",
+            Caller::Unchecked => Some(ApiError::Unavailable(
+                "central cannot check the device's revocation now; try again later".to_owned(),
             )),
         }
+        .map(IntoResponse::into_response)
     }
 }
 
@@ -301,14 +286,13 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
     };
     let ui_addr = ui_listener.as_ref().map(|(_, bound, _)| *bound);
 
-    let state = Arc::new(AppState {
-        store: parts.store,
-        sealing_key: parts.sealing_key,
-        max_batch_bytes: parts.max_batch_bytes,
-        fleet: Fleet::default(),
-        enrollment: Enrollment::new(parts.enroll),
-        releases: parts.releases,
-    });
+    let state = Arc::new(AppState::new(
+        parts.store,
+        parts.sealing_key,
+        parts.max_batch_bytes,
+        parts.enroll,
+        parts.releases,
+    ));
     let (sender, receiver) = watch::channel(false);
     let device_task = tokio::spawn(run_device_listener(
         device_listener,
@@ -319,7 +303,7 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
     let consumer_task = consumer_listener.map(|(listener, _)| {
         tokio::spawn(run_http_listener(
             listener,
-            crate::oneroster::router(Arc::clone(&state)),
+            crate::api::consumer::router(Arc::clone(&state)),
             receiver.clone(),
             "consumer",
         ))
@@ -327,14 +311,14 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
     let ui_task = ui_listener.map(|(listener, _, settings)| {
         tokio::spawn(run_http_listener(
             listener,
-            crate::ui::router(Arc::clone(&state), settings),
+            crate::ui::router(Arc::new(UiState::new(Arc::clone(&state), settings))),
             receiver.clone(),
             "web interface",
         ))
     });
     let admin_task = tokio::spawn(run_http_listener(
         admin_listener,
-        crate::admin::router(state),
+        crate::api::operator::router(state),
         receiver,
         "operator",
     ));
@@ -375,7 +359,7 @@ async fn run_device_listener(
     state: Arc<AppState>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let router = crate::ingest::router(Arc::clone(&state));
+    let router = crate::api::device::router(Arc::clone(&state));
     let permits = Arc::new(Semaphore::new(MAX_DEVICE_CONNECTIONS));
     let mut connections = JoinSet::new();
     let stop = shutdown_requested(shutdown.clone());

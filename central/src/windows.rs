@@ -7,25 +7,13 @@
 //! no later window of that county had opened by then; the site's county comes from its
 //! current school records ([`Fylke::of_school`]). The frozen side lives in
 //! `crate::elevliste_export`, which reads a closed window's file as of its deadline. The web
-//! interface (`crate::ui`) and the operator API (`GET`/`POST /admin/windows`, here) show
-//! the same reports.
+//! interface (`crate::ui::windows`) and the operator API (`GET`/`POST /admin/windows`,
+//! `crate::api::operator`) show the same reports and create windows with the same checks.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
 use skolebro_protocol::{School, SiteId};
 
-use crate::admin::{audit_api, API_ACTOR};
-use crate::ingest::store_failure;
-use crate::reply;
-use crate::server::AppState;
 use crate::store::{
     Fylke, NewWindow, Store, StoreError, Timestamp, Transfer, TransferWindow, MAX_WINDOW_NAME_LEN,
 };
@@ -237,137 +225,6 @@ pub(crate) fn audit_words(window: &NewWindow) -> (String, String) {
         format!("county {}", window.fylke),
         format!("{}: {} to {}", window.name, window.opens, window.closes),
     )
-}
-
-fn window_json(window: &TransferWindow, now: Timestamp) -> Value {
-    json!({
-        "id": window.id,
-        "fylke": window.fylke,
-        "name": window.name,
-        "opens": window.opens.to_string(),
-        "closes": window.closes.to_string(),
-        "created": window.created.to_string(),
-        "created_by": window.created_by,
-        "state": window.state_at(now),
-    })
-}
-
-/// The query of `GET /admin/windows`; unknown parameters are refused, not ignored.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WindowsQuery {
-    /// Only this county's windows.
-    fylke: Option<String>,
-}
-
-/// `GET /admin/windows[?fylke=46]`: every window with its state, its county's sites, those
-/// that delivered inside it and its late batches.
-pub(crate) async fn get_windows(
-    State(state): State<Arc<AppState>>,
-    query: Result<Query<WindowsQuery>, QueryRejection>,
-) -> Response {
-    let fylke = match query {
-        Ok(Query(WindowsQuery { fylke: None })) => None,
-        Ok(Query(WindowsQuery { fylke: Some(code) })) if Fylke::parse(&code).is_some() => {
-            Fylke::parse(&code)
-        }
-        _ => {
-            return reply::error(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                "the only parameter is fylke, a county number of two digits",
-            )
-        }
-    };
-    let overview = match Overview::load(state.store.as_ref(), fylke).await {
-        Ok(overview) => overview,
-        Err(error) => return store_failure(&error),
-    };
-    let now = Timestamp::now();
-    let windows: Vec<Value> = overview
-        .reports()
-        .iter()
-        .map(|report| {
-            let mut value = window_json(report.window, now);
-            value["sites"] = json!(report.sites.len());
-            value["delivered"] = json!(report.delivered);
-            value["late"] = report
-                .late
-                .iter()
-                .map(|(site, transfer)| {
-                    json!({
-                        "site": site,
-                        "device": transfer.device,
-                        "seq": transfer.seq.0,
-                        "at": transfer.at.to_string(),
-                    })
-                })
-                .collect();
-            value
-        })
-        .collect();
-    Json(json!({"windows": windows})).into_response()
-}
-
-/// The body of `POST /admin/windows`: times as text, so a bad one gets its own message.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewWindowBody {
-    fylke: String,
-    name: String,
-    opens: String,
-    closes: String,
-}
-
-/// `POST /admin/windows`: creates a window of a county.
-pub(crate) async fn post_window(
-    State(state): State<Arc<AppState>>,
-    body: Result<Json<NewWindowBody>, JsonRejection>,
-) -> Response {
-    let invalid = |detail: String| reply::error(StatusCode::BAD_REQUEST, "invalid_window", detail);
-    let refused = |error: StoreError| match (&error, refusal(&error)) {
-        (StoreError::WindowOverlap { .. }, Some(detail)) => {
-            reply::error(StatusCode::CONFLICT, "window_overlap", detail)
-        }
-        (_, Some(detail)) => invalid(detail),
-        (_, None) => store_failure(&error),
-    };
-    let Ok(Json(body)) = body else {
-        return invalid(
-            "expected {\"fylke\": \"46\", \"name\": \"…\", \"opens\": \"<RFC 3339>\", \
-             \"closes\": \"<RFC 3339>\"}"
-                .to_owned(),
-        );
-    };
-    let window = match parse_new_window(
-        &body.fylke,
-        &body.name,
-        &body.opens,
-        &body.closes,
-        API_ACTOR,
-    ) {
-        Ok(window) => window,
-        Err(detail) => return invalid(detail),
-    };
-    match early_refusal(state.store.as_ref(), &window).await {
-        Ok(None) => {}
-        Ok(Some(error)) | Err(error) => return refused(error),
-    }
-    let (target, detail) = audit_words(&window);
-    if let Err(response) = audit_api(&state, "create_window", &target, &detail).await {
-        return response;
-    }
-    match state.store.create_window(&window).await {
-        Ok(created) => {
-            tracing::info!(window = created.id, fylke = %created.fylke, opens = %created.opens, closes = %created.closes, "transfer window created");
-            (
-                StatusCode::CREATED,
-                Json(window_json(&created, Timestamp::now())),
-            )
-                .into_response()
-        }
-        Err(error) => refused(error),
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::escape;
+use super::html::escape;
 use crate::fleet::DeviationGroup;
 
 /// Groups a page shows per device: more than the agent has codes for, so a newer agent's

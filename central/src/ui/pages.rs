@@ -1,6 +1,6 @@
 //! The pages of the web interface and the actions behind their forms.
 //!
-//! Each GET handler signs the operator in ([`operator`]), works out which sites it may see
+//! Each GET handler takes the signed-in [`Operator`], works out which sites it may see
 //! ([`View`]), reads the store and the fleet view, and renders a table; each POST handler also
 //! checks the form's CSRF token and the operator's role, writes the audit line, acts, and
 //! redirects back. Pages show ids, counts, states and times, never a national id or a name of
@@ -14,19 +14,20 @@ use std::sync::Arc;
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 use skolebro_protocol::{DeviceId, School, SiteId};
 
-use super::auth::{operator, Operator, View};
+use super::auth::{CsrfForm, EmptyForm, Operator, View};
 use super::deviations::deviation_table;
+use super::error::PageError;
+use super::html::{escape, escape_path, human_bytes, page, plural, see_other};
 use super::windows::late_note;
-use super::{
-    audit, escape, escape_path, human_bytes, page, plural, see_other, store_failure, UiState,
-};
+use crate::audit;
 use crate::fleet::{AgentState, Command, DeviceActivity, MAX_HELD_ID_LEN};
+use crate::state::UiState;
 use crate::store::{DeviceRecord, StoreError, Timestamp};
 
 /// Transfers listed on a site's page.
@@ -37,26 +38,6 @@ const AUDIT_SHOWN: u32 = 500;
 
 /// Longest reason an operator may give; it is stored in the audit log.
 const MAX_REASON_LEN: usize = 500;
-
-/// Signs the request's operator in or returns the redirect to the login page.
-macro_rules! signed_in {
-    ($state:expr, $headers:expr) => {
-        match operator(&$state, &$headers).await {
-            Ok(operator) => operator,
-            Err(response) => return response,
-        }
-    };
-}
-
-/// Unwraps a store result or returns the failure page.
-macro_rules! stored {
-    ($result:expr) => {
-        match $result {
-            Ok(value) => value,
-            Err(error) => return store_failure(&error),
-        }
-    };
-}
 
 /// `GET /`: the fleet for a signed-in operator, the login page for anyone else.
 pub(crate) async fn home() -> Response {
@@ -70,25 +51,6 @@ pub(crate) async fn not_found() -> Response {
         "Not found",
         "",
         "<p>There is no such page. <a href=\"/fleet\">Back to the fleet</a>.</p>",
-    )
-}
-
-fn not_found_for(operator: &Operator) -> Response {
-    page(
-        StatusCode::NOT_FOUND,
-        "Not found",
-        &operator.nav(),
-        "<p>There is no such site, device or token here.</p>",
-    )
-}
-
-/// 403 with a reason, for an action the operator's role does not allow or a stale form.
-pub(crate) fn forbidden(operator: &Operator, why: &str) -> Response {
-    page(
-        StatusCode::FORBIDDEN,
-        "Not allowed",
-        &operator.nav(),
-        &format!("<p class=\"bad\">{}</p>", escape(why)),
     )
 }
 
@@ -180,10 +142,12 @@ fn state_words(row: &DeviceRow) -> String {
 }
 
 /// `GET /fleet`: every device the operator may see, in plain words.
-pub(crate) async fn fleet(State(state): State<Arc<UiState>>, headers: HeaderMap) -> Response {
-    let operator = signed_in!(state, headers);
-    let view = stored!(operator.view(state.app.store.as_ref()).await);
-    let (devices, schools) = stored!(visible_devices(&state, &view).await);
+pub(crate) async fn fleet(
+    State(state): State<Arc<UiState>>,
+    operator: Operator,
+) -> Result<Response, PageError> {
+    let view = operator.view(state.app.store.as_ref()).await?;
+    let (devices, schools) = visible_devices(&state, &view).await?;
     let now = Timestamp::now();
     let mut body = String::new();
     if devices.is_empty() {
@@ -242,28 +206,27 @@ pub(crate) async fn fleet(State(state): State<Arc<UiState>>, headers: HeaderMap)
         }
         body.push_str("</table>");
     }
-    page(StatusCode::OK, "Fleet", &operator.nav(), &body)
+    Ok(page(StatusCode::OK, "Fleet", &operator.nav(), &body))
 }
 
 /// `GET /sites/{site}`: a school's transfers over time and what to fix in its SAS.
 pub(crate) async fn site(
     State(state): State<Arc<UiState>>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(site): Path<String>,
-) -> Response {
-    let operator = signed_in!(state, headers);
+) -> Result<Response, PageError> {
     let store = state.app.store.as_ref();
-    let view = stored!(operator.view(store).await);
+    let view = operator.view(store).await?;
     let Ok(site) = SiteId::new(site) else {
-        return not_found_for(&operator);
+        return Err(operator.not_found());
     };
-    if !view.sees(&site) || stored!(store.site_secret(&site).await).is_none() {
-        return not_found_for(&operator);
+    if !view.sees(&site) || store.site_secret(&site).await?.is_none() {
+        return Err(operator.not_found());
     }
-    let (devices, schools) = stored!(visible_devices(&state, &view).await);
-    let counts = stored!(store.counts(&site).await);
-    let transfers = stored!(store.transfers(&site, TRANSFERS_SHOWN).await);
-    let windows = stored!(store.windows(None).await);
+    let (devices, schools) = visible_devices(&state, &view).await?;
+    let counts = store.counts(&site).await?;
+    let transfers = store.transfers(&site, TRANSFERS_SHOWN).await?;
+    let windows = store.windows(None).await?;
     let site_schools = schools.get(&site).map_or(&[][..], Vec::as_slice);
     let now = Timestamp::now();
 
@@ -347,19 +310,21 @@ pub(crate) async fn site(
         }
         body.push_str("</table>");
     }
-    page(
+    Ok(page(
         StatusCode::OK,
         &format!("Site {site}"),
         &operator.nav(),
         &body,
-    )
+    ))
 }
 
 /// `GET /held`: the deltas the devices hold for review, with release and reject forms.
-pub(crate) async fn held(State(state): State<Arc<UiState>>, headers: HeaderMap) -> Response {
-    let operator = signed_in!(state, headers);
-    let view = stored!(operator.view(state.app.store.as_ref()).await);
-    let (devices, schools) = stored!(visible_devices(&state, &view).await);
+pub(crate) async fn held(
+    State(state): State<Arc<UiState>>,
+    operator: Operator,
+) -> Result<Response, PageError> {
+    let view = operator.view(state.app.store.as_ref()).await?;
+    let (devices, schools) = visible_devices(&state, &view).await?;
     let now = Timestamp::now();
     let mut body = String::new();
     let mut any = false;
@@ -437,7 +402,7 @@ pub(crate) async fn held(State(state): State<Arc<UiState>>, headers: HeaderMap) 
     if !any {
         body.push_str("<p id=\"none-held\">No device holds a delta for review.</p>");
     }
-    page(StatusCode::OK, "Held deltas", &operator.nav(), &body)
+    Ok(page(StatusCode::OK, "Held deltas", &operator.nav(), &body))
 }
 
 #[derive(Debug, Deserialize)]
@@ -448,39 +413,38 @@ pub(crate) struct HeldForm {
     reason: String,
 }
 
+impl CsrfForm for HeldForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /devices/{device}/held`: queues a release or reject, as
 /// `POST /admin/devices/{device}/commands` does, with the operator and reason audited.
 pub(crate) async fn post_held(
     State(state): State<Arc<UiState>>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(device): Path<String>,
     form: Result<Form<HeldForm>, FormRejection>,
-) -> Response {
-    let operator = signed_in!(state, headers);
-    let Some(Form(form)) = form.ok().filter(|Form(form)| operator.csrf_ok(&form.csrf)) else {
-        return forbidden(
-            &operator,
-            "The form expired. Reload the page and try again.",
-        );
-    };
+) -> Result<Response, PageError> {
+    let form = operator.form(form)?;
     if !operator.may_decide_held() {
-        return forbidden(&operator, "Your account may look, not release or reject.");
+        return Err(operator.forbidden("Your account may look, not release or reject."));
     }
     let store = state.app.store.as_ref();
     let Ok(device) = DeviceId::new(device) else {
-        return not_found_for(&operator);
+        return Err(operator.not_found());
     };
-    let view = stored!(operator.view(store).await);
-    match stored!(store.device(&device).await) {
+    let view = operator.view(store).await?;
+    match store.device(&device).await? {
         Some(record) if view.sees(&record.site) => {}
-        _ => return not_found_for(&operator),
+        _ => return Err(operator.not_found()),
     }
     let reason = form.reason.trim();
     if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
-        return forbidden(
-            &operator,
-            &format!("Give a reason of 1 to {MAX_REASON_LEN} characters."),
-        );
+        return Err(operator.forbidden(&format!(
+            "Give a reason of 1 to {MAX_REASON_LEN} characters."
+        )));
     }
     let command = match form.decision.as_str() {
         "release" => Command::Release {
@@ -489,86 +453,70 @@ pub(crate) async fn post_held(
         "reject" => Command::Reject {
             held_id: form.held_id.clone(),
         },
-        _ => return forbidden(&operator, "Choose release or reject."),
+        _ => return Err(operator.forbidden("Choose release or reject.")),
     };
     if !command.is_valid() || form.held_id.len() > MAX_HELD_ID_LEN {
-        return forbidden(&operator, "That is not a held delta's id.");
+        return Err(operator.forbidden("That is not a held delta's id."));
     }
     let detail = format!("held delta {}: {reason}", form.held_id);
-    stored!(
-        audit(
-            store,
-            &operator.user.name,
-            &form.decision,
-            device.as_str(),
-            &detail
-        )
-        .await
-    );
+    audit::record(
+        store,
+        &operator.user.name,
+        &form.decision,
+        device.as_str(),
+        &detail,
+    )
+    .await?;
     match state.app.fleet.queue(&device, command) {
         Ok(_) => {
             tracing::info!(%device, operator = operator.user.name, decision = form.decision, "held delta decision queued");
-            see_other("/held")
+            Ok(see_other("/held"))
         }
-        Err(full) => forbidden(&operator, &full.to_string()),
+        Err(full) => Err(operator.forbidden(&full.to_string())),
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct CsrfForm {
-    csrf: String,
 }
 
 /// `POST /devices/{device}/revoke`: operations only; refused from the device's next
 /// connection on.
 pub(crate) async fn post_revoke_device(
     State(state): State<Arc<UiState>>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(device): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    let operator = signed_in!(state, headers);
-    if !form
-        .ok()
-        .is_some_and(|Form(form)| operator.csrf_ok(&form.csrf))
-    {
-        return forbidden(
-            &operator,
-            "The form expired. Reload the page and try again.",
-        );
-    }
+    form: Result<Form<EmptyForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    operator.form(form)?;
     if !operator.is_operations() {
-        return forbidden(&operator, "Only operations may revoke a device.");
+        return Err(operator.forbidden("Only operations may revoke a device."));
     }
     let Ok(device) = DeviceId::new(device) else {
-        return not_found_for(&operator);
+        return Err(operator.not_found());
     };
     let store = state.app.store.as_ref();
-    if stored!(store.device(&device).await).is_none() {
-        return not_found_for(&operator);
+    if store.device(&device).await?.is_none() {
+        return Err(operator.not_found());
     }
-    stored!(
-        audit(
-            store,
-            &operator.user.name,
-            "revoke_device",
-            device.as_str(),
-            "revoked"
-        )
-        .await
-    );
-    stored!(store.revoke_device(&device).await);
-    see_other("/fleet")
+    audit::record(
+        store,
+        &operator.user.name,
+        "revoke_device",
+        device.as_str(),
+        "revoked",
+    )
+    .await?;
+    store.revoke_device(&device).await?;
+    Ok(see_other("/fleet"))
 }
 
 /// `GET /tokens`: the sticks' enrollment tokens; issuing one stays in the CLI.
-pub(crate) async fn tokens(State(state): State<Arc<UiState>>, headers: HeaderMap) -> Response {
-    let operator = signed_in!(state, headers);
-    let view = stored!(operator.view(state.app.store.as_ref()).await);
+pub(crate) async fn tokens(
+    State(state): State<Arc<UiState>>,
+    operator: Operator,
+) -> Result<Response, PageError> {
+    let view = operator.view(state.app.store.as_ref()).await?;
     if matches!(view, View::Only(_)) {
-        return not_found_for(&operator);
+        return Err(operator.not_found());
     }
-    let tokens = stored!(state.app.store.list_tokens().await);
+    let tokens = state.app.store.list_tokens().await?;
     let now = Timestamp::now();
     let mut body = String::from(
         "<p>A config stick is made with <code>skolebro-provision stick</code>, which signs the \
@@ -620,48 +568,46 @@ pub(crate) async fn tokens(State(state): State<Arc<UiState>>, headers: HeaderMap
         }
         body.push_str("</table>");
     }
-    page(StatusCode::OK, "Sticks and tokens", &operator.nav(), &body)
+    Ok(page(
+        StatusCode::OK,
+        "Sticks and tokens",
+        &operator.nav(),
+        &body,
+    ))
 }
 
 /// `POST /tokens/{id}/revoke`: operations only; a lost stick's token is refused from now on.
 pub(crate) async fn post_revoke_token(
     State(state): State<Arc<UiState>>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(id): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    let operator = signed_in!(state, headers);
-    if !form
-        .ok()
-        .is_some_and(|Form(form)| operator.csrf_ok(&form.csrf))
-    {
-        return forbidden(
-            &operator,
-            "The form expired. Reload the page and try again.",
-        );
-    }
+    form: Result<Form<EmptyForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    operator.form(form)?;
     if !operator.is_operations() {
-        return forbidden(&operator, "Only operations may revoke a token.");
+        return Err(operator.forbidden("Only operations may revoke a token."));
     }
     if id.len() != 16 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return not_found_for(&operator);
+        return Err(operator.not_found());
     }
     let store = state.app.store.as_ref();
-    stored!(audit(store, &operator.user.name, "revoke_token", &id, "revoked").await);
+    audit::record(store, &operator.user.name, "revoke_token", &id, "revoked").await?;
     match store.revoke_token(&id).await {
-        Ok(()) => see_other("/tokens"),
-        Err(StoreError::TokenUnknown) => not_found_for(&operator),
-        Err(error) => store_failure(&error),
+        Ok(()) => Ok(see_other("/tokens")),
+        Err(StoreError::TokenUnknown) => Err(operator.not_found()),
+        Err(error) => Err(error.into()),
     }
 }
 
 /// `GET /audit`: operations only; the newest actions first.
-pub(crate) async fn audit_page(State(state): State<Arc<UiState>>, headers: HeaderMap) -> Response {
-    let operator = signed_in!(state, headers);
+pub(crate) async fn audit_page(
+    State(state): State<Arc<UiState>>,
+    operator: Operator,
+) -> Result<Response, PageError> {
     if !operator.is_operations() {
-        return not_found_for(&operator);
+        return Err(operator.not_found());
     }
-    let entries = stored!(state.app.store.audit_log(AUDIT_SHOWN).await);
+    let entries = state.app.store.audit_log(AUDIT_SHOWN).await?;
     let mut body = String::from(
         "<table id=\"audit\"><tr><th>When</th><th>Who</th><th>Action</th><th>On</th>\
          <th>Detail</th></tr>",
@@ -678,5 +624,5 @@ pub(crate) async fn audit_page(State(state): State<Arc<UiState>>, headers: Heade
         );
     }
     body.push_str("</table>");
-    page(StatusCode::OK, "Audit log", &operator.nav(), &body)
+    Ok(page(StatusCode::OK, "Audit log", &operator.nav(), &body))
 }

@@ -16,39 +16,34 @@ use std::sync::Arc;
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 use skolebro_protocol::release::valid_release_id;
 use skolebro_protocol::{DeviceId, SiteId};
 
-use super::auth::{operator, Operator, View};
-use super::pages::forbidden;
-use super::{escape, escape_path, human_bytes, page, plural, see_other, store_failure, UiState};
+use super::auth::{CsrfForm, EmptyForm, Operator, View};
+use super::error::PageError;
+use super::html::{escape, escape_path, human_bytes, page, plural, see_other};
 use crate::release::{apply_rollout, rollout_change};
+use crate::state::UiState;
 use crate::store::{DeviceReason, ReleaseRecord, RolloutChange, StoreError};
 
 /// `GET /releases`: every release with its rollout and its progress; forms for operations.
-pub(crate) async fn releases(State(state): State<Arc<UiState>>, headers: HeaderMap) -> Response {
-    render(&state, &headers)
-        .await
-        .unwrap_or_else(|response| response)
-}
-
-async fn render(state: &UiState, headers: &HeaderMap) -> Result<Response, Response> {
-    let operator = operator(state, headers).await?;
+pub(crate) async fn releases(
+    State(state): State<Arc<UiState>>,
+    operator: Operator,
+) -> Result<Response, PageError> {
     let store = state.app.store.as_ref();
-    let failed = |error: StoreError| store_failure(&error);
-    let view = operator.view(store).await.map_err(failed)?;
-    let releases = store.releases().await.map_err(failed)?;
+    let view = operator.view(store).await?;
+    let releases = store.releases().await?;
     // Which site each device is at, to show a municipality only its own devices' reasons.
     let sites: HashMap<DeviceId, SiteId> = match view {
         View::All => HashMap::new(),
         View::Only(_) => store
             .list_devices()
-            .await
-            .map_err(failed)?
+            .await?
             .into_iter()
             .map(|(device, record)| (device, record.site))
             .collect(),
@@ -67,7 +62,7 @@ async fn render(state: &UiState, headers: &HeaderMap) -> Result<Response, Respon
     }
     for record in &releases {
         let release = &record.release;
-        let report = store.release_report(&release.id).await.map_err(failed)?;
+        let report = store.release_report(&release.id).await?;
         let counts = report.counts;
         let _ = write!(
             body,
@@ -222,24 +217,21 @@ pub(crate) struct RolloutForm {
     sites: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct CsrfForm {
-    csrf: String,
+impl CsrfForm for RolloutForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 /// `POST /releases/{id}/rollout`: operations only; sets the share of devices or the sites.
 pub(crate) async fn post_rollout(
     State(state): State<Arc<UiState>>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(id): Path<String>,
     form: Result<Form<RolloutForm>, FormRejection>,
-) -> Response {
-    let form = form.ok().map(|Form(form)| form);
-    let csrf = form.as_ref().map(|form| form.csrf.clone());
-    change(&state, &headers, &id, csrf, move || {
-        let Some(form) = form else {
-            return Err("Name a share of devices or the sites.".to_owned());
-        };
+) -> Result<Response, PageError> {
+    let form = operator.form(form)?;
+    change(&state, &operator, &id, move || {
         let percent = match form.percent.as_deref().map(str::trim) {
             None => None,
             Some(text) => Some(
@@ -261,33 +253,33 @@ pub(crate) async fn post_rollout(
 /// `POST /releases/{id}/pause`: operations only; offered to no device until resumed.
 pub(crate) async fn post_pause(
     State(state): State<Arc<UiState>>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(id): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    set_paused(&state, &headers, &id, form, true).await
+    form: Result<Form<EmptyForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    set_paused(&state, &operator, &id, form, true).await
 }
 
 /// `POST /releases/{id}/resume`: operations only; offered again under its rollout.
 pub(crate) async fn post_resume(
     State(state): State<Arc<UiState>>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(id): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    set_paused(&state, &headers, &id, form, false).await
+    form: Result<Form<EmptyForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    set_paused(&state, &operator, &id, form, false).await
 }
 
 /// Pause and resume: the same change with the flag either way.
 async fn set_paused(
     state: &UiState,
-    headers: &HeaderMap,
+    operator: &Operator,
     id: &str,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    form: Result<Form<EmptyForm>, FormRejection>,
     paused: bool,
-) -> Response {
-    let csrf = form.ok().map(|Form(form)| form.csrf);
-    change(state, headers, id, csrf, || {
+) -> Result<Response, PageError> {
+    operator.form(form)?;
+    change(state, operator, id, || {
         Ok(RolloutChange {
             paused: Some(paused),
             ..RolloutChange::default()
@@ -296,49 +288,29 @@ async fn set_paused(
     .await
 }
 
-/// The checks every change goes through, in order: signed in, the form's CSRF token,
-/// operations, a release id, a valid change; then [`apply_rollout`] audits and changes.
+/// The checks every change goes through after the form's CSRF token, in order: operations,
+/// a release id, a valid change; then [`apply_rollout`] audits and changes.
 async fn change(
     state: &UiState,
-    headers: &HeaderMap,
+    operator: &Operator,
     id: &str,
-    csrf: Option<String>,
     build: impl FnOnce() -> Result<RolloutChange, String>,
-) -> Response {
-    let operator = match operator(state, headers).await {
-        Ok(operator) => operator,
-        Err(response) => return response,
-    };
-    if !csrf.is_some_and(|csrf| operator.csrf_ok(&csrf)) {
-        return forbidden(
-            &operator,
-            "The form expired. Reload the page and try again.",
-        );
-    }
+) -> Result<Response, PageError> {
     if !operator.is_operations() {
-        return forbidden(&operator, "Only operations may change a rollout.");
+        return Err(operator.forbidden("Only operations may change a rollout."));
     }
-    if !valid_release_id(id) {
-        return no_such_release(&operator);
-    }
-    let change = match build() {
-        Ok(change) => change,
-        Err(why) => return forbidden(&operator, &why),
+    let no_such_release = || PageError::NoSuchRelease {
+        nav: operator.nav(),
     };
-    match apply_rollout(state.app.store.as_ref(), &operator.user.name, id, &change).await {
-        Ok(()) => see_other("/releases"),
-        Err(StoreError::UnknownRelease(_)) => no_such_release(&operator),
-        Err(error) => store_failure(&error),
+    if !valid_release_id(id) {
+        return Err(no_such_release());
     }
-}
-
-fn no_such_release(operator: &Operator) -> Response {
-    page(
-        StatusCode::NOT_FOUND,
-        "Not found",
-        &operator.nav(),
-        "<p>There is no such release. <a href=\"/releases\">Back to the releases</a>.</p>",
-    )
+    let change = build().map_err(|why| operator.forbidden(&why))?;
+    match apply_rollout(state.app.store.as_ref(), &operator.user.name, id, &change).await {
+        Ok(()) => Ok(see_other("/releases")),
+        Err(StoreError::UnknownRelease(_)) => Err(no_such_release()),
+        Err(error) => Err(error.into()),
+    }
 }
 
 #[cfg(test)]

@@ -13,15 +13,17 @@ use std::sync::Arc;
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 use skolebro_protocol::School;
 
-use super::auth::{operator, Operator};
-use super::pages::forbidden;
-use super::{audit, escape, escape_path, page, see_other, store_failure, UiState};
+use super::auth::{CsrfForm, Operator};
+use super::error::PageError;
+use super::html::{escape, escape_path, page, see_other};
+use crate::audit;
+use crate::state::UiState;
 use crate::store::{Fylke, Role, Timestamp, TransferWindow, WindowState, MAX_WINDOW_NAME_LEN};
 use crate::windows::{
     audit_words, early_refusal, late_for, parse_new_window, refusal, Overview, WindowReport,
@@ -114,12 +116,8 @@ pub(crate) fn late_note(windows: &[TransferWindow], schools: &[School], at: Time
 /// `GET /windows`: the windows the operator may see, by county, with their reports.
 pub(crate) async fn windows_page(
     State(state): State<Arc<UiState>>,
-    headers: HeaderMap,
-) -> Response {
-    let operator = match operator(&state, &headers).await {
-        Ok(operator) => operator,
-        Err(response) => return response,
-    };
+    operator: Operator,
+) -> Result<Response, PageError> {
     let store = state.app.store.as_ref();
     let mut body = String::from(
         "<p>The counties' admission offices take deliveries inside their transfer windows. \
@@ -131,17 +129,16 @@ pub(crate) async fn windows_page(
         Counties::Own(county) => Some(county),
         Counties::Nothing => {
             body.push_str("<p>Your account names no county.</p>");
-            return page(StatusCode::OK, "Transfer windows", &operator.nav(), &body);
+            return Ok(page(
+                StatusCode::OK,
+                "Transfer windows",
+                &operator.nav(),
+                &body,
+            ));
         }
     };
-    let view = match operator.view(store).await {
-        Ok(view) => view,
-        Err(error) => return store_failure(&error),
-    };
-    let mut overview = match Overview::load(store, county).await {
-        Ok(overview) => overview,
-        Err(error) => return store_failure(&error),
-    };
+    let view = operator.view(store).await?;
+    let mut overview = Overview::load(store, county).await?;
     overview.counties.retain(|site, _| view.sees(site));
     if operator.user.role == Role::Municipality {
         body.push_str("<p class=\"note\">Counts cover the sites of your kommune.</p>");
@@ -198,7 +195,12 @@ pub(crate) async fn windows_page(
             csrf = operator.csrf_field(),
         );
     }
-    page(StatusCode::OK, "Transfer windows", &operator.nav(), &body)
+    Ok(page(
+        StatusCode::OK,
+        "Transfer windows",
+        &operator.nav(),
+        &body,
+    ))
 }
 
 /// The new-window form; times as text, checked by the same rules as the operator API's.
@@ -211,80 +213,59 @@ pub(crate) struct WindowForm {
     closes: String,
 }
 
+impl CsrfForm for WindowForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// A window the form asked for that cannot be created, with the reason and a way back.
-fn refused(operator: &Operator, status: StatusCode, why: &str) -> Response {
-    page(
-        status,
-        "The window was not created",
-        &operator.nav(),
-        &format!(
-            "<p class=\"bad\">{}</p><p><a href=\"/windows\">Back to the transfer windows</a></p>",
-            escape(why)
-        ),
-    )
+fn refused(operator: &Operator, why: String) -> PageError {
+    PageError::WindowRefused {
+        nav: operator.nav(),
+        why,
+    }
 }
 
 /// `POST /windows`: operations only; checks the window, writes the audit line, creates it.
 pub(crate) async fn post_window(
     State(state): State<Arc<UiState>>,
-    headers: HeaderMap,
+    operator: Operator,
     form: Result<Form<WindowForm>, FormRejection>,
-) -> Response {
-    let operator = match operator(&state, &headers).await {
-        Ok(operator) => operator,
-        Err(response) => return response,
-    };
-    let Some(Form(form)) = form.ok().filter(|Form(form)| operator.csrf_ok(&form.csrf)) else {
-        return forbidden(
-            &operator,
-            "The form expired. Reload the page and try again.",
-        );
-    };
+) -> Result<Response, PageError> {
+    let form = operator.form(form)?;
     if !operator.is_operations() {
-        return forbidden(&operator, "Only operations may create a transfer window.");
+        return Err(operator.forbidden("Only operations may create a transfer window."));
     }
-    let window = match parse_new_window(
+    let window = parse_new_window(
         &form.fylke,
         &form.name,
         &form.opens,
         &form.closes,
         &operator.user.name,
-    ) {
-        Ok(window) => window,
-        Err(why) => return refused(&operator, StatusCode::BAD_REQUEST, &why),
-    };
+    )
+    .map_err(|why| refused(&operator, why))?;
     let store = state.app.store.as_ref();
-    match early_refusal(store, &window).await {
-        Ok(None) => {}
-        Ok(Some(error)) => {
-            return refused(
-                &operator,
-                StatusCode::BAD_REQUEST,
-                &refusal(&error).unwrap_or_default(),
-            )
-        }
-        Err(error) => return store_failure(&error),
+    if let Some(error) = early_refusal(store, &window).await? {
+        return Err(refused(&operator, refusal(&error).unwrap_or_default()));
     }
     let (target, detail) = audit_words(&window);
-    if let Err(error) = audit(
+    audit::record(
         store,
         &operator.user.name,
         "create_window",
         &target,
         &detail,
     )
-    .await
-    {
-        return store_failure(&error);
-    }
+    .await?;
     match store.create_window(&window).await {
         Ok(created) => {
             tracing::info!(window = created.id, fylke = %created.fylke, operator = operator.user.name, "transfer window created");
-            see_other("/windows")
+            Ok(see_other("/windows"))
         }
         Err(error) => match refusal(&error) {
-            Some(why) => refused(&operator, StatusCode::BAD_REQUEST, &why),
-            None => store_failure(&error),
+            Some(why) => Err(refused(&operator, why)),
+            None => Err(error.into()),
         },
     }
 }

@@ -1,6 +1,5 @@
-//! The device endpoints (docs/API.md, "Device endpoints"): `POST /v1/batches` and
-//! `POST /v1/heartbeat`, served on the mutual-TLS listener of [`crate::server`], whose router
-//! also carries enrollment and renewal (`enroll.rs`) and release downloads (`release.rs`).
+//! `POST /v1/batches` (docs/API.md, "Device endpoints"): the ingest of a device's sealed
+//! batches.
 //!
 //! A batch goes: body read up to `max_batch_bytes` (413 beyond, before the rest is read) ->
 //! the envelope's *claimed* header ([`Envelope::from_bytes`]) -> checked against the
@@ -17,27 +16,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use http_body_util::BodyExt as _;
 use serde_json::json;
 use skolebro_protocol::envelope::open;
-use skolebro_protocol::{ChainHead, Envelope, EnvelopeError, Seq};
+use skolebro_protocol::{Envelope, EnvelopeError, Seq};
 use skolebro_provisioning::DeviceIdentity;
 
-use crate::fleet::Heartbeat;
-use crate::reply;
-use crate::server::AppState;
-use crate::store::{Batch, DeviceRecord, Outcome, StoreError, Timestamp};
-
-/// Largest heartbeat body: a heartbeat is a few hundred bytes; the bound keeps a broken agent
-/// from making central parse megabytes of JSON.
-pub const MAX_HEARTBEAT_BYTES: usize = 64 * 1024;
+use super::caller::authorize;
+use crate::api::error::ApiError;
+use crate::state::AppState;
+use crate::store::{Batch, Outcome, StoreError, Timestamp};
 
 /// How long one batch body may take to arrive. A 16 MiB snapshot over a school's 1 Mbit/s
 /// uplink takes about two minutes; a connection slower than this is stalled, not slow.
@@ -49,55 +41,36 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(300);
 const DRAIN_CAP: u64 = 4 * 1024 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The device listener's routes, with the connection's [`DeviceIdentity`] expected as a
-/// request extension (the server inserts it per connection, and lets only enrollment
-/// through without one).
-pub(crate) fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/batches", post(post_batch))
-        .route("/v1/heartbeat", post(post_heartbeat))
-        .route(crate::server::ENROLL_PATH, post(crate::enroll::post_enroll))
-        .route("/v1/renew", post(crate::enroll::post_renew))
-        .route(
-            "/v1/releases/{id}/artifact",
-            get(crate::release::get_artifact),
-        )
-        .fallback(reply::not_found)
-        .layer(DefaultBodyLimit::max(MAX_HEARTBEAT_BYTES))
-        .with_state(state)
-}
-
-async fn post_batch(
+pub(crate) async fn post_batch(
     State(state): State<Arc<AppState>>,
     Extension(identity): Extension<DeviceIdentity>,
     request: Request,
-) -> Response {
+) -> Result<Response, ApiError> {
     let limit = state.max_batch_bytes;
     let body = match tokio::time::timeout(BODY_TIMEOUT, read_limited(request, limit)).await {
         Ok(Ok(body)) => body,
         Ok(Err(ReadError::Oversized)) => {
             tracing::warn!(device = %identity.device, limit, "batch refused: oversized");
-            return reply::error(
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "oversized",
                 format!("the batch is over the limit of {limit} bytes"),
-            );
+            ));
         }
         Ok(Err(ReadError::Failed)) => {
             tracing::debug!(device = %identity.device, "batch body could not be read");
-            return reply::error(
-                StatusCode::BAD_REQUEST,
+            return Err(ApiError::bad_request(
                 "malformed",
                 "the body could not be read",
-            );
+            ));
         }
         Err(_) => {
             tracing::warn!(device = %identity.device, "batch body timed out");
-            return reply::error(
+            return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "timeout",
                 "the body did not arrive in time",
-            );
+            ));
         }
     };
     ingest(&state, &identity, body).await
@@ -158,44 +131,40 @@ async fn drain(mut body: Body) {
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, discard).await;
 }
 
-async fn ingest(state: &Arc<AppState>, identity: &DeviceIdentity, body: Vec<u8>) -> Response {
+async fn ingest(
+    state: &Arc<AppState>,
+    identity: &DeviceIdentity,
+    body: Vec<u8>,
+) -> Result<Response, ApiError> {
     let limit = state.max_batch_bytes;
     let header = match Envelope::from_bytes(&body, limit) {
         Ok(envelope) => envelope.header().clone(),
-        Err(error) => return refuse_envelope(identity, None, &error),
+        Err(error) => return Err(refuse_envelope(identity, None, &error)),
     };
     let device = &identity.device;
     let seq = header.seq;
     if header.device != identity.device {
         tracing::warn!(%device, %seq, claimed = %header.device, "batch refused: wrong_device");
-        return reply::error(
-            StatusCode::FORBIDDEN,
+        return Err(ApiError::forbidden(
             "wrong_device",
             format!(
                 "the envelope names device {}, the certificate {device}",
                 header.device
             ),
-        );
+        ));
     }
     if header.site != identity.site {
         tracing::warn!(%device, %seq, "batch refused: wrong_site (certificate)");
-        return reply::error(
-            StatusCode::FORBIDDEN,
+        return Err(ApiError::forbidden(
             "wrong_site",
             format!(
                 "the envelope names site {}, the certificate {}",
                 header.site, identity.site
             ),
-        );
+        ));
     }
-    let record = match authorize(state, identity).await {
-        Ok(record) => record,
-        Err(response) => return response,
-    };
-    let head = match state.store.chain_head(device).await {
-        Ok(head) => head,
-        Err(error) => return store_failure(&error),
-    };
+    let record = authorize(state, identity).await?;
+    let head = state.store.chain_head(device).await?;
     // The envelope as received, before it is opened: what the school's uplink carried.
     let bytes = u64::try_from(body.len()).unwrap_or(u64::MAX);
 
@@ -218,16 +187,16 @@ async fn ingest(state: &Arc<AppState>, identity: &DeviceIdentity, body: Vec<u8>)
         Ok(Ok(opened)) => opened,
         Ok(Err(EnvelopeError::Replay { seq, .. })) => {
             tracing::info!(%device, %seq, "batch already applied: acked again");
-            return ack(state, identity, seq, false);
+            return Ok(ack(state, identity, seq, false));
         }
         Ok(Err(EnvelopeError::Gap { expected, got })) => {
             tracing::warn!(%device, %expected, %got, "batch refused: gap");
-            return gap(&head);
+            return Err(ApiError::Gap(head));
         }
-        Ok(Err(error)) => return refuse_envelope(identity, Some(seq), &error),
+        Ok(Err(error)) => return Err(refuse_envelope(identity, Some(seq), &error)),
         Err(error) => {
             tracing::error!(%device, %seq, %error, "opening the envelope failed");
-            return reply::internal();
+            return Err(ApiError::Internal);
         }
     };
 
@@ -246,60 +215,18 @@ async fn ingest(state: &Arc<AppState>, identity: &DeviceIdentity, body: Vec<u8>)
                 unchanged = changes.unchanged,
                 "batch applied"
             );
-            ack(state, identity, seq, true)
+            Ok(ack(state, identity, seq, true))
         }
         Ok(Outcome::AlreadyApplied { .. }) => {
             tracing::info!(%device, %seq, "batch applied concurrently: acked again");
-            ack(state, identity, seq, false)
+            Ok(ack(state, identity, seq, false))
         }
         Err(StoreError::Gap { expected, got }) => {
             tracing::warn!(%device, %expected, %got, "batch refused by the store: gap");
-            match state.store.chain_head(device).await {
-                Ok(head) => gap(&head),
-                Err(error) => store_failure(&error),
-            }
+            Err(ApiError::Gap(state.store.chain_head(device).await?))
         }
-        Err(error) => refuse_apply(identity, seq, &error),
+        Err(error) => Err(refuse_apply(identity, seq, error)),
     }
-}
-
-/// Whether the connection's device may write: registered, not revoked, and registered for
-/// the site its certificate names. Asked per request, so a device revoked while its
-/// connection is open is refused from its next request on.
-pub(crate) async fn authorize(
-    state: &AppState,
-    identity: &DeviceIdentity,
-) -> Result<DeviceRecord, Response> {
-    let device = &identity.device;
-    let record = match state.store.device(device).await {
-        Ok(Some(record)) => record,
-        Ok(None) => {
-            tracing::warn!(%device, "request refused: unknown_device");
-            return Err(reply::error(
-                StatusCode::FORBIDDEN,
-                "unknown_device",
-                format!("device {device} is not registered"),
-            ));
-        }
-        Err(error) => return Err(store_failure(&error)),
-    };
-    if record.revoked {
-        tracing::warn!(%device, "request refused: device_revoked");
-        return Err(reply::error(
-            StatusCode::FORBIDDEN,
-            "device_revoked",
-            format!("device {device} is revoked"),
-        ));
-    }
-    if record.site != identity.site {
-        tracing::warn!(%device, "request refused: wrong_site (registration)");
-        return Err(reply::error(
-            StatusCode::FORBIDDEN,
-            "wrong_site",
-            format!("device {device} is registered for another site"),
-        ));
-    }
-    Ok(record)
 }
 
 fn ack(state: &AppState, identity: &DeviceIdentity, seq: Seq, applied: bool) -> Response {
@@ -313,20 +240,8 @@ fn ack(state: &AppState, identity: &DeviceIdentity, seq: Seq, applied: bool) -> 
         .into_response()
 }
 
-fn gap(head: &ChainHead) -> Response {
-    reply::with_fields(
-        StatusCode::CONFLICT,
-        "gap",
-        format!(
-            "central expects sequence number {}; send a snapshot chained on this head",
-            head.next_seq
-        ),
-        json!({"expected_seq": head.next_seq.0, "prev": hex::encode(head.prev)}),
-    )
-}
-
 /// The answer to an envelope `open` (or the parser) refused. Codes per docs/API.md.
-fn refuse_envelope(identity: &DeviceIdentity, seq: Option<Seq>, error: &EnvelopeError) -> Response {
+fn refuse_envelope(identity: &DeviceIdentity, seq: Option<Seq>, error: &EnvelopeError) -> ApiError {
     let (status, code) = match error {
         EnvelopeError::Oversized { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "oversized"),
         EnvelopeError::UnknownVersion(_) => (StatusCode::BAD_REQUEST, "unknown_version"),
@@ -339,7 +254,7 @@ fn refuse_envelope(identity: &DeviceIdentity, seq: Option<Seq>, error: &Envelope
         EnvelopeError::Gap { .. } | EnvelopeError::Replay { .. } => (StatusCode::CONFLICT, "gap"),
         EnvelopeError::Encrypt | EnvelopeError::InvalidKey | EnvelopeError::Randomness => {
             tracing::error!(device = %identity.device, %error, "unexpected envelope error");
-            return reply::internal();
+            return ApiError::Internal;
         }
     };
     match seq {
@@ -347,12 +262,12 @@ fn refuse_envelope(identity: &DeviceIdentity, seq: Option<Seq>, error: &Envelope
         None => tracing::warn!(device = %identity.device, code, "batch refused"),
     }
     // The error texts hold only ids, numbers and fixed words, never payload content.
-    reply::error(status, code, error.to_string())
+    ApiError::new(status, code, error.to_string())
 }
 
 /// The answer to a batch the store refused (other than a gap).
-fn refuse_apply(identity: &DeviceIdentity, seq: Seq, error: &StoreError) -> Response {
-    let (status, code) = match error {
+fn refuse_apply(identity: &DeviceIdentity, seq: Seq, error: StoreError) -> ApiError {
+    let (status, code) = match &error {
         StoreError::BrokenChain { .. } => (StatusCode::BAD_REQUEST, "broken_chain"),
         StoreError::HandleMismatch { .. } => (StatusCode::BAD_REQUEST, "handle_mismatch"),
         StoreError::DuplicateRecord { .. }
@@ -363,97 +278,11 @@ fn refuse_apply(identity: &DeviceIdentity, seq: Seq, error: &StoreError) -> Resp
         StoreError::WrongSite { .. } => (StatusCode::FORBIDDEN, "wrong_site"),
         StoreError::NoSiteSecret(site) => {
             tracing::error!(device = %identity.device, %seq, %site, "site has no secret; batch not applied");
-            return reply::unavailable(format!("site {site} is not set up at central yet"));
+            return ApiError::Unavailable(format!("site {site} is not set up at central yet"));
         }
-        _ => return store_failure(error),
+        _ => return error.into(),
     };
     tracing::warn!(device = %identity.device, %seq, code, "batch refused by the store");
     // Handles in these texts are keyed hashes, not personal data.
-    reply::error(status, code, error.to_string())
-}
-
-/// The answer when the store fails rather than refuses: unavailable (503, retry) when the
-/// database is, internal (500) when stored data or the build is at fault.
-pub(crate) fn store_failure(error: &StoreError) -> Response {
-    match error {
-        StoreError::Sqlite(_) | StoreError::Postgres(_) | StoreError::Worker(_) => {
-            tracing::error!(%error, "store unavailable");
-            reply::unavailable("central cannot reach its store; try again later")
-        }
-        _ => {
-            tracing::error!(%error, "store failed");
-            reply::internal()
-        }
-    }
-}
-
-async fn post_heartbeat(
-    State(state): State<Arc<AppState>>,
-    Extension(identity): Extension<DeviceIdentity>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    // Read as bytes and parsed here rather than with `Json`, so a missing content type is no
-    // reason to lose a heartbeat, and every refusal has the documented error body.
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return reply::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "oversized",
-                format!("a heartbeat is at most {MAX_HEARTBEAT_BYTES} bytes"),
-            );
-        }
-        Err(_) => {
-            return reply::error(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                "the body could not be read",
-            );
-        }
-    };
-    let heartbeat: Heartbeat = match serde_json::from_slice(&body) {
-        Ok(heartbeat) => heartbeat,
-        Err(error) => {
-            tracing::debug!(device = %identity.device, line = error.line(), "heartbeat refused: malformed");
-            return reply::error(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                "the heartbeat is not the documented JSON",
-            );
-        }
-    };
-    if let Err(response) = authorize(&state, &identity).await {
-        return response;
-    }
-    tracing::debug!(
-        device = %identity.device,
-        state = ?heartbeat.state,
-        outbox_depth = heartbeat.outbox_depth,
-        "heartbeat"
-    );
-    if let Some(report) = &heartbeat.update {
-        if let Err(error) = crate::release::record_report(&state, &identity.device, report).await {
-            return store_failure(&error);
-        }
-    }
-    let release = match &heartbeat.target {
-        Some(target) => {
-            match crate::release::offer(&state, &identity, &heartbeat.version, target).await {
-                Ok(release) => release,
-                Err(error) => return store_failure(&error),
-            }
-        }
-        None => None,
-    };
-    let commands = state
-        .fleet
-        .heartbeat(&identity.device, heartbeat, Timestamp::now());
-    if !commands.is_empty() {
-        tracing::info!(device = %identity.device, count = commands.len(), "commands delivered");
-    }
-    (
-        StatusCode::OK,
-        Json(json!({"commands": commands, "release": release})),
-    )
-        .into_response()
+    ApiError::new(status, code, error.to_string())
 }

@@ -1,0 +1,87 @@
+//! `POST /v1/heartbeat` (docs/API.md): a device's state goes into the fleet view
+//! ([`crate::fleet`]), its update step into the release log, and the answer carries the
+//! commands queued for it and the release [`crate::release::offer`] chooses for it.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::json;
+use skolebro_provisioning::DeviceIdentity;
+
+use super::caller::authorize;
+use crate::api::error::ApiError;
+use crate::fleet::Heartbeat;
+use crate::release;
+use crate::state::AppState;
+use crate::store::Timestamp;
+
+/// Largest heartbeat body: a heartbeat is a few hundred bytes; the bound keeps a broken agent
+/// from making central parse megabytes of JSON.
+pub const MAX_HEARTBEAT_BYTES: usize = 64 * 1024;
+
+pub(crate) async fn post_heartbeat(
+    State(state): State<Arc<AppState>>,
+    Extension(identity): Extension<DeviceIdentity>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    // Read as bytes and parsed here rather than with `Json`, so a missing content type is no
+    // reason to lose a heartbeat, and every refusal has the documented error body.
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "oversized",
+                format!("a heartbeat is at most {MAX_HEARTBEAT_BYTES} bytes"),
+            ));
+        }
+        Err(_) => {
+            return Err(ApiError::bad_request(
+                "malformed",
+                "the body could not be read",
+            ));
+        }
+    };
+    let heartbeat: Heartbeat = match serde_json::from_slice(&body) {
+        Ok(heartbeat) => heartbeat,
+        Err(error) => {
+            tracing::debug!(device = %identity.device, line = error.line(), "heartbeat refused: malformed");
+            return Err(ApiError::bad_request(
+                "malformed",
+                "the heartbeat is not the documented JSON",
+            ));
+        }
+    };
+    authorize(&state, &identity).await?;
+    tracing::debug!(
+        device = %identity.device,
+        state = ?heartbeat.state,
+        outbox_depth = heartbeat.outbox_depth,
+        "heartbeat"
+    );
+    if let Some(report) = &heartbeat.update {
+        release::record_report(state.store.as_ref(), &identity.device, report).await?;
+    }
+    let release = match &heartbeat.target {
+        Some(target) => {
+            release::offer(state.store.as_ref(), &identity, &heartbeat.version, target).await?
+        }
+        None => None,
+    };
+    let commands = state
+        .fleet
+        .heartbeat(&identity.device, heartbeat, Timestamp::now());
+    if !commands.is_empty() {
+        tracing::info!(device = %identity.device, count = commands.len(), "commands delivered");
+    }
+    Ok((
+        StatusCode::OK,
+        Json(json!({"commands": commands, "release": release})),
+    )
+        .into_response())
+}

@@ -1,0 +1,132 @@
+//! `GET /admin/devices`, `POST /admin/devices/{device}/commands` and
+//! `POST /admin/devices/{device}/revoke`: the fleet as the store and [`crate::fleet`] know
+//! it, and the operators' commands and revocations.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use skolebro_protocol::DeviceId;
+
+use crate::api::error::ApiError;
+use crate::audit::{self, API_ACTOR};
+use crate::fleet::Command;
+use crate::state::AppState;
+use crate::store::{StoreError, Timestamp};
+
+/// Every registered device (from the store, so the list survives restarts) with its site,
+/// revocation and chain head, and what central has heard from it since it started.
+pub(crate) async fn get_devices(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let registered = state.store.list_devices().await?;
+    let mut activities: HashMap<_, _> = state.fleet.snapshot().into_iter().collect();
+    let mut devices = Vec::with_capacity(registered.len());
+    for (device, record) in registered {
+        let head = state.store.chain_head(&device).await?;
+        let activity = activities.remove(&device).unwrap_or_default();
+        devices.push(json!({
+            "device": device,
+            "site": record.site,
+            "revoked": record.revoked,
+            "chain_head": {"next_seq": head.next_seq.0, "prev": hex::encode(head.prev)},
+            "last_heartbeat": activity.last_heartbeat,
+            "last_heartbeat_unix_ms": activity.last_heartbeat_at.map(Timestamp::unix_millis),
+            "last_batch_seq": activity.last_batch_seq.map(|seq| seq.0),
+            "last_batch_unix_ms": activity.last_batch_at.map(Timestamp::unix_millis),
+            "queued_commands": activity.queued_commands,
+        }));
+    }
+    Ok(Json(json!({"devices": devices})).into_response())
+}
+
+fn device_id(device: String) -> Result<DeviceId, ApiError> {
+    DeviceId::new(device).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_device",
+            "a device id is 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+        )
+    })
+}
+
+fn unknown_device(device: &DeviceId) -> ApiError {
+    ApiError::not_found(
+        "unknown_device",
+        format!("device {device} is not registered"),
+    )
+}
+
+pub(crate) async fn post_command(
+    State(state): State<Arc<AppState>>,
+    Path(device): Path<String>,
+    command: Result<Json<Command>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let device = device_id(device)?;
+    let command = match command {
+        Ok(Json(command)) if command.is_valid() => command,
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_command",
+                "expected {\"type\": \"resync\"}, or release / reject with a held_id",
+            ))
+        }
+    };
+    if state.store.device(&device).await?.is_none() {
+        return Err(unknown_device(&device));
+    }
+    let (action, detail) = match &command {
+        Command::Resync => ("resync", "a full snapshot asked for".to_owned()),
+        Command::Release { held_id } => ("release", format!("held delta {held_id}")),
+        Command::Reject { held_id } => ("reject", format!("held delta {held_id}")),
+    };
+    audit::record(
+        state.store.as_ref(),
+        API_ACTOR,
+        action,
+        device.as_str(),
+        &detail,
+    )
+    .await?;
+    match state.fleet.queue(&device, command) {
+        Ok(queued) => {
+            tracing::info!(%device, queued, "command queued");
+            Ok((StatusCode::ACCEPTED, Json(json!({"queued": queued}))).into_response())
+        }
+        Err(full) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+            full.to_string(),
+        )),
+    }
+}
+
+/// `POST /admin/devices/{device}/revoke`: the device's connections are refused from its next
+/// one on (and its batches and heartbeats at once, on a connection already open).
+pub(crate) async fn post_revoke_device(
+    State(state): State<Arc<AppState>>,
+    Path(device): Path<String>,
+) -> Result<Response, ApiError> {
+    let device = device_id(device)?;
+    if state.store.device(&device).await?.is_none() {
+        return Err(unknown_device(&device));
+    }
+    audit::record(
+        state.store.as_ref(),
+        API_ACTOR,
+        "revoke_device",
+        device.as_str(),
+        "revoked",
+    )
+    .await?;
+    match state.store.revoke_device(&device).await {
+        Ok(()) => {
+            tracing::info!(%device, "device revoked");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(StoreError::UnknownDevice(_)) => Err(unknown_device(&device)),
+        Err(error) => Err(error.into()),
+    }
+}
