@@ -1,0 +1,138 @@
+//! The SqliteStore side of `crate::store::consumers`.
+
+use crate::store::consumers::CLIENT_COLUMNS;
+use rusqlite::OptionalExtension;
+use rusqlite::{params, TransactionBehavior};
+
+use super::SqliteStore;
+use crate::store::consumers::{ClientRow, ConsumerClient, ConsumerStore};
+use crate::store::error::{StoreError, StoreFuture};
+use crate::store::timestamp::Timestamp;
+
+fn client_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
+    Ok(ClientRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        scope_kind: row.get(2)?,
+        scope_code: row.get(3)?,
+        secret_salt: row.get(4)?,
+        secret_sha256: row.get(5)?,
+        created: row.get(6)?,
+        revoked: row.get(7)?,
+    })
+}
+
+impl ConsumerStore for SqliteStore {
+    fn create_consumer_client<'a>(&'a self, client: &'a ConsumerClient) -> StoreFuture<'a, ()> {
+        let client = client.clone();
+        Box::pin(self.call(move |conn| {
+            let (kind, code) = client.scope.to_db();
+            let inserted = conn.execute(
+                "INSERT INTO consumer_clients \
+                 (id, name, scope_kind, scope_code, secret_salt, secret_sha256, created, revoked) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+                params![
+                    client.id,
+                    client.name,
+                    kind,
+                    code,
+                    &client.secret_salt[..],
+                    &client.secret_sha256[..],
+                    client.created.0,
+                    client.revoked,
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::ClientExists(client.id));
+            }
+            Ok(())
+        }))
+    }
+
+    fn consumer_client<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<ConsumerClient>> {
+        let id = id.to_owned();
+        Box::pin(self.call(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM consumer_clients WHERE id = ?1"
+            ))?
+            .query_row([id.as_str()], client_row)
+            .optional()?
+            .map(ClientRow::into_client)
+            .transpose()
+        }))
+    }
+
+    fn list_consumer_clients(&self) -> StoreFuture<'_, Vec<ConsumerClient>> {
+        Box::pin(self.call(|conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM consumer_clients ORDER BY created, id"
+            ))?;
+            let rows = statement.query_map([], client_row)?;
+            let mut clients = Vec::new();
+            for row in rows {
+                clients.push(row?.into_client()?);
+            }
+            Ok(clients)
+        }))
+    }
+
+    fn revoke_consumer_client<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()> {
+        let id = id.to_owned();
+        Box::pin(self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let updated = tx.execute(
+                "UPDATE consumer_clients SET revoked = 1 WHERE id = ?1",
+                [id.as_str()],
+            )?;
+            if updated == 0 {
+                return Err(StoreError::ClientUnknown);
+            }
+            tx.execute(
+                "DELETE FROM consumer_tokens WHERE client = ?1",
+                [id.as_str()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        }))
+    }
+
+    fn create_consumer_token<'a>(
+        &'a self,
+        token_sha256: &'a [u8; 32],
+        client: &'a str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> StoreFuture<'a, ()> {
+        let token_sha256 = *token_sha256;
+        let client = client.to_owned();
+        Box::pin(self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM consumer_tokens WHERE expires <= ?1", [now.0])?;
+            tx.execute(
+                "INSERT INTO consumer_tokens (token_sha256, client, expires) VALUES (?1, ?2, ?3)",
+                params![&token_sha256[..], client, expires.0],
+            )?;
+            tx.commit()?;
+            Ok(())
+        }))
+    }
+
+    fn consumer_token_client<'a>(
+        &'a self,
+        token_sha256: &'a [u8; 32],
+        at: Timestamp,
+    ) -> StoreFuture<'a, Option<ConsumerClient>> {
+        let token_sha256 = *token_sha256;
+        Box::pin(self.call(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM consumer_clients \
+                 WHERE NOT revoked AND id = (SELECT client FROM consumer_tokens \
+                                             WHERE token_sha256 = ?1 AND expires > ?2)"
+            ))?
+            .query_row(params![&token_sha256[..], at.0], client_row)
+            .optional()?
+            .map(ClientRow::into_client)
+            .transpose()
+        }))
+    }
+}
