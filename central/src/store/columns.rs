@@ -44,3 +44,50 @@ pub(crate) fn stored_site(site: &str) -> Result<SiteId, StoreError> {
 pub(crate) fn u64_to_db(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Config(format!("{what} {value} is out of range")))
 }
+
+/// One row of a query result as either database hands it over. Each stored row type is read
+/// from it by one function beside the type (`TokenRow::read` and the like), so the two
+/// backends read a column list the same way.
+pub(crate) trait DbRow {
+    /// The database's own error, which converts into [`StoreError`].
+    type Error;
+
+    /// The column at `index`, as a type both databases convert.
+    fn column<T>(&self, index: usize) -> Result<T, Self::Error>
+    where
+        T: rusqlite::types::FromSql + for<'a> tokio_postgres::types::FromSql<'a>;
+
+    /// A small integer column: PostgreSQL keeps it in two bytes (`SMALLINT`), SQLite in its
+    /// one integer type.
+    fn small_int(&self, index: usize) -> Result<i64, Self::Error>;
+}
+
+impl DbRow for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn column<T>(&self, index: usize) -> Result<T, rusqlite::Error>
+    where
+        T: rusqlite::types::FromSql + for<'a> tokio_postgres::types::FromSql<'a>,
+    {
+        self.get(index)
+    }
+
+    fn small_int(&self, index: usize) -> Result<i64, rusqlite::Error> {
+        self.get(index)
+    }
+}
+
+impl DbRow for tokio_postgres::Row {
+    type Error = tokio_postgres::Error;
+
+    fn column<T>(&self, index: usize) -> Result<T, tokio_postgres::Error>
+    where
+        T: rusqlite::types::FromSql + for<'a> tokio_postgres::types::FromSql<'a>,
+    {
+        self.try_get(index)
+    }
+
+    fn small_int(&self, index: usize) -> Result<i64, tokio_postgres::Error> {
+        self.try_get::<_, i16>(index).map(i64::from)
+    }
+}

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use skolebro_protocol::School;
 
-use super::columns::bytes32;
+use super::columns::{bytes32, DbRow};
 use super::error::{StoreError, StoreFuture};
 use super::timestamp::Timestamp;
 
@@ -97,6 +97,20 @@ pub(crate) const CLIENT_COLUMNS: &str =
     "id, name, scope_kind, scope_code, secret_salt, secret_sha256, created, revoked";
 
 impl ClientRow {
+    /// Reads a row selected with the columns above, in either database.
+    pub(crate) fn read<R: DbRow + ?Sized>(row: &R) -> Result<ClientRow, R::Error> {
+        Ok(ClientRow {
+            id: row.column(0)?,
+            name: row.column(1)?,
+            scope_kind: row.column(2)?,
+            scope_code: row.column(3)?,
+            secret_salt: row.column(4)?,
+            secret_sha256: row.column(5)?,
+            created: row.column(6)?,
+            revoked: row.column(7)?,
+        })
+    }
+
     pub fn into_client(self) -> Result<ConsumerClient, StoreError> {
         let secret_salt = <[u8; 16]>::try_from(self.secret_salt.as_slice())
             .map_err(|_| StoreError::Corrupt("stored client salt is not 16 bytes".to_owned()))?;

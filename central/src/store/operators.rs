@@ -1,6 +1,7 @@
 //! The web interface's operator accounts, sessions and audit log, as the UI's sign-in and
 //! every audited action read and write them through [`OperatorStore`].
 
+use super::columns::DbRow;
 use super::error::{StoreError, StoreFuture};
 use super::timestamp::Timestamp;
 
@@ -84,7 +85,32 @@ pub(crate) struct UserRow {
 pub(crate) const USER_COLUMNS: &str =
     "ui_users.name, ui_users.role, ui_users.kommune, ui_users.password_hash, ui_users.created";
 
+impl AuditEntry {
+    /// Reads a line of the audit log selected as `at, actor, action, target, detail`, in
+    /// either database.
+    pub(crate) fn read<R: DbRow + ?Sized>(row: &R) -> Result<AuditEntry, R::Error> {
+        Ok(AuditEntry {
+            at: Timestamp(row.column(0)?),
+            actor: row.column(1)?,
+            action: row.column(2)?,
+            target: row.column(3)?,
+            detail: row.column(4)?,
+        })
+    }
+}
+
 impl UserRow {
+    /// Reads a row selected with the columns above, in either database.
+    pub(crate) fn read<R: DbRow + ?Sized>(row: &R) -> Result<UserRow, R::Error> {
+        Ok(UserRow {
+            name: row.column(0)?,
+            role: row.column(1)?,
+            kommune: row.column(2)?,
+            password_hash: row.column(3)?,
+            created: row.column(4)?,
+        })
+    }
+
     pub fn into_user(self) -> Result<UiUser, StoreError> {
         let role = Role::parse(&self.role)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown role {:?}", self.role)))?;

@@ -4,13 +4,12 @@
 //! decided in `planning`; the checks of the chain against the stored head are here.
 
 use serde::{Deserialize, Serialize};
-use skolebro_protocol::Record;
 use skolebro_protocol::{
-    ChainHead, DeviceId, Enrollment, Entity, Group, Opened, Payload, RecordHandle, Roster, School,
-    Seq, SiteId, Student,
+    ChainHead, DeviceId, Enrollment, Entity, Group, Opened, Payload, Record, RecordHandle, Roster,
+    School, Seq, SiteId, Student,
 };
 
-use super::columns::{entity_from_name, seq_from_db, seq_to_db};
+use super::columns::{entity_from_name, seq_from_db, seq_to_db, DbRow};
 use super::error::{StoreError, StoreFuture};
 use super::timestamp::Timestamp;
 
@@ -175,6 +174,23 @@ pub(crate) const TRANSFER_COLUMNS: &str =
     "device, seq, at, snapshot, added, changed, removed, unchanged, bytes";
 
 impl TransferRow {
+    /// Reads a row selected with the columns above, in either database.
+    pub(crate) fn read<R: DbRow + ?Sized>(row: &R) -> Result<TransferRow, R::Error> {
+        Ok(TransferRow {
+            device: row.column(0)?,
+            seq: row.column(1)?,
+            at: row.column(2)?,
+            snapshot: row.column(3)?,
+            counts: [
+                row.column(4)?,
+                row.column(5)?,
+                row.column(6)?,
+                row.column(7)?,
+            ],
+            bytes: row.column(8)?,
+        })
+    }
+
     pub fn into_transfer(self) -> Result<Transfer, StoreError> {
         let count = |n: i64| {
             u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use skolebro_protocol::release::in_rollout;
 use skolebro_protocol::{DeviceId, ReleaseManifest, SiteId, Version as ReleaseVersion};
 
-use super::columns::bytes32;
+use super::columns::{bytes32, DbRow};
 use super::error::{StoreError, StoreFuture};
 use super::timestamp::Timestamp;
 
@@ -210,6 +210,26 @@ pub(crate) const RELEASE_COLUMNS: &str = "id, major, minor, patch, target, size,
 pub(crate) const RELEASE_ORDER: &str = "ORDER BY major DESC, minor DESC, patch DESC, id";
 
 impl ReleaseRow {
+    /// Reads a row selected with the columns above, in either database.
+    pub(crate) fn read<R: DbRow + ?Sized>(row: &R) -> Result<ReleaseRow, R::Error> {
+        Ok(ReleaseRow {
+            id: row.column(0)?,
+            major: row.column(1)?,
+            minor: row.column(2)?,
+            patch: row.column(3)?,
+            target: row.column(4)?,
+            size: row.column(5)?,
+            sha256: row.column(6)?,
+            allow_downgrade: row.column(7)?,
+            manifest: row.column(8)?,
+            registered: row.column(9)?,
+            artifact_stored: row.column(10)?,
+            percent: row.small_int(11)?,
+            sites: row.column(12)?,
+            paused: row.column(13)?,
+        })
+    }
+
     pub fn into_record(self) -> Result<ReleaseRecord, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("release {}: {what}", self.id));
         let number = |n: i64| u32::try_from(n).map_err(|_| corrupt("version out of range"));

@@ -4,7 +4,7 @@
 
 use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSecret};
 
-use super::columns::bytes32;
+use super::columns::{bytes32, DbRow};
 use super::error::{StoreError, StoreFuture};
 use super::timestamp::Timestamp;
 
@@ -105,6 +105,20 @@ pub(crate) const TOKEN_COLUMNS: &str =
     "token_sha256, site, site_name, created, expires, used_by, used_at, revoked";
 
 impl TokenRow {
+    /// Reads a row selected with the columns above, in either database.
+    pub(crate) fn read<R: DbRow + ?Sized>(row: &R) -> Result<TokenRow, R::Error> {
+        Ok(TokenRow {
+            token_sha256: row.column(0)?,
+            site: row.column(1)?,
+            site_name: row.column(2)?,
+            created: row.column(3)?,
+            expires: row.column(4)?,
+            used_by: row.column(5)?,
+            used_at: row.column(6)?,
+            revoked: row.column(7)?,
+        })
+    }
+
     pub fn into_record(self) -> Result<TokenRecord, StoreError> {
         let site = SiteId::new(self.site.as_str()).map_err(|_| {
             StoreError::Corrupt(format!("stored site id {:?} is invalid", self.site))

@@ -10,6 +10,7 @@
 
 use serde::Serialize;
 
+use super::columns::DbRow;
 use super::error::{StoreError, StoreFuture, MAX_WINDOW_NAME_LEN};
 use super::fylke::Fylke;
 use super::timestamp::Timestamp;
@@ -137,6 +138,19 @@ pub(crate) const WINDOW_COLUMNS: &str = "id, fylke, name, opens, closes, created
 pub(crate) const WINDOW_ORDER: &str = "ORDER BY fylke, opens, id";
 
 impl WindowRow {
+    /// Reads a row selected with the columns above, in either database.
+    pub(crate) fn read<R: DbRow + ?Sized>(row: &R) -> Result<WindowRow, R::Error> {
+        Ok(WindowRow {
+            id: row.column(0)?,
+            fylke: row.column(1)?,
+            name: row.column(2)?,
+            opens: row.column(3)?,
+            closes: row.column(4)?,
+            created: row.column(5)?,
+            created_by: row.column(6)?,
+        })
+    }
+
     /// The window, with its county checked: a row the database's own check let through
     /// but this build cannot read is reported as corrupt, not guessed at.
     pub fn into_window(self) -> Result<TransferWindow, StoreError> {

@@ -1,23 +1,9 @@
 //! The PostgresStore side of `crate::store::consumers`.
 
 use super::PostgresStore;
-use crate::store::consumers::CLIENT_COLUMNS;
-use crate::store::consumers::{ClientRow, ConsumerClient, ConsumerStore};
+use crate::store::consumers::{ClientRow, ConsumerClient, ConsumerStore, CLIENT_COLUMNS};
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::timestamp::Timestamp;
-
-fn client_row(row: &tokio_postgres::Row) -> Result<ClientRow, StoreError> {
-    Ok(ClientRow {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        scope_kind: row.try_get(2)?,
-        scope_code: row.try_get(3)?,
-        secret_salt: row.try_get(4)?,
-        secret_sha256: row.try_get(5)?,
-        created: row.try_get(6)?,
-        revoked: row.try_get(7)?,
-    })
-}
 
 impl ConsumerStore for PostgresStore {
     fn create_consumer_client<'a>(&'a self, client: &'a ConsumerClient) -> StoreFuture<'a, ()> {
@@ -54,7 +40,7 @@ impl ConsumerStore for PostgresStore {
             let conn = self.pool.get().await?;
             let sql = format!("SELECT {CLIENT_COLUMNS} FROM consumer_clients WHERE id = $1");
             match conn.query_opt(&sql, &[&id]).await? {
-                Some(row) => Ok(Some(client_row(&row)?.into_client()?)),
+                Some(row) => Ok(Some(ClientRow::read(&row)?.into_client()?)),
                 None => Ok(None),
             }
         })
@@ -67,7 +53,7 @@ impl ConsumerStore for PostgresStore {
             conn.query(&sql, &[])
                 .await?
                 .iter()
-                .map(|row| client_row(row)?.into_client())
+                .map(|row| ClientRow::read(row)?.into_client())
                 .collect()
         })
     }
@@ -127,7 +113,7 @@ impl ConsumerStore for PostgresStore {
                                              WHERE token_sha256 = $1 AND expires > $2)"
             );
             match conn.query_opt(&sql, &[&&token_sha256[..], &at.0]).await? {
-                Some(row) => Ok(Some(client_row(&row)?.into_client()?)),
+                Some(row) => Ok(Some(ClientRow::read(&row)?.into_client()?)),
                 None => Ok(None),
             }
         })

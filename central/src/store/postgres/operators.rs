@@ -2,19 +2,10 @@
 
 use super::PostgresStore;
 use crate::store::error::{StoreError, StoreFuture};
-use crate::store::operators::USER_COLUMNS;
-use crate::store::operators::{AuditEntry, OperatorStore, UiSession, UiUser, UserRow};
+use crate::store::operators::{
+    AuditEntry, OperatorStore, UiSession, UiUser, UserRow, USER_COLUMNS,
+};
 use crate::store::timestamp::Timestamp;
-
-fn user_row(row: &tokio_postgres::Row) -> Result<UserRow, StoreError> {
-    Ok(UserRow {
-        name: row.try_get(0)?,
-        role: row.try_get(1)?,
-        kommune: row.try_get(2)?,
-        password_hash: row.try_get(3)?,
-        created: row.try_get(4)?,
-    })
-}
 
 impl OperatorStore for PostgresStore {
     fn create_user<'a>(&'a self, user: &'a UiUser) -> StoreFuture<'a, ()> {
@@ -45,7 +36,7 @@ impl OperatorStore for PostgresStore {
             let conn = self.pool.get().await?;
             let sql = format!("SELECT {USER_COLUMNS} FROM ui_users WHERE name = $1");
             match conn.query_opt(&sql, &[&name]).await? {
-                Some(row) => Ok(Some(user_row(&row)?.into_user()?)),
+                Some(row) => Ok(Some(UserRow::read(&row)?.into_user()?)),
                 None => Ok(None),
             }
         })
@@ -89,7 +80,7 @@ impl OperatorStore for PostgresStore {
             );
             match conn.query_opt(&sql, &[&&id_sha256[..], &at.0]).await? {
                 Some(row) => Ok(Some(UiSession {
-                    user: user_row(&row)?.into_user()?,
+                    user: UserRow::read(&row)?.into_user()?,
                     csrf: row.try_get(5)?,
                     expires: Timestamp(row.try_get(6)?),
                 })),
@@ -139,17 +130,7 @@ impl OperatorStore for PostgresStore {
                     &[&i64::from(limit)],
                 )
                 .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(AuditEntry {
-                        at: Timestamp(row.try_get(0)?),
-                        actor: row.try_get(1)?,
-                        action: row.try_get(2)?,
-                        target: row.try_get(3)?,
-                        detail: row.try_get(4)?,
-                    })
-                })
-                .collect()
+            rows.iter().map(|row| Ok(AuditEntry::read(row)?)).collect()
         })
     }
 }

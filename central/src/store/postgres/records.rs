@@ -1,6 +1,5 @@
 //! The PostgresStore side of `crate::store::records`.
 
-use crate::store::records::TRANSFER_COLUMNS;
 use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
@@ -14,7 +13,7 @@ use crate::store::planning::{plan, prepare, Current, CurrentVersions, Prepared};
 use crate::store::records::{
     bytes_to_db, changes_to_db, check_batch, decode, decode_school, push_record, set_count,
     sort_roster, Batch, ChainCheck, Counts, CurrentRecord, Outcome, RecordStore, Transfer,
-    TransferRow, Version,
+    TransferRow, Version, TRANSFER_COLUMNS,
 };
 use crate::store::timestamp::Timestamp;
 
@@ -218,22 +217,6 @@ async fn read_current<C: GenericClient + Sync>(
     Ok(current)
 }
 
-fn transfer_row(row: &tokio_postgres::Row) -> Result<TransferRow, StoreError> {
-    Ok(TransferRow {
-        device: row.try_get(0)?,
-        seq: row.try_get(1)?,
-        at: row.try_get(2)?,
-        snapshot: row.try_get(3)?,
-        counts: [
-            row.try_get(4)?,
-            row.try_get(5)?,
-            row.try_get(6)?,
-            row.try_get(7)?,
-        ],
-        bytes: row.try_get(8)?,
-    })
-}
-
 impl RecordStore for PostgresStore {
     fn apply(&self, batch: Batch) -> StoreFuture<'_, Outcome> {
         Box::pin(self.apply_batch(batch))
@@ -381,7 +364,7 @@ impl RecordStore for PostgresStore {
                 .query(&sql, &[&site.as_str(), &i64::from(limit)])
                 .await?;
             rows.iter()
-                .map(|row| transfer_row(row)?.into_transfer())
+                .map(|row| TransferRow::read(row)?.into_transfer())
                 .collect()
         })
     }
@@ -397,7 +380,10 @@ impl RecordStore for PostgresStore {
                 .map(|row| {
                     // The site by name: the transfer's own columns come first, by position.
                     let site: String = row.try_get("site")?;
-                    Ok((stored_site(&site)?, transfer_row(row)?.into_transfer()?))
+                    Ok((
+                        stored_site(&site)?,
+                        TransferRow::read(row)?.into_transfer()?,
+                    ))
                 })
                 .collect()
         })

@@ -1,6 +1,5 @@
 //! The PostgresStore side of `crate::store::releases`.
 
-use crate::store::releases::{RELEASE_COLUMNS, RELEASE_ORDER};
 use skolebro_protocol::DeviceId;
 
 use super::PostgresStore;
@@ -8,27 +7,8 @@ use crate::store::columns::u64_to_db;
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::releases::{
     release_report, sites_json, NewRelease, ReleaseRecord, ReleaseReport, ReleaseRow, ReleaseStore,
-    RolloutChange, UpdateEvent, UpdateState,
+    RolloutChange, UpdateEvent, UpdateState, RELEASE_COLUMNS, RELEASE_ORDER,
 };
-
-fn release_row(row: &tokio_postgres::Row) -> Result<ReleaseRow, StoreError> {
-    Ok(ReleaseRow {
-        id: row.try_get(0)?,
-        major: row.try_get(1)?,
-        minor: row.try_get(2)?,
-        patch: row.try_get(3)?,
-        target: row.try_get(4)?,
-        size: row.try_get(5)?,
-        sha256: row.try_get(6)?,
-        allow_downgrade: row.try_get(7)?,
-        manifest: row.try_get(8)?,
-        registered: row.try_get(9)?,
-        artifact_stored: row.try_get(10)?,
-        percent: i64::from(row.try_get::<_, i16>(11)?),
-        sites: row.try_get(12)?,
-        paused: row.try_get(13)?,
-    })
-}
 
 impl ReleaseStore for PostgresStore {
     fn create_release<'a>(&'a self, release: &'a NewRelease) -> StoreFuture<'a, bool> {
@@ -80,7 +60,7 @@ impl ReleaseStore for PostgresStore {
                 )
                 .await?;
             rows.iter()
-                .map(|row| release_row(row)?.into_record())
+                .map(|row| ReleaseRow::read(row)?.into_record())
                 .collect()
         })
     }
@@ -94,7 +74,8 @@ impl ReleaseStore for PostgresStore {
                     &[&id],
                 )
                 .await?;
-            row.map(|row| release_row(&row)?.into_record()).transpose()
+            row.map(|row| ReleaseRow::read(&row)?.into_record())
+                .transpose()
         })
     }
 

@@ -1,6 +1,5 @@
 //! The PostgresStore side of `crate::store::tokens`.
 
-use crate::store::tokens::TOKEN_COLUMNS;
 use tokio_postgres::GenericClient;
 
 use super::devices::{read_secret, register};
@@ -8,21 +7,8 @@ use super::PostgresStore;
 use crate::store::devices::enrolled_device_id;
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::tokens::{
-    token_id, EnrollRequest, Enrolled, NewToken, TokenRecord, TokenRow, TokenStore,
+    token_id, EnrollRequest, Enrolled, NewToken, TokenRecord, TokenRow, TokenStore, TOKEN_COLUMNS,
 };
-
-fn token_row(row: &tokio_postgres::Row) -> Result<TokenRow, StoreError> {
-    Ok(TokenRow {
-        token_sha256: row.try_get(0)?,
-        site: row.try_get(1)?,
-        site_name: row.try_get(2)?,
-        created: row.try_get(3)?,
-        expires: row.try_get(4)?,
-        used_by: row.try_get(5)?,
-        used_at: row.try_get(6)?,
-        revoked: row.try_get(7)?,
-    })
-}
 
 async fn read_token<C: GenericClient + Sync>(
     client: &C,
@@ -33,7 +19,7 @@ async fn read_token<C: GenericClient + Sync>(
     let sql =
         format!("SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE token_sha256 = $1{lock}");
     match client.query_opt(&sql, &[&&token_sha256[..]]).await? {
-        Some(row) => Ok(Some(token_row(&row)?.into_record()?)),
+        Some(row) => Ok(Some(TokenRow::read(&row)?.into_record()?)),
         None => Ok(None),
     }
 }
@@ -80,7 +66,7 @@ impl TokenStore for PostgresStore {
             conn.query(&sql, &[])
                 .await?
                 .iter()
-                .map(|row| token_row(row)?.into_record())
+                .map(|row| TokenRow::read(row)?.into_record())
                 .collect()
         })
     }

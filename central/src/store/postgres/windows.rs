@@ -1,12 +1,13 @@
 //! The PostgresStore side of `crate::store::windows`.
 
-use crate::store::windows::{NewWindow, TransferWindow, WindowRow, WINDOW_COLUMNS, WINDOW_ORDER};
 use tokio_postgres::GenericClient;
 
 use super::PostgresStore;
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::fylke::Fylke;
-use crate::store::windows::WindowStore;
+use crate::store::windows::{
+    NewWindow, TransferWindow, WindowRow, WindowStore, WINDOW_COLUMNS, WINDOW_ORDER,
+};
 
 impl WindowStore for PostgresStore {
     fn create_window<'a>(&'a self, window: &'a NewWindow) -> StoreFuture<'a, TransferWindow> {
@@ -58,7 +59,7 @@ impl WindowStore for PostgresStore {
             let conn = self.pool.get().await?;
             let sql = format!("SELECT {WINDOW_COLUMNS} FROM transfer_windows WHERE id = $1");
             match conn.query_opt(&sql, &[&id]).await? {
-                Some(row) => Ok(Some(window_row(&row)?.into_window()?)),
+                Some(row) => Ok(Some(WindowRow::read(&row)?.into_window()?)),
                 None => Ok(None),
             }
         })
@@ -77,18 +78,6 @@ async fn read_windows<C: GenericClient + Sync>(
     );
     let rows = conn.query(&sql, &[&county]).await?;
     rows.iter()
-        .map(|row| window_row(row)?.into_window())
+        .map(|row| WindowRow::read(row)?.into_window())
         .collect()
-}
-
-fn window_row(row: &tokio_postgres::Row) -> Result<WindowRow, StoreError> {
-    Ok(WindowRow {
-        id: row.try_get(0)?,
-        fylke: row.try_get(1)?,
-        name: row.try_get(2)?,
-        opens: row.try_get(3)?,
-        closes: row.try_get(4)?,
-        created: row.try_get(5)?,
-        created_by: row.try_get(6)?,
-    })
 }

@@ -1,26 +1,11 @@
 //! The SqliteStore side of `crate::store::consumers`.
 
-use crate::store::consumers::CLIENT_COLUMNS;
-use rusqlite::OptionalExtension;
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::SqliteStore;
-use crate::store::consumers::{ClientRow, ConsumerClient, ConsumerStore};
+use crate::store::consumers::{ClientRow, ConsumerClient, ConsumerStore, CLIENT_COLUMNS};
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::timestamp::Timestamp;
-
-fn client_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClientRow> {
-    Ok(ClientRow {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        scope_kind: row.get(2)?,
-        scope_code: row.get(3)?,
-        secret_salt: row.get(4)?,
-        secret_sha256: row.get(5)?,
-        created: row.get(6)?,
-        revoked: row.get(7)?,
-    })
-}
 
 impl ConsumerStore for SqliteStore {
     fn create_consumer_client<'a>(&'a self, client: &'a ConsumerClient) -> StoreFuture<'a, ()> {
@@ -55,7 +40,7 @@ impl ConsumerStore for SqliteStore {
             conn.prepare_cached(&format!(
                 "SELECT {CLIENT_COLUMNS} FROM consumer_clients WHERE id = ?1"
             ))?
-            .query_row([id.as_str()], client_row)
+            .query_row([id.as_str()], |row| ClientRow::read(row))
             .optional()?
             .map(ClientRow::into_client)
             .transpose()
@@ -67,7 +52,7 @@ impl ConsumerStore for SqliteStore {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {CLIENT_COLUMNS} FROM consumer_clients ORDER BY created, id"
             ))?;
-            let rows = statement.query_map([], client_row)?;
+            let rows = statement.query_map([], |row| ClientRow::read(row))?;
             let mut clients = Vec::new();
             for row in rows {
                 clients.push(row?.into_client()?);
@@ -129,7 +114,7 @@ impl ConsumerStore for SqliteStore {
                  WHERE NOT revoked AND id = (SELECT client FROM consumer_tokens \
                                              WHERE token_sha256 = ?1 AND expires > ?2)"
             ))?
-            .query_row(params![&token_sha256[..], at.0], client_row)
+            .query_row(params![&token_sha256[..], at.0], |row| ClientRow::read(row))
             .optional()?
             .map(ClientRow::into_client)
             .transpose()

@@ -1,7 +1,6 @@
 //! The SqliteStore side of `crate::store::devices`.
 
-use rusqlite::OptionalExtension;
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use skolebro_protocol::{ChainHead, DeviceId, DeviceVerifyingKey, SiteId, SiteSecret};
 
 use super::SqliteStore;

@@ -1,33 +1,13 @@
 //! The SqliteStore side of `crate::store::operators`.
 
-use crate::store::operators::USER_COLUMNS;
-use rusqlite::OptionalExtension;
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::SqliteStore;
 use crate::store::error::{StoreError, StoreFuture};
-use crate::store::operators::{AuditEntry, OperatorStore, UiSession, UiUser, UserRow};
+use crate::store::operators::{
+    AuditEntry, OperatorStore, UiSession, UiUser, UserRow, USER_COLUMNS,
+};
 use crate::store::timestamp::Timestamp;
-
-fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
-    Ok(UserRow {
-        name: row.get(0)?,
-        role: row.get(1)?,
-        kommune: row.get(2)?,
-        password_hash: row.get(3)?,
-        created: row.get(4)?,
-    })
-}
-
-fn audit_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
-    Ok(AuditEntry {
-        at: Timestamp(row.get(0)?),
-        actor: row.get(1)?,
-        action: row.get(2)?,
-        target: row.get(3)?,
-        detail: row.get(4)?,
-    })
-}
 
 impl OperatorStore for SqliteStore {
     fn create_user<'a>(&'a self, user: &'a UiUser) -> StoreFuture<'a, ()> {
@@ -57,7 +37,7 @@ impl OperatorStore for SqliteStore {
             conn.prepare_cached(&format!(
                 "SELECT {USER_COLUMNS} FROM ui_users WHERE name = ?1"
             ))?
-            .query_row([name.as_str()], user_row)
+            .query_row([name.as_str()], |row| UserRow::read(row))
             .optional()?
             .map(UserRow::into_user)
             .transpose()
@@ -101,7 +81,7 @@ impl OperatorStore for SqliteStore {
             ))?
             .query_row(params![&id_sha256[..], at.0], |row| {
                 Ok((
-                    user_row(row)?,
+                    UserRow::read(row)?,
                     row.get::<_, String>(5)?,
                     row.get::<_, i64>(6)?,
                 ))
@@ -153,7 +133,7 @@ impl OperatorStore for SqliteStore {
                 "SELECT at, actor, action, target, detail FROM audit_log \
                  ORDER BY id DESC LIMIT ?1",
             )?;
-            let rows = statement.query_map([limit], audit_row)?;
+            let rows = statement.query_map([limit], |row| AuditEntry::read(row))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         }))
     }

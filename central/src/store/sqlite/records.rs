@@ -1,8 +1,6 @@
 //! The SqliteStore side of `crate::store::records`.
 
-use crate::store::records::TRANSFER_COLUMNS;
-use rusqlite::OptionalExtension;
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId, SiteSecret};
 
 use super::devices::{read_device, read_secret};
@@ -13,7 +11,7 @@ use crate::store::planning::{plan, prepare, Current, CurrentVersions, Prepared};
 use crate::store::records::{
     bytes_to_db, changes_to_db, check_batch, decode, decode_school, push_record, set_count,
     sort_roster, Batch, ChainCheck, Counts, CurrentRecord, Outcome, RecordStore, Transfer,
-    TransferRow, Version,
+    TransferRow, Version, TRANSFER_COLUMNS,
 };
 use crate::store::timestamp::Timestamp;
 
@@ -189,17 +187,6 @@ fn read_roster(
     Ok(roster)
 }
 
-fn transfer_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TransferRow> {
-    Ok(TransferRow {
-        device: row.get(0)?,
-        seq: row.get(1)?,
-        at: row.get(2)?,
-        snapshot: row.get(3)?,
-        counts: [row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?],
-        bytes: row.get(8)?,
-    })
-}
-
 impl RecordStore for SqliteStore {
     fn apply(&self, batch: Batch) -> StoreFuture<'_, Outcome> {
         Box::pin(self.apply_batch(batch))
@@ -334,7 +321,8 @@ impl RecordStore for SqliteStore {
                 "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE site = ?1 \
                  ORDER BY id DESC LIMIT ?2"
             ))?;
-            let rows = statement.query_map(params![site.as_str(), limit], transfer_row)?;
+            let rows =
+                statement.query_map(params![site.as_str(), limit], |row| TransferRow::read(row))?;
             let mut transfers = Vec::new();
             for row in rows {
                 transfers.push(row?.into_transfer()?);
@@ -353,7 +341,7 @@ impl RecordStore for SqliteStore {
             while let Some(row) = rows.next()? {
                 let site: String = row.get("site")?;
                 // The site by name: the transfer's own columns come first, by position.
-                let transfer = transfer_row(row)?.into_transfer()?;
+                let transfer = TransferRow::read(row)?.into_transfer()?;
                 transfers.push((stored_site(&site)?, transfer));
             }
             Ok(transfers)

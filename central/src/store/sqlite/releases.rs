@@ -1,8 +1,6 @@
 //! The SqliteStore side of `crate::store::releases`.
 
-use crate::store::releases::{RELEASE_COLUMNS, RELEASE_ORDER};
-use rusqlite::OptionalExtension;
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use skolebro_protocol::DeviceId;
 
 use super::SqliteStore;
@@ -10,33 +8,14 @@ use crate::store::columns::u64_to_db;
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::releases::{
     release_report, sites_json, NewRelease, ReleaseRecord, ReleaseReport, ReleaseRow, ReleaseStore,
-    RolloutChange, UpdateEvent, UpdateState,
+    RolloutChange, UpdateEvent, UpdateState, RELEASE_COLUMNS, RELEASE_ORDER,
 };
-
-fn release_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRow> {
-    Ok(ReleaseRow {
-        id: row.get(0)?,
-        major: row.get(1)?,
-        minor: row.get(2)?,
-        patch: row.get(3)?,
-        target: row.get(4)?,
-        size: row.get(5)?,
-        sha256: row.get(6)?,
-        allow_downgrade: row.get(7)?,
-        manifest: row.get(8)?,
-        registered: row.get(9)?,
-        artifact_stored: row.get(10)?,
-        percent: row.get(11)?,
-        sites: row.get(12)?,
-        paused: row.get(13)?,
-    })
-}
 
 fn read_release(conn: &Connection, id: &str) -> Result<Option<ReleaseRecord>, StoreError> {
     conn.prepare_cached(&format!(
         "SELECT {RELEASE_COLUMNS} FROM releases WHERE id = ?1"
     ))?
-    .query_row([id], release_row)
+    .query_row([id], |row| ReleaseRow::read(row))
     .optional()?
     .map(ReleaseRow::into_record)
     .transpose()
@@ -122,7 +101,7 @@ impl ReleaseStore for SqliteStore {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {RELEASE_COLUMNS} FROM releases {RELEASE_ORDER}"
             ))?;
-            let rows = statement.query_map([], release_row)?;
+            let rows = statement.query_map([], |row| ReleaseRow::read(row))?;
             let mut releases = Vec::new();
             for row in rows {
                 releases.push(row?.into_record()?);

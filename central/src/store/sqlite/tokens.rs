@@ -1,15 +1,13 @@
 //! The SqliteStore side of `crate::store::tokens`.
 
-use crate::store::tokens::TOKEN_COLUMNS;
-use rusqlite::OptionalExtension;
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::devices::{read_secret, register};
 use super::SqliteStore;
 use crate::store::devices::enrolled_device_id;
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::tokens::{
-    token_id, EnrollRequest, Enrolled, NewToken, TokenRecord, TokenRow, TokenStore,
+    token_id, EnrollRequest, Enrolled, NewToken, TokenRecord, TokenRow, TokenStore, TOKEN_COLUMNS,
 };
 
 fn read_token(
@@ -19,23 +17,10 @@ fn read_token(
     conn.prepare_cached(&format!(
         "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens WHERE token_sha256 = ?1"
     ))?
-    .query_row([&token_sha256[..]], token_row)
+    .query_row([&token_sha256[..]], |row| TokenRow::read(row))
     .optional()?
     .map(TokenRow::into_record)
     .transpose()
-}
-
-fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
-    Ok(TokenRow {
-        token_sha256: row.get(0)?,
-        site: row.get(1)?,
-        site_name: row.get(2)?,
-        created: row.get(3)?,
-        expires: row.get(4)?,
-        used_by: row.get(5)?,
-        used_at: row.get(6)?,
-        revoked: row.get(7)?,
-    })
 }
 
 /// [`TokenStore::enroll`] in one `BEGIN IMMEDIATE` transaction; any refusal returns before the
@@ -111,7 +96,7 @@ impl TokenStore for SqliteStore {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {TOKEN_COLUMNS} FROM enrollment_tokens ORDER BY created DESC, id"
             ))?;
-            let rows = statement.query_map([], token_row)?;
+            let rows = statement.query_map([], |row| TokenRow::read(row))?;
             let mut tokens = Vec::new();
             for row in rows {
                 tokens.push(row?.into_record()?);

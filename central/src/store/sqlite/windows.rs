@@ -1,12 +1,13 @@
 //! The SqliteStore side of `crate::store::windows`.
 
-use crate::store::windows::{NewWindow, TransferWindow, WindowRow, WINDOW_COLUMNS, WINDOW_ORDER};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::SqliteStore;
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::fylke::Fylke;
-use crate::store::windows::WindowStore;
+use crate::store::windows::{
+    NewWindow, TransferWindow, WindowRow, WindowStore, WINDOW_COLUMNS, WINDOW_ORDER,
+};
 
 impl WindowStore for SqliteStore {
     fn create_window<'a>(&'a self, window: &'a NewWindow) -> StoreFuture<'a, TransferWindow> {
@@ -50,7 +51,7 @@ impl WindowStore for SqliteStore {
             conn.prepare_cached(&format!(
                 "SELECT {WINDOW_COLUMNS} FROM transfer_windows WHERE id = ?1"
             ))?
-            .query_row([id], window_row)
+            .query_row([id], |row| WindowRow::read(row))
             .optional()?
             .map(WindowRow::into_window)
             .transpose()
@@ -68,22 +69,10 @@ fn read_windows(
         "SELECT {WINDOW_COLUMNS} FROM transfer_windows \
          WHERE ?1 IS NULL OR fylke = ?1 {WINDOW_ORDER}"
     ))?;
-    let rows = statement.query_map([county], window_row)?;
+    let rows = statement.query_map([county], |row| WindowRow::read(row))?;
     let mut windows = Vec::new();
     for row in rows {
         windows.push(row?.into_window()?);
     }
     Ok(windows)
-}
-
-fn window_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WindowRow> {
-    Ok(WindowRow {
-        id: row.get(0)?,
-        fylke: row.get(1)?,
-        name: row.get(2)?,
-        opens: row.get(3)?,
-        closes: row.get(4)?,
-        created: row.get(5)?,
-        created_by: row.get(6)?,
-    })
 }
