@@ -18,6 +18,8 @@ pub const MAX_WINDOW_NAME_LEN: usize = 100;
 /// unusable as `dyn Store`, and the HTTP layer keeps one `Arc<dyn Store>` in its state so the
 /// backend is chosen at start-up, not at compile time. One allocation per call is nothing next
 /// to a database round trip. Call sites stay plain: `store.apply(batch).await?`.
+///
+/// [`Store`]: super::Store
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// Everything that can go wrong in the store. Batch problems the ingest answers differently
@@ -77,6 +79,8 @@ pub enum StoreError {
     },
     /// [`DeviceStore::register_device`] for an id already registered with another key or site.
     /// Re-registering must not silently hand a device's chain to a new key.
+    ///
+    /// [`DeviceStore::register_device`]: super::DeviceStore::register_device
     #[error("device {0} is already registered with another key or site")]
     DeviceConflict(DeviceId),
     /// The site has no secret yet, so central cannot check or compute record handles.
@@ -84,6 +88,8 @@ pub enum StoreError {
     NoSiteSecret(SiteId),
     /// [`DeviceStore::set_site_secret`] with a new secret for a site that already has records:
     /// their handles were computed with the old secret, and deletes would stop matching.
+    ///
+    /// [`DeviceStore::set_site_secret`]: super::DeviceStore::set_site_secret
     #[error("site {0} already holds records under another secret")]
     SiteSecretInUse(SiteId),
     /// The database was migrated by a newer build; this one refuses to guess at its schema.

@@ -2,11 +2,11 @@
 //!
 //! It sits at the end of central's ingest: HTTP (mTLS) -> look up the [`DeviceRecord`] and the
 //! [`ChainHead`] here -> verify and open the envelope (`skolebro_protocol::envelope::open`) ->
-//! [`RecordStore::apply`], which checks the chain again, applies the payload and stores the new head
-//! in **one** database transaction (DESIGN decision 3). The re-check inside the transaction is
-//! what makes apply exactly-once: two requests carrying the same envelope may both pass
-//! `open`, but only one of them finds the head still expecting its sequence number; the other
-//! gets [`Outcome::AlreadyApplied`] and is acked without touching a record.
+//! [`RecordStore::apply`], which checks the chain again, applies the payload and stores the new
+//! head in **one** database transaction (DESIGN decision 3). The re-check inside the
+//! transaction is what makes apply exactly-once: two requests carrying the same envelope may
+//! both pass `open`, but only one of them finds the head still expecting its sequence number;
+//! the other gets [`Outcome::AlreadyApplied`] and is acked without touching a record.
 //!
 //! Records are kept per site and record handle, versioned as the county's `elev` table is
 //! (DESIGN decision 9): a change closes the current version (`valid_to` set, `is_current`
@@ -21,8 +21,10 @@
 //! split into files named like the areas, so a method's two versions sit in same-named files.
 //! What a batch means (which versions to close, which to insert) is decided once, in
 //! `planning`; the backends only read current versions and write the plan, so they cannot
-//! disagree on semantics. Callers bring the area traits into scope with
-//! `use crate::store::prelude::*;`.
+//! disagree on semantics. Callers bring the area traits into scope with `use
+//! crate::store::prelude::*;`.
+//!
+//! [`ChainHead`]: skolebro_protocol::ChainHead
 
 mod columns;
 mod consumers;
@@ -74,8 +76,10 @@ pub mod prelude {
 /// Sites and devices are identified by the ids from the envelope header; records by their
 /// handle, the HMAC of their source key under the site secret (DESIGN decision 1), which is
 /// what a delete carries.
-pub trait Store:
-    DeviceStore + TokenStore + RecordStore + ConsumerStore + OperatorStore + ReleaseStore + WindowStore
+pub trait Store
+where
+    Self: DeviceStore + TokenStore + RecordStore + ConsumerStore,
+    Self: OperatorStore + ReleaseStore + WindowStore,
 {
 }
 

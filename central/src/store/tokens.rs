@@ -167,5 +167,8 @@ pub trait TokenStore: Send + Sync {
     /// refused: [`StoreError::DeviceRevoked`]); the site gets `request.new_site_secret`
     /// unless it has a secret already; and the token is marked used by the device. Any
     /// refusal changes nothing.
+    ///
+    /// [`enrolled_device_id`]: super::enrolled_device_id
+    /// [`DeviceStore::register_device`]: super::DeviceStore::register_device
     fn enroll<'a>(&'a self, request: &'a EnrollRequest) -> StoreFuture<'a, Enrolled>;
 }

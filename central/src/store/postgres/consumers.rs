@@ -1,4 +1,6 @@
-//! The PostgresStore side of `crate::store::consumers`.
+//! [`ConsumerStore`] on PostgreSQL: consumer clients and their bearer tokens. The types and the
+//! trait are in `crate::store::consumers`; the SQLite version of each method is in
+//! `sqlite/consumers.rs`.
 
 use super::PostgresStore;
 use crate::store::consumers::{ClientRow, ConsumerClient, ConsumerStore, CLIENT_COLUMNS};

@@ -1,4 +1,7 @@
-//! The PostgresStore side of `crate::store::devices`.
+//! [`DeviceStore`] on PostgreSQL: registering and revoking devices, their chain heads and site
+//! secrets, and the device and secret reads `records` and `tokens` reuse inside their
+//! transactions. The types and the trait are in `crate::store::devices`; the SQLite version of
+//! each method is in `sqlite/devices.rs`.
 
 use skolebro_protocol::{ChainHead, DeviceId, DeviceVerifyingKey, SiteId, SiteSecret};
 use tokio_postgres::GenericClient;

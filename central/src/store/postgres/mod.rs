@@ -1,19 +1,24 @@
 //! The production store (DESIGN decision 9): PostgreSQL through tokio-postgres.
 //!
-//! Central reaches its database over loopback or a private network, so connections are
-//! plain (`NoTls`): the only TLS in central is the agents' mutual TLS at the ingest. A small
-//! built-in pool keeps a few connections open, each with `search_path` set to the store's
-//! schema, so one database can hold several stores (the tests create a schema each).
+//! Central reaches its database over loopback or a private network, so connections are plain
+//! (`NoTls`): the only TLS in central is the agents' mutual TLS at the ingest. A small built-in
+//! pool keeps a few connections open, each with `search_path` set to the store's schema, so one
+//! database can hold several stores (the tests create a schema each).
 //!
-//! Exactly-once: [`RecordStore::apply`] runs in one READ COMMITTED transaction that first locks the
-//! site's row and then the device's row (`SELECT … FOR UPDATE`, always in that order, so two
-//! applies never deadlock). A second apply of the same batch waits on the lock, then reads
-//! the head the first one committed and changes nothing. Locking the site, not only the
-//! device, also keeps two devices of one site (an old and a replacement Pi) from writing the
-//! same records at once. New versions are written with one binary `COPY` into the records
-//! table inside that transaction, so a snapshot of a large school is one stream, not a
-//! statement per record; see `migrations/postgres/0001_init.sql` for the schema choices that
-//! keep it close to a bare `COPY` (a `json` column, partial indexes, no per-row foreign key).
+//! Exactly-once: [`RecordStore::apply`] runs in one READ COMMITTED transaction that first locks
+//! the site's row and then the device's row (`SELECT … FOR UPDATE`, always in that order, so
+//! two applies never deadlock). A second apply of the same batch waits on the lock, then reads
+//! the head the first one committed and changes nothing. Locking the site, not only the device,
+//! also keeps two devices of one site (an old and a replacement Pi) from writing the same
+//! records at once. New versions are written with one binary `COPY` into the records table
+//! inside that transaction, so a snapshot of a large school is one stream, not a statement per
+//! record; see `migrations/postgres/0001_init.sql` for the schema choices that keep it close to
+//! a bare `COPY` (a `json` column, partial indexes, no per-row foreign key).
+//!
+//! This file holds the connection pool and the migrations; each store trait is implemented in
+//! the file named like its area (`devices.rs`, `records.rs`, …), as in `sqlite/`.
+//!
+//! [`RecordStore::apply`]: crate::store::RecordStore::apply
 
 mod consumers;
 mod devices;

@@ -1,4 +1,6 @@
-//! The PostgresStore side of `crate::store::operators`.
+//! [`OperatorStore`] on PostgreSQL: operator accounts, sessions and the audit log. The types
+//! and the trait are in `crate::store::operators`; the SQLite version of each method is in
+//! `sqlite/operators.rs`.
 
 use super::PostgresStore;
 use crate::store::error::{StoreError, StoreFuture};

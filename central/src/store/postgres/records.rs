@@ -1,4 +1,6 @@
-//! The PostgresStore side of `crate::store::records`.
+//! [`RecordStore`] on PostgreSQL: applying a batch's plan with its new chain head, and reading
+//! rosters, versions, counts and transfers. The types and the trait are in
+//! `crate::store::records`; the SQLite version of each method is in `sqlite/records.rs`.
 
 use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;

@@ -1,4 +1,6 @@
-//! The PostgresStore side of `crate::store::releases`.
+//! [`ReleaseStore`] on PostgreSQL: releases, their rollout policy and the devices' update
+//! reports. The types and the trait are in `crate::store::releases`; the SQLite version of each
+//! method is in `sqlite/releases.rs`.
 
 use skolebro_protocol::DeviceId;
 

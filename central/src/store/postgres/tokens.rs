@@ -1,4 +1,6 @@
-//! The PostgresStore side of `crate::store::tokens`.
+//! [`TokenStore`] on PostgreSQL: registering, listing and revoking enrollment tokens, and
+//! enrollment in one transaction. The types and the trait are in `crate::store::tokens`; the
+//! SQLite version of each method is in `sqlite/tokens.rs`.
 
 use tokio_postgres::GenericClient;
 

@@ -1,4 +1,6 @@
-//! The PostgresStore side of `crate::store::windows`.
+//! [`WindowStore`] on PostgreSQL: creating transfer windows (with the overlap check in the
+//! inserting transaction) and reading them. The types and the trait are in
+//! `crate::store::windows`; the SQLite version of each method is in `sqlite/windows.rs`.
 
 use tokio_postgres::GenericClient;
 

@@ -1,4 +1,6 @@
-//! The SqliteStore side of `crate::store::consumers`.
+//! [`ConsumerStore`] on SQLite: consumer clients and their bearer tokens. The types and the
+//! trait are in `crate::store::consumers`; the PostgreSQL version of each method is in
+//! `postgres/consumers.rs`.
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 

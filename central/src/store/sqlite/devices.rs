@@ -1,4 +1,7 @@
-//! The SqliteStore side of `crate::store::devices`.
+//! [`DeviceStore`] on SQLite: registering and revoking devices, their chain heads and site
+//! secrets, and the device and secret reads `records` and `tokens` reuse inside their
+//! transactions. The types and the trait are in `crate::store::devices`; the PostgreSQL version
+//! of each method is in `postgres/devices.rs`.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use skolebro_protocol::{ChainHead, DeviceId, DeviceVerifyingKey, SiteId, SiteSecret};

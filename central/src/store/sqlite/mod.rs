@@ -1,20 +1,27 @@
-//! The embedded store (DESIGN decision 9): one SQLite file in WAL mode, for a central that
-//! runs on one machine, the quickstart demo and the end-to-end tests.
+//! The embedded store (DESIGN decision 9): one SQLite file in WAL mode, for a central that runs
+//! on one machine, the quickstart demo and the end-to-end tests.
 //!
 //! rusqlite is blocking, so every call runs on tokio's blocking pool (`spawn_blocking`) with
 //! the one connection behind a mutex; the HTTP workers never wait on the disk. One connection
 //! is enough: SQLite has a single writer anyway, and WAL lets other processes (a backup, an
 //! operator's `sqlite3`) read while central writes.
 //!
-//! Writes are the plan from `store::plan`, inserted through one cached prepared statement in
-//! index order (`store::row_order`), so a large snapshot appends to the records table and its
-//! current-version index instead of touching a random page per row; the schema's partial
-//! indexes (see `migrations/sqlite/0001_init.sql`) mean a new version maintains one index.
+//! Writes are the plan from `store::planning::plan`, inserted through one cached prepared
+//! statement in index order (`store::planning::row_order`), so a large snapshot appends to the
+//! records table and its current-version index instead of touching a random page per row; the
+//! schema's partial indexes (see `migrations/sqlite/0001_init.sql`) mean a new version
+//! maintains one index.
 //!
-//! Exactly-once: [`RecordStore::apply`] opens its transaction with `BEGIN IMMEDIATE`, which takes
-//! the database's write lock before the device's chain head is read. No other writer, in this
-//! process or another, can apply a batch between that read and the commit that stores the new
-//! head, so a second apply of the same batch reads the advanced head and changes nothing.
+//! Exactly-once: [`RecordStore::apply`] opens its transaction with `BEGIN IMMEDIATE`, which
+//! takes the database's write lock before the device's chain head is read. No other writer, in
+//! this process or another, can apply a batch between that read and the commit that stores the
+//! new head, so a second apply of the same batch reads the advanced head and changes nothing.
+//!
+//! This file holds the connection, its settings and the migrations; each store trait is
+//! implemented in the file named like its area (`devices.rs`, `records.rs`, …), as in
+//! `postgres/`.
+//!
+//! [`RecordStore::apply`]: crate::store::RecordStore::apply
 
 mod consumers;
 mod devices;

@@ -1,4 +1,6 @@
-//! The SqliteStore side of `crate::store::operators`.
+//! [`OperatorStore`] on SQLite: operator accounts, sessions and the audit log. The types and
+//! the trait are in `crate::store::operators`; the PostgreSQL version of each method is in
+//! `postgres/operators.rs`.
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 

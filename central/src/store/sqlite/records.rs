@@ -1,4 +1,6 @@
-//! The SqliteStore side of `crate::store::records`.
+//! [`RecordStore`] on SQLite: applying a batch's plan with its new chain head, and reading
+//! rosters, versions, counts and transfers. The types and the trait are in
+//! `crate::store::records`; the PostgreSQL version of each method is in `postgres/records.rs`.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId, SiteSecret};

@@ -1,4 +1,6 @@
-//! The SqliteStore side of `crate::store::releases`.
+//! [`ReleaseStore`] on SQLite: releases, their rollout policy and the devices' update reports.
+//! The types and the trait are in `crate::store::releases`; the PostgreSQL version of each
+//! method is in `postgres/releases.rs`.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use skolebro_protocol::DeviceId;

@@ -1,4 +1,6 @@
-//! The SqliteStore side of `crate::store::tokens`.
+//! [`TokenStore`] on SQLite: registering, listing and revoking enrollment tokens, and
+//! enrollment in one transaction. The types and the trait are in `crate::store::tokens`; the
+//! PostgreSQL version of each method is in `postgres/tokens.rs`.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 

@@ -1,4 +1,6 @@
-//! The SqliteStore side of `crate::store::windows`.
+//! [`WindowStore`] on SQLite: creating transfer windows (with the overlap check in the
+//! inserting transaction) and reading them. The types and the trait are in
+//! `crate::store::windows`; the PostgreSQL version of each method is in `postgres/windows.rs`.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 

@@ -1,4 +1,4 @@
-//! Store suite cases: Consumer clients and their bearer tokens.
+//! Store suite cases of one area. Consumer clients and their bearer tokens.
 
 use super::*;
 

@@ -1,5 +1,5 @@
-//! Store suite cases: Devices, site secrets and chain heads: registration, revocation and the refusals a
-//! batch from a wrong device or site gets.
+//! Store suite cases of one area. Devices, site secrets and chain heads: registration,
+//! revocation and the refusals a batch from a wrong device or site gets.
 
 use super::*;
 

@@ -1,9 +1,9 @@
 //! The store test suite, written once and run against every backend.
 //!
-//! Each case is an async function over `&dyn Store`; `store_suite!(open)` in a backend's
-//! test module turns every case into a `#[tokio::test]` on a fresh store from `open`, so
-//! SQLite and PostgreSQL are held to exactly the same behaviour. The cases live in files named
-//! like the store's areas; this file holds the fixture, the macro and the shared test data.
+//! Each case is an async function over `&dyn Store`; `store_suite!(open)` in a backend's test
+//! module turns every case into a `#[tokio::test]` on a fresh store from `open`, so SQLite and
+//! PostgreSQL are held to exactly the same behaviour. The cases live in files named like the
+//! store's areas; this file holds the fixture, the macro and the shared test data.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Store suite cases: Operator accounts, sessions and the audit log.
+//! Store suite cases of one area. Operator accounts, sessions and the audit log.
 
 use super::*;
 

@@ -1,5 +1,6 @@
-//! Store suite cases: Roster records: applying batches (deltas, snapshots, replays, gaps, forks), reading the
-//! current and past roster, counts, current records and schools, and the transfer log.
+//! Store suite cases of one area. Roster records: applying batches (deltas, snapshots, replays,
+//! gaps, forks), reading the current and past roster, counts, current records and schools, and
+//! the transfer log.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Store suite cases: Releases, their rollout policy and the devices' update reports.
+//! Store suite cases of one area. Releases, their rollout policy and the devices' update
+//! reports.
 
 use super::*;
 

@@ -1,4 +1,4 @@
-//! Store suite cases: Enrollment tokens and the enrollment that spends one.
+//! Store suite cases of one area. Enrollment tokens and the enrollment that spends one.
 
 use super::*;
 

@@ -1,4 +1,4 @@
-//! Store suite cases: Transfer windows.
+//! Store suite cases of one area. Transfer windows.
 
 use super::*;
 
