@@ -5,6 +5,9 @@
 //! agent's safety filter asks for today's date and its status lines print clock times from
 //! the same functions, so every date in the project is computed one way.
 //!
+//! For the agent: `date_from_days` is the safety filter's "today", and `UtcDateTime` gives the
+//! status lines their `YYYY-MM-DD` and `HH:MM`.
+//!
 //! The calendar maths is Howard Hinnant's pair of algorithms (`days_from_civil` and
 //! `civil_from_days`), a dozen lines of integer arithmetic, kept by hand rather than taken
 //! from the `time` crate: the project only needs UTC, whole days and millisecond precision,
@@ -23,14 +26,15 @@ pub fn is_leap_year(year: i64) -> bool {
     year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
 }
 
-/// The number of days in `month` (1 to 12) of `year`; 31 for a month out of range, which
-/// callers check first.
+/// The number of days in `month` (1 to 12) of `year`; 0 for a month that does not exist, so
+/// a date check needs no separate test of the month.
 pub fn days_in_month(year: i64, month: i64) -> i64 {
     match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
         2 if is_leap_year(year) => 29,
         2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+        _ => 0,
     }
 }
 
@@ -109,6 +113,11 @@ impl UtcDateTime {
     /// The calendar date alone, `YYYY-MM-DD`.
     pub fn date_text(&self) -> String {
         format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+
+    /// The time of day to the minute, `HH:MM`, as status lines show a clock time.
+    pub fn hour_minute_text(&self) -> String {
+        format!("{:02}:{:02}", self.hour, self.minute)
     }
 }
 
@@ -227,6 +236,7 @@ mod tests {
         assert_eq!(days_in_month(2024, 2), 29);
         assert_eq!(days_in_month(2026, 2), 28);
         assert_eq!(days_in_month(2026, 4), 30);
+        assert_eq!(days_in_month(2026, 13), 0);
     }
 
     #[test]
@@ -237,7 +247,7 @@ mod tests {
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
         let noon = UtcDateTime::from_unix_millis(1_764_000_000_000);
         assert_eq!(noon.date_text(), "2025-11-24");
-        assert_eq!((noon.hour, noon.minute), (16, 0));
+        assert_eq!(noon.hour_minute_text(), "16:00");
     }
 
     #[test]
