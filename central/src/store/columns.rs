@@ -2,7 +2,7 @@
 //! sequence numbers, hashes, sizes and ids. Both backends use these, so the two databases
 //! hold the same values the same way.
 
-use skolebro_protocol::{Entity, Seq, SiteId};
+use skolebro_protocol::{DeviceId, Entity, Seq, SiteId};
 
 use super::error::StoreError;
 
@@ -32,6 +32,12 @@ pub(crate) fn seq_from_db(seq: i64) -> Result<Seq, StoreError> {
 pub(crate) fn bytes32(bytes: &[u8], what: &str) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(bytes)
         .map_err(|_| StoreError::Corrupt(format!("{what} is {} bytes, not 32", bytes.len())))
+}
+
+/// A device id read from the database.
+pub(crate) fn stored_device(device: &str) -> Result<DeviceId, StoreError> {
+    DeviceId::new(device)
+        .map_err(|_| StoreError::Corrupt(format!("stored device id {device:?} is invalid")))
 }
 
 /// A site id read from the database.

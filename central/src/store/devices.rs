@@ -4,7 +4,7 @@
 
 use skolebro_protocol::{ChainHead, DeviceId, DeviceVerifyingKey, SiteId, SiteSecret};
 
-use super::columns::bytes32;
+use super::columns::{bytes32, stored_site};
 use super::error::{StoreError, StoreFuture};
 
 /// What central keeps about one registered device, as the ingest needs it to open an envelope.
@@ -39,8 +39,7 @@ pub(crate) fn device_record(
     verifying_key: &[u8],
     revoked: bool,
 ) -> Result<DeviceRecord, StoreError> {
-    let site = SiteId::new(site)
-        .map_err(|_| StoreError::Corrupt(format!("stored site id {site:?} is invalid")))?;
+    let site = stored_site(site)?;
     let verifying_key = DeviceVerifyingKey::from_bytes(bytes32(verifying_key, "device key")?)
         .map_err(|_| StoreError::Corrupt("stored device key is not a valid key".to_owned()))?;
     Ok(DeviceRecord {

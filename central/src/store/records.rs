@@ -9,7 +9,7 @@ use skolebro_protocol::{
     School, Seq, SiteId, Student,
 };
 
-use super::columns::{entity_from_name, seq_from_db, seq_to_db, DbRow};
+use super::columns::{entity_from_name, seq_from_db, seq_to_db, stored_device, DbRow};
 use super::error::{StoreError, StoreFuture};
 use super::timestamp::Timestamp;
 
@@ -197,9 +197,7 @@ impl TransferRow {
         };
         let [added, changed, removed, unchanged] = self.counts;
         Ok(Transfer {
-            device: DeviceId::new(&self.device).map_err(|_| {
-                StoreError::Corrupt(format!("stored device id {:?} is invalid", self.device))
-            })?,
+            device: stored_device(&self.device)?,
             seq: seq_from_db(self.seq)?,
             at: Timestamp(self.at),
             snapshot: self.snapshot,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use skolebro_protocol::release::in_rollout;
 use skolebro_protocol::{DeviceId, ReleaseManifest, SiteId, Version as ReleaseVersion};
 
-use super::columns::{bytes32, DbRow};
+use super::columns::{bytes32, stored_device, DbRow};
 use super::error::{StoreError, StoreFuture};
 use super::timestamp::Timestamp;
 
@@ -282,8 +282,7 @@ pub(crate) fn release_report(
             UpdateState::Refused => &mut report.refusals,
             _ => continue,
         };
-        let device = DeviceId::new(device.as_str())
-            .map_err(|_| StoreError::Corrupt(format!("stored device id {device:?} is invalid")))?;
+        let device = stored_device(&device)?;
         list.push(DeviceReason { device, reason });
     }
     Ok(report)

@@ -4,7 +4,7 @@
 
 use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSecret};
 
-use super::columns::{bytes32, DbRow};
+use super::columns::{bytes32, stored_device, stored_site, DbRow};
 use super::error::{StoreError, StoreFuture};
 use super::timestamp::Timestamp;
 
@@ -120,17 +120,8 @@ impl TokenRow {
     }
 
     pub fn into_record(self) -> Result<TokenRecord, StoreError> {
-        let site = SiteId::new(self.site.as_str()).map_err(|_| {
-            StoreError::Corrupt(format!("stored site id {:?} is invalid", self.site))
-        })?;
-        let used_by = self
-            .used_by
-            .map(|device| {
-                DeviceId::new(device.as_str()).map_err(|_| {
-                    StoreError::Corrupt(format!("stored device id {device:?} is invalid"))
-                })
-            })
-            .transpose()?;
+        let site = stored_site(&self.site)?;
+        let used_by = self.used_by.as_deref().map(stored_device).transpose()?;
         Ok(TokenRecord {
             id: token_id(&bytes32(&self.token_sha256, "token hash")?),
             site,

@@ -7,7 +7,7 @@ use skolebro_protocol::{ChainHead, DeviceId, DeviceVerifyingKey, SiteId, SiteSec
 use tokio_postgres::GenericClient;
 
 use super::PostgresStore;
-use crate::store::columns::{bytes32, seq_from_db};
+use crate::store::columns::{bytes32, seq_from_db, stored_device};
 use crate::store::devices::{device_record, DeviceRecord, DeviceStore};
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::records::DeviceState;
@@ -115,9 +115,7 @@ impl DeviceStore for PostgresStore {
             rows.iter()
                 .map(|row| {
                     let id: &str = row.try_get(0)?;
-                    let device = DeviceId::new(id).map_err(|_| {
-                        StoreError::Corrupt(format!("stored device id {id:?} is invalid"))
-                    })?;
+                    let device = stored_device(id)?;
                     let record = device_record(row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)?;
                     Ok((device, record))
                 })

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use skolebro_protocol::{ChainHead, DeviceId, DeviceVerifyingKey, SiteId, SiteSecret};
 
 use super::SqliteStore;
-use crate::store::columns::{bytes32, seq_from_db};
+use crate::store::columns::{bytes32, seq_from_db, stored_device};
 use crate::store::devices::{device_record, DeviceRecord, DeviceStore};
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::records::DeviceState;
@@ -113,9 +113,7 @@ impl DeviceStore for SqliteStore {
             let mut devices = Vec::new();
             while let Some(row) = rows.next()? {
                 let id: String = row.get(0)?;
-                let device = DeviceId::new(id.as_str()).map_err(|_| {
-                    StoreError::Corrupt(format!("stored device id {id:?} is invalid"))
-                })?;
+                let device = stored_device(&id)?;
                 let record = device_record(
                     &row.get::<_, String>(1)?,
                     &row.get::<_, Vec<u8>>(2)?,

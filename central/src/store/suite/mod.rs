@@ -15,12 +15,11 @@ use skolebro_protocol::{
 };
 
 use super::{
-    enrolled_device_id, token_id, AnyRecord, Batch, Changes, ConsumerClient, ConsumerScope, Counts,
-    CurrentRecord, DeviceReason, EnrollRequest, NewRelease, NewToken, Outcome, RolloutChange,
-    Store, StoreError, Timestamp, TokenRecord, UpdateCounts, UpdateEvent, UpdateState,
+    enrolled_device_id, token_id, AnyRecord, AuditEntry, Batch, Changes, ConsumerClient,
+    ConsumerScope, Counts, CurrentRecord, DeviceReason, EnrollRequest, Fylke, NewRelease, NewToken,
+    NewWindow, Outcome, Role, RolloutChange, Store, StoreError, Timestamp, TokenRecord,
+    TransferWindow, UiUser, UpdateCounts, UpdateEvent, UpdateState,
 };
-use super::{AuditEntry, Role, UiUser};
-use super::{Fylke, NewWindow, TransferWindow};
 
 mod consumers;
 mod devices;
