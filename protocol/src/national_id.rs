@@ -30,6 +30,8 @@ use std::fmt;
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::civil_time::days_in_month;
+
 /// A calendar date (proleptic Gregorian), validated.
 ///
 /// Birth dates travel as this type rather than as strings so that central and the differ
@@ -55,7 +57,10 @@ impl CivilDate {
     /// Years past 9999 are refused too: they have no `YYYY` form, and every date must
     /// survive a trip through `Display` and [`CivilDate::parse_iso`].
     pub fn new(year: u16, month: u8, day: u8) -> Option<CivilDate> {
-        if year > 9999 || day == 0 || day > days_in_month(year, month) {
+        if year > 9999
+            || day == 0
+            || i64::from(day) > days_in_month(i64::from(year), i64::from(month))
+        {
             return None;
         }
         Some(CivilDate { year, month, day })
@@ -113,21 +118,6 @@ impl TryFrom<UncheckedDate> for CivilDate {
 
     fn try_from(raw: UncheckedDate) -> Result<Self, Self::Error> {
         CivilDate::new(raw.year, raw.month, raw.day).ok_or("not a real calendar date")
-    }
-}
-
-fn is_leap_year(year: u16) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-/// Days in `month` of `year`; 0 for a month that does not exist.
-fn days_in_month(year: u16, month: u8) -> u8 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        _ => 0,
     }
 }
 

@@ -1,0 +1,277 @@
+//! What a batch means, decided once for both databases: [`prepare`] checks and encodes a
+//! payload before any database is touched, [`plan`] turns it and the current versions into
+//! the versions to close and insert. The backends only read current versions and write the
+//! plan, so they cannot disagree on semantics.
+
+use std::collections::{HashMap, HashSet};
+
+use skolebro_protocol::{Digest, Entity, EntityDelta, Payload, Record, RecordHandle, SiteSecret};
+
+use super::columns::entity_name;
+use super::error::StoreError;
+use super::records::Changes;
+
+/// One version to insert: a record with its handle, digest and JSON encoding.
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub entity: Entity,
+    pub handle: RecordHandle,
+    /// The protocol's canonical digest of the record: equal digests mean equal content, which
+    /// a JSON comparison cannot promise (key order and spacing are not part of the content).
+    pub digest: Digest,
+    pub json: String,
+}
+
+/// A payload checked and encoded, before any database is touched, so the write lock is held
+/// only for reading current versions and writing.
+#[derive(Debug)]
+pub(crate) enum Prepared {
+    Delta {
+        upserts: Vec<Row>,
+        deletes: Vec<(Entity, RecordHandle)>,
+    },
+    Snapshot {
+        rows: Vec<Row>,
+    },
+}
+
+impl Prepared {
+    /// The records whose current versions the plan needs: those the delta names, or `None`
+    /// for a snapshot, which needs all of the site's.
+    pub fn touched(&self) -> Option<Vec<(Entity, RecordHandle)>> {
+        match self {
+            Prepared::Delta { upserts, deletes } => Some(
+                upserts
+                    .iter()
+                    .map(|row| (row.entity, row.handle))
+                    .chain(deletes.iter().copied())
+                    .collect(),
+            ),
+            Prepared::Snapshot { .. } => None,
+        }
+    }
+}
+
+/// Checks a payload against the site secret and encodes its records.
+///
+/// Upserts must carry the handle central computes from their key; snapshot records get
+/// theirs computed. No record may appear twice.
+///
+/// Encoding (an HMAC for the handle, a SHA-256 digest and the JSON of every record) is most
+/// of the CPU an apply costs, so it runs on all cores ([`par_map`]); the checks then run in
+/// payload order, so which error a bad delta gets does not depend on the thread count. A
+/// snapshot's rows come out sorted by [`row_order`], the order of the records' index, so the
+/// backends insert them in index order and duplicates sit next to each other.
+pub(crate) fn prepare(payload: &Payload, secret: &SiteSecret) -> Result<Prepared, StoreError> {
+    match payload {
+        Payload::Delta(delta) => {
+            let mut seen = HashSet::new();
+            let mut upserts = Vec::new();
+            delta_rows(&delta.schools, secret, &mut seen, &mut upserts)?;
+            delta_rows(&delta.students, secret, &mut seen, &mut upserts)?;
+            delta_rows(&delta.groups, secret, &mut seen, &mut upserts)?;
+            delta_rows(&delta.enrollments, secret, &mut seen, &mut upserts)?;
+            let mut deletes = Vec::new();
+            for entity in Entity::ALL {
+                for handle in delta.deletes(entity) {
+                    claim(&mut seen, entity, *handle)?;
+                    deletes.push((entity, *handle));
+                }
+            }
+            Ok(Prepared::Delta { upserts, deletes })
+        }
+        Payload::Snapshot(roster) => {
+            let mut rows = Vec::with_capacity(
+                Entity::ALL
+                    .into_iter()
+                    .map(|entity| roster.count(entity))
+                    .sum(),
+            );
+            snapshot_rows(&roster.schools, secret, &mut rows)?;
+            snapshot_rows(&roster.students, secret, &mut rows)?;
+            snapshot_rows(&roster.groups, secret, &mut rows)?;
+            snapshot_rows(&roster.enrollments, secret, &mut rows)?;
+            rows.sort_unstable_by(row_order);
+            if let Some(pair) = rows
+                .windows(2)
+                .find(|pair| (pair[0].entity, pair[0].handle) == (pair[1].entity, pair[1].handle))
+            {
+                return Err(StoreError::DuplicateRecord {
+                    entity: pair[0].entity,
+                    handle: pair[0].handle,
+                });
+            }
+            Ok(Prepared::Snapshot { rows })
+        }
+    }
+}
+
+/// The order of the records' indexes, `(entity, handle)` within a site, as both databases
+/// compare them (entity names as bytes, handles as bytes). Rows inserted in this order land
+/// next to each other in the index instead of at random pages: for a large batch that is the
+/// difference between appending to a few hot pages and touching a cold page per row.
+pub(crate) fn row_order(a: &Row, b: &Row) -> std::cmp::Ordering {
+    entity_name(a.entity)
+        .cmp(entity_name(b.entity))
+        .then_with(|| a.handle.cmp(&b.handle))
+}
+
+fn claim(
+    seen: &mut HashSet<(Entity, RecordHandle)>,
+    entity: Entity,
+    handle: RecordHandle,
+) -> Result<(), StoreError> {
+    if seen.insert((entity, handle)) {
+        Ok(())
+    } else {
+        Err(StoreError::DuplicateRecord { entity, handle })
+    }
+}
+
+fn row<R: Record>(record: &R, handle: RecordHandle) -> Result<Row, StoreError> {
+    let json = serde_json::to_string(record)
+        .map_err(|error| StoreError::Corrupt(format!("record does not encode: {error}")))?;
+    Ok(Row {
+        entity: R::ENTITY,
+        handle,
+        digest: Digest::of(record),
+        json,
+    })
+}
+
+fn delta_rows<R: Record + Sync>(
+    delta: &EntityDelta<R>,
+    secret: &SiteSecret,
+    seen: &mut HashSet<(Entity, RecordHandle)>,
+    out: &mut Vec<Row>,
+) -> Result<(), StoreError> {
+    // Encoded in parallel with the handle each record should carry; checked in order.
+    let encoded = par_map(&delta.upserts, |(handle, record)| {
+        let expected = secret.handle(R::ENTITY, record.key());
+        (expected == *handle).then(|| row(record, *handle))
+    });
+    for ((handle, _), encoded) in delta.upserts.iter().zip(encoded) {
+        let Some(encoded) = encoded else {
+            return Err(StoreError::HandleMismatch {
+                entity: R::ENTITY,
+                handle: *handle,
+            });
+        };
+        claim(seen, R::ENTITY, *handle)?;
+        out.push(encoded?);
+    }
+    Ok(())
+}
+
+fn snapshot_rows<R: Record + Sync>(
+    records: &[R],
+    secret: &SiteSecret,
+    out: &mut Vec<Row>,
+) -> Result<(), StoreError> {
+    for encoded in par_map(records, |record| {
+        row(record, secret.handle(R::ENTITY, record.key()))
+    }) {
+        out.push(encoded?);
+    }
+    Ok(())
+}
+
+/// Below this many items [`par_map`] stays on the calling thread: starting threads costs
+/// more than encoding a delta of a few hundred records.
+const PARALLEL_MIN: usize = 4_096;
+
+/// `items.iter().map(f).collect()`, on up to as many threads as the machine has cores, each
+/// taking one contiguous part; the results keep the input order. Scoped std threads, started
+/// per call: an apply is rare and large enough that a pool would buy nothing.
+fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads < 2 || items.len() < PARALLEL_MIN {
+        return items.iter().map(f).collect();
+    }
+    let part = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let others: Vec<_> = items
+            .chunks(part)
+            .skip(1)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<U>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        out.extend(items[..part].iter().map(f));
+        for other in others {
+            match other.join() {
+                Ok(results) => out.extend(results),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
+/// The current version of a record as the plan needs it: its row id and content digest.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Current {
+    pub id: i64,
+    pub digest: Digest,
+}
+
+pub(crate) type CurrentVersions = HashMap<(Entity, RecordHandle), Current>;
+
+/// What to write for one batch: versions to close (by row id), then versions to insert.
+#[derive(Debug, Default)]
+pub(crate) struct Plan<'a> {
+    pub close: Vec<i64>,
+    pub insert: Vec<&'a Row>,
+    pub changes: Changes,
+}
+
+/// Decides which versions a prepared batch closes and inserts, given the current versions of
+/// the records it touches (all of the site's for a snapshot). The versions to insert come out
+/// in [`row_order`].
+pub(crate) fn plan(prepared: &Prepared, mut current: CurrentVersions) -> Plan<'_> {
+    let mut plan = Plan::default();
+    match prepared {
+        Prepared::Delta { upserts, deletes } => {
+            // `prepare` let no record appear twice, so each current version is taken once.
+            for row in upserts {
+                plan.upsert(row, current.remove(&(row.entity, row.handle)));
+            }
+            for key in deletes {
+                if let Some(existing) = current.remove(key) {
+                    plan.close.push(existing.id);
+                    plan.changes.removed += 1;
+                }
+            }
+            plan.insert.sort_unstable_by(|a, b| row_order(a, b));
+        }
+        Prepared::Snapshot { rows } => {
+            plan.insert.reserve(rows.len());
+            for row in rows {
+                plan.upsert(row, current.remove(&(row.entity, row.handle)));
+            }
+            // What is left was not in the snapshot: closed.
+            let mut missing: Vec<i64> = current.into_values().map(|existing| existing.id).collect();
+            missing.sort_unstable();
+            plan.changes.removed = missing.len() as u64;
+            plan.close.extend(missing);
+        }
+    }
+    plan
+}
+
+impl<'a> Plan<'a> {
+    fn upsert(&mut self, row: &'a Row, existing: Option<Current>) {
+        match existing {
+            Some(existing) if existing.digest == row.digest => self.changes.unchanged += 1,
+            Some(existing) => {
+                self.close.push(existing.id);
+                self.insert.push(row);
+                self.changes.changed += 1;
+            }
+            None => {
+                self.insert.push(row);
+                self.changes.added += 1;
+            }
+        }
+    }
+}

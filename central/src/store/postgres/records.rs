@@ -1,0 +1,393 @@
+//! [`RecordStore`] on PostgreSQL: applying a batch's plan with its new chain head, and reading
+//! rosters, versions, counts and transfers. The types and the trait are in
+//! `crate::store::records`; the SQLite version of each method is in `sqlite/records.rs`.
+
+use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use tokio_postgres::GenericClient;
+
+use super::devices::{read_device, read_secret};
+use super::PostgresStore;
+use crate::store::columns::{bytes32, entity_from_name, entity_name, seq_to_db, stored_site};
+use crate::store::error::{StoreError, StoreFuture};
+use crate::store::planning::{plan, prepare, Current, CurrentVersions, Prepared};
+use crate::store::records::{
+    bytes_to_db, changes_to_db, check_batch, decode, decode_school, push_record, set_count,
+    sort_roster, Batch, ChainCheck, Counts, CurrentRecord, Outcome, RecordStore, Transfer,
+    TransferRow, Version, TRANSFER_COLUMNS,
+};
+use crate::store::timestamp::Timestamp;
+
+/// Version ids per `UPDATE … WHERE id = ANY($1)` closing versions: keeps each message well
+/// below PostgreSQL's limits while closing a whole school's roster takes a few statements.
+const CHUNK: usize = 5_000;
+
+/// The binary COPY's column types, in the order `apply` writes them.
+///
+/// `record` is a `json` column written as `TEXT`: the binary format of `json` is its text
+/// (`json_recv` reads the bytes as text and validates them), so the JSON goes over the wire
+/// as it is, without a text-COPY escape pass.
+const COPY_TYPES: [Type; 9] = [
+    Type::TEXT,  // site
+    Type::TEXT,  // entity
+    Type::BYTEA, // handle
+    Type::BYTEA, // digest
+    Type::TEXT,  // record (json)
+    Type::INT8,  // valid_from
+    Type::INT8,  // valid_to
+    Type::BOOL,  // is_current
+    Type::INT8,  // transaction_time
+];
+
+impl PostgresStore {
+    async fn apply_batch(&self, batch: Batch) -> Result<Outcome, StoreError> {
+        let mut conn = self.pool.get().await?;
+        // A cheap look first, without locks: replays and gaps, the common failures of a
+        // retrying agent, are answered without encoding the payload.
+        let state = read_device(&*conn, &batch.device, false).await?;
+        if let ChainCheck::AlreadyApplied(head) = check_batch(&batch, state.as_ref())? {
+            return Ok(Outcome::AlreadyApplied { head });
+        }
+        let secret = read_secret(&*conn, &batch.site, false)
+            .await?
+            .ok_or_else(|| StoreError::NoSiteSecret(batch.site.clone()))?;
+
+        // Check handles and encode records off the async workers.
+        let (batch, secret, prepared) = tokio::task::spawn_blocking(move || {
+            let prepared = prepare(&batch.payload, &secret)?;
+            Ok::<_, StoreError>((batch, secret, prepared))
+        })
+        .await
+        .map_err(|error| StoreError::Worker(error.to_string()))??;
+
+        let tx = conn.transaction().await?;
+        // Lock order: site, then device (see the module documentation).
+        let prepared = match read_secret(&tx, &batch.site, true).await? {
+            Some(stored) if stored == secret => prepared,
+            // Set anew since the first look (possible only while the site has no records):
+            // handles must be checked against the secret in force.
+            Some(stored) => prepare(&batch.payload, &stored)?,
+            None => return Err(StoreError::NoSiteSecret(batch.site.clone())),
+        };
+        let state = read_device(&tx, &batch.device, true).await?;
+        if let ChainCheck::AlreadyApplied(head) = check_batch(&batch, state.as_ref())? {
+            return Ok(Outcome::AlreadyApplied { head });
+        }
+
+        let site = batch.site.as_str();
+        let current = read_current(&tx, site, &prepared).await?;
+        let plan = plan(&prepared, current);
+        let at = batch.at.0;
+        for ids in plan.close.chunks(CHUNK) {
+            tx.execute(
+                "UPDATE records SET valid_to = $2, is_current = false \
+                 WHERE id = ANY($1) AND is_current",
+                &[&ids, &at],
+            )
+            .await?;
+        }
+        if !plan.insert.is_empty() {
+            // Binary COPY into the table itself, inside this transaction: the rows are
+            // streamed as they are encoded, and the server decodes no text.
+            let sink = tx
+                .copy_in(
+                    "COPY records (site, entity, handle, digest, record, valid_from, valid_to, \
+                     is_current, transaction_time) FROM STDIN (FORMAT binary)",
+                )
+                .await?;
+            let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+            let mut writer = std::pin::pin!(writer);
+            let no_end: Option<i64> = None;
+            for row in &plan.insert {
+                writer
+                    .as_mut()
+                    .write(&[
+                        &site,
+                        &entity_name(row.entity),
+                        &&row.handle.as_bytes()[..],
+                        &&row.digest.as_bytes()[..],
+                        &row.json.as_str(),
+                        &at,
+                        &no_end,
+                        &true,
+                        &at,
+                    ])
+                    .await?;
+            }
+            writer.finish().await?;
+        }
+        tx.execute(
+            "UPDATE devices SET next_seq = $2, prev = $3 WHERE device = $1",
+            &[
+                &batch.device.as_str(),
+                &seq_to_db(batch.next_head.next_seq)?,
+                &&batch.next_head.prev[..],
+            ],
+        )
+        .await?;
+        let changes = plan.changes;
+        let [added, changed, removed, unchanged] = changes_to_db(&changes);
+        tx.execute(
+            "INSERT INTO transfers \
+             (site, device, seq, at, snapshot, added, changed, removed, unchanged, bytes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &site,
+                &batch.device.as_str(),
+                &seq_to_db(batch.seq)?,
+                &at,
+                &matches!(prepared, Prepared::Snapshot { .. }),
+                &added,
+                &changed,
+                &removed,
+                &unchanged,
+                &bytes_to_db(batch.bytes),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Outcome::Applied(changes))
+    }
+
+    async fn read_roster(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Roster, StoreError> {
+        let conn = self.pool.get().await?;
+        let mut roster = Roster::default();
+        for row in conn.query(sql, params).await? {
+            let entity = entity_from_name(row.try_get(0)?)?;
+            push_record(&mut roster, entity, row.try_get(1)?)?;
+        }
+        sort_roster(&mut roster);
+        Ok(roster)
+    }
+}
+
+/// The current versions a plan needs: the named records for a delta, all for a snapshot.
+async fn read_current<C: GenericClient + Sync>(
+    client: &C,
+    site: &str,
+    prepared: &Prepared,
+) -> Result<CurrentVersions, StoreError> {
+    let rows = match prepared.touched() {
+        None => {
+            client
+                .query(
+                    "SELECT id, entity, handle, digest FROM records \
+                     WHERE site = $1 AND is_current",
+                    &[&site],
+                )
+                .await?
+        }
+        Some(keys) => {
+            let entities: Vec<&str> = keys
+                .iter()
+                .map(|(entity, _)| entity_name(*entity))
+                .collect();
+            let handles: Vec<&[u8]> = keys
+                .iter()
+                .map(|(_, handle)| &handle.as_bytes()[..])
+                .collect();
+            // One index probe of `records_current` per named record.
+            client
+                .query(
+                    "SELECT r.id, r.entity, r.handle, r.digest \
+                     FROM UNNEST($2::text[], $3::bytea[]) AS k (entity, handle) \
+                     JOIN records r ON r.site = $1 AND r.entity = k.entity \
+                      AND r.handle = k.handle AND r.is_current",
+                    &[&site, &entities, &handles],
+                )
+                .await?
+        }
+    };
+    let mut current = CurrentVersions::with_capacity(rows.len());
+    for row in rows {
+        let entity = entity_from_name(row.try_get(1)?)?;
+        let handle = RecordHandle::from_bytes(bytes32(row.try_get(2)?, "handle")?);
+        let digest = Digest::from_bytes(bytes32(row.try_get(3)?, "digest")?);
+        current.insert(
+            (entity, handle),
+            Current {
+                id: row.try_get(0)?,
+                digest,
+            },
+        );
+    }
+    Ok(current)
+}
+
+impl RecordStore for PostgresStore {
+    fn apply(&self, batch: Batch) -> StoreFuture<'_, Outcome> {
+        Box::pin(self.apply_batch(batch))
+    }
+
+    fn current_roster<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Roster> {
+        Box::pin(async move {
+            self.read_roster(
+                "SELECT entity, record::text FROM records WHERE site = $1 AND is_current",
+                &[&site.as_str()],
+            )
+            .await
+        })
+    }
+
+    fn roster_as_of<'a>(&'a self, site: &'a SiteId, at: Timestamp) -> StoreFuture<'a, Roster> {
+        Box::pin(async move {
+            self.read_roster(
+                "SELECT entity, record::text FROM records \
+                 WHERE site = $1 AND is_current AND valid_from <= $2 \
+                 UNION ALL \
+                 SELECT entity, record::text FROM records \
+                 WHERE site = $1 AND NOT is_current AND valid_from <= $2 AND valid_to > $2",
+                &[&site.as_str(), &at.0],
+            )
+            .await
+        })
+    }
+
+    fn counts<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Counts> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let mut counts = Counts::default();
+            for row in conn
+                .query(
+                    "SELECT entity, COUNT(*) FROM records \
+                     WHERE site = $1 AND is_current GROUP BY entity",
+                    &[&site.as_str()],
+                )
+                .await?
+            {
+                set_count(&mut counts, row.try_get(0)?, row.try_get(1)?)?;
+            }
+            Ok(counts)
+        })
+    }
+
+    fn history<'a>(
+        &'a self,
+        site: &'a SiteId,
+        entity: Entity,
+        handle: &'a RecordHandle,
+    ) -> StoreFuture<'a, Vec<Version>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let rows = conn
+                .query(
+                    "SELECT record::text, valid_from, valid_to, is_current, transaction_time \
+                     FROM ( \
+                       SELECT * FROM records \
+                       WHERE site = $1 AND entity = $2 AND handle = $3 AND is_current \
+                       UNION ALL \
+                       SELECT * FROM records \
+                       WHERE site = $1 AND entity = $2 AND handle = $3 AND NOT is_current \
+                     ) AS versions ORDER BY valid_from, id",
+                    &[
+                        &site.as_str(),
+                        &entity_name(entity),
+                        &&handle.as_bytes()[..],
+                    ],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(Version {
+                        record: decode(entity, row.try_get(0)?)?,
+                        valid_from: Timestamp(row.try_get(1)?),
+                        valid_to: row.try_get::<_, Option<i64>>(2)?.map(Timestamp),
+                        is_current: row.try_get(3)?,
+                        transaction_time: Timestamp(row.try_get(4)?),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn current_records<'a>(
+        &'a self,
+        site: &'a SiteId,
+        entity: Entity,
+    ) -> StoreFuture<'a, Vec<CurrentRecord>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let rows = conn
+                .query(
+                    "SELECT handle, record::text, valid_from FROM records \
+                     WHERE site = $1 AND entity = $2 AND is_current ORDER BY handle",
+                    &[&site.as_str(), &entity_name(entity)],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(CurrentRecord {
+                        handle: RecordHandle::from_bytes(bytes32(row.try_get(0)?, "handle")?),
+                        record: decode(entity, row.try_get(1)?)?,
+                        modified: Timestamp(row.try_get(2)?),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn current_schools(&self) -> StoreFuture<'_, Vec<(SiteId, School)>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let rows = conn
+                .query(
+                    "SELECT site, record::text FROM records \
+                     WHERE is_current AND entity = 'schools'",
+                    &[],
+                )
+                .await?;
+            let mut schools = rows
+                .iter()
+                .map(|row| {
+                    Ok((
+                        stored_site(row.try_get(0)?)?,
+                        decode_school(row.try_get(1)?)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            schools.sort_by(|(a, x), (b, y)| (a, &x.skolenummer).cmp(&(b, &y.skolenummer)));
+            Ok(schools)
+        })
+    }
+
+    fn transfers<'a>(&'a self, site: &'a SiteId, limit: u32) -> StoreFuture<'a, Vec<Transfer>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let sql = format!(
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE site = $1 \
+                 ORDER BY id DESC LIMIT $2"
+            );
+            let rows = conn
+                .query(&sql, &[&site.as_str(), &i64::from(limit)])
+                .await?;
+            rows.iter()
+                .map(|row| TransferRow::read(row)?.into_transfer())
+                .collect()
+        })
+    }
+
+    fn transfers_since(&self, since: Timestamp) -> StoreFuture<'_, Vec<(SiteId, Transfer)>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let sql = format!(
+                "SELECT {TRANSFER_COLUMNS}, site FROM transfers WHERE at >= $1 ORDER BY at, id"
+            );
+            let rows = conn.query(&sql, &[&since.0]).await?;
+            rows.iter()
+                .map(|row| {
+                    // The site by name: the transfer's own columns come first, by position.
+                    let site: String = row.try_get("site")?;
+                    Ok((
+                        stored_site(&site)?,
+                        TransferRow::read(row)?.into_transfer()?,
+                    ))
+                })
+                .collect()
+        })
+    }
+}

@@ -1,0 +1,398 @@
+//! Roster records with their history, and the batches that change them: the [`Batch`] the
+//! ingest hands to [`RecordStore::apply`], what applying it did, and the versions, counts and
+//! transfers the operators' views and the consumer API read back. What a batch means is
+//! decided in `planning`; the checks of the chain against the stored head are here.
+
+use serde::{Deserialize, Serialize};
+use skolebro_protocol::{
+    ChainHead, DeviceId, Enrollment, Entity, Group, Opened, Payload, Record, RecordHandle, Roster,
+    School, Seq, SiteId, Student,
+};
+
+use super::columns::{entity_from_name, seq_from_db, seq_to_db, stored_device, DbRow};
+use super::error::{StoreError, StoreFuture};
+use super::timestamp::Timestamp;
+
+/// One applied batch of a site, as the site's page lists its transfers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub device: DeviceId,
+    pub seq: Seq,
+    /// When central applied it.
+    pub at: Timestamp,
+    /// A full snapshot rather than a delta.
+    pub snapshot: bool,
+    /// What it did to the site's records.
+    pub changes: Changes,
+    /// The envelope's size as central received it: what the school's uplink carried, which
+    /// the record counts alone do not tell (0 for batches applied before it was kept).
+    pub bytes: u64,
+}
+
+/// One current version of a record with what the consumer API needs beside the content:
+/// its handle (to name it without its key) and since when it has been as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentRecord {
+    pub handle: RecordHandle,
+    pub record: AnyRecord,
+    /// `valid_from` of the current version: OneRoster's `dateLastModified`.
+    pub modified: Timestamp,
+}
+
+/// One opened envelope, ready to apply: everything [`RecordStore::apply`] needs in one value.
+///
+/// It carries the chain position the envelope was verified against (`seq` and `prev`) so the
+/// store can check, inside its transaction, that the head has not moved since; and it owns the
+/// payload so a large snapshot is moved to the database worker, never copied.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The device whose chain the batch continues; its head is the one checked and advanced.
+    pub device: DeviceId,
+    /// The site whose records change; must be the device's registered site.
+    pub site: SiteId,
+    /// The envelope's sequence number.
+    pub seq: Seq,
+    /// The digest the envelope names as its predecessor.
+    pub prev: [u8; 32],
+    /// The head to store once applied: `seq + 1` and this envelope's digest.
+    pub next_head: ChainHead,
+    /// The opened delta or snapshot.
+    pub payload: Payload,
+    /// Transaction time: becomes `valid_from`, `valid_to` and `transaction_time` of the
+    /// versions this batch opens and closes.
+    pub at: Timestamp,
+    /// The envelope's size in bytes as received, kept with the transfer so operators see
+    /// what each batch cost the school's uplink; the opened payload no longer tells.
+    pub bytes: u64,
+}
+
+impl Batch {
+    /// The batch for an envelope of `bytes` bytes that `open` accepted, applied at `at`.
+    pub fn from_opened(opened: Opened, bytes: u64, at: Timestamp) -> Batch {
+        let next_head = opened.next_head();
+        Batch {
+            device: opened.header.device,
+            site: opened.header.site,
+            seq: opened.header.seq,
+            prev: opened.header.prev,
+            next_head,
+            payload: opened.payload,
+            at,
+            bytes,
+        }
+    }
+}
+
+/// What [`RecordStore::apply`] did with a batch. Both outcomes are acked to the agent: the batch is
+/// stored either way, and the agent's outbox may let go of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied now, in the same transaction that stored the new head.
+    Applied(Changes),
+    /// Applied before (a retry, a duplicate request, a replay): nothing was changed. `head`
+    /// is the stored head, whose `next_seq` the ack names.
+    AlreadyApplied { head: ChainHead },
+}
+
+/// How many records a batch added, changed, removed and left alone, for the ingest's log and
+/// the operators' view of a transfer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    /// Records with no current version before.
+    pub added: u64,
+    /// Records whose content changed: old version closed, new one inserted.
+    pub changed: u64,
+    /// Records closed by a delete or by their absence from a snapshot.
+    pub removed: u64,
+    /// Records upserted (or in a snapshot) with the content already stored.
+    pub unchanged: u64,
+}
+
+/// Current records of a site by kind, for the operators' view and the consumer API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Current schools (FINT `Skole`).
+    pub schools: u64,
+    /// Current students (FINT `Elev`).
+    pub students: u64,
+    /// Current basisgrupper.
+    pub groups: u64,
+    /// Current enrollments (FINT `Elevforhold`).
+    pub enrollments: u64,
+}
+
+impl Counts {
+    fn set(&mut self, entity: Entity, count: u64) {
+        match entity {
+            Entity::School => self.schools = count,
+            Entity::Student => self.students = count,
+            Entity::Group => self.groups = count,
+            Entity::Enrollment => self.enrollments = count,
+        }
+    }
+}
+
+/// A record of any kind, as one version in a record's history holds it.
+///
+/// Tagged with its kind in JSON (`{"entity": "student", "record": {…}}`), so a consumer
+/// reading a history needs no other context to decode it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "entity", content = "record", rename_all = "snake_case")]
+pub enum AnyRecord {
+    School(School),
+    Student(Student),
+    Group(Group),
+    Enrollment(Enrollment),
+}
+
+/// One version of a record: what the county's `elev` table calls a row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// The record's content during this version.
+    pub record: AnyRecord,
+    /// From when (inclusive) this content was the school's record.
+    pub valid_from: Timestamp,
+    /// Until when (exclusive) it was; `None` while it is current.
+    pub valid_to: Option<Timestamp>,
+    pub is_current: bool,
+    /// When central stored this version.
+    pub transaction_time: Timestamp,
+}
+
+/// A transfer row as both databases read it, before its ids and counts are checked.
+pub(crate) struct TransferRow {
+    pub device: String,
+    pub seq: i64,
+    pub at: i64,
+    pub snapshot: bool,
+    pub counts: [i64; 4],
+    pub bytes: i64,
+}
+
+/// The columns a [`TransferRow`] is read from, in its field order.
+pub(crate) const TRANSFER_COLUMNS: &str =
+    "device, seq, at, snapshot, added, changed, removed, unchanged, bytes";
+
+impl TransferRow {
+    /// Reads a row selected with the columns above, in either database.
+    pub(crate) fn read<R: DbRow + ?Sized>(row: &R) -> Result<TransferRow, R::Error> {
+        Ok(TransferRow {
+            device: row.column(0)?,
+            seq: row.column(1)?,
+            at: row.column(2)?,
+            snapshot: row.column(3)?,
+            counts: [
+                row.column(4)?,
+                row.column(5)?,
+                row.column(6)?,
+                row.column(7)?,
+            ],
+            bytes: row.column(8)?,
+        })
+    }
+
+    pub fn into_transfer(self) -> Result<Transfer, StoreError> {
+        let count = |n: i64| {
+            u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
+        };
+        let [added, changed, removed, unchanged] = self.counts;
+        Ok(Transfer {
+            device: stored_device(&self.device)?,
+            seq: seq_from_db(self.seq)?,
+            at: Timestamp(self.at),
+            snapshot: self.snapshot,
+            changes: Changes {
+                added: count(added)?,
+                changed: count(changed)?,
+                removed: count(removed)?,
+                unchanged: count(unchanged)?,
+            },
+            bytes: u64::try_from(self.bytes)
+                .map_err(|_| StoreError::Corrupt(format!("negative size {}", self.bytes)))?,
+        })
+    }
+}
+
+/// The four counts of a batch's changes as the databases store them.
+pub(crate) fn changes_to_db(changes: &Changes) -> [i64; 4] {
+    let db = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    [
+        db(changes.added),
+        db(changes.changed),
+        db(changes.removed),
+        db(changes.unchanged),
+    ]
+}
+
+/// A batch's size as the databases store it (a signed 64-bit integer).
+pub(crate) fn bytes_to_db(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+/// Decodes a stored school record, for [`RecordStore::current_schools`].
+pub(crate) fn decode_school(json: &str) -> Result<School, StoreError> {
+    match decode(Entity::School, json)? {
+        AnyRecord::School(school) => Ok(school),
+        _ => Err(StoreError::Corrupt(
+            "a school row holds another record".to_owned(),
+        )),
+    }
+}
+
+/// The device row as `apply` reads it inside its transaction.
+pub(crate) struct DeviceState {
+    pub site: String,
+    pub revoked: bool,
+    pub head: ChainHead,
+}
+
+/// Whether the stored head lets `batch` be applied now.
+pub(crate) enum ChainCheck {
+    Apply,
+    AlreadyApplied(ChainHead),
+}
+
+/// The checks `apply` makes against the device row, before and again inside its transaction.
+pub(crate) fn check_batch(
+    batch: &Batch,
+    device: Option<&DeviceState>,
+) -> Result<ChainCheck, StoreError> {
+    let Some(device) = device else {
+        return Err(StoreError::UnknownDevice(batch.device.clone()));
+    };
+    if device.site != batch.site.as_str() {
+        let registered = SiteId::new(device.site.as_str())
+            .map_err(|_| StoreError::Corrupt("stored site id is invalid".to_owned()))?;
+        return Err(StoreError::WrongSite {
+            device: batch.device.clone(),
+            registered,
+            claimed: batch.site.clone(),
+        });
+    }
+    if device.revoked {
+        return Err(StoreError::DeviceRevoked(batch.device.clone()));
+    }
+    if batch.seq.0 == 0 || batch.next_head.next_seq != batch.seq.next() {
+        return Err(StoreError::InvalidHead {
+            seq: batch.seq,
+            next: batch.next_head.next_seq,
+        });
+    }
+    seq_to_db(batch.next_head.next_seq)?;
+    match device.head.next_seq.cmp(&batch.seq) {
+        std::cmp::Ordering::Greater => Ok(ChainCheck::AlreadyApplied(device.head)),
+        std::cmp::Ordering::Less => Err(StoreError::Gap {
+            expected: device.head.next_seq,
+            got: batch.seq,
+        }),
+        std::cmp::Ordering::Equal if device.head.prev != batch.prev => {
+            Err(StoreError::BrokenChain { seq: batch.seq })
+        }
+        std::cmp::Ordering::Equal => Ok(ChainCheck::Apply),
+    }
+}
+
+/// Adds a stored record to a roster being read.
+pub(crate) fn push_record(
+    roster: &mut Roster,
+    entity: Entity,
+    json: &str,
+) -> Result<(), StoreError> {
+    match decode(entity, json)? {
+        AnyRecord::School(record) => roster.schools.push(record),
+        AnyRecord::Student(record) => roster.students.push(record),
+        AnyRecord::Group(record) => roster.groups.push(record),
+        AnyRecord::Enrollment(record) => roster.enrollments.push(record),
+    }
+    Ok(())
+}
+
+/// Decodes a stored record's JSON as the kind its row says it is.
+pub(crate) fn decode(entity: Entity, json: &str) -> Result<AnyRecord, StoreError> {
+    fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
+        serde_json::from_str(json)
+            .map_err(|error| StoreError::Corrupt(format!("stored record does not decode: {error}")))
+    }
+    Ok(match entity {
+        Entity::School => AnyRecord::School(parse(json)?),
+        Entity::Student => AnyRecord::Student(parse(json)?),
+        Entity::Group => AnyRecord::Group(parse(json)?),
+        Entity::Enrollment => AnyRecord::Enrollment(parse(json)?),
+    })
+}
+
+/// Puts a roster read from the database in key order, which neither database promises
+/// without an index on the key.
+pub(crate) fn sort_roster(roster: &mut Roster) {
+    roster.schools.sort_by(|a, b| a.key().cmp(b.key()));
+    roster.students.sort_by(|a, b| a.key().cmp(b.key()));
+    roster.groups.sort_by(|a, b| a.key().cmp(b.key()));
+    roster.enrollments.sort_by(|a, b| a.key().cmp(b.key()));
+}
+
+pub(crate) fn set_count(counts: &mut Counts, entity: &str, count: i64) -> Result<(), StoreError> {
+    let count =
+        u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("negative count {count}")))?;
+    counts.set(entity_from_name(entity)?, count);
+    Ok(())
+}
+
+/// The roster records with their history, and the batches that changed them: the ingest
+/// writes here, the operators' views and the consumer API read.
+pub trait RecordStore: Send + Sync {
+    /// Applies one batch exactly once, in one transaction with the device's new chain head.
+    ///
+    /// Inside the transaction the stored head decides: a head past `batch.seq` means the
+    /// batch was applied before ([`Outcome::AlreadyApplied`], nothing changed); a head before
+    /// it is a [`StoreError::Gap`]; a head at it with another `prev` is a
+    /// [`StoreError::BrokenChain`]. The device must be registered for `batch.site` and not
+    /// revoked. The site secret is read from the store, not passed in, so a caller cannot
+    /// check handles against another site's secret.
+    ///
+    /// A delta's upserts version a record only if its content changed; its deletes close the
+    /// current version. A snapshot is the whole roster: records missing from it are closed,
+    /// changed ones versioned, unchanged ones left alone. Every upsert's handle must be the
+    /// one central computes from the record's key ([`StoreError::HandleMismatch`]). On any
+    /// error nothing is changed.
+    fn apply(&self, batch: Batch) -> StoreFuture<'_, Outcome>;
+
+    /// The site's roster as it stands: every current version, sorted by key within each
+    /// kind so the same roster always reads the same.
+    fn current_roster<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Roster>;
+
+    /// The site's roster as it stood at `at`: the versions with
+    /// `valid_from <= at < valid_to` (or still open), sorted like [`RecordStore::current_roster`].
+    fn roster_as_of<'a>(&'a self, site: &'a SiteId, at: Timestamp) -> StoreFuture<'a, Roster>;
+
+    /// How many current records of each kind the site has, without loading them.
+    fn counts<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Counts>;
+
+    /// Every version of one record, oldest first: what a consumer asking "what changed for
+    /// this student" reads.
+    fn history<'a>(
+        &'a self,
+        site: &'a SiteId,
+        entity: Entity,
+        handle: &'a RecordHandle,
+    ) -> StoreFuture<'a, Vec<Version>>;
+
+    /// The current version of every record of one kind at a site, with its handle and the
+    /// time it took its present content, sorted by handle: what the consumer API lists.
+    fn current_records<'a>(
+        &'a self,
+        site: &'a SiteId,
+        entity: Entity,
+    ) -> StoreFuture<'a, Vec<CurrentRecord>>;
+
+    /// The current school records of every site, sorted by site and skolenummer. Their
+    /// fylkesnummer and kommunenummer decide which consumers and exports reach a site.
+    fn current_schools(&self) -> StoreFuture<'_, Vec<(SiteId, School)>>;
+
+    /// The site's newest `limit` applied batches, newest first. [`RecordStore::apply`] records
+    /// each in the transaction that applies it.
+    fn transfers<'a>(&'a self, site: &'a SiteId, limit: u32) -> StoreFuture<'a, Vec<Transfer>>;
+
+    /// Every site's batches applied at or after `since`, oldest first: what a transfer
+    /// window's report (delivered in time, late) is derived from.
+    fn transfers_since(&self, since: Timestamp) -> StoreFuture<'_, Vec<(SiteId, Transfer)>>;
+}

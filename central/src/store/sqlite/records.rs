@@ -1,0 +1,352 @@
+//! [`RecordStore`] on SQLite: applying a batch's plan with its new chain head, and reading
+//! rosters, versions, counts and transfers. The types and the trait are in
+//! `crate::store::records`; the PostgreSQL version of each method is in `postgres/records.rs`.
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId, SiteSecret};
+
+use super::devices::{read_device, read_secret};
+use super::{blocking, SqliteStore};
+use crate::store::columns::{bytes32, entity_from_name, entity_name, seq_to_db, stored_site};
+use crate::store::error::{StoreError, StoreFuture};
+use crate::store::planning::{plan, prepare, Current, CurrentVersions, Prepared};
+use crate::store::records::{
+    bytes_to_db, changes_to_db, check_batch, decode, decode_school, push_record, set_count,
+    sort_roster, Batch, ChainCheck, Counts, CurrentRecord, Outcome, RecordStore, Transfer,
+    TransferRow, Version, TRANSFER_COLUMNS,
+};
+use crate::store::timestamp::Timestamp;
+
+impl SqliteStore {
+    async fn apply_batch(&self, batch: Batch) -> Result<Outcome, StoreError> {
+        // A cheap look first, without the write lock: replays and gaps, the common failures
+        // of a retrying agent, are answered without encoding the payload.
+        let device = batch.device.clone();
+        let site = batch.site.clone();
+        let (state, secret) = self
+            .call(move |conn| Ok((read_device(conn, &device)?, read_secret(conn, &site)?)))
+            .await?;
+        if let ChainCheck::AlreadyApplied(head) = check_batch(&batch, state.as_ref())? {
+            return Ok(Outcome::AlreadyApplied { head });
+        }
+        let secret = secret.ok_or_else(|| StoreError::NoSiteSecret(batch.site.clone()))?;
+
+        // Check handles and encode records outside the connection's lock.
+        let (batch, secret, prepared) = blocking(move || {
+            let prepared = prepare(&batch.payload, &secret)?;
+            Ok((batch, secret, prepared))
+        })
+        .await?;
+
+        self.call(move |conn| apply_prepared(conn, &batch, &secret, prepared))
+            .await
+    }
+}
+
+/// The write half of `apply`: one `BEGIN IMMEDIATE` transaction that re-checks the chain,
+/// writes the plan and advances the head.
+fn apply_prepared(
+    conn: &mut Connection,
+    batch: &Batch,
+    secret: &SiteSecret,
+    prepared: Prepared,
+) -> Result<Outcome, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let state = read_device(&tx, &batch.device)?;
+    if let ChainCheck::AlreadyApplied(head) = check_batch(batch, state.as_ref())? {
+        return Ok(Outcome::AlreadyApplied { head });
+    }
+    // The secret may have been set anew between the first look and the lock (only possible
+    // while the site has no records); handles must be checked against the one in force.
+    let prepared = match read_secret(&tx, &batch.site)? {
+        Some(stored) if stored == *secret => prepared,
+        Some(stored) => prepare(&batch.payload, &stored)?,
+        None => return Err(StoreError::NoSiteSecret(batch.site.clone())),
+    };
+
+    let site = batch.site.as_str();
+    let current = read_current(&tx, site, &prepared)?;
+    let plan = plan(&prepared, current);
+    let at = batch.at.0;
+    {
+        let mut close = tx.prepare_cached(
+            "UPDATE records SET valid_to = ?1, is_current = 0 WHERE id = ?2 AND is_current",
+        )?;
+        for id in &plan.close {
+            close.execute(params![at, id])?;
+        }
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO records \
+             (site, entity, handle, digest, record, valid_from, valid_to, is_current, \
+              transaction_time) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 1, ?6)",
+        )?;
+        for row in &plan.insert {
+            insert.execute(params![
+                site,
+                entity_name(row.entity),
+                &row.handle.as_bytes()[..],
+                &row.digest.as_bytes()[..],
+                row.json,
+                at,
+            ])?;
+        }
+    }
+    tx.execute(
+        "UPDATE devices SET next_seq = ?2, prev = ?3 WHERE device = ?1",
+        params![
+            batch.device.as_str(),
+            seq_to_db(batch.next_head.next_seq)?,
+            &batch.next_head.prev[..],
+        ],
+    )?;
+    let changes = plan.changes;
+    let [added, changed, removed, unchanged] = changes_to_db(&changes);
+    tx.execute(
+        "INSERT INTO transfers \
+         (site, device, seq, at, snapshot, added, changed, removed, unchanged, bytes) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            site,
+            batch.device.as_str(),
+            seq_to_db(batch.seq)?,
+            at,
+            matches!(prepared, Prepared::Snapshot { .. }),
+            added,
+            changed,
+            removed,
+            unchanged,
+            bytes_to_db(batch.bytes),
+        ],
+    )?;
+    tx.commit()?;
+    Ok(Outcome::Applied(changes))
+}
+
+/// The current versions a plan needs: the named records for a delta, all for a snapshot.
+fn read_current(
+    conn: &Connection,
+    site: &str,
+    prepared: &Prepared,
+) -> Result<CurrentVersions, StoreError> {
+    let mut current = CurrentVersions::new();
+    match prepared.touched() {
+        None => {
+            let mut statement = conn.prepare_cached(
+                "SELECT id, entity, handle, digest FROM records WHERE site = ?1 AND is_current",
+            )?;
+            let mut rows = statement.query([site])?;
+            while let Some(row) = rows.next()? {
+                let entity = entity_from_name(&row.get::<_, String>(1)?)?;
+                let handle =
+                    RecordHandle::from_bytes(bytes32(&row.get::<_, Vec<u8>>(2)?, "handle")?);
+                let digest = Digest::from_bytes(bytes32(&row.get::<_, Vec<u8>>(3)?, "digest")?);
+                current.insert(
+                    (entity, handle),
+                    Current {
+                        id: row.get(0)?,
+                        digest,
+                    },
+                );
+            }
+        }
+        Some(keys) => {
+            let mut statement = conn.prepare_cached(
+                "SELECT id, digest FROM records \
+                 WHERE site = ?1 AND entity = ?2 AND handle = ?3 AND is_current",
+            )?;
+            for (entity, handle) in keys {
+                let found = statement
+                    .query_row(
+                        params![site, entity_name(entity), &handle.as_bytes()[..]],
+                        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
+                    )
+                    .optional()?;
+                if let Some((id, digest)) = found {
+                    let digest = Digest::from_bytes(bytes32(&digest, "digest")?);
+                    current.insert((entity, handle), Current { id, digest });
+                }
+            }
+        }
+    }
+    Ok(current)
+}
+
+/// Reads the versions a roster query selects; `sql` yields `entity, record`.
+fn read_roster(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Roster, StoreError> {
+    let mut roster = Roster::default();
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    while let Some(row) = rows.next()? {
+        let entity = entity_from_name(&row.get::<_, String>(0)?)?;
+        push_record(&mut roster, entity, &row.get::<_, String>(1)?)?;
+    }
+    sort_roster(&mut roster);
+    Ok(roster)
+}
+
+impl RecordStore for SqliteStore {
+    fn apply(&self, batch: Batch) -> StoreFuture<'_, Outcome> {
+        Box::pin(self.apply_batch(batch))
+    }
+
+    fn current_roster<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Roster> {
+        let site = site.clone();
+        Box::pin(self.call(move |conn| {
+            read_roster(
+                conn,
+                "SELECT entity, record FROM records WHERE site = ?1 AND is_current",
+                [site.as_str()],
+            )
+        }))
+    }
+
+    fn roster_as_of<'a>(&'a self, site: &'a SiteId, at: Timestamp) -> StoreFuture<'a, Roster> {
+        let site = site.clone();
+        Box::pin(self.call(move |conn| {
+            read_roster(
+                conn,
+                "SELECT entity, record FROM records \
+                 WHERE site = ?1 AND is_current AND valid_from <= ?2 \
+                 UNION ALL \
+                 SELECT entity, record FROM records \
+                 WHERE site = ?1 AND NOT is_current AND valid_from <= ?2 AND valid_to > ?2",
+                params![site.as_str(), at.0],
+            )
+        }))
+    }
+
+    fn counts<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Counts> {
+        let site = site.clone();
+        Box::pin(self.call(move |conn| {
+            let mut counts = Counts::default();
+            let mut statement = conn.prepare_cached(
+                "SELECT entity, COUNT(*) FROM records \
+                 WHERE site = ?1 AND is_current GROUP BY entity",
+            )?;
+            let mut rows = statement.query([site.as_str()])?;
+            while let Some(row) = rows.next()? {
+                set_count(&mut counts, &row.get::<_, String>(0)?, row.get(1)?)?;
+            }
+            Ok(counts)
+        }))
+    }
+
+    fn history<'a>(
+        &'a self,
+        site: &'a SiteId,
+        entity: Entity,
+        handle: &'a RecordHandle,
+    ) -> StoreFuture<'a, Vec<Version>> {
+        let site = site.clone();
+        let handle = *handle;
+        Box::pin(self.call(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT record, valid_from, valid_to, is_current, transaction_time FROM ( \
+                   SELECT * FROM records \
+                   WHERE site = ?1 AND entity = ?2 AND handle = ?3 AND is_current \
+                   UNION ALL \
+                   SELECT * FROM records \
+                   WHERE site = ?1 AND entity = ?2 AND handle = ?3 AND NOT is_current \
+                 ) ORDER BY valid_from, id",
+            )?;
+            let mut rows = statement.query(params![
+                site.as_str(),
+                entity_name(entity),
+                &handle.as_bytes()[..]
+            ])?;
+            let mut versions = Vec::new();
+            while let Some(row) = rows.next()? {
+                versions.push(Version {
+                    record: decode(entity, &row.get::<_, String>(0)?)?,
+                    valid_from: Timestamp(row.get(1)?),
+                    valid_to: row.get::<_, Option<i64>>(2)?.map(Timestamp),
+                    is_current: row.get(3)?,
+                    transaction_time: Timestamp(row.get(4)?),
+                });
+            }
+            Ok(versions)
+        }))
+    }
+
+    fn current_records<'a>(
+        &'a self,
+        site: &'a SiteId,
+        entity: Entity,
+    ) -> StoreFuture<'a, Vec<CurrentRecord>> {
+        let site = site.clone();
+        Box::pin(self.call(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT handle, record, valid_from FROM records \
+                 WHERE site = ?1 AND entity = ?2 AND is_current ORDER BY handle",
+            )?;
+            let mut rows = statement.query(params![site.as_str(), entity_name(entity)])?;
+            let mut records = Vec::new();
+            while let Some(row) = rows.next()? {
+                records.push(CurrentRecord {
+                    handle: RecordHandle::from_bytes(bytes32(
+                        &row.get::<_, Vec<u8>>(0)?,
+                        "handle",
+                    )?),
+                    record: decode(entity, &row.get::<_, String>(1)?)?,
+                    modified: Timestamp(row.get(2)?),
+                });
+            }
+            Ok(records)
+        }))
+    }
+
+    fn current_schools(&self) -> StoreFuture<'_, Vec<(SiteId, School)>> {
+        Box::pin(self.call(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT site, record FROM records WHERE is_current AND entity = 'schools'",
+            )?;
+            let mut rows = statement.query([])?;
+            let mut schools = Vec::new();
+            while let Some(row) = rows.next()? {
+                let site = stored_site(&row.get::<_, String>(0)?)?;
+                schools.push((site, decode_school(&row.get::<_, String>(1)?)?));
+            }
+            schools.sort_by(|(a, x), (b, y)| (a, &x.skolenummer).cmp(&(b, &y.skolenummer)));
+            Ok(schools)
+        }))
+    }
+
+    fn transfers<'a>(&'a self, site: &'a SiteId, limit: u32) -> StoreFuture<'a, Vec<Transfer>> {
+        let site = site.clone();
+        Box::pin(self.call(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE site = ?1 \
+                 ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows =
+                statement.query_map(params![site.as_str(), limit], |row| TransferRow::read(row))?;
+            let mut transfers = Vec::new();
+            for row in rows {
+                transfers.push(row?.into_transfer()?);
+            }
+            Ok(transfers)
+        }))
+    }
+
+    fn transfers_since(&self, since: Timestamp) -> StoreFuture<'_, Vec<(SiteId, Transfer)>> {
+        Box::pin(self.call(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {TRANSFER_COLUMNS}, site FROM transfers WHERE at >= ?1 ORDER BY at, id"
+            ))?;
+            let mut rows = statement.query([since.0])?;
+            let mut transfers = Vec::new();
+            while let Some(row) = rows.next()? {
+                let site: String = row.get("site")?;
+                // The site by name: the transfer's own columns come first, by position.
+                let transfer = TransferRow::read(row)?.into_transfer()?;
+                transfers.push((stored_site(&site)?, transfer));
+            }
+            Ok(transfers)
+        }))
+    }
+}
