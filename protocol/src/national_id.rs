@@ -51,6 +51,13 @@ pub struct CivilDate {
 }
 
 impl CivilDate {
+    /// 1970-01-01, day 0 of Unix time: what a clock before it (or broken) reads as.
+    pub const UNIX_EPOCH: CivilDate = CivilDate {
+        year: 1970,
+        month: 1,
+        day: 1,
+    };
+
     /// Builds a date, or `None` if the calendar has no such day (31 February, 29 February
     /// of a year that is not a leap year).
     ///

@@ -7,6 +7,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer};
+use skolebro_protocol::civil_time;
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{Delta, Entity, RecordHandle};
 
@@ -164,37 +165,7 @@ pub fn today() -> CivilDate {
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    civil_from_days((seconds / 86_400) as i64)
-}
-
-/// Days since 1970-01-01 to a calendar date (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> CivilDate {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let year = (yoe + era * 400 + i64::from(month <= 2)) as u16;
-    CivilDate::new(year, month, day).unwrap_or_else(unreachable_date)
-}
-
-fn unreachable_date() -> CivilDate {
-    CivilDate::new(1970, 1, 1).expect("1970-01-01 is a date")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn days_since_epoch_become_calendar_dates() {
-        assert_eq!(civil_from_days(0).to_string(), "1970-01-01");
-        assert_eq!(civil_from_days(20_514).to_string(), "2026-03-02");
-        assert_eq!(civil_from_days(11_016).to_string(), "2000-02-29");
-    }
+    civil_time::date_from_days((seconds / 86_400) as i64).unwrap_or(CivilDate::UNIX_EPOCH)
 }
 
 #[cfg(test)]

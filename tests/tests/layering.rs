@@ -143,7 +143,11 @@ fn flatten_use(tree: &syn::UseTree, prefix: ModPath, out: &mut Vec<ModPath>) {
 
 /// Turns a path written in `module` into an absolute module path, or `None` if it leaves
 /// the crate (another crate, std, a local variable's field).
-fn absolute(module: &ModPath, path: &ModPath, modules: &BTreeMap<ModPath, Module>) -> Option<ModPath> {
+fn absolute(
+    module: &ModPath,
+    path: &ModPath,
+    modules: &BTreeMap<ModPath, Module>,
+) -> Option<ModPath> {
     let first = path.first()?;
     match first.as_str() {
         "crate" => Some(path[1..].to_vec()),
@@ -168,7 +172,11 @@ fn absolute(module: &ModPath, path: &ModPath, modules: &BTreeMap<ModPath, Module
 }
 
 /// The file that defines what `path` names, following re-exports.
-fn defining_file(path: &ModPath, modules: &BTreeMap<ModPath, Module>, depth: u8) -> Option<PathBuf> {
+fn defining_file(
+    path: &ModPath,
+    modules: &BTreeMap<ModPath, Module>,
+    depth: u8,
+) -> Option<PathBuf> {
     let (module_len, module) = (0..=path.len())
         .rev()
         .find_map(|n| modules.get(&path[..n]).map(|m| (n, m)))?;
@@ -221,14 +229,23 @@ fn walk(
     }
     modules.insert(
         module.clone(),
-        Module { file: file.to_path_buf(), reexports },
+        Module {
+            file: file.to_path_buf(),
+            reexports,
+        },
     );
     let mut paths = Vec::new();
-    let mut collector = PathCollector { module: module.clone(), out: &mut paths };
+    let mut collector = PathCollector {
+        module: module.clone(),
+        out: &mut paths,
+    };
     for item in items {
         collector.visit_item(item);
     }
-    mentions.push(Mentions { file: file.to_path_buf(), paths });
+    mentions.push(Mentions {
+        file: file.to_path_buf(),
+        paths,
+    });
 
     for item in items {
         let syn::Item::Mod(m) = item else { continue };
@@ -239,7 +256,14 @@ fn walk(
         child.push(m.ident.to_string());
         let name = m.ident.to_string();
         match &m.content {
-            Some((_, inner)) => walk(inner, child, file, &child_dir.join(&name), modules, mentions),
+            Some((_, inner)) => walk(
+                inner,
+                child,
+                file,
+                &child_dir.join(&name),
+                modules,
+                mentions,
+            ),
             None => {
                 let child_file = module_file(child_dir, &name);
                 let source = std::fs::read_to_string(&child_file)
@@ -251,7 +275,14 @@ fn walk(
                 } else {
                     child_file.with_extension("")
                 };
-                walk(&parsed.items, child, &child_file, &grandchildren, modules, mentions);
+                walk(
+                    &parsed.items,
+                    child,
+                    &child_file,
+                    &grandchildren,
+                    modules,
+                    mentions,
+                );
             }
         }
     }
@@ -264,14 +295,25 @@ fn import_graph(root: &Path) -> BTreeMap<PathBuf, BTreeMap<PathBuf, String>> {
     let mut modules = BTreeMap::new();
     let mut mentions = Vec::new();
     let dir = root.parent().expect("root has a folder");
-    walk(&parsed.items, Vec::new(), root, dir, &mut modules, &mut mentions);
+    walk(
+        &parsed.items,
+        Vec::new(),
+        root,
+        dir,
+        &mut modules,
+        &mut mentions,
+    );
 
     let mut graph: BTreeMap<PathBuf, BTreeMap<PathBuf, String>> = BTreeMap::new();
     for m in &mentions {
         let edges = graph.entry(m.file.clone()).or_default();
         for (module, path) in &m.paths {
-            let Some(abs) = absolute(module, path, &modules) else { continue };
-            let Some(target) = defining_file(&abs, &modules, 0) else { continue };
+            let Some(abs) = absolute(module, path, &modules) else {
+                continue;
+            };
+            let Some(target) = defining_file(&abs, &modules, 0) else {
+                continue;
+            };
             if target != m.file {
                 edges.entry(target).or_insert_with(|| path.join("::"));
             }
@@ -363,7 +405,10 @@ fn crate_roots(krate: &str) -> Vec<PathBuf> {
 fn shown(path: &Path) -> String {
     let root = workspace().canonicalize().expect("workspace");
     let full = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    full.strip_prefix(&root).unwrap_or(&full).display().to_string()
+    full.strip_prefix(&root)
+        .unwrap_or(&full)
+        .display()
+        .to_string()
 }
 
 #[test]
@@ -414,7 +459,10 @@ fn no_production_module_is_over_eight_hundred_lines() {
             }
         }
     }
-    assert!(over.is_empty(), "over {MAX_PRODUCTION_LINES} lines: {over:#?}");
+    assert!(
+        over.is_empty(),
+        "over {MAX_PRODUCTION_LINES} lines: {over:#?}"
+    );
 }
 
 #[test]
@@ -423,9 +471,18 @@ fn a_loop_between_two_files_is_found() {
     let b = PathBuf::from("b.rs");
     let c = PathBuf::from("c.rs");
     let mut graph = BTreeMap::new();
-    graph.insert(a.clone(), BTreeMap::from([(b.clone(), "crate::b::X".to_string())]));
-    graph.insert(b.clone(), BTreeMap::from([(a.clone(), "crate::a::Y".to_string())]));
-    graph.insert(c.clone(), BTreeMap::from([(a.clone(), "crate::a::Y".to_string())]));
+    graph.insert(
+        a.clone(),
+        BTreeMap::from([(b.clone(), "crate::b::X".to_string())]),
+    );
+    graph.insert(
+        b.clone(),
+        BTreeMap::from([(a.clone(), "crate::a::Y".to_string())]),
+    );
+    graph.insert(
+        c.clone(),
+        BTreeMap::from([(a.clone(), "crate::a::Y".to_string())]),
+    );
     assert_eq!(loops(&graph), vec![BTreeSet::from([a, b])]);
 }
 
