@@ -22,7 +22,6 @@
 mod admin;
 pub mod config;
 mod consumer_auth;
-pub mod demo;
 mod elevliste_export;
 pub mod enroll;
 pub mod fleet;
