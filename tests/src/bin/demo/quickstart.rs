@@ -175,7 +175,8 @@ async fn deliver_all(
             || format!("export-{n}"),
             |f| f.to_string_lossy().into_owned(),
         );
-        let expected = expected(dir, &file_name, bytes)?;
+        // Read the way the agent will, for the comparison once central has it.
+        let expected = read_as_agent(&dir.join("expected"), &file_name, bytes)?;
         println!();
         println!(
             "export {}: {name}: {} schools, {} students, {} groups, {} enrollments",
@@ -207,11 +208,6 @@ async fn deliver_all(
         previous = Some(expected);
     }
     Ok(equal)
-}
-
-/// Reads an export the way the agent will, for the comparison at the end.
-fn expected(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<Validated> {
-    Ok(read_as_agent(&dir.join("expected"), name, bytes)?)
 }
 
 fn print_delta(before: &Validated, after: &Validated, secret: &SiteSecret) {
