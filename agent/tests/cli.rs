@@ -1,5 +1,5 @@
 //! The agent's command line as a user runs it: `check` and `diff` on the shared synthetic
-//! exports (`../shared/testdata`), against what each folder's `truth.json` says, and on broken
+//! exports (`tests/data`), against what each folder's `truth.json` says, and on broken
 //! input, which must fail with exit 2 and a message naming file, line and field.
 
 use std::collections::BTreeMap;
@@ -9,9 +9,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn testdata(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata")
-        .join(path)
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data")).join(path)
 }
 
 fn agent(args: &[&str]) -> Output {

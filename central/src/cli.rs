@@ -1,5 +1,5 @@
 //! The subcommands of `skolebro-central`. Each is a variant of [`Command`] and a function
-//! here; a new command (the `demo`) adds both and one arm in [`run`].
+//! here; a new command adds both and one arm in [`run`].
 
 use std::path::PathBuf;
 
@@ -20,17 +20,6 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The quickstart: a dev PKI, central on SQLite and an agent, on loopback, delivering the
-    /// sample exports (or `--export` files, in order). Exits 0 only if central ends up
-    /// holding exactly the last export.
-    Demo {
-        /// An export to deliver instead of the samples; repeat for several, applied in order.
-        #[arg(long, value_name = "PATH")]
-        export: Vec<PathBuf>,
-        /// End with one JSON document on stdout: `{"counts": {...}, "equal": bool, "dir": ...}`.
-        #[arg(long)]
-        json: bool,
-    },
     /// Run the platform: the device listener (mutual TLS) and the operator listener, until
     /// SIGTERM or Ctrl-C.
     Serve {
@@ -80,14 +69,6 @@ pub enum Command {
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Demo { export, json } => {
-            let outcome = skolebro_central::demo::run(export, json).await?;
-            if outcome.equal {
-                Ok(())
-            } else {
-                anyhow::bail!("central's current state does not equal the last export")
-            }
-        }
         Command::Serve { config } => serve(config).await,
         Command::RegisterDevice {
             config,

@@ -27,7 +27,6 @@ mod api;
 mod audit;
 pub mod config;
 mod consumer_auth;
-pub mod demo;
 mod elevliste_export;
 pub mod enroll;
 pub mod fleet;

@@ -2,11 +2,11 @@
 # The agent daemon's memory: RSS when idle, and peak RSS while it processes one export of
 # N students (default 100,000) into its outbox. Central is left unreachable on purpose, so
 # the measurement is the agent's alone. Uses the demo to make a configured agent folder.
-# Run from the repo root after `cargo build --release -p skolebro-agent -p skolebro-central -p skolebro-tests`.
+# Run from the repo root after `cargo build --release -p skolebro-agent -p skolebro-tests`.
 set -euo pipefail
 students=${1:-100000}
 bin=target/release
-demo=$("$bin/skolebro-central" demo --json 2>/dev/null | tail -n 1 | sed -E 's/.*"dir":"([^"]+)".*/\1/')
+demo=$("$bin/skolebro-demo" --json 2>/dev/null | tail -n 1 | sed -E 's/.*"dir":"([^"]+)".*/\1/')
 work=$(mktemp -d)
 trap 'kill "$agent" 2>/dev/null || true; wait "$agent" 2>/dev/null || true; rm -rf "$work"' EXIT
 cp "$demo"/{agent.toml,central-ca.pem,device.pem,device.key,signing.key,site.secret} "$work/"

@@ -1,6 +1,6 @@
 //! What the end-to-end tests in `tests/tests/` share: the built binaries, child processes that
 //! die with their test, free loopback ports, plain HTTP to central's operator listener, and
-//! rosters compared the way central returns them.
+//! whether central holds an export (compared as in [`crate::expected`]).
 //!
 //! The binaries are built once per test run (`cargo build --bins -p skolebro-agent -p
 //! skolebro-central -p skolebro-provisioning`, dev profile, so the agent reads
@@ -15,8 +15,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use skolebro_protocol::{Record, Roster};
-use skolebro_roster::reader::{read_export, ReaderOptions};
+use skolebro_protocol::Roster;
+
+use crate::expected::{counts_of, read_as_agent, same};
 
 /// How long central may take to hold an export (or a process to come up) before a test
 /// fails. Generous: a loaded two-core CI machine running debug builds is slow.
@@ -281,38 +282,12 @@ pub fn central_holds(admin: SocketAddr, site: &str, expected: &Roster) -> Option
     Some(kinds.iter().all(|k| seen[k] == counts[k]) && same(&roster(admin, site, ""), expected))
 }
 
-/// Equal as sets: central returns records in its own order.
-pub fn same(a: &Roster, b: &Roster) -> bool {
-    fn sorted<R: Record + Clone>(records: &[R]) -> Vec<R> {
-        let mut records = records.to_vec();
-        records.sort_by(|x, y| x.key().cmp(y.key()));
-        records
-    }
-    sorted(&a.schools) == sorted(&b.schools)
-        && sorted(&a.students) == sorted(&b.students)
-        && sorted(&a.groups) == sorted(&b.groups)
-        && sorted(&a.enrollments) == sorted(&b.enrollments)
-}
-
-pub fn counts_of(roster: &Roster) -> Value {
-    serde_json::json!({
-        "schools": roster.schools.len(),
-        "students": roster.students.len(),
-        "groups": roster.groups.len(),
-        "enrollments": roster.enrollments.len(),
-    })
-}
-
-/// What an agent will make of an export (`bytes`, named `name`): read the way the agent
-/// reads it, through a scratch file in `scratch`.
+/// What an agent will make of an export (`bytes`, named `name`), read through a scratch
+/// file in `scratch`; the test fails if it does not read.
 pub fn expected_roster(scratch: &Path, name: &str, bytes: &[u8]) -> Roster {
-    std::fs::create_dir_all(scratch).unwrap();
-    let path = scratch.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    let (_, validated) =
-        read_export(&path, None, &ReaderOptions::default()).expect("the export reads");
-    std::fs::remove_file(&path).unwrap();
-    validated.roster
+    read_as_agent(scratch, name, bytes)
+        .expect("the export reads")
+        .roster
 }
 
 /// Prints the last lines of the log `dir/log` to stderr (for a failed test).

@@ -21,9 +21,10 @@ use serde_json::Value;
 use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
 use skolebro_protocol::{DeviceId, Roster, SiteId};
 use skolebro_provisioning::pki::{write_private_key, DevPki, Validity};
+use skolebro_tests::expected::{counts_of, same};
 use skolebro_tests::harness::{
-    self, binaries, counts_of, expected_roster, one_at_a_time, print_log_tail, same,
-    two_free_ports, unix_ms_now, Process, PATIENCE, POLL,
+    self, binaries, expected_roster, one_at_a_time, print_log_tail, two_free_ports, unix_ms_now,
+    Process, PATIENCE, POLL,
 };
 use skolebro_tests::rostergen::{Churn, Generated, Rng};
 

@@ -1134,15 +1134,15 @@ mod tests {
 
     const CLEAN: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/clean/ims-enterprise.xml"
+        "/../tests/data/clean/ims-enterprise.xml"
     );
     const CLEAN_V2: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/clean/v2/ims-enterprise.xml"
+        "/../tests/data/clean/v2/ims-enterprise.xml"
     );
     const FAULTY: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/faulty/ims-enterprise.xml"
+        "/../tests/data/faulty/ims-enterprise.xml"
     );
 
     fn read_path(path: &Path) -> Result<Validated, ReadError> {

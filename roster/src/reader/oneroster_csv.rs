@@ -868,13 +868,10 @@ mod tests {
     use super::*;
     use crate::validate::{Tombstone, Validated};
 
-    const CLEAN: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/clean/oneroster"
-    );
+    const CLEAN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/clean/oneroster");
     const FAULTY: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/faulty/oneroster"
+        "/../tests/data/faulty/oneroster"
     );
 
     fn read_path(path: &Path) -> Result<Validated, ReadError> {

@@ -489,11 +489,11 @@ mod tests {
 
     const CLEAN: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/clean/users.json"
+        "/../tests/data/clean/users.json"
     );
     const FAULTY: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/faulty/users.json"
+        "/../tests/data/faulty/users.json"
     );
 
     fn read_path(path: &Path) -> Result<Validated, ReadError> {

@@ -1,54 +1,55 @@
 //! The quickstart: central and an agent on loopback, end to end, in one process. It makes a
-//! dev PKI and keys in a fresh folder, starts central on SQLite, starts the agent daemon on a
-//! drop folder, drops the exports in one after the other (the sample exports shipped in the
-//! repo unless others are given), and after each waits until central holds exactly what the
-//! export holds. Everything crosses real mutual TLS and the real outbox; nothing is mocked.
+//! dev PKI and keys in a fresh folder ([`Setup`]), starts central on SQLite, starts the agent
+//! daemon on a drop folder, drops the exports in one after the other (the sample exports
+//! shipped in the repo unless others are given), and after each waits until central holds
+//! exactly what the export holds. Everything crosses real mutual TLS and the real outbox;
+//! nothing is mocked.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use skolebro_agent::config::AgentConfig;
 use skolebro_agent::daemon::{self, DaemonHandle};
-use skolebro_agent::diff::{diff, Fingerprints};
-use skolebro_agent::reader::{read_export, ReaderOptions};
-use skolebro_agent::state::State;
-use skolebro_agent::validate::Validated;
-use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
-use skolebro_protocol::{DeviceId, Entity, Record, Roster, SiteId, SiteSecret};
-use skolebro_provisioning::pki::{write_private_key, DevPki, Validity};
+use skolebro_roster::diff::{diff, Fingerprints};
+use skolebro_roster::state::State;
+use skolebro_roster::validate::Validated;
+use skolebro_central::store::{SqliteStore, Store};
+use skolebro_central::{serve, ServerParts};
+use skolebro_protocol::envelope::SealingPrivateKey;
+use skolebro_protocol::{Entity, Roster, SiteId, SiteSecret};
+use skolebro_provisioning::pki::DevPki;
+use skolebro_tests::expected::{read_as_agent, same};
 
-use crate::store::{SqliteStore, Store};
-use crate::{serve, ServerParts};
+use crate::setup::{Setup, DEVICE, SITE};
 
 /// The sample exports shipped in the repo, built into the binary so the demo works from any
 /// folder.
 const SAMPLES: [(&str, &str); 2] = [
     (
         "samples/elevliste.csv",
-        include_str!("../../samples/elevliste.csv"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../samples/elevliste.csv"
+        )),
     ),
     (
         "samples/elevliste.2.csv",
-        include_str!("../../samples/elevliste.2.csv"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../samples/elevliste.2.csv"
+        )),
     ),
 ];
 
-const DEVICE: &str = "demo-pi";
-const SITE: &str = "demo-site";
 /// How long one export may take to reach central before the demo gives up.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// What the demo found, for `--json` and the exit code.
-pub struct DemoOutcome {
-    pub counts: serde_json::Value,
-    pub equal: bool,
-}
-
 /// Runs the demo. Progress goes to stdout as it happens; with `json` the last line is one
-/// JSON document with central's current counts.
-pub async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<DemoOutcome> {
+/// JSON document with central's current counts. True when central ends up holding exactly
+/// the last export.
+pub async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<bool> {
     let dir = tempfile::Builder::new()
         .prefix("skolebro-demo-")
         .tempdir()?
@@ -85,7 +86,7 @@ pub async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<DemoOutcom
         .await?;
     let central = serve(ServerParts {
         store: Arc::clone(&store),
-        tls: crate::device_tls_config(
+        tls: skolebro_central::device_tls_config(
             &read(&dir.join(DevPki::SERVER_CERT))?,
             &read(&dir.join(DevPki::SERVER_KEY))?,
             &read(&dir.join(DevPki::DEVICE_CA_CERT))?,
@@ -97,9 +98,9 @@ pub async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<DemoOutcom
         ui: None,
         max_batch_bytes: 16 << 20,
         // The demo registers its device itself (above) rather than enrolling it.
-        enroll: crate::EnrollSettings::default(),
+        enroll: skolebro_central::EnrollSettings::default(),
         // Nor does it update its agent.
-        releases: crate::ReleaseSettings {
+        releases: skolebro_central::ReleaseSettings {
             key: None,
             dir: dir.join("releases"),
         },
@@ -150,7 +151,7 @@ pub async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<DemoOutcom
             serde_json::json!({ "counts": counts, "equal": equal, "dir": dir.display().to_string() })
         );
     }
-    Ok(DemoOutcome { counts, equal })
+    Ok(equal)
 }
 
 async fn stop(agent: DaemonHandle) {
@@ -174,7 +175,8 @@ async fn deliver_all(
             || format!("export-{n}"),
             |f| f.to_string_lossy().into_owned(),
         );
-        let expected = expected(dir, &file_name, bytes)?;
+        // Read the way the agent will, for the comparison once central has it.
+        let expected = read_as_agent(&dir.join("expected"), &file_name, bytes)?;
         println!();
         println!(
             "export {}: {name}: {} schools, {} students, {} groups, {} enrollments",
@@ -206,16 +208,6 @@ async fn deliver_all(
         previous = Some(expected);
     }
     Ok(equal)
-}
-
-/// Reads an export the way the agent will, for the comparison at the end.
-fn expected(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<Validated> {
-    let path = dir.join("expected").join(name);
-    std::fs::create_dir_all(dir.join("expected"))?;
-    std::fs::write(&path, bytes)?;
-    let (_, validated) = read_export(&path, None, &ReaderOptions::default())?;
-    std::fs::remove_file(&path)?;
-    Ok(validated)
 }
 
 fn print_delta(before: &Validated, after: &Validated, secret: &SiteSecret) {
@@ -258,100 +250,6 @@ async fn wait_until_central_holds(
     Ok(false)
 }
 
-/// Equal as sets: central returns records in its own order.
-fn same(a: &Roster, b: &Roster) -> bool {
-    fn sorted<R: Record + Clone>(records: &[R]) -> Vec<R> {
-        let mut records = records.to_vec();
-        records.sort_by(|x, y| x.key().cmp(y.key()));
-        records
-    }
-    sorted(&a.schools) == sorted(&b.schools)
-        && sorted(&a.students) == sorted(&b.students)
-        && sorted(&a.groups) == sorted(&b.groups)
-        && sorted(&a.enrollments) == sorted(&b.enrollments)
-}
-
 fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-}
-
-/// The keys and certificates of one demo site, written into the demo folder.
-struct Setup {
-    device: DeviceId,
-    site: SiteId,
-    signing_key: DeviceSigningKey,
-    sealing_key: SealingPrivateKey,
-    site_secret: SiteSecret,
-}
-
-impl Setup {
-    fn create(dir: &Path) -> anyhow::Result<Setup> {
-        let validity = Validity::from_now(Duration::from_secs(30 * 24 * 3600));
-        let pki = DevPki::generate(validity)?;
-        pki.write_to(dir)?;
-        let device = DeviceId::new(DEVICE)?;
-        let site = SiteId::new(SITE)?;
-        let credentials = pki.device_ca.issue_device(&device, &site, validity)?;
-        std::fs::write(dir.join("device.pem"), &credentials.cert_pem)?;
-        write_private_key(&dir.join("device.key"), &credentials.key_pem)?;
-
-        let signing_key = DeviceSigningKey::generate()?;
-        write_private_key(
-            &dir.join("signing.key"),
-            &hex::encode(signing_key.to_bytes()),
-        )?;
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
-        let site_secret = SiteSecret::from_bytes(secret);
-        write_private_key(&dir.join("site.secret"), &hex::encode(secret))?;
-        let sealing_key = SealingPrivateKey::generate()?;
-        write_private_key(
-            &dir.join("sealing.key"),
-            &hex::encode(sealing_key.to_bytes()),
-        )?;
-        Ok(Setup {
-            device,
-            site,
-            signing_key,
-            sealing_key,
-            site_secret,
-        })
-    }
-
-    fn write_agent_config(
-        &self,
-        dir: &Path,
-        central: std::net::SocketAddr,
-    ) -> anyhow::Result<PathBuf> {
-        let path = dir.join("agent.toml");
-        let text = format!(
-            r#"# Written by `skolebro-central demo`.
-state_dir = "state"
-drop_dir = "drop"
-after_ingest = "delete"
-heartbeat_seconds = 5
-
-[central]
-url = "https://127.0.0.1:{port}"
-ca = "{central_ca}"
-sealing_key = "{sealing}"
-
-[identity]
-device = "{DEVICE}"
-site = "{SITE}"
-cert = "device.pem"
-key = "device.key"
-signing_key = "signing.key"
-site_secret = "site.secret"
-"#,
-            port = central.port(),
-            central_ca = DevPki::CENTRAL_CA_CERT,
-            sealing = hex::encode(self.sealing_key.public_key().to_bytes()),
-        );
-        std::fs::write(&path, text)?;
-        if !path.exists() {
-            bail!("could not write {}", path.display());
-        }
-        Ok(path)
-    }
 }
