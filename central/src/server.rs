@@ -15,7 +15,7 @@
 //! central's incidents.
 //!
 //! [`serve`] takes ready-made [`ServerParts`] rather than a configuration file, so the
-//! `serve` command, the `demo` command and the tests all start the same server; with port 0
+//! `serve` command, the quickstart (`skolebro-demo`) and the tests all start the same server; with port 0
 //! the bound addresses come back in [`RunningServer`].
 
 use std::convert::Infallible;

@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use serde_json::Value;
+use skolebro_protocol::{Record, Roster};
 use skolebro_roster::reader::{read_export, ReadError, ReaderOptions};
 use skolebro_roster::validate::Validated;
-use skolebro_protocol::{Record, Roster};
 
 /// Why an export could not be read the agent's way.
 #[derive(Debug, thiserror::Error)]

@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use skolebro_agent::config::AgentConfig;
 use skolebro_agent::daemon::{self, DaemonHandle};
-use skolebro_roster::diff::{diff, Fingerprints};
-use skolebro_roster::state::State;
-use skolebro_roster::validate::Validated;
 use skolebro_central::store::{SqliteStore, Store};
 use skolebro_central::{serve, ServerParts};
 use skolebro_protocol::envelope::SealingPrivateKey;
 use skolebro_protocol::{Entity, Roster, SiteId, SiteSecret};
 use skolebro_provisioning::pki::DevPki;
+use skolebro_roster::diff::{diff, Fingerprints};
+use skolebro_roster::state::State;
+use skolebro_roster::validate::Validated;
 use skolebro_tests::expected::{read_as_agent, same};
 
 use crate::setup::{Setup, DEVICE, SITE};
