@@ -15,8 +15,8 @@
 //! central's incidents.
 //!
 //! [`serve`] takes ready-made [`ServerParts`] rather than a configuration file, so the
-//! `serve` command, the quickstart (`skolebro-demo`) and the tests all start the same server; with port 0
-//! the bound addresses come back in [`RunningServer`].
+//! `serve` command, the quickstart (`skolebro-demo`) and the tests all start the same
+//! server; with port 0 the bound addresses come back in [`RunningServer`].
 
 use std::convert::Infallible;
 use std::future::IntoFuture as _;
