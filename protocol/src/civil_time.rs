@@ -1,5 +1,7 @@
 //! Civil time in UTC: the one place where a count of days or milliseconds since 1970 becomes
-//! a calendar date and time of day, and where RFC 3339 text is written and read.
+//! a calendar date and time of day, and where RFC 3339 text is written and read. The
+//! validated date type, [`CivilDate`] (a pupil's birth date, a delay-delete window's ends),
+//! lives here too.
 //!
 //! Central's store keeps times as Unix milliseconds and prints and parses them here; the
 //! agent's safety filter asks for today's date and its status lines print clock times from
@@ -17,9 +19,113 @@
 
 use std::fmt;
 
-use crate::national_id::CivilDate;
+use serde::Deserialize;
 
 const DAY_MS: i64 = 86_400_000;
+
+/// A calendar date (proleptic Gregorian), validated.
+///
+/// Birth dates travel as this type rather than as strings so that central and the differ
+/// compare dates, not spellings, and so that "31 February" cannot reach them. Field order
+/// makes the derived `Ord` chronological. Deserialization checks the date like [`new`]
+/// does, so the wire cannot smuggle in an impossible one either.
+///
+/// [`new`]: CivilDate::new
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "UncheckedDate")]
+pub struct CivilDate {
+    year: u16,
+    month: u8,
+    day: u8,
+}
+
+impl CivilDate {
+    /// 1970-01-01, day 0 of Unix time: what a clock before it (or broken) reads as.
+    pub const UNIX_EPOCH: CivilDate = CivilDate {
+        year: 1970,
+        month: 1,
+        day: 1,
+    };
+
+    /// Builds a date, or `None` if the calendar has no such day (31 February, 29 February
+    /// of a year that is not a leap year).
+    ///
+    /// Years past 9999 are refused too: they have no `YYYY` form, and every date must
+    /// survive a trip through `Display` and [`CivilDate::parse_iso`].
+    pub fn new(year: u16, month: u8, day: u8) -> Option<CivilDate> {
+        if year > 9999
+            || day == 0
+            || i64::from(day) > days_in_month(i64::from(year), i64::from(month))
+        {
+            return None;
+        }
+        Some(CivilDate { year, month, day })
+    }
+
+    /// The year, in full (`2017`, never `17`).
+    pub fn year(&self) -> u16 {
+        self.year
+    }
+
+    /// The month, `1..=12`.
+    pub fn month(&self) -> u8 {
+        self.month
+    }
+
+    /// The day of the month, `1..=31`.
+    pub fn day(&self) -> u8 {
+        self.day
+    }
+
+    /// Parses exactly `YYYY-MM-DD`, the form exports use for a birth date given on its own.
+    ///
+    /// Nothing else is accepted (no surrounding whitespace, no sign, no time), so that a
+    /// date has one spelling and a garbled export field is reported rather than guessed at.
+    pub fn parse_iso(s: &str) -> Option<CivilDate> {
+        let b = s.as_bytes();
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return None;
+        }
+        let year = decimal(&b[0..4])?;
+        let month = u8::try_from(decimal(&b[5..7])?).ok()?;
+        let day = u8::try_from(decimal(&b[8..10])?).ok()?;
+        CivilDate::new(year, month, day)
+    }
+}
+
+impl fmt::Display for CivilDate {
+    /// Writes `YYYY-MM-DD`, the form [`CivilDate::parse_iso`] reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+/// The wire shape of a [`CivilDate`] before it is checked.
+#[derive(Deserialize)]
+#[serde(rename = "CivilDate")]
+struct UncheckedDate {
+    year: u16,
+    month: u8,
+    day: u8,
+}
+
+impl TryFrom<UncheckedDate> for CivilDate {
+    type Error = &'static str;
+
+    fn try_from(raw: UncheckedDate) -> Result<Self, Self::Error> {
+        CivilDate::new(raw.year, raw.month, raw.day).ok_or("not a real calendar date")
+    }
+}
+
+/// The value of a run of ASCII digits, or `None` if any byte is not one.
+fn decimal(bytes: &[u8]) -> Option<u16> {
+    bytes.iter().try_fold(0u16, |acc, &b| {
+        let digit = char::from(b).to_digit(10)?;
+        acc.checked_mul(10)?.checked_add(u16::try_from(digit).ok()?)
+    })
+}
 
 /// Whether `year` has a 29 February in the proleptic Gregorian calendar.
 pub fn is_leap_year(year: i64) -> bool {
