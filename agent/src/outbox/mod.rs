@@ -26,6 +26,7 @@
 //! partial write was rolled back; if even the rollback fails the outbox turns
 //! [`OutboxError::Failed`] until it is reopened (recovery then cuts whatever was left).
 
+mod error;
 pub mod recovery;
 pub mod segment;
 pub mod storage;
@@ -34,15 +35,16 @@ pub mod storage;
 mod tests;
 
 use std::collections::VecDeque;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use error::OutboxError;
 pub use recovery::{Finding, FrameFault, RecoveryReport};
 pub use storage::{Fault, FsStorage, MemStorage, Storage};
 
+use error::{io_err, Result};
 use recovery::{encode_ack, ACK_FILE};
-use segment::{encode_frame, segment_name, verify_frame, Parsed, HEADER_LEN};
+use segment::{encode_frame, segment_name, verify_frame, FrameMeta, Parsed, Segment, HEADER_LEN};
 
 /// When appended frames are fsynced. Explicit because it trades envelopes-per-second against
 /// how much an append can lose on power cut, and the Pi's SD card makes fsync expensive.
@@ -86,124 +88,6 @@ impl Default for OutboxConfig {
             max_batches: 10_000,
             segment_bytes: 4 * 1024 * 1024,
             fsync: FsyncPolicy::PerBatch,
-        }
-    }
-}
-
-/// Everything that can go wrong, so the daemon can decide to wait (Full), give up on one
-/// batch (TooLarge), or alarm (Io, Failed) instead of crashing.
-#[derive(Debug, thiserror::Error)]
-pub enum OutboxError {
-    /// Appending would cross a bound; nothing was written. Wait for acks, then coalesce.
-    #[error(
-        "outbox full: {batches}/{max_batches} batches, {bytes}+{needed_bytes}/{max_bytes} bytes"
-    )]
-    Full {
-        /// Bytes the frame would need.
-        needed_bytes: u64,
-        /// Bytes in use.
-        bytes: u64,
-        /// The byte bound.
-        max_bytes: u64,
-        /// Unacknowledged batches.
-        batches: u64,
-        /// The batch bound.
-        max_batches: u64,
-    },
-    /// The payload can never fit, even in an empty outbox; waiting would not help.
-    #[error("batch of {len} bytes can never fit (frame limit {max_bytes} bytes)")]
-    TooLarge {
-        /// Payload length.
-        len: usize,
-        /// The byte bound (or the u32 frame length limit, whichever is smaller).
-        max_bytes: u64,
-    },
-    /// The caller's seq does not follow the last one, which would break the chain central
-    /// checks.
-    #[error("seq {got} out of order: expected {expected}")]
-    OutOfOrder {
-        /// The seq required (when the outbox holds nothing unacknowledged, any higher one is
-        /// accepted too).
-        expected: u64,
-        /// The seq given.
-        got: u64,
-    },
-    /// An ack for a seq that was never durably appended; central and agent disagree.
-    #[error("ack for seq {acked} but only up to {durable} is durable")]
-    AckAhead {
-        /// Seq acknowledged.
-        acked: u64,
-        /// Highest durable seq.
-        durable: u64,
-    },
-    /// A disk operation failed; the outbox was rolled back to a consistent state.
-    #[error("outbox I/O on {}: {source}", path.display())]
-    Io {
-        /// File (or directory) concerned.
-        path: PathBuf,
-        /// The OS error (ENOSPC, EIO, ...).
-        #[source]
-        source: io::Error,
-    },
-    /// A rollback after a disk error failed too; appends and acks are refused until the outbox
-    /// is reopened, so nothing is written on top of an unknown state.
-    #[error("outbox failed after a disk error; reopen it to recover")]
-    Failed,
-    /// A frame failed its checksum when read back for sending; it will not be sent.
-    /// Reopening runs recovery, which handles it.
-    #[error("frame seq {seq} in {segment} is corrupt on disk")]
-    Corrupt {
-        /// Segment file.
-        segment: String,
-        /// Seq of the frame.
-        seq: u64,
-    },
-}
-
-type Result<T> = std::result::Result<T, OutboxError>;
-
-pub(crate) fn io_err<S: Storage>(storage: &S, name: &str, source: io::Error) -> OutboxError {
-    OutboxError::Io {
-        path: storage.path_of(name),
-        source,
-    }
-}
-
-/// Index entry of one frame (the payload stays on disk).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FrameMeta {
-    pub seq: u64,
-    pub offset: u64,
-    pub len: u32,
-    pub appended_at_ms: u64,
-}
-
-impl FrameMeta {
-    fn frame_len(&self) -> u64 {
-        HEADER_LEN as u64 + u64::from(self.len)
-    }
-}
-
-/// Index of one segment file.
-#[derive(Debug, Clone)]
-pub(crate) struct Segment {
-    pub name: String,
-    pub first_seq: u64,
-    pub bytes: u64,
-    pub synced_bytes: u64,
-    pub entry_synced: bool,
-    pub frames: Vec<FrameMeta>,
-}
-
-impl Segment {
-    pub(crate) fn new(name: String, first_seq: u64) -> Self {
-        Self {
-            name,
-            first_seq,
-            bytes: 0,
-            synced_bytes: 0,
-            entry_synced: false,
-            frames: Vec::new(),
         }
     }
 }

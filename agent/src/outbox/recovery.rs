@@ -32,9 +32,9 @@
 
 use std::fmt;
 
-use super::segment::{parse_frame, parse_segment_name, Parsed, HEADER_LEN};
+use super::error::{io_err, OutboxError};
+use super::segment::{parse_frame, parse_segment_name, FrameMeta, Parsed, Segment, HEADER_LEN};
 use super::storage::Storage;
-use super::{io_err, FrameMeta, OutboxError, Segment};
 
 /// Name of the ack pointer file.
 pub const ACK_FILE: &str = "ack";

@@ -156,6 +156,45 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Index entry of one frame (the payload stays on disk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameMeta {
+    pub seq: u64,
+    pub offset: u64,
+    pub len: u32,
+    pub appended_at_ms: u64,
+}
+
+impl FrameMeta {
+    pub(crate) fn frame_len(&self) -> u64 {
+        HEADER_LEN as u64 + u64::from(self.len)
+    }
+}
+
+/// Index of one segment file.
+#[derive(Debug, Clone)]
+pub(crate) struct Segment {
+    pub name: String,
+    pub first_seq: u64,
+    pub bytes: u64,
+    pub synced_bytes: u64,
+    pub entry_synced: bool,
+    pub frames: Vec<FrameMeta>,
+}
+
+impl Segment {
+    pub(crate) fn new(name: String, first_seq: u64) -> Self {
+        Self {
+            name,
+            first_seq,
+            bytes: 0,
+            synced_bytes: 0,
+            entry_synced: false,
+            frames: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
