@@ -1,0 +1,327 @@
+//! The member files that become roster records: `orgs.csv` schools, `classes.csv`
+//! homerooms, `users.csv` students and `enrollments.csv` enrollments, each row pushed into
+//! the [`RosterBuilder`] (or a tombstone, in delta mode) with the line it came from.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+
+use skolebro_protocol::{Enrollment, Entity, Gender, Group, School, Student};
+
+use super::manifest::{is_deletion, Mode};
+use super::state::State;
+use crate::deviation::{Code, Position, Severity};
+use crate::reader::error::ReadError;
+use crate::reader::table::Table;
+use crate::validate::{Provenance, RosterBuilder, StudentRow};
+
+fn missing(builder: &mut RosterBuilder, at: Position, field: &str, what: &str) {
+    let detail = format!("{field} is empty; the {what} is left out");
+    builder.deviation(at, Code::MissingRequired, Severity::Error, detail);
+}
+
+struct OrgRow {
+    line: u64,
+    sourced_id: String,
+    kind: String,
+    identifier: Option<String>,
+    name: Option<String>,
+    parent: Option<String>,
+    deleted: bool,
+}
+
+/// Reads `orgs.csv`. Schools are pushed after the whole file is read, since a school's
+/// municipality may come after it.
+pub(super) fn read_orgs<R: BufRead>(
+    table: &mut Table<R>,
+    mode: Mode,
+    state: &mut State,
+    builder: &mut RosterBuilder,
+) -> Result<(), ReadError> {
+    let sourced_id = table.require("sourcedId", &["sourcedId"])?;
+    let kind = table.require("type", &["type"])?;
+    let name = table.column(&["name"]);
+    let identifier = table.column(&["identifier"]);
+    let parent = table.column(&["parentSourcedId"]);
+    let status = table.column(&["status"]);
+    let mut orgs = Vec::new();
+    while let Some(row) = table.next_row()? {
+        let Some(id) = row.text(Some(sourced_id)) else {
+            missing(builder, Position::Line(row.line), "sourcedId", "org");
+            continue;
+        };
+        orgs.push(OrgRow {
+            line: row.line,
+            sourced_id: id.into(),
+            kind: row.text(Some(kind)).unwrap_or_default().into(),
+            identifier: row.text(identifier).map(Into::into),
+            name: row.text(name).map(Into::into),
+            parent: row.text(parent).map(Into::into),
+            deleted: is_deletion(&row, status, mode),
+        });
+    }
+    let identifiers: HashMap<&str, (&str, Option<&str>)> = orgs
+        .iter()
+        .map(|o| {
+            (
+                o.sourced_id.as_str(),
+                (o.kind.as_str(), o.identifier.as_deref()),
+            )
+        })
+        .collect();
+    for org in &orgs {
+        if !org.kind.eq_ignore_ascii_case("school") {
+            continue;
+        }
+        let skolenummer = org
+            .identifier
+            .clone()
+            .unwrap_or_else(|| org.sourced_id.clone());
+        state
+            .skolenummer
+            .insert(org.sourced_id.clone(), skolenummer.clone());
+        if org.deleted {
+            builder.tombstone(Entity::School, skolenummer);
+            continue;
+        }
+        let kommunenummer = org
+            .parent
+            .as_deref()
+            .and_then(|p| identifiers.get(p))
+            .filter(|(kind, _)| !kind.eq_ignore_ascii_case("school"))
+            .and_then(|(_, identifier)| *identifier)
+            .filter(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_owned);
+        let school = School {
+            name: org
+                .name
+                .clone()
+                .unwrap_or_else(|| skolenummer.clone())
+                .into(),
+            skolenummer: skolenummer.into(),
+            organisasjonsnummer: None,
+            fylkesnummer: kommunenummer
+                .as_ref()
+                .map(|k| k[..2].to_owned())
+                .map(Into::into),
+            kommunenummer: kommunenummer.map(Into::into),
+        };
+        builder.school(Position::Line(org.line), school, Provenance::Stated);
+    }
+    Ok(())
+}
+
+/// Reads `classes.csv`: homerooms become groups; every class is remembered so enrollments
+/// in scheduled classes can be told apart from enrollments in unknown ones.
+pub(super) fn read_classes<R: BufRead>(
+    table: &mut Table<R>,
+    mode: Mode,
+    state: &mut State,
+    builder: &mut RosterBuilder,
+) -> Result<(), ReadError> {
+    let sourced_id = table.require("sourcedId", &["sourcedId"])?;
+    let class_type = table.require("classType", &["classType"])?;
+    let school = table.require("schoolSourcedId", &["schoolSourcedId"])?;
+    let title = table.column(&["title"]);
+    let class_code = table.column(&["classCode"]);
+    let grades = table.column(&["grades"]);
+    let terms = table.column(&["termSourcedIds"]);
+    let status = table.column(&["status"]);
+    while let Some(row) = table.next_row()? {
+        let at = Position::Line(row.line);
+        let Some(id) = row.text(Some(sourced_id)) else {
+            missing(builder, at, "sourcedId", "class");
+            continue;
+        };
+        let kind = row.get(Some(class_type));
+        let homeroom = kind
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case("homeroom"));
+        if is_deletion(&row, status, mode) {
+            if homeroom || kind.is_none() {
+                builder.tombstone(Entity::Group, id.clone().into());
+            }
+            state.homeroom.insert(id.into(), homeroom);
+            continue;
+        }
+        state.homeroom.insert(id.clone().into(), homeroom);
+        if !homeroom {
+            continue;
+        }
+        let Some(school_id) = row.text(Some(school)) else {
+            missing(builder, at, "schoolSourcedId", "class");
+            continue;
+        };
+        let school_year = row.get(terms).and_then(|terms| {
+            terms
+                .split(',')
+                .find_map(|term| state.school_year(term.trim()))
+        });
+        let group = Group {
+            name: row
+                .text(title)
+                .or_else(|| row.text(class_code))
+                .unwrap_or_else(|| id.clone()),
+            source_key: id,
+            grade: row.text(grades),
+            school: state.school(school_id.into()).into(),
+            school_year: school_year.map(Into::into),
+        };
+        builder.group(at, group, Provenance::Stated);
+    }
+    Ok(())
+}
+
+/// Reads `users.csv`: students become records (or tombstones in delta mode); other users
+/// are skipped. The role is the 1.1 `role` column or, in 1.2, `roles.csv`.
+pub(super) fn read_users<R: BufRead>(
+    table: &mut Table<R>,
+    mode: Mode,
+    state: &State,
+    builder: &mut RosterBuilder,
+) -> Result<(), ReadError> {
+    let sourced_id = table.require("sourcedId", &["sourcedId"])?;
+    let given_name = table.require("givenName", &["givenName"])?;
+    let family_name = table.require("familyName", &["familyName"])?;
+    let role = if state.has_roles {
+        table.column(&["role"])
+    } else {
+        Some(table.require("role", &["role"])?)
+    };
+    let identifier = table.column(&["identifier"]);
+    let username = table.column(&["username"]);
+    let middle_name = table.column(&["middleName"]);
+    let email = table.column(&["email"]);
+    let status = table.column(&["status"]);
+    while let Some(row) = table.next_row()? {
+        let at = Position::Line(row.line);
+        let id = row.text(Some(sourced_id));
+        let stated_role = row.get(role);
+        let is_student = stated_role
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case("student"))
+            || id
+                .as_ref()
+                .is_some_and(|id| state.student_roles.contains(id.as_str()));
+        if is_deletion(&row, status, mode) {
+            // A deletion may come without its role; only a stated other role rules it out.
+            let other = stated_role.is_some()
+                || id
+                    .as_ref()
+                    .is_some_and(|id| state.other_roles.contains(id.as_str()));
+            if let (Some(id), true) = (id, is_student || !other) {
+                builder.tombstone(Entity::Student, id.into());
+            }
+            continue;
+        }
+        if !is_student {
+            continue;
+        }
+        let Some(id) = id else {
+            missing(builder, at, "sourcedId", "user");
+            continue;
+        };
+        let mut name = |column: usize, field: &str| {
+            row.text(Some(column)).unwrap_or_else(|| {
+                let detail = format!("{field} is empty");
+                builder.deviation(at, Code::MissingRequired, Severity::Error, detail);
+                String::new().into()
+            })
+        };
+        let given_name = name(given_name, "givenName");
+        let family_name = name(family_name, "familyName");
+        let (gender, birth_date) = state
+            .demographics
+            .get(id.as_str())
+            .copied()
+            .unwrap_or((Gender::Unknown, None));
+        let student = Student {
+            source_key: id,
+            national_id: None,
+            username: row.text(username),
+            given_name,
+            middle_name: row.text(middle_name),
+            family_name,
+            birth_date,
+            gender,
+            email: row.text(email),
+        };
+        builder.student(
+            at,
+            StudentRow {
+                student,
+                national_id: row.text(identifier),
+                key_is_national_id: false,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Reads `enrollments.csv`: a student's enrollment in a homeroom is the student's
+/// enrollment at the school, in that basisgruppe. Enrollments in scheduled classes and of
+/// teachers are not roster records.
+pub(super) fn read_enrollments<R: BufRead>(
+    table: &mut Table<R>,
+    mode: Mode,
+    state: &State,
+    builder: &mut RosterBuilder,
+) -> Result<(), ReadError> {
+    let sourced_id = table.require("sourcedId", &["sourcedId"])?;
+    let class = table.require("classSourcedId", &["classSourcedId"])?;
+    let school = table.require("schoolSourcedId", &["schoolSourcedId"])?;
+    let user = table.require("userSourcedId", &["userSourcedId"])?;
+    let role = table.require("role", &["role"])?;
+    let status = table.column(&["status"]);
+    while let Some(row) = table.next_row()? {
+        let at = Position::Line(row.line);
+        let role = row.get(Some(role));
+        let deletion = is_deletion(&row, status, mode);
+        let is_student = role
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case("student"));
+        // A deletion may come without its role.
+        if !(is_student || deletion && role.is_none()) {
+            continue;
+        }
+        let class_id = row.text(Some(class));
+        // A class the export lists but not as a homeroom; unknown classes go on, so the
+        // builder reports them as dangling.
+        if class_id
+            .as_ref()
+            .is_some_and(|c| state.homeroom.get(c.as_str()) == Some(&false))
+        {
+            continue;
+        }
+        let Some(id) = row.text(Some(sourced_id)) else {
+            missing(builder, at, "sourcedId", "enrollment");
+            continue;
+        };
+        if deletion {
+            builder.tombstone(Entity::Enrollment, id.into());
+            continue;
+        }
+        let (Some(class_id), Some(school_id), Some(user_id)) =
+            (class_id, row.text(Some(school)), row.text(Some(user)))
+        else {
+            let field = if row.get(Some(user)).is_none() {
+                "userSourcedId"
+            } else if row.get(Some(school)).is_none() {
+                "schoolSourcedId"
+            } else {
+                "classSourcedId"
+            };
+            missing(builder, at, field, "enrollment");
+            continue;
+        };
+        builder.enrollment(
+            at,
+            Enrollment {
+                source_key: id,
+                student: user_id,
+                school: state.school(school_id.into()).into(),
+                group: Some(class_id),
+            },
+        );
+    }
+    Ok(())
+}
