@@ -42,6 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use skolebro_protocol::api::{self, AgentState};
 use skolebro_protocol::envelope::ChainHead;
 use skolebro_protocol::Entity;
 use tokio::sync::{mpsc, watch};
@@ -108,50 +109,60 @@ pub enum RunState {
 
 impl RunState {
     /// The heartbeat's word for it.
-    pub fn api_word(self) -> &'static str {
+    pub fn api_state(self) -> AgentState {
         match self {
-            RunState::Starting | RunState::Healthy | RunState::Stopped => "healthy",
-            RunState::Holding => "holding",
-            RunState::CentralUnreachable => "central_unreachable",
-            RunState::Error | RunState::Revoked => "error",
-            RunState::NotProvisioned => "not_provisioned",
-            RunState::Enrolling => "enrolling",
+            RunState::Starting | RunState::Healthy | RunState::Stopped => AgentState::Healthy,
+            RunState::Holding => AgentState::Holding,
+            RunState::CentralUnreachable => AgentState::CentralUnreachable,
+            RunState::Error | RunState::Revoked => AgentState::Error,
+            RunState::NotProvisioned => AgentState::NotProvisioned,
+            RunState::Enrolling => AgentState::Enrolling,
         }
     }
 }
 
-/// Deviation counts of the newest export.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviationCounts {
-    pub errors: u64,
-    pub warnings: u64,
-}
+pub use skolebro_protocol::api::DeviationCounts;
 
 /// A held delta as reported to central and in `status.json`: counts and the filter's
 /// reasons, never records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeldReport {
-    pub id: String,
-    pub reasons: Vec<String>,
-    pub upserts: BTreeMap<String, u64>,
-    pub deletes: BTreeMap<String, u64>,
+fn held_report(held: &HeldDelta) -> api::HeldDelta {
+    let counts = |f: &dyn Fn(&DiffSummary, Entity) -> usize| {
+        Entity::ALL
+            .iter()
+            .map(|&e| (e.plural().to_owned(), f(&held.summary, e) as u64))
+            .collect()
+    };
+    api::HeldDelta {
+        id: held.id.clone(),
+        reasons: held.judgement.reasons.clone(),
+        upserts: counts(&|s, e| s.added(e) + s.updated(e)),
+        deletes: counts(&|s, e| s.deleted(e)),
+    }
 }
 
-impl HeldReport {
-    fn of(held: &HeldDelta) -> HeldReport {
-        let counts = |f: &dyn Fn(&DiffSummary, Entity) -> usize| {
-            Entity::ALL
+/// The wire form of the pipeline's deviation groups (codes and severities as text).
+fn api_groups(groups: &[crate::deviation::DeviationGroup]) -> Vec<api::DeviationGroup> {
+    groups
+        .iter()
+        .map(|g| api::DeviationGroup {
+            code: g.code.as_str().to_owned(),
+            severity: match g.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            }
+            .to_owned(),
+            count: g.count,
+            rows: g
+                .rows
                 .iter()
-                .map(|&e| (e.plural().to_owned(), f(&held.summary, e) as u64))
-                .collect()
-        };
-        HeldReport {
-            id: held.id.clone(),
-            reasons: held.judgement.reasons.clone(),
-            upserts: counts(&|s, e| s.added(e) + s.updated(e)),
-            deletes: counts(&|s, e| s.deleted(e)),
-        }
-    }
+                .map(|r| api::DeviationRow {
+                    file: r.file.clone(),
+                    at: r.at.clone(),
+                    detail: r.detail.clone(),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// The content of `status.json`: what `skolebro-agent status` prints and the heartbeat
@@ -180,7 +191,7 @@ pub struct AgentStatus {
     pub last_ack_unix_ms: Option<u64>,
     pub unreachable_since_unix_ms: Option<u64>,
     pub last_error: Option<String>,
-    pub held: Option<HeldReport>,
+    pub held: Option<api::HeldDelta>,
     pub held_since_unix_ms: Option<u64>,
     pub outbox_depth: u64,
     pub outbox_bytes: u64,
@@ -559,18 +570,21 @@ impl Core {
         let now = unix_ms_now();
         Heartbeat {
             version: crate::update::VERSION.to_owned(),
-            state: self.status.state.api_word().to_owned(),
+            state: self.status.state.api_state(),
             outbox_depth: self.status.outbox_depth,
             outbox_bytes: self.status.outbox_bytes,
             oldest_unacked_age_s: self
                 .status
                 .oldest_unacked_unix_ms
                 .map(|t| now.saturating_sub(t) / 1000),
-            last_export_unix_ms: self.status.last_export_unix_ms,
+            last_export_unix_ms: self
+                .status
+                .last_export_unix_ms
+                .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
             deviations: self.status.deviations,
-            deviation_groups: self.status.deviation_groups.clone(),
+            deviation_groups: api_groups(&self.status.deviation_groups),
             held: self.status.held.clone(),
-            target: crate::update::TARGET.to_owned(),
+            target: Some(crate::update::TARGET.to_owned()),
             update: None,
         }
     }
@@ -592,7 +606,7 @@ impl Core {
         s.outbox_depth = outbox.depth;
         s.outbox_bytes = outbox.unacked_bytes;
         s.oldest_unacked_unix_ms = outbox.oldest_unacked.map(|o| o.appended_at_ms);
-        s.held = self.enqueuer.held().map(HeldReport::of);
+        s.held = self.enqueuer.held().map(held_report);
         s.held_since_unix_ms = self.enqueuer.held().map(|h| h.held_at_ms);
         let p = &self.problems;
         let stick = s
@@ -1796,7 +1810,7 @@ mod tests {
         );
         let holding = AgentStatus {
             state: RunState::Holding,
-            held: Some(HeldReport {
+            held: Some(api::HeldDelta {
                 id: "held-1".into(),
                 reasons: vec!["48 of 59 students would be deleted (81%, limit 10%)".into()],
                 upserts: BTreeMap::new(),

@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use skolebro_protocol::api::{BatchAck, BatchGap, RenewRequest};
 use skolebro_protocol::envelope::{ChainHead, Seq};
 use tokio::sync::{mpsc, watch};
 
@@ -109,45 +110,7 @@ pub enum Answer {
     Unreachable(String),
 }
 
-/// A command from central, delivered once with a heartbeat answer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Command {
-    /// Send a full snapshot next.
-    Resync,
-    /// Send the held delta after all.
-    Release { held_id: String },
-    /// Drop the held delta.
-    Reject { held_id: String },
-}
-
-/// The body of `POST /v1/heartbeat` (docs/API.md). Counts and codes only, no personal data.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Heartbeat {
-    pub version: String,
-    pub state: String,
-    pub outbox_depth: u64,
-    pub outbox_bytes: u64,
-    pub oldest_unacked_age_s: Option<u64>,
-    pub last_export_unix_ms: Option<u64>,
-    pub deviations: crate::daemon::DeviationCounts,
-    /// The deviations by code with their first rows, masked as `check` prints them.
-    pub deviation_groups: Vec<crate::deviation::DeviationGroup>,
-    pub held: Option<crate::daemon::HeldReport>,
-    /// The target triple releases for this agent must be built for.
-    pub target: String,
-    /// The oldest update report central has not acknowledged by answering.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub update: Option<crate::update::Report>,
-}
-
-/// Central's answer to a heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeartbeatAnswer {
-    pub commands: Vec<Command>,
-    /// A release meant for this device, if any.
-    pub release: Option<crate::update::Offer>,
-}
+pub use skolebro_protocol::api::{Command, Heartbeat, HeartbeatAnswer, Renewed};
 
 /// Why a heartbeat got no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -168,19 +131,6 @@ pub enum UplinkError {
 pub struct Central {
     client: Arc<RwLock<reqwest::Client>>,
     url: String,
-}
-
-/// Central's answer to `POST /v1/renew`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Renewed {
-    pub cert_pem: String,
-    pub not_after_unix: u64,
-}
-
-/// The request of `POST /v1/renew`.
-#[derive(Serialize)]
-struct RenewRequest<'a> {
-    csr_pem: &'a str,
 }
 
 impl Central {
@@ -211,7 +161,9 @@ impl Central {
         let response = self
             .client()
             .post(format!("{}/v1/renew", self.url))
-            .json(&RenewRequest { csr_pem })
+            .json(&RenewRequest {
+                csr_pem: csr_pem.to_owned(),
+            })
             .send()
             .await
             .map_err(|e| UplinkError::Unreachable(error_chain(&e)))?;
@@ -350,25 +302,20 @@ pub fn classify(
         .unwrap_or("")
         .to_owned();
     if status.is_success() {
-        return match body.get("ack").and_then(|a| a.as_u64()) {
-            Some(seq) => Answer::Ack {
-                seq,
-                applied: body
-                    .get("applied")
-                    .and_then(|a| a.as_bool())
-                    .unwrap_or(true),
-            },
-            None => Answer::Refused {
+        return match BatchAck::deserialize(body) {
+            Ok(BatchAck { ack, applied }) => Answer::Ack { seq: ack, applied },
+            Err(_) => Answer::Refused {
                 status: status.as_u16(),
                 code: "no ack in answer".into(),
             },
         };
     }
     if status == StatusCode::CONFLICT {
-        let expected = body.get("expected_seq").and_then(|s| s.as_u64());
-        let prev = body.get("prev").and_then(|p| p.as_str()).and_then(hex32);
-        return match (expected, prev) {
-            (Some(seq), Some(prev)) if seq > 0 => Answer::Gap {
+        let head = BatchGap::deserialize(body)
+            .ok()
+            .and_then(|gap| Some((gap.expected_seq, hex32(&gap.prev)?)));
+        return match head {
+            Some((seq, prev)) if seq > 0 => Answer::Gap {
                 head: ChainHead {
                     next_seq: Seq(seq),
                     prev,
@@ -570,7 +517,7 @@ pub async fn heartbeat_loop(
             _ = shutdown.changed() => return,
         }
         let mut heartbeat = with_core(&core, |c| c.heartbeat()).await;
-        heartbeat.target = updater.target();
+        heartbeat.target = Some(updater.target());
         heartbeat.update = updater.report();
         match central.heartbeat(&heartbeat).await {
             Ok(answer) => {

@@ -28,7 +28,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 use skolebro_protocol::release::{ReleaseError, ReleaseManifest, ReleaseVerifyingKey, Version};
 use tokio::sync::watch;
 
@@ -99,51 +98,13 @@ pub enum Refusal {
     Checksum,
 }
 
-/// The states of an update reported to central (docs/API.md, heartbeat `update`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReportState {
-    Downloaded,
-    Installed,
-    Healthy,
-    RolledBack,
-    Refused,
-}
-
-/// One report for central: which release, what became of it, and why (for `rolled_back`
-/// and `refused`). Carries no personal data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Report {
-    pub release: String,
-    pub state: ReportState,
-    pub reason: Option<String>,
-}
-
-impl Report {
-    pub fn new(release: &str, state: ReportState, reason: Option<String>) -> Report {
-        Report {
-            release: release.to_owned(),
-            state,
-            reason,
-        }
-    }
-}
-
-/// A release central offers in a heartbeat answer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Offer {
-    pub id: String,
-    /// The signed manifest, base64.
-    pub manifest: String,
-    /// Central's path of the artifact (`/v1/releases/<id>/artifact`).
-    pub artifact: String,
-}
+pub use skolebro_protocol::api::{ReleaseOffer, ReportedState, UpdateReport};
 
 /// Checks an offered manifest before anything is downloaded: the signature against the
 /// release key, that it is the release offered, for this target, and newer than `running`
 /// (or explicitly allowed to go back).
 pub fn check_manifest(
-    offer: &Offer,
+    offer: &ReleaseOffer,
     key: &ReleaseVerifyingKey,
     running: Version,
     target: &str,
@@ -282,7 +243,7 @@ impl Updater {
     }
 
     /// The oldest report central has not heard yet.
-    pub fn report(&self) -> Option<Report> {
+    pub fn report(&self) -> Option<UpdateReport> {
         let root = self.root.as_ref()?;
         Ledger::load(&root.ledger_path()).pending.first().cloned()
     }
@@ -296,8 +257,8 @@ impl Updater {
     /// health check of a release on trial passes, and an offered release is fetched.
     pub fn answered(
         self: &Arc<Self>,
-        sent: Option<&Report>,
-        offer: Option<Offer>,
+        sent: Option<&UpdateReport>,
+        offer: Option<ReleaseOffer>,
         central: &Central,
     ) {
         let Some(root) = &self.root else {
@@ -337,7 +298,7 @@ impl Updater {
     }
 
     /// Fetches, checks and installs `offer`; on success asks for a restart into it.
-    async fn update(self: Arc<Self>, root: InstallRoot, offer: Offer, central: Central) {
+    async fn update(self: Arc<Self>, root: InstallRoot, offer: ReleaseOffer, central: Central) {
         tracing::info!(release = %offer.id, "central offers a release");
         let result = self.fetch_and_install(&root, &offer, &central).await;
         let mut progress = self.progress();
@@ -350,9 +311,9 @@ impl Updater {
             Ok(Err(refusal)) => {
                 tracing::warn!(release = %offer.id, reason = %refusal, "release refused; the running release stays");
                 let mut ledger = Ledger::load(&root.ledger_path());
-                ledger.push(Report::new(
+                ledger.push(UpdateReport::new(
                     &offer.id,
-                    ReportState::Refused,
+                    ReportedState::Refused,
                     Some(refusal.to_string()),
                 ));
                 ledger.skip(&offer.id);
@@ -377,7 +338,7 @@ impl Updater {
     async fn fetch_and_install(
         &self,
         root: &InstallRoot,
-        offer: &Offer,
+        offer: &ReleaseOffer,
         central: &Central,
     ) -> Result<Result<(), Refusal>, UpdateError> {
         let key = load_release_key(&self.release_key)?;
@@ -412,7 +373,11 @@ impl Updater {
             return Ok(Err(refusal));
         }
         let mut ledger = Ledger::load(&root.ledger_path());
-        ledger.push(Report::new(&offer.id, ReportState::Downloaded, None));
+        ledger.push(UpdateReport::new(
+            &offer.id,
+            ReportedState::Downloaded,
+            None,
+        ));
         ledger.save(&root.ledger_path())?;
         let version = manifest.version.to_string();
         let (install_root, from) = (root.clone(), part.clone());
@@ -489,7 +454,7 @@ mod tests {
         version: Version,
         target: &str,
         downgrade: bool,
-    ) -> (Offer, ReleaseManifest) {
+    ) -> (ReleaseOffer, ReleaseManifest) {
         let manifest = ReleaseManifest {
             version,
             target: target.into(),
@@ -498,7 +463,7 @@ mod tests {
             allow_downgrade: downgrade,
             created_unix: 1,
         };
-        let offer = Offer {
+        let offer = ReleaseOffer {
             id: manifest.id(),
             manifest: base64::engine::general_purpose::STANDARD.encode(manifest.sign(key)),
             artifact: format!("/v1/releases/{}/artifact", manifest.id()),
@@ -514,7 +479,7 @@ mod tests {
         let other = ReleaseSigningKey::from_bytes([6; 32]);
         let running = Version::new(1, 0, 0);
         let t = "x86_64-unknown-linux-gnu";
-        let check = |offer: &Offer| check_manifest(offer, &key.verifying_key(), running, t);
+        let check = |offer: &ReleaseOffer| check_manifest(offer, &key.verifying_key(), running, t);
 
         let (good, manifest) = signed(&key, Version::new(1, 1, 0), t, false);
         assert_eq!(check(&good), Ok(manifest.clone()));
