@@ -22,6 +22,7 @@ pub mod reader;
 pub mod report;
 pub mod safety;
 pub mod state;
+pub mod status;
 pub mod update;
 pub mod uplink;
 pub mod validate;

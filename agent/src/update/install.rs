@@ -76,6 +76,11 @@ impl InstallRoot {
         &self.running
     }
 
+    /// The folder of the running release (its binary and any test hooks).
+    pub fn running_dir(&self) -> PathBuf {
+        self.release_dir(&self.running)
+    }
+
     fn release_dir(&self, version: &str) -> PathBuf {
         self.root.join(RELEASES).join(version)
     }

@@ -162,7 +162,7 @@ pub fn on_start() -> Option<u8> {
         Ok(Start::Normal) => {}
         Err(error) => tracing::error!(%error, "cannot check the install root; starting anyway"),
     }
-    if Hooks::of(Some(&root)).crash_at_start {
+    if Hooks::of(Some(&root.running_dir())).crash_at_start {
         tracing::error!("SKOLEBRO_TEST_CRASH_AT_START: exiting with 101");
         return Some(101);
     }
@@ -211,7 +211,7 @@ impl Updater {
             .as_ref()
             .and_then(|r| trial::load(r).filter(|t| t.version == r.running()));
         Arc::new(Updater {
-            hooks: Hooks::of(root.as_ref()),
+            hooks: Hooks::of(root.as_ref().map(InstallRoot::running_dir).as_deref()),
             root,
             update_dir: config.state_dir.join("update"),
             release_key: config.release_key.clone(),
