@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::CoreSlot;
+use super::phase::CoreSlot;
 use crate::status::{AgentStatus, RunState};
 
 /// How long the core may stay busy (an export being read and sealed holds it) before the

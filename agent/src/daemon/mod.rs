@@ -38,6 +38,7 @@
 mod core;
 mod front_panel;
 mod heartbeat;
+mod phase;
 mod pipeline;
 mod push;
 mod sticks;
@@ -51,37 +52,18 @@ use tokio::sync::{mpsc, watch};
 
 pub use self::core::{describe, with_core, Core, Shared, REJECTED_DIR};
 use self::front_panel::drive_panel;
+pub use self::phase::DaemonError;
+use self::phase::{CoreSlot, Life, PhaseEnd, WakeSlot};
 use self::pipeline::pipeline;
 use self::sticks::{provisioning_loop, waiting, StickWatch};
-use crate::clock::{unix, AgentClock, ClockError};
-use crate::config::{AgentConfig, ConfigError};
-use crate::enqueue::{EnqueueError, Enqueuer};
-use crate::identity::{DeviceCredentials, IdentityError};
+use crate::clock::{unix, AgentClock};
+use crate::config::AgentConfig;
+use crate::enqueue::Enqueuer;
+use crate::identity::DeviceCredentials;
 use crate::provision::{self, DeviceEnrollment, EnrollmentError};
 use crate::status::{AgentStatus, ProvisioningStatus};
 use crate::update::Updater;
 use crate::uplink::{Backoff, Central};
-
-/// Why the daemon could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Clock(#[from] ClockError),
-    #[error(transparent)]
-    DeviceEnrollment(#[from] EnrollmentError),
-    #[error(transparent)]
-    Identity(#[from] IdentityError),
-    #[error("state folder: {0}")]
-    Enqueue(#[from] EnqueueError),
-    #[error("TLS client: {0}")]
-    Tls(#[from] skolebro_provisioning::tls::TlsError),
-    #[error(transparent)]
-    Watch(#[from] crate::watch::WatchError),
-    #[error("a daemon task failed: {0}")]
-    Task(String),
-}
 
 /// A running daemon: its status feed and the means to stop it.
 pub struct DaemonHandle {
@@ -193,13 +175,6 @@ pub async fn run(
     }
 }
 
-/// What ended a phase of the daemon's life.
-enum PhaseEnd {
-    /// The device was (re-)provisioned: start over with the new identity.
-    Provisioned,
-    Stopped,
-}
-
 /// The daemon's life: wait for a stick or run as the device, over and over, until stopped.
 /// The front panel runs alongside for the whole life, showing whatever phase is current.
 async fn lifecycle(
@@ -281,25 +256,6 @@ async fn lifecycle(
     }
     tracing::info!("stopped");
     result
-}
-
-/// The core of the running phase, if any, for the panel's liveness check.
-type CoreSlot = Arc<Mutex<Option<Shared>>>;
-
-/// The panel's "sync now" target: the wake channel of whichever push loop runs.
-type WakeSlot = Arc<Mutex<Option<mpsc::Sender<()>>>>;
-
-/// What the lifecycle lends each running phase: the installed config and the parts that
-/// outlive one identity (clock, updater, status feed, the panel's links into the phase).
-#[derive(Clone, Copy)]
-struct Life<'a> {
-    installed: &'a AgentConfig,
-    clock: &'a Arc<AgentClock>,
-    updater: &'a Arc<Updater>,
-    status_tx: &'a watch::Sender<AgentStatus>,
-    live: &'a CoreSlot,
-    current_wake: &'a WakeSlot,
-    poke: &'a tokio::sync::Notify,
 }
 
 /// The phase with an identity: the data flow of [`supervise`], plus the provisioning loop

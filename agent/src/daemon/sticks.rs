@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use super::core::{with_core, Shared};
-use super::{DaemonError, Life, PhaseEnd};
+use super::phase::{DaemonError, Life, PhaseEnd};
 use crate::clock::{unix, AgentClock};
 use crate::config::AgentConfig;
 use crate::outbox::unix_ms_now;

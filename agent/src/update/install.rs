@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::hooks;
-use super::{UpdateError, UpdateReport};
+use skolebro_protocol::api::UpdateReport;
+
+use super::error::UpdateError;
 
 /// The folder of all releases inside the install root.
 pub const RELEASES: &str = "releases";

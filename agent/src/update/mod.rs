@@ -1,5 +1,5 @@
 //! Remote update (DESIGN decision 7): releases that cannot brick the Pi. The heartbeat
-//! ([`crate::uplink::heartbeat_loop`]) reports the agent's target and the oldest update
+//! (the daemon's heartbeat loop) reports the agent's target and the oldest update
 //! report central has not heard, and hands central's answer to [`Updater::answered`]. A
 //! release offered there goes through:
 //!
@@ -19,6 +19,7 @@
 //! `/usr/bin`) the updater only reports.
 
 pub mod download;
+mod error;
 pub mod hooks;
 pub mod install;
 pub mod trial;
@@ -46,58 +47,7 @@ pub const TARGET: &str = env!("SKOLEBRO_TARGET");
 /// The wait before an interrupted download is tried again.
 const RETRY: Duration = Duration::from_secs(10);
 
-/// Why an update step failed for now (a refusal is a [`Refusal`] instead).
-#[derive(Debug, thiserror::Error)]
-pub enum UpdateError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("install root: {0}")]
-    Layout(String),
-    #[error("release key {path}: {reason}")]
-    Key { path: PathBuf, reason: String },
-    /// A download continued from an earlier part did not verify; the part is deleted and
-    /// the next attempt fetches the artifact whole.
-    #[error("the resumed download does not verify ({0}); starting over")]
-    Resumed(Refusal),
-    #[error("an update task failed: {0}")]
-    Task(String),
-    #[error(transparent)]
-    Download(#[from] DownloadError),
-}
-
-impl UpdateError {
-    fn io(path: &Path, source: std::io::Error) -> UpdateError {
-        UpdateError::Io {
-            path: path.to_owned(),
-            source,
-        }
-    }
-}
-
-/// Why a release is refused: reported to central as the `refused` reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("the manifest is not base64")]
-    NotBase64,
-    #[error(transparent)]
-    Manifest(#[from] ReleaseError),
-    #[error("the manifest is release {manifest}, not the offered {offered}")]
-    NotTheOffer { offered: String, manifest: String },
-    #[error("the release is for {release}, this agent runs on {ours}")]
-    WrongTarget { release: String, ours: String },
-    #[error("version {release} does not go up from {running} and allows no downgrade")]
-    NotNewer { release: Version, running: Version },
-    #[error("the artifact is {got} bytes, the manifest says {expected}")]
-    Size { expected: u64, got: u64 },
-    #[error("the artifact is larger than the manifest's {0} bytes")]
-    Oversized(u64),
-    #[error("the artifact's SHA-256 does not match the manifest")]
-    Checksum,
-}
-
+pub use self::error::{Refusal, UpdateError};
 pub use skolebro_protocol::api::{ReleaseOffer, ReportedState, UpdateReport};
 
 /// Checks an offered manifest before anything is downloaded: the signature against the
@@ -182,7 +132,7 @@ struct Progress {
     not_before: Option<Instant>,
 }
 
-/// The updater of a running daemon: owned by [`crate::daemon`], fed by the heartbeat.
+/// The updater of a running daemon: owned by the daemon, fed by its heartbeat loop.
 #[derive(Debug)]
 pub struct Updater {
     /// `None`: this binary does not run from the install root; nothing is installed.

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::hooks;
 use super::install::{remove_durably, write_durably, InstallRoot, Ledger, CURRENT, PREVIOUS};
-use super::{ReportedState, UpdateError, UpdateReport};
+use skolebro_protocol::api::{ReportedState, UpdateReport};
+
+use super::error::UpdateError;
 
 /// The trial file in the install root.
 pub const TRIAL: &str = "trial.json";
