@@ -28,9 +28,9 @@ use std::time::Duration;
 
 use crate::outbox::OutboxConfig;
 use crate::panel::PanelConfig;
-use crate::reader::{ColumnProfile, Format, ReaderOptions};
-use crate::safety::SafetyPolicy;
-use crate::validate::ValidationOptions;
+use skolebro_roster::reader::{ColumnProfile, Format, ReaderOptions};
+use skolebro_roster::safety::SafetyPolicy;
+use skolebro_roster::validate::ValidationOptions;
 
 /// Why a config file could not be used.
 #[derive(Debug, thiserror::Error)]

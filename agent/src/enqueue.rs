@@ -22,11 +22,11 @@ use skolebro_protocol::envelope::{
 };
 use skolebro_protocol::SiteSecret;
 
-use crate::diff::{plan, DiffSummary, Fingerprints};
 use crate::outbox::{unix_ms_now, Outbox, OutboxConfig, OutboxError, RecoveryReport};
-use crate::safety::{judge, today, Judgement, SafetyPolicy, Verdict};
 use crate::state::{Checkpoint, State, StateError};
-use crate::validate::Validated;
+use skolebro_roster::diff::{plan, DiffSummary, Fingerprints};
+use skolebro_roster::safety::{judge, today, Judgement, SafetyPolicy, Verdict};
+use skolebro_roster::validate::Validated;
 
 const CHECKPOINT: &str = "checkpoint";
 const NEXT_CHECKPOINT: &str = "checkpoint.next";
@@ -434,8 +434,8 @@ pub(crate) mod tests {
     use skolebro_protocol::envelope::{open, ChainHead, Envelope, SealingPrivateKey};
     use skolebro_protocol::Entity;
 
-    use crate::reader::elevliste;
-    use crate::validate::RosterBuilder;
+    use skolebro_roster::reader::elevliste;
+    use skolebro_roster::validate::RosterBuilder;
 
     struct Site {
         identity: Identity,

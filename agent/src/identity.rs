@@ -1,7 +1,7 @@
 //! Loads the device's identity for the daemon: the keys that sign and seal batches (handed
 //! to [`crate::enqueue::Enqueuer`]) and the PEM material of the mutual-TLS client (handed to
-//! the uplink). It comes from the enrollment a config stick made
-//! ([`DeviceCredentials::from_enrollment`]), or, on a device set up by hand, from the files
+//! the uplink). It comes from the enrollment a config stick made (converted where the
+//! enrollment is kept, in `provision`), or, on a device set up by hand, from the files
 //! `[central]` and `[identity]` of `agent.toml` name ([`DeviceCredentials::load`]). Nothing
 //! here is generated; without either, the daemon waits for a config stick.
 
@@ -12,7 +12,6 @@ use skolebro_protocol::SiteSecret;
 
 use crate::config::{AgentConfig, ConfigError};
 use crate::enqueue::Identity;
-use crate::provision::Enrollment;
 
 /// Why the device's identity could not be loaded. Names the file, never its content.
 #[derive(Debug, thiserror::Error)]
@@ -80,41 +79,6 @@ impl DeviceCredentials {
             cert_pem: read(&ids.cert)?,
             key_pem: read(&ids.key)?,
             ca_pem: read(&central.ca)?,
-        })
-    }
-}
-
-impl DeviceCredentials {
-    /// The identity a config stick's enrollment stored (see [`crate::provision`]).
-    pub fn from_enrollment(enrollment: &Enrollment) -> Result<DeviceCredentials, IdentityError> {
-        let invalid = |what: &str, reason| IdentityError::Invalid {
-            what: format!("enrollment: {what}"),
-            reason,
-        };
-        let device = DeviceId::new(enrollment.device.clone())
-            .map_err(|_| invalid("device", "not a valid device id"))?;
-        let site = SiteId::new(enrollment.site.clone())
-            .map_err(|_| invalid("site", "not a valid site id"))?;
-        let sealing = hex32(&enrollment.sealing_key)
-            .ok_or_else(|| invalid("sealing_key", "expected 64 hex digits (32 bytes)"))?;
-        let central_key = SealingPublicKey::from_bytes(sealing)
-            .map_err(|_| invalid("sealing_key", "not an X25519 public key"))?;
-        let seed = hex32(&enrollment.signing_key)
-            .ok_or_else(|| invalid("signing_key", "expected 64 hex digits (32 bytes)"))?;
-        let secret = hex32(&enrollment.site_secret)
-            .ok_or_else(|| invalid("site_secret", "expected 64 hex digits (32 bytes)"))?;
-        Ok(DeviceCredentials {
-            identity: Identity {
-                device,
-                site,
-                signing_key: DeviceSigningKey::from_bytes(seed),
-                central_key,
-                site_secret: SiteSecret::from_bytes(secret),
-            },
-            url: enrollment.central_url.trim_end_matches('/').to_owned(),
-            cert_pem: enrollment.cert_pem.clone(),
-            key_pem: enrollment.key_pem.clone(),
-            ca_pem: enrollment.central_ca_pem.clone(),
         })
     }
 }

@@ -1,13 +1,15 @@
 //! The skolebro agent: the part of the system that runs on the school's Pi. It reads the
-//! SAS export from the drop folder, validates it, diffs it against the last state it sent,
-//! and (in later stages) seals, queues and uploads the delta.
+//! SAS export from the drop folder, runs it through the roster pipeline of
+//! [`skolebro_roster`] (read, validate, diff against what was sent, safety filter), seals the
+//! delta and sends it to central.
 //!
-//! Data flow: the roster pipeline of [`skolebro_roster`] ([`reader`] -> [`validate`]
-//! (deviations) -> [`diff`] against the [`state`] in the checkpoint -> [`safety`] filter;
-//! [`report`] turns results into what `check` and `diff` print), then [`enqueue`] seals the
-//! delta into the [`outbox`] and [`uplink`] sends it. Before any of it, [`provision`] enrolls the device from a config stick, with [`clock`]
-//! deciding what time certificates are checked against; [`daemon`] runs it all, and
-//! [`update`] replaces the agent itself with a newer signed release.
+//! Data flow: [`watch`] finds an export; the [`daemon`]'s pipeline stage runs the roster
+//! pipeline on it; [`enqueue`] seals the delta in pieces into the [`outbox`] and moves the
+//! checkpoint ([`state`]); the daemon's push and heartbeat loops send through [`uplink`] and
+//! keep [`status`] up to date. Before any of it, [`provision`] enrolls the device from a
+//! config stick ([`identity`] holds its keys), with [`clock`] deciding what time
+//! certificates are checked against; [`update`] replaces the agent itself with a newer
+//! signed release, and [`panel`] drives the front panel. Nothing below [`daemon`] imports it.
 
 pub mod clock;
 pub mod config;
@@ -18,8 +20,7 @@ pub mod outbox;
 pub mod panel;
 pub mod provision;
 pub mod state;
+pub mod status;
 pub mod update;
 pub mod uplink;
 pub mod watch;
-
-pub use skolebro_roster::{deviation, diff, reader, report, safety, validate};

@@ -13,19 +13,20 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use skolebro_agent::clock::AgentClock;
 use skolebro_agent::config::AgentConfig;
-use skolebro_agent::daemon::{self, AgentStatus, RunState};
-use skolebro_agent::diff::{diff, Fingerprints};
+use skolebro_agent::daemon;
 use skolebro_agent::outbox::{segment::HEADER_LEN, unix_ms_now, MemStorage, Outbox};
 use skolebro_agent::provision::{self, ProvisionError, Provisioned};
-use skolebro_agent::reader::{read_export, Format, ReadError, ReaderOptions};
-use skolebro_agent::report;
-use skolebro_agent::safety::{judge, today};
 use skolebro_agent::state::Checkpoint;
 use skolebro_agent::state::State;
-use skolebro_agent::validate::Validated;
+use skolebro_agent::status::{self, AgentStatus, RunState};
 use skolebro_protocol::envelope::Envelope;
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::SiteSecret;
+use skolebro_roster::diff::{diff, Fingerprints};
+use skolebro_roster::reader::{read_export, Format, ReadError, ReaderOptions};
+use skolebro_roster::report;
+use skolebro_roster::safety::{judge, today};
+use skolebro_roster::validate::Validated;
 
 #[derive(Parser)]
 #[command(
@@ -376,11 +377,11 @@ fn status(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> {
             // The outbox on disk is the truth; status.json may be a moment behind.
             status.outbox_depth = outbox.depth;
             status.oldest_unacked_unix_ms = outbox.oldest_unacked.map(|o| o.appended_at_ms);
-            print!("{}", daemon::describe_status(&status, running, now));
+            print!("{}", status::describe_status(&status, running, now));
         }
         None => println!(
             "The agent has not run yet here (no {} in {}).",
-            daemon::STATUS_FILE,
+            status::STATUS_FILE,
             config.state_dir.display()
         ),
     }
@@ -431,7 +432,7 @@ fn outbox_status(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> {
             status.next_seq
         );
         if let Some(age) = age {
-            println!("Oldest unacknowledged batch: {}.", daemon::age(age * 1000));
+            println!("Oldest unacknowledged batch: {}.", status::age(age * 1000));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -474,7 +475,7 @@ fn outbox_inspect(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> 
                     h.kind,
                     h.device,
                     h.site,
-                    daemon::clock(h.created_unix_ms, now)
+                    status::fmt_when(h.created_unix_ms, now)
                 ),
                 None => "header unreadable".into(),
             };
@@ -484,7 +485,7 @@ fn outbox_inspect(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> 
                 frame.len,
                 if frame.crc_ok { "ok" } else { "BAD" },
                 if frame.acked { "acked" } else { "pending" },
-                daemon::clock(frame.appended_at_ms, now),
+                status::fmt_when(frame.appended_at_ms, now),
                 described
             );
         }

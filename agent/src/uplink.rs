@@ -1,20 +1,10 @@
-//! The uplink: the last stage on the Pi. It reads unacknowledged envelopes from the outbox in
-//! seq order and posts them to central's `POST /v1/batches` over mutual TLS (docs/API.md);
-//! central's `{"ack": n}` moves the outbox's ack pointer, which frees room for the enqueue
-//! stage. A separate heartbeat loop reports the agent's state and carries central's commands
-//! (resync, release or reject a held delta) back, and the update state both ways: the
-//! agent's target and its oldest unheard update report out, an offered release back to
-//! [`crate::update`], which fetches the artifact over the same client.
-//!
-//! Failures never drop data: a batch stays in the outbox until central acknowledges it.
-//! Unreachable or busy central (connection errors, 5xx, `503` with `Retry-After`) is retried
-//! with exponential backoff and full jitter up to a cap, for as long as it takes; a refusal
-//! (4xx other than 409) is logged, shown as the `error` state and retried at the cap, since
-//! only an operator can fix it. A `409 gap` means central's chain head is behind ours: the
-//! agent drops its unacknowledged batches, continues from central's head and sends a full
-//! snapshot of the newest export ([`crate::daemon`] holds it in memory). A `403
-//! device_revoked` means central revoked this device: it is shown as such until a new config
-//! stick enrolls the device again.
+//! The uplink: the device's HTTP client to central over mutual TLS (docs/API.md), below the
+//! daemon's push and heartbeat loops that drive it. It posts one envelope to
+//! `POST /v1/batches` and classifies central's answer ([`Answer`]: ack, gap, refusal,
+//! revocation, busy, unreachable), posts heartbeats and reads back central's commands and
+//! offered release, fetches release artifacts for the updater, and computes the retry delays
+//! ([`Backoff`]: exponential with full jitter up to a cap). It keeps no state of its own
+//! beyond the client: what an answer means for the outbox is the caller's business.
 //!
 //! The same client renews the device's certificate (`POST /v1/renew`); the renewed client
 //! replaces the old one for every clone of [`Central`] at once.
@@ -24,11 +14,10 @@ use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use skolebro_protocol::api::{BatchAck, BatchGap, RenewRequest};
 use skolebro_protocol::envelope::{ChainHead, Seq};
-use tokio::sync::{mpsc, watch};
 
-use crate::daemon::{with_core, Shared};
 use crate::identity::hex32;
 
 /// Exponential backoff with full jitter (AWS' "full jitter": a uniformly random wait between
@@ -109,45 +98,7 @@ pub enum Answer {
     Unreachable(String),
 }
 
-/// A command from central, delivered once with a heartbeat answer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Command {
-    /// Send a full snapshot next.
-    Resync,
-    /// Send the held delta after all.
-    Release { held_id: String },
-    /// Drop the held delta.
-    Reject { held_id: String },
-}
-
-/// The body of `POST /v1/heartbeat` (docs/API.md). Counts and codes only, no personal data.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Heartbeat {
-    pub version: String,
-    pub state: String,
-    pub outbox_depth: u64,
-    pub outbox_bytes: u64,
-    pub oldest_unacked_age_s: Option<u64>,
-    pub last_export_unix_ms: Option<u64>,
-    pub deviations: crate::daemon::DeviationCounts,
-    /// The deviations by code with their first rows, masked as `check` prints them.
-    pub deviation_groups: Vec<crate::deviation::DeviationGroup>,
-    pub held: Option<crate::daemon::HeldReport>,
-    /// The target triple releases for this agent must be built for.
-    pub target: String,
-    /// The oldest update report central has not acknowledged by answering.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub update: Option<crate::update::Report>,
-}
-
-/// Central's answer to a heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeartbeatAnswer {
-    pub commands: Vec<Command>,
-    /// A release meant for this device, if any.
-    pub release: Option<crate::update::Offer>,
-}
+pub use skolebro_protocol::api::{Command, Heartbeat, HeartbeatAnswer, Renewed};
 
 /// Why a heartbeat got no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -168,19 +119,6 @@ pub enum UplinkError {
 pub struct Central {
     client: Arc<RwLock<reqwest::Client>>,
     url: String,
-}
-
-/// Central's answer to `POST /v1/renew`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Renewed {
-    pub cert_pem: String,
-    pub not_after_unix: u64,
-}
-
-/// The request of `POST /v1/renew`.
-#[derive(Serialize)]
-struct RenewRequest<'a> {
-    csr_pem: &'a str,
 }
 
 impl Central {
@@ -211,7 +149,9 @@ impl Central {
         let response = self
             .client()
             .post(format!("{}/v1/renew", self.url))
-            .json(&RenewRequest { csr_pem })
+            .json(&RenewRequest {
+                csr_pem: csr_pem.to_owned(),
+            })
             .send()
             .await
             .map_err(|e| UplinkError::Unreachable(error_chain(&e)))?;
@@ -350,25 +290,20 @@ pub fn classify(
         .unwrap_or("")
         .to_owned();
     if status.is_success() {
-        return match body.get("ack").and_then(|a| a.as_u64()) {
-            Some(seq) => Answer::Ack {
-                seq,
-                applied: body
-                    .get("applied")
-                    .and_then(|a| a.as_bool())
-                    .unwrap_or(true),
-            },
-            None => Answer::Refused {
+        return match BatchAck::deserialize(body) {
+            Ok(BatchAck { ack, applied }) => Answer::Ack { seq: ack, applied },
+            Err(_) => Answer::Refused {
                 status: status.as_u16(),
                 code: "no ack in answer".into(),
             },
         };
     }
     if status == StatusCode::CONFLICT {
-        let expected = body.get("expected_seq").and_then(|s| s.as_u64());
-        let prev = body.get("prev").and_then(|p| p.as_str()).and_then(hex32);
-        return match (expected, prev) {
-            (Some(seq), Some(prev)) if seq > 0 => Answer::Gap {
+        let head = BatchGap::deserialize(body)
+            .ok()
+            .and_then(|gap| Some((gap.expected_seq, hex32(&gap.prev)?)));
+        return match head {
+            Some((seq, prev)) if seq > 0 => Answer::Gap {
                 head: ChainHead {
                     next_seq: Seq(seq),
                     prev,
@@ -400,7 +335,7 @@ pub fn classify(
 }
 
 /// The error and its sources in one line (reqwest's top-level message alone says little).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {
@@ -409,194 +344,6 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = inner.source();
     }
     text
-}
-
-/// Sleeps `delay`, or less if shutdown is asked for. Returns false on shutdown.
-async fn pause(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    if *shutdown.borrow() {
-        return false;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => true,
-        _ = shutdown.changed() => false,
-    }
-}
-
-/// Pushes the outbox to central until shutdown: one batch at a time, in seq order, always
-/// the oldest unacknowledged one (so a restart simply resumes). `wake` is poked whenever a
-/// batch was enqueued.
-pub async fn push_loop(
-    core: Shared,
-    central: Central,
-    mut backoff: Backoff,
-    mut wake: mpsc::Receiver<()>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    // The head we last restarted at, to notice central repeating the same gap.
-    let mut last_gap: Option<ChainHead> = None;
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        let next = with_core(&core, |c| c.next_batch()).await;
-        let batch = match next {
-            Ok(Some(batch)) => batch,
-            Ok(None) => {
-                tokio::select! {
-                    _ = wake.recv() => continue,
-                    _ = shutdown.changed() => return,
-                }
-            }
-            Err(error) => {
-                let delay = backoff.next_delay(None, random_u64());
-                tracing::error!(%error, ?delay, "cannot read the next batch from the outbox");
-                if !pause(delay, &mut shutdown).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        let seq = batch.seq;
-        let size = batch.payload.len();
-        // The post is not raced against shutdown: a request in flight finishes (it is
-        // bounded by the client's timeout) so the ack is not lost with the process.
-        let answer = central.post_batch(batch.payload).await;
-        match answer {
-            Answer::Ack {
-                seq: acked,
-                applied,
-            } => {
-                tracing::info!(seq, acked, applied, bytes = size, "central acknowledged");
-                backoff.reset();
-                last_gap = None;
-                let result = with_core(&core, move |c| c.acked(acked)).await;
-                if let Err(error) = result {
-                    tracing::error!(%error, "recording the ack failed");
-                    let delay = backoff.next_delay(None, random_u64());
-                    if !pause(delay, &mut shutdown).await {
-                        return;
-                    }
-                }
-            }
-            Answer::Gap { head } => {
-                tracing::warn!(
-                    seq,
-                    expected = head.next_seq.0,
-                    "central reports a gap: restarting the chain at central's head with a snapshot"
-                );
-                if last_gap == Some(head) {
-                    // The same gap right after restarting there: do not spin.
-                    let delay = backoff.next_delay(None, random_u64());
-                    if !pause(delay, &mut shutdown).await {
-                        return;
-                    }
-                }
-                last_gap = Some(head);
-                let result = with_core(&core, move |c| c.gap(head)).await;
-                if let Err(error) = result {
-                    tracing::error!(%error, "restarting the chain failed");
-                    let delay = backoff.next_delay(None, random_u64());
-                    if !pause(delay, &mut shutdown).await {
-                        return;
-                    }
-                }
-            }
-            Answer::Refused { status, code } => {
-                let delay = backoff.next_delay(None, random_u64());
-                tracing::error!(seq, status, code = %code, ?delay, "central refused the batch; keeping it");
-                let message = format!("central refused batch {seq}: {status} {code}");
-                with_core(&core, move |c| c.uplink_refused(message)).await;
-                if !pause(delay, &mut shutdown).await {
-                    return;
-                }
-            }
-            Answer::Revoked => {
-                let delay = backoff.next_delay(None, random_u64());
-                tracing::error!(
-                    seq,
-                    ?delay,
-                    "central revoked this device; a new config stick enrolls it again"
-                );
-                with_core(&core, |c| c.revoked()).await;
-                if !pause(delay, &mut shutdown).await {
-                    return;
-                }
-            }
-            Answer::Unavailable {
-                status,
-                retry_after,
-            } => {
-                let delay = backoff.next_delay(retry_after, random_u64());
-                tracing::warn!(
-                    seq,
-                    status,
-                    ?retry_after,
-                    ?delay,
-                    "central unavailable; retrying"
-                );
-                let message = format!("central answered {status}");
-                with_core(&core, move |c| c.unreachable(message)).await;
-                if !pause(delay, &mut shutdown).await {
-                    return;
-                }
-            }
-            Answer::Unreachable(error) => {
-                let delay = backoff.next_delay(None, random_u64());
-                tracing::warn!(seq, %error, ?delay, "central unreachable; retrying");
-                with_core(&core, move |c| c.unreachable(error)).await;
-                if !pause(delay, &mut shutdown).await {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Reports the agent's state every `every`, applies central's commands and hands the update
-/// part of the answer to `updater`.
-pub async fn heartbeat_loop(
-    core: Shared,
-    central: Central,
-    every: Duration,
-    updater: Arc<crate::update::Updater>,
-    wake_uplink: mpsc::Sender<()>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let mut heartbeat = with_core(&core, |c| c.heartbeat()).await;
-        heartbeat.target = updater.target();
-        heartbeat.update = updater.report();
-        match central.heartbeat(&heartbeat).await {
-            Ok(answer) => {
-                updater.answered(heartbeat.update.as_ref(), answer.release, &central);
-                for command in answer.commands {
-                    tracing::info!(?command, "command from central");
-                    let result = with_core(&core, move |c| c.command(command)).await;
-                    match result {
-                        Ok(()) => {
-                            let _ = wake_uplink.try_send(());
-                        }
-                        Err(error) => tracing::error!(%error, "applying the command failed"),
-                    }
-                }
-            }
-            Err(UplinkError::Revoked) => {
-                tracing::error!("central revoked this device; a new config stick enrolls it again");
-                updater.heartbeat_failed("this device is revoked".into());
-                with_core(&core, |c| c.revoked()).await;
-            }
-            Err(error) => {
-                tracing::debug!(%error, "heartbeat not delivered");
-                updater.heartbeat_failed(error.to_string());
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -732,219 +479,5 @@ mod tests {
                 }
             ]
         );
-    }
-}
-
-/// The uplink against a small mutual-TLS server on loopback (rustls on std threads, built
-/// from `skolebro_provisioning`'s dev PKI) that scripts central's answers: a 503 with
-/// `Retry-After`, an ack, a gap, and the ack of the snapshot sent after the gap.
-#[cfg(test)]
-mod tls_tests {
-    use std::io::Write as _;
-    use std::net::TcpListener;
-    use std::path::Path;
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-
-    use skolebro_protocol::envelope::{
-        DeviceId, DeviceSigningKey, Envelope, Kind, SealingPrivateKey, SiteId,
-    };
-    use skolebro_protocol::SiteSecret;
-    use skolebro_provisioning::pki::{DevPki, Validity};
-    use skolebro_provisioning::tls;
-    use tokio::sync::{mpsc, watch};
-
-    use super::*;
-    use crate::config::AfterIngest;
-    use crate::daemon::{Core, RunState};
-    use crate::enqueue::tests::export;
-    use crate::enqueue::{Enqueuer, Identity};
-    use crate::outbox::OutboxConfig;
-    use crate::safety::SafetyPolicy;
-
-    /// What the scripted central saw: (seq, kind, status answered).
-    type Seen = Arc<Mutex<Vec<(u64, Kind, u16)>>>;
-
-    fn serve(config: Arc<rustls::ServerConfig>) -> (u16, Seen) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen: Seen = Arc::default();
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            let mut central_head: Option<ChainHead> = None;
-            for tcp in listener.incoming() {
-                let Ok(tcp) = tcp else { return };
-                let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
-                    return;
-                };
-                let mut stream = rustls::StreamOwned::new(conn, tcp);
-                let Some(body) = read_request(&mut stream) else {
-                    continue;
-                };
-                let Ok(envelope) = Envelope::from_bytes(&body, 1 << 24) else {
-                    continue;
-                };
-                let header = envelope.header().clone();
-                let mut log = log.lock().unwrap();
-                let first = log.is_empty();
-                let (status, extra, answer) = match (header.seq.0, header.kind) {
-                    _ if first => (503, "retry-after: 1\r\n", String::new()),
-                    (1, _) => {
-                        central_head = Some(envelope.next_head());
-                        (200, "", r#"{"ack": 1, "applied": true}"#.to_owned())
-                    }
-                    (2, Kind::Delta) => {
-                        let head = central_head.unwrap_or(ChainHead::genesis());
-                        (
-                            409,
-                            "",
-                            format!(
-                                r#"{{"error": "gap", "expected_seq": {}, "prev": "{}"}}"#,
-                                head.next_seq.0,
-                                hex::encode(head.prev)
-                            ),
-                        )
-                    }
-                    (2, Kind::Snapshot) if Some(header.prev) == central_head.map(|h| h.prev) => {
-                        (200, "", r#"{"ack": 2, "applied": true}"#.to_owned())
-                    }
-                    _ => (400, "", r#"{"error": "broken_chain"}"#.to_owned()),
-                };
-                log.push((header.seq.0, header.kind, status));
-                drop(log);
-                let response = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
-                let _ = stream.write_all(response.as_bytes());
-                stream.conn.send_close_notify();
-                let _ = stream.flush();
-            }
-        });
-        (port, seen)
-    }
-
-    fn read_request(stream: &mut impl std::io::Read) -> Option<Vec<u8>> {
-        let mut data = Vec::new();
-        let mut chunk = [0u8; 8192];
-        let head_end = loop {
-            if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let n = stream.read(&mut chunk).ok().filter(|n| *n > 0)?;
-            data.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&data[..head_end]).to_ascii_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())?;
-        while data.len() < head_end + len {
-            let n = stream.read(&mut chunk).ok().filter(|n| *n > 0)?;
-            data.extend_from_slice(&chunk[..n]);
-        }
-        Some(data[head_end..head_end + len].to_vec())
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_uplink_retries_a_busy_central_pushes_in_order_and_answers_a_gap_with_a_snapshot() {
-        let validity = Validity::from_now(Duration::from_secs(24 * 3600));
-        let pki = DevPki::generate(validity).unwrap();
-        let device = DeviceId::new("pi-46505-1").unwrap();
-        let site = SiteId::new("46505").unwrap();
-        let creds = pki
-            .device_ca
-            .issue_device(&device, &site, validity)
-            .unwrap();
-        let server = tls::server_config(
-            &pki.server.cert_pem,
-            &pki.server.key_pem,
-            pki.device_ca.cert_pem(),
-        )
-        .unwrap();
-        let (port, seen) = serve(server);
-        let client = tls::client_builder(
-            &creds.cert_pem,
-            &creds.key_pem,
-            pki.central_ca.cert_pem(),
-            None,
-        )
-        .unwrap()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-        let central = Central::new(client, &format!("https://127.0.0.1:{port}/"));
-
-        let dir = tempfile::tempdir().unwrap();
-        let identity = Identity {
-            device,
-            site,
-            signing_key: DeviceSigningKey::from_bytes([7; 32]),
-            central_key: SealingPrivateKey::from_bytes([9; 32]).public_key(),
-            site_secret: SiteSecret::from_bytes([3; 32]),
-        };
-        let (enqueuer, _) = Enqueuer::open(
-            dir.path(),
-            identity,
-            SafetyPolicy::default(),
-            OutboxConfig::default(),
-        )
-        .unwrap();
-        let (status_tx, status_rx) = watch::channel(Default::default());
-        let mut core = Core::new(
-            enqueuer,
-            dir.path().to_owned(),
-            AfterIngest::Keep,
-            status_tx,
-        );
-        for n in 30..33 {
-            core.ingest(Path::new("elever.csv"), export(0..n, "1A"), None)
-                .unwrap();
-        }
-        assert_eq!(core.enqueuer().outbox().status().depth, 3);
-        let core: Shared = Arc::new(Mutex::new(core));
-
-        let (_wake_tx, wake_rx) = mpsc::channel(1);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(50));
-        let pusher = tokio::spawn(push_loop(core.clone(), central, backoff, wake_rx, stop_rx));
-
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let done = {
-                let core = core.lock().unwrap();
-                let outbox = core.enqueuer().outbox().status();
-                outbox.ack_seq == 2 && outbox.depth == 0
-            };
-            if done {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "seen: {:?}",
-                seen.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        stop_tx.send(true).unwrap();
-        pusher.await.unwrap();
-
-        assert_eq!(
-            *seen.lock().unwrap(),
-            [
-                (1, Kind::Delta, 503),
-                (1, Kind::Delta, 200),
-                (2, Kind::Delta, 409),
-                (2, Kind::Snapshot, 200),
-            ]
-        );
-        let core = core.lock().unwrap();
-        let checkpoint = core.enqueuer().checkpoint();
-        assert_eq!(checkpoint.head.next_seq.0, 3);
-        assert!(!checkpoint.needs_snapshot);
-        let status = status_rx.borrow().clone();
-        assert_eq!(status.state, RunState::Healthy);
-        assert_eq!(status.last_ack_seq, Some(2));
-        assert_eq!(status.unreachable_since_unix_ms, None);
     }
 }

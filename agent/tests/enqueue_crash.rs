@@ -17,14 +17,14 @@ use std::time::{Duration, Instant};
 
 use skolebro_agent::enqueue::{Enqueuer, Identity, Outcome};
 use skolebro_agent::outbox::OutboxConfig;
-use skolebro_agent::reader::elevliste;
-use skolebro_agent::safety::SafetyPolicy;
 use skolebro_agent::state::State;
-use skolebro_agent::validate::{RosterBuilder, Validated};
 use skolebro_protocol::envelope::{
     open, ChainHead, DeviceId, DeviceSigningKey, Payload, SealingPrivateKey, SiteId,
 };
 use skolebro_protocol::SiteSecret;
+use skolebro_roster::reader::elevliste;
+use skolebro_roster::safety::SafetyPolicy;
+use skolebro_roster::validate::{RosterBuilder, Validated};
 
 const CHILD_ENV: &str = "SKOLEBRO_ENQUEUE_CHILD";
 const CHILD_TEST: &str = "enqueue_crash_child_enqueues_until_killed";

@@ -8,149 +8,22 @@
 //! minutes) and queued commands (an operator queues them again). Heartbeats carry counts and
 //! states, never personal data.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use skolebro_protocol::{DeviceId, Seq};
 
-use crate::release::UpdateReport;
 use crate::store::Timestamp;
 
 /// At most this many commands wait per device: an operator clicking "resync" a hundred times
 /// must not grow central's memory, and a device that never calls in gets nothing new queued.
 pub const MAX_QUEUED_COMMANDS: usize = 32;
 
-/// Longest `held_id` accepted in a command; the agent's ids are far shorter.
-pub const MAX_HELD_ID_LEN: usize = 128;
-
-/// What the agent is doing, as it reports it (docs/API.md). Unknown states from a newer agent
-/// are kept as [`AgentState::Unknown`] rather than refusing its heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentState {
-    Healthy,
-    Holding,
-    CentralUnreachable,
-    Error,
-    Updating,
-    Enrolling,
-    NotProvisioned,
-    #[serde(other)]
-    Unknown,
-}
-
-/// Validation findings of the last export, by severity: what the fleet page shows at a glance
-/// (the site page shows them by code, see [`DeviationGroup`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviationCounts {
-    #[serde(default)]
-    pub errors: u64,
-    #[serde(default)]
-    pub warnings: u64,
-}
-
-/// The deviations of one code and severity in the last export, with the first rows as the
-/// agent's `check` prints them (national ids masked, no names), so a municipality operator
-/// can tell the school what to fix in its SAS without a visit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviationGroup {
-    /// The agent's stable code, e.g. `invalid_national_id`.
-    pub code: String,
-    /// `error` (the record is kept out) or `warning`.
-    pub severity: String,
-    /// All of them, not only the rows carried.
-    #[serde(default)]
-    pub count: u64,
-    #[serde(default)]
-    pub rows: Vec<DeviationRow>,
-}
-
-/// One reported deviation: where it is in the export and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviationRow {
-    pub file: String,
-    /// `line 12`, or `record 3` for formats without lines.
-    pub at: String,
-    pub detail: String,
-}
-
-/// A delta the agent's safety filter holds for review (DESIGN decision 5), described by
-/// counts per kind so an operator can release or reject it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeldDelta {
-    /// The agent's id for the held delta, named again by `release` / `reject`.
-    pub id: String,
-    /// Why it was held (thresholds exceeded), in words.
-    #[serde(default)]
-    pub reasons: Vec<String>,
-    /// Records it would add or change, by kind (`{"students": 12, …}`).
-    #[serde(default)]
-    pub upserts: BTreeMap<String, u64>,
-    /// Records it would delete, by kind.
-    #[serde(default)]
-    pub deletes: BTreeMap<String, u64>,
-}
-
-/// One heartbeat as the agent posts it (docs/API.md). Fields beyond `version` and `state`
-/// default when missing, so an older or newer agent still gets its commands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Heartbeat {
-    /// The agent's version, for watching a rollout.
-    pub version: String,
-    pub state: AgentState,
-    /// Envelopes waiting in the agent's outbox.
-    #[serde(default)]
-    pub outbox_depth: u64,
-    /// Bytes they take on disk.
-    #[serde(default)]
-    pub outbox_bytes: u64,
-    /// Age of the oldest envelope not yet acked, if any.
-    #[serde(default)]
-    pub oldest_unacked_age_s: Option<u64>,
-    /// When the agent last read an export.
-    #[serde(default)]
-    pub last_export_unix_ms: Option<i64>,
-    #[serde(default)]
-    pub deviations: DeviationCounts,
-    /// The same deviations by code, with their first rows; empty from agents that do not
-    /// report them.
-    #[serde(default)]
-    pub deviation_groups: Vec<DeviationGroup>,
-    /// The delta held for review, if any.
-    #[serde(default)]
-    pub held: Option<HeldDelta>,
-    /// The target triple the agent was built for; without it no release is offered.
-    #[serde(default)]
-    pub target: Option<String>,
-    /// The agent's latest update step, repeated until a heartbeat gets through.
-    #[serde(default)]
-    pub update: Option<UpdateReport>,
-}
-
-/// An operator's instruction to one device, delivered with its next heartbeat answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Command {
-    /// Send a full snapshot next (after a restore at central, or to settle a doubt).
-    Resync,
-    /// Send the held delta after all.
-    Release { held_id: String },
-    /// Drop the held delta.
-    Reject { held_id: String },
-}
-
-impl Command {
-    /// Whether the command is well-formed: a held id that is non-empty and short.
-    pub fn is_valid(&self) -> bool {
-        match self {
-            Command::Resync => true,
-            Command::Release { held_id } | Command::Reject { held_id } => {
-                !held_id.is_empty() && held_id.len() <= MAX_HELD_ID_LEN
-            }
-        }
-    }
-}
+pub use skolebro_protocol::api::{
+    AgentState, Command, DeviationCounts, DeviationGroup, DeviationRow, Heartbeat, HeldDelta,
+    MAX_HELD_ID_LEN,
+};
 
 /// What central has seen of one device since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

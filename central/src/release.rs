@@ -20,8 +20,6 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use skolebro_protocol::release::valid_release_id;
 use skolebro_protocol::{DeviceId, ReleaseVerifyingKey, SiteId, Version};
 use skolebro_provisioning::DeviceIdentity;
@@ -58,43 +56,18 @@ impl ReleaseSettings {
     }
 }
 
-/// An update step as the agent reports it in its heartbeat (docs/API.md). A state this build
-/// does not know, from a newer agent, is kept as [`ReportedState::Unknown`] and not counted,
-/// rather than refusing the heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UpdateReport {
-    /// The release's id.
-    pub release: String,
-    pub state: ReportedState,
-    /// Why, for `rolled_back` and `refused`.
-    #[serde(default)]
-    pub reason: Option<String>,
-}
+pub use skolebro_protocol::api::{ReleaseOffer, ReportedState, UpdateReport};
 
-/// The states an agent reports; central adds `offered` itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReportedState {
-    Downloaded,
-    Installed,
-    Healthy,
-    RolledBack,
-    Refused,
-    #[serde(other)]
-    Unknown,
-}
-
-impl ReportedState {
-    fn to_store(self) -> Option<UpdateState> {
-        Some(match self {
-            ReportedState::Downloaded => UpdateState::Downloaded,
-            ReportedState::Installed => UpdateState::Installed,
-            ReportedState::Healthy => UpdateState::Healthy,
-            ReportedState::RolledBack => UpdateState::RolledBack,
-            ReportedState::Refused => UpdateState::Refused,
-            ReportedState::Unknown => return None,
-        })
-    }
+/// The store's name for a reported state; `None` for a state this build does not know.
+fn to_store(state: ReportedState) -> Option<UpdateState> {
+    Some(match state {
+        ReportedState::Downloaded => UpdateState::Downloaded,
+        ReportedState::Installed => UpdateState::Installed,
+        ReportedState::Healthy => UpdateState::Healthy,
+        ReportedState::RolledBack => UpdateState::RolledBack,
+        ReportedState::Refused => UpdateState::Refused,
+        ReportedState::Unknown => return None,
+    })
 }
 
 /// Records the update step a heartbeat reports, once per device, release and state. A
@@ -104,7 +77,7 @@ pub(crate) async fn record_report(
     device: &DeviceId,
     report: &UpdateReport,
 ) -> Result<(), StoreError> {
-    let Some(update_state) = report.state.to_store() else {
+    let Some(update_state) = to_store(report.state) else {
         tracing::debug!(%device, "update report with an unknown state ignored");
         return Ok(());
     };
@@ -147,7 +120,7 @@ pub(crate) async fn offer(
     identity: &DeviceIdentity,
     running: &str,
     target: &str,
-) -> Result<Option<Value>, StoreError> {
+) -> Result<Option<ReleaseOffer>, StoreError> {
     let failed = store.failed_releases(&identity.device).await?;
     let releases = store.releases().await?;
     let Some(chosen) = releases.into_iter().find(|release| {
@@ -173,11 +146,11 @@ pub(crate) async fn offer(
     if store.record_update(&event).await? {
         tracing::info!(device = %identity.device, release = id, "release offered");
     }
-    Ok(Some(json!({
-        "id": id,
-        "manifest": base64::engine::general_purpose::STANDARD.encode(&chosen.release.manifest),
-        "artifact": format!("/v1/releases/{id}/artifact"),
-    })))
+    Ok(Some(ReleaseOffer {
+        manifest: base64::engine::general_purpose::STANDARD.encode(&chosen.release.manifest),
+        artifact: format!("/v1/releases/{id}/artifact"),
+        id,
+    }))
 }
 
 /// The id from a path, if it has the form of a release id; anything else cannot name a
@@ -314,10 +287,10 @@ mod tests {
                 "reason": "health check failed: central did not answer"}"#,
         )
         .unwrap();
-        assert_eq!(report.state.to_store(), Some(UpdateState::RolledBack));
+        assert_eq!(to_store(report.state), Some(UpdateState::RolledBack));
         let newer: UpdateReport =
             serde_json::from_str(r#"{"release": "x", "state": "teleported"}"#).unwrap();
         assert_eq!(newer.state, ReportedState::Unknown);
-        assert_eq!(newer.state.to_store(), None);
+        assert_eq!(to_store(newer.state), None);
     }
 }

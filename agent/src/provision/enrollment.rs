@@ -19,10 +19,14 @@ use serde::{Deserialize, Serialize};
 use skolebro_protocol::envelope::ChainHead;
 
 use crate::config::{ConfigError, SiteSettings};
+use skolebro_protocol::envelope::{DeviceId, DeviceSigningKey, SealingPublicKey, SiteId};
+use skolebro_protocol::SiteSecret;
+
 use crate::enqueue::{EnqueueError, Enqueuer, Identity};
+use crate::identity::{hex32, DeviceCredentials, IdentityError};
 use crate::outbox::OutboxConfig;
-use crate::safety::SafetyPolicy;
 use crate::state::{write_atomic, Checkpoint};
+use skolebro_roster::safety::SafetyPolicy;
 
 /// The enrollment file in the state folder.
 pub const ENROLLMENT_FILE: &str = "enrollment.json";
@@ -47,7 +51,7 @@ pub enum EnrollmentError {
 
 /// The device's enrollment, as stored. Secrets are hex or PEM text; `Debug` shows only ids.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Enrollment {
+pub struct DeviceEnrollment {
     pub device: String,
     pub site: String,
     /// The id of the stick's token (never the token).
@@ -79,9 +83,9 @@ fn snapshot_by_default() -> bool {
     true
 }
 
-impl std::fmt::Debug for Enrollment {
+impl std::fmt::Debug for DeviceEnrollment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Enrollment")
+        f.debug_struct("DeviceEnrollment")
             .field("device", &self.device)
             .field("site", &self.site)
             .field("token_id", &self.token_id)
@@ -89,9 +93,9 @@ impl std::fmt::Debug for Enrollment {
     }
 }
 
-impl Enrollment {
+impl DeviceEnrollment {
     /// The enrollment in `state_dir`, or `None` if the device has not been enrolled.
-    pub fn load(state_dir: &Path) -> Result<Option<Enrollment>, EnrollmentError> {
+    pub fn load(state_dir: &Path) -> Result<Option<DeviceEnrollment>, EnrollmentError> {
         let path = state_dir.join(ENROLLMENT_FILE);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
@@ -188,4 +192,39 @@ pub fn settle_chain(
         }
     })?;
     Ok(true)
+}
+impl DeviceEnrollment {
+    /// The identity this enrollment stored, as the daemon runs with it.
+    pub fn credentials(&self) -> Result<DeviceCredentials, IdentityError> {
+        let enrollment = self;
+        let invalid = |what: &str, reason| IdentityError::Invalid {
+            what: format!("enrollment: {what}"),
+            reason,
+        };
+        let device = DeviceId::new(enrollment.device.clone())
+            .map_err(|_| invalid("device", "not a valid device id"))?;
+        let site = SiteId::new(enrollment.site.clone())
+            .map_err(|_| invalid("site", "not a valid site id"))?;
+        let sealing = hex32(&enrollment.sealing_key)
+            .ok_or_else(|| invalid("sealing_key", "expected 64 hex digits (32 bytes)"))?;
+        let central_key = SealingPublicKey::from_bytes(sealing)
+            .map_err(|_| invalid("sealing_key", "not an X25519 public key"))?;
+        let seed = hex32(&enrollment.signing_key)
+            .ok_or_else(|| invalid("signing_key", "expected 64 hex digits (32 bytes)"))?;
+        let secret = hex32(&enrollment.site_secret)
+            .ok_or_else(|| invalid("site_secret", "expected 64 hex digits (32 bytes)"))?;
+        Ok(DeviceCredentials {
+            identity: Identity {
+                device,
+                site,
+                signing_key: DeviceSigningKey::from_bytes(seed),
+                central_key,
+                site_secret: SiteSecret::from_bytes(secret),
+            },
+            url: enrollment.central_url.trim_end_matches('/').to_owned(),
+            cert_pem: enrollment.cert_pem.clone(),
+            key_pem: enrollment.key_pem.clone(),
+            ca_pem: enrollment.central_ca_pem.clone(),
+        })
+    }
 }

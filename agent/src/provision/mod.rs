@@ -4,7 +4,7 @@
 //! the stick's one-time token and the signing public key to central's `POST /v1/enroll`, over
 //! TLS pinned to the CA on the stick (no system roots, no client certificate yet). Central's
 //! answer (certificate, device id, site secret) is checked and stored with the stick's
-//! content as one [`Enrollment`] ([`enrollment`]); the daemon then starts the chain afresh
+//! content as one [`DeviceEnrollment`] ([`enrollment`]); the daemon then starts the chain afresh
 //! for the new device and runs. Nothing is written before central said yes, so a refused
 //! stick or enrollment changes nothing; the same stick inserted again (same token id) is a
 //! no-op. Later, [`renew`] replaces the certificate and key over mutual TLS before expiry.
@@ -25,12 +25,12 @@ use skolebro_protocol::stick::StickVerifyingKey;
 use skolebro_provisioning::pki::{DeviceKey, PkiError};
 use skolebro_provisioning::tls::{self, ClientIdentity, TlsError};
 
-pub use enrollment::{settle_chain, Enrollment, EnrollmentError};
+pub use enrollment::{settle_chain, DeviceEnrollment, EnrollmentError};
 pub use stick::{bundle_path, find_bundles, read_stick, Refusal, VerifiedStick};
 
 use crate::clock::{unix, AgentClock};
 use crate::identity::hex32;
-use crate::uplink::{Central, UplinkError};
+use crate::uplink::{error_chain, Central, UplinkError};
 
 /// Why provisioning or renewal did not happen. Either way nothing on disk changed.
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +79,9 @@ impl ProvisionError {
 #[derive(Debug)]
 pub enum Provisioned {
     /// The device enrolled; the new enrollment is stored.
-    Enrolled(Enrollment),
+    Enrolled(DeviceEnrollment),
     /// The device is already enrolled with this stick's token: nothing changed.
-    AlreadyEnrolled(Enrollment),
+    AlreadyEnrolled(DeviceEnrollment),
 }
 
 /// Reads the stick key installed with the agent (`stick_key`, the `stick.pub` format).
@@ -117,7 +117,7 @@ pub async fn provision(
     // The token's expiry matters only for a new enrollment: the stick this device enrolled
     // with, inserted again (or left in) after its token ran out, is still a no-op.
     let stick = read_stick(bundle, key, None).map_err(refused)?;
-    if let Some(current) = Enrollment::load(state_dir)? {
+    if let Some(current) = DeviceEnrollment::load(state_dir)? {
         if current.token_id == stick.token_id {
             return Ok(Provisioned::AlreadyEnrolled(current));
         }
@@ -173,7 +173,7 @@ struct ErrorBody {
 async fn enroll(
     stick: &VerifiedStick,
     clock: &Arc<AgentClock>,
-) -> Result<Enrollment, ProvisionError> {
+) -> Result<DeviceEnrollment, ProvisionError> {
     let body = &stick.body;
     let signing =
         DeviceSigningKey::generate().map_err(|e| ProvisionError::SigningKey(e.to_string()))?;
@@ -220,7 +220,7 @@ async fn enroll(
     check_certificate(&answer.cert_pem, &key_pem, &device, &body.site_id)?;
     hex32(&answer.site_secret)
         .ok_or_else(|| ProvisionError::BadAnswer("the site secret is not 64 hex digits".into()))?;
-    Ok(Enrollment {
+    Ok(DeviceEnrollment {
         device: answer.device,
         site: answer.site,
         token_id: stick.token_id.clone(),
@@ -244,9 +244,9 @@ async fn enroll(
 pub async fn renew(
     state_dir: &Path,
     central: &Central,
-    current: &Enrollment,
+    current: &DeviceEnrollment,
     clock: &AgentClock,
-) -> Result<Enrollment, ProvisionError> {
+) -> Result<DeviceEnrollment, ProvisionError> {
     let device = DeviceId::new(current.device.clone())
         .map_err(|_| ProvisionError::BadAnswer("the stored device id is not valid".into()))?;
     let site = SiteId::new(current.site.clone())
@@ -255,7 +255,7 @@ pub async fn renew(
     let renewed = central.renew(&tls_key.csr(&device)?).await?;
     let key_pem = tls_key.private_key_pem();
     check_certificate(&renewed.cert_pem, &key_pem, &device, &site)?;
-    let next = Enrollment {
+    let next = DeviceEnrollment {
         cert_pem: renewed.cert_pem,
         key_pem,
         renewed_unix: Some(unix(clock.now())),
@@ -303,18 +303,6 @@ fn check_certificate(
         )));
     }
     Ok(())
-}
-
-/// The error and its sources in one line.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// Bundles for the tests of this module and of the daemon.
@@ -390,8 +378,8 @@ mod tests {
         Arc::new(AgentClock::open(Some(dir), &dir.join("no-sync-marker")).unwrap())
     }
 
-    fn enrollment(token_id: String) -> Enrollment {
-        Enrollment {
+    fn enrollment(token_id: String) -> DeviceEnrollment {
+        DeviceEnrollment {
             device: "4601-12345-0a0b0c0d".into(),
             site: "4601-12345".into(),
             token_id,
@@ -595,7 +583,7 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(Enrollment::load(dir.path()).unwrap(), Some(e.clone()));
+        assert_eq!(DeviceEnrollment::load(dir.path()).unwrap(), Some(e.clone()));
         assert!(!format!("{e:?}").contains(&"07".repeat(32)));
     }
 

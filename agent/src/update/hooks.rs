@@ -9,7 +9,7 @@
 //! at one step of an install: `download` (after the first piece), `verify`, `unpack`,
 //! `switch` or `trial`.
 
-use super::install::InstallRoot;
+use std::path::Path;
 
 /// The file beside a release's binary.
 pub const FILE: &str = "test-hooks";
@@ -23,17 +23,14 @@ pub struct Hooks {
 }
 
 impl Hooks {
-    /// The running release's hooks; none in a release build or outside an install root.
-    pub fn of(root: Option<&InstallRoot>) -> Hooks {
+    /// The hooks of the running release, whose folder is `release_dir`; none in a release
+    /// build or outside an install root.
+    pub fn of(release_dir: Option<&Path>) -> Hooks {
         let mut hooks = Hooks::default();
-        let Some(root) = root.filter(|_| cfg!(debug_assertions)) else {
+        let Some(release_dir) = release_dir.filter(|_| cfg!(debug_assertions)) else {
             return hooks;
         };
-        let path = root
-            .path()
-            .join(super::install::RELEASES)
-            .join(root.running())
-            .join(FILE);
+        let path = release_dir.join(FILE);
         let Ok(text) = std::fs::read_to_string(path) else {
             return hooks;
         };

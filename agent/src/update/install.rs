@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::hooks;
-use super::{Report, UpdateError};
+use skolebro_protocol::api::UpdateReport;
+
+use super::error::UpdateError;
 
 /// The folder of all releases inside the install root.
 pub const RELEASES: &str = "releases";
@@ -74,6 +76,11 @@ impl InstallRoot {
     /// The version folder name of the running release.
     pub fn running(&self) -> &str {
         &self.running
+    }
+
+    /// The folder of the running release (its binary and any test hooks).
+    pub fn running_dir(&self) -> PathBuf {
+        self.release_dir(&self.running)
     }
 
     fn release_dir(&self, version: &str) -> PathBuf {
@@ -176,7 +183,7 @@ impl InstallRoot {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Ledger {
-    pub pending: Vec<Report>,
+    pub pending: Vec<UpdateReport>,
     pub skipped: Vec<String>,
 }
 
@@ -197,7 +204,7 @@ impl Ledger {
     }
 
     /// Queues a report, dropping the oldest beyond [`MAX_PENDING`].
-    pub fn push(&mut self, report: Report) {
+    pub fn push(&mut self, report: UpdateReport) {
         self.pending.push(report);
         let excess = self.pending.len().saturating_sub(MAX_PENDING);
         self.pending.drain(..excess);
@@ -248,7 +255,7 @@ pub fn remove_durably(path: &Path) -> Result<(), UpdateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::update::ReportState;
+    use crate::update::ReportedState;
 
     fn seeded() -> (tempfile::TempDir, InstallRoot) {
         let dir = tempfile::tempdir().unwrap();
@@ -310,9 +317,9 @@ mod tests {
         let mut ledger = Ledger::load(&root.ledger_path());
         assert_eq!(ledger, Ledger::default());
         for n in 0..(MAX_PENDING + 4) {
-            ledger.push(Report::new(
+            ledger.push(UpdateReport::new(
                 &format!("{n}.0.0-x"),
-                ReportState::Refused,
+                ReportedState::Refused,
                 None,
             ));
         }

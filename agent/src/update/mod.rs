@@ -1,5 +1,5 @@
 //! Remote update (DESIGN decision 7): releases that cannot brick the Pi. The heartbeat
-//! ([`crate::uplink::heartbeat_loop`]) reports the agent's target and the oldest update
+//! (the daemon's heartbeat loop) reports the agent's target and the oldest update
 //! report central has not heard, and hands central's answer to [`Updater::answered`]. A
 //! release offered there goes through:
 //!
@@ -19,6 +19,7 @@
 //! `/usr/bin`) the updater only reports.
 
 pub mod download;
+mod error;
 pub mod hooks;
 pub mod install;
 pub mod trial;
@@ -28,7 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 use skolebro_protocol::release::{ReleaseError, ReleaseManifest, ReleaseVerifyingKey, Version};
 use tokio::sync::watch;
 
@@ -47,103 +47,14 @@ pub const TARGET: &str = env!("SKOLEBRO_TARGET");
 /// The wait before an interrupted download is tried again.
 const RETRY: Duration = Duration::from_secs(10);
 
-/// Why an update step failed for now (a refusal is a [`Refusal`] instead).
-#[derive(Debug, thiserror::Error)]
-pub enum UpdateError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("install root: {0}")]
-    Layout(String),
-    #[error("release key {path}: {reason}")]
-    Key { path: PathBuf, reason: String },
-    /// A download continued from an earlier part did not verify; the part is deleted and
-    /// the next attempt fetches the artifact whole.
-    #[error("the resumed download does not verify ({0}); starting over")]
-    Resumed(Refusal),
-    #[error("an update task failed: {0}")]
-    Task(String),
-    #[error(transparent)]
-    Download(#[from] DownloadError),
-}
-
-impl UpdateError {
-    fn io(path: &Path, source: std::io::Error) -> UpdateError {
-        UpdateError::Io {
-            path: path.to_owned(),
-            source,
-        }
-    }
-}
-
-/// Why a release is refused: reported to central as the `refused` reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("the manifest is not base64")]
-    NotBase64,
-    #[error(transparent)]
-    Manifest(#[from] ReleaseError),
-    #[error("the manifest is release {manifest}, not the offered {offered}")]
-    NotTheOffer { offered: String, manifest: String },
-    #[error("the release is for {release}, this agent runs on {ours}")]
-    WrongTarget { release: String, ours: String },
-    #[error("version {release} does not go up from {running} and allows no downgrade")]
-    NotNewer { release: Version, running: Version },
-    #[error("the artifact is {got} bytes, the manifest says {expected}")]
-    Size { expected: u64, got: u64 },
-    #[error("the artifact is larger than the manifest's {0} bytes")]
-    Oversized(u64),
-    #[error("the artifact's SHA-256 does not match the manifest")]
-    Checksum,
-}
-
-/// The states of an update reported to central (docs/API.md, heartbeat `update`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReportState {
-    Downloaded,
-    Installed,
-    Healthy,
-    RolledBack,
-    Refused,
-}
-
-/// One report for central: which release, what became of it, and why (for `rolled_back`
-/// and `refused`). Carries no personal data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Report {
-    pub release: String,
-    pub state: ReportState,
-    pub reason: Option<String>,
-}
-
-impl Report {
-    pub fn new(release: &str, state: ReportState, reason: Option<String>) -> Report {
-        Report {
-            release: release.to_owned(),
-            state,
-            reason,
-        }
-    }
-}
-
-/// A release central offers in a heartbeat answer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Offer {
-    pub id: String,
-    /// The signed manifest, base64.
-    pub manifest: String,
-    /// Central's path of the artifact (`/v1/releases/<id>/artifact`).
-    pub artifact: String,
-}
+pub use self::error::{Refusal, UpdateError};
+pub use skolebro_protocol::api::{ReleaseOffer, ReportedState, UpdateReport};
 
 /// Checks an offered manifest before anything is downloaded: the signature against the
 /// release key, that it is the release offered, for this target, and newer than `running`
 /// (or explicitly allowed to go back).
 pub fn check_manifest(
-    offer: &Offer,
+    offer: &ReleaseOffer,
     key: &ReleaseVerifyingKey,
     running: Version,
     target: &str,
@@ -201,7 +112,7 @@ pub fn on_start() -> Option<u8> {
         Ok(Start::Normal) => {}
         Err(error) => tracing::error!(%error, "cannot check the install root; starting anyway"),
     }
-    if Hooks::of(Some(&root)).crash_at_start {
+    if Hooks::of(Some(&root.running_dir())).crash_at_start {
         tracing::error!("SKOLEBRO_TEST_CRASH_AT_START: exiting with 101");
         return Some(101);
     }
@@ -221,7 +132,7 @@ struct Progress {
     not_before: Option<Instant>,
 }
 
-/// The updater of a running daemon: owned by [`crate::daemon`], fed by the heartbeat.
+/// The updater of a running daemon: owned by the daemon, fed by its heartbeat loop.
 #[derive(Debug)]
 pub struct Updater {
     /// `None`: this binary does not run from the install root; nothing is installed.
@@ -250,7 +161,7 @@ impl Updater {
             .as_ref()
             .and_then(|r| trial::load(r).filter(|t| t.version == r.running()));
         Arc::new(Updater {
-            hooks: Hooks::of(root.as_ref()),
+            hooks: Hooks::of(root.as_ref().map(InstallRoot::running_dir).as_deref()),
             root,
             update_dir: config.state_dir.join("update"),
             release_key: config.release_key.clone(),
@@ -282,7 +193,7 @@ impl Updater {
     }
 
     /// The oldest report central has not heard yet.
-    pub fn report(&self) -> Option<Report> {
+    pub fn report(&self) -> Option<UpdateReport> {
         let root = self.root.as_ref()?;
         Ledger::load(&root.ledger_path()).pending.first().cloned()
     }
@@ -296,8 +207,8 @@ impl Updater {
     /// health check of a release on trial passes, and an offered release is fetched.
     pub fn answered(
         self: &Arc<Self>,
-        sent: Option<&Report>,
-        offer: Option<Offer>,
+        sent: Option<&UpdateReport>,
+        offer: Option<ReleaseOffer>,
         central: &Central,
     ) {
         let Some(root) = &self.root else {
@@ -337,7 +248,7 @@ impl Updater {
     }
 
     /// Fetches, checks and installs `offer`; on success asks for a restart into it.
-    async fn update(self: Arc<Self>, root: InstallRoot, offer: Offer, central: Central) {
+    async fn update(self: Arc<Self>, root: InstallRoot, offer: ReleaseOffer, central: Central) {
         tracing::info!(release = %offer.id, "central offers a release");
         let result = self.fetch_and_install(&root, &offer, &central).await;
         let mut progress = self.progress();
@@ -350,9 +261,9 @@ impl Updater {
             Ok(Err(refusal)) => {
                 tracing::warn!(release = %offer.id, reason = %refusal, "release refused; the running release stays");
                 let mut ledger = Ledger::load(&root.ledger_path());
-                ledger.push(Report::new(
+                ledger.push(UpdateReport::new(
                     &offer.id,
-                    ReportState::Refused,
+                    ReportedState::Refused,
                     Some(refusal.to_string()),
                 ));
                 ledger.skip(&offer.id);
@@ -377,7 +288,7 @@ impl Updater {
     async fn fetch_and_install(
         &self,
         root: &InstallRoot,
-        offer: &Offer,
+        offer: &ReleaseOffer,
         central: &Central,
     ) -> Result<Result<(), Refusal>, UpdateError> {
         let key = load_release_key(&self.release_key)?;
@@ -412,7 +323,11 @@ impl Updater {
             return Ok(Err(refusal));
         }
         let mut ledger = Ledger::load(&root.ledger_path());
-        ledger.push(Report::new(&offer.id, ReportState::Downloaded, None));
+        ledger.push(UpdateReport::new(
+            &offer.id,
+            ReportedState::Downloaded,
+            None,
+        ));
         ledger.save(&root.ledger_path())?;
         let version = manifest.version.to_string();
         let (install_root, from) = (root.clone(), part.clone());
@@ -489,7 +404,7 @@ mod tests {
         version: Version,
         target: &str,
         downgrade: bool,
-    ) -> (Offer, ReleaseManifest) {
+    ) -> (ReleaseOffer, ReleaseManifest) {
         let manifest = ReleaseManifest {
             version,
             target: target.into(),
@@ -498,7 +413,7 @@ mod tests {
             allow_downgrade: downgrade,
             created_unix: 1,
         };
-        let offer = Offer {
+        let offer = ReleaseOffer {
             id: manifest.id(),
             manifest: base64::engine::general_purpose::STANDARD.encode(manifest.sign(key)),
             artifact: format!("/v1/releases/{}/artifact", manifest.id()),
@@ -514,7 +429,7 @@ mod tests {
         let other = ReleaseSigningKey::from_bytes([6; 32]);
         let running = Version::new(1, 0, 0);
         let t = "x86_64-unknown-linux-gnu";
-        let check = |offer: &Offer| check_manifest(offer, &key.verifying_key(), running, t);
+        let check = |offer: &ReleaseOffer| check_manifest(offer, &key.verifying_key(), running, t);
 
         let (good, manifest) = signed(&key, Version::new(1, 1, 0), t, false);
         assert_eq!(check(&good), Ok(manifest.clone()));

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::hooks;
 use super::install::{remove_durably, write_durably, InstallRoot, Ledger, CURRENT, PREVIOUS};
-use super::{Report, ReportState, UpdateError};
+use skolebro_protocol::api::{ReportedState, UpdateReport};
+
+use super::error::UpdateError;
 
 /// The trial file in the install root.
 pub const TRIAL: &str = "trial.json";
@@ -116,7 +118,11 @@ pub fn on_start(root: &InstallRoot) -> Result<Start, UpdateError> {
     }
     if trial.starts == 1 {
         let mut ledger = Ledger::load(&root.ledger_path());
-        ledger.push(Report::new(&trial.release, ReportState::Installed, None));
+        ledger.push(UpdateReport::new(
+            &trial.release,
+            ReportedState::Installed,
+            None,
+        ));
         ledger.save(&root.ledger_path())?;
     }
     save(root, &trial)?;
@@ -135,9 +141,9 @@ pub fn roll_back(root: &InstallRoot, trial: &Trial, reason: String) -> Result<St
     }
     tracing::error!(release = %trial.release, back_to = %trial.from, %reason, "rolling back");
     let mut ledger = Ledger::load(&root.ledger_path());
-    ledger.push(Report::new(
+    ledger.push(UpdateReport::new(
         &trial.release,
-        ReportState::RolledBack,
+        ReportedState::RolledBack,
         Some(reason.clone()),
     ));
     ledger.skip(&trial.release);
@@ -151,7 +157,11 @@ pub fn roll_back(root: &InstallRoot, trial: &Trial, reason: String) -> Result<St
 /// trial and removes releases no link names.
 pub fn pass(root: &InstallRoot, trial: &Trial) -> Result<(), UpdateError> {
     let mut ledger = Ledger::load(&root.ledger_path());
-    ledger.push(Report::new(&trial.release, ReportState::Healthy, None));
+    ledger.push(UpdateReport::new(
+        &trial.release,
+        ReportedState::Healthy,
+        None,
+    ));
     ledger.save(&root.ledger_path())?;
     remove_durably(&trial_path(root))?;
     tracing::info!(release = %trial.release, "the release passed its trial");
@@ -197,7 +207,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert_eq!(ledger(&new).pending[0].state, ReportState::Installed);
+        assert_eq!(ledger(&new).pending[0].state, ReportedState::Installed);
         assert_eq!(ledger(&new).pending.len(), 1, "installed is reported once");
         let Start::RolledBack(reason) = on_start(&new).unwrap() else {
             panic!("the third start rolls back")
@@ -206,7 +216,7 @@ mod tests {
         assert_eq!(new.link(CURRENT).as_deref(), Some("1.0.0"));
         assert!(load(&new).is_none());
         let l = ledger(&new);
-        assert_eq!(l.pending[1].state, ReportState::RolledBack);
+        assert_eq!(l.pending[1].state, ReportedState::RolledBack);
         assert!(l.skips("2.0.0-x"));
         // The previous release starts normally afterwards.
         assert_eq!(on_start(&old).unwrap(), Start::Normal);
@@ -227,7 +237,7 @@ mod tests {
         assert!(!new.path().join(RELEASES).join("0.9.0").exists());
         assert!(new.path().join(RELEASES).join("1.0.0").exists());
         let states: Vec<_> = ledger(&new).pending.iter().map(|r| r.state).collect();
-        assert_eq!(states, [ReportState::Installed, ReportState::Healthy]);
+        assert_eq!(states, [ReportedState::Installed, ReportedState::Healthy]);
     }
 
     #[test]

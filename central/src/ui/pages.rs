@@ -133,7 +133,6 @@ fn state_words(row: &DeviceRow) -> String {
         ),
         AgentState::CentralUnreachable => ("bad", "Cannot reach central; it keeps retrying"),
         AgentState::Error => ("bad", "Failing: see the device's status"),
-        AgentState::Updating => ("note", "Installing an update"),
         AgentState::Enrolling => ("note", "Enrolling with its config stick"),
         AgentState::NotProvisioned => ("bad", "Not provisioned: insert its config stick"),
         AgentState::Unknown => ("note", "In a state this central does not know"),

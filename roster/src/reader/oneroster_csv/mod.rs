@@ -82,10 +82,7 @@ mod tests {
     use crate::reader::error::ReadErrorKind;
     use crate::validate::{Tombstone, Validated};
 
-    const CLEAN: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/data/clean/oneroster"
-    );
+    const CLEAN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/clean/oneroster");
     const FAULTY: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/data/faulty/oneroster"

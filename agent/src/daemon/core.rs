@@ -1,0 +1,625 @@
+//! `Core`: the enqueue stage plus what the daemon knows about its progress, behind one lock.
+//! Every stage of the running phase (pipeline, push, heartbeat, provisioning) changes the
+//! agent's state through it, and every change is written to `status.json`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use skolebro_protocol::api;
+use skolebro_protocol::envelope::ChainHead;
+use skolebro_protocol::Entity;
+use tokio::sync::watch;
+
+use crate::config::AfterIngest;
+use crate::enqueue::{EnqueueError, Enqueuer, HeldDelta, Outcome};
+use crate::outbox::{unix_ms_now, Batch, OutboxError};
+use crate::status::{fmt_when, write_status, AgentStatus, ProvisioningStatus, RunState};
+use crate::uplink::{Command, Heartbeat};
+use crate::watch::file_name;
+use skolebro_roster::deviation::Severity;
+use skolebro_roster::diff::DiffSummary;
+use skolebro_roster::validate::Validated;
+
+/// Folder inside the drop folder for exports that could not be read.
+pub const REJECTED_DIR: &str = "rejected";
+
+pub use skolebro_protocol::api::DeviationCounts;
+
+/// A held delta as reported to central and in `status.json`: counts and the filter's
+/// reasons, never records.
+fn held_report(held: &HeldDelta) -> api::HeldDelta {
+    let counts = |f: &dyn Fn(&DiffSummary, Entity) -> usize| {
+        Entity::ALL
+            .iter()
+            .map(|&e| (e.plural().to_owned(), f(&held.summary, e) as u64))
+            .collect()
+    };
+    api::HeldDelta {
+        id: held.id.clone(),
+        reasons: held.judgement.reasons.clone(),
+        upserts: counts(&|s, e| s.added(e) + s.updated(e)),
+        deletes: counts(&|s, e| s.deleted(e)),
+    }
+}
+
+/// The wire form of the pipeline's deviation groups (codes and severities as text).
+fn api_groups(groups: &[skolebro_roster::deviation::DeviationGroup]) -> Vec<api::DeviationGroup> {
+    groups
+        .iter()
+        .map(|g| api::DeviationGroup {
+            code: g.code.as_str().to_owned(),
+            severity: match g.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            }
+            .to_owned(),
+            count: g.count,
+            rows: g
+                .rows
+                .iter()
+                .map(|r| api::DeviationRow {
+                    file: r.file.clone(),
+                    at: r.at.clone(),
+                    detail: r.detail.clone(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Problems that put the agent in the `error` state until the matching success clears them.
+#[derive(Debug, Default)]
+struct Problems {
+    /// The newest export could not be read (cleared by the next good export).
+    export: Option<String>,
+    /// Central refused a batch (cleared by the next ack).
+    uplink: Option<String>,
+    /// The outbox or checkpoint failed (cleared by the next successful enqueue or ack).
+    storage: Option<String>,
+    /// The device's certificate is over on a synced clock, or could not be renewed.
+    certificate: Option<String>,
+}
+
+/// The enqueue stage plus what the daemon knows about its progress. One owner at a time
+/// (behind [`Shared`]); every method is synchronous and may block on disk.
+pub struct Core {
+    enqueuer: Enqueuer,
+    state_dir: PathBuf,
+    after_ingest: AfterIngest,
+    latest: Option<Arc<Validated>>,
+    waiting_file: Option<PathBuf>,
+    problems: Problems,
+    status: AgentStatus,
+    status_tx: watch::Sender<AgentStatus>,
+}
+
+/// The core shared by the daemon's tasks.
+pub type Shared = Arc<Mutex<Core>>;
+
+/// Runs `f` on the core on a blocking thread (the core fsyncs), holding the lock for the
+/// whole step so steps never interleave. A poisoned lock (a panic in an earlier step) is
+/// taken over: the on-disk state is crash-safe by construction.
+pub async fn with_core<T: Send + 'static>(
+    core: &Shared,
+    f: impl FnOnce(&mut Core) -> T + Send + 'static,
+) -> T {
+    let core = core.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut guard = core.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    })
+    .await;
+    match joined {
+        Ok(value) => value,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
+
+impl Core {
+    /// Wraps an opened enqueuer. `status_tx` receives every status written.
+    pub fn new(
+        enqueuer: Enqueuer,
+        state_dir: PathBuf,
+        after_ingest: AfterIngest,
+        status_tx: watch::Sender<AgentStatus>,
+    ) -> Core {
+        let status = AgentStatus::load(&state_dir).unwrap_or_default();
+        let provisioning = ProvisioningStatus {
+            revoked: false,
+            enrolling: false,
+            ..status.provisioning.clone()
+        };
+        let mut core = Core {
+            enqueuer,
+            state_dir,
+            after_ingest,
+            latest: None,
+            waiting_file: None,
+            problems: Problems::default(),
+            status: AgentStatus {
+                state: RunState::Starting,
+                held: None,
+                held_since_unix_ms: None,
+                last_error: None,
+                unreachable_since_unix_ms: None,
+                provisioning,
+                ..status
+            },
+            status_tx,
+        };
+        core.publish();
+        core
+    }
+
+    /// The enqueue stage, for inspection.
+    pub fn enqueuer(&self) -> &Enqueuer {
+        &self.enqueuer
+    }
+
+    /// The newest status.
+    pub fn status(&self) -> &AgentStatus {
+        &self.status
+    }
+
+    /// Keeps `export` as the newest one (for snapshots) without offering it.
+    pub fn remember(&mut self, export: Validated) {
+        self.latest = Some(Arc::new(export));
+    }
+
+    /// An export file could not be read: moved aside (see the module doc).
+    pub fn rejected(&mut self, path: &Path, error: &skolebro_roster::reader::ReadError) {
+        let name = file_name(path);
+        tracing::warn!(file = %name, kind = %error_kind(error), "export cannot be read; moved to rejected/");
+        let note = format!(
+            "skolebro-agent could not read this export and did not send it.\n\n{error}\n\n\
+             Fix the export in the school administrative system and export it again; \
+             `skolebro-agent check FILE` shows the problems.\n"
+        );
+        if let Err(e) = move_to_rejected(path, &note) {
+            tracing::error!(file = %name, error = %e, "cannot move the unreadable export aside");
+        }
+        self.problems.export = Some(format!("export {name} cannot be read: {}", error.kind));
+        self.publish();
+    }
+
+    /// Refuses an export written before the newest one taken in: moves it to `rejected/`
+    /// with a note saying why, and says so in the status. Returns whether it was refused.
+    pub fn refuse_if_stale(&mut self, path: &Path, written_unix_ms: u64) -> bool {
+        let Some(newest) = self
+            .status
+            .last_export_written_unix_ms
+            .filter(|newest| written_unix_ms < *newest)
+        else {
+            return false;
+        };
+        let name = file_name(path);
+        let now = unix_ms_now();
+        let (written, newest) = (fmt_when(written_unix_ms, now), fmt_when(newest, now));
+        tracing::warn!(file = %name, %written, %newest, "export is older than the one taken in; moved to rejected/");
+        let note = format!(
+            "skolebro-agent did not send this export: it was written {written}, before the \
+             export it has already sent (written {newest}). Sending it would turn the county's \
+             copy of the school's roster back to an older state.\n\n\
+             If this file is meant to replace the newer one, export it again from the school \
+             administrative system (or save it anew), so that it is the newest file.\n"
+        );
+        if let Err(e) = move_to_rejected(path, &note) {
+            tracing::error!(file = %name, error = %e, "cannot move the stale export aside");
+        }
+        self.problems.export = Some(format!(
+            "export {name} was written {written}, before the one already sent ({newest}); not sent"
+        ));
+        self.publish();
+        true
+    }
+
+    /// Offers a freshly read export and disposes of its file per `after_ingest`.
+    /// `written_unix_ms` is the file's modification time, remembered so an older export
+    /// dropped later is refused ([`Core::refuse_if_stale`]).
+    pub fn ingest(
+        &mut self,
+        path: &Path,
+        export: Validated,
+        written_unix_ms: Option<u64>,
+    ) -> Result<Outcome, EnqueueError> {
+        let name = file_name(path);
+        self.status.last_export_unix_ms = Some(unix_ms_now());
+        self.status.last_export_file = Some(name.clone());
+        self.status.last_export_students = Some(export.roster.students.len() as u64);
+        let mut counts = DeviationCounts::default();
+        for d in &export.deviations {
+            match d.severity {
+                Severity::Error => counts.errors += 1,
+                Severity::Warning => counts.warnings += 1,
+            }
+        }
+        self.status.deviations = counts;
+        self.status.deviation_groups = skolebro_roster::deviation::group(&export.deviations);
+        self.problems.export = None;
+        let export = Arc::new(export);
+        self.latest = Some(Arc::clone(&export));
+        let result = self.enqueuer.offer(export);
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.problems.storage = Some(format!("enqueueing {name}: {error}"));
+                self.publish();
+                return Err(error);
+            }
+        };
+        self.problems.storage = None;
+        self.status.awaiting_export_for_snapshot = false;
+        // Remembered no later than now: a file from a host whose clock ran ahead must not
+        // make the exports written after its clock is fixed look stale.
+        self.status.last_export_written_unix_ms = self
+            .status
+            .last_export_written_unix_ms
+            .max(written_unix_ms.map(|written| written.min(unix_ms_now())));
+        tracing::info!(file = %name, students = self.status.last_export_students, errors = counts.errors, warnings = counts.warnings, outcome = %describe(&outcome), "export taken in");
+        self.status.last_outcome = Some(describe(&outcome));
+        // A waiting older export is superseded by this one, whatever became of it.
+        if let Some(old) = self.waiting_file.take() {
+            if old != path {
+                self.dispose(&old);
+            }
+        }
+        match outcome {
+            Outcome::Waiting => self.waiting_file = Some(path.to_owned()),
+            _ => self.dispose(path),
+        }
+        self.publish();
+        Ok(outcome)
+    }
+
+    /// The oldest unacknowledged batch.
+    pub fn next_batch(&mut self) -> Result<Option<Batch>, OutboxError> {
+        self.enqueuer.outbox().peek(0)
+    }
+
+    /// Central acknowledged everything up to `seq`: the outbox frees room and a waiting
+    /// export is tried again.
+    pub fn acked(&mut self, seq: u64) -> Result<(), EnqueueError> {
+        self.enqueuer.outbox_mut().ack(seq)?;
+        self.status.last_ack_seq = Some(seq);
+        self.status.last_ack_unix_ms = Some(unix_ms_now());
+        self.status.unreachable_since_unix_ms = None;
+        self.problems.uplink = None;
+        if self.enqueuer.is_waiting() {
+            let outcome = self.enqueuer.retry()?;
+            tracing::info!(outcome = %describe(&outcome), "waiting export retried after an ack");
+            if !matches!(outcome, Outcome::Waiting) {
+                self.status.last_outcome = Some(describe(&outcome));
+                if let Some(file) = self.waiting_file.take() {
+                    self.dispose(&file);
+                }
+            }
+        }
+        self.problems.storage = None;
+        self.publish();
+        Ok(())
+    }
+
+    /// Central reported a gap: restart the chain at its head and send a snapshot of the
+    /// newest export, or wait for the next export if none is in memory.
+    pub fn gap(&mut self, head: ChainHead) -> Result<(), EnqueueError> {
+        self.enqueuer.restart_chain(head)?;
+        self.status.unreachable_since_unix_ms = None;
+        self.problems.uplink = None;
+        self.snapshot_now()
+    }
+
+    /// Offers the newest export again; the checkpoint already asks for a snapshot.
+    fn snapshot_now(&mut self) -> Result<(), EnqueueError> {
+        match self.latest.clone() {
+            Some(export) => {
+                let outcome = self.enqueuer.offer(export)?;
+                tracing::info!(outcome = %describe(&outcome), "snapshot offered");
+                self.status.last_outcome = Some(describe(&outcome));
+                self.status.awaiting_export_for_snapshot = false;
+            }
+            None => {
+                tracing::warn!("central needs a snapshot; waiting for the next export");
+                self.status.awaiting_export_for_snapshot = true;
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Central refused a batch (4xx other than 409).
+    pub fn uplink_refused(&mut self, message: String) {
+        self.problems.uplink = Some(message);
+        self.publish();
+    }
+
+    /// Central answered `device_revoked`.
+    pub fn revoked(&mut self) {
+        self.status.provisioning.revoked = true;
+        self.publish();
+    }
+
+    /// Changes the enrollment part of the status; written only if something changed.
+    pub fn provisioning(&mut self, change: impl FnOnce(&mut ProvisioningStatus)) {
+        let before = self.status.provisioning.clone();
+        change(&mut self.status.provisioning);
+        if before != self.status.provisioning {
+            self.publish();
+        }
+    }
+
+    /// A certificate problem (expired, not renewable), or `None` once it is solved.
+    pub fn certificate_problem(&mut self, problem: Option<String>) {
+        if self.problems.certificate != problem {
+            self.problems.certificate = problem;
+            self.publish();
+        }
+    }
+
+    /// Central could not be reached or could not apply.
+    pub fn unreachable(&mut self, why: String) {
+        if self.status.unreachable_since_unix_ms.is_none() {
+            self.status.unreachable_since_unix_ms = Some(unix_ms_now());
+        }
+        tracing::debug!(why = %why, "central unreachable");
+        self.publish();
+    }
+
+    /// Applies a command from central.
+    pub fn command(&mut self, command: Command) -> Result<(), EnqueueError> {
+        match command {
+            Command::Resync => {
+                self.enqueuer.request_snapshot()?;
+                self.snapshot_now()?;
+            }
+            Command::Release { held_id } => match self.enqueuer.release(&held_id)? {
+                Some(outcome) => {
+                    tracing::info!(held_id = %held_id, outcome = %describe(&outcome), "held delta released");
+                    self.status.last_outcome = Some(describe(&outcome));
+                }
+                None => tracing::warn!(held_id = %held_id, "release for a delta that is not held"),
+            },
+            Command::Reject { held_id } => {
+                if self.enqueuer.reject(&held_id) {
+                    tracing::info!(held_id = %held_id, "held delta rejected");
+                    self.status.last_outcome = Some("held delta rejected by an operator".into());
+                } else {
+                    tracing::warn!(held_id = %held_id, "reject for a delta that is not held");
+                }
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// The heartbeat body for the current state.
+    pub fn heartbeat(&mut self) -> Heartbeat {
+        self.publish();
+        let now = unix_ms_now();
+        Heartbeat {
+            version: crate::update::VERSION.to_owned(),
+            state: self.status.state.api_state(),
+            outbox_depth: self.status.outbox_depth,
+            outbox_bytes: self.status.outbox_bytes,
+            oldest_unacked_age_s: self
+                .status
+                .oldest_unacked_unix_ms
+                .map(|t| now.saturating_sub(t) / 1000),
+            last_export_unix_ms: self
+                .status
+                .last_export_unix_ms
+                .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            deviations: self.status.deviations,
+            deviation_groups: api_groups(&self.status.deviation_groups),
+            held: self.status.held.clone(),
+            target: Some(crate::update::TARGET.to_owned()),
+            update: None,
+        }
+    }
+
+    /// Marks the daemon stopped and writes the final status.
+    pub fn stopped(&mut self) {
+        self.publish();
+        self.status.state = RunState::Stopped;
+        self.write_status();
+    }
+
+    /// Recomputes the derived fields, writes `status.json` and tells watchers.
+    fn publish(&mut self) {
+        let outbox = self.enqueuer.outbox().status();
+        let s = &mut self.status;
+        s.pid = std::process::id();
+        s.version = crate::update::VERSION.to_owned();
+        s.updated_unix_ms = unix_ms_now();
+        s.outbox_depth = outbox.depth;
+        s.outbox_bytes = outbox.unacked_bytes;
+        s.oldest_unacked_unix_ms = outbox.oldest_unacked.map(|o| o.appended_at_ms);
+        s.held = self.enqueuer.held().map(held_report);
+        s.held_since_unix_ms = self.enqueuer.held().map(|h| h.held_at_ms);
+        let p = &self.problems;
+        let stick = s
+            .provisioning
+            .stick_refused
+            .clone()
+            .or_else(|| s.provisioning.enroll_error.clone());
+        s.last_error = p
+            .storage
+            .clone()
+            .or_else(|| p.uplink.clone())
+            .or_else(|| p.certificate.clone())
+            .or_else(|| p.export.clone())
+            .or(stick);
+        s.state = if s.provisioning.revoked {
+            RunState::Revoked
+        } else if s.provisioning.enrolling {
+            RunState::Enrolling
+        } else if p.storage.is_some() || p.uplink.is_some() || p.certificate.is_some() {
+            RunState::Error
+        } else if s.held.is_some() {
+            RunState::Holding
+        } else if p.export.is_some()
+            || s.provisioning.stick_refused.is_some()
+            || s.provisioning.enroll_error.is_some()
+        {
+            RunState::Error
+        } else if s.unreachable_since_unix_ms.is_some() {
+            RunState::CentralUnreachable
+        } else {
+            RunState::Healthy
+        };
+        self.write_status();
+    }
+
+    fn write_status(&mut self) {
+        write_status(&self.state_dir, &self.status, &self.status_tx);
+    }
+
+    fn dispose(&self, path: &Path) {
+        if self.after_ingest == AfterIngest::Keep {
+            return;
+        }
+        match std::fs::remove_file(path) {
+            Ok(()) => tracing::info!(file = %file_name(path), "export removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::error!(file = %file_name(path), %error, "cannot remove the export")
+            }
+        }
+    }
+}
+
+/// A few words on an outcome, for logs and status (counts only).
+pub fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Enqueued {
+            seq, kind, summary, ..
+        } => format!(
+            "sealed as batch {seq} ({kind:?}: {} added, {} changed, {} removed students)",
+            summary.added(Entity::Student),
+            summary.updated(Entity::Student),
+            summary.deleted(Entity::Student)
+        ),
+        Outcome::Unchanged => "nothing changed".into(),
+        Outcome::Held(j) => format!("held for review: {}", j.reasons.join("; ")),
+        Outcome::Waiting => "waiting for room in the outbox".into(),
+    }
+}
+
+fn error_kind(error: &skolebro_roster::reader::ReadError) -> &'static str {
+    use skolebro_roster::reader::ReadErrorKind as K;
+    match error.kind {
+        K::Io(_) => "io",
+        K::LineTooLong => "line_too_long",
+        K::MissingColumn { .. } => "missing_column",
+        K::Empty => "empty",
+        K::Truncated => "truncated",
+        K::Syntax { .. } => "syntax",
+        K::TooLarge { .. } => "too_large",
+    }
+}
+
+/// Moves an export that will not be sent into `rejected/` with a note for school IT beside
+/// it, removing older rejected files first so at most one lingers.
+fn move_to_rejected(path: &Path, note_text: &str) -> std::io::Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let dir = parent.join(REJECTED_DIR);
+    std::fs::create_dir_all(&dir)?;
+    for entry in std::fs::read_dir(&dir)?.flatten() {
+        let _ = std::fs::remove_file(entry.path());
+    }
+    let name = path.file_name().unwrap_or_default();
+    let target = dir.join(name);
+    std::fs::rename(path, &target)?;
+    let mut note = target.into_os_string();
+    note.push(".error.txt");
+    std::fs::write(note, note_text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_export_is_moved_aside_and_only_the_newest_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("a.csv");
+        let second = dir.path().join("b.csv");
+        std::fs::write(&first, "x").unwrap();
+        std::fs::write(&second, "y").unwrap();
+        move_to_rejected(&first, "bad").unwrap();
+        move_to_rejected(&second, "worse").unwrap();
+        let rejected = dir.path().join(REJECTED_DIR);
+        let mut names: Vec<_> = std::fs::read_dir(&rejected)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["b.csv", "b.csv.error.txt"]);
+        assert!(!second.exists());
+    }
+
+    #[test]
+    fn an_export_written_before_the_one_taken_in_is_set_aside_and_not_sent() {
+        use crate::enqueue::tests::export;
+        use crate::enqueue::Identity;
+        use crate::outbox::OutboxConfig;
+        use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
+        use skolebro_roster::safety::SafetyPolicy;
+
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity {
+            device: skolebro_protocol::DeviceId::new("pi-46505-1").unwrap(),
+            site: skolebro_protocol::SiteId::new("46505").unwrap(),
+            signing_key: DeviceSigningKey::from_bytes([7; 32]),
+            central_key: SealingPrivateKey::from_bytes([9; 32]).public_key(),
+            site_secret: skolebro_protocol::SiteSecret::from_bytes([3; 32]),
+        };
+        let open = || {
+            Enqueuer::open(
+                dir.path(),
+                identity.clone(),
+                SafetyPolicy::default(),
+                OutboxConfig::default(),
+            )
+            .unwrap()
+            .0
+        };
+        let drop_dir = dir.path().join("drop");
+        std::fs::create_dir_all(&drop_dir).unwrap();
+        let (newer, older) = (drop_dir.join("b.csv"), drop_dir.join("a.csv"));
+        std::fs::write(&newer, "b").unwrap();
+        std::fs::write(&older, "a").unwrap();
+        let (status_tx, _status_rx) = watch::channel(AgentStatus::default());
+        let mut core = Core::new(open(), dir.path().to_owned(), AfterIngest::Keep, status_tx);
+        assert!(!core.refuse_if_stale(&newer, 2_000_000));
+        core.ingest(&newer, export(0..30, "1A"), Some(2_000_000))
+            .unwrap();
+        let depth = core.enqueuer().outbox().status().depth;
+
+        // An export written at the same time is taken in; one written earlier is not.
+        assert!(!core.refuse_if_stale(&newer, 2_000_000));
+        assert!(core.refuse_if_stale(&older, 1_999_999));
+        assert!(!older.exists());
+        let note =
+            std::fs::read_to_string(drop_dir.join(REJECTED_DIR).join("a.csv.error.txt")).unwrap();
+        assert!(note.contains("turn the county's copy"), "{note}");
+        assert_eq!(core.enqueuer().outbox().status().depth, depth);
+        assert!(core
+            .status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("before the one already sent")));
+
+        // A file from a clock that ran ahead counts as written now, not in the future.
+        let ahead = unix_ms_now() + 86_400_000;
+        core.ingest(&newer, export(0..31, "1A"), Some(ahead))
+            .unwrap();
+        assert!(!core.refuse_if_stale(&newer, unix_ms_now() + 1_000));
+
+        // The newest export's time survives a restart (it is kept in status.json).
+        drop(core);
+        let (status_tx, _status_rx) = watch::channel(AgentStatus::default());
+        let mut core = Core::new(open(), dir.path().to_owned(), AfterIngest::Keep, status_tx);
+        std::fs::write(&older, "a").unwrap();
+        assert!(core.refuse_if_stale(&older, 1_000_000));
+    }
+}

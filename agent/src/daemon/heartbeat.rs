@@ -1,0 +1,61 @@
+//! The heartbeat loop of the running phase: every few minutes it posts the agent's state
+//! from [`Core`] with the uplink ([`Central::heartbeat`]), applies central's commands to the
+//! core and hands the update part of the answer to the [`Updater`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+#[cfg(doc)]
+use super::core::Core;
+use super::core::{with_core, Shared};
+use crate::update::Updater;
+use crate::uplink::{Central, UplinkError};
+
+/// Reports the agent's state every `every`, applies central's commands and hands the update
+/// part of the answer to `updater`.
+pub(super) async fn heartbeat_loop(
+    core: Shared,
+    central: Central,
+    every: Duration,
+    updater: Arc<Updater>,
+    wake_uplink: mpsc::Sender<()>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let mut heartbeat = with_core(&core, |c| c.heartbeat()).await;
+        heartbeat.target = Some(updater.target());
+        heartbeat.update = updater.report();
+        match central.heartbeat(&heartbeat).await {
+            Ok(answer) => {
+                updater.answered(heartbeat.update.as_ref(), answer.release, &central);
+                for command in answer.commands {
+                    tracing::info!(?command, "command from central");
+                    let result = with_core(&core, move |c| c.command(command)).await;
+                    match result {
+                        Ok(()) => {
+                            let _ = wake_uplink.try_send(());
+                        }
+                        Err(error) => tracing::error!(%error, "applying the command failed"),
+                    }
+                }
+            }
+            Err(UplinkError::Revoked) => {
+                tracing::error!("central revoked this device; a new config stick enrolls it again");
+                updater.heartbeat_failed("this device is revoked".into());
+                with_core(&core, |c| c.revoked()).await;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "heartbeat not delivered");
+                updater.heartbeat_failed(error.to_string());
+            }
+        }
+    }
+}

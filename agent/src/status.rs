@@ -1,0 +1,353 @@
+//! The agent's status model: what `status.json` holds, what `skolebro-agent status` prints
+//! from it, and how it is written. The daemon fills it in; the CLI and the front panel read
+//! it. Below the daemon: it names no stage.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use skolebro_protocol::api::{AgentState, DeviationCounts, HeldDelta};
+use tokio::sync::watch;
+
+/// Name of the status file in the state folder.
+pub const STATUS_FILE: &str = "status.json";
+
+/// What the agent is doing, in the words of docs/API.md's heartbeat `state` (plus the two
+/// local ones `starting` and `stopped`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    #[default]
+    Starting,
+    /// No identity yet: waiting for a config stick.
+    NotProvisioned,
+    /// Enrolling with central from a config stick.
+    Enrolling,
+    Healthy,
+    Holding,
+    CentralUnreachable,
+    Error,
+    /// Central revoked this device; only a new config stick brings it back.
+    Revoked,
+    Stopped,
+}
+
+impl RunState {
+    /// The heartbeat's word for it.
+    pub fn api_state(self) -> AgentState {
+        match self {
+            RunState::Starting | RunState::Healthy | RunState::Stopped => AgentState::Healthy,
+            RunState::Holding => AgentState::Holding,
+            RunState::CentralUnreachable => AgentState::CentralUnreachable,
+            RunState::Error | RunState::Revoked => AgentState::Error,
+            RunState::NotProvisioned => AgentState::NotProvisioned,
+            RunState::Enrolling => AgentState::Enrolling,
+        }
+    }
+}
+
+/// The content of `status.json`: what `skolebro-agent status` prints and the heartbeat
+/// sends. Written atomically after every step, so a reader never sees half of it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentStatus {
+    pub state: RunState,
+    /// The version of the running release (see [`crate::update`]).
+    pub version: String,
+    /// The daemon's process id, so `status` can tell a stale file from a running agent.
+    pub pid: u32,
+    pub updated_unix_ms: u64,
+    pub last_export_unix_ms: Option<u64>,
+    pub last_export_file: Option<String>,
+    pub last_export_students: Option<u64>,
+    /// When the newest export taken in was written (its file's modification time). An
+    /// export written earlier is refused: sent after it, it would turn central's roster back.
+    pub last_export_written_unix_ms: Option<u64>,
+    /// What became of the newest export, in a few words.
+    pub last_outcome: Option<String>,
+    pub deviations: DeviationCounts,
+    /// The same deviations by code, with their first rows (masked), for central's site page.
+    pub deviation_groups: Vec<skolebro_roster::deviation::DeviationGroup>,
+    pub last_ack_seq: Option<u64>,
+    pub last_ack_unix_ms: Option<u64>,
+    pub unreachable_since_unix_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub held: Option<HeldDelta>,
+    pub held_since_unix_ms: Option<u64>,
+    pub outbox_depth: u64,
+    pub outbox_bytes: u64,
+    pub oldest_unacked_unix_ms: Option<u64>,
+    /// Central needs a full snapshot and the agent has no export in memory to make it from:
+    /// the next export the SAS drops is sent as the snapshot.
+    pub awaiting_export_for_snapshot: bool,
+    /// Enrollment, certificate and clock.
+    pub provisioning: ProvisioningStatus,
+}
+
+/// Where the device stands with enrollment, in `status.json` (ids and times only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProvisioningStatus {
+    /// The device and site the agent runs as (`None` while not provisioned).
+    pub device: Option<String>,
+    pub site: Option<String>,
+    /// The id of the token the device enrolled with (`None` when set up by hand).
+    pub token_id: Option<String>,
+    pub enrolled_unix: Option<u64>,
+    pub cert_not_after_unix: Option<u64>,
+    pub renewed_unix: Option<u64>,
+    /// Enrolling from a stick right now.
+    pub enrolling: bool,
+    /// The last stick refused, while it is still inserted: file and reason.
+    pub stick_refused: Option<String>,
+    /// Why the last enrollment failed (central refused the token, or was unreachable).
+    pub enroll_error: Option<String>,
+    /// Central answered `device_revoked`.
+    pub revoked: bool,
+    /// The folders searched for a stick.
+    pub stick_roots: Vec<String>,
+    /// Whether the system clock is synced, and the floor certificates are checked against
+    /// until it is (DESIGN decision 8).
+    pub clock_synced: bool,
+    pub time_floor_unix: u64,
+}
+
+impl AgentStatus {
+    /// Reads `status.json` from `state_dir`.
+    pub fn load(state_dir: &Path) -> std::io::Result<AgentStatus> {
+        let bytes = std::fs::read(state_dir.join(STATUS_FILE))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+/// Writes `status.json` atomically and tells watchers.
+pub fn write_status(state_dir: &Path, status: &AgentStatus, tx: &watch::Sender<AgentStatus>) {
+    let path = state_dir.join(STATUS_FILE);
+    match serde_json::to_vec_pretty(status) {
+        Ok(bytes) => {
+            if let Err(error) = crate::state::write_atomic(&path, &bytes) {
+                tracing::warn!(%error, "cannot write status.json");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot encode status.json"),
+    }
+    tx.send_replace(status.clone());
+}
+
+/// A unix-ms time as `HH:MM` (UTC) if it is today, else `YYYY-MM-DD HH:MM`.
+pub fn fmt_when(unix_ms: u64, now_ms: u64) -> String {
+    let (date, hm) = split(unix_ms);
+    let (today, _) = split(now_ms);
+    if date == today {
+        format!("{hm} UTC")
+    } else {
+        format!("{date} {hm} UTC")
+    }
+}
+
+fn split(unix_ms: u64) -> (String, String) {
+    let secs = unix_ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!("{:02}:{:02}", rem / 3600, (rem % 3600) / 60),
+    )
+}
+
+/// A duration in plain words ("20 min", "3 h 5 min", "2 days").
+pub fn age(ms: u64) -> String {
+    let min = ms / 60_000;
+    match min {
+        0 => format!("{} s", ms / 1000),
+        1..=59 => format!("{min} min"),
+        60..=2879 => format!("{} h {} min", min / 60, min % 60),
+        _ => format!("{} days", min / 1440),
+    }
+}
+
+/// What `skolebro-agent status` prints: the agent's state in plain words.
+pub fn describe_status(status: &AgentStatus, running: bool, now_ms: u64) -> String {
+    let mut out = String::new();
+    if !running {
+        out.push_str(&format!(
+            "The agent is not running (last seen {}).\n",
+            fmt_when(status.updated_unix_ms, now_ms)
+        ));
+    }
+    let export = match (status.last_export_unix_ms, status.last_export_students) {
+        (Some(t), Some(n)) => format!("last export {} ({n} students)", fmt_when(t, now_ms)),
+        (Some(t), None) => format!("last export {}", fmt_when(t, now_ms)),
+        _ => "no export yet".into(),
+    };
+    let outbox = if status.outbox_depth == 0 {
+        "outbox empty".to_owned()
+    } else {
+        let oldest = status
+            .oldest_unacked_unix_ms
+            .map(|t| format!(", oldest {}", age(now_ms.saturating_sub(t))))
+            .unwrap_or_default();
+        format!("{} batches queued{oldest}", status.outbox_depth)
+    };
+    let acked = match status.last_ack_unix_ms {
+        Some(t) if status.outbox_depth == 0 => {
+            format!("sent and acknowledged {}", fmt_when(t, now_ms))
+        }
+        Some(t) => format!("last acknowledged {}", fmt_when(t, now_ms)),
+        None => "nothing acknowledged yet".into(),
+    };
+    let line = match status.state {
+        RunState::Holding => {
+            let held = status.held.as_ref();
+            let reasons = held.map(|h| h.reasons.join("; ")).unwrap_or_default();
+            let id = held.map(|h| h.id.as_str()).unwrap_or("?");
+            format!(
+                "Holding a delta for review: {reasons}. Release or reject it from central (held id {id}); {export}; {outbox}."
+            )
+        }
+        RunState::CentralUnreachable => format!(
+            "Waiting for central since {} ({outbox}); {export}.",
+            status
+                .unreachable_since_unix_ms
+                .map(|t| fmt_when(t, now_ms))
+                .unwrap_or_else(|| "?".into())
+        ),
+        RunState::Error => format!(
+            "Error: {}. {export}; {outbox}.",
+            status.last_error.as_deref().unwrap_or("unknown")
+        ),
+        RunState::Starting => format!("Starting: {export}; {outbox}."),
+        RunState::NotProvisioned => {
+            let p = &status.provisioning;
+            let mut line = format!(
+                "Waiting for a config stick (looking in {}).",
+                if p.stick_roots.is_empty() {
+                    "no folders".to_owned()
+                } else {
+                    p.stick_roots.join(", ")
+                }
+            );
+            if let Some(reason) = &p.stick_refused {
+                line.push_str(&format!(" Stick refused: {reason}."));
+            }
+            if let Some(reason) = &p.enroll_error {
+                line.push_str(&format!(" Enrollment failed: {reason}."));
+            }
+            line
+        }
+        RunState::Enrolling => "Enrolling with central from the config stick.".to_owned(),
+        RunState::Revoked => format!(
+            "Revoked by central: this device may no longer send. Insert a new config stick to enroll it again; {outbox}."
+        ),
+        RunState::Healthy | RunState::Stopped => {
+            format!("Healthy: {export}, {acked}; {outbox}.")
+        }
+    };
+    out.push_str(&line);
+    out.push('\n');
+    let p = &status.provisioning;
+    if let (Some(device), Some(site)) = (&p.device, &p.site) {
+        let how = match &p.token_id {
+            Some(token) => format!("with stick token {token}"),
+            None => "by hand in agent.toml".to_owned(),
+        };
+        let until = p
+            .cert_not_after_unix
+            .map(|t| format!("; certificate valid until {}", fmt_when(t * 1000, now_ms)))
+            .unwrap_or_default();
+        let renewed = p
+            .renewed_unix
+            .map(|t| format!(", renewed {}", fmt_when(t * 1000, now_ms)))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "Enrolled as device {device} for site {site} ({how}){until}{renewed}.\n"
+        ));
+    }
+    if status.state != RunState::Stopped && !p.clock_synced && p.time_floor_unix > 0 {
+        out.push_str(&format!(
+            "The clock is not synced: certificates are checked against no earlier than {}.\n",
+            fmt_when(p.time_floor_unix * 1000, now_ms)
+        ));
+    }
+    if status.deviations.errors + status.deviations.warnings > 0 {
+        out.push_str(&format!(
+            "The last export had {} errors and {} warnings to fix in the school system (`skolebro-agent check`).\n",
+            status.deviations.errors, status.deviations.warnings
+        ));
+    }
+    if status.awaiting_export_for_snapshot {
+        out.push_str("Central needs a full snapshot: it goes out with the next export.\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn clock_shows_the_date_only_for_other_days() {
+        let noon = 1_764_000_000_000; // 2025-11-24 16:00 UTC
+        assert_eq!(fmt_when(noon, noon + 60_000), "16:00 UTC");
+        assert_eq!(fmt_when(noon, noon + 86_400_000), "2025-11-24 16:00 UTC");
+    }
+
+    #[test]
+    fn the_status_reads_as_plain_words() {
+        let now = 1_764_000_000_000;
+        let healthy = AgentStatus {
+            state: RunState::Healthy,
+            last_export_unix_ms: Some(now - 60_000),
+            last_export_students: Some(300),
+            last_ack_unix_ms: Some(now - 30_000),
+            ..AgentStatus::default()
+        };
+        let text = describe_status(&healthy, true, now);
+        assert!(
+            text.starts_with("Healthy: last export 15:59 UTC (300 students), sent and acknowledged 15:59 UTC; outbox empty."),
+            "{text}"
+        );
+        let waiting = AgentStatus {
+            state: RunState::CentralUnreachable,
+            unreachable_since_unix_ms: Some(now - 20 * 60_000),
+            outbox_depth: 3,
+            oldest_unacked_unix_ms: Some(now - 20 * 60_000),
+            ..AgentStatus::default()
+        };
+        let text = describe_status(&waiting, true, now);
+        assert!(
+            text.starts_with(
+                "Waiting for central since 15:40 UTC (3 batches queued, oldest 20 min)"
+            ),
+            "{text}"
+        );
+        let holding = AgentStatus {
+            state: RunState::Holding,
+            held: Some(HeldDelta {
+                id: "held-1".into(),
+                reasons: vec!["48 of 59 students would be deleted (81%, limit 10%)".into()],
+                upserts: BTreeMap::new(),
+                deletes: BTreeMap::new(),
+            }),
+            ..AgentStatus::default()
+        };
+        let text = describe_status(&holding, false, now);
+        assert!(text.contains("not running"), "{text}");
+        assert!(
+            text.contains("Holding a delta for review: 48 of 59 students would be deleted"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,453 @@
+//! The JSON bodies of central's device API (docs/API.md): what the agent's uplink posts and
+//! reads, and what central's device handlers parse and answer. One definition for both ends,
+//! so a field cannot drift between them; the envelope inside `POST /v1/batches` is binary and
+//! lives in [`crate::envelope`].
+//!
+//! Readers are lenient where the other end may be newer: missing optional fields default and
+//! unknown states parse as `Unknown`, so an older central still hands a newer agent its
+//! commands and the other way round.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest `held_id` accepted in a command; the agent's ids are far shorter.
+pub const MAX_HELD_ID_LEN: usize = 128;
+
+/// What the agent is doing, in the heartbeat's `state`. A state this build does not know,
+/// from a newer agent, is kept as [`AgentState::Unknown`] rather than refusing the heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    Healthy,
+    Holding,
+    CentralUnreachable,
+    Error,
+    Enrolling,
+    NotProvisioned,
+    #[serde(other)]
+    Unknown,
+}
+
+/// Validation findings of the last export, by severity: what the fleet page shows at a glance
+/// (the site page shows them by code, see [`DeviationGroup`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviationCounts {
+    #[serde(default)]
+    pub errors: u64,
+    #[serde(default)]
+    pub warnings: u64,
+}
+
+/// The deviations of one code and severity in the last export, with the first rows as the
+/// agent's `check` prints them (national ids masked, no names), so a municipality operator
+/// can tell the school what to fix in its SAS without a visit. Code and severity stay text so
+/// central shows codes a newer agent adds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviationGroup {
+    /// The agent's stable code, e.g. `invalid_national_id`.
+    pub code: String,
+    /// `error` (the record is kept out) or `warning`.
+    pub severity: String,
+    /// All of them, not only the rows carried.
+    #[serde(default)]
+    pub count: u64,
+    #[serde(default)]
+    pub rows: Vec<DeviationRow>,
+}
+
+/// One reported deviation: where it is in the export and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviationRow {
+    pub file: String,
+    /// `line 12`, or `record 3` for formats without lines.
+    pub at: String,
+    pub detail: String,
+}
+
+/// A delta the agent's safety filter holds for review (DESIGN decision 5), described by
+/// counts per kind so an operator can release or reject it. Never records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldDelta {
+    /// The agent's id for the held delta, named again by `release` / `reject`.
+    pub id: String,
+    /// Why it was held (thresholds exceeded), in words.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// Records it would add or change, by kind (`{"students": 12, …}`).
+    #[serde(default)]
+    pub upserts: BTreeMap<String, u64>,
+    /// Records it would delete, by kind.
+    #[serde(default)]
+    pub deletes: BTreeMap<String, u64>,
+}
+
+/// The states of an update the agent reports; central adds `offered` itself. A state this
+/// build does not know is kept as [`ReportedState::Unknown`] and not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportedState {
+    Downloaded,
+    Installed,
+    Healthy,
+    RolledBack,
+    Refused,
+    #[serde(other)]
+    Unknown,
+}
+
+/// One update step for central: which release, what became of it, and why (for
+/// `rolled_back` and `refused`). Carries no personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateReport {
+    /// The release's id.
+    pub release: String,
+    pub state: ReportedState,
+    /// Why, for `rolled_back` and `refused`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl UpdateReport {
+    pub fn new(release: &str, state: ReportedState, reason: Option<String>) -> UpdateReport {
+        UpdateReport {
+            release: release.to_owned(),
+            state,
+            reason,
+        }
+    }
+}
+
+/// The body of `POST /v1/heartbeat`: counts and codes only, no personal data. Fields beyond
+/// `version` and `state` default when missing, so an older or newer agent still gets its
+/// commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The agent's version, for watching a rollout.
+    pub version: String,
+    pub state: AgentState,
+    /// Envelopes waiting in the agent's outbox.
+    #[serde(default)]
+    pub outbox_depth: u64,
+    /// Bytes they take on disk.
+    #[serde(default)]
+    pub outbox_bytes: u64,
+    /// Age of the oldest envelope not yet acked, if any.
+    #[serde(default)]
+    pub oldest_unacked_age_s: Option<u64>,
+    /// When the agent last read an export.
+    #[serde(default)]
+    pub last_export_unix_ms: Option<i64>,
+    #[serde(default)]
+    pub deviations: DeviationCounts,
+    /// The same deviations by code, with their first rows; empty from agents that do not
+    /// report them.
+    #[serde(default)]
+    pub deviation_groups: Vec<DeviationGroup>,
+    /// The delta held for review, if any.
+    #[serde(default)]
+    pub held: Option<HeldDelta>,
+    /// The target triple the agent was built for; without it no release is offered.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// The agent's oldest update step central has not acknowledged by answering, repeated
+    /// until a heartbeat gets through. Left out when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateReport>,
+}
+
+/// An operator's instruction to one device, delivered once with a heartbeat answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Send a full snapshot next (after a restore at central, or to settle a doubt).
+    Resync,
+    /// Send the held delta after all.
+    Release { held_id: String },
+    /// Drop the held delta.
+    Reject { held_id: String },
+}
+
+impl Command {
+    /// Whether the command is well-formed: a held id that is non-empty and short.
+    pub fn is_valid(&self) -> bool {
+        match self {
+            Command::Resync => true,
+            Command::Release { held_id } | Command::Reject { held_id } => {
+                !held_id.is_empty() && held_id.len() <= MAX_HELD_ID_LEN
+            }
+        }
+    }
+}
+
+/// A release central offers in a heartbeat answer. The agent checks the manifest against its
+/// own key; central's choice is never trusted with content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseOffer {
+    pub id: String,
+    /// The signed manifest, base64 (standard, padded).
+    pub manifest: String,
+    /// Central's path of the artifact (`/v1/releases/<id>/artifact`).
+    pub artifact: String,
+}
+
+/// Central's answer to a heartbeat. The agent reads it command by command (an unknown
+/// command type from a newer central is skipped, not fatal), so this is the shape central
+/// writes and the agent's result after skipping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    #[serde(default)]
+    pub commands: Vec<Command>,
+    /// A release meant for this device, if any.
+    #[serde(default)]
+    pub release: Option<ReleaseOffer>,
+}
+
+/// Central's `200` answer to `POST /v1/batches`: everything up to `ack` is applied;
+/// `applied` is false for a replay (acked again, nothing changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchAck {
+    pub ack: u64,
+    #[serde(default = "applied_by_default")]
+    pub applied: bool,
+}
+
+fn applied_by_default() -> bool {
+    true
+}
+
+/// Central's `409` answer to `POST /v1/batches`: the chain has a hole, continue from this
+/// head (`prev` is 64 hex) with a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchGap {
+    pub expected_seq: u64,
+    pub prev: String,
+}
+
+/// The body of `POST /v1/renew`: a CSR for the same device (the same or a new TLS key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewRequest {
+    pub csr_pem: String,
+}
+
+/// Central's answer to `POST /v1/renew`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renewed {
+    pub cert_pem: String,
+    pub not_after_unix: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::DeserializeOwned;
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: &T) {
+        let text = serde_json::to_string(value).unwrap();
+        let back: T = serde_json::from_str(&text).unwrap();
+        assert_eq!(&back, value, "{text}");
+    }
+
+    fn full_heartbeat() -> Heartbeat {
+        Heartbeat {
+            version: "0.1.0".into(),
+            state: AgentState::Holding,
+            outbox_depth: 2,
+            outbox_bytes: 900,
+            oldest_unacked_age_s: Some(30),
+            last_export_unix_ms: Some(1_764_000_000_000),
+            deviations: DeviationCounts {
+                errors: 0,
+                warnings: 1,
+            },
+            deviation_groups: vec![DeviationGroup {
+                code: "unknown_field".into(),
+                severity: "warning".into(),
+                count: 1,
+                rows: vec![DeviationRow {
+                    file: "elevliste.csv".into(),
+                    at: "line 1".into(),
+                    detail: "column Foresatt is not read".into(),
+                }],
+            }],
+            held: Some(HeldDelta {
+                id: "h1".into(),
+                reasons: vec!["deletes 40% of students".into()],
+                upserts: [("students".to_owned(), 3)].into(),
+                deletes: [("students".to_owned(), 400)].into(),
+            }),
+            target: Some("aarch64-unknown-linux-gnu".into()),
+            update: Some(UpdateReport::new(
+                "1.2.0-aarch64-unknown-linux-gnu",
+                ReportedState::RolledBack,
+                Some("health check failed".into()),
+            )),
+        }
+    }
+
+    #[test]
+    fn every_body_round_trips() {
+        round_trip(&full_heartbeat());
+        round_trip(&Heartbeat {
+            held: None,
+            update: None,
+            target: None,
+            ..full_heartbeat()
+        });
+        for command in [
+            Command::Resync,
+            Command::Release {
+                held_id: "h1".into(),
+            },
+            Command::Reject {
+                held_id: "h2".into(),
+            },
+        ] {
+            round_trip(&command);
+        }
+        round_trip(&HeartbeatAnswer {
+            commands: vec![Command::Resync],
+            release: Some(ReleaseOffer {
+                id: "1.2.0-x".into(),
+                manifest: "AAAA".into(),
+                artifact: "/v1/releases/1.2.0-x/artifact".into(),
+            }),
+        });
+        round_trip(&BatchAck {
+            ack: 7,
+            applied: false,
+        });
+        round_trip(&BatchGap {
+            expected_seq: 3,
+            prev: "ab".repeat(32),
+        });
+        round_trip(&RenewRequest {
+            csr_pem: "-----BEGIN CERTIFICATE REQUEST-----".into(),
+        });
+        round_trip(&Renewed {
+            cert_pem: "-----BEGIN CERTIFICATE-----".into(),
+            not_after_unix: 1_800_000_000,
+        });
+    }
+
+    #[test]
+    fn the_agents_heartbeat_bytes_are_unchanged() {
+        let json = serde_json::to_value(full_heartbeat()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "version": "0.1.0", "state": "holding", "outbox_depth": 2, "outbox_bytes": 900,
+                "oldest_unacked_age_s": 30, "last_export_unix_ms": 1_764_000_000_000u64,
+                "deviations": {"errors": 0, "warnings": 1},
+                "deviation_groups": [{"code": "unknown_field", "severity": "warning", "count": 1,
+                  "rows": [{"file": "elevliste.csv", "at": "line 1",
+                            "detail": "column Foresatt is not read"}]}],
+                "held": {"id": "h1", "reasons": ["deletes 40% of students"],
+                         "upserts": {"students": 3}, "deletes": {"students": 400}},
+                "target": "aarch64-unknown-linux-gnu",
+                "update": {"release": "1.2.0-aarch64-unknown-linux-gnu", "state": "rolled_back",
+                           "reason": "health check failed"}
+            })
+        );
+        let without_update = serde_json::to_value(Heartbeat {
+            update: None,
+            ..full_heartbeat()
+        })
+        .unwrap();
+        assert!(without_update.get("update").is_none());
+    }
+
+    #[test]
+    fn the_documented_heartbeat_parses() {
+        let text = r#"{"version": "0.1.0", "state": "healthy", "outbox_depth": 0, "outbox_bytes": 0,
+            "oldest_unacked_age_s": null, "last_export_unix_ms": 1764000000000,
+            "deviations": {"errors": 0, "warnings": 1},
+            "deviation_groups": [{"code": "unknown_field", "severity": "warning", "count": 1,
+              "rows": [{"file": "elevliste.csv", "at": "line 1", "detail": "column Foresatt is not read"}]}],
+            "held": null,
+            "target": "aarch64-unknown-linux-gnu",
+            "update": {"release": "1.2.0-aarch64-unknown-linux-gnu", "state": "rolled_back",
+                       "reason": "health check failed: central did not answer"}}"#;
+        let parsed: Heartbeat = serde_json::from_str(text).unwrap();
+        assert_eq!(parsed.state, AgentState::Healthy);
+        assert_eq!(parsed.last_export_unix_ms, Some(1_764_000_000_000));
+        assert_eq!(parsed.deviation_groups[0].rows[0].at, "line 1");
+        assert_eq!(parsed.update.unwrap().state, ReportedState::RolledBack);
+    }
+
+    #[test]
+    fn a_minimal_heartbeat_from_an_older_agent_parses_with_defaults() {
+        let parsed: Heartbeat =
+            serde_json::from_str(r#"{"version": "0.1.0", "state": "enrolling"}"#).unwrap();
+        assert_eq!(parsed.state, AgentState::Enrolling);
+        assert_eq!(parsed.deviations, DeviationCounts::default());
+        assert!(parsed.deviation_groups.is_empty() && parsed.held.is_none());
+        assert_eq!((parsed.target, parsed.update), (None, None));
+    }
+
+    #[test]
+    fn unknown_states_from_a_newer_agent_are_kept_as_unknown() {
+        let parsed: Heartbeat =
+            serde_json::from_str(r#"{"version": "9.0.0", "state": "updating"}"#).unwrap();
+        assert_eq!(parsed.state, AgentState::Unknown);
+        let report: UpdateReport =
+            serde_json::from_str(r#"{"release": "9.0.0-x", "state": "teleported"}"#).unwrap();
+        assert_eq!(report.state, ReportedState::Unknown);
+        assert_eq!(report.reason, None);
+    }
+
+    #[test]
+    fn the_documented_answers_parse() {
+        let answer: HeartbeatAnswer = serde_json::from_str(
+            r#"{"commands": [{"type": "resync"}, {"type": "release", "held_id": "h1"},
+                             {"type": "reject", "held_id": "h2"}],
+                "release": {"id": "1.2.0-aarch64-unknown-linux-gnu", "manifest": "AAAA",
+                            "artifact": "/v1/releases/1.2.0-aarch64-unknown-linux-gnu/artifact"}}"#,
+        )
+        .unwrap();
+        assert_eq!(answer.commands.len(), 3);
+        assert_eq!(answer.release.unwrap().manifest, "AAAA");
+        let none: HeartbeatAnswer =
+            serde_json::from_str(r#"{"commands": [], "release": null}"#).unwrap();
+        assert_eq!(none.release, None);
+        let ack: BatchAck = serde_json::from_str(r#"{"ack": 5, "applied": true}"#).unwrap();
+        assert_eq!(
+            ack,
+            BatchAck {
+                ack: 5,
+                applied: true
+            }
+        );
+        let gap: BatchGap = serde_json::from_str(&format!(
+            r#"{{"error": "gap", "expected_seq": 4, "prev": "{}"}}"#,
+            "00".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(gap.expected_seq, 4);
+        let renewed: Renewed =
+            serde_json::from_str(r#"{"cert_pem": "pem", "not_after_unix": 1800000000}"#).unwrap();
+        assert_eq!(renewed.not_after_unix, 1_800_000_000);
+    }
+
+    #[test]
+    fn commands_have_the_documented_json_shape_and_limits() {
+        let json = serde_json::to_value(Command::Release {
+            held_id: "h1".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "release", "held_id": "h1"})
+        );
+        assert!(serde_json::from_str::<Command>(r#"{"type": "explode"}"#).is_err());
+        assert!(Command::Resync.is_valid());
+        assert!(!Command::Reject {
+            held_id: String::new()
+        }
+        .is_valid());
+        assert!(!Command::Release {
+            held_id: "h".repeat(MAX_HELD_ID_LEN + 1)
+        }
+        .is_valid());
+    }
+}
