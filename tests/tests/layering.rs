@@ -440,7 +440,9 @@ fn no_crate_has_an_import_loop_between_its_production_files() {
 fn production_lines(source: &str) -> usize {
     let lines: Vec<&str> = source.lines().collect();
     let tail = lines.windows(2).position(|pair| {
-        pair[0].trim() == "#[cfg(test)]" && pair[1].trim_start().starts_with("mod ")
+        let next = pair[1].trim_start();
+        pair[0].trim() == "#[cfg(test)]"
+            && (next.starts_with("mod ") || next.starts_with("pub(crate) mod "))
     });
     tail.unwrap_or(lines.len())
 }
