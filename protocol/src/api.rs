@@ -208,12 +208,8 @@ pub struct HeartbeatAnswer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchAck {
     pub ack: u64,
-    #[serde(default = "applied_by_default")]
+    #[serde(default = "yes")]
     pub applied: bool,
-}
-
-fn applied_by_default() -> bool {
-    true
 }
 
 /// Central's `409` answer to `POST /v1/batches`: the chain has a hole, continue from this
@@ -235,6 +231,45 @@ pub struct RenewRequest {
 pub struct Renewed {
     pub cert_pem: String,
     pub not_after_unix: u64,
+}
+
+/// The body of `POST /v1/enroll`: the stick's one-time token, a CSR for the device's TLS
+/// key, and the public half of its envelope-signing key (64 hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub token: String,
+    pub csr_pem: String,
+    pub signing_key: String,
+}
+
+/// Central's answer to `POST /v1/enroll`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrolled {
+    pub device: String,
+    pub site: String,
+    pub cert_pem: String,
+    /// The site secret record handles are keyed with, 64 hex.
+    pub site_secret: String,
+    pub not_after_unix: u64,
+    /// Whether central already holds records for the site: then the device's first batch
+    /// must be a snapshot. Absent from an older central: assume records.
+    #[serde(default = "yes")]
+    pub site_has_records: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The body of every refusal on the device, operator and consumer APIs: a stable code for
+/// programs and a sentence for people. Some codes add fields beside these (`gap` carries a
+/// [`BatchGap`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    #[serde(default)]
+    pub error: String,
+    #[serde(default)]
+    pub detail: String,
 }
 
 #[cfg(test)]
@@ -327,6 +362,23 @@ mod tests {
         round_trip(&Renewed {
             cert_pem: "-----BEGIN CERTIFICATE-----".into(),
             not_after_unix: 1_800_000_000,
+        });
+        round_trip(&EnrollRequest {
+            token: "tok".into(),
+            csr_pem: "-----BEGIN CERTIFICATE REQUEST-----".into(),
+            signing_key: "cd".repeat(32),
+        });
+        round_trip(&Enrolled {
+            device: "skole-46505-0123456789abcdef".into(),
+            site: "skole-46505".into(),
+            cert_pem: "-----BEGIN CERTIFICATE-----".into(),
+            site_secret: "ef".repeat(32),
+            not_after_unix: 1_800_000_000,
+            site_has_records: false,
+        });
+        round_trip(&ErrorBody {
+            error: "device_revoked".into(),
+            detail: "this device was revoked".into(),
         });
     }
 
@@ -427,6 +479,20 @@ mod tests {
         let renewed: Renewed =
             serde_json::from_str(r#"{"cert_pem": "pem", "not_after_unix": 1800000000}"#).unwrap();
         assert_eq!(renewed.not_after_unix, 1_800_000_000);
+        let enrolled: Enrolled = serde_json::from_str(
+            r#"{"device": "d", "site": "s", "cert_pem": "pem", "site_secret": "00",
+                "not_after_unix": 1800000000}"#,
+        )
+        .unwrap();
+        assert!(
+            enrolled.site_has_records,
+            "an older central's answer means records"
+        );
+        let refused: ErrorBody =
+            serde_json::from_str(r#"{"error": "token_spent", "detail": "used"}"#).unwrap();
+        assert_eq!(refused.error, "token_spent");
+        let bare: ErrorBody = serde_json::from_str("{}").unwrap();
+        assert_eq!(bare, ErrorBody::default());
     }
 
     #[test]

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use skolebro_protocol::api::{EnrollRequest, Enrolled, ErrorBody};
 use skolebro_protocol::envelope::{DeviceId, DeviceSigningKey, SiteId};
 use skolebro_protocol::stick::StickVerifyingKey;
 use skolebro_provisioning::pki::{DeviceKey, PkiError};
@@ -139,37 +139,6 @@ pub async fn provision(
     Ok(Provisioned::Enrolled(enrollment))
 }
 
-/// The body of `POST /v1/enroll`.
-#[derive(Serialize)]
-struct EnrollRequest<'a> {
-    token: &'a str,
-    csr_pem: &'a str,
-    signing_key: String,
-}
-
-/// Central's answer to `POST /v1/enroll`.
-#[derive(Deserialize)]
-struct EnrollAnswer {
-    device: String,
-    site: String,
-    cert_pem: String,
-    site_secret: String,
-    /// Absent from an older central: assume records, so the first batch is a snapshot.
-    #[serde(default = "yes")]
-    site_has_records: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Central's error body.
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    error: String,
-}
-
 async fn enroll(
     stick: &VerifiedStick,
     clock: &Arc<AgentClock>,
@@ -191,8 +160,8 @@ async fn enroll(
             body.central_url.trim_end_matches('/')
         ))
         .json(&EnrollRequest {
-            token: &body.token,
-            csr_pem: &csr_pem,
+            token: body.token.clone(),
+            csr_pem: csr_pem.clone(),
             signing_key: hex::encode(signing.verifying_key().to_bytes()),
         })
         .send()
@@ -206,7 +175,7 @@ async fn enroll(
             code: error.error,
         });
     }
-    let answer: EnrollAnswer = response
+    let answer: Enrolled = response
         .json()
         .await
         .map_err(|e| ProvisionError::BadAnswer(e.to_string()))?;

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use skolebro_protocol::api::{BatchGap, ErrorBody};
 use skolebro_protocol::ChainHead;
 
 use crate::store::StoreError;
@@ -113,7 +114,11 @@ impl IntoResponse for ApiError {
                     "central expects sequence number {}; send a snapshot chained on this head",
                     head.next_seq
                 ),
-                json!({"expected_seq": head.next_seq.0, "prev": hex::encode(head.prev)}),
+                serde_json::to_value(BatchGap {
+                    expected_seq: head.next_seq.0,
+                    prev: hex::encode(head.prev),
+                })
+                .unwrap_or_default(),
             ),
             ApiError::Unavailable(detail) => unavailable(detail),
             ApiError::RateLimited {
@@ -195,7 +200,11 @@ fn body(
     detail: impl Into<String>,
     extra: Value,
 ) -> Response {
-    let mut body = json!({"error": code, "detail": detail.into()});
+    let mut body = serde_json::to_value(ErrorBody {
+        error: code.to_owned(),
+        detail: detail.into(),
+    })
+    .unwrap_or_default();
     if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
         body.extend(extra);
     }

@@ -21,7 +21,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http_body_util::BodyExt as _;
-use serde_json::json;
+use skolebro_protocol::api::BatchAck;
 use skolebro_protocol::envelope::open;
 use skolebro_protocol::{Envelope, EnvelopeError, Seq};
 use skolebro_provisioning::DeviceIdentity;
@@ -235,7 +235,10 @@ fn ack(state: &AppState, identity: &DeviceIdentity, seq: Seq, applied: bool) -> 
         .batch_acked(&identity.device, seq, Timestamp::now());
     (
         StatusCode::OK,
-        Json(json!({"ack": seq.0, "applied": applied})),
+        Json(BatchAck {
+            ack: seq.0,
+            applied,
+        }),
     )
         .into_response()
 }

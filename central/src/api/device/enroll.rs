@@ -11,9 +11,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::json;
 use sha2::{Digest as _, Sha256};
+use skolebro_protocol::api::{self, Enrolled, RenewRequest, Renewed};
 use skolebro_protocol::{DeviceId, SiteId, SiteSecret};
 use skolebro_provisioning::pki::MAX_CSR_PEM_BYTES;
 use skolebro_provisioning::{CertificateAuthority, DeviceIdentity, PkiError};
@@ -24,18 +23,6 @@ use crate::enroll::{unix_seconds, verifying_key, MAX_TOKEN_LEN};
 use crate::rate_limit::retry_after_seconds;
 use crate::state::AppState;
 use crate::store::{enrolled_device_id, token_id, EnrollRequest, StoreError, Timestamp};
-
-#[derive(Debug, Deserialize)]
-struct EnrollBody {
-    token: String,
-    csr_pem: String,
-    signing_key: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct RenewBody {
-    csr_pem: String,
-}
 
 /// `POST /v1/enroll`: open to connections without a client certificate.
 pub(crate) async fn post_enroll(
@@ -48,7 +35,7 @@ pub(crate) async fn post_enroll(
         return Err(rate_limited(wait));
     }
     let ca = state.enroller.device_ca().ok_or_else(enrollment_disabled)?;
-    let body: EnrollBody = parse(body)?;
+    let body: api::EnrollRequest = parse(body)?;
     if body.token.is_empty() || body.token.len() > MAX_TOKEN_LEN {
         return Err(bad_request("the token is missing or too long"));
     }
@@ -104,14 +91,14 @@ pub(crate) async fn post_enroll(
     };
     Ok((
         StatusCode::OK,
-        Json(json!({
-            "device": enrolled.device,
-            "site": enrolled.site,
-            "cert_pem": cert_pem,
-            "site_secret": hex::encode(enrolled.site_secret.as_bytes()),
-            "not_after_unix": not_after,
-            "site_has_records": site_has_records,
-        })),
+        Json(Enrolled {
+            device: enrolled.device.to_string(),
+            site: enrolled.site.to_string(),
+            cert_pem,
+            site_secret: hex::encode(enrolled.site_secret.as_bytes()),
+            not_after_unix: not_after,
+            site_has_records,
+        }),
     )
         .into_response())
 }
@@ -124,14 +111,17 @@ pub(crate) async fn post_renew(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let ca = state.enroller.device_ca().ok_or_else(enrollment_disabled)?;
-    let body: RenewBody = parse(body)?;
+    let body: RenewRequest = parse(body)?;
     authorize(&state, &identity).await?;
     let (cert_pem, not_after) =
         issue(&state, &ca, &body.csr_pem, &identity.device, &identity.site).await?;
     tracing::info!(device = %identity.device, not_after, "certificate renewed");
     Ok((
         StatusCode::OK,
-        Json(json!({"cert_pem": cert_pem, "not_after_unix": not_after})),
+        Json(Renewed {
+            cert_pem,
+            not_after_unix: not_after,
+        }),
     )
         .into_response())
 }

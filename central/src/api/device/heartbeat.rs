@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::json;
+use skolebro_protocol::api::HeartbeatAnswer;
 use skolebro_provisioning::DeviceIdentity;
 
 use super::caller::authorize;
@@ -79,9 +79,5 @@ pub(crate) async fn post_heartbeat(
     if !commands.is_empty() {
         tracing::info!(device = %identity.device, count = commands.len(), "commands delivered");
     }
-    Ok((
-        StatusCode::OK,
-        Json(json!({"commands": commands, "release": release})),
-    )
-        .into_response())
+    Ok((StatusCode::OK, Json(HeartbeatAnswer { commands, release })).into_response())
 }
