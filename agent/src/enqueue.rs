@@ -63,7 +63,7 @@ pub struct Identity {
 
 /// What became of an offered export.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum OfferOutcome {
     /// Sealed, durable in the outbox, checkpoint advanced.
     Enqueued {
         seq: u64,
@@ -189,7 +189,7 @@ impl Enqueuer {
     /// An operator released the held delta `id`: it is enqueued without the safety
     /// thresholds (delay-delete windows still apply). `None` if no held delta has that id
     /// (already released, superseded by a newer export, or lost in a restart).
-    pub fn release(&mut self, id: &str) -> Result<Option<Outcome>, EnqueueError> {
+    pub fn release(&mut self, id: &str) -> Result<Option<OfferOutcome>, EnqueueError> {
         if self.held.as_ref().is_none_or(|h| h.id != id) {
             return Ok(None);
         }
@@ -228,25 +228,28 @@ impl Enqueuer {
     /// Offers a new export. A waiting export is replaced: the newest export supersedes it.
     /// Shared, not copied: the daemon keeps the newest export for a snapshot central may ask
     /// for, and a large school's roster is tens of megabytes.
-    pub fn offer(&mut self, export: impl Into<Arc<Validated>>) -> Result<Outcome, EnqueueError> {
+    pub fn offer(
+        &mut self,
+        export: impl Into<Arc<Validated>>,
+    ) -> Result<OfferOutcome, EnqueueError> {
         self.waiting = Some(export.into());
         self.waiting_released = false;
         self.retry()
     }
 
     /// Tries the waiting export again, after acks freed room in the outbox.
-    pub fn retry(&mut self) -> Result<Outcome, EnqueueError> {
+    pub fn retry(&mut self) -> Result<OfferOutcome, EnqueueError> {
         let Some(export) = self.waiting.take() else {
-            return Ok(Outcome::Unchanged);
+            return Ok(OfferOutcome::Unchanged);
         };
         let released = std::mem::take(&mut self.waiting_released);
         let (outcome, summary) = self.enqueue(&export, released)?;
         match &outcome {
-            Outcome::Waiting => {
+            OfferOutcome::Waiting => {
                 self.waiting = Some(export);
                 self.waiting_released = released;
             }
-            Outcome::Held(judgement) => {
+            OfferOutcome::Held(judgement) => {
                 self.held = Some(HeldDelta {
                     id: held_id(),
                     judgement: judgement.clone(),
@@ -256,7 +259,7 @@ impl Enqueuer {
                 });
             }
             // A newer export went through (or matched what was sent): a held one is moot.
-            Outcome::Enqueued { .. } | Outcome::Unchanged => self.held = None,
+            OfferOutcome::Enqueued { .. } | OfferOutcome::Unchanged => self.held = None,
         }
         Ok(outcome)
     }
@@ -265,7 +268,7 @@ impl Enqueuer {
         &mut self,
         export: &Validated,
         released: bool,
-    ) -> Result<(Outcome, DiffSummary), EnqueueError> {
+    ) -> Result<(OfferOutcome, DiffSummary), EnqueueError> {
         let secret = &self.identity.site_secret;
         let prints = Fingerprints::of(&export.roster, secret);
         let before = &self.checkpoint.state;
@@ -286,10 +289,10 @@ impl Enqueuer {
             judgement
         };
         if judgement.verdict == Verdict::Hold {
-            return Ok((Outcome::Held(judgement), summary));
+            return Ok((OfferOutcome::Held(judgement), summary));
         }
         if !snapshot && plan.is_empty() {
-            return Ok((Outcome::Unchanged, summary));
+            return Ok((OfferOutcome::Unchanged, summary));
         }
 
         let seq = if snapshot {
@@ -311,13 +314,13 @@ impl Enqueuer {
                     Some(seq) => last = Some(seq),
                     // The pieces enqueued so far stay: the checkpoint follows them, and the
                     // export's retry diffs against it, so only the rest is sent later.
-                    None => return Ok((Outcome::Waiting, summary)),
+                    None => return Ok((OfferOutcome::Waiting, summary)),
                 }
             }
             last
         };
         let Some(seq) = seq else {
-            return Ok((Outcome::Waiting, summary));
+            return Ok((OfferOutcome::Waiting, summary));
         };
         let kind = if snapshot {
             Kind::Snapshot
@@ -325,7 +328,7 @@ impl Enqueuer {
             Kind::Delta
         };
         Ok((
-            Outcome::Enqueued {
+            OfferOutcome::Enqueued {
                 seq,
                 kind,
                 summary,
@@ -510,7 +513,7 @@ pub(crate) mod tests {
         assert!(
             matches!(
                 outcome,
-                Outcome::Enqueued {
+                OfferOutcome::Enqueued {
                     seq: 1,
                     kind: Kind::Delta,
                     ..
@@ -518,7 +521,10 @@ pub(crate) mod tests {
             ),
             "{outcome:?}"
         );
-        assert_eq!(enqueuer.offer(first.clone()).unwrap(), Outcome::Unchanged);
+        assert_eq!(
+            enqueuer.offer(first.clone()).unwrap(),
+            OfferOutcome::Unchanged
+        );
 
         let batch = opened(&site, &enqueuer, 1, &ChainHead::genesis());
         let Payload::Delta(delta) = &batch.payload else {
@@ -558,7 +564,11 @@ pub(crate) mod tests {
         .unwrap();
         let large = export(0..30_000, "1A");
         let mut outcome = enqueuer.offer(large.clone()).unwrap();
-        assert_eq!(outcome, Outcome::Waiting, "two pieces fit, the rest waits");
+        assert_eq!(
+            outcome,
+            OfferOutcome::Waiting,
+            "two pieces fit, the rest waits"
+        );
 
         let (mut head, mut seq, mut students) = (ChainHead::genesis(), 1, 0);
         loop {
@@ -577,7 +587,10 @@ pub(crate) mod tests {
             }
             outcome = enqueuer.retry().unwrap();
         }
-        assert!(matches!(outcome, Outcome::Enqueued { .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, OfferOutcome::Enqueued { .. }),
+            "{outcome:?}"
+        );
         assert!(seq > 3, "several pieces, not one batch: {seq}");
         assert_eq!(students, 30_000, "every student exactly once");
         let expected = State::of(&large.roster, &site.identity.site_secret);
@@ -601,21 +614,21 @@ pub(crate) mod tests {
         )
         .unwrap();
         let first = enqueuer.offer(export(0..30, "1A")).unwrap();
-        assert!(matches!(first, Outcome::Enqueued { seq: 1, .. }));
+        assert!(matches!(first, OfferOutcome::Enqueued { seq: 1, .. }));
         assert_eq!(
             enqueuer.offer(export(0..31, "1A")).unwrap(),
-            Outcome::Waiting
+            OfferOutcome::Waiting
         );
         assert_eq!(
             enqueuer.offer(export(0..32, "1A")).unwrap(),
-            Outcome::Waiting
+            OfferOutcome::Waiting
         );
         assert!(enqueuer.is_waiting());
 
         enqueuer.outbox_mut().ack(1).unwrap();
         let outcome = enqueuer.retry().unwrap();
         assert!(
-            matches!(outcome, Outcome::Enqueued { seq: 2, .. }),
+            matches!(outcome, OfferOutcome::Enqueued { seq: 2, .. }),
             "{outcome:?}"
         );
         let second = enqueuer.outbox().peek(2).unwrap().unwrap();
@@ -651,7 +664,7 @@ pub(crate) mod tests {
         enqueuer.offer(export(0..100, "1A")).unwrap();
         let before = enqueuer.checkpoint().clone();
         let outcome = enqueuer.offer(export(0..10, "1A")).unwrap();
-        assert!(matches!(outcome, Outcome::Held(_)), "{outcome:?}");
+        assert!(matches!(outcome, OfferOutcome::Held(_)), "{outcome:?}");
         assert_eq!(enqueuer.checkpoint(), &before);
         assert_eq!(enqueuer.outbox().status().depth, 1);
     }
@@ -673,7 +686,7 @@ pub(crate) mod tests {
         assert!(
             matches!(
                 outcome,
-                Outcome::Enqueued {
+                OfferOutcome::Enqueued {
                     seq: 2,
                     kind: Kind::Snapshot,
                     ..
@@ -698,7 +711,7 @@ pub(crate) mod tests {
         enqueuer.offer(export(0..100, "1A")).unwrap();
         assert!(matches!(
             enqueuer.offer(export(0..10, "1A")).unwrap(),
-            Outcome::Held(_)
+            OfferOutcome::Held(_)
         ));
         let id = enqueuer.held().unwrap().id.clone();
         assert_eq!(
@@ -709,7 +722,7 @@ pub(crate) mod tests {
         assert_eq!(enqueuer.release("held-unknown").unwrap(), None);
         let released = enqueuer.release(&id).unwrap();
         assert!(
-            matches!(released, Some(Outcome::Enqueued { seq: 2, .. })),
+            matches!(released, Some(OfferOutcome::Enqueued { seq: 2, .. })),
             "{released:?}"
         );
         assert!(enqueuer.held().is_none());
@@ -718,7 +731,7 @@ pub(crate) mod tests {
         enqueuer.offer(export(0..100, "1A")).unwrap();
         assert!(matches!(
             enqueuer.offer(export(0..5, "1A")).unwrap(),
-            Outcome::Held(_)
+            OfferOutcome::Held(_)
         ));
         let id = enqueuer.held().unwrap().id.clone();
         assert!(enqueuer.reject(&id));
@@ -741,7 +754,7 @@ pub(crate) mod tests {
         assert!(enqueuer.held().is_some());
         assert_eq!(
             enqueuer.offer(export(0..100, "1A")).unwrap(),
-            Outcome::Unchanged
+            OfferOutcome::Unchanged
         );
         assert!(enqueuer.held().is_none());
     }
@@ -781,7 +794,7 @@ pub(crate) mod tests {
         assert!(
             matches!(
                 outcome,
-                Outcome::Enqueued {
+                OfferOutcome::Enqueued {
                     seq: 2,
                     kind: Kind::Snapshot,
                     ..

@@ -1,6 +1,6 @@
 //! The uplink: the device's HTTP client to central over mutual TLS (docs/API.md), below the
 //! daemon's push and heartbeat loops that drive it. It posts one envelope to
-//! `POST /v1/batches` and classifies central's answer ([`Answer`]: ack, gap, refusal,
+//! `POST /v1/batches` and classifies central's answer ([`BatchAnswer`]: ack, gap, refusal,
 //! revocation, busy, unreachable), posts heartbeats and reads back central's commands and
 //! offered release, fetches release artifacts for the updater, and computes the retry delays
 //! ([`Backoff`]: exponential with full jitter up to a cap). It keeps no state of its own
@@ -80,7 +80,7 @@ pub fn random_u64() -> u64 {
 
 /// What central answered to one batch, reduced to what the uplink acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
+pub enum BatchAnswer {
     /// Applied (or already applied): everything up to `seq` can leave the outbox.
     Ack { seq: u64, applied: bool },
     /// The chain has a hole; continue from central's head with a snapshot.
@@ -163,7 +163,7 @@ impl Central {
     }
 
     /// Posts one envelope and classifies the answer.
-    pub async fn post_batch(&self, envelope: Vec<u8>) -> Answer {
+    pub async fn post_batch(&self, envelope: Vec<u8>) -> BatchAnswer {
         let response = self
             .client()
             .post(format!("{}/v1/batches", self.url))
@@ -173,7 +173,7 @@ impl Central {
             .await;
         let response = match response {
             Ok(response) => response,
-            Err(error) => return Answer::Unreachable(error_chain(&error)),
+            Err(error) => return BatchAnswer::Unreachable(error_chain(&error)),
         };
         let status = response.status();
         let retry_after = response
@@ -184,7 +184,9 @@ impl Central {
             .map(Duration::from_secs);
         let body: serde_json::Value = match response.bytes().await {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-            Err(error) if status.is_success() => return Answer::Unreachable(error_chain(&error)),
+            Err(error) if status.is_success() => {
+                return BatchAnswer::Unreachable(error_chain(&error))
+            }
             Err(_) => serde_json::Value::Null,
         };
         classify(status, retry_after, &body)
@@ -278,12 +280,12 @@ async fn refusal(response: reqwest::Response) -> Result<reqwest::Response, Uplin
     })
 }
 
-/// Turns central's status and JSON body into an [`Answer`] (docs/API.md's table).
+/// Turns central's status and JSON body into a [`BatchAnswer`] (docs/API.md's table).
 pub fn classify(
     status: StatusCode,
     retry_after: Option<Duration>,
     body: &serde_json::Value,
-) -> Answer {
+) -> BatchAnswer {
     let code = body
         .get("error")
         .and_then(|e| e.as_str())
@@ -291,8 +293,8 @@ pub fn classify(
         .to_owned();
     if status.is_success() {
         return match BatchAck::deserialize(body) {
-            Ok(BatchAck { ack, applied }) => Answer::Ack { seq: ack, applied },
-            Err(_) => Answer::Refused {
+            Ok(BatchAck { ack, applied }) => BatchAnswer::Ack { seq: ack, applied },
+            Err(_) => BatchAnswer::Refused {
                 status: status.as_u16(),
                 code: "no ack in answer".into(),
             },
@@ -303,13 +305,13 @@ pub fn classify(
             .ok()
             .and_then(|gap| Some((gap.expected_seq, hex32(&gap.prev)?)));
         return match head {
-            Some((seq, prev)) if seq > 0 => Answer::Gap {
+            Some((seq, prev)) if seq > 0 => BatchAnswer::Gap {
                 head: ChainHead {
                     next_seq: Seq(seq),
                     prev,
                 },
             },
-            _ => Answer::Refused {
+            _ => BatchAnswer::Refused {
                 status: 409,
                 code: if code.is_empty() {
                     "conflict without a chain head".into()
@@ -320,15 +322,15 @@ pub fn classify(
         };
     }
     if status == StatusCode::FORBIDDEN && code == "device_revoked" {
-        return Answer::Revoked;
+        return BatchAnswer::Revoked;
     }
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        return Answer::Unavailable {
+        return BatchAnswer::Unavailable {
             status: status.as_u16(),
             retry_after,
         };
     }
-    Answer::Refused {
+    BatchAnswer::Refused {
         status: status.as_u16(),
         code,
     }
@@ -412,7 +414,7 @@ mod tests {
                 None,
                 &json(r#"{"ack": 7, "applied": false}"#)
             ),
-            Answer::Ack {
+            BatchAnswer::Ack {
                 seq: 7,
                 applied: false
             }
@@ -426,7 +428,7 @@ mod tests {
                     r#"{{"error": "gap", "expected_seq": 3, "prev": "{prev}"}}"#
                 ))
             ),
-            Answer::Gap {
+            BatchAnswer::Gap {
                 head: ChainHead {
                     next_seq: Seq(3),
                     prev: [0xab; 32]
@@ -435,7 +437,7 @@ mod tests {
         );
         assert!(matches!(
             classify(StatusCode::CONFLICT, None, &json(r#"{"error": "gap"}"#)),
-            Answer::Refused { status: 409, .. }
+            BatchAnswer::Refused { status: 409, .. }
         ));
         assert_eq!(
             classify(
@@ -443,7 +445,7 @@ mod tests {
                 None,
                 &json(r#"{"error": "bad_signature"}"#)
             ),
-            Answer::Refused {
+            BatchAnswer::Refused {
                 status: 400,
                 code: "bad_signature".into()
             }
@@ -454,7 +456,7 @@ mod tests {
                 Some(Duration::from_secs(5)),
                 &serde_json::Value::Null
             ),
-            Answer::Unavailable {
+            BatchAnswer::Unavailable {
                 status: 503,
                 retry_after: Some(Duration::from_secs(5))
             }

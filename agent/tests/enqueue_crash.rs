@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use skolebro_agent::enqueue::{Enqueuer, Identity, Outcome};
+use skolebro_agent::enqueue::{Enqueuer, Identity, OfferOutcome};
 use skolebro_agent::outbox::OutboxConfig;
 use skolebro_agent::state::State;
 use skolebro_protocol::envelope::{
@@ -87,7 +87,7 @@ fn enqueue_crash_child_enqueues_until_killed() {
     let until = Instant::now() + Duration::from_secs(5);
     let mut n = stage.checkpoint().head.next_seq.0;
     while Instant::now() < until {
-        if let Outcome::Enqueued { seq, .. } = stage.offer(export(n)).expect("enqueue") {
+        if let OfferOutcome::Enqueued { seq, .. } = stage.offer(export(n)).expect("enqueue") {
             let mut o = out.lock();
             writeln!(o, "SEQ {seq}").expect("stdout");
             o.flush().expect("stdout");

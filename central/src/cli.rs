@@ -1,4 +1,4 @@
-//! The subcommands of `skolebro-central`. Each is a variant of [`Command`] and a function
+//! The subcommands of `skolebro-central`. Each is a variant of [`CliCommand`] and a function
 //! here; a new command adds both and one arm in [`run`].
 
 use std::path::PathBuf;
@@ -14,12 +14,12 @@ use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSecret};
 #[command(name = "skolebro-central", version)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: CliCommand,
 }
 
 /// What to do.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum CliCommand {
     /// Run the platform: the device listener (mutual TLS) and the operator listener, until
     /// SIGTERM or Ctrl-C.
     Serve {
@@ -69,15 +69,15 @@ pub enum Command {
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config } => serve(config).await,
-        Command::RegisterDevice {
+        CliCommand::Serve { config } => serve(config).await,
+        CliCommand::RegisterDevice {
             config,
             device,
             site,
             verifying_key,
             site_secret,
         } => register_device(config, &device, &site, &verifying_key, &site_secret).await,
-        Command::AddUser {
+        CliCommand::AddUser {
             config,
             name,
             role,

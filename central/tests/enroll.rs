@@ -19,7 +19,7 @@ use skolebro_protocol::{
 };
 use skolebro_provisioning::DeviceKey;
 
-use common::{student, Central, CentralOptions, Enrollment};
+use common::{student, Central, CentralOptions, EnrollmentOptions};
 
 const SITE: &str = "4601-12345";
 
@@ -31,7 +31,7 @@ impl Central {
 
     async fn start_with(with_ca_key: bool, per_ip_per_minute: u32) -> Central {
         CentralOptions {
-            enroll: Some(Enrollment {
+            enroll: Some(EnrollmentOptions {
                 device_ca_key: with_ca_key,
                 cert_lifetime: Duration::from_secs(3600),
                 per_ip_per_minute,

@@ -27,7 +27,9 @@ use reqwest::{redirect, StatusCode};
 use serde_json::{json, Value};
 use skolebro_agent::config::AgentConfig;
 use skolebro_agent::daemon;
-use skolebro_central::store::{Batch, NewRelease, Store, Timestamp, UpdateEvent, UpdateState};
+use skolebro_central::store::{
+    IncomingBatch, NewRelease, Store, Timestamp, UpdateEvent, UpdateState,
+};
 use skolebro_central::ui::{new_user, LOGIN_FAILURES_ALLOWED, LOGIN_LOCK};
 use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
 use skolebro_protocol::{ChainHead, DeviceId, Payload, Roster, School, Seq, SiteId, SiteSecret};
@@ -95,7 +97,7 @@ fn one_school_snapshot(
     head: ChainHead,
     kommune: &str,
     next: [u8; 32],
-) -> Batch {
+) -> IncomingBatch {
     let roster = Roster {
         schools: vec![School {
             skolenummer: format!("{kommune}0").into(),
@@ -106,7 +108,7 @@ fn one_school_snapshot(
         }],
         ..Roster::default()
     };
-    Batch {
+    IncomingBatch {
         device,
         site,
         seq: head.next_seq,

@@ -11,8 +11,8 @@ use skolebro_protocol::Entity;
 use tokio::sync::watch;
 
 use crate::config::AfterIngest;
-use crate::enqueue::{EnqueueError, Enqueuer, HeldDelta, Outcome};
-use crate::outbox::{unix_ms_now, Batch, OutboxError};
+use crate::enqueue::{EnqueueError, Enqueuer, HeldDelta, OfferOutcome};
+use crate::outbox::{unix_ms_now, OutboxError, StoredBatch};
 use crate::status::{fmt_when, write_status, AgentStatus, ProvisioningStatus, RunState};
 use crate::uplink::{Command, Heartbeat};
 use crate::watch::file_name;
@@ -221,7 +221,7 @@ impl Core {
         path: &Path,
         export: Validated,
         written_unix_ms: Option<u64>,
-    ) -> Result<Outcome, EnqueueError> {
+    ) -> Result<OfferOutcome, EnqueueError> {
         let name = file_name(path);
         self.status.last_export_unix_ms = Some(unix_ms_now());
         self.status.last_export_file = Some(name.clone());
@@ -264,7 +264,7 @@ impl Core {
             }
         }
         match outcome {
-            Outcome::Waiting => self.waiting_file = Some(path.to_owned()),
+            OfferOutcome::Waiting => self.waiting_file = Some(path.to_owned()),
             _ => self.dispose(path),
         }
         self.publish();
@@ -272,7 +272,7 @@ impl Core {
     }
 
     /// The oldest unacknowledged batch.
-    pub fn next_batch(&mut self) -> Result<Option<Batch>, OutboxError> {
+    pub fn next_batch(&mut self) -> Result<Option<StoredBatch>, OutboxError> {
         self.enqueuer.outbox().peek(0)
     }
 
@@ -287,7 +287,7 @@ impl Core {
         if self.enqueuer.is_waiting() {
             let outcome = self.enqueuer.retry()?;
             tracing::info!(outcome = %describe(&outcome), "waiting export retried after an ack");
-            if !matches!(outcome, Outcome::Waiting) {
+            if !matches!(outcome, OfferOutcome::Waiting) {
                 self.status.last_outcome = Some(describe(&outcome));
                 if let Some(file) = self.waiting_file.take() {
                     self.dispose(&file);
@@ -488,9 +488,9 @@ impl Core {
 }
 
 /// A few words on an outcome, for logs and status (counts only).
-pub fn describe(outcome: &Outcome) -> String {
+pub fn describe(outcome: &OfferOutcome) -> String {
     match outcome {
-        Outcome::Enqueued {
+        OfferOutcome::Enqueued {
             seq, kind, summary, ..
         } => format!(
             "sealed as batch {seq} ({kind:?}: {} added, {} changed, {} removed students)",
@@ -498,9 +498,9 @@ pub fn describe(outcome: &Outcome) -> String {
             summary.updated(Entity::Student),
             summary.deleted(Entity::Student)
         ),
-        Outcome::Unchanged => "nothing changed".into(),
-        Outcome::Held(j) => format!("held for review: {}", j.reasons.join("; ")),
-        Outcome::Waiting => "waiting for room in the outbox".into(),
+        OfferOutcome::Unchanged => "nothing changed".into(),
+        OfferOutcome::Held(j) => format!("held for review: {}", j.reasons.join("; ")),
+        OfferOutcome::Waiting => "waiting for room in the outbox".into(),
     }
 }
 

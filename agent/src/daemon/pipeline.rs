@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use super::core::Core;
 use super::core::{with_core, Shared};
 use crate::config::AgentConfig;
-use crate::enqueue::Outcome;
+use crate::enqueue::OfferOutcome;
 use crate::watch::file_name;
 use skolebro_roster::reader::read_export;
 
@@ -54,7 +54,7 @@ pub(super) async fn pipeline(
                 let p = path.clone();
                 let outcome = with_core(&core, move |c| c.ingest(&p, export, written)).await;
                 match outcome {
-                    Ok(Outcome::Enqueued { .. }) => {
+                    Ok(OfferOutcome::Enqueued { .. }) => {
                         let _ = wake.try_send(());
                     }
                     Ok(_) => {}

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 #[cfg(doc)]
 use super::core::Core;
 use super::core::{with_core, Shared};
-use crate::uplink::{random_u64, Answer, Backoff, Central};
+use crate::uplink::{random_u64, Backoff, BatchAnswer, Central};
 use std::time::Duration;
 
 /// Pushes the outbox to central until shutdown: one batch at a time, in seq order, always
@@ -53,7 +53,7 @@ pub(super) async fn push_loop(
         // bounded by the client's timeout) so the ack is not lost with the process.
         let answer = central.post_batch(batch.payload).await;
         match answer {
-            Answer::Ack {
+            BatchAnswer::Ack {
                 seq: acked,
                 applied,
             } => {
@@ -69,7 +69,7 @@ pub(super) async fn push_loop(
                     }
                 }
             }
-            Answer::Gap { head } => {
+            BatchAnswer::Gap { head } => {
                 tracing::warn!(
                     seq,
                     expected = head.next_seq.0,
@@ -92,7 +92,7 @@ pub(super) async fn push_loop(
                     }
                 }
             }
-            Answer::Refused { status, code } => {
+            BatchAnswer::Refused { status, code } => {
                 let delay = backoff.next_delay(None, random_u64());
                 tracing::error!(seq, status, code = %code, ?delay, "central refused the batch; keeping it");
                 let message = format!("central refused batch {seq}: {status} {code}");
@@ -101,7 +101,7 @@ pub(super) async fn push_loop(
                     return;
                 }
             }
-            Answer::Revoked => {
+            BatchAnswer::Revoked => {
                 let delay = backoff.next_delay(None, random_u64());
                 tracing::error!(
                     seq,
@@ -113,7 +113,7 @@ pub(super) async fn push_loop(
                     return;
                 }
             }
-            Answer::Unavailable {
+            BatchAnswer::Unavailable {
                 status,
                 retry_after,
             } => {
@@ -131,7 +131,7 @@ pub(super) async fn push_loop(
                     return;
                 }
             }
-            Answer::Unreachable(error) => {
+            BatchAnswer::Unreachable(error) => {
                 let delay = backoff.next_delay(None, random_u64());
                 tracing::warn!(seq, %error, ?delay, "central unreachable; retrying");
                 with_core(&core, move |c| c.unreachable(error)).await;

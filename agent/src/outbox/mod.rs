@@ -102,7 +102,7 @@ pub struct AppendTicket {
 
 /// One unacknowledged batch read back for the uplink.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
+pub struct StoredBatch {
     /// Sequence number.
     pub seq: u64,
     /// When it was appended, unix milliseconds.
@@ -583,7 +583,7 @@ impl<S: Storage> Outbox<S> {
 
     /// The first unacknowledged, durable batch with seq >= `from_seq`, read back from disk and
     /// checksum-verified, or None. The uplink calls it with the seq after the last one it sent.
-    pub fn peek(&self, from_seq: u64) -> Result<Option<Batch>> {
+    pub fn peek(&self, from_seq: u64) -> Result<Option<StoredBatch>> {
         let seq = from_seq.max(self.ack_seq.saturating_add(1));
         if seq > self.durable_seq {
             return Ok(None);
@@ -596,7 +596,7 @@ impl<S: Storage> Outbox<S> {
             .read_at(&seg.name, fr.offset, fr.frame_len() as usize)
             .map_err(|e| io_err(&self.storage, &seg.name, e))?;
         match verify_frame(&bytes) {
-            Some((h, payload)) if h.seq == seq => Ok(Some(Batch {
+            Some((h, payload)) if h.seq == seq => Ok(Some(StoredBatch {
                 seq,
                 appended_at_ms: h.appended_at_ms,
                 payload: payload.to_vec(),
@@ -689,7 +689,7 @@ pub struct Pending<'a, S: Storage> {
 }
 
 impl<S: Storage> Iterator for Pending<'_, S> {
-    type Item = Result<Batch>;
+    type Item = Result<StoredBatch>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {

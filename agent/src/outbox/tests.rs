@@ -46,7 +46,7 @@ fn appended_batches_come_back_in_order_and_acks_delete_whole_segments() {
         segs_before >= 3,
         "64-byte frames in 200-byte segments rotate"
     );
-    let got: Vec<Batch> = ob.pending(0).collect::<Result<_>>().expect("read");
+    let got: Vec<StoredBatch> = ob.pending(0).collect::<Result<_>>().expect("read");
     assert_eq!(got.len(), 10);
     for b in &got {
         assert_eq!(b.payload, payload(b.seq, 40));
@@ -653,7 +653,7 @@ fn segs(dir: &Path) -> Vec<String> {
 }
 
 fn check_payloads(ob: &Outbox<FsStorage>, expect: &[u64]) {
-    let got: Vec<Batch> = ob.pending(0).collect::<Result<_>>().expect("read");
+    let got: Vec<StoredBatch> = ob.pending(0).collect::<Result<_>>().expect("read");
     assert_eq!(got.iter().map(|b| b.seq).collect::<Vec<_>>(), expect);
     for b in got {
         assert_eq!(b.payload, payload(b.seq, 60));

@@ -6,7 +6,7 @@
 //! head in **one** database transaction (DESIGN decision 3). The re-check inside the
 //! transaction is what makes apply exactly-once: two requests carrying the same envelope may
 //! both pass `open`, but only one of them finds the head still expecting its sequence number;
-//! the other gets [`Outcome::AlreadyApplied`] and is acked without touching a record.
+//! the other gets [`ApplyOutcome::AlreadyApplied`] and is acked without touching a record.
 //!
 //! Records are kept per site and record handle, versioned as the county's `elev` table is
 //! (DESIGN decision 9): a change closes the current version (`valid_to` set, `is_current`
@@ -50,7 +50,8 @@ pub use fylke::Fylke;
 pub use operators::{AuditEntry, OperatorStore, Role, UiSession, UiUser};
 pub use postgres::PostgresStore;
 pub use records::{
-    AnyRecord, Batch, Changes, Counts, CurrentRecord, Outcome, RecordStore, Transfer, Version,
+    AnyRecord, ApplyOutcome, Changes, Counts, CurrentRecord, IncomingBatch, RecordStore, Transfer,
+    Version,
 };
 pub use releases::{
     DeviceReason, NewRelease, ReleaseRecord, ReleaseReport, ReleaseStore, RolloutChange,

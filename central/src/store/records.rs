@@ -1,4 +1,4 @@
-//! Roster records with their history, and the batches that change them: the [`Batch`] the
+//! Roster records with their history, and the batches that change them: the [`IncomingBatch`] the
 //! ingest hands to [`RecordStore::apply`], what applying it did, and the versions, counts and
 //! transfers the operators' views and the consumer API read back. What a batch means is
 //! decided in `planning`; the checks of the chain against the stored head are here.
@@ -45,7 +45,7 @@ pub struct CurrentRecord {
 /// store can check, inside its transaction, that the head has not moved since; and it owns the
 /// payload so a large snapshot is moved to the database worker, never copied.
 #[derive(Debug, Clone)]
-pub struct Batch {
+pub struct IncomingBatch {
     /// The device whose chain the batch continues; its head is the one checked and advanced.
     pub device: DeviceId,
     /// The site whose records change; must be the device's registered site.
@@ -66,11 +66,11 @@ pub struct Batch {
     pub bytes: u64,
 }
 
-impl Batch {
+impl IncomingBatch {
     /// The batch for an envelope of `bytes` bytes that `open` accepted, applied at `at`.
-    pub fn from_opened(opened: Opened, bytes: u64, at: Timestamp) -> Batch {
+    pub fn from_opened(opened: Opened, bytes: u64, at: Timestamp) -> IncomingBatch {
         let next_head = opened.next_head();
-        Batch {
+        IncomingBatch {
             device: opened.header.device,
             site: opened.header.site,
             seq: opened.header.seq,
@@ -86,7 +86,7 @@ impl Batch {
 /// What [`RecordStore::apply`] did with a batch. Both outcomes are acked to the agent: the batch is
 /// stored either way, and the agent's outbox may let go of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ApplyOutcome {
     /// Applied now, in the same transaction that stored the new head.
     Applied(Changes),
     /// Applied before (a retry, a duplicate request, a replay): nothing was changed. `head`
@@ -254,7 +254,7 @@ pub(crate) enum ChainCheck {
 
 /// The checks `apply` makes against the device row, before and again inside its transaction.
 pub(crate) fn check_batch(
-    batch: &Batch,
+    batch: &IncomingBatch,
     device: Option<&DeviceState>,
 ) -> Result<ChainCheck, StoreError> {
     let Some(device) = device else {
@@ -343,7 +343,7 @@ pub trait RecordStore: Send + Sync {
     /// Applies one batch exactly once, in one transaction with the device's new chain head.
     ///
     /// Inside the transaction the stored head decides: a head past `batch.seq` means the
-    /// batch was applied before ([`Outcome::AlreadyApplied`], nothing changed); a head before
+    /// batch was applied before ([`ApplyOutcome::AlreadyApplied`], nothing changed); a head before
     /// it is a [`StoreError::Gap`]; a head at it with another `prev` is a
     /// [`StoreError::BrokenChain`]. The device must be registered for `batch.site` and not
     /// revoked. The site secret is read from the store, not passed in, so a caller cannot
@@ -354,7 +354,7 @@ pub trait RecordStore: Send + Sync {
     /// changed ones versioned, unchanged ones left alone. Every upsert's handle must be the
     /// one central computes from the record's key ([`StoreError::HandleMismatch`]). On any
     /// error nothing is changed.
-    fn apply(&self, batch: Batch) -> StoreFuture<'_, Outcome>;
+    fn apply(&self, batch: IncomingBatch) -> StoreFuture<'_, ApplyOutcome>;
 
     /// The site's roster as it stands: every current version, sorted by key within each
     /// kind so the same roster always reads the same.

@@ -29,7 +29,7 @@ pub struct CentralOptions {
     /// `max_batch_bytes` of the device listener.
     pub max_batch_bytes: usize,
     /// Enrollment settings; `None` leaves them at [`EnrollSettings::default`] (disabled).
-    pub enroll: Option<Enrollment>,
+    pub enroll: Option<EnrollmentOptions>,
     /// The release key manifests must verify against; `None` refuses every manifest.
     pub release_key: Option<ReleaseVerifyingKey>,
     /// Whether central opens the consumer (OneRoster) listener on loopback.
@@ -53,9 +53,10 @@ impl Default for CentralOptions {
     }
 }
 
-/// Enrollment with the fixture's own device CA, which exists only once [`CentralOptions::start`]
-/// has made the PKI: a test says whether central gets its key, not which key.
-pub struct Enrollment {
+/// Enrollment options with the fixture's own device CA, which exists only once
+/// [`CentralOptions::start`] has made the PKI: a test says whether central gets its key, not
+/// which key.
+pub struct EnrollmentOptions {
     /// Whether central holds the device CA key; without it enrollment answers 503.
     pub device_ca_key: bool,
     /// Lifetime of the certificates central issues.

@@ -11,7 +11,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::SinkExt;
-use skolebro_central::store::{Batch, PostgresStore, SqliteStore, Store, Timestamp};
+use skolebro_central::store::{IncomingBatch, PostgresStore, SqliteStore, Store, Timestamp};
 use skolebro_protocol::envelope::{ChainHead, DeviceId, DeviceSigningKey, Payload, Seq, SiteId};
 use skolebro_protocol::{Digest, Record, Roster, SiteSecret};
 use skolebro_roster::reader::{read_export, Format, ReaderOptions};
@@ -94,7 +94,7 @@ async fn apply(store: &dyn Store, roster: &Roster) -> anyhow::Result<Duration> {
     let key = DeviceSigningKey::from_bytes([6; 32]).verifying_key();
     store.register_device(&device, &site, &key).await?;
     store.set_site_secret(&site, &secret()).await?;
-    let batch = Batch {
+    let batch = IncomingBatch {
         device,
         site,
         seq: Seq::FIRST,

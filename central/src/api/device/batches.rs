@@ -29,7 +29,7 @@ use skolebro_provisioning::DeviceIdentity;
 use super::caller::authorize;
 use crate::api::error::ApiError;
 use crate::state::AppState;
-use crate::store::{Batch, Outcome, StoreError, Timestamp};
+use crate::store::{ApplyOutcome, IncomingBatch, StoreError, Timestamp};
 
 /// How long one batch body may take to arrive. A 16 MiB snapshot over a school's 1 Mbit/s
 /// uplink takes about two minutes; a connection slower than this is stalled, not slow.
@@ -202,10 +202,10 @@ async fn ingest(
 
     match state
         .store
-        .apply(Batch::from_opened(opened, bytes, Timestamp::now()))
+        .apply(IncomingBatch::from_opened(opened, bytes, Timestamp::now()))
         .await
     {
-        Ok(Outcome::Applied(changes)) => {
+        Ok(ApplyOutcome::Applied(changes)) => {
             tracing::info!(
                 %device,
                 %seq,
@@ -217,7 +217,7 @@ async fn ingest(
             );
             Ok(ack(state, identity, seq, true))
         }
-        Ok(Outcome::AlreadyApplied { .. }) => {
+        Ok(ApplyOutcome::AlreadyApplied { .. }) => {
             tracing::info!(%device, %seq, "batch applied concurrently: acked again");
             Ok(ack(state, identity, seq, false))
         }

@@ -14,8 +14,8 @@ use crate::store::error::{StoreError, StoreFuture};
 use crate::store::planning::{plan, prepare, Current, CurrentVersions, Prepared};
 use crate::store::records::{
     bytes_to_db, changes_to_db, check_batch, decode, decode_school, push_record, set_count,
-    sort_roster, Batch, ChainCheck, Counts, CurrentRecord, Outcome, RecordStore, Transfer,
-    TransferRow, Version, TRANSFER_COLUMNS,
+    sort_roster, ApplyOutcome, ChainCheck, Counts, CurrentRecord, IncomingBatch, RecordStore,
+    Transfer, TransferRow, Version, TRANSFER_COLUMNS,
 };
 use crate::store::timestamp::Timestamp;
 
@@ -41,13 +41,13 @@ const COPY_TYPES: [Type; 9] = [
 ];
 
 impl PostgresStore {
-    async fn apply_batch(&self, batch: Batch) -> Result<Outcome, StoreError> {
+    async fn apply_batch(&self, batch: IncomingBatch) -> Result<ApplyOutcome, StoreError> {
         let mut conn = self.pool.get().await?;
         // A cheap look first, without locks: replays and gaps, the common failures of a
         // retrying agent, are answered without encoding the payload.
         let state = read_device(&*conn, &batch.device, false).await?;
         if let ChainCheck::AlreadyApplied(head) = check_batch(&batch, state.as_ref())? {
-            return Ok(Outcome::AlreadyApplied { head });
+            return Ok(ApplyOutcome::AlreadyApplied { head });
         }
         let secret = read_secret(&*conn, &batch.site, false)
             .await?
@@ -72,7 +72,7 @@ impl PostgresStore {
         };
         let state = read_device(&tx, &batch.device, true).await?;
         if let ChainCheck::AlreadyApplied(head) = check_batch(&batch, state.as_ref())? {
-            return Ok(Outcome::AlreadyApplied { head });
+            return Ok(ApplyOutcome::AlreadyApplied { head });
         }
 
         let site = batch.site.as_str();
@@ -147,7 +147,7 @@ impl PostgresStore {
         )
         .await?;
         tx.commit().await?;
-        Ok(Outcome::Applied(changes))
+        Ok(ApplyOutcome::Applied(changes))
     }
 
     async fn read_roster(
@@ -220,7 +220,7 @@ async fn read_current<C: GenericClient + Sync>(
 }
 
 impl RecordStore for PostgresStore {
-    fn apply(&self, batch: Batch) -> StoreFuture<'_, Outcome> {
+    fn apply(&self, batch: IncomingBatch) -> StoreFuture<'_, ApplyOutcome> {
         Box::pin(self.apply_batch(batch))
     }
 

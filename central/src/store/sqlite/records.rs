@@ -12,13 +12,13 @@ use crate::store::error::{StoreError, StoreFuture};
 use crate::store::planning::{plan, prepare, Current, CurrentVersions, Prepared};
 use crate::store::records::{
     bytes_to_db, changes_to_db, check_batch, decode, decode_school, push_record, set_count,
-    sort_roster, Batch, ChainCheck, Counts, CurrentRecord, Outcome, RecordStore, Transfer,
-    TransferRow, Version, TRANSFER_COLUMNS,
+    sort_roster, ApplyOutcome, ChainCheck, Counts, CurrentRecord, IncomingBatch, RecordStore,
+    Transfer, TransferRow, Version, TRANSFER_COLUMNS,
 };
 use crate::store::timestamp::Timestamp;
 
 impl SqliteStore {
-    async fn apply_batch(&self, batch: Batch) -> Result<Outcome, StoreError> {
+    async fn apply_batch(&self, batch: IncomingBatch) -> Result<ApplyOutcome, StoreError> {
         // A cheap look first, without the write lock: replays and gaps, the common failures
         // of a retrying agent, are answered without encoding the payload.
         let device = batch.device.clone();
@@ -27,7 +27,7 @@ impl SqliteStore {
             .call(move |conn| Ok((read_device(conn, &device)?, read_secret(conn, &site)?)))
             .await?;
         if let ChainCheck::AlreadyApplied(head) = check_batch(&batch, state.as_ref())? {
-            return Ok(Outcome::AlreadyApplied { head });
+            return Ok(ApplyOutcome::AlreadyApplied { head });
         }
         let secret = secret.ok_or_else(|| StoreError::NoSiteSecret(batch.site.clone()))?;
 
@@ -47,14 +47,14 @@ impl SqliteStore {
 /// writes the plan and advances the head.
 fn apply_prepared(
     conn: &mut Connection,
-    batch: &Batch,
+    batch: &IncomingBatch,
     secret: &SiteSecret,
     prepared: Prepared,
-) -> Result<Outcome, StoreError> {
+) -> Result<ApplyOutcome, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let state = read_device(&tx, &batch.device)?;
     if let ChainCheck::AlreadyApplied(head) = check_batch(batch, state.as_ref())? {
-        return Ok(Outcome::AlreadyApplied { head });
+        return Ok(ApplyOutcome::AlreadyApplied { head });
     }
     // The secret may have been set anew between the first look and the lock (only possible
     // while the site has no records); handles must be checked against the one in force.
@@ -120,7 +120,7 @@ fn apply_prepared(
         ],
     )?;
     tx.commit()?;
-    Ok(Outcome::Applied(changes))
+    Ok(ApplyOutcome::Applied(changes))
 }
 
 /// The current versions a plan needs: the named records for a delta, all for a snapshot.
@@ -190,7 +190,7 @@ fn read_roster(
 }
 
 impl RecordStore for SqliteStore {
-    fn apply(&self, batch: Batch) -> StoreFuture<'_, Outcome> {
+    fn apply(&self, batch: IncomingBatch) -> StoreFuture<'_, ApplyOutcome> {
         Box::pin(self.apply_batch(batch))
     }
 

@@ -15,10 +15,10 @@ use skolebro_protocol::{
 };
 
 use super::{
-    enrolled_device_id, token_id, AnyRecord, AuditEntry, Batch, Changes, ConsumerClient,
-    ConsumerScope, Counts, CurrentRecord, DeviceReason, EnrollRequest, Fylke, NewRelease, NewToken,
-    NewWindow, Outcome, Role, RolloutChange, Store, StoreError, Timestamp, TokenRecord,
-    TransferWindow, UiUser, UpdateCounts, UpdateEvent, UpdateState,
+    enrolled_device_id, token_id, AnyRecord, ApplyOutcome, AuditEntry, Changes, ConsumerClient,
+    ConsumerScope, Counts, CurrentRecord, DeviceReason, EnrollRequest, Fylke, IncomingBatch,
+    NewRelease, NewToken, NewWindow, Role, RolloutChange, Store, StoreError, Timestamp,
+    TokenRecord, TransferWindow, UiUser, UpdateCounts, UpdateEvent, UpdateState,
 };
 
 mod consumers;
@@ -246,8 +246,14 @@ fn digest(seq: Seq) -> [u8; 32] {
 }
 
 /// The batch that continues the chain at `head`.
-fn batch(device: DeviceId, site: SiteId, head: ChainHead, payload: Payload, at: i64) -> Batch {
-    Batch {
+fn batch(
+    device: DeviceId,
+    site: SiteId,
+    head: ChainHead,
+    payload: Payload,
+    at: i64,
+) -> IncomingBatch {
+    IncomingBatch {
         device,
         site,
         seq: head.next_seq,
@@ -281,7 +287,7 @@ async fn enroll_a(store: &dyn Store) {
 }
 
 /// Sends the next batch of device A (site A), as its agent would.
-async fn send_a(store: &dyn Store, payload: Payload, at: i64) -> Result<Outcome, StoreError> {
+async fn send_a(store: &dyn Store, payload: Payload, at: i64) -> Result<ApplyOutcome, StoreError> {
     let head = store
         .chain_head(&device_a())
         .await
@@ -293,7 +299,7 @@ async fn send_a(store: &dyn Store, payload: Payload, at: i64) -> Result<Outcome,
 
 async fn applied(store: &dyn Store, payload: Payload, at: i64) -> Changes {
     match send_a(store, payload, at).await {
-        Ok(Outcome::Applied(changes)) => changes,
+        Ok(ApplyOutcome::Applied(changes)) => changes,
         other => panic!("expected the batch to apply, got {other:?}"),
     }
 }

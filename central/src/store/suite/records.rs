@@ -154,7 +154,7 @@ pub(crate) async fn a_replayed_batch_changes_nothing(store: &dyn Store) {
     );
     assert!(matches!(
         store.apply(first.clone()).await,
-        Ok(Outcome::Applied(_))
+        Ok(ApplyOutcome::Applied(_))
     ));
     let head = ChainHead::after(Seq(1), digest(Seq(1)));
 
@@ -165,13 +165,13 @@ pub(crate) async fn a_replayed_batch_changes_nothing(store: &dyn Store) {
             .apply(again.clone())
             .await
             .expect("a replay is no error"),
-        Outcome::AlreadyApplied { head }
+        ApplyOutcome::AlreadyApplied { head }
     );
     // Even a replay claiming other content is acked without applying it.
     again.payload = students_delta(&secret, vec![student("s1", "Mallory")]);
     assert_eq!(
         store.apply(again).await.expect("a replay is no error"),
-        Outcome::AlreadyApplied { head }
+        ApplyOutcome::AlreadyApplied { head }
     );
 
     assert_eq!(
@@ -392,13 +392,14 @@ pub(crate) async fn concurrent_applies_of_one_batch_apply_it_once(store: &dyn St
     let outcomes = [a, b, c, d].map(|outcome| outcome.expect("every apply succeeds"));
     let applied = outcomes
         .iter()
-        .filter(|outcome| matches!(outcome, Outcome::Applied(_)))
+        .filter(|outcome| matches!(outcome, ApplyOutcome::Applied(_)))
         .count();
     assert_eq!(applied, 1, "{outcomes:?}");
     let head = ChainHead::after(Seq(1), digest(Seq(1)));
     for outcome in outcomes {
         assert!(
-            matches!(outcome, Outcome::Applied(_)) || outcome == Outcome::AlreadyApplied { head }
+            matches!(outcome, ApplyOutcome::Applied(_))
+                || outcome == ApplyOutcome::AlreadyApplied { head }
         );
     }
     let history = store
@@ -497,7 +498,7 @@ pub(crate) async fn two_sites_stay_separate(store: &dyn Store) {
         ))
         .await
         .expect("site B applies");
-    assert_eq!(outcome, Outcome::Applied(changes(1, 0, 0, 0)));
+    assert_eq!(outcome, ApplyOutcome::Applied(changes(1, 0, 0, 0)));
 
     assert_eq!(
         current_a(store).await,
@@ -637,7 +638,7 @@ pub(crate) async fn each_applied_batch_is_logged_as_a_transfer_once(store: &dyn 
     let first = students_delta(&secret, vec![student("1", "Ada"), student("2", "Bo")]);
     applied(store, first.clone(), 10).await;
     let head = store.chain_head(&device_a()).await.expect("the head reads");
-    let second = Batch {
+    let second = IncomingBatch {
         bytes: 12_700,
         ..batch(
             device_a(),
@@ -647,13 +648,16 @@ pub(crate) async fn each_applied_batch_is_logged_as_a_transfer_once(store: &dyn 
             20,
         )
     };
-    assert!(matches!(store.apply(second).await, Ok(Outcome::Applied(_))));
+    assert!(matches!(
+        store.apply(second).await,
+        Ok(ApplyOutcome::Applied(_))
+    ));
     // A replay of the first batch is acked but applies nothing, so it is no transfer.
     let replay = store
         .apply(batch(device_a(), site_a(), ChainHead::genesis(), first, 30))
         .await
         .expect("a replay is acked");
-    assert!(matches!(replay, Outcome::AlreadyApplied { .. }));
+    assert!(matches!(replay, ApplyOutcome::AlreadyApplied { .. }));
 
     let transfers = store.transfers(&site_a(), 10).await.expect("reads");
     assert_eq!(transfers.len(), 2, "{transfers:?}");
@@ -695,7 +699,7 @@ pub(crate) async fn transfers_since_a_time_are_listed_oldest_first_with_their_si
         ))
         .await
         .expect("site B's batch applies");
-    assert!(matches!(outcome, Outcome::Applied(_)));
+    assert!(matches!(outcome, ApplyOutcome::Applied(_)));
     applied(store, delete_students(&secret_a(), &["1"]), 30).await;
 
     let since = store.transfers_since(Timestamp(20)).await.expect("reads");
