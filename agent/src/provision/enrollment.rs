@@ -162,7 +162,8 @@ fn write_atomic_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Makes the chain in `state_dir` belong to `identity`'s device: if it was last reset for
 /// another device (or never), the outbox's unacknowledged batches are dropped (they are
 /// signed by the old device and chained on its head), and a fresh checkpoint asks for a full
-/// snapshot if `site_has_records` (central's word at enrollment). Returns whether it reset. Call it before the daemon opens its [`Enqueuer`].
+/// snapshot if `site_has_records` (central's word at enrollment). Returns whether it reset.
+/// Call it before the daemon opens its [`Enqueuer`].
 pub fn settle_chain(
     state_dir: &Path,
     identity: &Identity,

@@ -1,5 +1,5 @@
-//! Roster records with their history, and the batches that change them: the [`IncomingBatch`] the
-//! ingest hands to [`RecordStore::apply`], what applying it did, and the versions, counts and
+//! Roster records with their history, and the batches that change them: the
+//! [`IncomingBatch`] the ingest hands to [`RecordStore::apply`], what applying it did, and the versions, counts and
 //! transfers the operators' views and the consumer API read back. What a batch means is
 //! decided in `planning`; the checks of the chain against the stored head are here.
 
@@ -83,8 +83,8 @@ impl IncomingBatch {
     }
 }
 
-/// What [`RecordStore::apply`] did with a batch. Both outcomes are acked to the agent: the batch is
-/// stored either way, and the agent's outbox may let go of it.
+/// What [`RecordStore::apply`] did with a batch. Both outcomes are acked to the agent: the
+/// batch is stored either way, and the agent's outbox may let go of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyOutcome {
     /// Applied now, in the same transaction that stored the new head.

@@ -11,8 +11,8 @@ pub enum EnvelopeError {
     /// oversized upload costs central nothing but the length check.
     #[error("envelope is {size} bytes, over the limit of {limit}")]
     Oversized { size: usize, limit: usize },
-    /// The envelope (or a header handed to [`seal`](super::seal)) has a format version this build does not
-    /// know. Refused rather than guessed at.
+    /// The envelope (or a header handed to [`seal`](super::seal)) has a format version this
+    /// build does not know. Refused rather than guessed at.
     #[error("unknown envelope format version {0}")]
     UnknownVersion(u16),
     /// The bytes are not a well-formed envelope (bad magic, truncated, bad lengths, trailing
