@@ -14,8 +14,8 @@
 //! Debug builds read `SKOLEBRO_TEST_CLOCK` for process tests: `synced` (the system clock,
 //! taken as synced), `synced:<unix seconds>` (synced, running from that time) or `unsynced`.
 
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use skolebro_provisioning::tls::{CertificateClock, TimeReading};
@@ -184,8 +184,8 @@ impl AgentClock {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Floor> {
-        self.floor.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Floor> {
+        self.floor.lock()
     }
 }
 

@@ -11,6 +11,8 @@
 //! certificates are checked against; [`update`] replaces the agent itself with a newer
 //! signed release, and [`panel`] drives the front panel. Nothing below [`daemon`] imports it.
 
+#![forbid(unsafe_code)]
+
 pub mod clock;
 pub mod config;
 pub mod daemon;

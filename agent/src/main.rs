@@ -124,6 +124,7 @@ fn main() -> ExitCode {
 /// threshold after the first large free and keeps freed megabytes in its heap: memory a Pi
 /// holds for nothing. On a 100,000-student first export this cut the peak RSS by about a
 /// fifth (docs/BENCHMARKS.md).
+#[allow(unsafe_code)]
 fn return_large_frees_to_the_kernel() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only tunes the allocator; it is called first thing in main, before

@@ -234,7 +234,7 @@ mod gpio {
     }
 
     impl Hardware {
-        pub fn open(config: &PanelConfig, initial: AgentState) -> Result<Self, PanelError> {
+        pub(super) fn open(config: &PanelConfig, initial: AgentState) -> Result<Self, PanelError> {
             let polarity = if config.active_low {
                 Polarity::ActiveLow
             } else {

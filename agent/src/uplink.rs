@@ -9,7 +9,8 @@
 //! The same client renews the device's certificate (`POST /v1/renew`); the renewed client
 //! replaces the old one for every clone of [`Central`] at once.
 
-use std::sync::{Arc, RwLock};
+use parking_lot::RwLock;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -134,14 +135,11 @@ impl Central {
     /// Swaps in a client with a renewed certificate; requests in flight finish on the old
     /// one.
     pub fn replace_client(&self, client: reqwest::Client) {
-        *self.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+        *self.client.write() = client;
     }
 
     fn client(&self) -> reqwest::Client {
-        self.client
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.client.read().clone()
     }
 
     /// Asks central for a new certificate for the key in `csr_pem` (same device and site).

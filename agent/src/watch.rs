@@ -204,7 +204,7 @@ pub async fn run(
     // notify calls back on its own thread: it pokes a one-slot channel (coalescing bursts of
     // events) and remembers rename targets; a full slot is fine, a scan is coming anyway.
     let (poke_tx, mut poke_rx) = mpsc::channel::<()>(1);
-    let renames: Arc<std::sync::Mutex<Vec<PathBuf>>> = Arc::default();
+    let renames: Arc<parking_lot::Mutex<Vec<PathBuf>>> = Arc::default();
     let overflow = Arc::new(AtomicBool::new(false));
     let handler = {
         let renames = renames.clone();
@@ -222,7 +222,8 @@ pub async fn run(
                     RenameMode::Both => event.paths.get(1).cloned(),
                     _ => None,
                 };
-                if let (Some(target), Ok(mut list)) = (target, renames.lock()) {
+                if let Some(target) = target {
+                    let mut list = renames.lock();
                     if list.len() < 1024 {
                         list.push(target);
                     }
@@ -247,10 +248,9 @@ pub async fn run(
     let mut next_rescan = Instant::now();
     loop {
         let now = Instant::now();
-        if let Ok(mut list) = renames.lock() {
-            for path in list.drain(..) {
-                settler.renamed_into_place(&path);
-            }
+        let renamed = std::mem::take(&mut *renames.lock());
+        for path in renamed {
+            settler.renamed_into_place(&path);
         }
         overflow.store(false, Ordering::Relaxed);
         match scan(&dir) {

@@ -16,7 +16,7 @@ use crate::rate_limit::RateLimiter;
 use crate::store::{ConsumerScope, Role, Timestamp, UiUser};
 
 /// Shortest password `add-user` accepts.
-pub const MIN_PASSWORD_LEN: usize = 12;
+pub(crate) const MIN_PASSWORD_LEN: usize = 12;
 
 /// Longest account name: names are for people, and they end up in every audit line.
 pub(crate) const MAX_NAME_LEN: usize = 64;

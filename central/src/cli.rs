@@ -12,14 +12,14 @@ use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSecret};
 /// over mutual TLS and keeps every record with its history.
 #[derive(Debug, Parser)]
 #[command(name = "skolebro-central", version)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: CliCommand,
 }
 
 /// What to do.
 #[derive(Debug, Subcommand)]
-pub enum CliCommand {
+pub(crate) enum CliCommand {
     /// Run the platform: the device listener (mutual TLS) and the operator listener, until
     /// SIGTERM or Ctrl-C.
     Serve {
@@ -67,7 +67,7 @@ pub enum CliCommand {
 }
 
 /// Runs one command to completion.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         CliCommand::Serve { config } => serve(config).await,
         CliCommand::RegisterDevice {

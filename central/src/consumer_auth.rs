@@ -23,7 +23,7 @@ use crate::store::{ConsumerClient, ConsumerScope, Store, StoreError, Timestamp};
 
 /// How long a bearer token is good for: long enough for a nightly sync to page through a
 /// county, short enough that a leaked token is soon worthless.
-pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Longest client name: names are for the operators' list.
 pub(crate) const MAX_CLIENT_NAME_LEN: usize = 256;

@@ -8,8 +8,8 @@
 //! minutes) and queued commands (an operator queues them again). Heartbeats carry counts and
 //! states, never personal data.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
 use skolebro_protocol::{DeviceId, Seq};
@@ -60,9 +60,7 @@ pub struct Fleet {
 impl Fleet {
     fn lock(&self) -> MutexGuard<'_, HashMap<DeviceId, Entry>> {
         // Nothing here can be left half-updated by a panic, so a poisoned lock is usable.
-        self.devices
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.devices.lock()
     }
 
     /// Records a heartbeat and hands over (removes) the commands waiting for the device:

@@ -22,6 +22,8 @@
 //! operators; `rate_limit` slows guessing; `audit` writes the audit log every changing
 //! action goes through. The HTTP contract is `docs/API.md`.
 
+#![forbid(unsafe_code)]
+
 mod accounts;
 mod api;
 mod audit;

@@ -8,9 +8,9 @@
 //! one name would each keep their own. That is acceptable for a limit whose purpose is to
 //! make guessing slow, not to count exactly; nothing that must survive is kept here.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// At most this many keys are tracked; beyond it, keys that have their full allowance again
@@ -63,9 +63,9 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         self.lock().remove(key);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Bucket>> {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<K, Bucket>> {
         // Nothing here is left half-updated by a panic, so a poisoned lock is usable.
-        self.buckets.lock().unwrap_or_else(PoisonError::into_inner)
+        self.buckets.lock()
     }
 
     fn with_bucket(&self, key: &K, now: Instant, take: bool) -> Result<(), Duration> {

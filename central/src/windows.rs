@@ -82,7 +82,7 @@ pub(crate) struct WindowReport<'a> {
 impl WindowReport<'_> {
     /// The sites with at least one late batch: the ones the admission office asks about,
     /// however many batches each sent after the deadline.
-    pub fn late_sites(&self) -> BTreeSet<&SiteId> {
+    pub(crate) fn late_sites(&self) -> BTreeSet<&SiteId> {
         self.late.iter().map(|(site, _)| site).collect()
     }
 }
@@ -135,7 +135,7 @@ pub(crate) struct Overview {
 impl Overview {
     /// Reads the windows (of one county, or all), the sites' counties and the transfers
     /// since the earliest of those windows opened.
-    pub async fn load(store: &dyn Store, fylke: Option<Fylke>) -> Result<Overview, StoreError> {
+    pub(crate) async fn load(store: &dyn Store, fylke: Option<Fylke>) -> Result<Overview, StoreError> {
         let windows = store.windows(fylke).await?;
         let counties = site_counties(store.current_schools().await?);
         let transfers = match windows.iter().map(|window| window.opens).min() {
@@ -151,7 +151,7 @@ impl Overview {
 
     /// The reports of the loaded windows; a caller that removed sites from `counties`
     /// (another kommune's) gets reports without them.
-    pub fn reports(&self) -> Vec<WindowReport<'_>> {
+    pub(crate) fn reports(&self) -> Vec<WindowReport<'_>> {
         reports(&self.windows, &self.counties, &self.transfers)
     }
 }

@@ -1010,6 +1010,7 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
         // The group's id is chromedriver's pid (`process_group(0)`); chromium is in it.
         if let Ok(group) = libc::pid_t::try_from(self.driver.id()) {

@@ -2,6 +2,8 @@
 //! ids, record handles and the `Delta` that travels between them. Pure: no I/O, no async, so
 //! both ends and the tests agree on one definition of every byte.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod civil_time;
 pub mod delta;

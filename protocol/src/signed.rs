@@ -42,7 +42,7 @@ pub(crate) enum FrameError {
 
 impl Format {
     /// The framed, signed bytes of `body`.
-    pub fn sign<T: Serialize>(&self, body: &T, key: &ed25519_dalek::SigningKey) -> Vec<u8> {
+    pub(crate) fn sign<T: Serialize>(&self, body: &T, key: &ed25519_dalek::SigningKey) -> Vec<u8> {
         let body = postcard::to_allocvec(body).expect("a plain struct always serialises");
         // A body that does not fit a u32 is far beyond any `max_bytes`; writing the saturated
         // length keeps the blob unverifiable instead of wrapping around.
@@ -59,7 +59,7 @@ impl Format {
 
     /// Checks the framing and the signature of `bytes`, then decodes the body. Never panics,
     /// whatever the bytes.
-    pub fn verify<T: DeserializeOwned>(
+    pub(crate) fn verify<T: DeserializeOwned>(
         &self,
         bytes: &[u8],
         key: &ed25519_dalek::VerifyingKey,

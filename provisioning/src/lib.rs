@@ -11,6 +11,8 @@
 //! token through [`admin`], central's admin API, which also serves `list` and `revoke`, and
 //! [`release`] signs update manifests (DESIGN decision 7) and registers them with central.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod error;
 pub mod keys;

@@ -3,9 +3,10 @@
 //! certificate, and reqwest clients built from `tls::client` (or deliberately broken ones)
 //! talk to it.
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::pem::PemObject as _;
@@ -46,7 +47,7 @@ impl Server {
     /// Waits briefly for the server side of a failed handshake to be recorded.
     async fn refusal(&self) -> Option<rustls::Error> {
         for _ in 0..100 {
-            if let Some(e) = self.refusals.lock().unwrap().first() {
+            if let Some(e) = self.refusals.lock().first() {
                 return Some(e.clone());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -75,7 +76,7 @@ async fn start_server(config: Arc<rustls::ServerConfig>) -> Server {
                     Ok(stream) => stream,
                     Err(e) => {
                         if let Some(e) = rustls_error(&e) {
-                            record.lock().unwrap().push(e);
+                            record.lock().push(e);
                         }
                         return;
                     }

@@ -9,6 +9,8 @@
 //! results into what the agent's `check` and `diff` commands print. Sealing, queueing and
 //! uploading the delta are the agent's.
 
+#![forbid(unsafe_code)]
+
 pub mod deviation;
 pub mod diff;
 pub mod reader;

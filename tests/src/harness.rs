@@ -7,11 +7,12 @@
 //! `SKOLEBRO_TEST_CLOCK`). Tests run one at a time ([`one_at_a_time`]): each starts several
 //! processes, and the CI machines have two cores.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -87,7 +88,7 @@ pub fn binaries() -> &'static Binaries {
 /// deadline means little on an overloaded machine.
 pub fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    LOCK.lock()
 }
 
 /// A child process that is SIGKILLed (and reaped) when dropped, so none outlives its test.

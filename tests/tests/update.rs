@@ -16,13 +16,14 @@
 //! and refusals are read back through its operator listener. When the test fails, its folder
 //! is kept and the logs are printed.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -381,7 +382,7 @@ backoff_max_ms = 1000
                     command.env("SKOLEBRO_TEST_ABORT_AT", step);
                 }
                 let index = {
-                    let mut starts = starts.lock().unwrap();
+                    let mut starts = starts.lock();
                     starts.push(Start {
                         release: release.clone(),
                         exit: None,
@@ -391,7 +392,7 @@ backoff_max_ms = 1000
                 let mut child = match command.spawn() {
                     Ok(child) => child,
                     Err(e) => {
-                        starts.lock().unwrap()[index].release = format!("{release}: {e}");
+                        starts.lock()[index].release = format!("{release}: {e}");
                         std::thread::sleep(Duration::from_millis(300));
                         continue;
                     }
@@ -407,14 +408,14 @@ backoff_max_ms = 1000
                         Err(_) => break None,
                     }
                 };
-                starts.lock().unwrap()[index].exit = status;
+                starts.lock()[index].exit = status;
                 std::thread::sleep(Duration::from_millis(300));
             }
         }));
     }
 
     fn starts(&self) -> Vec<Start> {
-        self.starts.lock().unwrap().clone()
+        self.starts.lock().clone()
     }
 
     fn status(&self) -> Option<Value> {

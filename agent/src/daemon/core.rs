@@ -2,8 +2,9 @@
 //! Every stage of the running phase (pipeline, push, heartbeat, provisioning) changes the
 //! agent's state through it, and every change is written to `status.json`.
 
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use skolebro_protocol::api;
 use skolebro_protocol::envelope::ChainHead;
@@ -23,7 +24,7 @@ use skolebro_roster::validate::Validated;
 /// Folder inside the drop folder for exports that could not be read.
 pub const REJECTED_DIR: &str = "rejected";
 
-pub use skolebro_protocol::api::DeviationCounts;
+pub(super) use skolebro_protocol::api::DeviationCounts;
 
 /// A held delta as reported to central and in `status.json`: counts and the filter's
 /// reasons, never records.
@@ -105,7 +106,7 @@ pub async fn with_core<T: Send + 'static>(
 ) -> T {
     let core = core.clone();
     let joined = tokio::task::spawn_blocking(move || {
-        let mut guard = core.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = core.lock();
         f(&mut guard)
     })
     .await;

@@ -48,8 +48,8 @@ pub(super) fn drive_panel(
             shown = Some(state);
         }
         if let Some(task) = core_task {
-            let core = live.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let answers = core.is_none_or(|core| core.try_lock().is_ok());
+            let core = live.lock().clone();
+            let answers = core.is_none_or(|core| core.try_lock().is_some());
             if answers {
                 let _ = panel.alive(task);
             }

@@ -43,9 +43,10 @@ mod pipeline;
 mod push;
 mod sticks;
 
+use parking_lot::Mutex;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -205,10 +206,7 @@ async fn lifecycle(
         let current_wake = current_wake.clone();
         tokio::spawn(async move {
             while wake_rx.recv().await.is_some() {
-                let target = current_wake
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
+                let target = current_wake.lock().clone();
                 if let Some(target) = target {
                     let _ = target.try_send(());
                 }
@@ -346,11 +344,11 @@ async fn running(
         })
         .await;
     }
-    *live.lock().unwrap_or_else(|p| p.into_inner()) = Some(core.clone());
+    *live.lock() = Some(core.clone());
 
     let (inner_stop_tx, inner_stop_rx) = watch::channel(false);
     let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
-    *current_wake.lock().unwrap_or_else(|p| p.into_inner()) = Some(wake_tx.clone());
+    *current_wake.lock() = Some(wake_tx.clone());
     let mut flow = tokio::spawn(supervise(
         config.clone(),
         core.clone(),
@@ -378,8 +376,8 @@ async fn running(
             Ok(Ok(())) => {}
         }
     }
-    *current_wake.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    *live.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    *current_wake.lock() = None;
+    *live.lock() = None;
     end
 }
 

@@ -2,7 +2,8 @@
 //! running phase, and the slots through which the front panel reaches the current one; and
 //! the daemon's error.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 

@@ -159,10 +159,11 @@ async fn pause(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
 /// `Retry-After`, an ack, a gap, and the ack of the snapshot sent after the gap.
 #[cfg(test)]
 mod tls_tests {
+    use parking_lot::Mutex;
     use std::io::Write as _;
     use std::net::TcpListener;
     use std::path::Path;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use skolebro_protocol::envelope::{
@@ -205,7 +206,7 @@ mod tls_tests {
                     continue;
                 };
                 let header = envelope.header().clone();
-                let mut log = log.lock().unwrap();
+                let mut log = log.lock();
                 let first = log.is_empty();
                 let (status, extra, answer) = match (header.seq.0, header.kind) {
                     _ if first => (503, "retry-after: 1\r\n", String::new()),
@@ -332,25 +333,21 @@ mod tls_tests {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let done = {
-                let core = core.lock().unwrap();
+                let core = core.lock();
                 let outbox = core.enqueuer().outbox().status();
                 outbox.ack_seq == 2 && outbox.depth == 0
             };
             if done {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "seen: {:?}",
-                seen.lock().unwrap()
-            );
+            assert!(Instant::now() < deadline, "seen: {:?}", seen.lock());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         stop_tx.send(true).unwrap();
         pusher.await.unwrap();
 
         assert_eq!(
-            *seen.lock().unwrap(),
+            *seen.lock(),
             [
                 (1, Kind::Delta, 503),
                 (1, Kind::Delta, 200),
@@ -358,7 +355,7 @@ mod tls_tests {
                 (2, Kind::Snapshot, 200),
             ]
         );
-        let core = core.lock().unwrap();
+        let core = core.lock();
         let checkpoint = core.enqueuer().checkpoint();
         assert_eq!(checkpoint.head.next_seq.0, 3);
         assert!(!checkpoint.needs_snapshot);

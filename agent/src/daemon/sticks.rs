@@ -182,10 +182,10 @@ pub(super) async fn waiting(
     publish(&mut status);
     loop {
         let event = {
-            let cell = std::sync::Mutex::new(&mut status);
+            let cell = parking_lot::Mutex::new(&mut status);
             sticks
                 .look(config, clock, |on| {
-                    let mut s = cell.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut s = cell.lock();
                     s.provisioning.enrolling = on;
                     publish(&mut s);
                     std::future::ready(())

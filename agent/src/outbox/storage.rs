@@ -8,11 +8,12 @@
 //!
 //! Files are addressed by bare names inside one directory; the outbox never needs paths.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// Durable, append-only file operations in one directory.
 ///
@@ -256,7 +257,7 @@ impl MemStorage {
 
     fn lock(&self) -> MutexGuard<'_, MemState> {
         // A test that panicked while holding the lock has already failed; keep going.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock()
     }
 
     /// Queues a fault for the next matching operation.

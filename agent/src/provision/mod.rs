@@ -161,7 +161,7 @@ async fn enroll(
         ))
         .json(&EnrollRequest {
             token: body.token.clone(),
-            csr_pem: csr_pem.clone(),
+            csr_pem,
             signing_key: hex::encode(signing.verifying_key().to_bytes()),
         })
         .send()
@@ -283,7 +283,7 @@ pub(crate) mod testing {
     use skolebro_protocol::{SiteId, SiteInfo};
 
     /// A stick body for site 4601-12345 with a little of each kind of setting.
-    pub fn body() -> StickBody {
+    pub(crate) fn body() -> StickBody {
         StickBody {
             site: SiteInfo {
                 fylke: "46".into(),
@@ -305,7 +305,7 @@ pub(crate) mod testing {
     }
 
     /// Writes `body` signed by `key` at `<root>/SKOLEBRO/BUNDLE.SKB`.
-    pub fn write_bundle(root: &Path, body: &StickBody, key: &StickSigningKey) -> PathBuf {
+    pub(crate) fn write_bundle(root: &Path, body: &StickBody, key: &StickSigningKey) -> PathBuf {
         let dir = root.join("SKOLEBRO");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("BUNDLE.SKB");

@@ -24,8 +24,9 @@ pub mod hooks;
 pub mod install;
 pub mod trial;
 
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -175,8 +176,8 @@ impl Updater {
         })
     }
 
-    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    fn progress(&self) -> parking_lot::MutexGuard<'_, Progress> {
+        self.progress.lock()
     }
 
     /// Becomes true when the daemon should exit for the supervisor to start `current`.

@@ -16,7 +16,7 @@ use crate::store::StoreError;
 
 /// Seconds an agent is told to wait when central cannot apply now (503): long enough for a
 /// database restart or failover, short enough that a school's data is not held up for long.
-pub const RETRY_AFTER_SECONDS: u32 = 30;
+pub(crate) const RETRY_AFTER_SECONDS: u32 = 30;
 
 /// An answer other than success, as the contract documents it.
 #[derive(Debug)]

@@ -111,7 +111,7 @@ impl ClientRow {
         })
     }
 
-    pub fn into_client(self) -> Result<ConsumerClient, StoreError> {
+    pub(super) fn into_client(self) -> Result<ConsumerClient, StoreError> {
         let secret_salt = <[u8; 16]>::try_from(self.secret_salt.as_slice())
             .map_err(|_| StoreError::Corrupt("stored client salt is not 16 bytes".to_owned()))?;
         Ok(ConsumerClient {

@@ -111,7 +111,7 @@ impl UserRow {
         })
     }
 
-    pub fn into_user(self) -> Result<UiUser, StoreError> {
+    pub(super) fn into_user(self) -> Result<UiUser, StoreError> {
         let role = Role::parse(&self.role)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown role {:?}", self.role)))?;
         Ok(UiUser {

@@ -38,7 +38,7 @@ pub(crate) enum Prepared {
 impl Prepared {
     /// The records whose current versions the plan needs: those the delta names, or `None`
     /// for a snapshot, which needs all of the site's.
-    pub fn touched(&self) -> Option<Vec<(Entity, RecordHandle)>> {
+    pub(super) fn touched(&self) -> Option<Vec<(Entity, RecordHandle)>> {
         match self {
             Prepared::Delta { upserts, deletes } => Some(
                 upserts

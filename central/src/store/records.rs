@@ -191,7 +191,7 @@ impl TransferRow {
         })
     }
 
-    pub fn into_transfer(self) -> Result<Transfer, StoreError> {
+    pub(super) fn into_transfer(self) -> Result<Transfer, StoreError> {
         let count = |n: i64| {
             u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative count {n}")))
         };

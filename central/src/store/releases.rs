@@ -230,7 +230,7 @@ impl ReleaseRow {
         })
     }
 
-    pub fn into_record(self) -> Result<ReleaseRecord, StoreError> {
+    pub(super) fn into_record(self) -> Result<ReleaseRecord, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("release {}: {what}", self.id));
         let number = |n: i64| u32::try_from(n).map_err(|_| corrupt("version out of range"));
         let version = ReleaseVersion::new(

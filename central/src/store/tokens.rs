@@ -119,7 +119,7 @@ impl TokenRow {
         })
     }
 
-    pub fn into_record(self) -> Result<TokenRecord, StoreError> {
+    pub(super) fn into_record(self) -> Result<TokenRecord, StoreError> {
         let site = stored_site(&self.site)?;
         let used_by = self.used_by.as_deref().map(stored_device).transpose()?;
         Ok(TokenRecord {

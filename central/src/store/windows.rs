@@ -153,7 +153,7 @@ impl WindowRow {
 
     /// The window, with its county checked: a row the database's own check let through
     /// but this build cannot read is reported as corrupt, not guessed at.
-    pub fn into_window(self) -> Result<TransferWindow, StoreError> {
+    pub(super) fn into_window(self) -> Result<TransferWindow, StoreError> {
         let fylke = Fylke::parse(&self.fylke).ok_or_else(|| {
             StoreError::Corrupt(format!("window {} has county {:?}", self.id, self.fylke))
         })?;

@@ -69,7 +69,7 @@ pub(crate) enum View {
 
 impl View {
     /// Whether the operator may see `site` (and its devices, transfers and held deltas).
-    pub fn sees(&self, site: &SiteId) -> bool {
+    pub(super) fn sees(&self, site: &SiteId) -> bool {
         match self {
             View::All => true,
             View::Only(sites) => sites.contains(site),
@@ -79,12 +79,12 @@ impl View {
 
 impl Operator {
     /// Whether the operator may release and reject held deltas (of the sites it sees).
-    pub fn may_decide_held(&self) -> bool {
+    pub(super) fn may_decide_held(&self) -> bool {
         matches!(self.user.role, Role::Operations | Role::Municipality)
     }
 
     /// Whether the operator may revoke tokens and devices and read the audit log.
-    pub fn is_operations(&self) -> bool {
+    pub(super) fn is_operations(&self) -> bool {
         self.user.role == Role::Operations
     }
 
@@ -95,7 +95,7 @@ impl Operator {
 
     /// The submitted form, if it arrived whole and carries this session's CSRF token;
     /// otherwise the "form expired" refusal.
-    pub fn form<T: CsrfForm>(&self, form: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
+    pub(super) fn form<T: CsrfForm>(&self, form: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
         match form {
             Ok(Form(form)) if self.csrf_ok(form.csrf()) => Ok(form),
             _ => Err(self.forbidden("The form expired. Reload the page and try again.")),
@@ -103,7 +103,7 @@ impl Operator {
     }
 
     /// 403 with a reason, for an action this operator's role does not allow.
-    pub fn forbidden(&self, why: &str) -> PageError {
+    pub(super) fn forbidden(&self, why: &str) -> PageError {
         PageError::Forbidden {
             nav: self.nav(),
             why: why.to_owned(),
@@ -111,12 +111,12 @@ impl Operator {
     }
 
     /// 404 for a site, device or token that does not exist or is outside the view.
-    pub fn not_found(&self) -> PageError {
+    pub(super) fn not_found(&self) -> PageError {
         PageError::NotFound { nav: self.nav() }
     }
 
     /// The sites this operator may see, from the current school records.
-    pub async fn view(&self, store: &dyn Store) -> Result<View, StoreError> {
+    pub(super) async fn view(&self, store: &dyn Store) -> Result<View, StoreError> {
         match (self.user.role, &self.user.kommune) {
             (Role::Municipality, Some(kommune)) => {
                 let scope = ConsumerScope::Kommune(kommune.clone());
@@ -137,7 +137,7 @@ impl Operator {
     }
 
     /// The menu of the pages this operator may open, with the logout form.
-    pub fn nav(&self) -> String {
+    pub(super) fn nav(&self) -> String {
         let mut nav = String::from(
             "<a href=\"/fleet\">Fleet</a><a href=\"/held\">Held deltas</a>\
              <a href=\"/releases\">Releases</a><a href=\"/windows\">Transfer windows</a>",
@@ -162,7 +162,7 @@ impl Operator {
     }
 
     /// The hidden form field carrying the CSRF token.
-    pub fn csrf_field(&self) -> String {
+    pub(super) fn csrf_field(&self) -> String {
         format!(
             "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
             escape(&self.csrf)

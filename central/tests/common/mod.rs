@@ -25,7 +25,7 @@ use skolebro_provisioning::{CertificateAuthority, DevPki, Validity};
 /// What a test wants of the central it starts; [`Default`] is an ingest-only central with
 /// a 16 MiB batch limit, enrollment disabled, no release key, and neither the consumer
 /// listener nor the web interface, so each test names only what it depends on.
-pub struct CentralOptions {
+pub(crate) struct CentralOptions {
     /// `max_batch_bytes` of the device listener.
     pub max_batch_bytes: usize,
     /// Enrollment settings; `None` leaves them at [`EnrollSettings::default`] (disabled).
@@ -56,7 +56,7 @@ impl Default for CentralOptions {
 /// Enrollment options with the fixture's own device CA, which exists only once
 /// [`CentralOptions::start`] has made the PKI: a test says whether central gets its key, not
 /// which key.
-pub struct EnrollmentOptions {
+pub(crate) struct EnrollmentOptions {
     /// Whether central holds the device CA key; without it enrollment answers 503.
     pub device_ca_key: bool,
     /// Lifetime of the certificates central issues.
@@ -67,7 +67,7 @@ pub struct EnrollmentOptions {
 
 impl CentralOptions {
     /// Starts central in process with these options, every listener on `127.0.0.1:0`.
-    pub async fn start(self) -> Central {
+    pub(crate) async fn start(self) -> Central {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("a temporary folder");
         let store: Arc<dyn Store> = Arc::new(
@@ -137,7 +137,7 @@ impl CentralOptions {
 /// Central running in process, with what the tests reach past its listeners for: the store
 /// to check what was kept, the PKI to issue device certificates, the sealing key to seal
 /// envelopes to it, and the temporary folder that holds the database and the releases.
-pub struct Central {
+pub(crate) struct Central {
     /// The server; [`Central::stop`] ends it. A test that still needs the folder afterwards
     /// (to read a log in it) moves this out and shuts it down itself, so `Central` must not
     /// implement `Drop`.
@@ -153,7 +153,7 @@ pub struct Central {
 
 impl Central {
     /// A URL on the device (mutual TLS) listener.
-    pub fn device_url(&self, path: &str) -> String {
+    pub(crate) fn device_url(&self, path: &str) -> String {
         format!(
             "https://127.0.0.1:{}{path}",
             self.running.device_addr.port()
@@ -161,24 +161,24 @@ impl Central {
     }
 
     /// A URL on the operator (plain HTTP) listener.
-    pub fn admin_url(&self, path: &str) -> String {
+    pub(crate) fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.running.admin_addr)
     }
 
     /// A URL on the consumer listener; panics if the options did not ask for it.
-    pub fn consumer_url(&self, path: &str) -> String {
+    pub(crate) fn consumer_url(&self, path: &str) -> String {
         let addr = self.running.consumer_addr.expect("a consumer listener");
         format!("http://{addr}{path}")
     }
 
     /// The folder central keeps release artifacts and manifests in.
-    pub fn releases_dir(&self) -> std::path::PathBuf {
+    pub(crate) fn releases_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("releases")
     }
 
     /// A mutual-TLS client for `device` of `site`, with a certificate from the device CA
     /// valid for `validity`, trusting central's CA: the device side of every ingest test.
-    pub fn device_client(
+    pub(crate) fn device_client(
         &self,
         device: &DeviceId,
         site: &SiteId,
@@ -199,7 +199,7 @@ impl Central {
 
     /// A client without a certificate that trusts central's CA: a device before enrollment,
     /// or anyone else who can reach the device listener.
-    pub fn anonymous(&self) -> reqwest::Client {
+    pub(crate) fn anonymous(&self) -> reqwest::Client {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(
             self.pki.central_ca.cert_pem().as_bytes(),
@@ -220,13 +220,13 @@ impl Central {
     }
 
     /// Shuts the server down and waits for its listeners to close, then removes the folder.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.running.shutdown().await;
     }
 }
 
 /// Milliseconds since the Unix epoch, as an envelope header's creation time.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|since| since.as_millis() as i64)
@@ -234,7 +234,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// A pupil with only what a roster requires: enough for tests about transport, not data.
-pub fn student(key: &str, given_name: &str) -> Student {
+pub(crate) fn student(key: &str, given_name: &str) -> Student {
     Student {
         source_key: key.into(),
         national_id: None,
@@ -250,7 +250,7 @@ pub fn student(key: &str, given_name: &str) -> Student {
 
 /// A loopback port free at the time of asking, for listeners a test cannot bind to port 0
 /// itself (a configuration file or another process names the port).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

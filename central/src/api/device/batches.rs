@@ -33,7 +33,7 @@ use crate::store::{ApplyOutcome, IncomingBatch, StoreError, Timestamp};
 
 /// How long one batch body may take to arrive. A 16 MiB snapshot over a school's 1 Mbit/s
 /// uplink takes about two minutes; a connection slower than this is stalled, not slow.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const BODY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// After refusing an oversized body, central reads and discards at most this much more of
 /// it (for at most [`DRAIN_TIMEOUT`]) before answering, so the client, still sending, reads

@@ -22,7 +22,7 @@ use crate::store::Timestamp;
 
 /// Largest heartbeat body: a heartbeat is a few hundred bytes; the bound keeps a broken agent
 /// from making central parse megabytes of JSON.
-pub const MAX_HEARTBEAT_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEARTBEAT_BYTES: usize = 64 * 1024;
 
 pub(crate) async fn post_heartbeat(
     State(state): State<Arc<AppState>>,

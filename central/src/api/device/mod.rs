@@ -27,7 +27,7 @@ use crate::state::AppState;
 pub(crate) const ENROLL_PATH: &str = "/v1/enroll";
 
 pub(crate) use caller::PeerAddr;
-pub use heartbeat::MAX_HEARTBEAT_BYTES;
+pub(crate) use heartbeat::MAX_HEARTBEAT_BYTES;
 
 /// The device listener's routes, with the connection's `DeviceIdentity` expected as a
 /// request extension (the server inserts it per connection, and lets only enrollment

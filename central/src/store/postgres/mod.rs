@@ -28,9 +28,9 @@ mod releases;
 mod tokens;
 mod windows;
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{Client, Config, NoTls};
@@ -189,11 +189,7 @@ impl Pool {
             .await
             .map_err(|error| StoreError::Worker(error.to_string()))?;
         loop {
-            let idle = self
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop();
+            let idle = self.idle.lock().pop();
             match idle {
                 Some(client) if client.is_closed() => continue,
                 Some(client) => {
@@ -257,11 +253,7 @@ impl Drop for PooledClient<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
             if !client.is_closed() {
-                self.pool
-                    .idle
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(client);
+                self.pool.idle.lock().push(client);
             }
         }
     }

@@ -31,9 +31,10 @@ mod releases;
 mod tokens;
 mod windows;
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -121,7 +122,7 @@ impl SqliteStore {
 fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // A panic while the lock was held leaves the connection usable: an open rusqlite
     // transaction rolls back when it is dropped during unwinding.
-    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    conn.lock()
 }
 
 async fn blocking<T, F>(work: F) -> Result<T, StoreError>

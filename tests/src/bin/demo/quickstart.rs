@@ -49,7 +49,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// Runs the demo. Progress goes to stdout as it happens; with `json` the last line is one
 /// JSON document with central's current counts. True when central ends up holding exactly
 /// the last export.
-pub async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<bool> {
+pub(crate) async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<bool> {
     let dir = tempfile::Builder::new()
         .prefix("skolebro-demo-")
         .tempdir()?

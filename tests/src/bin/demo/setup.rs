@@ -9,11 +9,11 @@ use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
 use skolebro_protocol::{DeviceId, SiteId, SiteSecret};
 use skolebro_provisioning::pki::{write_private_key, DevPki, Validity};
 
-pub const DEVICE: &str = "demo-pi";
-pub const SITE: &str = "demo-site";
+pub(crate) const DEVICE: &str = "demo-pi";
+pub(crate) const SITE: &str = "demo-site";
 
 /// The keys and certificates of one demo site, written into the demo folder.
-pub struct Setup {
+pub(crate) struct Setup {
     pub device: DeviceId,
     pub site: SiteId,
     pub signing_key: DeviceSigningKey,
@@ -22,7 +22,7 @@ pub struct Setup {
 }
 
 impl Setup {
-    pub fn create(dir: &Path) -> anyhow::Result<Setup> {
+    pub(crate) fn create(dir: &Path) -> anyhow::Result<Setup> {
         let validity = Validity::from_now(Duration::from_secs(30 * 24 * 3600));
         let pki = DevPki::generate(validity)?;
         pki.write_to(dir)?;
@@ -55,7 +55,7 @@ impl Setup {
         })
     }
 
-    pub fn write_agent_config(
+    pub(crate) fn write_agent_config(
         &self,
         dir: &Path,
         central: std::net::SocketAddr,
