@@ -2,6 +2,7 @@
 //! from it, and how it is written. The daemon fills it in; the CLI and the front panel read
 //! it. Below the daemon: it names no stage.
 
+use skolebro_protocol::civil_time::UtcDateTime;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -146,23 +147,8 @@ pub fn fmt_when(unix_ms: u64, now_ms: u64) -> String {
 }
 
 fn split(unix_ms: u64) -> (String, String) {
-    let secs = unix_ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        format!("{year:04}-{month:02}-{day:02}"),
-        format!("{:02}:{:02}", rem / 3600, (rem % 3600) / 60),
-    )
+    let time = UtcDateTime::from_unix_millis(i64::try_from(unix_ms).unwrap_or(i64::MAX));
+    (time.date_text(), time.hour_minute_text())
 }
 
 /// A duration in plain words ("20 min", "3 h 5 min", "2 days").

@@ -135,7 +135,10 @@ pub(crate) struct Overview {
 impl Overview {
     /// Reads the windows (of one county, or all), the sites' counties and the transfers
     /// since the earliest of those windows opened.
-    pub(crate) async fn load(store: &dyn Store, fylke: Option<Fylke>) -> Result<Overview, StoreError> {
+    pub(crate) async fn load(
+        store: &dyn Store,
+        fylke: Option<Fylke>,
+    ) -> Result<Overview, StoreError> {
         let windows = store.windows(fylke).await?;
         let counties = site_counties(store.current_schools().await?);
         let transfers = match windows.iter().map(|window| window.opens).min() {

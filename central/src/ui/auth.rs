@@ -95,7 +95,10 @@ impl Operator {
 
     /// The submitted form, if it arrived whole and carries this session's CSRF token;
     /// otherwise the "form expired" refusal.
-    pub(super) fn form<T: CsrfForm>(&self, form: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
+    pub(super) fn form<T: CsrfForm>(
+        &self,
+        form: Result<Form<T>, FormRejection>,
+    ) -> Result<T, PageError> {
         match form {
             Ok(Form(form)) if self.csrf_ok(form.csrf()) => Ok(form),
             _ => Err(self.forbidden("The form expired. Reload the page and try again.")),
