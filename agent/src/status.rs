@@ -67,7 +67,7 @@ pub struct AgentStatus {
     pub last_outcome: Option<String>,
     pub deviations: DeviationCounts,
     /// The same deviations by code, with their first rows (masked), for central's site page.
-    pub deviation_groups: Vec<skolebro_roster::deviation::DeviationGroup>,
+    pub deviation_groups: Vec<skolebro_protocol::api::DeviationGroup>,
     pub last_ack_seq: Option<u64>,
     pub last_ack_unix_ms: Option<u64>,
     pub unreachable_since_unix_ms: Option<u64>,

@@ -7,6 +7,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+pub use skolebro_protocol::api::{DeviationGroup, DeviationRow};
 
 /// Stable codes: scripts and central group deviations by them, so they never change meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -43,6 +44,16 @@ impl Code {
 pub enum Severity {
     Error,
     Warning,
+}
+
+impl Severity {
+    /// The word the heartbeat and the reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
 }
 
 /// Where in the input a record came from: a line for text formats, or the ordinal of the
@@ -117,28 +128,8 @@ pub const ROWS_PER_GROUP: usize = 10;
 /// Longest detail a report carries, in characters.
 const MAX_REPORTED_DETAIL: usize = 160;
 
-/// The deviations of one code and severity in an export, as central's site page shows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviationGroup {
-    pub code: Code,
-    pub severity: Severity,
-    /// All of them, not only the rows carried.
-    pub count: u64,
-    /// The first [`ROWS_PER_GROUP`] in file order.
-    pub rows: Vec<DeviationRow>,
-}
-
-/// One deviation as reported: where it is and what is wrong, masked like the `check` output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviationRow {
-    pub file: String,
-    /// `line 12`, or `record 3` for formats without lines.
-    pub at: String,
-    pub detail: String,
-}
-
 /// Groups an export's deviations by code and severity, errors first, each with its count and
-/// its first rows.
+/// its first rows: the form the heartbeat carries and central's site page shows.
 pub fn group(deviations: &[Deviation]) -> Vec<DeviationGroup> {
     let mut groups: std::collections::BTreeMap<(Severity, Code), DeviationGroup> =
         std::collections::BTreeMap::new();
@@ -146,8 +137,8 @@ pub fn group(deviations: &[Deviation]) -> Vec<DeviationGroup> {
         let group = groups
             .entry((deviation.severity, deviation.code))
             .or_insert_with(|| DeviationGroup {
-                code: deviation.code,
-                severity: deviation.severity,
+                code: deviation.code.as_str().to_owned(),
+                severity: deviation.severity.as_str().to_owned(),
                 count: 0,
                 rows: Vec::new(),
             });
@@ -205,14 +196,24 @@ mod tests {
         let groups = group(&deviations);
         let summary: Vec<_> = groups
             .iter()
-            .map(|g| (g.severity, g.code, g.count, g.rows.len()))
+            .map(|g| (g.severity.as_str(), g.code.as_str(), g.count, g.rows.len()))
             .collect();
         assert_eq!(
             summary,
             [
-                (Severity::Error, Code::InvalidNationalId, 38, ROWS_PER_GROUP),
-                (Severity::Error, Code::DuplicateKey, 1, 1),
-                (Severity::Warning, Code::UnknownField, 1, 1),
+                (
+                    Severity::Error.as_str(),
+                    Code::InvalidNationalId.as_str(),
+                    38,
+                    ROWS_PER_GROUP
+                ),
+                (Severity::Error.as_str(), Code::DuplicateKey.as_str(), 1, 1),
+                (
+                    Severity::Warning.as_str(),
+                    Code::UnknownField.as_str(),
+                    1,
+                    1
+                ),
             ]
         );
         assert_eq!(groups[0].rows[0].at, "line 2");

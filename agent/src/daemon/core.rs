@@ -43,31 +43,6 @@ fn held_report(held: &HeldDelta) -> api::HeldDelta {
     }
 }
 
-/// The wire form of the pipeline's deviation groups (codes and severities as text).
-fn api_groups(groups: &[skolebro_roster::deviation::DeviationGroup]) -> Vec<api::DeviationGroup> {
-    groups
-        .iter()
-        .map(|g| api::DeviationGroup {
-            code: g.code.as_str().to_owned(),
-            severity: match g.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-            }
-            .to_owned(),
-            count: g.count,
-            rows: g
-                .rows
-                .iter()
-                .map(|r| api::DeviationRow {
-                    file: r.file.clone(),
-                    at: r.at.clone(),
-                    detail: r.detail.clone(),
-                })
-                .collect(),
-        })
-        .collect()
-}
-
 /// Problems that put the agent in the `error` state until the matching success clears them.
 #[derive(Debug, Default)]
 struct Problems {
@@ -410,7 +385,7 @@ impl Core {
                 .last_export_unix_ms
                 .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
             deviations: self.status.deviations,
-            deviation_groups: api_groups(&self.status.deviation_groups),
+            deviation_groups: self.status.deviation_groups.clone(),
             held: self.status.held.clone(),
             target: Some(crate::update::TARGET.to_owned()),
             update: None,
