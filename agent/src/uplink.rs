@@ -16,7 +16,7 @@ use std::time::Duration;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::Deserialize;
-use skolebro_protocol::api::{BatchAck, BatchGap, RenewRequest};
+use skolebro_protocol::api::{BatchAck, BatchGap, ErrorBody, RenewRequest};
 use skolebro_protocol::envelope::{ChainHead, Seq};
 
 use crate::identity::hex32;
@@ -258,17 +258,13 @@ async fn refusal(response: reqwest::Response) -> Result<reqwest::Response, Uplin
     if status.is_success() {
         return Ok(response);
     }
-    let body: serde_json::Value = response
+    let code = response
         .bytes()
         .await
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
-    let code = body
-        .get("error")
-        .and_then(|e| e.as_str())
-        .unwrap_or("")
-        .to_owned();
+        .and_then(|b| serde_json::from_slice::<ErrorBody>(&b).ok())
+        .unwrap_or_default()
+        .error;
     if status == StatusCode::FORBIDDEN && code == "device_revoked" {
         return Err(UplinkError::Revoked);
     }
@@ -284,11 +280,7 @@ pub fn classify(
     retry_after: Option<Duration>,
     body: &serde_json::Value,
 ) -> BatchAnswer {
-    let code = body
-        .get("error")
-        .and_then(|e| e.as_str())
-        .unwrap_or("")
-        .to_owned();
+    let code = ErrorBody::deserialize(body).unwrap_or_default().error;
     if status.is_success() {
         return match BatchAck::deserialize(body) {
             Ok(BatchAck { ack, applied }) => BatchAnswer::Ack { seq: ack, applied },
