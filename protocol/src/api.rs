@@ -19,12 +19,19 @@ pub const MAX_HELD_ID_LEN: usize = 128;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentState {
+    /// Exports flow; nothing waits for anyone.
     Healthy,
+    /// The safety filter holds a delta until an operator releases or rejects it.
     Holding,
+    /// Batches wait in the outbox because central does not answer.
     CentralUnreachable,
+    /// The agent cannot go on without help (configuration, disk, identity).
     Error,
+    /// A config stick is being enrolled.
     Enrolling,
+    /// No identity yet: the agent waits for a config stick.
     NotProvisioned,
+    /// A state a newer agent reports and this build does not know.
     #[serde(other)]
     Unknown,
 }
@@ -33,8 +40,10 @@ pub enum AgentState {
 /// (the site page shows them by code, see [`DeviationGroup`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviationCounts {
+    /// Findings that kept a record out of the delta.
     #[serde(default)]
     pub errors: u64,
+    /// Findings reported only.
     #[serde(default)]
     pub warnings: u64,
 }
@@ -52,6 +61,7 @@ pub struct DeviationGroup {
     /// All of them, not only the rows carried.
     #[serde(default)]
     pub count: u64,
+    /// The first few in file order (the agent sends at most ten).
     #[serde(default)]
     pub rows: Vec<DeviationRow>,
 }
@@ -59,9 +69,11 @@ pub struct DeviationGroup {
 /// One reported deviation: where it is in the export and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviationRow {
+    /// The export file's name, without the device's folders.
     pub file: String,
     /// `line 12`, or `record 3` for formats without lines.
     pub at: String,
+    /// What is wrong, with national ids masked and no names.
     pub detail: String,
 }
 
@@ -87,11 +99,17 @@ pub struct HeldDelta {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReportedState {
+    /// The artifact is on the device and matches the manifest.
     Downloaded,
+    /// Installed beside the running release; the agent restarts into it.
     Installed,
+    /// The new release passed its trial.
     Healthy,
+    /// The trial failed and the previous release runs again.
     RolledBack,
+    /// The device will not install it (signature, target, version order).
     Refused,
+    /// A state a newer agent reports and this build does not know.
     #[serde(other)]
     Unknown,
 }
@@ -102,6 +120,7 @@ pub enum ReportedState {
 pub struct UpdateReport {
     /// The release's id.
     pub release: String,
+    /// What became of it.
     pub state: ReportedState,
     /// Why, for `rolled_back` and `refused`.
     #[serde(default)]
@@ -109,6 +128,7 @@ pub struct UpdateReport {
 }
 
 impl UpdateReport {
+    /// A report of `state` for the release `release`.
     pub fn new(release: &str, state: ReportedState, reason: Option<String>) -> UpdateReport {
         UpdateReport {
             release: release.to_owned(),
@@ -125,6 +145,7 @@ impl UpdateReport {
 pub struct Heartbeat {
     /// The agent's version, for watching a rollout.
     pub version: String,
+    /// What the agent is doing.
     pub state: AgentState,
     /// Envelopes waiting in the agent's outbox.
     #[serde(default)]
@@ -138,6 +159,7 @@ pub struct Heartbeat {
     /// When the agent last read an export.
     #[serde(default)]
     pub last_export_unix_ms: Option<i64>,
+    /// The last export's findings, by severity.
     #[serde(default)]
     pub deviations: DeviationCounts,
     /// The same deviations by code, with their first rows; empty from agents that do not
@@ -163,9 +185,15 @@ pub enum Command {
     /// Send a full snapshot next (after a restore at central, or to settle a doubt).
     Resync,
     /// Send the held delta after all.
-    Release { held_id: String },
+    Release {
+        /// The [`HeldDelta::id`] the operator saw.
+        held_id: String,
+    },
     /// Drop the held delta.
-    Reject { held_id: String },
+    Reject {
+        /// The [`HeldDelta::id`] the operator saw.
+        held_id: String,
+    },
 }
 
 impl Command {
@@ -184,6 +212,7 @@ impl Command {
 /// own key; central's choice is never trusted with content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseOffer {
+    /// The release's id (`<version>-<target>`).
     pub id: String,
     /// The signed manifest, base64 (standard, padded).
     pub manifest: String,
@@ -196,6 +225,7 @@ pub struct ReleaseOffer {
 /// writes and the agent's result after skipping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatAnswer {
+    /// Operators' instructions queued for this device, oldest first.
     #[serde(default)]
     pub commands: Vec<Command>,
     /// A release meant for this device, if any.
@@ -207,7 +237,9 @@ pub struct HeartbeatAnswer {
 /// `applied` is false for a replay (acked again, nothing changed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchAck {
+    /// The sequence number applied (or applied before).
     pub ack: u64,
+    /// False for a replay: acked again, nothing changed.
     #[serde(default = "yes")]
     pub applied: bool,
 }
@@ -216,20 +248,25 @@ pub struct BatchAck {
 /// head (`prev` is 64 hex) with a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchGap {
+    /// The sequence number central expects next.
     pub expected_seq: u64,
+    /// The digest the next envelope must name as `prev`, 64 hex.
     pub prev: String,
 }
 
 /// The body of `POST /v1/renew`: a CSR for the same device (the same or a new TLS key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenewRequest {
+    /// The certificate signing request, PEM.
     pub csr_pem: String,
 }
 
 /// Central's answer to `POST /v1/renew`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Renewed {
+    /// The new device certificate, PEM.
     pub cert_pem: String,
+    /// When it runs out, Unix seconds.
     pub not_after_unix: u64,
 }
 
@@ -237,19 +274,26 @@ pub struct Renewed {
 /// key, and the public half of its envelope-signing key (64 hex).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollRequest {
+    /// The stick's one-time token (central keeps only its hash).
     pub token: String,
+    /// The certificate signing request for the device's TLS key, PEM.
     pub csr_pem: String,
+    /// The Ed25519 public key the device signs envelopes with, 64 hex.
     pub signing_key: String,
 }
 
 /// Central's answer to `POST /v1/enroll`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enrolled {
+    /// The device id central registered.
     pub device: String,
+    /// The site the device may write to.
     pub site: String,
+    /// The device certificate, PEM.
     pub cert_pem: String,
     /// The site secret record handles are keyed with, 64 hex.
     pub site_secret: String,
+    /// When the certificate runs out, Unix seconds.
     pub not_after_unix: u64,
     /// Whether central already holds records for the site: then the device's first batch
     /// must be a snapshot. Absent from an older central: assume records.
@@ -266,8 +310,10 @@ fn yes() -> bool {
 /// [`BatchGap`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// The stable code, e.g. `device_revoked` (docs/API.md lists them per endpoint).
     #[serde(default)]
     pub error: String,
+    /// What happened, for a person reading a log.
     #[serde(default)]
     pub detail: String,
 }
