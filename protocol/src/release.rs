@@ -18,7 +18,7 @@
 //! body          postcard-encoded `ReleaseManifest`, body_len bytes
 //! signature     Ed25519, 64 bytes, over every byte before it (magic to the end of the body)
 //! ```
-//! The framing is the stick bundle's ([`crate::signed`]) with its own magic and its own key,
+//! The framing is the stick bundle's (`signed`) with its own magic and its own key,
 //! so neither kind of signature can pass for the other. A manifest is at most
 //! [`MAX_MANIFEST_BYTES`].
 

@@ -1,7 +1,7 @@
 //! The daemon (`skolebro-agent run`): wires the stages of the data flow together on a tokio
 //! runtime and keeps `status.json` up to date.
 //!
-//! Its life has two phases ([`lifecycle`]). Without an identity (no enrollment in the state
+//! Its life has two phases (`lifecycle`). Without an identity (no enrollment in the state
 //! folder, no `[identity]` in `agent.toml`) it waits for a config stick: it polls the stick
 //! roots every few seconds, shows "not provisioned" on the panel, and enrolls from the first
 //! stick that passes ([`crate::provision`]). With an identity it runs the data flow below,

@@ -203,7 +203,7 @@ impl Ledger {
         write_durably(path, &bytes)
     }
 
-    /// Queues a report, dropping the oldest beyond [`MAX_PENDING`].
+    /// Queues a report, dropping the oldest beyond `MAX_PENDING`.
     pub fn push(&mut self, report: UpdateReport) {
         self.pending.push(report);
         let excess = self.pending.len().saturating_sub(MAX_PENDING);
