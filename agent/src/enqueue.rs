@@ -23,9 +23,10 @@ use skolebro_protocol::envelope::{
 use skolebro_protocol::SiteSecret;
 
 use crate::outbox::{unix_ms_now, Outbox, OutboxConfig, OutboxError, RecoveryReport};
-use crate::state::{Checkpoint, State, StateError};
+use crate::state::{Checkpoint, StateError};
 use skolebro_roster::diff::{plan, DiffSummary, Fingerprints};
 use skolebro_roster::safety::{judge, today, Judgement, SafetyPolicy, Verdict};
+use skolebro_roster::state::State;
 use skolebro_roster::validate::Validated;
 
 const CHECKPOINT: &str = "checkpoint";

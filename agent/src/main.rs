@@ -17,7 +17,6 @@ use skolebro_agent::daemon;
 use skolebro_agent::outbox::{segment::HEADER_LEN, unix_ms_now, MemStorage, Outbox};
 use skolebro_agent::provision::{self, ProvisionError, Provisioned};
 use skolebro_agent::state::Checkpoint;
-use skolebro_agent::state::State;
 use skolebro_agent::status::{self, AgentStatus, RunState};
 use skolebro_protocol::envelope::Envelope;
 use skolebro_protocol::national_id::CivilDate;
@@ -26,6 +25,7 @@ use skolebro_roster::diff::{diff, Fingerprints};
 use skolebro_roster::reader::{read_export, Format, ReadError, ReaderOptions};
 use skolebro_roster::report;
 use skolebro_roster::safety::{judge, today};
+use skolebro_roster::state::State;
 use skolebro_roster::validate::Validated;
 
 #[derive(Parser)]

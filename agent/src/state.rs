@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use skolebro_protocol::envelope::ChainHead;
 use skolebro_protocol::Entity;
 
-pub use skolebro_roster::state::State;
+use skolebro_roster::state::State;
 
 const MAGIC: &[u8; 4] = b"SKBS";
 const VERSION: u8 = 1;

@@ -99,7 +99,7 @@ pub enum BatchAnswer {
     Unreachable(String),
 }
 
-pub use skolebro_protocol::api::{Command, Heartbeat, HeartbeatAnswer, Renewed};
+use skolebro_protocol::api::{Command, Heartbeat, HeartbeatAnswer, Renewed};
 
 /// Why a heartbeat got no usable answer.
 #[derive(Debug, thiserror::Error)]

@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use skolebro_agent::enqueue::{Enqueuer, Identity, OfferOutcome};
 use skolebro_agent::outbox::OutboxConfig;
-use skolebro_agent::state::State;
 use skolebro_protocol::envelope::{
     open, ChainHead, DeviceId, DeviceSigningKey, Payload, SealingPrivateKey, SiteId,
 };
 use skolebro_protocol::SiteSecret;
 use skolebro_roster::reader::elevliste;
 use skolebro_roster::safety::SafetyPolicy;
+use skolebro_roster::state::State;
 use skolebro_roster::validate::{RosterBuilder, Validated};
 
 const CHILD_ENV: &str = "SKOLEBRO_ENQUEUE_CHILD";

@@ -20,10 +20,7 @@ use crate::store::Timestamp;
 /// must not grow central's memory, and a device that never calls in gets nothing new queued.
 pub const MAX_QUEUED_COMMANDS: usize = 32;
 
-pub use skolebro_protocol::api::{
-    AgentState, Command, DeviationCounts, DeviationGroup, DeviationRow, Heartbeat, HeldDelta,
-    MAX_HELD_ID_LEN,
-};
+use skolebro_protocol::api::{Command, Heartbeat};
 
 /// What central has seen of one device since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -117,6 +114,7 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skolebro_protocol::api::AgentState;
 
     fn device() -> DeviceId {
         DeviceId::new("pi-1").unwrap()

@@ -56,7 +56,7 @@ impl ReleaseSettings {
     }
 }
 
-pub use skolebro_protocol::api::{ReleaseOffer, ReportedState, UpdateReport};
+use skolebro_protocol::api::{ReleaseOffer, ReportedState, UpdateReport};
 
 /// The store's name for a reported state; `None` for a state this build does not know.
 fn to_store(state: ReportedState) -> Option<UpdateState> {

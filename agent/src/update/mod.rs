@@ -49,7 +49,7 @@ pub const TARGET: &str = env!("SKOLEBRO_TARGET");
 const RETRY: Duration = Duration::from_secs(10);
 
 pub use self::error::{Refusal, UpdateError};
-pub use skolebro_protocol::api::{ReleaseOffer, ReportedState, UpdateReport};
+use skolebro_protocol::api::{ReleaseOffer, ReportedState, UpdateReport};
 
 /// Checks an offered manifest before anything is downloaded: the signature against the
 /// release key, that it is the release offered, for this target, and newer than `running`

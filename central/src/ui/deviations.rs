@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use super::html::escape;
-use crate::fleet::DeviationGroup;
+use skolebro_protocol::api::DeviationGroup;
 
 /// Groups a page shows per device: more than the agent has codes for, so a newer agent's
 /// codes still show.
@@ -129,7 +129,7 @@ fn masked(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::DeviationRow;
+    use skolebro_protocol::api::DeviationRow;
 
     fn group(code: &str, severity: &str, count: u64, rows: usize) -> DeviationGroup {
         DeviationGroup {

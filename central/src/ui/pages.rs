@@ -26,9 +26,10 @@ use super::error::PageError;
 use super::html::{escape, escape_path, human_bytes, page, plural, see_other};
 use super::windows::late_note;
 use crate::audit;
-use crate::fleet::{AgentState, Command, DeviceActivity, MAX_HELD_ID_LEN};
+use crate::fleet::DeviceActivity;
 use crate::state::UiState;
 use crate::store::{DeviceRecord, StoreError, Timestamp};
+use skolebro_protocol::api::{AgentState, Command, MAX_HELD_ID_LEN};
 
 /// Transfers listed on a site's page.
 const TRANSFERS_SHOWN: u32 = 50;

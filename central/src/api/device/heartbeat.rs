@@ -15,10 +15,10 @@ use skolebro_provisioning::DeviceIdentity;
 
 use super::caller::authorize;
 use crate::api::error::ApiError;
-use crate::fleet::Heartbeat;
 use crate::release;
 use crate::state::AppState;
 use crate::store::Timestamp;
+use skolebro_protocol::api::Heartbeat;
 
 /// Largest heartbeat body: a heartbeat is a few hundred bytes; the bound keeps a broken agent
 /// from making central parse megabytes of JSON.

@@ -15,9 +15,9 @@ use skolebro_protocol::DeviceId;
 
 use crate::api::error::ApiError;
 use crate::audit::{self, API_ACTOR};
-use crate::fleet::Command;
 use crate::state::AppState;
 use crate::store::{StoreError, Timestamp};
+use skolebro_protocol::api::Command;
 
 /// Every registered device (from the store, so the list survives restarts) with its site,
 /// revocation and chain head, and what central has heard from it since it started.
