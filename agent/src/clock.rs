@@ -14,10 +14,10 @@
 //! Debug builds read `SKOLEBRO_TEST_CLOCK` for process tests: `synced` (the system clock,
 //! taken as synced), `synced:<unix seconds>` (synced, running from that time) or `unsynced`.
 
-use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
 use skolebro_provisioning::tls::{CertificateClock, TimeReading};
 
 /// The floor file in the state folder: decimal unix seconds.

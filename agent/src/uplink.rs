@@ -9,10 +9,10 @@
 //! The same client renews the device's certificate (`POST /v1/renew`); the renewed client
 //! replaces the old one for every clone of [`Central`] at once.
 
-use parking_lot::RwLock;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::Deserialize;

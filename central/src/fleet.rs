@@ -8,9 +8,9 @@
 //! minutes) and queued commands (an operator queues them again). Heartbeats carry counts and
 //! states, never personal data.
 
-use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
 
+use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
 use skolebro_protocol::{DeviceId, Seq};
 

@@ -8,10 +8,11 @@
 //! one name would each keep their own. That is acceptable for a limit whose purpose is to
 //! make guessing slow, not to count exactly; nothing that must survive is kept here.
 
-use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 /// At most this many keys are tracked; beyond it, keys that have their full allowance again
 /// are forgotten, and if none has, new keys wait. Bounds the memory a caller inventing keys

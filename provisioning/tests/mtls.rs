@@ -3,12 +3,12 @@
 //! certificate, and reqwest clients built from `tls::client` (or deliberately broken ones)
 //! talk to it.
 
-use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use parking_lot::Mutex;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 use rustls::CertificateError;

@@ -7,7 +7,6 @@
 //! `SKOLEBRO_TEST_CLOCK`). Tests run one at a time ([`one_at_a_time`]): each starts several
 //! processes, and the CI machines have two cores.
 
-use parking_lot::{Mutex, MutexGuard};
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use parking_lot::{Mutex, MutexGuard};
 use serde_json::Value;
 use skolebro_protocol::Roster;
 

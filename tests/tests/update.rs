@@ -16,7 +16,6 @@
 //! and refusals are read back through its operator listener. When the test fails, its folder
 //! is kept and the logs are printed.
 
-use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt as _;
@@ -27,6 +26,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 use skolebro_agent::update::{TARGET, VERSION};
 use skolebro_protocol::release::ReleaseSigningKey;

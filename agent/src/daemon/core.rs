@@ -2,10 +2,10 @@
 //! Every stage of the running phase (pipeline, push, heartbeat, provisioning) changes the
 //! agent's state through it, and every change is written to `status.json`.
 
-use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use skolebro_protocol::api;
 use skolebro_protocol::envelope::ChainHead;
 use skolebro_protocol::Entity;

@@ -43,12 +43,12 @@ mod pipeline;
 mod push;
 mod sticks;
 
-use parking_lot::Mutex;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
 pub use self::core::{describe, with_core, Core, Shared, REJECTED_DIR};

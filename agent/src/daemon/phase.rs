@@ -2,9 +2,9 @@
 //! running phase, and the slots through which the front panel reaches the current one; and
 //! the daemon's error.
 
-use parking_lot::Mutex;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
 use super::core::Shared;

@@ -8,12 +8,13 @@
 //!
 //! Files are addressed by bare names inside one directory; the outbox never needs paths.
 
-use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 /// Durable, append-only file operations in one directory.
 ///

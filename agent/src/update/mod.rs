@@ -24,12 +24,12 @@ pub mod hooks;
 pub mod install;
 pub mod trial;
 
-use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use parking_lot::Mutex;
 use skolebro_protocol::release::{ReleaseError, ReleaseManifest, ReleaseVerifyingKey, Version};
 use tokio::sync::watch;
 

@@ -28,10 +28,10 @@ mod releases;
 mod tokens;
 mod windows;
 
-use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
 
+use parking_lot::Mutex;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{Client, Config, NoTls};
 

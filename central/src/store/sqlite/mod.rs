@@ -31,12 +31,12 @@ mod releases;
 mod tokens;
 mod windows;
 
-use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::store::error::StoreError;
