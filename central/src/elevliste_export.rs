@@ -165,14 +165,24 @@ fn rows_of(
     left_out
 }
 
-/// Writes one line: fields joined by semicolons, quoted (quotes doubled) when they hold a
-/// semicolon, a quote or a line break, then CRLF.
+/// The first characters that make a spreadsheet program read a cell as a formula (OWASP's
+/// CSV injection list): a name such as `=HYPERLINK(…)` typed into a school's SAS would
+/// otherwise run when the admission office opens the file.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Writes one line: fields joined by semicolons, then CRLF. A field starting with one of
+/// [`FORMULA_STARTS`] is neutralised as OWASP recommends: prefixed with a single quote, which
+/// spreadsheets take as "text" and do not show, and quoted, so no separator inside it can
+/// start a new cell. Other fields are quoted (quotes doubled) only when they hold a
+/// semicolon, a quote or a line break.
 fn write_row<'a>(out: &mut String, fields: impl Iterator<Item = &'a str>) {
     for (at, field) in fields.enumerate() {
         if at > 0 {
             out.push(';');
         }
-        if field.contains([';', '"', '\r', '\n']) {
+        if field.starts_with(FORMULA_STARTS) {
+            let _ = write!(out, "\"'{}\"", field.replace('"', "\"\""));
+        } else if field.contains([';', '"', '\r', '\n']) {
             let _ = write!(out, "\"{}\"", field.replace('"', "\"\""));
         } else {
             out.push_str(field);
@@ -193,5 +203,29 @@ mod tests {
             ["46", "Fana; skule", "Å \"B\"", "a\nb"].into_iter(),
         );
         assert_eq!(out, "46;\"Fana; skule\";\"Å \"\"B\"\"\";\"a\nb\"\r\n");
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_as_formulas_are_neutralised() {
+        let mut out = String::new();
+        write_row(
+            &mut out,
+            [
+                "=HYPERLINK(\"http://x\";\"y\")",
+                "+47",
+                "-Anne",
+                "@SUM(A1)",
+                "\tTab",
+                "\rCR",
+                "Anne-Lise",
+                "a=b",
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            out,
+            "\"'=HYPERLINK(\"\"http://x\"\";\"\"y\"\")\";\"'+47\";\"'-Anne\";\"'@SUM(A1)\";\
+             \"'\tTab\";\"'\rCR\";Anne-Lise;a=b\r\n"
+        );
     }
 }
