@@ -14,15 +14,16 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-/// At most this many keys are tracked; beyond it, keys that have their full allowance again
-/// are forgotten, and if none has, new keys wait. Bounds the memory a caller inventing keys
-/// (addresses, account names) can make central spend.
+/// At most this many keys are tracked. Bounds the memory a caller inventing keys
+/// (addresses, account names) can make central spend; what happens when it is reached is
+/// [`RateLimiter::make_room`]'s.
 const MAX_TRACKED_KEYS: usize = 65_536;
 
 /// A token bucket per key: `capacity` at once, refilled at `capacity` per `period`.
 pub(crate) struct RateLimiter<K> {
     capacity: f64,
     per_second: f64,
+    max_keys: usize,
     buckets: Mutex<HashMap<K, Bucket>>,
 }
 
@@ -36,6 +37,11 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
     /// A limiter allowing `capacity` at once and `capacity` per `period` after that. A
     /// capacity of 0 (or an empty period) allows nothing.
     pub(crate) fn new(capacity: u32, period: Duration) -> RateLimiter<K> {
+        Self::tracking(capacity, period, MAX_TRACKED_KEYS)
+    }
+
+    /// [`RateLimiter::new`] tracking at most `max_keys` keys (at least one).
+    fn tracking(capacity: u32, period: Duration, max_keys: usize) -> RateLimiter<K> {
         let capacity = f64::from(capacity);
         let seconds = period.as_secs_f64();
         RateLimiter {
@@ -45,6 +51,7 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
             } else {
                 0.0
             },
+            max_keys: max_keys.max(1),
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -82,16 +89,13 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         let wait = |available: f64| Duration::from_secs_f64((1.0 - available) / per_second);
         let mut buckets = self.lock();
         let Some(bucket) = buckets.get_mut(key) else {
-            if buckets.len() >= MAX_TRACKED_KEYS {
-                buckets.retain(|_, bucket| refilled(bucket) < capacity);
-                if buckets.len() >= MAX_TRACKED_KEYS {
-                    return Err(wait(0.0));
-                }
-            }
             if capacity < 1.0 {
                 return Err(never);
             }
             if take {
+                if buckets.len() >= self.max_keys {
+                    self.make_room(&mut buckets, refilled);
+                }
                 buckets.insert(
                     key.clone(),
                     Bucket {
@@ -114,6 +118,37 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
             };
         }
         Ok(())
+    }
+
+    /// Makes room for a new key in a full map, so a flood of invented keys can never turn
+    /// the limiter into a wall that refuses every new key (65,536 failed sign-ins under
+    /// made-up names would otherwise lock every operator out). Keys back at their full
+    /// allowance go first, as they always could: forgetting them changes no answer. If that
+    /// frees too little, an eighth of the map goes, the keys with the most allowance left
+    /// first and the longest untouched among equals: a flooder's keys, each with one
+    /// failure, go before the spent key of a name under attack, so flooding to free a
+    /// locked name costs the flooder that name's whole allowance on tens of thousands of
+    /// keys. The eighth keeps the work per new key constant however long the flood lasts.
+    fn make_room(&self, buckets: &mut HashMap<K, Bucket>, refilled: impl Fn(&Bucket) -> f64) {
+        let capacity = self.capacity;
+        buckets.retain(|_, bucket| refilled(bucket) < capacity);
+        if buckets.len() < self.max_keys {
+            return;
+        }
+        let evict = (self.max_keys / 8).max(1);
+        let mut ranked: Vec<(f64, Instant, K)> = buckets
+            .iter()
+            .map(|(key, bucket)| (refilled(bucket), bucket.at, key.clone()))
+            .collect();
+        let first_kept =
+            |a: &(f64, Instant, K), b: &(f64, Instant, K)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if evict < ranked.len() {
+            ranked.select_nth_unstable_by(evict, first_kept);
+            ranked.truncate(evict);
+        }
+        for (_, _, key) in ranked {
+            buckets.remove(&key);
+        }
     }
 }
 
@@ -170,6 +205,53 @@ mod tests {
         assert!(limiter.ready(&"ola".to_owned(), start).is_ok());
         limiter.forget(&name);
         assert!(limiter.ready(&name, start).is_ok());
+    }
+
+    #[test]
+    fn a_full_limiter_still_lets_a_fresh_name_in_and_keeps_the_spent_ones() {
+        let limiter = RateLimiter::new(5, Duration::from_secs(75 * 60));
+        let start = Instant::now();
+        let victim = "kari".to_owned();
+        for _ in 0..5 {
+            assert!(limiter.check(&victim, start).is_ok());
+        }
+        assert!(limiter.check(&victim, start).is_err(), "kari is locked");
+        for flood in 0..2 * MAX_TRACKED_KEYS {
+            let _ = limiter.check(&format!("flood-{flood}"), start);
+        }
+        assert!(
+            limiter.lock().len() <= MAX_TRACKED_KEYS,
+            "memory stays bounded"
+        );
+        assert!(
+            limiter.ready(&"ola".to_owned(), start).is_ok(),
+            "a name never seen may still try"
+        );
+        assert!(
+            limiter.check(&"ola".to_owned(), start).is_ok(),
+            "and its failure is counted"
+        );
+        assert!(
+            limiter.ready(&victim, start).is_err(),
+            "the flood did not buy the locked name a new allowance"
+        );
+    }
+
+    #[test]
+    fn a_full_limiter_evicts_the_keys_with_most_allowance_left() {
+        let limiter = RateLimiter::tracking(3, Duration::from_secs(60), 8);
+        let start = Instant::now();
+        for key in 0..8u8 {
+            let spend = if key == 3 { 3 } else { 1 };
+            for _ in 0..spend {
+                assert!(limiter.check(&peer(key), start).is_ok());
+            }
+        }
+        assert!(limiter.check(&peer(100), start).is_ok());
+        let buckets = limiter.lock();
+        assert_eq!(buckets.len(), 8, "one key made room for the new one");
+        assert!(buckets.contains_key(&peer(3)), "the spent key is kept");
+        assert!(buckets.contains_key(&peer(100)));
     }
 
     #[test]
