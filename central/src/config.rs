@@ -38,6 +38,12 @@
 //!                                  # only to use the interface over plain HTTP on loopback
 //! session_hours = 8                # how long a sign-in lasts
 //!
+//! [http]                           # optional, and so is each setting: the plain HTTP
+//!                                  # listeners (operator, consumer, web interface)
+//! header_read_timeout_seconds = 30 # a request's headers, on a new or idle connection
+//! body_idle_timeout_seconds = 30   # longest pause within a request body
+//! max_connections = 256            # connections at once, per listener
+//!
 //! [store]
 //! kind = "sqlite"                  # or "postgres"
 //! path = "central.db"              # sqlite: the database file
@@ -53,6 +59,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use skolebro_protocol::{ReleaseVerifyingKey, SealingPrivateKey};
@@ -60,7 +67,7 @@ use skolebro_provisioning::{CertificateAuthority, PkiError, TlsError};
 
 use crate::enroll::{EnrollSettings, DEFAULT_CERT_LIFETIME, DEFAULT_ENROLL_PER_IP_PER_MINUTE};
 use crate::release::ReleaseSettings;
-use crate::server::ServerParts;
+use crate::server::{HttpLimits, ServerParts};
 use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 
 /// Default device listener: loopback, so a fresh install exposes nothing until told to.
@@ -171,6 +178,58 @@ pub struct CentralConfig {
     /// Limits of enrollment and renewal.
     #[serde(default)]
     pub enroll: EnrollConfig,
+    /// Timeouts and connection cap of the plain HTTP listeners.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// The `[http]` table: how long the plain HTTP listeners wait for slow clients and how many
+/// they serve at once ([`HttpLimits`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Seconds a client may take to send a request's headers.
+    #[serde(default = "default_header_read_timeout_seconds")]
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a request body may pause.
+    #[serde(default = "default_body_idle_timeout_seconds")]
+    pub body_idle_timeout_seconds: u64,
+    /// Connections at once, per listener.
+    #[serde(default = "default_max_http_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            header_read_timeout_seconds: default_header_read_timeout_seconds(),
+            body_idle_timeout_seconds: default_body_idle_timeout_seconds(),
+            max_connections: default_max_http_connections(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The limits the server applies.
+    pub fn limits(&self) -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
+            body_idle_timeout: Duration::from_secs(self.body_idle_timeout_seconds),
+            max_connections: self.max_connections,
+        }
+    }
+}
+
+fn default_header_read_timeout_seconds() -> u64 {
+    crate::server::HEADER_READ_TIMEOUT.as_secs()
+}
+
+fn default_body_idle_timeout_seconds() -> u64 {
+    crate::server::BODY_IDLE_TIMEOUT.as_secs()
+}
+
+fn default_max_http_connections() -> usize {
+    crate::server::MAX_HTTP_CONNECTIONS
 }
 
 /// The `[enroll]` table: how long issued certificates live and how fast one address may try
@@ -344,6 +403,17 @@ impl CentralConfig {
                 "enroll.per_ip_per_minute must be greater than 0".to_owned(),
             ));
         }
+        let http = &config.http;
+        if http.header_read_timeout_seconds == 0
+            || http.body_idle_timeout_seconds == 0
+            || http.max_connections == 0
+        {
+            return Err(ConfigError::Invalid(
+                "http.header_read_timeout_seconds, http.body_idle_timeout_seconds and \
+                 http.max_connections must be greater than 0"
+                    .to_owned(),
+            ));
+        }
         if config.ui.session_hours == 0 || config.ui.session_hours > 24 * 30 {
             return Err(ConfigError::Invalid(
                 "ui.session_hours must be between 1 and 720".to_owned(),
@@ -416,7 +486,7 @@ impl CentralConfig {
         };
         Ok(EnrollSettings {
             device_ca,
-            cert_lifetime: std::time::Duration::from_secs(self.enroll.cert_lifetime_seconds),
+            cert_lifetime: Duration::from_secs(self.enroll.cert_lifetime_seconds),
             per_ip_per_minute: self.enroll.per_ip_per_minute,
         })
     }
@@ -470,8 +540,9 @@ impl CentralConfig {
             ui: self.ui_listen.map(|listen| crate::state::UiSettings {
                 listen,
                 secure_cookie: self.ui.secure_cookie,
-                session_lifetime: std::time::Duration::from_secs(self.ui.session_hours * 3600),
+                session_lifetime: Duration::from_secs(self.ui.session_hours * 3600),
             }),
+            http_limits: self.http.limits(),
             max_batch_bytes: self.max_batch_bytes,
             enroll,
             releases,
@@ -543,6 +614,23 @@ mod tests {
     }
 
     #[test]
+    fn http_limits_default_to_the_server_constants_and_zero_is_refused() {
+        let config = CentralConfig::parse(MINIMAL, Path::new("/x")).unwrap();
+        assert_eq!(config.http.limits(), HttpLimits::default());
+        let text = format!("{MINIMAL}\n[http]\nheader_read_timeout_seconds = 5\n");
+        let config = CentralConfig::parse(&text, Path::new("/x")).unwrap();
+        assert_eq!(
+            config.http.limits().header_read_timeout,
+            Duration::from_secs(5)
+        );
+        let text = format!("{MINIMAL}\n[http]\nmax_connections = 0\n");
+        assert!(matches!(
+            CentralConfig::parse(&text, Path::new("/x")),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+
+    #[test]
     fn a_postgres_store_takes_a_conninfo_and_optional_pool_settings() {
         let text = format!(
             "{MINIMAL}\n[store]\nkind = \"postgres\"\nurl = \"host=127.0.0.1 user=postgres dbname=test\"\n"
@@ -605,8 +693,7 @@ mod tests {
     #[test]
     fn the_device_ca_key_loads_and_a_key_of_another_ca_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let validity =
-            skolebro_provisioning::Validity::from_now(std::time::Duration::from_secs(60));
+        let validity = skolebro_provisioning::Validity::from_now(Duration::from_secs(60));
         skolebro_provisioning::DevPki::generate_dev(&dir.path().join("pki"), validity).unwrap();
         let with_key = |key: &str| {
             MINIMAL

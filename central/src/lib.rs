@@ -41,10 +41,10 @@ pub mod store;
 pub mod ui;
 mod windows;
 
-pub use config::{CentralConfig, ConfigError, EnrollConfig, StoreConfig, TlsConfig};
+pub use config::{CentralConfig, ConfigError, EnrollConfig, HttpConfig, StoreConfig, TlsConfig};
 pub use enroll::EnrollSettings;
 pub use release::ReleaseSettings;
 pub use server::{
-    device_tls_config, serve, RunningServer, ServerError, ServerParts, ShutdownHandle,
+    device_tls_config, serve, HttpLimits, RunningServer, ServerError, ServerParts, ShutdownHandle,
 };
 pub use state::UiSettings;

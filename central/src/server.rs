@@ -19,7 +19,6 @@
 //! server; with port 0 the bound addresses come back in [`RunningServer`].
 
 use std::convert::Infallible;
-use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +36,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
+use tower_http::timeout::TimeoutBody;
 
 use crate::api::device::{PeerAddr, ENROLL_PATH};
 use crate::api::error::ApiError;
@@ -56,6 +56,43 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most this many device connections at once; more are closed right after accept. A
 /// county has a few hundred schools, each with one Pi.
 pub const MAX_DEVICE_CONNECTIONS: usize = 1024;
+
+/// How long a request body may go without a byte arriving before the request fails and the
+/// connection is closed: a client dripping a body holds a connection slot like one dripping
+/// headers.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// At most this many connections at once on each plain HTTP listener (operator, consumer,
+/// web interface); more are closed right after accept. Their clients are a few operators and
+/// consumer systems, so a full listener is a flood, not load.
+pub const MAX_HTTP_CONNECTIONS: usize = 256;
+
+/// How the plain HTTP listeners (operator, consumer, web interface) bound slow, silent and
+/// too many clients, which would otherwise hold sockets and memory for as long as they
+/// like: the device listener has its own constants ([`HEADER_READ_TIMEOUT`],
+/// [`MAX_DEVICE_CONNECTIONS`]) and shares the body timeout. Configurable (`[http]` in
+/// `central.toml`) so tests can make the timeouts short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// How long a client may take to send a request's headers on a new connection or an
+    /// idle keep-alive one; then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// How long a request body may go without a byte arriving.
+    pub body_idle_timeout: Duration,
+    /// Connections at once per listener.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    /// [`HEADER_READ_TIMEOUT`], [`BODY_IDLE_TIMEOUT`] and [`MAX_HTTP_CONNECTIONS`].
+    fn default() -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            body_idle_timeout: BODY_IDLE_TIMEOUT,
+            max_connections: MAX_HTTP_CONNECTIONS,
+        }
+    }
+}
 
 /// How long shutdown waits for requests in flight (an apply in its transaction) before the
 /// remaining connections are cut.
@@ -83,6 +120,8 @@ pub struct ServerParts {
     /// The operator web interface's listener and cookie settings, or `None` for no web
     /// interface. Plain HTTP: beyond loopback, put a TLS-terminating proxy in front of it.
     pub ui: Option<UiSettings>,
+    /// Timeouts and the connection cap of the plain HTTP listeners.
+    pub http_limits: HttpLimits,
     /// Largest envelope accepted; anything larger is refused with 413.
     pub max_batch_bytes: usize,
     /// The device CA and limits for `/v1/enroll` and `/v1/renew`.
@@ -119,6 +158,7 @@ impl std::fmt::Debug for ServerParts {
             .field("admin_listen", &self.admin_listen)
             .field("consumer_listen", &self.consumer_listen)
             .field("ui", &self.ui)
+            .field("http_limits", &self.http_limits)
             .field("max_batch_bytes", &self.max_batch_bytes)
             .field("enroll", &self.enroll)
             .field("releases", &self.releases)
@@ -294,17 +334,20 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
         parts.releases,
     ));
     let (sender, receiver) = watch::channel(false);
+    let limits = parts.http_limits;
     let device_task = tokio::spawn(run_device_listener(
         device_listener,
         TlsAcceptor::from(parts.tls),
         Arc::clone(&state),
         receiver.clone(),
+        limits.body_idle_timeout,
     ));
     let consumer_task = consumer_listener.map(|(listener, _)| {
         tokio::spawn(run_http_listener(
             listener,
             crate::api::consumer::router(Arc::clone(&state)),
             receiver.clone(),
+            limits,
             "consumer",
         ))
     });
@@ -313,6 +356,7 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
             listener,
             crate::ui::router(Arc::new(UiState::new(Arc::clone(&state), settings))),
             receiver.clone(),
+            limits,
             "web interface",
         ))
     });
@@ -320,6 +364,7 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
         admin_listener,
         crate::api::operator::router(state),
         receiver,
+        limits,
         "operator",
     ));
     tracing::info!(%device_addr, %admin_addr, ?consumer_addr, ?ui_addr, "central is listening");
@@ -358,11 +403,50 @@ async fn run_device_listener(
     acceptor: TlsAcceptor,
     state: Arc<AppState>,
     shutdown: watch::Receiver<bool>,
+    body_idle_timeout: Duration,
 ) {
     let router = crate::api::device::router(Arc::clone(&state));
-    let permits = Arc::new(Semaphore::new(MAX_DEVICE_CONNECTIONS));
+    let connection_shutdown = shutdown.clone();
+    accept_connections(
+        listener,
+        MAX_DEVICE_CONNECTIONS,
+        shutdown,
+        "device",
+        move |tcp, peer, permit| {
+            let connection = serve_device_connection(
+                tcp,
+                peer,
+                acceptor.clone(),
+                Arc::clone(&state),
+                router.clone(),
+                connection_shutdown.clone(),
+                body_idle_timeout,
+            );
+            async move {
+                let _permit = permit;
+                connection.await;
+            }
+        },
+    )
+    .await;
+}
+
+/// Accepts connections until shutdown, at most `max_connections` at once (more are closed
+/// right after accept), each served by `serve` on its own task; at shutdown waits
+/// [`SHUTDOWN_GRACE`] for them, then cuts the rest. `name` says which listener in the log.
+async fn accept_connections<F, Fut>(
+    listener: TcpListener,
+    max_connections: usize,
+    shutdown: watch::Receiver<bool>,
+    name: &'static str,
+    mut serve: F,
+) where
+    F: FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(max_connections));
     let mut connections = JoinSet::new();
-    let stop = shutdown_requested(shutdown.clone());
+    let stop = shutdown_requested(shutdown);
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -373,35 +457,30 @@ async fn run_device_listener(
                     Ok(accepted) => accepted,
                     Err(error) => {
                         // Typically out of file descriptors: back off instead of spinning.
-                        tracing::warn!(%error, "accepting a device connection failed");
+                        tracing::warn!(listener = name, %error, "accepting a connection failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 };
                 let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                    tracing::warn!(%peer, "too many device connections; closing a new one");
+                    tracing::warn!(listener = name, %peer, "too many connections; closing a new one");
                     continue;
                 };
-                connections.spawn(serve_device_connection(
-                    tcp,
-                    peer,
-                    acceptor.clone(),
-                    Arc::clone(&state),
-                    router.clone(),
-                    shutdown.clone(),
-                    permit,
-                ));
+                connections.spawn(serve(tcp, peer, permit));
             }
         }
     }
     drop(listener);
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-        tracing::warn!("device connections still open after the grace period; cutting them");
+        tracing::warn!(
+            listener = name,
+            "connections still open after the grace period; cutting them"
+        );
         connections.abort_all();
         while connections.join_next().await.is_some() {}
     }
-    tracing::info!("device listener stopped");
+    tracing::info!(listener = name, "listener stopped");
 }
 
 async fn serve_device_connection(
@@ -411,7 +490,7 @@ async fn serve_device_connection(
     state: Arc<AppState>,
     router: Router,
     shutdown: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    body_idle_timeout: Duration,
 ) {
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
@@ -429,7 +508,8 @@ async fn serve_device_connection(
         None => return,
     };
 
-    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let mut request = request.map(|body| TimeoutBody::new(body_idle_timeout, body));
         let refusal = caller.refusal(request.uri().path());
         request.extensions_mut().insert(PeerAddr(peer));
         if let Caller::Device(identity) = &caller {
@@ -446,22 +526,47 @@ async fn serve_device_connection(
             }
         }
     });
+    serve_http1(
+        TokioIo::new(tls),
+        service,
+        HEADER_READ_TIMEOUT,
+        shutdown,
+        peer,
+        "device",
+    )
+    .await;
+}
+
+/// Serves HTTP/1.1 on one connection until the client leaves, a header read times out, or
+/// shutdown (then the request in flight is finished first).
+async fn serve_http1<I, S>(
+    io: I,
+    service: S,
+    header_read_timeout: Duration,
+    shutdown: watch::Receiver<bool>,
+    peer: SocketAddr,
+    name: &'static str,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = axum::body::Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let connection = builder.serve_connection(TokioIo::new(tls), service);
+        .header_read_timeout(header_read_timeout);
+    let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(error) = result {
-                tracing::debug!(%peer, %error, "device connection ended with an error");
+                tracing::debug!(listener = name, %peer, %error, "connection ended with an error");
             }
         }
         () = shutdown_requested(shutdown) => {
             connection.as_mut().graceful_shutdown();
             if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "device connection ended with an error");
+                tracing::debug!(listener = name, %peer, %error, "connection ended with an error");
             }
         }
     }
@@ -507,30 +612,42 @@ async fn identify(
     })
 }
 
-/// Serves one of the plain HTTP listeners (operator, consumer) until shutdown; `name` says
-/// which in the log.
+/// Serves one of the plain HTTP listeners (operator, consumer, web interface) until
+/// shutdown, within `limits`; `name` says which in the log.
 async fn run_http_listener(
     listener: TcpListener,
     router: Router,
     shutdown: watch::Receiver<bool>,
+    limits: HttpLimits,
     name: &'static str,
 ) {
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_requested(shutdown.clone()))
-        .into_future();
-    tokio::pin!(server);
-    let result = tokio::select! {
-        result = &mut server => result,
-        () = async {
-            shutdown_requested(shutdown).await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => {
-            tracing::warn!(listener = name, "connections still open after the grace period; cutting them");
-            Ok(())
-        }
-    };
-    if let Err(error) = result {
-        tracing::error!(listener = name, %error, "listener failed");
-    }
-    tracing::info!(listener = name, "listener stopped");
+    let connection_shutdown = shutdown.clone();
+    accept_connections(
+        listener,
+        limits.max_connections,
+        shutdown,
+        name,
+        move |tcp, peer, permit| {
+            let router = router.clone();
+            let shutdown = connection_shutdown.clone();
+            async move {
+                let _permit = permit;
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let request =
+                        request.map(|body| TimeoutBody::new(limits.body_idle_timeout, body));
+                    router.clone().oneshot(request)
+                });
+                serve_http1(
+                    TokioIo::new(tcp),
+                    service,
+                    limits.header_read_timeout,
+                    shutdown,
+                    peer,
+                    name,
+                )
+                .await;
+            }
+        },
+    )
+    .await;
 }

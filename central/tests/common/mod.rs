@@ -15,7 +15,8 @@ use rustls::pki_types::pem::PemObject as _;
 use skolebro_central::store::{SqliteStore, Store};
 use skolebro_central::ui::UiSettings;
 use skolebro_central::{
-    device_tls_config, serve, EnrollSettings, ReleaseSettings, RunningServer, ServerParts,
+    device_tls_config, serve, EnrollSettings, HttpLimits, ReleaseSettings, RunningServer,
+    ServerParts,
 };
 use skolebro_protocol::{
     DeviceId, Gender, ReleaseVerifyingKey, SealingPrivateKey, SiteId, Student,
@@ -38,6 +39,8 @@ pub(crate) struct CentralOptions {
     pub ui: bool,
     /// Central's sealing key: a fixed one by default, so envelopes are reproducible.
     pub sealing: SealingPrivateKey,
+    /// Timeouts and connection cap of the plain HTTP listeners.
+    pub http_limits: HttpLimits,
 }
 
 impl Default for CentralOptions {
@@ -49,6 +52,7 @@ impl Default for CentralOptions {
             consumer_listener: false,
             ui: false,
             sealing: SealingPrivateKey::from_bytes([7; 32]),
+            http_limits: HttpLimits::default(),
         }
     }
 }
@@ -114,6 +118,7 @@ impl CentralOptions {
                 secure_cookie: false,
                 session_lifetime: Duration::from_secs(3600),
             }),
+            http_limits: self.http_limits,
             max_batch_bytes: self.max_batch_bytes,
             enroll,
             releases: ReleaseSettings {

@@ -96,6 +96,7 @@ pub(crate) async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<boo
         admin_listen: "127.0.0.1:0".parse()?,
         consumer_listen: None,
         ui: None,
+        http_limits: skolebro_central::HttpLimits::default(),
         max_batch_bytes: 16 << 20,
         // The demo registers its device itself (above) rather than enrolling it.
         enroll: skolebro_central::EnrollSettings::default(),

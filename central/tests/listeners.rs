@@ -1,0 +1,167 @@
+//! Central's plain HTTP listeners (operator, consumer, web interface) against clients that
+//! hold connections without finishing a request: silent, dripping headers, idle after a
+//! request, dripping a body, and more connections than the cap. Each must be closed by
+//! central, not left open for as long as the client likes. Central runs in process with
+//! short timeouts from [`HttpLimits`]; every wait is bounded, so a listener that never
+//! closes fails the test instead of hanging it.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::CentralOptions;
+use skolebro_central::HttpLimits;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// Longest a test waits for central to close a connection: far beyond the one-second
+/// timeouts configured here, far below the 30 s defaults and the "never" of a listener
+/// without timeouts.
+const BOUND: Duration = Duration::from_secs(15);
+
+/// Reads until central closes the connection and returns what it sent; panics if the
+/// connection is still open after [`BOUND`].
+async fn closed_by_central(stream: &mut TcpStream, what: &str) -> Vec<u8> {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(BOUND, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "{what}: the connection is still open after {BOUND:?}"
+    );
+    received
+}
+
+fn short_limits(max_connections: usize) -> HttpLimits {
+    HttpLimits {
+        header_read_timeout: Duration::from_secs(1),
+        body_idle_timeout: Duration::from_secs(1),
+        max_connections,
+    }
+}
+
+#[tokio::test]
+async fn silent_dripping_and_idle_connections_are_closed_on_every_plain_listener() {
+    let central = CentralOptions {
+        consumer_listener: true,
+        ui: true,
+        http_limits: short_limits(64),
+        ..CentralOptions::default()
+    }
+    .start()
+    .await;
+    let running = &central.running;
+    let listeners: [(&str, SocketAddr); 3] = [
+        ("operator", running.admin_addr),
+        (
+            "consumer",
+            running.consumer_addr.expect("a consumer listener"),
+        ),
+        ("web interface", running.ui_addr.expect("a web interface")),
+    ];
+    for (name, addr) in listeners {
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut dripping = TcpStream::connect(addr).await.unwrap();
+        dripping
+            .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await
+            .unwrap();
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(
+            closed_by_central(&mut silent, &format!("{name}, silent"))
+                .await
+                .is_empty(),
+            "{name}: nothing is answered to a client that sent nothing"
+        );
+        closed_by_central(&mut dripping, &format!("{name}, dripping headers")).await;
+        let answer = closed_by_central(&mut idle, &format!("{name}, idle after a request")).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 "),
+            "{name}: the complete request was answered before the idle connection was closed"
+        );
+    }
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_body_that_stops_arriving_ends_the_connection() {
+    let central = CentralOptions {
+        consumer_listener: true,
+        http_limits: short_limits(64),
+        ..CentralOptions::default()
+    }
+    .start()
+    .await;
+    let addr = central.running.consumer_addr.expect("a consumer listener");
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n\
+              grant_type=client_cre",
+        )
+        .await
+        .unwrap();
+    closed_by_central(&mut stream, "consumer, dripping body").await;
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_at_once_and_a_freed_slot_serves_again() {
+    let central = CentralOptions {
+        http_limits: HttpLimits {
+            // Long enough that only the cap can close the third connection within BOUND.
+            header_read_timeout: Duration::from_secs(120),
+            body_idle_timeout: Duration::from_secs(120),
+            max_connections: 2,
+        },
+        ..CentralOptions::default()
+    }
+    .start()
+    .await;
+    let addr = central.running.admin_addr;
+    let first = TcpStream::connect(addr).await.unwrap();
+    let _second = TcpStream::connect(addr).await.unwrap();
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_by_central(&mut third, "the third connection over a cap of two")
+            .await
+            .is_empty(),
+        "the third connection is closed unanswered"
+    );
+    drop(first);
+    // Central frees the slot once it notices the first connection closed: ask until a
+    // request is answered, within the bound.
+    let served = tokio::time::timeout(BOUND, async {
+        loop {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream
+                .write_all(
+                    b"GET /admin/devices HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                )
+                .await
+                .unwrap();
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+            if answer.starts_with(b"HTTP/1.1 ") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(served.is_ok(), "a freed slot serves a new connection");
+    central.stop().await;
+}
