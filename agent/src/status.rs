@@ -121,12 +121,13 @@ impl AgentStatus {
     }
 }
 
-/// Writes `status.json` atomically and tells watchers.
+/// Writes `status.json` atomically, readable by the agent's user only (mode 0600: its texts
+/// name files and reasons of a school's exports), and tells watchers.
 pub fn write_status(state_dir: &Path, status: &AgentStatus, tx: &watch::Sender<AgentStatus>) {
     let path = state_dir.join(STATUS_FILE);
     match serde_json::to_vec_pretty(status) {
         Ok(bytes) => {
-            if let Err(error) = crate::state::write_atomic(&path, &bytes) {
+            if let Err(error) = crate::state::write_atomic_private(&path, &bytes) {
                 tracing::warn!(%error, "cannot write status.json");
             }
         }
@@ -288,6 +289,21 @@ mod tests {
         let noon = 1_764_000_000_000; // 2025-11-24 16:00 UTC
         assert_eq!(fmt_when(noon, noon + 60_000), "16:00 UTC");
         assert_eq!(fmt_when(noon, noon + 86_400_000), "2025-11-24 16:00 UTC");
+    }
+
+    #[test]
+    fn status_json_is_readable_by_the_agent_user_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = watch::channel(AgentStatus::default());
+        write_status(dir.path(), &AgentStatus::default(), &tx);
+        let path = dir.path().join(STATUS_FILE);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            AgentStatus::load(dir.path()).unwrap(),
+            AgentStatus::default()
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use envelope::{
     Kind, Opened, Payload, SealingPrivateKey, SealingPublicKey, Seq, SiteId,
 };
 pub use handle::{Digest, RecordHandle, SiteSecret};
-pub use national_id::{IdKind, NationalId, NationalIdError};
+pub use national_id::{mask_in_text, IdKind, NationalId, NationalIdError};
 pub use release::{ReleaseError, ReleaseManifest, ReleaseSigningKey, ReleaseVerifyingKey, Version};
 pub use roster::{Enrollment, Entity, Gender, Group, Record, Roster, School, Student};
 pub use stick::{SiteInfo, StickBody, StickError, StickSigningKey, StickVerifyingKey};

@@ -262,6 +262,57 @@ pub fn mask(raw: &str) -> String {
     out
 }
 
+/// Characters that may stand alone between the digit groups of a national id as people
+/// write it: `018112-78714`, `018112 78714` (a no-break space too), `018112.78714`.
+const ID_SEPARATORS: [char; 4] = [' ', '-', '.', '\u{a0}'];
+
+/// Masks everything in free text that may be a national id, for text that leaves the
+/// machine it was made on (an error, a report row, a page): every run of 11 or more
+/// digits, counting digits broken only by single [`ID_SEPARATORS`] as one run, keeps its
+/// first six digits and stars the rest, separators kept (`018112-78714` -> `018112-*****`).
+///
+/// Deliberately greedy: a date with a time (`2026-11-27 12.30`, 12 digits) is masked too,
+/// since a missed id cannot be taken back and an over-masked date costs only legibility.
+/// Shorter numbers (a line, a school number, a date) stay as they are.
+pub fn mask_in_text(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while at < chars.len() {
+        if !chars[at].is_ascii_digit() {
+            out.push(chars[at]);
+            at += 1;
+            continue;
+        }
+        let (start, mut end, mut digits) = (at, at, 0);
+        loop {
+            while chars.get(end).is_some_and(char::is_ascii_digit) {
+                end += 1;
+                digits += 1;
+            }
+            let separated = chars.get(end).is_some_and(|c| ID_SEPARATORS.contains(c))
+                && chars.get(end + 1).is_some_and(char::is_ascii_digit);
+            if !separated {
+                break;
+            }
+            end += 1;
+        }
+        let mut shown = 0;
+        for &c in &chars[start..end] {
+            if !c.is_ascii_digit() || digits < 11 {
+                out.push(c);
+            } else if shown < 6 {
+                out.push(c);
+                shown += 1;
+            } else {
+                out.push('*');
+            }
+        }
+        at = end;
+    }
+    out
+}
+
 /// Why a value is not a national id.
 ///
 /// The variants name the rule that failed and never carry the value, so an error can be
@@ -571,6 +622,23 @@ mod tests {
         assert_eq!(mask("16881774198"), "168817*****");
         assert_eq!(mask("168817741988"), "168817*****");
         assert_eq!(mask("not a number at all"), "not a *****");
+    }
+
+    #[test]
+    fn ids_in_text_are_masked_joined_or_separated_and_short_numbers_are_kept() {
+        assert_eq!(
+            mask_in_text("id 01811278714 on 2026-11-27, skole 46500"),
+            "id 018112***** on 2026-11-27, skole 46500"
+        );
+        assert_eq!(mask_in_text("018112-78714"), "018112-*****");
+        assert_eq!(mask_in_text("(018112 78714)"), "(018112 *****)");
+        assert_eq!(mask_in_text("018112\u{a0}78714."), "018112\u{a0}*****.");
+        assert_eq!(mask_in_text("01.81.12 787 14"), "01.81.12 *** **");
+        assert_eq!(mask_in_text("12345678901234"), "123456********");
+        assert_eq!(mask_in_text("line 12, 13 and 14"), "line 12, 13 and 14");
+        assert_eq!(mask_in_text("018112--78714"), "018112--78714");
+        assert_eq!(mask_in_text("Kari, æøå, 7"), "Kari, æøå, 7");
+        assert_eq!(mask_in_text(""), "");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use skolebro_protocol::SiteSecret;
 use crate::enqueue::{EnqueueError, Enqueuer, Identity};
 use crate::identity::{hex32, DeviceCredentials, IdentityError};
 use crate::outbox::OutboxConfig;
-use crate::state::{write_atomic, Checkpoint};
+use crate::state::{write_atomic, write_atomic_private, Checkpoint};
 use skolebro_roster::safety::SafetyPolicy;
 
 /// The enrollment file in the state folder.
@@ -134,29 +134,6 @@ impl DeviceEnrollment {
     pub fn cert_validity(&self) -> Option<(SystemTime, SystemTime)> {
         skolebro_provisioning::tls::certificate_validity(&self.cert_pem).ok()
     }
-}
-
-/// Replaces `path` with `bytes` like [`write_atomic`], but the file is created with mode
-/// 0600 and so is never readable by others, not even for a moment: it holds keys.
-fn write_atomic_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(".tmp");
-    let temp = PathBuf::from(temp);
-    // A leftover from a crash may have another mode: start afresh.
-    let _ = std::fs::remove_file(&temp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temp, path)?;
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
-    std::fs::File::open(folder.unwrap_or(Path::new(".")))?.sync_all()
 }
 
 /// Makes the chain in `state_dir` belong to `identity`'s device: if it was last reset for

@@ -3,13 +3,15 @@
 //! change in its SAS in plain words and the first rows of each.
 //!
 //! The agent masks national ids and leaves names out before it reports a row; this module
-//! masks again anything that still looks like one (a run of 11 or more digits), because a
-//! page must not depend on every agent in the field getting that right.
+//! masks again anything that still looks like one (11 or more digits, joined or written
+//! with single separators as in `018112-78714`: [`mask_in_text`]), because a page must not
+//! depend on every agent in the field getting that right.
 
 use std::fmt::Write as _;
 
 use super::html::escape;
 use skolebro_protocol::api::DeviationGroup;
+use skolebro_protocol::mask_in_text;
 
 /// Groups a page shows per device: more than the agent has codes for, so a newer agent's
 /// codes still show.
@@ -60,9 +62,9 @@ pub(crate) fn deviation_table(groups: &[DeviationGroup]) -> Option<String> {
             let _ = write!(
                 rows,
                 "<li>{} {}: {}</li>",
-                escape(&masked(&row.file)),
-                escape(&row.at),
-                escape(&masked(&row.detail)),
+                escape(&mask_in_text(&row.file)),
+                escape(&mask_in_text(&row.at)),
+                escape(&mask_in_text(&row.detail)),
             );
         }
         rows.push_str("</ul>");
@@ -100,32 +102,6 @@ pub(crate) fn deviation_table(groups: &[DeviationGroup]) -> Option<String> {
     Some(html)
 }
 
-/// `text` with every run of 11 or more digits cut to its first six and stars, as the agent
-/// masks a national id (`028716*****`).
-fn masked(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.len() >= 11 {
-            out.push_str(&run[..6]);
-            out.extend(std::iter::repeat_n('*', run.len() - 6));
-        } else {
-            out.push_str(run);
-        }
-        run.clear();
-    };
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            run.push(c);
-        } else {
-            flush(&mut run, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut run, &mut out);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,16 +123,6 @@ mod tests {
     }
 
     #[test]
-    fn a_national_id_left_in_clear_is_masked_and_shorter_numbers_are_kept() {
-        assert_eq!(
-            masked("id 02871662943 on 2026-11-27, skole 46500"),
-            "id 028716***** on 2026-11-27, skole 46500"
-        );
-        assert_eq!(masked("12345678901234"), "123456********");
-        assert_eq!(masked("no digits"), "no digits");
-    }
-
-    #[test]
     fn groups_show_their_fix_their_count_and_how_many_rows_are_not_shown() {
         let html = deviation_table(&[
             group("invalid_national_id", "error", 38, 10),
@@ -175,7 +141,9 @@ mod tests {
     #[test]
     fn what_a_device_reports_is_escaped_and_bounded() {
         let mut evil = group("<script>", "<b>", 1, 1);
-        evil.rows[0].detail = "<img src=x onerror=alert(1)> 02871662943".to_owned();
+        evil.rows[0].detail =
+            "<img src=x onerror=alert(1)> 02871662943, 018112-78714, 018112 78714".to_owned();
+        evil.rows[0].at = "line 018112 78714".to_owned();
         let many: Vec<_> = std::iter::repeat_n(evil, 40).collect();
         let html = deviation_table(&many).expect("a table");
         assert!(
@@ -183,6 +151,11 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("02871662943"), "{html}");
+        assert!(
+            !html.contains("78714"),
+            "separated ids are masked too: {html}"
+        );
+        assert!(html.contains("018112-*****"), "{html}");
         assert_eq!(html.matches("<tr><td><span").count(), MAX_GROUPS);
         assert!(html.contains("and 24 more codes"), "{html}");
     }

@@ -362,7 +362,7 @@ pub(crate) async fn held(
             names = school_names(&schools, &row.record.site),
             id = escape(&held.id),
             reported = when(row.activity.last_heartbeat_at, now),
-            reasons = escape(&held.reasons.join("; ")),
+            reasons = escape(&skolebro_protocol::mask_in_text(&held.reasons.join("; "))),
             upserts = kinds(&held.upserts),
             deletes = kinds(&held.deletes),
         );
