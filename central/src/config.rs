@@ -8,7 +8,8 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8443"        # device endpoints, TLS (mutual, except for enrollment)
-//! admin_listen = "127.0.0.1:8080"  # operator and read endpoints, plain HTTP on loopback
+//! admin_listen = "127.0.0.1:8080"  # operator and read endpoints, plain HTTP; loopback
+//!                                  # only (another address is refused at start)
 //! consumer_listen = "127.0.0.1:8081"  # optional: OneRoster for consumers, plain HTTP with
 //!                                  # OAuth2 bearer tokens; none without it
 //! ui_listen = "127.0.0.1:8082"     # optional: the operator web interface, plain HTTP; put
@@ -72,7 +73,8 @@ use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 
 /// Default device listener: loopback, so a fresh install exposes nothing until told to.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
-/// Default operator listener: loopback, because it has no authentication yet (docs/API.md).
+/// Default operator listener: loopback, the only kind of address the server accepts for it,
+/// because it has no authentication yet (docs/API.md).
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8080";
 /// Default largest envelope: a full snapshot of a large school fits with room to spare.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;

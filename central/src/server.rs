@@ -111,7 +111,8 @@ pub struct ServerParts {
     pub sealing_key: SealingPrivateKey,
     /// Address of the device listener; port 0 picks a free port.
     pub device_listen: SocketAddr,
-    /// Address of the operator listener; port 0 picks a free port. Keep it on loopback.
+    /// Address of the operator listener; port 0 picks a free port. Loopback only: the
+    /// operator API has no accounts, so [`serve`] refuses any other address.
     pub admin_listen: SocketAddr,
     /// Address of the consumer listener (OneRoster and its OAuth2 token endpoint), or `None`
     /// for no consumer listener. Plain HTTP: beyond loopback, put a TLS-terminating proxy in
@@ -176,6 +177,14 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// `admin_listen` is not a loopback address: the operator API has no accounts and no
+    /// TLS, so anyone who reached it could read every roster.
+    #[error(
+        "admin_listen {0} is not a loopback address: the operator API has no accounts and no \
+         TLS, so it is served on loopback only (127.0.0.1 or ::1); reach it from elsewhere \
+         through SSH or an authenticating TLS proxy on this host"
+    )]
+    AdminNotLoopback(SocketAddr),
     /// The releases folder could not be created.
     #[error("cannot create the releases folder {path}: {source}")]
     ReleasesDir {
@@ -297,6 +306,7 @@ impl RunningServer {
 /// Returns once both are bound, so the addresses in [`RunningServer`] accept connections
 /// immediately. Registers nothing: devices come from enrollment (or `register-device`).
 pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
+    check_admin_listen(parts.admin_listen)?;
     tokio::fs::create_dir_all(&parts.releases.dir)
         .await
         .map_err(|source| ServerError::ReleasesDir {
@@ -362,7 +372,7 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
     });
     let admin_task = tokio::spawn(run_http_listener(
         admin_listener,
-        crate::api::operator::router(state),
+        crate::api::operator::router(state, admin_addr),
         receiver,
         limits,
         "operator",
@@ -379,6 +389,15 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
         consumer_task,
         ui_task,
     })
+}
+
+/// Refuses an operator listener beyond loopback, before anything is bound.
+fn check_admin_listen(addr: SocketAddr) -> Result<(), ServerError> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(ServerError::AdminNotLoopback(addr))
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -650,4 +669,20 @@ async fn run_http_listener(
         },
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operator_listener_is_refused_beyond_loopback() {
+        for ok in ["127.0.0.1:8080", "[::1]:0", "127.0.0.2:8080"] {
+            assert!(check_admin_listen(ok.parse().unwrap()).is_ok(), "{ok}");
+        }
+        for bad in ["0.0.0.0:8080", "[::]:8080", "192.0.2.10:8080"] {
+            let error = check_admin_listen(bad.parse().unwrap()).expect_err(bad);
+            assert!(matches!(error, ServerError::AdminNotLoopback(_)), "{bad}");
+        }
+    }
 }

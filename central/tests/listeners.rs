@@ -1,9 +1,11 @@
-//! Central's plain HTTP listeners (operator, consumer, web interface) against clients that
-//! hold connections without finishing a request: silent, dripping headers, idle after a
-//! request, dripping a body, and more connections than the cap. Each must be closed by
-//! central, not left open for as long as the client likes. Central runs in process with
-//! short timeouts from [`HttpLimits`]; every wait is bounded, so a listener that never
-//! closes fails the test instead of hanging it.
+//! Central's plain HTTP listeners (operator, consumer, web interface) against hostile
+//! neighbours. Clients that hold connections without finishing a request (silent, dripping
+//! headers, idle after a request, dripping a body, more connections than the cap) must be
+//! closed by central, not left open for as long as the client likes: central runs in
+//! process with short timeouts from [`HttpLimits`], and every wait is bounded, so a listener
+//! that never closes fails the test instead of hanging it. And the operator listener must
+//! refuse what a browser on central's host sends for another site: a cross-site form post,
+//! a request under a DNS-rebound name.
 
 mod common;
 
@@ -11,6 +13,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::CentralOptions;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
 use skolebro_central::HttpLimits;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -163,5 +168,85 @@ async fn connections_over_the_cap_are_closed_at_once_and_a_freed_slot_serves_aga
     })
     .await;
     assert!(served.is_ok(), "a freed slot serves a new connection");
+    central.stop().await;
+}
+
+/// Sends `request` as written to `addr` and returns the status code of the answer.
+async fn raw_status(addr: SocketAddr, request: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let answer = closed_by_central(&mut stream, "a request with Connection: close").await;
+    let text = String::from_utf8_lossy(&answer);
+    text.get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text}"))
+}
+
+#[tokio::test]
+async fn the_operator_api_refuses_cross_site_posts_and_rebound_host_names() {
+    let central = CentralOptions::default().start().await;
+    let token_hash = hex::encode(Sha256::digest(b"a stick's token"));
+    let registered = central
+        .http
+        .post(central.admin_url("/admin/tokens"))
+        .json(&json!({
+            "token_sha256": token_hash,
+            "site": "4601-12345",
+            "site_name": "Bjølsen skole",
+            "expires_unix": 4_000_000_000u64,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let id = registered.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // What a page on another site makes the operator's browser send: a form post.
+    let forged = central
+        .http
+        .post(central.admin_url(&format!("/admin/tokens/{id}/revoke")))
+        .header("Origin", "http://evil.example")
+        .header("Sec-Fetch-Site", "cross-site")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("x=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let body: Value = forged.json().await.unwrap();
+    assert_eq!(body["error"], "cross_origin");
+
+    // A page whose own name was rebound to 127.0.0.1 reads under that name.
+    let addr = central.running.admin_addr;
+    let rebound = format!(
+        "GET /admin/tokens HTTP/1.1\r\nHost: rebound.example:{}\r\nConnection: close\r\n\r\n",
+        addr.port()
+    );
+    assert_eq!(raw_status(addr, &rebound).await, 400);
+    let nameless = "GET /admin/tokens HTTP/1.0\r\n\r\n";
+    assert_eq!(raw_status(addr, nameless).await, 400);
+    let by_name = format!(
+        "GET /admin/tokens HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\n\r\n",
+        addr.port()
+    );
+    assert_eq!(raw_status(addr, &by_name).await, 200);
+
+    let tokens: Value = central
+        .http
+        .get(central.admin_url("/admin/tokens"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens[0]["id"], id.as_str());
+    assert_eq!(
+        tokens[0]["revoked"], false,
+        "the forged post changed nothing"
+    );
     central.stop().await;
 }

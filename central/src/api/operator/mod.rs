@@ -9,8 +9,9 @@
 //! and revoke tokens ([`tokens`]) and devices. Operations also create and revoke the
 //! consumers' OAuth2 clients ([`clients`]), download a county's elevliste ([`elevliste`]),
 //! frozen at a transfer window's deadline once it has passed ([`windows`]), and register,
-//! upload and roll out releases ([`releases`]). There is no authentication yet, which is why
-//! the listener belongs on loopback behind a proxy. The roster answers carry personal data by
+//! upload and roll out releases ([`releases`]). There are no operator accounts yet, which
+//! is why the listener is bound to loopback only; [`guard`] keeps browsers on the host out
+//! (a `Host` naming the listener, no `Origin`). The roster answers carry personal data by
 //! design; nothing of it is logged.
 //!
 //! Every action that changes something writes a line to the audit log first
@@ -19,11 +20,13 @@
 mod clients;
 mod devices;
 mod elevliste;
+mod guard;
 mod releases;
 mod roster;
 mod tokens;
 mod windows;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -36,8 +39,9 @@ use crate::state::AppState;
 /// Largest operator request body: a command is a few dozen bytes.
 const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
 
-/// The operator listener's routes.
-pub(crate) fn router(state: Arc<AppState>) -> Router {
+/// The operator listener's routes, behind [`guard::same_host_only`] for the listener bound
+/// at `listen`.
+pub(crate) fn router(state: Arc<AppState>, listen: SocketAddr) -> Router {
     Router::new()
         .route("/v1/sites/{site}/roster", get(roster::get_roster))
         .route("/v1/sites/{site}/counts", get(roster::get_counts))
@@ -87,4 +91,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            listen,
+            guard::same_host_only,
+        ))
 }
