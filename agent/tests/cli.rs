@@ -289,3 +289,39 @@ fn arbitrary_bytes_are_refused_without_a_panic() {
         assert_eq!(output.status.code(), Some(2), "{stderr}");
     }
 }
+
+#[test]
+fn both_spellings_of_the_oneroster_formats_are_accepted_and_one_is_printed() {
+    let folder = testdata("clean/oneroster");
+    let users = testdata("clean/users.json");
+    for (path, names, printed) in [
+        (
+            &folder,
+            ["oneroster-csv", "one-roster-csv"],
+            "oneroster-csv",
+        ),
+        (
+            &users,
+            ["oneroster-json", "one-roster-json"],
+            "oneroster-json",
+        ),
+    ] {
+        for name in names {
+            let output = agent(&["check", "--json", "--format", name, path.to_str().unwrap()]);
+            assert_eq!(output.status.code(), Some(0), "--format {name}: {output:?}");
+            assert_eq!(json(&output)["format"], printed, "--format {name}");
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("agent.toml");
+            std::fs::write(&config, format!("format = \"{name}\"\n")).unwrap();
+            let output = agent(&[
+                "--config",
+                config.to_str().unwrap(),
+                "check",
+                "--json",
+                path.to_str().unwrap(),
+            ]);
+            assert_eq!(output.status.code(), Some(0), "format = {name}: {output:?}");
+            assert_eq!(json(&output)["format"], printed, "format = {name}");
+        }
+    }
+}

@@ -21,6 +21,13 @@ pub enum Code {
     MissingRequired,
     UnknownField,
     SyntheticNationalId,
+    /// A header column no field is read from: data the school may think is sent is not.
+    UnknownColumn,
+    /// A row with fewer fields than the header: the missing ones read as empty.
+    ShortRow,
+    /// The export names no school at all (an LMS's course-only IMS file): its students
+    /// reach no consumer scoped to a school.
+    NoSchool,
 }
 
 impl Code {
@@ -34,6 +41,9 @@ impl Code {
             Code::MissingRequired => "missing_required",
             Code::UnknownField => "unknown_field",
             Code::SyntheticNationalId => "synthetic_national_id",
+            Code::UnknownColumn => "unknown_column",
+            Code::ShortRow => "short_row",
+            Code::NoSchool => "no_school",
         }
     }
 }

@@ -60,6 +60,15 @@ pub struct Tombstone {
     pub key: String,
 }
 
+/// A record the export says carries a new key: the source changed its id (PIFU-IMS
+/// `sourcedid` `Old` and `New`). The record is keyed by `to`; `from` is the key it had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rename {
+    pub entity: Entity,
+    pub from: String,
+    pub to: String,
+}
+
 /// The validated content of one export.
 #[derive(Debug, Clone, Default)]
 pub struct Validated {
@@ -68,6 +77,8 @@ pub struct Validated {
     /// are unchanged, not gone.
     pub partial: bool,
     pub tombstones: Vec<Tombstone>,
+    /// Key changes the export states; see [`Rename`].
+    pub renames: Vec<Rename>,
     pub deviations: Vec<Deviation>,
 }
 
@@ -187,6 +198,7 @@ pub struct RosterBuilder {
     /// Students refused for a conflict; their enrollments go with them, silently.
     rejected_students: HashSet<CompactString>,
     tombstones: Vec<Tombstone>,
+    renames: Vec<Rename>,
     deviations: Vec<Deviation>,
     partial: bool,
 }
@@ -203,6 +215,7 @@ impl RosterBuilder {
             id_owners: HashSet::new(),
             rejected_students: HashSet::new(),
             tombstones: Vec::new(),
+            renames: Vec::new(),
             deviations: Vec::new(),
             partial: false,
         }
@@ -287,6 +300,11 @@ impl RosterBuilder {
 
     pub fn tombstone(&mut self, entity: Entity, key: String) {
         self.tombstones.push(Tombstone { entity, key });
+    }
+
+    /// Notes that the record keyed `to` is the one the source keyed `from` before.
+    pub fn renamed(&mut self, entity: Entity, from: String, to: String) {
+        self.renames.push(Rename { entity, from, to });
     }
 
     /// Validates a student's national id and admits the student unless it repeats or
@@ -473,6 +491,7 @@ impl RosterBuilder {
             },
             partial: self.partial,
             tombstones: self.tombstones,
+            renames: self.renames,
             deviations: self.deviations,
         }
     }

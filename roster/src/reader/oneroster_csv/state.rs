@@ -32,6 +32,14 @@ pub(super) struct State {
     pub(super) student_roles: HashSet<String>,
     /// Users `roles.csv` gives some other role only.
     pub(super) other_roles: HashSet<String>,
+    /// The orgs `roles.csv` makes a user a student at, by user sourcedId.
+    pub(super) student_orgs: HashMap<String, Vec<String>>,
+    /// Students a users or roles row ties to a school, with the line of the user: `(line,
+    /// user sourcedId, skolenummer)`. Those without a homeroom enrollment there get a school
+    /// enrollment, as the JSON and IMS readers give them.
+    pub(super) school_links: Vec<(u64, String, String)>,
+    /// `(user sourcedId, skolenummer)` of every student enrollment read.
+    pub(super) enrolled: HashSet<(String, String)>,
     /// Sex and birth date from `demographics.csv`, by user sourcedId.
     pub(super) demographics: HashMap<String, (Gender, Option<CivilDate>)>,
 }
@@ -108,6 +116,7 @@ pub(super) fn read_roles<R: BufRead>(
 ) -> Result<(), ReadError> {
     let user = table.require("userSourcedId", &["userSourcedId"])?;
     let role = table.require("role", &["role"])?;
+    let org = table.column(&["orgSourcedId"]);
     let status = table.column(&["status"]);
     state.has_roles = true;
     while let Some(row) = table.next_row()? {
@@ -118,6 +127,10 @@ pub(super) fn read_roles<R: BufRead>(
             .get(Some(role))
             .is_some_and(|r| r.eq_ignore_ascii_case("student"));
         if is_student && !is_deletion(&row, status, mode) {
+            if let Some(org) = row.text(org) {
+                let orgs = state.student_orgs.entry(id.to_string()).or_default();
+                orgs.push(org.into());
+            }
             state.student_roles.insert(id.into());
         } else if !is_student {
             state.other_roles.insert(id.into());
