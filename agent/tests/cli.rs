@@ -325,3 +325,68 @@ fn both_spellings_of_the_oneroster_formats_are_accepted_and_one_is_printed() {
         }
     }
 }
+
+#[test]
+fn check_lists_the_schools_it_read_with_their_ids() {
+    let (code, report) = check(&testdata("pifu-ims/udir-eksempel.xml"));
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        report["schools"],
+        serde_json::json!([{
+            "name": "Måneflekken skole",
+            "skolenummer": "5234",
+            "organisasjonsnummer": "333000333",
+            "kommunenummer": "4601",
+            "fylkesnummer": "46",
+        }])
+    );
+    let (_, report) = check(&testdata("clean/oneroster"));
+    assert_eq!(report["schools"][0]["skolenummer"], "46505");
+    assert_eq!(report["schools"][0]["organisasjonsnummer"], Value::Null);
+
+    let path = testdata("pifu-ims/udir-eksempel.xml");
+    let output = agent(&["check", path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("school Måneflekken skole: skolenummer 5234, organisasjonsnummer 333000333, kommunenummer 4601, fylkesnummer 46"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unreadable_export_with_json_prints_the_error_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elevliste.csv");
+    std::fs::write(
+        &path,
+        "Skolenummer;Klasse;Etternavn;Fornavn\n46505;1A;Nilsen;Oskar\n",
+    )
+    .unwrap();
+    let output = agent(&["check", "--json", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let report = json(&output);
+    assert_eq!(report["line"], 1, "{report}");
+    assert_eq!(report["field"], "Fødselsnummer", "{report}");
+    assert!(
+        report["error"].as_str().unwrap().contains("elevliste.csv"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_crlf_elevliste_with_a_short_row_and_no_final_newline_is_read() {
+    let text = std::fs::read_to_string(testdata("clean/elevliste.csv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let width = lines[0].split(';').count();
+    // Row 3 loses its last field, as exports that drop trailing empty fields write it.
+    let short: Vec<&str> = lines[2].split(';').take(width - 1).collect();
+    lines[2] = short.join(";");
+    let crlf = lines.join("\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elevliste.csv");
+    std::fs::write(&path, crlf).unwrap();
+    let (code, report) = check(&path);
+    assert_ne!(code, 2, "{report}");
+    assert_eq!(codes(&report).get("short_row"), Some(&1), "{report}");
+    assert_eq!(report["counts"]["students"], truth("clean")["students"]);
+}
