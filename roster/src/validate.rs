@@ -13,7 +13,7 @@ use skolebro_protocol::{
     Enrollment, Entity, Group, NationalId, NationalIdError, Record, Roster, School, Student,
 };
 
-use crate::deviation::{Code, Deviation, Position, Severity};
+use crate::deviation::{shown_key, Code, Deviation, Position, Severity};
 
 /// Site policy that changes what counts as a deviation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -341,7 +341,7 @@ impl RosterBuilder {
                     Code::DuplicateKey,
                     format!(
                         "student key {} appears again with different content; the first is kept",
-                        mask(&student.source_key)
+                        shown_key(&student.source_key)
                     ),
                 )
             };
@@ -411,7 +411,7 @@ impl RosterBuilder {
         let detail = format!(
             "{} {} repeats an earlier record exactly; the repeat is ignored",
             singular(entity),
-            shown_key(entity, key)
+            shown_entity_key(entity, key)
         );
         self.deviation(at, Code::DuplicateRecord, Severity::Warning, detail);
     }
@@ -420,7 +420,7 @@ impl RosterBuilder {
         let detail = format!(
             "{} key {} appears again with different content; the first is kept",
             singular(entity),
-            shown_key(entity, key)
+            shown_entity_key(entity, key)
         );
         self.deviation(at, Code::DuplicateKey, Severity::Error, detail);
     }
@@ -459,7 +459,7 @@ impl RosterBuilder {
             let missing = if origin.resolved && !groups_dropped {
                 None
             } else if !self.students.contains(&enrollment.student) {
-                Some(format!("student {}", mask(&enrollment.student)))
+                Some(format!("student {}", shown_key(&enrollment.student)))
             } else if !self.schools.contains(&enrollment.school) {
                 Some(format!("school {}", enrollment.school))
             } else {
@@ -497,10 +497,11 @@ impl RosterBuilder {
     }
 }
 
-/// Student and enrollment keys may be national ids (elevliste), so reports mask them.
-fn shown_key(entity: Entity, key: &str) -> String {
+/// Student and enrollment keys may be national ids (elevliste), so reports mask those; a
+/// SAS's own keys are shown as they are, so the school can find the record.
+fn shown_entity_key(entity: Entity, key: &str) -> String {
     match entity {
-        Entity::Student | Entity::Enrollment => mask(key),
+        Entity::Student | Entity::Enrollment => shown_key(key),
         Entity::School | Entity::Group => key.to_owned(),
     }
 }

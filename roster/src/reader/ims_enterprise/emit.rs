@@ -4,11 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use skolebro_protocol::national_id::{mask, CivilDate};
+use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{Enrollment, Entity, Gender, Group, School, Student};
 
 use super::records::{old_ids, Export, GroupRec};
-use crate::deviation::{Code, Position, Severity};
+use crate::deviation::{shown_key, Code, Position, Severity};
 use crate::validate::{Admission, Provenance, RosterBuilder, StudentRow};
 
 /// What a group id stands for, once all groups are known.
@@ -178,7 +178,7 @@ impl Export {
             }
             let mut name = |field: Option<&String>, what: &str| {
                 field.cloned().unwrap_or_else(|| {
-                    let detail = format!("person {}: {what} is missing", mask(key));
+                    let detail = format!("person {}: {what} is missing", shown_key(key));
                     builder.deviation(at, Code::MissingRequired, Severity::Error, detail);
                     String::new()
                 })

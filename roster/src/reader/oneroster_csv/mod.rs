@@ -444,6 +444,36 @@ r3,,,t1,primary,teacher,,,s1,
         assert_eq!(keys, ["u1@46505", "u2@46505"]);
     }
 
+    #[test]
+    fn a_department_or_a_teacher_named_where_a_school_or_student_belongs_is_called_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        write_files(
+            dir.path(),
+            &[
+                ("orgs.csv", "sourcedId,name,type,identifier\ns1,Skule,school,46505\nd1,Realfag,department,\n"),
+                ("classes.csv", "sourcedId,title,classType,schoolSourcedId\nh1,10A,homeroom,s1\nh2,10B,homeroom,d1\n"),
+                ("users.csv", "sourcedId,role,givenName,familyName\nu1,student,Oskar,Nilsen\nt1,teacher,Kari,Lærer\n"),
+                ("enrollments.csv", "sourcedId,classSourcedId,schoolSourcedId,userSourcedId,role\ne1,h1,s1,u1,student\ne2,h1,d1,u1,student\ne3,h1,s1,t1,student\n"),
+            ],
+        );
+        let v = read_path(dir.path()).unwrap();
+        let details: Vec<&str> = v.deviations.iter().map(|d| d.detail.as_str()).collect();
+        assert_eq!(details.len(), 3, "{details:?}");
+        assert!(
+            details[0].contains("org d1 is of type `department`, not a school"),
+            "{details:?}"
+        );
+        assert!(
+            details[1].contains("org d1 is of type `department`"),
+            "{details:?}"
+        );
+        assert!(details[2].contains("role `teacher`"), "{details:?}");
+        assert!(
+            details.iter().all(|d| !d.contains("does not contain")),
+            "{details:?}"
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 

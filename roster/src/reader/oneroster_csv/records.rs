@@ -9,7 +9,7 @@ use skolebro_protocol::{Enrollment, Entity, Gender, Group, School, Student};
 
 use super::manifest::{is_deletion, Mode};
 use super::state::State;
-use crate::deviation::{Code, Position, Severity};
+use crate::deviation::{shown_key, Code, Position, Severity};
 use crate::reader::error::ReadError;
 use crate::reader::table::Table;
 use crate::validate::{Provenance, RosterBuilder, StudentRow};
@@ -70,6 +70,9 @@ pub(super) fn read_orgs<R: BufRead>(
         .collect();
     for org in &orgs {
         if !org.kind.eq_ignore_ascii_case("school") {
+            state
+                .other_orgs
+                .insert(org.sourced_id.clone(), org.kind.clone());
             continue;
         }
         let skolenummer = org
@@ -151,6 +154,11 @@ pub(super) fn read_classes<R: BufRead>(
             missing(builder, at, "schoolSourcedId", "class");
             continue;
         };
+        if let Some(why) = state.not_a_school(&school_id) {
+            let detail = format!("homeroom {id}: schoolSourcedId names {why}; it is left out");
+            builder.deviation(at, Code::DanglingReference, Severity::Error, detail);
+            continue;
+        }
         let school_year = row.get(terms).and_then(|terms| {
             terms
                 .split(',')
@@ -216,6 +224,9 @@ pub(super) fn read_users<R: BufRead>(
             continue;
         }
         if !is_student {
+            if let (Some(id), Some(role)) = (id, stated_role) {
+                state.other_users.insert(id.into(), role.into_owned());
+            }
             continue;
         }
         let Some(id) = id else {
@@ -341,6 +352,20 @@ pub(super) fn read_enrollments<R: BufRead>(
             missing(builder, at, field, "enrollment");
             continue;
         };
+        if let Some(why) = state.not_a_school(&school_id) {
+            let detail = format!("enrollment {id}: schoolSourcedId names {why}; it is left out");
+            builder.deviation(at, Code::DanglingReference, Severity::Error, detail);
+            continue;
+        }
+        if let Some(role) = state.other_users.get(user_id.as_str()) {
+            let detail = format!(
+                "enrollment {id} makes user {} a student, but users.csv gives the user the \
+                 role `{role}`; it is left out",
+                shown_key(&user_id)
+            );
+            builder.deviation(at, Code::DanglingReference, Severity::Warning, detail);
+            continue;
+        }
         let school = state.school(school_id.into());
         state.enrolled.insert((user_id.to_string(), school.clone()));
         builder.enrollment(

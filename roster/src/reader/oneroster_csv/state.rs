@@ -22,6 +22,12 @@ const MAX_SESSION_DEPTH: usize = 4;
 pub(super) struct State {
     /// Org sourcedId -> skolenummer, for every school.
     pub(super) skolenummer: HashMap<String, String>,
+    /// Org sourcedId -> type, for the orgs that are not schools (districts, departments), so
+    /// a reference to one is reported as what it is, not as a missing school.
+    pub(super) other_orgs: HashMap<String, String>,
+    /// User sourcedId -> role, for the users `users.csv` lists with a role other than
+    /// student, so an enrollment naming one as a student says so.
+    pub(super) other_users: HashMap<String, String>,
     /// Academic sessions by sourcedId.
     sessions: HashMap<String, Session>,
     /// Class sourcedId -> whether it is a homeroom (basisgruppe).
@@ -52,6 +58,14 @@ impl State {
             Some(skolenummer) => skolenummer.clone(),
             None => sourced_id,
         }
+    }
+
+    /// Why a school reference that is not a school's cannot be used, when the export lists
+    /// the org as something else.
+    pub(super) fn not_a_school(&self, sourced_id: &str) -> Option<String> {
+        self.other_orgs
+            .get(sourced_id)
+            .map(|kind| format!("org {sourced_id} is of type `{kind}`, not a school"))
     }
 
     /// The school year a session belongs to, as the school writes it (`2025/2026`): a
