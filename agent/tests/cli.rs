@@ -390,3 +390,21 @@ fn a_crlf_elevliste_with_a_short_row_and_no_final_newline_is_read() {
     assert_eq!(codes(&report).get("short_row"), Some(&1), "{report}");
     assert_eq!(report["counts"]["students"], truth("clean")["students"]);
 }
+
+#[test]
+fn a_pupil_whose_pifu_id_changed_is_renamed_in_the_diff_not_deleted() {
+    let after = testdata("pifu-ims/udir-eksempel.xml");
+    let before = std::fs::read_to_string(&after)
+        .unwrap()
+        .replace("global_ID_01236", "Måne_personid_1236")
+        .replace(" sourcedidtype=\"Old\"", "")
+        .replace(" sourcedidtype=\"New\"", "");
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("before.xml");
+    std::fs::write(&old, before).unwrap();
+    let report = diff(&old, &after);
+    assert_eq!(report["renamed"]["students"], 1, "{report}");
+    assert_eq!(report["added"]["students"], 0, "{report}");
+    assert_eq!(report["renamed"]["enrollments"], 1, "{report}");
+    assert_eq!(report["verdict"], "pass", "{report}");
+}

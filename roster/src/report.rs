@@ -140,6 +140,7 @@ pub fn diff_json(delta: &Delta, summary: &DiffSummary, judgement: &Judgement) ->
         "deletes": counts(|e| delta.deletes(e).len()),
         "added": counts(|e| summary.added(e)),
         "updated": counts(|e| summary.updated(e)),
+        "renamed": counts(|e| summary.renamed(e)),
         "postponed_deletes": judgement.postponed,
         "verdict": judgement.verdict.to_string(),
         "reasons": judgement.reasons,
@@ -152,11 +153,12 @@ pub fn diff_text(delta: &Delta, summary: &DiffSummary, judgement: &Judgement) ->
     for entity in Entity::ALL {
         let _ = writeln!(
             out,
-            "{:<12} {:>6} added {:>6} changed {:>6} deleted",
+            "{:<12} {:>6} added {:>6} changed {:>6} deleted {:>6} renamed",
             entity.plural(),
             summary.added(entity),
             summary.updated(entity),
-            delta.deletes(entity).len(),
+            delta.deletes(entity).len() - summary.renamed(entity).min(delta.deletes(entity).len()),
+            summary.renamed(entity),
         );
     }
     let _ = writeln!(out, "verdict: {}", judgement.verdict);

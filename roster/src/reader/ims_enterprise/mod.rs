@@ -247,6 +247,49 @@ mod tests {
         );
     }
 
+    /// Udir's example as the export before the pupil's id changed: the Old id is the key.
+    fn before_the_new_id() -> String {
+        std::fs::read_to_string(UDIR)
+            .unwrap()
+            .replace("global_ID_01236", "Måne_personid_1236")
+            .replace(" sourcedidtype=\"Old\"", "")
+            .replace(" sourcedidtype=\"New\"", "")
+    }
+
+    #[test]
+    fn a_changed_id_is_a_rename_in_the_diff_not_a_removal_and_an_addition() {
+        use crate::diff::{plan, Fingerprints};
+        use crate::state::State;
+        use skolebro_protocol::SiteSecret;
+
+        let secret = SiteSecret::from_bytes([7; 32]);
+        let before = read_text(&before_the_new_id()).unwrap();
+        assert!(before.renames.is_empty());
+        let old = State::of(&before.roster, &secret);
+        let after = read_path(Path::new(UDIR)).unwrap();
+        let prints = Fingerprints::of(&after.roster, &secret);
+        let (planned, summary) = plan(&old, &after, &prints, &secret);
+        for entity in [Entity::Student, Entity::Enrollment] {
+            assert_eq!(summary.renamed(entity), 1, "{entity:?}");
+            assert_eq!(summary.added(entity), 0, "{entity:?}");
+            assert_eq!(summary.deleted(entity), 0, "{entity:?}");
+        }
+        let gone = secret.handle(Entity::Student, "Måne_personid_1236");
+        assert_eq!(
+            planned.students.deletes,
+            [gone],
+            "the old key goes in the same delta"
+        );
+
+        // A partial export names no deletions, yet the old key must go, or central would
+        // hold the pupil twice.
+        let mut partial = after.clone();
+        partial.partial = true;
+        let (planned, summary) = plan(&old, &partial, &prints, &secret);
+        assert_eq!(planned.students.deletes, [gone]);
+        assert_eq!(summary.renamed(Entity::Student), 1);
+    }
+
     #[test]
     fn a_course_only_export_without_a_school_says_so_once() {
         let text = r#"<enterprise>
