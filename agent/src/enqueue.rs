@@ -282,7 +282,14 @@ impl Enqueuer {
                 postponed: 0,
             }
         } else {
-            let mut judgement = judge(&self.policy, before, &mut plan, &summary, today());
+            let mut judgement = judge(
+                &self.policy,
+                before,
+                &mut plan,
+                &summary,
+                &export.columns,
+                today(),
+            );
             if released {
                 judgement.verdict = Verdict::Pass;
                 judgement.reasons.push("released by an operator".into());
@@ -300,6 +307,7 @@ impl Enqueuer {
             let state = State::from(&prints);
             drop(prints);
             let payload = Payload::Snapshot(export.roster.clone());
+            let state = state.with_columns(export.columns.clone());
             self.append(&payload, |checkpoint| checkpoint.state = state)?
         } else {
             // The prints are no longer needed: each piece's digests are taken from its
@@ -311,7 +319,11 @@ impl Enqueuer {
                 let Payload::Delta(delta) = &payload else {
                     unreachable!("built as a delta just above")
                 };
-                match self.append(&payload, |checkpoint| checkpoint.state.apply(delta))? {
+                let moved = |checkpoint: &mut Checkpoint| {
+                    checkpoint.state.apply(delta);
+                    checkpoint.state.set_columns(&export.columns);
+                };
+                match self.append(&payload, moved)? {
                     Some(seq) => last = Some(seq),
                     // The pieces enqueued so far stay: the checkpoint follows them, and the
                     // export's retry diffs against it, so only the rest is sent later.
@@ -532,7 +544,8 @@ pub(crate) mod tests {
             panic!("a delta")
         };
         assert_eq!(delta.students.upserts.len(), 30);
-        let expected = State::of(&first.roster, &site.identity.site_secret);
+        let expected = State::of(&first.roster, &site.identity.site_secret)
+            .with_columns(first.columns.clone());
         assert_eq!(enqueuer.checkpoint().state, expected);
         assert_eq!(enqueuer.checkpoint().head, batch.next_head());
 
@@ -594,7 +607,8 @@ pub(crate) mod tests {
         );
         assert!(seq > 3, "several pieces, not one batch: {seq}");
         assert_eq!(students, 30_000, "every student exactly once");
-        let expected = State::of(&large.roster, &site.identity.site_secret);
+        let expected = State::of(&large.roster, &site.identity.site_secret)
+            .with_columns(large.columns.clone());
         assert_eq!(enqueuer.checkpoint().state, expected);
         assert_eq!(enqueuer.checkpoint().head, head);
     }

@@ -201,7 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (before, new) = std::thread::scope(|scope| {
                 let before = scope.spawn(|| {
                     read_export(&old, format, &options)
-                        .map(|(_, old)| State::of(&old.roster, &secret))
+                        .map(|(_, old)| State::of(&old.roster, &secret).with_columns(old.columns))
                 });
                 let new = read_export(&new, format, &options).map(|(_, new)| {
                     let prints = Fingerprints::of(&new.roster, &secret);
@@ -218,6 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &before,
                 &mut delta,
                 &summary,
+                &new.columns,
                 date.unwrap_or_else(today),
             );
             if json {

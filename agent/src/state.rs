@@ -14,7 +14,9 @@ use skolebro_protocol::Entity;
 use skolebro_roster::state::State;
 
 const MAGIC: &[u8; 4] = b"SKBS";
-const VERSION: u8 = 1;
+/// Version 2 added the export's columns to the state; version 1 files are still read.
+const VERSION: u8 = 2;
+const VERSION_WITHOUT_COLUMNS: u8 = 1;
 /// A state file larger than this is not ours: a million records take about 64 MiB.
 const MAX_STATE_BYTES: u64 = 256 << 20;
 
@@ -41,6 +43,14 @@ pub struct Checkpoint {
     pub head: ChainHead,
     /// The next batch must be a full snapshot (central lost track, or the outbox was reset).
     pub needs_snapshot: bool,
+}
+
+/// A checkpoint as version 1 wrote it: the state without the export's columns.
+#[derive(Deserialize)]
+struct CheckpointV1 {
+    state: [skolebro_roster::state::Entries; 4],
+    head: ChainHead,
+    needs_snapshot: bool,
 }
 
 impl Default for Checkpoint {
@@ -86,16 +96,26 @@ impl Checkpoint {
     /// Decodes a checkpoint file's bytes; the error says whether the file is ours but
     /// damaged.
     pub fn decode(bytes: &[u8]) -> Result<Checkpoint, bool> {
-        let body = bytes
-            .strip_prefix(MAGIC.as_slice())
-            .and_then(|rest| rest.strip_prefix(&[VERSION]))
-            .ok_or(false)?;
+        let rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or(false)?;
+        let (&version, body) = rest.split_first().ok_or(false)?;
+        if version != VERSION && version != VERSION_WITHOUT_COLUMNS {
+            return Err(false);
+        }
         let split = body.len().checked_sub(32).ok_or(true)?;
         let (payload, checksum) = body.split_at(split);
         if Sha256::digest(payload).as_slice() != checksum {
             return Err(true);
         }
-        let checkpoint: Checkpoint = postcard::from_bytes(payload).map_err(|_| true)?;
+        let checkpoint: Checkpoint = if version == VERSION {
+            postcard::from_bytes(payload).map_err(|_| true)?
+        } else {
+            let old: CheckpointV1 = postcard::from_bytes(payload).map_err(|_| true)?;
+            Checkpoint {
+                state: State::from_entries(old.state),
+                head: old.head,
+                needs_snapshot: old.needs_snapshot,
+            }
+        };
         let ordered = Entity::ALL.iter().all(|&e| {
             checkpoint
                 .state
@@ -222,9 +242,33 @@ mod tests {
             ..Fingerprints::default()
         };
         Checkpoint {
-            state: State::from(&prints),
+            state: State::from(&prints).with_columns(vec!["Klasse".into()]),
             ..Checkpoint::default()
         }
+    }
+
+    #[test]
+    fn a_version_1_checkpoint_without_columns_still_loads() {
+        #[derive(Serialize)]
+        struct V1 {
+            state: [skolebro_roster::state::Entries; 4],
+            head: ChainHead,
+            needs_snapshot: bool,
+        }
+        let entries = |e: Entity| sample().state.entries(e).to_vec();
+        let v1 = V1 {
+            state: Entity::ALL.map(entries),
+            head: ChainHead::genesis(),
+            needs_snapshot: true,
+        };
+        let payload = postcard::to_allocvec(&v1).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.push(VERSION_WITHOUT_COLUMNS);
+        bytes.extend_from_slice(&payload);
+        bytes.extend_from_slice(&Sha256::digest(&payload));
+        let loaded = Checkpoint::decode(&bytes).unwrap();
+        assert_eq!(loaded.state, sample().state.with_columns(Vec::new()));
+        assert!(loaded.needs_snapshot);
     }
 
     #[test]

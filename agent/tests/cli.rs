@@ -408,3 +408,34 @@ fn a_pupil_whose_pifu_id_changed_is_renamed_in_the_diff_not_deleted() {
     assert_eq!(report["renamed"]["enrollments"], 1, "{report}");
     assert_eq!(report["verdict"], "pass", "{report}");
 }
+
+#[test]
+fn a_class_column_renamed_to_an_unknown_name_is_warned_and_the_diff_is_held() {
+    let old = testdata("clean/elevliste.csv");
+    let text = std::fs::read_to_string(&old).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("elevliste.csv");
+    std::fs::write(&new, text.replacen(";Klasse;", ";Klassebetegnelse;", 1)).unwrap();
+    let (code, report) = check(&new);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(codes(&report).get("unknown_column"), Some(&1), "{report}");
+    assert!(
+        report["deviations"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`Klassebetegnelse`"),
+        "{report}"
+    );
+    let report = diff(&old, &new);
+    assert_eq!(report["verdict"], "hold", "{report}");
+    assert!(
+        report["reasons"][0].as_str().unwrap().contains("`Klasse`"),
+        "{report}"
+    );
+
+    // Klassenavn is a name another school system uses for the same column.
+    std::fs::write(&new, text.replacen(";Klasse;", ";Klassenavn;", 1)).unwrap();
+    let (_, report) = check(&new);
+    assert!(codes(&report).is_empty(), "{report}");
+    assert_eq!(diff(&old, &new)["verdict"], "pass");
+}

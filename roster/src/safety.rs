@@ -88,9 +88,22 @@ pub fn judge(
     old: &State,
     delta: &mut impl Deletions,
     summary: &DiffSummary,
+    columns: &[String],
     today: CivilDate,
 ) -> Judgement {
     let mut reasons = Vec::new();
+    let mut verdict = Verdict::Pass;
+    // A column that vanished takes its data out of every record at once (classes vanish
+    // when `Klasse` is renamed to something the reader does not know), and the deltas that
+    // follow look like ordinary changes: held whatever their size.
+    let vanished = vanished_columns(old.columns(), columns);
+    for column in &vanished {
+        verdict = Verdict::Hold;
+        reasons.push(format!(
+            "the previous export had a `{column}` column and this one has none: its data \
+             would be removed from every record (renamed? see the unknown_column warnings)"
+        ));
+    }
     let mut postponed = 0;
     let mut deleted_students = summary.deleted(Entity::Student);
     if let Some(window) = policy
@@ -110,7 +123,6 @@ pub fn judge(
         }
     }
 
-    let mut verdict = Verdict::Pass;
     let students = old.len(Entity::Student);
     if students >= policy.min_roster && students > 0 {
         let deleted = deleted_students as f64 / students as f64;
@@ -139,6 +151,19 @@ pub fn judge(
         reasons,
         postponed,
     }
+}
+
+/// The fields `before` had that `after` lacks. An export of another format (no columns on
+/// one side) is not compared.
+pub fn vanished_columns(before: &[String], after: &[String]) -> Vec<String> {
+    if before.is_empty() || after.is_empty() {
+        return Vec::new();
+    }
+    before
+        .iter()
+        .filter(|column| !after.contains(column))
+        .cloned()
+        .collect()
 }
 
 /// The part of a delta the safety filter changes: its deletions, which an open delay-delete
@@ -213,6 +238,33 @@ mod policy_tests {
     }
 
     #[test]
+    fn a_column_the_previous_export_had_is_held_with_its_name() {
+        let (state, mut delta, summary) = deleting(100, 0);
+        let state = state.with_columns(vec!["Klasse".into(), "Trinn".into()]);
+        let columns = ["Trinn".to_owned()];
+        let judgement = judge(
+            &SafetyPolicy::default(),
+            &state,
+            &mut delta,
+            &summary,
+            &columns,
+            day("2026-03-02"),
+        );
+        assert_eq!(judgement.verdict, Verdict::Hold);
+        assert!(judgement.reasons[0].contains("`Klasse`"), "{judgement:?}");
+        let columns = ["Trinn".to_owned(), "Klasse".to_owned()];
+        let judgement = judge(
+            &SafetyPolicy::default(),
+            &state,
+            &mut delta,
+            &summary,
+            &columns,
+            day("2026-03-02"),
+        );
+        assert_eq!(judgement.verdict, Verdict::Pass);
+    }
+
+    #[test]
     fn deleting_more_than_a_tenth_of_the_students_is_held() {
         let (state, mut delta, summary) = deleting(100, 11);
         let judgement = judge(
@@ -220,6 +272,7 @@ mod policy_tests {
             &state,
             &mut delta,
             &summary,
+            &[],
             day("2026-03-02"),
         );
         assert_eq!(judgement.verdict, Verdict::Hold);
@@ -229,6 +282,7 @@ mod policy_tests {
             &state,
             &mut delta,
             &summary,
+            &[],
             day("2026-03-02"),
         );
         assert_eq!(judgement.verdict, Verdict::Pass);
@@ -242,6 +296,7 @@ mod policy_tests {
             &state,
             &mut delta,
             &summary,
+            &[],
             day("2026-03-02"),
         );
         assert_eq!(judgement.verdict, Verdict::Pass);
@@ -257,7 +312,14 @@ mod policy_tests {
             ..SafetyPolicy::default()
         };
         let (mut state, mut delta, summary) = deleting(100, 50);
-        let judgement = judge(&policy, &state, &mut delta, &summary, day("2026-07-01"));
+        let judgement = judge(
+            &policy,
+            &state,
+            &mut delta,
+            &summary,
+            &[],
+            day("2026-07-01"),
+        );
         assert_eq!(judgement.verdict, Verdict::Pass);
         assert_eq!(judgement.postponed, 50);
         assert!(delta.students.deletes.is_empty());

@@ -79,6 +79,10 @@ pub struct Validated {
     pub tombstones: Vec<Tombstone>,
     /// Key changes the export states; see [`Rename`].
     pub renames: Vec<Rename>,
+    /// The fields a tabular export has, by their canonical column names (`Klasse` whether
+    /// the header says `Klasse` or `Klassenavn`), so that the safety filter can tell when a
+    /// column the previous export had is gone. Empty for other formats.
+    pub columns: Vec<String>,
     pub deviations: Vec<Deviation>,
 }
 
@@ -199,6 +203,7 @@ pub struct RosterBuilder {
     rejected_students: HashSet<CompactString>,
     tombstones: Vec<Tombstone>,
     renames: Vec<Rename>,
+    columns: Vec<String>,
     deviations: Vec<Deviation>,
     partial: bool,
 }
@@ -216,6 +221,7 @@ impl RosterBuilder {
             rejected_students: HashSet::new(),
             tombstones: Vec::new(),
             renames: Vec::new(),
+            columns: Vec::new(),
             deviations: Vec::new(),
             partial: false,
         }
@@ -300,6 +306,11 @@ impl RosterBuilder {
 
     pub fn tombstone(&mut self, entity: Entity, key: String) {
         self.tombstones.push(Tombstone { entity, key });
+    }
+
+    /// Records the fields of a tabular export (see [`Validated::columns`]).
+    pub fn set_columns(&mut self, columns: Vec<String>) {
+        self.columns = columns;
     }
 
     /// Notes that the record keyed `to` is the one the source keyed `from` before.
@@ -492,6 +503,7 @@ impl RosterBuilder {
             partial: self.partial,
             tombstones: self.tombstones,
             renames: self.renames,
+            columns: self.columns,
             deviations: self.deviations,
         }
     }
