@@ -474,6 +474,25 @@ r3,,,t1,primary,teacher,,,s1,
         );
     }
 
+    #[test]
+    fn a_column_oneroster_does_not_define_is_named_in_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        write_files(
+            dir.path(),
+            &[("users.csv", "sourcedId,role,givenName,familyName,identifer,metadata.klasse\nu1,student,Oskar,Nilsen,16881774198,10A\n")],
+        );
+        let v = read_path(dir.path()).unwrap();
+        let unknown: Vec<&str> = v
+            .deviations
+            .iter()
+            .filter(|d| d.code == Code::UnknownColumn)
+            .map(|d| d.detail.as_str())
+            .collect();
+        assert_eq!(unknown.len(), 2, "{unknown:?}");
+        assert!(unknown[0].contains("`identifer`"));
+        assert!(unknown[1].contains("`metadata.klasse`"));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
