@@ -132,8 +132,6 @@ struct Columns {
     organisasjonsnummer: Option<usize>,
     kommunenummer: Option<usize>,
     fylkesnummer: Option<usize>,
-    /// Fields in the header: a row with fewer is short.
-    width: usize,
 }
 
 impl Columns {
@@ -171,7 +169,6 @@ impl Columns {
             organisasjonsnummer: find(Field::Organisasjonsnummer),
             kommunenummer: find(Field::Kommunenummer),
             fylkesnummer: find(Field::Fylkesnummer),
-            width: table.headers().len(),
         };
         Ok(columns)
     }
@@ -461,7 +458,7 @@ fn parse_row(row: &Row<'_>, columns: &Columns, implied: &mut Implied) -> Parsed 
     let group = group.and_then(|g| Implied::changed(&mut implied.groups, g));
     Ok(ParsedRow {
         at,
-        short: (row.len() < columns.width).then_some((row.len(), columns.width)),
+        short: row.short(),
         student: StudentRow {
             student,
             national_id,

@@ -28,6 +28,8 @@ pub struct Row<'a> {
     record: &'a csv::ByteRecord,
     /// The 1-based line the row starts on.
     pub line: u64,
+    /// Fields in the header.
+    width: usize,
 }
 
 impl<'a> Row<'a> {
@@ -58,6 +60,12 @@ impl<'a> Row<'a> {
 
     pub fn is_empty(&self) -> bool {
         is_blank(self.record)
+    }
+
+    /// `(fields, header's fields)` when the row has fewer fields than the header: a row
+    /// whose writer left trailing fields out, read as if they were empty.
+    pub fn short(&self) -> Option<(usize, usize)> {
+        (self.record.len() < self.width).then_some((self.record.len(), self.width))
     }
 }
 
@@ -155,6 +163,7 @@ impl<R: BufRead> Table<R> {
             return Ok(Some(Row {
                 record: &self.record,
                 line,
+                width: self.headers.len(),
             }));
         }
     }

@@ -475,6 +475,20 @@ r3,,,t1,primary,teacher,,,s1,
     }
 
     #[test]
+    fn a_short_crlf_row_is_a_warning_on_its_line_not_a_cut_off_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write_files(
+            dir.path(),
+            &[("users.csv", "sourcedId,role,givenName,familyName,identifier\r\nu1,student,Oskar,Nilsen\r\nu2,student,Kari,Berg,25811885633")],
+        );
+        let v = read_path(dir.path()).unwrap();
+        assert_eq!(v.roster.students.len(), 2);
+        let found: Vec<(Code, Position)> =
+            v.deviations.iter().map(|d| (d.code, d.position)).collect();
+        assert_eq!(found, [(Code::ShortRow, Position::Line(2))]);
+    }
+
+    #[test]
     fn a_column_oneroster_does_not_define_is_named_in_a_warning() {
         let dir = tempfile::tempdir().unwrap();
         write_files(

@@ -11,8 +11,23 @@ use super::manifest::{is_deletion, Mode};
 use super::state::State;
 use crate::deviation::{shown_key, Code, Position, Severity};
 use crate::reader::error::ReadError;
-use crate::reader::table::Table;
+use crate::reader::table::{Row, Table};
 use crate::validate::{Provenance, RosterBuilder, StudentRow};
+
+/// Reports a row with fewer fields than its header; the missing ones read as empty.
+pub(super) fn report_short(builder: &mut RosterBuilder, row: &Row<'_>) {
+    if let Some((found, width)) = row.short() {
+        let detail = format!(
+            "the row has {found} of the header's {width} fields; the missing ones are read as empty"
+        );
+        builder.deviation(
+            Position::Line(row.line),
+            Code::ShortRow,
+            Severity::Warning,
+            detail,
+        );
+    }
+}
 
 fn missing(builder: &mut RosterBuilder, at: Position, field: &str, what: &str) {
     let detail = format!("{field} is empty; the {what} is left out");
@@ -45,6 +60,7 @@ pub(super) fn read_orgs<R: BufRead>(
     let status = table.column(&["status"]);
     let mut orgs = Vec::new();
     while let Some(row) = table.next_row()? {
+        report_short(builder, &row);
         let Some(id) = row.text(Some(sourced_id)) else {
             missing(builder, Position::Line(row.line), "sourcedId", "org");
             continue;
@@ -130,6 +146,7 @@ pub(super) fn read_classes<R: BufRead>(
     let terms = table.column(&["termSourcedIds"]);
     let status = table.column(&["status"]);
     while let Some(row) = table.next_row()? {
+        report_short(builder, &row);
         let at = Position::Line(row.line);
         let Some(id) = row.text(Some(sourced_id)) else {
             missing(builder, at, "sourcedId", "class");
@@ -203,6 +220,7 @@ pub(super) fn read_users<R: BufRead>(
     let orgs = table.column(&["orgSourcedIds"]);
     let primary_org = table.column(&["primaryOrgSourcedId"]);
     while let Some(row) = table.next_row()? {
+        report_short(builder, &row);
         let at = Position::Line(row.line);
         let id = row.text(Some(sourced_id));
         let stated_role = row.get(role);
@@ -312,6 +330,7 @@ pub(super) fn read_enrollments<R: BufRead>(
     let role = table.require("role", &["role"])?;
     let status = table.column(&["status"]);
     while let Some(row) = table.next_row()? {
+        report_short(builder, &row);
         let at = Position::Line(row.line);
         let role = row.get(Some(role));
         let deletion = is_deletion(&row, status, mode);
