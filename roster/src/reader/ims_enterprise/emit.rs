@@ -143,17 +143,30 @@ impl Export {
         }
         let kinds = self.emit_groups(builder);
 
-        // A person is a student when some membership gives it a current learner role.
-        let learners: HashSet<&str> = self
-            .memberships
-            .iter()
-            .flat_map(|m| {
-                m.members
-                    .iter()
-                    .filter(move |x| x.is_learner(m.deleted))
-                    .filter_map(|x| x.person.as_deref())
-            })
-            .collect();
+        // A person is a student when some membership gives it a current learner role. Where
+        // the export has schools, that membership must be of a school or a basisgruppe (or
+        // of a group the file lacks, which is reported): Udir's example makes a teacher a
+        // learner at the school owner for a course elsewhere, and she is no pupil here.
+        let has_schools = kinds.values().any(|k| matches!(k, GroupKind::School(_)));
+        let mut learners: HashSet<&str> = HashSet::new();
+        let mut elsewhere: HashMap<&str, &str> = HashMap::new();
+        for m in &self.memberships {
+            let group = m.group.as_deref();
+            let counts = !has_schools
+                || group.is_none_or(|g| !matches!(kinds.get(g), Some(GroupKind::Other)));
+            for person in m
+                .members
+                .iter()
+                .filter(|x| x.is_learner(m.deleted))
+                .filter_map(|x| x.person.as_deref())
+            {
+                if counts {
+                    learners.insert(person);
+                } else if let Some(group) = group {
+                    elsewhere.entry(person).or_insert(group);
+                }
+            }
+        }
 
         let mut in_file: HashSet<&str> = HashSet::new();
         let mut accepted: HashSet<&str> = HashSet::new();
@@ -174,6 +187,14 @@ impl Export {
                 continue;
             }
             if !learners.contains(key) {
+                if let Some(group) = elsewhere.get(key) {
+                    let detail = format!(
+                        "person {} is a learner only in group {group}, which is no school or \
+                         basisgruppe; not read as a student",
+                        shown_key(key)
+                    );
+                    builder.deviation(at, Code::DanglingReference, Severity::Warning, detail);
+                }
                 continue;
             }
             let mut name = |field: Option<&String>, what: &str| {
@@ -213,10 +234,7 @@ impl Export {
             }
         }
 
-        if !accepted.is_empty()
-            && !kinds.values().any(|k| matches!(k, GroupKind::School(_)))
-            && !self.partial
-        {
+        if !accepted.is_empty() && !has_schools && !self.partial {
             builder.deviation(
                 Position::Line(1),
                 Code::NoSchool,

@@ -178,7 +178,21 @@ mod tests {
     #[test]
     fn a_pifu_school_gets_its_organisation_municipality_and_county_numbers() {
         let v = read_path(Path::new(UDIR)).unwrap();
-        assert!(v.deviations.is_empty(), "{:?}", v.deviations);
+        let found: Vec<(Code, Severity)> =
+            v.deviations.iter().map(|d| (d.code, d.severity)).collect();
+        assert_eq!(
+            found,
+            [(Code::DanglingReference, Severity::Warning)],
+            "{:?}",
+            v.deviations
+        );
+        assert!(
+            v.deviations[0]
+                .detail
+                .contains("person global_ID_01235 is a learner only in group global_ID_org_2"),
+            "the teacher is named as what she is: {:?}",
+            v.deviations
+        );
         let school = &v.roster.schools[0];
         assert_eq!(school.name, "Måneflekken skole");
         assert_eq!(
