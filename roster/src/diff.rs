@@ -176,6 +176,7 @@ pub fn plan(
         students: PlannedChanges::default(),
         groups: PlannedChanges::default(),
         enrollments: PlannedChanges::default(),
+        renamed: Default::default(),
     };
     for entity in Entity::ALL {
         *plan.entity_mut(entity) = diff_entity(
@@ -188,11 +189,15 @@ pub fn plan(
     }
     for (entity, from, _) in &renames {
         let e = *entity as usize;
+        plan.renamed[e].push(*from);
         summary.renamed[e] += 1;
         summary.added[e] = summary.added[e].saturating_sub(1);
         if plan.entity(*entity).deletes.binary_search(from).is_ok() {
             summary.deleted[e] = summary.deleted[e].saturating_sub(1);
         }
+    }
+    for renamed in &mut plan.renamed {
+        renamed.sort_unstable();
     }
     (plan, summary)
 }
@@ -209,6 +214,9 @@ pub struct DeltaPlan {
     pub students: PlannedChanges,
     pub groups: PlannedChanges,
     pub enrollments: PlannedChanges,
+    /// The old handles of renamed records, sorted per kind: deleting them completes a
+    /// rename, so a delay-delete window does not postpone them.
+    renamed: [Vec<RecordHandle>; 4],
 }
 
 /// The planned changes of one kind of record.
@@ -247,6 +255,11 @@ impl DeltaPlan {
             Entity::Group => &mut self.groups,
             Entity::Enrollment => &mut self.enrollments,
         }
+    }
+
+    /// Whether deleting `handle` completes a rename (see [`DeltaPlan`]'s `renamed`).
+    pub fn is_renamed(&self, entity: Entity, handle: &RecordHandle) -> bool {
+        self.renamed[entity as usize].binary_search(handle).is_ok()
     }
 
     /// Deletes of one kind, for the safety filter that postpones them.

@@ -112,7 +112,14 @@ pub fn judge(
         .find(|w| w.from <= today && today <= w.to)
     {
         for entity in Entity::ALL {
-            postponed += std::mem::take(delta.deletes_mut(entity)).len();
+            let deletes = std::mem::take(delta.deletes_mut(entity));
+            let renames: Vec<RecordHandle> = deletes
+                .iter()
+                .filter(|h| delta.completes_rename(entity, h))
+                .copied()
+                .collect();
+            postponed += deletes.len() - renames.len();
+            *delta.deletes_mut(entity) = renames;
         }
         deleted_students = 0;
         if postponed > 0 {
@@ -171,6 +178,12 @@ pub fn vanished_columns(before: &[String], after: &[String]) -> Vec<String> {
 /// [`DeltaPlan`] before any record is copied.
 pub trait Deletions {
     fn deletes_mut(&mut self, entity: Entity) -> &mut Vec<RecordHandle>;
+
+    /// Whether deleting `handle` completes a rename; such a delete is never postponed,
+    /// since the new key is sent now and central would hold the record twice.
+    fn completes_rename(&self, _entity: Entity, _handle: &RecordHandle) -> bool {
+        false
+    }
 }
 
 impl Deletions for Delta {
@@ -182,6 +195,10 @@ impl Deletions for Delta {
 impl Deletions for DeltaPlan {
     fn deletes_mut(&mut self, entity: Entity) -> &mut Vec<RecordHandle> {
         DeltaPlan::deletes_mut(self, entity)
+    }
+
+    fn completes_rename(&self, entity: Entity, handle: &RecordHandle) -> bool {
+        self.is_renamed(entity, handle)
     }
 }
 

@@ -302,6 +302,16 @@ mod tests {
         let (planned, summary) = plan(&old, &partial, &prints, &secret);
         assert_eq!(planned.students.deletes, [gone]);
         assert_eq!(summary.renamed(Entity::Student), 1);
+
+        // An open delay-delete window postpones deletions, but not the end of a rename.
+        let (mut planned, summary) = plan(&old, &after, &prints, &secret);
+        let policy: crate::safety::SafetyPolicy =
+            toml::from_str("delay_delete = [{ from = \"2026-06-20\", to = \"2026-08-15\" }]")
+                .unwrap();
+        let today = CivilDate::parse_iso("2026-07-01").unwrap();
+        let judgement = crate::safety::judge(&policy, &old, &mut planned, &summary, &[], today);
+        assert_eq!(judgement.postponed, 0, "{judgement:?}");
+        assert_eq!(planned.students.deletes, [gone]);
     }
 
     #[test]
