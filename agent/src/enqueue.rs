@@ -25,7 +25,7 @@ use skolebro_protocol::SiteSecret;
 use crate::outbox::{unix_ms_now, Outbox, OutboxConfig, OutboxError, RecoveryReport};
 use crate::state::{Checkpoint, StateError};
 use skolebro_roster::diff::{plan, DiffSummary, Fingerprints};
-use skolebro_roster::safety::{judge, today, Judgement, SafetyPolicy, Verdict};
+use skolebro_roster::safety::{judge, today, Columns, Judgement, SafetyPolicy, Verdict};
 use skolebro_roster::state::State;
 use skolebro_roster::validate::Validated;
 
@@ -287,7 +287,10 @@ impl Enqueuer {
                 before,
                 &mut plan,
                 &summary,
-                &export.columns,
+                Columns {
+                    before: &self.checkpoint.columns,
+                    after: &export.columns,
+                },
                 today(),
             );
             if released {
@@ -307,8 +310,11 @@ impl Enqueuer {
             let state = State::from(&prints);
             drop(prints);
             let payload = Payload::Snapshot(export.roster.clone());
-            let state = state.with_columns(export.columns.clone());
-            self.append(&payload, |checkpoint| checkpoint.state = state)?
+            let columns = export.columns.clone();
+            self.append(&payload, |checkpoint| {
+                checkpoint.state = state;
+                checkpoint.columns = columns;
+            })?
         } else {
             // The prints are no longer needed: each piece's digests are taken from its
             // records as the state follows it.
@@ -321,7 +327,9 @@ impl Enqueuer {
                 };
                 let moved = |checkpoint: &mut Checkpoint| {
                     checkpoint.state.apply(delta);
-                    checkpoint.state.set_columns(&export.columns);
+                    if checkpoint.columns != export.columns {
+                        checkpoint.columns.clone_from(&export.columns);
+                    }
                 };
                 match self.append(&payload, moved)? {
                     Some(seq) => last = Some(seq),
@@ -544,8 +552,7 @@ pub(crate) mod tests {
             panic!("a delta")
         };
         assert_eq!(delta.students.upserts.len(), 30);
-        let expected = State::of(&first.roster, &site.identity.site_secret)
-            .with_columns(first.columns.clone());
+        let expected = State::of(&first.roster, &site.identity.site_secret);
         assert_eq!(enqueuer.checkpoint().state, expected);
         assert_eq!(enqueuer.checkpoint().head, batch.next_head());
 
@@ -607,8 +614,7 @@ pub(crate) mod tests {
         );
         assert!(seq > 3, "several pieces, not one batch: {seq}");
         assert_eq!(students, 30_000, "every student exactly once");
-        let expected = State::of(&large.roster, &site.identity.site_secret)
-            .with_columns(large.columns.clone());
+        let expected = State::of(&large.roster, &site.identity.site_secret);
         assert_eq!(enqueuer.checkpoint().state, expected);
         assert_eq!(enqueuer.checkpoint().head, head);
     }

@@ -14,9 +14,7 @@ use skolebro_protocol::Entity;
 use skolebro_roster::state::State;
 
 const MAGIC: &[u8; 4] = b"SKBS";
-/// Version 2 added the export's columns to the state; version 1 files are still read.
-const VERSION: u8 = 2;
-const VERSION_WITHOUT_COLUMNS: u8 = 1;
+const VERSION: u8 = 1;
 /// A state file larger than this is not ours: a million records take about 64 MiB.
 const MAX_STATE_BYTES: u64 = 256 << 20;
 
@@ -43,12 +41,17 @@ pub struct Checkpoint {
     pub head: ChainHead,
     /// The next batch must be a full snapshot (central lost track, or the outbox was reset).
     pub needs_snapshot: bool,
+    /// The fields of the export last sent (`Validated::columns`), for the safety filter to
+    /// see a column vanish. Last in the encoding on purpose: a release from before it reads
+    /// the fields before and ignores the rest, so a rollback keeps its checkpoint, and this
+    /// release reads such a file with no columns.
+    pub columns: Vec<String>,
 }
 
-/// A checkpoint as version 1 wrote it: the state without the export's columns.
+/// A checkpoint as releases before [`Checkpoint::columns`] wrote it.
 #[derive(Deserialize)]
-struct CheckpointV1 {
-    state: [skolebro_roster::state::Entries; 4],
+struct CheckpointWithoutColumns {
+    state: State,
     head: ChainHead,
     needs_snapshot: bool,
 }
@@ -59,6 +62,7 @@ impl Default for Checkpoint {
             state: State::default(),
             head: ChainHead::genesis(),
             needs_snapshot: false,
+            columns: Vec::new(),
         }
     }
 }
@@ -96,24 +100,26 @@ impl Checkpoint {
     /// Decodes a checkpoint file's bytes; the error says whether the file is ours but
     /// damaged.
     pub fn decode(bytes: &[u8]) -> Result<Checkpoint, bool> {
-        let rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or(false)?;
-        let (&version, body) = rest.split_first().ok_or(false)?;
-        if version != VERSION && version != VERSION_WITHOUT_COLUMNS {
-            return Err(false);
-        }
+        let body = bytes
+            .strip_prefix(MAGIC.as_slice())
+            .and_then(|rest| rest.strip_prefix(&[VERSION]))
+            .ok_or(false)?;
         let split = body.len().checked_sub(32).ok_or(true)?;
         let (payload, checksum) = body.split_at(split);
         if Sha256::digest(payload).as_slice() != checksum {
             return Err(true);
         }
-        let checkpoint: Checkpoint = if version == VERSION {
-            postcard::from_bytes(payload).map_err(|_| true)?
-        } else {
-            let old: CheckpointV1 = postcard::from_bytes(payload).map_err(|_| true)?;
-            Checkpoint {
-                state: State::from_entries(old.state),
-                head: old.head,
-                needs_snapshot: old.needs_snapshot,
+        let checkpoint = match postcard::from_bytes::<Checkpoint>(payload) {
+            Ok(checkpoint) => checkpoint,
+            Err(_) => {
+                let old: CheckpointWithoutColumns =
+                    postcard::from_bytes(payload).map_err(|_| true)?;
+                Checkpoint {
+                    state: old.state,
+                    head: old.head,
+                    needs_snapshot: old.needs_snapshot,
+                    columns: Vec::new(),
+                }
             }
         };
         let ordered = Entity::ALL.iter().all(|&e| {
@@ -242,33 +248,43 @@ mod tests {
             ..Fingerprints::default()
         };
         Checkpoint {
-            state: State::from(&prints).with_columns(vec!["Klasse".into()]),
+            state: State::from(&prints),
+            columns: vec!["Klasse".into()],
             ..Checkpoint::default()
         }
     }
 
+    fn payload(bytes: &[u8]) -> &[u8] {
+        &bytes[MAGIC.len() + 1..bytes.len() - 32]
+    }
+
     #[test]
-    fn a_version_1_checkpoint_without_columns_still_loads() {
+    fn a_release_before_columns_reads_the_checkpoint_and_this_one_reads_its() {
         #[derive(Serialize)]
-        struct V1 {
-            state: [skolebro_roster::state::Entries; 4],
+        struct Older {
+            state: State,
             head: ChainHead,
             needs_snapshot: bool,
         }
-        let entries = |e: Entity| sample().state.entries(e).to_vec();
-        let v1 = V1 {
-            state: Entity::ALL.map(entries),
+        let mut bytes = Vec::new();
+        sample().write_to(&mut bytes).unwrap();
+        let older: CheckpointWithoutColumns = postcard::from_bytes(payload(&bytes)).unwrap();
+        assert_eq!(older.state, sample().state, "a rollback keeps the state");
+
+        let older = Older {
+            state: sample().state,
             head: ChainHead::genesis(),
             needs_snapshot: true,
         };
-        let payload = postcard::to_allocvec(&v1).unwrap();
+        let body = postcard::to_allocvec(&older).unwrap();
         let mut bytes = MAGIC.to_vec();
-        bytes.push(VERSION_WITHOUT_COLUMNS);
-        bytes.extend_from_slice(&payload);
-        bytes.extend_from_slice(&Sha256::digest(&payload));
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(&Sha256::digest(&body));
         let loaded = Checkpoint::decode(&bytes).unwrap();
-        assert_eq!(loaded.state, sample().state.with_columns(Vec::new()));
+        assert_eq!(loaded.state, sample().state);
         assert!(loaded.needs_snapshot);
+        assert!(loaded.columns.is_empty());
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub fn judge(
     old: &State,
     delta: &mut impl Deletions,
     summary: &DiffSummary,
-    columns: &[String],
+    columns: Columns<'_>,
     today: CivilDate,
 ) -> Judgement {
     let mut reasons = Vec::new();
@@ -96,7 +96,7 @@ pub fn judge(
     // A column that vanished takes its data out of every record at once (classes vanish
     // when `Klasse` is renamed to something the reader does not know), and the deltas that
     // follow look like ordinary changes: held whatever their size.
-    let vanished = vanished_columns(old.columns(), columns);
+    let vanished = vanished_columns(columns.before, columns.after);
     for column in &vanished {
         verdict = Verdict::Hold;
         reasons.push(format!(
@@ -158,6 +158,14 @@ pub fn judge(
         reasons,
         postponed,
     }
+}
+
+/// The fields of the export last sent and of the export judged (`Validated::columns`), so
+/// a column that vanished is seen. Empty slices when either is unknown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Columns<'a> {
+    pub before: &'a [String],
+    pub after: &'a [String],
 }
 
 /// The fields `before` had that `after` lacks. An export of another format (no columns on
@@ -257,27 +265,24 @@ mod policy_tests {
     #[test]
     fn a_column_the_previous_export_had_is_held_with_its_name() {
         let (state, mut delta, summary) = deleting(100, 0);
-        let state = state.with_columns(vec!["Klasse".into(), "Trinn".into()]);
-        let columns = ["Trinn".to_owned()];
-        let judgement = judge(
-            &SafetyPolicy::default(),
-            &state,
-            &mut delta,
-            &summary,
-            &columns,
-            day("2026-03-02"),
-        );
+        let before = ["Klasse".to_owned(), "Trinn".to_owned()];
+        let mut judge_with = |after: &[String]| {
+            judge(
+                &SafetyPolicy::default(),
+                &state,
+                &mut delta,
+                &summary,
+                Columns {
+                    before: &before,
+                    after,
+                },
+                day("2026-03-02"),
+            )
+        };
+        let judgement = judge_with(&["Trinn".to_owned()]);
         assert_eq!(judgement.verdict, Verdict::Hold);
         assert!(judgement.reasons[0].contains("`Klasse`"), "{judgement:?}");
-        let columns = ["Trinn".to_owned(), "Klasse".to_owned()];
-        let judgement = judge(
-            &SafetyPolicy::default(),
-            &state,
-            &mut delta,
-            &summary,
-            &columns,
-            day("2026-03-02"),
-        );
+        let judgement = judge_with(&["Trinn".to_owned(), "Klasse".to_owned()]);
         assert_eq!(judgement.verdict, Verdict::Pass);
     }
 
@@ -289,7 +294,7 @@ mod policy_tests {
             &state,
             &mut delta,
             &summary,
-            &[],
+            Columns::default(),
             day("2026-03-02"),
         );
         assert_eq!(judgement.verdict, Verdict::Hold);
@@ -299,7 +304,7 @@ mod policy_tests {
             &state,
             &mut delta,
             &summary,
-            &[],
+            Columns::default(),
             day("2026-03-02"),
         );
         assert_eq!(judgement.verdict, Verdict::Pass);
@@ -313,7 +318,7 @@ mod policy_tests {
             &state,
             &mut delta,
             &summary,
-            &[],
+            Columns::default(),
             day("2026-03-02"),
         );
         assert_eq!(judgement.verdict, Verdict::Pass);
@@ -334,7 +339,7 @@ mod policy_tests {
             &state,
             &mut delta,
             &summary,
-            &[],
+            Columns::default(),
             day("2026-07-01"),
         );
         assert_eq!(judgement.verdict, Verdict::Pass);

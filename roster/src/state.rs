@@ -11,18 +11,13 @@ use skolebro_protocol::{Delta, Digest, Entity, EntityDelta, Record, RecordHandle
 /// touches memory in order, and the file is written in the same order.
 pub type Entries = Vec<(RecordHandle, Digest)>;
 
-/// Handle -> digest for each kind of record, and the fields the export they came from had.
+/// Handle -> digest for each kind of record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     schools: Entries,
     students: Entries,
     groups: Entries,
     enrollments: Entries,
-    /// The fields (by the reader's canonical column names, not personal data) the last
-    /// export sent had, so the safety filter sees a column vanish ([`Validated::columns`]).
-    ///
-    /// [`Validated::columns`]: crate::validate::Validated::columns
-    columns: Vec<String>,
 }
 
 impl State {
@@ -40,31 +35,6 @@ impl State {
             students: sorted(Entity::Student),
             groups: sorted(Entity::Group),
             enrollments: sorted(Entity::Enrollment),
-            columns: Vec::new(),
-        }
-    }
-
-    /// The state holding these entries, per kind in [`Entity::ALL`] order; for decoding a
-    /// state written before it had columns.
-    pub fn from_entries(entries: [Entries; 4]) -> State {
-        State::from_unordered(|entity| &entries[entity as usize])
-    }
-
-    /// The state with the fields of the export it stands for.
-    pub fn with_columns(mut self, columns: Vec<String>) -> State {
-        self.columns = columns;
-        self
-    }
-
-    /// The fields of the export the state was last moved to.
-    pub fn columns(&self) -> &[String] {
-        &self.columns
-    }
-
-    /// Notes the fields of the export being sent, as the state moves to it.
-    pub fn set_columns(&mut self, columns: &[String]) {
-        if self.columns != columns {
-            self.columns = columns.to_vec();
         }
     }
 

@@ -309,7 +309,9 @@ mod tests {
             toml::from_str("delay_delete = [{ from = \"2026-06-20\", to = \"2026-08-15\" }]")
                 .unwrap();
         let today = CivilDate::parse_iso("2026-07-01").unwrap();
-        let judgement = crate::safety::judge(&policy, &old, &mut planned, &summary, &[], today);
+        let no_columns = crate::safety::Columns::default();
+        let judgement =
+            crate::safety::judge(&policy, &old, &mut planned, &summary, no_columns, today);
         assert_eq!(judgement.postponed, 0, "{judgement:?}");
         assert_eq!(planned.students.deletes, [gone]);
     }
