@@ -25,7 +25,7 @@ use skolebro_protocol::SiteSecret;
 use crate::outbox::{unix_ms_now, Outbox, OutboxConfig, OutboxError, RecoveryReport};
 use crate::state::{Checkpoint, StateError};
 use skolebro_roster::diff::{plan, DiffSummary, Fingerprints};
-use skolebro_roster::safety::{judge, today, Judgement, SafetyPolicy, Verdict};
+use skolebro_roster::safety::{judge, today, Columns, Judgement, SafetyPolicy, Verdict};
 use skolebro_roster::state::State;
 use skolebro_roster::validate::Validated;
 
@@ -282,7 +282,17 @@ impl Enqueuer {
                 postponed: 0,
             }
         } else {
-            let mut judgement = judge(&self.policy, before, &mut plan, &summary, today());
+            let mut judgement = judge(
+                &self.policy,
+                before,
+                &mut plan,
+                &summary,
+                Columns {
+                    before: &self.checkpoint.columns,
+                    after: &export.columns,
+                },
+                today(),
+            );
             if released {
                 judgement.verdict = Verdict::Pass;
                 judgement.reasons.push("released by an operator".into());
@@ -300,7 +310,11 @@ impl Enqueuer {
             let state = State::from(&prints);
             drop(prints);
             let payload = Payload::Snapshot(export.roster.clone());
-            self.append(&payload, |checkpoint| checkpoint.state = state)?
+            let columns = export.columns.clone();
+            self.append(&payload, |checkpoint| {
+                checkpoint.state = state;
+                checkpoint.columns = columns;
+            })?
         } else {
             // The prints are no longer needed: each piece's digests are taken from its
             // records as the state follows it.
@@ -311,7 +325,13 @@ impl Enqueuer {
                 let Payload::Delta(delta) = &payload else {
                     unreachable!("built as a delta just above")
                 };
-                match self.append(&payload, |checkpoint| checkpoint.state.apply(delta))? {
+                let moved = |checkpoint: &mut Checkpoint| {
+                    checkpoint.state.apply(delta);
+                    if checkpoint.columns != export.columns {
+                        checkpoint.columns.clone_from(&export.columns);
+                    }
+                };
+                match self.append(&payload, moved)? {
                     Some(seq) => last = Some(seq),
                     // The pieces enqueued so far stay: the checkpoint follows them, and the
                     // export's retry diffs against it, so only the rest is sent later.

@@ -24,7 +24,7 @@ use skolebro_protocol::SiteSecret;
 use skolebro_roster::diff::{diff, Fingerprints};
 use skolebro_roster::reader::{read_export, Format, ReadError, ReaderOptions};
 use skolebro_roster::report;
-use skolebro_roster::safety::{judge, today};
+use skolebro_roster::safety::{judge, today, Columns};
 use skolebro_roster::state::State;
 use skolebro_roster::validate::Validated;
 
@@ -168,7 +168,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             json,
         } => {
-            let (format, validated) = read(&export, format, &config)?;
+            let (format, validated) = match read(&export, format, &config) {
+                Ok(read) => read,
+                Err(error) if json => {
+                    println!("{}", report::read_error_json(&error));
+                    eprintln!("skolebro-agent: {error}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(error) => return Err(error.into()),
+            };
             if json {
                 println!("{}", report::check_json(&export, format, &validated));
             } else {
@@ -193,7 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (before, new) = std::thread::scope(|scope| {
                 let before = scope.spawn(|| {
                     read_export(&old, format, &options)
-                        .map(|(_, old)| State::of(&old.roster, &secret))
+                        .map(|(_, old)| (State::of(&old.roster, &secret), old.columns))
                 });
                 let new = read_export(&new, format, &options).map(|(_, new)| {
                     let prints = Fingerprints::of(&new.roster, &secret);
@@ -201,7 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 });
                 (before.join(), new)
             });
-            let before =
+            let (before, old_columns) =
                 before.map_err(|_| anyhow::anyhow!("reading the old export panicked"))??;
             let (new, prints) = new?;
             let (mut delta, summary) = diff(&before, &new, &prints, &secret);
@@ -210,6 +218,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &before,
                 &mut delta,
                 &summary,
+                Columns {
+                    before: &old_columns,
+                    after: &new.columns,
+                },
                 date.unwrap_or_else(today),
             );
             if json {

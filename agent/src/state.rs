@@ -41,6 +41,19 @@ pub struct Checkpoint {
     pub head: ChainHead,
     /// The next batch must be a full snapshot (central lost track, or the outbox was reset).
     pub needs_snapshot: bool,
+    /// The fields of the export last sent (`Validated::columns`), for the safety filter to
+    /// see a column vanish. Last in the encoding on purpose: a release from before it reads
+    /// the fields before and ignores the rest, so a rollback keeps its checkpoint, and this
+    /// release reads such a file with no columns.
+    pub columns: Vec<String>,
+}
+
+/// A checkpoint as releases before [`Checkpoint::columns`] wrote it.
+#[derive(Deserialize)]
+struct CheckpointWithoutColumns {
+    state: State,
+    head: ChainHead,
+    needs_snapshot: bool,
 }
 
 impl Default for Checkpoint {
@@ -49,6 +62,7 @@ impl Default for Checkpoint {
             state: State::default(),
             head: ChainHead::genesis(),
             needs_snapshot: false,
+            columns: Vec::new(),
         }
     }
 }
@@ -95,7 +109,19 @@ impl Checkpoint {
         if Sha256::digest(payload).as_slice() != checksum {
             return Err(true);
         }
-        let checkpoint: Checkpoint = postcard::from_bytes(payload).map_err(|_| true)?;
+        let checkpoint = match postcard::from_bytes::<Checkpoint>(payload) {
+            Ok(checkpoint) => checkpoint,
+            Err(_) => {
+                let old: CheckpointWithoutColumns =
+                    postcard::from_bytes(payload).map_err(|_| true)?;
+                Checkpoint {
+                    state: old.state,
+                    head: old.head,
+                    needs_snapshot: old.needs_snapshot,
+                    columns: Vec::new(),
+                }
+            }
+        };
         let ordered = Entity::ALL.iter().all(|&e| {
             checkpoint
                 .state
@@ -246,8 +272,42 @@ mod tests {
         };
         Checkpoint {
             state: State::from(&prints),
+            columns: vec!["Klasse".into()],
             ..Checkpoint::default()
         }
+    }
+
+    fn payload(bytes: &[u8]) -> &[u8] {
+        &bytes[MAGIC.len() + 1..bytes.len() - 32]
+    }
+
+    #[test]
+    fn a_release_before_columns_reads_the_checkpoint_and_this_one_reads_its() {
+        #[derive(Serialize)]
+        struct Older {
+            state: State,
+            head: ChainHead,
+            needs_snapshot: bool,
+        }
+        let mut bytes = Vec::new();
+        sample().write_to(&mut bytes).unwrap();
+        let older: CheckpointWithoutColumns = postcard::from_bytes(payload(&bytes)).unwrap();
+        assert_eq!(older.state, sample().state, "a rollback keeps the state");
+
+        let older = Older {
+            state: sample().state,
+            head: ChainHead::genesis(),
+            needs_snapshot: true,
+        };
+        let body = postcard::to_allocvec(&older).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(&Sha256::digest(&body));
+        let loaded = Checkpoint::decode(&bytes).unwrap();
+        assert_eq!(loaded.state, sample().state);
+        assert!(loaded.needs_snapshot);
+        assert!(loaded.columns.is_empty());
     }
 
     #[test]

@@ -88,9 +88,22 @@ pub fn judge(
     old: &State,
     delta: &mut impl Deletions,
     summary: &DiffSummary,
+    columns: Columns<'_>,
     today: CivilDate,
 ) -> Judgement {
     let mut reasons = Vec::new();
+    let mut verdict = Verdict::Pass;
+    // A column that vanished takes its data out of every record at once (classes vanish
+    // when `Klasse` is renamed to something the reader does not know), and the deltas that
+    // follow look like ordinary changes: held whatever their size.
+    let vanished = vanished_columns(columns.before, columns.after);
+    for column in &vanished {
+        verdict = Verdict::Hold;
+        reasons.push(format!(
+            "the previous export had a `{column}` column and this one has none: its data \
+             would be removed from every record (renamed? see the unknown_column warnings)"
+        ));
+    }
     let mut postponed = 0;
     let mut deleted_students = summary.deleted(Entity::Student);
     if let Some(window) = policy
@@ -99,7 +112,14 @@ pub fn judge(
         .find(|w| w.from <= today && today <= w.to)
     {
         for entity in Entity::ALL {
-            postponed += std::mem::take(delta.deletes_mut(entity)).len();
+            let deletes = std::mem::take(delta.deletes_mut(entity));
+            let renames: Vec<RecordHandle> = deletes
+                .iter()
+                .filter(|h| delta.completes_rename(entity, h))
+                .copied()
+                .collect();
+            postponed += deletes.len() - renames.len();
+            *delta.deletes_mut(entity) = renames;
         }
         deleted_students = 0;
         if postponed > 0 {
@@ -110,7 +130,6 @@ pub fn judge(
         }
     }
 
-    let mut verdict = Verdict::Pass;
     let students = old.len(Entity::Student);
     if students >= policy.min_roster && students > 0 {
         let deleted = deleted_students as f64 / students as f64;
@@ -141,11 +160,38 @@ pub fn judge(
     }
 }
 
+/// The fields of the export last sent and of the export judged (`Validated::columns`), so
+/// a column that vanished is seen. Empty slices when either is unknown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Columns<'a> {
+    pub before: &'a [String],
+    pub after: &'a [String],
+}
+
+/// The fields `before` had that `after` lacks. An export of another format (no columns on
+/// one side) is not compared.
+pub fn vanished_columns(before: &[String], after: &[String]) -> Vec<String> {
+    if before.is_empty() || after.is_empty() {
+        return Vec::new();
+    }
+    before
+        .iter()
+        .filter(|column| !after.contains(column))
+        .cloned()
+        .collect()
+}
+
 /// The part of a delta the safety filter changes: its deletions, which an open delay-delete
 /// window postpones. The `diff` report judges a copied [`Delta`]; the enqueue stage judges a
 /// [`DeltaPlan`] before any record is copied.
 pub trait Deletions {
     fn deletes_mut(&mut self, entity: Entity) -> &mut Vec<RecordHandle>;
+
+    /// Whether deleting `handle` completes a rename; such a delete is never postponed,
+    /// since the new key is sent now and central would hold the record twice.
+    fn completes_rename(&self, _entity: Entity, _handle: &RecordHandle) -> bool {
+        false
+    }
 }
 
 impl Deletions for Delta {
@@ -157,6 +203,10 @@ impl Deletions for Delta {
 impl Deletions for DeltaPlan {
     fn deletes_mut(&mut self, entity: Entity) -> &mut Vec<RecordHandle> {
         DeltaPlan::deletes_mut(self, entity)
+    }
+
+    fn completes_rename(&self, entity: Entity, handle: &RecordHandle) -> bool {
+        self.is_renamed(entity, handle)
     }
 }
 
@@ -213,6 +263,30 @@ mod policy_tests {
     }
 
     #[test]
+    fn a_column_the_previous_export_had_is_held_with_its_name() {
+        let (state, mut delta, summary) = deleting(100, 0);
+        let before = ["Klasse".to_owned(), "Trinn".to_owned()];
+        let mut judge_with = |after: &[String]| {
+            judge(
+                &SafetyPolicy::default(),
+                &state,
+                &mut delta,
+                &summary,
+                Columns {
+                    before: &before,
+                    after,
+                },
+                day("2026-03-02"),
+            )
+        };
+        let judgement = judge_with(&["Trinn".to_owned()]);
+        assert_eq!(judgement.verdict, Verdict::Hold);
+        assert!(judgement.reasons[0].contains("`Klasse`"), "{judgement:?}");
+        let judgement = judge_with(&["Trinn".to_owned(), "Klasse".to_owned()]);
+        assert_eq!(judgement.verdict, Verdict::Pass);
+    }
+
+    #[test]
     fn deleting_more_than_a_tenth_of_the_students_is_held() {
         let (state, mut delta, summary) = deleting(100, 11);
         let judgement = judge(
@@ -220,6 +294,7 @@ mod policy_tests {
             &state,
             &mut delta,
             &summary,
+            Columns::default(),
             day("2026-03-02"),
         );
         assert_eq!(judgement.verdict, Verdict::Hold);
@@ -229,6 +304,7 @@ mod policy_tests {
             &state,
             &mut delta,
             &summary,
+            Columns::default(),
             day("2026-03-02"),
         );
         assert_eq!(judgement.verdict, Verdict::Pass);
@@ -242,6 +318,7 @@ mod policy_tests {
             &state,
             &mut delta,
             &summary,
+            Columns::default(),
             day("2026-03-02"),
         );
         assert_eq!(judgement.verdict, Verdict::Pass);
@@ -257,7 +334,14 @@ mod policy_tests {
             ..SafetyPolicy::default()
         };
         let (mut state, mut delta, summary) = deleting(100, 50);
-        let judgement = judge(&policy, &state, &mut delta, &summary, day("2026-07-01"));
+        let judgement = judge(
+            &policy,
+            &state,
+            &mut delta,
+            &summary,
+            Columns::default(),
+            day("2026-07-01"),
+        );
         assert_eq!(judgement.verdict, Verdict::Pass);
         assert_eq!(judgement.postponed, 50);
         assert!(delta.students.deletes.is_empty());

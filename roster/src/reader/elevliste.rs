@@ -66,6 +66,8 @@ impl Field {
     }
 
     /// Header names seen in SAS exports, compared without case, accents or punctuation.
+    /// Where each comes from is listed in docs/FORMATS.md (`Klassenavn`, `Klassetrinn` and a
+    /// five-digit `Personnummer` beside `Fødselsdato` are WIS Skole's import format).
     fn aliases(self) -> &'static [&'static str] {
         match self {
             Field::StudentKey => &["Elevnummer", "Elev-ID", "ElevId", "sourcedId", "Personkey"],
@@ -86,7 +88,14 @@ impl Field {
             Field::BirthDate => &["Fødselsdato", "Fodselsdato", "Birthdate"],
             Field::Gender => &["Kjønn", "Kjonn", "Gender", "Sex"],
             Field::Email => &["E-post", "Epost", "E-mail", "Email", "Epostadresse"],
-            Field::Class => &["Klasse", "Basisgruppe", "Gruppe", "Class"],
+            Field::Class => &[
+                "Klasse",
+                "Klassenavn",
+                "Basisgruppe",
+                "Basisgruppenavn",
+                "Gruppe",
+                "Class",
+            ],
             Field::Grade => &["Trinn", "Klassetrinn", "Årstrinn", "Grade"],
             Field::SchoolYear => &["Skoleår", "Skolear", "Skoleaar", "Schoolyear"],
             Field::Skolenummer => &["Skolenummer", "Skolenr", "Skole-nr", "Schoolnumber"],
@@ -142,7 +151,7 @@ impl Columns {
                 .ok_or(field)
                 .or_else(|field| table.require(field.name(), field.aliases()))
         };
-        Ok(Columns {
+        let columns = Columns {
             student_key: find(Field::StudentKey),
             national_id: require(Field::NationalId)?,
             username: find(Field::Username),
@@ -160,7 +169,62 @@ impl Columns {
             organisasjonsnummer: find(Field::Organisasjonsnummer),
             kommunenummer: find(Field::Kommunenummer),
             fylkesnummer: find(Field::Fylkesnummer),
-        })
+        };
+        Ok(columns)
+    }
+
+    /// The canonical names of the fields the header has.
+    fn fields(&self) -> Vec<String> {
+        let optional = [
+            (Field::StudentKey, self.student_key),
+            (Field::Username, self.username),
+            (Field::MiddleName, self.middle_name),
+            (Field::BirthDate, self.birth_date),
+            (Field::Gender, self.gender),
+            (Field::Email, self.email),
+            (Field::Class, self.class),
+            (Field::Grade, self.grade),
+            (Field::SchoolYear, self.school_year),
+            (Field::SchoolName, self.school_name),
+            (Field::Organisasjonsnummer, self.organisasjonsnummer),
+            (Field::Kommunenummer, self.kommunenummer),
+            (Field::Fylkesnummer, self.fylkesnummer),
+        ];
+        optional
+            .iter()
+            .filter(|(_, column)| column.is_some())
+            .map(|(field, _)| field.name().to_owned())
+            .collect()
+    }
+
+    /// The header columns no field is read from, by position and name.
+    fn unread<'t, R: BufRead>(&self, table: &'t Table<R>) -> Vec<&'t str> {
+        let used = [
+            self.student_key,
+            Some(self.national_id),
+            self.username,
+            Some(self.given_name),
+            self.middle_name,
+            Some(self.family_name),
+            self.birth_date,
+            self.gender,
+            self.email,
+            self.class,
+            self.grade,
+            self.school_year,
+            Some(self.skolenummer),
+            self.school_name,
+            self.organisasjonsnummer,
+            self.kommunenummer,
+            self.fylkesnummer,
+        ];
+        table
+            .headers()
+            .iter()
+            .enumerate()
+            .filter(|(i, name)| !name.is_empty() && !used.contains(&Some(*i)))
+            .map(|(_, name)| name.as_str())
+            .collect()
     }
 }
 
@@ -191,6 +255,20 @@ pub fn read_from<R: BufRead + Send>(
     refuse_other_delimiters(path, table.headers())?;
     let columns = Columns::find(&table, profile)?;
     builder.begin_file(&path.display().to_string());
+    builder.set_columns(columns.fields());
+    for name in columns.unread(&table) {
+        let detail = format!(
+            "column `{}` is not read: its data is not sent (rename it to a known column name \
+             or map it in the agent's column profile)",
+            name.chars().take(40).collect::<String>()
+        );
+        builder.deviation(
+            Position::Line(1),
+            Code::UnknownColumn,
+            Severity::Warning,
+            detail,
+        );
+    }
     if pipelined {
         return read_pipelined(table, &columns, builder);
     }
@@ -258,6 +336,8 @@ struct Unusable {
 /// are passed on only when they differ from what was last passed on for their key.
 struct ParsedRow {
     at: Position,
+    /// The fields the row has, when fewer than the header's.
+    short: Option<(usize, usize)>,
     student: StudentRow,
     missing: Vec<Field>,
     school: Option<School>,
@@ -312,7 +392,14 @@ fn refuse_other_delimiters(path: &Path, headers: &[String]) -> Result<(), ReadEr
 
 fn parse_row(row: &Row<'_>, columns: &Columns, implied: &mut Implied) -> Parsed {
     let at = Position::Line(row.line);
-    let national_id = row.text(Some(columns.national_id));
+    let national_id = row.text(Some(columns.national_id)).map(|id| {
+        match row.get(columns.birth_date).and_then(|d| ddmmyy(&d)) {
+            Some(date) if id.len() == 5 && id.bytes().all(|b| b.is_ascii_digit()) => {
+                format!("{date}{id}").into()
+            }
+            _ => id,
+        }
+    });
     let key = row
         .text(columns.student_key)
         .or_else(|| national_id.clone());
@@ -341,9 +428,7 @@ fn parse_row(row: &Row<'_>, columns: &Columns, implied: &mut Implied) -> Parsed 
         given_name,
         middle_name: row.text(columns.middle_name),
         family_name,
-        birth_date: row
-            .get(columns.birth_date)
-            .and_then(|d| CivilDate::parse_iso(&d)),
+        birth_date: row.get(columns.birth_date).and_then(|d| birth_date(&d)),
         gender: gender(row.get(columns.gender).as_deref()),
         email: row.text(columns.email),
     };
@@ -373,6 +458,7 @@ fn parse_row(row: &Row<'_>, columns: &Columns, implied: &mut Implied) -> Parsed 
     let group = group.and_then(|g| Implied::changed(&mut implied.groups, g));
     Ok(ParsedRow {
         at,
+        short: row.short(),
         student: StudentRow {
             student,
             national_id,
@@ -382,6 +468,45 @@ fn parse_row(row: &Row<'_>, columns: &Columns, implied: &mut Implied) -> Parsed 
         school,
         group,
         enrollment,
+    })
+}
+
+/// The six digits DDMMYY of a birth date written `DD.MM.YYYY`, `DD.MM.YY`, `DDMMYY` or
+/// `YYYY-MM-DD`: what a five-digit personnummer (the individual number and control digits,
+/// as WIS Skole exports it) completes into an eleven-digit national id. The date is not
+/// checked here; the national id's own check catches a wrong one.
+fn ddmmyy(text: &str) -> Option<String> {
+    let text = text.trim();
+    let parts: Vec<&str> = text.split(['.', '-', '/']).collect();
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match parts.as_slice() {
+        [day, month, year] if day.len() == 2 && month.len() == 2 && matches!(year.len(), 2 | 4) => {
+            [day, month, year]
+                .iter()
+                .all(|p| all_digits(p))
+                .then(|| format!("{day}{month}{}", &year[year.len() - 2..]))
+        }
+        [year, month, day] if year.len() == 4 && month.len() == 2 && day.len() == 2 => {
+            [day, month, year]
+                .iter()
+                .all(|p| all_digits(p))
+                .then(|| format!("{day}{month}{}", &year[2..]))
+        }
+        [six] if six.len() == 6 && all_digits(six) => Some((*six).to_owned()),
+        _ => None,
+    }
+}
+
+/// A birth date in ISO form or, as Norwegian exports write it, `DD.MM.YYYY`.
+fn birth_date(text: &str) -> Option<CivilDate> {
+    CivilDate::parse_iso(text).or_else(|| {
+        let parts: Vec<&str> = text.trim().split('.').collect();
+        match parts.as_slice() {
+            [day, month, year] if year.len() == 4 => {
+                CivilDate::parse_iso(&format!("{year}-{month:0>2}-{day:0>2}"))
+            }
+            _ => None,
+        }
     })
 }
 
@@ -408,12 +533,19 @@ fn admit(parsed: Parsed, builder: &mut RosterBuilder) {
     };
     let ParsedRow {
         at,
+        short,
         student,
         missing,
         school,
         group,
         enrollment,
     } = row;
+    if let Some((found, width)) = short {
+        let detail = format!(
+            "the row has {found} of the header's {width} fields; the missing ones are read as empty"
+        );
+        builder.deviation(at, Code::ShortRow, Severity::Warning, detail);
+    }
     for field in missing {
         let detail = format!("{} is empty", field.name());
         builder.deviation(at, Code::MissingRequired, Severity::Error, detail);
@@ -496,6 +628,71 @@ mod tests {
         let validated = read_text(text.as_bytes(), &profile, false).unwrap();
         assert_eq!(validated.roster.groups[0].name, "1A");
         assert!(validated.roster.students[0].national_id.is_some());
+    }
+
+    #[test]
+    fn a_short_row_in_a_crlf_file_is_a_deviation_on_that_row_not_a_cut_off_file() {
+        let text = format!(
+            "{HEADER}\r\n46505;Fana skule;1A;1;16881774198;Nilsen;Oskar;M\r\n46505;Fana skule;1A;1;01818012345\r\n46505;Fana skule;1B;1;16881774198;Berg;Kari;K"
+        );
+        for pipelined in [false, true] {
+            let v = read_text(text.as_bytes(), &ColumnProfile::default(), pipelined).unwrap();
+            let found: Vec<(Code, Position)> =
+                v.deviations.iter().map(|d| (d.code, d.position)).collect();
+            assert!(
+                found.contains(&(Code::ShortRow, Position::Line(3))),
+                "{found:?}"
+            );
+            assert!(
+                found.contains(&(Code::MissingRequired, Position::Line(3))),
+                "{found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn wis_skole_columns_are_read_and_a_five_digit_personnummer_is_completed() {
+        let text =
+            "Skolenummer;Klassetrinn;Klassenavn;Etternavn;Fornavn;Fødselsdato;Personnummer\n\
+                    46505;10;10-A;Nilsen;Oskar;16.88.2017;74198\n";
+        let v = read_text(text.as_bytes(), &ColumnProfile::default(), false).unwrap();
+        assert!(v.deviations.is_empty(), "{:?}", v.deviations);
+        assert_eq!(v.roster.groups[0].name, "10-A");
+        assert_eq!(v.roster.groups[0].grade.as_deref(), Some("10"));
+        let id = v.roster.students[0]
+            .national_id
+            .as_ref()
+            .expect("a national id");
+        assert_eq!(id.masked(), "168817*****");
+    }
+
+    #[test]
+    fn every_column_that_is_not_read_is_named_in_a_warning() {
+        let text = format!("{HEADER};Postnummer;;Kontaktlærer\n46505;Fana skule;1A;1;16881774198;Nilsen;Oskar;M;5003;;Lise\n");
+        let v = read_text(text.as_bytes(), &ColumnProfile::default(), false).unwrap();
+        let unknown: Vec<&str> = v
+            .deviations
+            .iter()
+            .filter(|d| d.code == Code::UnknownColumn)
+            .map(|d| d.detail.as_str())
+            .collect();
+        assert_eq!(unknown.len(), 2, "{unknown:?}");
+        assert!(unknown[0].contains("`Postnummer`"));
+        assert!(unknown[1].contains("`Kontaktlærer`"));
+        assert_eq!(
+            v.columns,
+            ["Kjønn", "Klasse", "Trinn", "Skolenavn"],
+            "the optional fields found; required ones are always there"
+        );
+    }
+
+    #[test]
+    fn ddmmyy_takes_the_date_forms_exports_use() {
+        for text in ["21.03.1987", "21.03.87", "210387", "1987-03-21"] {
+            assert_eq!(ddmmyy(text).as_deref(), Some("210387"), "{text}");
+        }
+        assert_eq!(ddmmyy("21.3.1987"), None);
+        assert_eq!(birth_date("21.03.1987"), CivilDate::parse_iso("1987-03-21"));
     }
 
     #[test]

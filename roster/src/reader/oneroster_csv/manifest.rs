@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::BufRead;
 
 use super::source::Source;
-use crate::deviation::shown;
+use crate::deviation::{shown, Code, Position, Severity};
 use crate::reader::error::{ReadError, ReadErrorKind};
 use crate::reader::format::Format;
 use crate::reader::table::{Row, Table};
@@ -134,7 +134,143 @@ pub(super) fn open_table<'a>(
         // The builder knows one export-wide mode: any delta file makes the export partial.
         builder.set_partial();
     }
-    Ok(Some((mode, Table::new(&member, input, b',')?)))
+    let table = Table::new(&member, input, b',')?;
+    for column in table.headers().iter().filter(|h| {
+        !h.is_empty()
+            && !spec_columns(entity)
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(h))
+    }) {
+        let detail = format!(
+            "column `{}` is not a OneRoster {entity}.csv column and is not read: its data is \
+             not sent",
+            column.chars().take(40).collect::<String>()
+        );
+        builder.deviation(
+            Position::Line(1),
+            Code::UnknownColumn,
+            Severity::Warning,
+            detail,
+        );
+    }
+    Ok(Some((mode, table)))
+}
+
+/// The columns OneRoster 1.1 and 1.2 define for each member file this reader opens. A column
+/// outside these (a vendor's `metadata.*` extension, a misspelling) is named in an
+/// `unknown_column` warning; spec columns outside the roster model (phone, password, race)
+/// are not read by design, as docs/FORMATS.md lists.
+fn spec_columns(entity: &str) -> &'static [&'static str] {
+    const COMMON: [&str; 3] = ["sourcedId", "status", "dateLastModified"];
+    match entity {
+        "orgs" => &[
+            COMMON[0],
+            COMMON[1],
+            COMMON[2],
+            "name",
+            "type",
+            "identifier",
+            "parentSourcedId",
+        ],
+        "academicSessions" => &[
+            COMMON[0],
+            COMMON[1],
+            COMMON[2],
+            "title",
+            "type",
+            "startDate",
+            "endDate",
+            "parentSourcedId",
+            "schoolYear",
+        ],
+        "classes" => &[
+            COMMON[0],
+            COMMON[1],
+            COMMON[2],
+            "title",
+            "grades",
+            "courseSourcedId",
+            "classCode",
+            "classType",
+            "location",
+            "schoolSourcedId",
+            "termSourcedIds",
+            "subjects",
+            "subjectCodes",
+            "periods",
+            "resources",
+        ],
+        "roles" => &[
+            COMMON[0],
+            COMMON[1],
+            COMMON[2],
+            "userSourcedId",
+            "roleType",
+            "role",
+            "beginDate",
+            "endDate",
+            "orgSourcedId",
+            "userProfileSourcedId",
+        ],
+        "demographics" => &[
+            COMMON[0],
+            COMMON[1],
+            COMMON[2],
+            "birthDate",
+            "sex",
+            "americanIndianOrAlaskaNative",
+            "asian",
+            "blackOrAfricanAmerican",
+            "nativeHawaiianOrOtherPacificIslander",
+            "white",
+            "demographicRaceTwoOrMoreRaces",
+            "hispanicOrLatinoEthnicity",
+            "countryOfBirthCode",
+            "stateOfBirthAbbreviation",
+            "cityOfBirth",
+            "publicSchoolResidenceStatus",
+        ],
+        "users" => &[
+            COMMON[0],
+            COMMON[1],
+            COMMON[2],
+            "enabledUser",
+            "orgSourcedIds",
+            "role",
+            "username",
+            "userIds",
+            "givenName",
+            "familyName",
+            "middleName",
+            "identifier",
+            "email",
+            "sms",
+            "phone",
+            "agentSourcedIds",
+            "grades",
+            "password",
+            "userMasterIdentifier",
+            "resourceSourcedIds",
+            "preferredGivenName",
+            "preferredMiddleName",
+            "preferredFamilyName",
+            "primaryOrgSourcedId",
+            "pronouns",
+        ],
+        "enrollments" => &[
+            COMMON[0],
+            COMMON[1],
+            COMMON[2],
+            "classSourcedId",
+            "schoolSourcedId",
+            "userSourcedId",
+            "role",
+            "primary",
+            "beginDate",
+            "endDate",
+        ],
+        _ => &[],
+    }
 }
 
 /// True when a delta-mode row asks for its record to be deleted.
