@@ -168,7 +168,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             json,
         } => {
-            let (format, validated) = read(&export, format, &config)?;
+            let (format, validated) = match read(&export, format, &config) {
+                Ok(read) => read,
+                Err(error) if json => {
+                    println!("{}", report::read_error_json(&error));
+                    eprintln!("skolebro-agent: {error}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(error) => return Err(error.into()),
+            };
             if json {
                 println!("{}", report::check_json(&export, format, &validated));
             } else {

@@ -289,3 +289,122 @@ fn arbitrary_bytes_are_refused_without_a_panic() {
         assert_eq!(output.status.code(), Some(2), "{stderr}");
     }
 }
+
+#[test]
+fn both_spellings_of_the_oneroster_formats_are_accepted_and_one_is_printed() {
+    let folder = testdata("clean/oneroster");
+    let users = testdata("clean/users.json");
+    for (path, names, printed) in [
+        (
+            &folder,
+            ["oneroster-csv", "one-roster-csv"],
+            "oneroster-csv",
+        ),
+        (
+            &users,
+            ["oneroster-json", "one-roster-json"],
+            "oneroster-json",
+        ),
+    ] {
+        for name in names {
+            let output = agent(&["check", "--json", "--format", name, path.to_str().unwrap()]);
+            assert_eq!(output.status.code(), Some(0), "--format {name}: {output:?}");
+            assert_eq!(json(&output)["format"], printed, "--format {name}");
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("agent.toml");
+            std::fs::write(&config, format!("format = \"{name}\"\n")).unwrap();
+            let output = agent(&[
+                "--config",
+                config.to_str().unwrap(),
+                "check",
+                "--json",
+                path.to_str().unwrap(),
+            ]);
+            assert_eq!(output.status.code(), Some(0), "format = {name}: {output:?}");
+            assert_eq!(json(&output)["format"], printed, "format = {name}");
+        }
+    }
+}
+
+#[test]
+fn check_lists_the_schools_it_read_with_their_ids() {
+    let (code, report) = check(&testdata("pifu-ims/udir-eksempel.xml"));
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        report["schools"],
+        serde_json::json!([{
+            "name": "Måneflekken skole",
+            "skolenummer": "5234",
+            "organisasjonsnummer": "333000333",
+            "kommunenummer": "4601",
+            "fylkesnummer": "46",
+        }])
+    );
+    let (_, report) = check(&testdata("clean/oneroster"));
+    assert_eq!(report["schools"][0]["skolenummer"], "46505");
+    assert_eq!(report["schools"][0]["organisasjonsnummer"], Value::Null);
+
+    let path = testdata("pifu-ims/udir-eksempel.xml");
+    let output = agent(&["check", path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("school Måneflekken skole: skolenummer 5234, organisasjonsnummer 333000333, kommunenummer 4601, fylkesnummer 46"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unreadable_export_with_json_prints_the_error_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elevliste.csv");
+    std::fs::write(
+        &path,
+        "Skolenummer;Klasse;Etternavn;Fornavn\n46505;1A;Nilsen;Oskar\n",
+    )
+    .unwrap();
+    let output = agent(&["check", "--json", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let report = json(&output);
+    assert_eq!(report["line"], 1, "{report}");
+    assert_eq!(report["field"], "Fødselsnummer", "{report}");
+    assert!(
+        report["error"].as_str().unwrap().contains("elevliste.csv"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_crlf_elevliste_with_a_short_row_and_no_final_newline_is_read() {
+    let text = std::fs::read_to_string(testdata("clean/elevliste.csv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let width = lines[0].split(';').count();
+    // Row 3 loses its last field, as exports that drop trailing empty fields write it.
+    let short: Vec<&str> = lines[2].split(';').take(width - 1).collect();
+    lines[2] = short.join(";");
+    let crlf = lines.join("\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elevliste.csv");
+    std::fs::write(&path, crlf).unwrap();
+    let (code, report) = check(&path);
+    assert_ne!(code, 2, "{report}");
+    assert_eq!(codes(&report).get("short_row"), Some(&1), "{report}");
+    assert_eq!(report["counts"]["students"], truth("clean")["students"]);
+}
+
+#[test]
+fn a_pupil_whose_pifu_id_changed_is_renamed_in_the_diff_not_deleted() {
+    let after = testdata("pifu-ims/udir-eksempel.xml");
+    let before = std::fs::read_to_string(&after)
+        .unwrap()
+        .replace("global_ID_01236", "Måne_personid_1236")
+        .replace(" sourcedidtype=\"Old\"", "")
+        .replace(" sourcedidtype=\"New\"", "");
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("before.xml");
+    std::fs::write(&old, before).unwrap();
+    let report = diff(&old, &after);
+    assert_eq!(report["renamed"]["students"], 1, "{report}");
+    assert_eq!(report["added"]["students"], 0, "{report}");
+    assert_eq!(report["renamed"]["enrollments"], 1, "{report}");
+    assert_eq!(report["verdict"], "pass", "{report}");
+}

@@ -21,6 +21,13 @@ pub enum Code {
     MissingRequired,
     UnknownField,
     SyntheticNationalId,
+    /// A header column no field is read from: data the school may think is sent is not.
+    UnknownColumn,
+    /// A row with fewer fields than the header: the missing ones read as empty.
+    ShortRow,
+    /// The export names no school at all (an LMS's course-only IMS file): its students
+    /// reach no consumer scoped to a school.
+    NoSchool,
 }
 
 impl Code {
@@ -34,6 +41,9 @@ impl Code {
             Code::MissingRequired => "missing_required",
             Code::UnknownField => "unknown_field",
             Code::SyntheticNationalId => "synthetic_national_id",
+            Code::UnknownColumn => "unknown_column",
+            Code::ShortRow => "short_row",
+            Code::NoSchool => "no_school",
         }
     }
 }
@@ -173,9 +183,43 @@ pub fn shown(value: &str) -> String {
     }
 }
 
+/// A record key as a report shows it: in clear, so the school can find the record, except
+/// for any run of eleven digits (a national id used as the key, as elevliste rows are keyed,
+/// or inside an enrollment key `id@skolenummer`), which is masked as national ids are.
+pub fn shown_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 11 {
+            out.push_str(&skolebro_protocol::national_id::mask(digits));
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in key.chars().take(MAX_REPORTED_DETAIL) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_shown_in_clear_but_national_ids_in_them_are_masked() {
+        assert_eq!(shown_key("global_ID_01236"), "global_ID_01236");
+        assert_eq!(shown_key("u-1234567"), "u-1234567");
+        assert_eq!(shown_key("16881774198"), "168817*****");
+        assert_eq!(shown_key("16881774198@46505"), "168817*****@46505");
+    }
 
     fn deviation(code: Code, severity: Severity, line: u64) -> Deviation {
         Deviation {

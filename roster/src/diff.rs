@@ -17,6 +17,10 @@ pub struct DiffSummary {
     pub added: [usize; 4],
     pub updated: [usize; 4],
     pub deleted: [usize; 4],
+    /// Records the export says carry a new key in place of one central has: the new key is
+    /// upserted and the old deleted in the same delta, but they count here, not as added
+    /// and deleted, so a change of ids is no mass deletion to the safety filter.
+    pub renamed: [usize; 4],
 }
 
 impl DiffSummary {
@@ -31,6 +35,46 @@ impl DiffSummary {
     pub fn deleted(&self, entity: Entity) -> usize {
         self.deleted[entity as usize]
     }
+
+    pub fn renamed(&self, entity: Entity) -> usize {
+        self.renamed[entity as usize]
+    }
+}
+
+/// The renames of an export that central can see: `(entity, old handle, new handle)` where
+/// the state holds the old key and not the new. A student's rename carries its enrollments
+/// keyed `student@skolenummer` along.
+fn renamed_handles(
+    old: &State,
+    new: &Validated,
+    secret: &SiteSecret,
+) -> Vec<(Entity, RecordHandle, RecordHandle)> {
+    let mut pairs = Vec::new();
+    let mut push = |entity: Entity, from: &str, to: &str| {
+        let (from, to) = (secret.handle(entity, from), secret.handle(entity, to));
+        if old.contains(entity, &from) && !old.contains(entity, &to) {
+            pairs.push((entity, from, to));
+        }
+    };
+    for rename in &new.renames {
+        push(rename.entity, &rename.from, &rename.to);
+        if rename.entity != Entity::Student {
+            continue;
+        }
+        for enrollment in new
+            .roster
+            .enrollments
+            .iter()
+            .filter(|e| e.student == rename.to)
+        {
+            let school = &enrollment.school;
+            if enrollment.source_key == format!("{}@{school}", rename.to) {
+                let from = format!("{}@{school}", rename.from);
+                push(Entity::Enrollment, &from, &enrollment.source_key);
+            }
+        }
+    }
+    pairs
 }
 
 /// The handle and digest of every record of an export, in roster order: the expensive part
@@ -107,12 +151,21 @@ pub fn plan(
     secret: &SiteSecret,
 ) -> (DeltaPlan, DiffSummary) {
     let mut summary = DiffSummary::default();
+    let renames = renamed_handles(old, new, secret);
+    // A partial export deletes what it names, and the old key of what it renames: otherwise
+    // central would keep the pupil twice.
     let deletes = |entity: Entity| -> Option<Vec<RecordHandle>> {
         new.partial.then(|| {
             new.tombstones
                 .iter()
                 .filter(|t| t.entity == entity)
                 .map(|t| secret.handle(entity, &t.key))
+                .chain(
+                    renames
+                        .iter()
+                        .filter(|(e, _, _)| *e == entity)
+                        .map(|(_, from, _)| *from),
+                )
                 .filter(|h| old.contains(entity, h))
                 .collect()
         })
@@ -132,6 +185,14 @@ pub fn plan(
             deletes(entity),
             &mut summary,
         );
+    }
+    for (entity, from, _) in &renames {
+        let e = *entity as usize;
+        summary.renamed[e] += 1;
+        summary.added[e] = summary.added[e].saturating_sub(1);
+        if plan.entity(*entity).deletes.binary_search(from).is_ok() {
+            summary.deleted[e] = summary.deleted[e].saturating_sub(1);
+        }
     }
     (plan, summary)
 }

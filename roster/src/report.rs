@@ -10,7 +10,7 @@ use skolebro_protocol::{Delta, Entity, Roster};
 
 use crate::deviation::Severity;
 use crate::diff::DiffSummary;
-use crate::reader::Format;
+use crate::reader::{Format, ReadError};
 use crate::safety::Judgement;
 use crate::validate::Validated;
 
@@ -22,6 +22,24 @@ fn counts(count: impl Fn(Entity) -> usize) -> Value {
     Value::Object(map)
 }
 
+/// The schools an export is for, with their ids (null when absent): school IT checks them
+/// against the site the box is bound to, and consumers are scoped by them.
+fn schools(roster: &Roster) -> Value {
+    roster
+        .schools
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "skolenummer": s.skolenummer,
+                "organisasjonsnummer": s.organisasjonsnummer,
+                "kommunenummer": s.kommunenummer,
+                "fylkesnummer": s.fylkesnummer,
+            })
+        })
+        .collect()
+}
+
 /// The `check --json` document.
 pub fn check_json(path: &Path, format: Format, validated: &Validated) -> Value {
     json!({
@@ -29,8 +47,22 @@ pub fn check_json(path: &Path, format: Format, validated: &Validated) -> Value {
         "format": format.as_str(),
         "partial": validated.partial,
         "counts": counts(|e| validated.roster.count(e)),
+        "schools": schools(&validated.roster),
         "tombstones": validated.tombstones.len(),
+        "renames": validated.renames.len(),
         "deviations": validated.deviations,
+    })
+}
+
+/// The `check --json` document for an export that cannot be read at all (exit 2), so a
+/// script reading stdout learns why instead of finding nothing.
+pub fn read_error_json(error: &ReadError) -> Value {
+    json!({
+        "file": error.file.display().to_string(),
+        "error": error.to_string(),
+        "reason": error.kind.to_string(),
+        "line": error.line,
+        "field": error.field,
     })
 }
 
@@ -52,6 +84,26 @@ pub fn check_text(path: &Path, format: Format, validated: &Validated) -> String 
         roster.groups.len(),
         roster.enrollments.len(),
     );
+    for school in &roster.schools {
+        let or_none =
+            |v: &Option<compact_str::CompactString>| v.as_deref().unwrap_or("-").to_owned();
+        let _ = writeln!(
+            out,
+            "  school {}: skolenummer {}, organisasjonsnummer {}, kommunenummer {}, fylkesnummer {}",
+            school.name,
+            school.skolenummer,
+            or_none(&school.organisasjonsnummer),
+            or_none(&school.kommunenummer),
+            or_none(&school.fylkesnummer),
+        );
+    }
+    if !validated.renames.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} records carry a new id in place of an old one",
+            validated.renames.len()
+        );
+    }
     if !validated.tombstones.is_empty() {
         let _ = writeln!(
             out,
@@ -88,6 +140,7 @@ pub fn diff_json(delta: &Delta, summary: &DiffSummary, judgement: &Judgement) ->
         "deletes": counts(|e| delta.deletes(e).len()),
         "added": counts(|e| summary.added(e)),
         "updated": counts(|e| summary.updated(e)),
+        "renamed": counts(|e| summary.renamed(e)),
         "postponed_deletes": judgement.postponed,
         "verdict": judgement.verdict.to_string(),
         "reasons": judgement.reasons,
@@ -100,11 +153,12 @@ pub fn diff_text(delta: &Delta, summary: &DiffSummary, judgement: &Judgement) ->
     for entity in Entity::ALL {
         let _ = writeln!(
             out,
-            "{:<12} {:>6} added {:>6} changed {:>6} deleted",
+            "{:<12} {:>6} added {:>6} changed {:>6} deleted {:>6} renamed",
             entity.plural(),
             summary.added(entity),
             summary.updated(entity),
-            delta.deletes(entity).len(),
+            delta.deletes(entity).len() - summary.renamed(entity).min(delta.deletes(entity).len()),
+            summary.renamed(entity),
         );
     }
     let _ = writeln!(out, "verdict: {}", judgement.verdict);

@@ -13,7 +13,7 @@ use skolebro_protocol::{
     Enrollment, Entity, Group, NationalId, NationalIdError, Record, Roster, School, Student,
 };
 
-use crate::deviation::{Code, Deviation, Position, Severity};
+use crate::deviation::{shown_key, Code, Deviation, Position, Severity};
 
 /// Site policy that changes what counts as a deviation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -60,6 +60,15 @@ pub struct Tombstone {
     pub key: String,
 }
 
+/// A record the export says carries a new key: the source changed its id (PIFU-IMS
+/// `sourcedid` `Old` and `New`). The record is keyed by `to`; `from` is the key it had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rename {
+    pub entity: Entity,
+    pub from: String,
+    pub to: String,
+}
+
 /// The validated content of one export.
 #[derive(Debug, Clone, Default)]
 pub struct Validated {
@@ -68,6 +77,8 @@ pub struct Validated {
     /// are unchanged, not gone.
     pub partial: bool,
     pub tombstones: Vec<Tombstone>,
+    /// Key changes the export states; see [`Rename`].
+    pub renames: Vec<Rename>,
     pub deviations: Vec<Deviation>,
 }
 
@@ -187,6 +198,7 @@ pub struct RosterBuilder {
     /// Students refused for a conflict; their enrollments go with them, silently.
     rejected_students: HashSet<CompactString>,
     tombstones: Vec<Tombstone>,
+    renames: Vec<Rename>,
     deviations: Vec<Deviation>,
     partial: bool,
 }
@@ -203,6 +215,7 @@ impl RosterBuilder {
             id_owners: HashSet::new(),
             rejected_students: HashSet::new(),
             tombstones: Vec::new(),
+            renames: Vec::new(),
             deviations: Vec::new(),
             partial: false,
         }
@@ -289,6 +302,11 @@ impl RosterBuilder {
         self.tombstones.push(Tombstone { entity, key });
     }
 
+    /// Notes that the record keyed `to` is the one the source keyed `from` before.
+    pub fn renamed(&mut self, entity: Entity, from: String, to: String) {
+        self.renames.push(Rename { entity, from, to });
+    }
+
     /// Validates a student's national id and admits the student unless it repeats or
     /// conflicts with one already admitted.
     pub fn student(&mut self, at: Position, row: StudentRow) -> Admission {
@@ -323,7 +341,7 @@ impl RosterBuilder {
                     Code::DuplicateKey,
                     format!(
                         "student key {} appears again with different content; the first is kept",
-                        mask(&student.source_key)
+                        shown_key(&student.source_key)
                     ),
                 )
             };
@@ -393,7 +411,7 @@ impl RosterBuilder {
         let detail = format!(
             "{} {} repeats an earlier record exactly; the repeat is ignored",
             singular(entity),
-            shown_key(entity, key)
+            shown_entity_key(entity, key)
         );
         self.deviation(at, Code::DuplicateRecord, Severity::Warning, detail);
     }
@@ -402,7 +420,7 @@ impl RosterBuilder {
         let detail = format!(
             "{} key {} appears again with different content; the first is kept",
             singular(entity),
-            shown_key(entity, key)
+            shown_entity_key(entity, key)
         );
         self.deviation(at, Code::DuplicateKey, Severity::Error, detail);
     }
@@ -441,7 +459,7 @@ impl RosterBuilder {
             let missing = if origin.resolved && !groups_dropped {
                 None
             } else if !self.students.contains(&enrollment.student) {
-                Some(format!("student {}", mask(&enrollment.student)))
+                Some(format!("student {}", shown_key(&enrollment.student)))
             } else if !self.schools.contains(&enrollment.school) {
                 Some(format!("school {}", enrollment.school))
             } else {
@@ -473,15 +491,17 @@ impl RosterBuilder {
             },
             partial: self.partial,
             tombstones: self.tombstones,
+            renames: self.renames,
             deviations: self.deviations,
         }
     }
 }
 
-/// Student and enrollment keys may be national ids (elevliste), so reports mask them.
-fn shown_key(entity: Entity, key: &str) -> String {
+/// Student and enrollment keys may be national ids (elevliste), so reports mask those; a
+/// SAS's own keys are shown as they are, so the school can find the record.
+fn shown_entity_key(entity: Entity, key: &str) -> String {
     match entity {
-        Entity::Student | Entity::Enrollment => mask(key),
+        Entity::Student | Entity::Enrollment => shown_key(key),
         Entity::School | Entity::Group => key.to_owned(),
     }
 }

@@ -41,6 +41,15 @@ fn what_to_fix(code: &str) -> &'static str {
         }
         "missing_required" => "A field the county needs is empty. Fill it in in the SAS.",
         "unknown_field" => "A column the reader does not use; nothing is lost, nothing to fix.",
+        "unknown_column" => {
+            "A column the agent does not read: its data is not sent. Rename it to a known \
+             column name, or add it to the agent's column profile."
+        }
+        "short_row" => "A row with fewer fields than the header; the missing fields are empty.",
+        "no_school" => {
+            "The export names no school, so its pupils reach no school's consumers. Export \
+             from the school administration system, not from a learning platform."
+        }
         _ => "A deviation this version of central does not describe; see the agent's check output.",
     }
 }

@@ -123,6 +123,8 @@ struct Columns {
     organisasjonsnummer: Option<usize>,
     kommunenummer: Option<usize>,
     fylkesnummer: Option<usize>,
+    /// Fields in the header: a row with fewer is short.
+    width: usize,
 }
 
 impl Columns {
@@ -160,6 +162,7 @@ impl Columns {
             organisasjonsnummer: find(Field::Organisasjonsnummer),
             kommunenummer: find(Field::Kommunenummer),
             fylkesnummer: find(Field::Fylkesnummer),
+            width: table.headers().len(),
         })
     }
 }
@@ -258,6 +261,8 @@ struct Unusable {
 /// are passed on only when they differ from what was last passed on for their key.
 struct ParsedRow {
     at: Position,
+    /// The fields the row has, when fewer than the header's.
+    short: Option<(usize, usize)>,
     student: StudentRow,
     missing: Vec<Field>,
     school: Option<School>,
@@ -373,6 +378,7 @@ fn parse_row(row: &Row<'_>, columns: &Columns, implied: &mut Implied) -> Parsed 
     let group = group.and_then(|g| Implied::changed(&mut implied.groups, g));
     Ok(ParsedRow {
         at,
+        short: (row.len() < columns.width).then_some((row.len(), columns.width)),
         student: StudentRow {
             student,
             national_id,
@@ -408,12 +414,19 @@ fn admit(parsed: Parsed, builder: &mut RosterBuilder) {
     };
     let ParsedRow {
         at,
+        short,
         student,
         missing,
         school,
         group,
         enrollment,
     } = row;
+    if let Some((found, width)) = short {
+        let detail = format!(
+            "the row has {found} of the header's {width} fields; the missing ones are read as empty"
+        );
+        builder.deviation(at, Code::ShortRow, Severity::Warning, detail);
+    }
     for field in missing {
         let detail = format!("{} is empty", field.name());
         builder.deviation(at, Code::MissingRequired, Severity::Error, detail);
@@ -496,6 +509,26 @@ mod tests {
         let validated = read_text(text.as_bytes(), &profile, false).unwrap();
         assert_eq!(validated.roster.groups[0].name, "1A");
         assert!(validated.roster.students[0].national_id.is_some());
+    }
+
+    #[test]
+    fn a_short_row_in_a_crlf_file_is_a_deviation_on_that_row_not_a_cut_off_file() {
+        let text = format!(
+            "{HEADER}\r\n46505;Fana skule;1A;1;16881774198;Nilsen;Oskar;M\r\n46505;Fana skule;1A;1;01818012345\r\n46505;Fana skule;1B;1;16881774198;Berg;Kari;K"
+        );
+        for pipelined in [false, true] {
+            let v = read_text(text.as_bytes(), &ColumnProfile::default(), pipelined).unwrap();
+            let found: Vec<(Code, Position)> =
+                v.deviations.iter().map(|d| (d.code, d.position)).collect();
+            assert!(
+                found.contains(&(Code::ShortRow, Position::Line(3))),
+                "{found:?}"
+            );
+            assert!(
+                found.contains(&(Code::MissingRequired, Position::Line(3))),
+                "{found:?}"
+            );
+        }
     }
 
     #[test]

@@ -354,7 +354,15 @@ impl Users<'_> {
             return;
         }
         if schools.is_empty() {
-            let detail = "the student names no school in `orgs`; no enrollment is made".to_owned();
+            let others = other_orgs(&user);
+            let detail = if others.is_empty() {
+                "the student names no school in `orgs`; no enrollment is made".to_owned()
+            } else {
+                format!(
+                    "the student's `orgs` name no school, only {}; no enrollment is made",
+                    others.join(", ")
+                )
+            };
             self.builder
                 .deviation(at, Code::MissingRequired, Severity::Warning, detail);
         }
@@ -450,6 +458,21 @@ fn schools(user: &Map<String, Value>) -> Vec<String> {
         }
     }
     schools
+}
+
+/// The orgs a student names that are not schools, as `id (type)`: a student placed in a
+/// department is told apart from one with no org at all.
+fn other_orgs(user: &Map<String, Value>) -> Vec<String> {
+    user.get("orgs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|org| {
+            let id = text(org.get("sourcedId"))?;
+            let kind = text(org.get("type"))?;
+            Some(format!("{id} (type `{kind}`)"))
+        })
+        .collect()
 }
 
 /// A string field, trimmed; numbers are taken as written (a SAS may send ids unquoted).
@@ -681,6 +704,23 @@ mod tests {
             .deviations
             .iter()
             .all(|d| !d.detail.contains("16881774198") && !d.detail.contains("Oskar")));
+    }
+
+    #[test]
+    fn a_student_in_a_department_only_is_told_so_not_that_it_names_no_org() {
+        let v = read_text(
+            br#"{"users": [{"sourcedId": "u1", "role": "student", "givenName": "Oskar",
+                "familyName": "Nilsen", "orgs": [{"sourcedId": "d1", "type": "department"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(v.deviations.len(), 1);
+        assert!(
+            v.deviations[0]
+                .detail
+                .contains("only d1 (type `department`)"),
+            "{:?}",
+            v.deviations
+        );
     }
 
     proptest! {

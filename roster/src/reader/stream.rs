@@ -18,6 +18,9 @@ pub struct LineLimit<R> {
     run: usize,
     offset: u64,
     newlines: VecDeque<u64>,
+    /// Double quotes read so far. Quoting pairs them, so an odd count at the end means the
+    /// file ends inside a quoted field: it was cut off.
+    quotes: u64,
 }
 
 impl<R: BufRead> LineLimit<R> {
@@ -28,6 +31,7 @@ impl<R: BufRead> LineLimit<R> {
             run: 0,
             offset: 0,
             newlines: VecDeque::new(),
+            quotes: 0,
         }
     }
 
@@ -48,6 +52,18 @@ impl<R: BufRead> LineLimit<R> {
             last = Some(at);
         }
         (passed, last.is_some_and(|at| at + 1 == offset))
+    }
+
+    /// Whether a newline sits right at `offset`: after [`LineLimit::newlines_before`], a
+    /// record ending there ended at the carriage return of a CRLF (the parser stops at the CR
+    /// and skips the LF with the next row).
+    pub fn newline_at(&self, offset: u64) -> bool {
+        self.newlines.front() == Some(&offset)
+    }
+
+    /// Whether the bytes read so far leave a quoted field open.
+    pub fn inside_quotes(&self) -> bool {
+        self.quotes % 2 == 1
     }
 }
 
@@ -95,6 +111,7 @@ impl<R: BufRead> Read for LineLimit<R> {
             start = at + 1;
         }
         self.run += n - start;
+        self.quotes += memchr::memchr_iter(b'"', &buf[..n]).count() as u64;
         if self.run > MAX_LINE_BYTES {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,

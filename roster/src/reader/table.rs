@@ -136,10 +136,21 @@ impl<R: BufRead> Table<R> {
                 continue;
             }
             let (line, terminated) = self.record_line();
-            if !terminated && self.record.len() < self.headers.len() {
+            // Only the last row can be unterminated. Ending inside a quoted field, or short
+            // of the header's fields, it is a row the writer had not finished: a short row
+            // with its line end is a complete row with fields left out, reported by the
+            // reader.
+            let cut = !terminated
+                && (self.csv.get_ref().inside_quotes() || self.record.len() < self.headers.len());
+            if cut {
                 return Err(ReadError::new(&self.file, ReadErrorKind::Truncated)
                     .at_line(line)
-                    .in_field(self.headers[self.record.len().saturating_sub(1)].clone()));
+                    .in_field(
+                        self.headers
+                            .get(self.record.len().saturating_sub(1))
+                            .cloned()
+                            .unwrap_or_default(),
+                    ));
             }
             return Ok(Some(Row {
                 record: &self.record,
@@ -154,7 +165,8 @@ impl<R: BufRead> Table<R> {
     /// inside quoted fields.
     fn record_line(&mut self) -> (u64, bool) {
         let end = self.csv.position().byte();
-        let (passed, terminated) = self.csv.get_mut().newlines_before(end);
+        let (passed, ends_with_lf) = self.csv.get_mut().newlines_before(end);
+        let terminated = ends_with_lf || self.csv.get_ref().newline_at(end);
         self.newlines += passed;
         let inside: u64 = self
             .record
@@ -162,7 +174,7 @@ impl<R: BufRead> Table<R> {
             .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64)
             .sum();
         let line = (self.newlines + 1)
-            .saturating_sub(u64::from(terminated))
+            .saturating_sub(u64::from(ends_with_lf))
             .saturating_sub(inside);
         (line, terminated)
     }
@@ -245,6 +257,48 @@ mod line_tests {
             let first = table.next_row().unwrap().unwrap().line;
             let second = table.next_row().unwrap().unwrap().line;
             assert_eq!((first, second), (2, 4), "{text:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod crlf_tests {
+    use super::*;
+
+    fn rows(text: &str) -> Result<Vec<(u64, usize)>, ReadError> {
+        let mut table = Table::new(Path::new("t.csv"), text.as_bytes(), b';')?;
+        let mut out = Vec::new();
+        while let Some(row) = table.next_row()? {
+            out.push((row.line, row.len()));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn a_short_row_reads_alike_with_crlf_and_lf() {
+        for text in [
+            "a;b;c\n1;2\n3;4;5\n",
+            "a;b;c\r\n1;2\r\n3;4;5\r\n",
+            "a;b;c\r\n1;2\r\n3;4;5",
+            "a;b;c\n1;2\n3;4;5",
+        ] {
+            assert_eq!(rows(text).unwrap(), [(2, 2), (3, 3)], "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_ends_inside_a_quoted_field_or_short_of_its_last_row_is_cut_off() {
+        for text in [
+            "a;b;c\r\n1;2;3\r\n4;\"fi",
+            "a;b;c\n1;2;3\n4;5",
+            "a;b;c\r\n1;2;3\r\n4;5",
+        ] {
+            let error = rows(text).unwrap_err();
+            assert!(
+                matches!(error.kind, ReadErrorKind::Truncated),
+                "{text:?}: {error}"
+            );
+            assert_eq!(error.line, Some(3), "{text:?}");
         }
     }
 }

@@ -4,11 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use skolebro_protocol::national_id::{mask, CivilDate};
+use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{Enrollment, Entity, Gender, Group, School, Student};
 
-use super::records::{Export, GroupRec};
-use crate::deviation::{Code, Position, Severity};
+use super::records::{old_ids, Export, GroupRec};
+use crate::deviation::{shown_key, Code, Position, Severity};
 use crate::validate::{Admission, Provenance, RosterBuilder, StudentRow};
 
 /// What a group id stands for, once all groups are known.
@@ -58,12 +58,58 @@ fn owner_numbers(g: &GroupRec) -> (Option<String>, Option<String>) {
         .as_deref()
         .filter(|s| s.chars().all(|c| c.is_ascii_digit()))
         .and_then(digits)
-        .or_else(|| g.key.as_deref().and_then(digits));
+        .or_else(|| g.key().and_then(digits));
     match number {
         Some(n) if n.len() == 4 => (Some(n.clone()), Some(n[..2].to_owned())),
         Some(n) => (None, Some(n)),
         None => (None, None),
     }
+}
+
+/// The skolenummer of a school group. Where the export states one it is used as is: the
+/// `skolenummer` extension, else an IMS `org/id` that is not an organisation number. PIFU-IMS
+/// itself has no skolenummer; of the ids it gives (`extension/pifu_id`) the Vigo number is
+/// the school number counties and their SAS use, then the GSI number (grunnskoler), then the
+/// organisation number, which every PIFU school must have. Only a school with none of these
+/// is keyed by its `sourcedid`, which means nothing outside the file.
+fn skolenummer(g: &GroupRec, key: &str) -> String {
+    g.school_number
+        .clone()
+        .or_else(|| {
+            g.org_id
+                .clone()
+                .filter(|id| organisasjonsnummer(id).is_none())
+        })
+        .or_else(|| {
+            ["vigoNumber", "gsiNumber"]
+                .iter()
+                .find_map(|kind| g.pifu_id(kind).map(str::to_owned))
+        })
+        .or_else(|| {
+            g.pifu_id("organizationNumber")
+                .and_then(organisasjonsnummer)
+        })
+        .unwrap_or_else(|| key.to_owned())
+}
+
+/// The kommunenummer and fylkesnummer of a school: PIFU's `municipalityNumber` and
+/// `countyNumber` ids on the school, else on its owner, else what the owner's description
+/// or id says; a fylkesnummer not stated is the kommunenummer's first two digits.
+fn area_numbers(school: &GroupRec, owner: Option<&GroupRec>) -> (Option<String>, Option<String>) {
+    let stated = |kind: &str, len: usize| {
+        let valid = |v: &&str| v.len() == len && v.bytes().all(|b| b.is_ascii_digit());
+        school
+            .pifu_id(kind)
+            .filter(valid)
+            .or_else(|| owner.and_then(|o| o.pifu_id(kind)).filter(valid))
+            .map(str::to_owned)
+    };
+    let (guessed_kommune, guessed_fylke) = owner.map(owner_numbers).unwrap_or((None, None));
+    let kommunenummer = stated("municipalityNumber", 4).or(guessed_kommune);
+    let fylkesnummer = stated("countyNumber", 2)
+        .or_else(|| kommunenummer.as_ref().map(|k| k[..2].to_owned()))
+        .or(guessed_fylke);
+    (kommunenummer, fylkesnummer)
 }
 
 /// The school year a `timeframe` spans, as `2025/2026` (one year when it does not span two).
@@ -113,7 +159,7 @@ impl Export {
         let mut accepted: HashSet<&str> = HashSet::new();
         for person in &self.persons {
             let at = Position::Line(person.line);
-            let Some(key) = person.key.as_deref() else {
+            let Some(key) = person.key() else {
                 builder.deviation(
                     at,
                     Code::MissingRequired,
@@ -132,7 +178,7 @@ impl Export {
             }
             let mut name = |field: Option<&String>, what: &str| {
                 field.cloned().unwrap_or_else(|| {
-                    let detail = format!("person {}: {what} is missing", mask(key));
+                    let detail = format!("person {}: {what} is missing", shown_key(key));
                     builder.deviation(at, Code::MissingRequired, Severity::Error, detail);
                     String::new()
                 })
@@ -161,9 +207,27 @@ impl Export {
             };
             if builder.student(at, row) == Admission::Accepted {
                 accepted.insert(key);
+                for old in old_ids(&person.ids).filter(|old| *old != key) {
+                    builder.renamed(Entity::Student, old.to_owned(), key.to_owned());
+                }
             }
         }
 
+        if !accepted.is_empty()
+            && !kinds.values().any(|k| matches!(k, GroupKind::School(_)))
+            && !self.partial
+        {
+            builder.deviation(
+                Position::Line(1),
+                Code::NoSchool,
+                Severity::Warning,
+                format!(
+                    "the export has {} students but no school (no group of scheme \
+                     pifu-ims-go-org, type skole): no consumer scoped to a school reaches them",
+                    accepted.len()
+                ),
+            );
+        }
         self.emit_enrollments(builder, &kinds, &in_file, &accepted);
     }
 
@@ -172,7 +236,7 @@ impl Export {
         let mut kinds: HashMap<String, GroupKind> = HashMap::new();
         let mut owners: HashMap<&str, &GroupRec> = HashMap::new();
         for group in &self.groups {
-            let Some(key) = group.key.as_deref() else {
+            let Some(key) = group.key() else {
                 builder.deviation(
                     Position::Line(group.line),
                     Code::MissingRequired,
@@ -183,23 +247,13 @@ impl Export {
             };
             let kind = if group.deleted {
                 if has_type(group, "pifu-ims-go-org", "skole") {
-                    let skolenummer = group
-                        .school_number
-                        .clone()
-                        .unwrap_or_else(|| key.to_owned());
-                    builder.tombstone(Entity::School, skolenummer);
+                    builder.tombstone(Entity::School, skolenummer(group, key));
                 } else if has_type(group, "pifu-ims-go-grp", "basisgruppe") {
                     builder.tombstone(Entity::Group, key.to_owned());
                 }
                 GroupKind::Other
             } else if has_type(group, "pifu-ims-go-org", "skole") {
-                let explicit = group.school_number.clone().or_else(|| {
-                    group
-                        .org_id
-                        .clone()
-                        .filter(|id| organisasjonsnummer(id).is_none())
-                });
-                GroupKind::School(explicit.unwrap_or_else(|| key.to_owned()))
+                GroupKind::School(skolenummer(group, key))
             } else if has_type(group, "pifu-ims-go-grp", "basisgruppe") {
                 GroupKind::Basis(String::new())
             } else {
@@ -213,7 +267,7 @@ impl Export {
 
         // Schools first, so that basisgrupper can name their skolenummer.
         for group in &self.groups {
-            let Some(key) = group.key.as_deref() else {
+            let Some(key) = group.key() else {
                 continue;
             };
             if group.deleted || !has_type(group, "pifu-ims-go-org", "skole") {
@@ -222,16 +276,14 @@ impl Export {
             let Some(GroupKind::School(skolenummer)) = kinds.get(key) else {
                 continue;
             };
-            let (kommunenummer, fylkesnummer) = parent(group)
-                .and_then(|p| owners.get(p))
-                .map(|owner| owner_numbers(owner))
-                .unwrap_or((None, None));
+            let owner = parent(group).and_then(|p| owners.get(p));
+            let (kommunenummer, fylkesnummer) = area_numbers(group, owner.copied());
             let school = School {
                 skolenummer: skolenummer.clone().into(),
                 organisasjonsnummer: group
-                    .org_id
-                    .as_deref()
+                    .pifu_id("organizationNumber")
                     .and_then(organisasjonsnummer)
+                    .or_else(|| group.org_id.as_deref().and_then(organisasjonsnummer))
                     .map(Into::into),
                 kommunenummer: kommunenummer.map(Into::into),
                 fylkesnummer: fylkesnummer.map(Into::into),
@@ -247,7 +299,7 @@ impl Export {
         }
 
         for group in &self.groups {
-            let Some(key) = group.key.as_deref() else {
+            let Some(key) = group.key() else {
                 continue;
             };
             if !matches!(kinds.get(key), Some(GroupKind::Basis(_))) || group.deleted {

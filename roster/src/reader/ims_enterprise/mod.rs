@@ -87,6 +87,11 @@ mod tests {
         "/../tests/data/faulty/ims-enterprise.xml"
     );
 
+    const UDIR: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/pifu-ims/udir-eksempel.xml"
+    );
+
     fn read_path(path: &Path) -> Result<Validated, ReadError> {
         let mut builder = RosterBuilder::new(Default::default());
         read(path, &mut builder)?;
@@ -168,6 +173,138 @@ mod tests {
             .unwrap();
         assert_eq!(enrollment.source_key, "46505-elev-000001@46505");
         assert_eq!(enrollment.group.as_deref(), Some("46505-3C"));
+    }
+
+    #[test]
+    fn a_pifu_school_gets_its_organisation_municipality_and_county_numbers() {
+        let v = read_path(Path::new(UDIR)).unwrap();
+        assert!(v.deviations.is_empty(), "{:?}", v.deviations);
+        let school = &v.roster.schools[0];
+        assert_eq!(school.name, "Måneflekken skole");
+        assert_eq!(
+            school.skolenummer, "5234",
+            "the Vigo number, not the sourcedid"
+        );
+        assert_eq!(school.organisasjonsnummer.as_deref(), Some("333000333"));
+        assert_eq!(school.kommunenummer.as_deref(), Some("4601"));
+        assert_eq!(school.fylkesnummer.as_deref(), Some("46"));
+        assert_eq!(v.roster.groups[0].school, "5234");
+    }
+
+    #[test]
+    fn a_school_with_only_an_organisation_number_is_keyed_by_it() {
+        let text = UDIR_SCHOOL_ONLY;
+        let v = read_text(text).unwrap();
+        let school = &v.roster.schools[0];
+        assert_eq!(school.skolenummer, "333000333");
+        assert_eq!(school.organisasjonsnummer.as_deref(), Some("333000333"));
+        assert_eq!(school.kommunenummer, None);
+    }
+
+    const UDIR_SCHOOL_ONLY: &str = r#"<enterprise>
+<group><sourcedid><id>global_ID_org_17</id></sourcedid><grouptype><scheme>pifu-ims-go-org</scheme><typevalue level="2">skole</typevalue></grouptype><description><short>Måneflekken skole</short></description>
+<extension><pifu_id type="organizationNumber"><pifu_value>NO333000333</pifu_value><pifu_scope>Enhetsregisteret</pifu_scope><pifu_unique>1</pifu_unique></pifu_id></extension></group>
+</enterprise>"#;
+
+    #[test]
+    fn a_person_with_an_old_and_a_new_sourcedid_is_keyed_by_the_new_and_remembers_the_old() {
+        let v = read_path(Path::new(UDIR)).unwrap();
+        let keys: Vec<&str> = v
+            .roster
+            .students
+            .iter()
+            .map(|s| s.source_key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            ["global_ID_01236", "global_ID_01237"],
+            "the teacher is no student"
+        );
+        let enrollments: Vec<(&str, Option<&str>)> = v
+            .roster
+            .enrollments
+            .iter()
+            .map(|e| (e.source_key.as_str(), e.group.as_deref()))
+            .collect();
+        assert_eq!(
+            enrollments,
+            [
+                ("global_ID_01237@5234", None),
+                (
+                    "global_ID_01236@5234",
+                    Some("global_ID_basis_Måneflekken_7A")
+                ),
+            ]
+        );
+        let renames: Vec<(Entity, &str, &str)> = v
+            .renames
+            .iter()
+            .map(|r| (r.entity, r.from.as_str(), r.to.as_str()))
+            .collect();
+        assert_eq!(
+            renames,
+            [(Entity::Student, "Måne_personid_1236", "global_ID_01236")]
+        );
+    }
+
+    /// Udir's example as the export before the pupil's id changed: the Old id is the key.
+    fn before_the_new_id() -> String {
+        std::fs::read_to_string(UDIR)
+            .unwrap()
+            .replace("global_ID_01236", "Måne_personid_1236")
+            .replace(" sourcedidtype=\"Old\"", "")
+            .replace(" sourcedidtype=\"New\"", "")
+    }
+
+    #[test]
+    fn a_changed_id_is_a_rename_in_the_diff_not_a_removal_and_an_addition() {
+        use crate::diff::{plan, Fingerprints};
+        use crate::state::State;
+        use skolebro_protocol::SiteSecret;
+
+        let secret = SiteSecret::from_bytes([7; 32]);
+        let before = read_text(&before_the_new_id()).unwrap();
+        assert!(before.renames.is_empty());
+        let old = State::of(&before.roster, &secret);
+        let after = read_path(Path::new(UDIR)).unwrap();
+        let prints = Fingerprints::of(&after.roster, &secret);
+        let (planned, summary) = plan(&old, &after, &prints, &secret);
+        for entity in [Entity::Student, Entity::Enrollment] {
+            assert_eq!(summary.renamed(entity), 1, "{entity:?}");
+            assert_eq!(summary.added(entity), 0, "{entity:?}");
+            assert_eq!(summary.deleted(entity), 0, "{entity:?}");
+        }
+        let gone = secret.handle(Entity::Student, "Måne_personid_1236");
+        assert_eq!(
+            planned.students.deletes,
+            [gone],
+            "the old key goes in the same delta"
+        );
+
+        // A partial export names no deletions, yet the old key must go, or central would
+        // hold the pupil twice.
+        let mut partial = after.clone();
+        partial.partial = true;
+        let (planned, summary) = plan(&old, &partial, &prints, &secret);
+        assert_eq!(planned.students.deletes, [gone]);
+        assert_eq!(summary.renamed(Entity::Student), 1);
+    }
+
+    #[test]
+    fn a_course_only_export_without_a_school_says_so_once() {
+        let text = r#"<enterprise>
+<group><sourcedid><id>course-1</id></sourcedid><grouptype><typevalue level="1">Course</typevalue></grouptype><description><short>Maths</short></description></group>
+<person><sourcedid><id>p1</id></sourcedid><name><n><family>Nilsen</family><given>Oskar</given></n></name></person>
+<person><sourcedid><id>p2</id></sourcedid><name><n><family>Berg</family><given>Kari</given></n></name></person>
+<membership><sourcedid><id>course-1</id></sourcedid>
+<member><sourcedid><id>p1</id></sourcedid><idtype>1</idtype><role roletype="Learner"/></member>
+<member><sourcedid><id>p2</id></sourcedid><idtype>1</idtype><role roletype="01"/></member>
+</membership></enterprise>"#;
+        let v = read_text(text).unwrap();
+        let found: Vec<(Code, Severity)> =
+            v.deviations.iter().map(|d| (d.code, d.severity)).collect();
+        assert_eq!(found, [(Code::NoSchool, Severity::Warning)]);
+        assert!(v.deviations[0].detail.contains("no school"));
     }
 
     #[test]
@@ -352,10 +489,16 @@ mod tests {
                 (Code::MissingRequired, Position::Line(2)),
                 (Code::MissingRequired, Position::Line(3)),
                 (Code::MissingRequired, Position::Line(3)),
+                (Code::NoSchool, Position::Line(1)),
                 (Code::DanglingReference, Position::Line(4)),
             ]
         );
-        assert!(v.deviations.iter().all(|d| !d.detail.contains("p1")));
+        // A SAS key is no national id: it is shown as it is, so the school can find it.
+        assert!(
+            v.deviations[1].detail.contains("person p1:"),
+            "{:?}",
+            v.deviations
+        );
     }
 
     #[test]

@@ -30,7 +30,8 @@ enum Current {
 /// One open element: its local name and the attributes the profile gives meaning to.
 struct Frame {
     name: Box<[u8]>,
-    /// `useridtype`, `partnametype`, `relation` or `roletype`, by element.
+    /// `useridtype`, `partnametype`, `relation`, `roletype`, `sourcedidtype` or (of a
+    /// `pifu_id`) `type`, by element.
     kind: Option<String>,
     /// `recstatus` 3 as an attribute.
     deleted: bool,
@@ -280,6 +281,8 @@ impl<'p, R: Read> Parser<'p, R> {
             b"partname" => b"partnametype",
             b"relationship" => b"relation",
             b"role" => b"roletype",
+            b"sourcedid" => b"sourcedidtype",
+            b"pifu_id" => b"type",
             _ => b"",
         };
         let mut frame = Frame {
@@ -414,7 +417,11 @@ fn username_rank(kind: &str) -> Option<u8> {
 
 fn person_field(p: &mut PersonRec, path: &[&[u8]], kind: Option<String>, text: Option<String>) {
     match path {
-        [b"sourcedid", b"id"] => set_first(&mut p.key, text),
+        [b"sourcedid", b"id"] => set_first(&mut p.pending_id, text),
+        [b"sourcedid"] => {
+            let id = p.pending_id.take();
+            p.ids.push((kind, id));
+        }
         [b"userid"] => {
             let Some(kind) = kind else { return };
             if kind.eq_ignore_ascii_case("personNIN") {
@@ -442,7 +449,17 @@ fn person_field(p: &mut PersonRec, path: &[&[u8]], kind: Option<String>, text: O
 
 fn group_field(g: &mut GroupRec, path: &[&[u8]], kind: Option<String>, text: Option<String>) {
     match path {
-        [b"sourcedid", b"id"] => set_first(&mut g.key, text),
+        [b"sourcedid", b"id"] => set_first(&mut g.pending_id, text),
+        [b"sourcedid"] => {
+            let id = g.pending_id.take();
+            g.ids.push((kind, id));
+        }
+        [b"extension", b"pifu_id", b"pifu_value"] => set_first(&mut g.pending_pifu_value, text),
+        [b"extension", b"pifu_id"] => {
+            if let (Some(kind), Some(value)) = (kind, g.pending_pifu_value.take()) {
+                g.pifu_ids.push((kind, value));
+            }
+        }
         [b"grouptype", b"scheme"] => g.scheme = text,
         [b"grouptype", b"typevalue"] => g.typevalues.extend(text),
         [b"grouptype"] => {

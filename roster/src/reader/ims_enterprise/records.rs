@@ -4,7 +4,9 @@
 #[derive(Debug, Default)]
 pub(super) struct PersonRec {
     pub(super) line: u64,
-    pub(super) key: Option<String>,
+    /// `(sourcedidtype, id)` per `sourcedid`, in file order.
+    pub(super) ids: Vec<(Option<String>, Option<String>)>,
+    pub(super) pending_id: Option<String>,
     pub(super) deleted: bool,
     pub(super) national_id: Option<String>,
     /// The best username so far and its rank (lower is better).
@@ -20,7 +22,12 @@ pub(super) struct PersonRec {
 #[derive(Debug, Default)]
 pub(super) struct GroupRec {
     pub(super) line: u64,
-    pub(super) key: Option<String>,
+    /// `(sourcedidtype, id)` per `sourcedid`, in file order.
+    pub(super) ids: Vec<(Option<String>, Option<String>)>,
+    pub(super) pending_id: Option<String>,
+    /// `(type, pifu_value)` per `extension/pifu_id`: PIFU's organisation ids.
+    pub(super) pifu_ids: Vec<(String, String)>,
+    pub(super) pending_pifu_value: Option<String>,
     pub(super) deleted: bool,
     /// `(scheme, typevalues)` per `grouptype`.
     pub(super) types: Vec<(Option<String>, Vec<String>)>,
@@ -37,6 +44,60 @@ pub(super) struct GroupRec {
     /// `(relation, id)` per `relationship`.
     pub(super) relationships: Vec<(Option<String>, Option<String>)>,
     pub(super) relationship_id: Option<String>,
+}
+
+/// The key among a record's `sourcedid`s: PIFU-IMS marks a changed id with
+/// `sourcedidtype` `New` (the key memberships use) and `Old` (the one it replaces), and a
+/// `Duplicate` for a record merged into another. `New` wins, then an untyped id, then the
+/// first that is not `Old` or `Duplicate`, then the first.
+pub(super) fn key_of(ids: &[(Option<String>, Option<String>)]) -> Option<&str> {
+    let typed = |t: &str| {
+        ids.iter().find(|(kind, id)| {
+            id.is_some() && kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case(t))
+        })
+    };
+    typed("New")
+        .or_else(|| ids.iter().find(|(kind, id)| kind.is_none() && id.is_some()))
+        .or_else(|| {
+            ids.iter().find(|(kind, id)| {
+                id.is_some()
+                    && !kind.as_deref().is_some_and(|k| {
+                        k.eq_ignore_ascii_case("Old") || k.eq_ignore_ascii_case("Duplicate")
+                    })
+            })
+        })
+        .or_else(|| ids.iter().find(|(_, id)| id.is_some()))
+        .and_then(|(_, id)| id.as_deref())
+}
+
+/// The `Old` ids a record says it replaces.
+pub(super) fn old_ids(ids: &[(Option<String>, Option<String>)]) -> impl Iterator<Item = &str> {
+    ids.iter()
+        .filter(|(kind, _)| {
+            kind.as_deref()
+                .is_some_and(|k| k.eq_ignore_ascii_case("Old"))
+        })
+        .filter_map(|(_, id)| id.as_deref())
+}
+
+impl PersonRec {
+    pub(super) fn key(&self) -> Option<&str> {
+        key_of(&self.ids)
+    }
+}
+
+impl GroupRec {
+    pub(super) fn key(&self) -> Option<&str> {
+        key_of(&self.ids)
+    }
+
+    /// The value of the first `pifu_id` of `kind` (compared without case).
+    pub(super) fn pifu_id(&self, kind: &str) -> Option<&str> {
+        self.pifu_ids
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(kind))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Debug, Default)]

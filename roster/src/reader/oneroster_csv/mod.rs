@@ -12,7 +12,10 @@
 //! - `classes.csv` rows of class type `homeroom` are basisgrupper; scheduled classes are not.
 //! - `users.csv` users with role `student` (1.1 `role` column, or a 1.2 `roles.csv` row) are
 //!   students; `identifier` is the national id. `demographics.csv` adds sex and birth date.
-//! - `enrollments.csv` student rows in a homeroom class are enrollments.
+//! - `enrollments.csv` student rows in a homeroom class are enrollments. A student whom
+//!   only `users.csv` (`orgSourcedIds`, `primaryOrgSourcedId`) or `roles.csv`
+//!   (`orgSourcedId`) ties to a school gets an enrollment there without a class, keyed
+//!   `student@skolenummer`, as the IMS and JSON readers give one.
 //!
 //! `manifest.csv` says which files are there and whether each is bulk or delta; in delta
 //! mode `tobedeleted` rows become tombstones instead of records. Everything else (courses,
@@ -28,7 +31,7 @@ use std::path::Path;
 use crate::reader::error::ReadError;
 use crate::validate::RosterBuilder;
 use manifest::{open_table, read_manifest};
-use records::{read_classes, read_enrollments, read_orgs, read_users};
+use records::{link_schools, read_classes, read_enrollments, read_orgs, read_users};
 use source::Source;
 use state::{read_demographics, read_roles, read_sessions, State};
 
@@ -61,11 +64,14 @@ pub fn read(path: &Path, builder: &mut RosterBuilder) -> Result<(), ReadError> {
     // Users before enrollments: the builder drops the enrollments of a student it rejected
     // only if it has seen the rejection when the enrollment arrives.
     if let Some((mode, mut table)) = open_table(&mut source, &manifest, "users", builder)? {
-        read_users(&mut table, mode, &state, builder)?;
+        read_users(&mut table, mode, &mut state, builder)?;
     }
     if let Some((mode, mut table)) = open_table(&mut source, &manifest, "enrollments", builder)? {
-        read_enrollments(&mut table, mode, &state, builder)?;
+        read_enrollments(&mut table, mode, &mut state, builder)?;
     }
+    // The file the links were read from, for the position of their enrollments.
+    builder.begin_file("users.csv");
+    link_schools(&state, builder);
     Ok(())
 }
 
@@ -390,6 +396,82 @@ r3,,,t1,primary,teacher,,,s1,
         let enrollment = &validated.roster.enrollments[0];
         assert_eq!(enrollment.school, "46505");
         assert_eq!(enrollment.group.as_deref(), Some("h1"));
+    }
+
+    #[test]
+    fn a_student_tied_to_a_school_only_by_users_or_roles_gets_a_school_enrollment() {
+        let orgs = "sourcedId,name,type,identifier\ns1,Skule,school,46505\n";
+        let dir = tempfile::tempdir().unwrap();
+        write_files(
+            dir.path(),
+            &[
+                ("orgs.csv", orgs),
+                ("users.csv", "sourcedId,role,givenName,familyName,orgSourcedIds\nu1,student,Oskar,Nilsen,s1\nu2,student,Kari,Berg,\"s1,s9\"\nt1,teacher,Kari,Lærer,s1\n"),
+                ("classes.csv", "sourcedId,title,classType,schoolSourcedId\nh1,10A,homeroom,s1\n"),
+                ("enrollments.csv", "sourcedId,classSourcedId,schoolSourcedId,userSourcedId,role\ne1,h1,s1,u2,student\n"),
+            ],
+        );
+        let v = read_path(dir.path()).unwrap();
+        assert_eq!(v.deviations, vec![]);
+        let enrollments: Vec<(&str, &str, Option<&str>)> = v
+            .roster
+            .enrollments
+            .iter()
+            .map(|e| (e.source_key.as_str(), e.school.as_str(), e.group.as_deref()))
+            .collect();
+        assert_eq!(
+            enrollments,
+            [("e1", "46505", Some("h1")), ("u1@46505", "46505", None)]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        write_files(
+            dir.path(),
+            &[
+                ("manifest.csv", "propertyName,value\noneroster.version,1.2\nfile.users,bulk\nfile.roles,bulk\nfile.orgs,bulk\n"),
+                ("orgs.csv", orgs),
+                ("users.csv", USERS_12),
+                ("roles.csv", ROLES_12),
+            ],
+        );
+        let v = read_path(dir.path()).unwrap();
+        let keys: Vec<&str> = v
+            .roster
+            .enrollments
+            .iter()
+            .map(|e| e.source_key.as_str())
+            .collect();
+        assert_eq!(keys, ["u1@46505", "u2@46505"]);
+    }
+
+    #[test]
+    fn a_department_or_a_teacher_named_where_a_school_or_student_belongs_is_called_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        write_files(
+            dir.path(),
+            &[
+                ("orgs.csv", "sourcedId,name,type,identifier\ns1,Skule,school,46505\nd1,Realfag,department,\n"),
+                ("classes.csv", "sourcedId,title,classType,schoolSourcedId\nh1,10A,homeroom,s1\nh2,10B,homeroom,d1\n"),
+                ("users.csv", "sourcedId,role,givenName,familyName\nu1,student,Oskar,Nilsen\nt1,teacher,Kari,Lærer\n"),
+                ("enrollments.csv", "sourcedId,classSourcedId,schoolSourcedId,userSourcedId,role\ne1,h1,s1,u1,student\ne2,h1,d1,u1,student\ne3,h1,s1,t1,student\n"),
+            ],
+        );
+        let v = read_path(dir.path()).unwrap();
+        let details: Vec<&str> = v.deviations.iter().map(|d| d.detail.as_str()).collect();
+        assert_eq!(details.len(), 3, "{details:?}");
+        assert!(
+            details[0].contains("org d1 is of type `department`, not a school"),
+            "{details:?}"
+        );
+        assert!(
+            details[1].contains("org d1 is of type `department`"),
+            "{details:?}"
+        );
+        assert!(details[2].contains("role `teacher`"), "{details:?}");
+        assert!(
+            details.iter().all(|d| !d.contains("does not contain")),
+            "{details:?}"
+        );
     }
 
     proptest! {

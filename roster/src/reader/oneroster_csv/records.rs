@@ -9,7 +9,7 @@ use skolebro_protocol::{Enrollment, Entity, Gender, Group, School, Student};
 
 use super::manifest::{is_deletion, Mode};
 use super::state::State;
-use crate::deviation::{Code, Position, Severity};
+use crate::deviation::{shown_key, Code, Position, Severity};
 use crate::reader::error::ReadError;
 use crate::reader::table::Table;
 use crate::validate::{Provenance, RosterBuilder, StudentRow};
@@ -70,6 +70,9 @@ pub(super) fn read_orgs<R: BufRead>(
         .collect();
     for org in &orgs {
         if !org.kind.eq_ignore_ascii_case("school") {
+            state
+                .other_orgs
+                .insert(org.sourced_id.clone(), org.kind.clone());
             continue;
         }
         let skolenummer = org
@@ -151,6 +154,11 @@ pub(super) fn read_classes<R: BufRead>(
             missing(builder, at, "schoolSourcedId", "class");
             continue;
         };
+        if let Some(why) = state.not_a_school(&school_id) {
+            let detail = format!("homeroom {id}: schoolSourcedId names {why}; it is left out");
+            builder.deviation(at, Code::DanglingReference, Severity::Error, detail);
+            continue;
+        }
         let school_year = row.get(terms).and_then(|terms| {
             terms
                 .split(',')
@@ -176,7 +184,7 @@ pub(super) fn read_classes<R: BufRead>(
 pub(super) fn read_users<R: BufRead>(
     table: &mut Table<R>,
     mode: Mode,
-    state: &State,
+    state: &mut State,
     builder: &mut RosterBuilder,
 ) -> Result<(), ReadError> {
     let sourced_id = table.require("sourcedId", &["sourcedId"])?;
@@ -192,6 +200,8 @@ pub(super) fn read_users<R: BufRead>(
     let middle_name = table.column(&["middleName"]);
     let email = table.column(&["email"]);
     let status = table.column(&["status"]);
+    let orgs = table.column(&["orgSourcedIds"]);
+    let primary_org = table.column(&["primaryOrgSourcedId"]);
     while let Some(row) = table.next_row()? {
         let at = Position::Line(row.line);
         let id = row.text(Some(sourced_id));
@@ -214,6 +224,9 @@ pub(super) fn read_users<R: BufRead>(
             continue;
         }
         if !is_student {
+            if let (Some(id), Some(role)) = (id, stated_role) {
+                state.other_users.insert(id.into(), role.into_owned());
+            }
             continue;
         }
         let Some(id) = id else {
@@ -234,6 +247,32 @@ pub(super) fn read_users<R: BufRead>(
             .get(id.as_str())
             .copied()
             .unwrap_or((Gender::Unknown, None));
+        if mode == Mode::Bulk {
+            let stated = row.get(orgs).into_iter().chain(row.get(primary_org));
+            let stated: Vec<String> = stated
+                .flat_map(|list| {
+                    list.split(',')
+                        .map(|o| o.trim().to_owned())
+                        .collect::<Vec<_>>()
+                })
+                .chain(
+                    state
+                        .student_orgs
+                        .get(id.as_str())
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                )
+                .collect();
+            for org in stated {
+                if let Some(skolenummer) = state.skolenummer.get(&org) {
+                    let link = (row.line, id.to_string(), skolenummer.clone());
+                    if !state.school_links.contains(&link) {
+                        state.school_links.push(link);
+                    }
+                }
+            }
+        }
         let student = Student {
             source_key: id,
             national_id: None,
@@ -263,7 +302,7 @@ pub(super) fn read_users<R: BufRead>(
 pub(super) fn read_enrollments<R: BufRead>(
     table: &mut Table<R>,
     mode: Mode,
-    state: &State,
+    state: &mut State,
     builder: &mut RosterBuilder,
 ) -> Result<(), ReadError> {
     let sourced_id = table.require("sourcedId", &["sourcedId"])?;
@@ -313,15 +352,52 @@ pub(super) fn read_enrollments<R: BufRead>(
             missing(builder, at, field, "enrollment");
             continue;
         };
+        if let Some(why) = state.not_a_school(&school_id) {
+            let detail = format!("enrollment {id}: schoolSourcedId names {why}; it is left out");
+            builder.deviation(at, Code::DanglingReference, Severity::Error, detail);
+            continue;
+        }
+        if let Some(role) = state.other_users.get(user_id.as_str()) {
+            let detail = format!(
+                "enrollment {id} makes user {} a student, but users.csv gives the user the \
+                 role `{role}`; it is left out",
+                shown_key(&user_id)
+            );
+            builder.deviation(at, Code::DanglingReference, Severity::Warning, detail);
+            continue;
+        }
+        let school = state.school(school_id.into());
+        state.enrolled.insert((user_id.to_string(), school.clone()));
         builder.enrollment(
             at,
             Enrollment {
                 source_key: id,
                 student: user_id,
-                school: state.school(school_id.into()).into(),
+                school: school.into(),
                 group: Some(class_id),
             },
         );
     }
     Ok(())
+}
+
+/// Gives a student whom only `users.csv` (`orgSourcedIds`, `primaryOrgSourcedId`) or
+/// `roles.csv` (`orgSourcedId`) ties to a school an enrollment at that school without a
+/// class, keyed `student@skolenummer` as the IMS reader keys them, so that scoped consumers
+/// reach the student. A homeroom enrollment at the school makes it unnecessary.
+pub(super) fn link_schools(state: &State, builder: &mut RosterBuilder) {
+    for (line, student, school) in &state.school_links {
+        if state.enrolled.contains(&(student.clone(), school.clone())) {
+            continue;
+        }
+        builder.enrollment(
+            Position::Line(*line),
+            Enrollment {
+                source_key: format!("{student}@{school}").into(),
+                student: student.as_str().into(),
+                school: school.as_str().into(),
+                group: None,
+            },
+        );
+    }
 }

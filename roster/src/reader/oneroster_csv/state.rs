@@ -22,6 +22,12 @@ const MAX_SESSION_DEPTH: usize = 4;
 pub(super) struct State {
     /// Org sourcedId -> skolenummer, for every school.
     pub(super) skolenummer: HashMap<String, String>,
+    /// Org sourcedId -> type, for the orgs that are not schools (districts, departments), so
+    /// a reference to one is reported as what it is, not as a missing school.
+    pub(super) other_orgs: HashMap<String, String>,
+    /// User sourcedId -> role, for the users `users.csv` lists with a role other than
+    /// student, so an enrollment naming one as a student says so.
+    pub(super) other_users: HashMap<String, String>,
     /// Academic sessions by sourcedId.
     sessions: HashMap<String, Session>,
     /// Class sourcedId -> whether it is a homeroom (basisgruppe).
@@ -32,6 +38,14 @@ pub(super) struct State {
     pub(super) student_roles: HashSet<String>,
     /// Users `roles.csv` gives some other role only.
     pub(super) other_roles: HashSet<String>,
+    /// The orgs `roles.csv` makes a user a student at, by user sourcedId.
+    pub(super) student_orgs: HashMap<String, Vec<String>>,
+    /// Students a users or roles row ties to a school, with the line of the user: `(line,
+    /// user sourcedId, skolenummer)`. Those without a homeroom enrollment there get a school
+    /// enrollment, as the JSON and IMS readers give them.
+    pub(super) school_links: Vec<(u64, String, String)>,
+    /// `(user sourcedId, skolenummer)` of every student enrollment read.
+    pub(super) enrolled: HashSet<(String, String)>,
     /// Sex and birth date from `demographics.csv`, by user sourcedId.
     pub(super) demographics: HashMap<String, (Gender, Option<CivilDate>)>,
 }
@@ -44,6 +58,14 @@ impl State {
             Some(skolenummer) => skolenummer.clone(),
             None => sourced_id,
         }
+    }
+
+    /// Why a school reference that is not a school's cannot be used, when the export lists
+    /// the org as something else.
+    pub(super) fn not_a_school(&self, sourced_id: &str) -> Option<String> {
+        self.other_orgs
+            .get(sourced_id)
+            .map(|kind| format!("org {sourced_id} is of type `{kind}`, not a school"))
     }
 
     /// The school year a session belongs to, as the school writes it (`2025/2026`): a
@@ -108,6 +130,7 @@ pub(super) fn read_roles<R: BufRead>(
 ) -> Result<(), ReadError> {
     let user = table.require("userSourcedId", &["userSourcedId"])?;
     let role = table.require("role", &["role"])?;
+    let org = table.column(&["orgSourcedId"]);
     let status = table.column(&["status"]);
     state.has_roles = true;
     while let Some(row) = table.next_row()? {
@@ -118,6 +141,10 @@ pub(super) fn read_roles<R: BufRead>(
             .get(Some(role))
             .is_some_and(|r| r.eq_ignore_ascii_case("student"));
         if is_student && !is_deletion(&row, status, mode) {
+            if let Some(org) = row.text(org) {
+                let orgs = state.student_orgs.entry(id.to_string()).or_default();
+                orgs.push(org.into());
+            }
             state.student_roles.insert(id.into());
         } else if !is_student {
             state.other_roles.insert(id.into());
