@@ -134,6 +134,14 @@ impl<R: BufRead> Table<R> {
         })
     }
 
+    /// How many fields a finished row has at least: up to the header's last named column.
+    fn named_width(&self) -> usize {
+        self.headers
+            .iter()
+            .rposition(|name| !name.trim().is_empty())
+            .map_or(0, |last| last + 1)
+    }
+
     /// The next row that holds anything, or `None` at the end.
     pub fn next_row(&mut self) -> Result<Option<Row<'_>>, ReadError> {
         loop {
@@ -145,11 +153,12 @@ impl<R: BufRead> Table<R> {
             }
             let (line, terminated) = self.record_line();
             // Only the last row can be unterminated. Ending inside a quoted field, or short
-            // of the header's fields, it is a row the writer had not finished: a short row
-            // with its line end is a complete row with fields left out, reported by the
-            // reader.
+            // of the header's named fields, it is a row the writer had not finished: a short
+            // row with its line end is a complete row with fields left out, reported by the
+            // reader. Trailing columns without a name (a header ending in `,,`, as Moodle's
+            // OneRoster fixtures have) are not waited for: no writer fills them.
             let cut = !terminated
-                && (self.csv.get_ref().inside_quotes() || self.record.len() < self.headers.len());
+                && (self.csv.get_ref().inside_quotes() || self.record.len() < self.named_width());
             if cut {
                 return Err(ReadError::new(&self.file, ReadErrorKind::Truncated)
                     .at_line(line)
@@ -293,6 +302,13 @@ mod crlf_tests {
         ] {
             assert_eq!(rows(text).unwrap(), [(2, 2), (3, 3)], "{text:?}");
         }
+    }
+
+    #[test]
+    fn an_unterminated_last_row_with_every_named_field_is_finished() {
+        assert_eq!(rows("a;b;;\r\n1;2;3;4\r\n5;6").unwrap(), [(2, 4), (3, 2)]);
+        assert_eq!(rows("a;b;;\n1;2\n5;6").unwrap(), [(2, 2), (3, 2)]);
+        assert!(rows("a;b;;\n1;2\n5").is_err(), "short of a named field");
     }
 
     #[test]

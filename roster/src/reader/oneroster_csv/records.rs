@@ -265,29 +265,29 @@ pub(super) fn read_users<R: BufRead>(
             .get(id.as_str())
             .copied()
             .unwrap_or((Gender::Unknown, None));
-        if mode == Mode::Bulk {
-            let stated = row.get(orgs).into_iter().chain(row.get(primary_org));
-            let stated: Vec<String> = stated
-                .flat_map(|list| {
-                    list.split(',')
-                        .map(|o| o.trim().to_owned())
-                        .collect::<Vec<_>>()
-                })
-                .chain(
-                    state
-                        .student_orgs
-                        .get(id.as_str())
-                        .into_iter()
-                        .flatten()
-                        .cloned(),
-                )
-                .collect();
-            for org in stated {
-                if let Some(skolenummer) = state.skolenummer.get(&org) {
-                    let link = (row.line, id.to_string(), skolenummer.clone());
-                    if !state.school_links.contains(&link) {
-                        state.school_links.push(link);
-                    }
+        // A delta's student row states its schools as much as a bulk file's does: the link
+        // goes out as an upsert, so a student first seen in a delta is reachable too.
+        let stated = row.get(orgs).into_iter().chain(row.get(primary_org));
+        let stated: Vec<String> = stated
+            .flat_map(|list| {
+                list.split(',')
+                    .map(|o| o.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .chain(
+                state
+                    .student_orgs
+                    .get(id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            )
+            .collect();
+        for org in stated {
+            if let Some(skolenummer) = state.skolenummer.get(&org) {
+                let link = (row.line, id.to_string(), skolenummer.clone());
+                if !state.school_links.contains(&link) {
+                    state.school_links.push(link);
                 }
             }
         }
