@@ -255,28 +255,50 @@ pub struct Agent {
     process: Option<Process>,
 }
 
-/// The `agent.toml` settings every agent here shares: a synced clock, no panel, and a
-/// heartbeat and rescan more frequent than production's (60 s and 30 s), so an idle period
-/// holds several of each.
+/// The `agent.toml` settings every agent here shares: a synced clock, no panel, exports
+/// taken in quickly.
 const COMMON_SETTINGS: &str = r#"state_dir = "state"
 stick_roots = ["media"]
 clock_synced_file = "synchronized"
 panel = "none"
 settle_ms = 100
-rescan_seconds = 5
-heartbeat_seconds = 10
 "#;
 
+/// How often an agent beats and rescans its drop folder.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    pub heartbeat_seconds: u64,
+    pub rescan_seconds: u64,
+}
+
+impl Cadence {
+    /// What `agent.toml` defaults to, as on a school's Pi.
+    pub const PRODUCTION: Cadence = Cadence {
+        heartbeat_seconds: 60,
+        rescan_seconds: 30,
+    };
+    /// Six times as often as production, so a short idle period in a test holds several
+    /// heartbeats and rescans.
+    pub const BUSY: Cadence = Cadence {
+        heartbeat_seconds: 10,
+        rescan_seconds: 5,
+    };
+}
+
 impl Agent {
-    /// An agent in `dir` with `settings` appended to [`COMMON_SETTINGS`].
-    pub fn new(dir: &Path, settings: &str) -> Agent {
+    /// An agent in `dir` beating at `cadence`, with `settings` appended to
+    /// [`COMMON_SETTINGS`].
+    pub fn new(dir: &Path, cadence: Cadence, settings: &str) -> Agent {
         for sub in ["media", "drop"] {
             std::fs::create_dir_all(dir.join(sub)).expect("agent folders");
         }
         std::fs::write(dir.join("synchronized"), "").expect("clock marker");
         std::fs::write(
             dir.join("agent.toml"),
-            format!("{COMMON_SETTINGS}{settings}\n"),
+            format!(
+                "{COMMON_SETTINGS}heartbeat_seconds = {}\nrescan_seconds = {}\n{settings}\n",
+                cadence.heartbeat_seconds, cadence.rescan_seconds
+            ),
         )
         .expect("writing agent.toml");
         Agent {
@@ -286,16 +308,17 @@ impl Agent {
     }
 
     /// An agent that trusts `platform`'s stick key and has no identity yet.
-    pub fn for_sticks(dir: &Path, platform: &Platform) -> Agent {
+    pub fn for_sticks(dir: &Path, cadence: Cadence, platform: &Platform) -> Agent {
         Agent::new(
             dir,
+            cadence,
             &format!("stick_key = \"{}\"", platform.stick_key().display()),
         )
     }
 
     /// An agent whose identity is in `agent.toml` (a dev PKI made here) and whose central
     /// listens on nothing.
-    pub fn by_config(dir: &Path) -> Agent {
+    pub fn by_config(dir: &Path, cadence: Cadence) -> Agent {
         std::fs::create_dir_all(dir).expect("agent folder");
         let validity = Validity::from_now(Duration::from_secs(24 * 3600));
         let pki = DevPki::generate(validity).expect("dev PKI");
@@ -318,6 +341,7 @@ impl Agent {
         let (dead_port, _) = two_free_ports();
         Agent::new(
             dir,
+            cadence,
             &format!(
                 r#"
 [central]
@@ -445,26 +469,26 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Brings up an agent in each mode under `dir`.
-    pub fn start(dir: &Path) -> Fleet {
+    /// Brings up an agent in each mode under `dir`, beating at `cadence`.
+    pub fn start(dir: &Path, cadence: Cadence) -> Fleet {
         let platform = Platform::start(&dir.join("platform"));
         let doomed = Platform::start(&dir.join("doomed"));
         let mut agents = Vec::new();
         for mode in Mode::ALL {
             let home = dir.join(mode.name());
             let agent = match mode {
-                Mode::IdentityByConfig => Agent::by_config(&home),
+                Mode::IdentityByConfig => Agent::by_config(&home, cadence),
                 Mode::CentralDown => {
-                    let agent = Agent::for_sticks(&home, &doomed);
+                    let agent = Agent::for_sticks(&home, cadence, &doomed);
                     doomed.write_stick(&agent);
                     agent
                 }
                 Mode::EnrolledByStick | Mode::HoldingDelta => {
-                    let agent = Agent::for_sticks(&home, &platform);
+                    let agent = Agent::for_sticks(&home, cadence, &platform);
                     platform.write_stick(&agent);
                     agent
                 }
-                Mode::WaitingForStick => Agent::for_sticks(&home, &platform),
+                Mode::WaitingForStick => Agent::for_sticks(&home, cadence, &platform),
             };
             agents.push((mode, agent));
         }
@@ -480,6 +504,16 @@ impl Fleet {
             settle(*mode, agent, &mut fleet.platforms[1]);
         }
         fleet
+    }
+
+    /// The agent idling in `mode`.
+    pub fn agent(&mut self, mode: Mode) -> &mut Agent {
+        let (_, agent) = self
+            .agents
+            .iter_mut()
+            .find(|(m, _)| *m == mode)
+            .expect("the fleet has every mode");
+        agent
     }
 }
 
