@@ -56,6 +56,8 @@ pub struct AgentStatus {
     pub version: String,
     /// The daemon's process id, so `status` can tell a stale file from a running agent.
     pub pid: u32,
+    /// When the file was last written: when something in it last changed, or at most
+    /// [`STATUS_REFRESH_MS`] ago while the agent runs ("last seen" once it stopped).
     pub updated_unix_ms: u64,
     pub last_export_unix_ms: Option<u64>,
     pub last_export_file: Option<String>,
@@ -121,9 +123,32 @@ impl AgentStatus {
     }
 }
 
+/// How often a status that did not change is written again anyway, so that `updated_unix_ms`
+/// says when a stopped agent was last seen to within this. Rewriting it at every heartbeat
+/// would write the SD card 1,440 times a day for nothing.
+pub const STATUS_REFRESH_MS: u64 = 3_600_000;
+
+/// Whether `status` says nothing new beside `written`, the status last written: equal but for
+/// the time, and written less than [`STATUS_REFRESH_MS`] ago.
+fn says_nothing_new(status: &AgentStatus, written: &AgentStatus) -> bool {
+    status
+        .updated_unix_ms
+        .saturating_sub(written.updated_unix_ms)
+        < STATUS_REFRESH_MS
+        && *status
+            == AgentStatus {
+                updated_unix_ms: status.updated_unix_ms,
+                ..written.clone()
+            }
+}
+
 /// Writes `status.json` atomically, readable by the agent's user only (mode 0600: its texts
-/// name files and reasons of a school's exports), and tells watchers.
+/// name files and reasons of a school's exports), and tells watchers, unless it says nothing
+/// new (see [`says_nothing_new`]).
 pub fn write_status(state_dir: &Path, status: &AgentStatus, tx: &watch::Sender<AgentStatus>) {
+    if says_nothing_new(status, &tx.borrow()) {
+        return;
+    }
     let path = state_dir.join(STATUS_FILE);
     match serde_json::to_vec_pretty(status) {
         Ok(bytes) => {
@@ -283,6 +308,34 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn an_unchanged_status_is_not_rewritten_until_the_refresh_is_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = watch::channel(AgentStatus::default());
+        let written = |updated_unix_ms| {
+            let on_disk = AgentStatus::load(dir.path()).unwrap();
+            assert_eq!(on_disk.updated_unix_ms, updated_unix_ms);
+            assert_eq!(tx.borrow().updated_unix_ms, updated_unix_ms);
+        };
+        let t0 = 1_764_000_000_000;
+        let mut status = AgentStatus {
+            state: RunState::Healthy,
+            updated_unix_ms: t0,
+            ..AgentStatus::default()
+        };
+        write_status(dir.path(), &status, &tx);
+        written(t0);
+        status.updated_unix_ms = t0 + 60_000;
+        write_status(dir.path(), &status, &tx);
+        written(t0);
+        status.state = RunState::CentralUnreachable;
+        write_status(dir.path(), &status, &tx);
+        written(t0 + 60_000);
+        status.updated_unix_ms = t0 + 60_000 + STATUS_REFRESH_MS;
+        write_status(dir.path(), &status, &tx);
+        written(t0 + 60_000 + STATUS_REFRESH_MS);
+    }
 
     #[test]
     fn clock_shows_the_date_only_for_other_days() {

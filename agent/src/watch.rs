@@ -171,6 +171,23 @@ pub fn scan(dir: &Path) -> std::io::Result<Vec<(PathBuf, Signature)>> {
     Ok(out)
 }
 
+/// Whether a file event can mean a new, grown, renamed or removed file, and so is worth a
+/// scan. Opening or reading something in the folder is not: each scan opens the folder
+/// itself, and inotify reports that open, so a watcher that rescanned on every event would
+/// feed itself and keep a core busy forever.
+pub fn may_change_a_file(kind: &EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Any
+        | EventKind::Create(_)
+        | EventKind::Modify(_)
+        | EventKind::Remove(_)
+        | EventKind::Other => true,
+    }
+}
+
 /// Why the watcher could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -215,6 +232,9 @@ pub async fn run(
                 let _ = poke_tx.try_send(());
                 return;
             };
+            if !may_change_a_file(&event.kind) {
+                return;
+            }
             if let EventKind::Modify(notify::event::ModifyKind::Name(mode)) = event.kind {
                 use notify::event::RenameMode;
                 let target = match mode {
@@ -393,6 +413,67 @@ mod tests {
         ] {
             assert!(!is_candidate(name), "{name}");
         }
+    }
+
+    #[test]
+    fn opening_or_reading_is_no_reason_to_scan_but_writing_is() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode,
+        };
+        for quiet in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+        ] {
+            assert!(!may_change_a_file(&quiet), "{quiet:?}");
+        }
+        for change in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Other,
+        ] {
+            assert!(may_change_a_file(&change), "{change:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn scanning_an_unchanged_folder_raises_no_event_worth_a_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("elever.csv"), "x").unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event {
+                    let _ = tx.send((event.kind, event.paths));
+                }
+            })
+            .unwrap();
+        watcher
+            .watch(dir.path(), RecursiveMode::NonRecursive)
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(scan(dir.path()).unwrap().len(), 1);
+            let _ = std::fs::read(dir.path().join("elever.csv")).unwrap();
+        }
+        std::fs::write(dir.path().join("neste.csv"), "y").unwrap();
+        // Events arrive in order: everything before the write's events came from the scans.
+        let mut seen = Vec::new();
+        let (kind, paths) = loop {
+            let (kind, paths) = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .expect("the write is reported")
+                .unwrap();
+            if may_change_a_file(&kind) {
+                break (kind, paths);
+            }
+            seen.push(kind);
+        };
+        assert!(matches!(kind, EventKind::Create(_)), "{kind:?}");
+        assert_eq!(paths, [dir.path().join("neste.csv")]);
+        assert!(!seen.is_empty(), "the scans were reported, as opens");
     }
 
     #[test]

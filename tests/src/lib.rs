@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod appliance;
 pub mod expected;
 pub mod harness;
 pub mod rostergen;

@@ -15,8 +15,8 @@ const CORE_DEADLINE: Duration = Duration::from_secs(120);
 /// The front panel's loop, on its own thread for the daemon's whole life: every `TICK_MS` it
 /// shows the daemon's state on the LED, reads the button (a short press pushes the outbox
 /// now; a long hold looks at the stick again, even one already handled), and kicks the
-/// watchdog as long as the core of the running phase answers. With `panel = "none"` it only
-/// supervises, which costs nothing.
+/// watchdog as long as the core of the running phase answers. With `panel = "none"` and no
+/// watchdog there is nothing to do, and it only waits to be stopped.
 pub(super) fn drive_panel(
     config: &crate::panel::PanelConfig,
     live: &CoreSlot,
@@ -25,7 +25,16 @@ pub(super) fn drive_panel(
     poke: &tokio::sync::Notify,
     stop: &watch::Receiver<bool>,
 ) {
-    use crate::panel::{Gesture, Panel, TICK_MS};
+    use crate::panel::{Gesture, Panel, PanelKind, TICK_MS};
+    if config.kind == PanelKind::None && config.watchdog.is_none() {
+        // Nothing to show, read or kick: sleep until stopped instead of waking the Pi 20
+        // times a second for nothing. This runs on a blocking thread of the daemon's runtime.
+        let mut stop = stop.clone();
+        tokio::runtime::Handle::current().block_on(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        });
+        return;
+    }
     let mut panel = match Panel::open(config) {
         Ok(panel) => panel,
         Err(error) => {
