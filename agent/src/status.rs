@@ -129,12 +129,14 @@ impl AgentStatus {
 pub const STATUS_REFRESH_MS: u64 = 3_600_000;
 
 /// Whether `status` says nothing new beside `written`, the status last written: equal but for
-/// the time, and written less than [`STATUS_REFRESH_MS`] ago.
+/// the time, and written less than [`STATUS_REFRESH_MS`] ago. A `written` without a time is
+/// the channel's starting value, never on disk, so the first status is always written.
 fn says_nothing_new(status: &AgentStatus, written: &AgentStatus) -> bool {
-    status
-        .updated_unix_ms
-        .saturating_sub(written.updated_unix_ms)
-        < STATUS_REFRESH_MS
+    written.updated_unix_ms != 0
+        && status
+            .updated_unix_ms
+            .saturating_sub(written.updated_unix_ms)
+            < STATUS_REFRESH_MS
         && *status
             == AgentStatus {
                 updated_unix_ms: status.updated_unix_ms,
