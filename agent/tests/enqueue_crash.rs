@@ -209,7 +209,7 @@ fn reported_seq(line: &str) -> Option<u64> {
 }
 
 #[test]
-fn checkpoint_and_outbox_agree_after_sigkill_after_random_moments() {
+fn checkpoint_and_outbox_agree_after_sigkill_at_random_moments() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
