@@ -26,8 +26,8 @@ use skolebro_protocol::{DeviceId, Roster, SiteId};
 use skolebro_provisioning::pki::{write_private_key, DevPki, Validity};
 use skolebro_tests::expected::{counts_of, same};
 use skolebro_tests::harness::{
-    self, binaries, expected_roster, one_at_a_time, print_log_tail, two_free_ports, unix_ms_now,
-    Process, PATIENCE, POLL,
+    self, binaries, one_at_a_time, print_log_tail, two_free_ports, unix_ms_now, Process, PATIENCE,
+    POLL,
 };
 use skolebro_tests::rostergen::{Churn, Generated, Rng};
 
@@ -238,11 +238,6 @@ backoff_max_ms = 1000
         let staging = self.dir().join(format!(".{name}.part"));
         std::fs::write(&staging, bytes).unwrap();
         std::fs::rename(&staging, self.dir().join("drop").join(name)).unwrap();
-    }
-
-    /// What the agent will make of an export: read the way the agent reads it.
-    fn expected(&self, name: &str, bytes: &[u8]) -> Roster {
-        expected_roster(&self.dir().join("expected"), name, bytes)
     }
 
     /// The agent's `status.json`, if there is a readable one.
@@ -472,7 +467,7 @@ fn central_equals_each_export_and_keeps_the_old_versions() {
 
     let v1 = Generated::new(300, 11);
     let v1_bytes = elevliste(&v1);
-    let v1_roster = site.expected("elevliste-1.csv", &v1_bytes);
+    let v1_roster = v1.truth();
     site.drop_export("elevliste-1.csv", &v1_bytes);
     site.wait_until_central_holds(&v1_roster, "export 1");
     let between = unix_ms_now();
@@ -487,7 +482,7 @@ fn central_equals_each_export_and_keeps_the_old_versions() {
         12,
     );
     let v2_bytes = elevliste(&v2);
-    let v2_roster = site.expected("elevliste-2.csv", &v2_bytes);
+    let v2_roster = v2.truth();
     assert!(
         !same(&v1_roster, &v2_roster),
         "the second export changes something"
@@ -527,7 +522,7 @@ fn an_agent_killed_at_random_moments_still_converges() {
 
     let mut generated = Generated::new(400, seed);
     let first = elevliste(&generated);
-    let first_roster = site.expected("elevliste-000.csv", &first);
+    let first_roster = generated.truth();
     site.drop_export("elevliste-000.csv", &first);
     site.wait_until_central_holds(&first_roster, "the first export");
 
@@ -540,7 +535,7 @@ fn an_agent_killed_at_random_moments_still_converges() {
             generated = generated.evolve(Churn::default(), seed ^ (round << 8 | n));
             let name = format!("elevliste-{round:03}-{n}.csv");
             let bytes = elevliste(&generated);
-            last_roster = site.expected(&name, &bytes);
+            last_roster = generated.truth();
             site.drop_export(&name, &bytes);
         }
         let delay = Duration::from_millis(rng.below(301));
@@ -579,8 +574,9 @@ fn the_agent_converges_after_central_was_down() {
     let mut site = Site::new();
     site.start_agent();
 
-    let export = elevliste(&Generated::new(300, 31));
-    let roster = site.expected("elevliste.csv", &export);
+    let generated = Generated::new(300, 31);
+    let export = elevliste(&generated);
+    let roster = generated.truth();
     site.drop_export("elevliste.csv", &export);
     site.wait_for("the agent to find central unreachable", |site| {
         site.status_file()
@@ -603,8 +599,9 @@ fn central_restarted_mid_apply_converges() {
     site.start_central();
     site.start_agent();
 
-    let export = elevliste(&Generated::new(20_000, seed));
-    let roster = site.expected("elevliste.csv", &export);
+    let generated = Generated::new(20_000, seed);
+    let export = elevliste(&generated);
+    let roster = generated.truth();
     site.drop_export("elevliste.csv", &export);
 
     // First kill: while the batch travels. Once it is in the outbox the uplink sends it at
