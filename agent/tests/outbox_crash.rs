@@ -6,7 +6,8 @@
 //! The child is this same test binary, re-executed with `SKOLEBRO_OUTBOX_CHILD=<dir>` and a
 //! filter that runs only `outbox_crash_child_appends_until_killed`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -114,10 +115,17 @@ fn outbox_survives_sigkill_at_random_moments_without_losing_a_reported_batch() {
             .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn child");
         let stdout = child.stdout.take().expect("child stdout");
+        let stderr = child.stderr.take().expect("child stderr");
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            // The child's stderr only explains a failure; a read error leaves it shorter.
+            let _ = BufReader::new(stderr).read_to_string(&mut text);
+            text
+        });
         let (tx, rx) = mpsc::channel::<String>();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -152,11 +160,14 @@ fn outbox_survives_sigkill_at_random_moments_without_losing_a_reported_batch() {
         }
         child.kill().expect("SIGKILL child");
         let status = child.wait().expect("wait child");
-        assert!(
-            !status.success(),
-            "round {round}: the child must die by the kill"
-        );
         reader.join().expect("reader thread");
+        let errors = errors.join().expect("stderr thread");
+        // A child that panicked (exit 101) or returned has not been killed at all.
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "round {round}: the child must die by the kill, not {status}; its stderr:\n{errors}"
+        );
         lines.extend(rx.try_iter());
 
         let mut reported = Vec::new();

@@ -669,6 +669,31 @@ async fn the_elevliste_export_reads_back_with_the_agents_reader_as_central_holds
         .unwrap()
         .contains("elevliste-46-10.csv"));
 
+    // Independently of any reader: the file's rows, field by field, are the grade-10 pupils
+    // with a valid id that the schools' exports listed (counted by hand from the rows above),
+    // Oskar under his new name.
+    let text = std::str::from_utf8(&bytes).expect("the export is UTF-8");
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|line| line.split(';').collect())
+        .collect();
+    let written = [
+        (synthetic_id(1), "Åsheim", "Kari", "46505"),
+        (synthetic_id(2), "Nilsen", "Oscar", "46505"),
+        (synthetic_id(3), "Bjørnstad", "Ola", "46505"),
+        (synthetic_id(11), "Lie", "Emma", "46701"),
+    ];
+    assert_eq!(rows.len(), written.len(), "{text}");
+    for (id, family, given, school) in &written {
+        assert!(
+            rows.iter().any(|row| [id.as_str(), family, given, school]
+                .iter()
+                .all(|field| row.contains(field))),
+            "a row with {given} {family} of {school}: {text}"
+        );
+    }
+
     let parsed = central.read_elevliste("export.csv", &bytes);
 
     // What central holds for grade 10 in county 46, from both of its schools.

@@ -352,4 +352,191 @@ mod policy_tests {
             "the postponed students stay in the state"
         );
     }
+
+    /// `deleting(n, 0)` with `updated` of its students changed instead.
+    fn updating(n: u8, updated: usize) -> (State, Delta, DiffSummary) {
+        let (state, delta, mut summary) = deleting(n, 0);
+        summary.updated[Entity::Student as usize] = updated;
+        (state, delta, summary)
+    }
+
+    fn verdict(
+        policy: &SafetyPolicy,
+        (state, mut delta, summary): (State, Delta, DiffSummary),
+    ) -> Verdict {
+        judge(
+            policy,
+            &state,
+            &mut delta,
+            &summary,
+            Columns::default(),
+            day("2026-03-02"),
+        )
+        .verdict
+    }
+
+    #[test]
+    fn changing_exactly_three_quarters_of_the_records_passes_and_one_more_is_held() {
+        let policy = SafetyPolicy::default();
+        assert_eq!(verdict(&policy, updating(100, 75)), Verdict::Pass);
+        let (state, mut delta, summary) = updating(100, 76);
+        let judgement = judge(
+            &policy,
+            &state,
+            &mut delta,
+            &summary,
+            Columns::default(),
+            day("2026-03-02"),
+        );
+        assert_eq!(judgement.verdict, Verdict::Hold);
+        assert_eq!(
+            judgement.reasons,
+            ["76 of 100 records would change (76%, limit 75%)"]
+        );
+    }
+
+    #[test]
+    fn the_update_limit_counts_records_of_every_kind_against_all_records() {
+        let (state, mut delta, mut summary) = deleting(100, 0);
+        summary.updated[Entity::Student as usize] = 40;
+        summary.updated[Entity::Enrollment as usize] = 36;
+        let judgement = judge(
+            &SafetyPolicy::default(),
+            &state,
+            &mut delta,
+            &summary,
+            Columns::default(),
+            day("2026-03-02"),
+        );
+        assert_eq!(judgement.verdict, Verdict::Hold);
+    }
+
+    #[test]
+    fn the_fractions_apply_from_exactly_min_roster_students() {
+        let policy = SafetyPolicy {
+            min_roster: 40,
+            ..SafetyPolicy::default()
+        };
+        // Half the students gone: held at 40 students, not judged at 39.
+        assert_eq!(verdict(&policy, deleting(39, 20)), Verdict::Pass);
+        assert_eq!(verdict(&policy, deleting(40, 20)), Verdict::Hold);
+        assert_eq!(verdict(&policy, updating(39, 39)), Verdict::Pass);
+        assert_eq!(verdict(&policy, updating(40, 40)), Verdict::Hold);
+        // The default threshold is 20 students.
+        assert_eq!(
+            verdict(&SafetyPolicy::default(), deleting(19, 19)),
+            Verdict::Pass
+        );
+        assert_eq!(
+            verdict(&SafetyPolicy::default(), deleting(20, 3)),
+            Verdict::Hold
+        );
+    }
+
+    fn summer() -> SafetyPolicy {
+        SafetyPolicy {
+            delay_delete: vec![DateWindow {
+                from: day("2026-06-20"),
+                to: day("2026-08-15"),
+            }],
+            ..SafetyPolicy::default()
+        }
+    }
+
+    #[test]
+    fn the_delay_window_includes_its_first_and_last_day_and_no_other() {
+        for (today, postponed) in [
+            ("2026-06-19", 0),
+            ("2026-06-20", 5),
+            ("2026-08-15", 5),
+            ("2026-08-16", 0),
+        ] {
+            let (state, mut delta, summary) = deleting(100, 5);
+            let judgement = judge(
+                &summer(),
+                &state,
+                &mut delta,
+                &summary,
+                Columns::default(),
+                day(today),
+            );
+            assert_eq!(judgement.postponed, postponed, "on {today}");
+            assert_eq!(
+                delta.students.deletes.len(),
+                5 - postponed,
+                "on {today}: deletions left in the delta"
+            );
+            assert_eq!(judgement.verdict, Verdict::Pass, "on {today}");
+        }
+    }
+
+    /// A complete export of students `from..to`, keyed `elev{n}`.
+    fn export(from: u8, to: u8) -> crate::validate::Validated {
+        let roster = skolebro_protocol::Roster {
+            students: (from..to)
+                .map(|n| skolebro_protocol::Student {
+                    source_key: format!("elev{n}").into(),
+                    national_id: None,
+                    username: None,
+                    given_name: "Kari".into(),
+                    middle_name: None,
+                    family_name: "Nordmann".into(),
+                    birth_date: None,
+                    gender: skolebro_protocol::Gender::Female,
+                    email: None,
+                })
+                .collect(),
+            ..skolebro_protocol::Roster::default()
+        };
+        crate::validate::Validated {
+            roster,
+            ..crate::validate::Validated::default()
+        }
+    }
+
+    #[test]
+    fn deletions_postponed_on_the_last_day_of_the_window_go_out_the_day_after() {
+        use crate::diff::{diff, Fingerprints};
+        let secret = skolebro_protocol::SiteSecret::from_bytes([7; 32]);
+        let mut state = State::of(&export(0, 100).roster, &secret);
+        // Five students left; the export no longer has them.
+        let after = export(5, 100);
+        let prints = Fingerprints::of(&after.roster, &secret);
+
+        let (mut delta, summary) = diff(&state, &after, &prints, &secret);
+        let judgement = judge(
+            &summer(),
+            &state,
+            &mut delta,
+            &summary,
+            Columns::default(),
+            day("2026-08-15"),
+        );
+        assert_eq!((judgement.verdict, judgement.postponed), (Verdict::Pass, 5));
+        state.apply(&delta);
+        assert_eq!(state.len(Entity::Student), 100, "postponed, still there");
+
+        // The same export the day after: the next diff deletes them, and they are sent.
+        let (mut delta, summary) = diff(&state, &after, &prints, &secret);
+        let judgement = judge(
+            &summer(),
+            &state,
+            &mut delta,
+            &summary,
+            Columns::default(),
+            day("2026-08-16"),
+        );
+        assert_eq!((judgement.verdict, judgement.postponed), (Verdict::Pass, 0));
+        let gone: Vec<RecordHandle> = (0..5u8)
+            .map(|n| secret.handle(Entity::Student, &format!("elev{n}")))
+            .collect();
+        let mut deleted = delta.students.deletes.clone();
+        deleted.sort();
+        let mut expected = gone.clone();
+        expected.sort();
+        assert_eq!(deleted, expected, "exactly the five who left are deleted");
+        state.apply(&delta);
+        assert_eq!(state.len(Entity::Student), 95);
+        assert!(gone.iter().all(|h| !state.contains(Entity::Student, h)));
+    }
 }

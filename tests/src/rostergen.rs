@@ -4,8 +4,11 @@
 //! a roster can be evolved into "the next export" (leavers, arrivals, renames, class moves)
 //! to exercise the differ.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::{self, Write};
+
+use skolebro_protocol::national_id::CivilDate;
+use skolebro_protocol::{Enrollment, Gender, Group, NationalId, Roster, School, Student};
 
 const GIVEN: &[&str] = &[
     "Ola", "Kari", "Nora", "Jakob", "Emma", "Noah", "Sofie", "Øystein", "Åse", "Ingrid", "Sindre",
@@ -65,6 +68,8 @@ impl Rng {
 pub struct Pupil {
     pub serial: u64,
     pub national_id: String,
+    /// The day the national id was made for: what the reader must derive from it.
+    pub born: (u16, u8, u8),
     pub given: String,
     pub middle: String,
     pub family: String,
@@ -127,15 +132,16 @@ impl Generated {
         let serial = self.next_serial;
         self.next_serial += 1;
         let grade = 1 + rng.below(10) as u8;
-        let national_id = loop {
-            let id = synthetic_id(rng, 2026 - 6 - u16::from(grade));
+        let (national_id, born) = loop {
+            let (id, born) = synthetic_id_born(rng, 2026 - 6 - u16::from(grade));
             if self.issued.insert(id.clone()) {
-                break id;
+                break (id, born);
             }
         };
         Pupil {
             serial,
             national_id,
+            born,
             given: rng.pick(GIVEN).to_owned(),
             middle: rng.pick(MIDDLE).to_owned(),
             family: rng.pick(FAMILY).to_owned(),
@@ -175,6 +181,59 @@ impl Generated {
         }
         next.pupils.sort_by_key(|p| p.serial);
         next
+    }
+
+    /// The roster the elevliste of [`Generated::write_elevliste`] holds, built from what was
+    /// written, field by field, not by reading the file: end-to-end tests compare central
+    /// with this, so a reader bug cannot hide behind an expectation made by the same reader.
+    /// The student key is the national id (the file has no student number), the birth date
+    /// is the day the id was made for, and schools and classes are those the rows name.
+    pub fn truth(&self) -> Roster {
+        let mut roster = Roster::default();
+        let mut schools = BTreeSet::new();
+        let mut groups = BTreeSet::new();
+        for p in &self.pupils {
+            let skolenummer = (46_500 + p.school).to_string();
+            let class = format!("{}{}", p.grade, p.class);
+            let group = format!("{skolenummer}-{class}");
+            if schools.insert(skolenummer.clone()) {
+                roster.schools.push(School {
+                    skolenummer: skolenummer.as_str().into(),
+                    organisasjonsnummer: None,
+                    kommunenummer: Some("4601".into()),
+                    fylkesnummer: Some("46".into()),
+                    name: SCHOOL_NAMES[p.school % SCHOOL_NAMES.len()].into(),
+                });
+            }
+            if groups.insert(group.clone()) {
+                roster.groups.push(Group {
+                    source_key: group.as_str().into(),
+                    name: class.as_str().into(),
+                    grade: Some(p.grade.to_string().into()),
+                    school: skolenummer.as_str().into(),
+                    school_year: None,
+                });
+            }
+            let (year, month, day) = p.born;
+            roster.students.push(Student {
+                source_key: p.national_id.as_str().into(),
+                national_id: NationalId::parse(&p.national_id).ok(),
+                username: None,
+                given_name: p.given.as_str().into(),
+                middle_name: (!p.middle.is_empty()).then(|| p.middle.as_str().into()),
+                family_name: p.family.as_str().into(),
+                birth_date: CivilDate::new(year, month, day),
+                gender: if p.male { Gender::Male } else { Gender::Female },
+                email: Some(format!("elev{}@skule.example.no", p.serial).into()),
+            });
+            roster.enrollments.push(Enrollment {
+                source_key: format!("{}@{skolenummer}", p.national_id).into(),
+                student: p.national_id.as_str().into(),
+                school: skolenummer.as_str().into(),
+                group: Some(group.as_str().into()),
+            });
+        }
+        roster
     }
 
     /// Writes the roster as an elevliste (semicolon text, header row, CRLF when `crlf`).
@@ -218,6 +277,11 @@ const SCHOOL_NAMES: &[&str] = &[
 /// A synthetic national id born in `year`: month + 80, individual number in the range for
 /// the century, both control digits valid.
 pub fn synthetic_id(rng: &mut Rng, year: u16) -> String {
+    synthetic_id_born(rng, year).0
+}
+
+/// [`synthetic_id`] with the day it was made for, (year, month, day).
+fn synthetic_id_born(rng: &mut Rng, year: u16) -> (String, (u16, u8, u8)) {
     loop {
         let month = 1 + rng.below(12) as u8;
         let day = 1 + rng.below(28) as u8;
@@ -239,7 +303,10 @@ pub fn synthetic_id(rng: &mut Rng, year: u16) -> String {
             continue;
         };
         digits[10] = k2;
-        return digits.iter().map(|d| char::from(b'0' + d)).collect();
+        return (
+            digits.iter().map(|d| char::from(b'0' + d)).collect(),
+            (year, month, day),
+        );
     }
 }
 
@@ -268,6 +335,23 @@ mod tests {
             let id = NationalId::parse(&synthetic_id(&mut rng, 2015)).unwrap();
             assert!(id.is_synthetic());
         }
+    }
+
+    #[test]
+    fn the_truth_is_what_the_agent_reads_from_the_written_elevliste() {
+        let generated = Generated::new(1200, 5).evolve(Churn::default(), 6);
+        let mut bytes = Vec::new();
+        generated.write_elevliste(&mut bytes, true).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let read = crate::expected::read_as_agent(scratch.path(), "elevliste.csv", &bytes)
+            .unwrap()
+            .roster;
+        let truth = generated.truth();
+        assert_eq!(
+            crate::expected::counts_of(&read),
+            crate::expected::counts_of(&truth)
+        );
+        assert!(crate::expected::same(&read, &truth));
     }
 
     #[test]

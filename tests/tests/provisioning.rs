@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use skolebro_protocol::{Roster, StickBody};
@@ -933,8 +933,18 @@ fn a_clock_years_off_neither_bricks_enrollment_nor_accepts_an_expired_certificat
     pi.wait_for("the second export to wait in the outbox", |s| {
         s["outbox_depth"] == 1
     });
-    // Long enough for several push attempts (backoff at most 1 s).
-    std::thread::sleep(Duration::from_secs(3));
+    // The event that proves the non-event: several attempts to push the waiting batch, each
+    // refused because central's certificate has expired by the agent's clock.
+    let refused_pushes = |log: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains("central unreachable; retrying") && l.contains("certificate expired")
+            })
+            .count()
+    };
+    wait_for("three refused attempts to push the second export", || {
+        refused_pushes(&pi.log()) >= 3
+    });
     assert_eq!(pi.status().unwrap()["outbox_depth"], 1);
     assert!(
         central_holds(platform.admin, SITE, &expected) == Some(true),

@@ -286,6 +286,24 @@ pub fn seal(
     central: &SealingPublicKey,
     device: &DeviceSigningKey,
 ) -> Result<Envelope, EnvelopeError> {
+    let mut rng = OsRandom { failed: false };
+    let sealed = seal_with(header, payload, central, device, &mut rng);
+    if rng.failed {
+        return Err(EnvelopeError::Randomness);
+    }
+    sealed
+}
+
+/// [`seal`] with the caller's randomness for HPKE's ephemeral key. Only the known-answer
+/// vectors (`protocol/tests/vectors`) pass their own, fixed source, so that an envelope's
+/// exact bytes can be kept in the repository; everything else calls [`seal`].
+pub fn seal_with(
+    header: Header,
+    payload: &Payload,
+    central: &SealingPublicKey,
+    device: &DeviceSigningKey,
+    rng: &mut impl hpke::rand_core::CryptoRng,
+) -> Result<Envelope, EnvelopeError> {
     if header.version != FORMAT_VERSION {
         return Err(EnvelopeError::UnknownVersion(header.version));
     }
@@ -305,19 +323,15 @@ pub fn seal(
     let plaintext = postcard::to_allocvec(payload)
         .map_err(|_| EnvelopeError::Malformed("payload does not encode"))?;
 
-    let mut rng = OsRandom { failed: false };
     let (enc, ciphertext) = hpke::single_shot_seal_with_rng::<HpkeAead, HpkeKdf, HpkeKem>(
         &OpModeS::Base,
         &central.0,
         HPKE_INFO,
         &plaintext,
         &header_bytes,
-        &mut rng,
+        rng,
     )
     .map_err(|_| EnvelopeError::Encrypt)?;
-    if rng.failed {
-        return Err(EnvelopeError::Randomness);
-    }
     let limit = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
     if ciphertext.len() > limit {
         return Err(EnvelopeError::Oversized {

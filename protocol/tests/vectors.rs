@@ -1,0 +1,322 @@
+//! Known-answer vectors for everything the protocol crate puts on the wire or on a stick:
+//! record handles and digests, a sealed envelope, a stick bundle, a release manifest and the
+//! JSON of the heartbeat and batch answers. The bytes in `tests/vectors/` were produced once
+//! (see its README); each test builds the same value again and compares bytes, and decodes
+//! the kept bytes with today's code. A change to a format, a key derivation or a field order
+//! fails here, where a round trip through the same code would not notice.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+
+use hpke::rand_core::{TryCryptoRng, TryRng};
+use skolebro_protocol::api::{
+    AgentState, BatchAck, BatchGap, Command, DeviationCounts, Heartbeat, HeartbeatAnswer,
+    ReleaseOffer,
+};
+use skolebro_protocol::envelope::{
+    open, seal_with, ChainHead, DeviceSigningKey, Header, Kind, SealingPrivateKey, FORMAT_VERSION,
+};
+use skolebro_protocol::national_id::CivilDate;
+use skolebro_protocol::{
+    DeviceId, Digest, Enrollment, Entity, Gender, Group, NationalId, Payload, ReleaseManifest,
+    ReleaseSigningKey, Roster, School, Seq, SiteId, SiteInfo, SiteSecret, StickBody,
+    StickSigningKey, Student, Version,
+};
+
+/// Set to write the vectors afresh instead of comparing (see `tests/vectors/README.md`).
+const WRITE: &str = "SKOLEBRO_WRITE_VECTORS";
+
+fn vector_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(name)
+}
+
+/// The kept bytes of `name`, after checking that today's code produces exactly them. With
+/// [`WRITE`] set, `produced` is written first.
+fn kept(name: &str, produced: &[u8]) -> Vec<u8> {
+    let path = vector_path(name);
+    if std::env::var_os(WRITE).is_some() {
+        std::fs::write(&path, produced).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    let kept = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        kept == produced,
+        "{name}: today's code produces other bytes than the kept vector ({} vs {} bytes); a \
+         format change needs a new version, not new vectors",
+        produced.len(),
+        kept.len()
+    );
+    kept
+}
+
+/// A fixed "random" source for HPKE's ephemeral key: 0, 1, 2, … as bytes.
+struct Counting(u8);
+
+impl TryRng for Counting {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut bytes = [0; 4];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut bytes = [0; 8];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        for byte in dst {
+            *byte = self.0;
+            self.0 = self.0.wrapping_add(1);
+        }
+        Ok(())
+    }
+}
+
+impl TryCryptoRng for Counting {}
+
+fn secret() -> SiteSecret {
+    SiteSecret::from_bytes([0x5e; 32])
+}
+
+/// One record of each kind, with letters outside ASCII and a synthetic national id.
+fn roster() -> Roster {
+    Roster {
+        schools: vec![School {
+            skolenummer: "46500".into(),
+            organisasjonsnummer: Some("974600951".into()),
+            kommunenummer: Some("4601".into()),
+            fylkesnummer: Some("46".into()),
+            name: "Fana skule".into(),
+        }],
+        students: vec![Student {
+            source_key: "46500-02871662943".into(),
+            national_id: Some(NationalId::parse("02871662943").expect("a synthetic id")),
+            username: Some("noah.saether".into()),
+            given_name: "Noah".into(),
+            middle_name: Some("Ærlig".into()),
+            family_name: "Sæther-Øvstebø".into(),
+            birth_date: CivilDate::parse_iso("2016-07-02"),
+            gender: Gender::Male,
+            email: Some("elev1@skule.example.no".into()),
+        }],
+        groups: vec![Group {
+            source_key: "46500-4B".into(),
+            name: "4B".into(),
+            grade: Some("4".into()),
+            school: "46500".into(),
+            school_year: Some("2025/2026".into()),
+        }],
+        enrollments: vec![Enrollment {
+            source_key: "46500-02871662943@46500".into(),
+            student: "46500-02871662943".into(),
+            school: "46500".into(),
+            group: Some("46500-4B".into()),
+        }],
+    }
+}
+
+/// Each record's handle and digest under [`secret`], one line each.
+fn handles_and_digests(roster: &Roster) -> String {
+    let secret = secret();
+    let mut lines = String::new();
+    let mut line = |entity: Entity, key: &str, digest: Digest| {
+        lines.push_str(&format!(
+            "{entity:?} {key} handle {} digest {}\n",
+            hex::encode(secret.handle(entity, key).as_bytes()),
+            hex::encode(digest.as_bytes())
+        ));
+    };
+    for school in &roster.schools {
+        line(Entity::School, &school.skolenummer, Digest::of(school));
+    }
+    for student in &roster.students {
+        line(Entity::Student, &student.source_key, Digest::of(student));
+    }
+    for group in &roster.groups {
+        line(Entity::Group, &group.source_key, Digest::of(group));
+    }
+    for enrollment in &roster.enrollments {
+        line(
+            Entity::Enrollment,
+            &enrollment.source_key,
+            Digest::of(enrollment),
+        );
+    }
+    lines
+}
+
+#[test]
+fn record_handles_and_digests_match_the_kept_vectors() {
+    let produced = handles_and_digests(&roster());
+    let kept = kept("handles.txt", produced.as_bytes());
+    let kept = String::from_utf8(kept).expect("UTF-8");
+    assert_eq!(kept.lines().count(), 4, "one line per record");
+    // Handles are keyed: another site's secret gives other handles for the same keys.
+    let other = SiteSecret::from_bytes([0x5f; 32]);
+    let handle = hex::encode(other.handle(Entity::School, "46500").as_bytes());
+    assert!(!kept.contains(&handle));
+}
+
+fn device() -> DeviceId {
+    DeviceId::new("pi-vector").expect("a device id")
+}
+
+fn device_key() -> DeviceSigningKey {
+    DeviceSigningKey::from_bytes([0x0d; 32])
+}
+
+fn central_key() -> SealingPrivateKey {
+    SealingPrivateKey::from_bytes([0xce; 32])
+}
+
+#[test]
+fn a_sealed_envelope_matches_the_kept_vector_and_opens() {
+    let header = Header {
+        version: FORMAT_VERSION,
+        device: device(),
+        site: SiteId::new("4601-46500").expect("a site id"),
+        seq: Seq(1),
+        prev: [0; 32],
+        created_unix_ms: 1_780_000_000_000,
+        kind: Kind::Snapshot,
+    };
+    let payload = Payload::Snapshot(roster());
+    let envelope = seal_with(
+        header.clone(),
+        &payload,
+        &central_key().public_key(),
+        &device_key(),
+        &mut Counting(0),
+    )
+    .expect("sealed");
+    let kept = kept("envelope-v1.bin", &envelope.to_bytes());
+    let opened = open(
+        &kept,
+        1 << 20,
+        &device(),
+        &device_key().verifying_key(),
+        &ChainHead::genesis(),
+        &central_key(),
+    )
+    .expect("the kept envelope opens with today's code");
+    assert_eq!(opened.header, header);
+    assert_eq!(opened.payload, payload);
+    assert_eq!(opened.next_head().next_seq, Seq(2));
+}
+
+fn stick_body() -> StickBody {
+    let site = SiteInfo {
+        fylke: "46".into(),
+        kommune: "4601".into(),
+        skolenummer: "46500".into(),
+        name: "Fana skule".into(),
+    };
+    StickBody {
+        site_id: site.site_id().expect("a site id"),
+        site,
+        central_url: "https://central.example.no:8443".into(),
+        central_ca_pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
+        sealing_key: central_key().public_key().to_bytes(),
+        token: "ab".repeat(32),
+        token_expires_unix: 1_780_086_400,
+        written_unix: 1_780_000_000,
+        settings_toml: "[safety]\nmax_deleted_fraction = 0.1\n".into(),
+    }
+}
+
+#[test]
+fn a_stick_bundle_matches_the_kept_vector_and_verifies() {
+    let key = StickSigningKey::from_bytes([0x57; 32]);
+    let kept = kept("stick-v1.bin", &stick_body().sign(&key));
+    let body = StickBody::verify(&kept, &key.verifying_key()).expect("the kept bundle verifies");
+    assert_eq!(body, stick_body());
+}
+
+fn manifest() -> ReleaseManifest {
+    ReleaseManifest {
+        version: "1.4.2".parse::<Version>().expect("a version"),
+        target: "aarch64-unknown-linux-gnu".into(),
+        size: 7_340_032,
+        sha256: [0xa5; 32],
+        allow_downgrade: false,
+        created_unix: 1_780_000_000,
+    }
+}
+
+#[test]
+fn a_release_manifest_matches_the_kept_vector_and_verifies() {
+    let key = ReleaseSigningKey::from_bytes([0x4e; 32]);
+    let kept = kept("manifest-v1.bin", &manifest().sign(&key));
+    let read = ReleaseManifest::verify(&kept, &key.verifying_key()).expect("it verifies");
+    assert_eq!(read, manifest());
+    assert_eq!(read.id(), "1.4.2-aarch64-unknown-linux-gnu");
+}
+
+/// `value` as pretty JSON, checked against the kept file, and the kept file read back.
+fn json_vector<T>(name: &str, value: &T) -> T
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut produced = serde_json::to_string_pretty(value).expect("JSON");
+    produced.push('\n');
+    let kept = kept(name, produced.as_bytes());
+    serde_json::from_slice(&kept).expect("the kept JSON reads")
+}
+
+#[test]
+fn the_heartbeat_json_matches_the_kept_vector() {
+    let heartbeat = Heartbeat {
+        version: "1.4.2".into(),
+        state: AgentState::Healthy,
+        outbox_depth: 2,
+        outbox_bytes: 4096,
+        oldest_unacked_age_s: Some(30),
+        last_export_unix_ms: Some(1_780_000_000_000),
+        deviations: DeviationCounts::default(),
+        deviation_groups: Vec::new(),
+        held: None,
+        target: Some("aarch64-unknown-linux-gnu".into()),
+        update: None,
+    };
+    assert_eq!(json_vector("heartbeat.json", &heartbeat), heartbeat);
+}
+
+#[test]
+fn the_heartbeat_answer_json_matches_the_kept_vector() {
+    let answer = HeartbeatAnswer {
+        commands: vec![
+            Command::Resync,
+            Command::Release {
+                held_id: "held-7".into(),
+            },
+        ],
+        release: Some(ReleaseOffer {
+            id: "1.4.2-aarch64-unknown-linux-gnu".into(),
+            manifest: "U0tCUg==".into(),
+            artifact: "/v1/releases/1.4.2-aarch64-unknown-linux-gnu/artifact".into(),
+        }),
+    };
+    assert_eq!(json_vector("heartbeat-answer.json", &answer), answer);
+}
+
+#[test]
+fn the_batch_answers_json_match_the_kept_vectors() {
+    let ack = BatchAck {
+        ack: 41,
+        applied: false,
+    };
+    assert_eq!(json_vector("batch-ack.json", &ack), ack);
+    let gap = BatchGap {
+        expected_seq: 42,
+        prev: "ab".repeat(32),
+    };
+    assert_eq!(json_vector("batch-gap.json", &gap), gap);
+    // An ack from a central that does not say `applied` means applied.
+    let old: BatchAck = serde_json::from_str(r#"{"ack": 41}"#).expect("reads");
+    assert!(old.applied);
+}
