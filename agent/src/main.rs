@@ -455,14 +455,15 @@ fn outbox_inspect(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> 
     let (outbox, mem) = outbox_view(config)?;
     let now = unix_ms_now();
     for frame in outbox.inspect()? {
-        let start = frame.offset as usize + HEADER_LEN;
+        // Checked, not `as`: on the 32-bit Pi (armv7) usize is 32 bits and a cast would wrap.
+        let body = usize::try_from(frame.offset)
+            .ok()
+            .and_then(|offset| offset.checked_add(HEADER_LEN))
+            .and_then(|start| Some(start..start.checked_add(usize::try_from(frame.len).ok()?)?));
         let header = mem
             .raw(&frame.segment)
-            .and_then(|bytes| {
-                bytes
-                    .get(start..start + frame.len as usize)
-                    .map(<[u8]>::to_vec)
-            })
+            .zip(body)
+            .and_then(|(bytes, body)| bytes.get(body).map(<[u8]>::to_vec))
             .filter(|_| frame.crc_ok)
             .and_then(|bytes| Envelope::from_bytes(&bytes, usize::MAX).ok())
             .map(|envelope| envelope.header().clone());

@@ -1,7 +1,7 @@
 //! The Debian package of the agent: builds it with `cargo deb` for the host (dev profile, to
 //! reuse the test build) and checks what `dpkg-deb` finds in it: the binary, the hardened
 //! systemd unit, the udev rules, the default config and the maintainer script that creates
-//! the service user. The arm64 package for the Pi is built and checked by `.ci/arm`.
+//! the service user. The arm64 and armhf packages for the Pi are built and checked by `.ci/arm`.
 //!
 //! Skips with a message when `cargo deb` or `dpkg-deb` is missing, unless
 //! `SKOLEBRO_REQUIRE_CARGO_DEB=1` is set (as `.ci/arm` does, after installing cargo-deb).
