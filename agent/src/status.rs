@@ -146,7 +146,7 @@ fn says_nothing_new(status: &AgentStatus, written: &AgentStatus) -> bool {
 
 /// Writes `status.json` atomically, readable by the agent's user only (mode 0600: its texts
 /// name files and reasons of a school's exports), and tells watchers, unless it says nothing
-/// new (see [`says_nothing_new`]).
+/// new (the same status but for its time, written less than an hour ago).
 pub fn write_status(state_dir: &Path, status: &AgentStatus, tx: &watch::Sender<AgentStatus>) {
     if says_nothing_new(status, &tx.borrow()) {
         return;

@@ -268,8 +268,9 @@ const ID_SEPARATORS: [char; 4] = [' ', '-', '.', '\u{a0}'];
 
 /// Masks everything in free text that may be a national id, for text that leaves the
 /// machine it was made on (an error, a report row, a page): every run of 11 or more
-/// digits, counting digits broken only by single [`ID_SEPARATORS`] as one run, keeps its
-/// first six digits and stars the rest, separators kept (`018112-78714` -> `018112-*****`).
+/// digits, counting digits broken only by a single space, hyphen, dot or no-break space as
+/// one run, keeps its first six digits and stars the rest, separators kept
+/// (`018112-78714` -> `018112-*****`).
 ///
 /// Deliberately greedy: a date with a time (`2026-11-27 12.30`, 12 digits) is masked too,
 /// since a missed id cannot be taken back and an over-masked date costs only legibility.

@@ -286,8 +286,8 @@ impl Cadence {
 }
 
 impl Agent {
-    /// An agent in `dir` beating at `cadence`, with `settings` appended to
-    /// [`COMMON_SETTINGS`].
+    /// An agent in `dir` beating at `cadence`, with `settings` appended to the settings
+    /// every mode shares (a synced clock, no panel, exports taken in quickly).
     pub fn new(dir: &Path, cadence: Cadence, settings: &str) -> Agent {
         for sub in ["media", "drop"] {
             std::fs::create_dir_all(dir.join(sub)).expect("agent folders");
