@@ -180,15 +180,7 @@ impl Platform {
         let (device_port, admin_port) = two_free_ports();
         let config = keys.join("central.toml");
         let written = std::fs::read_to_string(&config).expect("init wrote central.toml");
-        let moved = written
-            .replace(
-                "listen = \"127.0.0.1:8443\"",
-                &format!("listen = \"127.0.0.1:{device_port}\""),
-            )
-            .replace(
-                "admin_listen = \"127.0.0.1:8080\"",
-                &format!("admin_listen = \"127.0.0.1:{admin_port}\""),
-            );
+        let moved = harness::on_ports(&written, device_port, admin_port);
         assert_ne!(
             moved, written,
             "init's central.toml has the documented ports"

@@ -157,6 +157,20 @@ pub fn start_central(dir: &Path, config: &Path, admin: SocketAddr) -> Process {
     central
 }
 
+/// The `central.toml` that `skolebro-provision init` wrote (`written`), moved from its
+/// documented ports to a test's own, so tests can run side by side.
+pub fn on_ports(written: &str, device_port: u16, admin_port: u16) -> String {
+    written
+        .replace(
+            "listen = \"127.0.0.1:8443\"",
+            &format!("listen = \"127.0.0.1:{device_port}\""),
+        )
+        .replace(
+            "admin_listen = \"127.0.0.1:8080\"",
+            &format!("admin_listen = \"127.0.0.1:{admin_port}\""),
+        )
+}
+
 /// Two free loopback ports, distinct (both are held until both are known).
 pub fn two_free_ports() -> (u16, u16) {
     let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");

@@ -132,15 +132,7 @@ impl Platform {
         let config = keys.join("central.toml");
         let written = std::fs::read_to_string(&config).unwrap();
         assert!(written.contains("release_key"), "{written}");
-        let moved = written
-            .replace(
-                "listen = \"127.0.0.1:8443\"",
-                &format!("listen = \"127.0.0.1:{device_port}\""),
-            )
-            .replace(
-                "admin_listen = \"127.0.0.1:8080\"",
-                &format!("admin_listen = \"127.0.0.1:{admin_port}\""),
-            );
+        let moved = harness::on_ports(&written, device_port, admin_port);
         std::fs::write(&config, moved).unwrap();
         platform.central = Some(harness::start_central(
             &platform.path,
