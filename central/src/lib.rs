@@ -12,7 +12,7 @@
 //! with the new chain head in one transaction.
 //!
 //! Below the handlers sit the domain modules, which hold no handler and import none:
-//! heartbeats and operator commands meet in [`fleet`]; devices without a certificate get one
+//! heartbeats and operator commands meet in the store (`store::FleetStore`); devices without a certificate get one
 //! through [`enroll`] with a one-time token from a config stick (DESIGN decision 6);
 //! [`release`] keeps signed releases and decides which release each heartbeat answer offers
 //! (DESIGN decision 7); `windows` derives the counties' transfer windows and late batches at
@@ -31,7 +31,6 @@ pub mod config;
 mod consumer_auth;
 mod elevliste_export;
 pub mod enroll;
-pub mod fleet;
 pub mod oneroster;
 mod rate_limit;
 pub mod release;

@@ -1,6 +1,6 @@
 //! The state the listeners' handlers share, one per server: built by [`crate::server`] from
 //! its `ServerParts` and handed to each listener's router. It holds the domain's parts (the
-//! store, the fleet view, enrollment, releases) and imports no handler, so every listener
+//! store, enrollment, releases) and imports no handler, so every listener
 //! module can depend on it without depending on the others.
 
 use std::net::SocketAddr;
@@ -10,7 +10,6 @@ use std::time::Duration;
 use skolebro_protocol::SealingPrivateKey;
 
 use crate::enroll::{EnrollSettings, Enroller};
-use crate::fleet::Fleet;
 use crate::rate_limit::RateLimiter;
 use crate::release::ReleaseSettings;
 use crate::store::Store;
@@ -23,13 +22,12 @@ pub(crate) struct AppState {
     pub store: Arc<dyn Store>,
     pub sealing_key: SealingPrivateKey,
     pub max_batch_bytes: usize,
-    pub fleet: Fleet,
     pub enroller: Enroller,
     pub releases: ReleaseSettings,
 }
 
 impl AppState {
-    /// A server's state: nothing heard from any device yet, no enrollment counted.
+    /// A server's state: no enrollment counted yet (what devices reported is in the store).
     pub(crate) fn new(
         store: Arc<dyn Store>,
         sealing_key: SealingPrivateKey,
@@ -41,7 +39,6 @@ impl AppState {
             store,
             sealing_key,
             max_batch_bytes,
-            fleet: Fleet::default(),
             enroller: Enroller::new(enroll),
             releases,
         }

@@ -139,6 +139,12 @@ pub enum StoreError {
     /// on time for one and late for the other.
     #[error("the transfer window overlaps window {existing} of county {fylke}")]
     WindowOverlap { fylke: Fylke, existing: i64 },
+    /// [`FleetStore::queue_command`] with [`MAX_QUEUED_COMMANDS`] already waiting.
+    ///
+    /// [`FleetStore::queue_command`]: super::FleetStore::queue_command
+    /// [`MAX_QUEUED_COMMANDS`]: super::MAX_QUEUED_COMMANDS
+    #[error("{max} commands are already waiting for device {0}", max = super::MAX_QUEUED_COMMANDS)]
+    CommandQueueFull(DeviceId),
     /// The store was configured with something it cannot use (e.g. a schema name).
     #[error("invalid store configuration: {0}")]
     Config(String),

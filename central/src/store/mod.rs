@@ -16,7 +16,8 @@
 //! [`Store`] is the sum of one trait per area, each declared beside the area's types: devices
 //! and chain heads (`devices`), roster records and batches (`records`), enrollment tokens
 //! (`tokens`), consumer clients (`consumers`), operator accounts and audit (`operators`),
-//! releases (`releases`) and transfer windows (`windows`). Two backends implement them all:
+//! releases (`releases`), transfer windows (`windows`) and the last heartbeats and command
+//! queue of the fleet (`fleet`). Two backends implement them all:
 //! [`SqliteStore`], the embedded default, and [`PostgresStore`], the production store, each
 //! split into files named like the areas, so a method's two versions sit in same-named files.
 //! What a batch means (which versions to close, which to insert) is decided once, in
@@ -30,6 +31,7 @@ mod columns;
 mod consumers;
 mod devices;
 mod error;
+mod fleet;
 mod fylke;
 mod operators;
 mod planning;
@@ -46,6 +48,9 @@ mod windows;
 pub use consumers::{ConsumerClient, ConsumerScope, ConsumerStore};
 pub use devices::{enrolled_device_id, DeviceRecord, DeviceStore, MAX_ENROLLABLE_SITE_LEN};
 pub use error::{StoreError, StoreFuture, MAX_WINDOW_NAME_LEN};
+pub use fleet::{
+    DeviceActivity, FleetStore, QueuedCommand, DELIVERED_COMMANDS_KEPT, MAX_QUEUED_COMMANDS,
+};
 pub use fylke::Fylke;
 pub use operators::{AuditEntry, OperatorStore, Role, UiSession, UiUser};
 pub use postgres::PostgresStore;
@@ -66,8 +71,8 @@ pub use windows::{NewWindow, TransferWindow, WindowState, WindowStore};
 /// a method of a supertrait of [`Store`] needs its trait in scope, even on `dyn Store`.
 pub mod prelude {
     pub use super::{
-        ConsumerStore, DeviceStore, OperatorStore, RecordStore, ReleaseStore, Store, TokenStore,
-        WindowStore,
+        ConsumerStore, DeviceStore, FleetStore, OperatorStore, RecordStore, ReleaseStore, Store,
+        TokenStore, WindowStore,
     };
 }
 
@@ -81,6 +86,7 @@ pub trait Store
 where
     Self: DeviceStore + TokenStore + RecordStore + ConsumerStore,
     Self: OperatorStore + ReleaseStore + WindowStore,
+    Self: FleetStore,
 {
 }
 
@@ -92,6 +98,7 @@ impl<T> Store for T where
         + OperatorStore
         + ReleaseStore
         + WindowStore
+        + FleetStore
         + ?Sized
 {
 }

@@ -5,8 +5,7 @@
 //! pages, not JSON (`error::PageError` rather than `ApiError`).
 //!
 //! It reads what the rest of central already keeps: the store's devices, tokens, school
-//! records, transfers and audit log, and the heartbeats and command queues of
-//! [`crate::fleet`]. Its actions are the operator API's (release or reject a held delta,
+//! records, transfers and audit log, last heartbeats and command queues. Its actions are the operator API's (release or reject a held delta,
 //! revoke a token or a device), with an account, a role and a reason attached, and every one
 //! of them lands in the audit log (`crate::audit`). `auth` signs operators in and out and
 //! gives handlers the signed-in `auth::Operator` as an extractor; `pages` renders the

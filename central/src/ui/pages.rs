@@ -8,7 +8,7 @@
 //! [`super::deviations`] masks them again), and the roster itself stays behind the operator
 //! API.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -26,9 +26,8 @@ use super::error::PageError;
 use super::html::{escape, escape_path, human_bytes, page, plural, see_other};
 use super::windows::late_note;
 use crate::audit;
-use crate::fleet::DeviceActivity;
 use crate::state::UiState;
-use crate::store::{DeviceRecord, StoreError, Timestamp};
+use crate::store::{DeviceActivity, DeviceRecord, StoreError, Timestamp};
 use skolebro_protocol::api::{AgentState, Command, MAX_HELD_ID_LEN};
 
 /// Transfers listed on a site's page.
@@ -55,8 +54,8 @@ pub(crate) async fn not_found() -> Response {
     )
 }
 
-/// A device as the pages show it: the store's record, the site's school names and what
-/// central has heard from the device since it started.
+/// A device as the pages show it: the store's record and what the store holds of its
+/// heartbeats, batches and commands.
 struct DeviceRow {
     device: DeviceId,
     record: DeviceRecord,
@@ -69,7 +68,7 @@ async fn visible_devices(
     view: &View,
 ) -> Result<(Vec<DeviceRow>, BTreeMap<SiteId, Vec<School>>), StoreError> {
     let store = state.app.store.as_ref();
-    let mut activities: HashMap<_, _> = state.app.fleet.snapshot().into_iter().collect();
+    let mut activities = store.fleet_activity().await?;
     let devices = store
         .list_devices()
         .await?
@@ -124,7 +123,8 @@ fn state_words(row: &DeviceRow) -> String {
         return "<span class=\"bad\">Revoked: its connections are refused</span>".to_owned();
     }
     let Some(heartbeat) = &row.activity.last_heartbeat else {
-        return "<span class=\"note\">No heartbeat since central started</span>".to_owned();
+        return "<span class=\"note\">No heartbeat yet: the device has never called in</span>"
+            .to_owned();
     };
     let (class, words) = match heartbeat.state {
         AgentState::Healthy => ("ok", "Healthy: exports are read and delivered"),
@@ -190,7 +190,7 @@ pub(crate) async fn fleet(
                 ),
                 batch = match row.activity.last_batch_seq {
                     Some(seq) => format!("#{} {}", seq.0, when(row.activity.last_batch_at, now)),
-                    None => "<span class=\"note\">none since central started</span>".to_owned(),
+                    None => "<span class=\"note\">none yet</span>".to_owned(),
                 },
                 revoke = if operator.is_operations() && !row.record.revoked {
                     format!(
@@ -270,9 +270,7 @@ pub(crate) async fn site(
              side, <code>skolebro-agent check EXPORT</code> lists every row.</p>",
         );
     } else {
-        body.push_str(
-            "<p class=\"note\">No device of this site has reported since central started.</p>",
-        );
+        body.push_str("<p class=\"note\">No device of this site has reported yet.</p>");
     }
     body.push_str("<h2>Transfers</h2>");
     if transfers.is_empty() {
@@ -366,22 +364,55 @@ pub(crate) async fn held(
             upserts = kinds(&held.upserts),
             deletes = kinds(&held.deletes),
         );
-        let queued = row
+        let decided = row
             .activity
-            .queued_commands
+            .commands
             .iter()
-            .find_map(|command| match command {
-                Command::Release { held_id } if *held_id == held.id => Some("release"),
-                Command::Reject { held_id } if *held_id == held.id => Some("reject"),
+            .rev()
+            .find_map(|queued| match &queued.command {
+                Command::Release { held_id } if *held_id == held.id => {
+                    Some(("release", queued.delivered_at))
+                }
+                Command::Reject { held_id } if *held_id == held.id => {
+                    Some(("reject", queued.delivered_at))
+                }
                 _ => None,
             });
-        if let Some(decision) = queued {
-            let _ = write!(
-                body,
-                "<p class=\"ok\" id=\"queued\">The {decision} is queued: the device carries it \
-                 out with its next heartbeat.</p>"
-            );
-        } else if operator.may_decide_held() {
+        match decided {
+            Some((decision, None)) => {
+                let _ = write!(
+                    body,
+                    "<p class=\"ok\" id=\"queued\">The {decision} is queued: the device carries \
+                     it out with its next heartbeat.</p>"
+                );
+            }
+            // Delivered with the heartbeat shown: the next one tells how it went.
+            Some((decision, Some(at))) if row.activity.last_heartbeat_at <= Some(at) => {
+                let _ = write!(
+                    body,
+                    "<p class=\"ok\" id=\"delivered\">The {decision} was delivered {}: the device \
+                     reports the outcome with its next heartbeat.</p>",
+                    when(Some(at), now)
+                );
+            }
+            // Delivered, yet a later heartbeat still holds the delta: it may be decided again.
+            Some((decision, Some(at))) => {
+                let _ = write!(
+                    body,
+                    "<p class=\"warn\" id=\"delivered\">The {decision} was delivered {}, yet the \
+                     device still holds the delta.</p>",
+                    when(Some(at), now)
+                );
+            }
+            None => {}
+        }
+        let open = match decided {
+            None => true,
+            Some((_, delivered)) => {
+                delivered.is_some_and(|at| row.activity.last_heartbeat_at > Some(at))
+            }
+        };
+        if open && operator.may_decide_held() {
             let _ = write!(
                 body,
                 "<form method=\"post\" action=\"/devices/{device_path}/held\">{csrf}\
@@ -467,12 +498,16 @@ pub(crate) async fn post_held(
         &detail,
     )
     .await?;
-    match state.app.fleet.queue(&device, command) {
+    match store
+        .queue_command(&device, &command, Timestamp::now())
+        .await
+    {
         Ok(_) => {
             tracing::info!(%device, operator = operator.user.name, decision = form.decision, "held delta decision queued");
             Ok(see_other("/held"))
         }
-        Err(full) => Err(operator.forbidden(&full.to_string())),
+        Err(full @ StoreError::CommandQueueFull(_)) => Err(operator.forbidden(&full.to_string())),
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -187,7 +187,7 @@ async fn ingest(
         Ok(Ok(opened)) => opened,
         Ok(Err(EnvelopeError::Replay { seq, .. })) => {
             tracing::info!(%device, %seq, "batch already applied: acked again");
-            return Ok(ack(state, identity, seq, false));
+            return Ok(ack(seq, false));
         }
         Ok(Err(EnvelopeError::Gap { expected, got })) => {
             tracing::warn!(%device, %expected, %got, "batch refused: gap");
@@ -215,11 +215,11 @@ async fn ingest(
                 unchanged = changes.unchanged,
                 "batch applied"
             );
-            Ok(ack(state, identity, seq, true))
+            Ok(ack(seq, true))
         }
         Ok(ApplyOutcome::AlreadyApplied { .. }) => {
             tracing::info!(%device, %seq, "batch applied concurrently: acked again");
-            Ok(ack(state, identity, seq, false))
+            Ok(ack(seq, false))
         }
         Err(StoreError::Gap { expected, got }) => {
             tracing::warn!(%device, %expected, %got, "batch refused by the store: gap");
@@ -229,10 +229,7 @@ async fn ingest(
     }
 }
 
-fn ack(state: &AppState, identity: &DeviceIdentity, seq: Seq, applied: bool) -> Response {
-    state
-        .fleet
-        .batch_acked(&identity.device, seq, Timestamp::now());
+fn ack(seq: Seq, applied: bool) -> Response {
     (
         StatusCode::OK,
         Json(BatchAck {

@@ -1,6 +1,7 @@
-//! `POST /v1/heartbeat` (docs/API.md): a device's state goes into the fleet view
-//! ([`crate::fleet`]), its update step into the release log, and the answer carries the
-//! commands queued for it and the release [`crate::release::offer`] chooses for it.
+//! `POST /v1/heartbeat` (docs/API.md): a device's state goes into the store as its last
+//! heartbeat (`FleetStore::record_heartbeat`, which hands over the commands queued for it in
+//! the same transaction), its update step into the release log, and the answer carries those
+//! commands and the release [`crate::release::offer`] chooses for it.
 
 use std::sync::Arc;
 
@@ -74,8 +75,9 @@ pub(crate) async fn post_heartbeat(
         None => None,
     };
     let commands = state
-        .fleet
-        .heartbeat(&identity.device, heartbeat, Timestamp::now());
+        .store
+        .record_heartbeat(&identity.device, &heartbeat, Timestamp::now())
+        .await?;
     if !commands.is_empty() {
         tracing::info!(device = %identity.device, count = commands.len(), "commands delivered");
     }

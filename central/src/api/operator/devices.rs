@@ -1,8 +1,7 @@
 //! `GET /admin/devices`, `POST /admin/devices/{device}/commands` and
-//! `POST /admin/devices/{device}/revoke`: the fleet as the store and [`crate::fleet`] know
-//! it, and the operators' commands and revocations.
+//! `POST /admin/devices/{device}/revoke`: the fleet as the store knows it (devices, chain
+//! heads, last heartbeats and commands), and the operators' commands and revocations.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -20,10 +19,11 @@ use crate::store::{StoreError, Timestamp};
 use skolebro_protocol::api::Command;
 
 /// Every registered device (from the store, so the list survives restarts) with its site,
-/// revocation and chain head, and what central has heard from it since it started.
+/// revocation and chain head, its last heartbeat and batch, and its commands: those waiting
+/// and the last few delivered, with their delivery state.
 pub(crate) async fn get_devices(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let registered = state.store.list_devices().await?;
-    let mut activities: HashMap<_, _> = state.fleet.snapshot().into_iter().collect();
+    let mut activities = state.store.fleet_activity().await?;
     let mut devices = Vec::with_capacity(registered.len());
     for (device, record) in registered {
         let head = state.store.chain_head(&device).await?;
@@ -37,7 +37,12 @@ pub(crate) async fn get_devices(State(state): State<Arc<AppState>>) -> Result<Re
             "last_heartbeat_unix_ms": activity.last_heartbeat_at.map(Timestamp::unix_millis),
             "last_batch_seq": activity.last_batch_seq.map(|seq| seq.0),
             "last_batch_unix_ms": activity.last_batch_at.map(Timestamp::unix_millis),
-            "queued_commands": activity.queued_commands,
+            "queued_commands": activity.waiting(),
+            "commands": activity.commands.iter().map(|queued| json!({
+                "command": queued.command,
+                "queued_unix_ms": queued.queued_at.unix_millis(),
+                "delivered_unix_ms": queued.delivered_at.map(Timestamp::unix_millis),
+            })).collect::<Vec<_>>(),
         }));
     }
     Ok(Json(json!({"devices": devices})).into_response())
@@ -90,16 +95,21 @@ pub(crate) async fn post_command(
         &detail,
     )
     .await?;
-    match state.fleet.queue(&device, command) {
+    match state
+        .store
+        .queue_command(&device, &command, Timestamp::now())
+        .await
+    {
         Ok(queued) => {
             tracing::info!(%device, queued, "command queued");
             Ok((StatusCode::ACCEPTED, Json(json!({"queued": queued}))).into_response())
         }
-        Err(full) => Err(ApiError::new(
+        Err(full @ StoreError::CommandQueueFull(_)) => Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "queue_full",
             full.to_string(),
         )),
+        Err(error) => Err(error.into()),
     }
 }
 

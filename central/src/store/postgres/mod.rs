@@ -22,6 +22,7 @@
 
 mod consumers;
 mod devices;
+mod fleet;
 mod operators;
 mod records;
 mod releases;
@@ -69,6 +70,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         7,
         include_str!("../../../migrations/postgres/0007_transfer_bytes.sql"),
+    ),
+    (
+        8,
+        include_str!("../../../migrations/postgres/0008_fleet.sql"),
     ),
 ];
 

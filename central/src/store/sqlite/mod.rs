@@ -25,6 +25,7 @@
 
 mod consumers;
 mod devices;
+mod fleet;
 mod operators;
 mod records;
 mod releases;
@@ -71,6 +72,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../../migrations/sqlite/0007_transfer_bytes.sql"),
     ),
+    (8, include_str!("../../../migrations/sqlite/0008_fleet.sql")),
 ];
 
 /// The page cache of the connection, in KiB (see `configure`).

@@ -23,6 +23,7 @@ use super::{
 
 mod consumers;
 mod devices;
+mod fleet;
 mod operators;
 mod records;
 mod releases;
@@ -31,6 +32,7 @@ mod windows;
 
 pub(crate) use consumers::*;
 pub(crate) use devices::*;
+pub(crate) use fleet::*;
 pub(crate) use operators::*;
 pub(crate) use records::*;
 pub(crate) use releases::*;
@@ -102,6 +104,11 @@ macro_rules! store_suite {
             transfers_since_a_time_are_listed_oldest_first_with_their_site,
             transfer_windows_are_created_listed_by_county_and_read_by_id,
             a_window_closing_before_it_opens_or_overlapping_its_county_is_refused,
+            the_last_heartbeat_is_kept_with_its_deviation_groups,
+            queued_commands_are_delivered_once_oldest_first_and_kept_as_delivered,
+            the_command_queue_per_device_is_bounded,
+            concurrent_heartbeats_deliver_each_command_once,
+            the_last_batch_of_a_device_is_its_newest_transfer,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {
