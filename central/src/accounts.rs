@@ -3,17 +3,16 @@
 //!
 //! Passwords are hashed with argon2id; only the PHC string is stored. Guessing is slowed per
 //! account name: [`LOGIN_FAILURES_ALLOWED`] failed sign-ins lock a name for [`LOGIN_LOCK`]
-//! (a [`RateLimiter`] kept in memory: a restart forgets it, which is acceptable for a limit
-//! that only has to make guessing slow). The web interface's sign-in (`crate::ui::auth`)
-//! drives this module; it knows nothing of HTTP.
+//! ([`LOGIN_ALLOWANCE`], counted in the store's `sign_in` area, so every central process on
+//! one database sees the same lock and a restart clears none). The web interface's sign-in
+//! (`crate::ui::auth`) drives this module; it knows nothing of HTTP.
 
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::Argon2;
 
-use crate::rate_limit::RateLimiter;
-use crate::store::{ConsumerScope, Role, Timestamp, UiUser};
+use crate::store::{ConsumerScope, Role, SignInAllowance, Timestamp, UiUser};
 
 /// Shortest password `add-user` accepts.
 pub(crate) const MIN_PASSWORD_LEN: usize = 12;
@@ -32,12 +31,10 @@ pub const LOGIN_LOCK: Duration = Duration::from_secs(15 * 60);
 /// The sign-in limit, per account name as typed (unknown names too, so a 429 says nothing
 /// about which names exist). Not per peer address: the interface sits behind a TLS proxy,
 /// where every request comes from the proxy, and a per-address lock would lock out everyone.
-pub(crate) fn login_limiter() -> RateLimiter<String> {
-    RateLimiter::new(
-        LOGIN_FAILURES_ALLOWED,
-        LOGIN_LOCK.saturating_mul(LOGIN_FAILURES_ALLOWED),
-    )
-}
+pub(crate) const LOGIN_ALLOWANCE: SignInAllowance = SignInAllowance {
+    capacity: LOGIN_FAILURES_ALLOWED,
+    period: LOGIN_LOCK.saturating_mul(LOGIN_FAILURES_ALLOWED),
+};
 
 /// The hash a failed login for an unknown name is verified against, so it takes as long as
 /// one for a known name: made once, of a random password nobody has.
@@ -134,10 +131,7 @@ pub(crate) fn random_id() -> Result<[u8; 32], getrandom::Error> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
-    use crate::rate_limit::retry_after_seconds;
 
     #[test]
     fn accounts_are_checked_before_they_are_hashed() {
@@ -179,21 +173,5 @@ mod tests {
         assert!(!verify_password("wrong horse battery".into(), Some(hash)).await);
         assert!(!verify_password("anything".into(), None).await);
         assert!(!verify_password("anything".into(), Some("not a hash".into())).await);
-    }
-
-    #[test]
-    fn five_failures_lock_a_name_for_fifteen_minutes_and_no_other() {
-        let limiter = login_limiter();
-        let start = Instant::now();
-        let kari = "kari".to_owned();
-        for _ in 0..LOGIN_FAILURES_ALLOWED {
-            assert!(limiter.check(&kari, start).is_ok());
-        }
-        let wait = limiter.check(&kari, start).expect_err("locked");
-        assert_eq!(retry_after_seconds(wait), LOGIN_LOCK.as_secs());
-        assert!(limiter.check(&"ops".to_owned(), start).is_ok());
-        let later = start + LOGIN_LOCK + Duration::from_secs(1);
-        assert!(limiter.check(&kari, later).is_ok(), "one more attempt");
-        assert!(limiter.check(&kari, later).is_err(), "and only one");
     }
 }

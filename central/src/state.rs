@@ -10,7 +10,6 @@ use std::time::Duration;
 use skolebro_protocol::SealingPrivateKey;
 
 use crate::enroll::{EnrollSettings, Enroller};
-use crate::rate_limit::RateLimiter;
 use crate::release::ReleaseSettings;
 use crate::store::Store;
 
@@ -61,16 +60,10 @@ pub struct UiSettings {
 pub(crate) struct UiState {
     pub app: Arc<AppState>,
     pub settings: UiSettings,
-    /// Failed sign-ins per account name, in memory ([`crate::accounts::login_limiter`]).
-    pub login_limiter: RateLimiter<String>,
 }
 
 impl UiState {
     pub(crate) fn new(app: Arc<AppState>, settings: UiSettings) -> UiState {
-        UiState {
-            app,
-            settings,
-            login_limiter: crate::accounts::login_limiter(),
-        }
+        UiState { app, settings }
     }
 }

@@ -16,8 +16,8 @@
 //! [`Store`] is the sum of one trait per area, each declared beside the area's types: devices
 //! and chain heads (`devices`), roster records and batches (`records`), enrollment tokens
 //! (`tokens`), consumer clients (`consumers`), operator accounts and audit (`operators`),
-//! releases (`releases`), transfer windows (`windows`) and the last heartbeats and command
-//! queue of the fleet (`fleet`). Two backends implement them all:
+//! releases (`releases`), transfer windows (`windows`), the last heartbeats and command
+//! queue of the fleet (`fleet`) and the sign-in lock (`sign_in`). Two backends implement them all:
 //! [`SqliteStore`], the embedded default, and [`PostgresStore`], the production store, each
 //! split into files named like the areas, so a method's two versions sit in same-named files.
 //! What a batch means (which versions to close, which to insert) is decided once, in
@@ -38,6 +38,7 @@ mod planning;
 pub mod postgres;
 mod records;
 mod releases;
+mod sign_in;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -62,6 +63,7 @@ pub use releases::{
     DeviceReason, NewRelease, ReleaseRecord, ReleaseReport, ReleaseStore, RolloutChange,
     UpdateCounts, UpdateEvent, UpdateState,
 };
+pub use sign_in::{SignInAllowance, SignInStore};
 pub use sqlite::SqliteStore;
 pub use timestamp::Timestamp;
 pub use tokens::{token_id, EnrollRequest, Enrolled, NewToken, TokenRecord, TokenStore};
@@ -71,8 +73,8 @@ pub use windows::{NewWindow, TransferWindow, WindowState, WindowStore};
 /// a method of a supertrait of [`Store`] needs its trait in scope, even on `dyn Store`.
 pub mod prelude {
     pub use super::{
-        ConsumerStore, DeviceStore, FleetStore, OperatorStore, RecordStore, ReleaseStore, Store,
-        TokenStore, WindowStore,
+        ConsumerStore, DeviceStore, FleetStore, OperatorStore, RecordStore, ReleaseStore,
+        SignInStore, Store, TokenStore, WindowStore,
     };
 }
 
@@ -86,7 +88,7 @@ pub trait Store
 where
     Self: DeviceStore + TokenStore + RecordStore + ConsumerStore,
     Self: OperatorStore + ReleaseStore + WindowStore,
-    Self: FleetStore,
+    Self: FleetStore + SignInStore,
 {
 }
 
@@ -99,6 +101,7 @@ impl<T> Store for T where
         + ReleaseStore
         + WindowStore
         + FleetStore
+        + SignInStore
         + ?Sized
 {
 }

@@ -18,11 +18,12 @@
 //!
 //! Guessing is slowed per account name ([`crate::accounts`]): after
 //! `LOGIN_FAILURES_ALLOWED` failed sign-ins a name is locked, and while it is locked its
-//! sign-ins are refused (429) without the password being checked.
+//! sign-ins are refused (429) without the password being checked. The count is in the store,
+//! so it holds across restarts and for every central process on one database.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{FromRequestParts, State};
@@ -37,7 +38,9 @@ use subtle::ConstantTimeEq as _;
 
 use super::error::PageError;
 use super::html::{escape, page, see_other};
-use crate::accounts::{random_id, verify_password, LOGIN_FAILURES_ALLOWED, MAX_NAME_LEN};
+use crate::accounts::{
+    random_id, verify_password, LOGIN_ALLOWANCE, LOGIN_FAILURES_ALLOWED, MAX_NAME_LEN,
+};
 use crate::audit;
 use crate::rate_limit::retry_after_seconds;
 use crate::state::UiState;
@@ -319,18 +322,18 @@ pub(crate) async fn post_login(
     // password. Each attempt is counted before its password is checked, so guesses sent in
     // parallel cannot outrun the count; a successful sign-in gives the allowance back.
     let tried: String = form.name.chars().take(MAX_NAME_LEN).collect();
-    let now = Instant::now();
-    if let Err(wait) = state.login_limiter.check(&tried, now) {
+    let store = state.app.store.as_ref();
+    let now = Timestamp::now();
+    if let Some(wait) = store.take_sign_in(&tried, LOGIN_ALLOWANCE, now).await? {
         tracing::warn!("sign-in refused: the name is locked after failed sign-ins");
         return Ok(locked(&state, wait));
     }
-    let store = state.app.store.as_ref();
     let user = store.user(&form.name).await?;
     let hash = user.as_ref().map(|user| user.password_hash.clone());
     let verified = verify_password(form.password, hash).await;
     let Some(user) = user.filter(|_| verified) else {
         audit::record(store, &tried, "login_failed", "", "wrong name or password").await?;
-        if let Err(wait) = state.login_limiter.ready(&tried, now) {
+        if let Some(wait) = store.sign_in_ready(&tried, LOGIN_ALLOWANCE, now).await? {
             // The lock holds even if its line cannot be written: it fails closed.
             let detail = format!(
                 "{LOGIN_FAILURES_ALLOWED} failed sign-ins: locked for {} min",
@@ -345,7 +348,7 @@ pub(crate) async fn post_login(
             "<p class=\"bad\">Wrong name or password.</p>",
         ));
     };
-    state.login_limiter.forget(&tried);
+    store.forget_sign_ins(&tried).await?;
     let (Ok(id), Ok(csrf)) = (random_id(), random_id()) else {
         return Ok(login_page(
             &state,

@@ -26,6 +26,7 @@ mod fleet;
 mod operators;
 mod records;
 mod releases;
+mod sign_in;
 mod tokens;
 mod windows;
 
@@ -73,7 +74,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         8,
-        include_str!("../../../migrations/postgres/0008_fleet.sql"),
+        include_str!("../../../migrations/postgres/0008_shared_state.sql"),
     ),
 ];
 

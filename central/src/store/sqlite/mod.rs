@@ -29,6 +29,7 @@ mod fleet;
 mod operators;
 mod records;
 mod releases;
+mod sign_in;
 mod tokens;
 mod windows;
 
@@ -72,7 +73,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../../migrations/sqlite/0007_transfer_bytes.sql"),
     ),
-    (8, include_str!("../../../migrations/sqlite/0008_fleet.sql")),
+    (
+        8,
+        include_str!("../../../migrations/sqlite/0008_shared_state.sql"),
+    ),
 ];
 
 /// The page cache of the connection, in KiB (see `configure`).

@@ -27,6 +27,7 @@ mod fleet;
 mod operators;
 mod records;
 mod releases;
+mod sign_in;
 mod tokens;
 mod windows;
 
@@ -36,6 +37,7 @@ pub(crate) use fleet::*;
 pub(crate) use operators::*;
 pub(crate) use records::*;
 pub(crate) use releases::*;
+pub(crate) use sign_in::*;
 pub(crate) use tokens::*;
 pub(crate) use windows::*;
 
@@ -109,6 +111,8 @@ macro_rules! store_suite {
             the_command_queue_per_device_is_bounded,
             concurrent_heartbeats_deliver_each_command_once,
             the_last_batch_of_a_device_is_its_newest_transfer,
+            failed_sign_ins_lock_a_name_and_no_other_until_it_signs_in,
+            concurrent_sign_ins_cannot_outrun_the_lock,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {
