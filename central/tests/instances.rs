@@ -2,7 +2,8 @@
 //! a device can observe lives in the store. Real `skolebro-central serve` processes with mutual
 //! TLS: a restart keeps the last heartbeat (with its deviation groups) and a queued command,
 //! which the next heartbeat then gets; and two centrals on one PostgreSQL schema apply a
-//! batch raced to both exactly once, keep the chain head right and share the fleet view.
+//! batch raced to both exactly once, keep the chain head right, and share the fleet view
+//! and the sign-in lock.
 
 mod common;
 
@@ -37,6 +38,7 @@ struct Instance {
     config: PathBuf,
     device_port: u16,
     admin_port: u16,
+    ui_port: u16,
     log: PathBuf,
 }
 
@@ -76,18 +78,21 @@ impl Setup {
 
     /// Writes the configuration of instance `name` with `store` as its `[store]` table body.
     fn instance(&self, name: &str, store: &str) -> Instance {
-        let (device_port, admin_port) = (free_port(), free_port());
+        let (device_port, admin_port, ui_port) = (free_port(), free_port(), free_port());
         let config = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(
             &config,
             format!(
                 "listen = \"127.0.0.1:{device_port}\"\n\
                  admin_listen = \"127.0.0.1:{admin_port}\"\n\
+                 ui_listen = \"127.0.0.1:{ui_port}\"\n\
                  sealing_key = \"sealing.key\"\n\
                  [tls]\n\
                  cert = \"pki/server.pem\"\n\
                  key = \"pki/server.key\"\n\
                  device_ca = \"pki/device-ca.pem\"\n\
+                 [ui]\n\
+                 secure_cookie = false\n\
                  [store]\n{store}"
             ),
         )
@@ -96,6 +101,7 @@ impl Setup {
             config,
             device_port,
             admin_port,
+            ui_port,
             log: self.dir.path().join(format!("{name}.log")),
         }
     }
@@ -197,7 +203,7 @@ impl Running {
             log: instance.log.clone(),
         };
         let deadline = Instant::now() + PROCESS_DEADLINE;
-        for port in [instance.device_port, instance.admin_port] {
+        for port in [instance.device_port, instance.admin_port, instance.ui_port] {
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
                 if let Ok(Some(status)) = running.child.try_wait() {
                     panic!("serve exited with {status}: {}", running.log());
@@ -313,7 +319,8 @@ async fn device_entry(instance: &Instance, device: &DeviceId) -> Value {
 }
 
 #[tokio::test]
-async fn a_restarted_central_still_shows_the_last_heartbeat_and_delivers_the_queued_command() {
+async fn a_restarted_central_still_shows_the_last_heartbeat_delivers_the_queued_command_and_keeps_the_sign_in_lock(
+) {
     let setup = Setup::new();
     let instance = setup.instance("central", "kind = \"sqlite\"\npath = \"central.db\"\n");
     setup.register_device(&instance);
@@ -323,6 +330,12 @@ async fn a_restarted_central_still_shows_the_last_heartbeat_and_delivers_the_que
     let answer = post_heartbeat(&client, &instance).await;
     assert_eq!(answer["commands"], json!([]));
     queue_command(&instance, &setup.device, json!({"type": "resync"})).await;
+    for _ in 0..4 {
+        assert_eq!(
+            failed_sign_in(&instance, "kari").await,
+            reqwest::StatusCode::UNAUTHORIZED
+        );
+    }
     first.stop();
 
     let second = Running::start(&instance);
@@ -335,6 +348,11 @@ async fn a_restarted_central_still_shows_the_last_heartbeat_and_delivers_the_que
     assert_eq!(entry["last_heartbeat"]["held"]["id"], "h1", "{entry}");
     assert!(entry["last_heartbeat_unix_ms"].is_i64(), "{entry}");
     assert_eq!(entry["queued_commands"], json!([{"type": "resync"}]));
+    assert_eq!(
+        failed_sign_in(&instance, "kari").await,
+        reqwest::StatusCode::TOO_MANY_REQUESTS,
+        "the failures before the restart still count"
+    );
 
     let answer = post_heartbeat(&client, &instance).await;
     assert_eq!(answer["commands"], json!([{"type": "resync"}]));
@@ -347,6 +365,45 @@ async fn a_restarted_central_still_shows_the_last_heartbeat_and_delivers_the_que
         "{entry}"
     );
     second.stop();
+}
+
+/// The status of a sign-in as `name` with a wrong password on `instance`'s web interface,
+/// filled in as a browser would: the login page's cookie and CSRF field sent back.
+async fn failed_sign_in(instance: &Instance, name: &str) -> reqwest::StatusCode {
+    let base = format!("http://127.0.0.1:{}", instance.ui_port);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let form = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("the login page");
+    let cookie = form
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(|value| value.split(';').next()?.strip_prefix("skolebro_login="))
+        .expect("a login cookie")
+        .to_owned();
+    let html = form.text().await.expect("the login page's text");
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    let csrf = &html[at..at + 64];
+    http.post(format!("{base}/login"))
+        .header(reqwest::header::COOKIE, format!("skolebro_login={cookie}"))
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(format!(
+            "csrf={csrf}&name={name}&password=wrong-horse-battery"
+        ))
+        .send()
+        .await
+        .expect("the login answer")
+        .status()
 }
 
 /// A PostgreSQL schema of the test's own, dropped afterwards.
@@ -374,7 +431,8 @@ async fn count(schema: &str, table: &str) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_centrals_on_one_postgres_apply_a_raced_batch_once_and_share_the_fleet() {
+async fn two_centrals_on_one_postgres_apply_a_raced_batch_once_and_share_the_fleet_and_the_sign_in_lock(
+) {
     let mut random = [0u8; 8];
     getrandom::fill(&mut random).expect("system randomness");
     let schema = format!("skolebro_instances_{}", hex::encode(random));
@@ -439,6 +497,26 @@ async fn raced_batches(store: String, schema: String) {
     assert_eq!(answer["commands"], json!([]));
     let entry = device_entry(&a, &setup.device).await;
     assert_eq!(entry["last_heartbeat"]["state"], "holding");
+
+    // The sign-in lock is one: failures on either central count together.
+    let mut statuses = Vec::new();
+    for instance in [&a, &b, &a, &b, &a, &b] {
+        statuses.push(failed_sign_in(instance, "kari").await);
+    }
+    let unauthorized = reqwest::StatusCode::UNAUTHORIZED;
+    let locked = reqwest::StatusCode::TOO_MANY_REQUESTS;
+    assert_eq!(
+        statuses,
+        [
+            unauthorized,
+            unauthorized,
+            unauthorized,
+            unauthorized,
+            locked,
+            locked
+        ],
+        "five failures in all lock the name on both"
+    );
 
     running_a.stop();
     running_b.stop();
