@@ -31,6 +31,7 @@ pub mod config;
 mod consumer_auth;
 mod elevliste_export;
 pub mod enroll;
+mod metrics;
 pub mod oneroster;
 mod rate_limit;
 pub mod release;

@@ -41,6 +41,7 @@ use tower_http::timeout::TimeoutBody;
 use crate::api::device::{PeerAddr, ENROLL_PATH};
 use crate::api::error::ApiError;
 use crate::enroll::EnrollSettings;
+use crate::metrics::Handshake;
 use crate::release::ReleaseSettings;
 use crate::state::{AppState, UiSettings, UiState};
 use crate::store::Store;
@@ -512,12 +513,17 @@ async fn serve_device_connection(
     body_idle_timeout: Duration,
 ) {
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
+        Ok(Ok(tls)) => {
+            state.metrics.handshake(Handshake::Completed);
+            tls
+        }
         Ok(Err(error)) => {
+            state.metrics.handshake(Handshake::Failed);
             tracing::debug!(%peer, %error, "TLS handshake failed");
             return;
         }
         Err(_) => {
+            state.metrics.handshake(Handshake::TimedOut);
             tracing::debug!(%peer, "TLS handshake timed out");
             return;
         }

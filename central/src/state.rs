@@ -10,6 +10,7 @@ use std::time::Duration;
 use skolebro_protocol::SealingPrivateKey;
 
 use crate::enroll::{EnrollSettings, Enroller};
+use crate::metrics::Metrics;
 use crate::release::ReleaseSettings;
 use crate::store::Store;
 
@@ -23,10 +24,12 @@ pub(crate) struct AppState {
     pub max_batch_bytes: usize,
     pub enroller: Enroller,
     pub releases: ReleaseSettings,
+    /// This process's counters for `GET /metrics`; the fleet's state is read at scrape time.
+    pub metrics: Metrics,
 }
 
 impl AppState {
-    /// A server's state: no enrollment counted yet (what devices reported is in the store).
+    /// A server's state: no enrollment and no metric counted yet (what devices reported is in the store).
     pub(crate) fn new(
         store: Arc<dyn Store>,
         sealing_key: SealingPrivateKey,
@@ -40,6 +43,7 @@ impl AppState {
             max_batch_bytes,
             enroller: Enroller::new(enroll),
             releases,
+            metrics: Metrics::new(),
         }
     }
 }

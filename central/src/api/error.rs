@@ -18,6 +18,11 @@ use crate::store::StoreError;
 /// database restart or failover, short enough that a school's data is not held up for long.
 pub(crate) const RETRY_AFTER_SECONDS: u32 = 30;
 
+/// The error code of an answer, put in the response's extensions so a layer (the device
+/// listener's metrics) can count refusals by code without reading the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ErrorCode(pub &'static str);
+
 /// An answer other than success, as the contract documents it.
 #[derive(Debug)]
 pub(crate) enum ApiError {
@@ -208,7 +213,9 @@ fn body(
     if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
         body.extend(extra);
     }
-    (status, Json(body)).into_response()
+    let mut response = (status, Json(body)).into_response();
+    response.extensions_mut().insert(ErrorCode(code));
+    response
 }
 
 fn unavailable(detail: String) -> Response {

@@ -229,15 +229,16 @@ async fn ingest(
     }
 }
 
+/// The `200` answer; the ack also goes into the response's extensions, where the metrics
+/// layer (`metered`) tells an apply from a replay.
 fn ack(seq: Seq, applied: bool) -> Response {
-    (
-        StatusCode::OK,
-        Json(BatchAck {
-            ack: seq.0,
-            applied,
-        }),
-    )
-        .into_response()
+    let ack = BatchAck {
+        ack: seq.0,
+        applied,
+    };
+    let mut response = (StatusCode::OK, Json(ack)).into_response();
+    response.extensions_mut().insert(ack);
+    response
 }
 
 /// The answer to an envelope `open` (or the parser) refused. Codes per docs/API.md.

@@ -67,6 +67,7 @@ pub(crate) async fn post_heartbeat(
     );
     if let Some(report) = &heartbeat.update {
         release::record_report(state.store.as_ref(), &identity.device, report).await?;
+        state.metrics.update_reported(report.state);
     }
     let release = match &heartbeat.target {
         Some(target) => {

@@ -1,6 +1,7 @@
 //! The device listener's handlers (docs/API.md, "Device endpoints"), served over mutual TLS
 //! by [`crate::server`]: batches ([`batches`]), heartbeats ([`heartbeat`]), enrollment and
-//! renewal ([`enroll`]) and release downloads ([`release`]).
+//! renewal ([`enroll`]) and release downloads ([`release`]); [`metered`] counts batch and
+//! heartbeat answers for `GET /metrics`.
 //!
 //! The server decides once per connection who the caller is and attaches the certificate's
 //! `DeviceIdentity` and the [`PeerAddr`] to each request; a connection without a
@@ -12,11 +13,13 @@ mod batches;
 mod caller;
 mod enroll;
 mod heartbeat;
+mod metered;
 mod release;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -34,8 +37,18 @@ pub(crate) use heartbeat::MAX_HEARTBEAT_BYTES;
 /// through without one).
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/v1/batches", post(batches::post_batch))
-        .route("/v1/heartbeat", post(heartbeat::post_heartbeat))
+        .route(
+            "/v1/batches",
+            post(batches::post_batch)
+                .route_layer(from_fn_with_state(Arc::clone(&state), metered::count_batch)),
+        )
+        .route(
+            "/v1/heartbeat",
+            post(heartbeat::post_heartbeat).route_layer(from_fn_with_state(
+                Arc::clone(&state),
+                metered::count_heartbeat,
+            )),
+        )
         .route(ENROLL_PATH, post(enroll::post_enroll))
         .route("/v1/renew", post(enroll::post_renew))
         .route("/v1/releases/{id}/artifact", get(release::get_artifact))

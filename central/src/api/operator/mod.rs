@@ -11,7 +11,8 @@
 //! frozen at a transfer window's deadline once it has passed ([`windows`]), and register,
 //! upload and roll out releases ([`releases`]). There are no operator accounts yet, which
 //! is why the listener is bound to loopback only; [`guard`] keeps browsers on the host out
-//! (a `Host` naming the listener, no `Origin`). The roster answers carry personal data by
+//! (a `Host` naming the listener, no `Origin`). Prometheus scrapes `/metrics`, and
+//! balancers ask `/healthz` and `/readyz`, here too ([`monitoring`]). The roster answers carry personal data by
 //! design; nothing of it is logged.
 //!
 //! Every action that changes something writes a line to the audit log first
@@ -21,6 +22,7 @@ mod clients;
 mod devices;
 mod elevliste;
 mod guard;
+mod monitoring;
 mod releases;
 mod roster;
 mod tokens;
@@ -83,6 +85,9 @@ pub(crate) fn router(state: Arc<AppState>, listen: SocketAddr) -> Router {
             "/admin/clients/{id}/revoke",
             post(clients::post_revoke_client),
         )
+        .route("/metrics", get(monitoring::get_metrics))
+        .route("/healthz", get(monitoring::get_healthz))
+        .route("/readyz", get(monitoring::get_readyz))
         .route("/admin/exports/elevliste", get(elevliste::get_elevliste))
         .route(
             "/admin/windows",
