@@ -15,7 +15,7 @@
 //!
 //! Labels carry site ids, device ids and fixed codes only, never a national id or a name.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prometheus_client::encoding::prometheus_text;
@@ -29,8 +29,8 @@ use skolebro_protocol::api::{AgentState, ReportedState};
 use skolebro_protocol::{DeviceId, SiteId};
 
 use crate::store::prelude::*;
-use crate::store::{StoreError, Timestamp, WindowState};
-use crate::windows::Overview;
+use crate::store::{Fylke, StoreError, Timestamp, Transfer, TransferWindow, WindowState};
+use crate::windows::{reports, site_counties, SiteCounties};
 
 /// The `Content-Type` of a `/metrics` answer.
 pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -275,7 +275,7 @@ fn seconds(at: Timestamp) -> f64 {
 async fn fleet_registry(store: &dyn Store, now: Timestamp) -> Result<Registry, StoreError> {
     let devices = store.list_devices().await?;
     let activity = store.fleet_activity().await?;
-    let overview = Overview::load(store, None).await?;
+    let missed = missed_windows(store, now).await?;
 
     let mut registry = Registry::with_prefix("skolebro");
     let by_state = Family::<StateLabel, Gauge>::default();
@@ -338,7 +338,7 @@ async fn fleet_registry(store: &dyn Store, now: Timestamp) -> Result<Registry, S
             })
             .set(count);
     }
-    for (site, late) in missed_windows(&overview, now) {
+    for (site, late) in missed {
         window_late
             .get_or_create(&SiteLabel {
                 site: site.to_string(),
@@ -405,29 +405,50 @@ fn saturating(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// For every site in a county with a closed window: whether it delivered nothing inside the
-/// county's last closed window (`true`: missed it).
-fn missed_windows(overview: &Overview, now: Timestamp) -> BTreeMap<SiteId, bool> {
-    let mut last_closed: BTreeMap<_, usize> = BTreeMap::new();
-    for (index, window) in overview.windows.iter().enumerate() {
+/// For every site in a county with a closed window: whether it missed the county's last
+/// closed window. Only those windows' transfers are read, so a scrape costs the same in a
+/// window's tenth year as in its first.
+async fn missed_windows(
+    store: &dyn Store,
+    now: Timestamp,
+) -> Result<BTreeMap<SiteId, bool>, StoreError> {
+    let windows = last_closed(store.windows(None).await?, now);
+    let Some(since) = windows.iter().map(|window| window.opens).min() else {
+        return Ok(BTreeMap::new());
+    };
+    let counties = site_counties(store.current_schools().await?);
+    let transfers = store.transfers_since(since).await?;
+    Ok(missed(&windows, &counties, &transfers))
+}
+
+/// The last window of each county that had closed by `now`.
+fn last_closed(windows: Vec<TransferWindow>, now: Timestamp) -> Vec<TransferWindow> {
+    let mut last: BTreeMap<Fylke, TransferWindow> = BTreeMap::new();
+    for window in windows {
         if window.state_at(now) != WindowState::Closed {
             continue;
         }
-        let newer = last_closed
+        if last
             .get(&window.fylke)
-            .is_none_or(|&seen| overview.windows[seen].closes < window.closes);
-        if newer {
-            last_closed.insert(window.fylke, index);
+            .is_none_or(|seen| seen.closes < window.closes)
+        {
+            last.insert(window.fylke, window);
         }
     }
-    let reports = overview.reports();
+    last.into_values().collect()
+}
+
+/// Whether each site of the windows' counties had no batch applied inside its county's
+/// window (`true`: missed it); one window per county.
+fn missed(
+    windows: &[TransferWindow],
+    counties: &SiteCounties,
+    transfers: &[(SiteId, Transfer)],
+) -> BTreeMap<SiteId, bool> {
     let mut missed: BTreeMap<SiteId, bool> = BTreeMap::new();
-    for index in last_closed.values() {
-        let report = &reports[*index];
+    for report in reports(windows, counties, transfers) {
         for site in &report.sites {
-            let delivered: &BTreeSet<SiteId> = &report.delivered;
-            let entry = missed.entry(site.clone()).or_insert(false);
-            *entry |= !delivered.contains(site);
+            *missed.entry(site.clone()).or_insert(false) |= !report.delivered.contains(site);
         }
     }
     missed
@@ -436,7 +457,9 @@ fn missed_windows(overview: &Overview, now: Timestamp) -> BTreeMap<SiteId, bool>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Changes, Fylke, Transfer, TransferWindow};
+    use std::collections::BTreeSet;
+
+    use crate::store::Changes;
 
     #[test]
     fn every_agent_state_has_a_listed_gauge_label() {
@@ -482,26 +505,26 @@ mod tests {
         let late = SiteId::new("4601-2").unwrap();
         let elsewhere = SiteId::new("0301-1").unwrap();
         let county = |fylke: &str| BTreeSet::from([Fylke::parse(fylke).unwrap()]);
-        let overview = Overview {
-            // An older closed window both missed, the last closed one, and one still open.
-            windows: vec![
-                window(1, "46", 0, 100),
-                window(2, "46", 1_000, 2_000),
-                window(3, "46", 5_000, 9_000),
-            ],
-            counties: [
-                (on_time.clone(), county("46")),
-                (late.clone(), county("46")),
-                (elsewhere.clone(), county("03")),
-            ]
-            .into_iter()
-            .collect(),
-            transfers: vec![
-                (on_time.clone(), applied("pi-1", 1_500)),
-                (late.clone(), applied("pi-2", 2_500)),
-            ],
-        };
-        let missed = missed_windows(&overview, Timestamp(6_000));
+        // An older closed window both missed, the last closed one, and one still open.
+        let windows = vec![
+            window(1, "46", 0, 100),
+            window(2, "46", 1_000, 2_000),
+            window(3, "46", 5_000, 9_000),
+        ];
+        let windows = last_closed(windows, Timestamp(6_000));
+        assert_eq!(windows.iter().map(|w| w.id).collect::<Vec<_>>(), [2]);
+        let counties = [
+            (on_time.clone(), county("46")),
+            (late.clone(), county("46")),
+            (elsewhere.clone(), county("03")),
+        ]
+        .into_iter()
+        .collect();
+        let transfers = vec![
+            (on_time.clone(), applied("pi-1", 1_500)),
+            (late.clone(), applied("pi-2", 2_500)),
+        ];
+        let missed = missed(&windows, &counties, &transfers);
         assert_eq!(missed.get(&on_time), Some(&false));
         assert_eq!(missed.get(&late), Some(&true));
         // A county without a closed window says nothing about its sites.
