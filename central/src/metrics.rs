@@ -82,11 +82,15 @@ pub(crate) struct Metrics {
     tls_failures: Family<ReasonLabel, Counter>,
 }
 
-/// How a TLS handshake on the device listener ended.
+/// How a TLS handshake on the device listener ended: failures are not logged above debug
+/// level (scanners are not incidents), so this count is where a wave of them shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Handshake {
+    /// The client is through; what it may do is decided after.
     Completed,
+    /// Refused by rustls: no TLS, a certificate not from the device CA, no common version.
     Failed,
+    /// Not finished within `server::HANDSHAKE_TIMEOUT`.
     TimedOut,
 }
 

@@ -67,7 +67,6 @@ pub(crate) async fn post_heartbeat(
     );
     if let Some(report) = &heartbeat.update {
         release::record_report(state.store.as_ref(), &identity.device, report).await?;
-        state.metrics.update_reported(report.state);
     }
     let release = match &heartbeat.target {
         Some(target) => {
@@ -79,6 +78,10 @@ pub(crate) async fn post_heartbeat(
         .store
         .record_heartbeat(&identity.device, &heartbeat, Timestamp::now())
         .await?;
+    // Counted once the heartbeat is through: until then the agent repeats the report.
+    if let Some(report) = &heartbeat.update {
+        state.metrics.update_reported(report.state);
+    }
     if !commands.is_empty() {
         tracing::info!(device = %identity.device, count = commands.len(), "commands delivered");
     }
