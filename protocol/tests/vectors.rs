@@ -18,9 +18,9 @@ use skolebro_protocol::envelope::{
 };
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{
-    DeviceId, Digest, Enrollment, Entity, Gender, Group, NationalId, Payload, ReleaseManifest,
-    ReleaseSigningKey, Roster, School, Seq, SiteId, SiteInfo, SiteSecret, StickBody,
-    StickSigningKey, Student, Version,
+    Delta, DeviceId, Digest, Enrollment, Entity, Gender, Group, NationalId, Payload,
+    ReleaseManifest, ReleaseSigningKey, Roster, School, Seq, SiteId, SiteInfo, SiteSecret,
+    StickBody, StickSigningKey, Student, Version,
 };
 
 /// Set to write the vectors afresh instead of comparing (see `tests/vectors/README.md`).
@@ -207,6 +207,60 @@ fn a_sealed_envelope_matches_the_kept_vector_and_opens() {
     assert_eq!(opened.header, header);
     assert_eq!(opened.payload, payload);
     assert_eq!(opened.next_head().next_seq, Seq(2));
+}
+
+/// A delta as the format before renames wrote it: a student and its enrollment upserted,
+/// one student deleted. No rename, so it is written as `Payload` variant 0 to this day.
+fn delta_v1() -> Delta {
+    let roster = roster();
+    let secret = secret();
+    let mut delta = Delta::default();
+    let student = roster.students[0].clone();
+    let enrollment = roster.enrollments[0].clone();
+    delta.students.upserts = vec![(secret.handle(Entity::Student, &student.source_key), student)];
+    delta.students.deletes = vec![secret.handle(Entity::Student, "elev-gone")];
+    delta.enrollments.upserts = vec![(
+        secret.handle(Entity::Enrollment, &enrollment.source_key),
+        enrollment,
+    )];
+    delta
+}
+
+fn delta_header(seq: u64) -> Header {
+    Header {
+        version: FORMAT_VERSION,
+        device: device(),
+        site: SiteId::new("4601-46500").expect("a site id"),
+        seq: Seq(seq),
+        prev: [0; 32],
+        created_unix_ms: 1_780_000_000_000,
+        kind: Kind::Delta,
+    }
+}
+
+#[test]
+fn a_sealed_delta_of_the_first_payload_version_matches_the_kept_vector_and_opens() {
+    let payload = Payload::Delta(delta_v1());
+    let envelope = seal_with(
+        delta_header(1),
+        &payload,
+        &central_key().public_key(),
+        &device_key(),
+        &mut Counting(0),
+    )
+    .expect("sealed");
+    let kept = kept("envelope-delta-v1.bin", &envelope.to_bytes());
+    let opened = open(
+        &kept,
+        1 << 20,
+        &device(),
+        &device_key().verifying_key(),
+        &ChainHead::genesis(),
+        &central_key(),
+    )
+    .expect("the kept delta opens with today's code");
+    assert_eq!(opened.header, delta_header(1));
+    assert_eq!(opened.payload, payload);
 }
 
 fn stick_body() -> StickBody {
