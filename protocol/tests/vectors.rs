@@ -263,6 +263,61 @@ fn a_sealed_delta_of_the_first_payload_version_matches_the_kept_vector_and_opens
     assert_eq!(opened.payload, payload);
 }
 
+/// A delta with renames: the student and its enrollment carry a new key (a PIFU `Old`/`New`
+/// pair), so each is upserted under the new handle, deleted under the old one and named in
+/// `renames`. Written as `Payload` variant 2.
+fn delta_with_renames() -> Delta {
+    let roster = roster();
+    let secret = secret();
+    let mut delta = Delta::default();
+    let student = roster.students[0].clone();
+    let enrollment = roster.enrollments[0].clone();
+    let (old_student, new_student) = (
+        secret.handle(Entity::Student, "elev-old"),
+        secret.handle(Entity::Student, &student.source_key),
+    );
+    let (old_enrollment, new_enrollment) = (
+        secret.handle(Entity::Enrollment, "elev-old@46500"),
+        secret.handle(Entity::Enrollment, &enrollment.source_key),
+    );
+    delta.students.upserts = vec![(new_student, student)];
+    delta.students.deletes = vec![old_student];
+    delta.students.renames = vec![(old_student, new_student)];
+    delta.enrollments.upserts = vec![(new_enrollment, enrollment)];
+    delta.enrollments.deletes = vec![old_enrollment];
+    delta.enrollments.renames = vec![(old_enrollment, new_enrollment)];
+    delta
+}
+
+#[test]
+fn a_sealed_delta_with_renames_matches_the_kept_vector_and_opens() {
+    let payload = Payload::Delta(delta_with_renames());
+    let envelope = seal_with(
+        delta_header(1),
+        &payload,
+        &central_key().public_key(),
+        &device_key(),
+        &mut Counting(0),
+    )
+    .expect("sealed");
+    let kept = kept("envelope-delta-renames.bin", &envelope.to_bytes());
+    let opened = open(
+        &kept,
+        1 << 20,
+        &device(),
+        &device_key().verifying_key(),
+        &ChainHead::genesis(),
+        &central_key(),
+    )
+    .expect("the kept delta opens with today's code");
+    assert_eq!(opened.payload, payload);
+    let Payload::Delta(delta) = opened.payload else {
+        panic!("a delta")
+    };
+    assert_eq!(delta.students.renames.len(), 1);
+    assert_eq!(delta.enrollments.renames.len(), 1);
+}
+
 fn stick_body() -> StickBody {
     let site = SiteInfo {
         fylke: "46".into(),
