@@ -569,6 +569,66 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_renamed_pupil_is_sealed_as_a_rename_in_the_delta_central_receives() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = site();
+        let (mut enqueuer, _) = Enqueuer::open(
+            dir.path(),
+            site.identity.clone(),
+            SafetyPolicy::default(),
+            OutboxConfig::default(),
+        )
+        .unwrap();
+        let first = export(0..30, "1A");
+        enqueuer.offer(first.clone()).unwrap();
+
+        // The source gives one pupil a new key and says which key it replaces.
+        let mut renamed = first.clone();
+        let from = renamed.roster.students[0].source_key.clone();
+        let to = format!("{from}-ny");
+        renamed.roster.students[0].source_key = to.as_str().into();
+        for enrollment in &mut renamed.roster.enrollments {
+            if enrollment.student == from {
+                enrollment.source_key = format!("{to}@{}", enrollment.school).into();
+                enrollment.student = to.as_str().into();
+            }
+        }
+        renamed.renames.push(skolebro_roster::validate::Rename {
+            entity: Entity::Student,
+            from: from.to_string(),
+            to: to.clone(),
+        });
+        let outcome = enqueuer.offer(renamed.clone()).unwrap();
+        let OfferOutcome::Enqueued {
+            seq: 2, summary, ..
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(summary.renamed(Entity::Student), 1);
+
+        let head = opened(&site, &enqueuer, 1, &ChainHead::genesis()).next_head();
+        let batch = opened(&site, &enqueuer, 2, &head);
+        let Payload::Delta(delta) = &batch.payload else {
+            panic!("a delta")
+        };
+        let secret = &site.identity.site_secret;
+        let pair = (
+            secret.handle(Entity::Student, &from),
+            secret.handle(Entity::Student, &to),
+        );
+        assert_eq!(delta.students.renames, [pair]);
+        assert_eq!(delta.students.deletes, [pair.0]);
+        assert_eq!(delta.students.upserts.len(), 1);
+        assert_eq!(delta.students.upserts[0].0, pair.1);
+        assert_eq!(delta.enrollments.renames.len(), 1);
+        assert_eq!(
+            enqueuer.checkpoint().state,
+            State::of(&renamed.roster, secret)
+        );
+    }
+
+    #[test]
     fn a_large_export_goes_as_chained_pieces_and_a_full_outbox_waits_between_them() {
         let dir = tempfile::tempdir().unwrap();
         let site = site();
