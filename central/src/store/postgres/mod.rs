@@ -70,6 +70,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../../migrations/postgres/0007_transfer_bytes.sql"),
     ),
+    (
+        8,
+        include_str!("../../../migrations/postgres/0008_record_identity.sql"),
+    ),
 ];
 
 /// Central's store in a PostgreSQL schema.

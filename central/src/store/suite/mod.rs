@@ -26,6 +26,7 @@ mod devices;
 mod operators;
 mod records;
 mod releases;
+mod renames;
 mod tokens;
 mod windows;
 
@@ -34,6 +35,7 @@ pub(crate) use devices::*;
 pub(crate) use operators::*;
 pub(crate) use records::*;
 pub(crate) use releases::*;
+pub(crate) use renames::*;
 pub(crate) use tokens::*;
 pub(crate) use windows::*;
 
@@ -102,6 +104,8 @@ macro_rules! store_suite {
             transfers_since_a_time_are_listed_oldest_first_with_their_site,
             transfer_windows_are_created_listed_by_county_and_read_by_id,
             a_window_closing_before_it_opens_or_overlapping_its_county_is_refused,
+            a_rename_keeps_the_identity_and_leaves_one_record,
+            a_rename_without_its_delete_is_refused_and_changes_nothing,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {
@@ -199,6 +203,7 @@ fn handle<R: Record>(secret: &SiteSecret, record: &R) -> RecordHandle {
 
 fn upserts<R: Record + Clone>(secret: &SiteSecret, records: &[R]) -> EntityDelta<R> {
     let mut delta = EntityDelta {
+        renames: Vec::new(),
         upserts: records
             .iter()
             .map(|record| (handle(secret, record), record.clone()))
@@ -218,6 +223,7 @@ fn students_delta(secret: &SiteSecret, students: Vec<Student>) -> Payload {
 
 fn delete_students(secret: &SiteSecret, keys: &[&str]) -> Payload {
     let mut students = EntityDelta {
+        renames: Vec::new(),
         upserts: Vec::new(),
         deletes: keys
             .iter()
@@ -324,5 +330,6 @@ fn changes(added: u64, changed: u64, removed: u64, unchanged: u64) -> Changes {
         changed,
         removed,
         unchanged,
+        renamed: 0,
     }
 }
