@@ -500,6 +500,18 @@ pub(crate) mod tests {
         builder.finish()
     }
 
+    /// The stage in `dir` with the default safety policy and outbox.
+    fn open_default(dir: &Path, site: &Site) -> Enqueuer {
+        let (enqueuer, _) = Enqueuer::open(
+            dir,
+            site.identity.clone(),
+            SafetyPolicy::default(),
+            OutboxConfig::default(),
+        )
+        .unwrap();
+        enqueuer
+    }
+
     fn opened(
         site: &Site,
         enqueuer: &Enqueuer,
@@ -522,13 +534,7 @@ pub(crate) mod tests {
     fn an_export_becomes_a_sealed_batch_and_the_checkpoint_follows() {
         let dir = tempfile::tempdir().unwrap();
         let site = site();
-        let (mut enqueuer, _) = Enqueuer::open(
-            dir.path(),
-            site.identity.clone(),
-            SafetyPolicy::default(),
-            OutboxConfig::default(),
-        )
-        .unwrap();
+        let mut enqueuer = open_default(dir.path(), &site);
         let first = export(0..30, "1A");
         let outcome = enqueuer.offer(first.clone()).unwrap();
         assert!(
@@ -572,13 +578,7 @@ pub(crate) mod tests {
     fn a_renamed_pupil_is_sealed_as_a_rename_in_the_delta_central_receives() {
         let dir = tempfile::tempdir().unwrap();
         let site = site();
-        let (mut enqueuer, _) = Enqueuer::open(
-            dir.path(),
-            site.identity.clone(),
-            SafetyPolicy::default(),
-            OutboxConfig::default(),
-        )
-        .unwrap();
+        let mut enqueuer = open_default(dir.path(), &site);
         let first = export(0..30, "1A");
         enqueuer.offer(first.clone()).unwrap();
 
@@ -754,13 +754,7 @@ pub(crate) mod tests {
     fn after_a_snapshot_request_the_next_batch_is_a_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let site = site();
-        let (mut enqueuer, _) = Enqueuer::open(
-            dir.path(),
-            site.identity.clone(),
-            SafetyPolicy::default(),
-            OutboxConfig::default(),
-        )
-        .unwrap();
+        let mut enqueuer = open_default(dir.path(), &site);
         enqueuer.offer(export(0..30, "1A")).unwrap();
         enqueuer.request_snapshot().unwrap();
         let outcome = enqueuer.offer(export(0..30, "1A")).unwrap();
@@ -844,13 +838,7 @@ pub(crate) mod tests {
     fn restarting_the_chain_at_centrals_head_sends_a_snapshot_there() {
         let dir = tempfile::tempdir().unwrap();
         let site = site();
-        let (mut enqueuer, _) = Enqueuer::open(
-            dir.path(),
-            site.identity.clone(),
-            SafetyPolicy::default(),
-            OutboxConfig::default(),
-        )
-        .unwrap();
+        let mut enqueuer = open_default(dir.path(), &site);
         enqueuer.offer(export(0..30, "1A")).unwrap();
         enqueuer.offer(export(0..31, "1A")).unwrap();
         enqueuer.offer(export(0..32, "1A")).unwrap();
@@ -864,13 +852,7 @@ pub(crate) mod tests {
         assert!(enqueuer.checkpoint().needs_snapshot);
 
         drop(enqueuer);
-        let (mut enqueuer, _) = Enqueuer::open(
-            dir.path(),
-            site.identity.clone(),
-            SafetyPolicy::default(),
-            OutboxConfig::default(),
-        )
-        .unwrap();
+        let mut enqueuer = open_default(dir.path(), &site);
         let outcome = enqueuer.offer(export(0..32, "1A")).unwrap();
         assert!(
             matches!(
@@ -891,13 +873,7 @@ pub(crate) mod tests {
     fn a_next_checkpoint_without_its_batch_is_discarded_at_startup() {
         let dir = tempfile::tempdir().unwrap();
         let site = site();
-        let (mut enqueuer, _) = Enqueuer::open(
-            dir.path(),
-            site.identity.clone(),
-            SafetyPolicy::default(),
-            OutboxConfig::default(),
-        )
-        .unwrap();
+        let mut enqueuer = open_default(dir.path(), &site);
         enqueuer.offer(export(0..30, "1A")).unwrap();
         let kept = enqueuer.checkpoint().clone();
         drop(enqueuer);

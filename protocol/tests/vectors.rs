@@ -14,7 +14,8 @@ use skolebro_protocol::api::{
     ReleaseOffer,
 };
 use skolebro_protocol::envelope::{
-    open, seal_with, ChainHead, DeviceSigningKey, Header, Kind, SealingPrivateKey, FORMAT_VERSION,
+    open, seal_with, ChainHead, DeviceSigningKey, Header, Kind, Opened, SealingPrivateKey,
+    FORMAT_VERSION,
 };
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{
@@ -174,27 +175,32 @@ fn central_key() -> SealingPrivateKey {
     SealingPrivateKey::from_bytes([0xce; 32])
 }
 
-#[test]
-fn a_sealed_envelope_matches_the_kept_vector_and_opens() {
-    let header = Header {
+/// The header of the kept envelopes: seq 1 of the vector device, of `kind`.
+fn vector_header(kind: Kind) -> Header {
+    Header {
         version: FORMAT_VERSION,
         device: device(),
         site: SiteId::new("4601-46500").expect("a site id"),
         seq: Seq(1),
         prev: [0; 32],
         created_unix_ms: 1_780_000_000_000,
-        kind: Kind::Snapshot,
-    };
-    let payload = Payload::Snapshot(roster());
+        kind,
+    }
+}
+
+/// `payload` sealed as seq 1, checked against the kept vector `name`, and the kept bytes
+/// opened with today's code.
+fn kept_envelope(name: &str, payload: &Payload) -> Opened {
+    let header = vector_header(payload.kind());
     let envelope = seal_with(
         header.clone(),
-        &payload,
+        payload,
         &central_key().public_key(),
         &device_key(),
         &mut Counting(0),
     )
     .expect("sealed");
-    let kept = kept("envelope-v1.bin", &envelope.to_bytes());
+    let kept = kept(name, &envelope.to_bytes());
     let opened = open(
         &kept,
         1 << 20,
@@ -205,7 +211,13 @@ fn a_sealed_envelope_matches_the_kept_vector_and_opens() {
     )
     .expect("the kept envelope opens with today's code");
     assert_eq!(opened.header, header);
-    assert_eq!(opened.payload, payload);
+    assert_eq!(&opened.payload, payload);
+    opened
+}
+
+#[test]
+fn a_sealed_envelope_matches_the_kept_vector_and_opens() {
+    let opened = kept_envelope("envelope-v1.bin", &Payload::Snapshot(roster()));
     assert_eq!(opened.next_head().next_seq, Seq(2));
 }
 
@@ -226,41 +238,9 @@ fn delta_v1() -> Delta {
     delta
 }
 
-fn delta_header(seq: u64) -> Header {
-    Header {
-        version: FORMAT_VERSION,
-        device: device(),
-        site: SiteId::new("4601-46500").expect("a site id"),
-        seq: Seq(seq),
-        prev: [0; 32],
-        created_unix_ms: 1_780_000_000_000,
-        kind: Kind::Delta,
-    }
-}
-
 #[test]
 fn a_sealed_delta_of_the_first_payload_version_matches_the_kept_vector_and_opens() {
-    let payload = Payload::Delta(delta_v1());
-    let envelope = seal_with(
-        delta_header(1),
-        &payload,
-        &central_key().public_key(),
-        &device_key(),
-        &mut Counting(0),
-    )
-    .expect("sealed");
-    let kept = kept("envelope-delta-v1.bin", &envelope.to_bytes());
-    let opened = open(
-        &kept,
-        1 << 20,
-        &device(),
-        &device_key().verifying_key(),
-        &ChainHead::genesis(),
-        &central_key(),
-    )
-    .expect("the kept delta opens with today's code");
-    assert_eq!(opened.header, delta_header(1));
-    assert_eq!(opened.payload, payload);
+    kept_envelope("envelope-delta-v1.bin", &Payload::Delta(delta_v1()));
 }
 
 /// A delta with renames: the student and its enrollment carry a new key (a PIFU `Old`/`New`
@@ -291,26 +271,10 @@ fn delta_with_renames() -> Delta {
 
 #[test]
 fn a_sealed_delta_with_renames_matches_the_kept_vector_and_opens() {
-    let payload = Payload::Delta(delta_with_renames());
-    let envelope = seal_with(
-        delta_header(1),
-        &payload,
-        &central_key().public_key(),
-        &device_key(),
-        &mut Counting(0),
-    )
-    .expect("sealed");
-    let kept = kept("envelope-delta-renames.bin", &envelope.to_bytes());
-    let opened = open(
-        &kept,
-        1 << 20,
-        &device(),
-        &device_key().verifying_key(),
-        &ChainHead::genesis(),
-        &central_key(),
-    )
-    .expect("the kept delta opens with today's code");
-    assert_eq!(opened.payload, payload);
+    let opened = kept_envelope(
+        "envelope-delta-renames.bin",
+        &Payload::Delta(delta_with_renames()),
+    );
     let Payload::Delta(delta) = opened.payload else {
         panic!("a delta")
     };

@@ -255,24 +255,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_database_from_before_renames_opens_and_its_records_keep_their_identity() {
-        use skolebro_protocol::{Entity, Gender, SiteSecret, Student};
+        use skolebro_protocol::{Entity, SiteSecret};
 
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("central.db");
         let site = suite::site_a();
         let secret = SiteSecret::from_bytes([0xa1; 32]);
         let handle = secret.handle(Entity::Student, "s1");
-        let student = Student {
-            source_key: "s1".into(),
-            national_id: None,
-            username: None,
-            given_name: "Kari".into(),
-            middle_name: None,
-            family_name: "Nordmann".into(),
-            birth_date: None,
-            gender: Gender::Female,
-            email: None,
-        };
+        let student = suite::student("s1", "Kari");
         {
             // The schema and a record as the build before renames wrote them.
             let mut conn = Connection::open(&path).expect("a database");

@@ -164,7 +164,7 @@ fn school() -> School {
     }
 }
 
-fn student(key: &str, given_name: &str) -> Student {
+pub(crate) fn student(key: &str, given_name: &str) -> Student {
     Student {
         source_key: key.into(),
         national_id: None,
