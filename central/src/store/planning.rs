@@ -279,13 +279,30 @@ pub(crate) struct Plan<'a> {
     pub renamed_to: Vec<(i64, RecordHandle)>,
     pub insert: Vec<Insert<'a>>,
     pub changes: Changes,
+    /// Identities renamed records carry away from their own handle: a new record whose
+    /// handle is one of them gets another identity ([`reused_key_identity`]).
+    taken: HashSet<(Entity, RecordHandle)>,
 }
 
+/// The site's current records whose identity is not their own handle, as
+/// `(entity, handle) -> identity`.
+pub(crate) type RenamedIdentities = HashMap<(Entity, RecordHandle), RecordHandle>;
+
 /// Decides which versions a prepared batch closes and inserts, given the current versions of
-/// the records it touches (all of the site's for a snapshot). The versions to insert come out
-/// in [`row_order`].
-pub(crate) fn plan(prepared: &Prepared, mut current: CurrentVersions) -> Plan<'_> {
-    let mut plan = Plan::default();
+/// the records it touches (all of the site's for a snapshot) and the site's renamed current
+/// records. The versions to insert come out in [`row_order`].
+pub(crate) fn plan<'a>(
+    prepared: &'a Prepared,
+    mut current: CurrentVersions,
+    renamed: &RenamedIdentities,
+) -> Plan<'a> {
+    let mut plan = Plan {
+        taken: renamed
+            .iter()
+            .map(|(&(entity, _), &identity)| (entity, identity))
+            .collect(),
+        ..Plan::default()
+    };
     match prepared {
         Prepared::Delta {
             upserts,
@@ -362,10 +379,31 @@ impl<'a> Plan<'a> {
             None => {
                 self.insert.push(Insert {
                     row,
-                    identity: None,
+                    identity: reused_key_identity(&self.taken, row.entity, row.handle),
                 });
                 self.changes.added += 1;
             }
         }
     }
+}
+
+/// The identity of a new record whose key a renamed record had as its first key: that
+/// record's consumer id derives from this handle, so the new record, another person, must not
+/// share it. `None` (its own handle) when the handle is free, else the first of a chain of
+/// SHA-256 values over the handle that no current record carries.
+fn reused_key_identity(
+    taken: &HashSet<(Entity, RecordHandle)>,
+    entity: Entity,
+    handle: RecordHandle,
+) -> Option<RecordHandle> {
+    use sha2::{Digest as _, Sha256};
+
+    let mut candidate = handle;
+    while taken.contains(&(entity, candidate)) {
+        let mut hasher = Sha256::new();
+        hasher.update(b"skolebro reused key identity");
+        hasher.update(candidate.as_bytes());
+        candidate = RecordHandle::from_bytes(hasher.finalize().into());
+    }
+    (candidate != handle).then_some(candidate)
 }

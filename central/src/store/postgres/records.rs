@@ -15,7 +15,9 @@ use crate::store::columns::{
     bytes32, entity_from_name, entity_name, optional_handle, seq_to_db, stored_site,
 };
 use crate::store::error::{StoreError, StoreFuture};
-use crate::store::planning::{plan, prepare, Current, CurrentVersions, Insert, Prepared};
+use crate::store::planning::{
+    plan, prepare, Current, CurrentVersions, Insert, Prepared, RenamedIdentities,
+};
 use crate::store::records::{
     bytes_to_db, changes_to_db, check_batch, decode, decode_school, push_record, set_count,
     sort_roster, ApplyOutcome, ChainCheck, Counts, CurrentRecord, IncomingBatch, RecordStore,
@@ -82,7 +84,8 @@ impl PostgresStore {
 
         let site = batch.site.as_str();
         let current = read_current(&tx, site, &prepared).await?;
-        let plan = plan(&prepared, current);
+        let renamed = read_renamed(&tx, site).await?;
+        let plan = plan(&prepared, current, &renamed);
         let at = batch.at.0;
         for ids in plan.close.chunks(CHUNK) {
             tx.execute(
@@ -243,6 +246,31 @@ async fn read_current<C: GenericClient + Sync>(
     Ok(current)
 }
 
+/// The site's current records whose identity is not their own handle.
+async fn read_renamed<C: GenericClient + Sync>(
+    client: &C,
+    site: &str,
+) -> Result<RenamedIdentities, StoreError> {
+    let rows = client
+        .query(
+            "SELECT entity, handle, identity FROM records \
+             WHERE site = $1 AND is_current AND identity IS NOT NULL",
+            &[&site],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                (
+                    entity_from_name(row.try_get(0)?)?,
+                    RecordHandle::from_bytes(bytes32(row.try_get(1)?, "handle")?),
+                ),
+                RecordHandle::from_bytes(bytes32(row.try_get(2)?, "identity")?),
+            ))
+        })
+        .collect()
+}
+
 impl RecordStore for PostgresStore {
     fn apply(&self, batch: IncomingBatch) -> StoreFuture<'_, ApplyOutcome> {
         Box::pin(self.apply_batch(batch))
@@ -365,24 +393,7 @@ impl RecordStore for PostgresStore {
     ) -> StoreFuture<'a, HashMap<(Entity, RecordHandle), RecordHandle>> {
         Box::pin(async move {
             let conn = self.pool.get().await?;
-            let rows = conn
-                .query(
-                    "SELECT entity, handle, identity FROM records \
-                     WHERE site = $1 AND is_current AND identity IS NOT NULL",
-                    &[&site.as_str()],
-                )
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok((
-                        (
-                            entity_from_name(row.try_get(0)?)?,
-                            RecordHandle::from_bytes(bytes32(row.try_get(1)?, "handle")?),
-                        ),
-                        RecordHandle::from_bytes(bytes32(row.try_get(2)?, "identity")?),
-                    ))
-                })
-                .collect()
+            read_renamed(&*conn, site.as_str()).await
         })
     }
 

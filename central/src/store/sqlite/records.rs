@@ -13,7 +13,9 @@ use crate::store::columns::{
     bytes32, entity_from_name, entity_name, optional_handle, seq_to_db, stored_site,
 };
 use crate::store::error::{StoreError, StoreFuture};
-use crate::store::planning::{plan, prepare, Current, CurrentVersions, Insert, Prepared};
+use crate::store::planning::{
+    plan, prepare, Current, CurrentVersions, Insert, Prepared, RenamedIdentities,
+};
 use crate::store::records::{
     bytes_to_db, changes_to_db, check_batch, decode, decode_school, push_record, set_count,
     sort_roster, ApplyOutcome, ChainCheck, Counts, CurrentRecord, IncomingBatch, RecordStore,
@@ -70,7 +72,8 @@ fn apply_prepared(
 
     let site = batch.site.as_str();
     let current = read_current(&tx, site, &prepared)?;
-    let plan = plan(&prepared, current);
+    let renamed = read_renamed(&tx, site)?;
+    let plan = plan(&prepared, current, &renamed);
     let at = batch.at.0;
     {
         let mut close = tx.prepare_cached(
@@ -199,6 +202,26 @@ fn read_current(
         }
     }
     Ok(current)
+}
+
+/// The site's current records whose identity is not their own handle.
+fn read_renamed(conn: &Connection, site: &str) -> Result<RenamedIdentities, StoreError> {
+    let mut identities = HashMap::new();
+    for entity in Entity::ALL {
+        // Per kind, so the query names the partial index's columns.
+        let mut statement = conn.prepare_cached(
+            "SELECT handle, identity FROM records \
+             WHERE site = ?1 AND entity = ?2 AND is_current AND identity IS NOT NULL",
+        )?;
+        let mut rows = statement.query(params![site, entity_name(entity)])?;
+        while let Some(row) = rows.next()? {
+            let handle = RecordHandle::from_bytes(bytes32(&row.get::<_, Vec<u8>>(0)?, "handle")?);
+            let identity =
+                RecordHandle::from_bytes(bytes32(&row.get::<_, Vec<u8>>(1)?, "identity")?);
+            identities.insert((entity, handle), identity);
+        }
+    }
+    Ok(identities)
 }
 
 /// Reads the versions a roster query selects; `sql` yields `entity, record`.
@@ -343,25 +366,7 @@ impl RecordStore for SqliteStore {
         site: &'a SiteId,
     ) -> StoreFuture<'a, HashMap<(Entity, RecordHandle), RecordHandle>> {
         let site = site.clone();
-        Box::pin(self.call(move |conn| {
-            let mut identities = HashMap::new();
-            for entity in Entity::ALL {
-                // Per kind, so the query names the partial index's columns.
-                let mut statement = conn.prepare_cached(
-                    "SELECT handle, identity FROM records \
-                     WHERE site = ?1 AND entity = ?2 AND is_current AND identity IS NOT NULL",
-                )?;
-                let mut rows = statement.query(params![site.as_str(), entity_name(entity)])?;
-                while let Some(row) = rows.next()? {
-                    let handle =
-                        RecordHandle::from_bytes(bytes32(&row.get::<_, Vec<u8>>(0)?, "handle")?);
-                    let identity =
-                        RecordHandle::from_bytes(bytes32(&row.get::<_, Vec<u8>>(1)?, "identity")?);
-                    identities.insert((entity, handle), identity);
-                }
-            }
-            Ok(identities)
-        }))
+        Box::pin(self.call(move |conn| read_renamed(conn, site.as_str())))
     }
 
     fn current_schools(&self) -> StoreFuture<'_, Vec<(SiteId, School)>> {

@@ -106,6 +106,7 @@ macro_rules! store_suite {
             a_window_closing_before_it_opens_or_overlapping_its_county_is_refused,
             a_rename_keeps_the_identity_and_leaves_one_record,
             a_rename_without_its_delete_is_refused_and_changes_nothing,
+            a_new_record_under_a_renamed_records_first_key_gets_an_identity_of_its_own,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {

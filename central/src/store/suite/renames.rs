@@ -180,3 +180,60 @@ pub(crate) async fn a_rename_without_its_delete_is_refused_and_changes_nothing(s
         roster_of_students(vec![student("old-1", "Kari")])
     );
 }
+
+pub(crate) async fn a_new_record_under_a_renamed_records_first_key_gets_an_identity_of_its_own(
+    store: &dyn Store,
+) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    applied(
+        store,
+        students_delta(&secret, vec![student("old-1", "Kari")]),
+        1_000,
+    )
+    .await;
+    applied(
+        store,
+        rename_delta(&secret, "old-1", "new-1", "Kari", "46505-1A"),
+        2_000,
+    )
+    .await;
+    // Another pupil comes to carry the key Kari had first.
+    applied(
+        store,
+        students_delta(&secret, vec![student("old-1", "Per")]),
+        3_000,
+    )
+    .await;
+    let students = current_of(store, Entity::Student).await;
+    assert_eq!(students.len(), 2);
+    let identities: std::collections::HashSet<_> =
+        students.iter().map(|record| record.identity).collect();
+    assert_eq!(
+        identities.len(),
+        2,
+        "two pupils, two identities: {students:?}"
+    );
+    let kari = students
+        .iter()
+        .find(|record| record.handle == secret.handle(Entity::Student, "new-1"))
+        .expect("Kari is current");
+    assert_eq!(kari.identity, secret.handle(Entity::Student, "old-1"));
+
+    // A snapshot that keeps both changes neither identity.
+    applied(
+        store,
+        Payload::Snapshot(roster_of_students(vec![
+            student("new-1", "Kari"),
+            student("old-1", "Per"),
+        ])),
+        4_000,
+    )
+    .await;
+    let after: std::collections::HashSet<_> = current_of(store, Entity::Student)
+        .await
+        .iter()
+        .map(|record| record.identity)
+        .collect();
+    assert_eq!(after, identities);
+}
