@@ -38,6 +38,19 @@ async fn current_of(store: &dyn Store, entity: Entity) -> Vec<CurrentRecord> {
         .expect("current records read")
 }
 
+/// Device A enrolled, and site A holding one pupil, Kari, under the key `old-1`.
+async fn kari_under_her_first_key(store: &dyn Store) -> SiteSecret {
+    enroll_a(store).await;
+    let secret = secret_a();
+    applied(
+        store,
+        students_delta(&secret, vec![student("old-1", "Kari")]),
+        1_000,
+    )
+    .await;
+    secret
+}
+
 pub(crate) async fn a_rename_keeps_the_identity_and_leaves_one_record(store: &dyn Store) {
     enroll_a(store).await;
     let secret = secret_a();
@@ -147,14 +160,7 @@ pub(crate) async fn a_rename_keeps_the_identity_and_leaves_one_record(store: &dy
 }
 
 pub(crate) async fn a_rename_without_its_delete_is_refused_and_changes_nothing(store: &dyn Store) {
-    enroll_a(store).await;
-    let secret = secret_a();
-    applied(
-        store,
-        students_delta(&secret, vec![student("old-1", "Kari")]),
-        1_000,
-    )
-    .await;
+    let secret = kari_under_her_first_key(store).await;
     let head = store.chain_head(&device_a()).await.expect("the head reads");
     let Payload::Delta(mut half) = rename_delta(&secret, "old-1", "new-1", "Kari", "1A") else {
         unreachable!("built as a delta")
@@ -184,14 +190,7 @@ pub(crate) async fn a_rename_without_its_delete_is_refused_and_changes_nothing(s
 pub(crate) async fn a_new_record_under_a_renamed_records_first_key_gets_an_identity_of_its_own(
     store: &dyn Store,
 ) {
-    enroll_a(store).await;
-    let secret = secret_a();
-    applied(
-        store,
-        students_delta(&secret, vec![student("old-1", "Kari")]),
-        1_000,
-    )
-    .await;
+    let secret = kari_under_her_first_key(store).await;
     applied(
         store,
         rename_delta(&secret, "old-1", "new-1", "Kari", "46505-1A"),
