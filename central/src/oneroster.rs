@@ -14,8 +14,10 @@
 //! covers ([`ConsumerScope::covers`]), the classes and enrollments of those schools, and the
 //! students enrolled at them. Every answer, including counts and "not found", is computed
 //! from that scoped data alone, so an id from another scope looks exactly like an id that
-//! does not exist. A `sourcedId` is derived from the record's handle, never its key, so no
-//! national id (an elevliste's student key) leaks into an id.
+//! does not exist. A `sourcedId` is derived from the record's identity (the handle of its
+//! first version), never its key, so no national id (an elevliste's student key) leaks into
+//! an id, and a record its source renamed (a PIFU `Old`/`New` pair) keeps its `sourcedId`:
+//! references by key resolve through the site's renamed records to the same id.
 
 use std::collections::{HashMap, HashSet};
 
@@ -84,18 +86,30 @@ pub(crate) struct ScopedObject {
 }
 
 /// The `sourcedId` of a record: the first 16 bytes of SHA-256 over a label and the record's
-/// handle, as hex. Stable as long as the record exists, unique across sites (handles are
-/// keyed per site), and unlinkable to the handles devices keep on disk.
-fn sourced_id(handle: &RecordHandle) -> String {
+/// identity (its handle, or the handle it had before its source renamed it), as hex. Stable
+/// as long as the record exists, also across renames, unique across sites (handles are keyed
+/// per site), and unlinkable to the handles devices keep on disk.
+fn sourced_id(identity: &RecordHandle) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"skolebro-oneroster-v1");
-    hasher.update(handle.as_bytes());
+    hasher.update(identity.as_bytes());
     hex::encode(&hasher.finalize()[..16])
 }
 
+/// The renamed records of one site, `(entity, handle) -> identity`: a record not in it is
+/// its own identity.
+type Identities = HashMap<(Entity, RecordHandle), RecordHandle>;
+
 /// A OneRoster `GUIDRef` to an object of `collection` with the record `key` of `entity`.
-fn reference(secret: &SiteSecret, entity: Entity, key: &str, collection: Collection) -> Value {
-    let id = sourced_id(&secret.handle(entity, key));
+fn reference(
+    secret: &SiteSecret,
+    identities: &Identities,
+    entity: Entity,
+    key: &str,
+    collection: Collection,
+) -> Value {
+    let handle = secret.handle(entity, key);
+    let id = sourced_id(identities.get(&(entity, handle)).unwrap_or(&handle));
     let kind = match collection {
         Collection::Orgs => "org",
         Collection::Users => "user",
@@ -110,6 +124,7 @@ struct ScopedSite {
     site: SiteId,
     secret: SiteSecret,
     schools: HashSet<CompactString>,
+    identities: Identities,
 }
 
 /// The sites with at least one school in `scope`, with those schools.
@@ -135,10 +150,12 @@ async fn scoped_sites(
             .site_secret(&site)
             .await?
             .ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
+        let identities = store.renamed_identities(&site).await?;
         sites.push(ScopedSite {
             site,
             secret,
             schools,
+            identities,
         });
     }
     Ok(sites)
@@ -156,7 +173,10 @@ pub(crate) async fn scoped_items(
             site,
             secret,
             schools,
+            identities,
         } = &scoped;
+        let reference =
+            |entity, key: &str, collection| reference(secret, identities, entity, key, collection);
         let entity = match collection {
             Collection::Orgs => Entity::School,
             Collection::Users => Entity::Student,
@@ -178,7 +198,7 @@ pub(crate) async fn scoped_items(
             }
         }
         for current in store.current_records(site, entity).await? {
-            let id = sourced_id(&current.handle);
+            let id = sourced_id(&current.identity);
             let common = |mut object: Value| {
                 object["sourcedId"] = json!(id);
                 object["status"] = json!("active");
@@ -205,7 +225,7 @@ pub(crate) async fn scoped_items(
                     "classType": "homeroom",
                     "grades": group.grade.iter().collect::<Vec<_>>(),
                     "subjects": [],
-                    "school": reference(secret, Entity::School, &group.school, Collection::Orgs),
+                    "school": reference(Entity::School, &group.school, Collection::Orgs),
                     "terms": [],
                     "metadata": {"schoolYear": group.school_year},
                 })),
@@ -214,9 +234,9 @@ pub(crate) async fn scoped_items(
                         continue;
                     };
                     common(json!({
-                        "user": reference(secret, Entity::Student, &enrollment.student, Collection::Users),
-                        "class": reference(secret, Entity::Group, group, Collection::Classes),
-                        "school": reference(secret, Entity::School, &enrollment.school, Collection::Orgs),
+                        "user": reference(Entity::Student, &enrollment.student, Collection::Users),
+                        "class": reference(Entity::Group, group, Collection::Classes),
+                        "school": reference(Entity::School, &enrollment.school, Collection::Orgs),
                         "role": "student",
                         "primary": "true",
                     }))
@@ -245,7 +265,7 @@ pub(crate) async fn scoped_items(
                         "agents": [],
                         "orgs": orgs
                             .iter()
-                            .map(|school| reference(secret, Entity::School, school, Collection::Orgs))
+                            .map(|school| reference(Entity::School, school, Collection::Orgs))
                             .collect::<Vec<_>>(),
                         "grades": [],
                         "metadata": {

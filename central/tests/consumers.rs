@@ -89,7 +89,11 @@ impl Central {
     /// Sends a school's elevliste through the ingest as a snapshot, as its agent would.
     async fn transfer(&self, device: &mut Device, elevliste: &str) {
         let roster = self.read_elevliste(&format!("{}.csv", device.site), elevliste.as_bytes());
-        let payload = Payload::Snapshot(roster);
+        self.send(device, Payload::Snapshot(roster)).await;
+    }
+
+    /// Seals `payload` as the device's next batch and posts it; it must be applied.
+    async fn send(&self, device: &mut Device, payload: Payload) {
         let header = Header::chained(
             &device.head,
             device.id.clone(),
@@ -291,6 +295,19 @@ fn field(body: &Value, collection: &str, name: &str) -> BTreeSet<String> {
         .expect("a list")
         .iter()
         .map(|object| object[name].as_str().expect("a text field").to_owned())
+        .collect()
+}
+
+/// The `sourcedId` of every object of a list answer, with the object.
+fn by_id(body: &Value, collection: &str) -> std::collections::BTreeMap<String, Value> {
+    body[collection]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|object| {
+            let id = object["sourcedId"].as_str().expect("an id").to_owned();
+            (id, object.clone())
+        })
         .collect()
 }
 
@@ -916,5 +933,89 @@ async fn a_late_batch_changes_the_current_roster_but_not_the_closed_windows_froz
         created,
         [("operator-api", "county 03"), ("operator-api", "county 46")]
     );
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pupil_whose_key_changes_keeps_its_sourced_id_and_its_enrollments_point_at_it() {
+    use skolebro_protocol::Entity;
+    use skolebro_roster::diff::{diff, Fingerprints};
+    use skolebro_roster::state::State;
+    use skolebro_roster::validate::{Rename, Validated};
+
+    let central = Central::start().await;
+    let mut fana = central.device("skole-46505", 0xa1).await;
+    let secret = SiteSecret::from_bytes([0xa1; 32]);
+    let before = central.read_elevliste("before.csv", elevliste(FANA, &fana_rows()).as_bytes());
+    central
+        .send(&mut fana, Payload::Snapshot(before.clone()))
+        .await;
+    let token = central.token(json!({"county": "46"})).await;
+    let (_, _, users) = central.get(&token, "/ims/oneroster/v1p1/users").await;
+    let (_, _, enrollments) = central.get(&token, "/ims/oneroster/v1p1/enrollments").await;
+    let users_before = by_id(&users, "users");
+    let enrollments_before = by_id(&enrollments, "enrollments");
+    let (oskar, _) = users_before
+        .iter()
+        .find(|(_, user)| user["givenName"] == "Oskar")
+        .expect("Oskar is a user");
+    let oskar = oskar.clone();
+
+    // The source gives Oskar a new key (his key is his national id) and says which it
+    // replaces: the agent's differ sends the rename with its upsert and delete.
+    let (old_key, new_key) = (synthetic_id(2), synthetic_id(5));
+    let rows: Vec<_> = fana_rows()
+        .into_iter()
+        .map(|(class, grade, id, family, given)| {
+            let id = if id == old_key { new_key.clone() } else { id };
+            (class, grade, id, family, given)
+        })
+        .collect();
+    let after = central.read_elevliste("after.csv", elevliste(FANA, &rows).as_bytes());
+    let export = Validated {
+        roster: after.clone(),
+        renames: vec![Rename {
+            entity: Entity::Student,
+            from: old_key.clone(),
+            to: new_key.clone(),
+        }],
+        ..Validated::default()
+    };
+    let (delta, summary) = diff(
+        &State::of(&before, &secret),
+        &export,
+        &Fingerprints::of(&after, &secret),
+        &secret,
+    );
+    assert_eq!(summary.renamed(Entity::Student), 1);
+    assert_eq!(delta.enrollments.renames.len(), 1);
+    central.send(&mut fana, Payload::Delta(delta)).await;
+
+    let (_, _, users) = central.get(&token, "/ims/oneroster/v1p1/users").await;
+    let (_, _, enrollments) = central.get(&token, "/ims/oneroster/v1p1/enrollments").await;
+    let users_after = by_id(&users, "users");
+    let enrollments_after = by_id(&enrollments, "enrollments");
+    assert_eq!(
+        users_after.keys().collect::<Vec<_>>(),
+        users_before.keys().collect::<Vec<_>>(),
+        "the same users: none removed, none added"
+    );
+    assert_eq!(users_after[&oskar]["identifier"], new_key.as_str());
+    assert!(users_after.values().all(|user| user["status"] == "active"));
+    assert_eq!(
+        enrollments_after.keys().collect::<Vec<_>>(),
+        enrollments_before.keys().collect::<Vec<_>>(),
+        "the renamed enrollment keeps its id too"
+    );
+    let oskars: Vec<_> = enrollments_after
+        .values()
+        .filter(|enrollment| enrollment["user"]["sourcedId"] == oskar.as_str())
+        .collect();
+    assert_eq!(oskars.len(), 1, "his enrollment points at the id he kept");
+    let (status, _, one) = central
+        .get(&token, &format!("/ims/oneroster/v1p1/users/{oskar}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["user"]["givenName"], "Oskar");
     central.stop().await;
 }

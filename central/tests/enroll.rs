@@ -135,6 +135,7 @@ impl Pi {
     fn first_batch(&self, secret: &SiteSecret, central: &Central) -> Vec<u8> {
         let students = [student("s1", "Kari"), student("s2", "Ola")];
         let mut delta = EntityDelta {
+            renames: Vec::new(),
             upserts: students
                 .iter()
                 .map(|s| (secret.handle(Entity::Student, s.key()), s.clone()))

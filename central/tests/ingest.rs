@@ -130,6 +130,7 @@ impl Device {
 
     fn students(&self, students: &[Student]) -> Payload {
         let mut delta = EntityDelta {
+            renames: Vec::new(),
             upserts: students
                 .iter()
                 .map(|student| {

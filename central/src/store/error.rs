@@ -64,6 +64,14 @@ pub enum StoreError {
         entity: Entity,
         handle: RecordHandle,
     },
+    /// A rename names a new handle the batch does not upsert or an old handle it does not
+    /// delete, or names one handle in two renames: half a rename cannot be applied, and
+    /// linking records the batch does not change would give two records one identity.
+    #[error("{entity:?} rename of {handle:?} lacks its upsert or delete in the same batch")]
+    UnpairedRename {
+        entity: Entity,
+        handle: RecordHandle,
+    },
     /// The device never enrolled; its batches have no chain to continue.
     #[error("unknown device {0}")]
     UnknownDevice(DeviceId),

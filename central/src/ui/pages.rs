@@ -279,13 +279,13 @@ pub(crate) async fn site(
         body.push_str(
             "<table id=\"transfers\"><tr><th>Applied</th><th>Device</th><th>Batch</th>\
              <th>Kind</th><th>Size</th><th>Added</th><th>Changed</th><th>Removed</th>\
-             <th>Unchanged</th><th>Deadline</th></tr>",
+             <th>Renamed</th><th>Unchanged</th><th>Deadline</th></tr>",
         );
         for transfer in &transfers {
             let _ = write!(
                 body,
                 "<tr><td>{}</td><td>{}</td><td>#{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 when(Some(transfer.at), now),
                 escape(transfer.device.as_str()),
                 transfer.seq.0,
@@ -302,6 +302,7 @@ pub(crate) async fn site(
                 transfer.changes.added,
                 transfer.changes.changed,
                 transfer.changes.removed,
+                transfer.changes.renamed,
                 transfer.changes.unchanged,
                 late_note(&windows, site_schools, transfer.at),
             );

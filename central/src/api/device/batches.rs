@@ -212,6 +212,7 @@ async fn ingest(
                 added = changes.added,
                 changed = changes.changed,
                 removed = changes.removed,
+                renamed = changes.renamed,
                 unchanged = changes.unchanged,
                 "batch applied"
             );
@@ -271,6 +272,7 @@ fn refuse_apply(identity: &DeviceIdentity, seq: Seq, error: StoreError) -> ApiEr
         StoreError::BrokenChain { .. } => (StatusCode::BAD_REQUEST, "broken_chain"),
         StoreError::HandleMismatch { .. } => (StatusCode::BAD_REQUEST, "handle_mismatch"),
         StoreError::DuplicateRecord { .. }
+        | StoreError::UnpairedRename { .. }
         | StoreError::InvalidHead { .. }
         | StoreError::SeqOutOfRange(_) => (StatusCode::BAD_REQUEST, "malformed"),
         StoreError::UnknownDevice(_) => (StatusCode::FORBIDDEN, "unknown_device"),

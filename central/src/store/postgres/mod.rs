@@ -76,6 +76,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../../migrations/postgres/0008_shared_state.sql"),
     ),
+    (
+        9,
+        include_str!("../../../migrations/postgres/0009_record_identity.sql"),
+    ),
 ];
 
 /// Central's store in a PostgreSQL schema.

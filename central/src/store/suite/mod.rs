@@ -28,6 +28,7 @@ mod operators;
 mod records;
 mod releases;
 mod sign_in;
+mod renames;
 mod tokens;
 mod windows;
 
@@ -38,6 +39,7 @@ pub(crate) use operators::*;
 pub(crate) use records::*;
 pub(crate) use releases::*;
 pub(crate) use sign_in::*;
+pub(crate) use renames::*;
 pub(crate) use tokens::*;
 pub(crate) use windows::*;
 
@@ -113,6 +115,9 @@ macro_rules! store_suite {
             the_last_batch_of_a_device_is_its_newest_transfer,
             failed_sign_ins_lock_a_name_and_no_other_until_it_signs_in,
             concurrent_sign_ins_cannot_outrun_the_lock,
+            a_rename_keeps_the_identity_and_leaves_one_record,
+            a_rename_without_its_delete_is_refused_and_changes_nothing,
+            a_new_record_under_a_renamed_records_first_key_gets_an_identity_of_its_own,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {
@@ -171,7 +176,7 @@ fn school() -> School {
     }
 }
 
-fn student(key: &str, given_name: &str) -> Student {
+pub(crate) fn student(key: &str, given_name: &str) -> Student {
     Student {
         source_key: key.into(),
         national_id: None,
@@ -210,6 +215,7 @@ fn handle<R: Record>(secret: &SiteSecret, record: &R) -> RecordHandle {
 
 fn upserts<R: Record + Clone>(secret: &SiteSecret, records: &[R]) -> EntityDelta<R> {
     let mut delta = EntityDelta {
+        renames: Vec::new(),
         upserts: records
             .iter()
             .map(|record| (handle(secret, record), record.clone()))
@@ -229,6 +235,7 @@ fn students_delta(secret: &SiteSecret, students: Vec<Student>) -> Payload {
 
 fn delete_students(secret: &SiteSecret, keys: &[&str]) -> Payload {
     let mut students = EntityDelta {
+        renames: Vec::new(),
         upserts: Vec::new(),
         deletes: keys
             .iter()
@@ -335,5 +342,6 @@ fn changes(added: u64, changed: u64, removed: u64, unchanged: u64) -> Changes {
         changed,
         removed,
         unchanged,
+        renamed: 0,
     }
 }

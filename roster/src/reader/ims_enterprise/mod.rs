@@ -294,6 +294,14 @@ mod tests {
             [gone],
             "the old key goes in the same delta"
         );
+        let delta = planned.to_delta(&after.roster);
+        let new_key = secret.handle(Entity::Student, "global_ID_01236");
+        assert_eq!(
+            delta.students.renames,
+            [(gone, new_key)],
+            "central is told the two keys are one pupil"
+        );
+        assert_eq!(delta.enrollments.renames.len(), 1);
 
         // A partial export names no deletions, yet the old key must go, or central would
         // hold the pupil twice.
