@@ -1,86 +1,206 @@
-//! The OneRoster mapping behind the consumer listener: a read-only subset of the OneRoster
-//! 1.1 REST binding (`/ims/oneroster/v1p1/{orgs,users,classes,enrollments}`, each also by
-//! `sourcedId`), served by `crate::api::consumer` behind the OAuth2 tokens of
-//! `crate::consumer_auth`. This module turns the store's records into OneRoster objects and
-//! checks a page request; it knows nothing of HTTP.
+//! The OneRoster mapping behind the consumer listener: the read side of the OneRoster 1.1
+//! rostering service (`/ims/oneroster/v1p1/…`: orgs and schools, users, students and
+//! teachers, classes, enrollments, courses, academic sessions and terms, demographics, and
+//! the collections under a school, class, course, term or user), served by
+//! `crate::api::consumer` behind the OAuth2 tokens of `crate::consumer_auth`. This module
+//! turns the store's records into OneRoster objects ([`scoped_roster`]); [`endpoint`] reads
+//! a path into the selection it names, [`query`] checks and applies `limit`, `offset`,
+//! `filter` ([`filter`]), `sort`, `orderBy` and `fields`, [`links`] writes the paging links.
+//! None of it knows HTTP beyond header values.
 //!
 //! What central stores maps onto OneRoster as: a school is an org of type `school`, a
-//! basisgruppe a class of type `homeroom`, a student a user with role `student`, and an
-//! enrollment with a basisgruppe an enrollment (one without a basisgruppe shows only in the
-//! user's `orgs`). Only current records are served, all `active`; `dateLastModified` is the
-//! time the record took its present content.
+//! basisgruppe a class of type `homeroom`, a student a user with role `student` (with a
+//! demographics object when the export gives a birth date or sex), and an enrollment with a
+//! basisgruppe an enrollment (one without a basisgruppe shows only in the user's `orgs`).
+//! Each class belongs to the academic session of its school year ([`school_year`]) and to a
+//! course: the school's trinn in that year (or its basisgrupper without a trinn). No
+//! teachers are carried, so teacher lists are empty. Only current records are served, all
+//! `active`; `dateLastModified` is the time the record took its present content, for a
+//! course or session the time its first current class did.
 //!
 //! Scope is applied before anything else: a client reads only schools its county or kommune
-//! covers ([`ConsumerScope::covers`]), the classes and enrollments of those schools, and the
-//! students enrolled at them. Every answer, including counts and "not found", is computed
-//! from that scoped data alone, so an id from another scope looks exactly like an id that
-//! does not exist. A `sourcedId` is derived from the record's handle, never its key, so no
-//! national id (an elevliste's student key) leaks into an id.
+//! covers ([`ConsumerScope::covers`]), the classes and enrollments of those schools, the
+//! students enrolled at them, and the courses and sessions of those classes. Every answer,
+//! including counts and "not found", is computed from that scoped data alone, so an id from
+//! another scope looks exactly like an id that does not exist. A `sourcedId` is derived from
+//! the record's handle, never its key, so no national id (an elevliste's student key) leaks
+//! into an id.
 
-use std::collections::{HashMap, HashSet};
+pub(crate) mod endpoint;
+pub(crate) mod filter;
+pub(crate) mod links;
+pub(crate) mod query;
+pub(crate) mod school_year;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use compact_str::CompactString;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use skolebro_protocol::{Entity, Gender, RecordHandle, SiteId, SiteSecret};
 
 use crate::store::{AnyRecord, ConsumerScope, Store, StoreError, Timestamp};
+use school_year::SchoolYear;
 
 /// Where the OneRoster 1.1 REST endpoints live.
 pub const BASE: &str = "/ims/oneroster/v1p1";
 
-/// Page size when a request names none.
-pub const DEFAULT_LIMIT: usize = 100;
-
-/// Largest page; a larger `limit` is served as this many.
-pub const MAX_LIMIT: usize = 1000;
-
-/// The four collections served.
+/// The kinds of OneRoster object served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Collection {
-    Orgs,
-    Users,
-    Classes,
-    Enrollments,
+pub(crate) enum Kind {
+    Org,
+    User,
+    Class,
+    Enrollment,
+    Course,
+    AcademicSession,
+    Demographics,
 }
 
-impl Collection {
-    pub(crate) fn from_path(name: &str) -> Option<Collection> {
-        match name {
-            "orgs" => Some(Collection::Orgs),
-            "users" => Some(Collection::Users),
-            "classes" => Some(Collection::Classes),
-            "enrollments" => Some(Collection::Enrollments),
-            _ => None,
-        }
-    }
-
+impl Kind {
+    /// The key of a list answer (`{"orgs": […]}`), and the path of the collection.
     pub(crate) fn plural(self) -> &'static str {
         match self {
-            Collection::Orgs => "orgs",
-            Collection::Users => "users",
-            Collection::Classes => "classes",
-            Collection::Enrollments => "enrollments",
+            Kind::Org => "orgs",
+            Kind::User => "users",
+            Kind::Class => "classes",
+            Kind::Enrollment => "enrollments",
+            Kind::Course => "courses",
+            Kind::AcademicSession => "academicSessions",
+            Kind::Demographics => "demographics",
         }
     }
 
-    /// The key of one object in a by-id answer (`{"org": {…}}`).
+    /// The key of a by-id answer (`{"org": {…}}`), and a reference's `type`.
     pub(crate) fn singular(self) -> &'static str {
         match self {
-            Collection::Orgs => "org",
-            Collection::Users => "user",
-            Collection::Classes => "class",
-            Collection::Enrollments => "enrollment",
+            Kind::Org => "org",
+            Kind::User => "user",
+            Kind::Class => "class",
+            Kind::Enrollment => "enrollment",
+            Kind::Course => "course",
+            Kind::AcademicSession => "academicSession",
+            Kind::Demographics => "demographics",
         }
     }
-}
 
-/// One OneRoster object of the caller's scope.
-pub(crate) struct ScopedObject {
-    pub id: String,
-    pub modified: Timestamp,
-    pub json: Value,
+    /// The fields of the kind in the specification: what `filter`, `sort` and `fields` may
+    /// name. A field central does not fill is absent from the object (and never matches
+    /// `=`), but naming it is no error.
+    pub(crate) fn fields(self) -> &'static [&'static str] {
+        const COMMON: [&str; 4] = ["sourcedId", "status", "dateLastModified", "metadata"];
+        match self {
+            Kind::Org => &[
+                COMMON[0],
+                COMMON[1],
+                COMMON[2],
+                COMMON[3],
+                "name",
+                "type",
+                "identifier",
+                "parent",
+                "children",
+            ],
+            Kind::User => &[
+                COMMON[0],
+                COMMON[1],
+                COMMON[2],
+                COMMON[3],
+                "username",
+                "userIds",
+                "enabledUser",
+                "givenName",
+                "familyName",
+                "middleName",
+                "role",
+                "identifier",
+                "email",
+                "sms",
+                "phone",
+                "agents",
+                "orgs",
+                "grades",
+                "password",
+            ],
+            Kind::Class => &[
+                COMMON[0],
+                COMMON[1],
+                COMMON[2],
+                COMMON[3],
+                "title",
+                "classCode",
+                "classType",
+                "location",
+                "grades",
+                "subjects",
+                "course",
+                "school",
+                "terms",
+                "subjectCodes",
+                "periods",
+                "resources",
+            ],
+            Kind::Enrollment => &[
+                COMMON[0],
+                COMMON[1],
+                COMMON[2],
+                COMMON[3],
+                "user",
+                "class",
+                "school",
+                "role",
+                "primary",
+                "beginDate",
+                "endDate",
+            ],
+            Kind::Course => &[
+                COMMON[0],
+                COMMON[1],
+                COMMON[2],
+                COMMON[3],
+                "title",
+                "schoolYear",
+                "courseCode",
+                "grades",
+                "subjects",
+                "org",
+                "subjectCodes",
+                "resources",
+            ],
+            Kind::AcademicSession => &[
+                COMMON[0],
+                COMMON[1],
+                COMMON[2],
+                COMMON[3],
+                "title",
+                "startDate",
+                "endDate",
+                "type",
+                "parent",
+                "children",
+                "schoolYear",
+            ],
+            Kind::Demographics => &[
+                COMMON[0],
+                COMMON[1],
+                COMMON[2],
+                COMMON[3],
+                "birthDate",
+                "sex",
+                "americanIndianOrAlaskaNative",
+                "asian",
+                "blackOrAfricanAmerican",
+                "nativeHawaiianOrOtherPacificIslander",
+                "white",
+                "demographicRaceTwoOrMoreRaces",
+                "hispanicOrLatinoEthnicity",
+                "countryOfBirthCode",
+                "stateOfBirthAbbreviation",
+                "cityOfBirth",
+                "publicSchoolResidenceStatus",
+            ],
+        }
+    }
 }
 
 /// The `sourcedId` of a record: the first 16 bytes of SHA-256 over a label and the record's
@@ -93,16 +213,37 @@ fn sourced_id(handle: &RecordHandle) -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
-/// A OneRoster `GUIDRef` to an object of `collection` with the record `key` of `entity`.
-fn reference(secret: &SiteSecret, entity: Entity, key: &str, collection: Collection) -> Value {
-    let id = sourced_id(&secret.handle(entity, key));
-    let kind = match collection {
-        Collection::Orgs => "org",
-        Collection::Users => "user",
-        Collection::Classes => "class",
-        Collection::Enrollments => "enrollment",
-    };
-    json!({"href": format!("{BASE}/{}/{id}", collection.plural()), "sourcedId": id, "type": kind})
+/// The `sourcedId` of an object central derives rather than stores (a course, a session):
+/// SHA-256 over a label and the parts that make it, length-prefixed, cut like
+/// [`sourced_id`]'s. Built from other sourcedIds and years, so it shows no key either.
+fn derived_id(label: &str, parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"skolebro-oneroster-derived-v1");
+    for part in std::iter::once(label).chain(parts.iter().copied()) {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// A OneRoster `GUIDRef` to the object `id` of `kind`.
+fn reference_to(kind: Kind, id: &str) -> Value {
+    json!({"href": format!("{BASE}/{}/{id}", kind.plural()), "sourcedId": id, "type": kind.singular()})
+}
+
+/// A OneRoster `GUIDRef` to the object of `kind` for the record `key` of `entity`.
+fn reference(secret: &SiteSecret, entity: Entity, key: &str, kind: Kind) -> Value {
+    reference_to(kind, &sourced_id(&secret.handle(entity, key)))
+}
+
+/// The id in the `GUIDRef` at `field` of `object`.
+pub(crate) fn ref_id<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
+    object.get(field)?.get("sourcedId")?.as_str()
+}
+
+/// The `sourcedId` of an object.
+pub(crate) fn id_of(object: &Value) -> Option<&str> {
+    object.get("sourcedId")?.as_str()
 }
 
 /// One site with the skolenummer of its schools the scope covers.
@@ -144,50 +285,110 @@ async fn scoped_sites(
     Ok(sites)
 }
 
-/// Every object of `collection` in the caller's scope, in no particular order.
-pub(crate) async fn scoped_items(
-    store: &dyn Store,
-    scope: &ConsumerScope,
-    collection: Collection,
-) -> Result<Vec<ScopedObject>, StoreError> {
-    let mut items = Vec::new();
-    for scoped in scoped_sites(store, scope).await? {
-        let ScopedSite {
-            site,
-            secret,
-            schools,
-        } = &scoped;
-        let entity = match collection {
-            Collection::Orgs => Entity::School,
-            Collection::Users => Entity::Student,
-            Collection::Classes => Entity::Group,
-            Collection::Enrollments => Entity::Enrollment,
-        };
-        // A user's orgs are the scoped schools of its enrollments.
-        let mut orgs_of: HashMap<CompactString, Vec<CompactString>> = HashMap::new();
-        if collection == Collection::Users {
-            for current in store.current_records(site, Entity::Enrollment).await? {
-                if let AnyRecord::Enrollment(enrollment) = current.record {
-                    if schools.contains(&enrollment.school) {
-                        orgs_of
-                            .entry(enrollment.student)
-                            .or_default()
-                            .push(enrollment.school);
-                    }
-                }
+/// Every OneRoster object of the caller's scope, by kind, in no particular order.
+#[derive(Debug, Default)]
+pub(crate) struct ScopedRoster {
+    orgs: Vec<Value>,
+    users: Vec<Value>,
+    classes: Vec<Value>,
+    enrollments: Vec<Value>,
+    courses: Vec<Value>,
+    sessions: Vec<Value>,
+    demographics: Vec<Value>,
+}
+
+impl ScopedRoster {
+    /// The objects of one kind.
+    pub(crate) fn of(&self, kind: Kind) -> &[Value] {
+        match kind {
+            Kind::Org => &self.orgs,
+            Kind::User => &self.users,
+            Kind::Class => &self.classes,
+            Kind::Enrollment => &self.enrollments,
+            Kind::Course => &self.courses,
+            Kind::AcademicSession => &self.sessions,
+            Kind::Demographics => &self.demographics,
+        }
+    }
+}
+
+/// An object with the fields every OneRoster object has.
+fn common(mut object: Value, id: &str, modified: Timestamp) -> Value {
+    object["sourcedId"] = json!(id);
+    object["status"] = json!("active");
+    object["dateLastModified"] = json!(modified.to_string());
+    object
+}
+
+/// A derived object (course, session) while it is collected: its JSON without the common
+/// fields, and the earliest time one of its classes took its present content.
+struct Derived {
+    json: Value,
+    since: Timestamp,
+}
+
+impl Derived {
+    fn note(
+        map: &mut BTreeMap<String, Derived>,
+        id: &str,
+        since: Timestamp,
+        json: impl FnOnce() -> Value,
+    ) {
+        match map.get_mut(id) {
+            Some(derived) => derived.since = derived.since.min(since),
+            None => {
+                map.insert(
+                    id.to_owned(),
+                    Derived {
+                        json: json(),
+                        since,
+                    },
+                );
             }
         }
-        for current in store.current_records(site, entity).await? {
+    }
+
+    fn finish(map: BTreeMap<String, Derived>) -> Vec<Value> {
+        map.into_iter()
+            .map(|(id, derived)| common(derived.json, &id, derived.since))
+            .collect()
+    }
+}
+
+/// The academic session of a school year.
+fn session_json(year: SchoolYear) -> Value {
+    json!({
+        "title": year.title(),
+        "startDate": year.start_date(),
+        "endDate": year.end_date(),
+        "type": "schoolYear",
+        "parent": null,
+        "children": [],
+        "schoolYear": year.ending_year(),
+    })
+}
+
+/// Every object of the caller's scope. The store keeps no OneRoster objects: each request
+/// maps the current records of the scope's sites (the store pages nothing yet).
+pub(crate) async fn scoped_roster(
+    store: &dyn Store,
+    scope: &ConsumerScope,
+) -> Result<ScopedRoster, StoreError> {
+    let mut roster = ScopedRoster::default();
+    let mut courses: BTreeMap<String, Derived> = BTreeMap::new();
+    let mut sessions: BTreeMap<String, Derived> = BTreeMap::new();
+    for ScopedSite {
+        site,
+        secret,
+        schools,
+    } in scoped_sites(store, scope).await?
+    {
+        let school_ref = |school: &str| reference(&secret, Entity::School, school, Kind::Org);
+        for current in store.current_records(&site, Entity::School).await? {
             let id = sourced_id(&current.handle);
-            let common = |mut object: Value| {
-                object["sourcedId"] = json!(id);
-                object["status"] = json!("active");
-                object["dateLastModified"] = json!(current.modified.to_string());
-                object
-            };
-            let json = match &current.record {
-                AnyRecord::School(school) if schools.contains(&school.skolenummer) => {
-                    common(json!({
+            if let AnyRecord::School(school) = &current.record {
+                if schools.contains(&school.skolenummer) {
+                    let json = json!({
                         "metadata": {
                             "organisasjonsnummer": school.organisasjonsnummer,
                             "kommunenummer": school.kommunenummer,
@@ -197,223 +398,135 @@ pub(crate) async fn scoped_items(
                         "type": "school",
                         "identifier": school.skolenummer,
                         "children": [],
-                    }))
+                    });
+                    roster.orgs.push(common(json, &id, current.modified));
                 }
-                AnyRecord::Group(group) if schools.contains(&group.school) => common(json!({
-                    "title": group.name,
-                    "classCode": group.name,
-                    "classType": "homeroom",
+            }
+        }
+        for current in store.current_records(&site, Entity::Group).await? {
+            let AnyRecord::Group(group) = &current.record else {
+                continue;
+            };
+            if !schools.contains(&group.school) {
+                continue;
+            }
+            let school = school_ref(&group.school);
+            let school_id = id_of(&school).unwrap_or_default().to_owned();
+            let year = group
+                .school_year
+                .as_deref()
+                .and_then(SchoolYear::parse)
+                .unwrap_or_else(|| SchoolYear::containing(current.modified));
+            let session_id = derived_id("academicSession", &[&year.title()]);
+            Derived::note(&mut sessions, &session_id, current.modified, || {
+                session_json(year)
+            });
+            let grade = group.grade.as_deref().unwrap_or_default();
+            let course_id = derived_id("course", &[&school_id, &year.title(), grade]);
+            Derived::note(&mut courses, &course_id, current.modified, || {
+                let title = match grade {
+                    "" => format!("Basisgrupper {}", year.title()),
+                    grade => format!("{grade}. trinn {}", year.title()),
+                };
+                json!({
+                    "title": title,
+                    "schoolYear": reference_to(Kind::AcademicSession, &session_id),
+                    "courseCode": if grade.is_empty() { "basisgruppe".to_owned() } else { format!("trinn-{grade}") },
                     "grades": group.grade.iter().collect::<Vec<_>>(),
                     "subjects": [],
-                    "school": reference(secret, Entity::School, &group.school, Collection::Orgs),
-                    "terms": [],
-                    "metadata": {"schoolYear": group.school_year},
-                })),
-                AnyRecord::Enrollment(enrollment) if schools.contains(&enrollment.school) => {
-                    let Some(group) = &enrollment.group else {
-                        continue;
-                    };
-                    common(json!({
-                        "user": reference(secret, Entity::Student, &enrollment.student, Collection::Users),
-                        "class": reference(secret, Entity::Group, group, Collection::Classes),
-                        "school": reference(secret, Entity::School, &enrollment.school, Collection::Orgs),
-                        "role": "student",
-                        "primary": "true",
-                    }))
-                }
-                AnyRecord::Student(student) => {
-                    let Some(orgs) = orgs_of.get(&student.source_key) else {
-                        continue;
-                    };
-                    let gender = match student.gender {
-                        Gender::Female => Some("female"),
-                        Gender::Male => Some("male"),
-                        Gender::Unknown => None,
-                    };
-                    common(json!({
-                        "username": student.username.as_deref().unwrap_or_default(),
-                        "userIds": [],
-                        "enabledUser": "true",
-                        "givenName": student.given_name,
-                        "familyName": student.family_name,
-                        "middleName": student.middle_name,
-                        "role": "student",
-                        "identifier": student.national_id.as_ref().map_or("", |id| id.as_str()),
-                        "email": student.email.as_deref().unwrap_or_default(),
-                        "sms": "",
-                        "phone": "",
-                        "agents": [],
-                        "orgs": orgs
-                            .iter()
-                            .map(|school| reference(secret, Entity::School, school, Collection::Orgs))
-                            .collect::<Vec<_>>(),
-                        "grades": [],
-                        "metadata": {
-                            "birthDate": student.birth_date.map(|date| date.to_string()),
-                            "sex": gender,
-                        },
-                    }))
-                }
-                _ => continue,
-            };
-            items.push(ScopedObject {
-                id,
-                modified: current.modified,
-                json,
+                    "org": school.clone(),
+                })
             });
+            let json = json!({
+                "title": group.name,
+                "classCode": group.name,
+                "classType": "homeroom",
+                "grades": group.grade.iter().collect::<Vec<_>>(),
+                "subjects": [],
+                "course": reference_to(Kind::Course, &course_id),
+                "school": school,
+                "terms": [reference_to(Kind::AcademicSession, &session_id)],
+                "metadata": {"schoolYear": group.school_year},
+            });
+            roster
+                .classes
+                .push(common(json, &sourced_id(&current.handle), current.modified));
+        }
+        // A user's orgs are the scoped schools of its enrollments.
+        let mut orgs_of: HashMap<CompactString, Vec<CompactString>> = HashMap::new();
+        for current in store.current_records(&site, Entity::Enrollment).await? {
+            let AnyRecord::Enrollment(enrollment) = &current.record else {
+                continue;
+            };
+            if !schools.contains(&enrollment.school) {
+                continue;
+            }
+            orgs_of
+                .entry(enrollment.student.clone())
+                .or_default()
+                .push(enrollment.school.clone());
+            let Some(group) = &enrollment.group else {
+                continue;
+            };
+            let json = json!({
+                "user": reference(&secret, Entity::Student, &enrollment.student, Kind::User),
+                "class": reference(&secret, Entity::Group, group, Kind::Class),
+                "school": school_ref(&enrollment.school),
+                "role": "student",
+                "primary": "true",
+            });
+            roster
+                .enrollments
+                .push(common(json, &sourced_id(&current.handle), current.modified));
+        }
+        for current in store.current_records(&site, Entity::Student).await? {
+            let AnyRecord::Student(student) = &current.record else {
+                continue;
+            };
+            let Some(orgs) = orgs_of.get(&student.source_key) else {
+                continue;
+            };
+            let id = sourced_id(&current.handle);
+            let sex = match student.gender {
+                Gender::Female => Some("female"),
+                Gender::Male => Some("male"),
+                Gender::Unknown => None,
+            };
+            let birth_date = student.birth_date.map(|date| date.to_string());
+            if sex.is_some() || birth_date.is_some() {
+                let json = json!({"birthDate": birth_date, "sex": sex});
+                roster
+                    .demographics
+                    .push(common(json, &id, current.modified));
+            }
+            let json = json!({
+                "username": student.username.as_deref().unwrap_or_default(),
+                "userIds": [],
+                "enabledUser": "true",
+                "givenName": student.given_name,
+                "familyName": student.family_name,
+                "middleName": student.middle_name,
+                "role": "student",
+                "identifier": student.national_id.as_ref().map_or("", |id| id.as_str()),
+                "email": student.email.as_deref().unwrap_or_default(),
+                "sms": "",
+                "phone": "",
+                "agents": [],
+                "orgs": orgs.iter().map(|school| school_ref(school)).collect::<Vec<_>>(),
+                "grades": [],
+                "metadata": {"birthDate": birth_date, "sex": sex},
+            });
+            roster.users.push(common(json, &id, current.modified));
         }
     }
-    Ok(items)
-}
-
-/// The query of a collection request. OneRoster's `sort`, `orderBy` and `fields` are not
-/// served, and are refused rather than ignored, so a client does not take an unsorted page
-/// for a sorted one.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ListQuery {
-    limit: Option<String>,
-    offset: Option<String>,
-    filter: Option<String>,
-}
-
-/// A comparison on `dateLastModified`, the only filter served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct DateFilter {
-    op: Op,
-    at: Timestamp,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Greater,
-    GreaterOrEqual,
-    Less,
-    LessOrEqual,
-    Equal,
-    NotEqual,
-}
-
-impl DateFilter {
-    /// Parses `dateLastModified<op>'<RFC 3339 time or date>'` with one of the OneRoster
-    /// operators `>`, `>=`, `<`, `<=`, `=`, `!=`. `None` for any other filter.
-    fn parse(filter: &str) -> Option<DateFilter> {
-        let rest = filter.trim().strip_prefix("dateLastModified")?.trim_start();
-        let (op, rest) = [
-            (">=", Op::GreaterOrEqual),
-            ("<=", Op::LessOrEqual),
-            ("!=", Op::NotEqual),
-            (">", Op::Greater),
-            ("<", Op::Less),
-            ("=", Op::Equal),
-        ]
-        .into_iter()
-        .find_map(|(text, op)| rest.strip_prefix(text).map(|rest| (op, rest)))?;
-        let value = rest.trim().strip_prefix('\'')?.strip_suffix('\'')?;
-        Some(DateFilter {
-            op,
-            at: Timestamp::parse_rfc3339(value)?,
-        })
-    }
-
-    pub(crate) fn matches(self, modified: Timestamp) -> bool {
-        match self.op {
-            Op::Greater => modified > self.at,
-            Op::GreaterOrEqual => modified >= self.at,
-            Op::Less => modified < self.at,
-            Op::LessOrEqual => modified <= self.at,
-            Op::Equal => modified == self.at,
-            Op::NotEqual => modified != self.at,
-        }
-    }
-}
-
-/// The page a request asks for, checked.
-pub(crate) struct PageRequest {
-    pub limit: usize,
-    pub offset: usize,
-    pub filter: Option<DateFilter>,
-}
-
-/// Why a page request was refused: the error code and its detail.
-pub(crate) type Refusal = (&'static str, &'static str);
-
-const LIMIT_DETAIL: &str = "limit is a whole number from 1 (at most 1000 are served)";
-
-impl PageRequest {
-    pub(crate) fn from_query(query: ListQuery) -> Result<PageRequest, Refusal> {
-        let number = |text: Option<String>, default: usize, refusal: Refusal| match text {
-            None => Ok(default),
-            Some(text) => text.trim().parse::<usize>().map_err(|_| refusal),
-        };
-        let limit = number(query.limit, DEFAULT_LIMIT, ("invalid_limit", LIMIT_DETAIL))?;
-        if limit == 0 {
-            return Err(("invalid_limit", LIMIT_DETAIL));
-        }
-        let offset = number(
-            query.offset,
-            0,
-            ("invalid_offset", "offset is a whole number from 0"),
-        )?;
-        let filter = match query.filter {
-            None => None,
-            Some(text) => Some(DateFilter::parse(&text).ok_or((
-                "unsupported_filter",
-                "only filter=dateLastModified<op>'<RFC 3339 time>' is supported, with <op> \
-                 one of > >= < <= = !=",
-            ))?),
-        };
-        Ok(PageRequest {
-            limit: limit.min(MAX_LIMIT),
-            offset,
-            filter,
-        })
-    }
+    roster.courses = Derived::finish(courses);
+    roster.sessions = Derived::finish(sessions);
+    Ok(roster)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn date_filters_parse_every_operator_and_nothing_else() {
-        let at = Timestamp::parse_rfc3339("2026-11-01T00:00:00Z").unwrap();
-        for (text, op) in [
-            ("dateLastModified>'2026-11-01T00:00:00Z'", Op::Greater),
-            (
-                "dateLastModified >= '2026-11-01T00:00:00Z'",
-                Op::GreaterOrEqual,
-            ),
-            ("dateLastModified<'2026-11-01'", Op::Less),
-            (
-                "dateLastModified<='2026-11-01T01:00:00+01:00'",
-                Op::LessOrEqual,
-            ),
-            ("dateLastModified='2026-11-01T00:00:00.000Z'", Op::Equal),
-            ("dateLastModified!='2026-11-01T00:00:00Z'", Op::NotEqual),
-        ] {
-            assert_eq!(
-                DateFilter::parse(text),
-                Some(DateFilter { op, at }),
-                "{text}"
-            );
-        }
-        for text in [
-            "familyName='Nilsen'",
-            "dateLastModified>2026-11-01",
-            "dateLastModified~'2026-11-01'",
-            "dateLastModified>'2026-11-01' AND status='active'",
-            "dateLastModified>'yesterday'",
-        ] {
-            assert_eq!(DateFilter::parse(text), None, "{text}");
-        }
-        let filter = DateFilter {
-            op: Op::Greater,
-            at,
-        };
-        assert!(filter.matches(Timestamp(at.0 + 1)));
-        assert!(!filter.matches(at));
-    }
 
     #[test]
     fn sourced_ids_are_stable_and_do_not_show_the_handle() {
@@ -425,5 +538,14 @@ mod tests {
             sourced_id(&handle),
             sourced_id(&RecordHandle::from_bytes([8; 32]))
         );
+    }
+
+    #[test]
+    fn derived_ids_differ_with_any_part_and_cannot_be_shifted_between_parts() {
+        let id = derived_id("course", &["ab", "c"]);
+        assert_eq!(id, derived_id("course", &["ab", "c"]));
+        assert_eq!(id.len(), 32);
+        assert_ne!(id, derived_id("course", &["a", "bc"]));
+        assert_ne!(id, derived_id("academicSession", &["ab", "c"]));
     }
 }
