@@ -26,6 +26,7 @@
 //! the record's handle, never its key, so no national id (an elevliste's student key) leaks
 //! into an id.
 
+pub(crate) mod deletions;
 pub(crate) mod endpoint;
 pub(crate) mod filter;
 pub(crate) mod links;
@@ -39,7 +40,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use skolebro_protocol::{Entity, Gender, RecordHandle, SiteId, SiteSecret};
 
-use crate::store::{AnyRecord, ConsumerScope, Store, StoreError, Timestamp};
+use crate::store::{AnyRecord, ConsumerScope, CurrentRecord, Store, StoreError, Timestamp};
 use school_year::SchoolYear;
 
 /// Where the OneRoster 1.1 REST endpoints live.
@@ -246,41 +247,31 @@ pub(crate) fn id_of(object: &Value) -> Option<&str> {
     object.get("sourcedId")?.as_str()
 }
 
-/// One site with the skolenummer of its schools the scope covers.
+/// One site with a school the scope covers, and the secret its handles are keyed with.
 struct ScopedSite {
     site: SiteId,
     secret: SiteSecret,
-    schools: HashSet<CompactString>,
 }
 
-/// The sites with at least one school in `scope`, with those schools.
+/// The sites with at least one school in `scope` now. (A site none of whose current
+/// schools is in the scope any more is not read, not even for deletions.)
 async fn scoped_sites(
     store: &dyn Store,
     scope: &ConsumerScope,
 ) -> Result<Vec<ScopedSite>, StoreError> {
-    let mut by_site: Vec<(SiteId, HashSet<CompactString>)> = Vec::new();
+    let mut covered: Vec<SiteId> = Vec::new();
     for (site, school) in store.current_schools().await? {
-        if !scope.covers(&school) {
-            continue;
-        }
-        match by_site.last_mut() {
-            Some((last, schools)) if *last == site => {
-                schools.insert(school.skolenummer);
-            }
-            _ => by_site.push((site, HashSet::from([school.skolenummer]))),
+        if scope.covers(&school) && covered.last() != Some(&site) {
+            covered.push(site);
         }
     }
-    let mut sites = Vec::with_capacity(by_site.len());
-    for (site, schools) in by_site {
+    let mut sites = Vec::with_capacity(covered.len());
+    for site in covered {
         let secret = store
             .site_secret(&site)
             .await?
             .ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
-        sites.push(ScopedSite {
-            site,
-            secret,
-            schools,
-        });
+        sites.push(ScopedSite { site, secret });
     }
     Ok(sites)
 }
@@ -295,9 +286,40 @@ pub(crate) struct ScopedRoster {
     courses: Vec<Value>,
     sessions: Vec<Value>,
     demographics: Vec<Value>,
+    /// The site, kind and handle of the record behind each object id, when mapped as of a
+    /// past time: where [`deletions`] looks up when a record was closed.
+    origins: HashMap<String, (SiteId, Entity, RecordHandle)>,
 }
 
 impl ScopedRoster {
+    /// Adds an object of `kind`.
+    fn push(&mut self, kind: Kind, object: Value) {
+        match kind {
+            Kind::Org => self.orgs.push(object),
+            Kind::User => self.users.push(object),
+            Kind::Class => self.classes.push(object),
+            Kind::Enrollment => self.enrollments.push(object),
+            Kind::Course => self.courses.push(object),
+            Kind::AcademicSession => self.sessions.push(object),
+            Kind::Demographics => self.demographics.push(object),
+        }
+    }
+
+    /// Notes the record behind object `id` when mapping a past moment.
+    fn note_origin(
+        &mut self,
+        moment: Moment,
+        id: &str,
+        site: &SiteId,
+        entity: Entity,
+        current: &CurrentRecord,
+    ) {
+        if moment != Moment::Now {
+            self.origins
+                .insert(id.to_owned(), (site.clone(), entity, current.handle));
+        }
+    }
+
     /// The objects of one kind.
     pub(crate) fn of(&self, kind: Kind) -> &[Value] {
         match kind {
@@ -368,26 +390,106 @@ fn session_json(year: SchoolYear) -> Value {
     })
 }
 
-/// Every object of the caller's scope. The store keeps no OneRoster objects: each request
-/// maps the current records of the scope's sites (the store pages nothing yet).
+/// The moment a roster is mapped at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Moment {
+    /// The current records.
+    Now,
+    /// The records as they stood then ([`crate::store::RecordStore::roster_as_of`]), for the
+    /// deletions since ([`deletions`]).
+    AsOf(Timestamp),
+}
+
+/// The records of one site the mapping reads, by kind.
+#[derive(Default)]
+struct SiteRecords {
+    schools: Vec<CurrentRecord>,
+    groups: Vec<CurrentRecord>,
+    enrollments: Vec<CurrentRecord>,
+    students: Vec<CurrentRecord>,
+}
+
+/// A site's records at `moment`. Records as of a past time carry that time as their
+/// `modified`: only their content and handle are used.
+async fn site_records(
+    store: &dyn Store,
+    site: &SiteId,
+    secret: &SiteSecret,
+    moment: Moment,
+) -> Result<SiteRecords, StoreError> {
+    let at = match moment {
+        Moment::Now => {
+            return Ok(SiteRecords {
+                schools: store.current_records(site, Entity::School).await?,
+                groups: store.current_records(site, Entity::Group).await?,
+                enrollments: store.current_records(site, Entity::Enrollment).await?,
+                students: store.current_records(site, Entity::Student).await?,
+            })
+        }
+        Moment::AsOf(at) => at,
+    };
+    let roster = store.roster_as_of(site, at).await?;
+    let wrap = |entity: Entity, key: &str, record: AnyRecord| CurrentRecord {
+        handle: secret.handle(entity, key),
+        record,
+        modified: at,
+    };
+    Ok(SiteRecords {
+        schools: roster
+            .schools
+            .into_iter()
+            .map(|r| wrap(Entity::School, &r.skolenummer.clone(), AnyRecord::School(r)))
+            .collect(),
+        groups: roster
+            .groups
+            .into_iter()
+            .map(|r| wrap(Entity::Group, &r.source_key.clone(), AnyRecord::Group(r)))
+            .collect(),
+        enrollments: roster
+            .enrollments
+            .into_iter()
+            .map(|r| {
+                wrap(
+                    Entity::Enrollment,
+                    &r.source_key.clone(),
+                    AnyRecord::Enrollment(r),
+                )
+            })
+            .collect(),
+        students: roster
+            .students
+            .into_iter()
+            .map(|r| {
+                wrap(
+                    Entity::Student,
+                    &r.source_key.clone(),
+                    AnyRecord::Student(r),
+                )
+            })
+            .collect(),
+    })
+}
+
+/// Every object of the caller's scope at `moment`. The store keeps no OneRoster objects:
+/// each request maps the records of the scope's sites (the store pages nothing yet). Mapped
+/// as of a past time, each object also notes the record it came from (its `origins`).
 pub(crate) async fn scoped_roster(
     store: &dyn Store,
     scope: &ConsumerScope,
+    moment: Moment,
 ) -> Result<ScopedRoster, StoreError> {
     let mut roster = ScopedRoster::default();
     let mut courses: BTreeMap<String, Derived> = BTreeMap::new();
     let mut sessions: BTreeMap<String, Derived> = BTreeMap::new();
-    for ScopedSite {
-        site,
-        secret,
-        schools,
-    } in scoped_sites(store, scope).await?
-    {
+    for ScopedSite { site, secret } in scoped_sites(store, scope).await? {
+        let records = site_records(store, &site, &secret, moment).await?;
+        let mut schools: HashSet<CompactString> = HashSet::new();
         let school_ref = |school: &str| reference(&secret, Entity::School, school, Kind::Org);
-        for current in store.current_records(&site, Entity::School).await? {
+        for current in &records.schools {
             let id = sourced_id(&current.handle);
             if let AnyRecord::School(school) = &current.record {
-                if schools.contains(&school.skolenummer) {
+                if scope.covers(school) {
+                    schools.insert(school.skolenummer.clone());
                     let json = json!({
                         "metadata": {
                             "organisasjonsnummer": school.organisasjonsnummer,
@@ -399,11 +501,12 @@ pub(crate) async fn scoped_roster(
                         "identifier": school.skolenummer,
                         "children": [],
                     });
+                    roster.note_origin(moment, &id, &site, Entity::School, current);
                     roster.orgs.push(common(json, &id, current.modified));
                 }
             }
         }
-        for current in store.current_records(&site, Entity::Group).await? {
+        for current in &records.groups {
             let AnyRecord::Group(group) = &current.record else {
                 continue;
             };
@@ -448,13 +551,13 @@ pub(crate) async fn scoped_roster(
                 "terms": [reference_to(Kind::AcademicSession, &session_id)],
                 "metadata": {"schoolYear": group.school_year},
             });
-            roster
-                .classes
-                .push(common(json, &sourced_id(&current.handle), current.modified));
+            let id = sourced_id(&current.handle);
+            roster.note_origin(moment, &id, &site, Entity::Group, current);
+            roster.classes.push(common(json, &id, current.modified));
         }
         // A user's orgs are the scoped schools of its enrollments.
         let mut orgs_of: HashMap<CompactString, Vec<CompactString>> = HashMap::new();
-        for current in store.current_records(&site, Entity::Enrollment).await? {
+        for current in &records.enrollments {
             let AnyRecord::Enrollment(enrollment) = &current.record else {
                 continue;
             };
@@ -475,11 +578,11 @@ pub(crate) async fn scoped_roster(
                 "role": "student",
                 "primary": "true",
             });
-            roster
-                .enrollments
-                .push(common(json, &sourced_id(&current.handle), current.modified));
+            let id = sourced_id(&current.handle);
+            roster.note_origin(moment, &id, &site, Entity::Enrollment, current);
+            roster.enrollments.push(common(json, &id, current.modified));
         }
-        for current in store.current_records(&site, Entity::Student).await? {
+        for current in &records.students {
             let AnyRecord::Student(student) = &current.record else {
                 continue;
             };
@@ -487,6 +590,7 @@ pub(crate) async fn scoped_roster(
                 continue;
             };
             let id = sourced_id(&current.handle);
+            roster.note_origin(moment, &id, &site, Entity::Student, current);
             let sex = match student.gender {
                 Gender::Female => Some("female"),
                 Gender::Male => Some("male"),

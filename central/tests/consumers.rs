@@ -1320,3 +1320,92 @@ async fn every_endpoint_answers_in_the_shape_of_its_golden_file() {
     golden("error_unauthorised", status, body);
     central.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_feed_reports_what_left_the_scope_since_as_to_be_deleted() {
+    let (central, mut devices) = three_schools().await;
+    let token = central.token(json!({"kommune": "4601"})).await;
+    let base = "/ims/oneroster/v1p1";
+    let (_, _, before) = central.get(&token, &format!("{base}/users")).await;
+    let hansen = before["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|user| user["familyName"] == "Hansen")
+        .expect("Hansen is enrolled")
+        .clone();
+    let since = Timestamp(now_ms());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Hansen, alone in 9A, leaves Fana; Nilsen's e-mail changes.
+    let rows: Vec<_> = fana_rows()
+        .into_iter()
+        .filter(|row| row.3 != "Hansen")
+        .collect();
+    let after =
+        elevliste(FANA, &rows).replace("Oskar.Nilsen@skule.example.no", "oskar@skule.example.no");
+    central.transfer(&mut devices[0], &after).await;
+    let transferred = Timestamp(now_ms());
+
+    let feed = |collection: &'static str| {
+        let central = &central;
+        let token = token.clone();
+        let filter = encode(&format!("dateLastModified>='{since}'"));
+        async move {
+            let (status, _, body) = central
+                .get(&token, &format!("{base}/{collection}?filter={filter}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body[collection]
+                .as_array()
+                .unwrap_or_else(|| panic!("{collection}: {body}"))
+                .clone()
+        }
+    };
+    let users = feed("users").await;
+    assert_eq!(users.len(), 2, "{users:?}");
+    let gone = users.iter().find(|u| u["status"] == "tobedeleted").unwrap();
+    assert_eq!(gone["sourcedId"], hansen["sourcedId"]);
+    assert_eq!(gone["familyName"], "Hansen", "the object as it was");
+    let when = Timestamp::parse_rfc3339(gone["dateLastModified"].as_str().unwrap()).unwrap();
+    assert!(since < when && when <= transferred, "closed by the batch");
+    let active = users.iter().find(|u| u["status"] == "active").unwrap();
+    assert_eq!(active["email"], "oskar@skule.example.no");
+
+    let statuses = |objects: &[Value]| -> Vec<String> {
+        let mut statuses: Vec<String> = objects
+            .iter()
+            .map(|o| o["status"].as_str().unwrap().to_owned())
+            .collect();
+        statuses.sort();
+        statuses
+    };
+    assert_eq!(
+        statuses(&feed("classes").await),
+        ["tobedeleted"],
+        "9A is gone"
+    );
+    assert_eq!(statuses(&feed("enrollments").await), ["tobedeleted"]);
+    // Demographics change with their student record: Nilsen's is active, Hansen's gone.
+    assert_eq!(
+        statuses(&feed("demographics").await),
+        ["active", "tobedeleted"]
+    );
+    assert!(feed("orgs").await.is_empty());
+
+    // Without a change-feed filter, and by id, a deleted object is simply absent.
+    let (_, _, all) = central.get(&token, &format!("{base}/users")).await;
+    assert_eq!(all["users"].as_array().unwrap().len(), 4);
+    let id = hansen["sourcedId"].as_str().unwrap();
+    assert_eq!(
+        central.get(&token, &format!("{base}/users/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // Another scope's feed does not see Fana's deletions.
+    let oslo = central.token(json!({"county": "03"})).await;
+    let filter = encode(&format!("dateLastModified>='{since}'"));
+    let (_, _, body) = central
+        .get(&oslo, &format!("{base}/users?filter={filter}"))
+        .await;
+    assert_eq!(body["users"], json!([]));
+    central.stop().await;
+}

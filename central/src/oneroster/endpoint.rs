@@ -228,6 +228,12 @@ impl Endpoint {
         }
     }
 
+    /// Whether this is a whole collection (`users`, `schools`), not one object or a list
+    /// under a parent: the lists a change feed reads, with its deletions.
+    pub(crate) fn is_collection(&self) -> bool {
+        matches!(self, Endpoint::List { parents, .. } if parents.is_empty())
+    }
+
     /// The kind of the objects answered: its fields are what the query may name.
     pub(crate) fn kind(&self) -> Kind {
         match self {
@@ -320,6 +326,7 @@ mod tests {
             ],
             sessions: vec![json!({"sourcedId": "y1", "type": "schoolYear"})],
             demographics: vec![json!({"sourcedId": "u1"})],
+            ..ScopedRoster::default()
         }
     }
 

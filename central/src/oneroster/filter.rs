@@ -155,6 +155,25 @@ impl Filter {
         Ok(())
     }
 
+    /// The time a change feed asks from: the filter selects only objects modified after it
+    /// (`dateLastModified>=` or `>` in every `OR` branch; the earliest of the branches'
+    /// latest bounds). `None` when some branch has no such bound.
+    pub(crate) fn since(&self) -> Option<Timestamp> {
+        self.any_of
+            .iter()
+            .map(|group| {
+                group
+                    .iter()
+                    .filter(|p| p.field == "dateLastModified")
+                    .filter(|p| matches!(p.op, Op::Greater | Op::GreaterOrEqual))
+                    .filter_map(|p| Timestamp::parse_rfc3339(&p.value))
+                    .max()
+            })
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .min()
+    }
+
     /// Whether the object (as served) matches.
     pub(crate) fn matches(&self, object: &Value) -> bool {
         self.any_of
@@ -369,6 +388,26 @@ mod tests {
                 .check(&fields),
             Err(FilterError::NotATime)
         );
+    }
+
+    #[test]
+    fn a_change_feed_starts_at_the_bound_every_branch_has() {
+        let at = |text: &str| Timestamp::parse_rfc3339(text);
+        let since = |text: &str| Filter::parse(text).unwrap().since();
+        assert_eq!(since("dateLastModified>='2026-11-01'"), at("2026-11-01"));
+        assert_eq!(
+            since("role='student' AND dateLastModified>'2026-11-01' AND dateLastModified>='2026-11-02'"),
+            at("2026-11-02")
+        );
+        assert_eq!(
+            since("dateLastModified>='2026-11-03' OR dateLastModified>'2026-11-02'"),
+            at("2026-11-02")
+        );
+        assert_eq!(
+            since("dateLastModified>='2026-11-03' OR role='student'"),
+            None
+        );
+        assert_eq!(since("dateLastModified<'2026-11-03'"), None);
     }
 
     #[test]

@@ -176,6 +176,12 @@ impl PageRequest {
         (page, total)
     }
 
+    /// The time the filter asks for changes from ([`Filter::since`]): a change feed, which
+    /// also answers what was deleted since.
+    pub(crate) fn since(&self) -> Option<crate::store::Timestamp> {
+        self.filter.as_ref()?.since()
+    }
+
     /// The object with the selected fields only (all without `fields`).
     pub(crate) fn select(&self, object: Value) -> Value {
         match (&self.fields, object) {

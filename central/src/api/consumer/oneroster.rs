@@ -1,7 +1,8 @@
 //! The OneRoster endpoint of the consumer listener: every path under
 //! [`crate::oneroster::BASE`] is read into a [`crate::oneroster::endpoint::Endpoint`] and
 //! answered from the calling client's scope only: one page of a list (with `X-Total-Count`
-//! and the paging `Link`s), or one object by `sourcedId`. Errors leave as `ApiError`s; the
+//! and the paging `Link`s; a change feed with what was deleted since), or one object by
+//! `sourcedId`. Errors leave as `ApiError`s; the
 //! listener's `imsx` layer writes them in OneRoster's status shape.
 
 use std::sync::Arc;
@@ -14,10 +15,11 @@ use serde_json::{json, Value};
 
 use super::token::bearer_client;
 use crate::api::error::ApiError;
+use crate::oneroster::deletions::deletions;
 use crate::oneroster::endpoint::{Endpoint, Missing};
 use crate::oneroster::links::{link_header, origin};
 use crate::oneroster::query::{parse_query, PageRequest};
-use crate::oneroster::{scoped_roster, BASE};
+use crate::oneroster::{scoped_roster, Moment, BASE};
 use crate::state::AppState;
 
 /// `GET /ims/oneroster/v1p1/{path}`: a list of the caller's objects, filtered, sorted and
@@ -46,8 +48,8 @@ pub(crate) async fn get_resource(
         ),
         Endpoint::One { .. } => None,
     };
-    let roster = scoped_roster(state.store.as_ref(), &client.scope).await?;
-    let objects = endpoint.select(&roster).map_err(|Missing::Object(kind)| {
+    let roster = scoped_roster(state.store.as_ref(), &client.scope, Moment::Now).await?;
+    let mut objects = endpoint.select(&roster).map_err(|Missing::Object(kind)| {
         ApiError::not_found(
             "unknown_object",
             format!("no {} with this sourcedId", kind.singular()),
@@ -57,6 +59,10 @@ pub(crate) async fn get_resource(
         let object = objects.into_iter().next().unwrap_or(Value::Null);
         return Ok(Json(json!({ kind.singular(): object })).into_response());
     };
+    if let Some(since) = request.since().filter(|_| endpoint.is_collection()) {
+        let gone = deletions(state.store.as_ref(), &client.scope, since, &roster).await?;
+        objects.extend(endpoint.select(&gone).unwrap_or_default());
+    }
     let (page, total) = request.apply(objects);
     tracing::debug!(
         client = client.id,
