@@ -1302,6 +1302,10 @@ async fn every_endpoint_answers_in_the_shape_of_its_golden_file() {
             "fields",
             "users?fields=sourcedId,givenName&sort=givenName".to_owned(),
         ),
+        (
+            "class_fields",
+            format!("classes/{class}?fields=title,course"),
+        ),
         ("error_unknown_object", format!("users/{missing}")),
         ("error_unknown_endpoint", "lineItems".to_owned()),
         (

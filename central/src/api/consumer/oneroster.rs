@@ -40,14 +40,9 @@ pub(crate) async fn get_resource(
         ));
     };
     let kind = endpoint.kind();
-    let request = match &endpoint {
-        Endpoint::List { .. } => Some(
-            parse_query(&uri)
-                .and_then(|query| PageRequest::from_query(query, kind.fields()))
-                .map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?,
-        ),
-        Endpoint::One { .. } => None,
-    };
+    let request = parse_query(&uri)
+        .and_then(|query| PageRequest::from_query(query, kind.fields()))
+        .map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
     let roster = scoped_roster(state.store.as_ref(), &client.scope, Moment::Now).await?;
     let mut objects = endpoint.select(&roster).map_err(|Missing::Object(kind)| {
         ApiError::not_found(
@@ -55,10 +50,10 @@ pub(crate) async fn get_resource(
             format!("no {} with this sourcedId", kind.singular()),
         )
     })?;
-    let Some(request) = request else {
+    if let Endpoint::One { .. } = endpoint {
         let object = objects.into_iter().next().unwrap_or(Value::Null);
-        return Ok(Json(json!({ kind.singular(): object })).into_response());
-    };
+        return Ok(Json(json!({ kind.singular(): request.select(object) })).into_response());
+    }
     if let Some(since) = request.since().filter(|_| endpoint.is_collection()) {
         let gone = deletions(state.store.as_ref(), &client.scope, since, &roster).await?;
         objects.extend(endpoint.select(&gone).unwrap_or_default());
