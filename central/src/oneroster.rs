@@ -38,7 +38,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use compact_str::CompactString;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use skolebro_protocol::{Entity, Gender, RecordHandle, SiteId, SiteSecret};
+use skolebro_protocol::{Entity, Gender, Record, RecordHandle, SiteId, SiteSecret};
 
 use crate::store::{AnyRecord, ConsumerScope, CurrentRecord, Store, StoreError, Timestamp};
 use school_year::SchoolYear;
@@ -429,45 +429,29 @@ async fn site_records(
         Moment::AsOf(at) => at,
     };
     let roster = store.roster_as_of(site, at).await?;
-    let wrap = |entity: Entity, key: &str, record: AnyRecord| CurrentRecord {
-        handle: secret.handle(entity, key),
-        record,
-        modified: at,
-    };
     Ok(SiteRecords {
-        schools: roster
-            .schools
-            .into_iter()
-            .map(|r| wrap(Entity::School, &r.skolenummer.clone(), AnyRecord::School(r)))
-            .collect(),
-        groups: roster
-            .groups
-            .into_iter()
-            .map(|r| wrap(Entity::Group, &r.source_key.clone(), AnyRecord::Group(r)))
-            .collect(),
-        enrollments: roster
-            .enrollments
-            .into_iter()
-            .map(|r| {
-                wrap(
-                    Entity::Enrollment,
-                    &r.source_key.clone(),
-                    AnyRecord::Enrollment(r),
-                )
-            })
-            .collect(),
-        students: roster
-            .students
-            .into_iter()
-            .map(|r| {
-                wrap(
-                    Entity::Student,
-                    &r.source_key.clone(),
-                    AnyRecord::Student(r),
-                )
-            })
-            .collect(),
+        schools: as_of(roster.schools, secret, at, AnyRecord::School),
+        groups: as_of(roster.groups, secret, at, AnyRecord::Group),
+        enrollments: as_of(roster.enrollments, secret, at, AnyRecord::Enrollment),
+        students: as_of(roster.students, secret, at, AnyRecord::Student),
     })
+}
+
+/// Records of one kind as they stood `at`, in the shape of current ones.
+fn as_of<R: Record>(
+    records: Vec<R>,
+    secret: &SiteSecret,
+    at: Timestamp,
+    into: fn(R) -> AnyRecord,
+) -> Vec<CurrentRecord> {
+    records
+        .into_iter()
+        .map(|record| CurrentRecord {
+            handle: secret.handle(R::ENTITY, record.key()),
+            record: into(record),
+            modified: at,
+        })
+        .collect()
 }
 
 /// Every object of the caller's scope at `moment`. The store keeps no OneRoster objects:
