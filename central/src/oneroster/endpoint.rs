@@ -6,6 +6,8 @@
 //! references, so a list under a school, class, course, term or user can only show what the
 //! scoped roster holds. Pure.
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 
 use super::{id_of, ref_id, Kind, ScopedRoster};
@@ -42,18 +44,34 @@ pub(crate) enum Constraint {
 }
 
 impl Constraint {
-    fn holds(&self, object: &Value, roster: &ScopedRoster) -> bool {
+    /// The constraint ready to test many objects: an enrollment join becomes the set of
+    /// ids it admits, computed once, so a list costs one pass over the enrollments.
+    fn prepare<'a>(&'a self, roster: &'a ScopedRoster) -> Prepared<'a> {
         match self {
-            Constraint::Refers { field, to } => refers(object, field, to),
-            Constraint::Enrolled { own, other, to } => {
-                let Some(id) = id_of(object) else {
-                    return false;
-                };
+            Constraint::Refers { field, to } => Prepared::Refers { field, to },
+            Constraint::Enrolled { own, other, to } => Prepared::Among(
                 roster
                     .of(Kind::Enrollment)
                     .iter()
-                    .any(|enrollment| refers(enrollment, other, to) && refers(enrollment, own, id))
-            }
+                    .filter(|enrollment| refers(enrollment, other, to))
+                    .filter_map(|enrollment| ref_id(enrollment, own))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// A [`Constraint`] prepared against one roster.
+enum Prepared<'a> {
+    Refers { field: &'a str, to: &'a str },
+    Among(HashSet<&'a str>),
+}
+
+impl Prepared<'_> {
+    fn holds(&self, object: &Value) -> bool {
+        match self {
+            Prepared::Refers { field, to } => refers(object, field, to),
+            Prepared::Among(ids) => id_of(object).is_some_and(|id| ids.contains(id)),
         }
     }
 }
@@ -266,17 +284,19 @@ impl Endpoint {
                         parent
                             .within
                             .as_ref()
-                            .is_none_or(|within| within.holds(object, roster))
+                            .is_none_or(|within| within.prepare(roster).holds(object))
                     });
                     if !belongs {
                         return Err(Missing::Object(parent.kind));
                     }
                 }
+                let prepared: Vec<Prepared<'_>> =
+                    constraints.iter().map(|c| c.prepare(roster)).collect();
                 Ok(roster
                     .of(*kind)
                     .iter()
                     .filter(|object| narrow.admits(object))
-                    .filter(|object| constraints.iter().all(|c| c.holds(object, roster)))
+                    .filter(|object| prepared.iter().all(|c| c.holds(object)))
                     .cloned()
                     .collect())
             }
