@@ -400,6 +400,36 @@ pub(crate) enum Moment {
     AsOf(Timestamp),
 }
 
+/// Which records beyond the schools a mapping reads: only what the kinds an answer shows
+/// are made of, since each kind costs a read of all its records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Needs {
+    groups: bool,
+    enrollments: bool,
+    students: bool,
+}
+
+impl Needs {
+    /// What objects of `kinds` are made of: a class, course or session of a basisgruppe,
+    /// an enrollment of an enrollment, a user or demographics of a student and the
+    /// enrollments that place it.
+    pub(crate) fn of(kinds: impl IntoIterator<Item = Kind>) -> Needs {
+        let mut needs = Needs::default();
+        for kind in kinds {
+            match kind {
+                Kind::Org => {}
+                Kind::Class | Kind::Course | Kind::AcademicSession => needs.groups = true,
+                Kind::Enrollment => needs.enrollments = true,
+                Kind::User | Kind::Demographics => {
+                    needs.enrollments = true;
+                    needs.students = true;
+                }
+            }
+        }
+        needs
+    }
+}
+
 /// The records of one site the mapping reads, by kind.
 #[derive(Default)]
 struct SiteRecords {
@@ -416,15 +446,24 @@ async fn site_records(
     site: &SiteId,
     secret: &SiteSecret,
     moment: Moment,
+    needs: Needs,
 ) -> Result<SiteRecords, StoreError> {
     let at = match moment {
         Moment::Now => {
-            return Ok(SiteRecords {
+            let mut records = SiteRecords {
                 schools: store.current_records(site, Entity::School).await?,
-                groups: store.current_records(site, Entity::Group).await?,
-                enrollments: store.current_records(site, Entity::Enrollment).await?,
-                students: store.current_records(site, Entity::Student).await?,
-            })
+                ..SiteRecords::default()
+            };
+            if needs.groups {
+                records.groups = store.current_records(site, Entity::Group).await?;
+            }
+            if needs.enrollments {
+                records.enrollments = store.current_records(site, Entity::Enrollment).await?;
+            }
+            if needs.students {
+                records.students = store.current_records(site, Entity::Student).await?;
+            }
+            return Ok(records);
         }
         Moment::AsOf(at) => at,
     };
@@ -454,19 +493,21 @@ fn as_of<R: Record>(
         .collect()
 }
 
-/// Every object of the caller's scope at `moment`. The store keeps no OneRoster objects:
-/// each request maps the records of the scope's sites (the store pages nothing yet). Mapped
+/// Every object of the caller's scope at `moment` of the kinds `needs` asks for (the
+/// others are left empty). The store keeps no OneRoster objects: each request maps the
+/// records of the scope's sites (the store pages nothing yet). Mapped
 /// as of a past time, each object also notes the record it came from (its `origins`).
 pub(crate) async fn scoped_roster(
     store: &dyn Store,
     scope: &ConsumerScope,
     moment: Moment,
+    needs: Needs,
 ) -> Result<ScopedRoster, StoreError> {
     let mut roster = ScopedRoster::default();
     let mut courses: BTreeMap<String, Derived> = BTreeMap::new();
     let mut sessions: BTreeMap<String, Derived> = BTreeMap::new();
     for ScopedSite { site, secret } in scoped_sites(store, scope).await? {
-        let records = site_records(store, &site, &secret, moment).await?;
+        let records = site_records(store, &site, &secret, moment, needs).await?;
         let mut schools: HashSet<CompactString> = HashSet::new();
         let school_ref = |school: &str| reference(&secret, Entity::School, school, Kind::Org);
         for current in &records.schools {

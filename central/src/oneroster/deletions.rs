@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use serde_json::json;
 
-use super::{id_of, scoped_roster, Kind, Moment, ScopedRoster};
+use super::{id_of, scoped_roster, Kind, Moment, Needs, ScopedRoster};
 use crate::store::{ConsumerScope, Store, StoreError, Timestamp};
 
 /// The kinds whose deletions are reported: those backed by one stored record each.
@@ -24,17 +24,21 @@ const REPORTED: [Kind; 5] = [
     Kind::Demographics,
 ];
 
-/// The objects of the caller's scope at `since` that `now` (the current mapping) no longer
-/// holds, as `tobedeleted`.
+/// The objects of `kind` of the caller's scope at `since` that `now` (the current mapping,
+/// holding that kind) no longer holds, as `tobedeleted`.
 pub(crate) async fn deletions(
     store: &dyn Store,
     scope: &ConsumerScope,
     since: Timestamp,
     now: &ScopedRoster,
+    kind: Kind,
 ) -> Result<ScopedRoster, StoreError> {
-    let then = scoped_roster(store, scope, Moment::AsOf(since)).await?;
     let mut gone = ScopedRoster::default();
-    for kind in REPORTED {
+    if !REPORTED.contains(&kind) {
+        return Ok(gone);
+    }
+    let then = scoped_roster(store, scope, Moment::AsOf(since), Needs::of([kind])).await?;
+    {
         let current: HashSet<&str> = now.of(kind).iter().filter_map(id_of).collect();
         for object in then.of(kind) {
             let Some(id) = id_of(object).filter(|id| !current.contains(id)) else {

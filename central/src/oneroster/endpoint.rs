@@ -252,6 +252,30 @@ impl Endpoint {
         matches!(self, Endpoint::List { parents, .. } if parents.is_empty())
     }
 
+    /// The kinds the answer is computed from: its own, its parents', and enrollments for a
+    /// list joined through them.
+    pub(crate) fn kinds(&self) -> Vec<Kind> {
+        match self {
+            Endpoint::One { kind, .. } => vec![*kind],
+            Endpoint::List {
+                kind,
+                parents,
+                constraints,
+                ..
+            } => {
+                let mut kinds = vec![*kind];
+                kinds.extend(parents.iter().map(|parent| parent.kind));
+                if constraints
+                    .iter()
+                    .any(|c| matches!(c, Constraint::Enrolled { .. }))
+                {
+                    kinds.push(Kind::Enrollment);
+                }
+                kinds
+            }
+        }
+    }
+
     /// The kind of the objects answered: its fields are what the query may name.
     pub(crate) fn kind(&self) -> Kind {
         match self {
@@ -352,6 +376,7 @@ mod tests {
 
     fn ids(path: &str) -> Result<Vec<String>, Missing> {
         let endpoint = Endpoint::parse(path).unwrap_or_else(|| panic!("{path} is an endpoint"));
+        assert!(endpoint.kinds().contains(&endpoint.kind()));
         let mut ids: Vec<String> = endpoint
             .select(&roster())?
             .iter()

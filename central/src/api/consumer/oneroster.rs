@@ -19,7 +19,7 @@ use crate::oneroster::deletions::deletions;
 use crate::oneroster::endpoint::{Endpoint, Missing};
 use crate::oneroster::links::{link_header, origin};
 use crate::oneroster::query::{parse_query, PageRequest};
-use crate::oneroster::{scoped_roster, Moment, BASE};
+use crate::oneroster::{scoped_roster, Moment, Needs, BASE};
 use crate::state::AppState;
 
 /// `GET /ims/oneroster/v1p1/{path}`: a list of the caller's objects, filtered, sorted and
@@ -43,7 +43,8 @@ pub(crate) async fn get_resource(
     let request = parse_query(&uri)
         .and_then(|query| PageRequest::from_query(query, kind.fields()))
         .map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
-    let roster = scoped_roster(state.store.as_ref(), &client.scope, Moment::Now).await?;
+    let needs = Needs::of(endpoint.kinds());
+    let roster = scoped_roster(state.store.as_ref(), &client.scope, Moment::Now, needs).await?;
     let mut objects = endpoint.select(&roster).map_err(|Missing::Object(kind)| {
         ApiError::not_found(
             "unknown_object",
@@ -55,7 +56,7 @@ pub(crate) async fn get_resource(
         return Ok(Json(json!({ kind.singular(): request.select(object) })).into_response());
     }
     if let Some(since) = request.since().filter(|_| endpoint.is_collection()) {
-        let gone = deletions(state.store.as_ref(), &client.scope, since, &roster).await?;
+        let gone = deletions(state.store.as_ref(), &client.scope, since, &roster, kind).await?;
         objects.extend(endpoint.select(&gone).unwrap_or_default());
     }
     let (page, total) = request.apply(objects);
