@@ -14,9 +14,10 @@
 //! basisgruppe an enrollment (one without a basisgruppe shows only in the user's `orgs`).
 //! Each class belongs to the academic session of its school year ([`school_year`]) and to a
 //! course: the school's trinn in that year (or its basisgrupper without a trinn). No
-//! teachers are carried, so teacher lists are empty. Only current records are served, all
-//! `active`; `dateLastModified` is the time the record took its present content, for a
-//! course or session the time its first current class did.
+//! teachers are carried, so teacher lists are empty. Current records are served `active`;
+//! `dateLastModified` is the time the record took its present content, for a course or
+//! session the time its first current class did. A change feed (`dateLastModified>=`) also
+//! serves what left the scope since, `tobedeleted` ([`deletions`]).
 //!
 //! Scope is applied before anything else: a client reads only schools its county or kommune
 //! covers ([`ConsumerScope::covers`]), the classes and enrollments of those schools, the
