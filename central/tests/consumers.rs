@@ -378,12 +378,12 @@ async fn pages_cover_every_object_once_and_the_date_filter_selects_later_changes
         ),
         ("filter=familyName%3DNilsen", "invalid_filter_field"),
         ("fields=sourcedId,shoeSize", "invalid_selection_field"),
-        ("sort=shoeSize", "invalid_data"),
-        ("orderBy=sideways", "invalid_data"),
-        ("limit=0", "invalid_data"),
-        ("limit=many", "invalid_data"),
-        ("offset=-1", "invalid_data"),
-        ("filtr=x", "invalid_data"),
+        ("sort=shoeSize", "invaliddata"),
+        ("orderBy=sideways", "invaliddata"),
+        ("limit=0", "invaliddata"),
+        ("limit=many", "invaliddata"),
+        ("offset=-1", "invaliddata"),
+        ("filtr=x", "invaliddata"),
     ] {
         let (status, _, body) = central
             .get(&token, &format!("/ims/oneroster/v1p1/users?{query}"))

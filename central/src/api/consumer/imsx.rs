@@ -18,7 +18,7 @@ fn code_minor(status: StatusCode, code: &str) -> &'static str {
         StatusCode::BAD_REQUEST => match code {
             "invalid_filter_field" => "invalid_filter_field",
             "invalid_selection_field" => "invalid_selection_field",
-            _ => "invalid_data",
+            _ => "invaliddata",
         },
         StatusCode::UNAUTHORIZED => "unauthorisedrequest",
         StatusCode::FORBIDDEN => "forbidden",
@@ -89,7 +89,7 @@ mod tests {
             (
                 ApiError::bad_request("invalid_limit", "limit"),
                 StatusCode::BAD_REQUEST,
-                "invalid_data",
+                "invaliddata",
             ),
             (
                 ApiError::not_found("unknown_object", "no user with this sourcedId"),
