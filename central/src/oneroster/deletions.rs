@@ -38,37 +38,35 @@ pub(crate) async fn deletions(
         return Ok(gone);
     }
     let then = scoped_roster(store, scope, Moment::AsOf(since), Needs::of([kind])).await?;
-    {
-        let current: HashSet<&str> = now.of(kind).iter().filter_map(id_of).collect();
-        for object in then.of(kind) {
-            let Some(id) = id_of(object).filter(|id| !current.contains(id)) else {
-                continue;
-            };
-            let closed = match then.origins.get(id) {
-                Some((site, entity, handle)) => {
-                    let first_end = store
-                        .history(site, *entity, handle)
+    let current: HashSet<&str> = now.of(kind).iter().filter_map(id_of).collect();
+    for object in then.of(kind) {
+        let Some(id) = id_of(object).filter(|id| !current.contains(id)) else {
+            continue;
+        };
+        let closed = match then.origins.get(id) {
+            Some((site, entity, handle)) => {
+                let first_end = store
+                    .history(site, *entity, handle)
+                    .await?
+                    .into_iter()
+                    .filter_map(|version| version.valid_to)
+                    .filter(|end| *end > since)
+                    .min();
+                match first_end {
+                    Some(end) => end,
+                    None => store
+                        .transfers(site, 1)
                         .await?
-                        .into_iter()
-                        .filter_map(|version| version.valid_to)
-                        .filter(|end| *end > since)
-                        .min();
-                    match first_end {
-                        Some(end) => end,
-                        None => store
-                            .transfers(site, 1)
-                            .await?
-                            .first()
-                            .map_or(since, |transfer| transfer.at.max(since)),
-                    }
+                        .first()
+                        .map_or(since, |transfer| transfer.at.max(since)),
                 }
-                None => since,
-            };
-            let mut object = object.clone();
-            object["status"] = json!("tobedeleted");
-            object["dateLastModified"] = json!(closed.to_string());
-            gone.push(kind, object);
-        }
+            }
+            None => since,
+        };
+        let mut object = object.clone();
+        object["status"] = json!("tobedeleted");
+        object["dateLastModified"] = json!(closed.to_string());
+        gone.push(kind, object);
     }
     Ok(gone)
 }

@@ -43,6 +43,12 @@ pub(crate) async fn get_resource(
     let request = parse_query(&uri)
         .and_then(|query| PageRequest::from_query(query, kind.fields()))
         .map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
+    let Some(origin) = origin(&headers, &uri) else {
+        return Err(ApiError::bad_request(
+            "invalid_host",
+            "the Host header names no host, so no paging links can be written",
+        ));
+    };
     let needs = Needs::of(endpoint.kinds());
     let roster = scoped_roster(state.store.as_ref(), &client.scope, Moment::Now, needs).await?;
     let mut objects = endpoint.select(&roster).map_err(|Missing::Object(kind)| {
@@ -67,15 +73,7 @@ pub(crate) async fn get_resource(
         served = page.len(),
         "oneroster page read"
     );
-    let links = match origin(&headers, &uri) {
-        Some(origin) => link_header(&format!("{origin}{BASE}/{path}"), &request, total),
-        None => {
-            return Err(ApiError::bad_request(
-                "invalid_host",
-                "the Host header names no host, so no paging links can be written",
-            ))
-        }
-    };
+    let links = link_header(&format!("{origin}{BASE}/{path}"), &request, total);
     let mut response = Json(json!({ kind.plural(): page })).into_response();
     let headers = response.headers_mut();
     headers.insert(
