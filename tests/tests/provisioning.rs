@@ -666,8 +666,10 @@ fn an_expired_token_is_refused_and_changes_nothing() {
     // A stick written (and its token registered) 20 days ago with the default 14 days:
     // expired 6 days ago.
     let written = unix_now() - 20 * 86_400;
+    let site = stick::site_info("46", "4601", "12345", "Testskulen").unwrap();
     let request = StickRequest {
-        site: stick::site_info("46", "4601", "12345", "Testskulen").unwrap(),
+        schools: stick::site_schools(&site, Vec::new()).unwrap(),
+        site,
         central_url: platform.central_url(),
         expires_days: stick::DEFAULT_EXPIRES_DAYS,
         settings_toml: stick::agent_settings(None, Some(path_str(&pi.drop_dir()))).unwrap(),
