@@ -16,7 +16,8 @@
 //! [`Store`] is the sum of one trait per area, each declared beside the area's types: devices
 //! and chain heads (`devices`), roster records and batches (`records`), enrollment tokens
 //! (`tokens`), consumer clients (`consumers`), operator accounts and audit (`operators`),
-//! releases (`releases`) and transfer windows (`windows`). Two backends implement them all:
+//! releases (`releases`), transfer windows (`windows`) and the schools each site is
+//! registered with (`sites`). Two backends implement them all:
 //! [`SqliteStore`], the embedded default, and [`PostgresStore`], the production store, each
 //! split into files named like the areas, so a method's two versions sit in same-named files.
 //! What a batch means (which versions to close, which to insert) is decided once, in
@@ -36,6 +37,7 @@ mod planning;
 pub mod postgres;
 mod records;
 mod releases;
+mod sites;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -57,6 +59,7 @@ pub use releases::{
     DeviceReason, NewRelease, ReleaseRecord, ReleaseReport, ReleaseStore, RolloutChange,
     UpdateCounts, UpdateEvent, UpdateState,
 };
+pub use sites::SiteStore;
 pub use sqlite::SqliteStore;
 pub use timestamp::Timestamp;
 pub use tokens::{token_id, EnrollRequest, Enrolled, NewToken, TokenRecord, TokenStore};
@@ -66,8 +69,8 @@ pub use windows::{NewWindow, TransferWindow, WindowState, WindowStore};
 /// a method of a supertrait of [`Store`] needs its trait in scope, even on `dyn Store`.
 pub mod prelude {
     pub use super::{
-        ConsumerStore, DeviceStore, OperatorStore, RecordStore, ReleaseStore, Store, TokenStore,
-        WindowStore,
+        ConsumerStore, DeviceStore, OperatorStore, RecordStore, ReleaseStore, SiteStore, Store,
+        TokenStore, WindowStore,
     };
 }
 
@@ -80,7 +83,7 @@ pub mod prelude {
 pub trait Store
 where
     Self: DeviceStore + TokenStore + RecordStore + ConsumerStore,
-    Self: OperatorStore + ReleaseStore + WindowStore,
+    Self: OperatorStore + ReleaseStore + WindowStore + SiteStore,
 {
 }
 
@@ -92,6 +95,7 @@ impl<T> Store for T where
         + OperatorStore
         + ReleaseStore
         + WindowStore
+        + SiteStore
         + ?Sized
 {
 }

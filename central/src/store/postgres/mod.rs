@@ -25,6 +25,7 @@ mod devices;
 mod operators;
 mod records;
 mod releases;
+mod sites;
 mod tokens;
 mod windows;
 
@@ -69,6 +70,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         7,
         include_str!("../../../migrations/postgres/0007_transfer_bytes.sql"),
+    ),
+    (
+        8,
+        include_str!("../../../migrations/postgres/0008_site_schools.sql"),
     ),
 ];
 

@@ -28,6 +28,7 @@ mod devices;
 mod operators;
 mod records;
 mod releases;
+mod sites;
 mod tokens;
 mod windows;
 
@@ -70,6 +71,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         7,
         include_str!("../../../migrations/sqlite/0007_transfer_bytes.sql"),
+    ),
+    (
+        8,
+        include_str!("../../../migrations/sqlite/0008_site_schools.sql"),
     ),
 ];
 

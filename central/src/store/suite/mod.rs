@@ -26,6 +26,7 @@ mod devices;
 mod operators;
 mod records;
 mod releases;
+mod sites;
 mod tokens;
 mod windows;
 
@@ -34,6 +35,7 @@ pub(crate) use devices::*;
 pub(crate) use operators::*;
 pub(crate) use records::*;
 pub(crate) use releases::*;
+pub(crate) use sites::*;
 pub(crate) use tokens::*;
 pub(crate) use windows::*;
 
@@ -102,6 +104,8 @@ macro_rules! store_suite {
             transfers_since_a_time_are_listed_oldest_first_with_their_site,
             transfer_windows_are_created_listed_by_county_and_read_by_id,
             a_window_closing_before_it_opens_or_overlapping_its_county_is_refused,
+            a_site_is_registered_with_its_schools_and_a_school_belongs_to_one_site,
+            a_school_moves_to_another_site_only_when_it_is_registered,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {
