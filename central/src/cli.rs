@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use skolebro_central::CentralConfig;
 use skolebro_central::sites;
+use skolebro_central::CentralConfig;
 use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSchool, SiteSecret};
 
 /// The central platform of skolebro: receives sealed roster batches from the schools' agents
@@ -176,9 +176,8 @@ async fn register_device(
 ) -> anyhow::Result<()> {
     let device = DeviceId::new(device).context("--device")?;
     let site = SiteId::new(site).context("--site")?;
-    let verifying_key =
-        DeviceVerifyingKey::from_bytes(hex32(verifying_key, "--verifying-key")?)
-            .context("--verifying-key is not a usable Ed25519 key")?;
+    let verifying_key = DeviceVerifyingKey::from_bytes(hex32(verifying_key, "--verifying-key")?)
+        .context("--verifying-key is not a usable Ed25519 key")?;
     let site_secret = SiteSecret::from_bytes(hex32(site_secret, "--site-secret")?);
     let config = CentralConfig::load(&config)?;
     let store = config.open_store().await?;
@@ -210,7 +209,8 @@ async fn site(command: SiteCommand) -> anyhow::Result<()> {
         SiteCommand::Move { config, school, to } => {
             let to = SiteId::new(to).context("--to")?;
             let store = CentralConfig::load(&config)?.open_store().await?;
-            let from = sites::move_school(store.as_ref(), &sites::cli_actor(), &school, &to).await?;
+            let from =
+                sites::move_school(store.as_ref(), &sites::cli_actor(), &school, &to).await?;
             let from: Vec<String> = from.iter().map(ToString::to_string).collect();
             println!("moved {school} from site {} to site {to}", from.join(", "));
         }

@@ -59,7 +59,9 @@ mod tests {
     #[tokio::test]
     async fn a_move_is_audited_before_the_school_changes_site() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("central.db")).await.unwrap();
+        let store = SqliteStore::open(dir.path().join("central.db"))
+            .await
+            .unwrap();
         let store: &dyn Store = &store;
         let from = SiteId::new("4601-46500").unwrap();
         let to = SiteId::new("4602-777").unwrap();

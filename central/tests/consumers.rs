@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use skolebro_central::store::Timestamp;
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
-    ChainHead, DeviceId, DeviceSigningKey, Header, Payload, Roster, SiteId, SiteSecret,
+    ChainHead, DeviceId, DeviceSigningKey, Header, Payload, Roster, SiteId, SiteSchool, SiteSecret,
 };
 use skolebro_provisioning::Validity;
 use skolebro_roster::reader::{read_export, Format, ReaderOptions};
@@ -86,9 +86,19 @@ impl Central {
         validated.roster
     }
 
-    /// Sends a school's elevliste through the ingest as a snapshot, as its agent would.
+    /// Sends a school's elevliste through the ingest as a snapshot, as its agent would,
+    /// after registering its schools with the device's site as its stick would have.
     async fn transfer(&self, device: &mut Device, elevliste: &str) {
         let roster = self.read_elevliste(&format!("{}.csv", device.site), elevliste.as_bytes());
+        let schools: Vec<SiteSchool> = roster
+            .schools
+            .iter()
+            .map(|school| SiteSchool::of_record(school).expect("a registrable school"))
+            .collect();
+        self.store
+            .register_schools(&device.site, &schools, Timestamp::now())
+            .await
+            .expect("the site's schools are registered");
         let payload = Payload::Snapshot(roster);
         let header = Header::chained(
             &device.head,

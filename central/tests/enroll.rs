@@ -538,3 +538,63 @@ async fn the_operator_api_refuses_malformed_and_duplicate_tokens() {
     );
     central.stop().await;
 }
+
+#[tokio::test]
+async fn a_tokens_schools_are_registered_with_its_site_and_belong_to_no_other_site() {
+    let central = Central::start(10).await;
+    let post = |body: Value| {
+        let request = central
+            .http
+            .post(central.admin_url("/admin/tokens"))
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("answers");
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.expect("a JSON answer"),
+            )
+        }
+    };
+    let school = json!({"kommunenummer": "4601", "skolenummer": "46505",
+                        "organisasjonsnummer": null, "name": "Bjølsen skole"});
+    let body = |n: u8, site: &str, schools: Value| {
+        json!({"token_sha256": hex::encode(Sha256::digest(token(n).as_bytes())),
+               "site": site, "site_name": "Bjølsen skole", "expires_unix": now_unix() + 60,
+               "schools": schools})
+    };
+
+    let (status, _) = post(body(1, SITE, json!([school]))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let registered = central.store.site_schools(&site()).await.unwrap();
+    assert_eq!(registered.len(), 1);
+    assert_eq!(registered[0].to_string(), "4601/46505=Bjølsen skole");
+
+    // Another site's stick naming the same school: refused, and no token for it.
+    let (status, answer) = post(body(2, "4602-777", json!([school]))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(answer["error"], "school_elsewhere");
+    let (status, answer) = post(body(
+        3,
+        "4602-777",
+        json!([{"kommunenummer": "46",
+        "skolenummer": "777", "organisasjonsnummer": null, "name": "Ny skole"}]),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"], "invalid_token");
+    assert_eq!(
+        central
+            .admin_get("/admin/tokens")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let audit = central.store.audit_log(10).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|line| line.action == "create_token" && line.detail.contains("4601/46505")));
+    central.stop().await;
+}

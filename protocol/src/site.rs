@@ -102,6 +102,19 @@ impl SiteSchool {
         )
     }
 
+    /// The registration of the school an export's record describes: for registering the
+    /// schools of a known export (the quickstart, tests), never for trusting a device's
+    /// records. A record without a kommunenummer cannot be registered.
+    pub fn of_record(school: &School) -> Result<SiteSchool, SiteSchoolError> {
+        let kommune = school.kommunenummer.as_deref().map(str::trim).unwrap_or("");
+        let org = school
+            .organisasjonsnummer
+            .as_deref()
+            .map(str::trim)
+            .filter(|org| !org.is_empty());
+        SiteSchool::new(kommune, Some(school.skolenummer.trim()), org, &school.name)
+    }
+
     /// Whether a school record of an export names this school. A kommunenummer the record
     /// carries must be this one. When both carry an organisasjonsnummer, it decides (it is
     /// unique nationally); otherwise the skolenummer must be this one's.
@@ -196,7 +209,10 @@ mod tests {
     #[test]
     fn a_school_is_read_and_written_in_the_form_operators_type() {
         let school: SiteSchool = "4602/777=Ny skole".parse().unwrap();
-        assert_eq!(school, SiteSchool::new("4602", Some("777"), None, "Ny skole").unwrap());
+        assert_eq!(
+            school,
+            SiteSchool::new("4602", Some("777"), None, "Ny skole").unwrap()
+        );
         assert_eq!(school.to_string(), "4602/777=Ny skole");
         let by_org: SiteSchool = "4601//974600000= Fana skule ".parse().unwrap();
         assert_eq!(by_org.skolenummer, None);
@@ -213,8 +229,14 @@ mod tests {
         assert_eq!(parse("4601/46500"), SiteSchoolError::Syntax);
         assert_eq!(parse("4601=Fana"), SiteSchoolError::Syntax);
         assert_eq!(parse("4601/1/2/3=Fana"), SiteSchoolError::Syntax);
-        assert!(matches!(parse("461/46500=Fana"), SiteSchoolError::Kommune(_)));
-        assert!(matches!(parse("4601/4650x=Fana"), SiteSchoolError::Skolenummer(_)));
+        assert!(matches!(
+            parse("461/46500=Fana"),
+            SiteSchoolError::Kommune(_)
+        ));
+        assert!(matches!(
+            parse("4601/4650x=Fana"),
+            SiteSchoolError::Skolenummer(_)
+        ));
         assert!(matches!(
             parse("4601//97460000=Fana"),
             SiteSchoolError::Organisasjonsnummer(_)
@@ -228,9 +250,18 @@ mod tests {
     fn a_registered_school_covers_records_of_its_numbers_only() {
         let own = SiteSchool::new("4602", Some("777"), None, "Ny skole").unwrap();
         assert!(own.covers(&record(Some("4602"), "777", None)));
-        assert!(own.covers(&record(None, " 777 ", None)), "no kommune: the number decides");
-        assert!(!own.covers(&record(Some("4601"), "777", None)), "another kommune");
-        assert!(!own.covers(&record(Some("4602"), "778", None)), "another school");
+        assert!(
+            own.covers(&record(None, " 777 ", None)),
+            "no kommune: the number decides"
+        );
+        assert!(
+            !own.covers(&record(Some("4601"), "777", None)),
+            "another kommune"
+        );
+        assert!(
+            !own.covers(&record(Some("4602"), "778", None)),
+            "another school"
+        );
     }
 
     #[test]
@@ -240,7 +271,19 @@ mod tests {
         assert!(!own.covers(&record(Some("4601"), "46500", Some("974600001"))));
         assert!(own.covers(&record(Some("4601"), "46500", None)));
         let by_org = SiteSchool::new("4601", None, Some("974600000"), "Fana").unwrap();
-        assert!(!by_org.covers(&record(Some("4601"), "46500", None)), "no number to match");
+        assert!(
+            !by_org.covers(&record(Some("4601"), "46500", None)),
+            "no number to match"
+        );
+    }
+
+    #[test]
+    fn a_record_registers_as_the_school_it_covers() {
+        let fana = record(Some("4601"), "46500", Some("974600000"));
+        let registered = SiteSchool::of_record(&fana).unwrap();
+        assert_eq!(registered.to_string(), "4601/46500/974600000=Fana skule");
+        assert!(registered.covers(&fana));
+        assert!(SiteSchool::of_record(&record(None, "46500", None)).is_err());
     }
 
     #[test]

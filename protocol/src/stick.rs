@@ -340,7 +340,13 @@ mod tests {
         let bytes = format_v1.sign(&v1, &key.0);
         let read = StickBody::verify(&bytes, &key.verifying_key()).unwrap();
         assert_eq!(read.schools, []);
-        assert_eq!(StickBody { schools: Vec::new(), ..body }, read);
+        assert_eq!(
+            StickBody {
+                schools: Vec::new(),
+                ..body
+            },
+            read
+        );
     }
 
     #[test]

@@ -73,7 +73,11 @@ fn read_schools(
     conn: &Connection,
     site: Option<&SiteId>,
 ) -> Result<Vec<(SiteId, SiteSchool)>, StoreError> {
-    let filter = if site.is_some() { "WHERE site = ?1" } else { "" };
+    let filter = if site.is_some() {
+        "WHERE site = ?1"
+    } else {
+        ""
+    };
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {SCHOOL_COLUMNS} FROM site_schools {filter} \
          ORDER BY site, kommunenummer, skolenummer, organisasjonsnummer"

@@ -54,9 +54,7 @@ pub(crate) async fn a_site_is_registered_with_its_schools_and_a_school_belongs_t
     assert!(all.iter().any(|(_, school)| *school == renamed));
 }
 
-pub(crate) async fn a_school_moves_to_another_site_only_when_it_is_registered(
-    store: &dyn Store,
-) {
+pub(crate) async fn a_school_moves_to_another_site_only_when_it_is_registered(store: &dyn Store) {
     let school = registered("4601/46505=Bjølsen skole");
     let unknown = store.move_school(&school, &site_b(), Timestamp(1)).await;
     assert!(matches!(unknown, Err(StoreError::UnknownSchool(key)) if key == "4601/46505"));
