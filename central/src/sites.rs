@@ -70,8 +70,11 @@ mod tests {
             .await
             .unwrap();
         let moved = move_school(store, "cli:ops", &school, &to).await.unwrap();
-        assert_eq!(moved, [from.clone()]);
-        assert_eq!(store.site_schools(&to).await.unwrap(), [school.clone()]);
+        assert_eq!(moved, [from]);
+        assert_eq!(
+            store.site_schools(&to).await.unwrap(),
+            std::slice::from_ref(&school)
+        );
         let audit = store.audit_log(10).await.unwrap();
         let actions: Vec<_> = audit
             .iter()

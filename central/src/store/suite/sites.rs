@@ -27,7 +27,7 @@ pub(crate) async fn a_site_is_registered_with_its_schools_and_a_school_belongs_t
     // Again with a new name: rewritten, not doubled.
     let renamed = registered("4601/46505/974600951=Bjølsen skule");
     store
-        .register_schools(&site_a(), &[renamed.clone()], Timestamp(2))
+        .register_schools(&site_a(), std::slice::from_ref(&renamed), Timestamp(2))
         .await
         .expect("registering again for the same site");
     assert_eq!(store.site_schools(&site_a()).await.unwrap().len(), 2);
