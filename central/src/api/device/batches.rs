@@ -7,11 +7,13 @@
 //! device record (known, not revoked, same site) -> [`open`] against the stored chain head
 //! (signature, chain, decryption; on a blocking thread, since a 16 MiB snapshot takes a
 //! while) -> every school the payload upserts must be one the device's site is registered
-//! with ([`refuse_foreign_school`]: `403 wrong_school`) -> [`Store::apply`](crate::store::Store::apply), which re-checks the chain inside
-//! its transaction, so a batch raced in by two requests is applied once and acked twice
-//! (DESIGN decisions 2 and 3). Nothing is stored unless every check passed.
+//! with ([`refuse_foreign_school`], else `403 wrong_school`) ->
+//! [`Store::apply`](crate::store::Store::apply), which re-checks the chain inside its
+//! transaction, so a batch raced in by two requests is applied once and acked twice (DESIGN
+//! decisions 2 and 3). Nothing is stored unless every check passed.
 //!
-//! Logs name devices, sequence numbers, error codes and counts, never record content.
+//! Logs name devices, sequence numbers, error codes and counts, never record content other
+//! than a refused school's numbers (public registry data).
 
 use std::sync::Arc;
 use std::time::Duration;
