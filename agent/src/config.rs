@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use crate::outbox::OutboxConfig;
 use crate::panel::PanelConfig;
+use skolebro_protocol::SiteSchool;
 use skolebro_roster::reader::{ColumnProfile, Format, ReaderOptions};
 use skolebro_roster::safety::SafetyPolicy;
 use skolebro_roster::validate::ValidationOptions;
@@ -106,6 +107,10 @@ pub struct AgentConfig {
     pub trial_seconds: u64,
     /// A new release started more often than this without passing is rolled back.
     pub max_trial_starts: u32,
+    /// The schools the site is registered with, from the enrollment (never from
+    /// `agent.toml`): an export naming another school is refused. Empty: none is refused.
+    #[serde(skip)]
+    pub site_schools: Vec<SiteSchool>,
 }
 
 impl Default for AgentConfig {
@@ -137,6 +142,7 @@ impl Default for AgentConfig {
             install_root: PathBuf::from("/var/lib/skolebro"),
             trial_seconds: 300,
             max_trial_starts: 3,
+            site_schools: Vec::new(),
         }
     }
 }

@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use skolebro_central::store::Timestamp;
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
-    ChainHead, DeviceId, DeviceSigningKey, Header, Payload, Roster, SiteId, SiteSecret,
+    ChainHead, DeviceId, DeviceSigningKey, Header, Payload, Roster, SiteId, SiteSchool, SiteSecret,
 };
 use skolebro_provisioning::Validity;
 use skolebro_roster::reader::{read_export, Format, ReaderOptions};
@@ -86,10 +86,25 @@ impl Central {
         validated.roster
     }
 
-    /// Sends a school's elevliste through the ingest as a snapshot, as its agent would.
+    /// Sends a school's elevliste through the ingest as a snapshot, as its agent would,
+    /// after registering its schools with the device's site as its stick would have.
     async fn transfer(&self, device: &mut Device, elevliste: &str) {
         let roster = self.read_elevliste(&format!("{}.csv", device.site), elevliste.as_bytes());
+        self.register(device, &roster).await;
         self.send(device, Payload::Snapshot(roster)).await;
+    }
+
+    /// Registers the schools of `roster` with the device's site, as its stick would have.
+    async fn register(&self, device: &Device, roster: &Roster) {
+        let schools: Vec<SiteSchool> = roster
+            .schools
+            .iter()
+            .map(|school| SiteSchool::of_record(school).expect("a registrable school"))
+            .collect();
+        self.store
+            .register_schools(&device.site, &schools, Timestamp::now())
+            .await
+            .expect("the site's schools are registered");
     }
 
     /// Seals `payload` as the device's next batch and posts it; it must be applied.
@@ -954,6 +969,7 @@ async fn a_pupil_whose_key_changes_keeps_its_sourced_id_and_its_enrollments_poin
     let mut fana = central.device("skole-46505", 0xa1).await;
     let secret = SiteSecret::from_bytes([0xa1; 32]);
     let before = central.read_elevliste("before.csv", elevliste(FANA, &fana_rows()).as_bytes());
+    central.register(&fana, &before).await;
     central
         .send(&mut fana, Payload::Snapshot(before.clone()))
         .await;

@@ -299,15 +299,36 @@ fn stick_body() -> StickBody {
         token_expires_unix: 1_780_086_400,
         written_unix: 1_780_000_000,
         settings_toml: "[safety]\nmax_deleted_fraction = 0.1\n".into(),
+        schools: vec![
+            "4601/46500=Fana skule".parse().expect("a school"),
+            "4601//974600000=Fana skule avd. Nord"
+                .parse()
+                .expect("a school"),
+        ],
     }
 }
 
 #[test]
 fn a_stick_bundle_matches_the_kept_vector_and_verifies() {
     let key = StickSigningKey::from_bytes([0x57; 32]);
-    let kept = kept("stick-v1.bin", &stick_body().sign(&key));
+    let kept = kept("stick-v2.bin", &stick_body().sign(&key));
     let body = StickBody::verify(&kept, &key.verifying_key()).expect("the kept bundle verifies");
     assert_eq!(body, stick_body());
+}
+
+#[test]
+fn a_version_1_stick_bundle_still_verifies_and_carries_no_schools() {
+    let key = StickSigningKey::from_bytes([0x57; 32]);
+    let kept = std::fs::read(vector_path("stick-v1.bin")).expect("the kept version 1 bundle");
+    assert_eq!(kept[4], 1, "the kept bundle is of format version 1");
+    let body = StickBody::verify(&kept, &key.verifying_key()).expect("the kept bundle verifies");
+    assert_eq!(
+        body,
+        StickBody {
+            schools: Vec::new(),
+            ..stick_body()
+        }
+    );
 }
 
 fn manifest() -> ReleaseManifest {

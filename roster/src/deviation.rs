@@ -28,6 +28,9 @@ pub enum Code {
     /// The export names no school at all (an LMS's course-only IMS file): its students
     /// reach no consumer scoped to a school.
     NoSchool,
+    /// The export names a school the site is not registered with: a device speaks for its
+    /// site's schools only, so nothing of the export is sent (see [`crate::site`]).
+    ForeignSchool,
 }
 
 impl Code {
@@ -44,6 +47,7 @@ impl Code {
             Code::UnknownColumn => "unknown_column",
             Code::ShortRow => "short_row",
             Code::NoSchool => "no_school",
+            Code::ForeignSchool => "foreign_school",
         }
     }
 }

@@ -225,6 +225,8 @@ impl Platform {
                 "12345",
             ])
             .args(["--name", "Testskulen"])
+            // The school the sample export names, registered with the site besides its own.
+            .args(["--school", "4601/46500=Fana skule"])
             .args([
                 "--central-url",
                 &format!("https://127.0.0.1:{}", self.device_port),

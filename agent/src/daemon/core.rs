@@ -17,7 +17,7 @@ use crate::outbox::{unix_ms_now, OutboxError, StoredBatch};
 use crate::status::{fmt_when, write_status, AgentStatus, ProvisioningStatus, RunState};
 use crate::watch::file_name;
 use skolebro_protocol::api::{Command, Heartbeat};
-use skolebro_roster::deviation::Severity;
+use skolebro_roster::deviation::{Deviation, Severity};
 use skolebro_roster::diff::DiffSummary;
 use skolebro_roster::validate::Validated;
 
@@ -158,6 +158,55 @@ impl Core {
         self.publish();
     }
 
+    /// Puts an export's deviations into the status (and so the next heartbeat).
+    fn report_deviations(&mut self, deviations: &[Deviation]) -> DeviationCounts {
+        let mut counts = DeviationCounts::default();
+        for d in deviations {
+            match d.severity {
+                Severity::Error => counts.errors += 1,
+                Severity::Warning => counts.warnings += 1,
+            }
+        }
+        self.status.deviations = counts;
+        self.status.deviation_groups = skolebro_roster::deviation::group(deviations);
+        counts
+    }
+
+    /// Refuses an export naming a school the site is not registered with
+    /// (`skolebro_roster::site`): nothing of it is enqueued. Its deviations, the `foreign`
+    /// ones first, go into the status and the heartbeat, so the school and central see which
+    /// school it named; the file goes to `rejected/` with a note saying the same.
+    pub fn refuse_foreign_schools(
+        &mut self,
+        path: &Path,
+        export: Validated,
+        foreign: Vec<Deviation>,
+    ) {
+        let name = file_name(path);
+        tracing::warn!(file = %name, schools = foreign.len(), "export names schools outside the site; moved to rejected/");
+        let reasons: Vec<&str> = foreign.iter().map(|d| d.detail.as_str()).collect();
+        let note = format!(
+            "skolebro-agent did not send this export: it names a school this site is not \
+             registered with.\n\n{}\n\nExport only this site's schools from the school \
+             administrative system, or ask central operations to register the school with \
+             this site (or move it here).\n",
+            reasons.join("\n")
+        );
+        let mut deviations = foreign;
+        deviations.extend(export.deviations);
+        self.report_deviations(&deviations);
+        self.status.last_export_unix_ms = Some(unix_ms_now());
+        self.status.last_export_file = Some(name.clone());
+        self.problems.export = Some(format!(
+            "export {name} names a school outside this site; not sent"
+        ));
+        // The status first: whoever sees the file moved aside finds the status saying why.
+        self.publish();
+        if let Err(e) = move_to_rejected(path, &note) {
+            tracing::error!(file = %name, error = %e, "cannot move the refused export aside");
+        }
+    }
+
     /// Refuses an export written before the newest one taken in: moves it to `rejected/`
     /// with a note saying why, and says so in the status. Returns whether it was refused.
     pub fn refuse_if_stale(&mut self, path: &Path, written_unix_ms: u64) -> bool {
@@ -202,15 +251,7 @@ impl Core {
         self.status.last_export_unix_ms = Some(unix_ms_now());
         self.status.last_export_file = Some(name.clone());
         self.status.last_export_students = Some(export.roster.students.len() as u64);
-        let mut counts = DeviationCounts::default();
-        for d in &export.deviations {
-            match d.severity {
-                Severity::Error => counts.errors += 1,
-                Severity::Warning => counts.warnings += 1,
-            }
-        }
-        self.status.deviations = counts;
-        self.status.deviation_groups = skolebro_roster::deviation::group(&export.deviations);
+        let counts = self.report_deviations(&export.deviations);
         self.problems.export = None;
         let export = Arc::new(export);
         self.latest = Some(Arc::clone(&export));

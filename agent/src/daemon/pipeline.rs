@@ -1,5 +1,7 @@
 //! The pipeline stage of the running phase: each complete export the watcher hands over is
-//! read and validated on a blocking thread and offered to the enqueue stage in [`Core`].
+//! read and validated on a blocking thread, refused if it names a school outside the site's
+//! registration (the schools the stick carried), and otherwise offered to the enqueue stage
+//! in [`Core`].
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -13,6 +15,7 @@ use crate::config::AgentConfig;
 use crate::enqueue::OfferOutcome;
 use crate::watch::file_name;
 use skolebro_roster::reader::read_export;
+use skolebro_roster::site::foreign_schools;
 
 /// Reads each complete export and offers it.
 pub(super) async fn pipeline(
@@ -51,6 +54,15 @@ pub(super) async fn pipeline(
                 with_core(&core, move |c| c.rejected(&p, &error)).await;
             }
             Ok((_, export)) => {
+                let foreign = foreign_schools(&export, &config.site_schools, &file_name(&path));
+                if !foreign.is_empty() {
+                    let p = path.clone();
+                    with_core(&core, move |c| {
+                        c.refuse_foreign_schools(&p, export, foreign)
+                    })
+                    .await;
+                    continue;
+                }
                 let p = path.clone();
                 let outcome = with_core(&core, move |c| c.ingest(&p, export, written)).await;
                 match outcome {

@@ -27,6 +27,7 @@ mod operators;
 mod records;
 mod releases;
 mod sign_in;
+mod sites;
 mod tokens;
 mod windows;
 
@@ -79,6 +80,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         9,
         include_str!("../../../migrations/postgres/0009_record_identity.sql"),
+    ),
+    (
+        10,
+        include_str!("../../../migrations/postgres/0010_site_schools.sql"),
     ),
 ];
 

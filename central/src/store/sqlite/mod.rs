@@ -30,6 +30,7 @@ mod operators;
 mod records;
 mod releases;
 mod sign_in;
+mod sites;
 mod tokens;
 mod windows;
 
@@ -80,6 +81,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         9,
         include_str!("../../../migrations/sqlite/0009_record_identity.sql"),
+    ),
+    (
+        10,
+        include_str!("../../../migrations/sqlite/0010_site_schools.sql"),
     ),
 ];
 

@@ -29,6 +29,7 @@ mod records;
 mod releases;
 mod sign_in;
 mod renames;
+mod sites;
 mod tokens;
 mod windows;
 
@@ -40,6 +41,7 @@ pub(crate) use records::*;
 pub(crate) use releases::*;
 pub(crate) use sign_in::*;
 pub(crate) use renames::*;
+pub(crate) use sites::*;
 pub(crate) use tokens::*;
 pub(crate) use windows::*;
 
@@ -118,6 +120,8 @@ macro_rules! store_suite {
             a_rename_keeps_the_identity_and_leaves_one_record,
             a_rename_without_its_delete_is_refused_and_changes_nothing,
             a_new_record_under_a_renamed_records_first_key_gets_an_identity_of_its_own,
+            a_site_is_registered_with_its_schools_and_a_school_belongs_to_one_site,
+            a_school_moves_to_another_site_only_when_it_is_registered,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {
