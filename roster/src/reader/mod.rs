@@ -8,6 +8,7 @@
 //! deviations, and reading goes on.
 
 pub mod elevliste;
+pub mod encoding;
 pub mod error;
 pub mod format;
 pub mod ims_enterprise;
@@ -71,7 +72,7 @@ pub fn read_export(
 }
 
 /// Detects the format: a folder or `.zip` is OneRoster CSV; otherwise the first
-/// non-blank character decides (`<` XML, `{` JSON, anything else elevliste).
+/// non-blank character decides (`<` XML, `{` JSON, anything else elevliste), in UTF-16 too.
 pub fn detect(path: &Path) -> Result<Format, ReadError> {
     let is_zip = path
         .extension()
@@ -84,7 +85,14 @@ pub fn detect(path: &Path) -> Result<Format, ReadError> {
     file.take(512)
         .read_to_end(&mut head)
         .map_err(|e| ReadError::new(path, e.into()))?;
-    let text = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
+    let text = match encoding::utf16_order(&head) {
+        Some(utf16) => utf16
+            .decode_with_bom_removal(&head)
+            .0
+            .into_owned()
+            .into_bytes(),
+        None => head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head).to_vec(),
+    };
     Ok(
         match text.iter().find(|b| !b.is_ascii_whitespace()).copied() {
             Some(b'<') => Format::ImsEnterprise,

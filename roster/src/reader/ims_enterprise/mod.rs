@@ -31,9 +31,10 @@ mod input;
 mod parser;
 mod records;
 
-use std::io::Read;
+use std::io::BufRead;
 use std::path::Path;
 
+use super::encoding::Text;
 use super::error::{open, ReadError};
 use crate::validate::RosterBuilder;
 use parser::Parser;
@@ -45,14 +46,17 @@ pub fn read(path: &Path, builder: &mut RosterBuilder) -> Result<(), ReadError> {
     read_from(path, open(path)?, builder)
 }
 
-/// Reads an IMS Enterprise export from any byte stream; `path` names it in errors and
-/// deviations. Nothing reaches the builder unless the whole document parses, so a truncated
-/// file cannot pass for a roster that lost its last students.
-pub fn read_from<R: Read>(
+/// Reads an IMS Enterprise export from any buffered byte stream; `path` names it in errors
+/// and deviations. Nothing reaches the builder unless the whole document parses, so a
+/// truncated file cannot pass for a roster that lost its last students. A UTF-16 document is
+/// decoded to UTF-8 first; its declaration's `UTF-16` label is then read as the parser
+/// already reads it on a byte-readable file.
+pub fn read_from<R: BufRead>(
     path: &Path,
     input: R,
     builder: &mut RosterBuilder,
 ) -> Result<(), ReadError> {
+    let input = Text::new(input).map_err(|e| ReadError::new(path, e.into()))?;
     let export = Parser::new(path, input).parse()?;
     builder.begin_file(&path.display().to_string());
     export.emit(builder);
