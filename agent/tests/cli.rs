@@ -439,3 +439,57 @@ fn a_class_column_renamed_to_an_unknown_name_is_warned_and_the_diff_is_held() {
     assert!(codes(&report).is_empty(), "{report}");
     assert_eq!(diff(&old, &new)["verdict"], "pass");
 }
+
+/// An elevliste of `rows` pupils whose national ids all fail their control digits (an
+/// `invalid_national_id` error each) and who all lack a surname (`missing_required`).
+fn faulty_rows(rows: usize) -> String {
+    let mut text = String::from("Skolenummer;Klasse;Fødselsnummer;Etternavn;Fornavn\n");
+    for row in 0..rows {
+        text.push_str(&format!("46505;1A;{:011};;Elev{row}\n", 1_000_000 + row));
+    }
+    text
+}
+
+#[test]
+fn check_counts_100000_faults_exactly_keeps_100_rows_of_each_and_says_how_many_it_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elevliste.csv");
+    std::fs::write(&path, faulty_rows(100_000)).unwrap();
+    let (code, report) = check(&path);
+    assert_eq!(code, 1);
+    let counts: BTreeMap<String, u64> = report["deviation_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["code"].as_str().unwrap().to_owned(),
+                c["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counts["invalid_national_id"], 100_000, "{counts:?}");
+    assert_eq!(counts["missing_required"], 100_000, "{counts:?}");
+    let listed = codes(&report);
+    assert!(listed.values().all(|&n| n <= 100), "{listed:?}");
+    let total: u64 = counts.values().sum();
+    let kept: u64 = listed.values().sum();
+    assert_eq!(report["deviations_omitted"], total - kept);
+    assert!(total - kept >= 199_800, "{total} counted, {kept} listed");
+
+    let output = agent(&["check", path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("200000 errors and 0 warnings"), "{text}");
+    assert!(text.contains("more not listed"), "{text}");
+}
+
+#[test]
+fn check_all_lists_every_deviation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elevliste.csv");
+    std::fs::write(&path, faulty_rows(300)).unwrap();
+    let output = agent(&["check", "--json", "--all", path.to_str().unwrap()]);
+    let report = json(&output);
+    assert_eq!(codes(&report)["invalid_national_id"], 300);
+    assert_eq!(report["deviations_omitted"], 0);
+}

@@ -13,7 +13,7 @@ use skolebro_protocol::{
     Enrollment, Entity, Group, NationalId, NationalIdError, Record, Roster, School, Student,
 };
 
-use crate::deviation::{shown_key, Code, Deviation, Position, Severity};
+use crate::deviation::{shown_key, Code, Deviation, Position, Severity, Tally, KEPT_PER_CODE};
 
 /// Site policy that changes what counts as a deviation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -22,6 +22,10 @@ pub struct ValidationOptions {
     /// are reported instead of flowing to central as if they were people.
     #[serde(default)]
     pub reject_synthetic_ids: bool,
+    /// Keep every deviation's row, not only the first [`KEPT_PER_CODE`] of each code
+    /// (`check --all`). Counts are exact either way.
+    #[serde(skip)]
+    pub keep_every_deviation: bool,
 }
 
 /// How a record got into the export: stated as a record of its own (a row in `orgs.csv`), or
@@ -83,15 +87,22 @@ pub struct Validated {
     /// the header says `Klasse` or `Klassenavn`), so that the safety filter can tell when a
     /// column the previous export had is gone. Empty for other formats.
     pub columns: Vec<String>,
+    /// The deviations' rows, in the order found: the first [`KEPT_PER_CODE`] of each code and
+    /// severity, or all of them when [`ValidationOptions::keep_every_deviation`] is set.
     pub deviations: Vec<Deviation>,
+    /// Every deviation counted, kept row or not.
+    pub tally: Tally,
 }
 
 impl Validated {
-    pub fn errors(&self) -> usize {
-        self.deviations
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+    /// Deviations of severity error, counted whether their rows were kept or not.
+    pub fn errors(&self) -> u64 {
+        self.tally.with_severity(Severity::Error)
+    }
+
+    /// Deviations whose rows were not kept.
+    pub fn omitted(&self) -> u64 {
+        self.tally.total() - self.deviations.len() as u64
     }
 }
 
@@ -205,6 +216,7 @@ pub struct RosterBuilder {
     renames: Vec<Rename>,
     columns: Vec<String>,
     deviations: Vec<Deviation>,
+    tally: Tally,
     partial: bool,
 }
 
@@ -223,6 +235,7 @@ impl RosterBuilder {
             renames: Vec::new(),
             columns: Vec::new(),
             deviations: Vec::new(),
+            tally: Tally::default(),
             partial: false,
         }
     }
@@ -253,6 +266,10 @@ impl RosterBuilder {
     }
 
     fn deviation_at(&mut self, origin: &Origin, code: Code, severity: Severity, detail: String) {
+        let count = self.tally.add(severity, code);
+        if count > KEPT_PER_CODE as u64 && !self.options.keep_every_deviation {
+            return;
+        }
         self.deviations.push(Deviation {
             code,
             severity,
@@ -505,6 +522,7 @@ impl RosterBuilder {
             renames: self.renames,
             columns: self.columns,
             deviations: self.deviations,
+            tally: self.tally,
         }
     }
 }

@@ -202,15 +202,12 @@ impl Core {
         self.status.last_export_unix_ms = Some(unix_ms_now());
         self.status.last_export_file = Some(name.clone());
         self.status.last_export_students = Some(export.roster.students.len() as u64);
-        let mut counts = DeviationCounts::default();
-        for d in &export.deviations {
-            match d.severity {
-                Severity::Error => counts.errors += 1,
-                Severity::Warning => counts.warnings += 1,
-            }
-        }
-        self.status.deviations = counts;
-        self.status.deviation_groups = skolebro_roster::deviation::group(&export.deviations);
+        self.status.deviations = DeviationCounts {
+            errors: export.tally.with_severity(Severity::Error),
+            warnings: export.tally.with_severity(Severity::Warning),
+        };
+        self.status.deviation_groups =
+            skolebro_roster::deviation::group(&export.deviations, &export.tally);
         self.problems.export = None;
         let export = Arc::new(export);
         self.latest = Some(Arc::clone(&export));
@@ -231,7 +228,7 @@ impl Core {
             .status
             .last_export_written_unix_ms
             .max(written_unix_ms.map(|written| written.min(unix_ms_now())));
-        tracing::info!(file = %name, students = self.status.last_export_students, errors = counts.errors, warnings = counts.warnings, outcome = %describe(&outcome), "export taken in");
+        tracing::info!(file = %name, students = self.status.last_export_students, errors = self.status.deviations.errors, warnings = self.status.deviations.warnings, outcome = %describe(&outcome), "export taken in");
         self.status.last_outcome = Some(describe(&outcome));
         // A waiting older export is superseded by this one, whatever became of it.
         if let Some(old) = self.waiting_file.take() {
