@@ -493,3 +493,52 @@ fn check_all_lists_every_deviation() {
     assert_eq!(codes(&report)["invalid_national_id"], 300);
     assert_eq!(report["deviations_omitted"], 0);
 }
+
+/// Runs `check` on `path` and watches the child's peak resident memory (`VmHWM`, which only
+/// grows) until it exits; killed after two minutes. The last value read is at most a few
+/// milliseconds older than the exit.
+fn check_peak_rss_kib(path: &Path) -> (Option<i32>, u64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skolebro-agent"))
+        .args(["check", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the agent binary runs");
+    let status_file = format!("/proc/{}/status", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut peak = 0;
+    loop {
+        if let Some(high) = std::fs::read_to_string(&status_file).ok().and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("VmHWM:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        }) {
+            peak = peak.max(high);
+        }
+        if let Some(status) = child.try_wait().expect("waiting for check") {
+            return (status.code(), peak);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("check ran for two minutes; peak so far {peak} KiB");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn fifty_megabytes_of_blank_lines_are_read_in_little_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elevliste.csv");
+    let mut text = String::from(
+        "Skolenummer;Klasse;Fødselsnummer;Etternavn;Fornavn\n46505;1A;;Nilsen;Oskar\n",
+    );
+    text.push_str(&"\n".repeat(50 << 20));
+    text.push_str("46505;1A;;Berg;Kari\n");
+    std::fs::write(&path, text).unwrap();
+    let (code, peak_kib) = check_peak_rss_kib(&path);
+    assert!(code.is_some(), "check ended by a signal");
+    assert!(peak_kib > 0, "the child's memory was read");
+    // A newline queued per blank line cost 8 bytes each: 400 MiB here.
+    assert!(peak_kib < 96 * 1024, "check peaked at {peak_kib} KiB");
+}
