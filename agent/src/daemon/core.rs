@@ -158,6 +158,28 @@ impl Core {
         self.publish();
     }
 
+    /// The agent stopped (crashed, was killed for memory, lost power) or panicked while
+    /// reading this export: it is moved aside with a note, not read again, so that one file
+    /// cannot stop the school's deliveries (the poison-pill rule, see `reading`).
+    pub fn stopped_while_reading(&mut self, path: &Path) {
+        let name = file_name(path);
+        tracing::warn!(file = %name, "the agent stopped while reading this export; moved to rejected/");
+        let note = "skolebro-agent stopped while it was reading this export (it crashed, ran \
+             out of memory or lost power), so it set the file aside and did not send it, \
+             rather than stop on it again.\n\n\
+             Check the export in the school administrative system (is it far larger than \
+             usual, or full of empty lines?) and export it again; `skolebro-agent check FILE` \
+             shows what it holds. If a fresh export is set aside too, tell the county's \
+             operator.\n";
+        if let Err(e) = move_to_rejected(path, note) {
+            tracing::error!(file = %name, error = %e, "cannot move the export aside");
+        }
+        self.problems.export = Some(format!(
+            "the agent stopped while reading export {name}; it was set aside, not sent"
+        ));
+        self.publish();
+    }
+
     /// Refuses an export written before the newest one taken in: moves it to `rejected/`
     /// with a note saying why, and says so in the status. Returns whether it was refused.
     pub fn refuse_if_stale(&mut self, path: &Path, written_unix_ms: u64) -> bool {
