@@ -106,6 +106,11 @@ pub struct AgentConfig {
     pub trial_seconds: u64,
     /// A new release started more often than this without passing is rolled back.
     pub max_trial_starts: u32,
+    /// The memory, in MiB, the records of one export may take while it is read (`run`,
+    /// `check` and `diff`). An export over it is refused (moved to `rejected/` with a note)
+    /// rather than read until the Pi runs out. The default, 256 MiB, holds about 600,000
+    /// students; the largest site has a few thousand.
+    pub read_budget_mib: u64,
 }
 
 impl Default for AgentConfig {
@@ -137,6 +142,7 @@ impl Default for AgentConfig {
             install_root: PathBuf::from("/var/lib/skolebro"),
             trial_seconds: 300,
             max_trial_starts: 3,
+            read_budget_mib: 256,
         }
     }
 }
@@ -414,6 +420,7 @@ impl AgentConfig {
             validation: self.validation,
             columns: self.columns.clone(),
             pipelined: true,
+            memory_budget: Some(self.read_budget_mib << 20),
         }
     }
 }

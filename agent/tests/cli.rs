@@ -29,6 +29,20 @@ fn check(path: &Path) -> (i32, Value) {
     (output.status.code().unwrap_or(-1), json(&output))
 }
 
+/// `check --json` on `path` with an `agent.toml` holding `settings`.
+fn check_configured(settings: &str, path: &Path) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, settings).unwrap();
+    agent(&[
+        "--config",
+        config.to_str().unwrap(),
+        "check",
+        "--json",
+        path.to_str().unwrap(),
+    ])
+}
+
 fn truth(folder: &str) -> Value {
     let text = std::fs::read_to_string(testdata(folder).join("truth.json")).unwrap();
     serde_json::from_str(&text).unwrap()
@@ -310,16 +324,7 @@ fn both_spellings_of_the_oneroster_formats_are_accepted_and_one_is_printed() {
             let output = agent(&["check", "--json", "--format", name, path.to_str().unwrap()]);
             assert_eq!(output.status.code(), Some(0), "--format {name}: {output:?}");
             assert_eq!(json(&output)["format"], printed, "--format {name}");
-            let dir = tempfile::tempdir().unwrap();
-            let config = dir.path().join("agent.toml");
-            std::fs::write(&config, format!("format = \"{name}\"\n")).unwrap();
-            let output = agent(&[
-                "--config",
-                config.to_str().unwrap(),
-                "check",
-                "--json",
-                path.to_str().unwrap(),
-            ]);
+            let output = check_configured(&format!("format = \"{name}\"\n"), path);
             assert_eq!(output.status.code(), Some(0), "format = {name}: {output:?}");
             assert_eq!(json(&output)["format"], printed, "format = {name}");
         }
@@ -541,4 +546,26 @@ fn fifty_megabytes_of_blank_lines_are_read_in_little_memory() {
     assert!(peak_kib > 0, "the child's memory was read");
     // A newline queued per blank line cost 8 bytes each: 400 MiB here.
     assert!(peak_kib < 96 * 1024, "check peaked at {peak_kib} KiB");
+}
+
+#[test]
+fn an_export_over_the_read_budget_is_refused_naming_its_line_and_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elevliste.csv");
+    let mut text = String::from("Skolenummer;Klasse;Elevnummer;Fødselsnummer;Etternavn;Fornavn\n");
+    for row in 0..20_000 {
+        text.push_str(&format!("46505;1A;elev{row};;Nordmann;Kari\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    let output = check_configured("read_budget_mib = 1\n", &path);
+    assert_eq!(output.status.code(), Some(2));
+    let report = json(&output);
+    assert!(report["line"].as_u64().is_some(), "{report}");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(reason.contains("read_budget_mib"), "{reason}");
+
+    // The default budget reads it.
+    let (code, report) = check(&path);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["students"], 20_000);
 }

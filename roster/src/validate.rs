@@ -218,6 +218,11 @@ pub struct RosterBuilder {
     deviations: Vec<Deviation>,
     tally: Tally,
     partial: bool,
+    /// Bytes the records held are estimated to take, against `budget`.
+    held: u64,
+    budget: Option<u64>,
+    /// Where the records first took more than the budget.
+    over_budget: Option<(String, Position)>,
 }
 
 impl RosterBuilder {
@@ -237,7 +242,40 @@ impl RosterBuilder {
             deviations: Vec::new(),
             tally: Tally::default(),
             partial: false,
+            held: 0,
+            budget: None,
+            over_budget: None,
         }
+    }
+
+    /// Bounds the memory the records read may take, estimated per record: once they would
+    /// take more, further records are not kept and [`RosterBuilder::over_budget`] says where
+    /// that happened, so the reader refuses the export instead of the process running out.
+    pub fn set_budget(&mut self, bytes: u64) {
+        self.budget = Some(bytes);
+    }
+
+    /// The file and position at which the records read went over the budget, if they did.
+    pub fn over_budget(&self) -> Option<&(String, Position)> {
+        self.over_budget.as_ref()
+    }
+
+    /// Counts a record about to be kept against the budget; false (and nothing kept) once
+    /// the budget is spent.
+    fn afford<T>(&mut self, at: Position, heap: usize) -> bool {
+        if self.over_budget.is_some() {
+            return false;
+        }
+        // The record, where it was read, its slot in the index, and its longer strings;
+        // twice that, since the vectors they sit in grow by doubling. A 100,000-student
+        // elevliste is counted as about 41 MiB, and `check` on it peaks at 59 MiB.
+        let bytes = std::mem::size_of::<T>() + std::mem::size_of::<Origin>() + 16 + heap;
+        self.held += 2 * bytes as u64;
+        if self.budget.is_some_and(|budget| self.held > budget) {
+            self.over_budget = Some((self.files[self.files.len() - 1].clone(), at));
+            return false;
+        }
+        true
     }
 
     /// Marks the export as holding changes only, so the differ deletes only what it names.
@@ -314,6 +352,15 @@ impl RosterBuilder {
             resolved,
             ..self.origin(at)
         };
+        let strings = [
+            Some(&enrollment.source_key),
+            Some(&enrollment.student),
+            Some(&enrollment.school),
+            enrollment.group.as_ref(),
+        ];
+        if !self.afford::<Enrollment>(at, heap_bytes(&strings)) {
+            return;
+        }
         match self.enrollments.insert(enrollment, origin) {
             Insert::New => {}
             Insert::Same => self.report_repeat(at, Entity::Enrollment, &key),
@@ -377,6 +424,9 @@ impl RosterBuilder {
             return Admission::Rejected;
         }
 
+        if !self.afford::<Student>(at, heap_bytes(&student_strings(&student))) {
+            return Admission::Rejected;
+        }
         if let Some(id) = student.national_id {
             if self.id_owners.contains(&id) {
                 let detail = format!(
@@ -426,6 +476,9 @@ impl RosterBuilder {
         table: impl FnOnce(&mut Self) -> &mut Table<T>,
         key: &str,
     ) {
+        if !self.afford::<T>(at, 0) {
+            return;
+        }
         let origin = self.origin(at);
         match table(self).insert(record, origin) {
             Insert::New => {}
@@ -525,6 +578,28 @@ impl RosterBuilder {
             tally: self.tally,
         }
     }
+}
+
+/// A student's strings, for [`heap_bytes`].
+fn student_strings(student: &Student) -> [Option<&CompactString>; 6] {
+    [
+        Some(&student.source_key),
+        student.username.as_ref(),
+        Some(&student.given_name),
+        student.middle_name.as_ref(),
+        Some(&student.family_name),
+        student.email.as_ref(),
+    ]
+}
+
+/// Bytes the strings hold outside their record: a string keeps up to 24 bytes inline.
+fn heap_bytes(strings: &[Option<&CompactString>]) -> usize {
+    strings
+        .iter()
+        .flatten()
+        .filter(|s| s.is_heap_allocated())
+        .map(|s| s.capacity())
+        .sum()
 }
 
 /// Student and enrollment keys may be national ids (elevliste), so reports mask those; a

@@ -509,6 +509,7 @@ fn error_kind(error: &skolebro_roster::reader::ReadError) -> &'static str {
         K::Truncated => "truncated",
         K::Syntax { .. } => "syntax",
         K::TooLarge { .. } => "too_large",
+        K::OverBudget { .. } => "over_budget",
     }
 }
 

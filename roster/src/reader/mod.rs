@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
+use crate::deviation::Position;
 use crate::validate::{RosterBuilder, Validated, ValidationOptions};
 
 pub use elevliste::ColumnProfile;
@@ -37,6 +38,10 @@ pub struct ReaderOptions {
     /// Parse and validate on two threads. Worth it for one large export; a caller reading
     /// two exports at once already keeps both cores busy and turns it off.
     pub pipelined: bool,
+    /// The memory, in bytes, the records of one export may take while it is read (an
+    /// estimate per record); an export over it is refused with
+    /// [`ReadErrorKind::OverBudget`] naming where. `None`: unbounded.
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for ReaderOptions {
@@ -45,6 +50,7 @@ impl Default for ReaderOptions {
             validation: ValidationOptions::default(),
             columns: ColumnProfile::default(),
             pipelined: true,
+            memory_budget: None,
         }
     }
 }
@@ -60,6 +66,9 @@ pub fn read_export(
         None => detect(path)?,
     };
     let mut builder = RosterBuilder::new(options.validation);
+    if let Some(budget) = options.memory_budget {
+        builder.set_budget(budget);
+    }
     match format {
         Format::Elevliste => {
             elevliste::read(path, &options.columns, options.pipelined, &mut builder)?
@@ -67,6 +76,13 @@ pub fn read_export(
         Format::OneRosterCsv => oneroster_csv::read(path, &mut builder)?,
         Format::OneRosterJson => oneroster_json::read(path, &mut builder)?,
         Format::ImsEnterprise => ims_enterprise::read(path, &mut builder)?,
+    }
+    if let (Some(budget), Some((file, at))) = (options.memory_budget, builder.over_budget()) {
+        let error = ReadError::new(Path::new(file), ReadErrorKind::OverBudget { budget });
+        return Err(match at {
+            Position::Line(line) => error.at_line(*line),
+            Position::Record(record) => error.in_field(format!("record {record}")),
+        });
     }
     Ok((format, builder.finish()))
 }
@@ -100,4 +116,45 @@ pub fn detect(path: &Path) -> Result<Format, ReadError> {
             _ => Format::Elevliste,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An elevliste of `rows` pupils with valid synthetic-free keys.
+    fn export(dir: &Path, rows: usize) -> std::path::PathBuf {
+        let mut text =
+            String::from("Skolenummer;Klasse;Elevnummer;Fødselsnummer;Etternavn;Fornavn\n");
+        for row in 0..rows {
+            text.push_str(&format!("46505;1A;elev{row};;Nordmann;Kari\n"));
+        }
+        let path = dir.join("elevliste.csv");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_export_whose_records_outgrow_the_memory_budget_is_refused_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = export(dir.path(), 20_000);
+        let options = ReaderOptions {
+            memory_budget: Some(1 << 20),
+            ..ReaderOptions::default()
+        };
+        let error = read_export(&path, None, &options).unwrap_err();
+        assert!(matches!(error.kind, ReadErrorKind::OverBudget { budget } if budget == 1 << 20));
+        let line = error.line.expect("the line where the budget ran out");
+        assert!((1_000..20_000).contains(&line), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("elevliste.csv:"), "{message}");
+        assert!(message.contains("more than the 1 MiB"), "{message}");
+
+        let roomy = ReaderOptions {
+            memory_budget: Some(64 << 20),
+            ..ReaderOptions::default()
+        };
+        let (_, validated) = read_export(&path, None, &roomy).unwrap();
+        assert_eq!(validated.roster.students.len(), 20_000);
+    }
 }
