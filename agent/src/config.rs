@@ -108,8 +108,8 @@ pub struct AgentConfig {
     pub max_trial_starts: u32,
     /// The memory, in MiB, the records of one export may take while it is read (`run`,
     /// `check` and `diff`). An export over it is refused (moved to `rejected/` with a note)
-    /// rather than read until the Pi runs out. The default, 256 MiB, holds about 600,000
-    /// students; the largest site has a few thousand.
+    /// rather than read until the Pi runs out. The default, 256 MiB, holds about 370,000
+    /// students with their enrollments.
     pub read_budget_mib: u64,
 }
 

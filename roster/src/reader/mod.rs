@@ -157,4 +157,27 @@ mod tests {
         let (_, validated) = read_export(&path, None, &roomy).unwrap();
         assert_eq!(validated.roster.students.len(), 20_000);
     }
+
+    #[test]
+    fn records_left_out_do_not_count_against_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text =
+            String::from("Skolenummer;Klasse;Elevnummer;Fødselsnummer;Etternavn;Fornavn\n");
+        for row in 0..20_000 {
+            text.push_str(&format!("46505;1A;elev{row};16881774198;Nordmann;Kari\n"));
+        }
+        let path = dir.path().join("elevliste.csv");
+        std::fs::write(&path, text).unwrap();
+        let options = ReaderOptions {
+            memory_budget: Some(1 << 20),
+            ..ReaderOptions::default()
+        };
+        let (_, validated) = read_export(&path, None, &options).unwrap();
+        assert_eq!(
+            validated.roster.students.len(),
+            1,
+            "one person per national id"
+        );
+        assert_eq!(validated.errors(), 19_999);
+    }
 }
