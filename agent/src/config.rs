@@ -111,6 +111,11 @@ pub struct AgentConfig {
     /// `agent.toml`): an export naming another school is refused. Empty: none is refused.
     #[serde(skip)]
     pub site_schools: Vec<SiteSchool>,
+    /// The memory, in MiB, the records of one export may take while it is read (`run`,
+    /// `check` and `diff`). An export over it is refused (moved to `rejected/` with a note)
+    /// rather than read until the Pi runs out. The default, 256 MiB, holds about 370,000
+    /// students with their enrollments.
+    pub read_budget_mib: u64,
 }
 
 impl Default for AgentConfig {
@@ -143,6 +148,7 @@ impl Default for AgentConfig {
             trial_seconds: 300,
             max_trial_starts: 3,
             site_schools: Vec::new(),
+            read_budget_mib: 256,
         }
     }
 }
@@ -420,6 +426,7 @@ impl AgentConfig {
             validation: self.validation,
             columns: self.columns.clone(),
             pipelined: true,
+            memory_budget: Some(self.read_budget_mib << 20),
         }
     }
 }

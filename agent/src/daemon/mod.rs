@@ -29,6 +29,8 @@
 //! so personal data does not pile up there, and a rejected file is never read again. So is an
 //! export the SAS wrote before the newest one taken in (by the file's modification time, kept
 //! in `status.json`): a stale file dropped late would otherwise turn central's roster back.
+//! And so is an export the agent stopped while reading (the poison-pill rule: `reading`
+//! records the file before each read, and the next start sets a recorded file aside).
 //!
 //! The newest validated export is kept in memory: after a gap or a `resync` command the agent
 //! needs a full snapshot, and the export file is gone by then. After a restart there is none
@@ -41,6 +43,7 @@ mod heartbeat;
 mod phase;
 mod pipeline;
 mod push;
+mod reading;
 mod sticks;
 
 use std::future::Future;
