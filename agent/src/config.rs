@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use crate::outbox::OutboxConfig;
 use crate::panel::PanelConfig;
+use skolebro_protocol::SiteSchool;
 use skolebro_roster::reader::{ColumnProfile, Format, ReaderOptions};
 use skolebro_roster::safety::SafetyPolicy;
 use skolebro_roster::validate::ValidationOptions;
@@ -106,6 +107,15 @@ pub struct AgentConfig {
     pub trial_seconds: u64,
     /// A new release started more often than this without passing is rolled back.
     pub max_trial_starts: u32,
+    /// The schools the site is registered with, from the enrollment (never from
+    /// `agent.toml`): an export naming another school is refused. Empty: none is refused.
+    #[serde(skip)]
+    pub site_schools: Vec<SiteSchool>,
+    /// The memory, in MiB, the records of one export may take while it is read (`run`,
+    /// `check` and `diff`). An export over it is refused (moved to `rejected/` with a note)
+    /// rather than read until the Pi runs out. The default, 256 MiB, holds about 370,000
+    /// students with their enrollments.
+    pub read_budget_mib: u64,
 }
 
 impl Default for AgentConfig {
@@ -137,6 +147,8 @@ impl Default for AgentConfig {
             install_root: PathBuf::from("/var/lib/skolebro"),
             trial_seconds: 300,
             max_trial_starts: 3,
+            site_schools: Vec::new(),
+            read_budget_mib: 256,
         }
     }
 }
@@ -414,6 +426,7 @@ impl AgentConfig {
             validation: self.validation,
             columns: self.columns.clone(),
             pipelined: true,
+            memory_budget: Some(self.read_budget_mib << 20),
         }
     }
 }

@@ -500,6 +500,18 @@ pub(crate) mod tests {
         builder.finish()
     }
 
+    /// The stage in `dir` with the default safety policy and outbox.
+    fn open_default(dir: &Path, site: &Site) -> Enqueuer {
+        let (enqueuer, _) = Enqueuer::open(
+            dir,
+            site.identity.clone(),
+            SafetyPolicy::default(),
+            OutboxConfig::default(),
+        )
+        .unwrap();
+        enqueuer
+    }
+
     fn opened(
         site: &Site,
         enqueuer: &Enqueuer,
@@ -522,13 +534,7 @@ pub(crate) mod tests {
     fn an_export_becomes_a_sealed_batch_and_the_checkpoint_follows() {
         let dir = tempfile::tempdir().unwrap();
         let site = site();
-        let (mut enqueuer, _) = Enqueuer::open(
-            dir.path(),
-            site.identity.clone(),
-            SafetyPolicy::default(),
-            OutboxConfig::default(),
-        )
-        .unwrap();
+        let mut enqueuer = open_default(dir.path(), &site);
         let first = export(0..30, "1A");
         let outcome = enqueuer.offer(first.clone()).unwrap();
         assert!(
@@ -566,6 +572,60 @@ pub(crate) mod tests {
         .unwrap();
         assert!(report.is_clean());
         assert_eq!(reopened.checkpoint().state, expected);
+    }
+
+    #[test]
+    fn a_renamed_pupil_is_sealed_as_a_rename_in_the_delta_central_receives() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = site();
+        let mut enqueuer = open_default(dir.path(), &site);
+        let first = export(0..30, "1A");
+        enqueuer.offer(first.clone()).unwrap();
+
+        // The source gives one pupil a new key and says which key it replaces.
+        let mut renamed = first.clone();
+        let from = renamed.roster.students[0].source_key.clone();
+        let to = format!("{from}-ny");
+        renamed.roster.students[0].source_key = to.as_str().into();
+        for enrollment in &mut renamed.roster.enrollments {
+            if enrollment.student == from {
+                enrollment.source_key = format!("{to}@{}", enrollment.school).into();
+                enrollment.student = to.as_str().into();
+            }
+        }
+        renamed.renames.push(skolebro_roster::validate::Rename {
+            entity: Entity::Student,
+            from: from.to_string(),
+            to: to.clone(),
+        });
+        let outcome = enqueuer.offer(renamed.clone()).unwrap();
+        let OfferOutcome::Enqueued {
+            seq: 2, summary, ..
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(summary.renamed(Entity::Student), 1);
+
+        let head = opened(&site, &enqueuer, 1, &ChainHead::genesis()).next_head();
+        let batch = opened(&site, &enqueuer, 2, &head);
+        let Payload::Delta(delta) = &batch.payload else {
+            panic!("a delta")
+        };
+        let secret = &site.identity.site_secret;
+        let pair = (
+            secret.handle(Entity::Student, &from),
+            secret.handle(Entity::Student, &to),
+        );
+        assert_eq!(delta.students.renames, [pair]);
+        assert_eq!(delta.students.deletes, [pair.0]);
+        assert_eq!(delta.students.upserts.len(), 1);
+        assert_eq!(delta.students.upserts[0].0, pair.1);
+        assert_eq!(delta.enrollments.renames.len(), 1);
+        assert_eq!(
+            enqueuer.checkpoint().state,
+            State::of(&renamed.roster, secret)
+        );
     }
 
     #[test]
@@ -694,13 +754,7 @@ pub(crate) mod tests {
     fn after_a_snapshot_request_the_next_batch_is_a_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let site = site();
-        let (mut enqueuer, _) = Enqueuer::open(
-            dir.path(),
-            site.identity.clone(),
-            SafetyPolicy::default(),
-            OutboxConfig::default(),
-        )
-        .unwrap();
+        let mut enqueuer = open_default(dir.path(), &site);
         enqueuer.offer(export(0..30, "1A")).unwrap();
         enqueuer.request_snapshot().unwrap();
         let outcome = enqueuer.offer(export(0..30, "1A")).unwrap();
@@ -784,13 +838,7 @@ pub(crate) mod tests {
     fn restarting_the_chain_at_centrals_head_sends_a_snapshot_there() {
         let dir = tempfile::tempdir().unwrap();
         let site = site();
-        let (mut enqueuer, _) = Enqueuer::open(
-            dir.path(),
-            site.identity.clone(),
-            SafetyPolicy::default(),
-            OutboxConfig::default(),
-        )
-        .unwrap();
+        let mut enqueuer = open_default(dir.path(), &site);
         enqueuer.offer(export(0..30, "1A")).unwrap();
         enqueuer.offer(export(0..31, "1A")).unwrap();
         enqueuer.offer(export(0..32, "1A")).unwrap();
@@ -804,13 +852,7 @@ pub(crate) mod tests {
         assert!(enqueuer.checkpoint().needs_snapshot);
 
         drop(enqueuer);
-        let (mut enqueuer, _) = Enqueuer::open(
-            dir.path(),
-            site.identity.clone(),
-            SafetyPolicy::default(),
-            OutboxConfig::default(),
-        )
-        .unwrap();
+        let mut enqueuer = open_default(dir.path(), &site);
         let outcome = enqueuer.offer(export(0..32, "1A")).unwrap();
         assert!(
             matches!(
@@ -831,13 +873,7 @@ pub(crate) mod tests {
     fn a_next_checkpoint_without_its_batch_is_discarded_at_startup() {
         let dir = tempfile::tempdir().unwrap();
         let site = site();
-        let (mut enqueuer, _) = Enqueuer::open(
-            dir.path(),
-            site.identity.clone(),
-            SafetyPolicy::default(),
-            OutboxConfig::default(),
-        )
-        .unwrap();
+        let mut enqueuer = open_default(dir.path(), &site);
         enqueuer.offer(export(0..30, "1A")).unwrap();
         let kept = enqueuer.checkpoint().clone();
         drop(enqueuer);

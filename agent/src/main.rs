@@ -22,11 +22,10 @@ use skolebro_protocol::envelope::Envelope;
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::SiteSecret;
 use skolebro_roster::diff::{diff, Fingerprints};
-use skolebro_roster::reader::{read_export, Format, ReadError, ReaderOptions};
+use skolebro_roster::reader::{read_export, Format, ReaderOptions};
 use skolebro_roster::report;
 use skolebro_roster::safety::{judge, today, Columns};
 use skolebro_roster::state::State;
-use skolebro_roster::validate::Validated;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +51,10 @@ enum Command {
         format: Option<Format>,
         #[arg(long)]
         json: bool,
+        /// List every deviation; by default the first 100 of each kind are listed, and the
+        /// rest only counted (a broken export can have one on every row).
+        #[arg(long)]
+        all: bool,
     },
     /// The daemon: watches the drop folder and pushes sealed batches to central until
     /// SIGTERM or SIGINT. Without an identity it first waits for a config stick.
@@ -167,8 +170,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             export,
             format,
             json,
+            all,
         } => {
-            let (format, validated) = match read(&export, format, &config) {
+            let mut options = config.reader_options();
+            options.validation.keep_every_deviation = all;
+            let (format, validated) = match read_export(&export, format.or(config.format), &options)
+            {
                 Ok(read) => read,
                 Err(error) if json => {
                     println!("{}", report::read_error_json(&error));
@@ -272,14 +279,6 @@ fn provision_from(config: &AgentConfig, from: &Path) -> anyhow::Result<ExitCode>
         }
         Err(error) => Err(error.into()),
     }
-}
-
-fn read(
-    path: &Path,
-    format: Option<Format>,
-    config: &AgentConfig,
-) -> Result<(Format, Validated), ReadError> {
-    read_export(path, format.or(config.format), &config.reader_options())
 }
 
 /// A throwaway handle key: `diff` compares two files in one run, so handles only need to

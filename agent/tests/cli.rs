@@ -29,6 +29,20 @@ fn check(path: &Path) -> (i32, Value) {
     (output.status.code().unwrap_or(-1), json(&output))
 }
 
+/// `check --json` on `path` with an `agent.toml` holding `settings`.
+fn check_configured(settings: &str, path: &Path) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, settings).unwrap();
+    agent(&[
+        "--config",
+        config.to_str().unwrap(),
+        "check",
+        "--json",
+        path.to_str().unwrap(),
+    ])
+}
+
 fn truth(folder: &str) -> Value {
     let text = std::fs::read_to_string(testdata(folder).join("truth.json")).unwrap();
     serde_json::from_str(&text).unwrap()
@@ -310,16 +324,7 @@ fn both_spellings_of_the_oneroster_formats_are_accepted_and_one_is_printed() {
             let output = agent(&["check", "--json", "--format", name, path.to_str().unwrap()]);
             assert_eq!(output.status.code(), Some(0), "--format {name}: {output:?}");
             assert_eq!(json(&output)["format"], printed, "--format {name}");
-            let dir = tempfile::tempdir().unwrap();
-            let config = dir.path().join("agent.toml");
-            std::fs::write(&config, format!("format = \"{name}\"\n")).unwrap();
-            let output = agent(&[
-                "--config",
-                config.to_str().unwrap(),
-                "check",
-                "--json",
-                path.to_str().unwrap(),
-            ]);
+            let output = check_configured(&format!("format = \"{name}\"\n"), path);
             assert_eq!(output.status.code(), Some(0), "format = {name}: {output:?}");
             assert_eq!(json(&output)["format"], printed, "format = {name}");
         }
@@ -438,4 +443,129 @@ fn a_class_column_renamed_to_an_unknown_name_is_warned_and_the_diff_is_held() {
     let (_, report) = check(&new);
     assert!(codes(&report).is_empty(), "{report}");
     assert_eq!(diff(&old, &new)["verdict"], "pass");
+}
+
+/// An elevliste of `rows` pupils whose national ids all fail their control digits (an
+/// `invalid_national_id` error each) and who all lack a surname (`missing_required`).
+fn faulty_rows(rows: usize) -> String {
+    let mut text = String::from("Skolenummer;Klasse;Fødselsnummer;Etternavn;Fornavn\n");
+    for row in 0..rows {
+        text.push_str(&format!("46505;1A;{:011};;Elev{row}\n", 1_000_000 + row));
+    }
+    text
+}
+
+#[test]
+fn check_counts_100000_faults_exactly_keeps_100_rows_of_each_and_says_how_many_it_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elevliste.csv");
+    std::fs::write(&path, faulty_rows(100_000)).unwrap();
+    let (code, report) = check(&path);
+    assert_eq!(code, 1);
+    let counts: BTreeMap<String, u64> = report["deviation_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["code"].as_str().unwrap().to_owned(),
+                c["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counts["invalid_national_id"], 100_000, "{counts:?}");
+    assert_eq!(counts["missing_required"], 100_000, "{counts:?}");
+    let listed = codes(&report);
+    assert!(listed.values().all(|&n| n <= 100), "{listed:?}");
+    let total: u64 = counts.values().sum();
+    let kept: u64 = listed.values().sum();
+    assert_eq!(report["deviations_omitted"], total - kept);
+    assert!(total - kept >= 199_800, "{total} counted, {kept} listed");
+
+    let output = agent(&["check", path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("200000 errors and 0 warnings"), "{text}");
+    assert!(text.contains("more not listed"), "{text}");
+}
+
+#[test]
+fn check_all_lists_every_deviation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elevliste.csv");
+    std::fs::write(&path, faulty_rows(300)).unwrap();
+    let output = agent(&["check", "--json", "--all", path.to_str().unwrap()]);
+    let report = json(&output);
+    assert_eq!(codes(&report)["invalid_national_id"], 300);
+    assert_eq!(report["deviations_omitted"], 0);
+}
+
+/// Runs `check` on `path` and watches the child's peak resident memory (`VmHWM`, which only
+/// grows) until it exits; killed after two minutes. The last value read is at most a few
+/// milliseconds older than the exit.
+fn check_peak_rss_kib(path: &Path) -> (Option<i32>, u64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skolebro-agent"))
+        .args(["check", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the agent binary runs");
+    let status_file = format!("/proc/{}/status", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut peak = 0;
+    loop {
+        if let Some(high) = std::fs::read_to_string(&status_file).ok().and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("VmHWM:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        }) {
+            peak = peak.max(high);
+        }
+        if let Some(status) = child.try_wait().expect("waiting for check") {
+            return (status.code(), peak);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("check ran for two minutes; peak so far {peak} KiB");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn fifty_megabytes_of_blank_lines_are_read_in_little_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elevliste.csv");
+    let mut text = String::from(
+        "Skolenummer;Klasse;Fødselsnummer;Etternavn;Fornavn\n46505;1A;;Nilsen;Oskar\n",
+    );
+    text.push_str(&"\n".repeat(50 << 20));
+    text.push_str("46505;1A;;Berg;Kari\n");
+    std::fs::write(&path, text).unwrap();
+    let (code, peak_kib) = check_peak_rss_kib(&path);
+    assert!(code.is_some(), "check ended by a signal");
+    assert!(peak_kib > 0, "the child's memory was read");
+    // A newline queued per blank line cost 8 bytes each: 400 MiB here.
+    assert!(peak_kib < 96 * 1024, "check peaked at {peak_kib} KiB");
+}
+
+#[test]
+fn an_export_over_the_read_budget_is_refused_naming_its_line_and_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("elevliste.csv");
+    let mut text = String::from("Skolenummer;Klasse;Elevnummer;Fødselsnummer;Etternavn;Fornavn\n");
+    for row in 0..20_000 {
+        text.push_str(&format!("46505;1A;elev{row};;Nordmann;Kari\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    let output = check_configured("read_budget_mib = 1\n", &path);
+    assert_eq!(output.status.code(), Some(2));
+    let report = json(&output);
+    assert!(report["line"].as_u64().is_some(), "{report}");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(reason.contains("read_budget_mib"), "{reason}");
+
+    // The default budget reads it.
+    let (code, report) = check(&path);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["counts"]["students"], 20_000);
 }

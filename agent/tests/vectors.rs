@@ -172,6 +172,7 @@ fn enrollment() -> DeviceEnrollment {
         site_secret: "5e".repeat(32),
         settings_toml: "[safety]\nmax_deleted_fraction = 0.1\n".into(),
         site_has_records: false,
+        schools: Vec::new(),
     }
 }
 

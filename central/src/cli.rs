@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use skolebro_central::sites;
 use skolebro_central::CentralConfig;
-use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSecret};
+use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSchool, SiteSecret};
 
 /// The central platform of skolebro: receives sealed roster batches from the schools' agents
 /// over mutual TLS and keeps every record with its history.
@@ -46,7 +47,17 @@ pub(crate) enum CliCommand {
         /// The site's record-handle secret, 64 hex characters.
         #[arg(long, value_name = "HEX")]
         site_secret: String,
+        /// A school the site's exports name, as KOMMUNE/SKOLENUMMER[/ORGNR]=NAME or
+        /// KOMMUNE//ORGNR=NAME, registered with the site as a stick's token registers its
+        /// schools; repeat for each. Batches naming any other school are refused.
+        #[arg(long = "school", value_name = "SCHOOL")]
+        schools: Vec<SiteSchool>,
     },
+    /// The schools each site is registered with: which schools a site's devices may send
+    /// records of, and what the web interface names and scopes the site by. Each change is
+    /// written to the audit log first, as `cli:<login name>`.
+    #[command(subcommand)]
+    Site(SiteCommand),
     /// Create an account for the operator web interface. The password is read from the
     /// first line of stdin (so it stays out of the shell history and the process list) and
     /// only its argon2id hash is stored.
@@ -66,6 +77,44 @@ pub(crate) enum CliCommand {
     },
 }
 
+/// What `skolebro-central site` does.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SiteCommand {
+    /// Register schools with a site (a site made before sticks carried schools, or a school
+    /// the site takes on). A school another site holds is refused: that is a move.
+    Register {
+        /// The configuration file, for the store it names.
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+        /// The site id.
+        #[arg(long, value_name = "ID")]
+        site: String,
+        /// KOMMUNE/SKOLENUMMER[/ORGNR]=NAME or KOMMUNE//ORGNR=NAME; repeat for each.
+        #[arg(long = "school", value_name = "SCHOOL", required = true)]
+        schools: Vec<SiteSchool>,
+    },
+    /// Move a registered school to another site: the old site's batches naming it are
+    /// refused from now on, the new site's accepted.
+    Move {
+        /// The configuration file, for the store it names.
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+        /// The school by its numbers, with the name it is to carry:
+        /// KOMMUNE/SKOLENUMMER[/ORGNR]=NAME or KOMMUNE//ORGNR=NAME.
+        #[arg(long, value_name = "SCHOOL")]
+        school: SiteSchool,
+        /// The site it moves to.
+        #[arg(long, value_name = "ID")]
+        to: String,
+    },
+    /// List every site's registered schools.
+    List {
+        /// The configuration file, for the store it names.
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+    },
+}
+
 /// Runs one command to completion.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -76,7 +125,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             site,
             verifying_key,
             site_secret,
-        } => register_device(config, &device, &site, &verifying_key, &site_secret).await,
+            schools,
+        } => {
+            let keys = (verifying_key.as_str(), site_secret.as_str());
+            register_device(config, &device, &site, keys, &schools).await
+        }
+        CliCommand::Site(command) => site(command).await,
         CliCommand::AddUser {
             config,
             name,
@@ -117,8 +171,8 @@ async fn register_device(
     config: PathBuf,
     device: &str,
     site: &str,
-    verifying_key: &str,
-    site_secret: &str,
+    (verifying_key, site_secret): (&str, &str),
+    schools: &[SiteSchool],
 ) -> anyhow::Result<()> {
     let device = DeviceId::new(device).context("--device")?;
     let site = SiteId::new(site).context("--site")?;
@@ -127,11 +181,46 @@ async fn register_device(
     let site_secret = SiteSecret::from_bytes(hex32(site_secret, "--site-secret")?);
     let config = CentralConfig::load(&config)?;
     let store = config.open_store().await?;
+    if !schools.is_empty() {
+        sites::register_schools(store.as_ref(), &sites::cli_actor(), &site, schools).await?;
+    }
     store.set_site_secret(&site, &site_secret).await?;
     store
         .register_device(&device, &site, &verifying_key)
         .await?;
     println!("registered device {device} for site {site}");
+    Ok(())
+}
+
+async fn site(command: SiteCommand) -> anyhow::Result<()> {
+    match command {
+        SiteCommand::Register {
+            config,
+            site,
+            schools,
+        } => {
+            let site = SiteId::new(site).context("--site")?;
+            let store = CentralConfig::load(&config)?.open_store().await?;
+            sites::register_schools(store.as_ref(), &sites::cli_actor(), &site, &schools).await?;
+            for school in &schools {
+                println!("registered {school} with site {site}");
+            }
+        }
+        SiteCommand::Move { config, school, to } => {
+            let to = SiteId::new(to).context("--to")?;
+            let store = CentralConfig::load(&config)?.open_store().await?;
+            let from =
+                sites::move_school(store.as_ref(), &sites::cli_actor(), &school, &to).await?;
+            let from: Vec<String> = from.iter().map(ToString::to_string).collect();
+            println!("moved {school} from site {} to site {to}", from.join(", "));
+        }
+        SiteCommand::List { config } => {
+            let store = CentralConfig::load(&config)?.open_store().await?;
+            for (site, school) in store.registered_schools().await? {
+                println!("{site}\t{school}");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -36,6 +36,7 @@ pub mod oneroster;
 mod rate_limit;
 pub mod release;
 pub mod server;
+pub mod sites;
 mod state;
 pub mod store;
 pub mod ui;

@@ -130,6 +130,7 @@ async fn register_device_then_serve_applies_a_batch_and_stops_cleanly_on_sigterm
         email: None,
     };
     let mut students = EntityDelta {
+        renames: Vec::new(),
         upserts: vec![(secret.handle(Entity::Student, student.key()), student)],
         deletes: Vec::new(),
     };

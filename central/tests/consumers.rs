@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use skolebro_central::store::Timestamp;
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
-    ChainHead, DeviceId, DeviceSigningKey, Header, Payload, Roster, SiteId, SiteSecret,
+    ChainHead, DeviceId, DeviceSigningKey, Header, Payload, Roster, SiteId, SiteSchool, SiteSecret,
 };
 use skolebro_provisioning::Validity;
 use skolebro_roster::reader::{read_export, Format, ReaderOptions};
@@ -86,10 +86,29 @@ impl Central {
         validated.roster
     }
 
-    /// Sends a school's elevliste through the ingest as a snapshot, as its agent would.
+    /// Sends a school's elevliste through the ingest as a snapshot, as its agent would,
+    /// after registering its schools with the device's site as its stick would have.
     async fn transfer(&self, device: &mut Device, elevliste: &str) {
         let roster = self.read_elevliste(&format!("{}.csv", device.site), elevliste.as_bytes());
-        let payload = Payload::Snapshot(roster);
+        self.register(device, &roster).await;
+        self.send(device, Payload::Snapshot(roster)).await;
+    }
+
+    /// Registers the schools of `roster` with the device's site, as its stick would have.
+    async fn register(&self, device: &Device, roster: &Roster) {
+        let schools: Vec<SiteSchool> = roster
+            .schools
+            .iter()
+            .map(|school| SiteSchool::of_record(school).expect("a registrable school"))
+            .collect();
+        self.store
+            .register_schools(&device.site, &schools, Timestamp::now())
+            .await
+            .expect("the site's schools are registered");
+    }
+
+    /// Seals `payload` as the device's next batch and posts it; it must be applied.
+    async fn send(&self, device: &mut Device, payload: Payload) {
         let header = Header::chained(
             &device.head,
             device.id.clone(),
@@ -163,16 +182,7 @@ impl Central {
 
     /// A GET on the consumer listener with a bearer token.
     async fn get(&self, token: &str, path: &str) -> (StatusCode, HeaderMap, Value) {
-        let response = self
-            .http
-            .get(self.consumer_url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("the consumer listener answers");
-        let status = response.status();
-        let headers = response.headers().clone();
-        (status, headers, response.json().await.expect("JSON"))
+        self.get_url(token, &self.consumer_url(path)).await
     }
 }
 
@@ -294,6 +304,26 @@ fn field(body: &Value, collection: &str, name: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The `sourcedId` of every object of a list answer, with the object.
+fn by_id(body: &Value, collection: &str) -> std::collections::BTreeMap<String, Value> {
+    body[collection]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|object| {
+            let id = object["sourcedId"].as_str().expect("an id").to_owned();
+            (id, object.clone())
+        })
+        .collect()
+}
+
+/// The `imsx_codeMinorFieldValue` of a OneRoster status payload.
+fn code_minor(body: &Value) -> &str {
+    body["imsx_CodeMinor"]["imsx_codeMinorField"][0]["imsx_codeMinorFieldValue"]
+        .as_str()
+        .unwrap_or_default()
+}
+
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|item| (*item).to_owned()).collect()
 }
@@ -330,7 +360,9 @@ async fn pages_cover_every_object_once_and_the_date_filter_selects_later_changes
             .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers["x-total-count"], "7");
-        assert_eq!(headers.contains_key("link"), offset + 3 < 7, "{offset}");
+        let link = headers["link"].to_str().unwrap();
+        assert_eq!(link.contains("rel=\"next\""), offset + 3 < 7, "{offset}");
+        assert_eq!(link.contains("rel=\"prev\""), offset > 0, "{offset}");
         paged.extend(
             page["users"]
                 .as_array()
@@ -371,21 +403,27 @@ async fn pages_cover_every_object_once_and_the_date_filter_selects_later_changes
     assert_eq!(earlier["users"].as_array().unwrap().len(), 6);
 
     for (query, code) in [
-        ("filter=familyName%3D%27Nilsen%27", "unsupported_filter"),
+        ("filter=shoeSize%3D%2742%27", "invalid_filter_field"),
         (
             "filter=dateLastModified%3E%27yesterday%27",
-            "unsupported_filter",
+            "invalid_filter_field",
         ),
-        ("sort=familyName", "invalid_query"),
-        ("limit=0", "invalid_limit"),
-        ("limit=many", "invalid_limit"),
-        ("offset=-1", "invalid_offset"),
+        ("filter=familyName%3DNilsen", "invalid_filter_field"),
+        ("fields=sourcedId,shoeSize", "invalid_selection_field"),
+        ("sort=shoeSize", "invaliddata"),
+        ("orderBy=sideways", "invaliddata"),
+        ("limit=0", "invaliddata"),
+        ("limit=many", "invaliddata"),
+        ("offset=-1", "invaliddata"),
+        ("filtr=x", "invaliddata"),
     ] {
         let (status, _, body) = central
             .get(&token, &format!("/ims/oneroster/v1p1/users?{query}"))
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
-        assert_eq!(body["error"], code, "{query}");
+        assert_eq!(code_minor(&body), code, "{query}");
+        assert_eq!(body["imsx_codeMajor"], "failure", "{query}");
+        assert_eq!(body["imsx_severity"], "error", "{query}");
     }
     central.stop().await;
 }
@@ -498,7 +536,8 @@ async fn county_and_kommune_clients_read_only_their_schools_by_listing_and_by_id
             for other in [&county, &kommune] {
                 let (status, _, body) = central.get(other, &path).await;
                 assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
-                assert_eq!(body["error"], unknown["error"]);
+                assert_eq!(code_minor(&body), code_minor(&unknown));
+                assert_eq!(code_minor(&body), "unknownobject");
             }
         }
         for id in &voss_only {
@@ -546,7 +585,7 @@ async fn missing_bad_expired_and_revoked_credentials_are_refused() {
     for token in ["not-a-token", &"ab".repeat(32)] {
         let (status, _, body) = central.get(token, users).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert_eq!(body["error"], "invalid_token");
+        assert_eq!(code_minor(&body), "unauthorisedrequest");
     }
 
     let (status, body) = central
@@ -600,8 +639,8 @@ async fn missing_bad_expired_and_revoked_credentials_are_refused() {
         .unwrap();
     let (status, _, body) = central.get(&expired, users).await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::UNAUTHORIZED, Some("invalid_token"))
+        (status, code_minor(&body)),
+        (StatusCode::UNAUTHORIZED, "unauthorisedrequest")
     );
 
     // Revoking the client ends its live tokens and its secret.
@@ -916,5 +955,568 @@ async fn a_late_batch_changes_the_current_roster_but_not_the_closed_windows_froz
         created,
         [("operator-api", "county 03"), ("operator-api", "county 46")]
     );
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pupil_whose_key_changes_keeps_its_sourced_id_and_its_enrollments_point_at_it() {
+    use skolebro_protocol::Entity;
+    use skolebro_roster::diff::{diff, Fingerprints};
+    use skolebro_roster::state::State;
+    use skolebro_roster::validate::{Rename, Validated};
+
+    let central = Central::start().await;
+    let mut fana = central.device("skole-46505", 0xa1).await;
+    let secret = SiteSecret::from_bytes([0xa1; 32]);
+    let before = central.read_elevliste("before.csv", elevliste(FANA, &fana_rows()).as_bytes());
+    central.register(&fana, &before).await;
+    central
+        .send(&mut fana, Payload::Snapshot(before.clone()))
+        .await;
+    let token = central.token(json!({"county": "46"})).await;
+    let (_, _, users) = central.get(&token, "/ims/oneroster/v1p1/users").await;
+    let (_, _, enrollments) = central.get(&token, "/ims/oneroster/v1p1/enrollments").await;
+    let users_before = by_id(&users, "users");
+    let enrollments_before = by_id(&enrollments, "enrollments");
+    let (oskar, _) = users_before
+        .iter()
+        .find(|(_, user)| user["givenName"] == "Oskar")
+        .expect("Oskar is a user");
+    let oskar = oskar.clone();
+
+    // The source gives Oskar a new key (his key is his national id) and says which it
+    // replaces: the agent's differ sends the rename with its upsert and delete.
+    let (old_key, new_key) = (synthetic_id(2), synthetic_id(5));
+    let rows: Vec<_> = fana_rows()
+        .into_iter()
+        .map(|(class, grade, id, family, given)| {
+            let id = if id == old_key { new_key.clone() } else { id };
+            (class, grade, id, family, given)
+        })
+        .collect();
+    let after = central.read_elevliste("after.csv", elevliste(FANA, &rows).as_bytes());
+    let export = Validated {
+        roster: after.clone(),
+        renames: vec![Rename {
+            entity: Entity::Student,
+            from: old_key.clone(),
+            to: new_key.clone(),
+        }],
+        ..Validated::default()
+    };
+    let (delta, summary) = diff(
+        &State::of(&before, &secret),
+        &export,
+        &Fingerprints::of(&after, &secret),
+        &secret,
+    );
+    assert_eq!(summary.renamed(Entity::Student), 1);
+    assert_eq!(delta.enrollments.renames.len(), 1);
+    central.send(&mut fana, Payload::Delta(delta)).await;
+
+    let (_, _, users) = central.get(&token, "/ims/oneroster/v1p1/users").await;
+    let (_, _, enrollments) = central.get(&token, "/ims/oneroster/v1p1/enrollments").await;
+    let users_after = by_id(&users, "users");
+    let enrollments_after = by_id(&enrollments, "enrollments");
+    assert_eq!(
+        users_after.keys().collect::<Vec<_>>(),
+        users_before.keys().collect::<Vec<_>>(),
+        "the same users: none removed, none added"
+    );
+    assert_eq!(users_after[&oskar]["identifier"], new_key.as_str());
+    assert!(users_after.values().all(|user| user["status"] == "active"));
+    assert_eq!(
+        enrollments_after.keys().collect::<Vec<_>>(),
+        enrollments_before.keys().collect::<Vec<_>>(),
+        "the renamed enrollment keeps its id too"
+    );
+    let oskars: Vec<_> = enrollments_after
+        .values()
+        .filter(|enrollment| enrollment["user"]["sourcedId"] == oskar.as_str())
+        .collect();
+    assert_eq!(oskars.len(), 1, "his enrollment points at the id he kept");
+    let (status, _, one) = central
+        .get(&token, &format!("/ims/oneroster/v1p1/users/{oskar}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["user"]["givenName"], "Oskar");
+    central.stop().await;
+}
+
+/// The URLs of a `Link` header by relation.
+fn links(headers: &HeaderMap) -> Vec<(String, String)> {
+    let Some(value) = headers.get("link") else {
+        return Vec::new();
+    };
+    value
+        .to_str()
+        .expect("a text header")
+        .split(", ")
+        .map(|link| {
+            let (url, rel) = link.split_once(">; rel=\"").expect("<url>; rel=\"…\"");
+            (
+                rel.trim_end_matches('"').to_owned(),
+                url.trim_start_matches('<').to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn link<'a>(links: &'a [(String, String)], rel: &str) -> Option<&'a str> {
+    links
+        .iter()
+        .find(|(name, _)| name == rel)
+        .map(|(_, url)| url.as_str())
+}
+
+impl Central {
+    /// A GET of an absolute URL, as a client following a `Link` does.
+    async fn get_url(&self, token: &str, url: &str) -> (StatusCode, HeaderMap, Value) {
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the consumer listener answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        (status, headers, response.json().await.expect("JSON"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_the_links_keeps_the_filter_and_serves_each_match_once() {
+    let (central, mut devices) = three_schools().await;
+    let token = central.token(json!({"county": "46"})).await;
+    let since = Timestamp(now_ms());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let changed = elevliste(FANA, &fana_rows())
+        .replace("Oskar.Nilsen@skule.example.no", "oskar@skule.example.no")
+        .replace("Noah.Hansen@skule.example.no", "noah@skule.example.no")
+        .replace("Ola.Bjørnstad@skule.example.no", "ola@skule.example.no");
+    central.transfer(&mut devices[0], &changed).await;
+
+    let filter = encode(&format!("dateLastModified>='{since}'"));
+    let first = format!("/ims/oneroster/v1p1/users?limit=2&filter={filter}&sort=familyName");
+    let (status, headers, page) = central.get(&token, &first).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-total-count"], "3");
+    let mut seen: Vec<String> = field(&page, "users", "email").into_iter().collect();
+    let mut links = links(&headers);
+    assert_eq!(link(&links, "prev"), None);
+    let origin = central.consumer_url("");
+    for rel in ["first", "next", "last"] {
+        let url = link(&links, rel).unwrap_or_else(|| panic!("a {rel} link"));
+        assert!(
+            url.starts_with(&format!("{origin}/ims/oneroster/v1p1/users?")),
+            "{url}"
+        );
+        assert!(url.contains(&format!("filter={filter}")), "{url}");
+        assert!(url.contains("sort=familyName"), "{url}");
+    }
+    let mut pages = 1;
+    while let Some(next) = link(&links, "next").map(str::to_owned) {
+        let (status, headers, page) = central.get_url(&token, &next).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["x-total-count"], "3");
+        seen.extend(field(&page, "users", "email"));
+        links = self::links(&headers);
+        pages += 1;
+        assert!(pages <= 3, "the links end");
+    }
+    assert!(link(&links, "prev").is_some());
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "noah@skule.example.no",
+            "ola@skule.example.no",
+            "oskar@skule.example.no"
+        ]
+    );
+
+    // Filters, sort and fields beyond dateLastModified.
+    let query = encode("role='student' AND familyName~'s' OR familyName='Vik'");
+    let (status, headers, body) = central
+        .get(
+            &token,
+            &format!(
+                "/ims/oneroster/v1p1/students?filter={query}&sort=familyName&orderBy=desc\
+                 &fields=familyName,givenName"
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-total-count"], "5");
+    let names: Vec<&str> = body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["familyName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Åsheim", "Vik", "Nilsen", "Hansen", "Bjørnstad"]);
+    assert_eq!(
+        body["users"][0].as_object().unwrap().len(),
+        2,
+        "only the fields asked for"
+    );
+    central.stop().await;
+}
+
+/// The sourcedIds of a list answer.
+async fn ids(central: &Central, token: &str, path: &str) -> BTreeSet<String> {
+    let (status, _, body) = central.get(token, path).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    let key = body
+        .as_object()
+        .and_then(|object| object.keys().next().cloned())
+        .expect("one list");
+    field(&body, &key, "sourcedId")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rostering_endpoint_shows_the_callers_scope_and_hides_the_rest() {
+    let (central, _devices) = three_schools().await;
+    let county = central.token(json!({"county": "46"})).await;
+    let fana = central.token(json!({"kommune": "4601"})).await;
+    let base = "/ims/oneroster/v1p1";
+
+    let voss_only = |collection: &'static str| {
+        let central = &central;
+        let (county, fana) = (county.clone(), fana.clone());
+        async move {
+            let path = format!("{base}/{collection}?limit=1000");
+            let all = ids(central, &county, &path).await;
+            let own = ids(central, &fana, &path).await;
+            assert!(own.is_subset(&all), "{collection}");
+            all.difference(&own).cloned().collect::<Vec<_>>()
+        }
+    };
+    // Every family has objects only the county client sees (Voss's), and each is 404 to
+    // the kommune client by id and absent from its lists under any parent.
+    for collection in [
+        "schools",
+        "students",
+        "classes",
+        "enrollments",
+        "courses",
+        "demographics",
+    ] {
+        let hidden = voss_only(collection).await;
+        assert!(!hidden.is_empty(), "{collection}");
+        for id in &hidden {
+            let path = format!("{base}/{collection}/{id}");
+            assert_eq!(
+                central.get(&county, &path).await.0,
+                StatusCode::OK,
+                "{path}"
+            );
+            let (status, _, body) = central.get(&fana, &path).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(code_minor(&body), "unknownobject");
+        }
+    }
+    let voss_school = &voss_only("schools").await[0];
+    let voss_class = &voss_only("classes").await[0];
+    let voss_student = &voss_only("students").await[0];
+    let voss_course = &voss_only("courses").await[0];
+    for path in [
+        format!("{base}/schools/{voss_school}/classes"),
+        format!("{base}/schools/{voss_school}/students"),
+        format!("{base}/schools/{voss_school}/teachers"),
+        format!("{base}/schools/{voss_school}/enrollments"),
+        format!("{base}/schools/{voss_school}/courses"),
+        format!("{base}/schools/{voss_school}/classes/{voss_class}/students"),
+        format!("{base}/classes/{voss_class}/students"),
+        format!("{base}/classes/{voss_class}/teachers"),
+        format!("{base}/courses/{voss_course}/classes"),
+        format!("{base}/students/{voss_student}/classes"),
+        format!("{base}/users/{voss_student}/classes"),
+    ] {
+        assert_eq!(
+            central.get(&county, &path).await.0,
+            StatusCode::OK,
+            "{path}"
+        );
+        assert_eq!(
+            central.get(&fana, &path).await.0,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+
+    // Under a parent, a list holds what the parent's references say.
+    let fana_school = ids(&central, &fana, &format!("{base}/schools")).await;
+    let fana_school = fana_school.first().unwrap();
+    for collection in ["classes", "students"] {
+        let under = format!("{base}/schools/{fana_school}/{collection}");
+        let all = format!("{base}/{collection}");
+        assert_eq!(
+            ids(&central, &fana, &under).await,
+            ids(&central, &fana, &all).await
+        );
+    }
+    let (_, _, classes) = central.get(&fana, &format!("{base}/classes")).await;
+    let mut enrolled = 0;
+    for class in classes["classes"].as_array().unwrap() {
+        let id = class["sourcedId"].as_str().unwrap();
+        let course = class["course"]["sourcedId"].as_str().unwrap();
+        let term = class["terms"][0]["sourcedId"].as_str().unwrap();
+        let (status, _, session) = central
+            .get(&fana, &format!("{base}/academicSessions/{term}"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            (
+                &session["academicSession"]["title"],
+                &session["academicSession"]["startDate"],
+                &session["academicSession"]["endDate"],
+                &session["academicSession"]["type"],
+            ),
+            (
+                &json!("2026/2027"),
+                &json!("2026-08-01"),
+                &json!("2027-07-31"),
+                &json!("schoolYear")
+            )
+        );
+        assert!(
+            ids(&central, &fana, &format!("{base}/courses/{course}/classes"))
+                .await
+                .contains(id)
+        );
+        enrolled += ids(&central, &fana, &format!("{base}/classes/{id}/students"))
+            .await
+            .len();
+    }
+    assert_eq!(enrolled, 5, "each Fana student in one class");
+    assert!(ids(&central, &fana, &format!("{base}/teachers"))
+        .await
+        .is_empty());
+    assert!(ids(&central, &fana, &format!("{base}/terms"))
+        .await
+        .is_empty());
+    let (status, _, body) = central.get(&fana, &format!("{base}/lineItems")).await;
+    assert_eq!(
+        (status, code_minor(&body)),
+        (StatusCode::NOT_FOUND, "unknownobject")
+    );
+    central.stop().await;
+}
+
+/// Replaces every RFC 3339 time of an answer (`dateLastModified`) with a marker, so a
+/// golden file holds the shape and the content but not the moment the test ran.
+fn normalise(value: &mut Value) {
+    match value {
+        Value::String(text) if text.len() > 10 && Timestamp::parse_rfc3339(text).is_some() => {
+            *text = "<time>".to_owned();
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalise),
+        Value::Object(object) => object.values_mut().for_each(normalise),
+        _ => {}
+    }
+}
+
+/// Compares an answer with `tests/golden/oneroster/{name}.json`; with
+/// `SKOLEBRO_UPDATE_GOLDEN=1` in the environment the file is written instead.
+fn golden(name: &str, status: StatusCode, mut body: Value) {
+    normalise(&mut body);
+    let answer = json!({"status": status.as_u16(), "body": body});
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/oneroster")
+        .join(format!("{name}.json"));
+    let text = format!("{}\n", serde_json::to_string_pretty(&answer).unwrap());
+    if std::env::var_os("SKOLEBRO_UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} exists (SKOLEBRO_UPDATE_GOLDEN=1 writes it)",
+            path.display()
+        )
+    });
+    assert_eq!(text, expected, "{name} differs from {}", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers_in_the_shape_of_its_golden_file() {
+    let (central, _devices) = three_schools().await;
+    let token = central.token(json!({"kommune": "4621"})).await;
+    let base = "/ims/oneroster/v1p1";
+    let first = |body: &Value, key: &str| body[key][0]["sourcedId"].as_str().unwrap().to_owned();
+    let (_, _, schools) = central.get(&token, &format!("{base}/schools")).await;
+    let (_, _, classes) = central.get(&token, &format!("{base}/classes")).await;
+    let (_, _, users) = central.get(&token, &format!("{base}/users")).await;
+    let (_, _, enrollments) = central.get(&token, &format!("{base}/enrollments")).await;
+    let (_, _, courses) = central.get(&token, &format!("{base}/courses")).await;
+    let (_, _, sessions) = central
+        .get(&token, &format!("{base}/academicSessions"))
+        .await;
+    let school = first(&schools, "orgs");
+    let class = first(&classes, "classes");
+    let user = first(&users, "users");
+    let enrollment = first(&enrollments, "enrollments");
+    let course = first(&courses, "courses");
+    let session = first(&sessions, "academicSessions");
+    let missing = "00000000000000000000000000000000";
+    for (name, path) in [
+        ("orgs", "orgs".to_owned()),
+        ("org", format!("orgs/{school}")),
+        ("schools", "schools".to_owned()),
+        ("school", format!("schools/{school}")),
+        ("school_classes", format!("schools/{school}/classes")),
+        ("school_students", format!("schools/{school}/students")),
+        ("school_teachers", format!("schools/{school}/teachers")),
+        (
+            "school_enrollments",
+            format!("schools/{school}/enrollments"),
+        ),
+        ("school_courses", format!("schools/{school}/courses")),
+        ("school_terms", format!("schools/{school}/terms")),
+        (
+            "school_class_students",
+            format!("schools/{school}/classes/{class}/students"),
+        ),
+        (
+            "school_class_enrollments",
+            format!("schools/{school}/classes/{class}/enrollments"),
+        ),
+        ("users", "users".to_owned()),
+        ("user", format!("users/{user}")),
+        ("user_classes", format!("users/{user}/classes")),
+        ("students", "students".to_owned()),
+        ("student", format!("students/{user}")),
+        ("teachers", "teachers".to_owned()),
+        ("classes", "classes".to_owned()),
+        ("class", format!("classes/{class}")),
+        ("class_students", format!("classes/{class}/students")),
+        ("class_teachers", format!("classes/{class}/teachers")),
+        ("enrollments", "enrollments".to_owned()),
+        ("enrollment", format!("enrollments/{enrollment}")),
+        ("courses", "courses".to_owned()),
+        ("course", format!("courses/{course}")),
+        ("course_classes", format!("courses/{course}/classes")),
+        ("academic_sessions", "academicSessions".to_owned()),
+        ("academic_session", format!("academicSessions/{session}")),
+        ("terms", "terms".to_owned()),
+        ("grading_periods", "gradingPeriods".to_owned()),
+        ("demographics", "demographics".to_owned()),
+        ("demographic", format!("demographics/{user}")),
+        (
+            "fields",
+            "users?fields=sourcedId,givenName&sort=givenName".to_owned(),
+        ),
+        (
+            "class_fields",
+            format!("classes/{class}?fields=title,course"),
+        ),
+        ("error_unknown_object", format!("users/{missing}")),
+        ("error_unknown_endpoint", "lineItems".to_owned()),
+        (
+            "error_filter_field",
+            "users?filter=shoeSize%3D%2742%27".to_owned(),
+        ),
+        ("error_selection_field", "users?fields=shoeSize".to_owned()),
+        ("error_limit", "users?limit=0".to_owned()),
+    ] {
+        let (status, _, body) = central.get(&token, &format!("{base}/{path}")).await;
+        golden(name, status, body);
+    }
+    let (status, _, body) = central
+        .get(&"ab".repeat(32), &format!("{base}/users"))
+        .await;
+    golden("error_unauthorised", status, body);
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_feed_reports_what_left_the_scope_since_as_to_be_deleted() {
+    let (central, mut devices) = three_schools().await;
+    let token = central.token(json!({"kommune": "4601"})).await;
+    let base = "/ims/oneroster/v1p1";
+    let (_, _, before) = central.get(&token, &format!("{base}/users")).await;
+    let hansen = before["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|user| user["familyName"] == "Hansen")
+        .expect("Hansen is enrolled")
+        .clone();
+    let since = Timestamp(now_ms());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Hansen, alone in 9A, leaves Fana; Nilsen's e-mail changes.
+    let rows: Vec<_> = fana_rows()
+        .into_iter()
+        .filter(|row| row.3 != "Hansen")
+        .collect();
+    let after =
+        elevliste(FANA, &rows).replace("Oskar.Nilsen@skule.example.no", "oskar@skule.example.no");
+    central.transfer(&mut devices[0], &after).await;
+    let transferred = Timestamp(now_ms());
+
+    let feed = |collection: &'static str| {
+        let central = &central;
+        let token = token.clone();
+        let filter = encode(&format!("dateLastModified>='{since}'"));
+        async move {
+            let (status, _, body) = central
+                .get(&token, &format!("{base}/{collection}?filter={filter}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body[collection]
+                .as_array()
+                .unwrap_or_else(|| panic!("{collection}: {body}"))
+                .clone()
+        }
+    };
+    let users = feed("users").await;
+    assert_eq!(users.len(), 2, "{users:?}");
+    let gone = users.iter().find(|u| u["status"] == "tobedeleted").unwrap();
+    assert_eq!(gone["sourcedId"], hansen["sourcedId"]);
+    assert_eq!(gone["familyName"], "Hansen", "the object as it was");
+    let when = Timestamp::parse_rfc3339(gone["dateLastModified"].as_str().unwrap()).unwrap();
+    assert!(since < when && when <= transferred, "closed by the batch");
+    let active = users.iter().find(|u| u["status"] == "active").unwrap();
+    assert_eq!(active["email"], "oskar@skule.example.no");
+
+    let statuses = |objects: &[Value]| -> Vec<String> {
+        let mut statuses: Vec<String> = objects
+            .iter()
+            .map(|o| o["status"].as_str().unwrap().to_owned())
+            .collect();
+        statuses.sort();
+        statuses
+    };
+    assert_eq!(
+        statuses(&feed("classes").await),
+        ["tobedeleted"],
+        "9A is gone"
+    );
+    assert_eq!(statuses(&feed("enrollments").await), ["tobedeleted"]);
+    // Demographics change with their student record: Nilsen's is active, Hansen's gone.
+    assert_eq!(
+        statuses(&feed("demographics").await),
+        ["active", "tobedeleted"]
+    );
+    assert!(feed("orgs").await.is_empty());
+
+    // Without a change-feed filter, and by id, a deleted object is simply absent.
+    let (_, _, all) = central.get(&token, &format!("{base}/users")).await;
+    assert_eq!(all["users"].as_array().unwrap().len(), 4);
+    let id = hansen["sourcedId"].as_str().unwrap();
+    assert_eq!(
+        central.get(&token, &format!("{base}/users/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // Another scope's feed does not see Fana's deletions.
+    let oslo = central.token(json!({"county": "03"})).await;
+    let filter = encode(&format!("dateLastModified>='{since}'"));
+    let (_, _, body) = central
+        .get(&oslo, &format!("{base}/users?filter={filter}"))
+        .await;
+    assert_eq!(body["users"], json!([]));
     central.stop().await;
 }

@@ -74,6 +74,25 @@ impl Central {
         response.json().await.expect("a JSON answer")
     }
 
+    /// How many enrollment tokens `GET /admin/tokens` lists.
+    async fn token_count(&self) -> usize {
+        let tokens = self.admin_get("/admin/tokens").await;
+        tokens.as_array().expect("a list of tokens").len()
+    }
+
+    /// `POST /admin/tokens` with `body`: the status and the JSON answer.
+    async fn post_token(&self, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.admin_url("/admin/tokens"))
+            .json(body)
+            .send()
+            .await
+            .expect("the admin listener answers");
+        let status = response.status();
+        (status, response.json().await.expect("a JSON answer"))
+    }
+
     async fn admin_post(&self, path: &str) -> StatusCode {
         self.http
             .post(self.admin_url(path))
@@ -135,6 +154,7 @@ impl Pi {
     fn first_batch(&self, secret: &SiteSecret, central: &Central) -> Vec<u8> {
         let students = [student("s1", "Kari"), student("s2", "Ola")];
         let mut delta = EntityDelta {
+            renames: Vec::new(),
             upserts: students
                 .iter()
                 .map(|s| (secret.handle(Entity::Student, s.key()), s.clone()))
@@ -527,14 +547,47 @@ async fn the_operator_api_refuses_malformed_and_duplicate_tokens() {
     long_site["site"] = json!("s".repeat(60));
     long_site["token_sha256"] = json!(hex::encode([3u8; 32]));
     assert_eq!(post(long_site).await, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        central
-            .admin_get("/admin/tokens")
-            .await
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(central.token_count().await, 1);
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn a_tokens_schools_are_registered_with_its_site_and_belong_to_no_other_site() {
+    let central = Central::start(10).await;
+    let school = json!({"kommunenummer": "4601", "skolenummer": "46505",
+                        "organisasjonsnummer": null, "name": "Bjølsen skole"});
+    let body = |n: u8, site: &str, schools: Value| {
+        json!({"token_sha256": hex::encode(Sha256::digest(token(n).as_bytes())),
+               "site": site, "site_name": "Bjølsen skole", "expires_unix": now_unix() + 60,
+               "schools": schools})
+    };
+
+    let (status, _) = central.post_token(&body(1, SITE, json!([school]))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let registered = central.store.site_schools(&site()).await.unwrap();
+    assert_eq!(registered.len(), 1);
+    assert_eq!(registered[0].to_string(), "4601/46505=Bjølsen skole");
+
+    // Another site's stick naming the same school: refused, and no token for it.
+    let (status, answer) = central
+        .post_token(&body(2, "4602-777", json!([school])))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(answer["error"], "school_elsewhere");
+    let (status, answer) = central
+        .post_token(&body(
+            3,
+            "4602-777",
+            json!([{"kommunenummer": "46",
+        "skolenummer": "777", "organisasjonsnummer": null, "name": "Ny skole"}]),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"], "invalid_token");
+    assert_eq!(central.token_count().await, 1);
+    let audit = central.store.audit_log(10).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|line| line.action == "create_token" && line.detail.contains("4601/46505")));
     central.stop().await;
 }

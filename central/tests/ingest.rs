@@ -15,7 +15,7 @@ use skolebro_central::store::Counts;
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
     ChainHead, Delta, DeviceId, DeviceSigningKey, Entity, EntityDelta, Header, Payload, Record,
-    SealingPrivateKey, Seq, SiteId, SiteSecret, Student,
+    Roster, School, SealingPrivateKey, Seq, SiteId, SiteSchool, SiteSecret, Student,
 };
 use skolebro_provisioning::{DevPki, Validity};
 
@@ -130,6 +130,7 @@ impl Device {
 
     fn students(&self, students: &[Student]) -> Payload {
         let mut delta = EntityDelta {
+            renames: Vec::new(),
             upserts: students
                 .iter()
                 .map(|student| {
@@ -180,6 +181,86 @@ impl Device {
 
 fn two_students() -> Vec<Student> {
     vec![student("s1", "Kari"), student("s2", "Ola")]
+}
+
+fn school(kommune: &str, skolenummer: &str, name: &str) -> School {
+    School {
+        skolenummer: skolenummer.into(),
+        organisasjonsnummer: None,
+        kommunenummer: Some(kommune.into()),
+        fylkesnummer: Some(kommune[..2].into()),
+        name: name.into(),
+    }
+}
+
+/// A snapshot of `schools` and two students.
+fn snapshot_of(schools: Vec<School>) -> Payload {
+    Payload::Snapshot(Roster {
+        schools,
+        students: two_students(),
+        ..Roster::default()
+    })
+}
+
+#[tokio::test]
+async fn a_batch_naming_a_school_outside_the_devices_site_is_forbidden_and_stores_nothing() {
+    let central = Central::start().await;
+    let mut device = central.enroll("pi-46505").await;
+    let own: SiteSchool = "4602/777=Ny skole".parse().unwrap();
+    central
+        .store
+        .register_schools(&device.site, &[own], skolebro_central::store::Timestamp(1))
+        .await
+        .unwrap();
+    let foreign = snapshot_of(vec![
+        school("4602", "777", "Ny skole"),
+        school("4601", "46500", "Fana skule"),
+    ]);
+    let body = device.seal_next(&foreign);
+
+    let (status, answer) = device.post(&central, body).await;
+
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(answer["error"], "wrong_school");
+    let detail = answer["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("46500") && detail.contains("Fana skule"),
+        "{detail}"
+    );
+    assert_eq!(central.counts().await, Counts::default());
+    assert_eq!(
+        central.store.chain_head(&device.id).await.unwrap(),
+        ChainHead::genesis(),
+        "the chain did not move"
+    );
+    assert!(central
+        .store
+        .transfers(&device.site, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The same device's own school alone goes through, on the head the refusal left.
+    device.head = ChainHead::genesis();
+    let own = device.seal_next(&snapshot_of(vec![school("4602", "777", "Ny skole")]));
+    let (status, answer) = device.post(&central, own).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(central.counts().await.schools, 1);
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_naming_a_school_for_a_site_registered_with_none_is_forbidden() {
+    let central = Central::start().await;
+    let mut device = central.enroll("pi-46505").await;
+    let body = device.seal_next(&snapshot_of(vec![school("4602", "777", "Ny skole")]));
+
+    let (status, answer) = device.post(&central, body).await;
+
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(answer["error"], "wrong_school");
+    assert_eq!(central.counts().await, Counts::default());
+    central.stop().await;
 }
 
 #[tokio::test]

@@ -157,6 +157,7 @@ impl Setup {
         let mut students = EntityDelta {
             upserts: vec![(self.secret.handle(Entity::Student, pupil.key()), pupil)],
             deletes: Vec::new(),
+            renames: Vec::new(),
         };
         students.sort();
         let payload = Payload::Delta(Delta {

@@ -15,7 +15,7 @@ use skolebro_central::store::{Fylke, NewWindow, Timestamp};
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
     ChainHead, Delta, DeviceId, DeviceSigningKey, Entity, EntityDelta, Header, Payload, Record,
-    School, SiteId, SiteSecret,
+    School, SiteId, SiteSchool, SiteSecret,
 };
 use skolebro_provisioning::Validity;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -53,6 +53,12 @@ async fn register(central: &Central) -> Device {
         .register_device(&device.id, &device.site, &device.signing.verifying_key())
         .await
         .expect("the device is registered");
+    let school: SiteSchool = "4601/46010=Skule 4601".parse().unwrap();
+    central
+        .store
+        .register_schools(&device.site, &[school], Timestamp(1))
+        .await
+        .expect("the site's school is registered");
     device
 }
 
@@ -71,6 +77,7 @@ impl Device {
                 })
                 .collect(),
             deletes: Vec::new(),
+            renames: Vec::new(),
         };
         students.sort();
         // A school of kommune 4601, so the site lies in county 46 (transfer windows).
@@ -84,6 +91,7 @@ impl Device {
         let schools = EntityDelta {
             upserts: vec![(self.secret.handle(Entity::School, school.key()), school)],
             deletes: Vec::new(),
+            renames: Vec::new(),
         };
         let payload = Payload::Delta(Delta {
             schools,

@@ -37,7 +37,9 @@ use skolebro_central::store::{
 };
 use skolebro_central::ui::{new_user, LOGIN_FAILURES_ALLOWED, LOGIN_LOCK};
 use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
-use skolebro_protocol::{ChainHead, DeviceId, Payload, Roster, School, Seq, SiteId, SiteSecret};
+use skolebro_protocol::{
+    ChainHead, DeviceId, Payload, Roster, School, Seq, SiteId, SiteSchool, SiteSecret,
+};
 use skolebro_provisioning::pki::write_private_key;
 use skolebro_provisioning::Validity;
 
@@ -68,9 +70,32 @@ impl Central {
         self.store.create_user(&user).await.expect("the account");
     }
 
-    /// A site whose current roster is one school of `kommune`, served by one device.
+    /// A site registered with, and whose current roster is, one school of `kommune`,
+    /// served by one device.
     async fn site_in(&self, site: &str, device: &str, kommune: &str, seed: u8) {
+        let school = format!("{kommune}/{kommune}0=Skule {kommune}");
+        self.site_registered(site, device, &school, kommune, seed)
+            .await;
+    }
+
+    /// A site registered with `school` (`KOMMUNE/SKOLENUMMER=NAME`) whose current roster is
+    /// one school of `records_kommune`, written to the store directly (the ingest would
+    /// refuse a school outside the registration), served by one device.
+    async fn site_registered(
+        &self,
+        site: &str,
+        device: &str,
+        school: &str,
+        records_kommune: &str,
+        seed: u8,
+    ) {
         let site = SiteId::new(site).expect("a site id");
+        let school: SiteSchool = school.parse().expect("a school");
+        self.store
+            .register_schools(&site, &[school], skolebro_central::store::Timestamp(1))
+            .await
+            .expect("the registration");
+        let kommune = records_kommune;
         let device = DeviceId::new(device).expect("a device id");
         let secret = SiteSecret::from_bytes([seed; 32]);
         self.store
@@ -279,6 +304,51 @@ impl Session {
     async fn csrf(&self) -> String {
         csrf_of(&self.get("/fleet").await.1)
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_municipality_sees_a_site_by_its_registration_not_by_the_schools_its_records_name() {
+    let central = Central::start().await;
+    // Site 4602-777 ("Ny skole") holds records naming kommune 4601's "Skule 4601".
+    central
+        .site_registered("4602-777", "pi-ny", "4602/777=Ny skole", "4601", 1)
+        .await;
+    central.add_user("kari", "municipality", Some("4601")).await;
+    central.add_user("nils", "municipality", Some("4602")).await;
+    let base = central.ui();
+
+    let kari = try_login(&base, "kari", PASSWORD)
+        .await
+        .1
+        .expect("kari signs in");
+    let (status, fleet) = kari.get("/fleet").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !fleet.contains("pi-ny") && !fleet.contains("4602-777"),
+        "{fleet}"
+    );
+    assert_eq!(kari.get("/sites/4602-777").await.0, StatusCode::NOT_FOUND);
+
+    let nils = try_login(&base, "nils", PASSWORD)
+        .await
+        .1
+        .expect("nils signs in");
+    let (_, fleet) = nils.get("/fleet").await;
+    assert!(
+        fleet.contains("pi-ny") && fleet.contains("Ny skole"),
+        "{fleet}"
+    );
+    assert!(
+        !fleet.contains("Skule 4601"),
+        "the site is named by its registration: {fleet}"
+    );
+    let (status, page) = nils.get("/sites/4602-777").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Ny skole") && !page.contains("Skule 4601"),
+        "{page}"
+    );
+    central.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

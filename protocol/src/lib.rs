@@ -13,6 +13,7 @@ pub mod national_id;
 pub mod release;
 pub mod roster;
 mod signed;
+pub mod site;
 pub mod stick;
 
 pub use delta::{Delta, EntityDelta};
@@ -24,4 +25,5 @@ pub use handle::{Digest, RecordHandle, SiteSecret};
 pub use national_id::{mask_in_text, IdKind, NationalId, NationalIdError};
 pub use release::{ReleaseError, ReleaseManifest, ReleaseSigningKey, ReleaseVerifyingKey, Version};
 pub use roster::{Enrollment, Entity, Gender, Group, Record, Roster, School, Student};
+pub use site::{SiteSchool, SiteSchoolError};
 pub use stick::{SiteInfo, StickBody, StickError, StickSigningKey, StickVerifyingKey};

@@ -64,6 +64,19 @@ impl Format {
         bytes: &[u8],
         key: &ed25519_dalek::VerifyingKey,
     ) -> Result<T, FrameError> {
+        let (_, body) = self.verify_frame(bytes, key, &[self.version])?;
+        decode(body)
+    }
+
+    /// Checks the framing and the signature of `bytes` for any of the `accepted` versions,
+    /// and returns the version with the body's bytes, for a kind of blob that still reads an
+    /// older version than it writes. Never panics, whatever the bytes.
+    pub(crate) fn verify_frame<'a>(
+        &self,
+        bytes: &'a [u8],
+        key: &ed25519_dalek::VerifyingKey,
+        accepted: &[u8],
+    ) -> Result<(u8, &'a [u8]), FrameError> {
         if bytes.len() > self.max_bytes {
             return Err(FrameError::TooLarge {
                 size: bytes.len(),
@@ -75,7 +88,7 @@ impl Format {
             return Err(FrameError::BadMagic);
         }
         let version = *bytes.get(4).ok_or(FrameError::Truncated)?;
-        if version != self.version {
+        if !accepted.contains(&version) {
             return Err(FrameError::UnsupportedVersion(version));
         }
         let len = bytes.get(5..PREAMBLE_LEN).ok_or(FrameError::Truncated)?;
@@ -99,11 +112,16 @@ impl Format {
             .map_err(|_| FrameError::Malformed("signature is not 64 bytes"))?;
         key.verify_strict(signed, &Signature::from_bytes(&signature))
             .map_err(|_| FrameError::BadSignature)?;
-        match postcard::take_from_bytes(&signed[PREAMBLE_LEN..]) {
-            Ok((body, [])) => Ok(body),
-            Ok(_) => Err(FrameError::Malformed("trailing bytes after the body")),
-            Err(_) => Err(FrameError::Malformed("body does not decode")),
-        }
+        Ok((version, &signed[PREAMBLE_LEN..]))
+    }
+}
+
+/// Decodes a verified body; the whole body must be one value.
+pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    match postcard::take_from_bytes(body) {
+        Ok((body, [])) => Ok(body),
+        Ok(_) => Err(FrameError::Malformed("trailing bytes after the body")),
+        Err(_) => Err(FrameError::Malformed("body does not decode")),
     }
 }
 

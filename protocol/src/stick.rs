@@ -12,17 +12,21 @@
 //! The bundle carries no personal data, and its token is spent at the first enrollment, so a
 //! lost stick is useless once its Pi has enrolled (or once the token expires).
 //!
-//! # Wire format (version 1)
+//! # Wire format (version 2; version 1 is still read)
 //! ```text
 //! "SKBS"        4 bytes magic
-//! version       1 byte, FORMAT_VERSION
+//! version       1 byte, FORMAT_VERSION (2), or 1 for a stick written before version 2
 //! body_len      u32 little-endian
-//! body          postcard-encoded `StickBody`, body_len bytes
+//! body          postcard-encoded `StickBody`, body_len bytes (version 1: without `schools`)
 //! signature     Ed25519, 64 bytes, over every byte before it (magic to the end of the body)
 //! ```
 //! Nothing may follow the signature, and the whole bundle is at most [`MAX_BUNDLE_BYTES`].
 //! The signed bytes begin with the magic, so a stick signature can never be mistaken for a
 //! signature over anything else.
+//!
+//! Version 2 added the site's registered schools ([`StickBody::schools`]). A version 1 stick
+//! still verifies and reads with no schools: its agent then refuses no school, and central
+//! still does.
 
 use std::fmt;
 
@@ -31,14 +35,20 @@ use sha2::{Digest as _, Sha256};
 
 use crate::envelope::{InvalidId, SiteId};
 use crate::signed::{self, FrameError};
+use crate::site::SiteSchool;
 
 /// Marks the bytes as a skolebro stick bundle, so a stray file on a stick is refused as
 /// [`StickError::BadMagic`] before anything is decoded.
 pub const MAGIC: [u8; 4] = *b"SKBS";
 
-/// The bundle format this build writes and the only one it reads. A bundle of another
-/// version is refused ([`StickError::UnsupportedVersion`]) rather than guessed at.
-pub const FORMAT_VERSION: u8 = 1;
+/// The bundle format this build writes. It reads this one and [`OLDEST_FORMAT_VERSION`]; a
+/// bundle of another version is refused ([`StickError::UnsupportedVersion`]) rather than
+/// guessed at.
+pub const FORMAT_VERSION: u8 = 2;
+
+/// The oldest bundle format this build still reads: version 1, before sticks carried the
+/// site's schools, so sticks written by an older `skolebro-provision` keep working.
+pub const OLDEST_FORMAT_VERSION: u8 = 1;
 
 /// Upper bound of a whole bundle. A real one is a few KiB (mostly the CA certificate and the
 /// settings); the bound keeps a hostile file on a stick from costing the Pi more than a read
@@ -149,6 +159,43 @@ pub struct StickBody {
     /// The site's agent settings (agent.toml syntax) without `[central]`, `[identity]` or
     /// `state_dir`, which enrollment and the device itself decide.
     pub settings_toml: String,
+    /// The schools the site is registered with at central (format version 2): the agent
+    /// refuses an export naming any other. Empty for a version 1 stick, whose agent then
+    /// refuses none (central still does).
+    pub schools: Vec<SiteSchool>,
+}
+
+/// A version 1 body: [`StickBody`] before it carried the site's schools. Only read (the
+/// tests write one, to read it back).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct StickBodyV1 {
+    site: SiteInfo,
+    site_id: SiteId,
+    central_url: String,
+    central_ca_pem: String,
+    sealing_key: [u8; 32],
+    token: String,
+    token_expires_unix: u64,
+    written_unix: u64,
+    settings_toml: String,
+}
+
+impl From<StickBodyV1> for StickBody {
+    fn from(v1: StickBodyV1) -> StickBody {
+        StickBody {
+            site: v1.site,
+            site_id: v1.site_id,
+            central_url: v1.central_url,
+            central_ca_pem: v1.central_ca_pem,
+            sealing_key: v1.sealing_key,
+            token: v1.token,
+            token_expires_unix: v1.token_expires_unix,
+            written_unix: v1.written_unix,
+            settings_toml: v1.settings_toml,
+            schools: Vec::new(),
+        }
+    }
 }
 
 impl fmt::Debug for StickBody {
@@ -164,6 +211,7 @@ impl fmt::Debug for StickBody {
             .field("token_expires_unix", &self.token_expires_unix)
             .field("written_unix", &self.written_unix)
             .field("settings_toml", &self.settings_toml)
+            .field("schools", &self.schools)
             .finish()
     }
 }
@@ -178,9 +226,15 @@ impl StickBody {
 
     /// Checks a bundle read from a stick and returns its body. Checks run cheapest first and
     /// nothing is decoded before the signature holds: size, magic, version, length,
-    /// signature, then the body. Never panics, whatever the bytes.
+    /// signature, then the body. A version 1 bundle reads with no schools. Never panics,
+    /// whatever the bytes.
     pub fn verify(bytes: &[u8], key: &StickVerifyingKey) -> Result<StickBody, StickError> {
-        Ok(FORMAT.verify(bytes, &key.0)?)
+        let accepted = [OLDEST_FORMAT_VERSION, FORMAT_VERSION];
+        let (version, body) = FORMAT.verify_frame(bytes, &key.0, &accepted)?;
+        if version == OLDEST_FORMAT_VERSION {
+            return Ok(signed::decode::<StickBodyV1>(body)?.into());
+        }
+        Ok(signed::decode(body)?)
     }
 
     /// Refuses a bundle whose token has expired at `now_unix` (the token is valid strictly
@@ -254,7 +308,45 @@ mod tests {
             token_expires_unix: 2_000_000_000,
             written_unix: 1_900_000_000,
             settings_toml: "drop_dir = \"/srv/export\"\n".into(),
+            schools: vec![crate::site::SiteSchool::new(
+                "4601",
+                Some("12345"),
+                None,
+                "Eksempel skole",
+            )
+            .unwrap()],
         }
+    }
+
+    #[test]
+    fn a_version_1_bundle_still_verifies_and_reads_without_schools() {
+        let key = signing_key();
+        let body = body();
+        let v1 = StickBodyV1 {
+            site: body.site.clone(),
+            site_id: body.site_id.clone(),
+            central_url: body.central_url.clone(),
+            central_ca_pem: body.central_ca_pem.clone(),
+            sealing_key: body.sealing_key,
+            token: body.token.clone(),
+            token_expires_unix: body.token_expires_unix,
+            written_unix: body.written_unix,
+            settings_toml: body.settings_toml.clone(),
+        };
+        let format_v1 = signed::Format {
+            version: OLDEST_FORMAT_VERSION,
+            ..FORMAT
+        };
+        let bytes = format_v1.sign(&v1, &key.0);
+        let read = StickBody::verify(&bytes, &key.verifying_key()).unwrap();
+        assert_eq!(read.schools, []);
+        assert_eq!(
+            StickBody {
+                schools: Vec::new(),
+                ..body
+            },
+            read
+        );
     }
 
     #[test]
@@ -296,7 +388,7 @@ mod tests {
             StickBody::verify(&tampered, &public)
         };
         assert_eq!(flipped(0), Err(StickError::BadMagic));
-        assert_eq!(flipped(4), Err(StickError::UnsupportedVersion(0)));
+        assert_eq!(flipped(4), Err(StickError::UnsupportedVersion(3)));
         assert_eq!(flipped(PREAMBLE_LEN), Err(StickError::BadSignature));
         assert_eq!(flipped(bytes.len() - 1), Err(StickError::BadSignature));
     }
@@ -387,10 +479,10 @@ mod tests {
             Err(StickError::BadMagic)
         );
         let mut wrong_version = body().sign(&signing_key());
-        wrong_version[4] = 2;
+        wrong_version[4] = 3;
         assert_eq!(
             StickBody::verify(&wrong_version, &public),
-            Err(StickError::UnsupportedVersion(2))
+            Err(StickError::UnsupportedVersion(3))
         );
     }
 

@@ -14,13 +14,14 @@ use skolebro_protocol::api::{
     ReleaseOffer,
 };
 use skolebro_protocol::envelope::{
-    open, seal_with, ChainHead, DeviceSigningKey, Header, Kind, SealingPrivateKey, FORMAT_VERSION,
+    open, seal_with, ChainHead, DeviceSigningKey, Header, Kind, Opened, SealingPrivateKey,
+    FORMAT_VERSION,
 };
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{
-    DeviceId, Digest, Enrollment, Entity, Gender, Group, NationalId, Payload, ReleaseManifest,
-    ReleaseSigningKey, Roster, School, Seq, SiteId, SiteInfo, SiteSecret, StickBody,
-    StickSigningKey, Student, Version,
+    Delta, DeviceId, Digest, Enrollment, Entity, Gender, Group, NationalId, Payload,
+    ReleaseManifest, ReleaseSigningKey, Roster, School, Seq, SiteId, SiteInfo, SiteSecret,
+    StickBody, StickSigningKey, Student, Version,
 };
 
 /// Set to write the vectors afresh instead of comparing (see `tests/vectors/README.md`).
@@ -174,27 +175,32 @@ fn central_key() -> SealingPrivateKey {
     SealingPrivateKey::from_bytes([0xce; 32])
 }
 
-#[test]
-fn a_sealed_envelope_matches_the_kept_vector_and_opens() {
-    let header = Header {
+/// The header of the kept envelopes: seq 1 of the vector device, of `kind`.
+fn vector_header(kind: Kind) -> Header {
+    Header {
         version: FORMAT_VERSION,
         device: device(),
         site: SiteId::new("4601-46500").expect("a site id"),
         seq: Seq(1),
         prev: [0; 32],
         created_unix_ms: 1_780_000_000_000,
-        kind: Kind::Snapshot,
-    };
-    let payload = Payload::Snapshot(roster());
+        kind,
+    }
+}
+
+/// `payload` sealed as seq 1, checked against the kept vector `name`, and the kept bytes
+/// opened with today's code.
+fn kept_envelope(name: &str, payload: &Payload) -> Opened {
+    let header = vector_header(payload.kind());
     let envelope = seal_with(
         header.clone(),
-        &payload,
+        payload,
         &central_key().public_key(),
         &device_key(),
         &mut Counting(0),
     )
     .expect("sealed");
-    let kept = kept("envelope-v1.bin", &envelope.to_bytes());
+    let kept = kept(name, &envelope.to_bytes());
     let opened = open(
         &kept,
         1 << 20,
@@ -205,8 +211,75 @@ fn a_sealed_envelope_matches_the_kept_vector_and_opens() {
     )
     .expect("the kept envelope opens with today's code");
     assert_eq!(opened.header, header);
-    assert_eq!(opened.payload, payload);
+    assert_eq!(&opened.payload, payload);
+    opened
+}
+
+#[test]
+fn a_sealed_envelope_matches_the_kept_vector_and_opens() {
+    let opened = kept_envelope("envelope-v1.bin", &Payload::Snapshot(roster()));
     assert_eq!(opened.next_head().next_seq, Seq(2));
+}
+
+/// A delta as the format before renames wrote it: a student and its enrollment upserted,
+/// one student deleted. No rename, so it is written as `Payload` variant 0 to this day.
+fn delta_v1() -> Delta {
+    let roster = roster();
+    let secret = secret();
+    let mut delta = Delta::default();
+    let student = roster.students[0].clone();
+    let enrollment = roster.enrollments[0].clone();
+    delta.students.upserts = vec![(secret.handle(Entity::Student, &student.source_key), student)];
+    delta.students.deletes = vec![secret.handle(Entity::Student, "elev-gone")];
+    delta.enrollments.upserts = vec![(
+        secret.handle(Entity::Enrollment, &enrollment.source_key),
+        enrollment,
+    )];
+    delta
+}
+
+#[test]
+fn a_sealed_delta_of_the_first_payload_version_matches_the_kept_vector_and_opens() {
+    kept_envelope("envelope-delta-v1.bin", &Payload::Delta(delta_v1()));
+}
+
+/// A delta with renames: the student and its enrollment carry a new key (a PIFU `Old`/`New`
+/// pair), so each is upserted under the new handle, deleted under the old one and named in
+/// `renames`. Written as `Payload` variant 2.
+fn delta_with_renames() -> Delta {
+    let roster = roster();
+    let secret = secret();
+    let mut delta = Delta::default();
+    let student = roster.students[0].clone();
+    let enrollment = roster.enrollments[0].clone();
+    let (old_student, new_student) = (
+        secret.handle(Entity::Student, "elev-old"),
+        secret.handle(Entity::Student, &student.source_key),
+    );
+    let (old_enrollment, new_enrollment) = (
+        secret.handle(Entity::Enrollment, "elev-old@46500"),
+        secret.handle(Entity::Enrollment, &enrollment.source_key),
+    );
+    delta.students.upserts = vec![(new_student, student)];
+    delta.students.deletes = vec![old_student];
+    delta.students.renames = vec![(old_student, new_student)];
+    delta.enrollments.upserts = vec![(new_enrollment, enrollment)];
+    delta.enrollments.deletes = vec![old_enrollment];
+    delta.enrollments.renames = vec![(old_enrollment, new_enrollment)];
+    delta
+}
+
+#[test]
+fn a_sealed_delta_with_renames_matches_the_kept_vector_and_opens() {
+    let opened = kept_envelope(
+        "envelope-delta-renames.bin",
+        &Payload::Delta(delta_with_renames()),
+    );
+    let Payload::Delta(delta) = opened.payload else {
+        panic!("a delta")
+    };
+    assert_eq!(delta.students.renames.len(), 1);
+    assert_eq!(delta.enrollments.renames.len(), 1);
 }
 
 fn stick_body() -> StickBody {
@@ -226,15 +299,36 @@ fn stick_body() -> StickBody {
         token_expires_unix: 1_780_086_400,
         written_unix: 1_780_000_000,
         settings_toml: "[safety]\nmax_deleted_fraction = 0.1\n".into(),
+        schools: vec![
+            "4601/46500=Fana skule".parse().expect("a school"),
+            "4601//974600000=Fana skule avd. Nord"
+                .parse()
+                .expect("a school"),
+        ],
     }
 }
 
 #[test]
 fn a_stick_bundle_matches_the_kept_vector_and_verifies() {
     let key = StickSigningKey::from_bytes([0x57; 32]);
-    let kept = kept("stick-v1.bin", &stick_body().sign(&key));
+    let kept = kept("stick-v2.bin", &stick_body().sign(&key));
     let body = StickBody::verify(&kept, &key.verifying_key()).expect("the kept bundle verifies");
     assert_eq!(body, stick_body());
+}
+
+#[test]
+fn a_version_1_stick_bundle_still_verifies_and_carries_no_schools() {
+    let key = StickSigningKey::from_bytes([0x57; 32]);
+    let kept = std::fs::read(vector_path("stick-v1.bin")).expect("the kept version 1 bundle");
+    assert_eq!(kept[4], 1, "the kept bundle is of format version 1");
+    let body = StickBody::verify(&kept, &key.verifying_key()).expect("the kept bundle verifies");
+    assert_eq!(
+        body,
+        StickBody {
+            schools: Vec::new(),
+            ..stick_body()
+        }
+    );
 }
 
 fn manifest() -> ReleaseManifest {

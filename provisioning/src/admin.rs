@@ -35,6 +35,8 @@ pub struct TokenRegistration {
     pub site_name: String,
     /// When the token stops being accepted, Unix seconds.
     pub expires_unix: u64,
+    /// The schools the site is registered with; central refuses batches naming others.
+    pub schools: Vec<skolebro_protocol::SiteSchool>,
 }
 
 /// One token as `GET /admin/tokens` lists it.

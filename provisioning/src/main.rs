@@ -73,6 +73,11 @@ enum Command {
         /// The export drop folder on the Pi (sets drop_dir in the settings).
         #[arg(long, value_name = "PATH")]
         drop_dir: Option<String>,
+        /// Another school the site's export names besides the one above, as
+        /// KOMMUNE/SKOLENUMMER[/ORGNR]=NAME or KOMMUNE//ORGNR=NAME; repeat for each. Central
+        /// and the agent refuse records of any school not registered here.
+        #[arg(long = "school", value_name = "SCHOOL")]
+        schools: Vec<skolebro_protocol::SiteSchool>,
     },
     /// Sign an agent build for remote update: writes OUT/<id>.bin (a copy of the binary) and
     /// OUT/<id>.skm (the manifest signed with release.key), where the id is
@@ -151,9 +156,12 @@ fn main() -> anyhow::Result<()> {
             expires_days,
             settings,
             drop_dir,
+            schools,
         } => {
+            let site = stick::site_info(&fylke, &kommune, &skolenummer, &name)?;
             let request = StickRequest {
-                site: stick::site_info(&fylke, &kommune, &skolenummer, &name)?,
+                schools: stick::site_schools(&site, schools)?,
+                site,
                 central_url: stick::central_url(&central_url)?,
                 expires_days,
                 settings_toml: stick::agent_settings(settings.as_deref(), drop_dir.as_deref())?,
@@ -165,6 +173,9 @@ fn main() -> anyhow::Result<()> {
                 runtime()?.block_on(stick::provision(&keys, &request, &out, &admin, now))?;
             println!("wrote {}", path.display());
             println!("site      {} ({})", body.site_id, body.site.name);
+            for school in &body.schools {
+                println!("school    {school}");
+            }
             println!("central   {}", body.central_url);
             println!("token id  {}", body.token_id());
             println!(

@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use skolebro_protocol::stick::{self, BUNDLE_DIR, BUNDLE_FILE};
-use skolebro_protocol::{SiteInfo, StickBody};
+use skolebro_protocol::{SiteInfo, SiteSchool, StickBody};
 
 use crate::admin::{AdminClient, TokenRegistration};
 use crate::error::ProvisionError;
@@ -42,6 +42,9 @@ const TEMP_FILE: &str = "BUNDLE.TMP";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StickRequest {
     pub site: SiteInfo,
+    /// The schools the site is registered with ([`site_schools`]): central registers them
+    /// with the token, and the stick carries them to the agent.
+    pub schools: Vec<SiteSchool>,
     /// Central's device listener, `https://host:port`.
     pub central_url: String,
     /// How many days the token lives, 1 to [`MAX_EXPIRES_DAYS`].
@@ -109,6 +112,32 @@ pub fn site_info(
         skolenummer: skolenummer.to_owned(),
         name: name.to_owned(),
     })
+}
+
+/// The schools a site is registered with: the site's own school first, then `others`
+/// (the `--school` arguments). A school named twice (the same numbers) is refused, so a
+/// typo in one of two lines is not silently dropped.
+pub fn site_schools(
+    site: &SiteInfo,
+    others: Vec<SiteSchool>,
+) -> Result<Vec<SiteSchool>, ProvisionError> {
+    let own = SiteSchool::new(&site.kommune, Some(&site.skolenummer), None, &site.name).map_err(
+        |error| ProvisionError::InvalidField {
+            field: "--skolenummer",
+            reason: error.to_string(),
+        },
+    )?;
+    let mut schools = vec![own];
+    for school in others {
+        if schools.iter().any(|known| known.key() == school.key()) {
+            return Err(ProvisionError::InvalidField {
+                field: "--school",
+                reason: format!("{} is named twice", school.key()),
+            });
+        }
+        schools.push(school);
+    }
+    Ok(schools)
 }
 
 /// Checks central's device address: `https://host[:port]`, nothing else, because the agent
@@ -240,6 +269,7 @@ pub fn prepare(
         token_expires_unix: now_unix.saturating_add(u64::from(request.expires_days) * 86_400),
         written_unix: now_unix,
         settings_toml: request.settings_toml.clone(),
+        schools: request.schools.clone(),
     };
     let bytes = body.sign(&signing_key);
     let checked = StickBody::verify(&bytes, &keys.stick_verifying_key()?)?;
@@ -320,6 +350,7 @@ pub async fn provision(
         site: body.site_id.to_string(),
         site_name: body.site.name.clone(),
         expires_unix: body.token_expires_unix,
+        schools: body.schools.clone(),
     };
     let id = admin.register_token(&registration).await?;
     if id != body.token_id() {
@@ -360,8 +391,10 @@ mod tests {
     use super::*;
 
     fn request() -> StickRequest {
+        let site = site_info("46", "4601", "12345", "Eksempel skole").unwrap();
         StickRequest {
-            site: site_info("46", "4601", "12345", "Eksempel skole").unwrap(),
+            schools: site_schools(&site, Vec::new()).unwrap(),
+            site,
             central_url: central_url("https://127.0.0.1:8443").unwrap(),
             expires_days: DEFAULT_EXPIRES_DAYS,
             settings_toml: agent_settings(None, Some("/srv/skolebro/drop")).unwrap(),
@@ -486,6 +519,32 @@ mod tests {
         assert!(agent_settings(Some(&file), Some("/b")).is_err());
         assert!(agent_settings(None, Some("relative/path")).is_err());
         assert_eq!(agent_settings(None, None).unwrap(), "");
+    }
+
+    #[test]
+    fn a_site_is_registered_with_its_own_school_first_and_each_other_school_once() {
+        let site = site_info("46", "4601", "12345", "Eksempel skole").unwrap();
+        let other: SiteSchool = "4601//974600000=Eksempel skole avd. Nord".parse().unwrap();
+        let schools = site_schools(&site, vec![other.clone()]).unwrap();
+        assert_eq!(schools[0].to_string(), "4601/12345=Eksempel skole");
+        assert_eq!(schools[1], other);
+        let again: SiteSchool = "4601/12345=Same numbers".parse().unwrap();
+        assert!(matches!(
+            site_schools(&site, vec![again]),
+            Err(ProvisionError::InvalidField {
+                field: "--school",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_signed_stick_carries_the_sites_schools() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (keys, _) = KeyFolder::init(tmp.path(), &[]).unwrap();
+        let prepared = prepare(&keys, &request(), 1_750_000_000).unwrap();
+        let read = StickBody::verify(&prepared.bytes, &keys.stick_verifying_key().unwrap());
+        assert_eq!(read.unwrap().schools, request().schools);
     }
 
     #[test]

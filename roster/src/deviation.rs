@@ -28,6 +28,9 @@ pub enum Code {
     /// The export names no school at all (an LMS's course-only IMS file): its students
     /// reach no consumer scoped to a school.
     NoSchool,
+    /// The export names a school the site is not registered with: a device speaks for its
+    /// site's schools only, so nothing of the export is sent (see [`crate::site`]).
+    ForeignSchool,
 }
 
 impl Code {
@@ -44,6 +47,7 @@ impl Code {
             Code::UnknownColumn => "unknown_column",
             Code::ShortRow => "short_row",
             Code::NoSchool => "no_school",
+            Code::ForeignSchool => "foreign_school",
         }
     }
 }
@@ -130,6 +134,49 @@ impl fmt::Display for Deviation {
     }
 }
 
+/// Rows of each code and severity an export's reading keeps in memory, unless the caller
+/// asks for every one (`check --all`). A broken export can have a deviation on every row;
+/// the counts stay exact, and a hundred rows show the pattern as well as a million.
+pub const KEPT_PER_CODE: usize = 100;
+
+/// Exact deviation counts per severity and code, kept whether or not the rows are, so that
+/// reports and the heartbeat count every deviation however few rows are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally(std::collections::BTreeMap<(Severity, Code), u64>);
+
+impl Tally {
+    /// Counts one more deviation and says how many of its code and severity there are now.
+    pub fn add(&mut self, severity: Severity, code: Code) -> u64 {
+        let count = self.0.entry((severity, code)).or_insert(0);
+        *count += 1;
+        *count
+    }
+
+    /// How many deviations have `severity` and `code`.
+    pub fn of(&self, severity: Severity, code: Code) -> u64 {
+        self.0.get(&(severity, code)).copied().unwrap_or(0)
+    }
+
+    /// How many deviations have `severity`.
+    pub fn with_severity(&self, severity: Severity) -> u64 {
+        self.0
+            .iter()
+            .filter(|((s, _), _)| *s == severity)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// Every deviation counted.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// The counts, errors first, then by code.
+    pub fn iter(&self) -> impl Iterator<Item = (Severity, Code, u64)> + '_ {
+        self.0.iter().map(|(&(s, c), &n)| (s, c, n))
+    }
+}
+
 /// Rows of each code a report carries: enough for a school to see the pattern and find the
 /// rows in its SAS, few enough that a broken export of thousands of rows keeps the heartbeat
 /// small (central takes at most 64 KiB).
@@ -138,21 +185,26 @@ pub const ROWS_PER_GROUP: usize = 10;
 /// Longest detail a report carries, in characters.
 const MAX_REPORTED_DETAIL: usize = 160;
 
-/// Groups an export's deviations by code and severity, errors first, each with its count and
-/// its first rows: the form the heartbeat carries and central's site page shows.
-pub fn group(deviations: &[Deviation]) -> Vec<DeviationGroup> {
-    let mut groups: std::collections::BTreeMap<(Severity, Code), DeviationGroup> =
-        std::collections::BTreeMap::new();
-    for deviation in deviations {
-        let group = groups
-            .entry((deviation.severity, deviation.code))
-            .or_insert_with(|| DeviationGroup {
-                code: deviation.code.as_str().to_owned(),
-                severity: deviation.severity.as_str().to_owned(),
-                count: 0,
+/// Groups an export's deviations by code and severity, errors first, each with its count
+/// (from `tally`, which counts the rows that were not kept too) and its first rows: the form
+/// the heartbeat carries and central's site page shows.
+pub fn group(deviations: &[Deviation], tally: &Tally) -> Vec<DeviationGroup> {
+    let mut groups: std::collections::BTreeMap<(Severity, Code), DeviationGroup> = tally
+        .iter()
+        .map(|(severity, code, count)| {
+            let group = DeviationGroup {
+                code: code.as_str().to_owned(),
+                severity: severity.as_str().to_owned(),
+                count,
                 rows: Vec::new(),
-            });
-        group.count += 1;
+            };
+            ((severity, code), group)
+        })
+        .collect();
+    for deviation in deviations {
+        let Some(group) = groups.get_mut(&(deviation.severity, deviation.code)) else {
+            continue;
+        };
         if group.rows.len() < ROWS_PER_GROUP {
             group.rows.push(DeviationRow {
                 file: reported_file(&deviation.file),
@@ -221,6 +273,25 @@ mod tests {
         assert_eq!(shown_key("16881774198@46505"), "168817*****@46505");
     }
 
+    fn tally_of(deviations: &[Deviation]) -> Tally {
+        let mut tally = Tally::default();
+        for d in deviations {
+            tally.add(d.severity, d.code);
+        }
+        tally
+    }
+
+    #[test]
+    fn a_group_counts_the_rows_that_were_not_kept() {
+        let rows = [deviation(Code::ShortRow, Severity::Warning, 2)];
+        let mut tally = tally_of(&rows);
+        for _ in 0..500 {
+            tally.add(Severity::Warning, Code::ShortRow);
+        }
+        let groups = group(&rows, &tally);
+        assert_eq!((groups[0].count, groups[0].rows.len()), (501, 1));
+    }
+
     fn deviation(code: Code, severity: Severity, line: u64) -> Deviation {
         Deviation {
             code,
@@ -237,7 +308,7 @@ mod tests {
         deviations
             .extend((2..40).map(|line| deviation(Code::InvalidNationalId, Severity::Error, line)));
         deviations.push(deviation(Code::DuplicateKey, Severity::Error, 41));
-        let groups = group(&deviations);
+        let groups = group(&deviations, &tally_of(&deviations));
         let summary: Vec<_> = groups
             .iter()
             .map(|g| (g.severity.as_str(), g.code.as_str(), g.count, g.rows.len()))
@@ -267,7 +338,8 @@ mod tests {
 
     #[test]
     fn a_group_reads_back_as_it_was_written() {
-        let groups = group(&[deviation(Code::MissingRequired, Severity::Error, 7)]);
+        let rows = [deviation(Code::MissingRequired, Severity::Error, 7)];
+        let groups = group(&rows, &tally_of(&rows));
         let json = serde_json::to_string(&groups).expect("serializes");
         assert!(json.contains("\"code\":\"missing_required\""), "{json}");
         let back: Vec<DeviationGroup> = serde_json::from_str(&json).expect("parses");

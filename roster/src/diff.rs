@@ -177,6 +177,7 @@ pub fn plan(
         groups: PlannedChanges::default(),
         enrollments: PlannedChanges::default(),
         renamed: Default::default(),
+        renamed_upserts: Default::default(),
     };
     for entity in Entity::ALL {
         *plan.entity_mut(entity) = diff_entity(
@@ -187,17 +188,32 @@ pub fn plan(
             &mut summary,
         );
     }
-    for (entity, from, _) in &renames {
-        let e = *entity as usize;
-        plan.renamed[e].push(*from);
+    for (entity, from, to) in renames {
+        // A rename is one only when the delta both adds the new key and deletes the old: an
+        // export that still holds the old key, or lacks the new record, adds or deletes.
+        let changes = plan.entity(entity);
+        let prints = prints.of_entity(entity);
+        let Ok(at) = changes
+            .upserts
+            .binary_search_by(|&i| prints[i as usize].0.cmp(&to))
+        else {
+            continue;
+        };
+        if changes.deletes.binary_search(&from).is_err() {
+            continue;
+        }
+        let e = entity as usize;
+        plan.renamed_upserts[e].push(changes.upserts[at]);
+        plan.renamed[e].push((from, to));
         summary.renamed[e] += 1;
         summary.added[e] = summary.added[e].saturating_sub(1);
-        if plan.entity(*entity).deletes.binary_search(from).is_ok() {
-            summary.deleted[e] = summary.deleted[e].saturating_sub(1);
-        }
+        summary.deleted[e] = summary.deleted[e].saturating_sub(1);
     }
     for renamed in &mut plan.renamed {
         renamed.sort_unstable();
+    }
+    for positions in &mut plan.renamed_upserts {
+        positions.sort_unstable();
     }
     (plan, summary)
 }
@@ -214,9 +230,13 @@ pub struct DeltaPlan {
     pub students: PlannedChanges,
     pub groups: PlannedChanges,
     pub enrollments: PlannedChanges,
-    /// The old handles of renamed records, sorted per kind: deleting them completes a
-    /// rename, so a delay-delete window does not postpone them.
-    renamed: [Vec<RecordHandle>; 4],
+    /// `(old handle, new handle)` of renamed records, sorted per kind by old handle: deleting
+    /// the old handle completes a rename, so a delay-delete window does not postpone it, and
+    /// the pair travels in the delta's `renames`.
+    renamed: [Vec<(RecordHandle, RecordHandle)>; 4],
+    /// Roster positions of the renamed records' new versions, sorted per kind: the pieces
+    /// send them with their rename, not in handle order with the other upserts.
+    renamed_upserts: [Vec<u32>; 4],
 }
 
 /// The planned changes of one kind of record.
@@ -259,7 +279,14 @@ impl DeltaPlan {
 
     /// Whether deleting `handle` completes a rename (see [`DeltaPlan`]'s `renamed`).
     pub fn is_renamed(&self, entity: Entity, handle: &RecordHandle) -> bool {
-        self.renamed[entity as usize].binary_search(handle).is_ok()
+        self.renamed[entity as usize]
+            .binary_search_by(|(from, _)| from.cmp(handle))
+            .is_ok()
+    }
+
+    /// The renames of one kind, `(old handle, new handle)` sorted by old handle.
+    pub fn renamed(&self, entity: Entity) -> &[(RecordHandle, RecordHandle)] {
+        &self.renamed[entity as usize]
     }
 
     /// Deletes of one kind, for the safety filter that postpones them.
@@ -277,11 +304,17 @@ impl DeltaPlan {
     /// least one change, so an oversized record still goes). Each piece is a delta of its own,
     /// still in handle order, and applying them in turn equals applying the whole: the
     /// enqueue stage seals one envelope per piece.
+    ///
+    /// Renames come first, each whole in one piece: the new handle's upsert, the old one's
+    /// delete and the pair. Central links the two only when it sees both in one batch, and
+    /// an export retried after a full outbox diffs against the pieces already sent, which
+    /// must not hold half a rename.
     pub fn chunks<'a>(&'a self, roster: &'a Roster, max_bytes: usize) -> Chunks<'a> {
         Chunks {
             plan: self,
             roster,
             max_bytes,
+            renames: [0; 4],
             upserts: [0; 4],
             deletes: [0; 4],
         }
@@ -293,7 +326,8 @@ pub struct Chunks<'a> {
     plan: &'a DeltaPlan,
     roster: &'a Roster,
     max_bytes: usize,
-    /// Per entity, how many upserts and deletes earlier pieces took.
+    /// Per entity, how many renames, upserts and deletes earlier pieces took.
+    renames: [usize; 4],
     upserts: [usize; 4],
     deletes: [usize; 4],
 }
@@ -309,37 +343,82 @@ impl Iterator for Chunks<'_> {
         };
         let mut chunk = Delta::default();
         let (plan, roster) = (self.plan, self.roster);
-        let (ups, dels) = (&mut self.upserts, &mut self.deletes);
-        piece.take(
-            &plan.schools,
+        let renames = &mut self.renames;
+        let renamed = move |e: usize| Renamed {
+            pairs: &plan.renamed[e],
+            upserts: &plan.renamed_upserts[e],
+        };
+        let full = !piece.take_renames(
+            renamed(0),
             &roster.schools,
-            &mut ups[0],
-            &mut dels[0],
+            &mut renames[0],
             &mut chunk.schools,
-        );
-        piece.take(
-            &plan.students,
+        ) || !piece.take_renames(
+            renamed(1),
             &roster.students,
-            &mut ups[1],
-            &mut dels[1],
+            &mut renames[1],
             &mut chunk.students,
-        );
-        piece.take(
-            &plan.groups,
+        ) || !piece.take_renames(
+            renamed(2),
             &roster.groups,
-            &mut ups[2],
-            &mut dels[2],
+            &mut renames[2],
             &mut chunk.groups,
-        );
-        piece.take(
-            &plan.enrollments,
+        ) || !piece.take_renames(
+            renamed(3),
             &roster.enrollments,
-            &mut ups[3],
-            &mut dels[3],
+            &mut renames[3],
             &mut chunk.enrollments,
         );
+        if !full {
+            let (ups, dels) = (&mut self.upserts, &mut self.deletes);
+            piece.take(
+                &plan.schools,
+                renamed(0),
+                &roster.schools,
+                &mut ups[0],
+                &mut dels[0],
+                &mut chunk.schools,
+            );
+            piece.take(
+                &plan.students,
+                renamed(1),
+                &roster.students,
+                &mut ups[1],
+                &mut dels[1],
+                &mut chunk.students,
+            );
+            piece.take(
+                &plan.groups,
+                renamed(2),
+                &roster.groups,
+                &mut ups[2],
+                &mut dels[2],
+                &mut chunk.groups,
+            );
+            piece.take(
+                &plan.enrollments,
+                renamed(3),
+                &roster.enrollments,
+                &mut ups[3],
+                &mut dels[3],
+                &mut chunk.enrollments,
+            );
+        }
+        // A piece's renamed upserts joined the others out of handle order.
+        chunk.schools.sort();
+        chunk.students.sort();
+        chunk.groups.sort();
+        chunk.enrollments.sort();
         (!chunk.is_empty()).then_some(chunk)
     }
+}
+
+/// The renames of one kind as [`Chunks`] reads them: the pairs, and the sorted roster
+/// positions of their new records.
+#[derive(Clone, Copy)]
+struct Renamed<'a> {
+    pairs: &'a [(RecordHandle, RecordHandle)],
+    upserts: &'a [u32],
 }
 
 /// One piece of [`DeltaPlan::chunks`] being filled: what is left of its byte budget.
@@ -361,21 +440,66 @@ impl Piece<'_> {
         true
     }
 
+    /// Moves the next renames of one kind into `out`, each whole (its pair, the new
+    /// record's upsert and the old handle's delete), while the budget lasts. Returns whether
+    /// all of the kind's renames are taken, so the piece may go on.
+    fn take_renames<R: Record + Clone>(
+        &mut self,
+        renamed: Renamed<'_>,
+        records: &[R],
+        taken: &mut usize,
+        out: &mut EntityDelta<R>,
+    ) -> bool {
+        if *taken >= renamed.pairs.len() {
+            return true;
+        }
+        // The new records by handle: the pairs are sorted by old handle.
+        let mut new_records = renamed
+            .upserts
+            .iter()
+            .filter_map(|&i| records.get(i as usize))
+            .map(|record| (self.secret.handle(R::ENTITY, record.key()), record))
+            .collect::<Vec<_>>();
+        new_records.sort_unstable_by_key(|(handle, _)| *handle);
+        while let Some(&(from, to)) = renamed.pairs.get(*taken) {
+            let Ok(at) = new_records.binary_search_by(|(handle, _)| handle.cmp(&to)) else {
+                // The plan found the new record among the upserts; it cannot be missing.
+                *taken += 1;
+                continue;
+            };
+            let record = new_records[at].1;
+            let size =
+                postcard::serialize_with_flavor(record, postcard::ser_flavors::Size::default());
+            if !self.fits(4 * Self::HANDLE_BYTES + size.unwrap_or(0)) {
+                return false;
+            }
+            out.upserts.push((to, record.clone()));
+            out.deletes.push(from);
+            out.renames.push((from, to));
+            *taken += 1;
+        }
+        true
+    }
+
     /// Moves the next upserts, then the next deletes, of one kind into `out` while the
-    /// budget lasts.
+    /// budget lasts, passing over those of renames (which [`Piece::take_renames`] sends).
     fn take<R: Record + Clone>(
         &mut self,
         plan: &PlannedChanges,
+        renamed: Renamed<'_>,
         records: &[R],
         upserts: &mut usize,
         deletes: &mut usize,
         out: &mut EntityDelta<R>,
     ) {
-        while let Some(record) = plan
-            .upserts
-            .get(*upserts)
-            .and_then(|&i| records.get(i as usize))
-        {
+        while let Some(&position) = plan.upserts.get(*upserts) {
+            if renamed.upserts.binary_search(&position).is_ok() {
+                *upserts += 1;
+                continue;
+            }
+            let Some(record) = records.get(position as usize) else {
+                break;
+            };
             let size =
                 postcard::serialize_with_flavor(record, postcard::ser_flavors::Size::default());
             if !self.fits(Self::HANDLE_BYTES + size.unwrap_or(0)) {
@@ -386,6 +510,14 @@ impl Piece<'_> {
             *upserts += 1;
         }
         while let Some(&handle) = plan.deletes.get(*deletes) {
+            if renamed
+                .pairs
+                .binary_search_by(|(from, _)| from.cmp(&handle))
+                .is_ok()
+            {
+                *deletes += 1;
+                continue;
+            }
             if !self.fits(Self::HANDLE_BYTES) {
                 return;
             }
@@ -582,15 +714,100 @@ mod tests {
                 .iter()
                 .map(|&e| chunk.upserts(e) + chunk.deletes(e).len())
                 .sum();
-            // Each of the eight lists has a length prefix besides its entries.
+            // Each of the twelve lists has a length prefix besides its entries.
             let encoded = postcard::to_allocvec(&chunk).unwrap().len();
             assert!(
-                encoded <= 300 + 8 || changes == 1,
+                encoded <= 300 + 12 || changes == 1,
                 "{encoded} bytes, {changes} changes"
             );
         }
         assert!(chunks > 10, "{chunks} chunks");
         assert_eq!(plan.to_delta(&new.roster).students.upserts.len(), 40);
+    }
+
+    /// Twenty pupils, and the same export after each of them took a new key (`elev{n}` to
+    /// `elev{n + 100}`), as a PIFU export with `Old` and `New` ids says.
+    fn renamed_export() -> (Validated, Validated) {
+        let rows: Vec<_> = (0..20).map(|n| (n, 0, n % 4)).collect();
+        let old = roster(&rows);
+        let mut new = roster(&rows);
+        for student in &mut new.roster.students {
+            let number: u8 = student.source_key[4..].parse().unwrap();
+            student.source_key = CompactString::from(format!("elev{}", number + 100));
+        }
+        for enrollment in &mut new.roster.enrollments {
+            let number: u8 = enrollment.student[4..].parse().unwrap();
+            enrollment.student = CompactString::from(format!("elev{}", number + 100));
+            enrollment.source_key = CompactString::from(format!("elev{}@46505", number + 100));
+        }
+        new.renames = (0..20)
+            .map(|n| crate::validate::Rename {
+                entity: Entity::Student,
+                from: format!("elev{n}"),
+                to: format!("elev{}", n + 100),
+            })
+            .collect();
+        (old, new)
+    }
+
+    #[test]
+    fn a_rename_travels_as_its_pair_beside_the_new_upsert_and_the_old_delete() {
+        let (old, new) = renamed_export();
+        let (_, delta) = delta(&old, &new);
+        for entity in [Entity::Student, Entity::Enrollment] {
+            assert_eq!(delta.renames(entity).len(), 20, "{entity:?}");
+            for (from, to) in delta.renames(entity) {
+                assert!(delta.deletes(entity).contains(from));
+                assert!(match entity {
+                    Entity::Student => delta.students.upserts.iter().any(|(h, _)| h == to),
+                    _ => delta.enrollments.upserts.iter().any(|(h, _)| h == to),
+                });
+            }
+        }
+        let elev0 = secret().handle(Entity::Student, "elev0");
+        let elev100 = secret().handle(Entity::Student, "elev100");
+        assert!(delta.students.renames.contains(&(elev0, elev100)));
+    }
+
+    #[test]
+    fn every_piece_holds_a_rename_whole_whatever_its_budget() {
+        let (old, new) = renamed_export();
+        let mut state = State::of(&old.roster, &secret());
+        let prints = Fingerprints::of(&new.roster, &secret());
+        let (plan, _) = plan(&state, &new, &prints, &secret());
+        let mut pieces = 0;
+        let mut renames = 0;
+        for chunk in plan.chunks(&new.roster, 200) {
+            pieces += 1;
+            for entity in Entity::ALL {
+                for (from, _) in chunk.renames(entity) {
+                    assert!(chunk.deletes(entity).contains(from), "{entity:?}");
+                    renames += 1;
+                }
+                // Every delete here ends a rename: the whole export was renamed.
+                assert_eq!(chunk.deletes(entity).len(), chunk.renames(entity).len());
+                assert_eq!(chunk.upserts(entity), chunk.renames(entity).len());
+            }
+            assert!(chunk.students.upserts.windows(2).all(|w| w[0].0 < w[1].0));
+            state.apply(&chunk);
+        }
+        assert!(pieces > 5, "{pieces} pieces");
+        assert_eq!(renames, 40);
+        assert_eq!(state, State::of(&new.roster, &secret()));
+    }
+
+    #[test]
+    fn a_rename_whose_old_key_the_export_still_holds_is_no_rename() {
+        let (old, mut new) = renamed_export();
+        new.roster.students.push(old.roster.students[0].clone());
+        let (_, delta) = delta(&old, &new);
+        let elev0 = secret().handle(Entity::Student, "elev0");
+        assert!(!delta
+            .students
+            .renames
+            .iter()
+            .any(|(from, _)| *from == elev0));
+        assert_eq!(delta.students.renames.len(), 19);
     }
 
     #[test]

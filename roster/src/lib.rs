@@ -5,7 +5,8 @@
 //!
 //! Data flow: [`reader`] streams an export into [`validate`], which collects
 //! [`deviation`]s and yields a validated roster -> [`diff`] against the [`state`] central is
-//! known to have -> [`safety`] filter, which passes or holds the delta. [`report`] turns the
+//! known to have -> [`safety`] filter, which passes or holds the delta; before any of it,
+//! [`site`] refuses an export naming a school its site is not registered with. [`report`] turns the
 //! results into what the agent's `check` and `diff` commands print. Sealing, queueing and
 //! uploading the delta are the agent's.
 
@@ -16,5 +17,6 @@ pub mod diff;
 pub mod reader;
 pub mod report;
 pub mod safety;
+pub mod site;
 pub mod state;
 pub mod validate;

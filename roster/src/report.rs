@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 use skolebro_protocol::{Delta, Entity, Roster};
 
-use crate::deviation::Severity;
+use crate::deviation::{Severity, KEPT_PER_CODE};
 use crate::diff::DiffSummary;
 use crate::reader::{Format, ReadError};
 use crate::safety::Judgement;
@@ -50,7 +50,15 @@ pub fn check_json(path: &Path, format: Format, validated: &Validated) -> Value {
         "schools": schools(&validated.roster),
         "tombstones": validated.tombstones.len(),
         "renames": validated.renames.len(),
+        "deviation_counts": validated
+            .tally
+            .iter()
+            .map(|(severity, code, count)| {
+                json!({ "code": code, "severity": severity, "count": count })
+            })
+            .collect::<Vec<_>>(),
         "deviations": validated.deviations,
+        "deviations_omitted": validated.omitted(),
     })
 }
 
@@ -112,8 +120,8 @@ pub fn check_text(path: &Path, format: Format, validated: &Validated) -> String 
         );
     }
     let errors = validated.errors();
-    let warnings = validated.deviations.len() - errors;
-    if validated.deviations.is_empty() {
+    let warnings = validated.tally.with_severity(Severity::Warning);
+    if errors + warnings == 0 {
         let _ = writeln!(out, "no deviations: the export is ready to send");
         return out;
     }
@@ -128,6 +136,16 @@ pub fn check_text(path: &Path, format: Format, validated: &Validated) -> String 
             .filter(|d| d.severity == severity)
         {
             let _ = writeln!(out, "  {deviation}");
+        }
+    }
+    let omitted = validated.omitted();
+    if omitted > 0 {
+        let _ = writeln!(
+            out,
+            "{omitted} more not listed: the first {KEPT_PER_CODE} of each kind are (`check --all` lists every one)"
+        );
+        for (severity, code, count) in validated.tally.iter() {
+            let _ = writeln!(out, "  {count} {} [{}]", severity.as_str(), code.as_str());
         }
     }
     out

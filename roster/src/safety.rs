@@ -250,6 +250,7 @@ mod policy_tests {
             students: EntityDelta {
                 upserts: Vec::new(),
                 deletes: handles[..usize::from(deleted)].to_vec(),
+                renames: Vec::new(),
             },
             ..Delta::default()
         };

@@ -13,7 +13,7 @@ use skolebro_protocol::{
     Enrollment, Entity, Group, NationalId, NationalIdError, Record, Roster, School, Student,
 };
 
-use crate::deviation::{shown_key, Code, Deviation, Position, Severity};
+use crate::deviation::{shown_key, Code, Deviation, Position, Severity, Tally, KEPT_PER_CODE};
 
 /// Site policy that changes what counts as a deviation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -22,6 +22,10 @@ pub struct ValidationOptions {
     /// are reported instead of flowing to central as if they were people.
     #[serde(default)]
     pub reject_synthetic_ids: bool,
+    /// Keep every deviation's row, not only the first [`KEPT_PER_CODE`] of each code
+    /// (`check --all`). Counts are exact either way.
+    #[serde(skip)]
+    pub keep_every_deviation: bool,
 }
 
 /// How a record got into the export: stated as a record of its own (a row in `orgs.csv`), or
@@ -83,15 +87,22 @@ pub struct Validated {
     /// the header says `Klasse` or `Klassenavn`), so that the safety filter can tell when a
     /// column the previous export had is gone. Empty for other formats.
     pub columns: Vec<String>,
+    /// The deviations' rows, in the order found: the first [`KEPT_PER_CODE`] of each code and
+    /// severity, or all of them when [`ValidationOptions::keep_every_deviation`] is set.
     pub deviations: Vec<Deviation>,
+    /// Every deviation counted, kept row or not.
+    pub tally: Tally,
 }
 
 impl Validated {
-    pub fn errors(&self) -> usize {
-        self.deviations
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
+    /// Deviations of severity error, counted whether their rows were kept or not.
+    pub fn errors(&self) -> u64 {
+        self.tally.with_severity(Severity::Error)
+    }
+
+    /// Deviations whose rows were not kept.
+    pub fn omitted(&self) -> u64 {
+        self.tally.total() - self.deviations.len() as u64
     }
 }
 
@@ -205,7 +216,13 @@ pub struct RosterBuilder {
     renames: Vec<Rename>,
     columns: Vec<String>,
     deviations: Vec<Deviation>,
+    tally: Tally,
     partial: bool,
+    /// Bytes the records held are estimated to take, against `budget`.
+    held: u64,
+    budget: Option<u64>,
+    /// Where the records first took more than the budget.
+    over_budget: Option<(String, Position)>,
 }
 
 impl RosterBuilder {
@@ -223,8 +240,43 @@ impl RosterBuilder {
             renames: Vec::new(),
             columns: Vec::new(),
             deviations: Vec::new(),
+            tally: Tally::default(),
             partial: false,
+            held: 0,
+            budget: None,
+            over_budget: None,
         }
+    }
+
+    /// Bounds the memory the records read may take, estimated per record: once they would
+    /// take more, further records are not kept and [`RosterBuilder::over_budget`] says where
+    /// that happened, so the reader refuses the export instead of the process running out.
+    pub fn set_budget(&mut self, bytes: u64) {
+        self.budget = Some(bytes);
+    }
+
+    /// The file and position at which the records read went over the budget, if they did.
+    pub fn over_budget(&self) -> Option<&(String, Position)> {
+        self.over_budget.as_ref()
+    }
+
+    /// Counts a record about to be kept against the budget; false (and nothing kept) once
+    /// the budget is spent.
+    fn afford<T>(&mut self, at: Position, heap: usize) -> bool {
+        if self.over_budget.is_some() {
+            return false;
+        }
+        // The record, where it was read, its slot in the index, and its longer strings;
+        // twice that, since the vectors they sit in grow by doubling. A student with an
+        // enrollment is counted as about 720 bytes: a 100,000-student elevliste as 69 MiB,
+        // where `check` on it peaks at 59 MiB.
+        let bytes = std::mem::size_of::<T>() + std::mem::size_of::<Origin>() + 16 + heap;
+        self.held += 2 * bytes as u64;
+        if self.budget.is_some_and(|budget| self.held > budget) {
+            self.over_budget = Some((self.files[self.files.len() - 1].clone(), at));
+            return false;
+        }
+        true
     }
 
     /// Marks the export as holding changes only, so the differ deletes only what it names.
@@ -253,6 +305,10 @@ impl RosterBuilder {
     }
 
     fn deviation_at(&mut self, origin: &Origin, code: Code, severity: Severity, detail: String) {
+        let count = self.tally.add(severity, code);
+        if count > KEPT_PER_CODE as u64 && !self.options.keep_every_deviation {
+            return;
+        }
         self.deviations.push(Deviation {
             code,
             severity,
@@ -297,6 +353,15 @@ impl RosterBuilder {
             resolved,
             ..self.origin(at)
         };
+        let strings = [
+            Some(&enrollment.source_key),
+            Some(&enrollment.student),
+            Some(&enrollment.school),
+            enrollment.group.as_ref(),
+        ];
+        if !self.afford::<Enrollment>(at, heap_bytes(&strings)) {
+            return;
+        }
         match self.enrollments.insert(enrollment, origin) {
             Insert::New => {}
             Insert::Same => self.report_repeat(at, Entity::Enrollment, &key),
@@ -370,6 +435,11 @@ impl RosterBuilder {
                 self.rejected_students.insert(student.source_key);
                 return Admission::Rejected;
             }
+        }
+        if !self.afford::<Student>(at, heap_bytes(&student_strings(&student))) {
+            return Admission::Rejected;
+        }
+        if let Some(id) = student.national_id {
             self.id_owners.insert(id);
         }
         let origin = self.origin(at);
@@ -409,6 +479,9 @@ impl RosterBuilder {
         table: impl FnOnce(&mut Self) -> &mut Table<T>,
         key: &str,
     ) {
+        if !self.afford::<T>(at, 0) {
+            return;
+        }
         let origin = self.origin(at);
         match table(self).insert(record, origin) {
             Insert::New => {}
@@ -505,8 +578,31 @@ impl RosterBuilder {
             renames: self.renames,
             columns: self.columns,
             deviations: self.deviations,
+            tally: self.tally,
         }
     }
+}
+
+/// A student's strings, for [`heap_bytes`].
+fn student_strings(student: &Student) -> [Option<&CompactString>; 6] {
+    [
+        Some(&student.source_key),
+        student.username.as_ref(),
+        Some(&student.given_name),
+        student.middle_name.as_ref(),
+        Some(&student.family_name),
+        student.email.as_ref(),
+    ]
+}
+
+/// Bytes the strings hold outside their record: a string keeps up to 24 bytes inline.
+fn heap_bytes(strings: &[Option<&CompactString>]) -> usize {
+    strings
+        .iter()
+        .flatten()
+        .filter(|s| s.is_heap_allocated())
+        .map(|s| s.capacity())
+        .sum()
 }
 
 /// Student and enrollment keys may be national ids (elevliste), so reports mask those; a

@@ -1,6 +1,6 @@
 //! Generate → write → read round trips for the elevliste: arbitrary pupils are written by a
-//! writer of this test's own (not the reader's code), in UTF-8 with or without a BOM or in
-//! Windows-1252, with LF or CRLF, with æøå, quotes and semicolons inside fields, and read
+//! writer of this test's own (not the reader's code), in UTF-8 with or without a BOM, in
+//! Windows-1252 or in UTF-16 of either byte order with or without a BOM, with LF or CRLF, with æøå, quotes and semicolons inside fields, and read
 //! back with the agent's reader. Every field must come back as written, so a reader bug shows
 //! as a named field of a named pupil, not only as a wrong count.
 
@@ -10,6 +10,8 @@ use std::path::Path;
 use proptest::prelude::*;
 use skolebro_roster::reader::elevliste;
 use skolebro_roster::validate::RosterBuilder;
+
+mod support;
 
 const SCHOOL: &str = "46500";
 
@@ -29,6 +31,11 @@ enum Encoding {
     Utf8,
     Utf8Bom,
     Windows1252,
+    /// As Windows "Unicode" text: UTF-16, `big` endian or not, with a BOM or not.
+    Utf16 {
+        big: bool,
+        bom: bool,
+    },
 }
 
 /// A name: starts and ends with a letter, with Norwegian letters, quotes, semicolons,
@@ -93,6 +100,7 @@ fn write(pupils: &[Pupil], crlf: bool, encoding: Encoding) -> Vec<u8> {
             assert!(!unmappable, "every generated letter is in Windows-1252");
             bytes.into_owned()
         }
+        Encoding::Utf16 { big, bom } => support::utf16(&text, big, bom),
     }
 }
 
@@ -107,6 +115,7 @@ proptest! {
             Just(Encoding::Utf8),
             Just(Encoding::Utf8Bom),
             Just(Encoding::Windows1252),
+            (any::<bool>(), any::<bool>()).prop_map(|(big, bom)| Encoding::Utf16 { big, bom }),
         ],
     ) {
         let bytes = write(&pupils, crlf, encoding);

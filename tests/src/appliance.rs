@@ -225,6 +225,8 @@ impl Platform {
                 "12345",
             ])
             .args(["--name", "Testskulen"])
+            // The school the sample export names, registered with the site besides its own.
+            .args(["--school", "4601/46500=Fana skule"])
             .args([
                 "--central-url",
                 &format!("https://127.0.0.1:{}", self.device_port),
@@ -309,7 +311,8 @@ impl Agent {
     }
 
     /// An agent whose identity is in `agent.toml` (a dev PKI made here) and whose central
-    /// listens on nothing.
+    /// listens on nothing. Its drop folder is [`Agent::drop_dir`], as a stick sets it for the
+    /// others.
     pub fn by_config(dir: &Path, cadence: Cadence) -> Agent {
         std::fs::create_dir_all(dir).expect("agent folder");
         let validity = Validity::from_now(Duration::from_secs(24 * 3600));
@@ -335,7 +338,8 @@ impl Agent {
             dir,
             cadence,
             &format!(
-                r#"
+                r#"drop_dir = "drop"
+
 [central]
 url = "https://127.0.0.1:{dead_port}"
 ca = "{ca}"
@@ -377,14 +381,36 @@ site_secret = "site.secret"
         self.process.as_mut().is_some_and(Process::is_running)
     }
 
+    /// Waits until the agent has exited on its own (it was started to crash); fails after
+    /// [`PATIENCE`].
+    pub fn wait_for_exit(&mut self, what: &str) {
+        let started = Instant::now();
+        while self.is_running() {
+            if started.elapsed() > PATIENCE {
+                self.print_log_tail();
+                panic!("timed out after {PATIENCE:?} waiting for the agent to exit ({what})");
+            }
+            std::thread::sleep(POLL);
+        }
+        self.process = None;
+    }
+
     /// `skolebro-agent run` on the system clock (log `agent.log`); waits until `status.json`
     /// names its pid.
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// [`Agent::start`] with test variables set, such as `SKOLEBRO_TEST_ABORT_AT` (see
+    /// `skolebro_agent::update::hooks`).
+    pub fn start_with(&mut self, env: &[(&str, &str)]) {
         let mut command = Command::new(&binaries().agent);
         command
             .current_dir(&self.dir)
             .env("RUST_LOG", "info")
             .env_remove("SKOLEBRO_TEST_CLOCK")
+            .env_remove("SKOLEBRO_TEST_ABORT_AT")
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(self.dir.join("agent.toml"))
             .arg("run");

@@ -8,7 +8,9 @@ use std::collections::{BTreeSet, HashSet};
 use std::io::{self, Write};
 
 use skolebro_protocol::national_id::CivilDate;
-use skolebro_protocol::{Enrollment, Gender, Group, NationalId, Roster, School, Student};
+use skolebro_protocol::{
+    Enrollment, Gender, Group, NationalId, Roster, School, SiteSchool, Student,
+};
 
 const GIVEN: &[&str] = &[
     "Ola", "Kari", "Nora", "Jakob", "Emma", "Noah", "Sofie", "Øystein", "Åse", "Ingrid", "Sindre",
@@ -181,6 +183,21 @@ impl Generated {
         }
         next.pupils.sort_by_key(|p| p.serial);
         next
+    }
+
+    /// Every school this roster's pupils are, or after [`Generated::evolve`] may be, at, as
+    /// the site is registered with them (`4601/<skolenummer>=<name>`): what the end-to-end
+    /// tests and the quickstart register before an export reaches central, which refuses any
+    /// other school.
+    pub fn registration(&self) -> Vec<SiteSchool> {
+        (0..self.schools)
+            .map(|school| {
+                let skolenummer = (46_500 + school).to_string();
+                let name = SCHOOL_NAMES[school % SCHOOL_NAMES.len()];
+                SiteSchool::new("4601", Some(&skolenummer), None, name)
+                    .expect("the generator's schools are valid")
+            })
+            .collect()
     }
 
     /// The roster the elevliste of [`Generated::write_elevliste`] holds, built from what was

@@ -181,6 +181,9 @@ impl Platform {
             "12345",
             "--name",
             "Testskulen",
+            // The school the sample exports name, registered with the site besides its own.
+            "--school",
+            "4601/46500=Fana skule",
             "--central-url",
             &central_url,
             "--admin-url",
@@ -553,6 +556,15 @@ fn init_and_a_stick_are_all_an_agent_needs_to_enroll_and_deliver_the_sample_expo
         [(device.clone(), Value::from(SITE), Value::from(false))]
     );
 
+    let enrolled: Value =
+        serde_json::from_slice(&std::fs::read(pi.state_dir().join(ENROLLMENT_FILE)).unwrap())
+            .unwrap();
+    assert_eq!(
+        enrolled["schools"].as_array().map(Vec::len),
+        Some(2),
+        "the stick's schools reach the agent: {}",
+        enrolled["schools"]
+    );
     platform.deliver(&pi, "elevliste.csv");
     let counts = get_json(platform.admin, &format!("/v1/sites/{SITE}/counts")).unwrap();
     assert_eq!(counts["students"], 300, "{counts}");
@@ -666,8 +678,10 @@ fn an_expired_token_is_refused_and_changes_nothing() {
     // A stick written (and its token registered) 20 days ago with the default 14 days:
     // expired 6 days ago.
     let written = unix_now() - 20 * 86_400;
+    let site = stick::site_info("46", "4601", "12345", "Testskulen").unwrap();
     let request = StickRequest {
-        site: stick::site_info("46", "4601", "12345", "Testskulen").unwrap(),
+        schools: stick::site_schools(&site, Vec::new()).unwrap(),
+        site,
         central_url: platform.central_url(),
         expires_days: stick::DEFAULT_EXPIRES_DAYS,
         settings_toml: stick::agent_settings(None, Some(path_str(&pi.drop_dir()))).unwrap(),

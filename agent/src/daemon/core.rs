@@ -17,7 +17,7 @@ use crate::outbox::{unix_ms_now, OutboxError, StoredBatch};
 use crate::status::{fmt_when, write_status, AgentStatus, ProvisioningStatus, RunState};
 use crate::watch::file_name;
 use skolebro_protocol::api::{Command, Heartbeat};
-use skolebro_roster::deviation::Severity;
+use skolebro_roster::deviation::{Deviation, Severity, Tally};
 use skolebro_roster::diff::DiffSummary;
 use skolebro_roster::validate::Validated;
 
@@ -158,6 +158,77 @@ impl Core {
         self.publish();
     }
 
+    /// Puts an export's deviations into the status (and so the next heartbeat).
+    /// `tally` counts every deviation; `deviations` holds the rows kept of them.
+    fn report_deviations(&mut self, deviations: &[Deviation], tally: &Tally) {
+        self.status.deviations = DeviationCounts {
+            errors: tally.with_severity(Severity::Error),
+            warnings: tally.with_severity(Severity::Warning),
+        };
+        self.status.deviation_groups = skolebro_roster::deviation::group(deviations, tally);
+    }
+
+    /// Refuses an export naming a school the site is not registered with
+    /// (`skolebro_roster::site`): nothing of it is enqueued. Its deviations, the `foreign`
+    /// ones first, go into the status and the heartbeat, so the school and central see which
+    /// school it named; the file goes to `rejected/` with a note saying the same.
+    pub fn refuse_foreign_schools(
+        &mut self,
+        path: &Path,
+        export: Validated,
+        foreign: Vec<Deviation>,
+    ) {
+        let name = file_name(path);
+        tracing::warn!(file = %name, schools = foreign.len(), "export names schools outside the site; moved to rejected/");
+        let reasons: Vec<&str> = foreign.iter().map(|d| d.detail.as_str()).collect();
+        let note = format!(
+            "skolebro-agent did not send this export: it names a school this site is not \
+             registered with.\n\n{}\n\nExport only this site's schools from the school \
+             administrative system, or ask central operations to register the school with \
+             this site (or move it here).\n",
+            reasons.join("\n")
+        );
+        let mut tally = export.tally;
+        for deviation in &foreign {
+            tally.add(deviation.severity, deviation.code);
+        }
+        let mut deviations = foreign;
+        deviations.extend(export.deviations);
+        self.report_deviations(&deviations, &tally);
+        self.status.last_export_unix_ms = Some(unix_ms_now());
+        self.status.last_export_file = Some(name.clone());
+        self.problems.export = Some(format!(
+            "export {name} names a school outside this site; not sent"
+        ));
+        // The status first: whoever sees the file moved aside finds the status saying why.
+        self.publish();
+        if let Err(e) = move_to_rejected(path, &note) {
+            tracing::error!(file = %name, error = %e, "cannot move the refused export aside");
+        }
+    }
+
+    /// The agent stopped (crashed, was killed for memory, lost power) or panicked while
+    /// reading this export: it is moved aside with a note, not read again, so that one file
+    /// cannot stop the school's deliveries (the poison-pill rule, see `reading`).
+    pub fn stopped_while_reading(&mut self, path: &Path) {
+        let name = file_name(path);
+        tracing::warn!(file = %name, "the agent stopped while reading this export; moved to rejected/");
+        let note = "skolebro-agent stopped while it was reading this export (it crashed, ran \
+             out of memory or lost power), so it set the file aside and did not send it, \
+             rather than stop on it again.\n\n\
+             Check the export in the school administrative system (is it far larger than \
+             usual, or full of empty lines?) and export it again; `skolebro-agent check FILE` \
+             shows what it holds. If a fresh export is set aside too, tell the county's \
+             operator.\n";
+        if let Err(e) = move_to_rejected(path, note) {
+            tracing::error!(file = %name, error = %e, "cannot move the export aside");
+        }
+        self.problems.export = Some(format!(
+            "the agent stopped while reading export {name}; it was set aside, not sent"
+        ));
+        self.publish();
+    }
+
     /// Refuses an export written before the newest one taken in: moves it to `rejected/`
     /// with a note saying why, and says so in the status. Returns whether it was refused.
     pub fn refuse_if_stale(&mut self, path: &Path, written_unix_ms: u64) -> bool {
@@ -202,15 +273,7 @@ impl Core {
         self.status.last_export_unix_ms = Some(unix_ms_now());
         self.status.last_export_file = Some(name.clone());
         self.status.last_export_students = Some(export.roster.students.len() as u64);
-        let mut counts = DeviationCounts::default();
-        for d in &export.deviations {
-            match d.severity {
-                Severity::Error => counts.errors += 1,
-                Severity::Warning => counts.warnings += 1,
-            }
-        }
-        self.status.deviations = counts;
-        self.status.deviation_groups = skolebro_roster::deviation::group(&export.deviations);
+        self.report_deviations(&export.deviations, &export.tally);
         self.problems.export = None;
         let export = Arc::new(export);
         self.latest = Some(Arc::clone(&export));
@@ -231,7 +294,7 @@ impl Core {
             .status
             .last_export_written_unix_ms
             .max(written_unix_ms.map(|written| written.min(unix_ms_now())));
-        tracing::info!(file = %name, students = self.status.last_export_students, errors = counts.errors, warnings = counts.warnings, outcome = %describe(&outcome), "export taken in");
+        tracing::info!(file = %name, students = self.status.last_export_students, errors = self.status.deviations.errors, warnings = self.status.deviations.warnings, outcome = %describe(&outcome), "export taken in");
         self.status.last_outcome = Some(describe(&outcome));
         // A waiting older export is superseded by this one, whatever became of it.
         if let Some(old) = self.waiting_file.take() {
@@ -490,6 +553,7 @@ fn error_kind(error: &skolebro_roster::reader::ReadError) -> &'static str {
         K::Truncated => "truncated",
         K::Syntax { .. } => "syntax",
         K::TooLarge { .. } => "too_large",
+        K::OverBudget { .. } => "over_budget",
     }
 }
 

@@ -29,6 +29,8 @@
 //! so personal data does not pile up there, and a rejected file is never read again. So is an
 //! export the SAS wrote before the newest one taken in (by the file's modification time, kept
 //! in `status.json`): a stale file dropped late would otherwise turn central's roster back.
+//! And so is an export the agent stopped while reading (the poison-pill rule: `reading`
+//! records the file before each read, and the next start sets a recorded file aside).
 //!
 //! The newest validated export is kept in memory: after a gap or a `resync` command the agent
 //! needs a full snapshot, and the export file is gone by then. After a restart there is none
@@ -41,6 +43,7 @@ mod heartbeat;
 mod phase;
 mod pipeline;
 mod push;
+mod reading;
 mod sticks;
 
 use std::future::Future;
@@ -100,9 +103,10 @@ struct Device {
 /// Who the device is: its enrollment, else the identity `agent.toml` names, else nobody.
 fn resolve(installed: &AgentConfig) -> Result<Option<Device>, DaemonError> {
     if let Some(enrollment) = DeviceEnrollment::load(&installed.state_dir)? {
-        let config = installed
+        let mut config = installed
             .clone()
             .with_site_settings(&enrollment.settings()?);
+        config.site_schools = enrollment.schools.clone();
         config.check_daemon_settings()?;
         let creds = enrollment.credentials()?;
         return Ok(Some(Device {
@@ -455,6 +459,7 @@ async fn supervise(
 /// in, sealed and removed, a bad one is moved aside, and shutdown is clean.
 #[cfg(test)]
 mod run_tests {
+    use std::path::Path;
     use std::time::Instant;
 
     use skolebro_provisioning::pki::{DevPki, Validity};
@@ -503,10 +508,9 @@ mod run_tests {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_dropped_export_is_sealed_and_removed_while_central_is_away() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
+    /// An agent config in `d` with an identity from a dev PKI for site 46505 and a central
+    /// that does not listen: exports are sealed into the outbox and wait there.
+    fn offline_config(d: &Path) -> AgentConfig {
         let validity = Validity::from_now(Duration::from_secs(24 * 3600));
         let pki = DevPki::generate(validity).unwrap();
         let device = skolebro_protocol::DeviceId::new("pi-1").unwrap();
@@ -526,7 +530,7 @@ mod run_tests {
             .local_addr()
             .unwrap()
             .port();
-        let config = AgentConfig {
+        AgentConfig {
             state_dir: d.join("state"),
             settle_ms: 50,
             rescan_seconds: 1,
@@ -553,7 +557,14 @@ mod run_tests {
                 backoff_max_ms: 100,
             },
             ..AgentConfig::default()
-        };
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_export_is_sealed_and_removed_while_central_is_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let config = offline_config(d);
         let drop_dir = config.drop_dir();
         let handle = start(config.clone()).await.unwrap();
 
@@ -596,6 +607,63 @@ mod run_tests {
             on_disk.outbox_depth, 1,
             "the batch waits on disk for central"
         );
+    }
+
+    /// Writes an elevliste of `students` pupils at school `skolenummer` of kommune 4601 into
+    /// `drop_dir` as `name`, renamed into place so it is complete at once.
+    fn drop_elevliste(drop_dir: &Path, name: &str, skolenummer: &str, students: usize) {
+        let mut text = String::from(
+            "Kommunenummer;Skolenummer;Skolenavn;Klasse;Elevnummer;Fødselsnummer;Etternavn;Fornavn\n",
+        );
+        for n in 0..students {
+            text.push_str(&format!(
+                "4601;{skolenummer};Skule {skolenummer};1A;elev{n};;Nordmann;Kari{n}\n"
+            ));
+        }
+        std::fs::create_dir_all(drop_dir).unwrap();
+        std::fs::write(drop_dir.join("export.tmp"), &text).unwrap();
+        std::fs::rename(drop_dir.join("export.tmp"), drop_dir.join(name)).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_export_naming_a_school_outside_the_site_is_refused_and_nothing_is_enqueued() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AgentConfig {
+            site_schools: vec!["4601/46505=Skule 46505".parse().unwrap()],
+            ..offline_config(dir.path())
+        };
+        let drop_dir = config.drop_dir();
+        let handle = start(config.clone()).await.unwrap();
+        let status = handle.status.clone();
+
+        drop_elevliste(&drop_dir, "fremmed.csv", "46500", 3);
+        let note = drop_dir.join(REJECTED_DIR).join("fremmed.csv.error.txt");
+        until("the foreign export to be moved aside", || note.exists()).await;
+        let note = std::fs::read_to_string(&note).unwrap();
+        assert!(
+            note.contains("46500 \"Skule 46500\" (kommune 4601)"),
+            "{note}"
+        );
+        {
+            let s = status.borrow();
+            assert_eq!(s.outbox_depth, 0, "nothing of it was enqueued");
+            let group = s
+                .deviation_groups
+                .iter()
+                .find(|group| group.code == "foreign_school")
+                .expect("a foreign_school deviation");
+            assert_eq!(group.severity, "error");
+            assert!(group.rows[0].detail.contains("46500"), "{group:?}");
+            assert_eq!(s.state, RunState::Error);
+        }
+
+        drop_elevliste(&drop_dir, "egen.csv", "46505", 3);
+        until("the site's own export to be sealed", || {
+            status.borrow().outbox_depth == 1
+        })
+        .await;
+        assert_eq!(status.borrow().last_export_students, Some(3));
+        handle.stop().await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

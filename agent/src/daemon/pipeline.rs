@@ -1,7 +1,11 @@
 //! The pipeline stage of the running phase: each complete export the watcher hands over is
-//! read and validated on a blocking thread and offered to the enqueue stage in [`Core`].
+//! read and validated on a blocking thread, refused if it names a school outside the site's
+//! registration (the schools the stick carried), and otherwise offered to the enqueue stage
+//! in [`Core`]. Each read is recorded while it runs ([`ReadingMarker`]); at its start the
+//! stage sets aside an export the previous process stopped while reading.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::{mpsc, watch};
@@ -9,10 +13,13 @@ use tokio::sync::{mpsc, watch};
 #[cfg(doc)]
 use super::core::Core;
 use super::core::{with_core, Shared};
+use super::reading::ReadingMarker;
 use crate::config::AgentConfig;
 use crate::enqueue::OfferOutcome;
+use crate::update::hooks;
 use crate::watch::file_name;
 use skolebro_roster::reader::read_export;
+use skolebro_roster::site::foreign_schools;
 
 /// Reads each complete export and offers it.
 pub(super) async fn pipeline(
@@ -24,6 +31,18 @@ pub(super) async fn pipeline(
     mut stop: watch::Receiver<bool>,
 ) {
     let options = config.reader_options();
+    let marker = Arc::new(ReadingMarker::in_state(&config.state_dir));
+    let m = Arc::clone(&marker);
+    match tokio::task::spawn_blocking(move || m.left_behind()).await {
+        Ok(Ok(Some(path))) => {
+            with_core(&core, move |c| c.stopped_while_reading(&path)).await;
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(error)) => {
+            tracing::error!(%error, "cannot look for an export the agent stopped while reading");
+        }
+        Err(error) => tracing::error!(%error, "looking for an interrupted read panicked"),
+    }
     loop {
         let path = tokio::select! {
             path = ready.recv() => match path { Some(path) => path, None => return },
@@ -36,12 +55,33 @@ pub(super) async fn pipeline(
                 continue;
             }
         }
-        let (format, opts, p) = (config.format, options.clone(), path.clone());
-        let read = tokio::task::spawn_blocking(move || read_export(&p, format, &opts)).await;
+        let (format, opts, p, m) = (
+            config.format,
+            options.clone(),
+            path.clone(),
+            Arc::clone(&marker),
+        );
+        let read = tokio::task::spawn_blocking(move || {
+            if let Err(error) = m.begin(&p) {
+                tracing::error!(file = %file_name(&p), %error, "cannot record which export is being read");
+            }
+            hooks::abort_at("read");
+            let read = read_export(&p, format, &opts);
+            if let Err(error) = m.end() {
+                tracing::error!(%error, "cannot clear the record of the export being read");
+            }
+            read
+        })
+        .await;
         let read = match read {
             Ok(read) => read,
             Err(error) => {
+                // A panic is a crash the process survived: the file goes aside as it would
+                // after one that killed it, or every rescan would panic on it again.
                 tracing::error!(file = %file_name(&path), %error, "reading the export panicked");
+                let _ = marker.end();
+                let p = path.clone();
+                with_core(&core, move |c| c.stopped_while_reading(&p)).await;
                 continue;
             }
         };
@@ -51,6 +91,15 @@ pub(super) async fn pipeline(
                 with_core(&core, move |c| c.rejected(&p, &error)).await;
             }
             Ok((_, export)) => {
+                let foreign = foreign_schools(&export, &config.site_schools, &file_name(&path));
+                if !foreign.is_empty() {
+                    let p = path.clone();
+                    with_core(&core, move |c| {
+                        c.refuse_foreign_schools(&p, export, foreign)
+                    })
+                    .await;
+                    continue;
+                }
                 let p = path.clone();
                 let outcome = with_core(&core, move |c| c.ingest(&p, export, written)).await;
                 match outcome {

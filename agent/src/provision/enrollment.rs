@@ -20,7 +20,7 @@ use skolebro_protocol::envelope::ChainHead;
 
 use crate::config::{ConfigError, SiteSettings};
 use skolebro_protocol::envelope::{DeviceId, DeviceSigningKey, SealingPublicKey, SiteId};
-use skolebro_protocol::SiteSecret;
+use skolebro_protocol::{SiteSchool, SiteSecret};
 
 use crate::enqueue::{EnqueueError, Enqueuer, Identity};
 use crate::identity::{hex32, DeviceCredentials, IdentityError};
@@ -77,6 +77,12 @@ pub struct DeviceEnrollment {
     /// field existed read as `true`, the safe side.
     #[serde(default = "snapshot_by_default")]
     pub site_has_records: bool,
+    /// The schools the site is registered with, from the stick: the pipeline refuses an
+    /// export naming any other. Empty for a stick without schools (format version 1) and
+    /// for files written before this field existed: then no school is refused here, and
+    /// central still refuses foreign schools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schools: Vec<SiteSchool>,
 }
 
 fn snapshot_by_default() -> bool {

@@ -204,6 +204,7 @@ async fn enroll(
         site_secret: answer.site_secret.trim().to_owned(),
         settings_toml: body.settings_toml.clone(),
         site_has_records: answer.site_has_records,
+        schools: body.schools.clone(),
     })
 }
 
@@ -301,6 +302,7 @@ pub(crate) mod testing {
             token_expires_unix: u64::MAX,
             written_unix: 1_764_000_000,
             settings_toml: "rescan_seconds = 5\nformat = \"elevliste\"\n".into(),
+            schools: vec!["4601/12345=Testskolen".parse().unwrap()],
         }
     }
 
@@ -363,6 +365,7 @@ mod tests {
             site_secret: "03".repeat(32),
             settings_toml: String::new(),
             site_has_records: true,
+            schools: Vec::new(),
         }
     }
 

@@ -7,7 +7,8 @@
 //! (its heartbeat names another target, as a misconfigured central would answer it). The
 //! environment variable `SKOLEBRO_TEST_ABORT_AT=<step>` aborts the process, like a power cut,
 //! at one step of an install: `download` (after the first piece), `verify`, `unpack`,
-//! `switch` or `trial`.
+//! `switch` or `trial`; or at `read`, when the daemon has recorded the export it is about to
+//! read (the poison-pill test).
 
 use std::path::Path;
 

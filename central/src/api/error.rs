@@ -1,8 +1,9 @@
 //! The one error answer of the JSON listeners (device, operator, consumer): every handler
-//! returns `Result<_, ApiError>` and refuses with `?`. The body is always
+//! returns `Result<_, ApiError>` and refuses with `?`. The body is
 //! `{"error": "<code>", "detail": "<text>"}` (docs/API.md), built here so no handler can echo
 //! request data into a detail by accident: details are fixed texts or ids and numbers, never
-//! record content. A [`StoreError`] that reaches a handler's `?` is a failure of the store,
+//! record content. Each error answer also carries its code and detail as [`ErrorParts`], from
+//! which the consumer listener writes OneRoster's status payload on its OneRoster paths. A [`StoreError`] that reaches a handler's `?` is a failure of the store,
 //! not a refusal: 503 with `Retry-After` when the database is unreachable, 500 otherwise.
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -17,11 +18,6 @@ use crate::store::StoreError;
 /// Seconds an agent is told to wait when central cannot apply now (503): long enough for a
 /// database restart or failover, short enough that a school's data is not held up for long.
 pub(crate) const RETRY_AFTER_SECONDS: u32 = 30;
-
-/// The error code of an answer, put in the response's extensions so a layer (the device
-/// listener's metrics) can count refusals by code without reading the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ErrorCode(pub &'static str);
 
 /// An answer other than success, as the contract documents it.
 #[derive(Debug)]
@@ -198,6 +194,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The code and detail of an error answer, kept in the response's extensions so a
+/// listener that answers in another shape (the consumer listener's OneRoster status,
+/// `crate::api::consumer`) rewrites the body from them instead of parsing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ErrorParts {
+    pub code: &'static str,
+    pub detail: String,
+}
+
 /// An error body with extra fields beside `error` and `detail` (the gap's head).
 fn body(
     status: StatusCode,
@@ -205,16 +210,19 @@ fn body(
     detail: impl Into<String>,
     extra: Value,
 ) -> Response {
+    let detail = detail.into();
     let mut body = serde_json::to_value(ErrorBody {
         error: code.to_owned(),
-        detail: detail.into(),
+        detail: detail.clone(),
     })
     .unwrap_or_default();
     if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
         body.extend(extra);
     }
     let mut response = (status, Json(body)).into_response();
-    response.extensions_mut().insert(ErrorCode(code));
+    response
+        .extensions_mut()
+        .insert(ErrorParts { code, detail });
     response
 }
 

@@ -2,7 +2,7 @@
 //! sequence numbers, hashes, sizes and ids. Both backends use these, so the two databases
 //! hold the same values the same way.
 
-use skolebro_protocol::{DeviceId, Entity, Seq, SiteId};
+use skolebro_protocol::{DeviceId, Entity, RecordHandle, Seq, SiteId};
 
 use super::error::StoreError;
 
@@ -32,6 +32,16 @@ pub(crate) fn seq_from_db(seq: i64) -> Result<Seq, StoreError> {
 pub(crate) fn bytes32(bytes: &[u8], what: &str) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(bytes)
         .map_err(|_| StoreError::Corrupt(format!("{what} is {} bytes, not 32", bytes.len())))
+}
+
+/// A nullable handle column (`identity`, `renamed_to`) as read, in either database.
+pub(crate) fn optional_handle(
+    bytes: Option<&[u8]>,
+    what: &str,
+) -> Result<Option<RecordHandle>, StoreError> {
+    bytes
+        .map(|bytes| Ok(RecordHandle::from_bytes(bytes32(bytes, what)?)))
+        .transpose()
 }
 
 /// A device id read from the database.

@@ -64,6 +64,14 @@ pub enum StoreError {
         entity: Entity,
         handle: RecordHandle,
     },
+    /// A rename names a new handle the batch does not upsert or an old handle it does not
+    /// delete, or names one handle in two renames: half a rename cannot be applied, and
+    /// linking records the batch does not change would give two records one identity.
+    #[error("{entity:?} rename of {handle:?} lacks its upsert or delete in the same batch")]
+    UnpairedRename {
+        entity: Entity,
+        handle: RecordHandle,
+    },
     /// The device never enrolled; its batches have no chain to continue.
     #[error("unknown device {0}")]
     UnknownDevice(DeviceId),
@@ -145,6 +153,13 @@ pub enum StoreError {
     /// [`MAX_QUEUED_COMMANDS`]: super::MAX_QUEUED_COMMANDS
     #[error("{max} commands are already waiting for device {0}", max = super::MAX_QUEUED_COMMANDS)]
     CommandQueueFull(DeviceId),
+    /// A school to register (or move) is registered with another site: a school belongs to
+    /// one site, and only an operator's move changes which.
+    #[error("school {school} is registered with site {site}")]
+    SchoolElsewhere { school: String, site: SiteId },
+    /// No site is registered with this school (the move command names it by its numbers).
+    #[error("no site is registered with school {0}")]
+    UnknownSchool(String),
     /// The store was configured with something it cannot use (e.g. a schema name).
     #[error("invalid store configuration: {0}")]
     Config(String),

@@ -17,7 +17,8 @@
 //! and chain heads (`devices`), roster records and batches (`records`), enrollment tokens
 //! (`tokens`), consumer clients (`consumers`), operator accounts and audit (`operators`),
 //! releases (`releases`), transfer windows (`windows`), the last heartbeats and command
-//! queue of the fleet (`fleet`) and the sign-in lock (`sign_in`). Two backends implement them all:
+//! queue of the fleet (`fleet`), the sign-in lock (`sign_in`) and the schools each site is
+//! registered with (`sites`). Two backends implement them all:
 //! [`SqliteStore`], the embedded default, and [`PostgresStore`], the production store, each
 //! split into files named like the areas, so a method's two versions sit in same-named files.
 //! What a batch means (which versions to close, which to insert) is decided once, in
@@ -39,6 +40,7 @@ pub mod postgres;
 mod records;
 mod releases;
 mod sign_in;
+mod sites;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -64,6 +66,7 @@ pub use releases::{
     UpdateCounts, UpdateEvent, UpdateState,
 };
 pub use sign_in::{SignInAllowance, SignInStore};
+pub use sites::SiteStore;
 pub use sqlite::SqliteStore;
 pub use timestamp::Timestamp;
 pub use tokens::{token_id, EnrollRequest, Enrolled, NewToken, TokenRecord, TokenStore};
@@ -74,7 +77,7 @@ pub use windows::{NewWindow, TransferWindow, WindowState, WindowStore};
 pub mod prelude {
     pub use super::{
         ConsumerStore, DeviceStore, FleetStore, OperatorStore, RecordStore, ReleaseStore,
-        SignInStore, Store, TokenStore, WindowStore,
+        SignInStore, SiteStore, Store, TokenStore, WindowStore,
     };
 }
 
@@ -88,7 +91,7 @@ pub trait Store
 where
     Self: DeviceStore + TokenStore + RecordStore + ConsumerStore,
     Self: OperatorStore + ReleaseStore + WindowStore,
-    Self: FleetStore + SignInStore,
+    Self: FleetStore + SignInStore + SiteStore,
 {
 }
 
@@ -102,6 +105,7 @@ impl<T> Store for T where
         + WindowStore
         + FleetStore
         + SignInStore
+        + SiteStore
         + ?Sized
 {
 }

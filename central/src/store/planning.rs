@@ -2,6 +2,10 @@
 //! payload before any database is touched, [`plan`] turns it and the current versions into
 //! the versions to close and insert. The backends only read current versions and write the
 //! plan, so they cannot disagree on semantics.
+//!
+//! A record keeps one identity across renames: a version stores `identity` only when it
+//! differs from its own handle (the handle of the record's first version, carried from the
+//! renamed record), and every new version of a record carries its current version's identity.
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,6 +33,9 @@ pub(crate) enum Prepared {
     Delta {
         upserts: Vec<Row>,
         deletes: Vec<(Entity, RecordHandle)>,
+        /// `(entity, old handle, new handle)`: each new handle is among `upserts`, each old
+        /// among `deletes`.
+        renames: Vec<(Entity, RecordHandle, RecordHandle)>,
     },
     Snapshot {
         rows: Vec<Row>,
@@ -40,7 +47,9 @@ impl Prepared {
     /// for a snapshot, which needs all of the site's.
     pub(super) fn touched(&self) -> Option<Vec<(Entity, RecordHandle)>> {
         match self {
-            Prepared::Delta { upserts, deletes } => Some(
+            Prepared::Delta {
+                upserts, deletes, ..
+            } => Some(
                 upserts
                     .iter()
                     .map(|row| (row.entity, row.handle))
@@ -55,7 +64,8 @@ impl Prepared {
 /// Checks a payload against the site secret and encodes its records.
 ///
 /// Upserts must carry the handle central computes from their key; snapshot records get
-/// theirs computed. No record may appear twice.
+/// theirs computed. No record may appear twice. A rename's new handle must be upserted and
+/// its old handle deleted by the same delta, each in one rename only.
 ///
 /// Encoding (an HMAC for the handle, a SHA-256 digest and the JSON of every record) is most
 /// of the CPU an apply costs, so it runs on all cores ([`par_map`]); the checks then run in
@@ -78,7 +88,12 @@ pub(crate) fn prepare(payload: &Payload, secret: &SiteSecret) -> Result<Prepared
                     deletes.push((entity, *handle));
                 }
             }
-            Ok(Prepared::Delta { upserts, deletes })
+            let renames = paired_renames(delta, &upserts, &deletes)?;
+            Ok(Prepared::Delta {
+                upserts,
+                deletes,
+                renames,
+            })
         }
         Payload::Snapshot(roster) => {
             let mut rows = Vec::with_capacity(
@@ -114,6 +129,36 @@ pub(crate) fn row_order(a: &Row, b: &Row) -> std::cmp::Ordering {
     entity_name(a.entity)
         .cmp(entity_name(b.entity))
         .then_with(|| a.handle.cmp(&b.handle))
+}
+
+/// The delta's renames, each checked to have its new handle upserted and its old handle
+/// deleted in this delta, and no handle in two renames.
+fn paired_renames(
+    delta: &skolebro_protocol::Delta,
+    upserts: &[Row],
+    deletes: &[(Entity, RecordHandle)],
+) -> Result<Vec<(Entity, RecordHandle, RecordHandle)>, StoreError> {
+    if !delta.has_renames() {
+        return Ok(Vec::new());
+    }
+    let upserted: HashSet<(Entity, RecordHandle)> =
+        upserts.iter().map(|row| (row.entity, row.handle)).collect();
+    let deleted: HashSet<&(Entity, RecordHandle)> = deletes.iter().collect();
+    let mut named = HashSet::new();
+    let mut renames = Vec::new();
+    for entity in Entity::ALL {
+        for &(from, to) in delta.renames(entity) {
+            let unpaired = |handle| StoreError::UnpairedRename { entity, handle };
+            if !deleted.contains(&(entity, from)) || !named.insert((entity, from)) {
+                return Err(unpaired(from));
+            }
+            if !upserted.contains(&(entity, to)) || !named.insert((entity, to)) {
+                return Err(unpaired(to));
+            }
+            renames.push((entity, from, to));
+        }
+    }
+    Ok(renames)
 }
 
 fn claim(
@@ -208,41 +253,101 @@ fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> 
     })
 }
 
-/// The current version of a record as the plan needs it: its row id and content digest.
+/// The current version of a record as the plan needs it: its row id, content digest and
+/// stored identity (`None`: its own handle).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Current {
     pub id: i64,
     pub digest: Digest,
+    pub identity: Option<RecordHandle>,
+}
+
+/// One version to insert, with the identity to store beside it (`None`: its own handle).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Insert<'a> {
+    pub row: &'a Row,
+    pub identity: Option<RecordHandle>,
 }
 
 pub(crate) type CurrentVersions = HashMap<(Entity, RecordHandle), Current>;
 
-/// What to write for one batch: versions to close (by row id), then versions to insert.
+/// What to write for one batch: versions to close (by row id), the new handle to note on
+/// those a rename closed, then versions to insert.
 #[derive(Debug, Default)]
 pub(crate) struct Plan<'a> {
     pub close: Vec<i64>,
-    pub insert: Vec<&'a Row>,
+    pub renamed_to: Vec<(i64, RecordHandle)>,
+    pub insert: Vec<Insert<'a>>,
     pub changes: Changes,
+    /// Identities renamed records carry away from their own handle: a new record whose
+    /// handle is one of them gets another identity ([`reused_key_identity`]).
+    taken: HashSet<(Entity, RecordHandle)>,
 }
 
+/// The site's current records whose identity is not their own handle, as
+/// `(entity, handle) -> identity`.
+pub(crate) type RenamedIdentities = HashMap<(Entity, RecordHandle), RecordHandle>;
+
 /// Decides which versions a prepared batch closes and inserts, given the current versions of
-/// the records it touches (all of the site's for a snapshot). The versions to insert come out
-/// in [`row_order`].
-pub(crate) fn plan(prepared: &Prepared, mut current: CurrentVersions) -> Plan<'_> {
-    let mut plan = Plan::default();
+/// the records it touches (all of the site's for a snapshot) and the site's renamed current
+/// records. The versions to insert come out in [`row_order`].
+pub(crate) fn plan<'a>(
+    prepared: &'a Prepared,
+    mut current: CurrentVersions,
+    renamed: &RenamedIdentities,
+) -> Plan<'a> {
+    let mut plan = Plan {
+        taken: renamed
+            .iter()
+            .map(|(&(entity, _), &identity)| (entity, identity))
+            .collect(),
+        ..Plan::default()
+    };
     match prepared {
-        Prepared::Delta { upserts, deletes } => {
+        Prepared::Delta {
+            upserts,
+            deletes,
+            renames,
+        } => {
+            // New handle -> old handle of each rename.
+            let renamed_from: HashMap<(Entity, RecordHandle), RecordHandle> = renames
+                .iter()
+                .map(|&(entity, from, to)| ((entity, to), from))
+                .collect();
+            // Old handle -> new handle of the renames that carried an identity over.
+            let mut continued: HashMap<(Entity, RecordHandle), RecordHandle> = HashMap::new();
             // `prepare` let no record appear twice, so each current version is taken once.
             for row in upserts {
-                plan.upsert(row, current.remove(&(row.entity, row.handle)));
+                let key = (row.entity, row.handle);
+                let existing = current.remove(&key);
+                let old = renamed_from.get(&key).and_then(|from| {
+                    let old = current.get(&(row.entity, *from))?;
+                    Some((*from, old.identity.unwrap_or(*from)))
+                });
+                match (existing, old) {
+                    // The new handle is new here and the old one is current: one record,
+                    // renamed. Its identity goes over to the new handle.
+                    (None, Some((from, identity))) => {
+                        plan.insert.push(Insert {
+                            row,
+                            identity: (identity != row.handle).then_some(identity),
+                        });
+                        plan.changes.renamed += 1;
+                        continued.insert((row.entity, from), row.handle);
+                    }
+                    (existing, _) => plan.upsert(row, existing),
+                }
             }
             for key in deletes {
                 if let Some(existing) = current.remove(key) {
                     plan.close.push(existing.id);
-                    plan.changes.removed += 1;
+                    match continued.get(key) {
+                        Some(to) => plan.renamed_to.push((existing.id, *to)),
+                        None => plan.changes.removed += 1,
+                    }
                 }
             }
-            plan.insert.sort_unstable_by(|a, b| row_order(a, b));
+            plan.insert.sort_unstable_by(|a, b| row_order(a.row, b.row));
         }
         Prepared::Snapshot { rows } => {
             plan.insert.reserve(rows.len());
@@ -265,13 +370,40 @@ impl<'a> Plan<'a> {
             Some(existing) if existing.digest == row.digest => self.changes.unchanged += 1,
             Some(existing) => {
                 self.close.push(existing.id);
-                self.insert.push(row);
+                self.insert.push(Insert {
+                    row,
+                    identity: existing.identity,
+                });
                 self.changes.changed += 1;
             }
             None => {
-                self.insert.push(row);
+                self.insert.push(Insert {
+                    row,
+                    identity: reused_key_identity(&self.taken, row.entity, row.handle),
+                });
                 self.changes.added += 1;
             }
         }
     }
+}
+
+/// The identity of a new record whose key a renamed record had as its first key: that
+/// record's consumer id derives from this handle, so the new record, another person, must not
+/// share it. `None` (its own handle) when the handle is free, else the first of a chain of
+/// SHA-256 values over the handle that no current record carries.
+fn reused_key_identity(
+    taken: &HashSet<(Entity, RecordHandle)>,
+    entity: Entity,
+    handle: RecordHandle,
+) -> Option<RecordHandle> {
+    use sha2::{Digest as _, Sha256};
+
+    let mut candidate = handle;
+    while taken.contains(&(entity, candidate)) {
+        let mut hasher = Sha256::new();
+        hasher.update(b"skolebro reused key identity");
+        hasher.update(candidate.as_bytes());
+        candidate = RecordHandle::from_bytes(hasher.finalize().into());
+    }
+    (candidate != handle).then_some(candidate)
 }

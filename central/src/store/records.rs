@@ -3,6 +3,8 @@
 //! transfers the operators' views and the consumer API read back. What a batch means is
 //! decided in `planning`; the checks of the chain against the stored head are here.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use skolebro_protocol::{
     ChainHead, DeviceId, Enrollment, Entity, Group, Opened, Payload, Record, RecordHandle, Roster,
@@ -30,10 +32,15 @@ pub struct Transfer {
 }
 
 /// One current version of a record with what the consumer API needs beside the content:
-/// its handle (to name it without its key) and since when it has been as it is.
+/// its handle, its identity (to name it without its key, the same across renames) and since
+/// when it has been as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CurrentRecord {
     pub handle: RecordHandle,
+    /// The handle of the record's first version: its own handle unless the source renamed
+    /// it, then the handle it had before. Consumer ids derive from this, so they survive a
+    /// rename.
+    pub identity: RecordHandle,
     pub record: AnyRecord,
     /// `valid_from` of the current version: OneRoster's `dateLastModified`.
     pub modified: Timestamp,
@@ -104,6 +111,10 @@ pub struct Changes {
     pub changed: u64,
     /// Records closed by a delete or by their absence from a snapshot.
     pub removed: u64,
+    /// Records the source gave a new key: the new handle continues the old one's identity,
+    /// and the old version is closed as renamed, counted neither as added nor as removed.
+    #[serde(default)]
+    pub renamed: u64,
     /// Records upserted (or in a snapshot) with the content already stored.
     pub unchanged: u64,
 }
@@ -157,6 +168,8 @@ pub struct Version {
     pub is_current: bool,
     /// When central stored this version.
     pub transaction_time: Timestamp,
+    /// Set on the version a rename closed: the handle the record continues under.
+    pub renamed_to: Option<RecordHandle>,
 }
 
 /// A transfer row as both databases read it, before its ids and counts are checked.
@@ -167,11 +180,12 @@ pub(crate) struct TransferRow {
     pub snapshot: bool,
     pub counts: [i64; 4],
     pub bytes: i64,
+    pub renamed: i64,
 }
 
 /// The columns a [`TransferRow`] is read from, in its field order.
 pub(crate) const TRANSFER_COLUMNS: &str =
-    "device, seq, at, snapshot, added, changed, removed, unchanged, bytes";
+    "device, seq, at, snapshot, added, changed, removed, unchanged, bytes, renamed";
 
 impl TransferRow {
     /// Reads a row selected with the columns above, in either database.
@@ -188,6 +202,7 @@ impl TransferRow {
                 row.column(7)?,
             ],
             bytes: row.column(8)?,
+            renamed: row.column(9)?,
         })
     }
 
@@ -206,6 +221,7 @@ impl TransferRow {
                 changed: count(changed)?,
                 removed: count(removed)?,
                 unchanged: count(unchanged)?,
+                renamed: count(self.renamed)?,
             },
             bytes: u64::try_from(self.bytes)
                 .map_err(|_| StoreError::Corrupt(format!("negative size {}", self.bytes)))?,
@@ -213,14 +229,16 @@ impl TransferRow {
     }
 }
 
-/// The four counts of a batch's changes as the databases store them.
-pub(crate) fn changes_to_db(changes: &Changes) -> [i64; 4] {
+/// The five counts of a batch's changes as the databases store them: added, changed,
+/// removed, unchanged, renamed.
+pub(crate) fn changes_to_db(changes: &Changes) -> [i64; 5] {
     let db = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     [
         db(changes.added),
         db(changes.changed),
         db(changes.removed),
         db(changes.unchanged),
+        db(changes.renamed),
     ]
 }
 
@@ -383,6 +401,15 @@ pub trait RecordStore: Send + Sync {
         site: &'a SiteId,
         entity: Entity,
     ) -> StoreFuture<'a, Vec<CurrentRecord>>;
+
+    /// The site's current records of every kind whose identity is not their own handle
+    /// (renamed by their source), as `(entity, handle) -> identity`: what the consumer API
+    /// resolves a reference by key through, so a renamed student's enrollments point at the
+    /// id the student keeps.
+    fn renamed_identities<'a>(
+        &'a self,
+        site: &'a SiteId,
+    ) -> StoreFuture<'a, HashMap<(Entity, RecordHandle), RecordHandle>>;
 
     /// The current school records of every site, sorted by site and skolenummer. Their
     /// fylkesnummer and kommunenummer decide which consumers and exports reach a site.

@@ -44,7 +44,7 @@ use crate::accounts::{
 use crate::audit;
 use crate::rate_limit::retry_after_seconds;
 use crate::state::UiState;
-use crate::store::{ConsumerScope, Role, Store, StoreError, Timestamp, UiUser};
+use crate::store::{Role, Store, StoreError, Timestamp, UiUser};
 
 /// The session cookie's name.
 const SESSION_COOKIE: &str = "skolebro_session";
@@ -121,16 +121,17 @@ impl Operator {
         PageError::NotFound { nav: self.nav() }
     }
 
-    /// The sites this operator may see, from the current school records.
+    /// The sites this operator may see. A municipality sees the sites registered with a
+    /// school of its kommune: the registration decides, never the records a device sent, so
+    /// a device naming another kommune's school cannot put its site in that kommune's view.
     pub(super) async fn view(&self, store: &dyn Store) -> Result<View, StoreError> {
         match (self.user.role, &self.user.kommune) {
             (Role::Municipality, Some(kommune)) => {
-                let scope = ConsumerScope::Kommune(kommune.clone());
-                let schools = store.current_schools().await?;
+                let schools = store.registered_schools().await?;
                 Ok(View::Only(
                     schools
                         .into_iter()
-                        .filter(|(_, school)| scope.covers(school))
+                        .filter(|(_, school)| school.kommunenummer == *kommune)
                         .map(|(site, _)| site)
                         .collect(),
                 ))

@@ -48,6 +48,11 @@ fn what_to_fix(code: &str) -> &'static str {
              column name, or add it to the agent's column profile."
         }
         "short_row" => "A row with fewer fields than the header; the missing fields are empty.",
+        "foreign_school" => {
+            "The export names a school this site is not registered with, so none of it was \
+             sent. Export only this site's schools, or ask operations to register or move the \
+             school."
+        }
         "no_school" => {
             "The export names no school, so its pupils reach no school's consumers. Export \
              from the school administration system, not from a learning platform."

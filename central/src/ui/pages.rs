@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
-use skolebro_protocol::{DeviceId, School, SiteId};
+use skolebro_protocol::{DeviceId, SiteId, SiteSchool};
 
 use super::auth::{CsrfForm, EmptyForm, Operator, View};
 use super::deviations::deviation_table;
@@ -62,11 +62,12 @@ struct DeviceRow {
     activity: DeviceActivity,
 }
 
-/// The devices the operator may see, sorted by id, with school names per site.
+/// The devices the operator may see, sorted by id, with the schools each site is
+/// registered with (their names are the site's names; the records' are not trusted).
 async fn visible_devices(
     state: &UiState,
     view: &View,
-) -> Result<(Vec<DeviceRow>, BTreeMap<SiteId, Vec<School>>), StoreError> {
+) -> Result<(Vec<DeviceRow>, BTreeMap<SiteId, Vec<SiteSchool>>), StoreError> {
     let store = state.app.store.as_ref();
     let mut activities = store.fleet_activity().await?;
     let devices = store
@@ -80,8 +81,8 @@ async fn visible_devices(
             record,
         })
         .collect();
-    let mut schools: BTreeMap<SiteId, Vec<School>> = BTreeMap::new();
-    for (site, school) in store.current_schools().await? {
+    let mut schools: BTreeMap<SiteId, Vec<SiteSchool>> = BTreeMap::new();
+    for (site, school) in store.registered_schools().await? {
         if view.sees(&site) {
             schools.entry(site).or_default().push(school);
         }
@@ -89,7 +90,7 @@ async fn visible_devices(
     Ok((devices, schools))
 }
 
-fn school_names(schools: &BTreeMap<SiteId, Vec<School>>, site: &SiteId) -> String {
+fn school_names(schools: &BTreeMap<SiteId, Vec<SiteSchool>>, site: &SiteId) -> String {
     schools.get(site).map_or_else(String::new, |schools| {
         schools
             .iter()
@@ -279,13 +280,13 @@ pub(crate) async fn site(
         body.push_str(
             "<table id=\"transfers\"><tr><th>Applied</th><th>Device</th><th>Batch</th>\
              <th>Kind</th><th>Size</th><th>Added</th><th>Changed</th><th>Removed</th>\
-             <th>Unchanged</th><th>Deadline</th></tr>",
+             <th>Renamed</th><th>Unchanged</th><th>Deadline</th></tr>",
         );
         for transfer in &transfers {
             let _ = write!(
                 body,
                 "<tr><td>{}</td><td>{}</td><td>#{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 when(Some(transfer.at), now),
                 escape(transfer.device.as_str()),
                 transfer.seq.0,
@@ -302,6 +303,7 @@ pub(crate) async fn site(
                 transfer.changes.added,
                 transfer.changes.changed,
                 transfer.changes.removed,
+                transfer.changes.renamed,
                 transfer.changes.unchanged,
                 late_note(&windows, site_schools, transfer.at),
             );

@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
-use skolebro_protocol::School;
+use skolebro_protocol::SiteSchool;
 
 use super::auth::{CsrfForm, Operator};
 use super::error::PageError;
@@ -101,9 +101,16 @@ fn report_cells(report: &WindowReport<'_>) -> (String, String) {
 }
 
 /// The note on a site page's transfer applied at `at`: which window it was late for, if
-/// any, given the site's current schools.
-pub(crate) fn late_note(windows: &[TransferWindow], schools: &[School], at: Timestamp) -> String {
-    let counties = schools.iter().filter_map(Fylke::of_school).collect();
+/// any, given the schools the site is registered with.
+pub(crate) fn late_note(
+    windows: &[TransferWindow],
+    schools: &[SiteSchool],
+    at: Timestamp,
+) -> String {
+    let counties = schools
+        .iter()
+        .filter_map(|school| Fylke::of_kommune(&school.kommunenummer))
+        .collect();
     match late_for(windows, &counties, at) {
         Some(window) => format!(
             "<span class=\"warn\">Late for {}</span>",

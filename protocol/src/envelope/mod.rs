@@ -44,6 +44,7 @@ use crate::roster::Roster;
 mod error;
 mod ids;
 mod keys;
+mod payload;
 
 pub use error::EnvelopeError;
 pub use ids::{DeviceId, InvalidId, Seq, SiteId};
@@ -162,7 +163,12 @@ impl ChainHead {
 /// central reads it unambiguously as "this is everything; whatever is not here is gone".
 /// Central derives record handles from the source keys with the site secret it shares with the
 /// agent (decision 1), exactly as the agent does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its encoding is versioned by the postcard variant index (the table is in `envelope/payload.rs`):
+/// 0 is a delta of the first payload version (no renames), 1 a snapshot, 2 a delta with
+/// renames. A delta is written as variant 0 whenever it has no rename, so the common case
+/// keeps its bytes and reads at a central that predates renames.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
     Delta(Delta),
     Snapshot(Roster),
@@ -623,6 +629,7 @@ mod tests {
             students: EntityDelta {
                 upserts: vec![(secret.handle(Entity::Student, "e1"), student("e1"))],
                 deletes: vec![secret.handle(Entity::Student, "e0")],
+                renames: Vec::new(),
             },
             ..Delta::default()
         };

@@ -36,6 +36,9 @@ pub enum ReadErrorKind {
     Syntax { format: Format, reason: String },
     #[error("the export is larger than the {limit} bytes allowed")]
     TooLarge { limit: u64 },
+    /// The records read would take more memory than reading may use: refused, not read on.
+    #[error("its records need more than the {} MiB of memory reading an export may use (`read_budget_mib` in agent.toml); it was not read", budget >> 20)]
+    OverBudget { budget: u64 },
 }
 
 impl ReadError {

@@ -8,6 +8,7 @@
 //! deviations, and reading goes on.
 
 pub mod elevliste;
+pub mod encoding;
 pub mod error;
 pub mod format;
 pub mod ims_enterprise;
@@ -20,6 +21,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
+use crate::deviation::Position;
 use crate::validate::{RosterBuilder, Validated, ValidationOptions};
 
 pub use elevliste::ColumnProfile;
@@ -36,6 +38,10 @@ pub struct ReaderOptions {
     /// Parse and validate on two threads. Worth it for one large export; a caller reading
     /// two exports at once already keeps both cores busy and turns it off.
     pub pipelined: bool,
+    /// The memory, in bytes, the records of one export may take while it is read (an
+    /// estimate per record); an export over it is refused with
+    /// [`ReadErrorKind::OverBudget`] naming where. `None`: unbounded.
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for ReaderOptions {
@@ -44,6 +50,7 @@ impl Default for ReaderOptions {
             validation: ValidationOptions::default(),
             columns: ColumnProfile::default(),
             pipelined: true,
+            memory_budget: None,
         }
     }
 }
@@ -59,6 +66,9 @@ pub fn read_export(
         None => detect(path)?,
     };
     let mut builder = RosterBuilder::new(options.validation);
+    if let Some(budget) = options.memory_budget {
+        builder.set_budget(budget);
+    }
     match format {
         Format::Elevliste => {
             elevliste::read(path, &options.columns, options.pipelined, &mut builder)?
@@ -67,11 +77,18 @@ pub fn read_export(
         Format::OneRosterJson => oneroster_json::read(path, &mut builder)?,
         Format::ImsEnterprise => ims_enterprise::read(path, &mut builder)?,
     }
+    if let (Some(budget), Some((file, at))) = (options.memory_budget, builder.over_budget()) {
+        let error = ReadError::new(Path::new(file), ReadErrorKind::OverBudget { budget });
+        return Err(match at {
+            Position::Line(line) => error.at_line(*line),
+            Position::Record(record) => error.in_field(format!("record {record}")),
+        });
+    }
     Ok((format, builder.finish()))
 }
 
 /// Detects the format: a folder or `.zip` is OneRoster CSV; otherwise the first
-/// non-blank character decides (`<` XML, `{` JSON, anything else elevliste).
+/// non-blank character decides (`<` XML, `{` JSON, anything else elevliste), in UTF-16 too.
 pub fn detect(path: &Path) -> Result<Format, ReadError> {
     let is_zip = path
         .extension()
@@ -84,7 +101,14 @@ pub fn detect(path: &Path) -> Result<Format, ReadError> {
     file.take(512)
         .read_to_end(&mut head)
         .map_err(|e| ReadError::new(path, e.into()))?;
-    let text = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
+    let text = match encoding::utf16_order(&head) {
+        Some(utf16) => utf16
+            .decode_with_bom_removal(&head)
+            .0
+            .into_owned()
+            .into_bytes(),
+        None => head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head).to_vec(),
+    };
     Ok(
         match text.iter().find(|b| !b.is_ascii_whitespace()).copied() {
             Some(b'<') => Format::ImsEnterprise,
@@ -92,4 +116,68 @@ pub fn detect(path: &Path) -> Result<Format, ReadError> {
             _ => Format::Elevliste,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An elevliste of `rows` pupils with valid synthetic-free keys.
+    fn export(dir: &Path, rows: usize) -> std::path::PathBuf {
+        let mut text =
+            String::from("Skolenummer;Klasse;Elevnummer;Fødselsnummer;Etternavn;Fornavn\n");
+        for row in 0..rows {
+            text.push_str(&format!("46505;1A;elev{row};;Nordmann;Kari\n"));
+        }
+        let path = dir.join("elevliste.csv");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_export_whose_records_outgrow_the_memory_budget_is_refused_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = export(dir.path(), 20_000);
+        let options = ReaderOptions {
+            memory_budget: Some(1 << 20),
+            ..ReaderOptions::default()
+        };
+        let error = read_export(&path, None, &options).unwrap_err();
+        assert!(matches!(error.kind, ReadErrorKind::OverBudget { budget } if budget == 1 << 20));
+        let line = error.line.expect("the line where the budget ran out");
+        assert!((1_000..20_000).contains(&line), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("elevliste.csv:"), "{message}");
+        assert!(message.contains("more than the 1 MiB"), "{message}");
+
+        let roomy = ReaderOptions {
+            memory_budget: Some(64 << 20),
+            ..ReaderOptions::default()
+        };
+        let (_, validated) = read_export(&path, None, &roomy).unwrap();
+        assert_eq!(validated.roster.students.len(), 20_000);
+    }
+
+    #[test]
+    fn records_left_out_do_not_count_against_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text =
+            String::from("Skolenummer;Klasse;Elevnummer;Fødselsnummer;Etternavn;Fornavn\n");
+        for row in 0..20_000 {
+            text.push_str(&format!("46505;1A;elev{row};16881774198;Nordmann;Kari\n"));
+        }
+        let path = dir.path().join("elevliste.csv");
+        std::fs::write(&path, text).unwrap();
+        let options = ReaderOptions {
+            memory_budget: Some(1 << 20),
+            ..ReaderOptions::default()
+        };
+        let (_, validated) = read_export(&path, None, &options).unwrap();
+        assert_eq!(
+            validated.roster.students.len(),
+            1,
+            "one person per national id"
+        );
+        assert_eq!(validated.errors(), 19_999);
+    }
 }

@@ -24,6 +24,7 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use skolebro_protocol::{Enrollment, Entity, Gender, School, Student};
 
+use super::encoding::Text;
 use super::error::{open, ReadError, ReadErrorKind};
 use super::format::Format;
 use crate::deviation::{shown, Code, Position, Severity};
@@ -83,7 +84,7 @@ const KNOWN_FIELDS: &[&str] = &[
 pub fn read(path: &Path, builder: &mut RosterBuilder) -> Result<(), ReadError> {
     let guard = Rc::new(Guard::default());
     let input = Guarded {
-        inner: open(path)?,
+        inner: Text::new(open(path)?).map_err(|e| ReadError::new(path, e.into()))?,
         guard: Rc::clone(&guard),
     };
     builder.begin_file(&path.display().to_string());

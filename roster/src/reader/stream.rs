@@ -12,12 +12,25 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// Wraps a byte stream so that a line longer than [`MAX_LINE_BYTES`] ends the read with an
 /// error instead of growing a buffer without bound. It also notes where newlines are, so a
 /// parser that reads ahead can still tell which line a record starts on.
+///
+/// Only the newlines of the last buffer handed out are kept by position. The csv parser
+/// reads through a buffer it empties before asking for more, so when `read` is called every
+/// byte handed out before has been parsed, and each record still to come ends at or past
+/// them: of those newlines only their count and where the last one sits are needed. So a
+/// file of blank lines, which the parser skips without returning a record, costs nothing
+/// per line.
 pub struct LineLimit<R> {
     inner: R,
     line: u64,
     run: usize,
     offset: u64,
     newlines: VecDeque<u64>,
+    /// Newlines of earlier buffers not yet reported by [`LineLimit::newlines_before`].
+    folded: u64,
+    /// Where the last of those sits.
+    folded_last: Option<u64>,
+    #[cfg(test)]
+    most_queued: usize,
     /// Double quotes read so far. Quoting pairs them, so an odd count at the end means the
     /// file ends inside a quoted field: it was cut off.
     quotes: u64,
@@ -31,6 +44,10 @@ impl<R: BufRead> LineLimit<R> {
             run: 0,
             offset: 0,
             newlines: VecDeque::new(),
+            folded: 0,
+            folded_last: None,
+            #[cfg(test)]
+            most_queued: 0,
             quotes: 0,
         }
     }
@@ -44,8 +61,8 @@ impl<R: BufRead> LineLimit<R> {
     /// last of them sits right before `offset`. The caller keeps the running line count; the
     /// queue holds only what the parser has not reached yet.
     pub fn newlines_before(&mut self, offset: u64) -> (u64, bool) {
-        let mut passed = 0;
-        let mut last = None;
+        let mut passed = std::mem::take(&mut self.folded);
+        let mut last = self.folded_last.take().filter(|&at| at < offset);
         while let Some(at) = self.newlines.front().copied().filter(|&at| at < offset) {
             self.newlines.pop_front();
             passed += 1;
@@ -59,6 +76,12 @@ impl<R: BufRead> LineLimit<R> {
     /// and skips the LF with the next row).
     pub fn newline_at(&self, offset: u64) -> bool {
         self.newlines.front() == Some(&offset)
+    }
+
+    /// The most newlines held by position at once, for the tests that bound them.
+    #[cfg(test)]
+    pub(super) fn most_queued(&self) -> usize {
+        self.most_queued
     }
 
     /// Whether the bytes read so far leave a quoted field open.
@@ -96,6 +119,11 @@ impl<R: BufRead> Read for LineLimit<R> {
             n
         };
         self.inner.consume(n);
+        if let Some(&last) = self.newlines.back() {
+            self.folded += self.newlines.len() as u64;
+            self.folded_last = Some(last);
+            self.newlines.clear();
+        }
         let mut start = 0;
         for at in memchr::memchr_iter(b'\n', &buf[..n]) {
             self.run += at - start;
@@ -109,6 +137,10 @@ impl<R: BufRead> Read for LineLimit<R> {
             self.run = 0;
             self.newlines.push_back(self.offset + at as u64);
             start = at + 1;
+        }
+        #[cfg(test)]
+        {
+            self.most_queued = self.most_queued.max(self.newlines.len());
         }
         self.run += n - start;
         self.quotes += memchr::memchr_iter(b'"', &buf[..n]).count() as u64;

@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 
 use compact_str::CompactString;
 
+use super::encoding::Text;
 use super::error::{ReadError, ReadErrorKind};
 use super::stream::{is_line_too_long, LineLimit};
 
 /// A table being streamed row by row.
 pub struct Table<R: BufRead> {
-    csv: csv::Reader<LineLimit<R>>,
+    csv: csv::Reader<LineLimit<Text<R>>>,
     file: PathBuf,
     headers: Vec<String>,
     normalized: Vec<String>,
@@ -70,8 +71,9 @@ impl<'a> Row<'a> {
 }
 
 impl<R: BufRead> Table<R> {
-    /// Starts reading a table and reads its header row.
+    /// Starts reading a table and reads its header row. A UTF-16 file is decoded first.
     pub fn new(path: &Path, input: R, delimiter: u8) -> Result<Table<R>, ReadError> {
+        let input = Text::new(input).map_err(|e| ReadError::new(path, e.into()))?;
         let csv = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             .has_headers(false)
@@ -148,10 +150,10 @@ impl<R: BufRead> Table<R> {
             if !self.read_record()? {
                 return Ok(None);
             }
+            let (line, terminated) = self.record_line();
             if is_blank(&self.record) {
                 continue;
             }
-            let (line, terminated) = self.record_line();
             // Only the last row can be unterminated. Ending inside a quoted field, or short
             // of the header's named fields, it is a row the writer had not finished: a short
             // row with its line end is a complete row with fields left out, reported by the
@@ -275,6 +277,20 @@ mod line_tests {
             let first = table.next_row().unwrap().unwrap().line;
             let second = table.next_row().unwrap().unwrap().line;
             assert_eq!((first, second), (2, 4), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn rows_after_many_blank_lines_keep_their_line_and_the_newlines_are_not_queued() {
+        for blank in ["\n", "\r\n", " \n", " \r\n"] {
+            let text = format!("a;b\n1;2\n{}3;4\r\n5;6", blank.repeat(100_000));
+            let mut table = Table::new(Path::new("t.csv"), text.as_bytes(), b';').unwrap();
+            let first = table.next_row().unwrap().unwrap().line;
+            let second = table.next_row().unwrap().unwrap().line;
+            let third = table.next_row().unwrap().unwrap().line;
+            let queued = table.csv.get_ref().most_queued();
+            assert_eq!((first, second, third), (2, 100_003, 100_004), "{blank:?}");
+            assert!(queued < 10_000, "{blank:?}: {queued} newlines queued");
         }
     }
 }

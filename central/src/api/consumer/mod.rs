@@ -1,13 +1,16 @@
 //! The consumer listener's handlers: the OAuth2 token endpoint ([`token`]) and the
-//! read-only OneRoster 1.1 subset it guards ([`oneroster`]), for a county's admission office
-//! or an LMS. Plain HTTP, served by [`crate::server`] when `consumer_listen` is set.
+//! read-only OneRoster 1.1 rostering service it guards ([`oneroster`]), for a county's
+//! admission office or an LMS, whose errors [`imsx`] writes in OneRoster's status shape.
+//! Plain HTTP, served by [`crate::server`] when `consumer_listen` is set.
 
+mod imsx;
 mod oneroster;
 mod token;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::map_response;
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -18,18 +21,15 @@ use crate::state::AppState;
 /// Largest request body on this listener: a token request is a few hundred bytes.
 const MAX_CONSUMER_BODY_BYTES: usize = 8 * 1024;
 
-/// The consumer listener's routes.
+/// The consumer listener's routes. The token endpoint keeps OAuth2's error shape (RFC 6749
+/// section 5.2); everything under [`BASE`] answers errors in OneRoster's.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let oneroster = Router::new()
+        .route(&format!("{BASE}/{{*path}}"), get(oneroster::get_resource))
+        .layer(map_response(imsx::rewrite));
     Router::new()
         .route("/oauth/token", post(token::post_token))
-        .route(
-            &format!("{BASE}/{{collection}}"),
-            get(oneroster::get_collection),
-        )
-        .route(
-            &format!("{BASE}/{{collection}}/{{id}}"),
-            get(oneroster::get_one),
-        )
+        .merge(oneroster)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_CONSUMER_BODY_BYTES))
         .with_state(state)

@@ -1,96 +1,87 @@
-//! The OneRoster endpoints of the consumer listener: one page of a collection, or one
-//! object by `sourcedId`, of the calling client's scope only ([`crate::oneroster`]).
+//! The OneRoster endpoint of the consumer listener: every path under
+//! [`crate::oneroster::BASE`] is read into a [`crate::oneroster::endpoint::Endpoint`] and
+//! answered from the calling client's scope only: one page of a list (with `X-Total-Count`
+//! and the paging `Link`s; a change feed with what was deleted since), or one object by
+//! `sourcedId`. Errors leave as `ApiError`s; the
+//! listener's `imsx` layer writes them in OneRoster's status shape.
 
 use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::token::bearer_client;
-use crate::api::error::{not_found, ApiError};
-use crate::oneroster::{scoped_items, Collection, ListQuery, PageRequest, BASE};
+use crate::api::error::ApiError;
+use crate::oneroster::deletions::deletions;
+use crate::oneroster::endpoint::{Endpoint, Missing};
+use crate::oneroster::links::{link_header, origin};
+use crate::oneroster::query::{parse_query, PageRequest};
+use crate::oneroster::{scoped_roster, Moment, Needs, BASE};
 use crate::state::AppState;
 
-/// `GET /ims/oneroster/v1p1/{collection}`: one page of the caller's objects, sorted by
-/// `sourcedId`, with `X-Total-Count` (of the caller's scope and filter) and a `Link` to the
-/// next page while there is one.
-pub(crate) async fn get_collection(
+/// `GET /ims/oneroster/v1p1/{path}`: a list of the caller's objects, filtered, sorted and
+/// paged as the query asks, or one object; `404` for a path the service does not have and
+/// for an object (or a list's parent) outside the caller's scope, whether it exists
+/// elsewhere or nowhere.
+pub(crate) async fn get_resource(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(collection): Path<String>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    uri: Uri,
+    Path(path): Path<String>,
 ) -> Result<Response, ApiError> {
     let client = bearer_client(&state, &headers).await?;
-    let Some(collection) = Collection::from_path(&collection) else {
-        return Err(not_found().await);
-    };
-    let Ok(Query(query)) = query else {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "the parameters served are limit, offset and filter",
+    let Some(endpoint) = Endpoint::parse(&path) else {
+        return Err(ApiError::not_found(
+            "not_found",
+            "no such endpoint in the OneRoster 1.1 rostering service",
         ));
     };
-    let page = PageRequest::from_query(query)
-        .map_err(|(code, detail)| ApiError::bad_request(code, detail))?;
-    let mut items = scoped_items(state.store.as_ref(), &client.scope, collection).await?;
-    if let Some(filter) = page.filter {
-        items.retain(|item| filter.matches(item.modified));
+    let kind = endpoint.kind();
+    let request = parse_query(&uri)
+        .and_then(|query| PageRequest::from_query(query, kind.fields()))
+        .map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
+    let Some(origin) = origin(&headers, &uri) else {
+        return Err(ApiError::bad_request(
+            "invalid_host",
+            "the Host header names no host, so no paging links can be written",
+        ));
+    };
+    let needs = Needs::of(endpoint.kinds());
+    let roster = scoped_roster(state.store.as_ref(), &client.scope, Moment::Now, needs).await?;
+    let mut objects = endpoint.select(&roster).map_err(|Missing::Object(kind)| {
+        ApiError::not_found(
+            "unknown_object",
+            format!("no {} with this sourcedId", kind.singular()),
+        )
+    })?;
+    if let Endpoint::One { .. } = endpoint {
+        let object = objects.into_iter().next().unwrap_or(Value::Null);
+        return Ok(Json(json!({ kind.singular(): request.select(object) })).into_response());
     }
-    items.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-    let total = items.len();
-    let objects: Vec<Value> = items
-        .into_iter()
-        .skip(page.offset)
-        .take(page.limit)
-        .map(|item| item.json)
-        .collect();
+    if let Some(since) = request.since().filter(|_| endpoint.is_collection()) {
+        let gone = deletions(state.store.as_ref(), &client.scope, since, &roster, kind).await?;
+        objects.extend(endpoint.select(&gone).unwrap_or_default());
+    }
+    let (page, total) = request.apply(objects);
     tracing::debug!(
         client = client.id,
-        collection = collection.plural(),
+        collection = kind.plural(),
         total,
-        served = objects.len(),
+        served = page.len(),
         "oneroster page read"
     );
-    let mut response = Json(json!({ collection.plural(): objects })).into_response();
+    let links = link_header(&format!("{origin}{BASE}/{path}"), &request, total);
+    let mut response = Json(json!({ kind.plural(): page })).into_response();
     let headers = response.headers_mut();
     headers.insert(
         HeaderName::from_static("x-total-count"),
         HeaderValue::from(total),
     );
-    let next = page.offset.saturating_add(page.limit);
-    if next < total {
-        if let Ok(link) = HeaderValue::from_str(&format!(
-            "<{BASE}/{}?limit={}&offset={next}>; rel=\"next\"",
-            collection.plural(),
-            page.limit
-        )) {
-            headers.insert(header::LINK, link);
-        }
+    if let Some(links) = links.and_then(|links| HeaderValue::from_str(&links).ok()) {
+        headers.insert(header::LINK, links);
     }
     Ok(response)
-}
-
-/// `GET /ims/oneroster/v1p1/{collection}/{sourcedId}`: one object of the caller's scope;
-/// 404 for an id that is not, whether it exists elsewhere or nowhere.
-pub(crate) async fn get_one(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path((collection, id)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let client = bearer_client(&state, &headers).await?;
-    let Some(collection) = Collection::from_path(&collection) else {
-        return Err(not_found().await);
-    };
-    let items = scoped_items(state.store.as_ref(), &client.scope, collection).await?;
-    match items.into_iter().find(|item| item.id == id) {
-        Some(item) => Ok(Json(json!({ collection.singular(): item.json })).into_response()),
-        None => Err(ApiError::not_found(
-            "unknown_object",
-            format!("no {} with this sourcedId", collection.singular()),
-        )),
-    }
 }

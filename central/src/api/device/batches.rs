@@ -6,11 +6,14 @@
 //! connection's certificate ([`DeviceIdentity`]: same device, same site) and the store's
 //! device record (known, not revoked, same site) -> [`open`] against the stored chain head
 //! (signature, chain, decryption; on a blocking thread, since a 16 MiB snapshot takes a
-//! while) -> [`Store::apply`](crate::store::Store::apply), which re-checks the chain inside
-//! its transaction, so a batch raced in by two requests is applied once and acked twice
-//! (DESIGN decisions 2 and 3). Nothing is stored unless every check passed.
+//! while) -> every school the payload upserts must be one the device's site is registered
+//! with ([`refuse_foreign_school`], else `403 wrong_school`) ->
+//! [`Store::apply`](crate::store::Store::apply), which re-checks the chain inside its
+//! transaction, so a batch raced in by two requests is applied once and acked twice (DESIGN
+//! decisions 2 and 3). Nothing is stored unless every check passed.
 //!
-//! Logs name devices, sequence numbers, error codes and counts, never record content.
+//! Logs name devices, sequence numbers, error codes and counts, never record content other
+//! than a refused school's numbers (public registry data).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +26,8 @@ use axum::{Extension, Json};
 use http_body_util::BodyExt as _;
 use skolebro_protocol::api::BatchAck;
 use skolebro_protocol::envelope::open;
-use skolebro_protocol::{Envelope, EnvelopeError, Seq};
+use skolebro_protocol::site::first_foreign;
+use skolebro_protocol::{Envelope, EnvelopeError, Opened, Payload, School, Seq, SiteId};
 use skolebro_provisioning::DeviceIdentity;
 
 use super::caller::authorize;
@@ -200,6 +204,7 @@ async fn ingest(
         }
     };
 
+    refuse_foreign_school(state, identity, &record.site, &opened).await?;
     match state
         .store
         .apply(IncomingBatch::from_opened(opened, bytes, Timestamp::now()))
@@ -212,6 +217,7 @@ async fn ingest(
                 added = changes.added,
                 changed = changes.changed,
                 removed = changes.removed,
+                renamed = changes.renamed,
                 unchanged = changes.unchanged,
                 "batch applied"
             );
@@ -227,6 +233,47 @@ async fn ingest(
         }
         Err(error) => Err(refuse_apply(identity, seq, error)),
     }
+}
+
+/// Refuses a batch that upserts a school the device's site is not registered with (DESIGN
+/// decision 1's "one school's Pi cannot change another school's roster", by school): a
+/// device speaks for its site's schools only, whatever its export says. A site with no
+/// registered school has every school refused.
+async fn refuse_foreign_school(
+    state: &AppState,
+    identity: &DeviceIdentity,
+    site: &SiteId,
+    opened: &Opened,
+) -> Result<(), ApiError> {
+    let schools: Vec<&School> = match &opened.payload {
+        Payload::Delta(delta) => delta.schools.upserts.iter().map(|(_, s)| s).collect(),
+        Payload::Snapshot(roster) => roster.schools.iter().collect(),
+    };
+    if schools.is_empty() {
+        return Ok(());
+    }
+    let registered = state.store.site_schools(site).await?;
+    let Some(foreign) = first_foreign(&registered, schools) else {
+        return Ok(());
+    };
+    // School numbers and names are public registry data, not personal data.
+    let kommune = foreign.kommunenummer.as_deref().unwrap_or("-");
+    tracing::warn!(
+        device = %identity.device,
+        seq = %opened.header.seq,
+        %site,
+        kommune,
+        skolenummer = %foreign.skolenummer,
+        "batch refused: wrong_school"
+    );
+    Err(ApiError::forbidden(
+        "wrong_school",
+        format!(
+            "the batch names school {} \"{}\" (kommune {kommune}), which site {site} is not \
+             registered with",
+            foreign.skolenummer, foreign.name
+        ),
+    ))
 }
 
 /// The `200` answer; the ack also goes into the response's extensions, where the metrics
@@ -272,6 +319,7 @@ fn refuse_apply(identity: &DeviceIdentity, seq: Seq, error: StoreError) -> ApiEr
         StoreError::BrokenChain { .. } => (StatusCode::BAD_REQUEST, "broken_chain"),
         StoreError::HandleMismatch { .. } => (StatusCode::BAD_REQUEST, "handle_mismatch"),
         StoreError::DuplicateRecord { .. }
+        | StoreError::UnpairedRename { .. }
         | StoreError::InvalidHead { .. }
         | StoreError::SeqOutOfRange(_) => (StatusCode::BAD_REQUEST, "malformed"),
         StoreError::UnknownDevice(_) => (StatusCode::FORBIDDEN, "unknown_device"),

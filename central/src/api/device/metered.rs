@@ -1,7 +1,7 @@
 //! The device listener's metrics layer: wraps `POST /v1/batches` and `POST /v1/heartbeat`
 //! and counts each answer in [`crate::metrics::Metrics`] by what it was, read from the
 //! response's extensions rather than its body: the [`BatchAck`] `batches::ack` puts there
-//! (applied or replayed), or the [`ErrorCode`] of every `ApiError` answer. A batch applied
+//! (applied or replayed), or the [`ErrorParts`] of every `ApiError` answer. A batch applied
 //! is also timed from the request's start, its body's arrival included. The handlers stay
 //! free of metric calls; what a refusal's code is stays decided in one place, the handler.
 
@@ -14,7 +14,7 @@ use axum::response::Response;
 use skolebro_protocol::api::BatchAck;
 use skolebro_provisioning::DeviceIdentity;
 
-use crate::api::error::ErrorCode;
+use crate::api::error::ErrorParts;
 use crate::state::AppState;
 
 /// What a refusal without an error body is counted as (an extractor's plain rejection).
@@ -62,6 +62,6 @@ pub(super) async fn count_heartbeat(
 fn code(response: &Response) -> &'static str {
     response
         .extensions()
-        .get::<ErrorCode>()
-        .map_or(UNCODED, |code| code.0)
+        .get::<ErrorParts>()
+        .map_or(UNCODED, |parts| parts.code)
 }

@@ -1,5 +1,9 @@
 //! `POST /admin/tokens`, `GET /admin/tokens` and `POST /admin/tokens/{id}/revoke`: the
 //! config sticks' one-time enrollment tokens, known to central only by their SHA-256.
+//!
+//! Registering a stick's token also registers its site's schools (the same schools the
+//! stick carries to the agent): sites are made when their sticks are, so this is where
+//! central learns which schools a site's devices may speak for (`crate::store::SiteStore`).
 
 use std::sync::Arc;
 
@@ -10,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
-use skolebro_protocol::SiteId;
+use skolebro_protocol::{SiteId, SiteSchool};
 
 use crate::api::error::ApiError;
 use crate::audit::{self, API_ACTOR};
@@ -31,7 +35,15 @@ pub(crate) struct NewTokenBody {
     site: String,
     site_name: String,
     expires_unix: u64,
+    /// The site's schools. Optional, so an older `skolebro-provision` can still register a
+    /// token; its site then has no school until an operator registers one, and its batches
+    /// naming a school are refused.
+    #[serde(default)]
+    schools: Vec<SiteSchool>,
 }
+
+/// Longest list of schools one token may register: a site is one school or a handful.
+const MAX_SCHOOLS: usize = 64;
 
 /// `POST /admin/tokens`: registers a stick's enrollment token by its hash.
 pub(crate) async fn post_token(
@@ -40,7 +52,7 @@ pub(crate) async fn post_token(
 ) -> Result<Response, ApiError> {
     let Ok(Json(body)) = body else {
         return Err(invalid_token(
-            "expected {\"token_sha256\", \"site\", \"site_name\", \"expires_unix\"}",
+            "expected {\"token_sha256\", \"site\", \"site_name\", \"expires_unix\", \"schools\"}",
         ));
     };
     let Some(token_sha256) = hex::decode(&body.token_sha256)
@@ -70,6 +82,17 @@ pub(crate) async fn post_token(
     else {
         return Err(invalid_token("expires_unix is out of range"));
     };
+    if body.schools.len() > MAX_SCHOOLS {
+        return Err(invalid_token(format!(
+            "a site has at most {MAX_SCHOOLS} schools"
+        )));
+    }
+    let schools = body
+        .schools
+        .into_iter()
+        .map(SiteSchool::checked)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| invalid_token(error.to_string()))?;
     let token = NewToken {
         token_sha256,
         site,
@@ -78,7 +101,13 @@ pub(crate) async fn post_token(
         expires: Timestamp(expires),
     };
     let id = token_id(&token_sha256);
-    let detail = format!("site {}, expires {}", token.site, token.expires);
+    let keys: Vec<String> = schools.iter().map(SiteSchool::key).collect();
+    let detail = format!(
+        "site {}, expires {}, schools [{}]",
+        token.site,
+        token.expires,
+        keys.join(", ")
+    );
     audit::record(
         state.store.as_ref(),
         API_ACTOR,
@@ -87,6 +116,22 @@ pub(crate) async fn post_token(
         &detail,
     )
     .await?;
+    match state
+        .store
+        .register_schools(&token.site, &schools, token.created)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::SchoolElsewhere { school, site }) => {
+            return Err(ApiError::conflict(
+                "school_elsewhere",
+                format!(
+                    "school {school} is registered with site {site};                      `skolebro-central site move` moves it"
+                ),
+            ))
+        }
+        Err(error) => return Err(error.into()),
+    }
     match state.store.create_token(&token).await {
         Ok(()) => {
             tracing::info!(token = id, site = %token.site, expires = %token.expires, "enrollment token registered");

@@ -27,6 +27,7 @@ mod operators;
 mod records;
 mod releases;
 mod sign_in;
+mod sites;
 mod tokens;
 mod windows;
 
@@ -75,6 +76,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         8,
         include_str!("../../../migrations/postgres/0008_shared_state.sql"),
+    ),
+    (
+        9,
+        include_str!("../../../migrations/postgres/0009_record_identity.sql"),
+    ),
+    (
+        10,
+        include_str!("../../../migrations/postgres/0010_site_schools.sql"),
     ),
 ];
 

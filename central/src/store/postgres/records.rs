@@ -2,6 +2,8 @@
 //! rosters, versions, counts and transfers. The types and the trait are in
 //! `crate::store::records`; the SQLite version of each method is in `sqlite/records.rs`.
 
+use std::collections::HashMap;
+
 use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
@@ -9,9 +11,13 @@ use tokio_postgres::GenericClient;
 
 use super::devices::{read_device, read_secret};
 use super::PostgresStore;
-use crate::store::columns::{bytes32, entity_from_name, entity_name, seq_to_db, stored_site};
+use crate::store::columns::{
+    bytes32, entity_from_name, entity_name, optional_handle, seq_to_db, stored_site,
+};
 use crate::store::error::{StoreError, StoreFuture};
-use crate::store::planning::{plan, prepare, Current, CurrentVersions, Prepared};
+use crate::store::planning::{
+    plan, prepare, Current, CurrentVersions, Insert, Prepared, RenamedIdentities,
+};
 use crate::store::records::{
     bytes_to_db, changes_to_db, check_batch, decode, decode_school, push_record, set_count,
     sort_roster, ApplyOutcome, ChainCheck, Counts, CurrentRecord, IncomingBatch, RecordStore,
@@ -28,7 +34,7 @@ const CHUNK: usize = 5_000;
 /// `record` is a `json` column written as `TEXT`: the binary format of `json` is its text
 /// (`json_recv` reads the bytes as text and validates them), so the JSON goes over the wire
 /// as it is, without a text-COPY escape pass.
-const COPY_TYPES: [Type; 9] = [
+const COPY_TYPES: [Type; 10] = [
     Type::TEXT,  // site
     Type::TEXT,  // entity
     Type::BYTEA, // handle
@@ -38,6 +44,7 @@ const COPY_TYPES: [Type; 9] = [
     Type::INT8,  // valid_to
     Type::BOOL,  // is_current
     Type::INT8,  // transaction_time
+    Type::BYTEA, // identity
 ];
 
 impl PostgresStore {
@@ -77,7 +84,8 @@ impl PostgresStore {
 
         let site = batch.site.as_str();
         let current = read_current(&tx, site, &prepared).await?;
-        let plan = plan(&prepared, current);
+        let renamed = read_renamed(&tx, site).await?;
+        let plan = plan(&prepared, current, &renamed);
         let at = batch.at.0;
         for ids in plan.close.chunks(CHUNK) {
             tx.execute(
@@ -87,19 +95,34 @@ impl PostgresStore {
             )
             .await?;
         }
+        if !plan.renamed_to.is_empty() {
+            let ids: Vec<i64> = plan.renamed_to.iter().map(|(id, _)| *id).collect();
+            let to: Vec<&[u8]> = plan
+                .renamed_to
+                .iter()
+                .map(|(_, to)| &to.as_bytes()[..])
+                .collect();
+            tx.execute(
+                "UPDATE records r SET renamed_to = k.renamed_to \
+                 FROM UNNEST($1::bigint[], $2::bytea[]) AS k (id, renamed_to) WHERE r.id = k.id",
+                &[&ids, &to],
+            )
+            .await?;
+        }
         if !plan.insert.is_empty() {
             // Binary COPY into the table itself, inside this transaction: the rows are
             // streamed as they are encoded, and the server decodes no text.
             let sink = tx
                 .copy_in(
                     "COPY records (site, entity, handle, digest, record, valid_from, valid_to, \
-                     is_current, transaction_time) FROM STDIN (FORMAT binary)",
+                     is_current, transaction_time, identity) FROM STDIN (FORMAT binary)",
                 )
                 .await?;
             let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
             let mut writer = std::pin::pin!(writer);
             let no_end: Option<i64> = None;
-            for row in &plan.insert {
+            for Insert { row, identity } in &plan.insert {
+                let identity = identity.as_ref().map(|identity| &identity.as_bytes()[..]);
                 writer
                     .as_mut()
                     .write(&[
@@ -112,6 +135,7 @@ impl PostgresStore {
                         &no_end,
                         &true,
                         &at,
+                        &identity,
                     ])
                     .await?;
             }
@@ -127,11 +151,12 @@ impl PostgresStore {
         )
         .await?;
         let changes = plan.changes;
-        let [added, changed, removed, unchanged] = changes_to_db(&changes);
+        let [added, changed, removed, unchanged, renamed] = changes_to_db(&changes);
         tx.execute(
             "INSERT INTO transfers \
-             (site, device, seq, at, snapshot, added, changed, removed, unchanged, bytes) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             (site, device, seq, at, snapshot, added, changed, removed, unchanged, bytes, \
+              renamed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             &[
                 &site,
                 &batch.device.as_str(),
@@ -143,6 +168,7 @@ impl PostgresStore {
                 &removed,
                 &unchanged,
                 &bytes_to_db(batch.bytes),
+                &renamed,
             ],
         )
         .await?;
@@ -176,7 +202,7 @@ async fn read_current<C: GenericClient + Sync>(
         None => {
             client
                 .query(
-                    "SELECT id, entity, handle, digest FROM records \
+                    "SELECT id, entity, handle, digest, identity FROM records \
                      WHERE site = $1 AND is_current",
                     &[&site],
                 )
@@ -194,7 +220,7 @@ async fn read_current<C: GenericClient + Sync>(
             // One index probe of `records_current` per named record.
             client
                 .query(
-                    "SELECT r.id, r.entity, r.handle, r.digest \
+                    "SELECT r.id, r.entity, r.handle, r.digest, r.identity \
                      FROM UNNEST($2::text[], $3::bytea[]) AS k (entity, handle) \
                      JOIN records r ON r.site = $1 AND r.entity = k.entity \
                       AND r.handle = k.handle AND r.is_current",
@@ -213,10 +239,36 @@ async fn read_current<C: GenericClient + Sync>(
             Current {
                 id: row.try_get(0)?,
                 digest,
+                identity: optional_handle(row.try_get(4)?, "identity")?,
             },
         );
     }
     Ok(current)
+}
+
+/// The site's current records whose identity is not their own handle.
+async fn read_renamed<C: GenericClient + Sync>(
+    client: &C,
+    site: &str,
+) -> Result<RenamedIdentities, StoreError> {
+    let rows = client
+        .query(
+            "SELECT entity, handle, identity FROM records \
+             WHERE site = $1 AND is_current AND identity IS NOT NULL",
+            &[&site],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                (
+                    entity_from_name(row.try_get(0)?)?,
+                    RecordHandle::from_bytes(bytes32(row.try_get(1)?, "handle")?),
+                ),
+                RecordHandle::from_bytes(bytes32(row.try_get(2)?, "identity")?),
+            ))
+        })
+        .collect()
 }
 
 impl RecordStore for PostgresStore {
@@ -276,7 +328,8 @@ impl RecordStore for PostgresStore {
             let conn = self.pool.get().await?;
             let rows = conn
                 .query(
-                    "SELECT record::text, valid_from, valid_to, is_current, transaction_time \
+                    "SELECT record::text, valid_from, valid_to, is_current, transaction_time, \
+                            renamed_to \
                      FROM ( \
                        SELECT * FROM records \
                        WHERE site = $1 AND entity = $2 AND handle = $3 AND is_current \
@@ -299,6 +352,7 @@ impl RecordStore for PostgresStore {
                         valid_to: row.try_get::<_, Option<i64>>(2)?.map(Timestamp),
                         is_current: row.try_get(3)?,
                         transaction_time: Timestamp(row.try_get(4)?),
+                        renamed_to: optional_handle(row.try_get(5)?, "renamed_to")?,
                     })
                 })
                 .collect()
@@ -314,7 +368,8 @@ impl RecordStore for PostgresStore {
             let conn = self.pool.get().await?;
             let rows = conn
                 .query(
-                    "SELECT handle, record::text, valid_from FROM records \
+                    "SELECT handle, record::text, valid_from, COALESCE(identity, handle) \
+                     FROM records \
                      WHERE site = $1 AND entity = $2 AND is_current ORDER BY handle",
                     &[&site.as_str(), &entity_name(entity)],
                 )
@@ -325,9 +380,20 @@ impl RecordStore for PostgresStore {
                         handle: RecordHandle::from_bytes(bytes32(row.try_get(0)?, "handle")?),
                         record: decode(entity, row.try_get(1)?)?,
                         modified: Timestamp(row.try_get(2)?),
+                        identity: RecordHandle::from_bytes(bytes32(row.try_get(3)?, "identity")?),
                     })
                 })
                 .collect()
+        })
+    }
+
+    fn renamed_identities<'a>(
+        &'a self,
+        site: &'a SiteId,
+    ) -> StoreFuture<'a, HashMap<(Entity, RecordHandle), RecordHandle>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            read_renamed(&*conn, site.as_str()).await
         })
     }
 

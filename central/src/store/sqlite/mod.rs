@@ -30,6 +30,7 @@ mod operators;
 mod records;
 mod releases;
 mod sign_in;
+mod sites;
 mod tokens;
 mod windows;
 
@@ -76,6 +77,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         8,
         include_str!("../../../migrations/sqlite/0008_shared_state.sql"),
+    ),
+    (
+        9,
+        include_str!("../../../migrations/sqlite/0009_record_identity.sql"),
+    ),
+    (
+        10,
+        include_str!("../../../migrations/sqlite/0010_site_schools.sql"),
     ),
 ];
 
@@ -253,6 +262,58 @@ mod tests {
             .await
             .expect("schema versions");
         assert_eq!(versions, MIGRATIONS.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_renames_opens_and_its_records_keep_their_identity() {
+        use skolebro_protocol::{Entity, SiteSecret};
+
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("central.db");
+        let site = suite::site_a();
+        let secret = SiteSecret::from_bytes([0xa1; 32]);
+        let handle = secret.handle(Entity::Student, "s1");
+        let student = suite::student("s1", "Kari");
+        {
+            // The schema and a record as the build before renames wrote them.
+            let mut conn = Connection::open(&path).expect("a database");
+            run_migrations(&mut conn, &MIGRATIONS[..8]).expect("the older schema");
+            conn.execute(
+                "INSERT INTO sites (site, secret) VALUES (?1, ?2)",
+                rusqlite::params![site.as_str(), &secret.as_bytes()[..]],
+            )
+            .expect("a site");
+            conn.execute(
+                "INSERT INTO records (site, entity, handle, digest, record, valid_from, \
+                 valid_to, is_current, transaction_time) \
+                 VALUES (?1, 'students', ?2, ?3, ?4, 1000, NULL, 1, 1000)",
+                rusqlite::params![
+                    site.as_str(),
+                    &handle.as_bytes()[..],
+                    &[0u8; 32][..],
+                    serde_json::to_string(&student).expect("encodes"),
+                ],
+            )
+            .expect("a record");
+        }
+        let store = SqliteStore::open(&path)
+            .await
+            .expect("the older database opens");
+        let records = store
+            .current_records(&site, Entity::Student)
+            .await
+            .expect("records read");
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].handle, handle);
+        assert_eq!(
+            records[0].identity, handle,
+            "the consumer id stays as it was"
+        );
+        assert!(store
+            .renamed_identities(&site)
+            .await
+            .expect("identities read")
+            .is_empty());
     }
 
     #[test]

@@ -2,14 +2,20 @@
 //! rosters, versions, counts and transfers. The types and the trait are in
 //! `crate::store::records`; the PostgreSQL version of each method is in `postgres/records.rs`.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId, SiteSecret};
 
 use super::devices::{read_device, read_secret};
 use super::{blocking, SqliteStore};
-use crate::store::columns::{bytes32, entity_from_name, entity_name, seq_to_db, stored_site};
+use crate::store::columns::{
+    bytes32, entity_from_name, entity_name, optional_handle, seq_to_db, stored_site,
+};
 use crate::store::error::{StoreError, StoreFuture};
-use crate::store::planning::{plan, prepare, Current, CurrentVersions, Prepared};
+use crate::store::planning::{
+    plan, prepare, Current, CurrentVersions, Insert, Prepared, RenamedIdentities,
+};
 use crate::store::records::{
     bytes_to_db, changes_to_db, check_batch, decode, decode_school, push_record, set_count,
     sort_roster, ApplyOutcome, ChainCheck, Counts, CurrentRecord, IncomingBatch, RecordStore,
@@ -66,7 +72,8 @@ fn apply_prepared(
 
     let site = batch.site.as_str();
     let current = read_current(&tx, site, &prepared)?;
-    let plan = plan(&prepared, current);
+    let renamed = read_renamed(&tx, site)?;
+    let plan = plan(&prepared, current, &renamed);
     let at = batch.at.0;
     {
         let mut close = tx.prepare_cached(
@@ -75,13 +82,17 @@ fn apply_prepared(
         for id in &plan.close {
             close.execute(params![at, id])?;
         }
+        let mut renamed = tx.prepare_cached("UPDATE records SET renamed_to = ?2 WHERE id = ?1")?;
+        for (id, to) in &plan.renamed_to {
+            renamed.execute(params![id, &to.as_bytes()[..]])?;
+        }
         let mut insert = tx.prepare_cached(
             "INSERT INTO records \
              (site, entity, handle, digest, record, valid_from, valid_to, is_current, \
-              transaction_time) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 1, ?6)",
+              transaction_time, identity) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 1, ?6, ?7)",
         )?;
-        for row in &plan.insert {
+        for Insert { row, identity } in &plan.insert {
             insert.execute(params![
                 site,
                 entity_name(row.entity),
@@ -89,6 +100,7 @@ fn apply_prepared(
                 &row.digest.as_bytes()[..],
                 row.json,
                 at,
+                identity.as_ref().map(|identity| &identity.as_bytes()[..]),
             ])?;
         }
     }
@@ -101,11 +113,11 @@ fn apply_prepared(
         ],
     )?;
     let changes = plan.changes;
-    let [added, changed, removed, unchanged] = changes_to_db(&changes);
+    let [added, changed, removed, unchanged, renamed] = changes_to_db(&changes);
     tx.execute(
         "INSERT INTO transfers \
-         (site, device, seq, at, snapshot, added, changed, removed, unchanged, bytes) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         (site, device, seq, at, snapshot, added, changed, removed, unchanged, bytes, renamed) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             site,
             batch.device.as_str(),
@@ -117,6 +129,7 @@ fn apply_prepared(
             removed,
             unchanged,
             bytes_to_db(batch.bytes),
+            renamed,
         ],
     )?;
     tx.commit()?;
@@ -133,7 +146,8 @@ fn read_current(
     match prepared.touched() {
         None => {
             let mut statement = conn.prepare_cached(
-                "SELECT id, entity, handle, digest FROM records WHERE site = ?1 AND is_current",
+                "SELECT id, entity, handle, digest, identity FROM records \
+                 WHERE site = ?1 AND is_current",
             )?;
             let mut rows = statement.query([site])?;
             while let Some(row) = rows.next()? {
@@ -146,30 +160,68 @@ fn read_current(
                     Current {
                         id: row.get(0)?,
                         digest,
+                        identity: optional_handle(
+                            row.get::<_, Option<Vec<u8>>>(4)?.as_deref(),
+                            "identity",
+                        )?,
                     },
                 );
             }
         }
         Some(keys) => {
             let mut statement = conn.prepare_cached(
-                "SELECT id, digest FROM records \
+                "SELECT id, digest, identity FROM records \
                  WHERE site = ?1 AND entity = ?2 AND handle = ?3 AND is_current",
             )?;
             for (entity, handle) in keys {
                 let found = statement
                     .query_row(
                         params![site, entity_name(entity), &handle.as_bytes()[..]],
-                        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
+                        |row| {
+                            Ok((
+                                row.get::<_, i64>(0)?,
+                                row.get::<_, Vec<u8>>(1)?,
+                                row.get::<_, Option<Vec<u8>>>(2)?,
+                            ))
+                        },
                     )
                     .optional()?;
-                if let Some((id, digest)) = found {
+                if let Some((id, digest, identity)) = found {
                     let digest = Digest::from_bytes(bytes32(&digest, "digest")?);
-                    current.insert((entity, handle), Current { id, digest });
+                    let identity = optional_handle(identity.as_deref(), "identity")?;
+                    current.insert(
+                        (entity, handle),
+                        Current {
+                            id,
+                            digest,
+                            identity,
+                        },
+                    );
                 }
             }
         }
     }
     Ok(current)
+}
+
+/// The site's current records whose identity is not their own handle.
+fn read_renamed(conn: &Connection, site: &str) -> Result<RenamedIdentities, StoreError> {
+    let mut identities = HashMap::new();
+    for entity in Entity::ALL {
+        // Per kind, so the query names the partial index's columns.
+        let mut statement = conn.prepare_cached(
+            "SELECT handle, identity FROM records \
+             WHERE site = ?1 AND entity = ?2 AND is_current AND identity IS NOT NULL",
+        )?;
+        let mut rows = statement.query(params![site, entity_name(entity)])?;
+        while let Some(row) = rows.next()? {
+            let handle = RecordHandle::from_bytes(bytes32(&row.get::<_, Vec<u8>>(0)?, "handle")?);
+            let identity =
+                RecordHandle::from_bytes(bytes32(&row.get::<_, Vec<u8>>(1)?, "identity")?);
+            identities.insert((entity, handle), identity);
+        }
+    }
+    Ok(identities)
 }
 
 /// Reads the versions a roster query selects; `sql` yields `entity, record`.
@@ -246,7 +298,8 @@ impl RecordStore for SqliteStore {
         let handle = *handle;
         Box::pin(self.call(move |conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT record, valid_from, valid_to, is_current, transaction_time FROM ( \
+                "SELECT record, valid_from, valid_to, is_current, transaction_time, renamed_to \
+                 FROM ( \
                    SELECT * FROM records \
                    WHERE site = ?1 AND entity = ?2 AND handle = ?3 AND is_current \
                    UNION ALL \
@@ -267,6 +320,10 @@ impl RecordStore for SqliteStore {
                     valid_to: row.get::<_, Option<i64>>(2)?.map(Timestamp),
                     is_current: row.get(3)?,
                     transaction_time: Timestamp(row.get(4)?),
+                    renamed_to: optional_handle(
+                        row.get::<_, Option<Vec<u8>>>(5)?.as_deref(),
+                        "renamed_to",
+                    )?,
                 });
             }
             Ok(versions)
@@ -281,7 +338,7 @@ impl RecordStore for SqliteStore {
         let site = site.clone();
         Box::pin(self.call(move |conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT handle, record, valid_from FROM records \
+                "SELECT handle, record, valid_from, COALESCE(identity, handle) FROM records \
                  WHERE site = ?1 AND entity = ?2 AND is_current ORDER BY handle",
             )?;
             let mut rows = statement.query(params![site.as_str(), entity_name(entity)])?;
@@ -294,10 +351,22 @@ impl RecordStore for SqliteStore {
                     )?),
                     record: decode(entity, &row.get::<_, String>(1)?)?,
                     modified: Timestamp(row.get(2)?),
+                    identity: RecordHandle::from_bytes(bytes32(
+                        &row.get::<_, Vec<u8>>(3)?,
+                        "identity",
+                    )?),
                 });
             }
             Ok(records)
         }))
+    }
+
+    fn renamed_identities<'a>(
+        &'a self,
+        site: &'a SiteId,
+    ) -> StoreFuture<'a, HashMap<(Entity, RecordHandle), RecordHandle>> {
+        let site = site.clone();
+        Box::pin(self.call(move |conn| read_renamed(conn, site.as_str())))
     }
 
     fn current_schools(&self) -> StoreFuture<'_, Vec<(SiteId, School)>> {

@@ -27,7 +27,9 @@ mod fleet;
 mod operators;
 mod records;
 mod releases;
+mod renames;
 mod sign_in;
+mod sites;
 mod tokens;
 mod windows;
 
@@ -37,7 +39,9 @@ pub(crate) use fleet::*;
 pub(crate) use operators::*;
 pub(crate) use records::*;
 pub(crate) use releases::*;
+pub(crate) use renames::*;
 pub(crate) use sign_in::*;
+pub(crate) use sites::*;
 pub(crate) use tokens::*;
 pub(crate) use windows::*;
 
@@ -113,6 +117,11 @@ macro_rules! store_suite {
             the_last_batch_of_a_device_is_its_newest_transfer,
             failed_sign_ins_lock_a_name_and_no_other_until_it_signs_in,
             concurrent_sign_ins_cannot_outrun_the_lock,
+            a_rename_keeps_the_identity_and_leaves_one_record,
+            a_rename_without_its_delete_is_refused_and_changes_nothing,
+            a_new_record_under_a_renamed_records_first_key_gets_an_identity_of_its_own,
+            a_site_is_registered_with_its_schools_and_a_school_belongs_to_one_site,
+            a_school_moves_to_another_site_only_when_it_is_registered,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {
@@ -171,7 +180,7 @@ fn school() -> School {
     }
 }
 
-fn student(key: &str, given_name: &str) -> Student {
+pub(crate) fn student(key: &str, given_name: &str) -> Student {
     Student {
         source_key: key.into(),
         national_id: None,
@@ -210,6 +219,7 @@ fn handle<R: Record>(secret: &SiteSecret, record: &R) -> RecordHandle {
 
 fn upserts<R: Record + Clone>(secret: &SiteSecret, records: &[R]) -> EntityDelta<R> {
     let mut delta = EntityDelta {
+        renames: Vec::new(),
         upserts: records
             .iter()
             .map(|record| (handle(secret, record), record.clone()))
@@ -229,6 +239,7 @@ fn students_delta(secret: &SiteSecret, students: Vec<Student>) -> Payload {
 
 fn delete_students(secret: &SiteSecret, keys: &[&str]) -> Payload {
     let mut students = EntityDelta {
+        renames: Vec::new(),
         upserts: Vec::new(),
         deletes: keys
             .iter()
@@ -335,5 +346,6 @@ fn changes(added: u64, changed: u64, removed: u64, unchanged: u64) -> Changes {
         changed,
         removed,
         unchanged,
+        renamed: 0,
     }
 }

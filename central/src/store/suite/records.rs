@@ -421,6 +421,7 @@ pub(crate) async fn an_upsert_whose_handle_does_not_match_its_key_is_refused(sto
     let wrong = secret.handle(Entity::Student, "s2");
     let payload = Payload::Delta(Delta {
         students: EntityDelta {
+            renames: Vec::new(),
             upserts: vec![(wrong, ola.clone())],
             deletes: vec![],
         },
@@ -453,6 +454,7 @@ pub(crate) async fn a_batch_naming_a_record_twice_is_refused(store: &dyn Store) 
     let ola = student("s1", "Ola");
     let payload = Payload::Delta(Delta {
         students: EntityDelta {
+            renames: Vec::new(),
             upserts: vec![(handle(&secret, &ola), ola.clone())],
             deletes: vec![handle(&secret, &ola)],
         },
@@ -564,11 +566,13 @@ pub(crate) async fn current_records_carry_their_handle_and_the_time_they_took_th
             handle: handle(&secret, &student("s2", "Kaja")),
             record: AnyRecord::Student(student("s2", "Kaja")),
             modified: Timestamp(2_000),
+            identity: handle(&secret, &student("s2", "Kaja")),
         },
         CurrentRecord {
             handle: handle(&secret, &student("s3", "Per")),
             record: AnyRecord::Student(student("s3", "Per")),
             modified: Timestamp(4_000),
+            identity: handle(&secret, &student("s3", "Per")),
         },
     ];
     expected.sort_by_key(|record| record.handle);
@@ -604,6 +608,7 @@ pub(crate) async fn current_schools_are_listed_with_their_site(store: &dyn Store
     )
     .await;
     let mut schools = EntityDelta {
+        renames: Vec::new(),
         upserts: Vec::new(),
         deletes: vec![handle(&secret_a(), &closed)],
     };

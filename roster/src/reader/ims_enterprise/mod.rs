@@ -8,8 +8,8 @@
 //! the reader keeps the parsed records (not the file's text) until the document ends, then
 //! pushes schools, basisgrupper, students and enrollments, in that order. Memory therefore
 //! grows with the roster; a single tag or text longer than
-//! [`MAX_LINE_BYTES`](crate::reader::MAX_LINE_BYTES), nesting deeper than [`MAX_DEPTH`], or a
-//! broken document ends the read with a [`ReadError`] that names the line.
+//! [`MAX_LINE_BYTES`](crate::reader::MAX_LINE_BYTES), nesting deeper than [`MAX_DEPTH`], an
+//! element with more than [`MAX_ATTRIBUTES`] attributes, or a broken document ends the read with a [`ReadError`] that names the line.
 //!
 //! What the profile says, as read here:
 //! - `person`: `sourcedid/id` is the key; `userid useridtype="personNIN"` the national id;
@@ -31,28 +31,32 @@ mod input;
 mod parser;
 mod records;
 
-use std::io::Read;
+use std::io::BufRead;
 use std::path::Path;
 
+use super::encoding::Text;
 use super::error::{open, ReadError};
 use crate::validate::RosterBuilder;
 use parser::Parser;
 
-pub use parser::MAX_DEPTH;
+pub use parser::{MAX_ATTRIBUTES, MAX_DEPTH};
 
 /// Reads an IMS Enterprise export into the builder.
 pub fn read(path: &Path, builder: &mut RosterBuilder) -> Result<(), ReadError> {
     read_from(path, open(path)?, builder)
 }
 
-/// Reads an IMS Enterprise export from any byte stream; `path` names it in errors and
-/// deviations. Nothing reaches the builder unless the whole document parses, so a truncated
-/// file cannot pass for a roster that lost its last students.
-pub fn read_from<R: Read>(
+/// Reads an IMS Enterprise export from any buffered byte stream; `path` names it in errors
+/// and deviations. Nothing reaches the builder unless the whole document parses, so a
+/// truncated file cannot pass for a roster that lost its last students. A UTF-16 document is
+/// decoded to UTF-8 first; its declaration's `UTF-16` label is then read as the parser
+/// already reads it on a byte-readable file.
+pub fn read_from<R: BufRead>(
     path: &Path,
     input: R,
     builder: &mut RosterBuilder,
 ) -> Result<(), ReadError> {
+    let input = Text::new(input).map_err(|e| ReadError::new(path, e.into()))?;
     let export = Parser::new(path, input).parse()?;
     builder.begin_file(&path.display().to_string());
     export.emit(builder);
@@ -294,6 +298,14 @@ mod tests {
             [gone],
             "the old key goes in the same delta"
         );
+        let delta = planned.to_delta(&after.roster);
+        let new_key = secret.handle(Entity::Student, "global_ID_01236");
+        assert_eq!(
+            delta.students.renames,
+            [(gone, new_key)],
+            "central is told the two keys are one pupil"
+        );
+        assert_eq!(delta.enrollments.renames.len(), 1);
 
         // A partial export names no deletions, yet the old key must go, or central would
         // hold the pupil twice.
@@ -562,6 +574,36 @@ mod tests {
         }
         let (line, _) = syntax_reason(read_text("<enterprise>\n\n<person></group>\n</enterprise>"));
         assert_eq!(line, Some(3));
+    }
+
+    #[test]
+    fn an_element_with_95000_attributes_is_refused_naming_its_line_and_the_bound() {
+        let attributes: String = (0..95_000).map(|i| format!(" a{i}=\"\"")).collect();
+        let text = format!("<enterprise>\n<person{attributes}/>\n</enterprise>");
+        assert!(
+            text.len() < MAX_LINE_BYTES,
+            "under the tag bound, so this bound refuses it"
+        );
+        let (line, reason) = syntax_reason(read_text(&text));
+        assert_eq!(line, Some(2), "{reason}");
+        assert!(
+            reason.contains(&format!(
+                "<person> has more than {MAX_ATTRIBUTES} attributes"
+            )),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_repeated_attribute_is_named_with_its_element() {
+        let text =
+            "<enterprise>\n<person><role a=\"1\" roletype=\"01\" a=\"2\"/></person></enterprise>";
+        let (line, reason) = syntax_reason(read_text(text));
+        assert_eq!(line, Some(2), "{reason}");
+        assert!(
+            reason.contains("<role> has the attribute `a` twice"),
+            "{reason}"
+        );
     }
 
     #[test]

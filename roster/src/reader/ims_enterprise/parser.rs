@@ -2,6 +2,7 @@
 //! document is well formed within the limits, and collects the records the profile gives
 //! meaning to into an [`Export`], which is emitted only once the whole document has parsed.
 
+use std::collections::HashSet;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -18,6 +19,11 @@ use crate::reader::stream::MAX_LINE_BYTES;
 /// The deepest element nesting accepted. PIFU-IMS needs six levels; a document nested far
 /// deeper is broken or hostile, and refusing it keeps the element stack small.
 pub const MAX_DEPTH: usize = 64;
+
+/// The most attributes one element may have. PIFU-IMS elements have one or two, and a root
+/// a handful of namespace declarations; thousands are a broken or hostile file, refused
+/// before they cost time.
+pub const MAX_ATTRIBUTES: usize = 256;
 
 /// The record being read: the second-level element the parser is inside.
 enum Current {
@@ -290,8 +296,26 @@ impl<'p, R: Read> Parser<'p, R> {
             kind: None,
             deleted: false,
         };
-        for attribute in start.attributes() {
+        // quick-xml's own duplicate check compares each attribute with every earlier one;
+        // a hash set keeps a tag of many attributes linear, and the bound keeps it small.
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        for attribute in start.attributes().with_checks(false) {
             let attribute = attribute.map_err(|e| self.syntax(line, e.to_string()))?;
+            if seen.len() == MAX_ATTRIBUTES {
+                let reason = format!(
+                    "<{}> has more than {MAX_ATTRIBUTES} attributes",
+                    shorten(&String::from_utf8_lossy(name))
+                );
+                return Err(self.syntax(line, reason));
+            }
+            if !seen.insert(attribute.key.into_inner()) {
+                let reason = format!(
+                    "<{}> has the attribute `{}` twice",
+                    shorten(&String::from_utf8_lossy(name)),
+                    shorten(&String::from_utf8_lossy(attribute.key.as_ref()))
+                );
+                return Err(self.syntax(line, reason));
+            }
             let key = attribute.key.local_name();
             let key = key.as_ref();
             if key != wanted && key != b"recstatus" {

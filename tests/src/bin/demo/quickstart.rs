@@ -1,8 +1,9 @@
 //! The quickstart: central and an agent on loopback, end to end, in one process. It makes a
 //! dev PKI and keys in a fresh folder ([`Setup`]), starts central on SQLite, starts the agent
-//! daemon on a drop folder, drops the exports in one after the other (the sample exports
-//! shipped in the repo unless others are given), and after each waits until central holds
-//! exactly what the export holds. Everything crosses real mutual TLS and the real outbox;
+//! daemon on a drop folder, registers each export's schools with the site (as making its
+//! stick would) and drops the exports in one after the other (the sample exports shipped in
+//! the repo unless others are given), and after each waits until central holds exactly what
+//! the export holds. Everything crosses real mutual TLS and the real outbox;
 //! nothing is mocked.
 
 use std::path::{Path, PathBuf};
@@ -12,10 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use skolebro_agent::config::AgentConfig;
 use skolebro_agent::daemon::{self, DaemonHandle};
-use skolebro_central::store::{SqliteStore, Store};
+use skolebro_central::store::{SqliteStore, Store, Timestamp};
 use skolebro_central::{serve, ServerParts};
 use skolebro_protocol::envelope::SealingPrivateKey;
-use skolebro_protocol::{Entity, Roster, SiteId, SiteSecret};
+use skolebro_protocol::{Entity, Roster, SiteId, SiteSchool, SiteSecret};
 use skolebro_provisioning::pki::DevPki;
 use skolebro_roster::diff::{diff, Fingerprints};
 use skolebro_roster::state::State;
@@ -155,6 +156,26 @@ pub(crate) async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<boo
     Ok(equal)
 }
 
+/// Registers the schools `export` names with the demo's site, as making its stick would
+/// have: central refuses a batch naming a school its site is not registered with.
+async fn register_schools(
+    store: &dyn Store,
+    site: &SiteId,
+    export: &Validated,
+) -> anyhow::Result<()> {
+    let schools = export
+        .roster
+        .schools
+        .iter()
+        .map(SiteSchool::of_record)
+        .collect::<Result<Vec<_>, _>>()
+        .context("a school of the export cannot be registered")?;
+    store
+        .register_schools(site, &schools, Timestamp::now())
+        .await?;
+    Ok(())
+}
+
 async fn stop(agent: DaemonHandle) {
     if let Err(error) = agent.stop().await {
         tracing::warn!(%error, "the agent did not stop cleanly");
@@ -190,6 +211,7 @@ async fn deliver_all(
         if let Some(before) = &previous {
             print_delta(before, &expected, &setup.site_secret);
         }
+        register_schools(store, &setup.site, &expected).await?;
         let started = Instant::now();
         drop_into(&dir.join("drop"), &file_name, bytes)?;
         equal = wait_until_central_holds(store, &setup.site, &expected.roster).await?;

@@ -1,0 +1,72 @@
+//! The deletions of OneRoster's change feed: a list asked for `dateLastModified>=` (or `>`)
+//! a time also answers, with `status` `tobedeleted`, every object the caller could read then
+//! and cannot read now, so a client that synchronised at that time learns what to remove.
+//! Found by mapping the scope's records as they stood then
+//! ([`super::Moment::AsOf`]) and keeping the ids the current mapping lacks; each keeps its
+//! old content, and its `dateLastModified` is when its record was closed (the first end of
+//! one of its versions after that time), or, for a record still stored but now outside the
+//! scope, the time of the site's newest batch. Courses and academic sessions, which central
+//! derives, are not reported. Called by the consumer handler for top-level lists.
+
+use std::collections::HashSet;
+
+use serde_json::json;
+
+use super::{id_of, scoped_roster, Kind, Moment, Needs, ScopedRoster};
+use crate::store::{ConsumerScope, Store, StoreError, Timestamp};
+
+/// The kinds whose deletions are reported: those backed by one stored record each.
+const REPORTED: [Kind; 5] = [
+    Kind::Org,
+    Kind::User,
+    Kind::Class,
+    Kind::Enrollment,
+    Kind::Demographics,
+];
+
+/// The objects of `kind` of the caller's scope at `since` that `now` (the current mapping,
+/// holding that kind) no longer holds, as `tobedeleted`.
+pub(crate) async fn deletions(
+    store: &dyn Store,
+    scope: &ConsumerScope,
+    since: Timestamp,
+    now: &ScopedRoster,
+    kind: Kind,
+) -> Result<ScopedRoster, StoreError> {
+    let mut gone = ScopedRoster::default();
+    if !REPORTED.contains(&kind) {
+        return Ok(gone);
+    }
+    let then = scoped_roster(store, scope, Moment::AsOf(since), Needs::of([kind])).await?;
+    let current: HashSet<&str> = now.of(kind).iter().filter_map(id_of).collect();
+    for object in then.of(kind) {
+        let Some(id) = id_of(object).filter(|id| !current.contains(id)) else {
+            continue;
+        };
+        let closed = match then.origins.get(id) {
+            Some((site, entity, handle)) => {
+                let first_end = store
+                    .history(site, *entity, handle)
+                    .await?
+                    .into_iter()
+                    .filter_map(|version| version.valid_to)
+                    .filter(|end| *end > since)
+                    .min();
+                match first_end {
+                    Some(end) => end,
+                    None => store
+                        .transfers(site, 1)
+                        .await?
+                        .first()
+                        .map_or(since, |transfer| transfer.at.max(since)),
+                }
+            }
+            None => since,
+        };
+        let mut object = object.clone();
+        object["status"] = json!("tobedeleted");
+        object["dateLastModified"] = json!(closed.to_string());
+        gone.push(kind, object);
+    }
+    Ok(gone)
+}
