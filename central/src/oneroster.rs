@@ -242,10 +242,7 @@ type Identities = HashMap<(Entity, RecordHandle), RecordHandle>;
 
 /// The identity of the record with `handle`: see [`Identities`].
 fn identity_of(identities: &Identities, entity: Entity, handle: RecordHandle) -> RecordHandle {
-    identities
-        .get(&(entity, handle))
-        .copied()
-        .unwrap_or(handle)
+    identities.get(&(entity, handle)).copied().unwrap_or(handle)
 }
 
 /// A OneRoster `GUIDRef` to the object of `kind` for the record `key` of `entity`.
@@ -502,7 +499,13 @@ async fn site_records(
     Ok(SiteRecords {
         schools: as_of(roster.schools, secret, identities, at, AnyRecord::School),
         groups: as_of(roster.groups, secret, identities, at, AnyRecord::Group),
-        enrollments: as_of(roster.enrollments, secret, identities, at, AnyRecord::Enrollment),
+        enrollments: as_of(
+            roster.enrollments,
+            secret,
+            identities,
+            at,
+            AnyRecord::Enrollment,
+        ),
         students: as_of(roster.students, secret, identities, at, AnyRecord::Student),
     })
 }
@@ -550,7 +553,8 @@ pub(crate) async fn scoped_roster(
     {
         let records = site_records(store, &site, &secret, &identities, moment, needs).await?;
         let mut schools: HashSet<CompactString> = HashSet::new();
-        let school_ref = |school: &str| reference(&secret, &identities, Entity::School, school, Kind::Org);
+        let school_ref =
+            |school: &str| reference(&secret, &identities, Entity::School, school, Kind::Org);
         for current in &records.schools {
             let id = sourced_id(&current.identity);
             if let AnyRecord::School(school) = &current.record {
