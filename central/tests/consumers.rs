@@ -1592,4 +1592,7 @@ async fn each_answer_with_personal_data_is_logged_with_client_count_and_sites_an
     // Per site: Fana's reads; Oslo was not read.
     assert_eq!(central.access_log("site=skole-46505").await.len(), 2);
     assert!(central.access_log("site=skole-301010").await.is_empty());
+    // Per kommune, as its operators see them: Fana's kommune, not Voss's.
+    assert_eq!(central.access_log("kommune=4601").await.len(), 2);
+    assert!(central.access_log("kommune=4621").await.is_empty());
 }

@@ -1,7 +1,8 @@
 //! `GET /admin/access-log`: the consumer access log (`crate::access_log`) for operations'
 //! scripts, the JSON twin of the web interface's Reads page: newest first, optionally one
-//! client's (`client=`) or those touching one site (`site=`), paged with `before=` (the
-//! last row's `id`) and `limit=` (at most [`MAX_READS`]).
+//! client's (`client=`), those touching one site (`site=`) or any site registered with a
+//! school of one kommune (`kommune=`, as a municipality's operators see them), paged with
+//! `before=` (the last row's `id`) and `limit=` (at most [`MAX_READS`]).
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use skolebro_protocol::SiteId;
 
 use crate::api::error::ApiError;
 use crate::state::AppState;
-use crate::store::ReadFilter;
+use crate::store::{ConsumerScope, ReadFilter};
 
 /// Most rows in one answer, and the number given without `limit`.
 const MAX_READS: u32 = 1000;
@@ -26,11 +27,12 @@ const MAX_READS: u32 = 1000;
 pub(crate) struct AccessLogQuery {
     client: Option<String>,
     site: Option<String>,
+    kommune: Option<String>,
     before: Option<i64>,
     limit: Option<u32>,
 }
 
-/// `GET /admin/access-log?client=&site=&before=&limit=`: `{"reads": […]}`, newest first.
+/// `GET /admin/access-log?client=&site=&kommune=&before=&limit=`: `{"reads": […]}`, newest first.
 pub(crate) async fn get_access_log(
     State(state): State<Arc<AppState>>,
     query: Result<Query<AccessLogQuery>, QueryRejection>,
@@ -38,20 +40,44 @@ pub(crate) async fn get_access_log(
     let invalid = |detail: &str| ApiError::bad_request("invalid_query", detail.to_owned());
     let Ok(Query(query)) = query else {
         return Err(invalid(
-            "the parameters are client, site, before (a row id) and limit (1 to 1000)",
+            "the parameters are client, site, kommune, before (a row id) and limit (1 to 1000)",
         ));
     };
     let site = match query.site.filter(|site| !site.is_empty()) {
         Some(site) => Some(SiteId::new(site).map_err(|_| invalid("site is not a site id"))?),
         None => None,
     };
+    let mut sites = site.map(|site| vec![site]);
+    if let Some(kommune) = query.kommune.filter(|kommune| !kommune.is_empty()) {
+        if !ConsumerScope::Kommune(kommune.clone()).is_valid() {
+            return Err(invalid("kommune is a kommunenummer, four digits"));
+        }
+        let mut in_kommune: Vec<SiteId> = state
+            .store
+            .registered_schools()
+            .await?
+            .into_iter()
+            .filter(|(_, school)| school.kommunenummer == kommune)
+            .map(|(site, _)| site)
+            .collect();
+        in_kommune.sort();
+        in_kommune.dedup();
+        sites = Some(match sites {
+            // A site and a kommune: the site, if it lies in the kommune.
+            Some(asked) => asked
+                .into_iter()
+                .filter(|site| in_kommune.contains(site))
+                .collect(),
+            None => in_kommune,
+        });
+    }
     let limit = query.limit.unwrap_or(MAX_READS);
     if limit == 0 || limit > MAX_READS {
         return Err(invalid("limit is 1 to 1000"));
     }
     let filter = ReadFilter {
         client: query.client.filter(|client| !client.is_empty()),
-        sites: site.map(|site| vec![site]),
+        sites,
     };
     let reads = state.store.reads(&filter, query.before, limit).await?;
     let reads: Vec<_> = reads
