@@ -140,7 +140,41 @@ pub fn spawn_purge(store: Arc<dyn Store>, retention: Duration) -> tokio::task::J
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::prelude::*;
     use crate::store::ConsumerScope;
+
+    #[tokio::test]
+    async fn a_purge_deletes_the_reads_older_than_the_retention_before_now() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = crate::store::SqliteStore::open(dir.path().join("central.db"))
+            .await
+            .expect("the store opens");
+        let day = 24 * 3600 * 1000;
+        for at in [0, 5 * day, 9 * day] {
+            let read = Read {
+                id: 0,
+                at: Timestamp(at),
+                client: "c-county".to_owned(),
+                client_name: "Inntakskontoret".to_owned(),
+                endpoint: "/ims/oneroster/v1p1/users".to_owned(),
+                filter: None,
+                records: 1,
+                sites: Vec::new(),
+            };
+            store.log_read(&read).await.expect("logged");
+        }
+        let retention = Duration::from_secs(4 * 24 * 3600);
+        let purged = purge_expired(&store, retention, Timestamp(10 * day))
+            .await
+            .expect("purged");
+        assert_eq!(purged, 2, "the reads of day 0 and 5 are older than 4 days");
+        let left = store
+            .reads(&Default::default(), None, 10)
+            .await
+            .expect("the reads list");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].at, Timestamp(9 * day));
+    }
 
     #[test]
     fn only_pupils_and_their_enrollments_count_as_personal() {
