@@ -182,7 +182,40 @@ struct Progress {
     not_before: Option<Instant>,
     /// The offer that did not fit on the disk, and why: not downloaded again until the
     /// space is there or central offers something else.
-    short: Option<(ReleaseOffer, u64, Shortage)>,
+    short: Option<Short>,
+}
+
+/// An offer that did not fit on the disk.
+#[derive(Debug)]
+struct Short {
+    offer: ReleaseOffer,
+    /// The artifact's size from its manifest.
+    size: u64,
+    shortage: Shortage,
+}
+
+impl Short {
+    /// Whether `offer` still waits: it is the same offer and the artifact (the rest of the
+    /// download at `part`, and the installed copy in `install_root`) still does not fit.
+    /// Otherwise the updater tries again.
+    fn holds(
+        &self,
+        offer: &ReleaseOffer,
+        space: &dyn FreeSpace,
+        part: &Path,
+        install_root: &Path,
+    ) -> bool {
+        let download_dir = part.parent().unwrap_or(Path::new("."));
+        self.offer == *offer
+            && space::check(
+                space,
+                download_dir,
+                self.size.saturating_sub(part_len(part)),
+                install_root,
+                self.size,
+            )
+            .is_err()
+    }
 }
 
 /// The updater of a running daemon: owned by the daemon, fed by its heartbeat loop.
@@ -295,23 +328,17 @@ impl Updater {
             return;
         }
         let Some(offer) = offer else {
+            // Nothing offered any more: nothing waits for space either.
+            progress.short = None;
             return;
         };
         let waiting = progress.not_before.is_some_and(|t| Instant::now() < t);
         if progress.busy || waiting || Ledger::load(&root.ledger_path()).skips(&offer.id) {
             return;
         }
-        if let Some((short_offer, size, _)) = &progress.short {
-            let still_short = short_offer == &offer
-                && space::check(
-                    self.space.as_ref(),
-                    &self.update_dir,
-                    size.saturating_sub(part_len(&self.part(&offer.id))),
-                    root.path(),
-                    *size,
-                )
-                .is_err();
-            if still_short {
+        if let Some(short) = &progress.short {
+            let part = self.part(&offer.id);
+            if short.holds(&offer, self.space.as_ref(), &part, root.path()) {
                 return;
             }
             tracing::info!(release = %offer.id, "disk space or the offer changed; trying the update again");
@@ -336,7 +363,11 @@ impl Updater {
             Ok(Err(Stop::Short(size, shortage))) => {
                 // Reported once, here and in the status; the heartbeat does not retry it.
                 tracing::warn!(release = %offer.id, %shortage, "update waits for disk space");
-                progress.short = Some((offer, size, shortage));
+                progress.short = Some(Short {
+                    offer,
+                    size,
+                    shortage,
+                });
             }
             Ok(Err(Stop::Refused(refusal))) => {
                 tracing::warn!(release = %offer.id, reason = %refusal, "release refused; the running release stays");
@@ -369,7 +400,7 @@ impl Updater {
         self.progress()
             .short
             .as_ref()
-            .map(|(offer, _, shortage)| format!("release {}: {shortage}", offer.id))
+            .map(|short| format!("release {}: {}", short.offer.id, short.shortage))
     }
 
     /// The steps of one update. The outer error: try again later; the inner: refused or
@@ -725,5 +756,38 @@ mod tests {
             device(running, None)
         )
         .is_ok());
+    }
+
+    /// Free bytes that a test changes while the updater waits.
+    #[derive(Debug)]
+    struct Free(parking_lot::Mutex<u64>);
+
+    impl FreeSpace for Free {
+        fn available(&self, _path: &Path) -> std::io::Result<u64> {
+            Ok(*self.0.lock())
+        }
+    }
+
+    #[test]
+    fn a_full_disk_waits_until_space_frees_up_or_the_offer_changes() {
+        let key = ReleaseSigningKey::from_bytes([5; 32]);
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("update").join("1.1.0-x.part");
+        let mut big = manifest(Version::new(1, 1, 0), T);
+        big.size = 50 * 1024 * 1024;
+        let offered = offer(&key, &big);
+        let free = Free(parking_lot::Mutex::new(big.size));
+        let shortage = space::check(&free, dir.path(), big.size, dir.path(), big.size).unwrap_err();
+        assert!(shortage.to_string().contains("not enough disk space"));
+        let short = Short {
+            offer: offered.clone(),
+            size: big.size,
+            shortage,
+        };
+        assert!(short.holds(&offered, &free, &part, dir.path()));
+        let newer = offer(&key, &manifest(Version::new(1, 2, 0), T));
+        assert!(!short.holds(&newer, &free, &part, dir.path()));
+        *free.0.lock() = big.size + space::MARGIN_BYTES;
+        assert!(!short.holds(&offered, &free, &part, dir.path()));
     }
 }
