@@ -84,6 +84,9 @@ pub struct AgentStatus {
     pub awaiting_export_for_snapshot: bool,
     /// Enrollment, certificate and clock.
     pub provisioning: ProvisioningStatus,
+    /// Why an offered release waits (not enough disk space for it); `None` otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_waiting: Option<String>,
 }
 
 /// Where the device stands with enrollment, in `status.json` (ids and times only).
@@ -269,6 +272,9 @@ pub fn describe_status(status: &AgentStatus, running: bool, now_ms: u64) -> Stri
     };
     out.push_str(&line);
     out.push('\n');
+    if let Some(waiting) = &status.update_waiting {
+        out.push_str(&format!("Update waiting: {waiting}.\n"));
+    }
     let p = &status.provisioning;
     if let (Some(device), Some(site)) = (&p.device, &p.site) {
         let how = match &p.token_id {

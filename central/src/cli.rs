@@ -2,11 +2,11 @@
 //! here; a new command adds both and one arm in [`run`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use skolebro_central::sites;
-use skolebro_central::CentralConfig;
+use skolebro_central::{access_log, sites, CentralConfig};
 use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSchool, SiteSecret};
 
 /// The central platform of skolebro: receives sealed roster batches from the schools' agents
@@ -143,7 +143,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(config: PathBuf) -> anyhow::Result<()> {
     let config = CentralConfig::load(&config)?;
     let parts = config.server_parts().await?;
+    let store = Arc::clone(&parts.store);
     let running = skolebro_central::serve(parts).await?;
+    let purge = access_log::spawn_purge(store, config.privacy.access_log_retention());
     let handle = running.shutdown_handle();
     tokio::spawn(async move {
         match shutdown_signal().await {
@@ -153,6 +155,7 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
         handle.shutdown();
     });
     running.stopped().await;
+    purge.abort();
     Ok(())
 }
 

@@ -45,6 +45,9 @@
 //! body_idle_timeout_seconds = 30   # longest pause within a request body
 //! max_connections = 256            # connections at once, per listener
 //!
+//! [privacy]                      # optional, and so is each setting
+//! access_log_days = 365            # how long the consumer access log keeps a read
+//!
 //! [store]
 //! kind = "sqlite"                  # or "postgres"
 //! path = "central.db"              # sqlite: the database file
@@ -183,6 +186,9 @@ pub struct CentralConfig {
     /// Timeouts and connection cap of the plain HTTP listeners.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The `[privacy]` table; defaults throughout.
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
 }
 
 /// The `[http]` table: how long the plain HTTP listeners wait for slow clients and how many
@@ -254,6 +260,36 @@ impl Default for EnrollConfig {
             per_ip_per_minute: default_per_ip_per_minute(),
         }
     }
+}
+
+/// The `[privacy]` table: how long what central logs about personal data is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Days a consumer read stays in the access log before `serve` purges it: long enough
+    /// for a school or a pupil to ask who read their data, short enough not to become a
+    /// second register of who attends where.
+    #[serde(default = "default_access_log_days")]
+    pub access_log_days: u64,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> PrivacyConfig {
+        PrivacyConfig {
+            access_log_days: default_access_log_days(),
+        }
+    }
+}
+
+impl PrivacyConfig {
+    /// The access log's retention as a duration.
+    pub fn access_log_retention(&self) -> Duration {
+        Duration::from_secs(self.access_log_days * 24 * 3600)
+    }
+}
+
+fn default_access_log_days() -> u64 {
+    crate::access_log::DEFAULT_RETENTION_DAYS
 }
 
 /// The `[ui]` table: how the web interface's sessions work.
@@ -419,6 +455,11 @@ impl CentralConfig {
         if config.ui.session_hours == 0 || config.ui.session_hours > 24 * 30 {
             return Err(ConfigError::Invalid(
                 "ui.session_hours must be between 1 and 720".to_owned(),
+            ));
+        }
+        if config.privacy.access_log_days == 0 || config.privacy.access_log_days > 3650 {
+            return Err(ConfigError::Invalid(
+                "privacy.access_log_days must be between 1 and 3650".to_owned(),
             ));
         }
         if let StoreConfig::Postgres {
@@ -626,6 +667,23 @@ mod tests {
             Duration::from_secs(5)
         );
         let text = format!("{MINIMAL}\n[http]\nmax_connections = 0\n");
+        assert!(matches!(
+            CentralConfig::parse(&text, Path::new("/x")),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_access_log_keeps_a_year_by_default_and_zero_days_is_refused() {
+        let config = CentralConfig::parse(MINIMAL, Path::new("/x")).unwrap();
+        assert_eq!(
+            config.privacy.access_log_retention(),
+            Duration::from_secs(365 * 24 * 3600)
+        );
+        let text = format!("{MINIMAL}\n[privacy]\naccess_log_days = 30\n");
+        let config = CentralConfig::parse(&text, Path::new("/x")).unwrap();
+        assert_eq!(config.privacy.access_log_days, 30);
+        let text = format!("{MINIMAL}\n[privacy]\naccess_log_days = 0\n");
         assert!(matches!(
             CentralConfig::parse(&text, Path::new("/x")),
             Err(ConfigError::Invalid(_))

@@ -24,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 mod accounts;
 mod api;
 mod audit;
@@ -42,7 +43,9 @@ pub mod store;
 pub mod ui;
 mod windows;
 
-pub use config::{CentralConfig, ConfigError, EnrollConfig, HttpConfig, StoreConfig, TlsConfig};
+pub use config::{
+    CentralConfig, ConfigError, EnrollConfig, HttpConfig, PrivacyConfig, StoreConfig, TlsConfig,
+};
 pub use enroll::EnrollSettings;
 pub use release::ReleaseSettings;
 pub use server::{

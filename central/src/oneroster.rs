@@ -316,6 +316,9 @@ pub(crate) struct ScopedRoster {
     /// The site, kind and handle of the record behind each object id, when mapped as of a
     /// past time: where [`deletions`] looks up when a record was closed.
     origins: HashMap<String, (SiteId, Entity, RecordHandle)>,
+    /// The site of each object backed by one stored record (an org, class, enrollment,
+    /// user or demographics), by id: what the access log records an answer as touching.
+    sites: HashMap<String, SiteId>,
 }
 
 impl ScopedRoster {
@@ -345,6 +348,17 @@ impl ScopedRoster {
             self.origins
                 .insert(id.to_owned(), (site.clone(), entity, current.handle));
         }
+    }
+
+    /// Notes that object `id` comes from a record of `site`.
+    fn note_site(&mut self, id: &str, site: &SiteId) {
+        self.sites.insert(id.to_owned(), site.clone());
+    }
+
+    /// The site whose record object `id` comes from; `None` for a course or session,
+    /// which central derives.
+    pub(crate) fn site_of(&self, id: &str) -> Option<&SiteId> {
+        self.sites.get(id)
     }
 
     /// The objects of one kind.
@@ -572,6 +586,7 @@ pub(crate) async fn scoped_roster(
                         "children": [],
                     });
                     roster.note_origin(moment, &id, &site, Entity::School, current);
+                    roster.note_site(&id, &site);
                     roster.orgs.push(common(json, &id, current.modified));
                 }
             }
@@ -623,6 +638,7 @@ pub(crate) async fn scoped_roster(
             });
             let id = sourced_id(&current.identity);
             roster.note_origin(moment, &id, &site, Entity::Group, current);
+            roster.note_site(&id, &site);
             roster.classes.push(common(json, &id, current.modified));
         }
         // A user's orgs are the scoped schools of its enrollments.
@@ -650,6 +666,7 @@ pub(crate) async fn scoped_roster(
             });
             let id = sourced_id(&current.identity);
             roster.note_origin(moment, &id, &site, Entity::Enrollment, current);
+            roster.note_site(&id, &site);
             roster.enrollments.push(common(json, &id, current.modified));
         }
         for current in &records.students {
@@ -661,6 +678,7 @@ pub(crate) async fn scoped_roster(
             };
             let id = sourced_id(&current.identity);
             roster.note_origin(moment, &id, &site, Entity::Student, current);
+            roster.note_site(&id, &site);
             let sex = match student.gender {
                 Gender::Female => Some("female"),
                 Gender::Male => Some("male"),

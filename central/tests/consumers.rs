@@ -1520,3 +1520,79 @@ async fn a_change_feed_reports_what_left_the_scope_since_as_to_be_deleted() {
     assert_eq!(body["users"], json!([]));
     central.stop().await;
 }
+
+impl Central {
+    /// `GET /admin/access-log?{query}`: the logged reads, newest first.
+    async fn access_log(&self, query: &str) -> Vec<Value> {
+        let response = self
+            .http
+            .get(self.admin_url(&format!("/admin/access-log?{query}")))
+            .send()
+            .await
+            .expect("the admin listener answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("JSON");
+        body["reads"].as_array().expect("a list of reads").clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_answer_with_personal_data_is_logged_with_client_count_and_sites_and_ids_masked() {
+    let (central, _devices) = three_schools().await;
+    let (client, secret) = central.client(json!({"kommune": "4601"})).await;
+    let (status, body) = central
+        .token_request(&client, &secret, "grant_type=client_credentials")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().expect("a token").to_owned();
+    assert!(central.access_log("").await.is_empty(), "nothing read yet");
+
+    // Schools are not personal data: no row.
+    let (status, _, _) = central.get(&token, "/ims/oneroster/v1p1/orgs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        central.access_log("").await.is_empty(),
+        "orgs are not logged"
+    );
+
+    let (status, _, body) = central
+        .get(&token, "/ims/oneroster/v1p1/users?limit=3&fields=givenName")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["users"].as_array().map(Vec::len), Some(3));
+    let reads = central.access_log("").await;
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert_eq!(reads[0]["client_id"], client.as_str());
+    assert_eq!(reads[0]["client_name"], "Inntakskontoret");
+    assert_eq!(reads[0]["endpoint"], "/ims/oneroster/v1p1/users");
+    assert_eq!(reads[0]["filter"], Value::Null);
+    assert_eq!(reads[0]["records"], 3, "the page served, not the total");
+    assert_eq!(reads[0]["sites"], json!(["skole-46505"]));
+
+    // A filter on a national id is kept with the id masked.
+    let id = synthetic_id(1);
+    let path = format!(
+        "/ims/oneroster/v1p1/users?filter={}",
+        encode(&format!("identifier='{id}'"))
+    );
+    let (status, _, body) = central.get(&token, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["users"].as_array().map(Vec::len), Some(1));
+    let reads = central.access_log(&format!("client={client}")).await;
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert_eq!(
+        reads[0]["filter"],
+        format!("identifier='{}*****'", &id[..6]),
+        "newest first, the id masked"
+    );
+    assert_eq!(reads[0]["records"], 1);
+    let log = serde_json::to_string(&reads).expect("JSON");
+    assert!(!log.contains(&id), "no national id in the log");
+
+    // Per site: Fana's reads; Oslo was not read.
+    assert_eq!(central.access_log("site=skole-46505").await.len(), 2);
+    assert!(central.access_log("site=skole-301010").await.is_empty());
+    // Per kommune, as its operators see them: Fana's kommune, not Voss's.
+    assert_eq!(central.access_log("kommune=4601").await.len(), 2);
+    assert!(central.access_log("kommune=4621").await.is_empty());
+}

@@ -43,6 +43,9 @@ fn manifest(version: &str, artifact: &[u8]) -> ReleaseManifest {
         sha256: Sha256::digest(artifact).into(),
         allow_downgrade: false,
         created_unix: 1_900_000_000,
+        expires_unix: 1_900_000_000 + 30 * 86_400,
+        replaces: None,
+        floor: None,
     }
 }
 
@@ -209,6 +212,8 @@ async fn a_release_registers_and_its_artifact_is_kept_only_if_it_matches() {
     );
     let mut downgrade = release.clone();
     downgrade.allow_downgrade = true;
+    downgrade.replaces = Some("1.3.0".parse().unwrap());
+    downgrade.expires_unix = downgrade.created_unix + 3_600;
     let (status, body) = central.register(downgrade.sign(&release_key())).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"], "release_exists");

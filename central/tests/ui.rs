@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use skolebro_agent::config::AgentConfig;
 use skolebro_agent::daemon;
 use skolebro_central::store::{
-    IncomingBatch, NewRelease, Store, Timestamp, UpdateEvent, UpdateState,
+    IncomingBatch, NewRelease, Read, Store, Timestamp, UpdateEvent, UpdateState,
 };
 use skolebro_central::ui::{new_user, LOGIN_FAILURES_ALLOWED, LOGIN_LOCK};
 use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
@@ -1449,4 +1449,68 @@ async fn release_in_browser(scene: Scene) {
         browser.screenshot(Path::new(&path)).await;
     }
     browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_municipality_operator_sees_only_the_reads_of_its_own_kommunes_sites() {
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    central.site_in("oslo", "pi-oslo", "0301", 2).await;
+    central.add_user("kari", "municipality", Some("4601")).await;
+    central.add_user("ops", "operations", None).await;
+    let read = |client: &str, site: &str| Read {
+        id: 0,
+        at: Timestamp::now(),
+        client: client.to_owned(),
+        client_name: format!("Klient {client}"),
+        endpoint: "/ims/oneroster/v1p1/users".to_owned(),
+        filter: Some("identifier='018140*****'".to_owned()),
+        records: 7,
+        sites: vec![SiteId::new(site).expect("a site id")],
+    };
+    for (client, site) in [("c-oslo", "oslo"), ("c-fana", "fana")] {
+        central
+            .store
+            .log_read(&read(client, site))
+            .await
+            .expect("the read is logged");
+    }
+    let base = central.ui();
+
+    let kari = try_login(&base, "kari", PASSWORD)
+        .await
+        .1
+        .expect("kari signs in");
+    let (status, reads) = kari.get("/reads").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        reads.contains("c-fana") && reads.contains("018140*****"),
+        "{reads}"
+    );
+    assert!(
+        !reads.contains("c-oslo") && !reads.contains("oslo"),
+        "{reads}"
+    );
+    let (status, reads) = kari.get("/reads?client=c-oslo").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!reads.contains("Klient c-oslo"), "{reads}");
+    // Another kommune's site answers as one that does not exist.
+    assert_eq!(kari.get("/reads?site=oslo").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        kari.get("/reads?site=nowhere").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(kari.get("/sites/fana").await.1.contains("/reads?site=fana"));
+
+    let ops = try_login(&base, "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in");
+    let (status, reads) = ops.get("/reads?site=oslo").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        reads.contains("c-oslo") && !reads.contains("c-fana"),
+        "{reads}"
+    );
+    assert!(ops.get("/reads").await.1.contains("c-fana"));
 }

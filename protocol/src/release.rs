@@ -10,7 +10,7 @@
 //! and hash, the target against its own, and the version against its own
 //! ([`ReleaseManifest::permits_upgrade_from`]) before it installs anything.
 //!
-//! # Wire format (version 1)
+//! # Wire format (version 2)
 //! ```text
 //! "SKBR"        4 bytes magic
 //! version       1 byte, FORMAT_VERSION
@@ -21,6 +21,14 @@
 //! The framing is the stick bundle's (`signed`) with its own magic and its own key,
 //! so neither kind of signature can pass for the other. A manifest is at most
 //! [`MAX_MANIFEST_BYTES`].
+//!
+//! Version 2 added `expires_unix`, `replaces` and `floor` after `created_unix` (issue 18):
+//! a version 1 manifest was valid forever, so one signed with `allow_downgrade` could be
+//! replayed to roll devices back to a release with a known hole. A version 1 manifest is
+//! still read and its signature checked, then refused with [`ReleaseError::Retired`].
+//! A downgrade must name the exact version it replaces and expire within
+//! [`MAX_DOWNGRADE_VALIDITY_SECS`] of its signing; both are checked here, so neither central
+//! nor an agent accepts a manifest that breaks them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -33,8 +41,17 @@ use crate::signed::{self, FrameError};
 /// Marks the bytes as a skolebro release manifest.
 pub const MAGIC: [u8; 4] = *b"SKBR";
 
-/// The manifest format this build writes and the only one it reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The manifest format this build writes and the only one it accepts.
+pub const FORMAT_VERSION: u8 = 2;
+
+/// The format before manifests expired: still read, so it is refused in words
+/// ([`ReleaseError::Retired`]) rather than as an unknown version.
+pub const RETIRED_FORMAT_VERSION: u8 = 1;
+
+/// Longest a manifest that allows a downgrade may be valid, from `created_unix` to
+/// `expires_unix`: 72 hours. A downgrade undoes one bad release now; a long-lived one is
+/// what a replay attack needs.
+pub const MAX_DOWNGRADE_VALIDITY_SECS: u64 = 72 * 3600;
 
 /// Upper bound of a whole manifest. A real one is about 150 bytes; the bound keeps central
 /// and the agent from reading more than this of anything claiming to be one.
@@ -47,6 +64,13 @@ pub const MAX_TARGET_LEN: usize = 64;
 const FORMAT: signed::Format = signed::Format {
     magic: MAGIC,
     version: FORMAT_VERSION,
+    max_bytes: MAX_MANIFEST_BYTES,
+};
+
+/// The retired version 1 framing, read only to refuse it in words.
+const RETIRED_FORMAT: signed::Format = signed::Format {
+    magic: MAGIC,
+    version: RETIRED_FORMAT_VERSION,
     max_bytes: MAX_MANIFEST_BYTES,
 };
 
@@ -84,6 +108,21 @@ pub enum ReleaseError {
     /// The operating system's random number generator failed; no key was generated.
     #[error("system randomness unavailable")]
     Randomness,
+    /// A correctly signed manifest of a retired format (version 1 has no expiry, so it
+    /// would be valid forever); operations sign the release again.
+    #[error(
+        "release manifest format {0} has no expiry and is no longer accepted; sign the release again"
+    )]
+    Retired(u8),
+    /// A manifest that allows a downgrade without naming the exact version it replaces.
+    #[error("a downgrade manifest must name the exact version it replaces")]
+    DowngradeWithoutReplaces,
+    /// A manifest that allows a downgrade and stays valid longer than
+    /// [`MAX_DOWNGRADE_VALIDITY_SECS`].
+    #[error(
+        "a downgrade manifest is valid for {validity_secs} s, over the limit of {limit_secs} s"
+    )]
+    DowngradeTooLong { validity_secs: u64, limit_secs: u64 },
 }
 
 impl From<FrameError> for ReleaseError {
@@ -172,6 +211,29 @@ pub struct ReleaseManifest {
     pub allow_downgrade: bool,
     /// When operations signed it, Unix seconds.
     pub created_unix: u64,
+    /// After this moment (Unix seconds) no agent installs it: a signed manifest cannot be
+    /// replayed forever. Later than `created_unix`.
+    pub expires_unix: u64,
+    /// The exact version this release replaces; required when `allow_downgrade` is set, and
+    /// an agent running any other version refuses the downgrade.
+    pub replaces: Option<Version>,
+    /// The lowest version ever allowed again: an agent keeps the highest floor it has seen
+    /// in a valid manifest and refuses anything below it, downgrade or not.
+    pub floor: Option<Version>,
+}
+
+/// The version 1 body, kept only to check and refuse such manifests in words; its fields
+/// are decoded so a malformed body is still told apart from a retired one.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[allow(dead_code)]
+struct RetiredManifest {
+    version: Version,
+    target: String,
+    size: u64,
+    sha256: [u8; 32],
+    allow_downgrade: bool,
+    created_unix: u64,
 }
 
 impl ReleaseManifest {
@@ -190,11 +252,47 @@ impl ReleaseManifest {
         bytes: &[u8],
         key: &ReleaseVerifyingKey,
     ) -> Result<ReleaseManifest, ReleaseError> {
+        if bytes.len() <= MAX_MANIFEST_BYTES
+            && bytes.starts_with(&MAGIC)
+            && bytes.get(4) == Some(&RETIRED_FORMAT_VERSION)
+        {
+            // The signature is checked first: a forged old manifest is an alarm, not routine.
+            let retired: RetiredManifest = RETIRED_FORMAT.verify(bytes, &key.0)?;
+            if !valid_target(&retired.target) {
+                return Err(ReleaseError::Malformed("the target is not a plain triple"));
+            }
+            return Err(ReleaseError::Retired(RETIRED_FORMAT_VERSION));
+        }
         let manifest: ReleaseManifest = FORMAT.verify(bytes, &key.0)?;
         if !valid_target(&manifest.target) {
             return Err(ReleaseError::Malformed("the target is not a plain triple"));
         }
+        if manifest.expires_unix <= manifest.created_unix {
+            return Err(ReleaseError::Malformed("it expires before it was signed"));
+        }
+        if manifest.floor.is_some_and(|floor| manifest.version < floor) {
+            return Err(ReleaseError::Malformed(
+                "the version is below its own floor",
+            ));
+        }
+        if manifest.allow_downgrade {
+            if manifest.replaces.is_none() {
+                return Err(ReleaseError::DowngradeWithoutReplaces);
+            }
+            let validity_secs = manifest.expires_unix - manifest.created_unix;
+            if validity_secs > MAX_DOWNGRADE_VALIDITY_SECS {
+                return Err(ReleaseError::DowngradeTooLong {
+                    validity_secs,
+                    limit_secs: MAX_DOWNGRADE_VALIDITY_SECS,
+                });
+            }
+        }
         Ok(manifest)
+    }
+
+    /// Whether the manifest has expired at `now_unix` (the agent's clock).
+    pub fn expired_at(&self, now_unix: u64) -> bool {
+        now_unix >= self.expires_unix
     }
 
     /// The release's id, `<version>-<target>` (e.g. `1.2.3-aarch64-unknown-linux-gnu`): one
@@ -204,9 +302,11 @@ impl ReleaseManifest {
     }
 
     /// Whether an agent running `running` may install this release: a newer version always,
-    /// the same or an older one only if the manifest allows a downgrade.
+    /// the same or an older one only if the manifest allows a downgrade and names `running`
+    /// as the version it replaces (so it cannot be replayed on another version).
     pub fn permits_upgrade_from(&self, running: Version) -> bool {
-        self.version > running || (self.allow_downgrade && self.version != running)
+        self.version > running
+            || (self.allow_downgrade && self.version != running && self.replaces == Some(running))
     }
 }
 
@@ -281,6 +381,19 @@ mod tests {
             sha256: [0x5a; 32],
             allow_downgrade: false,
             created_unix: 1_900_000_000,
+            expires_unix: 1_900_000_000 + 30 * 86_400,
+            replaces: None,
+            floor: Some(Version::new(1, 0, 0)),
+        }
+    }
+
+    /// A downgrade to 1.2.3 from exactly 1.3.0, valid for a day.
+    fn downgrade() -> ReleaseManifest {
+        ReleaseManifest {
+            allow_downgrade: true,
+            replaces: Some(Version::new(1, 3, 0)),
+            expires_unix: 1_900_000_000 + 86_400,
+            ..manifest()
         }
     }
 
@@ -331,7 +444,7 @@ mod tests {
             ReleaseManifest::verify(&tampered, &public)
         };
         assert_eq!(flipped(0), Err(ReleaseError::BadMagic));
-        assert_eq!(flipped(4), Err(ReleaseError::UnsupportedVersion(0)));
+        assert_eq!(flipped(4), Err(ReleaseError::UnsupportedVersion(3)));
         assert_eq!(flipped(PREAMBLE_LEN), Err(ReleaseError::BadSignature));
         assert_eq!(flipped(bytes.len() - 1), Err(ReleaseError::BadSignature));
     }
@@ -441,14 +554,91 @@ mod tests {
     }
 
     #[test]
-    fn an_upgrade_must_go_up_unless_a_downgrade_is_allowed() {
-        let mut m = manifest();
+    fn an_upgrade_must_go_up_unless_a_downgrade_replaces_exactly_the_running_version() {
+        let m = manifest();
         assert!(m.permits_upgrade_from(Version::new(1, 2, 2)));
         assert!(!m.permits_upgrade_from(Version::new(1, 2, 3)));
         assert!(!m.permits_upgrade_from(Version::new(2, 0, 0)));
-        m.allow_downgrade = true;
-        assert!(m.permits_upgrade_from(Version::new(2, 0, 0)));
-        assert!(!m.permits_upgrade_from(Version::new(1, 2, 3)));
+        let d = downgrade();
+        assert!(d.permits_upgrade_from(Version::new(1, 3, 0)));
+        assert!(!d.permits_upgrade_from(Version::new(2, 0, 0)));
+        assert!(!d.permits_upgrade_from(Version::new(1, 2, 3)));
+    }
+
+    #[test]
+    fn a_signed_downgrade_without_replaces_or_with_a_long_validity_is_refused() {
+        let key = signing_key();
+        let public = key.verifying_key();
+        assert_eq!(
+            ReleaseManifest::verify(&downgrade().sign(&key), &public),
+            Ok(downgrade())
+        );
+        let unnamed = ReleaseManifest {
+            replaces: None,
+            ..downgrade()
+        };
+        assert_eq!(
+            ReleaseManifest::verify(&unnamed.sign(&key), &public),
+            Err(ReleaseError::DowngradeWithoutReplaces)
+        );
+        let long = ReleaseManifest {
+            expires_unix: 1_900_000_000 + MAX_DOWNGRADE_VALIDITY_SECS + 1,
+            ..downgrade()
+        };
+        assert_eq!(
+            ReleaseManifest::verify(&long.sign(&key), &public),
+            Err(ReleaseError::DowngradeTooLong {
+                validity_secs: MAX_DOWNGRADE_VALIDITY_SECS + 1,
+                limit_secs: MAX_DOWNGRADE_VALIDITY_SECS
+            })
+        );
+    }
+
+    #[test]
+    fn a_manifest_expiring_before_its_signing_or_below_its_own_floor_is_malformed() {
+        let key = signing_key();
+        let stillborn = ReleaseManifest {
+            expires_unix: 1_900_000_000,
+            ..manifest()
+        };
+        assert_eq!(
+            ReleaseManifest::verify(&stillborn.sign(&key), &key.verifying_key()),
+            Err(ReleaseError::Malformed("it expires before it was signed"))
+        );
+        let under = ReleaseManifest {
+            floor: Some(Version::new(1, 2, 4)),
+            ..manifest()
+        };
+        assert_eq!(
+            ReleaseManifest::verify(&under.sign(&key), &key.verifying_key()),
+            Err(ReleaseError::Malformed(
+                "the version is below its own floor"
+            ))
+        );
+        assert!(!manifest().expired_at(manifest().expires_unix - 1));
+        assert!(manifest().expired_at(manifest().expires_unix));
+    }
+
+    #[test]
+    fn a_version_1_manifest_is_checked_then_refused_as_retired() {
+        let old = RetiredManifest {
+            version: Version::new(1, 2, 3),
+            target: "aarch64-unknown-linux-gnu".into(),
+            size: 1,
+            sha256: [0; 32],
+            allow_downgrade: true,
+            created_unix: 1,
+        };
+        let bytes = RETIRED_FORMAT.sign(&old, &signing_key().0);
+        assert_eq!(
+            ReleaseManifest::verify(&bytes, &signing_key().verifying_key()),
+            Err(ReleaseError::Retired(1))
+        );
+        let forged = RETIRED_FORMAT.sign(&old, &ReleaseSigningKey::from_bytes([4; 32]).0);
+        assert_eq!(
+            ReleaseManifest::verify(&forged, &signing_key().verifying_key()),
+            Err(ReleaseError::BadSignature)
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use skolebro_protocol::envelope::{
 };
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{
-    Delta, DeviceId, Digest, Enrollment, Entity, Gender, Group, NationalId, Payload,
+    Delta, DeviceId, Digest, Enrollment, Entity, Gender, Group, NationalId, Payload, ReleaseError,
     ReleaseManifest, ReleaseSigningKey, Roster, School, Seq, SiteId, SiteInfo, SiteSecret,
     StickBody, StickSigningKey, Student, Version,
 };
@@ -331,6 +331,55 @@ fn a_version_1_stick_bundle_still_verifies_and_carries_no_schools() {
     );
 }
 
+/// The version 1 manifest body as it was written before manifests expired: the same
+/// fields in the same order, without `expires_unix`, `replaces` and `floor`.
+#[derive(serde::Serialize)]
+struct ManifestV1 {
+    version: Version,
+    target: String,
+    size: u64,
+    sha256: [u8; 32],
+    allow_downgrade: bool,
+    created_unix: u64,
+}
+
+/// The version 1 framing spelt out by hand (magic, version 1, length, postcard body, Ed25519
+/// over all of it): today's code no longer writes it, so the test does.
+fn manifest_v1_bytes(key_seed: [u8; 32]) -> Vec<u8> {
+    use ed25519_dalek::Signer as _;
+    let today = manifest();
+    let body = postcard::to_allocvec(&ManifestV1 {
+        version: today.version,
+        target: today.target,
+        size: today.size,
+        sha256: today.sha256,
+        allow_downgrade: today.allow_downgrade,
+        created_unix: today.created_unix,
+    })
+    .expect("postcard");
+    let mut bytes = b"SKBR".to_vec();
+    bytes.push(1);
+    bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&body);
+    let signature = ed25519_dalek::SigningKey::from_bytes(&key_seed).sign(&bytes);
+    bytes.extend_from_slice(&signature.to_bytes());
+    bytes
+}
+
+#[test]
+fn a_version_1_manifest_matches_the_kept_vector_and_is_refused_as_retired() {
+    let key = ReleaseSigningKey::from_bytes([0x4e; 32]);
+    let kept = kept("manifest-v1.bin", &manifest_v1_bytes([0x4e; 32]));
+    assert_eq!(
+        ReleaseManifest::verify(&kept, &key.verifying_key()),
+        Err(ReleaseError::Retired(1))
+    );
+    let refusal = ReleaseManifest::verify(&kept, &key.verifying_key())
+        .expect_err("refused")
+        .to_string();
+    assert!(refusal.contains("no expiry"), "{refusal}");
+}
+
 fn manifest() -> ReleaseManifest {
     ReleaseManifest {
         version: "1.4.2".parse::<Version>().expect("a version"),
@@ -339,13 +388,17 @@ fn manifest() -> ReleaseManifest {
         sha256: [0xa5; 32],
         allow_downgrade: false,
         created_unix: 1_780_000_000,
+        expires_unix: 1_780_000_000 + 30 * 86_400,
+        replaces: None,
+        floor: Some("1.3.0".parse::<Version>().expect("a version")),
     }
 }
 
 #[test]
-fn a_release_manifest_matches_the_kept_vector_and_verifies() {
+fn a_version_2_release_manifest_matches_the_kept_vector_and_verifies() {
     let key = ReleaseSigningKey::from_bytes([0x4e; 32]);
-    let kept = kept("manifest-v1.bin", &manifest().sign(&key));
+    let kept = kept("manifest-v2.bin", &manifest().sign(&key));
+    assert_eq!(kept[4], 2);
     let read = ReleaseManifest::verify(&kept, &key.verifying_key()).expect("it verifies");
     assert_eq!(read, manifest());
     assert_eq!(read.id(), "1.4.2-aarch64-unknown-linux-gnu");

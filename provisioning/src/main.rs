@@ -96,9 +96,21 @@ enum Command {
         /// The target triple it was built for (e.g. aarch64-unknown-linux-gnu).
         #[arg(long, value_name = "TRIPLE")]
         target: String,
-        /// Let agents on a newer version install this one, to undo a bad release.
-        #[arg(long)]
+        /// Let agents on exactly the --replaces version install this older one, to undo a
+        /// bad release (the manifest then expires within 72 h).
+        #[arg(long, requires = "replaces")]
         allow_downgrade: bool,
+        /// The bad version a downgrade replaces (with --allow-downgrade).
+        #[arg(long, value_name = "X.Y.Z", requires = "allow_downgrade")]
+        replaces: Option<String>,
+        /// How long agents accept the manifest: 30d, 72h, 90m or seconds [default: 30d, a
+        /// downgrade 24h].
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// The lowest version agents may ever install again (kept on every device that
+        /// sees this manifest).
+        #[arg(long, value_name = "X.Y.Z")]
+        floor: Option<String>,
         /// The folder for the artifact and the manifest (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
@@ -190,11 +202,20 @@ fn main() -> anyhow::Result<()> {
             binary,
             version,
             target,
-            allow_downgrade,
+            allow_downgrade: _,
+            replaces,
+            expires_in,
+            floor,
             out,
             admin_url,
         } => {
-            let request = ReleaseRequest::new(binary, &version, &target, allow_downgrade)?;
+            let mut request = ReleaseRequest::new(binary, &version, &target, replaces.as_deref())?;
+            if let Some(text) = expires_in {
+                request = request.expires_in(&text)?;
+            }
+            if let Some(text) = floor {
+                request = request.with_floor(&text)?;
+            }
             // Check the URL before anything is written.
             let admin = admin_url.as_deref().map(AdminClient::new).transpose()?;
             let built = release::build(&KeyFolder::new(keys), &request, &out, now_unix()?)?;
@@ -203,8 +224,19 @@ fn main() -> anyhow::Result<()> {
             println!("release   {}", built.manifest.id());
             println!("size      {} bytes", built.manifest.size);
             println!("sha256    {}", hex::encode(built.manifest.sha256));
-            if built.manifest.allow_downgrade {
-                println!("downgrade allowed");
+            println!(
+                "expires   {} (Unix {})",
+                skolebro_protocol::civil_time::UtcDateTime::from_unix_millis(
+                    i64::try_from(built.manifest.expires_unix.saturating_mul(1000))
+                        .unwrap_or(i64::MAX)
+                ),
+                built.manifest.expires_unix
+            );
+            if let Some(replaces) = built.manifest.replaces {
+                println!("downgrade allowed from {replaces} only");
+            }
+            if let Some(floor) = built.manifest.floor {
+                println!("floor     {floor}");
             }
             if let Some(admin) = admin {
                 runtime()?.block_on(release::register(&admin, &built))?;

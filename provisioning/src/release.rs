@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
-use skolebro_protocol::release::{valid_target, MAX_TARGET_LEN};
+use skolebro_protocol::release::{valid_target, MAX_DOWNGRADE_VALIDITY_SECS, MAX_TARGET_LEN};
 use skolebro_protocol::{ReleaseManifest, Version};
 
 use crate::admin::AdminClient;
@@ -31,6 +31,15 @@ pub const MANIFEST_EXTENSION: &str = "skm";
 /// wrong file, and every Pi would download it over a school's uplink.
 pub const MAX_ARTIFACT_BYTES: u64 = 256 * 1024 * 1024;
 
+/// How long a release manifest is valid unless `--expires-in` says otherwise: 30 days, long
+/// enough for a staged rollout, short enough that an old manifest cannot be replayed for
+/// long.
+pub const DEFAULT_VALIDITY_SECS: u64 = 30 * 86_400;
+
+/// How long a downgrade manifest is valid unless `--expires-in` says otherwise: a day, well
+/// within [`MAX_DOWNGRADE_VALIDITY_SECS`].
+pub const DEFAULT_DOWNGRADE_VALIDITY_SECS: u64 = 86_400;
+
 /// What operations asked for, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseRequest {
@@ -39,27 +48,78 @@ pub struct ReleaseRequest {
     pub version: Version,
     /// The target triple the binary was built for.
     pub target: String,
-    /// Let agents on a newer version install this one (to undo a bad release).
-    pub allow_downgrade: bool,
+    /// `Some(v)`: a downgrade that agents running exactly `v` may install (to undo the bad
+    /// release `v`).
+    pub replaces: Option<Version>,
+    /// Seconds from signing until the manifest expires.
+    pub validity_secs: u64,
+    /// The lowest version agents may ever install again, signed into the manifest.
+    pub floor: Option<Version>,
+}
+
+/// `text` as a version, or an error naming `field`.
+fn parse_version(field: &'static str, text: &str) -> Result<Version, ProvisionError> {
+    text.parse().map_err(
+        |error: skolebro_protocol::ReleaseError| ProvisionError::InvalidField {
+            field,
+            reason: error.to_string(),
+        },
+    )
+}
+
+/// A validity such as `30d`, `72h`, `90m` or `3600` (seconds): at least a minute.
+pub fn parse_validity(text: &str) -> Result<u64, ProvisionError> {
+    let invalid = || ProvisionError::InvalidField {
+        field: "--expires-in",
+        reason: format!(
+            "{:?} is not a duration of at least a minute (e.g. 30d, 72h, 90m, 3600)",
+            text.chars().take(32).collect::<String>()
+        ),
+    };
+    let (number, unit) = match text.char_indices().last() {
+        Some((at, 'd')) => (&text[..at], 86_400),
+        Some((at, 'h')) => (&text[..at], 3_600),
+        Some((at, 'm')) => (&text[..at], 60),
+        Some((at, 's')) => (&text[..at], 1),
+        _ => (text, 1),
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let secs = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(invalid)?;
+    if secs < 60 {
+        return Err(invalid());
+    }
+    Ok(secs)
 }
 
 impl ReleaseRequest {
     /// Checks the version (`MAJOR.MINOR.PATCH`) and the target (a plain triple, which
-    /// becomes part of the release's id, file names and URLs).
+    /// becomes part of the release's id, file names and URLs). `replaces` makes it a
+    /// downgrade from exactly that version. The manifest is valid for
+    /// [`DEFAULT_VALIDITY_SECS`] (a downgrade [`DEFAULT_DOWNGRADE_VALIDITY_SECS`]) and has
+    /// no floor until [`ReleaseRequest::expires_in`] and [`ReleaseRequest::with_floor`] say
+    /// otherwise.
     pub fn new(
         binary: PathBuf,
         version: &str,
         target: &str,
-        allow_downgrade: bool,
+        replaces: Option<&str>,
     ) -> Result<ReleaseRequest, ProvisionError> {
-        let version = version
-            .parse()
-            .map_err(
-                |error: skolebro_protocol::ReleaseError| ProvisionError::InvalidField {
-                    field: "--version",
-                    reason: error.to_string(),
-                },
-            )?;
+        let version = parse_version("--version", version)?;
+        let replaces = replaces
+            .map(|text| parse_version("--replaces", text))
+            .transpose()?;
+        if replaces.is_some_and(|replaced| replaced <= version) {
+            return Err(ProvisionError::InvalidField {
+                field: "--replaces",
+                reason: format!("a downgrade to {version} replaces a newer version"),
+            });
+        }
         if !valid_target(target) {
             return Err(ProvisionError::InvalidField {
                 field: "--target",
@@ -73,8 +133,45 @@ impl ReleaseRequest {
             binary,
             version,
             target: target.to_owned(),
-            allow_downgrade,
+            replaces,
+            validity_secs: if replaces.is_some() {
+                DEFAULT_DOWNGRADE_VALIDITY_SECS
+            } else {
+                DEFAULT_VALIDITY_SECS
+            },
+            floor: None,
         })
+    }
+
+    /// The manifest expires `text` (see [`parse_validity`]) after signing; a downgrade at
+    /// most [`MAX_DOWNGRADE_VALIDITY_SECS`] after.
+    pub fn expires_in(mut self, text: &str) -> Result<ReleaseRequest, ProvisionError> {
+        let secs = parse_validity(text)?;
+        if self.replaces.is_some() && secs > MAX_DOWNGRADE_VALIDITY_SECS {
+            return Err(ProvisionError::InvalidField {
+                field: "--expires-in",
+                reason: format!(
+                    "a downgrade manifest may be valid for at most {} h",
+                    MAX_DOWNGRADE_VALIDITY_SECS / 3600
+                ),
+            });
+        }
+        self.validity_secs = secs;
+        Ok(self)
+    }
+
+    /// Signs `text` as the floor: agents never install a version below it again. It may
+    /// not be above the release itself.
+    pub fn with_floor(mut self, text: &str) -> Result<ReleaseRequest, ProvisionError> {
+        let floor = parse_version("--floor", text)?;
+        if floor > self.version {
+            return Err(ProvisionError::InvalidField {
+                field: "--floor",
+                reason: format!("the floor {floor} is above the release {}", self.version),
+            });
+        }
+        self.floor = Some(floor);
+        Ok(self)
     }
 }
 
@@ -119,8 +216,11 @@ pub fn build(
         target: request.target.clone(),
         size,
         sha256: Sha256::digest(&artifact).into(),
-        allow_downgrade: request.allow_downgrade,
+        allow_downgrade: request.replaces.is_some(),
         created_unix: now_unix,
+        expires_unix: now_unix.saturating_add(request.validity_secs),
+        replaces: request.replaces,
+        floor: request.floor,
     };
     let manifest_bytes = manifest.sign(&key);
     ReleaseManifest::verify(&manifest_bytes, &keys.release_verifying_key()?)?;
@@ -198,7 +298,7 @@ mod tests {
         let binary = tmp.path().join("skolebro-agent");
         std::fs::write(&binary, b"\x7fELF not really").unwrap();
         let request =
-            ReleaseRequest::new(binary, "1.4.0", "aarch64-unknown-linux-gnu", false).unwrap();
+            ReleaseRequest::new(binary, "1.4.0", "aarch64-unknown-linux-gnu", None).unwrap();
         let out = tmp.path().join("out");
         let built = build(&keys, &request, &out, 1_900_000_000).unwrap();
 
@@ -222,6 +322,8 @@ mod tests {
         assert_eq!(manifest.version, Version::new(1, 4, 0));
         assert!(!manifest.allow_downgrade);
         assert_eq!(manifest.created_unix, 1_900_000_000);
+        assert_eq!(manifest.expires_unix, 1_900_000_000 + DEFAULT_VALIDITY_SECS);
+        assert_eq!((manifest.replaces, manifest.floor), (None, None));
         let leftovers: Vec<_> = std::fs::read_dir(&out)
             .unwrap()
             .map(|entry| entry.unwrap().file_name())
@@ -243,7 +345,7 @@ mod tests {
         let binary = tmp.path().join("agent");
         std::fs::write(&binary, b"x").unwrap();
         let request =
-            ReleaseRequest::new(binary, "1.0.0", "x86_64-unknown-linux-gnu", false).unwrap();
+            ReleaseRequest::new(binary, "1.0.0", "x86_64-unknown-linux-gnu", None).unwrap();
         let out = tmp.path().join("out");
         assert!(matches!(
             build(&keys, &request, &out, 1),
@@ -254,7 +356,7 @@ mod tests {
 
     #[test]
     fn versions_targets_and_empty_binaries_are_checked_and_named() {
-        let bad_version = ReleaseRequest::new("a".into(), "1.2", "x86_64-unknown-linux-gnu", false);
+        let bad_version = ReleaseRequest::new("a".into(), "1.2", "x86_64-unknown-linux-gnu", None);
         assert!(matches!(
             bad_version,
             Err(ProvisionError::InvalidField {
@@ -265,7 +367,7 @@ mod tests {
         for target in ["", "../x", "X86_64", "a/b"] {
             assert!(
                 matches!(
-                    ReleaseRequest::new("a".into(), "1.2.3", target, false),
+                    ReleaseRequest::new("a".into(), "1.2.3", target, None),
                     Err(ProvisionError::InvalidField {
                         field: "--target",
                         ..
@@ -279,7 +381,7 @@ mod tests {
         let empty = tmp.path().join("empty");
         std::fs::write(&empty, b"").unwrap();
         let request =
-            ReleaseRequest::new(empty, "1.2.3", "x86_64-unknown-linux-gnu", true).unwrap();
+            ReleaseRequest::new(empty, "1.2.3", "x86_64-unknown-linux-gnu", Some("1.2.4")).unwrap();
         assert!(matches!(
             build(&keys, &request, tmp.path(), 1),
             Err(ProvisionError::InvalidField {
@@ -291,5 +393,61 @@ mod tests {
             ReleaseManifest::verify(b"", &keys.release_verifying_key().unwrap()),
             Err(ReleaseError::Truncated)
         ));
+    }
+
+    #[test]
+    fn a_downgrade_names_what_it_replaces_and_expires_within_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let keys = keys(tmp.path());
+        let binary = tmp.path().join("agent");
+        std::fs::write(&binary, b"x").unwrap();
+        let t = "x86_64-unknown-linux-gnu";
+        let request = ReleaseRequest::new(binary.clone(), "1.0.0", t, Some("1.1.0"))
+            .unwrap()
+            .with_floor("0.9.0")
+            .unwrap();
+        let built = build(&keys, &request, &tmp.path().join("out"), 1_000).unwrap();
+        assert!(built.manifest.allow_downgrade);
+        assert_eq!(built.manifest.replaces, Some(Version::new(1, 1, 0)));
+        assert_eq!(built.manifest.floor, Some(Version::new(0, 9, 0)));
+        assert_eq!(
+            built.manifest.expires_unix,
+            1_000 + DEFAULT_DOWNGRADE_VALIDITY_SECS
+        );
+        let downgrade = || ReleaseRequest::new(binary.clone(), "1.0.0", t, Some("1.1.0")).unwrap();
+        assert!(downgrade().expires_in("72h").is_ok());
+        assert!(matches!(
+            downgrade().expires_in("73h"),
+            Err(ProvisionError::InvalidField {
+                field: "--expires-in",
+                ..
+            })
+        ));
+        assert!(matches!(
+            ReleaseRequest::new(binary.clone(), "1.0.0", t, Some("1.0.0")),
+            Err(ProvisionError::InvalidField {
+                field: "--replaces",
+                ..
+            })
+        ));
+        assert!(matches!(
+            downgrade().with_floor("1.0.1"),
+            Err(ProvisionError::InvalidField {
+                field: "--floor",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn validities_are_read_in_days_hours_minutes_or_seconds() {
+        assert_eq!(parse_validity("30d").unwrap(), 30 * 86_400);
+        assert_eq!(parse_validity("72h").unwrap(), 72 * 3_600);
+        assert_eq!(parse_validity("90m").unwrap(), 5_400);
+        assert_eq!(parse_validity("3600").unwrap(), 3_600);
+        assert_eq!(parse_validity("120s").unwrap(), 120);
+        for bad in ["", "d", "59", "1.5h", "-3d", "3w", "99999999999999999999d"] {
+            assert!(parse_validity(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use sha2::{Digest as _, Sha256};
@@ -28,6 +28,15 @@ fn hex_key_fingerprint(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
     let bytes = hex::decode(text.trim()).unwrap();
     hex::encode(Sha256::digest(bytes))
+}
+
+/// The manifest at `path`, verified with the key folder's `release.pub`.
+fn signed_manifest(keys: &Path, path: &Path) -> skolebro_protocol::ReleaseManifest {
+    let public = skolebro_protocol::ReleaseVerifyingKey::from_hex(
+        &std::fs::read_to_string(keys.join("release.pub")).unwrap(),
+    )
+    .unwrap();
+    skolebro_protocol::ReleaseManifest::verify(&std::fs::read(path).unwrap(), &public).unwrap()
 }
 
 fn init(keys: &Path) -> String {
@@ -92,27 +101,46 @@ fn init_writes_the_key_folder_and_prints_every_fingerprint() {
     assert!(config.contains("release_key = \"release.pub\""), "{config}");
 }
 
-#[test]
-fn release_writes_the_artifact_and_a_manifest_signed_with_release_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let keys = tmp.path().join("keys");
+/// A key folder and an agent binary to release, in `tmp`: (keys, binary, out folder).
+fn release_inputs(tmp: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let keys = tmp.join("keys");
     init(&keys);
-    let binary = tmp.path().join("skolebro-agent");
+    let binary = tmp.join("skolebro-agent");
     std::fs::write(&binary, b"\x7fELF agent build").unwrap();
-    let out_dir = tmp.path().join("out");
-    let out = provision(&[
+    (keys, binary, tmp.join("out"))
+}
+
+/// `skolebro-provision release` of `binary` as `version` for `target`, plus `extra`.
+fn release(
+    inputs: &(PathBuf, PathBuf, PathBuf),
+    version: &str,
+    target: &str,
+    extra: &[&str],
+) -> Output {
+    let (keys, binary, out_dir) = inputs;
+    let mut args = vec![
         "release",
         "--keys",
         keys.to_str().unwrap(),
         "--binary",
         binary.to_str().unwrap(),
         "--version",
-        "1.3.0",
+        version,
         "--target",
-        "armv7-unknown-linux-gnueabihf",
+        target,
         "--out",
         out_dir.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    provision(&args)
+}
+
+#[test]
+fn release_writes_the_artifact_and_a_manifest_signed_with_release_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = release_inputs(tmp.path());
+    let (keys, _, out_dir) = &inputs;
+    let out = release(&inputs, "1.3.0", "armv7-unknown-linux-gnueabihf", &[]);
     assert!(
         out.status.success(),
         "release failed: {}",
@@ -128,18 +156,61 @@ fn release_writes_the_artifact_and_a_manifest_signed_with_release_key() {
         std::fs::read(out_dir.join(format!("{id}.bin"))).unwrap(),
         b"\x7fELF agent build"
     );
-    let public = skolebro_protocol::ReleaseVerifyingKey::from_hex(
-        &std::fs::read_to_string(keys.join("release.pub")).unwrap(),
-    )
-    .unwrap();
-    let manifest = skolebro_protocol::ReleaseManifest::verify(
-        &std::fs::read(out_dir.join(format!("{id}.skm"))).unwrap(),
-        &public,
-    )
-    .unwrap();
+    let manifest = signed_manifest(keys, &out_dir.join(format!("{id}.skm")));
     assert_eq!(manifest.id(), id);
     assert_eq!(manifest.size, b"\x7fELF agent build".len() as u64);
     assert!(!manifest.allow_downgrade);
+    assert_eq!(
+        manifest.expires_unix - manifest.created_unix,
+        30 * 86_400,
+        "valid for 30 days by default"
+    );
+}
+
+#[test]
+fn a_downgrade_release_names_what_it_replaces_expires_soon_and_signs_the_floor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = release_inputs(tmp.path());
+    let (keys, _, out_dir) = &inputs;
+    let release = |extra: &[&str]| release(&inputs, "1.2.0", "aarch64-unknown-linux-gnu", extra);
+    // A downgrade without the version it replaces is refused by the command line.
+    assert!(!release(&["--allow-downgrade"]).status.success());
+    let long = release(&[
+        "--allow-downgrade",
+        "--replaces",
+        "1.3.0",
+        "--expires-in",
+        "30d",
+    ]);
+    let refused = text(&long.stderr);
+    assert!(
+        !long.status.success() && refused.contains("--expires-in"),
+        "{refused}"
+    );
+    assert!(!out_dir.exists());
+
+    let out = release(&[
+        "--allow-downgrade",
+        "--replaces",
+        "1.3.0",
+        "--expires-in",
+        "48h",
+        "--floor",
+        "1.1.0",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success()
+            && stdout.contains("downgrade allowed from 1.3.0 only")
+            && stdout.contains("expires   "),
+        "{stdout} {}",
+        text(&out.stderr)
+    );
+    let manifest = signed_manifest(keys, &out_dir.join("1.2.0-aarch64-unknown-linux-gnu.skm"));
+    assert!(manifest.allow_downgrade);
+    assert_eq!(manifest.replaces, Some("1.3.0".parse().unwrap()));
+    assert_eq!(manifest.floor, Some("1.1.0".parse().unwrap()));
+    assert_eq!(manifest.expires_unix - manifest.created_unix, 48 * 3600);
 }
 
 #[test]

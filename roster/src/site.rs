@@ -73,11 +73,7 @@ mod tests {
                 schools,
                 ..Roster::default()
             },
-            partial: false,
-            tombstones: Vec::new(),
-            renames: Vec::new(),
-            columns: Vec::new(),
-            deviations: Vec::new(),
+            ..Validated::default()
         }
     }
 

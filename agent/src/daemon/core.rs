@@ -371,6 +371,15 @@ impl Core {
         self.publish();
     }
 
+    /// Why an offered release waits (see [`crate::update::Updater::waiting_for_space`]);
+    /// written only if it changed, so the shortage shows once, not every heartbeat.
+    pub fn update_waiting(&mut self, waiting: Option<String>) {
+        if self.status.update_waiting != waiting {
+            self.status.update_waiting = waiting;
+            self.publish();
+        }
+    }
+
     /// Central answered `device_revoked`.
     pub fn revoked(&mut self) {
         self.status.provisioning.revoked = true;

@@ -30,6 +30,8 @@ pub(super) async fn heartbeat_loop(
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
+        let waiting = updater.waiting_for_space();
+        with_core(&core, move |c| c.update_waiting(waiting)).await;
         let mut heartbeat = with_core(&core, |c| c.heartbeat()).await;
         heartbeat.target = Some(updater.target());
         heartbeat.update = updater.report();

@@ -143,7 +143,7 @@ pub async fn start(config: AgentConfig) -> Result<DaemonHandle, DaemonError> {
     )?);
     let (status_tx, status_rx) = watch::channel(AgentStatus::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let updater = Updater::open(&config);
+    let updater = Updater::open(&config, clock.clone());
     let restart = updater.restart_wanted();
     tokio::spawn(updater.clone().watch_trial());
     let task = tokio::spawn(lifecycle(config, clock, updater, status_tx, stop_rx));

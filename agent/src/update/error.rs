@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use skolebro_protocol::civil_time::UtcDateTime;
 use skolebro_protocol::release::{ReleaseError, Version};
 
 use super::download::DownloadError;
@@ -25,6 +26,9 @@ pub enum UpdateError {
     Resumed(Refusal),
     #[error("an update task failed: {0}")]
     Task(String),
+    /// The version floor file holds no version: updates stop rather than forget the floor.
+    #[error("version floor {path}: {reason}")]
+    Floor { path: PathBuf, reason: String },
     #[error(transparent)]
     Download(#[from] DownloadError),
 }
@@ -51,10 +55,36 @@ pub enum Refusal {
     WrongTarget { release: String, ours: String },
     #[error("version {release} does not go up from {running} and allows no downgrade")]
     NotNewer { release: Version, running: Version },
+    /// A downgrade signed for another version than the one running: a replay.
+    #[error("the downgrade to {release} replaces {replaces}, but this agent runs {running}")]
+    NotReplaced {
+        release: Version,
+        replaces: Version,
+        running: Version,
+    },
+    /// The manifest's validity is over by the agent's clock (the synced time, or else the
+    /// clock floor, which is never later than the real time).
+    #[error(
+        "the manifest expired at {} (this agent's clock says {}); operations sign the release again",
+        rfc3339(*expires_unix),
+        rfc3339(*now_unix)
+    )]
+    Expired { expires_unix: u64, now_unix: u64 },
+    /// Below the lowest version this device will install again.
+    #[error("version {release} is below this device's version floor {floor}")]
+    BelowFloor { release: Version, floor: Version },
     #[error("the artifact is {got} bytes, the manifest says {expected}")]
     Size { expected: u64, got: u64 },
     #[error("the artifact is larger than the manifest's {0} bytes")]
     Oversized(u64),
     #[error("the artifact's SHA-256 does not match the manifest")]
     Checksum,
+}
+
+/// Unix seconds as RFC 3339 in UTC, for refusals people read.
+fn rfc3339(unix: u64) -> String {
+    let millis = i64::try_from(unix)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    UtcDateTime::from_unix_millis(millis).to_string()
 }

@@ -63,6 +63,9 @@ pub(crate) async fn deletions(
             }
             None => since,
         };
+        if let Some(site) = then.site_of(id) {
+            gone.note_site(id, site);
+        }
         let mut object = object.clone();
         object["status"] = json!("tobedeleted");
         object["dateLastModified"] = json!(closed.to_string());

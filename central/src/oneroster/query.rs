@@ -145,8 +145,9 @@ impl PageRequest {
 
     /// The request's page of `objects` (each with a `sourcedId`) and the number matching
     /// the filter: filtered, sorted by the `sort` field (ties, and no `sort`, by
-    /// `sourcedId`), in `orderBy`'s direction, then cut to the page, then each object cut to
-    /// the selected fields.
+    /// `sourcedId`), in `orderBy`'s direction, then cut to the page. Each object is still
+    /// whole, so the access log can tell whose records it holds before [`PageRequest::select`]
+    /// cuts it to the selected fields.
     pub(crate) fn apply(&self, mut objects: Vec<Value>) -> (Vec<Value>, usize) {
         if let Some(filter) = &self.filter {
             objects.retain(|object| filter.matches(object));
@@ -164,7 +165,6 @@ impl PageRequest {
             .into_iter()
             .skip(self.offset)
             .take(self.limit)
-            .map(|object| self.select(object))
             .collect();
         (page, total)
     }
@@ -173,6 +173,15 @@ impl PageRequest {
     /// also answers what was deleted since.
     pub(crate) fn since(&self) -> Option<crate::store::Timestamp> {
         self.filter.as_ref()?.since()
+    }
+
+    /// The `filter` parameter as the client sent it, if any: what the access log keeps
+    /// (masked).
+    pub(crate) fn filter_text(&self) -> Option<&str> {
+        self.carried
+            .iter()
+            .find(|(name, _)| *name == "filter")
+            .map(|(_, text)| text.as_str())
     }
 
     /// The object with the selected fields only (all without `fields`).
@@ -253,7 +262,9 @@ mod tests {
         )
         .unwrap();
         let (page, total) = request.apply(people());
+        let page: Vec<Value> = page.into_iter().map(|o| request.select(o)).collect();
         assert_eq!(total, 2);
+        assert_eq!(request.filter_text(), Some("role='student'"));
         assert_eq!(
             page,
             vec![

@@ -17,8 +17,9 @@
 //! and chain heads (`devices`), roster records and batches (`records`), enrollment tokens
 //! (`tokens`), consumer clients (`consumers`), operator accounts and audit (`operators`),
 //! releases (`releases`), transfer windows (`windows`), the last heartbeats and command
-//! queue of the fleet (`fleet`), the sign-in lock (`sign_in`) and the schools each site is
-//! registered with (`sites`). Two backends implement them all:
+//! queue of the fleet (`fleet`), the sign-in lock (`sign_in`), the schools each site is
+//! registered with (`sites`) and the consumer access log (`access_log`). Two backends
+//! implement them all:
 //! [`SqliteStore`], the embedded default, and [`PostgresStore`], the production store, each
 //! split into files named like the areas, so a method's two versions sit in same-named files.
 //! What a batch means (which versions to close, which to insert) is decided once, in
@@ -28,6 +29,7 @@
 //!
 //! [`ChainHead`]: skolebro_protocol::ChainHead
 
+mod access_log;
 mod columns;
 mod consumers;
 mod devices;
@@ -48,6 +50,7 @@ mod timestamp;
 mod tokens;
 mod windows;
 
+pub use access_log::{AccessLogStore, Read, ReadFilter, MAX_LOGGED_FILTER_LEN};
 pub use consumers::{ConsumerClient, ConsumerScope, ConsumerStore};
 pub use devices::{enrolled_device_id, DeviceRecord, DeviceStore, MAX_ENROLLABLE_SITE_LEN};
 pub use error::{StoreError, StoreFuture, MAX_WINDOW_NAME_LEN};
@@ -76,8 +79,8 @@ pub use windows::{NewWindow, TransferWindow, WindowState, WindowStore};
 /// a method of a supertrait of [`Store`] needs its trait in scope, even on `dyn Store`.
 pub mod prelude {
     pub use super::{
-        ConsumerStore, DeviceStore, FleetStore, OperatorStore, RecordStore, ReleaseStore,
-        SignInStore, SiteStore, Store, TokenStore, WindowStore,
+        AccessLogStore, ConsumerStore, DeviceStore, FleetStore, OperatorStore, RecordStore,
+        ReleaseStore, SignInStore, SiteStore, Store, TokenStore, WindowStore,
     };
 }
 
@@ -91,7 +94,7 @@ pub trait Store
 where
     Self: DeviceStore + TokenStore + RecordStore + ConsumerStore,
     Self: OperatorStore + ReleaseStore + WindowStore,
-    Self: FleetStore + SignInStore + SiteStore,
+    Self: FleetStore + SignInStore + SiteStore + AccessLogStore,
 {
 }
 
@@ -106,6 +109,7 @@ impl<T> Store for T where
         + FleetStore
         + SignInStore
         + SiteStore
+        + AccessLogStore
         + ?Sized
 {
 }

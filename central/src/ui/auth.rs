@@ -147,7 +147,8 @@ impl Operator {
     pub(super) fn nav(&self) -> String {
         let mut nav = String::from(
             "<a href=\"/fleet\">Fleet</a><a href=\"/held\">Held deltas</a>\
-             <a href=\"/releases\">Releases</a><a href=\"/windows\">Transfer windows</a>",
+             <a href=\"/releases\">Releases</a><a href=\"/windows\">Transfer windows</a>\
+             <a href=\"/reads\">Reads</a>",
         );
         if self.user.role != Role::Municipality {
             nav.push_str("<a href=\"/tokens\">Sticks and tokens</a>");

@@ -10,7 +10,8 @@
 //! of them lands in the audit log (`crate::audit`). `auth` signs operators in and out and
 //! gives handlers the signed-in `auth::Operator` as an extractor; `pages` renders the
 //! fleet, site, held-delta, token and audit pages; `releases` shows the releases and
-//! changes their rollouts; `windows` shows and sets the counties' transfer windows;
+//! changes their rollouts; `windows` shows and sets the counties' transfer windows; `reads` lists the consumer access
+//! log;
 //! `html` is the page frame. Everything works without JavaScript: links, plain forms, and
 //! redirects after each POST.
 //!
@@ -23,6 +24,7 @@ mod deviations;
 mod error;
 mod html;
 mod pages;
+mod reads;
 mod releases;
 mod windows;
 
@@ -55,6 +57,7 @@ pub(crate) fn router(state: Arc<UiState>) -> Router {
         .route("/tokens", get(pages::tokens))
         .route("/tokens/{id}/revoke", post(pages::post_revoke_token))
         .route("/audit", get(pages::audit_page))
+        .route("/reads", get(reads::reads_page))
         .route("/releases", get(releases::releases))
         .route("/releases/{id}/rollout", post(releases::post_rollout))
         .route("/releases/{id}/pause", post(releases::post_pause))

@@ -101,7 +101,7 @@ fn school_names(schools: &BTreeMap<SiteId, Vec<SiteSchool>>, site: &SiteId) -> S
 }
 
 /// A time with how long ago it was, or "never".
-fn when(at: Option<Timestamp>, now: Timestamp) -> String {
+pub(super) fn when(at: Option<Timestamp>, now: Timestamp) -> String {
     let Some(at) = at else {
         return "<span class=\"note\">never</span>".to_owned();
     };
@@ -240,6 +240,11 @@ pub(crate) async fn site(
         counts.groups,
         counts.enrollments,
         names = school_names(&schools, &site),
+    );
+    let _ = write!(
+        body,
+        "<p><a href=\"/reads?site={}\">Reads of this site's data by consumers</a></p>",
+        escape_path(site.as_str()),
     );
     body.push_str("<h2>Deviations to fix in the SAS</h2>");
     let site_devices: Vec<_> = devices

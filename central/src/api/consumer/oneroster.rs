@@ -2,7 +2,8 @@
 //! [`crate::oneroster::BASE`] is read into a [`crate::oneroster::endpoint::Endpoint`] and
 //! answered from the calling client's scope only: one page of a list (with `X-Total-Count`
 //! and the paging `Link`s; a change feed with what was deleted since), or one object by
-//! `sourcedId`. Errors leave as `ApiError`s; the
+//! `sourcedId`. An answer carrying personal data is logged first (`crate::access_log`), and
+//! not sent if it cannot be. Errors leave as `ApiError`s; the
 //! listener's `imsx` layer writes them in OneRoster's status shape.
 
 use std::sync::Arc;
@@ -14,12 +15,13 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::token::bearer_client;
+use crate::access_log::{log_answer, Answer};
 use crate::api::error::ApiError;
 use crate::oneroster::deletions::deletions;
 use crate::oneroster::endpoint::{Endpoint, Missing};
 use crate::oneroster::links::{link_header, origin};
 use crate::oneroster::query::{parse_query, PageRequest};
-use crate::oneroster::{scoped_roster, Moment, Needs, BASE};
+use crate::oneroster::{scoped_roster, Moment, Needs, ScopedRoster, BASE};
 use crate::state::AppState;
 
 /// `GET /ims/oneroster/v1p1/{path}`: a list of the caller's objects, filtered, sorted and
@@ -57,15 +59,31 @@ pub(crate) async fn get_resource(
             format!("no {} with this sourcedId", kind.singular()),
         )
     })?;
-    if let Endpoint::One { .. } = endpoint {
-        let object = objects.into_iter().next().unwrap_or(Value::Null);
-        return Ok(Json(json!({ kind.singular(): request.select(object) })).into_response());
-    }
+    let one = matches!(endpoint, Endpoint::One { .. });
+    let mut gone = ScopedRoster::default();
     if let Some(since) = request.since().filter(|_| endpoint.is_collection()) {
-        let gone = deletions(state.store.as_ref(), &client.scope, since, &roster, kind).await?;
+        gone = deletions(state.store.as_ref(), &client.scope, since, &roster, kind).await?;
         objects.extend(endpoint.select(&gone).unwrap_or_default());
     }
-    let (page, total) = request.apply(objects);
+    let (page, total) = if one {
+        (objects.into_iter().take(1).collect(), 1)
+    } else {
+        request.apply(objects)
+    };
+    let answer = Answer {
+        endpoint: &format!("{BASE}/{path}"),
+        filter: request.filter_text(),
+        kind,
+        objects: &page,
+        rosters: &[&roster, &gone],
+    };
+    log_answer(state.store.as_ref(), &client, &answer).await?;
+    let mut page = page.into_iter().map(|object| request.select(object));
+    if one {
+        let object = page.next().unwrap_or(Value::Null);
+        return Ok(Json(json!({ kind.singular(): object })).into_response());
+    }
+    let page: Vec<Value> = page.collect();
     tracing::debug!(
         client = client.id,
         collection = kind.plural(),

@@ -7,7 +7,8 @@
 //! heartbeat ([`devices`]). They are also the start of a device's life: `skolebro-provision
 //! stick` registers the stick's enrollment token here (only its SHA-256), and operators list
 //! and revoke tokens ([`tokens`]) and devices. Operations also create and revoke the
-//! consumers' OAuth2 clients ([`clients`]), download a county's elevliste ([`elevliste`]),
+//! consumers' OAuth2 clients ([`clients`]) and read who read what through them
+//! ([`access_log`]), download a county's elevliste ([`elevliste`]),
 //! frozen at a transfer window's deadline once it has passed ([`windows`]), and register,
 //! upload and roll out releases ([`releases`]). There are no operator accounts yet, which
 //! is why the listener is bound to loopback only; [`guard`] keeps browsers on the host out
@@ -18,6 +19,7 @@
 //! Every action that changes something writes a line to the audit log first
 //! ([`crate::audit`], as [`crate::audit::API_ACTOR`]) and is refused if it cannot be written.
 
+mod access_log;
 mod clients;
 mod devices;
 mod elevliste;
@@ -81,6 +83,7 @@ pub(crate) fn router(state: Arc<AppState>, listen: SocketAddr) -> Router {
             "/admin/clients",
             get(clients::get_clients).post(clients::post_client),
         )
+        .route("/admin/access-log", get(access_log::get_access_log))
         .route(
             "/admin/clients/{id}/revoke",
             post(clients::post_revoke_client),

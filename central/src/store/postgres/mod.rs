@@ -20,6 +20,7 @@
 //!
 //! [`RecordStore::apply`]: crate::store::RecordStore::apply
 
+mod access_log;
 mod consumers;
 mod devices;
 mod fleet;
@@ -84,6 +85,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         10,
         include_str!("../../../migrations/postgres/0010_site_schools.sql"),
+    ),
+    (
+        11,
+        include_str!("../../../migrations/postgres/0011_access_log.sql"),
     ),
 ];
 

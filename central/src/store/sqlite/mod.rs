@@ -23,6 +23,7 @@
 //!
 //! [`RecordStore::apply`]: crate::store::RecordStore::apply
 
+mod access_log;
 mod consumers;
 mod devices;
 mod fleet;
@@ -85,6 +86,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         10,
         include_str!("../../../migrations/sqlite/0010_site_schools.sql"),
+    ),
+    (
+        11,
+        include_str!("../../../migrations/sqlite/0011_access_log.sql"),
     ),
 ];
 

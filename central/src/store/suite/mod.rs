@@ -17,10 +17,11 @@ use skolebro_protocol::{
 use super::{
     enrolled_device_id, token_id, AnyRecord, ApplyOutcome, AuditEntry, Changes, ConsumerClient,
     ConsumerScope, Counts, CurrentRecord, DeviceReason, EnrollRequest, Fylke, IncomingBatch,
-    NewRelease, NewToken, NewWindow, Role, RolloutChange, Store, StoreError, Timestamp,
-    TokenRecord, TransferWindow, UiUser, UpdateCounts, UpdateEvent, UpdateState,
+    NewRelease, NewToken, NewWindow, Read, ReadFilter, Role, RolloutChange, Store, StoreError,
+    Timestamp, TokenRecord, TransferWindow, UiUser, UpdateCounts, UpdateEvent, UpdateState,
 };
 
+mod access_log;
 mod consumers;
 mod devices;
 mod fleet;
@@ -33,6 +34,7 @@ mod sites;
 mod tokens;
 mod windows;
 
+pub(crate) use access_log::*;
 pub(crate) use consumers::*;
 pub(crate) use devices::*;
 pub(crate) use fleet::*;
@@ -122,6 +124,8 @@ macro_rules! store_suite {
             a_new_record_under_a_renamed_records_first_key_gets_an_identity_of_its_own,
             a_site_is_registered_with_its_schools_and_a_school_belongs_to_one_site,
             a_school_moves_to_another_site_only_when_it_is_registered,
+            reads_are_logged_and_listed_by_client_and_site_newest_first,
+            reads_older_than_the_retention_are_purged_in_bounded_steps,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {
