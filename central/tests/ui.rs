@@ -1223,6 +1223,13 @@ async fn an_operator_releases_a_held_delta_in_a_real_browser() {
         )
         .await
         .expect("the device");
+    // The sample export's one school, registered with the site as its stick would have.
+    let school: SiteSchool = "4601/46500=Fana skule".parse().expect("a school");
+    central
+        .store
+        .register_schools(&site, &[school], skolebro_central::store::Timestamp(1))
+        .await
+        .expect("the registration");
     let agent = daemon::start(AgentConfig::load(&config).expect("the agent's config"))
         .await
         .expect("the agent starts");
