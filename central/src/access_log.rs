@@ -3,8 +3,8 @@
 //! access_log_days`.
 //!
 //! In the data flow it sits between the OneRoster handler and the store: the handler builds
-//! its answer from the client's [`ScopedRoster`], hands the page (objects still whole) to
-//! [`log_answer`], and only sends the answer when the row is stored; a store failure is the
+//! its answer from the client's `ScopedRoster`, hands the page (objects still whole) to
+//! `log_answer`, and only sends the answer when the row is stored; a store failure is the
 //! request's failure, so no personal data leaves unlogged. The row names the client, the
 //! path, the filter with every 11-digit run masked ([`mask_in_text`]: a client may filter on
 //! a national id), the number of objects and the sites whose records they came from; the

@@ -3,21 +3,21 @@
 //! teachers, classes, enrollments, courses, academic sessions and terms, demographics, and
 //! the collections under a school, class, course, term or user), served by
 //! `crate::api::consumer` behind the OAuth2 tokens of `crate::consumer_auth`. This module
-//! turns the store's records into OneRoster objects ([`scoped_roster`]); [`endpoint`] reads
-//! a path into the selection it names, [`query`] checks and applies `limit`, `offset`,
-//! `filter` ([`filter`]), `sort`, `orderBy` and `fields`, [`links`] writes the paging links.
+//! turns the store's records into OneRoster objects (`scoped_roster`); `endpoint` reads
+//! a path into the selection it names, `query` checks and applies `limit`, `offset`,
+//! `filter` (`filter`), `sort`, `orderBy` and `fields`, `links` writes the paging links.
 //! None of it knows HTTP beyond header values.
 //!
 //! What central stores maps onto OneRoster as: a school is an org of type `school`, a
 //! basisgruppe a class of type `homeroom`, a student a user with role `student` (with a
 //! demographics object when the export gives a birth date or sex), and an enrollment with a
 //! basisgruppe an enrollment (one without a basisgruppe shows only in the user's `orgs`).
-//! Each class belongs to the academic session of its school year ([`school_year`]) and to a
+//! Each class belongs to the academic session of its school year (`school_year`) and to a
 //! course: the school's trinn in that year (or its basisgrupper without a trinn). No
 //! teachers are carried, so teacher lists are empty. Current records are served `active`;
 //! `dateLastModified` is the time the record took its present content, for a course or
 //! session the time its first current class did. A change feed (`dateLastModified>=`) also
-//! serves what left the scope since, `tobedeleted` ([`deletions`]).
+//! serves what left the scope since, `tobedeleted` (`deletions`).
 //!
 //! Scope is applied before anything else: a client reads only schools its county or kommune
 //! covers ([`ConsumerScope::covers`]), the classes and enrollments of those schools, the
