@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use skolebro_protocol::release::valid_release_id;
-use skolebro_protocol::{DeviceId, ReleaseVerifyingKey, SiteId, Version};
+use skolebro_protocol::{DeviceId, ReleaseManifest, ReleaseVerifyingKey, SiteId, Version};
 use skolebro_provisioning::DeviceIdentity;
 use tokio::io::AsyncWriteExt as _;
 
@@ -113,22 +113,26 @@ pub(crate) async fn record_report(
 
 /// The release to offer a device in its heartbeat answer, as JSON, or `None`: the newest
 /// release (by version) for `target` whose artifact is stored, that is not paused, whose
-/// policy includes the device, and that the device has not rolled back or refused. It is
-/// offered only if its version is not the one the device runs; the first offer is counted.
+/// policy includes the device, that the device has not rolled back or refused, and whose
+/// manifest the device would still take ([`offerable`]). It is offered only if its version
+/// is not the one the device runs; the first offer is counted.
 pub(crate) async fn offer(
     store: &dyn Store,
+    settings: &ReleaseSettings,
     identity: &DeviceIdentity,
     running: &str,
     target: &str,
 ) -> Result<Option<ReleaseOffer>, StoreError> {
     let failed = store.failed_releases(&identity.device).await?;
     let releases = store.releases().await?;
+    let now_unix = u64::try_from(Timestamp::now().unix_millis() / 1000).unwrap_or(0);
     let Some(chosen) = releases.into_iter().find(|release| {
         release.artifact_stored
             && !release.paused
             && release.release.target == target
             && !failed.contains(&release.release.id)
             && release.includes(&identity.device, &identity.site)
+            && offerable(settings, &release.release.manifest, now_unix)
     }) else {
         return Ok(None);
     };
@@ -151,6 +155,18 @@ pub(crate) async fn offer(
         artifact: format!("/v1/releases/{id}/artifact"),
         id,
     }))
+}
+
+/// Whether a stored manifest is still one a device would take at `now_unix`: it verifies
+/// against the release key (a manifest of a retired format no longer does) and has not
+/// expired. Offering one the device must refuse would only turn into a `refused` report, and
+/// a refused release is never offered to that device again. Without a release key central
+/// cannot read the manifest and offers it as stored; the device still checks.
+fn offerable(settings: &ReleaseSettings, manifest: &[u8], now_unix: u64) -> bool {
+    let Some(key) = &settings.key else {
+        return true;
+    };
+    ReleaseManifest::verify(manifest, key).is_ok_and(|manifest| !manifest.expired_at(now_unix))
 }
 
 /// The id from a path, if it has the form of a release id; anything else cannot name a

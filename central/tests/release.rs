@@ -408,6 +408,38 @@ async fn the_heartbeat_offers_the_release_only_inside_its_rollout_and_not_when_p
 }
 
 #[tokio::test]
+async fn a_manifest_that_has_expired_is_offered_to_no_device() {
+    let central = Central::start(true).await;
+    let here = central.device("pi-here", SITE).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs();
+    // Signed an hour ago, valid for two more seconds: registered and offered while it lasts.
+    let artifact = artifact();
+    let mut short = manifest("1.4.0", &artifact);
+    short.created_unix = now - 3_600;
+    short.expires_unix = now + 2;
+    let (status, body) = central.register(short.sign(&release_key())).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().expect("an id").to_owned();
+    assert_eq!(central.upload(&id, artifact).await, StatusCode::NO_CONTENT);
+    let rollout = format!("/admin/releases/{id}/rollout");
+    assert_eq!(
+        central
+            .admin_post(&rollout, Some(json!({"percent": 100})))
+            .await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(here.offered(&central).await["id"], id.as_str());
+
+    // Once it has expired the device would refuse it, so central offers it no more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(here.offered(&central).await, Value::Null);
+    central.stop().await;
+}
+
+#[tokio::test]
 async fn artifacts_download_whole_or_from_a_range() {
     let central = Central::start(true).await;
     let device = central.device("pi-range", SITE).await;

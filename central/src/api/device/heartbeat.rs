@@ -70,7 +70,14 @@ pub(crate) async fn post_heartbeat(
     }
     let release = match &heartbeat.target {
         Some(target) => {
-            release::offer(state.store.as_ref(), &identity, &heartbeat.version, target).await?
+            release::offer(
+                state.store.as_ref(),
+                &state.releases,
+                &identity,
+                &heartbeat.version,
+                target,
+            )
+            .await?
         }
         None => None,
     };
