@@ -1035,15 +1035,21 @@ impl Browser {
     /// The current page once it contains `text`. A click that submits a form can return
     /// before the browser has loaded the page the form leads to.
     async fn page_showing(&self, text: &str) -> String {
+        self.page_showing_one_of(&[text]).await
+    }
+
+    /// The current page once it contains any of `texts`: a state the page reports can move
+    /// on (queued, then delivered) between the click and the page load.
+    async fn page_showing_one_of(&self, texts: &[&str]) -> String {
         let started = Instant::now();
         loop {
             let page = self.source().await;
-            if page.contains(text) {
+            if texts.iter().any(|text| page.contains(text)) {
                 return page;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
-                "the page never showed {text:?}: {page}"
+                "the page never showed any of {texts:?}: {page}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -1401,7 +1407,10 @@ async fn release_in_browser(scene: Scene) {
         )
         .await;
     browser.click("#release").await;
-    browser.page_showing("The release is queued").await;
+    // The agent's heartbeat can fetch the release before the page after the click loads.
+    browser
+        .page_showing_one_of(&["The release is queued", "The release was delivered"])
+        .await;
 
     // The agent picks the release up with its next heartbeat and sends the delta.
     wait_for("the released delta at central", || {
