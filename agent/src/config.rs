@@ -116,6 +116,10 @@ pub struct AgentConfig {
     /// rather than read until the Pi runs out. The default, 256 MiB, holds about 370,000
     /// students with their enrollments.
     pub read_budget_mib: u64,
+    /// Where to serve Prometheus metrics (`GET /metrics`, no personal data), e.g.
+    /// `127.0.0.1:9464`; none by default. Any address the Pi has may be given, so a scraper
+    /// on the school's network can reach it: the figures name no pupil.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for AgentConfig {
@@ -149,6 +153,7 @@ impl Default for AgentConfig {
             max_trial_starts: 3,
             site_schools: Vec::new(),
             read_budget_mib: 256,
+            metrics_listen: None,
         }
     }
 }

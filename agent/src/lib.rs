@@ -18,6 +18,7 @@ pub mod config;
 pub mod daemon;
 pub mod enqueue;
 pub mod identity;
+pub mod metrics;
 pub mod outbox;
 pub mod panel;
 pub mod provision;

@@ -62,6 +62,9 @@ pub struct AgentStatus {
     pub last_export_unix_ms: Option<u64>,
     pub last_export_file: Option<String>,
     pub last_export_students: Option<u64>,
+    /// How long reading and validating the newest export took, in ms: the figure to watch
+    /// as a school grows or the Pi ages.
+    pub last_export_read_ms: Option<u64>,
     /// When the newest export taken in was written (its file's modification time). An
     /// export written earlier is refused: sent after it, it would turn central's roster back.
     pub last_export_written_unix_ms: Option<u64>,
@@ -403,6 +406,7 @@ mod tests {
                 reasons: vec!["48 of 59 students would be deleted (81%, limit 10%)".into()],
                 upserts: BTreeMap::new(),
                 deletes: BTreeMap::new(),
+                held_since_unix_ms: None,
             }),
             ..AgentStatus::default()
         };

@@ -40,6 +40,7 @@ fn held_report(held: &HeldDelta) -> api::HeldDelta {
         reasons: held.judgement.reasons.clone(),
         upserts: counts(&|s, e| s.added(e) + s.updated(e)),
         deletes: counts(&|s, e| s.deleted(e)),
+        held_since_unix_ms: Some(held.held_at_ms),
     }
 }
 
@@ -258,6 +259,12 @@ impl Core {
         ));
         self.publish();
         true
+    }
+
+    /// Records how long the export about to be ingested took to read and validate; it is
+    /// published with the ingest that follows.
+    pub fn read_took(&mut self, took: std::time::Duration) {
+        self.status.last_export_read_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
     }
 
     /// Offers a freshly read export and disposes of its file per `after_ingest`.

@@ -143,6 +143,9 @@ pub async fn start(config: AgentConfig) -> Result<DaemonHandle, DaemonError> {
     )?);
     let (status_tx, status_rx) = watch::channel(AgentStatus::default());
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(addr) = config.metrics_listen {
+        crate::metrics::serve(addr, status_rx.clone(), stop_rx.clone()).await?;
+    }
     let updater = Updater::open(&config, clock.clone());
     let restart = updater.restart_wanted();
     tokio::spawn(updater.clone().watch_trial());

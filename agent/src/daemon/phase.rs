@@ -33,6 +33,8 @@ pub enum DaemonError {
     Tls(#[from] skolebro_provisioning::tls::TlsError),
     #[error(transparent)]
     Watch(#[from] crate::watch::WatchError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("a daemon task failed: {0}")]
     Task(String),
 }

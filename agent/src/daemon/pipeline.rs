@@ -61,6 +61,7 @@ pub(super) async fn pipeline(
             path.clone(),
             Arc::clone(&marker),
         );
+        let started = std::time::Instant::now();
         let read = tokio::task::spawn_blocking(move || {
             if let Err(error) = m.begin(&p) {
                 tracing::error!(file = %file_name(&p), %error, "cannot record which export is being read");
@@ -101,7 +102,12 @@ pub(super) async fn pipeline(
                     continue;
                 }
                 let p = path.clone();
-                let outcome = with_core(&core, move |c| c.ingest(&p, export, written)).await;
+                let took = started.elapsed();
+                let outcome = with_core(&core, move |c| {
+                    c.read_took(took);
+                    c.ingest(&p, export, written)
+                })
+                .await;
                 match outcome {
                     Ok(OfferOutcome::Enqueued { .. }) => {
                         let _ = wake.try_send(());
