@@ -290,6 +290,7 @@ async fn fleet_registry(store: &dyn Store, now: Timestamp) -> Result<Registry, S
     let outbox_bytes = Family::<DeviceLabels, Gauge>::default();
     let outbox_age = Family::<DeviceLabels, Gauge>::default();
     let held = Family::<DeviceLabels, Gauge>::default();
+    let held_since = Family::<DeviceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     let deviations = Family::<DeviationLabels, Gauge>::default();
     let window_late = Family::<SiteLabel, Gauge>::default();
 
@@ -325,6 +326,11 @@ async fn fleet_registry(store: &dyn Store, now: Timestamp) -> Result<Registry, S
         }
         held.get_or_create(&labels)
             .set(i64::from(heartbeat.held.is_some()));
+        if let Some(since) = heartbeat.held.as_ref().and_then(|h| h.held_since_unix_ms) {
+            held_since
+                .get_or_create(&labels)
+                .set(seconds(Timestamp(since.try_into().unwrap_or(i64::MAX))));
+        }
         for group in &heartbeat.deviation_groups {
             deviations
                 .get_or_create(&DeviationLabels {
@@ -384,6 +390,11 @@ async fn fleet_registry(store: &dyn Store, now: Timestamp) -> Result<Registry, S
         "device_held_delta",
         "1 when the device's last heartbeat reports a delta held for review",
         held,
+    );
+    registry.register(
+        "device_held_delta_since_timestamp_seconds",
+        "When the device began to hold the delta it reports (Unix seconds)",
+        held_since,
     );
     registry.register(
         "device_deviations",

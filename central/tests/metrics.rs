@@ -137,7 +137,8 @@ impl Device {
                     {"code": "invalid_national_id", "severity": "error", "count": 3, "rows": []}
                 ],
                 "held": {"id": "h1", "reasons": ["deletes 40% of students"],
-                         "upserts": {}, "deletes": {"students": 400}},
+                         "upserts": {}, "deletes": {"students": 400},
+                         "held_since_unix_ms": 1_780_000_000_500_u64},
                 "update": {"release": "0.2.0-aarch64-unknown-linux-gnu", "state": "rolled_back",
                            "reason": "trial failed"}
             }))
@@ -348,6 +349,14 @@ async fn the_metrics_page_counts_exactly_what_devices_sent() {
     assert_eq!(
         value(&after, "skolebro_device_held_delta", &this_device),
         Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &after,
+            "skolebro_device_held_delta_since_timestamp_seconds",
+            &this_device
+        ),
+        Some(1_780_000_000.5)
     );
     assert_eq!(
         value(

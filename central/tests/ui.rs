@@ -1400,6 +1400,8 @@ async fn release_in_browser(scene: Scene) {
     browser.open(&format!("{base}/held")).await;
     let held = browser.source().await;
     assert!(held.contains("281 students"), "{held}");
+    // The agent says since when it holds the delta.
+    assert!(held.contains(", held since "), "{held}");
     browser
         .type_into(
             "#reason",

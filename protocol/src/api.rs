@@ -92,6 +92,10 @@ pub struct HeldDelta {
     /// Records it would delete, by kind.
     #[serde(default)]
     pub deletes: BTreeMap<String, u64>,
+    /// When the agent began to hold it (Unix ms), so central can tell how long a school's
+    /// roster has waited for a decision; `None` from agents that do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_since_unix_ms: Option<u64>,
 }
 
 /// The states of an update the agent reports; central adds `offered` itself. A state this
@@ -356,6 +360,7 @@ mod tests {
                 reasons: vec!["deletes 40% of students".into()],
                 upserts: [("students".to_owned(), 3)].into(),
                 deletes: [("students".to_owned(), 400)].into(),
+                held_since_unix_ms: Some(1_780_000_000_000),
             }),
             target: Some("aarch64-unknown-linux-gnu".into()),
             update: Some(UpdateReport::new(

@@ -358,7 +358,7 @@ pub(crate) async fn held(
             body,
             "<section class=\"held\"><h2>{device} at <a href=\"/sites/{site_path}\">{site}</a> \
              <span class=\"note\">{names}</span></h2>\
-             <p>Held delta <code>{id}</code>, reported {reported}.</p>\
+             <p>Held delta <code>{id}</code>{since}, reported {reported}.</p>\
              <p>Why it is held: {reasons}</p><p>It would add or change: {upserts}. \
              It would delete: {deletes}.</p>",
             device = escape(row.device.as_str()),
@@ -366,6 +366,11 @@ pub(crate) async fn held(
             site = escape(row.record.site.as_str()),
             names = school_names(&schools, &row.record.site),
             id = escape(&held.id),
+            since = held
+                .held_since_unix_ms
+                .and_then(|ms| i64::try_from(ms).ok())
+                .map(|ms| format!(", held since {}", when(Some(Timestamp(ms)), now)))
+                .unwrap_or_default(),
             reported = when(row.activity.last_heartbeat_at, now),
             reasons = escape(&skolebro_protocol::mask_in_text(&held.reasons.join("; "))),
             upserts = kinds(&held.upserts),
