@@ -218,13 +218,19 @@ pub fn server_config_with(
         inner: builder.build()?,
         admit: options.admit,
     });
-    let config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(
             certificates(server_cert_chain_pem)?,
             private_key(server_key_pem)?,
         )?;
+    // Stateless session tickets: a device reconnecting within the ticket's lifetime (rustls:
+    // 6 hours, keys rotated) resumes without a full handshake, whichever of thousands of
+    // devices it is; the default in-memory cache holds only 256 sessions. A resumed
+    // connection carries the client certificate the session began with, and central checks
+    // revocation per connection, after the handshake, so resumption skips no check.
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(config))
 }
 
@@ -597,6 +603,83 @@ impl ClientCertVerifier for DeviceClientVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+/// Session resumption between the agent's and central's configurations, in memory.
+#[cfg(test)]
+mod resumption_tests {
+    use super::*;
+    use crate::pki::{DevPki, Validity};
+    use rustls::{ClientConnection, HandshakeKind, ServerConnection};
+    use skolebro_protocol::{DeviceId, SiteId};
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// Runs one handshake to the end over in-memory buffers, and the identity central sees.
+    fn handshake(
+        client: &Arc<ClientConfig>,
+        server: &Arc<ServerConfig>,
+    ) -> (HandshakeKind, DeviceIdentity) {
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = ClientConnection::new(Arc::clone(client), name).unwrap();
+        let mut server = ServerConnection::new(Arc::clone(server)).unwrap();
+        let mut wire = Vec::new();
+        while client.is_handshaking() || server.is_handshaking() {
+            wire.clear();
+            client.write_tls(&mut wire).unwrap();
+            server.read_tls(&mut wire.as_slice()).unwrap();
+            server.process_new_packets().unwrap();
+            wire.clear();
+            server.write_tls(&mut wire).unwrap();
+            client.read_tls(&mut wire.as_slice()).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        // The tickets come after the handshake; the client keeps them for the next one.
+        wire.clear();
+        server.write_tls(&mut wire).unwrap();
+        client.read_tls(&mut wire.as_slice()).unwrap();
+        client.process_new_packets().unwrap();
+        let kind = client.handshake_kind().unwrap();
+        (kind, DeviceIdentity::from_connection(&server).unwrap())
+    }
+
+    #[test]
+    fn a_device_resumes_after_hundreds_of_others_connected_and_keeps_its_identity() {
+        let validity = Validity::from_now(30 * DAY);
+        let pki = DevPki::generate(validity).unwrap();
+        let device = DeviceId::new("pi-fana").unwrap();
+        let site = SiteId::new("fana").unwrap();
+        let credentials = pki.device_ca.issue_device(&device, &site, validity).unwrap();
+        let server = server_config(
+            &pki.server.cert_pem,
+            &pki.server.key_pem,
+            pki.device_ca.cert_pem(),
+        )
+        .unwrap();
+        // Each config keeps its own sessions, as each device of a fleet does.
+        let device_config = || {
+            Arc::new(
+                client_config(
+                    &credentials.cert_pem,
+                    &credentials.key_pem,
+                    pki.central_ca.cert_pem(),
+                    None,
+                )
+                .unwrap(),
+            )
+        };
+        let first_device = device_config();
+        let (first, identity) = handshake(&first_device, &server);
+        assert_eq!(first, HandshakeKind::Full);
+        assert_eq!(identity.device, device);
+        // More devices connect than a server-side session cache holds (rustls: 256).
+        for _ in 0..300 {
+            handshake(&device_config(), &server);
+        }
+        let (again, identity) = handshake(&first_device, &server);
+        assert_eq!(again, HandshakeKind::Resumed);
+        assert_eq!((identity.device, identity.site), (device, site));
     }
 }
 
