@@ -1,9 +1,13 @@
 //! Known-answer vectors for what the agent keeps on disk: an outbox segment with its ack
-//! pointer, a checkpoint, and the enrollment file. The bytes in `tests/vectors/` were produced once (see its
-//! README); each test encodes the same values again and requires the same bytes, checks the
-//! documented layout by hand, and reads the kept files with today's code (the outbox through
-//! its start-up recovery, the checkpoint through `Checkpoint::load`), so an agent after an
-//! update still reads what the one before it wrote.
+//! pointer, a checkpoint, and the enrollment file. The bytes in `tests/vectors/` were produced
+//! once (see its README); each test encodes the same values again and requires the same bytes,
+//! checks the documented layout by hand, and reads the kept files with today's code (the
+//! outbox through its start-up recovery, the checkpoint through `Checkpoint::load`), so an
+//! agent after an update still reads what the one before it wrote.
+//!
+//! Beside the single formats, `tests/vectors/state-<version>/` keeps a whole state folder and
+//! install root as the agent of that release wrote them, and every one of them is opened the
+//! way the daemon starts.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +25,9 @@ use skolebro_protocol::api::{ReportedState, UpdateReport};
 use skolebro_protocol::envelope::{
     open, ChainHead, DeviceId, DeviceSigningKey, Payload, SealingPrivateKey, SiteId,
 };
-use skolebro_protocol::{Entity, Gender, Roster, School, Seq, SiteSecret, Student, Version};
+use skolebro_protocol::{
+    Entity, Gender, Roster, School, Seq, SiteSchool, SiteSecret, Student, Version,
+};
 use skolebro_roster::reader::elevliste;
 use skolebro_roster::safety::SafetyPolicy;
 use skolebro_roster::state::State;
@@ -204,6 +210,28 @@ fn the_enrollment_file_matches_the_kept_vector_and_loads() {
     let produced = std::fs::read(dir.path().join(ENROLLMENT_FILE)).expect("written");
     kept("enrollment.json", &produced);
     assert_eq!(load_enrollment("enrollment.json"), enrollment());
+}
+
+#[test]
+fn an_enrollment_naming_the_sites_schools_matches_the_kept_vector_and_loads() {
+    // The schools the stick registered the site with (bundle format 2): written only when
+    // there are any, so `enrollment.json` above has none.
+    let with_schools = DeviceEnrollment {
+        schools: vec![
+            SiteSchool::new("4601", Some("46500"), Some("974600951"), "Fana skule")
+                .expect("a school"),
+            SiteSchool::new("4601", None, Some("974600000"), "Fana skule avd. Nord")
+                .expect("a school"),
+        ],
+        ..enrollment()
+    };
+    let dir = tempfile::tempdir().expect("a temp dir");
+    with_schools.save(dir.path()).expect("saved");
+    let produced = std::fs::read(dir.path().join(ENROLLMENT_FILE)).expect("written");
+    kept("enrollment-with-schools.json", &produced);
+    let loaded = load_enrollment("enrollment-with-schools.json");
+    assert_eq!(loaded.schools[1].skolenummer, None);
+    assert_eq!(loaded, with_schools);
 }
 
 #[test]
