@@ -1,13 +1,14 @@
-//! Known-answer files for central's store: a SQLite database as a build at a given schema
-//! left it, kept under `tests/vectors/schema-<N>/` (see its README). Central opens an older
-//! database in place and migrates it, so every database an earlier release wrote must still
-//! open with today's code and read back what that release stored: each folder is opened here
-//! with today's `SqliteStore` and checked field by field, area by area.
+//! Known-answer files for central's store: a database as a build at a given schema left it,
+//! kept under `tests/vectors/schema-<N>/` (see its README) as a SQLite file and as a
+//! PostgreSQL dump. Central opens an older database in place and migrates it, so every
+//! database an earlier release wrote must still open with today's code and read back what
+//! that release stored: each is opened here with today's store and checked field by field,
+//! area by area, and then takes the device's next batch.
 //!
-//! The kept database was written once, by this test with `SKOLEBRO_WRITE_VECTORS=1`, through
-//! the store's own API (not by hand-written SQL), from the fixed inputs below. SQLite's bytes
-//! are not deterministic across its versions, so the file is compared by what it holds, not
-//! byte for byte.
+//! The kept databases were written once, by this test with `SKOLEBRO_WRITE_VECTORS=1`,
+//! through the store's own API (not by hand-written SQL), from the fixed inputs below. Their
+//! bytes depend on the database's version, so they are compared by what they hold, not byte
+//! for byte.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,7 @@ use skolebro_central::store::prelude::*;
 use skolebro_central::store::{
     enrolled_device_id, AnyRecord, AuditEntry, Changes, ConsumerClient, ConsumerScope,
     EnrollRequest, Fylke, IncomingBatch, NewRelease, NewToken, NewWindow, Read, ReadFilter, Role,
-    RolloutChange, SqliteStore, Timestamp, UiUser, UpdateEvent, UpdateState,
+    PostgresStore, RolloutChange, SqliteStore, Timestamp, UiUser, UpdateEvent, UpdateState,
 };
 use skolebro_protocol::api::{AgentState, Command, DeviationCounts, Heartbeat};
 use skolebro_protocol::national_id::CivilDate;
@@ -284,16 +285,8 @@ fn read() -> Read {
     }
 }
 
-/// Writes the kept database of [`NEWEST_KEPT_SCHEMA`] through today's store API.
-async fn write_database(path: &Path) {
-    let _ = std::fs::remove_file(path);
-    {
-        // Small pages keep the file small: it is mostly one page per table and index.
-        let conn = Connection::open(path).expect("a database");
-        conn.execute_batch("PRAGMA page_size = 512; VACUUM;")
-            .expect("the page size is set");
-    }
-    let store = SqliteStore::open(path).await.expect("the store opens");
+/// Stores the fixed inputs through the store's API, as central would have in use.
+async fn write_store(store: &dyn Store) {
     store
         .create_token(&NewToken {
             token_sha256: token_sha256(),
@@ -386,6 +379,19 @@ async fn write_database(path: &Path) {
         .await
         .expect("a heartbeat");
     store.log_read(&read()).await.expect("a read");
+}
+
+/// Writes the kept SQLite database of [`NEWEST_KEPT_SCHEMA`] through today's store API.
+async fn write_database(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    {
+        // Small pages keep the file small: it is mostly one page per table and index.
+        let conn = Connection::open(path).expect("a database");
+        conn.execute_batch("PRAGMA page_size = 512; VACUUM;")
+            .expect("the page size is set");
+    }
+    let store = SqliteStore::open(path).await.expect("the store opens");
+    write_store(&store).await;
     drop(store);
     // One self-contained file: the WAL folded in, then compacted.
     let conn = Connection::open(path).expect("the database");
@@ -431,6 +437,12 @@ async fn a_database_written_at_schema_11_opens_with_todays_code_and_reads_back_w
         .await
         .expect("today's code opens the kept database");
 
+    check_store(&store).await;
+}
+
+/// Reads back, area by area, what [`write_store`] stored, then applies the device's next
+/// batch on top.
+async fn check_store(store: &dyn Store) {
     // Enrollment: the token spent by the device, the device, the site's secret and school.
     let token = store
         .token(&token_sha256())
@@ -638,4 +650,124 @@ async fn a_database_written_at_schema_11_opens_with_todays_code_and_reads_back_w
             .students,
         1
     );
+}
+
+// The same database in PostgreSQL, central's production store: a plain `pg_dump` of the
+// schema the build at schema 11 wrote, loaded under a fresh schema name and opened with
+// today's `PostgresStore`.
+
+/// The schema the kept dump was written in; the test loads it under a fresh name.
+const DUMPED_SCHEMA: &str = "skolebro_vectors_schema_11";
+
+/// The test database, as the store's own tests reach it; `SKOLEBRO_TEST_POSTGRES` overrides.
+fn postgres_config() -> String {
+    std::env::var("SKOLEBRO_TEST_POSTGRES")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_owned())
+}
+
+fn kept_dump(schema: i64) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(format!("schema-{schema}"))
+        .join("central-postgres.sql")
+}
+
+async fn postgres_client() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&postgres_config(), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "PostgreSQL at {:?} is needed for this test ({error})",
+                postgres_config()
+            )
+        });
+    tokio::spawn(connection);
+    client
+}
+
+/// Writes the kept dump of [`NEWEST_KEPT_SCHEMA`]: the fixed inputs stored through today's
+/// `PostgresStore` in [`DUMPED_SCHEMA`], dumped with `pg_dump --inserts` as plain SQL, the
+/// schema dropped.
+async fn write_dump(path: &Path) {
+    let client = postgres_client().await;
+    let drop_schema = format!("DROP SCHEMA IF EXISTS {DUMPED_SCHEMA} CASCADE");
+    client.batch_execute(&drop_schema).await.expect("dropped");
+    let store = PostgresStore::connect(&postgres_config(), DUMPED_SCHEMA, 2)
+        .await
+        .expect("the store connects");
+    write_store(&store).await;
+    drop(store);
+    let output = std::process::Command::new("pg_dump")
+        .args([
+            "--schema",
+            DUMPED_SCHEMA,
+            "--inserts",
+            "--no-owner",
+            "--no-privileges",
+            "--no-comments",
+            "--dbname",
+        ])
+        .arg(postgres_config())
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        output.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // pg_dump brackets its output in psql's `\restrict` meta-commands (with a random key),
+    // which only psql understands; the dump is loaded as plain SQL, so they are left out.
+    let dump = String::from_utf8(output.stdout).expect("the dump is UTF-8");
+    let sql: String = dump
+        .lines()
+        .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    std::fs::write(path, sql).expect("the dump is written");
+    client.batch_execute(&drop_schema).await.expect("dropped");
+}
+
+#[tokio::test]
+async fn a_postgres_schema_dumped_at_schema_11_loads_and_reads_back_what_it_holds() {
+    let kept = kept_dump(NEWEST_KEPT_SCHEMA);
+    if std::env::var_os(WRITE).is_some() {
+        write_dump(&kept).await;
+    }
+    let dump = std::fs::read_to_string(&kept).expect("the kept dump");
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).expect("system randomness");
+    let schema = format!("skolebro_test_{}", hex::encode(random));
+    let client = postgres_client().await;
+    client
+        .batch_execute(&dump.replace(DUMPED_SCHEMA, &schema))
+        .await
+        .expect("the kept dump loads");
+    let versions: Vec<i64> = client
+        .query(
+            &format!("SELECT version FROM {schema}.schema_version ORDER BY version"),
+            &[],
+        )
+        .await
+        .expect("versions read")
+        .iter()
+        .map(|row| i64::from(row.get::<_, i32>(0)))
+        .collect();
+    let outcome = if versions == (1..=NEWEST_KEPT_SCHEMA).collect::<Vec<_>>() {
+        let store = PostgresStore::connect(&postgres_config(), &schema, 2)
+            .await
+            .expect("today's code opens the kept schema");
+        tokio::spawn(async move { check_store(&store).await }).await
+    } else {
+        tokio::spawn(async move {
+            panic!("the kept dump is at schema {NEWEST_KEPT_SCHEMA}, not {versions:?}")
+        })
+        .await
+    };
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .expect("the test schema is dropped");
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
 }
