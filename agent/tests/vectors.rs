@@ -382,7 +382,10 @@ fn write_state_folder(kept: &Path) {
     let [first, second, _] = exports();
     for export in [first, second] {
         let outcome = enqueuer.offer(export).expect("offered");
-        assert!(matches!(outcome, OfferOutcome::Enqueued { .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, OfferOutcome::Enqueued { .. }),
+            "{outcome:?}"
+        );
     }
     drop(enqueuer);
     write_status(&state, &status(), &watch::channel(AgentStatus::default()).0);
@@ -392,7 +395,9 @@ fn write_state_folder(kept: &Path) {
     let root = InstallRoot::at(&install, RUNNING);
     trial::switch_to(&root, "1.4.2-aarch64-unknown-linux-gnu", ON_TRIAL, 300, 3)
         .expect("a release on trial");
-    ledger().save(&root.ledger_path()).expect("the ledger is saved");
+    ledger()
+        .save(&root.ledger_path())
+        .expect("the ledger is saved");
 
     let _ = std::fs::remove_dir_all(kept);
     copy_files(work.path(), kept);
@@ -483,11 +488,18 @@ fn every_kept_state_folder_opens_with_todays_code_and_reads_back_what_its_releas
             head = opened.next_head();
             payloads.push(opened.payload);
         }
-        assert_eq!(checkpoint.head, head, "{name}: the checkpoint follows the outbox");
+        assert_eq!(
+            checkpoint.head, head,
+            "{name}: the checkpoint follows the outbox"
+        );
         let [Payload::Snapshot(roster), Payload::Delta(delta)] = payloads.as_slice() else {
             panic!("{name}: a snapshot and a delta, not {payloads:?}")
         };
-        let given: Vec<&str> = roster.students.iter().map(|s| s.given_name.as_str()).collect();
+        let given: Vec<&str> = roster
+            .students
+            .iter()
+            .map(|s| s.given_name.as_str())
+            .collect();
         assert_eq!(given, ["Åse", "Ola"], "{name}");
         assert_eq!(delta.students.upserts.len(), 1, "{name}: Kari");
         assert_eq!(delta.students.upserts[0].1.given_name, "Kari", "{name}");
@@ -495,14 +507,19 @@ fn every_kept_state_folder_opens_with_todays_code_and_reads_back_what_its_releas
 
         // Today's code carries the chain on.
         let [_, _, third] = exports();
-        let outcome = enqueuer.offer(third).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let outcome = enqueuer
+            .offer(third)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
             matches!(outcome, OfferOutcome::Enqueued { seq: 3, .. }),
             "{name}: {outcome:?}"
         );
 
         // The status, the release floor, and the updater's ledger and trial.
-        assert_eq!(AgentStatus::load(&state).expect("status.json reads"), status());
+        assert_eq!(
+            AgentStatus::load(&state).expect("status.json reads"),
+            status()
+        );
         assert_eq!(
             VersionFloor::in_state_dir(&state)
                 .load()

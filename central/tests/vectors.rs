@@ -16,8 +16,8 @@ use rusqlite::Connection;
 use skolebro_central::store::prelude::*;
 use skolebro_central::store::{
     enrolled_device_id, AnyRecord, AuditEntry, Changes, ConsumerClient, ConsumerScope,
-    EnrollRequest, Fylke, IncomingBatch, NewRelease, NewToken, NewWindow, Read, ReadFilter, Role,
-    PostgresStore, RolloutChange, SqliteStore, Timestamp, UiUser, UpdateEvent, UpdateState,
+    EnrollRequest, Fylke, IncomingBatch, NewRelease, NewToken, NewWindow, PostgresStore, Read,
+    ReadFilter, Role, RolloutChange, SqliteStore, Timestamp, UiUser, UpdateEvent, UpdateState,
 };
 use skolebro_protocol::api::{AgentState, Command, DeviationCounts, Heartbeat};
 use skolebro_protocol::national_id::CivilDate;
@@ -506,7 +506,11 @@ async fn check_store(store: &dyn Store) {
         "the student and the enrollment"
     );
     let history = store
-        .history(&site(), Entity::Student, &secret().handle(Entity::Student, "elev-2"))
+        .history(
+            &site(),
+            Entity::Student,
+            &secret().handle(Entity::Student, "elev-2"),
+        )
         .await
         .expect("reads");
     assert_eq!(history.len(), 1, "the first key's one version, closed");
@@ -515,7 +519,16 @@ async fn check_store(store: &dyn Store) {
     let transfers = store.transfers(&site(), 10).await.expect("reads");
     let transfers: Vec<_> = transfers
         .iter()
-        .map(|t| (t.device.clone(), t.seq, t.at, t.snapshot, t.changes, t.bytes))
+        .map(|t| {
+            (
+                t.device.clone(),
+                t.seq,
+                t.at,
+                t.snapshot,
+                t.changes,
+                t.bytes,
+            )
+        })
         .collect();
     assert_eq!(
         transfers,
@@ -642,14 +655,7 @@ async fn check_store(store: &dyn Store) {
         .apply(batch(3, next, T0 + 10_000))
         .await
         .expect("the next batch applies");
-    assert_eq!(
-        store
-            .counts(&site())
-            .await
-            .expect("counts")
-            .students,
-        1
-    );
+    assert_eq!(store.counts(&site()).await.expect("counts").students, 1);
 }
 
 // The same database in PostgreSQL, central's production store: a plain `pg_dump` of the

@@ -359,19 +359,16 @@ fn each_kept_envelope_follows_the_documented_wire_format_section_by_section() {
         let central = <Kem as hpke::Kem>::PrivateKey::from_bytes(&[0xce; 32]).expect("a key");
         let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(wire.encapsulated_key)
             .expect("an encapsulated key");
-        let plaintext = hpke::single_shot_open::<
-            hpke::aead::ChaCha20Poly1305,
-            hpke::kdf::HkdfSha256,
-            Kem,
-        >(
-            &hpke::OpModeR::Base,
-            &central,
-            &enc,
-            HPKE_INFO,
-            wire.ciphertext,
-            wire.header,
-        )
-        .unwrap_or_else(|e| panic!("{name}: the payload opens by hand: {e}"));
+        let plaintext =
+            hpke::single_shot_open::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem>(
+                &hpke::OpModeR::Base,
+                &central,
+                &enc,
+                HPKE_INFO,
+                wire.ciphertext,
+                wire.header,
+            )
+            .unwrap_or_else(|e| panic!("{name}: the payload opens by hand: {e}"));
         assert_eq!(plaintext[0], variant, "{name}: payload variant");
         let decoded: Payload = postcard::from_bytes(&plaintext).expect("the payload decodes");
         assert_eq!(decoded, payload, "{name}");
