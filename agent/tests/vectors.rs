@@ -10,7 +10,9 @@
 //! way the daemon starts.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
 
+use skolebro_agent::clock::{unix, AgentClock};
 use skolebro_agent::enqueue::{Enqueuer, Identity, OfferOutcome};
 use skolebro_agent::outbox::recovery::{encode_ack, ACK_FILE};
 use skolebro_agent::outbox::segment::{encode_frame, segment_name, HEADER_LEN};
@@ -352,6 +354,10 @@ fn status() -> AgentStatus {
     }
 }
 
+/// The time floor of the kept folders, in Unix seconds: far past any build time (2096), so
+/// the floor read back is the persisted one and not the build's.
+const TIME_FLOOR_UNIX: u64 = 4_000_000_000;
+
 /// The release the kept install root runs, and the one it put on trial.
 const RUNNING: &str = "1.4.1";
 const ON_TRIAL: &str = "1.4.2";
@@ -392,6 +398,9 @@ fn write_state_folder(kept: &Path) {
     VersionFloor::in_state_dir(&state)
         .raise(Version::new(1, 3, 0))
         .expect("the floor is raised");
+    AgentClock::open(Some(&state), &state.join("no-sync-marker"))
+        .expect("the clock opens")
+        .advance(UNIX_EPOCH + Duration::from_secs(TIME_FLOOR_UNIX));
     let root = InstallRoot::at(&install, RUNNING);
     trial::switch_to(&root, "1.4.2-aarch64-unknown-linux-gnu", ON_TRIAL, 300, 3)
         .expect("a release on trial");
@@ -525,6 +534,13 @@ fn every_kept_state_folder_opens_with_todays_code_and_reads_back_what_its_releas
                 .load()
                 .unwrap_or_else(|e| panic!("{name}: {e}")),
             Some(Version::new(1, 3, 0))
+        );
+        let clock = AgentClock::open(Some(&state), &state.join("no-sync-marker"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let floor = unix(clock.floor());
+        assert!(
+            (TIME_FLOOR_UNIX..TIME_FLOOR_UNIX + 60).contains(&floor),
+            "{name}: the persisted time floor, not {floor}"
         );
         let root = InstallRoot::at(&work.path().join("install"), ON_TRIAL);
         assert_eq!(Ledger::load(&root.ledger_path()), ledger(), "{name}");
