@@ -408,7 +408,6 @@ fn write_state_folder(kept: &Path) {
         .save(&root.ledger_path())
         .expect("the ledger is saved");
 
-    let _ = std::fs::remove_dir_all(kept);
     copy_files(work.path(), kept);
 }
 
@@ -444,8 +443,10 @@ fn kept_state_folders() -> Vec<PathBuf> {
 
 #[test]
 fn every_kept_state_folder_opens_with_todays_code_and_reads_back_what_its_release_wrote() {
-    if std::env::var_os(WRITE).is_some() {
-        let name = format!("{STATE_FOLDER_PREFIX}{}", env!("CARGO_PKG_VERSION"));
+    // A kept folder stands for what a release already left on devices: it is written once,
+    // when missing, and never over.
+    let name = format!("{STATE_FOLDER_PREFIX}{}", env!("CARGO_PKG_VERSION"));
+    if std::env::var_os(WRITE).is_some() && !vector_path(&name).exists() {
         write_state_folder(&vector_path(&name));
     }
     let folders = kept_state_folders();

@@ -383,7 +383,6 @@ async fn write_store(store: &dyn Store) {
 
 /// Writes the kept SQLite database of [`NEWEST_KEPT_SCHEMA`] through today's store API.
 async fn write_database(path: &Path) {
-    let _ = std::fs::remove_file(path);
     {
         // Small pages keep the file small: it is mostly one page per table and index.
         let conn = Connection::open(path).expect("a database");
@@ -416,7 +415,9 @@ fn recorded_schema(path: &Path) -> Vec<i64> {
 #[tokio::test]
 async fn a_database_written_at_schema_11_opens_with_todays_code_and_reads_back_what_it_holds() {
     let kept = kept_database(NEWEST_KEPT_SCHEMA);
-    if std::env::var_os(WRITE).is_some() {
+    // A kept database stands for what is already deployed: it is written once, when missing,
+    // and never over.
+    if std::env::var_os(WRITE).is_some() && !kept.exists() {
         write_database(&kept).await;
         assert_eq!(
             recorded_schema(&kept).last(),
@@ -736,7 +737,7 @@ async fn write_dump(path: &Path) {
 #[tokio::test]
 async fn a_postgres_schema_dumped_at_schema_11_loads_and_reads_back_what_it_holds() {
     let kept = kept_dump(NEWEST_KEPT_SCHEMA);
-    if std::env::var_os(WRITE).is_some() {
+    if std::env::var_os(WRITE).is_some() && !kept.exists() {
         write_dump(&kept).await;
     }
     let dump = std::fs::read_to_string(&kept).expect("the kept dump");
