@@ -744,6 +744,24 @@ async fn a_postgres_schema_dumped_at_schema_11_loads_and_reads_back_what_it_hold
     let mut random = [0u8; 8];
     getrandom::fill(&mut random).expect("system randomness");
     let schema = format!("skolebro_test_{}", hex::encode(random));
+    // On its own task, so the schema is dropped even when a check fails.
+    let outcome = tokio::spawn(load_and_check(dump, schema.clone())).await;
+    postgres_client()
+        .await
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .expect("the test schema is dropped");
+    if let Err(error) = outcome {
+        match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(error) => panic!("the check did not finish: {error}"),
+        }
+    }
+}
+
+/// Loads `dump` under the name `schema`, checks it recorded schema 11, and opens it with
+/// today's `PostgresStore` for [`check_store`].
+async fn load_and_check(dump: String, schema: String) {
     let client = postgres_client().await;
     client
         .batch_execute(&dump.replace(DUMPED_SCHEMA, &schema))
@@ -759,22 +777,13 @@ async fn a_postgres_schema_dumped_at_schema_11_loads_and_reads_back_what_it_hold
         .iter()
         .map(|row| i64::from(row.get::<_, i32>(0)))
         .collect();
-    let outcome = if versions == (1..=NEWEST_KEPT_SCHEMA).collect::<Vec<_>>() {
-        let store = PostgresStore::connect(&postgres_config(), &schema, 2)
-            .await
-            .expect("today's code opens the kept schema");
-        tokio::spawn(async move { check_store(&store).await }).await
-    } else {
-        tokio::spawn(async move {
-            panic!("the kept dump is at schema {NEWEST_KEPT_SCHEMA}, not {versions:?}")
-        })
+    assert_eq!(
+        versions,
+        (1..=NEWEST_KEPT_SCHEMA).collect::<Vec<_>>(),
+        "the kept dump is at schema {NEWEST_KEPT_SCHEMA}"
+    );
+    let store = PostgresStore::connect(&postgres_config(), &schema, 2)
         .await
-    };
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .expect("the test schema is dropped");
-    if let Err(error) = outcome {
-        std::panic::resume_unwind(error.into_panic());
-    }
+        .expect("today's code opens the kept schema");
+    check_store(&store).await;
 }
