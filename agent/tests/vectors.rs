@@ -1,20 +1,40 @@
 //! Known-answer vectors for what the agent keeps on disk: an outbox segment with its ack
-//! pointer, a checkpoint, and the enrollment file. The bytes in `tests/vectors/` were produced once (see its
-//! README); each test encodes the same values again and requires the same bytes, checks the
-//! documented layout by hand, and reads the kept files with today's code (the outbox through
-//! its start-up recovery, the checkpoint through `Checkpoint::load`), so an agent after an
-//! update still reads what the one before it wrote.
+//! pointer, a checkpoint, and the enrollment file. The bytes in `tests/vectors/` were produced
+//! once (see its README); each test encodes the same values again and requires the same bytes,
+//! checks the documented layout by hand, and reads the kept files with today's code (the
+//! outbox through its start-up recovery, the checkpoint through `Checkpoint::load`), so an
+//! agent after an update still reads what the one before it wrote.
+//!
+//! Beside the single formats, `tests/vectors/state-<version>/` keeps a whole state folder and
+//! install root as the agent of that release wrote them, and every one of them is opened the
+//! way the daemon starts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
 
+use skolebro_agent::clock::{unix, AgentClock};
+use skolebro_agent::enqueue::{Enqueuer, Identity, OfferOutcome};
 use skolebro_agent::outbox::recovery::{encode_ack, ACK_FILE};
 use skolebro_agent::outbox::segment::{encode_frame, segment_name, HEADER_LEN};
 use skolebro_agent::outbox::{MemStorage, Outbox, OutboxConfig};
-use skolebro_agent::provision::enrollment::{DeviceEnrollment, ENROLLMENT_FILE};
+use skolebro_agent::provision::enrollment::{settle_chain, DeviceEnrollment, ENROLLMENT_FILE};
 use skolebro_agent::state::Checkpoint;
-use skolebro_protocol::envelope::ChainHead;
-use skolebro_protocol::{Entity, Gender, Roster, School, Seq, SiteSecret, Student};
+use skolebro_agent::status::{write_status, AgentStatus, ProvisioningStatus, RunState};
+use skolebro_agent::update::floor::VersionFloor;
+use skolebro_agent::update::install::{InstallRoot, Ledger};
+use skolebro_agent::update::trial::{self, Trial};
+use skolebro_protocol::api::{ReportedState, UpdateReport};
+use skolebro_protocol::envelope::{
+    open, ChainHead, DeviceId, DeviceSigningKey, Payload, SealingPrivateKey, SiteId,
+};
+use skolebro_protocol::{
+    Entity, Gender, Roster, School, Seq, SiteSchool, SiteSecret, Student, Version,
+};
+use skolebro_roster::reader::elevliste;
+use skolebro_roster::safety::SafetyPolicy;
 use skolebro_roster::state::State;
+use skolebro_roster::validate::{RosterBuilder, Validated};
+use tokio::sync::watch;
 
 /// Set to write the vectors afresh instead of comparing (see `tests/vectors/README.md`).
 const WRITE: &str = "SKOLEBRO_WRITE_VECTORS";
@@ -195,6 +215,28 @@ fn the_enrollment_file_matches_the_kept_vector_and_loads() {
 }
 
 #[test]
+fn an_enrollment_naming_the_sites_schools_matches_the_kept_vector_and_loads() {
+    // The schools the stick registered the site with (bundle format 2): written only when
+    // there are any, so `enrollment.json` above has none.
+    let with_schools = DeviceEnrollment {
+        schools: vec![
+            SiteSchool::new("4601", Some("46500"), Some("974600951"), "Fana skule")
+                .expect("a school"),
+            SiteSchool::new("4601", None, Some("974600000"), "Fana skule avd. Nord")
+                .expect("a school"),
+        ],
+        ..enrollment()
+    };
+    let dir = tempfile::tempdir().expect("a temp dir");
+    with_schools.save(dir.path()).expect("saved");
+    let produced = std::fs::read(dir.path().join(ENROLLMENT_FILE)).expect("written");
+    kept("enrollment-with-schools.json", &produced);
+    let loaded = load_enrollment("enrollment-with-schools.json");
+    assert_eq!(loaded.schools[1].skolenummer, None);
+    assert_eq!(loaded, with_schools);
+}
+
+#[test]
 fn an_enrollment_from_before_site_has_records_loads_as_needing_a_snapshot() {
     // The kept vector without the field, as agents wrote it before it existed: such a device
     // takes the safe side and starts with a full snapshot.
@@ -206,4 +248,314 @@ fn an_enrollment_from_before_site_has_records_loads_as_needing_a_snapshot() {
             ..enrollment()
         }
     );
+}
+
+// A whole state folder as a release left it.
+//
+// `tests/vectors/state-<version>/` holds the files the agent of that release wrote, through
+// its own code (see the README): `state/` is its state folder, `install/` the files its updater
+// keeps in the install root. Every kept folder must open with today's code as the daemon
+// opens it at start-up, and read back the same values.
+
+/// The prefix of the kept state folders; the rest is the release that wrote them.
+const STATE_FOLDER_PREFIX: &str = "state-";
+
+/// The identity the kept state folders belong to: the values of [`enrollment`], with
+/// central's sealing key from the test seed `[0xce; 32]`.
+fn identity() -> Identity {
+    Identity {
+        device: DeviceId::new("pi-vector").expect("a device id"),
+        site: SiteId::new("4601-46500").expect("a site id"),
+        signing_key: DeviceSigningKey::from_bytes([0x0d; 32]),
+        central_key: central_key().public_key(),
+        site_secret: SiteSecret::from_bytes([0x5e; 32]),
+    }
+}
+
+fn central_key() -> SealingPrivateKey {
+    SealingPrivateKey::from_bytes([0xce; 32])
+}
+
+/// The safety filter of the kept folders: rosters this small are not judged by the share of
+/// records they delete, so the second export goes through.
+fn policy() -> SafetyPolicy {
+    SafetyPolicy {
+        min_roster: 1000,
+        ..SafetyPolicy::default()
+    }
+}
+
+/// An elevliste export of `rows` (class, pupil number, synthetic national id, family and
+/// given name), all at school 46500.
+fn export(rows: &[(&str, &str, &str, &str, &str)]) -> Validated {
+    let mut text = String::from("Skolenummer;Klasse;Elevnummer;Fødselsnummer;Etternavn;Fornavn\n");
+    for (class, number, national_id, family, given) in rows {
+        text.push_str(&format!(
+            "46500;{class};{number};{national_id};{family};{given}\n"
+        ));
+    }
+    let mut builder = RosterBuilder::new(Default::default());
+    elevliste::read_from(
+        Path::new("elevliste.csv"),
+        text.as_bytes(),
+        &Default::default(),
+        false,
+        &mut builder,
+    )
+    .expect("the export reads");
+    builder.finish()
+}
+
+/// The exports the kept folders were written from, in order: Åse and Ola, then Ola left and
+/// Kari came, then (offered by the reading test) Kari moved class.
+fn exports() -> [Validated; 3] {
+    [
+        export(&[
+            ("4B", "elev1", "02871662943", "Søreide", "Åse"),
+            ("4B", "elev2", "", "Nordmann", "Ola"),
+        ]),
+        export(&[
+            ("4B", "elev1", "02871662943", "Søreide", "Åse"),
+            ("4A", "elev3", "", "Nordmann", "Kari"),
+        ]),
+        export(&[
+            ("4B", "elev1", "02871662943", "Søreide", "Åse"),
+            ("4B", "elev3", "", "Nordmann", "Kari"),
+        ]),
+    ]
+}
+
+/// The `status.json` of the kept folders.
+fn status() -> AgentStatus {
+    AgentStatus {
+        state: RunState::Healthy,
+        version: "0.1.0".into(),
+        pid: 4242,
+        updated_unix_ms: 1_780_000_010_000,
+        last_export_unix_ms: Some(1_780_000_002_000),
+        last_export_file: Some("elevliste.csv".into()),
+        last_export_students: Some(2),
+        last_export_written_unix_ms: Some(1_780_000_001_000),
+        last_outcome: Some("sent as batch 2".into()),
+        last_ack_seq: Some(0),
+        outbox_depth: 2,
+        outbox_bytes: 2048,
+        oldest_unacked_unix_ms: Some(1_780_000_001_500),
+        provisioning: ProvisioningStatus {
+            device: Some("pi-vector".into()),
+            site: Some("4601-46500".into()),
+            token_id: Some("0123456789abcdef".into()),
+            enrolled_unix: Some(1_780_000_000),
+            clock_synced: true,
+            time_floor_unix: 1_780_000_000,
+            ..ProvisioningStatus::default()
+        },
+        ..AgentStatus::default()
+    }
+}
+
+/// The time floor of the kept folders, in Unix seconds: far past any build time (2096), so
+/// the floor read back is the persisted one and not the build's.
+const TIME_FLOOR_UNIX: u64 = 4_000_000_000;
+
+/// The release the kept install root runs, and the one it put on trial.
+const RUNNING: &str = "1.4.1";
+const ON_TRIAL: &str = "1.4.2";
+
+fn ledger() -> Ledger {
+    let mut ledger = Ledger::default();
+    ledger.push(UpdateReport {
+        release: "1.4.0-aarch64-unknown-linux-gnu".into(),
+        state: ReportedState::RolledBack,
+        reason: Some("release 1.4.0 did not pass its health check in 3 starts".into()),
+    });
+    ledger.skip("1.4.0-aarch64-unknown-linux-gnu");
+    ledger
+}
+
+/// Writes a state folder and install root with today's code, from the fixed inputs above,
+/// into `kept` (its `state/` and `install/`), regular files only.
+fn write_state_folder(kept: &Path) {
+    let work = tempfile::tempdir().expect("a temp dir");
+    let state = work.path().join("state");
+    let install = work.path().join("install");
+    std::fs::create_dir_all(&state).expect("a state folder");
+    std::fs::create_dir_all(&install).expect("an install root");
+    enrollment().save(&state).expect("the enrollment is saved");
+    assert!(settle_chain(&state, &identity(), OutboxConfig::default(), true).expect("settled"));
+    let (mut enqueuer, _) = Enqueuer::open(&state, identity(), policy(), OutboxConfig::default())
+        .expect("the stage opens");
+    let [first, second, _] = exports();
+    for export in [first, second] {
+        let outcome = enqueuer.offer(export).expect("offered");
+        assert!(
+            matches!(outcome, OfferOutcome::Enqueued { .. }),
+            "{outcome:?}"
+        );
+    }
+    drop(enqueuer);
+    write_status(&state, &status(), &watch::channel(AgentStatus::default()).0);
+    VersionFloor::in_state_dir(&state)
+        .raise(Version::new(1, 3, 0))
+        .expect("the floor is raised");
+    AgentClock::open(Some(&state), &state.join("no-sync-marker"))
+        .expect("the clock opens")
+        .advance(UNIX_EPOCH + Duration::from_secs(TIME_FLOOR_UNIX));
+    let root = InstallRoot::at(&install, RUNNING);
+    trial::switch_to(&root, "1.4.2-aarch64-unknown-linux-gnu", ON_TRIAL, 300, 3)
+        .expect("a release on trial");
+    ledger()
+        .save(&root.ledger_path())
+        .expect("the ledger is saved");
+
+    copy_files(work.path(), kept);
+}
+
+/// Copies the regular files under `from` to `to`, keeping the folders (not symbolic links:
+/// the install root's `current` and `previous` point at release folders not kept here).
+fn copy_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).expect("a folder") {
+        let entry = entry.expect("an entry");
+        let kind = entry.file_type().expect("a file type");
+        if kind.is_dir() {
+            copy_files(&entry.path(), &to.join(entry.file_name()));
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copied");
+        }
+    }
+}
+
+/// Every kept state folder, oldest release first.
+fn kept_state_folders() -> Vec<PathBuf> {
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(vector_path(""))
+        .expect("the vectors folder")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with(STATE_FOLDER_PREFIX))
+        })
+        .collect();
+    folders.sort();
+    folders
+}
+
+#[test]
+fn every_kept_state_folder_opens_with_todays_code_and_reads_back_what_its_release_wrote() {
+    // A kept folder stands for what a release already left on devices: it is written once,
+    // when missing, and never over.
+    let name = format!("{STATE_FOLDER_PREFIX}{}", env!("CARGO_PKG_VERSION"));
+    if std::env::var_os(WRITE).is_some() && !vector_path(&name).exists() {
+        write_state_folder(&vector_path(&name));
+    }
+    let folders = kept_state_folders();
+    assert!(!folders.is_empty(), "no kept state folder");
+    for folder in folders {
+        let work = tempfile::tempdir().expect("a temp dir");
+        copy_files(&folder, work.path());
+        let state = work.path().join("state");
+        let name = folder.display();
+
+        // Enrollment and the chain's device, as the daemon reads them before anything else.
+        let loaded = DeviceEnrollment::load(&state)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .expect("an enrollment");
+        assert_eq!(loaded, enrollment(), "{name}");
+        assert!(
+            !settle_chain(&state, &identity(), OutboxConfig::default(), true).expect("settled"),
+            "{name}: the kept chain belongs to the kept device and is not reset"
+        );
+
+        // The checkpoint and the outbox, opened together, agree: both batches pending, and
+        // the checkpoint's head after the second one.
+        let (mut enqueuer, report) =
+            Enqueuer::open(&state, identity(), policy(), OutboxConfig::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(report.torn_tail().is_none(), "{name}: {report}");
+        assert!(!report.needs_snapshot, "{name}: {report}");
+        let checkpoint = enqueuer.checkpoint().clone();
+        assert!(!checkpoint.needs_snapshot, "{name}");
+        assert_eq!(checkpoint.state.len(Entity::Student), 2, "{name}");
+        assert_eq!(checkpoint.state.len(Entity::School), 1, "{name}");
+        assert_eq!(checkpoint.state.len(Entity::Group), 2, "{name}");
+        assert_eq!(checkpoint.state.len(Entity::Enrollment), 2, "{name}");
+        assert_eq!(enqueuer.outbox().ack_seq(), 0, "{name}");
+        assert_eq!(enqueuer.outbox().next_seq(), 3, "{name}");
+        let mut head = ChainHead::genesis();
+        let mut payloads = Vec::new();
+        for batch in enqueuer.outbox().pending(0) {
+            let batch = batch.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let opened = open(
+                &batch.payload,
+                1 << 20,
+                &identity().device,
+                &identity().signing_key.verifying_key(),
+                &head,
+                &central_key(),
+            )
+            .unwrap_or_else(|e| panic!("{name}: batch {}: {e}", batch.seq));
+            head = opened.next_head();
+            payloads.push(opened.payload);
+        }
+        assert_eq!(
+            checkpoint.head, head,
+            "{name}: the checkpoint follows the outbox"
+        );
+        let [Payload::Snapshot(roster), Payload::Delta(delta)] = payloads.as_slice() else {
+            panic!("{name}: a snapshot and a delta, not {payloads:?}")
+        };
+        let given: Vec<&str> = roster
+            .students
+            .iter()
+            .map(|s| s.given_name.as_str())
+            .collect();
+        assert_eq!(given, ["Åse", "Ola"], "{name}");
+        assert_eq!(delta.students.upserts.len(), 1, "{name}: Kari");
+        assert_eq!(delta.students.upserts[0].1.given_name, "Kari", "{name}");
+        assert_eq!(delta.students.deletes.len(), 1, "{name}: Ola");
+
+        // Today's code carries the chain on.
+        let [_, _, third] = exports();
+        let outcome = enqueuer
+            .offer(third)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            matches!(outcome, OfferOutcome::Enqueued { seq: 3, .. }),
+            "{name}: {outcome:?}"
+        );
+
+        // The status, the release floor, and the updater's ledger and trial.
+        assert_eq!(
+            AgentStatus::load(&state).expect("status.json reads"),
+            status()
+        );
+        assert_eq!(
+            VersionFloor::in_state_dir(&state)
+                .load()
+                .unwrap_or_else(|e| panic!("{name}: {e}")),
+            Some(Version::new(1, 3, 0))
+        );
+        let clock = AgentClock::open(Some(&state), &state.join("no-sync-marker"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let floor = unix(clock.floor());
+        assert!(
+            (TIME_FLOOR_UNIX..TIME_FLOOR_UNIX + 60).contains(&floor),
+            "{name}: the persisted time floor, not {floor}"
+        );
+        let root = InstallRoot::at(&work.path().join("install"), ON_TRIAL);
+        assert_eq!(Ledger::load(&root.ledger_path()), ledger(), "{name}");
+        assert_eq!(
+            trial::load(&root),
+            Some(Trial {
+                release: "1.4.2-aarch64-unknown-linux-gnu".into(),
+                version: ON_TRIAL.into(),
+                from: RUNNING.into(),
+                seconds: 300,
+                max_starts: 3,
+                starts: 0,
+            }),
+            "{name}"
+        );
+    }
 }

@@ -15,7 +15,7 @@ use skolebro_protocol::api::{
 };
 use skolebro_protocol::envelope::{
     open, seal_with, ChainHead, DeviceSigningKey, Header, Kind, Opened, SealingPrivateKey,
-    FORMAT_VERSION,
+    FORMAT_VERSION, HPKE_INFO, SIGNATURE_DOMAIN,
 };
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{
@@ -151,12 +151,69 @@ fn handles_and_digests(roster: &Roster) -> String {
     lines
 }
 
+/// A handle as DESIGN decision 1 and `handle.rs` define it, spelt out with the HMAC crate:
+/// HMAC-SHA256 under the site secret of the entity's index (its place in `Entity`: school 0,
+/// student 1, group 2, enrollment 3) followed by the source key's UTF-8 bytes.
+fn handle_by_hand(secret: [u8; 32], entity_index: u8, key: &str) -> String {
+    use hmac::Mac as _;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&secret)
+        .expect("HMAC takes any key length");
+    mac.update(&[entity_index]);
+    mac.update(key.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A digest spelt out: SHA-256 of the entity's index followed by the record's postcard bytes.
+fn digest_by_hand<R: serde::Serialize>(entity_index: u8, record: &R) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update([entity_index]);
+    hasher.update(postcard::to_allocvec(record).expect("postcard"));
+    hex::encode(hasher.finalize())
+}
+
 #[test]
 fn record_handles_and_digests_match_the_kept_vectors() {
     let produced = handles_and_digests(&roster());
     let kept = kept("handles.txt", produced.as_bytes());
     let kept = String::from_utf8(kept).expect("UTF-8");
     assert_eq!(kept.lines().count(), 4, "one line per record");
+    // Each kept line, field by field, against the derivation spelt out by hand.
+    let roster = roster();
+    let expected = [
+        (
+            "School",
+            "46500",
+            handle_by_hand([0x5e; 32], 0, "46500"),
+            digest_by_hand(0, &roster.schools[0]),
+        ),
+        (
+            "Student",
+            "46500-02871662943",
+            handle_by_hand([0x5e; 32], 1, "46500-02871662943"),
+            digest_by_hand(1, &roster.students[0]),
+        ),
+        (
+            "Group",
+            "46500-4B",
+            handle_by_hand([0x5e; 32], 2, "46500-4B"),
+            digest_by_hand(2, &roster.groups[0]),
+        ),
+        (
+            "Enrollment",
+            "46500-02871662943@46500",
+            handle_by_hand([0x5e; 32], 3, "46500-02871662943@46500"),
+            digest_by_hand(3, &roster.enrollments[0]),
+        ),
+    ];
+    for (line, (entity, key, handle, digest)) in kept.lines().zip(expected) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(
+            fields,
+            [entity, key, "handle", &handle, "digest", &digest],
+            "{line}"
+        );
+    }
     // Handles are keyed: another site's secret gives other handles for the same keys.
     let other = SiteSecret::from_bytes([0x5f; 32]);
     let handle = hex::encode(other.handle(Entity::School, "46500").as_bytes());
@@ -213,6 +270,125 @@ fn kept_envelope(name: &str, payload: &Payload) -> Opened {
     assert_eq!(opened.header, header);
     assert_eq!(&opened.payload, payload);
     opened
+}
+
+/// The sections of a kept envelope, cut by hand along the wire format that
+/// `envelope/mod.rs` documents, not by the crate's parser.
+struct WireSections<'a> {
+    version: u16,
+    header: &'a [u8],
+    encapsulated_key: &'a [u8],
+    ciphertext: &'a [u8],
+    /// Every byte before the signature's length: what the signature covers, after the domain.
+    signed: &'a [u8],
+    signature: &'a [u8],
+}
+
+/// The next `u32` big-endian length-prefixed section at `*at`, which moves past it.
+fn section<'a>(bytes: &'a [u8], at: &mut usize) -> &'a [u8] {
+    let len = u32::from_be_bytes(bytes[*at..*at + 4].try_into().expect("4 bytes")) as usize;
+    let section = &bytes[*at + 4..*at + 4 + len];
+    *at += 4 + len;
+    section
+}
+
+fn wire_sections(bytes: &[u8]) -> WireSections<'_> {
+    assert_eq!(&bytes[..4], b"SKBE", "magic");
+    let version = u16::from_be_bytes([bytes[4], bytes[5]]);
+    let mut at = 6;
+    let header = section(bytes, &mut at);
+    let encapsulated_key = section(bytes, &mut at);
+    let ciphertext = section(bytes, &mut at);
+    let signed = &bytes[..at];
+    let signature = section(bytes, &mut at);
+    assert_eq!(at, bytes.len(), "nothing follows the signature");
+    WireSections {
+        version,
+        header,
+        encapsulated_key,
+        ciphertext,
+        signed,
+        signature,
+    }
+}
+
+#[test]
+fn each_kept_envelope_follows_the_documented_wire_format_section_by_section() {
+    use ed25519_dalek::Verifier as _;
+    use hpke::Deserializable as _;
+    use sha2::Digest as _;
+    type Kem = hpke::kem::X25519HkdfSha256;
+
+    // The kept file, the payload it holds, and that payload's postcard variant index (the
+    // table in `envelope/payload.rs`).
+    let envelopes = [
+        ("envelope-v1.bin", Payload::Snapshot(roster()), 1u8),
+        ("envelope-delta-v1.bin", Payload::Delta(delta_v1()), 0),
+        (
+            "envelope-delta-renames.bin",
+            Payload::Delta(delta_with_renames()),
+            2,
+        ),
+    ];
+    for (name, payload, variant) in envelopes {
+        let bytes = std::fs::read(vector_path(name)).expect("the kept envelope");
+        let wire = wire_sections(&bytes);
+        assert_eq!(wire.version, 1, "{name}: format version");
+        assert_eq!(
+            wire.header,
+            postcard::to_allocvec(&vector_header(payload.kind()))
+                .expect("postcard")
+                .as_slice(),
+            "{name}: the header is the postcard encoding of the fixed header"
+        );
+        assert_eq!(wire.encapsulated_key.len(), 32, "{name}: X25519 enc");
+        assert_eq!(wire.signature.len(), 64, "{name}: Ed25519 signature");
+
+        // The signature by hand: Ed25519 under the device's seed over the domain and every
+        // byte before the signature's length.
+        let mut message = SIGNATURE_DOMAIN.to_vec();
+        message.extend_from_slice(wire.signed);
+        let signature =
+            ed25519_dalek::Signature::from_slice(wire.signature).expect("64 signature bytes");
+        ed25519_dalek::SigningKey::from_bytes(&[0x0d; 32])
+            .verifying_key()
+            .verify(&message, &signature)
+            .unwrap_or_else(|e| panic!("{name}: the signature verifies by hand: {e}"));
+
+        // The ciphertext by hand: HPKE base mode to central's key, info and AAD as documented.
+        let central = <Kem as hpke::Kem>::PrivateKey::from_bytes(&[0xce; 32]).expect("a key");
+        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(wire.encapsulated_key)
+            .expect("an encapsulated key");
+        let plaintext =
+            hpke::single_shot_open::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem>(
+                &hpke::OpModeR::Base,
+                &central,
+                &enc,
+                HPKE_INFO,
+                wire.ciphertext,
+                wire.header,
+            )
+            .unwrap_or_else(|e| panic!("{name}: the payload opens by hand: {e}"));
+        assert_eq!(plaintext[0], variant, "{name}: payload variant");
+        let decoded: Payload = postcard::from_bytes(&plaintext).expect("the payload decodes");
+        assert_eq!(decoded, payload, "{name}");
+
+        // The digest the next envelope chains on is SHA-256 of all the bytes.
+        let opened = open(
+            &bytes,
+            1 << 20,
+            &device(),
+            &device_key().verifying_key(),
+            &ChainHead::genesis(),
+            &central_key(),
+        )
+        .expect("it opens");
+        assert_eq!(
+            opened.next_head().prev,
+            <[u8; 32]>::from(sha2::Sha256::digest(&bytes)),
+            "{name}: the chain digest"
+        );
+    }
 }
 
 #[test]
