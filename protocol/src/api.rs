@@ -360,7 +360,7 @@ mod tests {
                 reasons: vec!["deletes 40% of students".into()],
                 upserts: [("students".to_owned(), 3)].into(),
                 deletes: [("students".to_owned(), 400)].into(),
-                held_since_unix_ms: Some(1_780_000_000_000),
+                held_since_unix_ms: None,
             }),
             target: Some("aarch64-unknown-linux-gnu".into()),
             update: Some(UpdateReport::new(
@@ -426,6 +426,13 @@ mod tests {
             site_secret: "ef".repeat(32),
             not_after_unix: 1_800_000_000,
             site_has_records: false,
+        });
+        round_trip(&HeldDelta {
+            id: "held-1".into(),
+            reasons: Vec::new(),
+            upserts: BTreeMap::new(),
+            deletes: BTreeMap::new(),
+            held_since_unix_ms: Some(1_780_000_000_000),
         });
         round_trip(&ErrorBody {
             error: "device_revoked".into(),
