@@ -147,6 +147,30 @@ mod tests {
     }
 
     #[test]
+    fn a_member_that_is_a_symbolic_link_is_refused_without_reading_its_target() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret.txt");
+        std::fs::write(&secret, "02871662943,Nilsen,Oskar\n").unwrap();
+        let export = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(CLEAN).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, export.path().join(path.file_name().unwrap())).unwrap();
+        }
+        let manifest = export.path().join("manifest.csv");
+        let _ = std::fs::remove_file(&manifest);
+        std::os::unix::fs::symlink(&secret, &manifest).unwrap();
+
+        let error = read_path(export.path()).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("manifest.csv"), "{text}");
+        assert!(text.contains("symbolic link"), "{text}");
+        assert!(
+            !text.contains("Nilsen") && !text.contains("02871662943"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_faulty_export_reports_each_fault_and_keeps_the_well_formed_people() {
         let validated = read_path(Path::new(FAULTY)).unwrap();
         assert_eq!(counts(&validated), [80, 1, 28, 80]);

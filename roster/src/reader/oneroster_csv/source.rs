@@ -53,7 +53,23 @@ impl Source {
             for entry in entries {
                 let entry = entry.map_err(|e| ReadError::new(dir, e.into()))?;
                 let path = entry.path();
-                if path.is_dir() {
+                let kind = entry
+                    .file_type()
+                    .map_err(|e| ReadError::new(&path, e.into()))?;
+                // A link may lead anywhere on the machine, and its target's first line would
+                // land in an error message: an export folder holds its own files.
+                if kind.is_symlink() {
+                    return Err(ReadError::new(
+                        &path,
+                        ReadErrorKind::Syntax {
+                            format: Format::OneRosterCsv,
+                            reason: "is a symbolic link; an export folder must hold its files \
+                                     themselves, so the link is not followed"
+                                .into(),
+                        },
+                    ));
+                }
+                if kind.is_dir() {
                     dirs.push(path);
                 } else if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
                     files.insert(name.to_ascii_lowercase(), path);
