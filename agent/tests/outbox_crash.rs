@@ -3,13 +3,18 @@
 //! moments, reopens the outbox and checks that every reported seq is there, intact and in
 //! order, and that the next child continues from the next seq.
 //!
+//! Each round kills at a random moment of one of three kinds: right after spawn, after the
+//! child said START (outbox open), or after it reported its first appended seq. Every round
+//! checks that the child died of the SIGKILL (not of a panic), shows the child's stderr when
+//! it fails, and the rounds killed after progress check that the outbox grew.
+//!
 //! The child is this same test binary, re-executed with `SKOLEBRO_OUTBOX_CHILD=<dir>` and a
 //! filter that runs only `outbox_crash_child_appends_until_killed`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -50,6 +55,30 @@ impl Rng {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
+    }
+}
+
+/// What a round's kill comes after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillAfter {
+    /// A random moment after spawn, often while the outbox opens and recovers.
+    Spawn,
+    /// A random moment after the child said START (its outbox open), often inside the
+    /// first append.
+    Start,
+    /// A random moment after the child reported its first appended seq: this round must
+    /// leave more batches in the outbox than it found.
+    Progress,
+}
+
+/// The child, SIGKILLed and reaped when dropped: a failed assertion must not leave it
+/// appending behind the test.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -110,16 +139,26 @@ fn outbox_survives_sigkill_at_random_moments_without_losing_a_reported_batch() {
     let mut torn_tails = 0usize;
     let mut killed_before_start = 0usize;
 
+    let mut kinds = [0usize; 3];
     for round in 0..KILLS {
-        let mut child = Command::new(&exe)
-            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn child");
-        let stdout = child.stdout.take().expect("child stdout");
-        let stderr = child.stderr.take().expect("child stderr");
+        let kill_after = match rng.next() % 4 {
+            0 => KillAfter::Spawn,
+            1 => KillAfter::Start,
+            _ => KillAfter::Progress,
+        };
+        kinds[kill_after as usize] += 1;
+        let found_before = expected_next - 1;
+        let mut child = Killed(
+            Command::new(&exe)
+                .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+                .env(CHILD_ENV, &dir)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn child"),
+        );
+        let stdout = child.0.stdout.take().expect("child stdout");
+        let stderr = child.0.stderr.take().expect("child stderr");
         let errors = std::thread::spawn(move || {
             let mut text = String::new();
             // The child's stderr only explains a failure; a read error leaves it shorter.
@@ -137,31 +176,23 @@ fn outbox_survives_sigkill_at_random_moments_without_losing_a_reported_batch() {
         });
         let delay = Duration::from_millis(rng.next() % 31);
         let mut lines = Vec::new();
-        if rng.next() % 4 == 0 {
-            // Kill at a random moment after spawn: sometimes during start-up recovery.
-            std::thread::sleep(delay);
-        } else {
-            // Kill a random time after the child started appending.
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(10) {
-                match rx.recv_timeout(Duration::from_secs(10)) {
-                    Ok(l) => {
-                        // libtest may print "test NAME ... " on the same line first.
-                        let is_start = l.contains("START ");
-                        lines.push(l);
-                        if is_start {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
+        // libtest may print "test NAME ... " on the START line first.
+        let waited = match kill_after {
+            KillAfter::Spawn => true,
+            KillAfter::Start => wait_for_line(&rx, &mut lines, |l| l.contains("START ")),
+            KillAfter::Progress => wait_for_line(&rx, &mut lines, |l| l.starts_with("SEQ ")),
+        };
+        if waited {
             std::thread::sleep(delay);
         }
-        child.kill().expect("SIGKILL child");
-        let status = child.wait().expect("wait child");
+        child.0.kill().expect("SIGKILL child");
+        let status = child.0.wait().expect("wait child");
         reader.join().expect("reader thread");
         let errors = errors.join().expect("stderr thread");
+        assert!(
+            waited,
+            "round {round}: the child never got {kill_after:?} ({status}); its stderr:\n{errors}"
+        );
         // A child that panicked (exit 101) or returned has not been killed at all.
         assert_eq!(
             status.signal(),
@@ -234,6 +265,13 @@ fn outbox_survives_sigkill_at_random_moments_without_losing_a_reported_batch() {
         );
         expected_next = ob.next_seq();
         assert_eq!(expected_next, last_present + 1);
+        if kill_after == KillAfter::Progress {
+            assert!(
+                last_present > found_before,
+                "round {round}: the child reported {reported:?} but the outbox still ends at \
+                 seq {found_before}"
+            );
+        }
         // Ack some of it now and then, so segments are deleted between crashes too.
         if rng.next() % 3 == 0 && last_present > acked + 10 {
             let upto = acked + (rng.next() % (last_present - acked));
@@ -245,12 +283,42 @@ fn outbox_survives_sigkill_at_random_moments_without_losing_a_reported_batch() {
     }
     let elapsed = started.elapsed();
     eprintln!(
-        "crash test: {KILLS} kills ({killed_before_start} before the child started appending), \
-         {total_reported} reported seqs verified, {torn_tails} torn tails cut, {:.1} s",
+        "crash test: {KILLS} kills ({} after spawn, {} after START, {} after progress; \
+         {killed_before_start} before the child started appending), {total_reported} reported \
+         seqs verified, {torn_tails} torn tails cut, {:.1} s",
+        kinds[0],
+        kinds[1],
+        kinds[2],
         elapsed.as_secs_f64()
+    );
+    assert!(
+        kinds[KillAfter::Progress as usize] > 0,
+        "no round waited for progress"
     );
     assert!(
         total_reported > KILLS,
         "the children must actually have appended"
     );
+}
+
+/// Waits (bounded) for a stdout line for which `wanted` holds, keeping every line seen.
+fn wait_for_line(
+    lines: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    wanted: impl Fn(&str) -> bool,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = wanted(&line);
+                seen.push(line);
+                if found {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
 }

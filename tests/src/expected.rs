@@ -1,6 +1,8 @@
-//! What central should hold after an export, and whether it does. The end-to-end tests and
-//! the demo read each export the way the agent will, then compare central's roster with it
-//! as sets, since central returns records in its own order.
+//! Whether central holds a roster: compared as sets, since central returns records in its
+//! own order. The end-to-end tests expect the generator's ground truth
+//! ([`crate::rostergen::Generated::truth`]); the demo, which also delivers exports it did not
+//! generate, reads each export the way the agent will ([`read_as_agent`]), and the
+//! generator's own test checks its truth against that reading.
 
 use std::path::Path;
 

@@ -1,6 +1,8 @@
 //! What the end-to-end tests in `tests/tests/` share: the built binaries, child processes that
 //! die with their test, free loopback ports, plain HTTP to central's operator listener, and
-//! whether central holds an export (compared as in [`crate::expected`]).
+//! whether central holds a roster (compared as in [`crate::expected`]). The roster a test
+//! expects comes from the generator's ground truth ([`crate::rostergen::Generated::truth`]),
+//! never from reading the export with the code under test.
 //!
 //! The binaries are built once per test run (`cargo build --bins -p skolebro-agent -p
 //! skolebro-central -p skolebro-provisioning`, dev profile, so the agent reads
@@ -18,7 +20,7 @@ use parking_lot::{Mutex, MutexGuard};
 use serde_json::Value;
 use skolebro_protocol::Roster;
 
-use crate::expected::{counts_of, read_as_agent, same};
+use crate::expected::{counts_of, same};
 
 /// How long central may take to hold an export (or a process to come up) before a test
 /// fails. Generous: a loaded two-core CI machine running debug builds is slow.
@@ -295,14 +297,6 @@ pub fn central_holds(admin: SocketAddr, site: &str, expected: &Roster) -> Option
     let counts = counts_of(expected);
     let kinds = ["schools", "students", "groups", "enrollments"];
     Some(kinds.iter().all(|k| seen[k] == counts[k]) && same(&roster(admin, site, ""), expected))
-}
-
-/// What an agent will make of an export (`bytes`, named `name`), read through a scratch
-/// file in `scratch`; the test fails if it does not read.
-pub fn expected_roster(scratch: &Path, name: &str, bytes: &[u8]) -> Roster {
-    read_as_agent(scratch, name, bytes)
-        .expect("the export reads")
-        .roster
 }
 
 /// Prints the last lines of the log `dir/log` to stderr (for a failed test).

@@ -282,6 +282,25 @@ impl Generated {
     }
 }
 
+/// How many students the repo's sample export (`samples/elevliste.csv`) holds.
+pub const SAMPLE_STUDENTS: usize = 300;
+/// The seed the repo's samples were written with: `skolebro-rostergen --students 300 --seed
+/// 2026 --evolve 1 --out samples/elevliste.csv` (`samples/elevliste.2.csv` is the night
+/// after).
+pub const SAMPLE_SEED: u64 = 2026;
+
+/// The roster behind the repo's sample export `name` (`elevliste.csv`, or `elevliste.2.csv`,
+/// the night after), as the generator made it: tests that deliver a sample expect its
+/// [`Generated::truth`], not what a reader makes of the file. `None` for any other name.
+pub fn sample(name: &str) -> Option<Generated> {
+    let first = Generated::new(SAMPLE_STUDENTS, SAMPLE_SEED);
+    match name {
+        "elevliste.csv" => Some(first),
+        "elevliste.2.csv" => Some(first.evolve(Churn::default(), SAMPLE_SEED + 1)),
+        _ => None,
+    }
+}
+
 const SCHOOL_NAMES: &[&str] = &[
     "Fana skule",
     "Åsane skule",
@@ -369,6 +388,24 @@ mod tests {
             crate::expected::counts_of(&truth)
         );
         assert!(crate::expected::same(&read, &truth));
+    }
+
+    #[test]
+    fn the_repos_samples_are_what_the_generator_writes_for_their_seed() {
+        let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .join("samples");
+        for name in ["elevliste.csv", "elevliste.2.csv"] {
+            let mut written = Vec::new();
+            sample(name)
+                .unwrap()
+                .write_elevliste(&mut written, false)
+                .unwrap();
+            let on_disk = std::fs::read(samples.join(name)).unwrap();
+            assert!(written == on_disk, "samples/{name} is not the generator's");
+        }
+        assert!(sample("other.csv").is_none());
     }
 
     #[test]

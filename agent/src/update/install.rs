@@ -100,11 +100,24 @@ impl InstallRoot {
 
     /// Points link `name` at `releases/<version>`: a new link beside it renamed over it.
     pub fn point(&self, name: &str, version: &str) -> Result<(), UpdateError> {
+        self.point_with(name, version, || Ok(()))
+    }
+
+    /// [`InstallRoot::point`], calling `made` once the new link exists beside the old one and
+    /// before it is renamed over it: the one moment inside a switch where a power cut leaves
+    /// a half-made link, which the switch's fault hook (see `trial::SwitchStep`) must reach.
+    pub fn point_with(
+        &self,
+        name: &str,
+        version: &str,
+        made: impl FnOnce() -> Result<(), UpdateError>,
+    ) -> Result<(), UpdateError> {
         let link = self.root.join(name);
         let temp = self.root.join(format!("{name}.tmp"));
         remove_if_present(&temp)?;
         let target = Path::new(RELEASES).join(version);
         std::os::unix::fs::symlink(&target, &temp).map_err(|e| UpdateError::io(&temp, e))?;
+        made()?;
         fs::rename(&temp, &link).map_err(|e| UpdateError::io(&link, e))?;
         sync_dir(&self.root)
     }

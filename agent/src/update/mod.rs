@@ -476,7 +476,14 @@ impl Updater {
             (self.trial_seconds, self.max_trial_starts, offer.id.clone());
         tokio::task::spawn_blocking(move || {
             install_root.install(&version, &from)?;
-            trial::switch_to(&install_root, &id, &version, seconds, max_starts)
+            trial::switch_to(
+                &install_root,
+                &id,
+                &version,
+                seconds,
+                max_starts,
+                trial::uninterrupted,
+            )
         })
         .await
         .map_err(|e| UpdateError::Task(e.to_string()))??;

@@ -67,16 +67,62 @@ fn save(root: &InstallRoot, trial: &Trial) -> Result<(), UpdateError> {
     write_durably(&trial_path(root), &bytes)
 }
 
+/// A point in [`switch_to`] where a power cut may fall, in the order the switch reaches
+/// them. The switch tells its step hook each one it reached, so the tests can stop the real
+/// switch there, as the power would, and start whatever `current` then names; the updater's
+/// hook is [`uninterrupted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchStep {
+    /// Nothing written yet.
+    Begun,
+    /// `trial.json` is durable; both links still name the running release.
+    TrialWritten,
+    /// A new link `previous.tmp` exists beside `previous`, not yet renamed over it.
+    PreviousLinkMade,
+    /// `previous` names the running release.
+    PreviousPointed,
+    /// A new link `current.tmp` names the release on trial, not yet renamed over `current`.
+    CurrentLinkMade,
+    /// `current` names the release on trial: the switch is done.
+    CurrentPointed,
+}
+
+impl SwitchStep {
+    /// Every step, in the order [`switch_to`] reaches them.
+    pub const ALL: [SwitchStep; 6] = [
+        SwitchStep::Begun,
+        SwitchStep::TrialWritten,
+        SwitchStep::PreviousLinkMade,
+        SwitchStep::PreviousPointed,
+        SwitchStep::CurrentLinkMade,
+        SwitchStep::CurrentPointed,
+    ];
+}
+
+/// The step hook of the updater's switch: every step goes on. Only a debug build run with
+/// `SKOLEBRO_TEST_ABORT_AT=switch` (see the `hooks` module) aborts, once `previous` moved,
+/// for the process tests; a release build never stops.
+pub fn uninterrupted(step: SwitchStep) -> Result<(), UpdateError> {
+    if step == SwitchStep::PreviousPointed {
+        hooks::abort_at("switch");
+    }
+    Ok(())
+}
+
 /// Puts `version` (release `release`, already installed) on trial and makes it `current`:
 /// `trial.json`, then `previous` = the running release, then `current`. A crash before the
 /// last rename leaves the running release current, and the next start drops the trial.
+/// `reached` hears each [`SwitchStep`] as it is reached; an error from it stops the switch
+/// there.
 pub fn switch_to(
     root: &InstallRoot,
     release: &str,
     version: &str,
     seconds: u64,
     max_starts: u32,
+    mut reached: impl FnMut(SwitchStep) -> Result<(), UpdateError>,
 ) -> Result<(), UpdateError> {
+    reached(SwitchStep::Begun)?;
     save(
         root,
         &Trial {
@@ -88,9 +134,13 @@ pub fn switch_to(
             starts: 0,
         },
     )?;
-    root.point(PREVIOUS, root.running())?;
-    hooks::abort_at("switch");
-    root.point(CURRENT, version)
+    reached(SwitchStep::TrialWritten)?;
+    root.point_with(PREVIOUS, root.running(), || {
+        reached(SwitchStep::PreviousLinkMade)
+    })?;
+    reached(SwitchStep::PreviousPointed)?;
+    root.point_with(CURRENT, version, || reached(SwitchStep::CurrentLinkMade))?;
+    reached(SwitchStep::CurrentPointed)
 }
 
 /// Called first thing at every start of `run`: recovers leftovers, then counts the start of
@@ -197,7 +247,7 @@ mod tests {
     #[test]
     fn a_trial_counts_its_starts_and_rolls_back_after_too_many() {
         let (_dir, old) = seeded(&["1.0.0", "2.0.0"]);
-        switch_to(&old, "2.0.0-x", "2.0.0", 60, 2).unwrap();
+        switch_to(&old, "2.0.0-x", "2.0.0", 60, 2, uninterrupted).unwrap();
         assert_eq!(old.link(CURRENT).as_deref(), Some("2.0.0"));
         assert_eq!(old.link(PREVIOUS).as_deref(), Some("1.0.0"));
         let new = as_running(&old, "2.0.0");
@@ -225,7 +275,7 @@ mod tests {
     #[test]
     fn passing_the_trial_keeps_the_release_and_prunes_older_ones() {
         let (_dir, old) = seeded(&["1.0.0", "0.9.0", "2.0.0"]);
-        switch_to(&old, "2.0.0-x", "2.0.0", 60, 3).unwrap();
+        switch_to(&old, "2.0.0-x", "2.0.0", 60, 3, uninterrupted).unwrap();
         let new = as_running(&old, "2.0.0");
         let Start::OnTrial(trial) = on_start(&new).unwrap() else {
             panic!()
@@ -241,39 +291,51 @@ mod tests {
     }
 
     #[test]
-    fn a_crash_at_each_point_of_the_switch_leaves_a_current_that_starts() {
-        // Every prefix of the switch's steps, then a start of whatever `current` names.
-        for steps in 0..=3 {
+    fn a_power_cut_at_each_step_of_the_real_switch_leaves_a_current_that_starts() {
+        let (_dir, old) = seeded(&["1.0.0", "2.0.0"]);
+        let mut seen = Vec::new();
+        switch_to(&old, "2.0.0-x", "2.0.0", 60, 3, |step| {
+            seen.push(step);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            SwitchStep::ALL,
+            "the switch reaches every step in order"
+        );
+
+        // The real switch, stopped at each step as a power cut stops it, then a start of
+        // whatever `current` names.
+        for cut in SwitchStep::ALL {
             let (_dir, old) = seeded(&["1.0.0", "2.0.0"]);
-            let trial = Trial {
-                release: "2.0.0-x".into(),
-                version: "2.0.0".into(),
-                from: "1.0.0".into(),
-                seconds: 60,
-                max_starts: 3,
-                starts: 0,
-            };
-            if steps >= 1 {
-                save(&old, &trial).unwrap();
-            }
-            if steps >= 2 {
-                old.point(PREVIOUS, "1.0.0").unwrap();
-                // A half-made link from the interrupted rename.
-                std::os::unix::fs::symlink("releases/2.0.0", old.path().join("current.tmp"))
-                    .unwrap();
-            }
-            if steps >= 3 {
-                old.point(CURRENT, "2.0.0").unwrap();
-            }
+            let stopped = switch_to(&old, "2.0.0-x", "2.0.0", 60, 3, |step| {
+                if step == cut {
+                    Err(UpdateError::Layout(format!("power cut at {step:?}")))
+                } else {
+                    Ok(())
+                }
+            });
+            assert!(stopped.is_err(), "{cut:?}: the switch stopped there");
             let current = old.link(CURRENT).expect("current names a release");
             let start = on_start(&as_running(&old, &current)).unwrap();
-            assert!(!old.path().join("current.tmp").exists());
-            if steps == 3 {
-                assert!(matches!(start, Start::OnTrial(_)), "{steps}: {start:?}");
+            for leftover in ["current.tmp", "previous.tmp"] {
+                assert!(
+                    !old.path().join(leftover).exists(),
+                    "{cut:?}: the half-made {leftover} is removed"
+                );
+            }
+            if cut == SwitchStep::CurrentPointed {
+                assert_eq!(current, "2.0.0");
+                let Start::OnTrial(trial) = start else {
+                    panic!("{cut:?}: the new release starts on trial, not {start:?}")
+                };
+                assert_eq!((trial.from.as_str(), trial.starts), ("1.0.0", 1));
+                assert_eq!(old.link(PREVIOUS).as_deref(), Some("1.0.0"));
             } else {
-                assert_eq!(current, "1.0.0");
-                assert_eq!(start, Start::Normal, "{steps}");
-                assert!(load(&old).is_none(), "the stale trial is dropped");
+                assert_eq!(current, "1.0.0", "{cut:?}: the running release stays");
+                assert_eq!(start, Start::Normal, "{cut:?}");
+                assert!(load(&old).is_none(), "{cut:?}: the stale trial is dropped");
             }
         }
     }
@@ -281,7 +343,7 @@ mod tests {
     #[test]
     fn a_crash_inside_a_rollback_is_finished_by_the_next_start() {
         let (_dir, old) = seeded(&["1.0.0", "2.0.0"]);
-        switch_to(&old, "2.0.0-x", "2.0.0", 60, 1).unwrap();
+        switch_to(&old, "2.0.0-x", "2.0.0", 60, 1, uninterrupted).unwrap();
         let new = as_running(&old, "2.0.0");
         let Start::OnTrial(trial) = on_start(&new).unwrap() else {
             panic!()
