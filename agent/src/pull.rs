@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::header::{HeaderMap, LINK, RETRY_AFTER};
+use reqwest::header::{HeaderMap, DATE, LINK, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
-use skolebro_protocol::civil_time::UtcDateTime;
+use skolebro_protocol::civil_time::{days_from_civil, UtcDateTime};
 use skolebro_provisioning::tls::{pinned_client_builder, ClientIdentity, SystemClock};
 use skolebro_roster::reader::oneroster_json::{read_page, OrgDirectory};
 use skolebro_roster::reader::{ReadError, ReaderOptions};
@@ -93,6 +93,11 @@ pub struct Pulled {
     pub pages: u64,
     /// Student records read (before validation).
     pub records: u64,
+    /// The service's own time (its `Date` header, Unix ms) when the pull began, if it sent
+    /// one: the `since` of the next delta. The service's clock, not the Pi's, because the
+    /// service compares `dateLastModified` with it, and its change feed reports as deleted
+    /// what was readable at that time.
+    pub began_at_service_ms: Option<i64>,
 }
 
 /// The HTTP side of the source: one client (pinned TLS, optionally mutual) and the token.
@@ -150,13 +155,14 @@ impl RestClient {
     ) -> Result<Pulled, PullError> {
         let mut orgs = OrgDirectory::default();
         let mut pages = 0;
-        self.collection(
-            "schools",
-            None,
-            |body, name| orgs.read_page(body, name).map_err(PullError::from),
-            &mut pages,
-        )
-        .await?;
+        let (_, began_at_service_ms) = self
+            .collection(
+                "schools",
+                None,
+                |body, name| orgs.read_page(body, name).map_err(PullError::from),
+                &mut pages,
+            )
+            .await?;
         let orgs = orgs;
 
         let mut builder = RosterBuilder::new(options.validation);
@@ -174,7 +180,7 @@ impl RestClient {
             }
         };
         let budget_mib = options.memory_budget.map_or(0, |b| b >> 20);
-        let records = self
+        let (records, _) = self
             .collection(
                 "students",
                 filter.as_deref(),
@@ -192,20 +198,21 @@ impl RestClient {
             export: builder.finish(),
             pages,
             records,
+            began_at_service_ms,
         })
     }
 
     /// Reads every page of one collection, handing each body to `read` (which returns how
     /// many records it held). Follows `Link: rel="next"` when the service sends `Link`, else
     /// pages by offset until a page comes back empty or `X-Total-Count` is reached. Returns
-    /// the records read.
+    /// the records read and the service's `Date` on the first page.
     async fn collection(
         &mut self,
         name: &str,
         filter: Option<&str>,
         mut read: impl FnMut(&[u8], &str) -> Result<u64, PullError>,
         pages: &mut u64,
-    ) -> Result<u64, PullError> {
+    ) -> Result<(u64, Option<i64>), PullError> {
         let limit = self.config.page_size;
         let mut url = self.base.clone();
         url.path_segments_mut()
@@ -217,6 +224,7 @@ impl RestClient {
         let mut records: u64 = 0;
         let mut next = Some(page_url(&first, limit, offset, filter));
         let mut page = 0;
+        let mut began = None;
         while let Some(at) = next.take() {
             page += 1;
             if page > MAX_PAGES {
@@ -227,6 +235,9 @@ impl RestClient {
             }
             let what = format!("{name} page {page}");
             let (headers, body) = self.get(&at, &what).await?;
+            if page == 1 {
+                began = http_date(&headers);
+            }
             let count = read(&body, &what)?;
             drop(body);
             *pages += 1;
@@ -260,7 +271,7 @@ impl RestClient {
                 reason: format!("{records} records read where the service counts {total}"),
             });
         }
-        Ok(records)
+        Ok((records, began))
     }
 
     /// A `next` link, refused unless it is on the base URL's origin: the bearer token goes
@@ -482,6 +493,27 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
     None
 }
 
+/// The `Date` header (IMF-fixdate, `Sun, 06 Dec 2026 00:41:05 GMT`) as Unix ms.
+fn http_date(headers: &HeaderMap) -> Option<i64> {
+    let value = headers.get(DATE)?.to_str().ok()?;
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
+    let mut clock = time.split(':').map(str::parse::<i64>);
+    let (hour, minute, second) = (
+        clock.next()?.ok()?,
+        clock.next()?.ok()?,
+        clock.next()?.ok()?,
+    );
+    let days = days_from_civil(year.parse().ok()?, month, day.parse().ok()?);
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000)
+}
+
 /// `Retry-After` in seconds (the HTTP-date form is taken as a short wait).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -586,6 +618,16 @@ mod tests {
         );
         let last_page = r#"<http://h/x?offset=0>; rel="first", <http://h/x?offset=6>; rel="prev""#;
         assert_eq!(next_link(&headers(last_page)), None);
+    }
+
+    #[test]
+    fn the_services_date_is_read_as_unix_ms() {
+        let mut headers = HeaderMap::new();
+        let date = HeaderValue::from_static("Sun, 01 Nov 2026 00:00:05 GMT");
+        headers.insert(DATE, date);
+        assert_eq!(http_date(&headers), Some(1_793_491_205_000));
+        headers.insert(DATE, HeaderValue::from_static("yesterday"));
+        assert_eq!(http_date(&headers), None);
     }
 
     #[test]

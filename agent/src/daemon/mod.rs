@@ -16,7 +16,9 @@
 //!                                  uplink::heartbeat_loop ◀─▶ central /v1/heartbeat
 //!                                         └──▶ update::Updater (offered releases, trial)
 //! ```
-//! Stages talk through bounded channels. The enqueue stage ([`Enqueuer`]: checkpoint and
+//! With `[source] kind = "oneroster-rest"` the pulling stage (`pulling`, over [`crate::pull`])
+//! takes the place of the watcher and the pipeline: it pulls the roster from the SAS on a
+//! schedule and offers it to the same enqueue stage. Stages talk through bounded channels. The enqueue stage ([`Enqueuer`]: checkpoint and
 //! outbox) lives in one [`Core`] behind a mutex; every operation on it runs on a blocking
 //! thread because it fsyncs.
 //!

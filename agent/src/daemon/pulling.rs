@@ -5,8 +5,14 @@
 //!
 //! Full or delta: a pull is full when `delta` is off, when no full pull was taken in yet,
 //! when the last one is `full_every_hours` old, and whenever central needs a whole roster
-//! (a gap or a `resync`); otherwise it asks for what changed since the start of the last
-//! pull taken in, less [`OVERLAP`]. What was taken in is remembered in
+//! (a gap or a `resync`); otherwise it asks for what changed since the last pull taken in
+//! began, by the service's clock (the `Date` of its first answer, which is truncated to the
+//! second and so never later than the read; less [`OVERLAP`] of the Pi's clock if it sends
+//! none). The service's clock matters: its change feed reports as `tobedeleted` what could be
+//! read at `since`, so a `since` before the records existed would miss their deletion. (One
+//! that was created within the second before that first answer and deleted later is still
+//! missed, and goes at the next full pull: a missed deletion waits, it never deletes wrongly.)
+//! What was taken in is remembered in
 //! `<state_dir>/pull.json`, and only after the enqueue stage took the export (enqueued, or
 //! found unchanged): a pull that failed, waited for room or was held is asked for again.
 
@@ -24,16 +30,16 @@ use crate::pull::{now_unix_ms, PullKind, Pulled, RestClient};
 use crate::state::write_atomic_private;
 use skolebro_roster::site::foreign_schools;
 
-/// A delta asks from this long before the last pull taken in started: a record the SAS
-/// changed while that pull ran, or stamped with a clock a little behind the Pi's, is asked
+/// Without the service's `Date`, a delta asks from this long before the last pull taken in
+/// started by the Pi's clock: a record stamped by a clock a little behind the Pi's is asked
 /// for twice rather than missed (twice is harmless: it diffs as unchanged).
 pub(super) const OVERLAP: Duration = Duration::from_secs(300);
 
 /// The record of the pulls taken in, kept in the state folder.
 const PULL_STATE: &str = "pull.json";
 
-/// What `pull.json` holds: when the last full pull and the last pull of either kind taken
-/// in started (Unix ms).
+/// What `pull.json` holds: when the last full pull taken in started (by the Pi's clock) and
+/// the `since` of the next delta (by the service's clock), in Unix ms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct PullState {
     last_full_unix_ms: Option<i64>,
@@ -65,7 +71,7 @@ impl PullState {
             (Some(full), Some(last))
                 if rest.delta && !central_needs_all && now.saturating_sub(full) < full_every =>
             {
-                PullKind::Since(last.saturating_sub(OVERLAP.as_millis() as i64))
+                PullKind::Since(last)
             }
             _ => PullKind::Full,
         }
@@ -107,13 +113,17 @@ pub(super) async fn pull_loop(
             };
             match pulled {
                 Ok(pulled) => {
+                    let since = match pulled.began_at_service_ms {
+                        Some(service) => service,
+                        None => started.saturating_sub(OVERLAP.as_millis() as i64),
+                    };
                     if offer(&config, &core, &wake, kind, pulled).await {
                         let taken = PullState {
                             last_full_unix_ms: match kind {
                                 PullKind::Full => Some(started),
                                 PullKind::Since(_) => state.last_full_unix_ms,
                             },
-                            last_unix_ms: Some(started),
+                            last_unix_ms: Some(since),
                         };
                         taken.save(&state_path);
                     }
@@ -146,6 +156,7 @@ async fn offer(
         export,
         pages,
         records,
+        ..
     } = pulled;
     let name = match kind {
         PullKind::Full => format!("OneRoster REST full pull ({pages} pages, {records} records)"),
@@ -200,8 +211,10 @@ mod tests {
             last_full_unix_ms: Some(now - 2 * HOUR),
             last_unix_ms: Some(now - HOUR),
         };
-        let since = now - HOUR - OVERLAP.as_millis() as i64;
-        assert_eq!(recent.next(&rest(true), now, false), PullKind::Since(since));
+        assert_eq!(
+            recent.next(&rest(true), now, false),
+            PullKind::Since(now - HOUR)
+        );
         assert_eq!(recent.next(&rest(true), now, true), PullKind::Full);
         assert_eq!(recent.next(&rest(false), now, false), PullKind::Full);
         let stale = PullState {
