@@ -212,8 +212,9 @@ pub enum SourceConfig {
     /// Exports are files dropped into `drop_dir` (see [`crate::watch`]).
     #[default]
     DropFolder,
-    /// The agent pulls from a OneRoster REST service (see [`crate::pull`]).
-    OnerosterRest(RestSource),
+    /// The agent pulls from a OneRoster REST service (see [`crate::pull`]); boxed, as the
+    /// config is cloned into each stage and most sites use the drop folder.
+    OnerosterRest(Box<RestSource>),
 }
 
 /// `[source] kind = "oneroster-rest"`: a OneRoster 1.1/1.2 REST service with OAuth2 client

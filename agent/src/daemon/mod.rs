@@ -427,12 +427,16 @@ async fn supervise(
         SourceConfig::OnerosterRest(rest) => {
             let puller = pulling::pull_loop(
                 config.clone(),
-                rest,
+                *rest,
                 core.clone(),
                 wake_tx.clone(),
                 stop.clone(),
             );
-            (tokio::spawn(async move { Ok(puller.await) }), None)
+            let puller = tokio::spawn(async move {
+                puller.await;
+                Ok(())
+            });
+            (puller, None)
         }
     };
     let pusher = tokio::spawn(push::push_loop(
