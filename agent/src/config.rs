@@ -68,6 +68,9 @@ pub struct AgentConfig {
     pub panel: PanelConfig,
     /// Where the checkpoint, outbox and `status.json` live. Holds no personal data in clear.
     pub state_dir: PathBuf,
+    /// Where exports come from: the drop folder (the default), or a OneRoster REST service
+    /// the agent pulls from (`[source] kind = "oneroster-rest"`).
+    pub source: SourceConfig,
     /// The folder the SAS drops its export into; `<state_dir>/drop` when absent.
     pub drop_dir: Option<PathBuf>,
     /// What happens to an export file once it has been taken in.
@@ -131,6 +134,7 @@ impl Default for AgentConfig {
             safety: SafetyPolicy::default(),
             panel: PanelConfig::default(),
             state_dir: PathBuf::from("/var/lib/skolebro"),
+            source: SourceConfig::DropFolder,
             drop_dir: None,
             after_ingest: AfterIngest::Delete,
             rescan_seconds: 30,
@@ -201,6 +205,148 @@ pub enum AfterIngest {
     Delete,
     /// Leave it where it is (for a SAS that overwrites one file in place, or for testing).
     Keep,
+}
+
+/// `[source]`: where exports come from. A SAS that writes files uses the drop folder; one
+/// that serves OneRoster REST (as Norwegian vendors increasingly do) is pulled from on a
+/// schedule, and the pulled roster goes through the same validation, diff, safety filter
+/// and outbox as a file would.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SourceConfig {
+    /// Exports are files dropped into `drop_dir` (see [`crate::watch`]).
+    #[default]
+    DropFolder,
+    /// The agent pulls from a OneRoster REST service (see [`crate::pull`]); boxed, as the
+    /// config is cloned into each stage and most sites use the drop folder.
+    OnerosterRest(Box<RestSource>),
+}
+
+/// `[source] kind = "oneroster-rest"`: a OneRoster 1.1/1.2 REST service with OAuth2 client
+/// credentials.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestSource {
+    /// The rostering service's base, e.g.
+    /// `https://sas.example/ims/oneroster/rostering/v1p2`; `schools` and `students` are
+    /// read under it. `https://`, or `http://` to a loopback address only.
+    pub base_url: String,
+    /// The OAuth2 token endpoint (client-credentials grant).
+    pub token_url: String,
+    pub client_id: String,
+    /// File holding the client secret; refused unless only its owner may read it (0600),
+    /// because anyone holding the secret reads every pupil of the school.
+    pub client_secret_file: PathBuf,
+    /// The OAuth2 `scope` asked for, if the SAS wants one (OneRoster 1.2 names
+    /// `https://purl.imsglobal.org/spec/or/v1p2/scope/roster-core.readonly`).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Minutes between two pulls.
+    #[serde(default = "RestSource::default_every_minutes")]
+    pub every_minutes: u64,
+    /// Records asked for per page (`limit`).
+    #[serde(default = "RestSource::default_page_size")]
+    pub page_size: u32,
+    /// Pull only what changed since the last pull (`dateLastModified` filter), with a full
+    /// pull every `full_every_hours`; otherwise every pull is full.
+    #[serde(default)]
+    pub delta: bool,
+    #[serde(default = "RestSource::default_full_every_hours")]
+    pub full_every_hours: u64,
+    /// PEM file with the CA (or CAs) the SAS's certificate must chain to: the only ones
+    /// trusted for it. Required for `https://`.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// PEM certificate and key the agent shows the SAS, for a SAS that wants mutual TLS.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Tries per request before the pull is given up (429, 5xx, a dropped connection).
+    #[serde(default = "RestSource::default_attempts")]
+    pub attempts: u32,
+    /// First wait between tries when the SAS gives no `Retry-After`; doubled each time.
+    #[serde(default = "RestSource::default_retry_ms")]
+    pub retry_initial_ms: u64,
+    /// Seconds one request may take, its body included.
+    #[serde(default = "RestSource::default_timeout_seconds")]
+    pub timeout_seconds: u64,
+}
+
+impl RestSource {
+    fn default_every_minutes() -> u64 {
+        60
+    }
+    fn default_page_size() -> u32 {
+        500
+    }
+    fn default_full_every_hours() -> u64 {
+        24
+    }
+    fn default_attempts() -> u32 {
+        6
+    }
+    fn default_retry_ms() -> u64 {
+        1000
+    }
+    fn default_timeout_seconds() -> u64 {
+        120
+    }
+
+    /// Checks the settings before the daemon starts, naming the key at fault.
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, reason: &str| ConfigError::Invalid {
+            key,
+            reason: reason.to_owned(),
+        };
+        for (key, url) in [
+            ("source.base_url", &self.base_url),
+            ("source.token_url", &self.token_url),
+        ] {
+            let parsed =
+                reqwest::Url::parse(url).map_err(|e| invalid(key, &format!("not a URL: {e}")))?;
+            match parsed.scheme() {
+                "https" if self.ca.is_none() => {
+                    return Err(invalid("source.ca", "required for an https:// source"))
+                }
+                "https" => {}
+                "http" if is_loopback(&parsed) => {}
+                _ => {
+                    return Err(invalid(
+                        key,
+                        "must start with https:// (http:// only to a loopback address)",
+                    ))
+                }
+            }
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(invalid(
+                "source.client_cert",
+                "client_cert and client_key go together",
+            ));
+        }
+        if self.every_minutes == 0 || self.full_every_hours == 0 || self.attempts == 0 {
+            return Err(invalid(
+                "source.every_minutes",
+                "every_minutes, full_every_hours and attempts must be at least 1",
+            ));
+        }
+        if !(1..=10_000).contains(&self.page_size) {
+            return Err(invalid("source.page_size", "must be 1 to 10000"));
+        }
+        Ok(())
+    }
+}
+
+/// True for a URL whose host is a loopback address or `localhost`.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 /// `[central]`: where batches go and whom they are sealed to.
@@ -337,6 +483,15 @@ impl AgentConfig {
         if let Some(central) = &mut self.central {
             fix(&mut central.ca);
         }
+        if let SourceConfig::OnerosterRest(rest) = &mut self.source {
+            fix(&mut rest.client_secret_file);
+            for path in [&mut rest.ca, &mut rest.client_cert, &mut rest.client_key]
+                .into_iter()
+                .flatten()
+            {
+                fix(path);
+            }
+        }
         if let Some(identity) = &mut self.identity {
             fix(&mut identity.cert);
             fix(&mut identity.key);
@@ -423,6 +578,9 @@ impl AgentConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        if let SourceConfig::OnerosterRest(rest) = &self.source {
+            rest.check()?;
+        }
         Ok(())
     }
 
@@ -458,6 +616,49 @@ mod tests {
         assert!(config.validation.reject_synthetic_ids);
         assert_eq!(config.safety.max_deleted_fraction, 0.2);
         assert_eq!(config.safety.min_roster, 20);
+    }
+
+    #[test]
+    fn a_oneroster_rest_source_parses_and_plain_http_is_only_for_loopback() {
+        let text = |base: &str, extra: &str| {
+            format!(
+                r#"
+                [source]
+                kind = "oneroster-rest"
+                base_url = "{base}"
+                token_url = "{base}/token"
+                client_id = "agent"
+                client_secret_file = "sas.secret"
+                {extra}
+                "#
+            )
+        };
+        let mut config: AgentConfig = toml::from_str(&text(
+            "http://127.0.0.1:8081/ims/oneroster/v1p1",
+            "delta = true",
+        ))
+        .unwrap();
+        config.check_daemon_settings().unwrap();
+        config.resolve_paths(Path::new("/etc/skolebro"));
+        let SourceConfig::OnerosterRest(rest) = &config.source else {
+            panic!("not the REST source: {:?}", config.source);
+        };
+        assert!(rest.delta);
+        assert_eq!((rest.page_size, rest.every_minutes), (500, 60));
+        assert_eq!(
+            rest.client_secret_file,
+            Path::new("/etc/skolebro/sas.secret")
+        );
+
+        let remote: AgentConfig = toml::from_str(&text("http://sas.example", "")).unwrap();
+        assert!(remote.check_daemon_settings().is_err());
+        let unpinned: AgentConfig = toml::from_str(&text("https://sas.example", "")).unwrap();
+        let error = unpinned.check_daemon_settings().unwrap_err().to_string();
+        assert!(error.contains("source.ca"), "{error}");
+        assert!(
+            toml::from_str::<AgentConfig>(&text("https://sas.example", "pagesize = 5")).is_err()
+        );
+        assert_eq!(AgentConfig::default().source, SourceConfig::DropFolder);
     }
 
     #[test]

@@ -165,6 +165,26 @@ pub struct Platform {
 impl Platform {
     /// Makes the platform's keys in `dir/keys` and starts central on free loopback ports.
     pub fn start(dir: &Path) -> Platform {
+        Platform::start_with(dir, "")
+    }
+
+    /// [`Platform::start`] with central also serving its consumer endpoints (OAuth2 and
+    /// OneRoster) on a free loopback port, returned with the platform.
+    pub fn start_serving_consumers(dir: &Path) -> (Platform, SocketAddr) {
+        let (port, _) = two_free_ports();
+        let consumers = SocketAddr::from(([127, 0, 0, 1], port));
+        let platform = Platform::start_with(dir, &format!("consumer_listen = \"{consumers}\"\n"));
+        (platform, consumers)
+    }
+
+    /// The admin listener (plain HTTP on loopback).
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// Starts central with `top_level` (top-level `central.toml` keys) before what
+    /// `skolebro-provision init` wrote.
+    fn start_with(dir: &Path, top_level: &str) -> Platform {
         std::fs::create_dir_all(dir).expect("platform folder");
         let keys = dir.join("keys");
         let output = Command::new(&binaries().provision)
@@ -185,7 +205,7 @@ impl Platform {
             moved, written,
             "init's central.toml has the documented ports"
         );
-        std::fs::write(&config, moved).expect("writing central.toml");
+        std::fs::write(&config, format!("{top_level}{moved}")).expect("writing central.toml");
         let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
         let central = harness::start_central(dir, &config, admin);
         Platform {
@@ -194,6 +214,11 @@ impl Platform {
             admin,
             central: Some(central),
         }
+    }
+
+    /// The last lines of central's log, for a failed run.
+    pub fn print_log_tail(&self) {
+        harness::print_log_tail(&self.dir, "central.log");
     }
 
     /// Central's trusted stick key, for the agents' `stick_key`.

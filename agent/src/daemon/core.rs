@@ -189,6 +189,21 @@ impl Core {
              this site (or move it here).\n",
             reasons.join("\n")
         );
+        self.report_foreign_schools(&name, export, foreign);
+        if let Err(e) = move_to_rejected(path, &note) {
+            tracing::error!(file = %name, error = %e, "cannot move the refused export aside");
+        }
+    }
+
+    /// Refuses a pulled roster naming a school the site is not registered with, as
+    /// [`Core::refuse_foreign_schools`] refuses a file; there is no file to set aside.
+    pub fn refuse_foreign_pull(&mut self, name: &str, export: Validated, foreign: Vec<Deviation>) {
+        tracing::warn!(source = %name, schools = foreign.len(), "pulled roster names schools outside the site; not sent");
+        self.report_foreign_schools(name, export, foreign);
+    }
+
+    /// Puts a refused export's deviations, the `foreign` ones first, into the status.
+    fn report_foreign_schools(&mut self, name: &str, export: Validated, foreign: Vec<Deviation>) {
         let mut tally = export.tally;
         for deviation in &foreign {
             tally.add(deviation.severity, deviation.code);
@@ -197,15 +212,12 @@ impl Core {
         deviations.extend(export.deviations);
         self.report_deviations(&deviations, &tally);
         self.status.last_export_unix_ms = Some(unix_ms_now());
-        self.status.last_export_file = Some(name.clone());
+        self.status.last_export_file = Some(name.to_owned());
         self.problems.export = Some(format!(
             "export {name} names a school outside this site; not sent"
         ));
         // The status first: whoever sees the file moved aside finds the status saying why.
         self.publish();
-        if let Err(e) = move_to_rejected(path, &note) {
-            tracing::error!(file = %name, error = %e, "cannot move the refused export aside");
-        }
     }
 
     /// The agent stopped (crashed, was killed for memory, lost power) or panicked while
@@ -277,32 +289,13 @@ impl Core {
         written_unix_ms: Option<u64>,
     ) -> Result<OfferOutcome, EnqueueError> {
         let name = file_name(path);
-        self.status.last_export_unix_ms = Some(unix_ms_now());
-        self.status.last_export_file = Some(name.clone());
-        self.status.last_export_students = Some(export.roster.students.len() as u64);
-        self.report_deviations(&export.deviations, &export.tally);
-        self.problems.export = None;
-        let export = Arc::new(export);
-        self.latest = Some(Arc::clone(&export));
-        let result = self.enqueuer.offer(export);
-        let outcome = match result {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                self.problems.storage = Some(format!("enqueueing {name}: {error}"));
-                self.publish();
-                return Err(error);
-            }
-        };
-        self.problems.storage = None;
-        self.status.awaiting_export_for_snapshot = false;
+        let outcome = self.offer(&name, export)?;
         // Remembered no later than now: a file from a host whose clock ran ahead must not
         // make the exports written after its clock is fixed look stale.
         self.status.last_export_written_unix_ms = self
             .status
             .last_export_written_unix_ms
             .max(written_unix_ms.map(|written| written.min(unix_ms_now())));
-        tracing::info!(file = %name, students = self.status.last_export_students, errors = self.status.deviations.errors, warnings = self.status.deviations.warnings, outcome = %describe(&outcome), "export taken in");
-        self.status.last_outcome = Some(describe(&outcome));
         // A waiting older export is superseded by this one, whatever became of it.
         if let Some(old) = self.waiting_file.take() {
             if old != path {
@@ -314,6 +307,65 @@ impl Core {
             _ => self.dispose(path),
         }
         self.publish();
+        Ok(outcome)
+    }
+
+    /// True while central needs a whole roster (a gap, a `resync`, a new chain): a pulling
+    /// source must then pull in full, since a delta cannot stand for the roster.
+    pub fn needs_full_roster(&self) -> bool {
+        self.enqueuer.checkpoint().needs_snapshot
+    }
+
+    /// Offers a roster pulled from a OneRoster REST source, named `name` in the status.
+    /// `None`: not offered, because the pull is a delta and central needs a whole roster
+    /// (see [`Core::needs_full_roster`]); the source pulls in full next.
+    pub fn ingest_pulled(
+        &mut self,
+        name: &str,
+        export: Validated,
+    ) -> Result<Option<OfferOutcome>, EnqueueError> {
+        if export.partial && self.needs_full_roster() {
+            tracing::warn!(source = %name, "central needs a whole roster; the delta pull is not offered");
+            self.status.awaiting_export_for_snapshot = true;
+            self.publish();
+            return Ok(None);
+        }
+        let outcome = self.offer(name, export)?;
+        self.publish();
+        Ok(Some(outcome))
+    }
+
+    /// A pull from the OneRoster REST source failed; nothing of it was offered. Shown in
+    /// the status until an export is taken in.
+    pub fn pull_failed(&mut self, why: String) {
+        self.problems.export = Some(why);
+        self.publish();
+    }
+
+    /// Offers an export to the enqueue stage and records the outcome in the status. A
+    /// partial export (a delta) is not kept for snapshots: a snapshot made of it would
+    /// delete every record it does not name.
+    fn offer(&mut self, name: &str, export: Validated) -> Result<OfferOutcome, EnqueueError> {
+        self.status.last_export_unix_ms = Some(unix_ms_now());
+        self.status.last_export_file = Some(name.to_owned());
+        self.status.last_export_students = Some(export.roster.students.len() as u64);
+        self.report_deviations(&export.deviations, &export.tally);
+        self.problems.export = None;
+        let export = Arc::new(export);
+        self.latest = (!export.partial).then(|| Arc::clone(&export));
+        let result = self.enqueuer.offer(export);
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.problems.storage = Some(format!("enqueueing {name}: {error}"));
+                self.publish();
+                return Err(error);
+            }
+        };
+        self.problems.storage = None;
+        self.status.awaiting_export_for_snapshot = false;
+        tracing::info!(file = %name, students = self.status.last_export_students, errors = self.status.deviations.errors, warnings = self.status.deviations.warnings, outcome = %describe(&outcome), "export taken in");
+        self.status.last_outcome = Some(describe(&outcome));
         Ok(outcome)
     }
 

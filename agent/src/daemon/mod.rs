@@ -16,7 +16,9 @@
 //!                                  uplink::heartbeat_loop ◀─▶ central /v1/heartbeat
 //!                                         └──▶ update::Updater (offered releases, trial)
 //! ```
-//! Stages talk through bounded channels. The enqueue stage ([`Enqueuer`]: checkpoint and
+//! With `[source] kind = "oneroster-rest"` the pulling stage (`pulling`, over [`crate::pull`])
+//! takes the place of the watcher and the pipeline: it pulls the roster from the SAS on a
+//! schedule and offers it to the same enqueue stage. Stages talk through bounded channels. The enqueue stage ([`Enqueuer`]: checkpoint and
 //! outbox) lives in one [`Core`] behind a mutex; every operation on it runs on a blocking
 //! thread because it fsyncs.
 //!
@@ -42,6 +44,7 @@ mod front_panel;
 mod heartbeat;
 mod phase;
 mod pipeline;
+mod pulling;
 mod push;
 mod reading;
 mod sticks;
@@ -61,7 +64,7 @@ use self::phase::{CoreSlot, Life, PhaseEnd, WakeSlot};
 use self::pipeline::pipeline;
 use self::sticks::{provisioning_loop, waiting, StickWatch};
 use crate::clock::{unix, AgentClock};
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, SourceConfig};
 use crate::enqueue::Enqueuer;
 use crate::identity::DeviceCredentials;
 use crate::provision::{self, DeviceEnrollment, EnrollmentError};
@@ -397,27 +400,48 @@ async fn supervise(
     wake_rx: mpsc::Receiver<()>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let (ready_tx, ready_rx) = mpsc::channel::<PathBuf>(4);
-    let (retry_tx, retry_rx) = mpsc::channel::<PathBuf>(16);
     // Anything already in the outbox goes out at once.
     let _ = wake_tx.try_send(());
 
-    let watcher = tokio::spawn(crate::watch::run(
-        config.drop_dir(),
-        Duration::from_millis(config.settle_ms),
-        Duration::from_secs(config.rescan_seconds.max(1)),
-        ready_tx,
-        retry_rx,
-        stop.clone(),
-    ));
-    let pipeline = tokio::spawn(pipeline(
-        config.clone(),
-        core.clone(),
-        ready_rx,
-        retry_tx,
-        wake_tx.clone(),
-        stop.clone(),
-    ));
+    // The source: the drop folder's watcher and pipeline, or the OneRoster REST puller.
+    let (source, pipeline) = match config.source.clone() {
+        SourceConfig::DropFolder => {
+            let (ready_tx, ready_rx) = mpsc::channel::<PathBuf>(4);
+            let (retry_tx, retry_rx) = mpsc::channel::<PathBuf>(16);
+            let watcher = crate::watch::run(
+                config.drop_dir(),
+                Duration::from_millis(config.settle_ms),
+                Duration::from_secs(config.rescan_seconds.max(1)),
+                ready_tx,
+                retry_rx,
+                stop.clone(),
+            );
+            let watcher = tokio::spawn(async move { watcher.await.map_err(DaemonError::from) });
+            let pipeline = tokio::spawn(pipeline(
+                config.clone(),
+                core.clone(),
+                ready_rx,
+                retry_tx,
+                wake_tx.clone(),
+                stop.clone(),
+            ));
+            (watcher, Some(pipeline))
+        }
+        SourceConfig::OnerosterRest(rest) => {
+            let puller = pulling::pull_loop(
+                config.clone(),
+                *rest,
+                core.clone(),
+                wake_tx.clone(),
+                stop.clone(),
+            );
+            let puller = tokio::spawn(async move {
+                puller.await;
+                Ok(())
+            });
+            (puller, None)
+        }
+    };
     let pusher = tokio::spawn(push::push_loop(
         core.clone(),
         central.clone(),
@@ -434,17 +458,16 @@ async fn supervise(
         stop.clone(),
     ));
 
-    let watched = watcher.await;
-    // The watcher ends on shutdown, or on an error: either way, stop the others.
+    let watched = source.await;
+    // The source ends on shutdown, or on an error: either way, stop the others.
     let mut result = match watched {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(DaemonError::from(error)),
+        Ok(result) => result,
         Err(error) => Err(DaemonError::Task(error.to_string())),
     };
     if result.is_err() {
-        tracing::error!("the watcher failed; stopping");
+        tracing::error!("the export source failed; stopping");
     }
-    for task in [pipeline, pusher, heartbeat] {
+    for task in pipeline.into_iter().chain([pusher, heartbeat]) {
         if result.is_err() {
             task.abort();
         }

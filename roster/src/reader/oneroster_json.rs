@@ -12,9 +12,14 @@
 //! Fields that OneRoster does not define are reported once per file as warnings: a SAS that
 //! misspells `identifier` sends students without national ids, and the school should hear
 //! why. Teachers, guardians and other roles are skipped.
+//!
+//! The agent's OneRoster REST source reads the same collection a page at a time
+//! ([`read_page`]) into one builder, after reading the service's `orgs` into an
+//! [`OrgDirectory`]: a REST service's org ids are its own, and only the org's `identifier`
+//! (the skolenummer) and `metadata` tell which school it is.
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
@@ -82,14 +87,40 @@ const KNOWN_FIELDS: &[&str] = &[
 /// longer than [`MAX_RECORD_BYTES`]; the error names the line. Problems with single users are
 /// deviations.
 pub fn read(path: &Path, builder: &mut RosterBuilder) -> Result<(), ReadError> {
+    let input = Text::new(open(path)?).map_err(|e| ReadError::new(path, e.into()))?;
+    builder.begin_file(&path.display().to_string());
+    read_users(input, path, builder, &OrgDirectory::default()).map(|_| ())
+}
+
+/// Reads one page of a users collection, as a OneRoster REST service answers it, into the
+/// builder; `name` says where it came from in deviations and errors (`users page 3`). Org
+/// references are resolved through `orgs`; an org it does not know is keyed by its
+/// sourcedId, as in a file. Returns how many user records the page held, so the caller can
+/// tell a short page from the end of the collection.
+pub fn read_page(
+    input: impl Read,
+    name: &str,
+    builder: &mut RosterBuilder,
+    orgs: &OrgDirectory,
+) -> Result<u64, ReadError> {
+    builder.begin_file(name);
+    read_users(input, Path::new(name), builder, orgs)
+}
+
+fn read_users(
+    input: impl Read,
+    path: &Path,
+    builder: &mut RosterBuilder,
+    orgs: &OrgDirectory,
+) -> Result<u64, ReadError> {
     let guard = Rc::new(Guard::default());
     let input = Guarded {
-        inner: Text::new(open(path)?).map_err(|e| ReadError::new(path, e.into()))?,
+        inner: input,
         guard: Rc::clone(&guard),
     };
-    builder.begin_file(&path.display().to_string());
     let mut users = Users {
         builder,
+        orgs,
         guard: Rc::clone(&guard),
         record: 0,
         reported: HashSet::new(),
@@ -106,7 +137,75 @@ pub fn read(path: &Path, builder: &mut RosterBuilder) -> Result<(), ReadError> {
             "the document has no `users` collection".to_owned(),
         ));
     }
-    Ok(())
+    Ok(users.record)
+}
+
+/// The schools of a OneRoster service's `orgs` collection, by sourcedId: a user's org
+/// reference names only the sourcedId, which a REST service makes up itself, while the
+/// site check and central know a school by its skolenummer (the org's `identifier`) and
+/// organisasjonsnummer.
+#[derive(Debug, Clone, Default)]
+pub struct OrgDirectory {
+    schools: HashMap<String, School>,
+}
+
+impl OrgDirectory {
+    /// Reads one page of an `orgs` collection (`{"orgs": [ … ]}`); orgs that are not
+    /// schools (districts, departments) are skipped. Returns how many orgs the page held.
+    pub fn read_page(&mut self, input: impl Read, name: &str) -> Result<u64, ReadError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            orgs: Vec<Value>,
+        }
+        let page: Page = serde_json::from_reader(input).map_err(|_| {
+            syntax(
+                Path::new(name),
+                "not a OneRoster orgs collection".to_owned(),
+            )
+        })?;
+        let count = page.orgs.len() as u64;
+        for org in page.orgs {
+            let is_school = text(org.get("type")).is_none_or(|k| k.eq_ignore_ascii_case("school"));
+            let Some(id) = text(org.get("sourcedId")).filter(|_| is_school) else {
+                continue;
+            };
+            let metadata =
+                |field: &str| text(org.get("metadata").and_then(|m| m.get(field))).map(Into::into);
+            let skolenummer = text(org.get("identifier")).unwrap_or_else(|| id.clone());
+            let school = School {
+                name: text(org.get("name"))
+                    .unwrap_or_else(|| skolenummer.clone())
+                    .into(),
+                skolenummer: skolenummer.into(),
+                organisasjonsnummer: metadata("organisasjonsnummer"),
+                kommunenummer: metadata("kommunenummer"),
+                fylkesnummer: metadata("fylkesnummer"),
+            };
+            self.schools.insert(id, school);
+        }
+        Ok(count)
+    }
+
+    /// How many schools are known.
+    pub fn len(&self) -> usize {
+        self.schools.len()
+    }
+
+    /// True when no school is known.
+    pub fn is_empty(&self) -> bool {
+        self.schools.is_empty()
+    }
+
+    /// The school an org reference names: the directory's, or one keyed by the id itself.
+    fn school(&self, id: &str) -> School {
+        self.schools.get(id).cloned().unwrap_or_else(|| School {
+            skolenummer: id.into(),
+            organisasjonsnummer: None,
+            kommunenummer: None,
+            fylkesnummer: None,
+            name: id.into(),
+        })
+    }
 }
 
 fn syntax(path: &Path, reason: String) -> ReadError {
@@ -196,6 +295,7 @@ impl<R: Read> Read for Guarded<R> {
 /// Turns user objects into builder calls, one at a time.
 struct Users<'b> {
     builder: &'b mut RosterBuilder,
+    orgs: &'b OrgDirectory,
     guard: Rc<Guard>,
     /// 1-based index of the last user read.
     record: u64,
@@ -302,7 +402,10 @@ impl Users<'_> {
         if !is_student(&user) {
             return;
         }
-        let schools = schools(&user);
+        let schools: Vec<School> = schools(&user)
+            .iter()
+            .map(|org| self.orgs.school(org))
+            .collect();
         let Some(id) = text(user.get("sourcedId")) else {
             let detail = "sourcedId is empty; the user is left out".to_owned();
             self.builder
@@ -314,7 +417,7 @@ impl Users<'_> {
         if deleted {
             for school in schools {
                 self.builder
-                    .tombstone(Entity::Enrollment, enrollment_key(&id, &school));
+                    .tombstone(Entity::Enrollment, enrollment_key(&id, &school.skolenummer));
             }
             self.builder.tombstone(Entity::Student, id);
             return;
@@ -368,20 +471,14 @@ impl Users<'_> {
                 .deviation(at, Code::MissingRequired, Severity::Warning, detail);
         }
         for school in schools {
-            let record = School {
-                skolenummer: school.clone().into(),
-                organisasjonsnummer: None,
-                kommunenummer: None,
-                fylkesnummer: None,
-                name: school.clone().into(),
-            };
-            self.builder.school(at, record, Provenance::Implied);
+            let key = school.skolenummer.clone();
+            self.builder.school(at, school, Provenance::Implied);
             self.builder.enrollment(
                 at,
                 Enrollment {
-                    source_key: enrollment_key(&id, &school).into(),
+                    source_key: enrollment_key(&id, &key).into(),
                     student: id.clone().into(),
-                    school: school.into(),
+                    school: key,
                     group: None,
                 },
             );
@@ -722,6 +819,59 @@ mod tests {
             "{:?}",
             v.deviations
         );
+    }
+
+    #[test]
+    fn pages_read_through_an_org_directory_name_schools_by_their_skolenummer() {
+        let mut orgs = OrgDirectory::default();
+        let listed = orgs
+            .read_page(
+                &br#"{"orgs": [
+                    {"sourcedId": "9f1c", "type": "school", "name": "Fana skule", "identifier": "46505",
+                     "metadata": {"kommunenummer": "4601", "organisasjonsnummer": "974600000"}},
+                    {"sourcedId": "d1", "type": "district", "name": "Bergen"}
+                ]}"#[..],
+                "orgs page 1",
+            )
+            .unwrap();
+        assert_eq!((listed, orgs.len()), (2, 1));
+        let mut builder = RosterBuilder::new(Default::default());
+        for (page, user) in [("u1", "16881774198"), ("u2", "25811885633")]
+            .iter()
+            .enumerate()
+        {
+            let text = format!(
+                r#"{{"users": [{{"sourcedId": "{}", "role": "student", "givenName": "Oskar",
+                    "familyName": "Nilsen", "identifier": "{}",
+                    "orgs": [{{"sourcedId": "9f1c", "type": "org"}}]}}]}}"#,
+                user.0, user.1
+            );
+            let name = format!("users page {}", page + 1);
+            assert_eq!(
+                read_page(text.as_bytes(), &name, &mut builder, &orgs).unwrap(),
+                1
+            );
+        }
+        let validated = builder.finish();
+        assert_eq!(validated.deviations, vec![]);
+        assert_eq!(validated.roster.schools.len(), 1);
+        let school = &validated.roster.schools[0];
+        assert_eq!(school.skolenummer, "46505");
+        assert_eq!(school.kommunenummer.as_deref(), Some("4601"));
+        assert_eq!(validated.roster.enrollments[1].source_key, "u2@46505");
+    }
+
+    #[test]
+    fn a_page_that_is_not_a_users_collection_names_the_page() {
+        let mut builder = RosterBuilder::new(Default::default());
+        let error = read_page(
+            &b"{\"users\": [{"[..],
+            "users page 37",
+            &mut builder,
+            &OrgDirectory::default(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("users page 37"), "{error}");
     }
 
     proptest! {
