@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Mutation testing of the modules where a silent regression would hurt most: cargo-mutants
+# changes one thing in the code at a time (a `<` to `<=`, a body to `Default::default()`)
+# and runs the owning crate's unit tests; a mutant the tests still pass on is a behaviour
+# nothing checks. Not run in CI (a run takes hours on two cores); docs/TESTING.md records
+# the scores and the surviving mutants that are equivalent.
+#
+# Usage: scripts/mutants.sh [module...]   (no module: all of them, in the order below)
+# Modules: national-id safety diff validate envelope outbox apply
+#
+# Each module is mutated in place in this checkout (so the warm target/ is used; the files
+# are restored after every mutant) with one job, and only the crate's `--lib` tests run.
+# The report of each lands in target/mutants/<module>/mutants.out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo-mutants >/dev/null; then
+    cargo install --locked cargo-mutants
+fi
+
+# module → crate and files, one module a line.
+modules() {
+    cat <<'EOF'
+national-id skolebro-protocol protocol/src/national_id.rs
+safety skolebro-roster roster/src/safety.rs
+diff skolebro-roster roster/src/diff.rs
+validate skolebro-roster roster/src/validate.rs
+envelope skolebro-protocol protocol/src/envelope/mod.rs protocol/src/envelope/ids.rs protocol/src/envelope/keys.rs protocol/src/envelope/payload.rs
+outbox skolebro-agent agent/src/outbox/mod.rs agent/src/outbox/recovery.rs agent/src/outbox/segment.rs agent/src/outbox/storage.rs
+apply skolebro-central central/src/store/records.rs central/src/store/sqlite/records.rs
+EOF
+}
+
+if ! git diff --quiet; then
+    echo "the checkout has uncommitted changes; commit them first (mutants run in place)" >&2
+    exit 1
+fi
+
+wanted=("$@")
+status=0
+while read -r name crate files; do
+    if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " =~ " ${name} " ]]; then
+        continue
+    fi
+    args=()
+    for file in $files; do
+        args+=(--file "$file")
+    done
+    echo "== $name ($crate: $files)"
+    # cargo-mutants exits non-zero when a mutant survives; go on to the next module.
+    cargo mutants --in-place -j1 --package "$crate" "${args[@]}" \
+        --output "target/mutants/$name" -- --lib || status=$?
+    jq -r '[.outcomes[] | select(.scenario != "Baseline") | .summary]
+           | group_by(.) | map("\(.[0]): \(length)") | join(", ")' \
+        "target/mutants/$name/mutants.out/outcomes.json"
+done < <(modules)
+exit "$status"
