@@ -9,7 +9,7 @@
 # Modules: national-id safety diff validate envelope outbox apply
 #
 # Each module is mutated in place in this checkout (so the warm target/ is used; the files
-# are restored after every mutant) with one job, and only the crate's `--lib` tests run.
+# are restored after every mutant), one mutant at a time (in place allows no more), and only the crate's `--lib` tests run.
 # The report of each lands in target/mutants/<module>/mutants.out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +48,7 @@ while read -r name crate files; do
     done
     echo "== $name ($crate: $files)"
     # cargo-mutants exits non-zero when a mutant survives; go on to the next module.
-    cargo mutants --in-place -j1 --package "$crate" "${args[@]}" \
+    cargo mutants --in-place --package "$crate" "${args[@]}" \
         --output "target/mutants/$name" -- --lib || status=$?
     jq -r '[.outcomes[] | select(.scenario != "Baseline") | .summary]
            | group_by(.) | map("\(.[0]): \(length)") | join(", ")' \
