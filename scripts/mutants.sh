@@ -47,6 +47,7 @@ while read -r name crate files; do
         args+=(--file "$file")
     done
     echo "== $name ($crate: $files)"
+    mkdir -p "target/mutants/$name"
     # cargo-mutants exits non-zero when a mutant survives; go on to the next module.
     cargo mutants --in-place --package "$crate" "${args[@]}" \
         --output "target/mutants/$name" -- --lib || status=$?
