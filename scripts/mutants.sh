@@ -49,8 +49,18 @@ while read -r name crate files; do
     echo "== $name ($crate: $files)"
     mkdir -p "target/mutants/$name"
     # cargo-mutants exits non-zero when a mutant survives; go on to the next module.
-    cargo mutants --in-place --package "$crate" "${args[@]}" \
-        --output "target/mutants/$name" -- --lib || status=$?
+    seeds_before=$(git ls-files --others --exclude-standard -- '*proptest-regressions*')
+    # `--cargo-arg=--lib` reaches the build as well as the test run, so no integration test
+    # is built for nothing.
+    cargo mutants --in-place --package "$crate" "${args[@]}" --cargo-arg=--lib \
+        --output "target/mutants/$name" || status=$?
+    # A mutant that fails a property test leaves proptest's seed of the failure behind; it
+    # is a seed of broken code, not of a regression, so it goes.
+    for seeds in $(git ls-files --others --exclude-standard -- '*proptest-regressions*'); do
+        if ! grep -qxF "$seeds" <<<"$seeds_before"; then
+            rm -- "$seeds"
+        fi
+    done
     jq -r '[.outcomes[] | select(.scenario != "Baseline") | .summary]
            | group_by(.) | map("\(.[0]): \(length)") | join(", ")' \
         "target/mutants/$name/mutants.out/outcomes.json"
