@@ -701,6 +701,9 @@ mod policy_tests {
         let today = today().to_string();
         let after = utc_date();
         // Midnight may pass between the readings.
-        assert!(today == before || today == after, "{today}, {before}, {after}");
+        assert!(
+            today == before || today == after,
+            "{today}, {before}, {after}"
+        );
     }
 }
