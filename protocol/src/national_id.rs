@@ -667,6 +667,17 @@ mod tests {
     }
 
     #[test]
+    fn an_id_sent_as_a_number_is_refused_saying_what_was_expected() {
+        let error = serde_json::from_str::<NationalId>("16881774198").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("expected an 11-digit Norwegian national id"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn civil_date_rejects_days_the_calendar_does_not_have() {
         assert!(CivilDate::new(2000, 2, 29).is_some());
         assert!(CivilDate::new(2024, 2, 29).is_some());

@@ -836,4 +836,107 @@ mod tests {
         assert!(delta.enrollments.deletes.is_empty());
         assert!(delta.groups.deletes.is_empty());
     }
+
+    /// The summary of the diff from `old` to `new`.
+    fn summarise(old: &Validated, new: &Validated) -> DiffSummary {
+        let before = State::of(&old.roster, &secret());
+        let prints = Fingerprints::of(&new.roster, &secret());
+        diff(&before, new, &prints, &secret()).1
+    }
+
+    /// Added, updated, deleted and renamed records of one kind.
+    fn counts(summary: &DiffSummary, entity: Entity) -> (usize, usize, usize, usize) {
+        (
+            summary.added(entity),
+            summary.updated(entity),
+            summary.deleted(entity),
+            summary.renamed(entity),
+        )
+    }
+
+    #[test]
+    fn the_summary_counts_each_kind_of_change_per_kind_of_record() {
+        // elev0 stays; elev1 and elev2 change name; elev3 and elev4 leave; elev5 and elev6
+        // arrive.
+        let old = roster(&[(0, 0, 0), (1, 0, 1), (2, 0, 2), (3, 0, 3), (4, 0, 0)]);
+        let new = roster(&[(0, 0, 0), (1, 1, 1), (2, 1, 2), (5, 0, 3), (6, 0, 0)]);
+        let summary = summarise(&old, &new);
+        assert_eq!(counts(&summary, Entity::Student), (2, 2, 2, 0));
+        assert_eq!(counts(&summary, Entity::Enrollment), (2, 0, 2, 0));
+        assert_eq!(counts(&summary, Entity::Group), (0, 0, 0, 0));
+
+        let (old, new) = renamed_export();
+        let summary = summarise(&old, &new);
+        assert_eq!(counts(&summary, Entity::Student), (0, 0, 0, 20));
+        assert_eq!(counts(&summary, Entity::Enrollment), (0, 0, 0, 20));
+    }
+
+    #[test]
+    fn a_rename_onto_a_key_the_state_already_holds_is_a_delete_and_an_update() {
+        // The state holds elev0 and elev100; the export has only elev100, changed, and says
+        // elev0 became elev100.
+        let old = roster(&[(0, 0, 0), (100, 0, 1)]);
+        let mut new = roster(&[(100, 1, 1)]);
+        new.renames.push(crate::validate::Rename {
+            entity: Entity::Student,
+            from: "elev0".to_owned(),
+            to: "elev100".to_owned(),
+        });
+        let summary = summarise(&old, &new);
+        assert_eq!(counts(&summary, Entity::Student), (0, 1, 1, 0));
+    }
+
+    #[test]
+    fn a_partial_export_deletes_the_old_key_of_what_it_renames() {
+        let old = roster(&[(0, 0, 0), (1, 0, 0)]);
+        let mut partial = roster(&[(100, 0, 0)]);
+        partial.partial = true;
+        partial.renames.push(crate::validate::Rename {
+            entity: Entity::Student,
+            from: "elev0".to_owned(),
+            to: "elev100".to_owned(),
+        });
+        let (_, delta) = delta(&old, &partial);
+        let elev0 = secret().handle(Entity::Student, "elev0");
+        assert_eq!(delta.students.deletes, [elev0]);
+        assert_eq!(delta.students.renames.len(), 1);
+    }
+
+    #[test]
+    fn a_plan_is_empty_only_when_nothing_changes() {
+        let same = roster(&[(0, 0, 0), (1, 0, 1)]);
+        let state = State::of(&same.roster, &secret());
+        let prints = Fingerprints::of(&same.roster, &secret());
+        let (unchanged, _) = plan(&state, &same, &prints, &secret());
+        assert!(unchanged.is_empty());
+        assert!(unchanged.students.is_empty());
+
+        let fewer = roster(&[(0, 0, 0)]);
+        let prints = Fingerprints::of(&fewer.roster, &secret());
+        let (deleting, _) = plan(&state, &fewer, &prints, &secret());
+        assert!(!deleting.is_empty());
+        assert!(deleting.students.upserts.is_empty());
+        assert!(!deleting.students.is_empty(), "a delete alone is a change");
+
+        let more = roster(&[(0, 0, 0), (1, 0, 1), (2, 0, 2)]);
+        let prints = Fingerprints::of(&more.roster, &secret());
+        let (adding, _) = plan(&state, &more, &prints, &secret());
+        assert!(adding.students.deletes.is_empty());
+        assert!(!adding.students.is_empty(), "an upsert alone is a change");
+    }
+
+    #[test]
+    fn a_plan_knows_which_deletes_complete_a_rename() {
+        let (old, new) = renamed_export();
+        let state = State::of(&old.roster, &secret());
+        let prints = Fingerprints::of(&new.roster, &secret());
+        let (mut plan, _) = plan(&state, &new, &prints, &secret());
+        let elev0 = secret().handle(Entity::Student, "elev0");
+        let elev100 = secret().handle(Entity::Student, "elev100");
+        assert!(plan.is_renamed(Entity::Student, &elev0));
+        assert!(!plan.is_renamed(Entity::Student, &elev100));
+        assert_eq!(plan.renamed(Entity::Student).len(), 20);
+        assert!(plan.renamed(Entity::Student).contains(&(elev0, elev100)));
+        assert_eq!(plan.deletes_mut(Entity::Student).len(), 20);
+    }
 }

@@ -540,4 +540,170 @@ mod policy_tests {
         assert_eq!(state.len(Entity::Student), 95);
         assert!(gone.iter().all(|h| !state.contains(Entity::Student, h)));
     }
+
+    #[test]
+    fn the_verdicts_read_pass_and_hold() {
+        assert_eq!(Verdict::Pass.to_string(), "pass");
+        assert_eq!(Verdict::Hold.to_string(), "hold");
+    }
+
+    #[test]
+    fn a_delay_window_is_read_from_the_config_as_iso_dates_and_a_bad_date_is_refused() {
+        let policy: SafetyPolicy = toml::from_str(
+            "min_roster = 5\ndelay_delete = [{ from = \"2026-06-20\", to = \"2026-08-15\" }]",
+        )
+        .unwrap();
+        assert_eq!(policy.delay_delete, summer().delay_delete);
+        assert_eq!(policy.min_roster, 5);
+        assert_eq!(policy.max_deleted_fraction, 0.10, "the default stands");
+        let error = toml::from_str::<SafetyPolicy>(
+            "delay_delete = [{ from = \"2026-02-30\", to = \"2026-08-15\" }]",
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("`2026-02-30` is not a date"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn columns_are_compared_only_when_both_exports_name_theirs() {
+        let before = ["Klasse".to_owned()];
+        assert_eq!(vanished_columns(&before, &[]), Vec::<String>::new());
+        assert_eq!(vanished_columns(&[], &before), Vec::<String>::new());
+        assert_eq!(
+            vanished_columns(&before, &["Trinn".to_owned()]),
+            ["Klasse".to_owned()]
+        );
+        let (state, mut delta, summary) = deleting(100, 0);
+        let judgement = judge(
+            &SafetyPolicy::default(),
+            &state,
+            &mut delta,
+            &summary,
+            Columns {
+                before: &before,
+                after: &[],
+            },
+            day("2026-03-02"),
+        );
+        assert_eq!(judgement.verdict, Verdict::Pass);
+        assert!(judgement.reasons.is_empty(), "{judgement:?}");
+    }
+
+    #[test]
+    fn an_empty_state_is_not_judged_by_fractions_even_without_a_min_roster() {
+        let policy = SafetyPolicy {
+            min_roster: 0,
+            ..SafetyPolicy::default()
+        };
+        let (state, mut delta, mut summary) = deleting(0, 0);
+        summary.updated[Entity::Student as usize] = 5;
+        let judgement = judge(
+            &policy,
+            &state,
+            &mut delta,
+            &summary,
+            Columns::default(),
+            day("2026-03-02"),
+        );
+        assert_eq!(judgement.verdict, Verdict::Pass, "{judgement:?}");
+    }
+
+    #[test]
+    fn a_held_deletion_says_how_many_of_how_many_and_the_limit() {
+        let (state, mut delta, summary) = deleting(100, 11);
+        let judgement = judge(
+            &SafetyPolicy::default(),
+            &state,
+            &mut delta,
+            &summary,
+            Columns::default(),
+            day("2026-03-02"),
+        );
+        assert_eq!(
+            judgement.reasons,
+            ["11 of 100 students would be deleted (11%, limit 10%)"]
+        );
+    }
+
+    #[test]
+    fn an_open_window_is_named_only_when_it_postponed_something() {
+        let (state, mut delta, summary) = deleting(100, 5);
+        let judgement = judge(
+            &summer(),
+            &state,
+            &mut delta,
+            &summary,
+            Columns::default(),
+            day("2026-07-01"),
+        );
+        assert_eq!(
+            judgement.reasons,
+            ["5 deletions postponed: delay-delete window 2026-06-20 to 2026-08-15 is open"]
+        );
+        let (state, mut delta, summary) = deleting(100, 0);
+        let judgement = judge(
+            &summer(),
+            &state,
+            &mut delta,
+            &summary,
+            Columns::default(),
+            day("2026-07-01"),
+        );
+        assert!(judgement.reasons.is_empty(), "{judgement:?}");
+        assert_eq!(judgement.postponed, 0);
+    }
+
+    #[test]
+    fn the_delete_that_completes_a_rename_goes_out_inside_the_window() {
+        use crate::diff::{plan, Fingerprints};
+        let secret = skolebro_protocol::SiteSecret::from_bytes([7; 32]);
+        let state = State::of(&export(0, 100).roster, &secret);
+        // elev0 took the key elev200; elev1 to elev4 left.
+        let mut after = export(5, 100);
+        let mut renamed = export(0, 1).roster.students[0].clone();
+        renamed.source_key = "elev200".into();
+        after.roster.students.push(renamed);
+        after.renames.push(crate::validate::Rename {
+            entity: Entity::Student,
+            from: "elev0".to_owned(),
+            to: "elev200".to_owned(),
+        });
+        let prints = Fingerprints::of(&after.roster, &secret);
+        let (mut plan, summary) = plan(&state, &after, &prints, &secret);
+        let judgement = judge(
+            &summer(),
+            &state,
+            &mut plan,
+            &summary,
+            Columns::default(),
+            day("2026-07-01"),
+        );
+        assert_eq!((judgement.verdict, judgement.postponed), (Verdict::Pass, 4));
+        assert_eq!(
+            plan.students.deletes,
+            [secret.handle(Entity::Student, "elev0")],
+            "only the old key of the renamed pupil is deleted"
+        );
+    }
+
+    #[test]
+    fn today_is_the_utc_date_the_system_clock_gives() {
+        let utc_date = || {
+            let out = std::process::Command::new("date")
+                .args(["-u", "+%F"])
+                .output()
+                .expect("the date program runs");
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        let before = utc_date();
+        let today = today().to_string();
+        let after = utc_date();
+        // Midnight may pass between the readings.
+        assert!(
+            today == before || today == after,
+            "{today}, {before}, {after}"
+        );
+    }
 }

@@ -631,6 +631,17 @@ mod tests {
     }
 
     #[test]
+    fn spaces_beside_an_entity_reference_are_kept_and_the_value_is_trimmed_whole() {
+        let text = "<enterprise><person><sourcedid><id>p</id></sourcedid><name><n>\n  \
+<family> Nilsen &amp; Berg </family>\n  <given>&#197;se &lt;3</given>\n</n></name></person>\
+<membership><sourcedid><id>g</id></sourcedid><member><sourcedid><id>p</id></sourcedid>\
+<role roletype=\"01\"/></member></membership></enterprise>";
+        let v = read_text(text).unwrap();
+        assert_eq!(v.roster.students[0].family_name, "Nilsen & Berg");
+        assert_eq!(v.roster.students[0].given_name, "Åse <3");
+    }
+
+    #[test]
     fn a_utf16_label_on_a_byte_readable_file_is_read_as_utf8_and_unknown_labels_are_refused() {
         let text = "<?xml version=\"1.0\" encoding=\"utf-16\"?><enterprise/>";
         assert!(read_text(text).is_ok());

@@ -69,7 +69,10 @@ impl<'p, R: Read> Parser<'p, R> {
     pub(super) fn new(path: &'p Path, input: R) -> Parser<'p, R> {
         let mut reader = Reader::from_reader(Counted::new(input));
         let config = reader.config_mut();
-        config.trim_text(true);
+        // Not trimmed per event: quick-xml splits text at every entity reference, and
+        // trimming each piece would drop the spaces beside it (`Nilsen &amp; Berg` read as
+        // `Nilsen &Berg`). A value is trimmed whole when its element closes.
+        config.trim_text(false);
         config.check_end_names = true;
         Parser {
             path,
