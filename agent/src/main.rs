@@ -347,22 +347,6 @@ fn random_secret() -> anyhow::Result<[u8; 32]> {
     Ok(bytes)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_installed_config_is_read_without_a_flag_and_a_flag_wins() {
-        let dir = tempfile::tempdir().unwrap();
-        let installed = dir.path().join("agent.toml");
-        assert_eq!(config_path(None, &installed), None);
-        std::fs::write(&installed, "").unwrap();
-        assert_eq!(config_path(None, &installed), Some(installed.clone()));
-        let other = dir.path().join("other.toml");
-        assert_eq!(config_path(Some(other.clone()), &installed), Some(other));
-    }
-}
-
 /// Completes on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -593,4 +577,20 @@ fn outbox_inspect(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_installed_config_is_read_without_a_flag_and_a_flag_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let installed = dir.path().join("agent.toml");
+        assert_eq!(config_path(None, &installed), None);
+        std::fs::write(&installed, "").unwrap();
+        assert_eq!(config_path(None, &installed), Some(installed.clone()));
+        let other = dir.path().join("other.toml");
+        assert_eq!(config_path(Some(other.clone()), &installed), Some(other));
+    }
 }

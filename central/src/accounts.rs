@@ -3,7 +3,7 @@
 //!
 //! Passwords are hashed with argon2id; only the PHC string is stored. Guessing is slowed per
 //! account name: [`LOGIN_FAILURES_ALLOWED`] failed sign-ins lock a name for [`LOGIN_LOCK`]
-//! ([`LOGIN_ALLOWANCE`], counted in the store's `sign_in` area, so every central process on
+//! (`LOGIN_ALLOWANCE`, counted in the store's `sign_in` area, so every central process on
 //! one database sees the same lock and a restart clears none). The web interface's sign-in
 //! (`crate::ui::auth`) drives this module; it knows nothing of HTTP.
 
