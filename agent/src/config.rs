@@ -33,18 +33,23 @@ use skolebro_roster::reader::{ColumnProfile, Format, ReaderOptions};
 use skolebro_roster::safety::SafetyPolicy;
 use skolebro_roster::validate::ValidationOptions;
 
+/// Where the package installs `agent.toml`; every command reads it when no `--config` (or
+/// `SKOLEBRO_AGENT_CONFIG`) names another file.
+pub const DEFAULT_PATH: &str = "/etc/skolebro/agent.toml";
+
 /// Why a config file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}")]
+    /// The cause is part of the message (not a separate `source`), so it is printed once.
+    #[error("config file {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{}: {error}", path.display())]
     Toml {
         path: PathBuf,
-        source: Box<toml::de::Error>,
+        error: Box<toml::de::Error>,
     },
     /// A setting `run` needs is absent; names it as written in `agent.toml`.
     #[error("agent.toml: `{0}` is required to run the daemon")]
@@ -188,9 +193,9 @@ pub struct SiteSettings {
 impl SiteSettings {
     /// Parses a stick's settings. The error names the offending key, never a value.
     pub fn parse(text: &str) -> Result<SiteSettings, ConfigError> {
-        toml::from_str(text).map_err(|source| ConfigError::Toml {
+        toml::from_str(text).map_err(|error| ConfigError::Toml {
             path: PathBuf::from("the stick's settings"),
-            source: Box::new(source),
+            error: Box::new(error),
         })
     }
 }
@@ -445,15 +450,16 @@ pub struct DaemonParts<'a> {
 impl AgentConfig {
     /// Reads `path` and resolves relative paths against its folder.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        // Absolute, so every message names the file and the paths it resolves unambiguously.
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
-        let mut config: AgentConfig =
-            toml::from_str(&text).map_err(|source| ConfigError::Toml {
-                path: path.to_owned(),
-                source: Box::new(source),
-            })?;
+        let mut config: AgentConfig = toml::from_str(&text).map_err(|error| ConfigError::Toml {
+            path: path.to_owned(),
+            error: Box::new(error),
+        })?;
         let base = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),

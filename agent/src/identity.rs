@@ -18,10 +18,13 @@ use crate::enqueue::Identity;
 pub enum IdentityError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{}: {source}", path.display())]
+    /// A file a setting names cannot be read; names the setting (`identity.signing_key`)
+    /// and the path it resolved to.
+    #[error("{key} ({}): {error}", path.display())]
     Io {
+        key: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{what}: {reason}")]
     Invalid { what: String, reason: &'static str },
@@ -65,8 +68,8 @@ impl DeviceCredentials {
                 what: "central.sealing_key".into(),
                 reason: "not an X25519 public key",
             })?;
-        let seed = secret_file(&ids.signing_key)?;
-        let site_secret = secret_file(&ids.site_secret)?;
+        let seed = secret_file("identity.signing_key", &ids.signing_key)?;
+        let site_secret = secret_file("identity.site_secret", &ids.site_secret)?;
         Ok(DeviceCredentials {
             identity: Identity {
                 device,
@@ -76,23 +79,24 @@ impl DeviceCredentials {
                 site_secret: SiteSecret::from_bytes(site_secret),
             },
             url: central.url.trim_end_matches('/').to_owned(),
-            cert_pem: read(&ids.cert)?,
-            key_pem: read(&ids.key)?,
-            ca_pem: read(&central.ca)?,
+            cert_pem: read("identity.cert", &ids.cert)?,
+            key_pem: read("identity.key", &ids.key)?,
+            ca_pem: read("central.ca", &central.ca)?,
         })
     }
 }
 
-fn read(path: &Path) -> Result<String, IdentityError> {
-    std::fs::read_to_string(path).map_err(|source| IdentityError::Io {
+fn read(key: &'static str, path: &Path) -> Result<String, IdentityError> {
+    std::fs::read_to_string(path).map_err(|error| IdentityError::Io {
+        key,
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
 /// Reads a 32-byte secret written as hex. A file others can read is used but warned about:
 /// refusing would stop the school's transfers over a permission bit.
-fn secret_file(path: &Path) -> Result<[u8; 32], IdentityError> {
+fn secret_file(key: &'static str, path: &Path) -> Result<[u8; 32], IdentityError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -102,9 +106,9 @@ fn secret_file(path: &Path) -> Result<[u8; 32], IdentityError> {
             }
         }
     }
-    let text = read(path)?;
+    let text = read(key, path)?;
     hex32(text.trim()).ok_or_else(|| IdentityError::Invalid {
-        what: path.display().to_string(),
+        what: format!("{key} ({})", path.display()),
         reason: "expected 64 hex digits (32 bytes)",
     })
 }

@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use skolebro_agent::clock::AgentClock;
-use skolebro_agent::config::AgentConfig;
-use skolebro_agent::daemon;
+use skolebro_agent::config::{self, AgentConfig, ConfigError};
+use skolebro_agent::daemon::{self, DaemonError};
+use skolebro_agent::identity::IdentityError;
 use skolebro_agent::outbox::{segment::HEADER_LEN, unix_ms_now, MemStorage, Outbox};
 use skolebro_agent::provision::{self, ProvisionError, Provisioned};
 use skolebro_agent::state::Checkpoint;
@@ -21,8 +22,9 @@ use skolebro_agent::status::{self, AgentStatus, RunState};
 use skolebro_protocol::envelope::Envelope;
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::SiteSecret;
+use skolebro_provisioning::ops::{self, Exit, LogFormat};
 use skolebro_roster::diff::{diff, Fingerprints};
-use skolebro_roster::reader::{read_export, Format, ReaderOptions};
+use skolebro_roster::reader::{read_export, Format, ReadError, ReaderOptions};
 use skolebro_roster::report;
 use skolebro_roster::safety::{judge, today, Columns};
 use skolebro_roster::state::State;
@@ -34,9 +36,20 @@ use skolebro_roster::state::State;
     about = "The skolebro agent on the school's Pi"
 )]
 struct Cli {
-    /// Agent config (agent.toml); defaults apply without one.
-    #[arg(long, global = true)]
+    /// Agent config [default: /etc/skolebro/agent.toml if it exists, else built-in defaults].
+    #[arg(
+        long,
+        global = true,
+        env = "SKOLEBRO_AGENT_CONFIG",
+        value_name = "PATH"
+    )]
     config: Option<PathBuf>,
+    /// The state folder, instead of agent.toml's `state_dir`.
+    #[arg(long, global = true, env = "SKOLEBRO_STATE_DIR", value_name = "PATH")]
+    state_dir: Option<PathBuf>,
+    /// How `run` and `provision` write their log on stderr.
+    #[arg(long, global = true, value_enum, env = ops::LOG_FORMAT_ENV, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,13 +74,16 @@ enum Command {
     Run,
     /// Enrolls this device from a config stick. Exit 0: enrolled, or already enrolled with
     /// this stick (nothing changed); 1: the stick or central refused (nothing changed);
-    /// 2: anything else. A running daemon switches to the new identity within seconds.
+    /// 3: the stick key is missing or unusable; 4: central cannot be reached. A running
+    /// daemon switches to the new identity within seconds.
     Provision {
         /// The stick's mount point, or its SKOLEBRO/BUNDLE.SKB file.
         #[arg(long)]
         from: PathBuf,
     },
-    /// What the agent is doing, in plain words.
+    /// What the agent is doing, in plain words. Exit 0: healthy; 1: in error; 4: cannot
+    /// reach central; 5: not enrolled (or revoked); 6: holding an export for review; 7: not
+    /// running.
     Status {
         #[arg(long)]
         json: bool,
@@ -116,10 +132,53 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("skolebro-agent: {error:#}");
-            ExitCode::from(2)
+            ops::report("skolebro-agent", error.as_ref());
+            exit_kind(&error).into()
         }
     }
+}
+
+/// The exit code of a failed command (packaging/README.md, "Exit codes"): a config, key or
+/// identity file that cannot be used is a config error wherever it surfaces.
+fn exit_kind(error: &anyhow::Error) -> Exit {
+    for cause in error.chain() {
+        // The daemon's error is transparent: its chain skips the error it wraps.
+        let daemon_config = matches!(
+            cause.downcast_ref::<DaemonError>(),
+            Some(DaemonError::Config(_) | DaemonError::Identity(_))
+        );
+        if daemon_config || cause.is::<ConfigError>() || cause.is::<IdentityError>() {
+            return Exit::Config;
+        }
+        match cause.downcast_ref::<ProvisionError>() {
+            Some(ProvisionError::StickKey { .. }) => return Exit::Config,
+            Some(ProvisionError::Unreachable(_)) => return Exit::Unavailable,
+            _ => {}
+        }
+        if cause.is::<ReadError>() {
+            return Exit::Usage;
+        }
+    }
+    Exit::Failure
+}
+
+/// The config file to read: `--config` (or `SKOLEBRO_AGENT_CONFIG`), else `default` if it
+/// exists, so the installed agent needs no flag; `None` runs on built-in defaults (`check` on
+/// a laptop).
+fn config_path(explicit: Option<PathBuf>, default: &Path) -> Option<PathBuf> {
+    explicit.or_else(|| default.exists().then(|| default.to_owned()))
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<AgentConfig> {
+    let mut config = match config_path(cli.config.clone(), Path::new(config::DEFAULT_PATH)) {
+        Some(path) => AgentConfig::load(&path)?,
+        None => AgentConfig::default(),
+    };
+    if let Some(dir) = &cli.state_dir {
+        config.state_dir = std::path::absolute(dir)
+            .map_err(|e| anyhow::anyhow!("--state-dir {}: {e}", dir.display()))?;
+    }
+    Ok(config)
 }
 
 /// Makes glibc serve every allocation of 128 KiB or more (a roster, a state, a batch) from
@@ -138,17 +197,16 @@ fn return_large_frees_to_the_kernel() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if matches!(cli.command, Command::Run | Command::Provision { .. }) {
+        ops::init_logging(cli.log_format);
+    }
     if matches!(cli.command, Command::Run) {
-        init_logging();
         // Before the config is read: a release that cannot read it is still on trial.
         if let Some(code) = skolebro_agent::update::on_start() {
             return Ok(ExitCode::from(code));
         }
     }
-    let config = match &cli.config {
-        Some(path) => AgentConfig::load(path)?,
-        None => AgentConfig::default(),
-    };
+    let config = load_config(&cli)?;
     match cli.command {
         Command::Run => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -180,7 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(error) if json => {
                     println!("{}", report::read_error_json(&error));
                     eprintln!("skolebro-agent: {error}");
-                    return Ok(ExitCode::from(2));
+                    return Ok(Exit::Usage.into());
                 }
                 Err(error) => return Err(error.into()),
             };
@@ -242,7 +300,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn provision_from(config: &AgentConfig, from: &Path) -> anyhow::Result<ExitCode> {
-    init_logging();
     let clock = Arc::new(AgentClock::open(
         Some(&config.state_dir),
         &config.clock_synced_file,
@@ -275,7 +332,7 @@ fn provision_from(config: &AgentConfig, from: &Path) -> anyhow::Result<ExitCode>
         }
         Err(error @ (ProvisionError::Refused { .. } | ProvisionError::CentralRefused { .. })) => {
             eprintln!("skolebro-agent: {error}; nothing changed.");
-            Ok(ExitCode::from(1))
+            Ok(Exit::Failure.into())
         }
         Err(error) => Err(error.into()),
     }
@@ -288,17 +345,6 @@ fn random_secret() -> anyhow::Result<[u8; 32]> {
     getrandom::fill(&mut bytes)
         .map_err(|e| anyhow::anyhow!("no randomness from the operating system: {e}"))?;
     Ok(bytes)
-}
-
-/// Logs to stderr (journald picks them up), `RUST_LOG` filters, info by default. The daemon
-/// logs file names, counts, seqs and ids, never a national id or a name.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// Completes on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
@@ -367,8 +413,10 @@ fn status(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> {
     let running = status
         .as_ref()
         .is_some_and(|s| s.state != RunState::Stopped && process_alive(s.pid));
+    let exit = status_exit(status.as_ref(), running);
     if json {
         let value = serde_json::json!({
+            "exit_code": exit.code(),
             "running": running,
             "status": status,
             "chain": checkpoint.as_ref().map(|c| serde_json::json!({
@@ -382,14 +430,22 @@ fn status(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> {
             },
         });
         println!("{value}");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(exit.into());
     }
     match status {
         Some(mut status) => {
             // The outbox on disk is the truth; status.json may be a moment behind.
             status.outbox_depth = outbox.depth;
             status.oldest_unacked_unix_ms = outbox.oldest_unacked.map(|o| o.appended_at_ms);
-            print!("{}", status::describe_status(&status, running, now));
+            let export_file = status
+                .last_export_file
+                .as_ref()
+                .map(|name| config.drop_dir().join(name))
+                .filter(|path| path.is_file());
+            print!(
+                "{}",
+                status::describe_status(&status, running, now, export_file.as_deref())
+            );
         }
         None => println!(
             "The agent has not run yet here (no {} in {}).",
@@ -408,7 +464,24 @@ fn status(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> {
             }
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit.into())
+}
+
+/// The exit code of `status` (packaging/README.md, "Exit codes"), so a monitor can act on
+/// it without parsing words: what needs someone first (enrollment, a held export), then
+/// what fixes itself or needs a look, then whether the agent runs at all.
+fn status_exit(status: Option<&AgentStatus>, running: bool) -> Exit {
+    let Some(status) = status else {
+        return Exit::NotRunning;
+    };
+    match status.state {
+        RunState::NotProvisioned | RunState::Enrolling | RunState::Revoked => Exit::NotEnrolled,
+        RunState::Holding => Exit::Holding,
+        RunState::CentralUnreachable => Exit::Unavailable,
+        RunState::Error => Exit::Failure,
+        RunState::Starting | RunState::Healthy | RunState::Stopped if !running => Exit::NotRunning,
+        RunState::Starting | RunState::Healthy | RunState::Stopped => Exit::Ok,
+    }
 }
 
 fn outbox_status(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> {
@@ -504,4 +577,20 @@ fn outbox_inspect(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_installed_config_is_read_without_a_flag_and_a_flag_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let installed = dir.path().join("agent.toml");
+        assert_eq!(config_path(None, &installed), None);
+        std::fs::write(&installed, "").unwrap();
+        assert_eq!(config_path(None, &installed), Some(installed.clone()));
+        let other = dir.path().join("other.toml");
+        assert_eq!(config_path(Some(other.clone()), &installed), Some(other));
+    }
 }

@@ -12,6 +12,10 @@ use tokio::sync::watch;
 /// Name of the status file in the state folder.
 pub const STATUS_FILE: &str = "status.json";
 
+/// `last_outcome` once an operator rejected the held delta at central: the newest export
+/// was then never sent, whatever central acknowledged before.
+pub const REJECTED_OUTCOME: &str = "held delta rejected by an operator";
+
 /// What the agent is doing, in the words of docs/API.md's heartbeat `state` (plus the two
 /// local ones `starting` and `stopped`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,8 +200,15 @@ pub fn age(ms: u64) -> String {
     }
 }
 
-/// What `skolebro-agent status` prints: the agent's state in plain words.
-pub fn describe_status(status: &AgentStatus, running: bool, now_ms: u64) -> String {
+/// What `skolebro-agent status` prints: the agent's state in plain words. `export_file` is
+/// where the newest export still lies, or `None` once the agent removed it (`after_ingest =
+/// "delete"`): then its deviations are listed here instead of pointing at `check`.
+pub fn describe_status(
+    status: &AgentStatus,
+    running: bool,
+    now_ms: u64,
+    export_file: Option<&Path>,
+) -> String {
     let mut out = String::new();
     if !running {
         out.push_str(&format!(
@@ -219,7 +230,9 @@ pub fn describe_status(status: &AgentStatus, running: bool, now_ms: u64) -> Stri
             .unwrap_or_default();
         format!("{} batches queued{oldest}", status.outbox_depth)
     };
+    let rejected = status.last_outcome.as_deref() == Some(REJECTED_OUTCOME);
     let acked = match status.last_ack_unix_ms {
+        _ if rejected => "rejected at central by an operator and not sent".to_owned(),
         Some(t) if status.outbox_depth == 0 => {
             format!("sent and acknowledged {}", fmt_when(t, now_ms))
         }
@@ -304,9 +317,25 @@ pub fn describe_status(status: &AgentStatus, running: bool, now_ms: u64) -> Stri
     }
     if status.deviations.errors + status.deviations.warnings > 0 {
         out.push_str(&format!(
-            "The last export had {} errors and {} warnings to fix in the school system (`skolebro-agent check`).\n",
+            "The last export had {} errors and {} warnings to fix in the school system",
             status.deviations.errors, status.deviations.warnings
         ));
+        match export_file {
+            Some(path) => out.push_str(&format!(
+                " (`skolebro-agent check {}` lists them).\n",
+                path.display()
+            )),
+            None => {
+                let groups: Vec<String> = status
+                    .deviation_groups
+                    .iter()
+                    .map(|g| format!("{} {} ({})", g.count, g.code, g.severity))
+                    .collect();
+                out.push_str(": ");
+                out.push_str(&groups.join(", "));
+                out.push_str(". The file was removed after reading; run `skolebro-agent check` on the next export before it is dropped.\n");
+            }
+        }
     }
     if status.awaiting_export_for_snapshot {
         out.push_str("Central needs a full snapshot: it goes out with the next export.\n");
@@ -349,6 +378,51 @@ mod tests {
     }
 
     #[test]
+    fn after_a_reject_the_status_does_not_say_sent_and_acknowledged() {
+        let now = 1_764_000_000_000;
+        let rejected = AgentStatus {
+            state: RunState::Healthy,
+            last_export_unix_ms: Some(now - 60_000),
+            last_ack_unix_ms: Some(now - 3_600_000),
+            last_outcome: Some(REJECTED_OUTCOME.into()),
+            ..AgentStatus::default()
+        };
+        let text = describe_status(&rejected, true, now, None);
+        assert!(!text.contains("acknowledged"), "{text}");
+        assert!(text.contains("rejected at central"), "{text}");
+    }
+
+    #[test]
+    fn deviations_of_a_removed_export_are_listed_not_sent_to_check() {
+        let now = 1_764_000_000_000;
+        let status = AgentStatus {
+            state: RunState::Healthy,
+            deviations: DeviationCounts {
+                errors: 3,
+                warnings: 0,
+            },
+            deviation_groups: vec![skolebro_protocol::api::DeviationGroup {
+                code: "invalid_national_id".into(),
+                severity: "error".into(),
+                count: 3,
+                rows: Vec::new(),
+            }],
+            ..AgentStatus::default()
+        };
+        let removed = describe_status(&status, true, now, None);
+        assert!(
+            removed.contains("3 invalid_national_id (error)"),
+            "{removed}"
+        );
+        assert!(!removed.contains("`skolebro-agent check`)"), "{removed}");
+        let kept = describe_status(&status, true, now, Some(Path::new("/srv/drop/elev.csv")));
+        assert!(
+            kept.contains("`skolebro-agent check /srv/drop/elev.csv`"),
+            "{kept}"
+        );
+    }
+
+    #[test]
     fn clock_shows_the_date_only_for_other_days() {
         let noon = 1_764_000_000_000; // 2025-11-24 16:00 UTC
         assert_eq!(fmt_when(noon, noon + 60_000), "16:00 UTC");
@@ -380,7 +454,7 @@ mod tests {
             last_ack_unix_ms: Some(now - 30_000),
             ..AgentStatus::default()
         };
-        let text = describe_status(&healthy, true, now);
+        let text = describe_status(&healthy, true, now, None);
         assert!(
             text.starts_with("Healthy: last export 15:59 UTC (300 students), sent and acknowledged 15:59 UTC; outbox empty."),
             "{text}"
@@ -392,7 +466,7 @@ mod tests {
             oldest_unacked_unix_ms: Some(now - 20 * 60_000),
             ..AgentStatus::default()
         };
-        let text = describe_status(&waiting, true, now);
+        let text = describe_status(&waiting, true, now, None);
         assert!(
             text.starts_with(
                 "Waiting for central since 15:40 UTC (3 batches queued, oldest 20 min)"
@@ -410,7 +484,7 @@ mod tests {
             }),
             ..AgentStatus::default()
         };
-        let text = describe_status(&holding, false, now);
+        let text = describe_status(&holding, false, now, None);
         assert!(text.contains("not running"), "{text}");
         assert!(
             text.contains("Holding a delta for review: 48 of 59 students would be deleted"),

@@ -569,3 +569,210 @@ fn an_export_over_the_read_budget_is_refused_naming_its_line_and_the_setting() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["counts"]["students"], 20_000);
 }
+
+/// The exit codes of packaging/README.md ("Exit codes"), the same in all three binaries.
+mod exit {
+    pub(super) const OK: i32 = 0;
+    pub(super) const FAILURE: i32 = 1;
+    pub(super) const CONFIG: i32 = 3;
+    pub(super) const UNAVAILABLE: i32 = 4;
+    pub(super) const NOT_ENROLLED: i32 = 5;
+    pub(super) const HOLDING: i32 = 6;
+    pub(super) const NOT_RUNNING: i32 = 7;
+}
+
+/// `skolebro-agent status` on a state folder holding `status` as its `status.json` (none if
+/// `None`), chosen by `SKOLEBRO_STATE_DIR`, with `args` after `status`.
+fn status_of(status: Option<Value>, args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(status) = status {
+        std::fs::write(dir.path().join("status.json"), status.to_string()).unwrap();
+    }
+    Command::new(env!("CARGO_BIN_EXE_skolebro-agent"))
+        .arg("status")
+        .args(args)
+        .env("SKOLEBRO_STATE_DIR", dir.path())
+        .env_remove("SKOLEBRO_AGENT_CONFIG")
+        .output()
+        .expect("the agent binary runs")
+}
+
+/// A status.json in `state`, written by a running agent (this test's own process id).
+fn running(state: &str) -> Value {
+    serde_json::json!({
+        "state": state,
+        "pid": std::process::id(),
+        "updated_unix_ms": 1_764_000_000_000u64,
+    })
+}
+
+#[test]
+fn status_exits_with_the_code_of_each_state() {
+    let cases = [
+        ("healthy", exit::OK),
+        ("holding", exit::HOLDING),
+        ("central_unreachable", exit::UNAVAILABLE),
+        ("not_provisioned", exit::NOT_ENROLLED),
+        ("revoked", exit::NOT_ENROLLED),
+        ("error", exit::FAILURE),
+    ];
+    for (state, code) in cases {
+        let out = status_of(Some(running(state)), &[]);
+        assert_eq!(out.status.code(), Some(code), "{state}");
+        let out = status_of(Some(running(state)), &["--json"]);
+        assert_eq!(out.status.code(), Some(code), "{state} --json");
+        assert_eq!(json(&out)["exit_code"], code, "{state} --json");
+    }
+    let mut stopped = running("healthy");
+    stopped["pid"] = 0.into();
+    let out = status_of(Some(stopped), &[]);
+    assert_eq!(out.status.code(), Some(exit::NOT_RUNNING));
+    let out = status_of(None, &[]);
+    assert_eq!(out.status.code(), Some(exit::NOT_RUNNING));
+}
+
+#[test]
+fn status_after_a_reject_does_not_say_sent_and_acknowledged() {
+    let mut status = running("healthy");
+    status["last_export_unix_ms"] = 1_764_000_000_000u64.into();
+    status["last_ack_unix_ms"] = 1_763_000_000_000u64.into();
+    status["last_outcome"] = "held delta rejected by an operator".into();
+    let out = status_of(Some(status), &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(exit::OK), "{text}");
+    assert!(!text.contains("acknowledged"), "{text}");
+    assert!(text.contains("rejected at central"), "{text}");
+}
+
+#[test]
+fn status_does_not_send_school_it_to_check_a_file_already_removed() {
+    let mut status = running("healthy");
+    status["last_export_file"] = "elevliste.csv".into();
+    status["deviations"] = serde_json::json!({"errors": 2, "warnings": 0});
+    status["deviation_groups"] = serde_json::json!([
+        {"code": "invalid_national_id", "severity": "error", "count": 2, "rows": []}
+    ]);
+    let out = status_of(Some(status), &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 invalid_national_id"), "{text}");
+    assert!(text.contains("was removed"), "{text}");
+}
+
+#[test]
+fn a_missing_config_is_a_config_error_said_once_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("agent.toml");
+    for out in [
+        agent(&["--config", missing.to_str().unwrap(), "status"]),
+        Command::new(env!("CARGO_BIN_EXE_skolebro-agent"))
+            .arg("status")
+            .env("SKOLEBRO_AGENT_CONFIG", &missing)
+            .output()
+            .unwrap(),
+    ] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(exit::CONFIG), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(missing.to_str().unwrap()), "{stderr}");
+        assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn run_without_an_identity_file_names_the_setting_and_its_resolved_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"state\"\nstick_roots = []\n\
+             [central]\nurl = \"https://127.0.0.1:9\"\nca = \"ca.pem\"\nsealing_key = \"{}\"\n\
+             [identity]\ndevice = \"pi-1\"\nsite = \"skole-1\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+             signing_key = \"signing.key\"\nsite_secret = \"site.secret\"\n",
+            "11".repeat(32)
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skolebro-agent"))
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("run did not stop on a missing key");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(exit::CONFIG), "{stderr}");
+    let resolved = dir.path().join("signing.key");
+    assert!(stderr.contains("identity.signing_key"), "{stderr}");
+    assert!(stderr.contains(resolved.to_str().unwrap()), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour in a pipe: {stderr}");
+}
+
+#[test]
+fn run_logs_one_json_object_a_line_with_log_format_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "state_dir = \"state\"\nstick_roots = [\"sticks\"]\nstick_key = \"stick.pub\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("stick.pub"), "22".repeat(32)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skolebro-agent"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "run",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Waiting for a stick writes its status; then stop it as systemd does.
+    let status_file = dir.path().join("state/status.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !status_file.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        status_file.exists(),
+        "the agent never wrote its status: {log}"
+    );
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let waiting = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "not provisioned; waiting for a config stick")
+        .unwrap_or_else(|| panic!("{log}"));
+    let roots = waiting["fields"]["roots"].as_str().unwrap();
+    assert!(roots.ends_with("sticks") && !roots.contains('['), "{roots}");
+}

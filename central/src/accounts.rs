@@ -3,7 +3,7 @@
 //!
 //! Passwords are hashed with argon2id; only the PHC string is stored. Guessing is slowed per
 //! account name: [`LOGIN_FAILURES_ALLOWED`] failed sign-ins lock a name for [`LOGIN_LOCK`]
-//! ([`LOGIN_ALLOWANCE`], counted in the store's `sign_in` area, so every central process on
+//! (`LOGIN_ALLOWANCE`, counted in the store's `sign_in` area, so every central process on
 //! one database sees the same lock and a restart clears none). The web interface's sign-in
 //! (`crate::ui::auth`) drives this module; it knows nothing of HTTP.
 
@@ -14,8 +14,13 @@ use argon2::Argon2;
 
 use crate::store::{ConsumerScope, Role, SignInAllowance, Timestamp, UiUser};
 
-/// Shortest password `add-user` accepts.
-pub(crate) const MIN_PASSWORD_LEN: usize = 12;
+/// Shortest password `add-user` and `reset-password` accept.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+/// The password hash of a disabled account (`skolebro-central disable-user`): not a PHC
+/// string, so no password verifies against it and sign-in refuses it like a wrong password,
+/// while the account and its audit trail stay. `reset-password` enables it again.
+pub const DISABLED_HASH: &str = "!disabled";
 
 /// Longest account name: names are for people, and they end up in every audit line.
 pub(crate) const MAX_NAME_LEN: usize = 64;
@@ -71,6 +76,14 @@ pub fn hash_password(password: &str) -> Result<String, NewUserError> {
         .map_err(|error| NewUserError::Hash(error.to_string()))
 }
 
+/// Checks a new password's length: what `add-user` and `reset-password` refuse.
+pub fn check_password(password: &str) -> Result<(), NewUserError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(NewUserError::ShortPassword);
+    }
+    Ok(())
+}
+
 /// Checks and builds a new account, hashing its password: what `add-user` stores.
 pub fn new_user(
     name: &str,
@@ -94,9 +107,7 @@ pub fn new_user(
         (Role::Operations | Role::ReadOnly, None) => None,
         _ => return Err(NewUserError::Kommune),
     };
-    if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(NewUserError::ShortPassword);
-    }
+    check_password(password)?;
     Ok(UiUser {
         name: name.to_owned(),
         role,

@@ -1,21 +1,54 @@
 //! The subcommands of `skolebro-central`. Each is a variant of [`CliCommand`] and a function
 //! here; a new command adds both and one arm in [`run`].
 
+mod password;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
-use skolebro_central::{access_log, sites, CentralConfig};
+use clap::{Parser, Subcommand, ValueEnum};
+use skolebro_central::store::{AuditEntry, Role, Timestamp, UiUser};
+use skolebro_central::{access_log, accounts, sites, CentralConfig};
 use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSchool, SiteSecret};
+use skolebro_provisioning::ops::{self, LogFormat};
 
 /// The central platform of skolebro: receives sealed roster batches from the schools' agents
 /// over mutual TLS and keeps every record with its history.
 #[derive(Debug, Parser)]
 #[command(name = "skolebro-central", version)]
 pub(crate) struct Cli {
+    /// How the log on stderr is written.
+    #[arg(long, global = true, value_enum, env = ops::LOG_FORMAT_ENV, default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: CliCommand,
+}
+
+/// The environment variable every command reads the config file's path from when
+/// `--config` is not given (a systemd unit's `Environment=`).
+const CONFIG_ENV: &str = "SKOLEBRO_CENTRAL_CONFIG";
+
+/// An operator account's role, as `add-user --role` takes it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum RoleArg {
+    /// Every site, every action.
+    Operations,
+    /// Only its kommune's schools (needs --kommune).
+    Municipality,
+    /// Sees what operations sees, changes nothing.
+    #[value(name = "read_only")]
+    ReadOnly,
+}
+
+impl RoleArg {
+    fn role(self) -> Role {
+        match self {
+            RoleArg::Operations => Role::Operations,
+            RoleArg::Municipality => Role::Municipality,
+            RoleArg::ReadOnly => Role::ReadOnly,
+        }
+    }
 }
 
 /// What to do.
@@ -25,7 +58,7 @@ pub(crate) enum CliCommand {
     /// SIGTERM or Ctrl-C.
     Serve {
         /// The configuration file (TOML); relative paths in it are relative to its folder.
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
         config: PathBuf,
     },
     /// Register a device for a site with its envelope-signing key, and set the site's
@@ -33,7 +66,7 @@ pub(crate) enum CliCommand {
     /// (tests, the demo's way).
     RegisterDevice {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
         config: PathBuf,
         /// The device id, as in its certificate.
         #[arg(long, value_name = "ID")]
@@ -58,22 +91,52 @@ pub(crate) enum CliCommand {
     /// written to the audit log first, as `cli:<login name>`.
     #[command(subcommand)]
     Site(SiteCommand),
-    /// Create an account for the operator web interface. The password is read from the
-    /// first line of stdin (so it stays out of the shell history and the process list) and
+    /// Create an account for the operator web interface. The password, at least 12
+    /// characters, is asked for without echo on a terminal, or read from the first line of
+    /// stdin otherwise (scripts); it stays out of the shell history and the process list, and
     /// only its argon2id hash is stored.
     AddUser {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
         config: PathBuf,
         /// The name the operator signs in with.
         #[arg(long, value_name = "NAME")]
         name: String,
-        /// operations (every site), municipality (its kommune's schools) or read_only.
-        #[arg(long, value_name = "ROLE")]
-        role: String,
+        /// What the account may see and do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
         /// The kommunenummer of a municipality account (four digits).
         #[arg(long, value_name = "NUMBER")]
         kommune: Option<String>,
+    },
+    /// List the operator accounts: name, role, kommune, created, and whether disabled.
+    ListUsers {
+        /// The configuration file, for the store it names.
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        config: PathBuf,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable an operator account: it can no longer sign in, and its open sessions end at
+    /// once. The account and its audit trail stay; `reset-password` enables it again.
+    DisableUser {
+        /// The configuration file, for the store it names.
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        config: PathBuf,
+        /// The account's name.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+    /// Set a new password for an operator account (enabling a disabled one) and end its open
+    /// sessions. The password, at least 12 characters, is read as for `add-user`.
+    ResetPassword {
+        /// The configuration file, for the store it names.
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        config: PathBuf,
+        /// The account's name.
+        #[arg(long, value_name = "NAME")]
+        name: String,
     },
 }
 
@@ -84,7 +147,7 @@ pub(crate) enum SiteCommand {
     /// the site takes on). A school another site holds is refused: that is a move.
     Register {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
         config: PathBuf,
         /// The site id.
         #[arg(long, value_name = "ID")]
@@ -97,7 +160,7 @@ pub(crate) enum SiteCommand {
     /// refused from now on, the new site's accepted.
     Move {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
         config: PathBuf,
         /// The school by its numbers, with the name it is to carry:
         /// KOMMUNE/SKOLENUMMER[/ORGNR]=NAME or KOMMUNE//ORGNR=NAME.
@@ -110,7 +173,7 @@ pub(crate) enum SiteCommand {
     /// List every site's registered schools.
     List {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
         config: PathBuf,
     },
 }
@@ -136,7 +199,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             role,
             kommune,
-        } => add_user(config, &name, &role, kommune.as_deref()).await,
+        } => add_user(config, &name, role.role(), kommune.as_deref()).await,
+        CliCommand::ListUsers { config, json } => list_users(config, json).await,
+        CliCommand::DisableUser { config, name } => disable_user(config, &name).await,
+        CliCommand::ResetPassword { config, name } => reset_password(config, &name).await,
     }
 }
 
@@ -236,18 +302,117 @@ fn hex32(text: &str, what: &str) -> anyhow::Result<[u8; 32]> {
 async fn add_user(
     config: PathBuf,
     name: &str,
-    role: &str,
+    role: Role,
     kommune: Option<&str>,
 ) -> anyhow::Result<()> {
-    let mut password = String::new();
-    std::io::stdin()
-        .read_line(&mut password)
-        .context("reading the password from stdin")?;
-    let password = password.trim_end_matches(['\n', '\r']);
-    let user = skolebro_central::ui::new_user(name, role, kommune, password)?;
+    // The config first: a typo in its path should not cost the operator a typed password.
     let config = CentralConfig::load(&config)?;
+    let password = password::read(&format!("Password for {name}"))?;
+    let user = accounts::new_user(name, role.as_str(), kommune, &password)?;
     let store = config.open_store().await?;
     store.create_user(&user).await?;
     println!("created {} account {name}", user.role.as_str());
     Ok(())
 }
+
+async fn list_users(config: PathBuf, json: bool) -> anyhow::Result<()> {
+    let store = CentralConfig::load(&config)?.open_store().await?;
+    let users = store.users().await?;
+    let disabled = |user: &UiUser| user.password_hash == accounts::DISABLED_HASH;
+    if json {
+        let users: Vec<serde_json::Value> = users
+            .iter()
+            .map(|user| {
+                serde_json::json!({
+                    "name": user.name,
+                    "role": user.role.as_str(),
+                    "kommune": user.kommune,
+                    "created_unix_ms": user.created.0,
+                    "disabled": disabled(user),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(users));
+        return Ok(());
+    }
+    if users.is_empty() {
+        println!("no accounts");
+    }
+    for user in &users {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            user.name,
+            user.role.as_str(),
+            user.kommune.as_deref().unwrap_or("-"),
+            user.created,
+            if disabled(user) { "disabled" } else { "active" }
+        );
+    }
+    Ok(())
+}
+
+async fn disable_user(config: PathBuf, name: &str) -> anyhow::Result<()> {
+    let store = CentralConfig::load(&config)?.open_store().await?;
+    audit_cli(
+        store.as_ref(),
+        "disable_user",
+        name,
+        "disabled; its sessions ended",
+    )
+    .await?;
+    if !store
+        .replace_password_hash(name, accounts::DISABLED_HASH)
+        .await?
+    {
+        return Err(NoSuchAccount(name.to_owned()).into());
+    }
+    println!("disabled account {name}; its sessions are ended");
+    Ok(())
+}
+
+async fn reset_password(config: PathBuf, name: &str) -> anyhow::Result<()> {
+    let store = CentralConfig::load(&config)?.open_store().await?;
+    if store.user(name).await?.is_none() {
+        return Err(NoSuchAccount(name.to_owned()).into());
+    }
+    let password = password::read(&format!("New password for {name}"))?;
+    accounts::check_password(&password)?;
+    let hash = accounts::hash_password(&password)?;
+    audit_cli(
+        store.as_ref(),
+        "reset_password",
+        name,
+        "password reset; its sessions ended",
+    )
+    .await?;
+    if !store.replace_password_hash(name, &hash).await? {
+        return Err(NoSuchAccount(name.to_owned()).into());
+    }
+    println!("new password set for {name}; its sessions are ended");
+    Ok(())
+}
+
+/// Writes a command's change to the audit log before it is made, as the web interface's
+/// changes are, with the operator's login name as `cli:<name>`.
+async fn audit_cli(
+    store: &dyn skolebro_central::store::Store,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> anyhow::Result<()> {
+    store
+        .append_audit(&AuditEntry {
+            at: Timestamp::now(),
+            actor: sites::cli_actor(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            detail: detail.to_owned(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// `disable-user` or `reset-password` named an account that does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("no operator account is named {0:?}")]
+pub(crate) struct NoSuchAccount(String);

@@ -91,9 +91,11 @@ pub const DEFAULT_PG_MAX_CONNECTIONS: usize = 8;
 /// of the message (not a separate `source`), so `anyhow` prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A file could not be read.
-    #[error("{path}: {error}")]
+    /// A file could not be read; names the setting (`sealing_key`, `tls.cert`, or the
+    /// config file itself) and the path it resolved to.
+    #[error("{key} ({}): {error}", path.display())]
     Io {
+        key: &'static str,
         path: PathBuf,
         error: std::io::Error,
     },
@@ -407,7 +409,9 @@ impl CentralConfig {
     /// Reads and checks the configuration file at `path`, resolving relative paths against
     /// its folder.
     pub fn load(path: &Path) -> Result<CentralConfig, ConfigError> {
-        let text = read_to_string(path)?;
+        // Absolute, so every message names the file and the paths it resolves unambiguously.
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let text = read_to_string("config file", path)?;
         let base = path.parent().unwrap_or_else(|| Path::new(""));
         CentralConfig::parse(&text, base).map_err(|error| match error {
             ConfigError::Parse { error, .. } => ConfigError::Parse {
@@ -487,16 +491,16 @@ impl CentralConfig {
 
     /// Central's sealing key, read from [`CentralConfig::sealing_key`].
     pub fn read_sealing_key(&self) -> Result<SealingPrivateKey, ConfigError> {
-        let text = read_to_string(&self.sealing_key)?;
+        let text = read_to_string("sealing_key", &self.sealing_key)?;
         parse_sealing_key(&text).ok_or_else(|| ConfigError::SealingKey(self.sealing_key.clone()))
     }
 
     /// The rustls configuration of the device listener: TLS 1.3, client certificates from
     /// the device CA, optional for enrollment ([`crate::server::device_tls_config`]).
     pub fn tls_server_config(&self) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
-        let cert = read_to_string(&self.tls.cert)?;
-        let key = read_to_string(&self.tls.key)?;
-        let device_ca = read_to_string(&self.tls.device_ca)?;
+        let cert = read_to_string("tls.cert", &self.tls.cert)?;
+        let key = read_to_string("tls.key", &self.tls.key)?;
+        let device_ca = read_to_string("tls.device_ca", &self.tls.device_ca)?;
         crate::server::device_tls_config(&cert, &key, &device_ca).map_err(|error| {
             ConfigError::Tls {
                 files: format!(
@@ -516,8 +520,8 @@ impl CentralConfig {
         let device_ca = match &self.tls.device_ca_key {
             None => None,
             Some(key_path) => {
-                let cert = read_to_string(&self.tls.device_ca)?;
-                let key = read_to_string(key_path)?;
+                let cert = read_to_string("tls.device_ca", &self.tls.device_ca)?;
+                let key = read_to_string("tls.device_ca_key", key_path)?;
                 let ca = CertificateAuthority::from_pem(&cert, &key).map_err(|error| {
                     ConfigError::DeviceCa {
                         files: format!("{}, {}", self.tls.device_ca.display(), key_path.display()),
@@ -539,12 +543,12 @@ impl CentralConfig {
         let key = match &self.release_key {
             None => None,
             Some(path) => Some(
-                ReleaseVerifyingKey::from_hex(&read_to_string(path)?).map_err(|error| {
-                    ConfigError::ReleaseKey {
+                ReleaseVerifyingKey::from_hex(&read_to_string("release_key", path)?).map_err(
+                    |error| ConfigError::ReleaseKey {
                         path: path.clone(),
                         reason: error.to_string(),
-                    }
-                })?,
+                    },
+                )?,
             ),
         };
         Ok(ReleaseSettings {
@@ -599,8 +603,9 @@ pub fn parse_sealing_key(text: &str) -> Option<SealingPrivateKey> {
     Some(SealingPrivateKey::from_bytes(bytes))
 }
 
-fn read_to_string(path: &Path) -> Result<String, ConfigError> {
+fn read_to_string(key: &'static str, path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+        key,
         path: path.to_path_buf(),
         error,
     })

@@ -25,7 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
-mod accounts;
+pub mod accounts;
 mod api;
 mod audit;
 pub mod config;

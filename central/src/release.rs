@@ -241,7 +241,7 @@ pub(crate) async fn apply_rollout(
     let (action, detail) = rollout_words(change);
     audit::record(store, actor, action, id, &detail).await?;
     store.change_rollout(id, change).await?;
-    tracing::info!(release = id, actor, action, percent = ?change.percent, sites = ?change.sites, "rollout changed");
+    tracing::info!(release = id, actor, action, %detail, "rollout changed");
     Ok(())
 }
 

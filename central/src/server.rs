@@ -378,7 +378,14 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
         limits,
         "operator",
     ));
-    tracing::info!(%device_addr, %admin_addr, ?consumer_addr, ?ui_addr, "central is listening");
+    let off = || "off".to_owned();
+    tracing::info!(
+        %device_addr,
+        %admin_addr,
+        consumer_addr = %consumer_addr.map_or_else(off, |a| a.to_string()),
+        ui_addr = %ui_addr.map_or_else(off, |a| a.to_string()),
+        "central is listening"
+    );
     Ok(RunningServer {
         device_addr,
         admin_addr,

@@ -184,3 +184,313 @@ async fn register_device_then_serve_applies_a_batch_and_stops_cleanly_on_sigterm
         "the log holds personal data: {log}"
     );
 }
+
+/// The exit codes of packaging/README.md ("Exit codes"), the same in all three binaries.
+const USAGE: i32 = 2;
+const CONFIG: i32 = 3;
+const UNAVAILABLE: i32 = 4;
+
+/// Runs `skolebro-central ARGS` with `stdin` piped in (not a terminal: the password is read
+/// from its first line, as a script gives it).
+fn central(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn sqlite_config(dir: &Path) -> String {
+    write_config(dir, free_port(), free_port());
+    dir.join("central.toml").to_str().unwrap().to_owned()
+}
+
+#[test]
+fn accounts_are_added_from_stdin_listed_disabled_and_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(dir.path());
+    let add = |name: &str, password: &str| {
+        central(
+            &[
+                "add-user",
+                "--config",
+                &config,
+                "--name",
+                name,
+                "--role",
+                "read_only",
+            ],
+            &format!("{password}\n"),
+        )
+    };
+    let out = add("kari", "correct horse battery");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let short = add("ola", "short");
+    assert_eq!(short.status.code(), Some(USAGE));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 12 characters"));
+
+    let listed = |json: bool| {
+        let mut args = vec!["list-users", "--config", &config];
+        if json {
+            args.push("--json");
+        }
+        let out = central(&args, "");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let users: serde_json::Value = serde_json::from_str(&listed(true)).unwrap();
+    assert_eq!(users.as_array().unwrap().len(), 1, "{users}");
+    assert_eq!(users[0]["name"], "kari");
+    assert_eq!(users[0]["role"], "read_only");
+    assert_eq!(users[0]["disabled"], false);
+
+    let out = central(&["disable-user", "--config", &config, "--name", "kari"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(listed(false).contains("kari\tread_only\t-\t"));
+    assert!(listed(false).trim_end().ends_with("disabled"));
+
+    let out = central(
+        &["reset-password", "--config", &config, "--name", "kari"],
+        "another horse battery\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(listed(false).trim_end().ends_with("active"));
+
+    let unknown = central(
+        &["disable-user", "--config", &config, "--name", "nobody"],
+        "",
+    );
+    assert_eq!(unknown.status.code(), Some(USAGE));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("\"nobody\""));
+}
+
+#[test]
+fn add_user_help_lists_the_roles_and_the_minimum_length_and_refuses_another_role() {
+    let help = central(&["add-user", "--help"], "");
+    let text = String::from_utf8_lossy(&help.stdout);
+    for word in [
+        "operations",
+        "municipality",
+        "read_only",
+        "at least 12 characters",
+    ] {
+        assert!(text.contains(word), "{word} missing from: {text}");
+    }
+    let out = central(
+        &[
+            "add-user", "--config", "x.toml", "--name", "kari", "--role", "admin",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(USAGE));
+}
+
+#[test]
+fn a_missing_config_is_a_config_error_said_once_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("central.toml");
+    let out = central(&["list-users", "--config", missing.to_str().unwrap()], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(CONFIG), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(missing.to_str().unwrap()), "{stderr}");
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+    assert!(!stderr.contains("Caused by"), "{stderr}");
+}
+
+#[test]
+fn the_config_path_comes_from_the_environment_and_a_missing_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(dir.path());
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("SKOLEBRO_CENTRAL_CONFIG", &config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(CONFIG), "{stderr}");
+    assert!(stderr.contains("tls.cert"), "which key: {stderr}");
+    let resolved = dir.path().join("pki/server.pem");
+    assert!(
+        stderr.contains(resolved.to_str().unwrap()),
+        "the resolved path: {stderr}"
+    );
+}
+
+#[test]
+fn an_unreachable_postgres_is_unavailable_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("central.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "sealing_key = \"sealing.key\"\n\
+             [tls]\n\
+             cert = \"c.pem\"\n\
+             key = \"k.pem\"\n\
+             device_ca = \"ca.pem\"\n\
+             [store]\n\
+             kind = \"postgres\"\n\
+             url = \"host=127.0.0.1 port={port} user=postgres dbname=test connect_timeout=5\"\n"
+        ),
+    )
+    .unwrap();
+    let out = central(&["list-users", "--config", config.to_str().unwrap()], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(UNAVAILABLE), "{stderr}");
+    assert!(stderr.contains("refused"), "the cause: {stderr}");
+}
+
+#[test]
+fn serve_logs_json_lines_without_colour_or_debug_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::generate(Validity::from_now(Duration::from_secs(3600))).unwrap();
+    pki.write_to(&dir.path().join("pki")).unwrap();
+    std::fs::write(dir.path().join("sealing.key"), hex::encode([7u8; 32])).unwrap();
+    let (device_port, admin_port) = (free_port(), free_port());
+    write_config(dir.path(), device_port, admin_port);
+    let mut server = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(dir.path().join("central.toml"))
+        .env("SKOLEBRO_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_port(admin_port, &mut server);
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = server.wait_with_output().unwrap();
+    let log = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour in a pipe: {log}");
+    assert!(!log.contains("Some(") && !log.contains("None"), "{log}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let listening = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "central is listening")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(listening["fields"]["consumer_addr"], "off");
+}
+
+/// Reads `from` until `wanted` has arrived (or the deadline passes), returning all read.
+fn read_until(from: &mut impl std::io::Read, wanted: &str, deadline: Instant) -> String {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains(wanted) {
+        assert!(
+            Instant::now() < deadline,
+            "no {wanted:?} in {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        match from.read(&mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[test]
+fn add_user_on_a_terminal_asks_twice_and_never_echoes_the_password() {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(dir.path());
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let slave_path = ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(slave_path.to_str().unwrap())
+        .unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "add-user",
+            "--config",
+            &config,
+            "--name",
+            "kari",
+            "--role",
+            "operations",
+        ])
+        .stdin(Stdio::from(slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut terminal = std::fs::File::from(master);
+    let mut prompts = child.stderr.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let password = "correct horse battery";
+    read_until(&mut prompts, "Password for kari: ", deadline);
+    terminal
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    read_until(&mut prompts, "Again: ", deadline);
+    terminal
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("add-user did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(status.success(), "{stdout}");
+    assert!(
+        stdout.contains("created operations account kari"),
+        "{stdout}"
+    );
+    // What the terminal showed: everything the line discipline echoed back. The child and
+    // this test no longer hold the terminal's other end, so the read ends (EIO) at its end.
+    let mut shown = Vec::new();
+    let _ = terminal.read_to_end(&mut shown);
+    let shown = String::from_utf8_lossy(&shown);
+    assert!(
+        !shown.contains("horse"),
+        "the password was echoed: {shown:?}"
+    );
+}

@@ -338,8 +338,13 @@ fn decode_hex32(text: &str) -> Option<[u8; 32]> {
     Some(bytes)
 }
 
+/// Reads a key file of the folder; one that cannot be read is a [`ProvisionError::KeyFile`]
+/// like one that holds no key, so every binary reports both as a config error.
 fn read(path: &Path) -> Result<String, ProvisionError> {
-    std::fs::read_to_string(path).map_err(|error| ProvisionError::io(path, error))
+    std::fs::read_to_string(path).map_err(|error| ProvisionError::KeyFile {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    })
 }
 
 /// Writes a public file (0644), never over an existing one, flushed to disk.

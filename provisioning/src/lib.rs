@@ -10,12 +10,15 @@
 //! (`init`), [`stick`] writes signed config sticks (DESIGN decision 6) after registering their
 //! token through [`admin`], central's admin API, which also serves `list` and `revoke`, and
 //! [`release`] signs update manifests (DESIGN decision 7) and registers them with central.
+//! [`ops`] holds what the agent's, central's and this CLI's `main` share: exit codes, error
+//! reports and log formats.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod error;
 pub mod keys;
+pub mod ops;
 pub mod pki;
 pub mod release;
 pub mod stick;

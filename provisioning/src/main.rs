@@ -3,14 +3,17 @@
 //! and `revoke` manage tokens and devices through central's admin API. The work lives in the library; this file parses arguments and prints.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use skolebro_provisioning::admin::{self, AdminClient, DeviceEntry, TokenEntry};
 use skolebro_provisioning::keys::KeyFolder;
+use skolebro_provisioning::ops::{self, Exit};
 use skolebro_provisioning::release::{self, ReleaseRequest};
 use skolebro_provisioning::stick::{self, StickRequest};
+use skolebro_provisioning::ProvisionError;
 
 /// Operations tooling for skolebro: platform keys, config sticks, enrollment tokens and
 /// devices.
@@ -153,8 +156,42 @@ enum RevokeWhat {
     Device,
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            ops::report("skolebro-provision", error.as_ref());
+            exit_kind(&error).into()
+        }
+    }
+}
+
+/// The exit code of a failure, from the table the three binaries share (packaging/README.md,
+/// "Exit codes"): a bad option is a usage error, a key folder that cannot be used a config
+/// error, central's admin API out of reach unavailable, anything else (a refusal) a failure.
+fn exit_kind(error: &anyhow::Error) -> Exit {
+    let kind = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<ProvisionError>());
+    match kind {
+        Some(ProvisionError::InvalidField { .. } | ProvisionError::Settings { .. }) => Exit::Usage,
+        Some(
+            ProvisionError::KeyFile { .. }
+            | ProvisionError::KeyMismatch { .. }
+            | ProvisionError::Pki(_),
+        ) => Exit::Config,
+        Some(ProvisionError::AdminUnreachable { .. }) => Exit::Unavailable,
+        Some(ProvisionError::StickNotWritten { error, .. })
+            if matches!(**error, ProvisionError::AdminUnreachable { .. }) =>
+        {
+            Exit::Unavailable
+        }
+        _ => Exit::Failure,
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Init { dir, server_names } => init(dir, &server_names),
         Command::Stick {
             keys,

@@ -9,6 +9,12 @@ use std::process::{Command, Output};
 use sha2::{Digest as _, Sha256};
 use skolebro_provisioning::pki;
 
+/// The exit codes of packaging/README.md ("Exit codes"), the same in all three binaries.
+const FAILURE: i32 = 1;
+const USAGE: i32 = 2;
+const CONFIG: i32 = 3;
+const UNAVAILABLE: i32 = 4;
+
 fn provision(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_skolebro-provision"))
         .args(args)
@@ -232,7 +238,11 @@ fn release_with_a_bad_version_writes_nothing_and_names_the_option() {
         "--out",
         out_dir.to_str().unwrap(),
     ]);
-    assert!(!out.status.success());
+    assert_eq!(
+        out.status.code(),
+        Some(USAGE),
+        "a bad option is a usage error"
+    );
     assert!(
         text(&out.stderr).contains("--version"),
         "{}",
@@ -248,7 +258,7 @@ fn a_second_init_into_the_same_folder_is_refused_and_changes_nothing() {
     init(&keys);
     let before = std::fs::read(keys.join("device-ca.key")).unwrap();
     let out = provision(&["init", "--dir", keys.to_str().unwrap()]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(FAILURE));
     assert!(
         text(&out.stderr).contains("already exists"),
         "{}",
@@ -293,7 +303,7 @@ fn a_stick_is_not_written_when_central_cannot_be_reached() {
         "--drop-dir",
         "/srv/skolebro/drop",
     ]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(UNAVAILABLE), "central out of reach");
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("cannot reach central's admin API") && stderr.contains(&admin_url),
@@ -326,11 +336,48 @@ fn a_stick_with_a_kommune_outside_its_fylke_is_refused_naming_the_field() {
         "--central-url",
         "https://127.0.0.1:8443",
     ]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(USAGE));
     assert!(
         text(&out.stderr).contains("--kommune"),
         "{}",
         text(&out.stderr)
     );
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_stick_from_a_key_folder_without_keys_is_a_config_error_naming_the_key_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let stick = tmp.path().join("stick");
+    std::fs::create_dir(&stick).unwrap();
+    let out = provision(&[
+        "stick",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--out",
+        stick.to_str().unwrap(),
+        "--fylke",
+        "46",
+        "--kommune",
+        "4601",
+        "--skolenummer",
+        "12345",
+        "--name",
+        "Eksempel skole",
+        "--central-url",
+        "https://127.0.0.1:8443",
+        "--admin-url",
+        "http://127.0.0.1:9",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(CONFIG), "{stderr}");
+    assert!(stderr.contains(keys.to_str().unwrap()), "{stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line, no backtrace: {stderr}"
+    );
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
 }

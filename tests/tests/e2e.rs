@@ -278,12 +278,19 @@ backoff_max_ms = 1000
             .args(["status", "--json"])
             .output()
             .expect("running skolebro-agent status");
-        assert!(
-            output.status.success(),
-            "skolebro-agent status failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        let status: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json is not JSON ({e}): {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        // The exit code says the state (holding, unreachable, ...), as `exit_code` does.
+        assert_eq!(
+            output.status.code().map(i64::from),
+            status["exit_code"].as_i64(),
+            "{status}"
         );
-        serde_json::from_slice(&output.stdout).expect("status --json is JSON")
+        status
     }
 
     fn get_json(&self, path: &str) -> Option<Value> {

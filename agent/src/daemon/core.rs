@@ -488,7 +488,7 @@ impl Core {
             Command::Reject { held_id } => {
                 if self.enqueuer.reject(&held_id) {
                     tracing::info!(held_id = %held_id, "held delta rejected");
-                    self.status.last_outcome = Some("held delta rejected by an operator".into());
+                    self.status.last_outcome = Some(crate::status::REJECTED_OUTCOME.into());
                 } else {
                     tracing::warn!(held_id = %held_id, "reject for a delta that is not held");
                 }

@@ -39,7 +39,7 @@ pub(super) async fn heartbeat_loop(
             Ok(answer) => {
                 updater.answered(heartbeat.update.as_ref(), answer.release, &central);
                 for command in answer.commands {
-                    tracing::info!(?command, "command from central");
+                    tracing::info!(command = %command_words(&command), "command from central");
                     let result = with_core(&core, move |c| c.command(command)).await;
                     match result {
                         Ok(()) => {
@@ -59,5 +59,15 @@ pub(super) async fn heartbeat_loop(
                 updater.heartbeat_failed(error.to_string());
             }
         }
+    }
+}
+
+/// A command from central in words for the log (`reject held delta held-1`).
+fn command_words(command: &skolebro_protocol::api::Command) -> String {
+    use skolebro_protocol::api::Command;
+    match command {
+        Command::Resync => "send a full snapshot".to_owned(),
+        Command::Release { held_id } => format!("release held delta {held_id}"),
+        Command::Reject { held_id } => format!("reject held delta {held_id}"),
     }
 }

@@ -313,7 +313,8 @@ async fn running(
     .await
     .map_err(|e| DaemonError::Task(e.to_string()))??;
     if !report.is_clean() {
-        tracing::warn!(report = ?report, "outbox recovered from an unclean stop");
+        let findings: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+        tracing::warn!(findings = %findings.join("; "), needs_snapshot = report.needs_snapshot, "outbox recovered from an unclean stop");
     }
     let core: Shared = Arc::new(Mutex::new(Core::new(
         enqueuer,
@@ -718,7 +719,7 @@ mod run_tests {
             status.borrow().state == RunState::NotProvisioned
         })
         .await;
-        let text = describe_status(&status.borrow(), true, unix_ms_now());
+        let text = describe_status(&status.borrow(), true, unix_ms_now(), None);
         assert!(text.starts_with("Waiting for a config stick"), "{text}");
 
         let stick = d.join("media").join("STICK");
@@ -736,7 +737,7 @@ mod run_tests {
                 reason.contains("BUNDLE.SKB") && reason.contains("signature"),
                 "{reason}"
             );
-            let text = describe_status(&s, true, unix_ms_now());
+            let text = describe_status(&s, true, unix_ms_now(), None);
             assert!(text.contains("Stick refused"), "{text}");
         }
         assert!(!config

@@ -121,7 +121,7 @@ pub(super) async fn push_loop(
                 tracing::warn!(
                     seq,
                     status,
-                    ?retry_after,
+                    retry_after_s = retry_after.map_or(0, |d| d.as_secs()),
                     ?delay,
                     "central unavailable; retrying"
                 );

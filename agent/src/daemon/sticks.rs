@@ -160,7 +160,7 @@ pub(super) async fn waiting(
         },
         ..AgentStatus::default()
     };
-    tracing::info!(roots = ?status.provisioning.stick_roots, "not provisioned; waiting for a config stick");
+    tracing::info!(roots = %status.provisioning.stick_roots.join(", "), "not provisioned; waiting for a config stick");
     let publish = |status: &mut AgentStatus| {
         status.pid = std::process::id();
         status.version = crate::update::VERSION.to_owned();

@@ -36,7 +36,7 @@ use crate::uplink::{error_chain, Central, UplinkError};
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     /// The stick key installed with the agent is missing or unusable: no stick can be trusted.
-    #[error("stick key {}: {reason}", path.display())]
+    #[error("stick_key ({}): {reason}", path.display())]
     StickKey { path: PathBuf, reason: String },
     /// The stick was refused (see [`Refusal`]).
     #[error("config stick {}: refused: {reason}", path.display())]

@@ -31,9 +31,11 @@ pub enum StoreError {
     /// back.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL failed or is unreachable; the transaction was rolled back.
-    #[error("postgresql: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
+    /// PostgreSQL failed or is unreachable; the transaction was rolled back. The message
+    /// carries the driver's causes ("error connecting to server: Connection refused"):
+    /// the driver's own text alone says neither what nor why.
+    #[error("postgresql: {}", postgres_text(.0))]
+    Postgres(tokio_postgres::Error),
     /// The batch is ahead of the stored head: batches between were lost. The agent answers a
     /// gap with a snapshot chained onto the head `expected` belongs to.
     #[error("sequence gap: expected {expected}, got {got}")]
@@ -166,4 +168,25 @@ pub enum StoreError {
     /// The blocking worker running a database call panicked or was cancelled.
     #[error("store worker failed: {0}")]
     Worker(String),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> StoreError {
+        StoreError::Postgres(error)
+    }
+}
+
+/// A PostgreSQL error with its causes, each said once.
+fn postgres_text(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

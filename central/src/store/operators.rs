@@ -132,6 +132,18 @@ pub trait OperatorStore: Send + Sync {
     /// The account with this name, or `None`.
     fn user<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<UiUser>>;
 
+    /// Every account, by name (`skolebro-central list-users`).
+    fn users(&self) -> StoreFuture<'_, Vec<UiUser>>;
+
+    /// Replaces the password hash of `name` and ends all its sessions in one transaction, so
+    /// a reset password or a disabled account (a hash no password verifies against) takes
+    /// effect for a browser already signed in too. `false`: no such account.
+    fn replace_password_hash<'a>(
+        &'a self,
+        name: &'a str,
+        password_hash: &'a str,
+    ) -> StoreFuture<'a, bool>;
+
     /// Stores a session of `user` by the SHA-256 of its id, with its CSRF token, valid until
     /// `expires`, and drops the sessions that expired before `now`, so the table holds only
     /// live sessions.

@@ -63,7 +63,7 @@ pub(crate) async fn post_client(
     )
     .await?;
     state.store.create_consumer_client(&client).await?;
-    tracing::info!(client = client.id, scope = ?client.scope, "consumer client created");
+    tracing::info!(client = client.id, %detail, "consumer client created");
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],

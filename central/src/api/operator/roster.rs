@@ -58,7 +58,12 @@ pub(crate) async fn get_roster(
         None => state.store.current_roster(&site).await?,
         Some(at) => state.store.roster_as_of(&site, Timestamp(at)).await?,
     };
-    tracing::debug!(%site, as_of = ?query.as_of, students = roster.students.len(), "roster read");
+    tracing::debug!(
+        %site,
+        as_of = %query.as_of.map_or_else(|| "now".to_owned(), |at| at.to_string()),
+        students = roster.students.len(),
+        "roster read"
+    );
     Ok(Json(roster).into_response())
 }
 

@@ -44,6 +44,39 @@ impl OperatorStore for PostgresStore {
         })
     }
 
+    fn users(&self) -> StoreFuture<'_, Vec<UiUser>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let sql = format!("SELECT {USER_COLUMNS} FROM ui_users ORDER BY name");
+            conn.query(&sql, &[])
+                .await?
+                .iter()
+                .map(|row| UserRow::read(row)?.into_user())
+                .collect()
+        })
+    }
+
+    fn replace_password_hash<'a>(
+        &'a self,
+        name: &'a str,
+        password_hash: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await?;
+            let tx = conn.transaction().await?;
+            let updated = tx
+                .execute(
+                    "UPDATE ui_users SET password_hash = $1 WHERE name = $2",
+                    &[&password_hash, &name],
+                )
+                .await?;
+            tx.execute("DELETE FROM ui_sessions WHERE \"user\" = $1", &[&name])
+                .await?;
+            tx.commit().await?;
+            Ok(updated == 1)
+        })
+    }
+
     fn create_session<'a>(
         &'a self,
         id_sha256: &'a [u8; 32],

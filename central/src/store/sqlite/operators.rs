@@ -46,6 +46,35 @@ impl OperatorStore for SqliteStore {
         }))
     }
 
+    fn users(&self) -> StoreFuture<'_, Vec<UiUser>> {
+        Box::pin(self.call(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM ui_users ORDER BY name"
+            ))?;
+            let rows = statement.query_map([], |row| UserRow::read(row))?;
+            rows.map(|row| row.map_err(StoreError::from).and_then(UserRow::into_user))
+                .collect()
+        }))
+    }
+
+    fn replace_password_hash<'a>(
+        &'a self,
+        name: &'a str,
+        password_hash: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        let (name, password_hash) = (name.to_owned(), password_hash.to_owned());
+        Box::pin(self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let updated = tx.execute(
+                "UPDATE ui_users SET password_hash = ?1 WHERE name = ?2",
+                params![password_hash, name],
+            )?;
+            tx.execute("DELETE FROM ui_sessions WHERE user = ?1", [name.as_str()])?;
+            tx.commit()?;
+            Ok(updated == 1)
+        }))
+    }
+
     fn create_session<'a>(
         &'a self,
         id_sha256: &'a [u8; 32],

@@ -107,6 +107,7 @@ macro_rules! store_suite {
             consumer_clients_are_created_once_listed_and_revoked,
             a_consumer_token_names_its_client_until_it_expires_or_the_client_is_revoked,
             operator_accounts_are_created_once_and_sessions_expire,
+            a_replaced_password_hash_ends_the_accounts_sessions_only,
             the_audit_log_lists_newest_first,
             each_applied_batch_is_logged_as_a_transfer_once,
             transfers_since_a_time_are_listed_oldest_first_with_their_site,

@@ -12,6 +12,43 @@ fn ui_user(name: &str, role: Role, kommune: Option<&str>) -> UiUser {
     }
 }
 
+pub(crate) async fn a_replaced_password_hash_ends_the_accounts_sessions_only(store: &dyn Store) {
+    for name in ["ops", "kari"] {
+        store
+            .create_user(&ui_user(name, Role::Operations, None))
+            .await
+            .expect("the account is created");
+    }
+    let names: Vec<String> = store
+        .users()
+        .await
+        .expect("lists")
+        .into_iter()
+        .map(|user| user.name)
+        .collect();
+    assert_eq!(names, ["kari", "ops"]);
+    let (karis, ops) = ([1u8; 32], [2u8; 32]);
+    for (id, name) in [(&karis, "kari"), (&ops, "ops")] {
+        store
+            .create_session(id, name, "csrf", Timestamp(9_000), Timestamp(1_000))
+            .await
+            .expect("the session is stored");
+    }
+    assert!(store
+        .replace_password_hash("kari", "!disabled")
+        .await
+        .expect("replaces"));
+    let kari = store.user("kari").await.expect("reads").expect("kept");
+    assert_eq!(kari.password_hash, "!disabled");
+    let at = Timestamp(2_000);
+    assert_eq!(store.session(&karis, at).await.expect("reads"), None);
+    assert!(store.session(&ops, at).await.expect("reads").is_some());
+    assert!(!store
+        .replace_password_hash("nobody", "!disabled")
+        .await
+        .expect("an unknown account is no error"));
+}
+
 pub(crate) async fn operator_accounts_are_created_once_and_sessions_expire(store: &dyn Store) {
     let kari = ui_user("kari", Role::Municipality, Some("4601"));
     store
