@@ -21,7 +21,7 @@ use crate::oneroster::deletions::deletions;
 use crate::oneroster::endpoint::{Endpoint, Missing};
 use crate::oneroster::links::{link_header, origin};
 use crate::oneroster::query::{parse_query, PageRequest};
-use crate::oneroster::{scoped_roster, Moment, Needs, ScopedRoster, BASE};
+use crate::oneroster::{paged, scoped_roster, Moment, Needs, ScopedRoster, BASE};
 use crate::state::AppState;
 
 /// `GET /ims/oneroster/v1p1/{path}`: a list of the caller's objects, filtered, sorted and
@@ -51,24 +51,39 @@ pub(crate) async fn get_resource(
             "the Host header names no host, so no paging links can be written",
         ));
     };
-    let needs = Needs::of(endpoint.kinds());
-    let roster = scoped_roster(state.store.as_ref(), &client.scope, Moment::Now, needs).await?;
-    let mut objects = endpoint.select(&roster).map_err(|Missing::Object(kind)| {
-        ApiError::not_found(
-            "unknown_object",
-            format!("no {} with this sourcedId", kind.singular()),
-        )
-    })?;
     let one = matches!(endpoint, Endpoint::One { .. });
-    let mut gone = ScopedRoster::default();
-    if let Some(since) = request.since().filter(|_| endpoint.is_collection()) {
-        gone = deletions(state.store.as_ref(), &client.scope, since, &roster, kind).await?;
-        objects.extend(endpoint.select(&gone).unwrap_or_default());
-    }
-    let (page, total) = if one {
-        (objects.into_iter().take(1).collect(), 1)
-    } else {
-        request.apply(objects)
+    let (page, total, roster, gone) = match paged::plan(&endpoint, &request) {
+        Some(plan) => {
+            let paged = paged::serve(state.store.as_ref(), &client.scope, &plan).await?;
+            (
+                paged.page,
+                paged.total,
+                paged.roster,
+                ScopedRoster::default(),
+            )
+        }
+        None => {
+            let needs = Needs::of(endpoint.kinds());
+            let roster =
+                scoped_roster(state.store.as_ref(), &client.scope, Moment::Now, needs).await?;
+            let mut objects = endpoint.select(&roster).map_err(|Missing::Object(kind)| {
+                ApiError::not_found(
+                    "unknown_object",
+                    format!("no {} with this sourcedId", kind.singular()),
+                )
+            })?;
+            let mut gone = ScopedRoster::default();
+            if let Some(since) = request.since().filter(|_| endpoint.is_collection()) {
+                gone = deletions(state.store.as_ref(), &client.scope, since, &roster, kind).await?;
+                objects.extend(endpoint.select(&gone).unwrap_or_default());
+            }
+            let (page, total) = if one {
+                (objects.into_iter().take(1).collect(), 1)
+            } else {
+                request.apply(objects)
+            };
+            (page, total, roster, gone)
+        }
     };
     let answer = Answer {
         endpoint: &format!("{BASE}/{path}"),
