@@ -50,6 +50,8 @@ use crate::store::{
 };
 use school_year::SchoolYear;
 
+pub use links::PublicUrl;
+
 /// Where the OneRoster 1.1 REST endpoints live.
 pub const BASE: &str = "/ims/oneroster/v1p1";
 

@@ -19,7 +19,7 @@ use crate::access_log::{log_answer, Answer};
 use crate::api::error::ApiError;
 use crate::oneroster::deletions::deletions;
 use crate::oneroster::endpoint::{Endpoint, Missing};
-use crate::oneroster::links::{link_header, origin};
+use crate::oneroster::links::{absolute_hrefs, link_header, origin};
 use crate::oneroster::query::{parse_query, PageRequest};
 use crate::oneroster::{paged, scoped_roster, Moment, Needs, ScopedRoster, BASE};
 use crate::state::AppState;
@@ -45,11 +45,14 @@ pub(crate) async fn get_resource(
     let request = parse_query(&uri)
         .and_then(|query| PageRequest::from_query(query, kind.fields()))
         .map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
-    let Some(origin) = origin(&headers, &uri) else {
-        return Err(ApiError::bad_request(
-            "invalid_host",
-            "the Host header names no host, so no paging links can be written",
-        ));
+    let origin = match &state.consumer_public_url {
+        Some(url) => url.as_str().to_owned(),
+        None => origin(&headers, &uri).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_host",
+                "the Host header names no host, so no paging links can be written",
+            )
+        })?,
     };
     let one = matches!(endpoint, Endpoint::One { .. });
     let (page, total, roster, gone) = match paged::plan(&endpoint, &request) {
@@ -93,7 +96,11 @@ pub(crate) async fn get_resource(
         rosters: &[&roster, &gone],
     };
     log_answer(state.store.as_ref(), &client, &answer).await?;
-    let mut page = page.into_iter().map(|object| request.select(object));
+    let mut page = page.into_iter().map(|object| {
+        let mut object = request.select(object);
+        absolute_hrefs(&mut object, &origin);
+        object
+    });
     if one {
         let object = page.next().unwrap_or(Value::Null);
         return Ok(Json(json!({ kind.singular(): object })).into_response());
