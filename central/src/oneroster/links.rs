@@ -22,7 +22,7 @@ use super::BASE;
 pub struct PublicUrl(String);
 
 impl PublicUrl {
-    /// `text` as a base URL: `http` or `https`, a host as [`origin`] accepts one, and an
+    /// `text` as a base URL: `http` or `https`, a host as the `Host` check accepts one, and an
     /// optional path of plain characters, without a query, fragment or user; a trailing
     /// `/` is dropped. `None` for anything else.
     pub fn parse(text: &str) -> Option<PublicUrl> {
