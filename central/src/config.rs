@@ -12,6 +12,9 @@
 //!                                  # only (another address is refused at start)
 //! consumer_listen = "127.0.0.1:8081"  # optional: OneRoster for consumers, plain HTTP with
 //!                                  # OAuth2 bearer tokens; none without it
+//! consumer_public_url = "https://api.example.no"  # optional: the URL consumers reach
+//!                                  # that listener by (its proxy); the base of OneRoster's
+//!                                  # paging links and hrefs, else each request's Host
 //! ui_listen = "127.0.0.1:8082"     # optional: the operator web interface, plain HTTP; put
 //!                                  # a TLS-terminating proxy in front of it beyond loopback
 //! max_batch_bytes = 16777216       # one envelope, at most
@@ -70,6 +73,7 @@ use skolebro_protocol::{ReleaseVerifyingKey, SealingPrivateKey};
 use skolebro_provisioning::{CertificateAuthority, PkiError, TlsError};
 
 use crate::enroll::{EnrollSettings, DEFAULT_CERT_LIFETIME, DEFAULT_ENROLL_PER_IP_PER_MINUTE};
+use crate::oneroster::PublicUrl;
 use crate::release::ReleaseSettings;
 use crate::server::{HttpLimits, ServerParts};
 use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
@@ -156,6 +160,11 @@ pub struct CentralConfig {
     /// loopback it belongs behind a TLS-terminating proxy.
     #[serde(default)]
     pub consumer_listen: Option<SocketAddr>,
+    /// The URL consumers reach the consumer listener by (`https://api.example.no`), if set:
+    /// the base of OneRoster's paging links and `href`s, so they name the public address
+    /// whatever `Host` the proxy passes on. Checked by [`PublicUrl::parse`].
+    #[serde(default)]
+    pub consumer_public_url: Option<String>,
     /// Address of the operator web interface (plain HTTP), if any. Optional like the
     /// consumer listener; beyond loopback it belongs behind a TLS-terminating proxy.
     #[serde(default)]
@@ -461,6 +470,17 @@ impl CentralConfig {
                 "ui.session_hours must be between 1 and 720".to_owned(),
             ));
         }
+        if config
+            .consumer_public_url
+            .as_deref()
+            .is_some_and(|url| PublicUrl::parse(url).is_none())
+        {
+            return Err(ConfigError::Invalid(
+                "consumer_public_url must be an http or https URL with a host and an optional \
+                 path, without query, fragment or user"
+                    .to_owned(),
+            ));
+        }
         if config.privacy.access_log_days == 0 || config.privacy.access_log_days > 3650 {
             return Err(ConfigError::Invalid(
                 "privacy.access_log_days must be between 1 and 3650".to_owned(),
@@ -584,6 +604,10 @@ impl CentralConfig {
             device_listen: self.listen,
             admin_listen: self.admin_listen,
             consumer_listen: self.consumer_listen,
+            consumer_public_url: self
+                .consumer_public_url
+                .as_deref()
+                .and_then(PublicUrl::parse),
             ui: self.ui_listen.map(|listen| crate::state::UiSettings {
                 listen,
                 secure_cookie: self.ui.secure_cookie,
@@ -622,6 +646,21 @@ mod tests {
         key = "pki/server.key"
         device_ca = "/etc/skolebro/device-ca.pem"
     "#;
+
+    #[test]
+    fn a_consumer_public_url_must_be_a_plain_http_base() {
+        let text = format!("consumer_public_url = \"https://api.example.no/\"\n{MINIMAL}");
+        let config = CentralConfig::parse(&text, Path::new("/srv/central")).unwrap();
+        assert_eq!(
+            config.consumer_public_url.as_deref(),
+            Some("https://api.example.no/")
+        );
+        let text = format!("consumer_public_url = \"https://api.example.no/?x=1\"\n{MINIMAL}");
+        assert!(matches!(
+            CentralConfig::parse(&text, Path::new("/srv/central")),
+            Err(ConfigError::Invalid(message)) if message.contains("consumer_public_url")
+        ));
+    }
 
     #[test]
     fn a_minimal_config_gets_the_documented_defaults() {

@@ -3,7 +3,8 @@
 //! teachers, classes, enrollments, courses, academic sessions and terms, demographics, and
 //! the collections under a school, class, course, term or user), served by
 //! `crate::api::consumer` behind the OAuth2 tokens of `crate::consumer_auth`. This module
-//! turns the store's records into OneRoster objects (`scoped_roster`); `endpoint` reads
+//! turns the store's records into OneRoster objects (`scoped_roster`, or one page the store
+//! reads itself, `paged`); `endpoint` reads
 //! a path into the selection it names, `query` checks and applies `limit`, `offset`,
 //! `filter` (`filter`), `sort`, `orderBy` and `fields`, `links` writes the paging links.
 //! None of it knows HTTP beyond header values.
@@ -33,6 +34,7 @@ pub(crate) mod deletions;
 pub(crate) mod endpoint;
 pub(crate) mod filter;
 pub(crate) mod links;
+pub(crate) mod paged;
 pub(crate) mod query;
 pub(crate) mod school_year;
 
@@ -43,8 +45,12 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use skolebro_protocol::{Entity, Gender, Record, RecordHandle, SiteId, SiteSecret};
 
-use crate::store::{AnyRecord, ConsumerScope, CurrentRecord, Store, StoreError, Timestamp};
+use crate::store::{
+    consumer_id, AnyRecord, ConsumerScope, CurrentRecord, Store, StoreError, Timestamp,
+};
 use school_year::SchoolYear;
+
+pub use links::PublicUrl;
 
 /// Where the OneRoster 1.1 REST endpoints live.
 pub const BASE: &str = "/ims/oneroster/v1p1";
@@ -207,15 +213,13 @@ impl Kind {
     }
 }
 
-/// The `sourcedId` of a record: the first 16 bytes of SHA-256 over a label and the record's
-/// identity (its handle, or the handle it had before its source renamed it), as hex. Stable
-/// as long as the record exists, also across renames, unique across sites (handles are keyed
-/// per site), and unlinkable to the handles devices keep on disk.
+/// The `sourcedId` of a record: its [`consumer_id`] (the first 16 bytes of SHA-256 over a
+/// label and the record's identity, its handle or the handle it had before its source
+/// renamed it) as hex. Stable as long as the record exists, also across renames, unique
+/// across sites (handles are keyed per site), and unlinkable to the handles devices keep on
+/// disk. The store keeps the bytes, so it can page in `sourcedId` order.
 fn sourced_id(identity: &RecordHandle) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(b"skolebro-oneroster-v1");
-    hasher.update(identity.as_bytes());
-    hex::encode(&hasher.finalize()[..16])
+    hex::encode(consumer_id(identity))
 }
 
 /// The `sourcedId` of an object central derives rather than stores (a course, a session):
@@ -546,29 +550,34 @@ fn as_of<R: Record>(
         .collect()
 }
 
-/// Every object of the caller's scope at `moment` of the kinds `needs` asks for (the
-/// others are left empty). The store keeps no OneRoster objects: each request maps the
-/// records of the scope's sites (the store pages nothing yet). Mapped
-/// as of a past time, each object also notes the record it came from (its `origins`).
-pub(crate) async fn scoped_roster(
-    store: &dyn Store,
-    scope: &ConsumerScope,
-    moment: Moment,
-    needs: Needs,
-) -> Result<ScopedRoster, StoreError> {
-    let mut roster = ScopedRoster::default();
-    let mut courses: BTreeMap<String, Derived> = BTreeMap::new();
-    let mut sessions: BTreeMap<String, Derived> = BTreeMap::new();
-    for ScopedSite {
-        site,
-        secret,
-        identities,
-    } in scoped_sites(store, scope).await?
-    {
-        let records = site_records(store, &site, &secret, &identities, moment, needs).await?;
+/// Where [`Mapping::site`] puts the objects it maps: the roster, and the courses and
+/// sessions collected across sites until they are finished.
+struct Mapping<'a> {
+    roster: &'a mut ScopedRoster,
+    courses: &'a mut BTreeMap<String, Derived>,
+    sessions: &'a mut BTreeMap<String, Derived>,
+}
+
+impl Mapping<'_> {
+    /// Maps one site's records into objects: its covered schools, the basisgrupper and
+    /// enrollments at them, and the students those enrollments place. Both the whole-roster
+    /// path ([`scoped_roster`]) and the store-paged one (`paged`) map through here, so an
+    /// object reads the same whichever served it.
+    fn site(
+        &mut self,
+        scope: &ConsumerScope,
+        moment: Moment,
+        site: &ScopedSite,
+        records: &SiteRecords,
+    ) {
+        let ScopedSite {
+            site,
+            secret,
+            identities,
+        } = site;
         let mut schools: HashSet<CompactString> = HashSet::new();
         let school_ref =
-            |school: &str| reference(&secret, &identities, Entity::School, school, Kind::Org);
+            |school: &str| reference(secret, identities, Entity::School, school, Kind::Org);
         for current in &records.schools {
             let id = sourced_id(&current.identity);
             if let AnyRecord::School(school) = &current.record {
@@ -585,9 +594,10 @@ pub(crate) async fn scoped_roster(
                         "identifier": school.skolenummer,
                         "children": [],
                     });
-                    roster.note_origin(moment, &id, &site, Entity::School, current);
-                    roster.note_site(&id, &site);
-                    roster.orgs.push(common(json, &id, current.modified));
+                    self.roster
+                        .note_origin(moment, &id, site, Entity::School, current);
+                    self.roster.note_site(&id, site);
+                    self.roster.orgs.push(common(json, &id, current.modified));
                 }
             }
         }
@@ -606,12 +616,12 @@ pub(crate) async fn scoped_roster(
                 .and_then(SchoolYear::parse)
                 .unwrap_or_else(|| SchoolYear::containing(current.modified));
             let session_id = derived_id("academicSession", &[&year.title()]);
-            Derived::note(&mut sessions, &session_id, current.modified, || {
+            Derived::note(self.sessions, &session_id, current.modified, || {
                 session_json(year)
             });
             let grade = group.grade.as_deref().unwrap_or_default();
             let course_id = derived_id("course", &[&school_id, &year.title(), grade]);
-            Derived::note(&mut courses, &course_id, current.modified, || {
+            Derived::note(self.courses, &course_id, current.modified, || {
                 let title = match grade {
                     "" => format!("Basisgrupper {}", year.title()),
                     grade => format!("{grade}. trinn {}", year.title()),
@@ -637,9 +647,12 @@ pub(crate) async fn scoped_roster(
                 "metadata": {"schoolYear": group.school_year},
             });
             let id = sourced_id(&current.identity);
-            roster.note_origin(moment, &id, &site, Entity::Group, current);
-            roster.note_site(&id, &site);
-            roster.classes.push(common(json, &id, current.modified));
+            self.roster
+                .note_origin(moment, &id, site, Entity::Group, current);
+            self.roster.note_site(&id, site);
+            self.roster
+                .classes
+                .push(common(json, &id, current.modified));
         }
         // A user's orgs are the scoped schools of its enrollments.
         let mut orgs_of: HashMap<CompactString, Vec<CompactString>> = HashMap::new();
@@ -658,16 +671,19 @@ pub(crate) async fn scoped_roster(
                 continue;
             };
             let json = json!({
-                "user": reference(&secret, &identities, Entity::Student, &enrollment.student, Kind::User),
-                "class": reference(&secret, &identities, Entity::Group, group, Kind::Class),
+                "user": reference(secret, identities, Entity::Student, &enrollment.student, Kind::User),
+                "class": reference(secret, identities, Entity::Group, group, Kind::Class),
                 "school": school_ref(&enrollment.school),
                 "role": "student",
                 "primary": "true",
             });
             let id = sourced_id(&current.identity);
-            roster.note_origin(moment, &id, &site, Entity::Enrollment, current);
-            roster.note_site(&id, &site);
-            roster.enrollments.push(common(json, &id, current.modified));
+            self.roster
+                .note_origin(moment, &id, site, Entity::Enrollment, current);
+            self.roster.note_site(&id, site);
+            self.roster
+                .enrollments
+                .push(common(json, &id, current.modified));
         }
         for current in &records.students {
             let AnyRecord::Student(student) = &current.record else {
@@ -677,8 +693,9 @@ pub(crate) async fn scoped_roster(
                 continue;
             };
             let id = sourced_id(&current.identity);
-            roster.note_origin(moment, &id, &site, Entity::Student, current);
-            roster.note_site(&id, &site);
+            self.roster
+                .note_origin(moment, &id, site, Entity::Student, current);
+            self.roster.note_site(&id, site);
             let sex = match student.gender {
                 Gender::Female => Some("female"),
                 Gender::Male => Some("male"),
@@ -687,7 +704,7 @@ pub(crate) async fn scoped_roster(
             let birth_date = student.birth_date.map(|date| date.to_string());
             if sex.is_some() || birth_date.is_some() {
                 let json = json!({"birthDate": birth_date, "sex": sex});
-                roster
+                self.roster
                     .demographics
                     .push(common(json, &id, current.modified));
             }
@@ -708,8 +725,41 @@ pub(crate) async fn scoped_roster(
                 "grades": [],
                 "metadata": {"birthDate": birth_date, "sex": sex},
             });
-            roster.users.push(common(json, &id, current.modified));
+            self.roster.users.push(common(json, &id, current.modified));
         }
+    }
+}
+
+/// Every object of the caller's scope at `moment` of the kinds `needs` asks for (the
+/// others are left empty). The store keeps no OneRoster objects: this maps the records of
+/// the scope's sites, for the lists and lookups the store cannot page itself (`paged`).
+/// Mapped as of a past time, each object also notes the record it came from (its
+/// `origins`).
+pub(crate) async fn scoped_roster(
+    store: &dyn Store,
+    scope: &ConsumerScope,
+    moment: Moment,
+    needs: Needs,
+) -> Result<ScopedRoster, StoreError> {
+    let mut roster = ScopedRoster::default();
+    let mut courses: BTreeMap<String, Derived> = BTreeMap::new();
+    let mut sessions: BTreeMap<String, Derived> = BTreeMap::new();
+    for site in scoped_sites(store, scope).await? {
+        let records = site_records(
+            store,
+            &site.site,
+            &site.secret,
+            &site.identities,
+            moment,
+            needs,
+        )
+        .await?;
+        let mut mapping = Mapping {
+            roster: &mut roster,
+            courses: &mut courses,
+            sessions: &mut sessions,
+        };
+        mapping.site(scope, moment, &site, &records);
     }
     roster.courses = Derived::finish(courses);
     roster.sessions = Derived::finish(sessions);

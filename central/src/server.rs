@@ -42,6 +42,7 @@ use crate::api::device::{PeerAddr, ENROLL_PATH};
 use crate::api::error::ApiError;
 use crate::enroll::EnrollSettings;
 use crate::metrics::Handshake;
+use crate::oneroster::PublicUrl;
 use crate::release::ReleaseSettings;
 use crate::state::{AppState, UiSettings, UiState};
 use crate::store::Store;
@@ -119,6 +120,10 @@ pub struct ServerParts {
     /// for no consumer listener. Plain HTTP: beyond loopback, put a TLS-terminating proxy in
     /// front of it.
     pub consumer_listen: Option<SocketAddr>,
+    /// The URL consumers reach the consumer listener by, behind its proxy: the base of the
+    /// OneRoster paging links and `href`s. `None` builds them from each request's checked
+    /// `Host` header, which a proxy that rewrites `Host` would make wrong.
+    pub consumer_public_url: Option<PublicUrl>,
     /// The operator web interface's listener and cookie settings, or `None` for no web
     /// interface. Plain HTTP: beyond loopback, put a TLS-terminating proxy in front of it.
     pub ui: Option<UiSettings>,
@@ -159,6 +164,7 @@ impl std::fmt::Debug for ServerParts {
             .field("device_listen", &self.device_listen)
             .field("admin_listen", &self.admin_listen)
             .field("consumer_listen", &self.consumer_listen)
+            .field("consumer_public_url", &self.consumer_public_url)
             .field("ui", &self.ui)
             .field("http_limits", &self.http_limits)
             .field("max_batch_bytes", &self.max_batch_bytes)
@@ -337,13 +343,15 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
     };
     let ui_addr = ui_listener.as_ref().map(|(_, bound, _)| *bound);
 
-    let state = Arc::new(AppState::new(
+    let mut state = AppState::new(
         parts.store,
         parts.sealing_key,
         parts.max_batch_bytes,
         parts.enroll,
         parts.releases,
-    ));
+    );
+    state.consumer_public_url = parts.consumer_public_url;
+    let state = Arc::new(state);
     let (sender, receiver) = watch::channel(false);
     let limits = parts.http_limits;
     let device_task = tokio::spawn(run_device_listener(

@@ -11,6 +11,7 @@ use skolebro_protocol::SealingPrivateKey;
 
 use crate::enroll::{EnrollSettings, Enroller};
 use crate::metrics::Metrics;
+use crate::oneroster::PublicUrl;
 use crate::release::ReleaseSettings;
 use crate::store::Store;
 
@@ -26,6 +27,9 @@ pub(crate) struct AppState {
     pub releases: ReleaseSettings,
     /// This process's counters for `GET /metrics`; the fleet's state is read at scrape time.
     pub metrics: Metrics,
+    /// The base of the consumer API's links and `href`s when configured; `None` takes it
+    /// from each request's checked `Host`.
+    pub consumer_public_url: Option<PublicUrl>,
 }
 
 impl AppState {
@@ -44,6 +48,7 @@ impl AppState {
             enroller: Enroller::new(enroll),
             releases,
             metrics: Metrics::new(),
+            consumer_public_url: None,
         }
     }
 }

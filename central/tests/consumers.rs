@@ -25,11 +25,19 @@ use skolebro_provisioning::Validity;
 use skolebro_roster::reader::{read_export, Format, ReaderOptions};
 
 use common::{now_ms, Central, CentralOptions};
+use skolebro_central::oneroster::PublicUrl;
 
 impl Central {
     async fn start() -> Central {
+        Central::start_with(None).await
+    }
+
+    /// Central with a consumer listener and, if given, its `consumer_public_url`.
+    async fn start_with(public_url: Option<&str>) -> Central {
         CentralOptions {
             consumer_listener: true,
+            consumer_public_url: public_url
+                .map(|url| PublicUrl::parse(url).expect("a valid public URL")),
             ..CentralOptions::default()
         }
         .start()
@@ -1086,6 +1094,43 @@ impl Central {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_public_url_names_every_link_and_href_whatever_the_host_asked() {
+    let central = Central::start_with(Some("https://api.example.no/skolebro/")).await;
+    let mut fana = central.device("skole-46505", 0xa1).await;
+    central
+        .transfer(&mut fana, &elevliste(FANA, &fana_rows()))
+        .await;
+    let token = central.token(json!({"county": "46"})).await;
+    let public = "https://api.example.no/skolebro/ims/oneroster/v1p1";
+
+    let (status, headers, body) = central
+        .get(&token, "/ims/oneroster/v1p1/students?limit=1&offset=1")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let links = links(&headers);
+    assert_eq!(links.len(), 4, "first, prev, next and last");
+    for (rel, url) in &links {
+        assert!(
+            url.starts_with(&format!("{public}/students?limit=1&offset=")),
+            "{rel}: {url}"
+        );
+    }
+    let org = &body["users"][0]["orgs"][0];
+    assert_eq!(
+        org["href"],
+        format!("{public}/orgs/{}", org["sourcedId"].as_str().unwrap()).as_str()
+    );
+    let (_, _, class) = central
+        .get(&token, "/ims/oneroster/v1p1/classes?limit=1")
+        .await;
+    for field in ["course", "school"] {
+        let href = class["classes"][0][field]["href"].as_str().unwrap();
+        assert!(href.starts_with(public), "{field}: {href}");
+    }
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn following_the_links_keeps_the_filter_and_serves_each_match_once() {
     let (central, mut devices) = three_schools().await;
     let token = central.token(json!({"county": "46"})).await;
@@ -1305,12 +1350,18 @@ async fn every_rostering_endpoint_shows_the_callers_scope_and_hides_the_rest() {
     central.stop().await;
 }
 
-/// Replaces every RFC 3339 time of an answer (`dateLastModified`) with a marker, so a
-/// golden file holds the shape and the content but not the moment the test ran.
+/// Replaces every RFC 3339 time of an answer (`dateLastModified`) with a marker, and the
+/// origin of every `href` (the port the test's listener got) with another, so a golden file
+/// holds the shape and the content but not the moment or the port the test ran with.
 fn normalise(value: &mut Value) {
     match value {
         Value::String(text) if text.len() > 10 && Timestamp::parse_rfc3339(text).is_some() => {
             *text = "<time>".to_owned();
+        }
+        Value::String(text) if text.starts_with("http://127.0.0.1:") => {
+            if let Some(at) = text.find("/ims/oneroster/") {
+                *text = format!("<origin>{}", &text[at..]);
+            }
         }
         Value::Array(items) => items.iter_mut().for_each(normalise),
         Value::Object(object) => object.values_mut().for_each(normalise),

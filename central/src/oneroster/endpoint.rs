@@ -252,6 +252,20 @@ impl Endpoint {
         matches!(self, Endpoint::List { parents, .. } if parents.is_empty())
     }
 
+    /// The kind and sort of a whole collection with no parent (`users`, `students`): the
+    /// lists the store can page itself (`super::paged`).
+    pub(crate) fn whole_collection(&self) -> Option<(Kind, Narrow)> {
+        match self {
+            Endpoint::List {
+                kind,
+                narrow,
+                parents,
+                constraints,
+            } if parents.is_empty() && constraints.is_empty() => Some((*kind, *narrow)),
+            _ => None,
+        }
+    }
+
     /// The kinds the answer is computed from: its own, its parents', and enrollments for a
     /// list joined through them.
     pub(crate) fn kinds(&self) -> Vec<Kind> {

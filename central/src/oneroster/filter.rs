@@ -132,6 +132,12 @@ impl Filter {
         Ok(Filter { any_of })
     }
 
+    /// The filter's `OR` groups, each a list of predicates joined by `AND`: what the store
+    /// may be asked for when there is one group (`super::paged`).
+    pub(crate) fn groups(&self) -> &[Vec<Predicate>] {
+        &self.any_of
+    }
+
     /// Every predicate, in order.
     fn predicates(&self) -> impl Iterator<Item = &Predicate> {
         self.any_of.iter().flatten()
@@ -183,7 +189,8 @@ impl Filter {
 }
 
 impl Predicate {
-    fn matches(&self, object: &Value) -> bool {
+    /// Whether the object (as served) matches this predicate alone.
+    pub(crate) fn matches(&self, object: &Value) -> bool {
         let field = object.get(&self.field).unwrap_or(&Value::Null);
         match field {
             // A list matches if one of its elements does: `grades='10'`, `orgs='<id>'`.

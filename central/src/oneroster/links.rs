@@ -3,11 +3,46 @@
 //! client that follows `next` keeps its filter, sort and field selection. The origin comes
 //! from the request's `Host` (checked to be a host name or address with an optional port)
 //! and `X-Forwarded-Proto` (only `http` or `https`), which the TLS-terminating proxy in
-//! front of the listener sets. Pure: the handler passes the headers in.
+//! front of the listener sets, unless central is configured with the URL consumers reach it
+//! by (`consumer_public_url`, a [`PublicUrl`]), which then names every link whatever the
+//! request's headers say. The `href` of each reference inside the objects is made absolute
+//! from the same base ([`absolute_hrefs`]). Pure: the handler passes the headers in.
 
 use axum::http::{header, HeaderMap, Uri};
+use serde_json::Value;
 
 use super::query::PageRequest;
+use super::BASE;
+
+/// The URL consumers reach the consumer listener by, behind its proxy
+/// (`https://api.example.no`, or with a path prefix the proxy strips,
+/// `https://example.no/skolebro`): the base of every paging link and `href`, so they name
+/// the public address even when the proxy rewrites `Host`. Checked once, at configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    /// `text` as a base URL: `http` or `https`, a host as the `Host` check accepts one, and an
+    /// optional path of plain characters, without a query, fragment or user; a trailing
+    /// `/` is dropped. `None` for anything else.
+    pub fn parse(text: &str) -> Option<PublicUrl> {
+        let text = text.trim().trim_end_matches('/');
+        let rest = text
+            .strip_prefix("https://")
+            .or_else(|| text.strip_prefix("http://"))?;
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path_ok = path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~'))
+            && !path.contains("//");
+        (is_host(host) && path_ok).then(|| PublicUrl(text.to_owned()))
+    }
+
+    /// The URL without a trailing `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// The scheme and authority the client reached the listener by (`https://api.example.no`),
 /// or `None` when the request names no valid host.
@@ -54,6 +89,26 @@ fn is_host(text: &str) -> bool {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     };
     port_ok && name_ok && !text.is_empty()
+}
+
+/// Makes the `href` of every reference in `value` (a path under [`BASE`], as the mapping
+/// writes it) an absolute URL under `base`, the configured public URL or the request's
+/// origin: OneRoster's `GUIDRef.href` is a URL a client can follow as it is.
+pub(crate) fn absolute_hrefs(value: &mut Value, base: &str) {
+    match value {
+        Value::Object(object) => {
+            for (name, field) in object.iter_mut() {
+                match field {
+                    Value::String(href) if name == "href" && href.starts_with(BASE) => {
+                        *href = format!("{base}{href}");
+                    }
+                    field => absolute_hrefs(field, base),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| absolute_hrefs(item, base)),
+        _ => {}
+    }
 }
 
 /// The `Link` header value for a page of `request` at `url` (origin and path, no query)
@@ -148,6 +203,55 @@ mod tests {
         assert!(!last.contains("rel=\"next\""));
         assert!(last.contains("<http://h/u?limit=5&offset=0>; rel=\"prev\""));
         assert!(last.contains("<http://h/u?limit=5&offset=5>; rel=\"last\""));
+    }
+
+    #[test]
+    fn a_public_url_is_an_http_base_without_query_user_or_odd_characters() {
+        for (text, parsed) in [
+            ("https://api.example.no", Some("https://api.example.no")),
+            ("https://api.example.no/", Some("https://api.example.no")),
+            ("http://127.0.0.1:8081", Some("http://127.0.0.1:8081")),
+            (
+                "https://example.no/skolebro/",
+                Some("https://example.no/skolebro"),
+            ),
+        ] {
+            assert_eq!(
+                PublicUrl::parse(text).as_ref().map(PublicUrl::as_str),
+                parsed,
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "api.example.no",
+            "ftp://api.example.no",
+            "https://",
+            "https://user@api.example.no",
+            "https://api.example.no/x?y=1",
+            "https://api.example.no/x#y",
+            "https://api.example.no//x",
+            "https://api.example.no/a b",
+        ] {
+            assert_eq!(PublicUrl::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn references_get_absolute_hrefs_and_other_strings_stay() {
+        let mut object = serde_json::json!({
+            "sourcedId": "u1",
+            "href": "not a reference",
+            "orgs": [{"href": format!("{BASE}/orgs/s1"), "sourcedId": "s1", "type": "org"}],
+            "school": {"href": format!("{BASE}/orgs/s1"), "sourcedId": "s1", "type": "org"},
+            "metadata": {"note": format!("{BASE}/orgs/s1")},
+        });
+        absolute_hrefs(&mut object, "https://api.example.no");
+        let url = format!("https://api.example.no{BASE}/orgs/s1");
+        assert_eq!(object["orgs"][0]["href"], url.as_str());
+        assert_eq!(object["school"]["href"], url.as_str());
+        assert_eq!(object["href"], "not a reference");
+        assert_eq!(object["metadata"]["note"], format!("{BASE}/orgs/s1"));
     }
 
     #[test]

@@ -169,6 +169,21 @@ impl PageRequest {
         (page, total)
     }
 
+    /// The parsed filter, if any.
+    pub(crate) fn filter(&self) -> Option<&Filter> {
+        self.filter.as_ref()
+    }
+
+    /// The field sorted by before `sourcedId`, if the request names one.
+    pub(crate) fn sort(&self) -> Option<&str> {
+        self.sort.as_deref()
+    }
+
+    /// Whether the order is `orderBy=desc`.
+    pub(crate) fn descending(&self) -> bool {
+        self.descending
+    }
+
     /// The time the filter asks for changes from ([`Filter::since`]): a change feed, which
     /// also answers what was deleted since.
     pub(crate) fn since(&self) -> Option<crate::store::Timestamp> {

@@ -61,8 +61,8 @@ pub use fylke::Fylke;
 pub use operators::{AuditEntry, OperatorStore, Role, UiSession, UiUser};
 pub use postgres::PostgresStore;
 pub use records::{
-    AnyRecord, ApplyOutcome, Changes, Counts, CurrentRecord, IncomingBatch, RecordStore, Transfer,
-    Version,
+    consumer_id, AnyRecord, ApplyOutcome, Changes, Compare, ConsumerPage, Counts, CurrentRecord,
+    IncomingBatch, PagedRecords, RecordStore, Transfer, Version,
 };
 pub use releases::{
     DeviceReason, NewRelease, ReleaseRecord, ReleaseReport, ReleaseStore, RolloutChange,

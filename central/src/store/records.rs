@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use skolebro_protocol::{
     ChainHead, DeviceId, Enrollment, Entity, Group, Opened, Payload, Record, RecordHandle, Roster,
     School, Seq, SiteId, Student,
@@ -415,6 +417,20 @@ pub trait RecordStore: Send + Sync {
     /// fylkesnummer and kommunenummer decide which consumers and exports reach a site.
     fn current_schools(&self) -> StoreFuture<'_, Vec<(SiteId, School)>>;
 
+    /// One page of the current records a consumer may read, in consumer id order, with the
+    /// size of the whole list: what the consumer API serves a list from when the request's
+    /// filter and sort can be said in SQL. Costs the page and a count over an index, so a
+    /// county-wide sync pays per page what the page holds.
+    fn consumer_page<'a>(&'a self, page: &'a ConsumerPage) -> StoreFuture<'a, PagedRecords>;
+
+    /// The current enrollments of the students with `students` as keys at one site, sorted
+    /// by handle: what places a page of students at their schools.
+    fn enrollments_of<'a>(
+        &'a self,
+        site: &'a SiteId,
+        students: &'a [CompactString],
+    ) -> StoreFuture<'a, Vec<CurrentRecord>>;
+
     /// The site's newest `limit` applied batches, newest first. [`RecordStore::apply`] records
     /// each in the transaction that applies it.
     fn transfers<'a>(&'a self, site: &'a SiteId, limit: u32) -> StoreFuture<'a, Vec<Transfer>>;
@@ -422,4 +438,215 @@ pub trait RecordStore: Send + Sync {
     /// Every site's batches applied at or after `since`, oldest first: what a transfer
     /// window's report (delivered in time, late) is derived from.
     fn transfers_since(&self, since: Timestamp) -> StoreFuture<'_, Vec<(SiteId, Transfer)>>;
+}
+
+/// The id the consumer API names a record by, as bytes: the first 16 bytes of SHA-256 over a
+/// label and the record's identity (its first version's handle). Its hex is the record's
+/// OneRoster `sourcedId`: stable across renames, unique across sites, and unlinkable to the
+/// handles devices keep. The store keeps it beside every version (`consumer_id`), so a
+/// list in `sourcedId` order is a range of an index rather than a sort of every record.
+pub fn consumer_id(identity: &RecordHandle) -> [u8; 16] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"skolebro-oneroster-v1");
+    hasher.update(identity.as_bytes());
+    let mut id = [0; 16];
+    id.copy_from_slice(&hasher.finalize()[..16]);
+    id
+}
+
+/// A comparison a consumer's filter makes, pushed into the store's query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    Equal,
+    NotEqual,
+    Greater,
+    GreaterOrEqual,
+    Less,
+    LessOrEqual,
+}
+
+impl Compare {
+    /// The operator in SQL, in both databases.
+    fn sql(self) -> &'static str {
+        match self {
+            Compare::Equal => "=",
+            Compare::NotEqual => "<>",
+            Compare::Greater => ">",
+            Compare::GreaterOrEqual => ">=",
+            Compare::Less => "<",
+            Compare::LessOrEqual => "<=",
+        }
+    }
+}
+
+/// One page of the current records of one kind that a consumer may read, in consumer id
+/// order: what [`RecordStore::consumer_page`] reads so that a page of a county-wide list
+/// costs the page (and an index count), not every record of the county.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerPage {
+    /// The kind listed.
+    pub entity: Entity,
+    /// The schools of the consumer's scope, as `(site, skolenummer)`. A school lists
+    /// itself; a basisgruppe, an enrollment with a basisgruppe, and a student with an
+    /// enrollment are listed if their school is one of these.
+    pub schools: Vec<(SiteId, CompactString)>,
+    /// Bounds on the time each record took its present content, all of which must hold.
+    pub modified: Vec<(Compare, Timestamp)>,
+    /// Bounds on the consumer id ([`consumer_id`]), all of which must hold.
+    pub ids: Vec<(Compare, [u8; 16])>,
+    /// Highest consumer id first.
+    pub descending: bool,
+    /// Records skipped before the page.
+    pub offset: u64,
+    /// Most records in the page.
+    pub limit: u64,
+}
+
+/// What [`RecordStore::consumer_page`] answers: the page, each record with its site, and
+/// how many records the whole list holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagedRecords {
+    pub records: Vec<(SiteId, CurrentRecord)>,
+    pub total: u64,
+}
+
+/// The SQL spelling of the two databases, for the one consumer page query both run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    fn param(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    /// A row's record JSON as text.
+    fn record(self, row: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("{row}.record"),
+            Dialect::Postgres => format!("{row}.record::text"),
+        }
+    }
+
+    /// A top-level text field of a row's record JSON.
+    fn field(self, row: &str, field: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract({row}.record, '$.{field}')"),
+            Dialect::Postgres => format!("({row}.record->>'{field}')"),
+        }
+    }
+
+    /// `site`, a unit separator and a field: how a school of the scope is named in the list
+    /// parameter ([`scope_keys`]).
+    fn site_and(self, row: &str, field: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("({row}.site || char(31) || {})", self.field(row, field)),
+            Dialect::Postgres => format!(
+                "(({row}.site || chr(31) || {}) COLLATE \"C\")",
+                self.field(row, field)
+            ),
+        }
+    }
+
+    /// Membership in the list parameter `n` (a JSON array in SQLite, an array in PostgreSQL).
+    fn among(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("IN (SELECT value FROM json_each(?{n}))"),
+            Dialect::Postgres => format!("= ANY(${n})"),
+        }
+    }
+}
+
+/// The scope's schools as the page query's first list parameter names them: site, unit
+/// separator, skolenummer.
+pub(crate) fn scope_keys(page: &ConsumerPage) -> Vec<String> {
+    page.schools
+        .iter()
+        .map(|(site, school)| format!("{}\u{1f}{school}", site.as_str()))
+        .collect()
+}
+
+/// The scope's sites, the query's second list parameter.
+pub(crate) fn scope_sites(page: &ConsumerPage) -> Vec<String> {
+    let mut sites: Vec<String> = page
+        .schools
+        .iter()
+        .map(|(site, _)| site.as_str().to_owned())
+        .collect();
+    sites.sort();
+    sites.dedup();
+    sites
+}
+
+/// The two statements of a consumer page: the page, then the count. Parameters: 1 the
+/// entity's name, 2 [`scope_keys`], 3 [`scope_sites`], then each `modified` bound, each `ids`
+/// bound, and (the page only) limit and offset. The page selects site, handle, record,
+/// `valid_from` and identity.
+pub(crate) fn consumer_page_sql(page: &ConsumerPage, dialect: Dialect) -> (String, String) {
+    let p = |n| dialect.param(n);
+    let scope = match page.entity {
+        Entity::School => format!(
+            "{} {}",
+            dialect.site_and("r", "skolenummer"),
+            dialect.among(2)
+        ),
+        Entity::Group => format!("{} {}", dialect.site_and("r", "school"), dialect.among(2)),
+        Entity::Enrollment => format!(
+            "{} {} AND {} IS NOT NULL",
+            dialect.site_and("r", "school"),
+            dialect.among(2),
+            dialect.field("r", "group")
+        ),
+        Entity::Student => format!(
+            "EXISTS (SELECT 1 FROM records e WHERE e.entity = 'enrollments' AND e.is_current \
+             AND e.site = r.site AND {} = {} AND {} {})",
+            dialect.field("e", "student"),
+            dialect.field("r", "source_key"),
+            dialect.site_and("e", "school"),
+            dialect.among(2)
+        ),
+    };
+    let mut condition = format!(
+        "r.entity = {} AND r.is_current AND r.site {} AND {scope}",
+        p(1),
+        dialect.among(3)
+    );
+    let mut next = 4;
+    for (compare, _) in &page.modified {
+        condition.push_str(&format!(" AND r.valid_from {} {}", compare.sql(), p(next)));
+        next += 1;
+    }
+    for (compare, _) in &page.ids {
+        condition.push_str(&format!(" AND r.consumer_id {} {}", compare.sql(), p(next)));
+        next += 1;
+    }
+    let order = if page.descending { "DESC" } else { "ASC" };
+    let select = format!(
+        "SELECT r.site, r.handle, {}, r.valid_from, COALESCE(r.identity, r.handle) \
+         FROM records r WHERE {condition} ORDER BY r.consumer_id {order} LIMIT {} OFFSET {}",
+        dialect.record("r"),
+        p(next),
+        p(next + 1)
+    );
+    let count = format!("SELECT COUNT(*) FROM records r WHERE {condition}");
+    (select, count)
+}
+
+/// The statement reading the current enrollments of some students of one site: parameters
+/// 1 the site, 2 the students' keys as a list.
+pub(crate) fn enrollments_of_sql(dialect: Dialect) -> String {
+    format!(
+        "SELECT e.handle, {}, e.valid_from, COALESCE(e.identity, e.handle) FROM records e \
+         WHERE e.site = {} AND e.entity = 'enrollments' AND e.is_current AND {} {} \
+         ORDER BY e.handle",
+        dialect.record("e"),
+        dialect.param(1),
+        dialect.field("e", "student"),
+        dialect.among(2)
+    )
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::pem::PemObject as _;
+use skolebro_central::oneroster::PublicUrl;
 use skolebro_central::store::{SqliteStore, Store};
 use skolebro_central::ui::UiSettings;
 use skolebro_central::{
@@ -35,6 +36,8 @@ pub(crate) struct CentralOptions {
     pub release_key: Option<ReleaseVerifyingKey>,
     /// Whether central opens the consumer (OneRoster) listener on loopback.
     pub consumer_listener: bool,
+    /// `consumer_public_url`: the base of the consumer API's links, else the `Host` asked.
+    pub consumer_public_url: Option<PublicUrl>,
     /// Whether central opens the operator web interface on loopback.
     pub ui: bool,
     /// Central's sealing key: a fixed one by default, so envelopes are reproducible.
@@ -50,6 +53,7 @@ impl Default for CentralOptions {
             enroll: None,
             release_key: None,
             consumer_listener: false,
+            consumer_public_url: None,
             ui: false,
             sealing: SealingPrivateKey::from_bytes([7; 32]),
             http_limits: HttpLimits::default(),
@@ -112,6 +116,7 @@ impl CentralOptions {
             device_listen: loopback(),
             admin_listen: loopback(),
             consumer_listen: self.consumer_listener.then(loopback),
+            consumer_public_url: self.consumer_public_url.clone(),
             ui: self.ui.then(|| UiSettings {
                 listen: loopback(),
                 // Plain HTTP on loopback: a Secure cookie would never be sent back.

@@ -1,7 +1,11 @@
 //! `skolebro-bench-store`: how fast central applies a 100,000-student snapshot, on SQLite and
 //! on PostgreSQL, and, as the floor for PostgreSQL, a `COPY` of the same rows into a table of
-//! the same shape in the same run. The roster comes from the synthetic generator through the
-//! agent's own reader, so the records are what an agent would send.
+//! the same shape in the same run; then what one page of the consumer API's `users` costs
+//! the store once the county's students are in it (`limit=100` at offset 50,000 in
+//! `sourcedId` order, read as the consumer API's paged path reads it), beside what the
+//! in-memory path read for every page before (every current student, enrollment and school
+//! of the site). The roster comes from the synthetic generator through the agent's own
+//! reader, so the records are what an agent would send.
 
 use std::io::BufWriter;
 use std::path::Path;
@@ -11,8 +15,11 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::SinkExt;
-use skolebro_central::store::{IncomingBatch, PostgresStore, SqliteStore, Store, Timestamp};
+use skolebro_central::store::{
+    AnyRecord, ConsumerPage, IncomingBatch, PostgresStore, SqliteStore, Store, Timestamp,
+};
 use skolebro_protocol::envelope::{ChainHead, DeviceId, DeviceSigningKey, Payload, Seq, SiteId};
+use skolebro_protocol::Entity;
 use skolebro_protocol::{Digest, Record, Roster, SiteSecret};
 use skolebro_roster::reader::{read_export, Format, ReaderOptions};
 use skolebro_tests::rostergen::Generated;
@@ -28,6 +35,10 @@ struct Args {
         default_value = "host=127.0.0.1 port=5432 user=postgres dbname=test"
     )]
     postgres: String,
+    /// Timed reads of each consumer page measurement; the first is reported apart (a cold
+    /// cache), the median and slowest of the rest after it.
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
 }
 
 #[tokio::main]
@@ -47,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let sqlite = SqliteStore::open(dir.path().join("central.db")).await?;
     let took = apply(&sqlite, &roster).await?;
     report("SQLite store apply", records, took);
+    pages(&sqlite, "SQLite", args.runs).await?;
 
     let schema = format!("skolebro_bench_{}", hex::encode(random::<4>()?));
     let postgres = PostgresStore::connect(&args.postgres, &schema, 4)
@@ -55,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
     let result = async {
         let took = apply(&postgres, &roster).await?;
         report("PostgreSQL store apply", records, took);
+        pages(&postgres, "PostgreSQL", args.runs).await?;
         let copy = copy(&args.postgres, &schema, &roster).await?;
         report("PostgreSQL COPY of the rows", records, copy);
         println!(
@@ -66,6 +79,92 @@ async fn main() -> anyhow::Result<()> {
     .await;
     drop_schema(&args.postgres, &schema).await?;
     result
+}
+
+/// Times one page of `users` (`limit=100`, offset 50,000, by `sourcedId`) as the consumer
+/// API's paged path reads it: the scope's schools, the page with its count, and for the
+/// page's site its secret, renamed records, schools and the page's enrollments. Then, for
+/// contrast, the reads the whole-roster path made for every page.
+async fn pages(store: &dyn Store, name: &str, runs: usize) -> anyhow::Result<()> {
+    let paged = || async {
+        let start = Instant::now();
+        let schools: Vec<_> = store
+            .current_schools()
+            .await?
+            .into_iter()
+            .filter(|(_, school)| school.fylkesnummer.as_deref() == Some("46"))
+            .map(|(site, school)| (site, school.skolenummer))
+            .collect();
+        let query = ConsumerPage {
+            entity: Entity::Student,
+            schools,
+            modified: Vec::new(),
+            ids: Vec::new(),
+            descending: false,
+            offset: 50_000,
+            limit: 100,
+        };
+        let page = store.consumer_page(&query).await?;
+        let Some((site, _)) = page.records.first() else {
+            anyhow::bail!("the page at offset 50,000 is empty");
+        };
+        store.site_secret(site).await?;
+        store.renamed_identities(site).await?;
+        store.current_records(site, Entity::School).await?;
+        let keys: Vec<_> = page
+            .records
+            .iter()
+            .filter_map(|(_, current)| match &current.record {
+                AnyRecord::Student(student) => Some(student.source_key.clone()),
+                _ => None,
+            })
+            .collect();
+        let enrollments = store.enrollments_of(site, &keys).await?;
+        anyhow::ensure!(
+            page.records.len() == 100 && enrollments.len() >= 100,
+            "a full page with its enrollments"
+        );
+        Ok::<_, anyhow::Error>((start.elapsed(), page.total))
+    };
+    let whole = || async {
+        let start = Instant::now();
+        let site = SiteId::new("46500")?;
+        for entity in [Entity::School, Entity::Enrollment, Entity::Student] {
+            store.current_records(&site, entity).await?;
+        }
+        Ok::<_, anyhow::Error>(start.elapsed())
+    };
+    let mut times = Vec::new();
+    let mut total = 0;
+    for _ in 0..runs.max(2) {
+        let (took, count) = paged().await?;
+        times.push(took);
+        total = count;
+    }
+    timings(&format!("{name} users page, store-paged"), &times, total);
+    let mut times = Vec::new();
+    for _ in 0..runs.max(2) {
+        times.push(whole().await?);
+    }
+    timings(
+        &format!("{name} users page, whole-roster reads"),
+        &times,
+        total,
+    );
+    Ok(())
+}
+
+/// Prints the first (cold) time, then the median and slowest of the others.
+fn timings(what: &str, times: &[Duration], total: u64) {
+    let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+    let mut warm: Vec<Duration> = times[1..].to_vec();
+    warm.sort();
+    println!(
+        "{what:<45} first {:>8.1} ms   median {:>8.1} ms   slowest {:>8.1} ms   ({total} in the list)",
+        ms(&times[0]),
+        ms(&warm[warm.len() / 2]),
+        ms(&warm[warm.len() - 1]),
+    );
 }
 
 fn random<const N: usize>() -> anyhow::Result<[u8; N]> {

@@ -19,9 +19,9 @@ use crate::access_log::{log_answer, Answer};
 use crate::api::error::ApiError;
 use crate::oneroster::deletions::deletions;
 use crate::oneroster::endpoint::{Endpoint, Missing};
-use crate::oneroster::links::{link_header, origin};
+use crate::oneroster::links::{absolute_hrefs, link_header, origin};
 use crate::oneroster::query::{parse_query, PageRequest};
-use crate::oneroster::{scoped_roster, Moment, Needs, ScopedRoster, BASE};
+use crate::oneroster::{paged, scoped_roster, Moment, Needs, ScopedRoster, BASE};
 use crate::state::AppState;
 
 /// `GET /ims/oneroster/v1p1/{path}`: a list of the caller's objects, filtered, sorted and
@@ -45,30 +45,48 @@ pub(crate) async fn get_resource(
     let request = parse_query(&uri)
         .and_then(|query| PageRequest::from_query(query, kind.fields()))
         .map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
-    let Some(origin) = origin(&headers, &uri) else {
-        return Err(ApiError::bad_request(
-            "invalid_host",
-            "the Host header names no host, so no paging links can be written",
-        ));
+    let origin = match &state.consumer_public_url {
+        Some(url) => url.as_str().to_owned(),
+        None => origin(&headers, &uri).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_host",
+                "the Host header names no host, so no paging links can be written",
+            )
+        })?,
     };
-    let needs = Needs::of(endpoint.kinds());
-    let roster = scoped_roster(state.store.as_ref(), &client.scope, Moment::Now, needs).await?;
-    let mut objects = endpoint.select(&roster).map_err(|Missing::Object(kind)| {
-        ApiError::not_found(
-            "unknown_object",
-            format!("no {} with this sourcedId", kind.singular()),
-        )
-    })?;
     let one = matches!(endpoint, Endpoint::One { .. });
-    let mut gone = ScopedRoster::default();
-    if let Some(since) = request.since().filter(|_| endpoint.is_collection()) {
-        gone = deletions(state.store.as_ref(), &client.scope, since, &roster, kind).await?;
-        objects.extend(endpoint.select(&gone).unwrap_or_default());
-    }
-    let (page, total) = if one {
-        (objects.into_iter().take(1).collect(), 1)
-    } else {
-        request.apply(objects)
+    let (page, total, roster, gone) = match paged::plan(&endpoint, &request) {
+        Some(plan) => {
+            let paged = paged::serve(state.store.as_ref(), &client.scope, &plan).await?;
+            (
+                paged.page,
+                paged.total,
+                paged.roster,
+                ScopedRoster::default(),
+            )
+        }
+        None => {
+            let needs = Needs::of(endpoint.kinds());
+            let roster =
+                scoped_roster(state.store.as_ref(), &client.scope, Moment::Now, needs).await?;
+            let mut objects = endpoint.select(&roster).map_err(|Missing::Object(kind)| {
+                ApiError::not_found(
+                    "unknown_object",
+                    format!("no {} with this sourcedId", kind.singular()),
+                )
+            })?;
+            let mut gone = ScopedRoster::default();
+            if let Some(since) = request.since().filter(|_| endpoint.is_collection()) {
+                gone = deletions(state.store.as_ref(), &client.scope, since, &roster, kind).await?;
+                objects.extend(endpoint.select(&gone).unwrap_or_default());
+            }
+            let (page, total) = if one {
+                (objects.into_iter().take(1).collect(), 1)
+            } else {
+                request.apply(objects)
+            };
+            (page, total, roster, gone)
+        }
     };
     let answer = Answer {
         endpoint: &format!("{BASE}/{path}"),
@@ -78,7 +96,11 @@ pub(crate) async fn get_resource(
         rosters: &[&roster, &gone],
     };
     log_answer(state.store.as_ref(), &client, &answer).await?;
-    let mut page = page.into_iter().map(|object| request.select(object));
+    let mut page = page.into_iter().map(|object| {
+        let mut object = request.select(object);
+        absolute_hrefs(&mut object, &origin);
+        object
+    });
     if one {
         let object = page.next().unwrap_or(Value::Null);
         return Ok(Json(json!({ kind.singular(): object })).into_response());

@@ -90,6 +90,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../../migrations/postgres/0011_access_log.sql"),
     ),
+    (
+        12,
+        include_str!("../../../migrations/postgres/0012_consumer_paging.sql"),
+    ),
 ];
 
 /// Central's store in a PostgreSQL schema.

@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
+use compact_str::CompactString;
 use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::GenericClient;
 
 use super::devices::{read_device, read_secret};
@@ -23,6 +24,10 @@ use crate::store::records::{
     sort_roster, ApplyOutcome, ChainCheck, Counts, CurrentRecord, IncomingBatch, RecordStore,
     Transfer, TransferRow, Version, TRANSFER_COLUMNS,
 };
+use crate::store::records::{
+    consumer_id, consumer_page_sql, enrollments_of_sql, scope_keys, scope_sites, ConsumerPage,
+    Dialect, PagedRecords,
+};
 use crate::store::timestamp::Timestamp;
 
 /// Version ids per `UPDATE … WHERE id = ANY($1)` closing versions: keeps each message well
@@ -34,7 +39,7 @@ const CHUNK: usize = 5_000;
 /// `record` is a `json` column written as `TEXT`: the binary format of `json` is its text
 /// (`json_recv` reads the bytes as text and validates them), so the JSON goes over the wire
 /// as it is, without a text-COPY escape pass.
-const COPY_TYPES: [Type; 10] = [
+const COPY_TYPES: [Type; 11] = [
     Type::TEXT,  // site
     Type::TEXT,  // entity
     Type::BYTEA, // handle
@@ -45,6 +50,7 @@ const COPY_TYPES: [Type; 10] = [
     Type::BOOL,  // is_current
     Type::INT8,  // transaction_time
     Type::BYTEA, // identity
+    Type::BYTEA, // consumer_id
 ];
 
 impl PostgresStore {
@@ -115,13 +121,15 @@ impl PostgresStore {
             let sink = tx
                 .copy_in(
                     "COPY records (site, entity, handle, digest, record, valid_from, valid_to, \
-                     is_current, transaction_time, identity) FROM STDIN (FORMAT binary)",
+                     is_current, transaction_time, identity, consumer_id) \
+                     FROM STDIN (FORMAT binary)",
                 )
                 .await?;
             let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
             let mut writer = std::pin::pin!(writer);
             let no_end: Option<i64> = None;
             for Insert { row, identity } in &plan.insert {
+                let consumer = consumer_id(identity.as_ref().unwrap_or(&row.handle));
                 let identity = identity.as_ref().map(|identity| &identity.as_bytes()[..]);
                 writer
                     .as_mut()
@@ -136,6 +144,7 @@ impl PostgresStore {
                         &true,
                         &at,
                         &identity,
+                        &&consumer[..],
                     ])
                     .await?;
             }
@@ -271,6 +280,21 @@ async fn read_renamed<C: GenericClient + Sync>(
         .collect()
 }
 
+/// A current record from the columns handle, record (as text), `valid_from` and identity,
+/// starting at column `from`.
+fn current_record(
+    row: &tokio_postgres::Row,
+    from: usize,
+    entity: Entity,
+) -> Result<CurrentRecord, StoreError> {
+    Ok(CurrentRecord {
+        handle: RecordHandle::from_bytes(bytes32(row.try_get(from)?, "handle")?),
+        record: decode(entity, row.try_get(from + 1)?)?,
+        modified: Timestamp(row.try_get(from + 2)?),
+        identity: RecordHandle::from_bytes(bytes32(row.try_get(from + 3)?, "identity")?),
+    })
+}
+
 impl RecordStore for PostgresStore {
     fn apply(&self, batch: IncomingBatch) -> StoreFuture<'_, ApplyOutcome> {
         Box::pin(self.apply_batch(batch))
@@ -375,14 +399,62 @@ impl RecordStore for PostgresStore {
                 )
                 .await?;
             rows.iter()
+                .map(|row| current_record(row, 0, entity))
+                .collect()
+        })
+    }
+
+    fn consumer_page<'a>(&'a self, page: &'a ConsumerPage) -> StoreFuture<'a, PagedRecords> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let (select, count) = consumer_page_sql(page, Dialect::Postgres);
+            let entity = entity_name(page.entity);
+            let keys = scope_keys(page);
+            let sites = scope_sites(page);
+            let ids: Vec<&[u8]> = page.ids.iter().map(|(_, id)| &id[..]).collect();
+            let mut values: Vec<&(dyn ToSql + Sync)> = vec![&entity, &keys, &sites];
+            values.extend(
+                page.modified
+                    .iter()
+                    .map(|(_, at)| &at.0 as &(dyn ToSql + Sync)),
+            );
+            values.extend(ids.iter().map(|id| id as &(dyn ToSql + Sync)));
+            let total: i64 = conn.query_one(&count, &values).await?.try_get(0)?;
+            let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+            let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
+            values.push(&limit);
+            values.push(&offset);
+            let rows = conn.query(&select, &values).await?;
+            let records = rows
+                .iter()
                 .map(|row| {
-                    Ok(CurrentRecord {
-                        handle: RecordHandle::from_bytes(bytes32(row.try_get(0)?, "handle")?),
-                        record: decode(entity, row.try_get(1)?)?,
-                        modified: Timestamp(row.try_get(2)?),
-                        identity: RecordHandle::from_bytes(bytes32(row.try_get(3)?, "identity")?),
-                    })
+                    let site = stored_site(row.try_get(0)?)?;
+                    Ok((site, current_record(row, 1, page.entity)?))
                 })
+                .collect::<Result<_, StoreError>>()?;
+            Ok(PagedRecords {
+                records,
+                total: u64::try_from(total).unwrap_or_default(),
+            })
+        })
+    }
+
+    fn enrollments_of<'a>(
+        &'a self,
+        site: &'a SiteId,
+        students: &'a [CompactString],
+    ) -> StoreFuture<'a, Vec<CurrentRecord>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let students: Vec<&str> = students.iter().map(|key| key.as_str()).collect();
+            let rows = conn
+                .query(
+                    &enrollments_of_sql(Dialect::Postgres),
+                    &[&site.as_str(), &students],
+                )
+                .await?;
+            rows.iter()
+                .map(|row| current_record(row, 0, Entity::Enrollment))
                 .collect()
         })
     }

@@ -41,9 +41,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
+use skolebro_protocol::RecordHandle;
+
+use crate::store::columns::bytes32;
 use crate::store::error::StoreError;
+use crate::store::records::consumer_id;
 
 /// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
 /// `schema_version`; embedding them means a binary always carries the schema it expects. A
@@ -90,6 +94,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         11,
         include_str!("../../../migrations/sqlite/0011_access_log.sql"),
+    ),
+    (
+        12,
+        include_str!("../../../migrations/sqlite/0012_consumer_paging.sql"),
     ),
 ];
 
@@ -183,7 +191,48 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    run_migrations(conn, MIGRATIONS)
+    let has_consumer_ids = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some()
+        && conn
+            .query_row(
+                "SELECT 1 FROM schema_version WHERE version = 12",
+                [],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+    run_migrations(conn, MIGRATIONS)?;
+    if !has_consumer_ids {
+        fill_consumer_ids(conn)?;
+    }
+    Ok(())
+}
+
+/// Writes the consumer id of every version that has none: those written before migration 12
+/// (see `migrations/sqlite/0012_consumer_paging.sql`), since SQLite cannot compute SHA-256
+/// in SQL. Runs once, when that migration is applied; every version inserted since
+/// carries its id.
+fn fill_consumer_ids(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let missing: Vec<(i64, Vec<u8>)> = tx
+        .prepare("SELECT id, COALESCE(identity, handle) FROM records WHERE consumer_id IS NULL")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    {
+        let mut fill = tx.prepare("UPDATE records SET consumer_id = ?2 WHERE id = ?1")?;
+        for (id, identity) in missing {
+            let identity = RecordHandle::from_bytes(bytes32(&identity, "identity")?);
+            fill.execute(rusqlite::params![id, &consumer_id(&identity)[..]])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Runs each of `migrations` that `schema_version` does not record, in the order given.

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use compact_str::CompactString;
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId, SiteSecret};
 
 use super::devices::{read_device, read_secret};
@@ -20,6 +22,10 @@ use crate::store::records::{
     bytes_to_db, changes_to_db, check_batch, decode, decode_school, push_record, set_count,
     sort_roster, ApplyOutcome, ChainCheck, Counts, CurrentRecord, IncomingBatch, RecordStore,
     Transfer, TransferRow, Version, TRANSFER_COLUMNS,
+};
+use crate::store::records::{
+    consumer_id, consumer_page_sql, enrollments_of_sql, scope_keys, scope_sites, ConsumerPage,
+    Dialect, PagedRecords,
 };
 use crate::store::timestamp::Timestamp;
 
@@ -89,10 +95,11 @@ fn apply_prepared(
         let mut insert = tx.prepare_cached(
             "INSERT INTO records \
              (site, entity, handle, digest, record, valid_from, valid_to, is_current, \
-              transaction_time, identity) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 1, ?6, ?7)",
+              transaction_time, identity, consumer_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 1, ?6, ?7, ?8)",
         )?;
         for Insert { row, identity } in &plan.insert {
+            let consumer = consumer_id(identity.as_ref().unwrap_or(&row.handle));
             insert.execute(params![
                 site,
                 entity_name(row.entity),
@@ -101,6 +108,7 @@ fn apply_prepared(
                 row.json,
                 at,
                 identity.as_ref().map(|identity| &identity.as_bytes()[..]),
+                &consumer[..],
             ])?;
         }
     }
@@ -241,6 +249,21 @@ fn read_roster(
     Ok(roster)
 }
 
+/// A current record from the columns handle, record, `valid_from` and identity, starting
+/// at column `from`.
+fn current_record(
+    row: &rusqlite::Row<'_>,
+    from: usize,
+    entity: Entity,
+) -> Result<CurrentRecord, StoreError> {
+    Ok(CurrentRecord {
+        handle: RecordHandle::from_bytes(bytes32(&row.get::<_, Vec<u8>>(from)?, "handle")?),
+        record: decode(entity, &row.get::<_, String>(from + 1)?)?,
+        modified: Timestamp(row.get(from + 2)?),
+        identity: RecordHandle::from_bytes(bytes32(&row.get::<_, Vec<u8>>(from + 3)?, "identity")?),
+    })
+}
+
 impl RecordStore for SqliteStore {
     fn apply(&self, batch: IncomingBatch) -> StoreFuture<'_, ApplyOutcome> {
         Box::pin(self.apply_batch(batch))
@@ -344,18 +367,7 @@ impl RecordStore for SqliteStore {
             let mut rows = statement.query(params![site.as_str(), entity_name(entity)])?;
             let mut records = Vec::new();
             while let Some(row) = rows.next()? {
-                records.push(CurrentRecord {
-                    handle: RecordHandle::from_bytes(bytes32(
-                        &row.get::<_, Vec<u8>>(0)?,
-                        "handle",
-                    )?),
-                    record: decode(entity, &row.get::<_, String>(1)?)?,
-                    modified: Timestamp(row.get(2)?),
-                    identity: RecordHandle::from_bytes(bytes32(
-                        &row.get::<_, Vec<u8>>(3)?,
-                        "identity",
-                    )?),
-                });
+                records.push(current_record(row, 0, entity)?);
             }
             Ok(records)
         }))
@@ -399,6 +411,61 @@ impl RecordStore for SqliteStore {
                 transfers.push(row?.into_transfer()?);
             }
             Ok(transfers)
+        }))
+    }
+
+    fn consumer_page<'a>(&'a self, page: &'a ConsumerPage) -> StoreFuture<'a, PagedRecords> {
+        let page = page.clone();
+        Box::pin(self.call(move |conn| {
+            let (select, count) = consumer_page_sql(&page, Dialect::Sqlite);
+            let list = |items: Vec<String>| serde_json::Value::from(items).to_string();
+            let mut values: Vec<Value> = vec![
+                Value::Text(entity_name(page.entity).to_owned()),
+                Value::Text(list(scope_keys(&page))),
+                Value::Text(list(scope_sites(&page))),
+            ];
+            values.extend(page.modified.iter().map(|(_, at)| Value::Integer(at.0)));
+            values.extend(page.ids.iter().map(|(_, id)| Value::Blob(id.to_vec())));
+            let total: i64 = conn
+                .prepare_cached(&count)?
+                .query_row(params_from_iter(values.iter()), |row| row.get(0))?;
+            values.push(Value::Integer(
+                i64::try_from(page.limit).unwrap_or(i64::MAX),
+            ));
+            values.push(Value::Integer(
+                i64::try_from(page.offset).unwrap_or(i64::MAX),
+            ));
+            let mut statement = conn.prepare_cached(&select)?;
+            let mut rows = statement.query(params_from_iter(values.iter()))?;
+            let mut records = Vec::new();
+            while let Some(row) = rows.next()? {
+                let site = stored_site(&row.get::<_, String>(0)?)?;
+                records.push((site, current_record(row, 1, page.entity)?));
+            }
+            Ok(PagedRecords {
+                records,
+                total: u64::try_from(total).unwrap_or_default(),
+            })
+        }))
+    }
+
+    fn enrollments_of<'a>(
+        &'a self,
+        site: &'a SiteId,
+        students: &'a [CompactString],
+    ) -> StoreFuture<'a, Vec<CurrentRecord>> {
+        let site = site.clone();
+        let students =
+            serde_json::Value::from(students.iter().map(|key| key.as_str()).collect::<Vec<_>>())
+                .to_string();
+        Box::pin(self.call(move |conn| {
+            let mut statement = conn.prepare_cached(&enrollments_of_sql(Dialect::Sqlite))?;
+            let mut rows = statement.query(params![site.as_str(), students])?;
+            let mut records = Vec::new();
+            while let Some(row) = rows.next()? {
+                records.push(current_record(row, 0, Entity::Enrollment)?);
+            }
+            Ok(records)
         }))
     }
 

@@ -22,6 +22,7 @@ use super::{
 };
 
 mod access_log;
+mod consumer_pages;
 mod consumers;
 mod devices;
 mod fleet;
@@ -35,6 +36,7 @@ mod tokens;
 mod windows;
 
 pub(crate) use access_log::*;
+pub(crate) use consumer_pages::*;
 pub(crate) use consumers::*;
 pub(crate) use devices::*;
 pub(crate) use fleet::*;
@@ -127,6 +129,7 @@ macro_rules! store_suite {
             a_school_moves_to_another_site_only_when_it_is_registered,
             reads_are_logged_and_listed_by_client_and_site_newest_first,
             reads_older_than_the_retention_are_purged_in_bounded_steps,
+            paged_lists_answer_exactly_as_the_whole_roster_does,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {

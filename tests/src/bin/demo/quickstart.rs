@@ -96,6 +96,7 @@ pub(crate) async fn run(exports: Vec<PathBuf>, json: bool) -> anyhow::Result<boo
         device_listen: "127.0.0.1:0".parse()?,
         admin_listen: "127.0.0.1:0".parse()?,
         consumer_listen: None,
+        consumer_public_url: None,
         ui: None,
         http_limits: skolebro_central::HttpLimits::default(),
         max_batch_bytes: 16 << 20,

@@ -1,0 +1,228 @@
+//! Lists the store pages itself: a whole collection of orgs, users (students), classes or
+//! enrollments whose filter and sort SQL can say is read one page at a time
+//! ([`crate::store::RecordStore::consumer_page`]) instead of mapping every record of the
+//! scope and paging in memory. The handler in `crate::api::consumer` asks [`plan`] first
+//! and falls back to the whole roster (`super::scoped_roster`, `super::query`) when it
+//! answers `None`; both paths map records through the same code, and a table test holds
+//! them to the same answers.
+//!
+//! What is pushed down: scope (the covered schools), `sourcedId` order in either direction,
+//! `limit` and `offset`, and a filter of one `AND` group whose predicates compare
+//! `dateLastModified` with a time, `sourcedId` with an id, or a field every object of the
+//! kind has the same value for (`status`, `role`, `type`, …), which is decided here without
+//! asking the store. Anything else (an `OR`, `~`, another sort field, a name, a change feed
+//! with its deletions) takes the in-memory path.
+
+use std::collections::BTreeMap;
+
+use compact_str::CompactString;
+use serde_json::{json, Value};
+use skolebro_protocol::{Entity, SiteId};
+
+use super::endpoint::{Endpoint, Narrow};
+use super::filter::{Op, Predicate};
+use super::query::PageRequest;
+use super::{id_of, Kind, Mapping, Moment, ScopedRoster, ScopedSite, SiteRecords};
+use crate::store::{
+    AnyRecord, Compare, ConsumerPage, ConsumerScope, CurrentRecord, Store, StoreError, Timestamp,
+};
+
+/// A list request the store can page: its kind, and the store's query unless the filter
+/// already rules every object out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    kind: Kind,
+    /// `None` when a predicate on a field every object shares fails: the answer is empty.
+    query: Option<ConsumerPage>,
+}
+
+/// The kind of record each object of a pageable kind comes from.
+fn entity_of(kind: Kind) -> Option<Entity> {
+    Some(match kind {
+        Kind::Org => Entity::School,
+        Kind::User => Entity::Student,
+        Kind::Class => Entity::Group,
+        Kind::Enrollment => Entity::Enrollment,
+        Kind::Course | Kind::AcademicSession | Kind::Demographics => return None,
+    })
+}
+
+/// The value `field` has in every object of `kind`, if it has one: what a filter on it
+/// can be decided by without reading a record.
+fn constant(kind: Kind, field: &str) -> Option<&'static str> {
+    match (kind, field) {
+        (_, "status") => Some("active"),
+        (Kind::Org, "type") => Some("school"),
+        (Kind::User, "role") | (Kind::Enrollment, "role") => Some("student"),
+        (Kind::User, "enabledUser") | (Kind::Enrollment, "primary") => Some("true"),
+        (Kind::Class, "classType") => Some("homeroom"),
+        _ => None,
+    }
+}
+
+/// The store's comparison for a filter operator; `None` for `~`.
+fn compare(op: Op) -> Option<Compare> {
+    Some(match op {
+        Op::Equal => Compare::Equal,
+        Op::NotEqual => Compare::NotEqual,
+        Op::Greater => Compare::Greater,
+        Op::GreaterOrEqual => Compare::GreaterOrEqual,
+        Op::Less => Compare::Less,
+        Op::LessOrEqual => Compare::LessOrEqual,
+        Op::Contains => return None,
+    })
+}
+
+/// A `sourcedId` as the store keeps it: 32 lowercase hex digits, whose text order is the
+/// bytes' order. Any other text takes the in-memory path, which compares it as text.
+fn id_bytes(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut id = [0; 16];
+    hex::decode_to_slice(text, &mut id).ok()?;
+    Some(id)
+}
+
+/// The store query for `endpoint` and `request`, or `None` when the list must be served
+/// from the whole roster: see the module documentation for what is pushed down.
+pub(crate) fn plan(endpoint: &Endpoint, request: &PageRequest) -> Option<Plan> {
+    let (kind, narrow) = endpoint.whole_collection()?;
+    let entity = entity_of(kind)?;
+    if request.since().is_some() || request.sort().is_some_and(|sort| sort != "sourcedId") {
+        return None;
+    }
+    let mut holds = match narrow {
+        Narrow::Any => true,
+        Narrow::Is(field, value) => constant(kind, field)? == value,
+    };
+    let mut query = ConsumerPage {
+        entity,
+        schools: Vec::new(),
+        modified: Vec::new(),
+        ids: Vec::new(),
+        descending: request.descending(),
+        offset: u64::try_from(request.offset).unwrap_or(u64::MAX),
+        limit: u64::try_from(request.limit).unwrap_or(u64::MAX),
+    };
+    if let Some(filter) = request.filter() {
+        let [group] = filter.groups() else {
+            return None;
+        };
+        for predicate in group {
+            holds &= push(kind, predicate, &mut query)?;
+        }
+    }
+    Some(Plan {
+        kind,
+        query: holds.then_some(query),
+    })
+}
+
+/// Adds one predicate to `query`, or decides it: `Some(false)` when it fails for every
+/// object, `None` when SQL cannot say it.
+fn push(kind: Kind, predicate: &Predicate, query: &mut ConsumerPage) -> Option<bool> {
+    if let Some(value) = constant(kind, &predicate.field) {
+        return Some(predicate.matches(&json!({ predicate.field.as_str(): value })));
+    }
+    let op = compare(predicate.op)?;
+    match predicate.field.as_str() {
+        "dateLastModified" => {
+            let at = Timestamp::parse_rfc3339(&predicate.value)?;
+            query.modified.push((op, at));
+        }
+        "sourcedId" => query.ids.push((op, id_bytes(&predicate.value)?)),
+        _ => return None,
+    }
+    Some(true)
+}
+
+/// One page served by the store: the page's objects (whole, in order), the size of the
+/// list, and the roster they were mapped into, which tells the access log their sites.
+#[derive(Debug)]
+pub(crate) struct Paged {
+    pub page: Vec<Value>,
+    pub total: usize,
+    pub roster: ScopedRoster,
+}
+
+/// The page `plan` names, from the store: the scope's schools, one page of records, and
+/// for each site the page touches what maps them (its secret, renamed records and schools,
+/// and a page of students' enrollments).
+pub(crate) async fn serve(
+    store: &dyn Store,
+    scope: &ConsumerScope,
+    plan: &Plan,
+) -> Result<Paged, StoreError> {
+    let mut roster = ScopedRoster::default();
+    let Some(query) = &plan.query else {
+        return Ok(Paged {
+            page: Vec::new(),
+            total: 0,
+            roster,
+        });
+    };
+    let mut query = query.clone();
+    query.schools = store
+        .current_schools()
+        .await?
+        .into_iter()
+        .filter(|(_, school)| scope.covers(school))
+        .map(|(site, school)| (site, school.skolenummer))
+        .collect();
+    let paged = store.consumer_page(&query).await?;
+    let mut by_site: BTreeMap<SiteId, Vec<CurrentRecord>> = BTreeMap::new();
+    for (site, record) in paged.records {
+        by_site.entry(site).or_default().push(record);
+    }
+    let mut courses = BTreeMap::new();
+    let mut sessions = BTreeMap::new();
+    for (site, page) in by_site {
+        let secret = store
+            .site_secret(&site)
+            .await?
+            .ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
+        let identities = store.renamed_identities(&site).await?;
+        let mut records = SiteRecords::default();
+        match query.entity {
+            Entity::School => records.schools = page,
+            Entity::Group => records.groups = page,
+            Entity::Enrollment => records.enrollments = page,
+            Entity::Student => {
+                let keys: Vec<CompactString> = page
+                    .iter()
+                    .filter_map(|current| match &current.record {
+                        AnyRecord::Student(student) => Some(student.source_key.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                records.enrollments = store.enrollments_of(&site, &keys).await?;
+                records.students = page;
+            }
+        }
+        if query.entity != Entity::School {
+            records.schools = store.current_records(&site, Entity::School).await?;
+        }
+        let site = ScopedSite {
+            site,
+            secret,
+            identities,
+        };
+        let mut mapping = Mapping {
+            roster: &mut roster,
+            courses: &mut courses,
+            sessions: &mut sessions,
+        };
+        mapping.site(scope, Moment::Now, &site, &records);
+    }
+    let mut page = roster.of(plan.kind).to_vec();
+    page.sort_by(|a, b| id_of(a).cmp(&id_of(b)));
+    if query.descending {
+        page.reverse();
+    }
+    Ok(Paged {
+        page,
+        total: usize::try_from(paged.total).unwrap_or(usize::MAX),
+        roster,
+    })
+}
