@@ -120,7 +120,11 @@ fn init_keeps_central_db_out_of_the_key_folder_and_serves_the_web_interface() {
             other => normal.push(other),
         }
     }
-    assert!(!normal.starts_with(&keys), "{db} is inside {}", keys.display());
+    assert!(
+        !normal.starts_with(&keys),
+        "{db} is inside {}",
+        keys.display()
+    );
     assert_eq!(normal, tmp.path().join("central.db"));
     let ui: std::net::SocketAddr = config["ui_listen"].as_str().unwrap().parse().unwrap();
     assert!(ui.ip().is_loopback(), "{ui}");

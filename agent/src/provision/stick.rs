@@ -92,9 +92,10 @@ pub fn find_bundles(roots: &[PathBuf]) -> Vec<PathBuf> {
 /// `None` when no root is one.
 pub fn stick_root_hint(roots: &[PathBuf]) -> Option<String> {
     let root = roots.iter().find(|root| root.join(BUNDLE_DIR).is_dir())?;
-    let parent = root
-        .parent()
-        .map_or_else(|| "its parent folder".to_owned(), |p| p.display().to_string());
+    let parent = root.parent().map_or_else(
+        || "its parent folder".to_owned(),
+        |p| p.display().to_string(),
+    );
     Some(format!(
         "the stick root {} holds {BUNDLE_DIR}/ itself: it is the stick, but sticks are looked \
          for in the folders below a stick root; list {parent} in stick_roots instead",
