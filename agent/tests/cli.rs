@@ -1,6 +1,7 @@
 //! The agent's command line as a user runs it: `check` and `diff` on the shared synthetic
 //! exports (`tests/data`), against what each folder's `truth.json` says, and on broken
-//! input, which must fail with exit 2 and a message naming file, line and field.
+//! input, which must fail with exit 2 and a message naming file, line and field; and `run`
+//! waiting for a config stick, which names a stick root that is itself a stick.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -775,4 +776,51 @@ fn run_logs_one_json_object_a_line_with_log_format_json() {
         .unwrap_or_else(|| panic!("{log}"));
     let roots = waiting["fields"]["roots"].as_str().unwrap();
     assert!(roots.ends_with("sticks") && !roots.contains('['), "{roots}");
+
+#[test]
+fn a_stick_root_that_is_itself_the_stick_is_named_instead_of_waited_on_in_silence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // The user listed the stick's own mount point instead of the folder it is mounted in.
+    let stick = d.join("skolebro-stick");
+    std::fs::create_dir_all(stick.join("SKOLEBRO")).unwrap();
+    std::fs::write(stick.join("SKOLEBRO").join("BUNDLE.SKB"), b"bundle").unwrap();
+    let config = d.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{state}\"\nstick_roots = [\"{stick}\"]\nstick_key = \"{key}\"\n\
+             clock_synced_file = \"{synced}\"\n",
+            state = d.join("state").display(),
+            stick = stick.display(),
+            key = d.join("stick.pub").display(),
+            synced = d.join("not-synced").display(),
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_skolebro-agent"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the agent starts");
+    let started = std::time::Instant::now();
+    let said = loop {
+        let status = agent(&["status", "--config", config.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&status.stdout).into_owned();
+        if text.contains("holds SKOLEBRO/ itself") || started.elapsed().as_secs() > 30 {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    daemon.kill().unwrap();
+    let output = daemon.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let parent = d.display().to_string();
+    assert!(
+        said.contains(&format!("list {parent} in stick_roots")),
+        "status: {said}"
+    );
+    assert!(log.contains("holds SKOLEBRO/ itself"), "log: {log}");
 }

@@ -46,6 +46,9 @@ pub enum ProvisionError {
     /// The signed release manifest would be refused by every agent and by central.
     #[error("the release manifest would be refused: {0}")]
     Release(#[from] ReleaseError),
+    /// The binary to release does not report the version it is released as.
+    #[error("--binary {binary}: {reason}")]
+    BinaryVersion { binary: PathBuf, reason: String },
     /// The operating system's random number generator failed; no key or token was made.
     #[error("system randomness unavailable")]
     Randomness,

@@ -297,14 +297,28 @@ pub fn public_key_fingerprint(public_key: &[u8; 32]) -> String {
     hex::encode(Sha256::digest(public_key))
 }
 
-/// The `central.toml` `init` writes: central on loopback, every path relative to the folder
-/// (central resolves relative paths against the config's folder), SQLite beside it.
+/// Where `init`'s `central.toml` puts central's SQLite database, relative to the key
+/// folder: beside it, not in it. The key folder is what operations keep offline (all but
+/// the keys central needs); the database is central's working data, written every night
+/// and backed up on its own schedule.
+pub const CENTRAL_DB: &str = "../central.db";
+
+/// The address of the operator web interface in `init`'s `central.toml`: on loopback,
+/// for the TLS-terminating proxy in front of it.
+pub const UI_LISTEN: &str = "127.0.0.1:8082";
+
+/// The `central.toml` `init` writes: central on loopback, every key path relative to the
+/// folder (central resolves relative paths against the config's folder), SQLite beside the
+/// folder ([`CENTRAL_DB`]), the web interface on [`UI_LISTEN`].
 fn central_config() -> String {
     format!(
         "# skolebro-central serve --config {config}\n\
          # Written by `skolebro-provision init`; paths are relative to this folder.\n\
          listen = \"127.0.0.1:8443\"\n\
          admin_listen = \"127.0.0.1:8080\"\n\
+         # The operator web interface, plain HTTP: put a TLS-terminating proxy in front of\n\
+         # it (its session cookie is `Secure`); accounts: skolebro-central add-user.\n\
+         ui_listen = \"{ui_listen}\"\n\
          sealing_key = \"{sealing}\"\n\
          release_key = \"{release}\"\n\
          releases_dir = \"releases\"\n\
@@ -315,10 +329,13 @@ fn central_config() -> String {
          device_ca = \"{device_ca}\"\n\
          device_ca_key = \"{device_ca_key}\"\n\
          \n\
+         # Outside this folder, which is kept offline but for the keys central needs.\n\
          [store]\n\
          kind = \"sqlite\"\n\
-         path = \"central.db\"\n",
+         path = \"{db}\"\n",
         config = KeyFolder::CENTRAL_CONFIG,
+        ui_listen = UI_LISTEN,
+        db = CENTRAL_DB,
         sealing = KeyFolder::SEALING_KEY,
         release = KeyFolder::RELEASE_PUB,
         cert = KeyFolder::SERVER_CERT,

@@ -93,7 +93,9 @@ enum Command {
         /// The agent binary to release.
         #[arg(long, value_name = "PATH")]
         binary: PathBuf,
-        /// The version the binary reports, MAJOR.MINOR.PATCH.
+        /// The version the binary reports, MAJOR.MINOR.PATCH; a binary whose own `--version`
+        /// says otherwise is refused (one that cannot run here, built for another target,
+        /// is not checked).
         #[arg(long, value_name = "X.Y.Z")]
         version: String,
         /// The target triple it was built for (e.g. aarch64-unknown-linux-gnu).
@@ -253,8 +255,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(text) = floor {
                 request = request.with_floor(&text)?;
             }
-            // Check the URL before anything is written.
+            // Check the URL and the binary before anything is written.
             let admin = admin_url.as_deref().map(AdminClient::new).transpose()?;
+            match release::check_binary_version(&request.binary, &request.version)? {
+                release::VersionCheck::Matches => {}
+                release::VersionCheck::Unchecked(why) => eprintln!(
+                    "warning: {why}; its version is not checked, so make sure it reports {}",
+                    request.version
+                ),
+            }
             let built = release::build(&KeyFolder::new(keys), &request, &out, now_unix()?)?;
             println!("wrote {}", built.artifact_path.display());
             println!("wrote {}", built.manifest_path.display());

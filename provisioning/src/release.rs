@@ -10,8 +10,10 @@
 //! to no device until an operator sets its rollout.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 use skolebro_protocol::release::{valid_target, MAX_DOWNGRADE_VALIDITY_SECS, MAX_TARGET_LEN};
@@ -172,6 +174,97 @@ impl ReleaseRequest {
         }
         self.floor = Some(floor);
         Ok(self)
+    }
+}
+
+/// How long the binary may take to answer `--version` before the check gives up on it.
+pub const VERSION_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What asking the binary for its version found, when it did not refuse the release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionCheck {
+    /// The binary says the version it is released as.
+    Matches,
+    /// The binary cannot be run here (built for another target, not executable), so its
+    /// version is taken as given; the reason is for operations to read.
+    Unchecked(String),
+}
+
+/// Runs `binary --version` and compares what it says (the last word of its first line,
+/// `skolebro-agent 1.3.0`) with `version`: a release signed with a version its binary does
+/// not report would be installed, then report the old version in every heartbeat and be
+/// offered again forever. A binary that says another version, or none, is refused. One
+/// that cannot be run on this machine, as a build for the Pi usually cannot, is
+/// [`VersionCheck::Unchecked`].
+pub fn check_binary_version(
+    binary: &Path,
+    version: &Version,
+) -> Result<VersionCheck, ProvisionError> {
+    let mut child = match Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(error) => {
+            return Ok(VersionCheck::Unchecked(format!(
+                "cannot run {} here ({error})",
+                binary.display()
+            )))
+        }
+    };
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < VERSION_CHECK_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            outcome => {
+                // Still running, or not waitable: it is not answering `--version`.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ProvisionError::BinaryVersion {
+                    binary: binary.to_owned(),
+                    reason: match outcome {
+                        Err(error) => format!("cannot wait for `--version`: {error}"),
+                        _ => format!(
+                            "did not answer `--version` within {} s",
+                            VERSION_CHECK_TIMEOUT.as_secs()
+                        ),
+                    },
+                });
+            }
+        }
+    };
+    let mut said = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        // `--version` is one short line; more is not an agent's answer.
+        let _ = stdout.by_ref().take(4096).read_to_string(&mut said);
+    }
+    let first = said.lines().next().unwrap_or("").trim();
+    let reported = first
+        .rsplit(' ')
+        .next()
+        .and_then(|word| word.parse::<Version>().ok());
+    match reported {
+        Some(reported) if status.success() && reported == *version => Ok(VersionCheck::Matches),
+        Some(reported) if status.success() => Err(ProvisionError::BinaryVersion {
+            binary: binary.to_owned(),
+            reason: format!(
+                "its `--version` says {reported}, not {version}; release it as {reported}, or \
+                 build it with SKOLEBRO_VERSION={version}"
+            ),
+        }),
+        _ => Err(ProvisionError::BinaryVersion {
+            binary: binary.to_owned(),
+            reason: format!(
+                "`--version` did not say a version ({status}: {:?}); is it the agent?",
+                first.chars().take(80).collect::<String>()
+            ),
+        }),
     }
 }
 

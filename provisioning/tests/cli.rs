@@ -107,6 +107,35 @@ fn init_writes_the_key_folder_and_prints_every_fingerprint() {
     assert!(config.contains("release_key = \"release.pub\""), "{config}");
 }
 
+#[test]
+fn init_keeps_central_db_out_of_the_key_folder_and_serves_the_web_interface() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    init(&keys);
+    let text = std::fs::read_to_string(keys.join("central.toml")).unwrap();
+    let config: toml::Table = text.parse().unwrap();
+    let db = config["store"]["path"].as_str().expect("a store path");
+    // Central resolves it against the config's folder, the key folder.
+    let resolved = std::path::absolute(keys.join(db)).unwrap();
+    let mut normal = PathBuf::new();
+    for part in resolved.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    assert!(
+        !normal.starts_with(&keys),
+        "{db} is inside {}",
+        keys.display()
+    );
+    assert_eq!(normal, tmp.path().join("central.db"));
+    let ui: std::net::SocketAddr = config["ui_listen"].as_str().unwrap().parse().unwrap();
+    assert!(ui.ip().is_loopback(), "{ui}");
+}
+
 /// A key folder and an agent binary to release, in `tmp`: (keys, binary, out folder).
 fn release_inputs(tmp: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let keys = tmp.join("keys");
@@ -217,6 +246,72 @@ fn a_downgrade_release_names_what_it_replaces_expires_soon_and_signs_the_floor()
     assert_eq!(manifest.replaces, Some("1.3.0".parse().unwrap()));
     assert_eq!(manifest.floor, Some("1.1.0".parse().unwrap()));
     assert_eq!(manifest.expires_unix - manifest.created_unix, 48 * 3600);
+}
+
+/// A stand-in agent in `dir` that answers `--version` with `version`, executable.
+fn agent_saying(dir: &Path, version: &str) -> PathBuf {
+    let path = dir.join(format!("agent-{version}"));
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\necho \"skolebro-agent {version}\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// `release` run until it is not refused for a busy executable: another test thread may
+/// have forked while the stand-in agent was open for writing (ETXTBSY).
+fn release_not_busy(inputs: &(PathBuf, PathBuf, PathBuf), version: &str) -> Output {
+    let mut tries = 0;
+    loop {
+        let out = release(inputs, version, "x86_64-unknown-linux-gnu", &[]);
+        tries += 1;
+        if tries == 5 || !text(&out.stderr).contains("busy") {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn release_refuses_a_binary_whose_own_version_says_otherwise_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (keys, _, out_dir) = release_inputs(tmp.path());
+    let binary = agent_saying(tmp.path(), "1.2.0");
+    let inputs = (keys, binary, out_dir.clone());
+
+    let refused = release_not_busy(&inputs, "1.3.0");
+    let stderr = text(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("--binary") && stderr.contains("says 1.2.0, not 1.3.0"),
+        "{stderr}"
+    );
+    assert!(!out_dir.exists());
+
+    let signed = release_not_busy(&inputs, "1.2.0");
+    assert!(signed.status.success(), "{}", text(&signed.stderr));
+    assert!(
+        !text(&signed.stderr).contains("warning"),
+        "{}",
+        text(&signed.stderr)
+    );
+    assert!(out_dir.join("1.2.0-x86_64-unknown-linux-gnu.skm").is_file());
+}
+
+#[test]
+fn a_binary_that_cannot_run_here_is_released_with_a_warning_that_its_version_is_unchecked() {
+    let tmp = tempfile::tempdir().unwrap();
+    // `release_inputs`' binary is not executable, as a build for another target cannot run.
+    let inputs = release_inputs(tmp.path());
+    let out = release(&inputs, "1.3.0", "aarch64-unknown-linux-gnu", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("warning: cannot run") && stderr.contains("make sure it reports 1.3.0"),
+        "{stderr}"
+    );
 }
 
 #[test]

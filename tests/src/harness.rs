@@ -160,9 +160,14 @@ pub fn start_central(dir: &Path, config: &Path, admin: SocketAddr) -> Process {
 }
 
 /// The `central.toml` that `skolebro-provision init` wrote (`written`), moved from its
-/// documented ports to a test's own, so tests can run side by side.
+/// documented ports to a test's own, so tests can run side by side (the web interface, which
+/// these tests do not visit, to any free port).
 pub fn on_ports(written: &str, device_port: u16, admin_port: u16) -> String {
     written
+        .replace(
+            "ui_listen = \"127.0.0.1:8082\"",
+            "ui_listen = \"127.0.0.1:0\"",
+        )
         .replace(
             "listen = \"127.0.0.1:8443\"",
             &format!("listen = \"127.0.0.1:{device_port}\""),

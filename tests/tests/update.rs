@@ -18,6 +18,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -508,8 +509,14 @@ fn releases_install_roll_back_are_refused_and_survive_a_kill_at_every_step() {
         "x86_64-unknown-linux-gnu"
     };
     let good = platform.release(&b, B_VERSION, TARGET);
-    let corrupt = platform.release(&b, "8.0.0", TARGET);
-    let older = platform.release(&b, "0.0.1", TARGET);
+    // These two are signed under versions B does not report, which `release` refuses for a
+    // binary it can ask: a copy it cannot run, as it could not run a build for another
+    // target, is signed as given.
+    let inert = platform.path.join("skolebro-agent-b.inert");
+    std::fs::copy(&b, &inert).unwrap();
+    std::fs::set_permissions(&inert, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let corrupt = platform.release(&inert, "8.0.0", TARGET);
+    let older = platform.release(&inert, "0.0.1", TARGET);
     let foreign = platform.release(&b, B_VERSION, other_target);
     let stored = platform
         .keys()

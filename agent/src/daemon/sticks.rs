@@ -180,6 +180,9 @@ pub(super) async fn waiting(
         write_status(&config.state_dir, status, status_tx);
     };
     publish(&mut status);
+    // The hint about a stick root that is itself a stick, shown as the stick's refusal while
+    // no stick was really refused.
+    let mut hint: Option<String> = None;
     loop {
         let event = {
             let cell = parking_lot::Mutex::new(&mut status);
@@ -209,6 +212,23 @@ pub(super) async fn waiting(
                     publish(&mut status);
                 }
             }
+        }
+        let misplaced = provision::stick_root_hint(&config.stick_roots);
+        if misplaced != hint {
+            if let Some(text) = &misplaced {
+                tracing::warn!("{text}");
+            }
+        }
+        let shown = &status.provisioning.stick_refused;
+        let next = if shown.is_none() || *shown == hint {
+            misplaced.clone()
+        } else {
+            shown.clone()
+        };
+        hint = misplaced;
+        if next != status.provisioning.stick_refused {
+            status.provisioning.stick_refused = next;
+            publish(&mut status);
         }
         tokio::select! {
             _ = tokio::time::sleep(STICK_POLL) => {}

@@ -26,7 +26,7 @@ use skolebro_provisioning::pki::{DeviceKey, PkiError};
 use skolebro_provisioning::tls::{self, ClientIdentity, TlsError};
 
 pub use enrollment::{settle_chain, DeviceEnrollment, EnrollmentError};
-pub use stick::{bundle_path, find_bundles, read_stick, Refusal, VerifiedStick};
+pub use stick::{bundle_path, find_bundles, read_stick, stick_root_hint, Refusal, VerifiedStick};
 
 use crate::clock::{unix, AgentClock};
 use crate::identity::hex32;

@@ -86,6 +86,23 @@ pub fn find_bundles(roots: &[PathBuf]) -> Vec<PathBuf> {
     found
 }
 
+/// What to tell someone whose stick root is itself a stick: a root holding `SKOLEBRO/`
+/// directly is a stick's mount point, and [`find_bundles`] looks one and two folders below
+/// each root, so that stick would never be found and the agent would wait in silence.
+/// `None` when no root is one.
+pub fn stick_root_hint(roots: &[PathBuf]) -> Option<String> {
+    let root = roots.iter().find(|root| root.join(BUNDLE_DIR).is_dir())?;
+    let parent = root.parent().map_or_else(
+        || "its parent folder".to_owned(),
+        |p| p.display().to_string(),
+    );
+    Some(format!(
+        "the stick root {} holds {BUNDLE_DIR}/ itself: it is the stick, but sticks are looked \
+         for in the folders below a stick root; list {parent} in stick_roots instead",
+        root.display()
+    ))
+}
+
 fn subfolders(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
