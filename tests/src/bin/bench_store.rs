@@ -15,6 +15,7 @@ use skolebro_central::store::{IncomingBatch, PostgresStore, SqliteStore, Store, 
 use skolebro_protocol::envelope::{ChainHead, DeviceId, DeviceSigningKey, Payload, Seq, SiteId};
 use skolebro_protocol::{Digest, Record, Roster, SiteSecret};
 use skolebro_roster::reader::{read_export, Format, ReaderOptions};
+use skolebro_tests::harness::drop_postgres_schema;
 use skolebro_tests::rostergen::Generated;
 
 #[derive(Parser)]
@@ -64,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
-    drop_schema(&args.postgres, &schema).await?;
+    drop_postgres_schema(&args.postgres, &schema).await?;
     result
 }
 
@@ -175,15 +176,6 @@ fn entity_of(name: &str) -> skolebro_protocol::Entity {
         "groups" => Entity::Group,
         _ => Entity::Enrollment,
     }
-}
-
-async fn drop_schema(config: &str, schema: &str) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await?;
-    Ok(())
 }
 
 fn report(what: &str, records: usize, took: Duration) {
