@@ -197,16 +197,18 @@ impl Night {
 
 /// The device's exports of the night, each at a random moment of its window (the first
 /// export in the first window, night `n`'s delta in window `n + 1`), each sent until acked
-/// or the run's end. Returns the last night central acked, if any.
+/// or the run's end. Returns the last night central acked and the last night sent, if any:
+/// an export whose ack was lost when the run ended may still have been applied.
 pub(crate) async fn deliver(
     device: Arc<Device>,
     client: reqwest::Client,
     night: Arc<Night>,
-) -> Option<usize> {
+) -> (Option<usize>, Option<usize>) {
     let mut rng = Rng::new(device.seed ^ 0xde11_7e57);
     let scratch = night.scratch.join(device.id.as_str());
     let mut head = ChainHead::genesis();
     let mut acked = None;
+    let mut sent = None;
     for export in 0..=night.nights {
         let at = night.within(night.window * export as u32, night.window, &mut rng);
         tokio::time::sleep_until(at.into()).await;
@@ -234,6 +236,7 @@ pub(crate) async fn deliver(
                 break;
             }
         };
+        sent = Some(export);
         if !send(&client, &night, envelope, records).await {
             break;
         }
@@ -244,7 +247,7 @@ pub(crate) async fn deliver(
     if missing > 0 {
         night.tally.error("unfinished", missing as u64);
     }
-    acked
+    (acked, sent)
 }
 
 /// Posts one envelope until central acks it; false when the run ended first or central

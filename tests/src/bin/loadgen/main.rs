@@ -197,7 +197,7 @@ async fn run(
         ));
         deliveries.spawn(async move { (index, device::deliver(device, client, night).await) });
     }
-    let mut acked = vec![None; devices.len()];
+    let mut acked: Vec<Delivered> = vec![(None, None); devices.len()];
     let ending = tokio::time::sleep_until((start + duration + GRACE).into());
     tokio::pin!(ending);
     loop {
@@ -234,26 +234,32 @@ async fn run(
     Ok(())
 }
 
+/// A device's last acked and last sent export (`device::deliver`).
+type Delivered = (Option<usize>, Option<usize>);
+
 /// Whether central holds, for every device's site, the roster of the device's last acked
-/// export (nothing, for a device that got none through), read back from an operator
+/// export (nothing, for a device that got none through), or of the export after it that
+/// was sent when the run ended without an ack, read back from an operator
 /// listener. Four readers at a time: the check must not take longer than the night.
 async fn check(
     admin: SocketAddr,
     devices: &[Arc<Device>],
-    acked: &[Option<usize>],
+    acked: &[Delivered],
 ) -> anyhow::Result<bool> {
     let mut readers = tokio::task::JoinSet::new();
-    let work: Vec<(Arc<Device>, Option<usize>)> =
-        devices.iter().cloned().zip(acked.iter().copied()).collect();
+    let work: Vec<_> = devices.iter().cloned().zip(acked.iter().copied()).collect();
     for share in work.chunks(work.len().div_ceil(4)) {
         let share = share.to_vec();
         readers.spawn_blocking(move || {
-            share.iter().all(|(device, last)| {
-                let holds = central_holds(admin, device.site.as_str(), &device.truth(*last));
-                if holds != Some(true) {
+            share.iter().all(|(device, (acked, sent))| {
+                let site = device.site.as_str();
+                let holds = central_holds(admin, site, &device.truth(*acked)) == Some(true)
+                    || (sent != acked
+                        && central_holds(admin, site, &device.truth(*sent)) == Some(true));
+                if !holds {
                     eprintln!("central does not hold what {} sent", device.id);
                 }
-                holds == Some(true)
+                holds
             })
         });
     }
