@@ -150,6 +150,18 @@ pub fn cost(pid: u32) -> Result<Cost, CostError> {
     })
 }
 
+/// The most resident memory process `pid` has held so far, in KiB (`VmHWM` of
+/// `/proc/<pid>/status`): what a server must be sized for, which the current RSS after a
+/// load has passed understates.
+pub fn peak_rss_kib(pid: u32) -> Result<u64, CostError> {
+    let path = format!("/proc/{pid}/status");
+    read_proc(path.clone())?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or(CostError::Format { path })
+}
+
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }

@@ -188,6 +188,27 @@ pub fn two_free_ports() -> (u16, u16) {
     )
 }
 
+/// A loopback port free at the time of asking, for a process that is told its port in a
+/// configuration file.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+/// Drops a PostgreSQL schema a test or benchmark made for itself, with everything in it.
+pub async fn drop_postgres_schema(
+    conninfo: &str,
+    schema: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+}
+
 pub fn unix_ms_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

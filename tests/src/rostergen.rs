@@ -85,6 +85,9 @@ pub struct Pupil {
 #[derive(Debug, Clone)]
 pub struct Generated {
     pub schools: usize,
+    /// The skolenummer of school 0; school `n` is this plus `n`. Sites sharing one central
+    /// need schools of their own: central refuses a school another site holds.
+    pub first_school: usize,
     pub pupils: Vec<Pupil>,
     next_serial: u64,
     /// Every id handed out, leavers included, so no two people ever share one.
@@ -115,10 +118,20 @@ impl Default for Churn {
 impl Generated {
     /// `students` pupils spread over schools of about 500.
     pub fn new(students: usize, seed: u64) -> Generated {
-        let schools = students.div_ceil(500).max(1);
+        Generated::with_schools(students, students.div_ceil(500).max(1), 46_500, seed)
+    }
+
+    /// `students` pupils at the one school numbered `skolenummer`: a small site of its own,
+    /// as the load generator gives each simulated device.
+    pub fn one_school(students: usize, skolenummer: usize, seed: u64) -> Generated {
+        Generated::with_schools(students, 1, skolenummer, seed)
+    }
+
+    fn with_schools(students: usize, schools: usize, first_school: usize, seed: u64) -> Generated {
         let mut rng = Rng::new(seed);
         let mut generated = Generated {
             schools,
+            first_school,
             pupils: Vec::with_capacity(students),
             next_serial: 1,
             issued: HashSet::with_capacity(students),
@@ -192,7 +205,7 @@ impl Generated {
     pub fn registration(&self) -> Vec<SiteSchool> {
         (0..self.schools)
             .map(|school| {
-                let skolenummer = (46_500 + school).to_string();
+                let skolenummer = (self.first_school + school).to_string();
                 let name = SCHOOL_NAMES[school % SCHOOL_NAMES.len()];
                 SiteSchool::new("4601", Some(&skolenummer), None, name)
                     .expect("the generator's schools are valid")
@@ -210,7 +223,7 @@ impl Generated {
         let mut schools = BTreeSet::new();
         let mut groups = BTreeSet::new();
         for p in &self.pupils {
-            let skolenummer = (46_500 + p.school).to_string();
+            let skolenummer = (self.first_school + p.school).to_string();
             let class = format!("{}{}", p.grade, p.class);
             let group = format!("{skolenummer}-{class}");
             if schools.insert(skolenummer.clone()) {
@@ -266,7 +279,7 @@ impl Generated {
             writeln!(
                 out,
                 "46;4601;{};{};{class};{};{};{};{};{};{};elev{}@skule.example.no{}",
-                46_500 + p.school,
+                self.first_school + p.school,
                 SCHOOL_NAMES[p.school % SCHOOL_NAMES.len()],
                 p.grade,
                 p.national_id,

@@ -22,6 +22,7 @@ use skolebro_protocol::envelope::{ChainHead, DeviceId, DeviceSigningKey, Payload
 use skolebro_protocol::Entity;
 use skolebro_protocol::{Digest, Record, Roster, SiteSecret};
 use skolebro_roster::reader::{read_export, Format, ReaderOptions};
+use skolebro_tests::harness::drop_postgres_schema;
 use skolebro_tests::rostergen::Generated;
 
 #[derive(Parser)]
@@ -77,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
-    drop_schema(&args.postgres, &schema).await?;
+    drop_postgres_schema(&args.postgres, &schema).await?;
     result
 }
 
@@ -274,15 +275,6 @@ fn entity_of(name: &str) -> skolebro_protocol::Entity {
         "groups" => Entity::Group,
         _ => Entity::Enrollment,
     }
-}
-
-async fn drop_schema(config: &str, schema: &str) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await?;
-    Ok(())
 }
 
 fn report(what: &str, records: usize, took: Duration) {
