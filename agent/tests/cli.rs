@@ -776,6 +776,7 @@ fn run_logs_one_json_object_a_line_with_log_format_json() {
         .unwrap_or_else(|| panic!("{log}"));
     let roots = waiting["fields"]["roots"].as_str().unwrap();
     assert!(roots.ends_with("sticks") && !roots.contains('['), "{roots}");
+}
 
 #[test]
 fn a_stick_root_that_is_itself_the_stick_is_named_instead_of_waited_on_in_silence() {

@@ -402,8 +402,15 @@ fn write_state_folder(kept: &Path) {
         .expect("the clock opens")
         .advance(UNIX_EPOCH + Duration::from_secs(TIME_FLOOR_UNIX));
     let root = InstallRoot::at(&install, RUNNING);
-    trial::switch_to(&root, "1.4.2-aarch64-unknown-linux-gnu", ON_TRIAL, 300, 3)
-        .expect("a release on trial");
+    trial::switch_to(
+        &root,
+        "1.4.2-aarch64-unknown-linux-gnu",
+        ON_TRIAL,
+        300,
+        3,
+        trial::uninterrupted,
+    )
+    .expect("a release on trial");
     ledger()
         .save(&root.ledger_path())
         .expect("the ledger is saved");

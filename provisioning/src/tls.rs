@@ -650,7 +650,10 @@ mod resumption_tests {
         let pki = DevPki::generate(validity).unwrap();
         let device = DeviceId::new("pi-fana").unwrap();
         let site = SiteId::new("fana").unwrap();
-        let credentials = pki.device_ca.issue_device(&device, &site, validity).unwrap();
+        let credentials = pki
+            .device_ca
+            .issue_device(&device, &site, validity)
+            .unwrap();
         let server = server_config(
             &pki.server.cert_pem,
             &pki.server.key_pem,
