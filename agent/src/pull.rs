@@ -29,6 +29,7 @@ use skolebro_roster::reader::{ReadError, ReaderOptions};
 use skolebro_roster::validate::{RosterBuilder, Validated};
 
 use crate::config::RestSource;
+use crate::uplink::error_chain;
 
 /// The largest page body read. A page of 10,000 users (the most `page_size` allows) is
 /// about 10 MiB; a body past this is a broken or hostile service, refused before it fills
@@ -301,7 +302,7 @@ impl RestClient {
             let token = self.token().await?;
             let wait = match self.http.get(url.clone()).bearer_auth(token).send().await {
                 Err(error) => {
-                    last = describe_error(&error);
+                    last = error_chain(&error);
                     backoff
                 }
                 Ok(response) => {
@@ -389,7 +390,7 @@ impl RestClient {
                 .await;
             let wait = match sent {
                 Err(error) => {
-                    last = describe_error(&error);
+                    last = error_chain(&error);
                     backoff
                 }
                 Ok(response) if response.status().is_success() => {
@@ -546,22 +547,9 @@ async fn body(mut response: reqwest::Response) -> Result<Vec<u8>, BodyError> {
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body),
-            Err(error) => return Err(BodyError::Broken(describe_error(&error))),
+            Err(error) => return Err(BodyError::Broken(error_chain(&error))),
         }
     }
-}
-
-/// A reqwest error in words, with its causes (reqwest's own words say only that the request
-/// failed).
-fn describe_error(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn read_text(path: &Path) -> Result<String, PullError> {
