@@ -277,6 +277,10 @@ pub struct Tick {
     /// Whether the watchdog was kicked: `None` without a watchdog or when the kick failed
     /// (see `faults`).
     pub verdict: Option<Verdict>,
+    /// Whether every supervised task was alive within its deadline on this tick, with or
+    /// without a hardware watchdog: systemd's watchdog, which the panel does not own, is fed
+    /// on this.
+    pub alive: bool,
     /// What failed on this tick (LED, button, watchdog), for the log. A failed LED write is
     /// retried on the next tick; a failed button read is skipped as a sample.
     pub faults: Vec<PanelError>,
@@ -409,6 +413,7 @@ impl Panel {
             Ok(verdict) => verdict,
             Err(never) => match never {},
         };
+        tick.alive = verdict == Verdict::Kicked;
         let kick = self.kick_requested.0.swap(false, Ordering::Relaxed);
         if let Some(watchdog) = &mut self.watchdog {
             if kick {
@@ -532,6 +537,7 @@ mod tests {
             let tick = panel.tick();
             assert_eq!(tick.gesture, None);
             assert_eq!(tick.verdict, None, "no watchdog, no verdict");
+            assert!(tick.alive, "nothing supervised has stalled");
             assert!(tick.faults.is_empty());
         }
         assert_eq!(panel.now(), AgentState::ALL.len() as u32);
@@ -544,9 +550,12 @@ mod tests {
         panel.tick();
         panel.alive(task).unwrap();
         panel.tick();
-        panel.tick();
+        assert!(panel.tick().alive);
         assert_eq!(panel.stalled(), None);
-        panel.tick();
+        assert!(
+            !panel.tick().alive,
+            "systemd's watchdog goes hungry without a panel too"
+        );
         assert_eq!(panel.stalled(), Some("sync"));
     }
 
@@ -611,7 +620,12 @@ mod tests {
         assert_eq!(panel.tick().verdict, Some(Verdict::Kicked));
         assert_eq!(panel.tick().verdict, Some(Verdict::Kicked));
         let stalled = Verdict::Withheld { stalled: "upload" };
-        assert_eq!(panel.tick().verdict, Some(stalled));
+        let ticked = panel.tick();
+        assert_eq!(ticked.verdict, Some(stalled));
+        assert!(
+            !ticked.alive,
+            "systemd's watchdog is not fed after a stall either"
+        );
         assert_eq!(panel.tick().verdict, Some(stalled));
         drop(panel);
         assert_eq!(written(&device), [0, 0], "no more kicks, no magic close");

@@ -1,32 +1,41 @@
 //! The front panel's loop (the LED, the button and the watchdog) over the panel binding in
 //! [`crate::panel`]: it runs on its own thread for the daemon's whole life.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
 use super::phase::CoreSlot;
 use crate::status::{AgentStatus, RunState};
+use crate::systemd::Notifier;
 
 /// How long the core may stay busy (an export being read and sealed holds it) before the
 /// watchdog stops being kicked and the hardware resets the Pi.
 const CORE_DEADLINE: Duration = Duration::from_secs(120);
 
-/// The front panel's loop, on its own thread for the daemon's whole life: every `TICK_MS` it
+/// The front panel's loop, on its own thread for the daemon's whole life: every tick it
 /// shows the daemon's state on the LED, reads the button (a short press pushes the outbox
 /// now; a long hold looks at the stick again, even one already handled), and kicks the
-/// watchdog as long as the core of the running phase answers. With `panel = "none"` and no
-/// watchdog there is nothing to do, and it only waits to be stopped.
+/// hardware watchdog and feeds systemd's (`WatchdogSec=`) as long as the core of the running
+/// phase answers. With a panel or a hardware watchdog it ticks every `TICK_MS`; with only
+/// systemd's watchdog, at half its interval; with none of them there is nothing to do, and it
+/// only waits to be stopped.
 pub(super) fn drive_panel(
     config: &crate::panel::PanelConfig,
     live: &CoreSlot,
     status: watch::Receiver<AgentStatus>,
     wake: &mpsc::Sender<()>,
     poke: &tokio::sync::Notify,
+    systemd: Option<&Notifier>,
     stop: &watch::Receiver<bool>,
 ) {
     use crate::panel::{Gesture, Panel, PanelKind, TICK_MS};
-    if config.kind == PanelKind::None && config.watchdog.is_none() {
+    let systemd_watchdog = systemd.and_then(Notifier::watchdog);
+    let tick = if config.kind != PanelKind::None || config.watchdog.is_some() {
+        Duration::from_millis(u64::from(TICK_MS))
+    } else if let Some(interval) = systemd_watchdog {
+        (interval / 2).max(Duration::from_millis(u64::from(TICK_MS)))
+    } else {
         // Nothing to show, read or kick: sleep until stopped instead of waking the Pi 20
         // times a second for nothing. This runs on a blocking thread of the daemon's runtime.
         let mut stop = stop.clone();
@@ -34,18 +43,27 @@ pub(super) fn drive_panel(
             let _ = stop.wait_for(|stopped| *stopped).await;
         });
         return;
-    }
+    };
     let mut panel = match Panel::open(config) {
         Ok(panel) => panel,
+        Err(error) if systemd_watchdog.is_some() => {
+            tracing::error!(%error, "front panel unavailable; feeding systemd's watchdog only");
+            Panel::none()
+        }
         Err(error) => {
             tracing::error!(%error, "front panel unavailable; running without it");
             return;
         }
     };
-    let tick = Duration::from_millis(u64::from(TICK_MS));
-    let deadline = u32::try_from(CORE_DEADLINE.as_millis() / tick.as_millis()).unwrap_or(u32::MAX);
+    let deadline = u32::try_from(CORE_DEADLINE.as_millis() / tick.as_millis().max(1))
+        .unwrap_or(u32::MAX)
+        .max(1);
     let core_task = panel.register("core", deadline).ok();
     let mut shown = None;
+    // systemd wants a `WATCHDOG=1` within its interval; at the panel's 50 ms tick, sending one
+    // per tick would wake it 20 times a second, so send at half the interval.
+    let feed_every = systemd_watchdog.map(|interval| interval / 2);
+    let mut fed_at: Option<Instant> = None;
     // A lifecycle that was dropped rather than stopped (its runtime shut down under it)
     // never sends `true`: a closed channel ends the thread too, or the runtime's shutdown
     // would wait for this loop forever.
@@ -66,6 +84,12 @@ pub(super) fn drive_panel(
         let ticked = panel.tick();
         for fault in &ticked.faults {
             tracing::warn!("front panel: {fault}");
+        }
+        if let (Some(systemd), Some(every)) = (systemd, feed_every) {
+            if ticked.alive && fed_at.is_none_or(|at| at.elapsed() >= every) {
+                systemd.watchdog_alive();
+                fed_at = Some(Instant::now());
+            }
         }
         match ticked.gesture {
             Some(Gesture::SyncNow) => {

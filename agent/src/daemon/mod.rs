@@ -47,6 +47,7 @@ mod pipeline;
 mod pulling;
 mod push;
 mod reading;
+mod service;
 mod sticks;
 
 use std::future::Future;
@@ -69,6 +70,7 @@ use crate::enqueue::Enqueuer;
 use crate::identity::DeviceCredentials;
 use crate::provision::{self, DeviceEnrollment, EnrollmentError};
 use crate::status::{AgentStatus, ProvisioningStatus};
+use crate::systemd::Notifier;
 use crate::update::Updater;
 use crate::uplink::{Backoff, Central};
 
@@ -80,12 +82,16 @@ pub struct DaemonHandle {
     pub restart: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), DaemonError>>,
+    systemd: Option<Arc<Notifier>>,
 }
 
 impl DaemonHandle {
     /// Asks the daemon to stop, and waits until it has (current steps finish, the outbox is
     /// closed, `status.json` says `stopped`).
     pub async fn stop(self) -> Result<(), DaemonError> {
+        if let Some(systemd) = &self.systemd {
+            systemd.stopping();
+        }
         let _ = self.stop.send(true);
         match self.task.await {
             Ok(result) => result,
@@ -152,12 +158,33 @@ pub async fn start(config: AgentConfig) -> Result<DaemonHandle, DaemonError> {
     let updater = Updater::open(&config, clock.clone());
     let restart = updater.restart_wanted();
     tokio::spawn(updater.clone().watch_trial());
-    let task = tokio::spawn(lifecycle(config, clock, updater, status_tx, stop_rx));
+    let systemd = Notifier::from_env().map(Arc::new);
+    if let Some(notifier) = &systemd {
+        tokio::spawn(service::report_status(
+            notifier.clone(),
+            status_rx.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    let task = tokio::spawn(lifecycle(
+        config,
+        clock,
+        updater,
+        status_tx,
+        systemd.clone(),
+        stop_rx,
+    ));
+    // Started: the state folder, the clock and the listeners are open. Whatever the phase
+    // (waiting for a stick, running), systemd may now count the service as up.
+    if let Some(notifier) = &systemd {
+        notifier.ready();
+    }
     Ok(DaemonHandle {
         status: status_rx,
         restart,
         stop: stop_tx,
         task,
+        systemd,
     })
 }
 
@@ -193,6 +220,7 @@ async fn lifecycle(
     clock: Arc<AgentClock>,
     updater: Arc<Updater>,
     status_tx: watch::Sender<AgentStatus>,
+    systemd: Option<Arc<Notifier>>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
     let live: CoreSlot = Arc::new(Mutex::new(None));
@@ -207,7 +235,15 @@ async fn lifecycle(
             poke.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            drive_panel(&panel, &live, status, &wake_tx, &poke, &panel_stop_rx)
+            drive_panel(
+                &panel,
+                &live,
+                status,
+                &wake_tx,
+                &poke,
+                systemd.as_deref(),
+                &panel_stop_rx,
+            )
         })
     };
     // The panel's "sync now" goes to whichever uplink runs; forward it.
