@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use skolebro_agent::clock::AgentClock;
 use skolebro_agent::config::{self, AgentConfig, ConfigError};
 use skolebro_agent::daemon::{self, DaemonError};
@@ -22,6 +22,7 @@ use skolebro_agent::status::{self, AgentStatus, RunState};
 use skolebro_protocol::envelope::Envelope;
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::SiteSecret;
+use skolebro_provisioning::manual;
 use skolebro_provisioning::ops::{self, Exit, LogFormat};
 use skolebro_roster::diff::{diff, Fingerprints};
 use skolebro_roster::reader::{read_export, Format, ReadError, ReaderOptions};
@@ -104,6 +105,12 @@ enum Command {
         /// The date the safety filter's delay-delete windows are checked against.
         #[arg(long, value_parser = parse_date)]
         today: Option<CivilDate>,
+    },
+    /// Writes the man pages and shell completions into a folder (the packages run this).
+    #[command(hide = true)]
+    Manual {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 
@@ -206,8 +213,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(code));
         }
     }
-    let config = load_config(&cli)?;
+    // The manual is made at packaging time, where no agent.toml need exist.
+    let config = match cli.command {
+        Command::Manual { .. } => AgentConfig::default(),
+        _ => load_config(&cli)?,
+    };
     match cli.command {
+        Command::Manual { out } => {
+            for path in manual::write(Cli::command(), &out)? {
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

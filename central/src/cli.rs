@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use skolebro_central::store::{AuditEntry, Role, Timestamp, UiUser};
 use skolebro_central::{access_log, accounts, sites, CentralConfig};
 use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSchool, SiteSecret};
@@ -28,6 +28,10 @@ pub(crate) struct Cli {
 /// The environment variable every command reads the config file's path from when
 /// `--config` is not given (a systemd unit's `Environment=`).
 const CONFIG_ENV: &str = "SKOLEBRO_CENTRAL_CONFIG";
+
+/// Where the Debian package's unit and operations expect the config, so that no command
+/// needs `--config` on an installed central.
+const DEFAULT_CONFIG: &str = "/etc/skolebro/central.toml";
 
 /// An operator account's role, as `add-user --role` takes it.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -58,7 +62,7 @@ pub(crate) enum CliCommand {
     /// SIGTERM or Ctrl-C.
     Serve {
         /// The configuration file (TOML); relative paths in it are relative to its folder.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Register a device for a site with its envelope-signing key, and set the site's
@@ -66,7 +70,7 @@ pub(crate) enum CliCommand {
     /// (tests, the demo's way).
     RegisterDevice {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The device id, as in its certificate.
         #[arg(long, value_name = "ID")]
@@ -97,7 +101,7 @@ pub(crate) enum CliCommand {
     /// only its argon2id hash is stored.
     AddUser {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The name the operator signs in with.
         #[arg(long, value_name = "NAME")]
@@ -112,7 +116,7 @@ pub(crate) enum CliCommand {
     /// List the operator accounts: name, role, kommune, created, and whether disabled.
     ListUsers {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// One JSON document instead of a table.
         #[arg(long)]
@@ -122,7 +126,7 @@ pub(crate) enum CliCommand {
     /// once. The account and its audit trail stay; `reset-password` enables it again.
     DisableUser {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The account's name.
         #[arg(long, value_name = "NAME")]
@@ -132,11 +136,17 @@ pub(crate) enum CliCommand {
     /// sessions. The password, at least 12 characters, is read as for `add-user`.
     ResetPassword {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The account's name.
         #[arg(long, value_name = "NAME")]
         name: String,
+    },
+    /// Writes the man pages and shell completions into a folder (the package runs this).
+    #[command(hide = true)]
+    Manual {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 
@@ -147,7 +157,7 @@ pub(crate) enum SiteCommand {
     /// the site takes on). A school another site holds is refused: that is a move.
     Register {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The site id.
         #[arg(long, value_name = "ID")]
@@ -160,7 +170,7 @@ pub(crate) enum SiteCommand {
     /// refused from now on, the new site's accepted.
     Move {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The school by its numbers, with the name it is to carry:
         /// KOMMUNE/SKOLENUMMER[/ORGNR]=NAME or KOMMUNE//ORGNR=NAME.
@@ -173,7 +183,7 @@ pub(crate) enum SiteCommand {
     /// List every site's registered schools.
     List {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
 }
@@ -182,6 +192,12 @@ pub(crate) enum SiteCommand {
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         CliCommand::Serve { config } => serve(config).await,
+        CliCommand::Manual { out } => {
+            for path in skolebro_provisioning::manual::write(Cli::command(), &out)? {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
         CliCommand::RegisterDevice {
             config,
             device,

@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod error;
 pub mod keys;
+pub mod manual;
 pub mod ops;
 pub mod pki;
 pub mod release;

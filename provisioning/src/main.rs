@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use skolebro_provisioning::admin::{self, AdminClient, DeviceEntry, TokenEntry};
 use skolebro_provisioning::keys::KeyFolder;
+use skolebro_provisioning::manual;
 use skolebro_provisioning::ops::{self, Exit};
 use skolebro_provisioning::release::{self, ReleaseRequest};
 use skolebro_provisioning::stick::{self, StickRequest};
@@ -144,6 +145,12 @@ enum Command {
         #[arg(long, value_name = "URL", default_value = admin::DEFAULT_ADMIN_URL)]
         admin_url: String,
     },
+    /// Writes the man pages and shell completions into a folder (the packages run this).
+    #[command(hide = true)]
+    Manual {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -194,6 +201,12 @@ fn exit_kind(error: &anyhow::Error) -> Exit {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Manual { out } => {
+            for path in manual::write(Cli::command(), &out)? {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
         Command::Init { dir, server_names } => init(dir, &server_names),
         Command::Stick {
             keys,

@@ -1,7 +1,8 @@
-//! The Debian package of the agent: builds it with `cargo deb` for the host (dev profile, to
-//! reuse the test build) and checks what `dpkg-deb` finds in it: the binary, the hardened
-//! systemd unit, the udev rules, the default config and the maintainer script that creates
-//! the service user. The arm64 and armhf packages for the Pi are built and checked by `.ci/arm`.
+//! The Debian packages of the agent and of central: builds each with `cargo deb` for the host
+//! (dev profile, to reuse the test build) and checks what `dpkg-deb` finds in it: the binary,
+//! the hardened systemd unit, the udev rules, the default or example config, the man pages and
+//! shell completions, and the maintainer script that creates the service user. The arm64 and
+//! armhf packages of the agent for the Pi are built and checked by `.ci/arm`.
 //!
 //! Skips with a message when `cargo deb` or `dpkg-deb` is missing, unless
 //! `SKOLEBRO_REQUIRE_CARGO_DEB=1` is set (as `.ci/arm` does, after installing cargo-deb).
@@ -9,12 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the workspace")
-        .to_owned()
-}
+use skolebro_tests::harness::{binaries, workspace_root};
 
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -59,8 +55,8 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-#[test]
-fn the_agent_package_holds_the_binary_unit_rules_and_maintainer_script() {
+/// Skips (returning `None`) when the tools are missing and CI does not require them.
+fn tools_or_skip() -> Option<()> {
     if let Some(why) = missing_tools() {
         assert!(
             std::env::var_os("SKOLEBRO_REQUIRE_CARGO_DEB").is_none(),
@@ -68,32 +64,121 @@ fn the_agent_package_holds_the_binary_unit_rules_and_maintainer_script() {
         );
         println!("skipping the Debian package test: {why}");
         eprintln!("skipping the Debian package test: {why}");
-        return;
+        return None;
     }
-    let root = workspace_root();
-    let out = tempfile::tempdir().expect("temp dir");
+    Some(())
+}
 
+/// Writes the package's man pages and completions where its cargo-deb assets expect them
+/// (`target/release/generated`, which the dev profile reads as `target/debug/generated`),
+/// then builds the package into `out` and returns its path.
+fn build_package(package: &str, binary: &Path, out: &Path) -> PathBuf {
+    let root = workspace_root();
+    let generated = binary.with_file_name("generated");
+    run(Command::new(binary)
+        .args(["manual", "--out"])
+        .arg(&generated));
     // The dev profile reuses what `cargo test` just built; --fast keeps xz quick.
     run(cargo()
         .current_dir(&root)
         .args([
             "deb",
             "-p",
-            "skolebro-agent",
+            package,
             "--profile",
             "dev",
             "--fast",
             "--no-dbgsym",
             "-o",
         ])
-        .arg(out.path()));
-    let debs: Vec<PathBuf> = std::fs::read_dir(out.path())
+        .arg(out));
+    let debs: Vec<PathBuf> = std::fs::read_dir(out)
         .expect("output dir")
         .map(|entry| entry.expect("dir entry").path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "deb"))
         .collect();
     assert_eq!(debs.len(), 1, "one package expected: {debs:?}");
-    let deb = &debs[0];
+    debs[0].clone()
+}
+
+/// The package's file list, as `dpkg-deb --contents` prints it.
+struct Contents(String);
+
+impl Contents {
+    fn of(deb: &Path) -> Self {
+        Self(run(Command::new("dpkg-deb").arg("--contents").arg(deb)))
+    }
+
+    fn entry(&self, path: &str) -> &str {
+        self.0
+            .lines()
+            .find(|line| line.ends_with(path))
+            .unwrap_or_else(|| panic!("{path} is not in the package:\n{}", self.0))
+    }
+
+    /// "-rwxr-xr-x 0/0 2101968 2026-11-27 00:00 ./usr/bin/skolebro-agent": the mode, and
+    /// whether root owns it.
+    fn mode_of_root_file(&self, path: &str) -> String {
+        let mut fields = self.entry(path).split_whitespace();
+        let mode = fields.next().unwrap_or_default().to_owned();
+        let owner = fields.next().unwrap_or_default();
+        assert!(owner == "0/0" || owner == "root/root", "{path}: {owner}");
+        mode
+    }
+
+    /// Man pages for the binary and each of its commands, and completions for three shells.
+    fn assert_manual(&self, binary: &str, commands: &[&str]) {
+        let mut files = vec![
+            format!("./usr/share/man/man1/{binary}.1"),
+            format!("./usr/share/bash-completion/completions/{binary}"),
+            format!("./usr/share/zsh/vendor-completions/_{binary}"),
+            format!("./usr/share/fish/vendor_completions.d/{binary}.fish"),
+        ];
+        files.extend(
+            commands
+                .iter()
+                .map(|command| format!("./usr/share/man/man1/{binary}-{command}.1")),
+        );
+        for file in &files {
+            assert_eq!(self.mode_of_root_file(file), "-rw-r--r--", "{file}");
+        }
+        assert!(
+            !self.0.contains("-manual.1"),
+            "the hidden manual command has no page:\n{}",
+            self.0
+        );
+        for line in self
+            .0
+            .lines()
+            .filter(|line| line.contains("/man1/") && !line.ends_with('/'))
+        {
+            assert!(
+                line.contains(&format!("/man1/{binary}")),
+                "another binary's page in the package: {line}"
+            );
+        }
+    }
+
+    /// No key material: the trusted public keys only come with `--variant release`, and
+    /// private keys never.
+    fn assert_no_keys(&self) {
+        for line in self.0.lines() {
+            let lower = line.to_lowercase();
+            assert!(
+                !lower.contains("/keys/") && !lower.contains(".key") && !lower.contains(".pem"),
+                "unexpected key file in the package: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_agent_package_holds_the_binary_unit_rules_manual_and_maintainer_script() {
+    if tools_or_skip().is_none() {
+        return;
+    }
+    let out = tempfile::tempdir().expect("temp dir");
+    let deb = &build_package("skolebro-agent", &binaries().agent, out.path());
 
     // Control fields.
     let fields = run(Command::new("dpkg-deb")
@@ -109,24 +194,11 @@ fn the_agent_package_holds_the_binary_unit_rules_and_maintainer_script() {
     assert!(fields.contains("Section: admin"), "{fields}");
 
     // Files and their modes.
-    let contents = run(Command::new("dpkg-deb").arg("--contents").arg(deb));
-    let entry = |path: &str| -> &str {
-        contents
-            .lines()
-            .find(|line| line.ends_with(path))
-            .unwrap_or_else(|| panic!("{path} is not in the package:\n{contents}"))
-    };
-    // "-rwxr-xr-x 0/0 2101968 2026-11-27 00:00 ./usr/bin/skolebro-agent"
-    let mode_and_owner = |path: &str| -> (String, String) {
-        let mut fields = entry(path).split_whitespace();
-        let mode = fields.next().unwrap_or_default().to_owned();
-        let owner = fields.next().unwrap_or_default().to_owned();
-        (mode, owner)
-    };
-    let is_root = |owner: &str| owner == "0/0" || owner == "root/root";
-    let (mode, owner) = mode_and_owner("./usr/bin/skolebro-agent");
-    assert_eq!(mode, "-rwxr-xr-x");
-    assert!(is_root(&owner), "{owner}");
+    let contents = Contents::of(deb);
+    assert_eq!(
+        contents.mode_of_root_file("./usr/bin/skolebro-agent"),
+        "-rwxr-xr-x"
+    );
     for file in [
         "./usr/lib/systemd/system/skolebro-agent.service",
         "./usr/lib/udev/rules.d/99-skolebro-stick.rules",
@@ -134,19 +206,10 @@ fn the_agent_package_holds_the_binary_unit_rules_and_maintainer_script() {
         "./etc/skolebro/agent.toml",
         "./usr/share/doc/skolebro-agent/README.md",
     ] {
-        let (mode, owner) = mode_and_owner(file);
-        assert_eq!(mode, "-rw-r--r--", "{file}");
-        assert!(is_root(&owner), "{file}: {owner}");
+        assert_eq!(contents.mode_of_root_file(file), "-rw-r--r--", "{file}");
     }
-    // No key material in the default package: the trusted public keys only come with
-    // `--variant release`, and private keys never.
-    for line in contents.lines() {
-        let lower = line.to_lowercase();
-        assert!(
-            !lower.contains("/keys/") && !lower.contains(".key") && !lower.contains(".pem"),
-            "unexpected key file in the package: {line}"
-        );
-    }
+    contents.assert_manual("skolebro-agent", &["check", "run", "status", "provision"]);
+    contents.assert_no_keys();
 
     // Unpack files and control members to read them.
     let unpacked = out.path().join("unpacked");
@@ -156,6 +219,8 @@ fn the_agent_package_holds_the_binary_unit_rules_and_maintainer_script() {
     let unit_lines: Vec<&str> = unit.lines().map(str::trim).collect();
     for line in [
         "User=skolebro",
+        "Type=notify",
+        "WatchdogSec=60s",
         "ExecStart=/var/lib/skolebro/current/skolebro-agent run --config /etc/skolebro/agent.toml",
         "StartLimitIntervalSec=0",
         "Restart=always",
@@ -231,4 +296,99 @@ fn the_agent_package_holds_the_binary_unit_rules_and_maintainer_script() {
     // The packaged binary is the agent and runs (host build).
     let version = run(Command::new(unpacked.join("usr/bin/skolebro-agent")).arg("--version"));
     assert!(version.starts_with("skolebro-agent "), "{version}");
+}
+
+#[test]
+fn the_central_package_holds_the_binary_hardened_unit_example_config_and_manual() {
+    if tools_or_skip().is_none() {
+        return;
+    }
+    let out = tempfile::tempdir().expect("temp dir");
+    let deb = &build_package("skolebro-central", &binaries().central, out.path());
+
+    let fields = run(Command::new("dpkg-deb")
+        .arg("--field")
+        .arg(deb)
+        .args(["Package", "Depends", "Section"]));
+    assert!(fields.contains("Package: skolebro-central\n"), "{fields}");
+    assert!(fields.contains("adduser"), "{fields}");
+
+    let contents = Contents::of(deb);
+    assert_eq!(
+        contents.mode_of_root_file("./usr/bin/skolebro-central"),
+        "-rwxr-xr-x"
+    );
+    for file in [
+        "./usr/lib/systemd/system/skolebro-central.service",
+        "./usr/share/doc/skolebro-central/central.toml.example",
+        "./usr/share/doc/skolebro-central/README.md",
+        "./usr/share/doc/skolebro-central/prometheus-alerts.yml",
+    ] {
+        assert_eq!(contents.mode_of_root_file(file), "-rw-r--r--", "{file}");
+    }
+    contents.assert_manual("skolebro-central", &["serve", "add-user", "site"]);
+    contents.assert_no_keys();
+    assert!(
+        !contents.0.contains("./etc/skolebro/central.toml"),
+        "the config is the operator's to write: the unit waits for it"
+    );
+
+    let unpacked = out.path().join("unpacked");
+    run(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&unpacked));
+    let unit = read(&unpacked.join("usr/lib/systemd/system/skolebro-central.service"));
+    let unit_lines: Vec<&str> = unit.lines().map(str::trim).collect();
+    for line in [
+        "User=skolebro-central",
+        "ConditionPathExists=/etc/skolebro/central.toml",
+        "ExecStart=/usr/bin/skolebro-central serve",
+        "StateDirectory=skolebro-central",
+        "ReadWritePaths=/var/lib/skolebro-central",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "PrivateDevices=yes",
+        "CapabilityBoundingSet=",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(unit_lines.contains(&line), "unit lacks `{line}`:\n{unit}");
+    }
+
+    let postinst_path = unpacked.join("DEBIAN/postinst");
+    let postinst = read(&postinst_path);
+    assert!(
+        postinst.contains("adduser --system --group") && postinst.contains("skolebro-central"),
+        "postinst does not create the user:\n{postinst}"
+    );
+    assert!(
+        postinst.contains("deb-systemd-helper") && postinst.contains("skolebro-central.service"),
+        "postinst does not enable the unit:\n{postinst}"
+    );
+    run(Command::new("sh").arg("-n").arg(&postinst_path));
+
+    // The example config is one central reads: every key path is where `skolebro-provision
+    // init --dir /etc/skolebro/keys` writes it, and the store is in the state folder.
+    let example = read(&unpacked.join("usr/share/doc/skolebro-central/central.toml.example"));
+    let config = skolebro_central::CentralConfig::parse(&example, Path::new("/etc/skolebro"))
+        .unwrap_or_else(|e| panic!("the example config does not parse: {e}\n{example}"));
+    let keys = tempfile::tempdir().expect("temp dir");
+    run(Command::new(&binaries().provision)
+        .args(["init", "--dir"])
+        .arg(keys.path().join("keys")));
+    for line in example
+        .lines()
+        .filter(|line| line.contains("/etc/skolebro/keys/"))
+    {
+        let file = line
+            .rsplit('/')
+            .next()
+            .and_then(|tail| tail.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("a key path line: {line}"));
+        assert!(
+            keys.path().join("keys").join(file).exists(),
+            "`init` writes no {file}, which the example config names"
+        );
+    }
+    assert!(format!("{config:?}").contains("/var/lib/skolebro-central/central.db"));
+
+    let version = run(Command::new(unpacked.join("usr/bin/skolebro-central")).arg("--version"));
+    assert!(version.starts_with("skolebro-central "), "{version}");
 }
