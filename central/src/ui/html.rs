@@ -124,7 +124,8 @@ pub(crate) fn see_other(location: &str) -> Response {
 /// Plain, readable, printable; no external resources.
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1b1b1b}\
 header{background:#0b3d5c;color:#fff;padding:.6em 1em}header a{color:#fff;margin-left:1em}\
-header form{display:inline;margin-left:1em}main{padding:1em 1.5em;max-width:80em}\
+header form{display:inline;margin-left:1em}nav{display:inline}\
+header a,header span,td:first-child{white-space:nowrap}main{padding:1em 1.5em;max-width:80em}\
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #bbb;\
 padding:.3em .6em;text-align:left;vertical-align:top}th{background:#eef2f5}\
 .ok{color:#176b1b}.warn{color:#8a5300}.bad{color:#a11}.note{color:#555}\

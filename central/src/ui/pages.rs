@@ -420,7 +420,9 @@ pub(crate) async fn fleet(
             p #none-shown { (lang.t("Ingen enheter passer til filteret.", "No device matches the filter.")) }
         } @else {
             table #fleet {
-                caption { (lang.t("Enheter", "Devices")) " " (shown.len()) }
+                caption {
+                    (lang.t("Viser ", "Showing ")) (lang.count(shown.len() as u64, Noun::Device))
+                }
                 tr {
                     th scope="col" { (lang.t("Enhet", "Device")) }
                     th scope="col" { (lang.t("Lokasjon", "Site")) }
