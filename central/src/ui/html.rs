@@ -96,10 +96,11 @@ pub(crate) fn page(
                 style { (PreEscaped(STYLE)) }
             }
             body {
+                a.skip href="#main" { (lang.t("Hopp til innholdet", "Skip to the content")) }
                 header {
                     strong { "skolebro" } " " (nav) " " (language_link(lang, here))
                 }
-                main { h1 { (title) } (body) }
+                main #main { h1 { (title) } (body) }
             }
         }
     };
@@ -130,7 +131,8 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #bbb;\
 padding:.3em .6em;text-align:left;vertical-align:top}th{background:#eef2f5}\
 .ok{color:#176b1b}.warn{color:#8a5300}.bad{color:#a11}.note{color:#555}\
 form.inline{display:inline}input[type=text],input[type=password]{padding:.3em}\
-button{padding:.3em .8em;margin:.2em}";
+button{padding:.3em .8em;margin:.2em}\
+.skip{position:absolute;left:-999em}.skip:focus{left:1em;top:.5em;background:#fff;padding:.3em}";
 
 #[cfg(test)]
 mod tests {
