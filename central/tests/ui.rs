@@ -4,14 +4,19 @@
 //! that a municipality operator neither sees nor acts on another kommune's site, not even by
 //! guessing its URLs, and that forms without the session's CSRF token are refused. The same
 //! way, they check the releases page (operations change a rollout, others only look), the
-//! lock after repeated failed sign-ins, and that the JSON operator API's actions are in the
-//! audit log.
+//! lock after repeated failed sign-ins, that the JSON operator API's actions are in the
+//! audit log, that destructive actions ask first and audit their reason, and the fleet
+//! page's summary, filters and paging. They ask for English with `Accept-Language`, as they
+//! are about behaviour; one test checks that bokmål is the default and how English is
+//! chosen.
 //!
 //! The browser test runs Debian's headless chromium through chromedriver's WebDriver API:
 //! central with the web interface, and a real agent daemon whose safety policy holds its
 //! second export (it would delete most of the school); the browser signs in, releases the
 //! held delta with a reason, and the test checks that the delta arrives at central, that
-//! the page says so, and that the audit log has the release. With
+//! the page says so, and that the audit log has the release; then it revokes the device
+//! through the confirmation page, with a reason the audit log keeps. The browser asks for
+//! Norwegian, and the pages it reads are checked in bokmål. With
 //! `SKOLEBRO_UI_SCREENSHOT=path` it saves a screenshot of the fleet page there.
 //!
 //! chromium and chromedriver are looked up on `PATH`. Without them the browser test says
@@ -1839,6 +1844,24 @@ async fn release_in_browser(scene: Scene) {
     if let Some(path) = std::env::var_os("SKOLEBRO_UI_SCREENSHOT") {
         browser.screenshot(Path::new(&path)).await;
     }
+
+    // Revoking the device asks first and wants a reason, which the audit log keeps.
+    browser.click("#revoke-pi-fana").await;
+    browser.page_showing("Tilbakekalle enheten?").await;
+    browser
+        .type_into("#reason", "Stolen from the school office")
+        .await;
+    browser.click("#confirm").await;
+    browser
+        .page_showing("Tilbakekalt: tilkoblingene avvises")
+        .await;
+    let audit = browser
+        .open_until(&format!("{base}/audit"), "revoke_device")
+        .await;
+    assert!(
+        audit.contains("revoked: Stolen from the school office"),
+        "{audit}"
+    );
     browser.quit().await;
 }
 

@@ -479,7 +479,8 @@ pub(crate) async fn fleet(
                         }
                         td {
                             @if operator.is_operations() && !row.record.revoked {
-                                a href={ "/devices/" (escape_path(row.device.as_str())) "/revoke" } {
+                                a href={ "/devices/" (escape_path(row.device.as_str())) "/revoke" }
+                                    id={ "revoke-" (row.device.as_str()) } {
                                     (lang.t("Tilbakekall (mistet eller stjålet)", "Revoke (lost or stolen)"))
                                 }
                             }
