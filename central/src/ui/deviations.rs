@@ -107,7 +107,11 @@ pub(crate) fn deviation_table(lang: Lang, groups: &[DeviationGroup]) -> Option<M
                 tr {
                     td {
                         span class=(if group.severity == "error" { "bad" } else { "note" }) {
-                            (group.severity)
+                            @match group.severity.as_str() {
+                                "error" => (lang.t("feil", "error")),
+                                "warning" => (lang.t("advarsel", "warning")),
+                                other => (other),
+                            }
                         }
                         br;
                         code { (group.code) }
@@ -185,6 +189,7 @@ mod tests {
             norsk.contains("Rett det i SAS") && norsk.contains("og 28 til"),
             "{norsk}"
         );
+        assert!(norsk.contains("<span class=\"bad\">feil</span>"), "{norsk}");
     }
 
     #[test]
