@@ -235,10 +235,35 @@ pub(crate) async fn apply_rollout(
     id: &str,
     change: &RolloutChange,
 ) -> Result<(), StoreError> {
+    audited_rollout(store, actor, id, change, None).await
+}
+
+/// [`apply_rollout`] with the operator's reason in the audit line: the web interface asks
+/// for one before it pauses a rollout.
+pub(crate) async fn apply_rollout_because(
+    store: &dyn Store,
+    actor: &str,
+    id: &str,
+    change: &RolloutChange,
+    reason: &str,
+) -> Result<(), StoreError> {
+    audited_rollout(store, actor, id, change, Some(reason)).await
+}
+
+async fn audited_rollout(
+    store: &dyn Store,
+    actor: &str,
+    id: &str,
+    change: &RolloutChange,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
     if store.release(id).await?.is_none() {
         return Err(StoreError::UnknownRelease(id.to_owned()));
     }
-    let (action, detail) = rollout_words(change);
+    let (action, mut detail) = rollout_words(change);
+    if let Some(reason) = reason {
+        detail = format!("{detail}: {reason}");
+    }
     audit::record(store, actor, action, id, &detail).await?;
     store.change_rollout(id, change).await?;
     tracing::info!(release = id, actor, action, %detail, "rollout changed");

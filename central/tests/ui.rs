@@ -4,14 +4,19 @@
 //! that a municipality operator neither sees nor acts on another kommune's site, not even by
 //! guessing its URLs, and that forms without the session's CSRF token are refused. The same
 //! way, they check the releases page (operations change a rollout, others only look), the
-//! lock after repeated failed sign-ins, and that the JSON operator API's actions are in the
-//! audit log.
+//! lock after repeated failed sign-ins, that the JSON operator API's actions are in the
+//! audit log, that destructive actions ask first and audit their reason, and the fleet
+//! page's summary, filters and paging. They ask for English with `Accept-Language`, as they
+//! are about behaviour; one test checks that bokmål is the default and how English is
+//! chosen.
 //!
 //! The browser test runs Debian's headless chromium through chromedriver's WebDriver API:
 //! central with the web interface, and a real agent daemon whose safety policy holds its
 //! second export (it would delete most of the school); the browser signs in, releases the
 //! held delta with a reason, and the test checks that the delta arrives at central, that
-//! the page says so, and that the audit log has the release. With
+//! the page says so, and that the audit log has the release; then it revokes the device
+//! through the confirmation page, with a reason the audit log keeps. The browser asks for
+//! Norwegian, and the pages it reads are checked in bokmål. With
 //! `SKOLEBRO_UI_SCREENSHOT=path` it saves a screenshot of the fleet page there.
 //!
 //! chromium and chromedriver are looked up on `PATH`. Without them the browser test says
@@ -27,7 +32,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
+use reqwest::header::{
+    HeaderValue, ACCEPT_LANGUAGE, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE,
+};
 use reqwest::{redirect, StatusCode};
 use serde_json::{json, Value};
 use skolebro_agent::config::AgentConfig;
@@ -191,7 +198,20 @@ struct Session {
     cookie: String,
 }
 
+/// A client that asks for English, as these tests are about behaviour and read the English
+/// texts; the default language has tests of its own.
 fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(ACCEPT_LANGUAGE, HeaderValue::from_static("en"));
+    reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// A client that states no language, as a browser may.
+fn client_without_language() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(redirect::Policy::none())
         .build()
@@ -304,6 +324,326 @@ impl Session {
     async fn csrf(&self) -> String {
         csrf_of(&self.get("/fleet").await.1)
     }
+}
+
+impl Session {
+    /// The same session from a client that states no language.
+    fn without_language(&self) -> Session {
+        Session {
+            http: client_without_language(),
+            base: self.base.clone(),
+            cookie: self.cookie.clone(),
+        }
+    }
+
+    /// The same session with more cookies (a language chosen).
+    fn with_cookie(&self, cookie: &str) -> Session {
+        Session {
+            http: client_without_language(),
+            base: self.base.clone(),
+            cookie: format!("{}; {cookie}", self.cookie),
+        }
+    }
+}
+
+/// Stores a heartbeat for `device` as if it had just called in.
+async fn heartbeat(store: &dyn Store, device: &str, heartbeat: Value) {
+    let heartbeat = serde_json::from_value(heartbeat).expect("a heartbeat");
+    store
+        .record_heartbeat(
+            &DeviceId::new(device).expect("a device id"),
+            &heartbeat,
+            Timestamp::now(),
+        )
+        .await
+        .expect("the heartbeat is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interface_speaks_bokmal_unless_english_is_asked_for() {
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    central.add_user("ops", "operations", None).await;
+    let base = central.ui();
+
+    let login = client_without_language()
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("the login page");
+    let login = login.text().await.expect("a body");
+    for expected in ["<html lang=\"nb\">", "Logg inn", "Passord", ">English</a>"] {
+        assert!(login.contains(expected), "{expected} in {login}");
+    }
+
+    let english = try_login(&base, "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in");
+    let norsk = english.without_language();
+    let (status, fleet) = norsk.get("/fleet").await;
+    assert_eq!(status, StatusCode::OK);
+    for expected in [
+        "<html lang=\"nb\">",
+        "<title>Flåten · skolebro</title>",
+        "<nav>",
+        "Holdte endringer",
+        "Logg ut",
+        "1 enhet: 0 friske, 0 holder tilbake, 1 tause, 0 utdaterte",
+        "<th scope=\"col\">Siste livstegn</th>",
+        "<a class=\"skip\" href=\"#main\">Hopp til innholdet</a>",
+        "<main id=\"main\">",
+    ] {
+        assert!(fleet.contains(expected), "{expected} in {fleet}");
+    }
+    assert!(!fleet.contains("Held deltas"), "{fleet}");
+    let (_, site) = norsk.get("/sites/fana").await;
+    assert!(site.contains("Sentralen har 0 elever, 0 grupper"), "{site}");
+    // Times in Oslo, to the minute, with the zone, and how long ago in words.
+    assert!(site.contains(" CET ") || site.contains(" CEST "), "{site}");
+    assert!(site.contains("siden)"), "{site}");
+    assert!(!site.contains(".000Z"), "no milliseconds, no UTC: {site}");
+
+    // Accept-Language asks for English; the language link's cookie wins over it.
+    let (_, fleet) = english.get("/fleet").await;
+    assert!(fleet.contains("<html lang=\"en\">"), "{fleet}");
+    assert!(fleet.contains("1 device: 0 healthy"), "{fleet}");
+    let chosen = client_without_language()
+        .get(format!("{base}/language?to=en&back=%2Fheld"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(chosen.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        chosen.headers().get(LOCATION).map(|v| v.as_bytes()),
+        Some(&b"/held"[..])
+    );
+    let lang = cookie_value(&chosen, "skolebro_lang").expect("the language cookie");
+    assert_eq!(lang, "en");
+    let (_, held) = english.with_cookie("skolebro_lang=en").get("/held").await;
+    assert!(
+        held.contains("No device holds a delta for review"),
+        "{held}"
+    );
+    let (_, held) = english.with_cookie("skolebro_lang=nb").get("/held").await;
+    assert!(held.contains("Ingen enhet holder tilbake"), "{held}");
+    let (_, held) = english.get("/held").await;
+    assert!(held.contains("No device holds"), "{held}");
+    // The link goes back only to this interface's pages.
+    let elsewhere = client_without_language()
+        .get(format!("{base}/language?to=nb&back=%2F%2Fevil.example"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(
+        elsewhere.headers().get(LOCATION).map(|v| v.as_bytes()),
+        Some(&b"/fleet"[..])
+    );
+    central.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destructive_actions_ask_first_and_put_the_reason_in_the_audit_log() {
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    central.add_user("ops", "operations", None).await;
+    heartbeat(
+        central.store.as_ref(),
+        "pi-fana",
+        json!({"version": "1.2.3", "state": "holding",
+               "held": {"id": "h1", "reasons": ["would delete 5 of 6 students"],
+                        "deletes": {"students": 5}}}),
+    )
+    .await;
+    let base = central.ui();
+    let ops = try_login(&base, "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in");
+    let csrf = ops.csrf().await;
+    let commands = || {
+        let store = Arc::clone(&central.store);
+        async move {
+            store.fleet_activity().await.expect("the fleet")
+                [&DeviceId::new("pi-fana").expect("a device id")]
+                .commands
+                .len()
+        }
+    };
+
+    // Rejecting a held delta: the first post only asks, with the reason kept in the form.
+    let (_, held) = ops.get("/held").await;
+    assert!(held.contains("5 students"), "{held}");
+    let reject = [
+        ("csrf", csrf.as_str()),
+        ("held_id", "h1"),
+        ("decision", "reject"),
+        ("reason", "the export was from the wrong term"),
+    ];
+    let asked = ops
+        .http
+        .post(format!("{base}/devices/pi-fana/held"))
+        .header(COOKIE, &ops.cookie)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form_body(&reject))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(asked.status(), StatusCode::OK);
+    let asked = asked.text().await.expect("a body");
+    for expected in [
+        "Reject the held delta?",
+        "name=\"confirmed\" value=\"yes\"",
+        "value=\"the export was from the wrong term\"",
+        "cannot be undone",
+    ] {
+        assert!(asked.contains(expected), "{expected} in {asked}");
+    }
+    assert_eq!(commands().await, 0, "nothing is queued before the answer");
+    let mut confirmed = reject.to_vec();
+    confirmed.push(("confirmed", "yes"));
+    assert_eq!(
+        ops.post("/devices/pi-fana/held", &confirmed).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(commands().await, 1);
+
+    // Revoking a device: the fleet links to a confirmation page, not to a form that acts.
+    let (_, fleet) = ops.get("/fleet").await;
+    assert!(
+        fleet.contains("href=\"/devices/pi-fana/revoke\""),
+        "{fleet}"
+    );
+    assert!(
+        !fleet.contains("action=\"/devices/pi-fana/revoke\""),
+        "{fleet}"
+    );
+    let (status, confirm) = ops.get("/devices/pi-fana/revoke").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(confirm.contains("Revoke the device?"), "{confirm}");
+    assert!(
+        confirm.contains("action=\"/devices/pi-fana/revoke\""),
+        "{confirm}"
+    );
+    let revoked = || {
+        let store = Arc::clone(&central.store);
+        async move {
+            store
+                .device(&DeviceId::new("pi-fana").expect("a device id"))
+                .await
+                .expect("reads")
+                .expect("the device")
+                .revoked
+        }
+    };
+    let unconfirmed = [("csrf", csrf.as_str()), ("reason", "stolen")];
+    assert_eq!(
+        ops.post("/devices/pi-fana/revoke", &unconfirmed).await,
+        StatusCode::FORBIDDEN
+    );
+    let no_reason = [
+        ("csrf", csrf.as_str()),
+        ("confirmed", "yes"),
+        ("reason", ""),
+    ];
+    assert_eq!(
+        ops.post("/devices/pi-fana/revoke", &no_reason).await,
+        StatusCode::FORBIDDEN
+    );
+    assert!(!revoked().await, "neither post revoked it");
+    let confirmed = [
+        ("csrf", csrf.as_str()),
+        ("confirmed", "yes"),
+        ("reason", "stolen from the school office"),
+    ];
+    assert_eq!(
+        ops.post("/devices/pi-fana/revoke", &confirmed).await,
+        StatusCode::SEE_OTHER
+    );
+    assert!(revoked().await);
+
+    let (_, audit) = ops.get("/audit").await;
+    for expected in [
+        "revoked: stolen from the school office",
+        "held delta h1: the export was from the wrong term",
+        "reject",
+    ] {
+        assert!(audit.contains(expected), "{expected} in {audit}");
+    }
+    central.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_page_sums_up_filters_searches_and_pages_a_large_fleet() {
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    central.site_in("oslo", "pi-oslo", "0301", 2).await;
+    central.add_user("ops", "operations", None).await;
+    register_release(&central).await;
+    let fana = SiteId::new("fana").expect("a site id");
+    for n in 0..59u8 {
+        let key = DeviceSigningKey::from_bytes([n + 10; 32]).verifying_key();
+        central
+            .store
+            .register_device(
+                &DeviceId::new(format!("pi-spare-{n:02}")).expect("a device id"),
+                &fana,
+                &key,
+            )
+            .await
+            .expect("the device");
+    }
+    let store = central.store.as_ref();
+    heartbeat(
+        store,
+        "pi-fana",
+        json!({"version": "1.0.0", "state": "healthy", "target": TARGET}),
+    )
+    .await;
+    heartbeat(
+        store,
+        "pi-oslo",
+        json!({"version": "1.2.3", "state": "holding", "target": TARGET}),
+    )
+    .await;
+    let base = central.ui();
+    let ops = try_login(&base, "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in");
+    let rows = |page: &str| page.matches("<tr><td>").count();
+
+    let (_, fleet) = ops.get("/fleet").await;
+    assert!(
+        fleet.contains("61 devices: 1 healthy, 1 holding, 59 silent, 1 outdated"),
+        "{fleet}"
+    );
+    assert_eq!(rows(&fleet), 50, "{fleet}");
+    assert!(fleet.contains("Page 1 of 2"), "{fleet}");
+    let (_, second) = ops.get("/fleet?page=2").await;
+    assert_eq!(rows(&second), 11, "{second}");
+
+    let (_, holding) = ops.get("/fleet?state=holding").await;
+    assert_eq!(rows(&holding), 1, "{holding}");
+    assert!(holding.contains("<td>pi-oslo</td>"), "{holding}");
+    let (_, outdated) = ops.get("/fleet?state=outdated").await;
+    assert_eq!(rows(&outdated), 1, "{outdated}");
+    assert!(outdated.contains("<td>pi-fana</td>"), "{outdated}");
+    let (_, oslo) = ops.get("/fleet?kommune=0301").await;
+    assert_eq!(rows(&oslo), 1, "{oslo}");
+    assert!(oslo.contains("<td>pi-oslo</td>"), "{oslo}");
+    let (_, found) = ops.get("/fleet?q=SKULE+0301").await;
+    assert_eq!(rows(&found), 1, "by school name, in any case: {found}");
+    assert!(found.contains("<td>pi-oslo</td>"), "{found}");
+    let (_, silent) = ops.get("/fleet?state=silent&kommune=4601&page=2").await;
+    assert_eq!(rows(&silent), 9, "{silent}");
+    assert!(
+        silent.contains("href=\"/fleet?state=silent&amp;kommune=4601&amp;page=1\""),
+        "{silent}"
+    );
+    let (_, none) = ops.get("/fleet?q=nowhere").await;
+    assert!(none.contains("No device matches the filter"), "{none}");
+    central.running.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -589,10 +929,21 @@ async fn operations_change_a_rollout_on_the_releases_page_and_others_only_look()
         "pi-fana: health check failed",
         "pi-oslo: no space",
         &format!("action=\"/releases/{id}/rollout\""),
-        &format!("action=\"/releases/{id}/pause\""),
+        &format!("href=\"/releases/{id}/pause\""),
     ] {
         assert!(page.contains(expected), "{expected} in {page}");
     }
+    let stored = |central: &Central| {
+        let store = Arc::clone(&central.store);
+        let id = id.clone();
+        async move {
+            store
+                .release(&id)
+                .await
+                .expect("reads")
+                .expect("the release")
+        }
+    };
     let csrf = ops.csrf().await;
     let rollout = format!("/releases/{id}/rollout");
     let posted = ops
@@ -613,25 +964,36 @@ async fn operations_change_a_rollout_on_the_releases_page_and_others_only_look()
         .post(&rollout, &[("csrf", csrf.as_str()), ("percent", "130")])
         .await;
     assert_eq!(refused, StatusCode::FORBIDDEN);
+    // Pausing asks first and wants a reason: unconfirmed or without one, nothing changes.
     let pause = format!("/releases/{id}/pause");
-    assert_eq!(
-        ops.post(&pause, &[("csrf", csrf.as_str())]).await,
-        StatusCode::SEE_OTHER
+    let (status, confirm) = ops.get(&pause).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(confirm.contains("Pause the rollout?"), "{confirm}");
+    assert!(
+        confirm.contains(&format!("action=\"/releases/{id}/pause\"")),
+        "{confirm}"
     );
+    assert_eq!(
+        ops.post(&pause, &[("csrf", csrf.as_str()), ("reason", "bad build")])
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    let unpaused = &[
+        ("csrf", csrf.as_str()),
+        ("confirmed", "yes"),
+        ("reason", " "),
+    ];
+    assert_eq!(ops.post(&pause, unpaused).await, StatusCode::FORBIDDEN);
+    assert!(!stored(&central).await.paused);
+    let confirmed = [
+        ("csrf", csrf.as_str()),
+        ("confirmed", "yes"),
+        ("reason", "bad build on the Pi 3"),
+    ];
+    assert_eq!(ops.post(&pause, &confirmed).await, StatusCode::SEE_OTHER);
     let page = ops.get("/releases").await.1;
     assert!(page.contains("paused (when resumed:"), "{page}");
     assert!(page.contains(&format!("action=\"/releases/{id}/resume\"")));
-    let stored = |central: &Central| {
-        let store = Arc::clone(&central.store);
-        let id = id.clone();
-        async move {
-            store
-                .release(&id)
-                .await
-                .expect("reads")
-                .expect("the release")
-        }
-    };
     let before = stored(&central).await;
     assert_eq!(
         (before.percent, before.paused, before.sites.len()),
@@ -678,6 +1040,7 @@ async fn operations_change_a_rollout_on_the_releases_page_and_others_only_look()
         "30 % of devices",
         "sites: fana, os",
         "pause_rollout",
+        "paused: bad build on the Pi 3",
         id.as_str(),
     ] {
         assert!(audit.contains(expected), "{expected} in {audit}");
@@ -808,8 +1171,8 @@ async fn operations_set_a_transfer_window_that_only_its_county_sees_and_late_tra
         "Inntak &lt;2027&gt;",
         "Closed on",
         "frozen",
-        "1 of 1 sites delivered inside the window",
-        "1 late transfers from 1 sites",
+        "1 site, 1 delivered inside the window",
+        "1 late transfer from 1 site:",
         "href=\"/sites/fana\"",
         "id=\"create-window\"",
     ] {
@@ -853,7 +1216,11 @@ async fn operations_set_a_transfer_window_that_only_its_county_sees_and_late_tra
     let csrf = reader.csrf().await;
     let read_only = post_window(&reader, &csrf, "Reader's", "2101-01-01", "2101-01-02").await;
     assert_eq!(read_only, StatusCode::FORBIDDEN);
-    assert!(!ops.get("/windows").await.1.contains("Oslo&#39;s own"));
+    let windows = ops.get("/windows").await.1;
+    assert!(
+        !windows.contains("Oslo&#39;s own") && !windows.contains("Oslo's own"),
+        "{windows}"
+    );
 
     let (_, audit) = ops.get("/audit").await;
     assert!(audit.contains("create_window"), "{audit}");
@@ -938,6 +1305,7 @@ impl Browser {
                 "timeouts": {"pageLoad": 30_000, "script": 10_000, "implicit": 0},
                 "goog:chromeOptions": {
                     "binary": tools.chromium.display().to_string(),
+                    "prefs": {"intl.accept_languages": "nb-NO,nb"},
                     "args": [
                         "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                         "--disable-quic", "--no-first-run", "--no-default-browser-check",
@@ -945,6 +1313,9 @@ impl Browser {
                         "--disable-sync", "--disable-extensions", "--disable-breakpad",
                         format!("--user-data-dir={}", profile.display()),
                         "--window-size=1400,800",
+                        // A Norwegian operator's browser: the interface's default language
+                        // must come out either way, and this one asks for it.
+                        "--lang=nb-NO",
                     ]
                 }
             }}}))
@@ -1394,24 +1765,28 @@ async fn release_in_browser(scene: Scene) {
     browser.type_into("#name", "ops").await;
     browser.type_into("#password", PASSWORD).await;
     browser.click("#sign-in").await;
-    let fleet = browser.page_showing("Holding a delta for review").await;
+    // The browser asks for Norwegian, and gets it.
+    let fleet = browser
+        .page_showing("Holder tilbake en endring til vurdering")
+        .await;
     assert!(fleet.contains("pi-fana"), "{fleet}");
+    assert!(fleet.contains("<html lang=\"nb\">"), "{fleet}");
 
     browser.open(&format!("{base}/held")).await;
     let held = browser.source().await;
-    assert!(held.contains("281 students"), "{held}");
+    assert!(held.contains("281 elever"), "{held}");
     // The agent says since when it holds the delta.
-    assert!(held.contains(", held since "), "{held}");
+    assert!(held.contains(", holdt siden "), "{held}");
     browser
         .type_into(
-            "#reason",
+            "#reason-pi-fana",
             "Pupils moved to the new school; checked with the rektor",
         )
         .await;
-    browser.click("#release").await;
+    browser.click("#release-pi-fana").await;
     // The agent's heartbeat can fetch the release before the page after the click loads.
     browser
-        .page_showing_one_of(&["The release is queued", "The release was delivered"])
+        .page_showing_one_of(&["Frigivelsen står i kø", "Frigivelsen ble levert"])
         .await;
 
     // The agent picks the release up with its next heartbeat and sends the delta.
@@ -1423,11 +1798,11 @@ async fn release_in_browser(scene: Scene) {
     browser
         .open_until(
             &format!("{base}/held"),
-            "No device holds a delta for review",
+            "Ingen enhet holder tilbake en endring til vurdering",
         )
         .await;
     let site_page = browser
-        .open_until(&format!("{base}/sites/fana"), "holds 20 students")
+        .open_until(&format!("{base}/sites/fana"), "Sentralen har 20 elever")
         .await;
     // Two transfers: the first export, and the released delta that removed the leavers.
     assert_eq!(
@@ -1458,7 +1833,10 @@ async fn release_in_browser(scene: Scene) {
     );
 
     let fleet = browser
-        .open_until(&format!("{base}/fleet"), "Healthy")
+        .open_until(
+            &format!("{base}/fleet"),
+            "Frisk: eksporter leses og leveres",
+        )
         .await;
     for forbidden in ["02871662943", "Sæther"] {
         assert!(!fleet.contains(forbidden) && !site_page.contains(forbidden));
@@ -1466,6 +1844,24 @@ async fn release_in_browser(scene: Scene) {
     if let Some(path) = std::env::var_os("SKOLEBRO_UI_SCREENSHOT") {
         browser.screenshot(Path::new(&path)).await;
     }
+
+    // Revoking the device asks first and wants a reason, which the audit log keeps.
+    browser.click("#revoke-pi-fana").await;
+    browser.page_showing("Tilbakekalle enheten?").await;
+    browser
+        .type_into("#reason", "Stolen from the school office")
+        .await;
+    browser.click("#confirm").await;
+    browser
+        .page_showing("Tilbakekalt: tilkoblingene avvises")
+        .await;
+    let audit = browser
+        .open_until(&format!("{base}/audit"), "revoke_device")
+        .await;
+    assert!(
+        audit.contains("revoked: Stolen from the school office"),
+        "{audit}"
+    );
     browser.quit().await;
 }
 

@@ -36,8 +36,11 @@ use sha2::{Digest as _, Sha256};
 use skolebro_protocol::SiteId;
 use subtle::ConstantTimeEq as _;
 
+use maud::{html, Markup};
+
 use super::error::PageError;
-use super::html::{escape, page, see_other};
+use super::html::{page, see_other};
+use super::text::{current, Lang, Noun, LANG_COOKIE};
 use crate::accounts::{
     random_id, verify_password, LOGIN_ALLOWANCE, LOGIN_FAILURES_ALLOWED, MAX_NAME_LEN,
 };
@@ -104,7 +107,10 @@ impl Operator {
     ) -> Result<T, PageError> {
         match form {
             Ok(Form(form)) if self.csrf_ok(form.csrf()) => Ok(form),
-            _ => Err(self.forbidden("The form expired. Reload the page and try again.")),
+            _ => Err(self.forbidden(current().t(
+                "Skjemaet er utløpt. Last inn siden på nytt og prøv igjen.",
+                "The form expired. Reload the page and try again.",
+            ))),
         }
     }
 
@@ -144,37 +150,41 @@ impl Operator {
     }
 
     /// The menu of the pages this operator may open, with the logout form.
-    pub(super) fn nav(&self) -> String {
-        let mut nav = String::from(
-            "<a href=\"/fleet\">Fleet</a><a href=\"/held\">Held deltas</a>\
-             <a href=\"/releases\">Releases</a><a href=\"/windows\">Transfer windows</a>\
-             <a href=\"/reads\">Reads</a>",
-        );
-        if self.user.role != Role::Municipality {
-            nav.push_str("<a href=\"/tokens\">Sticks and tokens</a>");
-        }
-        if self.is_operations() {
-            nav.push_str("<a href=\"/audit\">Audit log</a>");
-        }
+    pub(super) fn nav(&self) -> Markup {
+        let lang = current();
         let scope = match &self.user.kommune {
-            Some(kommune) => format!("municipality {}", escape(kommune)),
-            None => self.user.role.as_str().replace('_', "-"),
+            Some(kommune) => format!("{} {kommune}", lang.t("kommune", "municipality")),
+            None => match (lang, self.user.role) {
+                (Lang::Nb, Role::Operations) => "drift".to_owned(),
+                (Lang::Nb, Role::ReadOnly) => "kun lesing".to_owned(),
+                (_, role) => role.as_str().replace('_', "-"),
+            },
         };
-        nav.push_str(&format!(
-            "<form method=\"post\" action=\"/logout\">{}<span>{} ({scope})</span> \
-             <button type=\"submit\">Log out</button></form>",
-            self.csrf_field(),
-            escape(&self.user.name),
-        ));
-        nav
+        html! {
+            nav {
+                a href="/fleet" { (lang.t("Flåten", "Fleet")) }
+                a href="/held" { (lang.t("Holdte endringer", "Held deltas")) }
+                a href="/releases" { (lang.t("Versjoner", "Releases")) }
+                a href="/windows" { (lang.t("Overføringsvinduer", "Transfer windows")) }
+                a href="/reads" { (lang.t("Oppslag", "Reads")) }
+                @if self.user.role != Role::Municipality {
+                    a href="/tokens" { (lang.t("Pinner og tokens", "Sticks and tokens")) }
+                }
+                @if self.is_operations() {
+                    a href="/audit" { (lang.t("Revisjonslogg", "Audit log")) }
+                }
+            }
+            form method="post" action="/logout" {
+                (self.csrf_field())
+                span { (self.user.name) " (" (scope) ")" } " "
+                button type="submit" { (lang.t("Logg ut", "Log out")) }
+            }
+        }
     }
 
     /// The hidden form field carrying the CSRF token.
-    pub(super) fn csrf_field(&self) -> String {
-        format!(
-            "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-            escape(&self.csrf)
-        )
+    pub(super) fn csrf_field(&self) -> Markup {
+        html! { input type="hidden" name="csrf" value=(self.csrf); }
     }
 }
 
@@ -261,34 +271,48 @@ fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response 
     response
 }
 
-fn login_page(state: &UiState, status: StatusCode, message: &str) -> Response {
+fn login_page(state: &UiState, status: StatusCode, message: Markup) -> Response {
+    let lang = current();
+    let title = lang.t("Logg inn", "Sign in");
     let Ok(token) = random_id() else {
         return page(
             StatusCode::SERVICE_UNAVAILABLE,
-            "Sign in",
-            "",
-            "<p>Central has no randomness for a login form right now; try again.</p>",
+            title,
+            html! {},
+            "/login",
+            html! { p { (lang.t(
+                "Sentralen mangler tilfeldighet til et innloggingsskjema akkurat nå; prøv igjen.",
+                "Central has no randomness for a login form right now; try again.",
+            )) } },
         );
     };
     let token = hex::encode(token);
-    let body = format!(
-        "{message}<form method=\"post\" action=\"/login\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
-         <p><label>Name<br><input type=\"text\" name=\"name\" id=\"name\" \
-         autocomplete=\"username\" required></label></p>\
-         <p><label>Password<br><input type=\"password\" name=\"password\" id=\"password\" \
-         autocomplete=\"current-password\" required></label></p>\
-         <p><button type=\"submit\" id=\"sign-in\">Sign in</button></p></form>"
-    );
+    let body = html! {
+        (message)
+        form method="post" action="/login" {
+            input type="hidden" name="csrf" value=(token);
+            p { label { (lang.t("Navn", "Name")) br;
+                input type="text" name="name" id="name" autocomplete="username" required; } }
+            p { label { (lang.t("Passord", "Password")) br;
+                input type="password" name="password" id="password"
+                    autocomplete="current-password" required; } }
+            p { button type="submit" id="sign-in" { (title) } }
+        }
+    };
     with_cookie(
-        page(status, "Sign in", "", &body),
+        page(status, title, html! {}, "/login", body),
         set_cookie(state, LOGIN_COOKIE, &token, 3600),
     )
 }
 
+/// A message above the login form.
+fn bad(text: &str) -> Markup {
+    html! { p.bad { (text) } }
+}
+
 /// `GET /login`.
 pub(crate) async fn get_login(State(state): State<Arc<UiState>>) -> Response {
-    login_page(&state, StatusCode::OK, "")
+    login_page(&state, StatusCode::OK, html! {})
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,7 +333,7 @@ pub(crate) async fn post_login(
         return Ok(login_page(
             &state,
             StatusCode::BAD_REQUEST,
-            "<p class=\"bad\">Fill in both fields.</p>",
+            bad(current().t("Fyll inn begge feltene.", "Fill in both fields.")),
         ));
     };
     let cookie_token = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
@@ -317,7 +341,10 @@ pub(crate) async fn post_login(
         return Ok(login_page(
             &state,
             StatusCode::FORBIDDEN,
-            "<p class=\"bad\">The form expired. Sign in again.</p>",
+            bad(current().t(
+                "Skjemaet er utløpt. Logg inn på nytt.",
+                "The form expired. Sign in again.",
+            )),
         ));
     }
     // The name tried is recorded and counted as written, bounded: it may be a mistyped
@@ -347,7 +374,7 @@ pub(crate) async fn post_login(
         return Ok(login_page(
             &state,
             StatusCode::UNAUTHORIZED,
-            "<p class=\"bad\">Wrong name or password.</p>",
+            bad(current().t("Feil navn eller passord.", "Wrong name or password.")),
         ));
     };
     store.forget_sign_ins(&tried).await?;
@@ -355,7 +382,10 @@ pub(crate) async fn post_login(
         return Ok(login_page(
             &state,
             StatusCode::SERVICE_UNAVAILABLE,
-            "<p class=\"bad\">Central has no randomness right now; try again.</p>",
+            bad(current().t(
+                "Sentralen mangler tilfeldighet akkurat nå; prøv igjen.",
+                "Central has no randomness right now; try again.",
+            )),
         ));
     };
     let now = Timestamp::now();
@@ -383,13 +413,20 @@ pub(crate) async fn post_login(
 /// 429 for a locked name, with `Retry-After`, in words, and a fresh form for another name.
 fn locked(state: &UiState, wait: Duration) -> Response {
     let seconds = retry_after_seconds(wait);
-    let message = format!(
-        "<p class=\"bad\" id=\"locked\">Too many failed sign-ins for this name. It can sign \
-         in again in {} minutes; until then no password is checked for it. If this was not \
-         you, tell operations.</p>",
-        seconds.div_ceil(60)
-    );
-    let mut response = login_page(state, StatusCode::TOO_MANY_REQUESTS, &message);
+    let minutes = seconds.div_ceil(60);
+    let message = html! { p.bad #locked { @match current() {
+        Lang::Nb => {
+            "For mange mislykkede innlogginger for dette navnet. Det kan logge inn igjen om "
+            (current().count(minutes, Noun::Minute))
+            "; til da sjekkes ikke noe passord for det. Var det ikke deg, si fra til driften."
+        }
+        Lang::English => {
+            "Too many failed sign-ins for this name. It can sign in again in "
+            (current().count(minutes, Noun::Minute))
+            "; until then no password is checked for it. If this was not you, tell operations."
+        }
+    } } };
+    let mut response = login_page(state, StatusCode::TOO_MANY_REQUESTS, message);
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -410,6 +447,41 @@ pub(crate) async fn post_logout(
         see_other("/login"),
         set_cookie(&state, SESSION_COOKIE, "", 0),
     ))
+}
+
+/// The query of the header's language link.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LanguageQuery {
+    to: String,
+    back: Option<String>,
+}
+
+/// `GET /language?to=en&back=/held`: keeps the chosen language in a cookie for a year and
+/// goes back to the page the link was on (a path of this interface, nothing else).
+pub(crate) async fn get_language(
+    State(state): State<Arc<UiState>>,
+    query: Result<axum::extract::Query<LanguageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(query)) = query else {
+        return see_other("/fleet");
+    };
+    let back = query
+        .back
+        .filter(|back| {
+            back.starts_with('/')
+                && !back.starts_with("//")
+                && back
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.?=&%".contains(&b))
+        })
+        .unwrap_or_else(|| "/fleet".to_owned());
+    let Some(lang) = Lang::from_code(&query.to) else {
+        return see_other(&back);
+    };
+    with_cookie(
+        see_other(&back),
+        set_cookie(&state, LANG_COOKIE, lang.code(), 365 * 24 * 3600),
+    )
 }
 
 #[cfg(test)]

@@ -7,11 +7,11 @@
 //! with single separators as in `018112-78714`: [`mask_in_text`]), because a page must not
 //! depend on every agent in the field getting that right.
 
-use std::fmt::Write as _;
-
-use super::html::escape;
+use maud::{html, Markup};
 use skolebro_protocol::api::DeviationGroup;
 use skolebro_protocol::mask_in_text;
+
+use super::text::Lang;
 
 /// Groups a page shows per device: more than the agent has codes for, so a newer agent's
 /// codes still show.
@@ -21,99 +21,127 @@ const MAX_GROUPS: usize = 16;
 const MAX_ROWS: usize = 10;
 
 /// What a school does about a deviation code, in words for its SAS administrator.
-fn what_to_fix(code: &str) -> &'static str {
+fn what_to_fix(lang: Lang, code: &str) -> &'static str {
     match code {
-        "invalid_national_id" => {
+        "invalid_national_id" => lang.t(
+            "Fødselsnummeret er ikke et gyldig fødselsnummer eller D-nummer. Rett det i SAS; \
+             til da sendes eleven uten det, og inntakskontoret kan ikke koble eleven.",
             "The national id is not a valid fødselsnummer or D-number. Correct it in the SAS; \
              until then the pupil is sent without it, and the admission office cannot match \
-             them."
-        }
-        "synthetic_national_id" => {
-            "A synthetic test id in a real export. Replace it with the pupil's real id in the SAS."
-        }
-        "duplicate_national_id" => {
-            "Two pupils carry the same national id. One of them is wrong in the SAS."
-        }
-        "duplicate_record" => "The same row appears twice in the export; it is sent once.",
-        "duplicate_key" => {
-            "Two rows share a key that must be unique (a pupil number or a group code)."
-        }
-        "dangling_reference" => {
-            "A row refers to a school, group or pupil that the export does not contain."
-        }
-        "missing_required" => "A field the county needs is empty. Fill it in in the SAS.",
-        "unknown_field" => "A column the reader does not use; nothing is lost, nothing to fix.",
-        "unknown_column" => {
+             them.",
+        ),
+        "synthetic_national_id" => lang.t(
+            "Et syntetisk testnummer i en ekte eksport. Bytt det ut med elevens ekte nummer i SAS.",
+            "A synthetic test id in a real export. Replace it with the pupil's real id in the SAS.",
+        ),
+        "duplicate_national_id" => lang.t(
+            "To elever har samme fødselsnummer. Ett av dem er feil i SAS.",
+            "Two pupils carry the same national id. One of them is wrong in the SAS.",
+        ),
+        "duplicate_record" => lang.t(
+            "Samme rad står to ganger i eksporten; den sendes én gang.",
+            "The same row appears twice in the export; it is sent once.",
+        ),
+        "duplicate_key" => lang.t(
+            "To rader deler en nøkkel som skal være unik (et elevnummer eller en gruppekode).",
+            "Two rows share a key that must be unique (a pupil number or a group code).",
+        ),
+        "dangling_reference" => lang.t(
+            "En rad viser til en skole, gruppe eller elev som eksporten ikke har med.",
+            "A row refers to a school, group or pupil that the export does not contain.",
+        ),
+        "missing_required" => lang.t(
+            "Et felt fylket trenger, er tomt. Fyll det inn i SAS.",
+            "A field the county needs is empty. Fill it in in the SAS.",
+        ),
+        "unknown_field" => lang.t(
+            "En kolonne leseren ikke bruker; ingenting går tapt, ingenting å rette.",
+            "A column the reader does not use; nothing is lost, nothing to fix.",
+        ),
+        "unknown_column" => lang.t(
+            "En kolonne agenten ikke leser: dataene i den sendes ikke. Gi den et kjent \
+             kolonnenavn, eller legg den til i agentens kolonneprofil.",
             "A column the agent does not read: its data is not sent. Rename it to a known \
-             column name, or add it to the agent's column profile."
-        }
-        "short_row" => "A row with fewer fields than the header; the missing fields are empty.",
-        "foreign_school" => {
+             column name, or add it to the agent's column profile.",
+        ),
+        "short_row" => lang.t(
+            "En rad med færre felt enn overskriften; feltene som mangler, blir tomme.",
+            "A row with fewer fields than the header; the missing fields are empty.",
+        ),
+        "foreign_school" => lang.t(
+            "Eksporten nevner en skole denne lokasjonen ikke er registrert med, så ingenting \
+             av den ble sendt. Eksporter bare denne lokasjonens skoler, eller be driften \
+             registrere eller flytte skolen.",
             "The export names a school this site is not registered with, so none of it was \
              sent. Export only this site's schools, or ask operations to register or move the \
-             school."
-        }
-        "no_school" => {
+             school.",
+        ),
+        "no_school" => lang.t(
+            "Eksporten nevner ingen skole, så elevene når ingen skoles mottakere. Eksporter \
+             fra det skoleadministrative systemet, ikke fra en læringsplattform.",
             "The export names no school, so its pupils reach no school's consumers. Export \
-             from the school administration system, not from a learning platform."
-        }
-        _ => "A deviation this version of central does not describe; see the agent's check output.",
+             from the school administration system, not from a learning platform.",
+        ),
+        _ => lang.t(
+            "Et avvik denne versjonen av sentralen ikke beskriver; se agentens check-utskrift.",
+            "A deviation this version of central does not describe; see the agent's check output.",
+        ),
     }
 }
 
 /// The groups as a table, errors first as the agent sends them, or `None` when there are none.
-pub(crate) fn deviation_table(groups: &[DeviationGroup]) -> Option<String> {
+pub(crate) fn deviation_table(lang: Lang, groups: &[DeviationGroup]) -> Option<Markup> {
     if groups.is_empty() {
         return None;
     }
-    let mut html = String::from(
-        "<table class=\"deviations\"><tr><th>Code</th><th>What to fix</th><th>Count</th>\
-         <th>First rows</th></tr>",
-    );
-    for group in groups.iter().take(MAX_GROUPS) {
-        let mut rows = String::from("<ul>");
-        for row in group.rows.iter().take(MAX_ROWS) {
-            let _ = write!(
-                rows,
-                "<li>{} {}: {}</li>",
-                escape(&mask_in_text(&row.file)),
-                escape(&mask_in_text(&row.at)),
-                escape(&mask_in_text(&row.detail)),
-            );
+    Some(html! {
+        table.deviations {
+            tr {
+                th scope="col" { (lang.t("Kode", "Code")) }
+                th scope="col" { (lang.t("Hva som må rettes", "What to fix")) }
+                th scope="col" { (lang.t("Antall", "Count")) }
+                th scope="col" { (lang.t("Første rader", "First rows")) }
+            }
+            @for group in groups.iter().take(MAX_GROUPS) {
+                @let shown = group.rows.len().min(MAX_ROWS) as u64;
+                tr {
+                    td {
+                        span class=(if group.severity == "error" { "bad" } else { "note" }) {
+                            @match group.severity.as_str() {
+                                "error" => (lang.t("feil", "error")),
+                                "warning" => (lang.t("advarsel", "warning")),
+                                other => (other),
+                            }
+                        }
+                        br;
+                        code { (group.code) }
+                    }
+                    td { (what_to_fix(lang, &group.code)) }
+                    td { (group.count) }
+                    td {
+                        ul {
+                            @for row in group.rows.iter().take(MAX_ROWS) {
+                                li {
+                                    (mask_in_text(&row.file)) " " (mask_in_text(&row.at)) ": "
+                                    (mask_in_text(&row.detail))
+                                }
+                            }
+                        }
+                        @if group.count > shown {
+                            p.note { (lang.t("og ", "and ")) (group.count - shown)
+                                (lang.t(" til", " more")) }
+                        }
+                    }
+                }
+            }
+            @if groups.len() > MAX_GROUPS {
+                tr { td colspan="4" {
+                    (lang.t("og ", "and ")) (groups.len() - MAX_GROUPS)
+                    (lang.t(" koder til", " more codes"))
+                } }
+            }
         }
-        rows.push_str("</ul>");
-        let shown = group.rows.len().min(MAX_ROWS) as u64;
-        if group.count > shown {
-            let _ = write!(
-                rows,
-                "<p class=\"note\">and {} more</p>",
-                group.count - shown
-            );
-        }
-        let _ = write!(
-            html,
-            "<tr><td><span class=\"{class}\">{severity}</span><br><code>{code}</code></td>\
-             <td>{fix}</td><td>{count}</td><td>{rows}</td></tr>",
-            class = if group.severity == "error" {
-                "bad"
-            } else {
-                "note"
-            },
-            severity = escape(&group.severity),
-            code = escape(&group.code),
-            fix = what_to_fix(&group.code),
-            count = group.count,
-        );
-    }
-    if groups.len() > MAX_GROUPS {
-        let _ = write!(
-            html,
-            "<tr><td colspan=\"4\">and {} more codes</td></tr>",
-            groups.len() - MAX_GROUPS
-        );
-    }
-    html.push_str("</table>");
-    Some(html)
+    })
 }
 
 #[cfg(test)]
@@ -138,18 +166,30 @@ mod tests {
 
     #[test]
     fn groups_show_their_fix_their_count_and_how_many_rows_are_not_shown() {
-        let html = deviation_table(&[
-            group("invalid_national_id", "error", 38, 10),
-            group("unknown_field", "warning", 1, 1),
-        ])
-        .expect("a table");
+        let html = deviation_table(
+            Lang::English,
+            &[
+                group("invalid_national_id", "error", 38, 10),
+                group("unknown_field", "warning", 1, 1),
+            ],
+        )
+        .expect("a table")
+        .into_string();
         assert!(html.contains("<code>invalid_national_id</code>"), "{html}");
         assert!(html.contains("Correct it in the SAS"), "{html}");
         assert!(html.contains("<td>38</td>"), "{html}");
         assert!(html.contains("and 28 more"), "{html}");
         assert!(html.contains("elevliste.csv line 2: national id 028716*****"));
         assert_eq!(html.matches("<li>").count(), 11);
-        assert!(deviation_table(&[]).is_none());
+        assert!(deviation_table(Lang::English, &[]).is_none());
+        let norsk = deviation_table(Lang::Nb, &[group("invalid_national_id", "error", 38, 10)])
+            .expect("a table")
+            .into_string();
+        assert!(
+            norsk.contains("Rett det i SAS") && norsk.contains("og 28 til"),
+            "{norsk}"
+        );
+        assert!(norsk.contains("<span class=\"bad\">feil</span>"), "{norsk}");
     }
 
     #[test]
@@ -159,7 +199,9 @@ mod tests {
             "<img src=x onerror=alert(1)> 02871662943, 018112-78714, 018112 78714".to_owned();
         evil.rows[0].at = "line 018112 78714".to_owned();
         let many: Vec<_> = std::iter::repeat_n(evil, 40).collect();
-        let html = deviation_table(&many).expect("a table");
+        let html = deviation_table(Lang::English, &many)
+            .expect("a table")
+            .into_string();
         assert!(
             !html.contains("<script>") && !html.contains("<img"),
             "{html}"

@@ -1,40 +1,19 @@
 //! The web interface's HTML: the page frame with its style and hardening headers, the
-//! redirect after a POST, escaping, and the small words and numbers pages share. Every value
-//! a page shows goes through [`escape`] or [`escape_path`].
+//! redirect after a POST, and the small words and numbers pages share. Pages are `maud`
+//! templates: checked when central is compiled, and every value they show is escaped by
+//! the template itself, so no page escapes by hand.
 
 use std::fmt::Write as _;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-/// `one` or `more`, as `n` asks: pages count things in words ("1 error", "2 errors").
-pub(crate) fn plural(n: u64, one: &'static str, more: &'static str) -> &'static str {
-    if n == 1 {
-        one
-    } else {
-        more
-    }
-}
-
-/// Escapes text for HTML element content and quoted attribute values. Every value a page
-/// shows goes through here, ids included: an id is checked, but a page must not depend on it.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use super::text::{current, Lang};
 
 /// Escapes a path segment for a link: ids are restricted to URL-safe characters already,
-/// but anything else is percent-encoded rather than trusted.
+/// but anything else is percent-encoded rather than trusted. The template escapes the
+/// result again for its attribute.
 pub(crate) fn escape_path(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
@@ -83,18 +62,49 @@ fn hardened(mut response: Response) -> Response {
     response
 }
 
-/// A full HTML page: `body` is already escaped HTML. `nav` is the signed-in operator's menu,
-/// empty on the login page.
-pub(crate) fn page(status: StatusCode, title: &str, nav: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · skolebro</title><style>{STYLE}</style></head>\
-         <body><header><strong>skolebro</strong> {nav}</header><main><h1>{title}</h1>\
-         {body}</main></body></html>\n",
-        title = escape(title),
-    );
-    let mut response = (status, html).into_response();
+/// The link to the other language, back to `here` once chosen.
+fn language_link(lang: Lang, here: &str) -> Markup {
+    let (code, words) = match lang {
+        Lang::Nb => ("en", "English"),
+        Lang::English => ("nb", "Norsk (bokmål)"),
+    };
+    let other = Lang::from_code(code).unwrap_or_default();
+    html! {
+        a href={ "/language?to=" (code) "&back=" (escape_path(here)) } lang=(other.code())
+            hreflang=(other.code()) { (words) }
+    }
+}
+
+/// A full HTML page in the request's language. `nav` is the signed-in operator's menu,
+/// empty on the login page; `here` is the page's path, for the language link to come
+/// back to.
+pub(crate) fn page(
+    status: StatusCode,
+    title: &str,
+    nav: Markup,
+    here: &str,
+    body: Markup,
+) -> Response {
+    let lang = current();
+    let html = html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · skolebro" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                a.skip href="#main" { (lang.t("Hopp til innholdet", "Skip to the content")) }
+                header {
+                    strong { "skolebro" } " " (nav) " " (language_link(lang, here))
+                }
+                main #main { h1 { (title) } (body) }
+            }
+        }
+    };
+    let mut response = (status, html.into_string()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
@@ -115,22 +125,27 @@ pub(crate) fn see_other(location: &str) -> Response {
 /// Plain, readable, printable; no external resources.
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1b1b1b}\
 header{background:#0b3d5c;color:#fff;padding:.6em 1em}header a{color:#fff;margin-left:1em}\
-header form{display:inline;margin-left:1em}main{padding:1em 1.5em;max-width:80em}\
+header form{display:inline;margin-left:1em}nav{display:inline}\
+header a,header span,td:first-child{white-space:nowrap}main{padding:1em 1.5em;max-width:80em}\
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #bbb;\
 padding:.3em .6em;text-align:left;vertical-align:top}th{background:#eef2f5}\
 .ok{color:#176b1b}.warn{color:#8a5300}.bad{color:#a11}.note{color:#555}\
 form.inline{display:inline}input[type=text],input[type=password]{padding:.3em}\
-button{padding:.3em .8em;margin:.2em}";
+button{padding:.3em .8em;margin:.2em}\
+.skip{position:absolute;left:-999em}.skip:focus{left:1em;top:.5em;background:#fff;padding:.3em}";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn escaping_covers_markup_and_quotes() {
+    fn templates_escape_markup_and_quotes_and_paths_are_percent_encoded() {
+        let evil = r#"<script>alert("x") & 'y'</script>"#;
+        let markup = html! { p title=(evil) { (evil) } }.into_string();
         assert_eq!(
-            escape(r#"<script>alert("x") & 'y'</script>"#),
-            "&lt;script&gt;alert(&quot;x&quot;) &amp; &#39;y&#39;&lt;/script&gt;"
+            markup,
+            "<p title=\"&lt;script&gt;alert(&quot;x&quot;) &amp; 'y'&lt;/script&gt;\">\
+             &lt;script&gt;alert(&quot;x&quot;) &amp; 'y'&lt;/script&gt;</p>"
         );
         assert_eq!(escape_path("pi-1.a_b"), "pi-1.a_b");
         assert_eq!(escape_path("a/b c?"), "a%2Fb%20c%3F");

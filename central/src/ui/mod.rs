@@ -12,7 +12,8 @@
 //! fleet, site, held-delta, token and audit pages; `releases` shows the releases and
 //! changes their rollouts; `windows` shows and sets the counties' transfer windows; `reads` lists the consumer access
 //! log;
-//! `html` is the page frame. Everything works without JavaScript: links, plain forms, and
+//! `html` is the page frame, and `text` the language a request is served in (bokmål by
+//! default, English on request) with the words pages share. Everything works without JavaScript: links, plain forms, and
 //! redirects after each POST.
 //!
 //! The listener speaks plain HTTP. Beyond loopback it belongs behind a TLS-terminating
@@ -26,6 +27,7 @@ mod html;
 mod pages;
 mod reads;
 mod releases;
+mod text;
 mod windows;
 
 use std::sync::Arc;
@@ -48,19 +50,26 @@ pub(crate) fn router(state: Arc<UiState>) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(auth::get_login).post(auth::post_login))
+        .route("/language", get(auth::get_language))
         .route("/logout", post(auth::post_logout))
         .route("/fleet", get(pages::fleet))
         .route("/sites/{site}", get(pages::site))
         .route("/held", get(pages::held))
         .route("/devices/{device}/held", post(pages::post_held))
-        .route("/devices/{device}/revoke", post(pages::post_revoke_device))
+        .route(
+            "/devices/{device}/revoke",
+            get(pages::get_revoke_device).post(pages::post_revoke_device),
+        )
         .route("/tokens", get(pages::tokens))
         .route("/tokens/{id}/revoke", post(pages::post_revoke_token))
         .route("/audit", get(pages::audit_page))
         .route("/reads", get(reads::reads_page))
         .route("/releases", get(releases::releases))
         .route("/releases/{id}/rollout", post(releases::post_rollout))
-        .route("/releases/{id}/pause", post(releases::post_pause))
+        .route(
+            "/releases/{id}/pause",
+            get(releases::get_pause).post(releases::post_pause),
+        )
         .route("/releases/{id}/resume", post(releases::post_resume))
         .route(
             "/windows",
@@ -68,5 +77,6 @@ pub(crate) fn router(state: Arc<UiState>) -> Router {
         )
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(axum::middleware::from_fn(text::with_language))
         .with_state(state)
 }

@@ -8,22 +8,24 @@
 //! [`super::deviations`] masks them again), and the roster itself stays behind the operator
 //! API.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Form;
+use maud::{html, Markup};
 use serde::Deserialize;
+use skolebro_protocol::release::Version;
 use skolebro_protocol::{DeviceId, SiteId, SiteSchool};
 
 use super::auth::{CsrfForm, EmptyForm, Operator, View};
 use super::deviations::deviation_table;
 use super::error::PageError;
-use super::html::{escape, escape_path, human_bytes, page, plural, see_other};
+use super::html::{escape_path, human_bytes, page, see_other};
+use super::text::{current, Lang, Noun};
 use super::windows::late_note;
 use crate::audit;
 use crate::state::UiState;
@@ -36,8 +38,15 @@ const TRANSFERS_SHOWN: u32 = 50;
 /// Audit lines listed on the audit page.
 const AUDIT_SHOWN: u32 = 500;
 
+/// Devices listed per page of the fleet.
+const FLEET_PAGE: usize = 50;
+
+/// A device that has not called in for this long is silent: agents send a heartbeat every
+/// few minutes, so two hours is an outage, not a slow network.
+const SILENT_AFTER_MS: i64 = 2 * 3600 * 1000;
+
 /// Longest reason an operator may give; it is stored in the audit log.
-const MAX_REASON_LEN: usize = 500;
+pub(super) const MAX_REASON_LEN: usize = 500;
 
 /// `GET /`: the fleet for a signed-in operator, the login page for anyone else.
 pub(crate) async fn home() -> Response {
@@ -46,11 +55,16 @@ pub(crate) async fn home() -> Response {
 
 /// Unknown paths, and sites or devices outside the operator's view, all look alike.
 pub(crate) async fn not_found() -> Response {
+    let lang = current();
     page(
         StatusCode::NOT_FOUND,
-        "Not found",
-        "",
-        "<p>There is no such page. <a href=\"/fleet\">Back to the fleet</a>.</p>",
+        lang.t("Finnes ikke", "Not found"),
+        html! {},
+        "/fleet",
+        html! { p {
+            (lang.t("Her finnes ingen slik side. ", "There is no such page. "))
+            a href="/fleet" { (lang.t("Tilbake til flåten", "Back to the fleet")) } "."
+        } },
     )
 }
 
@@ -94,120 +108,406 @@ fn school_names(schools: &BTreeMap<SiteId, Vec<SiteSchool>>, site: &SiteId) -> S
     schools.get(site).map_or_else(String::new, |schools| {
         schools
             .iter()
-            .map(|school| escape(&school.name))
+            .map(|school| school.name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
     })
 }
 
-/// A time with how long ago it was, or "never".
-pub(super) fn when(at: Option<Timestamp>, now: Timestamp) -> String {
-    let Some(at) = at else {
-        return "<span class=\"note\">never</span>".to_owned();
-    };
-    let seconds = (now.0 - at.0).max(0) / 1000;
-    let ago = match seconds {
-        0..=59 => format!("{seconds} s ago"),
-        60..=3599 => format!("{} min ago", seconds / 60),
-        3600..=86_399 => format!("{} h ago", seconds / 3600),
-        _ => format!("{} days ago", seconds / 86_400),
-    };
-    format!(
-        "{} <span class=\"note\">({ago})</span>",
-        escape(&at.to_string())
-    )
+/// A time in Oslo with how long ago (or how soon) it is, or "never".
+pub(super) fn when(at: Option<Timestamp>, now: Timestamp) -> Markup {
+    let lang = current();
+    match at {
+        None => html! { span.note { (lang.t("aldri", "never")) } },
+        Some(at) => html! {
+            (lang.time(at)) " " span.note { "(" (lang.relative(at, now)) ")" }
+        },
+    }
+}
+
+/// Which of the fleet page's states a device is in; a device may be in more than one
+/// (holding and outdated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FleetState {
+    Healthy,
+    Holding,
+    Failing,
+    Silent,
+    Outdated,
+    Revoked,
+}
+
+impl FleetState {
+    const ALL: [FleetState; 6] = [
+        FleetState::Healthy,
+        FleetState::Holding,
+        FleetState::Failing,
+        FleetState::Silent,
+        FleetState::Outdated,
+        FleetState::Revoked,
+    ];
+
+    fn code(self) -> &'static str {
+        match self {
+            FleetState::Healthy => "healthy",
+            FleetState::Holding => "holding",
+            FleetState::Failing => "failing",
+            FleetState::Silent => "silent",
+            FleetState::Outdated => "outdated",
+            FleetState::Revoked => "revoked",
+        }
+    }
+
+    fn words(self, lang: Lang) -> &'static str {
+        match self {
+            FleetState::Healthy => lang.t("friske", "healthy"),
+            FleetState::Holding => lang.t("holder tilbake", "holding"),
+            FleetState::Failing => lang.t("feiler", "failing"),
+            FleetState::Silent => lang.t("tause", "silent"),
+            FleetState::Outdated => lang.t("utdaterte", "outdated"),
+            FleetState::Revoked => lang.t("tilbakekalte", "revoked"),
+        }
+    }
+}
+
+/// The newest registered release per target, for telling which devices are outdated.
+type Newest = BTreeMap<String, Version>;
+
+fn states_of(row: &DeviceRow, newest: &Newest, now: Timestamp) -> Vec<FleetState> {
+    if row.record.revoked {
+        return vec![FleetState::Revoked];
+    }
+    let mut states = Vec::new();
+    let silent = row
+        .activity
+        .last_heartbeat_at
+        .is_none_or(|at| now.0 - at.0 > SILENT_AFTER_MS);
+    if silent {
+        states.push(FleetState::Silent);
+    }
+    if let Some(heartbeat) = &row.activity.last_heartbeat {
+        match heartbeat.state {
+            AgentState::Healthy if !silent => states.push(FleetState::Healthy),
+            AgentState::Holding => states.push(FleetState::Holding),
+            AgentState::CentralUnreachable | AgentState::Error | AgentState::NotProvisioned => {
+                states.push(FleetState::Failing);
+            }
+            _ => {}
+        }
+        let outdated = heartbeat
+            .target
+            .as_ref()
+            .and_then(|t| newest.get(t))
+            .is_some_and(|newest| {
+                heartbeat
+                    .version
+                    .parse::<Version>()
+                    .is_ok_and(|running| running < *newest)
+            });
+        if outdated {
+            states.push(FleetState::Outdated);
+        }
+    }
+    states
 }
 
 /// The device's state in words an operator acts on.
-fn state_words(row: &DeviceRow) -> String {
+fn state_words(lang: Lang, row: &DeviceRow) -> Markup {
     if row.record.revoked {
-        return "<span class=\"bad\">Revoked: its connections are refused</span>".to_owned();
+        return html! { span.bad { (lang.t(
+            "Tilbakekalt: tilkoblingene avvises",
+            "Revoked: its connections are refused",
+        )) } };
     }
     let Some(heartbeat) = &row.activity.last_heartbeat else {
-        return "<span class=\"note\">No heartbeat yet: the device has never called in</span>"
-            .to_owned();
+        return html! { span.note { (lang.t(
+            "Ingen livstegn ennå: enheten har aldri meldt seg",
+            "No heartbeat yet: the device has never called in",
+        )) } };
     };
     let (class, words) = match heartbeat.state {
-        AgentState::Healthy => ("ok", "Healthy: exports are read and delivered"),
+        AgentState::Healthy => (
+            "ok",
+            lang.t(
+                "Frisk: eksporter leses og leveres",
+                "Healthy: exports are read and delivered",
+            ),
+        ),
         AgentState::Holding => (
             "warn",
-            "Holding a delta for review: release or reject it under Held deltas",
+            lang.t(
+                "Holder tilbake en endring til vurdering: slipp den eller avvis den under Holdte endringer",
+                "Holding a delta for review: release or reject it under Held deltas",
+            ),
         ),
-        AgentState::CentralUnreachable => ("bad", "Cannot reach central; it keeps retrying"),
-        AgentState::Error => ("bad", "Failing: see the device's status"),
-        AgentState::Enrolling => ("note", "Enrolling with its config stick"),
-        AgentState::NotProvisioned => ("bad", "Not provisioned: insert its config stick"),
-        AgentState::Unknown => ("note", "In a state this central does not know"),
+        AgentState::CentralUnreachable => (
+            "bad",
+            lang.t(
+                "Når ikke sentralen; prøver igjen",
+                "Cannot reach central; it keeps retrying",
+            ),
+        ),
+        AgentState::Error => (
+            "bad",
+            lang.t("Feiler: se enhetens status", "Failing: see the device's status"),
+        ),
+        AgentState::Enrolling => (
+            "note",
+            lang.t(
+                "Melder seg inn med konfigurasjonspinnen",
+                "Enrolling with its config stick",
+            ),
+        ),
+        AgentState::NotProvisioned => (
+            "bad",
+            lang.t(
+                "Ikke klargjort: sett inn konfigurasjonspinnen",
+                "Not provisioned: insert its config stick",
+            ),
+        ),
+        AgentState::Unknown => (
+            "note",
+            lang.t(
+                "I en tilstand denne sentralen ikke kjenner",
+                "In a state this central does not know",
+            ),
+        ),
     };
-    format!("<span class=\"{class}\">{words}</span>")
+    html! { span class=(class) { (words) } }
 }
 
-/// `GET /fleet`: every device the operator may see, in plain words.
+/// The fleet page's query: all optional.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct FleetQuery {
+    state: Option<String>,
+    kommune: Option<String>,
+    q: Option<String>,
+    page: Option<String>,
+}
+
+impl FleetQuery {
+    /// The query for the link to `page`, with the same filters.
+    fn link(&self, page: usize) -> String {
+        let mut parts = Vec::new();
+        for (name, value) in [
+            ("state", &self.state),
+            ("kommune", &self.kommune),
+            ("q", &self.q),
+        ] {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                parts.push(format!("{name}={}", escape_path(value)));
+            }
+        }
+        parts.push(format!("page={page}"));
+        format!("/fleet?{}", parts.join("&"))
+    }
+}
+
+/// `GET /fleet`: every device the operator may see, in plain words: a summary line, filters
+/// by state, kommune and name, and pages of [`FLEET_PAGE`].
 pub(crate) async fn fleet(
     State(state): State<Arc<UiState>>,
     operator: Operator,
+    query: Result<Query<FleetQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let view = operator.view(state.app.store.as_ref()).await?;
+    let lang = current();
+    let query = query.map(|Query(q)| q).unwrap_or_default();
+    let store = state.app.store.as_ref();
+    let view = operator.view(store).await?;
     let (devices, schools) = visible_devices(&state, &view).await?;
-    let now = Timestamp::now();
-    let mut body = String::new();
-    if devices.is_empty() {
-        body.push_str("<p>No devices are registered for the sites you can see.</p>");
-    } else {
-        body.push_str(
-            "<table id=\"fleet\"><tr><th>Device</th><th>Site</th><th>State</th>\
-             <th>Version</th><th>Last heartbeat</th><th>Outbox</th><th>Last export</th>\
-             <th>Last batch</th><th></th></tr>",
-        );
-        for row in &devices {
-            let heartbeat = row.activity.last_heartbeat.as_ref();
-            let _ = write!(
-                body,
-                "<tr><td>{device}</td><td><a href=\"/sites/{site_path}\">{site}</a><br>\
-                 <span class=\"note\">{names}</span></td><td>{state}</td><td>{version}</td>\
-                 <td>{heartbeat_at}</td><td>{outbox}</td><td>{export}</td><td>{batch}</td>\
-                 <td>{revoke}</td></tr>",
-                device = escape(row.device.as_str()),
-                site_path = escape_path(row.record.site.as_str()),
-                site = escape(row.record.site.as_str()),
-                names = school_names(&schools, &row.record.site),
-                state = state_words(row),
-                version = heartbeat.map_or_else(
-                    || "<span class=\"note\">unknown</span>".to_owned(),
-                    |h| escape(&h.version)
-                ),
-                heartbeat_at = when(row.activity.last_heartbeat_at, now),
-                outbox = heartbeat.map_or_else(
-                    || "<span class=\"note\">unknown</span>".to_owned(),
-                    |h| format!(
-                        "{} waiting ({} KiB)",
-                        h.outbox_depth,
-                        h.outbox_bytes.div_ceil(1024)
-                    )
-                ),
-                export = when(
-                    heartbeat.and_then(|h| h.last_export_unix_ms.map(Timestamp)),
-                    now
-                ),
-                batch = match row.activity.last_batch_seq {
-                    Some(seq) => format!("#{} {}", seq.0, when(row.activity.last_batch_at, now)),
-                    None => "<span class=\"note\">none yet</span>".to_owned(),
-                },
-                revoke = if operator.is_operations() && !row.record.revoked {
-                    format!(
-                        "<form class=\"inline\" method=\"post\" action=\"/devices/{}/revoke\">{}\
-                         <button type=\"submit\">Revoke (lost or stolen)</button></form>",
-                        escape_path(row.device.as_str()),
-                        operator.csrf_field()
-                    )
-                } else {
-                    String::new()
-                },
-            );
+    let mut newest: Newest = BTreeMap::new();
+    for record in store.releases().await? {
+        let release = record.release;
+        let entry = newest.entry(release.target).or_insert(release.version);
+        if release.version > *entry {
+            *entry = release.version;
         }
-        body.push_str("</table>");
     }
-    Ok(page(StatusCode::OK, "Fleet", &operator.nav(), &body))
+    let now = Timestamp::now();
+    let rows: Vec<(&DeviceRow, Vec<FleetState>)> = devices
+        .iter()
+        .map(|row| (row, states_of(row, &newest, now)))
+        .collect();
+    let kommunes: BTreeSet<&str> = schools
+        .values()
+        .flatten()
+        .map(|school| school.kommunenummer.as_str())
+        .collect();
+
+    let wanted_state = query
+        .state
+        .as_deref()
+        .and_then(|code| FleetState::ALL.into_iter().find(|s| s.code() == code));
+    let wanted_kommune = query.kommune.as_deref().filter(|k| !k.is_empty());
+    let search = query
+        .q
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(str::to_lowercase);
+    let shown: Vec<&(&DeviceRow, Vec<FleetState>)> = rows
+        .iter()
+        .filter(|(_, states)| wanted_state.is_none_or(|wanted| states.contains(&wanted)))
+        .filter(|(row, _)| {
+            wanted_kommune.is_none_or(|kommune| {
+                schools
+                    .get(&row.record.site)
+                    .is_some_and(|list| list.iter().any(|s| s.kommunenummer == kommune))
+            })
+        })
+        .filter(|(row, _)| {
+            search.as_deref().is_none_or(|q| {
+                row.device.as_str().to_lowercase().contains(q)
+                    || row.record.site.as_str().to_lowercase().contains(q)
+                    || school_names(&schools, &row.record.site)
+                        .to_lowercase()
+                        .contains(q)
+            })
+        })
+        .collect();
+    let pages = shown.len().div_ceil(FLEET_PAGE).max(1);
+    let page_no = query
+        .page
+        .as_deref()
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, pages);
+    let count = |wanted: FleetState| rows.iter().filter(|(_, s)| s.contains(&wanted)).count();
+
+    let body = html! {
+        p #summary {
+            (lang.count(rows.len() as u64, Noun::Device)) ": "
+            @for (i, fleet_state) in [FleetState::Healthy, FleetState::Holding, FleetState::Silent,
+                FleetState::Outdated].into_iter().enumerate() {
+                @if i > 0 { ", " }
+                (count(fleet_state)) " " (fleet_state.words(lang))
+            }
+            @let failing = count(FleetState::Failing);
+            @if failing > 0 {
+                ", " span.bad { (failing) " " (FleetState::Failing.words(lang)) }
+            }
+        }
+        form method="get" action="/fleet" #filter {
+            label { (lang.t("Tilstand", "State")) " "
+                select name="state" id="state" {
+                    option value="" { (lang.t("alle", "all")) }
+                    @for fleet_state in FleetState::ALL {
+                        option value=(fleet_state.code()) selected[wanted_state == Some(fleet_state)] {
+                            (fleet_state.words(lang))
+                        }
+                    }
+                }
+            } " "
+            label { (lang.t("Kommune", "Municipality")) " "
+                select name="kommune" id="kommune" {
+                    option value="" { (lang.t("alle", "all")) }
+                    @for kommune in &kommunes {
+                        option value=(kommune) selected[wanted_kommune == Some(*kommune)] { (kommune) }
+                    }
+                }
+            } " "
+            label { (lang.t("Søk etter enhet, lokasjon eller skole", "Search by device, site or school")) " "
+                input type="search" name="q" id="q" value=[query.q.as_deref()];
+            } " "
+            button type="submit" { (lang.t("Vis", "Show")) }
+        }
+        @if devices.is_empty() {
+            p { (lang.t(
+                "Ingen enheter er registrert for lokasjonene du kan se.",
+                "No devices are registered for the sites you can see.",
+            )) }
+        } @else if shown.is_empty() {
+            p #none-shown { (lang.t("Ingen enheter passer til filteret.", "No device matches the filter.")) }
+        } @else {
+            table #fleet {
+                caption {
+                    (lang.t("Viser ", "Showing ")) (lang.count(shown.len() as u64, Noun::Device))
+                }
+                tr {
+                    th scope="col" { (lang.t("Enhet", "Device")) }
+                    th scope="col" { (lang.t("Lokasjon", "Site")) }
+                    th scope="col" { (lang.t("Tilstand", "State")) }
+                    th scope="col" { (lang.t("Versjon", "Version")) }
+                    th scope="col" { (lang.t("Siste livstegn", "Last heartbeat")) }
+                    th scope="col" { (lang.t("Utboks", "Outbox")) }
+                    th scope="col" { (lang.t("Siste eksport", "Last export")) }
+                    th scope="col" { (lang.t("Siste bunt", "Last batch")) }
+                    th scope="col" { }
+                }
+                @for (row, states) in shown.iter().skip((page_no - 1) * FLEET_PAGE).take(FLEET_PAGE).map(|r| (&r.0, &r.1)) {
+                    @let heartbeat = row.activity.last_heartbeat.as_ref();
+                    tr {
+                        td { (row.device.as_str()) }
+                        td {
+                            a href={ "/sites/" (escape_path(row.record.site.as_str())) } { (row.record.site.as_str()) }
+                            br;
+                            span.note { (school_names(&schools, &row.record.site)) }
+                        }
+                        td {
+                            (state_words(lang, row))
+                            @if states.contains(&FleetState::Silent) && heartbeat.is_some() {
+                                br; span.bad { (lang.t("Taus: har ikke meldt seg på over to timer", "Silent: no heartbeat for over two hours")) }
+                            }
+                        }
+                        td {
+                            @match heartbeat {
+                                Some(h) => {
+                                    (h.version)
+                                    @if states.contains(&FleetState::Outdated) {
+                                        br; span.warn { (lang.t("utdatert", "outdated")) }
+                                    }
+                                }
+                                None => span.note { (lang.t("ukjent", "unknown")) },
+                            }
+                        }
+                        td { (when(row.activity.last_heartbeat_at, now)) }
+                        td {
+                            @match heartbeat {
+                                Some(h) => {
+                                    (h.outbox_depth) " " (lang.t("venter", "waiting")) " ("
+                                    (h.outbox_bytes.div_ceil(1024)) " KiB)"
+                                }
+                                None => span.note { (lang.t("ukjent", "unknown")) },
+                            }
+                        }
+                        td { (when(heartbeat.and_then(|h| h.last_export_unix_ms.map(Timestamp)), now)) }
+                        td {
+                            @match row.activity.last_batch_seq {
+                                Some(seq) => { "#" (seq.0) " " (when(row.activity.last_batch_at, now)) }
+                                None => span.note { (lang.t("ingen ennå", "none yet")) },
+                            }
+                        }
+                        td {
+                            @if operator.is_operations() && !row.record.revoked {
+                                a href={ "/devices/" (escape_path(row.device.as_str())) "/revoke" }
+                                    id={ "revoke-" (row.device.as_str()) } {
+                                    (lang.t("Tilbakekall (mistet eller stjålet)", "Revoke (lost or stolen)"))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if pages > 1 {
+                p #pages {
+                    (lang.t("Side ", "Page ")) (page_no) (lang.t(" av ", " of ")) (pages) ". "
+                    @if page_no > 1 {
+                        a href=(query.link(page_no - 1)) rel="prev" { (lang.t("Forrige", "Previous")) } " "
+                    }
+                    @if page_no < pages {
+                        a href=(query.link(page_no + 1)) rel="next" { (lang.t("Neste", "Next")) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(
+        StatusCode::OK,
+        lang.t("Flåten", "Fleet"),
+        operator.nav(),
+        "/fleet",
+        body,
+    ))
 }
 
 /// `GET /sites/{site}`: a school's transfers over time and what to fix in its SAS.
@@ -216,6 +516,7 @@ pub(crate) async fn site(
     operator: Operator,
     Path(site): Path<String>,
 ) -> Result<Response, PageError> {
+    let lang = current();
     let store = state.app.store.as_ref();
     let view = operator.view(store).await?;
     let Ok(site) = SiteId::new(site) else {
@@ -230,97 +531,160 @@ pub(crate) async fn site(
     let windows = store.windows(None).await?;
     let site_schools = schools.get(&site).map_or(&[][..], Vec::as_slice);
     let now = Timestamp::now();
-
-    let mut body = String::new();
-    let _ = write!(
-        body,
-        "<p>{names}</p><p>Central holds {} students, {} groups and {} enrollments for this \
-         site.</p>",
-        counts.students,
-        counts.groups,
-        counts.enrollments,
-        names = school_names(&schools, &site),
-    );
-    let _ = write!(
-        body,
-        "<p><a href=\"/reads?site={}\">Reads of this site's data by consumers</a></p>",
-        escape_path(site.as_str()),
-    );
-    body.push_str("<h2>Deviations to fix in the SAS</h2>");
     let site_devices: Vec<_> = devices
         .iter()
         .filter(|row| row.record.site == site)
         .collect();
-    let mut reported = false;
-    for row in &site_devices {
-        if let Some(heartbeat) = &row.activity.last_heartbeat {
-            reported = true;
-            let _ = write!(
-                body,
-                "<p>The last export read by {} has <strong>{} {}</strong> and {} {} ({}).</p>",
-                escape(row.device.as_str()),
-                heartbeat.deviations.errors,
-                plural(heartbeat.deviations.errors, "error", "errors"),
-                heartbeat.deviations.warnings,
-                plural(heartbeat.deviations.warnings, "warning", "warnings"),
-                when(row.activity.last_heartbeat_at, now),
-            );
-            if let Some(table) = deviation_table(&heartbeat.deviation_groups) {
-                body.push_str(&table);
+    let reported = site_devices
+        .iter()
+        .any(|row| row.activity.last_heartbeat.is_some());
+    let holding: Vec<_> = site_devices
+        .iter()
+        .filter(|row| {
+            row.activity
+                .last_heartbeat
+                .as_ref()
+                .is_some_and(|h| h.held.is_some())
+        })
+        .collect();
+    let here = format!("/sites/{}", escape_path(site.as_str()));
+
+    let body = html! {
+        p { (school_names(&schools, &site)) }
+        @for row in &holding {
+            p.warn #holds-back {
+                (row.device.as_str())
+                (lang.t(
+                    " holder tilbake en eksport til vurdering: ",
+                    " holds an export back for review: ",
+                ))
+                a href="/held" { (lang.t("se Holdte endringer", "see Held deltas")) } "."
             }
         }
-    }
-    if reported {
-        body.push_str(
-            "<p class=\"note\">National ids are masked and names left out. On the school's \
-             side, <code>skolebro-agent check EXPORT</code> lists every row.</p>",
-        );
-    } else {
-        body.push_str("<p class=\"note\">No device of this site has reported yet.</p>");
-    }
-    body.push_str("<h2>Transfers</h2>");
-    if transfers.is_empty() {
-        body.push_str("<p>No batch has been applied for this site yet.</p>");
-    } else {
-        body.push_str(
-            "<table id=\"transfers\"><tr><th>Applied</th><th>Device</th><th>Batch</th>\
-             <th>Kind</th><th>Size</th><th>Added</th><th>Changed</th><th>Removed</th>\
-             <th>Renamed</th><th>Unchanged</th><th>Deadline</th></tr>",
-        );
-        for transfer in &transfers {
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>#{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                when(Some(transfer.at), now),
-                escape(transfer.device.as_str()),
-                transfer.seq.0,
-                if transfer.snapshot {
-                    "snapshot"
-                } else {
-                    "delta"
-                },
-                if transfer.bytes == 0 {
-                    "<span class=\"note\">not recorded</span>".to_owned()
-                } else {
-                    human_bytes(transfer.bytes)
-                },
-                transfer.changes.added,
-                transfer.changes.changed,
-                transfer.changes.removed,
-                transfer.changes.renamed,
-                transfer.changes.unchanged,
-                late_note(&windows, site_schools, transfer.at),
-            );
+        p {
+            @match lang {
+                Lang::Nb => {
+                    "Sentralen har " (lang.count(counts.students, Noun::Student)) ", "
+                    (lang.count(counts.groups, Noun::Group)) " og "
+                    (lang.count(counts.enrollments, Noun::Enrollment)) " for denne lokasjonen."
+                }
+                Lang::English => {
+                    "Central holds " (lang.count(counts.students, Noun::Student)) ", "
+                    (lang.count(counts.groups, Noun::Group)) " and "
+                    (lang.count(counts.enrollments, Noun::Enrollment)) " for this site."
+                }
+            }
         }
-        body.push_str("</table>");
-    }
+        p { a href={ "/reads?site=" (escape_path(site.as_str())) } {
+            (lang.t("Mottakeres oppslag i denne lokasjonens data", "Reads of this site's data by consumers"))
+        } }
+        h2 { (lang.t("Avvik å rette i SAS", "Deviations to fix in the SAS")) }
+        @for row in &site_devices {
+            @if let Some(heartbeat) = &row.activity.last_heartbeat {
+                p {
+                    (lang.t("Den siste eksporten ", "The last export read by "))
+                    (row.device.as_str())
+                    (lang.t(" leste, har ", " has "))
+                    strong { (lang.count(heartbeat.deviations.errors, Noun::Error)) }
+                    (lang.t(" og ", " and "))
+                    (lang.count(heartbeat.deviations.warnings, Noun::Warning))
+                    " (" (when(row.activity.last_heartbeat_at, now)) ")."
+                }
+                @if let Some(table) = deviation_table(lang, &heartbeat.deviation_groups) {
+                    (table)
+                }
+            }
+        }
+        @if reported {
+            p.note {
+                (lang.t(
+                    "Fødselsnumre er maskert og navn utelatt. På skolens side viser ",
+                    "National ids are masked and names left out. On the school's side, ",
+                ))
+                code { "skolebro-agent check EXPORT" }
+                (lang.t(" hver rad.", " lists every row."))
+            }
+        } @else {
+            p.note { (lang.t(
+                "Ingen enhet på denne lokasjonen har rapportert ennå.",
+                "No device of this site has reported yet.",
+            )) }
+        }
+        h2 { (lang.t("Overføringer", "Transfers")) }
+        @if transfers.is_empty() {
+            p { (lang.t(
+                "Ingen bunt er tatt inn for denne lokasjonen ennå.",
+                "No batch has been applied for this site yet.",
+            )) }
+        } @else {
+            table #transfers {
+                caption { (lang.t("Siste overføringer", "Latest transfers")) }
+                tr {
+                    th scope="col" { (lang.t("Tatt inn", "Applied")) }
+                    th scope="col" { (lang.t("Enhet", "Device")) }
+                    th scope="col" { (lang.t("Bunt", "Batch")) }
+                    th scope="col" { (lang.t("Slag", "Kind")) }
+                    th scope="col" { (lang.t("Størrelse", "Size")) }
+                    th scope="col" { (lang.t("Lagt til", "Added")) }
+                    th scope="col" { (lang.t("Endret", "Changed")) }
+                    th scope="col" { (lang.t("Fjernet", "Removed")) }
+                    th scope="col" { (lang.t("Omdøpt", "Renamed")) }
+                    th scope="col" { (lang.t("Uendret", "Unchanged")) }
+                    th scope="col" { (lang.t("Frist", "Deadline")) }
+                }
+                @for transfer in &transfers {
+                    tr {
+                        td { (when(Some(transfer.at), now)) }
+                        td { (transfer.device.as_str()) }
+                        td { "#" (transfer.seq.0) }
+                        td { (if transfer.snapshot { lang.t("fullt bilde", "snapshot") } else { lang.t("endring", "delta") }) }
+                        td {
+                            @if transfer.bytes == 0 {
+                                span.note { (lang.t("ikke registrert", "not recorded")) }
+                            } @else {
+                                (human_bytes(transfer.bytes))
+                            }
+                        }
+                        td { (transfer.changes.added) }
+                        td { (transfer.changes.changed) }
+                        td { (transfer.changes.removed) }
+                        td { (transfer.changes.renamed) }
+                        td { (transfer.changes.unchanged) }
+                        td { (late_note(&windows, site_schools, transfer.at)) }
+                    }
+                }
+            }
+        }
+    };
     Ok(page(
         StatusCode::OK,
-        &format!("Site {site}"),
-        &operator.nav(),
-        &body,
+        &format!("{} {site}", lang.t("Lokasjon", "Site")),
+        operator.nav(),
+        &here,
+        body,
     ))
+}
+
+/// Counts of records by kind ("281 elever, 3 grupper"), in the page's language for the
+/// kinds it knows.
+fn kinds(lang: Lang, counts: &BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return lang.t("ingen", "none").to_owned();
+    }
+    counts
+        .iter()
+        .map(|(kind, n)| {
+            let noun = match kind.as_str() {
+                "students" => Some(Noun::Student),
+                "groups" => Some(Noun::Group),
+                "enrollments" => Some(Noun::Enrollment),
+                "schools" => Some(Noun::School),
+                _ => None,
+            };
+            noun.map_or_else(|| format!("{n} {kind}"), |noun| lang.count(*n, noun))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `GET /held`: the deltas the devices hold for review, with release and reject forms.
@@ -328,124 +692,114 @@ pub(crate) async fn held(
     State(state): State<Arc<UiState>>,
     operator: Operator,
 ) -> Result<Response, PageError> {
+    let lang = current();
     let view = operator.view(state.app.store.as_ref()).await?;
     let (devices, schools) = visible_devices(&state, &view).await?;
     let now = Timestamp::now();
-    let mut body = String::new();
-    let mut any = false;
-    for row in &devices {
-        let Some(held) = row
-            .activity
-            .last_heartbeat
-            .as_ref()
-            .and_then(|h| h.held.as_ref())
-        else {
-            continue;
-        };
-        any = true;
-        let kinds = |counts: &BTreeMap<String, u64>| {
-            if counts.is_empty() {
-                "none".to_owned()
-            } else {
-                counts
-                    .iter()
-                    .map(|(kind, n)| format!("{n} {}", escape(kind)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        };
-        let _ = write!(
-            body,
-            "<section class=\"held\"><h2>{device} at <a href=\"/sites/{site_path}\">{site}</a> \
-             <span class=\"note\">{names}</span></h2>\
-             <p>Held delta <code>{id}</code>{since}, reported {reported}.</p>\
-             <p>Why it is held: {reasons}</p><p>It would add or change: {upserts}. \
-             It would delete: {deletes}.</p>",
-            device = escape(row.device.as_str()),
-            site_path = escape_path(row.record.site.as_str()),
-            site = escape(row.record.site.as_str()),
-            names = school_names(&schools, &row.record.site),
-            id = escape(&held.id),
-            since = held
-                .held_since_unix_ms
-                .and_then(|ms| i64::try_from(ms).ok())
-                .map(|ms| format!(", held since {}", when(Some(Timestamp(ms)), now)))
-                .unwrap_or_default(),
-            reported = when(row.activity.last_heartbeat_at, now),
-            reasons = escape(&skolebro_protocol::mask_in_text(&held.reasons.join("; "))),
-            upserts = kinds(&held.upserts),
-            deletes = kinds(&held.deletes),
-        );
-        let decided = row
-            .activity
-            .commands
-            .iter()
-            .rev()
-            .find_map(|queued| match &queued.command {
-                Command::Release { held_id } if *held_id == held.id => {
-                    Some(("release", queued.delivered_at))
-                }
-                Command::Reject { held_id } if *held_id == held.id => {
-                    Some(("reject", queued.delivered_at))
-                }
+    let holding: Vec<_> = devices
+        .iter()
+        .filter_map(|row| {
+            row.activity
+                .last_heartbeat
+                .as_ref()
+                .and_then(|h| h.held.as_ref())
+                .map(|held| (row, held))
+        })
+        .collect();
+    let decision_words = |decision: &str| match decision {
+        "release" => lang.t("Frigivelsen", "The release"),
+        _ => lang.t("Avvisningen", "The reject"),
+    };
+    let body = html! {
+        @for (row, held) in &holding {
+            @let decided = row.activity.commands.iter().rev().find_map(|queued| match &queued.command {
+                Command::Release { held_id } if *held_id == held.id => Some(("release", queued.delivered_at)),
+                Command::Reject { held_id } if *held_id == held.id => Some(("reject", queued.delivered_at)),
                 _ => None,
             });
-        match decided {
-            Some((decision, None)) => {
-                let _ = write!(
-                    body,
-                    "<p class=\"ok\" id=\"queued\">The {decision} is queued: the device carries \
-                     it out with its next heartbeat.</p>"
-                );
+            @let open = match decided {
+                None => true,
+                Some((_, delivered)) => delivered.is_some_and(|at| row.activity.last_heartbeat_at > Some(at)),
+            };
+            section.held {
+                h2 {
+                    (row.device.as_str()) (lang.t(" ved ", " at "))
+                    a href={ "/sites/" (escape_path(row.record.site.as_str())) } { (row.record.site.as_str()) }
+                    " " span.note { (school_names(&schools, &row.record.site)) }
+                }
+                p {
+                    (lang.t("Holdt endring ", "Held delta ")) code { (held.id) }
+                    @if let Some(ms) = held.held_since_unix_ms.and_then(|ms| i64::try_from(ms).ok()) {
+                        (lang.t(", holdt siden ", ", held since ")) (when(Some(Timestamp(ms)), now))
+                    }
+                    (lang.t(", rapportert ", ", reported ")) (when(row.activity.last_heartbeat_at, now)) "."
+                }
+                p { (lang.t("Hvorfor den holdes: ", "Why it is held: "))
+                    (skolebro_protocol::mask_in_text(&held.reasons.join("; "))) }
+                p {
+                    (lang.t("Den ville legge til eller endre: ", "It would add or change: "))
+                    (kinds(lang, &held.upserts)) ". "
+                    (lang.t("Den ville slette: ", "It would delete: "))
+                    (kinds(lang, &held.deletes)) "."
+                }
+                @match decided {
+                    Some((decision, None)) => p.ok #queued {
+                        (decision_words(decision))
+                        (lang.t(
+                            " står i kø: enheten utfører den med neste livstegn.",
+                            " is queued: the device carries it out with its next heartbeat.",
+                        ))
+                    },
+                    // Delivered with the heartbeat shown: the next one tells how it went.
+                    Some((decision, Some(at))) if row.activity.last_heartbeat_at <= Some(at) => p.ok #delivered {
+                        (decision_words(decision)) (lang.t(" ble levert ", " was delivered ")) (when(Some(at), now))
+                        (lang.t(
+                            ": enheten melder utfallet med neste livstegn.",
+                            ": the device reports the outcome with its next heartbeat.",
+                        ))
+                    },
+                    // Delivered, yet a later heartbeat still holds the delta: it may be decided again.
+                    Some((decision, Some(at))) => p.warn #delivered {
+                        (decision_words(decision)) (lang.t(" ble levert ", " was delivered ")) (when(Some(at), now))
+                        (lang.t(", men enheten holder fortsatt endringen.", ", yet the device still holds the delta."))
+                    },
+                    None => {},
+                }
+                @if open && operator.may_decide_held() {
+                    form method="post" action={ "/devices/" (escape_path(row.device.as_str())) "/held" } {
+                        (operator.csrf_field())
+                        input type="hidden" name="held_id" value=(held.id);
+                        p { label {
+                            (lang.t("Begrunnelse (lagres i revisjonsloggen)", "Reason (kept in the audit log)")) br;
+                            input type="text" name="reason" id={ "reason-" (row.device.as_str()) } size="60"
+                                maxlength=(MAX_REASON_LEN) required;
+                        } }
+                        p {
+                            button type="submit" name="decision" value="release" id={ "release-" (row.device.as_str()) } {
+                                (lang.t("Slipp: send den til sentralen", "Release: send it to central"))
+                            }
+                            button type="submit" name="decision" value="reject" id={ "reject-" (row.device.as_str()) } {
+                                (lang.t("Avvis: forkast den …", "Reject: drop it …"))
+                            }
+                        }
+                    }
+                }
             }
-            // Delivered with the heartbeat shown: the next one tells how it went.
-            Some((decision, Some(at))) if row.activity.last_heartbeat_at <= Some(at) => {
-                let _ = write!(
-                    body,
-                    "<p class=\"ok\" id=\"delivered\">The {decision} was delivered {}: the device \
-                     reports the outcome with its next heartbeat.</p>",
-                    when(Some(at), now)
-                );
-            }
-            // Delivered, yet a later heartbeat still holds the delta: it may be decided again.
-            Some((decision, Some(at))) => {
-                let _ = write!(
-                    body,
-                    "<p class=\"warn\" id=\"delivered\">The {decision} was delivered {}, yet the \
-                     device still holds the delta.</p>",
-                    when(Some(at), now)
-                );
-            }
-            None => {}
         }
-        let open = match decided {
-            None => true,
-            Some((_, delivered)) => {
-                delivered.is_some_and(|at| row.activity.last_heartbeat_at > Some(at))
-            }
-        };
-        if open && operator.may_decide_held() {
-            let _ = write!(
-                body,
-                "<form method=\"post\" action=\"/devices/{device_path}/held\">{csrf}\
-                 <input type=\"hidden\" name=\"held_id\" value=\"{id}\">\
-                 <p><label>Reason (kept in the audit log)<br>\
-                 <input type=\"text\" name=\"reason\" id=\"reason\" size=\"60\" maxlength=\"{MAX_REASON_LEN}\" required>\
-                 </label></p><p><button type=\"submit\" name=\"decision\" value=\"release\" id=\"release\">\
-                 Release: send it to central</button>\
-                 <button type=\"submit\" name=\"decision\" value=\"reject\" id=\"reject\">\
-                 Reject: drop it</button></p></form>",
-                device_path = escape_path(row.device.as_str()),
-                csrf = operator.csrf_field(),
-                id = escape(&held.id),
-            );
+        @if holding.is_empty() {
+            p #none-held { (lang.t(
+                "Ingen enhet holder tilbake en endring til vurdering.",
+                "No device holds a delta for review.",
+            )) }
         }
-        body.push_str("</section>");
-    }
-    if !any {
-        body.push_str("<p id=\"none-held\">No device holds a delta for review.</p>");
-    }
-    Ok(page(StatusCode::OK, "Held deltas", &operator.nav(), &body))
+    };
+    Ok(page(
+        StatusCode::OK,
+        lang.t("Holdte endringer", "Held deltas"),
+        operator.nav(),
+        "/held",
+        body,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -454,6 +808,8 @@ pub(crate) struct HeldForm {
     held_id: String,
     decision: String,
     reason: String,
+    /// `yes` once the operator has confirmed a reject on the confirmation page.
+    confirmed: Option<String>,
 }
 
 impl CsrfForm for HeldForm {
@@ -462,17 +818,83 @@ impl CsrfForm for HeldForm {
     }
 }
 
+/// The reason a form gave, trimmed, or the refusal that asks for one.
+pub(super) fn reason_of<'a>(operator: &Operator, reason: &'a str) -> Result<&'a str, PageError> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
+        let lang = current();
+        return Err(operator.forbidden(&format!(
+            "{} {MAX_REASON_LEN} {}",
+            lang.t("Oppgi en begrunnelse på 1 til", "Give a reason of 1 to"),
+            lang.t("tegn.", "characters."),
+        )));
+    }
+    Ok(reason)
+}
+
+/// A page that asks before a destructive action: what will happen, the reason field
+/// (filled in if the operator gave one already), and the button that does it, posting
+/// `confirmed=yes` to `action` with `hidden` fields; or a way back.
+pub(super) struct Confirmation<'a> {
+    pub title: &'a str,
+    pub warning: Markup,
+    pub action: &'a str,
+    pub hidden: &'a [(&'a str, &'a str)],
+    pub reason: &'a str,
+    pub button: &'a str,
+    pub back: &'a str,
+}
+
+/// The page of a [`Confirmation`], with the operator's menu and form token.
+pub(super) fn confirmation(operator: &Operator, asked: Confirmation<'_>) -> Response {
+    let Confirmation {
+        title,
+        warning,
+        action,
+        hidden,
+        reason,
+        button,
+        back,
+    } = asked;
+    let lang = current();
+    let body = html! {
+        p.warn #confirm-warning { (warning) }
+        form method="post" action=(action) {
+            (operator.csrf_field())
+            @for (name, value) in hidden {
+                input type="hidden" name=(name) value=(value);
+            }
+            input type="hidden" name="confirmed" value="yes";
+            p { label {
+                (lang.t("Begrunnelse (lagres i revisjonsloggen)", "Reason (kept in the audit log)")) br;
+                input type="text" name="reason" id="reason" size="60" maxlength=(MAX_REASON_LEN)
+                    value=(reason) required;
+            } }
+            p {
+                button type="submit" id="confirm" { (button) } " "
+                a href=(back) { (lang.t("Avbryt", "Cancel")) }
+            }
+        }
+    };
+    page(StatusCode::OK, title, operator.nav(), back, body)
+}
+
 /// `POST /devices/{device}/held`: queues a release or reject, as
-/// `POST /admin/devices/{device}/commands` does, with the operator and reason audited.
+/// `POST /admin/devices/{device}/commands` does, with the operator and reason audited. A
+/// reject is asked about first: without `confirmed=yes` the answer is the confirmation page.
 pub(crate) async fn post_held(
     State(state): State<Arc<UiState>>,
     operator: Operator,
     Path(device): Path<String>,
     form: Result<Form<HeldForm>, FormRejection>,
 ) -> Result<Response, PageError> {
+    let lang = current();
     let form = operator.form(form)?;
     if !operator.may_decide_held() {
-        return Err(operator.forbidden("Your account may look, not release or reject."));
+        return Err(operator.forbidden(lang.t(
+            "Kontoen din kan se, ikke slippe eller avvise.",
+            "Your account may look, not release or reject.",
+        )));
     }
     let store = state.app.store.as_ref();
     let Ok(device) = DeviceId::new(device) else {
@@ -483,12 +905,6 @@ pub(crate) async fn post_held(
         Some(record) if view.sees(&record.site) => {}
         _ => return Err(operator.not_found()),
     }
-    let reason = form.reason.trim();
-    if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
-        return Err(operator.forbidden(&format!(
-            "Give a reason of 1 to {MAX_REASON_LEN} characters."
-        )));
-    }
     let command = match form.decision.as_str() {
         "release" => Command::Release {
             held_id: form.held_id.clone(),
@@ -496,11 +912,45 @@ pub(crate) async fn post_held(
         "reject" => Command::Reject {
             held_id: form.held_id.clone(),
         },
-        _ => return Err(operator.forbidden("Choose release or reject.")),
+        _ => {
+            return Err(
+                operator.forbidden(lang.t("Velg slipp eller avvis.", "Choose release or reject."))
+            )
+        }
     };
     if !command.is_valid() || form.held_id.len() > MAX_HELD_ID_LEN {
-        return Err(operator.forbidden("That is not a held delta's id."));
+        return Err(operator.forbidden(lang.t(
+            "Det er ikke id-en til en holdt endring.",
+            "That is not a held delta's id.",
+        )));
     }
+    if form.decision == "reject" && form.confirmed.as_deref() != Some("yes") {
+        let action = format!("/devices/{}/held", escape_path(device.as_str()));
+        return Ok(confirmation(
+            &operator,
+            Confirmation {
+                title: lang.t("Avvise den holdte endringen?", "Reject the held delta?"),
+                warning: html! {
+                (lang.t("Enheten ", "The device ")) strong { (device.as_str()) }
+                (lang.t(
+                    " forkaster endringen ",
+                    " drops the delta ",
+                ))
+                code { (form.held_id) }
+                (lang.t(
+                    ", og ingenting av den når sentralen. Det kan ikke gjøres om; skolen må eksportere på nytt.",
+                    ", and none of it reaches central. This cannot be undone; the school has to export again.",
+                ))
+                },
+                action: &action,
+                hidden: &[("held_id", &form.held_id), ("decision", "reject")],
+                reason: form.reason.trim(),
+                button: lang.t("Ja, avvis den", "Yes, reject it"),
+                back: "/held",
+            },
+        ));
+    }
+    let reason = reason_of(&operator, &form.reason)?;
     let detail = format!("held delta {}: {reason}", form.held_id);
     audit::record(
         store,
@@ -523,17 +973,78 @@ pub(crate) async fn post_held(
     }
 }
 
-/// `POST /devices/{device}/revoke`: operations only; refused from the device's next
-/// connection on.
+/// `GET /devices/{device}/revoke`: operations only; asks before revoking, with a reason.
+pub(crate) async fn get_revoke_device(
+    State(state): State<Arc<UiState>>,
+    operator: Operator,
+    Path(device): Path<String>,
+) -> Result<Response, PageError> {
+    let lang = current();
+    if !operator.is_operations() {
+        return Err(operator.forbidden(lang.t(
+            "Bare driften kan tilbakekalle en enhet.",
+            "Only operations may revoke a device.",
+        )));
+    }
+    let Ok(device) = DeviceId::new(device) else {
+        return Err(operator.not_found());
+    };
+    let Some(record) = state.app.store.device(&device).await? else {
+        return Err(operator.not_found());
+    };
+    let action = format!("/devices/{}/revoke", escape_path(device.as_str()));
+    Ok(confirmation(
+        &operator,
+        Confirmation {
+            title: lang.t("Tilbakekalle enheten?", "Revoke the device?"),
+            warning: html! {
+            (lang.t("Sentralen avviser alle tilkoblinger fra ", "Central refuses every connection from "))
+            strong { (device.as_str()) }
+            (lang.t(" ved ", " at ")) (record.site.as_str())
+            (lang.t(
+                " fra neste tilkobling. Gjør det når enheten er mistet eller stjålet; en ny enhet må meldes inn med en ny pinne.",
+                " from its next connection on. Do it when the device is lost or stolen; a new device must enroll with a new stick.",
+            ))
+            },
+            action: &action,
+            hidden: &[],
+            reason: "",
+            button: lang.t("Ja, tilbakekall den", "Yes, revoke it"),
+            back: "/fleet",
+        },
+    ))
+}
+
+/// The revoke form: its CSRF token, the confirmation and the reason.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RevokeForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    confirmed: Option<String>,
+}
+
+impl CsrfForm for RevokeForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /devices/{device}/revoke`: operations only, confirmed and with a reason; refused
+/// from the device's next connection on.
 pub(crate) async fn post_revoke_device(
     State(state): State<Arc<UiState>>,
     operator: Operator,
     Path(device): Path<String>,
-    form: Result<Form<EmptyForm>, FormRejection>,
+    form: Result<Form<RevokeForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    operator.form(form)?;
+    let lang = current();
+    let form = operator.form(form)?;
     if !operator.is_operations() {
-        return Err(operator.forbidden("Only operations may revoke a device."));
+        return Err(operator.forbidden(lang.t(
+            "Bare driften kan tilbakekalle en enhet.",
+            "Only operations may revoke a device.",
+        )));
     }
     let Ok(device) = DeviceId::new(device) else {
         return Err(operator.not_found());
@@ -542,12 +1053,19 @@ pub(crate) async fn post_revoke_device(
     if store.device(&device).await?.is_none() {
         return Err(operator.not_found());
     }
+    if form.confirmed.as_deref() != Some("yes") {
+        return Err(operator.forbidden(lang.t(
+            "Bekreft tilbakekallingen på bekreftelsessiden.",
+            "Confirm the revocation on the confirmation page.",
+        )));
+    }
+    let reason = reason_of(&operator, &form.reason)?;
     audit::record(
         store,
         &operator.user.name,
         "revoke_device",
         device.as_str(),
-        "revoked",
+        &format!("revoked: {reason}"),
     )
     .await?;
     store.revoke_device(&device).await?;
@@ -559,67 +1077,77 @@ pub(crate) async fn tokens(
     State(state): State<Arc<UiState>>,
     operator: Operator,
 ) -> Result<Response, PageError> {
+    let lang = current();
     let view = operator.view(state.app.store.as_ref()).await?;
     if matches!(view, View::Only(_)) {
         return Err(operator.not_found());
     }
     let tokens = state.app.store.list_tokens().await?;
     let now = Timestamp::now();
-    let mut body = String::from(
-        "<p>A config stick is made with <code>skolebro-provision stick</code>, which signs the \
-         stick's bundle with the stick key; that key never comes near this server, so sticks \
-         are not issued from this page. The command registers the stick's one-time token \
-         here.</p>",
-    );
-    if tokens.is_empty() {
-        body.push_str("<p>No tokens are registered.</p>");
-    } else {
-        body.push_str(
-            "<table id=\"tokens\"><tr><th>Token</th><th>Site</th><th>School</th><th>Created</th>\
-             <th>Expires</th><th>State</th><th></th></tr>",
-        );
-        for token in &tokens {
-            let status = if token.revoked {
-                "<span class=\"bad\">revoked</span>".to_owned()
-            } else if let Some(device) = &token.used_by {
-                format!(
-                    "used by {} {}",
-                    escape(device.as_str()),
-                    when(token.used_at, now)
-                )
-            } else if now >= token.expires {
-                "<span class=\"note\">expired</span>".to_owned()
-            } else {
-                "<span class=\"ok\">unused</span>".to_owned()
-            };
-            let action = if operator.is_operations() && !token.revoked {
-                format!(
-                    "<form class=\"inline\" method=\"post\" action=\"/tokens/{}/revoke\">{}\
-                     <button type=\"submit\">Revoke</button></form>",
-                    escape_path(&token.id),
-                    operator.csrf_field()
-                )
-            } else {
-                String::new()
-            };
-            let _ = write!(
-                body,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{status}</td><td>{action}</td></tr>",
-                escape(&token.id),
-                escape(token.site.as_str()),
-                escape(&token.site_name),
-                escape(&token.created.to_string()),
-                escape(&token.expires.to_string()),
-            );
+    let body = html! {
+        p {
+            (lang.t("En konfigurasjonspinne lages med ", "A config stick is made with "))
+            code { "skolebro-provision stick" }
+            (lang.t(
+                ", som signerer pinnens pakke med pinnenøkkelen; den nøkkelen kommer aldri nær \
+                 denne tjeneren, så pinner utstedes ikke fra denne siden. Kommandoen registrerer \
+                 pinnens engangstoken her.",
+                ", which signs the stick's bundle with the stick key; that key never comes near \
+                 this server, so sticks are not issued from this page. The command registers the \
+                 stick's one-time token here.",
+            ))
         }
-        body.push_str("</table>");
-    }
+        @if tokens.is_empty() {
+            p { (lang.t("Ingen tokens er registrert.", "No tokens are registered.")) }
+        } @else {
+            table #tokens {
+                caption { (lang.t("Innmeldingstokens", "Enrollment tokens")) }
+                tr {
+                    th scope="col" { "Token" }
+                    th scope="col" { (lang.t("Lokasjon", "Site")) }
+                    th scope="col" { (lang.t("Skole", "School")) }
+                    th scope="col" { (lang.t("Laget", "Created")) }
+                    th scope="col" { (lang.t("Utløper", "Expires")) }
+                    th scope="col" { (lang.t("Tilstand", "State")) }
+                    th scope="col" { }
+                }
+                @for token in &tokens {
+                    tr {
+                        td { code { (token.id) } }
+                        td { (token.site.as_str()) }
+                        td { (token.site_name) }
+                        td { (lang.time(token.created)) }
+                        td { (lang.time(token.expires)) }
+                        td {
+                            @if token.revoked {
+                                span.bad { (lang.t("tilbakekalt", "revoked")) }
+                            } @else if let Some(device) = &token.used_by {
+                                (lang.t("brukt av ", "used by ")) (device.as_str()) " " (when(token.used_at, now))
+                            } @else if now >= token.expires {
+                                span.note { (lang.t("utløpt", "expired")) }
+                            } @else {
+                                span.ok { (lang.t("ubrukt", "unused")) }
+                            }
+                        }
+                        td {
+                            @if operator.is_operations() && !token.revoked {
+                                form.inline method="post" action={ "/tokens/" (escape_path(&token.id)) "/revoke" } {
+                                    (operator.csrf_field())
+                                    button type="submit" { (lang.t("Tilbakekall", "Revoke")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
     Ok(page(
         StatusCode::OK,
-        "Sticks and tokens",
-        &operator.nav(),
-        &body,
+        lang.t("Pinner og tokens", "Sticks and tokens"),
+        operator.nav(),
+        "/tokens",
+        body,
     ))
 }
 
@@ -632,7 +1160,10 @@ pub(crate) async fn post_revoke_token(
 ) -> Result<Response, PageError> {
     operator.form(form)?;
     if !operator.is_operations() {
-        return Err(operator.forbidden("Only operations may revoke a token."));
+        return Err(operator.forbidden(current().t(
+            "Bare driften kan tilbakekalle et token.",
+            "Only operations may revoke a token.",
+        )));
     }
     if id.len() != 16 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(operator.not_found());
@@ -651,25 +1182,37 @@ pub(crate) async fn audit_page(
     State(state): State<Arc<UiState>>,
     operator: Operator,
 ) -> Result<Response, PageError> {
+    let lang = current();
     if !operator.is_operations() {
         return Err(operator.not_found());
     }
     let entries = state.app.store.audit_log(AUDIT_SHOWN).await?;
-    let mut body = String::from(
-        "<table id=\"audit\"><tr><th>When</th><th>Who</th><th>Action</th><th>On</th>\
-         <th>Detail</th></tr>",
-    );
-    for entry in &entries {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&entry.at.to_string()),
-            escape(&entry.actor),
-            escape(&entry.action),
-            escape(&entry.target),
-            escape(&entry.detail),
-        );
-    }
-    body.push_str("</table>");
-    Ok(page(StatusCode::OK, "Audit log", &operator.nav(), &body))
+    let body = html! {
+        table #audit {
+            caption { (lang.t("Nyeste handlinger først", "Newest actions first")) }
+            tr {
+                th scope="col" { (lang.t("Når", "When")) }
+                th scope="col" { (lang.t("Hvem", "Who")) }
+                th scope="col" { (lang.t("Handling", "Action")) }
+                th scope="col" { (lang.t("På", "On")) }
+                th scope="col" { (lang.t("Detaljer", "Detail")) }
+            }
+            @for entry in &entries {
+                tr {
+                    td { (lang.time(entry.at)) }
+                    td { (entry.actor) }
+                    td { (entry.action) }
+                    td { (entry.target) }
+                    td { (entry.detail) }
+                }
+            }
+        }
+    };
+    Ok(page(
+        StatusCode::OK,
+        lang.t("Revisjonslogg", "Audit log"),
+        operator.nav(),
+        "/audit",
+        body,
+    ))
 }

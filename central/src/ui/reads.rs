@@ -5,20 +5,21 @@
 //! touching sites with schools in its kommune (the same [`View`] as the other pages), and of
 //! each read only those sites; a site outside the view answers as one that does not exist.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use maud::html;
 use serde::Deserialize;
 use skolebro_protocol::SiteId;
 
 use super::auth::{Operator, View};
 use super::error::PageError;
-use super::html::{escape, escape_path, page};
+use super::html::{escape_path, page};
 use super::pages::when;
+use super::text::current;
 use crate::state::UiState;
 use crate::store::{ReadFilter, Timestamp};
 
@@ -69,84 +70,83 @@ pub(crate) async fn reads_page(
     let reads = store.reads(&filter, query.before, READS_SHOWN).await?;
     let now = Timestamp::now();
 
-    let mut body = String::from(
-        "<p class=\"note\">Every consumer API answer carrying personal data (users, \
-         demographics, enrollments) is logged before it is sent. National ids in filters are \
-         masked.</p>",
-    );
-    let mut shown = Vec::new();
-    if let Some(client) = &client {
-        shown.push(format!("client <code>{}</code>", escape(client)));
-    }
-    if let Some(site) = &site {
-        shown.push(format!(
-            "site <a href=\"/sites/{}\">{}</a>",
-            escape_path(site.as_str()),
-            escape(site.as_str())
-        ));
-    }
-    if !shown.is_empty() {
-        let _ = write!(
-            body,
-            "<p>Reads of {}. <a href=\"/reads\">All reads</a>.</p>",
-            shown.join(" at ")
-        );
-    }
-    if reads.is_empty() {
-        body.push_str("<p>No reads logged.</p>");
-    } else {
-        body.push_str(
-            "<table id=\"reads\"><tr><th>When</th><th>Client</th><th>Endpoint</th>\
-             <th>Filter</th><th>Records</th><th>Sites</th></tr>",
-        );
-        for read in &reads {
-            let sites: Vec<String> = read
-                .sites
-                .iter()
-                .filter(|site| view.sees(site))
-                .map(|site| {
-                    format!(
-                        "<a href=\"/reads?{}\">{}</a>",
-                        param("site", site.as_str()),
-                        escape(site.as_str())
-                    )
-                })
-                .collect();
-            let _ =
-                write!(
-                body,
-                "<tr><td>{}</td><td><a href=\"/reads?{}\">{}</a> <span class=\"note\">{}</span>\
-                 </td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                when(Some(read.at), now),
-                param("client", &read.client),
-                escape(&read.client_name),
-                escape(&read.client),
-                escape(&read.endpoint),
-                read.filter
-                    .as_deref()
-                    .map_or_else(String::new, |filter| format!("<code>{}</code>", escape(filter))),
-                read.records,
-                sites.join(", "),
-            );
+    let lang = current();
+    let sees = |site: &&SiteId| view.sees(site);
+    let next = (reads.len() == READS_SHOWN as usize).then(|| {
+        let mut next = Vec::new();
+        if let Some(client) = &client {
+            next.push(param("client", client));
         }
-        body.push_str("</table>");
-        if reads.len() == READS_SHOWN as usize {
-            let mut next = Vec::new();
-            if let Some(client) = &client {
-                next.push(param("client", client));
-            }
-            if let Some(site) = &site {
-                next.push(param("site", site.as_str()));
-            }
-            if let Some(last) = reads.last() {
-                next.push(format!("before={}", last.id));
-            }
-            let _ = write!(
-                body,
-                "<p><a href=\"/reads?{}\">Older reads</a></p>",
-                next.join("&amp;")
-            );
+        if let Some(site) = &site {
+            next.push(param("site", site.as_str()));
         }
-    }
-    Ok(page(StatusCode::OK, "Reads", &operator.nav(), &body))
+        if let Some(last) = reads.last() {
+            next.push(format!("before={}", last.id));
+        }
+        format!("/reads?{}", next.join("&"))
+    });
+    let body = html! {
+        p.note { (lang.t(
+            "Hvert svar fra mottaker-API-et med personopplysninger (brukere, demografi, \
+             gruppemedlemskap) logges før det sendes. Fødselsnumre i filtre er maskert.",
+            "Every consumer API answer carrying personal data (users, demographics, \
+             enrollments) is logged before it is sent. National ids in filters are masked.",
+        )) }
+        @if client.is_some() || site.is_some() {
+            p {
+                (lang.t("Oppslag av ", "Reads of "))
+                @if let Some(client) = &client {
+                    (lang.t("mottaker ", "client ")) code { (client) }
+                }
+                @if client.is_some() && site.is_some() { (lang.t(" ved ", " at ")) }
+                @if let Some(site) = &site {
+                    (lang.t("lokasjon ", "site ")) a href={ "/sites/" (escape_path(site.as_str())) } { (site.as_str()) }
+                }
+                ". " a href="/reads" { (lang.t("Alle oppslag", "All reads")) } "."
+            }
+        }
+        @if reads.is_empty() {
+            p { (lang.t("Ingen oppslag er logget.", "No reads logged.")) }
+        } @else {
+            table #reads {
+                caption { (lang.t("Nyeste oppslag først", "Newest reads first")) }
+                tr {
+                    th scope="col" { (lang.t("Når", "When")) }
+                    th scope="col" { (lang.t("Mottaker", "Client")) }
+                    th scope="col" { (lang.t("Endepunkt", "Endpoint")) }
+                    th scope="col" { "Filter" }
+                    th scope="col" { (lang.t("Poster", "Records")) }
+                    th scope="col" { (lang.t("Lokasjoner", "Sites")) }
+                }
+                @for read in &reads {
+                    tr {
+                        td { (when(Some(read.at), now)) }
+                        td {
+                            a href={ "/reads?" (param("client", &read.client)) } { (read.client_name) }
+                            " " span.note { (read.client) }
+                        }
+                        td { code { (read.endpoint) } }
+                        td { @if let Some(filter) = &read.filter { code { (filter) } } }
+                        td { (read.records) }
+                        td {
+                            @for (i, site) in read.sites.iter().filter(sees).enumerate() {
+                                @if i > 0 { ", " }
+                                a href={ "/reads?" (param("site", site.as_str())) } { (site.as_str()) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = &next {
+                p { a href=(next) { (lang.t("Eldre oppslag", "Older reads")) } }
+            }
+        }
+    };
+    Ok(page(
+        StatusCode::OK,
+        lang.t("Oppslag", "Reads"),
+        operator.nav(),
+        "/reads",
+        body,
+    ))
 }

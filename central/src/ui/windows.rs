@@ -8,7 +8,6 @@
 //! line written before the store is asked. The frozen elevliste itself stays on the operator
 //! listener (`GET /admin/exports/elevliste?window=ID`), as the file carries personal data.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::rejection::FormRejection;
@@ -16,12 +15,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Form;
+use maud::{html, Markup};
 use serde::Deserialize;
 use skolebro_protocol::SiteSchool;
 
 use super::auth::{CsrfForm, Operator};
 use super::error::PageError;
-use super::html::{escape, escape_path, page, see_other};
+use super::html::{escape_path, page, see_other};
+use super::text::{current, Lang, Noun};
 use crate::audit;
 use crate::state::UiState;
 use crate::store::{Fylke, Role, Timestamp, TransferWindow, WindowState, MAX_WINDOW_NAME_LEN};
@@ -51,51 +52,44 @@ fn counties_of(operator: &Operator) -> Counties {
 }
 
 /// A window's state in words an operator and the admission office act on.
-fn state_words(window: &TransferWindow, now: Timestamp) -> String {
+fn state_words(lang: Lang, window: &TransferWindow, now: Timestamp) -> Markup {
     match window.state_at(now) {
-        WindowState::Upcoming => format!(
-            "<span class=\"note\">Upcoming: opens {}</span>",
-            escape(&window.opens.to_string())
-        ),
-        WindowState::Open => format!(
-            "<span class=\"ok\">Open until {}</span>",
-            escape(&window.closes.to_string())
-        ),
-        WindowState::Closed => format!(
-            "<span class=\"warn\">Closed on {}, frozen: its elevliste stays as of the \
-             deadline</span>",
-            escape(&window.closes.to_string())
-        ),
+        WindowState::Upcoming => html! { span.note {
+            (lang.t("Kommende: åpner ", "Upcoming: opens ")) (lang.time(window.opens))
+        } },
+        WindowState::Open => html! { span.ok {
+            (lang.t("Åpent til ", "Open until ")) (lang.time(window.closes))
+        } },
+        WindowState::Closed => html! { span.warn {
+            (lang.t("Stengt ", "Closed on ")) (lang.time(window.closes))
+            (lang.t(
+                ", frosset: elevlisten står som ved fristen",
+                ", frozen: its elevliste stays as of the deadline",
+            ))
+        } },
     }
 }
 
 /// The "delivered" and "late" cells of a window's row.
-fn report_cells(report: &WindowReport<'_>) -> (String, String) {
-    let delivered = format!(
-        "{} of {} sites delivered inside the window",
-        report.delivered.len(),
-        report.sites.len()
-    );
+fn report_cells(lang: Lang, report: &WindowReport<'_>) -> (Markup, Markup) {
+    let delivered = html! {
+        (lang.count(report.sites.len() as u64, Noun::Site)) ", " (report.delivered.len())
+        (lang.t(" leverte innenfor vinduet", " delivered inside the window"))
+    };
     let late_sites = report.late_sites();
-    let late = if late_sites.is_empty() {
-        "<span class=\"note\">none</span>".to_owned()
-    } else {
-        let links: Vec<String> = late_sites
-            .iter()
-            .map(|site| {
-                format!(
-                    "<a href=\"/sites/{}\">{}</a>",
-                    escape_path(site.as_str()),
-                    escape(site.as_str())
-                )
-            })
-            .collect();
-        format!(
-            "<span class=\"warn\">{} late transfers from {} sites:</span> {}",
-            report.late.len(),
-            late_sites.len(),
-            links.join(", ")
-        )
+    let late = html! {
+        @if late_sites.is_empty() {
+            span.note { (lang.t("ingen", "none")) }
+        } @else {
+            span.warn {
+                (lang.count(report.late.len() as u64, Noun::LateTransfer))
+                (lang.t(" fra ", " from ")) (lang.count(late_sites.len() as u64, Noun::Site)) ":"
+            } " "
+            @for (i, site) in late_sites.iter().enumerate() {
+                @if i > 0 { ", " }
+                a href={ "/sites/" (escape_path(site.as_str())) } { (site.as_str()) }
+            }
+        }
     };
     (delivered, late)
 }
@@ -106,17 +100,15 @@ pub(crate) fn late_note(
     windows: &[TransferWindow],
     schools: &[SiteSchool],
     at: Timestamp,
-) -> String {
+) -> Markup {
     let counties = schools
         .iter()
         .filter_map(|school| Fylke::of_kommune(&school.kommunenummer))
         .collect();
-    match late_for(windows, &counties, at) {
-        Some(window) => format!(
-            "<span class=\"warn\">Late for {}</span>",
-            escape(&window.name)
-        ),
-        None => String::new(),
+    html! {
+        @if let Some(window) = late_for(windows, &counties, at) {
+            span.warn { (current().t("For sen til ", "Late for ")) (window.name) }
+        }
     }
 }
 
@@ -125,88 +117,106 @@ pub(crate) async fn windows_page(
     State(state): State<Arc<UiState>>,
     operator: Operator,
 ) -> Result<Response, PageError> {
+    let lang = current();
+    let title = lang.t("Overføringsvinduer", "Transfer windows");
     let store = state.app.store.as_ref();
-    let mut body = String::from(
-        "<p>The counties' admission offices take deliveries inside their transfer windows. \
+    let intro = html! { p { (lang.t(
+        "Fylkenes inntakskontorer tar imot leveranser innenfor overføringsvinduene sine. \
+         Bunter som kommer senere, tas inn og beholdes som alle andre, og vises her som sene; \
+         et stengt vindus elevliste står som den var ved fristen.",
+        "The counties' admission offices take deliveries inside their transfer windows. \
          Batches that arrive later are applied and kept like any other, and shown here as \
-         late; a closed window's elevliste stays as it was at the deadline.</p>",
-    );
+         late; a closed window's elevliste stays as it was at the deadline.",
+    )) } };
     let county = match counties_of(&operator) {
         Counties::Every => None,
         Counties::Own(county) => Some(county),
         Counties::Nothing => {
-            body.push_str("<p>Your account names no county.</p>");
+            let body = html! {
+                (intro)
+                p { (lang.t("Kontoen din nevner ikke noe fylke.", "Your account names no county.")) }
+            };
             return Ok(page(
                 StatusCode::OK,
-                "Transfer windows",
-                &operator.nav(),
-                &body,
+                title,
+                operator.nav(),
+                "/windows",
+                body,
             ));
         }
     };
     let view = operator.view(store).await?;
     let mut overview = Overview::load(store, county).await?;
     overview.counties.retain(|site, _| view.sees(site));
-    if operator.user.role == Role::Municipality {
-        body.push_str("<p class=\"note\">Counts cover the sites of your kommune.</p>");
-    }
     let now = Timestamp::now();
     let reports = overview.reports();
-    if reports.is_empty() {
-        body.push_str("<p id=\"no-windows\">No transfer windows are set.</p>");
-    }
-    let mut current: Option<Fylke> = None;
+    // The windows grouped by county, in the order the reports come.
+    let mut by_county: Vec<(Fylke, Vec<&WindowReport<'_>>)> = Vec::new();
     for report in &reports {
-        let window = report.window;
-        if current != Some(window.fylke) {
-            if current.is_some() {
-                body.push_str("</table>");
-            }
-            current = Some(window.fylke);
-            let _ = write!(
-                body,
-                "<h2>County {county}</h2><table id=\"windows-{county}\"><tr><th>Window</th>\
-                 <th>Opens</th><th>Closes</th><th>State</th><th>Delivered</th><th>Late</th>\
-                 </tr>",
-                county = window.fylke,
-            );
+        match by_county.last_mut() {
+            Some((fylke, list)) if *fylke == report.window.fylke => list.push(report),
+            _ => by_county.push((report.window.fylke, vec![report])),
         }
-        let (delivered, late) = report_cells(report);
-        let _ = write!(
-            body,
-            "<tr><td>{name} <span class=\"note\">(id {id})</span></td><td>{opens}</td>\
-             <td>{closes}</td><td>{state}</td><td>{delivered}</td><td>{late}</td></tr>",
-            name = escape(&window.name),
-            id = window.id,
-            opens = escape(&window.opens.to_string()),
-            closes = escape(&window.closes.to_string()),
-            state = state_words(window, now),
-        );
     }
-    if current.is_some() {
-        body.push_str("</table>");
-    }
-    if operator.is_operations() {
-        let _ = write!(
-            body,
-            "<h2>New window</h2><form method=\"post\" action=\"/windows\">{csrf}\
-             <p><label>County (fylkesnummer, two digits)<br>\
-             <input type=\"text\" name=\"fylke\" id=\"fylke\" size=\"2\" maxlength=\"2\" required>\
-             </label></p><p><label>Name<br><input type=\"text\" name=\"name\" id=\"name\" \
-             size=\"40\" maxlength=\"{MAX_WINDOW_NAME_LEN}\" required></label></p>\
-             <p><label>Opens (RFC 3339, e.g. 2027-02-01T00:00:00+01:00, or a date)<br>\
-             <input type=\"text\" name=\"opens\" id=\"opens\" size=\"30\" required></label></p>\
-             <p><label>Closes: the deadline<br>\
-             <input type=\"text\" name=\"closes\" id=\"closes\" size=\"30\" required></label></p>\
-             <p><button type=\"submit\" id=\"create-window\">Create window</button></p></form>",
-            csrf = operator.csrf_field(),
-        );
-    }
+    let body = html! {
+        (intro)
+        @if operator.user.role == Role::Municipality {
+            p.note { (lang.t("Tallene gjelder lokasjonene i kommunen din.", "Counts cover the sites of your kommune.")) }
+        }
+        @if reports.is_empty() {
+            p #no-windows { (lang.t("Ingen overføringsvinduer er satt.", "No transfer windows are set.")) }
+        }
+        @for (fylke, list) in &by_county {
+            h2 { (lang.t("Fylke ", "County ")) (fylke) }
+            table id={ "windows-" (fylke) } {
+                caption { (lang.t("Vinduene til fylke ", "The windows of county ")) (fylke) }
+                tr {
+                    th scope="col" { (lang.t("Vindu", "Window")) }
+                    th scope="col" { (lang.t("Åpner", "Opens")) }
+                    th scope="col" { (lang.t("Stenger", "Closes")) }
+                    th scope="col" { (lang.t("Tilstand", "State")) }
+                    th scope="col" { (lang.t("Levert", "Delivered")) }
+                    th scope="col" { (lang.t("Sene", "Late")) }
+                }
+                @for report in list {
+                    @let window = report.window;
+                    @let (delivered, late) = report_cells(lang, report);
+                    tr {
+                        td { (window.name) " " span.note { "(id " (window.id) ")" } }
+                        td { (lang.time(window.opens)) }
+                        td { (lang.time(window.closes)) }
+                        td { (state_words(lang, window, now)) }
+                        td { (delivered) }
+                        td { (late) }
+                    }
+                }
+            }
+        }
+        @if operator.is_operations() {
+            h2 { (lang.t("Nytt vindu", "New window")) }
+            form method="post" action="/windows" {
+                (operator.csrf_field())
+                p { label { (lang.t("Fylke (fylkesnummer, to sifre)", "County (fylkesnummer, two digits)")) br;
+                    input type="text" name="fylke" id="fylke" size="2" maxlength="2" required; } }
+                p { label { (lang.t("Navn", "Name")) br;
+                    input type="text" name="name" id="name" size="40" maxlength=(MAX_WINDOW_NAME_LEN) required; } }
+                p { label { (lang.t(
+                    "Åpner (RFC 3339, f.eks. 2027-02-01T00:00:00+01:00, eller en dato)",
+                    "Opens (RFC 3339, e.g. 2027-02-01T00:00:00+01:00, or a date)",
+                )) br;
+                    input type="text" name="opens" id="opens" size="30" required; } }
+                p { label { (lang.t("Stenger: fristen", "Closes: the deadline")) br;
+                    input type="text" name="closes" id="closes" size="30" required; } }
+                p { button type="submit" id="create-window" { (lang.t("Opprett vindu", "Create window")) } }
+            }
+        }
+    };
     Ok(page(
         StatusCode::OK,
-        "Transfer windows",
-        &operator.nav(),
-        &body,
+        title,
+        operator.nav(),
+        "/windows",
+        body,
     ))
 }
 
@@ -242,7 +252,10 @@ pub(crate) async fn post_window(
 ) -> Result<Response, PageError> {
     let form = operator.form(form)?;
     if !operator.is_operations() {
-        return Err(operator.forbidden("Only operations may create a transfer window."));
+        return Err(operator.forbidden(current().t(
+            "Bare driften kan opprette et overføringsvindu.",
+            "Only operations may create a transfer window.",
+        )));
     }
     let window = parse_new_window(
         &form.fylke,
