@@ -52,7 +52,9 @@ pub fn available() -> bool {
             std::env::var("CI").as_deref() != Ok("true"),
             "smbd or smbclient is missing under CI=true; .ci/run installs samba and smbclient"
         );
-        eprintln!("skipped: {SMBD} or smbclient is not installed (apt-get install samba smbclient)");
+        eprintln!(
+            "skipped: {SMBD} or smbclient is not installed (apt-get install samba smbclient)"
+        );
     }
     found
 }
@@ -119,7 +121,11 @@ impl SmbServer {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let started = Instant::now();
         while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-            assert!(process.is_running(), "smbd exited; see {}/smbd.log", dir.display());
+            assert!(
+                process.is_running(),
+                "smbd exited; see {}/smbd.log",
+                dir.display()
+            );
             assert!(
                 started.elapsed() < PATIENCE,
                 "smbd did not listen on {addr} within {PATIENCE:?}"

@@ -198,7 +198,10 @@ fn the_agent_package_holds_the_binary_unit_rules_and_maintainer_script() {
         "Options=size=64m,mode=0700,nosuid,nodev,noexec",
         "RequiredBy=smbd.service",
     ] {
-        assert!(mount_lines.contains(&line), "mount unit lacks `{line}`:\n{mount}");
+        assert!(
+            mount_lines.contains(&line),
+            "mount unit lacks `{line}`:\n{mount}"
+        );
     }
     let tmpfiles = read(&unpacked.join("usr/lib/tmpfiles.d/skolebro-drop.conf"));
     assert!(

@@ -217,7 +217,10 @@ fn exports_written_to_the_drop_share_reach_central_and_leave_the_share_and_a_cut
     });
     let note = std::fs::read_to_string(rejected.join("elevliste-3.csv.error.txt")).expect("note");
     assert!(note.contains("cut off"), "the note says why: {note}");
-    assert!(rejected.join("elevliste-3.csv").is_file(), "kept for IT to see");
+    assert!(
+        rejected.join("elevliste-3.csv").is_file(),
+        "kept for IT to see"
+    );
     // Nothing of it was sent: central still holds the second export, the outbox is empty.
     std::thread::sleep(Duration::from_secs(1));
     agent.wait_for("an empty outbox", |s| {
