@@ -232,7 +232,6 @@ fn the_agent_package_holds_the_binary_unit_rules_and_maintainer_script() {
         ("create mask", "0240"),
         ("force create mode", "0240"),
         ("directory mask", "0"),
-        ("max disk size", "64"),
     ] {
         assert!(
             settings.iter().any(|(k, v)| k == key && v == value),

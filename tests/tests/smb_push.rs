@@ -229,3 +229,65 @@ fn exports_written_to_the_drop_share_reach_central_and_leave_the_share_and_a_cut
     assert_eq!(national_ids(platform.admin(), &site), held);
     assert!(files_in(&drop_dir).is_empty());
 }
+
+#[test]
+fn the_packaged_drop_share_is_valid_samba_configuration_at_the_end_of_any_smb_conf() {
+    if !samba::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let include = harness::workspace_root()
+        .join("packaging")
+        .join("samba")
+        .join("skolebro-drop-share.conf");
+    // Appended after another share's section, as the README says: it must open [global].
+    let conf = dir.path().join("smb.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\n  workgroup = SCHOOL\n[print$]\n  path = /tmp\ninclude = {}\n",
+            include.display()
+        ),
+    )
+    .expect("smb.conf");
+    let output = std::process::Command::new("testparm")
+        .arg("-s")
+        .arg(&conf)
+        .output()
+        .expect("running testparm (samba-common-bin)");
+    let said = String::from_utf8_lossy(&output.stderr);
+    let parsed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        !said.contains("found in service section") && !said.contains("Unknown parameter"),
+        "every setting is known and in its section: {said}"
+    );
+    let section = |name: &str| -> String {
+        let start = parsed
+            .find(&format!("[{name}]"))
+            .unwrap_or_else(|| panic!("no [{name}] in {parsed}"));
+        let rest = &parsed[start + name.len() + 2..];
+        rest[..rest.find("\n[").unwrap_or(rest.len())].to_owned()
+    };
+    let global = section("global");
+    for line in [
+        "server min protocol = SMB3",
+        "server smb encrypt = required",
+        "restrict anonymous = 2",
+    ] {
+        assert!(global.contains(line), "[global] lacks `{line}`: {global}");
+    }
+    let share = section("SKOLEBRO");
+    for line in [
+        "path = /srv/skolebro/drop",
+        "valid users = skolebro-drop",
+        "force user = skolebro-drop",
+        "create mask = 0240",
+        "directory mask = 0000",
+        "read only = No",
+        "browseable = No",
+    ] {
+        assert!(share.contains(line), "[SKOLEBRO] lacks `{line}`: {share}");
+    }
+    assert!(!share.contains("guest ok = Yes"), "{share}");
+}
