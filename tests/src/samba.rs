@@ -108,9 +108,8 @@ impl SmbServer {
             String::from_utf8_lossy(&added.stderr)
         );
         let mut command = Command::new(SMBD);
-        // A process group of its own: smbd signals its whole group (`kill(0, SIGTERM)`) when
-        // it or a child shuts down, which in the test's group would take the test runner and
-        // cargo with it.
+        // A process group of its own: in the test's group, a writer killed mid-file was seen
+        // to bring SIGTERM to the test runner and cargo too (smbd signalling its group).
         command
             .process_group(0)
             .arg("--foreground")
