@@ -7,8 +7,9 @@
 //! writes in place), or at once when it was renamed into the folder (a SAS that writes a
 //! temporary file and renames it, the safe way). A path is handed on once per version: it is
 //! handed on again only if its size or mtime change, or if the pipeline asks for a retry.
-//! Hidden files, temporary names (`*.tmp`, `*.part`, `*~`) and sub-folders (`rejected/`) are
-//! ignored.
+//! Hidden files, temporary names (`*.tmp`, `*.part`, `*~`), empty files and sub-folders
+//! (`rejected/`) are ignored: an SMB client (Windows, `smbclient`) creates the file first and
+//! may write nothing into it for longer than `settle`, and an empty file is never an export.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -150,14 +151,16 @@ pub fn is_candidate(name: &str) -> bool {
         || name.ends_with(".error.txt"))
 }
 
-/// The regular files in `dir` that may be exports, with their signatures.
+/// The regular files in `dir` that may be exports, with their signatures. Empty files are
+/// left out: they are being created (an SMB writer opens the file before its first write), and
+/// one that stays empty holds nothing to send; once it has bytes it is seen as a new file.
 pub fn scan(dir: &Path) -> std::io::Result<Vec<(PathBuf, Signature)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let Ok(entry) = entry else { continue };
         let Ok(meta) = entry.metadata() else { continue };
         let name = entry.file_name();
-        if !meta.is_file() || !is_candidate(&name.to_string_lossy()) {
+        if !meta.is_file() || meta.len() == 0 || !is_candidate(&name.to_string_lossy()) {
             continue;
         }
         out.push((
@@ -477,9 +480,10 @@ mod tests {
     }
 
     #[test]
-    fn scan_lists_regular_files_but_not_subfolders() {
+    fn scan_lists_regular_files_but_not_subfolders_or_empty_files() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("elever.csv"), "x").unwrap();
+        std::fs::write(dir.path().join("being-created.csv"), "").unwrap();
         std::fs::write(dir.path().join(".hidden"), "x").unwrap();
         std::fs::create_dir(dir.path().join("rejected")).unwrap();
         let found = scan(dir.path()).unwrap();

@@ -8,3 +8,4 @@ pub mod appliance;
 pub mod expected;
 pub mod harness;
 pub mod rostergen;
+pub mod samba;

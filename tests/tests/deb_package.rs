@@ -1,7 +1,8 @@
 //! The Debian packages of the agent and of central: builds each with `cargo deb` for the host
 //! (dev profile, to reuse the test build) and checks what `dpkg-deb` finds in it: the binary,
 //! the hardened systemd unit, the udev rules, the default or example config, the man pages and
-//! shell completions, and the maintainer script that creates the service user. The arm64 and
+//! shell completions, the maintainer script that creates the service user, and the agent's
+//! optional SMB drop share (Samba include, tmpfs mount unit). The arm64 and
 //! armhf packages of the agent for the Pi are built and checked by `.ci/arm`.
 //!
 //! Skips with a message when `cargo deb` or `dpkg-deb` is missing, unless
@@ -205,6 +206,9 @@ fn the_agent_package_holds_the_binary_unit_rules_manual_and_maintainer_script() 
         "./usr/lib/udev/rules.d/60-skolebro-watchdog.rules",
         "./etc/skolebro/agent.toml",
         "./usr/share/doc/skolebro-agent/README.md",
+        "./usr/share/skolebro-agent/samba/skolebro-drop-share.conf",
+        "./usr/lib/systemd/system/srv-skolebro-drop.mount",
+        "./usr/lib/tmpfiles.d/skolebro-drop.conf",
     ] {
         assert_eq!(contents.mode_of_root_file(file), "-rw-r--r--", "{file}");
     }
@@ -236,12 +240,76 @@ fn the_agent_package_holds_the_binary_unit_rules_manual_and_maintainer_script() 
     ] {
         assert!(unit_lines.contains(&line), "unit lacks `{line}`:\n{unit}");
     }
-    // Nothing else made writable behind the state folder's back.
+    // Nothing else made writable behind the state folder's back, but the drop share's tmpfs.
     let writable: Vec<&&str> = unit_lines
         .iter()
         .filter(|l| l.starts_with("ReadWritePaths="))
         .collect();
-    assert_eq!(writable, [&"ReadWritePaths=/var/lib/skolebro"]);
+    assert_eq!(
+        writable,
+        [
+            &"ReadWritePaths=/var/lib/skolebro",
+            &"ReadWritePaths=-/srv/skolebro/drop"
+        ]
+    );
+
+    // The drop share's folder is a size-capped tmpfs, never the SD card, and off by default
+    // (no [Install] target enabled by the package's scripts).
+    let mount = read(&unpacked.join("usr/lib/systemd/system/srv-skolebro-drop.mount"));
+    let mount_lines: Vec<&str> = mount.lines().map(str::trim).collect();
+    for line in [
+        "What=tmpfs",
+        "Type=tmpfs",
+        "Where=/srv/skolebro/drop",
+        "Options=size=64m,mode=0700,nosuid,nodev,noexec",
+        "RequiredBy=smbd.service",
+    ] {
+        assert!(
+            mount_lines.contains(&line),
+            "mount unit lacks `{line}`:\n{mount}"
+        );
+    }
+    let tmpfiles = read(&unpacked.join("usr/lib/tmpfiles.d/skolebro-drop.conf"));
+    assert!(
+        tmpfiles
+            .lines()
+            .any(|l| l == "z /srv/skolebro/drop 0730 skolebro skolebro-drop -"),
+        "{tmpfiles}"
+    );
+    // The share: SMB3 only, encrypted, no guest, one account, write-only, capped.
+    let share = read(&unpacked.join("usr/share/skolebro-agent/samba/skolebro-drop-share.conf"));
+    let settings: Vec<(String, String)> = share
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    for (key, value) in [
+        ("server min protocol", "SMB3"),
+        ("server smb encrypt", "required"),
+        ("map to guest", "Never"),
+        ("restrict anonymous", "2"),
+        ("path", "/srv/skolebro/drop"),
+        ("valid users", "skolebro-drop"),
+        ("force user", "skolebro-drop"),
+        ("guest ok", "no"),
+        ("browseable", "no"),
+        ("create mask", "0240"),
+        ("force create mode", "0240"),
+        ("directory mask", "0"),
+    ] {
+        assert!(
+            settings.iter().any(|(k, v)| k == key && v == value),
+            "the share lacks `{key} = {value}`:\n{share}"
+        );
+    }
+    assert!(share.contains("[global]") && share.contains("[SKOLEBRO]"));
+    let fields = run(Command::new("dpkg-deb")
+        .arg("--field")
+        .arg(deb)
+        .arg("Suggests"));
+    assert!(fields.contains("samba"), "{fields}");
 
     let stick = read(&unpacked.join("usr/lib/udev/rules.d/99-skolebro-stick.rules"));
     for needle in [
@@ -267,6 +335,10 @@ fn the_agent_package_holds_the_binary_unit_rules_manual_and_maintainer_script() 
         "postinst does not create the user:\n{postinst}"
     );
     assert!(postinst.contains("adduser skolebro gpio"), "{postinst}");
+    assert!(
+        postinst.contains("skolebro-drop") && postinst.contains("adduser skolebro skolebro-drop"),
+        "postinst does not create the drop share's account:\n{postinst}"
+    );
     assert!(
         postinst.contains("/var/lib/skolebro") && postinst.contains("current.tmp"),
         "postinst does not install the first release:\n{postinst}"

@@ -1,0 +1,293 @@
+//! Push mode with real SMB: the Pi's drop share is the agent's drop folder, served by
+//! Debian's `smbd` ([`skolebro_tests::samba`]) and written with `smbclient` the ways Windows
+//! writes. An export written in place and one written under a temporary name and renamed both
+//! reach central, and each is gone from the share within five seconds of central holding it;
+//! the account cannot list the share or read a file back; a writer that disconnects mid-file
+//! leaves a partial file that is set aside in words and never sent.
+//!
+//! Every wait is bounded; `smbd`, central and the agent are killed when the test ends, and on
+//! failure their logs are printed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use skolebro_tests::appliance::{sample, Agent, Cadence, Platform};
+use skolebro_tests::harness::{self, one_at_a_time, PATIENCE, POLL};
+use skolebro_tests::samba::{self, ShareMode, SmbServer};
+
+/// How soon after central holds an export it must be gone from the share (issue 20).
+const GONE_WITHIN: Duration = Duration::from_secs(5);
+
+/// Prints the logs when the test fails; the processes die with their owners.
+struct Logs(Vec<(PathBuf, &'static str)>);
+
+impl Drop for Logs {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (dir, log) in &self.0 {
+                harness::print_log_tail(dir, log);
+            }
+        }
+    }
+}
+
+fn site_of(agent: &Agent) -> String {
+    agent.status().expect("status")["provisioning"]["site"]
+        .as_str()
+        .expect("an enrolled site")
+        .to_owned()
+}
+
+fn national_ids(admin: std::net::SocketAddr, site: &str) -> BTreeSet<String> {
+    harness::roster(admin, site, "")
+        .students
+        .iter()
+        .filter_map(|s| s.national_id.as_ref().map(|id| id.as_str().to_owned()))
+        .collect()
+}
+
+/// The regular files in the drop folder (not `rejected/`).
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Waits until central holds `students` pupils for `site`, then until the drop folder has no
+/// file left; returns how long after central held them the folder still had one.
+fn wait_delivered_and_gone(
+    platform: &Platform,
+    site: &str,
+    students: usize,
+    drop_dir: &Path,
+) -> Duration {
+    let started = Instant::now();
+    while national_ids(platform.admin(), site).len() != students {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "central did not come to hold {students} pupils within {PATIENCE:?}"
+        );
+        std::thread::sleep(POLL);
+    }
+    let held = Instant::now();
+    loop {
+        let left = files_in(drop_dir);
+        if left.is_empty() {
+            return held.elapsed();
+        }
+        assert!(
+            held.elapsed() < GONE_WITHIN,
+            "{left:?} still on the share {GONE_WITHIN:?} after central held the export"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The sample export without its last `less` pupils.
+fn sample_without_last(less: usize) -> Vec<u8> {
+    let text = String::from_utf8(sample()).expect("the sample is UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    format!("{}\n", lines[..lines.len() - less].join("\n")).into_bytes()
+}
+
+/// Rows of exactly `ROW` bytes (the sample's, their e-mail addresses padded), after the
+/// sample's header: no multiple of 4 KiB falls between two rows, so wherever a writer's
+/// transfer stops the file ends in the middle of a row.
+const ROW: usize = 128;
+
+fn padded_rows(count: usize) -> (Vec<u8>, Vec<u8>) {
+    let text = String::from_utf8(sample()).expect("the sample is UTF-8");
+    let mut lines = text.lines();
+    let header = format!("{}\n", lines.next().expect("a header"));
+    assert_ne!(header.len() % ROW, 0, "rows must not line up with 4 KiB");
+    let rows: Vec<&str> = lines.collect();
+    let mut out = Vec::with_capacity(count * ROW);
+    for row in rows.iter().cycle().take(count) {
+        let (before, domain) = row.rsplit_once('@').expect("an e-mail address");
+        let pad = ROW - 1 - row.len();
+        out.extend_from_slice(format!("{before}{}@{domain}\n", "x".repeat(pad)).as_bytes());
+    }
+    (header.into_bytes(), out)
+}
+
+#[test]
+fn exports_written_to_the_drop_share_reach_central_and_leave_the_share_and_a_cut_one_does_not() {
+    if !samba::available() {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let dir = tempfile::Builder::new()
+        .prefix("skolebro-smbpush-")
+        .tempdir()
+        .expect("temp dir");
+    let d = dir.path();
+    let platform = Platform::start(&d.join("central"));
+    let mut agent = Agent::for_sticks(&d.join("agent"), Cadence::BUSY, &platform);
+    platform.write_stick(&agent);
+    let drop_dir = agent.drop_dir();
+    let smb = SmbServer::start(
+        &d.join("smbd"),
+        &drop_dir,
+        ShareMode::WriteOnly,
+        "Drop-share-pass-1",
+    );
+    let _logs = Logs(vec![
+        (d.join("central"), "central.log"),
+        (d.join("agent"), "agent.log"),
+    ]);
+    agent.start();
+    agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
+    let site = site_of(&agent);
+
+    // In place, as an office PC saving onto the share writes.
+    let local = d.join("elevliste.csv");
+    std::fs::write(&local, sample()).expect("the export");
+    let written = Instant::now();
+    smb.put(&local, "elevliste.csv");
+    let lingered = wait_delivered_and_gone(&platform, &site, 300, &drop_dir);
+    println!(
+        "in place: central held 300 pupils {:.2} s after the write ended; on the share {:.2} s after",
+        written.elapsed().as_secs_f64() - lingered.as_secs_f64(),
+        lingered.as_secs_f64()
+    );
+
+    // Write-only: the account cannot list the share or read anything back.
+    std::fs::write(&local, b"not an export").expect("a file");
+    let listing = smb.client("ls");
+    assert!(
+        String::from_utf8_lossy(&listing.stdout).contains("NT_STATUS_ACCESS_DENIED"),
+        "listing the share is refused: {}",
+        String::from_utf8_lossy(&listing.stdout)
+    );
+    let wrong = smb.client_as("not-the-password", "ls");
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stdout).contains("NT_STATUS_LOGON_FAILURE")
+            || String::from_utf8_lossy(&wrong.stderr).contains("NT_STATUS_LOGON_FAILURE"),
+        "a wrong password is refused"
+    );
+
+    // A temporary name renamed at the end, as a SAS's export job that writes safely does.
+    std::fs::write(&local, sample_without_last(5)).expect("the second export");
+    let written = Instant::now();
+    smb.put_then_rename(&local, "elevliste-2.csv.tmp", "elevliste-2.csv");
+    let lingered = wait_delivered_and_gone(&platform, &site, 295, &drop_dir);
+    println!(
+        "renamed: central held 295 pupils {:.2} s after the rename; on the share {:.2} s after",
+        written.elapsed().as_secs_f64() - lingered.as_secs_f64(),
+        lingered.as_secs_f64()
+    );
+    let held = national_ids(platform.admin(), &site);
+    agent.wait_for("the second export to be delivered", |s| {
+        s["outbox_depth"] == 0 && s["last_export_file"] == "elevliste-2.csv"
+    });
+
+    // A writer that drops its connection mid-file: the partial file is set aside, unsent.
+    let (header, rows) = padded_rows(160_000);
+    let mut export = header;
+    export.extend_from_slice(&rows);
+    export.extend_from_slice(&rows[..ROW / 2]);
+    let mut put = smb.start_streaming_put("elevliste-3.csv", export);
+    let started = Instant::now();
+    let rejected = drop_dir.join("rejected");
+    // Wherever it is by now: still on the share, or already set aside as cut short.
+    let written = || {
+        [&drop_dir, &rejected]
+            .iter()
+            .filter_map(|dir| std::fs::metadata(dir.join("elevliste-3.csv")).ok())
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0)
+    };
+    while written() < 8 << 20 {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "smbclient wrote no 8 MiB within {PATIENCE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    put.disconnect();
+    agent.wait_for("the partial export to be set aside", |_| {
+        rejected.join("elevliste-3.csv.error.txt").is_file()
+    });
+    let note = std::fs::read_to_string(rejected.join("elevliste-3.csv.error.txt")).expect("note");
+    assert!(note.contains("cut off"), "the note says why: {note}");
+    assert!(
+        rejected.join("elevliste-3.csv").is_file(),
+        "kept for IT to see"
+    );
+    // Nothing of it was sent: central still holds the second export, the outbox is empty.
+    std::thread::sleep(Duration::from_secs(1));
+    agent.wait_for("an empty outbox", |s| {
+        s["outbox_depth"] == 0 && s["last_export_file"] == "elevliste-2.csv"
+    });
+    assert_eq!(national_ids(platform.admin(), &site), held);
+    assert!(files_in(&drop_dir).is_empty());
+}
+
+#[test]
+fn the_packaged_drop_share_is_valid_samba_configuration_at_the_end_of_any_smb_conf() {
+    if !samba::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let include = harness::workspace_root()
+        .join("packaging")
+        .join("samba")
+        .join("skolebro-drop-share.conf");
+    // Appended after another share's section, as the README says: it must open [global].
+    let conf = dir.path().join("smb.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\n  workgroup = SCHOOL\n[print$]\n  path = /tmp\ninclude = {}\n",
+            include.display()
+        ),
+    )
+    .expect("smb.conf");
+    let output = std::process::Command::new("testparm")
+        .arg("-s")
+        .arg(&conf)
+        .output()
+        .expect("running testparm (samba-common-bin)");
+    let said = String::from_utf8_lossy(&output.stderr);
+    let parsed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        !said.contains("found in service section") && !said.contains("Unknown parameter"),
+        "every setting is known and in its section: {said}"
+    );
+    let section = |name: &str| -> String {
+        let start = parsed
+            .find(&format!("[{name}]"))
+            .unwrap_or_else(|| panic!("no [{name}] in {parsed}"));
+        let rest = &parsed[start + name.len() + 2..];
+        rest[..rest.find("\n[").unwrap_or(rest.len())].to_owned()
+    };
+    let global = section("global");
+    for line in [
+        "server min protocol = SMB3",
+        "server smb encrypt = required",
+        "restrict anonymous = 2",
+    ] {
+        assert!(global.contains(line), "[global] lacks `{line}`: {global}");
+    }
+    let share = section("SKOLEBRO");
+    for line in [
+        "path = /srv/skolebro/drop",
+        "valid users = skolebro-drop",
+        "force user = skolebro-drop",
+        "create mask = 0240",
+        "directory mask = 0000",
+        "read only = No",
+        "browseable = No",
+    ] {
+        assert!(share.contains(line), "[SKOLEBRO] lacks `{line}`: {share}");
+    }
+    assert!(!share.contains("guest ok = Yes"), "{share}");
+}
