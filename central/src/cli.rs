@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use skolebro_central::store::{AuditEntry, Role, Timestamp, UiUser};
-use skolebro_central::{access_log, accounts, sites, CentralConfig};
+use skolebro_central::{access_log, accounts, retention, sites, CentralConfig};
 use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSchool, SiteSecret};
 use skolebro_provisioning::ops::{self, LogFormat};
 
@@ -91,6 +91,10 @@ pub(crate) enum CliCommand {
     /// written to the audit log first, as `cli:<login name>`.
     #[command(subcommand)]
     Site(SiteCommand),
+    /// Retention (docs/PRIVACY.md): `serve` runs it every six hours; `retention run` runs it
+    /// once, for cron or after changing `[privacy]`.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
     /// Create an account for the operator web interface. The password, at least 12
     /// characters, is asked for without echo on a terminal, or read from the first line of
     /// stdin otherwise (scripts); it stays out of the shell history and the process list, and
@@ -137,6 +141,19 @@ pub(crate) enum CliCommand {
         /// The account's name.
         #[arg(long, value_name = "NAME")]
         name: String,
+    },
+}
+
+/// What `skolebro-central retention` does.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RetentionCommand {
+    /// Purge once what `[privacy]` no longer keeps (closed record versions, records that
+    /// left, audit lines), in bounded transactions; safe while `serve` runs, and a second
+    /// run purges nothing new. Prints what went as one JSON line.
+    Run {
+        /// The configuration file, for the store and the `[privacy]` policy.
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        config: PathBuf,
     },
 }
 
@@ -194,6 +211,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             register_device(config, &device, &site, keys, &schools).await
         }
         CliCommand::Site(command) => site(command).await,
+        CliCommand::Retention(RetentionCommand::Run { config }) => retention_run(config).await,
         CliCommand::AddUser {
             config,
             name,
@@ -211,7 +229,8 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
     let parts = config.server_parts().await?;
     let store = Arc::clone(&parts.store);
     let running = skolebro_central::serve(parts).await?;
-    let purge = access_log::spawn_purge(store, config.privacy.access_log_retention());
+    let purge = access_log::spawn_purge(Arc::clone(&store), config.privacy.access_log_retention());
+    let retention = retention::spawn(store, config.privacy.retention_policy()?);
     let handle = running.shutdown_handle();
     tokio::spawn(async move {
         match shutdown_signal().await {
@@ -222,6 +241,27 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
     });
     running.stopped().await;
     purge.abort();
+    retention.abort();
+    Ok(())
+}
+
+async fn retention_run(config: PathBuf) -> anyhow::Result<()> {
+    let config = CentralConfig::load(&config)?;
+    let policy = config.privacy.retention_policy()?;
+    let store = config.open_store().await?;
+    let run = retention::run(store.as_ref(), &policy, &Timestamp::now).await?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "started": run.started.to_string(),
+            "finished": run.finished.to_string(),
+            "purged": {
+                "versions": run.versions,
+                "departed": run.departed,
+                "audit": run.audit,
+            },
+        })
+    );
     Ok(())
 }
 
