@@ -646,6 +646,7 @@ impl CentralConfig {
         let sealing_key = self.read_sealing_key()?;
         let enroll = self.enroll_settings()?;
         let releases = self.release_settings()?;
+        let retention = self.privacy.retention_policy()?;
         let store = self.open_store().await?;
         Ok(ServerParts {
             store,
@@ -667,6 +668,7 @@ impl CentralConfig {
             max_batch_bytes: self.max_batch_bytes,
             enroll,
             releases,
+            retention,
         })
     }
 }

@@ -16,6 +16,8 @@ use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
+use skolebro_central::config::{CountyRetentionConfig, PrivacyConfig};
+use skolebro_central::retention::RetentionPolicy;
 use skolebro_central::store::Timestamp;
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
@@ -963,6 +965,64 @@ async fn a_late_batch_changes_the_current_roster_but_not_the_closed_windows_froz
         created,
         [("operator-api", "county 03"), ("operator-api", "county 46")]
     );
+    central.stop().await;
+}
+
+/// Creates a window of county 46 for the 2019 intake and asks for its frozen file.
+async fn old_window_export(central: &Central) -> (StatusCode, Vec<u8>) {
+    let response = central
+        .http
+        .post(central.admin_url("/admin/windows"))
+        .json(&json!({
+            "fylke": "46",
+            "name": "Inntak 2020",
+            "opens": "2019-10-01",
+            "closes": "2019-11-15T23:59:59Z",
+        }))
+        .send()
+        .await
+        .expect("the admin listener answers");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let window: Value = response.json().await.expect("JSON");
+    let id = window["id"].as_i64().expect("an id");
+    let (status, _, body) = central
+        .export_elevliste(format!("window={id}&grade=10"))
+        .await;
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_closed_before_its_countys_retention_is_answered_in_words() {
+    // The default keeps two school years: a 2019 deadline is long gone.
+    let central = CentralOptions::default().start().await;
+    let (status, body) = old_window_export(&central).await;
+    assert_eq!(status, StatusCode::GONE);
+    let answer: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(answer["error"], "window_beyond_retention");
+    let detail = answer["detail"].as_str().expect("words");
+    assert!(
+        detail.contains("closed on 2019-11-15") && detail.contains("can no longer be generated"),
+        "{detail}"
+    );
+    central.stop().await;
+
+    // County 46 keeping twenty school years still has the history of that deadline.
+    let mut privacy = PrivacyConfig::default();
+    privacy.fylke.insert(
+        "46".to_owned(),
+        CountyRetentionConfig {
+            record_school_years: Some(20),
+            departed_school_years: Some(20),
+        },
+    );
+    let central = CentralOptions {
+        retention: RetentionPolicy::from_config(&privacy).expect("a valid policy"),
+        ..CentralOptions::default()
+    }
+    .start()
+    .await;
+    let (status, body) = old_window_export(&central).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     central.stop().await;
 }
 
