@@ -38,6 +38,7 @@ mod rate_limit;
 pub mod release;
 pub mod retention;
 pub mod server;
+pub mod site_exit;
 pub mod sites;
 mod state;
 pub mod store;
