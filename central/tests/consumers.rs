@@ -1707,3 +1707,67 @@ async fn each_answer_with_personal_data_is_logged_with_client_count_and_sites_an
     assert_eq!(central.access_log("kommune=4601").await.len(), 2);
     assert!(central.access_log("kommune=4621").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_export_a_leaving_site_then_purge_it_through_the_operator_api() {
+    let (central, _devices) = three_schools().await;
+    let response = central
+        .http
+        .get(central.admin_url("/admin/sites/skole-46505/export"))
+        .send()
+        .await
+        .expect("the admin listener answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    let export: Value = response.json().await.expect("JSON");
+    let files = export["files"].as_array().expect("files");
+    let listed = export["manifest"]["files"].as_array().expect("a manifest");
+    assert_eq!(files.len(), listed.len());
+    for (file, entry) in files.iter().zip(listed) {
+        let text = file["text"].as_str().expect("text");
+        assert_eq!(entry["name"], file["name"]);
+        assert_eq!(
+            entry["sha256"],
+            hex::encode(Sha256::digest(text.as_bytes()))
+        );
+    }
+    let users = files
+        .iter()
+        .find(|file| file["name"] == "oneroster/users.csv")
+        .and_then(|file| file["text"].as_str())
+        .expect("users.csv");
+    assert_eq!(users.lines().count(), 1 + fana_rows().len(), "{users}");
+
+    let purge = |body: Value| {
+        let central = &central;
+        async move {
+            let response = central
+                .http
+                .post(central.admin_url("/admin/sites/skole-46505/purge"))
+                .json(&body)
+                .send()
+                .await
+                .expect("the admin listener answers");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, answer) = purge(json!({"confirm": "skole-46701", "reason": "closed"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"], "not_confirmed");
+    let (status, answer) = purge(json!({"confirm": "skole-46505", "reason": "closed"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["devices_revoked"], 1);
+    assert!(answer["records"].as_u64().is_some_and(|n| n > 0));
+    let roster = central
+        .http
+        .get(central.admin_url("/v1/sites/skole-46505/roster"))
+        .send()
+        .await
+        .expect("the admin listener answers");
+    assert_eq!(roster.status(), StatusCode::NOT_FOUND, "the site is gone");
+    let audit = central.store.audit_log(10).await.expect("the audit log");
+    assert!(audit
+        .iter()
+        .any(|line| line.action == "site_purge" && line.detail == "closed"));
+    central.stop().await;
+}
