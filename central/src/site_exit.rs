@@ -108,10 +108,12 @@ impl SiteExport {
     }
 }
 
-/// The OneRoster 1.1 CSV files: name, the kind written, and each column with the object
-/// field it is read from (empty: left blank, as bulk files leave `status` and
-/// `dateLastModified`).
-const ONEROSTER_FILES: [(&str, Kind, &[(&str, &str)]); 7] = [
+/// A CSV file's columns, each with the object field it is read from (empty: left blank, as
+/// bulk files leave `status` and `dateLastModified`).
+type Columns = &'static [(&'static str, &'static str)];
+
+/// The OneRoster 1.1 CSV files: name, the kind written, and its columns.
+const ONEROSTER_FILES: [(&str, Kind, Columns); 7] = [
     (
         "orgs.csv",
         Kind::Org,

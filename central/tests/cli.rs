@@ -784,3 +784,46 @@ async fn a_leaving_site_is_exported_with_checksums_and_purged_only_once_confirme
     );
     assert!(!gone.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_run_purges_by_the_countys_policy_once_and_says_what_went() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(dir.path());
+    let site = SiteId::new("skole-46505").unwrap();
+    // Applied in May 2026, with one version closed then.
+    a_school_with_history(&dir.path().join("central.db"), &site, &synthetic_id(4)).await;
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "[privacy]\nrecord_school_years = 3\n[privacy.fylke.\"46\"]\nrecord_school_years = 1\n",
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let run = || {
+        let out = central(&["retention", "run", "--config", &config], "");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        line["purged"].clone()
+    };
+    // County 46 keeps one school year: the version closed in May 2026 is before 1 August.
+    assert_eq!(
+        run(),
+        serde_json::json!({"versions": 1, "departed": 0, "audit": 0})
+    );
+    assert_eq!(
+        run(),
+        serde_json::json!({"versions": 0, "departed": 0, "audit": 0}),
+        "a second run finds nothing"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[privacy.fylke.\"4\"]\nrecord_school_years = 1\n");
+    std::fs::write(&bad, text).unwrap();
+    let refused = central(&["retention", "run", "--config", bad.to_str().unwrap()], "");
+    assert_eq!(refused.status.code(), Some(CONFIG));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("fylkesnummer"));
+}
