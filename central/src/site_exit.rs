@@ -402,8 +402,9 @@ pub struct Purged {
 }
 
 /// Removes `site` from central on behalf of `actor` for `reason`: the audit line first
-/// (no line, no purge), then every record version in transactions of [`PURGE_BATCH`], then
-/// its devices, tokens, schools, transfers and secret, then a line with the counts. A purge
+/// (no line, no purge), its devices revoked, then every record version in transactions of
+/// [`PURGE_BATCH`], then its tokens, schools, transfers and secret, then a line with the
+/// counts. A purge
 /// stopped half-way is finished by running it again.
 pub async fn purge(
     store: &dyn Store,
@@ -412,6 +413,14 @@ pub async fn purge(
     reason: &str,
 ) -> Result<Purged, StoreError> {
     audit::record(store, actor, "site_purge", site.as_str(), reason).await?;
+    // Its devices first, so no batch adds a record while the records go.
+    let mut revoked_first = 0;
+    for (device, record) in store.list_devices().await? {
+        if record.site == *site && !record.revoked {
+            store.revoke_device(&device).await?;
+            revoked_first += 1;
+        }
+    }
     let mut records = 0;
     loop {
         let deleted = store.purge_site_records(site, PURGE_BATCH).await?;
@@ -420,7 +429,8 @@ pub async fn purge(
             break;
         }
     }
-    let forgotten = store.forget_site(site).await?;
+    let mut forgotten = store.forget_site(site).await?;
+    forgotten.devices_revoked += revoked_first;
     audit::record(
         store,
         actor,
