@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use skolebro_central::store::{AuditEntry, Role, Timestamp, UiUser};
-use skolebro_central::{access_log, accounts, sites, CentralConfig};
+use skolebro_central::{access_log, accounts, retention, site_exit, sites, CentralConfig};
 use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSchool, SiteSecret};
 use skolebro_provisioning::ops::{self, LogFormat};
 
@@ -95,6 +95,10 @@ pub(crate) enum CliCommand {
     /// written to the audit log first, as `cli:<login name>`.
     #[command(subcommand)]
     Site(SiteCommand),
+    /// Retention (docs/PRIVACY.md): `serve` runs it every six hours; `retention run` runs it
+    /// once, for cron or after changing `[privacy]`.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
     /// Create an account for the operator web interface. The password, at least 12
     /// characters, is asked for without echo on a terminal, or read from the first line of
     /// stdin otherwise (scripts); it stays out of the shell history and the process list, and
@@ -150,6 +154,19 @@ pub(crate) enum CliCommand {
     },
 }
 
+/// What `skolebro-central retention` does.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RetentionCommand {
+    /// Purge once what `[privacy]` no longer keeps (closed record versions, records that
+    /// left, audit lines), in bounded transactions; safe while `serve` runs, and a second
+    /// run purges nothing new. Prints what went as one JSON line.
+    Run {
+        /// The configuration file, for the store and the `[privacy]` policy.
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        config: PathBuf,
+    },
+}
+
 /// What `skolebro-central site` does.
 #[derive(Debug, Subcommand)]
 pub(crate) enum SiteCommand {
@@ -186,6 +203,38 @@ pub(crate) enum SiteCommand {
         #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Write a leaving site's data in open formats into a new folder: its current roster as
+    /// OneRoster 1.1 CSV (`oneroster/`) and as the elevliste, every version central holds
+    /// (`history.jsonl`), and `manifest.json` with each file's SHA-256. The files hold
+    /// personal data and are written readable by their owner only.
+    Export {
+        /// The configuration file, for the store it names.
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        config: PathBuf,
+        /// The site id.
+        #[arg(value_name = "SITE")]
+        site: String,
+        /// The folder to write (created; must not hold an export already).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Remove a site from central: every record version, its registered schools,
+    /// transfers and handle secret; its devices and unused enrollment tokens are revoked.
+    /// Asks for the site id to be typed to confirm (or `--yes`); audited with the reason.
+    Purge {
+        /// The configuration file, for the store it names.
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        config: PathBuf,
+        /// The site id.
+        #[arg(value_name = "SITE")]
+        site: String,
+        /// Why (the agreement ending, the school closing): kept in the audit log.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// Do not ask: the command line is the confirmation (scripts).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Runs one command to completion.
@@ -210,6 +259,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             register_device(config, &device, &site, keys, &schools).await
         }
         CliCommand::Site(command) => site(command).await,
+        CliCommand::Retention(RetentionCommand::Run { config }) => retention_run(config).await,
         CliCommand::AddUser {
             config,
             name,
@@ -227,7 +277,8 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
     let parts = config.server_parts().await?;
     let store = Arc::clone(&parts.store);
     let running = skolebro_central::serve(parts).await?;
-    let purge = access_log::spawn_purge(store, config.privacy.access_log_retention());
+    let purge = access_log::spawn_purge(Arc::clone(&store), config.privacy.access_log_retention());
+    let retention = retention::spawn(store, config.privacy.retention_policy()?);
     let handle = running.shutdown_handle();
     tokio::spawn(async move {
         match shutdown_signal().await {
@@ -238,6 +289,27 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
     });
     running.stopped().await;
     purge.abort();
+    retention.abort();
+    Ok(())
+}
+
+async fn retention_run(config: PathBuf) -> anyhow::Result<()> {
+    let config = CentralConfig::load(&config)?;
+    let policy = config.privacy.retention_policy()?;
+    let store = config.open_store().await?;
+    let run = retention::run(store.as_ref(), &policy, &Timestamp::now).await?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "started": run.started.to_string(),
+            "finished": run.finished.to_string(),
+            "purged": {
+                "versions": run.versions,
+                "departed": run.departed,
+                "audit": run.audit,
+            },
+        })
+    );
     Ok(())
 }
 
@@ -305,9 +377,74 @@ async fn site(command: SiteCommand) -> anyhow::Result<()> {
                 println!("{site}\t{school}");
             }
         }
+        SiteCommand::Export { config, site, out } => {
+            let site = SiteId::new(site).context("SITE")?;
+            let store = CentralConfig::load(&config)?.open_store().await?;
+            let export = site_exit::export(store.as_ref(), &site, Timestamp::now()).await?;
+            export
+                .write_to(&out)
+                .with_context(|| format!("writing the export to {}", out.display()))?;
+            audit_cli(
+                store.as_ref(),
+                "site_export",
+                site.as_str(),
+                &format!("{} files, {} versions", export.files.len(), export.versions),
+            )
+            .await?;
+            println!(
+                "exported site {site} to {}: {} files, {} record versions",
+                out.display(),
+                export.files.len() + 1,
+                export.versions
+            );
+        }
+        SiteCommand::Purge {
+            config,
+            site,
+            reason,
+            yes,
+        } => {
+            let site = SiteId::new(site).context("SITE")?;
+            if reason.trim().is_empty() {
+                return Err(NotConfirmed("--reason must say why".to_owned()).into());
+            }
+            let store = CentralConfig::load(&config)?.open_store().await?;
+            if !yes {
+                eprint!(
+                    "This deletes every record of site {site} and revokes its devices. \
+                     Type the site id to confirm: "
+                );
+                let mut typed = String::new();
+                std::io::stdin()
+                    .read_line(&mut typed)
+                    .context("reading the confirmation")?;
+                if typed.trim() != site.as_str() {
+                    return Err(NotConfirmed(format!(
+                        "the confirmation did not match {site}; nothing was changed"
+                    ))
+                    .into());
+                }
+            }
+            let purged =
+                site_exit::purge(store.as_ref(), &site, &sites::cli_actor(), reason.trim()).await?;
+            println!(
+                "purged site {site}: {} record versions, {} devices and {} enrollment tokens \
+                 revoked, {} schools and {} transfers removed",
+                purged.records,
+                purged.forgotten.devices_revoked,
+                purged.forgotten.tokens_revoked,
+                purged.forgotten.schools,
+                purged.forgotten.transfers
+            );
+        }
     }
     Ok(())
 }
+
+/// `site purge` was not confirmed, or lacked its reason: nothing was changed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct NotConfirmed(String);
 
 fn hex32(text: &str, what: &str) -> anyhow::Result<[u8; 32]> {
     let bytes = hex::decode(text.trim()).with_context(|| format!("{what} is not hex"))?;

@@ -50,6 +50,13 @@
 //!
 //! [privacy]                      # optional, and so is each setting
 //! access_log_days = 365            # how long the consumer access log keeps a read
+//! record_school_years = 2          # closed record versions kept: the current school year
+//!                                  # (from 1 August) and the one before
+//! departed_school_years = 2        # a pupil who left (no current version), counted from
+//!                                  # the school year they left in
+//! audit_days = 1825                # how long an audit line is kept
+//! [privacy.fylke."46"]             # optional, per county (fylkesnummer): either setting
+//! record_school_years = 3
 //!
 //! [store]
 //! kind = "sqlite"                  # or "postgres"
@@ -63,6 +70,7 @@
 //! its keys can be moved together. Unknown keys are errors: a misspelt `max_batch_byte` must
 //! not silently leave the default in force.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -282,17 +290,50 @@ pub struct PrivacyConfig {
     /// second register of who attends where.
     #[serde(default = "default_access_log_days")]
     pub access_log_days: u64,
+    /// School years (from 1 August) of closed record versions kept, counting the current
+    /// one: 2 keeps this school year's and last school year's history.
+    #[serde(default = "default_school_years")]
+    pub record_school_years: u32,
+    /// School years a record that left (a pupil who moved away, an ended enrollment) is
+    /// kept, counting the school year it left in.
+    #[serde(default = "default_school_years")]
+    pub departed_school_years: u32,
+    /// Days an audit line is kept: operators' actions are evidence longer than the records.
+    #[serde(default = "default_audit_days")]
+    pub audit_days: u64,
+    /// Per county (fylkesnummer, two digits), what differs from the settings above.
+    #[serde(default)]
+    pub fylke: BTreeMap<String, CountyRetentionConfig>,
+}
+
+/// One county's `[privacy.fylke."NN"]` table: either period, the rest as `[privacy]` says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountyRetentionConfig {
+    pub record_school_years: Option<u32>,
+    pub departed_school_years: Option<u32>,
 }
 
 impl Default for PrivacyConfig {
     fn default() -> PrivacyConfig {
         PrivacyConfig {
             access_log_days: default_access_log_days(),
+            record_school_years: default_school_years(),
+            departed_school_years: default_school_years(),
+            audit_days: default_audit_days(),
+            fylke: BTreeMap::new(),
         }
     }
 }
 
 impl PrivacyConfig {
+    /// The retention policy the job applies, checked: each period at least one school year
+    /// and at most 20, audit lines at least 30 days and at most 20 years, each county a
+    /// fylkesnummer.
+    pub fn retention_policy(&self) -> Result<crate::retention::RetentionPolicy, ConfigError> {
+        crate::retention::RetentionPolicy::from_config(self).map_err(ConfigError::Invalid)
+    }
+
     /// The access log's retention as a duration.
     pub fn access_log_retention(&self) -> Duration {
         Duration::from_secs(self.access_log_days * 24 * 3600)
@@ -301,6 +342,14 @@ impl PrivacyConfig {
 
 fn default_access_log_days() -> u64 {
     crate::access_log::DEFAULT_RETENTION_DAYS
+}
+
+fn default_school_years() -> u32 {
+    crate::retention::DEFAULT_SCHOOL_YEARS
+}
+
+fn default_audit_days() -> u64 {
+    crate::retention::DEFAULT_AUDIT_DAYS
 }
 
 /// The `[ui]` table: how the web interface's sessions work.
@@ -486,6 +535,7 @@ impl CentralConfig {
                 "privacy.access_log_days must be between 1 and 3650".to_owned(),
             ));
         }
+        config.privacy.retention_policy()?;
         if let StoreConfig::Postgres {
             max_connections, ..
         } = &config.store
@@ -596,6 +646,7 @@ impl CentralConfig {
         let sealing_key = self.read_sealing_key()?;
         let enroll = self.enroll_settings()?;
         let releases = self.release_settings()?;
+        let retention = self.privacy.retention_policy()?;
         let store = self.open_store().await?;
         Ok(ServerParts {
             store,
@@ -617,6 +668,7 @@ impl CentralConfig {
             max_batch_bytes: self.max_batch_bytes,
             enroll,
             releases,
+            retention,
         })
     }
 }

@@ -78,8 +78,22 @@ pub(crate) async fn generate(
             None => store.current_roster(site).await?,
             Some(at) => store.roster_as_of(site, at).await?,
         };
-        left_out += rows_of(&roster, &scope, grade.trim(), &mut rows);
+        left_out += rows_of(&roster, Some(&scope), Some(grade.trim()), &mut rows);
     }
+    Ok(written(rows, left_out))
+}
+
+/// The elevliste of one site's whole roster, every grade and school: the open-format copy
+/// of its current pupils that `site export` writes when a school leaves
+/// (`crate::site_exit`).
+pub(crate) fn of_site(roster: &Roster) -> Elevliste {
+    let mut rows: Vec<[String; 16]> = Vec::new();
+    let left_out = rows_of(roster, None, None, &mut rows);
+    written(rows, left_out)
+}
+
+/// The file of `rows`, sorted, with its header.
+fn written(mut rows: Vec<[String; 16]>, left_out: usize) -> Elevliste {
     rows.sort_unstable_by(|a, b| {
         // School, class, family name, given name, national id.
         (&a[2], &a[5], &a[9], &a[10], &a[8]).cmp(&(&b[2], &b[5], &b[9], &b[10], &b[8]))
@@ -90,30 +104,33 @@ pub(crate) async fn generate(
     for row in &rows {
         write_row(&mut text, row.iter().map(String::as_str));
     }
-    Ok(Elevliste {
+    Elevliste {
         bytes: text.into_bytes(),
         rows: rows.len(),
         left_out,
-    })
+    }
 }
 
-/// Adds the rows of one site's roster; returns how many students were left out.
+/// Adds the rows of one site's roster, of the schools `scope` covers and the basisgrupper
+/// of `grade` (every school and grade for `None`); returns how many students were left out.
 fn rows_of(
     roster: &Roster,
-    scope: &ConsumerScope,
-    grade: &str,
+    scope: Option<&ConsumerScope>,
+    grade: Option<&str>,
     out: &mut Vec<[String; 16]>,
 ) -> usize {
     let schools: HashMap<&str, _> = roster
         .schools
         .iter()
-        .filter(|school| scope.covers(school))
+        .filter(|school| scope.is_none_or(|scope| scope.covers(school)))
         .map(|school| (school.skolenummer.as_str(), school))
         .collect();
     let groups: HashMap<&str, _> = roster
         .groups
         .iter()
-        .filter(|group| group.grade.as_deref().map(str::trim) == Some(grade))
+        .filter(|group| {
+            grade.is_none_or(|grade| group.grade.as_deref().map(str::trim) == Some(grade))
+        })
         .map(|group| (group.source_key.as_str(), group))
         .collect();
     let students: HashMap<&str, _> = roster

@@ -49,7 +49,10 @@ fn exit_kind(error: &anyhow::Error) -> Exit {
                 return Exit::Unavailable;
             }
         }
-        if cause.is::<NewUserError>() || cause.is::<cli::NoSuchAccount>() {
+        if cause.is::<NewUserError>()
+            || cause.is::<cli::NoSuchAccount>()
+            || cause.is::<cli::NotConfirmed>()
+        {
             return Exit::Usage;
         }
     }

@@ -10,8 +10,9 @@
 //! `rate()` expects. **State** the fleet is in is read from the store at scrape time
 //! ([`Metrics::encode`]): devices by state, each device's last heartbeat and batch, its
 //! outbox, deviations by code and whether it holds a delta, and whether each site missed its
-//! county's last closed transfer window. Being read from the store, it is the same whichever
-//! central process is scraped.
+//! county's last closed transfer window, and what the retention job purged (rows by kind,
+//! the last run's end; `crate::retention`). Being read from the store, it is the same
+//! whichever central process is scraped or ran the job.
 //!
 //! Labels carry site ids, device ids and fixed codes only, never a national id or a name.
 
@@ -60,6 +61,12 @@ struct DeviationLabels {
     site: String,
     device: String,
     code: String,
+}
+
+/// What the retention job purged: `versions`, `departed` or `audit`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
 }
 
 /// A device state, or an update outcome.
@@ -280,6 +287,7 @@ async fn fleet_registry(store: &dyn Store, now: Timestamp) -> Result<Registry, S
     let devices = store.list_devices().await?;
     let activity = store.fleet_activity().await?;
     let missed = missed_windows(store, now).await?;
+    let retention = store.retention_totals().await?;
 
     let mut registry = Registry::with_prefix("skolebro");
     let by_state = Family::<StateLabel, Gauge>::default();
@@ -401,6 +409,36 @@ async fn fleet_registry(store: &dyn Store, now: Timestamp) -> Result<Registry, S
         "Deviations in the device's last export, by code",
         deviations,
     );
+    let purged = Family::<KindLabel, Counter>::default();
+    for (kind, rows) in [
+        ("versions", retention.versions),
+        ("departed", retention.departed),
+        ("audit", retention.audit),
+    ] {
+        purged
+            .get_or_create(&KindLabel {
+                kind: kind.to_owned(),
+            })
+            .inc_by(rows);
+    }
+    registry.register(
+        "retention_purged_rows",
+        "Rows the retention job purged over its kept runs, by kind (versions: closed versions \
+         of living records; departed: versions of records that left; audit: audit lines)",
+        purged,
+    );
+    let runs = Counter::<u64>::default();
+    runs.inc_by(retention.runs);
+    registry.register("retention_runs", "Retention runs kept in the store", runs);
+    if let Some(at) = retention.last_finished {
+        let last = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        last.set(seconds(at));
+        registry.register(
+            "retention_last_run_timestamp_seconds",
+            "When the last retention run finished (Unix seconds)",
+            last,
+        );
+    }
     registry.register(
         "site_window_late",
         "1 when the site delivered nothing inside its county's last closed transfer window",

@@ -135,6 +135,8 @@ pub struct ServerParts {
     pub enroll: EnrollSettings,
     /// The release key and the folder of release artifacts (DESIGN decision 7).
     pub releases: ReleaseSettings,
+    /// `[privacy]`'s retention: what a closed window's frozen file can still be built from.
+    pub retention: crate::retention::RetentionPolicy,
 }
 
 /// The device listener's rustls configuration: TLS 1.3, the server chain and key, client
@@ -170,6 +172,7 @@ impl std::fmt::Debug for ServerParts {
             .field("max_batch_bytes", &self.max_batch_bytes)
             .field("enroll", &self.enroll)
             .field("releases", &self.releases)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -351,6 +354,7 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
         parts.releases,
     );
     state.consumer_public_url = parts.consumer_public_url;
+    state.retention = parts.retention;
     let state = Arc::new(state);
     let (sender, receiver) = watch::channel(false);
     let limits = parts.http_limits;

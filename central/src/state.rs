@@ -13,6 +13,7 @@ use crate::enroll::{EnrollSettings, Enroller};
 use crate::metrics::Metrics;
 use crate::oneroster::PublicUrl;
 use crate::release::ReleaseSettings;
+use crate::retention::RetentionPolicy;
 use crate::store::Store;
 
 /// Default lifetime of a signed-in session of the web interface: one working day.
@@ -30,6 +31,8 @@ pub(crate) struct AppState {
     /// The base of the consumer API's links and `href`s when configured; `None` takes it
     /// from each request's checked `Host`.
     pub consumer_public_url: Option<PublicUrl>,
+    /// The retention policy, to tell when a closed window's frozen file is beyond it.
+    pub retention: RetentionPolicy,
 }
 
 impl AppState {
@@ -49,6 +52,7 @@ impl AppState {
             releases,
             metrics: Metrics::new(),
             consumer_public_url: None,
+            retention: RetentionPolicy::default(),
         }
     }
 }

@@ -494,3 +494,336 @@ fn add_user_on_a_terminal_asks_twice_and_never_echoes_the_password() {
         "the password was echoed: {shown:?}"
     );
 }
+
+/// The `n`th synthetic national id (month + 80) born in 2010, with valid control digits.
+fn synthetic_id(n: u32) -> String {
+    let control = |digits: &[u32], weights: &[u32]| match 11
+        - digits.iter().zip(weights).map(|(d, w)| d * w).sum::<u32>() % 11
+    {
+        11 => Some(0),
+        10 => None,
+        k => Some(k),
+    };
+    let mut individual = 500 + n * 7;
+    loop {
+        let head = format!("{:02}{:02}10{individual:03}", 1 + n % 28, 81 + n % 12);
+        let mut digits: Vec<u32> = head.bytes().map(|b| u32::from(b - b'0')).collect();
+        if let Some(k1) = control(&digits, &[3, 7, 6, 1, 8, 9, 4, 5, 2]) {
+            digits.push(k1);
+            if let Some(k2) = control(&digits, &[5, 4, 3, 2, 7, 6, 5, 4, 3, 2]) {
+                digits.push(k2);
+                return digits.iter().map(|d| char::from(b'0' + *d as u8)).collect();
+            }
+        }
+        individual += 1;
+    }
+}
+
+/// Stores a school with one class and two pupils for `site` in the store at `db`, the second
+/// pupil changed once, as two batches of a registered device would.
+async fn a_school_with_history(db: &Path, site: &SiteId, national_id: &str) {
+    use skolebro_central::store::prelude::*;
+    use skolebro_central::store::{IncomingBatch, SqliteStore, Timestamp};
+    use skolebro_protocol::{Enrollment, Group, NationalId, School};
+
+    let store = SqliteStore::open(db).await.expect("the store opens");
+    let secret = SiteSecret::from_bytes([0xa1; 32]);
+    let device = DeviceId::new("pi-46505").unwrap();
+    store.set_site_secret(site, &secret).await.unwrap();
+    store
+        .register_device(
+            &device,
+            site,
+            &DeviceSigningKey::from_bytes([0x31; 32]).verifying_key(),
+        )
+        .await
+        .unwrap();
+    let pupil = |key: &str, given: &str, id: Option<&str>| Student {
+        source_key: key.into(),
+        national_id: id.map(|id| NationalId::parse(id).expect("a synthetic id")),
+        username: None,
+        given_name: given.into(),
+        middle_name: None,
+        family_name: "Hjelmeland".into(),
+        birth_date: None,
+        gender: Gender::Female,
+        email: None,
+    };
+    fn delta<R: Record + Clone>(secret: &SiteSecret, records: &[R]) -> EntityDelta<R> {
+        let mut delta = EntityDelta {
+            renames: Vec::new(),
+            upserts: records
+                .iter()
+                .map(|record| (secret.handle(R::ENTITY, record.key()), record.clone()))
+                .collect(),
+            deletes: Vec::new(),
+        };
+        delta.sort();
+        delta
+    }
+    let school = School {
+        skolenummer: "46505".into(),
+        organisasjonsnummer: Some("974600951".into()),
+        kommunenummer: Some("4601".into()),
+        fylkesnummer: Some("46".into()),
+        name: "Bjølsen skole".into(),
+    };
+    let group = Group {
+        source_key: "10A".into(),
+        name: "10A".into(),
+        grade: Some("10".into()),
+        school: "46505".into(),
+        school_year: Some("2026/2027".into()),
+    };
+    let enrollments: Vec<Enrollment> = ["s1", "s2"]
+        .iter()
+        .map(|student| Enrollment {
+            source_key: format!("{student}-10A").into(),
+            student: (*student).into(),
+            school: "46505".into(),
+            group: Some("10A".into()),
+        })
+        .collect();
+    let payloads = [
+        Payload::Delta(Delta {
+            schools: delta(&secret, &[school]),
+            students: delta(
+                &secret,
+                &[
+                    pupil("s1", "Ingeborg", Some(national_id)),
+                    pupil("s2", "Sigrid", None),
+                ],
+            ),
+            groups: delta(&secret, &[group]),
+            enrollments: delta(&secret, &enrollments),
+        }),
+        Payload::Delta(Delta {
+            students: delta(&secret, &[pupil("s2", "Sigrun", None)]),
+            ..Delta::default()
+        }),
+    ];
+    for (at, payload) in payloads.into_iter().enumerate() {
+        let head = store.chain_head(&device).await.unwrap();
+        let mut digest = [0xd1; 32];
+        digest[0] = at as u8;
+        store
+            .apply(IncomingBatch {
+                device: device.clone(),
+                site: site.clone(),
+                seq: head.next_seq,
+                prev: head.prev,
+                next_head: ChainHead::after(head.next_seq, digest),
+                payload,
+                at: Timestamp(1_780_000_000_000 + at as i64 * 1000),
+                bytes: 100,
+            })
+            .await
+            .expect("the batch applies");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_site_is_exported_with_checksums_and_purged_only_once_confirmed() {
+    use sha2::Digest as _;
+    use skolebro_central::store::prelude::*;
+    use skolebro_central::store::SqliteStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(dir.path());
+    let site = SiteId::new("skole-46505").unwrap();
+    let national_id = synthetic_id(3);
+    a_school_with_history(&dir.path().join("central.db"), &site, &national_id).await;
+
+    let out_dir = dir.path().join("export");
+    let out = out_dir.to_str().unwrap();
+    let exported = central(
+        &[
+            "site",
+            "export",
+            "--config",
+            &config,
+            site.as_str(),
+            "--out",
+            out,
+        ],
+        "",
+    );
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    for name in [
+        "oneroster/manifest.csv",
+        "oneroster/orgs.csv",
+        "oneroster/users.csv",
+        "oneroster/classes.csv",
+        "oneroster/enrollments.csv",
+        "elevliste.csv",
+        "history.jsonl",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    for file in files {
+        let bytes = std::fs::read(out_dir.join(file["name"].as_str().unwrap())).unwrap();
+        assert_eq!(file["bytes"], bytes.len());
+        assert_eq!(file["sha256"], hex::encode(sha2::Sha256::digest(&bytes)));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(out_dir.join("history.jsonl"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "personal data readable by others: {mode:o}"
+        );
+    }
+    let read = |name: &str| std::fs::read_to_string(out_dir.join(name)).unwrap();
+    let users = read("oneroster/users.csv");
+    assert!(users.starts_with("sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,"));
+    assert_eq!(users.lines().count(), 3, "a header and two pupils: {users}");
+    assert!(
+        users.contains("Sigrun") && !users.contains("Sigrid"),
+        "current only"
+    );
+    assert_eq!(read("oneroster/enrollments.csv").lines().count(), 3);
+    let elevliste = read("elevliste.csv");
+    assert!(elevliste.contains(&national_id), "{elevliste}");
+    assert_eq!(
+        manifest["elevliste_left_out"], 1,
+        "Sigrun has no national id"
+    );
+    let history = read("history.jsonl");
+    assert_eq!(
+        history.lines().count(),
+        7,
+        "6 records, one of them changed once"
+    );
+    assert!(history.contains("Sigrid") && history.contains("Sigrun"));
+    assert_eq!(manifest["versions"], 7);
+
+    // A second export into the same folder is refused; the first stays whole.
+    let again = central(
+        &[
+            "site",
+            "export",
+            "--config",
+            &config,
+            site.as_str(),
+            "--out",
+            out,
+        ],
+        "",
+    );
+    assert!(!again.status.success());
+
+    let purge = |stdin: &str, extra: &[&str]| {
+        let mut args = vec![
+            "site",
+            "purge",
+            "--config",
+            &config,
+            site.as_str(),
+            "--reason",
+            "processor agreement ended",
+        ];
+        args.extend_from_slice(extra);
+        central(&args, stdin)
+    };
+    let refused = purge("skole-46506\n", &[]);
+    assert_eq!(refused.status.code(), Some(USAGE));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing was changed"));
+    let store = SqliteStore::open(dir.path().join("central.db"))
+        .await
+        .unwrap();
+    assert_eq!(store.counts(&site).await.unwrap().students, 2);
+
+    let purged = purge(&format!("{site}\n"), &[]);
+    assert!(
+        purged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&purged.stderr)
+    );
+    assert!(String::from_utf8_lossy(&purged.stdout).contains("7 record versions"));
+    assert_eq!(store.site_record_handles(&site).await.unwrap(), []);
+    assert!(store.site_secret(&site).await.unwrap().is_none());
+    let device = DeviceId::new("pi-46505").unwrap();
+    assert!(store.device(&device).await.unwrap().unwrap().revoked);
+    let audit = store.audit_log(10).await.unwrap();
+    let actions: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|line| (line.action.as_str(), line.detail.as_str()))
+        .collect();
+    assert!(
+        actions.contains(&("site_purge", "processor agreement ended")),
+        "{actions:?}"
+    );
+    assert!(actions.iter().any(|(action, _)| *action == "site_purged"));
+    assert!(actions.iter().any(|(action, _)| *action == "site_export"));
+
+    // Nothing is left to export.
+    let gone = central(
+        &[
+            "site",
+            "export",
+            "--config",
+            &config,
+            site.as_str(),
+            "--out",
+            &format!("{out}-2"),
+        ],
+        "",
+    );
+    assert!(!gone.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_run_purges_by_the_countys_policy_once_and_says_what_went() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(dir.path());
+    let site = SiteId::new("skole-46505").unwrap();
+    // Applied in May 2026, with one version closed then.
+    a_school_with_history(&dir.path().join("central.db"), &site, &synthetic_id(4)).await;
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "[privacy]\nrecord_school_years = 3\n[privacy.fylke.\"46\"]\nrecord_school_years = 1\n",
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let run = || {
+        let out = central(&["retention", "run", "--config", &config], "");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        line["purged"].clone()
+    };
+    // County 46 keeps one school year: the version closed in May 2026 is before 1 August.
+    assert_eq!(
+        run(),
+        serde_json::json!({"versions": 1, "departed": 0, "audit": 0})
+    );
+    assert_eq!(
+        run(),
+        serde_json::json!({"versions": 0, "departed": 0, "audit": 0}),
+        "a second run finds nothing"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[privacy.fylke.\"4\"]\nrecord_school_years = 1\n");
+    std::fs::write(&bad, text).unwrap();
+    let refused = central(&["retention", "run", "--config", bad.to_str().unwrap()], "");
+    assert_eq!(refused.status.code(), Some(CONFIG));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("fylkesnummer"));
+}

@@ -16,6 +16,8 @@ use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
+use skolebro_central::config::{CountyRetentionConfig, PrivacyConfig};
+use skolebro_central::retention::RetentionPolicy;
 use skolebro_central::store::Timestamp;
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
@@ -966,6 +968,64 @@ async fn a_late_batch_changes_the_current_roster_but_not_the_closed_windows_froz
     central.stop().await;
 }
 
+/// Creates a window of county 46 for the 2019 intake and asks for its frozen file.
+async fn old_window_export(central: &Central) -> (StatusCode, Vec<u8>) {
+    let response = central
+        .http
+        .post(central.admin_url("/admin/windows"))
+        .json(&json!({
+            "fylke": "46",
+            "name": "Inntak 2020",
+            "opens": "2019-10-01",
+            "closes": "2019-11-15T23:59:59Z",
+        }))
+        .send()
+        .await
+        .expect("the admin listener answers");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let window: Value = response.json().await.expect("JSON");
+    let id = window["id"].as_i64().expect("an id");
+    let (status, _, body) = central
+        .export_elevliste(format!("window={id}&grade=10"))
+        .await;
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_closed_before_its_countys_retention_is_answered_in_words() {
+    // The default keeps two school years: a 2019 deadline is long gone.
+    let central = CentralOptions::default().start().await;
+    let (status, body) = old_window_export(&central).await;
+    assert_eq!(status, StatusCode::GONE);
+    let answer: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(answer["error"], "window_beyond_retention");
+    let detail = answer["detail"].as_str().expect("words");
+    assert!(
+        detail.contains("closed on 2019-11-15") && detail.contains("can no longer be generated"),
+        "{detail}"
+    );
+    central.stop().await;
+
+    // County 46 keeping twenty school years still has the history of that deadline.
+    let mut privacy = PrivacyConfig::default();
+    privacy.fylke.insert(
+        "46".to_owned(),
+        CountyRetentionConfig {
+            record_school_years: Some(20),
+            departed_school_years: Some(20),
+        },
+    );
+    let central = CentralOptions {
+        retention: RetentionPolicy::from_config(&privacy).expect("a valid policy"),
+        ..CentralOptions::default()
+    }
+    .start()
+    .await;
+    let (status, body) = old_window_export(&central).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    central.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pupil_whose_key_changes_keeps_its_sourced_id_and_its_enrollments_point_at_it() {
     use skolebro_protocol::Entity;
@@ -1646,4 +1706,68 @@ async fn each_answer_with_personal_data_is_logged_with_client_count_and_sites_an
     // Per kommune, as its operators see them: Fana's kommune, not Voss's.
     assert_eq!(central.access_log("kommune=4601").await.len(), 2);
     assert!(central.access_log("kommune=4621").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_export_a_leaving_site_then_purge_it_through_the_operator_api() {
+    let (central, _devices) = three_schools().await;
+    let response = central
+        .http
+        .get(central.admin_url("/admin/sites/skole-46505/export"))
+        .send()
+        .await
+        .expect("the admin listener answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    let export: Value = response.json().await.expect("JSON");
+    let files = export["files"].as_array().expect("files");
+    let listed = export["manifest"]["files"].as_array().expect("a manifest");
+    assert_eq!(files.len(), listed.len());
+    for (file, entry) in files.iter().zip(listed) {
+        let text = file["text"].as_str().expect("text");
+        assert_eq!(entry["name"], file["name"]);
+        assert_eq!(
+            entry["sha256"],
+            hex::encode(Sha256::digest(text.as_bytes()))
+        );
+    }
+    let users = files
+        .iter()
+        .find(|file| file["name"] == "oneroster/users.csv")
+        .and_then(|file| file["text"].as_str())
+        .expect("users.csv");
+    assert_eq!(users.lines().count(), 1 + fana_rows().len(), "{users}");
+
+    let purge = |body: Value| {
+        let central = &central;
+        async move {
+            let response = central
+                .http
+                .post(central.admin_url("/admin/sites/skole-46505/purge"))
+                .json(&body)
+                .send()
+                .await
+                .expect("the admin listener answers");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, answer) = purge(json!({"confirm": "skole-46701", "reason": "closed"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"], "not_confirmed");
+    let (status, answer) = purge(json!({"confirm": "skole-46505", "reason": "closed"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["devices_revoked"], 1);
+    assert!(answer["records"].as_u64().is_some_and(|n| n > 0));
+    let roster = central
+        .http
+        .get(central.admin_url("/v1/sites/skole-46505/roster"))
+        .send()
+        .await
+        .expect("the admin listener answers");
+    assert_eq!(roster.status(), StatusCode::NOT_FOUND, "the site is gone");
+    let audit = central.store.audit_log(10).await.expect("the audit log");
+    assert!(audit
+        .iter()
+        .any(|line| line.action == "site_purge" && line.detail == "closed"));
+    central.stop().await;
 }

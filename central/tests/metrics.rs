@@ -464,3 +464,64 @@ fn metric_names(text: &str) -> Vec<String> {
     }
     names
 }
+
+#[tokio::test]
+async fn the_metrics_page_reports_what_retention_runs_purged_and_when() {
+    use skolebro_central::retention::{self, RetentionPolicy};
+    use skolebro_central::store::{AuditEntry, Timestamp};
+
+    let central = CentralOptions::default().start().await;
+    let before = scrape(&central).await;
+    assert_eq!(
+        value(
+            &before,
+            "skolebro_retention_last_run_timestamp_seconds",
+            &[]
+        ),
+        None,
+        "no run yet"
+    );
+    central
+        .store
+        .append_audit(&AuditEntry {
+            at: Timestamp(1_000),
+            actor: "ops".to_owned(),
+            action: "revoke_device".to_owned(),
+            target: "pi-1".to_owned(),
+            detail: "lost".to_owned(),
+        })
+        .await
+        .expect("an old audit line");
+    let now = Timestamp(1_780_000_000_500);
+    let run = retention::run(
+        central.store.as_ref(),
+        &RetentionPolicy::default(),
+        &move || now,
+    )
+    .await
+    .expect("the run finishes");
+    assert_eq!(run.audit, 1);
+    let after = scrape(&central).await;
+    assert_eq!(
+        counter(
+            &after,
+            "skolebro_retention_purged_rows_total",
+            &[("kind", "audit")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        counter(
+            &after,
+            "skolebro_retention_purged_rows_total",
+            &[("kind", "versions")]
+        ),
+        0.0
+    );
+    assert_eq!(counter(&after, "skolebro_retention_runs_total", &[]), 1.0);
+    assert_eq!(
+        value(&after, "skolebro_retention_last_run_timestamp_seconds", &[]),
+        Some(1_780_000_000.5)
+    );
+    central.stop().await;
+}

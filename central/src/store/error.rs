@@ -162,6 +162,10 @@ pub enum StoreError {
     /// No site is registered with this school (the move command names it by its numbers).
     #[error("no site is registered with school {0}")]
     UnknownSchool(String),
+    /// A site's remains were to be removed while it still holds records: `site purge`
+    /// deletes the records first.
+    #[error("site {0} still holds records")]
+    SiteHasRecords(SiteId),
     /// The store was configured with something it cannot use (e.g. a schema name).
     #[error("invalid store configuration: {0}")]
     Config(String),

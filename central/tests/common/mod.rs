@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::pem::PemObject as _;
 use skolebro_central::oneroster::PublicUrl;
+use skolebro_central::retention::RetentionPolicy;
 use skolebro_central::store::{SqliteStore, Store};
 use skolebro_central::ui::UiSettings;
 use skolebro_central::{
@@ -44,6 +45,8 @@ pub(crate) struct CentralOptions {
     pub sealing: SealingPrivateKey,
     /// Timeouts and connection cap of the plain HTTP listeners.
     pub http_limits: HttpLimits,
+    /// `[privacy]`'s retention policy.
+    pub retention: RetentionPolicy,
 }
 
 impl Default for CentralOptions {
@@ -57,6 +60,7 @@ impl Default for CentralOptions {
             ui: false,
             sealing: SealingPrivateKey::from_bytes([7; 32]),
             http_limits: HttpLimits::default(),
+            retention: RetentionPolicy::default(),
         }
     }
 }
@@ -130,6 +134,7 @@ impl CentralOptions {
                 key: self.release_key,
                 dir: dir.path().join("releases"),
             },
+            retention: self.retention.clone(),
         })
         .await
         .expect("the server starts");

@@ -1,7 +1,9 @@
 //! `GET /admin/exports/elevliste`: a county's elevliste for its admission office, generated
 //! by [`crate::elevliste_export`], as a file attachment. Asked for a transfer window, it is
 //! the window's county, frozen at its deadline once it has closed. The file carries personal
-//! data by design; nothing of it is logged.
+//! data by design; nothing of it is logged. Once the window's deadline lies before the
+//! history its county keeps (`crate::retention`), the file can no longer be built as it was,
+//! and the answer says so (410 `window_beyond_retention`) rather than serve a different one.
 
 use std::sync::Arc;
 
@@ -72,7 +74,18 @@ pub(crate) async fn get_elevliste(
                     "county differs from the window's county; leave it out",
                 ));
             }
-            (county, window.frozen_as_of(Timestamp::now()))
+            let now = Timestamp::now();
+            let as_of = window.frozen_as_of(now);
+            if as_of.is_some() {
+                if let Err(words) = state.retention.window_file_kept(&window, now) {
+                    return Err(ApiError::new(
+                        StatusCode::GONE,
+                        "window_beyond_retention",
+                        words,
+                    ));
+                }
+            }
+            (county, as_of)
         }
         None => {
             let Some(county) = query.county.clone() else {

@@ -10,7 +10,8 @@
 //! consumers' OAuth2 clients ([`clients`]) and read who read what through them
 //! ([`access_log`]), download a county's elevliste ([`elevliste`]),
 //! frozen at a transfer window's deadline once it has passed ([`windows`]), and register,
-//! upload and roll out releases ([`releases`]). There are no operator accounts yet, which
+//! upload and roll out releases ([`releases`]), and export and purge a leaving
+//! school ([`site_exit`]). There are no operator accounts yet, which
 //! is why the listener is bound to loopback only; [`guard`] keeps browsers on the host out
 //! (a `Host` naming the listener, no `Origin`). Prometheus scrapes `/metrics`, and
 //! balancers ask `/healthz` and `/readyz`, here too ([`monitoring`]). The roster answers carry personal data by
@@ -27,6 +28,7 @@ mod guard;
 mod monitoring;
 mod releases;
 mod roster;
+mod site_exit;
 mod tokens;
 mod windows;
 
@@ -92,6 +94,8 @@ pub(crate) fn router(state: Arc<AppState>, listen: SocketAddr) -> Router {
         .route("/healthz", get(monitoring::get_healthz))
         .route("/readyz", get(monitoring::get_readyz))
         .route("/admin/exports/elevliste", get(elevliste::get_elevliste))
+        .route("/admin/sites/{site}/export", get(site_exit::get_export))
+        .route("/admin/sites/{site}/purge", post(site_exit::post_purge))
         .route(
             "/admin/windows",
             get(windows::get_windows).post(windows::post_window),

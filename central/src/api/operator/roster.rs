@@ -25,7 +25,7 @@ pub(crate) struct RosterQuery {
 /// The site from the path, if it is a valid id *and* central knows it (it has a secret).
 /// An unknown site is 404, not an empty roster: a mistyped site must not read as "every
 /// student left".
-async fn known_site(state: &AppState, site: &str) -> Result<SiteId, ApiError> {
+pub(super) async fn known_site(state: &AppState, site: &str) -> Result<SiteId, ApiError> {
     let Ok(site) = SiteId::new(site) else {
         return Err(ApiError::bad_request(
             "invalid_site",

@@ -27,6 +27,7 @@ mod fleet;
 mod operators;
 mod records;
 mod releases;
+mod retention;
 mod sign_in;
 mod sites;
 mod tokens;
@@ -93,6 +94,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         12,
         include_str!("../../../migrations/postgres/0012_consumer_paging.sql"),
+    ),
+    (
+        16,
+        include_str!("../../../migrations/postgres/0016_retention.sql"),
     ),
 ];
 

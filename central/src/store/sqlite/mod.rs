@@ -30,6 +30,7 @@ mod fleet;
 mod operators;
 mod records;
 mod releases;
+mod retention;
 mod sign_in;
 mod sites;
 mod tokens;
@@ -98,6 +99,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         12,
         include_str!("../../../migrations/sqlite/0012_consumer_paging.sql"),
+    ),
+    (
+        16,
+        include_str!("../../../migrations/sqlite/0016_retention.sql"),
     ),
 ];
 

@@ -30,6 +30,7 @@ mod operators;
 mod records;
 mod releases;
 mod renames;
+mod retention;
 mod sign_in;
 mod sites;
 mod tokens;
@@ -44,6 +45,7 @@ pub(crate) use operators::*;
 pub(crate) use records::*;
 pub(crate) use releases::*;
 pub(crate) use renames::*;
+pub(crate) use retention::*;
 pub(crate) use sign_in::*;
 pub(crate) use sites::*;
 pub(crate) use tokens::*;
@@ -130,6 +132,10 @@ macro_rules! store_suite {
             reads_are_logged_and_listed_by_client_and_site_newest_first,
             reads_older_than_the_retention_are_purged_in_bounded_steps,
             paged_lists_answer_exactly_as_the_whole_roster_does,
+            retention_purges_history_and_departed_pupils_school_year_by_school_year,
+            a_countys_own_period_keeps_its_sites_history_longer,
+            purges_delete_in_bounded_steps_and_only_what_left_before_the_cutoff,
+            a_forgotten_site_has_no_records_devices_or_tokens_left,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {

@@ -122,6 +122,7 @@ pub(crate) async fn run(dir: &Path, args: &Args, out: &Out) -> anyhow::Result<bo
             key: None,
             dir: dir.join("releases"),
         },
+        retention: skolebro_central::retention::RetentionPolicy::default(),
     })
     .await?;
     let urls = serving::Urls::of(&central)?;
