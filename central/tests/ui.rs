@@ -389,7 +389,7 @@ async fn the_interface_speaks_bokmal_unless_english_is_asked_for() {
         "<nav>",
         "Holdte endringer",
         "Logg ut",
-        "1 enhet: 0 friske, 0 holder tilbake, 1 tause, 0 utdaterte",
+        "1 enhet: 0 friske, 0 holder tilbake, 1 taus, 0 utdaterte",
         "<th scope=\"col\">Siste livstegn</th>",
         "<a class=\"skip\" href=\"#main\">Hopp til innholdet</a>",
         "<main id=\"main\">",

@@ -158,6 +158,20 @@ impl FleetState {
         }
     }
 
+    /// The state as an adjective agreeing with `count` devices ("1 frisk", "2 friske").
+    fn counted(self, lang: Lang, count: usize) -> &'static str {
+        if count == 1 && lang == Lang::Nb {
+            return match self {
+                FleetState::Healthy => "frisk",
+                FleetState::Silent => "taus",
+                FleetState::Outdated => "utdatert",
+                FleetState::Revoked => "tilbakekalt",
+                FleetState::Holding | FleetState::Failing => self.words(lang),
+            };
+        }
+        self.words(lang)
+    }
+
     fn words(self, lang: Lang) -> &'static str {
         match self {
             FleetState::Healthy => lang.t("friske", "healthy"),
@@ -380,11 +394,12 @@ pub(crate) async fn fleet(
             @for (i, fleet_state) in [FleetState::Healthy, FleetState::Holding, FleetState::Silent,
                 FleetState::Outdated].into_iter().enumerate() {
                 @if i > 0 { ", " }
-                (count(fleet_state)) " " (fleet_state.words(lang))
+                @let n = count(fleet_state);
+                (n) " " (fleet_state.counted(lang, n))
             }
             @let failing = count(FleetState::Failing);
             @if failing > 0 {
-                ", " span.bad { (failing) " " (FleetState::Failing.words(lang)) }
+                ", " span.bad { (failing) " " (FleetState::Failing.counted(lang, failing)) }
             }
         }
         form method="get" action="/fleet" #filter {
