@@ -44,6 +44,8 @@ pub(crate) struct CentralOptions {
     pub sealing: SealingPrivateKey,
     /// Timeouts and connection cap of the plain HTTP listeners.
     pub http_limits: HttpLimits,
+    /// Central's statement key; `None`: answers carry no statement.
+    pub statement_key: Option<skolebro_protocol::StatementSigningKey>,
 }
 
 impl Default for CentralOptions {
@@ -57,6 +59,7 @@ impl Default for CentralOptions {
             ui: false,
             sealing: SealingPrivateKey::from_bytes([7; 32]),
             http_limits: HttpLimits::default(),
+            statement_key: None,
         }
     }
 }
@@ -129,6 +132,7 @@ impl CentralOptions {
             releases: ReleaseSettings {
                 key: self.release_key,
                 dir: dir.path().join("releases"),
+                statement_key: self.statement_key.clone(),
             },
         })
         .await
