@@ -878,7 +878,11 @@ mod tests {
         assert!(config.release_settings().unwrap().statement_key.is_none());
         let dir = tempfile::tempdir().unwrap();
         let key = StatementSigningKey::from_bytes([8; 32]);
-        std::fs::write(dir.path().join("statement.key"), format!("{}\n", key.to_hex())).unwrap();
+        std::fs::write(
+            dir.path().join("statement.key"),
+            format!("{}\n", key.to_hex()),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("bad.key"), "not a key\n").unwrap();
         let with = |file: &str| format!("statement_key = \"{file}\"\n{MINIMAL}");
         let config = CentralConfig::parse(&with("statement.key"), dir.path()).unwrap();

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use skolebro_protocol::release::valid_release_id;
 use skolebro_protocol::statement::manifest_digest;
-use skolebro_protocol::{Statement, StatementSigningKey};
 use skolebro_protocol::{DeviceId, ReleaseManifest, ReleaseVerifyingKey, SiteId, Version};
+use skolebro_protocol::{Statement, StatementSigningKey};
 use skolebro_provisioning::DeviceIdentity;
 use tokio::io::AsyncWriteExt as _;
 

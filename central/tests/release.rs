@@ -635,7 +635,9 @@ async fn every_heartbeat_answer_carries_a_signed_statement_naming_the_offered_ma
         skolebro_protocol::Statement::verify(&bytes, &key.verifying_key()).expect("it verifies")
     };
     let now_ms = |at: std::time::SystemTime| {
-        at.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+        at.duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
     };
     let hello = json!({"version": "1.0.0", "state": "healthy", "target": TARGET});
 

@@ -71,7 +71,9 @@ pub enum StatementError {
     #[error("the statement is for device {statement}, not {ours}")]
     WrongDevice { statement: String, ours: String },
     /// Its validity is over by the agent's clock.
-    #[error("the statement expired at {expires_unix_ms} ms (this agent's clock says {now_unix_ms} ms)")]
+    #[error(
+        "the statement expired at {expires_unix_ms} ms (this agent's clock says {now_unix_ms} ms)"
+    )]
     Expired {
         expires_unix_ms: u64,
         now_unix_ms: u64,
@@ -228,7 +230,10 @@ mod tests {
         assert_eq!(back, statement());
         assert!(back.names_current(b"SKBR manifest"));
         assert!(!back.names_current(b"SKBR another manifest"));
-        assert_eq!(back.check("4601-12345-0a0b0c0d", NOW + 1, Some(NOW)), Ok(()));
+        assert_eq!(
+            back.check("4601-12345-0a0b0c0d", NOW + 1, Some(NOW)),
+            Ok(())
+        );
     }
 
     #[test]

@@ -639,7 +639,9 @@ fn a_version_1_statement_matches_the_kept_vector_and_verifies() {
         target: Some("aarch64-unknown-linux-gnu".into()),
         issued_unix_ms: 1_780_000_000_000,
         expires_unix_ms: 1_780_000_000_000 + 86_400_000,
-        current: Some(manifest_digest(&manifest().sign(&ReleaseSigningKey::from_bytes([0x4e; 32])))),
+        current: Some(manifest_digest(
+            &manifest().sign(&ReleaseSigningKey::from_bytes([0x4e; 32])),
+        )),
     };
     let kept = kept("statement-v1.bin", &statement.sign(&key));
     assert_eq!(&kept[..5], b"SKBT\x01");
