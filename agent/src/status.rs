@@ -426,15 +426,27 @@ mod tests {
             ..AgentStatus::default()
         };
         let text = describe_status(&status, true, now, None);
-        assert!(text.contains("Frozen: no fresh signed statement from central since"), "{text}");
-        assert!(text.contains("refused: it is older than the newest seen"), "{text}");
+        assert!(
+            text.contains("Frozen: no fresh signed statement from central since"),
+            "{text}"
+        );
+        assert!(
+            text.contains("refused: it is older than the newest seen"),
+            "{text}"
+        );
         status.freshness = Some(FreshnessStatus::default());
         let text = describe_status(&status, true, now, None);
-        assert!(!text.contains("Frozen") && !text.contains("refused"), "{text}");
+        assert!(
+            !text.contains("Frozen") && !text.contains("refused"),
+            "{text}"
+        );
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["freshness"]["frozen"], false);
         status.freshness = None;
-        assert!(serde_json::to_value(&status).unwrap().get("freshness").is_none());
+        assert!(serde_json::to_value(&status)
+            .unwrap()
+            .get("freshness")
+            .is_none());
     }
 
     #[test]

@@ -15,17 +15,23 @@ use crate::freshness::Freshness;
 use crate::update::Updater;
 use crate::uplink::{Central, UplinkError};
 
+/// What takes central's answer besides the core: the statement check, then the updater.
+pub(super) struct Answers {
+    pub updater: Arc<Updater>,
+    pub freshness: Arc<Freshness>,
+}
+
 /// Reports the agent's state every `every`, applies central's commands and hands the update
-/// part of the answer to `updater`.
+/// part of the answer, once its statement holds, to the updater.
 pub(super) async fn heartbeat_loop(
     core: Shared,
     central: Central,
     every: Duration,
-    updater: Arc<Updater>,
-    freshness: Arc<Freshness>,
+    answers: Answers,
     wake_uplink: mpsc::Sender<()>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Answers { updater, freshness } = answers;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
