@@ -2,17 +2,22 @@
 //! boot without network it may think it is 1970, or years ahead after a bad RTC hat. Until
 //! the system clock is synced, nothing is decided on it: the real time is only known to be no
 //! earlier than a **floor**, the latest of the build time baked in at compile time
-//! (`build.rs`), the last good time persisted in `<state_dir>/time-floor`, and the start of
-//! the certificate central issued; the floor advances with the monotonic clock while the
-//! agent runs. Once synced (systemd-timesyncd's `/run/systemd/timesync/synchronized` exists),
-//! the real time is used, so an expired certificate is refused, and the floor follows it.
+//! (`build.rs`), the last good time persisted in `<state_dir>/time-floor`, the start of the
+//! certificate central issued, and the time in central's signed statement of the newest
+//! heartbeat answer ([`crate::freshness`]); the floor advances with the monotonic clock while
+//! the agent runs. Once synced (systemd-timesyncd's `/run/systemd/timesync/synchronized`
+//! exists), the real time is used, so an expired certificate is refused, and the floor
+//! follows it. Nothing else moves the floor: an unsynced system clock is never read, so a
+//! clock that jumped to 2040 cannot make every certificate look expired after a reboot.
 //!
 //! Central's certificate is checked against this clock ([`AgentClock`] is the TLS client's
 //! [`CertificateClock`]); the stick's token expiry is checked only when synced (central is
 //! the authority on it); renewal is scheduled from [`AgentClock::now`].
 //!
 //! Debug builds read `SKOLEBRO_TEST_CLOCK` for process tests: `synced` (the system clock,
-//! taken as synced), `synced:<unix seconds>` (synced, running from that time) or `unsynced`.
+//! taken as synced), `synced:<unix seconds>` (synced, running from that time), `unsynced`, or
+//! `unsynced:<unix seconds>` (a system clock reading that time, never synced: it must change
+//! nothing).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,7 +35,7 @@ const PERSIST_EVERY: Duration = Duration::from_secs(3600);
 #[derive(Debug, thiserror::Error)]
 pub enum ClockError {
     /// `SKOLEBRO_TEST_CLOCK` holds something this build does not understand.
-    #[error("SKOLEBRO_TEST_CLOCK={0:?}: expected `synced`, `synced:<unix seconds>` or `unsynced`")]
+    #[error("SKOLEBRO_TEST_CLOCK={0:?}: expected `synced`, `synced:<unix seconds>`, `unsynced` or `unsynced:<unix seconds>`")]
     TestClock(String),
 }
 
@@ -148,8 +153,9 @@ impl AgentClock {
         self.synced_now().unwrap_or_else(|| self.floor())
     }
 
-    /// Raises the floor to `t`, a time known to have passed (a synced reading, or the start
-    /// of a certificate central just issued), and persists it now and then.
+    /// Raises the floor to `t`, a time known to have passed (a synced reading, the start of
+    /// a certificate central just issued, or central's signed time), and persists it now and
+    /// then. Never an unsynced reading of the system clock.
     pub fn advance(&self, t: SystemTime) {
         let mut floor = self.lock();
         if t > floor.now() {
@@ -189,6 +195,21 @@ impl AgentClock {
     }
 }
 
+#[cfg(test)]
+impl AgentClock {
+    /// A clock with an injected system time for unit tests: `synced` or not, reading
+    /// `start_unix` now and running on from there. An unsynced one is never read.
+    pub(crate) fn injected(state_dir: &Path, synced: bool, start_unix: u64) -> AgentClock {
+        let mut clock =
+            AgentClock::open(Some(state_dir), &state_dir.join("no-sync-marker")).expect("a clock");
+        clock.source = Source::Test {
+            synced,
+            start_unix: Some(start_unix),
+        };
+        clock
+    }
+}
+
 impl CertificateClock for AgentClock {
     fn reading(&self) -> TimeReading {
         match self.synced_now() {
@@ -214,9 +235,13 @@ fn source() -> Result<Source, ClockError> {
             start_unix: None,
         }),
         other => {
-            let seconds = other.strip_prefix("synced:").ok_or_else(bad)?;
+            let (synced, seconds) = match other.split_once(':') {
+                Some(("synced", seconds)) => (true, seconds),
+                Some(("unsynced", seconds)) => (false, seconds),
+                _ => return Err(bad()),
+            };
             Ok(Source::Test {
-                synced: true,
+                synced,
                 start_unix: Some(seconds.trim().parse().map_err(|_| bad())?),
             })
         }

@@ -128,6 +128,10 @@ pub struct AgentConfig {
     /// `127.0.0.1:9464`; none by default. Any address the Pi has may be given, so a scraper
     /// on the school's network can reach it: the figures name no pupil.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// After this many days without a fresh statement from central (see
+    /// [`crate::freshness`]), the agent reports its offers as frozen: in `status`, on the
+    /// front panel and in its heartbeat.
+    pub freshness_days: u64,
 }
 
 impl Default for AgentConfig {
@@ -163,6 +167,7 @@ impl Default for AgentConfig {
             site_schools: Vec::new(),
             read_budget_mib: 256,
             metrics_listen: None,
+            freshness_days: 7,
         }
     }
 }
@@ -364,6 +369,11 @@ pub struct CentralConfig {
     pub ca: PathBuf,
     /// Hex of central's 32-byte X25519 public key; batches are sealed to it.
     pub sealing_key: String,
+    /// Hex of central's statement key (`statement.pub`): heartbeat answers' statements are
+    /// checked against it (see [`crate::freshness`]). Optional: without it no statement is
+    /// checked, as with a central that signs none.
+    #[serde(default)]
+    pub statement_key: Option<String>,
 }
 
 /// `[identity]`: who this device is, from enrollment.
@@ -581,6 +591,12 @@ impl AgentConfig {
         if self.heartbeat_seconds == 0 {
             return Err(ConfigError::Invalid {
                 key: "heartbeat_seconds",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.freshness_days == 0 {
+            return Err(ConfigError::Invalid {
+                key: "freshness_days",
                 reason: "must be at least 1".into(),
             });
         }

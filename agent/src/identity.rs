@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use skolebro_protocol::envelope::{DeviceId, DeviceSigningKey, SealingPublicKey, SiteId};
-use skolebro_protocol::SiteSecret;
+use skolebro_protocol::{SiteSecret, StatementVerifyingKey};
 
 use crate::config::{AgentConfig, ConfigError};
 use crate::enqueue::Identity;
@@ -43,6 +43,9 @@ pub struct DeviceCredentials {
     pub key_pem: String,
     /// Central's CA (PEM), the only CA the uplink trusts.
     pub ca_pem: String,
+    /// Central's statement key, if this device knows one: statements in heartbeat answers
+    /// are checked against it ([`crate::freshness`]).
+    pub statement_key: Option<StatementVerifyingKey>,
 }
 
 impl DeviceCredentials {
@@ -68,6 +71,16 @@ impl DeviceCredentials {
                 what: "central.sealing_key".into(),
                 reason: "not an X25519 public key",
             })?;
+        let statement_key =
+            match &central.statement_key {
+                None => None,
+                Some(hex) => Some(StatementVerifyingKey::from_hex(hex).map_err(|_| {
+                    IdentityError::Invalid {
+                        what: "central.statement_key".into(),
+                        reason: "expected an Ed25519 public key as 64 hex digits",
+                    }
+                })?),
+            };
         let seed = secret_file("identity.signing_key", &ids.signing_key)?;
         let site_secret = secret_file("identity.site_secret", &ids.site_secret)?;
         Ok(DeviceCredentials {
@@ -82,6 +95,7 @@ impl DeviceCredentials {
             cert_pem: read("identity.cert", &ids.cert)?,
             key_pem: read("identity.key", &ids.key)?,
             ca_pem: read("central.ca", &central.ca)?,
+            statement_key,
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod enqueue;
+pub mod freshness;
 pub mod identity;
 pub mod metrics;
 pub mod outbox;

@@ -94,6 +94,22 @@ pub struct AgentStatus {
     /// Why an offered release waits (not enough disk space for it); `None` otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub update_waiting: Option<String>,
+    /// Central's signed statements (see `crate::freshness`); `None` when none is checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<FreshnessStatus>,
+}
+
+/// The freshness part of `status.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FreshnessStatus {
+    /// Central's time in the newest statement accepted, Unix ms, as kept on disk (to within
+    /// the hour; the heartbeat carries the exact one).
+    pub newest_statement_unix_ms: Option<u64>,
+    /// No fresh statement for `freshness_days`: offers may be replayed or withheld.
+    pub frozen: bool,
+    /// Why the last statement was refused, until one is accepted.
+    pub refusal: Option<String>,
 }
 
 /// Where the device stands with enrollment, in `status.json` (ids and times only).
@@ -291,6 +307,26 @@ pub fn describe_status(
     if let Some(waiting) = &status.update_waiting {
         out.push_str(&format!("Update waiting: {waiting}.\n"));
     }
+    if let Some(fresh) = status
+        .freshness
+        .as_ref()
+        .filter(|_| status.state != RunState::Stopped)
+    {
+        if fresh.frozen {
+            let since = match fresh.newest_statement_unix_ms {
+                Some(t) => format!("since {}", fmt_when(t, now_ms)),
+                None => "ever".to_owned(),
+            };
+            out.push_str(&format!(
+                "Frozen: no fresh signed statement from central {since}; its offers may be replayed or withheld. Tell operations.\n"
+            ));
+        }
+        if let Some(refusal) = &fresh.refusal {
+            out.push_str(&format!(
+                "Central's last statement was refused: {refusal}.\n"
+            ));
+        }
+    }
     let p = &status.provisioning;
     if let (Some(device), Some(site)) = (&p.device, &p.site) {
         let how = match &p.token_id {
@@ -375,6 +411,42 @@ mod tests {
         status.updated_unix_ms = t0 + 60_000 + STATUS_REFRESH_MS;
         write_status(dir.path(), &status, &tx);
         written(t0 + 60_000 + STATUS_REFRESH_MS);
+    }
+
+    #[test]
+    fn a_frozen_device_says_so_and_names_a_refused_statement() {
+        let now = 1_764_000_000_000;
+        let mut status = AgentStatus {
+            state: RunState::Healthy,
+            freshness: Some(FreshnessStatus {
+                newest_statement_unix_ms: Some(now - 8 * 86_400_000),
+                frozen: true,
+                refusal: Some("it is older than the newest seen (a replay)".into()),
+            }),
+            ..AgentStatus::default()
+        };
+        let text = describe_status(&status, true, now, None);
+        assert!(
+            text.contains("Frozen: no fresh signed statement from central since"),
+            "{text}"
+        );
+        assert!(
+            text.contains("refused: it is older than the newest seen"),
+            "{text}"
+        );
+        status.freshness = Some(FreshnessStatus::default());
+        let text = describe_status(&status, true, now, None);
+        assert!(
+            !text.contains("Frozen") && !text.contains("refused"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["freshness"]["frozen"], false);
+        status.freshness = None;
+        assert!(serde_json::to_value(&status)
+            .unwrap()
+            .get("freshness")
+            .is_none());
     }
 
     #[test]

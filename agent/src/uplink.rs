@@ -202,7 +202,8 @@ impl Central {
             .map_err(|e| UplinkError::Unreachable(error_chain(&e)))
     }
 
-    /// Posts a heartbeat and returns central's commands and offered release. Unknown
+    /// Posts a heartbeat and returns central's commands, offered release and signed
+    /// statement (checked by the caller, [`crate::freshness`]). Unknown
     /// command types are logged and skipped, so central can add commands before every
     /// agent knows them; an offer that does not parse is logged and ignored.
     pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAnswer, UplinkError> {
@@ -247,7 +248,15 @@ impl Central {
                 }
             })
             .collect();
-        Ok(HeartbeatAnswer { commands, release })
+        let statement = body
+            .get("statement")
+            .and_then(|s| s.as_str())
+            .map(str::to_owned);
+        Ok(HeartbeatAnswer {
+            commands,
+            release,
+            statement,
+        })
     }
 }
 

@@ -193,6 +193,7 @@ fn enrollment() -> DeviceEnrollment {
         settings_toml: "[safety]\nmax_deleted_fraction = 0.1\n".into(),
         site_has_records: false,
         schools: Vec::new(),
+        statement_key: None,
     }
 }
 
@@ -234,6 +235,28 @@ fn an_enrollment_naming_the_sites_schools_matches_the_kept_vector_and_loads() {
     let loaded = load_enrollment("enrollment-with-schools.json");
     assert_eq!(loaded.schools[1].skolenummer, None);
     assert_eq!(loaded, with_schools);
+}
+
+#[test]
+fn an_enrollment_keeping_centrals_statement_key_matches_the_kept_vector_and_loads() {
+    // Central's statement key from the enrollment answer: written only when central sent
+    // one, so the files above have none and still load.
+    let with_key = DeviceEnrollment {
+        statement_key: Some(
+            skolebro_protocol::StatementSigningKey::from_bytes([0x54; 32])
+                .verifying_key()
+                .to_hex(),
+        ),
+        ..enrollment()
+    };
+    let dir = tempfile::tempdir().expect("a temp dir");
+    with_key.save(dir.path()).expect("saved");
+    let produced = std::fs::read(dir.path().join(ENROLLMENT_FILE)).expect("written");
+    kept("enrollment-with-statement-key.json", &produced);
+    assert_eq!(
+        load_enrollment("enrollment-with-statement-key.json"),
+        with_key
+    );
 }
 
 #[test]

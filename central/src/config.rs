@@ -22,6 +22,9 @@
 //! release_key = "keys/release.pub" # optional: the release-signing public key, 64 hex
 //!                                  # characters; without it POST /admin/releases answers
 //!                                  # 503 releases_disabled
+//! statement_key = "keys/statement.key"  # optional: central's Ed25519 statement key, 64
+//!                                  # hex characters; heartbeat answers then carry a signed
+//!                                  # statement (the time, the release offered as current)
 //! releases_dir = "releases"        # where release artifacts (<id>.bin) and signed
 //!                                  # manifests (<id>.skm) are kept; created at start
 //!
@@ -77,7 +80,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use skolebro_protocol::{ReleaseVerifyingKey, SealingPrivateKey};
+use skolebro_protocol::{ReleaseVerifyingKey, SealingPrivateKey, StatementSigningKey};
 use skolebro_provisioning::{CertificateAuthority, PkiError, TlsError};
 
 use crate::enroll::{EnrollSettings, DEFAULT_CERT_LIFETIME, DEFAULT_ENROLL_PER_IP_PER_MINUTE};
@@ -141,6 +144,9 @@ pub enum ConfigError {
     /// The release key file does not hold an Ed25519 public key as 64 hex characters.
     #[error("{path}: {reason}")]
     ReleaseKey { path: PathBuf, reason: String },
+    /// The statement key file does not hold an Ed25519 seed as 64 hex characters.
+    #[error("{path}: {reason}")]
+    StatementKey { path: PathBuf, reason: String },
     /// The store could not be opened or migrated.
     #[error("store: {0}")]
     Store(StoreError),
@@ -191,6 +197,12 @@ pub struct CentralConfig {
     /// that does not hand out updates needs no key.
     #[serde(default)]
     pub release_key: Option<PathBuf>,
+    /// File holding central's statement key (`statement.key`, a seed as hex): heartbeat
+    /// answers carry a statement signed with it, and enrollment answers its public half.
+    /// Optional, so a key folder made before statements existed still runs central; its
+    /// devices then check no statement.
+    #[serde(default)]
+    pub statement_key: Option<PathBuf>,
     /// Folder of release artifacts and manifests; default `releases` beside the file.
     #[serde(default = "default_releases_dir")]
     pub releases_dir: PathBuf,
@@ -548,6 +560,7 @@ impl CentralConfig {
         }
         config.sealing_key = base.join(&config.sealing_key);
         config.release_key = config.release_key.map(|key| base.join(key));
+        config.statement_key = config.statement_key.map(|key| base.join(key));
         config.releases_dir = base.join(&config.releases_dir);
         config.tls.cert = base.join(&config.tls.cert);
         config.tls.key = base.join(&config.tls.key);
@@ -608,7 +621,8 @@ impl CentralConfig {
         })
     }
 
-    /// The release settings: the key from `release_key`, if set, and `releases_dir`.
+    /// The release settings: the key from `release_key`, if set, `releases_dir`, and the
+    /// statement key from `statement_key`, if set.
     pub fn release_settings(&self) -> Result<ReleaseSettings, ConfigError> {
         let key = match &self.release_key {
             None => None,
@@ -621,9 +635,21 @@ impl CentralConfig {
                 )?,
             ),
         };
+        let statement_key = match &self.statement_key {
+            None => None,
+            Some(path) => Some(
+                StatementSigningKey::from_hex(&read_to_string("statement_key", path)?).map_err(
+                    |error| ConfigError::StatementKey {
+                        path: path.clone(),
+                        reason: error.to_string(),
+                    },
+                )?,
+            ),
+        };
         Ok(ReleaseSettings {
             key,
             dir: self.releases_dir.clone(),
+            statement_key,
         })
     }
 
@@ -895,6 +921,29 @@ mod tests {
         assert!(matches!(
             config.release_settings(),
             Err(ConfigError::ReleaseKey { .. })
+        ));
+    }
+
+    #[test]
+    fn the_statement_key_is_optional_resolved_and_checked() {
+        let config = CentralConfig::parse(MINIMAL, Path::new("/srv/central")).unwrap();
+        assert!(config.release_settings().unwrap().statement_key.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let key = StatementSigningKey::from_bytes([8; 32]);
+        std::fs::write(
+            dir.path().join("statement.key"),
+            format!("{}\n", key.to_hex()),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("bad.key"), "not a key\n").unwrap();
+        let with = |file: &str| format!("statement_key = \"{file}\"\n{MINIMAL}");
+        let config = CentralConfig::parse(&with("statement.key"), dir.path()).unwrap();
+        let read = config.release_settings().unwrap().statement_key.unwrap();
+        assert_eq!(read.verifying_key(), key.verifying_key());
+        let config = CentralConfig::parse(&with("bad.key"), dir.path()).unwrap();
+        assert!(matches!(
+            config.release_settings(),
+            Err(ConfigError::StatementKey { .. })
         ));
     }
 

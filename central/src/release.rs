@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use skolebro_protocol::release::valid_release_id;
+use skolebro_protocol::statement::manifest_digest;
 use skolebro_protocol::{DeviceId, ReleaseManifest, ReleaseVerifyingKey, SiteId, Version};
+use skolebro_protocol::{Statement, StatementSigningKey};
 use skolebro_provisioning::DeviceIdentity;
 use tokio::io::AsyncWriteExt as _;
 
@@ -44,6 +46,41 @@ pub struct ReleaseSettings {
     pub key: Option<ReleaseVerifyingKey>,
     /// The folder holding `<id>.bin` (artifacts) and `<id>.skm` (manifests). Created at start.
     pub dir: PathBuf,
+    /// Central's statement key (`statement.key`): every heartbeat answer carries a
+    /// [`Statement`] signed with it (the time, and the manifest offered as current), and the
+    /// enrollment answer its public half. Without it answers carry none, as from an older
+    /// central, and devices check none.
+    pub statement_key: Option<StatementSigningKey>,
+}
+
+/// How long a statement is valid: a day, as TUF's timestamp role. A device that heartbeats
+/// every minute gets a new one each time; the day bounds what a replay can still say.
+pub const STATEMENT_VALIDITY_MS: u64 = 86_400_000;
+
+/// Central's statement for `device` now, signed with `key`, naming `offer`'s manifest as
+/// current (none when nothing is offered), base64 for the answer. `None` for a manifest
+/// that is not base64 (never stored: it was verified when registered).
+pub(crate) fn statement(
+    key: &StatementSigningKey,
+    device: &DeviceId,
+    target: Option<&str>,
+    offer: Option<&ReleaseOffer>,
+    now: Timestamp,
+) -> Option<String> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let current = match offer {
+        Some(offer) => Some(manifest_digest(&engine.decode(offer.manifest.trim()).ok()?)),
+        None => None,
+    };
+    let issued_unix_ms = u64::try_from(now.unix_millis()).unwrap_or(0);
+    let statement = Statement {
+        device: device.to_string(),
+        target: target.map(str::to_owned),
+        issued_unix_ms,
+        expires_unix_ms: issued_unix_ms + STATEMENT_VALIDITY_MS,
+        current,
+    };
+    Some(engine.encode(statement.sign(key)))
 }
 
 impl ReleaseSettings {

@@ -259,6 +259,8 @@ async fn a_device_enrolled_with_a_valid_token_delivers_batches_with_its_certific
     assert_eq!(answer["device"], pi.device().as_str());
     assert_eq!(answer["site"], SITE);
     assert!(answer["not_after_unix"].as_u64().unwrap() > now_unix() + 3500);
+    // This central has no statement key, so the device learns none.
+    assert!(answer.get("statement_key").is_none(), "{answer}");
     let secret = site_secret(&answer);
     assert_eq!(
         central.store.site_secret(&site()).await.unwrap(),

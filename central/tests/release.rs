@@ -615,3 +615,65 @@ async fn counts_move_from_offered_to_healthy_and_rollbacks_keep_their_reason() {
     );
     central.stop().await;
 }
+
+#[tokio::test]
+async fn every_heartbeat_answer_carries_a_signed_statement_naming_the_offered_manifest() {
+    let key = skolebro_protocol::StatementSigningKey::from_bytes([0x54; 32]);
+    let central = CentralOptions {
+        max_batch_bytes: 1 << 20,
+        release_key: Some(release_key().verifying_key()),
+        statement_key: Some(key.clone()),
+        ..CentralOptions::default()
+    }
+    .start()
+    .await;
+    let here = central.device("pi-here", SITE).await;
+    let statement = |answer: &Value| {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(answer["statement"].as_str().expect("a statement"))
+            .expect("base64");
+        skolebro_protocol::Statement::verify(&bytes, &key.verifying_key()).expect("it verifies")
+    };
+    let now_ms = |at: std::time::SystemTime| {
+        at.duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let hello = json!({"version": "1.0.0", "state": "healthy", "target": TARGET});
+
+    // Nothing offered: the statement still carries the time, and no current manifest.
+    let before = now_ms(std::time::SystemTime::now());
+    let answer = here.heartbeat(&central, hello.clone()).await;
+    let after = now_ms(std::time::SystemTime::now());
+    let quiet = statement(&answer);
+    assert_eq!(quiet.device, here.id.as_str());
+    assert_eq!(quiet.target.as_deref(), Some(TARGET));
+    assert!((before..=after).contains(&quiet.issued_unix_ms));
+    assert_eq!(quiet.expires_unix_ms - quiet.issued_unix_ms, 86_400_000);
+    assert_eq!((quiet.current, &answer["release"]), (None, &Value::Null));
+
+    // Offered: the statement names exactly the offered manifest's bytes.
+    let id = central.release("1.2.0").await;
+    let rollout = format!("/admin/releases/{id}/rollout");
+    central
+        .admin_post(&rollout, Some(json!({"percent": 100})))
+        .await;
+    let answer = here.heartbeat(&central, hello).await;
+    let manifest = base64::engine::general_purpose::STANDARD
+        .decode(answer["release"]["manifest"].as_str().expect("an offer"))
+        .unwrap();
+    let offer = statement(&answer);
+    assert!(offer.names_current(&manifest));
+    assert!(offer.issued_unix_ms >= quiet.issued_unix_ms);
+
+    // A central without a statement key answers as before.
+    let plain = Central::start(true).await;
+    let device = plain.device("pi-plain", SITE).await;
+    let answer = device
+        .heartbeat(
+            &plain,
+            json!({"version": "1.0.0", "state": "healthy", "target": TARGET}),
+        )
+        .await;
+    assert!(answer.get("statement").is_none(), "{answer}");
+}

@@ -269,6 +269,7 @@ fn heartbeat() -> Heartbeat {
         held: None,
         target: Some("aarch64-unknown-linux-gnu".into()),
         update: None,
+        freshness: None,
     }
 }
 

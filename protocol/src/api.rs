@@ -180,6 +180,24 @@ pub struct Heartbeat {
     /// until a heartbeat gets through. Left out when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdateReport>,
+    /// How fresh central's signed statements are on this device; left out by agents that
+    /// know no statement key (and by older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<Freshness>,
+}
+
+/// What the agent reports about central's signed statements ([`crate::statement`]): a
+/// device that gets no fresh one is answered by a replayed or frozen central, and an
+/// operator should know even if the device cannot tell which.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freshness {
+    /// When central issued the newest statement the agent accepted (central's clock, Unix
+    /// ms); `None`: none yet.
+    #[serde(default)]
+    pub newest_statement_unix_ms: Option<u64>,
+    /// No fresh statement for the agent's `freshness_days` (7 by default).
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// An operator's instruction to one device, delivered once with a heartbeat answer.
@@ -235,6 +253,11 @@ pub struct HeartbeatAnswer {
     /// A release meant for this device, if any.
     #[serde(default)]
     pub release: Option<ReleaseOffer>,
+    /// Central's signed [`crate::statement::Statement`] for this answer (the time, and the
+    /// manifest `release` carries as current), base64 (standard, padded). Left out by a
+    /// central without a statement key, and by older centrals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
 }
 
 /// Central's `200` answer to `POST /v1/batches`: everything up to `ack` is applied;
@@ -303,6 +326,11 @@ pub struct Enrolled {
     /// must be a snapshot. Absent from an older central: assume records.
     #[serde(default = "yes")]
     pub site_has_records: bool,
+    /// The public half of central's statement key, 64 hex: the device keeps it and checks
+    /// every heartbeat answer's statement against it. Absent from a central without one
+    /// (and from older centrals): the device then checks no statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_key: Option<String>,
 }
 
 fn yes() -> bool {
@@ -368,6 +396,7 @@ mod tests {
                 ReportedState::RolledBack,
                 Some("health check failed".into()),
             )),
+            freshness: None,
         }
     }
 
@@ -398,6 +427,7 @@ mod tests {
                 manifest: "AAAA".into(),
                 artifact: "/v1/releases/1.2.0-x/artifact".into(),
             }),
+            statement: Some("U0tCVA==".into()),
         });
         round_trip(&BatchAck {
             ack: 7,
@@ -426,6 +456,14 @@ mod tests {
             site_secret: "ef".repeat(32),
             not_after_unix: 1_800_000_000,
             site_has_records: false,
+            statement_key: Some("ab".repeat(32)),
+        });
+        round_trip(&Heartbeat {
+            freshness: Some(Freshness {
+                newest_statement_unix_ms: Some(1_780_000_000_000),
+                frozen: true,
+            }),
+            ..full_heartbeat()
         });
         round_trip(&HeldDelta {
             id: "held-1".into(),

@@ -14,6 +14,7 @@ pub mod release;
 pub mod roster;
 mod signed;
 pub mod site;
+pub mod statement;
 pub mod stick;
 
 pub use delta::{Delta, EntityDelta};
@@ -26,4 +27,5 @@ pub use national_id::{mask_in_text, IdKind, NationalId, NationalIdError};
 pub use release::{ReleaseError, ReleaseManifest, ReleaseSigningKey, ReleaseVerifyingKey, Version};
 pub use roster::{Enrollment, Entity, Gender, Group, Record, Roster, School, Student};
 pub use site::{SiteSchool, SiteSchoolError};
+pub use statement::{Statement, StatementError, StatementSigningKey, StatementVerifyingKey};
 pub use stick::{SiteInfo, StickBody, StickError, StickSigningKey, StickVerifyingKey};

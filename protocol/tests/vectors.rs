@@ -605,6 +605,7 @@ fn the_heartbeat_json_matches_the_kept_vector() {
         held: None,
         target: Some("aarch64-unknown-linux-gnu".into()),
         update: None,
+        freshness: None,
     };
     assert_eq!(json_vector("heartbeat.json", &heartbeat), heartbeat);
 }
@@ -623,8 +624,29 @@ fn the_heartbeat_answer_json_matches_the_kept_vector() {
             manifest: "U0tCUg==".into(),
             artifact: "/v1/releases/1.4.2-aarch64-unknown-linux-gnu/artifact".into(),
         }),
+        statement: None,
     };
     assert_eq!(json_vector("heartbeat-answer.json", &answer), answer);
+}
+
+#[test]
+fn a_version_1_statement_matches_the_kept_vector_and_verifies() {
+    use skolebro_protocol::statement::manifest_digest;
+    use skolebro_protocol::{Statement, StatementSigningKey};
+    let key = StatementSigningKey::from_bytes([0x54; 32]);
+    let statement = Statement {
+        device: "4601-12345-0a0b0c0d".into(),
+        target: Some("aarch64-unknown-linux-gnu".into()),
+        issued_unix_ms: 1_780_000_000_000,
+        expires_unix_ms: 1_780_000_000_000 + 86_400_000,
+        current: Some(manifest_digest(
+            &manifest().sign(&ReleaseSigningKey::from_bytes([0x4e; 32])),
+        )),
+    };
+    let kept = kept("statement-v1.bin", &statement.sign(&key));
+    assert_eq!(&kept[..5], b"SKBT\x01");
+    let read = Statement::verify(&kept, &key.verifying_key()).expect("it verifies");
+    assert_eq!(read, statement);
 }
 
 #[test]

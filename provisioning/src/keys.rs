@@ -4,8 +4,9 @@
 //! The folder holds the device CA (central signs device certificates with it at enrollment),
 //! central's TLS CA and server certificate, the stick-signing key (bundles on sticks, checked
 //! by every agent), central's HPKE sealing key pair (agents seal every payload to it) and the
-//! release-signing key (update manifests), plus a `central.toml` that runs central on these
-//! files. Private keys are written 0600 and never over an existing file: replacing a CA or
+//! release-signing key (update manifests), central's statement key (the signed time and
+//! freshness statement in every heartbeat answer, `protocol::statement`), plus a
+//! `central.toml` that runs central on these files. Private keys are written 0600 and never over an existing file: replacing a CA or
 //! the stick key would orphan every certificate and stick made with the old one.
 //!
 //! Ed25519 and X25519 keys are stored as 64 lowercase hex characters and a newline (seed or
@@ -19,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 use skolebro_protocol::{
-    ReleaseSigningKey, ReleaseVerifyingKey, SealingPrivateKey, SealingPublicKey, StickSigningKey,
-    StickVerifyingKey,
+    ReleaseSigningKey, ReleaseVerifyingKey, SealingPrivateKey, SealingPublicKey,
+    StatementSigningKey, StickSigningKey, StickVerifyingKey,
 };
 
 use crate::error::ProvisionError;
@@ -74,11 +75,15 @@ impl KeyFolder {
     pub const RELEASE_KEY: &'static str = "release.key";
     /// The release-signing public key, hex; installed with every agent.
     pub const RELEASE_PUB: &'static str = "release.pub";
+    /// Central's statement key's seed, hex: central signs its statements with it.
+    pub const STATEMENT_KEY: &'static str = "statement.key";
+    /// The statement key's public half, hex; central hands it to devices at enrollment.
+    pub const STATEMENT_PUB: &'static str = "statement.pub";
     /// A configuration for `skolebro-central serve` using the files above.
     pub const CENTRAL_CONFIG: &'static str = "central.toml";
 
     /// Every file `init` writes; it refuses to start if any of them exists.
-    pub const FILES: [&'static str; 13] = [
+    pub const FILES: [&'static str; 15] = [
         Self::DEVICE_CA_CERT,
         Self::DEVICE_CA_KEY,
         Self::CENTRAL_CA_CERT,
@@ -91,6 +96,8 @@ impl KeyFolder {
         Self::SEALING_PUB,
         Self::RELEASE_KEY,
         Self::RELEASE_PUB,
+        Self::STATEMENT_KEY,
+        Self::STATEMENT_PUB,
         Self::CENTRAL_CONFIG,
     ];
 
@@ -141,6 +148,8 @@ impl KeyFolder {
         // A key of its own, so a leaked stick key cannot sign an update (and the other way
         // round).
         let release = ReleaseSigningKey::generate().map_err(|_| ProvisionError::Randomness)?;
+        // Online like the TLS key, so it can only state the time and what is current.
+        let statement = StatementSigningKey::generate().map_err(|_| ProvisionError::Randomness)?;
 
         DirBuilder::new()
             .recursive(true)
@@ -160,6 +169,10 @@ impl KeyFolder {
             &folder.path(Self::RELEASE_KEY),
             &hex_line(&release.to_bytes()),
         )?;
+        pki::write_private_key(
+            &folder.path(Self::STATEMENT_KEY),
+            &hex_line(&statement.to_bytes()),
+        )?;
         let device_ca_fp =
             pki::write_certificate(&folder.path(Self::DEVICE_CA_CERT), device_ca.cert_pem())?;
         let central_ca_fp =
@@ -171,6 +184,8 @@ impl KeyFolder {
         write_new_public(&folder.path(Self::STICK_PUB), &hex_line(&stick_pub))?;
         write_new_public(&folder.path(Self::SEALING_PUB), &hex_line(&sealing_pub))?;
         write_new_public(&folder.path(Self::RELEASE_PUB), &hex_line(&release_pub))?;
+        let statement_pub = statement.verifying_key().to_bytes();
+        write_new_public(&folder.path(Self::STATEMENT_PUB), &hex_line(&statement_pub))?;
         write_new_public(&folder.path(Self::CENTRAL_CONFIG), &central_config())?;
 
         let fingerprints = vec![
@@ -203,6 +218,11 @@ impl KeyFolder {
                 what: "release-signing key",
                 files: [Self::RELEASE_PUB, Self::RELEASE_KEY],
                 sha256: public_key_fingerprint(&release_pub),
+            },
+            Fingerprint {
+                what: "statement key",
+                files: [Self::STATEMENT_PUB, Self::STATEMENT_KEY],
+                sha256: public_key_fingerprint(&statement_pub),
             },
         ];
         Ok((folder, fingerprints))
@@ -321,6 +341,7 @@ fn central_config() -> String {
          ui_listen = \"{ui_listen}\"\n\
          sealing_key = \"{sealing}\"\n\
          release_key = \"{release}\"\n\
+         statement_key = \"{statement}\"\n\
          releases_dir = \"releases\"\n\
          \n\
          [tls]\n\
@@ -338,6 +359,7 @@ fn central_config() -> String {
         db = CENTRAL_DB,
         sealing = KeyFolder::SEALING_KEY,
         release = KeyFolder::RELEASE_PUB,
+        statement = KeyFolder::STATEMENT_KEY,
         cert = KeyFolder::SERVER_CERT,
         key = KeyFolder::SERVER_KEY,
         device_ca = KeyFolder::DEVICE_CA_CERT,
@@ -401,7 +423,7 @@ mod tests {
             assert_eq!(mode(&folder.path(file)), 0o644, "{file}");
         }
         assert_eq!(mode(&dir), 0o700);
-        assert_eq!(fingerprints.len(), 6);
+        assert_eq!(fingerprints.len(), 7);
         assert!(fingerprints.iter().all(|fp| fp.sha256.len() == 64));
     }
 
@@ -416,6 +438,8 @@ mod tests {
             "sealing.pub",
             "release.key",
             "release.pub",
+            "statement.key",
+            "statement.pub",
         ] {
             let text = std::fs::read_to_string(folder.path(file)).unwrap();
             assert_eq!(text.len(), 65, "{file}");

@@ -64,6 +64,7 @@ fn init_writes_the_key_folder_and_prints_every_fingerprint() {
         "stick.key",
         "sealing.key",
         "release.key",
+        "statement.key",
     ] {
         assert_eq!(mode(&keys.join(file)), 0o600, "{file}");
     }
@@ -74,6 +75,7 @@ fn init_writes_the_key_folder_and_prints_every_fingerprint() {
         "stick.pub",
         "sealing.pub",
         "release.pub",
+        "statement.pub",
         "central.toml",
     ] {
         assert_eq!(mode(&keys.join(file)), 0o644, "{file}");
@@ -86,14 +88,14 @@ fn init_writes_the_key_folder_and_prints_every_fingerprint() {
             "{cert} fingerprint not printed:\n{stdout}"
         );
     }
-    for public in ["stick.pub", "sealing.pub", "release.pub"] {
+    for public in ["stick.pub", "sealing.pub", "release.pub", "statement.pub"] {
         let fp = hex_key_fingerprint(&keys.join(public));
         assert!(
             stdout.contains(&fp),
             "{public} fingerprint not printed:\n{stdout}"
         );
     }
-    for secret in ["stick.key", "sealing.key", "release.key"] {
+    for secret in ["stick.key", "sealing.key", "release.key", "statement.key"] {
         let key = std::fs::read_to_string(keys.join(secret)).unwrap();
         assert!(!stdout.contains(key.trim()), "{secret} was printed");
     }
@@ -105,6 +107,10 @@ fn init_writes_the_key_folder_and_prints_every_fingerprint() {
         "{config}"
     );
     assert!(config.contains("release_key = \"release.pub\""), "{config}");
+    assert!(
+        config.contains("statement_key = \"statement.key\""),
+        "{config}"
+    );
 }
 
 #[test]

@@ -926,6 +926,49 @@ fn a_clock_years_off_neither_bricks_enrollment_nor_accepts_an_expired_certificat
         .unwrap();
     let expected = platform.deliver(&pi, "elevliste.csv");
     pi.wait_for("the ack", |s| s["outbox_depth"] == 0);
+    // Central's signed time (every heartbeat answer's statement, checked against the key
+    // the enrollment answer carried) is what raised the floor from 2001 to about now.
+    pi.wait_for("a signed statement accepted", |s| {
+        s["freshness"]["newest_statement_unix_ms"].is_u64()
+    });
+    let status = pi.status().unwrap();
+    let signed = status["freshness"]["newest_statement_unix_ms"]
+        .as_u64()
+        .unwrap()
+        / 1000;
+    assert_eq!(status["freshness"]["frozen"], false, "{status}");
+    assert!(pi.enrollment().unwrap()["statement_key"].is_string());
+    let floor = status["provisioning"]["time_floor_unix"].as_u64().unwrap();
+    assert!(
+        floor + 3600 >= signed && floor <= unix_now(),
+        "the floor {floor} follows central's signed time {signed}"
+    );
+    let newest_heard = |platform: &Platform| {
+        get_json(platform.admin, "/admin/devices")
+            .and_then(|d| {
+                d["devices"][0]["last_heartbeat"]["freshness"]["newest_statement_unix_ms"].as_u64()
+            })
+            .unwrap_or(0)
+            / 1000
+    };
+
+    // The system clock jumps to 2040 and the Pi reboots without network: the unsynced
+    // reading moves nothing, so neither certificate looks expired and the floor stays at
+    // central's time; heartbeats go on and their statements are accepted.
+    pi.kill();
+    let restarted = unix_now();
+    pi.start(Clock::Test("unsynced:2208988800"));
+    pi.wait_for("the agent to run again on the clock set to 2040", |s| {
+        s["state"] == "healthy" && s["pid"] != status["pid"]
+    });
+    wait_for("a statement accepted after the reboot", || {
+        newest_heard(&platform) > restarted
+    });
+    let status = pi.status().unwrap();
+    let floor = status["provisioning"]["time_floor_unix"].as_u64().unwrap();
+    assert!(floor <= unix_now() && floor < not_after, "floor {floor}");
+    assert_eq!(status["provisioning"]["clock_synced"], false);
+    assert_eq!(status["freshness"]["refusal"], Value::Null, "{status}");
 
     // The clock syncs to a time years ahead, past the device certificate's end and central's
     // server certificate's (one year): neither is accepted any more.

@@ -439,6 +439,15 @@ impl Core {
         }
     }
 
+    /// Where central's signed statements stand (`None`: none is checked); written only if
+    /// that changed.
+    pub fn freshness(&mut self, freshness: Option<crate::status::FreshnessStatus>) {
+        if self.status.freshness != freshness {
+            self.status.freshness = freshness;
+            self.publish();
+        }
+    }
+
     /// Central answered `device_revoked`.
     pub fn revoked(&mut self) {
         self.status.provisioning.revoked = true;
@@ -520,6 +529,7 @@ impl Core {
             held: self.status.held.clone(),
             target: Some(crate::update::TARGET.to_owned()),
             update: None,
+            freshness: None,
         }
     }
 

@@ -105,10 +105,14 @@ pub(super) fn drive_panel(
     }
 }
 
-/// The LED pattern for a status: a refused stick shows as an error while it is inserted.
+/// The LED pattern for a status: a refused stick shows as an error while it is inserted, and
+/// a healthy device whose offers are frozen (no fresh signed statement for days) as central
+/// unreachable: central answers, but not with anything the device can trust as current.
 pub(super) fn panel_state(status: &AgentStatus) -> crate::panel::AgentState {
     use crate::panel::AgentState;
+    let frozen = status.freshness.as_ref().is_some_and(|f| f.frozen);
     match status.state {
+        RunState::Starting | RunState::Healthy if frozen => AgentState::CentralUnreachable,
         RunState::NotProvisioned
             if status.provisioning.stick_refused.is_some()
                 || status.provisioning.enroll_error.is_some() =>

@@ -1,6 +1,7 @@
 //! The heartbeat loop of the running phase: every few minutes it posts the agent's state
 //! from [`Core`] with the uplink ([`Central::heartbeat`]), applies central's commands to the
-//! core and hands the update part of the answer to the [`Updater`].
+//! core, checks central's signed statement ([`Freshness`]: the signed time, and whether the
+//! offer is current) and hands the offer that passes to the [`Updater`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,19 +11,27 @@ use tokio::sync::{mpsc, watch};
 #[cfg(doc)]
 use super::core::Core;
 use super::core::{with_core, Shared};
+use crate::freshness::Freshness;
 use crate::update::Updater;
 use crate::uplink::{Central, UplinkError};
 
+/// What takes central's answer besides the core: the statement check, then the updater.
+pub(super) struct Answers {
+    pub updater: Arc<Updater>,
+    pub freshness: Arc<Freshness>,
+}
+
 /// Reports the agent's state every `every`, applies central's commands and hands the update
-/// part of the answer to `updater`.
+/// part of the answer, once its statement holds, to the updater.
 pub(super) async fn heartbeat_loop(
     core: Shared,
     central: Central,
     every: Duration,
-    updater: Arc<Updater>,
+    answers: Answers,
     wake_uplink: mpsc::Sender<()>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Answers { updater, freshness } = answers;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -35,9 +44,13 @@ pub(super) async fn heartbeat_loop(
         let mut heartbeat = with_core(&core, |c| c.heartbeat()).await;
         heartbeat.target = Some(updater.target());
         heartbeat.update = updater.report();
+        heartbeat.freshness = freshness.report();
         match central.heartbeat(&heartbeat).await {
             Ok(answer) => {
-                updater.answered(heartbeat.update.as_ref(), answer.release, &central);
+                let received = freshness.receive(answer.statement.as_deref(), answer.release);
+                let status = freshness.status();
+                with_core(&core, move |c| c.freshness(status)).await;
+                updater.answered(heartbeat.update.as_ref(), received.offer, &central);
                 for command in answer.commands {
                     tracing::info!(command = %command_words(&command), "command from central");
                     let result = with_core(&core, move |c| c.command(command)).await;
@@ -57,6 +70,9 @@ pub(super) async fn heartbeat_loop(
             Err(error) => {
                 tracing::debug!(%error, "heartbeat not delivered");
                 updater.heartbeat_failed(error.to_string());
+                // Days without central count towards frozen as well.
+                let status = freshness.status();
+                with_core(&core, move |c| c.freshness(status)).await;
             }
         }
     }

@@ -67,6 +67,7 @@ use self::sticks::{provisioning_loop, waiting, StickWatch};
 use crate::clock::{unix, AgentClock};
 use crate::config::{AgentConfig, SourceConfig};
 use crate::enqueue::Enqueuer;
+use crate::freshness::Freshness;
 use crate::identity::DeviceCredentials;
 use crate::provision::{self, DeviceEnrollment, EnrollmentError};
 use crate::status::{AgentStatus, ProvisioningStatus};
@@ -396,11 +397,25 @@ async fn running(
     let (inner_stop_tx, inner_stop_rx) = watch::channel(false);
     let (wake_tx, wake_rx) = mpsc::channel::<()>(1);
     *current_wake.lock() = Some(wake_tx.clone());
+    let freshness = Arc::new(Freshness::open(
+        &config.state_dir,
+        creds.statement_key,
+        creds.identity.device.as_str(),
+        clock.clone(),
+        config.freshness_days,
+    ));
+    {
+        let status = freshness.status();
+        with_core(&core, move |c| c.freshness(status)).await;
+    }
     let mut flow = tokio::spawn(supervise(
         config.clone(),
         core.clone(),
         central.clone(),
-        updater.clone(),
+        heartbeat::Answers {
+            updater: updater.clone(),
+            freshness,
+        },
         wake_tx,
         wake_rx,
         inner_stop_rx,
@@ -432,7 +447,7 @@ async fn supervise(
     config: AgentConfig,
     core: Shared,
     central: Central,
-    updater: Arc<Updater>,
+    answers: heartbeat::Answers,
     wake_tx: mpsc::Sender<()>,
     wake_rx: mpsc::Receiver<()>,
     stop: watch::Receiver<bool>,
@@ -490,7 +505,7 @@ async fn supervise(
         core.clone(),
         central,
         Duration::from_secs(config.heartbeat_seconds.max(1)),
-        updater,
+        answers,
         wake_tx,
         stop.clone(),
     ));
@@ -606,6 +621,7 @@ mod run_tests {
                         .public_key()
                         .to_bytes(),
                 ),
+                statement_key: None,
             }),
             identity: Some(IdentityConfig {
                 device: "pi-1".into(),
@@ -792,5 +808,22 @@ mod run_tests {
         handle.stop().await.unwrap();
         let on_disk = AgentStatus::load(&config.state_dir).unwrap();
         assert_eq!(on_disk.state, RunState::Stopped);
+    }
+
+    #[test]
+    fn a_frozen_healthy_device_blinks_as_central_unreachable() {
+        use crate::panel::AgentState;
+        let mut status = AgentStatus {
+            state: RunState::Healthy,
+            ..AgentStatus::default()
+        };
+        assert_eq!(panel_state(&status), AgentState::Healthy);
+        status.freshness = Some(crate::status::FreshnessStatus {
+            frozen: true,
+            ..Default::default()
+        });
+        assert_eq!(panel_state(&status), AgentState::CentralUnreachable);
+        status.state = RunState::Holding;
+        assert_eq!(panel_state(&status), AgentState::HoldingDelta);
     }
 }

@@ -20,7 +20,7 @@ use skolebro_protocol::envelope::ChainHead;
 
 use crate::config::{ConfigError, SiteSettings};
 use skolebro_protocol::envelope::{DeviceId, DeviceSigningKey, SealingPublicKey, SiteId};
-use skolebro_protocol::{SiteSchool, SiteSecret};
+use skolebro_protocol::{SiteSchool, SiteSecret, StatementVerifyingKey};
 
 use crate::enqueue::{EnqueueError, Enqueuer, Identity};
 use crate::identity::{hex32, DeviceCredentials, IdentityError};
@@ -83,6 +83,11 @@ pub struct DeviceEnrollment {
     /// central still refuses foreign schools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schools: Vec<SiteSchool>,
+    /// Central's statement key (hex) from its enrollment answer: every heartbeat answer's
+    /// statement is checked against it ([`crate::freshness`]). `None` from a central without
+    /// one and in files written before this field existed: then no statement is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_key: Option<String>,
 }
 
 fn snapshot_by_default() -> bool {
@@ -197,6 +202,13 @@ impl DeviceEnrollment {
             .ok_or_else(|| invalid("signing_key", "expected 64 hex digits (32 bytes)"))?;
         let secret = hex32(&enrollment.site_secret)
             .ok_or_else(|| invalid("site_secret", "expected 64 hex digits (32 bytes)"))?;
+        let statement_key = match &enrollment.statement_key {
+            None => None,
+            Some(hex) => Some(
+                StatementVerifyingKey::from_hex(hex)
+                    .map_err(|_| invalid("statement_key", "not an Ed25519 public key"))?,
+            ),
+        };
         Ok(DeviceCredentials {
             identity: Identity {
                 device,
@@ -209,6 +221,7 @@ impl DeviceEnrollment {
             cert_pem: enrollment.cert_pem.clone(),
             key_pem: enrollment.key_pem.clone(),
             ca_pem: enrollment.central_ca_pem.clone(),
+            statement_key,
         })
     }
 }

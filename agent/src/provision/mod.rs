@@ -189,6 +189,11 @@ async fn enroll(
     check_certificate(&answer.cert_pem, &key_pem, &device, &body.site_id)?;
     hex32(&answer.site_secret)
         .ok_or_else(|| ProvisionError::BadAnswer("the site secret is not 64 hex digits".into()))?;
+    if let Some(key) = &answer.statement_key {
+        skolebro_protocol::StatementVerifyingKey::from_hex(key).map_err(|_| {
+            ProvisionError::BadAnswer("the statement key is not an Ed25519 public key".into())
+        })?;
+    }
     Ok(DeviceEnrollment {
         device: answer.device,
         site: answer.site,
@@ -205,6 +210,7 @@ async fn enroll(
         settings_toml: body.settings_toml.clone(),
         site_has_records: answer.site_has_records,
         schools: body.schools.clone(),
+        statement_key: answer.statement_key,
     })
 }
 
@@ -366,6 +372,7 @@ mod tests {
             settings_toml: String::new(),
             site_has_records: true,
             schools: Vec::new(),
+            statement_key: None,
         }
     }
 

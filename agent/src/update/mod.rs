@@ -1,6 +1,7 @@
 //! Remote update (DESIGN decision 7): releases that cannot brick the Pi. The heartbeat
 //! (the daemon's heartbeat loop) reports the agent's target and the oldest update
-//! report central has not heard, and hands central's answer to [`Updater::answered`]. A
+//! report central has not heard, and hands central's answer to [`Updater::answered`], the
+//! offer only if central's signed statement names it as current ([`crate::freshness`]). A
 //! release offered there goes through:
 //!
 //! ```text

@@ -47,6 +47,8 @@ pub(crate) struct CentralOptions {
     pub http_limits: HttpLimits,
     /// `[privacy]`'s retention policy.
     pub retention: RetentionPolicy,
+    /// Central's statement key; `None`: answers carry no statement.
+    pub statement_key: Option<skolebro_protocol::StatementSigningKey>,
 }
 
 impl Default for CentralOptions {
@@ -61,6 +63,7 @@ impl Default for CentralOptions {
             sealing: SealingPrivateKey::from_bytes([7; 32]),
             http_limits: HttpLimits::default(),
             retention: RetentionPolicy::default(),
+            statement_key: None,
         }
     }
 }
@@ -133,6 +136,7 @@ impl CentralOptions {
             releases: ReleaseSettings {
                 key: self.release_key,
                 dir: dir.path().join("releases"),
+                statement_key: self.statement_key.clone(),
             },
             retention: self.retention.clone(),
         })

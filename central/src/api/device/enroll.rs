@@ -98,6 +98,11 @@ pub(crate) async fn post_enroll(
             site_secret: hex::encode(enrolled.site_secret.as_bytes()),
             not_after_unix: not_after,
             site_has_records,
+            statement_key: state
+                .releases
+                .statement_key
+                .as_ref()
+                .map(|key| key.verifying_key().to_hex()),
         }),
     )
         .into_response())

@@ -1,7 +1,8 @@
 //! `POST /v1/heartbeat` (docs/API.md): a device's state goes into the store as its last
 //! heartbeat (`FleetStore::record_heartbeat`, which hands over the commands queued for it in
 //! the same transaction), its update step into the release log, and the answer carries those
-//! commands and the release [`crate::release::offer`] chooses for it.
+//! commands, the release [`crate::release::offer`] chooses for it and, with a statement key,
+//! central's signed statement of the time and of that offer ([`crate::release::statement`]).
 
 use std::sync::Arc;
 
@@ -92,5 +93,23 @@ pub(crate) async fn post_heartbeat(
     if !commands.is_empty() {
         tracing::info!(device = %identity.device, count = commands.len(), "commands delivered");
     }
-    Ok((StatusCode::OK, Json(HeartbeatAnswer { commands, release })).into_response())
+    // Signed last, so the time it carries is as late as the answer allows.
+    let statement = state.releases.statement_key.as_ref().and_then(|key| {
+        release::statement(
+            key,
+            &identity.device,
+            heartbeat.target.as_deref(),
+            release.as_ref(),
+            Timestamp::now(),
+        )
+    });
+    Ok((
+        StatusCode::OK,
+        Json(HeartbeatAnswer {
+            commands,
+            release,
+            statement,
+        }),
+    )
+        .into_response())
 }

@@ -121,6 +121,7 @@ pub(crate) async fn run(dir: &Path, args: &Args, out: &Out) -> anyhow::Result<bo
         releases: skolebro_central::ReleaseSettings {
             key: None,
             dir: dir.join("releases"),
+            statement_key: None,
         },
         retention: skolebro_central::retention::RetentionPolicy::default(),
     })
