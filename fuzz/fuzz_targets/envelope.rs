@@ -35,11 +35,25 @@ fn device() -> DeviceId {
 fn as_received(bytes: &[u8]) {
     let key = DeviceSigningKey::from_bytes(DEVICE_SEED).verifying_key();
     if let Ok(envelope) = Envelope::from_bytes(bytes, MAX_BYTES) {
-        assert_eq!(envelope.to_bytes(), bytes, "a parsed envelope writes back differently");
+        assert_eq!(
+            envelope.to_bytes(),
+            bytes,
+            "a parsed envelope writes back differently"
+        );
     }
-    let opened = open(bytes, MAX_BYTES, &device(), &key, &ChainHead::genesis(), &central());
+    let opened = open(
+        bytes,
+        MAX_BYTES,
+        &device(),
+        &key,
+        &ChainHead::genesis(),
+        &central(),
+    );
     // Nothing but the device key signs: random bytes never open.
-    assert!(opened.is_err(), "an envelope opened without the device's signature");
+    assert!(
+        opened.is_err(),
+        "an envelope opened without the device's signature"
+    );
 }
 
 fn resigned(bytes: &[u8]) {
@@ -58,10 +72,19 @@ fn resigned(bytes: &[u8]) {
         prev: header.prev,
     };
     let key = DeviceSigningKey::from_bytes(DEVICE_SEED).verifying_key();
-    match open(&resigned, MAX_BYTES, &header.device, &key, &head, &central()) {
+    match open(
+        &resigned,
+        MAX_BYTES,
+        &header.device,
+        &key,
+        &head,
+        &central(),
+    ) {
         // Without central's key nothing the fuzzer makes decrypts.
         Err(EnvelopeError::Decrypt) => {}
-        Err(EnvelopeError::BadSignature) => panic!("a signature made with the device key was refused"),
+        Err(EnvelopeError::BadSignature) => {
+            panic!("a signature made with the device key was refused")
+        }
         Err(_) => {}
         Ok(_) => panic!("an envelope opened without being sealed to central"),
     }
@@ -82,16 +105,35 @@ fn sealed(kind: Kind, plaintext: &[u8]) {
         .expect("any plaintext seals");
     let bytes = envelope.to_bytes();
     let verifying = device_key.verifying_key();
-    let opened = match open(&bytes, MAX_BYTES, &device(), &verifying, &ChainHead::genesis(), &central) {
+    let opened = match open(
+        &bytes,
+        MAX_BYTES,
+        &device(),
+        &verifying,
+        &ChainHead::genesis(),
+        &central,
+    ) {
         Ok(opened) => opened,
         Err(EnvelopeError::Malformed(_)) => return,
         Err(other) => panic!("a sealed envelope was refused for {other:?}, not its payload"),
     };
     assert_eq!(opened.payload.kind(), kind);
-    let again = seal(opened.header.clone(), &opened.payload, &central.public_key(), &device_key)
-        .expect("an opened payload seals again");
-    let reopened = open(&again.to_bytes(), MAX_BYTES, &device(), &verifying, &ChainHead::genesis(), &central)
-        .expect("a payload sealed again opens");
+    let again = seal(
+        opened.header.clone(),
+        &opened.payload,
+        &central.public_key(),
+        &device_key,
+    )
+    .expect("an opened payload seals again");
+    let reopened = open(
+        &again.to_bytes(),
+        MAX_BYTES,
+        &device(),
+        &verifying,
+        &ChainHead::genesis(),
+        &central,
+    )
+    .expect("a payload sealed again opens");
     assert_eq!(reopened.payload, opened.payload);
 }
 

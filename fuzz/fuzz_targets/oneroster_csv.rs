@@ -15,5 +15,10 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(dir.join(name), body).expect("a member is written");
     }
     // Lines are per member file; the bound over all of them still holds for each.
-    read_and_check(&dir, Format::OneRosterCsv, Some(skolebro_fuzz::lines(data)), false);
+    read_and_check(
+        &dir,
+        Format::OneRosterCsv,
+        Some(skolebro_fuzz::lines(data)),
+        false,
+    );
 });

@@ -27,7 +27,10 @@ fn zipped(data: &[u8]) -> Vec<u8> {
         writer.start_file(name, options).expect("a member starts");
         writer.write_all(&body).expect("a member is written");
     }
-    writer.finish().expect("the archive is written").into_inner()
+    writer
+        .finish()
+        .expect("the archive is written")
+        .into_inner()
 }
 
 fuzz_target!(|data: &[u8]| {

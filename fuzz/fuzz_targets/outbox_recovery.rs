@@ -88,7 +88,9 @@ fuzz_target!(|data: &[u8]| {
     outbox.inspect().expect("a recovered outbox inspects");
 
     let next = outbox.next_seq();
-    outbox.append(next, b"after recovery").expect("a recovered outbox appends");
+    outbox
+        .append(next, b"after recovery")
+        .expect("a recovered outbox appends");
     assert_eq!(
         outbox.peek(next).expect("peek").map(|b| b.payload),
         Some(b"after recovery".to_vec())
@@ -96,7 +98,10 @@ fuzz_target!(|data: &[u8]| {
     drop(outbox);
 
     let (outbox, again) = Outbox::open_dir(&dir, config).expect("the outbox opens again");
-    assert!(again.is_clean(), "recovery left something to repair: {report} then {again}");
+    assert!(
+        again.is_clean(),
+        "recovery left something to repair: {report} then {again}"
+    );
     assert!(!again.needs_snapshot, "{again}");
     let reread = read_all(&outbox);
     assert_eq!(reread.len(), batches.len() + 1);

@@ -10,7 +10,9 @@ use libfuzzer_sys::fuzz_target;
 use skolebro_agent::update::{check_manifest, Device};
 use skolebro_fuzz::{signed::frame, CountingAlloc};
 use skolebro_protocol::api::ReleaseOffer;
-use skolebro_protocol::release::{valid_release_id, ReleaseManifest, ReleaseSigningKey, Version, MAGIC};
+use skolebro_protocol::release::{
+    valid_release_id, ReleaseManifest, ReleaseSigningKey, Version, MAGIC,
+};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -27,10 +29,17 @@ fuzz_target!(|data: &[u8]| {
     let verifying = key.verifying_key();
     let verified = ReleaseManifest::verify(&bytes, &verifying);
     if let Ok(manifest) = &verified {
-        assert!(valid_release_id(&manifest.id()), "a verified manifest's id is unsafe");
+        assert!(
+            valid_release_id(&manifest.id()),
+            "a verified manifest's id is unsafe"
+        );
         assert!(manifest.expires_unix > manifest.created_unix);
         let again = ReleaseManifest::verify(&manifest.sign(&key), &verifying);
-        assert_eq!(again.as_ref(), Ok(manifest), "a manifest signed again reads differently");
+        assert_eq!(
+            again.as_ref(),
+            Ok(manifest),
+            "a manifest signed again reads differently"
+        );
     }
     let offer = ReleaseOffer {
         id: verified
@@ -54,7 +63,11 @@ fuzz_target!(|data: &[u8]| {
         };
         match check_manifest(&offer, &verifying, device) {
             Ok(manifest) => {
-                assert_eq!(verified.as_ref(), Ok(&manifest), "the agent took what does not verify");
+                assert_eq!(
+                    verified.as_ref(),
+                    Ok(&manifest),
+                    "the agent took what does not verify"
+                );
                 assert!(manifest.permits_upgrade_from(running));
                 assert!(!manifest.expired_at(1_900_000_000));
                 assert!(floor.is_none_or(|floor| manifest.version >= floor));

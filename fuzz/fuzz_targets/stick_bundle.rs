@@ -41,8 +41,14 @@ fuzz_target!(|data: &[u8]| {
             // Refusals name what is wrong, never the token.
             if let Ok(body) = verified {
                 if body.token.len() >= 8 {
-                    assert!(!refusal.to_string().contains(&body.token), "a refusal shows the token");
-                    assert!(!format!("{refusal:?}").contains(&body.token), "a refusal shows the token");
+                    assert!(
+                        !refusal.to_string().contains(&body.token),
+                        "a refusal shows the token"
+                    );
+                    assert!(
+                        !format!("{refusal:?}").contains(&body.token),
+                        "a refusal shows the token"
+                    );
                 }
             }
         }

@@ -187,15 +187,27 @@ pub fn read_and_check(path: &Path, format: Format, lines: Option<u64>, pipelined
 
     let roster = &validated.roster;
     let schools = unique(
-        roster.schools.iter().map(|s| s.skolenummer.as_str()).collect(),
+        roster
+            .schools
+            .iter()
+            .map(|s| s.skolenummer.as_str())
+            .collect(),
         "school",
     );
     let students = unique(
-        roster.students.iter().map(|s| s.source_key.as_str()).collect(),
+        roster
+            .students
+            .iter()
+            .map(|s| s.source_key.as_str())
+            .collect(),
         "student",
     );
     let groups = unique(
-        roster.groups.iter().map(|g| g.source_key.as_str()).collect(),
+        roster
+            .groups
+            .iter()
+            .map(|g| g.source_key.as_str())
+            .collect(),
         "group",
     );
     unique(
@@ -207,13 +219,25 @@ pub fn read_and_check(path: &Path, format: Format, lines: Option<u64>, pipelined
         "enrollment",
     );
     for group in &roster.groups {
-        assert!(schools.contains(group.school.as_str()), "a group's school is missing");
+        assert!(
+            schools.contains(group.school.as_str()),
+            "a group's school is missing"
+        );
     }
     for enrollment in &roster.enrollments {
-        assert!(students.contains(enrollment.student.as_str()), "an enrollment's student is missing");
-        assert!(schools.contains(enrollment.school.as_str()), "an enrollment's school is missing");
+        assert!(
+            students.contains(enrollment.student.as_str()),
+            "an enrollment's student is missing"
+        );
+        assert!(
+            schools.contains(enrollment.school.as_str()),
+            "an enrollment's school is missing"
+        );
         if let Some(group) = &enrollment.group {
-            assert!(groups.contains(group.as_str()), "an enrollment's group is missing");
+            assert!(
+                groups.contains(group.as_str()),
+                "an enrollment's group is missing"
+            );
         }
     }
     let ids: Vec<_> = roster
