@@ -247,7 +247,13 @@ impl Predicate {
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub fn fuzz(text: &str) {
-    const FIELDS: [&str; 5] = ["sourcedId", "familyName", "role", "dateLastModified", "orgs"];
+    const FIELDS: [&str; 5] = [
+        "sourcedId",
+        "familyName",
+        "role",
+        "dateLastModified",
+        "orgs",
+    ];
     let Ok(filter) = Filter::parse(text) else {
         return;
     };
