@@ -33,6 +33,9 @@
 pub(crate) mod deletions;
 pub(crate) mod endpoint;
 pub(crate) mod filter;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use filter::fuzz as fuzz_filter;
 pub(crate) mod links;
 pub(crate) mod paged;
 pub(crate) mod query;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
-use skolebro_protocol::{Delta, Entity, Roster};
+use skolebro_protocol::{mask_in_text, Delta, Entity, Roster};
 
 use crate::deviation::{Severity, KEPT_PER_CODE};
 use crate::diff::DiffSummary;
@@ -29,12 +29,14 @@ fn schools(roster: &Roster) -> Value {
         .schools
         .iter()
         .map(|s| {
+            // The school's fields are the export's text: masked like a deviation's.
+            let masked = |v: &Option<compact_str::CompactString>| v.as_deref().map(mask_in_text);
             json!({
-                "name": s.name,
-                "skolenummer": s.skolenummer,
-                "organisasjonsnummer": s.organisasjonsnummer,
-                "kommunenummer": s.kommunenummer,
-                "fylkesnummer": s.fylkesnummer,
+                "name": mask_in_text(&s.name),
+                "skolenummer": mask_in_text(&s.skolenummer),
+                "organisasjonsnummer": masked(&s.organisasjonsnummer),
+                "kommunenummer": masked(&s.kommunenummer),
+                "fylkesnummer": masked(&s.fylkesnummer),
             })
         })
         .collect()
@@ -94,12 +96,12 @@ pub fn check_text(path: &Path, format: Format, validated: &Validated) -> String 
     );
     for school in &roster.schools {
         let or_none =
-            |v: &Option<compact_str::CompactString>| v.as_deref().unwrap_or("-").to_owned();
+            |v: &Option<compact_str::CompactString>| mask_in_text(v.as_deref().unwrap_or("-"));
         let _ = writeln!(
             out,
             "  school {}: skolenummer {}, organisasjonsnummer {}, kommunenummer {}, fylkesnummer {}",
-            school.name,
-            school.skolenummer,
+            mask_in_text(&school.name),
+            mask_in_text(&school.skolenummer),
             or_none(&school.organisasjonsnummer),
             or_none(&school.kommunenummer),
             or_none(&school.fylkesnummer),
@@ -184,4 +186,32 @@ pub fn diff_text(delta: &Delta, summary: &DiffSummary, judgement: &Judgement) ->
         let _ = writeln!(out, "  {reason}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skolebro_protocol::School;
+
+    /// Found by the `elevliste` fuzz target: `check` printed a school whose name cell held
+    /// an 11-digit run as it was.
+    #[test]
+    fn a_school_name_holding_a_national_id_is_masked_in_both_check_reports() {
+        let mut validated = Validated::default();
+        validated.roster.schools.push(School {
+            skolenummer: "7".into(),
+            organisasjonsnummer: None,
+            kommunenummer: Some("018112-78714".into()),
+            fylkesnummer: None,
+            name: "20881355796".into(),
+        });
+        let path = Path::new("elevliste.csv");
+        let text = check_text(path, Format::Elevliste, &validated);
+        let json = check_json(path, Format::Elevliste, &validated).to_string();
+        for report in [text, json] {
+            assert!(!report.contains("20881355796"), "{report}");
+            assert!(!report.contains("78714"), "{report}");
+            assert!(report.contains("208813*****"), "{report}");
+        }
+    }
 }

@@ -239,6 +239,44 @@ impl Predicate {
 }
 
 /// One predicate at the start of `text`, and what follows it.
+/// The fuzz target's entry (`fuzz/fuzz_targets/oneroster_filter.rs`), compiled only under
+/// cargo-fuzz's `--cfg fuzzing` since the filter's types stay private to this crate. Parses
+/// `text` and asserts what the tests assert of any text: no panic, a refusal is a value, a
+/// filter written out parses back to itself, and checking, `since` and matching a user
+/// object all answer.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz(text: &str) {
+    const FIELDS: [&str; 5] = [
+        "sourcedId",
+        "familyName",
+        "role",
+        "dateLastModified",
+        "orgs",
+    ];
+    let Ok(filter) = Filter::parse(text) else {
+        return;
+    };
+    assert!(filter.predicates().count() <= MAX_PREDICATES);
+    let written = filter.to_string();
+    if written.len() <= MAX_FILTER_BYTES {
+        assert_eq!(Filter::parse(&written).as_ref(), Ok(&filter), "{written:?}");
+    }
+    let _ = filter.check(&FIELDS);
+    let _ = filter.since();
+    let user = serde_json::json!({
+        "sourcedId": "u1",
+        "familyName": "Nilsen",
+        "role": "student",
+        "dateLastModified": "2026-08-15T06:00:00Z",
+        "enabledUser": true,
+        "orgs": [{"sourcedId": "o1", "type": "org"}],
+        "grades": ["05"],
+        "metadata": null,
+    });
+    let _ = filter.matches(&user);
+}
+
 fn predicate(text: &str) -> Result<(Predicate, &str), FilterError> {
     let end = text
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))

@@ -321,19 +321,49 @@ pub fn seal_with(
             "header kind does not match payload",
         ));
     }
+    let plaintext = postcard::to_allocvec(payload)
+        .map_err(|_| EnvelopeError::Malformed("payload does not encode"))?;
+    seal_plaintext(header, &plaintext, central, device, rng)
+}
+
+/// [`seal_with`] for any plaintext, for the envelope fuzz target (`fuzz/`): it seals the
+/// fuzzer's bytes as they are, so that [`open`]'s payload decoder sees them behind a valid
+/// signature and chain. Compiled only under cargo-fuzz's `--cfg fuzzing`.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn seal_bytes_for_fuzzing(
+    header: Header,
+    plaintext: &[u8],
+    central: &SealingPublicKey,
+    device: &DeviceSigningKey,
+) -> Result<Envelope, EnvelopeError> {
+    let mut rng = OsRandom { failed: false };
+    let sealed = seal_plaintext(header, plaintext, central, device, &mut rng);
+    if rng.failed {
+        return Err(EnvelopeError::Randomness);
+    }
+    sealed
+}
+
+/// Encrypts the encoded payload to central, binds the header to it and signs the whole.
+fn seal_plaintext(
+    header: Header,
+    plaintext: &[u8],
+    central: &SealingPublicKey,
+    device: &DeviceSigningKey,
+    rng: &mut impl hpke::rand_core::CryptoRng,
+) -> Result<Envelope, EnvelopeError> {
     let header_bytes = postcard::to_allocvec(&header)
         .map_err(|_| EnvelopeError::Malformed("header does not encode"))?;
     if header_bytes.len() > MAX_HEADER_BYTES {
         return Err(EnvelopeError::Malformed("header too long"));
     }
-    let plaintext = postcard::to_allocvec(payload)
-        .map_err(|_| EnvelopeError::Malformed("payload does not encode"))?;
 
     let (enc, ciphertext) = hpke::single_shot_seal_with_rng::<HpkeAead, HpkeKdf, HpkeKem>(
         &OpModeS::Base,
         &central.0,
         HPKE_INFO,
-        &plaintext,
+        plaintext,
         &header_bytes,
         rng,
     )

@@ -19,7 +19,9 @@ pub mod table;
 
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use skolebro_protocol::mask_in_text;
 
 use crate::deviation::Position;
 use crate::validate::{RosterBuilder, Validated, ValidationOptions};
@@ -56,7 +58,58 @@ impl Default for ReaderOptions {
 }
 
 /// Reads and validates one export.
+///
+/// Everything it hands back is masked with [`mask_in_text`]: an error's field and reason,
+/// and every deviation's file and detail, since these texts leave the reader (`check`,
+/// `rejected/*.error.txt`, the heartbeat) and a key, a header cell or a member name of a
+/// hostile or mistaken export can hold a national id, also written `018112-78714`.
 pub fn read_export(
+    path: &Path,
+    format: Option<Format>,
+    options: &ReaderOptions,
+) -> Result<(Format, Validated), ReadError> {
+    match read_unmasked(path, format, options) {
+        Ok((format, mut validated)) => {
+            for deviation in &mut validated.deviations {
+                mask_in_place(&mut deviation.detail);
+                mask_in_place(&mut deviation.file);
+            }
+            Ok((format, validated))
+        }
+        Err(error) => Err(error.masked()),
+    }
+}
+
+/// Replaces `text` with its masked form when masking changes it.
+fn mask_in_place(text: &mut String) {
+    let masked = mask_in_text(text);
+    if masked != *text {
+        *text = masked;
+    }
+}
+
+impl ReadError {
+    /// The error with what may be a national id masked in every text it carries (the file
+    /// too: a zip member's name comes from the export).
+    fn masked(mut self) -> ReadError {
+        if let Some(field) = &mut self.field {
+            mask_in_place(field);
+        }
+        match &mut self.kind {
+            ReadErrorKind::MissingColumn { found } => mask_in_place(found),
+            ReadErrorKind::Syntax { reason, .. } => mask_in_place(reason),
+            _ => {}
+        }
+        let file = self.file.to_string_lossy();
+        let masked = mask_in_text(&file);
+        if masked != file {
+            self.file = PathBuf::from(masked);
+        }
+        self
+    }
+}
+
+fn read_unmasked(
     path: &Path,
     format: Option<Format>,
     options: &ReaderOptions,
@@ -156,6 +209,64 @@ mod tests {
         };
         let (_, validated) = read_export(&path, None, &roomy).unwrap();
         assert_eq!(validated.roster.students.len(), 20_000);
+    }
+
+    /// Found by the `elevliste` fuzz target: a header cell holding a long digit run was
+    /// listed in clear among the columns found.
+    #[test]
+    fn a_missing_column_error_masks_a_national_id_among_the_columns_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("elevliste.csv");
+        std::fs::write(&path, "46505;1A;16881774198;Nordmann;Kari\n").unwrap();
+        let error =
+            read_export(&path, Some(Format::Elevliste), &ReaderOptions::default()).unwrap_err();
+        assert!(
+            matches!(error.kind, ReadErrorKind::MissingColumn { .. }),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(!message.contains("16881774198"), "{message}");
+        assert!(message.contains("168817*****"), "{message}");
+    }
+
+    /// Found by the `oneroster_csv` fuzz target: a deviation named the enrollment key
+    /// `enr-s-222-12345-987532` in clear, whose digits joined by hyphens are as long as a
+    /// national id written `018112-78714`.
+    #[test]
+    fn a_deviation_masks_a_key_whose_digits_run_as_long_as_a_national_id() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("orgs.csv"),
+            "sourcedId,status,dateLastModified,name,type,identifier,parentSourcedId\n\
+             46505,,,Fana skule,school,46505,\n\
+             dep-1,,,Realfag,department,,46505\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("users.csv"),
+            "sourcedId,status,role,givenName,familyName,identifier\nu1,,student,Kari,Nordmann,\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("enrollments.csv"),
+            "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role\n\
+             enr-s-222-12345-987532,,,c1,dep-1,u1,student\n",
+        )
+        .unwrap();
+        let (_, validated) = read_export(
+            dir.path(),
+            Some(Format::OneRosterCsv),
+            &ReaderOptions::default(),
+        )
+        .unwrap();
+        let texts: Vec<String> = validated.deviations.iter().map(|d| d.to_string()).collect();
+        assert!(
+            texts.iter().any(|t| t.contains("enr-s-222-123**-******")),
+            "{texts:#?}"
+        );
+        for text in &texts {
+            assert!(!text.contains("12345-987532"), "{text}");
+        }
     }
 
     #[test]
