@@ -47,7 +47,7 @@ impl Central {
     /// `GET /admin/exports/elevliste?{query}`: the status, the headers and the file.
     async fn export_elevliste(&self, query: String) -> (StatusCode, HeaderMap, Vec<u8>) {
         let response = self
-            .http
+            .admin
             .get(self.admin_url(&format!("/admin/exports/elevliste?{query}")))
             .send()
             .await
@@ -147,7 +147,7 @@ impl Central {
     /// Creates a consumer client through the operator listener; returns its id and secret.
     async fn client(&self, scope: Value) -> (String, String) {
         let response = self
-            .http
+            .admin
             .post(self.admin_url("/admin/clients"))
             .json(&json!({"name": "Inntakskontoret", "scope": scope}))
             .send()
@@ -653,7 +653,7 @@ async fn missing_bad_expired_and_revoked_credentials_are_refused() {
 
     // Revoking the client ends its live tokens and its secret.
     let response = central
-        .http
+        .admin
         .post(central.admin_url(&format!("/admin/clients/{id}/revoke")))
         .send()
         .await
@@ -665,7 +665,7 @@ async fn missing_bad_expired_and_revoked_credentials_are_refused() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let listed: Value = central
-        .http
+        .admin
         .get(central.admin_url("/admin/clients"))
         .send()
         .await
@@ -684,7 +684,7 @@ async fn missing_bad_expired_and_revoked_credentials_are_refused() {
         json!({"name": "", "scope": {"kommune": "4601"}}),
     ] {
         let response = central
-            .http
+            .admin
             .post(central.admin_url("/admin/clients"))
             .json(&bad)
             .send()
@@ -837,7 +837,7 @@ async fn a_late_batch_changes_the_current_roster_but_not_the_closed_windows_froz
         let central = &central;
         async move {
             let response = central
-                .http
+                .admin
                 .post(central.admin_url("/admin/windows"))
                 .json(&body)
                 .send()
@@ -895,7 +895,7 @@ async fn a_late_batch_changes_the_current_roster_but_not_the_closed_windows_froz
     assert_eq!(central.read_elevliste("oslo.csv", &bytes).students.len(), 2);
 
     let listed: Value = central
-        .http
+        .admin
         .get(central.admin_url("/admin/windows?fylke=46"))
         .send()
         .await
@@ -961,7 +961,7 @@ async fn a_late_batch_changes_the_current_roster_but_not_the_closed_windows_froz
         .collect();
     assert_eq!(
         created,
-        [("operator-api", "county 03"), ("operator-api", "county 46")]
+        [("api:tests", "county 03"), ("api:tests", "county 46")]
     );
     central.stop().await;
 }
@@ -1576,7 +1576,7 @@ impl Central {
     /// `GET /admin/access-log?{query}`: the logged reads, newest first.
     async fn access_log(&self, query: &str) -> Vec<Value> {
         let response = self
-            .http
+            .admin
             .get(self.admin_url(&format!("/admin/access-log?{query}")))
             .send()
             .await
