@@ -44,7 +44,7 @@ impl OperatorTokenStore for PostgresStore {
                 .await?;
             Ok(rows
                 .iter()
-                .map(|row| OperatorClient::read(row))
+                .map(OperatorClient::read)
                 .collect::<Result<_, _>>()?)
         })
     }
