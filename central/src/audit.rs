@@ -5,13 +5,9 @@
 
 use crate::store::{AuditEntry, Store, StoreError, Timestamp};
 
-/// Who the audit log names for the operator API's actions. The listener has no accounts,
-/// and the server attaches no peer address to its requests (it is meant for loopback), so
-/// the line says which door was used; the host's own access control says who stood there.
-pub(crate) const API_ACTOR: &str = "operator-api";
-
-/// Writes one line of the audit log on behalf of `actor` (an account name, or
-/// [`API_ACTOR`]).
+/// Writes one line of the audit log on behalf of `actor`: an account name, `cli:<login>`
+/// for `skolebro-central`'s commands, or `api:<client>` for the operator API's named clients
+/// (`crate::operator_auth`).
 pub(crate) async fn record(
     store: &dyn Store,
     actor: &str,

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use skolebro_central::store::{AuditEntry, Role, Timestamp, UiUser};
-use skolebro_central::{access_log, accounts, retention, site_exit, sites, CentralConfig};
+use skolebro_central::{
+    access_log, accounts, operator_auth, retention, site_exit, sites, CentralConfig,
+};
 use skolebro_protocol::{DeviceId, DeviceVerifyingKey, SiteId, SiteSchool, SiteSecret};
 use skolebro_provisioning::ops::{self, LogFormat};
 
@@ -99,6 +101,11 @@ pub(crate) enum CliCommand {
     /// once, for cron or after changing `[privacy]`.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// The operator API's clients (`admin_listen`): each script or tool that calls it gets
+    /// a named bearer token, and its changes are audited as `api:<name>`. Making and revoking
+    /// a token is written to the audit log as `cli:<login name>`.
+    #[command(subcommand)]
+    OperatorToken(OperatorTokenCommand),
     /// Create an account for the operator web interface. The password, at least 12
     /// characters, is asked for without echo on a terminal, or read from the first line of
     /// stdin otherwise (scripts); it stays out of the shell history and the process list, and
@@ -237,6 +244,35 @@ pub(crate) enum SiteCommand {
     },
 }
 
+/// What `skolebro-central operator-token` does.
+#[derive(Debug, Subcommand)]
+pub(crate) enum OperatorTokenCommand {
+    /// Make a token for a client and print it once, alone on stdout (redirect it into the
+    /// client's token file); central keeps only its SHA-256. A revoked client's name may be
+    /// given a new token; a client with a good token must be revoked first.
+    Create {
+        /// The configuration file, for the store it names.
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        config: PathBuf,
+        /// The client's name: 1 to 64 characters of a-z, A-Z, 0-9, '.', '_' or '-'.
+        name: String,
+    },
+    /// List the clients: name, created, and when revoked (or `active`).
+    List {
+        /// The configuration file, for the store it names.
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        config: PathBuf,
+    },
+    /// Revoke a client's token: every request with it is refused (401) from now on.
+    Revoke {
+        /// The configuration file, for the store it names.
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        config: PathBuf,
+        /// The client's name.
+        name: String,
+    },
+}
+
 /// Runs one command to completion.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -260,6 +296,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         CliCommand::Site(command) => site(command).await,
         CliCommand::Retention(RetentionCommand::Run { config }) => retention_run(config).await,
+        CliCommand::OperatorToken(command) => operator_token(command).await,
         CliCommand::AddUser {
             config,
             name,
@@ -445,6 +482,40 @@ async fn site(command: SiteCommand) -> anyhow::Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(crate) struct NotConfirmed(String);
+async fn operator_token(command: OperatorTokenCommand) -> anyhow::Result<()> {
+    match command {
+        OperatorTokenCommand::Create { config, name } => {
+            let store = CentralConfig::load(&config)?.open_store().await?;
+            let token = operator_auth::create(store.as_ref(), &sites::cli_actor(), &name).await?;
+            println!("{}", token.reveal());
+            eprintln!(
+                "made the operator API token of {name}; it is shown only now. Send it as \
+                 `Authorization: Bearer <token>` (skolebro-provision: SKOLEBRO_ADMIN_TOKEN \
+                 or --admin-token-file)"
+            );
+        }
+        OperatorTokenCommand::List { config } => {
+            let store = CentralConfig::load(&config)?.open_store().await?;
+            let clients = operator_auth::clients(store.as_ref()).await?;
+            if clients.is_empty() {
+                println!("no operator API clients");
+            }
+            for client in clients {
+                let state = match client.revoked {
+                    Some(at) => format!("revoked {at}"),
+                    None => "active".to_owned(),
+                };
+                println!("{}\t{}\t{state}", client.name, client.created);
+            }
+        }
+        OperatorTokenCommand::Revoke { config, name } => {
+            let store = CentralConfig::load(&config)?.open_store().await?;
+            operator_auth::revoke(store.as_ref(), &sites::cli_actor(), &name).await?;
+            println!("revoked the operator API token of {name}");
+        }
+    }
+    Ok(())
+}
 
 fn hex32(text: &str, what: &str) -> anyhow::Result<[u8; 32]> {
     let bytes = hex::decode(text.trim()).with_context(|| format!("{what} is not hex"))?;

@@ -18,7 +18,8 @@
 //! (DESIGN decision 7); `windows` derives the counties' transfer windows and late batches at
 //! read time; `elevliste_export` generates the admission office's file; [`oneroster`] maps
 //! the records onto a OneRoster 1.1 subset, read behind OAuth2 client-credentials tokens
-//! scoped to a county or kommune (`consumer_auth`); `accounts` checks the web interface's
+//! scoped to a county or kommune (`consumer_auth`); [`operator_auth`] knows the operator
+//! API's named clients by their bearer tokens; `accounts` checks the web interface's
 //! operators; `rate_limit` slows guessing; `audit` writes the audit log every changing
 //! action goes through. The HTTP contract is `docs/API.md`.
 
@@ -34,6 +35,7 @@ mod elevliste_export;
 pub mod enroll;
 mod metrics;
 pub mod oneroster;
+pub mod operator_auth;
 mod rate_limit;
 pub mod release;
 pub mod retention;

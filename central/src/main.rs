@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use skolebro_central::accounts::NewUserError;
 use skolebro_central::config::ConfigError;
+use skolebro_central::operator_auth::OperatorTokenError;
 use skolebro_central::store::StoreError;
 use skolebro_provisioning::ops::{self, Exit};
 
@@ -32,7 +33,8 @@ fn main() -> ExitCode {
 
 /// The kind of a failure: a database that cannot be reached is unavailable, any other
 /// problem with the config or the files it names is a config error, a refused argument
-/// (account name, role, short password, unknown account) a usage error.
+/// (account name, role, short password, unknown account, operator API client name) a usage
+/// error.
 fn exit_kind(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
         if let Some(error) = cause.downcast_ref::<ConfigError>() {
@@ -54,6 +56,18 @@ fn exit_kind(error: &anyhow::Error) -> Exit {
             || cause.is::<cli::NotConfirmed>()
         {
             return Exit::Usage;
+        }
+        if let Some(error) = cause.downcast_ref::<OperatorTokenError>() {
+            return match error {
+                OperatorTokenError::Store(StoreError::Postgres(e)) if e.code().is_none() => {
+                    Exit::Unavailable
+                }
+                OperatorTokenError::InvalidName
+                | OperatorTokenError::Store(
+                    StoreError::OperatorClientExists(_) | StoreError::OperatorClientUnknown(_),
+                ) => Exit::Usage,
+                _ => Exit::Failure,
+            };
         }
     }
     Exit::Failure

@@ -114,7 +114,8 @@ pub struct ServerParts {
     /// Address of the device listener; port 0 picks a free port.
     pub device_listen: SocketAddr,
     /// Address of the operator listener; port 0 picks a free port. Loopback only: the
-    /// operator API has no accounts, so [`serve`] refuses any other address.
+    /// operator API speaks plain HTTP (its clients' bearer tokens, `crate::operator_auth`,
+    /// would cross the network in clear), so [`serve`] refuses any other address.
     pub admin_listen: SocketAddr,
     /// Address of the consumer listener (OneRoster and its OAuth2 token endpoint), or `None`
     /// for no consumer listener. Plain HTTP: beyond loopback, put a TLS-terminating proxy in
@@ -187,12 +188,13 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    /// `admin_listen` is not a loopback address: the operator API has no accounts and no
-    /// TLS, so anyone who reached it could read every roster.
+    /// `admin_listen` is not a loopback address: the operator API speaks plain HTTP, so its
+    /// bearer tokens and every roster it answers would cross the network in clear.
     #[error(
-        "admin_listen {0} is not a loopback address: the operator API has no accounts and no \
-         TLS, so it is served on loopback only (127.0.0.1 or ::1); reach it from elsewhere \
-         through SSH or an authenticating TLS proxy on this host"
+        "admin_listen {0} is not a loopback address: the operator API speaks plain HTTP, so \
+         its tokens and rosters would cross the network in clear; it is served on loopback \
+         only (127.0.0.1 or ::1). Reach it from elsewhere through SSH or a TLS proxy on this \
+         host, still with an operator token"
     )]
     AdminNotLoopback(SocketAddr),
     /// The releases folder could not be created.

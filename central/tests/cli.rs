@@ -1,6 +1,7 @@
 //! The `skolebro-central` binary as operations run it: a configuration file with paths
-//! relative to it, `register-device`, then `serve` until SIGTERM. One batch goes through the
-//! real process, and its log is checked for the personal data it must never contain.
+//! relative to it, `register-device`, `operator-token`, then `serve` until SIGTERM. One batch
+//! goes through the real process, and its log is checked for the personal data it must never
+//! contain.
 
 mod common;
 
@@ -90,6 +91,20 @@ async fn register_device_then_serve_applies_a_batch_and_stops_cleanly_on_sigterm
         String::from_utf8_lossy(&registered.stderr)
     );
 
+    let created = Command::new(BIN)
+        .args(["operator-token", "create", "--config"])
+        .arg(&config)
+        .arg("ops-script")
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "operator-token create failed: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.len(), 64, "the token alone on stdout");
+
     let mut server = Command::new(BIN)
         .arg("serve")
         .arg("--config")
@@ -158,10 +173,10 @@ async fn register_device_then_serve_applies_a_batch_and_stops_cleanly_on_sigterm
         .await
         .unwrap();
     assert_eq!(answer.status(), reqwest::StatusCode::OK);
+    let counts_url = format!("http://127.0.0.1:{admin_port}/v1/sites/skole-46505/counts");
     let counts: serde_json::Value = reqwest::Client::new()
-        .get(format!(
-            "http://127.0.0.1:{admin_port}/v1/sites/skole-46505/counts"
-        ))
+        .get(&counts_url)
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()
@@ -169,6 +184,39 @@ async fn register_device_then_serve_applies_a_batch_and_stops_cleanly_on_sigterm
         .await
         .unwrap();
     assert_eq!(counts["students"], 1);
+
+    let revoked = Command::new(BIN)
+        .args(["operator-token", "revoke", "--config"])
+        .arg(&config)
+        .arg("ops-script")
+        .output()
+        .unwrap();
+    assert!(revoked.status.success());
+    let refused = reqwest::Client::new()
+        .get(&counts_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let listed = Command::new(BIN)
+        .args(["operator-token", "list", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        listed.starts_with("ops-script\t") && listed.contains("\trevoked "),
+        "{listed}"
+    );
+    assert!(!listed.contains(&token), "{listed}");
+    let unknown = Command::new(BIN)
+        .args(["operator-token", "revoke", "--config"])
+        .arg(&config)
+        .arg("nobody")
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(USAGE));
 
     let killed = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])

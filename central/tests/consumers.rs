@@ -49,7 +49,7 @@ impl Central {
     /// `GET /admin/exports/elevliste?{query}`: the status, the headers and the file.
     async fn export_elevliste(&self, query: String) -> (StatusCode, HeaderMap, Vec<u8>) {
         let response = self
-            .http
+            .admin
             .get(self.admin_url(&format!("/admin/exports/elevliste?{query}")))
             .send()
             .await
@@ -149,7 +149,7 @@ impl Central {
     /// Creates a consumer client through the operator listener; returns its id and secret.
     async fn client(&self, scope: Value) -> (String, String) {
         let response = self
-            .http
+            .admin
             .post(self.admin_url("/admin/clients"))
             .json(&json!({"name": "Inntakskontoret", "scope": scope}))
             .send()
@@ -655,7 +655,7 @@ async fn missing_bad_expired_and_revoked_credentials_are_refused() {
 
     // Revoking the client ends its live tokens and its secret.
     let response = central
-        .http
+        .admin
         .post(central.admin_url(&format!("/admin/clients/{id}/revoke")))
         .send()
         .await
@@ -667,7 +667,7 @@ async fn missing_bad_expired_and_revoked_credentials_are_refused() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let listed: Value = central
-        .http
+        .admin
         .get(central.admin_url("/admin/clients"))
         .send()
         .await
@@ -686,7 +686,7 @@ async fn missing_bad_expired_and_revoked_credentials_are_refused() {
         json!({"name": "", "scope": {"kommune": "4601"}}),
     ] {
         let response = central
-            .http
+            .admin
             .post(central.admin_url("/admin/clients"))
             .json(&bad)
             .send()
@@ -839,7 +839,7 @@ async fn a_late_batch_changes_the_current_roster_but_not_the_closed_windows_froz
         let central = &central;
         async move {
             let response = central
-                .http
+                .admin
                 .post(central.admin_url("/admin/windows"))
                 .json(&body)
                 .send()
@@ -897,7 +897,7 @@ async fn a_late_batch_changes_the_current_roster_but_not_the_closed_windows_froz
     assert_eq!(central.read_elevliste("oslo.csv", &bytes).students.len(), 2);
 
     let listed: Value = central
-        .http
+        .admin
         .get(central.admin_url("/admin/windows?fylke=46"))
         .send()
         .await
@@ -963,7 +963,7 @@ async fn a_late_batch_changes_the_current_roster_but_not_the_closed_windows_froz
         .collect();
     assert_eq!(
         created,
-        [("operator-api", "county 03"), ("operator-api", "county 46")]
+        [("api:tests", "county 03"), ("api:tests", "county 46")]
     );
     central.stop().await;
 }
@@ -1636,7 +1636,7 @@ impl Central {
     /// `GET /admin/access-log?{query}`: the logged reads, newest first.
     async fn access_log(&self, query: &str) -> Vec<Value> {
         let response = self
-            .http
+            .admin
             .get(self.admin_url(&format!("/admin/access-log?{query}")))
             .send()
             .await

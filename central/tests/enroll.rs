@@ -47,7 +47,7 @@ impl Central {
     async fn register_token(&self, token: &str, expires_in: i64) -> String {
         let expires = now_unix().saturating_add_signed(expires_in);
         let response = self
-            .http
+            .admin
             .post(self.admin_url("/admin/tokens"))
             .json(&json!({
                 "token_sha256": hex::encode(Sha256::digest(token.as_bytes())),
@@ -65,7 +65,7 @@ impl Central {
 
     async fn admin_get(&self, path: &str) -> Value {
         let response = self
-            .http
+            .admin
             .get(self.admin_url(path))
             .send()
             .await
@@ -83,7 +83,7 @@ impl Central {
     /// `POST /admin/tokens` with `body`: the status and the JSON answer.
     async fn post_token(&self, body: &Value) -> (StatusCode, Value) {
         let response = self
-            .http
+            .admin
             .post(self.admin_url("/admin/tokens"))
             .json(body)
             .send()
@@ -94,7 +94,7 @@ impl Central {
     }
 
     async fn admin_post(&self, path: &str) -> StatusCode {
-        self.http
+        self.admin
             .post(self.admin_url(path))
             .send()
             .await
@@ -533,7 +533,7 @@ async fn the_operator_api_refuses_malformed_and_duplicate_tokens() {
     central.register_token(&token(1), 3600).await;
     let post = |body: Value| {
         let request = central
-            .http
+            .admin
             .post(central.admin_url("/admin/tokens"))
             .json(&body);
         async move { request.send().await.expect("answers").status() }

@@ -75,7 +75,7 @@ impl Central {
 
     async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
         let response = self
-            .http
+            .admin
             .get(self.admin_url(path))
             .send()
             .await
@@ -544,7 +544,7 @@ async fn a_heartbeat_returns_a_queued_command_once() {
     let central = Central::start().await;
     let device = central.enroll("pi-46505").await;
     let queued = central
-        .http
+        .admin
         .post(central.admin_url("/admin/devices/pi-46505/commands"))
         .json(&json!({"type": "release", "held_id": "held-1"}))
         .send()
@@ -575,7 +575,7 @@ async fn a_command_for_an_unknown_device_or_of_an_unknown_type_is_refused() {
     let central = Central::start().await;
     let _device = central.enroll("pi-46505").await;
     let unknown = central
-        .http
+        .admin
         .post(central.admin_url("/admin/devices/pi-nobody/commands"))
         .json(&json!({"type": "resync"}))
         .send()
@@ -583,7 +583,7 @@ async fn a_command_for_an_unknown_device_or_of_an_unknown_type_is_refused() {
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let bad = central
-        .http
+        .admin
         .post(central.admin_url("/admin/devices/pi-46505/commands"))
         .json(&json!({"type": "self_destruct"}))
         .send()

@@ -282,12 +282,35 @@ async fn post_heartbeat(client: &reqwest::Client, instance: &Instance) -> Value 
     answer.json().await.expect("a heartbeat answer")
 }
 
+/// A new operator API token made with `operator-token create` through `instance`'s store,
+/// for a client named after the call: the instances share the store, and so its tokens.
+fn operator_token(instance: &Instance) -> String {
+    static CLIENTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let created = Command::new(BIN)
+        .args(["operator-token", "create", "--config"])
+        .arg(&instance.config)
+        .arg(format!("instances-{}-{n}", std::process::id()))
+        .output()
+        .expect("operator-token create runs");
+    assert!(
+        created.status.success(),
+        "operator-token create failed: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    String::from_utf8(created.stdout)
+        .expect("a token")
+        .trim()
+        .to_owned()
+}
+
 async fn queue_command(instance: &Instance, device: &DeviceId, command: Value) {
     let answer = reqwest::Client::new()
         .post(format!(
             "http://127.0.0.1:{}/admin/devices/{device}/commands",
             instance.admin_port
         ))
+        .bearer_auth(operator_token(instance))
         .json(&command)
         .send()
         .await
@@ -302,6 +325,7 @@ async fn device_entry(instance: &Instance, device: &DeviceId) -> Value {
             "http://127.0.0.1:{}/admin/devices",
             instance.admin_port
         ))
+        .bearer_auth(operator_token(instance))
         .send()
         .await
         .expect("the devices are answered")

@@ -5,7 +5,7 @@
 //! process with short timeouts from [`HttpLimits`], and every wait is bounded, so a listener
 //! that never closes fails the test instead of hanging it. And the operator listener must
 //! refuse what a browser on central's host sends for another site: a cross-site form post,
-//! a request under a DNS-rebound name.
+//! a request under a DNS-rebound name; and any request without a good operator token.
 
 mod common;
 
@@ -16,7 +16,7 @@ use common::CentralOptions;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use skolebro_central::HttpLimits;
+use skolebro_central::{operator_auth, HttpLimits};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -187,7 +187,7 @@ async fn the_operator_api_refuses_cross_site_posts_and_rebound_host_names() {
     let central = CentralOptions::default().start().await;
     let token_hash = hex::encode(Sha256::digest(b"a stick's token"));
     let registered = central
-        .http
+        .admin
         .post(central.admin_url("/admin/tokens"))
         .json(&json!({
             "token_sha256": token_hash,
@@ -206,7 +206,7 @@ async fn the_operator_api_refuses_cross_site_posts_and_rebound_host_names() {
 
     // What a page on another site makes the operator's browser send: a form post.
     let forged = central
-        .http
+        .admin
         .post(central.admin_url(&format!("/admin/tokens/{id}/revoke")))
         .header("Origin", "http://evil.example")
         .header("Sec-Fetch-Site", "cross-site")
@@ -229,13 +229,15 @@ async fn the_operator_api_refuses_cross_site_posts_and_rebound_host_names() {
     let nameless = "GET /admin/tokens HTTP/1.0\r\n\r\n";
     assert_eq!(raw_status(addr, nameless).await, 400);
     let by_name = format!(
-        "GET /admin/tokens HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\n\r\n",
-        addr.port()
+        "GET /admin/tokens HTTP/1.1\r\nHost: localhost:{}\r\nAuthorization: Bearer {}\r\n\
+         Connection: close\r\n\r\n",
+        addr.port(),
+        central.operator_token
     );
     assert_eq!(raw_status(addr, &by_name).await, 200);
 
     let tokens: Value = central
-        .http
+        .admin
         .get(central.admin_url("/admin/tokens"))
         .send()
         .await
@@ -247,6 +249,136 @@ async fn the_operator_api_refuses_cross_site_posts_and_rebound_host_names() {
     assert_eq!(
         tokens[0]["revoked"], false,
         "the forged post changed nothing"
+    );
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn the_operator_api_refuses_a_missing_revoked_or_wrong_token_and_changes_nothing() {
+    let central = CentralOptions::default().start().await;
+    let store = central.store.as_ref();
+    let registered = central
+        .admin
+        .post(central.admin_url("/admin/tokens"))
+        .json(&json!({
+            "token_sha256": hex::encode(Sha256::digest(b"a stick's token")),
+            "site": "4601-12345",
+            "site_name": "Bjølsen skole",
+            "expires_unix": 4_000_000_000u64,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let id = registered.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let revoked = operator_auth::create(store, "cli:tests", "old-script")
+        .await
+        .unwrap();
+    operator_auth::revoke(store, "cli:tests", "old-script")
+        .await
+        .unwrap();
+    let audit_before = store.audit_log(100).await.unwrap();
+
+    let revoke_url = central.admin_url(&format!("/admin/tokens/{id}/revoke"));
+    let wrong = "0123456789abcdef".repeat(4);
+    for (what, authorization) in [
+        ("no token", None),
+        (
+            "a revoked token",
+            Some(format!("Bearer {}", revoked.reveal())),
+        ),
+        ("a wrong token", Some(format!("Bearer {wrong}"))),
+        (
+            "a token that is no hex",
+            Some("Bearer not-a-token".to_owned()),
+        ),
+        (
+            "another scheme",
+            Some(format!("Basic {}", central.operator_token)),
+        ),
+    ] {
+        for request in [
+            central.http.post(&revoke_url),
+            central.http.get(central.admin_url("/admin/tokens")),
+            central
+                .http
+                .get(central.admin_url("/v1/sites/4601-12345/roster")),
+        ] {
+            let request = match &authorization {
+                Some(value) => request.header("Authorization", value),
+                None => request,
+            };
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "{what}");
+            assert!(answer.headers().contains_key("www-authenticate"), "{what}");
+            let body: Value = answer.json().await.unwrap();
+            assert_eq!(body["error"], "operator_token_required", "{what}");
+        }
+    }
+    let tokens = store.list_tokens().await.unwrap();
+    assert!(!tokens[0].revoked, "no refused request revoked the token");
+    assert_eq!(
+        store.audit_log(100).await.unwrap(),
+        audit_before,
+        "no refused request wrote to the audit log"
+    );
+
+    // Monitoring stays open: a balancer's health check carries no token.
+    let health = central
+        .http
+        .get(central.admin_url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+
+    // The good token acts, and the audit log names its client.
+    let answer = central.admin.post(&revoke_url).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    let line = store.audit_log(1).await.unwrap().remove(0);
+    assert_eq!(
+        (
+            line.actor.as_str(),
+            line.action.as_str(),
+            line.target.as_str()
+        ),
+        ("api:tests", "revoke_token", id.as_str())
+    );
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn operator_tokens_are_stored_only_as_their_sha256() {
+    let central = CentralOptions::default().start().await;
+    let db = rusqlite::Connection::open(central.dir.path().join("central.db")).unwrap();
+    let rows: Vec<(String, Vec<u8>)> = db
+        .prepare("SELECT name, token_sha256 FROM operator_tokens")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [(
+            common::OPERATOR_CLIENT.to_owned(),
+            Sha256::digest(central.operator_token.as_bytes()).to_vec()
+        )]
+    );
+    let dump: Vec<String> = db
+        .prepare("SELECT quote(name) || quote(token_sha256) || quote(created) FROM operator_tokens")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        dump.iter()
+            .all(|row| !row.to_ascii_lowercase().contains(&central.operator_token)),
+        "the token is not in the database in clear: {dump:?}"
     );
     central.stop().await;
 }

@@ -188,7 +188,7 @@ async fn closed_window(central: &Central) {
 
 async fn scrape(central: &Central) -> Scrape {
     let response = central
-        .http
+        .admin
         .get(central.admin_url("/metrics"))
         .send()
         .await
@@ -375,7 +375,7 @@ async fn health_and_readiness_answer_and_the_host_guard_still_holds() {
     let central = CentralOptions::default().start().await;
     for path in ["/healthz", "/readyz"] {
         let response = central
-            .http
+            .admin
             .get(central.admin_url(path))
             .send()
             .await
@@ -383,7 +383,7 @@ async fn health_and_readiness_answer_and_the_host_guard_still_holds() {
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
     let rebound = central
-        .http
+        .admin
         .get(central.admin_url("/metrics"))
         .header("host", "metrics.example")
         .send()

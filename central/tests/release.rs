@@ -75,7 +75,7 @@ impl Central {
 
     async fn register(&self, bytes: Vec<u8>) -> (StatusCode, Value) {
         let response = self
-            .http
+            .admin
             .post(self.admin_url("/admin/releases"))
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(bytes)
@@ -87,7 +87,7 @@ impl Central {
     }
 
     async fn upload(&self, id: &str, bytes: Vec<u8>) -> StatusCode {
-        self.http
+        self.admin
             .put(self.admin_url(&format!("/admin/releases/{id}/artifact")))
             .body(bytes)
             .send()
@@ -109,7 +109,7 @@ impl Central {
     }
 
     async fn admin_post(&self, path: &str, body: Option<Value>) -> StatusCode {
-        let request = self.http.post(self.admin_url(path));
+        let request = self.admin.post(self.admin_url(path));
         let request = match body {
             Some(body) => request.json(&body),
             None => request,
@@ -119,7 +119,7 @@ impl Central {
 
     async fn releases(&self) -> Vec<Value> {
         let response = self
-            .http
+            .admin
             .get(self.admin_url("/admin/releases"))
             .send()
             .await

@@ -5,7 +5,14 @@
 //!
 //! Only the token's SHA-256 ever leaves this process; central stores nothing else, so its
 //! database cannot enroll a device.
+//!
+//! Every request carries the operator's own bearer token for the admin API ([`AdminToken`],
+//! made with `skolebro-central operator-token create NAME`), which central audits the
+//! request's changes under. It is read from a file (`--admin-token-file`) or from
+//! [`ADMIN_TOKEN_ENV`], never from the command line, where the process list and the shell
+//! history would show it.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +30,57 @@ pub const ARTIFACT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Default admin URL: central's default operator listener on the same machine.
 pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8080";
+
+/// The environment variable holding the operator API token when no `--admin-token-file`
+/// is given.
+pub const ADMIN_TOKEN_ENV: &str = "SKOLEBRO_ADMIN_TOKEN";
+
+/// An operator API token (`Authorization: Bearer`). Its `Debug` leaves the token out.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(…)")
+    }
+}
+
+impl AdminToken {
+    /// A token from its text, surrounding white space (a file's newline) dropped; refused
+    /// when empty or not one word of visible ASCII, which no token central makes is.
+    pub fn new(text: &str) -> Result<AdminToken, ProvisionError> {
+        let token = text.trim();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ProvisionError::AdminToken(
+                "the operator API token is empty or not one word of ASCII".to_owned(),
+            ));
+        }
+        Ok(AdminToken(token.to_owned()))
+    }
+
+    /// The token in `file` if one is named, else the one in [`ADMIN_TOKEN_ENV`]; neither is
+    /// an error that says how to get one.
+    pub fn locate(file: Option<&Path>) -> Result<AdminToken, ProvisionError> {
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|error| ProvisionError::Io {
+                path: path.to_owned(),
+                error,
+            })?;
+            return AdminToken::new(&text).map_err(|error| {
+                ProvisionError::AdminToken(format!("{}: {error}", path.display()))
+            });
+        }
+        match std::env::var(ADMIN_TOKEN_ENV) {
+            Ok(text) => AdminToken::new(&text)
+                .map_err(|error| ProvisionError::AdminToken(format!("{ADMIN_TOKEN_ENV}: {error}"))),
+            Err(_) => Err(ProvisionError::AdminToken(format!(
+                "central's admin API needs an operator token: give --admin-token-file PATH or \
+                 set {ADMIN_TOKEN_ENV} (`skolebro-central operator-token create NAME` on \
+                 central makes one)"
+            ))),
+        }
+    }
+}
 
 /// The body of `POST /admin/tokens`: a new enrollment token, by its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,9 +157,10 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// A client for the admin API at `base_url` (`http://host:port`, or https). Checks the
-    /// URL here, so a typo is reported before anything is generated or sent.
-    pub fn new(base_url: &str) -> Result<AdminClient, ProvisionError> {
+    /// A client for the admin API at `base_url` (`http://host:port`, or https) that sends
+    /// `token` with every request. Checks the URL here, so a typo is reported before
+    /// anything is generated or sent.
+    pub fn new(base_url: &str, token: &AdminToken) -> Result<AdminClient, ProvisionError> {
         let invalid = |reason: &str| ProvisionError::InvalidField {
             field: "--admin-url",
             reason: format!("{base_url:?}: {reason}"),
@@ -116,8 +175,17 @@ impl AdminClient {
         // reqwest's rustls backend panics without a process-wide provider; an error only
         // means one is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut bearer = reqwest::header::HeaderValue::try_from(format!("Bearer {}", token.0))
+            .map_err(|_| {
+                ProvisionError::AdminToken("the operator API token is not one word".to_owned())
+            })?;
+        bearer.set_sensitive(true);
+        let headers = [(reqwest::header::AUTHORIZATION, bearer)]
+            .into_iter()
+            .collect();
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
+            .default_headers(headers)
             .build()
             .map_err(|error| ProvisionError::AdminUnreachable {
                 url: base_url.to_owned(),
@@ -325,6 +393,30 @@ fn describe(error: &reqwest::Error) -> String {
 mod tests {
     use super::*;
 
+    fn token() -> AdminToken {
+        AdminToken::new(&"ab".repeat(32)).unwrap()
+    }
+
+    #[test]
+    fn a_token_is_read_from_its_file_without_the_newline_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.token");
+        std::fs::write(&path, format!("{}\n", "cd".repeat(32))).unwrap();
+        let token = AdminToken::locate(Some(&path)).unwrap();
+        assert_eq!(token.0, "cd".repeat(32));
+        assert!(!format!("{token:?}").contains("cdcd"));
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(
+            AdminToken::locate(Some(&path)),
+            Err(ProvisionError::AdminToken(_))
+        ));
+        assert!(matches!(
+            AdminToken::locate(Some(&dir.path().join("missing"))),
+            Err(ProvisionError::Io { .. })
+        ));
+        assert!(AdminToken::new("two words").is_err());
+    }
+
     #[test]
     fn an_admin_url_that_is_not_http_is_refused_before_anything_is_sent() {
         for url in [
@@ -335,7 +427,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    AdminClient::new(url),
+                    AdminClient::new(url, &token()),
                     Err(ProvisionError::InvalidField {
                         field: "--admin-url",
                         ..
@@ -344,7 +436,7 @@ mod tests {
                 "{url}"
             );
         }
-        let client = AdminClient::new("http://127.0.0.1:8080/").unwrap();
+        let client = AdminClient::new("http://127.0.0.1:8080/", &token()).unwrap();
         assert_eq!(
             client.url("/admin/tokens"),
             "http://127.0.0.1:8080/admin/tokens"
@@ -371,7 +463,7 @@ mod tests {
 
     #[tokio::test]
     async fn revoking_a_malformed_id_is_refused_without_asking_central() {
-        let client = AdminClient::new("http://127.0.0.1:9").unwrap();
+        let client = AdminClient::new("http://127.0.0.1:9", &token()).unwrap();
         assert!(matches!(
             client.revoke_token("../../x").await,
             Err(ProvisionError::InvalidField {

@@ -32,6 +32,10 @@ pub enum ProvisionError {
     /// public key would refuse every stick signed with the private one.
     #[error("{private} and {public} are not the same key pair")]
     KeyMismatch { private: PathBuf, public: PathBuf },
+    /// No operator API token was given, or its file cannot be used: central's admin API
+    /// answers nothing without one (`skolebro-central operator-token create NAME` makes one).
+    #[error("{0}")]
+    AdminToken(String),
     /// A command-line value is not acceptable; `field` names the option or argument as
     /// typed (`--kommune`, `token id`).
     #[error("{field}: {reason}")]

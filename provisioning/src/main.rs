@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use skolebro_provisioning::admin::{self, AdminClient, DeviceEntry, TokenEntry};
+use skolebro_provisioning::admin::{self, AdminClient, AdminToken, DeviceEntry, TokenEntry};
 use skolebro_provisioning::keys::KeyFolder;
 use skolebro_provisioning::manual;
 use skolebro_provisioning::ops::{self, Exit};
@@ -67,6 +67,10 @@ enum Command {
         /// Central's admin API.
         #[arg(long, value_name = "URL", default_value = admin::DEFAULT_ADMIN_URL)]
         admin_url: String,
+        /// A file holding the operator API token (`skolebro-central operator-token create`);
+        /// without it the token is read from SKOLEBRO_ADMIN_TOKEN.
+        #[arg(long, value_name = "PATH")]
+        admin_token_file: Option<PathBuf>,
         /// How many days the token stays valid.
         #[arg(long, value_name = "DAYS", default_value_t = stick::DEFAULT_EXPIRES_DAYS)]
         expires_days: u32,
@@ -123,6 +127,10 @@ enum Command {
         /// Central's admin API, to register the release with.
         #[arg(long, value_name = "URL")]
         admin_url: Option<String>,
+        /// A file holding the operator API token (`skolebro-central operator-token create`);
+        /// without it the token is read from SKOLEBRO_ADMIN_TOKEN.
+        #[arg(long, value_name = "PATH")]
+        admin_token_file: Option<PathBuf>,
     },
     /// List enrollment tokens or devices known to central.
     List {
@@ -131,6 +139,10 @@ enum Command {
         /// Central's admin API.
         #[arg(long, value_name = "URL", default_value = admin::DEFAULT_ADMIN_URL)]
         admin_url: String,
+        /// A file holding the operator API token (`skolebro-central operator-token create`);
+        /// without it the token is read from SKOLEBRO_ADMIN_TOKEN.
+        #[arg(long, value_name = "PATH")]
+        admin_token_file: Option<PathBuf>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -144,6 +156,10 @@ enum Command {
         /// Central's admin API.
         #[arg(long, value_name = "URL", default_value = admin::DEFAULT_ADMIN_URL)]
         admin_url: String,
+        /// A file holding the operator API token (`skolebro-central operator-token create`);
+        /// without it the token is read from SKOLEBRO_ADMIN_TOKEN.
+        #[arg(long, value_name = "PATH")]
+        admin_token_file: Option<PathBuf>,
     },
     /// Writes the man pages and shell completions into a folder (the packages run this).
     #[command(hide = true)]
@@ -183,7 +199,11 @@ fn exit_kind(error: &anyhow::Error) -> Exit {
         .chain()
         .find_map(|cause| cause.downcast_ref::<ProvisionError>());
     match kind {
-        Some(ProvisionError::InvalidField { .. } | ProvisionError::Settings { .. }) => Exit::Usage,
+        Some(
+            ProvisionError::InvalidField { .. }
+            | ProvisionError::Settings { .. }
+            | ProvisionError::AdminToken(_),
+        ) => Exit::Usage,
         Some(
             ProvisionError::KeyFile { .. }
             | ProvisionError::KeyMismatch { .. }
@@ -217,6 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             central_url,
             admin_url,
+            admin_token_file,
             expires_days,
             settings,
             drop_dir,
@@ -230,7 +251,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 expires_days,
                 settings_toml: stick::agent_settings(settings.as_deref(), drop_dir.as_deref())?,
             };
-            let admin = AdminClient::new(&admin_url)?;
+            let token = AdminToken::locate(admin_token_file.as_deref())?;
+            let admin = AdminClient::new(&admin_url, &token)?;
             let keys = KeyFolder::new(keys);
             let now = now_unix()?;
             let (body, path) =
@@ -260,6 +282,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             floor,
             out,
             admin_url,
+            admin_token_file,
         } => {
             let mut request = ReleaseRequest::new(binary, &version, &target, replaces.as_deref())?;
             if let Some(text) = expires_in {
@@ -269,7 +292,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 request = request.with_floor(&text)?;
             }
             // Check the URL and the binary before anything is written.
-            let admin = admin_url.as_deref().map(AdminClient::new).transpose()?;
+            let admin = match admin_url {
+                Some(url) => Some(AdminClient::new(
+                    &url,
+                    &AdminToken::locate(admin_token_file.as_deref())?,
+                )?),
+                None => None,
+            };
             match release::check_binary_version(&request.binary, &request.version)? {
                 release::VersionCheck::Matches => {}
                 release::VersionCheck::Unchecked(why) => eprintln!(
@@ -309,9 +338,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List {
             what,
             admin_url,
+            admin_token_file,
             json,
         } => {
-            let admin = AdminClient::new(&admin_url)?;
+            let token = AdminToken::locate(admin_token_file.as_deref())?;
+            let admin = AdminClient::new(&admin_url, &token)?;
             let runtime = runtime()?;
             match what {
                 ListWhat::Tokens => {
@@ -337,8 +368,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             what,
             id,
             admin_url,
+            admin_token_file,
         } => {
-            let admin = AdminClient::new(&admin_url)?;
+            let token = AdminToken::locate(admin_token_file.as_deref())?;
+            let admin = AdminClient::new(&admin_url, &token)?;
             match what {
                 RevokeWhat::Token => runtime()?.block_on(admin.revoke_token(&id))?,
                 RevokeWhat::Device => runtime()?.block_on(admin.revoke_device(&id))?,

@@ -15,9 +15,12 @@ const USAGE: i32 = 2;
 const CONFIG: i32 = 3;
 const UNAVAILABLE: i32 = 4;
 
+/// Runs `skolebro-provision ARGS` with an operator API token in `SKOLEBRO_ADMIN_TOKEN`, as
+/// an operator's shell would have it; no central here knows it.
 fn provision(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_skolebro-provision"))
         .args(args)
+        .env("SKOLEBRO_ADMIN_TOKEN", "ab".repeat(32))
         .output()
         .expect("the binary runs")
 }
@@ -481,4 +484,32 @@ fn a_stick_from_a_key_folder_without_keys_is_a_config_error_naming_the_key_once(
         "one line, no backtrace: {stderr}"
     );
     assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_command_that_calls_central_without_an_operator_token_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skolebro-provision"))
+        .args(["list", "tokens", "--admin-url", "http://127.0.0.1:9"])
+        .env_remove("SKOLEBRO_ADMIN_TOKEN")
+        .output()
+        .expect("the binary runs");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(USAGE), "{stderr}");
+    assert!(
+        stderr.contains("SKOLEBRO_ADMIN_TOKEN") && stderr.contains("--admin-token-file"),
+        "{stderr}"
+    );
+    let empty = tmp.path().join("admin.token");
+    std::fs::write(&empty, "\n").unwrap();
+    let out = provision(&[
+        "revoke",
+        "device",
+        "pi-1",
+        "--admin-token-file",
+        empty.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(USAGE), "{stderr}");
+    assert!(stderr.contains(empty.to_str().unwrap()), "{stderr}");
 }

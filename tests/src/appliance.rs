@@ -269,6 +269,8 @@ impl Platform {
                 &format!("https://127.0.0.1:{}", self.device_port),
             ])
             .args(["--admin-url", &format!("http://{}", self.admin)])
+            .arg("--admin-token-file")
+            .arg(harness::admin_token_file(&self.dir))
             .args(["--drop-dir", path_str(&agent.drop_dir())])
             .output()
             .expect("running skolebro-provision stick");

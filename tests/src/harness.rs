@@ -1,5 +1,6 @@
 //! What the end-to-end tests in `tests/tests/` share: the built binaries, child processes that
-//! die with their test, free loopback ports, plain HTTP to central's operator listener, and
+//! die with their test, free loopback ports, plain HTTP to central's operator listener with
+//! an operator API token made as operations make one, and
 //! whether central holds a roster (compared as in [`crate::expected`]). The roster a test
 //! expects comes from the generator's ground truth ([`crate::rostergen::Generated::truth`]),
 //! never from reading the export with the code under test.
@@ -136,9 +137,70 @@ impl Drop for Process {
     }
 }
 
+/// The operator API client every harness central has a token for: its changes are audited
+/// as `api:harness`.
+pub const OPERATOR_CLIENT: &str = "harness";
+
+/// The operator API tokens of the centrals this process started, by their operator
+/// listener's address: [`http_request`] sends the one of the address it calls.
+static ADMIN_TOKENS: Mutex<Vec<(SocketAddr, String)>> = Mutex::new(Vec::new());
+
+/// Makes [`http_request`] send `token` to the operator listener at `admin` from now on: the
+/// token of a central this process did not start with [`start_central`] (the demo's).
+pub fn use_admin_token(admin: SocketAddr, token: &str) {
+    let mut tokens = ADMIN_TOKENS.lock();
+    tokens.retain(|(addr, _)| *addr != admin);
+    tokens.push((admin, token.to_owned()));
+}
+
+/// Where [`start_central`] keeps the operator API token of the central in `dir`, for
+/// `skolebro-provision --admin-token-file`.
+pub fn admin_token_file(dir: &Path) -> PathBuf {
+    dir.join("admin.token")
+}
+
+/// The operator API token of the central in `dir`: the one in [`admin_token_file`], or a
+/// new one made with `skolebro-central operator-token create` (as operations make one) and
+/// written there, mode 0600, for a central started for the first time.
+pub fn admin_token(dir: &Path, config: &Path) -> String {
+    let file = admin_token_file(dir);
+    if let Ok(token) = std::fs::read_to_string(&file) {
+        return token.trim().to_owned();
+    }
+    let output = Command::new(&binaries().central)
+        .current_dir(dir)
+        .args(["operator-token", "create", "--config"])
+        .arg(config)
+        .arg(OPERATOR_CLIENT)
+        .output()
+        .expect("running skolebro-central operator-token create");
+    assert!(
+        output.status.success(),
+        "operator-token create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout)
+        .expect("a token")
+        .trim()
+        .to_owned();
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .expect("the token file");
+        writeln!(out, "{token}").expect("the token is written");
+    }
+    token
+}
+
 /// Starts `skolebro-central serve --config <config>` in `dir` (log: `dir/central.log`) and
-/// waits until its operator listener at `admin` answers.
+/// waits until its operator listener at `admin` answers, with the operator API token of
+/// [`admin_token`], which [`http_request`] then sends to `admin`.
 pub fn start_central(dir: &Path, config: &Path, admin: SocketAddr) -> Process {
+    use_admin_token(admin, &admin_token(dir, config));
     let mut command = Command::new(&binaries().central);
     command
         .current_dir(dir)
@@ -231,7 +293,7 @@ pub fn http_post_json(
 }
 
 /// One request over HTTP/1.1 with `Connection: close` (a body is sent as JSON): status and
-/// body.
+/// body. To a central [`start_central`] started, with its operator API token.
 pub fn http_request(
     addr: SocketAddr,
     method: &str,
@@ -247,9 +309,15 @@ pub fn http_request(
         ),
         None => String::new(),
     };
+    let authorization = ADMIN_TOKENS
+        .lock()
+        .iter()
+        .find(|(admin, _)| *admin == addr)
+        .map(|(_, token)| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{content}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{authorization}{content}Connection: close\r\n\r\n"
     )?;
     if let Some(body) = body {
         stream.write_all(body)?;

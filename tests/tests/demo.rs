@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use skolebro_tests::harness::http_request;
+use skolebro_tests::harness::{http_request, use_admin_token};
 
 /// How long one demo run may take before the test gives up on it (it takes a few seconds).
 const PATIENCE: Duration = Duration::from_secs(50);
@@ -268,6 +268,9 @@ fn serve_hands_out_working_credentials_and_ends_cleanly_on_sigterm() {
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&page).contains("<form"));
     let (admin, _) = split_url(&text("admin_url"));
+    let (status, _) = http_request(admin, "GET", "/admin/clients", None).expect("the operator API");
+    assert_eq!(status, 401, "the operator API wants a token");
+    use_admin_token(admin, &text("admin_token"));
     let (status, _) = http_request(admin, "GET", "/admin/clients", None).expect("the operator API");
     assert_eq!(status, 200);
     assert!(!text("ui_password").is_empty());

@@ -20,6 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use skolebro_protocol::{Roster, StickBody};
+use skolebro_provisioning::admin::AdminToken;
 use skolebro_provisioning::stick::{self, StickRequest};
 use skolebro_provisioning::{AdminClient, KeyFolder};
 use skolebro_tests::harness::{
@@ -147,7 +148,12 @@ impl Platform {
 
     /// Runs `skolebro-provision ARGS` and returns what it did.
     fn provision_cli(&self, args: &[&str]) -> Output {
-        Command::new(&binaries().provision)
+        let mut command = Command::new(&binaries().provision);
+        // Central's operator API token, as an operator's shell holds it (`init` needs none).
+        if let Ok(token) = std::fs::read_to_string(harness::admin_token_file(self.dir())) {
+            command.env("SKOLEBRO_ADMIN_TOKEN", token.trim());
+        }
+        command
             .current_dir(self.dir())
             .args(args)
             .output()
@@ -690,7 +696,8 @@ fn an_expired_token_is_refused_and_changes_nothing() {
         expires_days: stick::DEFAULT_EXPIRES_DAYS,
         settings_toml: stick::agent_settings(None, Some(path_str(&pi.drop_dir()))).unwrap(),
     };
-    let admin = AdminClient::new(&platform.admin_url()).unwrap();
+    let token = AdminToken::locate(Some(&harness::admin_token_file(platform.dir()))).unwrap();
+    let admin = AdminClient::new(&platform.admin_url(), &token).unwrap();
     std::fs::create_dir_all(pi.stick_root()).unwrap();
     let (body, _) = tokio::runtime::Builder::new_current_thread()
         .enable_all()

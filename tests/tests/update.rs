@@ -149,7 +149,12 @@ impl Platform {
 
     /// Runs `skolebro-provision ARGS`, which must succeed; its stdout.
     fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new(&binaries().provision)
+        let mut command = Command::new(&binaries().provision);
+        // Central's operator API token, as an operator's shell holds it (`init` needs none).
+        if let Ok(token) = std::fs::read_to_string(harness::admin_token_file(&self.path)) {
+            command.env("SKOLEBRO_ADMIN_TOKEN", token.trim());
+        }
+        let output = command
             .current_dir(&self.path)
             .args(args)
             .output()

@@ -136,6 +136,12 @@ pub enum StoreError {
     /// No consumer client has this id.
     #[error("unknown consumer client")]
     ClientUnknown,
+    /// An operator API client with this name holds a token that is not revoked.
+    #[error("operator API client {0} has a token; revoke it first")]
+    OperatorClientExists(String),
+    /// No operator API client has this name.
+    #[error("no operator API client is named {0:?}")]
+    OperatorClientUnknown(String),
     /// An operator account with this name already exists.
     #[error("operator account {0} already exists")]
     UserExists(String),

@@ -18,8 +18,9 @@
 //! (`tokens`), consumer clients (`consumers`), operator accounts and audit (`operators`),
 //! releases (`releases`), transfer windows (`windows`), the last heartbeats and command
 //! queue of the fleet (`fleet`), the sign-in lock (`sign_in`), the schools each site is
-//! registered with (`sites`), the consumer access log (`access_log`) and retention's and a
-//! site's exit's deletes (`retention`). Two backends
+//! registered with (`sites`), the consumer access log (`access_log`), retention's and a
+//! site's exit's deletes (`retention`) and the operator API's clients (`operator_tokens`).
+//! Two backends
 //! implement them all:
 //! [`SqliteStore`], the embedded default, and [`PostgresStore`], the production store, each
 //! split into files named like the areas, so a method's two versions sit in same-named files.
@@ -37,6 +38,7 @@ mod devices;
 mod error;
 mod fleet;
 mod fylke;
+mod operator_tokens;
 mod operators;
 mod planning;
 pub mod postgres;
@@ -60,6 +62,7 @@ pub use fleet::{
     DeviceActivity, FleetStore, QueuedCommand, DELIVERED_COMMANDS_KEPT, MAX_QUEUED_COMMANDS,
 };
 pub use fylke::Fylke;
+pub use operator_tokens::{OperatorClient, OperatorTokenStore};
 pub use operators::{AuditEntry, OperatorStore, Role, UiSession, UiUser};
 pub use postgres::PostgresStore;
 pub use records::{
@@ -82,8 +85,9 @@ pub use windows::{NewWindow, TransferWindow, WindowState, WindowStore};
 /// a method of a supertrait of [`Store`] needs its trait in scope, even on `dyn Store`.
 pub mod prelude {
     pub use super::{
-        AccessLogStore, ConsumerStore, DeviceStore, FleetStore, OperatorStore, RecordStore,
-        ReleaseStore, RetentionStore, SignInStore, SiteStore, Store, TokenStore, WindowStore,
+        AccessLogStore, ConsumerStore, DeviceStore, FleetStore, OperatorStore, OperatorTokenStore,
+        RecordStore, ReleaseStore, RetentionStore, SignInStore, SiteStore, Store, TokenStore,
+        WindowStore,
     };
 }
 
@@ -97,7 +101,8 @@ pub trait Store
 where
     Self: DeviceStore + TokenStore + RecordStore + ConsumerStore,
     Self: OperatorStore + ReleaseStore + WindowStore,
-    Self: FleetStore + SignInStore + SiteStore + AccessLogStore + RetentionStore,
+    Self:
+        FleetStore + SignInStore + SiteStore + AccessLogStore + RetentionStore + OperatorTokenStore,
 {
 }
 
@@ -114,6 +119,7 @@ impl<T> Store for T where
         + SiteStore
         + AccessLogStore
         + RetentionStore
+        + OperatorTokenStore
         + ?Sized
 {
 }

@@ -25,6 +25,10 @@ use skolebro_protocol::{
 };
 use skolebro_provisioning::{CertificateAuthority, DevPki, Validity};
 
+/// The operator API client every fixture's central has a token for: its changes are
+/// audited as `api:tests`.
+pub(crate) const OPERATOR_CLIENT: &str = "tests";
+
 /// What a test wants of the central it starts; [`Default`] is an ingest-only central with
 /// a 16 MiB batch limit, enrollment disabled, no release key, and neither the consumer
 /// listener nor the web interface, so each test names only what it depends on.
@@ -142,12 +146,30 @@ impl CentralOptions {
         })
         .await
         .expect("the server starts");
+        let operator_token =
+            skolebro_central::operator_auth::create(store.as_ref(), "cli:tests", OPERATOR_CLIENT)
+                .await
+                .expect("an operator API token");
+        let mut bearer =
+            reqwest::header::HeaderValue::try_from(format!("Bearer {}", operator_token.reveal()))
+                .expect("a header value");
+        bearer.set_sensitive(true);
+        let admin = reqwest::Client::builder()
+            .default_headers(
+                [(reqwest::header::AUTHORIZATION, bearer)]
+                    .into_iter()
+                    .collect(),
+            )
+            .build()
+            .expect("an operator API client");
         Central {
             running,
             store,
             pki,
             sealing: self.sealing,
             http: reqwest::Client::new(),
+            admin,
+            operator_token: operator_token.reveal().to_owned(),
             dir,
         }
     }
@@ -164,8 +186,14 @@ pub(crate) struct Central {
     pub store: Arc<dyn Store>,
     pub pki: DevPki,
     pub sealing: SealingPrivateKey,
-    /// A plain HTTP client for the operator and consumer listeners.
+    /// A plain HTTP client for the consumer listener, and for the operator listener without
+    /// a token.
     pub http: reqwest::Client,
+    /// A plain HTTP client for the operator listener that sends the token of client
+    /// [`OPERATOR_CLIENT`], made with `operator_auth::create` when central started.
+    pub admin: reqwest::Client,
+    /// That token's text.
+    pub operator_token: String,
     /// Kept alive as long as central: the database and the releases live in it.
     pub dir: tempfile::TempDir,
 }

@@ -8,12 +8,13 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::error::ApiError;
-use crate::audit::{self, API_ACTOR};
+use crate::api::operator::auth::OperatorCaller;
+use crate::audit;
 use crate::consumer_auth::{new_client, MAX_CLIENT_NAME_LEN};
 use crate::state::AppState;
 use crate::store::{ConsumerScope, StoreError};
@@ -29,6 +30,7 @@ pub(crate) struct NewClientBody {
 /// `POST /admin/clients`: a new client with a fresh id and secret.
 pub(crate) async fn post_client(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     body: Result<Json<NewClientBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let invalid = |detail: &str| ApiError::bad_request("invalid_client", detail.to_owned());
@@ -56,7 +58,7 @@ pub(crate) async fn post_client(
     };
     audit::record(
         state.store.as_ref(),
-        API_ACTOR,
+        &caller.actor,
         "create_client",
         &client.id,
         &detail,
@@ -100,6 +102,7 @@ pub(crate) async fn get_clients(State(state): State<Arc<AppState>>) -> Result<Re
 /// `POST /admin/clients/{id}/revoke`: the client's secret and live tokens stop working now.
 pub(crate) async fn post_revoke_client(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let unknown = || ApiError::not_found("unknown_client", "no consumer client has this id");
@@ -109,7 +112,7 @@ pub(crate) async fn post_revoke_client(
     }
     audit::record(
         state.store.as_ref(),
-        API_ACTOR,
+        &caller.actor,
         "revoke_client",
         &id,
         "revoked",

@@ -8,12 +8,13 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::json;
 use skolebro_protocol::DeviceId;
 
 use crate::api::error::ApiError;
-use crate::audit::{self, API_ACTOR};
+use crate::api::operator::auth::OperatorCaller;
+use crate::audit;
 use crate::state::AppState;
 use crate::store::{StoreError, Timestamp};
 use skolebro_protocol::api::Command;
@@ -66,6 +67,7 @@ fn unknown_device(device: &DeviceId) -> ApiError {
 
 pub(crate) async fn post_command(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     Path(device): Path<String>,
     command: Result<Json<Command>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -89,7 +91,7 @@ pub(crate) async fn post_command(
     };
     audit::record(
         state.store.as_ref(),
-        API_ACTOR,
+        &caller.actor,
         action,
         device.as_str(),
         &detail,
@@ -117,6 +119,7 @@ pub(crate) async fn post_command(
 /// one on (and its batches and heartbeats at once, on a connection already open).
 pub(crate) async fn post_revoke_device(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     Path(device): Path<String>,
 ) -> Result<Response, ApiError> {
     let device = device_id(device)?;
@@ -125,7 +128,7 @@ pub(crate) async fn post_revoke_device(
     }
     audit::record(
         state.store.as_ref(),
-        API_ACTOR,
+        &caller.actor,
         "revoke_device",
         device.as_str(),
         "revoked",

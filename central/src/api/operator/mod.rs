@@ -10,17 +10,20 @@
 //! consumers' OAuth2 clients ([`clients`]) and read who read what through them
 //! ([`access_log`]), download a county's elevliste ([`elevliste`]),
 //! frozen at a transfer window's deadline once it has passed ([`windows`]), and register,
-//! upload and roll out releases ([`releases`]), and export and purge a leaving
-//! school ([`site_exit`]). There are no operator accounts yet, which
-//! is why the listener is bound to loopback only; [`guard`] keeps browsers on the host out
-//! (a `Host` naming the listener, no `Origin`). Prometheus scrapes `/metrics`, and
-//! balancers ask `/healthz` and `/readyz`, here too ([`monitoring`]). The roster answers carry personal data by
-//! design; nothing of it is logged.
+//! upload and roll out releases ([`releases`]), and export and purge a leaving school
+//! ([`site_exit`]). The listener serves plain HTTP, so it is
+//! bound to loopback only; [`guard`] keeps browsers on the host out (a `Host` naming the
+//! listener, no `Origin`), and [`auth`] lets in only the named clients operations gave a
+//! bearer token (`skolebro-central operator-token`). Prometheus scrapes `/metrics`, and
+//! balancers ask `/healthz` and `/readyz`, here too, without a token ([`monitoring`]). The
+//! roster answers carry personal data by design; nothing of it is logged.
 //!
 //! Every action that changes something writes a line to the audit log first
-//! ([`crate::audit`], as [`crate::audit::API_ACTOR`]) and is refused if it cannot be written.
+//! ([`crate::audit`], as the request's client, `api:<name>`) and is refused if it cannot be
+//! written.
 
 mod access_log;
+mod auth;
 mod clients;
 mod devices;
 mod elevliste;
@@ -45,10 +48,11 @@ use crate::state::AppState;
 /// Largest operator request body: a command is a few dozen bytes.
 const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
 
-/// The operator listener's routes, behind [`guard::same_host_only`] for the listener bound
-/// at `listen`.
+/// The operator listener's routes: the monitoring ones open, every other one behind
+/// [`auth::operator_client`], and all of them behind [`guard::same_host_only`] for the
+/// listener bound at `listen`.
 pub(crate) fn router(state: Arc<AppState>, listen: SocketAddr) -> Router {
-    Router::new()
+    let authenticated = Router::new()
         .route("/v1/sites/{site}/roster", get(roster::get_roster))
         .route("/v1/sites/{site}/counts", get(roster::get_counts))
         .route("/admin/devices", get(devices::get_devices))
@@ -90,9 +94,6 @@ pub(crate) fn router(state: Arc<AppState>, listen: SocketAddr) -> Router {
             "/admin/clients/{id}/revoke",
             post(clients::post_revoke_client),
         )
-        .route("/metrics", get(monitoring::get_metrics))
-        .route("/healthz", get(monitoring::get_healthz))
-        .route("/readyz", get(monitoring::get_readyz))
         .route("/admin/exports/elevliste", get(elevliste::get_elevliste))
         .route("/admin/sites/{site}/export", get(site_exit::get_export))
         .route("/admin/sites/{site}/purge", post(site_exit::post_purge))
@@ -100,6 +101,15 @@ pub(crate) fn router(state: Arc<AppState>, listen: SocketAddr) -> Router {
             "/admin/windows",
             get(windows::get_windows).post(windows::post_window),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::operator_client,
+        ));
+    Router::new()
+        .route("/metrics", get(monitoring::get_metrics))
+        .route("/healthz", get(monitoring::get_healthz))
+        .route("/readyz", get(monitoring::get_readyz))
+        .merge(authenticated)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY_BYTES))
         .with_state(state)

@@ -12,7 +12,7 @@ use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use http_body_util::BodyExt as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,7 +21,8 @@ use skolebro_protocol::ReleaseManifest;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::api::error::ApiError;
-use crate::audit::{self, API_ACTOR};
+use crate::api::operator::auth::OperatorCaller;
+use crate::audit;
 use crate::release::{apply_rollout, release_id, rollout_change, sync_dir, write_file};
 use crate::state::AppState;
 use crate::store::{
@@ -31,6 +32,7 @@ use crate::store::{
 /// `POST /admin/releases`: registers a release by its signed manifest.
 pub(crate) async fn post_release(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let Some(key) = &state.releases.key else {
@@ -64,7 +66,7 @@ pub(crate) async fn post_release(
     );
     audit::record(
         state.store.as_ref(),
-        API_ACTOR,
+        &caller.actor,
         "register_release",
         &id,
         &detail,
@@ -98,6 +100,7 @@ pub(crate) async fn post_release(
 /// are the manifest's. A body longer than the manifest's size is cut off at once.
 pub(crate) async fn put_artifact(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -128,7 +131,7 @@ pub(crate) async fn put_artifact(
             let detail = format!("{size} bytes, SHA-256 as in the manifest");
             let store = state.store.as_ref();
             if let Err(error) =
-                audit::record(store, API_ACTOR, "upload_artifact", id, &detail).await
+                audit::record(store, &caller.actor, "upload_artifact", id, &detail).await
             {
                 let _ = tokio::fs::remove_file(&temp).await;
                 return Err(error.into());
@@ -206,6 +209,7 @@ pub(crate) struct RolloutBody {
 /// `POST /admin/releases/{id}/rollout`: sets the percentage and/or the named sites.
 pub(crate) async fn post_rollout(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     Path(id): Path<String>,
     body: Result<Json<RolloutBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -216,41 +220,44 @@ pub(crate) async fn post_rollout(
         ));
     };
     let change = rollout_change(body.percent, body.sites).map_err(invalid)?;
-    change_rollout(&state, &id, change).await
+    change_rollout(&state, &caller.actor, &id, change).await
 }
 
 /// `POST /admin/releases/{id}/pause`: the release is offered to no device until resumed.
 /// Devices that already installed it keep it.
 pub(crate) async fn post_pause(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let change = RolloutChange {
         paused: Some(true),
         ..RolloutChange::default()
     };
-    change_rollout(&state, &id, change).await
+    change_rollout(&state, &caller.actor, &id, change).await
 }
 
 /// `POST /admin/releases/{id}/resume`: offered again under its policy.
 pub(crate) async fn post_resume(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let change = RolloutChange {
         paused: Some(false),
         ..RolloutChange::default()
     };
-    change_rollout(&state, &id, change).await
+    change_rollout(&state, &caller.actor, &id, change).await
 }
 
 async fn change_rollout(
     state: &AppState,
+    actor: &str,
     id: &str,
     change: RolloutChange,
 ) -> Result<Response, ApiError> {
     let id = release_id(id).ok_or_else(ApiError::not_a_release_id)?;
-    match apply_rollout(state.store.as_ref(), API_ACTOR, id, &change).await {
+    match apply_rollout(state.store.as_ref(), actor, id, &change).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(StoreError::UnknownRelease(_)) => Err(ApiError::unknown_release(id)),
         Err(error) => Err(error.into()),

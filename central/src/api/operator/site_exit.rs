@@ -9,13 +9,14 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::OperatorCaller;
 use super::roster::known_site;
 use crate::api::error::ApiError;
-use crate::audit::{self, API_ACTOR};
+use crate::audit;
 use crate::site_exit;
 use crate::state::AppState;
 use crate::store::Timestamp;
@@ -24,13 +25,14 @@ use crate::store::Timestamp;
 /// "text"}]}`, the same files `site export` writes.
 pub(crate) async fn get_export(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     Path(site): Path<String>,
 ) -> Result<Response, ApiError> {
     let site = known_site(&state, &site).await?;
     let export = site_exit::export(state.store.as_ref(), &site, Timestamp::now()).await?;
     audit::record(
         state.store.as_ref(),
-        API_ACTOR,
+        &caller.actor,
         "site_export",
         site.as_str(),
         &format!("{} files, {} versions", export.files.len(), export.versions),
@@ -63,6 +65,7 @@ pub(crate) struct PurgeRequest {
 /// `POST /admin/sites/{site}/purge` with `{"confirm": "<site>", "reason": "…"}`: what went.
 pub(crate) async fn post_purge(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     Path(site): Path<String>,
     body: Result<Json<PurgeRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -86,7 +89,7 @@ pub(crate) async fn post_purge(
             "reason says why, in 1 to 1000 characters",
         ));
     }
-    let purged = site_exit::purge(state.store.as_ref(), &site, API_ACTOR, reason).await?;
+    let purged = site_exit::purge(state.store.as_ref(), &site, &caller.actor, reason).await?;
     tracing::info!(%site, records = purged.records, "site purged");
     Ok(Json(json!({
         "site": site.as_str(),

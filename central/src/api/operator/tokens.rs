@@ -11,13 +11,14 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 use skolebro_protocol::{SiteId, SiteSchool};
 
 use crate::api::error::ApiError;
-use crate::audit::{self, API_ACTOR};
+use crate::api::operator::auth::OperatorCaller;
+use crate::audit;
 use crate::state::AppState;
 use crate::store::{
     token_id, NewToken, StoreError, Timestamp, TokenRecord, MAX_ENROLLABLE_SITE_LEN,
@@ -48,6 +49,7 @@ const MAX_SCHOOLS: usize = 64;
 /// `POST /admin/tokens`: registers a stick's enrollment token by its hash.
 pub(crate) async fn post_token(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     body: Result<Json<NewTokenBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Ok(Json(body)) = body else {
@@ -110,7 +112,7 @@ pub(crate) async fn post_token(
     );
     audit::record(
         state.store.as_ref(),
-        API_ACTOR,
+        &caller.actor,
         "create_token",
         &id,
         &detail,
@@ -172,6 +174,7 @@ fn token_json(token: &TokenRecord) -> serde_json::Value {
 /// `POST /admin/tokens/{id}/revoke`: a lost stick's token is refused from now on.
 pub(crate) async fn post_revoke_token(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let unknown = || ApiError::not_found("unknown_token", "no enrollment token has this id");
@@ -180,7 +183,7 @@ pub(crate) async fn post_revoke_token(
     }
     audit::record(
         state.store.as_ref(),
-        API_ACTOR,
+        &caller.actor,
         "revoke_token",
         &id,
         "revoked",

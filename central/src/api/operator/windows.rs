@@ -7,12 +7,13 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::error::ApiError;
-use crate::audit::{self, API_ACTOR};
+use crate::api::operator::auth::OperatorCaller;
+use crate::audit;
 use crate::state::AppState;
 use crate::store::{Fylke, StoreError, Timestamp, TransferWindow};
 use crate::windows::{audit_words, early_refusal, parse_new_window, refusal, Overview};
@@ -96,6 +97,7 @@ pub(crate) struct NewWindowBody {
 /// `POST /admin/windows`: creates a window of a county.
 pub(crate) async fn post_window(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<OperatorCaller>,
     body: Result<Json<NewWindowBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let invalid = |detail: String| ApiError::bad_request("invalid_window", detail);
@@ -118,7 +120,7 @@ pub(crate) async fn post_window(
         &body.name,
         &body.opens,
         &body.closes,
-        API_ACTOR,
+        &caller.actor,
     )
     .map_err(invalid)?;
     match early_refusal(state.store.as_ref(), &window).await {
@@ -128,7 +130,7 @@ pub(crate) async fn post_window(
     let (target, detail) = audit_words(&window);
     audit::record(
         state.store.as_ref(),
-        API_ACTOR,
+        &caller.actor,
         "create_window",
         &target,
         &detail,

@@ -27,6 +27,7 @@ mod access_log;
 mod consumers;
 mod devices;
 mod fleet;
+mod operator_tokens;
 mod operators;
 mod records;
 mod releases;
@@ -99,6 +100,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         12,
         include_str!("../../../migrations/sqlite/0012_consumer_paging.sql"),
+    ),
+    (
+        13,
+        include_str!("../../../migrations/sqlite/0013_operator_tokens.sql"),
     ),
     (
         16,

@@ -26,6 +26,7 @@ mod consumer_pages;
 mod consumers;
 mod devices;
 mod fleet;
+mod operator_tokens;
 mod operators;
 mod records;
 mod releases;
@@ -41,6 +42,7 @@ pub(crate) use consumer_pages::*;
 pub(crate) use consumers::*;
 pub(crate) use devices::*;
 pub(crate) use fleet::*;
+pub(crate) use operator_tokens::*;
 pub(crate) use operators::*;
 pub(crate) use records::*;
 pub(crate) use releases::*;
@@ -129,6 +131,7 @@ macro_rules! store_suite {
             a_new_record_under_a_renamed_records_first_key_gets_an_identity_of_its_own,
             a_site_is_registered_with_its_schools_and_a_school_belongs_to_one_site,
             a_school_moves_to_another_site_only_when_it_is_registered,
+            an_operator_token_names_its_client_until_it_is_revoked,
             reads_are_logged_and_listed_by_client_and_site_newest_first,
             reads_older_than_the_retention_are_purged_in_bounded_steps,
             paged_lists_answer_exactly_as_the_whole_roster_does,

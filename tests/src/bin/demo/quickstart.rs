@@ -161,7 +161,12 @@ pub(crate) async fn run(dir: &Path, args: &Args, out: &Out) -> anyhow::Result<bo
             };
             summarise(dir, args, out, &ended);
             if args.serve {
-                let client = serving::consumer_client(urls.admin_addr, county.as_deref()).await?;
+                let client = serving::consumer_client(
+                    urls.admin_addr,
+                    &operator.admin_token,
+                    county.as_deref(),
+                )
+                .await?;
                 let session = serving::Session {
                     dir,
                     urls: &urls,

@@ -3,7 +3,9 @@
 //! SIGTERM, so people can sign in to the operator interface and OneRoster clients can read
 //! what arrived. The operator account and the consumer client are made for this run only,
 //! in the demo's own store, the way operations make them: the account through central's
-//! account rules, the client through the operator API's `POST /admin/clients`.
+//! account rules, the operator API token through `operator_auth` (as `skolebro-central
+//! operator-token create` makes one), the client through the operator API's
+//! `POST /admin/clients` with that token.
 
 use std::net::SocketAddr;
 
@@ -45,20 +47,25 @@ impl Signals {
 }
 
 /// The operator account made for this run: an operations account with a random password,
-/// gone with the demo's store.
+/// and an operator API token of the same name, gone with the demo's store.
 pub(crate) struct Operator {
     pub name: &'static str,
     pub password: String,
+    /// The bearer token of operator API client `demo`.
+    pub admin_token: String,
 }
 
-/// Makes the demo's operator account in `store`.
+/// Makes the demo's operator account and operator API token in `store`, as
+/// `skolebro-central add-user` and `operator-token create` would.
 pub(crate) async fn operator_account(store: &dyn Store) -> anyhow::Result<Operator> {
     let password = random_hex::<12>()?;
     let user = skolebro_central::ui::new_user(OPERATOR, "operations", None, &password)?;
     store.create_user(&user).await?;
+    let token = skolebro_central::operator_auth::create(store, "cli:demo", OPERATOR).await?;
     Ok(Operator {
         name: OPERATOR,
         password,
+        admin_token: token.reveal().to_owned(),
     })
 }
 
@@ -104,8 +111,10 @@ pub(crate) struct ConsumerClient {
 /// samples' 46 when no export named a school) through the operator API, as operations do.
 pub(crate) async fn consumer_client(
     admin: SocketAddr,
+    admin_token: &str,
     county: Option<&str>,
 ) -> anyhow::Result<ConsumerClient> {
+    skolebro_tests::harness::use_admin_token(admin, admin_token);
     let scope = json!({ "county": county.unwrap_or("46") });
     let body = json!({ "name": "skolebro-demo", "scope": scope });
     let (status, answer) = tokio::task::spawn_blocking(move || {
@@ -164,8 +173,9 @@ pub(crate) async fn wait(
     say!(out, "  device listener     {} (mutual TLS)", urls.device);
     say!(
         out,
-        "  operator API        {} (loopback, no token needed)",
-        urls.admin
+        "  operator API        {} (loopback)  Authorization: Bearer {}",
+        urls.admin,
+        operator.admin_token
     );
     say!(
         out,
@@ -193,6 +203,7 @@ pub(crate) async fn wait(
             "dir": dir.display().to_string(),
             "device_url": urls.device,
             "admin_url": urls.admin,
+            "admin_token": operator.admin_token,
             "ui_url": urls.ui,
             "ui_user": operator.name,
             "ui_password": operator.password,
