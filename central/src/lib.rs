@@ -36,6 +36,7 @@ mod metrics;
 pub mod oneroster;
 mod rate_limit;
 pub mod release;
+pub mod seal;
 pub mod server;
 pub mod sites;
 mod state;

@@ -18,7 +18,8 @@
 //! (`tokens`), consumer clients (`consumers`), operator accounts and audit (`operators`),
 //! releases (`releases`), transfer windows (`windows`), the last heartbeats and command
 //! queue of the fleet (`fleet`), the sign-in lock (`sign_in`), the schools each site is
-//! registered with (`sites`) and the consumer access log (`access_log`). Two backends
+//! registered with (`sites`), the consumer access log (`access_log`) and the data keys of
+//! sealing at rest (`sealing`). Two backends
 //! implement them all:
 //! [`SqliteStore`], the embedded default, and [`PostgresStore`], the production store, each
 //! split into files named like the areas, so a method's two versions sit in same-named files.
@@ -41,6 +42,7 @@ mod planning;
 pub mod postgres;
 mod records;
 mod releases;
+pub mod sealing;
 mod sign_in;
 mod sites;
 pub mod sqlite;
@@ -68,6 +70,7 @@ pub use releases::{
     DeviceReason, NewRelease, ReleaseRecord, ReleaseReport, ReleaseStore, RolloutChange,
     UpdateCounts, UpdateEvent, UpdateState,
 };
+pub use sealing::SealStore;
 pub use sign_in::{SignInAllowance, SignInStore};
 pub use sites::SiteStore;
 pub use sqlite::SqliteStore;
@@ -80,7 +83,7 @@ pub use windows::{NewWindow, TransferWindow, WindowState, WindowStore};
 pub mod prelude {
     pub use super::{
         AccessLogStore, ConsumerStore, DeviceStore, FleetStore, OperatorStore, RecordStore,
-        ReleaseStore, SignInStore, SiteStore, Store, TokenStore, WindowStore,
+        ReleaseStore, SealStore, SignInStore, SiteStore, Store, TokenStore, WindowStore,
     };
 }
 
@@ -94,7 +97,7 @@ pub trait Store
 where
     Self: DeviceStore + TokenStore + RecordStore + ConsumerStore,
     Self: OperatorStore + ReleaseStore + WindowStore,
-    Self: FleetStore + SignInStore + SiteStore + AccessLogStore,
+    Self: FleetStore + SignInStore + SiteStore + AccessLogStore + SealStore,
 {
 }
 
@@ -110,6 +113,7 @@ impl<T> Store for T where
         + SignInStore
         + SiteStore
         + AccessLogStore
+        + SealStore
         + ?Sized
 {
 }

@@ -27,6 +27,7 @@ mod fleet;
 mod operators;
 mod records;
 mod releases;
+mod sealing;
 mod sign_in;
 mod sites;
 mod tokens;
@@ -34,11 +35,13 @@ mod windows;
 
 use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{Client, Config, NoTls};
 
+use crate::seal::Sealer;
 use crate::store::error::StoreError;
 
 /// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
@@ -94,11 +97,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../../migrations/postgres/0012_consumer_paging.sql"),
     ),
+    (
+        15,
+        include_str!("../../../migrations/postgres/0015_sealed_records.sql"),
+    ),
 ];
 
 /// Central's store in a PostgreSQL schema.
 pub struct PostgresStore {
     pool: Pool,
+    /// The keys of sealing at rest in force (`crate::seal`); clear until `sealing::unlock`.
+    sealer: parking_lot::RwLock<Arc<Sealer>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -132,11 +141,17 @@ impl PostgresStore {
                 idle: Mutex::new(Vec::new()),
                 permits: Semaphore::new(max_connections.max(1)),
             },
+            sealer: parking_lot::RwLock::new(Arc::new(Sealer::clear())),
         };
         let mut conn = store.pool.get().await?;
         migrate(&mut conn, schema).await?;
         drop(conn);
         Ok(store)
+    }
+
+    /// The keys in force, for one call's reads and writes.
+    fn sealer(&self) -> Arc<Sealer> {
+        Arc::clone(&self.sealer.read())
     }
 
     /// The schema this store lives in.

@@ -30,6 +30,7 @@ mod fleet;
 mod operators;
 mod records;
 mod releases;
+mod sealing;
 mod sign_in;
 mod sites;
 mod tokens;
@@ -40,11 +41,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use skolebro_protocol::RecordHandle;
 
+use crate::seal::Sealer;
 use crate::store::columns::bytes32;
 use crate::store::error::StoreError;
 use crate::store::records::consumer_id;
@@ -99,6 +101,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../../migrations/sqlite/0012_consumer_paging.sql"),
     ),
+    (
+        15,
+        include_str!("../../../migrations/sqlite/0015_sealed_records.sql"),
+    ),
 ];
 
 /// The page cache of the connection, in KiB (see `configure`).
@@ -111,6 +117,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// The keys of sealing at rest in force (`crate::seal`); clear until `sealing::unlock`.
+    sealer: Arc<RwLock<Arc<Sealer>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -133,7 +141,13 @@ impl SqliteStore {
         .await?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            sealer: Arc::new(RwLock::new(Arc::new(Sealer::clear()))),
         })
+    }
+
+    /// The keys in force, for one call's reads and writes.
+    fn sealer(&self) -> Arc<Sealer> {
+        Arc::clone(&self.sealer.read())
     }
 
     /// Runs `work` with the connection on the blocking pool.
