@@ -415,7 +415,11 @@ impl Sealer {
         let mut sealed = Map::new();
         for (field, kept) in fields {
             match object.remove(*field) {
-                None | Some(Value::Null) => {}
+                None => {}
+                // Nothing to hide: stays as it was.
+                Some(Value::Null) => {
+                    object.insert((*field).to_owned(), Value::Null);
+                }
                 Some(value) => {
                     if let (Kept::Hash, Value::String(text)) = (kept, &value) {
                         object.insert((*field).to_owned(), Value::String(self.lookup(text)));

@@ -311,6 +311,35 @@ mod tests {
     }
 
     suite::store_suite!(open);
+    // The sealing cases unlock keys of their own, so they run on the plain fixture only.
+    suite::store_suite!(@each open;
+        a_records_key_rotation_interrupted_and_resumed_keeps_every_record_readable,
+        a_kek_rotation_rewraps_the_keys_and_the_old_kek_no_longer_opens_them,
+        clear_rows_from_before_sealing_read_and_are_sealed_by_the_reseal_job,
+    );
+
+    /// The whole suite again with sealing at rest unlocked (names too): every behaviour of
+    /// the store holds on sealed rows.
+    mod sealed {
+        use super::*;
+        use crate::seal::{Kek, SealScope};
+
+        async fn open_sealed() -> SqliteFixture {
+            let fixture = open().await;
+            let kek = Kek::generate().expect("a key");
+            crate::store::sealing::unlock(
+                fixture.store.as_ref(),
+                &kek,
+                SealScope::IdsAndNames,
+                crate::store::Timestamp(0),
+            )
+            .await
+            .expect("sealing unlocks");
+            fixture
+        }
+
+        suite::store_suite!(open_sealed);
+    }
 
     #[tokio::test]
     async fn reopening_a_database_keeps_its_records_and_migrates_nothing_twice() {
