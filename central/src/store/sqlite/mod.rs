@@ -201,6 +201,10 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     // fills the cache only as pages are used. A negative size is KiB.
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // Deleted and rewritten content is overwritten with zeros, not left in free space: when
+    // the reseal job seals a row stored in clear (or under an old key), the old bytes must
+    // not stay readable in the file (`crate::seal`).
+    conn.pragma_update(None, "secure_delete", true)?;
     Ok(())
 }
 

@@ -132,6 +132,11 @@ impl SealStore for SqliteStore {
                 }
             }
             tx.commit()?;
+            if last.is_none() {
+                // Done: the WAL still holds the pages as they were before resealing; copy
+                // them into the file (zeroed where `secure_delete` cleared them) and empty it.
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            }
             Ok(last)
         }))
     }
