@@ -516,14 +516,22 @@ fn central_refuses_to_start_with_another_kek_and_a_rotated_kek_takes_over() {
     let dir = tempfile::tempdir().unwrap();
     for kek in ["a.kek", "b.kek"] {
         let out = central(
-            &["keys", "new-kek", "--out", dir.path().join(kek).to_str().unwrap()],
+            &[
+                "keys",
+                "new-kek",
+                "--out",
+                dir.path().join(kek).to_str().unwrap(),
+            ],
             "",
         );
         assert!(out.status.success(), "{out:?}");
     }
     // The first start with a.kek makes the data keys, wrapped under it.
     let config = sealed_config(dir.path(), "a.kek");
-    let out = central(&["keys", "status", "--config", config.to_str().unwrap()], "");
+    let out = central(
+        &["keys", "status", "--config", config.to_str().unwrap()],
+        "",
+    );
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("records\tactive"));
 
@@ -550,9 +558,15 @@ fn central_refuses_to_start_with_another_kek_and_a_rotated_kek_takes_over() {
         "",
     );
     assert!(out.status.success(), "{out:?}");
-    let out = central(&["keys", "status", "--config", config.to_str().unwrap()], "");
+    let out = central(
+        &["keys", "status", "--config", config.to_str().unwrap()],
+        "",
+    );
     assert_eq!(out.status.code(), Some(CONFIG), "a.kek no longer opens it");
     let config = sealed_config(dir.path(), "b.kek");
-    let out = central(&["keys", "status", "--config", config.to_str().unwrap()], "");
+    let out = central(
+        &["keys", "status", "--config", config.to_str().unwrap()],
+        "",
+    );
     assert!(out.status.success(), "{out:?}");
 }
