@@ -91,7 +91,7 @@ fn encodings(value: &str) -> Vec<Vec<u8>> {
             let start = (shift * 4).div_ceil(3);
             let end = (padded.len() / 3) * 4;
             if end > start + 4 {
-                out.push(text[start..end].as_bytes().to_vec());
+                out.push(text.as_bytes()[start..end].to_vec());
             }
         }
     }
