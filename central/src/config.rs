@@ -60,6 +60,9 @@
 //! audit_days = 1825                # how long an audit line is kept
 //! [privacy.fylke."46"]             # optional, per county (fylkesnummer): either setting
 //! record_school_years = 3
+//! key_file = "records.kek"         # key-encryption key of sealing at rest (0600, 64 hex
+//!                                  # digits); or SKOLEBRO_CENTRAL_KEK; without: clear
+//! seal_names = true                # seal names, username, e-mail beside national ids
 //!
 //! [store]
 //! kind = "sqlite"                  # or "postgres"
@@ -86,8 +89,10 @@ use skolebro_provisioning::{CertificateAuthority, PkiError, TlsError};
 use crate::enroll::{EnrollSettings, DEFAULT_CERT_LIFETIME, DEFAULT_ENROLL_PER_IP_PER_MINUTE};
 use crate::oneroster::PublicUrl;
 use crate::release::ReleaseSettings;
+use crate::seal::{Kek, SealError, SealScope, KEK_ENV};
 use crate::server::{HttpLimits, ServerParts};
-use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
+use crate::store::prelude::*;
+use crate::store::{sealing, PostgresStore, SqliteStore, StoreError, Timestamp};
 
 /// Default device listener: loopback, so a fresh install exposes nothing until told to.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -150,11 +155,17 @@ pub enum ConfigError {
     /// The store could not be opened or migrated.
     #[error("store: {0}")]
     Store(StoreError),
+    /// The key-encryption key could not be read, or does not open the database's keys.
+    #[error("[privacy] key_file: {0}")]
+    Seal(#[from] SealError),
 }
 
 impl From<StoreError> for ConfigError {
     fn from(error: StoreError) -> ConfigError {
-        ConfigError::Store(error)
+        match error {
+            StoreError::Seal(error) => ConfigError::Seal(error),
+            error => ConfigError::Store(error),
+        }
     }
 }
 
@@ -316,6 +327,16 @@ pub struct PrivacyConfig {
     /// Per county (fylkesnummer, two digits), what differs from the settings above.
     #[serde(default)]
     pub fylke: BTreeMap<String, CountyRetentionConfig>,
+    /// The key-encryption key of sealing at rest (`crate::seal`): 64 hex digits in a file
+    /// only its owner may read. Without it (and without `SKOLEBRO_CENTRAL_KEK` in the
+    /// environment) records are stored in clear and central warns at start-up.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Whether names, username and e-mail are sealed beside national ids and birth dates.
+    /// On by default; off keeps them readable in the database for a county that needs
+    /// that, at less cost per record.
+    #[serde(default = "default_seal_names")]
+    pub seal_names: bool,
 }
 
 /// One county's `[privacy.fylke."NN"]` table: either period, the rest as `[privacy]` says.
@@ -334,8 +355,14 @@ impl Default for PrivacyConfig {
             departed_school_years: default_school_years(),
             audit_days: default_audit_days(),
             fylke: BTreeMap::new(),
+            key_file: None,
+            seal_names: default_seal_names(),
         }
     }
+}
+
+fn default_seal_names() -> bool {
+    true
 }
 
 impl PrivacyConfig {
@@ -344,6 +371,27 @@ impl PrivacyConfig {
     /// fylkesnummer.
     pub fn retention_policy(&self) -> Result<crate::retention::RetentionPolicy, ConfigError> {
         crate::retention::RetentionPolicy::from_config(self).map_err(ConfigError::Invalid)
+    }
+
+    /// The key-encryption key: from `key_file` if set, else from `SKOLEBRO_CENTRAL_KEK`;
+    /// `None` when neither is (records are then stored in clear).
+    pub fn kek(&self) -> Result<Option<Kek>, ConfigError> {
+        if let Some(path) = &self.key_file {
+            return Ok(Some(Kek::read_file(path)?));
+        }
+        match std::env::var(KEK_ENV) {
+            Ok(text) => Ok(Some(Kek::from_hex(&text)?)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Which fields sealing covers.
+    pub fn seal_scope(&self) -> SealScope {
+        if self.seal_names {
+            SealScope::IdsAndNames
+        } else {
+            SealScope::Ids
+        }
     }
 
     /// The access log's retention as a duration.
@@ -562,6 +610,7 @@ impl CentralConfig {
         config.release_key = config.release_key.map(|key| base.join(key));
         config.statement_key = config.statement_key.map(|key| base.join(key));
         config.releases_dir = base.join(&config.releases_dir);
+        config.privacy.key_file = config.privacy.key_file.map(|key| base.join(key));
         config.tls.cert = base.join(&config.tls.cert);
         config.tls.key = base.join(&config.tls.key);
         config.tls.device_ca = base.join(&config.tls.device_ca);
@@ -653,16 +702,45 @@ impl CentralConfig {
         })
     }
 
-    /// Opens (and migrates) the configured store.
+    /// Opens (and migrates) the configured store and unlocks sealing at rest with the
+    /// configured key-encryption key, refusing a key that does not open the database's
+    /// data keys. Rows stored in clear before sealing (schema 12 and older) are sealed
+    /// here, before anything is served, so that every lookup by keyed hash finds them.
     pub async fn open_store(&self) -> Result<Arc<dyn Store>, ConfigError> {
-        Ok(match &self.store {
+        // The key first: a missing or loose key file fails before the database is touched.
+        let kek = self.privacy.kek()?;
+        let store: Arc<dyn Store> = match &self.store {
             StoreConfig::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
             StoreConfig::Postgres {
                 url,
                 schema,
                 max_connections,
             } => Arc::new(PostgresStore::connect(url, schema, *max_connections).await?),
-        })
+        };
+        match kek {
+            Some(kek) => {
+                sealing::unlock(
+                    store.as_ref(),
+                    &kek,
+                    self.privacy.seal_scope(),
+                    Timestamp::now(),
+                )
+                .await?;
+                if store.has_clear_records().await? {
+                    tracing::info!("sealing the records stored in clear before sealing at rest");
+                    sealing::reseal(store.as_ref(), sealing::RESEAL_BATCH, None).await?;
+                }
+            }
+            None => {
+                if !store.seal_keys().await?.is_empty() {
+                    return Err(ConfigError::Seal(SealError::Locked));
+                }
+                tracing::warn!(
+                    "no [privacy] key_file or {KEK_ENV}: records are stored in clear at rest"
+                );
+            }
+        }
+        Ok(store)
     }
 
     /// Everything [`crate::server::serve`] needs, read and opened. The files are read before

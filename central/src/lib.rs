@@ -39,6 +39,7 @@ pub mod operator_auth;
 mod rate_limit;
 pub mod release;
 pub mod retention;
+pub mod seal;
 pub mod server;
 pub mod site_exit;
 pub mod sites;

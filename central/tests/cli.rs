@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::Read as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -874,4 +874,80 @@ async fn retention_run_purges_by_the_countys_policy_once_and_says_what_went() {
     let refused = central(&["retention", "run", "--config", bad.to_str().unwrap()], "");
     assert_eq!(refused.status.code(), Some(CONFIG));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("fylkesnummer"));
+}
+
+/// Writes the config of `write_config` with `[privacy] key_file = kek`, and the files
+/// `serve` reads before it opens the store.
+fn sealed_config(dir: &Path, kek: &str) -> PathBuf {
+    if !dir.join("pki").exists() {
+        let pki = DevPki::generate(Validity::from_now(Duration::from_secs(3600))).unwrap();
+        pki.write_to(&dir.join("pki")).unwrap();
+        std::fs::write(dir.join("sealing.key"), hex::encode([7u8; 32])).unwrap();
+    }
+    write_config(dir, free_port(), free_port());
+    let path = dir.join("central.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!("[privacy]\nkey_file = \"{kek}\"\n"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn central_refuses_to_start_with_another_kek_and_a_rotated_kek_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    for kek in ["a.kek", "b.kek"] {
+        let out = central(
+            &[
+                "keys",
+                "new-kek",
+                "--out",
+                dir.path().join(kek).to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    // The first start with a.kek makes the data keys, wrapped under it.
+    let config = sealed_config(dir.path(), "a.kek");
+    let out = central(
+        &["keys", "status", "--config", config.to_str().unwrap()],
+        "",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("records\tactive"));
+
+    let config = sealed_config(dir.path(), "b.kek");
+    let out = central(&["serve", "--config", config.to_str().unwrap()], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(CONFIG), "{stderr}");
+    assert!(
+        stderr.contains("does not open this database's data keys"),
+        "{stderr}"
+    );
+
+    let config = sealed_config(dir.path(), "a.kek");
+    let new = dir.path().join("b.kek");
+    let out = central(
+        &[
+            "keys",
+            "rotate-kek",
+            "--config",
+            config.to_str().unwrap(),
+            "--new-key-file",
+            new.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = central(
+        &["keys", "status", "--config", config.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(CONFIG), "a.kek no longer opens it");
+    let config = sealed_config(dir.path(), "b.kek");
+    let out = central(
+        &["keys", "status", "--config", config.to_str().unwrap()],
+        "",
+    );
+    assert!(out.status.success(), "{out:?}");
 }

@@ -79,11 +79,14 @@ impl KeyFolder {
     pub const STATEMENT_KEY: &'static str = "statement.key";
     /// The statement key's public half, hex; central hands it to devices at enrollment.
     pub const STATEMENT_PUB: &'static str = "statement.pub";
+    /// Central's key-encryption key for sealing records at rest (`[privacy] key_file`), hex;
+    /// it stays in this folder, never in the database or its backups.
+    pub const RECORDS_KEK: &'static str = "records.kek";
     /// A configuration for `skolebro-central serve` using the files above.
     pub const CENTRAL_CONFIG: &'static str = "central.toml";
 
     /// Every file `init` writes; it refuses to start if any of them exists.
-    pub const FILES: [&'static str; 15] = [
+    pub const FILES: [&'static str; 16] = [
         Self::DEVICE_CA_CERT,
         Self::DEVICE_CA_KEY,
         Self::CENTRAL_CA_CERT,
@@ -98,6 +101,7 @@ impl KeyFolder {
         Self::RELEASE_PUB,
         Self::STATEMENT_KEY,
         Self::STATEMENT_PUB,
+        Self::RECORDS_KEK,
         Self::CENTRAL_CONFIG,
     ];
 
@@ -150,6 +154,8 @@ impl KeyFolder {
         let release = ReleaseSigningKey::generate().map_err(|_| ProvisionError::Randomness)?;
         // Online like the TLS key, so it can only state the time and what is current.
         let statement = StatementSigningKey::generate().map_err(|_| ProvisionError::Randomness)?;
+        let mut records_kek = [0u8; 32];
+        getrandom::fill(&mut records_kek).map_err(|_| ProvisionError::Randomness)?;
 
         DirBuilder::new()
             .recursive(true)
@@ -173,6 +179,7 @@ impl KeyFolder {
             &folder.path(Self::STATEMENT_KEY),
             &hex_line(&statement.to_bytes()),
         )?;
+        pki::write_private_key(&folder.path(Self::RECORDS_KEK), &hex_line(&records_kek))?;
         let device_ca_fp =
             pki::write_certificate(&folder.path(Self::DEVICE_CA_CERT), device_ca.cert_pem())?;
         let central_ca_fp =
@@ -350,6 +357,11 @@ fn central_config() -> String {
          device_ca = \"{device_ca}\"\n\
          device_ca_key = \"{device_ca_key}\"\n\
          \n\
+         # Seals national ids, names and e-mail in the database; keep a copy of this key\n\
+         # apart from the database's backups: without it they cannot be read.\n\
+         [privacy]\n\
+         key_file = \"{records_kek}\"\n\
+         \n\
          # Outside this folder, which is kept offline but for the keys central needs.\n\
          [store]\n\
          kind = \"sqlite\"\n\
@@ -364,6 +376,7 @@ fn central_config() -> String {
         key = KeyFolder::SERVER_KEY,
         device_ca = KeyFolder::DEVICE_CA_CERT,
         device_ca_key = KeyFolder::DEVICE_CA_KEY,
+        records_kek = KeyFolder::RECORDS_KEK,
     )
 }
 
@@ -416,7 +429,10 @@ mod tests {
         for file in KeyFolder::FILES {
             assert!(folder.path(file).is_file(), "{file} is missing");
         }
-        for file in KeyFolder::FILES.iter().filter(|f| f.ends_with(".key")) {
+        for file in KeyFolder::FILES
+            .iter()
+            .filter(|f| f.ends_with(".key") || f.ends_with(".kek"))
+        {
             assert_eq!(mode(&folder.path(file)), 0o600, "{file}");
         }
         for file in ["stick.pub", "sealing.pub", "release.pub", "central-ca.pem"] {

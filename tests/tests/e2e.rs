@@ -96,6 +96,10 @@ impl Site {
         write_private_key(&d.join("site.secret"), &hex::encode(secret)).unwrap();
         let sealing_key = SealingPrivateKey::generate().expect("sealing key");
         write_private_key(&d.join("sealing.key"), &hex::encode(sealing_key.to_bytes())).unwrap();
+        // Central seals records at rest under this key-encryption key, as provisioned.
+        let mut records_kek = [0u8; 32];
+        getrandom::fill(&mut records_kek).expect("randomness");
+        write_private_key(&d.join("records.kek"), &hex::encode(records_kek)).unwrap();
 
         let (device_port, admin_port) = two_free_ports();
         std::fs::write(
@@ -109,6 +113,9 @@ sealing_key = "sealing.key"
 cert = "{cert}"
 key = "{key}"
 device_ca = "{device_ca}"
+
+[privacy]
+key_file = "records.kek"
 
 [store]
 kind = "sqlite"

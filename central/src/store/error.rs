@@ -108,6 +108,10 @@ pub enum StoreError {
     /// Stored data does not decode (a record's JSON, a key, an entity name).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Sealing or opening a record failed, or the key-encryption key does not open the
+    /// database's data keys (`crate::seal`).
+    #[error("sealed at rest: {0}")]
+    Seal(#[from] crate::seal::SealError),
     /// No enrollment token has this hash (or, for a revoke, this id).
     #[error("unknown enrollment token")]
     TokenUnknown,

@@ -19,8 +19,8 @@
 //! releases (`releases`), transfer windows (`windows`), the last heartbeats and command
 //! queue of the fleet (`fleet`), the sign-in lock (`sign_in`), the schools each site is
 //! registered with (`sites`), the consumer access log (`access_log`), retention's and a
-//! site's exit's deletes (`retention`) and the operator API's clients (`operator_tokens`).
-//! Two backends
+//! site's exit's deletes (`retention`), the operator API's clients (`operator_tokens`) and
+//! the data keys of sealing at rest (`sealing`). Two backends
 //! implement them all:
 //! [`SqliteStore`], the embedded default, and [`PostgresStore`], the production store, each
 //! split into files named like the areas, so a method's two versions sit in same-named files.
@@ -45,6 +45,7 @@ pub mod postgres;
 mod records;
 mod releases;
 mod retention;
+pub mod sealing;
 mod sign_in;
 mod sites;
 pub mod sqlite;
@@ -74,6 +75,7 @@ pub use releases::{
     UpdateCounts, UpdateEvent, UpdateState,
 };
 pub use retention::{ForgottenSite, RetentionRun, RetentionStore, RetentionTotals};
+pub use sealing::SealStore;
 pub use sign_in::{SignInAllowance, SignInStore};
 pub use sites::SiteStore;
 pub use sqlite::SqliteStore;
@@ -86,8 +88,8 @@ pub use windows::{NewWindow, TransferWindow, WindowState, WindowStore};
 pub mod prelude {
     pub use super::{
         AccessLogStore, ConsumerStore, DeviceStore, FleetStore, OperatorStore, OperatorTokenStore,
-        RecordStore, ReleaseStore, RetentionStore, SignInStore, SiteStore, Store, TokenStore,
-        WindowStore,
+        RecordStore, ReleaseStore, RetentionStore, SealStore, SignInStore, SiteStore, Store,
+        TokenStore, WindowStore,
     };
 }
 
@@ -101,8 +103,13 @@ pub trait Store
 where
     Self: DeviceStore + TokenStore + RecordStore + ConsumerStore,
     Self: OperatorStore + ReleaseStore + WindowStore,
-    Self:
-        FleetStore + SignInStore + SiteStore + AccessLogStore + RetentionStore + OperatorTokenStore,
+    Self: FleetStore
+        + SignInStore
+        + SiteStore
+        + AccessLogStore
+        + RetentionStore
+        + OperatorTokenStore
+        + SealStore,
 {
 }
 
@@ -120,6 +127,7 @@ impl<T> Store for T where
         + AccessLogStore
         + RetentionStore
         + OperatorTokenStore
+        + SealStore
         + ?Sized
 {
 }

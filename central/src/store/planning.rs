@@ -14,6 +14,7 @@ use skolebro_protocol::{Digest, Entity, EntityDelta, Payload, Record, RecordHand
 use super::columns::entity_name;
 use super::error::StoreError;
 use super::records::Changes;
+use crate::seal::Sealer;
 
 /// One version to insert: a record with its handle, digest and JSON encoding.
 #[derive(Debug)]
@@ -23,7 +24,10 @@ pub(crate) struct Row {
     /// The protocol's canonical digest of the record: equal digests mean equal content, which
     /// a JSON comparison cannot promise (key order and spacing are not part of the content).
     pub digest: Digest,
+    /// The stored JSON: sealed by the store's [`Sealer`] when it holds keys.
     pub json: String,
+    /// The records key `json` is sealed under; `None` for a clear row.
+    pub key_id: Option<u32>,
 }
 
 /// A payload checked and encoded, before any database is touched, so the write lock is held
@@ -72,15 +76,19 @@ impl Prepared {
 /// payload order, so which error a bad delta gets does not depend on the thread count. A
 /// snapshot's rows come out sorted by [`row_order`], the order of the records' index, so the
 /// backends insert them in index order and duplicates sit next to each other.
-pub(crate) fn prepare(payload: &Payload, secret: &SiteSecret) -> Result<Prepared, StoreError> {
+pub(crate) fn prepare(
+    payload: &Payload,
+    secret: &SiteSecret,
+    sealer: &Sealer,
+) -> Result<Prepared, StoreError> {
     match payload {
         Payload::Delta(delta) => {
             let mut seen = HashSet::new();
             let mut upserts = Vec::new();
-            delta_rows(&delta.schools, secret, &mut seen, &mut upserts)?;
-            delta_rows(&delta.students, secret, &mut seen, &mut upserts)?;
-            delta_rows(&delta.groups, secret, &mut seen, &mut upserts)?;
-            delta_rows(&delta.enrollments, secret, &mut seen, &mut upserts)?;
+            delta_rows(&delta.schools, secret, sealer, &mut seen, &mut upserts)?;
+            delta_rows(&delta.students, secret, sealer, &mut seen, &mut upserts)?;
+            delta_rows(&delta.groups, secret, sealer, &mut seen, &mut upserts)?;
+            delta_rows(&delta.enrollments, secret, sealer, &mut seen, &mut upserts)?;
             let mut deletes = Vec::new();
             for entity in Entity::ALL {
                 for handle in delta.deletes(entity) {
@@ -102,10 +110,10 @@ pub(crate) fn prepare(payload: &Payload, secret: &SiteSecret) -> Result<Prepared
                     .map(|entity| roster.count(entity))
                     .sum(),
             );
-            snapshot_rows(&roster.schools, secret, &mut rows)?;
-            snapshot_rows(&roster.students, secret, &mut rows)?;
-            snapshot_rows(&roster.groups, secret, &mut rows)?;
-            snapshot_rows(&roster.enrollments, secret, &mut rows)?;
+            snapshot_rows(&roster.schools, secret, sealer, &mut rows)?;
+            snapshot_rows(&roster.students, secret, sealer, &mut rows)?;
+            snapshot_rows(&roster.groups, secret, sealer, &mut rows)?;
+            snapshot_rows(&roster.enrollments, secret, sealer, &mut rows)?;
             rows.sort_unstable_by(row_order);
             if let Some(pair) = rows
                 .windows(2)
@@ -173,27 +181,31 @@ fn claim(
     }
 }
 
-fn row<R: Record>(record: &R, handle: RecordHandle) -> Result<Row, StoreError> {
-    let json = serde_json::to_string(record)
+fn row<R: Record>(record: &R, handle: RecordHandle, sealer: &Sealer) -> Result<Row, StoreError> {
+    let value = serde_json::to_value(record)
         .map_err(|error| StoreError::Corrupt(format!("record does not encode: {error}")))?;
+    // The digest is over the clear record: the protocol's, as the agent computed it.
+    let (json, key_id) = sealer.seal_record(R::ENTITY, value)?;
     Ok(Row {
         entity: R::ENTITY,
         handle,
         digest: Digest::of(record),
         json,
+        key_id,
     })
 }
 
 fn delta_rows<R: Record + Sync>(
     delta: &EntityDelta<R>,
     secret: &SiteSecret,
+    sealer: &Sealer,
     seen: &mut HashSet<(Entity, RecordHandle)>,
     out: &mut Vec<Row>,
 ) -> Result<(), StoreError> {
     // Encoded in parallel with the handle each record should carry; checked in order.
     let encoded = par_map(&delta.upserts, |(handle, record)| {
         let expected = secret.handle(R::ENTITY, record.key());
-        (expected == *handle).then(|| row(record, *handle))
+        (expected == *handle).then(|| row(record, *handle, sealer))
     });
     for ((handle, _), encoded) in delta.upserts.iter().zip(encoded) {
         let Some(encoded) = encoded else {
@@ -211,10 +223,11 @@ fn delta_rows<R: Record + Sync>(
 fn snapshot_rows<R: Record + Sync>(
     records: &[R],
     secret: &SiteSecret,
+    sealer: &Sealer,
     out: &mut Vec<Row>,
 ) -> Result<(), StoreError> {
     for encoded in par_map(records, |record| {
-        row(record, secret.handle(R::ENTITY, record.key()))
+        row(record, secret.handle(R::ENTITY, record.key()), sealer)
     }) {
         out.push(encoded?);
     }

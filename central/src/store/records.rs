@@ -16,6 +16,7 @@ use skolebro_protocol::{
 use super::columns::{entity_from_name, seq_from_db, seq_to_db, stored_device, DbRow};
 use super::error::{StoreError, StoreFuture};
 use super::timestamp::Timestamp;
+use crate::seal::Sealer;
 
 /// One applied batch of a site, as the site's page lists its transfers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,13 +251,10 @@ pub(crate) fn bytes_to_db(bytes: u64) -> i64 {
 }
 
 /// Decodes a stored school record, for [`RecordStore::current_schools`].
+/// Schools hold no personal data and are never sealed.
 pub(crate) fn decode_school(json: &str) -> Result<School, StoreError> {
-    match decode(Entity::School, json)? {
-        AnyRecord::School(school) => Ok(school),
-        _ => Err(StoreError::Corrupt(
-            "a school row holds another record".to_owned(),
-        )),
-    }
+    serde_json::from_str(json)
+        .map_err(|error| StoreError::Corrupt(format!("stored school does not decode: {error}")))
 }
 
 /// The device row as `apply` reads it inside its transaction.
@@ -314,11 +312,12 @@ pub(crate) fn check_batch(
 
 /// Adds a stored record to a roster being read.
 pub(crate) fn push_record(
+    sealer: &Sealer,
     roster: &mut Roster,
     entity: Entity,
     json: &str,
 ) -> Result<(), StoreError> {
-    match decode(entity, json)? {
+    match decode(sealer, entity, json)? {
         AnyRecord::School(record) => roster.schools.push(record),
         AnyRecord::Student(record) => roster.students.push(record),
         AnyRecord::Group(record) => roster.groups.push(record),
@@ -327,17 +326,26 @@ pub(crate) fn push_record(
     Ok(())
 }
 
-/// Decodes a stored record's JSON as the kind its row says it is.
-pub(crate) fn decode(entity: Entity, json: &str) -> Result<AnyRecord, StoreError> {
+/// Decodes a stored record's JSON as the kind its row says it is, opening its sealed fields
+/// (a row written before sealing reads as it is).
+pub(crate) fn decode(sealer: &Sealer, entity: Entity, json: &str) -> Result<AnyRecord, StoreError> {
     fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
         serde_json::from_str(json)
             .map_err(|error| StoreError::Corrupt(format!("stored record does not decode: {error}")))
     }
+    fn parse_value<T: serde::de::DeserializeOwned>(
+        value: serde_json::Value,
+    ) -> Result<T, StoreError> {
+        serde_json::from_value(value)
+            .map_err(|error| StoreError::Corrupt(format!("stored record does not decode: {error}")))
+    }
     Ok(match entity {
         Entity::School => AnyRecord::School(parse(json)?),
-        Entity::Student => AnyRecord::Student(parse(json)?),
         Entity::Group => AnyRecord::Group(parse(json)?),
-        Entity::Enrollment => AnyRecord::Enrollment(parse(json)?),
+        Entity::Student => AnyRecord::Student(parse_value(sealer.open_record(entity, json)?)?),
+        Entity::Enrollment => {
+            AnyRecord::Enrollment(parse_value(sealer.open_record(entity, json)?)?)
+        }
     })
 }
 

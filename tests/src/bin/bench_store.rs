@@ -5,7 +5,8 @@
 //! `sourcedId` order, read as the consumer API's paged path reads it), beside what the
 //! in-memory path read for every page before (every current student, enrollment and school
 //! of the site). The roster comes from the synthetic generator through the agent's own
-//! reader, so the records are what an agent would send.
+//! reader, so the records are what an agent would send. Each is measured twice: records in
+//! clear, then sealed at rest (national ids, names and e-mail; `central::seal`).
 
 use std::io::BufWriter;
 use std::path::Path;
@@ -15,8 +16,9 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::SinkExt;
+use skolebro_central::seal::{Kek, SealScope};
 use skolebro_central::store::{
-    AnyRecord, ConsumerPage, IncomingBatch, PostgresStore, SqliteStore, Store, Timestamp,
+    sealing, AnyRecord, ConsumerPage, IncomingBatch, PostgresStore, SqliteStore, Store, Timestamp,
 };
 use skolebro_protocol::envelope::{ChainHead, DeviceId, DeviceSigningKey, Payload, Seq, SiteId};
 use skolebro_protocol::Entity;
@@ -56,30 +58,64 @@ async fn main() -> anyhow::Result<()> {
         roster.students.len()
     );
 
-    let sqlite = SqliteStore::open(dir.path().join("central.db")).await?;
-    let took = apply(&sqlite, &roster).await?;
-    report("SQLite store apply", records, took);
-    pages(&sqlite, "SQLite", args.runs).await?;
+    let mut applies = Vec::new();
+    for sealed in [false, true] {
+        // Sealing at rest on: national ids, names and e-mail sealed under a fresh key.
+        let label = if sealed { "sealed" } else { "clear" };
+        let kek = if sealed { Some(Kek::generate()?) } else { None };
+        let db = dir.path().join(format!("central-{label}.db"));
+        let sqlite = SqliteStore::open(&db).await?;
+        unlock(&sqlite, kek.as_ref()).await?;
+        let took = apply(&sqlite, &roster).await?;
+        report(&format!("SQLite store apply, {label}"), records, took);
+        pages(&sqlite, &format!("SQLite {label}"), args.runs).await?;
+        applies.push(("SQLite", sealed, took));
 
-    let schema = format!("skolebro_bench_{}", hex::encode(random::<4>()?));
-    let postgres = PostgresStore::connect(&args.postgres, &schema, 4)
-        .await
-        .context("PostgreSQL (is it running on 127.0.0.1:5432?)")?;
-    let result = async {
-        let took = apply(&postgres, &roster).await?;
-        report("PostgreSQL store apply", records, took);
-        pages(&postgres, "PostgreSQL", args.runs).await?;
-        let copy = copy(&args.postgres, &schema, &roster).await?;
-        report("PostgreSQL COPY of the rows", records, copy);
-        println!(
-            "PostgreSQL apply / COPY: {:.2}x",
-            took.as_secs_f64() / copy.as_secs_f64()
-        );
-        anyhow::Ok(())
+        let schema = format!("skolebro_bench_{}", hex::encode(random::<4>()?));
+        let postgres = PostgresStore::connect(&args.postgres, &schema, 4)
+            .await
+            .context("PostgreSQL (is it running on 127.0.0.1:5432?)")?;
+        let result = async {
+            unlock(&postgres, kek.as_ref()).await?;
+            let took = apply(&postgres, &roster).await?;
+            report(&format!("PostgreSQL store apply, {label}"), records, took);
+            pages(&postgres, &format!("PostgreSQL {label}"), args.runs).await?;
+            applies.push(("PostgreSQL", sealed, took));
+            if !sealed {
+                let copy = copy(&args.postgres, &schema, &roster).await?;
+                report("PostgreSQL COPY of the rows", records, copy);
+                println!(
+                    "PostgreSQL apply / COPY: {:.2}x",
+                    took.as_secs_f64() / copy.as_secs_f64()
+                );
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        drop_postgres_schema(&args.postgres, &schema).await?;
+        result?;
     }
-    .await;
-    drop_postgres_schema(&args.postgres, &schema).await?;
-    result
+    for store in ["SQLite", "PostgreSQL"] {
+        let time = |sealed| {
+            applies
+                .iter()
+                .find(|(name, on, _)| *name == store && *on == sealed)
+                .map(|(_, _, took)| took.as_secs_f64())
+        };
+        if let (Some(clear), Some(sealed)) = (time(false), time(true)) {
+            println!("{store} apply sealed / clear: {:.2}x", sealed / clear);
+        }
+    }
+    Ok(())
+}
+
+/// Puts sealing at rest in force on `store` when a key is given (the names too, the
+/// costlier setting); leaves it clear otherwise.
+async fn unlock(store: &dyn Store, kek: Option<&Kek>) -> anyhow::Result<()> {
+    if let Some(kek) = kek {
+        sealing::unlock(store, kek, SealScope::IdsAndNames, Timestamp::now()).await?;
+    }
+    Ok(())
 }
 
 /// Times one page of `users` (`limit=100`, offset 50,000, by `sourcedId`) as the consumer

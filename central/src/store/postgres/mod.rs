@@ -29,6 +29,7 @@ mod operators;
 mod records;
 mod releases;
 mod retention;
+mod sealing;
 mod sign_in;
 mod sites;
 mod tokens;
@@ -36,11 +37,13 @@ mod windows;
 
 use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{Client, Config, NoTls};
 
+use crate::seal::Sealer;
 use crate::store::error::StoreError;
 
 /// The schema, in order. Each migration runs once, in its own transaction, and is recorded in
@@ -101,6 +104,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/postgres/0013_operator_tokens.sql"),
     ),
     (
+        15,
+        include_str!("../../../migrations/postgres/0015_sealed_records.sql"),
+    ),
+    (
         16,
         include_str!("../../../migrations/postgres/0016_retention.sql"),
     ),
@@ -109,6 +116,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// Central's store in a PostgreSQL schema.
 pub struct PostgresStore {
     pool: Pool,
+    /// The keys of sealing at rest in force (`crate::seal`); clear until `sealing::unlock`.
+    sealer: parking_lot::RwLock<Arc<Sealer>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -142,11 +151,17 @@ impl PostgresStore {
                 idle: Mutex::new(Vec::new()),
                 permits: Semaphore::new(max_connections.max(1)),
             },
+            sealer: parking_lot::RwLock::new(Arc::new(Sealer::clear())),
         };
         let mut conn = store.pool.get().await?;
         migrate(&mut conn, schema).await?;
         drop(conn);
         Ok(store)
+    }
+
+    /// The keys in force, for one call's reads and writes.
+    fn sealer(&self) -> Arc<Sealer> {
+        Arc::clone(&self.sealer.read())
     }
 
     /// The schema this store lives in.
@@ -357,6 +372,35 @@ mod tests {
     }
 
     suite::store_suite!(open);
+    // The sealing cases unlock keys of their own, so they run on the plain fixture only.
+    suite::store_suite!(@each open;
+        a_records_key_rotation_interrupted_and_resumed_keeps_every_record_readable,
+        a_kek_rotation_rewraps_the_keys_and_the_old_kek_no_longer_opens_them,
+        clear_rows_from_before_sealing_read_and_are_sealed_by_the_reseal_job,
+    );
+
+    /// The whole suite again with sealing at rest unlocked (names too): every behaviour of
+    /// the store holds on sealed rows.
+    mod sealed {
+        use super::*;
+        use crate::seal::{Kek, SealScope};
+
+        async fn open_sealed() -> PostgresFixture {
+            let fixture = open().await;
+            let kek = Kek::generate().expect("a key");
+            crate::store::sealing::unlock(
+                fixture.store.as_ref(),
+                &kek,
+                SealScope::IdsAndNames,
+                crate::store::Timestamp(0),
+            )
+            .await
+            .expect("sealing unlocks");
+            fixture
+        }
+
+        suite::store_suite!(open_sealed);
+    }
 
     #[test]
     fn only_plain_schema_names_are_accepted() {

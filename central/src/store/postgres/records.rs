@@ -12,6 +12,7 @@ use tokio_postgres::GenericClient;
 
 use super::devices::{read_device, read_secret};
 use super::PostgresStore;
+use crate::seal::Sealer;
 use crate::store::columns::{
     bytes32, entity_from_name, entity_name, optional_handle, seq_to_db, stored_site,
 };
@@ -39,7 +40,7 @@ const CHUNK: usize = 5_000;
 /// `record` is a `json` column written as `TEXT`: the binary format of `json` is its text
 /// (`json_recv` reads the bytes as text and validates them), so the JSON goes over the wire
 /// as it is, without a text-COPY escape pass.
-const COPY_TYPES: [Type; 11] = [
+const COPY_TYPES: [Type; 12] = [
     Type::TEXT,  // site
     Type::TEXT,  // entity
     Type::BYTEA, // handle
@@ -51,6 +52,7 @@ const COPY_TYPES: [Type; 11] = [
     Type::INT8,  // transaction_time
     Type::BYTEA, // identity
     Type::BYTEA, // consumer_id
+    Type::INT4,  // key_id
 ];
 
 impl PostgresStore {
@@ -67,9 +69,10 @@ impl PostgresStore {
             .ok_or_else(|| StoreError::NoSiteSecret(batch.site.clone()))?;
 
         // Check handles and encode records off the async workers.
-        let (batch, secret, prepared) = tokio::task::spawn_blocking(move || {
-            let prepared = prepare(&batch.payload, &secret)?;
-            Ok::<_, StoreError>((batch, secret, prepared))
+        let sealer = self.sealer();
+        let (batch, secret, sealer, prepared) = tokio::task::spawn_blocking(move || {
+            let prepared = prepare(&batch.payload, &secret, &sealer)?;
+            Ok::<_, StoreError>((batch, secret, sealer, prepared))
         })
         .await
         .map_err(|error| StoreError::Worker(error.to_string()))??;
@@ -80,7 +83,7 @@ impl PostgresStore {
             Some(stored) if stored == secret => prepared,
             // Set anew since the first look (possible only while the site has no records):
             // handles must be checked against the secret in force.
-            Some(stored) => prepare(&batch.payload, &stored)?,
+            Some(stored) => prepare(&batch.payload, &stored, &sealer)?,
             None => return Err(StoreError::NoSiteSecret(batch.site.clone())),
         };
         let state = read_device(&tx, &batch.device, true).await?;
@@ -121,7 +124,7 @@ impl PostgresStore {
             let sink = tx
                 .copy_in(
                     "COPY records (site, entity, handle, digest, record, valid_from, valid_to, \
-                     is_current, transaction_time, identity, consumer_id) \
+                     is_current, transaction_time, identity, consumer_id, key_id) \
                      FROM STDIN (FORMAT binary)",
                 )
                 .await?;
@@ -131,6 +134,11 @@ impl PostgresStore {
             for Insert { row, identity } in &plan.insert {
                 let consumer = consumer_id(identity.as_ref().unwrap_or(&row.handle));
                 let identity = identity.as_ref().map(|identity| &identity.as_bytes()[..]);
+                let key_id = row
+                    .key_id
+                    .map(i32::try_from)
+                    .transpose()
+                    .map_err(|_| StoreError::Corrupt("key id out of range".to_owned()))?;
                 writer
                     .as_mut()
                     .write(&[
@@ -145,6 +153,7 @@ impl PostgresStore {
                         &at,
                         &identity,
                         &&consumer[..],
+                        &key_id,
                     ])
                     .await?;
             }
@@ -191,10 +200,11 @@ impl PostgresStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Roster, StoreError> {
         let conn = self.pool.get().await?;
+        let sealer = self.sealer();
         let mut roster = Roster::default();
         for row in conn.query(sql, params).await? {
             let entity = entity_from_name(row.try_get(0)?)?;
-            push_record(&mut roster, entity, row.try_get(1)?)?;
+            push_record(&sealer, &mut roster, entity, row.try_get(1)?)?;
         }
         sort_roster(&mut roster);
         Ok(roster)
@@ -283,13 +293,14 @@ async fn read_renamed<C: GenericClient + Sync>(
 /// A current record from the columns handle, record (as text), `valid_from` and identity,
 /// starting at column `from`.
 fn current_record(
+    sealer: &Sealer,
     row: &tokio_postgres::Row,
     from: usize,
     entity: Entity,
 ) -> Result<CurrentRecord, StoreError> {
     Ok(CurrentRecord {
         handle: RecordHandle::from_bytes(bytes32(row.try_get(from)?, "handle")?),
-        record: decode(entity, row.try_get(from + 1)?)?,
+        record: decode(sealer, entity, row.try_get(from + 1)?)?,
         modified: Timestamp(row.try_get(from + 2)?),
         identity: RecordHandle::from_bytes(bytes32(row.try_get(from + 3)?, "identity")?),
     })
@@ -349,6 +360,7 @@ impl RecordStore for PostgresStore {
         handle: &'a RecordHandle,
     ) -> StoreFuture<'a, Vec<Version>> {
         Box::pin(async move {
+            let sealer = self.sealer();
             let conn = self.pool.get().await?;
             let rows = conn
                 .query(
@@ -371,7 +383,7 @@ impl RecordStore for PostgresStore {
             rows.iter()
                 .map(|row| {
                     Ok(Version {
-                        record: decode(entity, row.try_get(0)?)?,
+                        record: decode(&sealer, entity, row.try_get(0)?)?,
                         valid_from: Timestamp(row.try_get(1)?),
                         valid_to: row.try_get::<_, Option<i64>>(2)?.map(Timestamp),
                         is_current: row.try_get(3)?,
@@ -389,6 +401,7 @@ impl RecordStore for PostgresStore {
         entity: Entity,
     ) -> StoreFuture<'a, Vec<CurrentRecord>> {
         Box::pin(async move {
+            let sealer = self.sealer();
             let conn = self.pool.get().await?;
             let rows = conn
                 .query(
@@ -399,13 +412,14 @@ impl RecordStore for PostgresStore {
                 )
                 .await?;
             rows.iter()
-                .map(|row| current_record(row, 0, entity))
+                .map(|row| current_record(&sealer, row, 0, entity))
                 .collect()
         })
     }
 
     fn consumer_page<'a>(&'a self, page: &'a ConsumerPage) -> StoreFuture<'a, PagedRecords> {
         Box::pin(async move {
+            let sealer = self.sealer();
             let conn = self.pool.get().await?;
             let (select, count) = consumer_page_sql(page, Dialect::Postgres);
             let entity = entity_name(page.entity);
@@ -429,7 +443,7 @@ impl RecordStore for PostgresStore {
                 .iter()
                 .map(|row| {
                     let site = stored_site(row.try_get(0)?)?;
-                    Ok((site, current_record(row, 1, page.entity)?))
+                    Ok((site, current_record(&sealer, row, 1, page.entity)?))
                 })
                 .collect::<Result<_, StoreError>>()?;
             Ok(PagedRecords {
@@ -445,8 +459,10 @@ impl RecordStore for PostgresStore {
         students: &'a [CompactString],
     ) -> StoreFuture<'a, Vec<CurrentRecord>> {
         Box::pin(async move {
+            let sealer = self.sealer();
             let conn = self.pool.get().await?;
-            let students: Vec<&str> = students.iter().map(|key| key.as_str()).collect();
+            // Enrollments name their student by the keyed hash of its key when sealed.
+            let students: Vec<String> = students.iter().map(|key| sealer.lookup(key)).collect();
             let rows = conn
                 .query(
                     &enrollments_of_sql(Dialect::Postgres),
@@ -454,7 +470,7 @@ impl RecordStore for PostgresStore {
                 )
                 .await?;
             rows.iter()
-                .map(|row| current_record(row, 0, Entity::Enrollment))
+                .map(|row| current_record(&sealer, row, 0, Entity::Enrollment))
                 .collect()
         })
     }

@@ -32,6 +32,7 @@ mod operators;
 mod records;
 mod releases;
 mod retention;
+mod sealing;
 mod sign_in;
 mod sites;
 mod tokens;
@@ -42,11 +43,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use skolebro_protocol::RecordHandle;
 
+use crate::seal::Sealer;
 use crate::store::columns::bytes32;
 use crate::store::error::StoreError;
 use crate::store::records::consumer_id;
@@ -106,6 +108,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/sqlite/0013_operator_tokens.sql"),
     ),
     (
+        15,
+        include_str!("../../../migrations/sqlite/0015_sealed_records.sql"),
+    ),
+    (
         16,
         include_str!("../../../migrations/sqlite/0016_retention.sql"),
     ),
@@ -121,6 +127,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// The keys of sealing at rest in force (`crate::seal`); clear until `sealing::unlock`.
+    sealer: Arc<RwLock<Arc<Sealer>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -143,7 +151,13 @@ impl SqliteStore {
         .await?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            sealer: Arc::new(RwLock::new(Arc::new(Sealer::clear()))),
         })
+    }
+
+    /// The keys in force, for one call's reads and writes.
+    fn sealer(&self) -> Arc<Sealer> {
+        Arc::clone(&self.sealer.read())
     }
 
     /// Runs `work` with the connection on the blocking pool.
@@ -197,6 +211,10 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     // fills the cache only as pages are used. A negative size is KiB.
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // Deleted and rewritten content is overwritten with zeros, not left in free space: when
+    // the reseal job seals a row stored in clear (or under an old key), the old bytes must
+    // not stay readable in the file (`crate::seal`).
+    conn.pragma_update(None, "secure_delete", true)?;
     Ok(())
 }
 
@@ -307,6 +325,35 @@ mod tests {
     }
 
     suite::store_suite!(open);
+    // The sealing cases unlock keys of their own, so they run on the plain fixture only.
+    suite::store_suite!(@each open;
+        a_records_key_rotation_interrupted_and_resumed_keeps_every_record_readable,
+        a_kek_rotation_rewraps_the_keys_and_the_old_kek_no_longer_opens_them,
+        clear_rows_from_before_sealing_read_and_are_sealed_by_the_reseal_job,
+    );
+
+    /// The whole suite again with sealing at rest unlocked (names too): every behaviour of
+    /// the store holds on sealed rows.
+    mod sealed {
+        use super::*;
+        use crate::seal::{Kek, SealScope};
+
+        async fn open_sealed() -> SqliteFixture {
+            let fixture = open().await;
+            let kek = Kek::generate().expect("a key");
+            crate::store::sealing::unlock(
+                fixture.store.as_ref(),
+                &kek,
+                SealScope::IdsAndNames,
+                crate::store::Timestamp(0),
+            )
+            .await
+            .expect("sealing unlocks");
+            fixture
+        }
+
+        suite::store_suite!(open_sealed);
+    }
 
     #[tokio::test]
     async fn reopening_a_database_keeps_its_records_and_migrates_nothing_twice() {

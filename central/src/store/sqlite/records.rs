@@ -11,6 +11,7 @@ use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId, Si
 
 use super::devices::{read_device, read_secret};
 use super::{blocking, SqliteStore};
+use crate::seal::Sealer;
 use crate::store::columns::{
     bytes32, entity_from_name, entity_name, optional_handle, seq_to_db, stored_site,
 };
@@ -43,14 +44,15 @@ impl SqliteStore {
         }
         let secret = secret.ok_or_else(|| StoreError::NoSiteSecret(batch.site.clone()))?;
 
-        // Check handles and encode records outside the connection's lock.
-        let (batch, secret, prepared) = blocking(move || {
-            let prepared = prepare(&batch.payload, &secret)?;
-            Ok((batch, secret, prepared))
+        // Check handles and encode (and seal) records outside the connection's lock.
+        let sealer = self.sealer();
+        let (batch, secret, sealer, prepared) = blocking(move || {
+            let prepared = prepare(&batch.payload, &secret, &sealer)?;
+            Ok((batch, secret, sealer, prepared))
         })
         .await?;
 
-        self.call(move |conn| apply_prepared(conn, &batch, &secret, prepared))
+        self.call(move |conn| apply_prepared(conn, &batch, &secret, &sealer, prepared))
             .await
     }
 }
@@ -61,6 +63,7 @@ fn apply_prepared(
     conn: &mut Connection,
     batch: &IncomingBatch,
     secret: &SiteSecret,
+    sealer: &Sealer,
     prepared: Prepared,
 ) -> Result<ApplyOutcome, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -72,7 +75,7 @@ fn apply_prepared(
     // while the site has no records); handles must be checked against the one in force.
     let prepared = match read_secret(&tx, &batch.site)? {
         Some(stored) if stored == *secret => prepared,
-        Some(stored) => prepare(&batch.payload, &stored)?,
+        Some(stored) => prepare(&batch.payload, &stored, sealer)?,
         None => return Err(StoreError::NoSiteSecret(batch.site.clone())),
     };
 
@@ -95,8 +98,8 @@ fn apply_prepared(
         let mut insert = tx.prepare_cached(
             "INSERT INTO records \
              (site, entity, handle, digest, record, valid_from, valid_to, is_current, \
-              transaction_time, identity, consumer_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 1, ?6, ?7, ?8)",
+              transaction_time, identity, consumer_id, key_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 1, ?6, ?7, ?8, ?9)",
         )?;
         for Insert { row, identity } in &plan.insert {
             let consumer = consumer_id(identity.as_ref().unwrap_or(&row.handle));
@@ -109,6 +112,7 @@ fn apply_prepared(
                 at,
                 identity.as_ref().map(|identity| &identity.as_bytes()[..]),
                 &consumer[..],
+                row.key_id,
             ])?;
         }
     }
@@ -234,6 +238,7 @@ fn read_renamed(conn: &Connection, site: &str) -> Result<RenamedIdentities, Stor
 
 /// Reads the versions a roster query selects; `sql` yields `entity, record`.
 fn read_roster(
+    sealer: &Sealer,
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
@@ -243,7 +248,7 @@ fn read_roster(
     let mut rows = statement.query(params)?;
     while let Some(row) = rows.next()? {
         let entity = entity_from_name(&row.get::<_, String>(0)?)?;
-        push_record(&mut roster, entity, &row.get::<_, String>(1)?)?;
+        push_record(sealer, &mut roster, entity, &row.get::<_, String>(1)?)?;
     }
     sort_roster(&mut roster);
     Ok(roster)
@@ -252,13 +257,14 @@ fn read_roster(
 /// A current record from the columns handle, record, `valid_from` and identity, starting
 /// at column `from`.
 fn current_record(
+    sealer: &Sealer,
     row: &rusqlite::Row<'_>,
     from: usize,
     entity: Entity,
 ) -> Result<CurrentRecord, StoreError> {
     Ok(CurrentRecord {
         handle: RecordHandle::from_bytes(bytes32(&row.get::<_, Vec<u8>>(from)?, "handle")?),
-        record: decode(entity, &row.get::<_, String>(from + 1)?)?,
+        record: decode(sealer, entity, &row.get::<_, String>(from + 1)?)?,
         modified: Timestamp(row.get(from + 2)?),
         identity: RecordHandle::from_bytes(bytes32(&row.get::<_, Vec<u8>>(from + 3)?, "identity")?),
     })
@@ -271,8 +277,10 @@ impl RecordStore for SqliteStore {
 
     fn current_roster<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, Roster> {
         let site = site.clone();
+        let sealer = self.sealer();
         Box::pin(self.call(move |conn| {
             read_roster(
+                &sealer,
                 conn,
                 "SELECT entity, record FROM records WHERE site = ?1 AND is_current",
                 [site.as_str()],
@@ -282,8 +290,10 @@ impl RecordStore for SqliteStore {
 
     fn roster_as_of<'a>(&'a self, site: &'a SiteId, at: Timestamp) -> StoreFuture<'a, Roster> {
         let site = site.clone();
+        let sealer = self.sealer();
         Box::pin(self.call(move |conn| {
             read_roster(
+                &sealer,
                 conn,
                 "SELECT entity, record FROM records \
                  WHERE site = ?1 AND is_current AND valid_from <= ?2 \
@@ -319,6 +329,7 @@ impl RecordStore for SqliteStore {
     ) -> StoreFuture<'a, Vec<Version>> {
         let site = site.clone();
         let handle = *handle;
+        let sealer = self.sealer();
         Box::pin(self.call(move |conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT record, valid_from, valid_to, is_current, transaction_time, renamed_to \
@@ -338,7 +349,7 @@ impl RecordStore for SqliteStore {
             let mut versions = Vec::new();
             while let Some(row) = rows.next()? {
                 versions.push(Version {
-                    record: decode(entity, &row.get::<_, String>(0)?)?,
+                    record: decode(&sealer, entity, &row.get::<_, String>(0)?)?,
                     valid_from: Timestamp(row.get(1)?),
                     valid_to: row.get::<_, Option<i64>>(2)?.map(Timestamp),
                     is_current: row.get(3)?,
@@ -359,6 +370,7 @@ impl RecordStore for SqliteStore {
         entity: Entity,
     ) -> StoreFuture<'a, Vec<CurrentRecord>> {
         let site = site.clone();
+        let sealer = self.sealer();
         Box::pin(self.call(move |conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT handle, record, valid_from, COALESCE(identity, handle) FROM records \
@@ -367,7 +379,7 @@ impl RecordStore for SqliteStore {
             let mut rows = statement.query(params![site.as_str(), entity_name(entity)])?;
             let mut records = Vec::new();
             while let Some(row) = rows.next()? {
-                records.push(current_record(row, 0, entity)?);
+                records.push(current_record(&sealer, row, 0, entity)?);
             }
             Ok(records)
         }))
@@ -416,6 +428,7 @@ impl RecordStore for SqliteStore {
 
     fn consumer_page<'a>(&'a self, page: &'a ConsumerPage) -> StoreFuture<'a, PagedRecords> {
         let page = page.clone();
+        let sealer = self.sealer();
         Box::pin(self.call(move |conn| {
             let (select, count) = consumer_page_sql(&page, Dialect::Sqlite);
             let list = |items: Vec<String>| serde_json::Value::from(items).to_string();
@@ -440,7 +453,7 @@ impl RecordStore for SqliteStore {
             let mut records = Vec::new();
             while let Some(row) = rows.next()? {
                 let site = stored_site(&row.get::<_, String>(0)?)?;
-                records.push((site, current_record(row, 1, page.entity)?));
+                records.push((site, current_record(&sealer, row, 1, page.entity)?));
             }
             Ok(PagedRecords {
                 records,
@@ -455,15 +468,21 @@ impl RecordStore for SqliteStore {
         students: &'a [CompactString],
     ) -> StoreFuture<'a, Vec<CurrentRecord>> {
         let site = site.clone();
-        let students =
-            serde_json::Value::from(students.iter().map(|key| key.as_str()).collect::<Vec<_>>())
-                .to_string();
+        let sealer = self.sealer();
+        // Enrollments name their student by the keyed hash of its key when sealed.
+        let students = serde_json::Value::from(
+            students
+                .iter()
+                .map(|key| sealer.lookup(key))
+                .collect::<Vec<_>>(),
+        )
+        .to_string();
         Box::pin(self.call(move |conn| {
             let mut statement = conn.prepare_cached(&enrollments_of_sql(Dialect::Sqlite))?;
             let mut rows = statement.query(params![site.as_str(), students])?;
             let mut records = Vec::new();
             while let Some(row) = rows.next()? {
-                records.push(current_record(row, 0, Entity::Enrollment)?);
+                records.push(current_record(&sealer, row, 0, Entity::Enrollment)?);
             }
             Ok(records)
         }))

@@ -15,7 +15,8 @@ use anyhow::Context as _;
 use skolebro_agent::config::AgentConfig;
 use skolebro_agent::daemon::{self, DaemonHandle, REJECTED_DIR};
 use skolebro_agent::status::AgentStatus;
-use skolebro_central::store::{SqliteStore, Store, Timestamp};
+use skolebro_central::seal::{Kek, SealScope};
+use skolebro_central::store::{sealing, SqliteStore, Store, Timestamp};
 use skolebro_central::{serve, ServerParts, UiSettings};
 use skolebro_protocol::api::HeldDelta;
 use skolebro_protocol::envelope::SealingPrivateKey;
@@ -84,6 +85,23 @@ pub(crate) async fn run(dir: &Path, args: &Args, out: &Out) -> anyhow::Result<bo
 
     let setup = Setup::create(dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("central.db")).await?);
+    // Sealed at rest as a provisioned central is: the key-encryption key beside the database
+    // in the demo folder (`skolebro-provision init` keeps it in the key folder instead).
+    let kek_file = dir.join("records.kek");
+    let kek = if kek_file.exists() {
+        Kek::read_file(&kek_file)?
+    } else {
+        let kek = Kek::generate()?;
+        kek.write_new(&kek_file)?;
+        kek
+    };
+    sealing::unlock(
+        store.as_ref(),
+        &kek,
+        SealScope::IdsAndNames,
+        Timestamp::now(),
+    )
+    .await?;
     store
         .register_device(
             &setup.device,
