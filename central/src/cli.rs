@@ -1,14 +1,18 @@
 //! The subcommands of `skolebro-central`. Each is a variant of [`CliCommand`] and a function
 //! here; a new command adds both and one arm in [`run`].
 
+mod config_file;
+mod keys;
 mod password;
+
+use config_file::{CONFIG_ENV, DEFAULT_CONFIG};
+pub(crate) use keys::KeysCommand;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
-use skolebro_central::seal::Kek;
 use skolebro_central::store::{sealing, AuditEntry, Role, Timestamp, UiUser};
 use skolebro_central::{
     access_log, accounts, operator_auth, retention, site_exit, sites, CentralConfig,
@@ -27,14 +31,6 @@ pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: CliCommand,
 }
-
-/// The environment variable every command reads the config file's path from when
-/// `--config` is not given (a systemd unit's `Environment=`).
-const CONFIG_ENV: &str = "SKOLEBRO_CENTRAL_CONFIG";
-
-/// Where the Debian package's unit and operations expect the config, so that no command
-/// needs `--config` on an installed central.
-const DEFAULT_CONFIG: &str = "/etc/skolebro/central.toml";
 
 /// An operator account's role, as `add-user --role` takes it.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -174,7 +170,7 @@ pub(crate) enum RetentionCommand {
     /// run purges nothing new. Prints what went as one JSON line.
     Run {
         /// The configuration file, for the store and the `[privacy]` policy.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
 }
@@ -221,7 +217,7 @@ pub(crate) enum SiteCommand {
     /// personal data and are written readable by their owner only.
     Export {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The site id.
         #[arg(value_name = "SITE")]
@@ -235,7 +231,7 @@ pub(crate) enum SiteCommand {
     /// Asks for the site id to be typed to confirm (or `--yes`); audited with the reason.
     Purge {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The site id.
         #[arg(value_name = "SITE")]
@@ -257,7 +253,7 @@ pub(crate) enum OperatorTokenCommand {
     /// given a new token; a client with a good token must be revoked first.
     Create {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The client's name: 1 to 64 characters of a-z, A-Z, 0-9, '.', '_' or '-'.
         name: String,
@@ -265,13 +261,13 @@ pub(crate) enum OperatorTokenCommand {
     /// List the clients: name, created, and when revoked (or `active`).
     List {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Revoke a client's token: every request with it is refused (401) from now on.
     Revoke {
         /// The configuration file, for the store it names.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
+        #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The client's name.
         name: String,
@@ -302,7 +298,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         CliCommand::Site(command) => site(command).await,
         CliCommand::Retention(RetentionCommand::Run { config }) => retention_run(config).await,
         CliCommand::OperatorToken(command) => operator_token(command).await,
-        CliCommand::Keys(command) => keys(command).await,
+        CliCommand::Keys(command) => keys::keys(command).await,
         CliCommand::AddUser {
             config,
             name,
@@ -494,6 +490,7 @@ async fn site(command: SiteCommand) -> anyhow::Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(crate) struct NotConfirmed(String);
+
 async fn operator_token(command: OperatorTokenCommand) -> anyhow::Result<()> {
     match command {
         OperatorTokenCommand::Create { config, name } => {
@@ -652,161 +649,3 @@ async fn audit_cli(
 #[derive(Debug, thiserror::Error)]
 #[error("no operator account is named {0:?}")]
 pub(crate) struct NoSuchAccount(String);
-
-/// `skolebro-central keys …`.
-#[derive(Debug, Subcommand)]
-pub(crate) enum KeysCommand {
-    /// Write a new random key-encryption key to a new file (0600): for a new central or a
-    /// KEK rotation. Refuses to overwrite a file.
-    NewKek {
-        /// Where to write it.
-        #[arg(long, value_name = "PATH")]
-        out: PathBuf,
-    },
-    /// The data keys (id, purpose, whether active, which KEK wraps them) and how many rows
-    /// are not yet under the active records key.
-    Status {
-        /// The configuration file, for the store and the KEK.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
-        config: PathBuf,
-    },
-    /// Rewrap every data key under a new KEK; no record is touched. Then point
-    /// `[privacy] key_file` at the new file (the old one no longer opens the database).
-    RotateKek {
-        /// The configuration file, naming the current KEK.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
-        config: PathBuf,
-        /// The new KEK's file (`keys new-kek`).
-        #[arg(long, value_name = "PATH")]
-        new_key_file: PathBuf,
-    },
-    /// Make a new records key and reseal every row under it in batches. Run it with central
-    /// stopped; an interrupted run loses nothing: `keys reseal` (or `serve`, in the
-    /// background) resumes it.
-    RotateDek {
-        /// The configuration file, for the store and the KEK.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
-        config: PathBuf,
-        /// Rows per transaction.
-        #[arg(long, default_value_t = sealing::RESEAL_BATCH)]
-        batch: u32,
-        /// Stop after this many batches (the rest is left for `keys reseal`).
-        #[arg(long)]
-        max_batches: Option<u64>,
-    },
-    /// Resume resealing the rows not under the active records key.
-    Reseal {
-        /// The configuration file, for the store and the KEK.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
-        config: PathBuf,
-        /// Rows per transaction.
-        #[arg(long, default_value_t = sealing::RESEAL_BATCH)]
-        batch: u32,
-        /// Stop after this many batches.
-        #[arg(long)]
-        max_batches: Option<u64>,
-    },
-    /// Remove an old records key once no row is sealed under it.
-    Retire {
-        /// The configuration file, for the store and the KEK.
-        #[arg(long, value_name = "PATH", env = CONFIG_ENV)]
-        config: PathBuf,
-        /// The key's id, as `keys status` lists it.
-        #[arg(long, value_name = "ID")]
-        key_id: u32,
-    },
-}
-
-async fn keys(command: KeysCommand) -> anyhow::Result<()> {
-    let audit = |action: &str, detail: String| AuditEntry {
-        at: Timestamp::now(),
-        actor: sites::cli_actor(),
-        action: action.to_owned(),
-        target: "seal_keys".to_owned(),
-        detail,
-    };
-    match command {
-        KeysCommand::NewKek { out } => {
-            let kek = Kek::generate()?;
-            kek.write_new(&out)?;
-            println!("wrote key-encryption key {} to {}", kek.id(), out.display());
-        }
-        KeysCommand::Status { config } => {
-            let store = CentralConfig::load(&config)?.open_store().await?;
-            for key in store.seal_keys().await? {
-                println!(
-                    "{}\t{}\t{}\twrapped by KEK {}",
-                    key.id,
-                    key.purpose.name(),
-                    if key.active { "active" } else { "-" },
-                    key.kek
-                );
-            }
-            println!("rows to reseal: {}", store.rows_to_reseal().await?);
-        }
-        KeysCommand::RotateKek {
-            config,
-            new_key_file,
-        } => {
-            let config = CentralConfig::load(&config)?;
-            let old = config
-                .privacy
-                .kek()?
-                .context("no [privacy] key_file or SKOLEBRO_CENTRAL_KEK to rotate from")?;
-            let new = Kek::read_file(&new_key_file)?;
-            let store = config.open_store().await?;
-            let detail = format!("KEK {} -> {}", old.id(), new.id());
-            store.append_audit(&audit("rotate_kek", detail)).await?;
-            sealing::rotate_kek(store.as_ref(), &old, &new).await?;
-            println!(
-                "rewrapped the data keys under KEK {}; set [privacy] key_file to {}",
-                new.id(),
-                new_key_file.display()
-            );
-        }
-        KeysCommand::RotateDek {
-            config,
-            batch,
-            max_batches,
-        } => {
-            let config = CentralConfig::load(&config)?;
-            let kek = config
-                .privacy
-                .kek()?
-                .context("no [privacy] key_file or SKOLEBRO_CENTRAL_KEK")?;
-            let store = config.open_store().await?;
-            store
-                .append_audit(&audit("rotate_dek", "new records key".to_owned()))
-                .await?;
-            let id = sealing::rotate_records_key(
-                store.as_ref(),
-                &kek,
-                config.privacy.seal_scope(),
-                Timestamp::now(),
-            )
-            .await?;
-            let left = sealing::reseal(store.as_ref(), batch, max_batches).await?;
-            println!("records key {id} active; rows left to reseal: {left}");
-        }
-        KeysCommand::Reseal {
-            config,
-            batch,
-            max_batches,
-        } => {
-            let store = CentralConfig::load(&config)?.open_store().await?;
-            let left = sealing::reseal(store.as_ref(), batch, max_batches).await?;
-            println!("rows left to reseal: {left}");
-        }
-        KeysCommand::Retire { config, key_id } => {
-            let store = CentralConfig::load(&config)?.open_store().await?;
-            if !store.retire_seal_key(key_id).await? {
-                anyhow::bail!("key {key_id} is active, unknown, or still seals rows");
-            }
-            store
-                .append_audit(&audit("retire_dek", format!("records key {key_id}")))
-                .await?;
-            println!("retired records key {key_id}");
-        }
-    }
-    Ok(())
-}

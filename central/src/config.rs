@@ -89,6 +89,9 @@ use skolebro_provisioning::{CertificateAuthority, PkiError, TlsError};
 use crate::enroll::{EnrollSettings, DEFAULT_CERT_LIFETIME, DEFAULT_ENROLL_PER_IP_PER_MINUTE};
 use crate::oneroster::PublicUrl;
 use crate::release::ReleaseSettings;
+/// The per-county table of `[privacy]`, defined beside the policy it becomes.
+pub use crate::retention::CountyRetentionConfig;
+use crate::retention::RetentionPolicy;
 use crate::seal::{Kek, SealError, SealScope, KEK_ENV};
 use crate::server::{HttpLimits, ServerParts};
 use crate::store::prelude::*;
@@ -339,14 +342,6 @@ pub struct PrivacyConfig {
     pub seal_names: bool,
 }
 
-/// One county's `[privacy.fylke."NN"]` table: either period, the rest as `[privacy]` says.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CountyRetentionConfig {
-    pub record_school_years: Option<u32>,
-    pub departed_school_years: Option<u32>,
-}
-
 impl Default for PrivacyConfig {
     fn default() -> PrivacyConfig {
         PrivacyConfig {
@@ -369,8 +364,14 @@ impl PrivacyConfig {
     /// The retention policy the job applies, checked: each period at least one school year
     /// and at most 20, audit lines at least 30 days and at most 20 years, each county a
     /// fylkesnummer.
-    pub fn retention_policy(&self) -> Result<crate::retention::RetentionPolicy, ConfigError> {
-        crate::retention::RetentionPolicy::from_config(self).map_err(ConfigError::Invalid)
+    pub fn retention_policy(&self) -> Result<RetentionPolicy, ConfigError> {
+        RetentionPolicy::from_settings(
+            self.record_school_years,
+            self.departed_school_years,
+            self.audit_days,
+            &self.fylke,
+        )
+        .map_err(ConfigError::Invalid)
     }
 
     /// The key-encryption key: from `key_file` if set, else from `SKOLEBRO_CENTRAL_KEK`;
@@ -1040,5 +1041,50 @@ mod tests {
         assert!(parse_sealing_key(&format!("{hex}\n")).is_some());
         assert!(parse_sealing_key(&hex[..62]).is_none());
         assert!(parse_sealing_key(&"zz".repeat(32)).is_none());
+    }
+
+    #[test]
+    fn a_county_overrides_the_default_and_a_site_in_two_keeps_the_longer_period() {
+        let mut config = PrivacyConfig::default();
+        config.fylke.insert(
+            "46".to_owned(),
+            CountyRetentionConfig {
+                record_school_years: Some(4),
+                departed_school_years: None,
+            },
+        );
+        config.fylke.insert(
+            "03".to_owned(),
+            CountyRetentionConfig {
+                record_school_years: Some(1),
+                departed_school_years: Some(3),
+            },
+        );
+        let policy = config.retention_policy().expect("a valid policy");
+        let county = |code| crate::store::Fylke::parse(code).expect("a county");
+        assert_eq!(
+            policy.periods_for(&std::collections::BTreeSet::new()),
+            policy.default
+        );
+        assert_eq!(
+            policy.periods_for(&std::collections::BTreeSet::from([
+                county("46"),
+                county("03")
+            ])),
+            crate::retention::Periods {
+                record_school_years: 4,
+                departed_school_years: 3
+            }
+        );
+        config.fylke.insert("4".to_owned(), Default::default());
+        assert!(config.retention_policy().is_err());
+        let mut config = PrivacyConfig {
+            record_school_years: 0,
+            ..PrivacyConfig::default()
+        };
+        assert!(config.retention_policy().is_err());
+        config.record_school_years = 2;
+        config.audit_days = 5;
+        assert!(config.retention_policy().is_err());
     }
 }

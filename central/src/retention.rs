@@ -27,7 +27,6 @@ use std::time::Duration;
 use skolebro_protocol::civil_time::{civil_from_days, days_from_civil};
 use skolebro_protocol::SiteId;
 
-use crate::config::PrivacyConfig;
 use crate::store::{AuditEntry, Fylke, RetentionRun, Store, StoreError, Timestamp, TransferWindow};
 use crate::windows::site_counties;
 
@@ -88,6 +87,14 @@ impl Periods {
     }
 }
 
+/// One county's `[privacy.fylke."NN"]` table: either period, the rest as `[privacy]` says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountyRetentionConfig {
+    pub record_school_years: Option<u32>,
+    pub departed_school_years: Option<u32>,
+}
+
 /// The whole policy: the default periods, each county's own, and the audit lines' period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionPolicy {
@@ -113,29 +120,33 @@ impl Default for RetentionPolicy {
 const MAX_SCHOOL_YEARS: u32 = 20;
 
 impl RetentionPolicy {
-    /// The policy `[privacy]` describes, or what is wrong with it in words.
-    pub fn from_config(config: &PrivacyConfig) -> Result<RetentionPolicy, String> {
+    /// The policy `[privacy]`'s settings describe, or what is wrong with them in words
+    /// (naming the setting).
+    pub fn from_settings(
+        record_school_years: u32,
+        departed_school_years: u32,
+        audit_days: u64,
+        fylke: &BTreeMap<String, CountyRetentionConfig>,
+    ) -> Result<RetentionPolicy, String> {
         let years = |value: u32, name: &str| {
             if (1..=MAX_SCHOOL_YEARS).contains(&value) {
                 Ok(value)
             } else {
                 Err(format!(
-                    "{name} must be between 1 and {MAX_SCHOOL_YEARS} school years"
+                    "{name} must be between 1 and {} school years",
+                    MAX_SCHOOL_YEARS
                 ))
             }
         };
         let default = Periods {
-            record_school_years: years(config.record_school_years, "privacy.record_school_years")?,
-            departed_school_years: years(
-                config.departed_school_years,
-                "privacy.departed_school_years",
-            )?,
+            record_school_years: years(record_school_years, "privacy.record_school_years")?,
+            departed_school_years: years(departed_school_years, "privacy.departed_school_years")?,
         };
-        if !(30..=7300).contains(&config.audit_days) {
+        if !(30..=7300).contains(&audit_days) {
             return Err("privacy.audit_days must be between 30 and 7300".to_owned());
         }
         let mut counties = BTreeMap::new();
-        for (code, county) in &config.fylke {
+        for (code, county) in fylke {
             let Some(fylke) = Fylke::parse(code) else {
                 return Err(format!(
                     "privacy.fylke.{code:?}: a county is a fylkesnummer, two digits"
@@ -157,7 +168,7 @@ impl RetentionPolicy {
         Ok(RetentionPolicy {
             default,
             counties,
-            audit_days: config.audit_days,
+            audit_days,
         })
     }
 
@@ -355,44 +366,5 @@ mod tests {
         let cutoffs = periods.cutoffs(at("2027-03-15"));
         assert_eq!(cutoffs.versions, at("2025-08-01"));
         assert_eq!(cutoffs.departed, at("2026-08-01"));
-    }
-
-    #[test]
-    fn a_county_overrides_the_default_and_a_site_in_two_keeps_the_longer_period() {
-        let mut config = PrivacyConfig::default();
-        config.fylke.insert(
-            "46".to_owned(),
-            crate::config::CountyRetentionConfig {
-                record_school_years: Some(4),
-                departed_school_years: None,
-            },
-        );
-        config.fylke.insert(
-            "03".to_owned(),
-            crate::config::CountyRetentionConfig {
-                record_school_years: Some(1),
-                departed_school_years: Some(3),
-            },
-        );
-        let policy = RetentionPolicy::from_config(&config).expect("a valid policy");
-        let county = |code| Fylke::parse(code).expect("a county");
-        assert_eq!(policy.periods_for(&BTreeSet::new()), policy.default);
-        assert_eq!(
-            policy.periods_for(&BTreeSet::from([county("46"), county("03")])),
-            Periods {
-                record_school_years: 4,
-                departed_school_years: 3
-            }
-        );
-        config.fylke.insert("4".to_owned(), Default::default());
-        assert!(RetentionPolicy::from_config(&config).is_err());
-        let mut config = PrivacyConfig {
-            record_school_years: 0,
-            ..PrivacyConfig::default()
-        };
-        assert!(RetentionPolicy::from_config(&config).is_err());
-        config.record_school_years = 2;
-        config.audit_days = 5;
-        assert!(RetentionPolicy::from_config(&config).is_err());
     }
 }

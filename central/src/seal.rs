@@ -399,7 +399,7 @@ impl Sealer {
     }
 
     /// The stored form of a record's JSON: its sealed fields moved into one sealed object
-    /// under [`SEALED_FIELD`], with the key id the row was sealed under (`None`: clear).
+    /// under `SEALED_FIELD`, with the key id the row was sealed under (`None`: clear).
     pub fn seal_record(
         &self,
         entity: Entity,

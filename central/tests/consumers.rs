@@ -17,7 +17,6 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use skolebro_central::config::{CountyRetentionConfig, PrivacyConfig};
-use skolebro_central::retention::RetentionPolicy;
 use skolebro_central::store::Timestamp;
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
@@ -971,7 +970,7 @@ async fn a_late_batch_changes_the_current_roster_but_not_the_closed_windows_froz
 /// Creates a window of county 46 for the 2019 intake and asks for its frozen file.
 async fn old_window_export(central: &Central) -> (StatusCode, Vec<u8>) {
     let response = central
-        .http
+        .admin
         .post(central.admin_url("/admin/windows"))
         .json(&json!({
             "fylke": "46",
@@ -1016,7 +1015,7 @@ async fn a_window_that_closed_before_its_countys_retention_is_answered_in_words(
         },
     );
     let central = CentralOptions {
-        retention: RetentionPolicy::from_config(&privacy).expect("a valid policy"),
+        retention: privacy.retention_policy().expect("a valid policy"),
         ..CentralOptions::default()
     }
     .start()
@@ -1712,7 +1711,7 @@ async fn each_answer_with_personal_data_is_logged_with_client_count_and_sites_an
 async fn operations_export_a_leaving_site_then_purge_it_through_the_operator_api() {
     let (central, _devices) = three_schools().await;
     let response = central
-        .http
+        .admin
         .get(central.admin_url("/admin/sites/skole-46505/export"))
         .send()
         .await
@@ -1741,7 +1740,7 @@ async fn operations_export_a_leaving_site_then_purge_it_through_the_operator_api
         let central = &central;
         async move {
             let response = central
-                .http
+                .admin
                 .post(central.admin_url("/admin/sites/skole-46505/purge"))
                 .json(&body)
                 .send()
@@ -1759,7 +1758,7 @@ async fn operations_export_a_leaving_site_then_purge_it_through_the_operator_api
     assert_eq!(answer["devices_revoked"], 1);
     assert!(answer["records"].as_u64().is_some_and(|n| n > 0));
     let roster = central
-        .http
+        .admin
         .get(central.admin_url("/v1/sites/skole-46505/roster"))
         .send()
         .await

@@ -21,7 +21,7 @@
 //! body          postcard-encoded `Statement`, body_len bytes
 //! signature     Ed25519, 64 bytes, over every byte before it (magic to the end of the body)
 //! ```
-//! The framing is the stick bundle's and the manifest's ([`crate::signed`]) with its own
+//! The framing is the stick bundle's and the manifest's (`signed.rs`) with its own
 //! magic and key, so no other signature passes for a statement. In JSON it travels as
 //! base64 (standard, padded), like the manifest.
 

@@ -1,6 +1,6 @@
 //! Man pages and shell completions for the three binaries, generated from their clap commands
 //! so they never drift from `--help`. Each binary has a hidden `manual --out DIR` command that
-//! calls [`write`]; the packages run it at build time and install what it writes
+//! calls [`write()`]; the packages run it at build time and install what it writes
 //! (`man/*.1` into `/usr/share/man/man1`, `completions/` into bash's, zsh's and fish's
 //! vendor folders).
 

@@ -23,6 +23,8 @@
 mod auth;
 mod deviations;
 mod error;
+mod fleet;
+mod held;
 mod html;
 mod pages;
 mod reads;
@@ -52,13 +54,13 @@ pub(crate) fn router(state: Arc<UiState>) -> Router {
         .route("/login", get(auth::get_login).post(auth::post_login))
         .route("/language", get(auth::get_language))
         .route("/logout", post(auth::post_logout))
-        .route("/fleet", get(pages::fleet))
+        .route("/fleet", get(fleet::fleet))
         .route("/sites/{site}", get(pages::site))
-        .route("/held", get(pages::held))
-        .route("/devices/{device}/held", post(pages::post_held))
+        .route("/held", get(held::held))
+        .route("/devices/{device}/held", post(held::post_held))
         .route(
             "/devices/{device}/revoke",
-            get(pages::get_revoke_device).post(pages::post_revoke_device),
+            get(held::get_revoke_device).post(held::post_revoke_device),
         )
         .route("/tokens", get(pages::tokens))
         .route("/tokens/{id}/revoke", post(pages::post_revoke_token))

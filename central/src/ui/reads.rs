@@ -18,8 +18,8 @@ use skolebro_protocol::SiteId;
 use super::auth::{Operator, View};
 use super::error::PageError;
 use super::html::{escape_path, page};
-use super::pages::when;
 use super::text::current;
+use super::text::when;
 use crate::state::UiState;
 use crate::store::{ReadFilter, Timestamp};
 

@@ -25,8 +25,8 @@ use skolebro_protocol::{DeviceId, SiteId};
 
 use super::auth::{CsrfForm, EmptyForm, Operator, View};
 use super::error::PageError;
+use super::held::{confirmation, reason_of, Confirmation};
 use super::html::{escape_path, human_bytes, page, see_other};
-use super::pages::{confirmation, reason_of, Confirmation};
 use super::text::{current, Lang, Noun};
 use crate::release::{apply_rollout, apply_rollout_because, rollout_change};
 use crate::state::UiState;

@@ -249,6 +249,17 @@ pub(crate) fn oslo(at: Timestamp) -> (UtcDateTime, &'static str) {
     (UtcDateTime::from_unix_millis(at.0 + offset), zone)
 }
 
+/// A time in Oslo with how long ago (or how soon) it is, or "never".
+pub(super) fn when(at: Option<Timestamp>, now: Timestamp) -> maud::Markup {
+    let lang = current();
+    match at {
+        None => maud::html! { span.note { (lang.t("aldri", "never")) } },
+        Some(at) => maud::html! {
+            (lang.time(at)) " " span.note { "(" (lang.relative(at, now)) ")" }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;

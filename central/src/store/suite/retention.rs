@@ -120,7 +120,7 @@ pub(crate) async fn a_countys_own_period_keeps_its_sites_history_longer(store: &
             departed_school_years: Some(1),
         },
     );
-    let policy = RetentionPolicy::from_config(&config).expect("a valid policy");
+    let policy = config.retention_policy().expect("a valid policy");
     // Site A's school is in county 46: three school years of versions, one for who left.
     assert_eq!(run_at(store, &policy, "2026-09-01").await, (0, 2, 0));
     assert_eq!(versions_of(store, "kari").await, 3);

@@ -73,7 +73,8 @@ struct Args {
     /// That central's configuration file: its store, device CA and sealing key.
     #[arg(long, requires = "central")]
     config: Option<PathBuf>,
-    /// That central's operator listener (`host:port`), for the check at the end.
+    /// That central's operator listener (`host:port`), for the check at the end; its operator
+    /// API token comes from `SKOLEBRO_ADMIN_TOKEN`.
     #[arg(long, requires = "central")]
     admin: Option<SocketAddr>,
     /// libpq-style connection string for `--store postgres`.

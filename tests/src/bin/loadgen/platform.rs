@@ -165,6 +165,10 @@ fn write_haproxy_config(path: &Path, port: u16, backends: &[u16]) -> anyhow::Res
 /// certificate, as `skolebro-provision init` lays them out.
 pub(crate) fn existing(url: &str, config: &Path, admin: SocketAddr) -> anyhow::Result<Central> {
     let loaded = CentralConfig::load(config)?;
+    let token = std::env::var("SKOLEBRO_ADMIN_TOKEN").context(
+        "a central named by --central needs its operator API token in SKOLEBRO_ADMIN_TOKEN",
+    )?;
+    harness::use_admin_token(admin, token.trim());
     let ca_key = loaded
         .tls
         .device_ca_key
@@ -207,6 +211,12 @@ impl Started {
     /// Starts the centrals, and HAProxy in front of them when there are several, and waits
     /// until all answer.
     pub(crate) fn start(&mut self) -> anyhow::Result<()> {
+        // One operator API client for the run, made as operations make one; every instance
+        // shares the store, so the token opens each one's operator listener.
+        let token = self.operator_token()?;
+        for admin in &self.admins {
+            harness::use_admin_token(*admin, &token);
+        }
         for (n, config) in self.configs.iter().enumerate() {
             let mut command = Command::new(&self.binary);
             command
@@ -233,6 +243,29 @@ impl Started {
             self.balancer = Some(self.start_haproxy()?);
         }
         Ok(())
+    }
+
+    /// A new operator API token for the client `loadgen`, from `skolebro-central
+    /// operator-token create` on the first configuration's store.
+    fn operator_token(&self) -> anyhow::Result<String> {
+        let config = self.configs.first().context("no central configuration")?;
+        let output = Command::new(&self.binary)
+            .current_dir(&self.dir)
+            .args(["operator-token", "create", "--config"])
+            .arg(config)
+            .arg("loadgen")
+            .output()
+            .context("running skolebro-central operator-token create")?;
+        if !output.status.success() {
+            bail!(
+                "operator-token create failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8(output.stdout)
+            .context("the token is text")?
+            .trim()
+            .to_owned())
     }
 
     fn start_haproxy(&self) -> anyhow::Result<Process> {
