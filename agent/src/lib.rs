@@ -26,7 +26,6 @@ pub mod provision;
 pub mod pull;
 pub mod state;
 pub mod status;
-pub mod systemd;
 pub mod update;
 pub mod uplink;
 pub mod watch;

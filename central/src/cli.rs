@@ -4,6 +4,7 @@
 mod config_file;
 mod keys;
 mod password;
+mod service;
 
 use config_file::{CONFIG_ENV, DEFAULT_CONFIG};
 pub(crate) use keys::KeysCommand;
@@ -320,12 +321,16 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
     let reseal = (store.rows_to_reseal().await? > 0)
         .then(|| sealing::spawn_reseal(Arc::clone(&store), std::time::Duration::from_millis(50)));
     let purge = access_log::spawn_purge(Arc::clone(&store), config.privacy.access_log_retention());
-    let retention = retention::spawn(store, config.privacy.retention_policy()?);
+    let retention = retention::spawn(Arc::clone(&store), config.privacy.retention_policy()?);
+    let systemd = service::spawn(&running, store);
     let handle = running.shutdown_handle();
     tokio::spawn(async move {
         match shutdown_signal().await {
             Ok(signal) => tracing::info!(signal, "shutting down"),
             Err(error) => tracing::error!(%error, "cannot listen for signals; shutting down"),
+        }
+        if let Some(systemd) = systemd {
+            systemd.stopping();
         }
         handle.shutdown();
     });

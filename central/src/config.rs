@@ -48,8 +48,9 @@
 //! [http]                           # optional, and so is each setting: the plain HTTP
 //!                                  # listeners (operator, consumer, web interface)
 //! header_read_timeout_seconds = 30 # a request's headers, on a new or idle connection
-//! body_idle_timeout_seconds = 30   # longest pause within a request body
+//! body_idle_timeout_seconds = 30   # longest pause within a request body (devices too)
 //! max_connections = 256            # connections at once, per listener
+//! max_device_connections = 4096    # connections at once on the device listener
 //!
 //! [privacy]                      # optional, and so is each setting
 //! access_log_days = 365            # how long the consumer access log keeps a read
@@ -93,9 +94,12 @@ use crate::release::ReleaseSettings;
 pub use crate::retention::CountyRetentionConfig;
 use crate::retention::RetentionPolicy;
 use crate::seal::{Kek, SealError, SealScope, KEK_ENV};
-use crate::server::{HttpLimits, ServerParts};
+use crate::server::ServerParts;
 use crate::store::prelude::*;
 use crate::store::{sealing, PostgresStore, SqliteStore, StoreError, Timestamp};
+
+mod http;
+pub use http::HttpConfig;
 
 /// Default device listener: loopback, so a fresh install exposes nothing until told to.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -234,55 +238,6 @@ pub struct CentralConfig {
     /// The `[privacy]` table; defaults throughout.
     #[serde(default)]
     pub privacy: PrivacyConfig,
-}
-
-/// The `[http]` table: how long the plain HTTP listeners wait for slow clients and how many
-/// they serve at once ([`HttpLimits`]).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Seconds a client may take to send a request's headers.
-    #[serde(default = "default_header_read_timeout_seconds")]
-    pub header_read_timeout_seconds: u64,
-    /// Seconds a request body may pause.
-    #[serde(default = "default_body_idle_timeout_seconds")]
-    pub body_idle_timeout_seconds: u64,
-    /// Connections at once, per listener.
-    #[serde(default = "default_max_http_connections")]
-    pub max_connections: usize,
-}
-
-impl Default for HttpConfig {
-    fn default() -> HttpConfig {
-        HttpConfig {
-            header_read_timeout_seconds: default_header_read_timeout_seconds(),
-            body_idle_timeout_seconds: default_body_idle_timeout_seconds(),
-            max_connections: default_max_http_connections(),
-        }
-    }
-}
-
-impl HttpConfig {
-    /// The limits the server applies.
-    pub fn limits(&self) -> HttpLimits {
-        HttpLimits {
-            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
-            body_idle_timeout: Duration::from_secs(self.body_idle_timeout_seconds),
-            max_connections: self.max_connections,
-        }
-    }
-}
-
-fn default_header_read_timeout_seconds() -> u64 {
-    crate::server::HEADER_READ_TIMEOUT.as_secs()
-}
-
-fn default_body_idle_timeout_seconds() -> u64 {
-    crate::server::BODY_IDLE_TIMEOUT.as_secs()
-}
-
-fn default_max_http_connections() -> usize {
-    crate::server::MAX_HTTP_CONNECTIONS
 }
 
 /// The `[enroll]` table: how long issued certificates live and how fast one address may try
@@ -568,10 +523,11 @@ impl CentralConfig {
         if http.header_read_timeout_seconds == 0
             || http.body_idle_timeout_seconds == 0
             || http.max_connections == 0
+            || http.max_device_connections == 0
         {
             return Err(ConfigError::Invalid(
-                "http.header_read_timeout_seconds, http.body_idle_timeout_seconds and \
-                 http.max_connections must be greater than 0"
+                "http.header_read_timeout_seconds, http.body_idle_timeout_seconds, \
+                 http.max_connections and http.max_device_connections must be greater than 0"
                     .to_owned(),
             ));
         }
@@ -795,6 +751,7 @@ fn read_to_string(key: &'static str, path: &Path) -> Result<String, ConfigError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::HttpLimits;
 
     const MINIMAL: &str = r#"
         sealing_key = "keys/sealing.key"

@@ -99,6 +99,9 @@ pub(crate) enum Handshake {
     Failed,
     /// Not finished within `server::HANDSHAKE_TIMEOUT`.
     TimedOut,
+    /// Not started: the listener already held `[http] max_device_connections`, so the
+    /// connection was closed right after accept.
+    Refused,
 }
 
 impl Metrics {
@@ -149,7 +152,7 @@ impl Metrics {
             tls_failures: registered(
                 r,
                 "tls_handshake_failures",
-                "TLS handshakes on the device listener that failed (error) or timed out (timeout)",
+                "TLS handshakes on the device listener that failed (error), timed out (timeout) or were not started because the listener was full (full)",
             ),
             registry,
         }
@@ -217,6 +220,9 @@ impl Metrics {
                 self.tls_failures
                     .get_or_create(&reason_label("timeout"))
                     .inc();
+            }
+            Handshake::Refused => {
+                self.tls_failures.get_or_create(&reason_label("full")).inc();
             }
         }
     }

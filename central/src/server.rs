@@ -55,9 +55,13 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// new (slowloris protection; an idle keep-alive connection is closed after this too).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// At most this many device connections at once; more are closed right after accept. A
-/// county has a few hundred schools, each with one Pi.
-pub const MAX_DEVICE_CONNECTIONS: usize = 1024;
+/// At most this many device connections at once by default; more are closed right after
+/// accept. A device keeps its connection open until [`HEADER_READ_TIMEOUT`] after its last
+/// request, so at a 60 s heartbeat about half the fleet holds one at any moment, more while
+/// the night's batches arrive: 1,024 refused connections at 3,000 devices on two instances
+/// (docs/BENCHMARKS.md). 4,096 idle TLS connections cost about 100 MiB. Configurable as
+/// `[http] max_device_connections`.
+pub const MAX_DEVICE_CONNECTIONS: usize = 4096;
 
 /// How long a request body may go without a byte arriving before the request fails and the
 /// connection is closed: a client dripping a body holds a connection slot like one dripping
@@ -69,11 +73,12 @@ pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// consumer systems, so a full listener is a flood, not load.
 pub const MAX_HTTP_CONNECTIONS: usize = 256;
 
-/// How the plain HTTP listeners (operator, consumer, web interface) bound slow, silent and
-/// too many clients, which would otherwise hold sockets and memory for as long as they
-/// like: the device listener has its own constants ([`HEADER_READ_TIMEOUT`],
-/// [`MAX_DEVICE_CONNECTIONS`]) and shares the body timeout. Configurable (`[http]` in
-/// `central.toml`) so tests can make the timeouts short.
+/// How the listeners bound slow, silent and too many clients, which would otherwise hold
+/// sockets and memory for as long as they like: the plain HTTP listeners (operator,
+/// consumer, web interface) use all but `max_device_connections`; the device listener has
+/// its own header timeout ([`HEADER_READ_TIMEOUT`]) and shares the body timeout.
+/// Configurable (`[http]` in `central.toml`) so tests can make the timeouts short and a
+/// national fleet can have more device connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     /// How long a client may take to send a request's headers on a new connection or an
@@ -81,17 +86,21 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     /// How long a request body may go without a byte arriving.
     pub body_idle_timeout: Duration,
-    /// Connections at once per listener.
+    /// Connections at once per plain HTTP listener.
     pub max_connections: usize,
+    /// Connections at once on the device listener.
+    pub max_device_connections: usize,
 }
 
 impl Default for HttpLimits {
-    /// [`HEADER_READ_TIMEOUT`], [`BODY_IDLE_TIMEOUT`] and [`MAX_HTTP_CONNECTIONS`].
+    /// [`HEADER_READ_TIMEOUT`], [`BODY_IDLE_TIMEOUT`], [`MAX_HTTP_CONNECTIONS`] and
+    /// [`MAX_DEVICE_CONNECTIONS`].
     fn default() -> HttpLimits {
         HttpLimits {
             header_read_timeout: HEADER_READ_TIMEOUT,
             body_idle_timeout: BODY_IDLE_TIMEOUT,
             max_connections: MAX_HTTP_CONNECTIONS,
+            max_device_connections: MAX_DEVICE_CONNECTIONS,
         }
     }
 }
@@ -365,7 +374,7 @@ pub async fn serve(parts: ServerParts) -> Result<RunningServer, ServerError> {
         TlsAcceptor::from(parts.tls),
         Arc::clone(&state),
         receiver.clone(),
-        limits.body_idle_timeout,
+        limits,
     ));
     let consumer_task = consumer_listener.map(|(listener, _)| {
         tokio::spawn(run_http_listener(
@@ -444,15 +453,17 @@ async fn run_device_listener(
     acceptor: TlsAcceptor,
     state: Arc<AppState>,
     shutdown: watch::Receiver<bool>,
-    body_idle_timeout: Duration,
+    limits: HttpLimits,
 ) {
     let router = crate::api::device::router(Arc::clone(&state));
     let connection_shutdown = shutdown.clone();
+    let full_state = Arc::clone(&state);
     accept_connections(
         listener,
-        MAX_DEVICE_CONNECTIONS,
+        limits.max_device_connections,
         shutdown,
         "device",
+        move || full_state.metrics.handshake(Handshake::Refused),
         move |tcp, peer, permit| {
             let connection = serve_device_connection(
                 tcp,
@@ -461,7 +472,7 @@ async fn run_device_listener(
                 Arc::clone(&state),
                 router.clone(),
                 connection_shutdown.clone(),
-                body_idle_timeout,
+                limits.body_idle_timeout,
             );
             async move {
                 let _permit = permit;
@@ -473,13 +484,15 @@ async fn run_device_listener(
 }
 
 /// Accepts connections until shutdown, at most `max_connections` at once (more are closed
-/// right after accept), each served by `serve` on its own task; at shutdown waits
-/// [`SHUTDOWN_GRACE`] for them, then cuts the rest. `name` says which listener in the log.
+/// right after accept, and `refused` counts each), each served by `serve` on its own task;
+/// at shutdown waits [`SHUTDOWN_GRACE`] for them, then cuts the rest. `name` says which
+/// listener in the log.
 async fn accept_connections<F, Fut>(
     listener: TcpListener,
     max_connections: usize,
     shutdown: watch::Receiver<bool>,
     name: &'static str,
+    refused: impl Fn(),
     mut serve: F,
 ) where
     F: FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut,
@@ -505,6 +518,7 @@ async fn accept_connections<F, Fut>(
                 };
                 let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                     tracing::warn!(listener = name, %peer, "too many connections; closing a new one");
+                    refused();
                     continue;
                 };
                 connections.spawn(serve(tcp, peer, permit));
@@ -673,6 +687,7 @@ async fn run_http_listener(
         limits.max_connections,
         shutdown,
         name,
+        || {},
         move |tcp, peer, permit| {
             let router = router.clone();
             let shutdown = connection_shutdown.clone();

@@ -450,6 +450,81 @@ fn serve_logs_json_lines_without_colour_or_debug_text() {
     assert_eq!(listening["fields"]["consumer_addr"], "off");
 }
 
+/// Kills a server the test started when the test ends, also when it fails.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The next datagram on `socket` within `within`, or `None`.
+fn next_notification(
+    socket: &std::os::unix::net::UnixDatagram,
+    within: Duration,
+) -> Option<String> {
+    socket.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 1024];
+    let n = socket.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn serve_tells_systemd_it_is_ready_what_it_serves_feeds_the_watchdog_and_says_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::generate(Validity::from_now(Duration::from_secs(3600))).unwrap();
+    pki.write_to(&dir.path().join("pki")).unwrap();
+    std::fs::write(dir.path().join("sealing.key"), hex::encode([7u8; 32])).unwrap();
+    let (device_port, admin_port) = (free_port(), free_port());
+    write_config(dir.path(), device_port, admin_port);
+    let socket_path = dir.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    let mut server = Killed(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(dir.path().join("central.toml"))
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "1000000")
+            .env_remove("WATCHDOG_PID")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let status = next_notification(&socket, Duration::from_secs(30));
+    assert_eq!(
+        status.as_deref(),
+        Some(format!("STATUS=serving devices on 127.0.0.1:{device_port}").as_str())
+    );
+    assert_eq!(
+        next_notification(&socket, Duration::from_secs(5)).as_deref(),
+        Some("READY=1")
+    );
+    // The device port answers once central said it is ready.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", device_port)).is_ok());
+    // A watchdog of 1 s is fed every half second, with the status line refreshed before it.
+    let mut fed = 0;
+    while fed < 2 {
+        let message = next_notification(&socket, Duration::from_secs(3))
+            .expect("the watchdog is fed within its interval");
+        match message.as_str() {
+            "WATCHDOG=1" => fed += 1,
+            line => assert!(line.starts_with("STATUS=serving devices on"), "{line}"),
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let stopping = std::iter::from_fn(|| next_notification(&socket, Duration::from_secs(10)))
+        .find(|message| message == "STOPPING=1");
+    assert!(stopping.is_some(), "central says STOPPING=1 on SIGTERM");
+    assert!(server.0.wait().unwrap().success());
+}
+
 /// Reads `from` until `wanted` has arrived (or the deadline passes), returning all read.
 fn read_until(from: &mut impl std::io::Read, wanted: &str, deadline: Instant) -> String {
     let mut seen = Vec::new();

@@ -1,7 +1,8 @@
 //! Central's plain HTTP listeners (operator, consumer, web interface) against hostile
 //! neighbours. Clients that hold connections without finishing a request (silent, dripping
 //! headers, idle after a request, dripping a body, more connections than the cap) must be
-//! closed by central, not left open for as long as the client likes: central runs in
+//! closed by central, not left open for as long as the client likes (the device listener's
+//! own cap too, counted on `/metrics`): central runs in
 //! process with short timeouts from [`HttpLimits`], and every wait is bounded, so a listener
 //! that never closes fails the test instead of hanging it. And the operator listener must
 //! refuse what a browser on central's host sends for another site: a cross-site form post,
@@ -51,6 +52,7 @@ fn short_limits(max_connections: usize) -> HttpLimits {
         header_read_timeout: Duration::from_secs(1),
         body_idle_timeout: Duration::from_secs(1),
         max_connections,
+        max_device_connections: max_connections,
     }
 }
 
@@ -131,6 +133,7 @@ async fn connections_over_the_cap_are_closed_at_once_and_a_freed_slot_serves_aga
             header_read_timeout: Duration::from_secs(120),
             body_idle_timeout: Duration::from_secs(120),
             max_connections: 2,
+            ..HttpLimits::default()
         },
         ..CentralOptions::default()
     }
@@ -168,6 +171,44 @@ async fn connections_over_the_cap_are_closed_at_once_and_a_freed_slot_serves_aga
     })
     .await;
     assert!(served.is_ok(), "a freed slot serves a new connection");
+    central.stop().await;
+}
+
+#[tokio::test]
+async fn device_connections_over_their_cap_are_closed_and_counted_as_full() {
+    let central = CentralOptions {
+        http_limits: HttpLimits {
+            max_device_connections: 2,
+            ..HttpLimits::default()
+        },
+        ..CentralOptions::default()
+    }
+    .start()
+    .await;
+    let addr = central.running.device_addr;
+    // Two connections that never start their handshake hold both slots for the handshake
+    // timeout (15 s), longer than this test needs.
+    let _first = TcpStream::connect(addr).await.unwrap();
+    let _second = TcpStream::connect(addr).await.unwrap();
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_by_central(&mut third, "the third device connection over a cap of two")
+            .await
+            .is_empty(),
+        "the third connection is closed before any TLS byte"
+    );
+    let metrics = reqwest::Client::new()
+        .get(central.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("skolebro_tls_handshake_failures_total{reason=\"full\"} 1"),
+        "the refusal is counted as a full listener:\n{metrics}"
+    );
     central.stop().await;
 }
 

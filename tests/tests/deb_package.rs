@@ -413,6 +413,8 @@ fn the_central_package_holds_the_binary_hardened_unit_example_config_and_manual(
         "User=skolebro-central",
         "ConditionPathExists=/etc/skolebro/central.toml",
         "ExecStart=/usr/bin/skolebro-central serve",
+        "Type=notify",
+        "WatchdogSec=60s",
         "StateDirectory=skolebro-central",
         "ReadWritePaths=/var/lib/skolebro-central",
         "ProtectSystem=strict",

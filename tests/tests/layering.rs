@@ -21,6 +21,7 @@ use syn::visit::Visit;
 const CRATES: &[&str] = &[
     "protocol",
     "roster",
+    "systemd",
     "agent",
     "firmware",
     "provisioning",

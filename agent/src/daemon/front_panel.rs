@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::phase::CoreSlot;
 use crate::status::{AgentStatus, RunState};
-use crate::systemd::Notifier;
+use skolebro_systemd::Notifier;
 
 /// How long the core may stay busy (an export being read and sealed holds it) before the
 /// watchdog stops being kicked and the hardware resets the Pi.

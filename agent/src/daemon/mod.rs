@@ -71,9 +71,9 @@ use crate::freshness::Freshness;
 use crate::identity::DeviceCredentials;
 use crate::provision::{self, DeviceEnrollment, EnrollmentError};
 use crate::status::{AgentStatus, ProvisioningStatus};
-use crate::systemd::Notifier;
 use crate::update::Updater;
 use crate::uplink::{Backoff, Central};
+use skolebro_systemd::Notifier;
 
 /// A running daemon: its status feed and the means to stop it.
 pub struct DaemonHandle {

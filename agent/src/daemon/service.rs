@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::status::{AgentStatus, RunState};
-use crate::systemd::Notifier;
+use skolebro_systemd::Notifier;
 
 /// Sends the status line on every change of it until the daemon stops.
 pub(super) async fn report_status(

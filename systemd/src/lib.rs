@@ -1,6 +1,7 @@
-//! Telling systemd how the daemon is doing (`sd_notify(3)`): `READY=1` once it has started,
-//! a one-line `STATUS=` whenever its state changes (shown by `systemctl status`), `WATCHDOG=1`
-//! while the core makes progress (the unit's `WatchdogSec=`), and `STOPPING=1` on the way out.
+//! Telling systemd how a daemon is doing (`sd_notify(3)`), for both the agent and central:
+//! `READY=1` once it has started, a one-line `STATUS=` whenever its state changes (shown by
+//! `systemctl status`), `WATCHDOG=1` while it makes progress (the unit's `WatchdogSec=`), and
+//! `STOPPING=1` on the way out. Its own crate because central may not depend on the agent.
 //!
 //! The protocol is one datagram per message to the socket `$NOTIFY_SOCKET` names (a path, or
 //! an abstract name written with a leading `@`). Outside systemd the variable is unset and
