@@ -1456,14 +1456,33 @@ impl Browser {
         }
     }
 
+    /// Saves the whole page as a PNG, below the window's edge too (WebDriver's own
+    /// screenshot stops there): DevTools' capture, clipped to the page's size.
     async fn screenshot(&self, path: &Path) {
-        let png = self
-            .call(reqwest::Method::GET, "/screenshot", Value::Null)
+        let metrics = self.devtools("Page.getLayoutMetrics", json!({})).await;
+        let size = &metrics["cssContentSize"];
+        let shot = self
+            .devtools(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true, "clip": {
+                    "x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1
+                }}),
+            )
             .await;
         let png = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().expect("base64"))
+            .decode(shot["data"].as_str().expect("base64"))
             .expect("a PNG");
         std::fs::write(path, png).expect("the screenshot is written");
+    }
+
+    /// A DevTools command, which chromedriver passes on to chromium.
+    async fn devtools(&self, cmd: &str, params: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            json!({"cmd": cmd, "params": params}),
+        )
+        .await
     }
 
     /// Runs `script` (a function body) in the page and returns what it returns.
@@ -1488,24 +1507,19 @@ impl Browser {
     }
 
     /// Shows the page as a phone `PHONE_WIDTH` CSS pixels wide (mobile mode, so the page's
-    /// viewport meta counts) or, with `false`, as the desktop window again. chromedriver
-    /// passes the DevTools command on; resizing the window instead would stop at chromium's
-    /// smallest window width.
+    /// viewport meta counts) or, with `false`, as the desktop window again. Resizing the
+    /// window instead would stop at chromium's smallest window width.
     async fn as_phone(&self, phone: bool) {
-        let (cmd, params) = if phone {
-            (
+        if phone {
+            self.devtools(
                 "Emulation.setDeviceMetricsOverride",
                 json!({"width": PHONE_WIDTH, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
             )
+            .await;
         } else {
-            ("Emulation.clearDeviceMetricsOverride", json!({}))
-        };
-        self.call(
-            reqwest::Method::POST,
-            "/goog/cdp/execute",
-            json!({"cmd": cmd, "params": params}),
-        )
-        .await;
+            self.devtools("Emulation.clearDeviceMetricsOverride", json!({}))
+                .await;
+        }
     }
 
     async fn quit(self) {
