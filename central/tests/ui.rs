@@ -46,8 +46,7 @@ use serde_json::{json, Value};
 use skolebro_agent::config::AgentConfig;
 use skolebro_agent::daemon;
 use skolebro_central::store::{
-    Fylke, IncomingBatch, NewRelease, NewWindow, Read, Store, Timestamp, UpdateEvent,
-    UpdateState,
+    Fylke, IncomingBatch, NewRelease, NewWindow, Read, Store, Timestamp, UpdateEvent, UpdateState,
 };
 use skolebro_central::ui::{new_user, LOGIN_FAILURES_ALLOWED, LOGIN_LOCK};
 use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
@@ -1810,7 +1809,8 @@ axe.run(document, {runOnly: {type: 'tag', values:
 /// promises on every page: the language, unique ids, a skip link to `main`, a menu once
 /// signed in (the sign-in page has none), captions and header scopes on every table, and
 /// at phone width the page's own width.
-const PAGE_FACTS: &str = "var ids = Array.from(document.querySelectorAll('[id]'), function (e) { return e.id; });
+const PAGE_FACTS: &str =
+    "var ids = Array.from(document.querySelectorAll('[id]'), function (e) { return e.id; });
 return {
   lang: document.documentElement.lang,
   duplicate_ids: ids.filter(function (id, i) { return ids.indexOf(id) !== i; }),
@@ -1840,7 +1840,11 @@ impl Inspector {
     /// it fails, as CI must not pass without the check.
     fn new() -> Inspector {
         let path = std::env::var_os("SKOLEBRO_AXE_CORE").map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(AXE_CORE),
+            || {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("..")
+                    .join(AXE_CORE)
+            },
             PathBuf::from,
         );
         let axe = std::fs::read_to_string(&path).map_err(|error| {
@@ -1888,7 +1892,11 @@ impl Inspector {
 
     /// The page facts and axe-core's verdict at the current width; the facts for the caller.
     async fn check_width(&self, browser: &Browser, name: &str, phone: bool) -> Value {
-        let width = if phone { "as a phone" } else { "on the desktop" };
+        let width = if phone {
+            "as a phone"
+        } else {
+            "on the desktop"
+        };
         let facts = browser.execute(PAGE_FACTS).await;
         assert_eq!(facts["lang"], "nb", "{name} {width}: {facts}");
         assert_eq!(facts["duplicate_ids"], json!([]), "{name} {width}: {facts}");
@@ -1899,9 +1907,7 @@ impl Inspector {
             assert_eq!(facts[lacking], 0, "{name} {width}: {lacking}: {facts}");
         }
         if let Ok(axe) = &self.axe {
-            let violations = browser
-                .execute_async(&format!("{axe}\n;{AXE_RUN}"))
-                .await;
+            let violations = browser.execute_async(&format!("{axe}\n;{AXE_RUN}")).await;
             assert_eq!(
                 violations,
                 json!([]),
