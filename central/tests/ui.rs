@@ -16,13 +16,19 @@
 //! held delta with a reason, and the test checks that the delta arrives at central, that
 //! the page says so, and that the audit log has the release; then it revokes the device
 //! through the confirmation page, with a reason the audit log keeps. The browser asks for
-//! Norwegian, and the pages it reads are checked in bokmål. With
-//! `SKOLEBRO_UI_SCREENSHOT=path` it saves a screenshot of the fleet page there.
+//! Norwegian, and the pages it reads are checked in bokmål. Every page it opens (sign-in,
+//! fleet, held deltas, site, audit, releases, windows, reads, tokens, not found, the
+//! revocation) is checked on the desktop and as a 390 px phone: the language, unique ids,
+//! the skip link, the menu, table captions and scopes, axe-core's WCAG 2 A/AA rules, and
+//! on the phone that the page is no wider than the screen. With
+//! `SKOLEBRO_UI_SCREENSHOT_DIR=dir` it saves `fleet.png`, `site.png`, `held.png` and
+//! `phone.png` (the fleet at 390 px) there, as in `docs/`.
 //!
-//! chromium and chromedriver are looked up on `PATH`. Without them the browser test says
-//! SKIPPED on a developer's machine, but fails under CI (`CI=true`) or with
-//! `SKOLEBRO_REQUIRE_BROWSER=1`: it is the only test of the whole held-delta loop, and CI
-//! must not pass in silence without it.
+//! chromium and chromedriver are looked up on `PATH`, and axe-core where `.ci/run` installs
+//! it (`target/npm`, or `SKOLEBRO_AXE_CORE` names its `axe.min.js`). Without them the
+//! browser test, or its accessibility check, says SKIPPED on a developer's machine, but
+//! fails under CI (`CI=true`) or with `SKOLEBRO_REQUIRE_BROWSER=1`: it is the only test of
+//! the whole held-delta loop, and CI must not pass in silence without it.
 
 mod common;
 
@@ -40,7 +46,7 @@ use serde_json::{json, Value};
 use skolebro_agent::config::AgentConfig;
 use skolebro_agent::daemon;
 use skolebro_central::store::{
-    IncomingBatch, NewRelease, Read, Store, Timestamp, UpdateEvent, UpdateState,
+    Fylke, IncomingBatch, NewRelease, NewWindow, Read, Store, Timestamp, UpdateEvent, UpdateState,
 };
 use skolebro_central::ui::{new_user, LOGIN_FAILURES_ALLOWED, LOGIN_LOCK};
 use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
@@ -1239,7 +1245,7 @@ async fn operations_set_a_transfer_window_that_only_its_county_sees_and_late_tra
 
 /// How long the whole browser scenario may take before the test fails with chromedriver's
 /// log, instead of hanging the run.
-const BROWSER_DEADLINE: Duration = Duration::from_secs(240);
+const BROWSER_DEADLINE: Duration = Duration::from_secs(300);
 
 /// How long one WebDriver command may take (a page load is bounded lower, by the session's
 /// own `pageLoad` timeout).
@@ -1307,7 +1313,7 @@ impl Browser {
             .json(&json!({"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
                 "pageLoadStrategy": "normal",
-                "timeouts": {"pageLoad": 30_000, "script": 10_000, "implicit": 0},
+                "timeouts": {"pageLoad": 30_000, "script": 30_000, "implicit": 0},
                 "goog:chromeOptions": {
                     "binary": tools.chromium.display().to_string(),
                     "prefs": {"intl.accept_languages": "nb-NO,nb"},
@@ -1449,14 +1455,70 @@ impl Browser {
         }
     }
 
+    /// Saves the whole page as a PNG, below the window's edge too (WebDriver's own
+    /// screenshot stops there): DevTools' capture, clipped to the page's size.
     async fn screenshot(&self, path: &Path) {
-        let png = self
-            .call(reqwest::Method::GET, "/screenshot", Value::Null)
+        let metrics = self.devtools("Page.getLayoutMetrics", json!({})).await;
+        let size = &metrics["cssContentSize"];
+        let shot = self
+            .devtools(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true, "clip": {
+                    "x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1
+                }}),
+            )
             .await;
         let png = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().expect("base64"))
+            .decode(shot["data"].as_str().expect("base64"))
             .expect("a PNG");
         std::fs::write(path, png).expect("the screenshot is written");
+    }
+
+    /// A DevTools command, which chromedriver passes on to chromium.
+    async fn devtools(&self, cmd: &str, params: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            json!({"cmd": cmd, "params": params}),
+        )
+        .await
+    }
+
+    /// Runs `script` (a function body) in the page and returns what it returns.
+    async fn execute(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    /// Runs `script` in the page and returns what it passes to its callback, the last of
+    /// `arguments`.
+    async fn execute_async(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/async",
+            json!({"script": script, "args": []}),
+        )
+        .await
+    }
+
+    /// Shows the page as a phone `PHONE_WIDTH` CSS pixels wide (mobile mode, so the page's
+    /// viewport meta counts) or, with `false`, as the desktop window again. Resizing the
+    /// window instead would stop at chromium's smallest window width.
+    async fn as_phone(&self, phone: bool) {
+        if phone {
+            self.devtools(
+                "Emulation.setDeviceMetricsOverride",
+                json!({"width": PHONE_WIDTH, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+            )
+            .await;
+        } else {
+            self.devtools("Emulation.clearDeviceMetricsOverride", json!({}))
+                .await;
+        }
     }
 
     async fn quit(self) {
@@ -1585,8 +1647,25 @@ async fn an_operator_releases_a_held_delta_in_a_real_browser() {
             return;
         }
     };
+    let inspector = Inspector::new();
     let central = Central::start().await;
     central.add_user("ops", "operations", None).await;
+    // A release and an open window of the site's county, so their pages show tables.
+    register_release(&central).await;
+    let day = 24 * 3600 * 1000;
+    let now = Timestamp::now().0;
+    central
+        .store
+        .create_window(&NewWindow {
+            fylke: Fylke::parse("46").expect("a county"),
+            name: "Inntak 2027".into(),
+            opens: Timestamp(now - 10 * day),
+            closes: Timestamp(now + 20 * day),
+            created: Timestamp(now),
+            created_by: "test".into(),
+        })
+        .await
+        .expect("the window is stored");
     let agent_dir = central.dir.path().join("agent");
     std::fs::create_dir_all(&agent_dir).expect("the agent's folder");
     let (config, signing, secret) = agent_config(&central, &agent_dir, central.running.device_addr);
@@ -1629,6 +1708,7 @@ async fn an_operator_releases_a_held_delta_in_a_real_browser() {
         agent_dir,
         browser_dir: browser_dir.clone(),
         tools,
+        inspector,
     }));
     let outcome = tokio::time::timeout(BROWSER_DEADLINE, scenario).await;
     let stopped = agent.stop().await;
@@ -1657,6 +1737,7 @@ struct Scene {
     agent_dir: PathBuf,
     browser_dir: PathBuf,
     tools: BrowserTools,
+    inspector: Inspector,
 }
 
 /// Where chromium and chromedriver are: found on `PATH`, so that a run with a `PATH` that
@@ -1705,6 +1786,145 @@ fn browser_required() -> bool {
         || std::env::var_os("SKOLEBRO_REQUIRE_BROWSER").is_some()
 }
 
+/// The width of the phone every page is checked at, in CSS pixels: a common phone's.
+const PHONE_WIDTH: u32 = 390;
+
+/// Where `.ci/run` installs axe-core with npm, relative to the workspace; the variable
+/// `SKOLEBRO_AXE_CORE` names another `axe.min.js`.
+const AXE_CORE: &str = "target/npm/node_modules/axe-core/axe.min.js";
+
+/// The WCAG 2 A and AA rules of axe-core (2.0, 2.1 and 2.2), which every page must pass.
+const AXE_RUN: &str = "var done = arguments[arguments.length - 1];
+axe.run(document, {runOnly: {type: 'tag', values:
+    ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22a', 'wcag22aa']}})
+  .then(function (result) {
+    done(result.violations.map(function (v) {
+      return v.id + ' (' + v.help + ') at ' + v.nodes.map(function (n) {
+        return n.target.join(' ');
+      }).join(', ');
+    }));
+  }, function (error) { done(['axe-core failed: ' + error]); });";
+
+/// What axe-core does not check (WCAG 2.2 dropped its parsing rules) but the interface
+/// promises on every page: the language, unique ids, a skip link to `main`, a menu once
+/// signed in (the sign-in page has none), captions and header scopes on every table, and
+/// at phone width the page's own width.
+const PAGE_FACTS: &str =
+    "var ids = Array.from(document.querySelectorAll('[id]'), function (e) { return e.id; });
+return {
+  lang: document.documentElement.lang,
+  duplicate_ids: ids.filter(function (id, i) { return ids.indexOf(id) !== i; }),
+  skip_link: document.querySelector('a.skip[href=\"#main\"]') !== null
+    && document.querySelector('main#main') !== null,
+  menu: document.querySelector('nav ul li a') !== null
+    || document.getElementById('sign-in') !== null,
+  tables_without_caption: document.querySelectorAll('table:not(:has(> caption))').length,
+  headers_without_scope: document.querySelectorAll('th:not([scope])').length,
+  viewport: document.documentElement.clientWidth,
+  page_width: document.documentElement.scrollWidth,
+  inner_width: window.innerWidth
+};";
+
+/// The checks of every page the browser scenario opens, and where its screenshots go.
+struct Inspector {
+    /// axe-core's script, or why it is missing (the check is then skipped, or fails in CI).
+    axe: Result<String, String>,
+    /// `SKOLEBRO_UI_SCREENSHOT_DIR`: where `fleet.png`, `site.png`, `held.png` and
+    /// `phone.png` are written, if anywhere.
+    screenshots: Option<PathBuf>,
+}
+
+impl Inspector {
+    /// axe-core from `SKOLEBRO_AXE_CORE` or where `.ci/run` installs it. Without it the
+    /// accessibility check says SKIPPED, except where the browser test is required: there
+    /// it fails, as CI must not pass without the check.
+    fn new() -> Inspector {
+        let path = std::env::var_os("SKOLEBRO_AXE_CORE").map_or_else(
+            || {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("..")
+                    .join(AXE_CORE)
+            },
+            PathBuf::from,
+        );
+        let axe = std::fs::read_to_string(&path).map_err(|error| {
+            format!(
+                "axe-core not found at {} ({error}); .ci/run installs it with npm",
+                path.display()
+            )
+        });
+        if let Err(missing) = &axe {
+            assert!(
+                !browser_required(),
+                "the accessibility check is required here (CI=true or \
+                 SKOLEBRO_REQUIRE_BROWSER) but {missing}"
+            );
+            eprintln!("SKIPPED (the accessibility check): {missing}");
+        }
+        Inspector {
+            axe,
+            screenshots: std::env::var_os("SKOLEBRO_UI_SCREENSHOT_DIR").map(PathBuf::from),
+        }
+    }
+
+    /// Checks the page the browser shows, `name` in failure messages: the page facts and
+    /// axe-core at the desktop window's width, then again as a phone, where the page must
+    /// not be wider than the screen. `phone_shot` names the phone screenshot to save.
+    async fn check(&self, browser: &Browser, name: &str, phone_shot: Option<&str>) {
+        self.check_width(browser, name, false).await;
+        browser.as_phone(true).await;
+        let facts = self.check_width(browser, name, true).await;
+        let width = |fact: &str| {
+            facts[fact]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{name}: no {fact} in {facts}"))
+        };
+        assert_eq!(width("viewport"), u64::from(PHONE_WIDTH), "{name}: {facts}");
+        assert!(
+            width("page_width") <= width("viewport") && width("page_width") <= width("inner_width"),
+            "{name} scrolls sideways on a phone: {facts}"
+        );
+        if let Some(shot) = phone_shot {
+            self.screenshot(browser, shot).await;
+        }
+        browser.as_phone(false).await;
+    }
+
+    /// The page facts and axe-core's verdict at the current width; the facts for the caller.
+    async fn check_width(&self, browser: &Browser, name: &str, phone: bool) -> Value {
+        let width = if phone {
+            "as a phone"
+        } else {
+            "on the desktop"
+        };
+        let facts = browser.execute(PAGE_FACTS).await;
+        assert_eq!(facts["lang"], "nb", "{name} {width}: {facts}");
+        assert_eq!(facts["duplicate_ids"], json!([]), "{name} {width}: {facts}");
+        for promised in ["skip_link", "menu"] {
+            assert_eq!(facts[promised], true, "{name} {width}: {promised}: {facts}");
+        }
+        for lacking in ["tables_without_caption", "headers_without_scope"] {
+            assert_eq!(facts[lacking], 0, "{name} {width}: {lacking}: {facts}");
+        }
+        if let Ok(axe) = &self.axe {
+            let violations = browser.execute_async(&format!("{axe}\n;{AXE_RUN}")).await;
+            assert_eq!(
+                violations,
+                json!([]),
+                "axe-core finds WCAG violations on {name} {width}"
+            );
+        }
+        facts
+    }
+
+    /// Saves the browser's view as `name` in the screenshot folder, if one is set.
+    async fn screenshot(&self, browser: &Browser, name: &str) {
+        if let Some(dir) = &self.screenshots {
+            browser.screenshot(&dir.join(name)).await;
+        }
+    }
+}
+
 /// The sample school, then an export with only its first 19 pupils and a 20th whose national
 /// id fails its control digits (sent without the id, and reported as a deviation): deleting
 /// the other 281 is far beyond the default 10%, so the agent holds that delta until the
@@ -1719,6 +1939,7 @@ async fn release_in_browser(scene: Scene) {
         agent_dir,
         browser_dir,
         tools,
+        inspector,
     } = scene;
     let full = include_str!("../../samples/elevliste.csv");
     let students = |text: &str| text.lines().skip(1).count() as u64;
@@ -1771,6 +1992,7 @@ async fn release_in_browser(scene: Scene) {
 
     let browser = Browser::start(&tools, &browser_dir).await;
     browser.open(&format!("{base}/login")).await;
+    inspector.check(&browser, "the sign-in page", None).await;
     browser.type_into("#name", "ops").await;
     browser.type_into("#password", PASSWORD).await;
     browser.click("#sign-in").await;
@@ -1780,18 +2002,21 @@ async fn release_in_browser(scene: Scene) {
         .await;
     assert!(fleet.contains("pi-fana"), "{fleet}");
     assert!(fleet.contains("<html lang=\"nb\">"), "{fleet}");
+    inspector.check(&browser, "the fleet page", None).await;
 
     browser.open(&format!("{base}/held")).await;
     let held = browser.source().await;
     assert!(held.contains("281 elever"), "{held}");
     // The agent says since when it holds the delta.
     assert!(held.contains(", holdt siden "), "{held}");
+    inspector.check(&browser, "the held-delta page", None).await;
     browser
         .type_into(
             "#reason-pi-fana",
             "Pupils moved to the new school; checked with the rektor",
         )
         .await;
+    inspector.screenshot(&browser, "held.png").await;
     browser.click("#release-pi-fana").await;
     // The agent's heartbeat can fetch the release before the page after the click loads.
     browser
@@ -1832,9 +2057,12 @@ async fn release_in_browser(scene: Scene) {
         "{site_page}"
     );
     assert!(!site_page.contains(&broken_id), "{site_page}");
+    inspector.check(&browser, "the site page", None).await;
+    inspector.screenshot(&browser, "site.png").await;
 
     browser.open(&format!("{base}/audit")).await;
     let audit = browser.source().await;
+    inspector.check(&browser, "the audit page", None).await;
     assert!(audit.contains("release"), "{audit}");
     assert!(
         audit.contains("Pupils moved to the new school; checked with the rektor"),
@@ -1850,13 +2078,27 @@ async fn release_in_browser(scene: Scene) {
     for forbidden in ["02871662943", "Sæther"] {
         assert!(!fleet.contains(forbidden) && !site_page.contains(forbidden));
     }
-    if let Some(path) = std::env::var_os("SKOLEBRO_UI_SCREENSHOT") {
-        browser.screenshot(Path::new(&path)).await;
+    inspector.screenshot(&browser, "fleet.png").await;
+    inspector
+        .check(&browser, "the fleet page", Some("phone.png"))
+        .await;
+    // The pages the scenario does not act on pass the same checks.
+    for (path, name) in [
+        ("/releases", "the releases page"),
+        ("/windows", "the transfer windows page"),
+        ("/reads", "the reads page"),
+        ("/tokens", "the sticks and tokens page"),
+        ("/sites/nowhere", "the page of a site that is not there"),
+    ] {
+        browser.open(&format!("{base}{path}")).await;
+        inspector.check(&browser, name, None).await;
     }
+    browser.open(&format!("{base}/fleet")).await;
 
     // Revoking the device asks first and wants a reason, which the audit log keeps.
     browser.click("#revoke-pi-fana").await;
     browser.page_showing("Tilbakekalle enheten?").await;
+    inspector.check(&browser, "the revocation page", None).await;
     browser
         .type_into("#reason", "Stolen from the school office")
         .await;

@@ -149,7 +149,9 @@ impl Operator {
         }
     }
 
-    /// The menu of the pages this operator may open, with the logout form.
+    /// The menu of the pages this operator may open, with the logout form. The menu is a
+    /// list, so a screen reader says how many pages there are, and each item wraps as a whole
+    /// on a phone.
     pub(super) fn nav(&self) -> Markup {
         let lang = current();
         let scope = match &self.user.kommune {
@@ -161,19 +163,19 @@ impl Operator {
             },
         };
         html! {
-            nav {
-                a href="/fleet" { (lang.t("Flåten", "Fleet")) }
-                a href="/held" { (lang.t("Holdte endringer", "Held deltas")) }
-                a href="/releases" { (lang.t("Versjoner", "Releases")) }
-                a href="/windows" { (lang.t("Overføringsvinduer", "Transfer windows")) }
-                a href="/reads" { (lang.t("Oppslag", "Reads")) }
+            nav { ul {
+                li { a href="/fleet" { (lang.t("Flåten", "Fleet")) } }
+                li { a href="/held" { (lang.t("Holdte endringer", "Held deltas")) } }
+                li { a href="/releases" { (lang.t("Versjoner", "Releases")) } }
+                li { a href="/windows" { (lang.t("Overføringsvinduer", "Transfer windows")) } }
+                li { a href="/reads" { (lang.t("Oppslag", "Reads")) } }
                 @if self.user.role != Role::Municipality {
-                    a href="/tokens" { (lang.t("Pinner og tokens", "Sticks and tokens")) }
+                    li { a href="/tokens" { (lang.t("Pinner og tokens", "Sticks and tokens")) } }
                 }
                 @if self.is_operations() {
-                    a href="/audit" { (lang.t("Revisjonslogg", "Audit log")) }
+                    li { a href="/audit" { (lang.t("Revisjonslogg", "Audit log")) } }
                 }
-            }
+            } }
             form method="post" action="/logout" {
                 (self.csrf_field())
                 span { (self.user.name) " (" (scope) ")" } " "

@@ -95,7 +95,8 @@ pub(crate) fn deviation_table(lang: Lang, groups: &[DeviationGroup]) -> Option<M
         return None;
     }
     Some(html! {
-        table.deviations {
+        table.deviations tabindex="0" {
+            caption { (lang.t("Avvik etter kode", "Deviations by code")) }
             tr {
                 th scope="col" { (lang.t("Kode", "Code")) }
                 th scope="col" { (lang.t("Hva som må rettes", "What to fix")) }

@@ -385,7 +385,7 @@ pub(crate) async fn fleet(
         } @else if shown.is_empty() {
             p #none-shown { (lang.t("Ingen enheter passer til filteret.", "No device matches the filter.")) }
         } @else {
-            table #fleet {
+            table #fleet tabindex="0" {
                 caption {
                     (lang.t("Viser ", "Showing ")) (lang.count(shown.len() as u64, Noun::Device))
                 }

@@ -82,7 +82,7 @@ pub(crate) async fn held(
                     (kinds(lang, &held.deletes)) "."
                 }
                 @match decided {
-                    Some((decision, None)) => p.ok #queued {
+                    Some((decision, None)) => p.ok id={ "queued-" (row.device.as_str()) } {
                         (decision_words(decision))
                         (lang.t(
                             " står i kø: enheten utfører den med neste livstegn.",
@@ -90,7 +90,7 @@ pub(crate) async fn held(
                         ))
                     },
                     // Delivered with the heartbeat shown: the next one tells how it went.
-                    Some((decision, Some(at))) if row.activity.last_heartbeat_at <= Some(at) => p.ok #delivered {
+                    Some((decision, Some(at))) if row.activity.last_heartbeat_at <= Some(at) => p.ok id={ "delivered-" (row.device.as_str()) } {
                         (decision_words(decision)) (lang.t(" ble levert ", " was delivered ")) (when(Some(at), now))
                         (lang.t(
                             ": enheten melder utfallet med neste livstegn.",
@@ -98,7 +98,7 @@ pub(crate) async fn held(
                         ))
                     },
                     // Delivered, yet a later heartbeat still holds the delta: it may be decided again.
-                    Some((decision, Some(at))) => p.warn #delivered {
+                    Some((decision, Some(at))) => p.warn id={ "delivered-" (row.device.as_str()) } {
                         (decision_words(decision)) (lang.t(" ble levert ", " was delivered ")) (when(Some(at), now))
                         (lang.t(", men enheten holder fortsatt endringen.", ", yet the device still holds the delta."))
                     },

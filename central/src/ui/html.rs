@@ -122,17 +122,28 @@ pub(crate) fn see_other(location: &str) -> Response {
     hardened(response)
 }
 
-/// Plain, readable, printable; no external resources.
+/// Plain, readable, printable; no external resources. It holds on a phone (390 px) without
+/// the page scrolling sideways: the header and its menu wrap between whole labels (each link a touch target at
+/// least 24 px tall), a wide
+/// table scrolls inside its own box (a block with `overflow-x`, as its rows keep their table
+/// layout inside it; the table is focusable so a keyboard can scroll it too), and fields
+/// never grow wider than the screen.
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1b1b1b}\
-header{background:#0b3d5c;color:#fff;padding:.6em 1em}header a{color:#fff;margin-left:1em}\
-header form{display:inline;margin-left:1em}nav{display:inline}\
-header a,header span,td:first-child{white-space:nowrap}main{padding:1em 1.5em;max-width:80em}\
-table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #bbb;\
-padding:.3em .6em;text-align:left;vertical-align:top}th{background:#eef2f5}\
+header{background:#0b3d5c;color:#fff;padding:.6em 1em;display:flex;flex-wrap:wrap;\
+align-items:center;gap:.2em 1.2em}header a{color:#fff;display:inline-block;padding:.3em 0}\
+header form{display:inline}\
+nav ul{display:flex;flex-wrap:wrap;gap:.2em 1em;list-style:none;margin:0;padding:0}\
+header a,header span,nav li,td:first-child{white-space:nowrap}\
+main{padding:1em 1.5em;max-width:80em;overflow-wrap:break-word}\
+table{border-collapse:collapse;margin:.5em 0 1.5em;display:block;overflow-x:auto;\
+width:max-content;max-width:100%}caption{text-align:left;font-weight:bold;padding:.2em 0}\
+th,td{border:1px solid #bbb;padding:.3em .6em;text-align:left;vertical-align:top}\
+th{background:#eef2f5}table:focus-visible{outline:2px solid #0b3d5c}\
 .ok{color:#176b1b}.warn{color:#8a5300}.bad{color:#a11}.note{color:#555}\
 form.inline{display:inline}input[type=text],input[type=password]{padding:.3em}\
-button{padding:.3em .8em;margin:.2em}\
-.skip{position:absolute;left:-999em}.skip:focus{left:1em;top:.5em;background:#fff;padding:.3em}";
+input,select,button{max-width:100%;box-sizing:border-box}button{padding:.3em .8em;margin:.2em}\
+.skip{position:absolute;left:-999em}.skip:focus{left:1em;top:.5em;background:#fff;padding:.3em}\
+@media (max-width:40em){header{padding:.5em .8em}main{padding:.8em}}";
 
 #[cfg(test)]
 mod tests {

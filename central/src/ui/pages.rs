@@ -101,7 +101,7 @@ pub(crate) async fn site(
     let body = html! {
         p { (school_names(&schools, &site)) }
         @for row in &holding {
-            p.warn #holds-back {
+            p.warn id={ "holds-back-" (row.device.as_str()) } {
                 (row.device.as_str())
                 (lang.t(
                     " holder tilbake en eksport til vurdering: ",
@@ -166,7 +166,7 @@ pub(crate) async fn site(
                 "No batch has been applied for this site yet.",
             )) }
         } @else {
-            table #transfers {
+            table #transfers tabindex="0" {
                 caption { (lang.t("Siste overføringer", "Latest transfers")) }
                 tr {
                     th scope="col" { (lang.t("Tatt inn", "Applied")) }
@@ -264,7 +264,7 @@ pub(crate) async fn tokens(
         @if tokens.is_empty() {
             p { (lang.t("Ingen tokens er registrert.", "No tokens are registered.")) }
         } @else {
-            table #tokens {
+            table #tokens tabindex="0" {
                 caption { (lang.t("Innmeldingstokens", "Enrollment tokens")) }
                 tr {
                     th scope="col" { "Token" }
@@ -352,7 +352,7 @@ pub(crate) async fn audit_page(
     }
     let entries = state.app.store.audit_log(AUDIT_SHOWN).await?;
     let body = html! {
-        table #audit {
+        table #audit tabindex="0" {
             caption { (lang.t("Nyeste handlinger først", "Newest actions first")) }
             tr {
                 th scope="col" { (lang.t("Når", "When")) }

@@ -108,7 +108,7 @@ pub(crate) async fn reads_page(
         @if reads.is_empty() {
             p { (lang.t("Ingen oppslag er logget.", "No reads logged.")) }
         } @else {
-            table #reads {
+            table #reads tabindex="0" {
                 caption { (lang.t("Nyeste oppslag først", "Newest reads first")) }
                 tr {
                     th scope="col" { (lang.t("Når", "When")) }

@@ -91,7 +91,7 @@ pub(crate) async fn releases(
                     }
                 }
                 p { (lang.t("Utrulling: ", "Rollout: ")) strong.rollout { (policy_words(lang, record, &view)) } }
-                table.progress {
+                table.progress tabindex="0" {
                     caption { (lang.t("Fremdrift", "Progress")) }
                     tr {
                         th scope="col" { (lang.t("Tilbudt", "Offered")) }

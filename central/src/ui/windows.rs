@@ -168,7 +168,7 @@ pub(crate) async fn windows_page(
         }
         @for (fylke, list) in &by_county {
             h2 { (lang.t("Fylke ", "County ")) (fylke) }
-            table id={ "windows-" (fylke) } {
+            table id={ "windows-" (fylke) } tabindex="0" {
                 caption { (lang.t("Vinduene til fylke ", "The windows of county ")) (fylke) }
                 tr {
                     th scope="col" { (lang.t("Vindu", "Window")) }
