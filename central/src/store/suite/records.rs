@@ -729,3 +729,46 @@ pub(crate) async fn transfers_since_a_time_are_listed_oldest_first_with_their_si
         .expect("reads")
         .is_empty());
 }
+
+pub(crate) async fn one_sites_transfers_since_a_time_are_listed_oldest_first_without_the_others(
+    store: &dyn Store,
+) {
+    enroll_a(store).await;
+    enroll(store, &site_b(), &device_b(), &secret_b(), 2).await;
+    applied(
+        store,
+        students_delta(&secret_a(), vec![student("1", "Ada")]),
+        10,
+    )
+    .await;
+    let outcome = store
+        .apply(batch(
+            device_b(),
+            site_b(),
+            ChainHead::genesis(),
+            students_delta(&secret_b(), vec![student("9", "Ola")]),
+            20,
+        ))
+        .await
+        .expect("site B's batch applies");
+    assert!(matches!(outcome, ApplyOutcome::Applied(_)));
+    applied(store, delete_students(&secret_a(), &["1"]), 30).await;
+
+    let since = store
+        .site_transfers_since(&site_a(), Timestamp(10))
+        .await
+        .expect("reads");
+    let seen: Vec<_> = since.iter().map(|transfer| transfer.at).collect();
+    assert_eq!(seen, [Timestamp(10), Timestamp(30)]);
+    assert_eq!(since[1].changes, changes(0, 0, 1, 0));
+    let later = store
+        .site_transfers_since(&site_a(), Timestamp(11))
+        .await
+        .expect("reads");
+    assert_eq!(later.len(), 1);
+    assert!(store
+        .site_transfers_since(&site_b(), Timestamp(21))
+        .await
+        .expect("reads")
+        .is_empty());
+}
