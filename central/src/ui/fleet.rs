@@ -19,6 +19,8 @@ use super::error::PageError;
 use super::html::{escape_path, page};
 use super::text::when;
 use super::text::{current, Lang, Noun};
+use super::trends::window_charts;
+use super::windows::{counties_of, Counties};
 use crate::state::UiState;
 use crate::store::{DeviceActivity, DeviceRecord, StoreError, Timestamp};
 use skolebro_protocol::api::AgentState;
@@ -338,6 +340,11 @@ pub(crate) async fn fleet(
         .unwrap_or(1)
         .clamp(1, pages);
     let count = |wanted: FleetState| rows.iter().filter(|(_, s)| s.contains(&wanted)).count();
+    let charts = match counties_of(&operator) {
+        Counties::Every => window_charts(store, lang, &view, None, now).await?,
+        Counties::Own(county) => window_charts(store, lang, &view, Some(county), now).await?,
+        Counties::Nothing => html! {},
+    };
 
     let body = html! {
         p #summary {
@@ -353,6 +360,7 @@ pub(crate) async fn fleet(
                 ", " span.bad { (failing) " " (FleetState::Failing.counted(lang, failing)) }
             }
         }
+        (charts)
         form method="get" action="/fleet" #filter {
             label { (lang.t("Tilstand", "State")) " "
                 select name="state" id="state" {

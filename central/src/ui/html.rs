@@ -132,7 +132,12 @@ padding:.3em .6em;text-align:left;vertical-align:top}th{background:#eef2f5}\
 .ok{color:#176b1b}.warn{color:#8a5300}.bad{color:#a11}.note{color:#555}\
 form.inline{display:inline}input[type=text],input[type=password]{padding:.3em}\
 button{padding:.3em .8em;margin:.2em}\
-.skip{position:absolute;left:-999em}.skip:focus{left:1em;top:.5em;background:#fff;padding:.3em}";
+.skip{position:absolute;left:-999em}.skip:focus{left:1em;top:.5em;background:#fff;padding:.3em}\
+figure.chart{margin:.5em 0 1.5em;max-width:40em}svg.chart{width:100%;height:auto;font-size:9px}\
+svg.chart text{fill:#333}svg.chart .axis{stroke:#888}svg.chart .bar{fill:#0b3d5c}\
+svg.chart .bar.held,svg.chart .held-mark{fill:#c77800}svg.chart .bar.late,svg.chart .late-mark,\
+svg.chart .bar.error{fill:#a11}.held-key{color:#c77800}.late-key{color:#a11}\
+.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}";
 
 #[cfg(test)]
 mod tests {
