@@ -20,7 +20,7 @@ use skolebro_protocol::SiteId;
 
 use super::auth::Operator;
 use super::error::PageError;
-use super::html::{escape_path, page};
+use super::html::{page, paged_link};
 use super::text::{current, Lang};
 use crate::state::UiState;
 use crate::store::AuditFilter;
@@ -175,18 +175,12 @@ impl AuditQuery {
 
     /// The link to `page` with the same filters.
     fn link(&self, page: u32) -> String {
-        let mut parts = Vec::new();
-        for (name, value) in [
-            ("actor", &self.actor),
-            ("action", &self.action),
-            ("site", &self.site),
-        ] {
-            if let Some(value) = Self::given(value) {
-                parts.push(format!("{name}={}", escape_path(value)));
-            }
-        }
-        parts.push(format!("page={page}"));
-        format!("/audit?{}", parts.join("&"))
+        let filters = [
+            ("actor", Self::given(&self.actor)),
+            ("action", Self::given(&self.action)),
+            ("site", Self::given(&self.site)),
+        ];
+        paged_link("/audit", &filters, page)
     }
 }
 

@@ -16,7 +16,7 @@ use skolebro_protocol::{DeviceId, SiteId, SiteSchool};
 
 use super::auth::{Operator, View};
 use super::error::PageError;
-use super::html::{escape_path, page};
+use super::html::{escape_path, page, paged_link};
 use super::text::when;
 use super::text::{current, Lang, Noun};
 use super::trends::window_charts;
@@ -255,18 +255,12 @@ pub(crate) struct FleetQuery {
 impl FleetQuery {
     /// The query for the link to `page`, with the same filters.
     fn link(&self, page: usize) -> String {
-        let mut parts = Vec::new();
-        for (name, value) in [
-            ("state", &self.state),
-            ("kommune", &self.kommune),
-            ("q", &self.q),
-        ] {
-            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-                parts.push(format!("{name}={}", escape_path(value)));
-            }
-        }
-        parts.push(format!("page={page}"));
-        format!("/fleet?{}", parts.join("&"))
+        let filters = [
+            ("state", self.state.as_deref()),
+            ("kommune", self.kommune.as_deref()),
+            ("q", self.q.as_deref()),
+        ];
+        paged_link("/fleet", &filters, u32::try_from(page).unwrap_or(u32::MAX))
     }
 }
 

@@ -26,6 +26,21 @@ pub(crate) fn escape_path(segment: &str) -> String {
     out
 }
 
+/// The link to page `page` of a list at `path`, keeping its filters: each given, non-empty
+/// value as `name=value`, percent-encoded, so paging never drops what the person asked for.
+pub(crate) fn paged_link(path: &str, filters: &[(&str, Option<&str>)], page: u32) -> String {
+    let mut parts: Vec<String> = filters
+        .iter()
+        .filter_map(|(name, value)| {
+            value
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{name}={}", escape_path(v)))
+        })
+        .collect();
+    parts.push(format!("page={page}"));
+    format!("{path}?{}", parts.join("&"))
+}
+
 /// A size in bytes as people read it ("12.4 KiB"): operators compare transfers and
 /// artifacts by magnitude, not by the byte.
 pub(crate) fn human_bytes(bytes: u64) -> String {
@@ -154,6 +169,13 @@ mod tests {
         );
         assert_eq!(escape_path("pi-1.a_b"), "pi-1.a_b");
         assert_eq!(escape_path("a/b c?"), "a%2Fb%20c%3F");
+    }
+
+    #[test]
+    fn paging_links_keep_the_given_filters_encoded_and_leave_out_empty_ones() {
+        let filters = [("q", Some("a b")), ("state", Some("")), ("kommune", None)];
+        assert_eq!(paged_link("/fleet", &filters, 2), "/fleet?q=a%20b&page=2");
+        assert_eq!(paged_link("/audit", &[], 1), "/audit?page=1");
     }
 
     #[test]

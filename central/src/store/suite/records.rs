@@ -683,9 +683,8 @@ pub(crate) async fn each_applied_batch_is_logged_as_a_transfer_once(store: &dyn 
     assert_eq!(store.transfers(&site_a(), 1).await.expect("reads").len(), 1);
 }
 
-pub(crate) async fn transfers_since_a_time_are_listed_oldest_first_with_their_site(
-    store: &dyn Store,
-) {
+/// Site A's batches at 10 (adding a student) and 30 (deleting it), site B's at 20.
+async fn transfers_at_10_20_and_30(store: &dyn Store) {
     enroll_a(store).await;
     enroll(store, &site_b(), &device_b(), &secret_b(), 2).await;
     applied(
@@ -706,6 +705,12 @@ pub(crate) async fn transfers_since_a_time_are_listed_oldest_first_with_their_si
         .expect("site B's batch applies");
     assert!(matches!(outcome, ApplyOutcome::Applied(_)));
     applied(store, delete_students(&secret_a(), &["1"]), 30).await;
+}
+
+pub(crate) async fn transfers_since_a_time_are_listed_oldest_first_with_their_site(
+    store: &dyn Store,
+) {
+    transfers_at_10_20_and_30(store).await;
 
     let since = store.transfers_since(Timestamp(20)).await.expect("reads");
     let seen: Vec<_> = since
@@ -733,26 +738,7 @@ pub(crate) async fn transfers_since_a_time_are_listed_oldest_first_with_their_si
 pub(crate) async fn one_sites_transfers_since_a_time_are_listed_oldest_first_without_the_others(
     store: &dyn Store,
 ) {
-    enroll_a(store).await;
-    enroll(store, &site_b(), &device_b(), &secret_b(), 2).await;
-    applied(
-        store,
-        students_delta(&secret_a(), vec![student("1", "Ada")]),
-        10,
-    )
-    .await;
-    let outcome = store
-        .apply(batch(
-            device_b(),
-            site_b(),
-            ChainHead::genesis(),
-            students_delta(&secret_b(), vec![student("9", "Ola")]),
-            20,
-        ))
-        .await
-        .expect("site B's batch applies");
-    assert!(matches!(outcome, ApplyOutcome::Applied(_)));
-    applied(store, delete_students(&secret_a(), &["1"]), 30).await;
+    transfers_at_10_20_and_30(store).await;
 
     let since = store
         .site_transfers_since(&site_a(), Timestamp(10))
