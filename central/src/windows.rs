@@ -169,22 +169,35 @@ pub(crate) fn parse_new_window(
     closes: &str,
     created_by: &str,
 ) -> Result<NewWindow, String> {
+    let time = |what: &str, text: &str| {
+        Timestamp::parse_rfc3339(text.trim()).ok_or_else(|| {
+            format!("{what} is an RFC 3339 time, e.g. 2027-03-01T12:00:00+01:00, or a date")
+        })
+    };
+    let (opens, closes) = (time("opens", opens), time("closes", closes));
+    new_window(fylke, name, opens?, closes?, created_by)
+}
+
+/// Checks a window's county and name, with its times already read (as RFC 3339 by the
+/// operator API, from date pickers in Oslo time by the web interface), and builds it.
+pub(crate) fn new_window(
+    fylke: &str,
+    name: &str,
+    opens: Timestamp,
+    closes: Timestamp,
+    created_by: &str,
+) -> Result<NewWindow, String> {
     let fylke = Fylke::parse(fylke.trim())
         .ok_or_else(|| "fylke is a county number (fylkesnummer), two digits".to_owned())?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_WINDOW_NAME_LEN {
         return Err(format!("name is 1 to {MAX_WINDOW_NAME_LEN} characters"));
     }
-    let time = |what: &str, text: &str| {
-        Timestamp::parse_rfc3339(text.trim()).ok_or_else(|| {
-            format!("{what} is an RFC 3339 time, e.g. 2027-03-01T12:00:00+01:00, or a date")
-        })
-    };
     Ok(NewWindow {
         fylke,
         name: name.to_owned(),
-        opens: time("opens", opens)?,
-        closes: time("closes", closes)?,
+        opens,
+        closes,
         created: Timestamp::now(),
         created_by: created_by.to_owned(),
     })

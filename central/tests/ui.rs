@@ -5,8 +5,9 @@
 //! guessing its URLs, and that forms without the session's CSRF token are refused. The same
 //! way, they check the releases page (operations change a rollout, others only look), the
 //! lock after repeated failed sign-ins, that the JSON operator API's actions are in the
-//! audit log, that destructive actions ask first and audit their reason, and the fleet
-//! page's summary, filters and paging. They ask for English with `Accept-Language`, as they
+//! audit log, that destructive actions ask first and audit their reason, the fleet
+//! page's summary, filters and paging, the charts of the site and fleet pages, the audit
+//! page's filters and paging, and the window form's date pickers in Oslo time. They ask for English with `Accept-Language`, as they
 //! are about behaviour; one test checks that bokmål is the default and how English is
 //! chosen.
 //!
@@ -46,7 +47,8 @@ use serde_json::{json, Value};
 use skolebro_agent::config::AgentConfig;
 use skolebro_agent::daemon;
 use skolebro_central::store::{
-    Fylke, IncomingBatch, NewRelease, NewWindow, Read, Store, Timestamp, UpdateEvent, UpdateState,
+    AuditEntry, Fylke, IncomingBatch, NewRelease, NewWindow, Read, Store, Timestamp, UpdateEvent,
+    UpdateState,
 };
 use skolebro_central::ui::{new_user, LOGIN_FAILURES_ALLOWED, LOGIN_LOCK};
 use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
@@ -166,22 +168,34 @@ fn one_school_snapshot(
     }
 }
 
-/// Posts the web interface's new-window form for county 46.
+/// Posts the web interface's new-window form for county 46: each end a date picker's
+/// value and a time picker's (empty for midnight), in Oslo time.
 async fn post_window(
     session: &Session,
     csrf: &str,
     name: &str,
-    opens: &str,
-    closes: &str,
+    opens: (&str, &str),
+    closes: (&str, &str),
 ) -> StatusCode {
     let form = [
         ("csrf", csrf),
         ("fylke", "46"),
         ("name", name),
-        ("opens", opens),
-        ("closes", closes),
+        ("opens", opens.0),
+        ("opens_time", opens.1),
+        ("closes", closes.0),
+        ("closes_time", closes.1),
     ];
     session.post("/windows", &form).await
+}
+
+/// `at` as the new-window form's date and time pickers (to the second) write it in Oslo.
+fn oslo_fields(at: Timestamp) -> (String, String) {
+    let (local, _) = skolebro_central::ui::oslo(at);
+    (
+        local.date_text(),
+        format!("{}:{:02}", local.hour_minute_text(), local.second),
+    )
 }
 
 /// Applies another snapshot of the same one-school roster to a site `site_in` made, now:
@@ -316,15 +330,21 @@ impl Session {
     }
 
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> StatusCode {
-        self.http
+        self.post_answer(path, form).await.0
+    }
+
+    /// A form's answer with its page.
+    async fn post_answer(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+        let response = self
+            .http
             .post(format!("{}{path}", self.base))
             .header(COOKIE, &self.cookie)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(form_body(form))
             .send()
             .await
-            .expect("an answer")
-            .status()
+            .expect("an answer");
+        (response.status(), response.text().await.expect("a body"))
     }
 
     async fn csrf(&self) -> String {
@@ -873,7 +893,11 @@ async fn repeated_wrong_passwords_lock_the_name_but_not_another_account() {
     );
     let (_, audit) = ops.get("/audit").await;
     assert!(audit.contains("login_locked"), "{audit}");
-    assert_eq!(audit.matches("login_locked").count(), 1, "{audit}");
+    assert_eq!(
+        audit.matches("data-action=\"login_locked\"").count(),
+        1,
+        "{audit}"
+    );
     central.running.shutdown().await;
 }
 
@@ -1051,7 +1075,7 @@ async fn operations_change_a_rollout_on_the_releases_page_and_others_only_look()
     ] {
         assert!(audit.contains(expected), "{expected} in {audit}");
     }
-    assert!(!audit.contains("resume_rollout"), "{audit}");
+    assert!(!audit.contains("data-action=\"resume_rollout\""), "{audit}");
     central.running.shutdown().await;
 }
 
@@ -1146,8 +1170,8 @@ async fn operations_set_a_transfer_window_that_only_its_county_sees_and_late_tra
     central.add_user("ola", "municipality", Some("0301")).await;
     central.add_user("lesar", "read_only", None).await;
     let base = central.ui();
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let closes = Timestamp::now();
+    // The deadline is the next whole second, as the time picker reads to the second.
+    let closes = Timestamp((Timestamp::now().0 / 1000 + 1) * 1000);
     let opens = Timestamp(closes.0 - 3_600_000);
     // Operations create the window (the name is escaped wherever it is shown).
     let ops = try_login(&base, "ops", PASSWORD)
@@ -1155,18 +1179,47 @@ async fn operations_set_a_transfer_window_that_only_its_county_sees_and_late_tra
         .1
         .expect("ops signs in");
     let csrf = ops.csrf().await;
-    let (opens, closes) = (opens.to_string(), closes.to_string());
-    let created = post_window(&ops, &csrf, "Inntak <2027>", &opens, &closes).await;
+    let (opens_at, closes_at) = (oslo_fields(opens), oslo_fields(closes));
+    let created = post_window(
+        &ops,
+        &csrf,
+        "Inntak <2027>",
+        (&opens_at.0, &opens_at.1),
+        (&closes_at.0, &closes_at.1),
+    )
+    .await;
     assert_eq!(created, StatusCode::SEE_OTHER);
-    let backwards = post_window(&ops, &csrf, "Backwards", "2101-01-02", "2101-01-01").await;
+    let backwards = post_window(
+        &ops,
+        &csrf,
+        "Backwards",
+        ("2101-01-02", ""),
+        ("2101-01-01", ""),
+    )
+    .await;
     assert_eq!(backwards, StatusCode::BAD_REQUEST);
-    let overlapping = post_window(&ops, &csrf, "Overlap", "2020-01-01", "2100-01-01").await;
+    let overlapping = post_window(
+        &ops,
+        &csrf,
+        "Overlap",
+        ("2020-01-01", ""),
+        ("2100-01-01", ""),
+    )
+    .await;
     assert_eq!(overlapping, StatusCode::BAD_REQUEST);
-    let forged = post_window(&ops, &"0".repeat(64), "Forged", "2101-01-01", "2101-01-02").await;
+    let forged = post_window(
+        &ops,
+        &"0".repeat(64),
+        "Forged",
+        ("2101-01-01", ""),
+        ("2101-01-02", ""),
+    )
+    .await;
     assert_eq!(forged, StatusCode::FORBIDDEN);
 
     // Fana delivers after the deadline: kept, and flagged on its page.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let wait = closes.0 + 20 - Timestamp::now().0;
+    tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
     deliver_again(central.store.as_ref(), "fana", "pi-fana", "4601").await;
     let (status, site) = ops.get("/sites/fana").await;
     assert_eq!(status, StatusCode::OK);
@@ -1213,7 +1266,14 @@ async fn operations_set_a_transfer_window_that_only_its_county_sees_and_late_tra
     assert!(!unseen.contains("Inntak"), "{unseen}");
     assert!(unseen.contains("No transfer windows are set"), "{unseen}");
     let csrf = ola.csrf().await;
-    let own = post_window(&ola, &csrf, "Oslo's own", "2101-01-01", "2101-01-02").await;
+    let own = post_window(
+        &ola,
+        &csrf,
+        "Oslo's own",
+        ("2101-01-01", ""),
+        ("2101-01-02", ""),
+    )
+    .await;
     assert_eq!(own, StatusCode::FORBIDDEN);
     let reader = try_login(&base, "lesar", PASSWORD)
         .await
@@ -1225,7 +1285,14 @@ async fn operations_set_a_transfer_window_that_only_its_county_sees_and_late_tra
         .1
         .contains("Inntak &lt;2027&gt;"));
     let csrf = reader.csrf().await;
-    let read_only = post_window(&reader, &csrf, "Reader's", "2101-01-01", "2101-01-02").await;
+    let read_only = post_window(
+        &reader,
+        &csrf,
+        "Reader's",
+        ("2101-01-01", ""),
+        ("2101-01-02", ""),
+    )
+    .await;
     assert_eq!(read_only, StatusCode::FORBIDDEN);
     let windows = ops.get("/windows").await.1;
     assert!(
@@ -1234,9 +1301,258 @@ async fn operations_set_a_transfer_window_that_only_its_county_sees_and_late_tra
     );
 
     let (_, audit) = ops.get("/audit").await;
-    assert!(audit.contains("create_window"), "{audit}");
+    assert!(audit.contains("Created a transfer window"), "{audit}");
     assert!(audit.contains("county 46"), "{audit}");
-    assert_eq!(audit.matches("create_window").count(), 1, "{audit}");
+    assert_eq!(
+        audit.matches("data-action=\"create_window\"").count(),
+        1,
+        "{audit}"
+    );
+    central.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_form_reads_a_plain_date_as_oslo_midnight_and_refuses_unreadable_ones_in_both_languages(
+) {
+    let central = Central::start().await;
+    central.add_user("ops", "operations", None).await;
+    let base = central.ui();
+    let ops = try_login(&base, "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in");
+    let (_, form) = ops.get("/windows").await;
+    for expected in [
+        "type=\"date\" name=\"opens\"",
+        "type=\"time\" name=\"closes_time\"",
+    ] {
+        assert!(form.contains(expected), "{expected} in {form}");
+    }
+    let csrf = ops.csrf().await;
+    let created = post_window(
+        &ops,
+        &csrf,
+        "Inntak 2101",
+        ("2101-02-01", ""),
+        ("2101-06-01", "12:30"),
+    )
+    .await;
+    assert_eq!(created, StatusCode::SEE_OTHER);
+    let (_, windows) = ops.get("/windows").await;
+    assert!(windows.contains("2101-02-01 00:00 CET"), "{windows}");
+    assert!(windows.contains("2101-06-01 12:30 CEST"), "{windows}");
+    let stored = central.store.windows(None).await.expect("the windows");
+    assert_eq!(stored[0].opens.to_string(), "2101-01-31T23:00:00.000Z");
+
+    let refused = |opens: &'static str, opens_time: &'static str| {
+        [
+            ("fylke", "46"),
+            ("name", "Bad"),
+            ("opens", opens),
+            ("opens_time", opens_time),
+            ("closes", "2102-01-01"),
+        ]
+    };
+    let with_csrf = |fields: [(&'static str, &'static str); 5]| {
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend(fields);
+        form
+    };
+    let (status, english) = ops
+        .post_answer("/windows", &with_csrf(refused("1 March", "")))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        english.contains("Opens: choose a date (YYYY-MM-DD)."),
+        "{english}"
+    );
+    let (status, bokmal) = ops
+        .without_language()
+        .post_answer("/windows", &with_csrf(refused("2102-03-01", "25:00")))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        bokmal.contains("Åpner: klokkeslettet skrives TT:MM eller TT:MM:SS."),
+        "{bokmal}"
+    );
+    assert_eq!(
+        central
+            .store
+            .windows(None)
+            .await
+            .expect("the windows")
+            .len(),
+        1
+    );
+    central.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_site_page_draws_its_nights_and_deviations_as_pictures_with_words_beside_them() {
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    central.add_user("ops", "operations", None).await;
+    let held_since = Timestamp::now().0 - 86_400_000;
+    heartbeat(
+        central.store.as_ref(),
+        "pi-fana",
+        json!({"version": "1.2.3", "state": "holding",
+               "deviations": {"errors": 3, "warnings": 1},
+               "deviation_groups": [
+                   {"code": "invalid_national_id", "severity": "error", "count": 3},
+                   {"code": "unknown_field", "severity": "warning", "count": 1}],
+               "held": {"id": "h1", "deletes": {"students": 5},
+                        "held_since_unix_ms": held_since}}),
+    )
+    .await;
+    let base = central.ui();
+    let ops = try_login(&base, "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in");
+    let (status, site) = ops.get("/sites/fana").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(site.matches("<svg class=\"chart\"").count(), 2, "{site}");
+    for expected in [
+        "role=\"img\"",
+        "aria-labelledby=\"chart-changes-title chart-changes-desc\"",
+        "Records changed per night, last 90 nights",
+        // The snapshot's one school, today; the held delta since yesterday.
+        "90 nights, 1 with something to show; most 1 changed record",
+        "2 nights with a held delta.",
+        "Deviations by code",
+        "2 codes in the last exports: 3 errors, 1 warning.",
+        ">invalid_national_id</text>",
+    ] {
+        assert!(site.contains(expected), "{expected} in {site}");
+    }
+    assert_eq!(site.matches("<rect class=\"bar").count(), 92, "{site}");
+    central.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_page_draws_the_sites_delivered_each_night_of_an_open_window_for_its_county_only()
+{
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    central.site_in("oslo", "pi-oslo", "0301", 2).await;
+    central.add_user("ops", "operations", None).await;
+    central.add_user("ola", "municipality", Some("0301")).await;
+    central.add_user("kari", "municipality", Some("4601")).await;
+    let base = central.ui();
+    let ops = try_login(&base, "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in");
+    let (_, before) = ops.get("/fleet").await;
+    assert!(!before.contains("<svg"), "no window is open: {before}");
+    let csrf = ops.csrf().await;
+    let (today, _) = oslo_fields(Timestamp::now());
+    let yesterday = oslo_fields(Timestamp(Timestamp::now().0 - 86_400_000)).0;
+    let created = post_window(&ops, &csrf, "Inntak", (&yesterday, ""), ("2101-01-01", "")).await;
+    assert_eq!(created, StatusCode::SEE_OTHER);
+    deliver_again(central.store.as_ref(), "fana", "pi-fana", "4601").await;
+
+    let (_, fleet) = ops.get("/fleet").await;
+    for expected in [
+        "Sites delivered per night in Inntak (county 46)",
+        "role=\"img\"",
+        "2 nights, 1 with something to show; most 1 site",
+    ] {
+        assert!(fleet.contains(expected), "{expected} in {fleet}");
+    }
+    assert!(
+        fleet.contains(&format!(">{}</text>", &today[5..])),
+        "{fleet}"
+    );
+    let kari = try_login(&base, "kari", PASSWORD)
+        .await
+        .1
+        .expect("kari signs in");
+    assert!(kari
+        .get("/fleet")
+        .await
+        .1
+        .contains("Sites delivered per night in Inntak"));
+    let ola = try_login(&base, "ola", PASSWORD)
+        .await
+        .1
+        .expect("ola signs in");
+    let (_, other_county) = ola.get("/fleet").await;
+    assert!(!other_county.contains("<svg"), "{other_county}");
+    central.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_page_filters_by_actor_action_and_site_pages_and_says_actions_in_words() {
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    central.add_user("ops", "operations", None).await;
+    central.add_user("kari", "municipality", Some("4601")).await;
+    let store = central.store.as_ref();
+    let line = |n: i64, actor: &str, action: &str, target: &str| AuditEntry {
+        at: Timestamp(1_000_000 + n),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        detail: format!("line {n}"),
+    };
+    for n in 0..55 {
+        store
+            .append_audit(&line(n, "robot", "login", ""))
+            .await
+            .expect("the line");
+    }
+    for entry in [
+        line(60, "kari", "release", "pi-fana"),
+        line(61, "kari", "register_schools", "fana"),
+        line(62, "ops", "revoke_device", "pi-other"),
+    ] {
+        store.append_audit(&entry).await.expect("the line");
+    }
+    let base = central.ui();
+    let ops = try_login(&base, "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in");
+    let rows = |page: &str| page.matches("<td data-action=").count();
+
+    let (_, robot) = ops.get("/audit?actor=robot&action=login").await;
+    assert_eq!(rows(&robot), 50, "{robot}");
+    assert!(robot.contains("Signed in"), "{robot}");
+    assert!(
+        robot.contains("href=\"/audit?actor=robot&amp;action=login&amp;page=2\" rel=\"next\""),
+        "{robot}"
+    );
+    let (_, older) = ops.get("/audit?actor=robot&action=login&page=2").await;
+    assert_eq!(rows(&older), 5, "{older}");
+    assert!(older.contains("rel=\"prev\"") && !older.contains("rel=\"next\""));
+
+    let (_, fana) = ops.get("/audit?site=fana").await;
+    assert_eq!(rows(&fana), 2, "{fana}");
+    for expected in ["Released a held delta", "Registered a site's schools"] {
+        assert!(fana.contains(expected), "{expected} in {fana}");
+    }
+    assert!(!fana.contains("pi-other"), "{fana}");
+    assert!(
+        fana.contains("value=\"fana\""),
+        "the filter is kept: {fana}"
+    );
+    let (_, nb) = ops
+        .without_language()
+        .get("/audit?action=revoke_device")
+        .await;
+    assert_eq!(rows(&nb), 1, "{nb}");
+    assert!(nb.contains("Tilbakekalte en enhet"), "{nb}");
+    let (_, none) = ops.get("/audit?actor=nobody").await;
+    assert!(none.contains("No action matches the filter."), "{none}");
+
+    // Municipality operators see no audit log, filtered to their own site or not.
+    let kari = try_login(&base, "kari", PASSWORD)
+        .await
+        .1
+        .expect("kari signs in");
+    assert_eq!(kari.get("/audit?site=fana").await.0, StatusCode::NOT_FOUND);
     central.running.shutdown().await;
 }
 
@@ -2038,6 +2354,8 @@ async fn release_in_browser(scene: Scene) {
     let site_page = browser
         .open_until(&format!("{base}/sites/fana"), "Sentralen har 20 elever")
         .await;
+    // The site's nights are drawn as a picture the browser sees as an image.
+    browser.element("svg[role=img]").await;
     // Two transfers: the first export, and the released delta that removed the leavers.
     assert_eq!(
         site_page.matches("<td>pi-fana</td>").count(),

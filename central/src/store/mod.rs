@@ -64,7 +64,7 @@ pub use fleet::{
 };
 pub use fylke::Fylke;
 pub use operator_tokens::{OperatorClient, OperatorTokenStore};
-pub use operators::{AuditEntry, OperatorStore, Role, UiSession, UiUser};
+pub use operators::{AuditEntry, AuditFilter, OperatorStore, Role, UiSession, UiUser};
 pub use postgres::PostgresStore;
 pub use records::{
     consumer_id, AnyRecord, ApplyOutcome, Changes, Compare, ConsumerPage, Counts, CurrentRecord,

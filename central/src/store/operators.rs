@@ -72,6 +72,18 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// Which lines of the audit log a search wants; each field narrows it, and an unset one
+/// (or an empty target list) lets every line through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Lines by this account (or name tried) only.
+    pub actor: Option<String>,
+    /// Lines of this action only (`release`, `create_window`, …).
+    pub action: Option<String>,
+    /// Lines done to one of these targets only: a site and its devices, for example.
+    pub targets: Vec<String>,
+}
+
 /// An operator account row as both databases read it, before its role is checked.
 pub(crate) struct UserRow {
     pub name: String,
@@ -171,4 +183,13 @@ pub trait OperatorStore: Send + Sync {
 
     /// The newest `limit` lines of the audit log, newest first.
     fn audit_log(&self, limit: u32) -> StoreFuture<'_, Vec<AuditEntry>>;
+
+    /// The lines `filter` lets through, newest first, skipping the newest `offset` of them
+    /// and returning at most `limit`: one page of the audit page's search.
+    fn audit_search<'a>(
+        &'a self,
+        filter: &'a AuditFilter,
+        offset: u32,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<AuditEntry>>;
 }

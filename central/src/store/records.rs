@@ -446,6 +446,14 @@ pub trait RecordStore: Send + Sync {
     /// Every site's batches applied at or after `since`, oldest first: what a transfer
     /// window's report (delivered in time, late) is derived from.
     fn transfers_since(&self, since: Timestamp) -> StoreFuture<'_, Vec<(SiteId, Transfer)>>;
+
+    /// One site's batches applied at or after `since`, oldest first: what the site page's
+    /// chart of the last nights is drawn from, however many batches a night had.
+    fn site_transfers_since<'a>(
+        &'a self,
+        site: &'a SiteId,
+        since: Timestamp,
+    ) -> StoreFuture<'a, Vec<Transfer>>;
 }
 
 /// The id the consumer API names a record by, as bytes: the first 16 bytes of SHA-256 over a

@@ -16,9 +16,11 @@ use skolebro_protocol::{DeviceId, SiteId, SiteSchool};
 
 use super::auth::{Operator, View};
 use super::error::PageError;
-use super::html::{escape_path, page};
+use super::html::{escape_path, page, paged_link};
 use super::text::when;
 use super::text::{current, Lang, Noun};
+use super::trends::window_charts;
+use super::windows::{counties_of, Counties};
 use crate::state::UiState;
 use crate::store::{DeviceActivity, DeviceRecord, StoreError, Timestamp};
 use skolebro_protocol::api::AgentState;
@@ -253,18 +255,12 @@ pub(crate) struct FleetQuery {
 impl FleetQuery {
     /// The query for the link to `page`, with the same filters.
     fn link(&self, page: usize) -> String {
-        let mut parts = Vec::new();
-        for (name, value) in [
-            ("state", &self.state),
-            ("kommune", &self.kommune),
-            ("q", &self.q),
-        ] {
-            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-                parts.push(format!("{name}={}", escape_path(value)));
-            }
-        }
-        parts.push(format!("page={page}"));
-        format!("/fleet?{}", parts.join("&"))
+        let filters = [
+            ("state", self.state.as_deref()),
+            ("kommune", self.kommune.as_deref()),
+            ("q", self.q.as_deref()),
+        ];
+        paged_link("/fleet", &filters, u32::try_from(page).unwrap_or(u32::MAX))
     }
 }
 
@@ -338,6 +334,11 @@ pub(crate) async fn fleet(
         .unwrap_or(1)
         .clamp(1, pages);
     let count = |wanted: FleetState| rows.iter().filter(|(_, s)| s.contains(&wanted)).count();
+    let charts = match counties_of(&operator) {
+        Counties::Every => window_charts(store, lang, &view, None, now).await?,
+        Counties::Own(county) => window_charts(store, lang, &view, Some(county), now).await?,
+        Counties::Nothing => html! {},
+    };
 
     let body = html! {
         p #summary {
@@ -353,6 +354,7 @@ pub(crate) async fn fleet(
                 ", " span.bad { (failing) " " (FleetState::Failing.counted(lang, failing)) }
             }
         }
+        (charts)
         form method="get" action="/fleet" #filter {
             label { (lang.t("Tilstand", "State")) " "
                 select name="state" id="state" {

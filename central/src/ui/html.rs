@@ -26,6 +26,21 @@ pub(crate) fn escape_path(segment: &str) -> String {
     out
 }
 
+/// The link to page `page` of a list at `path`, keeping its filters: each given, non-empty
+/// value as `name=value`, percent-encoded, so paging never drops what the person asked for.
+pub(crate) fn paged_link(path: &str, filters: &[(&str, Option<&str>)], page: u32) -> String {
+    let mut parts: Vec<String> = filters
+        .iter()
+        .filter_map(|(name, value)| {
+            value
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{name}={}", escape_path(v)))
+        })
+        .collect();
+    parts.push(format!("page={page}"));
+    format!("{path}?{}", parts.join("&"))
+}
+
 /// A size in bytes as people read it ("12.4 KiB"): operators compare transfers and
 /// artifacts by magnitude, not by the byte.
 pub(crate) fn human_bytes(bytes: u64) -> String {
@@ -143,6 +158,11 @@ th{background:#eef2f5}table:focus-visible{outline:2px solid #0b3d5c}\
 form.inline{display:inline}input[type=text],input[type=password]{padding:.3em}\
 input,select,button{max-width:100%;box-sizing:border-box}button{padding:.3em .8em;margin:.2em}\
 .skip{position:absolute;left:-999em}.skip:focus{left:1em;top:.5em;background:#fff;padding:.3em}\
+figure.chart{margin:.5em 0 1.5em;max-width:40em}svg.chart{width:100%;height:auto;font-size:9px}\
+svg.chart text{fill:#333}svg.chart .axis{stroke:#888}svg.chart .bar{fill:#0b3d5c}\
+svg.chart .bar.held,svg.chart .held-mark{fill:#c77800}svg.chart .bar.late,svg.chart .late-mark,\
+svg.chart .bar.error{fill:#a11}.held-key{color:#c77800}.late-key{color:#a11}\
+.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}\
 @media (max-width:40em){header{padding:.5em .8em}main{padding:.8em}}";
 
 #[cfg(test)]
@@ -160,6 +180,13 @@ mod tests {
         );
         assert_eq!(escape_path("pi-1.a_b"), "pi-1.a_b");
         assert_eq!(escape_path("a/b c?"), "a%2Fb%20c%3F");
+    }
+
+    #[test]
+    fn paging_links_keep_the_given_filters_encoded_and_leave_out_empty_ones() {
+        let filters = [("q", Some("a b")), ("state", Some("")), ("kommune", None)];
+        assert_eq!(paged_link("/fleet", &filters, 2), "/fleet?q=a%20b&page=2");
+        assert_eq!(paged_link("/audit", &[], 1), "/audit?page=1");
     }
 
     #[test]

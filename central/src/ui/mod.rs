@@ -9,10 +9,11 @@
 //! revoke a token or a device), with an account, a role and a reason attached, and every one
 //! of them lands in the audit log (`crate::audit`). `auth` signs operators in and out and
 //! gives handlers the signed-in `auth::Operator` as an extractor; `pages` renders the
-//! fleet, site, held-delta, token and audit pages; `releases` shows the releases and
+//! site and token pages; `fleet`, `held` and `audit_log` the fleet, held-delta and audit
+//! pages; `releases` shows the releases and
 //! changes their rollouts; `windows` shows and sets the counties' transfer windows; `reads` lists the consumer access
 //! log;
-//! `html` is the page frame, and `text` the language a request is served in (bokmål by
+//! `charts` draws the site and fleet pages' pictures as SVG with a text alternative, from what `trends` reads; `html` is the page frame, and `text` the language a request is served in (bokmål by
 //! default, English on request) with the words pages share. Everything works without JavaScript: links, plain forms, and
 //! redirects after each POST.
 //!
@@ -20,7 +21,9 @@
 //! proxy, and the session cookie carries `Secure` (the default), so a browser sends it only
 //! over HTTPS.
 
+mod audit_log;
 mod auth;
+mod charts;
 mod deviations;
 mod error;
 mod fleet;
@@ -30,6 +33,7 @@ mod pages;
 mod reads;
 mod releases;
 mod text;
+mod trends;
 mod windows;
 
 use std::sync::Arc;
@@ -43,6 +47,7 @@ pub use crate::accounts::{
 };
 use crate::state::UiState;
 pub use crate::state::{UiSettings, DEFAULT_SESSION_LIFETIME};
+pub use text::oslo;
 
 /// Largest form body: a reason and a few ids.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -64,7 +69,7 @@ pub(crate) fn router(state: Arc<UiState>) -> Router {
         )
         .route("/tokens", get(pages::tokens))
         .route("/tokens/{id}/revoke", post(pages::post_revoke_token))
-        .route("/audit", get(pages::audit_page))
+        .route("/audit", get(audit_log::audit_page))
         .route("/reads", get(reads::reads_page))
         .route("/releases", get(releases::releases))
         .route("/releases/{id}/rollout", post(releases::post_rollout))

@@ -25,6 +25,7 @@ use super::error::PageError;
 use super::fleet::{school_names, visible_devices};
 use super::html::{escape_path, human_bytes, page, see_other};
 use super::text::{current, when, Lang, Noun};
+use super::trends::site_charts;
 use super::windows::late_note;
 use crate::audit;
 use crate::state::UiState;
@@ -32,9 +33,6 @@ use crate::store::{StoreError, Timestamp};
 
 /// Transfers listed on a site's page.
 const TRANSFERS_SHOWN: u32 = 50;
-
-/// Audit lines listed on the audit page.
-const AUDIT_SHOWN: u32 = 500;
 
 /// Longest reason an operator may give; it is stored in the audit log.
 pub(super) const MAX_REASON_LEN: usize = 500;
@@ -96,6 +94,20 @@ pub(crate) async fn site(
                 .is_some_and(|h| h.held.is_some())
         })
         .collect();
+    let chart_devices: Vec<_> = site_devices
+        .iter()
+        .map(|row| (&row.device, row.activity.last_heartbeat.as_ref()))
+        .collect();
+    let charts = site_charts(
+        store,
+        lang,
+        &site,
+        &chart_devices,
+        &windows,
+        site_schools,
+        now,
+    )
+    .await?;
     let here = format!("/sites/{}", escape_path(site.as_str()));
 
     let body = html! {
@@ -127,6 +139,7 @@ pub(crate) async fn site(
         p { a href={ "/reads?site=" (escape_path(site.as_str())) } {
             (lang.t("Mottakeres oppslag i denne lokasjonens data", "Reads of this site's data by consumers"))
         } }
+        (charts)
         h2 { (lang.t("Avvik å rette i SAS", "Deviations to fix in the SAS")) }
         @for row in &site_devices {
             @if let Some(heartbeat) = &row.activity.last_heartbeat {
@@ -339,44 +352,4 @@ pub(crate) async fn post_revoke_token(
         Err(StoreError::TokenUnknown) => Err(operator.not_found()),
         Err(error) => Err(error.into()),
     }
-}
-
-/// `GET /audit`: operations only; the newest actions first.
-pub(crate) async fn audit_page(
-    State(state): State<Arc<UiState>>,
-    operator: Operator,
-) -> Result<Response, PageError> {
-    let lang = current();
-    if !operator.is_operations() {
-        return Err(operator.not_found());
-    }
-    let entries = state.app.store.audit_log(AUDIT_SHOWN).await?;
-    let body = html! {
-        table #audit tabindex="0" {
-            caption { (lang.t("Nyeste handlinger først", "Newest actions first")) }
-            tr {
-                th scope="col" { (lang.t("Når", "When")) }
-                th scope="col" { (lang.t("Hvem", "Who")) }
-                th scope="col" { (lang.t("Handling", "Action")) }
-                th scope="col" { (lang.t("På", "On")) }
-                th scope="col" { (lang.t("Detaljer", "Detail")) }
-            }
-            @for entry in &entries {
-                tr {
-                    td { (lang.time(entry.at)) }
-                    td { (entry.actor) }
-                    td { (entry.action) }
-                    td { (entry.target) }
-                    td { (entry.detail) }
-                }
-            }
-        }
-    };
-    Ok(page(
-        StatusCode::OK,
-        lang.t("Revisjonslogg", "Audit log"),
-        operator.nav(),
-        "/audit",
-        body,
-    ))
 }

@@ -191,6 +191,9 @@ pub(crate) enum Noun {
     Day,
     Minute,
     LateTransfer,
+    Night,
+    ChangedRecord,
+    Code,
 }
 
 impl Noun {
@@ -210,6 +213,9 @@ impl Noun {
             (Lang::Nb, Noun::Day) => ("dag", "dager"),
             (Lang::Nb, Noun::Minute) => ("minutt", "minutter"),
             (Lang::Nb, Noun::LateTransfer) => ("sen overføring", "sene overføringer"),
+            (Lang::Nb, Noun::Night) => ("natt", "netter"),
+            (Lang::Nb, Noun::ChangedRecord) => ("endret post", "endrede poster"),
+            (Lang::Nb, Noun::Code) => ("kode", "koder"),
             (Lang::English, Noun::School) => ("school", "schools"),
             (Lang::English, Noun::Student) => ("student", "students"),
             (Lang::English, Noun::Group) => ("group", "groups"),
@@ -224,6 +230,9 @@ impl Noun {
             (Lang::English, Noun::Day) => ("day", "days"),
             (Lang::English, Noun::Minute) => ("minute", "minutes"),
             (Lang::English, Noun::LateTransfer) => ("late transfer", "late transfers"),
+            (Lang::English, Noun::Night) => ("night", "nights"),
+            (Lang::English, Noun::ChangedRecord) => ("changed record", "changed records"),
+            (Lang::English, Noun::Code) => ("code", "codes"),
         }
     }
 }
@@ -231,7 +240,7 @@ impl Noun {
 /// `at` as Oslo's wall clock and the zone's name: CEST (UTC+2) from 01:00 UTC on the last
 /// Sunday of March to 01:00 UTC on the last Sunday of October, CET (UTC+1) otherwise, as
 /// the EU's rules have had it since 1996.
-pub(crate) fn oslo(at: Timestamp) -> (UtcDateTime, &'static str) {
+pub fn oslo(at: Timestamp) -> (UtcDateTime, &'static str) {
     const HOUR_MS: i64 = 3_600_000;
     let year = UtcDateTime::from_unix_millis(at.0).year;
     let last_sunday = |month: i64| {
@@ -247,6 +256,20 @@ pub(crate) fn oslo(at: Timestamp) -> (UtcDateTime, &'static str) {
         (HOUR_MS, "CET")
     };
     (UtcDateTime::from_unix_millis(at.0 + offset), zone)
+}
+
+/// The instant Oslo's wall clock shows `local` (a UTC-shaped date and time read as Oslo's):
+/// the earlier of the two when the clocks go back, `None` for the hour skipped when they go
+/// forward.
+pub(crate) fn from_oslo(local: UtcDateTime) -> Option<Timestamp> {
+    const HOUR_MS: i64 = 3_600_000;
+    let local_ms = days_from_civil(local.year, local.month, local.day) * 86_400_000
+        + ((local.hour * 60 + local.minute) * 60 + local.second) * 1000
+        + local.millisecond;
+    [2 * HOUR_MS, HOUR_MS]
+        .into_iter()
+        .map(|offset| Timestamp(local_ms - offset))
+        .find(|at| oslo(*at).0 == UtcDateTime::from_unix_millis(local_ms))
 }
 
 /// A time in Oslo with how long ago (or how soon) it is, or "never".
@@ -281,6 +304,26 @@ mod tests {
         assert_eq!(
             Lang::English.time(ms("2027-03-28T12:05:59.999Z")),
             "2027-03-28 14:05 CEST"
+        );
+    }
+
+    #[test]
+    fn oslo_wall_clock_times_map_back_to_their_instant_across_both_changes() {
+        let wall = |text: &str| UtcDateTime::from_unix_millis(ms(text).0);
+        let back = |text: &str| from_oslo(wall(text)).map(|at| at.to_string());
+        assert_eq!(
+            back("2027-02-01T00:00:00Z").as_deref(),
+            Some("2027-01-31T23:00:00.000Z")
+        );
+        assert_eq!(
+            back("2027-06-01T12:30:00Z").as_deref(),
+            Some("2027-06-01T10:30:00.000Z")
+        );
+        assert_eq!(back("2026-03-29T02:30:00Z"), None, "skipped in spring");
+        assert_eq!(
+            back("2026-10-25T02:30:00Z").as_deref(),
+            Some("2026-10-25T00:30:00.000Z"),
+            "the first of the two in autumn"
         );
     }
 

@@ -17,21 +17,22 @@ use axum::response::Response;
 use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
+use skolebro_protocol::civil_time::{CivilDate, UtcDateTime};
 use skolebro_protocol::SiteSchool;
 
 use super::auth::{CsrfForm, Operator};
 use super::error::PageError;
 use super::html::{escape_path, page, see_other};
-use super::text::{current, Lang, Noun};
+use super::text::{current, from_oslo, Lang, Noun};
 use crate::audit;
 use crate::state::UiState;
 use crate::store::{Fylke, Role, Timestamp, TransferWindow, WindowState, MAX_WINDOW_NAME_LEN};
 use crate::windows::{
-    audit_words, early_refusal, late_for, parse_new_window, refusal, Overview, WindowReport,
+    audit_words, early_refusal, late_for, new_window, refusal, Overview, WindowReport,
 };
 
 /// Whose windows an operator sees.
-enum Counties {
+pub(super) enum Counties {
     /// Every county's: operations and read-only accounts.
     Every,
     /// One county's: a municipality account's, the first two digits of its kommune.
@@ -41,7 +42,7 @@ enum Counties {
     Nothing,
 }
 
-fn counties_of(operator: &Operator) -> Counties {
+pub(super) fn counties_of(operator: &Operator) -> Counties {
     match (operator.user.role, &operator.user.kommune) {
         (Role::Municipality, Some(kommune)) => {
             Fylke::of_kommune(kommune).map_or(Counties::Nothing, Counties::Own)
@@ -200,13 +201,18 @@ pub(crate) async fn windows_page(
                     input type="text" name="fylke" id="fylke" size="2" maxlength="2" required; } }
                 p { label { (lang.t("Navn", "Name")) br;
                     input type="text" name="name" id="name" size="40" maxlength=(MAX_WINDOW_NAME_LEN) required; } }
-                p { label { (lang.t(
-                    "Åpner (RFC 3339, f.eks. 2027-02-01T00:00:00+01:00, eller en dato)",
-                    "Opens (RFC 3339, e.g. 2027-02-01T00:00:00+01:00, or a date)",
-                )) br;
-                    input type="text" name="opens" id="opens" size="30" required; } }
-                p { label { (lang.t("Stenger: fristen", "Closes: the deadline")) br;
-                    input type="text" name="closes" id="closes" size="30" required; } }
+                p.note { (lang.t(
+                    "Tider er norsk tid. Uten klokkeslett gjelder midnatt ved starten av datoen.",
+                    "Times are Oslo time. Without a time of day, midnight at the start of the date applies.",
+                )) }
+                p { label for="opens" { (lang.t("Åpner", "Opens")) } br;
+                    input type="date" name="opens" id="opens" required; " "
+                    label { span.vh { (lang.t("Klokkeslett åpner", "Opening time")) }
+                        input type="time" name="opens_time" id="opens-time" step="1"; } }
+                p { label for="closes" { (lang.t("Stenger: fristen", "Closes: the deadline")) } br;
+                    input type="date" name="closes" id="closes" required; " "
+                    label { span.vh { (lang.t("Klokkeslett stenger", "Closing time")) }
+                        input type="time" name="closes_time" id="closes-time" step="1"; } }
                 p { button type="submit" id="create-window" { (lang.t("Opprett vindu", "Create window")) } }
             }
         }
@@ -220,14 +226,85 @@ pub(crate) async fn windows_page(
     ))
 }
 
-/// The new-window form; times as text, checked by the same rules as the operator API's.
+/// The new-window form: a date picker and an optional time of day for each end, in Oslo
+/// time, checked by the same rules as the operator API's once read.
 #[derive(Debug, Deserialize)]
 pub(crate) struct WindowForm {
     csrf: String,
     fylke: String,
     name: String,
     opens: String,
+    #[serde(default)]
+    opens_time: String,
     closes: String,
+    #[serde(default)]
+    closes_time: String,
+}
+
+/// A date picker's `YYYY-MM-DD` and a time picker's `HH:MM` or `HH:MM:SS` (empty for
+/// midnight) as Oslo's wall clock reads them, or why not, in the page's language.
+fn oslo_time(lang: Lang, opens: bool, date: &str, time: &str) -> Result<Timestamp, String> {
+    let which = if opens {
+        lang.t("Åpner", "Opens")
+    } else {
+        lang.t("Stenger", "Closes")
+    };
+    let date = CivilDate::parse_iso(date.trim()).ok_or_else(|| {
+        format!(
+            "{which}: {}",
+            lang.t("velg en dato (ÅÅÅÅ-MM-DD).", "choose a date (YYYY-MM-DD).")
+        )
+    })?;
+    let time = time.trim();
+    let clock = if time.is_empty() {
+        Some((0, 0, 0))
+    } else {
+        clock_time(time)
+    };
+    let (hour, minute, second) = clock.ok_or_else(|| {
+        format!(
+            "{which}: {}",
+            lang.t(
+                "klokkeslettet skrives TT:MM eller TT:MM:SS.",
+                "the time of day is written HH:MM or HH:MM:SS."
+            )
+        )
+    })?;
+    from_oslo(UtcDateTime {
+        year: i64::from(date.year()),
+        month: i64::from(date.month()),
+        day: i64::from(date.day()),
+        hour,
+        minute,
+        second,
+        millisecond: 0,
+    })
+    .ok_or_else(|| {
+        format!(
+            "{which}: {}",
+            lang.t(
+                "det klokkeslettet finnes ikke i norsk tid den dagen (klokken stilles fram).",
+                "that time does not exist in Oslo on that day (the clocks go forward).",
+            )
+        )
+    })
+}
+
+/// `HH:MM` or `HH:MM:SS`, as a time picker sends it.
+fn clock_time(text: &str) -> Option<(i64, i64, i64)> {
+    let mut parts = text.split(':');
+    let mut field = |max: i64| -> Option<i64> {
+        let part = parts.next()?;
+        let value: i64 = part.parse().ok()?;
+        (part.len() == 2 && (0..=max).contains(&value)).then_some(value)
+    };
+    let (hour, minute) = (field(23)?, field(59)?);
+    let second = match text.len() {
+        5 => 0,
+        8 => field(59)?,
+        _ => return None,
+    };
+    Some((hour, minute, second))
 }
 
 impl CsrfForm for WindowForm {
@@ -257,14 +334,18 @@ pub(crate) async fn post_window(
             "Only operations may create a transfer window.",
         )));
     }
-    let window = parse_new_window(
-        &form.fylke,
-        &form.name,
-        &form.opens,
-        &form.closes,
-        &operator.user.name,
-    )
-    .map_err(|why| refused(&operator, why))?;
+    let lang = current();
+    let times = oslo_time(lang, true, &form.opens, &form.opens_time).and_then(|opens| {
+        Ok((
+            opens,
+            oslo_time(lang, false, &form.closes, &form.closes_time)?,
+        ))
+    });
+    let window = times
+        .and_then(|(opens, closes)| {
+            new_window(&form.fylke, &form.name, opens, closes, &operator.user.name)
+        })
+        .map_err(|why| refused(&operator, why))?;
     let store = state.app.store.as_ref();
     if let Some(error) = early_refusal(store, &window).await? {
         return Err(refused(&operator, refusal(&error).unwrap_or_default()));
@@ -287,5 +368,42 @@ pub(crate) async fn post_window(
             Some(why) => Err(refused(&operator, why)),
             None => Err(error.into()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_picked_date_means_oslo_midnight_and_a_picked_time_oslo_wall_clock() {
+        let at = |date: &str, time: &str| {
+            oslo_time(Lang::English, true, date, time).map(|at| at.to_string())
+        };
+        assert_eq!(
+            at("2027-02-01", "").as_deref(),
+            Ok("2027-01-31T23:00:00.000Z")
+        );
+        assert_eq!(
+            at("2027-06-01", "12:30").as_deref(),
+            Ok("2027-06-01T10:30:00.000Z")
+        );
+        assert_eq!(
+            at("2027-06-01", "12:30:15").as_deref(),
+            Ok("2027-06-01T10:30:15.000Z")
+        );
+    }
+
+    #[test]
+    fn unreadable_dates_and_times_are_refused_in_the_pages_language() {
+        let english = oslo_time(Lang::English, false, "1 March", "").expect_err("refused");
+        assert_eq!(english, "Closes: choose a date (YYYY-MM-DD).");
+        let bokmal = oslo_time(Lang::Nb, true, "2027-03-01", "25:00").expect_err("refused");
+        assert_eq!(bokmal, "Åpner: klokkeslettet skrives TT:MM eller TT:MM:SS.");
+        let skipped = oslo_time(Lang::English, true, "2027-03-28", "02:30").expect_err("refused");
+        assert!(skipped.contains("does not exist in Oslo"), "{skipped}");
+        for bad in ["1:00", "12:5", "12:30:1", "12:30:00:00", "ab:cd"] {
+            assert!(clock_time(bad).is_none(), "{bad}");
+        }
     }
 }

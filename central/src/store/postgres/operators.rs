@@ -5,7 +5,7 @@
 use super::PostgresStore;
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::operators::{
-    AuditEntry, OperatorStore, UiSession, UiUser, UserRow, USER_COLUMNS,
+    AuditEntry, AuditFilter, OperatorStore, UiSession, UiUser, UserRow, USER_COLUMNS,
 };
 use crate::store::timestamp::Timestamp;
 
@@ -163,6 +163,33 @@ impl OperatorStore for PostgresStore {
                     "SELECT at, actor, action, target, detail FROM audit_log \
                      ORDER BY id DESC LIMIT $1",
                     &[&i64::from(limit)],
+                )
+                .await?;
+            rows.iter().map(|row| Ok(AuditEntry::read(row)?)).collect()
+        })
+    }
+
+    fn audit_search<'a>(
+        &'a self,
+        filter: &'a AuditFilter,
+        offset: u32,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<AuditEntry>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let rows = conn
+                .query(
+                    "SELECT at, actor, action, target, detail FROM audit_log \
+                     WHERE ($1::text IS NULL OR actor = $1) AND ($2::text IS NULL OR action = $2) \
+                     AND (cardinality($3::text[]) = 0 OR target = ANY($3)) \
+                     ORDER BY id DESC LIMIT $4 OFFSET $5",
+                    &[
+                        &filter.actor,
+                        &filter.action,
+                        &filter.targets,
+                        &i64::from(limit),
+                        &i64::from(offset),
+                    ],
                 )
                 .await?;
             rows.iter().map(|row| Ok(AuditEntry::read(row)?)).collect()

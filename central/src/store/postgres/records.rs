@@ -544,4 +544,22 @@ impl RecordStore for PostgresStore {
                 .collect()
         })
     }
+
+    fn site_transfers_since<'a>(
+        &'a self,
+        site: &'a SiteId,
+        since: Timestamp,
+    ) -> StoreFuture<'a, Vec<Transfer>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let sql = format!(
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE site = $1 AND at >= $2 \
+                 ORDER BY at, id"
+            );
+            let rows = conn.query(&sql, &[&site.as_str(), &since.0]).await?;
+            rows.iter()
+                .map(|row| TransferRow::read(row)?.into_transfer())
+                .collect()
+        })
+    }
 }

@@ -7,7 +7,7 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use super::SqliteStore;
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::operators::{
-    AuditEntry, OperatorStore, UiSession, UiUser, UserRow, USER_COLUMNS,
+    AuditEntry, AuditFilter, OperatorStore, UiSession, UiUser, UserRow, USER_COLUMNS,
 };
 use crate::store::timestamp::Timestamp;
 
@@ -165,6 +165,36 @@ impl OperatorStore for SqliteStore {
                  ORDER BY id DESC LIMIT ?1",
             )?;
             let rows = statement.query_map([limit], |row| AuditEntry::read(row))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        }))
+    }
+
+    fn audit_search<'a>(
+        &'a self,
+        filter: &'a AuditFilter,
+        offset: u32,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<AuditEntry>> {
+        let filter = filter.clone();
+        Box::pin(self.call(move |conn| {
+            let targets = serde_json::Value::from(filter.targets.clone()).to_string();
+            let mut statement = conn.prepare_cached(
+                "SELECT at, actor, action, target, detail FROM audit_log \
+                 WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action = ?2) \
+                 AND (?3 OR target IN (SELECT value FROM json_each(?4))) \
+                 ORDER BY id DESC LIMIT ?5 OFFSET ?6",
+            )?;
+            let rows = statement.query_map(
+                params![
+                    filter.actor,
+                    filter.action,
+                    filter.targets.is_empty(),
+                    targets,
+                    limit,
+                    offset
+                ],
+                |row| AuditEntry::read(row),
+            )?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         }))
     }

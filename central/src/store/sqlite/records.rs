@@ -504,4 +504,26 @@ impl RecordStore for SqliteStore {
             Ok(transfers)
         }))
     }
+
+    fn site_transfers_since<'a>(
+        &'a self,
+        site: &'a SiteId,
+        since: Timestamp,
+    ) -> StoreFuture<'a, Vec<Transfer>> {
+        let site = site.clone();
+        Box::pin(self.call(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE site = ?1 AND at >= ?2 \
+                 ORDER BY at, id"
+            ))?;
+            let rows = statement.query_map(params![site.as_str(), since.0], |row| {
+                TransferRow::read(row)
+            })?;
+            let mut transfers = Vec::new();
+            for row in rows {
+                transfers.push(row?.into_transfer()?);
+            }
+            Ok(transfers)
+        }))
+    }
 }

@@ -15,10 +15,11 @@ use skolebro_protocol::{
 };
 
 use super::{
-    enrolled_device_id, token_id, AnyRecord, ApplyOutcome, AuditEntry, Changes, ConsumerClient,
-    ConsumerScope, Counts, CurrentRecord, DeviceReason, EnrollRequest, Fylke, IncomingBatch,
-    NewRelease, NewToken, NewWindow, Read, ReadFilter, Role, RolloutChange, Store, StoreError,
-    Timestamp, TokenRecord, TransferWindow, UiUser, UpdateCounts, UpdateEvent, UpdateState,
+    enrolled_device_id, token_id, AnyRecord, ApplyOutcome, AuditEntry, AuditFilter, Changes,
+    ConsumerClient, ConsumerScope, Counts, CurrentRecord, DeviceReason, EnrollRequest, Fylke,
+    IncomingBatch, NewRelease, NewToken, NewWindow, Read, ReadFilter, Role, RolloutChange, Store,
+    StoreError, Timestamp, TokenRecord, TransferWindow, UiUser, UpdateCounts, UpdateEvent,
+    UpdateState,
 };
 
 mod access_log;
@@ -119,6 +120,8 @@ macro_rules! store_suite {
             the_audit_log_lists_newest_first,
             each_applied_batch_is_logged_as_a_transfer_once,
             transfers_since_a_time_are_listed_oldest_first_with_their_site,
+            one_sites_transfers_since_a_time_are_listed_oldest_first_without_the_others,
+            the_audit_log_is_filtered_by_actor_action_and_target_and_paged,
             transfer_windows_are_created_listed_by_county_and_read_by_id,
             a_window_closing_before_it_opens_or_overlapping_its_county_is_refused,
             the_last_heartbeat_is_kept_with_its_deviation_groups,

@@ -141,3 +141,66 @@ pub(crate) async fn the_audit_log_lists_newest_first(store: &dyn Store) {
     assert_eq!(log[0].detail, "why: \"quotes\" & <tags> stay as written");
     assert_eq!(log[0].at, Timestamp(2));
 }
+
+pub(crate) async fn the_audit_log_is_filtered_by_actor_action_and_target_and_paged(
+    store: &dyn Store,
+) {
+    let lines = [
+        ("ops", "release", "pi-1"),
+        ("kari", "release", "pi-2"),
+        ("ops", "revoke_device", "pi-1"),
+        ("ops", "release", "skole-1"),
+        ("ops", "login", ""),
+    ];
+    for (n, (actor, action, target)) in lines.into_iter().enumerate() {
+        store
+            .append_audit(&AuditEntry {
+                at: Timestamp(i64::try_from(n).expect("small")),
+                actor: actor.to_owned(),
+                action: action.to_owned(),
+                target: target.to_owned(),
+                detail: format!("line {n}"),
+            })
+            .await
+            .expect("the line is appended");
+    }
+    let details = |log: Vec<AuditEntry>| -> Vec<String> {
+        log.into_iter().map(|entry| entry.detail).collect()
+    };
+    let search = |filter: AuditFilter, offset: u32, limit: u32| async move {
+        details(
+            store
+                .audit_search(&filter, offset, limit)
+                .await
+                .expect("reads"),
+        )
+    };
+    assert_eq!(
+        search(AuditFilter::default(), 0, 10).await,
+        ["line 4", "line 3", "line 2", "line 1", "line 0"]
+    );
+    assert_eq!(
+        search(AuditFilter::default(), 1, 2).await,
+        ["line 3", "line 2"]
+    );
+    let ops_releases = AuditFilter {
+        actor: Some("ops".to_owned()),
+        action: Some("release".to_owned()),
+        targets: Vec::new(),
+    };
+    assert_eq!(search(ops_releases, 0, 10).await, ["line 3", "line 0"]);
+    let site = AuditFilter {
+        targets: vec!["skole-1".to_owned(), "pi-1".to_owned()],
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        search(site.clone(), 0, 10).await,
+        ["line 3", "line 2", "line 0"]
+    );
+    assert_eq!(search(site, 3, 10).await, Vec::<String>::new());
+    let nobody = AuditFilter {
+        actor: Some("nobody".to_owned()),
+        ..AuditFilter::default()
+    };
+    assert!(search(nobody, 0, 10).await.is_empty());
+}

@@ -683,9 +683,8 @@ pub(crate) async fn each_applied_batch_is_logged_as_a_transfer_once(store: &dyn 
     assert_eq!(store.transfers(&site_a(), 1).await.expect("reads").len(), 1);
 }
 
-pub(crate) async fn transfers_since_a_time_are_listed_oldest_first_with_their_site(
-    store: &dyn Store,
-) {
+/// Site A's batches at 10 (adding a student) and 30 (deleting it), site B's at 20.
+async fn transfers_at_10_20_and_30(store: &dyn Store) {
     enroll_a(store).await;
     enroll(store, &site_b(), &device_b(), &secret_b(), 2).await;
     applied(
@@ -706,6 +705,12 @@ pub(crate) async fn transfers_since_a_time_are_listed_oldest_first_with_their_si
         .expect("site B's batch applies");
     assert!(matches!(outcome, ApplyOutcome::Applied(_)));
     applied(store, delete_students(&secret_a(), &["1"]), 30).await;
+}
+
+pub(crate) async fn transfers_since_a_time_are_listed_oldest_first_with_their_site(
+    store: &dyn Store,
+) {
+    transfers_at_10_20_and_30(store).await;
 
     let since = store.transfers_since(Timestamp(20)).await.expect("reads");
     let seen: Vec<_> = since
@@ -725,6 +730,30 @@ pub(crate) async fn transfers_since_a_time_are_listed_oldest_first_with_their_si
     );
     assert!(store
         .transfers_since(Timestamp(31))
+        .await
+        .expect("reads")
+        .is_empty());
+}
+
+pub(crate) async fn one_sites_transfers_since_a_time_are_listed_oldest_first_without_the_others(
+    store: &dyn Store,
+) {
+    transfers_at_10_20_and_30(store).await;
+
+    let since = store
+        .site_transfers_since(&site_a(), Timestamp(10))
+        .await
+        .expect("reads");
+    let seen: Vec<_> = since.iter().map(|transfer| transfer.at).collect();
+    assert_eq!(seen, [Timestamp(10), Timestamp(30)]);
+    assert_eq!(since[1].changes, changes(0, 0, 1, 0));
+    let later = store
+        .site_transfers_since(&site_a(), Timestamp(11))
+        .await
+        .expect("reads");
+    assert_eq!(later.len(), 1);
+    assert!(store
+        .site_transfers_since(&site_b(), Timestamp(21))
         .await
         .expect("reads")
         .is_empty());

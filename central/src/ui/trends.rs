@@ -1,0 +1,198 @@
+//! What the charts of the site and fleet pages are drawn from: the store's transfers,
+//! windows, audit log and last heartbeats, grouped into Oslo nights and deviation codes for
+//! [`super::charts`].
+//!
+//! A site's night is marked held when an operator released or rejected one of its devices'
+//! held deltas that night, or when a delta held now was already waiting that night: central
+//! keeps the decisions and the current hold, not every hold the agent ever made. Deviations
+//! are those of each device's last heartbeat, by code, as central keeps no older ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use maud::{html, Markup};
+use skolebro_protocol::api::Heartbeat;
+use skolebro_protocol::{DeviceId, SiteId, SiteSchool};
+
+use super::auth::View;
+use super::charts::{code_chart, day_label, night_chart, oslo_day, CodeCount, Night, NightChart};
+use super::text::{Lang, Noun};
+use crate::store::{AuditFilter, Fylke, Store, StoreError, Timestamp, TransferWindow, WindowState};
+use crate::windows::{late_for, site_counties};
+
+/// Nights the site page's chart covers.
+const SITE_NIGHTS: i64 = 90;
+
+/// Decisions on held deltas read per action for a site's chart.
+const DECISIONS_READ: u32 = 200;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The site page's two charts: records changed per night over the last [`SITE_NIGHTS`]
+/// nights, held and late nights marked, and the last exports' deviations by code.
+pub(super) async fn site_charts(
+    store: &dyn Store,
+    lang: Lang,
+    site: &SiteId,
+    devices: &[(&DeviceId, Option<&Heartbeat>)],
+    windows: &[TransferWindow],
+    schools: &[SiteSchool],
+    now: Timestamp,
+) -> Result<Markup, StoreError> {
+    let today = oslo_day(now);
+    let first = today - (SITE_NIGHTS - 1);
+    // A day more than the nights, so the first night is whole whatever the clock's offset.
+    let since = Timestamp(now.0 - (SITE_NIGHTS + 1) * DAY_MS);
+    let transfers = store.site_transfers_since(site, since).await?;
+    let counties: BTreeSet<Fylke> = schools
+        .iter()
+        .filter_map(|school| Fylke::of_kommune(&school.kommunenummer))
+        .collect();
+    let mut changed: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut late: BTreeSet<i64> = BTreeSet::new();
+    for transfer in &transfers {
+        let day = oslo_day(transfer.at);
+        let c = &transfer.changes;
+        *changed.entry(day).or_default() += c.added + c.changed + c.removed + c.renamed;
+        if late_for(windows, &counties, transfer.at).is_some() {
+            late.insert(day);
+        }
+    }
+    let held = held_days(store, devices, today).await?;
+    let nights = (first..=today)
+        .map(|day| Night {
+            label: day_label(lang, day),
+            value: changed.get(&day).copied().unwrap_or(0),
+            held: held.contains(&day),
+            late: late.contains(&day),
+        })
+        .collect();
+    let mut codes: BTreeMap<(String, bool), u64> = BTreeMap::new();
+    for heartbeat in devices.iter().filter_map(|(_, heartbeat)| *heartbeat) {
+        for group in &heartbeat.deviation_groups {
+            *codes
+                .entry((group.code.clone(), group.severity == "error"))
+                .or_default() += group.count;
+        }
+    }
+    let codes: Vec<CodeCount> = codes
+        .into_iter()
+        .map(|((code, error), count)| CodeCount { code, error, count })
+        .collect();
+    let changes_title = lang.t(
+        "Endrede poster per natt, siste 90 netter",
+        "Records changed per night, last 90 nights",
+    );
+    let codes_title = lang.t("Avvik etter kode", "Deviations by code");
+    Ok(html! {
+        h2 { (lang.t("Over tid", "Over time")) }
+        (night_chart(lang, &NightChart {
+            id: "chart-changes",
+            title: changes_title,
+            unit: Noun::ChangedRecord,
+            nights,
+        }))
+        (code_chart(lang, "chart-deviations", codes_title, &codes))
+    })
+}
+
+/// The Oslo days (up to `today`) on which a delta of one of `devices` was held: the days
+/// operators decided on one, and every day since the current hold began.
+async fn held_days(
+    store: &dyn Store,
+    devices: &[(&DeviceId, Option<&Heartbeat>)],
+    today: i64,
+) -> Result<BTreeSet<i64>, StoreError> {
+    let mut days = BTreeSet::new();
+    if devices.is_empty() {
+        return Ok(days);
+    }
+    let targets: Vec<String> = devices
+        .iter()
+        .map(|(device, _)| device.as_str().to_owned())
+        .collect();
+    for action in ["release", "reject"] {
+        let filter = AuditFilter {
+            actor: None,
+            action: Some(action.to_owned()),
+            targets: targets.clone(),
+        };
+        for entry in store.audit_search(&filter, 0, DECISIONS_READ).await? {
+            days.insert(oslo_day(entry.at));
+        }
+    }
+    for (_, heartbeat) in devices {
+        let since = heartbeat
+            .and_then(|heartbeat| heartbeat.held.as_ref())
+            .and_then(|held| held.held_since_unix_ms)
+            .and_then(|ms| i64::try_from(ms).ok());
+        if let Some(since) = since {
+            days.extend(oslo_day(Timestamp(since)).max(today - SITE_NIGHTS)..=today);
+        }
+    }
+    Ok(days)
+}
+
+/// The fleet page's charts: for each transfer window open now (of the counties the
+/// operator sees), how many of its county's visible sites delivered each night so far.
+pub(super) async fn window_charts(
+    store: &dyn Store,
+    lang: Lang,
+    view: &View,
+    county: Option<Fylke>,
+    now: Timestamp,
+) -> Result<Markup, StoreError> {
+    let open: Vec<TransferWindow> = store
+        .windows(county)
+        .await?
+        .into_iter()
+        .filter(|window| window.state_at(now) == WindowState::Open)
+        .collect();
+    let Some(since) = open.iter().map(|window| window.opens).min() else {
+        return Ok(html! {});
+    };
+    let mut counties = site_counties(store.current_schools().await?);
+    counties.retain(|site, _| view.sees(site));
+    let transfers = store.transfers_since(since).await?;
+    let charts: Vec<(String, String, Vec<Night>)> = open
+        .iter()
+        .map(|window| {
+            let mut delivered: BTreeMap<i64, BTreeSet<&SiteId>> = BTreeMap::new();
+            for (site, transfer) in &transfers {
+                let in_county = counties
+                    .get(site)
+                    .is_some_and(|of_site| of_site.contains(&window.fylke));
+                if in_county && window.contains(transfer.at) {
+                    delivered
+                        .entry(oslo_day(transfer.at))
+                        .or_default()
+                        .insert(site);
+                }
+            }
+            let nights = (oslo_day(window.opens)..=oslo_day(now))
+                .map(|day| Night {
+                    label: day_label(lang, day),
+                    value: delivered.get(&day).map_or(0, |sites| sites.len() as u64),
+                    held: false,
+                    late: false,
+                })
+                .collect();
+            let title = format!(
+                "{} {} ({} {})",
+                lang.t(
+                    "Lokasjoner som leverte per natt i",
+                    "Sites delivered per night in"
+                ),
+                window.name,
+                lang.t("fylke", "county"),
+                window.fylke
+            );
+            (format!("chart-window-{}", window.id), title, nights)
+        })
+        .collect();
+    Ok(html! {
+        @for (id, title, nights) in charts {
+            h2 { (title) }
+            (night_chart(lang, &NightChart { id: &id, title: &title, unit: Noun::Site, nights }))
+        }
+    })
+}
