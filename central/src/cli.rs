@@ -4,9 +4,11 @@
 mod config_file;
 mod keys;
 mod password;
+mod subject;
 
 use config_file::{CONFIG_ENV, DEFAULT_CONFIG};
 pub(crate) use keys::KeysCommand;
+pub(crate) use subject::SubjectCommand;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,6 +100,11 @@ pub(crate) enum CliCommand {
     /// once, for cron or after changing `[privacy]`.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// One pupil's data by national id (docs/PRIVACY.md, "A pupil's data"): the access
+    /// export as JSON, erasure with a tombstone per site, and the tombstones. The national id
+    /// is never printed or audited in clear.
+    #[command(subcommand)]
+    Subject(SubjectCommand),
     /// The operator API's clients (`admin_listen`): each script or tool that calls it gets
     /// a named bearer token, and its changes are audited as `api:<name>`. Making and revoking
     /// a token is written to the audit log as `cli:<login name>`.
@@ -297,6 +304,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         CliCommand::Site(command) => site(command).await,
         CliCommand::Retention(RetentionCommand::Run { config }) => retention_run(config).await,
+        CliCommand::Subject(command) => subject::subject_command(command).await,
         CliCommand::OperatorToken(command) => operator_token(command).await,
         CliCommand::Keys(command) => keys::keys(command).await,
         CliCommand::AddUser {
