@@ -170,6 +170,9 @@ impl Operator {
                 @if self.user.role != Role::Municipality {
                     a href="/tokens" { (lang.t("Pinner og tokens", "Sticks and tokens")) }
                 }
+                @if matches!(self.user.role, Role::Operations | Role::Municipality) {
+                    a href="/privacy" { (lang.t("Personvern", "Privacy")) }
+                }
                 @if self.is_operations() {
                     a href="/audit" { (lang.t("Revisjonslogg", "Audit log")) }
                 }

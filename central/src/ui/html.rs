@@ -122,6 +122,18 @@ pub(crate) fn see_other(location: &str) -> Response {
     hardened(response)
 }
 
+/// A file to download (`Content-Disposition: attachment`) with the headers every page
+/// carries: what the privacy page's and a site's exports answer.
+pub(crate) fn download(filename: &str, content_type: &'static str, bytes: Vec<u8>) -> Response {
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    hardened(response)
+}
+
 /// Plain, readable, printable; no external resources.
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1b1b1b}\
 header{background:#0b3d5c;color:#fff;padding:.6em 1em}header a{color:#fff;margin-left:1em}\
