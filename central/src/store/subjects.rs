@@ -21,7 +21,7 @@ use crate::seal::{is_keyed_hash, Sealer};
 /// A pupil erased at one site, as the tombstone keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tombstone {
-    /// The keyed hash of the national id ([`subject_hash`]).
+    /// The keyed hash of the national id ([`SubjectStore::subject_hash`]).
     pub subject: String,
     pub site: SiteId,
     /// The same hashes of the pupil's student keys at the site, which enrollments name.
@@ -146,36 +146,22 @@ pub(crate) fn hold_erased(
     }
     let hashes = by_hash(tombstones);
     let mut held: HashMap<String, u64> = HashMap::new();
-    let mut keep = |rows: Vec<Row>| -> Result<(Vec<Row>, Vec<(Entity, RecordHandle)>), StoreError> {
-        let mut kept = Vec::with_capacity(rows.len());
-        let mut dropped = Vec::new();
-        for row in rows {
-            match erased_subject(&row, &hashes, sealer)? {
-                Some(subject) => {
-                    *held.entry(subject.to_owned()).or_default() += 1;
-                    dropped.push((row.entity, row.handle));
-                }
-                None => kept.push(row),
-            }
-        }
-        Ok((kept, dropped))
-    };
     let prepared = match prepared {
         Prepared::Snapshot { rows } => Prepared::Snapshot {
-            rows: keep(rows)?.0,
+            rows: split(rows, &hashes, sealer, &mut held)?.kept,
         },
         Prepared::Delta {
             upserts,
             deletes,
             renames,
         } => {
-            let (upserts, dropped) = keep(upserts)?;
+            let Split { kept, dropped } = split(upserts, &hashes, sealer, &mut held)?;
             let renames = renames
                 .into_iter()
                 .filter(|(entity, _, to)| !dropped.contains(&(*entity, *to)))
                 .collect();
             Prepared::Delta {
-                upserts,
+                upserts: kept,
                 deletes,
                 renames,
             }
@@ -184,6 +170,34 @@ pub(crate) fn hold_erased(
     let mut held: Vec<(String, u64)> = held.into_iter().collect();
     held.sort();
     Ok((prepared, held))
+}
+
+/// A batch's rows split by [`hold_erased`]: those to store, and the records held back.
+struct Split {
+    kept: Vec<Row>,
+    dropped: Vec<(Entity, RecordHandle)>,
+}
+
+/// Splits `rows` into those to store and those of tombstoned subjects, counting the latter
+/// per subject in `held`.
+fn split(
+    rows: Vec<Row>,
+    hashes: &HashMap<&str, &str>,
+    sealer: &Sealer,
+    held: &mut HashMap<String, u64>,
+) -> Result<Split, StoreError> {
+    let mut kept = Vec::with_capacity(rows.len());
+    let mut dropped = Vec::new();
+    for row in rows {
+        match erased_subject(&row, hashes, sealer)? {
+            Some(subject) => {
+                *held.entry(subject.to_owned()).or_default() += 1;
+                dropped.push((row.entity, row.handle));
+            }
+            None => kept.push(row),
+        }
+    }
+    Ok(Split { kept, dropped })
 }
 
 /// A tombstone row as both databases read it, before its fields are checked.

@@ -37,7 +37,6 @@ async fn two_sites(store: &dyn Store) {
                 enrollment("e-o1", "o1", "10a"),
             ],
         ),
-        ..Delta::default()
     });
     applied(store, first, 1_000).await;
     let renamed = students_delta(&secret, vec![pupil("k1", "Karianne", KARI)]);
