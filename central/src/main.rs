@@ -54,6 +54,7 @@ fn exit_kind(error: &anyhow::Error) -> Exit {
         if cause.is::<NewUserError>()
             || cause.is::<cli::NoSuchAccount>()
             || cause.is::<cli::NotConfirmed>()
+            || cause.is::<cli::SubjectNotConfirmed>()
             || cause.is::<skolebro_protocol::NationalIdError>()
         {
             return Exit::Usage;

@@ -12,8 +12,14 @@ use skolebro_central::store::Timestamp;
 use skolebro_central::{sites, subject, CentralConfig};
 use skolebro_protocol::{NationalId, SiteId};
 
+use super::audit_line::audit_cli;
 use super::config_file::{CONFIG_ENV, DEFAULT_CONFIG};
-use super::{audit_cli, NotConfirmed};
+
+/// A subject command that was not confirmed, lacked its reason, or found no tombstone to
+/// clear: nothing was changed (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct NotConfirmed(String);
 
 /// `skolebro-central subject …`.
 #[derive(Debug, Subcommand)]
