@@ -1,20 +1,24 @@
 //! The subcommands of `skolebro-central`. Each is a variant of [`CliCommand`] and a function
 //! here; a new command adds both and one arm in [`run`].
 
+mod audit_line;
 mod config_file;
 mod keys;
 mod password;
 mod service;
+mod subject;
 
+use audit_line::audit_cli;
 use config_file::{CONFIG_ENV, DEFAULT_CONFIG};
 pub(crate) use keys::KeysCommand;
+pub(crate) use subject::{NotConfirmed as SubjectNotConfirmed, SubjectCommand};
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
-use skolebro_central::store::{sealing, AuditEntry, Role, Timestamp, UiUser};
+use skolebro_central::store::{sealing, Role, Timestamp, UiUser};
 use skolebro_central::{
     access_log, accounts, operator_auth, retention, site_exit, sites, CentralConfig,
 };
@@ -99,6 +103,11 @@ pub(crate) enum CliCommand {
     /// once, for cron or after changing `[privacy]`.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// One pupil's data by national id (docs/PRIVACY.md, "A pupil's data"): the access
+    /// export as JSON, erasure with a tombstone per site, and the tombstones. The national id
+    /// is never printed or audited in clear.
+    #[command(subcommand)]
+    Subject(SubjectCommand),
     /// The operator API's clients (`admin_listen`): each script or tool that calls it gets
     /// a named bearer token, and its changes are audited as `api:<name>`. Making and revoking
     /// a token is written to the audit log as `cli:<login name>`.
@@ -298,6 +307,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         CliCommand::Site(command) => site(command).await,
         CliCommand::Retention(RetentionCommand::Run { config }) => retention_run(config).await,
+        CliCommand::Subject(command) => subject::subject_command(command).await,
         CliCommand::OperatorToken(command) => operator_token(command).await,
         CliCommand::Keys(command) => keys::keys(command).await,
         CliCommand::AddUser {
@@ -627,26 +637,6 @@ async fn reset_password(config: PathBuf, name: &str) -> anyhow::Result<()> {
         return Err(NoSuchAccount(name.to_owned()).into());
     }
     println!("new password set for {name}; its sessions are ended");
-    Ok(())
-}
-
-/// Writes a command's change to the audit log before it is made, as the web interface's
-/// changes are, with the operator's login name as `cli:<name>`.
-async fn audit_cli(
-    store: &dyn skolebro_central::store::Store,
-    action: &str,
-    target: &str,
-    detail: &str,
-) -> anyhow::Result<()> {
-    store
-        .append_audit(&AuditEntry {
-            at: Timestamp::now(),
-            actor: sites::cli_actor(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            detail: detail.to_owned(),
-        })
-        .await?;
     Ok(())
 }
 

@@ -45,6 +45,7 @@ pub mod site_exit;
 pub mod sites;
 mod state;
 pub mod store;
+pub mod subject;
 pub mod ui;
 mod windows;
 

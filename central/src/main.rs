@@ -33,8 +33,8 @@ fn main() -> ExitCode {
 
 /// The kind of a failure: a database that cannot be reached is unavailable, any other
 /// problem with the config or the files it names is a config error, a refused argument
-/// (account name, role, short password, unknown account, operator API client name) a usage
-/// error.
+/// (account name, role, short password, unknown account, operator API client name, a
+/// national id whose control digits fail, an unconfirmed purge or erasure) a usage error.
 fn exit_kind(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
         if let Some(error) = cause.downcast_ref::<ConfigError>() {
@@ -54,6 +54,8 @@ fn exit_kind(error: &anyhow::Error) -> Exit {
         if cause.is::<NewUserError>()
             || cause.is::<cli::NoSuchAccount>()
             || cause.is::<cli::NotConfirmed>()
+            || cause.is::<cli::SubjectNotConfirmed>()
+            || cause.is::<skolebro_protocol::NationalIdError>()
         {
             return Exit::Usage;
         }

@@ -4,7 +4,7 @@
 //! In the data flow it sits beside the ingest, on the store's other end: batches add and
 //! close versions (`store::RecordStore::apply`); this job removes closed versions once they
 //! are older than their county's period. A period is counted in school years, which start on
-//! 1 August (00:00 UTC): with the default of 2, history from the start of last school year
+//! 1 August at midnight in Oslo (22:00 UTC on 31 July, summer time): with the default of 2, history from the start of last school year
 //! on is kept. A site's county comes from its current school records and its registered
 //! schools; a site in two counties keeps the longer period, a site in none the default.
 //! Three kinds go: closed versions of records that live on (`versions`), every version of a
@@ -206,7 +206,12 @@ impl RetentionPolicy {
     }
 }
 
-/// The start (1 August, 00:00 UTC) of the school year `at` lies in.
+/// Oslo's offset from UTC on 1 August. Summer time (CEST, UTC+2) runs from the last Sunday
+/// of March to the last Sunday of October, so a school year always starts at 22:00 UTC on
+/// 31 July; the offset matters only at that boundary, so it is the one used.
+const OSLO_AUGUST_OFFSET_MS: i64 = 2 * 3_600_000;
+
+/// The start (1 August, 00:00 in Oslo) of the school year `at` lies in.
 pub fn school_year_start(at: Timestamp) -> Timestamp {
     school_years_back(at, 1)
 }
@@ -214,14 +219,14 @@ pub fn school_year_start(at: Timestamp) -> Timestamp {
 /// The start of the school year `years - 1` before the one `at` lies in: the first moment a
 /// period of `years` school years keeps at `at`.
 fn school_years_back(at: Timestamp, years: u32) -> Timestamp {
-    let (year, month, _) = civil_from_days(at.0.div_euclid(DAY_MS));
+    let (year, month, _) = civil_from_days((at.0 + OSLO_AUGUST_OFFSET_MS).div_euclid(DAY_MS));
     let current = if month >= SCHOOL_YEAR_MONTH {
         year
     } else {
         year - 1
     };
     let first = current - i64::from(years.max(1) - 1);
-    Timestamp(days_from_civil(first, SCHOOL_YEAR_MONTH, 1) * DAY_MS)
+    Timestamp(days_from_civil(first, SCHOOL_YEAR_MONTH, 1) * DAY_MS - OSLO_AUGUST_OFFSET_MS)
 }
 
 /// The counties each site lies in: from its current school records and from the schools
@@ -349,22 +354,34 @@ mod tests {
     }
 
     #[test]
-    fn a_school_year_starts_on_the_first_of_august() {
+    fn a_school_year_starts_on_the_first_of_august_at_midnight_in_oslo() {
+        // Midnight in Oslo on 1 August is 22:00 UTC on 31 July (summer time).
         assert_eq!(
-            school_year_start(at("2026-08-01T00:00:00Z")),
-            at("2026-08-01")
+            school_year_start(at("2026-07-31T22:00:00Z")),
+            at("2026-07-31T22:00:00Z")
         );
         assert_eq!(
             school_year_start(at("2026-07-31T23:59:59Z")),
-            at("2025-08-01")
+            at("2026-07-31T22:00:00Z")
         );
-        assert_eq!(school_year_start(at("2027-03-15")), at("2026-08-01"));
+        assert_eq!(
+            school_year_start(at("2026-07-31T21:59:59Z")),
+            at("2025-07-31T22:00:00Z")
+        );
+        assert_eq!(
+            school_year_start(at("2026-08-01T00:00:00Z")),
+            at("2026-07-31T22:00:00Z")
+        );
+        assert_eq!(
+            school_year_start(at("2027-03-15")),
+            at("2026-07-31T22:00:00Z")
+        );
         let periods = Periods {
             record_school_years: 2,
             departed_school_years: 1,
         };
         let cutoffs = periods.cutoffs(at("2027-03-15"));
-        assert_eq!(cutoffs.versions, at("2025-08-01"));
-        assert_eq!(cutoffs.departed, at("2026-08-01"));
+        assert_eq!(cutoffs.versions, at("2025-07-31T22:00:00Z"));
+        assert_eq!(cutoffs.departed, at("2026-07-31T22:00:00Z"));
     }
 }

@@ -321,6 +321,11 @@ fn sealed_fields(entity: Entity, scope: SealScope) -> &'static [(&'static str, K
     }
 }
 
+/// Whether a stored field holds a keyed hash ([`Sealer::lookup`]) rather than a clear value.
+pub fn is_keyed_hash(stored: &str) -> bool {
+    stored.starts_with(HASH_PREFIX)
+}
+
 /// Whether records of `entity` carry personal data to seal: the kinds the reseal job visits.
 pub fn seals(entity: Entity) -> bool {
     matches!(entity, Entity::Student | Entity::Enrollment)

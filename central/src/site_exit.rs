@@ -19,12 +19,12 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use skolebro_protocol::{Entity, SiteId};
+use skolebro_protocol::{Entity, RecordHandle, SiteId};
 
 use crate::audit;
 use crate::oneroster::{site_roster, Kind};
 use crate::retention::PURGE_BATCH;
-use crate::store::{ForgottenSite, Store, StoreError, Timestamp};
+use crate::store::{ForgottenSite, Store, StoreError, Timestamp, Version};
 
 /// One file of an export: its name inside the export folder and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,24 @@ impl SiteExport {
                 "sha256": file.sha256(),
             })).collect::<Vec<_>>(),
         })
+    }
+
+    /// The whole export as one JSON document, `{"manifest": {…}, "files": [{"name",
+    /// "sha256", "text"}]}` (every file is text): what the operator API answers and the web
+    /// interface downloads.
+    pub fn to_json(&self) -> Value {
+        let files: Vec<Value> = self
+            .files
+            .iter()
+            .map(|file| {
+                json!({
+                    "name": file.name,
+                    "sha256": file.sha256(),
+                    "text": String::from_utf8_lossy(&file.bytes),
+                })
+            })
+            .collect();
+        json!({"manifest": self.manifest(), "files": files})
     }
 
     /// Writes the files and then the manifest into `dir`, which is created and must not
@@ -356,16 +374,7 @@ pub async fn export(
     let mut versions = 0;
     for (entity, handle) in store.site_record_handles(site).await? {
         for version in store.history(site, entity, &handle).await? {
-            let line = json!({
-                "entity": entity_label(entity),
-                "handle": hex::encode(handle.as_bytes()),
-                "valid_from": version.valid_from.to_string(),
-                "valid_to": version.valid_to.map(|at| at.to_string()),
-                "current": version.is_current,
-                "stored": version.transaction_time.to_string(),
-                "renamed_to": version.renamed_to.map(|to| hex::encode(to.as_bytes())),
-                "record": version.record,
-            });
+            let line = version_json(entity, &handle, &version);
             history.push_str(&line.to_string());
             history.push('\n');
             versions += 1;
@@ -381,6 +390,22 @@ pub async fn export(
         files,
         versions,
         elevliste_left_out: elevliste.left_out,
+    })
+}
+
+/// One version of a record as the exports write it: its kind, handle (hex), times and
+/// content. `history.jsonl` has one a line; a subject access export (`crate::subject`) lists
+/// them per record.
+pub(crate) fn version_json(entity: Entity, handle: &RecordHandle, version: &Version) -> Value {
+    json!({
+        "entity": entity_label(entity),
+        "handle": hex::encode(handle.as_bytes()),
+        "valid_from": version.valid_from.to_string(),
+        "valid_to": version.valid_to.map(|at| at.to_string()),
+        "current": version.is_current,
+        "stored": version.transaction_time.to_string(),
+        "renamed_to": version.renamed_to.map(|to| hex::encode(to.as_bytes())),
+        "record": version.record,
     })
 }
 

@@ -1026,3 +1026,138 @@ fn central_refuses_to_start_with_another_kek_and_a_rotated_kek_takes_over() {
     );
     assert!(out.status.success(), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pupil_is_exported_and_erased_by_national_id_which_is_never_printed_in_clear() {
+    use skolebro_central::store::prelude::*;
+    use skolebro_central::store::SqliteStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(dir.path());
+    let site = SiteId::new("skole-46505").unwrap();
+    let national_id = synthetic_id(5);
+    let masked = format!("{}*****", &national_id[..6]);
+    a_school_with_history(&dir.path().join("central.db"), &site, &national_id).await;
+    let subject = |verb: &str, extra: &[&str], stdin: &str| {
+        let mut args = vec!["subject", verb, "--config", &config];
+        args.extend_from_slice(extra);
+        central(&args, stdin)
+    };
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+
+    let mut wrong = national_id.clone().into_bytes();
+    wrong[10] = if wrong[10] == b'0' { b'1' } else { b'0' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    let refused = subject("export", &["--national-id", &wrong], "");
+    assert_eq!(refused.status.code(), Some(USAGE));
+    assert!(text(&refused.stderr).contains("control digits"));
+    assert!(
+        !text(&refused.stderr).contains(&wrong),
+        "the id is not echoed"
+    );
+
+    let exported = subject("export", &["--national-id", &national_id], "");
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let export: serde_json::Value = serde_json::from_slice(&exported.stdout).unwrap();
+    assert_eq!(export["subject"], masked);
+    assert_eq!(export["sites"], serde_json::json!(["skole-46505"]));
+    assert_eq!(
+        export["records"][0]["versions"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        export["records"].as_array().unwrap().len(),
+        2,
+        "the student and the enrollment: {export}"
+    );
+    let file = dir.path().join("subject.json");
+    let to_file = subject(
+        "export",
+        &[
+            "--national-id",
+            &national_id,
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(to_file.status.success());
+    assert!(text(&to_file.stderr).contains(&masked));
+    assert!(!text(&to_file.stderr).contains(&national_id));
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "personal data readable by others: {mode:o}"
+        );
+    }
+
+    let erase = |stdin: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--national-id",
+            national_id.as_str(),
+            "--reason",
+            "the pupil asked (case 2026/17)",
+        ];
+        args.extend_from_slice(extra);
+        subject("erase", &args, stdin)
+    };
+    let unconfirmed = erase("12345\n", &[]);
+    assert_eq!(unconfirmed.status.code(), Some(USAGE));
+    assert!(text(&unconfirmed.stderr).contains("nothing was changed"));
+    let store = SqliteStore::open(dir.path().join("central.db"))
+        .await
+        .unwrap();
+    assert_eq!(store.counts(&site).await.unwrap().students, 2);
+
+    let erased = erase(&format!("{national_id}\n"), &[]);
+    assert!(erased.status.success(), "{}", text(&erased.stderr));
+    let said = text(&erased.stdout) + &text(&erased.stderr);
+    assert!(
+        said.contains(&masked) && said.contains("2 record versions"),
+        "{said}"
+    );
+    assert!(!said.contains(&national_id), "{said}");
+    let counts = store.counts(&site).await.unwrap();
+    assert_eq!((counts.students, counts.enrollments), (1, 1));
+
+    let listed = subject("tombstones", &[], "");
+    let listed = text(&listed.stdout);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains("skole-46505") && listed.contains("case 2026/17"));
+    assert!(!listed.contains(&national_id));
+
+    let clear = |site: &str| {
+        subject(
+            "clear",
+            &[
+                "--national-id",
+                &national_id,
+                "--site",
+                site,
+                "--reason",
+                "in error",
+            ],
+            "",
+        )
+    };
+    assert!(clear("skole-46505").status.success());
+    assert_eq!(clear("skole-46505").status.code(), Some(USAGE), "none left");
+
+    let audit = store.audit_log(20).await.unwrap();
+    assert!(audit.iter().any(|line| line.action == "subject_erase"
+        && line.target == masked
+        && line.detail == "the pupil asked (case 2026/17)"));
+    for action in [
+        "subject_export",
+        "subject_erased",
+        "subject_tombstone_clear",
+    ] {
+        assert!(audit.iter().any(|line| line.action == action), "{action}");
+    }
+    assert!(audit
+        .iter()
+        .all(|line| !line.target.contains(&national_id) && !line.detail.contains(&national_id)));
+}

@@ -1770,3 +1770,128 @@ async fn operations_export_a_leaving_site_then_purge_it_through_the_operator_api
         .any(|line| line.action == "site_purge" && line.detail == "closed"));
     central.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pupil_is_exported_and_erased_through_the_operator_api_and_not_stored_again_unseen() {
+    let (central, mut devices) = three_schools().await;
+    let (client, _) = central.client(json!({"kommune": "4601"})).await;
+    let id = synthetic_id(1);
+    let masked = format!("{}*****", &id[..6]);
+    let post = |path: &'static str, body: Value| {
+        let central = &central;
+        async move {
+            let response = central
+                .admin
+                .post(central.admin_url(path))
+                .json(&body)
+                .send()
+                .await
+                .expect("the admin listener answers");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+
+    let (status, answer) = post(
+        "/admin/subjects/export",
+        json!({"national_id": "02871662944"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"], "invalid_national_id");
+    assert!(
+        !answer.to_string().contains("02871662944"),
+        "the id is not echoed"
+    );
+
+    let (status, export) = post("/admin/subjects/export", json!({"national_id": id})).await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    assert_eq!(export["subject"], masked);
+    assert_eq!(export["sites"], json!(["skole-46505"]));
+    let versions: Vec<&Value> = export["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .flat_map(|record| record["versions"].as_array().expect("versions"))
+        .collect();
+    assert!(versions
+        .iter()
+        .any(|v| v["entity"] == "student" && v["record"]["record"]["given_name"] == "Kari"));
+    assert!(versions.iter().any(|v| v["entity"] == "enrollment"));
+    let consumers = export["consumers"].as_array().expect("consumers");
+    assert_eq!(consumers.len(), 1, "{consumers:?}");
+    assert_eq!(consumers[0]["client_id"], client);
+    // A municipality's reach: Voss's operators find nothing of a Fana pupil.
+    let (_, voss) = post(
+        "/admin/subjects/export",
+        json!({"national_id": id, "kommune": "4621"}),
+    )
+    .await;
+    assert_eq!(voss["records"], json!([]));
+
+    let (status, answer) = post(
+        "/admin/subjects/erase",
+        json!({"national_id": id, "confirm": synthetic_id(2), "reason": "art. 17"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"], "not_confirmed");
+    let (status, erased) = post(
+        "/admin/subjects/erase",
+        json!({"national_id": id, "confirm": id, "reason": "art. 17"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    assert_eq!(erased["subject"], masked);
+    assert_eq!(erased["sites"], json!(["skole-46505"]));
+    assert_eq!(erased["versions"].as_u64(), Some(versions.len() as u64));
+    let (_, after) = post("/admin/subjects/export", json!({"national_id": id})).await;
+    assert_eq!(after["records"], json!([]));
+    assert_eq!(after["erased"].as_array().map(Vec::len), Some(1));
+
+    // The school sends the same export again: Kari is held back, the tombstone says so.
+    let fana = &mut devices[0];
+    central.transfer(fana, &elevliste(FANA, &fana_rows())).await;
+    let (_, again) = post("/admin/subjects/export", json!({"national_id": id})).await;
+    assert_eq!(again["records"], json!([]), "not stored again");
+    let tombstones: Value = central
+        .admin
+        .get(central.admin_url("/admin/subjects/tombstones"))
+        .send()
+        .await
+        .expect("the admin listener answers")
+        .json()
+        .await
+        .expect("JSON");
+    let tombstone = &tombstones["tombstones"][0];
+    assert_eq!(tombstone["site"], "skole-46505");
+    assert!(
+        tombstone["returned"].as_u64().is_some_and(|n| n > 0),
+        "{tombstone}"
+    );
+    assert!(!tombstones.to_string().contains(&id));
+
+    // Cleared: the next export stores her again.
+    let (status, _) = post(
+        "/admin/subjects/tombstones/clear",
+        json!({"national_id": id, "site": "skole-46505", "reason": "erased in error"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    central
+        .transfer(&mut devices[0], &elevliste(FANA, &fana_rows()))
+        .await;
+    let (_, back) = post("/admin/subjects/export", json!({"national_id": id})).await;
+    assert_eq!(back["sites"], json!(["skole-46505"]));
+
+    let audit = central.store.audit_log(50).await.expect("the audit log");
+    assert!(audit.iter().any(|line| line.action == "subject_erase"
+        && line.target == masked
+        && line.detail == "art. 17"
+        && line.actor.starts_with("api:")));
+    assert!(audit.iter().any(|line| line.action == "subject_export"));
+    assert!(audit
+        .iter()
+        .all(|line| !line.target.contains(&id) && !line.detail.contains(&id)));
+    central.stop().await;
+}

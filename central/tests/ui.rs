@@ -2497,3 +2497,219 @@ async fn a_municipality_operator_sees_only_the_reads_of_its_own_kommunes_sites()
     );
     assert!(ops.get("/reads").await.1.contains("c-fana"));
 }
+
+impl Session {
+    /// The whole answer to a form, for downloads and confirmation pages.
+    async fn post_answer(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, &self.cookie)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_body(form))
+            .send()
+            .await
+            .expect("an answer")
+    }
+}
+
+/// A synthetic national id (month + 80) for the privacy page's tests.
+const PUPIL_ID: &str = "02871662943";
+
+/// Adds one pupil, with that national id and an enrollment, to a site `site_in` made.
+async fn pupil_at(central: &Central, site: &str, device: &str, kommune: &str) {
+    use skolebro_protocol::{Enrollment, Gender, NationalId, Student};
+    let site = SiteId::new(site).expect("a site id");
+    let device = DeviceId::new(device).expect("a device id");
+    let head = central.store.chain_head(&device).await.expect("the head");
+    let mut batch = one_school_snapshot(device, site, head, kommune, [0xee; 32]);
+    if let Payload::Snapshot(roster) = &mut batch.payload {
+        roster.students.push(Student {
+            source_key: "p1".into(),
+            national_id: Some(NationalId::parse(PUPIL_ID).expect("a synthetic id")),
+            username: None,
+            given_name: "Ingrid".into(),
+            middle_name: None,
+            family_name: "Haugen".into(),
+            birth_date: None,
+            gender: Gender::Female,
+            email: None,
+        });
+        roster.enrollments.push(Enrollment {
+            source_key: "p1-e".into(),
+            student: "p1".into(),
+            school: format!("{kommune}0").into(),
+            group: None,
+        });
+    }
+    central.store.apply(batch).await.expect("the pupil applies");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_privacy_page_exports_and_erases_a_pupil_after_asking_and_read_only_cannot() {
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    pupil_at(&central, "fana", "pi-fana", "4601").await;
+    central.add_user("ops", "operations", None).await;
+    central.add_user("nils", "municipality", Some("4602")).await;
+    central.add_user("lese", "read_only", None).await;
+    let base = central.ui();
+    let masked = format!("{}*****", &PUPIL_ID[..6]);
+
+    let ops = try_login(&base, "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in");
+    let csrf = ops.csrf().await;
+    let (status, page) = ops.get("/privacy").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("href=\"/privacy\"") && page.contains("export-id"),
+        "{page}"
+    );
+
+    let download = ops
+        .post_answer(
+            "/privacy/export",
+            &[("csrf", &csrf), ("national_id", PUPIL_ID)],
+        )
+        .await;
+    assert_eq!(download.status(), StatusCode::OK);
+    let disposition = download
+        .headers()
+        .get("content-disposition")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    let export: Value = download.json().await.expect("JSON");
+    assert_eq!(export["subject"], masked);
+    assert_eq!(export["sites"], json!(["fana"]));
+    assert_eq!(export["records"].as_array().map(Vec::len), Some(2));
+
+    // A municipality of another kommune reaches none of it.
+    let nils = try_login(&base, "nils", PASSWORD)
+        .await
+        .1
+        .expect("nils signs in");
+    let nils_csrf = nils.csrf().await;
+    let theirs: Value = nils
+        .post_answer(
+            "/privacy/export",
+            &[("csrf", &nils_csrf), ("national_id", PUPIL_ID)],
+        )
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(theirs["records"], json!([]));
+    // Read-only accounts may not.
+    let lese = try_login(&base, "lese", PASSWORD)
+        .await
+        .1
+        .expect("lese signs in");
+    assert_eq!(lese.get("/privacy").await.0, StatusCode::FORBIDDEN);
+
+    // Erasure asks first, naming what goes, and changes nothing until confirmed.
+    let erase = [
+        ("csrf", csrf.as_str()),
+        ("national_id", PUPIL_ID),
+        ("reason", "the pupil asked"),
+    ];
+    let asked = ops.post_answer("/privacy/erase", &erase).await;
+    assert_eq!(asked.status(), StatusCode::OK);
+    let asked = asked.text().await.expect("a body");
+    assert!(
+        asked.contains("Erase the pupil?") && asked.contains(&masked),
+        "{asked}"
+    );
+    assert!(asked.contains("name=\"confirmed\" value=\"yes\""));
+    let fana = SiteId::new("fana").expect("a site id");
+    assert_eq!(
+        central.store.counts(&fana).await.expect("counts").students,
+        1
+    );
+    let mut confirmed = erase.to_vec();
+    confirmed.push(("confirmed", "yes"));
+    assert_eq!(
+        ops.post("/privacy/erase", &confirmed).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        central.store.counts(&fana).await.expect("counts").students,
+        0
+    );
+
+    let (_, page) = ops.get("/privacy").await;
+    assert!(
+        page.contains("id=\"tombstones\"") && page.contains("the pupil asked"),
+        "{page}"
+    );
+    assert!(!page.contains(PUPIL_ID), "no national id on the page");
+    let audit = central.store.audit_log(20).await.expect("the audit log");
+    assert!(audit.iter().any(|line| line.action == "subject_erase"
+        && line.actor == "ops"
+        && line.target == masked
+        && line.detail == "the pupil asked"));
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_export_a_site_and_purge_it_only_when_its_id_is_typed() {
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    central.add_user("ops", "operations", None).await;
+    central.add_user("kari", "municipality", Some("4601")).await;
+    let base = central.ui();
+
+    let kari = try_login(&base, "kari", PASSWORD)
+        .await
+        .1
+        .expect("kari signs in");
+    assert_eq!(kari.get("/sites/fana/exit").await.0, StatusCode::FORBIDDEN);
+    assert!(!kari.get("/sites/fana").await.1.contains("/sites/fana/exit"));
+
+    let ops = try_login(&base, "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in");
+    let csrf = ops.csrf().await;
+    assert!(ops.get("/sites/fana").await.1.contains("/sites/fana/exit"));
+    let (status, page) = ops.get("/sites/fana/exit").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("purge-confirm"), "{page}");
+    let export = ops
+        .post_answer("/sites/fana/export", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(export.status(), StatusCode::OK);
+    let export: Value = export.json().await.expect("JSON");
+    assert_eq!(export["manifest"]["site"], "fana");
+
+    let purge = |confirm: &'static str| {
+        [
+            ("csrf", csrf.clone()),
+            ("confirm", confirm.to_owned()),
+            ("reason", "the school closed".to_owned()),
+        ]
+    };
+    let wrong = purge("fan");
+    let wrong: Vec<(&str, &str)> = wrong.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        ops.post("/sites/fana/purge", &wrong).await,
+        StatusCode::FORBIDDEN
+    );
+    let fana = SiteId::new("fana").expect("a site id");
+    assert!(central.store.sites().await.expect("sites").contains(&fana));
+    let right = purge("fana");
+    let right: Vec<(&str, &str)> = right.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        ops.post("/sites/fana/purge", &right).await,
+        StatusCode::SEE_OTHER
+    );
+    assert!(!central.store.sites().await.expect("sites").contains(&fana));
+    let audit = central.store.audit_log(20).await.expect("the audit log");
+    assert!(audit.iter().any(|line| line.action == "site_purge"
+        && line.actor == "ops"
+        && line.detail == "the school closed"));
+    assert!(audit.iter().any(|line| line.action == "site_export"));
+    central.stop().await;
+}

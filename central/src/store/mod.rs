@@ -20,7 +20,8 @@
 //! queue of the fleet (`fleet`), the sign-in lock (`sign_in`), the schools each site is
 //! registered with (`sites`), the consumer access log (`access_log`), retention's and a
 //! site's exit's deletes (`retention`), the operator API's clients (`operator_tokens`) and
-//! the data keys of sealing at rest (`sealing`). Two backends
+//! the data keys of sealing at rest (`sealing`), and one pupil's records across sites with
+//! the tombstones an erasure leaves (`subjects`). Two backends
 //! implement them all:
 //! [`SqliteStore`], the embedded default, and [`PostgresStore`], the production store, each
 //! split into files named like the areas, so a method's two versions sit in same-named files.
@@ -49,6 +50,7 @@ pub mod sealing;
 mod sign_in;
 mod sites;
 pub mod sqlite;
+mod subjects;
 #[cfg(test)]
 mod suite;
 mod timestamp;
@@ -79,6 +81,7 @@ pub use sealing::SealStore;
 pub use sign_in::{SignInAllowance, SignInStore};
 pub use sites::SiteStore;
 pub use sqlite::SqliteStore;
+pub use subjects::{SubjectStore, Tombstone};
 pub use timestamp::Timestamp;
 pub use tokens::{token_id, EnrollRequest, Enrolled, NewToken, TokenRecord, TokenStore};
 pub use windows::{NewWindow, TransferWindow, WindowState, WindowStore};
@@ -89,7 +92,7 @@ pub mod prelude {
     pub use super::{
         AccessLogStore, ConsumerStore, DeviceStore, FleetStore, OperatorStore, OperatorTokenStore,
         RecordStore, ReleaseStore, RetentionStore, SealStore, SignInStore, SiteStore, Store,
-        TokenStore, WindowStore,
+        SubjectStore, TokenStore, WindowStore,
     };
 }
 
@@ -109,7 +112,8 @@ where
         + AccessLogStore
         + RetentionStore
         + OperatorTokenStore
-        + SealStore,
+        + SealStore
+        + SubjectStore,
 {
 }
 
@@ -128,6 +132,7 @@ impl<T> Store for T where
         + RetentionStore
         + OperatorTokenStore
         + SealStore
+        + SubjectStore
         + ?Sized
 {
 }

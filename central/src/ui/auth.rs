@@ -172,6 +172,9 @@ impl Operator {
                 @if self.user.role != Role::Municipality {
                     li { a href="/tokens" { (lang.t("Pinner og tokens", "Sticks and tokens")) } }
                 }
+                @if matches!(self.user.role, Role::Operations | Role::Municipality) {
+                    a href="/privacy" { (lang.t("Personvern", "Privacy")) }
+                }
                 @if self.is_operations() {
                     li { a href="/audit" { (lang.t("Revisjonslogg", "Audit log")) } }
                 }

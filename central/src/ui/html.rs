@@ -137,6 +137,18 @@ pub(crate) fn see_other(location: &str) -> Response {
     hardened(response)
 }
 
+/// A file to download (`Content-Disposition: attachment`) with the headers every page
+/// carries: what the privacy page's and a site's exports answer.
+pub(crate) fn download(filename: &str, content_type: &'static str, bytes: Vec<u8>) -> Response {
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    hardened(response)
+}
+
 /// Plain, readable, printable; no external resources. It holds on a phone (390 px) without
 /// the page scrolling sideways: the header and its menu wrap between whole labels (each link a touch target at
 /// least 24 px tall), a wide

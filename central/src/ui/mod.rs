@@ -12,7 +12,7 @@
 //! site and token pages; `fleet`, `held` and `audit_log` the fleet, held-delta and audit
 //! pages; `releases` shows the releases and
 //! changes their rollouts; `windows` shows and sets the counties' transfer windows; `reads` lists the consumer access
-//! log;
+//! log; `privacy` exports and erases one pupil's data and offers a site's export and purge;
 //! `charts` draws the site and fleet pages' pictures as SVG with a text alternative, from what `trends` reads; `html` is the page frame, and `text` the language a request is served in (bokmål by
 //! default, English on request) with the words pages share. Everything works without JavaScript: links, plain forms, and
 //! redirects after each POST.
@@ -30,6 +30,7 @@ mod fleet;
 mod held;
 mod html;
 mod pages;
+mod privacy;
 mod reads;
 mod releases;
 mod text;
@@ -71,6 +72,13 @@ pub(crate) fn router(state: Arc<UiState>) -> Router {
         .route("/tokens/{id}/revoke", post(pages::post_revoke_token))
         .route("/audit", get(audit_log::audit_page))
         .route("/reads", get(reads::reads_page))
+        .route("/privacy", get(privacy::privacy_page))
+        .route("/privacy/export", post(privacy::post_export))
+        .route("/privacy/erase", post(privacy::post_erase))
+        .route("/privacy/tombstones/clear", post(privacy::post_clear))
+        .route("/sites/{site}/exit", get(privacy::exit_page))
+        .route("/sites/{site}/export", post(privacy::post_site_export))
+        .route("/sites/{site}/purge", post(privacy::post_site_purge))
         .route("/releases", get(releases::releases))
         .route("/releases/{id}/rollout", post(releases::post_rollout))
         .route(

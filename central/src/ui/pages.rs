@@ -140,6 +140,11 @@ pub(crate) async fn site(
             (lang.t("Mottakeres oppslag i denne lokasjonens data", "Reads of this site's data by consumers"))
         } }
         (charts)
+        @if operator.is_operations() {
+            p { a href={ "/sites/" (escape_path(site.as_str())) "/exit" } #site-exit {
+                (lang.t("Eksporter eller fjern stedet", "Export or purge the site"))
+            } }
+        }
         h2 { (lang.t("Avvik å rette i SAS", "Deviations to fix in the SAS")) }
         @for row in &site_devices {
             @if let Some(heartbeat) = &row.activity.last_heartbeat {

@@ -11,7 +11,7 @@
 //! ([`access_log`]), download a county's elevliste ([`elevliste`]),
 //! frozen at a transfer window's deadline once it has passed ([`windows`]), and register,
 //! upload and roll out releases ([`releases`]), and export and purge a leaving school
-//! ([`site_exit`]). The listener serves plain HTTP, so it is
+//! ([`site_exit`]), and export or erase one pupil's data by national id ([`subjects`]). The listener serves plain HTTP, so it is
 //! bound to loopback only; [`guard`] keeps browsers on the host out (a `Host` naming the
 //! listener, no `Origin`), and [`auth`] lets in only the named clients operations gave a
 //! bearer token (`skolebro-central operator-token`). Prometheus scrapes `/metrics`, and
@@ -32,6 +32,7 @@ mod monitoring;
 mod releases;
 mod roster;
 mod site_exit;
+mod subjects;
 mod tokens;
 mod windows;
 
@@ -97,6 +98,13 @@ pub(crate) fn router(state: Arc<AppState>, listen: SocketAddr) -> Router {
         .route("/admin/exports/elevliste", get(elevliste::get_elevliste))
         .route("/admin/sites/{site}/export", get(site_exit::get_export))
         .route("/admin/sites/{site}/purge", post(site_exit::post_purge))
+        .route("/admin/subjects/export", post(subjects::post_export))
+        .route("/admin/subjects/erase", post(subjects::post_erase))
+        .route("/admin/subjects/tombstones", get(subjects::get_tombstones))
+        .route(
+            "/admin/subjects/tombstones/clear",
+            post(subjects::post_clear),
+        )
         .route(
             "/admin/windows",
             get(windows::get_windows).post(windows::post_window),

@@ -38,18 +38,7 @@ pub(crate) async fn get_export(
         &format!("{} files, {} versions", export.files.len(), export.versions),
     )
     .await?;
-    let files: Vec<_> = export
-        .files
-        .iter()
-        .map(|file| {
-            json!({
-                "name": file.name,
-                "sha256": file.sha256(),
-                "text": String::from_utf8_lossy(&file.bytes),
-            })
-        })
-        .collect();
-    Ok(Json(json!({"manifest": export.manifest(), "files": files})).into_response())
+    Ok(Json(export.to_json()).into_response())
 }
 
 /// The body of a purge.

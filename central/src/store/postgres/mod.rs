@@ -32,6 +32,7 @@ mod retention;
 mod sealing;
 mod sign_in;
 mod sites;
+mod subjects;
 mod tokens;
 mod windows;
 
@@ -110,6 +111,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         16,
         include_str!("../../../migrations/postgres/0016_retention.sql"),
+    ),
+    (
+        17,
+        include_str!("../../../migrations/postgres/0017_subject_tombstones.sql"),
     ),
 ];
 

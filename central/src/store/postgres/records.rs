@@ -11,6 +11,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::GenericClient;
 
 use super::devices::{read_device, read_secret};
+use super::subjects::{mark_returned, read_tombstones};
 use super::PostgresStore;
 use crate::seal::Sealer;
 use crate::store::columns::{
@@ -29,6 +30,7 @@ use crate::store::records::{
     consumer_id, consumer_page_sql, enrollments_of_sql, scope_keys, scope_sites, ConsumerPage,
     Dialect, PagedRecords,
 };
+use crate::store::subjects::hold_erased;
 use crate::store::timestamp::Timestamp;
 
 /// Version ids per `UPDATE … WHERE id = ANY($1)` closing versions: keeps each message well
@@ -92,6 +94,8 @@ impl PostgresStore {
         }
 
         let site = batch.site.as_str();
+        let tombstones = read_tombstones(&tx, Some(site)).await?;
+        let (prepared, held) = hold_erased(prepared, &tombstones, &sealer)?;
         let current = read_current(&tx, site, &prepared).await?;
         let renamed = read_renamed(&tx, site).await?;
         let plan = plan(&prepared, current, &renamed);
@@ -190,6 +194,7 @@ impl PostgresStore {
             ],
         )
         .await?;
+        mark_returned(&tx, site, &held, batch.at).await?;
         tx.commit().await?;
         Ok(ApplyOutcome::Applied(changes))
     }

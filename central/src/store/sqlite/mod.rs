@@ -35,6 +35,7 @@ mod retention;
 mod sealing;
 mod sign_in;
 mod sites;
+mod subjects;
 mod tokens;
 mod windows;
 
@@ -114,6 +115,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         16,
         include_str!("../../../migrations/sqlite/0016_retention.sql"),
+    ),
+    (
+        17,
+        include_str!("../../../migrations/sqlite/0017_subject_tombstones.sql"),
     ),
 ];
 

@@ -10,6 +10,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId, SiteSecret};
 
 use super::devices::{read_device, read_secret};
+use super::subjects::{mark_returned, read_tombstones};
 use super::{blocking, SqliteStore};
 use crate::seal::Sealer;
 use crate::store::columns::{
@@ -28,6 +29,7 @@ use crate::store::records::{
     consumer_id, consumer_page_sql, enrollments_of_sql, scope_keys, scope_sites, ConsumerPage,
     Dialect, PagedRecords,
 };
+use crate::store::subjects::hold_erased;
 use crate::store::timestamp::Timestamp;
 
 impl SqliteStore {
@@ -80,6 +82,8 @@ fn apply_prepared(
     };
 
     let site = batch.site.as_str();
+    let tombstones = read_tombstones(&tx, Some(site))?;
+    let (prepared, held) = hold_erased(prepared, &tombstones, sealer)?;
     let current = read_current(&tx, site, &prepared)?;
     let renamed = read_renamed(&tx, site)?;
     let plan = plan(&prepared, current, &renamed);
@@ -144,6 +148,7 @@ fn apply_prepared(
             renamed,
         ],
     )?;
+    mark_returned(&tx, site, &held, batch.at)?;
     tx.commit()?;
     Ok(ApplyOutcome::Applied(changes))
 }

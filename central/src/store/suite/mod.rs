@@ -36,6 +36,7 @@ mod retention;
 mod sealing;
 mod sign_in;
 mod sites;
+mod subjects;
 mod tokens;
 mod windows;
 
@@ -53,6 +54,7 @@ pub(crate) use retention::*;
 pub(crate) use sealing::*;
 pub(crate) use sign_in::*;
 pub(crate) use sites::*;
+pub(crate) use subjects::*;
 pub(crate) use tokens::*;
 pub(crate) use windows::*;
 
@@ -144,6 +146,9 @@ macro_rules! store_suite {
             a_countys_own_period_keeps_its_sites_history_longer,
             purges_delete_in_bounded_steps_and_only_what_left_before_the_cutoff,
             a_forgotten_site_has_no_records_devices_or_tokens_left,
+            a_subject_export_finds_every_version_at_every_site,
+            erasing_a_subject_deletes_every_version_and_leaves_a_tombstone,
+            a_batch_carrying_an_erased_subject_is_held_back_until_the_tombstone_is_cleared,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {
