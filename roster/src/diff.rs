@@ -847,6 +847,43 @@ mod tests {
     }
 
     #[test]
+    fn no_change_but_a_rename_goes_out_while_renames_remain() {
+        // Ten pupils without enrollments take new keys, and a class is closed.
+        let rows: Vec<_> = (0..10).map(|n| (n, 0, 0)).collect();
+        let mut old = roster(&rows);
+        old.roster.enrollments.clear();
+        let rows: Vec<_> = (100..110).map(|n| (n, 0, 0)).collect();
+        let mut new = roster(&rows);
+        new.roster.enrollments.clear();
+        new.roster.groups.pop();
+        new.renames = (0..10)
+            .map(|n| crate::validate::Rename {
+                entity: Entity::Student,
+                from: format!("elev{n}"),
+                to: format!("elev{}", n + 100),
+            })
+            .collect();
+        let state = State::of(&old.roster, &secret());
+        let prints = Fingerprints::of(&new.roster, &secret());
+        let (plan, _) = plan(&state, &new, &prints, &secret());
+        // Two renames, and room left for the class's delete.
+        let student = postcard::to_allocvec(&new.roster.students[0]).unwrap();
+        let budget = 2 * (4 * Piece::HANDLE_BYTES + student.len()) + Piece::HANDLE_BYTES;
+        let pieces: Vec<(usize, usize)> = plan
+            .chunks(&new.roster, budget)
+            .map(|c| {
+                let renames: usize = Entity::ALL.iter().map(|&e| c.renames(e).len()).sum();
+                let changes: usize = Entity::ALL
+                    .iter()
+                    .map(|&e| c.upserts(e) + c.deletes(e).len())
+                    .sum();
+                (renames, changes - 2 * renames)
+            })
+            .collect();
+        assert_eq!(pieces, [(2, 0), (2, 0), (2, 0), (2, 0), (2, 1)]);
+    }
+
+    #[test]
     fn a_rename_whose_old_key_the_export_still_holds_is_no_rename() {
         let (old, mut new) = renamed_export();
         new.roster.students.push(old.roster.students[0].clone());
