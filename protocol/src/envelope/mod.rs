@@ -971,6 +971,29 @@ mod tests {
     }
 
     #[test]
+    fn an_envelope_exactly_at_the_limit_opens() {
+        let bytes = first_envelope().to_bytes();
+        let opened = open(
+            &bytes,
+            bytes.len(),
+            &device_id(),
+            &device_key().verifying_key(),
+            &ChainHead::genesis(),
+            &central_key(),
+        );
+        assert_eq!(opened.map(|o| o.payload), Ok(Payload::Delta(delta())));
+    }
+
+    #[test]
+    fn sealing_the_same_payload_twice_uses_a_fresh_key_each_time() {
+        let (a, b) = (first_envelope(), first_envelope());
+        assert_eq!(a.header(), b.header());
+        assert_ne!(a.encapsulated_key(), b.encapsulated_key());
+        assert_ne!(a.ciphertext(), b.ciphertext());
+        assert_ne!(a.signature(), b.signature());
+    }
+
+    #[test]
     fn an_unknown_version_is_refused_before_the_rest_is_read() {
         let mut bytes = first_envelope().to_bytes();
         bytes[4..6].copy_from_slice(&2u16.to_be_bytes());
