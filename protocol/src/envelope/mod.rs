@@ -1165,6 +1165,44 @@ mod tests {
         assert!(!printed.contains(&hex::encode(&central.to_bytes()[..8])));
     }
 
+    #[test]
+    fn keys_print_their_public_half_so_a_log_can_tell_them_apart() {
+        let (device, central) = (device_key(), central_key());
+        let signing = hex::encode(device.verifying_key().to_bytes());
+        let sealing = hex::encode(central.public_key().to_bytes());
+        assert_eq!(
+            format!("{device:?}"),
+            format!("DeviceSigningKey(public {})", &signing[..16])
+        );
+        assert_eq!(
+            format!("{:?}", device.verifying_key()),
+            format!("DeviceVerifyingKey({signing})")
+        );
+        assert_eq!(
+            format!("{central:?}"),
+            format!("SealingPrivateKey(public {})", &sealing[..16])
+        );
+        assert_eq!(
+            format!("{:?}", central.public_key()),
+            format!("SealingPublicKey({sealing})")
+        );
+    }
+
+    #[test]
+    fn chain_errors_name_their_sequence_numbers() {
+        let gap = EnvelopeError::Gap {
+            expected: Seq(3),
+            got: Seq(5),
+        };
+        assert_eq!(gap.to_string(), "sequence gap: expected 3, got 5");
+        let replay = EnvelopeError::Replay {
+            seq: Seq::FIRST,
+            expected: Seq::FIRST.next(),
+        };
+        assert_eq!(replay.to_string(), "replay of 1; next expected is 2");
+        assert_eq!(Seq(u64::MAX).next(), Seq(u64::MAX));
+    }
+
     fn valid_bytes() -> &'static [u8] {
         static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
         BYTES.get_or_init(|| first_envelope().to_bytes())
