@@ -770,6 +770,47 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_format_is_the_parts_as_length_prefixed_sections() {
+        let envelope = first_envelope();
+        let mut expected = b"SKBE\x00\x01".to_vec();
+        let sections: [&[u8]; 4] = [
+            envelope.header_bytes(),
+            envelope.encapsulated_key(),
+            envelope.ciphertext(),
+            envelope.signature(),
+        ];
+        for section in sections {
+            expected.extend_from_slice(&(section.len() as u32).to_be_bytes());
+            expected.extend_from_slice(section);
+        }
+        assert_eq!(envelope.to_bytes(), expected);
+        assert_eq!(
+            envelope.header_bytes(),
+            postcard::to_allocvec(envelope.header()).unwrap()
+        );
+        assert_eq!(
+            envelope.digest(),
+            <[u8; 32]>::from(Sha256::digest(&expected))
+        );
+    }
+
+    #[test]
+    fn the_os_randomness_source_hands_out_fresh_words() {
+        let mut rng = OsRandom { failed: false };
+        let words = [
+            rng.try_next_u32().unwrap_or_default(),
+            rng.try_next_u32().unwrap_or_default(),
+        ];
+        assert_ne!(words[0], words[1]);
+        let longs = [
+            rng.try_next_u64().unwrap_or_default(),
+            rng.try_next_u64().unwrap_or_default(),
+        ];
+        assert_ne!(longs[0], longs[1]);
+        assert!(!rng.failed);
+    }
+
+    #[test]
     fn the_payload_is_not_readable_in_the_envelope() {
         let bytes = first_envelope().to_bytes();
         assert!(!bytes.windows(8).any(|w| w == b"Nordmann"));
