@@ -1176,6 +1176,12 @@ mod tests {
         );
         assert_eq!(builder.finish().roster.schools.len(), 2);
 
+        let mut tight = RosterBuilder::new(ValidationOptions::default());
+        tight.set_budget(2 * cost::<School>() - 1);
+        tight.school(line(1), school("1", "A"), Provenance::Stated);
+        tight.school(line(2), school("2", "B"), Provenance::Stated);
+        assert_eq!(tight.over_budget(), Some(&(String::new(), line(2))));
+
         let mut unbounded = RosterBuilder::new(ValidationOptions::default());
         for n in 0..100u64 {
             unbounded.school(line(n), school(&n.to_string(), "A"), Provenance::Stated);
