@@ -795,6 +795,16 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_bytes_and_the_signed_message_take_one_allocation_of_their_exact_size() {
+        // A snapshot envelope is megabytes: a wrong estimate copies it once more, or holds
+        // twice its size.
+        let bytes = first_envelope().to_bytes();
+        assert_eq!(bytes.capacity(), bytes.len());
+        let message = signed_message(&bytes);
+        assert_eq!(message.capacity(), message.len());
+    }
+
+    #[test]
     fn the_os_randomness_source_hands_out_fresh_words() {
         let mut rng = OsRandom { failed: false };
         let words = [
