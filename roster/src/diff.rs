@@ -725,6 +725,56 @@ mod tests {
         assert_eq!(plan.to_delta(&new.roster).students.upserts.len(), 40);
     }
 
+    /// The changes of each piece of `plan` under `max_bytes`, counted by `count`.
+    fn per_piece(
+        plan: &DeltaPlan,
+        new: &Validated,
+        max_bytes: usize,
+        count: impl Fn(&Delta) -> usize,
+    ) -> Vec<usize> {
+        plan.chunks(&new.roster, max_bytes)
+            .map(|c| count(&c))
+            .collect()
+    }
+
+    #[test]
+    fn a_piece_holds_as_many_changes_as_its_budget_pays_for() {
+        // Thirty pupils of equal size whose family name changes, then who all leave.
+        let rows: Vec<_> = (10..40).map(|n| (n, 0, n % 4)).collect();
+        let renamed: Vec<_> = (10..40).map(|n| (n, 1, n % 4)).collect();
+        let (old, changed) = (roster(&rows), roster(&renamed));
+        let state = State::of(&old.roster, &secret());
+        let prints = Fingerprints::of(&changed.roster, &secret());
+        let (updates, _) = plan(&state, &changed, &prints, &secret());
+        let student = postcard::to_allocvec(&changed.roster.students[0]).unwrap();
+        let budget = 3 * (Piece::HANDLE_BYTES + student.len());
+        let upserts = per_piece(&updates, &changed, budget, |c| c.students.upserts.len());
+        assert_eq!(upserts, [3; 10]);
+
+        let gone = roster(&[]);
+        let prints = Fingerprints::of(&gone.roster, &secret());
+        let (deletes, _) = plan(&state, &gone, &prints, &secret());
+        let budget = 3 * Piece::HANDLE_BYTES;
+        let deleted = per_piece(&deletes, &gone, budget, |c| {
+            c.students.deletes.len() + c.enrollments.deletes.len()
+        });
+        assert_eq!(deleted, [3; 20]);
+    }
+
+    #[test]
+    fn a_piece_holds_as_many_renames_as_its_budget_pays_for() {
+        let (old, new) = renamed_export();
+        let state = State::of(&old.roster, &secret());
+        let prints = Fingerprints::of(&new.roster, &secret());
+        let (plan, _) = plan(&state, &new, &prints, &secret());
+        // A rename costs its new record, the new and old handles, and the pair.
+        let student = postcard::to_allocvec(&new.roster.students[0]).unwrap();
+        let budget = 2 * (4 * Piece::HANDLE_BYTES + student.len());
+        let renames = per_piece(&plan, &new, budget, |c| c.renames(Entity::Student).len());
+        assert_eq!(renames[..10], [2; 10]);
+        assert!(renames[10..].iter().all(|&n| n == 0));
+    }
+
     /// Twenty pupils, and the same export after each of them took a new key (`elev{n}` to
     /// `elev{n + 100}`), as a PIFU export with `Old` and `New` ids says.
     fn renamed_export() -> (Validated, Validated) {
@@ -794,6 +844,43 @@ mod tests {
         assert!(pieces > 5, "{pieces} pieces");
         assert_eq!(renames, 40);
         assert_eq!(state, State::of(&new.roster, &secret()));
+    }
+
+    #[test]
+    fn no_change_but_a_rename_goes_out_while_renames_remain() {
+        // Ten pupils without enrollments take new keys, and a class is closed.
+        let rows: Vec<_> = (0..10).map(|n| (n, 0, 0)).collect();
+        let mut old = roster(&rows);
+        old.roster.enrollments.clear();
+        let rows: Vec<_> = (100..110).map(|n| (n, 0, 0)).collect();
+        let mut new = roster(&rows);
+        new.roster.enrollments.clear();
+        new.roster.groups.pop();
+        new.renames = (0..10)
+            .map(|n| crate::validate::Rename {
+                entity: Entity::Student,
+                from: format!("elev{n}"),
+                to: format!("elev{}", n + 100),
+            })
+            .collect();
+        let state = State::of(&old.roster, &secret());
+        let prints = Fingerprints::of(&new.roster, &secret());
+        let (plan, _) = plan(&state, &new, &prints, &secret());
+        // Two renames, and room left for the class's delete.
+        let student = postcard::to_allocvec(&new.roster.students[0]).unwrap();
+        let budget = 2 * (4 * Piece::HANDLE_BYTES + student.len()) + Piece::HANDLE_BYTES;
+        let pieces: Vec<(usize, usize)> = plan
+            .chunks(&new.roster, budget)
+            .map(|c| {
+                let renames: usize = Entity::ALL.iter().map(|&e| c.renames(e).len()).sum();
+                let changes: usize = Entity::ALL
+                    .iter()
+                    .map(|&e| c.upserts(e) + c.deletes(e).len())
+                    .sum();
+                (renames, changes - 2 * renames)
+            })
+            .collect();
+        assert_eq!(pieces, [(2, 0), (2, 0), (2, 0), (2, 0), (2, 1)]);
     }
 
     #[test]

@@ -622,3 +622,599 @@ fn singular(entity: Entity) -> &'static str {
         Entity::Enrollment => "enrollment",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skolebro_protocol::national_id::CivilDate;
+    use skolebro_protocol::Gender;
+
+    /// Two of Skatteetaten's synthetic numbers (month + 80).
+    const ID_A: &str = "16881774198";
+    const ID_B: &str = "25811885633";
+
+    fn school(skolenummer: &str, name: &str) -> School {
+        School {
+            skolenummer: skolenummer.into(),
+            organisasjonsnummer: None,
+            kommunenummer: None,
+            fylkesnummer: None,
+            name: name.into(),
+        }
+    }
+
+    fn group(key: &str, school: &str) -> Group {
+        Group {
+            source_key: key.into(),
+            name: "1A".into(),
+            grade: None,
+            school: school.into(),
+            school_year: None,
+        }
+    }
+
+    fn student(key: &str, family_name: &str) -> Student {
+        Student {
+            source_key: key.into(),
+            national_id: None,
+            username: None,
+            given_name: "Kari".into(),
+            middle_name: None,
+            family_name: family_name.into(),
+            birth_date: None,
+            gender: Gender::Female,
+            email: None,
+        }
+    }
+
+    fn row(key: &str, national_id: Option<&str>) -> StudentRow {
+        StudentRow {
+            student: student(key, "Nordmann"),
+            national_id: national_id.map(CompactString::from),
+            key_is_national_id: false,
+        }
+    }
+
+    fn enrollment(student: &str, school: &str, group: Option<&str>) -> Enrollment {
+        Enrollment {
+            source_key: format!("{student}@{school}").into(),
+            student: student.into(),
+            school: school.into(),
+            group: group.map(CompactString::from),
+        }
+    }
+
+    fn line(n: u64) -> Position {
+        Position::Line(n)
+    }
+
+    /// A builder holding school 46505 and its group 46505-1A, read from `elever.csv`.
+    fn builder(options: ValidationOptions) -> RosterBuilder {
+        let mut builder = RosterBuilder::new(options);
+        builder.begin_file("elever.csv");
+        builder.school(line(1), school("46505", "Fana skule"), Provenance::Stated);
+        builder.group(line(2), group("46505-1A", "46505"), Provenance::Stated);
+        builder
+    }
+
+    /// The code, line and detail of every deviation kept.
+    fn reported(validated: &Validated) -> Vec<(Code, Position, &str)> {
+        validated
+            .deviations
+            .iter()
+            .map(|d| (d.code, d.position, d.detail.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_export_comes_out_whole_with_no_deviation() {
+        let mut builder = builder(ValidationOptions::default());
+        assert_eq!(
+            builder.student(line(3), row("elev1", Some(ID_A))),
+            Admission::Accepted
+        );
+        builder.enrollment(line(3), enrollment("elev1", "46505", Some("46505-1A")));
+        let validated = builder.finish();
+        assert!(
+            validated.deviations.is_empty(),
+            "{:?}",
+            validated.deviations
+        );
+        assert_eq!(validated.errors(), 0);
+        let roster = &validated.roster;
+        assert_eq!(
+            (
+                roster.schools.len(),
+                roster.groups.len(),
+                roster.students.len()
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(roster.enrollments.len(), 1);
+        let id = roster.students[0].national_id.expect("the id is valid");
+        assert_eq!(id.as_str(), ID_A);
+    }
+
+    #[test]
+    fn a_student_without_a_birth_date_takes_the_one_its_national_id_encodes() {
+        let mut builder = builder(ValidationOptions::default());
+        builder.student(line(3), row("elev1", Some(ID_A)));
+        let mut dated = row("elev2", Some(ID_B));
+        let stated = CivilDate::new(2012, 3, 4);
+        dated.student.birth_date = stated;
+        builder.student(line(4), dated);
+        let students = builder.finish().roster.students;
+        assert_eq!(students[0].birth_date, CivilDate::new(2017, 8, 16));
+        assert_eq!(
+            students[1].birth_date, stated,
+            "a stated birth date is kept"
+        );
+    }
+
+    #[test]
+    fn a_synthetic_national_id_is_refused_only_on_a_site_that_rejects_them() {
+        let mut lenient = builder(ValidationOptions::default());
+        lenient.student(line(3), row("elev1", Some(ID_A)));
+        let validated = lenient.finish();
+        assert!(validated.deviations.is_empty());
+        assert!(validated.roster.students[0].national_id.is_some());
+
+        let mut strict = builder(ValidationOptions {
+            reject_synthetic_ids: true,
+            ..ValidationOptions::default()
+        });
+        assert_eq!(
+            strict.student(line(3), row("elev1", Some(ID_A))),
+            Admission::Accepted
+        );
+        let validated = strict.finish();
+        assert_eq!(
+            reported(&validated),
+            [(
+                Code::SyntheticNationalId,
+                line(3),
+                "national id 168817***** is a synthetic test number, refused on this site"
+            )]
+        );
+        assert_eq!(validated.roster.students[0].national_id, None);
+        assert_eq!(validated.errors(), 1);
+    }
+
+    #[test]
+    fn an_invalid_national_id_is_reported_masked_and_the_student_kept_without_it() {
+        let mut builder = builder(ValidationOptions::default());
+        builder.student(line(3), row("elev1", Some("1688177")));
+        builder.student(line(4), row("elev2", Some("16881774199")));
+        let validated = builder.finish();
+        assert_eq!(
+            reported(&validated),
+            [
+                (
+                    Code::InvalidNationalId,
+                    line(3),
+                    "national id 16*****: must be 11 digits, found 7 characters"
+                ),
+                (
+                    Code::InvalidNationalId,
+                    line(4),
+                    "national id 168817***** control digits do not match"
+                ),
+            ]
+        );
+        assert_eq!(validated.roster.students.len(), 2);
+        assert!(validated
+            .roster
+            .students
+            .iter()
+            .all(|s| s.national_id.is_none()));
+    }
+
+    #[test]
+    fn an_exact_repeat_of_a_stated_record_is_a_warning_and_of_an_implied_one_is_silent() {
+        let mut builder = builder(ValidationOptions::default());
+        builder.school(line(3), school("46505", "Fana skule"), Provenance::Stated);
+        builder.group(line(4), group("46505-1A", "46505"), Provenance::Implied);
+        builder.school(line(5), school("46505", "Fana skule"), Provenance::Implied);
+        assert_eq!(
+            builder.student(line(6), row("elev1", None)),
+            Admission::Accepted
+        );
+        assert_eq!(
+            builder.student(line(7), row("elev1", None)),
+            Admission::Repeated
+        );
+        builder.enrollment(line(6), enrollment("elev1", "46505", None));
+        builder.enrollment(line(7), enrollment("elev1", "46505", None));
+        let validated = builder.finish();
+        assert_eq!(
+            reported(&validated),
+            [
+                (
+                    Code::DuplicateRecord,
+                    line(3),
+                    "school 46505 repeats an earlier record exactly; the repeat is ignored"
+                ),
+                (
+                    Code::DuplicateRecord,
+                    line(7),
+                    "student elev1 repeats an earlier record exactly; the repeat is ignored"
+                ),
+                (
+                    Code::DuplicateRecord,
+                    line(7),
+                    "enrollment elev1@46505 repeats an earlier record exactly; the repeat is \
+                     ignored"
+                ),
+            ]
+        );
+        assert!(validated
+            .deviations
+            .iter()
+            .all(|d| d.severity == Severity::Warning));
+        assert_eq!(validated.errors(), 0);
+        let roster = &validated.roster;
+        assert_eq!((roster.schools.len(), roster.groups.len()), (1, 1));
+        assert_eq!((roster.students.len(), roster.enrollments.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_key_that_comes_again_with_other_content_keeps_the_first_record() {
+        let mut builder = builder(ValidationOptions::default());
+        builder.school(line(3), school("46505", "Fana skole"), Provenance::Implied);
+        builder.group(line(4), group("46505-1A", "46506"), Provenance::Stated);
+        builder.student(line(5), row("elev1", None));
+        let mut other = row("elev1", None);
+        other.student.family_name = "Hansen".into();
+        assert_eq!(builder.student(line(6), other), Admission::Rejected);
+        builder.enrollment(line(5), enrollment("elev1", "46505", None));
+        builder.enrollment(line(6), enrollment("elev1", "46505", Some("46505-1A")));
+        let validated = builder.finish();
+        assert_eq!(
+            reported(&validated),
+            [
+                (
+                    Code::DuplicateKey,
+                    line(3),
+                    "school key 46505 appears again with different content; the first is kept"
+                ),
+                (
+                    Code::DuplicateKey,
+                    line(4),
+                    "group key 46505-1A appears again with different content; the first is \
+                     kept"
+                ),
+                (
+                    Code::DuplicateKey,
+                    line(6),
+                    "student key elev1 appears again with different content; the first is kept"
+                ),
+                (
+                    Code::DuplicateKey,
+                    line(6),
+                    "enrollment key elev1@46505 appears again with different content; the \
+                     first is kept"
+                ),
+            ]
+        );
+        assert_eq!(validated.errors(), 4);
+        let roster = &validated.roster;
+        assert_eq!(roster.schools[0].name, "Fana skule");
+        assert_eq!(roster.groups[0].school, "46505");
+        assert_eq!(roster.students[0].family_name, "Nordmann");
+        assert_eq!(roster.enrollments[0].group, None);
+    }
+
+    #[test]
+    fn a_second_person_under_a_national_id_key_is_reported_with_the_id_masked() {
+        let mut builder = builder(ValidationOptions::default());
+        let person = |family_name: &str| StudentRow {
+            student: student(ID_A, family_name),
+            national_id: Some(ID_A.into()),
+            key_is_national_id: true,
+        };
+        assert_eq!(
+            builder.student(line(3), person("Nordmann")),
+            Admission::Accepted
+        );
+        assert_eq!(
+            builder.student(line(4), person("Hansen")),
+            Admission::Rejected
+        );
+        builder.student(line(5), person("Nordmann"));
+        let validated = builder.finish();
+        assert_eq!(
+            reported(&validated),
+            [
+                (
+                    Code::DuplicateNationalId,
+                    line(4),
+                    "national id 168817***** is already used by another person; this row is \
+                     left out"
+                ),
+                (
+                    Code::DuplicateRecord,
+                    line(5),
+                    "student 168817***** repeats an earlier record exactly; the repeat is \
+                     ignored"
+                ),
+            ]
+        );
+        assert_eq!(validated.roster.students.len(), 1);
+    }
+
+    #[test]
+    fn two_students_with_one_national_id_keep_the_first_and_lose_the_second_with_its_enrollment() {
+        let mut builder = builder(ValidationOptions::default());
+        assert_eq!(
+            builder.student(line(3), row("elev1", Some(ID_A))),
+            Admission::Accepted
+        );
+        builder.enrollment(line(3), enrollment("elev1", "46505", None));
+        assert_eq!(
+            builder.student(line(4), row("elev2", Some(ID_A))),
+            Admission::Rejected
+        );
+        builder.enrollment(line(4), enrollment("elev2", "46505", None));
+        assert_eq!(
+            builder.student(line(5), row("elev3", Some(ID_B))),
+            Admission::Accepted
+        );
+        let validated = builder.finish();
+        assert_eq!(
+            reported(&validated),
+            [(
+                Code::DuplicateNationalId,
+                line(4),
+                "national id 168817***** is already used by another person; this record is \
+                 left out"
+            )]
+        );
+        let keys = |records: &[Student]| -> Vec<String> {
+            records.iter().map(|s| s.source_key.to_string()).collect()
+        };
+        assert_eq!(keys(&validated.roster.students), ["elev1", "elev3"]);
+        assert_eq!(validated.roster.enrollments.len(), 1);
+        assert_eq!(validated.roster.enrollments[0].student, "elev1");
+    }
+
+    #[test]
+    fn an_enrollment_naming_what_the_export_lacks_is_left_out_as_a_dangling_reference() {
+        let mut builder = builder(ValidationOptions::default());
+        builder.student(line(3), row("elev1", None));
+        builder.enrollment(line(4), enrollment("elev1", "46505", Some("46505-1A")));
+        builder.enrollment(line(5), enrollment("elev2", "46505", None));
+        builder.enrollment(line(6), enrollment("elev1", "99999", None));
+        let mut lost = enrollment("elev1", "46505", Some("46505-9Z"));
+        lost.source_key = "elev1@46505-9Z".into();
+        builder.enrollment(line(7), lost);
+        let validated = builder.finish();
+        assert_eq!(
+            reported(&validated),
+            [
+                (
+                    Code::DanglingReference,
+                    line(5),
+                    "enrollment names student elev2 that the export does not contain"
+                ),
+                (
+                    Code::DanglingReference,
+                    line(6),
+                    "enrollment names school 99999 that the export does not contain"
+                ),
+                (
+                    Code::DanglingReference,
+                    line(7),
+                    "enrollment names group 46505-9Z that the export does not contain"
+                ),
+            ]
+        );
+        assert_eq!(validated.errors(), 3);
+        assert_eq!(validated.roster.enrollments.len(), 1);
+        assert_eq!(
+            validated.roster.enrollments[0].group.as_deref(),
+            Some("46505-1A")
+        );
+    }
+
+    #[test]
+    fn a_group_whose_school_is_missing_is_left_out_with_its_enrollments() {
+        let mut builder = builder(ValidationOptions::default());
+        builder.group(line(3), group("99999-1A", "99999"), Provenance::Stated);
+        builder.student(line(4), row("elev1", None));
+        builder.student(line(5), row("elev2", None));
+        builder.enrollment(line(6), enrollment("elev1", "46505", Some("99999-1A")));
+        builder.enrollment(line(7), enrollment("elev2", "46505", Some("46505-1A")));
+        builder.enrollment(line(8), enrollment("elev3", "46505", None));
+        let validated = builder.finish();
+        assert_eq!(
+            reported(&validated),
+            [
+                (
+                    Code::DanglingReference,
+                    line(3),
+                    "group 99999-1A names school 99999 that the export does not contain"
+                ),
+                (
+                    Code::DanglingReference,
+                    line(6),
+                    "enrollment names group 99999-1A that the export does not contain"
+                ),
+                (
+                    Code::DanglingReference,
+                    line(8),
+                    "enrollment names student elev3 that the export does not contain"
+                ),
+            ]
+        );
+        let groups: Vec<_> = validated
+            .roster
+            .groups
+            .iter()
+            .map(|g| &g.source_key)
+            .collect();
+        assert_eq!(groups, ["46505-1A"]);
+        assert_eq!(validated.roster.enrollments.len(), 1);
+        assert_eq!(validated.roster.enrollments[0].student, "elev2");
+    }
+
+    #[test]
+    fn an_enrollment_read_before_what_it_names_resolves_once_the_export_is_read() {
+        let mut builder = RosterBuilder::new(ValidationOptions::default());
+        builder.enrollment(line(1), enrollment("elev1", "46505", Some("46505-1A")));
+        builder.group(line(2), group("46505-1A", "46505"), Provenance::Stated);
+        builder.student(line(3), row("elev1", None));
+        builder.school(line(4), school("46505", "Fana skule"), Provenance::Stated);
+        let validated = builder.finish();
+        assert!(
+            validated.deviations.is_empty(),
+            "{:?}",
+            validated.deviations
+        );
+        assert_eq!(validated.roster.enrollments.len(), 1);
+    }
+
+    #[test]
+    fn only_the_first_rows_of_a_code_are_kept_unless_every_one_is_asked_for() {
+        let flood = |options: ValidationOptions| {
+            let mut builder = builder(options);
+            for n in 0..150 {
+                builder.deviation(
+                    line(n),
+                    Code::MissingRequired,
+                    Severity::Error,
+                    n.to_string(),
+                );
+            }
+            builder.deviation(line(150), Code::UnknownField, Severity::Warning, "x".into());
+            builder.finish()
+        };
+        let validated = flood(ValidationOptions::default());
+        assert_eq!(validated.deviations.len(), KEPT_PER_CODE + 1);
+        assert_eq!(validated.deviations[KEPT_PER_CODE - 1].detail, "99");
+        assert_eq!(validated.deviations[KEPT_PER_CODE].code, Code::UnknownField);
+        assert_eq!(validated.errors(), 150);
+        assert_eq!(validated.omitted(), 50);
+
+        let validated = flood(ValidationOptions {
+            keep_every_deviation: true,
+            ..ValidationOptions::default()
+        });
+        assert_eq!(validated.deviations.len(), 151);
+        assert_eq!(validated.omitted(), 0);
+    }
+
+    #[test]
+    fn a_deviation_names_the_file_being_read_when_it_was_found() {
+        let mut builder = RosterBuilder::new(ValidationOptions::default());
+        builder.begin_file("orgs.csv");
+        builder.deviation(line(2), Code::UnknownField, Severity::Warning, "a".into());
+        builder.begin_file("users.csv");
+        builder.deviation(line(3), Code::UnknownField, Severity::Warning, "b".into());
+        let files: Vec<_> = builder
+            .finish()
+            .deviations
+            .into_iter()
+            .map(|d| d.file)
+            .collect();
+        assert_eq!(files, ["orgs.csv", "users.csv"]);
+    }
+
+    #[test]
+    fn what_a_reader_states_about_the_export_is_handed_on() {
+        let mut builder = RosterBuilder::new(ValidationOptions::default());
+        let whole = RosterBuilder::new(ValidationOptions::default()).finish();
+        assert!(!whole.partial);
+        builder.set_partial();
+        builder.tombstone(Entity::Student, "elev9".into());
+        builder.renamed(Entity::Student, "elev1".into(), "elev101".into());
+        builder.set_columns(vec!["Fornavn".into(), "Klasse".into()]);
+        builder.expect_students(10);
+        let validated = builder.finish();
+        assert!(validated.partial);
+        assert_eq!(
+            validated.tombstones,
+            [Tombstone {
+                entity: Entity::Student,
+                key: "elev9".into()
+            }]
+        );
+        assert_eq!(
+            validated.renames,
+            [Rename {
+                entity: Entity::Student,
+                from: "elev1".into(),
+                to: "elev101".into()
+            }]
+        );
+        assert_eq!(validated.columns, ["Fornavn", "Klasse"]);
+    }
+
+    /// What [`RosterBuilder::afford`] counts for a record of type `T` holding no string
+    /// outside itself.
+    fn cost<T>() -> u64 {
+        2 * (std::mem::size_of::<T>() + std::mem::size_of::<Origin>() + 16) as u64
+    }
+
+    #[test]
+    fn records_past_the_budget_are_not_kept_and_the_place_is_named() {
+        let mut builder = RosterBuilder::new(ValidationOptions::default());
+        builder.set_budget(2 * cost::<School>());
+        builder.begin_file("orgs.csv");
+        builder.school(line(1), school("1", "A"), Provenance::Stated);
+        builder.school(line(2), school("2", "B"), Provenance::Stated);
+        assert_eq!(
+            builder.over_budget(),
+            None,
+            "a budget spent exactly is kept"
+        );
+        builder.begin_file("more.csv");
+        builder.school(line(3), school("3", "C"), Provenance::Stated);
+        builder.school(line(4), school("4", "D"), Provenance::Stated);
+        assert_eq!(
+            builder.over_budget(),
+            Some(&("more.csv".to_owned(), line(3)))
+        );
+        assert_eq!(builder.finish().roster.schools.len(), 2);
+
+        let mut tight = RosterBuilder::new(ValidationOptions::default());
+        tight.set_budget(2 * cost::<School>() - 1);
+        tight.school(line(1), school("1", "A"), Provenance::Stated);
+        tight.school(line(2), school("2", "B"), Provenance::Stated);
+        assert_eq!(tight.over_budget(), Some(&(String::new(), line(2))));
+
+        let mut unbounded = RosterBuilder::new(ValidationOptions::default());
+        for n in 0..100u64 {
+            unbounded.school(line(n), school(&n.to_string(), "A"), Provenance::Stated);
+        }
+        assert_eq!(unbounded.over_budget(), None);
+        assert_eq!(unbounded.finish().roster.schools.len(), 100);
+    }
+
+    #[test]
+    fn a_student_s_long_strings_count_against_the_budget() {
+        let budget = cost::<Student>() + cost::<Enrollment>();
+        let mut short = RosterBuilder::new(ValidationOptions::default());
+        short.set_budget(budget);
+        assert_eq!(
+            short.student(line(1), row("elev1", None)),
+            Admission::Accepted
+        );
+        short.enrollment(line(1), enrollment("elev1", "46505", None));
+        assert_eq!(short.over_budget(), None);
+
+        let long = "a family name longer than a string keeps inline";
+        let mut builder = RosterBuilder::new(ValidationOptions::default());
+        builder.set_budget(cost::<Student>());
+        let mut wordy = row("elev1", None);
+        wordy.student.family_name = long.into();
+        assert_eq!(builder.student(line(1), wordy), Admission::Rejected);
+        assert_eq!(builder.over_budget(), Some(&(String::new(), line(1))));
+
+        let mut builder = RosterBuilder::new(ValidationOptions::default());
+        builder.set_budget(budget);
+        builder.student(line(1), row("elev1", None));
+        builder.enrollment(line(1), enrollment("elev1", long, None));
+        assert_eq!(builder.over_budget(), Some(&(String::new(), line(1))));
+        assert!(builder.finish().roster.enrollments.is_empty());
+    }
+}

@@ -770,6 +770,57 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_format_is_the_parts_as_length_prefixed_sections() {
+        let envelope = first_envelope();
+        let mut expected = b"SKBE\x00\x01".to_vec();
+        let sections: [&[u8]; 4] = [
+            envelope.header_bytes(),
+            envelope.encapsulated_key(),
+            envelope.ciphertext(),
+            envelope.signature(),
+        ];
+        for section in sections {
+            expected.extend_from_slice(&(section.len() as u32).to_be_bytes());
+            expected.extend_from_slice(section);
+        }
+        assert_eq!(envelope.to_bytes(), expected);
+        assert_eq!(
+            envelope.header_bytes(),
+            postcard::to_allocvec(envelope.header()).unwrap()
+        );
+        assert_eq!(
+            envelope.digest(),
+            <[u8; 32]>::from(Sha256::digest(&expected))
+        );
+    }
+
+    #[test]
+    fn the_wire_bytes_and_the_signed_message_take_one_allocation_of_their_exact_size() {
+        // A snapshot envelope is megabytes: a wrong estimate copies it once more, or holds
+        // twice its size.
+        let bytes = first_envelope().to_bytes();
+        assert_eq!(bytes.capacity(), bytes.len());
+        let message = signed_message(&bytes);
+        assert_eq!(message.capacity(), message.len());
+    }
+
+    #[test]
+    fn the_os_randomness_source_hands_out_fresh_words() {
+        let mut rng = OsRandom { failed: false };
+        let words = [
+            rng.try_next_u32().unwrap_or_default(),
+            rng.try_next_u32().unwrap_or_default(),
+        ];
+        assert_ne!(words[0], words[1]);
+        let longs = [
+            rng.try_next_u64().unwrap_or_default(),
+            rng.try_next_u64().unwrap_or_default(),
+        ];
+        assert_ne!(longs[0], longs[1]);
+        assert!(!rng.failed);
+    }
+
+    #[test]
     fn the_payload_is_not_readable_in_the_envelope() {
         let bytes = first_envelope().to_bytes();
         assert!(!bytes.windows(8).any(|w| w == b"Nordmann"));
@@ -971,6 +1022,29 @@ mod tests {
     }
 
     #[test]
+    fn an_envelope_exactly_at_the_limit_opens() {
+        let bytes = first_envelope().to_bytes();
+        let opened = open(
+            &bytes,
+            bytes.len(),
+            &device_id(),
+            &device_key().verifying_key(),
+            &ChainHead::genesis(),
+            &central_key(),
+        );
+        assert_eq!(opened.map(|o| o.payload), Ok(Payload::Delta(delta())));
+    }
+
+    #[test]
+    fn sealing_the_same_payload_twice_uses_a_fresh_key_each_time() {
+        let (a, b) = (first_envelope(), first_envelope());
+        assert_eq!(a.header(), b.header());
+        assert_ne!(a.encapsulated_key(), b.encapsulated_key());
+        assert_ne!(a.ciphertext(), b.ciphertext());
+        assert_ne!(a.signature(), b.signature());
+    }
+
+    #[test]
     fn an_unknown_version_is_refused_before_the_rest_is_read() {
         let mut bytes = first_envelope().to_bytes();
         bytes[4..6].copy_from_slice(&2u16.to_be_bytes());
@@ -1140,6 +1214,44 @@ mod tests {
         assert!(!printed.contains(&hex::encode(&device.to_bytes()[..8])));
         assert!(!printed.contains(&hex::encode(central.to_bytes())));
         assert!(!printed.contains(&hex::encode(&central.to_bytes()[..8])));
+    }
+
+    #[test]
+    fn keys_print_their_public_half_so_a_log_can_tell_them_apart() {
+        let (device, central) = (device_key(), central_key());
+        let signing = hex::encode(device.verifying_key().to_bytes());
+        let sealing = hex::encode(central.public_key().to_bytes());
+        assert_eq!(
+            format!("{device:?}"),
+            format!("DeviceSigningKey(public {})", &signing[..16])
+        );
+        assert_eq!(
+            format!("{:?}", device.verifying_key()),
+            format!("DeviceVerifyingKey({signing})")
+        );
+        assert_eq!(
+            format!("{central:?}"),
+            format!("SealingPrivateKey(public {})", &sealing[..16])
+        );
+        assert_eq!(
+            format!("{:?}", central.public_key()),
+            format!("SealingPublicKey({sealing})")
+        );
+    }
+
+    #[test]
+    fn chain_errors_name_their_sequence_numbers() {
+        let gap = EnvelopeError::Gap {
+            expected: Seq(3),
+            got: Seq(5),
+        };
+        assert_eq!(gap.to_string(), "sequence gap: expected 3, got 5");
+        let replay = EnvelopeError::Replay {
+            seq: Seq::FIRST,
+            expected: Seq::FIRST.next(),
+        };
+        assert_eq!(replay.to_string(), "replay of 1; next expected is 2");
+        assert_eq!(Seq(u64::MAX).next(), Seq(u64::MAX));
     }
 
     fn valid_bytes() -> &'static [u8] {
