@@ -6,7 +6,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
-use super::segment::{parse_frame, parse_segment_name, segment_name, Parsed};
+use super::segment::{encode_frame, parse_frame, parse_segment_name, segment_name, Parsed};
 use super::*;
 
 fn payload(seq: u64, len: usize) -> Vec<u8> {
@@ -826,4 +826,100 @@ fn a_missing_oldest_unacknowledged_segment_needs_a_snapshot() {
     let (ob, rep) = Outbox::open_dir(dir.path(), fs_cfg()).expect("open");
     assert!(rep.needs_snapshot, "{rep}");
     assert!(ob.next_seq() > 12);
+}
+
+// ---------------------------------------------------------------------------------------
+// The recovery report: what the daemon logs at start-up.
+
+#[test]
+fn a_report_with_a_finding_is_not_clean_and_its_log_line_names_the_finding() {
+    let report = RecoveryReport {
+        findings: vec![
+            Finding::MissingFrames {
+                from_seq: 4,
+                to_seq: 6,
+            },
+            Finding::UnknownFile {
+                name: "notes.txt".to_owned(),
+            },
+        ],
+        needs_snapshot: true,
+        dropped: Some((4, 9)),
+        ack_seq: 9,
+        next_seq: 10,
+        unacked: 0,
+    };
+    assert!(!report.is_clean());
+    assert_eq!(
+        report.to_string(),
+        "outbox recovered: 0 unacknowledged, ack 9, next seq 10; NEEDS FULL SNAPSHOT \
+         (dropped seqs 4..=9); unacknowledged seqs 4..=6 are missing; \
+         ignored unknown file notes.txt"
+    );
+}
+
+#[test]
+fn a_report_finding_only_unknown_files_is_clean() {
+    let report = RecoveryReport {
+        findings: vec![Finding::UnknownFile {
+            name: "notes.txt".to_owned(),
+        }],
+        needs_snapshot: false,
+        dropped: None,
+        ack_seq: 3,
+        next_seq: 4,
+        unacked: 0,
+    };
+    assert!(report.is_clean());
+    assert_eq!(report.torn_tail(), None);
+}
+
+/// A segment of checksummed frames, `seqs` in that order, as a crashed or meddled-with disk
+/// may hold them.
+fn segment_of(seqs: &[u64]) -> Vec<u8> {
+    seqs.iter()
+        .flat_map(|&seq| encode_frame(seq, 1_000, &payload(seq, 10)))
+        .collect()
+}
+
+#[test]
+fn a_checksummed_frame_out_of_sequence_inside_a_segment_is_damage_at_its_offset() {
+    let mem = MemStorage::new();
+    mem.set_raw(&segment_name(1), segment_of(&[1, 5]));
+    let (ob, rep) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    assert!(rep.needs_snapshot, "{rep}");
+    assert_eq!(
+        rep.findings,
+        vec![
+            Finding::AckPointerMissing { fallback: 0 },
+            Finding::CorruptFrame {
+                segment: segment_name(1),
+                offset: (HEADER_LEN + 10) as u64,
+                expected_seq: 2,
+                fault: FrameFault::WrongSeq {
+                    expected: 2,
+                    found: 5
+                },
+            },
+        ]
+    );
+    assert_eq!(pending_seqs(&ob), Vec::<u64>::new());
+}
+
+#[test]
+fn a_segment_whose_first_frame_is_not_the_seq_its_name_says_is_damage() {
+    let mem = MemStorage::new();
+    mem.set_raw(&segment_name(1), segment_of(&[7, 8]));
+    let (ob, rep) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    assert!(rep.needs_snapshot, "{rep}");
+    assert!(rep.findings.contains(&Finding::CorruptFrame {
+        segment: segment_name(1),
+        offset: 0,
+        expected_seq: 1,
+        fault: FrameFault::WrongSeq {
+            expected: 1,
+            found: 7
+        },
+    }));
+    assert_eq!(pending_seqs(&ob), Vec::<u64>::new());
 }

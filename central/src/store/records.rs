@@ -666,3 +666,188 @@ pub(crate) fn enrollments_of_sql(dialect: Dialect) -> String {
         dialect.among(2)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use skolebro_protocol::{Delta, DeviceId, Payload, Seq, SiteId};
+
+    use super::*;
+
+    fn site() -> SiteId {
+        SiteId::new("skole-46505").expect("a valid site id")
+    }
+
+    fn device() -> DeviceId {
+        DeviceId::new("pi-46505").expect("a valid device id")
+    }
+
+    /// The device row of a registered, unrevoked device whose stored head is `head`.
+    fn registered(head: ChainHead) -> DeviceState {
+        DeviceState {
+            site: site().as_str().to_owned(),
+            revoked: false,
+            head,
+        }
+    }
+
+    /// The batch that continues the chain at `head`, as the ingest builds it.
+    fn batch_at(head: ChainHead) -> IncomingBatch {
+        IncomingBatch {
+            device: device(),
+            site: site(),
+            seq: head.next_seq,
+            prev: head.prev,
+            next_head: ChainHead::after(head.next_seq, [0xd1; 32]),
+            payload: Payload::Delta(Delta::default()),
+            at: Timestamp(1000),
+            bytes: 1000,
+        }
+    }
+
+    fn head_after_one() -> ChainHead {
+        ChainHead::after(Seq(1), [0x11; 32])
+    }
+
+    #[test]
+    fn a_batch_continuing_the_stored_head_is_applied() {
+        let head = head_after_one();
+        let check = check_batch(&batch_at(head), Some(&registered(head)));
+        assert!(matches!(check, Ok(ChainCheck::Apply)));
+    }
+
+    #[test]
+    fn a_batch_behind_the_stored_head_is_already_applied_and_names_the_head() {
+        let stored = ChainHead::after(Seq(3), [0x33; 32]);
+        let check = check_batch(&batch_at(head_after_one()), Some(&registered(stored)));
+        assert!(matches!(check, Ok(ChainCheck::AlreadyApplied(head)) if head == stored));
+    }
+
+    #[test]
+    fn a_batch_past_the_stored_head_is_a_gap() {
+        let check = check_batch(
+            &batch_at(head_after_one()),
+            Some(&registered(ChainHead::genesis())),
+        );
+        assert!(matches!(
+            check,
+            Err(StoreError::Gap {
+                expected: Seq(1),
+                got: Seq(2)
+            })
+        ));
+    }
+
+    #[test]
+    fn a_batch_at_the_head_naming_another_predecessor_breaks_the_chain() {
+        let mut batch = batch_at(head_after_one());
+        batch.prev = [0x66; 32];
+        let check = check_batch(&batch, Some(&registered(head_after_one())));
+        assert!(matches!(
+            check,
+            Err(StoreError::BrokenChain { seq: Seq(2) })
+        ));
+    }
+
+    #[test]
+    fn a_batch_numbered_zero_is_an_invalid_head_even_when_its_next_head_follows() {
+        let mut batch = batch_at(ChainHead::genesis());
+        batch.seq = Seq(0);
+        batch.next_head = ChainHead::after(Seq(0), [0xd1; 32]);
+        let check = check_batch(&batch, Some(&registered(ChainHead::genesis())));
+        assert!(matches!(
+            check,
+            Err(StoreError::InvalidHead {
+                seq: Seq(0),
+                next: Seq(1)
+            })
+        ));
+    }
+
+    #[test]
+    fn a_batch_whose_next_head_does_not_follow_its_seq_is_an_invalid_head() {
+        let mut batch = batch_at(head_after_one());
+        batch.next_head.next_seq = Seq(5);
+        let check = check_batch(&batch, Some(&registered(head_after_one())));
+        assert!(matches!(
+            check,
+            Err(StoreError::InvalidHead {
+                seq: Seq(2),
+                next: Seq(5)
+            })
+        ));
+    }
+
+    #[test]
+    fn a_batch_from_an_unknown_a_revoked_or_another_sites_device_is_refused() {
+        let head = head_after_one();
+        let batch = batch_at(head);
+        assert!(matches!(
+            check_batch(&batch, None),
+            Err(StoreError::UnknownDevice(_))
+        ));
+        let mut revoked = registered(head);
+        revoked.revoked = true;
+        assert!(matches!(
+            check_batch(&batch, Some(&revoked)),
+            Err(StoreError::DeviceRevoked(_))
+        ));
+        let mut elsewhere = registered(head);
+        elsewhere.site = "skole-46506".to_owned();
+        assert!(matches!(
+            check_batch(&batch, Some(&elsewhere)),
+            Err(StoreError::WrongSite { .. })
+        ));
+    }
+
+    /// The transfer row the databases would hold for `changes` and `bytes`.
+    fn stored_transfer(changes: &Changes, bytes: u64) -> TransferRow {
+        let [added, changed, removed, unchanged, renamed] = changes_to_db(changes);
+        TransferRow {
+            device: device().as_str().to_owned(),
+            seq: 2,
+            at: 1000,
+            snapshot: true,
+            counts: [added, changed, removed, unchanged],
+            bytes: bytes_to_db(bytes),
+            renamed,
+        }
+    }
+
+    #[test]
+    fn a_transfers_counts_and_size_read_back_as_they_were_stored() {
+        let changes = Changes {
+            added: 5,
+            changed: 4,
+            removed: 3,
+            renamed: 2,
+            unchanged: 7,
+        };
+        let transfer = stored_transfer(&changes, 12_700)
+            .into_transfer()
+            .expect("the row reads");
+        assert_eq!(transfer.changes, changes);
+        assert_eq!(transfer.bytes, 12_700);
+        assert_eq!(transfer.seq, Seq(2));
+        assert!(transfer.snapshot);
+    }
+
+    #[test]
+    fn counts_and_sizes_past_the_databases_integers_are_stored_as_the_largest() {
+        let huge = Changes {
+            added: u64::MAX,
+            ..Changes::default()
+        };
+        assert_eq!(changes_to_db(&huge), [i64::MAX, 0, 0, 0, 0]);
+        assert_eq!(bytes_to_db(u64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn a_negative_stored_count_or_size_reads_as_corrupt() {
+        let mut row = stored_transfer(&Changes::default(), 10);
+        row.counts[2] = -1;
+        assert!(matches!(row.into_transfer(), Err(StoreError::Corrupt(_))));
+        let mut row = stored_transfer(&Changes::default(), 10);
+        row.bytes = -1;
+        assert!(matches!(row.into_transfer(), Err(StoreError::Corrupt(_))));
+    }
+}

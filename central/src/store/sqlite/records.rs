@@ -532,3 +532,79 @@ impl RecordStore for SqliteStore {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use skolebro_protocol::{
+        ChainHead, Delta, DeviceId, DeviceSigningKey, EntityDelta, Payload, Record, Seq,
+    };
+
+    use super::*;
+    use crate::store::prelude::*;
+    use crate::store::suite::{site_a, student};
+
+    /// The secret is read again under the write lock: a batch whose handles were checked
+    /// against a secret set anew in between is checked once more, against the one in force,
+    /// and refused rather than stored under handles no longer the site's.
+    #[tokio::test]
+    async fn a_batch_prepared_under_a_replaced_secret_is_checked_again_and_refused() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = SqliteStore::open(dir.path().join("central.db"))
+            .await
+            .expect("the store opens");
+        let site = site_a();
+        let device = DeviceId::new("pi-46505").expect("a valid device id");
+        let old = SiteSecret::from_bytes([0xa1; 32]);
+        let replaced = SiteSecret::from_bytes([0xa2; 32]);
+        store.set_site_secret(&site, &old).await.expect("a secret");
+        store
+            .register_device(
+                &device,
+                &site,
+                &DeviceSigningKey::from_bytes([1; 32]).verifying_key(),
+            )
+            .await
+            .expect("the device registers");
+        let record = student("s1", "Ola");
+        let payload = Payload::Delta(Delta {
+            students: EntityDelta {
+                renames: Vec::new(),
+                upserts: vec![(old.handle(Entity::Student, record.key()), record)],
+                deletes: Vec::new(),
+            },
+            ..Delta::default()
+        });
+        let batch = IncomingBatch {
+            device: device.clone(),
+            site: site.clone(),
+            seq: Seq(1),
+            prev: ChainHead::genesis().prev,
+            next_head: ChainHead::after(Seq(1), [0xd1; 32]),
+            payload,
+            at: Timestamp(1000),
+            bytes: 1000,
+        };
+        let sealer = store.sealer();
+        let prepared = prepare(&batch.payload, &old, &sealer).expect("the old secret's handles");
+        store
+            .set_site_secret(&site, &replaced)
+            .await
+            .expect("the secret is set anew while the site has no records");
+
+        let result = store
+            .call(move |conn| apply_prepared(conn, &batch, &old, &sealer, prepared))
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::HandleMismatch { .. })),
+            "{result:?}"
+        );
+        assert_eq!(
+            store.current_roster(&site).await.expect("the roster reads"),
+            Roster::default()
+        );
+        assert_eq!(
+            store.chain_head(&device).await.expect("the head reads"),
+            ChainHead::genesis()
+        );
+    }
+}
