@@ -19,8 +19,9 @@
 //! releases (`releases`), transfer windows (`windows`), the last heartbeats and command
 //! queue of the fleet (`fleet`), the sign-in lock (`sign_in`), the schools each site is
 //! registered with (`sites`), the consumer access log (`access_log`), retention's and a
-//! site's exit's deletes (`retention`), the operator API's clients (`operator_tokens`) and
-//! the data keys of sealing at rest (`sealing`). Two backends
+//! site's exit's deletes (`retention`), the operator API's clients (`operator_tokens`),
+//! the data keys of sealing at rest (`sealing`) and the published key rotations
+//! (`key_rotations`). Two backends
 //! implement them all:
 //! [`SqliteStore`], the embedded default, and [`PostgresStore`], the production store, each
 //! split into files named like the areas, so a method's two versions sit in same-named files.
@@ -38,6 +39,7 @@ mod devices;
 mod error;
 mod fleet;
 mod fylke;
+mod key_rotations;
 mod operator_tokens;
 mod operators;
 mod planning;
@@ -63,6 +65,7 @@ pub use fleet::{
     DeviceActivity, FleetStore, QueuedCommand, DELIVERED_COMMANDS_KEPT, MAX_QUEUED_COMMANDS,
 };
 pub use fylke::Fylke;
+pub use key_rotations::{KeyRotationStore, PublishedRotation};
 pub use operator_tokens::{OperatorClient, OperatorTokenStore};
 pub use operators::{AuditEntry, OperatorStore, Role, UiSession, UiUser};
 pub use postgres::PostgresStore;
@@ -87,9 +90,9 @@ pub use windows::{NewWindow, TransferWindow, WindowState, WindowStore};
 /// a method of a supertrait of [`Store`] needs its trait in scope, even on `dyn Store`.
 pub mod prelude {
     pub use super::{
-        AccessLogStore, ConsumerStore, DeviceStore, FleetStore, OperatorStore, OperatorTokenStore,
-        RecordStore, ReleaseStore, RetentionStore, SealStore, SignInStore, SiteStore, Store,
-        TokenStore, WindowStore,
+        AccessLogStore, ConsumerStore, DeviceStore, FleetStore, KeyRotationStore, OperatorStore,
+        OperatorTokenStore, RecordStore, ReleaseStore, RetentionStore, SealStore, SignInStore,
+        SiteStore, Store, TokenStore, WindowStore,
     };
 }
 
@@ -109,7 +112,8 @@ where
         + AccessLogStore
         + RetentionStore
         + OperatorTokenStore
-        + SealStore,
+        + SealStore
+        + KeyRotationStore,
 {
 }
 
@@ -128,6 +132,7 @@ impl<T> Store for T where
         + RetentionStore
         + OperatorTokenStore
         + SealStore
+        + KeyRotationStore
         + ?Sized
 {
 }

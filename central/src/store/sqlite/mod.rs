@@ -27,6 +27,7 @@ mod access_log;
 mod consumers;
 mod devices;
 mod fleet;
+mod key_rotations;
 mod operator_tokens;
 mod operators;
 mod records;
@@ -114,6 +115,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         16,
         include_str!("../../../migrations/sqlite/0016_retention.sql"),
+    ),
+    (
+        18,
+        include_str!("../../../migrations/sqlite/0018_key_rotations.sql"),
     ),
 ];
 
