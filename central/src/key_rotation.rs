@@ -16,7 +16,7 @@ use crate::store::{PublishedRotation, StoreError, Timestamp};
 
 /// Why a published rotation was not stored.
 #[derive(Debug, thiserror::Error)]
-pub enum PublishError {
+pub(crate) enum PublishError {
     /// Not a rotation statement, or a release rotation the release key central follows did
     /// not sign.
     #[error("{0}")]
