@@ -18,7 +18,7 @@
 //!    a table such as `[safety]` replaces the whole table. The stick is the site's signed,
 //!    newest word on how its exports look and are judged; `agent.toml` keeps what only the
 //!    box knows (`state_dir`, `stick_roots`, `stick_key`, `clock_synced_file` and the update
-//!    settings `release_key`, `install_root`, `trial_seconds`, `max_trial_starts`), which a
+//!    settings `release_key`, `root_key`, `install_root`, `trial_seconds`, `max_trial_starts`), which a
 //!    stick may not set.
 //! 4. The enrollment's identity and central replace `[central]`/`[identity]` of `agent.toml`,
 //!    which remain for devices set up by hand (development, tests).
@@ -108,6 +108,10 @@ pub struct AgentConfig {
     /// The release-signing public key installed with the agent (64 hex characters); an
     /// update whose manifest it does not verify is refused (DESIGN decision 7).
     pub release_key: PathBuf,
+    /// The offline root key's public half installed with the agent (64 hex characters): a
+    /// rotation of the release key must carry its signature too ([`crate::trusted_keys`]).
+    /// Missing on older devices, which then refuse release key rotations.
+    pub root_key: PathBuf,
     /// Where releases live: `releases/<version>/skolebro-agent`, the `current` link the
     /// service starts, `previous` and `trial.json` (see [`crate::update`]).
     pub install_root: PathBuf,
@@ -161,6 +165,7 @@ impl Default for AgentConfig {
             renew_before_fraction: 0.33,
             clock_synced_file: PathBuf::from("/run/systemd/timesync/synchronized"),
             release_key: PathBuf::from("/etc/skolebro/keys/release.pub"),
+            root_key: PathBuf::from("/etc/skolebro/keys/root.pub"),
             install_root: PathBuf::from("/var/lib/skolebro"),
             trial_seconds: 300,
             max_trial_starts: 3,
@@ -495,6 +500,7 @@ impl AgentConfig {
         fix(&mut self.stick_key);
         fix(&mut self.clock_synced_file);
         fix(&mut self.release_key);
+        fix(&mut self.root_key);
         fix(&mut self.install_root);
         if let Some(central) = &mut self.central {
             fix(&mut central.ca);
@@ -803,6 +809,7 @@ mod tests {
             "stick_roots = [\"/\"]",
             "clock_synced_file = \"/\"",
             "release_key = \"k.pub\"",
+            "root_key = \"k.pub\"",
             "install_root = \"/\"",
             "trial_seconds = 1",
             "[central]\nurl = \"https://x\"\nca = \"c\"\nsealing_key = \"00\"",
@@ -828,6 +835,7 @@ mod tests {
             config.release_key,
             Path::new("/etc/skolebro/keys/release.pub")
         );
+        assert_eq!(config.root_key, Path::new("/etc/skolebro/keys/root.pub"));
         assert_eq!(config.install_root, Path::new("/var/lib/skolebro"));
         assert_eq!((config.trial_seconds, config.max_trial_starts), (300, 3));
         let bad: AgentConfig = toml::from_str("renew_before_fraction = 1.5").unwrap();

@@ -9,7 +9,8 @@
 //! keep [`status`] up to date. Before any of it, [`provision`] enrolls the device from a
 //! config stick ([`identity`] holds its keys), with [`clock`] deciding what time
 //! certificates are checked against; [`update`] replaces the agent itself with a newer
-//! signed release, and [`panel`] drives the front panel. Nothing below [`daemon`] imports it.
+//! signed release (checked with the keys [`trusted_keys`] holds, which central's key rotations
+//! replace), and [`panel`] drives the front panel. Nothing below [`daemon`] imports it.
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod provision;
 pub mod pull;
 pub mod state;
 pub mod status;
+pub mod trusted_keys;
 pub mod update;
 pub mod uplink;
 pub mod watch;

@@ -321,7 +321,7 @@ fn provision_from(config: &AgentConfig, from: &Path) -> anyhow::Result<ExitCode>
         Some(&config.state_dir),
         &config.clock_synced_file,
     )?);
-    let key = provision::load_stick_key(&config.stick_key)?;
+    let key = provision::load_stick_key(config)?;
     let bundle = provision::bundle_path(from);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -252,10 +252,22 @@ impl Central {
             .get("statement")
             .and_then(|s| s.as_str())
             .map(str::to_owned);
+        // A rotation that is not a string is skipped like an unknown command: the ones that
+        // are still get checked, and a device that misses one refuses the later ones.
+        let key_rotations = body
+            .get("key_rotations")
+            .and_then(|r| r.as_array())
+            .map(|all| {
+                all.iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(HeartbeatAnswer {
             commands,
             release,
             statement,
+            key_rotations,
         })
     }
 }

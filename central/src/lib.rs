@@ -15,7 +15,8 @@
 //! heartbeats and operator commands meet in the store (`store::FleetStore`); devices without a certificate get one
 //! through [`enroll`] with a one-time token from a config stick (DESIGN decision 6);
 //! [`release`] keeps signed releases and decides which release each heartbeat answer offers
-//! (DESIGN decision 7); `windows` derives the counties' transfer windows and late batches at
+//! (DESIGN decision 7); `key_rotation` keeps the stick and release key rotations operations
+//! publish and hands them to every device; `windows` derives the counties' transfer windows and late batches at
 //! read time; `elevliste_export` generates the admission office's file; [`oneroster`] maps
 //! the records onto a OneRoster 1.1 subset, read behind OAuth2 client-credentials tokens
 //! scoped to a county or kommune (`consumer_auth`); [`operator_auth`] knows the operator
@@ -33,6 +34,7 @@ pub mod config;
 mod consumer_auth;
 mod elevliste_export;
 pub mod enroll;
+mod key_rotation;
 mod metrics;
 pub mod oneroster;
 pub mod operator_auth;

@@ -161,6 +161,11 @@ pub(crate) async fn offer(
     target: &str,
 ) -> Result<Option<ReleaseOffer>, StoreError> {
     let failed = store.failed_releases(&identity.device).await?;
+    // The configured key followed through the published release key rotations: a manifest
+    // signed with a rotated-out key is one every device refuses.
+    let key = crate::key_rotation::current_release_key(store, settings.key.as_ref())
+        .await?
+        .map(|current| current.key);
     let releases = store.releases().await?;
     let now_unix = u64::try_from(Timestamp::now().unix_millis() / 1000).unwrap_or(0);
     let Some(chosen) = releases.into_iter().find(|release| {
@@ -169,7 +174,7 @@ pub(crate) async fn offer(
             && release.release.target == target
             && !failed.contains(&release.release.id)
             && release.includes(&identity.device, &identity.site)
-            && offerable(settings, &release.release.manifest, now_unix)
+            && offerable(key.as_ref(), &release.release.manifest, now_unix)
     }) else {
         return Ok(None);
     };
@@ -195,12 +200,12 @@ pub(crate) async fn offer(
 }
 
 /// Whether a stored manifest is still one a device would take at `now_unix`: it verifies
-/// against the release key (a manifest of a retired format no longer does) and has not
+/// against the release key trusted now (a manifest signed with a rotated-out key, or of a retired format no longer does) and has not
 /// expired. Offering one the device must refuse would only turn into a `refused` report, and
 /// a refused release is never offered to that device again. Without a release key central
 /// cannot read the manifest and offers it as stored; the device still checks.
-fn offerable(settings: &ReleaseSettings, manifest: &[u8], now_unix: u64) -> bool {
-    let Some(key) = &settings.key else {
+fn offerable(key: Option<&ReleaseVerifyingKey>, manifest: &[u8], now_unix: u64) -> bool {
+    let Some(key) = key else {
         return true;
     };
     ReleaseManifest::verify(manifest, key).is_ok_and(|manifest| !manifest.expired_at(now_unix))

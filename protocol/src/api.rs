@@ -258,6 +258,12 @@ pub struct HeartbeatAnswer {
     /// central without a statement key, and by older centrals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement: Option<String>,
+    /// Every key rotation operations published ([`crate::rotation`]), each base64 (standard,
+    /// padded), by role and sequence. Central cannot forge one: the device checks each
+    /// against the key it trusts and skips those it applied before. Left out when there is
+    /// none, and by older centrals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_rotations: Vec<String>,
 }
 
 /// Central's `200` answer to `POST /v1/batches`: everything up to `ack` is applied;
@@ -428,6 +434,7 @@ mod tests {
                 artifact: "/v1/releases/1.2.0-x/artifact".into(),
             }),
             statement: Some("U0tCVA==".into()),
+            key_rotations: vec!["U0tCSw==".into()],
         });
         round_trip(&BatchAck {
             ack: 7,

@@ -116,6 +116,39 @@ impl Format {
     }
 }
 
+impl Format {
+    /// Decodes the body of `bytes` **without** checking the signature, and returns it with
+    /// the length of the signed blob (preamble, body and signature): only for choosing the
+    /// key that then checks it, never for trusting what it says.
+    pub(crate) fn peek<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<(T, usize), FrameError> {
+        if bytes.len() > self.max_bytes {
+            return Err(FrameError::TooLarge {
+                size: bytes.len(),
+                limit: self.max_bytes,
+            });
+        }
+        if bytes.get(..4).ok_or(FrameError::Truncated)? != self.magic {
+            return Err(FrameError::BadMagic);
+        }
+        let version = *bytes.get(4).ok_or(FrameError::Truncated)?;
+        if version != self.version {
+            return Err(FrameError::UnsupportedVersion(version));
+        }
+        let len = bytes.get(5..PREAMBLE_LEN).ok_or(FrameError::Truncated)?;
+        let body_len = usize::try_from(u32::from_le_bytes([len[0], len[1], len[2], len[3]]))
+            .map_err(|_| FrameError::Truncated)?;
+        let end = PREAMBLE_LEN
+            .checked_add(body_len)
+            .ok_or(FrameError::Truncated)?;
+        let body = bytes.get(PREAMBLE_LEN..end).ok_or(FrameError::Truncated)?;
+        let frame_len = end.checked_add(SIG_LEN).ok_or(FrameError::Truncated)?;
+        if bytes.len() < frame_len {
+            return Err(FrameError::Truncated);
+        }
+        Ok((decode(body)?, frame_len))
+    }
+}
+
 /// Decodes a verified body; the whole body must be one value.
 pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     match postcard::take_from_bytes(body) {

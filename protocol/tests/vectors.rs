@@ -625,6 +625,7 @@ fn the_heartbeat_answer_json_matches_the_kept_vector() {
             artifact: "/v1/releases/1.4.2-aarch64-unknown-linux-gnu/artifact".into(),
         }),
         statement: None,
+        key_rotations: Vec::new(),
     };
     assert_eq!(json_vector("heartbeat-answer.json", &answer), answer);
 }
@@ -647,6 +648,32 @@ fn a_version_1_statement_matches_the_kept_vector_and_verifies() {
     assert_eq!(&kept[..5], b"SKBT\x01");
     let read = Statement::verify(&kept, &key.verifying_key()).expect("it verifies");
     assert_eq!(read, statement);
+}
+
+#[test]
+fn a_version_1_release_key_rotation_matches_the_kept_vector_and_verifies() {
+    use skolebro_protocol::rotation::{KeyRole, KeyRotation, RootSigningKey};
+    let (current, root) = (
+        ReleaseSigningKey::from_bytes([0x4e; 32]),
+        RootSigningKey::from_bytes([0x7e; 32]),
+    );
+    let next = ReleaseSigningKey::from_bytes([0x4f; 32]).verifying_key();
+    let rotation = KeyRotation {
+        role: KeyRole::Release,
+        sequence: 1,
+        new_key: next.to_bytes(),
+        issued_unix: 1_780_000_000,
+    };
+    let kept = kept("rotation-v1.bin", &rotation.sign_release(&current, &root));
+    let rotated = KeyRotation::verify_release(
+        &kept,
+        &current.verifying_key(),
+        Some(&root.verifying_key()),
+        0,
+    )
+    .expect("the kept rotation verifies");
+    assert_eq!((rotated.sequence, rotated.key), (1, next));
+    assert_eq!(KeyRotation::read_unchecked(&kept), Ok(rotation));
 }
 
 #[test]

@@ -226,6 +226,22 @@ impl AdminClient {
         Ok(registered.id)
     }
 
+    /// Publishes a key rotation statement (`POST /admin/key-rotations`); central hands it
+    /// to every device with the next heartbeat answer. The same statement again is no error.
+    pub async fn publish_key_rotation(&self, statement: &[u8]) -> Result<(), ProvisionError> {
+        let request = "POST /admin/key-rotations";
+        let response = self
+            .send(
+                self.http
+                    .post(self.url("/admin/key-rotations"))
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(statement.to_vec()),
+            )
+            .await?;
+        check(request, response).await?;
+        Ok(())
+    }
+
     /// Uploads a registered release's artifact (`PUT /admin/releases/{id}/artifact`); central
     /// keeps it only if its size and SHA-256 are the manifest's.
     pub async fn upload_release_artifact(

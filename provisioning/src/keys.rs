@@ -4,7 +4,8 @@
 //! The folder holds the device CA (central signs device certificates with it at enrollment),
 //! central's TLS CA and server certificate, the stick-signing key (bundles on sticks, checked
 //! by every agent), central's HPKE sealing key pair (agents seal every payload to it) and the
-//! release-signing key (update manifests), central's statement key (the signed time and
+//! release-signing key (update manifests) with the offline root key that co-signs its
+//! rotations (`crate::rotate`), central's statement key (the signed time and
 //! freshness statement in every heartbeat answer, `protocol::statement`), plus a
 //! `central.toml` that runs central on these files. Private keys are written 0600 and never over an existing file: replacing a CA or
 //! the stick key would orphan every certificate and stick made with the old one.
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 use skolebro_protocol::{
-    ReleaseSigningKey, ReleaseVerifyingKey, SealingPrivateKey, SealingPublicKey,
+    ReleaseSigningKey, ReleaseVerifyingKey, RootSigningKey, SealingPrivateKey, SealingPublicKey,
     StatementSigningKey, StickSigningKey, StickVerifyingKey,
 };
 
@@ -75,6 +76,11 @@ impl KeyFolder {
     pub const RELEASE_KEY: &'static str = "release.key";
     /// The release-signing public key, hex; installed with every agent.
     pub const RELEASE_PUB: &'static str = "release.pub";
+    /// The offline root key's seed, hex: it co-signs every release key rotation
+    /// (`skolebro-provision rotate-key release`) and never leaves this folder.
+    pub const ROOT_KEY: &'static str = "root.key";
+    /// The root key's public half, hex; installed with every agent beside `release.pub`.
+    pub const ROOT_PUB: &'static str = "root.pub";
     /// Central's statement key's seed, hex: central signs its statements with it.
     pub const STATEMENT_KEY: &'static str = "statement.key";
     /// The statement key's public half, hex; central hands it to devices at enrollment.
@@ -86,7 +92,7 @@ impl KeyFolder {
     pub const CENTRAL_CONFIG: &'static str = "central.toml";
 
     /// Every file `init` writes; it refuses to start if any of them exists.
-    pub const FILES: [&'static str; 16] = [
+    pub const FILES: [&'static str; 18] = [
         Self::DEVICE_CA_CERT,
         Self::DEVICE_CA_KEY,
         Self::CENTRAL_CA_CERT,
@@ -99,6 +105,8 @@ impl KeyFolder {
         Self::SEALING_PUB,
         Self::RELEASE_KEY,
         Self::RELEASE_PUB,
+        Self::ROOT_KEY,
+        Self::ROOT_PUB,
         Self::STATEMENT_KEY,
         Self::STATEMENT_PUB,
         Self::RECORDS_KEK,
@@ -152,6 +160,9 @@ impl KeyFolder {
         // A key of its own, so a leaked stick key cannot sign an update (and the other way
         // round).
         let release = ReleaseSigningKey::generate().map_err(|_| ProvisionError::Randomness)?;
+        // Offline like the release key, and used only to rotate it: a leaked release key
+        // alone cannot rotate itself to the thief's key.
+        let root = RootSigningKey::generate().map_err(|_| ProvisionError::Randomness)?;
         // Online like the TLS key, so it can only state the time and what is current.
         let statement = StatementSigningKey::generate().map_err(|_| ProvisionError::Randomness)?;
         let mut records_kek = [0u8; 32];
@@ -175,6 +186,7 @@ impl KeyFolder {
             &folder.path(Self::RELEASE_KEY),
             &hex_line(&release.to_bytes()),
         )?;
+        pki::write_private_key(&folder.path(Self::ROOT_KEY), &hex_line(&root.to_bytes()))?;
         pki::write_private_key(
             &folder.path(Self::STATEMENT_KEY),
             &hex_line(&statement.to_bytes()),
@@ -191,6 +203,8 @@ impl KeyFolder {
         write_new_public(&folder.path(Self::STICK_PUB), &hex_line(&stick_pub))?;
         write_new_public(&folder.path(Self::SEALING_PUB), &hex_line(&sealing_pub))?;
         write_new_public(&folder.path(Self::RELEASE_PUB), &hex_line(&release_pub))?;
+        let root_pub = root.verifying_key().to_bytes();
+        write_new_public(&folder.path(Self::ROOT_PUB), &hex_line(&root_pub))?;
         let statement_pub = statement.verifying_key().to_bytes();
         write_new_public(&folder.path(Self::STATEMENT_PUB), &hex_line(&statement_pub))?;
         write_new_public(&folder.path(Self::CENTRAL_CONFIG), &central_config())?;
@@ -225,6 +239,11 @@ impl KeyFolder {
                 what: "release-signing key",
                 files: [Self::RELEASE_PUB, Self::RELEASE_KEY],
                 sha256: public_key_fingerprint(&release_pub),
+            },
+            Fingerprint {
+                what: "root key",
+                files: [Self::ROOT_PUB, Self::ROOT_KEY],
+                sha256: public_key_fingerprint(&root_pub),
             },
             Fingerprint {
                 what: "statement key",
@@ -380,7 +399,7 @@ fn central_config() -> String {
     )
 }
 
-fn hex_line(bytes: &[u8; 32]) -> String {
+pub(crate) fn hex_line(bytes: &[u8; 32]) -> String {
     format!("{}\n", hex::encode(bytes))
 }
 
@@ -392,7 +411,7 @@ fn decode_hex32(text: &str) -> Option<[u8; 32]> {
 
 /// Reads a key file of the folder; one that cannot be read is a [`ProvisionError::KeyFile`]
 /// like one that holds no key, so every binary reports both as a config error.
-fn read(path: &Path) -> Result<String, ProvisionError> {
+pub(crate) fn read(path: &Path) -> Result<String, ProvisionError> {
     std::fs::read_to_string(path).map_err(|error| ProvisionError::KeyFile {
         path: path.to_owned(),
         reason: error.to_string(),
@@ -400,7 +419,7 @@ fn read(path: &Path) -> Result<String, ProvisionError> {
 }
 
 /// Writes a public file (0644), never over an existing one, flushed to disk.
-fn write_new_public(path: &Path, contents: &str) -> Result<(), ProvisionError> {
+pub(crate) fn write_new_public(path: &Path, contents: &str) -> Result<(), ProvisionError> {
     let io = |error| ProvisionError::io(path, error);
     let mut file = OpenOptions::new()
         .write(true)
@@ -435,11 +454,17 @@ mod tests {
         {
             assert_eq!(mode(&folder.path(file)), 0o600, "{file}");
         }
-        for file in ["stick.pub", "sealing.pub", "release.pub", "central-ca.pem"] {
+        for file in [
+            "stick.pub",
+            "sealing.pub",
+            "release.pub",
+            "root.pub",
+            "central-ca.pem",
+        ] {
             assert_eq!(mode(&folder.path(file)), 0o644, "{file}");
         }
         assert_eq!(mode(&dir), 0o700);
-        assert_eq!(fingerprints.len(), 7);
+        assert_eq!(fingerprints.len(), 8);
         assert!(fingerprints.iter().all(|fp| fp.sha256.len() == 64));
     }
 
@@ -454,6 +479,8 @@ mod tests {
             "sealing.pub",
             "release.key",
             "release.pub",
+            "root.key",
+            "root.pub",
             "statement.key",
             "statement.pub",
         ] {

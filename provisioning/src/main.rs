@@ -1,5 +1,6 @@
 //! `skolebro-provision`: the operations CLI. `init` makes the platform's keys, `stick` writes a
-//! signed config stick for a school, `release` signs an agent build for remote update, `list`
+//! signed config stick for a school, `release` signs an agent build for remote update,
+//! `rotate-key` rotates the stick or the release key, `list`
 //! and `revoke` manage tokens and devices through central's admin API. The work lives in the library; this file parses arguments and prints.
 
 use std::path::PathBuf;
@@ -8,11 +9,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use skolebro_protocol::rotation::KeyRole;
 use skolebro_provisioning::admin::{self, AdminClient, AdminToken, DeviceEntry, TokenEntry};
 use skolebro_provisioning::keys::KeyFolder;
 use skolebro_provisioning::manual;
 use skolebro_provisioning::ops::{self, Exit};
 use skolebro_provisioning::release::{self, ReleaseRequest};
+use skolebro_provisioning::rotate;
 use skolebro_provisioning::stick::{self, StickRequest};
 use skolebro_provisioning::ProvisionError;
 
@@ -132,6 +135,24 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         admin_token_file: Option<PathBuf>,
     },
+    /// Rotate the stick key or the release key: make a new key pair, sign the rotation with
+    /// the current key (and root.key for the release key), publish it to central, which
+    /// hands it to every device with the next heartbeat, and only then put the new key in
+    /// place (the old one is kept as <role>-<n>.key.retired).
+    RotateKey {
+        /// Which key.
+        role: RotateWhat,
+        /// The folder `init` made.
+        #[arg(long, value_name = "KEYS")]
+        keys: PathBuf,
+        /// Central's admin API.
+        #[arg(long, value_name = "URL", default_value = admin::DEFAULT_ADMIN_URL)]
+        admin_url: String,
+        /// A file holding the operator API token (`skolebro-central operator-token create`);
+        /// without it the token is read from SKOLEBRO_ADMIN_TOKEN.
+        #[arg(long, value_name = "PATH")]
+        admin_token_file: Option<PathBuf>,
+    },
     /// List enrollment tokens or devices known to central.
     List {
         /// What to list.
@@ -173,6 +194,12 @@ enum Command {
 enum ListWhat {
     Tokens,
     Devices,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RotateWhat {
+    Stick,
+    Release,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -268,6 +295,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "expires   {} ({} days)",
                 utc(body.token_expires_unix),
                 expires_days
+            );
+            Ok(())
+        }
+        Command::RotateKey {
+            role,
+            keys,
+            admin_url,
+            admin_token_file,
+        } => {
+            let role = match role {
+                RotateWhat::Stick => KeyRole::Stick,
+                RotateWhat::Release => KeyRole::Release,
+            };
+            let admin = AdminClient::new(
+                &admin_url,
+                &AdminToken::locate(admin_token_file.as_deref())?,
+            )?;
+            let rotated =
+                runtime()?.block_on(rotate::rotate(&KeyFolder::new(keys), role, &admin))?;
+            println!(
+                "rotated   {} key to sequence {}",
+                rotated.role, rotated.sequence
+            );
+            println!("public    {}", rotated.public.display());
+            println!("sha256    {}", rotated.fingerprint);
+            println!(
+                "statement {} (published to central)",
+                rotated.statement.display()
             );
             Ok(())
         }

@@ -1,7 +1,8 @@
 //! The heartbeat loop of the running phase: every few minutes it posts the agent's state
 //! from [`Core`] with the uplink ([`Central::heartbeat`]), applies central's commands to the
 //! core, checks central's signed statement ([`Freshness`]: the signed time, and whether the
-//! offer is current) and hands the offer that passes to the [`Updater`].
+//! offer is current), applies central's key rotations ([`TrustedKeys`]) and hands the offer
+//! that passes to the [`Updater`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +13,16 @@ use tokio::sync::{mpsc, watch};
 use super::core::Core;
 use super::core::{with_core, Shared};
 use crate::freshness::Freshness;
+use crate::trusted_keys::TrustedKeys;
 use crate::update::Updater;
 use crate::uplink::{Central, UplinkError};
 
-/// What takes central's answer besides the core: the statement check, then the updater.
+/// What takes central's answer besides the core: the statement check, the trusted keys,
+/// then the updater.
 pub(super) struct Answers {
     pub updater: Arc<Updater>,
     pub freshness: Arc<Freshness>,
+    pub keys: TrustedKeys,
 }
 
 /// Reports the agent's state every `every`, applies central's commands and hands the update
@@ -31,7 +35,11 @@ pub(super) async fn heartbeat_loop(
     wake_uplink: mpsc::Sender<()>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Answers { updater, freshness } = answers;
+    let Answers {
+        updater,
+        freshness,
+        keys,
+    } = answers;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -47,6 +55,13 @@ pub(super) async fn heartbeat_loop(
         heartbeat.freshness = freshness.report();
         match central.heartbeat(&heartbeat).await {
             Ok(answer) => {
+                // Before the offer: a manifest signed with a rotated key is checked with it.
+                if !answer.key_rotations.is_empty() {
+                    let keys = keys.clone();
+                    let rotations = answer.key_rotations.clone();
+                    // Each result is logged where it happens.
+                    let _ = tokio::task::spawn_blocking(move || keys.apply(&rotations)).await;
+                }
                 let received = freshness.receive(answer.statement.as_deref(), answer.release);
                 let status = freshness.status();
                 with_core(&core, move |c| c.freshness(status)).await;

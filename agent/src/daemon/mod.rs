@@ -71,6 +71,7 @@ use crate::freshness::Freshness;
 use crate::identity::DeviceCredentials;
 use crate::provision::{self, DeviceEnrollment, EnrollmentError};
 use crate::status::{AgentStatus, ProvisioningStatus};
+use crate::trusted_keys::TrustedKeys;
 use crate::update::Updater;
 use crate::uplink::{Backoff, Central};
 use skolebro_systemd::Notifier;
@@ -415,6 +416,7 @@ async fn running(
         heartbeat::Answers {
             updater: updater.clone(),
             freshness,
+            keys: TrustedKeys::of(&config),
         },
         wake_tx,
         wake_rx,

@@ -1,5 +1,5 @@
 //! The daemon's state as systemd shows it: a one-line `STATUS=` for `systemctl status`, sent
-//! through [`crate::systemd`] whenever the line changes (not on every `status.json` write, so
+//! through [`skolebro_systemd`] whenever the line changes (not on every `status.json` write, so
 //! a quiet agent sends nothing).
 
 use std::sync::Arc;

@@ -90,7 +90,7 @@ impl StickWatch {
                     continue;
                 }
             }
-            let key = match provision::load_stick_key(&config.stick_key) {
+            let key = match provision::load_stick_key(config) {
                 Ok(key) => key,
                 Err(error) => {
                     tracing::error!(%error, "a config stick is inserted but the stick key is not usable");

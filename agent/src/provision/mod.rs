@@ -29,7 +29,9 @@ pub use enrollment::{settle_chain, DeviceEnrollment, EnrollmentError};
 pub use stick::{bundle_path, find_bundles, read_stick, stick_root_hint, Refusal, VerifiedStick};
 
 use crate::clock::{unix, AgentClock};
+use crate::config::AgentConfig;
 use crate::identity::hex32;
+use crate::trusted_keys::TrustedKeys;
 use crate::uplink::{error_chain, Central, UplinkError};
 
 /// Why provisioning or renewal did not happen. Either way nothing on disk changed.
@@ -84,14 +86,13 @@ pub enum Provisioned {
     AlreadyEnrolled(DeviceEnrollment),
 }
 
-/// Reads the stick key installed with the agent (`stick_key`, the `stick.pub` format).
-pub fn load_stick_key(path: &Path) -> Result<StickVerifyingKey, ProvisionError> {
-    let error = |reason: String| ProvisionError::StickKey {
-        path: path.to_owned(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-    StickVerifyingKey::from_hex(&text).map_err(|e| error(e.to_string()))
+/// Reads the stick key this device trusts now ([`TrustedKeys::stick`]): the newest rotated
+/// one, else the one installed with the agent (`stick_key`, the `stick.pub` format).
+pub fn load_stick_key(config: &AgentConfig) -> Result<StickVerifyingKey, ProvisionError> {
+    TrustedKeys::of(config).stick().map_err(|error| {
+        let (path, reason) = error.into_path_and_reason(&config.stick_key);
+        ProvisionError::StickKey { path, reason }
+    })
 }
 
 /// The device id central assigns: `<site>-<first 8 hex of SHA-256 of the signing public

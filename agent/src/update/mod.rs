@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use parking_lot::Mutex;
 use skolebro_protocol::release::{ReleaseError, ReleaseManifest, ReleaseVerifyingKey, Version};
+use skolebro_protocol::rotation::KeyRole;
 use tokio::sync::watch;
 
 use self::download::DownloadError;
@@ -48,6 +49,7 @@ use self::space::{FreeSpace, Shortage, Statvfs};
 use self::trial::{Start, Trial};
 use crate::clock::{unix, AgentClock};
 use crate::config::AgentConfig;
+use crate::trusted_keys::TrustedKeys;
 use crate::uplink::Central;
 
 /// The version this build reports and compares releases against (`SKOLEBRO_VERSION` at
@@ -225,7 +227,7 @@ pub struct Updater {
     /// `None`: this binary does not run from the install root; nothing is installed.
     root: Option<InstallRoot>,
     update_dir: PathBuf,
-    release_key: PathBuf,
+    keys: TrustedKeys,
     floor: VersionFloor,
     clock: Arc<AgentClock>,
     space: Box<dyn FreeSpace>,
@@ -254,7 +256,7 @@ impl Updater {
             hooks: Hooks::of(root.as_ref().map(InstallRoot::running_dir).as_deref()),
             root,
             update_dir: config.state_dir.join("update"),
-            release_key: config.release_key.clone(),
+            keys: TrustedKeys::of(config),
             floor: VersionFloor::in_state_dir(&config.state_dir),
             clock,
             space: Box::new(Statvfs),
@@ -412,7 +414,10 @@ impl Updater {
         offer: &ReleaseOffer,
         central: &Central,
     ) -> Result<Result<(), Stop>, UpdateError> {
-        let key = load_release_key(&self.release_key)?;
+        let key = self.keys.release().map_err(|error| {
+            let (path, reason) = error.into_path_and_reason(self.keys.installed(KeyRole::Release));
+            UpdateError::Key { path, reason }
+        })?;
         let running: Version = VERSION
             .parse()
             .map_err(|e: ReleaseError| UpdateError::Layout(format!("this build's version: {e}")))?;
@@ -536,18 +541,6 @@ enum Stop {
 /// The length of a partial download, 0 when there is none.
 fn part_len(part: &Path) -> u64 {
     std::fs::metadata(part).map(|m| m.len()).unwrap_or(0)
-}
-
-/// Reads `release.pub` (64 hex characters).
-fn load_release_key(path: &Path) -> Result<ReleaseVerifyingKey, UpdateError> {
-    let text = std::fs::read_to_string(path).map_err(|e| UpdateError::Key {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    ReleaseVerifyingKey::from_hex(&text).map_err(|e| UpdateError::Key {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

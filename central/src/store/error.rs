@@ -143,6 +143,10 @@ pub enum StoreError {
     /// An operator API client with this name holds a token that is not revoked.
     #[error("operator API client {0} has a token; revoke it first")]
     OperatorClientExists(String),
+    /// A key rotation of this role and sequence is already published: the one a device may
+    /// have applied stays.
+    #[error("{0} key rotation {1} is already published")]
+    KeyRotationExists(String, u64),
     /// No operator API client has this name.
     #[error("no operator API client is named {0:?}")]
     OperatorClientUnknown(String),

@@ -19,9 +19,10 @@
 //! releases (`releases`), transfer windows (`windows`), the last heartbeats and command
 //! queue of the fleet (`fleet`), the sign-in lock (`sign_in`), the schools each site is
 //! registered with (`sites`), the consumer access log (`access_log`), retention's and a
-//! site's exit's deletes (`retention`), the operator API's clients (`operator_tokens`) and
-//! the data keys of sealing at rest (`sealing`), and one pupil's records across sites with
-//! the tombstones an erasure leaves (`subjects`). Two backends
+//! site's exit's deletes (`retention`), the operator API's clients (`operator_tokens`),
+//! the data keys of sealing at rest (`sealing`), the published key rotations
+//! (`key_rotations`), and one pupil's records across sites with the tombstones an erasure
+//! leaves (`subjects`). Two backends
 //! implement them all:
 //! [`SqliteStore`], the embedded default, and [`PostgresStore`], the production store, each
 //! split into files named like the areas, so a method's two versions sit in same-named files.
@@ -39,6 +40,7 @@ mod devices;
 mod error;
 mod fleet;
 mod fylke;
+mod key_rotations;
 mod operator_tokens;
 mod operators;
 mod planning;
@@ -65,6 +67,7 @@ pub use fleet::{
     DeviceActivity, FleetStore, QueuedCommand, DELIVERED_COMMANDS_KEPT, MAX_QUEUED_COMMANDS,
 };
 pub use fylke::Fylke;
+pub use key_rotations::{KeyRotationStore, PublishedRotation};
 pub use operator_tokens::{OperatorClient, OperatorTokenStore};
 pub use operators::{AuditEntry, AuditFilter, OperatorStore, Role, UiSession, UiUser};
 pub use postgres::PostgresStore;
@@ -90,9 +93,9 @@ pub use windows::{NewWindow, TransferWindow, WindowState, WindowStore};
 /// a method of a supertrait of [`Store`] needs its trait in scope, even on `dyn Store`.
 pub mod prelude {
     pub use super::{
-        AccessLogStore, ConsumerStore, DeviceStore, FleetStore, OperatorStore, OperatorTokenStore,
-        RecordStore, ReleaseStore, RetentionStore, SealStore, SignInStore, SiteStore, Store,
-        SubjectStore, TokenStore, WindowStore,
+        AccessLogStore, ConsumerStore, DeviceStore, FleetStore, KeyRotationStore, OperatorStore,
+        OperatorTokenStore, RecordStore, ReleaseStore, RetentionStore, SealStore, SignInStore,
+        SiteStore, Store, SubjectStore, TokenStore, WindowStore,
     };
 }
 
@@ -113,7 +116,8 @@ where
         + RetentionStore
         + OperatorTokenStore
         + SealStore
-        + SubjectStore,
+        + SubjectStore
+        + KeyRotationStore,
 {
 }
 
@@ -133,6 +137,7 @@ impl<T> Store for T where
         + OperatorTokenStore
         + SealStore
         + SubjectStore
+        + KeyRotationStore
         + ?Sized
 {
 }

@@ -2,7 +2,8 @@
 //! heartbeat (`FleetStore::record_heartbeat`, which hands over the commands queued for it in
 //! the same transaction), its update step into the release log, and the answer carries those
 //! commands, the release [`crate::release::offer`] chooses for it and, with a statement key,
-//! central's signed statement of the time and of that offer ([`crate::release::statement`]).
+//! central's signed statement of the time and of that offer ([`crate::release::statement`]),
+//! and every published key rotation (`crate::key_rotation`).
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use skolebro_provisioning::DeviceIdentity;
 
 use super::caller::authorize;
 use crate::api::error::ApiError;
+use crate::key_rotation;
 use crate::release;
 use crate::state::AppState;
 use crate::store::Timestamp;
@@ -103,12 +105,14 @@ pub(crate) async fn post_heartbeat(
             Timestamp::now(),
         )
     });
+    let key_rotations = key_rotation::for_answer(state.store.as_ref()).await?;
     Ok((
         StatusCode::OK,
         Json(HeartbeatAnswer {
             commands,
             release,
             statement,
+            key_rotations,
         }),
     )
         .into_response())

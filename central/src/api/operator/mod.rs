@@ -10,7 +10,7 @@
 //! consumers' OAuth2 clients ([`clients`]) and read who read what through them
 //! ([`access_log`]), download a county's elevliste ([`elevliste`]),
 //! frozen at a transfer window's deadline once it has passed ([`windows`]), and register,
-//! upload and roll out releases ([`releases`]), and export and purge a leaving school
+//! upload and roll out releases ([`releases`]), publish key rotations ([`key_rotations`]), and export and purge a leaving school
 //! ([`site_exit`]), and export or erase one pupil's data by national id ([`subjects`]). The listener serves plain HTTP, so it is
 //! bound to loopback only; [`guard`] keeps browsers on the host out (a `Host` naming the
 //! listener, no `Origin`), and [`auth`] lets in only the named clients operations gave a
@@ -28,6 +28,7 @@ mod clients;
 mod devices;
 mod elevliste;
 mod guard;
+mod key_rotations;
 mod monitoring;
 mod releases;
 mod roster;
@@ -84,6 +85,12 @@ pub(crate) fn router(state: Arc<AppState>, listen: SocketAddr) -> Router {
             put(releases::put_artifact).layer(DefaultBodyLimit::disable()),
         )
         .route("/admin/releases/{id}/rollout", post(releases::post_rollout))
+        .route(
+            "/admin/key-rotations",
+            post(key_rotations::post_key_rotation).layer(DefaultBodyLimit::max(
+                skolebro_protocol::rotation::MAX_ROTATION_BYTES,
+            )),
+        )
         .route("/admin/releases/{id}/pause", post(releases::post_pause))
         .route("/admin/releases/{id}/resume", post(releases::post_resume))
         .route(

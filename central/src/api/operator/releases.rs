@@ -23,6 +23,7 @@ use tokio::io::AsyncWriteExt as _;
 use crate::api::error::ApiError;
 use crate::api::operator::auth::OperatorCaller;
 use crate::audit;
+use crate::key_rotation;
 use crate::release::{apply_rollout, release_id, rollout_change, sync_dir, write_file};
 use crate::state::AppState;
 use crate::store::{
@@ -35,7 +36,12 @@ pub(crate) async fn post_release(
     Extension(caller): Extension<OperatorCaller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Some(key) = &state.releases.key else {
+    // The configured key followed through the published release key rotations.
+    let Some(key) =
+        key_rotation::current_release_key(state.store.as_ref(), state.releases.key.as_ref())
+            .await?
+            .map(|current| current.key)
+    else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "releases_disabled",
@@ -52,7 +58,7 @@ pub(crate) async fn post_release(
             ),
         ));
     };
-    let manifest = match ReleaseManifest::verify(&body, key) {
+    let manifest = match ReleaseManifest::verify(&body, &key) {
         Ok(manifest) => manifest,
         Err(error) => {
             tracing::warn!(%error, "release manifest refused");

@@ -27,6 +27,7 @@ mod access_log;
 mod consumers;
 mod devices;
 mod fleet;
+mod key_rotations;
 mod operator_tokens;
 mod operators;
 mod records;
@@ -119,6 +120,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         17,
         include_str!("../../../migrations/sqlite/0017_subject_tombstones.sql"),
+    ),
+    (
+        18,
+        include_str!("../../../migrations/sqlite/0018_key_rotations.sql"),
     ),
 ];
 

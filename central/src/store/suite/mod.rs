@@ -27,6 +27,7 @@ mod consumer_pages;
 mod consumers;
 mod devices;
 mod fleet;
+mod key_rotations;
 mod operator_tokens;
 mod operators;
 mod records;
@@ -45,6 +46,7 @@ pub(crate) use consumer_pages::*;
 pub(crate) use consumers::*;
 pub(crate) use devices::*;
 pub(crate) use fleet::*;
+pub(crate) use key_rotations::*;
 pub(crate) use operator_tokens::*;
 pub(crate) use operators::*;
 pub(crate) use records::*;
@@ -139,6 +141,7 @@ macro_rules! store_suite {
             a_site_is_registered_with_its_schools_and_a_school_belongs_to_one_site,
             a_school_moves_to_another_site_only_when_it_is_registered,
             an_operator_token_names_its_client_until_it_is_revoked,
+            key_rotations_are_published_once_per_role_and_sequence_and_listed_in_order,
             reads_are_logged_and_listed_by_client_and_site_newest_first,
             reads_older_than_the_retention_are_purged_in_bounded_steps,
             paged_lists_answer_exactly_as_the_whole_roster_does,
