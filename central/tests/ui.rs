@@ -191,7 +191,7 @@ async fn post_window(
 
 /// `at` as the new-window form's date and time pickers (to the second) write it in Oslo.
 fn oslo_fields(at: Timestamp) -> (String, String) {
-    let (local, _) = skolebro_central::ui::oslo(at);
+    let (local, _) = at.oslo();
     (
         local.date_text(),
         format!("{}:{:02}", local.hour_minute_text(), local.second),

@@ -111,6 +111,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../../../migrations/postgres/0016_retention.sql"),
     ),
+    (
+        19,
+        include_str!("../../../migrations/postgres/0019_site_history.sql"),
+    ),
 ];
 
 /// Central's store in a PostgreSQL schema.

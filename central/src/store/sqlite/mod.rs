@@ -115,6 +115,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("../../../migrations/sqlite/0016_retention.sql"),
     ),
+    (
+        19,
+        include_str!("../../../migrations/sqlite/0019_site_history.sql"),
+    ),
 ];
 
 /// The page cache of the connection, in KiB (see `configure`).
