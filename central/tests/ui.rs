@@ -191,7 +191,7 @@ async fn post_window(
 
 /// `at` as the new-window form's date and time pickers (to the second) write it in Oslo.
 fn oslo_fields(at: Timestamp) -> (String, String) {
-    let (local, _) = skolebro_central::ui::oslo(at);
+    let (local, _) = at.oslo();
     (
         local.date_text(),
         format!("{}:{:02}", local.hour_minute_text(), local.second),
@@ -374,13 +374,14 @@ impl Session {
 
 /// Stores a heartbeat for `device` as if it had just called in.
 async fn heartbeat(store: &dyn Store, device: &str, heartbeat: Value) {
+    heartbeat_at(store, device, heartbeat, Timestamp::now()).await;
+}
+
+/// Records a heartbeat as received at `at`.
+async fn heartbeat_at(store: &dyn Store, device: &str, heartbeat: Value, at: Timestamp) {
     let heartbeat = serde_json::from_value(heartbeat).expect("a heartbeat");
     store
-        .record_heartbeat(
-            &DeviceId::new(device).expect("a device id"),
-            &heartbeat,
-            Timestamp::now(),
-        )
+        .record_heartbeat(&DeviceId::new(device).expect("a device id"), &heartbeat, at)
         .await
         .expect("the heartbeat is kept");
 }
@@ -1392,6 +1393,19 @@ async fn the_site_page_draws_its_nights_and_deviations_as_pictures_with_words_be
     let central = Central::start().await;
     central.site_in("fana", "pi-fana", "4601", 1).await;
     central.add_user("ops", "operations", None).await;
+    // Three days ago a delta was held and let go again without an operator's decision, and
+    // the day's export had more invalid national ids than today's.
+    let three_days_ago = Timestamp(Timestamp::now().0 - 3 * 86_400_000);
+    heartbeat_at(
+        central.store.as_ref(),
+        "pi-fana",
+        json!({"version": "1.2.3", "state": "holding",
+               "deviation_groups": [
+                   {"code": "invalid_national_id", "severity": "error", "count": 7}],
+               "held": {"id": "h0", "deletes": {"students": 9}}}),
+        three_days_ago,
+    )
+    .await;
     let held_since = Timestamp::now().0 - 86_400_000;
     heartbeat(
         central.store.as_ref(),
@@ -1419,14 +1433,43 @@ async fn the_site_page_draws_its_nights_and_deviations_as_pictures_with_words_be
         "Records changed per night, last 90 nights",
         // The snapshot's one school, today; the held delta since yesterday.
         "90 nights, 1 with something to show; most 1 changed record",
-        "2 nights with a held delta.",
-        "Deviations by code",
-        "2 codes in the last exports: 3 errors, 1 warning.",
-        ">invalid_national_id</text>",
+        // Yesterday and today from the current hold, three days ago from the history.
+        "3 nights with a held delta.",
+        "Deviations by code per night, last 90 nights",
+        "aria-labelledby=\"chart-deviations-title chart-deviations-desc\"",
+        ">invalid_national_id (at most 7)</text>",
+        ">unknown_field (at most 1)</text>",
     ] {
         assert!(site.contains(expected), "{expected} in {site}");
     }
-    assert_eq!(site.matches("<rect class=\"bar").count(), 92, "{site}");
+    let english_date = |at: Timestamp| {
+        let (local, _) = at.oslo();
+        format!("{:02}-{:02}", local.month, local.day)
+    };
+    let (today, before) = (english_date(Timestamp::now()), english_date(three_days_ago));
+    assert!(
+        site.contains(&format!(
+            "2 codes over 90 nights; the last night ({today}): 3 errors, 1 warning."
+        )),
+        "{site}"
+    );
+    // The code on both days, in the picture and in the table beside it.
+    for (night, count) in [(&before, 7), (&today, 3)] {
+        assert!(
+            site.contains(&format!(
+                "<title>invalid_national_id, {night}: {count}</title>"
+            )),
+            "{night} in {site}"
+        );
+        assert!(
+            site.contains(&format!(
+                "<td>invalid_national_id</td><td>error</td><td>{night}</td><td>{count}</td>"
+            )),
+            "{night} in {site}"
+        );
+    }
+    // 90 nights, and the deviations' bars: the code on two nights, the warning on one.
+    assert_eq!(site.matches("<rect class=\"bar").count(), 93, "{site}");
     central.running.shutdown().await;
 }
 

@@ -1,7 +1,8 @@
 //! What central knows about its devices between batches, as the store keeps it: the last
 //! heartbeat of each device (state, outbox, deviation groups, held delta), its last batch,
 //! and the operators' commands with their delivery state; and the [`FleetStore`] trait the
-//! backends implement in their `fleet.rs`.
+//! backends implement in their `fleet.rs`, with the per-day history each heartbeat adds to
+//! (`super::site_history`).
 //!
 //! In the data flow it sits beside the records: `POST /v1/heartbeat` records the heartbeat
 //! and takes the waiting commands in one transaction (each command delivered once, also when
@@ -15,10 +16,11 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use skolebro_protocol::api::{Command, Heartbeat};
-use skolebro_protocol::{DeviceId, Seq};
+use skolebro_protocol::{DeviceId, Seq, SiteId};
 
 use super::columns::{seq_from_db, stored_device};
 use super::error::{StoreError, StoreFuture};
+use super::site_history::SiteHistory;
 use super::timestamp::Timestamp;
 
 /// At most this many commands wait per device: an operator clicking "resync" a hundred times
@@ -68,7 +70,10 @@ impl DeviceActivity {
 pub trait FleetStore: Send + Sync {
     /// Keeps `heartbeat` as the device's last (unless a later one is already kept) and hands
     /// over the commands waiting for it, oldest first, marking them delivered at `at` in the
-    /// same transaction: each command is delivered once, whichever central answers.
+    /// same transaction: each command is delivered once, whichever central answers. The
+    /// same transaction adds the heartbeat to the device's history for `at`'s Oslo day
+    /// (held that day; its deviations by code if it is the day's newest) and drops the
+    /// device's days older than [`super::HISTORY_DAYS`].
     fn record_heartbeat<'a>(
         &'a self,
         device: &'a DeviceId,
@@ -87,6 +92,10 @@ pub trait FleetStore: Send + Sync {
 
     /// Every device heard from, commanded or with a batch applied, by id.
     fn fleet_activity(&self) -> StoreFuture<'_, HashMap<DeviceId, DeviceActivity>>;
+
+    /// The history of the site's devices from Oslo day `since_day` on, added up per day.
+    fn site_history<'a>(&'a self, site: &'a SiteId, since_day: i64)
+        -> StoreFuture<'a, SiteHistory>;
 }
 
 /// The fleet's rows as both backends read them, before decoding: the decoding (and what a

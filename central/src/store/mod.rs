@@ -50,6 +50,7 @@ mod releases;
 mod retention;
 pub mod sealing;
 mod sign_in;
+mod site_history;
 mod sites;
 pub mod sqlite;
 mod subjects;
@@ -82,6 +83,7 @@ pub use releases::{
 pub use retention::{ForgottenSite, RetentionRun, RetentionStore, RetentionTotals};
 pub use sealing::SealStore;
 pub use sign_in::{SignInAllowance, SignInStore};
+pub use site_history::{DayDeviation, SiteHistory, HISTORY_DAYS};
 pub use sites::SiteStore;
 pub use sqlite::SqliteStore;
 pub use subjects::{SubjectStore, Tombstone};

@@ -100,7 +100,7 @@ pub trait RetentionStore: Send + Sync {
     fn purge_site_records<'a>(&'a self, site: &'a SiteId, limit: u32) -> StoreFuture<'a, u64>;
 
     /// Once `site` has no records left: revokes its devices and unused enrollment tokens,
-    /// removes its registered schools, transfers, devices' heartbeats and queued commands,
+    /// removes its registered schools, transfers, devices' heartbeats, day history and queued commands,
     /// and its handle secret, in one transaction. Refused (`StoreError::Conflict`) while a
     /// record of the site is left.
     fn forget_site<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, ForgottenSite>;

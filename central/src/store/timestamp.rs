@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use skolebro_protocol::civil_time::{parse_rfc3339_millis, UtcDateTime};
+use skolebro_protocol::civil_time::{days_from_civil, parse_rfc3339_millis, UtcDateTime};
 
 /// A point in time as Unix milliseconds (UTC).
 ///
@@ -36,6 +36,34 @@ impl Timestamp {
     /// write them in filters and `as_of` parameters. `None` for anything else.
     pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
         parse_rfc3339_millis(text).map(Timestamp)
+    }
+    /// This instant as Oslo's wall clock and the zone's name: CEST (UTC+2) from 01:00 UTC on
+    /// the last Sunday of March to 01:00 UTC on the last Sunday of October, CET (UTC+1)
+    /// otherwise, as the EU's rules have had it since 1996. Here, not in the interface,
+    /// because the store counts the site history by Oslo day too.
+    pub fn oslo(self) -> (UtcDateTime, &'static str) {
+        const HOUR_MS: i64 = 3_600_000;
+        let year = UtcDateTime::from_unix_millis(self.0).year;
+        let last_sunday = |month: i64| {
+            let day = days_from_civil(year, month, 31);
+            // 1970-01-01 was a Thursday: day 0 is weekday 4 counted from Sunday.
+            day - (day + 4).rem_euclid(7)
+        };
+        let summer_starts = last_sunday(3) * 86_400_000 + HOUR_MS;
+        let summer_ends = last_sunday(10) * 86_400_000 + HOUR_MS;
+        let (offset, zone) = if (summer_starts..summer_ends).contains(&self.0) {
+            (2 * HOUR_MS, "CEST")
+        } else {
+            (HOUR_MS, "CET")
+        };
+        (UtcDateTime::from_unix_millis(self.0 + offset), zone)
+    }
+
+    /// The day this instant falls on in Oslo, counted in days since 1970-01-01: what the
+    /// charts call a night and the site history keys its rows by.
+    pub fn oslo_day(self) -> i64 {
+        let (local, _) = self.oslo();
+        days_from_civil(local.year, local.month, local.day)
     }
 }
 

@@ -1,20 +1,19 @@
 //! Pictures where people would rather look than read: server-rendered SVG bar charts of a
-//! site's nights (records changed, held and late nights marked), of deviations by code, and
-//! of the sites that delivered each night of a transfer window.
+//! site's nights (records changed, held and late nights marked), of its deviations by code
+//! over the same nights, and of the sites that delivered each night of a transfer window.
 //!
 //! The functions here are pure: a data series in, maud `Markup` out, so they are tested on
 //! the SVG they write. Each chart is a `figure` whose `svg` has `role="img"`, a `title` and a
 //! `desc` it is labelled by, and a `viewBox` that scales to the width of a phone; the
 //! figure's caption says in one line of words what the picture shows, and a visually hidden
 //! table lists the values for screen readers. No script draws anything: the page stays
-//! within its `default-src 'none'` policy. Grouping transfers into Oslo nights is here too
-//! ([`oslo_day`]), as both the site and the fleet page count by night.
+//! within its `default-src 'none'` policy. Nights are Oslo days
+//! ([`crate::store::Timestamp::oslo_day`]).
 
 use maud::{html, Markup};
 use skolebro_protocol::civil_time::civil_from_days;
 
-use super::text::{oslo, Lang, Noun};
-use crate::store::Timestamp;
+use super::text::{Lang, Noun};
 
 /// The drawing's width in SVG units; the `viewBox` scales it to the page.
 const WIDTH: f64 = 360.0;
@@ -31,18 +30,12 @@ const BOTTOM: f64 = 18.0;
 /// Room above the bars for the held and late marks.
 const TOP: f64 = 14.0;
 
-/// The code chart's label column and row height, in SVG units.
-const CODE_LABEL: f64 = 150.0;
-const CODE_ROW: f64 = 20.0;
+/// The deviations chart's row per code and the room its label takes above the bars, in SVG
+/// units.
+const CODE_ROW: f64 = 34.0;
+const CODE_LABEL_ROOM: f64 = 11.0;
 
-/// The day an instant falls on in Oslo, counted in days since 1970-01-01: what the charts
-/// call a night.
-pub(crate) fn oslo_day(at: Timestamp) -> i64 {
-    let (local, _) = oslo(at);
-    skolebro_protocol::civil_time::days_from_civil(local.year, local.month, local.day)
-}
-
-/// A day (as [`oslo_day`] counts them) as a short date: "06.12." in bokmål, "12-06" in
+/// A day (as [`crate::store::Timestamp::oslo_day`] counts them) as a short date: "06.12." in bokmål, "12-06" in
 /// English.
 pub(crate) fn day_label(lang: Lang, day: i64) -> String {
     let (_, month, day) = civil_from_days(day);
@@ -74,13 +67,24 @@ pub(crate) struct NightChart<'a> {
     pub(crate) nights: Vec<Night>,
 }
 
-/// One bar of the deviations chart: a code and how many rows of the last exports carry it.
+/// One row of the deviations chart: a code and how many rows carried it each night.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CodeCount {
+pub(crate) struct CodeNights {
     pub(crate) code: String,
     /// An error keeps the record out; a warning does not.
     pub(crate) error: bool,
-    pub(crate) count: u64,
+    /// One count per night of the chart, oldest first.
+    pub(crate) counts: Vec<u64>,
+}
+
+/// What the deviations chart shows: the nights' dates and a row of bars per code.
+pub(crate) struct CodeChart<'a> {
+    /// The figure's id; its title's and description's ids derive from it.
+    pub(crate) id: &'a str,
+    pub(crate) title: &'a str,
+    /// The nights' dates as the page writes them, oldest first.
+    pub(crate) nights: Vec<String>,
+    pub(crate) codes: Vec<CodeNights>,
 }
 
 /// A number for an SVG attribute, to a tenth of a unit.
@@ -201,63 +205,98 @@ pub(crate) fn night_chart(lang: Lang, chart: &NightChart<'_>) -> Markup {
     }
 }
 
-/// One horizontal bar per deviation code, errors first, largest first.
-pub(crate) fn code_chart(lang: Lang, id: &str, title: &str, codes: &[CodeCount]) -> Markup {
-    if codes.is_empty() {
-        return html! { p.note id=(id) { (lang.t("Ingen avvik å vise.", "No deviations to show.")) } };
+/// The one-line summary of a deviations chart, in words: how many codes over how many
+/// nights, and what the newest night counted.
+fn code_summary(lang: Lang, chart: &CodeChart<'_>) -> String {
+    let latest = |error: bool| -> u64 {
+        chart
+            .codes
+            .iter()
+            .filter(|code| code.error == error)
+            .filter_map(|code| code.counts.last())
+            .sum()
+    };
+    format!(
+        "{} {} {}; {} ({}): {}, {}.",
+        lang.count(chart.codes.len() as u64, Noun::Code),
+        lang.t("over", "over"),
+        lang.count(chart.nights.len() as u64, Noun::Night),
+        lang.t("siste natt", "the last night"),
+        chart.nights.last().map(String::as_str).unwrap_or_default(),
+        lang.count(latest(true), Noun::Error),
+        lang.count(latest(false), Noun::Warning),
+    )
+}
+
+/// Deviations by code over time as small multiples: one row of bars per code, a bar per
+/// night, oldest on the left, errors first and the most frequent first. Each row has its own
+/// scale, written beside the code, so a code with a few rows shows its ups and downs beside
+/// one with thousands.
+pub(crate) fn code_chart(lang: Lang, chart: &CodeChart<'_>) -> Markup {
+    if chart.codes.is_empty() || chart.nights.is_empty() {
+        return html! { p.note id=(chart.id) { (lang.t("Ingen avvik å vise.", "No deviations to show.")) } };
     }
-    let mut codes = codes.to_vec();
+    let mut codes = chart.codes.clone();
+    let total = |code: &CodeNights| code.counts.iter().sum::<u64>();
     codes.sort_by(|a, b| {
         b.error
             .cmp(&a.error)
-            .then(b.count.cmp(&a.count))
+            .then(total(b).cmp(&total(a)))
             .then(a.code.cmp(&b.code))
     });
-    let max = codes.iter().map(|c| c.count).max().unwrap_or(0).max(1);
-    let height = CODE_ROW * codes.len() as f64 + 4.0;
-    let room = WIDTH - CODE_LABEL - 40.0;
-    let title_id = format!("{id}-title");
-    let desc_id = format!("{id}-desc");
-    let errors: u64 = codes.iter().filter(|c| c.error).map(|c| c.count).sum();
-    let warnings: u64 = codes.iter().filter(|c| !c.error).map(|c| c.count).sum();
-    let summary = format!(
-        "{} {}: {}, {}.",
-        lang.count(codes.len() as u64, Noun::Code),
-        lang.t("i de siste eksportene", "in the last exports"),
-        lang.count(errors, Noun::Error),
-        lang.count(warnings, Noun::Warning),
-    );
+    let height = CODE_ROW * codes.len() as f64 + BOTTOM;
+    let slot = (WIDTH - LEFT) / chart.nights.len() as f64;
+    let bar = (slot * 0.8).max(0.5);
+    let title_id = format!("{}-title", chart.id);
+    let desc_id = format!("{}-desc", chart.id);
+    let summary = code_summary(lang, chart);
+    let first = chart.nights.first().map(String::as_str).unwrap_or_default();
+    let last = chart.nights.last().map(String::as_str).unwrap_or_default();
     html! {
-        figure.chart id=(id) {
+        figure.chart id=(chart.id) {
             svg.chart xmlns="http://www.w3.org/2000/svg" role="img"
                 viewBox={ "0 0 " (unit(WIDTH)) " " (unit(height)) }
                 aria-labelledby={ (title_id) " " (desc_id) } {
-                title id=(title_id) { (title) }
+                title id=(title_id) { (chart.title) }
                 desc id=(desc_id) { (summary) }
-                @for (i, code) in codes.iter().enumerate() {
-                    @let y = CODE_ROW * i as f64 + 2.0;
-                    @let width = (room * code.count as f64 / max as f64).max(1.0);
-                    text x=(unit(CODE_LABEL - 4.0)) y=(unit(y + 13.0)) text-anchor="end" { (code.code) }
-                    rect class=(if code.error { "bar error" } else { "bar" }) x=(unit(CODE_LABEL)) y=(unit(y + 3.0))
-                        width=(unit(width)) height=(unit(CODE_ROW - 6.0)) {
-                        title { (code.code) ": " (code.count) }
+                @for (row, code) in codes.iter().enumerate() {
+                    @let top = CODE_ROW * row as f64;
+                    @let base = top + CODE_ROW - 2.0;
+                    @let max = code.counts.iter().copied().max().unwrap_or(0).max(1);
+                    @let room = CODE_ROW - CODE_LABEL_ROOM - 2.0;
+                    @let class = if code.error { "bar error" } else { "bar" };
+                    text x=(unit(LEFT)) y=(unit(top + 9.0)) { (code.code) " (" (lang.t("høyst", "at most")) " " (max) ")" }
+                    line.axis x1=(unit(LEFT)) y1=(unit(base)) x2=(unit(WIDTH)) y2=(unit(base)) {}
+                    @for (i, (count, night)) in code.counts.iter().zip(&chart.nights).enumerate() {
+                        @if *count > 0 {
+                            @let bar_height = room * *count as f64 / max as f64;
+                            rect class=(class) x=(unit(LEFT + slot * i as f64 + (slot - bar) / 2.0))
+                                y=(unit(base - bar_height)) width=(unit(bar)) height=(unit(bar_height)) {
+                                title { (code.code) ", " (night) ": " (count) }
+                            }
+                        }
                     }
-                    text x=(unit(CODE_LABEL + width + 3.0)) y=(unit(y + 13.0)) { (code.count) }
                 }
+                text x=(unit(LEFT)) y=(unit(height - 4.0)) { (first) }
+                text x=(unit(WIDTH)) y=(unit(height - 4.0)) text-anchor="end" { (last) }
             }
             figcaption { (summary) }
             table.vh {
-                caption { (title) }
+                caption { (chart.title) }
                 tr {
                     th scope="col" { (lang.t("Kode", "Code")) }
                     th scope="col" { (lang.t("Alvor", "Severity")) }
+                    th scope="col" { (lang.t("Natt", "Night")) }
                     th scope="col" { (lang.t("Antall", "Count")) }
                 }
                 @for code in &codes {
-                    tr {
-                        td { (code.code) }
-                        td { (if code.error { lang.t("feil", "error") } else { lang.t("advarsel", "warning") }) }
-                        td { (code.count) }
+                    @for (count, night) in code.counts.iter().zip(&chart.nights).filter(|(count, _)| **count > 0) {
+                        tr {
+                            td { (code.code) }
+                            td { (if code.error { lang.t("feil", "error") } else { lang.t("advarsel", "warning") }) }
+                            td { (night) }
+                            td { (count) }
+                        }
                     }
                 }
             }
@@ -268,6 +307,7 @@ pub(crate) fn code_chart(lang: Lang, id: &str, title: &str, codes: &[CodeCount])
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Timestamp;
 
     fn night(label: &str, value: u64, held: bool, late: bool) -> Night {
         Night {
@@ -330,7 +370,8 @@ mod tests {
         let svg = chart(Vec::new());
         assert!(!svg.contains("<svg"), "{svg}");
         assert!(svg.contains("No nights to show."));
-        let codes = code_chart(Lang::Nb, "codes", "Avvik", &[]).into_string();
+        let codes =
+            code_chart(Lang::Nb, &codes_over(vec!["01.12.".to_owned()], Vec::new())).into_string();
         assert!(!codes.contains("<svg") && codes.contains("Ingen avvik å vise."));
     }
 
@@ -350,13 +391,10 @@ mod tests {
         assert!(svg.contains("&lt;script&gt;&quot;x&quot;&lt;/script&gt;"));
         let codes = code_chart(
             Lang::English,
-            "c",
-            "Deviations",
-            &[CodeCount {
-                code: "<img>".to_owned(),
-                error: true,
-                count: 2,
-            }],
+            &codes_over(
+                vec!["12-01".to_owned()],
+                vec![code_nights("<img>", true, &[2])],
+            ),
         )
         .into_string();
         assert!(
@@ -365,44 +403,76 @@ mod tests {
         );
     }
 
+    fn code_nights(code: &str, error: bool, counts: &[u64]) -> CodeNights {
+        CodeNights {
+            code: code.to_owned(),
+            error,
+            counts: counts.to_vec(),
+        }
+    }
+
+    fn codes_over(nights: Vec<String>, codes: Vec<CodeNights>) -> CodeChart<'static> {
+        CodeChart {
+            id: "codes",
+            title: "Deviations by code",
+            nights,
+            codes,
+        }
+    }
+
     #[test]
-    fn the_code_chart_puts_errors_first_and_the_largest_first() {
-        let codes = [
-            CodeCount {
-                code: "unknown_field".to_owned(),
-                error: false,
-                count: 40,
-            },
-            CodeCount {
-                code: "missing_required".to_owned(),
-                error: true,
-                count: 2,
-            },
-            CodeCount {
-                code: "invalid_national_id".to_owned(),
-                error: true,
-                count: 5,
-            },
+    fn the_code_chart_draws_a_row_per_code_errors_and_the_most_frequent_first() {
+        let nights = vec!["12-01".to_owned(), "12-02".to_owned(), "12-03".to_owned()];
+        let codes = vec![
+            code_nights("unknown_field", false, &[40, 0, 40]),
+            code_nights("missing_required", true, &[0, 2, 0]),
+            code_nights("invalid_national_id", true, &[5, 3, 4]),
         ];
-        let svg = code_chart(Lang::English, "codes", "Deviations by code", &codes).into_string();
-        assert_eq!(svg.matches("<rect class=\"bar").count(), 3);
-        assert_eq!(svg.matches("<rect class=\"bar error\"").count(), 2);
-        let at = |code: &str| svg.find(&format!(">{code}</text>")).expect(code);
+        let svg = code_chart(Lang::English, &codes_over(nights, codes)).into_string();
+        assert_eq!(svg.matches("<line class=\"axis\"").count(), 3, "{svg}");
+        assert_eq!(
+            svg.matches("<rect class=\"bar").count(),
+            6,
+            "only nights with a count"
+        );
+        assert_eq!(svg.matches("<rect class=\"bar error\"").count(), 4);
+        let at = |code: &str| svg.find(&format!(">{code} (at most")).expect(code);
         assert!(at("invalid_national_id") < at("missing_required"));
         assert!(at("missing_required") < at("unknown_field"));
         assert!(
-            svg.contains("3 codes in the last exports: 7 errors, 40 warnings."),
+            svg.contains("<title>invalid_national_id, 12-02: 3</title>"),
             "{svg}"
         );
+        assert!(svg.contains(">unknown_field (at most 40)</text>"), "{svg}");
+        assert!(
+            svg.contains("3 codes over 3 nights; the last night (12-03): 4 errors, 40 warnings."),
+            "{svg}"
+        );
+        assert!(svg.contains("role=\"img\""));
+        assert!(svg.contains("aria-labelledby=\"codes-title codes-desc\""));
+    }
+
+    #[test]
+    fn the_code_chart_table_lists_each_code_on_each_night_it_was_seen() {
+        let nights = vec!["01.12.".to_owned(), "02.12.".to_owned()];
+        let codes = vec![code_nights("unknown_field", false, &[0, 7])];
+        let svg = code_chart(Lang::Nb, &codes_over(nights, codes)).into_string();
+        assert_eq!(svg.matches("<td>unknown_field</td>").count(), 1, "{svg}");
+        assert!(
+            svg.contains("<td>unknown_field</td><td>advarsel</td><td>02.12.</td><td>7</td>"),
+            "{svg}"
+        );
+        assert_eq!(svg.matches("<th scope=\"col\">").count(), 4);
+        assert!(svg.contains("<caption>Deviations by code</caption>"));
     }
 
     #[test]
     fn nights_are_oslo_days_written_as_each_language_writes_a_date() {
         let late_evening = Timestamp::parse_rfc3339("2026-12-05T23:30:00Z").expect("a time");
-        let day = oslo_day(late_evening);
+        let day = late_evening.oslo_day();
         assert_eq!(day_label(Lang::Nb, day), "06.12.");
         assert_eq!(day_label(Lang::English, day), "12-06");
         let summer = Timestamp::parse_rfc3339("2026-07-01T21:59:00Z").expect("a time");
-        assert_eq!(day_label(Lang::Nb, oslo_day(summer)), "01.07.");
+        assert_eq!(day_label(Lang::Nb, summer.oslo_day()), "01.07.");
     }
 }

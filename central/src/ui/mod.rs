@@ -48,7 +48,6 @@ pub use crate::accounts::{
 };
 use crate::state::UiState;
 pub use crate::state::{UiSettings, DEFAULT_SESSION_LIFETIME};
-pub use text::oslo;
 
 /// Largest form body: a reason and a few ids.
 const MAX_FORM_BYTES: usize = 16 * 1024;

@@ -130,7 +130,7 @@ impl Lang {
     /// A time in Europe/Oslo, to the minute, with its zone: "06.12.2026 04:18 CET" in
     /// bokmål, "2026-12-06 04:18 CET" in English.
     pub(crate) fn time(self, at: Timestamp) -> String {
-        let (local, zone) = oslo(at);
+        let (local, zone) = at.oslo();
         match self {
             Lang::Nb => format!(
                 "{:02}.{:02}.{} {:02}:{:02} {zone}",
@@ -237,27 +237,6 @@ impl Noun {
     }
 }
 
-/// `at` as Oslo's wall clock and the zone's name: CEST (UTC+2) from 01:00 UTC on the last
-/// Sunday of March to 01:00 UTC on the last Sunday of October, CET (UTC+1) otherwise, as
-/// the EU's rules have had it since 1996.
-pub fn oslo(at: Timestamp) -> (UtcDateTime, &'static str) {
-    const HOUR_MS: i64 = 3_600_000;
-    let year = UtcDateTime::from_unix_millis(at.0).year;
-    let last_sunday = |month: i64| {
-        let day = days_from_civil(year, month, 31);
-        // 1970-01-01 was a Thursday: day 0 is weekday 4 counted from Sunday.
-        day - (day + 4).rem_euclid(7)
-    };
-    let summer_starts = last_sunday(3) * 86_400_000 + HOUR_MS;
-    let summer_ends = last_sunday(10) * 86_400_000 + HOUR_MS;
-    let (offset, zone) = if (summer_starts..summer_ends).contains(&at.0) {
-        (2 * HOUR_MS, "CEST")
-    } else {
-        (HOUR_MS, "CET")
-    };
-    (UtcDateTime::from_unix_millis(at.0 + offset), zone)
-}
-
 /// The instant Oslo's wall clock shows `local` (a UTC-shaped date and time read as Oslo's):
 /// the earlier of the two when the clocks go back, `None` for the hour skipped when they go
 /// forward.
@@ -269,7 +248,7 @@ pub(crate) fn from_oslo(local: UtcDateTime) -> Option<Timestamp> {
     [2 * HOUR_MS, HOUR_MS]
         .into_iter()
         .map(|offset| Timestamp(local_ms - offset))
-        .find(|at| oslo(*at).0 == UtcDateTime::from_unix_millis(local_ms))
+        .find(|at| at.oslo().0 == UtcDateTime::from_unix_millis(local_ms))
 }
 
 /// A time in Oslo with how long ago (or how soon) it is, or "never".

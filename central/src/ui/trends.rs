@@ -1,11 +1,13 @@
 //! What the charts of the site and fleet pages are drawn from: the store's transfers,
-//! windows, audit log and last heartbeats, grouped into Oslo nights and deviation codes for
-//! [`super::charts`].
+//! windows, audit log, last heartbeats and site history, grouped into Oslo nights and
+//! deviation codes for [`super::charts`].
 //!
-//! A site's night is marked held when an operator released or rejected one of its devices'
-//! held deltas that night, or when a delta held now was already waiting that night: central
-//! keeps the decisions and the current hold, not every hold the agent ever made. Deviations
-//! are those of each device's last heartbeat, by code, as central keeps no older ones.
+//! A site's night is marked held when a heartbeat of one of its devices reported a held
+//! delta that night (the store's site history), when an operator released or rejected one
+//! that night, or when a delta held now was already waiting that night: the history began
+//! with migration 0019, and the decisions and the current hold fill in the nights before it.
+//! Deviations by code per night are those of each device's newest heartbeat that night,
+//! added up over the site's devices.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,21 +16,23 @@ use skolebro_protocol::api::Heartbeat;
 use skolebro_protocol::{DeviceId, SiteId, SiteSchool};
 
 use super::auth::View;
-use super::charts::{code_chart, day_label, night_chart, oslo_day, CodeCount, Night, NightChart};
+use super::charts::{code_chart, day_label, night_chart, CodeChart, CodeNights, Night, NightChart};
 use super::text::{Lang, Noun};
-use crate::store::{AuditFilter, Fylke, Store, StoreError, Timestamp, TransferWindow, WindowState};
+use crate::store::{
+    AuditFilter, Fylke, Store, StoreError, Timestamp, TransferWindow, WindowState, HISTORY_DAYS,
+};
 use crate::windows::{late_for, site_counties};
 
-/// Nights the site page's chart covers.
-const SITE_NIGHTS: i64 = 90;
+/// Nights the site page's charts cover: as many as the store keeps history for.
+const SITE_NIGHTS: i64 = HISTORY_DAYS;
 
 /// Decisions on held deltas read per action for a site's chart.
 const DECISIONS_READ: u32 = 200;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// The site page's two charts: records changed per night over the last [`SITE_NIGHTS`]
-/// nights, held and late nights marked, and the last exports' deviations by code.
+/// The site page's two charts over the last [`SITE_NIGHTS`] nights: records changed per
+/// night, held and late nights marked, and deviations by code per night.
 pub(super) async fn site_charts(
     store: &dyn Store,
     lang: Lang,
@@ -38,7 +42,7 @@ pub(super) async fn site_charts(
     schools: &[SiteSchool],
     now: Timestamp,
 ) -> Result<Markup, StoreError> {
-    let today = oslo_day(now);
+    let today = now.oslo_day();
     let first = today - (SITE_NIGHTS - 1);
     // A day more than the nights, so the first night is whole whatever the clock's offset.
     let since = Timestamp(now.0 - (SITE_NIGHTS + 1) * DAY_MS);
@@ -50,14 +54,16 @@ pub(super) async fn site_charts(
     let mut changed: BTreeMap<i64, u64> = BTreeMap::new();
     let mut late: BTreeSet<i64> = BTreeSet::new();
     for transfer in &transfers {
-        let day = oslo_day(transfer.at);
+        let day = transfer.at.oslo_day();
         let c = &transfer.changes;
         *changed.entry(day).or_default() += c.added + c.changed + c.removed + c.renamed;
         if late_for(windows, &counties, transfer.at).is_some() {
             late.insert(day);
         }
     }
-    let held = held_days(store, devices, today).await?;
+    let history = store.site_history(site, first).await?;
+    let mut held = held_days(store, devices, today).await?;
+    held.extend(&history.held_days);
     let nights = (first..=today)
         .map(|day| Night {
             label: day_label(lang, day),
@@ -66,23 +72,33 @@ pub(super) async fn site_charts(
             late: late.contains(&day),
         })
         .collect();
-    let mut codes: BTreeMap<(String, bool), u64> = BTreeMap::new();
-    for heartbeat in devices.iter().filter_map(|(_, heartbeat)| *heartbeat) {
-        for group in &heartbeat.deviation_groups {
-            *codes
-                .entry((group.code.clone(), group.severity == "error"))
-                .or_default() += group.count;
+    let mut codes: BTreeMap<String, CodeNights> = BTreeMap::new();
+    for deviation in &history.deviations {
+        // A heartbeat recorded since `now` was taken belongs to no night drawn.
+        let Ok(night) = usize::try_from(deviation.day - first) else {
+            continue;
+        };
+        if deviation.day > today {
+            continue;
         }
+        let code = codes
+            .entry(deviation.code.clone())
+            .or_insert_with(|| CodeNights {
+                code: deviation.code.clone(),
+                error: false,
+                counts: vec![0; SITE_NIGHTS as usize],
+            });
+        code.error |= deviation.error;
+        code.counts[night] = code.counts[night].saturating_add(deviation.count);
     }
-    let codes: Vec<CodeCount> = codes
-        .into_iter()
-        .map(|((code, error), count)| CodeCount { code, error, count })
-        .collect();
     let changes_title = lang.t(
         "Endrede poster per natt, siste 90 netter",
         "Records changed per night, last 90 nights",
     );
-    let codes_title = lang.t("Avvik etter kode", "Deviations by code");
+    let codes_title = lang.t(
+        "Avvik etter kode per natt, siste 90 netter",
+        "Deviations by code per night, last 90 nights",
+    );
     Ok(html! {
         h2 { (lang.t("Over tid", "Over time")) }
         (night_chart(lang, &NightChart {
@@ -91,7 +107,12 @@ pub(super) async fn site_charts(
             unit: Noun::ChangedRecord,
             nights,
         }))
-        (code_chart(lang, "chart-deviations", codes_title, &codes))
+        (code_chart(lang, &CodeChart {
+            id: "chart-deviations",
+            title: codes_title,
+            nights: (first..=today).map(|day| day_label(lang, day)).collect(),
+            codes: codes.into_values().collect(),
+        }))
     })
 }
 
@@ -117,7 +138,7 @@ async fn held_days(
             targets: targets.clone(),
         };
         for entry in store.audit_search(&filter, 0, DECISIONS_READ).await? {
-            days.insert(oslo_day(entry.at));
+            days.insert(entry.at.oslo_day());
         }
     }
     for (_, heartbeat) in devices {
@@ -126,7 +147,7 @@ async fn held_days(
             .and_then(|held| held.held_since_unix_ms)
             .and_then(|ms| i64::try_from(ms).ok());
         if let Some(since) = since {
-            days.extend(oslo_day(Timestamp(since)).max(today - SITE_NIGHTS)..=today);
+            days.extend(Timestamp(since).oslo_day().max(today - SITE_NIGHTS)..=today);
         }
     }
     Ok(days)
@@ -163,12 +184,12 @@ pub(super) async fn window_charts(
                     .is_some_and(|of_site| of_site.contains(&window.fylke));
                 if in_county && window.contains(transfer.at) {
                     delivered
-                        .entry(oslo_day(transfer.at))
+                        .entry(transfer.at.oslo_day())
                         .or_default()
                         .insert(site);
                 }
             }
-            let nights = (oslo_day(window.opens)..=oslo_day(now))
+            let nights = (window.opens.oslo_day()..=now.oslo_day())
                 .map(|day| Night {
                     label: day_label(lang, day),
                     value: delivered.get(&day).map_or(0, |sites| sites.len() as u64),

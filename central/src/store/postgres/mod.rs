@@ -121,6 +121,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         18,
         include_str!("../../../migrations/postgres/0018_key_rotations.sql"),
     ),
+    (
+        19,
+        include_str!("../../../migrations/postgres/0019_site_history.sql"),
+    ),
 ];
 
 /// Central's store in a PostgreSQL schema.

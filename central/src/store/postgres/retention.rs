@@ -199,6 +199,16 @@ impl RetentionStore for PostgresStore {
                 &[&site_name],
             )
             .await?;
+            for table in ["device_days", "device_day_deviations"] {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE device IN \
+                         (SELECT device FROM devices WHERE site = $1)"
+                    ),
+                    &[&site_name],
+                )
+                .await?;
+            }
             let forgotten = ForgottenSite {
                 devices_revoked: tx
                     .execute(

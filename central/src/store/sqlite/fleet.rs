@@ -1,19 +1,24 @@
 //! [`FleetStore`] on SQLite: last heartbeats and the command queue, each heartbeat recorded
 //! and its commands handed over in one `BEGIN IMMEDIATE` transaction, so a command is
-//! delivered once even when two processes share the file. The types and the trait are in
-//! `crate::store::fleet`; the PostgreSQL version of each method is in `postgres/fleet.rs`.
+//! delivered once even when two processes share the file; the same transaction adds the
+//! heartbeat to the device's day in the site history. The types and the trait are in
+//! `crate::store::fleet` and `crate::store::site_history`; the PostgreSQL version of each
+//! method is in `postgres/fleet.rs`.
 
 use std::collections::HashMap;
 
 use rusqlite::{params, Connection, TransactionBehavior};
 use skolebro_protocol::api::{Command, Heartbeat};
-use skolebro_protocol::DeviceId;
+use skolebro_protocol::{DeviceId, SiteId};
 
 use super::SqliteStore;
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::fleet::{
     delivered, encode, DeviceActivity, FleetRows, FleetStore, COMMANDS_SQL,
     DELIVERED_COMMANDS_KEPT, LAST_BATCHES_SQL, MAX_QUEUED_COMMANDS,
+};
+use crate::store::site_history::{
+    day_groups, HistoryRows, SiteHistory, HISTORY_DAYS, SITE_DAYS_SQL, SITE_DEVIATIONS_SQL,
 };
 use crate::store::timestamp::Timestamp;
 
@@ -25,6 +30,8 @@ impl FleetStore for SqliteStore {
         at: Timestamp,
     ) -> StoreFuture<'a, Vec<Command>> {
         let device = device.as_str().to_owned();
+        let held = heartbeat.held.is_some();
+        let groups = day_groups(heartbeat);
         let heartbeat = encode(heartbeat);
         Box::pin(self.call(move |conn| {
             let heartbeat = heartbeat?;
@@ -35,6 +42,7 @@ impl FleetStore for SqliteStore {
                  WHERE device_heartbeats.at <= excluded.at",
             )?
             .execute(params![device, at.0, heartbeat])?;
+            record_day(&tx, &device, at, held, &groups)?;
             let taken = tx
                 .prepare_cached(
                     "UPDATE device_commands SET delivered = ?2 \
@@ -104,6 +112,72 @@ impl FleetStore for SqliteStore {
             rows.into_activity()
         }))
     }
+
+    fn site_history<'a>(
+        &'a self,
+        site: &'a SiteId,
+        since_day: i64,
+    ) -> StoreFuture<'a, SiteHistory> {
+        let site = site.as_str().to_owned();
+        Box::pin(self.call(move |conn| {
+            // One read transaction, so the days and their deviations agree.
+            let tx = conn.transaction()?;
+            let rows = HistoryRows {
+                days: tx
+                    .prepare_cached(SITE_DAYS_SQL)?
+                    .query_map(params![site, since_day], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect::<Result<_, _>>()?,
+                deviations: tx
+                    .prepare_cached(SITE_DEVIATIONS_SQL)?
+                    .query_map(params![site, since_day], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })?
+                    .collect::<Result<_, _>>()?,
+            };
+            drop(tx);
+            rows.into_history()
+        }))
+    }
+}
+
+/// Adds a heartbeat to the device's day: held if any heartbeat that day was, its deviation
+/// groups if it is the day's newest; and drops the device's days past [`HISTORY_DAYS`].
+fn record_day(
+    conn: &Connection,
+    device: &str,
+    at: Timestamp,
+    held: bool,
+    groups: &[(String, bool, i64)],
+) -> Result<(), StoreError> {
+    let day = at.oslo_day();
+    let newest: i64 = conn
+        .prepare_cached(
+            "INSERT INTO device_days (device, day, at, held) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (device, day) DO UPDATE SET at = MAX(device_days.at, excluded.at), \
+             held = MAX(device_days.held, excluded.held) RETURNING at",
+        )?
+        .query_row(params![device, day, at.0, held], |row| row.get(0))?;
+    if newest == at.0 {
+        conn.prepare_cached("DELETE FROM device_day_deviations WHERE device = ?1 AND day = ?2")?
+            .execute(params![device, day])?;
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO device_day_deviations (device, day, code, error, count) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (code, error, count) in groups {
+            insert.execute(params![device, day, code, error, count])?;
+        }
+    }
+    let oldest = day - (HISTORY_DAYS - 1);
+    for table in ["device_days", "device_day_deviations"] {
+        conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE device = ?1 AND day < ?2"
+        ))?
+        .execute(params![device, oldest])?;
+    }
+    Ok(())
 }
 
 /// Drops the device's delivered commands beyond the newest [`DELIVERED_COMMANDS_KEPT`].

@@ -125,6 +125,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         18,
         include_str!("../../../migrations/sqlite/0018_key_rotations.sql"),
     ),
+    (
+        19,
+        include_str!("../../../migrations/sqlite/0019_site_history.sql"),
+    ),
 ];
 
 /// The page cache of the connection, in KiB (see `configure`).

@@ -193,6 +193,15 @@ impl RetentionStore for SqliteStore {
                  (SELECT device FROM devices WHERE site = ?1)",
                 [site],
             )?;
+            for table in ["device_days", "device_day_deviations"] {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE device IN \
+                         (SELECT device FROM devices WHERE site = ?1)"
+                    ),
+                    [site],
+                )?;
+            }
             let forgotten = ForgottenSite {
                 devices_revoked: tx.execute(
                     "UPDATE devices SET revoked = 1 WHERE site = ?1 AND revoked = 0",

@@ -1,10 +1,10 @@
 //! Suite cases for [`FleetStore`]: last heartbeats, the command queue with its delivery state,
-//! and each device's last batch.
+//! each device's last batch, and the site history the heartbeats write.
 
 use skolebro_protocol::api::{AgentState, Command, Heartbeat};
 
 use super::*;
-use crate::store::{DELIVERED_COMMANDS_KEPT, MAX_QUEUED_COMMANDS};
+use crate::store::{SiteHistory, DELIVERED_COMMANDS_KEPT, HISTORY_DAYS, MAX_QUEUED_COMMANDS};
 
 fn heartbeat(state: &str, errors: u64) -> Heartbeat {
     serde_json::from_value(serde_json::json!({
@@ -196,4 +196,128 @@ pub(crate) async fn the_last_batch_of_a_device_is_its_newest_transfer(store: &dy
     assert_eq!(activity.last_batch_seq, Some(Seq(2)));
     assert_eq!(activity.last_batch_at, Some(Timestamp(2_000)));
     assert_eq!(activity.last_heartbeat, None);
+}
+
+/// A heartbeat reporting `groups` of `(code, severity, count)`, held or not.
+fn day_heartbeat(held: bool, groups: &[(&str, &str, u64)]) -> Heartbeat {
+    let groups: Vec<_> = groups
+        .iter()
+        .map(|(code, severity, count)| {
+            serde_json::json!({"code": code, "severity": severity, "count": count, "rows": []})
+        })
+        .collect();
+    let held = held.then(|| {
+        serde_json::json!({"id": "h1", "reasons": ["deletes 40% of students"],
+                           "upserts": {}, "deletes": {"students": 400}})
+    });
+    serde_json::from_value(serde_json::json!({
+        "version": "0.1.0",
+        "state": if held.is_some() { "holding" } else { "healthy" },
+        "deviation_groups": groups,
+        "held": held,
+    }))
+    .expect("a heartbeat")
+}
+
+fn oslo_time(text: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(text).expect("a time")
+}
+
+pub(crate) async fn the_site_history_keeps_each_days_newest_deviations_and_every_held_day(
+    store: &dyn Store,
+) {
+    enroll_a(store).await;
+    store
+        .register_device(&device_b(), &site_a(), &key(2))
+        .await
+        .expect("a second device of site A");
+    let beat = |device: DeviceId, heartbeat: Heartbeat, at: &str| {
+        let at = oslo_time(at);
+        async move {
+            store
+                .record_heartbeat(&device, &heartbeat, at)
+                .await
+                .expect("recorded");
+        }
+    };
+    let error = "error";
+    let warning = "warning";
+    // 1 December in Oslo: held in the morning, released by noon; a heartbeat that took
+    // longer to arrive than the noon one does not replace the day's deviations.
+    beat(
+        device_a(),
+        day_heartbeat(true, &[("invalid_national_id", error, 3)]),
+        "2026-12-01T08:00:00Z",
+    )
+    .await;
+    beat(
+        device_a(),
+        day_heartbeat(false, &[("invalid_national_id", error, 5)]),
+        "2026-12-01T11:00:00Z",
+    )
+    .await;
+    beat(
+        device_a(),
+        day_heartbeat(false, &[("invalid_national_id", error, 9)]),
+        "2026-12-01T10:00:00Z",
+    )
+    .await;
+    // 23:30 UTC on 1 December is 2 December in Oslo; both devices of the site report.
+    beat(
+        device_a(),
+        day_heartbeat(
+            false,
+            &[
+                ("invalid_national_id", error, 2),
+                ("unknown_field", warning, 1),
+            ],
+        ),
+        "2026-12-01T23:30:00Z",
+    )
+    .await;
+    beat(
+        device_b(),
+        day_heartbeat(false, &[("invalid_national_id", error, 4)]),
+        "2026-12-02T09:00:00Z",
+    )
+    .await;
+    let first = oslo_time("2026-12-01T12:00:00Z").oslo_day();
+    let history = store
+        .site_history(&site_a(), first - 10)
+        .await
+        .expect("a history");
+    assert_eq!(history.held_days, [first].into());
+    let counts: Vec<_> = history
+        .deviations
+        .iter()
+        .map(|d| (d.day - first, d.code.as_str(), d.error, d.count))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            (0, "invalid_national_id", true, 5),
+            (1, "invalid_national_id", true, 6),
+            (1, "unknown_field", false, 1),
+        ]
+    );
+    // A later first day leaves the earlier ones out; another site has no history.
+    let later = store
+        .site_history(&site_a(), first + 1)
+        .await
+        .expect("a history");
+    assert!(later.held_days.is_empty() && later.deviations.len() == 2);
+    assert_eq!(
+        store.site_history(&site_b(), 0).await.expect("a history"),
+        SiteHistory::default()
+    );
+    // A heartbeat HISTORY_DAYS after 1 December drops that day, not the next.
+    let at = Timestamp(oslo_time("2026-12-01T12:00:00Z").0 + HISTORY_DAYS * 86_400_000);
+    store
+        .record_heartbeat(&device_a(), &day_heartbeat(false, &[]), at)
+        .await
+        .expect("recorded");
+    let kept = store.site_history(&site_a(), 0).await.expect("a history");
+    assert!(kept.held_days.is_empty());
+    let days: Vec<_> = kept.deviations.iter().map(|d| d.day - first).collect();
+    assert_eq!(days, vec![1, 1], "{kept:?}");
 }

@@ -5,6 +5,7 @@ use crate::config::{CountyRetentionConfig, PrivacyConfig};
 use crate::retention::{self, RetentionPolicy};
 
 use super::*;
+use crate::store::SiteHistory;
 
 fn at(text: &str) -> i64 {
     Timestamp::parse_rfc3339(text)
@@ -186,6 +187,20 @@ pub(crate) async fn a_forgotten_site_has_no_records_devices_or_tokens_left(store
         })
         .await
         .expect("a token");
+    let heartbeat = serde_json::from_value(serde_json::json!({
+        "version": "0.1.0", "state": "holding",
+        "deviation_groups": [{"code": "unknown_field", "severity": "warning", "count": 1}],
+        "held": {"id": "h1", "deletes": {"students": 5}}
+    }))
+    .expect("a heartbeat");
+    store
+        .record_heartbeat(&device_a(), &heartbeat, Timestamp(2_000))
+        .await
+        .expect("recorded");
+    assert_ne!(
+        store.site_history(&site_a(), 0).await.expect("a history"),
+        SiteHistory::default()
+    );
     assert!(matches!(
         store.forget_site(&site_a()).await,
         Err(StoreError::SiteHasRecords(_))
@@ -223,4 +238,8 @@ pub(crate) async fn a_forgotten_site_has_no_records_devices_or_tokens_left(store
     assert!(store.site_secret(&site_a()).await.unwrap().is_none());
     assert_eq!(store.transfers(&site_a(), 10).await.unwrap(), []);
     assert!(!store.sites().await.unwrap().contains(&site_a()));
+    assert_eq!(
+        store.site_history(&site_a(), 0).await.expect("a history"),
+        SiteHistory::default()
+    );
 }
