@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use hpke::rand_core::{TryCryptoRng, TryRng};
 use skolebro_protocol::api::{
-    AgentState, BatchAck, BatchGap, Command, DeviationCounts, HeldDelta, Heartbeat,
-    HeartbeatAnswer, ReleaseOffer,
+    AgentState, BatchAck, BatchGap, Command, DeviationCounts, Heartbeat, HeartbeatAnswer,
+    HeldDelta, ReleaseOffer,
 };
 use skolebro_protocol::envelope::{
     open, seal_with, ChainHead, DeviceSigningKey, Header, Kind, Opened, SealingPrivateKey,
@@ -19,9 +19,9 @@ use skolebro_protocol::envelope::{
 };
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{
-    Delta, DeviceId, Digest, Enrollment, Entity, Gender, Group, NationalId, Payload, ReleaseError,
-    ReleaseManifest, ReleaseSigningKey, Roster, School, Seq, SiteId, SiteInfo, SiteSecret,
-    HeldReason, StickBody, StickSigningKey, Student, Version,
+    Delta, DeviceId, Digest, Enrollment, Entity, Gender, Group, HeldReason, NationalId, Payload,
+    ReleaseError, ReleaseManifest, ReleaseSigningKey, Roster, School, Seq, SiteId, SiteInfo,
+    SiteSecret, StickBody, StickSigningKey, Student, Version,
 };
 
 /// Set to write the vectors afresh instead of comparing (see `tests/vectors/README.md`).

@@ -37,22 +37,50 @@ pub(super) fn reason_words(lang: Lang, reason: &HeldReason) -> Option<String> {
             "forrige eksport hadde kolonnen `{column}`, og denne har den ikke: dataene i den \
              ville blitt fjernet fra alle poster (nytt navn? se advarslene unknown_column)"
         ),
-        (Lang::Nb, HeldReason::TooManyDeletes { would, of, limit_percent }) => format!(
+        (
+            Lang::Nb,
+            HeldReason::TooManyDeletes {
+                would,
+                of,
+                limit_percent,
+            },
+        ) => format!(
             "{would} av {} ville blitt slettet ({})",
             lang.count(*of, Noun::Student),
             share(*would, *of, *limit_percent)
         ),
-        (Lang::English, HeldReason::TooManyDeletes { would, of, limit_percent }) => format!(
+        (
+            Lang::English,
+            HeldReason::TooManyDeletes {
+                would,
+                of,
+                limit_percent,
+            },
+        ) => format!(
             "{would} of {} would be deleted ({})",
             lang.count(*of, Noun::Student),
             share(*would, *of, *limit_percent)
         ),
-        (Lang::Nb, HeldReason::TooManyUpdates { would, of, limit_percent }) => format!(
+        (
+            Lang::Nb,
+            HeldReason::TooManyUpdates {
+                would,
+                of,
+                limit_percent,
+            },
+        ) => format!(
             "{would} av {} ville blitt endret ({})",
             lang.count(*of, Noun::Record),
             share(*would, *of, *limit_percent)
         ),
-        (Lang::English, HeldReason::TooManyUpdates { would, of, limit_percent }) => format!(
+        (
+            Lang::English,
+            HeldReason::TooManyUpdates {
+                would,
+                of,
+                limit_percent,
+            },
+        ) => format!(
             "{would} of {} would change ({})",
             lang.count(*of, Noun::Record),
             share(*would, *of, *limit_percent)
@@ -155,7 +183,10 @@ mod tests {
         };
         assert!(said(Lang::Nb, &column).starts_with("forrige eksport hadde kolonnen `Klasse`"));
         assert_eq!(said(Lang::English, &column), column.to_string());
-        assert_eq!(said(Lang::Nb, &HeldReason::Released), "sluppet av en operatør");
+        assert_eq!(
+            said(Lang::Nb, &HeldReason::Released),
+            "sluppet av en operatør"
+        );
         assert_eq!(reason_words(Lang::Nb, &HeldReason::Unknown), None);
     }
 

@@ -30,8 +30,8 @@ use crate::store::{
     Fylke, Role, StoreError, Timestamp, TransferWindow, WindowState, MAX_WINDOW_NAME_LEN,
 };
 use crate::windows::{
-    audit_words, early_refusal, late_for, new_window, refusal, Overview, WindowEnd,
-    WindowRefusal, WindowReport,
+    audit_words, early_refusal, late_for, new_window, refusal, Overview, WindowEnd, WindowRefusal,
+    WindowReport,
 };
 
 /// Whose windows an operator sees.
@@ -468,7 +468,9 @@ mod tests {
             fylke: Fylke::parse("46").expect("a county"),
             existing: 3,
         };
-        assert!(refusal_words(Lang::Nb, &overlap).starts_with("Vinduet overlapper vindu 3 i fylke 46."));
+        assert!(
+            refusal_words(Lang::Nb, &overlap).starts_with("Vinduet overlapper vindu 3 i fylke 46.")
+        );
         assert!(refusal_words(Lang::English, &overlap).contains("overlaps window 3 of county 46"));
         assert_eq!(
             refusal_words(Lang::Nb, &WindowRefusal::Time(WindowEnd::Closes)),
