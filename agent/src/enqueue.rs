@@ -20,7 +20,7 @@ use skolebro_protocol::envelope::{
     seal, ChainHead, DeviceId, DeviceSigningKey, EnvelopeError, Header, Kind, Payload,
     SealingPublicKey, SiteId,
 };
-use skolebro_protocol::SiteSecret;
+use skolebro_protocol::{HeldReason, SiteSecret};
 
 use crate::outbox::{unix_ms_now, Outbox, OutboxConfig, OutboxError, RecoveryReport};
 use crate::state::{Checkpoint, StateError};
@@ -278,7 +278,7 @@ impl Enqueuer {
         let judgement = if snapshot {
             Judgement {
                 verdict: Verdict::Pass,
-                reasons: vec!["full snapshot to resynchronise with central".into()],
+                reasons: vec![HeldReason::Resync],
                 postponed: 0,
             }
         } else {
@@ -295,7 +295,7 @@ impl Enqueuer {
             );
             if released {
                 judgement.verdict = Verdict::Pass;
-                judgement.reasons.push("released by an operator".into());
+                judgement.reasons.push(HeldReason::Released);
             }
             judgement
         };

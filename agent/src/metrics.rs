@@ -285,6 +285,7 @@ mod tests {
             held: Some(HeldDelta {
                 id: "held-1".into(),
                 reasons: vec!["281 of 300 students would be deleted".into()],
+                causes: Vec::new(),
                 upserts: Default::default(),
                 deletes: Default::default(),
                 held_since_unix_ms: Some(1_200_000),

@@ -550,6 +550,7 @@ mod tests {
             held: Some(HeldDelta {
                 id: "held-1".into(),
                 reasons: vec!["48 of 59 students would be deleted (81%, limit 10%)".into()],
+                causes: Vec::new(),
                 upserts: BTreeMap::new(),
                 deletes: BTreeMap::new(),
                 held_since_unix_ms: None,

@@ -159,22 +159,64 @@ impl Overview {
     }
 }
 
-/// Checks a window as a person or the operator API wrote it (county, name, RFC 3339 times)
-/// and builds it, or says what is wrong in words fit for the answer. Whether it closes after
-/// it opens and overlaps nothing is the store's to say ([`refusal`]).
+/// Why a window asked for is not created. The operator API answers with these words in
+/// English under its codes (`invalid_window`, `window_overlap`); the web interface says them
+/// in the page's language from the structure (`crate::ui::windows`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum WindowRefusal {
+    /// A time the operator API was given is not RFC 3339 (nor a date).
+    #[error("{0} is an RFC 3339 time, e.g. 2027-03-01T12:00:00+01:00, or a date")]
+    Time(WindowEnd),
+    /// The county is not a fylkesnummer.
+    #[error("fylke is a county number (fylkesnummer), two digits")]
+    County,
+    /// The name is empty or too long.
+    #[error("name is 1 to {MAX_WINDOW_NAME_LEN} characters")]
+    Name,
+    /// The window would close before (or when) it opens.
+    #[error("a transfer window must close after it opens (opens {opens}, closes {closes})")]
+    Closes { opens: Timestamp, closes: Timestamp },
+    /// The window would overlap another window of its county.
+    #[error(
+        "the transfer window overlaps window {existing} of county {fylke}; windows of one \
+         county may touch but not overlap"
+    )]
+    Overlap { fylke: Fylke, existing: i64 },
+}
+
+/// Which end of a window a time is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WindowEnd {
+    Opens,
+    Closes,
+}
+
+impl std::fmt::Display for WindowEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WindowEnd::Opens => "opens",
+            WindowEnd::Closes => "closes",
+        })
+    }
+}
+
+/// Checks a window as the operator API wrote it (county, name, RFC 3339 times) and builds
+/// it, or says what is wrong. Whether it closes after it opens and overlaps nothing is the
+/// store's to say ([`refusal`]).
 pub(crate) fn parse_new_window(
     fylke: &str,
     name: &str,
     opens: &str,
     closes: &str,
     created_by: &str,
-) -> Result<NewWindow, String> {
-    let time = |what: &str, text: &str| {
-        Timestamp::parse_rfc3339(text.trim()).ok_or_else(|| {
-            format!("{what} is an RFC 3339 time, e.g. 2027-03-01T12:00:00+01:00, or a date")
-        })
+) -> Result<NewWindow, WindowRefusal> {
+    let time = |end: WindowEnd, text: &str| {
+        Timestamp::parse_rfc3339(text.trim()).ok_or(WindowRefusal::Time(end))
     };
-    let (opens, closes) = (time("opens", opens), time("closes", closes));
+    let (opens, closes) = (
+        time(WindowEnd::Opens, opens),
+        time(WindowEnd::Closes, closes),
+    );
     new_window(fylke, name, opens?, closes?, created_by)
 }
 
@@ -186,12 +228,11 @@ pub(crate) fn new_window(
     opens: Timestamp,
     closes: Timestamp,
     created_by: &str,
-) -> Result<NewWindow, String> {
-    let fylke = Fylke::parse(fylke.trim())
-        .ok_or_else(|| "fylke is a county number (fylkesnummer), two digits".to_owned())?;
+) -> Result<NewWindow, WindowRefusal> {
+    let fylke = Fylke::parse(fylke.trim()).ok_or(WindowRefusal::County)?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_WINDOW_NAME_LEN {
-        return Err(format!("name is 1 to {MAX_WINDOW_NAME_LEN} characters"));
+        return Err(WindowRefusal::Name);
     }
     Ok(NewWindow {
         fylke,
@@ -203,14 +244,15 @@ pub(crate) fn new_window(
     })
 }
 
-/// The words for a window the store refused for what it is (not for a failure of its
-/// own), or `None` when the error is the store's.
-pub(crate) fn refusal(error: &StoreError) -> Option<String> {
-    match error {
-        StoreError::WindowName | StoreError::WindowCloses { .. } => Some(error.to_string()),
-        StoreError::WindowOverlap { .. } => Some(format!(
-            "{error}; windows of one county may touch but not overlap"
-        )),
+/// What the store refused a window for (not a failure of its own), or `None` when the
+/// error is the store's.
+pub(crate) fn refusal(error: &StoreError) -> Option<WindowRefusal> {
+    match *error {
+        StoreError::WindowName => Some(WindowRefusal::Name),
+        StoreError::WindowCloses { opens, closes } => Some(WindowRefusal::Closes { opens, closes }),
+        StoreError::WindowOverlap { fylke, existing } => {
+            Some(WindowRefusal::Overlap { fylke, existing })
+        }
         _ => None,
     }
 }
@@ -367,7 +409,7 @@ mod tests {
         ] {
             let error = parse_new_window(fields[0], fields[1], fields[2], fields[3], "ops")
                 .expect_err("refused");
-            assert!(error.starts_with(word), "{error}");
+            assert!(error.to_string().starts_with(word), "{error}");
         }
     }
 }

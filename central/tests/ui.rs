@@ -1389,6 +1389,95 @@ async fn the_window_form_reads_a_plain_date_as_oslo_midnight_and_refuses_unreada
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_reasons_and_refused_windows_are_said_in_bokmal_unless_english_is_asked_for() {
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    central.site_in("voss", "pi-voss", "4621", 2).await;
+    central.add_user("ops", "operations", None).await;
+    heartbeat(
+        central.store.as_ref(),
+        "pi-fana",
+        json!({"version": "1.5.0", "state": "holding",
+               "held": {"id": "h1",
+                        "reasons": ["151 of 300 students would be deleted (50%, limit 10%)"],
+                        "causes": [{"kind": "too_many_deletes", "would": 151, "of": 300,
+                                    "limit_percent": 10}],
+                        "deletes": {"students": 151}}}),
+    )
+    .await;
+    // An older agent sends only its English words: they are shown as they came.
+    heartbeat(
+        central.store.as_ref(),
+        "pi-voss",
+        json!({"version": "1.4.0", "state": "holding",
+               "held": {"id": "h2", "reasons": ["12 of 40 students would be deleted"],
+                        "deletes": {"students": 12}}}),
+    )
+    .await;
+    let ops = try_login(&central.ui(), "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in");
+    let (_, bokmal) = ops.without_language().get("/held").await;
+    assert!(
+        bokmal.contains("151 av 300 elever ville blitt slettet (50 %, grensen er 10 %)"),
+        "{bokmal}"
+    );
+    assert!(
+        bokmal.contains("12 of 40 students would be deleted"),
+        "{bokmal}"
+    );
+    let (_, english) = ops.get("/held").await;
+    assert!(
+        english.contains("151 of 300 students would be deleted (50%, limit 10%)"),
+        "{english}"
+    );
+
+    let csrf = ops.csrf().await;
+    let window = |fylke, opens, closes| {
+        [
+            ("csrf", csrf.as_str()),
+            ("fylke", fylke),
+            ("name", "Inntak"),
+            ("opens", opens),
+            ("closes", closes),
+        ]
+    };
+    let norsk = ops.without_language();
+    let (status, backwards) = norsk
+        .post_answer("/windows", &window("46", "2101-01-02", "2101-01-01"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        backwards.contains("Et overføringsvindu må stenge etter at det åpner (åpner 02.01.2101"),
+        "{backwards}"
+    );
+    let (status, county) = norsk
+        .post_answer("/windows", &window("4", "2101-01-01", "2101-01-02"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        county.contains("Fylket skrives som fylkesnummer, med to sifre."),
+        "{county}"
+    );
+    let (status, english) = ops
+        .post_answer("/windows", &window("4", "2101-01-01", "2101-01-02"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        english.contains("fylke is a county number (fylkesnummer), two digits"),
+        "{english}"
+    );
+    assert!(central
+        .store
+        .windows(None)
+        .await
+        .expect("the windows")
+        .is_empty());
+    central.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_site_page_draws_its_nights_and_deviations_as_pictures_with_words_beside_them() {
     let central = Central::start().await;
     central.site_in("fana", "pi-fana", "4601", 1).await;

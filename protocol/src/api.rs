@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::held::HeldReason;
+
 /// Longest `held_id` accepted in a command; the agent's ids are far shorter.
 pub const MAX_HELD_ID_LEN: usize = 128;
 
@@ -83,9 +85,14 @@ pub struct DeviationRow {
 pub struct HeldDelta {
     /// The agent's id for the held delta, named again by `release` / `reject`.
     pub id: String,
-    /// Why it was held (thresholds exceeded), in words.
+    /// Why it was held (thresholds exceeded), in English words.
     #[serde(default)]
     pub reasons: Vec<String>,
+    /// The same reasons as structure, one for each of `reasons` in its order, so central
+    /// can say them in the operator's language; left out by older agents, whose `reasons`
+    /// central then shows as they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<HeldReason>,
     /// Records it would add or change, by kind (`{"students": 12, …}`).
     #[serde(default)]
     pub upserts: BTreeMap<String, u64>,
@@ -96,6 +103,22 @@ pub struct HeldDelta {
     /// roster has waited for a decision; `None` from agents that do not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_since_unix_ms: Option<u64>,
+}
+
+impl HeldDelta {
+    /// Each reason's English text with its structure, when the agent sent one for every
+    /// reason (an older agent sends none; a count that does not match is not trusted to
+    /// pair up). A reason of a kind this build does not know has none either.
+    pub fn reasons_with_causes(&self) -> impl Iterator<Item = (&str, Option<&HeldReason>)> {
+        let paired = self.causes.len() == self.reasons.len();
+        self.reasons.iter().enumerate().map(move |(index, text)| {
+            let cause = self
+                .causes
+                .get(index)
+                .filter(|cause| paired && **cause != HeldReason::Unknown);
+            (text.as_str(), cause)
+        })
+    }
 }
 
 /// The states of an update the agent reports; central adds `offered` itself. A state this
@@ -392,6 +415,7 @@ mod tests {
             held: Some(HeldDelta {
                 id: "h1".into(),
                 reasons: vec!["deletes 40% of students".into()],
+                causes: Vec::new(),
                 upserts: [("students".to_owned(), 3)].into(),
                 deletes: [("students".to_owned(), 400)].into(),
                 held_since_unix_ms: None,
@@ -474,7 +498,8 @@ mod tests {
         });
         round_trip(&HeldDelta {
             id: "held-1".into(),
-            reasons: Vec::new(),
+            reasons: vec!["released by an operator".into()],
+            causes: vec![HeldReason::Released],
             upserts: BTreeMap::new(),
             deletes: BTreeMap::new(),
             held_since_unix_ms: Some(1_780_000_000_000),
@@ -528,6 +553,41 @@ mod tests {
         assert_eq!(parsed.last_export_unix_ms, Some(1_764_000_000_000));
         assert_eq!(parsed.deviation_groups[0].rows[0].at, "line 1");
         assert_eq!(parsed.update.unwrap().state, ReportedState::RolledBack);
+    }
+
+    #[test]
+    fn reasons_pair_with_their_causes_only_when_the_agent_sent_one_for_each() {
+        let cause = HeldReason::TooManyDeletes {
+            would: 11,
+            of: 100,
+            limit_percent: 10,
+        };
+        let mut held = HeldDelta {
+            id: "h1".into(),
+            reasons: vec![cause.to_string(), "a newer reason".into()],
+            causes: vec![cause.clone(), HeldReason::Unknown],
+            upserts: BTreeMap::new(),
+            deletes: BTreeMap::new(),
+            held_since_unix_ms: None,
+        };
+        let pairs: Vec<_> = held.reasons_with_causes().collect();
+        assert_eq!(
+            pairs,
+            [
+                (held.reasons[0].as_str(), Some(&cause)),
+                ("a newer reason", None)
+            ]
+        );
+        held.causes.pop();
+        assert!(held.reasons_with_causes().all(|(_, cause)| cause.is_none()));
+        let older: HeldDelta =
+            serde_json::from_str(r#"{"id": "h1", "reasons": ["deletes 40% of students"]}"#)
+                .unwrap();
+        assert!(older.causes.is_empty());
+        assert_eq!(
+            older.reasons_with_causes().collect::<Vec<_>>(),
+            [("deletes 40% of students", None)]
+        );
     }
 
     #[test]

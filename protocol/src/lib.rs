@@ -9,6 +9,7 @@ pub mod civil_time;
 pub mod delta;
 pub mod envelope;
 pub mod handle;
+pub mod held;
 pub mod national_id;
 pub mod release;
 pub mod roster;
@@ -24,6 +25,7 @@ pub use envelope::{
     Kind, Opened, Payload, SealingPrivateKey, SealingPublicKey, Seq, SiteId,
 };
 pub use handle::{Digest, RecordHandle, SiteSecret};
+pub use held::HeldReason;
 pub use national_id::{mask_in_text, IdKind, NationalId, NationalIdError};
 pub use release::{ReleaseError, ReleaseManifest, ReleaseSigningKey, ReleaseVerifyingKey, Version};
 pub use roster::{Enrollment, Entity, Gender, Group, Record, Roster, School, Student};

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use hpke::rand_core::{TryCryptoRng, TryRng};
 use skolebro_protocol::api::{
     AgentState, BatchAck, BatchGap, Command, DeviationCounts, Heartbeat, HeartbeatAnswer,
-    ReleaseOffer,
+    HeldDelta, ReleaseOffer,
 };
 use skolebro_protocol::envelope::{
     open, seal_with, ChainHead, DeviceSigningKey, Header, Kind, Opened, SealingPrivateKey,
@@ -19,9 +19,9 @@ use skolebro_protocol::envelope::{
 };
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{
-    Delta, DeviceId, Digest, Enrollment, Entity, Gender, Group, NationalId, Payload, ReleaseError,
-    ReleaseManifest, ReleaseSigningKey, Roster, School, Seq, SiteId, SiteInfo, SiteSecret,
-    StickBody, StickSigningKey, Student, Version,
+    Delta, DeviceId, Digest, Enrollment, Entity, Gender, Group, HeldReason, NationalId, Payload,
+    ReleaseError, ReleaseManifest, ReleaseSigningKey, Roster, School, Seq, SiteId, SiteInfo,
+    SiteSecret, StickBody, StickSigningKey, Student, Version,
 };
 
 /// Set to write the vectors afresh instead of comparing (see `tests/vectors/README.md`).
@@ -608,6 +608,54 @@ fn the_heartbeat_json_matches_the_kept_vector() {
         freshness: None,
     };
     assert_eq!(json_vector("heartbeat.json", &heartbeat), heartbeat);
+}
+
+/// A holding agent's heartbeat with its reasons as structure beside the words (issue 16);
+/// `heartbeat.json` stays the shape from before, which must still read.
+#[test]
+fn a_holding_heartbeat_with_structured_reasons_matches_the_kept_vector() {
+    let causes = vec![
+        HeldReason::ColumnVanished {
+            column: "Klasse".into(),
+        },
+        HeldReason::TooManyDeletes {
+            would: 151,
+            of: 300,
+            limit_percent: 10,
+        },
+        HeldReason::TooManyUpdates {
+            would: 260,
+            of: 340,
+            limit_percent: 75,
+        },
+        HeldReason::DeletionsPostponed {
+            count: 3,
+            from: "2027-06-20".into(),
+            to: "2027-08-15".into(),
+        },
+    ];
+    let heartbeat = Heartbeat {
+        version: "1.5.0".into(),
+        state: AgentState::Holding,
+        outbox_depth: 0,
+        outbox_bytes: 0,
+        oldest_unacked_age_s: None,
+        last_export_unix_ms: Some(1_780_000_000_000),
+        deviations: DeviationCounts::default(),
+        deviation_groups: Vec::new(),
+        held: Some(HeldDelta {
+            id: "held-9".into(),
+            reasons: causes.iter().map(ToString::to_string).collect(),
+            causes,
+            upserts: [("students".to_owned(), 4)].into(),
+            deletes: [("students".to_owned(), 151)].into(),
+            held_since_unix_ms: Some(1_780_000_000_000),
+        }),
+        target: Some("aarch64-unknown-linux-gnu".into()),
+        update: None,
+        freshness: None,
+    };
+    assert_eq!(json_vector("heartbeat-held.json", &heartbeat), heartbeat);
 }
 
 #[test]

@@ -163,7 +163,7 @@ pub fn diff_json(delta: &Delta, summary: &DiffSummary, judgement: &Judgement) ->
         "renamed": counts(|e| summary.renamed(e)),
         "postponed_deletes": judgement.postponed,
         "verdict": judgement.verdict.to_string(),
-        "reasons": judgement.reasons,
+        "reasons": judgement.reason_texts(),
     })
 }
 

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 use skolebro_protocol::civil_time;
 use skolebro_protocol::national_id::CivilDate;
-use skolebro_protocol::{Delta, Entity, RecordHandle};
+use skolebro_protocol::{Delta, Entity, HeldReason, RecordHandle};
 
 use crate::diff::{DeltaPlan, DiffSummary};
 use crate::state::State;
@@ -72,13 +72,26 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// The filter's answer, with reasons an operator can read.
+/// The filter's answer, with reasons an operator can read: structured, so central can say
+/// them in its operator's language, and in English through their `Display`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judgement {
     pub verdict: Verdict,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<HeldReason>,
     /// Deletions taken out of the delta because a delay-delete window is open.
     pub postponed: usize,
+}
+
+impl Judgement {
+    /// The reasons in English, as the agent's reports, logs and status say them.
+    pub fn reason_texts(&self) -> Vec<String> {
+        self.reasons.iter().map(ToString::to_string).collect()
+    }
+}
+
+/// A policy fraction (0.10) as the whole percent a reason names (10).
+fn whole_percent(fraction: f64) -> u32 {
+    (fraction * 100.0).round() as u32
 }
 
 /// Judges a delta against the state it applies to. Inside a delay-delete window the deletes
@@ -99,10 +112,9 @@ pub fn judge(
     let vanished = vanished_columns(columns.before, columns.after);
     for column in &vanished {
         verdict = Verdict::Hold;
-        reasons.push(format!(
-            "the previous export had a `{column}` column and this one has none: its data \
-             would be removed from every record (renamed? see the unknown_column warnings)"
-        ));
+        reasons.push(HeldReason::ColumnVanished {
+            column: column.clone(),
+        });
     }
     let mut postponed = 0;
     let mut deleted_students = summary.deleted(Entity::Student);
@@ -123,10 +135,11 @@ pub fn judge(
         }
         deleted_students = 0;
         if postponed > 0 {
-            reasons.push(format!(
-                "{postponed} deletions postponed: delay-delete window {} to {} is open",
-                window.from, window.to
-            ));
+            reasons.push(HeldReason::DeletionsPostponed {
+                count: postponed as u64,
+                from: window.from.to_string(),
+                to: window.to.to_string(),
+            });
         }
     }
 
@@ -135,22 +148,22 @@ pub fn judge(
         let deleted = deleted_students as f64 / students as f64;
         if deleted > policy.max_deleted_fraction {
             verdict = Verdict::Hold;
-            reasons.push(format!(
-                "{deleted_students} of {students} students would be deleted ({:.0}%, limit {:.0}%)",
-                deleted * 100.0,
-                policy.max_deleted_fraction * 100.0
-            ));
+            reasons.push(HeldReason::TooManyDeletes {
+                would: deleted_students as u64,
+                of: students as u64,
+                limit_percent: whole_percent(policy.max_deleted_fraction),
+            });
         }
         let updated: usize = Entity::ALL.iter().map(|&e| summary.updated(e)).sum();
         let total = old.total();
         let changed = updated as f64 / total as f64;
         if changed > policy.max_updated_fraction {
             verdict = Verdict::Hold;
-            reasons.push(format!(
-                "{updated} of {total} records would change ({:.0}%, limit {:.0}%)",
-                changed * 100.0,
-                policy.max_updated_fraction * 100.0
-            ));
+            reasons.push(HeldReason::TooManyUpdates {
+                would: updated as u64,
+                of: total as u64,
+                limit_percent: whole_percent(policy.max_updated_fraction),
+            });
         }
     }
     Judgement {
@@ -282,7 +295,13 @@ mod policy_tests {
         };
         let judgement = judge_with(&["Trinn".to_owned()]);
         assert_eq!(judgement.verdict, Verdict::Hold);
-        assert!(judgement.reasons[0].contains("`Klasse`"), "{judgement:?}");
+        assert_eq!(
+            judgement.reasons,
+            [HeldReason::ColumnVanished {
+                column: "Klasse".into()
+            }]
+        );
+        assert!(judgement.reason_texts()[0].contains("`Klasse`"));
         let judgement = judge_with(&["Trinn".to_owned(), "Klasse".to_owned()]);
         assert_eq!(judgement.verdict, Verdict::Pass);
     }
@@ -391,7 +410,7 @@ mod policy_tests {
         );
         assert_eq!(judgement.verdict, Verdict::Hold);
         assert_eq!(
-            judgement.reasons,
+            judgement.reason_texts(),
             ["76 of 100 records would change (76%, limit 75%)"]
         );
     }
@@ -623,6 +642,14 @@ mod policy_tests {
         );
         assert_eq!(
             judgement.reasons,
+            [HeldReason::TooManyDeletes {
+                would: 11,
+                of: 100,
+                limit_percent: 10
+            }]
+        );
+        assert_eq!(
+            judgement.reason_texts(),
             ["11 of 100 students would be deleted (11%, limit 10%)"]
         );
     }
@@ -639,7 +666,7 @@ mod policy_tests {
             day("2026-07-01"),
         );
         assert_eq!(
-            judgement.reasons,
+            judgement.reason_texts(),
             ["5 deletions postponed: delay-delete window 2026-06-20 to 2026-08-15 is open"]
         );
         let (state, mut delta, summary) = deleting(100, 0);

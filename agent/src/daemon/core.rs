@@ -37,7 +37,8 @@ fn held_report(held: &HeldDelta) -> api::HeldDelta {
     };
     api::HeldDelta {
         id: held.id.clone(),
-        reasons: held.judgement.reasons.clone(),
+        reasons: held.judgement.reason_texts(),
+        causes: held.judgement.reasons.clone(),
         upserts: counts(&|s, e| s.added(e) + s.updated(e)),
         deletes: counts(&|s, e| s.deleted(e)),
         held_since_unix_ms: Some(held.held_at_ms),
@@ -616,7 +617,7 @@ pub fn describe(outcome: &OfferOutcome) -> String {
             summary.deleted(Entity::Student)
         ),
         OfferOutcome::Unchanged => "nothing changed".into(),
-        OfferOutcome::Held(j) => format!("held for review: {}", j.reasons.join("; ")),
+        OfferOutcome::Held(j) => format!("held for review: {}", j.reason_texts().join("; ")),
         OfferOutcome::Waiting => "waiting for room in the outbox".into(),
     }
 }

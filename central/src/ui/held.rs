@@ -17,6 +17,7 @@ use skolebro_protocol::DeviceId;
 use super::auth::{CsrfForm, Operator};
 use super::error::PageError;
 use super::fleet::{school_names, visible_devices};
+use super::held_reasons::held_reasons;
 use super::html::{escape_path, page, see_other};
 use super::pages::{kinds, MAX_REASON_LEN};
 use super::text::current;
@@ -74,7 +75,7 @@ pub(crate) async fn held(
                     (lang.t(", rapportert ", ", reported ")) (when(row.activity.last_heartbeat_at, now)) "."
                 }
                 p { (lang.t("Hvorfor den holdes: ", "Why it is held: "))
-                    (skolebro_protocol::mask_in_text(&held.reasons.join("; "))) }
+                    (held_reasons(lang, held)) }
                 p {
                     (lang.t("Den ville legge til eller endre: ", "It would add or change: "))
                     (kinds(lang, &held.upserts)) ". "

@@ -10,7 +10,7 @@
 //! of them lands in the audit log (`crate::audit`). `auth` signs operators in and out and
 //! gives handlers the signed-in `auth::Operator` as an extractor; `pages` renders the
 //! site and token pages; `fleet`, `held` and `audit_log` the fleet, held-delta and audit
-//! pages; `releases` shows the releases and
+//! pages (`held_reasons` says an agent's reasons for holding in the page's language); `releases` shows the releases and
 //! changes their rollouts; `windows` shows and sets the counties' transfer windows; `reads` lists the consumer access
 //! log; `privacy` exports and erases one pupil's data and offers a site's export and purge;
 //! `charts` draws the site and fleet pages' pictures as SVG with a text alternative, from what `trends` reads; `html` is the page frame, and `text` the language a request is served in (bokmål by
@@ -28,6 +28,7 @@ mod deviations;
 mod error;
 mod fleet;
 mod held;
+mod held_reasons;
 mod html;
 mod pages;
 mod privacy;

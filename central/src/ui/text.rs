@@ -194,6 +194,8 @@ pub(crate) enum Noun {
     Night,
     ChangedRecord,
     Code,
+    Record,
+    Deletion,
 }
 
 impl Noun {
@@ -216,6 +218,8 @@ impl Noun {
             (Lang::Nb, Noun::Night) => ("natt", "netter"),
             (Lang::Nb, Noun::ChangedRecord) => ("endret post", "endrede poster"),
             (Lang::Nb, Noun::Code) => ("kode", "koder"),
+            (Lang::Nb, Noun::Record) => ("post", "poster"),
+            (Lang::Nb, Noun::Deletion) => ("sletting", "slettinger"),
             (Lang::English, Noun::School) => ("school", "schools"),
             (Lang::English, Noun::Student) => ("student", "students"),
             (Lang::English, Noun::Group) => ("group", "groups"),
@@ -233,6 +237,8 @@ impl Noun {
             (Lang::English, Noun::Night) => ("night", "nights"),
             (Lang::English, Noun::ChangedRecord) => ("changed record", "changed records"),
             (Lang::English, Noun::Code) => ("code", "codes"),
+            (Lang::English, Noun::Record) => ("record", "records"),
+            (Lang::English, Noun::Deletion) => ("deletion", "deletions"),
         }
     }
 }

@@ -26,9 +26,12 @@ use super::html::{escape_path, page, see_other};
 use super::text::{current, from_oslo, Lang, Noun};
 use crate::audit;
 use crate::state::UiState;
-use crate::store::{Fylke, Role, Timestamp, TransferWindow, WindowState, MAX_WINDOW_NAME_LEN};
+use crate::store::{
+    Fylke, Role, StoreError, Timestamp, TransferWindow, WindowState, MAX_WINDOW_NAME_LEN,
+};
 use crate::windows::{
-    audit_words, early_refusal, late_for, new_window, refusal, Overview, WindowReport,
+    audit_words, early_refusal, late_for, new_window, refusal, Overview, WindowEnd, WindowRefusal,
+    WindowReport,
 };
 
 /// Whose windows an operator sees.
@@ -321,6 +324,42 @@ fn refused(operator: &Operator, why: String) -> PageError {
     }
 }
 
+/// A store error on creating a window: a refusal said in the page's language, or the
+/// store's own failure.
+fn store_refused(operator: &Operator, lang: Lang, error: StoreError) -> PageError {
+    match refusal(&error) {
+        Some(why) => refused(operator, refusal_words(lang, &why)),
+        None => error.into(),
+    }
+}
+
+/// Why a window is not created, in `lang`: the operator API's English words, or bokmål.
+pub(super) fn refusal_words(lang: Lang, refusal: &WindowRefusal) -> String {
+    if lang == Lang::English {
+        return refusal.to_string();
+    }
+    match refusal {
+        WindowRefusal::Time(end) => format!(
+            "{}: skriv en tid etter RFC 3339, f.eks. 2027-03-01T12:00:00+01:00, eller en dato.",
+            match end {
+                WindowEnd::Opens => "Åpner",
+                WindowEnd::Closes => "Stenger",
+            }
+        ),
+        WindowRefusal::County => "Fylket skrives som fylkesnummer, med to sifre.".to_owned(),
+        WindowRefusal::Name => format!("Navnet må ha 1 til {MAX_WINDOW_NAME_LEN} tegn."),
+        WindowRefusal::Closes { opens, closes } => format!(
+            "Et overføringsvindu må stenge etter at det åpner (åpner {}, stenger {}).",
+            lang.time(*opens),
+            lang.time(*closes)
+        ),
+        WindowRefusal::Overlap { fylke, existing } => format!(
+            "Vinduet overlapper vindu {existing} i fylke {fylke}. Vinduene i ett fylke kan \
+             møtes, men ikke overlappe."
+        ),
+    }
+}
+
 /// `POST /windows`: operations only; checks the window, writes the audit line, creates it.
 pub(crate) async fn post_window(
     State(state): State<Arc<UiState>>,
@@ -344,11 +383,12 @@ pub(crate) async fn post_window(
     let window = times
         .and_then(|(opens, closes)| {
             new_window(&form.fylke, &form.name, opens, closes, &operator.user.name)
+                .map_err(|why| refusal_words(lang, &why))
         })
         .map_err(|why| refused(&operator, why))?;
     let store = state.app.store.as_ref();
     if let Some(error) = early_refusal(store, &window).await? {
-        return Err(refused(&operator, refusal(&error).unwrap_or_default()));
+        return Err(store_refused(&operator, lang, error));
     }
     let (target, detail) = audit_words(&window);
     audit::record(
@@ -364,10 +404,7 @@ pub(crate) async fn post_window(
             tracing::info!(window = created.id, fylke = %created.fylke, operator = operator.user.name, "transfer window created");
             Ok(see_other("/windows"))
         }
-        Err(error) => match refusal(&error) {
-            Some(why) => Err(refused(&operator, why)),
-            None => Err(error.into()),
-        },
+        Err(error) => Err(store_refused(&operator, lang, error)),
     }
 }
 
@@ -405,5 +442,40 @@ mod tests {
         for bad in ["1:00", "12:5", "12:30:1", "12:30:00:00", "ab:cd"] {
             assert!(clock_time(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_refused_window_is_said_in_bokmal_or_in_the_operator_apis_english() {
+        let backwards = WindowRefusal::Closes {
+            opens: Timestamp(1_800_000_000_000),
+            closes: Timestamp(1_799_000_000_000),
+        };
+        assert_eq!(
+            refusal_words(Lang::Nb, &backwards),
+            "Et overføringsvindu må stenge etter at det åpner (åpner 15.01.2027 09:00 CET, \
+             stenger 03.01.2027 19:13 CET)."
+        );
+        assert_eq!(
+            refusal_words(Lang::English, &backwards),
+            backwards.to_string(),
+            "English is the operator API's detail"
+        );
+        assert_eq!(
+            refusal_words(Lang::Nb, &WindowRefusal::County),
+            "Fylket skrives som fylkesnummer, med to sifre."
+        );
+        let overlap = WindowRefusal::Overlap {
+            fylke: Fylke::parse("46").expect("a county"),
+            existing: 3,
+        };
+        assert!(
+            refusal_words(Lang::Nb, &overlap).starts_with("Vinduet overlapper vindu 3 i fylke 46.")
+        );
+        assert!(refusal_words(Lang::English, &overlap).contains("overlaps window 3 of county 46"));
+        assert_eq!(
+            refusal_words(Lang::Nb, &WindowRefusal::Time(WindowEnd::Closes)),
+            "Stenger: skriv en tid etter RFC 3339, f.eks. 2027-03-01T12:00:00+01:00, eller en dato."
+        );
+        assert!(refusal_words(Lang::Nb, &WindowRefusal::Name).starts_with("Navnet må ha 1 til "));
     }
 }

@@ -16,7 +16,9 @@ use crate::api::operator::auth::OperatorCaller;
 use crate::audit;
 use crate::state::AppState;
 use crate::store::{Fylke, StoreError, Timestamp, TransferWindow};
-use crate::windows::{audit_words, early_refusal, parse_new_window, refusal, Overview};
+use crate::windows::{
+    audit_words, early_refusal, parse_new_window, refusal, Overview, WindowRefusal,
+};
 
 fn window_json(window: &TransferWindow, now: Timestamp) -> Value {
     json!({
@@ -101,12 +103,12 @@ pub(crate) async fn post_window(
     body: Result<Json<NewWindowBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let invalid = |detail: String| ApiError::bad_request("invalid_window", detail);
-    let refused = |error: StoreError| match (&error, refusal(&error)) {
-        (StoreError::WindowOverlap { .. }, Some(detail)) => {
-            ApiError::conflict("window_overlap", detail)
+    let refused = |error: StoreError| match refusal(&error) {
+        Some(why @ WindowRefusal::Overlap { .. }) => {
+            ApiError::conflict("window_overlap", why.to_string())
         }
-        (_, Some(detail)) => invalid(detail),
-        (_, None) => error.into(),
+        Some(why) => invalid(why.to_string()),
+        None => error.into(),
     };
     let Ok(Json(body)) = body else {
         return Err(invalid(
@@ -122,7 +124,7 @@ pub(crate) async fn post_window(
         &body.closes,
         &caller.actor,
     )
-    .map_err(invalid)?;
+    .map_err(|why| invalid(why.to_string()))?;
     match early_refusal(state.store.as_ref(), &window).await {
         Ok(None) => {}
         Ok(Some(error)) | Err(error) => return Err(refused(error)),
