@@ -2632,7 +2632,7 @@ async fn a_municipality_operator_sees_only_the_reads_of_its_own_kommunes_sites()
 
 impl Session {
     /// The whole answer to a form, for downloads and confirmation pages.
-    async fn post_answer(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    async fn post_response(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.base))
             .header(COOKIE, &self.cookie)
@@ -2700,7 +2700,7 @@ async fn the_privacy_page_exports_and_erases_a_pupil_after_asking_and_read_only_
     );
 
     let download = ops
-        .post_answer(
+        .post_response(
             "/privacy/export",
             &[("csrf", &csrf), ("national_id", PUPIL_ID)],
         )
@@ -2725,7 +2725,7 @@ async fn the_privacy_page_exports_and_erases_a_pupil_after_asking_and_read_only_
         .expect("nils signs in");
     let nils_csrf = nils.csrf().await;
     let theirs: Value = nils
-        .post_answer(
+        .post_response(
             "/privacy/export",
             &[("csrf", &nils_csrf), ("national_id", PUPIL_ID)],
         )
@@ -2747,7 +2747,7 @@ async fn the_privacy_page_exports_and_erases_a_pupil_after_asking_and_read_only_
         ("national_id", PUPIL_ID),
         ("reason", "the pupil asked"),
     ];
-    let asked = ops.post_answer("/privacy/erase", &erase).await;
+    let asked = ops.post_response("/privacy/erase", &erase).await;
     assert_eq!(asked.status(), StatusCode::OK);
     let asked = asked.text().await.expect("a body");
     assert!(
@@ -2810,7 +2810,7 @@ async fn operations_export_a_site_and_purge_it_only_when_its_id_is_typed() {
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("purge-confirm"), "{page}");
     let export = ops
-        .post_answer("/sites/fana/export", &[("csrf", &csrf)])
+        .post_response("/sites/fana/export", &[("csrf", &csrf)])
         .await;
     assert_eq!(export.status(), StatusCode::OK);
     let export: Value = export.json().await.expect("JSON");
