@@ -159,6 +159,32 @@ pub fn admin_token_file(dir: &Path) -> PathBuf {
     dir.join("admin.token")
 }
 
+/// Runs `skolebro-provision ARGS` in `dir` as an operator's shell would: with the operator
+/// API token of the central in `dir` in `SKOLEBRO_ADMIN_TOKEN`, once it has one (`init` needs
+/// none).
+pub fn provision(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(&binaries().provision);
+    if let Ok(token) = std::fs::read_to_string(admin_token_file(dir)) {
+        command.env("SKOLEBRO_ADMIN_TOKEN", token.trim());
+    }
+    command
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("running skolebro-provision")
+}
+
+/// [`provision`], which must succeed; its stdout.
+pub fn provision_ok(dir: &Path, args: &[&str]) -> String {
+    let output = provision(dir, args);
+    assert!(
+        output.status.success(),
+        "skolebro-provision {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// The operator API token of the central in `dir`: the one in [`admin_token_file`], or a
 /// new one made with `skolebro-central operator-token create` (as operations make one) and
 /// written there, mode 0600, for a central started for the first time.

@@ -90,21 +90,7 @@ impl Platform {
 
     /// Runs `skolebro-provision ARGS` with the operator API token; it must succeed.
     fn cli(&self, args: &[&str]) -> String {
-        let mut command = Command::new(&binaries().provision);
-        if let Ok(token) = std::fs::read_to_string(harness::admin_token_file(&self.path)) {
-            command.env("SKOLEBRO_ADMIN_TOKEN", token.trim());
-        }
-        let output = command
-            .current_dir(&self.path)
-            .args(args)
-            .output()
-            .expect("running skolebro-provision");
-        assert!(
-            output.status.success(),
-            "skolebro-provision {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        harness::provision_ok(&self.path, args)
     }
 
     /// A config stick for site `4601-<skolenummer>` at `<platform>/<name>`, signed with the

@@ -148,16 +148,7 @@ impl Platform {
 
     /// Runs `skolebro-provision ARGS` and returns what it did.
     fn provision_cli(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(&binaries().provision);
-        // Central's operator API token, as an operator's shell holds it (`init` needs none).
-        if let Ok(token) = std::fs::read_to_string(harness::admin_token_file(self.dir())) {
-            command.env("SKOLEBRO_ADMIN_TOKEN", token.trim());
-        }
-        command
-            .current_dir(self.dir())
-            .args(args)
-            .output()
-            .expect("running skolebro-provision")
+        harness::provision(self.dir(), args)
     }
 
     fn start_central(&mut self) {

@@ -149,22 +149,7 @@ impl Platform {
 
     /// Runs `skolebro-provision ARGS`, which must succeed; its stdout.
     fn cli(&self, args: &[&str]) -> String {
-        let mut command = Command::new(&binaries().provision);
-        // Central's operator API token, as an operator's shell holds it (`init` needs none).
-        if let Ok(token) = std::fs::read_to_string(harness::admin_token_file(&self.path)) {
-            command.env("SKOLEBRO_ADMIN_TOKEN", token.trim());
-        }
-        let output = command
-            .current_dir(&self.path)
-            .args(args)
-            .output()
-            .expect("running skolebro-provision");
-        assert!(
-            output.status.success(),
-            "skolebro-provision {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        harness::provision_ok(&self.path, args)
     }
 
     /// Signs `binary` as `version` for `target` and registers it with central; its id.
