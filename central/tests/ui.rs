@@ -1616,6 +1616,42 @@ async fn the_fleet_page_draws_the_sites_delivered_each_night_of_an_open_window_f
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_summary_counts_the_sites_that_have_not_delivered_in_their_open_window() {
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    central.site_in("oslo", "pi-oslo", "0301", 2).await;
+    central.add_user("ops", "operations", None).await;
+    let ops = try_login(&central.ui(), "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in");
+    let (_, before) = ops.get("/fleet").await;
+    assert!(
+        !before.contains("not-delivered"),
+        "no window is open: {before}"
+    );
+    // The window opens on a later second than fana's first delivery, so fana has not
+    // delivered in it yet; oslo is in another county, whose window is not open.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let csrf = ops.csrf().await;
+    let (day, second) = oslo_fields(Timestamp::now());
+    let created = post_window(&ops, &csrf, "Inntak", (&day, &second), ("2101-01-01", "")).await;
+    assert_eq!(created, StatusCode::SEE_OTHER);
+    let (_, waiting) = ops.get("/fleet").await;
+    assert!(
+        waiting.contains("1 site not delivered in the open transfer window"),
+        "{waiting}"
+    );
+    deliver_again(central.store.as_ref(), "fana", "pi-fana", "4601").await;
+    let (_, delivered) = ops.get("/fleet").await;
+    assert!(
+        delivered.contains("0 sites not delivered in the open transfer window"),
+        "{delivered}"
+    );
+    central.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_page_filters_by_actor_action_and_site_pages_and_says_actions_in_words() {
     let central = Central::start().await;
     central.site_in("fana", "pi-fana", "4601", 1).await;
@@ -2538,6 +2574,8 @@ async fn release_in_browser(scene: Scene) {
         ("/windows", "the transfer windows page"),
         ("/reads", "the reads page"),
         ("/tokens", "the sticks and tokens page"),
+        ("/privacy", "the privacy page"),
+        ("/sites/fana/exit", "a site's exit page"),
         ("/sites/nowhere", "the page of a site that is not there"),
     ] {
         browser.open(&format!("{base}{path}")).await;

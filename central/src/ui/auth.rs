@@ -173,7 +173,7 @@ impl Operator {
                     li { a href="/tokens" { (lang.t("Pinner og tokens", "Sticks and tokens")) } }
                 }
                 @if matches!(self.user.role, Role::Operations | Role::Municipality) {
-                    a href="/privacy" { (lang.t("Personvern", "Privacy")) }
+                    li { a href="/privacy" { (lang.t("Personvern", "Privacy")) } }
                 }
                 @if self.is_operations() {
                     li { a href="/audit" { (lang.t("Revisjonslogg", "Audit log")) } }

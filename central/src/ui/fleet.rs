@@ -334,10 +334,10 @@ pub(crate) async fn fleet(
         .unwrap_or(1)
         .clamp(1, pages);
     let count = |wanted: FleetState| rows.iter().filter(|(_, s)| s.contains(&wanted)).count();
-    let charts = match counties_of(&operator) {
+    let (charts, not_delivered) = match counties_of(&operator) {
         Counties::Every => window_charts(store, lang, &view, None, now).await?,
         Counties::Own(county) => window_charts(store, lang, &view, Some(county), now).await?,
-        Counties::Nothing => html! {},
+        Counties::Nothing => (html! {}, None),
     };
 
     let body = html! {
@@ -352,6 +352,12 @@ pub(crate) async fn fleet(
             @let failing = count(FleetState::Failing);
             @if failing > 0 {
                 ", " span.bad { (failing) " " (FleetState::Failing.counted(lang, failing)) }
+            }
+            @if let Some(n) = not_delivered {
+                "; " span #not-delivered class=[(n > 0).then_some("warn")] {
+                    (lang.count(n as u64, Noun::Site)) " "
+                    (lang.t("har ikke levert i det åpne overføringsvinduet", "not delivered in the open transfer window"))
+                }
             }
         }
         (charts)

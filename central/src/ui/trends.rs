@@ -154,14 +154,16 @@ async fn held_days(
 }
 
 /// The fleet page's charts: for each transfer window open now (of the counties the
-/// operator sees), how many of its county's visible sites delivered each night so far.
+/// operator sees), how many of its county's visible sites delivered each night so far; and
+/// how many of those sites have not delivered in their open window yet (late, if the night
+/// ends so), for the summary line.
 pub(super) async fn window_charts(
     store: &dyn Store,
     lang: Lang,
     view: &View,
     county: Option<Fylke>,
     now: Timestamp,
-) -> Result<Markup, StoreError> {
+) -> Result<(Markup, Option<usize>), StoreError> {
     let open: Vec<TransferWindow> = store
         .windows(county)
         .await?
@@ -169,11 +171,22 @@ pub(super) async fn window_charts(
         .filter(|window| window.state_at(now) == WindowState::Open)
         .collect();
     let Some(since) = open.iter().map(|window| window.opens).min() else {
-        return Ok(html! {});
+        return Ok((html! {}, None));
     };
     let mut counties = site_counties(store.current_schools().await?);
     counties.retain(|site, _| view.sees(site));
     let transfers = store.transfers_since(since).await?;
+    let not_delivered = counties
+        .iter()
+        .filter(|(site, of_site)| {
+            open.iter().any(|window| {
+                of_site.contains(&window.fylke)
+                    && !transfers
+                        .iter()
+                        .any(|(from, transfer)| from == *site && window.contains(transfer.at))
+            })
+        })
+        .count();
     let charts: Vec<(String, String, Vec<Night>)> = open
         .iter()
         .map(|window| {
@@ -210,10 +223,11 @@ pub(super) async fn window_charts(
             (format!("chart-window-{}", window.id), title, nights)
         })
         .collect();
-    Ok(html! {
+    let markup = html! {
         @for (id, title, nights) in charts {
             h2 { (title) }
             (night_chart(lang, &NightChart { id: &id, title: &title, unit: Noun::Site, nights }))
         }
-    })
+    };
+    Ok((markup, Some(not_delivered)))
 }
