@@ -327,9 +327,12 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
     let parts = config.server_parts().await?;
     let store = Arc::clone(&parts.store);
     let running = skolebro_central::serve(parts).await?;
-    // Rows left under an older records key by an interrupted rotation: resealed meanwhile.
-    let reseal = (store.rows_to_reseal().await? > 0)
-        .then(|| sealing::spawn_reseal(Arc::clone(&store), std::time::Duration::from_millis(50)));
+    // Follows a records key rotated by another process (`keys rotate-dek`, another central)
+    // and reseals rows left under older keys, meanwhile.
+    let follower = config.privacy.kek()?.map(|kek| {
+        let pause = std::time::Duration::from_millis(50);
+        sealing::spawn_follower(Arc::clone(&store), kek, config.privacy.seal_scope(), pause)
+    });
     let purge = access_log::spawn_purge(Arc::clone(&store), config.privacy.access_log_retention());
     let retention = retention::spawn(Arc::clone(&store), config.privacy.retention_policy()?);
     let systemd = service::spawn(&running, store);
@@ -347,8 +350,8 @@ async fn serve(config: PathBuf) -> anyhow::Result<()> {
     running.stopped().await;
     purge.abort();
     retention.abort();
-    if let Some(reseal) = reseal {
-        reseal.abort();
+    if let Some(follower) = follower {
+        follower.abort();
     }
     Ok(())
 }

@@ -78,6 +78,10 @@ pub enum SealError {
     /// came from another database).
     #[error("a record is sealed under key {0}, which this database does not hold")]
     UnknownKey(u32),
+    /// Another process made a new records key active after this one loaded its keys: it
+    /// must load them again before it reseals (the background task does so within seconds).
+    #[error("the records key was rotated since this central loaded its keys")]
+    Rotated,
     /// A sealed row was read by a store that was opened without a key.
     #[error("records are sealed at rest, but no key-encryption key is configured")]
     Locked,

@@ -3,7 +3,8 @@
 //! TLS: a restart keeps the last heartbeat (with its deviation groups) and a queued command,
 //! which the next heartbeat then gets; and two centrals on one PostgreSQL schema apply a
 //! batch raced to both exactly once, keep the chain head right, and share the fleet view
-//! and the sign-in lock.
+//! and the sign-in lock; and a records key rotated from the CLI while `serve` runs is
+//! followed by it, the rows are resealed in its background and the old key retires.
 
 mod common;
 
@@ -545,4 +546,118 @@ async fn raced_batches(store: String, schema: String) {
 
     running_a.stop();
     running_b.stop();
+}
+
+/// Runs `skolebro-central ARGS --config <instance's>` to the end; its stdout, or the test fails
+/// with its stderr.
+fn central_cli(instance: &Instance, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(&instance.config)
+        .output()
+        .expect("skolebro-central runs");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// Posts the next batch (one upserted pupil) to `instance` and checks that it applied.
+async fn deliver(setup: &Setup, instance: &Instance, head: &mut ChainHead, key: &str) {
+    let (envelope, next) = setup.batch(head, key);
+    let answer = setup
+        .device_client()
+        .post(format!(
+            "https://127.0.0.1:{}/v1/batches",
+            instance.device_port
+        ))
+        .body(envelope)
+        .send()
+        .await
+        .expect("the batch is answered");
+    assert_eq!(answer.status(), reqwest::StatusCode::OK);
+    let ack: Value = answer.json().await.expect("an ack");
+    assert_eq!(ack["applied"], true, "{ack}");
+    *head = next;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_records_key_rotated_while_central_serves_is_followed_and_the_old_key_then_retires() {
+    const RESEALED_WITHIN: Duration = Duration::from_secs(60);
+    let setup = Setup::new();
+    let kek = setup.dir.path().join("records.kek");
+    let made = Command::new(BIN)
+        .args(["keys", "new-kek", "--out"])
+        .arg(&kek)
+        .output()
+        .expect("keys new-kek runs");
+    assert!(made.status.success(), "{made:?}");
+    let instance = setup.instance(
+        "central",
+        "kind = \"sqlite\"\npath = \"central.db\"\n[privacy]\nkey_file = \"records.kek\"\n",
+    );
+    setup.register_device(&instance);
+    let running = Running::start(&instance);
+    let mut head = ChainHead::genesis();
+    for n in 0..3 {
+        deliver(&setup, &instance, &mut head, &format!("s{n}")).await;
+    }
+
+    let rotated = central_cli(&instance, &["keys", "rotate-dek", "--max-batches", "0"]);
+    assert!(rotated.contains("records key 3 active"), "{rotated}");
+    // Applied at once: perhaps still under the old key, until serve notices the rotation.
+    deliver(&setup, &instance, &mut head, "s3").await;
+
+    let deadline = Instant::now() + RESEALED_WITHIN;
+    loop {
+        let status = central_cli(&instance, &["keys", "status"]);
+        if status.contains("rows to reseal: 0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not reseal within {RESEALED_WITHIN:?}: {status}\n{}",
+            running.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        running.log().contains("a new records key is active"),
+        "serve followed the rotation: {}",
+        running.log()
+    );
+    // From now on serve seals under the new key: a new batch leaves nothing to reseal.
+    deliver(&setup, &instance, &mut head, "s4").await;
+    let status = central_cli(&instance, &["keys", "status"]);
+    assert!(status.contains("rows to reseal: 0"), "{status}");
+    assert!(status.contains("3\trecords\tactive"), "{status}");
+
+    let retired = central_cli(&instance, &["keys", "retire", "--key-id", "1"]);
+    assert!(retired.contains("retired records key 1"), "{retired}");
+
+    let export: Value = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/admin/sites/{}/export",
+            instance.admin_port, setup.site
+        ))
+        .bearer_auth(operator_token(&instance))
+        .send()
+        .await
+        .expect("the export is answered")
+        .json()
+        .await
+        .expect("JSON");
+    let history = export["files"]
+        .as_array()
+        .and_then(|files| files.iter().find(|file| file["name"] == "history.jsonl"))
+        .and_then(|file| file["text"].as_str())
+        .unwrap_or_else(|| panic!("no history.jsonl in {export}"));
+    for n in 0..5 {
+        assert!(history.contains(&format!("\"s{n}\"")), "s{n} in {history}");
+    }
+    assert!(!history.contains("~s"), "every row opened: {history}");
+    running.stop();
 }

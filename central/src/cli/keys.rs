@@ -39,9 +39,11 @@ pub(crate) enum KeysCommand {
         #[arg(long, value_name = "PATH")]
         new_key_file: PathBuf,
     },
-    /// Make a new records key and reseal every row under it in batches. Run it with central
-    /// stopped; an interrupted run loses nothing: `keys reseal` (or `serve`, in the
-    /// background) resumes it.
+    /// Make a new records key and reseal every row under it in batches. It may run while
+    /// central serves: every running `serve` notices the new key within seconds, seals new
+    /// rows under it and reseals the rest in the background (so `--max-batches 0` leaves the
+    /// whole reseal to them). An interrupted run loses nothing: `keys reseal` (or `serve`)
+    /// resumes it.
     RotateDek {
         /// The configuration file, for the store and the KEK.
         #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
@@ -65,7 +67,8 @@ pub(crate) enum KeysCommand {
         #[arg(long)]
         max_batches: Option<u64>,
     },
-    /// Remove an old records key once no row is sealed under it.
+    /// Remove an old records key once no row is sealed under it (`keys status`: rows to
+    /// reseal 0); refused while any row still is.
     Retire {
         /// The configuration file, for the store and the KEK.
         #[arg(long, value_name = "PATH", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]

@@ -7,6 +7,13 @@
 //! Start-up ([`unlock`]) comes right after the store opens: it makes the first keys of a new
 //! database, or opens the stored ones with the KEK, refusing a KEK that did not wrap them.
 //! From then on the store seals what it writes and opens what it reads.
+//!
+//! A records key may be rotated while central serves (`keys rotate-dek` from another
+//! process, or several centrals on one PostgreSQL): each running `serve` keeps a follower
+//! ([`spawn_follower`]) that asks the store for the active key id every few seconds, loads
+//! the keys again when it changed, and then reseals in the background. A row an instance
+//! wrote under the old key before it noticed is picked up by its own passes afterwards,
+//! since a pass visits every row not under the active key.
 
 use std::sync::Arc;
 
@@ -29,8 +36,16 @@ pub trait SealStore: Send + Sync {
     fn rewrap_seal_keys(&self, keys: Vec<WrappedKey>) -> StoreFuture<'_, ()>;
 
     /// Removes an inactive records key, if no row is sealed under it any more; `false`
-    /// (and nothing removed) otherwise.
+    /// (and nothing removed) otherwise. An apply sealing under the key at the same time
+    /// either commits first (and the key stays) or is refused ([`SealError::UnknownKey`]).
     fn retire_seal_key(&self, key_id: u32) -> StoreFuture<'_, bool>;
+
+    /// The id of the records key stored as active: one small row, cheap enough to ask every
+    /// few seconds, so that a running central notices a rotation made by another process.
+    fn active_records_key(&self) -> StoreFuture<'_, Option<u32>>;
+
+    /// The records key this handle seals new rows under (`None`: rows are written clear).
+    fn records_key_in_force(&self) -> Option<u32>;
 
     /// Puts `sealer` in force for every later write and read of records.
     fn set_sealer(&self, sealer: Arc<Sealer>);
@@ -39,7 +54,9 @@ pub trait SealStore: Send + Sync {
     /// are not sealed under the active records key (clear rows from before sealing among
     /// them), in one transaction. Returns the last id visited, or `None` when no such row is
     /// left after `after` (or the store holds no key). Resumable from any id: a row already
-    /// under the active key is not visited again.
+    /// under the active key is not visited again. Refused with [`SealError::Rotated`] when
+    /// the key in force is no longer the stored active one: resealing under it would undo
+    /// another process's rotation.
     fn reseal(&self, after: i64, limit: u32) -> StoreFuture<'_, Option<i64>>;
 
     /// How many rows of students and enrollments are not under the active records key.
@@ -135,43 +152,80 @@ pub async fn reseal(
     store.rows_to_reseal().await
 }
 
-/// The reseal job in the background of `serve`: after a records-key rotation that was
-/// interrupted, moves the rows still under an older key onto the active one, one batch at a
-/// time with a pause between, so applies and reads go on meanwhile. Ends when no row is
-/// left; logs and ends on an error (the next start resumes).
-pub fn spawn_reseal(
+/// How often a running central asks the store whether the records key changed.
+pub const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Loads the keys again when the store's active records key is not the one in force (another
+/// process rotated it). Returns whether it did.
+pub async fn follow(store: &dyn Store, kek: &Kek, scope: SealScope) -> Result<bool, StoreError> {
+    let stored = store.active_records_key().await?;
+    if stored.is_none() || stored == store.records_key_in_force() {
+        return Ok(false);
+    }
+    unlock(store, kek, scope, Timestamp::now()).await?;
+    Ok(true)
+}
+
+/// Reseals every row not under the active records key, one batch at a time with `pause`
+/// between so applies and reads go on meanwhile, pass after pass until none is left (a pass
+/// skips rows an apply holds). Returns whether there was any. Stopping loses nothing: each
+/// batch commits on its own.
+pub async fn reseal_in_background(
+    store: &dyn Store,
+    pause: std::time::Duration,
+) -> Result<bool, StoreError> {
+    let mut passes = 0;
+    while store.rows_to_reseal().await? > 0 {
+        let mut after = 0;
+        while let Some(last) = store.reseal(after, RESEAL_BATCH).await? {
+            after = last;
+            tokio::time::sleep(pause).await;
+        }
+        passes += 1;
+    }
+    Ok(passes > 0)
+}
+
+/// The follower of a running `serve`: every [`FOLLOW_EVERY`], puts a records key rotated
+/// by another process in force ([`follow`]); at start and after each rotation it noticed,
+/// reseals the rows left under older keys ([`reseal_in_background`]). An error is logged
+/// and the work tried again at the next tick; the task runs until it is aborted.
+pub fn spawn_follower(
     store: Arc<dyn Store>,
+    kek: Kek,
+    scope: SealScope,
     pause: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut after = 0;
-        let mut resealed: u64 = 0;
+        let mut ticks = tokio::time::interval(FOLLOW_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resealing = true;
         loop {
-            match store.reseal(after, RESEAL_BATCH).await {
-                Ok(Some(last)) => {
-                    after = last;
-                    resealed += u64::from(RESEAL_BATCH);
+            ticks.tick().await;
+            match follow(store.as_ref(), &kek, scope).await {
+                Ok(true) => {
+                    tracing::info!(
+                        key = store.records_key_in_force(),
+                        "a new records key is active: new rows are sealed under it"
+                    );
+                    resealing = true;
                 }
-                Ok(None) => match store.rows_to_reseal().await {
-                    // Rows skipped while an apply held them: another pass.
-                    Ok(left) if left > 0 => after = 0,
-                    Ok(_) => {
-                        if resealed > 0 {
-                            tracing::info!("reseal job done: every record is under the active key");
-                        }
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "reseal job stopped; the next start resumes it");
-                        return;
-                    }
-                },
+                Ok(false) => {}
                 Err(error) => {
-                    tracing::error!(%error, "reseal job stopped; the next start resumes it");
-                    return;
+                    tracing::warn!(%error, "cannot follow the records key; trying again");
                 }
             }
-            tokio::time::sleep(pause).await;
+            if resealing {
+                match reseal_in_background(store.as_ref(), pause).await {
+                    Ok(resealed) => {
+                        if resealed {
+                            tracing::info!("every record is under the active records key");
+                        }
+                        resealing = false;
+                    }
+                    Err(error) => tracing::warn!(%error, "reseal interrupted; trying again"),
+                }
+            }
         }
     })
 }

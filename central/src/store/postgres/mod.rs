@@ -393,6 +393,23 @@ mod tests {
         clear_rows_from_before_sealing_read_and_are_sealed_by_the_reseal_job,
     );
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_records_key_rotated_while_another_instance_applies_leaves_every_row_readable() {
+        let fixture = open().await;
+        let schema = fixture.schema.clone();
+        suite::run(fixture, |store| async move {
+            let other = PostgresStore::connect(&config(), &schema, 4)
+                .await
+                .expect("a second store on the same schema");
+            suite::a_records_key_rotated_while_another_instance_applies_leaves_every_row_readable(
+                store.as_ref(),
+                &other,
+            )
+            .await;
+        })
+        .await;
+    }
+
     /// The whole suite again with sealing at rest unlocked (names too): every behaviour of
     /// the store holds on sealed rows.
     mod sealed {

@@ -92,6 +92,7 @@ impl PostgresStore {
         if let ChainCheck::AlreadyApplied(head) = check_batch(&batch, state.as_ref())? {
             return Ok(ApplyOutcome::AlreadyApplied { head });
         }
+        super::sealing::check_records_key(&tx, &sealer).await?;
 
         let site = batch.site.as_str();
         let tombstones = read_tombstones(&tx, Some(site)).await?;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::PostgresStore;
-use crate::seal::{KeyPurpose, Sealer, WrappedKey};
+use crate::seal::{KeyPurpose, SealError, Sealer, WrappedKey};
 use crate::store::columns::entity_from_name;
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::sealing::SealStore;
@@ -14,6 +14,32 @@ use crate::store::timestamp::Timestamp;
 /// The rows the reseal job visits, with the active key as parameter 1.
 const TO_RESEAL: &str =
     "entity IN ('students', 'enrollments') AND (key_id IS NULL OR key_id <> $1)";
+
+/// The records key stored as active.
+const ACTIVE_KEY: &str = "SELECT key_id FROM seal_keys WHERE purpose = 'records' AND active";
+
+/// Refuses, inside an apply's transaction, to write rows sealed under a records key the
+/// database no longer holds (retired while this central had not yet noticed a rotation).
+/// `FOR SHARE` holds the key's row until the commit, so a retirement waits for the apply and
+/// then finds its rows (see `retire_seal_key`).
+pub(super) async fn check_records_key(
+    tx: &tokio_postgres::Transaction<'_>,
+    sealer: &Sealer,
+) -> Result<(), StoreError> {
+    let Some(active) = sealer.active() else {
+        return Ok(());
+    };
+    let held = tx
+        .query_opt(
+            "SELECT 1 FROM seal_keys WHERE key_id = $1 AND purpose = 'records' FOR SHARE",
+            &[&db_key_id(active)?],
+        )
+        .await?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(SealError::UnknownKey(active).into()),
+    }
+}
 
 fn db_key_id(id: u32) -> Result<i32, StoreError> {
     i32::try_from(id).map_err(|_| StoreError::Corrupt(format!("key id {id} out of range")))
@@ -103,8 +129,18 @@ impl SealStore for PostgresStore {
             let mut conn = self.pool.get().await?;
             let tx = conn.transaction().await?;
             let id = db_key_id(key_id)?;
+            // The DELETE first: it waits for an apply holding the key (`check_records_key`),
+            // and the count after it, in a snapshot of its own, then sees that apply's rows.
             // No reseal seals a row under this key meanwhile: it seals under the active key
             // only, which this one is not (the DELETE requires it).
+            let deleted = tx
+                .execute(
+                    "DELETE FROM seal_keys \
+                     WHERE key_id = $1 AND purpose = 'records' AND NOT active",
+                    &[&id],
+                )
+                .await?
+                == 1;
             let in_use: bool = tx
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM records WHERE key_id = $1)",
@@ -112,18 +148,25 @@ impl SealStore for PostgresStore {
                 )
                 .await?
                 .try_get(0)?;
-            let removed = !in_use
-                && tx
-                    .execute(
-                        "DELETE FROM seal_keys \
-                         WHERE key_id = $1 AND purpose = 'records' AND NOT active",
-                        &[&id],
-                    )
-                    .await?
-                    == 1;
+            if !deleted || in_use {
+                tx.rollback().await?;
+                return Ok(false);
+            }
             tx.commit().await?;
-            Ok(removed)
+            Ok(true)
         })
+    }
+
+    fn active_records_key(&self) -> StoreFuture<'_, Option<u32>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let row = conn.query_opt(ACTIVE_KEY, &[]).await?;
+            row.map(|row| key_id_from_db(row.try_get(0)?)).transpose()
+        })
+    }
+
+    fn records_key_in_force(&self) -> Option<u32> {
+        self.sealer().active()
     }
 
     fn set_sealer(&self, sealer: Arc<Sealer>) {
@@ -138,6 +181,15 @@ impl SealStore for PostgresStore {
             };
             let mut conn = self.pool.get().await?;
             let tx = conn.transaction().await?;
+            // FOR SHARE: a rotation (which clears `active` on this row) waits for this batch.
+            let stored = tx
+                .query_opt(&format!("{ACTIVE_KEY} FOR SHARE"), &[])
+                .await?
+                .map(|row| row.try_get::<_, i32>(0))
+                .transpose()?;
+            if stored != Some(db_key_id(active)?) {
+                return Err(SealError::Rotated.into());
+            }
             // SKIP LOCKED: a row an apply is closing right now is left for the next pass
             // rather than waited on (or deadlocked with).
             let rows = tx

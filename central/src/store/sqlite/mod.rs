@@ -346,6 +346,19 @@ mod tests {
         clear_rows_from_before_sealing_read_and_are_sealed_by_the_reseal_job,
     );
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_records_key_rotated_while_another_instance_applies_leaves_every_row_readable() {
+        let fixture = open().await;
+        let other = SqliteStore::open(fixture._dir.path().join("central.db"))
+            .await
+            .expect("a second handle on the same file");
+        suite::a_records_key_rotated_while_another_instance_applies_leaves_every_row_readable(
+            fixture.store.as_ref(),
+            &other,
+        )
+        .await;
+    }
+
     /// The whole suite again with sealing at rest unlocked (names too): every behaviour of
     /// the store holds on sealed rows.
     mod sealed {

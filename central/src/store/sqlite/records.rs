@@ -80,6 +80,7 @@ fn apply_prepared(
         Some(stored) => prepare(&batch.payload, &stored, sealer)?,
         None => return Err(StoreError::NoSiteSecret(batch.site.clone())),
     };
+    super::sealing::check_records_key(&tx, sealer)?;
 
     let site = batch.site.as_str();
     let tombstones = read_tombstones(&tx, Some(site))?;

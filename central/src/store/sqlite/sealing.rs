@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::{params, OptionalExtension as _, TransactionBehavior};
 
 use super::SqliteStore;
-use crate::seal::{KeyPurpose, Sealer, WrappedKey};
+use crate::seal::{KeyPurpose, SealError, Sealer, WrappedKey};
 use crate::store::columns::entity_from_name;
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::sealing::SealStore;
@@ -16,6 +16,31 @@ use crate::store::timestamp::Timestamp;
 /// The rows the reseal job visits, with the active key as parameter 1.
 const TO_RESEAL: &str =
     "entity IN ('students', 'enrollments') AND (key_id IS NULL OR key_id <> ?1)";
+
+/// The records key stored as active.
+const ACTIVE_KEY: &str = "SELECT key_id FROM seal_keys WHERE purpose = 'records' AND active = 1";
+
+/// Refuses, inside an apply's write transaction, to write rows sealed under a records key the
+/// database no longer holds (retired while this central had not yet noticed a rotation). The
+/// transaction holds the write lock, so no retirement can come between this and the commit.
+pub(super) fn check_records_key(
+    tx: &rusqlite::Transaction<'_>,
+    sealer: &Sealer,
+) -> Result<(), StoreError> {
+    let Some(active) = sealer.active() else {
+        return Ok(());
+    };
+    let held: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM seal_keys WHERE key_id = ?1 AND purpose = 'records')",
+        [active],
+        |row| row.get(0),
+    )?;
+    if held {
+        Ok(())
+    } else {
+        Err(SealError::UnknownKey(active).into())
+    }
+}
 
 impl SealStore for SqliteStore {
     fn seal_keys(&self) -> StoreFuture<'_, Vec<WrappedKey>> {
@@ -102,6 +127,18 @@ impl SealStore for SqliteStore {
         }))
     }
 
+    fn active_records_key(&self) -> StoreFuture<'_, Option<u32>> {
+        Box::pin(self.call(|conn| {
+            Ok(conn
+                .query_row(ACTIVE_KEY, [], |row| row.get(0))
+                .optional()?)
+        }))
+    }
+
+    fn records_key_in_force(&self) -> Option<u32> {
+        self.sealer().active()
+    }
+
     fn set_sealer(&self, sealer: Arc<Sealer>) {
         *self.sealer.write() = sealer;
     }
@@ -113,6 +150,10 @@ impl SealStore for SqliteStore {
                 return Ok(None);
             };
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored: Option<u32> = tx.query_row(ACTIVE_KEY, [], |row| row.get(0)).optional()?;
+            if stored != Some(active) {
+                return Err(SealError::Rotated.into());
+            }
             let mut last = None;
             {
                 let mut select = tx.prepare_cached(&format!(

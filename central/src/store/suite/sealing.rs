@@ -1,12 +1,15 @@
 //! Store suite cases of one area. Sealing at rest: the keys through rotations of the KEK and
-//! of the records key, an interrupted reseal resumed, and a wrong KEK refused. Each case
-//! unlocks its own keys, so it runs on the plain fixture of every backend.
+//! of the records key, an interrupted reseal resumed, a rotation while another instance
+//! applies and reseals, and a wrong KEK refused. Each case unlocks its own keys, so it runs
+//! on the plain fixture of every backend.
 
 use super::*;
 use skolebro_protocol::NationalId;
 
 use crate::seal::{Kek, SealError, SealScope};
-use crate::store::sealing::{reseal, rotate_kek, rotate_records_key, unlock};
+use crate::store::sealing::{
+    follow, reseal, reseal_in_background, rotate_kek, rotate_records_key, unlock,
+};
 
 /// A roster with personal data in every sealed field: enough rows for several batches.
 fn sealed_roster() -> Roster {
@@ -165,4 +168,86 @@ pub(crate) async fn clear_rows_from_before_sealing_read_and_are_sealed_by_the_re
             .len(),
         9
     );
+}
+
+/// Rotates the records key through `store` (a `keys rotate-dek` process) while `other`, a
+/// second handle on the same database standing for a running central, goes on applying,
+/// following the key and resealing between its applies as its background task does.
+pub(crate) async fn a_records_key_rotated_while_another_instance_applies_leaves_every_row_readable(
+    store: &dyn Store,
+    other: &dyn Store,
+) {
+    let kek = Kek::generate().expect("a key");
+    let scope = SealScope::IdsAndNames;
+    unlock(store, &kek, scope, Timestamp(1))
+        .await
+        .expect("unlocks");
+    unlock(other, &kek, scope, Timestamp(1))
+        .await
+        .expect("the running instance unlocks the same keys");
+    enroll_a(store).await;
+    let roster = sealed_roster();
+    applied(other, Payload::Snapshot(roster.clone()), 1000).await;
+
+    // Rotated by the CLI; the running instance has not looked yet: it applies under the old
+    // key, and refuses to reseal under it.
+    let new = rotate_records_key(store, &kek, scope, Timestamp(2))
+        .await
+        .expect("rotates");
+    let mut last = roster.clone();
+    last.students[0].given_name = "Solveig".into();
+    applied(other, Payload::Snapshot(last.clone()), 2000).await;
+    assert!(matches!(
+        other.reseal(0, 4).await,
+        Err(StoreError::Seal(SealError::Rotated))
+    ));
+
+    // Both reseal at once while the running instance goes on applying.
+    let applying = async {
+        let mut last = last.clone();
+        for n in 1..6 {
+            last.students[n].given_name = format!("Endret{n}").into();
+            applied(other, Payload::Snapshot(last.clone()), 2000 + n as i64).await;
+            follow(other, &kek, scope).await.expect("follows the key");
+            reseal_in_background(other, std::time::Duration::ZERO)
+                .await
+                .expect("the running instance reseals");
+        }
+        last
+    };
+    let resealing = async { reseal(store, 4, None).await.expect("reseals") };
+    let (last, _) = tokio::join!(applying, resealing);
+
+    // The running instance's next tick: the new key in force, its old-key rows resealed.
+    follow(other, &kek, scope).await.expect("follows the key");
+    assert_eq!(other.records_key_in_force(), Some(new));
+    reseal_in_background(other, std::time::Duration::ZERO)
+        .await
+        .expect("reseals what it wrote under the old key");
+    assert_eq!(store.rows_to_reseal().await.expect("counts"), 0);
+    assert_eq!(other.rows_to_reseal().await.expect("counts"), 0);
+    for handle in [store, other] {
+        assert_eq!(current_a(handle).await, last);
+        assert_eq!(as_of_a(handle, 1500).await, roster, "the past reads too");
+    }
+    assert!(store.retire_seal_key(1).await.expect("retires"));
+    assert_eq!(current_a(other).await, last);
+
+    // Rotated and resealed again, and the key the instance still seals under retired before
+    // it looked: its apply is refused rather than leave rows no key opens.
+    rotate_records_key(store, &kek, scope, Timestamp(3))
+        .await
+        .expect("rotates");
+    assert_eq!(reseal(store, 4, None).await.expect("reseals"), 0);
+    assert!(store.retire_seal_key(new).await.expect("retires"));
+    let mut refused = last.clone();
+    refused.students[8].given_name = "Refused".into();
+    match send_a(other, Payload::Snapshot(refused.clone()), 3000).await {
+        Err(StoreError::Seal(SealError::UnknownKey(key))) => assert_eq!(key, new),
+        outcome => panic!("applied under a retired key: {outcome:?}"),
+    }
+    assert_eq!(current_a(store).await, last);
+    follow(other, &kek, scope).await.expect("follows the key");
+    applied(other, Payload::Snapshot(refused.clone()), 3000).await;
+    assert_eq!(current_a(store).await, refused);
 }
