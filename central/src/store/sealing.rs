@@ -182,6 +182,8 @@ pub async fn reseal_in_background(
             tokio::time::sleep(pause).await;
         }
         passes += 1;
+        // Rows an apply held were skipped: the next pass comes after a pause, not at once.
+        tokio::time::sleep(pause).await;
     }
     Ok(passes > 0)
 }
