@@ -378,7 +378,7 @@ impl Sealer {
         for key in records.iter().chain(std::iter::once(active)) {
             ciphers.insert(key.id, XChaCha20Poly1305::new(&key.secret.into()));
         }
-        let lookup = <Hmac<Sha256> as hmac::Mac>::new_from_slice(&lookup.secret)
+        let lookup = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&lookup.secret)
             .map_err(|_| SealError::KeyFormat)?;
         Ok(Sealer {
             active: Some(active.id),
@@ -521,8 +521,8 @@ fn to_json(value: &Value) -> Result<String, SealError> {
 }
 
 fn keyed_hash(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as hmac::Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key)
+        .expect("HMAC takes a key of any length");
     mac.update(message);
     mac.finalize().into_bytes().into()
 }

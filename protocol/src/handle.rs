@@ -24,7 +24,7 @@ pub struct SiteSecret {
 impl SiteSecret {
     pub fn from_bytes(bytes: [u8; 32]) -> SiteSecret {
         // HMAC-SHA256 accepts keys of any length, so this cannot fail for a 32-byte key.
-        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&bytes)
+        let keyed = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&bytes)
             .expect("HMAC-SHA256 takes a key of any length");
         SiteSecret { bytes, keyed }
     }

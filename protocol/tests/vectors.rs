@@ -156,7 +156,7 @@ fn handles_and_digests(roster: &Roster) -> String {
 /// student 1, group 2, enrollment 3) followed by the source key's UTF-8 bytes.
 fn handle_by_hand(secret: [u8; 32], entity_index: u8, key: &str) -> String {
     use hmac::Mac as _;
-    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&secret)
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&secret)
         .expect("HMAC takes any key length");
     mac.update(&[entity_index]);
     mac.update(key.as_bytes());

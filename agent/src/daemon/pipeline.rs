@@ -77,8 +77,9 @@ pub(super) async fn pipeline(
         let read = match read {
             Ok(read) => read,
             Err(error) => {
-                // A panic is a crash the process survived: the file goes aside as it would
-                // after one that killed it, or every rescan would panic on it again.
+                // A panic is a crash the process survived (in a build that unwinds; the
+                // Pi's `pi` profile aborts, and the record left behind does this at the next
+                // start): the file goes aside, or every rescan would panic on it again.
                 tracing::error!(file = %file_name(&path), %error, "reading the export panicked");
                 let _ = marker.end();
                 let p = path.clone();

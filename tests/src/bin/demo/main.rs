@@ -25,6 +25,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
+use skolebro_provisioning::ops;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// The quickstart: a dev PKI, central on SQLite and an agent, on loopback, delivering the
 /// sample exports (or `--export` files, in order). Exits 0 only if central ends up holding
@@ -116,16 +119,19 @@ fn main() -> anyhow::Result<ExitCode> {
 /// Sends the log to `demo.log` in the demo folder, so it never interleaves with the summary,
 /// or with `-v` to stderr.
 fn init_logging(dir: &Path, verbose: bool) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt();
     if verbose {
-        builder.with_writer(std::io::stderr).init();
+        let subscriber = builder.with_writer(std::io::stderr).finish();
+        subscriber.with(ops::log_filter()).init();
     } else {
         let path = dir.join(LOG_FILE);
         let file =
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        builder.with_ansi(false).with_writer(Arc::new(file)).init();
+        let subscriber = builder
+            .with_ansi(false)
+            .with_writer(Arc::new(file))
+            .finish();
+        subscriber.with(ops::log_filter()).init();
     }
     Ok(())
 }
