@@ -136,7 +136,7 @@ impl SealStore for PostgresStore {
             let Some(active) = sealer.active() else {
                 return Ok(None);
             };
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.pool.get_bulk().await?;
             let tx = conn.transaction().await?;
             // SKIP LOCKED: a row an apply is closing right now is left for the next pass
             // rather than waited on (or deadlocked with).
