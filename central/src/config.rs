@@ -71,6 +71,8 @@
 //! # url = "host=127.0.0.1 user=postgres dbname=central"   # postgres: libpq conninfo
 //! # schema = "skolebro"           # postgres: schema to live in (default skolebro)
 //! # max_connections = 8           # postgres: pool size (default 8)
+//! # reserved_connections = 2      # postgres: of those, kept from long jobs (applies,
+//!                                  # purges) for heartbeats and reads (default 2)
 //! ```
 //!
 //! Relative paths are relative to the folder holding the configuration file, so a config and
@@ -112,6 +114,10 @@ pub const DEFAULT_MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_PG_SCHEMA: &str = "skolebro";
 /// Default PostgreSQL pool size.
 pub const DEFAULT_PG_MAX_CONNECTIONS: usize = 8;
+/// Default PostgreSQL connections kept from long jobs: with 8, a night of applies holds 6
+/// and heartbeats find one of the other 2 instead of waiting behind them
+/// (docs/BENCHMARKS.md).
+pub const DEFAULT_PG_RESERVED_CONNECTIONS: usize = 2;
 
 /// Everything that can go wrong between the configuration file and ready server parts. Each
 /// variant names the file involved, so an operator knows which one to fix. The cause is part
@@ -435,6 +441,10 @@ pub enum StoreConfig {
         /// At most this many connections at once.
         #[serde(default = "default_pg_max_connections")]
         max_connections: usize,
+        /// Connections long jobs (applies, reseal, purges, erasures) may not take, kept for
+        /// heartbeats and other short requests; long jobs always keep at least one.
+        #[serde(default = "default_pg_reserved_connections")]
+        reserved_connections: usize,
     },
 }
 
@@ -469,6 +479,10 @@ fn default_pg_schema() -> String {
 
 fn default_pg_max_connections() -> usize {
     DEFAULT_PG_MAX_CONNECTIONS
+}
+
+fn default_pg_reserved_connections() -> usize {
+    DEFAULT_PG_RESERVED_CONNECTIONS
 }
 
 fn default_cert_lifetime_seconds() -> u64 {
@@ -672,7 +686,11 @@ impl CentralConfig {
                 url,
                 schema,
                 max_connections,
-            } => Arc::new(PostgresStore::connect(url, schema, *max_connections).await?),
+                reserved_connections,
+            } => Arc::new(
+                PostgresStore::connect(url, schema, *max_connections, *reserved_connections)
+                    .await?,
+            ),
         };
         match kek {
             Some(kek) => {
@@ -860,8 +878,19 @@ mod tests {
                 url: "host=127.0.0.1 user=postgres dbname=test".to_owned(),
                 schema: DEFAULT_PG_SCHEMA.to_owned(),
                 max_connections: DEFAULT_PG_MAX_CONNECTIONS,
+                reserved_connections: DEFAULT_PG_RESERVED_CONNECTIONS,
             }
         );
+        let sized = format!("{text}max_connections = 12\nreserved_connections = 3\n");
+        let config = CentralConfig::parse(&sized, Path::new("/x")).unwrap();
+        assert!(matches!(
+            config.store,
+            StoreConfig::Postgres {
+                max_connections: 12,
+                reserved_connections: 3,
+                ..
+            }
+        ));
     }
 
     #[test]

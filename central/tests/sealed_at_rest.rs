@@ -191,7 +191,7 @@ async fn postgres_dump_after_sample(kek: Option<&Kek>) -> Vec<u8> {
     getrandom::fill(&mut random).expect("randomness");
     let schema = format!("skolebro_test_{}", hex::encode(random));
     let roster = sample();
-    let store = PostgresStore::connect(POSTGRES, &schema, 2)
+    let store = PostgresStore::connect(POSTGRES, &schema, 2, 0)
         .await
         .expect("PostgreSQL at 127.0.0.1:5432 is needed for this test");
     if let Some(kek) = kek {

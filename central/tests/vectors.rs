@@ -700,7 +700,7 @@ async fn write_dump(path: &Path) {
     let client = postgres_client().await;
     let drop_schema = format!("DROP SCHEMA IF EXISTS {DUMPED_SCHEMA} CASCADE");
     client.batch_execute(&drop_schema).await.expect("dropped");
-    let store = PostgresStore::connect(&postgres_config(), DUMPED_SCHEMA, 2)
+    let store = PostgresStore::connect(&postgres_config(), DUMPED_SCHEMA, 2, 0)
         .await
         .expect("the store connects");
     write_store(&store).await;
@@ -783,7 +783,7 @@ async fn load_and_check(dump: String, schema: String) {
         (1..=NEWEST_KEPT_SCHEMA).collect::<Vec<_>>(),
         "the kept dump is at schema {NEWEST_KEPT_SCHEMA}"
     );
-    let store = PostgresStore::connect(&postgres_config(), &schema, 2)
+    let store = PostgresStore::connect(&postgres_config(), &schema, 2, 0)
         .await
         .expect("today's code opens the kept schema");
     check_store(&store).await;

@@ -176,32 +176,42 @@ pub(super) async fn window_charts(
     let mut counties = site_counties(store.current_schools().await?);
     counties.retain(|site, _| view.sees(site));
     let transfers = store.transfers_since(since).await?;
-    let not_delivered = counties
-        .iter()
-        .filter(|(site, of_site)| {
-            open.iter().any(|window| {
-                of_site.contains(&window.fylke)
-                    && !transfers
-                        .iter()
-                        .any(|(from, transfer)| from == *site && window.contains(transfer.at))
-            })
-        })
-        .count();
-    let charts: Vec<(String, String, Vec<Night>)> = open
+    // One pass over the transfers per open window: the visible sites of its county that
+    // delivered in it, by night.
+    let delivered: Vec<BTreeMap<i64, BTreeSet<&SiteId>>> = open
         .iter()
         .map(|window| {
-            let mut delivered: BTreeMap<i64, BTreeSet<&SiteId>> = BTreeMap::new();
+            let mut by_night: BTreeMap<i64, BTreeSet<&SiteId>> = BTreeMap::new();
             for (site, transfer) in &transfers {
                 let in_county = counties
                     .get(site)
                     .is_some_and(|of_site| of_site.contains(&window.fylke));
                 if in_county && window.contains(transfer.at) {
-                    delivered
+                    by_night
                         .entry(transfer.at.oslo_day())
                         .or_default()
                         .insert(site);
                 }
             }
+            by_night
+        })
+        .collect();
+    let delivered_in: Vec<BTreeSet<&SiteId>> = delivered
+        .iter()
+        .map(|by_night| by_night.values().flatten().copied().collect())
+        .collect();
+    let not_delivered = counties
+        .iter()
+        .filter(|(site, of_site)| {
+            open.iter()
+                .zip(&delivered_in)
+                .any(|(window, sites)| of_site.contains(&window.fylke) && !sites.contains(site))
+        })
+        .count();
+    let charts: Vec<(String, String, Vec<Night>)> = open
+        .iter()
+        .zip(&delivered)
+        .map(|(window, delivered)| {
             let nights = (window.opens.oslo_day()..=now.oslo_day())
                 .map(|day| Night {
                     label: day_label(lang, day),

@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
         applies.push(("SQLite", sealed, took));
 
         let schema = format!("skolebro_bench_{}", hex::encode(random::<4>()?));
-        let postgres = PostgresStore::connect(&args.postgres, &schema, 4)
+        let postgres = PostgresStore::connect(&args.postgres, &schema, 4, 0)
             .await
             .context("PostgreSQL (is it running on 127.0.0.1:5432?)")?;
         let result = async {

@@ -15,6 +15,12 @@
 //! record; see `migrations/postgres/0001_init.sql` for the schema choices that keep it close to
 //! a bare `COPY` (a `json` column, partial indexes, no per-row foreign key).
 //!
+//! The pool keeps part of its connections for short requests (heartbeats, reads, small
+//! writes): long jobs (an apply, a reseal pass, a retention purge, a subject's erasure) take
+//! a "bulk" permit as well as a connection, and there are `reserved` fewer of those than
+//! connections, so a night of applies cannot make every heartbeat wait behind it
+//! (docs/BENCHMARKS.md, "A night of a fleet against central").
+//!
 //! This file holds the connection pool and the migrations; each store trait is implemented in
 //! the file named like its area (`devices.rs`, `records.rs`, …), as in `sqlite/`.
 //!
@@ -143,7 +149,9 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Connects with a libpq-style `config` (`host=127.0.0.1 port=5432 user=postgres
     /// dbname=central`), creates `schema` if needed and brings it up to date. At most
-    /// `max_connections` connections are open at once (at least one).
+    /// `max_connections` connections are open at once (at least one), and long jobs hold at
+    /// most `max_connections - reserved` of them (at least one, so a reserve of the whole
+    /// pool still lets them run, one at a time).
     ///
     /// `schema` must be a plain lower-case identifier (`[a-z_][a-z0-9_]*`, at most 63
     /// characters): it is written into SQL, so nothing else is accepted.
@@ -151,6 +159,7 @@ impl PostgresStore {
         config: &str,
         schema: &str,
         max_connections: usize,
+        reserved: usize,
     ) -> Result<PostgresStore, StoreError> {
         if !valid_schema(schema) {
             return Err(StoreError::Config(format!(
@@ -158,12 +167,14 @@ impl PostgresStore {
             )));
         }
         let config: Config = config.parse()?;
+        let max_connections = max_connections.max(1);
         let store = PostgresStore {
             pool: Pool {
                 config,
                 schema: schema.to_owned(),
                 idle: Mutex::new(Vec::new()),
-                permits: Semaphore::new(max_connections.max(1)),
+                permits: Semaphore::new(max_connections),
+                bulk: Semaphore::new(max_connections.saturating_sub(reserved).max(1)),
             },
             sealer: parking_lot::RwLock::new(Arc::new(Sealer::clear())),
         };
@@ -236,16 +247,38 @@ async fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
 /// A few reusable connections, each with `search_path` set to the store's schema.
 ///
 /// Small on purpose (no dependency): a permit bounds the open connections, idle ones wait in
-/// a list, and a connection that broke is dropped instead of returned.
+/// a list, and a connection that broke is dropped instead of returned. Long jobs also take a
+/// permit of `bulk`, which has fewer, so the rest stay free for short requests.
 struct Pool {
     config: Config,
     schema: String,
     idle: Mutex<Vec<Client>>,
     permits: Semaphore,
+    bulk: Semaphore,
 }
 
 impl Pool {
+    /// A connection for a short request: any of the pool's.
     async fn get(&self) -> Result<PooledClient<'_>, StoreError> {
+        self.connection(None).await
+    }
+
+    /// A connection for a long job (an apply, a reseal pass, a purge, an erasure): waits for
+    /// a bulk permit first, so long jobs never hold the connections kept for short requests,
+    /// nor queue for a connection ahead of them once all bulk permits are taken.
+    async fn get_bulk(&self) -> Result<PooledClient<'_>, StoreError> {
+        let bulk = self
+            .bulk
+            .acquire()
+            .await
+            .map_err(|error| StoreError::Worker(error.to_string()))?;
+        self.connection(Some(bulk)).await
+    }
+
+    async fn connection<'a>(
+        &'a self,
+        bulk: Option<SemaphorePermit<'a>>,
+    ) -> Result<PooledClient<'a>, StoreError> {
         let permit = self
             .permits
             .acquire()
@@ -260,6 +293,7 @@ impl Pool {
                         client: Some(client),
                         pool: self,
                         _permit: permit,
+                        _bulk: bulk,
                     })
                 }
                 None => break,
@@ -278,6 +312,7 @@ impl Pool {
             client: Some(client),
             pool: self,
             _permit: permit,
+            _bulk: bulk,
         })
     }
 }
@@ -289,6 +324,8 @@ struct PooledClient<'a> {
     client: Option<Client>,
     pool: &'a Pool,
     _permit: SemaphorePermit<'a>,
+    /// Held by a long job's connection ([`Pool::get_bulk`]).
+    _bulk: Option<SemaphorePermit<'a>>,
 }
 
 impl Deref for PooledClient<'_> {
@@ -325,10 +362,16 @@ impl Drop for PooledClient<'_> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures_util::FutureExt;
+    use skolebro_protocol::api::Heartbeat;
+    use skolebro_protocol::DeviceId;
 
     use super::*;
     use crate::store::prelude::*;
     use crate::store::suite::{self, Fixture};
+    use crate::store::Timestamp;
 
     /// The test database: trust authentication on loopback, as on the project's machines.
     /// `SKOLEBRO_TEST_POSTGRES` overrides it.
@@ -370,7 +413,7 @@ mod tests {
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).expect("system randomness");
         let schema = format!("skolebro_test_{}", hex::encode(random));
-        let store = PostgresStore::connect(&config(), &schema, 4)
+        let store = PostgresStore::connect(&config(), &schema, 4, 1)
             .await
             .unwrap_or_else(|error| {
                 panic!(
@@ -398,7 +441,7 @@ mod tests {
         let fixture = open().await;
         let schema = fixture.schema.clone();
         suite::run(fixture, |store| async move {
-            let other = PostgresStore::connect(&config(), &schema, 4)
+            let other = PostgresStore::connect(&config(), &schema, 4, 1)
                 .await
                 .expect("a second store on the same schema");
             suite::a_records_key_rotated_while_another_instance_applies_leaves_every_row_readable(
@@ -445,9 +488,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_heartbeat_gets_a_connection_while_long_jobs_hold_every_bulk_one() {
+        let fixture = open().await;
+        let store = Arc::clone(&fixture.store);
+        let outcome = tokio::spawn(async move {
+            // The fixture's pool: 4 connections, 1 kept from long jobs.
+            let mut long_jobs = Vec::new();
+            for _ in 0..3 {
+                let conn = store.pool.get_bulk().await.expect("a bulk connection");
+                conn.batch_execute("SELECT 1")
+                    .await
+                    .expect("a live connection");
+                long_jobs.push(conn);
+            }
+            assert_eq!(store.pool.bulk.available_permits(), 0);
+            let heartbeat: Heartbeat = serde_json::from_value(serde_json::json!({
+                "version": "0.1.0",
+                "state": "healthy",
+                "deviation_groups": [
+                    {"code": "unknown_field", "severity": "warning", "count": 2, "rows": []}
+                ]
+            }))
+            .expect("a heartbeat");
+            let device = DeviceId::new("pi-reserve").expect("a device id");
+            let recorded = tokio::time::timeout(
+                Duration::from_secs(10),
+                store.record_heartbeat(&device, &heartbeat, Timestamp(1_000)),
+            )
+            .await
+            .expect("the heartbeat does not wait for the long jobs");
+            assert_eq!(recorded.expect("recorded"), vec![]);
+            // Another long job waits until one of the first three ends.
+            let mut waiting = Box::pin(store.pool.get_bulk());
+            assert!(waiting.as_mut().now_or_never().is_none());
+            drop(long_jobs.pop());
+            tokio::time::timeout(Duration::from_secs(10), waiting)
+                .await
+                .expect("a bulk connection once one is free")
+                .expect("a connection");
+        })
+        .await;
+        fixture.cleanup().await;
+        if let Err(error) = outcome {
+            std::panic::resume_unwind(error.into_panic());
+        }
+    }
+
+    #[tokio::test]
     async fn connecting_twice_to_one_schema_migrates_once() {
         let fixture = open().await;
-        let again = PostgresStore::connect(&config(), &fixture.schema, 1)
+        let again = PostgresStore::connect(&config(), &fixture.schema, 1, 0)
             .await
             .expect("a second store on the same schema");
         let conn = again.pool.get().await.expect("a connection");

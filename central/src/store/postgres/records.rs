@@ -59,7 +59,7 @@ const COPY_TYPES: [Type; 12] = [
 
 impl PostgresStore {
     async fn apply_batch(&self, batch: IncomingBatch) -> Result<ApplyOutcome, StoreError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.pool.get_bulk().await?;
         // A cheap look first, without locks: replays and gaps, the common failures of a
         // retrying agent, are answered without encoding the payload.
         let state = read_device(&*conn, &batch.device, false).await?;

@@ -71,7 +71,7 @@ impl RetentionStore for PostgresStore {
 
     fn purge_audit(&self, before: Timestamp, limit: u32) -> StoreFuture<'_, u64> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.pool.get_bulk().await?;
             let tx = conn.transaction().await?;
             let deleted = tx
                 .execute(
@@ -153,7 +153,7 @@ impl RetentionStore for PostgresStore {
 
     fn purge_site_records<'a>(&'a self, site: &'a SiteId, limit: u32) -> StoreFuture<'a, u64> {
         Box::pin(async move {
-            let conn = self.pool.get().await?;
+            let conn = self.pool.get_bulk().await?;
             let deleted = conn
                 .execute(
                     "DELETE FROM records WHERE id IN \
@@ -167,7 +167,7 @@ impl RetentionStore for PostgresStore {
 
     fn forget_site<'a>(&'a self, site: &'a SiteId) -> StoreFuture<'a, ForgottenSite> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.pool.get_bulk().await?;
             let tx = conn.transaction().await?;
             let site_name = site.as_str();
             // The site's row first: an apply of the site locks it too, so no batch can add a
@@ -247,7 +247,7 @@ impl PostgresStore {
         before: Timestamp,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        let conn = self.pool.get().await?;
+        let conn = self.pool.get_bulk().await?;
         let deleted = conn
             .execute(sql, &[&site.as_str(), &before.0, &i64::from(limit)])
             .await?;

@@ -179,7 +179,7 @@ impl SealStore for PostgresStore {
             let Some(active) = sealer.active() else {
                 return Ok(None);
             };
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.pool.get_bulk().await?;
             let tx = conn.transaction().await?;
             // FOR SHARE: a rotation (which clears `active` on this row) waits for this batch.
             let stored = tx

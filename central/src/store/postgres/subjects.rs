@@ -118,7 +118,7 @@ impl SubjectStore for PostgresStore {
         tombstones: &'a [Tombstone],
     ) -> StoreFuture<'a, u64> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.pool.get_bulk().await?;
             let tx = conn.transaction().await?;
             let mut deleted = 0;
             for (site, entity, handle) in records {

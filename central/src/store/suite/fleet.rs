@@ -321,3 +321,73 @@ pub(crate) async fn the_site_history_keeps_each_days_newest_deviations_and_every
     let days: Vec<_> = kept.deviations.iter().map(|d| d.day - first).collect();
     assert_eq!(days, vec![1, 1], "{kept:?}");
 }
+
+pub(crate) async fn a_days_newer_heartbeat_replaces_its_codes_and_an_older_one_changes_none(
+    store: &dyn Store,
+) {
+    enroll_a(store).await;
+    let beat = |heartbeat: Heartbeat, at: &str| {
+        let at = oslo_time(at);
+        async move {
+            store
+                .record_heartbeat(&device_a(), &heartbeat, at)
+                .await
+                .expect("recorded");
+        }
+    };
+    let codes = || async {
+        let history = store.site_history(&site_a(), 0).await.expect("a history");
+        history
+            .deviations
+            .into_iter()
+            .map(|d| (d.code, d.error, d.count))
+            .collect::<Vec<_>>()
+    };
+    beat(
+        day_heartbeat(
+            false,
+            &[
+                ("invalid_national_id", "error", 2),
+                ("unknown_field", "warning", 4),
+            ],
+        ),
+        "2026-12-01T08:00:00Z",
+    )
+    .await;
+    // The same report again changes nothing; a later one without a code drops it and
+    // takes the other's new count and severity.
+    beat(
+        day_heartbeat(
+            false,
+            &[
+                ("invalid_national_id", "error", 2),
+                ("unknown_field", "warning", 4),
+            ],
+        ),
+        "2026-12-01T09:00:00Z",
+    )
+    .await;
+    assert_eq!(
+        codes().await,
+        vec![
+            ("invalid_national_id".to_owned(), true, 2),
+            ("unknown_field".to_owned(), false, 4)
+        ]
+    );
+    beat(
+        day_heartbeat(false, &[("unknown_field", "error", 7)]),
+        "2026-12-01T10:00:00Z",
+    )
+    .await;
+    assert_eq!(codes().await, vec![("unknown_field".to_owned(), true, 7)]);
+    // An older heartbeat of that day arriving late leaves the newest one's codes.
+    beat(
+        day_heartbeat(false, &[("invalid_national_id", "error", 1)]),
+        "2026-12-01T09:30:00Z",
+    )
+    .await;
+    assert_eq!(codes().await, vec![("unknown_field".to_owned(), true, 7)]);
+    // A report without deviations empties the day.
+    beat(day_heartbeat(false, &[]), "2026-12-01T11:00:00Z").await;
+    assert_eq!(codes().await, vec![]);
+}

@@ -130,6 +130,7 @@ macro_rules! store_suite {
             a_window_closing_before_it_opens_or_overlapping_its_county_is_refused,
             the_last_heartbeat_is_kept_with_its_deviation_groups,
             the_site_history_keeps_each_days_newest_deviations_and_every_held_day,
+            a_days_newer_heartbeat_replaces_its_codes_and_an_older_one_changes_none,
             queued_commands_are_delivered_once_oldest_first_and_kept_as_delivered,
             the_command_queue_per_device_is_bounded,
             concurrent_heartbeats_deliver_each_command_once,
