@@ -125,6 +125,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         19,
         include_str!("../../../migrations/postgres/0019_site_history.sql"),
     ),
+    (
+        20,
+        include_str!("../../../migrations/postgres/0020_consumer_columns.sql"),
+    ),
 ];
 
 /// Central's store in a PostgreSQL schema.

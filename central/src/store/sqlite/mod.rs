@@ -129,6 +129,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         19,
         include_str!("../../../migrations/sqlite/0019_site_history.sql"),
     ),
+    (
+        20,
+        include_str!("../../../migrations/sqlite/0020_consumer_columns.sql"),
+    ),
 ];
 
 /// The page cache of the connection, in KiB (see `configure`).
