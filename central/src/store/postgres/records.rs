@@ -11,6 +11,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::GenericClient;
 
 use super::devices::{read_device, read_secret};
+use super::paging::refresh_enrolled;
 use super::subjects::{mark_returned, read_tombstones};
 use super::PostgresStore;
 use crate::seal::Sealer;
@@ -19,8 +20,7 @@ use crate::store::columns::{
 };
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::paging::{
-    enrollments_of_sql, page_sql, refresh_after, refresh_enrolled_sql, scope_sites,
-    site_schools_sql, Dialect, Refresh,
+    enrollments_of_sql, page_sql, refresh_after, scope_sites, site_schools_sql, Dialect,
 };
 use crate::store::planning::{
     plan, prepare, snapshot_enrolled, Current, CurrentVersions, Insert, Prepared, RenamedIdentities,
@@ -246,33 +246,6 @@ impl PostgresStore {
         sort_roster(&mut roster);
         Ok(roster)
     }
-}
-
-/// Sets `records.enrolled` anew on the students a write may have changed
-/// ([`refresh_after`]), inside the writing transaction.
-pub(super) async fn refresh_enrolled<C: GenericClient + Sync>(
-    client: &C,
-    site: &str,
-    refresh: &Refresh,
-) -> Result<(), StoreError> {
-    match refresh {
-        Refresh::Site => {
-            client
-                .execute(&refresh_enrolled_sql(Dialect::Postgres, false), &[&site])
-                .await?;
-        }
-        Refresh::Students(students) if students.is_empty() => {}
-        Refresh::Students(students) => {
-            let handles: Vec<&[u8]> = students.iter().map(|h| &h.as_bytes()[..]).collect();
-            client
-                .execute(
-                    &refresh_enrolled_sql(Dialect::Postgres, true),
-                    &[&site, &handles],
-                )
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 /// The current versions a plan needs: the named records for a delta, all for a snapshot.

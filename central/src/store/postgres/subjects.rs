@@ -6,7 +6,7 @@
 use skolebro_protocol::{Entity, RecordHandle, SiteId};
 use tokio_postgres::GenericClient;
 
-use super::records::refresh_enrolled;
+use super::paging::refresh_enrolled;
 use super::PostgresStore;
 use crate::store::columns::{bytes32, entity_name, stored_site};
 use crate::store::error::{StoreError, StoreFuture};

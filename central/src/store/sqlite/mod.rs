@@ -30,6 +30,7 @@ mod fleet;
 mod key_rotations;
 mod operator_tokens;
 mod operators;
+mod paging;
 mod records;
 mod releases;
 mod retention;

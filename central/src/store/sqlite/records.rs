@@ -10,6 +10,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId, SiteSecret};
 
 use super::devices::{read_device, read_secret};
+use super::paging::refresh_enrolled;
 use super::subjects::{mark_returned, read_tombstones};
 use super::{blocking, SqliteStore};
 use crate::seal::Sealer;
@@ -18,8 +19,7 @@ use crate::store::columns::{
 };
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::paging::{
-    enrollments_of_sql, hex_list, page_sql, refresh_after, refresh_enrolled_sql, scope_sites,
-    site_schools_sql, Dialect, Refresh,
+    enrollments_of_sql, hex_list, page_sql, refresh_after, scope_sites, site_schools_sql, Dialect,
 };
 use crate::store::planning::{
     plan, prepare, snapshot_enrolled, Current, CurrentVersions, Insert, Prepared, RenamedIdentities,
@@ -168,27 +168,6 @@ fn apply_prepared(
     mark_returned(&tx, site, &held, batch.at)?;
     tx.commit()?;
     Ok(ApplyOutcome::Applied(changes))
-}
-
-/// Sets `records.enrolled` anew on the students a write may have changed
-/// ([`refresh_after`]), inside the writing transaction.
-pub(super) fn refresh_enrolled(
-    conn: &Connection,
-    site: &str,
-    refresh: &Refresh,
-) -> Result<(), StoreError> {
-    match refresh {
-        Refresh::Site => {
-            conn.prepare_cached(&refresh_enrolled_sql(Dialect::Sqlite, false))?
-                .execute([site])?;
-        }
-        Refresh::Students(students) if students.is_empty() => {}
-        Refresh::Students(students) => {
-            conn.prepare_cached(&refresh_enrolled_sql(Dialect::Sqlite, true))?
-                .execute(params![site, hex_list(students)])?;
-        }
-    }
-    Ok(())
 }
 
 /// The current versions a plan needs: the named records for a delta, all for a snapshot.

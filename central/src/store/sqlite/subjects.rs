@@ -6,7 +6,7 @@
 use rusqlite::{params, Connection, TransactionBehavior};
 use skolebro_protocol::{Entity, RecordHandle, SiteId};
 
-use super::records::refresh_enrolled;
+use super::paging::refresh_enrolled;
 use super::SqliteStore;
 use crate::store::columns::{bytes32, entity_name, stored_site};
 use crate::store::error::{StoreError, StoreFuture};
