@@ -43,6 +43,7 @@ mod fylke;
 mod key_rotations;
 mod operator_tokens;
 mod operators;
+mod paging;
 mod planning;
 pub mod postgres;
 mod records;

@@ -28,6 +28,13 @@ pub(crate) struct Row {
     pub json: String,
     /// The records key `json` is sealed under; `None` for a clear row.
     pub key_id: Option<u32>,
+    /// The skolenummer a school, basisgruppe or enrollment belongs to, kept beside the JSON
+    /// (`records.school`) so consumer scope is checked on an index. Not personal data.
+    pub school: Option<String>,
+    /// The handle of the student an enrollment names (`records.student`): the student's key
+    /// may be a national id, so the column holds the handle the site secret makes of it,
+    /// never the key, and matches the student row's own `handle`.
+    pub student: Option<RecordHandle>,
 }
 
 /// A payload checked and encoded, before any database is touched, so the write lock is held
@@ -181,9 +188,24 @@ fn claim(
     }
 }
 
-fn row<R: Record>(record: &R, handle: RecordHandle, sealer: &Sealer) -> Result<Row, StoreError> {
+fn row<R: Record>(
+    record: &R,
+    handle: RecordHandle,
+    secret: &SiteSecret,
+    sealer: &Sealer,
+) -> Result<Row, StoreError> {
     let value = serde_json::to_value(record)
         .map_err(|error| StoreError::Corrupt(format!("record does not encode: {error}")))?;
+    let text = |field: &str| value.get(field).and_then(|v| v.as_str()).map(str::to_owned);
+    let school = match R::ENTITY {
+        Entity::School => text("skolenummer"),
+        Entity::Group | Entity::Enrollment => text("school"),
+        Entity::Student => None,
+    };
+    let student = match R::ENTITY {
+        Entity::Enrollment => text("student").map(|key| secret.handle(Entity::Student, &key)),
+        _ => None,
+    };
     // The digest is over the clear record: the protocol's, as the agent computed it.
     let (json, key_id) = sealer.seal_record(R::ENTITY, value)?;
     Ok(Row {
@@ -192,7 +214,30 @@ fn row<R: Record>(record: &R, handle: RecordHandle, sealer: &Sealer) -> Result<R
         digest: Digest::of(record),
         json,
         key_id,
+        school,
+        student,
     })
+}
+
+/// The students a snapshot leaves enrolled: those an enrollment of the snapshot names at a
+/// school of the snapshot (`records.enrolled`, written as each student row is inserted).
+/// `None` for a delta, whose students' flags are refreshed in SQL after the write.
+pub(crate) fn snapshot_enrolled(prepared: &Prepared) -> Option<HashSet<RecordHandle>> {
+    let Prepared::Snapshot { rows } = prepared else {
+        return None;
+    };
+    let schools: HashSet<&str> = rows
+        .iter()
+        .filter(|row| row.entity == Entity::School)
+        .filter_map(|row| row.school.as_deref())
+        .collect();
+    Some(
+        rows.iter()
+            .filter(|row| row.entity == Entity::Enrollment)
+            .filter(|row| row.school.as_deref().is_some_and(|s| schools.contains(s)))
+            .filter_map(|row| row.student)
+            .collect(),
+    )
 }
 
 fn delta_rows<R: Record + Sync>(
@@ -205,7 +250,7 @@ fn delta_rows<R: Record + Sync>(
     // Encoded in parallel with the handle each record should carry; checked in order.
     let encoded = par_map(&delta.upserts, |(handle, record)| {
         let expected = secret.handle(R::ENTITY, record.key());
-        (expected == *handle).then(|| row(record, *handle, sealer))
+        (expected == *handle).then(|| row(record, *handle, secret, sealer))
     });
     for ((handle, _), encoded) in delta.upserts.iter().zip(encoded) {
         let Some(encoded) = encoded else {
@@ -227,7 +272,12 @@ fn snapshot_rows<R: Record + Sync>(
     out: &mut Vec<Row>,
 ) -> Result<(), StoreError> {
     for encoded in par_map(records, |record| {
-        row(record, secret.handle(R::ENTITY, record.key()), sealer)
+        row(
+            record,
+            secret.handle(R::ENTITY, record.key()),
+            secret,
+            sealer,
+        )
     }) {
         out.push(encoded?);
     }

@@ -42,6 +42,10 @@ struct Args {
     /// cache), the median and slowest of the rest after it.
     #[arg(long, default_value_t = 7)]
     runs: usize,
+    /// Keeps the SQLite databases and the PostgreSQL schemas (their names are printed), so
+    /// the consumer page's plans can be read afterwards (`EXPLAIN`).
+    #[arg(long)]
+    keep: bool,
 }
 
 #[tokio::main]
@@ -92,7 +96,11 @@ async fn main() -> anyhow::Result<()> {
             anyhow::Ok(())
         }
         .await;
-        drop_postgres_schema(&args.postgres, &schema).await?;
+        if args.keep {
+            println!("kept: PostgreSQL schema {schema}");
+        } else {
+            drop_postgres_schema(&args.postgres, &schema).await?;
+        }
         result?;
     }
     for store in ["SQLite", "PostgreSQL"] {
@@ -105,6 +113,10 @@ async fn main() -> anyhow::Result<()> {
         if let (Some(clear), Some(sealed)) = (time(false), time(true)) {
             println!("{store} apply sealed / clear: {:.2}x", sealed / clear);
         }
+    }
+    if args.keep {
+        // Left in place for reading; removing it is the reader's to do.
+        println!("kept: SQLite databases in {}", dir.keep().display());
     }
     Ok(())
 }

@@ -33,6 +33,7 @@ mod fleet;
 mod key_rotations;
 mod operator_tokens;
 mod operators;
+mod paging;
 mod records;
 mod releases;
 mod retention;
@@ -130,6 +131,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         19,
         include_str!("../../../migrations/postgres/0019_site_history.sql"),
+    ),
+    (
+        20,
+        include_str!("../../../migrations/postgres/0020_consumer_columns.sql"),
     ),
 ];
 

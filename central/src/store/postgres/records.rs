@@ -11,6 +11,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::GenericClient;
 
 use super::devices::{read_device, read_secret};
+use super::paging::refresh_enrolled;
 use super::subjects::{mark_returned, read_tombstones};
 use super::PostgresStore;
 use crate::seal::Sealer;
@@ -18,18 +19,18 @@ use crate::store::columns::{
     bytes32, entity_from_name, entity_name, optional_handle, seq_to_db, stored_site,
 };
 use crate::store::error::{StoreError, StoreFuture};
+use crate::store::paging::{
+    enrollments_of_sql, page_sql, refresh_after, scope_sites, site_schools_sql, Dialect,
+};
 use crate::store::planning::{
-    plan, prepare, Current, CurrentVersions, Insert, Prepared, RenamedIdentities,
+    plan, prepare, snapshot_enrolled, Current, CurrentVersions, Insert, Prepared, RenamedIdentities,
 };
 use crate::store::records::{
     bytes_to_db, changes_to_db, check_batch, decode, decode_school, push_record, set_count,
     sort_roster, ApplyOutcome, ChainCheck, Counts, CurrentRecord, IncomingBatch, RecordStore,
     Transfer, TransferRow, Version, TRANSFER_COLUMNS,
 };
-use crate::store::records::{
-    consumer_id, consumer_page_sql, enrollments_of_sql, scope_keys, scope_sites, ConsumerPage,
-    Dialect, PagedRecords,
-};
+use crate::store::records::{consumer_id, ConsumerPage, PagedRecords};
 use crate::store::subjects::hold_erased;
 use crate::store::timestamp::Timestamp;
 
@@ -42,7 +43,7 @@ const CHUNK: usize = 5_000;
 /// `record` is a `json` column written as `TEXT`: the binary format of `json` is its text
 /// (`json_recv` reads the bytes as text and validates them), so the JSON goes over the wire
 /// as it is, without a text-COPY escape pass.
-const COPY_TYPES: [Type; 12] = [
+const COPY_TYPES: [Type; 15] = [
     Type::TEXT,  // site
     Type::TEXT,  // entity
     Type::BYTEA, // handle
@@ -55,7 +56,17 @@ const COPY_TYPES: [Type; 12] = [
     Type::BYTEA, // identity
     Type::BYTEA, // consumer_id
     Type::INT4,  // key_id
+    Type::TEXT,  // school
+    Type::BYTEA, // student
+    Type::BOOL,  // enrolled
 ];
+
+/// Rows a snapshot inserts from which `records` is vacuumed and analysed after it commits
+/// (`VACUUM (ANALYZE) records`): a fresh county's first snapshot otherwise leaves the
+/// planner guessing at an empty table and the new rows not yet visible to all, and its
+/// consumer pages take plans that read every row instead of an index alone. Autovacuum
+/// would get there, minutes later.
+const ANALYZE_AFTER: usize = 10_000;
 
 impl PostgresStore {
     async fn apply_batch(&self, batch: IncomingBatch) -> Result<ApplyOutcome, StoreError> {
@@ -101,13 +112,23 @@ impl PostgresStore {
         let renamed = read_renamed(&tx, site).await?;
         let plan = plan(&prepared, current, &renamed);
         let at = batch.at.0;
+        let snapshot = matches!(prepared, Prepared::Snapshot { .. });
+        let enrolled = snapshot_enrolled(&prepared).unwrap_or_default();
+        let mut closed = Vec::new();
         for ids in plan.close.chunks(CHUNK) {
-            tx.execute(
-                "UPDATE records SET valid_to = $2, is_current = false \
-                 WHERE id = ANY($1) AND is_current",
-                &[&ids, &at],
-            )
-            .await?;
+            let rows = tx
+                .query(
+                    "UPDATE records SET valid_to = $2, is_current = false \
+                     WHERE id = ANY($1) AND is_current RETURNING entity, student",
+                    &[&ids, &at],
+                )
+                .await?;
+            if !snapshot {
+                for row in rows {
+                    let student = optional_handle(row.try_get(1)?, "student")?;
+                    closed.push((entity_from_name(row.try_get(0)?)?, student));
+                }
+            }
         }
         if !plan.renamed_to.is_empty() {
             let ids: Vec<i64> = plan.renamed_to.iter().map(|(id, _)| *id).collect();
@@ -129,7 +150,8 @@ impl PostgresStore {
             let sink = tx
                 .copy_in(
                     "COPY records (site, entity, handle, digest, record, valid_from, valid_to, \
-                     is_current, transaction_time, identity, consumer_id, key_id) \
+                     is_current, transaction_time, identity, consumer_id, key_id, school, \
+                     student, enrolled) \
                      FROM STDIN (FORMAT binary)",
                 )
                 .await?;
@@ -159,11 +181,15 @@ impl PostgresStore {
                         &identity,
                         &&consumer[..],
                         &key_id,
+                        &row.school,
+                        &row.student.as_ref().map(|student| &student.as_bytes()[..]),
+                        &(row.entity == Entity::Student && enrolled.contains(&row.handle)),
                     ])
                     .await?;
             }
             writer.finish().await?;
         }
+        refresh_enrolled(&tx, site, &refresh_after(snapshot, &plan.insert, &closed)).await?;
         tx.execute(
             "UPDATE devices SET next_seq = $2, prev = $3 WHERE device = $1",
             &[
@@ -197,6 +223,12 @@ impl PostgresStore {
         .await?;
         mark_returned(&tx, site, &held, batch.at).await?;
         tx.commit().await?;
+        if snapshot && plan.insert.len() >= ANALYZE_AFTER {
+            // The batch is in: a failure here costs speed, not data, so it is only logged.
+            if let Err(error) = conn.batch_execute("VACUUM (ANALYZE) records").await {
+                tracing::warn!(%error, "vacuuming records after a large snapshot failed");
+            }
+        }
         Ok(ApplyOutcome::Applied(changes))
     }
 
@@ -427,24 +459,37 @@ impl RecordStore for PostgresStore {
         Box::pin(async move {
             let sealer = self.sealer();
             let conn = self.pool.get().await?;
-            let (select, count) = consumer_page_sql(page, Dialect::Postgres);
-            let entity = entity_name(page.entity);
-            let keys = scope_keys(page);
-            let sites = scope_sites(page);
+            let site_schools = conn
+                .query(&site_schools_sql(Dialect::Postgres), &[&scope_sites(page)])
+                .await?
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<Result<Vec<(String, Option<String>)>, StoreError>>()?;
+            let sql = page_sql(page, &site_schools, Dialect::Postgres);
             let ids: Vec<&[u8]> = page.ids.iter().map(|(_, id)| &id[..]).collect();
-            let mut values: Vec<&(dyn ToSql + Sync)> = vec![&entity, &keys, &sites];
+            let mut values: Vec<&(dyn ToSql + Sync)> = sql
+                .lists
+                .iter()
+                .map(|list| list as &(dyn ToSql + Sync))
+                .collect();
             values.extend(
                 page.modified
                     .iter()
                     .map(|(_, at)| &at.0 as &(dyn ToSql + Sync)),
             );
             values.extend(ids.iter().map(|id| id as &(dyn ToSql + Sync)));
-            let total: i64 = conn.query_one(&count, &values).await?.try_get(0)?;
             let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
             let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
+            let counted = values.len();
             values.push(&limit);
             values.push(&offset);
-            let rows = conn.query(&select, &values).await?;
+            // The count and the page each walk an index: on two connections at once.
+            let other = self.pool.get().await?;
+            let (total, rows) = tokio::try_join!(
+                other.query_one(&sql.count, &values[..counted]),
+                conn.query(&sql.select, &values)
+            )?;
+            let total: i64 = total.try_get(0)?;
             let records = rows
                 .iter()
                 .map(|row| {
@@ -467,12 +512,19 @@ impl RecordStore for PostgresStore {
         Box::pin(async move {
             let sealer = self.sealer();
             let conn = self.pool.get().await?;
-            // Enrollments name their student by the keyed hash of its key when sealed.
-            let students: Vec<String> = students.iter().map(|key| sealer.lookup(key)).collect();
+            // Enrollments name their student by the handle of its key (`records.student`).
+            let secret = read_secret(&*conn, site, false)
+                .await?
+                .ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
+            let handles: Vec<RecordHandle> = students
+                .iter()
+                .map(|key| secret.handle(Entity::Student, key))
+                .collect();
+            let handles: Vec<&[u8]> = handles.iter().map(|h| &h.as_bytes()[..]).collect();
             let rows = conn
                 .query(
                     &enrollments_of_sql(Dialect::Postgres),
-                    &[&site.as_str(), &students],
+                    &[&site.as_str(), &handles],
                 )
                 .await?;
             rows.iter()

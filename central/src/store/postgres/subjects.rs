@@ -6,9 +6,11 @@
 use skolebro_protocol::{Entity, RecordHandle, SiteId};
 use tokio_postgres::GenericClient;
 
+use super::paging::refresh_enrolled;
 use super::PostgresStore;
 use crate::store::columns::{bytes32, entity_name, stored_site};
 use crate::store::error::{StoreError, StoreFuture};
+use crate::store::paging::Refresh;
 use crate::store::subjects::{
     student_keys_to_db, subject_hash, SubjectStore, Tombstone, TombstoneRow, TOMBSTONE_COLUMNS,
 };
@@ -152,6 +154,17 @@ impl SubjectStore for PostgresStore {
                     ],
                 )
                 .await?;
+            }
+            // A student left without the erased enrollment is no longer listed.
+            let mut sites: Vec<&str> = records
+                .iter()
+                .filter(|(_, entity, _)| matches!(entity, Entity::Enrollment | Entity::School))
+                .map(|(site, _, _)| site.as_str())
+                .collect();
+            sites.sort_unstable();
+            sites.dedup();
+            for site in sites {
+                refresh_enrolled(&tx, site, &Refresh::Site).await?;
             }
             tx.commit().await?;
             Ok(deleted)

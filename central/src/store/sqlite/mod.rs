@@ -30,6 +30,7 @@ mod fleet;
 mod key_rotations;
 mod operator_tokens;
 mod operators;
+mod paging;
 mod records;
 mod releases;
 mod retention;
@@ -128,6 +129,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         19,
         include_str!("../../../migrations/sqlite/0019_site_history.sql"),
+    ),
+    (
+        20,
+        include_str!("../../../migrations/sqlite/0020_consumer_columns.sql"),
     ),
 ];
 

@@ -10,6 +10,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId, SiteSecret};
 
 use super::devices::{read_device, read_secret};
+use super::paging::refresh_enrolled;
 use super::subjects::{mark_returned, read_tombstones};
 use super::{blocking, SqliteStore};
 use crate::seal::Sealer;
@@ -17,18 +18,18 @@ use crate::store::columns::{
     bytes32, entity_from_name, entity_name, optional_handle, seq_to_db, stored_site,
 };
 use crate::store::error::{StoreError, StoreFuture};
+use crate::store::paging::{
+    enrollments_of_sql, hex_list, page_sql, refresh_after, scope_sites, site_schools_sql, Dialect,
+};
 use crate::store::planning::{
-    plan, prepare, Current, CurrentVersions, Insert, Prepared, RenamedIdentities,
+    plan, prepare, snapshot_enrolled, Current, CurrentVersions, Insert, Prepared, RenamedIdentities,
 };
 use crate::store::records::{
     bytes_to_db, changes_to_db, check_batch, decode, decode_school, push_record, set_count,
     sort_roster, ApplyOutcome, ChainCheck, Counts, CurrentRecord, IncomingBatch, RecordStore,
     Transfer, TransferRow, Version, TRANSFER_COLUMNS,
 };
-use crate::store::records::{
-    consumer_id, consumer_page_sql, enrollments_of_sql, scope_keys, scope_sites, ConsumerPage,
-    Dialect, PagedRecords,
-};
+use crate::store::records::{consumer_id, ConsumerPage, PagedRecords};
 use crate::store::subjects::hold_erased;
 use crate::store::timestamp::Timestamp;
 
@@ -89,12 +90,24 @@ fn apply_prepared(
     let renamed = read_renamed(&tx, site)?;
     let plan = plan(&prepared, current, &renamed);
     let at = batch.at.0;
+    let snapshot = matches!(prepared, Prepared::Snapshot { .. });
+    let enrolled = snapshot_enrolled(&prepared).unwrap_or_default();
+    let mut closed = Vec::new();
     {
         let mut close = tx.prepare_cached(
-            "UPDATE records SET valid_to = ?1, is_current = 0 WHERE id = ?2 AND is_current",
+            "UPDATE records SET valid_to = ?1, is_current = 0 WHERE id = ?2 AND is_current \
+             RETURNING entity, student",
         )?;
         for id in &plan.close {
-            close.execute(params![at, id])?;
+            let row = close
+                .query_row(params![at, id], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?))
+                })
+                .optional()?;
+            if let (Some((entity, student)), false) = (row, snapshot) {
+                let student = optional_handle(student.as_deref(), "student")?;
+                closed.push((entity_from_name(&entity)?, student));
+            }
         }
         let mut renamed = tx.prepare_cached("UPDATE records SET renamed_to = ?2 WHERE id = ?1")?;
         for (id, to) in &plan.renamed_to {
@@ -103,8 +116,8 @@ fn apply_prepared(
         let mut insert = tx.prepare_cached(
             "INSERT INTO records \
              (site, entity, handle, digest, record, valid_from, valid_to, is_current, \
-              transaction_time, identity, consumer_id, key_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 1, ?6, ?7, ?8, ?9)",
+              transaction_time, identity, consumer_id, key_id, school, student, enrolled) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 1, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         for Insert { row, identity } in &plan.insert {
             let consumer = consumer_id(identity.as_ref().unwrap_or(&row.handle));
@@ -118,9 +131,13 @@ fn apply_prepared(
                 identity.as_ref().map(|identity| &identity.as_bytes()[..]),
                 &consumer[..],
                 row.key_id,
+                row.school,
+                row.student.as_ref().map(|student| &student.as_bytes()[..]),
+                row.entity == Entity::Student && enrolled.contains(&row.handle),
             ])?;
         }
     }
+    refresh_enrolled(&tx, site, &refresh_after(snapshot, &plan.insert, &closed))?;
     tx.execute(
         "UPDATE devices SET next_seq = ?2, prev = ?3 WHERE device = ?1",
         params![
@@ -436,17 +453,23 @@ impl RecordStore for SqliteStore {
         let page = page.clone();
         let sealer = self.sealer();
         Box::pin(self.call(move |conn| {
-            let (select, count) = consumer_page_sql(&page, Dialect::Sqlite);
-            let list = |items: Vec<String>| serde_json::Value::from(items).to_string();
-            let mut values: Vec<Value> = vec![
-                Value::Text(entity_name(page.entity).to_owned()),
-                Value::Text(list(scope_keys(&page))),
-                Value::Text(list(scope_sites(&page))),
-            ];
+            let list = |items: &[String]| serde_json::Value::from(items.to_vec()).to_string();
+            let site_schools = conn
+                .prepare_cached(&site_schools_sql(Dialect::Sqlite))?
+                .query_map([list(&scope_sites(&page))], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect::<Result<Vec<(String, Option<String>)>, _>>()?;
+            let sql = page_sql(&page, &site_schools, Dialect::Sqlite);
+            let mut values: Vec<Value> = sql
+                .lists
+                .iter()
+                .map(|items| Value::Text(list(items)))
+                .collect();
             values.extend(page.modified.iter().map(|(_, at)| Value::Integer(at.0)));
             values.extend(page.ids.iter().map(|(_, id)| Value::Blob(id.to_vec())));
             let total: i64 = conn
-                .prepare_cached(&count)?
+                .prepare_cached(&sql.count)?
                 .query_row(params_from_iter(values.iter()), |row| row.get(0))?;
             values.push(Value::Integer(
                 i64::try_from(page.limit).unwrap_or(i64::MAX),
@@ -454,7 +477,7 @@ impl RecordStore for SqliteStore {
             values.push(Value::Integer(
                 i64::try_from(page.offset).unwrap_or(i64::MAX),
             ));
-            let mut statement = conn.prepare_cached(&select)?;
+            let mut statement = conn.prepare_cached(&sql.select)?;
             let mut rows = statement.query(params_from_iter(values.iter()))?;
             let mut records = Vec::new();
             while let Some(row) = rows.next()? {
@@ -474,18 +497,18 @@ impl RecordStore for SqliteStore {
         students: &'a [CompactString],
     ) -> StoreFuture<'a, Vec<CurrentRecord>> {
         let site = site.clone();
+        let students = students.to_vec();
         let sealer = self.sealer();
-        // Enrollments name their student by the keyed hash of its key when sealed.
-        let students = serde_json::Value::from(
-            students
-                .iter()
-                .map(|key| sealer.lookup(key))
-                .collect::<Vec<_>>(),
-        )
-        .to_string();
         Box::pin(self.call(move |conn| {
+            // Enrollments name their student by the handle of its key (`records.student`).
+            let secret =
+                read_secret(conn, &site)?.ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
+            let handles: Vec<RecordHandle> = students
+                .iter()
+                .map(|key| secret.handle(Entity::Student, key))
+                .collect();
             let mut statement = conn.prepare_cached(&enrollments_of_sql(Dialect::Sqlite))?;
-            let mut rows = statement.query(params![site.as_str(), students])?;
+            let mut rows = statement.query(params![site.as_str(), hex_list(&handles)])?;
             let mut records = Vec::new();
             while let Some(row) = rows.next()? {
                 records.push(current_record(&sealer, row, 0, Entity::Enrollment)?);

@@ -6,9 +6,11 @@
 use rusqlite::{params, Connection, TransactionBehavior};
 use skolebro_protocol::{Entity, RecordHandle, SiteId};
 
+use super::paging::refresh_enrolled;
 use super::SqliteStore;
 use crate::store::columns::{bytes32, entity_name, stored_site};
 use crate::store::error::{StoreError, StoreFuture};
+use crate::store::paging::Refresh;
 use crate::store::subjects::{
     student_keys_to_db, subject_hash, SubjectStore, Tombstone, TombstoneRow, TOMBSTONE_COLUMNS,
 };
@@ -143,6 +145,17 @@ impl SubjectStore for SqliteStore {
                         tombstone.reason,
                     ])?;
                 }
+            }
+            // A student left without the erased enrollment is no longer listed.
+            let mut sites: Vec<&str> = records
+                .iter()
+                .filter(|(_, entity, _)| matches!(entity, Entity::Enrollment | Entity::School))
+                .map(|(site, _, _)| site.as_str())
+                .collect();
+            sites.sort_unstable();
+            sites.dedup();
+            for site in sites {
+                refresh_enrolled(&tx, site, &Refresh::Site)?;
             }
             tx.commit()?;
             Ok(deleted)

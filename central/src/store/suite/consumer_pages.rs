@@ -4,7 +4,7 @@
 
 use axum::http::Uri;
 use serde_json::Value;
-use skolebro_protocol::{Delta, Enrollment, Group, Payload, School};
+use skolebro_protocol::{Delta, Enrollment, Group, Payload, Roster, School};
 
 use super::*;
 use crate::oneroster::endpoint::Endpoint;
@@ -187,4 +187,150 @@ pub(crate) async fn paged_lists_answer_exactly_as_the_whole_roster_does(store: &
         answered >= 100,
         "only {answered} paged answers held objects"
     );
+}
+
+/// The `users` lists the store pages, whole and one page of them, for scopes of a whole site
+/// (county 46, county 03) and of part of one (each kommune of site A), against the
+/// whole-roster path: what shows that `records.school`, `student` and `enrolled` are right.
+async fn users_agree(store: &dyn Store, step: &str) -> Vec<usize> {
+    let scopes = [
+        ConsumerScope::County("46".to_owned()),
+        ConsumerScope::Kommune("4601".to_owned()),
+        ConsumerScope::Kommune("4602".to_owned()),
+        ConsumerScope::County("03".to_owned()),
+    ];
+    let mut totals = Vec::new();
+    for scope in &scopes {
+        for query in ["", "limit=4&offset=3", "orderBy=desc&limit=5&offset=1"] {
+            let endpoint = Endpoint::parse("users").expect("an endpoint");
+            let uri: Uri = format!("/users?{query}").parse().expect("a URI");
+            let request = parse_query(&uri)
+                .and_then(|parsed| PageRequest::from_query(parsed, endpoint.kind().fields()))
+                .expect("a request");
+            let plan = paged::plan(&endpoint, &request).expect("the store pages users");
+            let served = paged::serve(store, scope, &plan)
+                .await
+                .expect("the store pages");
+            assert_eq!(
+                (served.page, served.total),
+                in_memory(store, scope, &endpoint, &request).await,
+                "{step}: {scope:?} users?{query}"
+            );
+            if query.is_empty() {
+                totals.push(served.total);
+            }
+        }
+    }
+    totals
+}
+
+/// The delta renaming student `from` to `to`, with `enrollment` now naming `to`.
+fn rename_student(secret: &SiteSecret, from: &str, to: &str, enrollment: Enrollment) -> Payload {
+    let mut students = upserts(secret, &[student(to, "Omdøpt")]);
+    let old = secret.handle(Entity::Student, from);
+    students.deletes = vec![old];
+    students.renames = vec![(old, secret.handle(Entity::Student, to))];
+    Payload::Delta(Delta {
+        students,
+        enrollments: upserts(
+            secret,
+            &[Enrollment {
+                student: to.into(),
+                ..enrollment
+            }],
+        ),
+        ..Delta::default()
+    })
+}
+
+pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_counts_match_the_roster(
+    store: &dyn Store,
+) {
+    two_counties(store).await;
+    let secret = secret_a();
+    // 24 of site A's 25 students are enrolled, 16 at 46505 and 8 at 46507; site B has 4.
+    assert_eq!(users_agree(store, "as enrolled").await, [24, 16, 8, 4]);
+
+    let at_46505 = |n: usize, student: &str| Enrollment {
+        source_key: format!("e{n}").into(),
+        student: student.into(),
+        school: "46505".into(),
+        group: None,
+    };
+    // A rename: the student keeps its sourcedId and its enrollment follows the new key.
+    applied(
+        store,
+        rename_student(&secret, "s2", "s2-ny", at_46505(2, "s2")),
+        4_000,
+    )
+    .await;
+    assert_eq!(users_agree(store, "after a rename").await, [24, 16, 8, 4]);
+
+    // A move: student 1 changes school; student 25 is enrolled for the first time.
+    let mut enrollments = upserts(&secret, &[at_46505(1, "s1"), at_46505(25, "s25")]);
+    enrollments.sort();
+    applied(
+        store,
+        Payload::Delta(Delta {
+            enrollments,
+            ..Delta::default()
+        }),
+        5_000,
+    )
+    .await;
+    assert_eq!(users_agree(store, "after a move").await, [25, 18, 7, 4]);
+
+    // A closed enrollment leaves its student unlisted; a closed student leaves its
+    // enrollment naming nobody.
+    let mut enrollments = upserts::<Enrollment>(&secret, &[]);
+    enrollments.deletes = vec![secret.handle(Entity::Enrollment, "e4")];
+    let mut students = upserts::<Student>(&secret, &[]);
+    students.deletes = vec![secret.handle(Entity::Student, "s6")];
+    applied(
+        store,
+        Payload::Delta(Delta {
+            students,
+            enrollments,
+            ..Delta::default()
+        }),
+        6_000,
+    )
+    .await;
+    assert_eq!(users_agree(store, "after closes").await, [23, 17, 6, 4]);
+
+    // A closed school takes its students out of every scope; a snapshot brings it back
+    // with three of its pupils, and student 6 (whose enrollment stayed) back.
+    let mut schools = upserts::<School>(&secret, &[]);
+    schools.deletes = vec![secret.handle(Entity::School, "46507")];
+    applied(
+        store,
+        Payload::Delta(Delta {
+            schools,
+            ..Delta::default()
+        }),
+        7_000,
+    )
+    .await;
+    assert_eq!(
+        users_agree(store, "after a school closed").await,
+        [17, 17, 0, 4]
+    );
+
+    let roster = current_a(store).await;
+    let kept: Vec<Enrollment> = roster
+        .enrollments
+        .iter()
+        .filter(|e| e.school == "46505" || ["e7", "e10", "e13"].contains(&e.source_key.as_str()))
+        .cloned()
+        .collect();
+    let mut students = roster.students.clone();
+    students.push(student("s6", "Elev 6"));
+    let snapshot = Roster {
+        schools: vec![school_at("46505", "4601"), school_at("46507", "4602")],
+        students,
+        groups: roster.groups.clone(),
+        enrollments: kept,
+    };
+    applied(store, Payload::Snapshot(snapshot), 8_000).await;
+    assert_eq!(users_agree(store, "after a snapshot").await, [21, 18, 3, 4]);
 }

@@ -1,0 +1,405 @@
+//! The SQL of consumer paging, written once for both databases: the page and count of
+//! [`crate::store::RecordStore::consumer_page`], the enrollments that place a page of
+//! students, and the upkeep of `records.enrolled` that lets a page of students be counted
+//! and skipped on one index. The backends bind the parameters and run the statements; the
+//! consumer API (`crate::oneroster::paged`) decides what a page asks for.
+//!
+//! Scope is checked on columns, not JSON: `school` (the skolenummer of a school, basisgruppe
+//! or enrollment), `student` (an enrollment's student, as the handle the site secret makes of
+//! its key) and `enrolled` (a current student named by a current enrollment at one of its
+//! site's schools). A site whose every school is in the scope ("whole") has exactly its
+//! enrolled students listed, so their count and offset read the partial index
+//! `records_consumer_students` alone; a site only partly in the scope checks each of its
+//! enrolled students with one probe of `records_enrollment_student`.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use skolebro_protocol::{Entity, RecordHandle};
+
+use super::columns::entity_name;
+use super::planning::Insert;
+use super::records::ConsumerPage;
+
+/// The SQL spelling of the two databases, for the statements both run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub(crate) fn param(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    /// A row's record JSON as text.
+    fn record(self, row: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("{row}.record"),
+            Dialect::Postgres => format!("{row}.record::text"),
+        }
+    }
+
+    /// A top-level text field of a row's record JSON.
+    fn field(self, row: &str, field: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract({row}.record, '$.{field}')"),
+            Dialect::Postgres => format!("({row}.record->>'{field}')"),
+        }
+    }
+
+    /// `site`, a unit separator and the `school` column: how a school of the scope is named
+    /// in a list parameter ([`scope_keys`]).
+    fn site_and_school(self, row: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("({row}.site || char(31) || {row}.school)"),
+            Dialect::Postgres => format!("(({row}.site || chr(31) || {row}.school) COLLATE \"C\")"),
+        }
+    }
+
+    /// Membership in the text list parameter `n` (a JSON array in SQLite, an array in
+    /// PostgreSQL).
+    fn among(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("IN (SELECT value FROM json_each(?{n}))"),
+            Dialect::Postgres => format!("= ANY(${n})"),
+        }
+    }
+
+    /// Membership in the handle list parameter `n` (hex in a JSON array in SQLite, a
+    /// `bytea[]` in PostgreSQL).
+    fn among_handles(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("IN (SELECT unhex(value) FROM json_each(?{n}))"),
+            Dialect::Postgres => format!("= ANY(${n})"),
+        }
+    }
+}
+
+/// The scope's schools as `site`, unit separator, skolenummer.
+fn scope_keys<'a>(page: &'a ConsumerPage, sites: &'a BTreeSet<String>) -> Vec<String> {
+    page.schools
+        .iter()
+        .filter(|(site, _)| sites.contains(site.as_str()))
+        .map(|(site, school)| format!("{}\u{1f}{school}", site.as_str()))
+        .collect()
+}
+
+/// The statement reading the current schools (`site`, `school`) of the sites in text list
+/// parameter 1: what tells a whole site from a partly covered one ([`page_sql`]).
+pub(crate) fn site_schools_sql(dialect: Dialect) -> String {
+    format!(
+        "SELECT site, school FROM records \
+         WHERE entity = 'schools' AND is_current AND site {}",
+        dialect.among(1)
+    )
+}
+
+/// The scope's sites: the first list parameter of [`site_schools_sql`].
+pub(crate) fn scope_sites(page: &ConsumerPage) -> Vec<String> {
+    let sites: BTreeSet<String> = page
+        .schools
+        .iter()
+        .map(|(site, _)| site.as_str().to_owned())
+        .collect();
+    sites.into_iter().collect()
+}
+
+/// The two statements of a consumer page and their list parameters: the page selects site,
+/// handle, record, `valid_from` and identity; the count counts the same rows. Parameters:
+/// `lists` (text lists) first, then each `modified` bound, each `ids` bound, and (the page
+/// only) limit and offset.
+#[derive(Debug)]
+pub(crate) struct PageSql {
+    pub select: String,
+    pub count: String,
+    pub lists: Vec<Vec<String>>,
+}
+
+/// The page and count for `page`, given the current schools of its sites as
+/// [`site_schools_sql`] read them.
+pub(crate) fn page_sql(
+    page: &ConsumerPage,
+    site_schools: &[(String, Option<String>)],
+    dialect: Dialect,
+) -> PageSql {
+    let sites: BTreeSet<String> = scope_sites(page).into_iter().collect();
+    let mut lists: Vec<Vec<String>> = Vec::new();
+    let mut list = |items: Vec<String>| {
+        lists.push(items);
+        lists.len()
+    };
+    let entity = entity_name(page.entity);
+    let mut from = "records r".to_owned();
+    let scope = match page.entity {
+        Entity::School | Entity::Group | Entity::Enrollment => {
+            let sites_n = list(sites.iter().cloned().collect());
+            let keys_n = list(scope_keys(page, &sites));
+            let mut scope = format!(
+                "r.site {} AND {} {}",
+                dialect.among(sites_n),
+                dialect.site_and_school("r"),
+                dialect.among(keys_n)
+            );
+            if page.entity == Entity::Enrollment {
+                scope.push_str(&format!(" AND {} IS NOT NULL", dialect.field("r", "group")));
+            }
+            scope
+        }
+        Entity::Student => {
+            let (whole, partial) = split_sites(page, &sites, site_schools);
+            let probe = |keys_n: usize| {
+                format!(
+                    "EXISTS (SELECT 1 FROM records e WHERE e.site = r.site \
+                     AND e.entity = 'enrollments' AND e.is_current AND e.student = r.handle \
+                     AND {} {})",
+                    dialect.site_and_school("e"),
+                    dialect.among(keys_n)
+                )
+            };
+            let scope = if partial.is_empty() {
+                if dialect == Dialect::Sqlite {
+                    // The count and the offset then read this index alone.
+                    from.push_str(" INDEXED BY records_consumer_students");
+                }
+                format!("r.site {}", dialect.among(list(whole)))
+            } else {
+                let keys = scope_keys(page, &partial);
+                let partial_n = list(partial.into_iter().collect());
+                let keys_n = list(keys);
+                let partly = format!("r.site {} AND {}", dialect.among(partial_n), probe(keys_n));
+                if whole.is_empty() {
+                    partly
+                } else {
+                    format!("(r.site {} OR ({partly}))", dialect.among(list(whole)))
+                }
+            };
+            format!("r.enrolled AND {scope}")
+        }
+    };
+    let mut condition = format!("r.entity = '{entity}' AND r.is_current AND {scope}");
+    let mut next = lists.len() + 1;
+    for (compare, _) in &page.modified {
+        condition.push_str(&format!(
+            " AND r.valid_from {} {}",
+            compare.sql(),
+            dialect.param(next)
+        ));
+        next += 1;
+    }
+    for (compare, _) in &page.ids {
+        condition.push_str(&format!(
+            " AND r.consumer_id {} {}",
+            compare.sql(),
+            dialect.param(next)
+        ));
+        next += 1;
+    }
+    let order = if page.descending { "DESC" } else { "ASC" };
+    // The offset skips index entries only; the page's rows are read by id afterwards.
+    let select = format!(
+        "SELECT r.site, r.handle, {}, r.valid_from, COALESCE(r.identity, r.handle) \
+         FROM records r WHERE r.id IN (SELECT r.id FROM {from} WHERE {condition} \
+         ORDER BY r.consumer_id {order} LIMIT {} OFFSET {}) ORDER BY r.consumer_id {order}",
+        dialect.record("r"),
+        dialect.param(next),
+        dialect.param(next + 1)
+    );
+    let count = format!("SELECT COUNT(*) FROM {from} WHERE {condition}");
+    PageSql {
+        select,
+        count,
+        lists,
+    }
+}
+
+/// The scope's sites split into those whose every current school is in the scope (whole)
+/// and the others (partly covered).
+fn split_sites(
+    page: &ConsumerPage,
+    sites: &BTreeSet<String>,
+    site_schools: &[(String, Option<String>)],
+) -> (Vec<String>, BTreeSet<String>) {
+    let covered: HashSet<(&str, &str)> = page
+        .schools
+        .iter()
+        .map(|(site, school)| (site.as_str(), school.as_str()))
+        .collect();
+    let mut whole: BTreeMap<&str, bool> = sites.iter().map(|site| (site.as_str(), true)).collect();
+    for (site, school) in site_schools {
+        let inside = school
+            .as_deref()
+            .is_some_and(|school| covered.contains(&(site.as_str(), school)));
+        if let Some(all) = whole.get_mut(site.as_str()) {
+            *all &= inside;
+        }
+    }
+    let (all, part): (Vec<_>, Vec<_>) = whole.into_iter().partition(|(_, all)| *all);
+    (
+        all.into_iter().map(|(site, _)| site.to_owned()).collect(),
+        part.into_iter().map(|(site, _)| site.to_owned()).collect(),
+    )
+}
+
+/// The statement reading the current enrollments of some students of one site, sorted by
+/// handle: parameters 1 the site, 2 the students' handles as a list.
+pub(crate) fn enrollments_of_sql(dialect: Dialect) -> String {
+    // Unanalysed, SQLite would rather walk the site's every enrollment by `records_current`.
+    let index = match dialect {
+        Dialect::Sqlite => " INDEXED BY records_enrollment_student",
+        Dialect::Postgres => "",
+    };
+    format!(
+        "SELECT e.handle, {}, e.valid_from, COALESCE(e.identity, e.handle) FROM records e{index} \
+         WHERE e.site = {} AND e.entity = 'enrollments' AND e.is_current AND e.student {} \
+         ORDER BY e.handle",
+        dialect.record("e"),
+        dialect.param(1),
+        dialect.among_handles(2)
+    )
+}
+
+/// Sets `enrolled` anew on the current students of site parameter 1 where it changed, and
+/// only there (a snapshot rewrites no row whose flag stands). With `students`, only the
+/// students whose handles are list parameter 2.
+pub(crate) fn refresh_enrolled_sql(dialect: Dialect, students: bool) -> String {
+    let which = if students {
+        format!(" AND r.handle {}", dialect.among_handles(2))
+    } else {
+        String::new()
+    };
+    format!(
+        "UPDATE records AS r SET enrolled = NOT r.enrolled \
+         WHERE r.site = {} AND r.entity = 'students' AND r.is_current{which} \
+         AND r.enrolled <> EXISTS (SELECT 1 FROM records e \
+             WHERE e.site = r.site AND e.entity = 'enrollments' AND e.is_current \
+             AND e.student = r.handle \
+             AND EXISTS (SELECT 1 FROM records c WHERE c.site = e.site AND c.entity = 'schools' \
+                         AND c.is_current AND c.school = e.school))",
+        dialect.param(1)
+    )
+}
+
+/// Which students' `enrolled` flags a write may have changed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// Every student of the site: a snapshot, or a school came or went.
+    Site,
+    /// Only these (sorted, without repeats; empty: none).
+    Students(Vec<RecordHandle>),
+}
+
+/// What to refresh after a write that inserted `inserted` and closed the versions `closed`
+/// (each with its kind and, for an enrollment, its student).
+pub(crate) fn refresh_after(
+    snapshot: bool,
+    inserted: &[Insert<'_>],
+    closed: &[(Entity, Option<RecordHandle>)],
+) -> Refresh {
+    let school_changed = inserted
+        .iter()
+        .any(|insert| insert.row.entity == Entity::School)
+        || closed.iter().any(|(entity, _)| *entity == Entity::School);
+    if snapshot || school_changed {
+        return Refresh::Site;
+    }
+    let mut students: BTreeSet<RecordHandle> = closed
+        .iter()
+        .filter_map(|(entity, student)| (*entity == Entity::Enrollment).then_some(*student))
+        .flatten()
+        .collect();
+    for Insert { row, .. } in inserted {
+        match row.entity {
+            Entity::Student => {
+                students.insert(row.handle);
+            }
+            Entity::Enrollment => students.extend(row.student),
+            Entity::School | Entity::Group => {}
+        }
+    }
+    Refresh::Students(students.into_iter().collect())
+}
+
+/// Hex of each handle, as the SQLite statements' handle lists take them.
+pub(crate) fn hex_list(handles: &[RecordHandle]) -> String {
+    serde_json::Value::from(
+        handles
+            .iter()
+            .map(|handle| hex::encode(handle.as_bytes()))
+            .collect::<Vec<_>>(),
+    )
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use compact_str::CompactString;
+    use skolebro_protocol::SiteId;
+
+    use super::*;
+
+    fn page(schools: &[(&str, &str)]) -> ConsumerPage {
+        ConsumerPage {
+            entity: Entity::Student,
+            schools: schools
+                .iter()
+                .map(|(site, school)| {
+                    (
+                        SiteId::new(*site).expect("a site id"),
+                        CompactString::from(*school),
+                    )
+                })
+                .collect(),
+            modified: Vec::new(),
+            ids: Vec::new(),
+            descending: false,
+            offset: 0,
+            limit: 100,
+        }
+    }
+
+    fn stored(schools: &[(&str, &str)]) -> Vec<(String, Option<String>)> {
+        schools
+            .iter()
+            .map(|(site, school)| ((*site).to_owned(), Some((*school).to_owned())))
+            .collect()
+    }
+
+    #[test]
+    fn a_scope_of_whole_sites_pages_students_on_the_enrolled_index_alone() {
+        let page = page(&[("skole-a", "1"), ("skole-a", "2")]);
+        let sql = page_sql(
+            &page,
+            &stored(&[("skole-a", "1"), ("skole-a", "2")]),
+            Dialect::Sqlite,
+        );
+        assert_eq!(sql.lists, vec![vec!["skole-a".to_owned()]]);
+        assert!(sql.count.contains("INDEXED BY records_consumer_students"));
+        assert!(!sql.count.contains("EXISTS"));
+    }
+
+    #[test]
+    fn a_site_with_a_school_outside_the_scope_checks_each_student_for_an_enrollment_inside() {
+        let page = page(&[("skole-a", "1"), ("skole-b", "3")]);
+        let sql = page_sql(
+            &page,
+            &stored(&[("skole-a", "1"), ("skole-a", "2"), ("skole-b", "3")]),
+            Dialect::Postgres,
+        );
+        assert_eq!(
+            sql.lists,
+            vec![
+                vec!["skole-a".to_owned()],
+                vec!["skole-a\u{1f}1".to_owned()],
+                vec!["skole-b".to_owned()],
+            ]
+        );
+        assert!(sql
+            .count
+            .contains("r.site = ANY($3) OR (r.site = ANY($1) AND EXISTS"));
+        assert!(sql.select.contains("LIMIT $4 OFFSET $5"));
+    }
+}
