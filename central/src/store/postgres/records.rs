@@ -61,11 +61,12 @@ const COPY_TYPES: [Type; 15] = [
     Type::BOOL,  // enrolled
 ];
 
-/// Rows a snapshot inserts from which `records` is vacuumed and analysed after it commits
-/// (`VACUUM (ANALYZE) records`): a fresh county's first snapshot otherwise leaves the
-/// planner guessing at an empty table and the new rows not yet visible to all, and its
-/// consumer pages take plans that read every row instead of an index alone. Autovacuum
-/// would get there, minutes later.
+/// Rows a snapshot inserts from which `records` is analysed after it commits (`ANALYZE
+/// records`, a sample of the table): a fresh county's first snapshot otherwise leaves the
+/// planner guessing at an empty table, and its consumer pages take plans that read every
+/// row. Not `VACUUM`: in a night when thousands of schools deliver, a vacuum of the whole
+/// table after each large snapshot would compete with the applies; autovacuum marks the new
+/// rows visible to all (which index-only scans need) within minutes of a large insert.
 const ANALYZE_AFTER: usize = 10_000;
 
 impl PostgresStore {
@@ -225,8 +226,8 @@ impl PostgresStore {
         tx.commit().await?;
         if snapshot && plan.insert.len() >= ANALYZE_AFTER {
             // The batch is in: a failure here costs speed, not data, so it is only logged.
-            if let Err(error) = conn.batch_execute("VACUUM (ANALYZE) records").await {
-                tracing::warn!(%error, "vacuuming records after a large snapshot failed");
+            if let Err(error) = conn.batch_execute("ANALYZE records").await {
+                tracing::warn!(%error, "analysing records after a large snapshot failed");
             }
         }
         Ok(ApplyOutcome::Applied(changes))
