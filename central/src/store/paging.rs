@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use skolebro_protocol::{Entity, RecordHandle};
+use skolebro_protocol::{Entity, RecordHandle, SiteId};
 
 use super::columns::entity_name;
 use super::planning::Insert;
@@ -332,6 +332,22 @@ pub(crate) fn hex_list(handles: &[RecordHandle]) -> String {
             .collect::<Vec<_>>(),
     )
     .to_string()
+}
+
+/// The sites whose `enrolled` flags an erasure of `records` can change: those where it
+/// removed an enrollment or a school (a student left without them is no longer listed).
+/// Each site once.
+pub(crate) fn sites_to_refresh_after_erasure(
+    records: &[(SiteId, Entity, RecordHandle)],
+) -> Vec<&str> {
+    let mut sites: Vec<&str> = records
+        .iter()
+        .filter(|(_, entity, _)| matches!(entity, Entity::Enrollment | Entity::School))
+        .map(|(site, _, _)| site.as_str())
+        .collect();
+    sites.sort_unstable();
+    sites.dedup();
+    sites
 }
 
 #[cfg(test)]

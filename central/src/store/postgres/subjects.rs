@@ -10,7 +10,7 @@ use super::paging::refresh_enrolled;
 use super::PostgresStore;
 use crate::store::columns::{bytes32, entity_name, stored_site};
 use crate::store::error::{StoreError, StoreFuture};
-use crate::store::paging::Refresh;
+use crate::store::paging::{sites_to_refresh_after_erasure, Refresh};
 use crate::store::subjects::{
     student_keys_to_db, subject_hash, SubjectStore, Tombstone, TombstoneRow, TOMBSTONE_COLUMNS,
 };
@@ -155,15 +155,7 @@ impl SubjectStore for PostgresStore {
                 )
                 .await?;
             }
-            // A student left without the erased enrollment is no longer listed.
-            let mut sites: Vec<&str> = records
-                .iter()
-                .filter(|(_, entity, _)| matches!(entity, Entity::Enrollment | Entity::School))
-                .map(|(site, _, _)| site.as_str())
-                .collect();
-            sites.sort_unstable();
-            sites.dedup();
-            for site in sites {
+            for site in sites_to_refresh_after_erasure(records) {
                 refresh_enrolled(&tx, site, &Refresh::Site).await?;
             }
             tx.commit().await?;
