@@ -38,7 +38,7 @@ UPDATE records r SET enrolled = true
                       AND c.entity = 'schools' AND c.school = e.school));
 -- The enrolled students in sourcedId order, with their site and row id: the offset and page
 -- of `users` for a scope of whole sites run on this index alone (an index-only scan once
--- the rows are visible to all, which the `VACUUM` after a large snapshot sees to), then
+-- the rows are visible to all, which autovacuum sees to after a large snapshot), then
 -- fetch the page's rows by id.
 CREATE INDEX records_consumer_students ON records (consumer_id, site) INCLUDE (id)
     WHERE is_current AND entity = 'students' AND enrolled;
