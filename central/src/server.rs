@@ -516,6 +516,12 @@ async fn accept_connections<F, Fut>(
                         continue;
                     }
                 };
+                // Requests and answers are small and come one at a time: with Nagle's
+                // algorithm an answer written in two segments waits for the peer's ack of
+                // the first, which the peer's delayed ack holds for 40 ms.
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(listener = name, %peer, %error, "cannot turn off Nagle's algorithm");
+                }
                 let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                     tracing::warn!(listener = name, %peer, "too many connections; closing a new one");
                     refused();

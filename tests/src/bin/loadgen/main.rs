@@ -58,9 +58,13 @@ struct Args {
     /// Seconds between a device's heartbeats.
     #[arg(long, default_value_t = 60)]
     heartbeat_seconds: u64,
-    /// The run's length; by default the exports' windows and one heartbeat interval more.
+    /// The run's length; by default the exports' windows and one heartbeat interval more
+    /// (with `--heartbeats-only`, three heartbeat intervals).
     #[arg(long)]
     duration_seconds: Option<u64>,
+    /// No exports: the devices only heartbeat, as on a school day between two nights.
+    #[arg(long)]
+    heartbeats_only: bool,
     /// Requests in flight at once, fleet-wide.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -151,10 +155,12 @@ async fn run(
     }
     let window = Duration::from_secs(args.window_seconds);
     let heartbeat = Duration::from_secs(args.heartbeat_seconds);
-    let duration = args.duration_seconds.map_or(
-        window * (args.nights as u32 + 1) + heartbeat,
-        Duration::from_secs,
-    );
+    let nights = if args.heartbeats_only {
+        heartbeat * 3
+    } else {
+        window * (args.nights as u32 + 1) + heartbeat
+    };
+    let duration = args.duration_seconds.map_or(nights, Duration::from_secs);
     let lifetime = duration + GRACE + Duration::from_secs(3600);
     let clients = devices
         .iter()
@@ -196,7 +202,9 @@ async fn run(
             client.clone(),
             Arc::clone(&night),
         ));
-        deliveries.spawn(async move { (index, device::deliver(device, client, night).await) });
+        if !args.heartbeats_only {
+            deliveries.spawn(async move { (index, device::deliver(device, client, night).await) });
+        }
     }
     let mut acked: Vec<Delivered> = vec![(None, None); devices.len()];
     let ending = tokio::time::sleep_until((start + duration + GRACE).into());
