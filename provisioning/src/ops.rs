@@ -100,7 +100,7 @@ pub const LOG_FORMAT_ENV: &str = "SKOLEBRO_LOG_FORMAT";
 /// The log filter from `RUST_LOG` (`debug`, `skolebro_agent=debug,info`: a level per target),
 /// info when it is unset or not understood. Targets and levels are all the binaries need;
 /// tracing-subscriber's `EnvFilter` would also match spans and fields, and its regex engine
-/// alone costs the agent on the Pi about 300 KiB.
+/// alone was 212 KiB of the agent's code on the Pi (docs/BENCHMARKS.md).
 pub fn log_filter() -> Targets {
     std::env::var("RUST_LOG")
         .ok()
