@@ -6,8 +6,17 @@
 //! rotation; it checks what it can before storing: the statement's form, and for a release
 //! rotation the current release key's signature, since central follows the release key
 //! itself ([`current_release_key`]) to check the manifests operations register.
+//!
+//! Heartbeats read the rotations through a [`RotationCache`]: the list changes a few times a
+//! year, and reading it from the store twice per heartbeat was a third of a heartbeat's
+//! queries at a fleet's scale (issue 15). Registering a release and publishing a rotation
+//! still read the store itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use parking_lot::Mutex;
 use skolebro_protocol::rotation::{KeyRole, KeyRotation, Rotated, RotationError};
 use skolebro_protocol::ReleaseVerifyingKey;
 
@@ -25,18 +34,72 @@ pub(crate) enum PublishError {
     Store(#[from] StoreError),
 }
 
-/// The release key manifests must verify with now: `configured` (`release_key`, sequence 0),
-/// followed through every published release rotation it signed, in sequence order. `None`
-/// without a configured key.
+/// How long a heartbeat may answer from the rotations this process read last. A rotation
+/// published through another instance reaches that instance's devices at most this much
+/// later; one published through this instance, at once ([`RotationCache::forget`]).
+pub(crate) const ROTATIONS_FRESH_FOR: Duration = Duration::from_secs(5);
+
+/// The published rotations as this process last read them, for the heartbeat path. The
+/// table only grows, and a device that misses a rotation in one answer gets it in the next,
+/// so an answer a few seconds behind the store loses nothing; every instance on a shared
+/// store catches up within [`ROTATIONS_FRESH_FOR`].
+pub(crate) struct RotationCache {
+    fresh_for: Duration,
+    last: Mutex<Option<(Instant, Arc<[PublishedRotation]>)>>,
+}
+
+impl RotationCache {
+    pub(crate) fn new(fresh_for: Duration) -> RotationCache {
+        RotationCache {
+            fresh_for,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The rotations read within `fresh_for`, or read now. Heartbeats arriving together at
+    /// expiry may each read once; that is a handful of reads, not one per heartbeat.
+    pub(crate) async fn get(
+        &self,
+        store: &dyn Store,
+    ) -> Result<Arc<[PublishedRotation]>, StoreError> {
+        if let Some((read_at, rotations)) = &*self.last.lock() {
+            if read_at.elapsed() < self.fresh_for {
+                return Ok(Arc::clone(rotations));
+            }
+        }
+        let rotations: Arc<[PublishedRotation]> = store.key_rotations().await?.into();
+        *self.last.lock() = Some((Instant::now(), Arc::clone(&rotations)));
+        Ok(rotations)
+    }
+
+    /// Drops what was read, so the next heartbeat carries a rotation this process has just
+    /// published.
+    pub(crate) fn forget(&self) {
+        *self.last.lock() = None;
+    }
+}
+
+/// The release key manifests must verify with now, read from the store: see
+/// [`follow_release_key`].
 pub(crate) async fn current_release_key(
     store: &dyn Store,
     configured: Option<&ReleaseVerifyingKey>,
 ) -> Result<Option<Rotated<ReleaseVerifyingKey>>, StoreError> {
-    let Some(key) = configured.copied() else {
-        return Ok(None);
-    };
+    Ok(follow_release_key(
+        &store.key_rotations().await?,
+        configured,
+    ))
+}
+
+/// `configured` (`release_key`, sequence 0) followed through every release rotation of
+/// `rotations` it signed, in sequence order. `None` without a configured key.
+pub(crate) fn follow_release_key(
+    rotations: &[PublishedRotation],
+    configured: Option<&ReleaseVerifyingKey>,
+) -> Option<Rotated<ReleaseVerifyingKey>> {
+    let key = configured.copied()?;
     let mut current = Rotated { sequence: 0, key };
-    for rotation in store.key_rotations().await? {
+    for rotation in rotations {
         if rotation.role != KeyRole::Release.name() {
             continue;
         }
@@ -58,7 +121,7 @@ pub(crate) async fn current_release_key(
             }
         }
     }
-    Ok(Some(current))
+    Some(current)
 }
 
 /// Checks and stores a rotation statement; returns it as read, and whether it is new (the
@@ -93,12 +156,77 @@ pub(crate) async fn publish(
 }
 
 /// Every published rotation, base64, for a heartbeat answer.
-pub(crate) async fn for_answer(store: &dyn Store) -> Result<Vec<String>, StoreError> {
+pub(crate) fn for_answer(rotations: &[PublishedRotation]) -> Vec<String> {
     let engine = base64::engine::general_purpose::STANDARD;
-    Ok(store
-        .key_rotations()
-        .await?
+    rotations
         .iter()
         .map(|rotation| engine.encode(&rotation.statement))
-        .collect())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn rotation(sequence: u64) -> PublishedRotation {
+        PublishedRotation {
+            role: KeyRole::Stick.name().to_owned(),
+            sequence,
+            statement: vec![sequence as u8; 8],
+            published: Timestamp::now(),
+        }
+    }
+
+    async fn sequences(cache: &RotationCache, store: &dyn Store) -> Vec<u64> {
+        let rotations = cache.get(store).await.unwrap();
+        rotations
+            .iter()
+            .map(|published| published.sequence)
+            .collect()
+    }
+
+    async fn store_with(rotations: &[PublishedRotation]) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("central.db"))
+            .await
+            .unwrap();
+        for published in rotations {
+            assert!(store.publish_key_rotation(published).await.unwrap());
+        }
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_fresh_cache_answers_without_the_rotation_another_instance_just_published() {
+        let (_dir, store) = store_with(&[rotation(1)]).await;
+        let cache = RotationCache::new(Duration::from_secs(3600));
+        assert_eq!(sequences(&cache, &store).await, [1]);
+
+        // Another instance on the same store publishes: this one answers from what it read
+        // until the cache goes stale.
+        store.publish_key_rotation(&rotation(2)).await.unwrap();
+        assert_eq!(sequences(&cache, &store).await, [1]);
+
+        // Publishing through this instance forgets what was read.
+        cache.forget();
+        assert_eq!(sequences(&cache, &store).await, [1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_stale_cache_reads_the_store_again() {
+        let (_dir, store) = store_with(&[]).await;
+        let cache = RotationCache::new(Duration::ZERO);
+        assert!(sequences(&cache, &store).await.is_empty());
+        store.publish_key_rotation(&rotation(1)).await.unwrap();
+        assert_eq!(sequences(&cache, &store).await, [1]);
+    }
+
+    #[test]
+    fn the_heartbeat_answer_carries_each_statement_in_base64() {
+        assert_eq!(
+            for_answer(&[rotation(1), rotation(2)]),
+            ["AQEBAQEBAQE=", "AgICAgICAgI="]
+        );
+    }
 }

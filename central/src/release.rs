@@ -28,7 +28,9 @@ use skolebro_provisioning::DeviceIdentity;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::audit;
-use crate::store::{RolloutChange, Store, StoreError, Timestamp, UpdateEvent, UpdateState};
+use crate::store::{
+    PublishedRotation, RolloutChange, Store, StoreError, Timestamp, UpdateEvent, UpdateState,
+};
 
 /// Longest reason kept from an agent's report; longer ones are cut, so a broken agent cannot
 /// fill the database through its heartbeats.
@@ -156,6 +158,7 @@ pub(crate) async fn record_report(
 pub(crate) async fn offer(
     store: &dyn Store,
     settings: &ReleaseSettings,
+    rotations: &[PublishedRotation],
     identity: &DeviceIdentity,
     running: &str,
     target: &str,
@@ -163,8 +166,7 @@ pub(crate) async fn offer(
     let failed = store.failed_releases(&identity.device).await?;
     // The configured key followed through the published release key rotations: a manifest
     // signed with a rotated-out key is one every device refuses.
-    let key = crate::key_rotation::current_release_key(store, settings.key.as_ref())
-        .await?
+    let key = crate::key_rotation::follow_release_key(rotations, settings.key.as_ref())
         .map(|current| current.key);
     let releases = store.releases().await?;
     let now_unix = u64::try_from(Timestamp::now().unix_millis() / 1000).unwrap_or(0);

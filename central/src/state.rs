@@ -10,6 +10,7 @@ use std::time::Duration;
 use skolebro_protocol::SealingPrivateKey;
 
 use crate::enroll::{EnrollSettings, Enroller};
+use crate::key_rotation::{RotationCache, ROTATIONS_FRESH_FOR};
 use crate::metrics::Metrics;
 use crate::oneroster::PublicUrl;
 use crate::release::ReleaseSettings;
@@ -26,6 +27,9 @@ pub(crate) struct AppState {
     pub max_batch_bytes: usize,
     pub enroller: Enroller,
     pub releases: ReleaseSettings,
+    /// The published key rotations every heartbeat answer carries, read at most every few
+    /// seconds rather than per heartbeat.
+    pub rotations: RotationCache,
     /// This process's counters for `GET /metrics`; the fleet's state is read at scrape time.
     pub metrics: Metrics,
     /// The base of the consumer API's links and `href`s when configured; `None` takes it
@@ -50,6 +54,7 @@ impl AppState {
             max_batch_bytes,
             enroller: Enroller::new(enroll),
             releases,
+            rotations: RotationCache::new(ROTATIONS_FRESH_FOR),
             metrics: Metrics::new(),
             consumer_public_url: None,
             retention: RetentionPolicy::default(),

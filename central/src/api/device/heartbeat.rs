@@ -3,7 +3,8 @@
 //! the same transaction), its update step into the release log, and the answer carries those
 //! commands, the release [`crate::release::offer`] chooses for it and, with a statement key,
 //! central's signed statement of the time and of that offer ([`crate::release::statement`]),
-//! and every published key rotation (`crate::key_rotation`).
+//! and every published key rotation (`crate::key_rotation`, read through the process's
+//! short-lived cache).
 
 use std::sync::Arc;
 
@@ -71,11 +72,13 @@ pub(crate) async fn post_heartbeat(
     if let Some(report) = &heartbeat.update {
         release::record_report(state.store.as_ref(), &identity.device, report).await?;
     }
+    let rotations = state.rotations.get(state.store.as_ref()).await?;
     let release = match &heartbeat.target {
         Some(target) => {
             release::offer(
                 state.store.as_ref(),
                 &state.releases,
+                &rotations,
                 &identity,
                 &heartbeat.version,
                 target,
@@ -105,7 +108,7 @@ pub(crate) async fn post_heartbeat(
             Timestamp::now(),
         )
     });
-    let key_rotations = key_rotation::for_answer(state.store.as_ref()).await?;
+    let key_rotations = key_rotation::for_answer(&rotations);
     Ok((
         StatusCode::OK,
         Json(HeartbeatAnswer {

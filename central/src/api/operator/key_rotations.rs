@@ -53,6 +53,7 @@ pub(crate) async fn post_key_rotation(
         Timestamp::now(),
     )
     .await;
+    state.rotations.forget();
     let (rotation, new) = match published {
         Ok(published) => published,
         Err(PublishError::Invalid(error)) => {

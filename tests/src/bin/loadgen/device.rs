@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use serde_json::json;
-use skolebro_protocol::api::BatchAck;
+use skolebro_protocol::api::{AgentState, BatchAck, DeviationCounts, Heartbeat};
 use skolebro_protocol::envelope::seal;
 use skolebro_protocol::{
     ChainHead, DeviceId, DeviceSigningKey, Entity, Header, Kind, Payload, Roster, SealingPublicKey,
@@ -35,6 +34,9 @@ const NIGHTLY: Churn = Churn {
     rename: 0.005,
     move_class: 0.005,
 };
+
+/// The build target a Pi's agent names in its heartbeats.
+const PI_TARGET: &str = "aarch64-unknown-linux-gnu";
 
 /// Longest a device waits for one answer before counting a timeout and trying again.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -296,11 +298,23 @@ async fn send(client: &reqwest::Client, night: &Night, envelope: Vec<u8>, record
 pub(crate) async fn heartbeat(device: Arc<Device>, client: reqwest::Client, night: Arc<Night>) {
     let mut rng = Rng::new(device.seed ^ 0x4ea7_b347);
     let url = format!("{}/v1/heartbeat", night.device_url);
-    let body = json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "state": "healthy",
-        "outbox_depth": 0,
-    });
+    // What the agent's daemon sends when healthy with nothing waiting, its build target
+    // included: with a target, central also looks for a release to offer, as it does for
+    // every real agent.
+    let body = Heartbeat {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        state: AgentState::Healthy,
+        outbox_depth: 0,
+        outbox_bytes: 0,
+        oldest_unacked_age_s: None,
+        last_export_unix_ms: None,
+        deviations: DeviationCounts::default(),
+        deviation_groups: Vec::new(),
+        held: None,
+        target: Some(PI_TARGET.to_owned()),
+        update: None,
+        freshness: None,
+    };
     let mut at = night.within(Duration::ZERO, night.heartbeat, &mut rng);
     while at < night.deadline {
         tokio::time::sleep_until(at.into()).await;
