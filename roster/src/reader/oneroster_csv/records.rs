@@ -137,7 +137,7 @@ pub(super) fn read_orgs<R: BufRead>(
 /// Which reader's field names a deviation uses: a `classes.csv` column or a REST object's
 /// field, so the school is told where to look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(in crate::reader) enum Dialect {
+pub(crate) enum Dialect {
     Csv,
     Rest,
 }
@@ -167,21 +167,21 @@ impl Dialect {
 
 /// A class as a reader found it, a `classes.csv` row or a REST `classes` object, for the
 /// one mapping of OneRoster classes onto basisgrupper ([`class`]).
-pub(in crate::reader) struct ClassFields {
-    pub(in crate::reader) id: Option<CompactString>,
-    pub(in crate::reader) class_type: Option<String>,
-    pub(in crate::reader) school: Option<CompactString>,
+pub(crate) struct ClassFields {
+    pub(crate) id: Option<CompactString>,
+    pub(crate) class_type: Option<String>,
+    pub(crate) school: Option<CompactString>,
     /// `title`, else `classCode`: the group's name.
-    pub(in crate::reader) name: Option<CompactString>,
-    pub(in crate::reader) grades: Option<CompactString>,
-    pub(in crate::reader) school_year: Option<String>,
+    pub(crate) name: Option<CompactString>,
+    pub(crate) grades: Option<CompactString>,
+    pub(crate) school_year: Option<String>,
     /// `tobedeleted` in a delta.
-    pub(in crate::reader) deleted: bool,
+    pub(crate) deleted: bool,
 }
 
 /// Maps one class: a homeroom becomes a group; every class is remembered so enrollments in
 /// scheduled classes can be told apart from enrollments in unknown ones.
-pub(in crate::reader) fn class(
+pub(crate) fn class(
     fields: ClassFields,
     at: Position,
     dialect: Dialect,
@@ -391,21 +391,21 @@ pub(super) fn read_users<R: BufRead>(
 
 /// An enrollment as a reader found it, an `enrollments.csv` row or a REST `enrollments`
 /// object, for the one mapping onto roster enrollments ([`enrollment`]).
-pub(in crate::reader) struct EnrollmentFields {
-    pub(in crate::reader) id: Option<CompactString>,
-    pub(in crate::reader) class: Option<CompactString>,
-    pub(in crate::reader) school: Option<CompactString>,
-    pub(in crate::reader) user: Option<CompactString>,
-    pub(in crate::reader) role: Option<String>,
+pub(crate) struct EnrollmentFields {
+    pub(crate) id: Option<CompactString>,
+    pub(crate) class: Option<CompactString>,
+    pub(crate) school: Option<CompactString>,
+    pub(crate) user: Option<CompactString>,
+    pub(crate) role: Option<String>,
     /// `tobedeleted` in a delta.
-    pub(in crate::reader) deleted: bool,
+    pub(crate) deleted: bool,
 }
 
 /// Maps one enrollment: a student's enrollment in a homeroom is the student's enrollment
 /// at the school, in that basisgruppe. Enrollments in scheduled classes and of teachers are
 /// not roster records; one naming an unknown class, school or student goes on, for the
 /// builder to report as dangling.
-pub(in crate::reader) fn enrollment(
+pub(crate) fn enrollment(
     fields: EnrollmentFields,
     at: Position,
     dialect: Dialect,
@@ -518,7 +518,7 @@ pub(super) fn read_enrollments<R: BufRead>(
 /// `roles.csv` (`orgSourcedId`) ties to a school an enrollment at that school without a
 /// class, keyed `student@skolenummer` as the IMS reader keys them, so that scoped consumers
 /// reach the student. A homeroom enrollment at the school makes it unnecessary.
-pub(in crate::reader) fn link_schools(state: &State, builder: &mut RosterBuilder) {
+pub(crate) fn link_schools(state: &State, builder: &mut RosterBuilder) {
     for (at, student, school) in &state.school_links {
         if state.enrolled.contains(&(student.clone(), school.clone())) {
             continue;

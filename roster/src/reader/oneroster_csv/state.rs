@@ -20,19 +20,19 @@ const MAX_SESSION_DEPTH: usize = 4;
 
 /// What earlier files tell later ones.
 #[derive(Default)]
-pub(in crate::reader) struct State {
+pub(crate) struct State {
     /// Org sourcedId -> skolenummer, for every school.
-    pub(in crate::reader) skolenummer: HashMap<String, String>,
+    pub(crate) skolenummer: HashMap<String, String>,
     /// Org sourcedId -> type, for the orgs that are not schools (districts, departments), so
     /// a reference to one is reported as what it is, not as a missing school.
-    pub(in crate::reader) other_orgs: HashMap<String, String>,
+    pub(crate) other_orgs: HashMap<String, String>,
     /// User sourcedId -> role, for the users `users.csv` lists with a role other than
     /// student, so an enrollment naming one as a student says so.
-    pub(in crate::reader) other_users: HashMap<String, String>,
+    pub(crate) other_users: HashMap<String, String>,
     /// Academic sessions by sourcedId.
     sessions: HashMap<String, Session>,
     /// Class sourcedId -> whether it is a homeroom (basisgruppe).
-    pub(in crate::reader) homeroom: HashMap<String, bool>,
+    pub(crate) homeroom: HashMap<String, bool>,
     /// True when the export has a `roles.csv` (OneRoster 1.2).
     pub(super) has_roles: bool,
     /// Users `roles.csv` makes students.
@@ -44,9 +44,9 @@ pub(in crate::reader) struct State {
     /// Students a users or roles row ties to a school, with where the user was read: `(at,
     /// user sourcedId, skolenummer)`. Those without a homeroom enrollment there get a school
     /// enrollment, as the JSON and IMS readers give them.
-    pub(in crate::reader) school_links: Vec<(Position, String, String)>,
+    pub(crate) school_links: Vec<(Position, String, String)>,
     /// `(user sourcedId, skolenummer)` of every student enrollment read.
-    pub(in crate::reader) enrolled: HashSet<(String, String)>,
+    pub(crate) enrolled: HashSet<(String, String)>,
     /// Sex and birth date from `demographics.csv`, by user sourcedId.
     pub(super) demographics: HashMap<String, (Gender, Option<CivilDate>)>,
 }
@@ -54,7 +54,7 @@ pub(in crate::reader) struct State {
 impl State {
     /// The skolenummer of the org a record names; an unknown org keeps its sourcedId, so
     /// the builder reports the dangling reference.
-    pub(in crate::reader) fn school(&self, sourced_id: String) -> String {
+    pub(crate) fn school(&self, sourced_id: String) -> String {
         match self.skolenummer.get(&sourced_id) {
             Some(skolenummer) => skolenummer.clone(),
             None => sourced_id,
@@ -63,7 +63,7 @@ impl State {
 
     /// Why a school reference that is not a school's cannot be used, when the export lists
     /// the org as something else.
-    pub(in crate::reader) fn not_a_school(&self, sourced_id: &str) -> Option<String> {
+    pub(crate) fn not_a_school(&self, sourced_id: &str) -> Option<String> {
         self.other_orgs
             .get(sourced_id)
             .map(|kind| format!("org {sourced_id} is of type `{kind}`, not a school"))
@@ -71,7 +71,7 @@ impl State {
 
     /// The school year a session belongs to, as the school writes it (`2025/2026`): a
     /// school-year session's title, else its parent's, else built from `schoolYear`.
-    pub(in crate::reader) fn school_year(&self, sourced_id: &str) -> Option<String> {
+    pub(crate) fn school_year(&self, sourced_id: &str) -> Option<String> {
         let mut session = self.sessions.get(sourced_id)?;
         for _ in 0..MAX_SESSION_DEPTH {
             if session.is_school_year {
