@@ -1,16 +1,19 @@
 //! The OneRoster REST source: the first stage of the data flow for a SAS that serves its
 //! roster over OneRoster REST instead of writing files. It takes an OAuth2 token (client
-//! credentials), reads the service's `schools` into an [`OrgDirectory`] and its `students`
-//! page by page into one [`RosterBuilder`], and hands the daemon a [`Validated`] export,
-//! which then goes through the same site check, diff, safety filter and outbox as a file.
+//! credentials), reads the service's `schools`, then its `students`, `classes` and
+//! `enrollments` page by page into one [`RosterBuilder`] (through [`RestRoster`], which
+//! maps them as the OneRoster file readers do), and hands the daemon a [`Validated`]
+//! export, which then goes through the same site check, diff, safety filter and outbox as
+//! a file.
 //!
 //! Only a complete pull is handed on. A page that cannot be had after
 //! [`RestSource::attempts`] tries (a 5xx, a 429 past its `Retry-After`, a connection dropped
 //! mid-page), a collection whose `X-Total-Count` changes while it is paged, or a count of
 //! records that does not add up, fails the whole pull: the builder is dropped, and nothing
 //! of it reaches the differ, where a roster missing the pages not read would delete their
-//! pupils. A delta pull (`dateLastModified` filter) is marked partial, so the differ applies
-//! it as upserts and the `tobedeleted` it names, never as a whole roster.
+//! pupils. A delta pull (`dateLastModified` filter on students, classes and enrollments;
+//! schools are always read whole) is marked partial, so the differ applies it as upserts
+//! and the `tobedeleted` it names, never as a whole roster.
 //!
 //! Memory: one page's body at a time (at most [`MAX_PAGE_BYTES`]) beside the roster being
 //! built; no page's JSON is kept once read. The client secret is read from its file for each
@@ -24,7 +27,7 @@ use reqwest::header::{HeaderMap, DATE, LINK, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use skolebro_protocol::civil_time::{days_from_civil, UtcDateTime};
 use skolebro_provisioning::tls::{pinned_client_builder, ClientIdentity, SystemClock};
-use skolebro_roster::reader::oneroster_json::{read_page, OrgDirectory};
+use skolebro_roster::reader::oneroster_rest::RestRoster;
 use skolebro_roster::reader::{ReadError, ReaderOptions};
 use skolebro_roster::validate::{RosterBuilder, Validated};
 
@@ -39,6 +42,12 @@ pub const MAX_PAGE_BYTES: usize = 64 << 20;
 /// The most pages one collection may take: a service whose `next` links never end is
 /// refused instead of paged forever.
 const MAX_PAGES: u64 = 100_000;
+
+/// The collections that become roster records, in the order they are read: students
+/// before their enrollments (the builder drops the enrollments of a student it refused only
+/// when it has seen the refusal), classes before enrollments (which tells an enrollment in a
+/// scheduled class from one in an unknown class).
+const ROSTER_COLLECTIONS: [&str; 3] = ["students", "classes", "enrollments"];
 
 /// The longest `Retry-After` honoured; a longer one fails the pull, to be tried at the
 /// next scheduled pull.
@@ -90,9 +99,9 @@ pub enum PullKind {
 #[derive(Debug)]
 pub struct Pulled {
     pub export: Validated,
-    /// Pages read, over both collections.
+    /// Pages read, over every collection.
     pub pages: u64,
-    /// Student records read (before validation).
+    /// Records read from `students`, `classes` and `enrollments` (before validation).
     pub records: u64,
     /// The service's own time (its `Date` header, Unix ms) when the pull began, if it sent
     /// one: the `since` of the next delta. The service's clock, not the Pi's, because the
@@ -147,24 +156,23 @@ impl RestClient {
         })
     }
 
-    /// Pulls the roster: `schools`, then `students`, every page of both; see the module doc
-    /// for what makes a pull complete.
+    /// Pulls the roster: `schools`, then `students`, `classes` and `enrollments`, every
+    /// page of each; see the module doc for what makes a pull complete.
     pub async fn pull(
         &mut self,
         kind: PullKind,
         options: &ReaderOptions,
     ) -> Result<Pulled, PullError> {
-        let mut orgs = OrgDirectory::default();
+        let mut rest = RestRoster::new(kind != PullKind::Full);
         let mut pages = 0;
         let (_, began_at_service_ms) = self
             .collection(
                 "schools",
                 None,
-                |body, name| orgs.read_page(body, name).map_err(PullError::from),
+                |body, name| rest.read_orgs_page(body, name).map_err(PullError::from),
                 &mut pages,
             )
             .await?;
-        let orgs = orgs;
 
         let mut builder = RosterBuilder::new(options.validation);
         if let Some(budget) = options.memory_budget {
@@ -181,20 +189,29 @@ impl RestClient {
             }
         };
         let budget_mib = options.memory_budget.map_or(0, |b| b >> 20);
-        let (records, _) = self
-            .collection(
-                "students",
-                filter.as_deref(),
-                |body, name| {
-                    let read = read_page(body, name, &mut builder, &orgs)?;
-                    if builder.over_budget().is_some() {
-                        return Err(PullError::OverBudget { budget_mib });
-                    }
-                    Ok(read)
-                },
-                &mut pages,
-            )
-            .await?;
+        let mut records = 0;
+        for collection in ROSTER_COLLECTIONS {
+            let (read, _) = self
+                .collection(
+                    collection,
+                    filter.as_deref(),
+                    |body, name| {
+                        let read = match collection {
+                            "students" => rest.read_users_page(body, name, &mut builder)?,
+                            "classes" => rest.read_classes_page(body, name, &mut builder)?,
+                            _ => rest.read_enrollments_page(body, name, &mut builder)?,
+                        };
+                        if builder.over_budget().is_some() {
+                            return Err(PullError::OverBudget { budget_mib });
+                        }
+                        Ok(read)
+                    },
+                    &mut pages,
+                )
+                .await?;
+            records += read;
+        }
+        rest.finish(&mut builder);
         Ok(Pulled {
             export: builder.finish(),
             pages,

@@ -1,8 +1,8 @@
 //! The OneRoster REST source against a small fake SAS on loopback (axum, as central uses)
 //! that injects the faults a real one shows: 429 with `Retry-After`, 500s, a 401 for a token
 //! it forgot, short pages, and a connection dropped in the middle of a page. A pull either
-//! reads every student or hands nothing on; no fault turns into a roster with pupils
-//! missing.
+//! reads every student, class and enrollment or hands nothing on; no fault, in whichever
+//! collection, turns into a roster with pupils or their classes missing.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -42,24 +42,61 @@ enum Fault {
 #[derive(Default)]
 struct Fake {
     users: Vec<Value>,
+    classes: Vec<Value>,
+    enrollments: Vec<Value>,
+    /// Faults for the students collection, one per request.
     faults: VecDeque<Fault>,
-    /// Every students request at or past this offset breaks mid-page, however often tried.
-    broken_from: Option<usize>,
-    /// The first student is removed once the first page is served, as if the SAS deleted
-    /// a pupil while the agent paged: every later record moves one offset down.
-    remove_after_first_page: bool,
+    /// Faults for the enrollments collection, one per request.
+    enrollment_faults: VecDeque<Fault>,
+    /// Every request to this collection at or past this offset breaks mid-page, however
+    /// often tried.
+    broken_from: Option<(&'static str, usize)>,
+    /// The first record of this collection is removed once its first page is served, as
+    /// if the SAS deleted it while the agent paged: every later record moves one offset
+    /// down.
+    remove_after_first_page: Option<&'static str>,
     tokens: u32,
     students_requests: u32,
-    filters: Vec<String>,
+    enrollments_requests: u32,
+    /// The filter of each filtered request, with its collection.
+    filters: Vec<(&'static str, String)>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
+
+/// Students per homeroom in the fake's school.
+const CLASS_SIZE: usize = 25;
 
 fn student(n: usize) -> Value {
     json!({
         "sourcedId": format!("elev-{n:04}"), "status": "active", "role": "student",
         "givenName": "Kari", "familyName": format!("Nordmann{n}"),
         "orgs": [{"href": "x", "sourcedId": "org-1", "type": "org"}]
+    })
+}
+
+/// Homeroom `n`, and a scheduled class beside it that the roster leaves out.
+fn classes(n: usize) -> [Value; 2] {
+    [
+        json!({
+            "sourcedId": format!("klasse-{n}"), "status": "active", "classType": "homeroom",
+            "title": format!("{}A", n + 1), "grades": [format!("{}", n + 1)],
+            "school": {"sourcedId": "org-1", "type": "org"}
+        }),
+        json!({
+            "sourcedId": format!("fag-{n}"), "status": "active", "classType": "scheduled",
+            "title": "Matematikk", "school": {"sourcedId": "org-1", "type": "org"}
+        }),
+    ]
+}
+
+/// Student `n` in its homeroom.
+fn enrollment(n: usize) -> Value {
+    json!({
+        "sourcedId": format!("innmelding-{n:04}"), "status": "active", "role": "student",
+        "user": {"sourcedId": format!("elev-{n:04}"), "type": "user"},
+        "class": {"sourcedId": format!("klasse-{}", n / CLASS_SIZE), "type": "class"},
+        "school": {"sourcedId": "org-1", "type": "org"}
     })
 }
 
@@ -101,13 +138,38 @@ async fn students(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    list(&fake, &query, &headers, "users")
+}
+
+async fn classes_list(
+    State(fake): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    list(&fake, &query, &headers, "classes")
+}
+
+async fn enrollments(
+    State(fake): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    list(&fake, &query, &headers, "enrollments")
+}
+
+/// One page of a collection (`users`, `classes`, `enrollments`), with the faults asked for.
+fn list(
+    fake: &Shared,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    collection: &'static str,
+) -> Response {
     let mut fake = fake.lock();
-    if !authorised(&fake, &headers) {
+    if !authorised(&fake, headers) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    fake.students_requests += 1;
     if let Some(filter) = query.get("filter") {
-        fake.filters.push(filter.clone());
+        fake.filters.push((collection, filter.clone()));
     }
     let number = |key: &str, default: usize| {
         query
@@ -117,8 +179,21 @@ async fn students(
     };
     let (limit, offset) = (number("limit", 100), number("offset", 0));
     let mut take = limit;
-    let mut drop_midway = fake.broken_from.is_some_and(|from| offset >= from);
-    match fake.faults.pop_front() {
+    let mut drop_midway = fake
+        .broken_from
+        .is_some_and(|(broken, from)| broken == collection && offset >= from);
+    let fault = match collection {
+        "users" => {
+            fake.students_requests += 1;
+            fake.faults.pop_front()
+        }
+        "enrollments" => {
+            fake.enrollments_requests += 1;
+            fake.enrollment_faults.pop_front()
+        }
+        _ => None,
+    };
+    match fault {
         Some(Fault::TooMany { retry_after }) => {
             return (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -135,12 +210,22 @@ async fn students(
         Some(Fault::Drop) => drop_midway = true,
         None => {}
     }
-    let page: Vec<Value> = fake.users.iter().skip(offset).take(take).cloned().collect();
-    let total = fake.users.len().to_string();
-    if std::mem::take(&mut fake.remove_after_first_page) {
-        fake.users.remove(0);
+    let all = match collection {
+        "users" => &fake.users,
+        "classes" => &fake.classes,
+        _ => &fake.enrollments,
+    };
+    let page: Vec<Value> = all.iter().skip(offset).take(take).cloned().collect();
+    let total = all.len().to_string();
+    if fake.remove_after_first_page == Some(collection) {
+        fake.remove_after_first_page = None;
+        match collection {
+            "users" => fake.users.remove(0),
+            "classes" => fake.classes.remove(0),
+            _ => fake.enrollments.remove(0),
+        };
     }
-    let text = json!({ "users": page }).to_string().into_bytes();
+    let text = json!({ collection: page }).to_string().into_bytes();
     if drop_midway {
         let half = Bytes::copy_from_slice(&text[..text.len() / 2]);
         let chunks: Vec<Result<Bytes, std::io::Error>> =
@@ -151,16 +236,21 @@ async fn students(
     ([("x-total-count", total)], text).into_response()
 }
 
-/// Starts the fake SAS with `count` students on a loopback port.
+/// Starts the fake SAS with `count` students, each in a homeroom of [`CLASS_SIZE`] (beside
+/// which is a scheduled class), on a loopback port.
 async fn start(count: usize) -> (SocketAddr, Shared) {
     let fake: Shared = Arc::new(Mutex::new(Fake {
         users: (0..count).map(student).collect(),
+        classes: (0..count.div_ceil(CLASS_SIZE)).flat_map(classes).collect(),
+        enrollments: (0..count).map(enrollment).collect(),
         ..Fake::default()
     }));
     let app = Router::new()
         .route("/token", post(token))
         .route("/or/schools", get(schools))
         .route("/or/students", get(students))
+        .route("/or/classes", get(classes_list))
+        .route("/or/enrollments", get(enrollments))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -212,23 +302,38 @@ async fn a_pull_through_429s_500s_a_lost_token_short_pages_and_a_dropped_page_re
         Fault::Drop,
         Fault::ServerError,
     ]);
+    fake.lock().enrollment_faults = VecDeque::from([
+        Fault::Drop,
+        Fault::Short(3),
+        Fault::TooMany { retry_after: 1 },
+        Fault::ServerError,
+    ]);
     let pulled = pull(&source(dir.path(), addr, false), PullKind::Full)
         .await
         .unwrap();
-    assert_eq!(pulled.records, 130);
+    // 130 students, 6 homerooms and 6 scheduled classes, 130 enrollments.
+    assert_eq!(pulled.records, 130 + 12 + 130);
     let export = pulled.export;
     assert!(!export.partial);
     assert_eq!(export.deviations, vec![]);
     assert_eq!(export.roster.students.len(), 130);
     assert_eq!(export.roster.schools.len(), 1);
     assert_eq!(export.roster.schools[0].skolenummer, "46505");
-    assert!(export
-        .roster
-        .enrollments
-        .iter()
-        .all(|e| e.school == "46505"));
+    assert_eq!(export.roster.groups.len(), 6, "the homerooms only");
+    assert!(export.roster.groups.iter().all(|g| g.school == "46505"));
+    assert_eq!(export.roster.enrollments.len(), 130);
+    for enrollment in &export.roster.enrollments {
+        let n: usize = enrollment.student["elev-".len()..].parse().unwrap();
+        assert_eq!(enrollment.school, "46505");
+        assert_eq!(
+            enrollment.group.as_deref(),
+            Some(format!("klasse-{}", n / CLASS_SIZE).as_str()),
+            "each student in its homeroom, and in no class-less enrollment beside it"
+        );
+    }
     let fake = fake.lock();
     assert!(fake.faults.is_empty(), "every fault was met");
+    assert!(fake.enrollment_faults.is_empty(), "every fault was met");
     assert_eq!(fake.tokens, 3, "a new token after the forgotten one");
 }
 
@@ -237,7 +342,7 @@ async fn a_pull_that_loses_a_page_for_good_hands_nothing_on_and_never_shows_the_
     let dir = tempfile::tempdir().unwrap();
     let (addr, fake) = start(1500).await;
     // Page 37 of 60 breaks off every time it is asked for.
-    fake.lock().broken_from = Some(36 * 25);
+    fake.lock().broken_from = Some(("users", 36 * 25));
     let error = pull(&source(dir.path(), addr, false), PullKind::Full)
         .await
         .unwrap_err();
@@ -250,10 +355,46 @@ async fn a_pull_that_loses_a_page_for_good_hands_nothing_on_and_never_shows_the_
 }
 
 #[tokio::test]
+async fn a_pull_whose_enrollments_break_off_for_good_hands_nothing_on_though_every_student_was_read(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, fake) = start(1500).await;
+    // The enrollments from offset 250 break off every time, after faults the pull gets past:
+    // a 500 and a short first page of 4, so the page that breaks is the 12th (offset 254).
+    fake.lock().enrollment_faults = VecDeque::from([Fault::ServerError, Fault::Short(4)]);
+    fake.lock().broken_from = Some(("enrollments", 10 * 25));
+    let error = pull(&source(dir.path(), addr, false), PullKind::Full)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, PullError::GaveUp { what, attempts: 4, .. } if what == "enrollments page 12"),
+        "{error}"
+    );
+    let fake = fake.lock();
+    assert_eq!(fake.students_requests, 60, "every student page was read");
+    // Page 1 twice (a 500), ten more pages before the broken one, tried four times.
+    assert_eq!(fake.enrollments_requests, 2 + 10 + 4);
+}
+
+#[tokio::test]
+async fn an_enrollments_collection_that_changes_while_paged_is_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, fake) = start(60).await;
+    fake.lock().remove_after_first_page = Some("enrollments");
+    let error = pull(&source(dir.path(), addr, false), PullKind::Full)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, PullError::Incomplete { what, .. } if what == "enrollments page 2"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn a_collection_that_changes_while_paged_is_not_used() {
     let dir = tempfile::tempdir().unwrap();
     let (addr, fake) = start(60).await;
-    fake.lock().remove_after_first_page = true;
+    fake.lock().remove_after_first_page = Some("users");
     let error = pull(&source(dir.path(), addr, false), PullKind::Full)
         .await
         .unwrap_err();
@@ -268,6 +409,8 @@ async fn a_delta_pull_asks_by_date_last_modified_and_is_applied_as_changes_only(
     let dir = tempfile::tempdir().unwrap();
     let (addr, fake) = start(3).await;
     fake.lock().users[1]["status"] = json!("tobedeleted");
+    fake.lock().enrollments[1]["status"] = json!("tobedeleted");
+    fake.lock().classes[1]["status"] = json!("tobedeleted");
     // 2026-11-01T00:00:00Z
     let since = 1_793_491_200_000;
     let pulled = pull(&source(dir.path(), addr, true), PullKind::Since(since))
@@ -276,13 +419,34 @@ async fn a_delta_pull_asks_by_date_last_modified_and_is_applied_as_changes_only(
     let export = pulled.export;
     assert!(export.partial, "a delta never stands for the whole roster");
     assert_eq!(export.roster.students.len(), 2);
-    assert!(export
+    assert_eq!(export.deviations, vec![]);
+    let tombstones: Vec<(Entity, &str)> = export
         .tombstones
         .iter()
-        .any(|t| t.entity == Entity::Student && t.key == "elev-0001"));
+        .map(|t| (t.entity, t.key.as_str()))
+        .collect();
+    assert!(tombstones.contains(&(Entity::Student, "elev-0001")));
+    assert!(tombstones.contains(&(Entity::Enrollment, "innmelding-0001")));
+    assert!(
+        !tombstones
+            .iter()
+            .any(|(entity, _)| *entity == Entity::Group),
+        "the scheduled class was never a group"
+    );
+    assert_eq!(export.roster.groups.len(), 1);
+    assert_eq!(
+        export.roster.enrollments.len(),
+        2,
+        "no class-less enrollment"
+    );
+    let filter = "dateLastModified>='2026-11-01T00:00:00.000Z'".to_owned();
     assert_eq!(
         fake.lock().filters,
-        vec!["dateLastModified>='2026-11-01T00:00:00.000Z'".to_owned()]
+        vec![
+            ("users", filter.clone()),
+            ("classes", filter.clone()),
+            ("enrollments", filter)
+        ]
     );
 }
 

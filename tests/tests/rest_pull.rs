@@ -1,15 +1,17 @@
 //! The agent as a OneRoster REST client, end to end with real processes: central A takes in
 //! the sample export from a drop-folder agent and serves it on its consumer endpoints, as a
 //! SAS stands in for; a second agent, enrolled with central B, pulls from A's OneRoster API
-//! with its own OAuth2 client and delivers to B. Two centrals, because a school is
-//! registered with one site per central. Then A loses five pupils, the pulling agent is
-//! restarted, and its delta pull (`dateLastModified`, with A's `tobedeleted` change feed)
-//! takes exactly those five out of B.
+//! with its own OAuth2 client (schools, students, classes, enrollments) and delivers to B.
+//! Two centrals, because a school is registered with one site per central. B must then
+//! hold A's pupils, classes and each pupil's class, as A's own store has them. Then A loses
+//! five pupils, the pulling agent is restarted, and its delta pull (`dateLastModified`,
+//! with A's `tobedeleted` change feed) takes exactly those five and their enrollments out
+//! of B.
 //!
 //! Every wait is bounded ([`PATIENCE`]); the processes are killed when the test ends,
 //! failed or not, and on failure their logs are printed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -64,6 +66,82 @@ fn students(admin: SocketAddr, site: &str) -> BTreeSet<(String, String, String)>
             )
         })
         .collect()
+}
+
+/// The students central holds for `site` once it holds `count` of them: the drop-folder
+/// agent's status can say "delivered" a moment before the new file's batch is sealed, so
+/// the count is waited for, within [`harness::PATIENCE`].
+fn students_once(
+    admin: SocketAddr,
+    site: &str,
+    count: usize,
+) -> BTreeSet<(String, String, String)> {
+    let start = std::time::Instant::now();
+    loop {
+        let now = students(admin, site);
+        if now.len() == count || start.elapsed() > harness::PATIENCE {
+            assert_eq!(now.len(), count, "central A's pupils");
+            return now;
+        }
+        std::thread::sleep(harness::POLL);
+    }
+}
+
+/// A group as both centrals must hold it, whatever its key: (name, grade, skolenummer,
+/// school year).
+type GroupSeen = (String, Option<String>, String, Option<String>);
+
+/// An enrollment as both centrals must hold it, whatever its key: (the student's national
+/// id, skolenummer, the group's name).
+type EnrollmentSeen = (String, String, Option<String>);
+
+/// The classes and enrollments central holds for `site`, by what they say rather than by
+/// their keys: central B's keys are A's sourcedIds, A's are the elevliste's.
+fn placements(admin: SocketAddr, site: &str) -> (BTreeSet<GroupSeen>, BTreeSet<EnrollmentSeen>) {
+    let roster = harness::roster(admin, site, "");
+    let national_id: HashMap<&str, String> = roster
+        .students
+        .iter()
+        .map(|s| {
+            let id = s.national_id.as_ref().map(|id| id.as_str().to_owned());
+            (s.source_key.as_str(), id.unwrap_or_default())
+        })
+        .collect();
+    let group_name: HashMap<&str, &str> = roster
+        .groups
+        .iter()
+        .map(|g| (g.source_key.as_str(), g.name.as_str()))
+        .collect();
+    let groups = roster
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.name.to_string(),
+                g.grade.as_ref().map(ToString::to_string),
+                g.school.to_string(),
+                g.school_year.as_ref().map(ToString::to_string),
+            )
+        })
+        .collect();
+    let enrollments = roster
+        .enrollments
+        .iter()
+        .map(|e| {
+            let student = national_id.get(e.student.as_str()).cloned();
+            let group = e.group.as_deref().map(|g| {
+                group_name
+                    .get(g)
+                    .map_or_else(|| format!("unknown group {g}"), |name| name.to_string())
+            });
+            (
+                student.unwrap_or_else(|| format!("unknown student {}", e.student)),
+                e.school.to_string(),
+                group,
+            )
+        })
+        .collect();
+    (groups, enrollments)
 }
 
 fn site_of(agent: &Agent) -> String {
@@ -138,8 +216,7 @@ fn an_agent_pulling_from_one_centrals_oneroster_api_delivers_the_same_pupils_to_
     dropping.drop_export("elevliste.csv", &sample());
     dropping.wait_until_delivered("central A to hold the sample");
     let site_a = site_of(&dropping);
-    let at_a = students(a.admin(), &site_a);
-    assert_eq!(at_a.len(), 300);
+    let at_a = students_once(a.admin(), &site_a, 300);
     // The delta later asks from the second central A's first answer to the puller is dated
     // (HTTP dates have whole seconds), and A's change feed reports as deleted what could be
     // read then: the sample must be A's from a second before, as it would be at a school.
@@ -162,6 +239,17 @@ fn an_agent_pulling_from_one_centrals_oneroster_api_delivers_the_same_pupils_to_
         at_a,
         "central B holds A's pupils"
     );
+    let (groups_a, enrollments_a) = placements(a.admin(), &site_a);
+    assert_eq!(enrollments_a.len(), 300);
+    assert!(
+        enrollments_a.iter().all(|(_, _, group)| group.is_some()),
+        "every pupil of the sample is in a class"
+    );
+    assert_eq!(
+        placements(b.admin(), &site_b),
+        (groups_a, enrollments_a),
+        "central B holds A's classes, and each pupil in the same class, with no other enrollment"
+    );
     let schools_b = harness::roster(b.admin(), &site_b, "").schools;
     assert_eq!(schools_b.len(), 1);
     assert_eq!(
@@ -172,8 +260,7 @@ fn an_agent_pulling_from_one_centrals_oneroster_api_delivers_the_same_pupils_to_
     // A loses five pupils; the restarted puller asks only for what changed.
     dropping.drop_export("elevliste-2.csv", &sample_without_last(5));
     dropping.wait_until_delivered("central A to drop five pupils");
-    let fewer = students(a.admin(), &site_a);
-    assert_eq!(fewer.len(), 295);
+    let fewer = students_once(a.admin(), &site_a, 295);
     drop(pulling);
     let mut pulling = Agent::new(&pulling_dir, Cadence::BUSY, &settings);
     pulling.start();
@@ -188,6 +275,13 @@ fn an_agent_pulling_from_one_centrals_oneroster_api_delivers_the_same_pupils_to_
         students(b.admin(), &site_b),
         fewer,
         "the delta took out the five"
+    );
+    let (groups_a, enrollments_a) = placements(a.admin(), &site_a);
+    assert_eq!(enrollments_a.len(), 295);
+    assert_eq!(
+        placements(b.admin(), &site_b),
+        (groups_a, enrollments_a),
+        "the delta took out the five's enrollments, and any class left without pupils"
     );
     let status = std::fs::read_to_string(pulling_dir.join("state").join("status.json")).unwrap();
     let log = std::fs::read_to_string(pulling_dir.join("agent.log")).unwrap();

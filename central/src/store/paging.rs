@@ -6,8 +6,11 @@
 //!
 //! Scope is checked on columns, not JSON: `school` (the skolenummer of a school, basisgruppe
 //! or enrollment), `student` (an enrollment's student, as the handle the site secret makes of
-//! its key) and `enrolled` (a current student named by a current enrollment at one of its
-//! site's schools). A site whose every school is in the scope ("whole") has exactly its
+//! its key), `enrolled` (a current student named by a current enrollment at one of its
+//! site's schools) and `grouped` (an enrollment with a basisgruppe, the only kind OneRoster's
+//! `enrollments` lists; migration 0021), whose partial index
+//! `records_consumer_enrollments` holds the scope's columns, so a page of enrollments is
+//! counted and skipped on it alone. A site whose every school is in the scope ("whole") has exactly its
 //! enrolled students listed, so their count and offset read the partial index
 //! `records_consumer_students` alone; a site only partly in the scope checks each of its
 //! enrolled students with one probe of `records_enrollment_student`.
@@ -40,14 +43,6 @@ impl Dialect {
         match self {
             Dialect::Sqlite => format!("{row}.record"),
             Dialect::Postgres => format!("{row}.record::text"),
-        }
-    }
-
-    /// A top-level text field of a row's record JSON.
-    fn field(self, row: &str, field: &str) -> String {
-        match self {
-            Dialect::Sqlite => format!("json_extract({row}.record, '$.{field}')"),
-            Dialect::Postgres => format!("({row}.record->>'{field}')"),
         }
     }
 
@@ -145,7 +140,12 @@ pub(crate) fn page_sql(
                 dialect.among(keys_n)
             );
             if page.entity == Entity::Enrollment {
-                scope.push_str(&format!(" AND {} IS NOT NULL", dialect.field("r", "group")));
+                // OneRoster lists only enrollments with a basisgruppe: the column, not the
+                // JSON, so the count and the offset read `records_consumer_enrollments`.
+                scope.push_str(" AND r.grouped");
+                if dialect == Dialect::Sqlite {
+                    from.push_str(" INDEXED BY records_consumer_enrollments");
+                }
             }
             scope
         }
@@ -417,5 +417,25 @@ mod tests {
             .count
             .contains("r.site = ANY($3) OR (r.site = ANY($1) AND EXISTS"));
         assert!(sql.select.contains("LIMIT $4 OFFSET $5"));
+    }
+
+    #[test]
+    fn a_page_of_enrollments_keeps_those_with_a_basisgruppe_by_column_not_by_json() {
+        let page = ConsumerPage {
+            entity: Entity::Enrollment,
+            ..page(&[("skole-a", "1")])
+        };
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let sql = page_sql(&page, &stored(&[("skole-a", "1")]), dialect);
+            for statement in [&sql.count, &sql.select] {
+                assert!(statement.contains("AND r.grouped"), "{statement}");
+                assert!(!statement.contains("group'"), "{statement}");
+            }
+            assert_eq!(
+                sql.count
+                    .contains("INDEXED BY records_consumer_enrollments"),
+                dialect == Dialect::Sqlite
+            );
+        }
     }
 }

@@ -35,6 +35,9 @@ pub(crate) struct Row {
     /// may be a national id, so the column holds the handle the site secret makes of it,
     /// never the key, and matches the student row's own `handle`.
     pub student: Option<RecordHandle>,
+    /// Whether an enrollment names a basisgruppe (`records.grouped`): OneRoster's
+    /// `enrollments` lists only those, and pages them on an index of this column.
+    pub grouped: bool,
 }
 
 /// A payload checked and encoded, before any database is touched, so the write lock is held
@@ -206,6 +209,7 @@ fn row<R: Record>(
         Entity::Enrollment => text("student").map(|key| secret.handle(Entity::Student, &key)),
         _ => None,
     };
+    let grouped = R::ENTITY == Entity::Enrollment && text("group").is_some();
     // The digest is over the clear record: the protocol's, as the agent computed it.
     let (json, key_id) = sealer.seal_record(R::ENTITY, value)?;
     Ok(Row {
@@ -216,6 +220,7 @@ fn row<R: Record>(
         key_id,
         school,
         student,
+        grouped,
     })
 }
 

@@ -14,6 +14,7 @@ pub mod format;
 pub mod ims_enterprise;
 pub mod oneroster_csv;
 pub mod oneroster_json;
+pub mod oneroster_rest;
 pub mod stream;
 pub mod table;
 

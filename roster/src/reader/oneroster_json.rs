@@ -89,7 +89,14 @@ const KNOWN_FIELDS: &[&str] = &[
 pub fn read(path: &Path, builder: &mut RosterBuilder) -> Result<(), ReadError> {
     let input = Text::new(open(path)?).map_err(|e| ReadError::new(path, e.into()))?;
     builder.begin_file(&path.display().to_string());
-    read_users(input, path, builder, &OrgDirectory::default()).map(|_| ())
+    read_users(
+        input,
+        path,
+        builder,
+        &OrgDirectory::default(),
+        SchoolLinks::Enroll,
+    )
+    .map(|_| ())
 }
 
 /// Reads one page of a users collection, as a OneRoster REST service answers it, into the
@@ -104,14 +111,27 @@ pub fn read_page(
     orgs: &OrgDirectory,
 ) -> Result<u64, ReadError> {
     builder.begin_file(name);
-    read_users(input, Path::new(name), builder, orgs)
+    read_users(input, Path::new(name), builder, orgs, SchoolLinks::Enroll)
 }
 
-fn read_users(
+/// What a student's schools (its `orgs`) make besides the implied school.
+pub(super) enum SchoolLinks<'l> {
+    /// An enrollment at each, keyed `student@skolenummer`: a users collection read alone
+    /// names no classes, so this is the only enrollment the student gets.
+    Enroll,
+    /// Noted, `(where, student, skolenummer)`, for a reader that reads the enrollments
+    /// collection afterwards and makes an enrollment only where it names none.
+    Defer(&'l mut Vec<(Position, String, String)>),
+    /// Nothing: a delta's student restates a school the full pull already linked.
+    Skip,
+}
+
+pub(super) fn read_users(
     input: impl Read,
     path: &Path,
     builder: &mut RosterBuilder,
     orgs: &OrgDirectory,
+    links: SchoolLinks<'_>,
 ) -> Result<u64, ReadError> {
     let guard = Rc::new(Guard::default());
     let input = Guarded {
@@ -121,6 +141,7 @@ fn read_users(
     let mut users = Users {
         builder,
         orgs,
+        links,
         guard: Rc::clone(&guard),
         record: 0,
         reported: HashSet::new(),
@@ -147,6 +168,9 @@ fn read_users(
 #[derive(Debug, Clone, Default)]
 pub struct OrgDirectory {
     schools: HashMap<String, School>,
+    /// The orgs that are not schools, sourcedId -> type, so a class or enrollment naming one
+    /// is told what it names.
+    others: HashMap<String, String>,
 }
 
 impl OrgDirectory {
@@ -165,10 +189,17 @@ impl OrgDirectory {
         })?;
         let count = page.orgs.len() as u64;
         for org in page.orgs {
-            let is_school = text(org.get("type")).is_none_or(|k| k.eq_ignore_ascii_case("school"));
-            let Some(id) = text(org.get("sourcedId")).filter(|_| is_school) else {
+            let kind = text(org.get("type"));
+            let is_school = kind
+                .as_deref()
+                .is_none_or(|k| k.eq_ignore_ascii_case("school"));
+            let Some(id) = text(org.get("sourcedId")) else {
                 continue;
             };
+            if !is_school {
+                self.others.insert(id, kind.unwrap_or_default());
+                continue;
+            }
             let metadata =
                 |field: &str| text(org.get("metadata").and_then(|m| m.get(field))).map(Into::into);
             let skolenummer = text(org.get("identifier")).unwrap_or_else(|| id.clone());
@@ -196,6 +227,20 @@ impl OrgDirectory {
         self.schools.is_empty()
     }
 
+    /// Each school's sourcedId and skolenummer.
+    pub(super) fn skolenummer(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.schools
+            .iter()
+            .map(|(id, school)| (id.as_str(), school.skolenummer.as_str()))
+    }
+
+    /// Each org that is not a school, with its type.
+    pub(super) fn others(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.others
+            .iter()
+            .map(|(id, kind)| (id.as_str(), kind.as_str()))
+    }
+
     /// The school an org reference names: the directory's, or one keyed by the id itself.
     fn school(&self, id: &str) -> School {
         self.schools.get(id).cloned().unwrap_or_else(|| School {
@@ -208,7 +253,7 @@ impl OrgDirectory {
     }
 }
 
-fn syntax(path: &Path, reason: String) -> ReadError {
+pub(super) fn syntax(path: &Path, reason: String) -> ReadError {
     ReadError::new(
         path,
         ReadErrorKind::Syntax {
@@ -296,6 +341,7 @@ impl<R: Read> Read for Guarded<R> {
 struct Users<'b> {
     builder: &'b mut RosterBuilder,
     orgs: &'b OrgDirectory,
+    links: SchoolLinks<'b>,
     guard: Rc<Guard>,
     /// 1-based index of the last user read.
     record: u64,
@@ -473,15 +519,19 @@ impl Users<'_> {
         for school in schools {
             let key = school.skolenummer.clone();
             self.builder.school(at, school, Provenance::Implied);
-            self.builder.enrollment(
-                at,
-                Enrollment {
-                    source_key: enrollment_key(&id, &key).into(),
-                    student: id.clone().into(),
-                    school: key,
-                    group: None,
-                },
-            );
+            match &mut self.links {
+                SchoolLinks::Enroll => self.builder.enrollment(
+                    at,
+                    Enrollment {
+                        source_key: enrollment_key(&id, &key).into(),
+                        student: id.clone().into(),
+                        school: key,
+                        group: None,
+                    },
+                ),
+                SchoolLinks::Defer(links) => links.push((at, id.clone(), key.into())),
+                SchoolLinks::Skip => {}
+            }
         }
     }
 
@@ -574,7 +624,7 @@ fn other_orgs(user: &Map<String, Value>) -> Vec<String> {
 }
 
 /// A string field, trimmed; numbers are taken as written (a SAS may send ids unquoted).
-fn text(value: Option<&Value>) -> Option<String> {
+pub(super) fn text(value: Option<&Value>) -> Option<String> {
     let text = match value? {
         Value::String(s) => s.trim().to_owned(),
         Value::Number(n) => n.to_string(),

@@ -4,7 +4,8 @@
 //! the store once the county's students are in it (`limit=100` at offset 50,000 in
 //! `sourcedId` order, read as the consumer API's paged path reads it), beside what the
 //! in-memory path read for every page before (every current student, enrollment and school
-//! of the site). The roster comes from the synthetic generator through the agent's own
+//! of the site), and one page of `enrollments` at the same offset (the page and its count).
+//! The roster comes from the synthetic generator through the agent's own
 //! reader, so the records are what an agent would send. Each is measured twice: records in
 //! clear, then sealed at rest (national ids, names and e-mail; `central::seal`).
 
@@ -200,6 +201,40 @@ async fn pages(store: &dyn Store, name: &str, runs: usize) -> anyhow::Result<()>
     }
     timings(
         &format!("{name} users page, whole-roster reads"),
+        &times,
+        total,
+    );
+    // The county's schools by site, as the consumer API gives a county-46 client's scope.
+    let county: Vec<_> = store
+        .current_schools()
+        .await?
+        .into_iter()
+        .filter(|(_, school)| school.fylkesnummer.as_deref() == Some("46"))
+        .map(|(site, school)| (site, school.skolenummer))
+        .collect();
+    let enrollments = || async {
+        let start = Instant::now();
+        let query = ConsumerPage {
+            entity: Entity::Enrollment,
+            schools: county.clone(),
+            modified: Vec::new(),
+            ids: Vec::new(),
+            descending: false,
+            offset: 50_000,
+            limit: 100,
+        };
+        let page = store.consumer_page(&query).await?;
+        anyhow::ensure!(page.records.len() == 100, "a full page of enrollments");
+        Ok::<_, anyhow::Error>((start.elapsed(), page.total))
+    };
+    let mut times = Vec::new();
+    for _ in 0..runs.max(2) {
+        let (took, count) = enrollments().await?;
+        times.push(took);
+        total = count;
+    }
+    timings(
+        &format!("{name} enrollments page, store-paged"),
         &times,
         total,
     );

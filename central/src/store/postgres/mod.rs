@@ -136,6 +136,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         20,
         include_str!("../../../migrations/postgres/0020_consumer_columns.sql"),
     ),
+    (
+        21,
+        include_str!("../../../migrations/postgres/0021_grouped_enrollments.sql"),
+    ),
 ];
 
 /// Central's store in a PostgreSQL schema.

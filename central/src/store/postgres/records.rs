@@ -43,7 +43,7 @@ const CHUNK: usize = 5_000;
 /// `record` is a `json` column written as `TEXT`: the binary format of `json` is its text
 /// (`json_recv` reads the bytes as text and validates them), so the JSON goes over the wire
 /// as it is, without a text-COPY escape pass.
-const COPY_TYPES: [Type; 15] = [
+const COPY_TYPES: [Type; 16] = [
     Type::TEXT,  // site
     Type::TEXT,  // entity
     Type::BYTEA, // handle
@@ -59,6 +59,7 @@ const COPY_TYPES: [Type; 15] = [
     Type::TEXT,  // school
     Type::BYTEA, // student
     Type::BOOL,  // enrolled
+    Type::BOOL,  // grouped
 ];
 
 /// Rows a snapshot inserts from which `records` is analysed after it commits (`ANALYZE
@@ -152,7 +153,7 @@ impl PostgresStore {
                 .copy_in(
                     "COPY records (site, entity, handle, digest, record, valid_from, valid_to, \
                      is_current, transaction_time, identity, consumer_id, key_id, school, \
-                     student, enrolled) \
+                     student, enrolled, grouped) \
                      FROM STDIN (FORMAT binary)",
                 )
                 .await?;
@@ -185,6 +186,7 @@ impl PostgresStore {
                         &row.school,
                         &row.student.as_ref().map(|student| &student.as_bytes()[..]),
                         &(row.entity == Entity::Student && enrolled.contains(&row.handle)),
+                        &row.grouped,
                     ])
                     .await?;
             }

@@ -134,6 +134,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         20,
         include_str!("../../../migrations/sqlite/0020_consumer_columns.sql"),
     ),
+    (
+        21,
+        include_str!("../../../migrations/sqlite/0021_grouped_enrollments.sql"),
+    ),
 ];
 
 /// The page cache of the connection, in KiB (see `configure`).

@@ -116,8 +116,9 @@ fn apply_prepared(
         let mut insert = tx.prepare_cached(
             "INSERT INTO records \
              (site, entity, handle, digest, record, valid_from, valid_to, is_current, \
-              transaction_time, identity, consumer_id, key_id, school, student, enrolled) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 1, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+              transaction_time, identity, consumer_id, key_id, school, student, enrolled, \
+              grouped) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 1, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
         for Insert { row, identity } in &plan.insert {
             let consumer = consumer_id(identity.as_ref().unwrap_or(&row.handle));
@@ -134,6 +135,7 @@ fn apply_prepared(
                 row.school,
                 row.student.as_ref().map(|student| &student.as_bytes()[..]),
                 row.entity == Entity::Student && enrolled.contains(&row.handle),
+                row.grouped,
             ])?;
         }
     }

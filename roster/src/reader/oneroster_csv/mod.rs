@@ -22,9 +22,9 @@
 //! teachers, results, line items, resources) is of no use to the roster and is not read.
 
 mod manifest;
-mod records;
+pub(super) mod records;
 mod source;
-mod state;
+pub(super) mod state;
 
 use std::path::Path;
 

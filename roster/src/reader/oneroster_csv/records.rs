@@ -1,9 +1,14 @@
 //! The member files that become roster records: `orgs.csv` schools, `classes.csv`
 //! homerooms, `users.csv` students and `enrollments.csv` enrollments, each row pushed into
-//! the [`RosterBuilder`] (or a tombstone, in delta mode) with the line it came from.
+//! the [`RosterBuilder`] (or a tombstone, in delta mode) with the line it came from. The
+//! mapping of a class and of an enrollment ([`class`], [`enrollment`]) takes the fields, not
+//! the row, so the REST reader (`reader::oneroster_rest`) maps a page's objects through the
+//! same code.
 
 use std::collections::HashMap;
 use std::io::BufRead;
+
+use compact_str::CompactString;
 
 use skolebro_protocol::{Enrollment, Entity, Gender, Group, School, Student};
 
@@ -129,8 +134,102 @@ pub(super) fn read_orgs<R: BufRead>(
     Ok(())
 }
 
-/// Reads `classes.csv`: homerooms become groups; every class is remembered so enrollments
-/// in scheduled classes can be told apart from enrollments in unknown ones.
+/// Which reader's field names a deviation uses: a `classes.csv` column or a REST object's
+/// field, so the school is told where to look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Csv,
+    Rest,
+}
+
+impl Dialect {
+    fn school(self) -> &'static str {
+        match self {
+            Dialect::Csv => "schoolSourcedId",
+            Dialect::Rest => "school",
+        }
+    }
+
+    fn user(self) -> &'static str {
+        match self {
+            Dialect::Csv => "userSourcedId",
+            Dialect::Rest => "user",
+        }
+    }
+
+    fn class(self) -> &'static str {
+        match self {
+            Dialect::Csv => "classSourcedId",
+            Dialect::Rest => "class",
+        }
+    }
+}
+
+/// A class as a reader found it, a `classes.csv` row or a REST `classes` object, for the
+/// one mapping of OneRoster classes onto basisgrupper ([`class`]).
+pub(crate) struct ClassFields {
+    pub(crate) id: Option<CompactString>,
+    pub(crate) class_type: Option<String>,
+    pub(crate) school: Option<CompactString>,
+    /// `title`, else `classCode`: the group's name.
+    pub(crate) name: Option<CompactString>,
+    pub(crate) grades: Option<CompactString>,
+    pub(crate) school_year: Option<String>,
+    /// `tobedeleted` in a delta.
+    pub(crate) deleted: bool,
+}
+
+/// Maps one class: a homeroom becomes a group; every class is remembered so enrollments in
+/// scheduled classes can be told apart from enrollments in unknown ones.
+pub(crate) fn class(
+    fields: ClassFields,
+    at: Position,
+    dialect: Dialect,
+    state: &mut State,
+    builder: &mut RosterBuilder,
+) {
+    let Some(id) = fields.id else {
+        missing(builder, at, "sourcedId", "class");
+        return;
+    };
+    let kind = fields.class_type;
+    let homeroom = kind
+        .as_deref()
+        .is_some_and(|k| k.eq_ignore_ascii_case("homeroom"));
+    if fields.deleted {
+        if homeroom || kind.is_none() {
+            builder.tombstone(Entity::Group, id.clone().into());
+        }
+        state.homeroom.insert(id.into(), homeroom);
+        return;
+    }
+    state.homeroom.insert(id.clone().into(), homeroom);
+    if !homeroom {
+        return;
+    }
+    let Some(school_id) = fields.school else {
+        missing(builder, at, dialect.school(), "class");
+        return;
+    };
+    if let Some(why) = state.not_a_school(&school_id) {
+        let detail = format!(
+            "homeroom {id}: {} names {why}; it is left out",
+            dialect.school()
+        );
+        builder.deviation(at, Code::DanglingReference, Severity::Error, detail);
+        return;
+    }
+    let group = Group {
+        name: fields.name.unwrap_or_else(|| id.clone()),
+        source_key: id,
+        grade: fields.grades,
+        school: state.school(school_id.into()).into(),
+        school_year: fields.school_year.map(Into::into),
+    };
+    builder.group(at, group, Provenance::Stated);
+}
+
+/// Reads `classes.csv` through [`class`].
 pub(super) fn read_classes<R: BufRead>(
     table: &mut Table<R>,
     mode: Mode,
@@ -147,51 +246,27 @@ pub(super) fn read_classes<R: BufRead>(
     let status = table.column(&["status"]);
     while let Some(row) = table.next_row()? {
         report_short(builder, &row);
-        let at = Position::Line(row.line);
-        let Some(id) = row.text(Some(sourced_id)) else {
-            missing(builder, at, "sourcedId", "class");
-            continue;
-        };
-        let kind = row.get(Some(class_type));
-        let homeroom = kind
-            .as_deref()
-            .is_some_and(|k| k.eq_ignore_ascii_case("homeroom"));
-        if is_deletion(&row, status, mode) {
-            if homeroom || kind.is_none() {
-                builder.tombstone(Entity::Group, id.clone().into());
-            }
-            state.homeroom.insert(id.into(), homeroom);
-            continue;
-        }
-        state.homeroom.insert(id.clone().into(), homeroom);
-        if !homeroom {
-            continue;
-        }
-        let Some(school_id) = row.text(Some(school)) else {
-            missing(builder, at, "schoolSourcedId", "class");
-            continue;
-        };
-        if let Some(why) = state.not_a_school(&school_id) {
-            let detail = format!("homeroom {id}: schoolSourcedId names {why}; it is left out");
-            builder.deviation(at, Code::DanglingReference, Severity::Error, detail);
-            continue;
-        }
         let school_year = row.get(terms).and_then(|terms| {
             terms
                 .split(',')
                 .find_map(|term| state.school_year(term.trim()))
         });
-        let group = Group {
-            name: row
-                .text(title)
-                .or_else(|| row.text(class_code))
-                .unwrap_or_else(|| id.clone()),
-            source_key: id,
-            grade: row.text(grades),
-            school: state.school(school_id.into()).into(),
-            school_year: school_year.map(Into::into),
+        let fields = ClassFields {
+            id: row.text(Some(sourced_id)),
+            class_type: row.get(Some(class_type)).map(Into::into),
+            school: row.text(Some(school)),
+            name: row.text(title).or_else(|| row.text(class_code)),
+            grades: row.text(grades),
+            school_year,
+            deleted: is_deletion(&row, status, mode),
         };
-        builder.group(at, group, Provenance::Stated);
+        class(
+            fields,
+            Position::Line(row.line),
+            Dialect::Csv,
+            state,
+            builder,
+        );
     }
     Ok(())
 }
@@ -285,7 +360,7 @@ pub(super) fn read_users<R: BufRead>(
             .collect();
         for org in stated {
             if let Some(skolenummer) = state.skolenummer.get(&org) {
-                let link = (row.line, id.to_string(), skolenummer.clone());
+                let link = (at, id.to_string(), skolenummer.clone());
                 if !state.school_links.contains(&link) {
                     state.school_links.push(link);
                 }
@@ -314,9 +389,98 @@ pub(super) fn read_users<R: BufRead>(
     Ok(())
 }
 
-/// Reads `enrollments.csv`: a student's enrollment in a homeroom is the student's
-/// enrollment at the school, in that basisgruppe. Enrollments in scheduled classes and of
-/// teachers are not roster records.
+/// An enrollment as a reader found it, an `enrollments.csv` row or a REST `enrollments`
+/// object, for the one mapping onto roster enrollments ([`enrollment`]).
+pub(crate) struct EnrollmentFields {
+    pub(crate) id: Option<CompactString>,
+    pub(crate) class: Option<CompactString>,
+    pub(crate) school: Option<CompactString>,
+    pub(crate) user: Option<CompactString>,
+    pub(crate) role: Option<String>,
+    /// `tobedeleted` in a delta.
+    pub(crate) deleted: bool,
+}
+
+/// Maps one enrollment: a student's enrollment in a homeroom is the student's enrollment
+/// at the school, in that basisgruppe. Enrollments in scheduled classes and of teachers are
+/// not roster records; one naming an unknown class, school or student goes on, for the
+/// builder to report as dangling.
+pub(crate) fn enrollment(
+    fields: EnrollmentFields,
+    at: Position,
+    dialect: Dialect,
+    state: &mut State,
+    builder: &mut RosterBuilder,
+) {
+    let role = fields.role;
+    let deletion = fields.deleted;
+    let is_student = role
+        .as_deref()
+        .is_some_and(|r| r.eq_ignore_ascii_case("student"));
+    // A deletion may come without its role.
+    if !(is_student || deletion && role.is_none()) {
+        return;
+    }
+    let class_id = fields.class;
+    // A class the export lists but not as a homeroom; unknown classes go on, so the
+    // builder reports them as dangling.
+    if class_id
+        .as_ref()
+        .is_some_and(|c| state.homeroom.get(c.as_str()) == Some(&false))
+    {
+        return;
+    }
+    let Some(id) = fields.id else {
+        missing(builder, at, "sourcedId", "enrollment");
+        return;
+    };
+    if deletion {
+        builder.tombstone(Entity::Enrollment, id.into());
+        return;
+    }
+    let field = if fields.user.is_none() {
+        dialect.user()
+    } else if fields.school.is_none() {
+        dialect.school()
+    } else {
+        dialect.class()
+    };
+    let (Some(class_id), Some(school_id), Some(user_id)) = (class_id, fields.school, fields.user)
+    else {
+        missing(builder, at, field, "enrollment");
+        return;
+    };
+    if let Some(why) = state.not_a_school(&school_id) {
+        let detail = format!(
+            "enrollment {id}: {} names {why}; it is left out",
+            dialect.school()
+        );
+        builder.deviation(at, Code::DanglingReference, Severity::Error, detail);
+        return;
+    }
+    if let Some(role) = state.other_users.get(user_id.as_str()) {
+        let detail = format!(
+            "enrollment {id} makes user {} a student, but users.csv gives the user the \
+             role `{role}`; it is left out",
+            shown_key(&user_id)
+        );
+        builder.deviation(at, Code::DanglingReference, Severity::Warning, detail);
+        return;
+    }
+    let school = state.school(school_id.into());
+    state.enrolled.insert((user_id.to_string(), school.clone()));
+    builder.enrollment(
+        at,
+        Enrollment {
+            source_key: id,
+            student: user_id,
+            school: school.into(),
+            group: Some(class_id),
+        },
+    );
+}
+
+/// Reads `enrollments.csv` through [`enrollment`].
 pub(super) fn read_enrollments<R: BufRead>(
     table: &mut Table<R>,
     mode: Mode,
@@ -331,70 +495,20 @@ pub(super) fn read_enrollments<R: BufRead>(
     let status = table.column(&["status"]);
     while let Some(row) = table.next_row()? {
         report_short(builder, &row);
-        let at = Position::Line(row.line);
-        let role = row.get(Some(role));
-        let deletion = is_deletion(&row, status, mode);
-        let is_student = role
-            .as_deref()
-            .is_some_and(|r| r.eq_ignore_ascii_case("student"));
-        // A deletion may come without its role.
-        if !(is_student || deletion && role.is_none()) {
-            continue;
-        }
-        let class_id = row.text(Some(class));
-        // A class the export lists but not as a homeroom; unknown classes go on, so the
-        // builder reports them as dangling.
-        if class_id
-            .as_ref()
-            .is_some_and(|c| state.homeroom.get(c.as_str()) == Some(&false))
-        {
-            continue;
-        }
-        let Some(id) = row.text(Some(sourced_id)) else {
-            missing(builder, at, "sourcedId", "enrollment");
-            continue;
+        let fields = EnrollmentFields {
+            id: row.text(Some(sourced_id)),
+            class: row.text(Some(class)),
+            school: row.text(Some(school)),
+            user: row.text(Some(user)),
+            role: row.get(Some(role)).map(Into::into),
+            deleted: is_deletion(&row, status, mode),
         };
-        if deletion {
-            builder.tombstone(Entity::Enrollment, id.into());
-            continue;
-        }
-        let (Some(class_id), Some(school_id), Some(user_id)) =
-            (class_id, row.text(Some(school)), row.text(Some(user)))
-        else {
-            let field = if row.get(Some(user)).is_none() {
-                "userSourcedId"
-            } else if row.get(Some(school)).is_none() {
-                "schoolSourcedId"
-            } else {
-                "classSourcedId"
-            };
-            missing(builder, at, field, "enrollment");
-            continue;
-        };
-        if let Some(why) = state.not_a_school(&school_id) {
-            let detail = format!("enrollment {id}: schoolSourcedId names {why}; it is left out");
-            builder.deviation(at, Code::DanglingReference, Severity::Error, detail);
-            continue;
-        }
-        if let Some(role) = state.other_users.get(user_id.as_str()) {
-            let detail = format!(
-                "enrollment {id} makes user {} a student, but users.csv gives the user the \
-                 role `{role}`; it is left out",
-                shown_key(&user_id)
-            );
-            builder.deviation(at, Code::DanglingReference, Severity::Warning, detail);
-            continue;
-        }
-        let school = state.school(school_id.into());
-        state.enrolled.insert((user_id.to_string(), school.clone()));
-        builder.enrollment(
-            at,
-            Enrollment {
-                source_key: id,
-                student: user_id,
-                school: school.into(),
-                group: Some(class_id),
-            },
+        enrollment(
+            fields,
+            Position::Line(row.line),
+            Dialect::Csv,
+            state,
+            builder,
         );
     }
     Ok(())
@@ -404,13 +518,13 @@ pub(super) fn read_enrollments<R: BufRead>(
 /// `roles.csv` (`orgSourcedId`) ties to a school an enrollment at that school without a
 /// class, keyed `student@skolenummer` as the IMS reader keys them, so that scoped consumers
 /// reach the student. A homeroom enrollment at the school makes it unnecessary.
-pub(super) fn link_schools(state: &State, builder: &mut RosterBuilder) {
-    for (line, student, school) in &state.school_links {
+pub(crate) fn link_schools(state: &State, builder: &mut RosterBuilder) {
+    for (at, student, school) in &state.school_links {
         if state.enrolled.contains(&(student.clone(), school.clone())) {
             continue;
         }
         builder.enrollment(
-            Position::Line(*line),
+            *at,
             Enrollment {
                 source_key: format!("{student}@{school}").into(),
                 student: student.as_str().into(),

@@ -10,6 +10,7 @@ use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::Gender;
 
 use super::manifest::{is_deletion, Mode};
+use crate::deviation::Position;
 use crate::reader::error::ReadError;
 use crate::reader::table::Table;
 
@@ -19,19 +20,19 @@ const MAX_SESSION_DEPTH: usize = 4;
 
 /// What earlier files tell later ones.
 #[derive(Default)]
-pub(super) struct State {
+pub(crate) struct State {
     /// Org sourcedId -> skolenummer, for every school.
-    pub(super) skolenummer: HashMap<String, String>,
+    pub(crate) skolenummer: HashMap<String, String>,
     /// Org sourcedId -> type, for the orgs that are not schools (districts, departments), so
     /// a reference to one is reported as what it is, not as a missing school.
-    pub(super) other_orgs: HashMap<String, String>,
+    pub(crate) other_orgs: HashMap<String, String>,
     /// User sourcedId -> role, for the users `users.csv` lists with a role other than
     /// student, so an enrollment naming one as a student says so.
-    pub(super) other_users: HashMap<String, String>,
+    pub(crate) other_users: HashMap<String, String>,
     /// Academic sessions by sourcedId.
     sessions: HashMap<String, Session>,
     /// Class sourcedId -> whether it is a homeroom (basisgruppe).
-    pub(super) homeroom: HashMap<String, bool>,
+    pub(crate) homeroom: HashMap<String, bool>,
     /// True when the export has a `roles.csv` (OneRoster 1.2).
     pub(super) has_roles: bool,
     /// Users `roles.csv` makes students.
@@ -40,12 +41,12 @@ pub(super) struct State {
     pub(super) other_roles: HashSet<String>,
     /// The orgs `roles.csv` makes a user a student at, by user sourcedId.
     pub(super) student_orgs: HashMap<String, Vec<String>>,
-    /// Students a users or roles row ties to a school, with the line of the user: `(line,
+    /// Students a users or roles row ties to a school, with where the user was read: `(at,
     /// user sourcedId, skolenummer)`. Those without a homeroom enrollment there get a school
     /// enrollment, as the JSON and IMS readers give them.
-    pub(super) school_links: Vec<(u64, String, String)>,
+    pub(crate) school_links: Vec<(Position, String, String)>,
     /// `(user sourcedId, skolenummer)` of every student enrollment read.
-    pub(super) enrolled: HashSet<(String, String)>,
+    pub(crate) enrolled: HashSet<(String, String)>,
     /// Sex and birth date from `demographics.csv`, by user sourcedId.
     pub(super) demographics: HashMap<String, (Gender, Option<CivilDate>)>,
 }
@@ -53,7 +54,7 @@ pub(super) struct State {
 impl State {
     /// The skolenummer of the org a record names; an unknown org keeps its sourcedId, so
     /// the builder reports the dangling reference.
-    pub(super) fn school(&self, sourced_id: String) -> String {
+    pub(crate) fn school(&self, sourced_id: String) -> String {
         match self.skolenummer.get(&sourced_id) {
             Some(skolenummer) => skolenummer.clone(),
             None => sourced_id,
@@ -62,7 +63,7 @@ impl State {
 
     /// Why a school reference that is not a school's cannot be used, when the export lists
     /// the org as something else.
-    pub(super) fn not_a_school(&self, sourced_id: &str) -> Option<String> {
+    pub(crate) fn not_a_school(&self, sourced_id: &str) -> Option<String> {
         self.other_orgs
             .get(sourced_id)
             .map(|kind| format!("org {sourced_id} is of type `{kind}`, not a school"))
@@ -70,7 +71,7 @@ impl State {
 
     /// The school year a session belongs to, as the school writes it (`2025/2026`): a
     /// school-year session's title, else its parent's, else built from `schoolYear`.
-    pub(super) fn school_year(&self, sourced_id: &str) -> Option<String> {
+    pub(crate) fn school_year(&self, sourced_id: &str) -> Option<String> {
         let mut session = self.sessions.get(sourced_id)?;
         for _ in 0..MAX_SESSION_DEPTH {
             if session.is_school_year {
