@@ -120,7 +120,10 @@ impl ShareSource {
                 return Err((key, "must not be empty".to_owned()));
             }
             if !is_plain_name(value) {
-                return Err((key, "must not hold `\"`, `;`, `%` or control characters".into()));
+                return Err((
+                    key,
+                    "must not hold `\"`, `;`, `%` or control characters".into(),
+                ));
             }
             Ok(())
         };
@@ -147,7 +150,9 @@ impl ShareSource {
 /// Whether `text` can be given to `smbclient` inside double quotes: its command line splits
 /// at `;` whatever the quotes, and cannot quote a `"`; `%` would split a user name.
 fn is_plain_name(text: &str) -> bool {
-    !text.chars().any(|c| matches!(c, '"' | ';' | '%') || c.is_control())
+    !text
+        .chars()
+        .any(|c| matches!(c, '"' | ';' | '%') || c.is_control())
 }
 
 /// Why a step on the share failed. The messages name the server, share, file and what the
@@ -230,12 +235,14 @@ impl Share {
     /// Copies `file` into `local` (whose folder must exist), bytes only; fails unless the
     /// copy has exactly the listed size.
     pub async fn copy(&self, file: &RemoteFile, local: &Path) -> Result<(), ShareError> {
-        let local_text = local.to_str().filter(|p| is_plain_name(p)).ok_or_else(|| {
-            ShareError::Local {
-                path: local.to_owned(),
-                reason: "the path cannot be given to smbclient".into(),
-            }
-        })?;
+        let local_text =
+            local
+                .to_str()
+                .filter(|p| is_plain_name(p))
+                .ok_or_else(|| ShareError::Local {
+                    path: local.to_owned(),
+                    reason: "the path cannot be given to smbclient".into(),
+                })?;
         let timeout = Duration::from_secs(self.source.timeout_seconds);
         let what = format!("copying {}", file.name);
         let copied = self
@@ -415,12 +422,15 @@ fn explain(code: &str) -> String {
         }
         "NT_STATUS_BAD_NETWORK_NAME" => "the share does not exist",
         "NT_STATUS_ACCESS_DENIED" => "the account may not do this",
-        "NT_STATUS_OBJECT_NAME_NOT_FOUND" | "NT_STATUS_OBJECT_PATH_NOT_FOUND"
+        "NT_STATUS_OBJECT_NAME_NOT_FOUND"
+        | "NT_STATUS_OBJECT_PATH_NOT_FOUND"
         | "NT_STATUS_NO_SUCH_FILE" => "not found",
         "NT_STATUS_OBJECT_NAME_COLLISION" => "a file of that name is already there",
         "NT_STATUS_SHARING_VIOLATION" => "the file is open in another program",
-        "NT_STATUS_CONNECTION_REFUSED" | "NT_STATUS_HOST_UNREACHABLE"
-        | "NT_STATUS_NETWORK_UNREACHABLE" | "NT_STATUS_IO_TIMEOUT"
+        "NT_STATUS_CONNECTION_REFUSED"
+        | "NT_STATUS_HOST_UNREACHABLE"
+        | "NT_STATUS_NETWORK_UNREACHABLE"
+        | "NT_STATUS_IO_TIMEOUT"
         | "NT_STATUS_BAD_NETWORK_PATH" => "the file server cannot be reached",
         "NT_STATUS_CONNECTION_DISCONNECTED"
         | "NT_STATUS_CONNECTION_RESET"
@@ -587,7 +597,10 @@ mod tests {
 
     #[test]
     fn after_is_delete_or_a_move_into_a_folder() {
-        assert_eq!(AfterPull::try_from("delete".to_owned()), Ok(AfterPull::Delete));
+        assert_eq!(
+            AfterPull::try_from("delete".to_owned()),
+            Ok(AfterPull::Delete)
+        );
         assert_eq!(
             AfterPull::try_from("move:taken".to_owned()),
             Ok(AfterPull::Move("taken".into()))

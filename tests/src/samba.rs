@@ -293,29 +293,29 @@ impl Drop for StreamingPut {
 
 /// Starts `smbd` with `config` and waits until it listens on `addr`.
 fn spawn_smbd(dir: &Path, config: &Path, addr: SocketAddr) -> Process {
-        let mut command = Command::new(SMBD);
-        // A process group of its own: in the test's group, a writer killed mid-file was seen
-        // to bring SIGTERM to the test runner and cargo too (smbd signalling its group).
-        command
-            .process_group(0)
-            .arg("--foreground")
-            .arg("--no-process-group")
-            .arg(format!("--configfile={}", config.display()))
-            .arg("--debug-stdout");
-        let mut process = Process::spawn(&mut command, &dir.join("smbd.log"));
-        let started = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-            assert!(
-                process.is_running(),
-                "smbd exited; see {}/smbd.log",
-                dir.display()
-            );
-            assert!(
-                started.elapsed() < PATIENCE,
-                "smbd did not listen on {addr} within {PATIENCE:?}"
-            );
-            std::thread::sleep(POLL);
-        }
+    let mut command = Command::new(SMBD);
+    // A process group of its own: in the test's group, a writer killed mid-file was seen
+    // to bring SIGTERM to the test runner and cargo too (smbd signalling its group).
+    command
+        .process_group(0)
+        .arg("--foreground")
+        .arg("--no-process-group")
+        .arg(format!("--configfile={}", config.display()))
+        .arg("--debug-stdout");
+    let mut process = Process::spawn(&mut command, &dir.join("smbd.log"));
+    let started = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+        assert!(
+            process.is_running(),
+            "smbd exited; see {}/smbd.log",
+            dir.display()
+        );
+        assert!(
+            started.elapsed() < PATIENCE,
+            "smbd did not listen on {addr} within {PATIENCE:?}"
+        );
+        std::thread::sleep(POLL);
+    }
     process
 }
 

@@ -166,21 +166,28 @@ fn exports_written_to_the_school_share_are_pulled_to_central_and_leave_the_share
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(&local, format!("{}\n", lines[..lines.len() - 5].join("\n")))
         .expect("the second export");
-    smb.put_then_rename(&local, "eksport/elevliste-2.csv.tmp", "eksport/elevliste-2.csv");
+    smb.put_then_rename(
+        &local,
+        "eksport/elevliste-2.csv.tmp",
+        "eksport/elevliste-2.csv",
+    );
     let took = wait_held_and_gone(&platform, &site, 295, &folder, Instant::now());
     println!("renamed: central held 295 pupils {took:.2?} after the rename");
     agent.wait_for("an acknowledged, empty outbox", |s| {
         s["outbox_depth"] == 0 && s["last_export_file"] == "elevliste-2.csv"
     });
-    assert!(files_in(&agent.drop_dir()).is_empty(), "no copy left behind");
-    let state = std::fs::read_to_string(agent.dir().join("state").join("share.json"))
-        .expect("share.json");
+    assert!(
+        files_in(&agent.drop_dir()).is_empty(),
+        "no copy left behind"
+    );
+    let state =
+        std::fs::read_to_string(agent.dir().join("state").join("share.json")).expect("share.json");
     assert_eq!(state.trim(), "[]", "nothing waits to be removed");
 }
 
 #[test]
-fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_with_nothing_sent(
-) {
+fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_with_nothing_sent()
+{
     if !samba::available() {
         return;
     }
@@ -216,7 +223,10 @@ fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_
     });
     std::thread::sleep(Duration::from_secs(2));
     let status = agent.status().expect("status");
-    assert!(status["last_export_file"].is_null(), "nothing taken in: {status}");
+    assert!(
+        status["last_export_file"].is_null(),
+        "nothing taken in: {status}"
+    );
     assert_eq!(status["outbox_depth"], 0);
     assert!(pupils(platform.admin(), &site).is_empty());
     assert_eq!(files_in(&folder), ["elevliste.csv"]);
@@ -257,7 +267,10 @@ fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_
             .any(|e| e.file_name().to_string_lossy().contains("huge"))
     };
     assert!(!parts(&agent.drop_dir()), "nothing of it was copied");
-    assert_eq!(agent.status().expect("status")["last_export_file"], "elevliste.csv");
+    assert_eq!(
+        agent.status().expect("status")["last_export_file"],
+        "elevliste.csv"
+    );
     std::fs::remove_file(&huge).expect("removing the huge file");
     agent.wait_for("the problem to clear", |s| s["source_problem"].is_null());
 
@@ -285,8 +298,9 @@ fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_
     println!("cut copy: {}", source_problem(&agent));
     let log = std::fs::read_to_string(agent.dir().join("agent.log")).unwrap_or_default();
     assert!(
-        log.lines().any(|l| l.contains("cannot copy the export from the share")
-            && l.contains("elevliste-3.csv")),
+        log.lines()
+            .any(|l| l.contains("cannot copy the export from the share")
+                && l.contains("elevliste-3.csv")),
         "the cut copy is logged as not taken"
     );
     assert!(!part.exists(), "the partial copy is gone");

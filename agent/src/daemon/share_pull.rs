@@ -228,7 +228,9 @@ impl Poller {
                 continue;
             }
             match self.share.finish(&copied.name, unix_ms_now() as i64).await {
-                Ok(()) => tracing::info!(file = %copied.name, "central has the export; removed from the share"),
+                Ok(()) => {
+                    tracing::info!(file = %copied.name, "central has the export; removed from the share")
+                }
                 Err(error) => {
                     tracing::warn!(file = %copied.name, %error, "cannot remove the export from the share; trying at the next poll");
                     problem.get_or_insert(format!("the export share: {error}"));
