@@ -73,6 +73,7 @@ pub(super) async fn share_loop(
     core: Shared,
     mut stop: watch::Receiver<bool>,
 ) {
+    remove_partial_copies(&config.drop_dir());
     let every = Duration::from_secs(source.poll_seconds.max(1));
     let stable = Duration::from_secs(source.stable_seconds);
     let mut poller = Poller {
@@ -101,6 +102,25 @@ pub(super) async fn share_loop(
         }
     }
 }
+
+/// Removes the hidden partial copies a process stopped mid-copy left in the drop folder
+/// (the watcher never takes them; the next poll copies the file again).
+fn remove_partial_copies(drop_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(drop_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(PART_SUFFIX) {
+            if let Err(error) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(file = %name, %error, "cannot remove a partial copy");
+            }
+        }
+    }
+}
+
+/// The end of a partial copy's hidden name in the drop folder.
+const PART_SUFFIX: &str = ".smb-part";
 
 struct Poller {
     share: Share,
@@ -179,7 +199,7 @@ impl Poller {
                 file.name
             ));
         }
-        let part = self.drop_dir.join(format!(".{}.smb-part", file.name));
+        let part = self.drop_dir.join(format!(".{}{PART_SUFFIX}", file.name));
         let started = Instant::now();
         let copied = self.share.copy(file, &part).await;
         let placed = copied.map_err(|e| e.to_string()).and_then(|()| {
