@@ -140,8 +140,11 @@ impl ShareSource {
         if self.port == 0 {
             return Err(("source.port", "must not be 0".into()));
         }
-        if self.poll_seconds == 0 || self.timeout_seconds == 0 {
+        if self.poll_seconds == 0 {
             return Err(("source.poll_seconds", "must be at least 1".into()));
+        }
+        if self.timeout_seconds == 0 {
+            return Err(("source.timeout_seconds", "must be at least 1".into()));
         }
         Ok(())
     }
