@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use crate::outbox::OutboxConfig;
 use crate::panel::PanelConfig;
+use crate::share::ShareSource;
 use skolebro_protocol::SiteSchool;
 use skolebro_roster::reader::{ColumnProfile, Format, ReaderOptions};
 use skolebro_roster::safety::SafetyPolicy;
@@ -235,6 +236,9 @@ pub enum SourceConfig {
     /// The agent pulls from a OneRoster REST service (see [`crate::pull`]); boxed, as the
     /// config is cloned into each stage and most sites use the drop folder.
     OnerosterRest(Box<RestSource>),
+    /// The agent copies exports from a share on the school's file server into the drop
+    /// folder (see [`crate::share`]) and removes each from the share once central has it.
+    SmbShare(Box<ShareSource>),
 }
 
 /// `[source] kind = "oneroster-rest"`: a OneRoster 1.1/1.2 REST service with OAuth2 client
@@ -505,6 +509,9 @@ impl AgentConfig {
         if let Some(central) = &mut self.central {
             fix(&mut central.ca);
         }
+        if let SourceConfig::SmbShare(share) = &mut self.source {
+            fix(&mut share.password_file);
+        }
         if let SourceConfig::OnerosterRest(rest) = &mut self.source {
             fix(&mut rest.client_secret_file);
             for path in [&mut rest.ca, &mut rest.client_cert, &mut rest.client_key]
@@ -609,6 +616,19 @@ impl AgentConfig {
         if let SourceConfig::OnerosterRest(rest) = &self.source {
             rest.check()?;
         }
+        if let SourceConfig::SmbShare(share) = &self.source {
+            share
+                .check()
+                .map_err(|(key, reason)| ConfigError::Invalid { key, reason })?;
+            // The copy leaving the drop folder is how the share source knows an export was
+            // taken in; one that stays would never be removed from the share.
+            if self.after_ingest == AfterIngest::Keep {
+                return Err(ConfigError::Invalid {
+                    key: "after_ingest",
+                    reason: "must be \"delete\" with `[source] kind = \"smb-share\"`".into(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -687,6 +707,46 @@ mod tests {
             toml::from_str::<AgentConfig>(&text("https://sas.example", "pagesize = 5")).is_err()
         );
         assert_eq!(AgentConfig::default().source, SourceConfig::DropFolder);
+    }
+
+    #[test]
+    fn an_smb_share_source_parses_with_defaults_and_refuses_keep_and_quotes() {
+        let text = |extra: &str| {
+            format!(
+                r#"
+                {extra}
+                [source]
+                kind = "smb-share"
+                server = "filserver.skole.example"
+                share = "Eksport"
+                folder = "SAS/elever"
+                user = "skolebro"
+                password_file = "share.password"
+                after = "move:hentet"
+                "#
+            )
+        };
+        let mut config: AgentConfig = toml::from_str(&text("")).unwrap();
+        config.check_daemon_settings().unwrap();
+        config.resolve_paths(Path::new("/etc/skolebro"));
+        let SourceConfig::SmbShare(share) = &config.source else {
+            panic!("not the share source: {:?}", config.source);
+        };
+        assert_eq!((share.port, share.pattern.as_str()), (445, "*"));
+        assert_eq!((share.poll_seconds, share.stable_seconds), (60, 10));
+        assert_eq!(share.after, crate::share::AfterPull::Move("hentet".into()));
+        assert_eq!(
+            share.password_file,
+            Path::new("/etc/skolebro/share.password")
+        );
+        let keep: AgentConfig = toml::from_str(&text("after_ingest = \"keep\"")).unwrap();
+        let error = keep.check_daemon_settings().unwrap_err().to_string();
+        assert!(error.contains("after_ingest"), "{error}");
+        let quoted: AgentConfig =
+            toml::from_str(&text("").replace("Eksport", "Eks\\\"port")).unwrap();
+        let error = quoted.check_daemon_settings().unwrap_err().to_string();
+        assert!(error.contains("source.share"), "{error}");
+        assert!(toml::from_str::<AgentConfig>(&text("").replace("move:hentet", "keep")).is_err());
     }
 
     #[test]

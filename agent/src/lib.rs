@@ -3,7 +3,7 @@
 //! [`skolebro_roster`] (read, validate, diff against what was sent, safety filter), seals the
 //! delta and sends it to central.
 //!
-//! Data flow: [`watch`] finds an export (or [`pull`] pulls one from a OneRoster REST service); the [`daemon`]'s pipeline stage runs the roster
+//! Data flow: [`watch`] finds an export (or [`pull`] pulls one from a OneRoster REST service, or [`share`] copies one from the school's file server into the drop folder); the [`daemon`]'s pipeline stage runs the roster
 //! pipeline on it; [`enqueue`] seals the delta in pieces into the [`outbox`] and moves the
 //! checkpoint ([`state`]); the daemon's push and heartbeat loops send through [`uplink`] and
 //! keep [`status`] up to date. Before any of it, [`provision`] enrolls the device from a
@@ -25,6 +25,7 @@ pub mod outbox;
 pub mod panel;
 pub mod provision;
 pub mod pull;
+pub mod share;
 pub mod state;
 pub mod status;
 pub mod trusted_keys;

@@ -197,6 +197,12 @@ fn registry(status: &AgentStatus, now_ms: u64) -> Registry {
         &mut registry,
     );
     count(
+        "1 when the export source (the SMB share) cannot be reached or holds a refused export",
+        "source_problem",
+        u64::from(status.source_problem.is_some()),
+        &mut registry,
+    );
+    count(
         "1 when an offered release waits for free disk space",
         "update_waiting_for_space",
         u64::from(status.update_waiting.is_some()),

@@ -97,6 +97,11 @@ pub struct AgentStatus {
     /// Central's signed statements (see `crate::freshness`); `None` when none is checked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freshness: Option<FreshnessStatus>,
+    /// What is wrong with the export source the agent pulls from (the SMB share cannot be
+    /// reached, refused the account, or holds an export over the read budget); `None` when
+    /// nothing is, or the source is the drop folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_problem: Option<String>,
 }
 
 /// The freshness part of `status.json`.

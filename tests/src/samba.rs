@@ -62,6 +62,7 @@ pub fn available() -> bool {
 /// A running `smbd` serving one share.
 pub struct SmbServer {
     dir: PathBuf,
+    config: PathBuf,
     addr: SocketAddr,
     password: String,
     process: Process,
@@ -107,36 +108,22 @@ impl SmbServer {
             "smbpasswd -a failed: {}",
             String::from_utf8_lossy(&added.stderr)
         );
-        let mut command = Command::new(SMBD);
-        // A process group of its own: in the test's group, a writer killed mid-file was seen
-        // to bring SIGTERM to the test runner and cargo too (smbd signalling its group).
-        command
-            .process_group(0)
-            .arg("--foreground")
-            .arg("--no-process-group")
-            .arg(format!("--configfile={}", config.display()))
-            .arg("--debug-stdout");
-        let mut process = Process::spawn(&mut command, &dir.join("smbd.log"));
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let started = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-            assert!(
-                process.is_running(),
-                "smbd exited; see {}/smbd.log",
-                dir.display()
-            );
-            assert!(
-                started.elapsed() < PATIENCE,
-                "smbd did not listen on {addr} within {PATIENCE:?}"
-            );
-            std::thread::sleep(POLL);
-        }
+        let process = spawn_smbd(dir, &config, addr);
         SmbServer {
             dir: dir.to_owned(),
+            config,
             addr,
             password: password.to_owned(),
             process,
         }
+    }
+
+    /// Starts `smbd` again after [`SmbServer::stop`], on the same port, share and accounts:
+    /// a file server that was down and is back.
+    pub fn start_again(&mut self) {
+        self.stop();
+        self.process = spawn_smbd(&self.dir, &self.config, self.addr);
     }
 
     /// Where `smbd` listens.
@@ -302,6 +289,34 @@ impl Drop for StreamingPut {
     fn drop(&mut self) {
         self.disconnect();
     }
+}
+
+/// Starts `smbd` with `config` and waits until it listens on `addr`.
+fn spawn_smbd(dir: &Path, config: &Path, addr: SocketAddr) -> Process {
+    let mut command = Command::new(SMBD);
+    // A process group of its own: in the test's group, a writer killed mid-file was seen
+    // to bring SIGTERM to the test runner and cargo too (smbd signalling its group).
+    command
+        .process_group(0)
+        .arg("--foreground")
+        .arg("--no-process-group")
+        .arg(format!("--configfile={}", config.display()))
+        .arg("--debug-stdout");
+    let mut process = Process::spawn(&mut command, &dir.join("smbd.log"));
+    let started = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+        assert!(
+            process.is_running(),
+            "smbd exited; see {}/smbd.log",
+            dir.display()
+        );
+        assert!(
+            started.elapsed() < PATIENCE,
+            "smbd did not listen on {addr} within {PATIENCE:?}"
+        );
+        std::thread::sleep(POLL);
+    }
+    process
 }
 
 /// Waits for `child` at most [`PATIENCE`], killing it after that.

@@ -309,7 +309,10 @@ fn the_agent_package_holds_the_binary_unit_rules_manual_and_maintainer_script() 
         .arg("--field")
         .arg(deb)
         .arg("Suggests"));
-    assert!(fields.contains("samba"), "{fields}");
+    assert!(
+        fields.contains("samba") && fields.contains("smbclient"),
+        "{fields}"
+    );
 
     let stick = read(&unpacked.join("usr/lib/udev/rules.d/99-skolebro-stick.rules"));
     for needle in [

@@ -56,6 +56,9 @@ struct Problems {
     storage: Option<String>,
     /// The device's certificate is over on a synced clock, or could not be renewed.
     certificate: Option<String>,
+    /// The export source cannot be reached or holds an export that is refused (cleared by
+    /// the next look at it that finds neither).
+    source: Option<String>,
 }
 
 /// The enqueue stage plus what the daemon knows about its progress. One owner at a time
@@ -343,6 +346,15 @@ impl Core {
         self.publish();
     }
 
+    /// What the newest look at the export share found wrong (`None`: nothing), for the
+    /// status line and the `source_problem` metric.
+    pub fn source_problem(&mut self, problem: Option<String>) {
+        if self.problems.source != problem {
+            self.problems.source = problem;
+            self.publish();
+        }
+    }
+
     /// Offers an export to the enqueue stage and records the outcome in the status. A
     /// partial export (a delta) is not kept for snapshots: a snapshot made of it would
     /// delete every record it does not name.
@@ -565,7 +577,9 @@ impl Core {
             .or_else(|| p.uplink.clone())
             .or_else(|| p.certificate.clone())
             .or_else(|| p.export.clone())
+            .or_else(|| p.source.clone())
             .or(stick);
+        s.source_problem = p.source.clone();
         s.state = if s.provisioning.revoked {
             RunState::Revoked
         } else if s.provisioning.enrolling {
@@ -575,6 +589,7 @@ impl Core {
         } else if s.held.is_some() {
             RunState::Holding
         } else if p.export.is_some()
+            || p.source.is_some()
             || s.provisioning.stick_refused.is_some()
             || s.provisioning.enroll_error.is_some()
         {

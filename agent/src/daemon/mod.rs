@@ -18,7 +18,10 @@
 //! ```
 //! With `[source] kind = "oneroster-rest"` the pulling stage (`pulling`, over [`crate::pull`])
 //! takes the place of the watcher and the pipeline: it pulls the roster from the SAS on a
-//! schedule and offers it to the same enqueue stage. Stages talk through bounded channels. The enqueue stage ([`Enqueuer`]: checkpoint and
+//! schedule and offers it to the same enqueue stage. With `[source] kind = "smb-share"` the share stage
+//! (`share_pull`, over [`crate::share`]) runs beside the watcher: it copies each stable
+//! export from the school's file server into the drop folder, and removes it from the share
+//! once central acknowledged it. Stages talk through bounded channels. The enqueue stage ([`Enqueuer`]: checkpoint and
 //! outbox) lives in one [`Core`] behind a mutex; every operation on it runs on a blocking
 //! thread because it fsyncs.
 //!
@@ -48,6 +51,7 @@ mod pulling;
 mod push;
 mod reading;
 mod service;
+mod share_pull;
 mod sticks;
 
 use std::future::Future;
@@ -457,9 +461,19 @@ async fn supervise(
     // Anything already in the outbox goes out at once.
     let _ = wake_tx.try_send(());
 
-    // The source: the drop folder's watcher and pipeline, or the OneRoster REST puller.
+    // The source: the drop folder's watcher and pipeline (fed from the export share too,
+    // where there is one), or the OneRoster REST puller.
+    let mut extra = Vec::new();
+    if let SourceConfig::SmbShare(share) = config.source.clone() {
+        extra.push(tokio::spawn(share_pull::share_loop(
+            config.clone(),
+            *share,
+            core.clone(),
+            stop.clone(),
+        )));
+    }
     let (source, pipeline) = match config.source.clone() {
-        SourceConfig::DropFolder => {
+        SourceConfig::DropFolder | SourceConfig::SmbShare(_) => {
             let (ready_tx, ready_rx) = mpsc::channel::<PathBuf>(4);
             let (retry_tx, retry_rx) = mpsc::channel::<PathBuf>(16);
             let watcher = crate::watch::run(
@@ -521,7 +535,7 @@ async fn supervise(
     if result.is_err() {
         tracing::error!("the export source failed; stopping");
     }
-    for task in pipeline.into_iter().chain([pusher, heartbeat]) {
+    for task in pipeline.into_iter().chain(extra).chain([pusher, heartbeat]) {
         if result.is_err() {
             task.abort();
         }

@@ -1,0 +1,369 @@
+//! Pull mode with real SMB: the SAS writes its export to a share on the school's file server
+//! (Debian's `smbd`, [`skolebro_tests::samba`], in read-write mode), the ways Windows writes
+//! (`smbclient` in place, and under a temporary name then renamed), and the agent
+//! (`[source] kind = "smb-share"`) reads it from there: central holds each export and the
+//! share's folder is empty afterwards. A wrong password, a share that goes away in the
+//! middle of a copy and a 10 GB file are refused in words, with nothing sent; once the
+//! password is right and the server is back, the next poll delivers.
+//!
+//! Every wait is bounded; `smbd`, central and the agent are killed when the test ends, and on
+//! failure their logs are printed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use skolebro_tests::appliance::{sample, Agent, Cadence, Platform};
+use skolebro_tests::harness::{self, one_at_a_time, PATIENCE, POLL};
+use skolebro_tests::rostergen::Generated;
+use skolebro_tests::samba::{self, ShareMode, SmbServer};
+
+const PASSWORD: &str = "Export-share-pass-1";
+
+/// Prints the logs when the test fails; the processes die with their owners.
+struct Logs(Vec<(PathBuf, &'static str)>);
+
+impl Drop for Logs {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (dir, log) in &self.0 {
+                harness::print_log_tail(dir, log);
+            }
+        }
+    }
+}
+
+fn site_of(agent: &Agent) -> String {
+    agent.status().expect("status")["provisioning"]["site"]
+        .as_str()
+        .expect("an enrolled site")
+        .to_owned()
+}
+
+fn pupils(admin: std::net::SocketAddr, site: &str) -> BTreeSet<String> {
+    harness::roster(admin, site, "")
+        .students
+        .iter()
+        .filter_map(|s| s.national_id.as_ref().map(|id| id.as_str().to_owned()))
+        .collect()
+}
+
+/// The files in a folder of the share's backing directory.
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// An agent pulling from `smb`'s share folder `eksport`, its password in a 0600 file.
+fn pulling_agent(dir: &Path, platform: &Platform, smb: &SmbServer, password: &str) -> Agent {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir).expect("agent folder");
+    let password_file = dir.join("share.password");
+    std::fs::write(&password_file, format!("{password}\n")).expect("password file");
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod 600");
+    let agent = Agent::new(
+        dir,
+        Cadence::BUSY,
+        &format!(
+            r#"stick_key = "{key}"
+[source]
+kind = "smb-share"
+server = "127.0.0.1"
+port = {port}
+share = "{share}"
+folder = "eksport"
+pattern = "*.csv"
+user = "{user}"
+password_file = "share.password"
+poll_seconds = 1
+stable_seconds = 1
+"#,
+            key = platform.stick_key().display(),
+            port = smb.addr().port(),
+            share = samba::SHARE,
+            user = samba::ACCOUNT,
+        ),
+    );
+    platform.write_stick(&agent);
+    agent
+}
+
+/// Waits until central holds `count` pupils for `site` and the share folder is empty;
+/// returns how long after `written` central held them.
+fn wait_held_and_gone(
+    platform: &Platform,
+    site: &str,
+    count: usize,
+    folder: &Path,
+    written: Instant,
+) -> Duration {
+    while pupils(platform.admin(), site).len() != count {
+        assert!(
+            written.elapsed() < PATIENCE,
+            "central did not come to hold {count} pupils within {PATIENCE:?}"
+        );
+        std::thread::sleep(POLL);
+    }
+    let held = written.elapsed();
+    while !files_in(folder).is_empty() {
+        assert!(
+            written.elapsed() < PATIENCE,
+            "{:?} still on the share {PATIENCE:?} after the write",
+            files_in(folder)
+        );
+        std::thread::sleep(POLL);
+    }
+    held
+}
+
+fn source_problem(agent: &Agent) -> String {
+    agent.status().expect("status")["source_problem"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn exports_written_to_the_school_share_are_pulled_to_central_and_leave_the_share() {
+    if !samba::available() {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let dir = tempfile::Builder::new()
+        .prefix("skolebro-smbpull-")
+        .tempdir()
+        .expect("temp dir");
+    let d = dir.path();
+    let platform = Platform::start(&d.join("central"));
+    let backing = d.join("share");
+    let folder = backing.join("eksport");
+    std::fs::create_dir_all(&folder).expect("the export folder");
+    let smb = SmbServer::start(&d.join("smbd"), &backing, ShareMode::ReadWrite, PASSWORD);
+    let mut agent = pulling_agent(&d.join("agent"), &platform, &smb, PASSWORD);
+    let _logs = Logs(vec![
+        (d.join("central"), "central.log"),
+        (d.join("agent"), "agent.log"),
+    ]);
+    agent.start();
+    agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
+    let site = site_of(&agent);
+
+    // In place, as an export job writing straight onto the share does.
+    let local = d.join("elevliste.csv");
+    std::fs::write(&local, sample()).expect("the export");
+    smb.put(&local, "eksport/elevliste.csv");
+    let took = wait_held_and_gone(&platform, &site, 300, &folder, Instant::now());
+    println!("in place: central held 300 pupils {took:.2?} after the write ended");
+
+    // Under a temporary name, renamed at the end.
+    let text = String::from_utf8(sample()).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&local, format!("{}\n", lines[..lines.len() - 5].join("\n")))
+        .expect("the second export");
+    smb.put_then_rename(
+        &local,
+        "eksport/elevliste-2.csv.tmp",
+        "eksport/elevliste-2.csv",
+    );
+    let took = wait_held_and_gone(&platform, &site, 295, &folder, Instant::now());
+    println!("renamed: central held 295 pupils {took:.2?} after the rename");
+    agent.wait_for("an acknowledged, empty outbox", |s| {
+        s["outbox_depth"] == 0 && s["last_export_file"] == "elevliste-2.csv"
+    });
+    assert!(
+        files_in(&agent.drop_dir()).is_empty(),
+        "no copy left behind"
+    );
+    let state =
+        std::fs::read_to_string(agent.dir().join("state").join("share.json")).expect("share.json");
+    assert_eq!(state.trim(), "[]", "nothing waits to be removed");
+}
+
+#[test]
+fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_with_nothing_sent()
+{
+    if !samba::available() {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let dir = tempfile::Builder::new()
+        .prefix("skolebro-smbpull-")
+        .tempdir()
+        .expect("temp dir");
+    let d = dir.path();
+    let platform = Platform::start(&d.join("central"));
+    let backing = d.join("share");
+    let folder = backing.join("eksport");
+    std::fs::create_dir_all(&folder).expect("the export folder");
+    let mut smb = SmbServer::start(&d.join("smbd"), &backing, ShareMode::ReadWrite, PASSWORD);
+    let wrong = "Not-the-password-9";
+    let mut agent = pulling_agent(&d.join("agent"), &platform, &smb, wrong);
+    let _logs = Logs(vec![
+        (d.join("central"), "central.log"),
+        (d.join("agent"), "agent.log"),
+    ]);
+    agent.start();
+    agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
+    let site = site_of(&agent);
+    let local = d.join("elevliste.csv");
+    std::fs::write(&local, sample()).expect("the export");
+    smb.put(&local, "eksport/elevliste.csv");
+
+    // A wrong password: said in words, the export stays on the share, nothing is sent.
+    agent.wait_for("the refused password in the status", |s| {
+        s["source_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("refused the user name or password"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let status = agent.status().expect("status");
+    assert!(
+        status["last_export_file"].is_null(),
+        "nothing taken in: {status}"
+    );
+    assert_eq!(status["outbox_depth"], 0);
+    assert!(pupils(platform.admin(), &site).is_empty());
+    assert_eq!(files_in(&folder), ["elevliste.csv"]);
+    for (what, text) in [
+        ("status.json", status.to_string()),
+        (
+            "agent.log",
+            std::fs::read_to_string(agent.dir().join("agent.log")).unwrap_or_default(),
+        ),
+    ] {
+        assert!(!text.contains(wrong), "the password is in {what}");
+    }
+    // The right password in its file: the next poll delivers, the share is emptied.
+    std::fs::write(agent.dir().join("share.password"), format!("{PASSWORD}\n"))
+        .expect("the right password");
+    wait_held_and_gone(&platform, &site, 300, &folder, Instant::now());
+    let held = pupils(platform.admin(), &site);
+    agent.wait_for("the problem to clear", |s| s["source_problem"].is_null());
+
+    // 10 GB (sparse) on the share: refused by its size before a byte is read.
+    let huge = folder.join("huge.csv");
+    let made = std::process::Command::new("truncate")
+        .args(["-s", "10G"])
+        .arg(&huge)
+        .status()
+        .expect("truncate");
+    assert!(made.success());
+    agent.wait_for("the 10 GB file refused in the status", |s| {
+        s["source_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("huge.csv is 10240 MiB, over the read budget"))
+    });
+    let parts = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains("huge"))
+    };
+    assert!(!parts(&agent.drop_dir()), "nothing of it was copied");
+    assert_eq!(
+        agent.status().expect("status")["last_export_file"],
+        "elevliste.csv"
+    );
+    std::fs::remove_file(&huge).expect("removing the huge file");
+    agent.wait_for("the problem to clear", |s| s["source_problem"].is_null());
+
+    // A copy cut short: the server goes away while the agent reads a large export (the
+    // sample, then 24 MiB of blank lines, which the reader skips).
+    let mut big = sample_without_last(7);
+    big.resize(big.len() + (24 << 20), b'\n');
+    std::fs::write(&local, &big).expect("the big export");
+    smb.put(&local, "eksport/elevliste-3.csv");
+    let part = agent.drop_dir().join(".elevliste-3.csv.smb-part");
+    let started = Instant::now();
+    while std::fs::metadata(&part).map_or(0, |m| m.len()) < 256 << 10 {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the agent did not start copying within {PATIENCE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    smb.stop();
+    agent.wait_for("the cut copy in the status", |s| {
+        s["source_problem"].as_str().is_some_and(|p| {
+            p.contains("cut short") || p.contains("broke off") || p.contains("cannot be reached")
+        })
+    });
+    println!("cut copy: {}", source_problem(&agent));
+    let log = std::fs::read_to_string(agent.dir().join("agent.log")).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("cannot copy the export from the share")
+                && l.contains("elevliste-3.csv")),
+        "the cut copy is logged as not taken"
+    );
+    assert!(!part.exists(), "the partial copy is gone");
+    assert!(files_in(&agent.drop_dir()).is_empty());
+    let status = agent.status().expect("status");
+    assert_eq!(status["last_export_file"], "elevliste.csv", "{status}");
+    assert_eq!(status["outbox_depth"], 0);
+    assert_eq!(pupils(platform.admin(), &site), held, "nothing was sent");
+    // The server is back: the next poll copies it whole and delivers it.
+    smb.start_again();
+    wait_held_and_gone(&platform, &site, 293, &folder, Instant::now());
+    agent.wait_for("the problem to clear", |s| s["source_problem"].is_null());
+}
+
+/// The sample export without its last `less` pupils.
+fn sample_without_last(less: usize) -> Vec<u8> {
+    let text = String::from_utf8(sample()).expect("the sample is UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    format!("{}\n", lines[..lines.len() - less].join("\n")).into_bytes()
+}
+
+/// Pull mode's latency for docs/BENCHMARKS.md: from the end of an SMB write of a generated
+/// export (500 and 2,500 pupils, one school) to central holding it, with the agent polling
+/// every second and waiting a second for the file to be stable. Printed, never asserted.
+#[test]
+fn pull_mode_takes_generated_exports_of_500_and_2500_pupils_to_central() {
+    if !samba::available() {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let dir = tempfile::Builder::new()
+        .prefix("skolebro-smbpull-")
+        .tempdir()
+        .expect("temp dir");
+    let d = dir.path();
+    let platform = Platform::start(&d.join("central"));
+    let backing = d.join("share");
+    let smb = SmbServer::start(&d.join("smbd"), &backing, ShareMode::ReadWrite, PASSWORD);
+    let mut logs = Logs(vec![(d.join("central"), "central.log")]);
+    for (i, students) in [500usize, 2500].into_iter().enumerate() {
+        let folder = backing.join("eksport");
+        std::fs::create_dir_all(&folder).expect("the export folder");
+        let agent_dir = d.join(format!("agent-{students}"));
+        logs.0.push((agent_dir.clone(), "agent.log"));
+        let mut agent = pulling_agent(&agent_dir, &platform, &smb, PASSWORD);
+        agent.start();
+        agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
+        let site = site_of(&agent);
+        let generated = Generated::one_school(students, 46_500, 20 + i as u64);
+        let mut bytes = Vec::new();
+        generated
+            .write_elevliste(&mut bytes, false)
+            .expect("the generated export");
+        let local = d.join(format!("generated-{students}.csv"));
+        std::fs::write(&local, &bytes).expect("the generated export");
+        let name = format!("eksport/elevliste-{students}.csv");
+        smb.put(&local, &name);
+        let took = wait_held_and_gone(&platform, &site, students, &folder, Instant::now());
+        println!(
+            "pull mode, {students} pupils ({} KiB): central held the export {:.2} s after the write ended",
+            bytes.len() >> 10,
+            took.as_secs_f64()
+        );
+        drop(agent);
+    }
+}
