@@ -60,6 +60,7 @@ pub(super) fn read_orgs<R: BufRead>(
     let status = table.column(&["status"]);
     let mut orgs = Vec::new();
     while let Some(row) = table.next_row()? {
+        builder.record_seen(Position::Line(row.line));
         report_short(builder, &row);
         let Some(id) = row.text(Some(sourced_id)) else {
             missing(builder, Position::Line(row.line), "sourcedId", "org");
@@ -86,6 +87,8 @@ pub(super) fn read_orgs<R: BufRead>(
         .collect();
     for org in &orgs {
         if !org.kind.eq_ignore_ascii_case("school") {
+            // A district or department: what a school's numbers come from, no record.
+            builder.outside_roster(Position::Line(org.line));
             state
                 .other_orgs
                 .insert(org.sourced_id.clone(), org.kind.clone());
@@ -99,7 +102,7 @@ pub(super) fn read_orgs<R: BufRead>(
             .skolenummer
             .insert(org.sourced_id.clone(), skolenummer.clone());
         if org.deleted {
-            builder.tombstone(Entity::School, skolenummer);
+            builder.tombstone(Position::Line(org.line), Entity::School, skolenummer);
             continue;
         }
         let kommunenummer = org
@@ -146,6 +149,7 @@ pub(super) fn read_classes<R: BufRead>(
     let terms = table.column(&["termSourcedIds"]);
     let status = table.column(&["status"]);
     while let Some(row) = table.next_row()? {
+        builder.record_seen(Position::Line(row.line));
         report_short(builder, &row);
         let at = Position::Line(row.line);
         let Some(id) = row.text(Some(sourced_id)) else {
@@ -158,13 +162,17 @@ pub(super) fn read_classes<R: BufRead>(
             .is_some_and(|k| k.eq_ignore_ascii_case("homeroom"));
         if is_deletion(&row, status, mode) {
             if homeroom || kind.is_none() {
-                builder.tombstone(Entity::Group, id.clone().into());
+                builder.tombstone(at, Entity::Group, id.clone().into());
+            } else {
+                builder.outside_roster(at);
             }
             state.homeroom.insert(id.into(), homeroom);
             continue;
         }
         state.homeroom.insert(id.clone().into(), homeroom);
         if !homeroom {
+            // A scheduled class: remembered above, not a roster record.
+            builder.outside_roster(at);
             continue;
         }
         let Some(school_id) = row.text(Some(school)) else {
@@ -220,6 +228,7 @@ pub(super) fn read_users<R: BufRead>(
     let orgs = table.column(&["orgSourcedIds"]);
     let primary_org = table.column(&["primaryOrgSourcedId"]);
     while let Some(row) = table.next_row()? {
+        builder.record_seen(Position::Line(row.line));
         report_short(builder, &row);
         let at = Position::Line(row.line);
         let id = row.text(Some(sourced_id));
@@ -236,8 +245,10 @@ pub(super) fn read_users<R: BufRead>(
                 || id
                     .as_ref()
                     .is_some_and(|id| state.other_roles.contains(id.as_str()));
-            if let (Some(id), true) = (id, is_student || !other) {
-                builder.tombstone(Entity::Student, id.into());
+            match (id, is_student || !other) {
+                (Some(id), true) => builder.tombstone(at, Entity::Student, id.into()),
+                (None, true) => missing(builder, at, "sourcedId", "deletion"),
+                (_, false) => builder.outside_roster(at),
             }
             continue;
         }
@@ -245,6 +256,7 @@ pub(super) fn read_users<R: BufRead>(
             if let (Some(id), Some(role)) = (id, stated_role) {
                 state.other_users.insert(id.into(), role.into_owned());
             }
+            builder.outside_roster(at);
             continue;
         }
         let Some(id) = id else {
@@ -330,6 +342,7 @@ pub(super) fn read_enrollments<R: BufRead>(
     let role = table.require("role", &["role"])?;
     let status = table.column(&["status"]);
     while let Some(row) = table.next_row()? {
+        builder.record_seen(Position::Line(row.line));
         report_short(builder, &row);
         let at = Position::Line(row.line);
         let role = row.get(Some(role));
@@ -339,6 +352,7 @@ pub(super) fn read_enrollments<R: BufRead>(
             .is_some_and(|r| r.eq_ignore_ascii_case("student"));
         // A deletion may come without its role.
         if !(is_student || deletion && role.is_none()) {
+            builder.outside_roster(at);
             continue;
         }
         let class_id = row.text(Some(class));
@@ -348,6 +362,7 @@ pub(super) fn read_enrollments<R: BufRead>(
             .as_ref()
             .is_some_and(|c| state.homeroom.get(c.as_str()) == Some(&false))
         {
+            builder.outside_roster(at);
             continue;
         }
         let Some(id) = row.text(Some(sourced_id)) else {
@@ -355,7 +370,7 @@ pub(super) fn read_enrollments<R: BufRead>(
             continue;
         };
         if deletion {
-            builder.tombstone(Entity::Enrollment, id.into());
+            builder.tombstone(at, Entity::Enrollment, id.into());
             continue;
         }
         let (Some(class_id), Some(school_id), Some(user_id)) =
