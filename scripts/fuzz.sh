@@ -7,6 +7,8 @@
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (no target: all of them)
 # FUZZ_DEV=1 builds the targets unoptimised (`cargo fuzz --dev`): a cold build in about half
 # the time, at fewer executions per second; CI's smoke run uses it.
+# FUZZ_RUNS=N stops each target after N executions instead (SECONDS is then the cap): how
+# the million-execution figures in docs/BENCHMARKS.md were made.
 #
 # Stable Rust only: `-s none` builds without a sanitizer, which needs no nightly (the
 # targets' own assertions and the heap counter do the checking). Corpora live in
@@ -58,7 +60,7 @@ seed_body() {
 }
 
 for target in "${targets[@]}"; do
-    mkdir -p "fuzz/corpus/$target"
+    mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target"
 done
 for target in "${targets[@]}"; do
     case $target in
@@ -121,25 +123,34 @@ for target in "${targets[@]}"; do
 done
 
 (cd fuzz && cargo fuzz build "${flags[@]}")
+# The targets are run as built, not through `cargo fuzz run`, which would build again before
+# each one (and pick up whatever the tree holds by then).
+profile=release
+[ -z "${FUZZ_DEV:-}" ] || profile=debug
+bin_dir="fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/$profile"
+stop=(-max_total_time="$seconds")
+[ -z "${FUZZ_RUNS:-}" ] || stop+=(-runs="$FUZZ_RUNS")
 mkdir -p fuzz/logs
 failed=0
-echo "| target | seconds | execs | exec/s | coverage (cov) | features (ft) | corpus | peak RSS MB | result |"
+echo "| target | wall s | execs | exec/s | coverage (cov) | features (ft) | corpus | peak RSS MB | result |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 for target in "${targets[@]}"; do
     log="fuzz/logs/$target.log"
     result=ok
+    began=$(date +%s)
     # The RSS limit is libFuzzer's; the readers' own heap bound is asserted in the targets.
-    if ! (cd fuzz && cargo fuzz run "${flags[@]}" "$target" "corpus/$target" -- \
-        -max_total_time="$seconds" -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 \
-        -close_fd_mask=1) >"$log" 2>&1; then
+    if ! (cd fuzz && "../$bin_dir/$target" "${stop[@]}" -rss_limit_mb=1024 -timeout=10 \
+        -print_final_stats=1 -close_fd_mask=1 -artifact_prefix="artifacts/$target/" \
+        "corpus/$target") >"$log" 2>&1; then
         result="FAILED (see $log)"
         failed=1
     fi
+    wall=$(($(date +%s) - began))
     final_stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
     last=$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -1 || true)
     cov=$(echo "$last" | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
     ft=$(echo "$last" | sed -n 's/.*ft: \([0-9]*\).*/\1/p')
     corp=$(echo "$last" | sed -n 's/.*corp: \([0-9]*\).*/\1/p')
-    echo "| $target | $seconds | $(final_stat number_of_executed_units) | $(final_stat average_exec_per_sec) | $cov | $ft | $corp | $(final_stat peak_rss_mb) | $result |"
+    echo "| $target | $wall | $(final_stat number_of_executed_units) | $(final_stat average_exec_per_sec) | $cov | $ft | $corp | $(final_stat peak_rss_mb) | $result |"
 done
 exit $failed

@@ -113,7 +113,14 @@ fn every_format_of_the_faulty_export_finds_the_truths_deviations() {
                 assert_eq!(got, count, "{file}: {code}");
             }
         }
+        // Where enrollments are records of their own, the one of the person refused for a
+        // duplicate national id is named too.
+        let own_enrollments = matches!(format, "oneroster-csv" | "ims-enterprise");
         for code in found.keys() {
+            if code == "dangling_reference" && own_enrollments {
+                assert_eq!(found[code], 1, "{file}: {code}");
+                continue;
+            }
             assert!(expected.contains_key(code), "{file}: unexpected {code}");
         }
     }

@@ -3,16 +3,21 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use skolebro_fuzz::{lines, read_and_check, scratch, CountingAlloc};
+use skolebro_fuzz::{elevliste_records, export_file, lines, read_and_check, CountingAlloc};
 use skolebro_roster::reader::Format;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
 fuzz_target!(|data: &[u8]| {
-    let path = scratch().join("elevliste.csv");
-    std::fs::write(&path, data).expect("the export is written");
+    let path = export_file("elevliste.csv", data);
     // The last byte picks the mode, so the same text is tried both ways.
     let pipelined = data.last().is_some_and(|b| b & 1 == 1);
-    read_and_check(&path, Format::Elevliste, Some(lines(data)), pipelined);
+    read_and_check(
+        &path,
+        Format::Elevliste,
+        Some(lines(data)),
+        elevliste_records(data),
+        pipelined,
+    );
 });

@@ -2,14 +2,19 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use skolebro_fuzz::{lines, read_and_check, scratch, CountingAlloc};
+use skolebro_fuzz::{export_file, json_records, lines, read_and_check, CountingAlloc};
 use skolebro_roster::reader::Format;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
 fuzz_target!(|data: &[u8]| {
-    let path = scratch().join("users.json");
-    std::fs::write(&path, data).expect("the export is written");
-    read_and_check(&path, Format::OneRosterJson, Some(lines(data)), false);
+    let path = export_file("users.json", data);
+    read_and_check(
+        &path,
+        Format::OneRosterJson,
+        Some(lines(data)),
+        json_records(data),
+        false,
+    );
 });

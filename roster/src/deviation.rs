@@ -72,7 +72,7 @@ impl Severity {
 
 /// Where in the input a record came from: a line for text formats, or the ordinal of the
 /// entry for formats whose parser does not report lines (JSON collections).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Position {
     Line(u64),
     Record(u64),

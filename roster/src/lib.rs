@@ -4,7 +4,7 @@
 //! measure it.
 //!
 //! Data flow: [`reader`] streams an export into [`validate`], which collects
-//! [`deviation`]s and yields a validated roster -> [`diff`] against the [`state`] central is
+//! [`deviation`]s (and, when asked, [`accounting`]: what became of each record) and yields a validated roster -> [`diff`] against the [`state`] central is
 //! known to have -> [`safety`] filter, which passes or holds the delta; before any of it,
 //! [`site`] refuses an export naming a school its site is not registered with. [`report`] turns the
 //! results into what the agent's `check` and `diff` commands print. Sealing, queueing and
@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accounting;
 pub mod deviation;
 pub mod diff;
 pub mod reader;

@@ -6,13 +6,14 @@
 use std::hash::BuildHasher;
 
 use compact_str::CompactString;
-use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
 
 use skolebro_protocol::national_id::mask;
 use skolebro_protocol::{
     Enrollment, Entity, Group, NationalId, NationalIdError, Record, Roster, School, Student,
 };
 
+use crate::accounting::{Accounting, Ledger, Mark};
 use crate::deviation::{shown_key, Code, Deviation, Position, Severity, Tally, KEPT_PER_CODE};
 
 /// Site policy that changes what counts as a deviation.
@@ -26,6 +27,11 @@ pub struct ValidationOptions {
     /// (`check --all`). Counts are exact either way.
     #[serde(skip)]
     pub keep_every_deviation: bool,
+    /// Keep a ledger of every record the reader meets and say in [`Validated::accounting`]
+    /// what became of each (see [`crate::accounting`]): the fuzz targets and the readers'
+    /// tests check that none is dropped without a word. Costs an entry per record.
+    #[serde(skip)]
+    pub account_records: bool,
 }
 
 /// How a record got into the export: stated as a record of its own (a row in `orgs.csv`), or
@@ -92,6 +98,8 @@ pub struct Validated {
     pub deviations: Vec<Deviation>,
     /// Every deviation counted, kept row or not.
     pub tally: Tally,
+    /// What became of each record read, when [`ValidationOptions::account_records`] asked.
+    pub accounting: Option<Accounting>,
 }
 
 impl Validated {
@@ -210,8 +218,9 @@ pub struct RosterBuilder {
     enrollments: Table<Enrollment>,
     /// Which student key holds each national id, to catch two people with one id.
     id_owners: HashSet<NationalId>,
-    /// Students refused for a conflict; their enrollments go with them, silently.
-    rejected_students: HashSet<CompactString>,
+    /// Students refused for a conflict, with where: their enrollments go with them, named in
+    /// a deviation of their own unless they come from the same row.
+    rejected_students: HashMap<CompactString, (usize, Position)>,
     tombstones: Vec<Tombstone>,
     renames: Vec<Rename>,
     columns: Vec<String>,
@@ -223,6 +232,8 @@ pub struct RosterBuilder {
     budget: Option<u64>,
     /// Where the records first took more than the budget.
     over_budget: Option<(String, Position)>,
+    /// Every record seen and what became of it, when asked for.
+    ledger: Option<Ledger>,
 }
 
 impl RosterBuilder {
@@ -235,7 +246,7 @@ impl RosterBuilder {
             groups: Table::default(),
             enrollments: Table::default(),
             id_owners: HashSet::new(),
-            rejected_students: HashSet::new(),
+            rejected_students: HashMap::new(),
             tombstones: Vec::new(),
             renames: Vec::new(),
             columns: Vec::new(),
@@ -245,7 +256,41 @@ impl RosterBuilder {
             held: 0,
             budget: None,
             over_budget: None,
+            ledger: options.account_records.then(Ledger::default),
         }
+    }
+
+    /// Names a data record the reader met at `at` in the current file (a row, a JSON
+    /// element, an XML record): with accounting on, each must end up kept, named by a
+    /// deviation, or [`RosterBuilder::outside_roster`].
+    pub fn record_seen(&mut self, at: Position) {
+        let file = self.files.len() - 1;
+        if let Some(ledger) = &mut self.ledger {
+            ledger.seen(file, at);
+        }
+    }
+
+    /// Says that the record at `at` is left out by design, as no roster data (a teacher, a
+    /// district, an enrollment in a scheduled class), not for a fault.
+    pub fn outside_roster(&mut self, at: Position) {
+        self.mark(self.files.len() - 1, at, Mark::Outside);
+    }
+
+    /// Says that the record at `at` adds nothing the roster does not hold already (an
+    /// enrollment at a school that the learner's class enrollment there covers, a deletion
+    /// an addition in the same export supersedes).
+    pub fn merged(&mut self, at: Position) {
+        self.kept(at);
+    }
+
+    fn mark(&mut self, file: usize, at: Position, mark: Mark) {
+        if let Some(ledger) = &mut self.ledger {
+            ledger.mark(file, at, mark);
+        }
+    }
+
+    fn kept(&mut self, at: Position) {
+        self.mark(self.files.len() - 1, at, Mark::Kept);
     }
 
     /// Bounds the memory the records read may take, estimated per record: once they would
@@ -305,6 +350,7 @@ impl RosterBuilder {
     }
 
     fn deviation_at(&mut self, origin: &Origin, code: Code, severity: Severity, detail: String) {
+        self.mark(origin.file, origin.at, Mark::Deviated);
         let count = self.tally.add(severity, code);
         if count > KEPT_PER_CODE as u64 && !self.options.keep_every_deviation {
             return;
@@ -337,7 +383,17 @@ impl RosterBuilder {
     }
 
     pub fn enrollment(&mut self, at: Position, enrollment: Enrollment) {
-        if self.rejected_students.contains(&enrollment.student) {
+        if let Some(&refused) = self.rejected_students.get(&enrollment.student) {
+            if refused == (self.files.len() - 1, at) {
+                // The row's own deviation says that it is left out.
+                return;
+            }
+            let detail = format!(
+                "enrollment names student {}, left out for its own deviation; the enrollment is \
+                 left out too",
+                shown_key(&enrollment.student)
+            );
+            self.deviation(at, Code::DanglingReference, Severity::Error, detail);
             return;
         }
         let key = enrollment.source_key.clone();
@@ -363,13 +419,15 @@ impl RosterBuilder {
             return;
         }
         match self.enrollments.insert(enrollment, origin) {
-            Insert::New => {}
+            Insert::New => self.kept(at),
             Insert::Same => self.report_repeat(at, Entity::Enrollment, &key),
             Insert::Conflict => self.report_conflict(at, Entity::Enrollment, &key),
         }
     }
 
-    pub fn tombstone(&mut self, entity: Entity, key: String) {
+    /// Records that the export deletes the record keyed `key`, as the record at `at` says.
+    pub fn tombstone(&mut self, at: Position, entity: Entity, key: String) {
+        self.kept(at);
         self.tombstones.push(Tombstone { entity, key });
     }
 
@@ -432,7 +490,8 @@ impl RosterBuilder {
                     id.masked()
                 );
                 self.deviation(at, Code::DuplicateNationalId, Severity::Error, detail);
-                self.rejected_students.insert(student.source_key);
+                let refused = (self.files.len() - 1, at);
+                self.rejected_students.insert(student.source_key, refused);
                 return Admission::Rejected;
             }
         }
@@ -444,6 +503,7 @@ impl RosterBuilder {
         }
         let origin = self.origin(at);
         self.students.push(hash, student, origin);
+        self.kept(at);
         Admission::Accepted
     }
 
@@ -484,8 +544,9 @@ impl RosterBuilder {
         }
         let origin = self.origin(at);
         match table(self).insert(record, origin) {
-            Insert::New => {}
-            Insert::Same if provenance == Provenance::Implied => {}
+            Insert::New => self.kept(at),
+            // Merged into the identical record the roster holds.
+            Insert::Same if provenance == Provenance::Implied => self.kept(at),
             Insert::Same => self.report_repeat(at, T::ENTITY, key),
             Insert::Conflict => self.report_conflict(at, T::ENTITY, key),
         }
@@ -579,6 +640,7 @@ impl RosterBuilder {
             columns: self.columns,
             deviations: self.deviations,
             tally: self.tally,
+            accounting: self.ledger.map(|ledger| ledger.close(&self.files)),
         }
     }
 }
@@ -1125,7 +1187,7 @@ mod tests {
         let whole = RosterBuilder::new(ValidationOptions::default()).finish();
         assert!(!whole.partial);
         builder.set_partial();
-        builder.tombstone(Entity::Student, "elev9".into());
+        builder.tombstone(line(9), Entity::Student, "elev9".into());
         builder.renamed(Entity::Student, "elev1".into(), "elev101".into());
         builder.set_columns(vec!["Fornavn".into(), "Klasse".into()]);
         builder.expect_students(10);

@@ -523,6 +523,10 @@ fn joined(a: &str, separator: char, b: &str) -> CompactString {
 /// Validates one parsed row. The school and class a row names exist whatever becomes of its
 /// student; the enrollment counts only if the student is admitted.
 fn admit(parsed: Parsed, builder: &mut RosterBuilder) {
+    builder.record_seen(match &parsed {
+        Ok(row) => row.at,
+        Err(unusable) => unusable.at,
+    });
     let row = match parsed {
         Ok(row) => row,
         Err(Unusable { at, missing }) => {

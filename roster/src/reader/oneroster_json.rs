@@ -438,6 +438,7 @@ impl Users<'_> {
     fn user(&mut self, value: Value) {
         self.record += 1;
         let at = Position::Record(self.record);
+        self.builder.record_seen(at);
         let Value::Object(user) = value else {
             let detail = "the entry is not a JSON object; it is left out".to_owned();
             self.builder
@@ -446,6 +447,7 @@ impl Users<'_> {
         };
         self.report_unknown_fields(at, &user);
         if !is_student(&user) {
+            self.builder.outside_roster(at);
             return;
         }
         let schools: Vec<School> = schools(&user)
@@ -462,10 +464,13 @@ impl Users<'_> {
             text(user.get("status")).is_some_and(|s| s.eq_ignore_ascii_case("tobedeleted"));
         if deleted {
             for school in schools {
-                self.builder
-                    .tombstone(Entity::Enrollment, enrollment_key(&id, &school.skolenummer));
+                self.builder.tombstone(
+                    at,
+                    Entity::Enrollment,
+                    enrollment_key(&id, &school.skolenummer),
+                );
             }
-            self.builder.tombstone(Entity::Student, id);
+            self.builder.tombstone(at, Entity::Student, id);
             return;
         }
 

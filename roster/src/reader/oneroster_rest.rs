@@ -102,6 +102,7 @@ impl RestRoster {
         let count = objects.len() as u64;
         for (n, object) in objects.into_iter().enumerate() {
             let at = Position::Record(n as u64 + 1);
+            builder.record_seen(at);
             let Value::Object(object) = object else {
                 not_an_object(builder, at);
                 continue;
@@ -125,6 +126,7 @@ impl RestRoster {
         let count = objects.len() as u64;
         for (n, object) in objects.into_iter().enumerate() {
             let at = Position::Record(n as u64 + 1);
+            builder.record_seen(at);
             let Value::Object(object) = object else {
                 not_an_object(builder, at);
                 continue;

@@ -141,6 +141,14 @@ impl Export {
         if self.partial {
             builder.set_partial();
         }
+        // The records the export holds, for the builder's accounting; a membership's records
+        // are its members, seen where its group is known (see `emit_enrollments`).
+        for person in &self.persons {
+            builder.record_seen(Position::Line(person.line));
+        }
+        for group in &self.groups {
+            builder.record_seen(Position::Line(group.line));
+        }
         let kinds = self.emit_groups(builder);
 
         // A person is a student when some membership gives it a current learner role. Where
@@ -169,6 +177,7 @@ impl Export {
         }
 
         let mut in_file: HashSet<&str> = HashSet::new();
+        let mut deleted: HashSet<&str> = HashSet::new();
         let mut accepted: HashSet<&str> = HashSet::new();
         for person in &self.persons {
             let at = Position::Line(person.line);
@@ -183,7 +192,8 @@ impl Export {
             };
             in_file.insert(key);
             if person.deleted {
-                builder.tombstone(Entity::Student, key.to_owned());
+                deleted.insert(key);
+                builder.tombstone(at, Entity::Student, key.to_owned());
                 continue;
             }
             if !learners.contains(key) {
@@ -194,6 +204,9 @@ impl Export {
                         shown_key(key)
                     );
                     builder.deviation(at, Code::DanglingReference, Severity::Warning, detail);
+                } else {
+                    // Staff, or a learner in courses only: no pupil of the roster.
+                    builder.outside_roster(at);
                 }
                 continue;
             }
@@ -246,7 +259,12 @@ impl Export {
                 ),
             );
         }
-        self.emit_enrollments(builder, &kinds, &in_file, &accepted);
+        let persons = Persons {
+            in_file: &in_file,
+            deleted: &deleted,
+            accepted: &accepted,
+        };
+        self.emit_enrollments(builder, &kinds, &persons);
     }
 
     /// Pushes schools and basisgrupper; returns what each group id stands for.
@@ -263,11 +281,14 @@ impl Export {
                 );
                 continue;
             };
+            let at = Position::Line(group.line);
             let kind = if group.deleted {
                 if has_type(group, "pifu-ims-go-org", "skole") {
-                    builder.tombstone(Entity::School, skolenummer(group, key));
+                    builder.tombstone(at, Entity::School, skolenummer(group, key));
                 } else if has_type(group, "pifu-ims-go-grp", "basisgruppe") {
-                    builder.tombstone(Entity::Group, key.to_owned());
+                    builder.tombstone(at, Entity::Group, key.to_owned());
+                } else {
+                    builder.outside_roster(at);
                 }
                 GroupKind::Other
             } else if has_type(group, "pifu-ims-go-org", "skole") {
@@ -278,6 +299,8 @@ impl Export {
                 if has_type(group, "pifu-ims-go-org", "skoleeier") {
                     owners.entry(key).or_insert(group);
                 }
+                // A school owner, a course, a teaching group: no roster record.
+                builder.outside_roster(at);
                 GroupKind::Other
             };
             kinds.entry(key.to_owned()).or_insert(kind);
@@ -366,8 +389,7 @@ impl Export {
         &self,
         builder: &mut RosterBuilder,
         kinds: &HashMap<String, GroupKind>,
-        in_file: &HashSet<&str>,
-        accepted: &HashSet<&str>,
+        persons: &Persons<'_>,
     ) {
         // Where a learner has a basisgruppe, membership of the school adds nothing.
         let mut in_class: HashSet<(&str, &str)> = HashSet::new();
@@ -384,9 +406,10 @@ impl Export {
         }
 
         let mut pushed: HashSet<String> = HashSet::new();
-        let mut removed: Vec<String> = Vec::new();
+        let mut removed: Vec<(String, Position)> = Vec::new();
         for m in &self.memberships {
             let Some(group) = m.group.as_deref() else {
+                builder.record_seen(Position::Line(m.line));
                 builder.deviation(
                     Position::Line(m.line),
                     Code::MissingRequired,
@@ -398,8 +421,11 @@ impl Export {
             let kind = kinds.get(group);
             for member in m.members.iter().filter(|x| x.is_person()) {
                 let at = Position::Line(member.line);
+                builder.record_seen(at);
                 let learner = member.is_learner(m.deleted);
                 if !learner && !member.is_deleted_learner(m.deleted) {
+                    // Staff in a group: no roster record.
+                    builder.outside_roster(at);
                     continue;
                 }
                 let Some(person) = member.person.as_deref() else {
@@ -412,29 +438,49 @@ impl Export {
                     Some(GroupKind::Basis(school)) => (school, Some(group.to_owned())),
                     Some(GroupKind::School(school)) => {
                         if in_class.contains(&(person, school.as_str())) {
+                            // The enrollment in the learner's basisgruppe there says it all.
+                            builder.merged(at);
                             continue;
                         }
                         (school, None)
                     }
-                    Some(GroupKind::Other) => continue,
+                    Some(GroupKind::Other) => {
+                        builder.outside_roster(at);
+                        continue;
+                    }
                     None => {
                         if learner {
                             let detail = format!(
                                 "membership names group {group} that the export does not contain"
                             );
                             builder.deviation(at, Code::DanglingReference, Severity::Error, detail);
+                        } else {
+                            // Ends a membership of a group neither export knows: nothing to
+                            // delete.
+                            builder.outside_roster(at);
                         }
                         continue;
                     }
                 };
                 let key = format!("{person}@{school}");
                 if !learner {
-                    removed.push(key);
+                    removed.push((key, at));
                     continue;
                 }
-                // A person the export holds but validation refused takes its memberships
-                // along; an unknown person is pushed so validation reports it.
-                if in_file.contains(person) && !accepted.contains(person) {
+                // A person the export holds but deletes takes its memberships along; one
+                // validation refused does too, said here; an unknown person is pushed so
+                // validation reports it.
+                if persons.in_file.contains(person) && !persons.accepted.contains(person) {
+                    if persons.deleted.contains(person) {
+                        builder.merged(at);
+                    } else {
+                        let detail = format!(
+                            "person {} is left out for its own deviation; its membership of \
+                             group {group} is left out too",
+                            shown_key(person)
+                        );
+                        builder.deviation(at, Code::DanglingReference, Severity::Error, detail);
+                    }
                     continue;
                 }
                 pushed.insert(key.clone());
@@ -453,10 +499,19 @@ impl Export {
         // A deleted membership deletes the enrollment unless the learner still has one at
         // that school (a class move is a delete of the old class and an add of the new).
         let mut seen = HashSet::new();
-        for key in removed {
+        for (key, at) in removed {
             if !pushed.contains(&key) && seen.insert(key.clone()) {
-                builder.tombstone(Entity::Enrollment, key);
+                builder.tombstone(at, Entity::Enrollment, key);
+            } else {
+                builder.merged(at);
             }
         }
     }
+}
+
+/// The persons of the export by what became of them, for their memberships.
+struct Persons<'a> {
+    in_file: &'a HashSet<&'a str>,
+    deleted: &'a HashSet<&'a str>,
+    accepted: &'a HashSet<&'a str>,
 }

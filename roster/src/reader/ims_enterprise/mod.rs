@@ -373,7 +373,10 @@ mod tests {
             .filter(|d| d.severity == Severity::Error)
             .filter(|d| !matches!(d.code, Code::InvalidNationalId | Code::DuplicateNationalId))
             .collect();
-        assert!(others.is_empty(), "{others:?}");
+        // The refused person's membership goes with it, named on its own line.
+        assert_eq!(others.len(), 1, "{others:?}");
+        assert_eq!(others[0].code, Code::DanglingReference);
+        assert!(others[0].detail.contains("left out for its own deviation"));
     }
 
     #[test]

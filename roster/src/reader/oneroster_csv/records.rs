@@ -65,6 +65,7 @@ pub(super) fn read_orgs<R: BufRead>(
     let status = table.column(&["status"]);
     let mut orgs = Vec::new();
     while let Some(row) = table.next_row()? {
+        builder.record_seen(Position::Line(row.line));
         report_short(builder, &row);
         let Some(id) = row.text(Some(sourced_id)) else {
             missing(builder, Position::Line(row.line), "sourcedId", "org");
@@ -91,6 +92,8 @@ pub(super) fn read_orgs<R: BufRead>(
         .collect();
     for org in &orgs {
         if !org.kind.eq_ignore_ascii_case("school") {
+            // A district or department: what a school's numbers come from, no record.
+            builder.outside_roster(Position::Line(org.line));
             state
                 .other_orgs
                 .insert(org.sourced_id.clone(), org.kind.clone());
@@ -104,7 +107,7 @@ pub(super) fn read_orgs<R: BufRead>(
             .skolenummer
             .insert(org.sourced_id.clone(), skolenummer.clone());
         if org.deleted {
-            builder.tombstone(Entity::School, skolenummer);
+            builder.tombstone(Position::Line(org.line), Entity::School, skolenummer);
             continue;
         }
         let kommunenummer = org
@@ -198,13 +201,17 @@ pub(crate) fn class(
         .is_some_and(|k| k.eq_ignore_ascii_case("homeroom"));
     if fields.deleted {
         if homeroom || kind.is_none() {
-            builder.tombstone(Entity::Group, id.clone().into());
+            builder.tombstone(at, Entity::Group, id.clone().into());
+        } else {
+            builder.outside_roster(at);
         }
         state.homeroom.insert(id.into(), homeroom);
         return;
     }
     state.homeroom.insert(id.clone().into(), homeroom);
     if !homeroom {
+        // A scheduled class: remembered above, not a roster record.
+        builder.outside_roster(at);
         return;
     }
     let Some(school_id) = fields.school else {
@@ -245,6 +252,7 @@ pub(super) fn read_classes<R: BufRead>(
     let terms = table.column(&["termSourcedIds"]);
     let status = table.column(&["status"]);
     while let Some(row) = table.next_row()? {
+        builder.record_seen(Position::Line(row.line));
         report_short(builder, &row);
         let school_year = row.get(terms).and_then(|terms| {
             terms
@@ -295,6 +303,7 @@ pub(super) fn read_users<R: BufRead>(
     let orgs = table.column(&["orgSourcedIds"]);
     let primary_org = table.column(&["primaryOrgSourcedId"]);
     while let Some(row) = table.next_row()? {
+        builder.record_seen(Position::Line(row.line));
         report_short(builder, &row);
         let at = Position::Line(row.line);
         let id = row.text(Some(sourced_id));
@@ -311,8 +320,10 @@ pub(super) fn read_users<R: BufRead>(
                 || id
                     .as_ref()
                     .is_some_and(|id| state.other_roles.contains(id.as_str()));
-            if let (Some(id), true) = (id, is_student || !other) {
-                builder.tombstone(Entity::Student, id.into());
+            match (id, is_student || !other) {
+                (Some(id), true) => builder.tombstone(at, Entity::Student, id.into()),
+                (None, true) => missing(builder, at, "sourcedId", "deletion"),
+                (_, false) => builder.outside_roster(at),
             }
             continue;
         }
@@ -320,6 +331,7 @@ pub(super) fn read_users<R: BufRead>(
             if let (Some(id), Some(role)) = (id, stated_role) {
                 state.other_users.insert(id.into(), role.into_owned());
             }
+            builder.outside_roster(at);
             continue;
         }
         let Some(id) = id else {
@@ -419,6 +431,7 @@ pub(crate) fn enrollment(
         .is_some_and(|r| r.eq_ignore_ascii_case("student"));
     // A deletion may come without its role.
     if !(is_student || deletion && role.is_none()) {
+        builder.outside_roster(at);
         return;
     }
     let class_id = fields.class;
@@ -428,6 +441,7 @@ pub(crate) fn enrollment(
         .as_ref()
         .is_some_and(|c| state.homeroom.get(c.as_str()) == Some(&false))
     {
+        builder.outside_roster(at);
         return;
     }
     let Some(id) = fields.id else {
@@ -435,7 +449,7 @@ pub(crate) fn enrollment(
         return;
     };
     if deletion {
-        builder.tombstone(Entity::Enrollment, id.into());
+        builder.tombstone(at, Entity::Enrollment, id.into());
         return;
     }
     let field = if fields.user.is_none() {
@@ -494,6 +508,7 @@ pub(super) fn read_enrollments<R: BufRead>(
     let role = table.require("role", &["role"])?;
     let status = table.column(&["status"]);
     while let Some(row) = table.next_row()? {
+        builder.record_seen(Position::Line(row.line));
         report_short(builder, &row);
         let fields = EnrollmentFields {
             id: row.text(Some(sourced_id)),
