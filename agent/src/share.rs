@@ -158,6 +158,13 @@ fn is_plain_name(text: &str) -> bool {
         .any(|c| matches!(c, '"' | ';' | '%') || c.is_control())
 }
 
+/// Whether a listed name is a single file name: the copy lands at `drop_dir/<name>`, so a
+/// name with a path separator or a dot-dot from a broken or hostile file server must not
+/// steer it out of the drop folder.
+fn is_one_file_name(name: &str) -> bool {
+    !name.contains(['/', '\\']) && name != "." && name != ".."
+}
+
 /// Why a step on the share failed. The messages name the server, share, file and what the
 /// server answered; never the password or `smbclient`'s own output.
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +236,7 @@ impl Share {
             .filter_map(parse_listing_line)
             .filter(|f| {
                 is_plain_name(&f.name)
+                    && is_one_file_name(&f.name)
                     && crate::watch::is_candidate(&f.name)
                     && matches_pattern(&self.source.pattern, &f.name)
             })
@@ -585,6 +593,16 @@ mod tests {
             "Try \"help\" to get a list of possible commands.",
         ] {
             assert_eq!(parse_listing_line(junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn a_listed_name_that_would_leave_the_drop_folder_is_not_a_file_name() {
+        for name in ["elevliste.csv", "Elevliste 2026.CSV", "..csv"] {
+            assert!(is_one_file_name(name), "{name}");
+        }
+        for name in ["../../etc/cron.d/x", r"..\x.csv", "a/b.csv", ".", ".."] {
+            assert!(!is_one_file_name(name), "{name}");
         }
     }
 
