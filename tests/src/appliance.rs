@@ -465,6 +465,14 @@ site_secret = "site.secret"
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// The site the agent enrolled for, from its status.
+    pub fn site(&self) -> String {
+        self.status().expect("status")["provisioning"]["site"]
+            .as_str()
+            .expect("an enrolled site")
+            .to_owned()
+    }
+
     /// Polls the status until `done` holds; the agent must keep running meanwhile.
     pub fn wait_for(&mut self, what: &str, mut done: impl FnMut(&Value) -> bool) {
         let started = Instant::now();

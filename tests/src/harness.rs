@@ -433,3 +433,37 @@ pub fn print_log_tail(dir: &Path, log: &str) {
         eprintln!("{line}");
     }
 }
+
+/// Prints the named logs (`central.log`, `agent.log` in their folders) when the test that
+/// holds it fails: keep one alive for the test's length. The processes die with their owners.
+pub struct LogsOnFailure(pub Vec<(PathBuf, &'static str)>);
+
+impl Drop for LogsOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (dir, log) in &self.0 {
+                print_log_tail(dir, log);
+            }
+        }
+    }
+}
+
+/// The national ids of the students central holds for `site`.
+pub fn national_ids(admin: SocketAddr, site: &str) -> std::collections::BTreeSet<String> {
+    roster(admin, site, "")
+        .students
+        .iter()
+        .filter_map(|s| s.national_id.as_ref().map(|id| id.as_str().to_owned()))
+        .collect()
+}
+
+/// The names of the regular files directly in `dir` (none if it cannot be read).
+pub fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}

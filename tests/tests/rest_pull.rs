@@ -14,25 +14,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 use skolebro_tests::appliance::{sample, Agent, Cadence, Platform};
-use skolebro_tests::harness::{self, one_at_a_time};
-
-/// Prints the logs (`central.log`, `agent.log` in their folders) when the test fails; the
-/// processes die with their owners.
-struct Logs(Vec<(PathBuf, &'static str)>);
-
-impl Drop for Logs {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for (dir, log) in &self.0 {
-                harness::print_log_tail(dir, log);
-            }
-        }
-    }
-}
+use skolebro_tests::harness::{self, one_at_a_time, LogsOnFailure};
 
 /// A consumer client of central A for kommune 4601: its id and secret.
 fn consumer_client(admin: SocketAddr) -> (String, String) {
@@ -144,13 +130,6 @@ fn placements(admin: SocketAddr, site: &str) -> (BTreeSet<GroupSeen>, BTreeSet<E
     (groups, enrollments)
 }
 
-fn site_of(agent: &Agent) -> String {
-    agent.status().expect("status")["provisioning"]["site"]
-        .as_str()
-        .expect("an enrolled site")
-        .to_owned()
-}
-
 /// The sample export without its last `less` pupils.
 fn sample_without_last(less: usize) -> Vec<u8> {
     let text = String::from_utf8(sample()).expect("the sample is UTF-8");
@@ -205,7 +184,7 @@ fn an_agent_pulling_from_one_centrals_oneroster_api_delivers_the_same_pupils_to_
     let settings = pulling_settings(&pulling_dir, &b, consumers, &client);
     let mut pulling = Agent::new(&pulling_dir, Cadence::BUSY, &settings);
     b.write_stick(&pulling);
-    let _logs = Logs(vec![
+    let _logs = LogsOnFailure(vec![
         (d.join("central-a"), "central.log"),
         (d.join("central-b"), "central.log"),
         (d.join("agent-a"), "agent.log"),
@@ -215,7 +194,7 @@ fn an_agent_pulling_from_one_centrals_oneroster_api_delivers_the_same_pupils_to_
     dropping.start();
     dropping.drop_export("elevliste.csv", &sample());
     dropping.wait_until_delivered("central A to hold the sample");
-    let site_a = site_of(&dropping);
+    let site_a = dropping.site();
     let at_a = students_once(a.admin(), &site_a, 300);
     // The delta later asks from the second central A's first answer to the puller is dated
     // (HTTP dates have whole seconds), and A's change feed reports as deleted what could be
@@ -233,7 +212,7 @@ fn an_agent_pulling_from_one_centrals_oneroster_api_delivers_the_same_pupils_to_
                 .as_str()
                 .is_some_and(|f| f.starts_with("OneRoster REST full pull"))
     });
-    let site_b = site_of(&pulling);
+    let site_b = pulling.site();
     assert_eq!(
         students(b.admin(), &site_b),
         at_a,

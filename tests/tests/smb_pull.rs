@@ -9,55 +9,17 @@
 //! Every wait is bounded; `smbd`, central and the agent are killed when the test ends, and on
 //! failure their logs are printed.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use skolebro_tests::appliance::{sample, Agent, Cadence, Platform};
-use skolebro_tests::harness::{self, one_at_a_time, PATIENCE, POLL};
+use skolebro_tests::harness::{
+    files_in, national_ids, one_at_a_time, LogsOnFailure, PATIENCE, POLL,
+};
 use skolebro_tests::rostergen::Generated;
 use skolebro_tests::samba::{self, ShareMode, SmbServer};
 
 const PASSWORD: &str = "Export-share-pass-1";
-
-/// Prints the logs when the test fails; the processes die with their owners.
-struct Logs(Vec<(PathBuf, &'static str)>);
-
-impl Drop for Logs {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for (dir, log) in &self.0 {
-                harness::print_log_tail(dir, log);
-            }
-        }
-    }
-}
-
-fn site_of(agent: &Agent) -> String {
-    agent.status().expect("status")["provisioning"]["site"]
-        .as_str()
-        .expect("an enrolled site")
-        .to_owned()
-}
-
-fn pupils(admin: std::net::SocketAddr, site: &str) -> BTreeSet<String> {
-    harness::roster(admin, site, "")
-        .students
-        .iter()
-        .filter_map(|s| s.national_id.as_ref().map(|id| id.as_str().to_owned()))
-        .collect()
-}
-
-/// The files in a folder of the share's backing directory.
-fn files_in(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect()
-}
 
 /// An agent pulling from `smb`'s share folder `eksport`, its password in a 0600 file.
 fn pulling_agent(dir: &Path, platform: &Platform, smb: &SmbServer, password: &str) -> Agent {
@@ -103,7 +65,7 @@ fn wait_held_and_gone(
     folder: &Path,
     written: Instant,
 ) -> Duration {
-    while pupils(platform.admin(), site).len() != count {
+    while national_ids(platform.admin(), site).len() != count {
         assert!(
             written.elapsed() < PATIENCE,
             "central did not come to hold {count} pupils within {PATIENCE:?}"
@@ -146,13 +108,13 @@ fn exports_written_to_the_school_share_are_pulled_to_central_and_leave_the_share
     std::fs::create_dir_all(&folder).expect("the export folder");
     let smb = SmbServer::start(&d.join("smbd"), &backing, ShareMode::ReadWrite, PASSWORD);
     let mut agent = pulling_agent(&d.join("agent"), &platform, &smb, PASSWORD);
-    let _logs = Logs(vec![
+    let _logs = LogsOnFailure(vec![
         (d.join("central"), "central.log"),
         (d.join("agent"), "agent.log"),
     ]);
     agent.start();
     agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
-    let site = site_of(&agent);
+    let site = agent.site();
 
     // In place, as an export job writing straight onto the share does.
     let local = d.join("elevliste.csv");
@@ -204,13 +166,13 @@ fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_
     let mut smb = SmbServer::start(&d.join("smbd"), &backing, ShareMode::ReadWrite, PASSWORD);
     let wrong = "Not-the-password-9";
     let mut agent = pulling_agent(&d.join("agent"), &platform, &smb, wrong);
-    let _logs = Logs(vec![
+    let _logs = LogsOnFailure(vec![
         (d.join("central"), "central.log"),
         (d.join("agent"), "agent.log"),
     ]);
     agent.start();
     agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
-    let site = site_of(&agent);
+    let site = agent.site();
     let local = d.join("elevliste.csv");
     std::fs::write(&local, sample()).expect("the export");
     smb.put(&local, "eksport/elevliste.csv");
@@ -228,7 +190,7 @@ fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_
         "nothing taken in: {status}"
     );
     assert_eq!(status["outbox_depth"], 0);
-    assert!(pupils(platform.admin(), &site).is_empty());
+    assert!(national_ids(platform.admin(), &site).is_empty());
     assert_eq!(files_in(&folder), ["elevliste.csv"]);
     for (what, text) in [
         ("status.json", status.to_string()),
@@ -243,7 +205,7 @@ fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_
     std::fs::write(agent.dir().join("share.password"), format!("{PASSWORD}\n"))
         .expect("the right password");
     wait_held_and_gone(&platform, &site, 300, &folder, Instant::now());
-    let held = pupils(platform.admin(), &site);
+    let held = national_ids(platform.admin(), &site);
     agent.wait_for("the problem to clear", |s| s["source_problem"].is_null());
 
     // 10 GB (sparse) on the share: refused by its size before a byte is read.
@@ -308,7 +270,11 @@ fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_
     let status = agent.status().expect("status");
     assert_eq!(status["last_export_file"], "elevliste.csv", "{status}");
     assert_eq!(status["outbox_depth"], 0);
-    assert_eq!(pupils(platform.admin(), &site), held, "nothing was sent");
+    assert_eq!(
+        national_ids(platform.admin(), &site),
+        held,
+        "nothing was sent"
+    );
     // The server is back: the next poll copies it whole and delivers it.
     smb.start_again();
     wait_held_and_gone(&platform, &site, 293, &folder, Instant::now());
@@ -339,7 +305,7 @@ fn pull_mode_takes_generated_exports_of_500_and_2500_pupils_to_central() {
     let platform = Platform::start(&d.join("central"));
     let backing = d.join("share");
     let smb = SmbServer::start(&d.join("smbd"), &backing, ShareMode::ReadWrite, PASSWORD);
-    let mut logs = Logs(vec![(d.join("central"), "central.log")]);
+    let mut logs = LogsOnFailure(vec![(d.join("central"), "central.log")]);
     for (i, students) in [500usize, 2500].into_iter().enumerate() {
         let folder = backing.join("eksport");
         std::fs::create_dir_all(&folder).expect("the export folder");
@@ -348,7 +314,7 @@ fn pull_mode_takes_generated_exports_of_500_and_2500_pupils_to_central() {
         let mut agent = pulling_agent(&agent_dir, &platform, &smb, PASSWORD);
         agent.start();
         agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
-        let site = site_of(&agent);
+        let site = agent.site();
         let generated = Generated::one_school(students, 46_500, 20 + i as u64);
         let mut bytes = Vec::new();
         generated

@@ -8,55 +8,17 @@
 //! Every wait is bounded; `smbd`, central and the agent are killed when the test ends, and on
 //! failure their logs are printed.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use skolebro_tests::appliance::{sample, Agent, Cadence, Platform};
-use skolebro_tests::harness::{self, one_at_a_time, PATIENCE, POLL};
+use skolebro_tests::harness::{
+    self, files_in, national_ids, one_at_a_time, LogsOnFailure, PATIENCE, POLL,
+};
 use skolebro_tests::samba::{self, ShareMode, SmbServer};
 
 /// How soon after central holds an export it must be gone from the share (issue 20).
 const GONE_WITHIN: Duration = Duration::from_secs(5);
-
-/// Prints the logs when the test fails; the processes die with their owners.
-struct Logs(Vec<(PathBuf, &'static str)>);
-
-impl Drop for Logs {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for (dir, log) in &self.0 {
-                harness::print_log_tail(dir, log);
-            }
-        }
-    }
-}
-
-fn site_of(agent: &Agent) -> String {
-    agent.status().expect("status")["provisioning"]["site"]
-        .as_str()
-        .expect("an enrolled site")
-        .to_owned()
-}
-
-fn national_ids(admin: std::net::SocketAddr, site: &str) -> BTreeSet<String> {
-    harness::roster(admin, site, "")
-        .students
-        .iter()
-        .filter_map(|s| s.national_id.as_ref().map(|id| id.as_str().to_owned()))
-        .collect()
-}
-
-/// The regular files in the drop folder (not `rejected/`).
-fn files_in(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect()
-}
 
 /// Waits until central holds `students` pupils for `site`, then until the drop folder has no
 /// file left; returns how long after central held them the folder still had one.
@@ -136,13 +98,13 @@ fn exports_written_to_the_drop_share_reach_central_and_leave_the_share_and_a_cut
         ShareMode::WriteOnly,
         "Drop-share-pass-1",
     );
-    let _logs = Logs(vec![
+    let _logs = LogsOnFailure(vec![
         (d.join("central"), "central.log"),
         (d.join("agent"), "agent.log"),
     ]);
     agent.start();
     agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
-    let site = site_of(&agent);
+    let site = agent.site();
 
     // In place, as an office PC saving onto the share writes.
     let local = d.join("elevliste.csv");

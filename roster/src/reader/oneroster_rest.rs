@@ -97,16 +97,9 @@ impl RestRoster {
         name: &str,
         builder: &mut RosterBuilder,
     ) -> Result<u64, ReadError> {
-        builder.begin_file(name);
-        let objects = page(input, name, "classes")?;
+        let objects = page(input, name, "classes", builder)?;
         let count = objects.len() as u64;
-        for (n, object) in objects.into_iter().enumerate() {
-            let at = Position::Record(n as u64 + 1);
-            builder.record_seen(at);
-            let Value::Object(object) = object else {
-                not_an_object(builder, at);
-                continue;
-            };
+        for (at, object) in objects {
             let fields = self.class_fields(&object);
             class(fields, at, Dialect::Rest, &mut self.state, builder);
         }
@@ -121,16 +114,9 @@ impl RestRoster {
         name: &str,
         builder: &mut RosterBuilder,
     ) -> Result<u64, ReadError> {
-        builder.begin_file(name);
-        let objects = page(input, name, "enrollments")?;
+        let objects = page(input, name, "enrollments", builder)?;
         let count = objects.len() as u64;
-        for (n, object) in objects.into_iter().enumerate() {
-            let at = Position::Record(n as u64 + 1);
-            builder.record_seen(at);
-            let Value::Object(object) = object else {
-                not_an_object(builder, at);
-                continue;
-            };
+        for (at, object) in objects {
             let fields = EnrollmentFields {
                 id: text(object.get("sourcedId")).map(Into::into),
                 class: reference(&object, "class").map(Into::into),
@@ -190,9 +176,19 @@ impl RestRoster {
     }
 }
 
-/// The objects of one page, `{"<key>": [ … ]}`. A page is at most what the pull allows one
-/// body to be, and is dropped when its objects are mapped.
-fn page(input: impl Read, name: &str, key: &str) -> Result<Vec<Value>, ReadError> {
+/// One JSON object of a page.
+type Object = Map<String, Value>;
+
+/// The objects of one page, `{"<key>": [ … ]}`, each at its position in the page, which
+/// the builder notes as a record seen; an entry that is not an object is a deviation there.
+/// A page is at most what the pull allows one body to be, and is dropped when its objects
+/// are mapped.
+fn page(
+    input: impl Read,
+    name: &str,
+    key: &str,
+    builder: &mut RosterBuilder,
+) -> Result<Vec<(Position, Object)>, ReadError> {
     let refuse = || {
         syntax(
             Path::new(name),
@@ -201,10 +197,20 @@ fn page(input: impl Read, name: &str, key: &str) -> Result<Vec<Value>, ReadError
     };
     // Type errors are told in words of our own: serde_json's would quote the value.
     let document: Map<String, Value> = serde_json::from_reader(input).map_err(|_| refuse())?;
-    match document.into_iter().find(|(k, _)| k == key) {
-        Some((_, Value::Array(objects))) => Ok(objects),
-        _ => Err(refuse()),
+    let Some((_, Value::Array(entries))) = document.into_iter().find(|(k, _)| k == key) else {
+        return Err(refuse());
+    };
+    builder.begin_file(name);
+    let mut objects = Vec::with_capacity(entries.len());
+    for (n, entry) in entries.into_iter().enumerate() {
+        let at = Position::Record(n as u64 + 1);
+        builder.record_seen(at);
+        match entry {
+            Value::Object(object) => objects.push((at, object)),
+            _ => not_an_object(builder, at),
+        }
     }
+    Ok(objects)
 }
 
 /// The sourcedId of a GUIDRef field (`{"sourcedId": …, "type": …}`), or a bare id.
