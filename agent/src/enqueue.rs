@@ -25,6 +25,7 @@ use skolebro_protocol::{HeldReason, SiteSecret};
 use crate::outbox::{unix_ms_now, Outbox, OutboxConfig, OutboxError, RecoveryReport};
 use crate::state::{Checkpoint, StateError};
 use skolebro_roster::diff::{plan, DiffSummary, Fingerprints};
+use skolebro_roster::references;
 use skolebro_roster::safety::{judge, today, Columns, Judgement, SafetyPolicy, Verdict};
 use skolebro_roster::state::State;
 use skolebro_roster::validate::Validated;
@@ -236,6 +237,16 @@ impl Enqueuer {
         self.waiting = Some(export.into());
         self.waiting_released = false;
         self.retry()
+    }
+
+    /// Checks what a partial export names but does not hold (a pupil's unchanged record
+    /// when only the class changed) against the state central is known to have, and leaves
+    /// out, with a deviation, what neither holds ([`references::resolve`]). Called before
+    /// [`Enqueuer::offer`], so the deviations reported for the export include these; the
+    /// state moves only by the batches this stage appends, so the check holds while the
+    /// export waits.
+    pub fn resolve_references(&self, export: &mut Validated) {
+        references::resolve(export, &self.checkpoint.state, &self.identity.site_secret);
     }
 
     /// Tries the waiting export again, after acks freed room in the outbox.
@@ -626,6 +637,70 @@ pub(crate) mod tests {
             enqueuer.checkpoint().state,
             State::of(&renamed.roster, secret)
         );
+    }
+
+    #[test]
+    fn a_delta_s_class_move_is_sent_when_central_has_the_pupil_and_refused_when_nothing_does() {
+        use skolebro_roster::deviation::{Code, Position};
+        use skolebro_roster::validate::Provenance;
+
+        let dir = tempfile::tempdir().unwrap();
+        let site = site();
+        let mut enqueuer = open_default(dir.path(), &site);
+        let first = export(0..30, "1A");
+        enqueuer.offer(first.clone()).unwrap();
+
+        // A delta pull: a new class, one pupil of the first export moved into it (the pupil
+        // and the school unchanged, so absent), and one enrollment of a pupil never sent.
+        let mut class = first.roster.groups[0].clone();
+        class.source_key = "46505-2B".into();
+        class.name = "2B".into();
+        let mut moved = first.roster.enrollments[0].clone();
+        moved.group = Some(class.source_key.clone());
+        let mut stranger = moved.clone();
+        stranger.student = "16881774198".into();
+        stranger.source_key = "16881774198@46505".into();
+        let mut builder = RosterBuilder::new(Default::default());
+        builder.set_partial();
+        builder.begin_file("enrollments.csv");
+        builder.group(Position::Line(1), class.clone(), Provenance::Stated);
+        builder.enrollment(Position::Line(2), moved.clone());
+        builder.enrollment(Position::Line(3), stranger);
+        let mut delta = builder.finish();
+        assert!(delta.deviations.is_empty(), "{:?}", delta.deviations);
+
+        enqueuer.resolve_references(&mut delta);
+        let refused: Vec<_> = delta
+            .deviations
+            .iter()
+            .map(|d| (d.code, d.position, d.detail.as_str()))
+            .collect();
+        assert_eq!(
+            refused,
+            [(
+                Code::DanglingReference,
+                Position::Line(3),
+                "enrollment names student 168817***** that neither the export nor the records \
+                 sent before hold; it is left out"
+            )]
+        );
+        let outcome = enqueuer.offer(delta).unwrap();
+        assert!(
+            matches!(outcome, OfferOutcome::Enqueued { seq: 2, .. }),
+            "{outcome:?}"
+        );
+
+        let head = opened(&site, &enqueuer, 1, &ChainHead::genesis()).next_head();
+        let batch = opened(&site, &enqueuer, 2, &head);
+        let Payload::Delta(sent) = &batch.payload else {
+            panic!("a delta")
+        };
+        let secret = &site.identity.site_secret;
+        let handle = secret.handle(Entity::Enrollment, &moved.source_key);
+        assert_eq!(sent.enrollments.upserts, [(handle, moved)]);
+        assert!(sent.enrollments.deletes.is_empty());
+        assert_eq!(sent.groups.upserts.len(), 1);
+        assert!(sent.students.upserts.is_empty() && sent.students.deletes.is_empty());
     }
 
     #[test]

@@ -26,6 +26,7 @@ use skolebro_provisioning::manual;
 use skolebro_provisioning::ops::{self, Exit, LogFormat};
 use skolebro_roster::diff::{diff, Fingerprints};
 use skolebro_roster::reader::{read_export, Format, ReadError, ReaderOptions};
+use skolebro_roster::references;
 use skolebro_roster::report;
 use skolebro_roster::safety::{judge, today, Columns};
 use skolebro_roster::state::State;
@@ -285,15 +286,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     read_export(&old, format, &options)
                         .map(|(_, old)| (State::of(&old.roster, &secret), old.columns))
                 });
+                // A partial export's prints wait for its references to be checked against
+                // the old export's state.
                 let new = read_export(&new, format, &options).map(|(_, new)| {
-                    let prints = Fingerprints::of(&new.roster, &secret);
+                    let prints = (!new.partial).then(|| Fingerprints::of(&new.roster, &secret));
                     (new, prints)
                 });
                 (before.join(), new)
             });
             let (before, old_columns) =
                 before.map_err(|_| anyhow::anyhow!("reading the old export panicked"))??;
-            let (new, prints) = new?;
+            let (mut new, prints) = new?;
+            references::resolve(&mut new, &before, &secret);
+            let prints = prints.unwrap_or_else(|| Fingerprints::of(&new.roster, &secret));
             let (mut delta, summary) = diff(&before, &new, &prints, &secret);
             let judgement = judge(
                 &config.safety,

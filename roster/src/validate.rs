@@ -79,6 +79,21 @@ pub struct Rename {
     pub to: String,
 }
 
+/// A record of a partial export that names a record the export does not hold (an
+/// enrollment whose student did not change, a class whose school did not). It is kept,
+/// because in a delta the record named is usually one the receiver already has; what was
+/// sent decides ([`crate::references`]), which the builder cannot see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutsideReference {
+    /// The naming record's kind: a group or an enrollment.
+    pub entity: Entity,
+    /// The naming record's key.
+    pub key: CompactString,
+    /// Where it was read, for the deviation if nothing holds what it names.
+    pub file: String,
+    pub position: Position,
+}
+
 /// The validated content of one export.
 #[derive(Debug, Clone, Default)]
 pub struct Validated {
@@ -86,6 +101,9 @@ pub struct Validated {
     /// The export holds only changes (OneRoster delta mode, an IMS delta): records it lacks
     /// are unchanged, not gone.
     pub partial: bool,
+    /// The records of a partial export whose references the export alone does not resolve;
+    /// always empty for a full export, whose dangling references are left out instead.
+    pub outside_references: Vec<OutsideReference>,
     pub tombstones: Vec<Tombstone>,
     /// Key changes the export states; see [`Rename`].
     pub renames: Vec<Rename>,
@@ -570,14 +588,24 @@ impl RosterBuilder {
         self.deviation(at, Code::DuplicateKey, Severity::Error, detail);
     }
 
-    /// Resolves references and hands over the roster. Records whose references do not
-    /// resolve are left out, each with a `dangling_reference` error.
+    /// Resolves references and hands over the roster. In a full export, records whose
+    /// references do not resolve are left out, each with a `dangling_reference` error. In a
+    /// partial export they are kept and listed in [`Validated::outside_references`]: a
+    /// record the export lacks is unchanged there, not missing.
     pub fn finish(mut self) -> Validated {
+        let mut outside = Vec::new();
         let groups = std::mem::take(&mut self.groups);
         let group_count = groups.records.len();
         let mut kept_groups = Table::default();
+        // Groups of a partial export kept with a school the export lacks: enrollments naming
+        // them depend on that school too.
+        let mut outside_groups = HashSet::new();
         for (group, origin) in groups.records.into_iter().zip(groups.origins) {
             if self.schools.contains(&group.school) {
+                kept_groups.insert(group, origin);
+            } else if self.partial {
+                outside.push(self.outside_reference(Entity::Group, &group.source_key, &origin));
+                outside_groups.insert(group.source_key.clone());
                 kept_groups.insert(group, origin);
             } else {
                 let detail = format!(
@@ -601,7 +629,11 @@ impl RosterBuilder {
             let Some(origin) = origins.next() else {
                 return true;
             };
-            let missing = if origin.resolved && !groups_dropped {
+            let depends_outside = enrollment
+                .group
+                .as_ref()
+                .is_some_and(|g| outside_groups.contains(g));
+            let missing = if origin.resolved && !groups_dropped && !depends_outside {
                 None
             } else if !self.students.contains(&enrollment.student) {
                 Some(format!("student {}", shown_key(&enrollment.student)))
@@ -613,15 +645,20 @@ impl RosterBuilder {
                     _ => None,
                 }
             };
-            match missing {
-                None => true,
-                Some(what) => {
-                    let detail =
-                        format!("enrollment names {what} that the export does not contain");
-                    self.deviation_at(&origin, Code::DanglingReference, Severity::Error, detail);
-                    false
-                }
+            if missing.is_none() && !depends_outside {
+                return true;
             }
+            if self.partial {
+                let key = &enrollment.source_key;
+                outside.push(self.outside_reference(Entity::Enrollment, key, &origin));
+                return true;
+            }
+            let Some(what) = missing else {
+                return true;
+            };
+            let detail = format!("enrollment names {what} that the export does not contain");
+            self.deviation_at(&origin, Code::DanglingReference, Severity::Error, detail);
+            false
         });
         enrollments.shrink_to_fit();
         let mut students = self.students.records;
@@ -635,12 +672,23 @@ impl RosterBuilder {
                 enrollments,
             },
             partial: self.partial,
+            outside_references: outside,
             tombstones: self.tombstones,
             renames: self.renames,
             columns: self.columns,
             deviations: self.deviations,
             tally: self.tally,
             accounting: self.ledger.map(|ledger| ledger.close(&self.files)),
+        }
+    }
+
+    /// Notes that the record read at `origin` names what a partial export lacks.
+    fn outside_reference(&self, entity: Entity, key: &str, origin: &Origin) -> OutsideReference {
+        OutsideReference {
+            entity,
+            key: key.into(),
+            file: self.files[origin.file].clone(),
+            position: origin.at,
         }
     }
 }
@@ -1076,6 +1124,101 @@ mod tests {
             validated.roster.enrollments[0].group.as_deref(),
             Some("46505-1A")
         );
+    }
+
+    #[test]
+    fn a_partial_export_keeps_an_enrollment_naming_what_it_lacks_for_the_differ_to_check() {
+        let mut builder = RosterBuilder::new(ValidationOptions {
+            account_records: true,
+            ..ValidationOptions::default()
+        });
+        builder.set_partial();
+        builder.begin_file("enrollments.csv");
+        for n in 2..=5 {
+            builder.record_seen(line(n));
+        }
+        builder.group(line(2), group("46505-2B", "46505"), Provenance::Stated);
+        builder.enrollment(line(3), enrollment("elev1", "46505", Some("46505-2B")));
+        builder.enrollment(line(4), enrollment("elev2", "46505", Some("46505-1A")));
+        let mut whole = enrollment("elev3", "46505", None);
+        whole.source_key = "elev3@46505".into();
+        builder.student(line(5), row("elev3", None));
+        builder.school(line(5), school("46505", "Fana skule"), Provenance::Implied);
+        builder.enrollment(line(5), whole);
+        let validated = builder.finish();
+        assert!(
+            validated.deviations.is_empty(),
+            "{:?}",
+            validated.deviations
+        );
+        assert_eq!(validated.roster.groups.len(), 1);
+        assert_eq!(validated.roster.enrollments.len(), 3);
+        let outside: Vec<_> = validated
+            .outside_references
+            .iter()
+            .map(|r| (r.entity, r.key.as_str(), r.file.as_str(), r.position))
+            .collect();
+        assert_eq!(
+            outside,
+            [
+                (
+                    Entity::Enrollment,
+                    "elev1@46505",
+                    "enrollments.csv",
+                    line(3)
+                ),
+                (
+                    Entity::Enrollment,
+                    "elev2@46505",
+                    "enrollments.csv",
+                    line(4)
+                ),
+            ]
+        );
+        let accounting = validated.accounting.expect("asked for");
+        assert!(accounting.is_complete(), "{accounting:?}");
+        assert_eq!(accounting.kept, 4);
+    }
+
+    #[test]
+    fn a_partial_export_keeps_a_group_whose_school_it_lacks_and_the_enrollments_naming_it() {
+        let mut builder = RosterBuilder::new(ValidationOptions::default());
+        builder.set_partial();
+        builder.group(line(1), group("46505-2B", "46505"), Provenance::Stated);
+        builder.student(line(2), row("elev1", None));
+        builder.enrollment(line(2), enrollment("elev1", "46505", Some("46505-2B")));
+        let validated = builder.finish();
+        assert!(validated.deviations.is_empty());
+        let outside: Vec<_> = validated
+            .outside_references
+            .iter()
+            .map(|r| (r.entity, r.key.as_str()))
+            .collect();
+        assert_eq!(
+            outside,
+            [
+                (Entity::Group, "46505-2B"),
+                (Entity::Enrollment, "elev1@46505")
+            ]
+        );
+        assert_eq!(validated.roster.enrollments.len(), 1);
+    }
+
+    #[test]
+    fn a_full_export_still_leaves_out_an_enrollment_naming_what_it_lacks() {
+        let mut builder = builder(ValidationOptions::default());
+        builder.enrollment(line(3), enrollment("elev2", "46505", Some("46505-1A")));
+        let validated = builder.finish();
+        assert_eq!(
+            reported(&validated),
+            [(
+                Code::DanglingReference,
+                line(3),
+                "enrollment names student elev2 that the export does not contain"
+            )]
+        );
+        assert!(validated.outside_references.is_empty());
+        assert!(validated.roster.enrollments.is_empty());
     }
 
     #[test]

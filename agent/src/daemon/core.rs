@@ -357,8 +357,10 @@ impl Core {
 
     /// Offers an export to the enqueue stage and records the outcome in the status. A
     /// partial export (a delta) is not kept for snapshots: a snapshot made of it would
-    /// delete every record it does not name.
-    fn offer(&mut self, name: &str, export: Validated) -> Result<OfferOutcome, EnqueueError> {
+    /// delete every record it does not name. What a partial export names but lacks is
+    /// checked against what was sent first, so its deviations are counted with the rest.
+    fn offer(&mut self, name: &str, mut export: Validated) -> Result<OfferOutcome, EnqueueError> {
+        self.enqueuer.resolve_references(&mut export);
         self.status.last_export_unix_ms = Some(unix_ms_now());
         self.status.last_export_file = Some(name.to_owned());
         self.status.last_export_students = Some(export.roster.students.len() as u64);
