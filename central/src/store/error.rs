@@ -74,6 +74,20 @@ pub enum StoreError {
         entity: Entity,
         handle: RecordHandle,
     },
+    /// A record the batch stores names one (an enrollment its student, school or group; a
+    /// group its school) that neither the batch carries nor central holds: stored, it would
+    /// point nowhere. The agent checks the same against what it sent, so this means the two
+    /// disagree about what central has.
+    #[error(
+        "{entity:?} record {handle:?} names {names:?} {missing:?}, which neither the batch nor \
+         the site's records hold"
+    )]
+    DanglingReference {
+        entity: Entity,
+        handle: RecordHandle,
+        names: Entity,
+        missing: RecordHandle,
+    },
     /// The device never enrolled; its batches have no chain to continue.
     #[error("unknown device {0}")]
     UnknownDevice(DeviceId),

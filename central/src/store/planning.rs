@@ -38,6 +38,21 @@ pub(crate) struct Row {
     /// Whether an enrollment names a basisgruppe (`records.grouped`): OneRoster's
     /// `enrollments` lists only those, and pages them on an index of this column.
     pub grouped: bool,
+    /// The handles of the school a group or an enrollment names and of the group an
+    /// enrollment names, so [`plan`] can refuse a record naming one central does not hold.
+    pub school_handle: Option<RecordHandle>,
+    pub group: Option<RecordHandle>,
+}
+
+impl Row {
+    /// The records this one names: a group its school; an enrollment its student, school
+    /// and group. Each must be current at central once the batch is applied.
+    pub(crate) fn names(&self) -> impl Iterator<Item = (Entity, RecordHandle)> {
+        let student = self.student.map(|h| (Entity::Student, h));
+        let school = self.school_handle.map(|h| (Entity::School, h));
+        let group = self.group.map(|h| (Entity::Group, h));
+        [student, school, group].into_iter().flatten()
+    }
 }
 
 /// A payload checked and encoded, before any database is touched, so the write lock is held
@@ -57,19 +72,29 @@ pub(crate) enum Prepared {
 }
 
 impl Prepared {
-    /// The records whose current versions the plan needs: those the delta names, or `None`
-    /// for a snapshot, which needs all of the site's.
+    /// The records whose current versions the plan needs: those the delta changes and
+    /// those its upserts name but do not carry (a class move names a pupil the delta does
+    /// not change), or `None` for a snapshot, which needs all of the site's.
     pub(super) fn touched(&self) -> Option<Vec<(Entity, RecordHandle)>> {
         match self {
             Prepared::Delta {
                 upserts, deletes, ..
-            } => Some(
-                upserts
+            } => {
+                let mut keys: Vec<_> = upserts
                     .iter()
                     .map(|row| (row.entity, row.handle))
                     .chain(deletes.iter().copied())
-                    .collect(),
-            ),
+                    .collect();
+                let carried: HashSet<_> = keys.iter().copied().collect();
+                let mut named = HashSet::new();
+                keys.extend(
+                    upserts
+                        .iter()
+                        .flat_map(Row::names)
+                        .filter(|name| !carried.contains(name) && named.insert(*name)),
+                );
+                Some(keys)
+            }
             Prepared::Snapshot { .. } => None,
         }
     }
@@ -209,7 +234,17 @@ fn row<R: Record>(
         Entity::Enrollment => text("student").map(|key| secret.handle(Entity::Student, &key)),
         _ => None,
     };
-    let grouped = R::ENTITY == Entity::Enrollment && text("group").is_some();
+    let school_handle = match R::ENTITY {
+        Entity::Group | Entity::Enrollment => {
+            text("school").map(|key| secret.handle(Entity::School, &key))
+        }
+        Entity::School | Entity::Student => None,
+    };
+    let group = match R::ENTITY {
+        Entity::Enrollment => text("group").map(|key| secret.handle(Entity::Group, &key)),
+        _ => None,
+    };
+    let grouped = group.is_some();
     // The digest is over the clear record: the protocol's, as the agent computed it.
     let (json, key_id) = sealer.seal_record(R::ENTITY, value)?;
     Ok(Row {
@@ -221,6 +256,8 @@ fn row<R: Record>(
         school,
         student,
         grouped,
+        school_handle,
+        group,
     })
 }
 
@@ -359,11 +396,17 @@ pub(crate) type RenamedIdentities = HashMap<(Entity, RecordHandle), RecordHandle
 /// Decides which versions a prepared batch closes and inserts, given the current versions of
 /// the records it touches (all of the site's for a snapshot) and the site's renamed current
 /// records. The versions to insert come out in [`row_order`].
+///
+/// A record the batch stores may name one the batch does not carry when central holds it
+/// (a delta's class move names an unchanged pupil); one naming a record neither the batch
+/// nor central holds is refused ([`StoreError::DanglingReference`]), since stored it would
+/// point nowhere.
 pub(crate) fn plan<'a>(
     prepared: &'a Prepared,
     mut current: CurrentVersions,
     renamed: &RenamedIdentities,
-) -> Plan<'a> {
+) -> Result<Plan<'a>, StoreError> {
+    check_references(prepared, &current)?;
     let mut plan = Plan {
         taken: renamed
             .iter()
@@ -429,7 +472,36 @@ pub(crate) fn plan<'a>(
             plan.close.extend(missing);
         }
     }
-    plan
+    Ok(plan)
+}
+
+/// Refuses a batch storing a record that names one neither the batch carries nor, for a
+/// delta, central holds after it (current and not deleted by the same delta).
+fn check_references(prepared: &Prepared, current: &CurrentVersions) -> Result<(), StoreError> {
+    let (rows, deleted): (&[Row], HashSet<(Entity, RecordHandle)>) = match prepared {
+        Prepared::Delta {
+            upserts, deletes, ..
+        } => (upserts, deletes.iter().copied().collect()),
+        Prepared::Snapshot { rows } => (rows, HashSet::new()),
+    };
+    let delta = matches!(prepared, Prepared::Delta { .. });
+    let carried: HashSet<(Entity, RecordHandle)> =
+        rows.iter().map(|row| (row.entity, row.handle)).collect();
+    for row in rows {
+        for name in row.names() {
+            let held = carried.contains(&name)
+                || (delta && current.contains_key(&name) && !deleted.contains(&name));
+            if !held {
+                return Err(StoreError::DanglingReference {
+                    entity: row.entity,
+                    handle: row.handle,
+                    names: name.0,
+                    missing: name.1,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 impl<'a> Plan<'a> {

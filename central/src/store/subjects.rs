@@ -186,10 +186,28 @@ fn split(
     sealer: &Sealer,
     held: &mut HashMap<String, u64>,
 ) -> Result<Split, StoreError> {
+    let subjects = rows
+        .iter()
+        .map(|row| erased_subject(row, hashes, sealer))
+        .collect::<Result<Vec<_>, _>>()?;
+    // An erased pupil's student record found by its national id under a key the tombstone
+    // does not know: its enrollments name that key, and are held back with it, or they
+    // would name a student central does not store.
+    let students: HashMap<RecordHandle, &str> = rows
+        .iter()
+        .zip(&subjects)
+        .filter(|(row, _)| row.entity == Entity::Student)
+        .filter_map(|(row, subject)| Some((row.handle, (*subject)?)))
+        .collect();
     let mut kept = Vec::with_capacity(rows.len());
     let mut dropped = Vec::new();
-    for row in rows {
-        match erased_subject(&row, hashes, sealer)? {
+    for (row, subject) in rows.into_iter().zip(subjects) {
+        let subject = subject.or_else(|| {
+            (row.entity == Entity::Enrollment)
+                .then(|| students.get(row.student.as_ref()?).copied())
+                .flatten()
+        });
+        match subject {
             Some(subject) => {
                 *held.entry(subject.to_owned()).or_default() += 1;
                 dropped.push((row.entity, row.handle));

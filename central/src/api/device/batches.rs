@@ -318,6 +318,7 @@ fn refuse_apply(identity: &DeviceIdentity, seq: Seq, error: StoreError) -> ApiEr
     let (status, code) = match &error {
         StoreError::BrokenChain { .. } => (StatusCode::BAD_REQUEST, "broken_chain"),
         StoreError::HandleMismatch { .. } => (StatusCode::BAD_REQUEST, "handle_mismatch"),
+        StoreError::DanglingReference { .. } => (StatusCode::BAD_REQUEST, "dangling_reference"),
         StoreError::DuplicateRecord { .. }
         | StoreError::UnpairedRename { .. }
         | StoreError::InvalidHead { .. }

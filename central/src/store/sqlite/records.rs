@@ -88,7 +88,7 @@ fn apply_prepared(
     let (prepared, held) = hold_erased(prepared, &tombstones, sealer)?;
     let current = read_current(&tx, site, &prepared)?;
     let renamed = read_renamed(&tx, site)?;
-    let plan = plan(&prepared, current, &renamed);
+    let plan = plan(&prepared, current, &renamed)?;
     let at = batch.at.0;
     let snapshot = matches!(prepared, Prepared::Snapshot { .. });
     let enrolled = snapshot_enrolled(&prepared).unwrap_or_default();

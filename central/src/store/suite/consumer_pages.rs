@@ -58,23 +58,25 @@ async fn two_counties(store: &dyn Store) {
             schools: upserts(&secret, &schools),
             groups: upserts(&secret, &groups),
             students: upserts(&secret, &students[..10]),
-            enrollments: upserts(&secret, &enrollments),
+            enrollments: upserts(&secret, &enrollments[..10]),
         }),
         1_000,
     )
     .await;
-    applied(
-        store,
-        students_delta(&secret, students[10..20].to_vec()),
-        2_000,
-    )
-    .await;
-    applied(
-        store,
-        students_delta(&secret, students[20..].to_vec()),
-        3_000,
-    )
-    .await;
+    for (at, (students, enrollments)) in [
+        (&students[10..20], &enrollments[10..20]),
+        (&students[20..], &enrollments[20..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let payload = Payload::Delta(Delta {
+            students: upserts(&secret, students),
+            enrollments: upserts(&secret, enrollments),
+            ..Delta::default()
+        });
+        applied(store, payload, 2_000 + 1_000 * at as i64).await;
+    }
 
     let oslo = school_at("30101", "0301");
     let head = store.chain_head(&device_b()).await.expect("the head");

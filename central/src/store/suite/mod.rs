@@ -98,6 +98,7 @@ macro_rules! store_suite {
             counts_count_current_records_by_kind,
             concurrent_applies_of_one_batch_apply_it_once,
             an_upsert_whose_handle_does_not_match_its_key_is_refused,
+            a_class_move_naming_a_pupil_central_holds_is_stored_and_one_it_lacks_refused,
             a_batch_naming_a_record_twice_is_refused,
             two_sites_stay_separate,
             unknown_revoked_and_misplaced_devices_are_refused,

@@ -477,6 +477,81 @@ pub(crate) async fn a_batch_naming_a_record_twice_is_refused(store: &dyn Store) 
     assert_eq!(current_a(store).await, Roster::default());
 }
 
+pub(crate) async fn a_class_move_naming_a_pupil_central_holds_is_stored_and_one_it_lacks_refused(
+    store: &dyn Store,
+) {
+    enroll_a(store).await;
+    let secret = secret_a();
+    let first = Payload::Delta(Delta {
+        schools: upserts(&secret, &[school()]),
+        students: upserts(&secret, &[student("s1", "Ola")]),
+        groups: upserts(&secret, &[group("46505-1A"), group("46505-2B")]),
+        enrollments: upserts(&secret, &[enrollment("s1@46505", "s1", "46505-1A")]),
+        ..Delta::default()
+    });
+    applied(store, first, 1_000).await;
+
+    // A delta pull's class move: the enrollment alone, naming a pupil, school and class the
+    // batch does not carry but central holds.
+    let moved = enrollment("s1@46505", "s1", "46505-2B");
+    let mut enrollments = upserts(&secret, std::slice::from_ref(&moved));
+    enrollments.sort();
+    let move_only = Payload::Delta(Delta {
+        enrollments,
+        ..Delta::default()
+    });
+    assert_eq!(applied(store, move_only, 2_000).await, changes(0, 1, 0, 0));
+    assert_eq!(current_a(store).await.enrollments, [moved]);
+
+    // What central does not hold, or what the same delta deletes, is named nowhere: refused,
+    // and nothing of the batch is stored.
+    let head = store.chain_head(&device_a()).await.expect("the head");
+    let stranger = enrollment("s9@46505", "s9", "46505-1A");
+    let strangers_move = Payload::Delta(Delta {
+        enrollments: upserts(&secret, std::slice::from_ref(&stranger)),
+        ..Delta::default()
+    });
+    let unknown_class = Payload::Delta(Delta {
+        students: upserts(&secret, &[student("s2", "Kari")]),
+        enrollments: upserts(&secret, &[enrollment("s2@46505", "s2", "46505-9Z")]),
+        ..Delta::default()
+    });
+    let mut closed = upserts(&secret, &[enrollment("s1@46505", "s1", "46505-1A")]);
+    closed.sort();
+    let mut groups = upserts::<Group>(&secret, &[]);
+    groups.deletes = vec![secret.handle(Entity::Group, "46505-1A")];
+    let into_a_closed_class = Payload::Delta(Delta {
+        groups,
+        enrollments: closed,
+        ..Delta::default()
+    });
+    let snapshot_without_the_pupil = Payload::Snapshot(Roster {
+        schools: vec![school()],
+        groups: vec![group("46505-1A")],
+        enrollments: vec![stranger],
+        ..Roster::default()
+    });
+    for (payload, names) in [
+        (strangers_move, Entity::Student),
+        (unknown_class, Entity::Group),
+        (into_a_closed_class, Entity::Group),
+        (snapshot_without_the_pupil, Entity::Student),
+    ] {
+        let result = send_a(store, payload, 3_000).await;
+        assert!(
+            matches!(
+                result,
+                Err(StoreError::DanglingReference { entity: Entity::Enrollment, names: n, .. })
+                    if n == names
+            ),
+            "{result:?}"
+        );
+    }
+    assert_eq!(store.chain_head(&device_a()).await.expect("the head"), head);
+    let roster = current_a(store).await;
+    assert_eq!((roster.students.len(), roster.groups.len()), (1, 2));
+}
+
 pub(crate) async fn two_sites_stay_separate(store: &dyn Store) {
     enroll_a(store).await;
     enroll(store, &site_b(), &device_b(), &secret_b(), 2).await;

@@ -55,6 +55,7 @@ pub(crate) async fn a_rename_keeps_the_identity_and_leaves_one_record(store: &dy
     enroll_a(store).await;
     let secret = secret_a();
     let first = Payload::Delta(Delta {
+        schools: upserts(&secret, &[school()]),
         students: upserts(&secret, &[student("old-1", "Kari")]),
         groups: upserts(&secret, &[group("46505-1A")]),
         enrollments: upserts(&secret, &[enrollment("old-1@46505", "old-1", "46505-1A")]),
@@ -119,7 +120,7 @@ pub(crate) async fn a_rename_keeps_the_identity_and_leaves_one_record(store: &dy
         changes(0, 1, 0, 0)
     );
     let snapshot = Roster {
-        schools: Vec::new(),
+        schools: vec![school()],
         students: vec![student("new-1", "Kaja")],
         groups: vec![group("46505-1A")],
         enrollments: vec![enrollment("new-1@46505", "new-1", "46505-1A")],
@@ -191,6 +192,12 @@ pub(crate) async fn a_new_record_under_a_renamed_records_first_key_gets_an_ident
     store: &dyn Store,
 ) {
     let secret = kari_under_her_first_key(store).await;
+    let class = Payload::Delta(Delta {
+        schools: upserts(&secret, &[school()]),
+        groups: upserts(&secret, &[group("46505-1A")]),
+        ..Delta::default()
+    });
+    applied(store, class, 1_500).await;
     applied(
         store,
         rename_delta(&secret, "old-1", "new-1", "Kari", "46505-1A"),
