@@ -4,9 +4,10 @@
 //! with its own OAuth2 client (schools, students, classes, enrollments) and delivers to B.
 //! Two centrals, because a school is registered with one site per central. B must then
 //! hold A's pupils, classes and each pupil's class, as A's own store has them. Then A loses
-//! five pupils, the pulling agent is restarted, and its delta pull (`dateLastModified`,
-//! with A's `tobedeleted` change feed) takes exactly those five and their enrollments out
-//! of B.
+//! five pupils and moves one to another class, the pulling agent is restarted, and its
+//! delta pull (`dateLastModified`, with A's `tobedeleted` change feed) takes exactly those
+//! five and their enrollments out of B and moves the one: the moved pupil's enrollment comes
+//! without the pupil or the class, which B already holds.
 //!
 //! Every wait is bounded ([`PATIENCE`]); the processes are killed when the test ends,
 //! failed or not, and on failure their logs are printed.
@@ -130,12 +131,42 @@ fn placements(admin: SocketAddr, site: &str) -> (BTreeSet<GroupSeen>, BTreeSet<E
     (groups, enrollments)
 }
 
-/// The sample export without its last `less` pupils.
-fn sample_without_last(less: usize) -> Vec<u8> {
+/// The sample export without its last `less` pupils, and with its first pupil moved to
+/// another class of the same grade (`Klasse` is the fifth column, `Trinn` the sixth). Also
+/// returns the moved pupil's national id (the seventh column) and the class moved to.
+fn sample_without_last_and_one_moved(less: usize) -> (Vec<u8>, String, String) {
     let text = String::from_utf8(sample()).expect("the sample is UTF-8");
-    let lines: Vec<&str> = text.lines().collect();
-    let kept = &lines[..lines.len() - less];
-    format!("{}\n", kept.join("\n")).into_bytes()
+    let mut lines: Vec<Vec<String>> = text
+        .lines()
+        .map(|line| line.split(';').map(str::to_owned).collect())
+        .collect();
+    lines.truncate(lines.len() - less);
+    let (class, grade) = (lines[1][4].clone(), lines[1][5].clone());
+    let other = lines[2..]
+        .iter()
+        .find(|fields| fields[5] == grade && fields[4] != class)
+        .map(|fields| fields[4].clone())
+        .expect("another class of the first pupil's grade");
+    lines[1][4].clone_from(&other);
+    let national_id = lines[1][6].clone();
+    let lines: Vec<String> = lines.iter().map(|fields| fields.join(";")).collect();
+    (
+        format!("{}\n", lines.join("\n")).into_bytes(),
+        national_id,
+        other,
+    )
+}
+
+/// Whether the agent's newest export had a `dangling_reference` deviation, by its status.
+fn status_has_dangling_references(agent_dir: &Path) -> bool {
+    let status = std::fs::read_to_string(agent_dir.join("state").join("status.json"))
+        .expect("the agent's status");
+    let status: Value = serde_json::from_str(&status).expect("the status is JSON");
+    status["deviation_groups"].as_array().is_some_and(|groups| {
+        groups
+            .iter()
+            .any(|group| group["code"] == "dangling_reference")
+    })
 }
 
 fn pulling_settings(
@@ -236,8 +267,16 @@ fn an_agent_pulling_from_one_centrals_oneroster_api_delivers_the_same_pupils_to_
         "the school by its skolenummer, not A's org id"
     );
 
-    // A loses five pupils; the restarted puller asks only for what changed.
-    dropping.drop_export("elevliste-2.csv", &sample_without_last(5));
+    // A loses five pupils and moves one to another class; the restarted puller asks only
+    // for what changed: the moved pupil's enrollment, without the pupil or either class.
+    let (second, moved, new_class) = sample_without_last_and_one_moved(5);
+    let old_class = placements(a.admin(), &site_a)
+        .1
+        .into_iter()
+        .find(|(id, _, _)| *id == moved)
+        .and_then(|(_, _, group)| group)
+        .expect("the moved pupil's class before");
+    dropping.drop_export("elevliste-2.csv", &second);
     dropping.wait_until_delivered("central A to drop five pupils");
     let fewer = students_once(a.admin(), &site_a, 295);
     drop(pulling);
@@ -257,10 +296,28 @@ fn an_agent_pulling_from_one_centrals_oneroster_api_delivers_the_same_pupils_to_
     );
     let (groups_a, enrollments_a) = placements(a.admin(), &site_a);
     assert_eq!(enrollments_a.len(), 295);
+    let class_of = |enrollments: &BTreeSet<EnrollmentSeen>| -> Vec<Option<String>> {
+        enrollments
+            .iter()
+            .filter(|(id, _, _)| *id == moved)
+            .map(|(_, _, group)| group.clone())
+            .collect()
+    };
+    assert_eq!(class_of(&enrollments_a), [Some(new_class.clone())]);
+    let (groups_b, enrollments_b) = placements(b.admin(), &site_b);
     assert_eq!(
-        placements(b.admin(), &site_b),
+        class_of(&enrollments_b),
+        [Some(new_class)],
+        "the delta moved the pupil out of {old_class} at central B without a full pull"
+    );
+    assert_eq!(
+        (groups_b, enrollments_b),
         (groups_a, enrollments_a),
         "the delta took out the five's enrollments, and any class left without pupils"
+    );
+    assert!(
+        !status_has_dangling_references(&pulling_dir),
+        "the class move is no dangling reference"
     );
     let status = std::fs::read_to_string(pulling_dir.join("state").join("status.json")).unwrap();
     let log = std::fs::read_to_string(pulling_dir.join("agent.log")).unwrap();
