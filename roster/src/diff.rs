@@ -305,10 +305,12 @@ impl DeltaPlan {
     /// still in handle order, and applying them in turn equals applying the whole: the
     /// enqueue stage seals one envelope per piece.
     ///
-    /// Renames come first, each whole in one piece: the new handle's upsert, the old one's
-    /// delete and the pair. Central links the two only when it sees both in one batch, and
-    /// an export retried after a full outbox diffs against the pieces already sent, which
-    /// must not hold half a rename.
+    /// The pieces go kind by kind (schools, students, groups, enrollments), so a record
+    /// never names one that only a later piece carries: central refuses a batch naming a
+    /// record it does not hold. Within a kind, renames come first, each whole in one piece:
+    /// the new handle's upsert, the old one's delete and the pair. Central links the two only
+    /// when it sees both in one batch, and an export retried after a full outbox diffs
+    /// against the pieces already sent, which must not hold half a rename.
     pub fn chunks<'a>(&'a self, roster: &'a Roster, max_bytes: usize) -> Chunks<'a> {
         Chunks {
             plan: self,
@@ -348,62 +350,59 @@ impl Iterator for Chunks<'_> {
             pairs: &plan.renamed[e],
             upserts: &plan.renamed_upserts[e],
         };
-        let full = !piece.take_renames(
+        let (renames, ups, dels) = (&mut self.renames, &mut self.upserts, &mut self.deletes);
+        // Kind by kind, each kind's renames then its other changes, and nothing more once
+        // one does not fit: a piece then never names a record (an enrollment its student or
+        // group, a group its school) that only a later piece carries, which central refuses.
+        let _all_taken = piece.take_renames(
             renamed(0),
             &roster.schools,
             &mut renames[0],
             &mut chunk.schools,
-        ) || !piece.take_renames(
+        ) && piece.take(
+            &plan.schools,
+            renamed(0),
+            &roster.schools,
+            &mut ups[0],
+            &mut dels[0],
+            &mut chunk.schools,
+        ) && piece.take_renames(
             renamed(1),
             &roster.students,
             &mut renames[1],
             &mut chunk.students,
-        ) || !piece.take_renames(
+        ) && piece.take(
+            &plan.students,
+            renamed(1),
+            &roster.students,
+            &mut ups[1],
+            &mut dels[1],
+            &mut chunk.students,
+        ) && piece.take_renames(
             renamed(2),
             &roster.groups,
             &mut renames[2],
             &mut chunk.groups,
-        ) || !piece.take_renames(
+        ) && piece.take(
+            &plan.groups,
+            renamed(2),
+            &roster.groups,
+            &mut ups[2],
+            &mut dels[2],
+            &mut chunk.groups,
+        ) && piece.take_renames(
             renamed(3),
             &roster.enrollments,
             &mut renames[3],
             &mut chunk.enrollments,
+        ) && piece.take(
+            &plan.enrollments,
+            renamed(3),
+            &roster.enrollments,
+            &mut ups[3],
+            &mut dels[3],
+            &mut chunk.enrollments,
         );
-        if !full {
-            let (ups, dels) = (&mut self.upserts, &mut self.deletes);
-            piece.take(
-                &plan.schools,
-                renamed(0),
-                &roster.schools,
-                &mut ups[0],
-                &mut dels[0],
-                &mut chunk.schools,
-            );
-            piece.take(
-                &plan.students,
-                renamed(1),
-                &roster.students,
-                &mut ups[1],
-                &mut dels[1],
-                &mut chunk.students,
-            );
-            piece.take(
-                &plan.groups,
-                renamed(2),
-                &roster.groups,
-                &mut ups[2],
-                &mut dels[2],
-                &mut chunk.groups,
-            );
-            piece.take(
-                &plan.enrollments,
-                renamed(3),
-                &roster.enrollments,
-                &mut ups[3],
-                &mut dels[3],
-                &mut chunk.enrollments,
-            );
-        }
         // A piece's renamed upserts joined the others out of handle order.
         chunk.schools.sort();
         chunk.students.sort();
@@ -483,6 +482,7 @@ impl Piece<'_> {
 
     /// Moves the next upserts, then the next deletes, of one kind into `out` while the
     /// budget lasts, passing over those of renames (which [`Piece::take_renames`] sends).
+    /// Returns whether all of the kind's changes are taken, so the piece may go on.
     fn take<R: Record + Clone>(
         &mut self,
         plan: &PlannedChanges,
@@ -491,19 +491,20 @@ impl Piece<'_> {
         upserts: &mut usize,
         deletes: &mut usize,
         out: &mut EntityDelta<R>,
-    ) {
+    ) -> bool {
         while let Some(&position) = plan.upserts.get(*upserts) {
             if renamed.upserts.binary_search(&position).is_ok() {
                 *upserts += 1;
                 continue;
             }
             let Some(record) = records.get(position as usize) else {
-                break;
+                *upserts += 1;
+                continue;
             };
             let size =
                 postcard::serialize_with_flavor(record, postcard::ser_flavors::Size::default());
             if !self.fits(Self::HANDLE_BYTES + size.unwrap_or(0)) {
-                return;
+                return false;
             }
             let handle = self.secret.handle(R::ENTITY, record.key());
             out.upserts.push((handle, record.clone()));
@@ -519,11 +520,12 @@ impl Piece<'_> {
                 continue;
             }
             if !self.fits(Self::HANDLE_BYTES) {
-                return;
+                return false;
             }
             out.deletes.push(handle);
             *deletes += 1;
         }
+        true
     }
 }
 
@@ -844,6 +846,46 @@ mod tests {
         assert!(pieces > 5, "{pieces} pieces");
         assert_eq!(renames, 40);
         assert_eq!(state, State::of(&new.roster, &secret()));
+    }
+
+    #[test]
+    fn no_piece_names_a_record_that_only_a_later_piece_carries() {
+        // Every pupil takes a new key and moves to a new class: the renamed enrollments name
+        // a group the export adds.
+        let (old, mut new) = renamed_export();
+        let mut class = new.roster.groups[0].clone();
+        class.source_key = "46505-9Z".into();
+        new.roster.groups.push(class);
+        for enrollment in &mut new.roster.enrollments {
+            enrollment.group = Some("46505-9Z".into());
+        }
+        let secret = secret();
+        let mut state = State::of(&old.roster, &secret);
+        let prints = Fingerprints::of(&new.roster, &secret);
+        let (plan, _) = plan(&state, &new, &prints, &secret);
+        let mut pieces = 0;
+        for chunk in plan.chunks(&new.roster, 200) {
+            pieces += 1;
+            state.apply(&chunk);
+            for (_, enrollment) in &chunk.enrollments.upserts {
+                let named = [
+                    (Entity::Student, enrollment.student.as_str()),
+                    (Entity::School, enrollment.school.as_str()),
+                    (
+                        Entity::Group,
+                        enrollment.group.as_deref().unwrap_or_default(),
+                    ),
+                ];
+                for (entity, key) in named {
+                    assert!(
+                        state.contains(entity, &secret.handle(entity, key)),
+                        "piece {pieces} names {entity:?} {key} before it is sent"
+                    );
+                }
+            }
+        }
+        assert!(pieces > 5, "{pieces} pieces");
+        assert_eq!(state, State::of(&new.roster, &secret));
     }
 
     #[test]
