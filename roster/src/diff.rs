@@ -345,7 +345,6 @@ impl Iterator for Chunks<'_> {
         };
         let mut chunk = Delta::default();
         let (plan, roster) = (self.plan, self.roster);
-        let renames = &mut self.renames;
         let renamed = move |e: usize| Renamed {
             pairs: &plan.renamed[e],
             upserts: &plan.renamed_upserts[e],

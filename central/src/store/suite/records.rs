@@ -487,7 +487,6 @@ pub(crate) async fn a_class_move_naming_a_pupil_central_holds_is_stored_and_one_
         students: upserts(&secret, &[student("s1", "Ola")]),
         groups: upserts(&secret, &[group("46505-1A"), group("46505-2B")]),
         enrollments: upserts(&secret, &[enrollment("s1@46505", "s1", "46505-1A")]),
-        ..Delta::default()
     });
     applied(store, first, 1_000).await;
 

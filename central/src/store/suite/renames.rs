@@ -59,7 +59,6 @@ pub(crate) async fn a_rename_keeps_the_identity_and_leaves_one_record(store: &dy
         students: upserts(&secret, &[student("old-1", "Kari")]),
         groups: upserts(&secret, &[group("46505-1A")]),
         enrollments: upserts(&secret, &[enrollment("old-1@46505", "old-1", "46505-1A")]),
-        ..Delta::default()
     });
     applied(store, first, 1_000).await;
     let old_student = secret.handle(Entity::Student, "old-1");
