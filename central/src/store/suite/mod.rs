@@ -156,6 +156,7 @@ macro_rules! store_suite {
             a_subject_export_finds_every_version_at_every_site,
             erasing_a_subject_deletes_every_version_and_leaves_a_tombstone,
             a_batch_carrying_an_erased_subject_is_held_back_until_the_tombstone_is_cleared,
+            an_erased_pupil_under_a_new_key_is_held_back_with_the_enrollment_naming_it,
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {

@@ -196,3 +196,34 @@ pub(crate) async fn a_batch_carrying_an_erased_subject_is_held_back_until_the_to
         .students
         .is_empty());
 }
+
+pub(crate) async fn an_erased_pupil_under_a_new_key_is_held_back_with_the_enrollment_naming_it(
+    store: &dyn Store,
+) {
+    two_sites(store).await;
+    subject::erase(store, &kari(), None, "dpo", "request", Timestamp(5_000))
+        .await
+        .expect("the erasure runs");
+    // The school's system gives Kari a key the tombstone does not list; her national id
+    // still finds her, and her enrollment names only the new key.
+    let snapshot = Payload::Snapshot(Roster {
+        schools: vec![school()],
+        students: vec![pupil("k2", "Karianne", KARI), pupil("o1", "Ola", OLA)],
+        groups: vec![group("10a")],
+        enrollments: vec![
+            enrollment("e-k2", "k2", "10a"),
+            enrollment("e-o1", "o1", "10a"),
+        ],
+    });
+    applied(store, snapshot, 6_000).await;
+    let roster = current_a(store).await;
+    assert_eq!(roster.students.len(), 1);
+    assert_eq!(roster.enrollments.len(), 1, "{:?}", roster.enrollments);
+    assert_eq!(roster.enrollments[0].student, "o1");
+    let tombstones = store.tombstones().await.expect("the tombstones read");
+    let at_a = tombstones
+        .iter()
+        .find(|tombstone| tombstone.site == site_a())
+        .expect("site A's tombstone");
+    assert_eq!(at_a.returned, 2, "the student and her enrollment");
+}
