@@ -3,7 +3,8 @@
 //! writes. An export written in place and one written under a temporary name and renamed both
 //! reach central, and each is gone from the share within five seconds of central holding it;
 //! the account cannot list the share or read a file back; a writer that disconnects mid-file
-//! leaves a partial file that is set aside in words and never sent.
+//! leaves a partial file that is set aside in words and never sent. The status says when each
+//! file arrived and what became of it: delivered, or refused and why.
 //!
 //! Every wait is bounded; `smbd`, central and the agent are killed when the test ends, and on
 //! failure their logs are printed.
@@ -118,6 +119,14 @@ fn exports_written_to_the_drop_share_reach_central_and_leave_the_share_and_a_cut
         lingered.as_secs_f64()
     );
 
+    agent.wait_for("the file's arrival delivered, in the status", |s| {
+        let arrival = &s["last_arrival"];
+        arrival["file"] == "elevliste.csv"
+            && arrival["delivered"] == true
+            && arrival["outcome"] == "delivered to central"
+            && arrival["written_unix_ms"].as_u64().is_some()
+    });
+
     // Write-only: the account cannot list the share or read anything back.
     std::fs::write(&local, b"not an export").expect("a file");
     let listing = smb.client("ls");
@@ -190,6 +199,16 @@ fn exports_written_to_the_drop_share_reach_central_and_leave_the_share_and_a_cut
     });
     assert_eq!(national_ids(platform.admin(), &site), held);
     assert!(files_in(&drop_dir).is_empty());
+    let status = agent.status().expect("status");
+    let arrival = &status["last_arrival"];
+    assert_eq!(arrival["file"], "elevliste-3.csv", "{status}");
+    assert_eq!(arrival["refused"], true, "{status}");
+    assert!(
+        arrival["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("refused: cannot be read") && o.contains("cut off")),
+        "the status says why: {status}"
+    );
 }
 
 #[test]
