@@ -13,6 +13,7 @@ use skolebro_protocol::Entity;
 use tokio::sync::watch;
 
 use crate::config::AfterIngest;
+use crate::drop_share;
 use crate::enqueue::{EnqueueError, Enqueuer, HeldDelta, OfferOutcome};
 use crate::outbox::{unix_ms_now, OutboxError, StoredBatch};
 use crate::status::{fmt_when, write_status, AgentStatus, Arrival, ProvisioningStatus, RunState};
@@ -73,6 +74,8 @@ pub struct Core {
     problems: Problems,
     status: AgentStatus,
     status_tx: watch::Sender<AgentStatus>,
+    /// Where a `drop_share` command from central is applied; `None`: it is refused.
+    drop_share: Option<drop_share::Target>,
 }
 
 /// The core shared by the daemon's tasks.
@@ -128,6 +131,7 @@ impl Core {
                 ..status
             },
             status_tx,
+            drop_share: None,
         };
         core.publish();
         core
@@ -136,6 +140,33 @@ impl Core {
     /// The enqueue stage, for inspection.
     pub fn enqueuer(&self) -> &Enqueuer {
         &self.enqueuer
+    }
+
+    /// Applies central's `drop_share` commands to `target`.
+    pub fn with_drop_share(mut self, target: drop_share::Target) -> Core {
+        self.drop_share = Some(target);
+        self
+    }
+
+    /// A file in the drop folder larger than the drop share's size cap: removed unread (it
+    /// sits in RAM on the share's tmpfs) and refused in the status.
+    pub fn over_size_cap(&mut self, path: &Path, len: u64, cap: u64) {
+        let name = file_name(path);
+        tracing::warn!(file = %mask_in_text(&name), bytes = len, cap, "file in the drop folder over the drop share's size cap; removed unread");
+        let why = format!(
+            "it is {} MiB, over the drop share's cap of {} MiB",
+            len >> 20,
+            cap >> 20
+        );
+        let mut arrived = arrival(path, None);
+        arrived.refused = true;
+        arrived.outcome = format!("refused: {why}; removed unread, nothing sent");
+        self.status.last_arrival = Some(arrived);
+        if let Err(error) = std::fs::remove_file(path) {
+            tracing::error!(file = %mask_in_text(&name), %error, "cannot remove the file over the size cap");
+        }
+        self.problems.export = Some(format!("{}: {why}; not read", mask_in_text(&name)));
+        self.publish();
     }
 
     /// The newest status.
@@ -551,6 +582,14 @@ impl Core {
                     self.arrival_taken_in(&outcome);
                 }
                 None => tracing::warn!(held_id = %held_id, "release for a delta that is not held"),
+            },
+            Command::DropShare { settings } => match &self.drop_share {
+                Some(target) => {
+                    if let Err(error) = drop_share::apply(&settings, target) {
+                        tracing::error!(%error, "cannot apply the drop share settings from central");
+                    }
+                }
+                None => tracing::warn!("drop share settings from central, but no drop share here"),
             },
             Command::Reject { held_id } => {
                 if self.enqueuer.reject(&held_id) {
