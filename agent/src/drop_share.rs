@@ -70,8 +70,13 @@ pub fn apply(settings: &DropShare, target: &Target) -> Result<(), DropShareError
         };
         let uid = uid_of(&target.passwd, &settings.account)
             .ok_or_else(|| DropShareError::NoSuchUser(settings.account.clone()))?;
+        // The last change time must be set: Samba takes 0 as "must change at next sign-in"
+        // and refuses the account.
+        let changed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |since| since.as_secs());
         format!(
-            "{}:{uid}:{}:{hash}:[U          ]:LCT-00000000:\n",
+            "{}:{uid}:{}:{hash}:[U          ]:LCT-{changed:08X}:\n",
             settings.account,
             "X".repeat(32)
         )
@@ -157,12 +162,15 @@ mod tests {
         );
         apply(&share(Some("password")), &target).unwrap();
         let passdb = std::fs::read_to_string(&target.passdb).unwrap();
-        assert_eq!(
-            passdb,
-            format!(
-                "skolebro-drop:998:{}:8846F7EAEE8FB117AD06BDD830B7586C:[U          ]:LCT-00000000:\n",
-                "X".repeat(32)
-            )
+        let expected = format!(
+            "skolebro-drop:998:{}:8846F7EAEE8FB117AD06BDD830B7586C:[U          ]:LCT-",
+            "X".repeat(32)
+        );
+        assert!(passdb.starts_with(&expected), "{passdb}");
+        let changed = passdb[expected.len()..].trim_end_matches(":\n");
+        assert!(
+            u64::from_str_radix(changed, 16).unwrap() > 1_700_000_000,
+            "{passdb}"
         );
         let mode = std::fs::metadata(&target.passdb)
             .unwrap()

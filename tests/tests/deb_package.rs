@@ -324,6 +324,10 @@ fn the_agent_package_holds_the_binary_unit_rules_manual_and_maintainer_script() 
         ("create mask", "0240"),
         ("force create mode", "0240"),
         ("directory mask", "0"),
+        (
+            "passdb backend",
+            "smbpasswd:/var/lib/skolebro/drop-share.smbpasswd",
+        ),
     ] {
         assert!(
             settings.iter().any(|(k, v)| k == key && v == value),

@@ -5,6 +5,8 @@
 //! the account cannot list the share or read a file back; a writer that disconnects mid-file
 //! leaves a partial file that is set aside in words and never sent. The status says when each
 //! file arrived and what became of it: delivered, or refused and why.
+//! Central turns the share on with a password it sends as Samba's hash only, which the agent
+//! writes into the passdb `smbd` reads, caps the size of a file, and turns the share off.
 //!
 //! Every wait is bounded; `smbd`, central and the agent are killed when the test ends, and on
 //! failure their logs are printed.
@@ -271,4 +273,153 @@ fn the_packaged_drop_share_is_valid_samba_configuration_at_the_end_of_any_smb_co
         assert!(share.contains(line), "[SKOLEBRO] lacks `{line}`: {share}");
     }
     assert!(!share.contains("guest ok = Yes"), "{share}");
+}
+
+/// Sends `settings` to the agent `device` as central's `drop_share` command.
+fn send_drop_share(platform: &Platform, device: &str, settings: serde_json::Value) {
+    let (status, body) = harness::http_post_json(
+        platform.admin(),
+        &format!("/admin/devices/{device}/commands"),
+        &serde_json::json!({"type": "drop_share", "settings": settings}),
+    )
+    .expect("POST the drop_share command");
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+}
+
+/// Tries `put` as the share's account until `smbd` lets it in or refuses it, as `want_in`
+/// says; bounded by [`PATIENCE`].
+fn wait_sign_in(smb: &SmbServer, local: &Path, remote: &str, want_in: bool) {
+    let started = Instant::now();
+    loop {
+        let output = smb.client(&format!("put \"{}\" \"{remote}\"", local.display()));
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let refused = said.contains("NT_STATUS_LOGON_FAILURE");
+        if want_in && output.status.success() && !said.contains("NT_STATUS_") {
+            return;
+        }
+        if !want_in && refused {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the share did not {} within {PATIENCE:?}: {said}",
+            if want_in {
+                "let the account in"
+            } else {
+                "refuse the account"
+            }
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn central_turns_the_share_on_with_a_password_as_samba_s_hash_caps_its_files_and_turns_it_off() {
+    if !samba::available() {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let dir = tempfile::Builder::new()
+        .prefix("skolebro-smbsettings-")
+        .tempdir()
+        .expect("temp dir");
+    let d = dir.path();
+    let platform = Platform::start(&d.join("central"));
+    let agent_dir = d.join("agent");
+    let mut agent = Agent::new(
+        &agent_dir,
+        Cadence::BUSY,
+        &format!(
+            "stick_key = \"{}\"\ndrop_share_passdb = \"drop-share.smbpasswd\"",
+            platform.stick_key().display()
+        ),
+    );
+    platform.write_stick(&agent);
+    let passdb = agent_dir.join("drop-share.smbpasswd");
+    std::fs::write(&passdb, "").expect("an empty passdb: the share is off");
+    let password = "Drop-share-pass-2";
+    let drop_dir = agent.drop_dir();
+    let smb = SmbServer::start_with_passdb(
+        &d.join("smbd"),
+        &drop_dir,
+        ShareMode::WriteOnly,
+        &passdb,
+        password,
+    );
+    let _logs = LogsOnFailure(vec![
+        (d.join("central"), "central.log"),
+        (agent_dir.clone(), "agent.log"),
+    ]);
+    agent.start();
+    agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
+    let site = agent.site();
+    let device = agent.status().expect("status")["provisioning"]["device"]
+        .as_str()
+        .expect("a device id")
+        .to_owned();
+    let local = d.join("elevliste.csv");
+    std::fs::write(&local, sample()).expect("the export");
+    wait_sign_in(&smb, &local, "refused.csv", false);
+
+    // On, from central: the account (mapped onto root by the test server) and the hash.
+    let hash = skolebro_protocol::drop_share::nt_hash(password);
+    send_drop_share(
+        &platform,
+        &device,
+        serde_json::json!({
+            "enabled": true, "account": "root", "size_cap_mib": 1, "password_nt_hash": hash,
+        }),
+    );
+    wait_sign_in(&smb, &local, "elevliste.csv", true);
+    wait_delivered_and_gone(&platform, &site, 300, &drop_dir);
+    let written = std::fs::read_to_string(&passdb).expect("the passdb");
+    assert!(written.starts_with("root:0:"), "{written}");
+    assert!(!written.contains(password), "only the hash: {written}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&passdb)
+        .expect("passdb")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The size cap: a file over 1 MiB is removed unread and refused in the status.
+    let big = d.join("big.csv");
+    std::fs::write(&big, vec![b'x'; 2 << 20]).expect("a big file");
+    smb.put(&big, "stor.csv");
+    agent.wait_for("the file over the cap refused", |s| {
+        s["last_arrival"]["file"] == "stor.csv"
+            && s["last_arrival"]["refused"] == true
+            && s["last_arrival"]["outcome"]
+                .as_str()
+                .is_some_and(|o| o.contains("over the drop share's cap of 1 MiB"))
+    });
+    assert!(files_in(&drop_dir).is_empty(), "removed from RAM, unread");
+
+    // Off, from central: the account no longer signs in.
+    send_drop_share(
+        &platform,
+        &device,
+        serde_json::json!({"enabled": false, "account": "root", "size_cap_mib": 1}),
+    );
+    wait_sign_in(&smb, &local, "after.csv", false);
+    assert_eq!(
+        std::fs::read_to_string(&passdb).expect("the passdb"),
+        "",
+        "no account while off"
+    );
+    for log in [
+        agent_dir.join("agent.log"),
+        d.join("central").join("central.log"),
+    ] {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            !text.to_ascii_lowercase().contains(&hash),
+            "{} shows the hash",
+            log.display()
+        );
+    }
 }
