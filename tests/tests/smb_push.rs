@@ -5,8 +5,9 @@
 //! the account cannot list the share or read a file back; a writer that disconnects mid-file
 //! leaves a partial file that is set aside in words and never sent. The status says when each
 //! file arrived and what became of it: delivered, or refused and why.
-//! Central turns the share on with a password it sends as Samba's hash only, which the agent
-//! writes into the passdb `smbd` reads, caps the size of a file, and turns the share off.
+//! The stick turns the share on with a password carried as Samba's hash only, which the
+//! agent writes into the passdb `smbd` reads; central changes the password the same way,
+//! the size cap refuses a larger file, and central turns the share off.
 //!
 //! Every wait is bounded; `smbd`, central and the agent are killed when the test ends, and on
 //! failure their logs are printed.
@@ -318,7 +319,7 @@ fn wait_sign_in(smb: &SmbServer, local: &Path, remote: &str, want_in: bool) {
 }
 
 #[test]
-fn central_turns_the_share_on_with_a_password_as_samba_s_hash_caps_its_files_and_turns_it_off() {
+fn the_stick_turns_the_share_on_central_changes_its_password_caps_files_and_turns_it_off() {
     if !samba::available() {
         return;
     }
@@ -338,7 +339,21 @@ fn central_turns_the_share_on_with_a_password_as_samba_s_hash_caps_its_files_and
             platform.stick_key().display()
         ),
     );
-    platform.write_stick(&agent);
+    // The stick turns the share on for the account (mapped onto root by the test server),
+    // with the password as Samba's hash only.
+    let first_password = d.join("share.password");
+    std::fs::write(&first_password, "Drop-share-pass-1\n").expect("the password file");
+    platform.write_stick_with(
+        &agent,
+        &[
+            "--share-password-file",
+            first_password.to_str().expect("temp paths are UTF-8"),
+            "--share-account",
+            "root",
+            "--share-size-mib",
+            "1",
+        ],
+    );
     let passdb = agent_dir.join("drop-share.smbpasswd");
     std::fs::write(&passdb, "").expect("an empty passdb: the share is off");
     let password = "Drop-share-pass-2";
@@ -363,9 +378,18 @@ fn central_turns_the_share_on_with_a_password_as_samba_s_hash_caps_its_files_and
         .to_owned();
     let local = d.join("elevliste.csv");
     std::fs::write(&local, sample()).expect("the export");
+    let stick_passdb = std::fs::read_to_string(&passdb).expect("the passdb");
+    assert!(
+        stick_passdb.starts_with("root:0:")
+            && stick_passdb.contains(
+                &skolebro_protocol::drop_share::nt_hash("Drop-share-pass-1").to_ascii_uppercase()
+            ),
+        "the stick's settings are applied at enrollment: {stick_passdb}"
+    );
+    // The helpers sign in with the new password, which the share does not take yet.
     wait_sign_in(&smb, &local, "refused.csv", false);
 
-    // On, from central: the account (mapped onto root by the test server) and the hash.
+    // A new password from central, as its hash: taken at the next sign-in.
     let hash = skolebro_protocol::drop_share::nt_hash(password);
     send_drop_share(
         &platform,
