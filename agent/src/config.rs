@@ -17,7 +17,8 @@
 //! 3. overridden by every key the stick's settings set ([`AgentConfig::with_site_settings`]);
 //!    a table such as `[safety]` replaces the whole table. The stick is the site's signed,
 //!    newest word on how its exports look and are judged; `agent.toml` keeps what only the
-//!    box knows (`state_dir`, `stick_roots`, `stick_key`, `clock_synced_file` and the update
+//!    box knows (`state_dir`, `stick_roots`, `stick_key`, `clock_synced_file`,
+//!    `drop_share_passdb` and the update
 //!    settings `release_key`, `root_key`, `install_root`, `trial_seconds`, `max_trial_starts`), which a
 //!    stick may not set.
 //! 4. The enrollment's identity and central replace `[central]`/`[identity]` of `agent.toml`,
@@ -137,6 +138,10 @@ pub struct AgentConfig {
     /// [`crate::freshness`]), the agent reports its offers as frozen: in `status`, on the
     /// front panel and in its heartbeat.
     pub freshness_days: u64,
+    /// The SMB drop share's passdb (Samba's `smbpasswd` format), which the agent writes
+    /// from the settings a stick or central carries ([`crate::drop_share`]) and `smbd`
+    /// reads (`passdb backend = smbpasswd:<this file>`). Only the box knows it.
+    pub drop_share_passdb: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -174,6 +179,7 @@ impl Default for AgentConfig {
             read_budget_mib: 256,
             metrics_listen: None,
             freshness_days: 7,
+            drop_share_passdb: PathBuf::from("/var/lib/skolebro/drop-share.smbpasswd"),
         }
     }
 }
@@ -506,6 +512,7 @@ impl AgentConfig {
         fix(&mut self.release_key);
         fix(&mut self.root_key);
         fix(&mut self.install_root);
+        fix(&mut self.drop_share_passdb);
         if let Some(central) = &mut self.central {
             fix(&mut central.ca);
         }
@@ -562,6 +569,15 @@ impl AgentConfig {
     }
 
     /// The drop folder: `drop_dir`, or `<state_dir>/drop`.
+    /// Where the drop share's settings are applied ([`crate::drop_share::apply`]).
+    pub fn drop_share_target(&self) -> crate::drop_share::Target {
+        crate::drop_share::Target {
+            passdb: self.drop_share_passdb.clone(),
+            state_dir: self.state_dir.clone(),
+            passwd: PathBuf::from("/etc/passwd"),
+        }
+    }
+
     pub fn drop_dir(&self) -> PathBuf {
         self.drop_dir
             .clone()

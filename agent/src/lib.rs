@@ -17,6 +17,7 @@
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod drop_share;
 pub mod enqueue;
 pub mod freshness;
 pub mod identity;

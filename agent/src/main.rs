@@ -336,6 +336,7 @@ fn provision_from(config: &AgentConfig, from: &Path) -> anyhow::Result<ExitCode>
         &key,
         &clock,
         &bundle,
+        &config.drop_share_target(),
     ));
     match result {
         Ok(Provisioned::Enrolled(e)) => {

@@ -205,6 +205,17 @@ pub struct RemoteFile {
     pub modified_unix_ms: i64,
 }
 
+/// What one look at the export folder found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The exports the agent can copy.
+    pub files: Vec<RemoteFile>,
+    /// Names of exports that hold `"`, `;` or `%`, which `smbclient`'s commands cannot
+    /// name: they stay on the share until renamed, so the daemon says so rather than
+    /// leaving the school wondering why an export never arrives.
+    pub unsupported: Vec<String>,
+}
+
 /// The share, reached through `smbclient`.
 #[derive(Debug, Clone)]
 pub struct Share {
@@ -225,22 +236,25 @@ impl Share {
         &self.source
     }
 
-    /// The files of the export folder that match the pattern, excluding folders and names
-    /// `smbclient` could not be given back.
-    pub async fn list(&self) -> Result<Vec<RemoteFile>, ShareError> {
+    /// The files of the export folder that match the pattern, excluding folders; those whose
+    /// names `smbclient` could not be given back are set apart, for the daemon to warn of.
+    pub async fn list(&self) -> Result<Listing, ShareError> {
         let said = self
             .run("listing the export folder", "ls", Duration::from_secs(60))
             .await?;
-        Ok(said
+        let (files, unsupported) = said
             .lines()
             .filter_map(parse_listing_line)
             .filter(|f| {
-                is_plain_name(&f.name)
-                    && is_one_file_name(&f.name)
+                is_one_file_name(&f.name)
                     && crate::watch::is_candidate(&f.name)
                     && matches_pattern(&self.source.pattern, &f.name)
             })
-            .collect())
+            .partition::<Vec<_>, _>(|f| is_plain_name(&f.name));
+        Ok(Listing {
+            files,
+            unsupported: unsupported.into_iter().map(|f| f.name).collect(),
+        })
     }
 
     /// Copies `file` into `local` (whose folder must exist), bytes only; fails unless the

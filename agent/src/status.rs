@@ -97,11 +97,47 @@ pub struct AgentStatus {
     /// Central's signed statements (see `crate::freshness`); `None` when none is checked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freshness: Option<FreshnessStatus>,
+    /// The newest file that arrived in the drop folder (in push mode, the SMB drop share)
+    /// and what became of it: school IT saves an export from the office PC and sees here
+    /// that it landed and reached central, or why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_arrival: Option<Arrival>,
     /// What is wrong with the export source the agent pulls from (the SMB share cannot be
     /// reached, refused the account, or holds an export over the read budget); `None` when
     /// nothing is, or the source is the drop folder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_problem: Option<String>,
+}
+
+/// A file that arrived in the drop folder, in `status.json`. Its name is masked where it
+/// could hold a national id; nothing else of its content is shown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Arrival {
+    pub file: String,
+    /// When its write ended (the file's modification time), Unix ms.
+    pub written_unix_ms: u64,
+    /// What became of it, in a few words: delivered to central, nothing changed, held for
+    /// review, waiting for central, or refused with the reason.
+    pub outcome: String,
+    /// Set aside in `rejected/`, nothing of it sent.
+    pub refused: bool,
+    /// Central acknowledged every batch sealed from it.
+    pub delivered: bool,
+    /// The last batch sealed from it, until central acknowledges it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awaiting_seq: Option<u64>,
+}
+
+impl Arrival {
+    /// Marks the arrival delivered once central acknowledged up to `seq`.
+    pub fn acknowledged(&mut self, seq: u64) {
+        if self.awaiting_seq.is_some_and(|awaiting| awaiting <= seq) {
+            self.awaiting_seq = None;
+            self.delivered = true;
+            self.outcome = "delivered to central".to_owned();
+        }
+    }
 }
 
 /// The freshness part of `status.json`.
@@ -332,6 +368,14 @@ pub fn describe_status(
             ));
         }
     }
+    if let Some(arrival) = &status.last_arrival {
+        out.push_str(&format!(
+            "Last file dropped: {}, written {}: {}.\n",
+            arrival.file,
+            fmt_when(arrival.written_unix_ms, now_ms),
+            arrival.outcome
+        ));
+    }
     let p = &status.provisioning;
     if let (Some(device), Some(site)) = (&p.device, &p.site) {
         let how = match &p.token_id {
@@ -451,6 +495,39 @@ mod tests {
         assert!(serde_json::to_value(&status)
             .unwrap()
             .get("freshness")
+            .is_none());
+    }
+
+    #[test]
+    fn a_dropped_file_is_shown_with_when_it_was_written_and_delivered_once_acknowledged() {
+        let now = 1_764_000_000_000;
+        let mut arrival = Arrival {
+            file: "elevliste.csv".into(),
+            written_unix_ms: now - 120_000,
+            outcome: "sealed, waiting for central to acknowledge it".into(),
+            awaiting_seq: Some(4),
+            ..Arrival::default()
+        };
+        arrival.acknowledged(3);
+        assert!(!arrival.delivered);
+        arrival.acknowledged(5);
+        assert!(arrival.delivered && arrival.awaiting_seq.is_none());
+        let mut status = AgentStatus {
+            state: RunState::Healthy,
+            last_arrival: Some(arrival),
+            ..AgentStatus::default()
+        };
+        let text = describe_status(&status, true, now, None);
+        assert!(
+            text.contains("Last file dropped: elevliste.csv, written ")
+                && text.contains(": delivered to central.\n"),
+            "{text}"
+        );
+        status.last_arrival = None;
+        assert!(!describe_status(&status, true, now, None).contains("Last file"));
+        assert!(serde_json::to_value(&status)
+            .unwrap()
+            .get("last_arrival")
             .is_none());
     }
 

@@ -239,16 +239,23 @@ pub enum Command {
         /// The [`HeldDelta::id`] the operator saw.
         held_id: String,
     },
+    /// Apply these SMB drop share settings (on/off, account, size cap, password as Samba's
+    /// hash): how an operator changes the share's password without a new stick.
+    DropShare {
+        settings: crate::drop_share::DropShare,
+    },
 }
 
 impl Command {
-    /// Whether the command is well-formed: a held id that is non-empty and short.
+    /// Whether the command is well-formed: a held id that is non-empty and short, drop share
+    /// settings that can be applied ([`crate::drop_share::DropShare::is_valid`]).
     pub fn is_valid(&self) -> bool {
         match self {
             Command::Resync => true,
             Command::Release { held_id } | Command::Reject { held_id } => {
                 !held_id.is_empty() && held_id.len() <= MAX_HELD_ID_LEN
             }
+            Command::DropShare { settings } => settings.is_valid(),
         }
     }
 }

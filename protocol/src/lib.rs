@@ -7,6 +7,7 @@
 pub mod api;
 pub mod civil_time;
 pub mod delta;
+pub mod drop_share;
 pub mod envelope;
 pub mod handle;
 pub mod held;
@@ -20,6 +21,7 @@ pub mod statement;
 pub mod stick;
 
 pub use delta::{Delta, EntityDelta};
+pub use drop_share::DropShare;
 pub use envelope::{
     ChainHead, DeviceId, DeviceSigningKey, DeviceVerifyingKey, Envelope, EnvelopeError, Header,
     Kind, Opened, Payload, SealingPrivateKey, SealingPublicKey, Seq, SiteId,

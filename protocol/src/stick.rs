@@ -12,12 +12,13 @@
 //! The bundle carries no personal data, and its token is spent at the first enrollment, so a
 //! lost stick is useless once its Pi has enrolled (or once the token expires).
 //!
-//! # Wire format (version 2; version 1 is still read)
+//! # Wire format (version 3; versions 1 and 2 are still read)
 //! ```text
 //! "SKBS"        4 bytes magic
-//! version       1 byte, FORMAT_VERSION (2), or 1 for a stick written before version 2
+//! version       1 byte, FORMAT_VERSION (3), or 1 or 2 for a stick written before it
 //! body_len      u32 little-endian
-//! body          postcard-encoded `StickBody`, body_len bytes (version 1: without `schools`)
+//! body          postcard-encoded `StickBody`, body_len bytes (version 1: without `schools`,
+//!               version 2: without `drop_share`)
 //! signature     Ed25519, 64 bytes, over every byte before it (magic to the end of the body)
 //! ```
 //! Nothing may follow the signature, and the whole bundle is at most [`MAX_BUNDLE_BYTES`].
@@ -26,13 +27,15 @@
 //!
 //! Version 2 added the site's registered schools ([`StickBody::schools`]). A version 1 stick
 //! still verifies and reads with no schools: its agent then refuses no school, and central
-//! still does.
+//! still does. Version 3 added the SMB drop share's settings ([`StickBody::drop_share`]); an
+//! older stick reads without them, and its Pi's share keeps what school IT set by hand.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::drop_share::DropShare;
 use crate::envelope::{InvalidId, SiteId};
 use crate::signed::{self, FrameError};
 use crate::site::SiteSchool;
@@ -44,11 +47,14 @@ pub const MAGIC: [u8; 4] = *b"SKBS";
 /// The bundle format this build writes. It reads this one and [`OLDEST_FORMAT_VERSION`]; a
 /// bundle of another version is refused ([`StickError::UnsupportedVersion`]) rather than
 /// guessed at.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
 
 /// The oldest bundle format this build still reads: version 1, before sticks carried the
 /// site's schools, so sticks written by an older `skolebro-provision` keep working.
 pub const OLDEST_FORMAT_VERSION: u8 = 1;
+
+/// Version 2: the site's schools, before sticks carried the drop share's settings.
+const SCHOOLS_FORMAT_VERSION: u8 = 2;
 
 /// Upper bound of a whole bundle. A real one is a few KiB (mostly the CA certificate and the
 /// settings); the bound keeps a hostile file on a stick from costing the Pi more than a read
@@ -163,6 +169,9 @@ pub struct StickBody {
     /// refuses an export naming any other. Empty for a version 1 stick, whose agent then
     /// refuses none (central still does).
     pub schools: Vec<SiteSchool>,
+    /// The SMB drop share's settings (format version 3), password as Samba's hash only;
+    /// `None` leaves the share as school IT set it up by hand.
+    pub drop_share: Option<DropShare>,
 }
 
 /// A version 1 body: [`StickBody`] before it carried the site's schools. Only read (the
@@ -194,6 +203,41 @@ impl From<StickBodyV1> for StickBody {
             written_unix: v1.written_unix,
             settings_toml: v1.settings_toml,
             schools: Vec::new(),
+            drop_share: None,
+        }
+    }
+}
+
+/// A version 2 body: [`StickBody`] before it carried the drop share's settings. Only read.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct StickBodyV2 {
+    site: SiteInfo,
+    site_id: SiteId,
+    central_url: String,
+    central_ca_pem: String,
+    sealing_key: [u8; 32],
+    token: String,
+    token_expires_unix: u64,
+    written_unix: u64,
+    settings_toml: String,
+    schools: Vec<SiteSchool>,
+}
+
+impl From<StickBodyV2> for StickBody {
+    fn from(v2: StickBodyV2) -> StickBody {
+        StickBody {
+            site: v2.site,
+            site_id: v2.site_id,
+            central_url: v2.central_url,
+            central_ca_pem: v2.central_ca_pem,
+            sealing_key: v2.sealing_key,
+            token: v2.token,
+            token_expires_unix: v2.token_expires_unix,
+            written_unix: v2.written_unix,
+            settings_toml: v2.settings_toml,
+            schools: v2.schools,
+            drop_share: None,
         }
     }
 }
@@ -212,6 +256,7 @@ impl fmt::Debug for StickBody {
             .field("written_unix", &self.written_unix)
             .field("settings_toml", &self.settings_toml)
             .field("schools", &self.schools)
+            .field("drop_share", &self.drop_share)
             .finish()
     }
 }
@@ -226,15 +271,21 @@ impl StickBody {
 
     /// Checks a bundle read from a stick and returns its body. Checks run cheapest first and
     /// nothing is decoded before the signature holds: size, magic, version, length,
-    /// signature, then the body. A version 1 bundle reads with no schools. Never panics,
+    /// signature, then the body. A version 1 bundle reads with no schools, a version 1 or 2
+    /// one without drop share settings. Never panics,
     /// whatever the bytes.
     pub fn verify(bytes: &[u8], key: &StickVerifyingKey) -> Result<StickBody, StickError> {
-        let accepted = [OLDEST_FORMAT_VERSION, FORMAT_VERSION];
+        let accepted = [
+            OLDEST_FORMAT_VERSION,
+            SCHOOLS_FORMAT_VERSION,
+            FORMAT_VERSION,
+        ];
         let (version, body) = FORMAT.verify_frame(bytes, &key.0, &accepted)?;
-        if version == OLDEST_FORMAT_VERSION {
-            return Ok(signed::decode::<StickBodyV1>(body)?.into());
+        match version {
+            OLDEST_FORMAT_VERSION => Ok(signed::decode::<StickBodyV1>(body)?.into()),
+            SCHOOLS_FORMAT_VERSION => Ok(signed::decode::<StickBodyV2>(body)?.into()),
+            _ => Ok(signed::decode(body)?),
         }
-        Ok(signed::decode(body)?)
     }
 
     /// Refuses a bundle whose token has expired at `now_unix` (the token is valid strictly
@@ -315,6 +366,12 @@ mod tests {
                 "Eksempel skole",
             )
             .unwrap()],
+            drop_share: Some(DropShare {
+                enabled: true,
+                account: "skolebro-drop".into(),
+                size_cap_mib: 64,
+                password_nt_hash: Some(crate::drop_share::nt_hash("Drop-share-pass-1")),
+            }),
         }
     }
 
@@ -343,6 +400,37 @@ mod tests {
         assert_eq!(
             StickBody {
                 schools: Vec::new(),
+                drop_share: None,
+                ..body
+            },
+            read
+        );
+    }
+
+    #[test]
+    fn a_version_2_bundle_still_verifies_and_reads_without_drop_share_settings() {
+        let key = signing_key();
+        let body = body();
+        let v2 = StickBodyV2 {
+            site: body.site.clone(),
+            site_id: body.site_id.clone(),
+            central_url: body.central_url.clone(),
+            central_ca_pem: body.central_ca_pem.clone(),
+            sealing_key: body.sealing_key,
+            token: body.token.clone(),
+            token_expires_unix: body.token_expires_unix,
+            written_unix: body.written_unix,
+            settings_toml: body.settings_toml.clone(),
+            schools: body.schools.clone(),
+        };
+        let format_v2 = signed::Format {
+            version: SCHOOLS_FORMAT_VERSION,
+            ..FORMAT
+        };
+        let read = StickBody::verify(&format_v2.sign(&v2, &key.0), &key.verifying_key()).unwrap();
+        assert_eq!(
+            StickBody {
+                drop_share: None,
                 ..body
             },
             read
@@ -388,7 +476,8 @@ mod tests {
             StickBody::verify(&tampered, &public)
         };
         assert_eq!(flipped(0), Err(StickError::BadMagic));
-        assert_eq!(flipped(4), Err(StickError::UnsupportedVersion(3)));
+        // Version 3 with bit 0 flipped is 2, which is read but signed over other bytes.
+        assert_eq!(flipped(4), Err(StickError::BadSignature));
         assert_eq!(flipped(PREAMBLE_LEN), Err(StickError::BadSignature));
         assert_eq!(flipped(bytes.len() - 1), Err(StickError::BadSignature));
     }
@@ -479,10 +568,10 @@ mod tests {
             Err(StickError::BadMagic)
         );
         let mut wrong_version = body().sign(&signing_key());
-        wrong_version[4] = 3;
+        wrong_version[4] = 4;
         assert_eq!(
             StickBody::verify(&wrong_version, &public),
-            Err(StickError::UnsupportedVersion(3))
+            Err(StickError::UnsupportedVersion(4))
         );
     }
 

@@ -19,9 +19,9 @@ use skolebro_protocol::envelope::{
 };
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{
-    Delta, DeviceId, Digest, Enrollment, Entity, Gender, Group, HeldReason, NationalId, Payload,
-    ReleaseError, ReleaseManifest, ReleaseSigningKey, Roster, School, Seq, SiteId, SiteInfo,
-    SiteSecret, StickBody, StickSigningKey, Student, Version,
+    Delta, DeviceId, Digest, DropShare, Enrollment, Entity, Gender, Group, HeldReason, NationalId,
+    Payload, ReleaseError, ReleaseManifest, ReleaseSigningKey, Roster, School, Seq, SiteId,
+    SiteInfo, SiteSecret, StickBody, StickSigningKey, Student, Version,
 };
 
 /// Set to write the vectors afresh instead of comparing (see `tests/vectors/README.md`).
@@ -481,15 +481,36 @@ fn stick_body() -> StickBody {
                 .parse()
                 .expect("a school"),
         ],
+        drop_share: Some(DropShare {
+            enabled: true,
+            account: "skolebro-drop".into(),
+            size_cap_mib: 64,
+            password_nt_hash: Some(skolebro_protocol::drop_share::nt_hash("Drop-share-pass-1")),
+        }),
     }
 }
 
 #[test]
 fn a_stick_bundle_matches_the_kept_vector_and_verifies() {
     let key = StickSigningKey::from_bytes([0x57; 32]);
-    let kept = kept("stick-v2.bin", &stick_body().sign(&key));
+    let kept = kept("stick-v3.bin", &stick_body().sign(&key));
     let body = StickBody::verify(&kept, &key.verifying_key()).expect("the kept bundle verifies");
     assert_eq!(body, stick_body());
+}
+
+#[test]
+fn a_version_2_stick_bundle_still_verifies_and_carries_no_drop_share_settings() {
+    let key = StickSigningKey::from_bytes([0x57; 32]);
+    let kept = std::fs::read(vector_path("stick-v2.bin")).expect("the kept version 2 bundle");
+    assert_eq!(kept[4], 2, "the kept bundle is of format version 2");
+    let body = StickBody::verify(&kept, &key.verifying_key()).expect("the kept bundle verifies");
+    assert_eq!(
+        body,
+        StickBody {
+            drop_share: None,
+            ..stick_body()
+        }
+    );
 }
 
 #[test]
@@ -502,6 +523,7 @@ fn a_version_1_stick_bundle_still_verifies_and_carries_no_schools() {
         body,
         StickBody {
             schools: Vec::new(),
+            drop_share: None,
             ..stick_body()
         }
     );

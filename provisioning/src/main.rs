@@ -89,6 +89,16 @@ enum Command {
         /// and the agent refuse records of any school not registered here.
         #[arg(long = "school", value_name = "SCHOOL")]
         schools: Vec<skolebro_protocol::SiteSchool>,
+        /// Turns the Pi's SMB drop share on with the password on this file's first line; the
+        /// stick carries only Samba's NT hash of it. Without it the share is left alone.
+        #[arg(long, value_name = "PATH")]
+        share_password_file: Option<PathBuf>,
+        /// The drop share's account (a Unix user on the Pi).
+        #[arg(long, value_name = "NAME", default_value = "skolebro-drop")]
+        share_account: String,
+        /// The largest file, in MiB, the agent takes from the drop share.
+        #[arg(long, value_name = "MIB", default_value_t = 64)]
+        share_size_mib: u32,
     },
     /// Sign an agent build for remote update: writes OUT/<id>.bin (a copy of the binary) and
     /// OUT/<id>.skm (the manifest signed with release.key), where the id is
@@ -269,6 +279,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             settings,
             drop_dir,
             schools,
+            share_password_file,
+            share_account,
+            share_size_mib,
         } => {
             let site = stick::site_info(&fylke, &kommune, &skolenummer, &name)?;
             let request = StickRequest {
@@ -277,6 +290,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 central_url: stick::central_url(&central_url)?,
                 expires_days,
                 settings_toml: stick::agent_settings(settings.as_deref(), drop_dir.as_deref())?,
+                drop_share: stick::drop_share(
+                    share_password_file.as_deref(),
+                    &share_account,
+                    share_size_mib,
+                )?,
             };
             let token = AdminToken::locate(admin_token_file.as_deref())?;
             let admin = AdminClient::new(&admin_url, &token)?;

@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use skolebro_protocol::stick::{self, BUNDLE_DIR, BUNDLE_FILE};
-use skolebro_protocol::{SiteInfo, SiteSchool, StickBody};
+use skolebro_protocol::{DropShare, SiteInfo, SiteSchool, StickBody};
 
 use crate::admin::{AdminClient, TokenRegistration};
 use crate::error::ProvisionError;
@@ -51,6 +51,8 @@ pub struct StickRequest {
     pub expires_days: u32,
     /// The agent settings (TOML) the stick carries, checked by [`agent_settings`].
     pub settings_toml: String,
+    /// The SMB drop share's settings ([`drop_share`]), or `None` to leave the share alone.
+    pub drop_share: Option<DropShare>,
 }
 
 /// A signed bundle ready for the stick, with the body it holds (for the summary to print).
@@ -270,11 +272,48 @@ pub fn prepare(
         written_unix: now_unix,
         settings_toml: request.settings_toml.clone(),
         schools: request.schools.clone(),
+        drop_share: request.drop_share.clone(),
     };
     let bytes = body.sign(&signing_key);
     let checked = StickBody::verify(&bytes, &keys.stick_verifying_key()?)?;
     checked.check_expiry(now_unix)?;
     Ok(PreparedStick { body, bytes })
+}
+
+/// The drop share's settings for a stick: on, for `account`, taking files up to
+/// `size_cap_mib`, with the password read from `password_file` (its first line) and kept as
+/// Samba's NT hash only. `None` without a password file: the stick leaves the share alone.
+pub fn drop_share(
+    password_file: Option<&Path>,
+    account: &str,
+    size_cap_mib: u32,
+) -> Result<Option<DropShare>, ProvisionError> {
+    let Some(path) = password_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| ProvisionError::io(path, error))?;
+    let password = text.lines().next().unwrap_or_default();
+    if password.is_empty() {
+        return Err(ProvisionError::InvalidField {
+            field: "--share-password-file",
+            reason: format!("{} holds no password on its first line", path.display()),
+        });
+    }
+    let share = DropShare {
+        enabled: true,
+        account: account.to_owned(),
+        size_cap_mib,
+        password_nt_hash: Some(skolebro_protocol::drop_share::nt_hash(password)),
+    };
+    if !share.is_valid() {
+        return Err(ProvisionError::InvalidField {
+            field: "--share-account",
+            reason: "an account is letters, digits, `-`, `_` and `.` (at most 32, not starting \
+                     with `-`), and --share-size-mib at least 1"
+                .to_owned(),
+        });
+    }
+    Ok(Some(share))
 }
 
 /// Writes `bytes` to `<stick_root>/SKOLEBRO/BUNDLE.SKB` atomically: a temporary file in the
@@ -398,7 +437,39 @@ mod tests {
             central_url: central_url("https://127.0.0.1:8443").unwrap(),
             expires_days: DEFAULT_EXPIRES_DAYS,
             settings_toml: agent_settings(None, Some("/srv/skolebro/drop")).unwrap(),
+            drop_share: None,
         }
+    }
+
+    #[test]
+    fn the_share_password_goes_on_the_stick_as_samba_s_hash_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("share.password");
+        std::fs::write(&file, "Drop-share-pass-1\n").unwrap();
+        let share = drop_share(Some(&file), "skolebro-drop", 64)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            share.password_nt_hash.as_deref(),
+            Some(skolebro_protocol::drop_share::nt_hash("Drop-share-pass-1").as_str())
+        );
+        assert!(share.enabled);
+        let (keys, _) = KeyFolder::init(&tmp.path().join("keys"), &[]).unwrap();
+        let request = StickRequest {
+            drop_share: Some(share.clone()),
+            ..request()
+        };
+        let prepared = prepare(&keys, &request, 1_750_000_000).unwrap();
+        assert!(!prepared
+            .bytes
+            .windows(b"Drop-share-pass-1".len())
+            .any(|w| w == b"Drop-share-pass-1"));
+        assert_eq!(prepared.body.drop_share, Some(share));
+        assert_eq!(drop_share(None, "skolebro-drop", 64).unwrap(), None);
+        std::fs::write(&file, "\n").unwrap();
+        assert!(drop_share(Some(&file), "skolebro-drop", 64).is_err());
+        std::fs::write(&file, "x").unwrap();
+        assert!(drop_share(Some(&file), "a:b", 64).is_err());
     }
 
     #[test]

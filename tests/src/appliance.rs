@@ -247,6 +247,12 @@ impl Platform {
 
     /// `skolebro-provision stick` for `agent`: a fresh token, onto the agent's stick root.
     pub fn write_stick(&self, agent: &Agent) {
+        self.write_stick_with(agent, &[]);
+    }
+
+    /// [`Platform::write_stick`] with more of `skolebro-provision stick`'s options (e.g. the
+    /// drop share's).
+    pub fn write_stick_with(&self, agent: &Agent, options: &[&str]) {
         let stick = agent.stick_root();
         std::fs::create_dir_all(&stick).expect("stick folder");
         let output = Command::new(&binaries().provision)
@@ -272,6 +278,7 @@ impl Platform {
             .arg("--admin-token-file")
             .arg(harness::admin_token_file(&self.dir))
             .args(["--drop-dir", path_str(&agent.drop_dir())])
+            .args(options)
             .output()
             .expect("running skolebro-provision stick");
         assert!(

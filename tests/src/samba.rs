@@ -73,6 +73,27 @@ impl SmbServer {
     /// [`ACCOUNT`] with `password`, starts `smbd` on a free loopback port and waits until the
     /// port answers. Must run as root, as `smbd` does.
     pub fn start(dir: &Path, share_path: &Path, mode: ShareMode, password: &str) -> SmbServer {
+        SmbServer::start_with(dir, share_path, mode, Passdb::Tdb(password))
+    }
+
+    /// Like [`SmbServer::start`], but the account comes from `passdb`, a file in Samba's
+    /// `smbpasswd` format that someone else writes (the agent, from the drop share's
+    /// settings), as the package's include has it; `smbd` reads it at each sign-in. The
+    /// account is `root` there, which [`ACCOUNT`] maps onto; `password` is what the
+    /// client helpers sign in with.
+    pub fn start_with_passdb(
+        dir: &Path,
+        share_path: &Path,
+        mode: ShareMode,
+        passdb: &Path,
+        password: &str,
+    ) -> SmbServer {
+        let mut server = SmbServer::start_with(dir, share_path, mode, Passdb::File(passdb));
+        password.clone_into(&mut server.password);
+        server
+    }
+
+    fn start_with(dir: &Path, share_path: &Path, mode: ShareMode, passdb: Passdb) -> SmbServer {
         for sub in ["private", "lock", "state", "cache", "pid", "ncalrpc"] {
             std::fs::create_dir_all(dir.join(sub)).expect("smbd folders");
         }
@@ -84,10 +105,27 @@ impl SmbServer {
         }
         let port = free_port();
         let config = dir.join("smb.conf");
-        std::fs::write(&config, smb_conf(dir, share_path, port, mode)).expect("smb.conf");
+        let backend = match passdb {
+            Passdb::Tdb(_) => format!("tdbsam:{}/private/passdb.tdb", dir.display()),
+            Passdb::File(path) => format!("smbpasswd:{}", path.display()),
+        };
+        std::fs::write(&config, smb_conf(dir, share_path, port, mode, &backend)).expect("smb.conf");
         // Samba's accounts are Unix users: the share's account is mapped onto root here (the
         // package creates a system user), and files are still written as `nobody`.
         std::fs::write(dir.join("users.map"), format!("root = {ACCOUNT}\n")).expect("users.map");
+        let password = match passdb {
+            Passdb::Tdb(password) => password,
+            Passdb::File(_) => {
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                return SmbServer {
+                    dir: dir.to_owned(),
+                    process: spawn_smbd(dir, &config, addr),
+                    config,
+                    addr,
+                    password: String::new(),
+                };
+            }
+        };
         let mut add = Command::new("smbpasswd")
             .arg("-c")
             .arg(&config)
@@ -338,7 +376,15 @@ fn wait_bounded(mut child: Child, what: &str) -> Output {
 
 /// The test server's `smb.conf`: what `packaging/samba/skolebro-share.conf` sets for the
 /// share, plus what a private server on a loopback port needs.
-fn smb_conf(dir: &Path, share_path: &Path, port: u16, mode: ShareMode) -> String {
+/// Where `smbd` finds the account.
+enum Passdb<'a> {
+    /// Its own passdb, the account added with `smbpasswd` and this password.
+    Tdb(&'a str),
+    /// A file in `smbpasswd` format that someone else writes.
+    File(&'a Path),
+}
+
+fn smb_conf(dir: &Path, share_path: &Path, port: u16, mode: ShareMode, backend: &str) -> String {
     let d = dir.display();
     let access = match mode {
         ShareMode::WriteOnly => {
@@ -360,7 +406,7 @@ fn smb_conf(dir: &Path, share_path: &Path, port: u16, mode: ShareMode) -> String
   server smb encrypt = required
   map to guest = Never
   restrict anonymous = 2
-  passdb backend = tdbsam:{d}/private/passdb.tdb
+  passdb backend = {backend}
   private dir = {d}/private
   lock directory = {d}/lock
   state directory = {d}/state

@@ -52,6 +52,14 @@ fn run(command: &mut Command) -> String {
     String::from_utf8(stdout).expect("UTF-8 output")
 }
 
+/// The value of `key=` in a systemd unit; the test fails if the unit lacks the key.
+fn mount_value<'a>(unit: &'a str, key: &str) -> &'a str {
+    unit.lines()
+        .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+        .next()
+        .unwrap_or_else(|| panic!("the unit lacks `{key}=`:\n{unit}"))
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -269,6 +277,24 @@ fn the_agent_package_holds_the_binary_unit_rules_manual_and_maintainer_script() 
             "mount unit lacks `{line}`:\n{mount}"
         );
     }
+    // The drop folder the packaged agent.toml names for the share is that tmpfs, capped.
+    let agent_toml = read(&unpacked.join("etc/skolebro/agent.toml"));
+    let drop_dir = agent_toml
+        .lines()
+        .filter_map(|l| l.trim_start_matches('#').trim().strip_prefix("drop_dir = "))
+        .map(|v| v.trim_matches('"'))
+        .next()
+        .unwrap_or_else(|| panic!("agent.toml names no drop_dir for the share:\n{agent_toml}"));
+    assert_eq!(mount_value(&mount, "Type"), "tmpfs", "{mount}");
+    assert_eq!(mount_value(&mount, "Where"), drop_dir, "{mount}");
+    let size_cap = mount_value(&mount, "Options")
+        .split(',')
+        .find_map(|option| option.strip_prefix("size="))
+        .unwrap_or_else(|| panic!("the drop folder's tmpfs has no size cap:\n{mount}"));
+    assert!(
+        size_cap.ends_with('m') && size_cap.trim_end_matches('m').parse::<u32>().is_ok(),
+        "the cap is not in MiB: {size_cap}"
+    );
     let tmpfiles = read(&unpacked.join("usr/lib/tmpfiles.d/skolebro-drop.conf"));
     assert!(
         tmpfiles
@@ -298,6 +324,10 @@ fn the_agent_package_holds_the_binary_unit_rules_manual_and_maintainer_script() 
         ("create mask", "0240"),
         ("force create mode", "0240"),
         ("directory mask", "0"),
+        (
+            "passdb backend",
+            "smbpasswd:/var/lib/skolebro/drop-share.smbpasswd",
+        ),
     ] {
         assert!(
             settings.iter().any(|(k, v)| k == key && v == value),

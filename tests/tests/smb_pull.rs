@@ -123,6 +123,32 @@ fn exports_written_to_the_school_share_are_pulled_to_central_and_leave_the_share
     let took = wait_held_and_gone(&platform, &site, 300, &folder, Instant::now());
     println!("in place: central held 300 pupils {took:.2?} after the write ended");
 
+    // A name smbclient cannot be given (its commands split at `;`) is not read: one warning
+    // in the log and a status line while it is there, its digits masked in both.
+    let odd = folder.join("elevliste;01811200000.csv");
+    std::fs::write(&odd, sample()).expect("an export with a `;` in its name");
+    let shown = "elevliste;018112*****.csv";
+    agent.wait_for("the unsupported name in the status", |s| {
+        s["source_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains(shown))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let log = std::fs::read_to_string(agent.dir().join("agent.log")).expect("agent.log");
+    assert_eq!(
+        log.matches("smbclient cannot be given").count(),
+        1,
+        "one warning for the name, not one per poll:\n{log}"
+    );
+    assert!(log.contains(shown) && !log.contains("01811200000"), "{log}");
+    assert!(!source_problem(&agent).contains("01811200000"));
+    std::fs::remove_file(&odd).expect("school IT renames it");
+    agent.wait_for("no line for it once it is gone", |s| {
+        !s["source_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains(shown))
+    });
+
     // Under a temporary name, renamed at the end.
     let text = String::from_utf8(sample()).expect("UTF-8");
     let lines: Vec<&str> = text.lines().collect();

@@ -3,7 +3,11 @@
 //! writes. An export written in place and one written under a temporary name and renamed both
 //! reach central, and each is gone from the share within five seconds of central holding it;
 //! the account cannot list the share or read a file back; a writer that disconnects mid-file
-//! leaves a partial file that is set aside in words and never sent.
+//! leaves a partial file that is set aside in words and never sent. The status says when each
+//! file arrived and what became of it: delivered, or refused and why.
+//! The stick turns the share on with a password carried as Samba's hash only, which the
+//! agent writes into the passdb `smbd` reads; central changes the password the same way,
+//! the size cap refuses a larger file, and central turns the share off.
 //!
 //! Every wait is bounded; `smbd`, central and the agent are killed when the test ends, and on
 //! failure their logs are printed.
@@ -118,6 +122,14 @@ fn exports_written_to_the_drop_share_reach_central_and_leave_the_share_and_a_cut
         lingered.as_secs_f64()
     );
 
+    agent.wait_for("the file's arrival delivered, in the status", |s| {
+        let arrival = &s["last_arrival"];
+        arrival["file"] == "elevliste.csv"
+            && arrival["delivered"] == true
+            && arrival["outcome"] == "delivered to central"
+            && arrival["written_unix_ms"].as_u64().is_some()
+    });
+
     // Write-only: the account cannot list the share or read anything back.
     std::fs::write(&local, b"not an export").expect("a file");
     let listing = smb.client("ls");
@@ -190,6 +202,16 @@ fn exports_written_to_the_drop_share_reach_central_and_leave_the_share_and_a_cut
     });
     assert_eq!(national_ids(platform.admin(), &site), held);
     assert!(files_in(&drop_dir).is_empty());
+    let status = agent.status().expect("status");
+    let arrival = &status["last_arrival"];
+    assert_eq!(arrival["file"], "elevliste-3.csv", "{status}");
+    assert_eq!(arrival["refused"], true, "{status}");
+    assert!(
+        arrival["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("refused: cannot be read") && o.contains("cut off")),
+        "the status says why: {status}"
+    );
 }
 
 #[test]
@@ -252,4 +274,176 @@ fn the_packaged_drop_share_is_valid_samba_configuration_at_the_end_of_any_smb_co
         assert!(share.contains(line), "[SKOLEBRO] lacks `{line}`: {share}");
     }
     assert!(!share.contains("guest ok = Yes"), "{share}");
+}
+
+/// Sends `settings` to the agent `device` as central's `drop_share` command.
+fn send_drop_share(platform: &Platform, device: &str, settings: serde_json::Value) {
+    let (status, body) = harness::http_post_json(
+        platform.admin(),
+        &format!("/admin/devices/{device}/commands"),
+        &serde_json::json!({"type": "drop_share", "settings": settings}),
+    )
+    .expect("POST the drop_share command");
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+}
+
+/// Tries `put` as the share's account until `smbd` lets it in or refuses it, as `want_in`
+/// says; bounded by [`PATIENCE`].
+fn wait_sign_in(smb: &SmbServer, local: &Path, remote: &str, want_in: bool) {
+    let started = Instant::now();
+    loop {
+        let output = smb.client(&format!("put \"{}\" \"{remote}\"", local.display()));
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let refused = said.contains("NT_STATUS_LOGON_FAILURE");
+        if want_in && output.status.success() && !said.contains("NT_STATUS_") {
+            return;
+        }
+        if !want_in && refused {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the share did not {} within {PATIENCE:?}: {said}",
+            if want_in {
+                "let the account in"
+            } else {
+                "refuse the account"
+            }
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_stick_turns_the_share_on_central_changes_its_password_caps_files_and_turns_it_off() {
+    if !samba::available() {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let dir = tempfile::Builder::new()
+        .prefix("skolebro-smbsettings-")
+        .tempdir()
+        .expect("temp dir");
+    let d = dir.path();
+    let platform = Platform::start(&d.join("central"));
+    let agent_dir = d.join("agent");
+    let mut agent = Agent::new(
+        &agent_dir,
+        Cadence::BUSY,
+        &format!(
+            "stick_key = \"{}\"\ndrop_share_passdb = \"drop-share.smbpasswd\"",
+            platform.stick_key().display()
+        ),
+    );
+    // The stick turns the share on for the account (mapped onto root by the test server),
+    // with the password as Samba's hash only.
+    let first_password = d.join("share.password");
+    std::fs::write(&first_password, "Drop-share-pass-1\n").expect("the password file");
+    platform.write_stick_with(
+        &agent,
+        &[
+            "--share-password-file",
+            first_password.to_str().expect("temp paths are UTF-8"),
+            "--share-account",
+            "root",
+            "--share-size-mib",
+            "1",
+        ],
+    );
+    let passdb = agent_dir.join("drop-share.smbpasswd");
+    std::fs::write(&passdb, "").expect("an empty passdb: the share is off");
+    let password = "Drop-share-pass-2";
+    let drop_dir = agent.drop_dir();
+    let smb = SmbServer::start_with_passdb(
+        &d.join("smbd"),
+        &drop_dir,
+        ShareMode::WriteOnly,
+        &passdb,
+        password,
+    );
+    let _logs = LogsOnFailure(vec![
+        (d.join("central"), "central.log"),
+        (agent_dir.clone(), "agent.log"),
+    ]);
+    agent.start();
+    agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
+    let site = agent.site();
+    let device = agent.status().expect("status")["provisioning"]["device"]
+        .as_str()
+        .expect("a device id")
+        .to_owned();
+    let local = d.join("elevliste.csv");
+    std::fs::write(&local, sample()).expect("the export");
+    let stick_passdb = std::fs::read_to_string(&passdb).expect("the passdb");
+    assert!(
+        stick_passdb.starts_with("root:0:")
+            && stick_passdb.contains(
+                &skolebro_protocol::drop_share::nt_hash("Drop-share-pass-1").to_ascii_uppercase()
+            ),
+        "the stick's settings are applied at enrollment: {stick_passdb}"
+    );
+    // The helpers sign in with the new password, which the share does not take yet.
+    wait_sign_in(&smb, &local, "refused.csv", false);
+
+    // A new password from central, as its hash: taken at the next sign-in.
+    let hash = skolebro_protocol::drop_share::nt_hash(password);
+    send_drop_share(
+        &platform,
+        &device,
+        serde_json::json!({
+            "enabled": true, "account": "root", "size_cap_mib": 1, "password_nt_hash": hash,
+        }),
+    );
+    wait_sign_in(&smb, &local, "elevliste.csv", true);
+    wait_delivered_and_gone(&platform, &site, 300, &drop_dir);
+    let written = std::fs::read_to_string(&passdb).expect("the passdb");
+    assert!(written.starts_with("root:0:"), "{written}");
+    assert!(!written.contains(password), "only the hash: {written}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&passdb)
+        .expect("passdb")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The size cap: a file over 1 MiB is removed unread and refused in the status.
+    let big = d.join("big.csv");
+    std::fs::write(&big, vec![b'x'; 2 << 20]).expect("a big file");
+    smb.put(&big, "stor.csv");
+    agent.wait_for("the file over the cap refused", |s| {
+        s["last_arrival"]["file"] == "stor.csv"
+            && s["last_arrival"]["refused"] == true
+            && s["last_arrival"]["outcome"]
+                .as_str()
+                .is_some_and(|o| o.contains("over the drop share's cap of 1 MiB"))
+    });
+    assert!(files_in(&drop_dir).is_empty(), "removed from RAM, unread");
+
+    // Off, from central: the account no longer signs in.
+    send_drop_share(
+        &platform,
+        &device,
+        serde_json::json!({"enabled": false, "account": "root", "size_cap_mib": 1}),
+    );
+    wait_sign_in(&smb, &local, "after.csv", false);
+    assert_eq!(
+        std::fs::read_to_string(&passdb).expect("the passdb"),
+        "",
+        "no account while off"
+    );
+    for log in [
+        agent_dir.join("agent.log"),
+        d.join("central").join("central.log"),
+    ] {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            !text.to_ascii_lowercase().contains(&hash),
+            "{} shows the hash",
+            log.display()
+        );
+    }
 }

@@ -8,13 +8,15 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use skolebro_protocol::api;
 use skolebro_protocol::envelope::ChainHead;
+use skolebro_protocol::mask_in_text;
 use skolebro_protocol::Entity;
 use tokio::sync::watch;
 
 use crate::config::AfterIngest;
+use crate::drop_share;
 use crate::enqueue::{EnqueueError, Enqueuer, HeldDelta, OfferOutcome};
 use crate::outbox::{unix_ms_now, OutboxError, StoredBatch};
-use crate::status::{fmt_when, write_status, AgentStatus, ProvisioningStatus, RunState};
+use crate::status::{fmt_when, write_status, AgentStatus, Arrival, ProvisioningStatus, RunState};
 use crate::watch::file_name;
 use skolebro_protocol::api::{Command, Heartbeat};
 use skolebro_roster::deviation::{Deviation, Severity, Tally};
@@ -72,6 +74,8 @@ pub struct Core {
     problems: Problems,
     status: AgentStatus,
     status_tx: watch::Sender<AgentStatus>,
+    /// Where a `drop_share` command from central is applied; `None`: it is refused.
+    drop_share: Option<drop_share::Target>,
 }
 
 /// The core shared by the daemon's tasks.
@@ -127,6 +131,7 @@ impl Core {
                 ..status
             },
             status_tx,
+            drop_share: None,
         };
         core.publish();
         core
@@ -135,6 +140,33 @@ impl Core {
     /// The enqueue stage, for inspection.
     pub fn enqueuer(&self) -> &Enqueuer {
         &self.enqueuer
+    }
+
+    /// Applies central's `drop_share` commands to `target`.
+    pub fn with_drop_share(mut self, target: drop_share::Target) -> Core {
+        self.drop_share = Some(target);
+        self
+    }
+
+    /// A file in the drop folder larger than the drop share's size cap: removed unread (it
+    /// sits in RAM on the share's tmpfs) and refused in the status.
+    pub fn over_size_cap(&mut self, path: &Path, len: u64, cap: u64) {
+        let name = file_name(path);
+        tracing::warn!(file = %mask_in_text(&name), bytes = len, cap, "file in the drop folder over the drop share's size cap; removed unread");
+        let why = format!(
+            "it is {} MiB, over the drop share's cap of {} MiB",
+            len >> 20,
+            cap >> 20
+        );
+        let mut arrived = arrival(path, None);
+        arrived.refused = true;
+        arrived.outcome = format!("refused: {why}; removed unread, nothing sent");
+        self.status.last_arrival = Some(arrived);
+        if let Err(error) = std::fs::remove_file(path) {
+            tracing::error!(file = %mask_in_text(&name), %error, "cannot remove the file over the size cap");
+        }
+        self.problems.export = Some(format!("{}: {why}; not read", mask_in_text(&name)));
+        self.publish();
     }
 
     /// The newest status.
@@ -156,6 +188,7 @@ impl Core {
              Fix the export in the school administrative system and export it again; \
              `skolebro-agent check FILE` shows the problems.\n"
         );
+        self.refused(path, None, &format!("cannot be read ({})", error.kind));
         if let Err(e) = move_to_rejected(path, &note) {
             tracing::error!(file = %name, error = %e, "cannot move the unreadable export aside");
         }
@@ -193,6 +226,7 @@ impl Core {
              this site (or move it here).\n",
             reasons.join("\n")
         );
+        self.refused(path, None, "it names a school outside this site");
         self.report_foreign_schools(&name, export, foreign);
         if let Err(e) = move_to_rejected(path, &note) {
             tracing::error!(file = %name, error = %e, "cannot move the refused export aside");
@@ -237,6 +271,7 @@ impl Core {
              usual, or full of empty lines?) and export it again; `skolebro-agent check FILE` \
              shows what it holds. If a fresh export is set aside too, tell the county's \
              operator.\n";
+        self.refused(path, None, "the agent stopped while reading it");
         if let Err(e) = move_to_rejected(path, note) {
             tracing::error!(file = %name, error = %e, "cannot move the export aside");
         }
@@ -267,6 +302,11 @@ impl Core {
              If this file is meant to replace the newer one, export it again from the school \
              administrative system (or save it anew), so that it is the newest file.\n"
         );
+        self.refused(
+            path,
+            Some(written_unix_ms),
+            "written before the export already sent",
+        );
         if let Err(e) = move_to_rejected(path, &note) {
             tracing::error!(file = %name, error = %e, "cannot move the stale export aside");
         }
@@ -293,7 +333,10 @@ impl Core {
         written_unix_ms: Option<u64>,
     ) -> Result<OfferOutcome, EnqueueError> {
         let name = file_name(path);
+        let arrived = arrival(path, written_unix_ms);
         let outcome = self.offer(&name, export)?;
+        self.status.last_arrival = Some(arrived);
+        self.arrival_taken_in(&outcome);
         // Remembered no later than now: a file from a host whose clock ran ahead must not
         // make the exports written after its clock is fixed look stale.
         self.status.last_export_written_unix_ms = self
@@ -384,6 +427,34 @@ impl Core {
         Ok(outcome)
     }
 
+    /// Records a file of the drop folder refused for `why` as the newest arrival.
+    fn refused(&mut self, path: &Path, written_unix_ms: Option<u64>, why: &str) {
+        let mut arrived = arrival(path, written_unix_ms);
+        arrived.refused = true;
+        arrived.outcome = format!("refused: {why}; set aside in rejected/, nothing sent");
+        self.status.last_arrival = Some(arrived);
+    }
+
+    /// Says in the newest arrival what the offer of its export came to; a batch sealed from
+    /// it waits for central's acknowledgement ([`crate::status::Arrival::acknowledged`]).
+    fn arrival_taken_in(&mut self, outcome: &OfferOutcome) {
+        let Some(arrival) = self.status.last_arrival.as_mut().filter(|a| !a.refused) else {
+            return;
+        };
+        arrival.delivered = false;
+        arrival.awaiting_seq = None;
+        arrival.outcome = match outcome {
+            OfferOutcome::Enqueued { seq, .. } => {
+                arrival.awaiting_seq = Some(*seq);
+                "sealed, waiting for central to acknowledge it".to_owned()
+            }
+            OfferOutcome::Unchanged => {
+                "nothing changed since the last export; nothing to send".to_owned()
+            }
+            other => describe(other),
+        };
+    }
+
     /// The oldest unacknowledged batch.
     pub fn next_batch(&mut self) -> Result<Option<StoredBatch>, OutboxError> {
         self.enqueuer.outbox().peek(0)
@@ -397,11 +468,15 @@ impl Core {
         self.status.last_ack_unix_ms = Some(unix_ms_now());
         self.status.unreachable_since_unix_ms = None;
         self.problems.uplink = None;
+        if let Some(arrival) = &mut self.status.last_arrival {
+            arrival.acknowledged(seq);
+        }
         if self.enqueuer.is_waiting() {
             let outcome = self.enqueuer.retry()?;
             tracing::info!(outcome = %describe(&outcome), "waiting export retried after an ack");
             if !matches!(outcome, OfferOutcome::Waiting) {
                 self.status.last_outcome = Some(describe(&outcome));
+                self.arrival_taken_in(&outcome);
                 if let Some(file) = self.waiting_file.take() {
                     self.dispose(&file);
                 }
@@ -506,13 +581,26 @@ impl Core {
                 Some(outcome) => {
                     tracing::info!(held_id = %held_id, outcome = %describe(&outcome), "held delta released");
                     self.status.last_outcome = Some(describe(&outcome));
+                    self.arrival_taken_in(&outcome);
                 }
                 None => tracing::warn!(held_id = %held_id, "release for a delta that is not held"),
+            },
+            Command::DropShare { settings } => match &self.drop_share {
+                Some(target) => {
+                    if let Err(error) = drop_share::apply(&settings, target) {
+                        tracing::error!(%error, "cannot apply the drop share settings from central");
+                    }
+                }
+                None => tracing::warn!("drop share settings from central, but no drop share here"),
             },
             Command::Reject { held_id } => {
                 if self.enqueuer.reject(&held_id) {
                     tracing::info!(held_id = %held_id, "held delta rejected");
                     self.status.last_outcome = Some(crate::status::REJECTED_OUTCOME.into());
+                    if let Some(arrival) = self.status.last_arrival.as_mut().filter(|a| !a.refused)
+                    {
+                        arrival.outcome = crate::status::REJECTED_OUTCOME.into();
+                    }
                 } else {
                     tracing::warn!(held_id = %held_id, "reject for a delta that is not held");
                 }
@@ -619,6 +707,21 @@ impl Core {
                 tracing::error!(file = %file_name(path), %error, "cannot remove the export")
             }
         }
+    }
+}
+
+/// A file of the drop folder as the status shows it: its name masked where it could hold a
+/// national id, and when its write ended (its modification time, or now when unknown).
+fn arrival(path: &Path, written_unix_ms: Option<u64>) -> Arrival {
+    let written = written_unix_ms.or_else(|| {
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+        let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+        u64::try_from(since.as_millis()).ok()
+    });
+    Arrival {
+        file: mask_in_text(&file_name(path)),
+        written_unix_ms: written.unwrap_or_else(unix_ms_now),
+        ..Arrival::default()
     }
 }
 

@@ -100,5 +100,16 @@ fn command_words(command: &skolebro_protocol::api::Command) -> String {
         Command::Resync => "send a full snapshot".to_owned(),
         Command::Release { held_id } => format!("release held delta {held_id}"),
         Command::Reject { held_id } => format!("reject held delta {held_id}"),
+        Command::DropShare { settings } => format!(
+            "drop share {} for {}, cap {} MiB{}",
+            if settings.enabled { "on" } else { "off" },
+            settings.account,
+            settings.size_cap_mib,
+            if settings.password_nt_hash.is_some() {
+                ", new password"
+            } else {
+                ""
+            }
+        ),
     }
 }

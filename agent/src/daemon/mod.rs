@@ -358,12 +358,10 @@ async fn running(
         let findings: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
         tracing::warn!(findings = %findings.join("; "), needs_snapshot = report.needs_snapshot, "outbox recovered from an unclean stop");
     }
-    let core: Shared = Arc::new(Mutex::new(Core::new(
-        enqueuer,
-        state_dir,
-        config.after_ingest,
-        status_tx.clone(),
-    )));
+    let core: Shared = Arc::new(Mutex::new(
+        Core::new(enqueuer, state_dir, config.after_ingest, status_tx.clone())
+            .with_drop_share(config.drop_share_target()),
+    ));
     let device_id = creds.identity.device.to_string();
     let site_id = creds.identity.site.to_string();
     let roots: Vec<String> = installed

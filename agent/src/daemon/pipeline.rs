@@ -48,6 +48,13 @@ pub(super) async fn pipeline(
             path = ready.recv() => match path { Some(path) => path, None => return },
             _ = stop.changed() => return,
         };
+        let cap = crate::drop_share::size_cap_bytes(&config.state_dir);
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if let Some(cap) = cap.filter(|cap| len > *cap) {
+            let p = path.clone();
+            with_core(&core, move |c| c.over_size_cap(&p, len, cap)).await;
+            continue;
+        }
         let written = written_unix_ms(&path);
         if let Some(written) = written {
             let p = path.clone();

@@ -14,6 +14,8 @@
 //! `<state_dir>/share.json`, so a restart neither copies it again nor forgets to remove it.
 //!
 //! A file over the read budget is refused by its listed size, before a byte of it is read.
+//! An export whose name holds `"`, `;` or `%` (which `smbclient` cannot be given) stays on
+//! the share: one warning per name, masked, and a status line while it is there.
 //! A share that is down, a refused password or a copy cut short is a status line and the
 //! `source_problem` metric, and the next poll tries again: never an exit, so never a crash
 //! loop under systemd.
@@ -22,6 +24,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use skolebro_protocol::national_id::mask_in_text;
 use tokio::sync::watch;
 
 use super::core::{with_core, Shared};
@@ -83,6 +86,7 @@ pub(super) async fn share_loop(
         budget_bytes: config.read_budget_mib.saturating_mul(1 << 20),
         settler: Settler::new(stable),
         copied: load(&config.state_dir.join(SHARE_STATE)),
+        warned: HashSet::new(),
     };
     loop {
         let problem = tokio::select! {
@@ -129,20 +133,25 @@ struct Poller {
     budget_bytes: u64,
     settler: Settler,
     copied: Vec<Copied>,
+    /// The (masked) unsupported names already warned of, while they stay on the share.
+    warned: HashSet<String>,
 }
 
 impl Poller {
     /// One look at the share: removes what central has, copies what is stable. What went
     /// wrong, in words, for the status.
     async fn poll(&mut self, core: &Shared) -> Option<String> {
-        let files = match self.share.list().await {
-            Ok(files) => files,
+        let (files, unsupported) = match self.share.list().await {
+            Ok(listing) => (listing.files, listing.unsupported),
             Err(error) => {
                 tracing::warn!(%error, "cannot look at the export share; trying at the next poll");
                 return Some(format!("the export share: {error}"));
             }
         };
         let mut problem = self.finish_acknowledged(&files, core).await;
+        if let Some(unsupported) = self.warn_unsupported(unsupported) {
+            problem.get_or_insert(unsupported);
+        }
 
         let now = Instant::now();
         let mut present = HashSet::new();
@@ -187,6 +196,24 @@ impl Poller {
             }
         }
         problem
+    }
+
+    /// Warns once per name of an export `smbclient` cannot be given (masked, as a name may
+    /// hold a national id), and returns the status line while any is on the share.
+    fn warn_unsupported(&mut self, names: Vec<String>) -> Option<String> {
+        let masked: Vec<String> = names.iter().map(|n| mask_in_text(n)).collect();
+        for name in &masked {
+            if !self.warned.contains(name) {
+                tracing::warn!(file = %name, "an export on the share has `\"`, `;` or `%` in its name, which smbclient cannot be given; it is not read until it is renamed");
+            }
+        }
+        self.warned = masked.iter().cloned().collect();
+        (!masked.is_empty()).then(|| {
+            format!(
+                "the export share: {} not read: `\"`, `;` and `%` cannot be read from a share; rename it",
+                masked.join(", ")
+            )
+        })
     }
 
     /// Copies `file` into the drop folder: under a hidden name first, with the share's

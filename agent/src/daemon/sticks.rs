@@ -100,7 +100,8 @@ impl StickWatch {
                 }
             };
             enrolling(true).await;
-            let result = provision::provision(&config.state_dir, &key, clock, &path).await;
+            let target = config.drop_share_target();
+            let result = provision::provision(&config.state_dir, &key, clock, &path, &target).await;
             enrolling(false).await;
             match result {
                 Ok(Provisioned::Enrolled(_)) => {

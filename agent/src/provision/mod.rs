@@ -104,12 +104,14 @@ pub fn device_id(site: &SiteId, signing: &DeviceSigningKey) -> Result<DeviceId, 
 }
 
 /// Provisions from the bundle at `bundle`: checks it, and unless the device is already
-/// enrolled with its token, enrolls with central and stores the enrollment in `state_dir`.
+/// enrolled with its token, enrolls with central and stores the enrollment in `state_dir`,
+/// then applies the stick's drop share settings, if it carries any, to `drop_share`.
 pub async fn provision(
     state_dir: &Path,
     key: &StickVerifyingKey,
     clock: &Arc<AgentClock>,
     bundle: &Path,
+    drop_share: &crate::drop_share::Target,
 ) -> Result<Provisioned, ProvisionError> {
     let refused = |reason: Refusal| ProvisionError::Refused {
         path: bundle.to_owned(),
@@ -137,6 +139,12 @@ pub async fn provision(
     }
     clock.persist();
     tracing::info!(device = %enrollment.device, site = %enrollment.site, token_id = %enrollment.token_id, "enrolled");
+    // The share is not what enrolls the device: a failure is logged and enrollment stands.
+    if let Some(settings) = &stick.body.drop_share {
+        if let Err(error) = crate::drop_share::apply(settings, drop_share) {
+            tracing::error!(%error, "cannot apply the stick's drop share settings");
+        }
+    }
     Ok(Provisioned::Enrolled(enrollment))
 }
 
@@ -310,6 +318,7 @@ pub(crate) mod testing {
             written_unix: 1_764_000_000,
             settings_toml: "rescan_seconds = 5\nformat = \"elevliste\"\n".into(),
             schools: vec!["4601/12345=Testskolen".parse().unwrap()],
+            drop_share: None,
         }
     }
 
@@ -334,6 +343,15 @@ mod tests {
     use crate::enqueue::Identity;
     use crate::outbox::OutboxConfig;
     use crate::state::Checkpoint;
+
+    /// A drop share passdb in the state folder, which these stick bodies never write.
+    fn share_target(state: &Path) -> crate::drop_share::Target {
+        crate::drop_share::Target {
+            passdb: state.join("drop-share.smbpasswd"),
+            state_dir: state.to_owned(),
+            passwd: PathBuf::from("/etc/passwd"),
+        }
+    }
 
     /// Every file under `dir` with its bytes.
     fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -392,9 +410,15 @@ mod tests {
 
         // Signed by another key.
         let foreign = StickSigningKey::from_bytes([2; 32]).verifying_key();
-        let error = provision(&state, &foreign, &clock(&state), &path)
-            .await
-            .unwrap_err();
+        let error = provision(
+            &state,
+            &foreign,
+            &clock(&state),
+            &path,
+            &share_target(&state),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(error, ProvisionError::Refused { .. }), "{error}");
         assert!(error.to_string().contains("BUNDLE.SKB"), "{error}");
         assert!(!error.to_string().contains(&body().token));
@@ -402,9 +426,15 @@ mod tests {
         let mut bad = good.clone();
         bad[40] ^= 0x20;
         std::fs::write(&path, &bad).unwrap();
-        let error = provision(&state, &key.verifying_key(), &clock(&state), &path)
-            .await
-            .unwrap_err();
+        let error = provision(
+            &state,
+            &key.verifying_key(),
+            &clock(&state),
+            &path,
+            &share_target(&state),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(error, ProvisionError::Refused { .. }), "{error}");
         // Expired, on a synced clock.
         let mut expired = body();
@@ -412,9 +442,15 @@ mod tests {
         write_bundle(&stick, &expired, &key);
         std::fs::write(dir.path().join("synced"), "").unwrap();
         let synced = Arc::new(AgentClock::open(Some(&state), &dir.path().join("synced")).unwrap());
-        let error = provision(&state, &key.verifying_key(), &synced, &path)
-            .await
-            .unwrap_err();
+        let error = provision(
+            &state,
+            &key.verifying_key(),
+            &synced,
+            &path,
+            &share_target(&state),
+        )
+        .await
+        .unwrap_err();
         assert!(error.to_string().contains("expired"), "{error}");
         std::fs::remove_file(state.join(crate::clock::FLOOR_FILE)).ok();
         assert_eq!(snapshot(&state), before);
@@ -429,9 +465,15 @@ mod tests {
         enrollment(body().token_id()).save(&state).unwrap();
         let before = snapshot(&state);
         // Central (127.0.0.1:1) is never asked: the token id matches.
-        let done = provision(&state, &key.verifying_key(), &clock(&state), &path)
-            .await
-            .unwrap();
+        let done = provision(
+            &state,
+            &key.verifying_key(),
+            &clock(&state),
+            &path,
+            &share_target(&state),
+        )
+        .await
+        .unwrap();
         assert!(matches!(done, Provisioned::AlreadyEnrolled(_)));
         assert_eq!(snapshot(&state), before);
     }
@@ -448,9 +490,15 @@ mod tests {
         let before = snapshot(&state);
         std::fs::write(dir.path().join("synced"), "").unwrap();
         let synced = Arc::new(AgentClock::open(Some(&state), &dir.path().join("synced")).unwrap());
-        let done = provision(&state, &key.verifying_key(), &synced, &path)
-            .await
-            .unwrap();
+        let done = provision(
+            &state,
+            &key.verifying_key(),
+            &synced,
+            &path,
+            &share_target(&state),
+        )
+        .await
+        .unwrap();
         assert!(matches!(done, Provisioned::AlreadyEnrolled(_)));
         std::fs::remove_file(state.join(crate::clock::FLOOR_FILE)).ok();
         assert_eq!(snapshot(&state), before);
@@ -470,9 +518,15 @@ mod tests {
         let path = write_bundle(&dir.path().join("stick"), &stick, &key);
         enrollment("1111111111111111".into()).save(&state).unwrap();
         let before = snapshot(&state);
-        let error = provision(&state, &key.verifying_key(), &clock(&state), &path)
-            .await
-            .unwrap_err();
+        let error = provision(
+            &state,
+            &key.verifying_key(),
+            &clock(&state),
+            &path,
+            &share_target(&state),
+        )
+        .await
+        .unwrap_err();
         assert!(error.is_transient(), "{error}");
         std::fs::remove_file(state.join(crate::clock::FLOOR_FILE)).ok();
         assert_eq!(snapshot(&state), before);

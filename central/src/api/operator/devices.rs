@@ -88,6 +88,20 @@ pub(crate) async fn post_command(
         Command::Resync => ("resync", "a full snapshot asked for".to_owned()),
         Command::Release { held_id } => ("release", format!("held delta {held_id}")),
         Command::Reject { held_id } => ("reject", format!("held delta {held_id}")),
+        Command::DropShare { settings } => (
+            "drop_share",
+            format!(
+                "drop share {} for account {}, size cap {} MiB{}",
+                if settings.enabled { "on" } else { "off" },
+                settings.account,
+                settings.size_cap_mib,
+                if settings.password_nt_hash.is_some() {
+                    ", password changed"
+                } else {
+                    ""
+                }
+            ),
+        ),
     };
     audit::record(
         state.store.as_ref(),
