@@ -261,6 +261,16 @@ fn row<R: Record>(
     })
 }
 
+impl Row {
+    /// The `enrolled` flag this row is inserted with ([`snapshot_enrolled`]'s students).
+    /// Written right at insert, a snapshot's students need no second write: the refresh
+    /// that follows it flips only flags that are wrong, and for a county's snapshot of
+    /// 100,000 students those would otherwise be all of them.
+    pub(crate) fn enrolled_at_insert(&self, enrolled: &HashSet<RecordHandle>) -> bool {
+        self.entity == Entity::Student && enrolled.contains(&self.handle)
+    }
+}
+
 /// The students a snapshot leaves enrolled: those an enrollment of the snapshot names at a
 /// school of the snapshot (`records.enrolled`, written as each student row is inserted).
 /// `None` for a delta, whose students' flags are refreshed in SQL after the write.
@@ -546,4 +556,32 @@ fn reused_key_identity(
         candidate = RecordHandle::from_bytes(hasher.finalize().into());
     }
     (candidate != handle).then_some(candidate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(entity: Entity, handle: u8) -> Row {
+        Row {
+            entity,
+            handle: RecordHandle::from_bytes([handle; 32]),
+            digest: Digest::from_bytes([0; 32]),
+            json: String::new(),
+            key_id: None,
+            school: None,
+            student: None,
+            grouped: false,
+        }
+    }
+
+    #[test]
+    fn only_a_student_a_snapshot_enrolls_is_inserted_enrolled() {
+        let enrolled = HashSet::from([RecordHandle::from_bytes([1; 32])]);
+        assert!(stored(Entity::Student, 1).enrolled_at_insert(&enrolled));
+        assert!(!stored(Entity::Student, 2).enrolled_at_insert(&enrolled));
+        // Another kind's row under the same handle bytes is never flagged.
+        assert!(!stored(Entity::Enrollment, 1).enrolled_at_insert(&enrolled));
+        assert!(!stored(Entity::Student, 1).enrolled_at_insert(&HashSet::new()));
+    }
 }

@@ -445,6 +445,27 @@ mod tests {
         clear_rows_from_before_sealing_read_and_are_sealed_by_the_reseal_job,
     );
 
+    /// The twin of SQLite's case: the secret is read again under the site's lock.
+    #[tokio::test]
+    async fn a_batch_prepared_under_a_replaced_secret_is_checked_again_and_refused() {
+        let fixture = open().await;
+        let schema = fixture.schema.clone();
+        suite::run(fixture, |store| async move {
+            let (batch, old) = suite::a_secret_replaced_before_the_write(store.as_ref()).await;
+            let this = PostgresStore::connect(&config(), &schema, 4, 1)
+                .await
+                .expect("a store on the test's schema");
+            let sealer = this.sealer();
+            let prepared = crate::store::planning::prepare(&batch.payload, &old, &sealer)
+                .expect("the old secret's handles");
+            let mut conn = this.pool.get_bulk().await.expect("a connection");
+            let result = records::apply_prepared(&mut conn, &batch, &old, &sealer, prepared).await;
+            drop(conn);
+            suite::refused_under_the_secret_in_force(store.as_ref(), &batch, result).await;
+        })
+        .await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_records_key_rotated_while_another_instance_applies_leaves_every_row_readable() {
         let fixture = open().await;

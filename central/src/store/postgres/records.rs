@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 
 use compact_str::CompactString;
-use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId};
+use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId, SiteSecret};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::GenericClient;
+use tokio_postgres::{Client, GenericClient};
 
 use super::devices::{read_device, read_secret};
 use super::paging::refresh_enrolled;
@@ -92,147 +92,7 @@ impl PostgresStore {
         .await
         .map_err(|error| StoreError::Worker(error.to_string()))??;
 
-        let tx = conn.transaction().await?;
-        // Lock order: site, then device (see the module documentation).
-        let prepared = match read_secret(&tx, &batch.site, true).await? {
-            Some(stored) if stored == secret => prepared,
-            // Set anew since the first look (possible only while the site has no records):
-            // handles must be checked against the secret in force.
-            Some(stored) => prepare(&batch.payload, &stored, &sealer)?,
-            None => return Err(StoreError::NoSiteSecret(batch.site.clone())),
-        };
-        let state = read_device(&tx, &batch.device, true).await?;
-        if let ChainCheck::AlreadyApplied(head) = check_batch(&batch, state.as_ref())? {
-            return Ok(ApplyOutcome::AlreadyApplied { head });
-        }
-        super::sealing::check_records_key(&tx, &sealer).await?;
-
-        let site = batch.site.as_str();
-        let tombstones = read_tombstones(&tx, Some(site)).await?;
-        let (prepared, held) = hold_erased(prepared, &tombstones, &sealer)?;
-        let current = read_current(&tx, site, &prepared).await?;
-        let renamed = read_renamed(&tx, site).await?;
-        let plan = plan(&prepared, current, &renamed)?;
-        let at = batch.at.0;
-        let snapshot = matches!(prepared, Prepared::Snapshot { .. });
-        let enrolled = snapshot_enrolled(&prepared).unwrap_or_default();
-        let mut closed = Vec::new();
-        for ids in plan.close.chunks(CHUNK) {
-            let rows = tx
-                .query(
-                    "UPDATE records SET valid_to = $2, is_current = false \
-                     WHERE id = ANY($1) AND is_current RETURNING entity, student",
-                    &[&ids, &at],
-                )
-                .await?;
-            if !snapshot {
-                for row in rows {
-                    let student = optional_handle(row.try_get(1)?, "student")?;
-                    closed.push((entity_from_name(row.try_get(0)?)?, student));
-                }
-            }
-        }
-        if !plan.renamed_to.is_empty() {
-            let ids: Vec<i64> = plan.renamed_to.iter().map(|(id, _)| *id).collect();
-            let to: Vec<&[u8]> = plan
-                .renamed_to
-                .iter()
-                .map(|(_, to)| &to.as_bytes()[..])
-                .collect();
-            tx.execute(
-                "UPDATE records r SET renamed_to = k.renamed_to \
-                 FROM UNNEST($1::bigint[], $2::bytea[]) AS k (id, renamed_to) WHERE r.id = k.id",
-                &[&ids, &to],
-            )
-            .await?;
-        }
-        if !plan.insert.is_empty() {
-            // Binary COPY into the table itself, inside this transaction: the rows are
-            // streamed as they are encoded, and the server decodes no text.
-            let sink = tx
-                .copy_in(
-                    "COPY records (site, entity, handle, digest, record, valid_from, valid_to, \
-                     is_current, transaction_time, identity, consumer_id, key_id, school, \
-                     student, enrolled, grouped) \
-                     FROM STDIN (FORMAT binary)",
-                )
-                .await?;
-            let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
-            let mut writer = std::pin::pin!(writer);
-            let no_end: Option<i64> = None;
-            for Insert { row, identity } in &plan.insert {
-                let consumer = consumer_id(identity.as_ref().unwrap_or(&row.handle));
-                let identity = identity.as_ref().map(|identity| &identity.as_bytes()[..]);
-                let key_id = row
-                    .key_id
-                    .map(i32::try_from)
-                    .transpose()
-                    .map_err(|_| StoreError::Corrupt("key id out of range".to_owned()))?;
-                writer
-                    .as_mut()
-                    .write(&[
-                        &site,
-                        &entity_name(row.entity),
-                        &&row.handle.as_bytes()[..],
-                        &&row.digest.as_bytes()[..],
-                        &row.json.as_str(),
-                        &at,
-                        &no_end,
-                        &true,
-                        &at,
-                        &identity,
-                        &&consumer[..],
-                        &key_id,
-                        &row.school,
-                        &row.student.as_ref().map(|student| &student.as_bytes()[..]),
-                        &(row.entity == Entity::Student && enrolled.contains(&row.handle)),
-                        &row.grouped,
-                    ])
-                    .await?;
-            }
-            writer.finish().await?;
-        }
-        refresh_enrolled(&tx, site, &refresh_after(snapshot, &plan.insert, &closed)).await?;
-        tx.execute(
-            "UPDATE devices SET next_seq = $2, prev = $3 WHERE device = $1",
-            &[
-                &batch.device.as_str(),
-                &seq_to_db(batch.next_head.next_seq)?,
-                &&batch.next_head.prev[..],
-            ],
-        )
-        .await?;
-        let changes = plan.changes;
-        let [added, changed, removed, unchanged, renamed] = changes_to_db(&changes);
-        tx.execute(
-            "INSERT INTO transfers \
-             (site, device, seq, at, snapshot, added, changed, removed, unchanged, bytes, \
-              renamed) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            &[
-                &site,
-                &batch.device.as_str(),
-                &seq_to_db(batch.seq)?,
-                &at,
-                &matches!(prepared, Prepared::Snapshot { .. }),
-                &added,
-                &changed,
-                &removed,
-                &unchanged,
-                &bytes_to_db(batch.bytes),
-                &renamed,
-            ],
-        )
-        .await?;
-        mark_returned(&tx, site, &held, batch.at).await?;
-        tx.commit().await?;
-        if snapshot && plan.insert.len() >= ANALYZE_AFTER {
-            // The batch is in: a failure here costs speed, not data, so it is only logged.
-            if let Err(error) = conn.batch_execute("ANALYZE records").await {
-                tracing::warn!(%error, "analysing records after a large snapshot failed");
-            }
-        }
-        Ok(ApplyOutcome::Applied(changes))
+        apply_prepared(&mut conn, &batch, &secret, &sealer, prepared).await
     }
 
     async fn read_roster(
@@ -250,6 +110,159 @@ impl PostgresStore {
         sort_roster(&mut roster);
         Ok(roster)
     }
+}
+
+/// The write half of `apply`: one transaction that takes the site's and the device's locks,
+/// re-checks the secret and the chain under them, writes the plan and advances the head.
+/// `prepared` holds the batch's rows as checked against `secret` at the first look.
+pub(super) async fn apply_prepared(
+    conn: &mut Client,
+    batch: &IncomingBatch,
+    secret: &SiteSecret,
+    sealer: &Sealer,
+    prepared: Prepared,
+) -> Result<ApplyOutcome, StoreError> {
+    let tx = conn.transaction().await?;
+    // Lock order: site, then device (see the module documentation).
+    let prepared = match read_secret(&tx, &batch.site, true).await? {
+        Some(stored) if stored == *secret => prepared,
+        // Set anew since the first look (possible only while the site has no records):
+        // handles must be checked against the secret in force.
+        Some(stored) => prepare(&batch.payload, &stored, sealer)?,
+        None => return Err(StoreError::NoSiteSecret(batch.site.clone())),
+    };
+    let state = read_device(&tx, &batch.device, true).await?;
+    if let ChainCheck::AlreadyApplied(head) = check_batch(batch, state.as_ref())? {
+        return Ok(ApplyOutcome::AlreadyApplied { head });
+    }
+    super::sealing::check_records_key(&tx, sealer).await?;
+
+    let site = batch.site.as_str();
+    let tombstones = read_tombstones(&tx, Some(site)).await?;
+    let (prepared, held) = hold_erased(prepared, &tombstones, sealer)?;
+    let current = read_current(&tx, site, &prepared).await?;
+    let renamed = read_renamed(&tx, site).await?;
+    let plan = plan(&prepared, current, &renamed)?;
+    let at = batch.at.0;
+    let snapshot = matches!(prepared, Prepared::Snapshot { .. });
+    let enrolled = snapshot_enrolled(&prepared).unwrap_or_default();
+    let mut closed = Vec::new();
+    for ids in plan.close.chunks(CHUNK) {
+        let rows = tx
+            .query(
+                "UPDATE records SET valid_to = $2, is_current = false \
+                 WHERE id = ANY($1) AND is_current RETURNING entity, student",
+                &[&ids, &at],
+            )
+            .await?;
+        if !snapshot {
+            for row in rows {
+                let student = optional_handle(row.try_get(1)?, "student")?;
+                closed.push((entity_from_name(row.try_get(0)?)?, student));
+            }
+        }
+    }
+    if !plan.renamed_to.is_empty() {
+        let ids: Vec<i64> = plan.renamed_to.iter().map(|(id, _)| *id).collect();
+        let to: Vec<&[u8]> = plan
+            .renamed_to
+            .iter()
+            .map(|(_, to)| &to.as_bytes()[..])
+            .collect();
+        tx.execute(
+            "UPDATE records r SET renamed_to = k.renamed_to \
+             FROM UNNEST($1::bigint[], $2::bytea[]) AS k (id, renamed_to) WHERE r.id = k.id",
+            &[&ids, &to],
+        )
+        .await?;
+    }
+    if !plan.insert.is_empty() {
+        // Binary COPY into the table itself, inside this transaction: the rows are
+        // streamed as they are encoded, and the server decodes no text.
+        let sink = tx
+            .copy_in(
+                "COPY records (site, entity, handle, digest, record, valid_from, valid_to, \
+                 is_current, transaction_time, identity, consumer_id, key_id, school, \
+                 student, enrolled, grouped) \
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+        let mut writer = std::pin::pin!(writer);
+        let no_end: Option<i64> = None;
+        for Insert { row, identity } in &plan.insert {
+            let consumer = consumer_id(identity.as_ref().unwrap_or(&row.handle));
+            let identity = identity.as_ref().map(|identity| &identity.as_bytes()[..]);
+            let key_id = row
+                .key_id
+                .map(i32::try_from)
+                .transpose()
+                .map_err(|_| StoreError::Corrupt("key id out of range".to_owned()))?;
+            writer
+                .as_mut()
+                .write(&[
+                    &site,
+                    &entity_name(row.entity),
+                    &&row.handle.as_bytes()[..],
+                    &&row.digest.as_bytes()[..],
+                    &row.json.as_str(),
+                    &at,
+                    &no_end,
+                    &true,
+                    &at,
+                    &identity,
+                    &&consumer[..],
+                    &key_id,
+                    &row.school,
+                    &row.student.as_ref().map(|student| &student.as_bytes()[..]),
+                    &row.enrolled_at_insert(&enrolled),
+                    &row.grouped,
+                ])
+                .await?;
+        }
+        writer.finish().await?;
+    }
+    refresh_enrolled(&tx, site, &refresh_after(snapshot, &plan.insert, &closed)).await?;
+    tx.execute(
+        "UPDATE devices SET next_seq = $2, prev = $3 WHERE device = $1",
+        &[
+            &batch.device.as_str(),
+            &seq_to_db(batch.next_head.next_seq)?,
+            &&batch.next_head.prev[..],
+        ],
+    )
+    .await?;
+    let changes = plan.changes;
+    let [added, changed, removed, unchanged, renamed] = changes_to_db(&changes);
+    tx.execute(
+        "INSERT INTO transfers \
+         (site, device, seq, at, snapshot, added, changed, removed, unchanged, bytes, \
+          renamed) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &[
+            &site,
+            &batch.device.as_str(),
+            &seq_to_db(batch.seq)?,
+            &at,
+            &matches!(prepared, Prepared::Snapshot { .. }),
+            &added,
+            &changed,
+            &removed,
+            &unchanged,
+            &bytes_to_db(batch.bytes),
+            &renamed,
+        ],
+    )
+    .await?;
+    mark_returned(&tx, site, &held, batch.at).await?;
+    tx.commit().await?;
+    if snapshot && plan.insert.len() >= ANALYZE_AFTER {
+        // The batch is in: a failure here costs speed, not data, so it is only logged.
+        if let Err(error) = conn.batch_execute("ANALYZE records").await {
+            tracing::warn!(%error, "analysing records after a large snapshot failed");
+        }
+    }
+    Ok(ApplyOutcome::Applied(changes))
 }
 
 /// The current versions a plan needs: the named records for a delta, all for a snapshot.

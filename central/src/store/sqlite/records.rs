@@ -134,7 +134,7 @@ fn apply_prepared(
                 row.key_id,
                 row.school,
                 row.student.as_ref().map(|student| &student.as_bytes()[..]),
-                row.entity == Entity::Student && enrolled.contains(&row.handle),
+                row.enrolled_at_insert(&enrolled),
                 row.grouped,
             ])?;
         }
@@ -561,13 +561,8 @@ impl RecordStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use skolebro_protocol::{
-        ChainHead, Delta, DeviceId, DeviceSigningKey, EntityDelta, Payload, Record, Seq,
-    };
-
     use super::*;
-    use crate::store::prelude::*;
-    use crate::store::suite::{site_a, student};
+    use crate::store::suite;
 
     /// The secret is read again under the write lock: a batch whose handles were checked
     /// against a secret set anew in between is checked once more, against the one in force,
@@ -578,59 +573,14 @@ mod tests {
         let store = SqliteStore::open(dir.path().join("central.db"))
             .await
             .expect("the store opens");
-        let site = site_a();
-        let device = DeviceId::new("pi-46505").expect("a valid device id");
-        let old = SiteSecret::from_bytes([0xa1; 32]);
-        let replaced = SiteSecret::from_bytes([0xa2; 32]);
-        store.set_site_secret(&site, &old).await.expect("a secret");
-        store
-            .register_device(
-                &device,
-                &site,
-                &DeviceSigningKey::from_bytes([1; 32]).verifying_key(),
-            )
-            .await
-            .expect("the device registers");
-        let record = student("s1", "Ola");
-        let payload = Payload::Delta(Delta {
-            students: EntityDelta {
-                renames: Vec::new(),
-                upserts: vec![(old.handle(Entity::Student, record.key()), record)],
-                deletes: Vec::new(),
-            },
-            ..Delta::default()
-        });
-        let batch = IncomingBatch {
-            device: device.clone(),
-            site: site.clone(),
-            seq: Seq(1),
-            prev: ChainHead::genesis().prev,
-            next_head: ChainHead::after(Seq(1), [0xd1; 32]),
-            payload,
-            at: Timestamp(1000),
-            bytes: 1000,
-        };
+        let (batch, old) = suite::a_secret_replaced_before_the_write(&store).await;
         let sealer = store.sealer();
         let prepared = prepare(&batch.payload, &old, &sealer).expect("the old secret's handles");
-        store
-            .set_site_secret(&site, &replaced)
-            .await
-            .expect("the secret is set anew while the site has no records");
+        let written = batch.clone();
 
         let result = store
             .call(move |conn| apply_prepared(conn, &batch, &old, &sealer, prepared))
             .await;
-        assert!(
-            matches!(result, Err(StoreError::HandleMismatch { .. })),
-            "{result:?}"
-        );
-        assert_eq!(
-            store.current_roster(&site).await.expect("the roster reads"),
-            Roster::default()
-        );
-        assert_eq!(
-            store.chain_head(&device).await.expect("the head reads"),
-            ChainHead::genesis()
-        );
+        suite::refused_under_the_secret_in_force(&store, &written, result).await;
     }
 }
