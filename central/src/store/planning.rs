@@ -572,6 +572,8 @@ mod tests {
             school: None,
             student: None,
             grouped: false,
+            school_handle: None,
+            group: None,
         }
     }
 
