@@ -13,6 +13,7 @@
 
 use std::fmt;
 
+use md4::{Digest as _, Md4};
 use serde::{Deserialize, Serialize};
 
 /// Longest account name Samba and Debian's `adduser` both take.
@@ -73,100 +74,7 @@ impl DropShare {
 /// digits (what `smbpasswd` stores).
 pub fn nt_hash(password: &str) -> String {
     let utf16: Vec<u8> = password.encode_utf16().flat_map(u16::to_le_bytes).collect();
-    hex::encode(md4(&utf16))
-}
-
-/// MD4 (RFC 1320). Only for Samba's NT hash, which is defined by it; nothing else here
-/// relies on it.
-fn md4(input: &[u8]) -> [u8; 16] {
-    let mut message = input.to_vec();
-    let bit_len = (input.len() as u64).wrapping_mul(8);
-    message.push(0x80);
-    while message.len() % 64 != 56 {
-        message.push(0);
-    }
-    message.extend_from_slice(&bit_len.to_le_bytes());
-
-    let mut state: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
-    for block in message.chunks_exact(64) {
-        let mut x = [0u32; 16];
-        for (word, bytes) in x.iter_mut().zip(block.chunks_exact(4)) {
-            *word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        }
-        let [mut a, mut b, mut c, mut d] = state;
-        let f = |x: u32, y: u32, z: u32| (x & y) | (!x & z);
-        let g = |x: u32, y: u32, z: u32| (x & y) | (x & z) | (y & z);
-        let h = |x: u32, y: u32, z: u32| x ^ y ^ z;
-        for &i in &[0usize, 4, 8, 12] {
-            a = a.wrapping_add(f(b, c, d)).wrapping_add(x[i]).rotate_left(3);
-            d = d
-                .wrapping_add(f(a, b, c))
-                .wrapping_add(x[i + 1])
-                .rotate_left(7);
-            c = c
-                .wrapping_add(f(d, a, b))
-                .wrapping_add(x[i + 2])
-                .rotate_left(11);
-            b = b
-                .wrapping_add(f(c, d, a))
-                .wrapping_add(x[i + 3])
-                .rotate_left(19);
-        }
-        const K2: u32 = 0x5a82_7999;
-        for &i in &[0usize, 1, 2, 3] {
-            a = a
-                .wrapping_add(g(b, c, d))
-                .wrapping_add(x[i])
-                .wrapping_add(K2)
-                .rotate_left(3);
-            d = d
-                .wrapping_add(g(a, b, c))
-                .wrapping_add(x[i + 4])
-                .wrapping_add(K2)
-                .rotate_left(5);
-            c = c
-                .wrapping_add(g(d, a, b))
-                .wrapping_add(x[i + 8])
-                .wrapping_add(K2)
-                .rotate_left(9);
-            b = b
-                .wrapping_add(g(c, d, a))
-                .wrapping_add(x[i + 12])
-                .wrapping_add(K2)
-                .rotate_left(13);
-        }
-        const K3: u32 = 0x6ed9_eba1;
-        for &i in &[0usize, 2, 1, 3] {
-            a = a
-                .wrapping_add(h(b, c, d))
-                .wrapping_add(x[i])
-                .wrapping_add(K3)
-                .rotate_left(3);
-            d = d
-                .wrapping_add(h(a, b, c))
-                .wrapping_add(x[i + 8])
-                .wrapping_add(K3)
-                .rotate_left(9);
-            c = c
-                .wrapping_add(h(d, a, b))
-                .wrapping_add(x[i + 4])
-                .wrapping_add(K3)
-                .rotate_left(11);
-            b = b
-                .wrapping_add(h(c, d, a))
-                .wrapping_add(x[i + 12])
-                .wrapping_add(K3)
-                .rotate_left(15);
-        }
-        for (s, v) in state.iter_mut().zip([a, b, c, d]) {
-            *s = s.wrapping_add(v);
-        }
-    }
-    let mut out = [0u8; 16];
-    for (bytes, word) in out.chunks_exact_mut(4).zip(state) {
-        bytes.copy_from_slice(&word.to_le_bytes());
-    }
-    out
+    hex::encode(Md4::digest(&utf16))
 }
 
 #[cfg(test)]
@@ -194,7 +102,7 @@ mod tests {
                 "e33b4ddc9c38f2199c3e7b164fcc0536",
             ),
         ] {
-            assert_eq!(hex::encode(md4(input.as_bytes())), digest, "{input:?}");
+            assert_eq!(hex::encode(Md4::digest(input.as_bytes())), digest, "{input:?}");
         }
     }
 
