@@ -102,7 +102,11 @@ mod tests {
                 "e33b4ddc9c38f2199c3e7b164fcc0536",
             ),
         ] {
-            assert_eq!(hex::encode(Md4::digest(input.as_bytes())), digest, "{input:?}");
+            assert_eq!(
+                hex::encode(Md4::digest(input.as_bytes())),
+                digest,
+                "{input:?}"
+            );
         }
     }
 
