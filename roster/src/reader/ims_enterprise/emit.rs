@@ -303,7 +303,25 @@ impl Export {
                 builder.outside_roster(at);
                 GroupKind::Other
             };
-            kinds.entry(key.to_owned()).or_insert(kind);
+            match kinds.get(key) {
+                None => {
+                    kinds.insert(key.to_owned(), kind);
+                }
+                // The id already stands for another kind of group: the later loops read a
+                // group as its id's first kind, so this one would vanish without a word.
+                // (A group read as no roster record was noted as such above.)
+                Some(first)
+                    if std::mem::discriminant(first) != std::mem::discriminant(&kind)
+                        && !matches!(kind, GroupKind::Other) =>
+                {
+                    let detail = format!(
+                        "group {key} was already read as another kind of group; this one is \
+                         left out"
+                    );
+                    builder.deviation(at, Code::DuplicateKey, Severity::Error, detail);
+                }
+                Some(_) => {}
+            }
         }
 
         // Schools first, so that basisgrupper can name their skolenummer.

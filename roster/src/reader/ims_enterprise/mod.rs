@@ -76,7 +76,7 @@ mod tests {
     use crate::reader::error::ReadErrorKind;
     use crate::reader::format::Format;
     use crate::reader::stream::MAX_LINE_BYTES;
-    use crate::validate::Validated;
+    use crate::validate::{Validated, ValidationOptions};
 
     const CLEAN: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -207,6 +207,39 @@ mod tests {
         assert_eq!(school.kommunenummer.as_deref(), Some("4601"));
         assert_eq!(school.fylkesnummer.as_deref(), Some("46"));
         assert_eq!(v.roster.groups[0].school, "5234");
+    }
+
+    /// Found by the `ims_enterprise` fuzz target: a group id first used by a teaching group
+    /// and then by a basisgruppe left the basisgruppe out without a deviation.
+    #[test]
+    fn a_group_id_used_again_for_another_kind_of_group_is_named_not_dropped() {
+        let text = r#"<enterprise>
+<group><sourcedid><id>46505</id></sourcedid><grouptype><scheme>pifu-ims-go-org</scheme><typevalue level="2">skole</typevalue></grouptype><description><short>Fana skule</short></description></group>
+<group><sourcedid><id>46505-8A</id></sourcedid><grouptype><scheme>pifu-ims-go-grp</scheme><typevalue level="1">undervisningsgruppe</typevalue></grouptype><description><short>8A</short></description><relationship relation="1"><sourcedid><id>46505</id></sourcedid></relationship></group>
+<group><sourcedid><id>46505-8A</id></sourcedid><grouptype><scheme>pifu-ims-go-grp</scheme><typevalue level="1">basisgruppe</typevalue></grouptype><description><short>8A</short></description><relationship relation="1"><sourcedid><id>46505</id></sourcedid></relationship></group>
+<group><sourcedid><id>46505</id></sourcedid><grouptype><scheme>pifu-ims-go-grp</scheme><typevalue level="1">basisgruppe</typevalue></grouptype><description><short>5A</short></description><relationship relation="1"><sourcedid><id>46505</id></sourcedid></relationship></group>
+</enterprise>"#;
+        let mut builder = RosterBuilder::new(ValidationOptions {
+            account_records: true,
+            ..Default::default()
+        });
+        read_from(Path::new("inline.xml"), text.as_bytes(), &mut builder).unwrap();
+        let v = builder.finish();
+        let accounting = v.accounting.as_ref().unwrap();
+        assert!(accounting.is_complete(), "{accounting:?}");
+        let named: Vec<(Code, Position)> =
+            v.deviations.iter().map(|d| (d.code, d.position)).collect();
+        assert_eq!(
+            named,
+            [
+                (Code::DuplicateKey, Position::Line(4)),
+                (Code::DuplicateKey, Position::Line(5)),
+            ],
+            "{:?}",
+            v.deviations
+        );
+        assert!(v.roster.groups.is_empty());
+        assert_eq!(v.roster.schools.len(), 1);
     }
 
     #[test]
