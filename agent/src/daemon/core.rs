@@ -317,6 +317,43 @@ impl Core {
         true
     }
 
+    /// Refuses an export that holds changes only (a OneRoster or IMS delta) while central
+    /// needs the whole roster (a gap, a `resync`, a new chain): a snapshot made of it would
+    /// close every record it does not name. Moves it to `rejected/` with a note, and says in
+    /// the status that a full export is awaited. Returns whether it was refused.
+    pub fn refuse_if_partial(
+        &mut self,
+        path: &Path,
+        export: &Validated,
+        written_unix_ms: Option<u64>,
+    ) -> bool {
+        if !export.partial || !self.needs_full_roster() {
+            return false;
+        }
+        let name = file_name(path);
+        tracing::warn!(file = %name, "a delta export while central needs the whole roster; moved to rejected/");
+        let note = "skolebro-agent did not send this export: it holds only changes (a delta), \
+             and the county's platform needs the school's whole roster first (it asked for a \
+             fresh start, or this Pi is new). Sending the changes alone would remove everyone \
+             they do not name from the county's copy.\n\n\
+             Export the whole roster (a full export, not a delta) from the school \
+             administrative system; deltas are taken again after it.\n";
+        self.refused(
+            path,
+            written_unix_ms,
+            "changes only, while the whole roster is needed",
+        );
+        if let Err(e) = move_to_rejected(path, note) {
+            tracing::error!(file = %name, error = %e, "cannot move the delta export aside");
+        }
+        self.status.awaiting_export_for_snapshot = true;
+        self.problems.export = Some(format!(
+            "export {name} holds changes only, and central needs the whole roster; not sent"
+        ));
+        self.publish();
+        true
+    }
+
     /// Records how long the export about to be ingested took to read and validate; it is
     /// published with the ingest that follows.
     pub fn read_took(&mut self, took: std::time::Duration) {
@@ -794,6 +831,61 @@ mod tests {
         names.sort();
         assert_eq!(names, ["b.csv", "b.csv.error.txt"]);
         assert!(!second.exists());
+    }
+
+    #[test]
+    fn a_delta_export_is_set_aside_while_central_needs_the_whole_roster() {
+        use crate::enqueue::tests::export;
+        use crate::enqueue::Identity;
+        use crate::outbox::OutboxConfig;
+        use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
+        use skolebro_roster::safety::SafetyPolicy;
+
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity {
+            device: skolebro_protocol::DeviceId::new("pi-46505-1").unwrap(),
+            site: skolebro_protocol::SiteId::new("46505").unwrap(),
+            signing_key: DeviceSigningKey::from_bytes([7; 32]),
+            central_key: SealingPrivateKey::from_bytes([9; 32]).public_key(),
+            site_secret: skolebro_protocol::SiteSecret::from_bytes([3; 32]),
+        };
+        let (mut enqueuer, _) = Enqueuer::open(
+            dir.path(),
+            identity,
+            SafetyPolicy::default(),
+            OutboxConfig::default(),
+        )
+        .unwrap();
+        enqueuer.request_snapshot().unwrap();
+        let drop_dir = dir.path().join("drop");
+        std::fs::create_dir_all(&drop_dir).unwrap();
+        let (full, delta) = (drop_dir.join("full.xml"), drop_dir.join("delta.xml"));
+        std::fs::write(&full, "full").unwrap();
+        std::fs::write(&delta, "delta").unwrap();
+        let (status_tx, _status_rx) = watch::channel(AgentStatus::default());
+        let mut core = Core::new(
+            enqueuer,
+            dir.path().to_owned(),
+            AfterIngest::Keep,
+            status_tx,
+        );
+        let mut changes = export(0..3, "1A");
+        changes.partial = true;
+
+        assert!(core.refuse_if_partial(&delta, &changes, Some(1_000)));
+        assert!(!delta.exists());
+        let note = std::fs::read_to_string(drop_dir.join(REJECTED_DIR).join("delta.xml.error.txt"))
+            .unwrap();
+        assert!(note.contains("whole roster"), "{note}");
+        assert_eq!(core.enqueuer().outbox().status().depth, 0);
+        assert!(core.status.awaiting_export_for_snapshot);
+
+        // A full export goes in as the snapshot; deltas are taken after it.
+        let whole = export(0..30, "1A");
+        assert!(!core.refuse_if_partial(&full, &whole, Some(2_000)));
+        core.ingest(&full, whole, Some(2_000)).unwrap();
+        assert!(!core.needs_full_roster());
+        assert!(!core.refuse_if_partial(&full, &changes, Some(3_000)));
     }
 
     #[test]

@@ -113,11 +113,14 @@ pub(super) async fn pipeline(
                 let took = started.elapsed();
                 let outcome = with_core(&core, move |c| {
                     c.read_took(took);
-                    c.ingest(&p, export, written)
+                    if c.refuse_if_partial(&p, &export, written) {
+                        return Ok(None);
+                    }
+                    c.ingest(&p, export, written).map(Some)
                 })
                 .await;
                 match outcome {
-                    Ok(OfferOutcome::Enqueued { .. }) => {
+                    Ok(Some(OfferOutcome::Enqueued { .. })) => {
                         let _ = wake.try_send(());
                     }
                     Ok(_) => {}
