@@ -1048,3 +1048,14 @@ fn a_reset_with_nothing_unacknowledged_on_disk_reports_no_dropped_seqs() {
     assert_eq!((ob.ack_seq(), ob.next_seq()), (9, 10));
     assert!(mem.names().iter().all(|n| !n.ends_with(".seg")));
 }
+
+#[test]
+fn a_segment_acknowledged_to_its_last_frame_before_a_crash_is_removed_at_start_up() {
+    // The ack pointer was written; the process died before it deleted the segment.
+    let mem = disk_with(3, &[(1, segment_of(&[1, 2, 3])), (4, segment_of(&[4, 5]))]);
+    let (ob, rep) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    assert!(rep.is_clean(), "{rep}");
+    assert!(!mem.names().contains(&segment_name(1)));
+    assert_eq!(ob.status().segments, 1);
+    assert_eq!(pending_seqs(&ob), vec![4, 5]);
+}
