@@ -1059,3 +1059,11 @@ fn a_segment_acknowledged_to_its_last_frame_before_a_crash_is_removed_at_start_u
     assert_eq!(ob.status().segments, 1);
     assert_eq!(pending_seqs(&ob), vec![4, 5]);
 }
+
+#[test]
+fn the_report_counts_the_unacknowledged_batches_recovered() {
+    let mem = disk_with(1, &[(1, segment_of(&[1, 2, 3]))]);
+    let (_, rep) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    assert!(rep.is_clean(), "{rep}");
+    assert_eq!((rep.ack_seq, rep.next_seq, rep.unacked), (1, 4, 2));
+}
