@@ -1067,3 +1067,24 @@ fn the_report_counts_the_unacknowledged_batches_recovered() {
     assert!(rep.is_clean(), "{rep}");
     assert_eq!((rep.ack_seq, rep.next_seq, rep.unacked), (1, 4, 2));
 }
+
+#[test]
+fn frames_a_dead_process_left_unsynced_are_made_durable_by_recovery_with_their_file_entry() {
+    let mem = MemStorage::new();
+    let cfg = small(FsyncPolicy::GroupCommit {
+        max_delay_ms: 3_600_000,
+    });
+    let (mut ob, _) = open_mem(&mem, cfg.clone());
+    ob.append(1, b"one").expect("append");
+    // The process dies before its group commit; the machine keeps running.
+    drop(ob);
+    let (ob, rep) = open_mem(&mem, cfg.clone());
+    assert!(rep.is_clean(), "{rep}");
+    assert_eq!(pending_seqs(&ob), vec![1]);
+    drop(ob);
+    // A power cut now loses nothing recovery has handed out.
+    mem.crash();
+    let (ob, rep) = open_mem(&mem, cfg);
+    assert!(rep.is_clean(), "{rep}");
+    assert_eq!(pending_seqs(&ob), vec![1]);
+}
