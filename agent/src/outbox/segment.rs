@@ -233,4 +233,16 @@ mod tests {
         assert_eq!(parse_segment_name("ack"), None);
         assert_eq!(parse_segment_name("0000000000000000000x.seg"), None);
     }
+
+    #[test]
+    fn a_file_whose_name_is_not_twenty_digits_is_no_segment_even_if_it_parses_as_a_number() {
+        // Recovery would otherwise read a stray file as frames, and remove or reset over it.
+        for name in [
+            "1.seg",
+            "000000000000000000001.seg",
+            "+0000000000000000001.seg",
+        ] {
+            assert_eq!(parse_segment_name(name), None, "{name}");
+        }
+    }
 }
