@@ -218,10 +218,31 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_read_back_with_bytes_beyond_its_length_field_is_refused() {
+        // The checksum covers only the bytes the length field claims; more would reach the
+        // uplink unchecked.
+        let mut frame = encode_frame(7, 1_700_000_000_000, b"hello");
+        frame.push(b'!');
+        assert_eq!(verify_frame(&frame), None);
+    }
+
+    #[test]
     fn segment_names_sort_by_sequence_and_parse_back() {
         assert_eq!(segment_name(1), "00000000000000000001.seg");
         assert_eq!(parse_segment_name(&segment_name(u64::MAX)), Some(u64::MAX));
         assert_eq!(parse_segment_name("ack"), None);
         assert_eq!(parse_segment_name("0000000000000000000x.seg"), None);
+    }
+
+    #[test]
+    fn a_file_whose_name_is_not_twenty_digits_is_no_segment_even_if_it_parses_as_a_number() {
+        // Recovery would otherwise read a stray file as frames, and remove or reset over it.
+        for name in [
+            "1.seg",
+            "000000000000000000001.seg",
+            "+0000000000000000001.seg",
+        ] {
+            assert_eq!(parse_segment_name(name), None, "{name}");
+        }
     }
 }

@@ -923,3 +923,168 @@ fn a_segment_whose_first_frame_is_not_the_seq_its_name_says_is_damage() {
     }));
     assert_eq!(pending_seqs(&ob), Vec::<u64>::new());
 }
+
+// ---------------------------------------------------------------------------------------
+// Recovery's repairs on hand-made segments: what is cut, removed or skipped, to the byte.
+
+/// Bytes of one frame of [`segment_of`] (its payloads are 10 bytes).
+const FRAME: usize = HEADER_LEN + 10;
+
+/// `segment` with one payload byte of its `index`th frame flipped, so that frame's checksum
+/// no longer matches while its length field still spans the same bytes.
+fn with_bad_checksum(mut segment: Vec<u8>, index: usize) -> Vec<u8> {
+    segment[index * FRAME + HEADER_LEN + 3] ^= 0x40;
+    segment
+}
+
+/// A directory holding `segments` (named by their first seq) and an intact ack pointer.
+fn disk_with(ack: u64, segments: &[(u64, Vec<u8>)]) -> MemStorage {
+    let mem = MemStorage::new();
+    mem.set_raw(ACK_FILE, encode_ack(ack));
+    for (first, data) in segments {
+        mem.set_raw(&segment_name(*first), data.clone());
+    }
+    mem
+}
+
+#[test]
+fn a_bad_checksum_in_the_newest_frame_followed_by_zeros_is_a_torn_tail_cut_whole() {
+    let mut data = with_bad_checksum(segment_of(&[1, 2]), 1);
+    data.extend_from_slice(&[0; 30]);
+    let mem = disk_with(0, &[(1, data)]);
+    let (ob, rep) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    assert_eq!(
+        rep.findings,
+        vec![Finding::TornTail {
+            segment: segment_name(1),
+            offset: FRAME as u64,
+            cut_bytes: (FRAME + 30) as u64,
+        }]
+    );
+    assert!(!rep.needs_snapshot, "{rep}");
+    assert_eq!(pending_seqs(&ob), vec![1]);
+    assert_eq!(ob.next_seq(), 2);
+    assert_eq!(mem.raw(&segment_name(1)).map(|d| d.len()), Some(FRAME));
+}
+
+#[test]
+fn damage_under_the_ack_pointer_in_the_newest_segment_resets_as_later_frames_may_be_unacknowledged()
+{
+    let mem = disk_with(2, &[(1, with_bad_checksum(segment_of(&[1, 2, 3]), 1))]);
+    let (ob, rep) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    assert_eq!(
+        rep.findings,
+        vec![Finding::CorruptFrame {
+            segment: segment_name(1),
+            offset: FRAME as u64,
+            expected_seq: 2,
+            fault: FrameFault::BadChecksum,
+        }]
+    );
+    assert!(rep.needs_snapshot, "{rep}");
+    assert_eq!(pending_seqs(&ob), Vec::<u64>::new());
+    assert!(
+        ob.next_seq() > 3,
+        "seq 3 may be on disk and is never reused"
+    );
+}
+
+#[test]
+fn damage_in_a_fully_acknowledged_older_segment_removes_it_without_a_snapshot() {
+    let mem = disk_with(
+        3,
+        &[
+            (1, with_bad_checksum(segment_of(&[1, 2, 3]), 2)),
+            (4, segment_of(&[4, 5])),
+        ],
+    );
+    let (ob, rep) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    assert_eq!(
+        rep.findings,
+        vec![Finding::DamagedAckedSegmentRemoved {
+            segment: segment_name(1),
+            offset: (2 * FRAME) as u64,
+            fault: FrameFault::BadChecksum,
+        }]
+    );
+    assert!(!rep.needs_snapshot && rep.dropped.is_none(), "{rep}");
+    assert_eq!(pending_seqs(&ob), vec![4, 5]);
+    assert_eq!((ob.ack_seq(), ob.next_seq()), (3, 6));
+    assert!(!mem.names().contains(&segment_name(1)));
+}
+
+#[test]
+fn a_reset_skips_as_many_seqs_as_the_segment_s_bytes_could_hold_frames_and_no_more() {
+    // 3 frames of 34 bytes: 102 bytes, room for at most 5 frames of a bare header each.
+    let mem = disk_with(0, &[(1, segment_of(&[1, 2, 9]))]);
+    let (ob, rep) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    assert!(rep.needs_snapshot, "{rep}");
+    assert_eq!(rep.dropped, Some((1, 5)));
+    assert_eq!((ob.ack_seq(), ob.next_seq()), (5, 6));
+}
+
+#[test]
+fn unacknowledged_seqs_on_no_segment_are_named_exactly() {
+    let mem = disk_with(0, &[(1, segment_of(&[1, 2])), (5, segment_of(&[5, 6]))]);
+    let (ob, rep) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    assert_eq!(
+        rep.findings,
+        vec![Finding::MissingFrames {
+            from_seq: 3,
+            to_seq: 4
+        }]
+    );
+    assert!(rep.needs_snapshot, "{rep}");
+    assert_eq!(pending_seqs(&ob), Vec::<u64>::new());
+}
+
+#[test]
+fn a_reset_with_nothing_unacknowledged_on_disk_reports_no_dropped_seqs() {
+    // The ack pointer is past every seq the segment could hold: its removal was interrupted.
+    let mem = disk_with(9, &[(1, with_bad_checksum(segment_of(&[1, 2, 3]), 1))]);
+    let (ob, rep) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    assert!(rep.needs_snapshot, "{rep}");
+    assert_eq!(rep.dropped, None);
+    assert_eq!((ob.ack_seq(), ob.next_seq()), (9, 10));
+    assert!(mem.names().iter().all(|n| !n.ends_with(".seg")));
+}
+
+#[test]
+fn a_segment_acknowledged_to_its_last_frame_before_a_crash_is_removed_at_start_up() {
+    // The ack pointer was written; the process died before it deleted the segment.
+    let mem = disk_with(3, &[(1, segment_of(&[1, 2, 3])), (4, segment_of(&[4, 5]))]);
+    let (ob, rep) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    assert!(rep.is_clean(), "{rep}");
+    assert!(!mem.names().contains(&segment_name(1)));
+    assert_eq!(ob.status().segments, 1);
+    assert_eq!(pending_seqs(&ob), vec![4, 5]);
+}
+
+#[test]
+fn the_report_counts_the_unacknowledged_batches_recovered() {
+    let mem = disk_with(1, &[(1, segment_of(&[1, 2, 3]))]);
+    let (_, rep) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    assert!(rep.is_clean(), "{rep}");
+    assert_eq!((rep.ack_seq, rep.next_seq, rep.unacked), (1, 4, 2));
+}
+
+#[test]
+fn frames_a_dead_process_left_unsynced_are_made_durable_by_recovery_with_their_file_entry() {
+    let mem = MemStorage::new();
+    let cfg = small(FsyncPolicy::GroupCommit {
+        max_delay_ms: 3_600_000,
+    });
+    let (mut ob, _) = open_mem(&mem, cfg.clone());
+    ob.append(1, b"one").expect("append");
+    // The process dies before its group commit; the machine keeps running.
+    drop(ob);
+    let (ob, rep) = open_mem(&mem, cfg.clone());
+    assert!(rep.is_clean(), "{rep}");
+    assert_eq!(pending_seqs(&ob), vec![1]);
+    drop(ob);
+    // A power cut now loses nothing recovery has handed out.
+    mem.crash();
+    let (ob, rep) = open_mem(&mem, cfg);
+    assert!(rep.is_clean(), "{rep}");
+    assert_eq!(pending_seqs(&ob), vec![1]);
+}
