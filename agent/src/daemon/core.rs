@@ -23,8 +23,7 @@ use skolebro_roster::deviation::{Deviation, Severity, Tally};
 use skolebro_roster::diff::DiffSummary;
 use skolebro_roster::validate::Validated;
 
-/// Folder inside the drop folder for exports that could not be read.
-pub const REJECTED_DIR: &str = "rejected";
+use super::rejected::move_to_rejected;
 
 pub(super) use skolebro_protocol::api::DeviationCounts;
 
@@ -271,14 +270,15 @@ impl Core {
              usual, or full of empty lines?) and export it again; `skolebro-agent check FILE` \
              shows what it holds. If a fresh export is set aside too, tell the county's \
              operator.\n";
-        self.refused(path, None, "the agent stopped while reading it");
-        if let Err(e) = move_to_rejected(path, note) {
-            tracing::error!(file = %name, error = %e, "cannot move the export aside");
-        }
-        self.problems.export = Some(format!(
-            "the agent stopped while reading export {name}; it was set aside, not sent"
-        ));
-        self.publish();
+        let problem =
+            format!("the agent stopped while reading export {name}; it was set aside, not sent");
+        self.set_aside(
+            path,
+            None,
+            "the agent stopped while reading it",
+            note,
+            problem,
+        );
     }
 
     /// Refuses an export written before the newest one taken in: moves it to `rejected/`
@@ -302,18 +302,11 @@ impl Core {
              If this file is meant to replace the newer one, export it again from the school \
              administrative system (or save it anew), so that it is the newest file.\n"
         );
-        self.refused(
-            path,
-            Some(written_unix_ms),
-            "written before the export already sent",
-        );
-        if let Err(e) = move_to_rejected(path, &note) {
-            tracing::error!(file = %name, error = %e, "cannot move the stale export aside");
-        }
-        self.problems.export = Some(format!(
+        let problem = format!(
             "export {name} was written {written}, before the one already sent ({newest}); not sent"
-        ));
-        self.publish();
+        );
+        let why = "written before the export already sent";
+        self.set_aside(path, Some(written_unix_ms), why, &note, problem);
         true
     }
 
@@ -338,19 +331,12 @@ impl Core {
              they do not name from the county's copy.\n\n\
              Export the whole roster (a full export, not a delta) from the school \
              administrative system; deltas are taken again after it.\n";
-        self.refused(
-            path,
-            written_unix_ms,
-            "changes only, while the whole roster is needed",
-        );
-        if let Err(e) = move_to_rejected(path, note) {
-            tracing::error!(file = %name, error = %e, "cannot move the delta export aside");
-        }
         self.status.awaiting_export_for_snapshot = true;
-        self.problems.export = Some(format!(
+        let problem = format!(
             "export {name} holds changes only, and central needs the whole roster; not sent"
-        ));
-        self.publish();
+        );
+        let why = "changes only, while the whole roster is needed";
+        self.set_aside(path, written_unix_ms, why, note, problem);
         true
     }
 
@@ -462,6 +448,24 @@ impl Core {
         tracing::info!(file = %name, students = self.status.last_export_students, errors = self.status.deviations.errors, warnings = self.status.deviations.warnings, outcome = %describe(&outcome), "export taken in");
         self.status.last_outcome = Some(describe(&outcome));
         Ok(outcome)
+    }
+
+    /// Sets a refused file aside in `rejected/` with `note` beside it, and says why: `why`
+    /// in the newest arrival, `problem` in the status line.
+    fn set_aside(
+        &mut self,
+        path: &Path,
+        written_unix_ms: Option<u64>,
+        why: &str,
+        note: &str,
+        problem: String,
+    ) {
+        self.refused(path, written_unix_ms, why);
+        if let Err(e) = move_to_rejected(path, note) {
+            tracing::error!(file = %file_name(path), error = %e, "cannot move the export aside");
+        }
+        self.problems.export = Some(problem);
+        self.publish();
     }
 
     /// Records a file of the drop folder refused for `why` as the newest arrival.
@@ -793,45 +797,10 @@ fn error_kind(error: &skolebro_roster::reader::ReadError) -> &'static str {
     }
 }
 
-/// Moves an export that will not be sent into `rejected/` with a note for school IT beside
-/// it, removing older rejected files first so at most one lingers.
-fn move_to_rejected(path: &Path, note_text: &str) -> std::io::Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    let dir = parent.join(REJECTED_DIR);
-    std::fs::create_dir_all(&dir)?;
-    for entry in std::fs::read_dir(&dir)?.flatten() {
-        let _ = std::fs::remove_file(entry.path());
-    }
-    let name = path.file_name().unwrap_or_default();
-    let target = dir.join(name);
-    std::fs::rename(path, &target)?;
-    let mut note = target.into_os_string();
-    note.push(".error.txt");
-    std::fs::write(note, note_text)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::rejected::REJECTED_DIR;
     use super::*;
-
-    #[test]
-    fn an_unreadable_export_is_moved_aside_and_only_the_newest_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = dir.path().join("a.csv");
-        let second = dir.path().join("b.csv");
-        std::fs::write(&first, "x").unwrap();
-        std::fs::write(&second, "y").unwrap();
-        move_to_rejected(&first, "bad").unwrap();
-        move_to_rejected(&second, "worse").unwrap();
-        let rejected = dir.path().join(REJECTED_DIR);
-        let mut names: Vec<_> = std::fs::read_dir(&rejected)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["b.csv", "b.csv.error.txt"]);
-        assert!(!second.exists());
-    }
 
     #[test]
     fn a_delta_export_is_set_aside_while_central_needs_the_whole_roster() {
