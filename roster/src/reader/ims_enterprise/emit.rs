@@ -357,6 +357,8 @@ impl Export {
             builder.school(Position::Line(group.line), school, Provenance::Stated);
         }
 
+        // Basisgrupper without a school; left out unless another group of the same id has one.
+        let mut schoolless = Vec::new();
         for group in &self.groups {
             let Some(key) = group.key() else {
                 continue;
@@ -373,7 +375,7 @@ impl Export {
                     "basisgruppe {key} names no school (relationship relation=\"1\"); it is left out"
                 );
                 builder.deviation(at, Code::MissingRequired, Severity::Error, detail);
-                kinds.insert(key.to_owned(), GroupKind::Other);
+                schoolless.push(key);
                 continue;
             };
             // An unknown parent is kept as named, so validation reports the dangling school.
@@ -398,6 +400,12 @@ impl Export {
                 if s.is_empty() {
                     *s = school;
                 }
+            }
+        }
+        // An id no basisgruppe with a school took stands for no roster record.
+        for key in schoolless {
+            if matches!(kinds.get(key), Some(GroupKind::Basis(s)) if s.is_empty()) {
+                kinds.insert(key.to_owned(), GroupKind::Other);
             }
         }
         kinds

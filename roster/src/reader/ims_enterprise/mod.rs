@@ -242,6 +242,35 @@ mod tests {
         assert_eq!(v.roster.schools.len(), 1);
     }
 
+    /// Found by the `ims_enterprise` fuzz target: a basisgruppe without a school made its id
+    /// stand for nothing, so a later basisgruppe of the same id with a school vanished.
+    #[test]
+    fn a_basisgruppe_after_one_of_the_same_id_without_a_school_is_still_read() {
+        let text = r#"<enterprise>
+<group><sourcedid><id>46505</id></sourcedid><grouptype><scheme>pifu-ims-go-org</scheme><typevalue level="2">skole</typevalue></grouptype><description><short>Fana skule</short></description></group>
+<group><sourcedid><id>46505-6C</id></sourcedid><grouptype><scheme>pifu-ims-go-grp</scheme><typevalue level="1">basisgruppe</typevalue></grouptype><description><short>6C</short></description></group>
+<group><sourcedid><id>46505-6C</id></sourcedid><grouptype><scheme>pifu-ims-go-grp</scheme><typevalue level="1">basisgruppe</typevalue></grouptype><description><short>6C</short></description><relationship relation="1"><sourcedid><id>46505</id></sourcedid></relationship></group>
+</enterprise>"#;
+        let mut builder = RosterBuilder::new(ValidationOptions {
+            account_records: true,
+            ..Default::default()
+        });
+        read_from(Path::new("inline.xml"), text.as_bytes(), &mut builder).unwrap();
+        let v = builder.finish();
+        let accounting = v.accounting.as_ref().unwrap();
+        assert!(accounting.is_complete(), "{accounting:?}");
+        let named: Vec<(Code, Position)> =
+            v.deviations.iter().map(|d| (d.code, d.position)).collect();
+        assert_eq!(
+            named,
+            [(Code::MissingRequired, Position::Line(3))],
+            "{:?}",
+            v.deviations
+        );
+        assert_eq!(v.roster.groups.len(), 1);
+        assert_eq!(v.roster.groups[0].school, "46505");
+    }
+
     #[test]
     fn a_school_with_only_an_organisation_number_is_keyed_by_it() {
         let text = UDIR_SCHOOL_ONLY;
