@@ -802,15 +802,13 @@ mod tests {
     use super::super::rejected::REJECTED_DIR;
     use super::*;
 
-    #[test]
-    fn a_delta_export_is_set_aside_while_central_needs_the_whole_roster() {
-        use crate::enqueue::tests::export;
+    /// An enqueuer with a fixed identity and default policy, its state in `dir`.
+    fn enqueuer_in(dir: &Path) -> Enqueuer {
         use crate::enqueue::Identity;
         use crate::outbox::OutboxConfig;
         use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
         use skolebro_roster::safety::SafetyPolicy;
 
-        let dir = tempfile::tempdir().unwrap();
         let identity = Identity {
             device: skolebro_protocol::DeviceId::new("pi-46505-1").unwrap(),
             site: skolebro_protocol::SiteId::new("46505").unwrap(),
@@ -818,13 +816,22 @@ mod tests {
             central_key: SealingPrivateKey::from_bytes([9; 32]).public_key(),
             site_secret: skolebro_protocol::SiteSecret::from_bytes([3; 32]),
         };
-        let (mut enqueuer, _) = Enqueuer::open(
-            dir.path(),
+        Enqueuer::open(
+            dir,
             identity,
             SafetyPolicy::default(),
             OutboxConfig::default(),
         )
-        .unwrap();
+        .unwrap()
+        .0
+    }
+
+    #[test]
+    fn a_delta_export_is_set_aside_while_central_needs_the_whole_roster() {
+        use crate::enqueue::tests::export;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut enqueuer = enqueuer_in(dir.path());
         enqueuer.request_snapshot().unwrap();
         let drop_dir = dir.path().join("drop");
         std::fs::create_dir_all(&drop_dir).unwrap();
@@ -860,29 +867,9 @@ mod tests {
     #[test]
     fn an_export_written_before_the_one_taken_in_is_set_aside_and_not_sent() {
         use crate::enqueue::tests::export;
-        use crate::enqueue::Identity;
-        use crate::outbox::OutboxConfig;
-        use skolebro_protocol::envelope::{DeviceSigningKey, SealingPrivateKey};
-        use skolebro_roster::safety::SafetyPolicy;
 
         let dir = tempfile::tempdir().unwrap();
-        let identity = Identity {
-            device: skolebro_protocol::DeviceId::new("pi-46505-1").unwrap(),
-            site: skolebro_protocol::SiteId::new("46505").unwrap(),
-            signing_key: DeviceSigningKey::from_bytes([7; 32]),
-            central_key: SealingPrivateKey::from_bytes([9; 32]).public_key(),
-            site_secret: skolebro_protocol::SiteSecret::from_bytes([3; 32]),
-        };
-        let open = || {
-            Enqueuer::open(
-                dir.path(),
-                identity.clone(),
-                SafetyPolicy::default(),
-                OutboxConfig::default(),
-            )
-            .unwrap()
-            .0
-        };
+        let open = || enqueuer_in(dir.path());
         let drop_dir = dir.path().join("drop");
         std::fs::create_dir_all(&drop_dir).unwrap();
         let (newer, older) = (drop_dir.join("b.csv"), drop_dir.join("a.csv"));
