@@ -265,6 +265,7 @@ impl Poller {
         .await;
         let mut problem = None;
         let mut keep = Vec::new();
+        let before = self.copied.len();
         for copied in std::mem::take(&mut self.copied) {
             if self.drop_dir.join(&copied.name).exists() || !acknowledged {
                 keep.push(copied);
@@ -286,7 +287,11 @@ impl Poller {
             }
         }
         self.copied = keep;
-        save(&self.state_path, &self.copied);
+        // Only entries go, so an unchanged count is an unchanged list: while central has not
+        // acknowledged, a poll writes nothing to the SD card.
+        if self.copied.len() != before {
+            save(&self.state_path, &self.copied);
+        }
         problem
     }
 }
