@@ -14,6 +14,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,12 +46,23 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// Whether [`binaries`] builds release binaries rather than debug ones.
+static RELEASE_BUILDS: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`binaries`] build and name the release binaries: a benchmark that starts the real
+/// processes measures what ships, not a debug build. Tests keep the debug builds, which
+/// `cargo test` has mostly built already. Must come before the first [`binaries`] call.
+pub fn use_release_builds() {
+    RELEASE_BUILDS.store(true, Ordering::Relaxed);
+}
+
 /// Builds the binaries once per test run and names them.
 pub fn binaries() -> &'static Binaries {
     static BINARIES: OnceLock<Binaries> = OnceLock::new();
     BINARIES.get_or_init(|| {
         let root = workspace_root();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let release = RELEASE_BUILDS.load(Ordering::Relaxed);
         let started = Instant::now();
         let status = Command::new(cargo)
             .current_dir(&root)
@@ -64,6 +76,7 @@ pub fn binaries() -> &'static Binaries {
                 "-p",
                 "skolebro-provisioning",
             ])
+            .args(release.then_some("--release"))
             .status()
             .expect("cannot run cargo build");
         assert!(status.success(), "building the binaries failed: {status}");
@@ -74,11 +87,11 @@ pub fn binaries() -> &'static Binaries {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(|dir| root.join(dir))
             .unwrap_or_else(|| root.join("target"));
-        let debug = target.join("debug");
+        let built = target.join(if release { "release" } else { "debug" });
         let binaries = Binaries {
-            agent: debug.join("skolebro-agent"),
-            central: debug.join("skolebro-central"),
-            provision: debug.join("skolebro-provision"),
+            agent: built.join("skolebro-agent"),
+            central: built.join("skolebro-central"),
+            provision: built.join("skolebro-provision"),
         };
         for binary in [&binaries.agent, &binaries.central, &binaries.provision] {
             assert!(binary.is_file(), "{} was not built", binary.display());

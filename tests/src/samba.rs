@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::appliance::{Agent, Cadence, Platform};
 use crate::harness::{free_port, Process, PATIENCE, POLL};
 
 /// The share's name, as the package's `smb.conf` include names it.
@@ -433,4 +434,41 @@ fn smb_conf(dir: &Path, share_path: &Path, port: u16, mode: ShareMode, backend: 
 {access}"#,
         share = share_path.display(),
     )
+}
+
+/// An agent pulling from `smb`'s share folder `eksport` (`*.csv`, polled every second, a file
+/// taken once stable for a second), its password in a 0600 file, with a stick from
+/// `platform` waiting in its stick folder.
+pub fn pulling_agent(dir: &Path, platform: &Platform, smb: &SmbServer, password: &str) -> Agent {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir).expect("agent folder");
+    let password_file = dir.join("share.password");
+    std::fs::write(&password_file, format!("{password}\n")).expect("password file");
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod 600");
+    let agent = Agent::new(
+        dir,
+        Cadence::BUSY,
+        &format!(
+            r#"stick_key = "{key}"
+[source]
+kind = "smb-share"
+server = "127.0.0.1"
+port = {port}
+share = "{share}"
+folder = "eksport"
+pattern = "*.csv"
+user = "{user}"
+password_file = "share.password"
+poll_seconds = 1
+stable_seconds = 1
+"#,
+            key = platform.stick_key().display(),
+            port = smb.addr().port(),
+            share = SHARE,
+            user = ACCOUNT,
+        ),
+    );
+    platform.write_stick(&agent);
+    agent
 }

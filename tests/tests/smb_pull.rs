@@ -12,49 +12,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use skolebro_tests::appliance::{sample, Agent, Cadence, Platform};
+use skolebro_tests::appliance::{sample, Agent, Platform};
 use skolebro_tests::harness::{
     files_in, national_ids, one_at_a_time, LogsOnFailure, PATIENCE, POLL,
 };
-use skolebro_tests::rostergen::Generated;
-use skolebro_tests::samba::{self, ShareMode, SmbServer};
+use skolebro_tests::samba::{self, pulling_agent, ShareMode, SmbServer};
 
 const PASSWORD: &str = "Export-share-pass-1";
-
-/// An agent pulling from `smb`'s share folder `eksport`, its password in a 0600 file.
-fn pulling_agent(dir: &Path, platform: &Platform, smb: &SmbServer, password: &str) -> Agent {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::create_dir_all(dir).expect("agent folder");
-    let password_file = dir.join("share.password");
-    std::fs::write(&password_file, format!("{password}\n")).expect("password file");
-    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600))
-        .expect("chmod 600");
-    let agent = Agent::new(
-        dir,
-        Cadence::BUSY,
-        &format!(
-            r#"stick_key = "{key}"
-[source]
-kind = "smb-share"
-server = "127.0.0.1"
-port = {port}
-share = "{share}"
-folder = "eksport"
-pattern = "*.csv"
-user = "{user}"
-password_file = "share.password"
-poll_seconds = 1
-stable_seconds = 1
-"#,
-            key = platform.stick_key().display(),
-            port = smb.addr().port(),
-            share = samba::SHARE,
-            user = samba::ACCOUNT,
-        ),
-    );
-    platform.write_stick(&agent);
-    agent
-}
 
 /// Waits until central holds `count` pupils for `site` and the share folder is empty;
 /// returns how long after `written` central held them.
@@ -312,50 +276,4 @@ fn sample_without_last(less: usize) -> Vec<u8> {
     let text = String::from_utf8(sample()).expect("the sample is UTF-8");
     let lines: Vec<&str> = text.lines().collect();
     format!("{}\n", lines[..lines.len() - less].join("\n")).into_bytes()
-}
-
-/// Pull mode's latency for docs/BENCHMARKS.md: from the end of an SMB write of a generated
-/// export (500 and 2,500 pupils, one school) to central holding it, with the agent polling
-/// every second and waiting a second for the file to be stable. Printed, never asserted.
-#[test]
-fn pull_mode_takes_generated_exports_of_500_and_2500_pupils_to_central() {
-    if !samba::available() {
-        return;
-    }
-    let _serial = one_at_a_time();
-    let dir = tempfile::Builder::new()
-        .prefix("skolebro-smbpull-")
-        .tempdir()
-        .expect("temp dir");
-    let d = dir.path();
-    let platform = Platform::start(&d.join("central"));
-    let backing = d.join("share");
-    let smb = SmbServer::start(&d.join("smbd"), &backing, ShareMode::ReadWrite, PASSWORD);
-    let mut logs = LogsOnFailure(vec![(d.join("central"), "central.log")]);
-    for (i, students) in [500usize, 2500].into_iter().enumerate() {
-        let folder = backing.join("eksport");
-        std::fs::create_dir_all(&folder).expect("the export folder");
-        let agent_dir = d.join(format!("agent-{students}"));
-        logs.0.push((agent_dir.clone(), "agent.log"));
-        let mut agent = pulling_agent(&agent_dir, &platform, &smb, PASSWORD);
-        agent.start();
-        agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
-        let site = agent.site();
-        let generated = Generated::one_school(students, 46_500, 20 + i as u64);
-        let mut bytes = Vec::new();
-        generated
-            .write_elevliste(&mut bytes, false)
-            .expect("the generated export");
-        let local = d.join(format!("generated-{students}.csv"));
-        std::fs::write(&local, &bytes).expect("the generated export");
-        let name = format!("eksport/elevliste-{students}.csv");
-        smb.put(&local, &name);
-        let took = wait_held_and_gone(&platform, &site, students, &folder, Instant::now());
-        println!(
-            "pull mode, {students} pupils ({} KiB): central held the export {:.2} s after the write ended",
-            bytes.len() >> 10,
-            took.as_secs_f64()
-        );
-        drop(agent);
-    }
 }
