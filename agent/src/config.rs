@@ -18,7 +18,7 @@
 //!    a table such as `[safety]` replaces the whole table. The stick is the site's signed,
 //!    newest word on how its exports look and are judged; `agent.toml` keeps what only the
 //!    box knows (`state_dir`, `stick_roots`, `stick_key`, `clock_synced_file`,
-//!    `drop_share_passdb` and the update
+//!    `drop_share_passdb`, `drop_share_usermap`, `drop_share_unix_user` and the update
 //!    settings `release_key`, `root_key`, `install_root`, `trial_seconds`, `max_trial_starts`), which a
 //!    stick may not set.
 //! 4. The enrollment's identity and central replace `[central]`/`[identity]` of `agent.toml`,
@@ -142,6 +142,13 @@ pub struct AgentConfig {
     /// from the settings a stick or central carries ([`crate::drop_share`]) and `smbd`
     /// reads (`passdb backend = smbpasswd:<this file>`). Only the box knows it.
     pub drop_share_passdb: PathBuf,
+    /// The SMB drop share's username map, which the agent writes from the same settings so
+    /// that their account, any valid sign-in name, is mapped onto `drop_share_unix_user`
+    /// (`username map = <this file>` in the package's include). Only the box knows it.
+    pub drop_share_usermap: PathBuf,
+    /// The Unix user every sign-in name of the drop share is mapped onto and whose passdb
+    /// entry holds the password: `skolebro-drop`, which the package creates.
+    pub drop_share_unix_user: String,
 }
 
 impl Default for AgentConfig {
@@ -180,6 +187,8 @@ impl Default for AgentConfig {
             metrics_listen: None,
             freshness_days: 7,
             drop_share_passdb: PathBuf::from("/var/lib/skolebro/drop-share.smbpasswd"),
+            drop_share_usermap: PathBuf::from("/var/lib/skolebro/drop-share.usermap"),
+            drop_share_unix_user: "skolebro-drop".to_owned(),
         }
     }
 }
@@ -513,6 +522,7 @@ impl AgentConfig {
         fix(&mut self.root_key);
         fix(&mut self.install_root);
         fix(&mut self.drop_share_passdb);
+        fix(&mut self.drop_share_usermap);
         if let Some(central) = &mut self.central {
             fix(&mut central.ca);
         }
@@ -568,16 +578,18 @@ impl AgentConfig {
         self
     }
 
-    /// The drop folder: `drop_dir`, or `<state_dir>/drop`.
     /// Where the drop share's settings are applied ([`crate::drop_share::apply`]).
     pub fn drop_share_target(&self) -> crate::drop_share::Target {
         crate::drop_share::Target {
             passdb: self.drop_share_passdb.clone(),
+            usermap: self.drop_share_usermap.clone(),
+            unix_user: self.drop_share_unix_user.clone(),
             state_dir: self.state_dir.clone(),
             passwd: PathBuf::from("/etc/passwd"),
         }
     }
 
+    /// The drop folder: `drop_dir`, or `<state_dir>/drop`.
     pub fn drop_dir(&self) -> PathBuf {
         self.drop_dir
             .clone()
@@ -888,6 +900,9 @@ mod tests {
             "root_key = \"k.pub\"",
             "install_root = \"/\"",
             "trial_seconds = 1",
+            "drop_share_passdb = \"p\"",
+            "drop_share_usermap = \"m\"",
+            "drop_share_unix_user = \"root\"",
             "[central]\nurl = \"https://x\"\nca = \"c\"\nsealing_key = \"00\"",
         ] {
             assert!(SiteSettings::parse(key).is_err(), "{key}");

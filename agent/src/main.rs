@@ -437,6 +437,7 @@ fn status(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> {
         .as_ref()
         .is_some_and(|s| s.state != RunState::Stopped && process_alive(s.pid));
     let exit = status_exit(status.as_ref(), running);
+    let drop_share = skolebro_agent::drop_share::status(&config.state_dir);
     if json {
         let value = serde_json::json!({
             "exit_code": exit.code(),
@@ -446,6 +447,7 @@ fn status(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> {
                 "next_seq": c.head.next_seq.0,
                 "needs_snapshot": c.needs_snapshot,
             })),
+            "drop_share": drop_share,
             "outbox": {
                 "depth": outbox.depth,
                 "bytes": outbox.unacked_bytes,
@@ -475,6 +477,9 @@ fn status(config: &AgentConfig, json: bool) -> anyhow::Result<ExitCode> {
             status::STATUS_FILE,
             config.state_dir.display()
         ),
+    }
+    if let Some(share) = &drop_share {
+        print!("{}", status::describe_drop_share(share, now));
     }
     if let Some(checkpoint) = checkpoint {
         println!(

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use skolebro_protocol::api::{AgentState, DeviationCounts, HeldDelta};
 use tokio::sync::watch;
 
+use crate::drop_share::ShareStatus;
+
 /// Name of the status file in the state folder.
 pub const STATUS_FILE: &str = "status.json";
 
@@ -257,6 +259,37 @@ pub fn age(ms: u64) -> String {
     }
 }
 
+/// The drop share's lines in `skolebro-agent status`: the settings in force and, when the
+/// last settings from a stick or central could not be applied, why, so school IT sees it
+/// without reading the log. Empty before any settings were applied or tried.
+pub fn describe_drop_share(share: &ShareStatus, now_ms: u64) -> String {
+    let mut out = String::new();
+    if let Some(applied) = &share.applied {
+        let when = share
+            .applied_unix_ms
+            .map(|t| format!(", applied {}", fmt_when(t, now_ms)))
+            .unwrap_or_default();
+        if applied.enabled {
+            out.push_str(&format!(
+                "Drop share: on for account {} (files up to {} MiB){when}.\n",
+                applied.account, applied.size_cap_mib
+            ));
+        } else {
+            out.push_str(&format!("Drop share: off{when}.\n"));
+        }
+    }
+    if let Some(error) = &share.last_error {
+        let when = share
+            .last_error_unix_ms
+            .map(|t| format!(" ({})", fmt_when(t, now_ms)))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "The last drop share settings were not applied{when}: {error}.\n"
+        ));
+    }
+    out
+}
+
 /// What `skolebro-agent status` prints: the agent's state in plain words. `export_file` is
 /// where the newest export still lies, or `None` once the agent removed it (`after_ingest =
 /// "delete"`): then its deviations are listed here instead of pointing at `check`.
@@ -460,6 +493,44 @@ mod tests {
         status.updated_unix_ms = t0 + 60_000 + STATUS_REFRESH_MS;
         write_status(dir.path(), &status, &tx);
         written(t0 + 60_000 + STATUS_REFRESH_MS);
+    }
+
+    #[test]
+    fn the_drop_share_lines_give_the_settings_in_force_and_why_the_last_ones_failed() {
+        use crate::drop_share::Applied;
+        let now = 1_764_000_000_000;
+        assert_eq!(describe_drop_share(&ShareStatus::default(), now), "");
+        let mut share = ShareStatus {
+            applied: Some(Applied {
+                enabled: true,
+                account: "sas-eksport".into(),
+                size_cap_mib: 64,
+            }),
+            applied_unix_ms: Some(now - 60_000),
+            ..ShareStatus::default()
+        };
+        let text = describe_drop_share(&share, now);
+        assert_eq!(
+            text,
+            format!(
+                "Drop share: on for account sas-eksport (files up to 64 MiB), applied {}.\n",
+                fmt_when(now - 60_000, now)
+            )
+        );
+        share.last_error = Some("the drop share's Unix user skolebro-drop is missing".into());
+        share.last_error_unix_ms = Some(now);
+        let text = describe_drop_share(&share, now);
+        assert!(
+            text.contains("The last drop share settings were not applied (")
+                && text.ends_with(": the drop share's Unix user skolebro-drop is missing.\n"),
+            "{text}"
+        );
+        share.applied = Some(Applied {
+            enabled: false,
+            account: "sas-eksport".into(),
+            size_cap_mib: 64,
+        });
+        assert!(describe_drop_share(&share, now).starts_with("Drop share: off, applied "));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! takes, and the account's password as Samba's hash only. Operations write them on a stick
 //! (`skolebro-provision stick --share-password-file …`, in the signed bundle, format 3) and
 //! change them later from central (the `drop_share` command of a heartbeat answer); the
-//! agent writes them into the share's passdb and config (`agent::drop_share`).
+//! agent writes them into the share's username map and passdb (`agent::drop_share`).
 //!
 //! Why the hash and not the password: Samba keeps nothing but the NT hash (MD4 of the
 //! password's UTF-16LE) in its passdb, so the Pi, the stick and central's command queue never
@@ -25,7 +25,8 @@ pub const MAX_ACCOUNT_LEN: usize = 32;
 pub struct DropShare {
     /// Whether the share takes writes: off, its passdb holds no account, so no one signs in.
     pub enabled: bool,
-    /// The Samba account (a Unix user on the Pi: the package creates `skolebro-drop`).
+    /// The name the share's writer signs in with: a sign-in name only, which the agent maps
+    /// onto the Unix user the package creates (`skolebro-drop`), so any valid name works.
     pub account: String,
     /// The largest file, in MiB, the agent takes from the share; a larger one is removed
     /// unread and refused in the status.

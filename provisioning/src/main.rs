@@ -93,7 +93,8 @@ enum Command {
         /// stick carries only Samba's NT hash of it. Without it the share is left alone.
         #[arg(long, value_name = "PATH")]
         share_password_file: Option<PathBuf>,
-        /// The drop share's account (a Unix user on the Pi).
+        /// The drop share's account: the name its writer signs in with, any name of letters,
+        /// digits, `-`, `_` and `.`; the Pi maps it onto its `skolebro-drop` user.
         #[arg(long, value_name = "NAME", default_value = "skolebro-drop")]
         share_account: String,
         /// The largest file, in MiB, the agent takes from the drop share.

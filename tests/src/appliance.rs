@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -470,6 +470,29 @@ site_secret = "site.secret"
     pub fn status(&self) -> Option<Value> {
         let bytes = std::fs::read(self.dir.join("state").join("status.json")).ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+
+    /// `skolebro-agent status --json`, as school IT's monitor reads it: `status.json` and
+    /// what the CLI adds from the state folder (the outbox, the drop share's settings and
+    /// last failure); bounded by [`PATIENCE`].
+    pub fn status_command(&self) -> Value {
+        let child = Command::new(&binaries().agent)
+            .current_dir(&self.dir)
+            .arg("--config")
+            .arg(self.dir.join("agent.toml"))
+            .args(["status", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running skolebro-agent status");
+        let output = harness::wait_bounded(child, "skolebro-agent status");
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json is not JSON ({e}): {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
     }
 
     /// The site the agent enrolled for, from its status.

@@ -100,6 +100,24 @@ pub fn binaries() -> &'static Binaries {
     })
 }
 
+/// Waits for `child` at most [`PATIENCE`], killing it after that. Its output is read once
+/// it exited, so it must fit in a pipe (64 KiB): for short commands.
+pub fn wait_bounded(mut child: Child, what: &str) -> std::process::Output {
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() > PATIENCE => {
+                let _ = child.kill();
+                panic!("{what} did not finish within {PATIENCE:?}");
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+    child.wait_with_output().expect("the output of a child")
+}
+
 /// One test at a time: each runs several processes, and a kill at a "random moment" or a
 /// deadline means little on an overloaded machine.
 pub fn one_at_a_time() -> MutexGuard<'static, ()> {

@@ -17,11 +17,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::appliance::{Agent, Cadence, Platform};
-use crate::harness::{free_port, Process, PATIENCE, POLL};
+use crate::harness::{free_port, wait_bounded, Process, PATIENCE, POLL};
 
 /// The share's name, as the package's `smb.conf` include names it.
 pub const SHARE: &str = "SKOLEBRO";
-/// The one account that may write to the share.
+/// The one account that may write to the share, unless the agent's username map names
+/// another ([`SmbServer::start_with_passdb`]).
 pub const ACCOUNT: &str = "skolebro";
 
 const SMBD: &str = "/usr/sbin/smbd";
@@ -65,6 +66,7 @@ pub struct SmbServer {
     dir: PathBuf,
     config: PathBuf,
     addr: SocketAddr,
+    account: String,
     password: String,
     process: Process,
 }
@@ -77,19 +79,23 @@ impl SmbServer {
         SmbServer::start_with(dir, share_path, mode, Passdb::Tdb(password))
     }
 
-    /// Like [`SmbServer::start`], but the account comes from `passdb`, a file in Samba's
-    /// `smbpasswd` format that someone else writes (the agent, from the drop share's
-    /// settings), as the package's include has it; `smbd` reads it at each sign-in. The
-    /// account is `root` there, which [`ACCOUNT`] maps onto; `password` is what the
-    /// client helpers sign in with.
+    /// Like [`SmbServer::start`], but the account comes from files someone else writes (the
+    /// agent, from the drop share's settings), as the package's include has them; `smbd`
+    /// reads both at each sign-in: `passdb`, in Samba's `smbpasswd` format, holds the Unix
+    /// user `root` and its hash, and `usermap`, the username map, maps the sign-in name onto
+    /// `root`. The client helpers sign in as `account` with `password`.
     pub fn start_with_passdb(
         dir: &Path,
         share_path: &Path,
         mode: ShareMode,
         passdb: &Path,
+        usermap: &Path,
+        account: &str,
         password: &str,
     ) -> SmbServer {
-        let mut server = SmbServer::start_with(dir, share_path, mode, Passdb::File(passdb));
+        let mut server =
+            SmbServer::start_with(dir, share_path, mode, Passdb::File { passdb, usermap });
+        account.clone_into(&mut server.account);
         password.clone_into(&mut server.password);
         server
     }
@@ -106,27 +112,35 @@ impl SmbServer {
         }
         let port = free_port();
         let config = dir.join("smb.conf");
-        let backend = match passdb {
-            Passdb::Tdb(_) => format!("tdbsam:{}/private/passdb.tdb", dir.display()),
-            Passdb::File(path) => format!("smbpasswd:{}", path.display()),
-        };
-        std::fs::write(&config, smb_conf(dir, share_path, port, mode, &backend)).expect("smb.conf");
         // Samba's accounts are Unix users: the share's account is mapped onto root here (the
         // package creates a system user), and files are still written as `nobody`.
-        std::fs::write(dir.join("users.map"), format!("root = {ACCOUNT}\n")).expect("users.map");
+        let own_map = dir.join("users.map");
+        let (backend, usermap) = match passdb {
+            Passdb::Tdb(_) => (
+                format!("tdbsam:{}/private/passdb.tdb", dir.display()),
+                own_map.as_path(),
+            ),
+            Passdb::File { passdb, usermap } => {
+                (format!("smbpasswd:{}", passdb.display()), usermap)
+            }
+        };
+        let conf = smb_conf(dir, share_path, port, mode, &backend, usermap);
+        std::fs::write(&config, conf).expect("smb.conf");
         let password = match passdb {
             Passdb::Tdb(password) => password,
-            Passdb::File(_) => {
+            Passdb::File { .. } => {
                 let addr = SocketAddr::from(([127, 0, 0, 1], port));
                 return SmbServer {
                     dir: dir.to_owned(),
                     process: spawn_smbd(dir, &config, addr),
                     config,
                     addr,
+                    account: String::new(),
                     password: String::new(),
                 };
             }
         };
+        std::fs::write(&own_map, format!("root = {ACCOUNT}\n")).expect("users.map");
         let mut add = Command::new("smbpasswd")
             .arg("-c")
             .arg(&config)
@@ -153,6 +167,7 @@ impl SmbServer {
             dir: dir.to_owned(),
             config,
             addr,
+            account: ACCOUNT.to_owned(),
             password: password.to_owned(),
             process,
         }
@@ -174,7 +189,13 @@ impl SmbServer {
         &self.password
     }
 
-    /// Runs `smbclient` with `commands` (`-c`) as [`ACCOUNT`] with `password`, SMB3 with
+    /// Makes the client helpers sign in as `account` from now on: the name the drop share's
+    /// settings give changed.
+    pub fn sign_in_as(&mut self, account: &str) {
+        account.clone_into(&mut self.account);
+    }
+
+    /// Runs `smbclient` with `commands` (`-c`) as the account with `password`, SMB3 with
     /// encryption required; bounded by [`PATIENCE`].
     pub fn client_as(&self, password: &str, commands: &str) -> Output {
         let child = self
@@ -265,7 +286,7 @@ impl SmbServer {
             .process_group(0)
             .arg(format!("//{}/{SHARE}", self.addr.ip()))
             .args(["-p", &self.addr.port().to_string()])
-            .args(["-U", &format!("{ACCOUNT}%{password}")])
+            .args(["-U", &format!("{}%{password}", self.account)])
             .args(["-m", "SMB3"])
             .arg("--option=client smb encrypt=required")
             .args(["-c", commands]);
@@ -358,34 +379,25 @@ fn spawn_smbd(dir: &Path, config: &Path, addr: SocketAddr) -> Process {
     process
 }
 
-/// Waits for `child` at most [`PATIENCE`], killing it after that.
-fn wait_bounded(mut child: Child, what: &str) -> Output {
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if started.elapsed() > PATIENCE => {
-                let _ = child.kill();
-                panic!("{what} did not finish within {PATIENCE:?}");
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("{what}: {e}"),
-        }
-    }
-    child.wait_with_output().expect("the output of a child")
-}
-
-/// The test server's `smb.conf`: what `packaging/samba/skolebro-share.conf` sets for the
-/// share, plus what a private server on a loopback port needs.
 /// Where `smbd` finds the account.
 enum Passdb<'a> {
-    /// Its own passdb, the account added with `smbpasswd` and this password.
+    /// Its own passdb, the account added with `smbpasswd` and this password, and its own
+    /// username map.
     Tdb(&'a str),
-    /// A file in `smbpasswd` format that someone else writes.
-    File(&'a Path),
+    /// A file in `smbpasswd` format and a username map that someone else writes.
+    File { passdb: &'a Path, usermap: &'a Path },
 }
 
-fn smb_conf(dir: &Path, share_path: &Path, port: u16, mode: ShareMode, backend: &str) -> String {
+/// The test server's `smb.conf`: what `packaging/samba/skolebro-drop-share.conf` sets for
+/// the share, plus what a private server on a loopback port needs.
+fn smb_conf(
+    dir: &Path,
+    share_path: &Path,
+    port: u16,
+    mode: ShareMode,
+    backend: &str,
+    usermap: &Path,
+) -> String {
     let d = dir.display();
     let access = match mode {
         ShareMode::WriteOnly => {
@@ -420,7 +432,7 @@ fn smb_conf(dir: &Path, share_path: &Path, port: u16, mode: ShareMode, backend: 
   printcap name = /dev/null
   disable spoolss = yes
   server services = smb
-  username map = {d}/users.map
+  username map = {usermap}
 
 [{SHARE}]
   path = {share}
@@ -433,6 +445,7 @@ fn smb_conf(dir: &Path, share_path: &Path, port: u16, mode: ShareMode, backend: 
   short preserve case = yes
 {access}"#,
         share = share_path.display(),
+        usermap = usermap.display(),
     )
 }
 

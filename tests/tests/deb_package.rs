@@ -335,6 +335,14 @@ fn the_agent_package_holds_the_binary_unit_rules_manual_and_maintainer_script() 
         );
     }
     assert!(share.contains("[global]") && share.contains("[SKOLEBRO]"));
+    // The account's sign-in name is mapped onto skolebro-drop by a map the agent writes.
+    let global = share.split("[SKOLEBRO]").next().unwrap_or_default();
+    assert!(
+        global
+            .lines()
+            .any(|l| l.trim() == "username map = /var/lib/skolebro/drop-share.usermap"),
+        "[global] lacks the agent's username map:\n{share}"
+    );
     let fields = run(Command::new("dpkg-deb")
         .arg("--field")
         .arg(deb)

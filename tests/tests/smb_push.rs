@@ -5,15 +5,19 @@
 //! the account cannot list the share or read a file back; a writer that disconnects mid-file
 //! leaves a partial file that is set aside in words and never sent. The status says when each
 //! file arrived and what became of it: delivered, or refused and why.
-//! The stick turns the share on with a password carried as Samba's hash only, which the
-//! agent writes into the passdb `smbd` reads; central changes the password the same way,
-//! the size cap refuses a larger file, and central turns the share off.
+//! The stick turns the share on for an account that is no Unix user, with a password carried
+//! as Samba's hash only, which the agent writes into the username map and passdb `smbd`
+//! reads; central renames the account (the old name is refused) and changes the password the
+//! same way, the size cap refuses a larger file, central turns the share off, and settings
+//! that cannot be applied show in `skolebro-agent status --json`.
 //!
 //! Every wait is bounded; `smbd`, central and the agent are killed when the test ends, and on
 //! failure their logs are printed.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use skolebro_tests::appliance::{sample, Agent, Cadence, Platform};
 use skolebro_tests::harness::{
@@ -258,6 +262,7 @@ fn the_packaged_drop_share_is_valid_samba_configuration_at_the_end_of_any_smb_co
         "server min protocol = SMB3",
         "server smb encrypt = required",
         "restrict anonymous = 2",
+        "username map = /var/lib/skolebro/drop-share.usermap",
     ] {
         assert!(global.contains(line), "[global] lacks `{line}`: {global}");
     }
@@ -319,7 +324,8 @@ fn wait_sign_in(smb: &SmbServer, local: &Path, remote: &str, want_in: bool) {
 }
 
 #[test]
-fn the_stick_turns_the_share_on_central_changes_its_password_caps_files_and_turns_it_off() {
+fn the_stick_turns_the_share_on_central_renames_it_changes_its_password_caps_files_and_turns_it_off(
+) {
     if !samba::available() {
         return;
     }
@@ -331,16 +337,18 @@ fn the_stick_turns_the_share_on_central_changes_its_password_caps_files_and_turn
     let d = dir.path();
     let platform = Platform::start(&d.join("central"));
     let agent_dir = d.join("agent");
+    // The agent maps every sign-in name onto root here (the package's skolebro-drop).
     let mut agent = Agent::new(
         &agent_dir,
         Cadence::BUSY,
         &format!(
-            "stick_key = \"{}\"\ndrop_share_passdb = \"drop-share.smbpasswd\"",
+            "stick_key = \"{}\"\ndrop_share_passdb = \"drop-share.smbpasswd\"\n\
+             drop_share_usermap = \"drop-share.usermap\"\ndrop_share_unix_user = \"root\"",
             platform.stick_key().display()
         ),
     );
-    // The stick turns the share on for the account (mapped onto root by the test server),
-    // with the password as Samba's hash only.
+    // The stick turns the share on for an account that is no Unix user, with the password
+    // as Samba's hash only.
     let first_password = d.join("share.password");
     std::fs::write(&first_password, "Drop-share-pass-1\n").expect("the password file");
     platform.write_stick_with(
@@ -349,20 +357,25 @@ fn the_stick_turns_the_share_on_central_changes_its_password_caps_files_and_turn
             "--share-password-file",
             first_password.to_str().expect("temp paths are UTF-8"),
             "--share-account",
-            "root",
+            "sas-eksport",
             "--share-size-mib",
             "1",
         ],
     );
     let passdb = agent_dir.join("drop-share.smbpasswd");
-    std::fs::write(&passdb, "").expect("an empty passdb: the share is off");
+    let usermap = agent_dir.join("drop-share.usermap");
+    for file in [&passdb, &usermap] {
+        std::fs::write(file, "").expect("empty: the share is off");
+    }
     let password = "Drop-share-pass-2";
     let drop_dir = agent.drop_dir();
-    let smb = SmbServer::start_with_passdb(
+    let mut smb = SmbServer::start_with_passdb(
         &d.join("smbd"),
         &drop_dir,
         ShareMode::WriteOnly,
         &passdb,
+        &usermap,
+        "sas-eksport",
         password,
     );
     let _logs = LogsOnFailure(vec![
@@ -386,29 +399,54 @@ fn the_stick_turns_the_share_on_central_changes_its_password_caps_files_and_turn
             ),
         "the stick's settings are applied at enrollment: {stick_passdb}"
     );
-    // The helpers sign in with the new password, which the share does not take yet.
+    let map = std::fs::read_to_string(&usermap).expect("the username map");
+    assert!(map.contains("!root = sas-eksport\n"), "{map}");
+    let shown = agent.status_command();
+    assert_eq!(shown["drop_share"]["account"], "sas-eksport", "{shown}");
+    assert_eq!(shown["drop_share"]["last_error"], Value::Null, "{shown}");
+    // The stick's password lets its account in; the helpers' own, not yet.
+    let in_with_stick_password = smb.client_as(
+        "Drop-share-pass-1",
+        &format!("put \"{}\" \"stick.csv\"", local.display()),
+    );
+    assert!(
+        in_with_stick_password.status.success(),
+        "{}",
+        String::from_utf8_lossy(&in_with_stick_password.stdout)
+    );
+    wait_delivered_and_gone(&platform, &site, 300, &drop_dir);
     wait_sign_in(&smb, &local, "refused.csv", false);
 
-    // A new password from central, as its hash: taken at the next sign-in.
+    // A new name and password from central, the password as its hash: taken at the next
+    // sign-in, and the old name no longer signs in, nor the Unix user's own name.
     let hash = skolebro_protocol::drop_share::nt_hash(password);
     send_drop_share(
         &platform,
         &device,
         serde_json::json!({
-            "enabled": true, "account": "root", "size_cap_mib": 1, "password_nt_hash": hash,
+            "enabled": true, "account": "sas-eksport2", "size_cap_mib": 1,
+            "password_nt_hash": hash,
         }),
     );
+    smb.sign_in_as("sas-eksport2");
     wait_sign_in(&smb, &local, "elevliste.csv", true);
     wait_delivered_and_gone(&platform, &site, 300, &drop_dir);
+    for old in ["sas-eksport", "root"] {
+        smb.sign_in_as(old);
+        wait_sign_in(&smb, &local, "old-name.csv", false);
+    }
+    smb.sign_in_as("sas-eksport2");
     let written = std::fs::read_to_string(&passdb).expect("the passdb");
     assert!(written.starts_with("root:0:"), "{written}");
     assert!(!written.contains(password), "only the hash: {written}");
     use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(&passdb)
-        .expect("passdb")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    for file in [&passdb, &usermap] {
+        let mode = std::fs::metadata(file)
+            .expect("the share's files")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
 
     // The size cap: a file over 1 MiB is removed unread and refused in the status.
     let big = d.join("big.csv");
@@ -427,17 +465,56 @@ fn the_stick_turns_the_share_on_central_changes_its_password_caps_files_and_turn
     send_drop_share(
         &platform,
         &device,
-        serde_json::json!({"enabled": false, "account": "root", "size_cap_mib": 1}),
+        serde_json::json!({"enabled": false, "account": "sas-eksport2", "size_cap_mib": 1}),
     );
     wait_sign_in(&smb, &local, "after.csv", false);
-    assert_eq!(
-        std::fs::read_to_string(&passdb).expect("the passdb"),
-        "",
-        "no account while off"
+    for file in [&passdb, &usermap] {
+        assert_eq!(
+            std::fs::read_to_string(file).expect("the share's files"),
+            "",
+            "no account while off: {}",
+            file.display()
+        );
+    }
+
+    // On again without a password: the Pi has none left, so the settings cannot be applied,
+    // and `status` says why, not only the log; the share stays off.
+    send_drop_share(
+        &platform,
+        &device,
+        serde_json::json!({"enabled": true, "account": "sas-eksport2", "size_cap_mib": 1}),
     );
+    let started = Instant::now();
+    let shown = loop {
+        let shown = agent.status_command();
+        if shown["drop_share"]["last_error"].is_string() {
+            break shown;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "status --json shows no drop share error within {PATIENCE:?}: {shown}"
+        );
+        std::thread::sleep(POLL);
+    };
+    let share = &shown["drop_share"];
+    assert!(
+        share["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no password on this Pi")),
+        "{shown}"
+    );
+    assert!(share["last_error_unix_ms"].is_u64(), "{shown}");
+    assert_eq!(
+        share["enabled"], false,
+        "the settings in force stay: {shown}"
+    );
+    assert_eq!(std::fs::read_to_string(&passdb).expect("the passdb"), "");
+    wait_sign_in(&smb, &local, "still-off.csv", false);
+
     for log in [
         agent_dir.join("agent.log"),
         d.join("central").join("central.log"),
+        agent_dir.join("state").join("drop-share.json"),
     ] {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(

@@ -105,7 +105,8 @@ pub fn device_id(site: &SiteId, signing: &DeviceSigningKey) -> Result<DeviceId, 
 
 /// Provisions from the bundle at `bundle`: checks it, and unless the device is already
 /// enrolled with its token, enrolls with central and stores the enrollment in `state_dir`,
-/// then applies the stick's drop share settings, if it carries any, to `drop_share`.
+/// then applies the stick's drop share settings, if it carries any, to `drop_share` (a
+/// failure shows in `status`, see [`crate::drop_share::status`]).
 pub async fn provision(
     state_dir: &Path,
     key: &StickVerifyingKey,
@@ -139,7 +140,8 @@ pub async fn provision(
     }
     clock.persist();
     tracing::info!(device = %enrollment.device, site = %enrollment.site, token_id = %enrollment.token_id, "enrolled");
-    // The share is not what enrolls the device: a failure is logged and enrollment stands.
+    // The share is not what enrolls the device: a failure is logged, `apply` records it for
+    // `status`, and enrollment stands.
     if let Some(settings) = &stick.body.drop_share {
         if let Err(error) = crate::drop_share::apply(settings, drop_share) {
             tracing::error!(%error, "cannot apply the stick's drop share settings");
@@ -348,6 +350,8 @@ mod tests {
     fn share_target(state: &Path) -> crate::drop_share::Target {
         crate::drop_share::Target {
             passdb: state.join("drop-share.smbpasswd"),
+            usermap: state.join("drop-share.usermap"),
+            unix_user: "skolebro-drop".into(),
             state_dir: state.to_owned(),
             passwd: PathBuf::from("/etc/passwd"),
         }
