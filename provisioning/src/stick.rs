@@ -273,6 +273,7 @@ pub fn prepare(
         settings_toml: request.settings_toml.clone(),
         schools: request.schools.clone(),
         drop_share: request.drop_share.clone(),
+        share_source: None,
     };
     let bytes = body.sign(&signing_key);
     let checked = StickBody::verify(&bytes, &keys.stick_verifying_key()?)?;

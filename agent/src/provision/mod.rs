@@ -319,6 +319,7 @@ pub(crate) mod testing {
             settings_toml: "rescan_seconds = 5\nformat = \"elevliste\"\n".into(),
             schools: vec!["4601/12345=Testskolen".parse().unwrap()],
             drop_share: None,
+            share_source: None,
         }
     }
 
