@@ -179,6 +179,24 @@ pub struct ProvisioningStatus {
     /// until it is (DESIGN decision 8).
     pub clock_synced: bool,
     pub time_floor_unix: u64,
+    /// The share on the school's file server the agent pulls exports from, when it pulls
+    /// from one: where, as whom, and who said so. Never its password or hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_source: Option<ShareSourceShown>,
+}
+
+/// The pull share in `status.json`, so school IT sees which share and account the agent
+/// uses without reading a file that holds its secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShareSourceShown {
+    pub server: String,
+    pub share: String,
+    pub folder: String,
+    pub user: String,
+    /// `"stick"` when the config stick named the share, `"agent.toml"` when the box's
+    /// `[source]` did.
+    pub from: String,
 }
 
 impl AgentStatus {
