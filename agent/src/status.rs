@@ -412,6 +412,18 @@ pub fn describe_status(
             "Enrolled as device {device} for site {site} ({how}){until}{renewed}.\n"
         ));
     }
+    if let Some(share) = &p.share_source {
+        let folder = share.folder.trim_matches(['/', '\\']).replace('/', "\\");
+        let by = if share.from == "stick" {
+            "the config stick"
+        } else {
+            "agent.toml"
+        };
+        out.push_str(&format!(
+            "Pulls exports from \\\\{}\\{}\\{folder} as {} (set by {by}).\n",
+            share.server, share.share, share.user
+        ));
+    }
     if status.state != RunState::Stopped && !p.clock_synced && p.time_floor_unix > 0 {
         out.push_str(&format!(
             "The clock is not synced: certificates are checked against no earlier than {}.\n",
@@ -478,6 +490,33 @@ mod tests {
         status.updated_unix_ms = t0 + 60_000 + STATUS_REFRESH_MS;
         write_status(dir.path(), &status, &tx);
         written(t0 + 60_000 + STATUS_REFRESH_MS);
+    }
+
+    #[test]
+    fn the_pull_share_is_shown_with_who_set_it_and_nothing_when_there_is_none() {
+        let now = 1_764_000_000_000;
+        let mut status = AgentStatus {
+            state: RunState::Healthy,
+            ..AgentStatus::default()
+        };
+        status.provisioning.share_source = Some(ShareSourceShown {
+            server: "filserver".into(),
+            share: "Eksport".into(),
+            folder: "sas/elever".into(),
+            user: "skolebro-les".into(),
+            from: "stick".into(),
+        });
+        let text = describe_status(&status, true, now, None);
+        assert!(
+            text.contains(
+                r"Pulls exports from \\filserver\Eksport\sas\elever as skolebro-les (set by the config stick)."
+            ),
+            "{text}"
+        );
+        status.provisioning.share_source = None;
+        assert!(!describe_status(&status, true, now, None).contains("Pulls"));
+        let json = serde_json::to_value(&status).unwrap();
+        assert!(json["provisioning"].get("share_source").is_none());
     }
 
     #[test]
