@@ -179,9 +179,21 @@ fn exports_written_to_the_school_share_are_pulled_to_central_and_leave_the_share
         files_in(&agent.drop_dir()).is_empty(),
         "no copy left behind"
     );
-    let state =
-        std::fs::read_to_string(agent.dir().join("state").join("share.json")).expect("share.json");
-    assert_eq!(state.trim(), "[]", "nothing waits to be removed");
+    // The agent records the removal once smbclient's delete returned, a moment after the
+    // file is gone from the share.
+    let share_json = agent.dir().join("state").join("share.json");
+    let started = Instant::now();
+    loop {
+        let state = std::fs::read_to_string(&share_json).expect("share.json");
+        if state.trim() == "[]" {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "something still waits to be removed: {state}"
+        );
+        std::thread::sleep(POLL);
+    }
 }
 
 #[test]
