@@ -23,6 +23,9 @@
 //!    stick may not set.
 //! 4. The enrollment's identity and central replace `[central]`/`[identity]` of `agent.toml`,
 //!    which remain for devices set up by hand (development, tests).
+//! 5. The share the stick names to pull exports from ([`crate::share_source`]) becomes
+//!    `[source]` unless `agent.toml` has a `[source]` table of its own, which always wins
+//!    ([`AgentConfig::with_stick_source`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -78,6 +81,10 @@ pub struct AgentConfig {
     /// Where exports come from: the drop folder (the default), or a OneRoster REST service
     /// the agent pulls from (`[source] kind = "oneroster-rest"`).
     pub source: SourceConfig,
+    /// Whether `agent.toml` names a `[source]` itself: then it wins over the pull share a
+    /// config stick gave ([`AgentConfig::with_stick_source`]).
+    #[serde(skip)]
+    pub source_in_file: bool,
     /// The folder the SAS drops its export into; `<state_dir>/drop` when absent.
     pub drop_dir: Option<PathBuf>,
     /// What happens to an export file once it has been taken in.
@@ -161,6 +168,7 @@ impl Default for AgentConfig {
             panel: PanelConfig::default(),
             state_dir: PathBuf::from("/var/lib/skolebro"),
             source: SourceConfig::DropFolder,
+            source_in_file: false,
             drop_dir: None,
             after_ingest: AfterIngest::Delete,
             rescan_seconds: 30,
@@ -499,6 +507,9 @@ impl AgentConfig {
             _ => Path::new("."),
         };
         config.resolve_paths(base);
+        config.source_in_file = text
+            .parse::<toml::Table>()
+            .is_ok_and(|table| table.contains_key("source"));
         Ok(config)
     }
 
@@ -574,6 +585,16 @@ impl AgentConfig {
         }
         if let Some(drop) = site.drop_dir {
             self.drop_dir = Some(self.state_dir.join(drop));
+        }
+        self
+    }
+
+    /// The config with `stick_source`, the pull share a config stick gave
+    /// ([`crate::share_source`]), as its source, unless `agent.toml` names a `[source]`
+    /// itself (which always wins) or the stick gave none.
+    pub fn with_stick_source(mut self, stick_source: Option<ShareSource>) -> AgentConfig {
+        if let (false, Some(share)) = (self.source_in_file, stick_source) {
+            self.source = SourceConfig::SmbShare(Box::new(share));
         }
         self
     }
@@ -735,6 +756,42 @@ mod tests {
             toml::from_str::<AgentConfig>(&text("https://sas.example", "pagesize = 5")).is_err()
         );
         assert_eq!(AgentConfig::default().source, SourceConfig::DropFolder);
+    }
+
+    #[test]
+    fn the_stick_s_pull_share_is_the_source_unless_agent_toml_names_a_source_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let settings = skolebro_protocol::PullShare {
+            server: "filserver.skule.example.no".into(),
+            port: 445,
+            share: "Eksport".into(),
+            folder: String::new(),
+            pattern: "*".into(),
+            user: "skolebro-les".into(),
+            domain: None,
+            password_nt_hash: skolebro_protocol::drop_share::nt_hash("Pull-share-pass-1"),
+            poll_seconds: 60,
+            stable_seconds: 10,
+        };
+        crate::share_source::store(&state, Some(&settings)).unwrap();
+        let with = |toml_text: &str| {
+            let path = dir.path().join("agent.toml");
+            std::fs::write(&path, toml_text).unwrap();
+            let config = AgentConfig::load(&path).unwrap();
+            config.with_stick_source(crate::share_source::load(&state).unwrap())
+        };
+        let pulled = with("state_dir = \"state\"\n");
+        let SourceConfig::SmbShare(share) = &pulled.source else {
+            panic!("not the stick's share: {:?}", pulled.source);
+        };
+        assert!(share.from_stick);
+        assert_eq!(share.shown().from, "stick");
+        let dropped = with("state_dir = \"state\"\n[source]\nkind = \"drop-folder\"\n");
+        assert_eq!(dropped.source, SourceConfig::DropFolder);
+        let nothing = AgentConfig::default().with_stick_source(None);
+        assert_eq!(nothing.source, SourceConfig::DropFolder);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! pipeline on it; [`enqueue`] seals the delta in pieces into the [`outbox`] and moves the
 //! checkpoint ([`state`]); the daemon's push and heartbeat loops send through [`uplink`] and
 //! keep [`status`] up to date. Before any of it, [`provision`] enrolls the device from a
-//! config stick ([`identity`] holds its keys), with [`clock`] deciding what time
+//! config stick ([`identity`] holds its keys, [`share_source`] the share it names to pull
+//! exports from), with [`clock`] deciding what time
 //! certificates are checked against; [`update`] replaces the agent itself with a newer
 //! signed release (checked with the keys [`trusted_keys`] holds, which central's key rotations
 //! replace), and [`panel`] drives the front panel. Nothing below [`daemon`] imports it.
@@ -27,6 +28,7 @@ pub mod panel;
 pub mod provision;
 pub mod pull;
 pub mod share;
+pub mod share_source;
 pub mod state;
 pub mod status;
 pub mod trusted_keys;

@@ -10,7 +10,9 @@
 //! Why a separate program and not a library: docs/ARCHITECTURE.md ("The SMB client"). The
 //! password is handed to `smbclient` by the name of its file (`PASSWD_FILE`), so it never
 //! passes through the agent's memory, a command line, a log, the status or an error: errors
-//! carry the server's NT status code in words, never `smbclient`'s output as it stands.
+//! carry the server's NT status code in words, never `smbclient`'s output as it stands. A
+//! share the config stick gave ([`crate::share_source`]) comes with the account's NT hash
+//! in that file instead of the password, and `smbclient` is told so (`--pw-nt-hash`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -63,6 +65,11 @@ pub struct ShareSource {
     /// The `smbclient` program (Debian's `smbclient` package).
     #[serde(default = "ShareSource::default_smbclient")]
     pub smbclient: PathBuf,
+    /// Given by the config stick ([`crate::share_source`]), never by `agent.toml`: its
+    /// password file holds the account's NT hash, which `smbclient` takes with
+    /// `--pw-nt-hash` in place of the password.
+    #[serde(skip)]
+    pub from_stick: bool,
 }
 
 /// What the agent does with a pulled export on the share once central acknowledged it.
@@ -106,11 +113,27 @@ impl ShareSource {
     fn default_stable_seconds() -> u64 {
         10
     }
-    fn default_timeout_seconds() -> u64 {
+    pub(crate) fn default_timeout_seconds() -> u64 {
         600
     }
-    fn default_smbclient() -> PathBuf {
+    pub(crate) fn default_smbclient() -> PathBuf {
         PathBuf::from("smbclient")
+    }
+
+    /// The share as `status.json` shows it: where, as whom, from the stick or `agent.toml`.
+    pub fn shown(&self) -> crate::status::ShareSourceShown {
+        crate::status::ShareSourceShown {
+            server: self.server.clone(),
+            share: self.share.clone(),
+            folder: self.folder.clone(),
+            user: self.user.clone(),
+            from: if self.from_stick {
+                "stick"
+            } else {
+                "agent.toml"
+            }
+            .to_owned(),
+        }
     }
 
     /// Checks the settings before the daemon starts; the error names the key at fault.
@@ -341,6 +364,9 @@ impl Share {
             .args(["-m", "SMB3"])
             .arg("--option=client min protocol=SMB3")
             .arg("--client-protection=encrypt");
+        if s.from_stick {
+            cmd.arg("--pw-nt-hash");
+        }
         if let Some(domain) = &s.domain {
             cmd.args(["-W", domain]);
         }

@@ -181,6 +181,24 @@ pub struct ProvisioningStatus {
     /// until it is (DESIGN decision 8).
     pub clock_synced: bool,
     pub time_floor_unix: u64,
+    /// The share on the school's file server the agent pulls exports from, when it pulls
+    /// from one: where, as whom, and who said so. Never its password or hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_source: Option<ShareSourceShown>,
+}
+
+/// The pull share in `status.json`, so school IT sees which share and account the agent
+/// uses without reading a file that holds its secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShareSourceShown {
+    pub server: String,
+    pub share: String,
+    pub folder: String,
+    pub user: String,
+    /// `"stick"` when the config stick named the share, `"agent.toml"` when the box's
+    /// `[source]` did.
+    pub from: String,
 }
 
 impl AgentStatus {
@@ -427,6 +445,18 @@ pub fn describe_status(
             "Enrolled as device {device} for site {site} ({how}){until}{renewed}.\n"
         ));
     }
+    if let Some(share) = &p.share_source {
+        let folder = share.folder.trim_matches(['/', '\\']).replace('/', "\\");
+        let by = if share.from == "stick" {
+            "the config stick"
+        } else {
+            "agent.toml"
+        };
+        out.push_str(&format!(
+            "Pulls exports from \\\\{}\\{}\\{folder} as {} (set by {by}).\n",
+            share.server, share.share, share.user
+        ));
+    }
     if status.state != RunState::Stopped && !p.clock_synced && p.time_floor_unix > 0 {
         out.push_str(&format!(
             "The clock is not synced: certificates are checked against no earlier than {}.\n",
@@ -531,6 +561,33 @@ mod tests {
             size_cap_mib: 64,
         });
         assert!(describe_drop_share(&share, now).starts_with("Drop share: off, applied "));
+    }
+
+    #[test]
+    fn the_pull_share_is_shown_with_who_set_it_and_nothing_when_there_is_none() {
+        let now = 1_764_000_000_000;
+        let mut status = AgentStatus {
+            state: RunState::Healthy,
+            ..AgentStatus::default()
+        };
+        status.provisioning.share_source = Some(ShareSourceShown {
+            server: "filserver".into(),
+            share: "Eksport".into(),
+            folder: "sas/elever".into(),
+            user: "skolebro-les".into(),
+            from: "stick".into(),
+        });
+        let text = describe_status(&status, true, now, None);
+        assert!(
+            text.contains(
+                r"Pulls exports from \\filserver\Eksport\sas\elever as skolebro-les (set by the config stick)."
+            ),
+            "{text}"
+        );
+        status.provisioning.share_source = None;
+        assert!(!describe_status(&status, true, now, None).contains("Pulls"));
+        let json = serde_json::to_value(&status).unwrap();
+        assert!(json["provisioning"].get("share_source").is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod handle;
 pub mod held;
 pub mod national_id;
+pub mod pull_share;
 pub mod release;
 pub mod roster;
 pub mod rotation;
@@ -29,6 +30,7 @@ pub use envelope::{
 pub use handle::{Digest, RecordHandle, SiteSecret};
 pub use held::HeldReason;
 pub use national_id::{mask_in_text, IdKind, NationalId, NationalIdError};
+pub use pull_share::PullShare;
 pub use release::{ReleaseError, ReleaseManifest, ReleaseSigningKey, ReleaseVerifyingKey, Version};
 pub use roster::{Enrollment, Entity, Gender, Group, Record, Roster, School, Student};
 pub use rotation::{KeyRole, KeyRotation, RootSigningKey, RootVerifyingKey, RotationError};

@@ -12,13 +12,13 @@
 //! The bundle carries no personal data, and its token is spent at the first enrollment, so a
 //! lost stick is useless once its Pi has enrolled (or once the token expires).
 //!
-//! # Wire format (version 3; versions 1 and 2 are still read)
+//! # Wire format (version 4; versions 1 to 3 are still read)
 //! ```text
 //! "SKBS"        4 bytes magic
-//! version       1 byte, FORMAT_VERSION (3), or 1 or 2 for a stick written before it
+//! version       1 byte, FORMAT_VERSION (4), or 1 to 3 for a stick written before it
 //! body_len      u32 little-endian
 //! body          postcard-encoded `StickBody`, body_len bytes (version 1: without `schools`,
-//!               version 2: without `drop_share`)
+//!               version 2: without `drop_share`, version 3: without `share_source`)
 //! signature     Ed25519, 64 bytes, over every byte before it (magic to the end of the body)
 //! ```
 //! Nothing may follow the signature, and the whole bundle is at most [`MAX_BUNDLE_BYTES`].
@@ -29,6 +29,8 @@
 //! still verifies and reads with no schools: its agent then refuses no school, and central
 //! still does. Version 3 added the SMB drop share's settings ([`StickBody::drop_share`]); an
 //! older stick reads without them, and its Pi's share keeps what school IT set by hand.
+//! Version 4 added the share the agent pulls exports from ([`StickBody::share_source`]); an
+//! older stick reads without it, and its agent takes its source from `agent.toml`.
 
 use std::fmt;
 
@@ -37,6 +39,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::drop_share::DropShare;
 use crate::envelope::{InvalidId, SiteId};
+use crate::pull_share::PullShare;
 use crate::signed::{self, FrameError};
 use crate::site::SiteSchool;
 
@@ -47,7 +50,7 @@ pub const MAGIC: [u8; 4] = *b"SKBS";
 /// The bundle format this build writes. It reads this one and [`OLDEST_FORMAT_VERSION`]; a
 /// bundle of another version is refused ([`StickError::UnsupportedVersion`]) rather than
 /// guessed at.
-pub const FORMAT_VERSION: u8 = 3;
+pub const FORMAT_VERSION: u8 = 4;
 
 /// The oldest bundle format this build still reads: version 1, before sticks carried the
 /// site's schools, so sticks written by an older `skolebro-provision` keep working.
@@ -55,6 +58,9 @@ pub const OLDEST_FORMAT_VERSION: u8 = 1;
 
 /// Version 2: the site's schools, before sticks carried the drop share's settings.
 const SCHOOLS_FORMAT_VERSION: u8 = 2;
+
+/// Version 3: the drop share's settings, before sticks carried the pull share's.
+const DROP_SHARE_FORMAT_VERSION: u8 = 3;
 
 /// Upper bound of a whole bundle. A real one is a few KiB (mostly the CA certificate and the
 /// settings); the bound keeps a hostile file on a stick from costing the Pi more than a read
@@ -172,6 +178,9 @@ pub struct StickBody {
     /// The SMB drop share's settings (format version 3), password as Samba's hash only;
     /// `None` leaves the share as school IT set it up by hand.
     pub drop_share: Option<DropShare>,
+    /// The share on the school's file server the agent pulls exports from (format version
+    /// 4), password as its NT hash only; `None` leaves the source to `agent.toml`.
+    pub share_source: Option<PullShare>,
 }
 
 /// A version 1 body: [`StickBody`] before it carried the site's schools. Only read (the
@@ -204,6 +213,7 @@ impl From<StickBodyV1> for StickBody {
             settings_toml: v1.settings_toml,
             schools: Vec::new(),
             drop_share: None,
+            share_source: None,
         }
     }
 }
@@ -238,6 +248,43 @@ impl From<StickBodyV2> for StickBody {
             settings_toml: v2.settings_toml,
             schools: v2.schools,
             drop_share: None,
+            share_source: None,
+        }
+    }
+}
+
+/// A version 3 body: [`StickBody`] before it carried the pull share's settings. Only read.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct StickBodyV3 {
+    site: SiteInfo,
+    site_id: SiteId,
+    central_url: String,
+    central_ca_pem: String,
+    sealing_key: [u8; 32],
+    token: String,
+    token_expires_unix: u64,
+    written_unix: u64,
+    settings_toml: String,
+    schools: Vec<SiteSchool>,
+    drop_share: Option<DropShare>,
+}
+
+impl From<StickBodyV3> for StickBody {
+    fn from(v3: StickBodyV3) -> StickBody {
+        StickBody {
+            site: v3.site,
+            site_id: v3.site_id,
+            central_url: v3.central_url,
+            central_ca_pem: v3.central_ca_pem,
+            sealing_key: v3.sealing_key,
+            token: v3.token,
+            token_expires_unix: v3.token_expires_unix,
+            written_unix: v3.written_unix,
+            settings_toml: v3.settings_toml,
+            schools: v3.schools,
+            drop_share: v3.drop_share,
+            share_source: None,
         }
     }
 }
@@ -257,6 +304,7 @@ impl fmt::Debug for StickBody {
             .field("settings_toml", &self.settings_toml)
             .field("schools", &self.schools)
             .field("drop_share", &self.drop_share)
+            .field("share_source", &self.share_source)
             .finish()
     }
 }
@@ -272,18 +320,20 @@ impl StickBody {
     /// Checks a bundle read from a stick and returns its body. Checks run cheapest first and
     /// nothing is decoded before the signature holds: size, magic, version, length,
     /// signature, then the body. A version 1 bundle reads with no schools, a version 1 or 2
-    /// one without drop share settings. Never panics,
-    /// whatever the bytes.
+    /// one without drop share settings, a version 1 to 3 one without a pull share. Never
+    /// panics, whatever the bytes.
     pub fn verify(bytes: &[u8], key: &StickVerifyingKey) -> Result<StickBody, StickError> {
         let accepted = [
             OLDEST_FORMAT_VERSION,
             SCHOOLS_FORMAT_VERSION,
+            DROP_SHARE_FORMAT_VERSION,
             FORMAT_VERSION,
         ];
         let (version, body) = FORMAT.verify_frame(bytes, &key.0, &accepted)?;
         match version {
             OLDEST_FORMAT_VERSION => Ok(signed::decode::<StickBodyV1>(body)?.into()),
             SCHOOLS_FORMAT_VERSION => Ok(signed::decode::<StickBodyV2>(body)?.into()),
+            DROP_SHARE_FORMAT_VERSION => Ok(signed::decode::<StickBodyV3>(body)?.into()),
             _ => Ok(signed::decode(body)?),
         }
     }
@@ -372,6 +422,18 @@ mod tests {
                 size_cap_mib: 64,
                 password_nt_hash: Some(crate::drop_share::nt_hash("Drop-share-pass-1")),
             }),
+            share_source: Some(PullShare {
+                server: "filserver.skule.example.no".into(),
+                port: 445,
+                share: "Eksport".into(),
+                folder: "sas".into(),
+                pattern: "*.csv".into(),
+                user: "skolebro-les".into(),
+                domain: None,
+                password_nt_hash: crate::drop_share::nt_hash("Pull-share-pass-1"),
+                poll_seconds: 60,
+                stable_seconds: 10,
+            }),
         }
     }
 
@@ -401,6 +463,7 @@ mod tests {
             StickBody {
                 schools: Vec::new(),
                 drop_share: None,
+                share_source: None,
                 ..body
             },
             read
@@ -431,6 +494,38 @@ mod tests {
         assert_eq!(
             StickBody {
                 drop_share: None,
+                share_source: None,
+                ..body
+            },
+            read
+        );
+    }
+
+    #[test]
+    fn a_version_3_bundle_still_verifies_and_reads_without_a_pull_share() {
+        let key = signing_key();
+        let body = body();
+        let v3 = StickBodyV3 {
+            site: body.site.clone(),
+            site_id: body.site_id.clone(),
+            central_url: body.central_url.clone(),
+            central_ca_pem: body.central_ca_pem.clone(),
+            sealing_key: body.sealing_key,
+            token: body.token.clone(),
+            token_expires_unix: body.token_expires_unix,
+            written_unix: body.written_unix,
+            settings_toml: body.settings_toml.clone(),
+            schools: body.schools.clone(),
+            drop_share: body.drop_share.clone(),
+        };
+        let format_v3 = signed::Format {
+            version: DROP_SHARE_FORMAT_VERSION,
+            ..FORMAT
+        };
+        let read = StickBody::verify(&format_v3.sign(&v3, &key.0), &key.verifying_key()).unwrap();
+        assert_eq!(
+            StickBody {
+                share_source: None,
                 ..body
             },
             read
@@ -476,8 +571,8 @@ mod tests {
             StickBody::verify(&tampered, &public)
         };
         assert_eq!(flipped(0), Err(StickError::BadMagic));
-        // Version 3 with bit 0 flipped is 2, which is read but signed over other bytes.
-        assert_eq!(flipped(4), Err(StickError::BadSignature));
+        // Version 4 with bit 0 flipped is 5, which no build reads.
+        assert_eq!(flipped(4), Err(StickError::UnsupportedVersion(5)));
         assert_eq!(flipped(PREAMBLE_LEN), Err(StickError::BadSignature));
         assert_eq!(flipped(bytes.len() - 1), Err(StickError::BadSignature));
     }
@@ -568,10 +663,10 @@ mod tests {
             Err(StickError::BadMagic)
         );
         let mut wrong_version = body().sign(&signing_key());
-        wrong_version[4] = 4;
+        wrong_version[4] = 5;
         assert_eq!(
             StickBody::verify(&wrong_version, &public),
-            Err(StickError::UnsupportedVersion(4))
+            Err(StickError::UnsupportedVersion(5))
         );
     }
 
@@ -624,6 +719,8 @@ mod tests {
         let debug = format!("{body:?}");
         assert!(!debug.contains(&body.token));
         assert!(debug.contains(&body.token_id()));
+        let pull_hash = &body.share_source.as_ref().unwrap().password_nt_hash;
+        assert!(!debug.contains(pull_hash.as_str()));
         assert!(!format!("{:?}", signing_key()).contains(&signing_key().to_hex()));
     }
 

@@ -20,8 +20,8 @@ use skolebro_protocol::envelope::{
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{
     Delta, DeviceId, Digest, DropShare, Enrollment, Entity, Gender, Group, HeldReason, NationalId,
-    Payload, ReleaseError, ReleaseManifest, ReleaseSigningKey, Roster, School, Seq, SiteId,
-    SiteInfo, SiteSecret, StickBody, StickSigningKey, Student, Version,
+    Payload, PullShare, ReleaseError, ReleaseManifest, ReleaseSigningKey, Roster, School, Seq,
+    SiteId, SiteInfo, SiteSecret, StickBody, StickSigningKey, Student, Version,
 };
 
 /// Set to write the vectors afresh instead of comparing (see `tests/vectors/README.md`).
@@ -487,15 +487,43 @@ fn stick_body() -> StickBody {
             size_cap_mib: 64,
             password_nt_hash: Some(skolebro_protocol::drop_share::nt_hash("Drop-share-pass-1")),
         }),
+        share_source: Some(PullShare {
+            server: "filserver.fana.example.no".into(),
+            port: 445,
+            share: "Eksport".into(),
+            folder: "sas/elevliste".into(),
+            pattern: "*.csv".into(),
+            user: "skolebro-les".into(),
+            domain: Some("FANA".into()),
+            password_nt_hash: skolebro_protocol::drop_share::nt_hash("Pull-share-pass-1"),
+            poll_seconds: 60,
+            stable_seconds: 10,
+        }),
     }
 }
 
 #[test]
 fn a_stick_bundle_matches_the_kept_vector_and_verifies() {
     let key = StickSigningKey::from_bytes([0x57; 32]);
-    let kept = kept("stick-v3.bin", &stick_body().sign(&key));
+    let kept = kept("stick-v4.bin", &stick_body().sign(&key));
+    assert_eq!(kept[4], 4, "the kept bundle is of format version 4");
     let body = StickBody::verify(&kept, &key.verifying_key()).expect("the kept bundle verifies");
     assert_eq!(body, stick_body());
+}
+
+#[test]
+fn a_version_3_stick_bundle_still_verifies_and_carries_no_pull_share() {
+    let key = StickSigningKey::from_bytes([0x57; 32]);
+    let kept = std::fs::read(vector_path("stick-v3.bin")).expect("the kept version 3 bundle");
+    assert_eq!(kept[4], 3, "the kept bundle is of format version 3");
+    let body = StickBody::verify(&kept, &key.verifying_key()).expect("the kept bundle verifies");
+    assert_eq!(
+        body,
+        StickBody {
+            share_source: None,
+            ..stick_body()
+        }
+    );
 }
 
 #[test]
@@ -508,6 +536,7 @@ fn a_version_2_stick_bundle_still_verifies_and_carries_no_drop_share_settings() 
         body,
         StickBody {
             drop_share: None,
+            share_source: None,
             ..stick_body()
         }
     );
@@ -524,6 +553,7 @@ fn a_version_1_stick_bundle_still_verifies_and_carries_no_schools() {
         StickBody {
             schools: Vec::new(),
             drop_share: None,
+            share_source: None,
             ..stick_body()
         }
     );

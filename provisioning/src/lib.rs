@@ -7,8 +7,9 @@
 //! a connected device's identity back out of its certificate.
 //!
 //! The `skolebro-provision` CLI builds on these: [`keys`] makes the platform's key folder
-//! (`init`), [`stick`] writes signed config sticks (DESIGN decision 6) after registering their
-//! token through [`admin`], central's admin API, which also serves `list` and `revoke`, and
+//! (`init`), [`stick`] writes signed config sticks (DESIGN decision 6), with the share the
+//! agent pulls from when [`pull_share`]'s flags name one, after registering their token
+//! through [`admin`], central's admin API, which also serves `list` and `revoke`, and
 //! [`release`] signs update manifests (DESIGN decision 7) and registers them with central;
 //! [`rotate`] rotates the stick or the release key and publishes the rotation to central.
 //! [`ops`] holds what the agent's, central's and this CLI's `main` share: exit codes, error
@@ -22,6 +23,7 @@ pub mod keys;
 pub mod manual;
 pub mod ops;
 pub mod pki;
+pub mod pull_share;
 pub mod release;
 pub mod rotate;
 pub mod stick;

@@ -14,6 +14,7 @@ use skolebro_provisioning::admin::{self, AdminClient, AdminToken, DeviceEntry, T
 use skolebro_provisioning::keys::KeyFolder;
 use skolebro_provisioning::manual;
 use skolebro_provisioning::ops::{self, Exit};
+use skolebro_provisioning::pull_share::{pull_share, PullFlags};
 use skolebro_provisioning::release::{self, ReleaseRequest};
 use skolebro_provisioning::rotate;
 use skolebro_provisioning::stick::{self, StickRequest};
@@ -100,6 +101,9 @@ enum Command {
         /// The largest file, in MiB, the agent takes from the drop share.
         #[arg(long, value_name = "MIB", default_value_t = 64)]
         share_size_mib: u32,
+        /// The share the agent pulls exports from (all or none of the --pull-* flags).
+        #[command(flatten)]
+        pull: Box<PullFlags>,
     },
     /// Sign an agent build for remote update: writes OUT/<id>.bin (a copy of the binary) and
     /// OUT/<id>.skm (the manifest signed with release.key), where the id is
@@ -283,6 +287,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             share_password_file,
             share_account,
             share_size_mib,
+            pull,
         } => {
             let site = stick::site_info(&fylke, &kommune, &skolenummer, &name)?;
             let request = StickRequest {
@@ -296,6 +301,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     &share_account,
                     share_size_mib,
                 )?,
+                share_source: pull_share(&pull)?,
             };
             let token = AdminToken::locate(admin_token_file.as_deref())?;
             let admin = AdminClient::new(&admin_url, &token)?;
@@ -309,6 +315,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("school    {school}");
             }
             println!("central   {}", body.central_url);
+            if let Some(pull) = &body.share_source {
+                let folder = pull.folder.trim_matches(['/', '\\']);
+                println!(
+                    "pulls     \\\\{}\\{}\\{folder} as {}",
+                    pull.server, pull.share, pull.user
+                );
+            }
             println!("token id  {}", body.token_id());
             println!(
                 "expires   {} ({} days)",

@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use skolebro_protocol::stick::{self, BUNDLE_DIR, BUNDLE_FILE};
-use skolebro_protocol::{DropShare, SiteInfo, SiteSchool, StickBody};
+use skolebro_protocol::{DropShare, PullShare, SiteInfo, SiteSchool, StickBody};
 
 use crate::admin::{AdminClient, TokenRegistration};
 use crate::error::ProvisionError;
@@ -53,6 +53,9 @@ pub struct StickRequest {
     pub settings_toml: String,
     /// The SMB drop share's settings ([`drop_share`]), or `None` to leave the share alone.
     pub drop_share: Option<DropShare>,
+    /// The share the agent pulls exports from ([`crate::pull_share::pull_share`]), or `None`
+    /// to leave the source to the Pi's `agent.toml`.
+    pub share_source: Option<PullShare>,
 }
 
 /// A signed bundle ready for the stick, with the body it holds (for the summary to print).
@@ -273,6 +276,7 @@ pub fn prepare(
         settings_toml: request.settings_toml.clone(),
         schools: request.schools.clone(),
         drop_share: request.drop_share.clone(),
+        share_source: request.share_source.clone(),
     };
     let bytes = body.sign(&signing_key);
     let checked = StickBody::verify(&bytes, &keys.stick_verifying_key()?)?;
@@ -291,19 +295,11 @@ pub fn drop_share(
     let Some(path) = password_file else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path).map_err(|error| ProvisionError::io(path, error))?;
-    let password = text.lines().next().unwrap_or_default();
-    if password.is_empty() {
-        return Err(ProvisionError::InvalidField {
-            field: "--share-password-file",
-            reason: format!("{} holds no password on its first line", path.display()),
-        });
-    }
     let share = DropShare {
         enabled: true,
         account: account.to_owned(),
         size_cap_mib,
-        password_nt_hash: Some(skolebro_protocol::drop_share::nt_hash(password)),
+        password_nt_hash: Some(password_nt_hash(path, "--share-password-file")?),
     };
     if !share.is_valid() {
         return Err(ProvisionError::InvalidField {
@@ -314,6 +310,20 @@ pub fn drop_share(
         });
     }
     Ok(Some(share))
+}
+
+/// The NT hash of the password on the first line of `path`, the file `flag` names: all of
+/// the password a stick ever carries. An empty first line is refused, naming `flag`.
+pub(crate) fn password_nt_hash(path: &Path, flag: &'static str) -> Result<String, ProvisionError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ProvisionError::io(path, error))?;
+    let password = text.lines().next().unwrap_or_default();
+    if password.is_empty() {
+        return Err(ProvisionError::InvalidField {
+            field: flag,
+            reason: format!("{} holds no password on its first line", path.display()),
+        });
+    }
+    Ok(skolebro_protocol::drop_share::nt_hash(password))
 }
 
 /// Writes `bytes` to `<stick_root>/SKOLEBRO/BUNDLE.SKB` atomically: a temporary file in the
@@ -438,6 +448,7 @@ mod tests {
             expires_days: DEFAULT_EXPIRES_DAYS,
             settings_toml: agent_settings(None, Some("/srv/skolebro/drop")).unwrap(),
             drop_share: None,
+            share_source: None,
         }
     }
 

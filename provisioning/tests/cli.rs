@@ -420,29 +420,62 @@ fn a_stick_is_not_written_when_central_cannot_be_reached() {
     );
 }
 
-#[test]
-fn a_stick_with_a_kommune_outside_its_fylke_is_refused_naming_the_field() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = provision(&[
+/// `stick` for a school in `kommune`, with `dir` as both key folder and stick, and `extra`
+/// options: for refusals that must come before a key or central is needed.
+fn stick_in(dir: &Path, kommune: &str, extra: &[&str]) -> Output {
+    let dir = dir.to_str().unwrap();
+    let mut args = vec![
         "stick",
         "--keys",
-        tmp.path().to_str().unwrap(),
+        dir,
         "--out",
-        tmp.path().to_str().unwrap(),
+        dir,
         "--fylke",
         "46",
         "--kommune",
-        "0301",
+        kommune,
         "--skolenummer",
         "12345",
         "--name",
         "Eksempel skole",
         "--central-url",
         "https://127.0.0.1:8443",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    provision(&args)
+}
+
+#[test]
+fn a_stick_with_a_kommune_outside_its_fylke_is_refused_naming_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = stick_in(tmp.path(), "0301", &[]);
     assert_eq!(out.status.code(), Some(USAGE));
     assert!(
         text(&out.stderr).contains("--kommune"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_stick_with_half_the_pull_share_flags_is_refused_naming_the_missing_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = stick_in(
+        tmp.path(),
+        "4601",
+        &[
+            "--pull-server",
+            "filserver.skule.example.no",
+            "--pull-share",
+            "Eksport",
+            "--pull-user",
+            "skolebro-les",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(USAGE));
+    assert!(
+        text(&out.stderr).contains("--pull-password-file"),
         "{}",
         text(&out.stderr)
     );

@@ -687,6 +687,7 @@ fn an_expired_token_is_refused_and_changes_nothing() {
         expires_days: stick::DEFAULT_EXPIRES_DAYS,
         settings_toml: stick::agent_settings(None, Some(path_str(&pi.drop_dir()))).unwrap(),
         drop_share: None,
+        share_source: None,
     };
     let token = AdminToken::locate(Some(&harness::admin_token_file(platform.dir()))).unwrap();
     let admin = AdminClient::new(&platform.admin_url(), &token).unwrap();

@@ -8,17 +8,32 @@
 //!
 //! Every wait is bounded; `smbd`, central and the agent are killed when the test ends, and on
 //! failure their logs are printed.
+//!
+//! The share's settings come from `agent.toml` (`[source] kind = "smb-share"`), or from the
+//! config stick (`skolebro-provision stick --pull-*`), which the agent stores 0600 in its
+//! state folder, the password as its NT hash only.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use skolebro_tests::appliance::{sample, Agent, Platform};
+use skolebro_tests::appliance::{sample, Agent, Cadence, Platform};
 use skolebro_tests::harness::{
     files_in, national_ids, one_at_a_time, LogsOnFailure, PATIENCE, POLL,
 };
 use skolebro_tests::samba::{self, pulling_agent, ShareMode, SmbServer};
 
 const PASSWORD: &str = "Export-share-pass-1";
+
+/// Central, and the school's file server (in read-write mode, [`PASSWORD`] for its
+/// account) sharing `<dir>/share`, whose export folder `eksport` is returned with them.
+fn central_and_share(dir: &Path) -> (Platform, SmbServer, PathBuf) {
+    let platform = Platform::start(&dir.join("central"));
+    let backing = dir.join("share");
+    let folder = backing.join("eksport");
+    std::fs::create_dir_all(&folder).expect("the export folder");
+    let smb = SmbServer::start(&dir.join("smbd"), &backing, ShareMode::ReadWrite, PASSWORD);
+    (platform, smb, folder)
+}
 
 /// Waits until central holds `count` pupils for `site` and the share folder is empty;
 /// returns how long after `written` central held them.
@@ -66,11 +81,7 @@ fn exports_written_to_the_school_share_are_pulled_to_central_and_leave_the_share
         .tempdir()
         .expect("temp dir");
     let d = dir.path();
-    let platform = Platform::start(&d.join("central"));
-    let backing = d.join("share");
-    let folder = backing.join("eksport");
-    std::fs::create_dir_all(&folder).expect("the export folder");
-    let smb = SmbServer::start(&d.join("smbd"), &backing, ShareMode::ReadWrite, PASSWORD);
+    let (platform, smb, folder) = central_and_share(d);
     let mut agent = pulling_agent(&d.join("agent"), &platform, &smb, PASSWORD);
     let _logs = LogsOnFailure(vec![
         (d.join("central"), "central.log"),
@@ -132,9 +143,21 @@ fn exports_written_to_the_school_share_are_pulled_to_central_and_leave_the_share
         files_in(&agent.drop_dir()).is_empty(),
         "no copy left behind"
     );
-    let state =
-        std::fs::read_to_string(agent.dir().join("state").join("share.json")).expect("share.json");
-    assert_eq!(state.trim(), "[]", "nothing waits to be removed");
+    // The agent records the removal once smbclient's delete returned, a moment after the
+    // file is gone from the share.
+    let share_json = agent.dir().join("state").join("share.json");
+    let started = Instant::now();
+    loop {
+        let state = std::fs::read_to_string(&share_json).expect("share.json");
+        if state.trim() == "[]" {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "something still waits to be removed: {state}"
+        );
+        std::thread::sleep(POLL);
+    }
 }
 
 #[test]
@@ -149,11 +172,7 @@ fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_
         .tempdir()
         .expect("temp dir");
     let d = dir.path();
-    let platform = Platform::start(&d.join("central"));
-    let backing = d.join("share");
-    let folder = backing.join("eksport");
-    std::fs::create_dir_all(&folder).expect("the export folder");
-    let mut smb = SmbServer::start(&d.join("smbd"), &backing, ShareMode::ReadWrite, PASSWORD);
+    let (platform, mut smb, folder) = central_and_share(d);
     let wrong = "Not-the-password-9";
     let mut agent = pulling_agent(&d.join("agent"), &platform, &smb, wrong);
     let _logs = LogsOnFailure(vec![
@@ -269,6 +288,129 @@ fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_
     smb.start_again();
     wait_held_and_gone(&platform, &site, 293, &folder, Instant::now());
     agent.wait_for("the problem to clear", |s| s["source_problem"].is_null());
+}
+
+#[test]
+fn a_stick_naming_the_share_makes_the_agent_pull_from_it_with_the_hash_kept_0600_and_never_shown() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !samba::available() {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let dir = tempfile::Builder::new()
+        .prefix("skolebro-smbpull-")
+        .tempdir()
+        .expect("temp dir");
+    let d = dir.path();
+    let (platform, smb, folder) = central_and_share(d);
+    // No [source] in agent.toml: the share comes from the stick, the password from a file on
+    // the operator's machine, of which only the NT hash goes onto the stick.
+    let agent_dir = d.join("agent");
+    std::fs::create_dir_all(&agent_dir).expect("agent folder");
+    let mut agent = Agent::new(
+        &agent_dir,
+        Cadence::BUSY,
+        &format!("stick_key = \"{}\"\n", platform.stick_key().display()),
+    );
+    let password_file = d.join("operator").join("pull.password");
+    std::fs::create_dir_all(password_file.parent().expect("a folder")).expect("operator folder");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password file");
+    let port = smb.addr().port().to_string();
+    platform.write_stick_with(
+        &agent,
+        &[
+            "--pull-server",
+            "127.0.0.1",
+            "--pull-port",
+            &port,
+            "--pull-share",
+            samba::SHARE,
+            "--pull-folder",
+            "eksport",
+            "--pull-pattern",
+            "*.csv",
+            "--pull-user",
+            samba::ACCOUNT,
+            "--pull-password-file",
+            password_file.to_str().expect("a UTF-8 path"),
+            "--pull-poll-seconds",
+            "1",
+            "--pull-stable-seconds",
+            "1",
+        ],
+    );
+    let _logs = LogsOnFailure(vec![
+        (d.join("central"), "central.log"),
+        (agent_dir.clone(), "agent.log"),
+    ]);
+    agent.start();
+    agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
+    let site = agent.site();
+
+    let local = d.join("elevliste.csv");
+    std::fs::write(&local, sample()).expect("the export");
+    smb.put(&local, "eksport/elevliste.csv");
+    let took = wait_held_and_gone(&platform, &site, 300, &folder, Instant::now());
+    println!("from the stick's share: central held 300 pupils {took:.2?} after the write ended");
+
+    let status = agent.status().expect("status");
+    let shown = &status["provisioning"]["share_source"];
+    assert_eq!(shown["server"], "127.0.0.1", "{status}");
+    assert_eq!(shown["share"], samba::SHARE);
+    assert_eq!(shown["folder"], "eksport");
+    assert_eq!(shown["user"], samba::ACCOUNT);
+    assert_eq!(shown["from"], "stick");
+
+    let state = agent.dir().join("state");
+    let hash_file = state.join("share-source.nthash");
+    for file in [state.join("share-source.json"), hash_file.clone()] {
+        let mode = std::fs::metadata(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
+    let hash = skolebro_protocol::drop_share::nt_hash(PASSWORD);
+    assert_eq!(
+        std::fs::read_to_string(&hash_file)
+            .expect("the hash file")
+            .trim(),
+        hash
+    );
+    // Neither the password nor its hash in any other file of the agent's: its log, its
+    // status, its state folder (the stick, which carries the hash, is not the agent's).
+    let mut files = vec![agent.dir().to_path_buf()];
+    let mut checked = 0;
+    while let Some(path) = files.pop() {
+        if path == agent.stick_root() {
+            continue;
+        }
+        if path.is_dir() {
+            let entries = std::fs::read_dir(&path).expect("a folder of the agent's");
+            files.extend(entries.flatten().map(|e| e.path()));
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).to_lowercase();
+        assert!(
+            !text.contains(&PASSWORD.to_lowercase()),
+            "the password is in {}",
+            path.display()
+        );
+        if path != hash_file {
+            assert!(!text.contains(&hash), "the hash is in {}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 3,
+        "agent.log, status.json and the state were read"
+    );
+    let log = std::fs::read_to_string(agent.dir().join("agent.log")).expect("agent.log");
+    assert!(
+        log.contains("the stick's pull share is the export source"),
+        "{log}"
+    );
 }
 
 /// The sample export without its last `less` pupils.

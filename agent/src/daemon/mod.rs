@@ -118,11 +118,14 @@ struct Device {
 }
 
 /// Who the device is: its enrollment, else the identity `agent.toml` names, else nobody.
+/// An enrolled device pulls from the share its stick named unless `agent.toml` names a
+/// `[source]` (see [`crate::config`]).
 fn resolve(installed: &AgentConfig) -> Result<Option<Device>, DaemonError> {
     if let Some(enrollment) = DeviceEnrollment::load(&installed.state_dir)? {
         let mut config = installed
             .clone()
-            .with_site_settings(&enrollment.settings()?);
+            .with_site_settings(&enrollment.settings()?)
+            .with_stick_source(crate::share_source::load(&installed.state_dir)?);
         config.site_schools = enrollment.schools.clone();
         config.check_daemon_settings()?;
         let creds = enrollment.credentials()?;
@@ -377,6 +380,10 @@ async fn running(
         .or_else(|| skolebro_provisioning::tls::certificate_validity(&creds.cert_pem).ok());
     {
         let e = enrollment.clone();
+        let share_source = match &config.source {
+            SourceConfig::SmbShare(share) => Some(share.shown()),
+            _ => None,
+        };
         let synced = clock.is_synced();
         let floor = unix(clock.floor());
         with_core(&core, move |c| {
@@ -389,6 +396,7 @@ async fn running(
                     renewed_unix: e.as_ref().and_then(|e| e.renewed_unix),
                     cert_not_after_unix: validity.map(|(_, to)| unix(to)),
                     stick_roots: roots,
+                    share_source,
                     clock_synced: synced,
                     time_floor_unix: floor,
                     ..ProvisioningStatus::default()

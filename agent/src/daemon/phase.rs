@@ -35,6 +35,8 @@ pub enum DaemonError {
     Watch(#[from] crate::watch::WatchError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    ShareSource(#[from] crate::share_source::ShareSourceError),
     #[error("a daemon task failed: {0}")]
     Task(String),
 }

@@ -22,6 +22,7 @@ use sha2::{Digest as _, Sha256};
 use skolebro_protocol::api::{EnrollRequest, Enrolled, ErrorBody};
 use skolebro_protocol::envelope::{DeviceId, DeviceSigningKey, SiteId};
 use skolebro_protocol::stick::StickVerifyingKey;
+use skolebro_protocol::PullShare;
 use skolebro_provisioning::pki::{DeviceKey, PkiError};
 use skolebro_provisioning::tls::{self, ClientIdentity, TlsError};
 
@@ -104,9 +105,10 @@ pub fn device_id(site: &SiteId, signing: &DeviceSigningKey) -> Result<DeviceId, 
 }
 
 /// Provisions from the bundle at `bundle`: checks it, and unless the device is already
-/// enrolled with its token, enrolls with central and stores the enrollment in `state_dir`,
-/// then applies the stick's drop share settings, if it carries any, to `drop_share` (a
-/// failure shows in `status`, see [`crate::drop_share::status`]).
+/// enrolled with its token, enrolls with central and stores the enrollment in `state_dir`
+/// with the pull share the stick names, if any ([`crate::share_source`]), then applies the
+/// stick's drop share settings, if it carries any, to `drop_share` (a failure shows in
+/// `status`, see [`crate::drop_share::status`]).
 pub async fn provision(
     state_dir: &Path,
     key: &StickVerifyingKey,
@@ -134,6 +136,9 @@ pub async fn provision(
     }
     tracing::info!(file = %bundle.display(), site = %stick.body.site_id, token_id = %stick.token_id, "enrolling with central");
     let enrollment = enroll(&stick, clock).await?;
+    // Stored before the enrollment, so the daemon never starts on an enrollment without the
+    // source its stick gave; central spent the token, so a failure is logged, not returned.
+    store_share_source(state_dir, stick.body.share_source.as_ref());
     enrollment.save(state_dir)?;
     if let Some((not_before, _)) = enrollment.cert_validity() {
         clock.advance(not_before);
@@ -148,6 +153,31 @@ pub async fn provision(
         }
     }
     Ok(Provisioned::Enrolled(enrollment))
+}
+
+/// Stores the stick's pull share (or takes back an earlier stick's), logging what it did:
+/// the server, share, folder and user, never the hash.
+fn store_share_source(state_dir: &Path, settings: Option<&PullShare>) {
+    let settings = match settings {
+        Some(settings) if !settings.is_valid() => {
+            let (name, reason) = settings.problem().unwrap_or(("share", "is invalid"));
+            tracing::error!(
+                setting = name,
+                reason,
+                "the stick's pull share cannot be used; the export source stays as agent.toml says"
+            );
+            None
+        }
+        other => other,
+    };
+    match crate::share_source::store(state_dir, settings) {
+        Ok(()) => {
+            if let Some(s) = settings {
+                tracing::info!(server = %s.server, share = %s.share, folder = %s.folder, user = %s.user, "the stick's pull share is the export source unless agent.toml names a [source]");
+            }
+        }
+        Err(error) => tracing::error!(%error, "cannot store the stick's pull share"),
+    }
 }
 
 async fn enroll(
@@ -321,6 +351,7 @@ pub(crate) mod testing {
             settings_toml: "rescan_seconds = 5\nformat = \"elevliste\"\n".into(),
             schools: vec!["4601/12345=Testskolen".parse().unwrap()],
             drop_share: None,
+            share_source: None,
         }
     }
 
