@@ -315,6 +315,213 @@ fn inspect_lists_every_frame_header_but_no_payload() {
 }
 
 #[test]
+fn the_wall_clock_reads_as_milliseconds_since_1970() {
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let now = unix_ms_now();
+    assert!(
+        now >= before && now < before + 10_000,
+        "{now} against {before}"
+    );
+}
+
+#[test]
+fn the_settings_in_force_are_the_ones_the_outbox_was_opened_with() {
+    let mem = MemStorage::new();
+    let cfg = small(FsyncPolicy::GroupCommit { max_delay_ms: 7 });
+    let (ob, _) = open_mem(&mem, cfg.clone());
+    assert_eq!(ob.config(), &cfg);
+}
+
+#[test]
+fn a_frame_exactly_as_large_as_the_byte_bound_fits_an_empty_outbox() {
+    let mem = MemStorage::new();
+    let (mut ob, _) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    let fits = 2_000 - HEADER_LEN;
+    assert!(ob.has_room_for(fits));
+    assert!(!ob.has_room_for(fits + 1));
+    ob.append(1, &vec![7u8; fits])
+        .expect("a frame of exactly max_bytes");
+    assert_eq!(ob.status().disk_bytes, 2_000);
+    assert_eq!(pending_seqs(&ob), vec![1]);
+}
+
+#[test]
+fn a_seq_at_or_below_the_acknowledged_one_is_refused_once_everything_is_acknowledged() {
+    let mem = MemStorage::new();
+    let (mut ob, _) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    for seq in 1..=3 {
+        ob.append(seq, b"a").expect("append");
+    }
+    ob.ack(3).expect("ack");
+    for seq in [3, 2, 0, u64::MAX] {
+        assert!(
+            matches!(
+                ob.append(seq, b"b"),
+                Err(OutboxError::OutOfOrder { expected: 4, got }) if got == seq
+            ),
+            "seq {seq}"
+        );
+    }
+    assert!(mem.names().iter().all(|n| !n.ends_with(".seg")));
+    ob.append(4, b"b").expect("the next seq");
+}
+
+#[test]
+fn appending_the_next_seq_to_an_acknowledged_outbox_writes_no_ack_pointer() {
+    let mem = MemStorage::new();
+    let (mut ob, _) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    mem.inject(Fault::WriteAtomicFails);
+    ob.append(1, b"a")
+        .expect("no pointer to write before seq 1");
+    assert_eq!(mem.pending_faults(), vec![Fault::WriteAtomicFails]);
+    assert_eq!(ob.ack_seq(), 0);
+}
+
+/// An outbox whose ack of seq 1 could not remove the segment holding it: the pointer is at
+/// 1 and the segment, whose frames are all acknowledged, is still there.
+fn acked_but_not_removed(mem: &MemStorage) -> Outbox<MemStorage> {
+    let (mut ob, _) = open_mem(mem, small(FsyncPolicy::PerBatch));
+    ob.append(1, b"one").expect("append");
+    mem.inject(Fault::RemoveFails);
+    assert!(ob.ack(1).is_err());
+    assert_eq!(ob.ack_seq(), 1);
+    assert!(mem.names().contains(&segment_name(1)));
+    ob
+}
+
+#[test]
+fn the_seq_after_an_acknowledged_segment_left_on_disk_continues_that_segment() {
+    let mem = MemStorage::new();
+    let mut ob = acked_but_not_removed(&mem);
+    ob.append(2, b"two").expect("the next seq");
+    assert!(!mem.names().contains(&segment_name(2)), "{:?}", mem.names());
+    assert_eq!(pending_seqs(&ob), vec![2]);
+}
+
+#[test]
+fn a_skip_after_an_acknowledged_segment_left_on_disk_starts_a_segment_of_its_own() {
+    let mem = MemStorage::new();
+    let mut ob = acked_but_not_removed(&mem);
+    ob.append(5, b"five").expect("a skip past the pointer");
+    assert!(mem.names().contains(&segment_name(5)), "{:?}", mem.names());
+    drop(ob);
+    let (ob, rep) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    assert!(rep.is_clean() && !rep.needs_snapshot, "{rep}");
+    assert_eq!(pending_seqs(&ob), vec![5]);
+}
+
+#[test]
+fn a_frame_that_exactly_fills_a_segment_stays_in_it() {
+    let mem = MemStorage::new();
+    let frame = HEADER_LEN as u64 + 16;
+    let cfg = OutboxConfig {
+        segment_bytes: 2 * frame,
+        ..small(FsyncPolicy::PerBatch)
+    };
+    let (mut ob, _) = open_mem(&mem, cfg);
+    for seq in 1..=3 {
+        ob.append(seq, &payload(seq, 16)).expect("append");
+    }
+    let segments: Vec<String> = mem
+        .names()
+        .into_iter()
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    assert_eq!(segments, vec![segment_name(1), segment_name(3)]);
+}
+
+#[test]
+fn a_skip_counts_only_once_synced_under_group_commit() {
+    let mem = MemStorage::new();
+    let (mut ob, _) = open_mem(
+        &mem,
+        small(FsyncPolicy::GroupCommit {
+            max_delay_ms: 3_600_000,
+        }),
+    );
+    ob.append(500, b"first")
+        .expect("any seq starts an empty outbox");
+    assert_eq!(ob.durable_seq(), 499);
+    assert_eq!(ob.peek(0).expect("peek"), None, "not synced yet");
+    ob.sync().expect("sync");
+    assert_eq!(ob.peek(0).expect("peek").map(|b| b.seq), Some(500));
+}
+
+#[test]
+fn after_a_reset_the_next_frame_counts_only_once_synced() {
+    let mem = MemStorage::new();
+    let (mut ob, _) = open_mem(
+        &mem,
+        small(FsyncPolicy::GroupCommit {
+            max_delay_ms: 3_600_000,
+        }),
+    );
+    ob.append(1, b"one").expect("append");
+    ob.sync().expect("sync");
+    ob.reset_to(10).expect("reset");
+    assert_eq!((ob.ack_seq(), ob.durable_seq(), ob.next_seq()), (9, 9, 10));
+    ob.append(10, b"ten").expect("append");
+    assert_eq!(ob.peek(0).expect("peek"), None, "not synced yet");
+    ob.sync().expect("sync");
+    assert_eq!(ob.peek(0).expect("peek").map(|b| b.seq), Some(10));
+}
+
+#[test]
+fn a_valid_frame_of_another_seq_where_a_batch_should_be_is_corrupt_not_served() {
+    let mem = MemStorage::new();
+    let (mut ob, _) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    ob.append(1, &payload(1, 30)).expect("append");
+    ob.append(2, &payload(2, 30)).expect("append");
+    let raw = mem.raw(&segment_name(1)).expect("the segment");
+    let frame = raw.len() / 2;
+    let second = raw[frame..].to_vec();
+    mem.set_raw(&segment_name(1), [second.clone(), second].concat());
+    assert!(matches!(
+        ob.peek(1),
+        Err(OutboxError::Corrupt { seq: 1, .. })
+    ));
+}
+
+#[test]
+fn the_status_counts_the_bytes_of_the_unacknowledged_frames_only() {
+    let mem = MemStorage::new();
+    let (mut ob, _) = open_mem(&mem, small(FsyncPolicy::PerBatch));
+    for seq in 1..=3 {
+        ob.append(seq, &payload(seq, 10 * seq as usize))
+            .expect("append");
+    }
+    ob.ack(1).expect("ack");
+    let status = ob.status();
+    let header = HEADER_LEN as u64;
+    assert_eq!(status.unacked_bytes, (header + 20) + (header + 30));
+    assert_eq!(
+        status.disk_bytes,
+        (header + 10) + (header + 20) + (header + 30)
+    );
+}
+
+#[test]
+fn inspect_marks_the_frame_after_the_last_sync_not_durable() {
+    let mem = MemStorage::new();
+    let (mut ob, _) = open_mem(
+        &mem,
+        small(FsyncPolicy::GroupCommit {
+            max_delay_ms: 3_600_000,
+        }),
+    );
+    ob.append(1, b"one").expect("append");
+    ob.sync().expect("sync");
+    ob.append(2, b"two").expect("append");
+    let frames = ob.inspect().expect("inspect");
+    let durable: Vec<(u64, bool)> = frames.iter().map(|f| (f.seq, f.durable)).collect();
+    assert_eq!(durable, vec![(1, true), (2, false)]);
+    assert_eq!(frames[1].offset, HEADER_LEN as u64 + 3);
+}
+
+#[test]
 fn a_failed_ack_write_leaves_the_pointer_where_it_was() {
     let mem = MemStorage::new();
     let (mut ob, _) = open_mem(&mem, small(FsyncPolicy::PerBatch));
