@@ -158,7 +158,10 @@ fn one_run(
     while national_ids(platform.admin(), &site) != *ids {
         if written.elapsed() > PATIENCE {
             agent.print_log_tail();
-            bail!("central did not hold the export's {} pupils within {PATIENCE:?}", ids.len());
+            bail!(
+                "central did not hold the export's {} pupils within {PATIENCE:?}",
+                ids.len()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
