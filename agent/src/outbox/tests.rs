@@ -903,6 +903,45 @@ fn a_tail_truncated_at_every_byte_offset_of_the_last_frame_is_cut_at_startup() {
     }
 }
 
+#[test]
+fn an_io_error_names_the_file_on_disk_in_memory_and_behind_a_box() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let outbox_dir = dir.path().join("outbox");
+    let (mut ob, _) =
+        Outbox::open(FsStorage::new(&outbox_dir).expect("dir"), fs_cfg()).expect("open");
+    std::fs::remove_dir_all(&outbox_dir).expect("the folder goes away");
+    let error = ob.append(1, b"one").expect_err("no folder to write in");
+    let segment = outbox_dir.join(segment_name(1));
+    assert!(
+        matches!(&error, OutboxError::Io { path, .. } if *path == segment),
+        "{error:?}"
+    );
+
+    let mem = MemStorage::new();
+    let boxed: Box<dyn Storage> = Box::new(mem.clone());
+    let (mut ob, _) = Outbox::open(boxed, small(FsyncPolicy::PerBatch)).expect("open");
+    ob.append(1, b"one").expect("append");
+    ob.append(2, b"two").expect("append");
+    mem.inject(Fault::WriteAtomicFails);
+    let error = ob.ack(1).expect_err("the pointer cannot be written");
+    assert!(
+        matches!(&error, OutboxError::Io { path, .. } if *path == Path::new("mem:").join(ACK_FILE)),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn removing_a_file_already_gone_is_no_error_but_any_other_failure_is() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut storage = FsStorage::new(dir.path()).expect("dir");
+    storage.remove("gone.seg").expect("already gone is removed");
+    std::fs::create_dir(dir.path().join("folder.seg")).expect("a folder by that name");
+    assert!(
+        storage.remove("folder.seg").is_err(),
+        "a folder is no file to remove"
+    );
+}
+
 fn flip(path: &Path, offset: usize) {
     let mut data = std::fs::read(path).expect("read");
     data[offset] ^= 0x40;
