@@ -238,7 +238,6 @@ impl Predicate {
     }
 }
 
-/// One predicate at the start of `text`, and what follows it.
 /// The fuzz target's entry (`fuzz/fuzz_targets/oneroster_filter.rs`), compiled only under
 /// cargo-fuzz's `--cfg fuzzing` since the filter's types stay private to this crate. Parses
 /// `text` and asserts what the tests assert of any text: no panic, a refusal is a value, a
@@ -277,6 +276,7 @@ pub fn fuzz(text: &str) {
     let _ = filter.matches(&user);
 }
 
+/// One predicate at the start of `text`, and what follows it.
 fn predicate(text: &str) -> Result<(Predicate, &str), FilterError> {
     let end = text
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
