@@ -1401,11 +1401,18 @@ async fn every_rostering_endpoint_shows_the_callers_scope_and_hides_the_rest() {
     assert!(ids(&central, &fana, &format!("{base}/terms"))
         .await
         .is_empty());
-    let (status, _, body) = central.get(&fana, &format!("{base}/lineItems")).await;
-    assert_eq!(
-        (status, code_minor(&body)),
-        (StatusCode::NOT_FOUND, "unknownobject")
-    );
+    for path in [
+        format!("{base}/lineItems"),
+        "/ims/oneroster/v1p2/users".to_owned(),
+        "/".to_owned(),
+    ] {
+        let (status, _, body) = central.get(&fana, &path).await;
+        assert_eq!(
+            (status, code_minor(&body)),
+            (StatusCode::NOT_FOUND, "unknownobject"),
+            "{path}: {body}"
+        );
+    }
     central.stop().await;
 }
 

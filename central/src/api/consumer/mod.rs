@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::map_response;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -22,7 +23,8 @@ use crate::state::AppState;
 const MAX_CONSUMER_BODY_BYTES: usize = 8 * 1024;
 
 /// The consumer listener's routes. The token endpoint keeps OAuth2's error shape (RFC 6749
-/// section 5.2); everything under [`BASE`] answers errors in OneRoster's.
+/// section 5.2); everything else answers errors in OneRoster's, a path outside [`BASE`]
+/// too (a OneRoster client asking another version's base reads the `404` it gets).
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let oneroster = Router::new()
         .route(&format!("{BASE}/{{*path}}"), get(oneroster::get_resource))
@@ -30,7 +32,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/oauth/token", post(token::post_token))
         .merge(oneroster)
-        .fallback(not_found)
+        .fallback(unknown_path)
         .layer(DefaultBodyLimit::max(MAX_CONSUMER_BODY_BYTES))
         .with_state(state)
+}
+
+/// A path the listener does not serve: `404` in OneRoster's status shape.
+async fn unknown_path() -> Response {
+    imsx::rewrite(not_found().await.into_response()).await
 }
