@@ -172,8 +172,9 @@ def main():
         if not under[name]:
             fail(f"{name} is empty")
 
-    # A sync under a filter: page by `Link: rel="next"` until there is none. Every link must
-    # keep the filter, the total must hold still, and the pages must add up to exactly the
+    # A sync under a filter: page by `Link: rel="next"` until there is none. Every link
+    # (`first`, `last`, and `prev` past the first page) must be absolute and keep the filter
+    # and the limit, the total must hold still, and the pages must add up to exactly the
     # users the filter selects in the whole list.
     bound = "8" + "0" * 31
     expected = sorted(u["sourced_id"] for u in lists["users"] if u["sourced_id"] < bound)
@@ -189,15 +190,21 @@ def main():
             total = count
         elif count != total:
             fail(f"X-Total-Count went from {total} to {count} on page {pages}")
-        following = links(headers).get("next")
+        related = links(headers)
+        expected_rels = set() if total <= 7 else {"first", "last"} | ({"prev"} if pages > 1 else set())
+        if not expected_rels <= set(related):
+            fail(f"page {pages} links {sorted(related)}, not {sorted(expected_rels)}")
+        for rel, url in related.items():
+            parsed = urllib.parse.urlsplit(url)
+            if not parsed.scheme or not parsed.netloc:
+                fail(f"a {rel} link that is not absolute: {url}")
+            params = dict(urllib.parse.parse_qsl(parsed.query))
+            if params.get("filter") != query["filter"] or params.get("limit") != "7":
+                fail(f"the {rel} link dropped the filter or the limit: {url}")
+        following = related.get("next")
         if following is None:
             break
-        parsed = urllib.parse.urlsplit(following)
-        if not parsed.scheme or not parsed.netloc:
-            fail(f"a next link that is not absolute: {following}")
-        params = dict(urllib.parse.parse_qsl(parsed.query))
-        if params.get("filter") != query["filter"]:
-            fail(f"the next link dropped the filter: {following}")
+        params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(following).query))
         query = {"limit": int(params["limit"]), "offset": int(params["offset"]),
                  "filter": params["filter"]}
         if pages > 1000:
