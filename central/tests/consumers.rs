@@ -1613,6 +1613,17 @@ async fn a_change_feed_reports_what_left_the_scope_since_as_to_be_deleted() {
         "9A is gone"
     );
     assert_eq!(statuses(&feed("enrollments").await), ["tobedeleted"]);
+    // 9A was Fana's only class of trinn 9, so its course went with it; the school year,
+    // which Fana's other classes keep, did not.
+    let courses = feed("courses").await;
+    assert_eq!(statuses(&courses), ["tobedeleted"]);
+    assert_eq!(courses[0]["courseCode"], "trinn-9");
+    let when = Timestamp::parse_rfc3339(courses[0]["dateLastModified"].as_str().unwrap()).unwrap();
+    assert!(
+        since < when && when <= transferred,
+        "gone with its last class"
+    );
+    assert!(feed("academicSessions").await.is_empty());
     // Demographics change with their student record: Nilsen's is active, Hansen's gone.
     assert_eq!(
         statuses(&feed("demographics").await),

@@ -77,7 +77,7 @@ impl Prepared<'_> {
 }
 
 /// Whether `object`'s `field`, a reference or a list of references, names `id`.
-fn refers(object: &Value, field: &str, id: &str) -> bool {
+pub(crate) fn refers(object: &Value, field: &str, id: &str) -> bool {
     match object.get(field) {
         Some(Value::Array(items)) => items
             .iter()
