@@ -2,7 +2,8 @@
 
 Driven by tests/tests/oneroster_client.rs against a running `skolebro-demo --serve`: takes a
 token with the client credentials, reads every collection of the rostering service's read
-side, every object by id and every list under a parent through the generated
+side, every object by id (a teacher, term or grading period as the 404 it is, since none are
+carried) and every list under a parent through the generated
 `oneroster_client` models (strongmind-oneroster-client, pinned in .ci/run), then pages the
 users under a filter by following each answer's `Link: rel="next"` as a syncing client
 does. Any deviation exits non-zero with the reason on stderr; on success it prints one JSON
@@ -20,6 +21,7 @@ import urllib.parse
 import urllib.request
 
 import oneroster_client
+from requests import HTTPError
 from oneroster_client.rest import ApiException
 
 TIMEOUT = 20  # seconds per request
@@ -166,11 +168,43 @@ def main():
         "users/{id}/classes": every("user classes", classes.get_classes_for_user_with_http_info, student),
         "students/{id}/classes": every("student classes", classes.get_classes_for_student_with_http_info, student),
         "courses/{id}/classes": every("course classes", classes.get_classes_for_course_with_http_info, course),
+        "schools/{id}/classes/{id}/enrollments": every(
+            "school class enrollments", enrollments.get_enrollments_for_class_in_school_with_http_info,
+            school, klass),
+        "schools/{id}/classes/{id}/students": every(
+            "school class students", students.get_students_for_class_in_school_with_http_info,
+            school, klass),
+        "schools/{id}/classes/{id}/teachers": every(
+            "school class teachers", teachers.get_teachers_for_class_in_school_with_http_info,
+            school, klass),
     }
     for name in ["schools/{id}/classes", "schools/{id}/students", "schools/{id}/enrollments",
-                 "classes/{id}/students", "users/{id}/classes", "courses/{id}/classes"]:
+                 "classes/{id}/students", "users/{id}/classes", "courses/{id}/classes",
+                 "schools/{id}/classes/{id}/enrollments", "schools/{id}/classes/{id}/students"]:
         if not under[name]:
             fail(f"{name} is empty")
+
+    # Central carries no teachers, terms or grading periods: each by id, and each list under
+    # one, is OneRoster's 404 in its status payload.
+    nothing = "0" * 32
+    for what, method in [
+        ("teacher", teachers.get_teacher_with_http_info),
+        ("term", terms.get_term_with_http_info),
+        ("grading period", periods.get_grading_period_with_http_info),
+        ("teacher classes", classes.get_classes_for_teacher_with_http_info),
+        ("term classes", classes.get_classes_for_term_with_http_info),
+        ("term grading periods", periods.get_grading_periods_for_term_with_http_info),
+    ]:
+        requests += 1
+        try:
+            method(nothing, _request_timeout=TIMEOUT)
+        except HTTPError as error:  # the library raises for a status itself
+            answer = error.response
+            minor = answer.json()["imsx_CodeMinor"]["imsx_codeMinorField"][0]
+            if answer.status_code != 404 or minor["imsx_codeMinorFieldValue"] != "unknownobject":
+                fail(f"{what}: HTTP {answer.status_code}: {answer.text}")
+        else:
+            fail(f"{what} {nothing} was found")
 
     # A sync under a filter: page by `Link: rel="next"` until there is none. Every link
     # (`first`, `last`, and `prev` past the first page) must be absolute and keep the filter
