@@ -644,9 +644,9 @@ where
     serde_json::from_slice(&kept).expect("the kept JSON reads")
 }
 
-#[test]
-fn the_heartbeat_json_matches_the_kept_vector() {
-    let heartbeat = Heartbeat {
+/// The heartbeat of `heartbeat.json`: a healthy agent with two batches waiting.
+fn healthy_heartbeat() -> Heartbeat {
+    Heartbeat {
         version: "1.4.2".into(),
         state: AgentState::Healthy,
         outbox_depth: 2,
@@ -662,7 +662,12 @@ fn the_heartbeat_json_matches_the_kept_vector() {
         arrival: None,
         drop_share: None,
         source_problem: None,
-    };
+    }
+}
+
+#[test]
+fn the_heartbeat_json_matches_the_kept_vector() {
+    let heartbeat = healthy_heartbeat();
     assert_eq!(json_vector("heartbeat.json", &heartbeat), heartbeat);
 }
 
@@ -723,17 +728,9 @@ fn a_holding_heartbeat_with_structured_reasons_matches_the_kept_vector() {
 fn a_heartbeat_with_the_share_reports_matches_the_kept_vector() {
     let heartbeat = Heartbeat {
         version: "1.6.0".into(),
-        state: AgentState::Healthy,
         outbox_depth: 0,
         outbox_bytes: 0,
         oldest_unacked_age_s: None,
-        last_export_unix_ms: Some(1_780_000_000_000),
-        deviations: DeviationCounts::default(),
-        deviation_groups: Vec::new(),
-        held: None,
-        target: Some("aarch64-unknown-linux-gnu".into()),
-        update: None,
-        freshness: None,
         arrival: Some(Arrival {
             file: "elevliste.csv".into(),
             written_unix_ms: 1_779_999_990_000,
@@ -756,7 +753,7 @@ fn a_heartbeat_with_the_share_reports_matches_the_kept_vector() {
             ),
             last_error_unix_ms: Some(1_780_000_000_000),
         }),
-        source_problem: None,
+        ..healthy_heartbeat()
     };
     assert_eq!(json_vector("heartbeat-share.json", &heartbeat), heartbeat);
 }
