@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 
 use skolebro_protocol::DropShare;
 
+/// Kept in protocol: the heartbeat carries the status to central as `status.json` shows it.
+pub use skolebro_protocol::drop_share::{Applied, ShareStatus};
+
 use crate::outbox::unix_ms_now;
 use crate::state::write_atomic_private;
 
@@ -57,35 +60,6 @@ pub enum DropShareError {
         path: PathBuf,
         error: std::io::Error,
     },
-}
-
-/// The settings in force, without the hash: what the pipeline caps files by and the status
-/// shows.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Applied {
-    /// Whether the share takes sign-ins.
-    pub enabled: bool,
-    /// The name the share's writer signs in with.
-    pub account: String,
-    /// The largest file the agent takes from the share, in MiB.
-    pub size_cap_mib: u32,
-}
-
-/// What `<state_dir>/drop-share.json` holds and `status` shows: the settings last applied
-/// and, if the attempt after them failed, why. School IT sees there that a stick's or
-/// central's settings did not take, not only in the log.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct ShareStatus {
-    /// The settings in force; `None` before any were applied.
-    #[serde(flatten)]
-    pub applied: Option<Applied>,
-    /// When they were applied, Unix ms.
-    pub applied_unix_ms: Option<u64>,
-    /// Why the last attempt failed, if it came after the last that worked.
-    pub last_error: Option<String>,
-    /// When it failed, Unix ms.
-    pub last_error_unix_ms: Option<u64>,
 }
 
 /// Where the settings go: the passdb and username map `smbd` reads, the Unix user every

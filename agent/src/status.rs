@@ -10,6 +10,9 @@ use skolebro_protocol::api::{AgentState, DeviationCounts, HeldDelta};
 use tokio::sync::watch;
 
 use crate::drop_share::ShareStatus;
+/// Kept in protocol: the heartbeat carries the newest arrival to central as `status.json`
+/// shows it.
+pub use skolebro_protocol::api::Arrival;
 
 /// Name of the status file in the state folder.
 pub const STATUS_FILE: &str = "status.json";
@@ -109,37 +112,6 @@ pub struct AgentStatus {
     /// nothing is, or the source is the drop folder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_problem: Option<String>,
-}
-
-/// A file that arrived in the drop folder, in `status.json`. Its name is masked where it
-/// could hold a national id; nothing else of its content is shown.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Arrival {
-    pub file: String,
-    /// When its write ended (the file's modification time), Unix ms.
-    pub written_unix_ms: u64,
-    /// What became of it, in a few words: delivered to central, nothing changed, held for
-    /// review, waiting for central, or refused with the reason.
-    pub outcome: String,
-    /// Set aside in `rejected/`, nothing of it sent.
-    pub refused: bool,
-    /// Central acknowledged every batch sealed from it.
-    pub delivered: bool,
-    /// The last batch sealed from it, until central acknowledges it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub awaiting_seq: Option<u64>,
-}
-
-impl Arrival {
-    /// Marks the arrival delivered once central acknowledged up to `seq`.
-    pub fn acknowledged(&mut self, seq: u64) {
-        if self.awaiting_seq.is_some_and(|awaiting| awaiting <= seq) {
-            self.awaiting_seq = None;
-            self.delivered = true;
-            self.outcome = "delivered to central".to_owned();
-        }
-    }
 }
 
 /// The freshness part of `status.json`.

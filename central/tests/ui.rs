@@ -7,7 +7,8 @@
 //! lock after repeated failed sign-ins, that the JSON operator API's actions are in the
 //! audit log, that destructive actions ask first and audit their reason, the fleet
 //! page's summary, filters and paging, the charts of the site and fleet pages, the audit
-//! page's filters and paging, and the window form's date pickers in Oslo time. They ask for English with `Accept-Language`, as they
+//! page's filters and paging, the window form's date pickers in Oslo time, and what a device
+//! reported of the school's share (the newest file, settings that did not take). They ask for English with `Accept-Language`, as they
 //! are about behaviour; one test checks that bokmål is the default and how English is
 //! chosen.
 //!
@@ -465,6 +466,49 @@ async fn the_interface_speaks_bokmal_unless_english_is_asked_for() {
     assert_eq!(
         elsewhere.headers().get(LOCATION).map(|v| v.as_bytes()),
         Some(&b"/fleet"[..])
+    );
+    central.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_and_site_pages_say_when_a_file_reached_the_share_and_that_its_settings_failed() {
+    let central = Central::start().await;
+    central.site_in("fana", "pi-fana", "4601", 1).await;
+    central.add_user("ops", "operations", None).await;
+    let written = Timestamp::now().0 - 120_000;
+    heartbeat(
+        central.store.as_ref(),
+        "pi-fana",
+        json!({"version": "1.6.0", "state": "healthy",
+               "arrival": {"file": "elevliste.csv", "written_unix_ms": written,
+                           "outcome": "delivered to central", "refused": false,
+                           "delivered": true},
+               "drop_share": {"enabled": false, "account": "sas-eksport", "size_cap_mib": 1,
+                              "applied_unix_ms": written,
+                              "last_error": "the drop share has no password on this Pi",
+                              "last_error_unix_ms": written}}),
+    )
+    .await;
+    let norsk = try_login(&central.ui(), "ops", PASSWORD)
+        .await
+        .1
+        .expect("ops signs in")
+        .without_language();
+    let (_, fleet) = norsk.get("/fleet").await;
+    let (_, site) = norsk.get("/sites/fana").await;
+    for page in [&fleet, &site] {
+        for expected in [
+            "Siste fil på delingen: elevliste.csv, skrevet ",
+            r#"<span class="ok">levert til sentralen</span>"#,
+            r#"<span class="bad">Delingsinnstillingene ble ikke tatt i bruk</span>"#,
+            r#"<span lang="en">the drop share has no password on this Pi</span>"#,
+        ] {
+            assert!(page.contains(expected), "{expected} in {page}");
+        }
+    }
+    assert!(
+        site.contains("<h2>Delingen på skolen</h2>") && site.contains("Delingen er av"),
+        "{site}"
     );
     central.running.shutdown().await;
 }
@@ -2486,6 +2530,11 @@ async fn release_in_browser(scene: Scene) {
         .await;
     assert!(fleet.contains("pi-fana"), "{fleet}");
     assert!(fleet.contains("<html lang=\"nb\">"), "{fleet}");
+    // The agent's newest file and what became of it, beside its last export.
+    assert!(
+        fleet.contains("Siste fil på delingen: elevliste-2.csv, skrevet "),
+        "{fleet}"
+    );
     inspector.check(&browser, "the fleet page", None).await;
 
     browser.open(&format!("{base}/held")).await;

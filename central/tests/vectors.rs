@@ -270,6 +270,9 @@ fn heartbeat() -> Heartbeat {
         target: Some("aarch64-unknown-linux-gnu".into()),
         update: None,
         freshness: None,
+        arrival: None,
+        drop_share: None,
+        source_problem: None,
     }
 }
 

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::drop_share::ShareStatus;
 use crate::held::HeldReason;
 
 /// Longest `held_id` accepted in a command; the agent's ids are far shorter.
@@ -207,6 +208,88 @@ pub struct Heartbeat {
     /// know no statement key (and by older agents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freshness: Option<Freshness>,
+    /// The newest file that arrived in the drop folder and what became of it, as the
+    /// agent's `status` shows it (its name masked); left out before any, and by older
+    /// agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<Arrival>,
+    /// What became of the drop share's settings on the Pi (never the password's hash); left
+    /// out before any were applied or tried, and by older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_share: Option<ShareStatus>,
+    /// Why the share the agent pulls exports from cannot be read; left out when it can, in
+    /// push mode, and by older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_problem: Option<String>,
+}
+
+impl Heartbeat {
+    /// Cuts the texts the agent reports in words (file name, outcome, errors) to
+    /// [`MAX_REPORT_CHARS`] each, so a long error cannot crowd the rest out of the body
+    /// central caps.
+    pub fn clip_texts(&mut self) {
+        if let Some(arrival) = &mut self.arrival {
+            clip(&mut arrival.file);
+            clip(&mut arrival.outcome);
+        }
+        let errors = [
+            self.drop_share.as_mut().and_then(|s| s.last_error.as_mut()),
+            self.source_problem.as_mut(),
+        ];
+        for text in errors.into_iter().flatten() {
+            clip(text);
+        }
+    }
+}
+
+/// Longest text in characters the heartbeat carries for an arrival, a drop share error or a
+/// source problem ([`Heartbeat::clip_texts`]); the agent's are far shorter.
+pub const MAX_REPORT_CHARS: usize = 512;
+
+/// Cuts `text` to [`MAX_REPORT_CHARS`] characters, the last of them `…` when it was longer.
+pub fn clip(text: &mut String) {
+    let mut starts = text
+        .char_indices()
+        .map(|(at, _)| at)
+        .skip(MAX_REPORT_CHARS - 1);
+    if let (Some(last_kept), Some(_longer)) = (starts.next(), starts.next()) {
+        text.truncate(last_kept);
+        text.push('…');
+    }
+}
+
+/// A file that arrived in the drop folder (in push mode, the SMB drop share), as the agent's
+/// `status.json` keeps it and its heartbeat reports it: school IT and the operators see that
+/// an export landed and reached central, or why it was refused. Its name is masked where it
+/// could hold a national id; nothing else of its content is shown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Arrival {
+    /// The file's name, masked ([`crate::mask_in_text`]).
+    pub file: String,
+    /// When its write ended (the file's modification time), Unix ms.
+    pub written_unix_ms: u64,
+    /// What became of it, in a few English words: delivered to central, nothing changed,
+    /// held for review, waiting for central, or refused with the reason.
+    pub outcome: String,
+    /// Set aside in `rejected/`, nothing of it sent.
+    pub refused: bool,
+    /// Central acknowledged every batch sealed from it.
+    pub delivered: bool,
+    /// The last batch sealed from it, until central acknowledges it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awaiting_seq: Option<u64>,
+}
+
+impl Arrival {
+    /// Marks the arrival delivered once central acknowledged up to `seq`.
+    pub fn acknowledged(&mut self, seq: u64) {
+        if self.awaiting_seq.is_some_and(|awaiting| awaiting <= seq) {
+            self.awaiting_seq = None;
+            self.delivered = true;
+            self.outcome = "delivered to central".to_owned();
+        }
+    }
 }
 
 /// What the agent reports about central's signed statements ([`crate::statement`]): a
@@ -434,6 +517,9 @@ mod tests {
                 Some("health check failed".into()),
             )),
             freshness: None,
+            arrival: None,
+            drop_share: None,
+            source_problem: None,
         }
     }
 
@@ -605,6 +691,80 @@ mod tests {
         assert_eq!(parsed.deviations, DeviationCounts::default());
         assert!(parsed.deviation_groups.is_empty() && parsed.held.is_none());
         assert_eq!((parsed.target, parsed.update), (None, None));
+    }
+
+    fn share_reports() -> Heartbeat {
+        Heartbeat {
+            arrival: Some(Arrival {
+                file: "elevliste-028716*****.csv".into(),
+                written_unix_ms: 1_780_000_000_000,
+                outcome: "delivered to central".into(),
+                refused: false,
+                delivered: true,
+                awaiting_seq: None,
+            }),
+            drop_share: Some(ShareStatus {
+                applied: Some(crate::drop_share::Applied {
+                    enabled: true,
+                    account: "sas-eksport".into(),
+                    size_cap_mib: 64,
+                }),
+                applied_unix_ms: Some(1_779_000_000_000),
+                last_error: Some("the drop share has no password on this Pi".into()),
+                last_error_unix_ms: Some(1_780_000_000_000),
+            }),
+            source_problem: Some("the share refused the account".into()),
+            ..full_heartbeat()
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_without_the_share_reports_parses_and_one_with_them_round_trips() {
+        let older: Heartbeat =
+            serde_json::from_value(serde_json::to_value(full_heartbeat()).expect("JSON"))
+                .expect("an older agent's heartbeat parses");
+        assert_eq!(
+            (older.arrival, older.drop_share, older.source_problem),
+            (None, None, None)
+        );
+        round_trip(&share_reports());
+        let json = serde_json::to_value(share_reports()).expect("JSON");
+        assert_eq!(json["arrival"]["delivered"], true);
+        assert!(json["arrival"].get("awaiting_seq").is_none(), "{json}");
+        assert_eq!(
+            json["drop_share"],
+            serde_json::json!({"enabled": true, "account": "sas-eksport", "size_cap_mib": 64,
+                "applied_unix_ms": 1_779_000_000_000u64,
+                "last_error": "the drop share has no password on this Pi",
+                "last_error_unix_ms": 1_780_000_000_000u64}),
+            "the settings sit beside the outcome, as in the agent's drop-share.json"
+        );
+        let never_applied: ShareStatus =
+            serde_json::from_str(r#"{"last_error": "invalid", "last_error_unix_ms": 1}"#)
+                .expect("a failure before any settings took");
+        assert_eq!(never_applied.applied, None);
+    }
+
+    #[test]
+    fn reported_texts_are_cut_to_the_bound_on_a_character_boundary() {
+        let mut heartbeat = share_reports();
+        let long = "ø".repeat(MAX_REPORT_CHARS + 10);
+        if let Some(arrival) = &mut heartbeat.arrival {
+            arrival.outcome = long.clone();
+        }
+        heartbeat.source_problem = Some(long);
+        heartbeat.clip_texts();
+        let outcome = heartbeat.arrival.map(|a| a.outcome).unwrap_or_default();
+        assert_eq!(outcome.chars().count(), MAX_REPORT_CHARS);
+        assert!(outcome.ends_with("ø…"), "{outcome}");
+        assert_eq!(heartbeat.source_problem.as_deref(), Some(outcome.as_str()));
+        let mut short = "x".repeat(MAX_REPORT_CHARS);
+        clip(&mut short);
+        assert_eq!(
+            short,
+            "x".repeat(MAX_REPORT_CHARS),
+            "a text at the bound stays whole"
+        );
     }
 
     #[test]

@@ -71,6 +71,36 @@ impl DropShare {
     }
 }
 
+/// The settings in force, without the hash: what the agent caps files by, its `status`
+/// shows and its heartbeat reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// Whether the share takes sign-ins.
+    pub enabled: bool,
+    /// The name the share's writer signs in with.
+    pub account: String,
+    /// The largest file the agent takes from the share, in MiB.
+    pub size_cap_mib: u32,
+}
+
+/// What became of the share's settings on the Pi: the settings last applied and, if the
+/// attempt after them failed, why. The agent keeps it in `<state>/drop-share.json`, shows it
+/// in `status` and reports it in its heartbeat, so school IT and the operators both see that
+/// a stick's or central's settings did not take, not only the Pi's log. Never the hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShareStatus {
+    /// The settings in force; `None` before any were applied.
+    #[serde(flatten)]
+    pub applied: Option<Applied>,
+    /// When they were applied, Unix ms.
+    pub applied_unix_ms: Option<u64>,
+    /// Why the last attempt failed, if it came after the last that worked.
+    pub last_error: Option<String>,
+    /// When it failed, Unix ms.
+    pub last_error_unix_ms: Option<u64>,
+}
+
 /// Samba's NT hash of `password`: MD4 over its UTF-16LE code units, as 32 lowercase hex
 /// digits (what `smbpasswd` stores).
 pub fn nt_hash(password: &str) -> String {

@@ -10,9 +10,10 @@ use std::path::PathBuf;
 
 use hpke::rand_core::{TryCryptoRng, TryRng};
 use skolebro_protocol::api::{
-    AgentState, BatchAck, BatchGap, Command, DeviationCounts, Heartbeat, HeartbeatAnswer,
+    AgentState, Arrival, BatchAck, BatchGap, Command, DeviationCounts, Heartbeat, HeartbeatAnswer,
     HeldDelta, ReleaseOffer,
 };
+use skolebro_protocol::drop_share::{Applied, ShareStatus};
 use skolebro_protocol::envelope::{
     open, seal_with, ChainHead, DeviceSigningKey, Header, Kind, Opened, SealingPrivateKey,
     FORMAT_VERSION, HPKE_INFO, SIGNATURE_DOMAIN,
@@ -643,9 +644,9 @@ where
     serde_json::from_slice(&kept).expect("the kept JSON reads")
 }
 
-#[test]
-fn the_heartbeat_json_matches_the_kept_vector() {
-    let heartbeat = Heartbeat {
+/// The heartbeat of `heartbeat.json`: a healthy agent with two batches waiting.
+fn healthy_heartbeat() -> Heartbeat {
+    Heartbeat {
         version: "1.4.2".into(),
         state: AgentState::Healthy,
         outbox_depth: 2,
@@ -658,7 +659,15 @@ fn the_heartbeat_json_matches_the_kept_vector() {
         target: Some("aarch64-unknown-linux-gnu".into()),
         update: None,
         freshness: None,
-    };
+        arrival: None,
+        drop_share: None,
+        source_problem: None,
+    }
+}
+
+#[test]
+fn the_heartbeat_json_matches_the_kept_vector() {
+    let heartbeat = healthy_heartbeat();
     assert_eq!(json_vector("heartbeat.json", &heartbeat), heartbeat);
 }
 
@@ -706,8 +715,47 @@ fn a_holding_heartbeat_with_structured_reasons_matches_the_kept_vector() {
         target: Some("aarch64-unknown-linux-gnu".into()),
         update: None,
         freshness: None,
+        arrival: None,
+        drop_share: None,
+        source_problem: None,
     };
     assert_eq!(json_vector("heartbeat-held.json", &heartbeat), heartbeat);
+}
+
+/// A heartbeat with the drop share's reports (issue 20): the newest arrival, what became of
+/// the share's settings, and a source problem; `heartbeat.json` stays the shape from before.
+#[test]
+fn a_heartbeat_with_the_share_reports_matches_the_kept_vector() {
+    let heartbeat = Heartbeat {
+        version: "1.6.0".into(),
+        outbox_depth: 0,
+        outbox_bytes: 0,
+        oldest_unacked_age_s: None,
+        arrival: Some(Arrival {
+            file: "elevliste.csv".into(),
+            written_unix_ms: 1_779_999_990_000,
+            outcome: "delivered to central".into(),
+            refused: false,
+            delivered: true,
+            awaiting_seq: None,
+        }),
+        drop_share: Some(ShareStatus {
+            applied: Some(Applied {
+                enabled: true,
+                account: "sas-eksport".into(),
+                size_cap_mib: 64,
+            }),
+            applied_unix_ms: Some(1_779_000_000_000),
+            last_error: Some(
+                "the drop share has no password on this Pi (none was set, or the share was \
+                 turned off): settings that turn it on must carry one"
+                    .into(),
+            ),
+            last_error_unix_ms: Some(1_780_000_000_000),
+        }),
+        ..healthy_heartbeat()
+    };
+    assert_eq!(json_vector("heartbeat-share.json", &heartbeat), heartbeat);
 }
 
 #[test]

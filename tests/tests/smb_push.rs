@@ -4,12 +4,14 @@
 //! reach central, and each is gone from the share within five seconds of central holding it;
 //! the account cannot list the share or read a file back; a writer that disconnects mid-file
 //! leaves a partial file that is set aside in words and never sent. The status says when each
-//! file arrived and what became of it: delivered, or refused and why.
+//! file arrived and what became of it: delivered, or refused and why; so does central's
+//! operator API, from the agent's heartbeat.
 //! The stick turns the share on for an account that is no Unix user, with a password carried
 //! as Samba's hash only, which the agent writes into the username map and passdb `smbd`
 //! reads; central renames the account (the old name is refused) and changes the password the
 //! same way, the size cap refuses a larger file, central turns the share off, and settings
-//! that cannot be applied show in `skolebro-agent status --json`.
+//! that cannot be applied show in `skolebro-agent status --json` and, from the heartbeat, at
+//! central.
 //!
 //! Every wait is bounded; `smbd`, central and the agent are killed when the test ends, and on
 //! failure their logs are printed.
@@ -55,6 +57,24 @@ fn wait_delivered_and_gone(
             "{left:?} still on the share {GONE_WITHIN:?} after central held the export"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the only device's last heartbeat, as central's operator API shows it, passes
+/// `done`; bounded by [`PATIENCE`].
+fn wait_for_central(platform: &Platform, what: &str, done: impl Fn(&Value) -> bool) {
+    let started = Instant::now();
+    loop {
+        let heartbeat = harness::get_json(platform.admin(), "/admin/devices")
+            .map_or(Value::Null, |d| d["devices"][0]["last_heartbeat"].clone());
+        if done(&heartbeat) {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "central did not show {what} within {PATIENCE:?}; its last heartbeat: {heartbeat}"
+        );
+        std::thread::sleep(POLL);
     }
 }
 
@@ -132,6 +152,9 @@ fn exports_written_to_the_drop_share_reach_central_and_leave_the_share_and_a_cut
             && arrival["delivered"] == true
             && arrival["outcome"] == "delivered to central"
             && arrival["written_unix_ms"].as_u64().is_some()
+    });
+    wait_for_central(&platform, "the file's arrival delivered", |h| {
+        h["arrival"]["file"] == "elevliste.csv" && h["arrival"]["delivered"] == true
     });
 
     // Write-only: the account cannot list the share or read anything back.
@@ -216,6 +239,13 @@ fn exports_written_to_the_drop_share_reach_central_and_leave_the_share_and_a_cut
             .is_some_and(|o| o.starts_with("refused: cannot be read") && o.contains("cut off")),
         "the status says why: {status}"
     );
+    wait_for_central(&platform, "the cut file refused and why", |h| {
+        h["arrival"]["file"] == "elevliste-3.csv"
+            && h["arrival"]["refused"] == true
+            && h["arrival"]["outcome"]
+                .as_str()
+                .is_some_and(|o| o.contains("cut off"))
+    });
 }
 
 #[test]
@@ -510,6 +540,14 @@ fn the_stick_turns_the_share_on_central_renames_it_changes_its_password_caps_fil
     );
     assert_eq!(std::fs::read_to_string(&passdb).expect("the passdb"), "");
     wait_sign_in(&smb, &local, "still-off.csv", false);
+    wait_for_central(&platform, "the settings that were not applied", |h| {
+        let share = &h["drop_share"];
+        share["enabled"] == false
+            && share["last_error_unix_ms"].is_u64()
+            && share["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("no password on this Pi"))
+    });
 
     for log in [
         agent_dir.join("agent.log"),

@@ -18,7 +18,7 @@ use crate::enqueue::{EnqueueError, Enqueuer, HeldDelta, OfferOutcome};
 use crate::outbox::{unix_ms_now, OutboxError, StoredBatch};
 use crate::status::{fmt_when, write_status, AgentStatus, Arrival, ProvisioningStatus, RunState};
 use crate::watch::file_name;
-use skolebro_protocol::api::{Command, Heartbeat};
+use skolebro_protocol::api::Command;
 use skolebro_roster::deviation::{Deviation, Severity, Tally};
 use skolebro_roster::diff::DiffSummary;
 use skolebro_roster::validate::Validated;
@@ -651,30 +651,11 @@ impl Core {
         Ok(())
     }
 
-    /// The heartbeat body for the current state.
-    pub fn heartbeat(&mut self) -> Heartbeat {
+    /// The status recomputed and written now, with the state folder: what the heartbeat is
+    /// made of ([`super::heartbeat`]).
+    pub fn current(&mut self) -> (&AgentStatus, &Path) {
         self.publish();
-        let now = unix_ms_now();
-        Heartbeat {
-            version: crate::update::VERSION.to_owned(),
-            state: self.status.state.api_state(),
-            outbox_depth: self.status.outbox_depth,
-            outbox_bytes: self.status.outbox_bytes,
-            oldest_unacked_age_s: self
-                .status
-                .oldest_unacked_unix_ms
-                .map(|t| now.saturating_sub(t) / 1000),
-            last_export_unix_ms: self
-                .status
-                .last_export_unix_ms
-                .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
-            deviations: self.status.deviations,
-            deviation_groups: self.status.deviation_groups.clone(),
-            held: self.status.held.clone(),
-            target: Some(crate::update::TARGET.to_owned()),
-            update: None,
-            freshness: None,
-        }
+        (&self.status, &self.state_dir)
     }
 
     /// Marks the daemon stopped and writes the final status.

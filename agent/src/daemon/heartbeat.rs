@@ -3,16 +3,26 @@
 //! core, checks central's signed statement ([`Freshness`]: the signed time, and whether the
 //! offer is current), applies central's key rotations ([`TrustedKeys`]) and hands the offer
 //! that passes to the [`Updater`].
+//!
+//! The body ([`body`]) is the status `status.json` holds, in the protocol's shape: counts,
+//! states, the held delta's counts, and in words only what the agent masked itself (the
+//! newest arrival's file name) or wrote itself (outcomes, the drop share's and the source's
+//! errors), each cut to the protocol's bound.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use skolebro_protocol::api::Heartbeat;
 use tokio::sync::{mpsc, watch};
 
 #[cfg(doc)]
 use super::core::Core;
 use super::core::{with_core, Shared};
+use crate::drop_share;
 use crate::freshness::Freshness;
+use crate::outbox::unix_ms_now;
+use crate::status::AgentStatus;
 use crate::trusted_keys::TrustedKeys;
 use crate::update::Updater;
 use crate::uplink::{Central, UplinkError};
@@ -49,7 +59,11 @@ pub(super) async fn heartbeat_loop(
         }
         let waiting = updater.waiting_for_space();
         with_core(&core, move |c| c.update_waiting(waiting)).await;
-        let mut heartbeat = with_core(&core, |c| c.heartbeat()).await;
+        let mut heartbeat = with_core(&core, |c| {
+            let (status, state_dir) = c.current();
+            body(status, state_dir)
+        })
+        .await;
         heartbeat.target = Some(updater.target());
         heartbeat.update = updater.report();
         heartbeat.freshness = freshness.report();
@@ -93,6 +107,35 @@ pub(super) async fn heartbeat_loop(
     }
 }
 
+/// The heartbeat body for `status`, with what became of the drop share's settings read from
+/// `state_dir`; the loop adds the update and freshness parts, which live outside the core.
+fn body(status: &AgentStatus, state_dir: &Path) -> Heartbeat {
+    let now = unix_ms_now();
+    let mut heartbeat = Heartbeat {
+        version: crate::update::VERSION.to_owned(),
+        state: status.state.api_state(),
+        outbox_depth: status.outbox_depth,
+        outbox_bytes: status.outbox_bytes,
+        oldest_unacked_age_s: status
+            .oldest_unacked_unix_ms
+            .map(|t| now.saturating_sub(t) / 1000),
+        last_export_unix_ms: status
+            .last_export_unix_ms
+            .map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+        deviations: status.deviations,
+        deviation_groups: status.deviation_groups.clone(),
+        held: status.held.clone(),
+        target: Some(crate::update::TARGET.to_owned()),
+        update: None,
+        freshness: None,
+        arrival: status.last_arrival.clone(),
+        drop_share: drop_share::status(state_dir),
+        source_problem: status.source_problem.clone(),
+    };
+    heartbeat.clip_texts();
+    heartbeat
+}
+
 /// A command from central in words for the log (`reject held delta held-1`).
 fn command_words(command: &skolebro_protocol::api::Command) -> String {
     use skolebro_protocol::api::Command;
@@ -111,5 +154,58 @@ fn command_words(command: &skolebro_protocol::api::Command) -> String {
                 ""
             }
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{Arrival, RunState};
+
+    #[test]
+    fn the_body_carries_the_newest_arrival_the_share_s_outcome_and_the_source_s_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut status = AgentStatus {
+            state: RunState::Healthy,
+            ..AgentStatus::default()
+        };
+        let before = body(&status, dir.path());
+        assert_eq!(
+            (before.arrival, before.drop_share, before.source_problem),
+            (None, None, None)
+        );
+        std::fs::write(
+            dir.path().join("drop-share.json"),
+            r#"{"enabled": false, "account": "sas-eksport", "size_cap_mib": 1,
+                "applied_unix_ms": 1, "last_error": "no password on this Pi",
+                "last_error_unix_ms": 2}"#,
+        )
+        .unwrap();
+        status.last_arrival = Some(Arrival {
+            file: "elevliste.csv".into(),
+            written_unix_ms: 3,
+            outcome: "refused: ".repeat(100),
+            refused: true,
+            ..Arrival::default()
+        });
+        status.source_problem = Some("the share refused the account".into());
+        let heartbeat = body(&status, dir.path());
+        let arrival = heartbeat.arrival.expect("the arrival");
+        assert!(arrival.refused && arrival.file == "elevliste.csv");
+        assert_eq!(
+            arrival.outcome.chars().count(),
+            skolebro_protocol::api::MAX_REPORT_CHARS,
+            "cut to the protocol's bound"
+        );
+        let share = heartbeat.drop_share.expect("the share's outcome");
+        assert_eq!(share.last_error.as_deref(), Some("no password on this Pi"));
+        assert_eq!(
+            share.applied.map(|a| a.account).as_deref(),
+            Some("sas-eksport")
+        );
+        assert_eq!(
+            heartbeat.source_problem.as_deref(),
+            Some("the share refused the account")
+        );
     }
 }

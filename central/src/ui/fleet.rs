@@ -17,6 +17,7 @@ use skolebro_protocol::{DeviceId, SiteId, SiteSchool};
 use super::auth::{Operator, View};
 use super::error::PageError;
 use super::html::{escape_path, page, paged_link};
+use super::share::{arrival_line, problem_lines};
 use super::text::when;
 use super::text::{current, Lang, Noun};
 use super::trends::window_charts;
@@ -422,6 +423,9 @@ pub(crate) async fn fleet(
                             @if states.contains(&FleetState::Silent) && heartbeat.is_some() {
                                 br; span.bad { (lang.t("Taus: har ikke meldt seg på over to timer", "Silent: no heartbeat for over two hours")) }
                             }
+                            @if let Some(h) = heartbeat {
+                                @for line in problem_lines(lang, h, now) { br; (line) }
+                            }
                         }
                         td {
                             @match heartbeat {
@@ -444,7 +448,12 @@ pub(crate) async fn fleet(
                                 None => span.note { (lang.t("ukjent", "unknown")) },
                             }
                         }
-                        td { (when(heartbeat.and_then(|h| h.last_export_unix_ms.map(Timestamp)), now)) }
+                        td {
+                            (when(heartbeat.and_then(|h| h.last_export_unix_ms.map(Timestamp)), now))
+                            @if let Some(arrival) = heartbeat.and_then(|h| h.arrival.as_ref()) {
+                                br; (arrival_line(lang, arrival, now))
+                            }
+                        }
                         td {
                             @match row.activity.last_batch_seq {
                                 Some(seq) => { "#" (seq.0) " " (when(row.activity.last_batch_at, now)) }

@@ -12,7 +12,7 @@
 //! site and token pages; `fleet`, `held` and `audit_log` the fleet, held-delta and audit
 //! pages (`held_reasons` says an agent's reasons for holding in the page's language); `releases` shows the releases and
 //! changes their rollouts; `windows` shows and sets the counties' transfer windows; `reads` lists the consumer access
-//! log; `privacy` exports and erases one pupil's data and offers a site's export and purge;
+//! log; `share` says what a device reported of the school's share (the newest file, the share's settings); `privacy` exports and erases one pupil's data and offers a site's export and purge;
 //! `charts` draws the site and fleet pages' pictures as SVG with a text alternative, from what `trends` reads; `html` is the page frame, and `text` the language a request is served in (bokmål by
 //! default, English on request) with the words pages share. Everything works without JavaScript: links, plain forms, and
 //! redirects after each POST.
@@ -34,6 +34,7 @@ mod pages;
 mod privacy;
 mod reads;
 mod releases;
+mod share;
 mod text;
 mod trends;
 mod windows;

@@ -24,6 +24,7 @@ use super::deviations::deviation_table;
 use super::error::PageError;
 use super::fleet::{school_names, visible_devices};
 use super::html::{escape_path, human_bytes, page, see_other};
+use super::share::share_section;
 use super::text::{current, when, Lang, Noun};
 use super::trends::site_charts;
 use super::windows::late_note;
@@ -94,20 +95,11 @@ pub(crate) async fn site(
                 .is_some_and(|h| h.held.is_some())
         })
         .collect();
-    let chart_devices: Vec<_> = site_devices
+    let heartbeats: Vec<_> = site_devices
         .iter()
         .map(|row| (&row.device, row.activity.last_heartbeat.as_ref()))
         .collect();
-    let charts = site_charts(
-        store,
-        lang,
-        &site,
-        &chart_devices,
-        &windows,
-        site_schools,
-        now,
-    )
-    .await?;
+    let charts = site_charts(store, lang, &site, &heartbeats, &windows, site_schools, now).await?;
     let here = format!("/sites/{}", escape_path(site.as_str()));
 
     let body = html! {
@@ -177,6 +169,7 @@ pub(crate) async fn site(
                 "No device of this site has reported yet.",
             )) }
         }
+        (share_section(lang, &heartbeats, now))
         h2 { (lang.t("Overføringer", "Transfers")) }
         @if transfers.is_empty() {
             p { (lang.t(

@@ -314,6 +314,9 @@ pub(crate) async fn heartbeat(device: Arc<Device>, client: reqwest::Client, nigh
         target: Some(PI_TARGET.to_owned()),
         update: None,
         freshness: None,
+        arrival: None,
+        drop_share: None,
+        source_problem: None,
     };
     let mut at = night.within(Duration::ZERO, night.heartbeat, &mut rng);
     while at < night.deadline {
