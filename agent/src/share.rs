@@ -19,6 +19,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use skolebro_protocol::civil_time::days_from_civil;
+use skolebro_protocol::pull_share::{
+    DEFAULT_PATTERN, DEFAULT_POLL_SECONDS, DEFAULT_PORT, DEFAULT_STABLE_SECONDS,
+};
 
 /// `[source] kind = "smb-share"`: the share the SAS writes its export to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -102,16 +105,16 @@ impl TryFrom<String> for AfterPull {
 
 impl ShareSource {
     fn default_port() -> u16 {
-        445
+        DEFAULT_PORT
     }
     fn default_pattern() -> String {
-        "*".to_owned()
+        DEFAULT_PATTERN.to_owned()
     }
     fn default_poll_seconds() -> u64 {
-        60
+        u64::from(DEFAULT_POLL_SECONDS)
     }
     fn default_stable_seconds() -> u64 {
-        10
+        u64::from(DEFAULT_STABLE_SECONDS)
     }
     pub(crate) fn default_timeout_seconds() -> u64 {
         600

@@ -4,7 +4,9 @@
 //! hash only. Operations write them on a stick (`skolebro-provision stick --pull-server …`,
 //! in the signed bundle, format 4); the agent stores them in its state folder after enrolling
 //! and pulls from that share through `smbclient --pw-nt-hash` (`agent::share`) unless its
-//! `agent.toml` names a `[source]` of its own.
+//! `agent.toml` names a `[source]` of its own. The defaults of a setting left out
+//! ([`DEFAULT_PORT`] and the others) live here, so the stick's flags and `agent.toml`'s
+//! `[source]` cannot drift apart.
 //!
 //! Why the hash and not the password: NTLM signs in with the NT hash (MD4 of the password's
 //! UTF-16LE, [`crate::drop_share::nt_hash`]) in place of the password, so the stick and the
@@ -19,6 +21,21 @@ use serde::{Deserialize, Serialize};
 /// Longest text any setting may hold: a DNS name's limit, and more than a share, folder,
 /// pattern, user or domain name needs.
 pub const MAX_SETTING_LEN: usize = 253;
+
+/// The SMB port when none is given: the one every Windows and Samba file server listens on.
+pub const DEFAULT_PORT: u16 = 445;
+
+/// Which files are exports when no pattern is given: every file of the export folder (the
+/// agent still never takes temporary or hidden names).
+pub const DEFAULT_PATTERN: &str = "*";
+
+/// Seconds between two looks at the share when none is given: an export arrives within a
+/// minute, and the file server sees one short session a minute.
+pub const DEFAULT_POLL_SECONDS: u32 = 60;
+
+/// Seconds a file must stay unchanged before it is copied when none is given: long enough for
+/// a SAS writing in place to have finished, short beside the poll.
+pub const DEFAULT_STABLE_SECONDS: u32 = 10;
 
 /// The share the agent pulls exports from.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,6 +3,8 @@
 //! They become the stick's [`PullShare`] (format 4), with the account's password read from a
 //! file and kept as its NT hash only, so neither the stick nor the Pi holds it in clear. The
 //! agent stores them after enrolling and uses them unless its `agent.toml` has a `[source]`.
+//! A setting left out takes the default the agent's `[source]` takes too
+//! (`skolebro_protocol::pull_share::DEFAULT_PORT` and the others).
 //!
 //! Either the whole set or none: a stick with a server and no account would leave a Pi that
 //! can never pull, so half the set is refused before anything is signed, naming the flag
@@ -10,6 +12,9 @@
 
 use std::path::PathBuf;
 
+use skolebro_protocol::pull_share::{
+    DEFAULT_PATTERN, DEFAULT_POLL_SECONDS, DEFAULT_PORT, DEFAULT_STABLE_SECONDS,
+};
 use skolebro_protocol::PullShare;
 
 use crate::error::ProvisionError;
@@ -79,15 +84,18 @@ pub fn pull_share(flags: &PullFlags) -> Result<Option<PullShare>, ProvisionError
         .ok_or_else(|| missing("--pull-password-file"))?;
     let settings = PullShare {
         server,
-        port: flags.port.unwrap_or(445),
+        port: flags.port.unwrap_or(DEFAULT_PORT),
         share,
         folder: flags.folder.clone().unwrap_or_default(),
-        pattern: flags.pattern.clone().unwrap_or_else(|| "*".to_owned()),
+        pattern: flags
+            .pattern
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PATTERN.to_owned()),
         user,
         domain: flags.domain.clone(),
         password_nt_hash: password_nt_hash(password_file, "--pull-password-file")?,
-        poll_seconds: flags.poll_seconds.unwrap_or(60),
-        stable_seconds: flags.stable_seconds.unwrap_or(10),
+        poll_seconds: flags.poll_seconds.unwrap_or(DEFAULT_POLL_SECONDS),
+        stable_seconds: flags.stable_seconds.unwrap_or(DEFAULT_STABLE_SECONDS),
     };
     match settings.problem() {
         None => Ok(Some(settings)),
