@@ -2,11 +2,11 @@
 //! where the SAS writes its export on the school's file server (server, port, share, folder,
 //! which files), the account the agent signs in as, and that account's password as its NT
 //! hash only. Operations write them on a stick (`skolebro-provision stick --pull-server …`,
-//! in the signed bundle, format 4); the agent stores them in its state folder after enrolling
-//! and pulls from that share through `smbclient --pw-nt-hash` (`agent::share`) unless its
-//! `agent.toml` names a `[source]` of its own. The defaults of a setting left out
-//! ([`DEFAULT_PORT`] and the others) live here, so the stick's flags and `agent.toml`'s
-//! `[source]` cannot drift apart.
+//! in the signed bundle, format 4; format 5 added [`PullShare::after`]); the agent stores
+//! them in its state folder after enrolling and pulls from that share through `smbclient
+//! --pw-nt-hash` (`agent::share`) unless its `agent.toml` names a `[source]` of its own. The
+//! defaults of a setting left out ([`DEFAULT_PORT`] and the others) live here, so the stick's
+//! flags and `agent.toml`'s `[source]` cannot drift apart.
 //!
 //! Why the hash and not the password: NTLM signs in with the NT hash (MD4 of the password's
 //! UTF-16LE, [`crate::drop_share::nt_hash`]) in place of the password, so the stick and the
@@ -15,6 +15,7 @@
 //! it, so it is a secret: never logged, never in a status, `Debug` shows only that it is set.
 
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,116 @@ pub struct PullShare {
     pub poll_seconds: u32,
     /// Seconds a file's size and time must stay the same before it is copied.
     pub stable_seconds: u32,
+    /// What becomes of an export on the share once central acknowledged it (format version
+    /// 5; a format 4 stick deletes).
+    pub after: AfterPull,
+}
+
+/// What the agent does with a pulled export on the share once central acknowledged it. Its
+/// text, on the stick, in `agent.toml`'s `after` and after `--pull-after`, is `delete` or
+/// `move:<folder>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum AfterPull {
+    /// Delete it, so the share's export folder stays empty.
+    #[default]
+    Delete,
+    /// Move it into this folder of the share, a path from the share's top (named `<Unix
+    /// ms>-<name>` there, so a later export of the same name never overwrites it): where the
+    /// county forbids deleting, a folder only the agent's account can read.
+    Move(String),
+}
+
+impl AfterPull {
+    /// Whether moving leaves the export in `export_folder` itself, where the next poll would
+    /// take it again and again: the same folder, ignoring case, `/` or `\`, and slashes at
+    /// either end, as a Windows file server does.
+    pub fn stays_in(&self, export_folder: &str) -> bool {
+        let plain = |folder: &str| {
+            folder
+                .trim_matches(['/', '\\'])
+                .replace('\\', "/")
+                .to_lowercase()
+        };
+        match self {
+            AfterPull::Delete => false,
+            AfterPull::Move(folder) => plain(folder) == plain(export_folder),
+        }
+    }
+}
+
+impl FromStr for AfterPull {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<AfterPull, String> {
+        if text == "delete" {
+            return Ok(AfterPull::Delete);
+        }
+        match text.strip_prefix("move:") {
+            Some(folder) if !folder.trim().is_empty() => Ok(AfterPull::Move(folder.to_owned())),
+            _ => Err(format!(
+                "`after` is \"delete\" or \"move:<folder>\", not {text:?}"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for AfterPull {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<AfterPull, String> {
+        text.parse()
+    }
+}
+
+impl fmt::Display for AfterPull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AfterPull::Delete => f.write_str("delete"),
+            AfterPull::Move(folder) => write!(f, "move:{folder}"),
+        }
+    }
+}
+
+impl From<AfterPull> for String {
+    fn from(after: AfterPull) -> String {
+        after.to_string()
+    }
+}
+
+/// A format 4 stick's pull share: [`PullShare`] before it carried [`PullShare::after`]. Only
+/// read (the tests write one, to read it back).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+pub(crate) struct PullShareV4 {
+    pub(crate) server: String,
+    pub(crate) port: u16,
+    pub(crate) share: String,
+    pub(crate) folder: String,
+    pub(crate) pattern: String,
+    pub(crate) user: String,
+    pub(crate) domain: Option<String>,
+    pub(crate) password_nt_hash: String,
+    pub(crate) poll_seconds: u32,
+    pub(crate) stable_seconds: u32,
+}
+
+impl From<PullShareV4> for PullShare {
+    fn from(v4: PullShareV4) -> PullShare {
+        PullShare {
+            server: v4.server,
+            port: v4.port,
+            share: v4.share,
+            folder: v4.folder,
+            pattern: v4.pattern,
+            user: v4.user,
+            domain: v4.domain,
+            password_nt_hash: v4.password_nt_hash,
+            poll_seconds: v4.poll_seconds,
+            stable_seconds: v4.stable_seconds,
+            after: AfterPull::Delete,
+        }
+    }
 }
 
 impl fmt::Debug for PullShare {
@@ -76,6 +187,7 @@ impl fmt::Debug for PullShare {
             .field("password_nt_hash", &"(set)")
             .field("poll_seconds", &self.poll_seconds)
             .field("stable_seconds", &self.stable_seconds)
+            .field("after", &self.after)
             .finish()
     }
 }
@@ -86,8 +198,13 @@ impl PullShare {
     /// line or the file its password is read from, so none may hold a line break or other
     /// control character, `"` (which its commands cannot quote), `;` (where they split), `%`
     /// (which splits a user from a password) or `:`; the server is a host name or IPv4
-    /// address; the share, user and domain hold no `/` or `\`; and the hash is 32 hex digits.
+    /// address; the share, user and domain hold no `/` or `\`; a folder exports are moved
+    /// into is not the export folder; and the hash is 32 hex digits.
     pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+        let moved_into = match &self.after {
+            AfterPull::Delete => "-",
+            AfterPull::Move(folder) => folder.as_str(),
+        };
         let texts = [
             ("server", self.server.as_str(), false),
             ("share", self.share.as_str(), false),
@@ -95,6 +212,7 @@ impl PullShare {
             ("pattern", self.pattern.as_str(), false),
             ("user", self.user.as_str(), false),
             ("domain", self.domain.as_deref().unwrap_or("-"), false),
+            ("after", moved_into, false),
         ];
         for (name, text, empty_ok) in texts {
             if !empty_ok && text.trim().is_empty() {
@@ -123,6 +241,12 @@ impl PullShare {
         }
         if !plain_name(&self.user) || !self.domain.as_deref().is_none_or(plain_name) {
             return Some(("user", "the user and domain must not hold `/` or `\\`"));
+        }
+        if self.after.stays_in(&self.folder) {
+            return Some((
+                "after",
+                "must move exports out of the export folder, or they are pulled again",
+            ));
         }
         if self.port == 0 {
             return Some(("port", "must not be 0"));
@@ -160,6 +284,7 @@ mod tests {
             password_nt_hash: nt_hash("Pull-share-pass-1"),
             poll_seconds: 60,
             stable_seconds: 10,
+            after: AfterPull::Move("hentet".into()),
         }
     }
 
@@ -232,6 +357,82 @@ mod tests {
             };
             assert!(!bad.is_valid(), "{hash:?}");
         }
+    }
+
+    #[test]
+    fn after_is_delete_or_a_move_into_a_folder_and_reads_back_from_its_text() {
+        assert_eq!("delete".parse(), Ok(AfterPull::Delete));
+        assert_eq!("move:taken".parse(), Ok(AfterPull::Move("taken".into())));
+        for bad in ["move:", "move: ", "keep", "Delete", ""] {
+            assert!(bad.parse::<AfterPull>().is_err(), "{bad:?}");
+        }
+        for after in [AfterPull::Delete, AfterPull::Move("sas/hentet".into())] {
+            assert_eq!(after.to_string().parse(), Ok(after.clone()));
+            let json = serde_json::to_string(&after).unwrap();
+            assert_eq!(json, format!("\"{after}\""));
+            assert_eq!(serde_json::from_str::<AfterPull>(&json).unwrap(), after);
+        }
+        assert!(serde_json::from_str::<AfterPull>("\"keep\"").is_err());
+        assert_eq!(AfterPull::default(), AfterPull::Delete);
+    }
+
+    #[test]
+    fn a_move_folder_is_checked_like_the_other_texts_and_must_leave_the_export_folder() {
+        let moving = |folder: &str| PullShare {
+            after: AfterPull::Move(folder.into()),
+            ..share()
+        };
+        for bad in ["a\"b", "a;b", "a%b", "a:b", "a\nb", &"a".repeat(254)] {
+            assert_eq!(
+                moving(bad).problem().map(|(n, _)| n),
+                Some("after"),
+                "{bad:?}"
+            );
+        }
+        for same in ["sas/elevliste", "/SAS\\Elevliste/", "sas\\elevliste"] {
+            assert_eq!(
+                moving(same).problem().map(|(n, _)| n),
+                Some("after"),
+                "{same:?}"
+            );
+        }
+        assert!(moving("sas/elevliste/hentet").is_valid());
+        assert!(moving("hentet").is_valid());
+        let at_the_top = PullShare {
+            folder: String::new(),
+            ..moving("/")
+        };
+        assert_eq!(at_the_top.problem().map(|(n, _)| n), Some("after"));
+        assert!(PullShare {
+            after: AfterPull::Delete,
+            ..share()
+        }
+        .is_valid());
+        assert!(!AfterPull::Delete.stays_in("sas"));
+    }
+
+    #[test]
+    fn a_format_4_pull_share_reads_as_one_that_deletes() {
+        let v4 = PullShareV4 {
+            server: "filserver".into(),
+            port: 445,
+            share: "Eksport".into(),
+            folder: "sas".into(),
+            pattern: "*.csv".into(),
+            user: "skolebro-les".into(),
+            domain: None,
+            password_nt_hash: nt_hash("Pull-share-pass-1"),
+            poll_seconds: 60,
+            stable_seconds: 10,
+        };
+        let bytes = postcard::to_allocvec(&v4).unwrap();
+        let read: PullShare = postcard::from_bytes::<PullShareV4>(&bytes).unwrap().into();
+        assert_eq!(read.after, AfterPull::Delete);
+        assert_eq!(
+            (read.server.as_str(), read.folder.as_str()),
+            ("filserver", "sas")
+        );
+        assert!(read.is_valid());
     }
 
     #[test]
