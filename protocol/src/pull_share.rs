@@ -15,6 +15,7 @@
 //! it, so it is a secret: never logged, never in a status, `Debug` shows only that it is set.
 
 use std::fmt;
+use std::net::Ipv6Addr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -42,7 +43,8 @@ pub const DEFAULT_STABLE_SECONDS: u32 = 10;
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PullShare {
-    /// The file server's host name or IPv4 address.
+    /// The file server's host name, IPv4 address or IPv6 address (as `smbclient` takes it:
+    /// without brackets or a zone).
     pub server: String,
     /// The SMB port (445 unless the server listens elsewhere).
     pub port: u16,
@@ -197,10 +199,13 @@ impl PullShare {
     /// (without `--pull-`); `None` when all can. Every text reaches `smbclient`'s command
     /// line or the file its password is read from, so none may hold a line break or other
     /// control character, `"` (which its commands cannot quote), `;` (where they split), `%`
-    /// (which splits a user from a password) or `:`; the server is a host name or IPv4
-    /// address; the share, user and domain hold no `/` or `\`; a folder exports are moved
-    /// into is not the export folder; and the hash is 32 hex digits.
+    /// (which splits a user from a password) or `:`, but for the `:`s of an IPv6 address;
+    /// the server is a host name or an IPv4 or IPv6 address (`smbclient //::1/share` reaches
+    /// a server on `::1`; `[::1]` and a zone such as `%eth0` do not); the share, user and
+    /// domain hold no `/` or `\`; a folder exports are moved into is not the export folder;
+    /// and the hash is 32 hex digits.
     pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+        let ipv6 = self.server.parse::<Ipv6Addr>().is_ok();
         let moved_into = match &self.after {
             AfterPull::Delete => "-",
             AfterPull::Move(folder) => folder.as_str(),
@@ -221,9 +226,10 @@ impl PullShare {
             if text.len() > MAX_SETTING_LEN {
                 return Some((name, "is longer than 253 bytes"));
             }
+            let colon_ok = ipv6 && name == "server";
             if text
                 .chars()
-                .any(|c| matches!(c, '"' | ';' | '%' | ':') || c.is_control())
+                .any(|c| matches!(c, '"' | ';' | '%') || (c == ':' && !colon_ok) || c.is_control())
             {
                 return Some((
                     name,
@@ -232,8 +238,11 @@ impl PullShare {
             }
         }
         let host_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.');
-        if !self.server.chars().all(host_char) || self.server.starts_with('-') {
-            return Some(("server", "must be a host name or an IPv4 address"));
+        if !ipv6 && (!self.server.chars().all(host_char) || self.server.starts_with('-')) {
+            return Some((
+                "server",
+                "must be a host name, an IPv4 address or an IPv6 address without brackets",
+            ));
         }
         let plain_name = |text: &str| !text.contains(['/', '\\']);
         if !plain_name(&self.share) {
@@ -322,8 +331,30 @@ mod tests {
     }
 
     #[test]
-    fn a_server_is_a_host_name_and_names_hold_no_slashes() {
-        for server in ["fil server", "-x", "fe80::1", "a/b"] {
+    fn a_server_is_a_host_name_or_an_address_and_names_hold_no_slashes() {
+        for server in [
+            "filserver",
+            "10.0.0.5",
+            "::1",
+            "fd00:5::10",
+            "a::b",
+            "::ffff:10.0.0.5",
+        ] {
+            let good = PullShare {
+                server: server.into(),
+                ..share()
+            };
+            assert_eq!(good.problem(), None, "{server:?}");
+        }
+        for server in [
+            "fil server",
+            "-x",
+            "a/b",
+            "[::1]",
+            "fe80::1%eth0",
+            "::1::2",
+            "::1:",
+        ] {
             let bad = PullShare {
                 server: server.into(),
                 ..share()

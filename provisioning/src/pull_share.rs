@@ -24,9 +24,10 @@ use crate::stick::password_nt_hash;
 /// giving any of them without the required ones is refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct PullFlags {
-    /// The school file server the SAS writes its export to (host name or IPv4 address);
-    /// the agent then pulls exports from that share instead of taking them in its drop
-    /// folder. Needs --pull-share, --pull-user and --pull-password-file.
+    /// The school file server the SAS writes its export to (host name, IPv4 address, or
+    /// IPv6 address without brackets); the agent then pulls exports from that share instead
+    /// of taking them in its drop folder. Needs --pull-share, --pull-user and
+    /// --pull-password-file.
     #[arg(long = "pull-server", value_name = "HOST")]
     pub server: Option<String>,
     /// The file server's SMB port [default: 445].
