@@ -774,6 +774,7 @@ mod tests {
             password_nt_hash: skolebro_protocol::drop_share::nt_hash("Pull-share-pass-1"),
             poll_seconds: 60,
             stable_seconds: 10,
+            after: crate::share::AfterPull::Delete,
         };
         crate::share_source::store(&state, Some(&settings)).unwrap();
         let with = |toml_text: &str| {
@@ -795,7 +796,8 @@ mod tests {
     }
 
     #[test]
-    fn an_smb_share_source_parses_with_defaults_and_refuses_keep_and_quotes() {
+    fn an_smb_share_source_parses_with_defaults_and_refuses_keep_quotes_and_a_move_into_its_own_folder(
+    ) {
         let text = |extra: &str| {
             format!(
                 r#"
@@ -832,6 +834,10 @@ mod tests {
         let error = quoted.check_daemon_settings().unwrap_err().to_string();
         assert!(error.contains("source.share"), "{error}");
         assert!(toml::from_str::<AgentConfig>(&text("").replace("move:hentet", "keep")).is_err());
+        let into_itself = text("").replace("move:hentet", "move:/sas/Elever/");
+        let looping: AgentConfig = toml::from_str(&into_itself).unwrap();
+        let error = looping.check_daemon_settings().unwrap_err().to_string();
+        assert!(error.contains("source.after"), "{error}");
     }
 
     #[test]

@@ -19,6 +19,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use skolebro_protocol::civil_time::days_from_civil;
+use skolebro_protocol::pull_share::{
+    DEFAULT_PATTERN, DEFAULT_POLL_SECONDS, DEFAULT_PORT, DEFAULT_STABLE_SECONDS,
+};
+
+/// What becomes of a pulled export on the share once central acknowledged it: one type for
+/// `agent.toml`'s `after` and the config stick's, so both read the same texts.
+pub use skolebro_protocol::AfterPull;
 
 /// `[source] kind = "smb-share"`: the share the SAS writes its export to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -56,7 +63,7 @@ pub struct ShareSource {
     pub stable_seconds: u64,
     /// What becomes of an export on the share once central acknowledged it: `"delete"`, or
     /// `"move:<folder>"` (a folder of the share only the agent's account can read) where the
-    /// county forbids deleting.
+    /// county forbids deleting; the config stick can say the same (format 5).
     #[serde(default)]
     pub after: AfterPull,
     /// Seconds one `smbclient` run may take (a copy of the largest export included).
@@ -72,46 +79,18 @@ pub struct ShareSource {
     pub from_stick: bool,
 }
 
-/// What the agent does with a pulled export on the share once central acknowledged it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
-pub enum AfterPull {
-    /// Delete it, so the share's export folder stays empty.
-    #[default]
-    Delete,
-    /// Move it into this folder of the share (named `<Unix ms>-<name>` there, so a later
-    /// export of the same name never overwrites it).
-    Move(String),
-}
-
-impl TryFrom<String> for AfterPull {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<AfterPull, String> {
-        if text == "delete" {
-            return Ok(AfterPull::Delete);
-        }
-        match text.strip_prefix("move:") {
-            Some(folder) if !folder.trim().is_empty() => Ok(AfterPull::Move(folder.to_owned())),
-            _ => Err(format!(
-                "`after` is \"delete\" or \"move:<folder>\", not {text:?}"
-            )),
-        }
-    }
-}
-
 impl ShareSource {
     fn default_port() -> u16 {
-        445
+        DEFAULT_PORT
     }
     fn default_pattern() -> String {
-        "*".to_owned()
+        DEFAULT_PATTERN.to_owned()
     }
     fn default_poll_seconds() -> u64 {
-        60
+        u64::from(DEFAULT_POLL_SECONDS)
     }
     fn default_stable_seconds() -> u64 {
-        10
+        u64::from(DEFAULT_STABLE_SECONDS)
     }
     pub(crate) fn default_timeout_seconds() -> u64 {
         600
@@ -127,6 +106,7 @@ impl ShareSource {
             share: self.share.clone(),
             folder: self.folder.clone(),
             user: self.user.clone(),
+            after: self.after.clone(),
             from: if self.from_stick {
                 "stick"
             } else {
@@ -159,6 +139,12 @@ impl ShareSource {
         }
         if let AfterPull::Move(folder) = &self.after {
             plain("source.after", folder, false)?;
+        }
+        if self.after.stays_in(&self.folder) {
+            return Err((
+                "source.after",
+                "must move exports out of the export folder, or they are pulled again".into(),
+            ));
         }
         if self.port == 0 {
             return Err(("source.port", "must not be 0".into()));
@@ -654,20 +640,6 @@ mod tests {
         assert!(!matches_pattern("export-????.xml", "export-061.xml"));
         assert!(!matches_pattern("*.csv", "elevliste.csv.tmp"));
         assert!(matches_pattern("*a*b*c", "xaxxbxxxc"));
-    }
-
-    #[test]
-    fn after_is_delete_or_a_move_into_a_folder() {
-        assert_eq!(
-            AfterPull::try_from("delete".to_owned()),
-            Ok(AfterPull::Delete)
-        );
-        assert_eq!(
-            AfterPull::try_from("move:taken".to_owned()),
-            Ok(AfterPull::Move("taken".into()))
-        );
-        assert!(AfterPull::try_from("move:".to_owned()).is_err());
-        assert!(AfterPull::try_from("keep".to_owned()).is_err());
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub const SETTINGS_FILE: &str = "share-source.json";
 /// The account's NT hash, alone, in the state folder: `smbclient`'s password file.
 pub const HASH_FILE: &str = "share-source.nthash";
 
-/// What `share-source.json` holds: the stick's settings but the hash.
+/// What `share-source.json` holds: the stick's settings but the hash. A file stored before
+/// sticks said what becomes of a pulled export (format 4) has no `after`, and deletes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Stored {
@@ -37,6 +38,8 @@ struct Stored {
     domain: Option<String>,
     poll_seconds: u32,
     stable_seconds: u32,
+    #[serde(default)]
+    after: AfterPull,
 }
 
 /// Why the stored share could not be read or written. Names the file, never its content.
@@ -78,6 +81,7 @@ pub fn store(state_dir: &Path, settings: Option<&PullShare>) -> Result<(), Share
         domain: settings.domain.clone(),
         poll_seconds: settings.poll_seconds,
         stable_seconds: settings.stable_seconds,
+        after: settings.after.clone(),
     };
     let hash = format!("{}\n", settings.password_nt_hash);
     write_atomic_private(&state_dir.join(HASH_FILE), hash.as_bytes())
@@ -87,8 +91,8 @@ pub fn store(state_dir: &Path, settings: Option<&PullShare>) -> Result<(), Share
 }
 
 /// The share a stick gave, as the daemon's source, or `None` when no stick gave one. Its
-/// password file is the stored hash, and `after`, the timeout and the program are the
-/// defaults of `[source] kind = "smb-share"`.
+/// password file is the stored hash, `after` is the stick's, and the timeout and the program
+/// are the defaults of `[source] kind = "smb-share"`.
 pub fn load(state_dir: &Path) -> Result<Option<ShareSource>, ShareSourceError> {
     let path = state_dir.join(SETTINGS_FILE);
     let bytes = match std::fs::read(&path) {
@@ -112,7 +116,7 @@ pub fn load(state_dir: &Path) -> Result<Option<ShareSource>, ShareSourceError> {
         password_file: state_dir.join(HASH_FILE),
         poll_seconds: u64::from(stored.poll_seconds),
         stable_seconds: u64::from(stored.stable_seconds),
-        after: AfterPull::Delete,
+        after: stored.after,
         timeout_seconds: ShareSource::default_timeout_seconds(),
         smbclient: ShareSource::default_smbclient(),
         from_stick: true,
@@ -137,6 +141,7 @@ mod tests {
             password_nt_hash: nt_hash("Pull-share-pass-1"),
             poll_seconds: 30,
             stable_seconds: 5,
+            after: AfterPull::Move("hentet".into()),
         }
     }
 
@@ -165,7 +170,31 @@ mod tests {
         );
         assert_eq!((source.poll_seconds, source.stable_seconds), (30, 5));
         assert_eq!(source.domain.as_deref(), Some("SKULE"));
+        assert_eq!(source.after, AfterPull::Move("hentet".into()));
+        assert!(json.contains("\"move:hentet\""), "{json}");
         assert_eq!(source.check(), Ok(()));
+        assert_eq!(source.shown().after, AfterPull::Move("hentet".into()));
+
+        let deleting = PullShare {
+            after: AfterPull::Delete,
+            ..settings()
+        };
+        store(dir.path(), Some(&deleting)).unwrap();
+        assert_eq!(load(dir.path()).unwrap().unwrap().after, AfterPull::Delete);
+    }
+
+    #[test]
+    fn settings_stored_from_a_format_4_stick_without_after_still_load_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        store(dir.path(), Some(&settings())).unwrap();
+        let path = dir.path().join(SETTINGS_FILE);
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        json.as_object_mut().unwrap().remove("after");
+        std::fs::write(&path, json.to_string()).unwrap();
+        let source = load(dir.path()).unwrap().unwrap();
+        assert_eq!(source.after, AfterPull::Delete);
+        assert_eq!(source.server, "filserver.skule.example.no");
     }
 
     #[test]

@@ -168,6 +168,9 @@ pub struct ShareSourceShown {
     pub share: String,
     pub folder: String,
     pub user: String,
+    /// What becomes of an export on the share once central has it (`"delete"` or
+    /// `"move:<folder>"`), so school IT knows where a pulled export went.
+    pub after: crate::share::AfterPull,
     /// `"stick"` when the config stick named the share, `"agent.toml"` when the box's
     /// `[source]` did.
     pub from: String,
@@ -424,8 +427,17 @@ pub fn describe_status(
         } else {
             "agent.toml"
         };
+        let then = match &share.after {
+            crate::share::AfterPull::Delete => "deletes each from the share".to_owned(),
+            crate::share::AfterPull::Move(into) => format!(
+                "moves each into \\\\{}\\{}\\{}",
+                share.server,
+                share.share,
+                into.trim_matches(['/', '\\']).replace('/', "\\")
+            ),
+        };
         out.push_str(&format!(
-            "Pulls exports from \\\\{}\\{}\\{folder} as {} (set by {by}).\n",
+            "Pulls exports from \\\\{}\\{}\\{folder} as {} (set by {by}) and {then} once central has it.\n",
             share.server, share.share, share.user
         ));
     }
@@ -547,13 +559,27 @@ mod tests {
             share: "Eksport".into(),
             folder: "sas/elever".into(),
             user: "skolebro-les".into(),
+            after: crate::share::AfterPull::Move("sas/hentet".into()),
             from: "stick".into(),
         });
         let text = describe_status(&status, true, now, None);
         assert!(
             text.contains(
-                r"Pulls exports from \\filserver\Eksport\sas\elever as skolebro-les (set by the config stick)."
+                r"Pulls exports from \\filserver\Eksport\sas\elever as skolebro-les (set by the config stick) and moves each into \\filserver\Eksport\sas\hentet once central has it."
             ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            json["provisioning"]["share_source"]["after"],
+            "move:sas/hentet"
+        );
+        if let Some(share) = status.provisioning.share_source.as_mut() {
+            share.after = crate::share::AfterPull::Delete;
+        }
+        let text = describe_status(&status, true, now, None);
+        assert!(
+            text.contains("and deletes each from the share once central has it."),
             "{text}"
         );
         status.provisioning.share_source = None;

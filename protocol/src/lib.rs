@@ -30,7 +30,7 @@ pub use envelope::{
 pub use handle::{Digest, RecordHandle, SiteSecret};
 pub use held::HeldReason;
 pub use national_id::{mask_in_text, IdKind, NationalId, NationalIdError};
-pub use pull_share::PullShare;
+pub use pull_share::{AfterPull, PullShare};
 pub use release::{ReleaseError, ReleaseManifest, ReleaseSigningKey, ReleaseVerifyingKey, Version};
 pub use roster::{Enrollment, Entity, Gender, Group, Record, Roster, School, Student};
 pub use rotation::{KeyRole, KeyRotation, RootSigningKey, RootVerifyingKey, RotationError};

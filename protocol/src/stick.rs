@@ -12,13 +12,14 @@
 //! The bundle carries no personal data, and its token is spent at the first enrollment, so a
 //! lost stick is useless once its Pi has enrolled (or once the token expires).
 //!
-//! # Wire format (version 4; versions 1 to 3 are still read)
+//! # Wire format (version 5; versions 1 to 4 are still read)
 //! ```text
 //! "SKBS"        4 bytes magic
-//! version       1 byte, FORMAT_VERSION (4), or 1 to 3 for a stick written before it
+//! version       1 byte, FORMAT_VERSION (5), or 1 to 4 for a stick written before it
 //! body_len      u32 little-endian
 //! body          postcard-encoded `StickBody`, body_len bytes (version 1: without `schools`,
-//!               version 2: without `drop_share`, version 3: without `share_source`)
+//!               version 2: without `drop_share`, version 3: without `share_source`,
+//!               version 4: without `share_source.after`)
 //! signature     Ed25519, 64 bytes, over every byte before it (magic to the end of the body)
 //! ```
 //! Nothing may follow the signature, and the whole bundle is at most [`MAX_BUNDLE_BYTES`].
@@ -31,6 +32,9 @@
 //! older stick reads without them, and its Pi's share keeps what school IT set by hand.
 //! Version 4 added the share the agent pulls exports from ([`StickBody::share_source`]); an
 //! older stick reads without it, and its agent takes its source from `agent.toml`.
+//! Version 5 added what becomes of a pulled export once central has it
+//! ([`PullShare::after`]: deleted, or moved into a folder of the share, as the text
+//! `delete` or `move:<folder>`); a version 4 stick's share deletes.
 
 use std::fmt;
 
@@ -39,7 +43,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::drop_share::DropShare;
 use crate::envelope::{InvalidId, SiteId};
-use crate::pull_share::PullShare;
+use crate::pull_share::{PullShare, PullShareV4};
 use crate::signed::{self, FrameError};
 use crate::site::SiteSchool;
 
@@ -50,7 +54,7 @@ pub const MAGIC: [u8; 4] = *b"SKBS";
 /// The bundle format this build writes. It reads this one and [`OLDEST_FORMAT_VERSION`]; a
 /// bundle of another version is refused ([`StickError::UnsupportedVersion`]) rather than
 /// guessed at.
-pub const FORMAT_VERSION: u8 = 4;
+pub const FORMAT_VERSION: u8 = 5;
 
 /// The oldest bundle format this build still reads: version 1, before sticks carried the
 /// site's schools, so sticks written by an older `skolebro-provision` keep working.
@@ -61,6 +65,9 @@ const SCHOOLS_FORMAT_VERSION: u8 = 2;
 
 /// Version 3: the drop share's settings, before sticks carried the pull share's.
 const DROP_SHARE_FORMAT_VERSION: u8 = 3;
+
+/// Version 4: the pull share's settings, before they said what becomes of a pulled export.
+const PULL_SHARE_FORMAT_VERSION: u8 = 4;
 
 /// Upper bound of a whole bundle. A real one is a few KiB (mostly the CA certificate and the
 /// settings); the bound keeps a hostile file on a stick from costing the Pi more than a read
@@ -179,7 +186,8 @@ pub struct StickBody {
     /// `None` leaves the share as school IT set it up by hand.
     pub drop_share: Option<DropShare>,
     /// The share on the school's file server the agent pulls exports from (format version
-    /// 4), password as its NT hash only; `None` leaves the source to `agent.toml`.
+    /// 4, with what becomes of a pulled export since version 5), password as its NT hash
+    /// only; `None` leaves the source to `agent.toml`.
     pub share_source: Option<PullShare>,
 }
 
@@ -289,6 +297,44 @@ impl From<StickBodyV3> for StickBody {
     }
 }
 
+/// A version 4 body: [`StickBody`] before its pull share said what becomes of a pulled
+/// export ([`PullShareV4`]). Only read.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct StickBodyV4 {
+    site: SiteInfo,
+    site_id: SiteId,
+    central_url: String,
+    central_ca_pem: String,
+    sealing_key: [u8; 32],
+    token: String,
+    token_expires_unix: u64,
+    written_unix: u64,
+    settings_toml: String,
+    schools: Vec<SiteSchool>,
+    drop_share: Option<DropShare>,
+    share_source: Option<PullShareV4>,
+}
+
+impl From<StickBodyV4> for StickBody {
+    fn from(v4: StickBodyV4) -> StickBody {
+        StickBody {
+            site: v4.site,
+            site_id: v4.site_id,
+            central_url: v4.central_url,
+            central_ca_pem: v4.central_ca_pem,
+            sealing_key: v4.sealing_key,
+            token: v4.token,
+            token_expires_unix: v4.token_expires_unix,
+            written_unix: v4.written_unix,
+            settings_toml: v4.settings_toml,
+            schools: v4.schools,
+            drop_share: v4.drop_share,
+            share_source: v4.share_source.map(PullShare::from),
+        }
+    }
+}
+
 impl fmt::Debug for StickBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the token, not even in a panic message; its id is enough to find it.
@@ -320,13 +366,14 @@ impl StickBody {
     /// Checks a bundle read from a stick and returns its body. Checks run cheapest first and
     /// nothing is decoded before the signature holds: size, magic, version, length,
     /// signature, then the body. A version 1 bundle reads with no schools, a version 1 or 2
-    /// one without drop share settings, a version 1 to 3 one without a pull share. Never
-    /// panics, whatever the bytes.
+    /// one without drop share settings, a version 1 to 3 one without a pull share, and a
+    /// version 4 one's pull share deletes what it pulled. Never panics, whatever the bytes.
     pub fn verify(bytes: &[u8], key: &StickVerifyingKey) -> Result<StickBody, StickError> {
         let accepted = [
             OLDEST_FORMAT_VERSION,
             SCHOOLS_FORMAT_VERSION,
             DROP_SHARE_FORMAT_VERSION,
+            PULL_SHARE_FORMAT_VERSION,
             FORMAT_VERSION,
         ];
         let (version, body) = FORMAT.verify_frame(bytes, &key.0, &accepted)?;
@@ -334,6 +381,7 @@ impl StickBody {
             OLDEST_FORMAT_VERSION => Ok(signed::decode::<StickBodyV1>(body)?.into()),
             SCHOOLS_FORMAT_VERSION => Ok(signed::decode::<StickBodyV2>(body)?.into()),
             DROP_SHARE_FORMAT_VERSION => Ok(signed::decode::<StickBodyV3>(body)?.into()),
+            PULL_SHARE_FORMAT_VERSION => Ok(signed::decode::<StickBodyV4>(body)?.into()),
             _ => Ok(signed::decode(body)?),
         }
     }
@@ -384,6 +432,7 @@ pub struct StickVerifyingKey(ed25519_dalek::VerifyingKey);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pull_share::AfterPull;
     use crate::signed::{PREAMBLE_LEN, SIG_LEN};
     use ed25519_dalek::Signer as _;
     use proptest::prelude::*;
@@ -433,6 +482,7 @@ mod tests {
                 password_nt_hash: crate::drop_share::nt_hash("Pull-share-pass-1"),
                 poll_seconds: 60,
                 stable_seconds: 10,
+                after: AfterPull::Move("hentet".into()),
             }),
         }
     }
@@ -533,6 +583,53 @@ mod tests {
     }
 
     #[test]
+    fn a_version_4_bundle_still_verifies_and_its_pull_share_deletes() {
+        let key = signing_key();
+        let body = body();
+        let share = body.share_source.clone().unwrap();
+        let v4 = StickBodyV4 {
+            site: body.site.clone(),
+            site_id: body.site_id.clone(),
+            central_url: body.central_url.clone(),
+            central_ca_pem: body.central_ca_pem.clone(),
+            sealing_key: body.sealing_key,
+            token: body.token.clone(),
+            token_expires_unix: body.token_expires_unix,
+            written_unix: body.written_unix,
+            settings_toml: body.settings_toml.clone(),
+            schools: body.schools.clone(),
+            drop_share: body.drop_share.clone(),
+            share_source: Some(PullShareV4 {
+                server: share.server.clone(),
+                port: share.port,
+                share: share.share.clone(),
+                folder: share.folder.clone(),
+                pattern: share.pattern.clone(),
+                user: share.user.clone(),
+                domain: share.domain.clone(),
+                password_nt_hash: share.password_nt_hash.clone(),
+                poll_seconds: share.poll_seconds,
+                stable_seconds: share.stable_seconds,
+            }),
+        };
+        let format_v4 = signed::Format {
+            version: PULL_SHARE_FORMAT_VERSION,
+            ..FORMAT
+        };
+        let read = StickBody::verify(&format_v4.sign(&v4, &key.0), &key.verifying_key()).unwrap();
+        assert_eq!(
+            StickBody {
+                share_source: Some(PullShare {
+                    after: AfterPull::Delete,
+                    ..share
+                }),
+                ..body
+            },
+            read
+        );
+    }
+
+    #[test]
     fn a_signed_bundle_verifies_to_the_same_body() {
         let key = signing_key();
         let bytes = body().sign(&key);
@@ -571,8 +668,8 @@ mod tests {
             StickBody::verify(&tampered, &public)
         };
         assert_eq!(flipped(0), Err(StickError::BadMagic));
-        // Version 4 with bit 0 flipped is 5, which no build reads.
-        assert_eq!(flipped(4), Err(StickError::UnsupportedVersion(5)));
+        // Version 5 with bit 0 flipped is 4, which is read but signed over other bytes.
+        assert_eq!(flipped(4), Err(StickError::BadSignature));
         assert_eq!(flipped(PREAMBLE_LEN), Err(StickError::BadSignature));
         assert_eq!(flipped(bytes.len() - 1), Err(StickError::BadSignature));
     }
@@ -663,10 +760,10 @@ mod tests {
             Err(StickError::BadMagic)
         );
         let mut wrong_version = body().sign(&signing_key());
-        wrong_version[4] = 5;
+        wrong_version[4] = 6;
         assert_eq!(
             StickBody::verify(&wrong_version, &public),
-            Err(StickError::UnsupportedVersion(5))
+            Err(StickError::UnsupportedVersion(6))
         );
     }
 

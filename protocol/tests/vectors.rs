@@ -20,9 +20,9 @@ use skolebro_protocol::envelope::{
 };
 use skolebro_protocol::national_id::CivilDate;
 use skolebro_protocol::{
-    Delta, DeviceId, Digest, DropShare, Enrollment, Entity, Gender, Group, HeldReason, NationalId,
-    Payload, PullShare, ReleaseError, ReleaseManifest, ReleaseSigningKey, Roster, School, Seq,
-    SiteId, SiteInfo, SiteSecret, StickBody, StickSigningKey, Student, Version,
+    AfterPull, Delta, DeviceId, Digest, DropShare, Enrollment, Entity, Gender, Group, HeldReason,
+    NationalId, Payload, PullShare, ReleaseError, ReleaseManifest, ReleaseSigningKey, Roster,
+    School, Seq, SiteId, SiteInfo, SiteSecret, StickBody, StickSigningKey, Student, Version,
 };
 
 /// Set to write the vectors afresh instead of comparing (see `tests/vectors/README.md`).
@@ -499,6 +499,7 @@ fn stick_body() -> StickBody {
             password_nt_hash: skolebro_protocol::drop_share::nt_hash("Pull-share-pass-1"),
             poll_seconds: 60,
             stable_seconds: 10,
+            after: AfterPull::Move("sas/hentet".into()),
         }),
     }
 }
@@ -506,10 +507,23 @@ fn stick_body() -> StickBody {
 #[test]
 fn a_stick_bundle_matches_the_kept_vector_and_verifies() {
     let key = StickSigningKey::from_bytes([0x57; 32]);
-    let kept = kept("stick-v4.bin", &stick_body().sign(&key));
-    assert_eq!(kept[4], 4, "the kept bundle is of format version 4");
+    let kept = kept("stick-v5.bin", &stick_body().sign(&key));
+    assert_eq!(kept[4], 5, "the kept bundle is of format version 5");
     let body = StickBody::verify(&kept, &key.verifying_key()).expect("the kept bundle verifies");
     assert_eq!(body, stick_body());
+}
+
+#[test]
+fn a_version_4_stick_bundle_still_verifies_and_its_pull_share_deletes() {
+    let key = StickSigningKey::from_bytes([0x57; 32]);
+    let kept = std::fs::read(vector_path("stick-v4.bin")).expect("the kept version 4 bundle");
+    assert_eq!(kept[4], 4, "the kept bundle is of format version 4");
+    let body = StickBody::verify(&kept, &key.verifying_key()).expect("the kept bundle verifies");
+    let mut deleting = stick_body();
+    if let Some(share) = deleting.share_source.as_mut() {
+        share.after = AfterPull::Delete;
+    }
+    assert_eq!(body, deleting);
 }
 
 #[test]

@@ -318,8 +318,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(pull) = &body.share_source {
                 let folder = pull.folder.trim_matches(['/', '\\']);
                 println!(
-                    "pulls     \\\\{}\\{}\\{folder} as {}",
-                    pull.server, pull.share, pull.user
+                    "pulls     \\\\{}\\{}\\{folder} as {}, then {}",
+                    pull.server, pull.share, pull.user, pull.after
                 );
             }
             println!("token id  {}", body.token_id());

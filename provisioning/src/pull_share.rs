@@ -1,8 +1,10 @@
 //! The `--pull-*` flags of `skolebro-provision stick`: the share on the school's file server
 //! where the SAS writes its export, which the agent then pulls from (issue 20, pull mode).
-//! They become the stick's [`PullShare`] (format 4), with the account's password read from a
-//! file and kept as its NT hash only, so neither the stick nor the Pi holds it in clear. The
-//! agent stores them after enrolling and uses them unless its `agent.toml` has a `[source]`.
+//! They become the stick's [`PullShare`] (format 4; `--pull-after` since format 5), with the
+//! account's password read from a file and kept as its NT hash only, so neither the stick nor
+//! the Pi holds it in clear. The agent stores them after enrolling and uses them unless its
+//! `agent.toml` has a `[source]`. A setting left out takes the default the agent's
+//! `[source]` takes too (`skolebro_protocol::pull_share::DEFAULT_PORT` and the others).
 //!
 //! Either the whole set or none: a stick with a server and no account would leave a Pi that
 //! can never pull, so half the set is refused before anything is signed, naming the flag
@@ -10,7 +12,10 @@
 
 use std::path::PathBuf;
 
-use skolebro_protocol::PullShare;
+use skolebro_protocol::pull_share::{
+    DEFAULT_PATTERN, DEFAULT_POLL_SECONDS, DEFAULT_PORT, DEFAULT_STABLE_SECONDS,
+};
+use skolebro_protocol::{AfterPull, PullShare};
 
 use crate::error::ProvisionError;
 use crate::stick::password_nt_hash;
@@ -19,9 +24,10 @@ use crate::stick::password_nt_hash;
 /// giving any of them without the required ones is refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct PullFlags {
-    /// The school file server the SAS writes its export to (host name or IPv4 address);
-    /// the agent then pulls exports from that share instead of taking them in its drop
-    /// folder. Needs --pull-share, --pull-user and --pull-password-file.
+    /// The school file server the SAS writes its export to (host name, IPv4 address, or
+    /// IPv6 address without brackets); the agent then pulls exports from that share instead
+    /// of taking them in its drop folder. Needs --pull-share, --pull-user and
+    /// --pull-password-file.
     #[arg(long = "pull-server", value_name = "HOST")]
     pub server: Option<String>,
     /// The file server's SMB port [default: 445].
@@ -52,6 +58,11 @@ pub struct PullFlags {
     /// Seconds a file must stay unchanged before it is copied [default: 10].
     #[arg(long = "pull-stable-seconds", value_name = "SECONDS")]
     pub stable_seconds: Option<u32>,
+    /// What becomes of an export on the share once central has it: `delete`, or
+    /// `move:FOLDER` (a folder of the share, from its top, that only the account can read)
+    /// where the county forbids deleting [default: delete].
+    #[arg(long = "pull-after", value_name = "delete|move:FOLDER")]
+    pub after: Option<AfterPull>,
 }
 
 /// The stick's pull share from `flags`: `None` when no `--pull-*` flag is given; an error
@@ -79,15 +90,19 @@ pub fn pull_share(flags: &PullFlags) -> Result<Option<PullShare>, ProvisionError
         .ok_or_else(|| missing("--pull-password-file"))?;
     let settings = PullShare {
         server,
-        port: flags.port.unwrap_or(445),
+        port: flags.port.unwrap_or(DEFAULT_PORT),
         share,
         folder: flags.folder.clone().unwrap_or_default(),
-        pattern: flags.pattern.clone().unwrap_or_else(|| "*".to_owned()),
+        pattern: flags
+            .pattern
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PATTERN.to_owned()),
         user,
         domain: flags.domain.clone(),
         password_nt_hash: password_nt_hash(password_file, "--pull-password-file")?,
-        poll_seconds: flags.poll_seconds.unwrap_or(60),
-        stable_seconds: flags.stable_seconds.unwrap_or(10),
+        poll_seconds: flags.poll_seconds.unwrap_or(DEFAULT_POLL_SECONDS),
+        stable_seconds: flags.stable_seconds.unwrap_or(DEFAULT_STABLE_SECONDS),
+        after: flags.after.clone().unwrap_or_default(),
     };
     match settings.problem() {
         None => Ok(Some(settings)),
@@ -109,6 +124,7 @@ fn flag_name(name: &str) -> &'static str {
         "user" => "--pull-user",
         "domain" => "--pull-domain",
         "poll-seconds" => "--pull-poll-seconds",
+        "after" => "--pull-after",
         _ => "--pull-password-file",
     }
 }
@@ -142,6 +158,7 @@ mod tests {
         assert_eq!(settings.password_nt_hash, nt_hash(PASSWORD));
         assert_eq!((settings.port, settings.pattern.as_str()), (445, "*"));
         assert_eq!((settings.poll_seconds, settings.stable_seconds), (60, 10));
+        assert_eq!(settings.after, AfterPull::Delete);
         let (keys, _) = KeyFolder::init(&tmp.path().join("keys"), &[]).unwrap();
         let site = site_info("46", "4601", "12345", "Eksempel skole").unwrap();
         let request = StickRequest {
@@ -158,6 +175,25 @@ mod tests {
         assert!(!has(PASSWORD.as_bytes()));
         assert!(has(nt_hash(PASSWORD).as_bytes()));
         assert_eq!(prepared.body.share_source, Some(settings));
+    }
+
+    #[test]
+    fn pull_after_move_goes_on_the_stick_as_the_folder_to_move_into() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("pull.password");
+        std::fs::write(&file, PASSWORD).unwrap();
+        let moving = PullFlags {
+            after: Some("move:sas/hentet".parse().unwrap()),
+            ..flags(file)
+        };
+        let settings = pull_share(&moving).unwrap().unwrap();
+        assert_eq!(settings.after, AfterPull::Move("sas/hentet".into()));
+        let only_after = PullFlags {
+            after: Some(AfterPull::Delete),
+            ..PullFlags::default()
+        };
+        let error = pull_share(&only_after).unwrap_err().to_string();
+        assert!(error.starts_with("--pull-server"), "{error}");
     }
 
     #[test]
@@ -207,6 +243,14 @@ mod tests {
         };
         let error = pull_share(&bad_folder).unwrap_err().to_string();
         assert!(error.starts_with("--pull-folder"), "{error}");
+        for into in ["sas", "a;b"] {
+            let bad_after = PullFlags {
+                after: Some(AfterPull::Move(into.into())),
+                ..flags(file.clone())
+            };
+            let error = pull_share(&bad_after).unwrap_err().to_string();
+            assert!(error.starts_with("--pull-after"), "{into}: {error}");
+        }
         std::fs::write(&file, "\n").unwrap();
         let error = pull_share(&flags(file)).unwrap_err().to_string();
         assert!(error.starts_with("--pull-password-file"), "{error}");

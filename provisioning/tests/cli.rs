@@ -483,6 +483,48 @@ fn a_stick_with_half_the_pull_share_flags_is_refused_naming_the_missing_flag() {
 }
 
 #[test]
+fn a_pull_after_that_is_neither_delete_nor_a_move_out_of_the_export_folder_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let password = tmp.path().join("pull.password");
+    std::fs::write(&password, "Pull-share-pass-1\n").unwrap();
+    let stick = tmp.path().join("stick");
+    std::fs::create_dir(&stick).unwrap();
+    for after in [
+        "keep",
+        "move:",
+        "move:eksport",
+        "move:/Eksport/",
+        "move:a;b",
+    ] {
+        let out = stick_in(
+            &stick,
+            "4601",
+            &[
+                "--pull-server",
+                "filserver.skule.example.no",
+                "--pull-share",
+                "Eksport",
+                "--pull-folder",
+                "eksport",
+                "--pull-user",
+                "skolebro-les",
+                "--pull-password-file",
+                password.to_str().unwrap(),
+                "--pull-after",
+                after,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(USAGE), "{after}");
+        assert!(
+            text(&out.stderr).contains("--pull-after"),
+            "{after}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(std::fs::read_dir(&stick).unwrap().count(), 0, "{after}");
+    }
+}
+
+#[test]
 fn a_stick_from_a_key_folder_without_keys_is_a_config_error_naming_the_key_once() {
     let tmp = tempfile::tempdir().unwrap();
     let keys = tmp.path().join("keys");

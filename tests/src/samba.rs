@@ -10,7 +10,7 @@
 //! `CI=true`, where a missing `smbd` fails them (`.ci/run` installs it).
 
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -37,6 +37,12 @@ pub enum ShareMode {
     /// A school file server's export share, as the SAS's account and the pulling agent see
     /// it: list, read, write, delete.
     ReadWrite,
+}
+
+/// Whether this machine has IPv6 loopback (`::1`), for a file server reached by its IPv6
+/// address; some containers have none.
+pub fn ipv6_loopback() -> bool {
+    TcpListener::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0)).is_ok()
 }
 
 /// Whether `smbd` and `smbclient` are installed. Without them a test prints why it did
@@ -76,7 +82,20 @@ impl SmbServer {
     /// [`ACCOUNT`] with `password`, starts `smbd` on a free loopback port and waits until the
     /// port answers. Must run as root, as `smbd` does.
     pub fn start(dir: &Path, share_path: &Path, mode: ShareMode, password: &str) -> SmbServer {
-        SmbServer::start_with(dir, share_path, mode, Passdb::Tdb(password))
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        SmbServer::start_with(dir, share_path, mode, Passdb::Tdb(password), ip)
+    }
+
+    /// Like [`SmbServer::start`], but listening on `ip` only: `::1` for a file server the
+    /// agent reaches by its IPv6 address ([`ipv6_loopback`] says whether it can).
+    pub fn start_at(
+        ip: IpAddr,
+        dir: &Path,
+        share_path: &Path,
+        mode: ShareMode,
+        password: &str,
+    ) -> SmbServer {
+        SmbServer::start_with(dir, share_path, mode, Passdb::Tdb(password), ip)
     }
 
     /// Like [`SmbServer::start`], but the account comes from files someone else writes (the
@@ -93,14 +112,21 @@ impl SmbServer {
         account: &str,
         password: &str,
     ) -> SmbServer {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let mut server =
-            SmbServer::start_with(dir, share_path, mode, Passdb::File { passdb, usermap });
+            SmbServer::start_with(dir, share_path, mode, Passdb::File { passdb, usermap }, ip);
         account.clone_into(&mut server.account);
         password.clone_into(&mut server.password);
         server
     }
 
-    fn start_with(dir: &Path, share_path: &Path, mode: ShareMode, passdb: Passdb) -> SmbServer {
+    fn start_with(
+        dir: &Path,
+        share_path: &Path,
+        mode: ShareMode,
+        passdb: Passdb,
+        ip: IpAddr,
+    ) -> SmbServer {
         for sub in ["private", "lock", "state", "cache", "pid", "ncalrpc"] {
             std::fs::create_dir_all(dir.join(sub)).expect("smbd folders");
         }
@@ -124,12 +150,12 @@ impl SmbServer {
                 (format!("smbpasswd:{}", passdb.display()), usermap)
             }
         };
-        let conf = smb_conf(dir, share_path, port, mode, &backend, usermap);
+        let addr = SocketAddr::new(ip, port);
+        let conf = smb_conf(dir, share_path, addr, mode, &backend, usermap);
         std::fs::write(&config, conf).expect("smb.conf");
         let password = match passdb {
             Passdb::Tdb(password) => password,
             Passdb::File { .. } => {
-                let addr = SocketAddr::from(([127, 0, 0, 1], port));
                 return SmbServer {
                     dir: dir.to_owned(),
                     process: spawn_smbd(dir, &config, addr),
@@ -161,7 +187,6 @@ impl SmbServer {
             "smbpasswd -a failed: {}",
             String::from_utf8_lossy(&added.stderr)
         );
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let process = spawn_smbd(dir, &config, addr);
         SmbServer {
             dir: dir.to_owned(),
@@ -393,7 +418,7 @@ enum Passdb<'a> {
 fn smb_conf(
     dir: &Path,
     share_path: &Path,
-    port: u16,
+    addr: SocketAddr,
     mode: ShareMode,
     backend: &str,
     usermap: &Path,
@@ -411,7 +436,7 @@ fn smb_conf(
   netbios name = SKOLEBROTEST
   workgroup = WORKGROUP
   server role = standalone server
-  interfaces = 127.0.0.1
+  interfaces = {ip}
   bind interfaces only = yes
   smb ports = {port}
   disable netbios = yes
@@ -446,6 +471,8 @@ fn smb_conf(
 {access}"#,
         share = share_path.display(),
         usermap = usermap.display(),
+        ip = addr.ip(),
+        port = addr.port(),
     )
 }
 

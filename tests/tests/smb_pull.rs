@@ -11,8 +11,11 @@
 //!
 //! The share's settings come from `agent.toml` (`[source] kind = "smb-share"`), or from the
 //! config stick (`skolebro-provision stick --pull-*`), which the agent stores 0600 in its
-//! state folder, the password as its NT hash only.
+//! state folder, the password as its NT hash only; a stick that says `--pull-after
+//! move:<folder>` has each delivered export moved into that folder of the share, and the stick
+//! may name the server by its IPv6 address (the stick's test does, where `::1` exists).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,14 +27,24 @@ use skolebro_tests::samba::{self, pulling_agent, ShareMode, SmbServer};
 
 const PASSWORD: &str = "Export-share-pass-1";
 
+/// Where the file server listens unless a test says otherwise.
+const IPV4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
 /// Central, and the school's file server (in read-write mode, [`PASSWORD`] for its
-/// account) sharing `<dir>/share`, whose export folder `eksport` is returned with them.
-fn central_and_share(dir: &Path) -> (Platform, SmbServer, PathBuf) {
+/// account, listening on `ip`) sharing `<dir>/share`, whose export folder `eksport` is
+/// returned with them.
+fn central_and_share(dir: &Path, ip: IpAddr) -> (Platform, SmbServer, PathBuf) {
     let platform = Platform::start(&dir.join("central"));
     let backing = dir.join("share");
     let folder = backing.join("eksport");
     std::fs::create_dir_all(&folder).expect("the export folder");
-    let smb = SmbServer::start(&dir.join("smbd"), &backing, ShareMode::ReadWrite, PASSWORD);
+    let smb = SmbServer::start_at(
+        ip,
+        &dir.join("smbd"),
+        &backing,
+        ShareMode::ReadWrite,
+        PASSWORD,
+    );
     (platform, smb, folder)
 }
 
@@ -81,7 +94,7 @@ fn exports_written_to_the_school_share_are_pulled_to_central_and_leave_the_share
         .tempdir()
         .expect("temp dir");
     let d = dir.path();
-    let (platform, smb, folder) = central_and_share(d);
+    let (platform, smb, folder) = central_and_share(d, IPV4);
     let mut agent = pulling_agent(&d.join("agent"), &platform, &smb, PASSWORD);
     let _logs = LogsOnFailure(vec![
         (d.join("central"), "central.log"),
@@ -172,7 +185,7 @@ fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_
         .tempdir()
         .expect("temp dir");
     let d = dir.path();
-    let (platform, mut smb, folder) = central_and_share(d);
+    let (platform, mut smb, folder) = central_and_share(d, IPV4);
     let wrong = "Not-the-password-9";
     let mut agent = pulling_agent(&d.join("agent"), &platform, &smb, wrong);
     let _logs = LogsOnFailure(vec![
@@ -291,7 +304,8 @@ fn a_wrong_password_a_share_gone_mid_copy_and_a_10_gb_file_are_refused_in_words_
 }
 
 #[test]
-fn a_stick_naming_the_share_makes_the_agent_pull_from_it_with_the_hash_kept_0600_and_never_shown() {
+fn a_stick_naming_the_share_makes_the_agent_pull_from_it_and_move_what_it_delivered_with_the_hash_kept_0600_and_never_shown(
+) {
     use std::os::unix::fs::PermissionsExt as _;
     if !samba::available() {
         return;
@@ -302,7 +316,19 @@ fn a_stick_naming_the_share_makes_the_agent_pull_from_it_with_the_hash_kept_0600
         .tempdir()
         .expect("temp dir");
     let d = dir.path();
-    let (platform, smb, folder) = central_and_share(d);
+    // The stick names the server by its IPv6 address (`smbclient //::1/…`), where this
+    // machine has IPv6 loopback.
+    let ip = if samba::ipv6_loopback() {
+        IpAddr::V6(Ipv6Addr::LOCALHOST)
+    } else {
+        eprintln!("no IPv6 loopback here: the file server is on 127.0.0.1 instead of ::1");
+        IPV4
+    };
+    let (platform, smb, folder) = central_and_share(d, ip);
+    // Where the county forbids deleting: delivered exports go to a folder beside the export
+    // folder, which only the agent's account can read.
+    let taken = d.join("share").join("hentet");
+    std::fs::create_dir_all(&taken).expect("the folder delivered exports move into");
     // No [source] in agent.toml: the share comes from the stick, the password from a file on
     // the operator's machine, of which only the NT hash goes onto the stick.
     let agent_dir = d.join("agent");
@@ -316,11 +342,12 @@ fn a_stick_naming_the_share_makes_the_agent_pull_from_it_with_the_hash_kept_0600
     std::fs::create_dir_all(password_file.parent().expect("a folder")).expect("operator folder");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password file");
     let port = smb.addr().port().to_string();
+    let server = ip.to_string();
     platform.write_stick_with(
         &agent,
         &[
             "--pull-server",
-            "127.0.0.1",
+            &server,
             "--pull-port",
             &port,
             "--pull-share",
@@ -337,6 +364,8 @@ fn a_stick_naming_the_share_makes_the_agent_pull_from_it_with_the_hash_kept_0600
             "1",
             "--pull-stable-seconds",
             "1",
+            "--pull-after",
+            "move:hentet",
         ],
     );
     let _logs = LogsOnFailure(vec![
@@ -352,13 +381,35 @@ fn a_stick_naming_the_share_makes_the_agent_pull_from_it_with_the_hash_kept_0600
     smb.put(&local, "eksport/elevliste.csv");
     let took = wait_held_and_gone(&platform, &site, 300, &folder, Instant::now());
     println!("from the stick's share: central held 300 pupils {took:.2?} after the write ended");
+    // Moved, not deleted: once in `hentet`, named `<Unix ms>-elevliste.csv`, bytes unchanged.
+    let started = Instant::now();
+    while files_in(&taken).is_empty() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "nothing moved into hentet within {PATIENCE:?}"
+        );
+        std::thread::sleep(POLL);
+    }
+    let moved = files_in(&taken);
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    let (stamp, name) = moved[0].split_once('-').expect("<Unix ms>-<name>");
+    assert!(
+        stamp.parse::<u64>().is_ok() && name == "elevliste.csv",
+        "{moved:?}"
+    );
+    assert_eq!(
+        std::fs::read(taken.join(&moved[0])).expect("the moved export"),
+        sample()
+    );
+    assert!(files_in(&folder).is_empty(), "the export folder is empty");
 
     let status = agent.status().expect("status");
     let shown = &status["provisioning"]["share_source"];
-    assert_eq!(shown["server"], "127.0.0.1", "{status}");
+    assert_eq!(shown["server"], server, "{status}");
     assert_eq!(shown["share"], samba::SHARE);
     assert_eq!(shown["folder"], "eksport");
     assert_eq!(shown["user"], samba::ACCOUNT);
+    assert_eq!(shown["after"], "move:hentet");
     assert_eq!(shown["from"], "stick");
 
     let state = agent.dir().join("state");

@@ -156,7 +156,7 @@ pub async fn provision(
 }
 
 /// Stores the stick's pull share (or takes back an earlier stick's), logging what it did:
-/// the server, share, folder and user, never the hash.
+/// the server, share, folder, user and what becomes of a pulled export, never the hash.
 fn store_share_source(state_dir: &Path, settings: Option<&PullShare>) {
     let settings = match settings {
         Some(settings) if !settings.is_valid() => {
@@ -173,7 +173,7 @@ fn store_share_source(state_dir: &Path, settings: Option<&PullShare>) {
     match crate::share_source::store(state_dir, settings) {
         Ok(()) => {
             if let Some(s) = settings {
-                tracing::info!(server = %s.server, share = %s.share, folder = %s.folder, user = %s.user, "the stick's pull share is the export source unless agent.toml names a [source]");
+                tracing::info!(server = %s.server, share = %s.share, folder = %s.folder, user = %s.user, after = %s.after, "the stick's pull share is the export source unless agent.toml names a [source]");
             }
         }
         Err(error) => tracing::error!(%error, "cannot store the stick's pull share"),
