@@ -652,7 +652,7 @@ impl Core {
     }
 
     /// The status recomputed and written now, with the state folder: what the heartbeat is
-    /// made of ([`super::heartbeat`]).
+    /// made of (`daemon::heartbeat`).
     pub fn current(&mut self) -> (&AgentStatus, &Path) {
         self.publish();
         (&self.status, &self.state_dir)
