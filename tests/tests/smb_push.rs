@@ -3,7 +3,8 @@
 //! writes. An export written in place and one written under a temporary name and renamed both
 //! reach central, and each is gone from the share within five seconds of central holding it;
 //! the account cannot list the share or read a file back; a writer that disconnects mid-file
-//! leaves a partial file that is set aside in words and never sent. The status says when each
+//! leaves a partial file that is set aside in words and never sent; a second export written
+//! while the agent still reads the first is taken after it. The status says when each
 //! file arrived and what became of it: delivered, or refused and why; so does central's
 //! operator API, from the agent's heartbeat.
 //! The stick turns the share on for an account that is no Unix user, with a password carried
@@ -25,6 +26,7 @@ use skolebro_tests::appliance::{sample, Agent, Cadence, Platform};
 use skolebro_tests::harness::{
     self, files_in, national_ids, one_at_a_time, LogsOnFailure, PATIENCE, POLL,
 };
+use skolebro_tests::rostergen::Generated;
 use skolebro_tests::samba::{self, ShareMode, SmbServer};
 
 /// How soon after central holds an export it must be gone from the share (issue 20).
@@ -80,7 +82,12 @@ fn wait_for_central(platform: &Platform, what: &str, done: impl Fn(&Value) -> bo
 
 /// The sample export without its last `less` pupils.
 fn sample_without_last(less: usize) -> Vec<u8> {
-    let text = String::from_utf8(sample()).expect("the sample is UTF-8");
+    without_last(&sample(), less)
+}
+
+/// The export `bytes` without its last `less` pupils.
+fn without_last(bytes: &[u8], less: usize) -> Vec<u8> {
+    let text = std::str::from_utf8(bytes).expect("an export in UTF-8");
     let lines: Vec<&str> = text.lines().collect();
     format!("{}\n", lines[..lines.len() - less].join("\n")).into_bytes()
 }
@@ -312,6 +319,92 @@ fn the_packaged_drop_share_is_valid_samba_configuration_at_the_end_of_any_smb_co
 }
 
 /// Sends `settings` to the agent `device` as central's `drop_share` command.
+/// Pupils in the first export of [`a_second_export_written_while_the_first_is_read_is_taken_after_it`]:
+/// enough that a test build reads, checks and seals it for seconds, so the second export's
+/// write ends while it does.
+const LARGE: usize = 20_000;
+
+#[test]
+fn a_second_export_written_while_the_first_is_read_is_taken_after_it() {
+    if !samba::available() {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let dir = tempfile::Builder::new()
+        .prefix("skolebro-smbpush-")
+        .tempdir()
+        .expect("temp dir");
+    let d = dir.path();
+    let platform = Platform::start(&d.join("central"));
+    let mut agent = Agent::for_sticks(&d.join("agent"), Cadence::BUSY, &platform);
+    platform.write_stick(&agent);
+    let drop_dir = agent.drop_dir();
+    let smb = SmbServer::start(
+        &d.join("smbd"),
+        &drop_dir,
+        ShareMode::WriteOnly,
+        "Drop-share-pass-1",
+    );
+    let _logs = LogsOnFailure(vec![
+        (d.join("central"), "central.log"),
+        (d.join("agent"), "agent.log"),
+    ]);
+    agent.start();
+    agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
+    let site = agent.site();
+
+    let generated = Generated::one_school(LARGE, 46_500, 7);
+    let mut first = Vec::new();
+    generated
+        .write_elevliste(&mut first, true)
+        .expect("the first export");
+    let second = without_last(&first, 5);
+    let mut second_ids: Vec<String> = generated
+        .pupils
+        .iter()
+        .map(|p| p.national_id.clone())
+        .collect();
+    second_ids.truncate(LARGE - 5);
+
+    let local = d.join("elevliste.csv");
+    std::fs::write(&local, &first).expect("the first export");
+    smb.put(&local, "elevliste.csv");
+    let reading = d.join("agent").join("state").join("reading");
+    let started = Instant::now();
+    while !reading.exists() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the agent did not start reading the first export within {PATIENCE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(&local, &second).expect("the second export");
+    smb.put_then_rename(&local, "elevliste-2.csv.tmp", "elevliste-2.csv");
+    let read_then = std::fs::read_to_string(&reading).unwrap_or_default();
+    assert!(
+        read_then.ends_with("/elevliste.csv\n"),
+        "the second export's write must end while the first is read, or this test shows \
+         nothing; the agent was reading: {read_then:?}"
+    );
+
+    wait_delivered_and_gone(&platform, &site, LARGE - 5, &drop_dir);
+    assert_eq!(
+        national_ids(platform.admin(), &site),
+        second_ids.into_iter().collect(),
+        "central holds exactly the second export"
+    );
+    agent.wait_for("both exports read and delivered", |s| {
+        s["outbox_depth"] == 0
+            && s["last_export_file"] == "elevliste-2.csv"
+            && s["last_arrival"]["file"] == "elevliste-2.csv"
+            && s["last_arrival"]["delivered"] == true
+    });
+    assert!(
+        files_in(&drop_dir.join("rejected")).is_empty(),
+        "neither export was set aside"
+    );
+}
+
 fn send_drop_share(platform: &Platform, device: &str, settings: serde_json::Value) {
     let (status, body) = harness::http_post_json(
         platform.admin(),
