@@ -112,6 +112,27 @@ fn padded_rows(count: usize) -> (Vec<u8>, Vec<u8>) {
     (header.into_bytes(), out)
 }
 
+/// A central in `dir`, an agent enrolled with its stick, and `smbd` serving the agent's drop
+/// folder as a write-only share; their logs are printed if the test fails.
+fn enrolled_behind_a_share(dir: &Path) -> (Platform, Agent, SmbServer, LogsOnFailure) {
+    let platform = Platform::start(&dir.join("central"));
+    let mut agent = Agent::for_sticks(&dir.join("agent"), Cadence::BUSY, &platform);
+    platform.write_stick(&agent);
+    let smb = SmbServer::start(
+        &dir.join("smbd"),
+        &agent.drop_dir(),
+        ShareMode::WriteOnly,
+        "Drop-share-pass-1",
+    );
+    let logs = LogsOnFailure(vec![
+        (dir.join("central"), "central.log"),
+        (dir.join("agent"), "agent.log"),
+    ]);
+    agent.start();
+    agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
+    (platform, agent, smb, logs)
+}
+
 #[test]
 fn exports_written_to_the_drop_share_reach_central_and_leave_the_share_and_a_cut_one_does_not() {
     if !samba::available() {
@@ -123,22 +144,8 @@ fn exports_written_to_the_drop_share_reach_central_and_leave_the_share_and_a_cut
         .tempdir()
         .expect("temp dir");
     let d = dir.path();
-    let platform = Platform::start(&d.join("central"));
-    let mut agent = Agent::for_sticks(&d.join("agent"), Cadence::BUSY, &platform);
-    platform.write_stick(&agent);
+    let (platform, mut agent, smb, _logs) = enrolled_behind_a_share(d);
     let drop_dir = agent.drop_dir();
-    let smb = SmbServer::start(
-        &d.join("smbd"),
-        &drop_dir,
-        ShareMode::WriteOnly,
-        "Drop-share-pass-1",
-    );
-    let _logs = LogsOnFailure(vec![
-        (d.join("central"), "central.log"),
-        (d.join("agent"), "agent.log"),
-    ]);
-    agent.start();
-    agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
     let site = agent.site();
 
     // In place, as an office PC saving onto the share writes.
@@ -318,11 +325,19 @@ fn the_packaged_drop_share_is_valid_samba_configuration_at_the_end_of_any_smb_co
     assert!(!share.contains("guest ok = Yes"), "{share}");
 }
 
-/// Sends `settings` to the agent `device` as central's `drop_share` command.
 /// Pupils in the first export of [`a_second_export_written_while_the_first_is_read_is_taken_after_it`]:
-/// enough that a test build reads, checks and seals it for seconds, so the second export's
-/// write ends while it does.
-const LARGE: usize = 20_000;
+/// enough that a test build reads it for a good part of a second, so the test sees the read
+/// begin and holds it there.
+const FIRST_PUPILS: usize = 3_000;
+
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill {signal} {pid}");
+}
 
 #[test]
 fn a_second_export_written_while_the_first_is_read_is_taken_after_it() {
@@ -335,25 +350,11 @@ fn a_second_export_written_while_the_first_is_read_is_taken_after_it() {
         .tempdir()
         .expect("temp dir");
     let d = dir.path();
-    let platform = Platform::start(&d.join("central"));
-    let mut agent = Agent::for_sticks(&d.join("agent"), Cadence::BUSY, &platform);
-    platform.write_stick(&agent);
+    let (platform, mut agent, smb, _logs) = enrolled_behind_a_share(d);
     let drop_dir = agent.drop_dir();
-    let smb = SmbServer::start(
-        &d.join("smbd"),
-        &drop_dir,
-        ShareMode::WriteOnly,
-        "Drop-share-pass-1",
-    );
-    let _logs = LogsOnFailure(vec![
-        (d.join("central"), "central.log"),
-        (d.join("agent"), "agent.log"),
-    ]);
-    agent.start();
-    agent.wait_for("enrollment", |s| s["provisioning"]["site"].is_string());
     let site = agent.site();
 
-    let generated = Generated::one_school(LARGE, 46_500, 7);
+    let generated = Generated::one_school(FIRST_PUPILS, 46_500, 7);
     let mut first = Vec::new();
     generated
         .write_elevliste(&mut first, true)
@@ -364,7 +365,7 @@ fn a_second_export_written_while_the_first_is_read_is_taken_after_it() {
         .iter()
         .map(|p| p.national_id.clone())
         .collect();
-    second_ids.truncate(LARGE - 5);
+    second_ids.truncate(FIRST_PUPILS - 5);
 
     let local = d.join("elevliste.csv");
     std::fs::write(&local, &first).expect("the first export");
@@ -378,16 +379,21 @@ fn a_second_export_written_while_the_first_is_read_is_taken_after_it() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    // Held in the middle of the read, so the second write surely ends during it, however
+    // fast the machine reads.
+    let pid = agent.pid().expect("the agent runs");
+    signal(pid, "-STOP");
+    let read_then = std::fs::read_to_string(&reading).unwrap_or_default();
     std::fs::write(&local, &second).expect("the second export");
     smb.put_then_rename(&local, "elevliste-2.csv.tmp", "elevliste-2.csv");
-    let read_then = std::fs::read_to_string(&reading).unwrap_or_default();
+    signal(pid, "-CONT");
     assert!(
         read_then.ends_with("/elevliste.csv\n"),
-        "the second export's write must end while the first is read, or this test shows \
-         nothing; the agent was reading: {read_then:?}"
+        "the agent was held while reading the first export, or this test shows nothing; it \
+         was reading: {read_then:?}"
     );
 
-    wait_delivered_and_gone(&platform, &site, LARGE - 5, &drop_dir);
+    wait_delivered_and_gone(&platform, &site, FIRST_PUPILS - 5, &drop_dir);
     assert_eq!(
         national_ids(platform.admin(), &site),
         second_ids.into_iter().collect(),
@@ -405,6 +411,7 @@ fn a_second_export_written_while_the_first_is_read_is_taken_after_it() {
     );
 }
 
+/// Sends `settings` to the agent `device` as central's `drop_share` command.
 fn send_drop_share(platform: &Platform, device: &str, settings: serde_json::Value) {
     let (status, body) = harness::http_post_json(
         platform.admin(),
