@@ -14,6 +14,8 @@
 //! four-digit string) and orgs, classes, courses, sessions and demographics read the same
 //! in both versions.
 
+use std::sync::LazyLock;
+
 use serde_json::{json, Map, Value};
 
 use super::{Kind, BASE};
@@ -31,20 +33,9 @@ pub(crate) enum Version {
     V1p2,
 }
 
-/// The fields of a 1.2 user: `role` and `orgs` gave way to `roles`, `primaryOrg` and
-/// `userProfiles`, beside the new names and `userMasterIdentifier`.
-const USER_FIELDS: [&str; 26] = [
-    "sourcedId",
-    "status",
-    "dateLastModified",
-    "metadata",
+/// The fields 1.2 adds to a user.
+const NEW_USER_FIELDS: [&str; 9] = [
     "userMasterIdentifier",
-    "username",
-    "userIds",
-    "enabledUser",
-    "givenName",
-    "familyName",
-    "middleName",
     "preferredFirstName",
     "preferredMiddleName",
     "preferredLastName",
@@ -52,15 +43,20 @@ const USER_FIELDS: [&str; 26] = [
     "roles",
     "userProfiles",
     "primaryOrg",
-    "identifier",
-    "email",
-    "sms",
-    "phone",
-    "agents",
-    "grades",
-    "password",
     "resources",
 ];
+
+/// The fields of a 1.2 user: 1.1's, less `role` and `orgs`, which gave way to `roles`,
+/// `primaryOrg` and `userProfiles`, with the new ones.
+static USER_FIELDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    Kind::User
+        .fields()
+        .iter()
+        .copied()
+        .filter(|field| !matches!(*field, "role" | "orgs"))
+        .chain(NEW_USER_FIELDS)
+        .collect()
+});
 
 impl Version {
     /// The path every endpoint of the version lives under.
@@ -82,7 +78,7 @@ impl Version {
     /// The fields of `kind` in this version: what `filter`, `sort` and `fields` may name.
     pub(crate) fn fields(self, kind: Kind) -> &'static [&'static str] {
         match (self, kind) {
-            (Version::V1p2, Kind::User) => &USER_FIELDS,
+            (Version::V1p2, Kind::User) => USER_FIELDS.as_slice(),
             _ => kind.fields(),
         }
     }
