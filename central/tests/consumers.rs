@@ -1403,15 +1403,7 @@ async fn the_v1p2_endpoints_page_under_a_filter_by_their_links_in_v1p2_shapes() 
     }
 
     // The change feed: changes since, and what left the scope as tobedeleted, in 1.2 shape.
-    let since = Timestamp(now_ms());
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let rows: Vec<_> = fana_rows()
-        .into_iter()
-        .filter(|row| row.3 != "Hansen")
-        .collect();
-    let after =
-        elevliste(FANA, &rows).replace("Oskar.Nilsen@skule.example.no", "oskar@skule.example.no");
-    central.transfer(&mut devices[0], &after).await;
+    let since = hansen_leaves_and_nilsen_changes(&central, &mut devices[0]).await;
     let feed = format!(
         "limit=1&filter={}",
         encode(&format!("dateLastModified>='{since}'"))
@@ -1732,6 +1724,21 @@ async fn answers_match_golden_files(base: &str, prefix: &str) {
     central.stop().await;
 }
 
+/// A time, then Fana's next export: Hansen, alone in 9A, leaves Fana; Nilsen's e-mail
+/// changes. Returns the time, from which a change feed sees both.
+async fn hansen_leaves_and_nilsen_changes(central: &Central, fana: &mut Device) -> Timestamp {
+    let since = Timestamp(now_ms());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let rows: Vec<_> = fana_rows()
+        .into_iter()
+        .filter(|row| row.3 != "Hansen")
+        .collect();
+    let after =
+        elevliste(FANA, &rows).replace("Oskar.Nilsen@skule.example.no", "oskar@skule.example.no");
+    central.transfer(fana, &after).await;
+    since
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_feed_reports_what_left_the_scope_since_as_to_be_deleted() {
     let (central, mut devices) = three_schools().await;
@@ -1745,16 +1752,7 @@ async fn a_change_feed_reports_what_left_the_scope_since_as_to_be_deleted() {
         .find(|user| user["familyName"] == "Hansen")
         .expect("Hansen is enrolled")
         .clone();
-    let since = Timestamp(now_ms());
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    // Hansen, alone in 9A, leaves Fana; Nilsen's e-mail changes.
-    let rows: Vec<_> = fana_rows()
-        .into_iter()
-        .filter(|row| row.3 != "Hansen")
-        .collect();
-    let after =
-        elevliste(FANA, &rows).replace("Oskar.Nilsen@skule.example.no", "oskar@skule.example.no");
-    central.transfer(&mut devices[0], &after).await;
+    let since = hansen_leaves_and_nilsen_changes(&central, &mut devices[0]).await;
     let transferred = Timestamp(now_ms());
 
     let feed = |collection: &'static str| {

@@ -59,6 +59,15 @@ static USER_FIELDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
 });
 
 impl Version {
+    /// The version whose base `path` (a request's path, as routed) is under.
+    pub(crate) fn of_path(path: &str) -> Version {
+        if path.starts_with(BASE_V1P2) {
+            Version::V1p2
+        } else {
+            Version::V1p1
+        }
+    }
+
     /// The path every endpoint of the version lives under.
     pub(crate) fn base(self) -> &'static str {
         match self {
@@ -199,6 +208,15 @@ mod tests {
         assert_eq!(shaped["primary"], json!(true));
         assert_eq!(shaped["school"]["href"], format!("{BASE_V1P2}/orgs/s1"));
         assert_eq!(shaped["role"], "student");
+    }
+
+    #[test]
+    fn a_path_under_the_v1p2_base_is_served_as_1_2_and_any_other_as_1_1() {
+        assert_eq!(
+            Version::of_path("/ims/oneroster/rostering/v1p2/users"),
+            Version::V1p2
+        );
+        assert_eq!(Version::of_path("/ims/oneroster/v1p1/users"), Version::V1p1);
     }
 
     #[test]

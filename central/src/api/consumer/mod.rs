@@ -30,8 +30,11 @@ const MAX_CONSUMER_BODY_BYTES: usize = 8 * 1024;
 /// gets).
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let oneroster = Router::new()
-        .route(&format!("{BASE}/{{*path}}"), get(oneroster::get_v1p1))
-        .route(&format!("{BASE_V1P2}/{{*path}}"), get(oneroster::get_v1p2))
+        .route(&format!("{BASE}/{{*path}}"), get(oneroster::get_resource))
+        .route(
+            &format!("{BASE_V1P2}/{{*path}}"),
+            get(oneroster::get_resource),
+        )
         .layer(map_response(imsx::rewrite));
     Router::new()
         .route("/oauth/token", post(token::post_token))

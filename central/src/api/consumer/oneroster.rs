@@ -28,38 +28,20 @@ use crate::oneroster::v1p2::Version;
 use crate::oneroster::{paged, scoped_roster, Kind, Moment, Needs, ScopedRoster};
 use crate::state::AppState;
 
-/// `GET /ims/oneroster/v1p1/{path}`: see [`get_resource`].
-pub(crate) async fn get_v1p1(
+/// `GET /ims/oneroster/v1p1/{path}` and `GET /ims/oneroster/rostering/v1p2/{path}`: a list
+/// of the caller's objects in the shape of the version the base names, filtered, sorted and
+/// paged as the query asks, or one object; `404` for a path the service does not have and
+/// for an object (or a list's parent) outside the caller's scope, whether it exists
+/// elsewhere or nowhere.
+pub(crate) async fn get_resource(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     uri: Uri,
     Path(path): Path<String>,
 ) -> Result<Response, ApiError> {
-    get_resource(&state, &headers, &uri, &path, Version::V1p1).await
-}
-
-/// `GET /ims/oneroster/rostering/v1p2/{path}`: see [`get_resource`].
-pub(crate) async fn get_v1p2(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(path): Path<String>,
-) -> Result<Response, ApiError> {
-    get_resource(&state, &headers, &uri, &path, Version::V1p2).await
-}
-
-/// A list of the caller's objects in `version`'s shape, filtered, sorted and paged as the
-/// query asks, or one object; `404` for a path the service does not have and for an object
-/// (or a list's parent) outside the caller's scope, whether it exists elsewhere or nowhere.
-async fn get_resource(
-    state: &AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    path: &str,
-    version: Version,
-) -> Result<Response, ApiError> {
-    let client = bearer_client(state, headers).await?;
-    let Some(endpoint) = Endpoint::parse(path) else {
+    let version = Version::of_path(uri.path());
+    let client = bearer_client(&state, &headers).await?;
+    let Some(endpoint) = Endpoint::parse(&path) else {
         return Err(ApiError::not_found(
             "not_found",
             format!(
@@ -70,12 +52,12 @@ async fn get_resource(
     };
     let kind = endpoint.kind();
     let base = version.base();
-    let request = parse_query(uri)
+    let request = parse_query(&uri)
         .and_then(|query| PageRequest::from_query(query, version.fields(kind)))
         .map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
     let origin = match &state.consumer_public_url {
         Some(url) => url.as_str().to_owned(),
-        None => origin(headers, uri).ok_or_else(|| {
+        None => origin(&headers, &uri).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_host",
                 "the Host header names no host, so no paging links can be written",
