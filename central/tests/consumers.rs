@@ -23,7 +23,9 @@ use skolebro_protocol::{
     ChainHead, DeviceId, DeviceSigningKey, Header, Payload, Roster, SiteId, SiteSchool, SiteSecret,
 };
 use skolebro_provisioning::Validity;
+use skolebro_roster::reader::oneroster_rest::RestRoster;
 use skolebro_roster::reader::{read_export, Format, ReaderOptions};
+use skolebro_roster::validate::RosterBuilder;
 
 use common::{now_ms, Central, CentralOptions};
 use skolebro_central::oneroster::PublicUrl;
@@ -1427,6 +1429,54 @@ async fn the_v1p2_endpoints_page_under_a_filter_by_their_links_in_v1p2_shapes() 
         assert_eq!(user["roles"][0]["roleType"], "primary", "{user}");
         assert_eq!(user["enabledUser"], json!(true), "{user}");
     }
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projects_own_oneroster_rest_reader_reads_the_v1p2_pages_into_the_roster_served() {
+    let (central, _devices) = three_schools().await;
+    let token = central.token(json!({"county": "46"})).await;
+    let mut rest = RestRoster::new(false);
+    let mut builder = RosterBuilder::new(Default::default());
+    let mut served = std::collections::BTreeMap::new();
+    for path in ["schools", "students", "classes", "enrollments"] {
+        served.insert(
+            path,
+            walk(&central, &token, V1P2, path, "limit=2", 100).await,
+        );
+    }
+    let page = |path: &str, key: &str| json!({ key: served[path] }).to_string();
+    rest.read_orgs_page(page("schools", "orgs").as_bytes(), "schools")
+        .unwrap();
+    let students = page("students", "users");
+    rest.read_users_page(students.as_bytes(), "students", &mut builder)
+        .unwrap();
+    let classes = page("classes", "classes");
+    rest.read_classes_page(classes.as_bytes(), "classes", &mut builder)
+        .unwrap();
+    let enrollments = page("enrollments", "enrollments");
+    rest.read_enrollments_page(enrollments.as_bytes(), "enrollments", &mut builder)
+        .unwrap();
+    rest.finish(&mut builder);
+    let validated = builder.finish();
+    assert_eq!(validated.deviations, vec![]);
+    let roster = validated.roster;
+    assert_eq!(roster.schools.len(), served["schools"].len());
+    assert_eq!(roster.groups.len(), served["classes"].len());
+    assert_eq!(roster.enrollments.len(), served["enrollments"].len());
+    let students = &served["students"];
+    let served: BTreeSet<&str> = students
+        .iter()
+        .map(|user| user["identifier"].as_str().unwrap())
+        .filter(|id| !id.is_empty())
+        .collect();
+    assert_eq!(roster.students.len(), students.len());
+    let read: BTreeSet<&str> = roster
+        .students
+        .iter()
+        .filter_map(|student| student.national_id.as_ref().map(|id| id.as_str()))
+        .collect();
+    assert_eq!(read, served);
     central.stop().await;
 }
 
