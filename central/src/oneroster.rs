@@ -40,6 +40,7 @@ pub(crate) mod links;
 pub(crate) mod paged;
 pub(crate) mod query;
 pub(crate) mod school_year;
+pub(crate) mod v1p2;
 mod whole_site;
 
 pub(crate) use whole_site::site_roster;

@@ -23,7 +23,9 @@ use skolebro_protocol::{
     ChainHead, DeviceId, DeviceSigningKey, Header, Payload, Roster, SiteId, SiteSchool, SiteSecret,
 };
 use skolebro_provisioning::Validity;
+use skolebro_roster::reader::oneroster_rest::RestRoster;
 use skolebro_roster::reader::{read_export, Format, ReaderOptions};
+use skolebro_roster::validate::RosterBuilder;
 
 use common::{now_ms, Central, CentralOptions};
 use skolebro_central::oneroster::PublicUrl;
@@ -1268,6 +1270,216 @@ async fn following_the_links_keeps_the_filter_and_serves_each_match_once() {
     central.stop().await;
 }
 
+/// Follows the `next` links from `path` to the end (at most `max_pages`), checking that each
+/// link is absolute under `base` and keeps `query`; the objects of every page, in order.
+async fn walk(
+    central: &Central,
+    token: &str,
+    base: &str,
+    path: &str,
+    query: &str,
+    max_pages: usize,
+) -> Vec<Value> {
+    let collection = path.split('/').next().unwrap_or(path);
+    let key = match collection {
+        "schools" => "orgs",
+        "students" => "users",
+        other => other,
+    };
+    let (status, mut headers, mut page) =
+        central.get(token, &format!("{base}/{path}?{query}")).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {page}");
+    let total: usize = headers["x-total-count"].to_str().unwrap().parse().unwrap();
+    let origin = central.consumer_url("");
+    let mut objects = Vec::new();
+    for _ in 0..max_pages {
+        objects.extend(page[key].as_array().expect("a list").iter().cloned());
+        let links = links(&headers);
+        for (rel, url) in &links {
+            assert!(
+                url.starts_with(&format!("{origin}{base}/{path}?")),
+                "{rel}: {url}"
+            );
+            for parameter in query.split('&').filter(|p| !p.starts_with("limit=")) {
+                assert!(url.contains(parameter), "{rel}: {url} keeps {parameter}");
+            }
+        }
+        let Some(next) = link(&links, "next").map(str::to_owned) else {
+            assert_eq!(objects.len(), total, "{path}: every match once");
+            return objects;
+        };
+        (_, headers, page) = central.get_url(token, &next).await;
+    }
+    panic!("{path}: the links end within {max_pages} pages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_v1p2_endpoints_page_under_a_filter_by_their_links_in_v1p2_shapes() {
+    let (central, mut devices) = three_schools().await;
+    let token = central.token(json!({"county": "46"})).await;
+    let v1p1 = "/ims/oneroster/v1p1";
+    let active = format!("limit=2&filter={}", encode("status='active'"));
+    for path in [
+        "users",
+        "students",
+        "orgs",
+        "schools",
+        "classes",
+        "enrollments",
+        "courses",
+        "academicSessions",
+        "demographics",
+    ] {
+        let objects = walk(&central, &token, V1P2, path, &active, 100).await;
+        let walked: BTreeSet<String> = objects
+            .iter()
+            .map(|object| object["sourcedId"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(walked.len(), objects.len(), "{path}: each once");
+        assert_eq!(
+            walked,
+            ids(&central, &token, &format!("{v1p1}/{path}")).await
+        );
+        for object in &objects {
+            assert_eq!(object["status"], "active", "{path}");
+            let text = object.to_string();
+            assert!(!text.contains(v1p1), "{path}: every href under 1.2: {text}");
+        }
+    }
+
+    // Users: roles and primaryOrg, not role and orgs; booleans.
+    let users = walk(&central, &token, V1P2, "users", "limit=3", 100).await;
+    for user in &users {
+        assert!(
+            user.get("role").is_none() && user.get("orgs").is_none(),
+            "{user}"
+        );
+        assert_eq!(user["enabledUser"], json!(true));
+        assert_eq!(user["roles"][0]["roleType"], "primary");
+        assert_eq!(user["roles"][0]["role"], "student");
+        assert_eq!(user["roles"][0]["org"], user["primaryOrg"]);
+        assert!(user["primaryOrg"]["href"]
+            .as_str()
+            .unwrap()
+            .starts_with(&central.consumer_url(&format!("{V1P2}/orgs/"))));
+    }
+    let enrollments = walk(&central, &token, V1P2, "enrollments", "limit=50", 100).await;
+    assert!(enrollments.iter().all(|e| e["primary"] == json!(true)));
+
+    // Filters, sort and fields name 1.2's fields: a school's pupils by their primaryOrg.
+    let school = users[0]["primaryOrg"]["sourcedId"].as_str().unwrap();
+    let query = format!(
+        "limit=1&filter={}&sort=familyName&fields={}",
+        encode(&format!("primaryOrg='{school}' AND enabledUser='true'")),
+        encode("sourcedId,roles,familyName"),
+    );
+    let pupils = walk(&central, &token, V1P2, "users", &query, 100).await;
+    let expected = ids(
+        &central,
+        &token,
+        &format!("{v1p1}/schools/{school}/students"),
+    )
+    .await;
+    assert_eq!(
+        pupils
+            .iter()
+            .map(|u| u["sourcedId"].as_str().unwrap().to_owned())
+            .collect::<BTreeSet<_>>(),
+        expected
+    );
+    assert!(pupils.iter().all(|u| u.as_object().unwrap().len() == 3));
+    for (bad, code) in [
+        (
+            format!("users?filter={}", encode("role='student'")),
+            "invalid_filter_field",
+        ),
+        ("users?fields=orgs".to_owned(), "invalid_selection_field"),
+        ("users?sort=role".to_owned(), "invaliddata"),
+    ] {
+        let (status, _, body) = central.get(&token, &format!("{V1P2}/{bad}")).await;
+        assert_eq!(
+            (status, code_minor(&body)),
+            (StatusCode::BAD_REQUEST, code),
+            "{bad}: {body}"
+        );
+    }
+
+    // The change feed: changes since, and what left the scope as tobedeleted, in 1.2 shape.
+    let since = hansen_leaves_and_nilsen_changes(&central, &mut devices[0]).await;
+    let feed = format!(
+        "limit=1&filter={}",
+        encode(&format!("dateLastModified>='{since}'"))
+    );
+    let changes = walk(&central, &token, V1P2, "users", &feed, 10).await;
+    let by_status: BTreeSet<(&str, &str)> = changes
+        .iter()
+        .map(|u| {
+            (
+                u["status"].as_str().unwrap(),
+                u["familyName"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_status,
+        BTreeSet::from([("active", "Nilsen"), ("tobedeleted", "Hansen")])
+    );
+    for user in &changes {
+        assert!(user.get("role").is_none(), "{user}");
+        assert_eq!(user["roles"][0]["roleType"], "primary", "{user}");
+        assert_eq!(user["enabledUser"], json!(true), "{user}");
+    }
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projects_own_oneroster_rest_reader_reads_the_v1p2_pages_into_the_roster_served() {
+    let (central, _devices) = three_schools().await;
+    let token = central.token(json!({"county": "46"})).await;
+    let mut rest = RestRoster::new(false);
+    let mut builder = RosterBuilder::new(Default::default());
+    let mut served = std::collections::BTreeMap::new();
+    for path in ["schools", "students", "classes", "enrollments"] {
+        served.insert(
+            path,
+            walk(&central, &token, V1P2, path, "limit=2", 100).await,
+        );
+    }
+    let page = |path: &str, key: &str| json!({ key: served[path] }).to_string();
+    rest.read_orgs_page(page("schools", "orgs").as_bytes(), "schools")
+        .unwrap();
+    let students = page("students", "users");
+    rest.read_users_page(students.as_bytes(), "students", &mut builder)
+        .unwrap();
+    let classes = page("classes", "classes");
+    rest.read_classes_page(classes.as_bytes(), "classes", &mut builder)
+        .unwrap();
+    let enrollments = page("enrollments", "enrollments");
+    rest.read_enrollments_page(enrollments.as_bytes(), "enrollments", &mut builder)
+        .unwrap();
+    rest.finish(&mut builder);
+    let validated = builder.finish();
+    assert_eq!(validated.deviations, vec![]);
+    let roster = validated.roster;
+    assert_eq!(roster.schools.len(), served["schools"].len());
+    assert_eq!(roster.groups.len(), served["classes"].len());
+    assert_eq!(roster.enrollments.len(), served["enrollments"].len());
+    let students = &served["students"];
+    let served: BTreeSet<&str> = students
+        .iter()
+        .map(|user| user["identifier"].as_str().unwrap())
+        .filter(|id| !id.is_empty())
+        .collect();
+    assert_eq!(roster.students.len(), students.len());
+    let read: BTreeSet<&str> = roster
+        .students
+        .iter()
+        .filter_map(|student| student.national_id.as_ref().map(|id| id.as_str()))
+        .collect();
+    assert_eq!(read, served);
+    central.stop().await;
+}
+
 /// The sourcedIds of a list answer.
 async fn ids(central: &Central, token: &str, path: &str) -> BTreeSet<String> {
     let (status, _, body) = central.get(token, path).await;
@@ -1460,9 +1672,22 @@ fn golden(name: &str, status: StatusCode, mut body: Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_answers_in_the_shape_of_its_golden_file() {
+    answers_match_golden_files("/ims/oneroster/v1p1", "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_v1p2_endpoint_answers_in_the_shape_of_its_golden_file() {
+    answers_match_golden_files(V1P2, "v1p2/").await;
+}
+
+/// Where the OneRoster 1.2 rostering service lives.
+const V1P2: &str = "/ims/oneroster/rostering/v1p2";
+
+/// Asks every endpoint under `base` of a kommune's three schools and compares each answer
+/// with its golden file, named with `prefix`.
+async fn answers_match_golden_files(base: &str, prefix: &str) {
     let (central, _devices) = three_schools().await;
     let token = central.token(json!({"kommune": "4621"})).await;
-    let base = "/ims/oneroster/v1p1";
     let first = |body: &Value, key: &str| body[key][0]["sourcedId"].as_str().unwrap().to_owned();
     let (_, _, schools) = central.get(&token, &format!("{base}/schools")).await;
     let (_, _, classes) = central.get(&token, &format!("{base}/classes")).await;
@@ -1540,13 +1765,28 @@ async fn every_endpoint_answers_in_the_shape_of_its_golden_file() {
         ("error_limit", "users?limit=0".to_owned()),
     ] {
         let (status, _, body) = central.get(&token, &format!("{base}/{path}")).await;
-        golden(name, status, body);
+        golden(&format!("{prefix}{name}"), status, body);
     }
     let (status, _, body) = central
         .get(&"ab".repeat(32), &format!("{base}/users"))
         .await;
-    golden("error_unauthorised", status, body);
+    golden(&format!("{prefix}error_unauthorised"), status, body);
     central.stop().await;
+}
+
+/// A time, then Fana's next export: Hansen, alone in 9A, leaves Fana; Nilsen's e-mail
+/// changes. Returns the time, from which a change feed sees both.
+async fn hansen_leaves_and_nilsen_changes(central: &Central, fana: &mut Device) -> Timestamp {
+    let since = Timestamp(now_ms());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let rows: Vec<_> = fana_rows()
+        .into_iter()
+        .filter(|row| row.3 != "Hansen")
+        .collect();
+    let after =
+        elevliste(FANA, &rows).replace("Oskar.Nilsen@skule.example.no", "oskar@skule.example.no");
+    central.transfer(fana, &after).await;
+    since
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1562,16 +1802,7 @@ async fn a_change_feed_reports_what_left_the_scope_since_as_to_be_deleted() {
         .find(|user| user["familyName"] == "Hansen")
         .expect("Hansen is enrolled")
         .clone();
-    let since = Timestamp(now_ms());
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    // Hansen, alone in 9A, leaves Fana; Nilsen's e-mail changes.
-    let rows: Vec<_> = fana_rows()
-        .into_iter()
-        .filter(|row| row.3 != "Hansen")
-        .collect();
-    let after =
-        elevliste(FANA, &rows).replace("Oskar.Nilsen@skule.example.no", "oskar@skule.example.no");
-    central.transfer(&mut devices[0], &after).await;
+    let since = hansen_leaves_and_nilsen_changes(&central, &mut devices[0]).await;
     let transferred = Timestamp(now_ms());
 
     let feed = |collection: &'static str| {

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, Uri};
 use serde_json::Value;
 
 use super::query::PageRequest;
+use super::v1p2::BASE_V1P2;
 use super::BASE;
 
 /// The URL consumers reach the consumer listener by, behind its proxy
@@ -91,15 +92,18 @@ fn is_host(text: &str) -> bool {
     port_ok && name_ok && !text.is_empty()
 }
 
-/// Makes the `href` of every reference in `value` (a path under [`BASE`], as the mapping
-/// writes it) an absolute URL under `base`, the configured public URL or the request's
+/// Makes the `href` of every reference in `value` (a path under [`BASE`] as the mapping
+/// writes it, or under [`BASE_V1P2`] once shaped for 1.2) an absolute URL under `base`, the configured public URL or the request's
 /// origin: OneRoster's `GUIDRef.href` is a URL a client can follow as it is.
 pub(crate) fn absolute_hrefs(value: &mut Value, base: &str) {
     match value {
         Value::Object(object) => {
             for (name, field) in object.iter_mut() {
                 match field {
-                    Value::String(href) if name == "href" && href.starts_with(BASE) => {
+                    Value::String(href)
+                        if name == "href"
+                            && (href.starts_with(BASE) || href.starts_with(BASE_V1P2)) =>
+                    {
                         *href = format!("{base}{href}");
                     }
                     field => absolute_hrefs(field, base),

@@ -1,10 +1,13 @@
 //! The OneRoster endpoint of the consumer listener: every path under
-//! [`crate::oneroster::BASE`] is read into a [`crate::oneroster::endpoint::Endpoint`] and
+//! [`crate::oneroster::BASE`] (1.1) or [`crate::oneroster::v1p2::BASE_V1P2`] (1.2) is read into a
+//! [`crate::oneroster::endpoint::Endpoint`] and
 //! answered from the calling client's scope only: one page of a list (with `X-Total-Count`
 //! and the paging `Link`s; a change feed with what was deleted since), or one object by
 //! `sourcedId`. An answer carrying personal data is logged first (`crate::access_log`), and
-//! not sent if it cannot be. Errors leave as `ApiError`s; the
-//! listener's `imsx` layer writes them in OneRoster's status shape.
+//! not sent if it cannot be. Both versions are the same answer: the objects are shaped for
+//! the version asked for ([`Version::shape`]) before the query filters, sorts and cuts them.
+//! Errors leave as `ApiError`s; the listener's `imsx` layer writes them in OneRoster's
+//! status shape.
 
 use std::sync::Arc;
 
@@ -21,10 +24,12 @@ use crate::oneroster::deletions::deletions;
 use crate::oneroster::endpoint::{Endpoint, Missing};
 use crate::oneroster::links::{absolute_hrefs, link_header, origin};
 use crate::oneroster::query::{parse_query, PageRequest};
-use crate::oneroster::{paged, scoped_roster, Moment, Needs, ScopedRoster, BASE};
+use crate::oneroster::v1p2::Version;
+use crate::oneroster::{paged, scoped_roster, Kind, Moment, Needs, ScopedRoster};
 use crate::state::AppState;
 
-/// `GET /ims/oneroster/v1p1/{path}`: a list of the caller's objects, filtered, sorted and
+/// `GET /ims/oneroster/v1p1/{path}` and `GET /ims/oneroster/rostering/v1p2/{path}`: a list
+/// of the caller's objects in the shape of the version the base names, filtered, sorted and
 /// paged as the query asks, or one object; `404` for a path the service does not have and
 /// for an object (or a list's parent) outside the caller's scope, whether it exists
 /// elsewhere or nowhere.
@@ -34,16 +39,21 @@ pub(crate) async fn get_resource(
     uri: Uri,
     Path(path): Path<String>,
 ) -> Result<Response, ApiError> {
+    let version = Version::of_path(uri.path());
     let client = bearer_client(&state, &headers).await?;
     let Some(endpoint) = Endpoint::parse(&path) else {
         return Err(ApiError::not_found(
             "not_found",
-            "no such endpoint in the OneRoster 1.1 rostering service",
+            format!(
+                "no such endpoint in the OneRoster {} rostering service",
+                version.name()
+            ),
         ));
     };
     let kind = endpoint.kind();
+    let base = version.base();
     let request = parse_query(&uri)
-        .and_then(|query| PageRequest::from_query(query, kind.fields()))
+        .and_then(|query| PageRequest::from_query(query, version.fields(kind)))
         .map_err(|error| ApiError::bad_request(error.code(), error.to_string()))?;
     let origin = match &state.consumer_public_url {
         Some(url) => url.as_str().to_owned(),
@@ -59,7 +69,7 @@ pub(crate) async fn get_resource(
         Some(plan) => {
             let paged = paged::serve(state.store.as_ref(), &client.scope, &plan).await?;
             (
-                paged.page,
+                shaped(version, kind, paged.page),
                 paged.total,
                 paged.roster,
                 ScopedRoster::default(),
@@ -80,6 +90,7 @@ pub(crate) async fn get_resource(
                 gone = deletions(state.store.as_ref(), &client.scope, since, &roster, kind).await?;
                 objects.extend(endpoint.select(&gone).unwrap_or_default());
             }
+            let objects = shaped(version, kind, objects);
             let (page, total) = if one {
                 (objects.into_iter().take(1).collect(), 1)
             } else {
@@ -89,7 +100,7 @@ pub(crate) async fn get_resource(
         }
     };
     let answer = Answer {
-        endpoint: &format!("{BASE}/{path}"),
+        endpoint: &format!("{base}/{path}"),
         filter: request.filter_text(),
         kind,
         objects: &page,
@@ -113,7 +124,7 @@ pub(crate) async fn get_resource(
         served = page.len(),
         "oneroster page read"
     );
-    let links = link_header(&format!("{origin}{BASE}/{path}"), &request, total);
+    let links = link_header(&format!("{origin}{base}/{path}"), &request, total);
     let mut response = Json(json!({ kind.plural(): page })).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -124,4 +135,12 @@ pub(crate) async fn get_resource(
         headers.insert(header::LINK, links);
     }
     Ok(response)
+}
+
+/// `objects` (1.1, as mapped) in `version`'s shape.
+fn shaped(version: Version, kind: Kind, objects: Vec<Value>) -> Vec<Value> {
+    objects
+        .into_iter()
+        .map(|object| version.shape(kind, object))
+        .collect()
 }
