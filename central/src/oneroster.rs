@@ -4,10 +4,9 @@
 //! the collections under a school, class, course, term or user), served by
 //! `crate::api::consumer` behind the OAuth2 tokens of `crate::consumer_auth`. This module
 //! turns the store's records into OneRoster objects (`scoped_roster`, or one page the store
-//! reads itself, `paged`); `endpoint` reads
-//! a path into the selection it names, `query` checks and applies `limit`, `offset`,
-//! `filter` (`filter`), `sort`, `orderBy` and `fields`, `links` writes the paging links.
-//! None of it knows HTTP beyond header values.
+//! reads itself, `paged`, with its change feed, `feed`); `endpoint` reads a path into the
+//! selection it names, `query` checks and applies `limit`, `offset`, `filter` (`filter`),
+//! `sort`, `orderBy` and `fields`, `links` writes the paging links. No HTTP beyond headers.
 //!
 //! What central stores maps onto OneRoster as: a school is an org of type `school`, a
 //! basisgruppe a class of type `homeroom`, a student a user with role `student` (with a
@@ -32,6 +31,7 @@
 
 pub(crate) mod deletions;
 pub(crate) mod endpoint;
+mod feed;
 pub(crate) mod filter;
 #[cfg(fuzzing)]
 #[doc(hidden)]

@@ -70,7 +70,7 @@ fn derived_from(kind: Kind) -> Option<&'static str> {
 /// When the record behind object `id` of `then` (mapped as of `since`) stopped being what it
 /// was: the first end of one of its versions after `since`; for a record not closed since
 /// (still held, now outside the scope), its site's newest batch.
-async fn closed_at(
+pub(super) async fn closed_at(
     store: &dyn Store,
     then: &ScopedRoster,
     id: &str,

@@ -10,8 +10,9 @@
 //! `limit` and `offset`, and a filter of one `AND` group whose predicates compare
 //! `dateLastModified` with a time, `sourcedId` with an id, or a field every object of the
 //! kind has the same value for (`status`, `role`, `type`, …), which is decided here without
-//! asking the store. Anything else (an `OR`, `~`, another sort field, a name, a change feed
-//! with its deletions) takes the in-memory path.
+//! asking the store. A change feed (a lower bound on `dateLastModified`) merges in what was
+//! deleted since (`super::feed`). Anything else (an `OR`, `~`, another sort field, a name)
+//! takes the in-memory path.
 
 use std::collections::BTreeMap;
 
@@ -22,18 +23,22 @@ use skolebro_protocol::{Entity, SiteId};
 use super::endpoint::{Endpoint, Narrow};
 use super::filter::{Op, Predicate};
 use super::query::PageRequest;
-use super::{id_of, Kind, Mapping, Moment, ScopedRoster, ScopedSite, SiteRecords};
+use super::{feed, id_of, Kind, Mapping, Moment, ScopedRoster, ScopedSite, SiteRecords};
 use crate::store::{
     AnyRecord, Compare, ConsumerPage, ConsumerScope, CurrentRecord, Store, StoreError, Timestamp,
 };
 
-/// A list request the store can page: its kind, and the store's query unless the filter
-/// already rules every object out.
+/// A list request the store can page: its kind, the store's query, whether a current
+/// object can match, and the time of a change feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Plan {
     kind: Kind,
-    /// `None` when a predicate on a field every object shares fails: the answer is empty.
-    query: Option<ConsumerPage>,
+    query: ConsumerPage,
+    /// `false` when a predicate on a field every current object shares fails (`status`
+    /// other than `active`): only deletions can match.
+    current: bool,
+    /// The time a change feed asks from: the list also holds what was deleted since.
+    since: Option<Timestamp>,
 }
 
 /// The kind of record each object of a pageable kind comes from.
@@ -75,7 +80,7 @@ fn compare(op: Op) -> Option<Compare> {
 
 /// A `sourcedId` as the store keeps it: 32 lowercase hex digits, whose text order is the
 /// bytes' order. Any other text takes the in-memory path, which compares it as text.
-fn id_bytes(text: &str) -> Option<[u8; 16]> {
+pub(super) fn id_bytes(text: &str) -> Option<[u8; 16]> {
     if text.len() != 32 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
@@ -89,7 +94,7 @@ fn id_bytes(text: &str) -> Option<[u8; 16]> {
 pub(crate) fn plan(endpoint: &Endpoint, request: &PageRequest) -> Option<Plan> {
     let (kind, narrow) = endpoint.whole_collection()?;
     let entity = entity_of(kind)?;
-    if request.since().is_some() || request.sort().is_some_and(|sort| sort != "sourcedId") {
+    if request.sort().is_some_and(|sort| sort != "sourcedId") {
         return None;
     }
     let mut holds = match narrow {
@@ -101,6 +106,7 @@ pub(crate) fn plan(endpoint: &Endpoint, request: &PageRequest) -> Option<Plan> {
         schools: Vec::new(),
         modified: Vec::new(),
         ids: Vec::new(),
+        within: None,
         descending: request.descending(),
         offset: u64::try_from(request.offset).unwrap_or(u64::MAX),
         limit: u64::try_from(request.limit).unwrap_or(u64::MAX),
@@ -115,7 +121,9 @@ pub(crate) fn plan(endpoint: &Endpoint, request: &PageRequest) -> Option<Plan> {
     }
     Some(Plan {
         kind,
-        query: holds.then_some(query),
+        query,
+        current: holds,
+        since: request.since(),
     })
 }
 
@@ -148,21 +156,23 @@ pub(crate) struct Paged {
 
 /// The page `plan` names, from the store: the scope's schools, one page of records, and
 /// for each site the page touches what maps them (its secret, renamed records and schools,
-/// and a page of students' enrollments).
+/// and a page of students' enrollments). A change feed's deletions are kept if `keep`
+/// says their object (as mapped, 1.1) matches the request's filter.
 pub(crate) async fn serve(
     store: &dyn Store,
     scope: &ConsumerScope,
     plan: &Plan,
+    keep: &(dyn Fn(&Value) -> bool + Sync),
 ) -> Result<Paged, StoreError> {
     let mut roster = ScopedRoster::default();
-    let Some(query) = &plan.query else {
+    if !plan.current && plan.since.is_none() {
         return Ok(Paged {
             page: Vec::new(),
             total: 0,
             roster,
         });
-    };
-    let mut query = query.clone();
+    }
+    let mut query = plan.query.clone();
     query.schools = store
         .current_schools()
         .await?
@@ -170,7 +180,16 @@ pub(crate) async fn serve(
         .filter(|(_, school)| scope.covers(school))
         .map(|(site, school)| (site, school.skolenummer))
         .collect();
-    let paged = store.consumer_page(&query).await?;
+    let mut deleted = match plan.since {
+        Some(since) => feed::deleted(store, scope, since, plan.kind, &query, &mut roster).await?,
+        None => Vec::new(),
+    };
+    deleted.retain(|object| keep(object));
+    let (paged, deleted) = if deleted.is_empty() && plan.current {
+        (store.consumer_page(&query).await?, deleted)
+    } else {
+        feed::merged_page(store, &query, plan.current, deleted).await?
+    };
     let mut by_site: BTreeMap<SiteId, Vec<CurrentRecord>> = BTreeMap::new();
     for (site, record) in paged.records {
         by_site.entry(site).or_default().push(record);
@@ -216,6 +235,7 @@ pub(crate) async fn serve(
         mapping.site(scope, Moment::Now, &site, &records);
     }
     let mut page = roster.of(plan.kind).to_vec();
+    page.extend(deleted);
     page.sort_by(|a, b| id_of(a).cmp(&id_of(b)));
     if query.descending {
         page.reverse();

@@ -34,6 +34,12 @@ pub(crate) fn bytes32(bytes: &[u8], what: &str) -> Result<[u8; 32], StoreError> 
         .map_err(|_| StoreError::Corrupt(format!("{what} is {} bytes, not 32", bytes.len())))
 }
 
+/// A stored consumer id ([`crate::store::consumer_id`]), which must be 16 bytes.
+pub(crate) fn stored_consumer_id(bytes: &[u8]) -> Result<[u8; 16], StoreError> {
+    <[u8; 16]>::try_from(bytes)
+        .map_err(|_| StoreError::Corrupt(format!("a consumer id is {} bytes, not 16", bytes.len())))
+}
+
 /// A nullable handle column (`identity`, `renamed_to`) as read, in either database.
 pub(crate) fn optional_handle(
     bytes: Option<&[u8]>,

@@ -64,6 +64,16 @@ impl Dialect {
         }
     }
 
+    /// Membership in the text list parameter `n` of hex, decoded to bytes.
+    fn among_hex(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("IN (SELECT unhex(value) FROM json_each(?{n}))"),
+            Dialect::Postgres => {
+                format!("= ANY(ARRAY(SELECT decode(h, 'hex') FROM unnest(${n}::text[]) AS h))")
+            }
+        }
+    }
+
     /// Membership in the handle list parameter `n` (hex in a JSON array in SQLite, a
     /// `bytea[]` in PostgreSQL).
     fn among_handles(self, n: usize) -> String {
@@ -103,14 +113,15 @@ pub(crate) fn scope_sites(page: &ConsumerPage) -> Vec<String> {
     sites.into_iter().collect()
 }
 
-/// The two statements of a consumer page and their list parameters: the page selects site,
-/// handle, record, `valid_from` and identity; the count counts the same rows. Parameters:
-/// `lists` (text lists) first, then each `modified` bound, each `ids` bound, and (the page
-/// only) limit and offset.
+/// The statements of a consumer page and their list parameters: the page selects site,
+/// handle, record, `valid_from` and identity; the count counts the same rows; `ids` selects
+/// their consumer ids in order. Parameters: `lists` (text lists) first, then each
+/// `modified` bound, each `ids` bound, and (the page only) limit and offset.
 #[derive(Debug)]
 pub(crate) struct PageSql {
     pub select: String,
     pub count: String,
+    pub ids: String,
     pub lists: Vec<Vec<String>>,
 }
 
@@ -181,6 +192,23 @@ pub(crate) fn page_sql(
         }
     };
     let mut condition = format!("r.entity = '{entity}' AND r.is_current AND {scope}");
+    if let Some(within) = &page.within {
+        let within_n = list(within.iter().map(hex::encode).collect());
+        condition.push_str(&format!(
+            " AND r.consumer_id {}",
+            dialect.among_hex(within_n)
+        ));
+    } else if page
+        .modified
+        .iter()
+        .any(|(compare, _)| compare.is_lower_bound())
+    {
+        // A change feed: the records changed since are few beside the scope, so they are
+        // found by time and sorted, rather than every record of the scope read in order.
+        if dialect == Dialect::Sqlite {
+            from = "records r INDEXED BY records_current_since".to_owned();
+        }
+    }
     let mut next = lists.len() + 1;
     for (compare, _) in &page.modified {
         condition.push_str(&format!(
@@ -209,9 +237,13 @@ pub(crate) fn page_sql(
         dialect.param(next + 1)
     );
     let count = format!("SELECT COUNT(*) FROM {from} WHERE {condition}");
+    let ids = format!(
+        "SELECT r.consumer_id FROM {from} WHERE {condition} ORDER BY r.consumer_id {order}"
+    );
     PageSql {
         select,
         count,
+        ids,
         lists,
     }
 }
@@ -257,6 +289,32 @@ pub(crate) fn enrollments_of_sql(dialect: Dialect) -> String {
          WHERE e.site = {} AND e.entity = 'enrollments' AND e.is_current AND e.student {} \
          ORDER BY e.handle",
         dialect.record("e"),
+        dialect.param(1),
+        dialect.among_handles(2)
+    )
+}
+
+/// The statement reading the versions of site parameter 1 that stood at time parameter 2
+/// and were closed since: entity and record, on `records_closed_until`.
+pub(crate) fn closed_since_sql(dialect: Dialect) -> String {
+    format!(
+        "SELECT entity, {} FROM records r WHERE r.site = {} AND NOT r.is_current \
+         AND r.valid_to > {} AND r.valid_from <= {}",
+        dialect.record("r"),
+        dialect.param(1),
+        dialect.param(2),
+        dialect.param(2)
+    )
+}
+
+/// The statement reading the current students of site parameter 1 whose handles are list
+/// parameter 2, sorted by handle, as [`enrollments_of_sql`] reads enrollments.
+pub(crate) fn students_of_sql(dialect: Dialect) -> String {
+    format!(
+        "SELECT s.handle, {}, s.valid_from, COALESCE(s.identity, s.handle) FROM records s \
+         WHERE s.site = {} AND s.entity = 'students' AND s.is_current AND s.handle {} \
+         ORDER BY s.handle",
+        dialect.record("s"),
         dialect.param(1),
         dialect.among_handles(2)
     )
@@ -356,6 +414,7 @@ mod tests {
     use skolebro_protocol::SiteId;
 
     use super::*;
+    use crate::store::Compare;
 
     fn page(schools: &[(&str, &str)]) -> ConsumerPage {
         ConsumerPage {
@@ -371,6 +430,7 @@ mod tests {
                 .collect(),
             modified: Vec::new(),
             ids: Vec::new(),
+            within: None,
             descending: false,
             offset: 0,
             limit: 100,
@@ -417,6 +477,48 @@ mod tests {
             .count
             .contains("r.site = ANY($3) OR (r.site = ANY($1) AND EXISTS"));
         assert!(sql.select.contains("LIMIT $4 OFFSET $5"));
+    }
+
+    #[test]
+    fn a_change_feed_finds_the_records_changed_since_by_time_not_by_reading_the_scope() {
+        let page = ConsumerPage {
+            modified: vec![(Compare::GreaterOrEqual, crate::store::Timestamp(5))],
+            ..page(&[("skole-a", "1")])
+        };
+        let sql = page_sql(&page, &stored(&[("skole-a", "1")]), Dialect::Sqlite);
+        for statement in [&sql.count, &sql.select, &sql.ids] {
+            assert!(
+                statement.contains("INDEXED BY records_current_since"),
+                "{statement}"
+            );
+        }
+        let before = ConsumerPage {
+            modified: vec![(Compare::Less, crate::store::Timestamp(5))],
+            ..page.clone()
+        };
+        let sql = page_sql(&before, &stored(&[("skole-a", "1")]), Dialect::Sqlite);
+        assert!(sql.count.contains("INDEXED BY records_consumer_students"));
+    }
+
+    #[test]
+    fn the_ids_a_feed_asks_about_are_one_list_parameter_of_hex() {
+        let page = ConsumerPage {
+            within: Some(vec![[0xab; 16], [0x01; 16]]),
+            modified: vec![(Compare::GreaterOrEqual, crate::store::Timestamp(5))],
+            ..page(&[("skole-a", "1")])
+        };
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let sql = page_sql(&page, &stored(&[("skole-a", "1")]), dialect);
+            assert_eq!(
+                sql.lists.last(),
+                Some(&vec!["ab".repeat(16), "01".repeat(16)])
+            );
+            assert!(
+                sql.ids.contains("r.consumer_id IN") || sql.ids.contains("r.consumer_id = ANY")
+            );
+            // Asked by id, the page keeps the index in id order rather than the one by time.
+            assert!(!sql.ids.contains("records_current_since"), "{}", sql.ids);
+        }
     }
 
     #[test]

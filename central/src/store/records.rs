@@ -439,6 +439,29 @@ pub trait RecordStore: Send + Sync {
         students: &'a [CompactString],
     ) -> StoreFuture<'a, Vec<CurrentRecord>>;
 
+    /// The versions of the site's records that stood at `at` and were closed since
+    /// (`valid_from <= at < valid_to`), sorted like [`RecordStore::current_roster`]: where a
+    /// change feed finds what its client may have to remove, without reading the records
+    /// nothing has touched since.
+    fn roster_closed_since<'a>(
+        &'a self,
+        site: &'a SiteId,
+        at: Timestamp,
+    ) -> StoreFuture<'a, Roster>;
+
+    /// The current students with `students` as keys at one site, sorted by handle: the
+    /// pupils a change feed's closed enrollments named, as they stand now.
+    fn students_of<'a>(
+        &'a self,
+        site: &'a SiteId,
+        students: &'a [CompactString],
+    ) -> StoreFuture<'a, Vec<CurrentRecord>>;
+
+    /// Every consumer id of the list [`RecordStore::consumer_page`] cuts `page` from, in
+    /// its order (the page's offset and limit aside): what a change feed merges the ids of
+    /// its deletions into, so it reads one page of records however long the list.
+    fn consumer_ids<'a>(&'a self, page: &'a ConsumerPage) -> StoreFuture<'a, Vec<[u8; 16]>>;
+
     /// The site's newest `limit` applied batches, newest first. [`RecordStore::apply`] records
     /// each in the transaction that applies it.
     fn transfers<'a>(&'a self, site: &'a SiteId, limit: u32) -> StoreFuture<'a, Vec<Transfer>>;
@@ -482,6 +505,12 @@ pub enum Compare {
 }
 
 impl Compare {
+    /// Whether the comparison bounds a value from below (`>`, `>=`): a change feed's
+    /// `dateLastModified` bound.
+    pub(crate) fn is_lower_bound(self) -> bool {
+        matches!(self, Compare::Greater | Compare::GreaterOrEqual)
+    }
+
     /// The operator in SQL, in both databases.
     pub(crate) fn sql(self) -> &'static str {
         match self {
@@ -510,6 +539,9 @@ pub struct ConsumerPage {
     pub modified: Vec<(Compare, Timestamp)>,
     /// Bounds on the consumer id ([`consumer_id`]), all of which must hold.
     pub ids: Vec<(Compare, [u8; 16])>,
+    /// Only the records with these consumer ids, when set: how a change feed learns which
+    /// of the objects its client could read then are still listed.
+    pub within: Option<Vec<[u8; 16]>>,
     /// Highest consumer id first.
     pub descending: bool,
     /// Records skipped before the page.

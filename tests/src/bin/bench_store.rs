@@ -4,7 +4,9 @@
 //! the store once the county's students are in it (`limit=100` at offset 50,000 in
 //! `sourcedId` order, read as the consumer API's paged path reads it), beside what the
 //! in-memory path read for every page before (every current student, enrollment and school
-//! of the site), and one page of `enrollments` at the same offset (the page and its count).
+//! of the site), one page of `enrollments` at the same offset (the page and its count), and,
+//! after a nightly delta (300 pupils renamed, 200 gone with their enrollments), the first
+//! page of a change feed of `users` from before it (what changed, and what was deleted).
 //! The roster comes from the synthetic generator through the agent's own
 //! reader, so the records are what an agent would send. Each is measured twice: records in
 //! clear, then sealed at rest (national ids, names and e-mail; `central::seal`).
@@ -19,11 +21,12 @@ use clap::Parser;
 use futures_util::SinkExt;
 use skolebro_central::seal::{Kek, SealScope};
 use skolebro_central::store::{
-    sealing, AnyRecord, ConsumerPage, IncomingBatch, PostgresStore, SqliteStore, Store, Timestamp,
+    consumer_id, sealing, AnyRecord, Compare, ConsumerPage, IncomingBatch, PostgresStore,
+    SqliteStore, Store, Timestamp,
 };
 use skolebro_protocol::envelope::{ChainHead, DeviceId, DeviceSigningKey, Payload, Seq, SiteId};
 use skolebro_protocol::Entity;
-use skolebro_protocol::{Digest, Record, Roster, SiteSecret};
+use skolebro_protocol::{Delta, Digest, Record, Roster, SiteSecret};
 use skolebro_roster::reader::{read_export, Format, ReaderOptions};
 use skolebro_tests::harness::drop_postgres_schema;
 use skolebro_tests::rostergen::Generated;
@@ -74,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         let took = apply(&sqlite, &roster).await?;
         report(&format!("SQLite store apply, {label}"), records, took);
         pages(&sqlite, &format!("SQLite {label}"), args.runs).await?;
+        feed(&sqlite, &roster, &format!("SQLite {label}"), args.runs).await?;
         applies.push(("SQLite", sealed, took));
 
         let schema = format!("skolebro_bench_{}", hex::encode(random::<4>()?));
@@ -88,6 +92,13 @@ async fn main() -> anyhow::Result<()> {
             // visible to all, so the page's count and offset run on the index alone.
             vacuum(&args.postgres, &schema).await?;
             pages(&postgres, &format!("PostgreSQL {label}"), args.runs).await?;
+            feed(
+                &postgres,
+                &roster,
+                &format!("PostgreSQL {label}"),
+                args.runs,
+            )
+            .await?;
             applies.push(("PostgreSQL", sealed, took));
             if !sealed {
                 let copy = copy(&args.postgres, &schema, &roster).await?;
@@ -153,6 +164,7 @@ async fn pages(store: &dyn Store, name: &str, runs: usize) -> anyhow::Result<()>
             schools,
             modified: Vec::new(),
             ids: Vec::new(),
+            within: None,
             descending: false,
             offset: 50_000,
             limit: 100,
@@ -219,6 +231,7 @@ async fn pages(store: &dyn Store, name: &str, runs: usize) -> anyhow::Result<()>
             schools: county.clone(),
             modified: Vec::new(),
             ids: Vec::new(),
+            within: None,
             descending: false,
             offset: 50_000,
             limit: 100,
@@ -235,6 +248,144 @@ async fn pages(store: &dyn Store, name: &str, runs: usize) -> anyhow::Result<()>
     }
     timings(
         &format!("{name} enrollments page, store-paged"),
+        &times,
+        total,
+    );
+    Ok(())
+}
+
+/// Applies a nightly delta to the county's site (300 pupils renamed, the next 200 gone with
+/// their enrollments), then times the first page (`limit=100`) of a change feed of `users`
+/// from before it, read as the consumer API's store-paged feed reads the store
+/// (`central::oneroster::feed`): the records closed since, the pupils they name as they
+/// stand, which of those ids are still listed, every id changed since (to merge the
+/// deletions into), the page's records by id, and their enrollments.
+async fn feed(store: &dyn Store, roster: &Roster, name: &str, runs: usize) -> anyhow::Result<()> {
+    let site = SiteId::new("46500")?;
+    let device = DeviceId::new("bench-pi")?;
+    let since = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let secret = secret();
+    let mut delta = Delta::default();
+    for student in &roster.students[..300] {
+        let mut renamed = student.clone();
+        renamed.family_name = "Omdøpt".into();
+        delta
+            .students
+            .upserts
+            .push((secret.handle(Entity::Student, &renamed.source_key), renamed));
+    }
+    let gone: Vec<_> = roster.students[300..500]
+        .iter()
+        .map(|student| student.source_key.clone())
+        .collect();
+    delta.students.deletes = gone
+        .iter()
+        .map(|key| secret.handle(Entity::Student, key))
+        .collect();
+    delta.enrollments.deletes = roster
+        .enrollments
+        .iter()
+        .filter(|enrollment| gone.contains(&enrollment.student))
+        .map(|enrollment| secret.handle(Entity::Enrollment, &enrollment.source_key))
+        .collect();
+    delta.students.sort();
+    delta.enrollments.sort();
+    let head = store.chain_head(&device).await?;
+    store
+        .apply(IncomingBatch {
+            device,
+            site: site.clone(),
+            seq: head.next_seq,
+            prev: head.prev,
+            next_head: ChainHead::after(head.next_seq, [2; 32]),
+            payload: Payload::Delta(delta),
+            at: Timestamp::now(),
+            bytes: 0,
+        })
+        .await?;
+    let county: Vec<_> = store
+        .current_schools()
+        .await?
+        .into_iter()
+        .filter(|(_, school)| school.fylkesnummer.as_deref() == Some("46"))
+        .map(|(site, school)| (site, school.skolenummer))
+        .collect();
+    let page = || async {
+        let start = Instant::now();
+        let query = ConsumerPage {
+            entity: Entity::Student,
+            schools: county.clone(),
+            modified: vec![(Compare::GreaterOrEqual, since)],
+            ids: Vec::new(),
+            within: None,
+            descending: false,
+            offset: 0,
+            limit: 100,
+        };
+        let closed = store.roster_closed_since(&site, since).await?;
+        let moved: Vec<_> = closed
+            .students
+            .iter()
+            .map(|student| student.source_key.clone())
+            .chain(closed.enrollments.iter().map(|e| e.student.clone()))
+            .collect();
+        let standing = store.students_of(&site, &moved).await?;
+        store.enrollments_of(&site, &moved).await?;
+        let candidates: Vec<[u8; 16]> = closed
+            .students
+            .iter()
+            .map(|student| consumer_id(&secret.handle(Entity::Student, &student.source_key)))
+            .collect();
+        let listed = store
+            .consumer_ids(&ConsumerPage {
+                modified: Vec::new(),
+                within: Some(candidates.clone()),
+                ..query.clone()
+            })
+            .await?;
+        let changed = store.consumer_ids(&query).await?;
+        let mut merged: Vec<[u8; 16]> = changed.clone();
+        merged.extend(candidates.iter().filter(|id| !listed.contains(id)));
+        merged.sort();
+        let first: Vec<[u8; 16]> = merged
+            .iter()
+            .take(100)
+            .filter(|id| changed.contains(id))
+            .copied()
+            .collect();
+        let within = first.len() as u64;
+        let records = store
+            .consumer_page(&ConsumerPage {
+                within: Some(first),
+                limit: within,
+                ..query.clone()
+            })
+            .await?
+            .records;
+        let keys: Vec<_> = records
+            .iter()
+            .filter_map(|(_, current)| match &current.record {
+                AnyRecord::Student(student) => Some(student.source_key.clone()),
+                _ => None,
+            })
+            .collect();
+        store.enrollments_of(&site, &keys).await?;
+        anyhow::ensure!(
+            closed.students.len() == 500 && standing.is_empty() && changed.len() == 300,
+            "the delta's 500 closed versions and 300 new ones, none of the gone still standing"
+        );
+        Ok::<_, anyhow::Error>((start.elapsed(), merged.len() as u64))
+    };
+    let mut times = Vec::new();
+    let mut total = 0;
+    for _ in 0..runs.max(2) {
+        let (took, count) = page().await?;
+        times.push(took);
+        total = count;
+    }
+    timings(
+        &format!("{name} users feed page, store-paged"),
         &times,
         total,
     );

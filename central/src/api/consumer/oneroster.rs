@@ -67,7 +67,12 @@ pub(crate) async fn get_resource(
     let one = matches!(endpoint, Endpoint::One { .. });
     let (page, total, roster, gone) = match paged::plan(&endpoint, &request) {
         Some(plan) => {
-            let paged = paged::serve(state.store.as_ref(), &client.scope, &plan).await?;
+            let keep = |object: &Value| {
+                request
+                    .filter()
+                    .is_none_or(|filter| filter.matches(&version.shape(kind, object.clone())))
+            };
+            let paged = paged::serve(state.store.as_ref(), &client.scope, &plan, &keep).await?;
             (
                 shaped(version, kind, paged.page),
                 paged.total,

@@ -140,6 +140,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         21,
         include_str!("../../../migrations/postgres/0021_grouped_enrollments.sql"),
     ),
+    (
+        23,
+        include_str!("../../../migrations/postgres/0023_change_feed.sql"),
+    ),
 ];
 
 /// Central's store in a PostgreSQL schema.

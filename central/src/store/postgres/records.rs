@@ -16,11 +16,13 @@ use super::subjects::{mark_returned, read_tombstones};
 use super::PostgresStore;
 use crate::seal::Sealer;
 use crate::store::columns::{
-    bytes32, entity_from_name, entity_name, optional_handle, seq_to_db, stored_site,
+    bytes32, entity_from_name, entity_name, optional_handle, seq_to_db, stored_consumer_id,
+    stored_site,
 };
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::paging::{
-    enrollments_of_sql, page_sql, refresh_after, scope_sites, site_schools_sql, Dialect,
+    closed_since_sql, enrollments_of_sql, page_sql, refresh_after, scope_sites, site_schools_sql,
+    students_of_sql, Dialect, PageSql,
 };
 use crate::store::planning::{
     plan, prepare, snapshot_enrolled, Current, CurrentVersions, Insert, Prepared, RenamedIdentities,
@@ -110,6 +112,42 @@ impl PostgresStore {
         sort_roster(&mut roster);
         Ok(roster)
     }
+}
+
+/// The statements of a consumer page ([`page_sql`]), given the current schools of its
+/// sites.
+async fn page_statements(
+    conn: &impl GenericClient,
+    page: &ConsumerPage,
+) -> Result<PageSql, StoreError> {
+    let site_schools = conn
+        .query(&site_schools_sql(Dialect::Postgres), &[&scope_sites(page)])
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<Vec<(String, Option<String>)>, StoreError>>()?;
+    Ok(page_sql(page, &site_schools, Dialect::Postgres))
+}
+
+/// The values of a consumer page's parameters before its limit and offset: the lists, the
+/// `modified` bounds, then the `ids` bounds (`ids`, as bytes).
+fn page_values<'a>(
+    sql: &'a PageSql,
+    page: &'a ConsumerPage,
+    ids: &'a [&'a [u8]],
+) -> Vec<&'a (dyn ToSql + Sync)> {
+    let mut values: Vec<&(dyn ToSql + Sync)> = sql
+        .lists
+        .iter()
+        .map(|list| list as &(dyn ToSql + Sync))
+        .collect();
+    values.extend(
+        page.modified
+            .iter()
+            .map(|(_, at)| &at.0 as &(dyn ToSql + Sync)),
+    );
+    values.extend(ids.iter().map(|id| id as &(dyn ToSql + Sync)));
+    values
 }
 
 /// The write half of `apply`: one transaction that takes the site's and the device's locks,
@@ -475,25 +513,9 @@ impl RecordStore for PostgresStore {
         Box::pin(async move {
             let sealer = self.sealer();
             let conn = self.pool.get().await?;
-            let site_schools = conn
-                .query(&site_schools_sql(Dialect::Postgres), &[&scope_sites(page)])
-                .await?
-                .iter()
-                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-                .collect::<Result<Vec<(String, Option<String>)>, StoreError>>()?;
-            let sql = page_sql(page, &site_schools, Dialect::Postgres);
+            let sql = page_statements(&*conn, page).await?;
             let ids: Vec<&[u8]> = page.ids.iter().map(|(_, id)| &id[..]).collect();
-            let mut values: Vec<&(dyn ToSql + Sync)> = sql
-                .lists
-                .iter()
-                .map(|list| list as &(dyn ToSql + Sync))
-                .collect();
-            values.extend(
-                page.modified
-                    .iter()
-                    .map(|(_, at)| &at.0 as &(dyn ToSql + Sync)),
-            );
-            values.extend(ids.iter().map(|id| id as &(dyn ToSql + Sync)));
+            let mut values = page_values(&sql, page, &ids);
             let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
             let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
             let counted = values.len();
@@ -517,6 +539,61 @@ impl RecordStore for PostgresStore {
                 records,
                 total: u64::try_from(total).unwrap_or_default(),
             })
+        })
+    }
+
+    fn consumer_ids<'a>(&'a self, page: &'a ConsumerPage) -> StoreFuture<'a, Vec<[u8; 16]>> {
+        Box::pin(async move {
+            let conn = self.pool.get().await?;
+            let sql = page_statements(&*conn, page).await?;
+            let ids: Vec<&[u8]> = page.ids.iter().map(|(_, id)| &id[..]).collect();
+            let values = page_values(&sql, page, &ids);
+            conn.query(&sql.ids, &values)
+                .await?
+                .iter()
+                .map(|row| stored_consumer_id(row.try_get(0)?))
+                .collect()
+        })
+    }
+
+    fn roster_closed_since<'a>(
+        &'a self,
+        site: &'a SiteId,
+        at: Timestamp,
+    ) -> StoreFuture<'a, Roster> {
+        Box::pin(async move {
+            self.read_roster(
+                &closed_since_sql(Dialect::Postgres),
+                &[&site.as_str(), &at.0],
+            )
+            .await
+        })
+    }
+
+    fn students_of<'a>(
+        &'a self,
+        site: &'a SiteId,
+        students: &'a [CompactString],
+    ) -> StoreFuture<'a, Vec<CurrentRecord>> {
+        Box::pin(async move {
+            let sealer = self.sealer();
+            let conn = self.pool.get().await?;
+            let secret = read_secret(&*conn, site, false)
+                .await?
+                .ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
+            let handles: Vec<RecordHandle> = students
+                .iter()
+                .map(|key| secret.handle(Entity::Student, key))
+                .collect();
+            let handles: Vec<&[u8]> = handles.iter().map(|h| &h.as_bytes()[..]).collect();
+            conn.query(
+                &students_of_sql(Dialect::Postgres),
+                &[&site.as_str(), &handles],
+            )
+            .await?
+            .iter()
+            .map(|row| current_record(&sealer, row, 0, Entity::Student))
+            .collect()
         })
     }
 

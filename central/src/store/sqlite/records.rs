@@ -15,11 +15,13 @@ use super::subjects::{mark_returned, read_tombstones};
 use super::{blocking, SqliteStore};
 use crate::seal::Sealer;
 use crate::store::columns::{
-    bytes32, entity_from_name, entity_name, optional_handle, seq_to_db, stored_site,
+    bytes32, entity_from_name, entity_name, optional_handle, seq_to_db, stored_consumer_id,
+    stored_site,
 };
 use crate::store::error::{StoreError, StoreFuture};
 use crate::store::paging::{
-    enrollments_of_sql, hex_list, page_sql, refresh_after, scope_sites, site_schools_sql, Dialect,
+    closed_since_sql, enrollments_of_sql, hex_list, page_sql, refresh_after, scope_sites,
+    site_schools_sql, students_of_sql, Dialect, PageSql,
 };
 use crate::store::planning::{
     plan, prepare, snapshot_enrolled, Current, CurrentVersions, Insert, Prepared, RenamedIdentities,
@@ -279,6 +281,30 @@ fn read_roster(
     Ok(roster)
 }
 
+/// The statements of a consumer page ([`page_sql`]) and the values of their parameters
+/// before the page's limit and offset.
+fn page_statements(
+    conn: &Connection,
+    page: &ConsumerPage,
+) -> Result<(PageSql, Vec<Value>), StoreError> {
+    let list = |items: &[String]| serde_json::Value::from(items.to_vec()).to_string();
+    let site_schools = conn
+        .prepare_cached(&site_schools_sql(Dialect::Sqlite))?
+        .query_map([list(&scope_sites(page))], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<Result<Vec<(String, Option<String>)>, _>>()?;
+    let sql = page_sql(page, &site_schools, Dialect::Sqlite);
+    let mut values: Vec<Value> = sql
+        .lists
+        .iter()
+        .map(|items| Value::Text(list(items)))
+        .collect();
+    values.extend(page.modified.iter().map(|(_, at)| Value::Integer(at.0)));
+    values.extend(page.ids.iter().map(|(_, id)| Value::Blob(id.to_vec())));
+    Ok((sql, values))
+}
+
 /// A current record from the columns handle, record, `valid_from` and identity, starting
 /// at column `from`.
 fn current_record(
@@ -455,21 +481,7 @@ impl RecordStore for SqliteStore {
         let page = page.clone();
         let sealer = self.sealer();
         Box::pin(self.call(move |conn| {
-            let list = |items: &[String]| serde_json::Value::from(items.to_vec()).to_string();
-            let site_schools = conn
-                .prepare_cached(&site_schools_sql(Dialect::Sqlite))?
-                .query_map([list(&scope_sites(&page))], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })?
-                .collect::<Result<Vec<(String, Option<String>)>, _>>()?;
-            let sql = page_sql(&page, &site_schools, Dialect::Sqlite);
-            let mut values: Vec<Value> = sql
-                .lists
-                .iter()
-                .map(|items| Value::Text(list(items)))
-                .collect();
-            values.extend(page.modified.iter().map(|(_, at)| Value::Integer(at.0)));
-            values.extend(page.ids.iter().map(|(_, id)| Value::Blob(id.to_vec())));
+            let (sql, mut values) = page_statements(conn, &page)?;
             let total: i64 = conn
                 .prepare_cached(&sql.count)?
                 .query_row(params_from_iter(values.iter()), |row| row.get(0))?;
@@ -516,6 +528,62 @@ impl RecordStore for SqliteStore {
                 records.push(current_record(&sealer, row, 0, Entity::Enrollment)?);
             }
             Ok(records)
+        }))
+    }
+
+    fn roster_closed_since<'a>(
+        &'a self,
+        site: &'a SiteId,
+        at: Timestamp,
+    ) -> StoreFuture<'a, Roster> {
+        let site = site.clone();
+        let sealer = self.sealer();
+        Box::pin(self.call(move |conn| {
+            read_roster(
+                &sealer,
+                conn,
+                &closed_since_sql(Dialect::Sqlite),
+                params![site.as_str(), at.0],
+            )
+        }))
+    }
+
+    fn students_of<'a>(
+        &'a self,
+        site: &'a SiteId,
+        students: &'a [CompactString],
+    ) -> StoreFuture<'a, Vec<CurrentRecord>> {
+        let site = site.clone();
+        let students = students.to_vec();
+        let sealer = self.sealer();
+        Box::pin(self.call(move |conn| {
+            let secret =
+                read_secret(conn, &site)?.ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
+            let handles: Vec<RecordHandle> = students
+                .iter()
+                .map(|key| secret.handle(Entity::Student, key))
+                .collect();
+            let mut statement = conn.prepare_cached(&students_of_sql(Dialect::Sqlite))?;
+            let mut rows = statement.query(params![site.as_str(), hex_list(&handles)])?;
+            let mut records = Vec::new();
+            while let Some(row) = rows.next()? {
+                records.push(current_record(&sealer, row, 0, Entity::Student)?);
+            }
+            Ok(records)
+        }))
+    }
+
+    fn consumer_ids<'a>(&'a self, page: &'a ConsumerPage) -> StoreFuture<'a, Vec<[u8; 16]>> {
+        let page = page.clone();
+        Box::pin(self.call(move |conn| {
+            let (sql, values) = page_statements(conn, &page)?;
+            let mut statement = conn.prepare_cached(&sql.ids)?;
+            let mut rows = statement.query(params_from_iter(values.iter()))?;
+            let mut ids = Vec::new();
+            while let Some(row) = rows.next()? {
+                ids.push(stored_consumer_id(&row.get::<_, Vec<u8>>(0)?)?);
+            }
+            Ok(ids)
         }))
     }
 

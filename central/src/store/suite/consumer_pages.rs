@@ -7,6 +7,7 @@ use serde_json::Value;
 use skolebro_protocol::{Delta, Enrollment, Group, Payload, Roster, School};
 
 use super::*;
+use crate::oneroster::deletions::deletions;
 use crate::oneroster::endpoint::Endpoint;
 use crate::oneroster::paged;
 use crate::oneroster::query::{parse_query, PageRequest};
@@ -121,7 +122,28 @@ async fn in_memory(
     let roster = scoped_roster(store, scope, Moment::Now, Needs::of(endpoint.kinds()))
         .await
         .expect("the roster maps");
-    request.apply(endpoint.select(&roster).expect("a list"))
+    let mut objects = endpoint.select(&roster).expect("a list");
+    if let Some(since) = request.since() {
+        let gone = deletions(store, scope, since, &roster, endpoint.kind())
+            .await
+            .expect("the deletions map");
+        objects.extend(endpoint.select(&gone).unwrap_or_default());
+    }
+    request.apply(objects)
+}
+
+/// The answer of the store-paged path, with the request's filter deciding which deletions
+/// of a change feed it keeps, as the handler does.
+async fn paged_answer(
+    store: &dyn Store,
+    scope: &ConsumerScope,
+    plan: &paged::Plan,
+    request: &PageRequest,
+) -> paged::Paged {
+    let keep = |object: &Value| request.filter().is_none_or(|filter| filter.matches(object));
+    paged::serve(store, scope, plan, &keep)
+        .await
+        .expect("the store pages")
 }
 
 pub(crate) async fn paged_lists_answer_exactly_as_the_whole_roster_does(store: &dyn Store) {
@@ -169,9 +191,7 @@ pub(crate) async fn paged_lists_answer_exactly_as_the_whole_roster_does(store: &
                     continue;
                 };
                 pushed += 1;
-                let served = paged::serve(store, scope, &plan)
-                    .await
-                    .expect("the store pages");
+                let served = paged_answer(store, scope, &plan, &request).await;
                 answered += usize::from(!served.page.is_empty());
                 assert_eq!(
                     (served.page, served.total),
@@ -210,9 +230,7 @@ async fn users_agree(store: &dyn Store, step: &str) -> Vec<usize> {
                 .and_then(|parsed| PageRequest::from_query(parsed, endpoint.kind().fields()))
                 .expect("a request");
             let plan = paged::plan(&endpoint, &request).expect("the store pages users");
-            let served = paged::serve(store, scope, &plan)
-                .await
-                .expect("the store pages");
+            let served = paged_answer(store, scope, &plan, &request).await;
             assert_eq!(
                 (served.page, served.total),
                 in_memory(store, scope, &endpoint, &request).await,
@@ -224,6 +242,69 @@ async fn users_agree(store: &dyn Store, step: &str) -> Vec<usize> {
         }
     }
     totals
+}
+
+/// Every list the store pages, asked as a change feed from the start and from before the
+/// last two batches (the last at `at`) (whole, paged in descending order, and with a filter on `status` or `sourcedId` beside the time), for scopes
+/// of whole and partly covered sites, against the whole-roster path with its deletions:
+/// what shows that the feed finds every deletion among the records closed since, and merges
+/// them into the store's pages. Answers how many deletions the whole lists held.
+async fn feeds_agree(store: &dyn Store, step: &str, at: i64) -> usize {
+    let scopes = [
+        ConsumerScope::County("46".to_owned()),
+        ConsumerScope::Kommune("4602".to_owned()),
+        ConsumerScope::County("03".to_owned()),
+    ];
+    let mut deleted = 0;
+    for scope in &scopes {
+        for path in ["users", "classes", "enrollments", "orgs"] {
+            for since in [0, at - 1_500, at - 500] {
+                let time = crate::store::Timestamp(since).to_string();
+                let filter = format!("dateLastModified>='{time}'");
+                for (more, extra) in [
+                    ("", ""),
+                    ("", "&orderBy=desc&limit=4&offset=1"),
+                    (" AND status='tobedeleted'", ""),
+                    (" AND status='active'", "&limit=2"),
+                    (" AND sourcedId>'80000000000000000000000000000000'", ""),
+                ] {
+                    let query = format!("filter={}{extra}", urlencode(&format!("{filter}{more}")));
+                    let endpoint = Endpoint::parse(path).expect("an endpoint");
+                    let uri: Uri = format!("/{path}?{query}").parse().expect("a URI");
+                    let request = parse_query(&uri)
+                        .and_then(|parsed| {
+                            PageRequest::from_query(parsed, endpoint.kind().fields())
+                        })
+                        .expect("a request");
+                    let plan = paged::plan(&endpoint, &request).expect("the store pages a feed");
+                    let served = paged_answer(store, scope, &plan, &request).await;
+                    if (more, extra) == ("", "") {
+                        deleted += served
+                            .page
+                            .iter()
+                            .filter(|object| object["status"] == "tobedeleted")
+                            .count();
+                    }
+                    assert_eq!(
+                        (served.page, served.total),
+                        in_memory(store, scope, &endpoint, &request).await,
+                        "{step}: {scope:?} {path}?{query}"
+                    );
+                }
+            }
+        }
+    }
+    deleted
+}
+
+/// `text` with every byte but letters and digits percent-encoded, for a query value.
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }
 
 /// The delta renaming student `from` to `to`, with `enrollment` now naming `to`.
@@ -245,13 +326,15 @@ fn rename_student(secret: &SiteSecret, from: &str, to: &str, enrollment: Enrollm
     })
 }
 
-pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_counts_match_the_roster(
+pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_lists_and_feeds_match_the_roster(
     store: &dyn Store,
 ) {
     two_counties(store).await;
     let secret = secret_a();
     // 24 of site A's 25 students are enrolled, 16 at 46505 and 8 at 46507; site B has 4.
     assert_eq!(users_agree(store, "as enrolled").await, [24, 16, 8, 4]);
+    assert_eq!(feeds_agree(store, "as enrolled", 3000).await, 0);
+    let mut feeds_deleted = Vec::new();
 
     let at_46505 = |n: usize, student: &str| Enrollment {
         source_key: format!("e{n}").into(),
@@ -267,6 +350,7 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_counts_mat
     )
     .await;
     assert_eq!(users_agree(store, "after a rename").await, [24, 16, 8, 4]);
+    feeds_deleted.push(feeds_agree(store, "after a rename", 4000).await);
 
     // A move: student 1 changes school; student 25 is enrolled for the first time.
     let mut enrollments = upserts(&secret, &[at_46505(1, "s1"), at_46505(25, "s25")]);
@@ -281,6 +365,7 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_counts_mat
     )
     .await;
     assert_eq!(users_agree(store, "after a move").await, [25, 18, 7, 4]);
+    feeds_deleted.push(feeds_agree(store, "after a move", 5000).await);
 
     // A closed enrollment leaves its student unlisted; a closed student leaves its
     // enrollment naming nobody.
@@ -299,6 +384,7 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_counts_mat
     )
     .await;
     assert_eq!(users_agree(store, "after closes").await, [23, 17, 6, 4]);
+    feeds_deleted.push(feeds_agree(store, "after closes", 6000).await);
 
     // A closed school takes its students out of every scope; a snapshot brings it back
     // with three of its pupils, and student 6 (whose enrollment stayed) back.
@@ -317,6 +403,7 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_counts_mat
         users_agree(store, "after a school closed").await,
         [17, 17, 0, 4]
     );
+    feeds_deleted.push(feeds_agree(store, "after a school closed", 7000).await);
 
     let roster = current_a(store).await;
     let kept: Vec<Enrollment> = roster
@@ -335,4 +422,10 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_counts_mat
     };
     applied(store, Payload::Snapshot(snapshot), 8_000).await;
     assert_eq!(users_agree(store, "after a snapshot").await, [21, 18, 3, 4]);
+    feeds_deleted.push(feeds_agree(store, "after a snapshot", 8000).await);
+    // Each step after the first took something out of some scope's feeds.
+    assert!(
+        feeds_deleted.iter().skip(1).all(|deleted| *deleted > 0),
+        "deletions per step: {feeds_deleted:?}"
+    );
 }

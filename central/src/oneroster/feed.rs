@@ -1,0 +1,257 @@
+//! The change feed of the lists the store pages (`super::paged`): a list asked for
+//! `dateLastModified>=` (or `>`) a time merges, in `sourcedId` order, the current objects
+//! changed since, which the store finds by time (`records_current_since`), with the objects
+//! the client could read then and cannot now, `tobedeleted`. Those are looked for among the
+//! records closed since ([`crate::store::RecordStore::roster_closed_since`]) instead of by
+//! mapping the whole scope as it stood then, as `super::deletions` does for the lists served
+//! from the whole roster. So a page of a nightly delta sync costs what changed since and the
+//! page, not the county.
+//!
+//! The candidates: a class or an enrollment whose version then was closed since; a user whose
+//! student's version was, or one of the enrollments that placed it then. Each is mapped as it
+//! stood then, with its school and the enrollments that placed it as they stood, and is gone
+//! unless the store still lists its id. A change to a school can take everything under it out
+//! of a scope without closing any of it, so a site one of whose schools was closed since is
+//! mapped whole as it stood then, as `super::deletions` maps it.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use compact_str::CompactString;
+use serde_json::{json, Value};
+use skolebro_protocol::{Enrollment, Entity, Roster, Student};
+
+use super::deletions::closed_at;
+use super::paged::id_bytes;
+use super::{
+    as_of, id_of, scoped_sites, site_records, Kind, Mapping, Moment, Needs, ScopedRoster,
+    ScopedSite, SiteRecords,
+};
+use crate::store::{
+    AnyRecord, ConsumerPage, ConsumerScope, CurrentRecord, PagedRecords, Store, StoreError,
+    Timestamp,
+};
+
+/// The objects of `kind` the caller could read at `since` and cannot now, as `tobedeleted`
+/// and dated when their record was closed, in `sourcedId` order; `query` is the list's store
+/// query (its scope). Their sites are noted in `roster` for the access log.
+pub(super) async fn deleted(
+    store: &dyn Store,
+    scope: &ConsumerScope,
+    since: Timestamp,
+    kind: Kind,
+    query: &ConsumerPage,
+    roster: &mut ScopedRoster,
+) -> Result<Vec<Value>, StoreError> {
+    let then = candidates(store, scope, since, kind).await?;
+    let ids: Vec<[u8; 16]> = then
+        .of(kind)
+        .iter()
+        .filter_map(|object| id_bytes(id_of(object)?))
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let listed: HashSet<[u8; 16]> = store
+        .consumer_ids(&ConsumerPage {
+            modified: Vec::new(),
+            ids: Vec::new(),
+            within: Some(ids),
+            ..query.clone()
+        })
+        .await?
+        .into_iter()
+        .collect();
+    let mut gone = Vec::new();
+    for object in then.of(kind) {
+        let Some(id) = id_of(object) else {
+            continue;
+        };
+        if id_bytes(id).is_some_and(|bytes| listed.contains(&bytes)) {
+            continue;
+        }
+        let closed = closed_at(store, &then, id, since).await?;
+        if let Some(site) = then.site_of(id) {
+            roster.note_site(id, site);
+        }
+        let mut object = object.clone();
+        object["status"] = json!("tobedeleted");
+        object["dateLastModified"] = json!(closed.to_string());
+        gone.push(object);
+    }
+    gone.sort_by(|a, b| id_of(a).cmp(&id_of(b)));
+    Ok(gone)
+}
+
+/// The candidates for deletion of `kind`, mapped as they stood at `since`: see the module
+/// documentation.
+async fn candidates(
+    store: &dyn Store,
+    scope: &ConsumerScope,
+    since: Timestamp,
+    kind: Kind,
+) -> Result<ScopedRoster, StoreError> {
+    let mut then = ScopedRoster::default();
+    let (mut courses, mut sessions) = (BTreeMap::new(), BTreeMap::new());
+    let moment = Moment::AsOf(since);
+    for site in scoped_sites(store, scope).await? {
+        let closed = store.roster_closed_since(&site.site, since).await?;
+        let records = if !closed.schools.is_empty() {
+            let ScopedSite {
+                site: id,
+                secret,
+                identities,
+            } = &site;
+            site_records(store, id, secret, identities, moment, Needs::of([kind])).await?
+        } else if kind == Kind::Org {
+            continue;
+        } else {
+            closed_records(store, &site, since, kind, closed).await?
+        };
+        let mut mapping = Mapping {
+            roster: &mut then,
+            courses: &mut courses,
+            sessions: &mut sessions,
+        };
+        mapping.site(scope, moment, &site, &records);
+    }
+    Ok(then)
+}
+
+/// The records of a site none of whose schools was closed since `since` that can make a
+/// deletion of `kind`, as they stood then: the schools then, and the closed classes,
+/// enrollments or (for users) students with the enrollments that placed them.
+async fn closed_records(
+    store: &dyn Store,
+    site: &ScopedSite,
+    since: Timestamp,
+    kind: Kind,
+    closed: Roster,
+) -> Result<SiteRecords, StoreError> {
+    let then = |records: Vec<CurrentRecord>| {
+        records
+            .into_iter()
+            .filter(move |current| current.modified <= since)
+            .map(|current| current.record)
+    };
+    let schools = then(store.current_records(&site.site, Entity::School).await?)
+        .filter_map(|record| match record {
+            AnyRecord::School(school) => Some(school),
+            _ => None,
+        })
+        .collect();
+    let mut roster = Roster {
+        schools,
+        ..Roster::default()
+    };
+    match kind {
+        Kind::Class => roster.groups = closed.groups,
+        Kind::Enrollment => roster.enrollments = closed.enrollments,
+        Kind::User => {
+            let moved: BTreeSet<CompactString> = closed
+                .students
+                .iter()
+                .map(|student| student.source_key.clone())
+                .chain(closed.enrollments.iter().map(|e| e.student.clone()))
+                .collect();
+            let moved: Vec<CompactString> = moved.into_iter().collect();
+            roster.students = closed.students;
+            roster.students.extend(
+                then(store.students_of(&site.site, &moved).await?).filter_map(
+                    |record| match record {
+                        AnyRecord::Student(student) => Some(student),
+                        _ => None,
+                    },
+                ),
+            );
+            roster.enrollments = closed.enrollments;
+            roster.enrollments.extend(
+                then(store.enrollments_of(&site.site, &moved).await?).filter_map(|record| {
+                    match record {
+                        AnyRecord::Enrollment(enrollment) => Some(enrollment),
+                        _ => None,
+                    }
+                }),
+            );
+            // In key order, as a whole roster as of then reads: a user's orgs keep its order.
+            roster
+                .students
+                .sort_by(|a: &Student, b| a.source_key.cmp(&b.source_key));
+            roster
+                .enrollments
+                .sort_by(|a: &Enrollment, b| a.source_key.cmp(&b.source_key));
+        }
+        Kind::Org | Kind::Course | Kind::AcademicSession | Kind::Demographics => {}
+    }
+    let ScopedSite {
+        secret, identities, ..
+    } = site;
+    Ok(SiteRecords {
+        schools: as_of(roster.schools, secret, identities, since, AnyRecord::School),
+        groups: as_of(roster.groups, secret, identities, since, AnyRecord::Group),
+        enrollments: as_of(
+            roster.enrollments,
+            secret,
+            identities,
+            since,
+            AnyRecord::Enrollment,
+        ),
+        students: as_of(
+            roster.students,
+            secret,
+            identities,
+            since,
+            AnyRecord::Student,
+        ),
+    })
+}
+
+/// One page of the merge of the store's list `query` (the current objects changed since)
+/// with `deleted` (in `sourcedId` order): the page's current records, read by id, with the
+/// size of the merged list, and the deletions that fall in the page.
+pub(super) async fn merged_page(
+    store: &dyn Store,
+    query: &ConsumerPage,
+    current: bool,
+    deleted: Vec<Value>,
+) -> Result<(PagedRecords, Vec<Value>), StoreError> {
+    let listed = match current {
+        true => store.consumer_ids(query).await?,
+        false => Vec::new(),
+    };
+    let mut merged: Vec<(String, Option<Value>)> = listed
+        .into_iter()
+        .map(|id| (hex::encode(id), None))
+        .chain(
+            deleted
+                .into_iter()
+                .filter_map(|object| Some((id_of(&object)?.to_owned(), Some(object)))),
+        )
+        .collect();
+    merged.sort_by(|a, b| a.0.cmp(&b.0));
+    if query.descending {
+        merged.reverse();
+    }
+    let total = merged.len() as u64;
+    let offset = usize::try_from(query.offset).unwrap_or(usize::MAX);
+    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+    let mut within = Vec::new();
+    let mut gone = Vec::new();
+    for (id, object) in merged.into_iter().skip(offset).take(limit) {
+        match object {
+            Some(object) => gone.push(object),
+            None => within.extend(id_bytes(&id)),
+        }
+    }
+    let mut records = Vec::new();
+    if !within.is_empty() {
+        let limit = within.len() as u64;
+        let page = ConsumerPage {
+            within: Some(within),
+            offset: 0,
+            limit,
+            ..query.clone()
+        };
+        records = store.consumer_page(&page).await?.records;
+    }
+    Ok((PagedRecords { records, total }, gone))
+}
