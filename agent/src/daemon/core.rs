@@ -651,11 +651,11 @@ impl Core {
         Ok(())
     }
 
-    /// The status recomputed and written now, with the state folder: what the heartbeat is
-    /// made of (`daemon::heartbeat`).
-    pub fn current(&mut self) -> (&AgentStatus, &Path) {
+    /// The status recomputed and written now: what the heartbeat is made of
+    /// (`daemon::heartbeat`).
+    pub fn current(&mut self) -> &AgentStatus {
         self.publish();
-        (&self.status, &self.state_dir)
+        &self.status
     }
 
     /// Marks the daemon stopped and writes the final status.

@@ -7,13 +7,17 @@
 //! The body ([`body`]) is the status `status.json` holds, in the protocol's shape: counts,
 //! states, the held delta's counts, and in words only what the agent masked itself (the
 //! newest arrival's file name) or wrote itself (outcomes, the drop share's and the source's
-//! errors), each cut to the protocol's bound.
+//! errors), each cut to the protocol's bound. The drop share's outcome is read from disk
+//! before the core's lock is taken, as the update and freshness parts are read outside it:
+//! the lock serialises the enqueue stage, which a status file on a slow SD card must not hold
+//! up.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use skolebro_protocol::api::Heartbeat;
+use skolebro_protocol::drop_share::ShareStatus;
 use tokio::sync::{mpsc, watch};
 
 #[cfg(doc)]
@@ -36,9 +40,11 @@ pub(super) struct Answers {
 }
 
 /// Reports the agent's state every `every`, applies central's commands and hands the update
-/// part of the answer, once its statement holds, to the updater.
+/// part of the answer, once its statement holds, to the updater. `state_dir` is the state
+/// folder, where the drop share's outcome is read.
 pub(super) async fn heartbeat_loop(
     core: Shared,
+    state_dir: PathBuf,
     central: Central,
     every: Duration,
     answers: Answers,
@@ -59,11 +65,8 @@ pub(super) async fn heartbeat_loop(
         }
         let waiting = updater.waiting_for_space();
         with_core(&core, move |c| c.update_waiting(waiting)).await;
-        let mut heartbeat = with_core(&core, |c| {
-            let (status, state_dir) = c.current();
-            body(status, state_dir)
-        })
-        .await;
+        let share = drop_share::status(&state_dir);
+        let mut heartbeat = with_core(&core, move |c| body(c.current(), share)).await;
         heartbeat.target = Some(updater.target());
         heartbeat.update = updater.report();
         heartbeat.freshness = freshness.report();
@@ -107,9 +110,10 @@ pub(super) async fn heartbeat_loop(
     }
 }
 
-/// The heartbeat body for `status`, with what became of the drop share's settings read from
-/// `state_dir`; the loop adds the update and freshness parts, which live outside the core.
-fn body(status: &AgentStatus, state_dir: &Path) -> Heartbeat {
+/// The heartbeat body for `status`, with `drop_share`, what became of the share's settings;
+/// the loop adds the update and freshness parts, which live outside the core. No disk here:
+/// it runs under the core's lock.
+fn body(status: &AgentStatus, drop_share: Option<ShareStatus>) -> Heartbeat {
     let now = unix_ms_now();
     let mut heartbeat = Heartbeat {
         version: crate::update::VERSION.to_owned(),
@@ -129,7 +133,7 @@ fn body(status: &AgentStatus, state_dir: &Path) -> Heartbeat {
         update: None,
         freshness: None,
         arrival: status.last_arrival.clone(),
-        drop_share: drop_share::status(state_dir),
+        drop_share,
         source_problem: status.source_problem.clone(),
     };
     heartbeat.clip_texts();
@@ -169,7 +173,7 @@ mod tests {
             state: RunState::Healthy,
             ..AgentStatus::default()
         };
-        let before = body(&status, dir.path());
+        let before = body(&status, drop_share::status(dir.path()));
         assert_eq!(
             (before.arrival, before.drop_share, before.source_problem),
             (None, None, None)
@@ -189,7 +193,7 @@ mod tests {
             ..Arrival::default()
         });
         status.source_problem = Some("the share refused the account".into());
-        let heartbeat = body(&status, dir.path());
+        let heartbeat = body(&status, drop_share::status(dir.path()));
         let arrival = heartbeat.arrival.expect("the arrival");
         assert!(arrival.refused && arrival.file == "elevliste.csv");
         assert_eq!(
@@ -206,6 +210,24 @@ mod tests {
         assert_eq!(
             heartbeat.source_problem.as_deref(),
             Some("the share refused the account")
+        );
+    }
+
+    #[test]
+    fn the_body_cuts_the_share_s_error_it_is_handed() {
+        let share = ShareStatus {
+            last_error: Some("x".repeat(2000)),
+            last_error_unix_ms: Some(2),
+            ..ShareStatus::default()
+        };
+        let heartbeat = body(&AgentStatus::default(), Some(share));
+        let error = heartbeat
+            .drop_share
+            .and_then(|s| s.last_error)
+            .expect("the share's error");
+        assert_eq!(
+            error.chars().count(),
+            skolebro_protocol::api::MAX_REPORT_CHARS
         );
     }
 }

@@ -527,6 +527,7 @@ async fn supervise(
     ));
     let heartbeat = tokio::spawn(heartbeat::heartbeat_loop(
         core.clone(),
+        config.state_dir.clone(),
         central,
         Duration::from_secs(config.heartbeat_seconds.max(1)),
         answers,

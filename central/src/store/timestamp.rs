@@ -41,22 +41,32 @@ impl Timestamp {
     /// the last Sunday of March to 01:00 UTC on the last Sunday of October, CET (UTC+1)
     /// otherwise, as the EU's rules have had it since 1996. Here, not in the interface,
     /// because the store counts the site history by Oslo day too.
+    ///
+    /// Any `i64` is taken: a time can come from an agent's heartbeat. In the last two hours
+    /// `i64` milliseconds hold (292 million years from now) Oslo's clock has no `i64` value,
+    /// and the instant is given as it is, in UTC, with the zone `UTC`.
     pub fn oslo(self) -> (UtcDateTime, &'static str) {
         const HOUR_MS: i64 = 3_600_000;
+        const DAY_MS: i64 = 86_400_000;
         let year = UtcDateTime::from_unix_millis(self.0).year;
-        let last_sunday = |month: i64| {
+        // In `i128`: in the first and the last year `i64` holds, a change of the clocks can
+        // fall outside it.
+        let clocks_change = |month: i64| {
             let day = days_from_civil(year, month, 31);
             // 1970-01-01 was a Thursday: day 0 is weekday 4 counted from Sunday.
-            day - (day + 4).rem_euclid(7)
+            let last_sunday = day - (day + 4).rem_euclid(7);
+            i128::from(last_sunday) * i128::from(DAY_MS) + i128::from(HOUR_MS)
         };
-        let summer_starts = last_sunday(3) * 86_400_000 + HOUR_MS;
-        let summer_ends = last_sunday(10) * 86_400_000 + HOUR_MS;
-        let (offset, zone) = if (summer_starts..summer_ends).contains(&self.0) {
+        let summer = clocks_change(3)..clocks_change(10);
+        let (offset, zone) = if summer.contains(&i128::from(self.0)) {
             (2 * HOUR_MS, "CEST")
         } else {
             (HOUR_MS, "CET")
         };
-        (UtcDateTime::from_unix_millis(self.0 + offset), zone)
+        match self.0.checked_add(offset) {
+            Some(local) => (UtcDateTime::from_unix_millis(local), zone),
+            None => (UtcDateTime::from_unix_millis(self.0), "UTC"),
+        }
     }
 
     /// The day this instant falls on in Oslo, counted in days since 1970-01-01: what the
@@ -127,6 +137,58 @@ mod tests {
             "2026-03-10T14:05:00Zjunk",
         ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn oslo_shows_the_ends_of_i64_and_years_past_9999_without_overflowing() {
+        let (first, zone) = Timestamp(i64::MIN).oslo();
+        assert_eq!(
+            (first.to_string(), zone),
+            ("-292275055-05-16T18:47:04.192Z".to_owned(), "CEST")
+        );
+        let (last, zone) = Timestamp(i64::MAX).oslo();
+        assert_eq!(
+            (last.to_string(), zone),
+            ("292278994-08-17T07:12:55.807Z".to_owned(), "UTC")
+        );
+        // 10000-01-01T00:00:00Z, a day count `CivilDate` no longer holds.
+        let (new_year, zone) = Timestamp(253_402_300_800_000).oslo();
+        assert_eq!(
+            (new_year.to_string(), zone),
+            ("10000-01-01T01:00:00.000Z".to_owned(), "CET")
+        );
+        let (summer, zone) = Timestamp(253_402_300_800_000 + 200 * 86_400_000).oslo();
+        assert_eq!((summer.month, summer.hour, zone), (7, 2, "CEST"));
+        assert_eq!(Timestamp(i64::MAX).oslo_day(), 106_751_991_167);
+    }
+
+    #[test]
+    fn oslo_keeps_summer_time_until_two_hours_before_the_end_of_i64() {
+        let (_, zone) = Timestamp(i64::MAX - 2 * 3_600_000).oslo();
+        assert_eq!(zone, "CEST");
+        let (_, zone) = Timestamp(i64::MAX - 2 * 3_600_000 + 1).oslo();
+        assert_eq!(zone, "UTC");
+    }
+
+    /// Any `i64`, with the first and the last year of the range, where the clocks' changes
+    /// fall outside it, as likely as the rest.
+    fn any_millis() -> impl proptest::strategy::Strategy<Value = i64> {
+        const YEAR_MS: i64 = 366 * 86_400_000;
+        proptest::prop_oneof![
+            proptest::prelude::any::<i64>(),
+            i64::MIN..i64::MIN + YEAR_MS,
+            i64::MAX - YEAR_MS..=i64::MAX,
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn oslo_and_its_day_never_panic_for_any_i64(ms in any_millis()) {
+            let (local, zone) = Timestamp(ms).oslo();
+            let _ = Timestamp(ms).oslo_day();
+            proptest::prop_assert!(["CET", "CEST", "UTC"].contains(&zone));
+            proptest::prop_assert!((1..=12).contains(&local.month) && (0..24).contains(&local.hour));
         }
     }
 }

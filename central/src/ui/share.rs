@@ -16,16 +16,11 @@ use skolebro_protocol::{mask_in_text, DeviceId};
 use super::text::{when, Lang};
 use crate::store::Timestamp;
 
-/// The last instant a page shows (the end of the year 9999): an agent's time beyond it is
-/// shown as unknown rather than overflowing the calendar arithmetic.
-const LAST_SHOWN_MS: u64 = 253_402_300_799_999;
-
-/// An agent's Unix ms as a time a page shows, `None` when absent or beyond [`LAST_SHOWN_MS`].
+/// An agent's Unix ms as a time a page shows, `None` when absent. A count past `i64`
+/// is taken as `i64::MAX`, as the agent itself reports its last export; every `i64` renders
+/// ([`Timestamp::oslo`], [`Lang::relative`]).
 fn agent_time(unix_ms: Option<u64>) -> Option<Timestamp> {
-    unix_ms
-        .filter(|ms| *ms <= LAST_SHOWN_MS)
-        .and_then(|ms| i64::try_from(ms).ok())
-        .map(Timestamp)
+    unix_ms.map(|ms| Timestamp(i64::try_from(ms).unwrap_or(i64::MAX)))
 }
 
 /// A text an agent sent, masked again and cut.
@@ -244,8 +239,8 @@ mod tests {
             "{html}"
         );
         assert!(
-            html.contains(", written <span class=\"note\">"),
-            "a time past the calendar is not shown: {html}"
+            html.contains(", written 17.08.292278994 07:12 UTC <span class=\"note\">(om "),
+            "a time past `i64` is shown as its last instant, in UTC: {html}"
         );
         assert!(html.len() < 4_000, "cut: {} bytes", html.len());
     }

@@ -144,9 +144,12 @@ impl Lang {
     }
 
     /// How far `at` is from `now` in words: "for 3 min siden", "om 2 dager", "3 min ago".
+    /// Any two instants are taken (an agent's times among them): the distance is counted
+    /// unsigned, which holds even from `i64::MIN` to `i64::MAX`, and under a second reads
+    /// as past.
     pub(crate) fn relative(self, at: Timestamp, now: Timestamp) -> String {
-        let seconds = (now.0 - at.0) / 1000;
-        let (past, seconds) = (seconds >= 0, seconds.unsigned_abs());
+        let seconds = now.0.abs_diff(at.0) / 1000;
+        let past = at <= now || seconds == 0;
         let amount = match seconds {
             0..=59 => self.count(seconds, Noun::Second),
             60..=3599 => format!("{} min", seconds / 60),
@@ -332,6 +335,64 @@ mod tests {
         assert_eq!(Lang::Nb.relative(before(-3 * 86_400), now), "om 3 dager");
         assert_eq!(Lang::English.relative(before(180), now), "3 min ago");
         assert_eq!(Lang::English.relative(before(-3600), now), "in 1 h");
+        assert_eq!(
+            Lang::Nb.relative(Timestamp(now.0 + 999), now),
+            "for 0 sekunder siden"
+        );
+    }
+
+    /// 10000-01-01T00:00:00Z, past the four-digit years.
+    const YEAR_10000: Timestamp = Timestamp(253_402_300_800_000);
+
+    #[test]
+    fn relative_times_span_the_whole_of_i64_without_overflowing() {
+        let (min, max) = (Timestamp(i64::MIN), Timestamp(i64::MAX));
+        assert_eq!(Lang::Nb.relative(min, max), "for 213503982334 dager siden");
+        assert_eq!(Lang::English.relative(max, min), "in 213503982334 days");
+        assert_eq!(Lang::Nb.relative(min, min), "for 0 sekunder siden");
+        let now = ms("2026-12-06T14:00:00Z");
+        assert_eq!(Lang::Nb.relative(YEAR_10000, now), "om 2912103 dager");
+        assert_eq!(Lang::English.relative(now, YEAR_10000), "2912103 days ago");
+    }
+
+    #[test]
+    fn times_at_the_ends_of_i64_and_past_9999_render() {
+        assert_eq!(
+            Lang::Nb.time(Timestamp(i64::MIN)),
+            "16.05.-292275055 18:47 CEST"
+        );
+        assert_eq!(
+            Lang::English.time(Timestamp(i64::MAX)),
+            "292278994-08-17 07:12 UTC"
+        );
+        assert_eq!(Lang::Nb.time(YEAR_10000), "01.01.10000 01:00 CET");
+        let now = ms("2026-12-06T14:00:00Z");
+        for (at, shown) in [
+            (i64::MIN, "16.05.-292275055 18:47 CEST"),
+            (i64::MAX, "17.08.292278994 07:12 UTC"),
+            (YEAR_10000.0, "01.01.10000 01:00 CET"),
+        ] {
+            let page = when(Some(Timestamp(at)), now).into_string();
+            assert!(page.starts_with(shown), "{page}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn times_in_words_never_panic_for_any_i64(
+            at in proptest::prop_oneof![
+                proptest::prelude::any::<i64>(),
+                i64::MAX - 86_400_000..=i64::MAX,
+                proptest::strategy::Just(i64::MIN),
+            ],
+            now in proptest::prelude::any::<i64>(),
+        ) {
+            for lang in [Lang::Nb, Lang::English] {
+                let _ = lang.time(Timestamp(at));
+                let _ = lang.relative(Timestamp(at), Timestamp(now));
+            }
+            let _ = when(Some(Timestamp(at)), Timestamp(now));
+        }
     }
 
     #[test]
