@@ -140,6 +140,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         21,
         include_str!("../../../migrations/postgres/0021_grouped_enrollments.sql"),
     ),
+    (
+        22,
+        include_str!("../../../migrations/postgres/0022_grouped_at_current_schools.sql"),
+    ),
 ];
 
 /// Central's store in a PostgreSQL schema.

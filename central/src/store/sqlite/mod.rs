@@ -138,6 +138,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         21,
         include_str!("../../../migrations/sqlite/0021_grouped_enrollments.sql"),
     ),
+    (
+        22,
+        include_str!("../../../migrations/sqlite/0022_grouped_at_current_schools.sql"),
+    ),
 ];
 
 /// The page cache of the connection, in KiB (see `configure`).

@@ -191,10 +191,11 @@ pub(crate) async fn paged_lists_answer_exactly_as_the_whole_roster_does(store: &
     );
 }
 
-/// The `users` lists the store pages, whole and one page of them, for scopes of a whole site
-/// (county 46, county 03) and of part of one (each kommune of site A), against the
-/// whole-roster path: what shows that `records.school`, `student` and `enrolled` are right.
-async fn users_agree(store: &dyn Store, step: &str) -> Vec<usize> {
+/// The `path` lists (`users`, `enrollments`) the store pages, whole and one page of them, for
+/// scopes of a whole site (county 46, county 03) and of part of one (each kommune of site
+/// A), against the whole-roster path: what shows that `records.school`, `student`,
+/// `enrolled` and `grouped` are right.
+async fn lists_agree(store: &dyn Store, path: &str, step: &str) -> Vec<usize> {
     let scopes = [
         ConsumerScope::County("46".to_owned()),
         ConsumerScope::Kommune("4601".to_owned()),
@@ -204,19 +205,19 @@ async fn users_agree(store: &dyn Store, step: &str) -> Vec<usize> {
     let mut totals = Vec::new();
     for scope in &scopes {
         for query in ["", "limit=4&offset=3", "orderBy=desc&limit=5&offset=1"] {
-            let endpoint = Endpoint::parse("users").expect("an endpoint");
-            let uri: Uri = format!("/users?{query}").parse().expect("a URI");
+            let endpoint = Endpoint::parse(path).expect("an endpoint");
+            let uri: Uri = format!("/{path}?{query}").parse().expect("a URI");
             let request = parse_query(&uri)
                 .and_then(|parsed| PageRequest::from_query(parsed, endpoint.kind().fields()))
                 .expect("a request");
-            let plan = paged::plan(&endpoint, &request).expect("the store pages users");
+            let plan = paged::plan(&endpoint, &request).expect("the store pages the list");
             let served = paged::serve(store, scope, &plan)
                 .await
                 .expect("the store pages");
             assert_eq!(
                 (served.page, served.total),
                 in_memory(store, scope, &endpoint, &request).await,
-                "{step}: {scope:?} users?{query}"
+                "{step}: {scope:?} {path}?{query}"
             );
             if query.is_empty() {
                 totals.push(served.total);
@@ -251,7 +252,10 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_counts_mat
     two_counties(store).await;
     let secret = secret_a();
     // 24 of site A's 25 students are enrolled, 16 at 46505 and 8 at 46507; site B has 4.
-    assert_eq!(users_agree(store, "as enrolled").await, [24, 16, 8, 4]);
+    assert_eq!(
+        lists_agree(store, "users", "as enrolled").await,
+        [24, 16, 8, 4]
+    );
 
     let at_46505 = |n: usize, student: &str| Enrollment {
         source_key: format!("e{n}").into(),
@@ -266,7 +270,10 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_counts_mat
         4_000,
     )
     .await;
-    assert_eq!(users_agree(store, "after a rename").await, [24, 16, 8, 4]);
+    assert_eq!(
+        lists_agree(store, "users", "after a rename").await,
+        [24, 16, 8, 4]
+    );
 
     // A move: student 1 changes school; student 25 is enrolled for the first time.
     let mut enrollments = upserts(&secret, &[at_46505(1, "s1"), at_46505(25, "s25")]);
@@ -280,7 +287,10 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_counts_mat
         5_000,
     )
     .await;
-    assert_eq!(users_agree(store, "after a move").await, [25, 18, 7, 4]);
+    assert_eq!(
+        lists_agree(store, "users", "after a move").await,
+        [25, 18, 7, 4]
+    );
 
     // A closed enrollment leaves its student unlisted; a closed student leaves its
     // enrollment naming nobody.
@@ -298,7 +308,10 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_counts_mat
         6_000,
     )
     .await;
-    assert_eq!(users_agree(store, "after closes").await, [23, 17, 6, 4]);
+    assert_eq!(
+        lists_agree(store, "users", "after closes").await,
+        [23, 17, 6, 4]
+    );
 
     // A closed school takes its students out of every scope; a snapshot brings it back
     // with three of its pupils, and student 6 (whose enrollment stayed) back.
@@ -314,7 +327,7 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_counts_mat
     )
     .await;
     assert_eq!(
-        users_agree(store, "after a school closed").await,
+        lists_agree(store, "users", "after a school closed").await,
         [17, 17, 0, 4]
     );
 
@@ -334,5 +347,51 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_counts_mat
         enrollments: kept,
     };
     applied(store, Payload::Snapshot(snapshot), 8_000).await;
-    assert_eq!(users_agree(store, "after a snapshot").await, [21, 18, 3, 4]);
+    assert_eq!(
+        lists_agree(store, "users", "after a snapshot").await,
+        [21, 18, 3, 4]
+    );
+}
+
+/// The delta closing or upserting site A's school 46507 (kommune 4602), with `enrollments`.
+fn school_46507(secret: &SiteSecret, arrives: bool, enrollments: &[Enrollment]) -> Payload {
+    let mut schools = upserts(secret, &[school_at("46507", "4602")]);
+    if !arrives {
+        schools = upserts::<School>(secret, &[]);
+        schools.deletes = vec![secret.handle(Entity::School, "46507")];
+    }
+    Payload::Delta(Delta {
+        schools,
+        enrollments: upserts(secret, enrollments),
+        ..Delta::default()
+    })
+}
+
+pub(crate) async fn an_enrollment_at_a_school_its_site_holds_no_record_of_is_neither_listed_nor_counted(
+    store: &dyn Store,
+) {
+    two_counties(store).await;
+    let secret = secret_a();
+    // Site A's grouped enrollments: 8 at 46505 (kommune 4601), 8 at 46507 (4602); site B's
+    // have no basisgruppe.
+    let listed = |step: &'static str| lists_agree(store, "enrollments", step);
+    assert_eq!(listed("as enrolled").await, [16, 8, 8, 0]);
+
+    // The school goes, its enrollments stay: county 46 now covers the whole of site A, and
+    // what is left at 46507 is not listed.
+    applied(store, school_46507(&secret, false, &[]), 4_000).await;
+    assert_eq!(listed("after the school went").await, [8, 8, 0, 0]);
+
+    // The school record arrives again, with one more enrollment at it.
+    let more = Enrollment {
+        source_key: "e25".into(),
+        student: "s25".into(),
+        school: "46507".into(),
+        group: Some("2B".into()),
+    };
+    applied(store, school_46507(&secret, true, &[more]), 5_000).await;
+    assert_eq!(listed("after the school came back").await, [17, 8, 9, 0]);
+
+    applied(store, school_46507(&secret, false, &[]), 6_000).await;
+    assert_eq!(listed("after the school went again").await, [8, 8, 0, 0]);
 }
