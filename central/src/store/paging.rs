@@ -1,19 +1,21 @@
 //! The SQL of consumer paging, written once for both databases: the page and count of
 //! [`crate::store::RecordStore::consumer_page`], the enrollments that place a page of
-//! students, and the upkeep of `records.enrolled` that lets a page of students be counted
-//! and skipped on one index. The backends bind the parameters and run the statements; the
-//! consumer API (`crate::oneroster::paged`) decides what a page asks for.
+//! students, and the upkeep of `records.enrolled` and `records.grouped` that lets a page of
+//! students or enrollments be counted and skipped on one index. The backends bind the
+//! parameters and run the statements; the consumer API (`crate::oneroster::paged`) decides
+//! what a page asks for.
 //!
 //! Scope is checked on columns, not JSON: `school` (the skolenummer of a school, basisgruppe
 //! or enrollment), `student` (an enrollment's student, as the handle the site secret makes of
 //! its key), `enrolled` (a current student named by a current enrollment at one of its
-//! site's schools) and `grouped` (an enrollment with a basisgruppe, the only kind OneRoster's
-//! `enrollments` lists; migration 0021), whose partial index
-//! `records_consumer_enrollments` holds the scope's columns, so a page of enrollments is
-//! counted and skipped on it alone. A site whose every school is in the scope ("whole") has exactly its
-//! enrolled students listed, so their count and offset read the partial index
-//! `records_consumer_students` alone; a site only partly in the scope checks each of its
-//! enrolled students with one probe of `records_enrollment_student`.
+//! site's schools) and `grouped` (a current enrollment with a basisgruppe at one of its
+//! site's schools: exactly what OneRoster's `enrollments` lists of a site; migrations 0021
+//! and 0022). A site whose every school is in the scope ("whole") has exactly its enrolled
+//! students and grouped enrollments listed, so their count and offset check the site alone
+//! on the partial indexes `records_consumer_students` and `records_consumer_enrollments`; a
+//! site only partly in the scope checks each of its enrolled students with one probe of
+//! `records_enrollment_student`, and each grouped enrollment's school on
+//! `records_consumer_enrollments`, which holds it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -52,6 +54,14 @@ impl Dialect {
         match self {
             Dialect::Sqlite => format!("({row}.site || char(31) || {row}.school)"),
             Dialect::Postgres => format!("(({row}.site || chr(31) || {row}.school) COLLATE \"C\")"),
+        }
+    }
+
+    /// Whether the enrollment's record names a basisgruppe (`group`, never sealed).
+    fn has_group(self, row: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract({row}.record, '$.group') IS NOT NULL"),
+            Dialect::Postgres => format!("({row}.record->>'group') IS NOT NULL"),
         }
     }
 
@@ -141,27 +151,30 @@ pub(crate) fn page_sql(
     let entity = entity_name(page.entity);
     let mut from = "records r".to_owned();
     let scope = match page.entity {
-        Entity::School | Entity::Group | Entity::Enrollment => {
+        Entity::School | Entity::Group => {
             let sites_n = list(sites.iter().cloned().collect());
             let keys_n = list(scope_keys(page, &sites));
-            let mut scope = format!(
+            format!(
                 "r.site {} AND {} {}",
                 dialect.among(sites_n),
                 dialect.site_and_school("r"),
                 dialect.among(keys_n)
-            );
-            if page.entity == Entity::Enrollment {
-                // OneRoster lists only enrollments with a basisgruppe: the column, not the
-                // JSON, so the count and the offset read `records_consumer_enrollments`.
-                scope.push_str(" AND r.grouped");
-                if dialect == Dialect::Sqlite {
-                    from.push_str(" INDEXED BY records_consumer_enrollments");
-                }
+            )
+        }
+        Entity::Enrollment => {
+            // OneRoster lists only enrollments with a basisgruppe at a school of their site:
+            // the column, not the JSON, so the count and the offset read
+            // `records_consumer_enrollments` alone, which holds the partial sites' check too.
+            if dialect == Dialect::Sqlite {
+                from.push_str(" INDEXED BY records_consumer_enrollments");
             }
-            scope
+            let at_school = |keys_n: usize| {
+                format!("{} {}", dialect.site_and_school("r"), dialect.among(keys_n))
+            };
+            let (scope, _) = by_site(page, &sites, site_schools, dialect, &mut list, at_school);
+            format!("r.grouped AND {scope}")
         }
         Entity::Student => {
-            let (whole, partial) = split_sites(page, &sites, site_schools);
             let probe = |keys_n: usize| {
                 format!(
                     "EXISTS (SELECT 1 FROM records e WHERE e.site = r.site \
@@ -171,23 +184,11 @@ pub(crate) fn page_sql(
                     dialect.among(keys_n)
                 )
             };
-            let scope = if partial.is_empty() {
-                if dialect == Dialect::Sqlite {
-                    // The count and the offset then read this index alone.
-                    from.push_str(" INDEXED BY records_consumer_students");
-                }
-                format!("r.site {}", dialect.among(list(whole)))
-            } else {
-                let keys = scope_keys(page, &partial);
-                let partial_n = list(partial.into_iter().collect());
-                let keys_n = list(keys);
-                let partly = format!("r.site {} AND {}", dialect.among(partial_n), probe(keys_n));
-                if whole.is_empty() {
-                    partly
-                } else {
-                    format!("(r.site {} OR ({partly}))", dialect.among(list(whole)))
-                }
-            };
+            let (scope, all_whole) = by_site(page, &sites, site_schools, dialect, &mut list, probe);
+            if all_whole && dialect == Dialect::Sqlite {
+                // The count and the offset then read this index alone.
+                from.push_str(" INDEXED BY records_consumer_students");
+            }
             format!("r.enrolled AND {scope}")
         }
     };
@@ -246,6 +247,37 @@ pub(crate) fn page_sql(
         ids,
         lists,
     }
+}
+
+/// The scope of a page of students or enrollments, whose flag (`enrolled`, `grouped`) holds
+/// only at the schools of their site: a whole site ([`split_sites`]) is checked by `r.site`
+/// alone, a partly covered one by `r.site` and `partly`, given the list parameter of its
+/// schools in the scope ([`scope_keys`]). With it, whether every site is whole.
+fn by_site(
+    page: &ConsumerPage,
+    sites: &BTreeSet<String>,
+    site_schools: &[(String, Option<String>)],
+    dialect: Dialect,
+    list: &mut impl FnMut(Vec<String>) -> usize,
+    partly: impl Fn(usize) -> String,
+) -> (String, bool) {
+    let (whole, partial) = split_sites(page, sites, site_schools);
+    if partial.is_empty() {
+        return (format!("r.site {}", dialect.among(list(whole))), true);
+    }
+    let keys = scope_keys(page, &partial);
+    let partial_n = list(partial.into_iter().collect());
+    let partly = format!(
+        "r.site {} AND {}",
+        dialect.among(partial_n),
+        partly(list(keys))
+    );
+    let scope = if whole.is_empty() {
+        partly
+    } else {
+        format!("(r.site {} OR ({partly}))", dialect.among(list(whole)))
+    };
+    (scope, false)
 }
 
 /// The scope's sites split into those whose every current school is in the scope (whole)
@@ -341,13 +373,42 @@ pub(crate) fn refresh_enrolled_sql(dialect: Dialect, students: bool) -> String {
     )
 }
 
-/// Which students' `enrolled` flags a write may have changed.
+/// Sets `grouped` anew on the current enrollments of site parameter 1 where it changed, and
+/// only there. With `enrollments`, only the enrollments whose handles are list parameter 2.
+///
+/// Whether an enrollment names a basisgruppe is written at insert and never changes while
+/// it is current, so a flag that stands for it is switched off when its school is gone with
+/// no look at the record; the JSON (whose `group` is never sealed) is read only for an
+/// enrollment not flagged whose school is there, to tell one without a basisgruppe from one
+/// whose school came back.
+pub(crate) fn refresh_grouped_sql(dialect: Dialect, enrollments: bool) -> String {
+    let which = if enrollments {
+        format!(" AND r.handle {}", dialect.among_handles(2))
+    } else {
+        String::new()
+    };
+    let school = "EXISTS (SELECT 1 FROM records c WHERE c.site = r.site \
+                  AND c.entity = 'schools' AND c.is_current AND c.school = r.school)";
+    format!(
+        "UPDATE records AS r SET grouped = NOT r.grouped \
+         WHERE r.site = {} AND r.entity = 'enrollments' AND r.is_current{which} \
+         AND CASE WHEN r.grouped THEN NOT {school} ELSE {school} AND {} END",
+        dialect.param(1),
+        dialect.has_group("r")
+    )
+}
+
+/// Which flags a write may have changed: the students' `enrolled` and the enrollments'
+/// `grouped`.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Refresh {
-    /// Every student of the site: a snapshot, or a school came or went.
+    /// Every student and enrollment of the site: a snapshot, or a school came or went.
     Site,
-    /// Only these (sorted, without repeats; empty: none).
-    Students(Vec<RecordHandle>),
+    /// Only these (each sorted, without repeats; empty: none).
+    Records {
+        students: Vec<RecordHandle>,
+        enrollments: Vec<RecordHandle>,
+    },
 }
 
 /// What to refresh after a write that inserted `inserted` and closed the versions `closed`
@@ -369,16 +430,23 @@ pub(crate) fn refresh_after(
         .filter_map(|(entity, student)| (*entity == Entity::Enrollment).then_some(*student))
         .flatten()
         .collect();
+    let mut enrollments = BTreeSet::new();
     for Insert { row, .. } in inserted {
         match row.entity {
             Entity::Student => {
                 students.insert(row.handle);
             }
-            Entity::Enrollment => students.extend(row.student),
+            Entity::Enrollment => {
+                students.extend(row.student);
+                enrollments.insert(row.handle);
+            }
             Entity::School | Entity::Group => {}
         }
     }
-    Refresh::Students(students.into_iter().collect())
+    Refresh::Records {
+        students: students.into_iter().collect(),
+        enrollments: enrollments.into_iter().collect(),
+    }
 }
 
 /// Hex of each handle, as the SQLite statements' handle lists take them.
@@ -392,9 +460,9 @@ pub(crate) fn hex_list(handles: &[RecordHandle]) -> String {
     .to_string()
 }
 
-/// The sites whose `enrolled` flags an erasure of `records` can change: those where it
-/// removed an enrollment or a school (a student left without them is no longer listed).
-/// Each site once.
+/// The sites whose `enrolled` or `grouped` flags an erasure of `records` can change: those
+/// where it removed an enrollment or a school (a student left without them is no longer
+/// listed, nor an enrollment without its school). Each site once.
 pub(crate) fn sites_to_refresh_after_erasure(
     records: &[(SiteId, Entity, RecordHandle)],
 ) -> Vec<&str> {
@@ -411,9 +479,10 @@ pub(crate) fn sites_to_refresh_after_erasure(
 #[cfg(test)]
 mod tests {
     use compact_str::CompactString;
-    use skolebro_protocol::SiteId;
+    use skolebro_protocol::{Digest, SiteId};
 
     use super::*;
+    use crate::store::planning::Row;
     use crate::store::Compare;
 
     fn page(schools: &[(&str, &str)]) -> ConsumerPage {
@@ -538,6 +607,113 @@ mod tests {
                     .contains("INDEXED BY records_consumer_enrollments"),
                 dialect == Dialect::Sqlite
             );
+        }
+    }
+
+    fn enrollments(schools: &[(&str, &str)]) -> ConsumerPage {
+        ConsumerPage {
+            entity: Entity::Enrollment,
+            ..page(schools)
+        }
+    }
+
+    #[test]
+    fn a_scope_of_whole_sites_pages_enrollments_by_their_site_alone() {
+        let page = enrollments(&[("skole-a", "1"), ("skole-a", "2")]);
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let sql = page_sql(
+                &page,
+                &stored(&[("skole-a", "1"), ("skole-a", "2")]),
+                dialect,
+            );
+            assert_eq!(sql.lists, vec![vec!["skole-a".to_owned()]]);
+            for statement in [&sql.count, &sql.select] {
+                assert!(statement.contains("r.grouped AND r.site "), "{statement}");
+                assert!(!statement.contains("(31)"), "{statement}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_site_with_a_school_outside_the_scope_checks_each_enrollments_school_on_the_index() {
+        let page = enrollments(&[("skole-a", "1"), ("skole-b", "3")]);
+        let site_schools = stored(&[("skole-a", "1"), ("skole-a", "2"), ("skole-b", "3")]);
+        let sql = page_sql(&page, &site_schools, Dialect::Postgres);
+        assert_eq!(
+            sql.lists,
+            vec![
+                vec!["skole-a".to_owned()],
+                vec!["skole-a\u{1f}1".to_owned()],
+                vec!["skole-b".to_owned()],
+            ]
+        );
+        assert!(sql.count.contains(
+            "r.grouped AND (r.site = ANY($3) OR (r.site = ANY($1) \
+             AND ((r.site || chr(31) || r.school) COLLATE \"C\") = ANY($2)))"
+        ));
+        assert!(!sql.count.contains("EXISTS"));
+        let sql = page_sql(&page, &site_schools, Dialect::Sqlite);
+        assert!(sql
+            .count
+            .contains("INDEXED BY records_consumer_enrollments"));
+    }
+
+    fn inserted(entity: Entity, handle: u8, student: Option<u8>) -> Row {
+        Row {
+            entity,
+            handle: RecordHandle::from_bytes([handle; 32]),
+            digest: Digest::from_bytes([0; 32]),
+            json: String::new(),
+            key_id: None,
+            school: None,
+            student: student.map(|student| RecordHandle::from_bytes([student; 32])),
+            grouped: true,
+            school_handle: None,
+            group: None,
+        }
+    }
+
+    #[test]
+    fn an_inserted_enrollment_refreshes_its_own_flag_and_its_students() {
+        let rows = [
+            inserted(Entity::Enrollment, 2, Some(1)),
+            inserted(Entity::Group, 3, None),
+        ];
+        let inserts: Vec<Insert<'_>> = rows
+            .iter()
+            .map(|row| Insert {
+                row,
+                identity: None,
+            })
+            .collect();
+        let closed = [(Entity::Enrollment, Some(RecordHandle::from_bytes([4; 32])))];
+        assert_eq!(
+            refresh_after(false, &inserts, &closed),
+            Refresh::Records {
+                students: vec![
+                    RecordHandle::from_bytes([1; 32]),
+                    RecordHandle::from_bytes([4; 32])
+                ],
+                enrollments: vec![RecordHandle::from_bytes([2; 32])],
+            }
+        );
+        assert_eq!(
+            refresh_after(false, &inserts, &[(Entity::School, None)]),
+            Refresh::Site,
+            "a school that went refreshes every enrollment of its site"
+        );
+    }
+
+    #[test]
+    fn the_grouped_refresh_reads_the_record_only_to_switch_a_flag_on() {
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let sql = refresh_grouped_sql(dialect, true);
+            let on = sql
+                .find("ELSE")
+                .expect("a branch for unflagged enrollments");
+            assert!(sql.find("group'").is_some_and(|at| at > on), "{sql}");
+            assert!(sql.contains(&format!("r.handle {}", dialect.among_handles(2))));
+            assert!(!refresh_grouped_sql(dialect, false).contains("r.handle"));
         }
     }
 }

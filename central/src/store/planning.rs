@@ -35,8 +35,10 @@ pub(crate) struct Row {
     /// may be a national id, so the column holds the handle the site secret makes of it,
     /// never the key, and matches the student row's own `handle`.
     pub student: Option<RecordHandle>,
-    /// Whether an enrollment names a basisgruppe (`records.grouped`): OneRoster's
-    /// `enrollments` lists only those, and pages them on an index of this column.
+    /// Whether an enrollment names a basisgruppe: what `records.grouped` is inserted with.
+    /// OneRoster's `enrollments` lists only those at a current school of their site; the
+    /// reference check ([`plan`]) holds the school current at insert, and the refresh after
+    /// each write (`store::paging::refresh_grouped_sql`) clears the flag when it is not.
     pub grouped: bool,
     /// The handles of the school a group or an enrollment names and of the group an
     /// enrollment names, so [`plan`] can refuse a record naming one central does not hold.

@@ -141,6 +141,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/postgres/0021_grouped_enrollments.sql"),
     ),
     (
+        22,
+        include_str!("../../../migrations/postgres/0022_grouped_at_current_schools.sql"),
+    ),
+    (
         23,
         include_str!("../../../migrations/postgres/0023_change_feed.sql"),
     ),

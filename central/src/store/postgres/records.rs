@@ -11,7 +11,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, GenericClient};
 
 use super::devices::{read_device, read_secret};
-use super::paging::refresh_enrolled;
+use super::paging::refresh_flags;
 use super::subjects::{mark_returned, read_tombstones};
 use super::PostgresStore;
 use crate::seal::Sealer;
@@ -260,7 +260,7 @@ pub(super) async fn apply_prepared(
         }
         writer.finish().await?;
     }
-    refresh_enrolled(&tx, site, &refresh_after(snapshot, &plan.insert, &closed)).await?;
+    refresh_flags(&tx, site, &refresh_after(snapshot, &plan.insert, &closed)).await?;
     tx.execute(
         "UPDATE devices SET next_seq = $2, prev = $3 WHERE device = $1",
         &[

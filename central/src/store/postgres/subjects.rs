@@ -6,7 +6,7 @@
 use skolebro_protocol::{Entity, RecordHandle, SiteId};
 use tokio_postgres::GenericClient;
 
-use super::paging::refresh_enrolled;
+use super::paging::refresh_flags;
 use super::PostgresStore;
 use crate::store::columns::{bytes32, entity_name, stored_site};
 use crate::store::error::{StoreError, StoreFuture};
@@ -156,7 +156,7 @@ impl SubjectStore for PostgresStore {
                 .await?;
             }
             for site in sites_to_refresh_after_erasure(records) {
-                refresh_enrolled(&tx, site, &Refresh::Site).await?;
+                refresh_flags(&tx, site, &Refresh::Site).await?;
             }
             tx.commit().await?;
             Ok(deleted)

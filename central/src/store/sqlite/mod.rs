@@ -139,6 +139,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../../migrations/sqlite/0021_grouped_enrollments.sql"),
     ),
     (
+        22,
+        include_str!("../../../migrations/sqlite/0022_grouped_at_current_schools.sql"),
+    ),
+    (
         23,
         include_str!("../../../migrations/sqlite/0023_change_feed.sql"),
     ),
@@ -465,6 +469,67 @@ mod tests {
             .await
             .expect("identities read")
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn migrating_to_0022_ungroups_the_enrollments_at_a_school_their_site_has_no_record_of() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("central.db");
+        let site = suite::site_a();
+        {
+            // As migration 0021 left them: both enrollments grouped, one school held.
+            let mut conn = Connection::open(&path).expect("a database");
+            let before: Vec<(i64, &str)> = MIGRATIONS
+                .iter()
+                .copied()
+                .filter(|(number, _)| *number < 22)
+                .collect();
+            run_migrations(&mut conn, &before).expect("the older schema");
+            conn.execute(
+                "INSERT INTO sites (site, secret) VALUES (?1, ?2)",
+                rusqlite::params![site.as_str(), &[0xa1u8; 32][..]],
+            )
+            .expect("a site");
+            let rows = [
+                (1u8, "schools", "46505", r#"{"skolenummer":"46505"}"#, false),
+                (2, "enrollments", "46505", r#"{"group":"1A"}"#, true),
+                (3, "enrollments", "46507", r#"{"group":"2B"}"#, true),
+                (4, "enrollments", "46505", r#"{"group":null}"#, false),
+            ];
+            for (handle, entity, school, record, grouped) in rows {
+                conn.execute(
+                    "INSERT INTO records (site, entity, handle, digest, record, valid_from, \
+                     valid_to, is_current, transaction_time, school, grouped) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 1000, NULL, 1, 1000, ?6, ?7)",
+                    rusqlite::params![
+                        site.as_str(),
+                        entity,
+                        &[handle; 32][..],
+                        &[0u8; 32][..],
+                        record,
+                        school,
+                        grouped
+                    ],
+                )
+                .expect("a record");
+            }
+        }
+        let store = SqliteStore::open(&path)
+            .await
+            .expect("the older database opens");
+        let grouped: Vec<(u8, bool)> = store
+            .call(|conn| {
+                let mut statement = conn.prepare(
+                    "SELECT handle, grouped FROM records WHERE entity = 'enrollments' \
+                     ORDER BY handle",
+                )?;
+                let rows = statement
+                    .query_map([], |row| Ok((row.get::<_, Vec<u8>>(0)?[0], row.get(1)?)))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+            .expect("the flags read");
+        assert_eq!(grouped, [(2, true), (3, false), (4, false)]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 use skolebro_protocol::{Digest, Entity, RecordHandle, Roster, School, SiteId, SiteSecret};
 
 use super::devices::{read_device, read_secret};
-use super::paging::refresh_enrolled;
+use super::paging::refresh_flags;
 use super::subjects::{mark_returned, read_tombstones};
 use super::{blocking, SqliteStore};
 use crate::seal::Sealer;
@@ -141,7 +141,7 @@ fn apply_prepared(
             ])?;
         }
     }
-    refresh_enrolled(&tx, site, &refresh_after(snapshot, &plan.insert, &closed))?;
+    refresh_flags(&tx, site, &refresh_after(snapshot, &plan.insert, &closed))?;
     tx.execute(
         "UPDATE devices SET next_seq = ?2, prev = ?3 WHERE device = ?1",
         params![

@@ -6,7 +6,7 @@
 use rusqlite::{params, Connection, TransactionBehavior};
 use skolebro_protocol::{Entity, RecordHandle, SiteId};
 
-use super::paging::refresh_enrolled;
+use super::paging::refresh_flags;
 use super::SqliteStore;
 use crate::store::columns::{bytes32, entity_name, stored_site};
 use crate::store::error::{StoreError, StoreFuture};
@@ -147,7 +147,7 @@ impl SubjectStore for SqliteStore {
                 }
             }
             for site in sites_to_refresh_after_erasure(&records) {
-                refresh_enrolled(&tx, site, &Refresh::Site)?;
+                refresh_flags(&tx, site, &Refresh::Site)?;
             }
             tx.commit()?;
             Ok(deleted)

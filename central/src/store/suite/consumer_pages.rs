@@ -211,10 +211,11 @@ pub(crate) async fn paged_lists_answer_exactly_as_the_whole_roster_does(store: &
     );
 }
 
-/// The `users` lists the store pages, whole and one page of them, for scopes of a whole site
-/// (county 46, county 03) and of part of one (each kommune of site A), against the
-/// whole-roster path: what shows that `records.school`, `student` and `enrolled` are right.
-async fn users_agree(store: &dyn Store, step: &str) -> Vec<usize> {
+/// The `path` lists (`users`, `enrollments`) the store pages, whole and one page of them, for
+/// scopes of a whole site (county 46, county 03) and of part of one (each kommune of site
+/// A), against the whole-roster path: what shows that `records.school`, `student`,
+/// `enrolled` and `grouped` are right.
+async fn lists_agree(store: &dyn Store, path: &str, step: &str) -> Vec<usize> {
     let scopes = [
         ConsumerScope::County("46".to_owned()),
         ConsumerScope::Kommune("4601".to_owned()),
@@ -224,17 +225,17 @@ async fn users_agree(store: &dyn Store, step: &str) -> Vec<usize> {
     let mut totals = Vec::new();
     for scope in &scopes {
         for query in ["", "limit=4&offset=3", "orderBy=desc&limit=5&offset=1"] {
-            let endpoint = Endpoint::parse("users").expect("an endpoint");
-            let uri: Uri = format!("/users?{query}").parse().expect("a URI");
+            let endpoint = Endpoint::parse(path).expect("an endpoint");
+            let uri: Uri = format!("/{path}?{query}").parse().expect("a URI");
             let request = parse_query(&uri)
                 .and_then(|parsed| PageRequest::from_query(parsed, endpoint.kind().fields()))
                 .expect("a request");
-            let plan = paged::plan(&endpoint, &request).expect("the store pages users");
+            let plan = paged::plan(&endpoint, &request).expect("the store pages the list");
             let served = paged_answer(store, scope, &plan, &request).await;
             assert_eq!(
                 (served.page, served.total),
                 in_memory(store, scope, &endpoint, &request).await,
-                "{step}: {scope:?} users?{query}"
+                "{step}: {scope:?} {path}?{query}"
             );
             if query.is_empty() {
                 totals.push(served.total);
@@ -332,7 +333,10 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_lists_and_
     two_counties(store).await;
     let secret = secret_a();
     // 24 of site A's 25 students are enrolled, 16 at 46505 and 8 at 46507; site B has 4.
-    assert_eq!(users_agree(store, "as enrolled").await, [24, 16, 8, 4]);
+    assert_eq!(
+        lists_agree(store, "users", "as enrolled").await,
+        [24, 16, 8, 4]
+    );
     assert_eq!(feeds_agree(store, "as enrolled", 3000).await, 0);
     let mut feeds_deleted = Vec::new();
 
@@ -349,7 +353,10 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_lists_and_
         4_000,
     )
     .await;
-    assert_eq!(users_agree(store, "after a rename").await, [24, 16, 8, 4]);
+    assert_eq!(
+        lists_agree(store, "users", "after a rename").await,
+        [24, 16, 8, 4]
+    );
     feeds_deleted.push(feeds_agree(store, "after a rename", 4000).await);
 
     // A move: student 1 changes school; student 25 is enrolled for the first time.
@@ -364,7 +371,10 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_lists_and_
         5_000,
     )
     .await;
-    assert_eq!(users_agree(store, "after a move").await, [25, 18, 7, 4]);
+    assert_eq!(
+        lists_agree(store, "users", "after a move").await,
+        [25, 18, 7, 4]
+    );
     feeds_deleted.push(feeds_agree(store, "after a move", 5000).await);
 
     // A closed enrollment leaves its student unlisted; a closed student leaves its
@@ -383,7 +393,10 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_lists_and_
         6_000,
     )
     .await;
-    assert_eq!(users_agree(store, "after closes").await, [23, 17, 6, 4]);
+    assert_eq!(
+        lists_agree(store, "users", "after closes").await,
+        [23, 17, 6, 4]
+    );
     feeds_deleted.push(feeds_agree(store, "after closes", 6000).await);
 
     // A closed school takes its students out of every scope; a snapshot brings it back
@@ -400,7 +413,7 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_lists_and_
     )
     .await;
     assert_eq!(
-        users_agree(store, "after a school closed").await,
+        lists_agree(store, "users", "after a school closed").await,
         [17, 17, 0, 4]
     );
     feeds_deleted.push(feeds_agree(store, "after a school closed", 7000).await);
@@ -421,11 +434,60 @@ pub(crate) async fn paging_columns_follow_renames_moves_and_closes_so_lists_and_
         enrollments: kept,
     };
     applied(store, Payload::Snapshot(snapshot), 8_000).await;
-    assert_eq!(users_agree(store, "after a snapshot").await, [21, 18, 3, 4]);
+    assert_eq!(
+        lists_agree(store, "users", "after a snapshot").await,
+        [21, 18, 3, 4]
+    );
     feeds_deleted.push(feeds_agree(store, "after a snapshot", 8000).await);
     // Each step after the first took something out of some scope's feeds.
     assert!(
         feeds_deleted.iter().skip(1).all(|deleted| *deleted > 0),
         "deletions per step: {feeds_deleted:?}"
     );
+}
+
+/// The delta closing or upserting site A's school 46507 (kommune 4602), with `enrollments`.
+fn school_46507(secret: &SiteSecret, arrives: bool, enrollments: &[Enrollment]) -> Payload {
+    let mut schools = upserts(secret, &[school_at("46507", "4602")]);
+    if !arrives {
+        schools = upserts::<School>(secret, &[]);
+        schools.deletes = vec![secret.handle(Entity::School, "46507")];
+    }
+    Payload::Delta(Delta {
+        schools,
+        enrollments: upserts(secret, enrollments),
+        ..Delta::default()
+    })
+}
+
+pub(crate) async fn an_enrollment_at_a_school_its_site_holds_no_record_of_is_neither_listed_nor_counted(
+    store: &dyn Store,
+) {
+    two_counties(store).await;
+    let secret = secret_a();
+    // Site A's grouped enrollments: 8 at 46505 (kommune 4601), 8 at 46507 (4602); site B's
+    // have no basisgruppe.
+    let listed = |step: &'static str| lists_agree(store, "enrollments", step);
+    assert_eq!(listed("as enrolled").await, [16, 8, 8, 0]);
+
+    // The school goes, its enrollments stay: county 46 now covers the whole of site A, and
+    // what is left at 46507 is not listed.
+    applied(store, school_46507(&secret, false, &[]), 4_000).await;
+    assert_eq!(listed("after the school went").await, [8, 8, 0, 0]);
+    feeds_agree(store, "after the school went", 4000).await;
+
+    // The school record arrives again, with one more enrollment at it.
+    let more = Enrollment {
+        source_key: "e25".into(),
+        student: "s25".into(),
+        school: "46507".into(),
+        group: Some("2B".into()),
+    };
+    applied(store, school_46507(&secret, true, &[more]), 5_000).await;
+    assert_eq!(listed("after the school came back").await, [17, 8, 9, 0]);
+    feeds_agree(store, "after the school came back", 5000).await;
+
+    applied(store, school_46507(&secret, false, &[]), 6_000).await;
+    assert_eq!(listed("after the school went again").await, [8, 8, 0, 0]);
+    feeds_agree(store, "after the school went again", 6000).await;
 }

@@ -151,6 +151,7 @@ macro_rules! store_suite {
             reads_older_than_the_retention_are_purged_in_bounded_steps,
             paged_lists_answer_exactly_as_the_whole_roster_does,
             paging_columns_follow_renames_moves_and_closes_so_lists_and_feeds_match_the_roster,
+            an_enrollment_at_a_school_its_site_holds_no_record_of_is_neither_listed_nor_counted,
             retention_purges_history_and_departed_pupils_school_year_by_school_year,
             a_countys_own_period_keeps_its_sites_history_longer,
             purges_delete_in_bounded_steps_and_only_what_left_before_the_cutoff,

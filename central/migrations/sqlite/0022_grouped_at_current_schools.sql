@@ -1,0 +1,15 @@
+-- `grouped` at current schools only, SQLite (issue 14). OneRoster's `enrollments` lists an
+-- enrollment with a basisgruppe only when its school is a current school of its site (the
+-- mapped path, `oneroster::Mapping::site`); `grouped` (migration 0021) said only whether
+-- there is a basisgruppe, so a page of a whole site's enrollments had to check each one's
+-- school against the scope. From here `grouped` is both, kept by every apply and erasure
+-- (`store::paging::refresh_grouped_sql`, as `enrolled` is), and a scope covering a whole
+-- site checks the site alone on `records_consumer_enrollments`, whose predicate is the
+-- column: the index stays as it is and now leaves out enrollments at absent schools.
+-- Recomputed on current enrollments only, writing only the rows whose flag changes.
+UPDATE records SET grouped = NOT grouped
+ WHERE is_current AND entity = 'enrollments'
+   AND grouped <> (json_extract(record, '$.group') IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM records c
+                                WHERE c.site = records.site AND c.entity = 'schools'
+                                  AND c.is_current AND c.school = records.school));
