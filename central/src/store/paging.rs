@@ -65,6 +65,18 @@ impl Dialect {
         }
     }
 
+    /// `INDEXED BY index` on SQLite, nothing on PostgreSQL: where SQLite, planning without
+    /// statistics, would walk a site's every record of a kind on `records_current` for each
+    /// row of an outer query rather than probe the index meant. Its choice between two
+    /// indexes of two equal columns is a tie, broken by the schema's order, so a new index
+    /// elsewhere could turn a refresh of 100,000 students quadratic.
+    fn hint(self, index: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!(" INDEXED BY {index}"),
+            Dialect::Postgres => String::new(),
+        }
+    }
+
     /// Membership in the text list parameter `n` (a JSON array in SQLite, an array in
     /// PostgreSQL).
     fn among(self, n: usize) -> String {
@@ -165,9 +177,7 @@ pub(crate) fn page_sql(
             // OneRoster lists only enrollments with a basisgruppe at a school of their site:
             // the column, not the JSON, so the count and the offset read
             // `records_consumer_enrollments` alone, which holds the partial sites' check too.
-            if dialect == Dialect::Sqlite {
-                from.push_str(" INDEXED BY records_consumer_enrollments");
-            }
+            from.push_str(&dialect.hint("records_consumer_enrollments"));
             let at_school = |keys_n: usize| {
                 format!("{} {}", dialect.site_and_school("r"), dialect.among(keys_n))
             };
@@ -185,9 +195,9 @@ pub(crate) fn page_sql(
                 )
             };
             let (scope, all_whole) = by_site(page, &sites, site_schools, dialect, &mut list, probe);
-            if all_whole && dialect == Dialect::Sqlite {
+            if all_whole {
                 // The count and the offset then read this index alone.
-                from.push_str(" INDEXED BY records_consumer_students");
+                from.push_str(&dialect.hint("records_consumer_students"));
             }
             format!("r.enrolled AND {scope}")
         }
@@ -206,9 +216,7 @@ pub(crate) fn page_sql(
     {
         // A change feed: the records changed since are few beside the scope, so they are
         // found by time and sorted, rather than every record of the scope read in order.
-        if dialect == Dialect::Sqlite {
-            from = "records r INDEXED BY records_current_since".to_owned();
-        }
+        from = format!("records r{}", dialect.hint("records_current_since"));
     }
     let mut next = lists.len() + 1;
     for (compare, _) in &page.modified {
@@ -312,10 +320,7 @@ fn split_sites(
 /// handle: parameters 1 the site, 2 the students' handles as a list.
 pub(crate) fn enrollments_of_sql(dialect: Dialect) -> String {
     // Unanalysed, SQLite would rather walk the site's every enrollment by `records_current`.
-    let index = match dialect {
-        Dialect::Sqlite => " INDEXED BY records_enrollment_student",
-        Dialect::Postgres => "",
-    };
+    let index = dialect.hint("records_enrollment_student");
     format!(
         "SELECT e.handle, {}, e.valid_from, COALESCE(e.identity, e.handle) FROM records e{index} \
          WHERE e.site = {} AND e.entity = 'enrollments' AND e.is_current AND e.student {} \
@@ -364,12 +369,14 @@ pub(crate) fn refresh_enrolled_sql(dialect: Dialect, students: bool) -> String {
     format!(
         "UPDATE records AS r SET enrolled = NOT r.enrolled \
          WHERE r.site = {} AND r.entity = 'students' AND r.is_current{which} \
-         AND r.enrolled <> EXISTS (SELECT 1 FROM records e \
+         AND r.enrolled <> EXISTS (SELECT 1 FROM records e{} \
              WHERE e.site = r.site AND e.entity = 'enrollments' AND e.is_current \
              AND e.student = r.handle \
-             AND EXISTS (SELECT 1 FROM records c WHERE c.site = e.site AND c.entity = 'schools' \
-                         AND c.is_current AND c.school = e.school))",
-        dialect.param(1)
+             AND EXISTS (SELECT 1 FROM records c{} WHERE c.site = e.site \
+                         AND c.entity = 'schools' AND c.is_current AND c.school = e.school))",
+        dialect.param(1),
+        dialect.hint("records_enrollment_student"),
+        dialect.hint("records_site_schools"),
     )
 }
 
@@ -387,8 +394,11 @@ pub(crate) fn refresh_grouped_sql(dialect: Dialect, enrollments: bool) -> String
     } else {
         String::new()
     };
-    let school = "EXISTS (SELECT 1 FROM records c WHERE c.site = r.site \
-                  AND c.entity = 'schools' AND c.is_current AND c.school = r.school)";
+    let school = format!(
+        "EXISTS (SELECT 1 FROM records c{} WHERE c.site = r.site \
+         AND c.entity = 'schools' AND c.is_current AND c.school = r.school)",
+        dialect.hint("records_site_schools")
+    );
     format!(
         "UPDATE records AS r SET grouped = NOT r.grouped \
          WHERE r.site = {} AND r.entity = 'enrollments' AND r.is_current{which} \

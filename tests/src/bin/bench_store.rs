@@ -372,8 +372,12 @@ async fn feed(store: &dyn Store, roster: &Roster, name: &str, runs: usize) -> an
             .collect();
         store.enrollments_of(&site, &keys).await?;
         anyhow::ensure!(
-            closed.students.len() == 500 && standing.is_empty() && changed.len() == 300,
-            "the delta's 500 closed versions and 300 new ones, none of the gone still standing"
+            (closed.students.len(), standing.len(), changed.len(), listed.len()) == (500, 300, 300, 300),
+            "the delta's 500 closed versions and 300 renamed pupils standing and listed, not {} {} {} {}",
+            closed.students.len(),
+            standing.len(),
+            changed.len(),
+            listed.len()
         );
         Ok::<_, anyhow::Error>((start.elapsed(), merged.len() as u64))
     };
