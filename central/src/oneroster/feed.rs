@@ -21,14 +21,13 @@ use serde_json::{json, Value};
 use skolebro_protocol::{Enrollment, Entity, Roster, Student};
 
 use super::deletions::closed_at;
-use super::paged::id_bytes;
 use super::{
     as_of, id_of, scoped_sites, site_records, Kind, Mapping, Moment, Needs, ScopedRoster,
     ScopedSite, SiteRecords,
 };
 use crate::store::{
-    AnyRecord, ConsumerPage, ConsumerScope, CurrentRecord, PagedRecords, Store, StoreError,
-    Timestamp,
+    consumer_id_from_hex, AnyRecord, ConsumerPage, ConsumerScope, CurrentRecord, PagedRecords,
+    Store, StoreError, Timestamp,
 };
 
 /// The objects of `kind` the caller could read at `since` and cannot now, as `tobedeleted`
@@ -46,7 +45,7 @@ pub(super) async fn deleted(
     let ids: Vec<[u8; 16]> = then
         .of(kind)
         .iter()
-        .filter_map(|object| id_bytes(id_of(object)?))
+        .filter_map(|object| consumer_id_from_hex(id_of(object)?))
         .collect();
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -66,7 +65,7 @@ pub(super) async fn deleted(
         let Some(id) = id_of(object) else {
             continue;
         };
-        if id_bytes(id).is_some_and(|bytes| listed.contains(&bytes)) {
+        if consumer_id_from_hex(id).is_some_and(|bytes| listed.contains(&bytes)) {
             continue;
         }
         let closed = closed_at(store, &then, id, since).await?;
@@ -239,7 +238,7 @@ pub(super) async fn merged_page(
     for (id, object) in merged.into_iter().skip(offset).take(limit) {
         match object {
             Some(object) => gone.push(object),
-            None => within.extend(id_bytes(&id)),
+            None => within.extend(consumer_id_from_hex(&id)),
         }
     }
     let mut records = Vec::new();

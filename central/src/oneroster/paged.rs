@@ -25,7 +25,8 @@ use super::filter::{Op, Predicate};
 use super::query::PageRequest;
 use super::{feed, id_of, Kind, Mapping, Moment, ScopedRoster, ScopedSite, SiteRecords};
 use crate::store::{
-    AnyRecord, Compare, ConsumerPage, ConsumerScope, CurrentRecord, Store, StoreError, Timestamp,
+    consumer_id_from_hex, AnyRecord, Compare, ConsumerPage, ConsumerScope, CurrentRecord, Store,
+    StoreError, Timestamp,
 };
 
 /// A list request the store can page: its kind, the store's query, whether a current
@@ -78,17 +79,6 @@ fn compare(op: Op) -> Option<Compare> {
     })
 }
 
-/// A `sourcedId` as the store keeps it: 32 lowercase hex digits, whose text order is the
-/// bytes' order. Any other text takes the in-memory path, which compares it as text.
-pub(super) fn id_bytes(text: &str) -> Option<[u8; 16]> {
-    if text.len() != 32 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    let mut id = [0; 16];
-    hex::decode_to_slice(text, &mut id).ok()?;
-    Some(id)
-}
-
 /// The store query for `endpoint` and `request`, or `None` when the list must be served
 /// from the whole roster: see the module documentation for what is pushed down.
 pub(crate) fn plan(endpoint: &Endpoint, request: &PageRequest) -> Option<Plan> {
@@ -139,7 +129,9 @@ fn push(kind: Kind, predicate: &Predicate, query: &mut ConsumerPage) -> Option<b
             let at = Timestamp::parse_rfc3339(&predicate.value)?;
             query.modified.push((op, at));
         }
-        "sourcedId" => query.ids.push((op, id_bytes(&predicate.value)?)),
+        "sourcedId" => query
+            .ids
+            .push((op, consumer_id_from_hex(&predicate.value)?)),
         _ => return None,
     }
     Some(true)

@@ -74,8 +74,8 @@ pub use operator_tokens::{OperatorClient, OperatorTokenStore};
 pub use operators::{AuditEntry, AuditFilter, OperatorStore, Role, UiSession, UiUser};
 pub use postgres::PostgresStore;
 pub use records::{
-    consumer_id, AnyRecord, ApplyOutcome, Changes, Compare, ConsumerPage, Counts, CurrentRecord,
-    IncomingBatch, PagedRecords, RecordStore, Transfer, Version,
+    consumer_id, consumer_id_from_hex, AnyRecord, ApplyOutcome, Changes, Compare, ConsumerPage,
+    Counts, CurrentRecord, IncomingBatch, PagedRecords, RecordStore, Transfer, Version,
 };
 pub use releases::{
     DeviceReason, NewRelease, ReleaseRecord, ReleaseReport, ReleaseStore, RolloutChange,

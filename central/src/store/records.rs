@@ -493,6 +493,18 @@ pub fn consumer_id(identity: &RecordHandle) -> [u8; 16] {
     id
 }
 
+/// The consumer id a `sourcedId` names, if it is one as the store keeps them: 32 lowercase
+/// hex digits, whose text order is the bytes' order. Any other text names no stored record
+/// (the in-memory path compares it as text).
+pub fn consumer_id_from_hex(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut id = [0; 16];
+    hex::decode_to_slice(text, &mut id).ok()?;
+    Some(id)
+}
+
 /// A comparison a consumer's filter makes, pushed into the store's query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compare {
