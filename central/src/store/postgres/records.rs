@@ -161,6 +161,10 @@ pub(super) async fn apply_prepared(
     prepared: Prepared,
 ) -> Result<ApplyOutcome, StoreError> {
     let tx = conn.transaction().await?;
+    // The refreshes of `enrolled` and `grouped` over a whole site run in about 50 ms on
+    // 100,000 rows, but the server's JIT, which their cost estimate triggers, spends
+    // 0.3–0.5 s compiling each (docs/BENCHMARKS.md): off for this transaction only.
+    tx.batch_execute("SET LOCAL jit = off").await?;
     // Lock order: site, then device (see the module documentation).
     let prepared = match read_secret(&tx, &batch.site, true).await? {
         Some(stored) if stored == *secret => prepared,
