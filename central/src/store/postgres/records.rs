@@ -114,6 +114,35 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// The current records of `entity` at one site that belong to the students with
+    /// `students` as keys, read by `sql` (parameters: the site, the keys' handles): the
+    /// students themselves, or their enrollments.
+    async fn of_students(
+        &self,
+        site: &SiteId,
+        students: &[CompactString],
+        entity: Entity,
+        sql: fn(Dialect) -> String,
+    ) -> Result<Vec<CurrentRecord>, StoreError> {
+        let sealer = self.sealer();
+        let conn = self.pool.get().await?;
+        let secret = read_secret(&*conn, site, false)
+            .await?
+            .ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
+        let handles: Vec<RecordHandle> = students
+            .iter()
+            .map(|key| secret.handle(Entity::Student, key))
+            .collect();
+        let handles: Vec<&[u8]> = handles.iter().map(|h| &h.as_bytes()[..]).collect();
+        conn.query(&sql(Dialect::Postgres), &[&site.as_str(), &handles])
+            .await?
+            .iter()
+            .map(|row| current_record(&sealer, row, 0, entity))
+            .collect()
+    }
+}
+
 /// The statements of a consumer page ([`page_sql`]), given the current schools of its
 /// sites.
 async fn page_statements(
@@ -579,26 +608,7 @@ impl RecordStore for PostgresStore {
         site: &'a SiteId,
         students: &'a [CompactString],
     ) -> StoreFuture<'a, Vec<CurrentRecord>> {
-        Box::pin(async move {
-            let sealer = self.sealer();
-            let conn = self.pool.get().await?;
-            let secret = read_secret(&*conn, site, false)
-                .await?
-                .ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
-            let handles: Vec<RecordHandle> = students
-                .iter()
-                .map(|key| secret.handle(Entity::Student, key))
-                .collect();
-            let handles: Vec<&[u8]> = handles.iter().map(|h| &h.as_bytes()[..]).collect();
-            conn.query(
-                &students_of_sql(Dialect::Postgres),
-                &[&site.as_str(), &handles],
-            )
-            .await?
-            .iter()
-            .map(|row| current_record(&sealer, row, 0, Entity::Student))
-            .collect()
-        })
+        Box::pin(self.of_students(site, students, Entity::Student, students_of_sql))
     }
 
     fn enrollments_of<'a>(
@@ -606,28 +616,8 @@ impl RecordStore for PostgresStore {
         site: &'a SiteId,
         students: &'a [CompactString],
     ) -> StoreFuture<'a, Vec<CurrentRecord>> {
-        Box::pin(async move {
-            let sealer = self.sealer();
-            let conn = self.pool.get().await?;
-            // Enrollments name their student by the handle of its key (`records.student`).
-            let secret = read_secret(&*conn, site, false)
-                .await?
-                .ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
-            let handles: Vec<RecordHandle> = students
-                .iter()
-                .map(|key| secret.handle(Entity::Student, key))
-                .collect();
-            let handles: Vec<&[u8]> = handles.iter().map(|h| &h.as_bytes()[..]).collect();
-            let rows = conn
-                .query(
-                    &enrollments_of_sql(Dialect::Postgres),
-                    &[&site.as_str(), &handles],
-                )
-                .await?;
-            rows.iter()
-                .map(|row| current_record(&sealer, row, 0, Entity::Enrollment))
-                .collect()
-        })
+        // Enrollments name their student by the handle of its key (`records.student`).
+        Box::pin(self.of_students(site, students, Entity::Enrollment, enrollments_of_sql))
     }
 
     fn renamed_identities<'a>(

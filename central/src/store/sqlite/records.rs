@@ -281,6 +281,38 @@ fn read_roster(
     Ok(roster)
 }
 
+impl SqliteStore {
+    /// The current records of `entity` at one site that belong to the students with
+    /// `students` as keys, read by `sql` (parameters: the site, the keys' handles): the
+    /// students themselves, or their enrollments.
+    fn of_students<'a>(
+        &'a self,
+        site: &'a SiteId,
+        students: &'a [CompactString],
+        entity: Entity,
+        sql: fn(Dialect) -> String,
+    ) -> StoreFuture<'a, Vec<CurrentRecord>> {
+        let site = site.clone();
+        let students = students.to_vec();
+        let sealer = self.sealer();
+        Box::pin(self.call(move |conn| {
+            let secret =
+                read_secret(conn, &site)?.ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
+            let handles: Vec<RecordHandle> = students
+                .iter()
+                .map(|key| secret.handle(Entity::Student, key))
+                .collect();
+            let mut statement = conn.prepare_cached(&sql(Dialect::Sqlite))?;
+            let mut rows = statement.query(params![site.as_str(), hex_list(&handles)])?;
+            let mut records = Vec::new();
+            while let Some(row) = rows.next()? {
+                records.push(current_record(&sealer, row, 0, entity)?);
+            }
+            Ok(records)
+        }))
+    }
+}
+
 /// The statements of a consumer page ([`page_sql`]) and the values of their parameters
 /// before the page's limit and offset.
 fn page_statements(
@@ -510,25 +542,8 @@ impl RecordStore for SqliteStore {
         site: &'a SiteId,
         students: &'a [CompactString],
     ) -> StoreFuture<'a, Vec<CurrentRecord>> {
-        let site = site.clone();
-        let students = students.to_vec();
-        let sealer = self.sealer();
-        Box::pin(self.call(move |conn| {
-            // Enrollments name their student by the handle of its key (`records.student`).
-            let secret =
-                read_secret(conn, &site)?.ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
-            let handles: Vec<RecordHandle> = students
-                .iter()
-                .map(|key| secret.handle(Entity::Student, key))
-                .collect();
-            let mut statement = conn.prepare_cached(&enrollments_of_sql(Dialect::Sqlite))?;
-            let mut rows = statement.query(params![site.as_str(), hex_list(&handles)])?;
-            let mut records = Vec::new();
-            while let Some(row) = rows.next()? {
-                records.push(current_record(&sealer, row, 0, Entity::Enrollment)?);
-            }
-            Ok(records)
-        }))
+        // Enrollments name their student by the handle of its key (`records.student`).
+        self.of_students(site, students, Entity::Enrollment, enrollments_of_sql)
     }
 
     fn roster_closed_since<'a>(
@@ -553,24 +568,7 @@ impl RecordStore for SqliteStore {
         site: &'a SiteId,
         students: &'a [CompactString],
     ) -> StoreFuture<'a, Vec<CurrentRecord>> {
-        let site = site.clone();
-        let students = students.to_vec();
-        let sealer = self.sealer();
-        Box::pin(self.call(move |conn| {
-            let secret =
-                read_secret(conn, &site)?.ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
-            let handles: Vec<RecordHandle> = students
-                .iter()
-                .map(|key| secret.handle(Entity::Student, key))
-                .collect();
-            let mut statement = conn.prepare_cached(&students_of_sql(Dialect::Sqlite))?;
-            let mut rows = statement.query(params![site.as_str(), hex_list(&handles)])?;
-            let mut records = Vec::new();
-            while let Some(row) = rows.next()? {
-                records.push(current_record(&sealer, row, 0, Entity::Student)?);
-            }
-            Ok(records)
-        }))
+        self.of_students(site, students, Entity::Student, students_of_sql)
     }
 
     fn consumer_ids<'a>(&'a self, page: &'a ConsumerPage) -> StoreFuture<'a, Vec<[u8; 16]>> {
