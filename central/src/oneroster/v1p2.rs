@@ -4,15 +4,19 @@
 //! into its 1.2 shape before the query (filter, sort, fields) sees it, so a 1.2 request
 //! names 1.2 fields ([`Version::fields`]) and matches 1.2 values. Pure: no I/O.
 //!
-//! What differs from 1.1 in what central serves (OneRoster 1.2 Rostering Service REST/JSON
-//! binding): a user has `roles` (one per scoped school its enrollments place it at, the
-//! first `primary` and named again as `primaryOrg`, the rest `secondary`, each
-//! `role: student`) and `userProfiles` instead of `role` and `orgs`; `enabledUser` and an
-//! enrollment's `primary` are JSON booleans; every `href` names the 1.2 base. Dates
-//! (`YYYY-MM-DD`), `dateLastModified` (RFC 3339 in UTC with milliseconds), `status`
-//! (`active`, `tobedeleted`), an academic session's `schoolYear` (the ending year as a
-//! four-digit string) and orgs, classes, courses, sessions and demographics read the same
-//! in both versions.
+//! What differs from 1.1 in what central serves, as the OneRoster 1.2 Rostering Service
+//! REST/JSON binding's OpenAPI schemas (`UserDType`, `RoleDType`, `EnrollmentDType`,
+//! `AcademicSessionDType`; docs/API.md cites them) write it: a user has `roles` (one per
+//! scoped school its enrollments place it at, each `roleType: primary`, since the binding
+//! asks for exactly one primary role per org, and `role: student`), `primaryOrg` (the first
+//! of those schools) and `userProfiles` instead of `role` and `orgs`; every `href` names the
+//! 1.2 base; and a field without a value is left out rather than written `null`, since no
+//! 1.2 property admits `null` (a user's `middleName`, an academic session's `parent`).
+//! `enabledUser` and an enrollment's `primary` stay the strings `"true"` and `"false"`, as
+//! in 1.1. Dates (`YYYY-MM-DD`), `dateLastModified` (RFC 3339 in UTC with milliseconds),
+//! `status` (`active`, `tobedeleted`), an academic session's `schoolYear` (the ending year
+//! as a four-digit string) and orgs, classes, courses and demographics read the same in
+//! both versions.
 
 use std::sync::LazyLock;
 
@@ -107,20 +111,16 @@ fn to_v1p2(kind: Kind, mut object: Value) -> Value {
     let Value::Object(fields) = &mut object else {
         return object;
     };
-    match kind {
-        Kind::User => user(fields),
-        Kind::Enrollment => {
-            if let Some(primary) = fields.get_mut("primary") {
-                *primary = json!(primary.as_str() == Some("true"));
-            }
-        }
-        Kind::Org | Kind::Class | Kind::Course | Kind::AcademicSession | Kind::Demographics => {}
+    fields.retain(|_, value| !value.is_null());
+    if kind == Kind::User {
+        user(fields);
     }
     object
 }
 
-/// A 1.1 user's `role` and `orgs` as 1.2's `roles` and `primaryOrg`, and `enabledUser` as
-/// a boolean.
+/// A 1.1 user's `role` and `orgs` as 1.2's `roles` and `primaryOrg`. Each org gets one
+/// role, so each role is that org's primary one; which org is the user's own is
+/// `primaryOrg`'s to say.
 fn user(fields: &mut Map<String, Value>) {
     let role = fields.remove("role").unwrap_or(Value::Null);
     let orgs = match fields.remove("orgs") {
@@ -132,17 +132,10 @@ fn user(fields: &mut Map<String, Value>) {
     }
     let roles: Vec<Value> = orgs
         .into_iter()
-        .enumerate()
-        .map(|(at, org)| {
-            let role_type = if at == 0 { "primary" } else { "secondary" };
-            json!({"roleType": role_type, "role": role, "org": org})
-        })
+        .map(|org| json!({"roleType": "primary", "role": role, "org": org}))
         .collect();
     fields.insert("roles".to_owned(), Value::Array(roles));
     fields.insert("userProfiles".to_owned(), json!([]));
-    if let Some(enabled) = fields.get_mut("enabledUser") {
-        *enabled = json!(enabled.as_str() == Some("true"));
-    }
 }
 
 /// Points every reference's `href` (a path under the 1.1 base, as the mapping writes it) at
@@ -175,11 +168,12 @@ mod tests {
     }
 
     #[test]
-    fn a_user_gets_a_primary_role_at_its_first_school_and_secondary_ones_at_the_rest() {
+    fn a_user_gets_the_primary_role_at_each_of_its_schools_and_its_first_as_primary_org() {
         let user = json!({
             "sourcedId": "u1",
             "status": "active",
             "enabledUser": "true",
+            "middleName": null,
             "role": "student",
             "orgs": [school("s1"), school("s2")],
         });
@@ -190,11 +184,11 @@ mod tests {
             json!({
                 "sourcedId": "u1",
                 "status": "active",
-                "enabledUser": true,
+                "enabledUser": "true",
                 "primaryOrg": org("s1"),
                 "roles": [
                     {"roleType": "primary", "role": "student", "org": org("s1")},
-                    {"roleType": "secondary", "role": "student", "org": org("s2")},
+                    {"roleType": "primary", "role": "student", "org": org("s2")},
                 ],
                 "userProfiles": [],
             })
@@ -202,12 +196,23 @@ mod tests {
     }
 
     #[test]
-    fn an_enrollments_primary_becomes_a_boolean_and_its_references_the_new_base() {
+    fn an_enrollments_primary_stays_a_string_and_its_references_take_the_new_base() {
         let enrollment = json!({"primary": "true", "school": school("s1"), "role": "student"});
         let shaped = Version::V1p2.shape(Kind::Enrollment, enrollment);
-        assert_eq!(shaped["primary"], json!(true));
+        assert_eq!(shaped["primary"], "true");
         assert_eq!(shaped["school"]["href"], format!("{BASE_V1P2}/orgs/s1"));
         assert_eq!(shaped["role"], "student");
+    }
+
+    #[test]
+    fn a_field_without_a_value_is_left_out_but_metadata_keeps_its_own() {
+        let session = json!({"parent": null, "children": [], "metadata": {"note": null}});
+        let shaped = Version::V1p2.shape(Kind::AcademicSession, session.clone());
+        assert_eq!(shaped, json!({"children": [], "metadata": {"note": null}}));
+        assert_eq!(
+            Version::V1p1.shape(Kind::AcademicSession, session.clone()),
+            session
+        );
     }
 
     #[test]
