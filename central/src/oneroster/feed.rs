@@ -217,40 +217,151 @@ pub(super) async fn merged_page(
         true => store.consumer_ids(query).await?,
         false => Vec::new(),
     };
-    let mut merged: Vec<(String, Option<Value>)> = listed
-        .into_iter()
-        .map(|id| (hex::encode(id), None))
-        .chain(
-            deleted
-                .into_iter()
-                .filter_map(|object| Some((id_of(&object)?.to_owned(), Some(object)))),
-        )
-        .collect();
-    merged.sort_by(|a, b| a.0.cmp(&b.0));
-    if query.descending {
-        merged.reverse();
-    }
-    let total = merged.len() as u64;
-    let offset = usize::try_from(query.offset).unwrap_or(usize::MAX);
-    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
-    let mut within = Vec::new();
-    let mut gone = Vec::new();
-    for (id, object) in merged.into_iter().skip(offset).take(limit) {
-        match object {
-            Some(object) => gone.push(object),
-            None => within.extend(consumer_id_from_hex(&id)),
-        }
-    }
+    let window = Window::of(listed, deleted, query);
     let mut records = Vec::new();
-    if !within.is_empty() {
-        let limit = within.len() as u64;
+    if !window.listed.is_empty() {
+        let limit = window.listed.len() as u64;
         let page = ConsumerPage {
-            within: Some(within),
+            within: Some(window.listed),
             offset: 0,
             limit,
             ..query.clone()
         };
         records = store.consumer_page(&page).await?.records;
     }
-    Ok((PagedRecords { records, total }, gone))
+    let total = window.total;
+    Ok((PagedRecords { records, total }, window.deleted))
+}
+
+/// What one page of a merged change feed holds: the ids of the current records in it, the
+/// deletions in it, and the size of the whole merged list.
+#[derive(Debug, PartialEq)]
+struct Window {
+    listed: Vec<[u8; 16]>,
+    deleted: Vec<Value>,
+    total: u64,
+}
+
+impl Window {
+    /// The page `query` asks for (its order, offset and limit) of the merge of `listed`
+    /// (current ids) and `deleted` (objects): ids sort as their `sourcedId`s do, the hex
+    /// being lowercase.
+    fn of(listed: Vec<[u8; 16]>, deleted: Vec<Value>, query: &ConsumerPage) -> Window {
+        let mut merged: Vec<([u8; 16], Option<Value>)> = listed
+            .into_iter()
+            .map(|id| (id, None))
+            .chain(deleted.into_iter().filter_map(|object| {
+                let id = consumer_id_from_hex(id_of(&object)?)?;
+                Some((id, Some(object)))
+            }))
+            .collect();
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        if query.descending {
+            merged.reverse();
+        }
+        let total = merged.len() as u64;
+        let offset = usize::try_from(query.offset).unwrap_or(usize::MAX);
+        let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+        let mut window = Window {
+            listed: Vec::new(),
+            deleted: Vec::new(),
+            total,
+        };
+        for (id, object) in merged.into_iter().skip(offset).take(limit) {
+            match object {
+                Some(object) => window.deleted.push(object),
+                None => window.listed.push(id),
+            }
+        }
+        window
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+    use skolebro_protocol::Entity;
+
+    use super::*;
+
+    fn query(descending: bool, offset: u64, limit: u64) -> ConsumerPage {
+        ConsumerPage {
+            entity: Entity::Student,
+            schools: Vec::new(),
+            modified: Vec::new(),
+            ids: Vec::new(),
+            within: None,
+            descending,
+            offset,
+            limit,
+        }
+    }
+
+    fn gone(id: [u8; 16]) -> Value {
+        json!({"sourcedId": hex::encode(id), "status": "tobedeleted"})
+    }
+
+    #[test]
+    fn a_deletion_takes_its_place_among_the_current_ids_and_the_page_is_cut_after() {
+        let window = Window::of(
+            vec![[1; 16], [3; 16]],
+            vec![gone([2; 16])],
+            &query(false, 1, 2),
+        );
+        assert_eq!(
+            window,
+            Window {
+                listed: vec![[3; 16]],
+                deleted: vec![gone([2; 16])],
+                total: 3,
+            }
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn walking_the_pages_of_a_merged_feed_serves_each_id_once_in_order(
+            ids in proptest::collection::btree_set(any::<[u8; 16]>(), 0..40),
+            deleted_every in 1usize..5,
+            descending in any::<bool>(),
+            limit in 1u64..7,
+        ) {
+            let ids: Vec<[u8; 16]> = ids.into_iter().collect();
+            let (deleted, listed): (Vec<_>, Vec<_>) =
+                ids.iter().enumerate().partition(|(at, _)| at % deleted_every == 0);
+            let listed: Vec<[u8; 16]> = listed.into_iter().map(|(_, id)| *id).collect();
+            let deleted: BTreeSet<[u8; 16]> = deleted.into_iter().map(|(_, id)| *id).collect();
+            let mut walked = Vec::new();
+            let mut offset = 0;
+            loop {
+                let window = Window::of(
+                    listed.clone(),
+                    deleted.iter().map(|id| gone(*id)).collect(),
+                    &query(descending, offset, limit),
+                );
+                prop_assert_eq!(window.total, ids.len() as u64);
+                let mut page: Vec<[u8; 16]> = window.listed.clone();
+                page.extend(window.deleted.iter().filter_map(|object| {
+                    consumer_id_from_hex(id_of(object)?)
+                }));
+                page.sort();
+                if descending {
+                    page.reverse();
+                }
+                prop_assert!(page.len() as u64 <= limit);
+                if page.is_empty() {
+                    break;
+                }
+                walked.extend(page);
+                offset += limit;
+            }
+            let mut expected = ids.clone();
+            if descending {
+                expected.reverse();
+            }
+            prop_assert_eq!(walked, expected);
+        }
+    }
 }
