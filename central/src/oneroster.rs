@@ -9,9 +9,9 @@
 //! `sort`, `orderBy` and `fields`, `links` writes the paging links. No HTTP beyond headers.
 //!
 //! What central stores maps onto OneRoster as: a school is an org of type `school`, a
-//! basisgruppe a class of type `homeroom`, a student a user with role `student` (with a
-//! demographics object when the export gives a birth date or sex), and an enrollment with a
-//! basisgruppe an enrollment (one without a basisgruppe shows only in the user's `orgs`).
+//! basisgruppe a class of type `homeroom`, a student a user with role `student` and a
+//! demographics object of the same id (birth date and sex where known), and an enrollment
+//! with a basisgruppe an enrollment (one without a basisgruppe shows only in its `orgs`).
 //! Each class belongs to the academic session of its school year (`school_year`) and to a
 //! course: the school's trinn in that year (or its basisgrupper without a trinn). No
 //! teachers are carried, so teacher lists are empty. Current records are served `active`;
@@ -709,12 +709,10 @@ impl Mapping<'_> {
                 Gender::Unknown => None,
             };
             let birth_date = student.birth_date.map(|date| date.to_string());
-            if sex.is_some() || birth_date.is_some() {
-                let json = json!({"birthDate": birth_date, "sex": sex});
-                self.roster
-                    .demographics
-                    .push(common(json, &id, current.modified));
-            }
+            let json = json!({"birthDate": birth_date, "sex": sex});
+            self.roster
+                .demographics
+                .push(common(json, &id, current.modified));
             let json = json!({
                 "username": student.username.as_deref().unwrap_or_default(),
                 "userIds": [],

@@ -145,7 +145,7 @@ async fn closed_records(
     match kind {
         Kind::Class => roster.groups = closed.groups,
         Kind::Enrollment => roster.enrollments = closed.enrollments,
-        Kind::User => {
+        Kind::User | Kind::Demographics => {
             let moved: BTreeSet<CompactString> = closed
                 .students
                 .iter()
@@ -179,7 +179,7 @@ async fn closed_records(
                 .enrollments
                 .sort_by(|a: &Enrollment, b| a.source_key.cmp(&b.source_key));
         }
-        Kind::Org | Kind::Course | Kind::AcademicSession | Kind::Demographics => {}
+        Kind::Org | Kind::Course | Kind::AcademicSession => {}
     }
     let ScopedSite {
         secret, identities, ..

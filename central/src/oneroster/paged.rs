@@ -1,5 +1,5 @@
-//! Lists the store pages itself: a whole collection of orgs, users (students), classes or
-//! enrollments whose filter and sort SQL can say is read one page at a time
+//! Lists the store pages itself: a whole collection of orgs, users (students), their
+//! demographics, classes or enrollments whose filter and sort SQL can say is read one page at a time
 //! ([`crate::store::RecordStore::consumer_page`]) instead of mapping every record of the
 //! scope and paging in memory. The handler in `crate::api::consumer` asks [`plan`] first
 //! and falls back to the whole roster (`super::scoped_roster`, `super::query`) when it
@@ -46,10 +46,10 @@ pub(crate) struct Plan {
 fn entity_of(kind: Kind) -> Option<Entity> {
     Some(match kind {
         Kind::Org => Entity::School,
-        Kind::User => Entity::Student,
+        Kind::User | Kind::Demographics => Entity::Student,
         Kind::Class => Entity::Group,
         Kind::Enrollment => Entity::Enrollment,
-        Kind::Course | Kind::AcademicSession | Kind::Demographics => return None,
+        Kind::Course | Kind::AcademicSession => return None,
     })
 }
 

@@ -162,6 +162,7 @@ pub(crate) async fn paged_lists_answer_exactly_as_the_whole_roster_does(store: &
         "enrollments",
         "orgs",
         "schools",
+        "demographics",
     ];
     let queries = [
         "",
@@ -258,7 +259,7 @@ async fn feeds_agree(store: &dyn Store, step: &str, at: i64) -> usize {
     ];
     let mut deleted = 0;
     for scope in &scopes {
-        for path in ["users", "classes", "enrollments", "orgs"] {
+        for path in ["users", "classes", "enrollments", "orgs", "demographics"] {
             for since in [0, at - 1_500, at - 500] {
                 let time = crate::store::Timestamp(since).to_string();
                 let filter = format!("dateLastModified>='{time}'");
