@@ -255,7 +255,7 @@ impl Window {
                 Some((id, Some(object)))
             }))
             .collect();
-        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        merged.sort_by_key(|(id, _)| *id);
         if query.descending {
             merged.reverse();
         }
