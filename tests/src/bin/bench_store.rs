@@ -152,22 +152,9 @@ async fn unlock(store: &dyn Store, kek: Option<&Kek>) -> anyhow::Result<()> {
 async fn pages(store: &dyn Store, name: &str, runs: usize) -> anyhow::Result<()> {
     let paged = || async {
         let start = Instant::now();
-        let schools: Vec<_> = store
-            .current_schools()
-            .await?
-            .into_iter()
-            .filter(|(_, school)| school.fylkesnummer.as_deref() == Some("46"))
-            .map(|(site, school)| (site, school.skolenummer))
-            .collect();
         let query = ConsumerPage {
-            entity: Entity::Student,
-            schools,
-            modified: Vec::new(),
-            ids: Vec::new(),
-            within: None,
-            descending: false,
             offset: 50_000,
-            limit: 100,
+            ..county_page(store, Entity::Student).await?
         };
         let page = store.consumer_page(&query).await?;
         let Some((site, _)) = page.records.first() else {
@@ -216,25 +203,12 @@ async fn pages(store: &dyn Store, name: &str, runs: usize) -> anyhow::Result<()>
         &times,
         total,
     );
-    // The county's schools by site, as the consumer API gives a county-46 client's scope.
-    let county: Vec<_> = store
-        .current_schools()
-        .await?
-        .into_iter()
-        .filter(|(_, school)| school.fylkesnummer.as_deref() == Some("46"))
-        .map(|(site, school)| (site, school.skolenummer))
-        .collect();
+    let county = county_page(store, Entity::Enrollment).await?;
     let enrollments = || async {
         let start = Instant::now();
         let query = ConsumerPage {
-            entity: Entity::Enrollment,
-            schools: county.clone(),
-            modified: Vec::new(),
-            ids: Vec::new(),
-            within: None,
-            descending: false,
             offset: 50_000,
-            limit: 100,
+            ..county.clone()
         };
         let page = store.consumer_page(&query).await?;
         anyhow::ensure!(page.records.len() == 100, "a full page of enrollments");
@@ -304,24 +278,12 @@ async fn feed(store: &dyn Store, roster: &Roster, name: &str, runs: usize) -> an
             bytes: 0,
         })
         .await?;
-    let county: Vec<_> = store
-        .current_schools()
-        .await?
-        .into_iter()
-        .filter(|(_, school)| school.fylkesnummer.as_deref() == Some("46"))
-        .map(|(site, school)| (site, school.skolenummer))
-        .collect();
+    let county = county_page(store, Entity::Student).await?;
     let page = || async {
         let start = Instant::now();
         let query = ConsumerPage {
-            entity: Entity::Student,
-            schools: county.clone(),
             modified: vec![(Compare::GreaterOrEqual, since)],
-            ids: Vec::new(),
-            within: None,
-            descending: false,
-            offset: 0,
-            limit: 100,
+            ..county.clone()
         };
         let closed = store.roster_closed_since(&site, since).await?;
         let moved: Vec<_> = closed
@@ -394,6 +356,28 @@ async fn feed(store: &dyn Store, roster: &Roster, name: &str, runs: usize) -> an
         total,
     );
     Ok(())
+}
+
+/// The first page (`limit=100`) of `entity` for a county-46 client: the county's schools by
+/// site, as the consumer API gives that client's scope.
+async fn county_page(store: &dyn Store, entity: Entity) -> anyhow::Result<ConsumerPage> {
+    let schools = store
+        .current_schools()
+        .await?
+        .into_iter()
+        .filter(|(_, school)| school.fylkesnummer.as_deref() == Some("46"))
+        .map(|(site, school)| (site, school.skolenummer))
+        .collect();
+    Ok(ConsumerPage {
+        entity,
+        schools,
+        modified: Vec::new(),
+        ids: Vec::new(),
+        within: None,
+        descending: false,
+        offset: 0,
+        limit: 100,
+    })
 }
 
 /// Prints the first (cold) time, then the median and slowest of the others.
