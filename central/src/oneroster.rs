@@ -300,18 +300,25 @@ async fn scoped_sites(
     }
     let mut sites = Vec::with_capacity(covered.len());
     for site in covered {
+        sites.push(ScopedSite::read(store, site).await?);
+    }
+    Ok(sites)
+}
+
+impl ScopedSite {
+    /// `site` with its secret and renamed records as the store holds them now.
+    async fn read(store: &dyn Store, site: SiteId) -> Result<ScopedSite, StoreError> {
         let secret = store
             .site_secret(&site)
             .await?
             .ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
         let identities = store.renamed_identities(&site).await?;
-        sites.push(ScopedSite {
+        Ok(ScopedSite {
             site,
             secret,
             identities,
-        });
+        })
     }
-    Ok(sites)
 }
 
 /// Every OneRoster object of the caller's scope, by kind, in no particular order.

@@ -18,21 +18,20 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use compact_str::CompactString;
 use serde_json::{json, Value};
-use skolebro_protocol::{Enrollment, Entity, Roster, Student};
+use skolebro_protocol::{Entity, Roster, SiteId};
 
 use super::deletions::closed_at;
 use super::{
-    as_of, id_of, scoped_sites, site_records, Kind, Mapping, Moment, Needs, ScopedRoster,
-    ScopedSite, SiteRecords,
+    as_of, id_of, site_records, Kind, Mapping, Moment, Needs, ScopedRoster, ScopedSite, SiteRecords,
 };
 use crate::store::{
-    consumer_id_from_hex, AnyRecord, ConsumerPage, ConsumerScope, CurrentRecord, PagedRecords,
-    Store, StoreError, Timestamp,
+    consumer_id_from_hex, sort_roster, AnyRecord, ConsumerPage, ConsumerScope, CurrentRecord,
+    PagedRecords, Store, StoreError, Timestamp,
 };
 
 /// The objects of `kind` the caller could read at `since` and cannot now, as `tobedeleted`
-/// and dated when their record was closed, in `sourcedId` order; `query` is the list's store
-/// query (its scope). Their sites are noted in `roster` for the access log.
+/// and dated when their record was closed, in no particular order ([`merged_page`] sorts
+/// them into the list); `query` is the list's store query (its scope). Their sites are noted in `roster` for the access log.
 pub(super) async fn deleted(
     store: &dyn Store,
     scope: &ConsumerScope,
@@ -41,7 +40,7 @@ pub(super) async fn deleted(
     query: &ConsumerPage,
     roster: &mut ScopedRoster,
 ) -> Result<Vec<Value>, StoreError> {
-    let then = candidates(store, scope, since, kind).await?;
+    let then = candidates(store, scope, since, kind, query).await?;
     let ids: Vec<[u8; 16]> = then
         .of(kind)
         .iter()
@@ -77,22 +76,26 @@ pub(super) async fn deleted(
         object["dateLastModified"] = json!(closed.to_string());
         gone.push(object);
     }
-    gone.sort_by(|a, b| id_of(a).cmp(&id_of(b)));
     Ok(gone)
 }
 
-/// The candidates for deletion of `kind`, mapped as they stood at `since`: see the module
-/// documentation.
+/// The candidates for deletion of `kind` at the sites of `query`'s scope, mapped as they
+/// stood at `since`: see the module documentation.
 async fn candidates(
     store: &dyn Store,
     scope: &ConsumerScope,
     since: Timestamp,
     kind: Kind,
+    query: &ConsumerPage,
 ) -> Result<ScopedRoster, StoreError> {
     let mut then = ScopedRoster::default();
     let (mut courses, mut sessions) = (BTreeMap::new(), BTreeMap::new());
     let moment = Moment::AsOf(since);
-    for site in scoped_sites(store, scope).await? {
+    // The scope's sites, as `query.schools` (sorted by site) names them.
+    let mut sites: Vec<&SiteId> = query.schools.iter().map(|(site, _)| site).collect();
+    sites.dedup();
+    for site in sites {
+        let site = ScopedSite::read(store, site.clone()).await?;
         let closed = store.roster_closed_since(&site.site, since).await?;
         let records = if !closed.schools.is_empty() {
             let ScopedSite {
@@ -171,16 +174,11 @@ async fn closed_records(
                     }
                 }),
             );
-            // In key order, as a whole roster as of then reads: a user's orgs keep its order.
-            roster
-                .students
-                .sort_by(|a: &Student, b| a.source_key.cmp(&b.source_key));
-            roster
-                .enrollments
-                .sort_by(|a: &Enrollment, b| a.source_key.cmp(&b.source_key));
         }
         Kind::Org | Kind::Course | Kind::AcademicSession => {}
     }
+    // In key order, as a whole roster as of then reads: a user's orgs keep its order.
+    sort_roster(&mut roster);
     let ScopedSite {
         secret, identities, ..
     } = site;

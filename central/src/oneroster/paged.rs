@@ -189,11 +189,7 @@ pub(crate) async fn serve(
     let mut courses = BTreeMap::new();
     let mut sessions = BTreeMap::new();
     for (site, page) in by_site {
-        let secret = store
-            .site_secret(&site)
-            .await?
-            .ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
-        let identities = store.renamed_identities(&site).await?;
+        let site = ScopedSite::read(store, site).await?;
         let mut records = SiteRecords::default();
         match query.entity {
             Entity::School => records.schools = page,
@@ -207,18 +203,13 @@ pub(crate) async fn serve(
                         _ => None,
                     })
                     .collect();
-                records.enrollments = store.enrollments_of(&site, &keys).await?;
+                records.enrollments = store.enrollments_of(&site.site, &keys).await?;
                 records.students = page;
             }
         }
         if query.entity != Entity::School {
-            records.schools = store.current_records(&site, Entity::School).await?;
+            records.schools = store.current_records(&site.site, Entity::School).await?;
         }
-        let site = ScopedSite {
-            site,
-            secret,
-            identities,
-        };
         let mut mapping = Mapping {
             roster: &mut roster,
             courses: &mut courses,

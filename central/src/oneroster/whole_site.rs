@@ -21,16 +21,7 @@ pub(crate) async fn site_roster(
     store: &dyn Store,
     site: &SiteId,
 ) -> Result<ScopedRoster, StoreError> {
-    let secret = store
-        .site_secret(site)
-        .await?
-        .ok_or_else(|| StoreError::NoSiteSecret(site.clone()))?;
-    let identities = store.renamed_identities(site).await?;
-    let scoped = ScopedSite {
-        site: site.clone(),
-        secret,
-        identities,
-    };
+    let scoped = ScopedSite::read(store, site.clone()).await?;
     let needs = Needs::of([
         Kind::Org,
         Kind::User,

@@ -73,6 +73,7 @@ pub use key_rotations::{KeyRotationStore, PublishedRotation};
 pub use operator_tokens::{OperatorClient, OperatorTokenStore};
 pub use operators::{AuditEntry, AuditFilter, OperatorStore, Role, UiSession, UiUser};
 pub use postgres::PostgresStore;
+pub(crate) use records::sort_roster;
 pub use records::{
     consumer_id, consumer_id_from_hex, AnyRecord, ApplyOutcome, Changes, Compare, ConsumerPage,
     Counts, CurrentRecord, IncomingBatch, PagedRecords, RecordStore, Transfer, Version,
